@@ -1,0 +1,26 @@
+//! Compiles Dialtone's own protos with protox (pure Rust), so no system `protoc` is needed,
+//! and adds canonical proto3 JSON (pbjson) so `dialtonectl -o json` prints field and enum names.
+use std::{env, path::PathBuf};
+
+use prost::Message;
+
+const PROTOS: &[&str] = &["dialtone/config/v1/config.proto"];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    for proto in PROTOS {
+        println!("cargo:rerun-if-changed={proto}");
+    }
+    let fds = protox::compile(PROTOS, ["."])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let descriptor_path = out.join("dialtone_descriptor.bin");
+    std::fs::write(&descriptor_path, fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        .file_descriptor_set_path(&descriptor_path)
+        .compile_fds(fds)?;
+    let descriptors = std::fs::read(&descriptor_path)?;
+    pbjson_build::Builder::new()
+        .register_descriptors(&descriptors)?
+        .preserve_proto_field_names()
+        .build(&[".dialtone"])?;
+    Ok(())
+}

@@ -1,0 +1,12 @@
+//! Dialtone's public API, generated from `proto/dialtone/**.proto`.
+//!
+//! Messages also implement canonical proto3 JSON (`serde`) through pbjson.
+
+/// `dialtone.config.v1`: sites, edge groups, base settings, phones.
+pub mod config {
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/dialtone.config.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/dialtone.config.v1.serde.rs"));
+    }
+}

@@ -1,0 +1,180 @@
+//! The store every Dialtone role uses: etcd in a cluster, or an embedded single-node store
+//! (persisted on local disk) for the all-in-one mode. Both give the same semantics: keys with
+//! create/mod revisions, prefix ranges with pagination, transactions guarded by compares,
+//! prefix watches resumable from a revision (with an explicit "compacted, re-list" signal)
+//! and leases that delete their keys when they expire.
+//!
+//! Keys passed to the store are relative (`config/phones/42`); the store prepends its root
+//! (default `/dialtone/v1/`), so several deployments or tests can share one etcd.
+
+mod embedded;
+mod error;
+mod etcd;
+pub mod lifecycle;
+mod types;
+mod wal;
+
+pub use embedded::EmbeddedStore;
+pub use error::StoreError;
+pub use etcd::EtcdStore;
+pub use types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent};
+
+/// The root under which Dialtone keeps its keys unless told otherwise.
+pub const DEFAULT_ROOT: &str = "/dialtone/v1/";
+
+/// Most keys a single transaction may touch (etcd's default `--max-txn-ops` is 128).
+pub const MAX_TXN_OPS: usize = 128;
+
+/// A store backend. Cheap to clone; clones share one connection or one embedded database.
+#[derive(Clone)]
+pub enum Store {
+    /// The embedded single-node store.
+    Embedded(EmbeddedStore),
+    /// An etcd cluster.
+    Etcd(EtcdStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Embedded($s) => $e,
+            Store::Etcd($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Short name of the backend, for logs and metrics.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Embedded(_) => "embedded",
+            Store::Etcd(_) => "etcd",
+        }
+    }
+
+    /// Reads one key.
+    pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
+        dispatch!(self, s => s.get(key).await)
+    }
+
+    /// Reads several keys at one revision, in the order given.
+    pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KeyValue>>, StoreError> {
+        dispatch!(self, s => s.get_many(keys).await)
+    }
+
+    /// Writes one key, optionally attached to a lease; returns the new revision.
+    pub async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<i64, StoreError> {
+        let r = self.txn(Vec::new(), vec![Op::Put { key: key.to_owned(), value, lease }]).await?;
+        Ok(r.revision)
+    }
+
+    /// Deletes one key; returns whether it existed.
+    pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete(key).await)
+    }
+
+    /// Keys under `prefix` in key order, after `start_after` (exclusive), at most `limit`.
+    pub async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<RangePage, StoreError> {
+        dispatch!(self, s => s.range(prefix, start_after, limit).await)
+    }
+
+    /// Number of keys under `prefix`.
+    pub async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count(prefix).await)
+    }
+
+    /// Applies `ops` atomically if every compare holds.
+    pub async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, StoreError> {
+        if compares.len() > MAX_TXN_OPS || ops.len() > MAX_TXN_OPS {
+            return Err(StoreError::TooManyOps { count: compares.len().max(ops.len()), max: MAX_TXN_OPS });
+        }
+        dispatch!(self, s => s.txn(compares, ops).await)
+    }
+
+    /// The store's current revision.
+    pub async fn revision(&self) -> Result<i64, StoreError> {
+        dispatch!(self, s => s.revision().await)
+    }
+
+    /// Watches every key under `prefix`, from `from_revision` (inclusive; 0: from now on).
+    /// If that revision is no longer available the stream yields [`StoreError::Compacted`]:
+    /// re-list, then watch from the listed revision + 1.
+    pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream, StoreError> {
+        Ok(match self {
+            Store::Embedded(s) => WatchStream::Embedded(s.watch(prefix, from_revision)?),
+            Store::Etcd(s) => WatchStream::Etcd(s.watch(prefix, from_revision).await?),
+        })
+    }
+
+    /// Grants a lease of `ttl_s` seconds.
+    pub async fn lease_grant(&self, ttl_s: i64) -> Result<LeaseId, StoreError> {
+        dispatch!(self, s => s.lease_grant(ttl_s).await)
+    }
+
+    /// Opens a keep-alive channel for a lease.
+    pub async fn lease_keep_alive(&self, lease: LeaseId) -> Result<LeaseKeepAlive, StoreError> {
+        Ok(match self {
+            Store::Embedded(s) => LeaseKeepAlive::Embedded(s.clone(), lease),
+            Store::Etcd(s) => LeaseKeepAlive::Etcd(s.lease_keep_alive(lease).await?),
+        })
+    }
+
+    /// Revokes a lease, deleting every key attached to it.
+    pub async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
+        dispatch!(self, s => s.lease_revoke(lease).await)
+    }
+}
+
+/// A stream of watch batches; see [`Store::watch`].
+pub enum WatchStream {
+    /// Embedded backend.
+    Embedded(embedded::EmbeddedWatch),
+    /// etcd backend.
+    Etcd(etcd::EtcdWatch),
+}
+
+impl WatchStream {
+    /// The next batch of events; `Err(Compacted)` means re-list; `Ok(None)` means the store
+    /// closed. Any other error means the watch broke: watch again from the last revision seen.
+    pub async fn next(&mut self) -> Result<Option<WatchBatch>, StoreError> {
+        match self {
+            WatchStream::Embedded(w) => w.next().await,
+            WatchStream::Etcd(w) => w.next().await,
+        }
+    }
+}
+
+/// Keeps one lease alive; see [`Store::lease_keep_alive`].
+pub enum LeaseKeepAlive {
+    /// Embedded backend.
+    Embedded(EmbeddedStore, LeaseId),
+    /// etcd backend.
+    Etcd(etcd::EtcdKeepAlive),
+}
+
+impl LeaseKeepAlive {
+    /// Refreshes the lease; returns its TTL in seconds, 0 when the lease no longer exists.
+    pub async fn refresh(&mut self) -> Result<i64, StoreError> {
+        match self {
+            LeaseKeepAlive::Embedded(s, id) => Ok(s.lease_refresh(*id)),
+            LeaseKeepAlive::Etcd(k) => k.refresh().await,
+        }
+    }
+}
+
+/// The first key after every key that starts with `prefix` (etcd's range end for a prefix).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}

@@ -1,0 +1,181 @@
+//! A node's one lease and everything it owns.
+//!
+//! Each process holds ONE lease and hangs every key it owns on it (its membership records
+//! `members/{role}/{node}`, an edge's bindings). The keeper refreshes the lease at a third of
+//! its TTL. When the lease is lost (etcd says TTL 0, or no refresh succeeded for a whole TTL)
+//! the node logs it, marks itself unhealthy, grants a new lease and writes every owned key
+//! again; subscribers are told through [`NodeLease::generation`] so roles can re-publish
+//! state they keep elsewhere. Graceful shutdown revokes the lease, so the node's keys vanish
+//! at once instead of after the TTL.
+
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicI64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::{info, warn};
+
+use crate::{LeaseId, Store, StoreError};
+
+struct Shared {
+    store: Store,
+    node_id: String,
+    ttl_s: i64,
+    lease: AtomicI64,
+    alive: AtomicBool,
+    owned: Mutex<BTreeMap<String, Vec<u8>>>,
+    generation: watch::Sender<u64>,
+}
+
+/// The node's lease; see the module docs.
+pub struct NodeLease {
+    shared: Arc<Shared>,
+    keeper: JoinHandle<()>,
+}
+
+impl NodeLease {
+    /// Grants the node's lease and starts keeping it alive.
+    pub async fn start(store: Store, node_id: &str, ttl_s: i64) -> Result<Self, StoreError> {
+        let lease = store.lease_grant(ttl_s).await?;
+        info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, "node lease granted");
+        let shared = Arc::new(Shared {
+            store,
+            node_id: node_id.to_owned(),
+            ttl_s,
+            lease: AtomicI64::new(lease),
+            alive: AtomicBool::new(true),
+            owned: Mutex::new(BTreeMap::new()),
+            generation: watch::channel(0).0,
+        });
+        let keeper = tokio::spawn(keep(shared.clone()));
+        Ok(NodeLease { shared, keeper })
+    }
+
+    /// The current lease id.
+    pub fn lease_id(&self) -> LeaseId {
+        self.shared.lease.load(Ordering::Acquire)
+    }
+
+    /// Whether the lease is known to be alive (false between a loss and re-registration).
+    pub fn is_alive(&self) -> bool {
+        self.shared.alive.load(Ordering::Acquire)
+    }
+
+    /// A counter bumped every time the node re-registered on a new lease.
+    pub fn generation(&self) -> watch::Receiver<u64> {
+        self.shared.generation.subscribe()
+    }
+
+    /// Writes a key on the node's lease and remembers it, so it is written again after a
+    /// lost lease.
+    pub async fn put_owned(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
+        self.shared.owned.lock().insert(key.to_owned(), value.clone());
+        self.shared.store.put(key, value, Some(self.lease_id())).await?;
+        Ok(())
+    }
+
+    /// Deletes an owned key and forgets it.
+    pub async fn delete_owned(&self, key: &str) -> Result<(), StoreError> {
+        self.shared.owned.lock().remove(key);
+        self.shared.store.delete(key).await?;
+        Ok(())
+    }
+
+    /// Stops the keeper and revokes the lease: every owned key disappears at once.
+    pub async fn shutdown(self) {
+        self.keeper.abort();
+        let lease = self.lease_id();
+        match self.shared.store.lease_revoke(lease).await {
+            Ok(()) => info!(node = %self.shared.node_id, lease = %format!("{lease:x}"), "node lease revoked"),
+            Err(e) => warn!(node = %self.shared.node_id, error = %e, "lease revoke failed; keys expire with the ttl"),
+        }
+    }
+}
+
+impl Drop for NodeLease {
+    fn drop(&mut self) {
+        self.keeper.abort();
+    }
+}
+
+/// Keeps the lease alive; on loss, re-registers on a new one.
+async fn keep(shared: Arc<Shared>) {
+    let interval = Duration::from_millis((shared.ttl_s as u64 * 1000 / 3).max(100));
+    let ttl = Duration::from_secs(shared.ttl_s as u64);
+    let mut keep_alive = None;
+    let mut last_ok = Instant::now();
+    loop {
+        tokio::time::sleep(interval).await;
+        let lease = shared.lease.load(Ordering::Acquire);
+        if keep_alive.is_none() {
+            keep_alive = shared.store.lease_keep_alive(lease).await.map_err(|e| {
+                warn!(node = %shared.node_id, error = %e, "lease keep-alive could not open");
+            }).ok();
+        }
+        let outcome = match keep_alive.as_mut() {
+            Some(k) => Some(tokio::time::timeout(interval.max(Duration::from_secs(1)), k.refresh()).await),
+            None => None,
+        };
+        let lost = match outcome {
+            Some(outcome) => match outcome {
+                Ok(Ok(ttl_left)) if ttl_left > 0 => {
+                    last_ok = Instant::now();
+                    false
+                }
+                Ok(Ok(_)) => {
+                    warn!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease lost: expired");
+                    true
+                }
+                Ok(Err(e)) => {
+                    warn!(node = %shared.node_id, error = %e, "lease keep-alive failed");
+                    keep_alive = None;
+                    last_ok.elapsed() >= ttl
+                }
+                Err(_) => {
+                    warn!(node = %shared.node_id, "lease keep-alive timed out");
+                    keep_alive = None;
+                    last_ok.elapsed() >= ttl
+                }
+            },
+            None => last_ok.elapsed() >= ttl,
+        };
+        if lost {
+            if shared.alive.swap(false, Ordering::AcqRel) {
+                warn!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease lost: every owned key must be written again");
+            }
+            keep_alive = None;
+            if reregister(&shared).await {
+                last_ok = Instant::now();
+            }
+        }
+    }
+}
+
+/// Grants a new lease and writes every owned key on it. Returns whether it succeeded.
+async fn reregister(shared: &Shared) -> bool {
+    let lease = match shared.store.lease_grant(shared.ttl_s).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(node = %shared.node_id, error = %e, "new lease could not be granted; retrying");
+            return false;
+        }
+    };
+    shared.lease.store(lease, Ordering::Release);
+    let owned: Vec<(String, Vec<u8>)> = shared.owned.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    for (key, value) in &owned {
+        if let Err(e) = shared.store.put(key, value.clone(), Some(lease)).await {
+            warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");
+            return false;
+        }
+    }
+    shared.alive.store(true, Ordering::Release);
+    shared.generation.send_modify(|g| *g += 1);
+    info!(node = %shared.node_id, lease = %format!("{lease:x}"), keys = owned.len(), "node re-registered on a new lease");
+    true
+}
