@@ -56,8 +56,16 @@ impl fmt::Display for Permission {
 impl FromStr for Permission {
     type Err = AuthError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const ALL: [Permission; 5] = [Permission::All, Permission::View, Permission::Add, Permission::Edit, Permission::Delete];
-        ALL.into_iter().find(|p| p.to_string() == s).ok_or_else(|| AuthError::UnknownPermission(s.to_owned()))
+        const ALL: [Permission; 5] = [
+            Permission::All,
+            Permission::View,
+            Permission::Add,
+            Permission::Edit,
+            Permission::Delete,
+        ];
+        ALL.into_iter()
+            .find(|p| p.to_string() == s)
+            .ok_or_else(|| AuthError::UnknownPermission(s.to_owned()))
     }
 }
 
@@ -145,7 +153,10 @@ impl Tokens {
     /// Reads a token file.
     pub fn load(path: &Path) -> Result<Self, AuthError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| AuthError::Io {
+            path: p.clone(),
+            source,
+        })?;
         Self::parse(&text).map_err(|e| match e {
             AuthError::Parse { message, .. } => AuthError::Parse { path: p, message },
             other => other,
@@ -154,14 +165,18 @@ impl Tokens {
 
     /// Parses a token file's text.
     pub fn parse(text: &str) -> Result<Self, AuthError> {
-        let file: TokenFile =
-            toml::from_str(text).map_err(|e| AuthError::Parse { path: String::new(), message: e.message().to_owned() })?;
+        let file: TokenFile = toml::from_str(text).map_err(|e| AuthError::Parse {
+            path: String::new(),
+            message: e.message().to_owned(),
+        })?;
         let mut tokens = Tokens::default();
         for entry in file.token {
             let digest = match (&entry.token, &entry.sha256) {
                 (Some(t), None) => hash(t),
                 (None, Some(h)) => {
-                    let bytes = hex::decode(h.trim()).ok().and_then(|b| <[u8; 32]>::try_from(b).ok());
+                    let bytes = hex::decode(h.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok());
                     bytes.ok_or_else(|| AuthError::Parse {
                         path: String::new(),
                         message: format!("token '{}': sha256 must be 64 hex digits", entry.name),
@@ -170,19 +185,38 @@ impl Tokens {
                 _ => {
                     return Err(AuthError::Parse {
                         path: String::new(),
-                        message: format!("token '{}': give exactly one of `token` or `sha256`", entry.name),
+                        message: format!(
+                            "token '{}': give exactly one of `token` or `sha256`",
+                            entry.name
+                        ),
                     });
                 }
             };
-            let permissions = entry.permissions.iter().map(|p| p.parse()).collect::<Result<Vec<_>, _>>()?;
-            tokens.by_hash.insert(digest, Grant { name: entry.name, permissions });
+            let permissions = entry
+                .permissions
+                .iter()
+                .map(|p| p.parse())
+                .collect::<Result<Vec<_>, _>>()?;
+            tokens.by_hash.insert(
+                digest,
+                Grant {
+                    name: entry.name,
+                    permissions,
+                },
+            );
         }
         Ok(tokens)
     }
 
     /// Adds one token (used for the generated admin token).
     pub fn insert(&mut self, name: &str, token: &str, permissions: &[Permission]) {
-        self.by_hash.insert(hash(token), Grant { name: name.to_owned(), permissions: permissions.to_vec() });
+        self.by_hash.insert(
+            hash(token),
+            Grant {
+                name: name.to_owned(),
+                permissions: permissions.to_vec(),
+            },
+        );
     }
 
     /// Number of tokens.
@@ -196,14 +230,33 @@ impl Tokens {
     }
 
     /// Checks a request's bearer token for `needed`; returns the token's name.
-    pub fn authorize<T>(&self, request: &tonic::Request<T>, needed: Permission) -> Result<String, AuthError> {
-        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
-        let token = header.and_then(|h| h.strip_prefix("Bearer ")).ok_or(AuthError::Unauthenticated)?;
-        let grant = self.by_hash.get(&hash(token.trim())).ok_or(AuthError::Unauthenticated)?;
-        if grant.permissions.iter().any(|p| *p == Permission::All || *p == needed) {
+    pub fn authorize<T>(
+        &self,
+        request: &tonic::Request<T>,
+        needed: Permission,
+    ) -> Result<String, AuthError> {
+        let header = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let token = header
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or(AuthError::Unauthenticated)?;
+        let grant = self
+            .by_hash
+            .get(&hash(token.trim()))
+            .ok_or(AuthError::Unauthenticated)?;
+        if grant
+            .permissions
+            .iter()
+            .any(|p| *p == Permission::All || *p == needed)
+        {
             Ok(grant.name.clone())
         } else {
-            Err(AuthError::PermissionDenied { token: grant.name.clone(), needed })
+            Err(AuthError::PermissionDenied {
+                token: grant.name.clone(),
+                needed,
+            })
         }
     }
 }
@@ -212,7 +265,9 @@ impl Tokens {
 pub fn generate_token() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut rng = rand::rng();
-    let body: String = (0..40).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
+    let body: String = (0..40)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("dt_{body}")
 }
 
@@ -248,7 +303,11 @@ mod tests {
         let cases: &[(Option<&str>, Permission, Result<&str, &str>)] = &[
             (None, Permission::View, Err("unauthenticated")),
             (Some("Basic root"), Permission::View, Err("unauthenticated")),
-            (Some("Bearer nope"), Permission::View, Err("unauthenticated")),
+            (
+                Some("Bearer nope"),
+                Permission::View,
+                Err("unauthenticated"),
+            ),
             (Some("Bearer root"), Permission::Delete, Ok("admin")),
             (Some("Bearer eyes"), Permission::View, Ok("viewer")),
             (Some("Bearer eyes"), Permission::Edit, Err("denied")),
@@ -269,10 +328,19 @@ mod tests {
     fn bad_token_files_are_refused_with_a_reason() {
         let cases = [
             ("[[token]]\nname='a'\npermissions=[]", "exactly one"),
-            ("[[token]]\nname='a'\ntoken='x'\nsha256='00'\npermissions=[]", "exactly one"),
+            (
+                "[[token]]\nname='a'\ntoken='x'\nsha256='00'\npermissions=[]",
+                "exactly one",
+            ),
             ("[[token]]\nname='a'\nsha256='zz'\npermissions=[]", "64 hex"),
-            ("[[token]]\nname='a'\ntoken='x'\npermissions=['telephony:root']", "unknown permission"),
-            ("[[token]]\nname='a'\ntoken='x'\npermissions=[]\nextra=1", "unknown field"),
+            (
+                "[[token]]\nname='a'\ntoken='x'\npermissions=['telephony:root']",
+                "unknown permission",
+            ),
+            (
+                "[[token]]\nname='a'\ntoken='x'\npermissions=[]\nextra=1",
+                "unknown field",
+            ),
         ];
         for (text, want) in cases {
             let err = Tokens::parse(text).unwrap_err().to_string();

@@ -94,15 +94,23 @@ impl State {
 
     fn holds(&self, c: &Compare) -> bool {
         match c {
-            Compare::ModRevision { key, revision } => self.kvs.get(key).is_some_and(|e| e.mod_revision == *revision),
+            Compare::ModRevision { key, revision } => self
+                .kvs
+                .get(key)
+                .is_some_and(|e| e.mod_revision == *revision),
             Compare::Exists(key) => self.kvs.contains_key(key),
             Compare::Absent(key) => !self.kvs.contains_key(key),
-            Compare::PrefixEmpty(prefix) => self.first_at_or_after(prefix).is_none_or(|k| !k.starts_with(prefix.as_str())),
+            Compare::PrefixEmpty(prefix) => self
+                .first_at_or_after(prefix)
+                .is_none_or(|k| !k.starts_with(prefix.as_str())),
         }
     }
 
     fn first_at_or_after(&self, key: &str) -> Option<&String> {
-        self.kvs.range::<str, _>((Bound::Included(key), Bound::Unbounded)).next().map(|(k, _)| k)
+        self.kvs
+            .range::<str, _>((Bound::Included(key), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| k)
     }
 
     /// Applies one record at revision `rev`; returns the watch event it makes, if any.
@@ -115,7 +123,8 @@ impl State {
             Record::Put { key, value, lease } => {
                 let (create_revision, version) = match self.kvs.get(&key) {
                     Some(old) => {
-                        let (c, v, l, len) = (old.create_revision, old.version, old.lease, old.value.len());
+                        let (c, v, l, len) =
+                            (old.create_revision, old.version, old.lease, old.value.len());
                         self.detach(&key, l);
                         self.live_bytes -= (key.len() + len) as u64;
                         (c, v + 1)
@@ -128,7 +137,13 @@ impl State {
                     }
                 }
                 self.live_bytes += (key.len() + value.len()) as u64;
-                let entry = Entry { value, create_revision, mod_revision: rev, version, lease };
+                let entry = Entry {
+                    value,
+                    create_revision,
+                    mod_revision: rev,
+                    version,
+                    lease,
+                };
                 let kv = to_kv(&key, &entry);
                 self.kvs.insert(key, entry);
                 Some(WatchEvent::Put(kv))
@@ -137,23 +152,49 @@ impl State {
                 let old = self.kvs.remove(&key)?;
                 self.live_bytes -= (key.len() + old.value.len()) as u64;
                 self.detach(&key, old.lease);
-                Some(WatchEvent::Delete { key, mod_revision: rev })
+                Some(WatchEvent::Delete {
+                    key,
+                    mod_revision: rev,
+                })
             }
             Record::LeaseGrant { id, ttl } => {
                 self.last_lease = self.last_lease.max(id);
-                self.leases.insert(id, Lease { ttl, deadline: now + secs(ttl), keys: Default::default() });
+                self.leases.insert(
+                    id,
+                    Lease {
+                        ttl,
+                        deadline: now + secs(ttl),
+                        keys: Default::default(),
+                    },
+                );
                 None
             }
             Record::LeaseRevoke { id } => {
                 self.leases.remove(&id);
                 None
             }
-            Record::SnapshotKey { key, value, create_revision, mod_revision, version, lease } => {
+            Record::SnapshotKey {
+                key,
+                value,
+                create_revision,
+                mod_revision,
+                version,
+                lease,
+            } => {
                 if let Some(l) = self.leases.get_mut(&lease) {
                     l.keys.insert(key.clone());
                 }
                 self.live_bytes += (key.len() + value.len()) as u64;
-                self.kvs.insert(key, Entry { value, create_revision, mod_revision, version, lease });
+                self.kvs.insert(
+                    key,
+                    Entry {
+                        value,
+                        create_revision,
+                        mod_revision,
+                        version,
+                        lease,
+                    },
+                );
                 None
             }
         }
@@ -169,7 +210,9 @@ impl State {
         self.history_events += batch.events.len();
         self.history.push_back(batch);
         while self.history_events > HISTORY_EVENTS {
-            let Some(old) = self.history.pop_front() else { break };
+            let Some(old) = self.history.pop_front() else {
+                break;
+            };
             self.history_events -= old.events.len();
             self.history_floor = old.revision;
         }
@@ -179,7 +222,10 @@ impl State {
         let mut out = Vec::with_capacity(self.kvs.len() + self.leases.len() + 1);
         out.push(Record::Revision(self.revision));
         for (id, l) in &self.leases {
-            out.push(Record::LeaseGrant { id: *id, ttl: l.ttl });
+            out.push(Record::LeaseGrant {
+                id: *id,
+                ttl: l.ttl,
+            });
         }
         for (k, e) in &self.kvs {
             out.push(Record::SnapshotKey {
@@ -271,9 +317,21 @@ impl EmbeddedStore {
         file.set_len(decoded.valid_len as u64)?;
         file.sync_all()?;
         info!(path = %path.display(), keys = state.kvs.len(), revision = state.revision, frames, "embedded store opened");
-        let log = Log { file, path, dir: dir.to_owned(), bytes: decoded.valid_len as u64, buf: Vec::new() };
+        let log = Log {
+            file,
+            path,
+            dir: dir.to_owned(),
+            bytes: decoded.valid_len as u64,
+            buf: Vec::new(),
+        };
         let (events, _) = broadcast::channel(WATCH_BUFFER);
-        let store = EmbeddedStore { inner: Arc::new(Inner { state: RwLock::new(state), log: Mutex::new(log), events }) };
+        let store = EmbeddedStore {
+            inner: Arc::new(Inner {
+                state: RwLock::new(state),
+                log: Mutex::new(log),
+                events,
+            }),
+        };
         store.maybe_compact(true)?;
         tokio::spawn(expire_leases(Arc::downgrade(&store.inner)));
         Ok(store)
@@ -283,22 +341,34 @@ impl EmbeddedStore {
         Ok(self.inner.state.read().kvs.get(key).map(|e| to_kv(key, e)))
     }
 
-    pub(crate) async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KeyValue>>, StoreError> {
+    pub(crate) async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<KeyValue>>, StoreError> {
         let st = self.inner.state.read();
-        Ok(keys.iter().map(|k| st.kvs.get(k).map(|e| to_kv(k, e))).collect())
+        Ok(keys
+            .iter()
+            .map(|k| st.kvs.get(k).map(|e| to_kv(k, e)))
+            .collect())
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            this.commit(&[Compare::Exists(key.clone())], vec![Op::Delete(key)]).map(|r| r.succeeded)
+            this.commit(&[Compare::Exists(key.clone())], vec![Op::Delete(key)])
+                .map(|r| r.succeeded)
         })
         .await
         .map_err(|_| StoreError::Closed)?
     }
 
-    pub(crate) async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<RangePage, StoreError> {
+    pub(crate) async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<RangePage, StoreError> {
         let st = self.inner.state.read();
         let start = match start_after {
             Some(k) if k >= prefix => Bound::Excluded(k),
@@ -316,21 +386,35 @@ impl EmbeddedStore {
             }
             kvs.push(to_kv(k, e));
         }
-        Ok(RangePage { kvs, more, revision: st.revision })
+        Ok(RangePage {
+            kvs,
+            more,
+            revision: st.revision,
+        })
     }
 
     pub(crate) async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
         let st = self.inner.state.read();
-        Ok(st.kvs.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).take_while(|(k, _)| k.starts_with(prefix)).count() as u64)
+        Ok(st
+            .kvs
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .count() as u64)
     }
 
     pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
         Ok(self.inner.state.read().revision)
     }
 
-    pub(crate) async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, StoreError> {
+    pub(crate) async fn txn(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<Op>,
+    ) -> Result<TxnResult, StoreError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.commit(&compares, ops)).await.map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || this.commit(&compares, ops))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// Checks the compares and applies the ops under the write lock; the log is synced
@@ -338,7 +422,10 @@ impl EmbeddedStore {
     fn commit(&self, compares: &[Compare], ops: Vec<Op>) -> Result<TxnResult, StoreError> {
         let mut st = self.inner.state.write();
         if !compares.iter().all(|c| st.holds(c)) {
-            return Ok(TxnResult { succeeded: false, revision: st.revision });
+            return Ok(TxnResult {
+                succeeded: false,
+                revision: st.revision,
+            });
         }
         let rev = st.revision + 1;
         let mut records = Vec::with_capacity(ops.len() + 1);
@@ -360,21 +447,33 @@ impl EmbeddedStore {
             }
         }
         if records.len() == 1 {
-            return Ok(TxnResult { succeeded: true, revision: st.revision });
+            return Ok(TxnResult {
+                succeeded: true,
+                revision: st.revision,
+            });
         }
         self.inner.log.lock().append(&records)?;
         self.apply_committed(&mut st, records, rev);
         drop(st);
         self.maybe_compact(false)?;
-        Ok(TxnResult { succeeded: true, revision: rev })
+        Ok(TxnResult {
+            succeeded: true,
+            revision: rev,
+        })
     }
 
     fn apply_committed(&self, st: &mut State, records: Vec<Record>, rev: i64) {
         let now = Instant::now();
-        let events: Vec<WatchEvent> = records.into_iter().filter_map(|r| st.apply(r, rev, now)).collect();
+        let events: Vec<WatchEvent> = records
+            .into_iter()
+            .filter_map(|r| st.apply(r, rev, now))
+            .collect();
         st.revision = rev;
         if !events.is_empty() {
-            let batch = Arc::new(WatchBatch { events, revision: rev });
+            let batch = Arc::new(WatchBatch {
+                events,
+                revision: rev,
+            });
             st.record_history(batch.clone());
             // No receiver is fine: nobody watches.
             let _ = self.inner.events.send(batch);
@@ -395,16 +494,30 @@ impl EmbeddedStore {
         Ok(())
     }
 
-    pub(crate) fn watch(&self, prefix: &str, from_revision: i64) -> Result<EmbeddedWatch, StoreError> {
+    pub(crate) fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+    ) -> Result<EmbeddedWatch, StoreError> {
         let st = self.inner.state.read();
         // Subscribing under the read lock: no commit can slip between history and live.
         let rx = self.inner.events.subscribe();
-        let mut w = EmbeddedWatch { prefix: prefix.to_owned(), rx, backlog: VecDeque::new(), pending: None };
+        let mut w = EmbeddedWatch {
+            prefix: prefix.to_owned(),
+            rx,
+            backlog: VecDeque::new(),
+            pending: None,
+        };
         if from_revision > 0 && from_revision <= st.revision {
             if from_revision <= st.history_floor {
                 w.pending = Some(st.history_floor + 1);
             } else {
-                w.backlog = st.history.iter().filter(|b| b.revision >= from_revision).cloned().collect();
+                w.backlog = st
+                    .history
+                    .iter()
+                    .filter(|b| b.revision >= from_revision)
+                    .cloned()
+                    .collect();
             }
         }
         Ok(w)
@@ -414,9 +527,15 @@ impl EmbeddedStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut st = this.inner.state.write();
-            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+            let now_ms = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0);
             let id = (st.last_lease + 1).max(now_ms << 10);
-            let rec = Record::LeaseGrant { id, ttl: ttl_s.max(1) };
+            let rec = Record::LeaseGrant {
+                id,
+                ttl: ttl_s.max(1),
+            };
             this.inner.log.lock().append(std::slice::from_ref(&rec))?;
             let rev = st.revision;
             st.apply(rec, rev, Instant::now());
@@ -440,7 +559,9 @@ impl EmbeddedStore {
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.revoke(id)).await.map_err(|_| StoreError::Closed)?
+        tokio::task::spawn_blocking(move || this.revoke(id))
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     fn revoke(&self, id: LeaseId) -> Result<(), StoreError> {
@@ -473,12 +594,21 @@ async fn expire_leases(inner: Weak<Inner>) {
         let Some(inner) = inner.upgrade() else { return };
         let store = EmbeddedStore { inner };
         let now = Instant::now();
-        let expired: Vec<LeaseId> =
-            store.inner.state.read().leases.iter().filter(|(_, l)| l.deadline <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<LeaseId> = store
+            .inner
+            .state
+            .read()
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.revoke(id)).await {
-                Ok(Ok(())) | Ok(Err(StoreError::LeaseNotFound(_))) => info!(lease = %format!("{id:x}"), "lease expired"),
+                Ok(Ok(())) | Ok(Err(StoreError::LeaseNotFound(_))) => {
+                    info!(lease = %format!("{id:x}"), "lease expired")
+                }
                 Ok(Err(e)) => warn!(lease = %format!("{id:x}"), error = %e, "lease expiry failed"),
                 Err(_) => return,
             }
@@ -497,8 +627,16 @@ pub struct EmbeddedWatch {
 
 impl EmbeddedWatch {
     fn filtered(&self, batch: &WatchBatch) -> Option<WatchBatch> {
-        let events: Vec<WatchEvent> = batch.events.iter().filter(|e| e.key().starts_with(&self.prefix)).cloned().collect();
-        (!events.is_empty()).then_some(WatchBatch { events, revision: batch.revision })
+        let events: Vec<WatchEvent> = batch
+            .events
+            .iter()
+            .filter(|e| e.key().starts_with(&self.prefix))
+            .cloned()
+            .collect();
+        (!events.is_empty()).then_some(WatchBatch {
+            events,
+            revision: batch.revision,
+        })
     }
 
     pub(crate) async fn next(&mut self) -> Result<Option<WatchBatch>, StoreError> {
@@ -519,7 +657,9 @@ impl EmbeddedWatch {
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
                     // The watcher fell too far behind; it must re-list like after compaction.
-                    return Err(StoreError::Compacted { compact_revision: 0 });
+                    return Err(StoreError::Compacted {
+                        compact_revision: 0,
+                    });
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }

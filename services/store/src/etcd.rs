@@ -1,8 +1,9 @@
 //! The etcd backend (etcd 3.4+ through etcd-client).
 
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, DeleteOptions, EventType, GetOptions, LeaseKeepAliveStream, LeaseKeeper,
-    PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions, WatchStream as EtcdWatchStream,
+    Client, Compare as EtcdCompare, CompareOp, DeleteOptions, EventType, GetOptions,
+    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
+    WatchStream as EtcdWatchStream,
 };
 
 use crate::{
@@ -24,10 +25,16 @@ impl EtcdStore {
         let options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(3))
             .with_timeout(std::time::Duration::from_secs(5))
-            .with_keep_alive(std::time::Duration::from_secs(5), std::time::Duration::from_secs(3))
+            .with_keep_alive(
+                std::time::Duration::from_secs(5),
+                std::time::Duration::from_secs(3),
+            )
             .with_keep_alive_while_idle(true);
         let client = Client::connect(endpoints, Some(options)).await?;
-        let store = EtcdStore { client, root: root.to_owned() };
+        let store = EtcdStore {
+            client,
+            root: root.to_owned(),
+        };
         store.revision().await?;
         Ok(store)
     }
@@ -53,14 +60,26 @@ impl EtcdStore {
         resp.kvs().first().map(|kv| self.to_kv(kv)).transpose()
     }
 
-    pub(crate) async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KeyValue>>, StoreError> {
+    pub(crate) async fn get_many(
+        &self,
+        keys: &[String],
+    ) -> Result<Vec<Option<KeyValue>>, StoreError> {
         let mut out = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(crate::MAX_TXN_OPS) {
-            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(self.full(k), None)).collect();
-            let resp = self.client.kv_client().txn(Txn::new().and_then(ops)).await?;
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|k| TxnOp::get(self.full(k), None))
+                .collect();
+            let resp = self
+                .client
+                .kv_client()
+                .txn(Txn::new().and_then(ops))
+                .await?;
             for r in resp.op_responses() {
                 match r {
-                    TxnOpResponse::Get(g) => out.push(g.kvs().first().map(|kv| self.to_kv(kv)).transpose()?),
+                    TxnOpResponse::Get(g) => {
+                        out.push(g.kvs().first().map(|kv| self.to_kv(kv)).transpose()?)
+                    }
                     _ => out.push(None),
                 }
             }
@@ -69,11 +88,20 @@ impl EtcdStore {
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        let resp = self.client.kv_client().delete(self.full(key), None::<DeleteOptions>).await?;
+        let resp = self
+            .client
+            .kv_client()
+            .delete(self.full(key), None::<DeleteOptions>)
+            .await?;
         Ok(resp.deleted() > 0)
     }
 
-    pub(crate) async fn range(&self, prefix: &str, start_after: Option<&str>, limit: usize) -> Result<RangePage, StoreError> {
+    pub(crate) async fn range(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        limit: usize,
+    ) -> Result<RangePage, StoreError> {
         let full_prefix = self.full(prefix);
         let start = match start_after {
             Some(k) if k >= prefix => {
@@ -83,59 +111,107 @@ impl EtcdStore {
             }
             _ => full_prefix.clone().into_bytes(),
         };
-        let opts = GetOptions::new().with_range(prefix_end(full_prefix.as_bytes())).with_limit(limit as i64);
+        let opts = GetOptions::new()
+            .with_range(prefix_end(full_prefix.as_bytes()))
+            .with_limit(limit as i64);
         let resp = self.client.kv_client().get(start, Some(opts)).await?;
-        let kvs = resp.kvs().iter().map(|kv| self.to_kv(kv)).collect::<Result<Vec<_>, _>>()?;
+        let kvs = resp
+            .kvs()
+            .iter()
+            .map(|kv| self.to_kv(kv))
+            .collect::<Result<Vec<_>, _>>()?;
         let revision = resp.header().map_or(0, |h| h.revision());
-        Ok(RangePage { more: resp.more(), kvs, revision })
+        Ok(RangePage {
+            more: resp.more(),
+            kvs,
+            revision,
+        })
     }
 
     pub(crate) async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
         let opts = GetOptions::new().with_prefix().with_count_only();
-        let resp = self.client.kv_client().get(self.full(prefix), Some(opts)).await?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(self.full(prefix), Some(opts))
+            .await?;
         Ok(resp.count().max(0) as u64)
     }
 
     pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
         let opts = GetOptions::new().with_count_only();
-        let resp = self.client.kv_client().get(self.full("\0revision-probe"), Some(opts)).await?;
+        let resp = self
+            .client
+            .kv_client()
+            .get(self.full("\0revision-probe"), Some(opts))
+            .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
 
-    pub(crate) async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, StoreError> {
+    pub(crate) async fn txn(
+        &self,
+        compares: Vec<Compare>,
+        ops: Vec<Op>,
+    ) -> Result<TxnResult, StoreError> {
         let compares: Vec<EtcdCompare> = compares
             .into_iter()
             .map(|c| match c {
-                Compare::ModRevision { key, revision } => EtcdCompare::mod_revision(self.full(&key), CompareOp::Equal, revision),
-                Compare::Exists(key) => EtcdCompare::version(self.full(&key), CompareOp::Greater, 0),
+                Compare::ModRevision { key, revision } => {
+                    EtcdCompare::mod_revision(self.full(&key), CompareOp::Equal, revision)
+                }
+                Compare::Exists(key) => {
+                    EtcdCompare::version(self.full(&key), CompareOp::Greater, 0)
+                }
                 Compare::Absent(key) => EtcdCompare::version(self.full(&key), CompareOp::Equal, 0),
                 // Over a range, etcd compares a missing key as all-zero: create_revision == 0
                 // holds for every key in the range exactly when the range is empty.
                 Compare::PrefixEmpty(prefix) => {
-                    EtcdCompare::create_revision(self.full(&prefix), CompareOp::Equal, 0).with_prefix()
+                    EtcdCompare::create_revision(self.full(&prefix), CompareOp::Equal, 0)
+                        .with_prefix()
                 }
             })
             .collect();
         let ops: Vec<TxnOp> = ops
             .into_iter()
             .map(|op| match op {
-                Op::Put { key, value, lease } => {
-                    TxnOp::put(self.full(&key), value, lease.map(|l| PutOptions::new().with_lease(l)))
-                }
+                Op::Put { key, value, lease } => TxnOp::put(
+                    self.full(&key),
+                    value,
+                    lease.map(|l| PutOptions::new().with_lease(l)),
+                ),
                 Op::Delete(key) => TxnOp::delete(self.full(&key), None),
             })
             .collect();
-        let resp = self.client.kv_client().txn(Txn::new().when(compares).and_then(ops)).await.map_err(lease_error)?;
-        Ok(TxnResult { succeeded: resp.succeeded(), revision: resp.header().map_or(0, |h| h.revision()) })
+        let resp = self
+            .client
+            .kv_client()
+            .txn(Txn::new().when(compares).and_then(ops))
+            .await
+            .map_err(lease_error)?;
+        Ok(TxnResult {
+            succeeded: resp.succeeded(),
+            revision: resp.header().map_or(0, |h| h.revision()),
+        })
     }
 
-    pub(crate) async fn watch(&self, prefix: &str, from_revision: i64) -> Result<EtcdWatch, StoreError> {
+    pub(crate) async fn watch(
+        &self,
+        prefix: &str,
+        from_revision: i64,
+    ) -> Result<EtcdWatch, StoreError> {
         let mut opts = WatchOptions::new().with_prefix();
         if from_revision > 0 {
             opts = opts.with_start_revision(from_revision);
         }
-        let stream = self.client.watch_client().watch(self.full(prefix), Some(opts)).await?;
-        Ok(EtcdWatch { store: self.clone(), stream })
+        let stream = self
+            .client
+            .watch_client()
+            .watch(self.full(prefix), Some(opts))
+            .await?;
+        Ok(EtcdWatch {
+            store: self.clone(),
+            stream,
+        })
     }
 
     pub(crate) async fn lease_grant(&self, ttl_s: i64) -> Result<LeaseId, StoreError> {
@@ -148,7 +224,11 @@ impl EtcdStore {
     }
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
-        self.client.lease_client().revoke(id).await.map_err(lease_error)?;
+        self.client
+            .lease_client()
+            .revoke(id)
+            .await
+            .map_err(lease_error)?;
         Ok(())
     }
 }
@@ -156,7 +236,9 @@ impl EtcdStore {
 /// etcd reports a missing lease as a gRPC error; give it its own variant.
 fn lease_error(e: etcd_client::Error) -> StoreError {
     match &e {
-        etcd_client::Error::GRpcStatus(s) if s.message().contains("lease not found") => StoreError::LeaseNotFound(0),
+        etcd_client::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
+            StoreError::LeaseNotFound(0)
+        }
         _ => StoreError::Etcd(e),
     }
 }
@@ -170,9 +252,13 @@ pub struct EtcdWatch {
 impl EtcdWatch {
     pub(crate) async fn next(&mut self) -> Result<Option<WatchBatch>, StoreError> {
         loop {
-            let Some(resp) = self.stream.message().await? else { return Ok(None) };
+            let Some(resp) = self.stream.message().await? else {
+                return Ok(None);
+            };
             if resp.compact_revision() > 0 {
-                return Err(StoreError::Compacted { compact_revision: resp.compact_revision() });
+                return Err(StoreError::Compacted {
+                    compact_revision: resp.compact_revision(),
+                });
             }
             if resp.canceled() {
                 return Ok(None);
@@ -188,7 +274,10 @@ impl EtcdWatch {
                 revision = revision.max(kv.mod_revision);
                 events.push(match ev.event_type() {
                     EventType::Put => WatchEvent::Put(kv),
-                    EventType::Delete => WatchEvent::Delete { key: kv.key, mod_revision: kv.mod_revision },
+                    EventType::Delete => WatchEvent::Delete {
+                        key: kv.key,
+                        mod_revision: kv.mod_revision,
+                    },
                 });
             }
             return Ok(Some(WatchBatch { events, revision }));

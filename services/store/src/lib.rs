@@ -63,8 +63,22 @@ impl Store {
     }
 
     /// Writes one key, optionally attached to a lease; returns the new revision.
-    pub async fn put(&self, key: &str, value: Vec<u8>, lease: Option<LeaseId>) -> Result<i64, StoreError> {
-        let r = self.txn(Vec::new(), vec![Op::Put { key: key.to_owned(), value, lease }]).await?;
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        lease: Option<LeaseId>,
+    ) -> Result<i64, StoreError> {
+        let r = self
+            .txn(
+                Vec::new(),
+                vec![Op::Put {
+                    key: key.to_owned(),
+                    value,
+                    lease,
+                }],
+            )
+            .await?;
         Ok(r.revision)
     }
 
@@ -91,7 +105,10 @@ impl Store {
     /// Applies `ops` atomically if every compare holds.
     pub async fn txn(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<TxnResult, StoreError> {
         if compares.len() > MAX_TXN_OPS || ops.len() > MAX_TXN_OPS {
-            return Err(StoreError::TooManyOps { count: compares.len().max(ops.len()), max: MAX_TXN_OPS });
+            return Err(StoreError::TooManyOps {
+                count: compares.len().max(ops.len()),
+                max: MAX_TXN_OPS,
+            });
         }
         dispatch!(self, s => s.txn(compares, ops).await)
     }

@@ -75,8 +75,14 @@ impl NodeLease {
     /// Writes a key on the node's lease and remembers it, so it is written again after a
     /// lost lease.
     pub async fn put_owned(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
-        self.shared.owned.lock().insert(key.to_owned(), value.clone());
-        self.shared.store.put(key, value, Some(self.lease_id())).await?;
+        self.shared
+            .owned
+            .lock()
+            .insert(key.to_owned(), value.clone());
+        self.shared
+            .store
+            .put(key, value, Some(self.lease_id()))
+            .await?;
         Ok(())
     }
 
@@ -92,8 +98,12 @@ impl NodeLease {
         self.keeper.abort();
         let lease = self.lease_id();
         match self.shared.store.lease_revoke(lease).await {
-            Ok(()) => info!(node = %self.shared.node_id, lease = %format!("{lease:x}"), "node lease revoked"),
-            Err(e) => warn!(node = %self.shared.node_id, error = %e, "lease revoke failed; keys expire with the ttl"),
+            Ok(()) => {
+                info!(node = %self.shared.node_id, lease = %format!("{lease:x}"), "node lease revoked")
+            }
+            Err(e) => {
+                warn!(node = %self.shared.node_id, error = %e, "lease revoke failed; keys expire with the ttl")
+            }
         }
     }
 }
@@ -114,12 +124,19 @@ async fn keep(shared: Arc<Shared>) {
         tokio::time::sleep(interval).await;
         let lease = shared.lease.load(Ordering::Acquire);
         if keep_alive.is_none() {
-            keep_alive = shared.store.lease_keep_alive(lease).await.map_err(|e| {
-                warn!(node = %shared.node_id, error = %e, "lease keep-alive could not open");
-            }).ok();
+            keep_alive = shared
+                .store
+                .lease_keep_alive(lease)
+                .await
+                .map_err(|e| {
+                    warn!(node = %shared.node_id, error = %e, "lease keep-alive could not open");
+                })
+                .ok();
         }
         let outcome = match keep_alive.as_mut() {
-            Some(k) => Some(tokio::time::timeout(interval.max(Duration::from_secs(1)), k.refresh()).await),
+            Some(k) => {
+                Some(tokio::time::timeout(interval.max(Duration::from_secs(1)), k.refresh()).await)
+            }
             None => None,
         };
         let lost = match outcome {
@@ -167,7 +184,12 @@ async fn reregister(shared: &Shared) -> bool {
         }
     };
     shared.lease.store(lease, Ordering::Release);
-    let owned: Vec<(String, Vec<u8>)> = shared.owned.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let owned: Vec<(String, Vec<u8>)> = shared
+        .owned
+        .lock()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     for (key, value) in &owned {
         if let Err(e) = shared.store.put(key, value.clone(), Some(lease)).await {
             warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");

@@ -10,7 +10,11 @@ pub enum Record {
     /// Store revision after a transaction that changed keys.
     Revision(i64),
     /// A key was written (revisions derive from the preceding `Revision`).
-    Put { key: String, value: Vec<u8>, lease: i64 },
+    Put {
+        key: String,
+        value: Vec<u8>,
+        lease: i64,
+    },
     /// A key was deleted.
     Delete { key: String },
     /// A lease was granted.
@@ -18,7 +22,14 @@ pub enum Record {
     /// A lease was revoked or expired.
     LeaseRevoke { id: i64 },
     /// Snapshot only: a key with its full metadata.
-    SnapshotKey { key: String, value: Vec<u8>, create_revision: i64, mod_revision: i64, version: i64, lease: i64 },
+    SnapshotKey {
+        key: String,
+        value: Vec<u8>,
+        create_revision: i64,
+        mod_revision: i64,
+        version: i64,
+        lease: i64,
+    },
 }
 
 const TAG_REVISION: u8 = 1;
@@ -70,7 +81,14 @@ fn encode_record(r: &Record, out: &mut Vec<u8>) {
             out.push(TAG_REVOKE);
             put_i64(out, *id);
         }
-        Record::SnapshotKey { key, value, create_revision, mod_revision, version, lease } => {
+        Record::SnapshotKey {
+            key,
+            value,
+            create_revision,
+            mod_revision,
+            version,
+            lease,
+        } => {
             out.push(TAG_SNAPSHOT_KEY);
             put_bytes(out, key.as_bytes());
             put_bytes(out, value);
@@ -119,7 +137,10 @@ pub fn decode_frames(buf: &[u8]) -> Decoded {
         }
         pos += 8 + len;
     }
-    Decoded { frames, valid_len: pos }
+    Decoded {
+        frames,
+        valid_len: pos,
+    }
 }
 
 fn decode_records(mut p: &[u8]) -> Option<Vec<Record>> {
@@ -128,10 +149,21 @@ fn decode_records(mut p: &[u8]) -> Option<Vec<Record>> {
         p = rest;
         out.push(match tag {
             TAG_REVISION => Record::Revision(take_i64(&mut p)?),
-            TAG_PUT => Record::Put { key: take_string(&mut p)?, value: take_bytes(&mut p)?, lease: take_i64(&mut p)? },
-            TAG_DELETE => Record::Delete { key: take_string(&mut p)? },
-            TAG_GRANT => Record::LeaseGrant { id: take_i64(&mut p)?, ttl: take_i64(&mut p)? },
-            TAG_REVOKE => Record::LeaseRevoke { id: take_i64(&mut p)? },
+            TAG_PUT => Record::Put {
+                key: take_string(&mut p)?,
+                value: take_bytes(&mut p)?,
+                lease: take_i64(&mut p)?,
+            },
+            TAG_DELETE => Record::Delete {
+                key: take_string(&mut p)?,
+            },
+            TAG_GRANT => Record::LeaseGrant {
+                id: take_i64(&mut p)?,
+                ttl: take_i64(&mut p)?,
+            },
+            TAG_REVOKE => Record::LeaseRevoke {
+                id: take_i64(&mut p)?,
+            },
             TAG_SNAPSHOT_KEY => Record::SnapshotKey {
                 key: take_string(&mut p)?,
                 value: take_bytes(&mut p)?,
@@ -171,7 +203,11 @@ mod tests {
     fn sample() -> Vec<Record> {
         vec![
             Record::Revision(7),
-            Record::Put { key: "config/phones/a".into(), value: b"\x00\xffv".to_vec(), lease: 0 },
+            Record::Put {
+                key: "config/phones/a".into(),
+                value: b"\x00\xffv".to_vec(),
+                lease: 0,
+            },
             Record::Delete { key: "k".into() },
             Record::LeaseGrant { id: 42, ttl: 10 },
             Record::LeaseRevoke { id: 42 },
@@ -201,12 +237,21 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&sample(), &mut buf);
         let whole = buf.len();
-        encode_frame(&[Record::Revision(9), Record::Delete { key: "x".into() }], &mut buf);
+        encode_frame(
+            &[Record::Revision(9), Record::Delete { key: "x".into() }],
+            &mut buf,
+        );
         let full = buf.len();
         // (description, mutation) -> only the first frame survives
         let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
-            ("cut in the header", Box::new(move |b| b.truncate(whole + 3))),
-            ("cut in the payload", Box::new(move |b| b.truncate(full - 1))),
+            (
+                "cut in the header",
+                Box::new(move |b| b.truncate(whole + 3)),
+            ),
+            (
+                "cut in the payload",
+                Box::new(move |b| b.truncate(full - 1)),
+            ),
             ("flipped payload bit", Box::new(move |b| b[full - 1] ^= 1)),
             ("flipped crc bit", Box::new(move |b| b[whole + 4] ^= 1)),
             ("absurd length", Box::new(move |b| b[whole + 3] = 0xff)),

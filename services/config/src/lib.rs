@@ -1,0 +1,52 @@
+//! The config role: sites, edge groups, base-settings profiles and phones, stored in the
+//! shared store under `config/` with the indexes of DESIGN.md, served over gRPC
+//! `dialtone.config.v1`.
+//!
+//! Every change is one store transaction guarded by compares (optimistic concurrency on the
+//! object's mod revision, create-if-absent for unique values, existence of references,
+//! emptiness of reverse indexes), so several config replicas can serve at once and nothing
+//! is ever half-written.
+
+pub mod credentials;
+pub mod csv_format;
+pub mod error;
+mod import;
+pub mod keys;
+pub mod list;
+mod migrate;
+mod objects;
+pub mod phones;
+mod repo;
+pub mod service;
+pub mod settings;
+pub mod validate;
+
+use dialtone_store::Store;
+
+pub use error::ConfigError;
+pub use service::ConfigApi;
+
+/// Default digest realm of phone credentials.
+pub const DEFAULT_REALM: &str = "dialtone";
+
+/// The config role's logic over a store (no gRPC; see [`ConfigApi`]).
+#[derive(Clone)]
+pub struct ConfigCore {
+    store: Store,
+    realm: String,
+}
+
+impl ConfigCore {
+    /// A config core writing credentials for `realm`.
+    pub fn new(store: Store, realm: &str) -> Self {
+        ConfigCore {
+            store,
+            realm: realm.to_owned(),
+        }
+    }
+
+    /// The store it uses.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+}

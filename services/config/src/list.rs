@@ -1,0 +1,244 @@
+//! Listing phones with filters, in a stable order, page by page.
+//!
+//! The most selective filter picks the index walked (hardware id, then site, then profile,
+//! then name prefix, else the phones themselves in id order); the other filters are applied
+//! to what it yields. A page examines at most `MAX_SCAN` entries, so a page may hold fewer
+//! phones than asked while `next_page_token` is non-empty.
+
+use dialtone_proto::config::v1::{Phone, PhoneFilter, PhoneKind};
+
+use crate::{
+    ConfigCore,
+    error::{ConfigError, Result},
+    keys,
+    repo::{self, decode},
+    validate,
+};
+
+const MAX_SCAN: usize = 10_000;
+
+/// A filter with its hardware id normalised.
+pub fn normalise(mut f: PhoneFilter) -> Result<PhoneFilter> {
+    if !f.hardware_id.is_empty() {
+        f.hardware_id = validate::hardware_id(&f.hardware_id)
+            .map_err(|r| ConfigError::invalid("filter.hardware_id", r))?;
+    }
+    if PhoneKind::try_from(f.kind).is_err() {
+        return Err(ConfigError::invalid("filter.kind", "unknown phone kind"));
+    }
+    Ok(f)
+}
+
+/// Whether a phone passes every filter.
+pub fn matches(f: &PhoneFilter, p: &Phone) -> bool {
+    (f.site_id.is_empty() || p.site_id == f.site_id)
+        && (f.base_settings_id.is_empty() || p.base_settings_id == f.base_settings_id)
+        && (f.kind == 0 || p.kind == f.kind)
+        && (f.name_prefix.is_empty() || p.name.starts_with(&f.name_prefix))
+        && (f.hardware_id.is_empty() || p.hardware_id == f.hardware_id)
+}
+
+/// Whether the filter selects anything narrower than "every phone".
+pub fn is_empty(f: &PhoneFilter) -> bool {
+    f.site_id.is_empty()
+        && f.base_settings_id.is_empty()
+        && f.kind == 0
+        && f.name_prefix.is_empty()
+        && f.hardware_id.is_empty()
+}
+
+/// The prefix to walk for a filter, and whether its entries are the phones themselves.
+fn walk_prefix(f: &PhoneFilter) -> (String, bool) {
+    if !f.site_id.is_empty() {
+        (keys::site_phones(&f.site_id), false)
+    } else if !f.base_settings_id.is_empty() {
+        (keys::base_phones(&f.base_settings_id), false)
+    } else if !f.name_prefix.is_empty() {
+        (format!("{}{}", keys::PHONE_NAMES, f.name_prefix), false)
+    } else {
+        (keys::PHONES.to_owned(), true)
+    }
+}
+
+fn phone_id_of(index_key: &str) -> &str {
+    index_key
+        .rsplit(['/', keys::NAME_SEP])
+        .next()
+        .unwrap_or(index_key)
+}
+
+impl ConfigCore {
+    /// One page of phones (credentials redacted by the caller).
+    pub async fn list_phones(
+        &self,
+        filter: PhoneFilter,
+        page_size: i32,
+        token: &str,
+    ) -> Result<(Vec<Phone>, String)> {
+        let filter = normalise(filter)?;
+        let limit = repo::page_size(page_size)?;
+        if !filter.hardware_id.is_empty() {
+            return self.list_by_hardware(&filter).await;
+        }
+        let (prefix, direct) = walk_prefix(&filter);
+        let mut after = (!token.is_empty()).then(|| format!("{prefix}{token}"));
+        let mut out = Vec::with_capacity(limit);
+        let mut scanned = 0;
+        loop {
+            let chunk = (limit - out.len()).clamp(64, 1000);
+            let page = self.store.range(&prefix, after.as_deref(), chunk).await?;
+            let phones: Vec<Option<(Phone, i64)>> = if direct {
+                page.kvs
+                    .iter()
+                    .map(|kv| Ok(Some((decode(kv, "phone")?, kv.mod_revision))))
+                    .collect::<Result<_>>()?
+            } else {
+                let ids: Vec<String> = page
+                    .kvs
+                    .iter()
+                    .map(|kv| keys::phone(phone_id_of(&kv.key)))
+                    .collect();
+                let kvs = self.store.get_many(&ids).await?;
+                kvs.iter()
+                    .map(|kv| {
+                        kv.as_ref()
+                            .map(|kv| Ok((decode(kv, "phone")?, kv.mod_revision)))
+                            .transpose()
+                    })
+                    .collect::<Result<_>>()?
+            };
+            for (i, (kv, phone)) in page.kvs.iter().zip(phones).enumerate() {
+                if let Some((mut p, v)) = phone.filter(|(p, _)| matches(&filter, p)) {
+                    p.version = v;
+                    out.push(p);
+                }
+                let last_in_range = !page.more && i + 1 == page.kvs.len();
+                if out.len() == limit && !last_in_range {
+                    return Ok((out, kv.key[prefix.len()..].to_owned()));
+                }
+            }
+            scanned += page.kvs.len();
+            let Some(last) = page.kvs.last() else {
+                return Ok((out, String::new()));
+            };
+            if !page.more {
+                return Ok((out, String::new()));
+            }
+            if scanned >= MAX_SCAN {
+                return Ok((out, last.key[prefix.len()..].to_owned()));
+            }
+            after = Some(last.key.clone());
+        }
+    }
+
+    async fn list_by_hardware(&self, filter: &PhoneFilter) -> Result<(Vec<Phone>, String)> {
+        let Some(idx) = self.store.get(&keys::hardware(&filter.hardware_id)).await? else {
+            return Ok((Vec::new(), String::new()));
+        };
+        let id = String::from_utf8_lossy(&idx.value).into_owned();
+        let found = repo::load::<Phone>(&self.store, &keys::phone(&id), "phone").await?;
+        Ok((
+            found
+                .filter(|(p, _)| matches(filter, p))
+                .map(|(mut p, v)| {
+                    p.version = v;
+                    p
+                })
+                .into_iter()
+                .collect(),
+            String::new(),
+        ))
+    }
+
+    /// Every phone matching a filter (for export and migration), at most `cap`.
+    pub async fn all_phones(&self, filter: PhoneFilter, cap: usize) -> Result<Vec<Phone>> {
+        let mut out = Vec::new();
+        let mut token = String::new();
+        loop {
+            let (page, next) = self.list_phones(filter.clone(), 1000, &token).await?;
+            out.extend(page);
+            if out.len() > cap {
+                return Err(ConfigError::invalid(
+                    "filter",
+                    format!("selects more than {cap} phones; narrow it"),
+                ));
+            }
+            if next.is_empty() {
+                return Ok(out);
+            }
+            token = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_keys_yield_phone_ids() {
+        assert_eq!(phone_id_of("index/site-phones/hq/abc-1"), "abc-1");
+        assert_eq!(
+            phone_id_of(&keys::phone_name("Lobby / east", "abc-2")),
+            "abc-2"
+        );
+    }
+
+    #[test]
+    fn filters_combine_with_and() {
+        let p = Phone {
+            name: "Lobby 1".into(),
+            site_id: "hq".into(),
+            base_settings_id: "b".into(),
+            kind: 1,
+            hardware_id: "0004f2aabbcc".into(),
+            ..Default::default()
+        };
+        let yes = [
+            PhoneFilter::default(),
+            PhoneFilter {
+                site_id: "hq".into(),
+                name_prefix: "Lob".into(),
+                ..Default::default()
+            },
+            PhoneFilter {
+                kind: 1,
+                hardware_id: "0004f2aabbcc".into(),
+                ..Default::default()
+            },
+        ];
+        let no = [
+            PhoneFilter {
+                site_id: "branch".into(),
+                ..Default::default()
+            },
+            PhoneFilter {
+                site_id: "hq".into(),
+                kind: 2,
+                ..Default::default()
+            },
+            PhoneFilter {
+                name_prefix: "lob".into(),
+                ..Default::default()
+            },
+        ];
+        assert!(yes.iter().all(|f| matches(f, &p)));
+        assert!(no.iter().all(|f| !matches(f, &p)));
+        assert!(
+            normalise(PhoneFilter {
+                hardware_id: "00:04:F2:AA:BB:CC".into(),
+                ..Default::default()
+            })
+            .unwrap()
+            .hardware_id
+                == "0004f2aabbcc"
+        );
+        assert!(
+            normalise(PhoneFilter {
+                kind: 99,
+                ..Default::default()
+            })
+            .is_err()
+        );
+    }
+}

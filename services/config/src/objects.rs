@@ -1,0 +1,466 @@
+//! Edge groups, sites and base-settings profiles: validation and transactional CRUD.
+//! References are checked inside the write transaction (the referenced key must exist; an
+//! object still referenced cannot be deleted: its reverse index prefix must be empty).
+
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, MediaRelay, MetaBase, Site};
+use dialtone_store::{Compare, Op};
+
+use crate::{
+    ConfigCore, credentials,
+    error::{ConfigError, Result},
+    keys,
+    repo::{self, explain_guard, must_load, put, put_index, version_guard},
+    settings, validate,
+};
+
+fn check(field: &str, r: std::result::Result<(), String>) -> Result<()> {
+    r.map_err(|reason| ConfigError::invalid(field, reason))
+}
+
+/// Validates an edge group.
+pub fn validate_edge_group(g: &EdgeGroup) -> Result<()> {
+    check("edge_group.id", validate::slug(&g.id))?;
+    check("edge_group.name", validate::name(&g.name, 0, 200))?;
+    if g.edges.is_empty() || g.edges.len() > 32 {
+        return Err(ConfigError::invalid(
+            "edge_group.edges",
+            "must list 1-32 edges",
+        ));
+    }
+    for (i, e) in g.edges.iter().enumerate() {
+        let f = format!("edge_group.edges[{i}]");
+        check(&format!("{f}.node_id"), validate::slug(&e.node_id))?;
+        if g.edges[..i].iter().any(|o| o.node_id == e.node_id) {
+            return Err(ConfigError::invalid(
+                format!("{f}.node_id"),
+                format!("'{}' is listed twice", e.node_id),
+            ));
+        }
+        let a = e.addresses.clone().unwrap_or_default();
+        let all = [
+            ("udp", &a.udp),
+            ("tcp", &a.tcp),
+            ("tls", &a.tls),
+            ("ws", &a.ws),
+            ("wss", &a.wss),
+        ];
+        if all.iter().all(|(_, v)| v.is_empty()) {
+            return Err(ConfigError::invalid(
+                format!("{f}.addresses"),
+                "at least one transport address is required",
+            ));
+        }
+        for (t, v) in all {
+            if !v.is_empty() {
+                check(&format!("{f}.addresses.{t}"), validate::host_port(v))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates a site's editable fields.
+pub fn validate_site(s: &Site) -> Result<()> {
+    check("site.id", validate::slug(&s.id))?;
+    check("site.name", validate::name(&s.name, 0, 200))?;
+    check("site.edge_group_id", validate::slug(&s.edge_group_id))?;
+    if s.media_regions.len() > 16 {
+        return Err(ConfigError::invalid(
+            "site.media_regions",
+            "at most 16 regions",
+        ));
+    }
+    for (i, r) in s.media_regions.iter().enumerate() {
+        check(&format!("site.media_regions[{i}]"), validate::slug(r))?;
+    }
+    if MediaRelay::try_from(s.media_relay).is_err() {
+        return Err(ConfigError::invalid(
+            "site.media_relay",
+            "must be AUTO, ALWAYS or NEVER",
+        ));
+    }
+    if !s.default_outbound_caller_id.is_empty() {
+        check(
+            "site.default_outbound_caller_id",
+            validate::e164(&s.default_outbound_caller_id),
+        )?;
+    }
+    Ok(())
+}
+
+/// Validates a profile.
+pub fn validate_base_settings(b: &BaseSettings) -> Result<()> {
+    check("base_settings.id", validate::slug(&b.id))?;
+    check("base_settings.name", validate::name(&b.name, 0, 200))?;
+    let meta = MetaBase::try_from(b.meta_base).unwrap_or(MetaBase::Unspecified);
+    if meta == MetaBase::Unspecified {
+        return Err(ConfigError::invalid(
+            "base_settings.meta_base",
+            "must be one of the meta-bases (see GetTemplates)",
+        ));
+    }
+    let s = b.settings.clone().unwrap_or_default();
+    settings::validate_fields(&s, meta, "base_settings.settings")?;
+    settings::validate_effective(
+        &settings::effective(meta, &s, None),
+        "base_settings.settings",
+    )
+}
+
+impl ConfigCore {
+    // ----- edge groups -----
+
+    pub async fn create_edge_group(&self, mut g: EdgeGroup) -> Result<EdgeGroup> {
+        validate_edge_group(&g)?;
+        let key = keys::edge_group(&g.id);
+        g.version = 0;
+        let r = self
+            .store
+            .txn(vec![Compare::Absent(key.clone())], vec![put(key, &g)])
+            .await?;
+        if !r.succeeded {
+            return Err(ConfigError::AlreadyExists {
+                what: "edge group id",
+                value: g.id,
+                owner: "another edge group".into(),
+            });
+        }
+        g.version = r.revision;
+        Ok(g)
+    }
+
+    pub async fn get_edge_group(&self, id: &str) -> Result<EdgeGroup> {
+        let (mut g, v): (EdgeGroup, i64) =
+            must_load(&self.store, &keys::edge_group(id), "edge group", id).await?;
+        g.version = v;
+        Ok(g)
+    }
+
+    pub async fn update_edge_group(&self, mut g: EdgeGroup) -> Result<EdgeGroup> {
+        validate_edge_group(&g)?;
+        let key = keys::edge_group(&g.id);
+        let version = g.version;
+        g.version = 0;
+        let r = self
+            .store
+            .txn(
+                vec![version_guard(&key, version)],
+                vec![put(key.clone(), &g)],
+            )
+            .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "edge group", &g.id).await?;
+            return Err(ConfigError::Contended {
+                kind: "edge group",
+                id: g.id,
+            });
+        }
+        g.version = r.revision;
+        Ok(g)
+    }
+
+    pub async fn delete_edge_group(&self, id: &str, version: i64) -> Result<i64> {
+        let key = keys::edge_group(id);
+        let users = keys::group_sites(id);
+        let r = self
+            .store
+            .txn(
+                vec![
+                    version_guard(&key, version),
+                    Compare::PrefixEmpty(users.clone()),
+                ],
+                vec![Op::Delete(key.clone())],
+            )
+            .await?;
+        if r.succeeded {
+            return Ok(r.revision);
+        }
+        explain_guard(&self.store, &key, version, "edge group", id).await?;
+        let count = self.store.count(&users).await?;
+        Err(ConfigError::InUse {
+            kind: "edge group",
+            id: id.to_owned(),
+            count,
+            users: "sites",
+        })
+    }
+
+    // ----- sites -----
+
+    pub async fn create_site(&self, mut s: Site) -> Result<Site> {
+        validate_site(&s)?;
+        let key = keys::site(&s.id);
+        s.version = 0;
+        s.sip_user_prefix = credentials::generate_prefix();
+        let group = keys::edge_group(&s.edge_group_id);
+        let ops = vec![
+            put(key.clone(), &s),
+            put_index(
+                format!("{}{}", keys::group_sites(&s.edge_group_id), s.id),
+                "",
+            ),
+        ];
+        let r = self
+            .store
+            .txn(
+                vec![Compare::Absent(key.clone()), Compare::Exists(group.clone())],
+                ops,
+            )
+            .await?;
+        if !r.succeeded {
+            if self.store.get(&key).await?.is_some() {
+                return Err(ConfigError::AlreadyExists {
+                    what: "site id",
+                    value: s.id,
+                    owner: "another site".into(),
+                });
+            }
+            return Err(missing(
+                "site.edge_group_id",
+                "edge group",
+                &s.edge_group_id,
+            ));
+        }
+        s.version = r.revision;
+        Ok(s)
+    }
+
+    pub async fn get_site(&self, id: &str) -> Result<Site> {
+        let (mut s, v): (Site, i64) = must_load(&self.store, &keys::site(id), "site", id).await?;
+        s.version = v;
+        Ok(s)
+    }
+
+    pub async fn update_site(&self, mut s: Site) -> Result<Site> {
+        validate_site(&s)?;
+        let key = keys::site(&s.id);
+        let (current, current_version): (Site, i64) =
+            must_load(&self.store, &key, "site", &s.id).await?;
+        let version = if s.version > 0 {
+            s.version
+        } else {
+            current_version
+        };
+        s.sip_user_prefix = current.sip_user_prefix.clone();
+        s.version = 0;
+        let mut compares = vec![
+            version_guard(&key, version),
+            Compare::Exists(keys::edge_group(&s.edge_group_id)),
+        ];
+        let mut ops = vec![put(key.clone(), &s)];
+        if current.edge_group_id != s.edge_group_id {
+            ops.push(Op::Delete(format!(
+                "{}{}",
+                keys::group_sites(&current.edge_group_id),
+                s.id
+            )));
+            ops.push(put_index(
+                format!("{}{}", keys::group_sites(&s.edge_group_id), s.id),
+                "",
+            ));
+        } else {
+            compares.pop();
+        }
+        let r = self.store.txn(compares, ops).await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "site", &s.id).await?;
+            if self
+                .store
+                .get(&keys::edge_group(&s.edge_group_id))
+                .await?
+                .is_none()
+            {
+                return Err(missing(
+                    "site.edge_group_id",
+                    "edge group",
+                    &s.edge_group_id,
+                ));
+            }
+            return Err(ConfigError::Contended {
+                kind: "site",
+                id: s.id,
+            });
+        }
+        s.version = r.revision;
+        Ok(s)
+    }
+
+    pub async fn delete_site(&self, id: &str, version: i64) -> Result<i64> {
+        let key = keys::site(id);
+        let (site, current): (Site, i64) = must_load(&self.store, &key, "site", id).await?;
+        let version = if version > 0 { version } else { current };
+        let users = keys::site_phones(id);
+        let ops = vec![
+            Op::Delete(key.clone()),
+            Op::Delete(format!("{}{}", keys::group_sites(&site.edge_group_id), id)),
+        ];
+        let r = self
+            .store
+            .txn(
+                vec![
+                    version_guard(&key, version),
+                    Compare::PrefixEmpty(users.clone()),
+                ],
+                ops,
+            )
+            .await?;
+        if r.succeeded {
+            return Ok(r.revision);
+        }
+        explain_guard(&self.store, &key, version, "site", id).await?;
+        let count = self.store.count(&users).await?;
+        if count == 0 {
+            return Err(ConfigError::Contended {
+                kind: "site",
+                id: id.to_owned(),
+            });
+        }
+        Err(ConfigError::InUse {
+            kind: "site",
+            id: id.to_owned(),
+            count,
+            users: "phones",
+        })
+    }
+
+    // ----- base settings -----
+
+    pub async fn create_base_settings(&self, mut b: BaseSettings) -> Result<BaseSettings> {
+        validate_base_settings(&b)?;
+        let key = keys::base_settings(&b.id);
+        b.version = 0;
+        let r = self
+            .store
+            .txn(vec![Compare::Absent(key.clone())], vec![put(key, &b)])
+            .await?;
+        if !r.succeeded {
+            return Err(ConfigError::AlreadyExists {
+                what: "base settings id",
+                value: b.id,
+                owner: "another profile".into(),
+            });
+        }
+        b.version = r.revision;
+        Ok(b)
+    }
+
+    pub async fn get_base_settings(&self, id: &str) -> Result<BaseSettings> {
+        let (mut b, v): (BaseSettings, i64) =
+            must_load(&self.store, &keys::base_settings(id), "base settings", id).await?;
+        b.version = v;
+        Ok(b)
+    }
+
+    pub async fn update_base_settings(&self, mut b: BaseSettings) -> Result<BaseSettings> {
+        validate_base_settings(&b)?;
+        let key = keys::base_settings(&b.id);
+        let (current, current_version): (BaseSettings, i64) =
+            must_load(&self.store, &key, "base settings", &b.id).await?;
+        if current.meta_base != b.meta_base {
+            return Err(ConfigError::invalid(
+                "base_settings.meta_base",
+                "cannot change; create a new profile and migrate the phones to it",
+            ));
+        }
+        let version = if b.version > 0 {
+            b.version
+        } else {
+            current_version
+        };
+        b.version = 0;
+        let r = self
+            .store
+            .txn(
+                vec![version_guard(&key, version)],
+                vec![put(key.clone(), &b)],
+            )
+            .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "base settings", &b.id).await?;
+            return Err(ConfigError::Contended {
+                kind: "base settings",
+                id: b.id,
+            });
+        }
+        b.version = r.revision;
+        Ok(b)
+    }
+
+    pub async fn delete_base_settings(&self, id: &str, version: i64) -> Result<i64> {
+        let key = keys::base_settings(id);
+        let users = keys::base_phones(id);
+        let r = self
+            .store
+            .txn(
+                vec![
+                    version_guard(&key, version),
+                    Compare::PrefixEmpty(users.clone()),
+                ],
+                vec![Op::Delete(key.clone())],
+            )
+            .await?;
+        if r.succeeded {
+            return Ok(r.revision);
+        }
+        explain_guard(&self.store, &key, version, "base settings", id).await?;
+        let count = self.store.count(&users).await?;
+        Err(ConfigError::InUse {
+            kind: "base settings",
+            id: id.to_owned(),
+            count,
+            users: "phones",
+        })
+    }
+
+    pub async fn list_edge_groups(
+        &self,
+        size: i32,
+        token: &str,
+    ) -> Result<(Vec<EdgeGroup>, String)> {
+        repo::list_page(
+            &self.store,
+            keys::EDGE_GROUPS,
+            "edge group",
+            size,
+            token,
+            |m: &mut EdgeGroup, v| m.version = v,
+        )
+        .await
+    }
+
+    pub async fn list_sites(&self, size: i32, token: &str) -> Result<(Vec<Site>, String)> {
+        repo::list_page(
+            &self.store,
+            keys::SITES,
+            "site",
+            size,
+            token,
+            |m: &mut Site, v| m.version = v,
+        )
+        .await
+    }
+
+    pub async fn list_base_settings(
+        &self,
+        size: i32,
+        token: &str,
+    ) -> Result<(Vec<BaseSettings>, String)> {
+        repo::list_page(
+            &self.store,
+            keys::BASE_SETTINGS,
+            "base settings",
+            size,
+            token,
+            |m: &mut BaseSettings, v| m.version = v,
+        )
+        .await
+    }
+}
+
+fn missing(field: &str, kind: &'static str, id: &str) -> ConfigError {
+    ConfigError::MissingReference {
+        field: field.to_owned(),
+        kind,
+        id: id.to_owned(),
+    }
+}

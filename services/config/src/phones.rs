@@ -1,0 +1,645 @@
+//! Phones: validation (pure), the index entries a phone owns, and transactional writes.
+//!
+//! A phone owns these keys, written and removed in the same transaction as the phone:
+//! `index/hardware/{hw}` and `index/sip-user/{user}` (uniqueness: created only if absent),
+//! and the listing indexes by site, by profile and by name.
+
+use dialtone_proto::config::v1::{
+    Assignment, BaseSettings, LineCredentials, MetaBase, Phone, PhoneKind, Site, assignment::Mode,
+};
+use dialtone_store::{Compare, Op};
+
+use crate::{
+    ConfigCore, credentials,
+    error::{ConfigError, Result},
+    keys,
+    repo::{explain_guard, load, must_load, put, put_index, version_guard},
+    settings, validate,
+};
+
+fn check(field: &str, r: std::result::Result<(), String>) -> Result<()> {
+    r.map_err(|reason| ConfigError::invalid(field, reason))
+}
+
+/// Which meta-bases a phone kind may use.
+fn kind_allows(kind: PhoneKind, meta: MetaBase) -> bool {
+    use MetaBase as M;
+    match kind {
+        PhoneKind::Managed => {
+            matches!(meta, M::PolyVvx | M::PolyEdgeE | M::Yealink | M::Audiocodes)
+        }
+        PhoneKind::Unmanaged => matches!(
+            meta,
+            M::GenericSip | M::PolyVvx | M::PolyEdgeE | M::Yealink | M::Audiocodes
+        ),
+        PhoneKind::Webrtc => matches!(meta, M::Webrtc | M::DesktopSoftphone),
+        PhoneKind::Remote | PhoneKind::Unspecified => false,
+    }
+}
+
+/// Validates and normalises a phone's own fields against its profile (None for REMOTE).
+/// Line users are not checked here: on create they are suffixes, on update they may be whole.
+pub fn validate_phone(p: &mut Phone, base: Option<&BaseSettings>) -> Result<()> {
+    check("phone.name", validate::name(&p.name, 1, 200))?;
+    check("phone.site_id", validate::slug(&p.site_id))?;
+    let kind = PhoneKind::try_from(p.kind).unwrap_or(PhoneKind::Unspecified);
+    if kind == PhoneKind::Unspecified {
+        return Err(ConfigError::invalid(
+            "phone.kind",
+            "must be MANAGED, UNMANAGED, WEBRTC or REMOTE",
+        ));
+    }
+    if !p.hardware_id.is_empty() {
+        p.hardware_id = validate::hardware_id(&p.hardware_id)
+            .map_err(|r| ConfigError::invalid("phone.hardware_id", r))?;
+    } else if kind == PhoneKind::Managed {
+        return Err(ConfigError::invalid(
+            "phone.hardware_id",
+            "required for MANAGED phones (their MAC address)",
+        ));
+    }
+    if kind == PhoneKind::Remote {
+        if !p.base_settings_id.is_empty() {
+            return Err(ConfigError::invalid(
+                "phone.base_settings_id",
+                "REMOTE phones have no base settings",
+            ));
+        }
+        if !p.lines.is_empty() {
+            return Err(ConfigError::invalid(
+                "phone.lines",
+                "REMOTE phones have no lines",
+            ));
+        }
+        if p.overrides.is_some() {
+            return Err(ConfigError::invalid(
+                "phone.overrides",
+                "REMOTE phones have no settings",
+            ));
+        }
+        check(
+            "phone.remote_address",
+            validate::remote_address(&p.remote_address),
+        )?;
+    } else {
+        if !p.remote_address.is_empty() {
+            return Err(ConfigError::invalid(
+                "phone.remote_address",
+                "only REMOTE phones have a remote address",
+            ));
+        }
+        check(
+            "phone.base_settings_id",
+            validate::slug(&p.base_settings_id),
+        )?;
+        if p.lines.is_empty() || p.lines.len() > 16 {
+            return Err(ConfigError::invalid("phone.lines", "must have 1-16 lines"));
+        }
+        for (i, l) in p.lines.iter().enumerate() {
+            check(
+                &format!("phone.lines[{i}].display_name"),
+                validate::name(&l.display_name, 0, 100),
+            )?;
+        }
+        if let Some(b) = base {
+            let meta = MetaBase::try_from(b.meta_base).unwrap_or(MetaBase::Unspecified);
+            if !kind_allows(kind, meta) {
+                return Err(ConfigError::invalid(
+                    "phone.base_settings_id",
+                    format!(
+                        "a {} phone cannot use a {} profile",
+                        kind.as_str_name(),
+                        meta.as_str_name()
+                    ),
+                ));
+            }
+            if let Some(o) = &p.overrides {
+                settings::validate_fields(o, meta, "phone.overrides")?;
+                let profile = b.settings.clone().unwrap_or_default();
+                settings::validate_effective(
+                    &settings::effective(meta, &profile, Some(o)),
+                    "phone.overrides",
+                )?;
+            }
+        }
+    }
+    match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
+        None => {
+            p.assignment = Some(Assignment {
+                mode: Some(Mode::Unassigned(Default::default())),
+            })
+        }
+        Some(Mode::User(u)) => check(
+            "phone.assignment.user.user_id",
+            validate::name(&u.user_id, 1, 128),
+        )?,
+        Some(Mode::Site(s)) => check(
+            "phone.assignment.site.extension",
+            validate::digits(&s.extension, 2, 10),
+        )?,
+        Some(Mode::Unassigned(_)) => {}
+    }
+    Ok(())
+}
+
+/// Completes new lines: the site's prefix and the admin's suffix (or a generated one) make
+/// the SIP user; a generated password is hashed into the line and returned in clear once.
+pub fn complete_new_lines(
+    p: &mut Phone,
+    indices: &[usize],
+    prefix: &str,
+    realm: &str,
+) -> Result<Vec<LineCredentials>> {
+    let mut out = Vec::with_capacity(indices.len());
+    for &i in indices {
+        let line = &mut p.lines[i];
+        let suffix = if line.sip_user.is_empty() {
+            credentials::generate_suffix()
+        } else {
+            line.sip_user.clone()
+        };
+        check(
+            &format!("phone.lines[{i}].sip_user"),
+            validate::sip_user_suffix(&suffix),
+        )?;
+        line.sip_user = format!("{prefix}{suffix}");
+        let password = credentials::generate_password();
+        line.credentials = Some(credentials::ha1(&line.sip_user, realm, &password));
+        out.push(LineCredentials {
+            line_index: i as u32,
+            sip_user: line.sip_user.clone(),
+            realm: realm.to_owned(),
+            password,
+        });
+    }
+    for (i, l) in p.lines.iter().enumerate() {
+        if p.lines[..i].iter().any(|o| o.sip_user == l.sip_user) {
+            return Err(ConfigError::invalid(
+                format!("phone.lines[{i}].sip_user"),
+                format!("'{}' is used twice", l.sip_user),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Listing index entries of a phone (not the uniqueness ones).
+fn listing_keys(p: &Phone) -> Vec<String> {
+    let mut k = vec![
+        format!("{}{}", keys::site_phones(&p.site_id), p.id),
+        keys::phone_name(&p.name, &p.id),
+    ];
+    if !p.base_settings_id.is_empty() {
+        k.push(format!(
+            "{}{}",
+            keys::base_phones(&p.base_settings_id),
+            p.id
+        ));
+    }
+    k
+}
+
+/// The compares and ops creating a phone and its index entries.
+pub fn create_txn(p: &Phone) -> (Vec<Compare>, Vec<Op>) {
+    let mut compares = vec![
+        Compare::Absent(keys::phone(&p.id)),
+        Compare::Exists(keys::site(&p.site_id)),
+    ];
+    let mut ops = vec![put(keys::phone(&p.id), p)];
+    if !p.base_settings_id.is_empty() {
+        compares.push(Compare::Exists(keys::base_settings(&p.base_settings_id)));
+    }
+    if !p.hardware_id.is_empty() {
+        compares.push(Compare::Absent(keys::hardware(&p.hardware_id)));
+        ops.push(put_index(keys::hardware(&p.hardware_id), &p.id));
+    }
+    for l in &p.lines {
+        compares.push(Compare::Absent(keys::sip_user(&l.sip_user)));
+        ops.push(put_index(keys::sip_user(&l.sip_user), &p.id));
+    }
+    ops.extend(listing_keys(p).into_iter().map(|k| put_index(k, "")));
+    (compares, ops)
+}
+
+/// A phone as the API returns it: never any credentials.
+pub fn redact(mut p: Phone) -> Phone {
+    for l in &mut p.lines {
+        l.credentials = None;
+    }
+    p
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl ConfigCore {
+    /// Loads a phone's site and profile and checks the references exist.
+    pub(crate) async fn references(&self, p: &Phone) -> Result<(Site, Option<BaseSettings>)> {
+        let site: Site = load(&self.store, &keys::site(&p.site_id), "site")
+            .await?
+            .map(|(s, _)| s)
+            .ok_or_else(|| missing("phone.site_id", "site", &p.site_id))?;
+        let base = if p.base_settings_id.is_empty() {
+            None
+        } else {
+            let b: BaseSettings = load(
+                &self.store,
+                &keys::base_settings(&p.base_settings_id),
+                "base settings",
+            )
+            .await?
+            .map(|(b, _)| b)
+            .ok_or_else(|| {
+                missing(
+                    "phone.base_settings_id",
+                    "base settings",
+                    &p.base_settings_id,
+                )
+            })?;
+            Some(b)
+        };
+        Ok((site, base))
+    }
+
+    /// Validates a new phone and fills in id, times and credentials (no IO besides reading
+    /// its references, which the create transaction checks again).
+    pub(crate) fn prepare_new(
+        &self,
+        mut p: Phone,
+        site: &Site,
+        base: Option<&BaseSettings>,
+    ) -> Result<(Phone, Vec<LineCredentials>)> {
+        validate_phone(&mut p, base)?;
+        p.id = uuid::Uuid::new_v4().to_string();
+        p.version = 0;
+        p.created_at_ms = now_ms();
+        p.updated_at_ms = p.created_at_ms;
+        let all: Vec<usize> = (0..p.lines.len()).collect();
+        let creds = complete_new_lines(&mut p, &all, &site.sip_user_prefix, &self.realm)?;
+        Ok((p, creds))
+    }
+
+    /// Says why a create transaction failed.
+    pub(crate) async fn explain_create(&self, p: &Phone) -> Result<ConfigError> {
+        let (_site, _base) = self.references(p).await?;
+        if !p.hardware_id.is_empty() {
+            if let Some(kv) = self.store.get(&keys::hardware(&p.hardware_id)).await? {
+                let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
+                return Ok(ConfigError::AlreadyExists {
+                    what: "hardware id",
+                    value: p.hardware_id.clone(),
+                    owner,
+                });
+            }
+        }
+        for l in &p.lines {
+            if let Some(kv) = self.store.get(&keys::sip_user(&l.sip_user)).await? {
+                let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
+                return Ok(ConfigError::AlreadyExists {
+                    what: "sip user",
+                    value: l.sip_user.clone(),
+                    owner,
+                });
+            }
+        }
+        Ok(ConfigError::Contended {
+            kind: "phone",
+            id: p.id.clone(),
+        })
+    }
+
+    pub async fn create_phone(&self, p: Phone) -> Result<(Phone, Vec<LineCredentials>)> {
+        let (site, base) = self.references(&p).await?;
+        let (mut p, creds) = self.prepare_new(p, &site, base.as_ref())?;
+        let (compares, ops) = create_txn(&p);
+        let r = self.store.txn(compares, ops).await?;
+        if !r.succeeded {
+            return Err(self.explain_create(&p).await?);
+        }
+        p.version = r.revision;
+        Ok((redact(p), creds))
+    }
+
+    pub async fn get_phone(&self, id: &str) -> Result<Phone> {
+        let (mut p, v): (Phone, i64) =
+            must_load(&self.store, &keys::phone(id), "phone", id).await?;
+        p.version = v;
+        Ok(redact(p))
+    }
+
+    pub async fn update_phone(&self, mut p: Phone) -> Result<(Phone, Vec<LineCredentials>)> {
+        let key = keys::phone(&p.id);
+        let (current, current_version): (Phone, i64) =
+            must_load(&self.store, &key, "phone", &p.id).await?;
+        if p.kind != current.kind {
+            return Err(ConfigError::invalid(
+                "phone.kind",
+                "cannot change; delete the phone and create it again",
+            ));
+        }
+        let version = if p.version > 0 {
+            p.version
+        } else {
+            current_version
+        };
+        let (site, base) = self.references(&p).await?;
+        validate_phone(&mut p, base.as_ref())?;
+        // Lines whose user matches a current line keep their credentials; others are new.
+        let mut new_lines = Vec::new();
+        for (i, l) in p.lines.iter_mut().enumerate() {
+            match current.lines.iter().find(|c| c.sip_user == l.sip_user) {
+                Some(c) => l.credentials = c.credentials.clone(),
+                None => new_lines.push(i),
+            }
+        }
+        let creds = complete_new_lines(&mut p, &new_lines, &site.sip_user_prefix, &self.realm)?;
+        p.created_at_ms = current.created_at_ms;
+        p.updated_at_ms = now_ms();
+        p.version = 0;
+
+        let mut compares = vec![
+            version_guard(&key, version),
+            Compare::Exists(keys::site(&p.site_id)),
+        ];
+        if !p.base_settings_id.is_empty() {
+            compares.push(Compare::Exists(keys::base_settings(&p.base_settings_id)));
+        }
+        let mut ops = vec![put(key.clone(), &p)];
+        if p.hardware_id != current.hardware_id {
+            if !current.hardware_id.is_empty() {
+                ops.push(Op::Delete(keys::hardware(&current.hardware_id)));
+            }
+            if !p.hardware_id.is_empty() {
+                compares.push(Compare::Absent(keys::hardware(&p.hardware_id)));
+                ops.push(put_index(keys::hardware(&p.hardware_id), &p.id));
+            }
+        }
+        for l in current
+            .lines
+            .iter()
+            .filter(|c| !p.lines.iter().any(|l| l.sip_user == c.sip_user))
+        {
+            ops.push(Op::Delete(keys::sip_user(&l.sip_user)));
+        }
+        for &i in &new_lines {
+            compares.push(Compare::Absent(keys::sip_user(&p.lines[i].sip_user)));
+            ops.push(put_index(keys::sip_user(&p.lines[i].sip_user), &p.id));
+        }
+        let (old_idx, new_idx) = (listing_keys(&current), listing_keys(&p));
+        ops.extend(
+            old_idx
+                .iter()
+                .filter(|k| !new_idx.contains(k))
+                .map(|k| Op::Delete(k.clone())),
+        );
+        ops.extend(
+            new_idx
+                .into_iter()
+                .filter(|k| !old_idx.contains(k))
+                .map(|k| put_index(k, "")),
+        );
+        let r = self.store.txn(compares, ops).await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "phone", &p.id).await?;
+            let mut probe = p.clone();
+            probe.lines = new_lines.iter().map(|&i| p.lines[i].clone()).collect();
+            if probe.hardware_id == current.hardware_id {
+                probe.hardware_id.clear();
+            }
+            return Err(self.explain_create(&probe).await?);
+        }
+        p.version = r.revision;
+        Ok((redact(p), creds))
+    }
+
+    pub async fn delete_phone(&self, id: &str, version: i64) -> Result<i64> {
+        let key = keys::phone(id);
+        let (current, current_version): (Phone, i64) =
+            must_load(&self.store, &key, "phone", id).await?;
+        let version = if version > 0 {
+            version
+        } else {
+            current_version
+        };
+        let mut ops = vec![Op::Delete(key.clone())];
+        if !current.hardware_id.is_empty() {
+            ops.push(Op::Delete(keys::hardware(&current.hardware_id)));
+        }
+        ops.extend(
+            current
+                .lines
+                .iter()
+                .map(|l| Op::Delete(keys::sip_user(&l.sip_user))),
+        );
+        ops.extend(listing_keys(&current).into_iter().map(Op::Delete));
+        let r = self
+            .store
+            .txn(vec![version_guard(&key, version)], ops)
+            .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "phone", id).await?;
+            return Err(ConfigError::Contended {
+                kind: "phone",
+                id: id.to_owned(),
+            });
+        }
+        Ok(r.revision)
+    }
+
+    pub async fn reset_line_password(
+        &self,
+        id: &str,
+        line_index: u32,
+        version: i64,
+    ) -> Result<LineCredentials> {
+        let key = keys::phone(id);
+        let (mut p, current_version): (Phone, i64) =
+            must_load(&self.store, &key, "phone", id).await?;
+        let version = if version > 0 {
+            version
+        } else {
+            current_version
+        };
+        let Some(line) = p.lines.get_mut(line_index as usize) else {
+            return Err(ConfigError::invalid(
+                "line_index",
+                format!("phone has {} lines", p.lines.len()),
+            ));
+        };
+        let password = credentials::generate_password();
+        line.credentials = Some(credentials::ha1(&line.sip_user, &self.realm, &password));
+        let out = LineCredentials {
+            line_index,
+            sip_user: line.sip_user.clone(),
+            realm: self.realm.clone(),
+            password,
+        };
+        p.updated_at_ms = now_ms();
+        let r = self
+            .store
+            .txn(
+                vec![version_guard(&key, version)],
+                vec![put(key.clone(), &p)],
+            )
+            .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "phone", id).await?;
+            return Err(ConfigError::Contended {
+                kind: "phone",
+                id: id.to_owned(),
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn missing(field: &str, kind: &'static str, id: &str) -> ConfigError {
+    ConfigError::MissingReference {
+        field: field.to_owned(),
+        kind,
+        id: id.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dialtone_proto::config::v1::{Line, PhoneSettings, SiteAssignment};
+
+    fn base(meta: MetaBase) -> BaseSettings {
+        BaseSettings {
+            id: "b".into(),
+            meta_base: meta as i32,
+            ..Default::default()
+        }
+    }
+
+    fn phone(kind: PhoneKind) -> Phone {
+        Phone {
+            name: "Front desk".into(),
+            kind: kind as i32,
+            site_id: "hq".into(),
+            base_settings_id: "b".into(),
+            hardware_id: "00:04:F2:AA:BB:CC".into(),
+            lines: vec![Line {
+                sip_user: "1001".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn field(r: Result<()>) -> String {
+        match r {
+            Err(ConfigError::InvalidArgument { field, .. }) => field,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_phone_is_normalised() {
+        let mut p = phone(PhoneKind::Managed);
+        validate_phone(&mut p, Some(&base(MetaBase::PolyVvx))).unwrap();
+        assert_eq!(p.hardware_id, "0004f2aabbcc");
+        assert!(matches!(
+            p.assignment.unwrap().mode,
+            Some(Mode::Unassigned(_))
+        ));
+    }
+
+    #[test]
+    fn invalid_phones_name_the_field() {
+        let poly = base(MetaBase::PolyVvx);
+        let cases: Vec<(Box<dyn Fn(&mut Phone)>, Option<&BaseSettings>, &str)> = vec![
+            (Box::new(|p| p.name.clear()), Some(&poly), "phone.name"),
+            (Box::new(|p| p.kind = 0), Some(&poly), "phone.kind"),
+            (
+                Box::new(|p| p.hardware_id.clear()),
+                Some(&poly),
+                "phone.hardware_id",
+            ),
+            (
+                Box::new(|p| p.hardware_id = "zz".into()),
+                Some(&poly),
+                "phone.hardware_id",
+            ),
+            (Box::new(|p| p.lines.clear()), Some(&poly), "phone.lines"),
+            (
+                Box::new(|p| p.remote_address = "sip:a@b".into()),
+                Some(&poly),
+                "phone.remote_address",
+            ),
+            (
+                Box::new(|p| p.kind = PhoneKind::Webrtc as i32),
+                Some(&poly),
+                "phone.base_settings_id",
+            ),
+            (
+                Box::new(|p| {
+                    p.assignment = Some(Assignment {
+                        mode: Some(Mode::Site(SiteAssignment {
+                            extension: "1".into(),
+                        })),
+                    })
+                }),
+                Some(&poly),
+                "phone.assignment.site.extension",
+            ),
+            (
+                Box::new(|p| {
+                    p.overrides = Some(PhoneSettings {
+                        sip_dscp: Some(64),
+                        ..Default::default()
+                    })
+                }),
+                Some(&poly),
+                "phone.overrides.sip_dscp",
+            ),
+        ];
+        for (mutate, b, want) in cases {
+            let mut p = phone(PhoneKind::Managed);
+            mutate(&mut p);
+            assert_eq!(field(validate_phone(&mut p, b)), want);
+        }
+        let mut remote = Phone {
+            name: "Cell".into(),
+            kind: PhoneKind::Remote as i32,
+            site_id: "hq".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            field(validate_phone(&mut remote.clone(), None)),
+            "phone.remote_address"
+        );
+        remote.remote_address = "+14155550100".into();
+        validate_phone(&mut remote, None).unwrap();
+    }
+
+    #[test]
+    fn new_lines_get_prefix_and_hashed_password() {
+        let mut p = phone(PhoneKind::Managed);
+        p.lines.push(Line::default());
+        let creds = complete_new_lines(&mut p, &[0, 1], "k7q2x-", "dialtone").unwrap();
+        assert_eq!(p.lines[0].sip_user, "k7q2x-1001");
+        assert!(p.lines[1].sip_user.starts_with("k7q2x-") && p.lines[1].sip_user.len() == 14);
+        let c = p.lines[0].credentials.as_ref().unwrap();
+        assert_eq!(
+            c.ha1_md5,
+            credentials::ha1("k7q2x-1001", "dialtone", &creds[0].password).ha1_md5
+        );
+        assert!(redact(p).lines.iter().all(|l| l.credentials.is_none()));
+        let mut dup = phone(PhoneKind::Managed);
+        dup.lines.push(Line {
+            sip_user: "1001".into(),
+            ..Default::default()
+        });
+        assert!(complete_new_lines(&mut dup, &[0, 1], "x-", "r").is_err());
+        let mut bad = phone(PhoneKind::Managed);
+        bad.lines[0].sip_user = "a b".into();
+        assert!(complete_new_lines(&mut bad, &[0], "x-", "r").is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! Typed reads and the transaction helpers every object kind shares.
+
+use dialtone_store::{Compare, KeyValue, Op, Store};
+use prost::Message;
+
+use crate::error::{ConfigError, Result};
+
+/// Decodes a stored message.
+pub fn decode<M: Message + Default>(kv: &KeyValue, kind: &'static str) -> Result<M> {
+    M::decode(kv.value.as_slice()).map_err(|source| ConfigError::Decode {
+        key: kv.key.clone(),
+        kind,
+        source,
+    })
+}
+
+/// Reads and decodes one object with its version.
+pub async fn load<M: Message + Default>(
+    store: &Store,
+    key: &str,
+    kind: &'static str,
+) -> Result<Option<(M, i64)>> {
+    match store.get(key).await? {
+        Some(kv) => Ok(Some((decode(&kv, kind)?, kv.mod_revision))),
+        None => Ok(None),
+    }
+}
+
+/// Reads an object that must exist.
+pub async fn must_load<M: Message + Default>(
+    store: &Store,
+    key: &str,
+    kind: &'static str,
+    id: &str,
+) -> Result<(M, i64)> {
+    load(store, key, kind)
+        .await?
+        .ok_or_else(|| ConfigError::NotFound {
+            kind,
+            id: id.to_owned(),
+        })
+}
+
+/// The compare guarding a write to an existing object at `version` (0: any version).
+pub fn version_guard(key: &str, version: i64) -> Compare {
+    if version > 0 {
+        Compare::ModRevision {
+            key: key.to_owned(),
+            revision: version,
+        }
+    } else {
+        Compare::Exists(key.to_owned())
+    }
+}
+
+/// After a failed guarded write: NotFound if the object is gone, Aborted if its version moved.
+/// Returns Ok(()) when neither explains the failure (another compare did).
+pub async fn explain_guard(
+    store: &Store,
+    key: &str,
+    version: i64,
+    kind: &'static str,
+    id: &str,
+) -> Result<()> {
+    match store.get(key).await? {
+        None => Err(ConfigError::NotFound {
+            kind,
+            id: id.to_owned(),
+        }),
+        Some(kv) if version > 0 && kv.mod_revision != version => Err(ConfigError::Aborted {
+            kind,
+            id: id.to_owned(),
+            expected: version,
+            current: kv.mod_revision,
+        }),
+        Some(_) => Ok(()),
+    }
+}
+
+/// A put of an encoded message.
+pub fn put<M: Message>(key: String, msg: &M) -> Op {
+    Op::Put {
+        key,
+        value: msg.encode_to_vec(),
+        lease: None,
+    }
+}
+
+/// A put of an index entry.
+pub fn put_index(key: String, value: &str) -> Op {
+    Op::Put {
+        key,
+        value: value.as_bytes().to_vec(),
+        lease: None,
+    }
+}
+
+/// Clamps a requested page size: 0 means 100, at most 1000.
+pub fn page_size(requested: i32) -> Result<usize> {
+    match requested {
+        0 => Ok(100),
+        1..=1000 => Ok(requested as usize),
+        _ => Err(ConfigError::invalid(
+            "page_size",
+            format!("must be 0-1000 (got {requested})"),
+        )),
+    }
+}
+
+/// One page of a whole collection in key order; the page token is the last id.
+pub async fn list_page<M: Message + Default>(
+    store: &Store,
+    prefix: &str,
+    kind: &'static str,
+    page_size: i32,
+    page_token: &str,
+    set_version: impl Fn(&mut M, i64),
+) -> Result<(Vec<M>, String)> {
+    let limit = self::page_size(page_size)?;
+    let after = (!page_token.is_empty()).then(|| format!("{prefix}{page_token}"));
+    let page = store.range(prefix, after.as_deref(), limit).await?;
+    let mut out = Vec::with_capacity(page.kvs.len());
+    for kv in &page.kvs {
+        let mut m: M = decode(kv, kind)?;
+        set_version(&mut m, kv.mod_revision);
+        out.push(m);
+    }
+    let next = match (page.more, page.kvs.last()) {
+        (true, Some(last)) => last.key[prefix.len()..].to_owned(),
+        _ => String::new(),
+    };
+    Ok((out, next))
+}

@@ -1,0 +1,440 @@
+//! The gRPC service: authorises each call, then delegates to [`ConfigCore`].
+
+use std::{pin::Pin, sync::Arc};
+
+use dialtone_auth::{Permission, Tokens};
+use dialtone_proto::config::v1::{self as pb, config_service_server::ConfigService};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use tracing::{info, warn};
+
+use crate::{
+    ConfigCore, csv_format, error::ConfigError, keys, list, phones::redact, repo::decode, settings,
+};
+
+/// Largest CSV accepted by ImportPhones.
+pub const MAX_IMPORT_BYTES: usize = 64 << 20;
+
+type Stream2<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+/// The `dialtone.config.v1.ConfigService` implementation.
+#[derive(Clone)]
+pub struct ConfigApi {
+    core: ConfigCore,
+    tokens: Arc<Tokens>,
+}
+
+impl ConfigApi {
+    /// A service over `core`, accepting `tokens`.
+    pub fn new(core: ConfigCore, tokens: Arc<Tokens>) -> Self {
+        ConfigApi { core, tokens }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> pb::config_service_server::ConfigServiceServer<Self> {
+        pb::config_service_server::ConfigServiceServer::new(self)
+            .max_decoding_message_size(16 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    fn auth<T>(&self, req: &Request<T>, needed: Permission) -> Result<String, Status> {
+        self.tokens
+            .authorize(req, needed)
+            .map_err(|e| Status::from(ConfigError::from(e)))
+    }
+}
+
+fn field<T>(v: Option<T>, name: &str) -> Result<T, Status> {
+    v.ok_or_else(|| ConfigError::invalid(name, "is required").into())
+}
+
+fn ok<T>(r: Result<T, ConfigError>) -> Result<Response<T>, Status> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl ConfigService for ConfigApi {
+    async fn create_edge_group(
+        &self,
+        req: Request<pb::CreateEdgeGroupRequest>,
+    ) -> Result<Response<pb::EdgeGroup>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let g = field(req.into_inner().edge_group, "edge_group")?;
+        ok(self.core.create_edge_group(g).await)
+    }
+    async fn get_edge_group(
+        &self,
+        req: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::EdgeGroup>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_edge_group(&req.get_ref().id).await)
+    }
+    async fn update_edge_group(
+        &self,
+        req: Request<pb::UpdateEdgeGroupRequest>,
+    ) -> Result<Response<pb::EdgeGroup>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let g = field(req.into_inner().edge_group, "edge_group")?;
+        ok(self.core.update_edge_group(g).await)
+    }
+    async fn delete_edge_group(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_edge_group(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_edge_groups(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListEdgeGroupsResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .list_edge_groups(r.page_size, &r.page_token)
+            .await
+            .map(
+                |(edge_groups, next_page_token)| pb::ListEdgeGroupsResponse {
+                    edge_groups,
+                    next_page_token,
+                },
+            ))
+    }
+
+    async fn create_site(
+        &self,
+        req: Request<pb::CreateSiteRequest>,
+    ) -> Result<Response<pb::Site>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let s = field(req.into_inner().site, "site")?;
+        ok(self.core.create_site(s).await)
+    }
+    async fn get_site(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Site>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_site(&req.get_ref().id).await)
+    }
+    async fn update_site(
+        &self,
+        req: Request<pb::UpdateSiteRequest>,
+    ) -> Result<Response<pb::Site>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let s = field(req.into_inner().site, "site")?;
+        ok(self.core.update_site(s).await)
+    }
+    async fn delete_site(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_site(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_sites(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListSitesResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self.core.list_sites(r.page_size, &r.page_token).await.map(
+            |(sites, next_page_token)| pb::ListSitesResponse {
+                sites,
+                next_page_token,
+            },
+        ))
+    }
+
+    async fn get_templates(
+        &self,
+        req: Request<pb::GetTemplatesRequest>,
+    ) -> Result<Response<pb::GetTemplatesResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let templates = settings::META_BASES
+            .iter()
+            .map(|m| pb::Template {
+                meta_base: *m as i32,
+                defaults: Some(settings::template(*m)),
+            })
+            .collect();
+        Ok(Response::new(pb::GetTemplatesResponse { templates }))
+    }
+    async fn create_base_settings(
+        &self,
+        req: Request<pb::CreateBaseSettingsRequest>,
+    ) -> Result<Response<pb::BaseSettings>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let b = field(req.into_inner().base_settings, "base_settings")?;
+        ok(self.core.create_base_settings(b).await)
+    }
+    async fn get_base_settings(
+        &self,
+        req: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::BaseSettings>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_base_settings(&req.get_ref().id).await)
+    }
+    async fn update_base_settings(
+        &self,
+        req: Request<pb::UpdateBaseSettingsRequest>,
+    ) -> Result<Response<pb::BaseSettings>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let b = field(req.into_inner().base_settings, "base_settings")?;
+        ok(self.core.update_base_settings(b).await)
+    }
+    async fn delete_base_settings(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_base_settings(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_base_settings(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListBaseSettingsResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .list_base_settings(r.page_size, &r.page_token)
+            .await
+            .map(
+                |(base_settings, next_page_token)| pb::ListBaseSettingsResponse {
+                    base_settings,
+                    next_page_token,
+                },
+            ))
+    }
+    async fn migrate_base_settings(
+        &self,
+        req: Request<pb::MigrateBaseSettingsRequest>,
+    ) -> Result<Response<pb::MigrateBaseSettingsResponse>, Status> {
+        let who = self.auth(&req, Permission::Edit)?;
+        let r = req.into_inner();
+        let (to, dry_run) = (r.to_base_settings_id.clone(), r.dry_run);
+        let res = self.core.migrate_base_settings(r).await;
+        if let Ok(m) = &res {
+            info!(token = %who, to = %to, dry_run, phones = m.phones.len(), "base settings migration");
+        }
+        ok(res)
+    }
+
+    async fn create_phone(
+        &self,
+        req: Request<pb::CreatePhoneRequest>,
+    ) -> Result<Response<pb::CreatePhoneResponse>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let p = field(req.into_inner().phone, "phone")?;
+        ok(self
+            .core
+            .create_phone(p)
+            .await
+            .map(|(phone, credentials)| pb::CreatePhoneResponse {
+                phone: Some(phone),
+                credentials,
+            }))
+    }
+    async fn get_phone(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Phone>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_phone(&req.get_ref().id).await)
+    }
+    async fn update_phone(
+        &self,
+        req: Request<pb::UpdatePhoneRequest>,
+    ) -> Result<Response<pb::UpdatePhoneResponse>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let p = field(req.into_inner().phone, "phone")?;
+        ok(self
+            .core
+            .update_phone(p)
+            .await
+            .map(|(phone, credentials)| pb::UpdatePhoneResponse {
+                phone: Some(phone),
+                credentials,
+            }))
+    }
+    async fn delete_phone(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_phone(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_phones(
+        &self,
+        req: Request<pb::ListPhonesRequest>,
+    ) -> Result<Response<pb::ListPhonesResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.into_inner();
+        ok(self
+            .core
+            .list_phones(r.filter.unwrap_or_default(), r.page_size, &r.page_token)
+            .await
+            .map(|(phones, next_page_token)| pb::ListPhonesResponse {
+                phones: phones.into_iter().map(redact).collect(),
+                next_page_token,
+            }))
+    }
+    async fn reset_line_password(
+        &self,
+        req: Request<pb::ResetLinePasswordRequest>,
+    ) -> Result<Response<pb::LineCredentials>, Status> {
+        let who = self.auth(&req, Permission::Edit)?;
+        let r = req.into_inner();
+        let res = self
+            .core
+            .reset_line_password(&r.phone_id, r.line_index, r.version)
+            .await;
+        if res.is_ok() {
+            info!(token = %who, phone_id = %r.phone_id, line = r.line_index, "line password reset");
+        }
+        ok(res)
+    }
+
+    type ImportPhonesStream = Stream2<pb::ImportPhonesResponse>;
+    async fn import_phones(
+        &self,
+        req: Request<Streaming<pb::ImportPhonesRequest>>,
+    ) -> Result<Response<Self::ImportPhonesStream>, Status> {
+        let who = self.auth(&req, Permission::Add)?;
+        let mut incoming = req.into_inner();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = incoming.message().await? {
+            bytes.extend_from_slice(&chunk.chunk);
+            if bytes.len() > MAX_IMPORT_BYTES {
+                return Err(ConfigError::invalid(
+                    "chunk",
+                    format!("the file exceeds {MAX_IMPORT_BYTES} bytes"),
+                )
+                .into());
+            }
+        }
+        // A bad header fails the call before anything is written.
+        csv_format::parse(
+            &bytes[..bytes.len().min(
+                bytes
+                    .iter()
+                    .position(|b| *b == b'\n')
+                    .map_or(bytes.len(), |i| i + 1),
+            )],
+        )
+        .map_err(Status::from)?;
+        let (tx, rx) = mpsc::channel(1024);
+        let (out_tx, out_rx) = mpsc::channel::<Result<pb::ImportPhonesResponse, Status>>(1024);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let forward = async {
+                let mut rx = rx;
+                while let Some(r) = rx.recv().await {
+                    if out_tx.send(Ok(r)).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let (res, ()) = tokio::join!(core.import_phones(bytes, tx), forward);
+            match res {
+                Ok(()) => info!(token = %who, "phone import finished"),
+                Err(e) => {
+                    warn!(token = %who, error = %e, "phone import failed");
+                    let _ = out_tx.send(Err(e.into())).await;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
+    }
+
+    type ExportPhonesStream = Stream2<pb::ExportPhonesResponse>;
+    async fn export_phones(
+        &self,
+        req: Request<pb::ListPhonesRequest>,
+    ) -> Result<Response<Self::ExportPhonesStream>, Status> {
+        self.auth(&req, Permission::View)?;
+        let filter =
+            list::normalise(req.into_inner().filter.unwrap_or_default()).map_err(Status::from)?;
+        let (tx, rx) = mpsc::channel(16);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            let res: Result<(), ConfigError> = async {
+                let mut prefixes = std::collections::HashMap::new();
+                let mut token = String::new();
+                let mut chunk = csv_format::header();
+                loop {
+                    let (phones, next) = core.list_phones(filter.clone(), 1000, &token).await?;
+                    for p in &phones {
+                        if !prefixes.contains_key(&p.site_id) {
+                            let prefix = core
+                                .get_site(&p.site_id)
+                                .await
+                                .map(|s| s.sip_user_prefix)
+                                .unwrap_or_default();
+                            prefixes.insert(p.site_id.clone(), prefix);
+                        }
+                        chunk.extend(csv_format::row(p, &prefixes[&p.site_id]));
+                    }
+                    if tx
+                        .send(Ok(pb::ExportPhonesResponse {
+                            chunk: std::mem::take(&mut chunk),
+                        }))
+                        .await
+                        .is_err()
+                        || next.is_empty()
+                    {
+                        return Ok(());
+                    }
+                    token = next;
+                }
+            }
+            .await;
+            if let Err(e) = res {
+                let _ = tx.send(Err(e.into())).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn list_members(
+        &self,
+        req: Request<pb::ListMembersRequest>,
+    ) -> Result<Response<pb::ListMembersResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let role = &req.get_ref().role;
+        let prefix = if role.is_empty() {
+            keys::MEMBERS.to_owned()
+        } else {
+            format!("{}{role}/", keys::MEMBERS)
+        };
+        let page = self
+            .core
+            .store()
+            .range(&prefix, None, 10_000)
+            .await
+            .map_err(|e| Status::from(ConfigError::from(e)))?;
+        let members = page
+            .kvs
+            .iter()
+            .map(|kv| decode(kv, "member"))
+            .collect::<Result<Vec<pb::Member>, _>>()?;
+        Ok(Response::new(pb::ListMembersResponse { members }))
+    }
+}
