@@ -32,6 +32,9 @@ pub enum StoreError {
     /// The embedded store's files are damaged beyond the torn tail a crash can leave.
     #[error("embedded store corrupt: {0}")]
     Corrupt(&'static str),
+    /// No etcd endpoint was given.
+    #[error("no etcd endpoints given")]
+    NoEndpoints,
     /// The embedded store is shutting down.
     #[error("store closed")]
     Closed,

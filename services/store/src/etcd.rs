@@ -11,10 +11,12 @@ use crate::{
     types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent},
 };
 
-/// A connection to an etcd cluster, with every key under `root`.
+/// A connection to an etcd cluster, with every key under `root`. Calls go to one pinned
+/// member; when it is unreachable the store moves to the next (as etcd's Go client does).
 #[derive(Clone)]
 pub struct EtcdStore {
-    client: Client,
+    clients: std::sync::Arc<Vec<Client>>,
+    pinned: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     root: String,
 }
 
@@ -30,13 +32,50 @@ impl EtcdStore {
                 std::time::Duration::from_secs(3),
             )
             .with_keep_alive_while_idle(true);
-        let client = Client::connect(endpoints, Some(options)).await?;
+        let mut clients = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            clients.push(Client::connect([e], Some(options.clone())).await?);
+        }
+        if clients.is_empty() {
+            return Err(StoreError::NoEndpoints);
+        }
         let store = EtcdStore {
-            client,
+            clients: clients.into(),
+            pinned: Default::default(),
             root: root.to_owned(),
         };
         store.revision().await?;
         Ok(store)
+    }
+
+    fn client(&self) -> Client {
+        let i = self.pinned.load(std::sync::atomic::Ordering::Relaxed) % self.clients.len();
+        self.clients[i].clone()
+    }
+
+    /// Runs `call` on the pinned member until it succeeds, fails for good, or runs out of
+    /// attempts; an unreachable member moves the pin to the next one.
+    async fn retry<T, F, Fut>(&self, idempotent: bool, mut call: F) -> Result<T, etcd_client::Error>
+    where
+        F: FnMut(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match call(self.client()).await {
+                Err(e)
+                    if attempt + 1 < ATTEMPTS.max(self.clients.len() as u32 * 2)
+                        && retriable(&e, idempotent) =>
+                {
+                    attempt += 1;
+                    self.pinned
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * u64::from(attempt)))
+                        .await;
+                }
+                other => return other,
+            }
+        }
     }
 
     fn full(&self, key: &str) -> String {
@@ -56,7 +95,13 @@ impl EtcdStore {
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        let resp = self.client.kv_client().get(self.full(key), None).await?;
+        let key = self.full(key);
+        let resp = self
+            .retry(true, |c| {
+                let key = key.clone();
+                async move { c.kv_client().get(key, None).await }
+            })
+            .await?;
         resp.kvs().first().map(|kv| self.to_kv(kv)).transpose()
     }
 
@@ -71,9 +116,10 @@ impl EtcdStore {
                 .map(|k| TxnOp::get(self.full(k), None))
                 .collect();
             let resp = self
-                .client
-                .kv_client()
-                .txn(Txn::new().and_then(ops))
+                .retry(true, |c| {
+                    let txn = Txn::new().and_then(ops.clone());
+                    async move { c.kv_client().txn(txn).await }
+                })
                 .await?;
             for r in resp.op_responses() {
                 match r {
@@ -88,10 +134,12 @@ impl EtcdStore {
     }
 
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StoreError> {
+        let key = self.full(key);
         let resp = self
-            .client
-            .kv_client()
-            .delete(self.full(key), None::<DeleteOptions>)
+            .retry(false, |c| {
+                let key = key.clone();
+                async move { c.kv_client().delete(key, None::<DeleteOptions>).await }
+            })
             .await?;
         Ok(resp.deleted() > 0)
     }
@@ -114,7 +162,12 @@ impl EtcdStore {
         let opts = GetOptions::new()
             .with_range(prefix_end(full_prefix.as_bytes()))
             .with_limit(limit as i64);
-        let resp = self.client.kv_client().get(start, Some(opts)).await?;
+        let resp = self
+            .retry(true, |c| {
+                let (start, opts) = (start.clone(), opts.clone());
+                async move { c.kv_client().get(start, Some(opts)).await }
+            })
+            .await?;
         let kvs = resp
             .kvs()
             .iter()
@@ -129,21 +182,31 @@ impl EtcdStore {
     }
 
     pub(crate) async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        let opts = GetOptions::new().with_prefix().with_count_only();
+        let key = self.full(prefix);
         let resp = self
-            .client
-            .kv_client()
-            .get(self.full(prefix), Some(opts))
+            .retry(true, |c| {
+                let key = key.clone();
+                async move {
+                    c.kv_client()
+                        .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
+                        .await
+                }
+            })
             .await?;
         Ok(resp.count().max(0) as u64)
     }
 
     pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
-        let opts = GetOptions::new().with_count_only();
+        let key = self.full("\0revision-probe");
         let resp = self
-            .client
-            .kv_client()
-            .get(self.full("\0revision-probe"), Some(opts))
+            .retry(true, |c| {
+                let key = key.clone();
+                async move {
+                    c.kv_client()
+                        .get(key, Some(GetOptions::new().with_count_only()))
+                        .await
+                }
+            })
             .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
     }
@@ -183,9 +246,10 @@ impl EtcdStore {
             })
             .collect();
         let resp = self
-            .client
-            .kv_client()
-            .txn(Txn::new().when(compares).and_then(ops))
+            .retry(false, |c| {
+                let txn = Txn::new().when(compares.clone()).and_then(ops.clone());
+                async move { c.kv_client().txn(txn).await }
+            })
             .await
             .map_err(lease_error)?;
         Ok(TxnResult {
@@ -203,10 +267,12 @@ impl EtcdStore {
         if from_revision > 0 {
             opts = opts.with_start_revision(from_revision);
         }
+        let key = self.full(prefix);
         let stream = self
-            .client
-            .watch_client()
-            .watch(self.full(prefix), Some(opts))
+            .retry(true, |c| {
+                let (key, opts) = (key.clone(), opts.clone());
+                async move { c.watch_client().watch(key, Some(opts)).await }
+            })
             .await?;
         Ok(EtcdWatch {
             store: self.clone(),
@@ -215,21 +281,44 @@ impl EtcdStore {
     }
 
     pub(crate) async fn lease_grant(&self, ttl_s: i64) -> Result<LeaseId, StoreError> {
-        Ok(self.client.lease_client().grant(ttl_s, None).await?.id())
+        let resp = self
+            .retry(false, |c| async move {
+                c.lease_client().grant(ttl_s, None).await
+            })
+            .await?;
+        Ok(resp.id())
     }
 
     pub(crate) async fn lease_keep_alive(&self, id: LeaseId) -> Result<EtcdKeepAlive, StoreError> {
-        let (keeper, stream) = self.client.lease_client().keep_alive(id).await?;
+        let (keeper, stream) = self
+            .retry(
+                true,
+                |c| async move { c.lease_client().keep_alive(id).await },
+            )
+            .await?;
         Ok(EtcdKeepAlive { keeper, stream })
     }
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
-        self.client
-            .lease_client()
-            .revoke(id)
+        self.retry(false, |c| async move { c.lease_client().revoke(id).await })
             .await
             .map_err(lease_error)?;
         Ok(())
+    }
+}
+
+/// Attempts per call when a member is unreachable (at least two rounds over the members).
+const ATTEMPTS: u32 = 6;
+
+/// Whether a failed call may be sent again: reads on any unavailability; writes only when
+/// the request never left (the connection could not be made), so nothing applies twice.
+fn retriable(e: &etcd_client::Error, idempotent: bool) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unavailable => {
+            idempotent || s.message().contains("connect")
+        }
+        etcd_client::Error::TransportError(_) => idempotent,
+        _ => false,
     }
 }
 

@@ -94,7 +94,7 @@ impl NodeLease {
     }
 
     /// Stops the keeper and revokes the lease: every owned key disappears at once.
-    pub async fn shutdown(self) {
+    pub async fn shutdown(&self) {
         self.keeper.abort();
         let lease = self.lease_id();
         match self.shared.store.lease_revoke(lease).await {

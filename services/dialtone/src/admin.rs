@@ -1,0 +1,99 @@
+//! The admin HTTP port: `/healthz` (the process runs), `/readyz` (it can serve: the store
+//! answers and the node's lease is alive), `/metrics` (Prometheus text).
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{Router, extract::State, http::StatusCode, routing::get};
+use dialtone_store::{Store, lifecycle::NodeLease};
+
+/// What the admin endpoints report on.
+#[derive(Clone)]
+pub struct Health {
+    pub store: Store,
+    pub lease: Arc<NodeLease>,
+    pub node: String,
+    pub roles: Vec<String>,
+    pub started: SystemTime,
+}
+
+impl Health {
+    async fn store_ok(&self) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), self.store.revision()).await,
+            Ok(Ok(_))
+        )
+    }
+}
+
+/// The admin router.
+pub fn router(health: Health) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(health)
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
+    let store = h.store_ok().await;
+    let lease = h.lease.is_alive();
+    if store && lease {
+        (StatusCode::OK, "ready\n".into())
+    } else {
+        let why = [
+            (!store).then_some("store unreachable"),
+            (!lease).then_some("node lease lost"),
+        ];
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: {}\n",
+                why.into_iter().flatten().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    }
+}
+
+async fn metrics(
+    State(h): State<Health>,
+) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    let store = h.store_ok().await;
+    let started = h
+        .started
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut out = String::new();
+    let roles = h.roles.join(",");
+    out.push_str("# HELP dialtone_build_info Build and node information.\n# TYPE dialtone_build_info gauge\n");
+    out.push_str(&format!(
+        "dialtone_build_info{{version=\"{}\",node=\"{}\",roles=\"{roles}\",store=\"{}\"}} 1\n",
+        env!("CARGO_PKG_VERSION"),
+        h.node,
+        h.store.backend()
+    ));
+    out.push_str("# HELP dialtone_store_up Whether the store answered a read within 1 s.\n# TYPE dialtone_store_up gauge\n");
+    out.push_str(&format!("dialtone_store_up {}\n", u8::from(store)));
+    out.push_str("# HELP dialtone_lease_alive Whether the node's lease is alive.\n# TYPE dialtone_lease_alive gauge\n");
+    out.push_str(&format!(
+        "dialtone_lease_alive {}\n",
+        u8::from(h.lease.is_alive())
+    ));
+    out.push_str(
+        "# HELP dialtone_lease_reregistrations_total Times the node re-registered on a new lease.\n# TYPE dialtone_lease_reregistrations_total counter\n",
+    );
+    out.push_str(&format!(
+        "dialtone_lease_reregistrations_total {}\n",
+        *h.lease.generation().borrow()
+    ));
+    out.push_str("# HELP process_start_time_seconds Start time of the process.\n# TYPE process_start_time_seconds gauge\n");
+    out.push_str(&format!("process_start_time_seconds {started}\n"));
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        out,
+    )
+}

@@ -1,0 +1,66 @@
+//! `dialtone`: one binary, any set of roles.
+
+mod admin;
+mod serve;
+mod settings;
+
+use std::ffi::OsString;
+
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: dialtone serve [FLAGS]   (dialtone serve --help lists every flag)\n       dialtone --version";
+
+fn main() -> std::process::ExitCode {
+    let mut args: Vec<OsString> = std::env::args_os().skip(1).collect();
+    match args.first().and_then(|a| a.to_str()) {
+        Some("serve") => {
+            args.remove(0);
+        }
+        Some("--version" | "-V") => {
+            println!("dialtone {}", env!("CARGO_PKG_VERSION"));
+            return std::process::ExitCode::SUCCESS;
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return std::process::ExitCode::from(2);
+        }
+    }
+    let cfg = match settings::ServeConfig::load(args) {
+        Ok(c) => c,
+        Err(e) => {
+            if let Some(clap_err) = e.downcast_ref::<clap::Error>() {
+                let _ = clap_err.print();
+                return if clap_err.use_stderr() {
+                    std::process::ExitCode::from(2)
+                } else {
+                    std::process::ExitCode::SUCCESS
+                };
+            }
+            eprintln!("dialtone: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dialtone: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve::run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "dialtone stopped with an error");
+            eprintln!("dialtone: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `dialtone serve`: opens the store, takes the node lease, registers the node's roles,
+//! serves gRPC and admin HTTP, and on SIGTERM/SIGINT stops serving and revokes the lease.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Context;
+use dialtone_auth::{Permission, Tokens};
+use dialtone_config::{ConfigApi, ConfigCore};
+use dialtone_proto::config::v1::Member;
+use dialtone_store::{EmbeddedStore, EtcdStore, Store, lifecycle::NodeLease};
+use prost::Message;
+use tracing::{info, warn};
+
+use crate::{admin, settings::ServeConfig};
+
+/// File in the data dir holding the generated admin token (mode 0600).
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// File in the data dir holding the gRPC endpoint, for dialtonectl.
+pub const ENDPOINT_FILE: &str = "endpoint";
+
+pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
+    let data = cfg.data();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating data dir {}", data.display()))?;
+    let store = if cfg.etcd.is_empty() {
+        Store::Embedded(
+            EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
+        )
+    } else {
+        Store::Etcd(
+            EtcdStore::connect(&cfg.etcd, &cfg.store_prefix)
+                .await
+                .with_context(|| format!("connecting to etcd {}", cfg.etcd.join(",")))?,
+        )
+    };
+    let tokens = Arc::new(load_tokens(&cfg, &data)?);
+    let lease = NodeLease::start(store.clone(), cfg.node(), cfg.lease_ttl)
+        .await
+        .context("granting the node lease")?;
+
+    let grpc = tokio::net::TcpListener::bind(cfg.listen_grpc)
+        .await
+        .with_context(|| format!("binding --listen-grpc {}", cfg.listen_grpc))?;
+    let admin_listener = tokio::net::TcpListener::bind(cfg.listen_admin)
+        .await
+        .with_context(|| format!("binding --listen-admin {}", cfg.listen_admin))?;
+    let grpc_addr = grpc.local_addr()?;
+    let admin_addr = admin_listener.local_addr()?;
+
+    let started = SystemTime::now();
+    let started_ms = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for role in &cfg.roles {
+        let member = Member {
+            node_id: cfg.node().to_owned(),
+            role: role.clone(),
+            grpc_address: grpc_addr.to_string(),
+            admin_address: admin_addr.to_string(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at_ms: started_ms,
+        };
+        lease
+            .put_owned(
+                &format!("members/{role}/{}", cfg.node()),
+                member.encode_to_vec(),
+            )
+            .await
+            .context("registering membership")?;
+    }
+
+    let lease = Arc::new(lease);
+    {
+        let health = admin::Health {
+            store: store.clone(),
+            lease: lease.clone(),
+            node: cfg.node().to_owned(),
+            roles: cfg.roles.clone(),
+            started,
+        };
+        let mut router = tonic::service::Routes::builder();
+        if cfg.roles.iter().any(|r| r == "config") {
+            let api = ConfigApi::new(
+                ConfigCore::new(store.clone(), &cfg.sip_realm),
+                tokens.clone(),
+            );
+            router.add_service(api.into_server());
+        }
+        let routes = router.routes();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let admin_task = {
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                axum::serve(admin_listener, admin::router(health))
+                    .with_graceful_shutdown(async move {
+                        let _ = stop.changed().await;
+                    })
+                    .await
+            })
+        };
+        write_endpoint(&data, grpc_addr);
+        print_banner(&cfg, &data, grpc_addr, admin_addr, store.backend());
+        let mut stop = stop_rx.clone();
+        let grpc_task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_routes(routes)
+                .serve_with_incoming_shutdown(tokio_stream_listener(grpc), async move {
+                    let _ = stop.changed().await;
+                }),
+        );
+        shutdown_signal().await;
+        info!(node = %cfg.node(), "shutting down: draining, then revoking the lease");
+        let _ = stop_tx.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+        lease.shutdown().await;
+    }
+    info!("stopped");
+    Ok(())
+}
+
+fn tokio_stream_listener(l: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(l).with_nodelay(Some(true))
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+/// Tokens from --api-tokens, or (embedded dev mode) the admin token generated once into
+/// the data dir.
+fn load_tokens(cfg: &ServeConfig, data: &Path) -> anyhow::Result<Tokens> {
+    if let Some(path) = &cfg.api_tokens {
+        let t = Tokens::load(path)
+            .with_context(|| format!("invalid value '{}' for '--api-tokens'", path.display()))?;
+        info!(tokens = t.len(), "api tokens loaded");
+        return Ok(t);
+    }
+    let path = data.join(ADMIN_TOKEN_FILE);
+    let token = match std::fs::read_to_string(&path) {
+        Ok(t) => t.trim().to_owned(),
+        Err(_) => {
+            let t = dialtone_auth::generate_token();
+            write_private(&path, &t).with_context(|| format!("writing {}", path.display()))?;
+            info!(path = %path.display(), "admin token generated");
+            t
+        }
+    };
+    let mut tokens = Tokens::default();
+    tokens.insert("admin", &token, &[Permission::All]);
+    Ok(tokens)
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)?;
+    std::io::Write::write_all(&mut f, format!("{text}\n").as_bytes())
+}
+
+fn write_endpoint(data: &Path, addr: std::net::SocketAddr) {
+    let host = if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    };
+    let url = format!("http://{host}:{}\n", addr.port());
+    if let Err(e) = std::fs::write(data.join(ENDPOINT_FILE), url) {
+        warn!(error = %e, "could not write the endpoint file for dialtonectl");
+    }
+}
+
+fn print_banner(
+    cfg: &ServeConfig,
+    data: &Path,
+    grpc: std::net::SocketAddr,
+    admin: std::net::SocketAddr,
+    backend: &str,
+) {
+    let token_hint = if cfg.api_tokens.is_some() {
+        "tokens from --api-tokens".to_string()
+    } else {
+        format!("admin token in {}", data.join(ADMIN_TOKEN_FILE).display())
+    };
+    println!(
+        "dialtone ready: node {} roles [{}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics)\n  {token_hint}\n\
+         next: dialtonectl edge-groups create ..., sites create ..., base-settings create ..., phones create ...\n\
+         \x20     (`phones create` prints each line's SIP user and password once; see the README tour)",
+        cfg.node(),
+        cfg.roles.join(","),
+    );
+}

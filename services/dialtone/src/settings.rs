@@ -1,0 +1,313 @@
+//! `dialtone serve` configuration: flags, then `DIALTONE_*` environment variables, then an
+//! optional TOML file (`--config`, keys are the long flag names), then defaults.
+//! Every value is validated before anything starts; errors name the flag and the value.
+
+use std::{collections::HashSet, ffi::OsString, net::SocketAddr, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{CommandFactory, Parser};
+
+/// Roles this build can run.
+pub const ROLES: [&str; 1] = ["config"];
+/// Roles of the design that come in later releases.
+pub const FUTURE_ROLES: [&str; 3] = ["edge", "provisioning", "status"];
+
+/// `dialtone serve` flags.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "dialtone serve", args_override_self = true)]
+pub struct ServeConfig {
+    /// Optional TOML file with any of these settings (keys are the long flag names,
+    /// e.g. `listen-grpc = "0.0.0.0:7700"`); flags and environment variables win over it.
+    #[arg(long, env = "DIALTONE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Roles to run, comma-separated, or `all` (every role this build has: config).
+    #[arg(
+        long,
+        env = "DIALTONE_ROLES",
+        default_value = "all",
+        value_delimiter = ','
+    )]
+    pub roles: Vec<String>,
+    /// Directory of the embedded store, the generated admin token and the endpoint file.
+    /// Default: $XDG_DATA_HOME/dialtone (~/.local/share/dialtone).
+    #[arg(long, env = "DIALTONE_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// etcd endpoints (comma-separated `http://host:port`); without it the embedded store
+    /// in --data-dir is used (one node only).
+    #[arg(
+        long,
+        env = "DIALTONE_ETCD",
+        value_delimiter = ',',
+        value_name = "URLS"
+    )]
+    pub etcd: Vec<String>,
+    /// Root of Dialtone's keys in the store.
+    #[arg(long, env = "DIALTONE_STORE_PREFIX", default_value = dialtone_store::DEFAULT_ROOT)]
+    pub store_prefix: String,
+    /// Address of the gRPC port (every service of the process).
+    #[arg(
+        long,
+        env = "DIALTONE_LISTEN_GRPC",
+        default_value = "127.0.0.1:7700",
+        value_name = "ADDR"
+    )]
+    pub listen_grpc: SocketAddr,
+    /// Address of the admin HTTP port (/healthz, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "DIALTONE_LISTEN_ADMIN",
+        default_value = "127.0.0.1:7701",
+        value_name = "ADDR"
+    )]
+    pub listen_admin: SocketAddr,
+    /// This node's id (lowercase letters, digits, '-'); default: the host name.
+    #[arg(long, env = "DIALTONE_NODE_ID")]
+    pub node_id: Option<String>,
+    /// TTL of the node's lease in seconds (2-60): how long a dead node's records linger.
+    #[arg(long, env = "DIALTONE_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=60))]
+    pub lease_ttl: i64,
+    /// API token file (TOML, see the README). Without it, with the embedded store, an admin
+    /// token is generated on first start and stored in --data-dir/admin-token.
+    #[arg(long, env = "DIALTONE_API_TOKENS", value_name = "FILE")]
+    pub api_tokens: Option<PathBuf>,
+    /// Digest realm of phone credentials.
+    #[arg(long, env = "DIALTONE_SIP_REALM", default_value = dialtone_config::DEFAULT_REALM)]
+    pub sip_realm: String,
+    /// Log filter (tracing EnvFilter syntax), e.g. `info` or `dialtone_store=debug,info`.
+    #[arg(long, env = "DIALTONE_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// The default data directory.
+pub fn default_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    base.join("dialtone")
+}
+
+impl ServeConfig {
+    /// Parses `args` (after `serve`), merging the config file under flags and environment.
+    pub fn load(args: Vec<OsString>) -> anyhow::Result<Self> {
+        let first = ServeConfig::try_parse_from(
+            std::iter::once(OsString::from("serve")).chain(args.iter().cloned()),
+        )?;
+        let mut argv = vec![OsString::from("serve")];
+        if let Some(path) = &first.config {
+            argv.extend(file_args(path)?);
+        }
+        argv.extend(args);
+        let mut c = ServeConfig::try_parse_from(argv)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn validate(&mut self) -> anyhow::Result<()> {
+        let mut roles = HashSet::new();
+        for r in &self.roles {
+            let r = r.trim();
+            if r == "all" {
+                roles.extend(ROLES.iter().map(|r| r.to_string()));
+            } else if ROLES.contains(&r) {
+                roles.insert(r.to_owned());
+            } else if FUTURE_ROLES.contains(&r) {
+                bail!(
+                    "invalid value '{r}' for '--roles': this build has no {r} role yet (available: {})",
+                    ROLES.join(", ")
+                );
+            } else {
+                bail!(
+                    "invalid value '{r}' for '--roles': known roles are all, {}",
+                    ROLES.join(", ")
+                );
+            }
+        }
+        self.roles = ROLES
+            .iter()
+            .filter(|r| roles.contains(**r))
+            .map(|r| r.to_string())
+            .collect();
+        for e in &self.etcd {
+            if !(e.starts_with("http://") || e.starts_with("https://")) || e.len() < 10 {
+                bail!("invalid value '{e}' for '--etcd': endpoints look like http://host:2379");
+            }
+        }
+        if !self.store_prefix.starts_with('/') || !self.store_prefix.ends_with('/') {
+            bail!(
+                "invalid value '{}' for '--store-prefix': must start and end with '/'",
+                self.store_prefix
+            );
+        }
+        let node = match &self.node_id {
+            Some(n) => n.clone(),
+            None => hostname(),
+        };
+        let ok = (1..=63).contains(&node.len())
+            && node
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !node.starts_with('-');
+        if !ok {
+            bail!(
+                "invalid value '{node}' for '--node-id': use 1-63 lowercase letters, digits or '-'"
+            );
+        }
+        self.node_id = Some(node);
+        if self.sip_realm.is_empty()
+            || self
+                .sip_realm
+                .chars()
+                .any(|c| c.is_whitespace() || c == '"')
+        {
+            bail!(
+                "invalid value '{}' for '--sip-realm': must be non-empty, without spaces or quotes",
+                self.sip_realm
+            );
+        }
+        if !self.etcd.is_empty() && self.api_tokens.is_none() {
+            bail!(
+                "'--api-tokens' is required with '--etcd' (tokens are generated only for the embedded dev mode)"
+            );
+        }
+        if self.data_dir.is_none() {
+            self.data_dir = Some(default_data_dir());
+        }
+        Ok(())
+    }
+
+    /// The node id (set by validation).
+    pub fn node(&self) -> &str {
+        self.node_id.as_deref().unwrap_or("node")
+    }
+
+    /// The data dir (set by validation).
+    pub fn data(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_ascii_lowercase().replace(['.', '_'], "-"))
+        .unwrap_or_else(|_| "node-1".into())
+}
+
+/// Turns a TOML config file into `--key=value` arguments, skipping keys whose environment
+/// variable is set (the environment wins over the file).
+fn file_args(path: &PathBuf) -> anyhow::Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))?;
+    let cmd = ServeConfig::command();
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(key.as_str()))
+        else {
+            bail!("unknown key '{key}' in config file {}", path.display());
+        };
+        if key == "config" {
+            bail!("key 'config' is not allowed inside a config file");
+        }
+        if arg
+            .get_env()
+            .is_some_and(|env| std::env::var_os(env).is_some())
+        {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|v| match v {
+                    toml::Value::String(s) => s.clone(),
+                    toml::Value::Integer(i) => i.to_string(),
+                    other => format!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+            other => bail!(
+                "invalid value {other:?} for key '{key}' in config file {}",
+                path.display()
+            ),
+        };
+        out.push(OsString::from(format!("--{key}={text}")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> anyhow::Result<ServeConfig> {
+        ServeConfig::load(args.iter().map(OsString::from).collect())
+    }
+
+    #[test]
+    fn defaults_and_all_roles() {
+        let c = load(&["--node-id", "n1", "--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(c.roles, vec!["config"]);
+        assert_eq!(c.listen_grpc.port(), 7700);
+        assert_eq!(c.lease_ttl, 10);
+    }
+
+    #[test]
+    fn invalid_values_are_named() {
+        let cases = [
+            (vec!["--roles", "dns"], "'dns' for '--roles'"),
+            (vec!["--roles", "edge"], "no edge role yet"),
+            (vec!["--listen-grpc", "nowhere"], "--listen-grpc"),
+            (vec!["--lease-ttl", "0"], "--lease-ttl"),
+            (vec!["--node-id", "Bad_Node"], "'Bad_Node' for '--node-id'"),
+            (
+                vec!["--etcd", "localhost:2379"],
+                "'localhost:2379' for '--etcd'",
+            ),
+            (
+                vec!["--etcd", "http://127.0.0.1:2379"],
+                "'--api-tokens' is required",
+            ),
+            (vec!["--store-prefix", "dialtone"], "--store-prefix"),
+        ];
+        for (args, want) in cases {
+            let err = load(&args).unwrap_err().to_string();
+            assert!(err.contains(want), "{args:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn file_is_under_flags() {
+        let dir = std::env::temp_dir().join(format!("dialtone-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("d.toml");
+        std::fs::write(
+            &file,
+            "listen-admin = \"127.0.0.1:9\"\nlease-ttl = 5\nnode-id = \"from-file\"\n",
+        )
+        .unwrap();
+        let c = load(&["--config", file.to_str().unwrap(), "--node-id", "from-flag"]).unwrap();
+        assert_eq!(c.listen_admin.port(), 9);
+        assert_eq!(c.lease_ttl, 5);
+        assert_eq!(c.node(), "from-flag");
+        std::fs::write(&file, "colour = \"blue\"\n").unwrap();
+        assert!(
+            load(&["--config", file.to_str().unwrap()])
+                .unwrap_err()
+                .to_string()
+                .contains("unknown key 'colour'")
+        );
+        std::fs::write(&file, "lease-ttl = 500\n").unwrap();
+        assert!(
+            load(&["--config", file.to_str().unwrap()])
+                .unwrap_err()
+                .to_string()
+                .contains("--lease-ttl")
+        );
+    }
+}

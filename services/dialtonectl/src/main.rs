@@ -1,0 +1,121 @@
+//! `dialtonectl`: the admin CLI over Dialtone's gRPC APIs.
+//!
+//! It finds the server and token by itself in the all-in-one dev mode (the files
+//! `dialtone serve` writes into its data dir); otherwise pass `--server` and `--token`
+//! (or `DIALTONE_SERVER` / `DIALTONE_TOKEN`).
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use dialtone_proto::config::v1::config_service_client::ConfigServiceClient;
+use tonic::{
+    metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
+};
+
+use crate::output::Format;
+
+/// Dialtone admin CLI.
+#[derive(Parser, Debug)]
+#[command(name = "dialtonectl", version, about, long_about = None)]
+pub struct Cli {
+    /// gRPC endpoint of any config node (default: from the data dir's `endpoint` file).
+    #[arg(long, global = true, env = "DIALTONE_SERVER")]
+    server: Option<String>,
+    /// API token (default: the data dir's generated `admin-token`).
+    #[arg(long, global = true, env = "DIALTONE_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data dir of a local `dialtone serve` (default: $XDG_DATA_HOME/dialtone).
+    #[arg(long, global = true, env = "DIALTONE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
+    output: Format,
+    #[command(subcommand)]
+    command: commands::Command,
+}
+
+/// A config client that adds the bearer token to every call.
+pub type Client = ConfigServiceClient<InterceptedService<Channel, Auth>>;
+
+/// Adds `authorization: Bearer …`.
+#[derive(Clone)]
+pub struct Auth(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Auth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+fn data_dir(cli: &Cli) -> PathBuf {
+    cli.data_dir.clone().unwrap_or_else(|| {
+        let base = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        base.join("dialtone")
+    })
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+    let dir = data_dir(cli);
+    let server = match &cli.server {
+        Some(s) => s.clone(),
+        None => std::fs::read_to_string(dir.join("endpoint"))
+            .map(|s| s.trim().to_owned())
+            .with_context(|| {
+                format!(
+                    "no --server given and no {} (is `dialtone serve` running?)",
+                    dir.join("endpoint").display()
+                )
+            })?,
+    };
+    let token = match &cli.token {
+        Some(t) => t.clone(),
+        None => std::fs::read_to_string(dir.join("admin-token"))
+            .map(|s| s.trim().to_owned())
+            .with_context(|| {
+                format!(
+                    "no --token given and no {}",
+                    dir.join("admin-token").display()
+                )
+            })?,
+    };
+    let channel = Channel::from_shared(server.clone())
+        .with_context(|| format!("invalid --server '{server}'"))?
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {server}"))?;
+    let header: MetadataValue<_> = format!("Bearer {token}")
+        .parse()
+        .context("the token has characters a header cannot carry")?;
+    Ok(ConfigServiceClient::with_interceptor(channel, Auth(header))
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(16 << 20))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = async {
+        let client = connect(&cli).await?;
+        commands::run(client, cli.output, cli.command).await
+    }
+    .await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            match e.downcast_ref::<tonic::Status>() {
+                Some(s) => eprintln!("error: {:?}: {}", s.code(), s.message()),
+                None => eprintln!("error: {e:#}"),
+            }
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! Tables and JSON.
+
+use serde::Serialize;
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// Canonical proto3 JSON (one document).
+    Json,
+}
+
+/// Prints rows as aligned columns.
+pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+/// Prints a value as pretty JSON.
+pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// An enum's proto name without its prefix, lowercased: `PHONE_KIND_MANAGED` → `managed`.
+pub fn enum_name(full: &str, prefix: &str) -> String {
+    full.trim_start_matches(prefix).to_ascii_lowercase()
+}

@@ -1,0 +1,493 @@
+//! The cluster sandbox used by every cross-service test: real `etcd` members and real
+//! `dialtone` processes with chosen roles, on 127.0.0.1 ports chosen by the OS, waited on
+//! until ready, killed (and their files removed) when dropped.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use dialtone_proto::config::v1::config_service_client::ConfigServiceClient;
+use dialtone_store::{EtcdStore, Store};
+use tonic::{
+    metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
+};
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; it is released for the child to bind).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A built binary of this workspace (`cargo build --bins` must have run: the test script does).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first",
+        path.display()
+    );
+    path
+}
+
+/// Kills a child with SIGKILL and reaps it.
+fn kill9(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// One etcd member.
+pub struct EtcdMember {
+    pub name: String,
+    pub client_url: String,
+    peer_url: String,
+    child: Option<Child>,
+}
+
+/// A real etcd cluster of N members on loopback.
+pub struct EtcdCluster {
+    pub members: Vec<EtcdMember>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until the cluster answers.
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut members: Vec<EtcdMember> = (0..n)
+            .map(|i| EtcdMember {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                child: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.child = Some(spawn_etcd(m, dir.path(), &initial)?);
+        }
+        let cluster = EtcdCluster { members, dir };
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// Client endpoints of the members still running.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.client_url.clone())
+            .collect()
+    }
+
+    /// Every client endpoint, running or not.
+    pub fn all_endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// SIGKILLs member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    /// Restarts member `i` on its old data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let initial = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = spawn_etcd(&self.members[i], self.dir.path(), &initial)?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// A store on this cluster under a fresh root.
+    pub async fn store(&self, root: &str) -> anyhow::Result<Store> {
+        Ok(Store::Etcd(
+            EtcdStore::connect(&self.all_endpoints(), root).await?,
+        ))
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                EtcdStore::connect(&self.endpoints(), "/probe/"),
+            )
+            .await
+            {
+                if Store::Etcd(s)
+                    .put("ready", b"1".to_vec(), None)
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("etcd cluster not ready after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child> {
+    let data = dir.join(&m.name);
+    let state = if data.exists() { "existing" } else { "new" };
+    Command::new("etcd")
+        .args(["--name", &m.name])
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--listen-client-urls",
+            &m.client_url,
+            "--advertise-client-urls",
+            &m.client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &m.peer_url,
+            "--initial-advertise-peer-urls",
+            &m.peer_url,
+        ])
+        .args([
+            "--initial-cluster",
+            initial,
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            "dialtone-test",
+        ])
+        .args([
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+            "--logger",
+            "zap",
+            "--log-level",
+            "error",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting etcd (install Debian's etcd-server)")
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                kill9(&mut c);
+            }
+        }
+    }
+}
+
+/// A running `dialtone serve` process.
+pub struct Node {
+    pub node_id: String,
+    pub grpc_url: String,
+    pub admin_url: String,
+    pub data_dir: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeSpec {
+    pub node_id: String,
+    pub roles: String,
+    /// etcd endpoints; empty: embedded store in the data dir.
+    pub etcd: Vec<String>,
+    pub store_prefix: String,
+    pub tokens_file: Option<PathBuf>,
+    pub lease_ttl: u32,
+}
+
+impl Node {
+    /// Starts a node and waits for /readyz.
+    pub async fn start(spec: &NodeSpec, data_dir: PathBuf) -> anyhow::Result<Self> {
+        let grpc = free_port();
+        let admin = free_port();
+        let mut args = vec![
+            "serve".to_string(),
+            format!("--roles={}", spec.roles),
+            format!("--node-id={}", spec.node_id),
+            format!("--listen-grpc=127.0.0.1:{grpc}"),
+            format!("--listen-admin=127.0.0.1:{admin}"),
+            format!("--data-dir={}", data_dir.display()),
+            format!("--lease-ttl={}", spec.lease_ttl),
+            format!("--store-prefix={}", spec.store_prefix),
+        ];
+        if !spec.etcd.is_empty() {
+            args.push(format!("--etcd={}", spec.etcd.join(",")));
+        }
+        if let Some(t) = &spec.tokens_file {
+            args.push(format!("--api-tokens={}", t.display()));
+        }
+        let mut node = Node {
+            node_id: spec.node_id.clone(),
+            grpc_url: format!("http://127.0.0.1:{grpc}"),
+            admin_url: format!("http://127.0.0.1:{admin}"),
+            log: data_dir.join("node.log"),
+            data_dir,
+            args,
+            child: None,
+        };
+        node.spawn().await?;
+        Ok(node)
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.data_dir)?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let child = Command::new(binary("dialtone"))
+            .args(&self.args)
+            .env_remove("DIALTONE_CONFIG")
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        self.child = Some(child);
+        self.wait_ready(Duration::from_secs(30)).await
+    }
+
+    /// Waits until /readyz answers 200.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "node {} exited with {status}: {}",
+                    self.node_id,
+                    self.log_text()
+                );
+            }
+            if self.http_status("/readyz").await == Some(200) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "node {} not ready after {timeout:?}: {}",
+                    self.node_id,
+                    self.log_text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The node's log so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// GET on the admin port; returns the status code (None if it does not answer).
+    pub async fn http_status(&self, path: &str) -> Option<u16> {
+        self.http_get(path).await.map(|(s, _)| s)
+    }
+
+    /// GET on the admin port with a plain HTTP/1.1 client; returns status and body.
+    pub async fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.admin_url.trim_start_matches("http://");
+        let mut s =
+            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                .await
+                .ok()?
+                .ok()?;
+        let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.ok()?;
+        let mut buf = Vec::new();
+        tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+            .await
+            .ok()?
+            .ok()?;
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let status = text.split_whitespace().nth(1)?.parse().ok()?;
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// SIGKILLs the process (a crash).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    /// SIGTERMs the process and waits for it to exit (graceful shutdown).
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut c = self.child.take().context("not running")?;
+        // SAFETY: kill(2) with a pid we own; no memory is touched.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(s) = c.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                kill9(&mut c);
+                bail!("node {} ignored SIGTERM", self.node_id);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the process again with the same flags and data dir.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn().await
+    }
+
+    /// The admin token generated in the data dir (embedded dev mode).
+    pub fn admin_token(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+
+    /// A config client authenticated with `token`.
+    pub async fn config_client(&self, token: &str) -> anyhow::Result<ConfigClient> {
+        let channel = Channel::from_shared(self.grpc_url.clone())?
+            .connect()
+            .await?;
+        let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
+        Ok(
+            ConfigServiceClient::with_interceptor(channel, BearerAuth(header))
+                .max_decoding_message_size(64 << 20),
+        )
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// Adds a bearer token to every call.
+#[derive(Clone)]
+pub struct BearerAuth(pub MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for BearerAuth {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// A config client with a bearer token.
+pub type ConfigClient = ConfigServiceClient<InterceptedService<Channel, BearerAuth>>;
+
+/// Tokens every sandbox node accepts: `admin` (all), `viewer` (view) and `adder` (view+add).
+pub const ADMIN_TOKEN: &str = "dt_test_admin_token_0000000000000000000000";
+pub const VIEWER_TOKEN: &str = "dt_test_viewer_token_000000000000000000000";
+pub const ADDER_TOKEN: &str = "dt_test_adder_token_0000000000000000000000";
+
+/// etcd (optional) plus nodes, in the manner of Quickwit's `ClusterSandbox`.
+pub struct ClusterSandbox {
+    pub etcd: Option<EtcdCluster>,
+    pub nodes: Vec<Node>,
+    pub prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl ClusterSandbox {
+    /// One all-roles node on the embedded store (the dev mode, generated admin token).
+    pub async fn embedded() -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let spec = NodeSpec {
+            node_id: "solo".into(),
+            roles: "all".into(),
+            etcd: vec![],
+            store_prefix: dialtone_store::DEFAULT_ROOT.into(),
+            tokens_file: None,
+            lease_ttl: 5,
+        };
+        let node = Node::start(&spec, dir.path().join("solo")).await?;
+        Ok(ClusterSandbox {
+            etcd: None,
+            nodes: vec![node],
+            prefix: spec.store_prefix,
+            dir,
+        })
+    }
+
+    /// An etcd cluster of `members` and one node per entry of `roles`, all on it.
+    pub async fn with_etcd(members: usize, roles: &[&str]) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let etcd = EtcdCluster::start(members).await?;
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            format!(
+                "[[token]]\nname = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\npermissions = [\"telephony:plugin:all\"]\n\
+                 [[token]]\nname = \"viewer\"\ntoken = \"{VIEWER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\"]\n\
+                 [[token]]\nname = \"adder\"\ntoken = \"{ADDER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\", \"telephony:sitesmanagedphones:add\"]\n"
+            ),
+        )?;
+        let prefix = format!("/dialtone-test-{}/", std::process::id());
+        let mut nodes = Vec::new();
+        for (i, r) in roles.iter().enumerate() {
+            let spec = NodeSpec {
+                node_id: format!("node-{i}"),
+                roles: r.to_string(),
+                etcd: etcd.all_endpoints(),
+                store_prefix: prefix.clone(),
+                tokens_file: Some(tokens.clone()),
+                lease_ttl: 3,
+            };
+            nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);
+        }
+        Ok(ClusterSandbox {
+            etcd: Some(etcd),
+            nodes,
+            prefix,
+            dir,
+        })
+    }
+
+    /// A store client on the sandbox's store (etcd only; the embedded store is private to
+    /// its process).
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        match &self.etcd {
+            Some(e) => e.store(&self.prefix).await,
+            None => bail!("the embedded store belongs to its node"),
+        }
+    }
+
+    /// The sandbox's scratch directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,289 @@
+//! One contract, every backend: the embedded store, a single etcd member, and a
+//! three-member etcd cluster that loses a member in the middle of the run.
+
+use std::time::Duration;
+
+use dialtone_store::{Compare, EmbeddedStore, Op, Store, StoreError, WatchEvent};
+use dialtone_tests::EtcdCluster;
+
+fn put(key: &str, v: &str) -> Op {
+    Op::Put {
+        key: key.into(),
+        value: v.as_bytes().to_vec(),
+        lease: None,
+    }
+}
+
+/// Key/value, ranges, transactions: everything but watches and leases.
+async fn contract_kv(s: &Store) {
+    let r1 = s.put("a", b"1".to_vec(), None).await.unwrap();
+    let a = s.get("a").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            a.value.as_slice(),
+            a.version,
+            a.create_revision,
+            a.mod_revision
+        ),
+        (&b"1"[..], 1, r1, r1)
+    );
+    let r2 = s.put("a", b"2".to_vec(), None).await.unwrap();
+    let a = s.get("a").await.unwrap().unwrap();
+    assert!(r2 > r1);
+    assert_eq!((a.version, a.create_revision, a.mod_revision), (2, r1, r2));
+    assert!(s.get("missing").await.unwrap().is_none());
+
+    for i in 1..=5 {
+        s.put(&format!("p/{i}"), vec![i as u8], None).await.unwrap();
+    }
+    s.put("pp/x", b"other prefix".to_vec(), None).await.unwrap();
+    let page = s.range("p/", None, 2).await.unwrap();
+    assert_eq!(
+        page.kvs.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+        ["p/1", "p/2"]
+    );
+    assert!(page.more);
+    let page = s.range("p/", Some("p/2"), 10).await.unwrap();
+    assert_eq!(
+        page.kvs.iter().map(|k| k.key.as_str()).collect::<Vec<_>>(),
+        ["p/3", "p/4", "p/5"]
+    );
+    assert!(!page.more);
+    assert_eq!(s.count("p/").await.unwrap(), 5);
+    let many = s
+        .get_many(&["p/2".into(), "nope".into(), "a".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        many.iter()
+            .map(|k| k.as_ref().map(|k| k.key.clone()))
+            .collect::<Vec<_>>(),
+        [Some("p/2".into()), None, Some("a".into())]
+    );
+
+    // create-if-absent
+    let t = s
+        .txn(vec![Compare::Absent("u".into())], vec![put("u", "first")])
+        .await
+        .unwrap();
+    assert!(t.succeeded);
+    let t = s
+        .txn(vec![Compare::Absent("u".into())], vec![put("u", "second")])
+        .await
+        .unwrap();
+    assert!(!t.succeeded);
+    assert_eq!(s.get("u").await.unwrap().unwrap().value, b"first");
+    // compare mod revision: stale loses and changes nothing (not even the other ops)
+    let u = s.get("u").await.unwrap().unwrap();
+    let stale = Compare::ModRevision {
+        key: "u".into(),
+        revision: u.mod_revision - 1,
+    };
+    let t = s
+        .txn(vec![stale], vec![put("u", "x"), put("side", "effect")])
+        .await
+        .unwrap();
+    assert!(!t.succeeded);
+    assert!(s.get("side").await.unwrap().is_none());
+    let fresh = Compare::ModRevision {
+        key: "u".into(),
+        revision: u.mod_revision,
+    };
+    assert!(
+        s.txn(
+            vec![fresh, Compare::Exists("a".into())],
+            vec![put("u", "y"), Op::Delete("a".into())]
+        )
+        .await
+        .unwrap()
+        .succeeded
+    );
+    assert!(s.get("a").await.unwrap().is_none());
+    // empty prefix
+    assert!(
+        s.txn(vec![Compare::PrefixEmpty("q/".into())], vec![])
+            .await
+            .unwrap()
+            .succeeded
+    );
+    assert!(
+        !s.txn(vec![Compare::PrefixEmpty("p/".into())], vec![])
+            .await
+            .unwrap()
+            .succeeded
+    );
+    assert!(
+        !s.txn(vec![Compare::PrefixEmpty("p/3".into())], vec![])
+            .await
+            .unwrap()
+            .succeeded
+    );
+    assert!(s.delete("p/5").await.unwrap());
+    assert!(!s.delete("p/5").await.unwrap());
+    let too_many: Vec<Op> = (0..200).map(|i| put(&format!("m/{i}"), "v")).collect();
+    assert!(matches!(
+        s.txn(vec![], too_many).await,
+        Err(StoreError::TooManyOps { .. })
+    ));
+}
+
+/// Watches from now and from a past revision, and leases.
+async fn contract_watch_lease(s: &Store) {
+    let start = s.revision().await.unwrap() + 1;
+    let mut w = s.watch("w/", start).await.unwrap();
+    s.put("w/1", b"a".to_vec(), None).await.unwrap();
+    s.put("other", b"x".to_vec(), None).await.unwrap();
+    s.txn(vec![], vec![put("w/2", "b"), Op::Delete("w/1".into())])
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let b = tokio::time::timeout(Duration::from_secs(5), w.next())
+            .await
+            .expect("watch stalled")
+            .unwrap()
+            .unwrap();
+        seen.extend(b.events);
+    }
+    assert!(matches!(&seen[0], WatchEvent::Put(kv) if kv.key == "w/1"));
+    assert!(matches!(&seen[1], WatchEvent::Put(kv) if kv.key == "w/2"));
+    assert!(matches!(&seen[2], WatchEvent::Delete { key, .. } if key == "w/1"));
+    assert!(seen[1].revision() == seen[2].revision() && seen[0].revision() < seen[1].revision());
+    // resume from a past revision: replays the same history
+    let mut again = s.watch("w/", start).await.unwrap();
+    let b = tokio::time::timeout(Duration::from_secs(5), again.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.events[0], seen[0]);
+
+    // leases: keys vanish on revoke and on expiry, and a watcher sees it
+    let lease = s.lease_grant(2).await.unwrap();
+    s.put("l/revoked", b"1".to_vec(), Some(lease))
+        .await
+        .unwrap();
+    let mut keep = s.lease_keep_alive(lease).await.unwrap();
+    assert!(keep.refresh().await.unwrap() > 0);
+    s.lease_revoke(lease).await.unwrap();
+    assert!(s.get("l/revoked").await.unwrap().is_none());
+    assert!(
+        s.put("l/x", b"1".to_vec(), Some(lease)).await.is_err(),
+        "a revoked lease takes no keys"
+    );
+
+    let lease = s.lease_grant(2).await.unwrap();
+    let mut lw = s.watch("l/", 0).await.unwrap();
+    s.put("l/expiring", b"1".to_vec(), Some(lease))
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    loop {
+        let b = tokio::time::timeout(Duration::from_secs(10), lw.next())
+            .await
+            .expect("lease never expired")
+            .unwrap()
+            .unwrap();
+        if b.events
+            .iter()
+            .any(|e| matches!(e, WatchEvent::Delete { key, .. } if key == "l/expiring"))
+        {
+            break;
+        }
+    }
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "expiry took {:?}",
+        t0.elapsed()
+    );
+    assert!(s.get("l/expiring").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_meets_the_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::Embedded(EmbeddedStore::open(dir.path()).unwrap());
+    contract_kv(&s).await;
+    contract_watch_lease(&s).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_store_survives_restart_and_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rev, version) = {
+        let s = Store::Embedded(EmbeddedStore::open(dir.path()).unwrap());
+        s.put("k", b"1".to_vec(), None).await.unwrap();
+        s.put("k", b"2".to_vec(), None).await.unwrap();
+        s.put("gone", b"x".to_vec(), None).await.unwrap();
+        s.delete("gone").await.unwrap();
+        let lease = s.lease_grant(30).await.unwrap();
+        s.put("leased", b"x".to_vec(), Some(lease)).await.unwrap();
+        let kv = s.get("k").await.unwrap().unwrap();
+        (
+            s.revision().await.unwrap(),
+            (kv.version, kv.mod_revision, kv.create_revision),
+        )
+    };
+    // A crash mid-append leaves a partial frame: it was never acknowledged and is dropped.
+    let log = dir.path().join("store.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&log, &bytes).unwrap();
+    let s = Store::Embedded(EmbeddedStore::open(dir.path()).unwrap());
+    assert_eq!(s.revision().await.unwrap(), rev);
+    let kv = s.get("k").await.unwrap().unwrap();
+    assert_eq!((kv.version, kv.mod_revision, kv.create_revision), version);
+    assert_eq!(kv.value, b"2");
+    assert!(s.get("gone").await.unwrap().is_none());
+    assert!(
+        s.get("leased").await.unwrap().is_some(),
+        "leases survive a restart with a fresh ttl"
+    );
+    // History before the restart is gone: a watcher resuming there must re-list.
+    let mut w = s.watch("", 2).await.unwrap();
+    assert!(matches!(w.next().await, Err(StoreError::Compacted { .. })));
+    s.put("k", b"3".to_vec(), None).await.unwrap();
+    assert_eq!(s.revision().await.unwrap(), rev + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_single_member_meets_the_contract() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    let s = etcd.store("/contract/").await.unwrap();
+    contract_kv(&s).await;
+    contract_watch_lease(&s).await;
+    // etcd compaction: a watch from before it gets the re-list signal
+    let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
+        .await
+        .unwrap();
+    let rev = s.revision().await.unwrap();
+    c.compact(rev, None).await.unwrap();
+    let mut w = s.watch("w/", 2).await.unwrap();
+    assert!(matches!(w.next().await, Err(StoreError::Compacted { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_three_members_lose_one_mid_test() {
+    let mut etcd = EtcdCluster::start(3).await.unwrap();
+    let s = etcd.store("/contract3/").await.unwrap();
+    contract_kv(&s).await;
+    let before = s.revision().await.unwrap();
+    etcd.kill(0);
+    // The client fails over to the surviving members; nothing acknowledged is lost.
+    let mut ok = false;
+    for _ in 0..50 {
+        if s.put("after-kill", b"1".to_vec(), None).await.is_ok() {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ok,
+        "the cluster stopped accepting writes after losing one of three members"
+    );
+    assert_eq!(s.get("u").await.unwrap().unwrap().value, b"y");
+    assert_eq!(s.count("p/").await.unwrap(), 4);
+    assert!(s.revision().await.unwrap() > before);
+    contract_watch_lease(&s).await;
+}
