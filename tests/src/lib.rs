@@ -131,14 +131,12 @@ impl EtcdCluster {
                 EtcdStore::connect(&self.endpoints(), "/probe/"),
             )
             .await
-            {
-                if Store::Etcd(s)
+                && Store::Etcd(s)
                     .put("ready", b"1".to_vec(), None)
                     .await
                     .is_ok()
-                {
-                    return Ok(());
-                }
+            {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 bail!("etcd cluster not ready after {timeout:?}");

@@ -286,15 +286,15 @@ impl ConfigCore {
     /// Says why a create transaction failed.
     pub(crate) async fn explain_create(&self, p: &Phone) -> Result<ConfigError> {
         let (_site, _base) = self.references(p).await?;
-        if !p.hardware_id.is_empty() {
-            if let Some(kv) = self.store.get(&keys::hardware(&p.hardware_id)).await? {
-                let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
-                return Ok(ConfigError::AlreadyExists {
-                    what: "hardware id",
-                    value: p.hardware_id.clone(),
-                    owner,
-                });
-            }
+        if !p.hardware_id.is_empty()
+            && let Some(kv) = self.store.get(&keys::hardware(&p.hardware_id)).await?
+        {
+            let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
+            return Ok(ConfigError::AlreadyExists {
+                what: "hardware id",
+                value: p.hardware_id.clone(),
+                owner,
+            });
         }
         for l in &p.lines {
             if let Some(kv) = self.store.get(&keys::sip_user(&l.sip_user)).await? {
@@ -554,7 +554,8 @@ mod tests {
     #[test]
     fn invalid_phones_name_the_field() {
         let poly = base(MetaBase::PolyVvx);
-        let cases: Vec<(Box<dyn Fn(&mut Phone)>, Option<&BaseSettings>, &str)> = vec![
+        type Mutation = Box<dyn Fn(&mut Phone)>;
+        let cases: Vec<(Mutation, Option<&BaseSettings>, &str)> = vec![
             (Box::new(|p| p.name.clear()), Some(&poly), "phone.name"),
             (Box::new(|p| p.kind = 0), Some(&poly), "phone.kind"),
             (

@@ -241,15 +241,14 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
             "WebRTC phones register over WS or WSS only",
         ));
     }
-    if let Some(pem) = s.tls_ca_pem.as_deref().filter(|p| !p.is_empty()) {
-        if !pem.contains("-----BEGIN CERTIFICATE-----")
-            || !pem.contains("-----END CERTIFICATE-----")
-        {
-            return Err(ConfigError::invalid(
-                f("tls_ca_pem"),
-                "must be PEM certificate(s)",
-            ));
-        }
+    if let Some(pem) = s.tls_ca_pem.as_deref().filter(|p| !p.is_empty())
+        && (!pem.contains("-----BEGIN CERTIFICATE-----")
+            || !pem.contains("-----END CERTIFICATE-----"))
+    {
+        return Err(ConfigError::invalid(
+            f("tls_ca_pem"),
+            "must be PEM certificate(s)",
+        ));
     }
     if let Some(u) = s.firmware_url.as_deref().filter(|u| !u.is_empty()) {
         check(f("firmware_url"), validate::url(u, false))?;
@@ -373,13 +372,14 @@ pub fn validate_effective(s: &PhoneSettings, path: &str) -> Result<(), ConfigErr
             format!("ports {start}..{} exceed 65535", start + count - 1),
         ));
     }
-    if let Some(a) = &s.auto_conference {
-        if a.enabled == Some(true) && a.pin.as_deref().unwrap_or("").is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{path}.auto_conference.pin"),
-                "required when auto-conference is on",
-            ));
-        }
+    if let Some(a) = &s.auto_conference
+        && a.enabled == Some(true)
+        && a.pin.as_deref().unwrap_or("").is_empty()
+    {
+        return Err(ConfigError::invalid(
+            format!("{path}.auto_conference.pin"),
+            "required when auto-conference is on",
+        ));
     }
     if s.e911_enabled == Some(true) && s.e911_lis_url.as_deref().unwrap_or("").is_empty() {
         return Err(ConfigError::invalid(

@@ -195,11 +195,20 @@ fn print_banner(
     } else {
         format!("admin token in {}", data.join(ADMIN_TOKEN_FILE).display())
     };
+    let ctl = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("dialtonectl")))
+        .filter(|p| p.exists())
+        .map_or_else(|| "dialtonectl".to_string(), |p| p.display().to_string());
     println!(
-        "dialtone ready: node {} roles [{}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics)\n  {token_hint}\n\
-         next: dialtonectl edge-groups create ..., sites create ..., base-settings create ..., phones create ...\n\
-         \x20     (`phones create` prints each line's SIP user and password once; see the README tour)",
-        cfg.node(),
-        cfg.roles.join(","),
+        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics)\n  {token_hint}\n\
+         to give a phone its SIP credentials (dialtonectl finds this server and token by itself):\n\
+         \x20 {ctl} edge-groups create main --edge edge-1=udp://127.0.0.1:5060\n\
+         \x20 {ctl} sites create hq --edge-group main\n\
+         \x20 {ctl} base-settings create desk --meta-base generic-sip\n\
+         \x20 {ctl} phones create --name 'Desk 1' --kind unmanaged --site hq --base-settings desk --line 1001\n\
+         \x20 (prints the SIP user, realm and password once; the SIP edge that phones register to is not in this build yet)",
+        node = cfg.node(),
+        roles = cfg.roles.join(","),
     );
 }

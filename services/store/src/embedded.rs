@@ -131,10 +131,8 @@ impl State {
                     }
                     None => (rev, 1),
                 };
-                if lease != 0 {
-                    if let Some(l) = self.leases.get_mut(&lease) {
-                        l.keys.insert(key.clone());
-                    }
+                if let Some(l) = self.leases.get_mut(&lease).filter(|_| lease != 0) {
+                    l.keys.insert(key.clone());
                 }
                 self.live_bytes += (key.len() + value.len()) as u64;
                 let entry = Entry {

@@ -137,7 +137,7 @@ impl Store {
     pub async fn lease_keep_alive(&self, lease: LeaseId) -> Result<LeaseKeepAlive, StoreError> {
         Ok(match self {
             Store::Embedded(s) => LeaseKeepAlive::Embedded(s.clone(), lease),
-            Store::Etcd(s) => LeaseKeepAlive::Etcd(s.lease_keep_alive(lease).await?),
+            Store::Etcd(s) => LeaseKeepAlive::Etcd(Box::new(s.lease_keep_alive(lease).await?)),
         })
     }
 
@@ -171,7 +171,7 @@ pub enum LeaseKeepAlive {
     /// Embedded backend.
     Embedded(EmbeddedStore, LeaseId),
     /// etcd backend.
-    Etcd(etcd::EtcdKeepAlive),
+    Etcd(Box<etcd::EtcdKeepAlive>),
 }
 
 impl LeaseKeepAlive {

@@ -243,7 +243,8 @@ mod tests {
         );
         let full = buf.len();
         // (description, mutation) -> only the first frame survives
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             (
                 "cut in the header",
                 Box::new(move |b| b.truncate(whole + 3)),

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what building and testing Dialtone need on Debian, if missing:
+# protoc (etcd-client's build script needs it) and, with --test, etcd and cargo-nextest.
+set -euo pipefail
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+need=()
+command -v protoc >/dev/null || need+=(protobuf-compiler)
+if [ "${1:-}" = "--test" ]; then
+  command -v etcd >/dev/null || need+=(etcd-server)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+if [ "${1:-}" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs Dialtone on this machine: every role in one process on the embedded store
+# (data in ${XDG_DATA_HOME:-~/.local/share}/dialtone). Extra flags go to `dialtone serve`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+cargo build --release --bins
+exec target/release/dialtone serve --roles all "$@"
