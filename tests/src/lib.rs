@@ -26,15 +26,20 @@ pub fn free_port() -> u16 {
 
 /// A built binary of this workspace (`cargo build --bins` must have run: the test script does).
 pub fn binary(name: &str) -> PathBuf {
+    // Tests live in target/PROFILE/deps, binaries (like the benchmarks) in target/PROFILE.
     let exe = std::env::current_exe().expect("current exe");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --bins` first",
-        path.display()
-    );
-    path
+    let dirs = [exe.parent(), exe.parent().and_then(Path::parent)];
+    let found = dirs
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file());
+    found.unwrap_or_else(|| {
+        panic!(
+            "{name} is missing next to {}: run `cargo build --bins` first",
+            exe.display()
+        )
+    })
 }
 
 /// Kills a child with SIGKILL and reaps it.
