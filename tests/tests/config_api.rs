@@ -479,6 +479,62 @@ async fn exercise(c: &mut ConfigClient) {
         .into_inner();
     assert_eq!(t.templates.len(), 7);
 
+    // paging visits every phone exactly once, in a stable order, whatever the page size
+    let mut bulk = String::from("name,kind,site_id,base_settings_id,hardware_id,lines\n");
+    for i in 0..300 {
+        bulk.push_str(&format!("Bulk {i},managed,hq,vvx2,0004f2ee{i:04x},b{i}\n"));
+    }
+    assert!(
+        import(c, &bulk)
+            .await
+            .iter()
+            .all(|r| r.outcome == pb::ImportOutcome::Created as i32)
+    );
+    let total = count_phones(c).await;
+    assert!(total > 300);
+    let site = pb::PhoneFilter {
+        site_id: "hq".into(),
+        ..Default::default()
+    };
+    let bulk_names = pb::PhoneFilter {
+        name_prefix: "Bulk ".into(),
+        ..Default::default()
+    };
+    for (filter, size, want) in [
+        (None, 7, total),
+        (Some(site), 13, total),
+        (None, 1000, total),
+        (Some(bulk_names), 50, 300),
+    ] {
+        let mut ids = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = c
+                .list_phones(pb::ListPhonesRequest {
+                    filter: filter.clone(),
+                    page_size: size,
+                    page_token: token,
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert!(r.phones.len() <= size as usize);
+            ids.extend(r.phones.into_iter().map(|p| p.id));
+            if r.next_page_token.is_empty() {
+                break;
+            }
+            token = r.next_page_token;
+        }
+        let mut sorted = ids.clone();
+        sorted.dedup();
+        assert_eq!(sorted.len(), want, "filter {filter:?} page size {size}");
+        assert_eq!(ids.len(), want);
+        if filter.as_ref().is_none_or(|f| f.name_prefix.is_empty()) {
+            sorted.sort();
+            assert_eq!(ids, sorted, "pages come in id order");
+        }
+    }
+
     // delete removes the phone and frees its unique values
     c.delete_phone(pb::DeleteRequest {
         id: p.id.clone(),
@@ -496,6 +552,76 @@ async fn exercise(c: &mut ConfigClient) {
     })
     .await
     .unwrap();
+}
+
+/// Reads the store directly: every phone has exactly its index entries and no index entry
+/// points at a phone that is not there (nothing half-written after any error).
+async fn assert_store_consistent(store: &dialtone_store::Store) {
+    use prost::Message;
+    let all =
+        |prefix: &'static str| async move { store.range(prefix, None, 100_000).await.unwrap().kvs };
+    let phones: Vec<pb::Phone> = all("config/phones/")
+        .await
+        .iter()
+        .map(|kv| pb::Phone::decode(kv.value.as_slice()).unwrap())
+        .collect();
+    let hw = all("index/hardware/").await;
+    let sip = all("index/sip-user/").await;
+    let by_site = all("index/site-phones/").await;
+    let by_base = all("index/base-phones/").await;
+    let by_name = all("index/phone-names/").await;
+    let owner = |kvs: &[dialtone_store::KeyValue], key: &str| {
+        kvs.iter()
+            .find(|kv| kv.key == key)
+            .map(|kv| String::from_utf8(kv.value.clone()).unwrap())
+    };
+    for p in &phones {
+        if !p.hardware_id.is_empty() {
+            assert_eq!(
+                owner(&hw, &format!("index/hardware/{}", p.hardware_id)).as_deref(),
+                Some(p.id.as_str()),
+                "{p:?}"
+            );
+        }
+        for l in &p.lines {
+            assert_eq!(
+                owner(&sip, &format!("index/sip-user/{}", l.sip_user)).as_deref(),
+                Some(p.id.as_str())
+            );
+            assert!(
+                l.credentials
+                    .as_ref()
+                    .is_some_and(|c| c.ha1_md5.len() == 32 && c.ha1_sha256.len() == 64)
+            );
+        }
+        assert!(
+            by_site
+                .iter()
+                .any(|kv| kv.key == format!("index/site-phones/{}/{}", p.site_id, p.id))
+        );
+        assert!(
+            by_base
+                .iter()
+                .any(|kv| kv.key == format!("index/base-phones/{}/{}", p.base_settings_id, p.id))
+        );
+        assert!(
+            by_name
+                .iter()
+                .any(|kv| kv.key == format!("index/phone-names/{}\u{1}{}", p.name, p.id))
+        );
+    }
+    let with_hw = phones.iter().filter(|p| !p.hardware_id.is_empty()).count();
+    let lines: usize = phones.iter().map(|p| p.lines.len()).sum();
+    assert_eq!(
+        (
+            hw.len(),
+            sip.len(),
+            by_site.len(),
+            by_base.len(),
+            by_name.len()
+        ),
+        (with_hw, lines, phones.len(), phones.len(), phones.len())
+    );
 }
 
 async fn import_raw(
@@ -568,6 +694,7 @@ async fn config_api_on_etcd_with_two_config_nodes() {
         .unwrap();
     let mut c = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
     exercise(&mut c).await;
+    assert_store_consistent(&sb.store().await.unwrap()).await;
 
     // the other replica serves the same data, and both are members
     let mut c2 = sb.nodes[1].config_client(ADMIN_TOKEN).await.unwrap();
@@ -654,6 +781,8 @@ async fn config_api_on_etcd_with_two_config_nodes() {
     })
     .await
     .unwrap();
+
+    assert_store_consistent(&sb.store().await.unwrap()).await;
 
     // graceful shutdown revokes the lease: the member record goes at once
     assert!(sb.nodes[1].terminate().unwrap().success());

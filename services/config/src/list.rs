@@ -60,6 +60,24 @@ fn walk_prefix(f: &PhoneFilter) -> (String, bool) {
     }
 }
 
+/// The end of the window of `width` buckets holding the cursor, where bucket `b` is the
+/// keys whose id starts with the two hex digits of `b`. None: walk the rest of the prefix
+/// (the last window, or a cursor that is not a hex id).
+fn window_end(prefix: &str, after: Option<&str>, width: u32) -> Option<String> {
+    let suffix = after.and_then(|a| a.strip_prefix(prefix)).unwrap_or("");
+    let bucket = if suffix.is_empty() {
+        0
+    } else {
+        let head = suffix.get(..2).filter(|h| {
+            h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })?;
+        u32::from_str_radix(head, 16).ok()?
+    };
+    let hi = bucket + width;
+    (hi < 256).then(|| format!("{prefix}{hi:02x}"))
+}
+
 fn phone_id_of(index_key: &str) -> &str {
     index_key
         .rsplit(['/', keys::NAME_SEP])
@@ -81,12 +99,29 @@ impl ConfigCore {
             return self.list_by_hardware(&filter).await;
         }
         let (prefix, direct) = walk_prefix(&filter);
+        // Every index but the name index ends in the phone id (a UUID: uniform hex).
+        let windowed = filter.name_prefix.is_empty()
+            || !filter.site_id.is_empty()
+            || !filter.base_settings_id.is_empty();
         let mut after = (!token.is_empty()).then(|| format!("{prefix}{token}"));
         let mut out = Vec::with_capacity(limit);
         let mut scanned = 0;
+        let mut width = 1;
         loop {
             let chunk = (limit - out.len()).clamp(64, 1000);
-            let page = self.store.range(&prefix, after.as_deref(), chunk).await?;
+            let end = if windowed {
+                window_end(&prefix, after.as_deref(), width)
+            } else {
+                None
+            };
+            let page = match &end {
+                Some(e) => {
+                    self.store
+                        .range_until(&prefix, after.as_deref(), e, chunk)
+                        .await?
+                }
+                None => self.store.range(&prefix, after.as_deref(), chunk).await?,
+            };
             let phones: Vec<Option<(Phone, i64)>> = if direct {
                 page.kvs
                     .iter()
@@ -112,22 +147,29 @@ impl ConfigCore {
                     p.version = v;
                     out.push(p);
                 }
-                let last_in_range = !page.more && i + 1 == page.kvs.len();
-                if out.len() == limit && !last_in_range {
+                let last_of_prefix = end.is_none() && !page.more && i + 1 == page.kvs.len();
+                if out.len() == limit && !last_of_prefix {
                     return Ok((out, kv.key[prefix.len()..].to_owned()));
                 }
             }
             scanned += page.kvs.len();
-            let Some(last) = page.kvs.last() else {
-                return Ok((out, String::new()));
-            };
-            if !page.more {
+            if page.more {
+                // More in this window (or, unwindowed, in the prefix).
+                after = page.kvs.last().map(|kv| kv.key.clone());
+            } else if let Some(e) = end {
+                // Window done: the next starts at its end (no key equals a window bound,
+                // so "after the bound" loses nothing). Short windows double the next one.
+                if page.kvs.len() < chunk {
+                    width = (width * 2).min(256);
+                }
+                after = Some(e);
+            } else {
                 return Ok((out, String::new()));
             }
             if scanned >= MAX_SCAN {
-                return Ok((out, last.key[prefix.len()..].to_owned()));
+                let cursor = after.as_deref().unwrap_or(&prefix);
+                return Ok((out, cursor[prefix.len()..].to_owned()));
             }
-            after = Some(last.key.clone());
         }
     }
 
@@ -174,6 +216,28 @@ impl ConfigCore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn windows_tile_the_id_space() {
+        let p = "config/phones/";
+        let cases: &[(Option<&str>, u32, Option<&str>)] = &[
+            (None, 1, Some("config/phones/01")),
+            (Some("config/phones/"), 4, Some("config/phones/04")),
+            (Some("config/phones/ab"), 1, Some("config/phones/ac")),
+            (Some("config/phones/ab12-uuid"), 2, Some("config/phones/ad")),
+            (Some("config/phones/f0"), 16, None),
+            (Some("config/phones/ff"), 1, None),
+            (Some("config/phones/AB"), 1, None),
+            (Some("config/phones/z"), 1, None),
+        ];
+        for (after, width, want) in cases {
+            assert_eq!(
+                window_end(p, *after, *width).as_deref(),
+                *want,
+                "{after:?} {width}"
+            );
+        }
+    }
 
     #[test]
     fn index_keys_yield_phone_ids() {

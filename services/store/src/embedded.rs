@@ -365,6 +365,7 @@ impl EmbeddedStore {
         &self,
         prefix: &str,
         start_after: Option<&str>,
+        end: Option<&str>,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
         let st = self.inner.state.read();
@@ -375,7 +376,7 @@ impl EmbeddedStore {
         let mut kvs = Vec::new();
         let mut more = false;
         for (k, e) in st.kvs.range::<str, _>((start, Bound::Unbounded)) {
-            if !k.starts_with(prefix) {
+            if !k.starts_with(prefix) || end.is_some_and(|e| k.as_str() >= e) {
                 break;
             }
             if kvs.len() == limit {

@@ -148,9 +148,14 @@ impl EtcdStore {
         &self,
         prefix: &str,
         start_after: Option<&str>,
+        end: Option<&str>,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
         let full_prefix = self.full(prefix);
+        let range_end = match end {
+            Some(e) => self.full(e).into_bytes(),
+            None => prefix_end(full_prefix.as_bytes()),
+        };
         let start = match start_after {
             Some(k) if k >= prefix => {
                 let mut s = self.full(k).into_bytes();
@@ -160,7 +165,7 @@ impl EtcdStore {
             _ => full_prefix.clone().into_bytes(),
         };
         let opts = GetOptions::new()
-            .with_range(prefix_end(full_prefix.as_bytes()))
+            .with_range(range_end)
             .with_limit(limit as i64);
         let resp = self
             .retry(true, |c| {

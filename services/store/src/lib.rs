@@ -94,7 +94,20 @@ impl Store {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
-        dispatch!(self, s => s.range(prefix, start_after, limit).await)
+        dispatch!(self, s => s.range(prefix, start_after, None, limit).await)
+    }
+
+    /// Like [`Store::range`], but only keys before `end` (exclusive). `more` then means
+    /// "more keys before `end`". Walking a large prefix in bounded windows keeps each read
+    /// small: etcd 3.4 visits every key of a range even when the request has a limit.
+    pub async fn range_until(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        end: &str,
+        limit: usize,
+    ) -> Result<RangePage, StoreError> {
+        dispatch!(self, s => s.range(prefix, start_after, Some(end), limit).await)
     }
 
     /// Number of keys under `prefix`.

@@ -1,0 +1,177 @@
+//! The real `dialtonectl` binary against a real dev-mode node: it finds the server and the
+//! generated token in the data dir, prints tables or JSON, and exits non-zero with the
+//! server's reason on errors.
+
+use std::{os::unix::fs::PermissionsExt, process::Command};
+
+use dialtone_tests::{ClusterSandbox, binary};
+
+struct Ctl<'a> {
+    data_dir: &'a std::path::Path,
+}
+
+impl Ctl<'_> {
+    fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(binary("dialtonectl"))
+            .arg("--data-dir")
+            .arg(self.data_dir)
+            .args(args)
+            .env_remove("DIALTONE_SERVER")
+            .env_remove("DIALTONE_TOKEN")
+            .output()
+            .expect("dialtonectl runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.run(args);
+        assert!(ok, "dialtonectl {args:?} failed: {err}");
+        out
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialtonectl_drives_a_dev_node() {
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let ctl = Ctl {
+        data_dir: &sb.nodes[0].data_dir,
+    };
+
+    ctl.ok(&[
+        "edge-groups",
+        "create",
+        "main",
+        "--edge",
+        "edge-1=udp://127.0.0.1:5060,tcp://127.0.0.1:5060",
+    ]);
+    let out = ctl.ok(&[
+        "sites",
+        "create",
+        "hq",
+        "--edge-group",
+        "main",
+        "--name",
+        "Head office",
+    ]);
+    assert!(out.contains("Head office"), "{out}");
+    ctl.ok(&[
+        "base-settings",
+        "create",
+        "desk",
+        "--meta-base",
+        "generic-sip",
+        "--settings",
+        r#"{"codecs": ["audio/PCMU"]}"#,
+    ]);
+
+    let out = ctl.ok(&[
+        "phones",
+        "create",
+        "--name",
+        "Desk 1",
+        "--kind",
+        "unmanaged",
+        "--site",
+        "hq",
+        "--base-settings",
+        "desk",
+        "--line",
+        "1001",
+    ]);
+    assert!(out.contains("SIP credentials (shown only now"), "{out}");
+    assert!(out.contains("-1001"), "{out}");
+
+    // JSON output is canonical proto3 JSON with the proto field names
+    let json: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["-o", "json", "phones", "list"])).unwrap();
+    let phones = json.as_array().unwrap();
+    assert_eq!(phones.len(), 1);
+    assert_eq!(phones[0]["kind"], "PHONE_KIND_UNMANAGED");
+    assert!(
+        phones[0]["lines"][0].get("credentials").is_none(),
+        "credentials never leave the server"
+    );
+
+    // errors: the server's reason, exit code non-zero
+    let (ok, _, err) = ctl.run(&[
+        "base-settings",
+        "create",
+        "bad",
+        "--meta-base",
+        "yealink",
+        "--settings",
+        r#"{"sip_dscp": 64}"#,
+    ]);
+    assert!(!ok);
+    assert!(
+        err.contains(
+            "error: InvalidArgument: base_settings.settings.sip_dscp: must be 0-63 (got 64)"
+        ),
+        "{err}"
+    );
+    let (ok, _, err) = ctl.run(&["sites", "delete", "hq"]);
+    assert!(!ok && err.contains("used by 1 phones"), "{err}");
+
+    // import: report with passwords, private, per-row outcome; failures make the exit code 1
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("phones.csv");
+    std::fs::write(&csv, "name,kind,site_id,base_settings_id,lines\nA,unmanaged,hq,desk,2001\nB,unmanaged,hq,nope,2002\n").unwrap();
+    let report = dir.path().join("report.csv");
+    let (ok, out, err) = ctl.run(&[
+        "phones",
+        "import",
+        csv.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(!ok, "a failed row fails the command");
+    assert!(out.contains("created 1, existing 0, failed 1"), "{out}");
+    assert!(
+        err.contains("row 3: base_settings_id: base settings 'nope' does not exist"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&report).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("2,created,") && l.contains("-2001,")),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&report).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+
+    // export round-trips through import as "existing"
+    let export = dir.path().join("export.csv");
+    ctl.ok(&[
+        "phones",
+        "export",
+        "--site",
+        "hq",
+        "-f",
+        export.to_str().unwrap(),
+    ]);
+    let out = ctl.ok(&[
+        "phones",
+        "import",
+        export.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
+    ]);
+    assert!(out.contains("created 0, existing 2, failed 0"), "{out}");
+
+    let out = ctl.ok(&["members"]);
+    assert!(out.contains("config") && out.contains("solo"), "{out}");
+    let help = Command::new(binary("dialtonectl"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for cmd in ["edge-groups", "sites", "base-settings", "phones", "members"] {
+        assert!(help.contains(cmd), "{help}");
+    }
+}
