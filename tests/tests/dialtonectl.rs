@@ -175,3 +175,45 @@ async fn dialtonectl_drives_a_dev_node() {
         assert!(help.contains(cmd), "{help}");
     }
 }
+
+#[test]
+fn serve_refuses_invalid_values_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("dialtone.toml");
+    std::fs::write(&file, "lease-ttl = 0\n").unwrap();
+    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec!["--roles=dns".into()],
+            vec![],
+            "invalid value 'dns' for '--roles'",
+        ),
+        (
+            vec![],
+            vec![("DIALTONE_LISTEN_GRPC", "nowhere")],
+            "invalid value 'nowhere' for '--listen-grpc",
+        ),
+        (
+            vec![format!("--config={}", file.display())],
+            vec![],
+            "'--lease-ttl",
+        ),
+        (
+            vec!["--etcd=http://127.0.0.1:1".into()],
+            vec![],
+            "'--api-tokens' is required",
+        ),
+    ];
+    for (args, env, want) in cases {
+        let out = Command::new(binary("dialtone"))
+            .arg("serve")
+            .arg(format!("--data-dir={}", dir.path().display()))
+            .args(&args)
+            .envs(env)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+    assert!(!dir.path().join("store").exists(), "nothing started");
+}
