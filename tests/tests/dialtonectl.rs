@@ -181,7 +181,8 @@ fn serve_refuses_invalid_values_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("dialtone.toml");
     std::fs::write(&file, "lease-ttl = 0\n").unwrap();
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>, &str)> = vec![
+    type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["--roles=dns".into()],
             vec![],

@@ -138,51 +138,27 @@ impl ConfigCore {
 
     pub async fn update_edge_group(&self, mut g: EdgeGroup) -> Result<EdgeGroup> {
         validate_edge_group(&g)?;
-        let key = keys::edge_group(&g.id);
-        let version = g.version;
-        g.version = 0;
-        let r = self
-            .store
-            .txn(
-                vec![version_guard(&key, version)],
-                vec![put(key.clone(), &g)],
-            )
+        let version = std::mem::take(&mut g.version);
+        g.version = self
+            .put_guarded(&keys::edge_group(&g.id), version, &g, "edge group", &g.id)
             .await?;
-        if !r.succeeded {
-            explain_guard(&self.store, &key, version, "edge group", &g.id).await?;
-            return Err(ConfigError::Contended {
-                kind: "edge group",
-                id: g.id,
-            });
-        }
-        g.version = r.revision;
         Ok(g)
     }
 
     pub async fn delete_edge_group(&self, id: &str, version: i64) -> Result<i64> {
-        let key = keys::edge_group(id);
-        let users = keys::group_sites(id);
-        let r = self
-            .store
-            .txn(
-                vec![
-                    version_guard(&key, version),
-                    Compare::PrefixEmpty(users.clone()),
-                ],
-                vec![Op::Delete(key.clone())],
-            )
-            .await?;
-        if r.succeeded {
-            return Ok(r.revision);
-        }
-        explain_guard(&self.store, &key, version, "edge group", id).await?;
-        let count = self.store.count(&users).await?;
-        Err(ConfigError::InUse {
-            kind: "edge group",
-            id: id.to_owned(),
-            count,
-            users: "sites",
-        })
+        let users = Users {
+            prefix: keys::group_sites(id),
+            what: "sites",
+        };
+        self.delete_unused(
+            &keys::edge_group(id),
+            version,
+            vec![],
+            users,
+            "edge group",
+            id,
+        )
+        .await
     }
 
     // ----- sites -----
@@ -288,39 +264,15 @@ impl ConfigCore {
     pub async fn delete_site(&self, id: &str, version: i64) -> Result<i64> {
         let key = keys::site(id);
         let (site, current): (Site, i64) = must_load(&self.store, &key, "site", id).await?;
+        // Guard on the version read, so the group index entry removed is the right one.
         let version = if version > 0 { version } else { current };
-        let users = keys::site_phones(id);
-        let ops = vec![
-            Op::Delete(key.clone()),
-            Op::Delete(format!("{}{}", keys::group_sites(&site.edge_group_id), id)),
-        ];
-        let r = self
-            .store
-            .txn(
-                vec![
-                    version_guard(&key, version),
-                    Compare::PrefixEmpty(users.clone()),
-                ],
-                ops,
-            )
-            .await?;
-        if r.succeeded {
-            return Ok(r.revision);
-        }
-        explain_guard(&self.store, &key, version, "site", id).await?;
-        let count = self.store.count(&users).await?;
-        if count == 0 {
-            return Err(ConfigError::Contended {
-                kind: "site",
-                id: id.to_owned(),
-            });
-        }
-        Err(ConfigError::InUse {
-            kind: "site",
-            id: id.to_owned(),
-            count,
-            users: "phones",
-        })
+        let group_index = Op::Delete(format!("{}{}", keys::group_sites(&site.edge_group_id), id));
+        let users = Users {
+            prefix: keys::site_phones(id),
+            what: "phones",
+        };
+        self.delete_unused(&key, version, vec![group_index], users, "site", id)
+            .await
     }
 
     // ----- base settings -----
@@ -354,7 +306,7 @@ impl ConfigCore {
     pub async fn update_base_settings(&self, mut b: BaseSettings) -> Result<BaseSettings> {
         validate_base_settings(&b)?;
         let key = keys::base_settings(&b.id);
-        let (current, current_version): (BaseSettings, i64) =
+        let (current, _): (BaseSettings, i64) =
             must_load(&self.store, &key, "base settings", &b.id).await?;
         if current.meta_base != b.meta_base {
             return Err(ConfigError::invalid(
@@ -362,54 +314,89 @@ impl ConfigCore {
                 "cannot change; create a new profile and migrate the phones to it",
             ));
         }
-        let version = if b.version > 0 {
-            b.version
-        } else {
-            current_version
-        };
-        b.version = 0;
-        let r = self
-            .store
-            .txn(
-                vec![version_guard(&key, version)],
-                vec![put(key.clone(), &b)],
-            )
+        let version = std::mem::take(&mut b.version);
+        b.version = self
+            .put_guarded(&key, version, &b, "base settings", &b.id)
             .await?;
-        if !r.succeeded {
-            explain_guard(&self.store, &key, version, "base settings", &b.id).await?;
-            return Err(ConfigError::Contended {
-                kind: "base settings",
-                id: b.id,
-            });
-        }
-        b.version = r.revision;
         Ok(b)
     }
 
-    pub async fn delete_base_settings(&self, id: &str, version: i64) -> Result<i64> {
-        let key = keys::base_settings(id);
-        let users = keys::base_phones(id);
+    /// Replaces an object at `version` (0: any); returns the new version.
+    async fn put_guarded<M: prost::Message>(
+        &self,
+        key: &str,
+        version: i64,
+        msg: &M,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<i64> {
         let r = self
             .store
             .txn(
-                vec![
-                    version_guard(&key, version),
-                    Compare::PrefixEmpty(users.clone()),
-                ],
-                vec![Op::Delete(key.clone())],
+                vec![version_guard(key, version)],
+                vec![put(key.to_owned(), msg)],
             )
             .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, key, version, kind, id).await?;
+            return Err(ConfigError::Contended {
+                kind,
+                id: id.to_owned(),
+            });
+        }
+        Ok(r.revision)
+    }
+
+    /// Deletes `key` at `version` (0: any), with `extra` ops, only while no key is under
+    /// `users.prefix` (its reverse index): the check and the delete are one transaction.
+    async fn delete_unused(
+        &self,
+        key: &str,
+        version: i64,
+        extra: Vec<Op>,
+        users: Users,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<i64> {
+        let mut ops = vec![Op::Delete(key.to_owned())];
+        ops.extend(extra);
+        let compares = vec![
+            version_guard(key, version),
+            Compare::PrefixEmpty(users.prefix.clone()),
+        ];
+        let r = self.store.txn(compares, ops).await?;
         if r.succeeded {
             return Ok(r.revision);
         }
-        explain_guard(&self.store, &key, version, "base settings", id).await?;
-        let count = self.store.count(&users).await?;
-        Err(ConfigError::InUse {
-            kind: "base settings",
-            id: id.to_owned(),
-            count,
-            users: "phones",
-        })
+        explain_guard(&self.store, key, version, kind, id).await?;
+        match self.store.count(&users.prefix).await? {
+            0 => Err(ConfigError::Contended {
+                kind,
+                id: id.to_owned(),
+            }),
+            count => Err(ConfigError::InUse {
+                kind,
+                id: id.to_owned(),
+                count,
+                users: users.what,
+            }),
+        }
+    }
+
+    pub async fn delete_base_settings(&self, id: &str, version: i64) -> Result<i64> {
+        let users = Users {
+            prefix: keys::base_phones(id),
+            what: "phones",
+        };
+        self.delete_unused(
+            &keys::base_settings(id),
+            version,
+            vec![],
+            users,
+            "base settings",
+            id,
+        )
+        .await
     }
 
     pub async fn list_edge_groups(
@@ -455,6 +442,12 @@ impl ConfigCore {
         )
         .await
     }
+}
+
+/// The reverse index of an object's users.
+struct Users {
+    prefix: String,
+    what: &'static str,
 }
 
 fn missing(field: &str, kind: &'static str, id: &str) -> ConfigError {

@@ -273,6 +273,28 @@ pub struct FilterArgs {
     hardware_id: Option<String>,
 }
 
+/// Every page of a `List*` call that takes a `ListRequest`.
+macro_rules! all_pages {
+    ($c:expr, $method:ident, $field:ident) => {{
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = $c
+                .$method(pb::ListRequest {
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            all.extend(r.$field);
+            if r.next_page_token.is_empty() {
+                break all;
+            }
+            token = r.next_page_token;
+        }
+    }};
+}
+
 fn parse_kind(s: &str) -> anyhow::Result<i32> {
     let k = pb::PhoneKind::from_str_name(&format!("PHONE_KIND_{}", s.to_ascii_uppercase()))
         .with_context(|| {
@@ -536,25 +558,7 @@ async fn edge_groups(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::
         EdgeGroupCmd::Get { id } => show(vec![
             c.get_edge_group(pb::GetRequest { id }).await?.into_inner(),
         ]),
-        EdgeGroupCmd::List => {
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = c
-                    .list_edge_groups(pb::ListRequest {
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.edge_groups);
-                if r.next_page_token.is_empty() {
-                    break;
-                }
-                token = r.next_page_token;
-            }
-            show(all)
-        }
+        EdgeGroupCmd::List => show(all_pages!(c, list_edge_groups, edge_groups)),
         EdgeGroupCmd::Delete(d) => {
             c.delete_edge_group(pb::DeleteRequest {
                 id: d.id.clone(),
@@ -636,25 +640,7 @@ async fn sites(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()> 
             .into_inner(),
         ]),
         SiteCmd::Get { id } => show(vec![c.get_site(pb::GetRequest { id }).await?.into_inner()]),
-        SiteCmd::List => {
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = c
-                    .list_sites(pb::ListRequest {
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.sites);
-                if r.next_page_token.is_empty() {
-                    break;
-                }
-                token = r.next_page_token;
-            }
-            show(all)
-        }
+        SiteCmd::List => show(all_pages!(c, list_sites, sites)),
         SiteCmd::Delete(d) => {
             c.delete_site(pb::DeleteRequest {
                 id: d.id.clone(),
@@ -734,25 +720,7 @@ async fn base_settings(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Res
                 show(vec![b])
             }
         }
-        BaseCmd::List => {
-            let mut all = Vec::new();
-            let mut token = String::new();
-            loop {
-                let r = c
-                    .list_base_settings(pb::ListRequest {
-                        page_size: 1000,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                all.extend(r.base_settings);
-                if r.next_page_token.is_empty() {
-                    break;
-                }
-                token = r.next_page_token;
-            }
-            show(all)
-        }
+        BaseCmd::List => show(all_pages!(c, list_base_settings, base_settings)),
         BaseCmd::Delete(d) => {
             c.delete_base_settings(pb::DeleteRequest {
                 id: d.id.clone(),
