@@ -15,6 +15,8 @@ use std::{
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
+
+pub use crate::embedded_watch::EmbeddedWatch;
 use tracing::{info, warn};
 
 use crate::{
@@ -610,57 +612,6 @@ async fn expire_leases(inner: Weak<Inner>) {
                 }
                 Ok(Err(e)) => warn!(lease = %format!("{id:x}"), error = %e, "lease expiry failed"),
                 Err(_) => return,
-            }
-        }
-    }
-}
-
-/// A watch on the embedded store.
-pub struct EmbeddedWatch {
-    prefix: String,
-    rx: broadcast::Receiver<Arc<WatchBatch>>,
-    backlog: VecDeque<Arc<WatchBatch>>,
-    /// A compaction to report before anything else.
-    pending: Option<i64>,
-}
-
-impl EmbeddedWatch {
-    fn filtered(&self, batch: &WatchBatch) -> Option<WatchBatch> {
-        let events: Vec<WatchEvent> = batch
-            .events
-            .iter()
-            .filter(|e| e.key().starts_with(&self.prefix))
-            .cloned()
-            .collect();
-        (!events.is_empty()).then_some(WatchBatch {
-            events,
-            revision: batch.revision,
-        })
-    }
-
-    pub(crate) async fn next(&mut self) -> Result<Option<WatchBatch>, StoreError> {
-        if let Some(compact_revision) = self.pending.take() {
-            return Err(StoreError::Compacted { compact_revision });
-        }
-        while let Some(b) = self.backlog.pop_front() {
-            if let Some(f) = self.filtered(&b) {
-                return Ok(Some(f));
-            }
-        }
-        loop {
-            match self.rx.recv().await {
-                Ok(b) => {
-                    if let Some(f) = self.filtered(&b) {
-                        return Ok(Some(f));
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // The watcher fell too far behind; it must re-list like after compaction.
-                    return Err(StoreError::Compacted {
-                        compact_revision: 0,
-                    });
-                }
-                Err(broadcast::error::RecvError::Closed) => return Ok(None),
             }
         }
     }

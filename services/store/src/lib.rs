@@ -8,6 +8,7 @@
 //! (default `/dialtone/v1/`), so several deployments or tests can share one etcd.
 
 mod embedded;
+mod embedded_watch;
 mod error;
 mod etcd;
 pub mod lifecycle;
@@ -163,7 +164,7 @@ impl Store {
 /// A stream of watch batches; see [`Store::watch`].
 pub enum WatchStream {
     /// Embedded backend.
-    Embedded(embedded::EmbeddedWatch),
+    Embedded(embedded_watch::EmbeddedWatch),
     /// etcd backend.
     Etcd(etcd::EtcdWatch),
 }

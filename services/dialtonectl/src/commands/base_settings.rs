@@ -1,0 +1,197 @@
+//! `dialtonectl base-settings`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::{DeleteArgs, all_pages, parse_settings};
+use dialtone_proto::config::v1 as pb;
+
+use crate::{
+    Client,
+    output::{Format, enum_name, json, table},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum BaseCmd {
+    /// Show every meta-base's defaults.
+    Templates,
+    /// Create a profile.
+    Create(BaseArgs),
+    /// Replace a profile's name and settings.
+    Update(BaseArgs),
+    /// Show one.
+    Get { id: String },
+    /// List all.
+    List,
+    /// Delete (refused while phones use it).
+    Delete(DeleteArgs),
+    /// Move phones from one profile to another; --dry-run shows per phone what changes.
+    Migrate {
+        /// Profile the phones use now.
+        #[arg(long)]
+        from: String,
+        /// Profile to move them to.
+        #[arg(long)]
+        to: String,
+        /// Only these phones (repeat); default: every phone of --from.
+        #[arg(long = "phone")]
+        phones: Vec<String>,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BaseArgs {
+    /// Profile id.
+    id: String,
+    /// Meta-base: generic-sip, webrtc, poly-vvx, poly-edge-e, yealink, audiocodes, desktop-softphone.
+    #[arg(long)]
+    meta_base: String,
+    /// Display name.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Settings as JSON (PhoneSettings fields, e.g. '{"sip_dscp": 26, "codecs": ["audio/opus"]}').
+    #[arg(long, default_value = "{}")]
+    settings: String,
+    /// Expected version (update; 0: current).
+    #[arg(long, default_value_t = 0)]
+    version: i64,
+}
+
+fn base_from(a: BaseArgs) -> anyhow::Result<pb::BaseSettings> {
+    let meta = pb::MetaBase::from_str_name(&format!(
+        "META_BASE_{}",
+        a.meta_base.to_ascii_uppercase().replace('-', "_")
+    ))
+    .with_context(|| format!("invalid --meta-base '{}'", a.meta_base))?;
+    Ok(pb::BaseSettings {
+        id: a.id,
+        name: a.name,
+        meta_base: meta as i32,
+        settings: Some(parse_settings(&a.settings, "--settings")?),
+        version: a.version,
+    })
+}
+
+pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()> {
+    let show = |items: Vec<pb::BaseSettings>| -> anyhow::Result<()> {
+        match out {
+            Format::Json => json(&items),
+            Format::Table => {
+                let rows = items
+                    .iter()
+                    .map(|b| {
+                        let meta = pb::MetaBase::try_from(b.meta_base)
+                            .map(|m| enum_name(m.as_str_name(), "META_BASE_"))
+                            .unwrap_or_default();
+                        vec![b.id.clone(), b.name.clone(), meta, b.version.to_string()]
+                    })
+                    .collect();
+                table(&["id", "name", "meta-base", "version"], rows);
+                Ok(())
+            }
+        }
+    };
+    match cmd {
+        BaseCmd::Templates => {
+            let r = c
+                .get_templates(pb::GetTemplatesRequest {})
+                .await?
+                .into_inner();
+            json(&r)
+        }
+        BaseCmd::Create(a) => show(vec![
+            c.create_base_settings(pb::CreateBaseSettingsRequest {
+                base_settings: Some(base_from(a)?),
+            })
+            .await?
+            .into_inner(),
+        ]),
+        BaseCmd::Update(a) => show(vec![
+            c.update_base_settings(pb::UpdateBaseSettingsRequest {
+                base_settings: Some(base_from(a)?),
+            })
+            .await?
+            .into_inner(),
+        ]),
+        BaseCmd::Get { id } => {
+            let b = c
+                .get_base_settings(pb::GetRequest { id })
+                .await?
+                .into_inner();
+            if out == Format::Table {
+                json(&b)
+            } else {
+                show(vec![b])
+            }
+        }
+        BaseCmd::List => show(all_pages!(c, list_base_settings, base_settings)),
+        BaseCmd::Delete(d) => {
+            c.delete_base_settings(pb::DeleteRequest {
+                id: d.id.clone(),
+                version: d.version,
+            })
+            .await?;
+            println!("base settings {} deleted", d.id);
+            Ok(())
+        }
+        BaseCmd::Migrate {
+            from,
+            to,
+            phones,
+            dry_run,
+        } => {
+            let req = pb::MigrateBaseSettingsRequest {
+                filter: Some(pb::PhoneFilter {
+                    base_settings_id: from,
+                    ..Default::default()
+                }),
+                phone_ids: phones,
+                to_base_settings_id: to,
+                dry_run,
+            };
+            let r = c.migrate_base_settings(req).await?.into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            let mut rows = Vec::new();
+            for p in &r.phones {
+                let outcome = pb::MigrationOutcome::try_from(p.outcome)
+                    .map(|o| enum_name(o.as_str_name(), "MIGRATION_OUTCOME_"))
+                    .unwrap_or_default();
+                let what = if p.reason.is_empty() {
+                    format!("{} settings change", p.changes.len())
+                } else {
+                    p.reason.clone()
+                };
+                rows.push(vec![
+                    p.phone_id.clone(),
+                    p.phone_name.clone(),
+                    outcome,
+                    what,
+                ]);
+                for ch in &p.changes {
+                    rows.push(vec![
+                        String::new(),
+                        format!("  {}", ch.path),
+                        ch.before.clone(),
+                        format!("-> {}", ch.after),
+                    ]);
+                }
+            }
+            table(&["phone", "name", "outcome", "detail"], rows);
+            println!(
+                "{} phones{}",
+                r.phones.len(),
+                if r.dry_run {
+                    " (dry run: nothing written)"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! The commands, one module per noun.
+
+mod base_settings;
+mod edge_groups;
+mod import;
+mod phones;
+mod sites;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use dialtone_proto::config::v1 as pb;
+
+use crate::{
+    Client,
+    output::{Format, json, table},
+};
+
+pub use base_settings::BaseCmd;
+pub use edge_groups::EdgeGroupCmd;
+pub use phones::PhoneCmd;
+pub use sites::SiteCmd;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Edge groups: the edges a site's phones register to.
+    #[command(subcommand, name = "edge-groups")]
+    EdgeGroups(EdgeGroupCmd),
+    /// Sites.
+    #[command(subcommand)]
+    Sites(SiteCmd),
+    /// Base-settings profiles.
+    #[command(subcommand, name = "base-settings")]
+    BaseSettings(BaseCmd),
+    /// Phones.
+    #[command(subcommand)]
+    Phones(PhoneCmd),
+    /// Live cluster members.
+    Members {
+        /// Only this role.
+        #[arg(long, default_value = "")]
+        role: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Object id.
+    id: String,
+    /// Expected version (0: current).
+    #[arg(long, default_value_t = 0)]
+    version: i64,
+}
+
+macro_rules! all_pages {
+    ($c:expr, $method:ident, $field:ident) => {{
+        let mut all = Vec::new();
+        let mut token = String::new();
+        loop {
+            let r = $c
+                .$method(pb::ListRequest {
+                    page_size: 1000,
+                    page_token: token,
+                })
+                .await?
+                .into_inner();
+            all.extend(r.$field);
+            if r.next_page_token.is_empty() {
+                break all;
+            }
+            token = r.next_page_token;
+        }
+    }};
+}
+
+pub(crate) use all_pages;
+
+pub(crate) fn parse_settings(s: &str, flag: &str) -> anyhow::Result<pb::PhoneSettings> {
+    serde_json::from_str(s).with_context(|| format!("invalid {flag} JSON (PhoneSettings fields)"))
+}
+
+pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()> {
+    match cmd {
+        Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
+        Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
+        Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,
+        Command::Phones(cmd) => phones::run(&mut c, out, cmd).await,
+        Command::Members { role } => {
+            let r = c
+                .list_members(pb::ListMembersRequest { role })
+                .await?
+                .into_inner();
+            match out {
+                Format::Json => json(&r),
+                Format::Table => {
+                    table(
+                        &["role", "node", "grpc", "admin", "version"],
+                        r.members
+                            .iter()
+                            .map(|m| {
+                                vec![
+                                    m.role.clone(),
+                                    m.node_id.clone(),
+                                    m.grpc_address.clone(),
+                                    m.admin_address.clone(),
+                                    m.version.clone(),
+                                ]
+                            })
+                            .collect(),
+                    );
+                    Ok(())
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `dialtonectl phones`.
+
+use std::{io::Write, path::PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+
+use super::{DeleteArgs, parse_settings};
+use dialtone_proto::config::v1::{self as pb, assignment::Mode};
+
+use crate::{
+    Client,
+    output::{Format, enum_name, json, table},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum PhoneCmd {
+    /// Create a phone; prints each line's SIP user and password (shown only once).
+    Create(PhoneArgs),
+    /// Change a phone: only the flags given change.
+    Update {
+        /// Phone id.
+        id: String,
+        #[command(flatten)]
+        args: PhoneArgs,
+    },
+    /// Show one.
+    Get { id: String },
+    /// List with filters.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Page size (1-1000).
+        #[arg(long, default_value_t = 100)]
+        page_size: i32,
+        /// Page token from the previous page.
+        #[arg(long, default_value = "")]
+        page_token: String,
+        /// Every page.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Delete a phone.
+    Delete(DeleteArgs),
+    /// Generate a new password for one line (shown once).
+    ResetPassword {
+        /// Phone id.
+        id: String,
+        /// Line index.
+        #[arg(long, default_value_t = 0)]
+        line: u32,
+    },
+    /// Import phones from CSV (columns in the README). Generated passwords go to --report.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+        /// Per-row report (CSV, created with mode 0600: it holds the new passwords).
+        #[arg(long, default_value = "import-report.csv")]
+        report: PathBuf,
+    },
+    /// Export phones as CSV (the import format).
+    Export {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Output file (default: standard output).
+        #[arg(short = 'f', long)]
+        file: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug, Default)]
+pub struct PhoneArgs {
+    /// Name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Kind: managed, unmanaged, webrtc or remote.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Site id.
+    #[arg(long)]
+    site: Option<String>,
+    /// Base-settings profile id.
+    #[arg(long)]
+    base_settings: Option<String>,
+    /// MAC address or FQDN.
+    #[arg(long)]
+    hardware_id: Option<String>,
+    /// A line: SUFFIX[=Display name] (repeat; empty suffix: generated). Replaces all lines.
+    #[arg(long = "line")]
+    lines: Vec<String>,
+    /// Assignment: user:USER_ID, site:EXTENSION or unassigned.
+    #[arg(long)]
+    assign: Option<String>,
+    /// Remote phones: sip: URI or E.164 number.
+    #[arg(long)]
+    remote_address: Option<String>,
+    /// Per-phone setting overrides as JSON (PhoneSettings fields).
+    #[arg(long)]
+    overrides: Option<String>,
+}
+
+#[derive(Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Only this site.
+    #[arg(long)]
+    site: Option<String>,
+    /// Only this profile.
+    #[arg(long)]
+    base_settings: Option<String>,
+    /// Only this kind.
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only names starting with this.
+    #[arg(long)]
+    name_prefix: Option<String>,
+    /// Only this hardware id.
+    #[arg(long)]
+    hardware_id: Option<String>,
+}
+
+/// Every page of a `List*` call that takes a `ListRequest`.
+fn parse_kind(s: &str) -> anyhow::Result<i32> {
+    let k = pb::PhoneKind::from_str_name(&format!("PHONE_KIND_{}", s.to_ascii_uppercase()))
+        .with_context(|| {
+            format!("invalid --kind '{s}': use managed, unmanaged, webrtc or remote")
+        })?;
+    Ok(k as i32)
+}
+
+fn filter(f: FilterArgs) -> anyhow::Result<pb::PhoneFilter> {
+    Ok(pb::PhoneFilter {
+        site_id: f.site.unwrap_or_default(),
+        base_settings_id: f.base_settings.unwrap_or_default(),
+        kind: f.kind.as_deref().map(parse_kind).transpose()?.unwrap_or(0),
+        name_prefix: f.name_prefix.unwrap_or_default(),
+        hardware_id: f.hardware_id.unwrap_or_default(),
+    })
+}
+
+fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
+    if let Some(v) = a.name {
+        p.name = v;
+    }
+    if let Some(v) = a.kind {
+        p.kind = parse_kind(&v)?;
+    }
+    if let Some(v) = a.site {
+        p.site_id = v;
+    }
+    if let Some(v) = a.base_settings {
+        p.base_settings_id = v;
+    }
+    if let Some(v) = a.hardware_id {
+        p.hardware_id = v;
+    }
+    if !a.lines.is_empty() {
+        p.lines = a
+            .lines
+            .iter()
+            .map(|l| {
+                let (u, d) = l.split_once('=').unwrap_or((l, ""));
+                pb::Line {
+                    sip_user: u.to_owned(),
+                    display_name: d.to_owned(),
+                    credentials: None,
+                }
+            })
+            .collect();
+    }
+    if let Some(v) = a.assign {
+        let mode = match v.split_once(':') {
+            Some(("user", id)) => Mode::User(pb::UserAssignment {
+                user_id: id.to_owned(),
+            }),
+            Some(("site", ext)) => Mode::Site(pb::SiteAssignment {
+                extension: ext.to_owned(),
+            }),
+            _ if v == "unassigned" => Mode::Unassigned(pb::Unassigned {}),
+            _ => bail!("invalid --assign '{v}': use user:ID, site:EXTENSION or unassigned"),
+        };
+        p.assignment = Some(pb::Assignment { mode: Some(mode) });
+    }
+    if let Some(v) = a.remote_address {
+        p.remote_address = v;
+    }
+    if let Some(v) = a.overrides {
+        p.overrides = Some(parse_settings(&v, "--overrides")?);
+    }
+    Ok(())
+}
+
+fn phone_rows(phones: &[pb::Phone]) -> Vec<Vec<String>> {
+    phones
+        .iter()
+        .map(|p| {
+            let kind = pb::PhoneKind::try_from(p.kind)
+                .map(|k| enum_name(k.as_str_name(), "PHONE_KIND_"))
+                .unwrap_or_default();
+            let assign = match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
+                Some(Mode::User(u)) => format!("user:{}", u.user_id),
+                Some(Mode::Site(s)) => format!("site:{}", s.extension),
+                _ => "unassigned".into(),
+            };
+            let lines = p
+                .lines
+                .iter()
+                .map(|l| l.sip_user.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+            vec![
+                p.id.clone(),
+                p.name.clone(),
+                kind,
+                p.site_id.clone(),
+                p.base_settings_id.clone(),
+                p.hardware_id.clone(),
+                lines,
+                assign,
+            ]
+        })
+        .collect()
+}
+
+const PHONE_HEADERS: [&str; 8] = [
+    "id",
+    "name",
+    "kind",
+    "site",
+    "base settings",
+    "hardware id",
+    "lines",
+    "assignment",
+];
+
+pub(crate) fn print_credentials(creds: &[pb::LineCredentials]) {
+    if creds.is_empty() {
+        return;
+    }
+    println!("\nSIP credentials (shown only now; Dialtone keeps only their hashes):");
+    table(
+        &["line", "sip user", "realm", "password"],
+        creds
+            .iter()
+            .map(|c| {
+                vec![
+                    c.line_index.to_string(),
+                    c.sip_user.clone(),
+                    c.realm.clone(),
+                    c.password.clone(),
+                ]
+            })
+            .collect(),
+    );
+}
+
+pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<()> {
+    let show = |phones: Vec<pb::Phone>| -> anyhow::Result<()> {
+        match out {
+            Format::Json => json(&phones),
+            Format::Table => {
+                table(&PHONE_HEADERS, phone_rows(&phones));
+                Ok(())
+            }
+        }
+    };
+    match cmd {
+        PhoneCmd::Create(a) => {
+            let mut p = pb::Phone::default();
+            apply_phone_args(&mut p, a)?;
+            let r = c
+                .create_phone(pb::CreatePhoneRequest { phone: Some(p) })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            show(r.phone.into_iter().collect())?;
+            print_credentials(&r.credentials);
+            Ok(())
+        }
+        PhoneCmd::Update { id, args } => {
+            let mut p = c.get_phone(pb::GetRequest { id }).await?.into_inner();
+            apply_phone_args(&mut p, args)?;
+            let r = c
+                .update_phone(pb::UpdatePhoneRequest { phone: Some(p) })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            show(r.phone.into_iter().collect())?;
+            print_credentials(&r.credentials);
+            Ok(())
+        }
+        PhoneCmd::Get { id } => show(vec![c.get_phone(pb::GetRequest { id }).await?.into_inner()]),
+        PhoneCmd::List {
+            filter: f,
+            page_size,
+            page_token,
+            all,
+        } => {
+            let f = filter(f)?;
+            let mut phones = Vec::new();
+            let mut token = page_token;
+            loop {
+                let r = c
+                    .list_phones(pb::ListPhonesRequest {
+                        filter: Some(f.clone()),
+                        page_size,
+                        page_token: token,
+                    })
+                    .await?
+                    .into_inner();
+                phones.extend(r.phones);
+                if !all || r.next_page_token.is_empty() {
+                    show(phones)?;
+                    if !r.next_page_token.is_empty() {
+                        eprintln!("more: --page-token '{}'", r.next_page_token);
+                    }
+                    return Ok(());
+                }
+                token = r.next_page_token;
+            }
+        }
+        PhoneCmd::Delete(d) => {
+            c.delete_phone(pb::DeleteRequest {
+                id: d.id.clone(),
+                version: d.version,
+            })
+            .await?;
+            println!("phone {} deleted", d.id);
+            Ok(())
+        }
+        PhoneCmd::ResetPassword { id, line } => {
+            let r = c
+                .reset_line_password(pb::ResetLinePasswordRequest {
+                    phone_id: id,
+                    line_index: line,
+                    version: 0,
+                })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            print_credentials(&[r]);
+            Ok(())
+        }
+        PhoneCmd::Import { file, report } => super::import::run(c, out, file, report).await,
+        PhoneCmd::Export { filter: f, file } => {
+            let mut stream = c
+                .export_phones(pb::ListPhonesRequest {
+                    filter: Some(filter(f)?),
+                    page_size: 0,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            let mut sink: Box<dyn Write> = match &file {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("creating {}", p.display()))?,
+                ),
+                None => Box::new(std::io::stdout()),
+            };
+            while let Some(chunk) = stream.message().await? {
+                sink.write_all(&chunk.chunk)?;
+            }
+            sink.flush()?;
+            Ok(())
+        }
+    }
+}

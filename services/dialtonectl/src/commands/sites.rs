@@ -1,0 +1,141 @@
+//! `dialtonectl sites`.
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::{DeleteArgs, all_pages};
+use dialtone_proto::config::v1 as pb;
+
+use crate::{
+    Client,
+    output::{Format, json, table},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum SiteCmd {
+    /// Create a site.
+    Create(SiteArgs),
+    /// Replace a site's editable fields (same flags as create).
+    Update(SiteArgs),
+    /// Show one.
+    Get { id: String },
+    /// List all.
+    List,
+    /// Delete (refused while phones use it).
+    Delete(DeleteArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct SiteArgs {
+    /// Site id.
+    id: String,
+    /// Edge group serving the site.
+    #[arg(long)]
+    edge_group: String,
+    /// Display name.
+    #[arg(long, default_value = "")]
+    name: String,
+    /// Media region, in order of preference (repeat).
+    #[arg(long = "media-region")]
+    media_regions: Vec<String>,
+    /// Media relay: auto, always or never.
+    #[arg(long, default_value = "auto")]
+    media_relay: String,
+    /// Default outbound caller id (E.164).
+    #[arg(long, default_value = "")]
+    caller_id: String,
+    /// Allow external calls.
+    #[arg(long)]
+    allow_external: bool,
+    /// Allow international calls.
+    #[arg(long)]
+    allow_international: bool,
+    /// Allow premium-rate calls.
+    #[arg(long)]
+    allow_premium: bool,
+    /// Expected version (update; 0: current).
+    #[arg(long, default_value_t = 0)]
+    version: i64,
+}
+
+fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
+    let relay = pb::MediaRelay::from_str_name(&format!(
+        "MEDIA_RELAY_{}",
+        a.media_relay.to_ascii_uppercase()
+    ))
+    .with_context(|| {
+        format!(
+            "invalid --media-relay '{}': use auto, always or never",
+            a.media_relay
+        )
+    })?;
+    Ok(pb::Site {
+        id: a.id,
+        name: a.name,
+        edge_group_id: a.edge_group,
+        media_regions: a.media_regions,
+        media_relay: relay as i32,
+        default_outbound_caller_id: a.caller_id,
+        call_restrictions: Some(pb::CallRestrictions {
+            allow_international: a.allow_international,
+            allow_premium: a.allow_premium,
+            allow_external: a.allow_external,
+        }),
+        sip_user_prefix: String::new(),
+        version: a.version,
+    })
+}
+
+pub async fn run(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()> {
+    let show = |sites: Vec<pb::Site>| -> anyhow::Result<()> {
+        match out {
+            Format::Json => json(&sites),
+            Format::Table => {
+                let rows = sites
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.id.clone(),
+                            s.name.clone(),
+                            s.edge_group_id.clone(),
+                            s.sip_user_prefix.clone(),
+                            s.version.to_string(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["id", "name", "edge group", "sip user prefix", "version"],
+                    rows,
+                );
+                Ok(())
+            }
+        }
+    };
+    match cmd {
+        SiteCmd::Create(a) => show(vec![
+            c.create_site(pb::CreateSiteRequest {
+                site: Some(site_from(a)?),
+            })
+            .await?
+            .into_inner(),
+        ]),
+        SiteCmd::Update(a) => show(vec![
+            c.update_site(pb::UpdateSiteRequest {
+                site: Some(site_from(a)?),
+            })
+            .await?
+            .into_inner(),
+        ]),
+        SiteCmd::Get { id } => show(vec![c.get_site(pb::GetRequest { id }).await?.into_inner()]),
+        SiteCmd::List => show(all_pages!(c, list_sites, sites)),
+        SiteCmd::Delete(d) => {
+            c.delete_site(pb::DeleteRequest {
+                id: d.id.clone(),
+                version: d.version,
+            })
+            .await?;
+            println!("site {} deleted", d.id);
+            Ok(())
+        }
+    }
+}
