@@ -39,7 +39,9 @@ pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An enum's proto name without its prefix, lowercased: `PHONE_KIND_MANAGED` → `managed`.
+/// An enum's proto name as the CLI spells it: `META_BASE_POLY_VVX` → `poly-vvx`.
 pub fn enum_name(full: &str, prefix: &str) -> String {
-    full.trim_start_matches(prefix).to_ascii_lowercase()
+    full.trim_start_matches(prefix)
+        .to_ascii_lowercase()
+        .replace('_', "-")
 }

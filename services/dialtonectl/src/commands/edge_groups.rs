@@ -126,9 +126,14 @@ pub async fn run(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::Resu
                 .into_inner(),
             ])
         }
-        EdgeGroupCmd::Get { id } => show(vec![
-            c.get_edge_group(pb::GetRequest { id }).await?.into_inner(),
-        ]),
+        EdgeGroupCmd::Get { id } => {
+            let item = c.get_edge_group(pb::GetRequest { id }).await?.into_inner();
+            if out == Format::Json {
+                json(&item)
+            } else {
+                show(vec![item])
+            }
+        }
         EdgeGroupCmd::List => show(all_pages!(c, list_edge_groups, edge_groups)),
         EdgeGroupCmd::Delete(d) => {
             c.delete_edge_group(pb::DeleteRequest {

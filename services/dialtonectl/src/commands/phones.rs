@@ -292,7 +292,14 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
             print_credentials(&r.credentials);
             Ok(())
         }
-        PhoneCmd::Get { id } => show(vec![c.get_phone(pb::GetRequest { id }).await?.into_inner()]),
+        PhoneCmd::Get { id } => {
+            let item = c.get_phone(pb::GetRequest { id }).await?.into_inner();
+            if out == Format::Json {
+                json(&item)
+            } else {
+                show(vec![item])
+            }
+        }
         PhoneCmd::List {
             filter: f,
             page_size,

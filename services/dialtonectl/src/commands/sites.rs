@@ -126,7 +126,14 @@ pub async fn run(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()
             .await?
             .into_inner(),
         ]),
-        SiteCmd::Get { id } => show(vec![c.get_site(pb::GetRequest { id }).await?.into_inner()]),
+        SiteCmd::Get { id } => {
+            let item = c.get_site(pb::GetRequest { id }).await?.into_inner();
+            if out == Format::Json {
+                json(&item)
+            } else {
+                show(vec![item])
+            }
+        }
         SiteCmd::List => show(all_pages!(c, list_sites, sites)),
         SiteCmd::Delete(d) => {
             c.delete_site(pb::DeleteRequest {
