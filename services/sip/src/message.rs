@@ -1,0 +1,297 @@
+//! Message framing and raw headers (RFC 3261 §7): bytes in, a message out, no IO.
+//! Liberal where the RFC allows (LF-only lines, folding, compact names, LWS before ':'),
+//! strict where a liberal reading would be ambiguous (the request line).
+
+use crate::header::{canonical_name, is_token_char};
+
+/// Largest message accepted (also the UDP datagram limit).
+pub const MAX_MESSAGE: usize = 65_535;
+
+/// The first line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StartLine {
+    /// `METHOD SP Request-URI SP SIP-Version`.
+    Request {
+        /// Method, case-sensitive.
+        method: String,
+        /// Request-URI as written.
+        uri: String,
+        /// Version as written.
+        version: String,
+    },
+    /// `SIP-Version SP Status-Code SP Reason-Phrase`.
+    Response {
+        /// Version as written.
+        version: String,
+        /// Status code.
+        code: u16,
+        /// Reason phrase (may be empty).
+        reason: String,
+    },
+}
+
+/// What the Content-Length header(s) said.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContentLength {
+    /// No Content-Length: the body is the rest of the datagram.
+    Absent,
+    /// A valid length, within the datagram.
+    Valid(usize),
+    /// Negative, not a number, or several different values.
+    Invalid,
+    /// Larger than what the datagram holds.
+    Short,
+}
+
+/// A parsed message.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// The first line.
+    pub start: StartLine,
+    /// Headers in order: canonical (long, lowercase) name and unfolded, trimmed value.
+    pub headers: Vec<(String, String)>,
+    /// The body (exactly Content-Length octets when that is valid).
+    pub body: Vec<u8>,
+    /// Content-Length as found.
+    pub content_length: ContentLength,
+}
+
+impl Message {
+    /// Every value of a header (by canonical name), in order.
+    pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a header.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this is a response.
+    pub fn is_response(&self) -> bool {
+        matches!(self.start, StartLine::Response { .. })
+    }
+}
+
+/// Why a datagram is not a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    /// Nothing but whitespace.
+    #[error("empty message")]
+    Empty,
+    /// Larger than [`MAX_MESSAGE`].
+    #[error("message too large")]
+    TooLarge,
+    /// The header section never ends with an empty line.
+    #[error("header section not terminated")]
+    Unterminated,
+    /// The first line is not a request or status line.
+    #[error("malformed start line")]
+    StartLine,
+    /// A header line without a name and ':'.
+    #[error("malformed header line")]
+    HeaderLine,
+    /// Headers that are not UTF-8.
+    #[error("headers are not UTF-8")]
+    NotUtf8,
+}
+
+/// Whether bytes that failed to parse look like a response (responses are dropped, never
+/// answered).
+pub fn looks_like_response(buf: &[u8]) -> bool {
+    let start = buf
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(buf.len());
+    buf[start..].starts_with(b"SIP/")
+}
+
+/// Parses one message from a datagram. Octets after the body (beyond Content-Length) are
+/// ignored, as RFC 3261 §18.3 says.
+pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
+    if buf.len() > MAX_MESSAGE {
+        return Err(ParseError::TooLarge);
+    }
+    // Leading CRLFs (keep-alives) are ignored.
+    let start = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .ok_or(ParseError::Empty)?;
+    let buf = &buf[start..];
+    let mut lines = Vec::new();
+    let mut pos = 0;
+    let body_start = loop {
+        let Some(nl) = buf[pos..].iter().position(|b| *b == b'\n') else {
+            return Err(ParseError::Unterminated);
+        };
+        let mut line = &buf[pos..pos + nl];
+        if let Some(l) = line.strip_suffix(b"\r") {
+            line = l;
+        }
+        pos += nl + 1;
+        if line.is_empty() {
+            break pos;
+        }
+        lines.push(line);
+    };
+    let text: Vec<&str> = lines
+        .iter()
+        .map(|l| std::str::from_utf8(l))
+        .collect::<Result<_, _>>()
+        .map_err(|_| ParseError::NotUtf8)?;
+    let start = parse_start_line(text[0])?;
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for line in &text[1..] {
+        if line.starts_with([' ', '\t']) {
+            let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
+            let v = line.trim();
+            if !v.is_empty() {
+                if !last.1.is_empty() {
+                    last.1.push(' ');
+                }
+                last.1.push_str(v);
+            }
+            continue;
+        }
+        let (name, value) = line.split_once(':').ok_or(ParseError::HeaderLine)?;
+        let name = name.trim_end_matches([' ', '\t']);
+        if name.is_empty() || !name.chars().all(is_token_char) {
+            return Err(ParseError::HeaderLine);
+        }
+        headers.push((canonical_name(name), value.trim().to_owned()));
+    }
+    let rest = &buf[body_start..];
+    let mut lengths = headers
+        .iter()
+        .filter(|(n, _)| n == "content-length")
+        .map(|(_, v)| v.parse::<usize>().ok());
+    let content_length = match lengths.next() {
+        None => ContentLength::Absent,
+        Some(first) => {
+            let all_same = lengths.all(|l| l == first);
+            match first {
+                Some(n) if all_same && n <= rest.len() => ContentLength::Valid(n),
+                Some(_) if all_same => ContentLength::Short,
+                _ => ContentLength::Invalid,
+            }
+        }
+    };
+    let body = match content_length {
+        ContentLength::Valid(n) => rest[..n].to_vec(),
+        _ => rest.to_vec(),
+    };
+    Ok(Message {
+        start,
+        headers,
+        body,
+        content_length,
+    })
+}
+
+fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
+    if let Some(rest) = line.strip_prefix("SIP/") {
+        let (version, rest) = rest.split_once(' ').ok_or(ParseError::StartLine)?;
+        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let code: u16 = (code.len() == 3)
+            .then(|| code.parse().ok())
+            .flatten()
+            .ok_or(ParseError::StartLine)?;
+        return Ok(StartLine::Response {
+            version: format!("SIP/{version}"),
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+    let parts: Vec<&str> = line.split(' ').collect();
+    let [method, uri, version] = parts.as_slice() else {
+        return Err(ParseError::StartLine);
+    };
+    if method.is_empty()
+        || !method.chars().all(is_token_char)
+        || uri.is_empty()
+        || !version.starts_with("SIP/")
+    {
+        return Err(ParseError::StartLine);
+    }
+    Ok(StartLine::Request {
+        method: method.to_string(),
+        uri: uri.to_string(),
+        version: version.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing() {
+        let m = parse(
+            b"\r\nOPTIONS sip:a@b SIP/2.0\nv: SIP/2.0/UDP h\n  ;branch=z9hG4bK1\nl: 3\n\nabcEXTRA",
+        )
+        .unwrap();
+        assert_eq!(m.get("via"), Some("SIP/2.0/UDP h ;branch=z9hG4bK1"));
+        assert_eq!(
+            (m.body.as_slice(), m.content_length),
+            (&b"abc"[..], ContentLength::Valid(3))
+        );
+        let m = parse(b"SIP/2.0 100 \r\n\r\n").unwrap();
+        assert!(
+            matches!(m.start, StartLine::Response { code: 100, ref reason, .. } if reason.is_empty())
+        );
+        let cases: &[(&[u8], ContentLength)] = &[
+            (b"A sip:a SIP/2.0\r\nl: 9\r\n\r\nabc", ContentLength::Short),
+            (
+                b"A sip:a SIP/2.0\r\nl: -1\r\n\r\nabc",
+                ContentLength::Invalid,
+            ),
+            (
+                b"A sip:a SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nabc",
+                ContentLength::Invalid,
+            ),
+            (b"A sip:a SIP/2.0\r\n\r\nabc", ContentLength::Absent),
+        ];
+        for (buf, want) in cases {
+            assert_eq!(parse(buf).unwrap().content_length, *want);
+        }
+        let bad: &[(&[u8], ParseError)] = &[
+            (b"", ParseError::Empty),
+            (b"\r\n\r\n", ParseError::Empty),
+            (
+                b"INVITE sip:a SIP/2.0\r\nTo: x\r\n",
+                ParseError::Unterminated,
+            ),
+            (b"INVITE  sip:a SIP/2.0\r\n\r\n", ParseError::StartLine),
+            (b"INVITE sip:a SIP/2.0 \r\n\r\n", ParseError::StartLine),
+            (b"INVITE sip:a; lr SIP/2.0\r\n\r\n", ParseError::StartLine),
+            (
+                b"INVITE sip:a SIP/2.0\r\nno colon here\r\n\r\n",
+                ParseError::HeaderLine,
+            ),
+            (
+                b"INVITE sip:a SIP/2.0\r\n folded first\r\n\r\n",
+                ParseError::HeaderLine,
+            ),
+            (
+                b"INVITE sip:a SIP/2.0\r\nTo: \xff\r\n\r\n",
+                ParseError::NotUtf8,
+            ),
+            (b"SIP/2.0 2000 OK\r\n\r\n", ParseError::StartLine),
+        ];
+        for (buf, want) in bad {
+            assert_eq!(
+                parse(buf).unwrap_err(),
+                *want,
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+        assert!(looks_like_response(b"\r\nSIP/2.0 200 OK"));
+    }
+}

@@ -1,0 +1,201 @@
+//! What the edge does with a parsed message before any routing: accept it, answer it with
+//! an error (400, 505, 416, 420, 415), or drop it (a broken response is never answered).
+//! Pure; the reasons go into the reason phrase or a Warning.
+
+use crate::{
+    header::{self, parse_cseq, parse_name_addr, parse_via, split_list},
+    message::{ContentLength, Message, StartLine},
+    uri,
+};
+
+/// Option tags the edge supports (RFC 3327 path, RFC 5626 outbound, RFC 5627 gruu).
+pub const SUPPORTED: [&str; 3] = ["path", "outbound", "gruu"];
+
+/// Body types the edge understands when it is the recipient.
+pub const KNOWN_CONTENT_TYPES: [&str; 9] = [
+    "application/sdp",
+    "multipart/mixed",
+    "multipart/alternative",
+    "multipart/related",
+    "message/sipfrag",
+    "application/simple-message-summary",
+    "application/pidf+xml",
+    "application/dialog-info+xml",
+    "text/plain",
+];
+
+/// The outcome.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Well-formed: route or process it.
+    Accept,
+    /// Answer with this status code.
+    Reject {
+        /// Status code.
+        code: u16,
+        /// Why, for the reason phrase or a Warning.
+        reason: String,
+    },
+    /// Discard silently (malformed responses, RFC 3261 §18.1.2).
+    Drop {
+        /// Why, for logs and metrics.
+        reason: String,
+    },
+}
+
+fn reject(code: u16, reason: impl Into<String>) -> Verdict {
+    Verdict::Reject {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// Headers that may appear once only.
+const SINGLE: [&str; 7] = [
+    "call-id",
+    "to",
+    "from",
+    "cseq",
+    "max-forwards",
+    "content-type",
+    "content-length",
+];
+
+/// Checks the headers every message needs; the error is the reason.
+fn common(m: &Message) -> Result<(), String> {
+    for h in ["to", "from", "call-id", "cseq", "via"] {
+        if m.get(h).is_none() {
+            return Err(format!("missing {h}"));
+        }
+    }
+    for h in SINGLE {
+        if m.all(h).count() > 1 {
+            return Err(format!("more than one {h}"));
+        }
+    }
+    match m.content_length {
+        ContentLength::Invalid => return Err("invalid content-length".into()),
+        ContentLength::Short => return Err("content-length larger than the message".into()),
+        _ => {}
+    }
+    parse_cseq(m.get("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
+    for v in m.all("via") {
+        for item in split_list(v) {
+            parse_via(item).map_err(|e| format!("via: {e}"))?;
+        }
+    }
+    for h in ["from", "to"] {
+        parse_name_addr(m.get(h).unwrap_or("")).map_err(|e| format!("{h}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// The verdict on a message.
+pub fn check(m: &Message) -> Verdict {
+    match &m.start {
+        StartLine::Response { version, code, .. } => {
+            if !version.eq_ignore_ascii_case("SIP/2.0") {
+                return Verdict::Drop {
+                    reason: format!("version {version}"),
+                };
+            }
+            if !(100..=699).contains(code) {
+                return Verdict::Drop {
+                    reason: format!("status code {code}"),
+                };
+            }
+            match common(m) {
+                Ok(()) => Verdict::Accept,
+                Err(reason) => Verdict::Drop { reason },
+            }
+        }
+        StartLine::Request {
+            method,
+            uri,
+            version,
+        } => check_request(m, method, uri, version),
+    }
+}
+
+fn check_request(m: &Message, method: &str, ruri: &str, version: &str) -> Verdict {
+    if !version.eq_ignore_ascii_case("SIP/2.0") {
+        return reject(505, format!("version {version} not supported"));
+    }
+    if ruri.starts_with('<') {
+        return reject(400, "request-uri in <>");
+    }
+    let target = match uri::parse(ruri) {
+        Ok(u) => u,
+        Err(e) => return reject(400, format!("request-uri: {e}")),
+    };
+    if !target.is_sip() && target.scheme != "tel" {
+        return reject(416, format!("unsupported uri scheme {}", target.scheme));
+    }
+    if target.headers.is_some() {
+        return reject(400, "request-uri has headers");
+    }
+    if let Err(reason) = common(m) {
+        return reject(400, reason);
+    }
+    let (_, cseq_method) = parse_cseq(m.get("cseq").unwrap_or("")).unwrap_or_default();
+    if cseq_method != method {
+        return reject(400, "cseq method differs from the request method");
+    }
+    if let Some(mf) = m.get("max-forwards")
+        && (!mf.chars().all(|c| c.is_ascii_digit())
+            || mf.is_empty()
+            || mf.parse::<u32>().map_or(true, |n| n > 255))
+    {
+        return reject(400, "max-forwards must be 0-255");
+    }
+    for v in m.all("contact") {
+        for item in split_list(v) {
+            if item == "*" {
+                continue;
+            }
+            if let Err(e) = parse_name_addr(item) {
+                return reject(400, format!("contact: {e}"));
+            }
+        }
+    }
+    if let Some(date) = m.get("date")
+        && !date.ends_with(" GMT")
+    {
+        return reject(400, "date must be in GMT");
+    }
+    let unsupported: Vec<&str> = m
+        .all("require")
+        .chain(m.all("proxy-require"))
+        .flat_map(split_list)
+        .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+        .collect();
+    if !unsupported.is_empty() {
+        return reject(420, unsupported.join(", "));
+    }
+    if let Some(ct) = m.get("content-type") {
+        let mime = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if !m.body.is_empty() && !KNOWN_CONTENT_TYPES.contains(&mime.as_str()) {
+            return reject(415, format!("content type {mime}"));
+        }
+    }
+    if method == "REGISTER" {
+        if !target.is_sip() {
+            return reject(416, "register request-uri must be sip or sips");
+        }
+        let aor = parse_name_addr(m.get("to").unwrap_or("")).map(|a| a.uri);
+        if !aor.is_ok_and(|u| u.is_sip()) {
+            return reject(400, "address of record must be a sip or sips uri");
+        }
+    }
+    Verdict::Accept
+}
+
+/// Whether a string is a SIP token (for callers that check methods or option tags).
+pub fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(header::is_token_char)
+}
