@@ -5,6 +5,7 @@
 //! type a valid message (compact forms, quoted Contact params, comma-joined Contacts,
 //! LF-only lines), this code does.
 
+pub mod digest;
 pub mod header;
 pub mod message;
 pub mod uri;

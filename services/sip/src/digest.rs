@@ -1,0 +1,442 @@
+//! Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), as pure functions.
+//!
+//! Nonces are stateless: `hex(issued_at) ‖ hex(salt) ‖ hex(HMAC-SHA256(key, issued_at ‖ salt))`.
+//! Any edge holding the group's key can verify a nonce another edge issued, and an edge
+//! restart forgets nothing. Replays are caught per phone by [`NonceCounts`].
+//! Unknown users get the same challenge as known ones (the challenge depends on nothing
+//! but the realm and the clock); verify them against [`DUMMY_HA1`] so that timing does not
+//! tell them apart either.
+
+use std::collections::HashMap;
+
+use hmac::{Hmac, Mac};
+use md5::{Digest as _, Md5};
+use sha2::Sha256;
+
+/// A digest algorithm.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// MD5 (RFC 2617, still the only one many phones speak).
+    Md5,
+    /// SHA-256 (RFC 7616, RFC 8760).
+    Sha256,
+}
+
+impl Algorithm {
+    /// The name in challenges.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    fn hash(self, input: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
+            Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
+        }
+    }
+}
+
+/// An HA1 of the same length as a real one, for users that do not exist.
+pub const DUMMY_HA1: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The group's nonce key. Its Debug output never shows the secret.
+#[derive(Clone)]
+pub struct NonceKey([u8; 32]);
+
+impl std::fmt::Debug for NonceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NonceKey(..)")
+    }
+}
+
+impl NonceKey {
+    /// A key from 32 secret bytes.
+    pub fn new(bytes: [u8; 32]) -> Self {
+        NonceKey(bytes)
+    }
+
+    fn mac(&self, issued: u64, salt: u64) -> [u8; 16] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length works");
+        m.update(&issued.to_be_bytes());
+        m.update(&salt.to_be_bytes());
+        let full = m.finalize().into_bytes();
+        let mut out = [0; 16];
+        out.copy_from_slice(&full[..16]);
+        out
+    }
+
+    /// A nonce issued at `now_s` with a random `salt`.
+    pub fn nonce(&self, now_s: u64, salt: u64) -> String {
+        format!(
+            "{now_s:016x}{salt:016x}{}",
+            hex::encode(self.mac(now_s, salt))
+        )
+    }
+
+    /// Checks a nonce this key (or another edge with the same key) issued.
+    pub fn check(&self, nonce: &str, now_s: u64, lifetime_s: u64) -> NonceCheck {
+        let field =
+            |r: std::ops::Range<usize>| nonce.get(r).and_then(|h| u64::from_str_radix(h, 16).ok());
+        let (Some(issued), Some(salt), Some(mac)) = (
+            field(0..16),
+            field(16..32),
+            nonce.get(32..).and_then(|h| hex::decode(h).ok()),
+        ) else {
+            return NonceCheck::Invalid;
+        };
+        if nonce.len() != 64 || !constant_time_eq(&mac, &self.mac(issued, salt)) {
+            return NonceCheck::Invalid;
+        }
+        // Allow a little clock skew between the edges of a group.
+        if issued > now_s + 5 {
+            return NonceCheck::Invalid;
+        }
+        if now_s - issued.min(now_s) > lifetime_s {
+            NonceCheck::Stale
+        } else {
+            NonceCheck::Valid
+        }
+    }
+}
+
+/// What a nonce check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NonceCheck {
+    /// Issued by the group and still fresh.
+    Valid,
+    /// Issued by the group but expired: challenge again with `stale=true`.
+    Stale,
+    /// Not issued by the group.
+    Invalid,
+}
+
+/// The `WWW-Authenticate` values of a challenge: SHA-256 first, then MD5 (RFC 8760 §2.4:
+/// the client picks the first it supports).
+pub fn challenges(realm: &str, nonce: &str, stale: bool) -> [String; 2] {
+    let stale = if stale { ", stale=true" } else { "" };
+    [Algorithm::Sha256, Algorithm::Md5].map(|a| {
+        format!(
+            "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+            a.name()
+        )
+    })
+}
+
+/// A parsed `Authorization` (or `Proxy-Authorization`) header.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    /// None means MD5 (the default).
+    pub algorithm: Option<String>,
+    pub qop: Option<String>,
+    pub nc: Option<String>,
+    pub cnonce: Option<String>,
+}
+
+impl Credentials {
+    /// The algorithm the client used, if Dialtone supports it.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        match self.algorithm.as_deref() {
+            None => Some(Algorithm::Md5),
+            Some(a) if a.eq_ignore_ascii_case("MD5") => Some(Algorithm::Md5),
+            Some(a) if a.eq_ignore_ascii_case("SHA-256") => Some(Algorithm::Sha256),
+            _ => None,
+        }
+    }
+
+    /// The nonce count as a number.
+    pub fn nonce_count(&self) -> Option<u32> {
+        self.nc
+            .as_deref()
+            .and_then(|n| u32::from_str_radix(n, 16).ok())
+    }
+}
+
+/// Why an Authorization header cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    /// Not the Digest scheme (RFC 4475 regaut01: answer with a Digest challenge).
+    #[error("not a digest authorization")]
+    NotDigest,
+    /// A required parameter is missing.
+    #[error("missing parameter {0}")]
+    Missing(&'static str),
+    /// The parameter list does not parse.
+    #[error("malformed parameters")]
+    Malformed,
+}
+
+/// Parses `Digest k=v, k="v", ...`.
+pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
+    let v = value.trim();
+    let (scheme, rest) = v.split_once([' ', '\t']).ok_or(DigestError::NotDigest)?;
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(DigestError::NotDigest);
+    }
+    let mut c = Credentials::default();
+    for item in crate::header::split_list(rest) {
+        if item.is_empty() {
+            continue;
+        }
+        let (k, val) = item.split_once('=').ok_or(DigestError::Malformed)?;
+        let val = val.trim();
+        let val = match val.strip_prefix('"') {
+            Some(q) => q
+                .strip_suffix('"')
+                .ok_or(DigestError::Malformed)?
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\"),
+            None => val.to_owned(),
+        };
+        match k.trim().to_ascii_lowercase().as_str() {
+            "username" => c.username = val,
+            "realm" => c.realm = val,
+            "nonce" => c.nonce = val,
+            "uri" => c.uri = val,
+            "response" => c.response = val.to_ascii_lowercase(),
+            "algorithm" => c.algorithm = Some(val),
+            "qop" => c.qop = Some(val),
+            "nc" => c.nc = Some(val),
+            "cnonce" => c.cnonce = Some(val),
+            _ => {}
+        }
+    }
+    for (name, v) in [
+        ("username", &c.username),
+        ("realm", &c.realm),
+        ("nonce", &c.nonce),
+        ("uri", &c.uri),
+        ("response", &c.response),
+    ] {
+        if v.is_empty() {
+            return Err(DigestError::Missing(name));
+        }
+    }
+    if c.qop.is_some() && (c.nc.is_none() || c.cnonce.is_none()) {
+        return Err(DigestError::Missing("nc/cnonce"));
+    }
+    Ok(c)
+}
+
+/// The response a client holding `ha1` must send (RFC 7616 §3.4.1).
+pub fn expected_response(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> String {
+    let ha2 = alg.hash(&format!("{method}:{}", c.uri));
+    match (&c.qop, &c.nc, &c.cnonce) {
+        (Some(qop), Some(nc), Some(cnonce)) => {
+            alg.hash(&format!("{ha1}:{}:{nc}:{cnonce}:{qop}:{ha2}", c.nonce))
+        }
+        _ => alg.hash(&format!("{ha1}:{}:{ha2}", c.nonce)),
+    }
+}
+
+/// Whether the client's response matches `ha1` (compared in constant time).
+pub fn verify(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> bool {
+    constant_time_eq(
+        expected_response(alg, ha1, method, c).as_bytes(),
+        c.response.as_bytes(),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Per-phone replay protection: each nonce's count must grow (RFC 7616 §3.4.5). Bounded:
+/// nonces past their lifetime are forgotten (they are refused as stale anyway).
+#[derive(Debug, Default)]
+pub struct NonceCounts {
+    seen: HashMap<String, (u32, u64)>,
+}
+
+/// Most nonces remembered per phone.
+const MAX_NONCES: usize = 64;
+
+impl NonceCounts {
+    /// Accepts `nc` for `nonce` if it is higher than any seen before; records it.
+    pub fn accept(&mut self, nonce: &str, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
+        if self.seen.len() >= MAX_NONCES {
+            self.seen
+                .retain(|_, (_, at)| now_s.saturating_sub(*at) <= lifetime_s);
+        }
+        let full = self.seen.len() >= MAX_NONCES;
+        match self.seen.get_mut(nonce) {
+            Some((last, _)) if nc <= *last => false,
+            Some((last, at)) => {
+                *last = nc;
+                *at = now_s;
+                true
+            }
+            None if full => false,
+            None => {
+                self.seen.insert(nonce.to_owned(), (nc, now_s));
+                true
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7616 §3.9.1 (HTTP, but the computation is the same).
+    fn rfc7616(alg: &str) -> Credentials {
+        Credentials {
+            username: "Mufasa".into(),
+            realm: "http-auth@example.org".into(),
+            nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
+            uri: "/dir/index.html".into(),
+            response: String::new(),
+            algorithm: Some(alg.into()),
+            qop: Some("auth".into()),
+            nc: Some("00000001".into()),
+            cnonce: Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into()),
+        }
+    }
+
+    #[test]
+    fn rfc7616_vectors() {
+        let input = "Mufasa:http-auth@example.org:Circle of Life";
+        for (alg, name, want) in [
+            (Algorithm::Md5, "MD5", "8ca523f5e9506fed4657c9700eebdbec"),
+            (
+                Algorithm::Sha256,
+                "SHA-256",
+                "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1",
+            ),
+        ] {
+            let ha1 = alg.hash(input);
+            let mut c = rfc7616(name);
+            assert_eq!(expected_response(alg, &ha1, "GET", &c), want);
+            c.response = want.into();
+            assert!(verify(alg, &ha1, "GET", &c));
+            c.response = want.replace('8', "9");
+            assert!(!verify(alg, &ha1, "GET", &c));
+            assert!(!verify(alg, DUMMY_HA1, "GET", &rfc7616(name)));
+        }
+    }
+
+    #[test]
+    fn rfc2617_without_qop() {
+        // RFC 2617 §3.5 example, computed without qop for the RFC 2069 form.
+        let ha1 = Algorithm::Md5.hash("Mufasa:testrealm@host.com:Circle Of Life");
+        let c = Credentials {
+            nonce: "dcd98b7102dd2f0e8b11d0f600bfb0c093".into(),
+            uri: "/dir/index.html".into(),
+            ..Default::default()
+        };
+        let ha2 = Algorithm::Md5.hash("GET:/dir/index.html");
+        assert_eq!(
+            expected_response(Algorithm::Md5, &ha1, "GET", &c),
+            Algorithm::Md5.hash(&format!("{ha1}:{}:{ha2}", c.nonce))
+        );
+    }
+
+    #[test]
+    fn nonces_are_shared_fresh_and_unforgeable() {
+        let key = NonceKey::new([7; 32]);
+        let other = NonceKey::new([8; 32]);
+        let n = key.nonce(1000, 42);
+        assert_eq!(n.len(), 64);
+        let cases = [
+            (&key, n.as_str(), 1000, NonceCheck::Valid),
+            (&key, n.as_str(), 1300, NonceCheck::Valid),
+            (&key, n.as_str(), 1301, NonceCheck::Stale),
+            (&other, n.as_str(), 1000, NonceCheck::Invalid),
+            (&key, &n[..63], 1000, NonceCheck::Invalid),
+            (&key, "zz", 1000, NonceCheck::Invalid),
+            (&key, n.as_str(), 900, NonceCheck::Invalid),
+        ];
+        for (k, nonce, now, want) in cases {
+            assert_eq!(k.check(nonce, now, 300), want, "{nonce} at {now}");
+        }
+        let mut forged = n.clone();
+        forged.replace_range(0..16, &format!("{:016x}", 2000));
+        assert_eq!(
+            key.check(&forged, 2000, 300),
+            NonceCheck::Invalid,
+            "the issue time is signed"
+        );
+        assert!(!format!("{key:?}").contains('7'));
+    }
+
+    #[test]
+    fn challenges_prefer_sha256() {
+        let [first, second] = challenges("dialtone", "abc", true);
+        assert_eq!(
+            first,
+            r#"Digest realm="dialtone", nonce="abc", algorithm=SHA-256, qop="auth", stale=true"#
+        );
+        assert!(second.contains("algorithm=MD5") && second.contains("stale=true"));
+    }
+
+    #[test]
+    fn authorization_headers() {
+        let c = parse_authorization(
+            r#"Digest username="k7q2x-1001", realm="dialtone", nonce="n", uri="sip:dialtone", response="ABC", algorithm=SHA-256, qop=auth, nc=0000000a, cnonce="x,y""#,
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.algorithm(),
+                c.nonce_count(),
+                c.cnonce.as_deref(),
+                c.response.as_str()
+            ),
+            (Some(Algorithm::Sha256), Some(10), Some("x,y"), "abc")
+        );
+        let bad: &[(&str, DigestError)] = &[
+            (
+                "NoOneKnowsThisScheme opaque-data=here",
+                DigestError::NotDigest,
+            ),
+            ("Basic dXNlcjpwYXNz", DigestError::NotDigest),
+            (
+                r#"Digest realm="r", nonce="n", uri="u", response="x""#,
+                DigestError::Missing("username"),
+            ),
+            (
+                r#"Digest username="u", realm="r", nonce="n", uri="u", response="x", qop=auth"#,
+                DigestError::Missing("nc/cnonce"),
+            ),
+            (
+                r#"Digest username="u, realm="r""#,
+                DigestError::Missing("realm"),
+            ),
+            (r#"Digest username, realm="r""#, DigestError::Malformed),
+            (r#"Digest username="u", realm="r"#, DigestError::Malformed),
+        ];
+        for (v, e) in bad {
+            assert_eq!(parse_authorization(v).unwrap_err(), *e, "{v}");
+        }
+        let md5 = parse_authorization(
+            r#"Digest username="u", realm="r", nonce="n", uri="u", response="x""#,
+        )
+        .unwrap();
+        assert_eq!(md5.algorithm(), Some(Algorithm::Md5));
+    }
+
+    #[test]
+    fn nonce_counts_must_grow() {
+        let mut counts = NonceCounts::default();
+        assert!(counts.accept("a", 1, 0, 300));
+        assert!(!counts.accept("a", 1, 1, 300), "replay");
+        assert!(counts.accept("a", 2, 2, 300));
+        assert!(counts.accept("b", 1, 2, 300), "counts are per nonce");
+        for i in 0..100 {
+            counts.accept(&format!("n{i}"), 1, 3, 300);
+        }
+        assert!(counts.seen.len() <= MAX_NONCES, "bounded");
+        assert!(
+            counts.accept("late", 1, 1000, 300),
+            "old entries are forgotten"
+        );
+    }
+}
