@@ -8,6 +8,7 @@
 pub mod digest;
 pub mod header;
 pub mod message;
+pub mod registration;
 pub mod uri;
 pub mod verdict;
 

@@ -1,0 +1,621 @@
+//! The registrar's binding rules for one line (RFC 3261 §10.3, RFC 5626 §6, RFC 3327), as a
+//! pure reducer: current bindings + a REGISTER → new bindings or the error to answer.
+//! Nothing is applied unless the whole request is acceptable.
+
+use crate::{
+    header::{parse_name_addr, split_list},
+    message::Message,
+};
+
+/// Registration limits of a line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Shortest non-zero expiry accepted (423 below it).
+    pub min_expires: u32,
+    /// Longest expiry granted (longer requests are clamped).
+    pub max_expires: u32,
+    /// Expiry when the request names none.
+    pub default_expires: u32,
+    /// Most bindings the line may hold.
+    pub max_bindings: usize,
+}
+
+/// One binding of a line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// Contact URI as the phone wrote it.
+    pub uri: String,
+    /// `+sip.instance` (RFC 5626), quoted as received.
+    pub instance: Option<String>,
+    /// `reg-id` (RFC 5626).
+    pub reg_id: Option<u32>,
+    /// Call-ID of the REGISTER that made or last refreshed it.
+    pub call_id: String,
+    /// Its CSeq.
+    pub cseq: u32,
+    /// Unix time the binding expires.
+    pub expires_at: u64,
+    /// `q` value, as written.
+    pub q: Option<String>,
+    /// Path header values (RFC 3327), in order.
+    pub path: Vec<String>,
+    /// Where the REGISTER came from (`transport:ip:port`).
+    pub source: String,
+    /// User-Agent.
+    pub user_agent: Option<String>,
+}
+
+impl Binding {
+    /// The contact as listed in a 200 OK.
+    pub fn contact_value(&self, now: u64) -> String {
+        let mut s = format!(
+            "<{}>;expires={}",
+            self.uri,
+            self.expires_at.saturating_sub(now)
+        );
+        if let Some(i) = &self.instance {
+            s.push_str(&format!(";+sip.instance={i}"));
+        }
+        if let Some(r) = self.reg_id {
+            s.push_str(&format!(";reg-id={r}"));
+        }
+        s
+    }
+
+    /// The parts whose change must be published (expiry and CSeq refreshes are not).
+    fn identity(&self) -> (&str, &Option<String>, Option<u32>, &[String], &str) {
+        (
+            &self.uri,
+            &self.instance,
+            self.reg_id,
+            &self.path,
+            &self.source,
+        )
+    }
+}
+
+/// One Contact of a REGISTER.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactRequest {
+    pub uri: String,
+    pub expires: Option<u32>,
+    pub instance: Option<String>,
+    pub reg_id: Option<u32>,
+    pub q: Option<String>,
+}
+
+/// The Contact part of a REGISTER.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Contacts {
+    /// No Contact: list the bindings.
+    Query,
+    /// `Contact: *`: remove every binding.
+    Star,
+    /// Add, refresh or remove these.
+    List(Vec<ContactRequest>),
+}
+
+/// A REGISTER, reduced to what the rules need.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Register {
+    pub call_id: String,
+    pub cseq: u32,
+    /// The Expires header.
+    pub expires: Option<u32>,
+    pub contacts: Contacts,
+    pub path: Vec<String>,
+    pub source: String,
+    pub user_agent: Option<String>,
+}
+
+/// What to answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// 200 OK listing `bindings`; `changed` says whether they must be published.
+    Ok {
+        bindings: Vec<Binding>,
+        changed: bool,
+    },
+    /// 423 Interval Too Brief with this Min-Expires.
+    IntervalTooBrief { min_expires: u32 },
+    /// 400 with this reason.
+    Invalid(&'static str),
+    /// The request is older than a binding it touches (same Call-ID, CSeq not higher):
+    /// 400, nothing changed (RFC 3261 §10.3 step 7).
+    OutOfOrder,
+    /// 403: the line would hold more than `max` bindings.
+    TooManyBindings { max: usize },
+}
+
+/// An unsigned delta-seconds value; overlarge values saturate (they are clamped later).
+fn delta_seconds(s: &str) -> Option<u32> {
+    let s = s.trim();
+    if s.is_empty() || !s.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    Some(
+        s.parse::<u64>()
+            .map_or(u32::MAX, |n| n.min(u64::from(u32::MAX)) as u32),
+    )
+}
+
+/// Reads the registration parts of a REGISTER that passed [`crate::verdict::check`].
+pub fn from_message(m: &Message, source: &str) -> Result<Register, &'static str> {
+    let (cseq, _) =
+        crate::header::parse_cseq(m.get("cseq").unwrap_or("")).map_err(|_| "bad cseq")?;
+    let expires = match m.get("expires") {
+        Some(v) => Some(delta_seconds(v).ok_or("expires must be a number of seconds")?),
+        None => None,
+    };
+    let items: Vec<&str> = m.all("contact").flat_map(split_list).collect();
+    let contacts = if items.is_empty() {
+        Contacts::Query
+    } else if items.contains(&"*") {
+        if items.len() > 1 {
+            return Err("contact * must be alone");
+        }
+        Contacts::Star
+    } else {
+        let mut list = Vec::with_capacity(items.len());
+        for item in items {
+            let a = parse_name_addr(item).map_err(|_| "bad contact")?;
+            let param = |n: &str| {
+                a.params
+                    .iter()
+                    .find(|(k, _)| k == n)
+                    .and_then(|(_, v)| v.clone())
+            };
+            let expires = match param("expires") {
+                Some(v) => {
+                    Some(delta_seconds(&v).ok_or("contact expires must be a number of seconds")?)
+                }
+                None => None,
+            };
+            let instance = param("+sip.instance");
+            let reg_id = match (param("reg-id"), &instance) {
+                (Some(r), Some(_)) => Some(r.parse().map_err(|_| "reg-id must be a number")?),
+                _ => None, // RFC 5626 §6: reg-id without an instance is ignored.
+            };
+            list.push(ContactRequest {
+                uri: a.uri_text,
+                expires,
+                instance,
+                reg_id,
+                q: param("q"),
+            });
+        }
+        Contacts::List(list)
+    };
+    let path = m
+        .all("path")
+        .flat_map(split_list)
+        .map(str::to_owned)
+        .collect();
+    Ok(Register {
+        call_id: m.get("call-id").unwrap_or("").to_owned(),
+        cseq,
+        expires,
+        contacts,
+        path,
+        source: source.to_owned(),
+        user_agent: m.get("user-agent").map(str::to_owned),
+    })
+}
+
+fn same_binding(b: &Binding, c: &ContactRequest) -> bool {
+    match (&c.instance, &b.instance) {
+        // RFC 5626: with an instance, the flow (instance, reg-id) is the key, not the URI.
+        (Some(i), Some(bi)) => i == bi && c.reg_id == b.reg_id,
+        (Some(_), None) | (None, Some(_)) => false,
+        (None, None) => b.uri == c.uri,
+    }
+}
+
+/// Applies a REGISTER to a line's bindings at `now` (Unix seconds).
+pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) -> Outcome {
+    let live: Vec<Binding> = current
+        .iter()
+        .filter(|b| b.expires_at > now)
+        .cloned()
+        .collect();
+    let expired = live.len() != current.len();
+    match &req.contacts {
+        Contacts::Query => Outcome::Ok {
+            bindings: live,
+            changed: expired,
+        },
+        Contacts::Star => {
+            if req.expires != Some(0) {
+                return Outcome::Invalid("contact * requires expires 0");
+            }
+            if live
+                .iter()
+                .any(|b| b.call_id == req.call_id && req.cseq <= b.cseq)
+            {
+                return Outcome::OutOfOrder;
+            }
+            Outcome::Ok {
+                changed: !current.is_empty(),
+                bindings: Vec::new(),
+            }
+        }
+        Contacts::List(contacts) => {
+            let mut next = live;
+            let mut changed = expired;
+            for c in contacts {
+                let asked = c.expires.or(req.expires).unwrap_or(policy.default_expires);
+                if asked != 0 && asked < policy.min_expires {
+                    return Outcome::IntervalTooBrief {
+                        min_expires: policy.min_expires,
+                    };
+                }
+                let granted = asked.min(policy.max_expires);
+                let found = next.iter().position(|b| same_binding(b, c));
+                if let Some(i) = found {
+                    if next[i].call_id == req.call_id && req.cseq <= next[i].cseq {
+                        return Outcome::OutOfOrder;
+                    }
+                }
+                match (found, granted) {
+                    (Some(i), 0) => {
+                        next.remove(i);
+                        changed = true;
+                    }
+                    (None, 0) => {}
+                    (found, _) => {
+                        let b = Binding {
+                            uri: c.uri.clone(),
+                            instance: c.instance.clone(),
+                            reg_id: c.reg_id,
+                            call_id: req.call_id.clone(),
+                            cseq: req.cseq,
+                            expires_at: now + u64::from(granted),
+                            q: c.q.clone(),
+                            path: req.path.clone(),
+                            source: req.source.clone(),
+                            user_agent: req.user_agent.clone(),
+                        };
+                        match found {
+                            Some(i) => {
+                                changed |= next[i].identity() != b.identity();
+                                next[i] = b;
+                            }
+                            None => {
+                                changed = true;
+                                next.push(b);
+                            }
+                        }
+                    }
+                }
+            }
+            if next.len() > policy.max_bindings {
+                return Outcome::TooManyBindings {
+                    max: policy.max_bindings,
+                };
+            }
+            Outcome::Ok {
+                bindings: next,
+                changed,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: Policy = Policy {
+        min_expires: 60,
+        max_expires: 3600,
+        default_expires: 600,
+        max_bindings: 2,
+    };
+
+    fn contact(uri: &str, expires: Option<u32>) -> ContactRequest {
+        ContactRequest {
+            uri: uri.into(),
+            expires,
+            instance: None,
+            reg_id: None,
+            q: None,
+        }
+    }
+
+    fn req(call_id: &str, cseq: u32, expires: Option<u32>, contacts: Contacts) -> Register {
+        Register {
+            call_id: call_id.into(),
+            cseq,
+            expires,
+            contacts,
+            path: vec![],
+            source: "udp:192.0.2.1:5060".into(),
+            user_agent: None,
+        }
+    }
+
+    fn ok(o: Outcome) -> (Vec<Binding>, bool) {
+        match o {
+            Outcome::Ok { bindings, changed } => (bindings, changed),
+            other => panic!("expected ok, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn add_refresh_remove() {
+        let (b, changed) = ok(register(
+            &[],
+            &req(
+                "c1",
+                1,
+                Some(3600),
+                Contacts::List(vec![contact("sip:a@192.0.2.1", None)]),
+            ),
+            &POLICY,
+            1000,
+        ));
+        assert!(changed);
+        assert_eq!((b.len(), b[0].expires_at), (1, 4600));
+        // a refresh from the same Call-ID with a higher CSeq changes nothing to publish
+        let (b2, changed) = ok(register(
+            &b,
+            &req(
+                "c1",
+                2,
+                Some(3600),
+                Contacts::List(vec![contact("sip:a@192.0.2.1", None)]),
+            ),
+            &POLICY,
+            2000,
+        ));
+        assert!(!changed);
+        assert_eq!((b2[0].expires_at, b2[0].cseq), (5600, 2));
+        // per-contact expires wins over the header; 0 removes
+        let (b3, changed) = ok(register(
+            &b2,
+            &req(
+                "c1",
+                3,
+                Some(3600),
+                Contacts::List(vec![contact("sip:a@192.0.2.1", Some(0))]),
+            ),
+            &POLICY,
+            2001,
+        ));
+        assert!(changed && b3.is_empty());
+        // query lists, expired bindings vanish
+        let (q, _) = ok(register(
+            &b2,
+            &req("c1", 4, None, Contacts::Query),
+            &POLICY,
+            2002,
+        ));
+        assert_eq!(q.len(), 1);
+        let (q, changed) = ok(register(
+            &b2,
+            &req("c1", 4, None, Contacts::Query),
+            &POLICY,
+            9999,
+        ));
+        assert!(q.is_empty() && changed);
+    }
+
+    #[test]
+    fn rules_and_errors() {
+        let (one, _) = ok(register(
+            &[],
+            &req(
+                "c1",
+                5,
+                None,
+                Contacts::List(vec![contact("sip:a@h", None)]),
+            ),
+            &POLICY,
+            0,
+        ));
+        assert_eq!(one[0].expires_at, 600, "default expiry");
+        let cases: Vec<(&str, Vec<Binding>, Register, Outcome)> = vec![
+            (
+                "too brief",
+                vec![],
+                req(
+                    "c",
+                    1,
+                    Some(30),
+                    Contacts::List(vec![contact("sip:a@h", None)]),
+                ),
+                Outcome::IntervalTooBrief { min_expires: 60 },
+            ),
+            (
+                "star needs expires 0",
+                one.clone(),
+                req("c2", 1, Some(60), Contacts::Star),
+                Outcome::Invalid("contact * requires expires 0"),
+            ),
+            (
+                "star without expires",
+                one.clone(),
+                req("c2", 1, None, Contacts::Star),
+                Outcome::Invalid("contact * requires expires 0"),
+            ),
+            (
+                "star out of order",
+                one.clone(),
+                req("c1", 5, Some(0), Contacts::Star),
+                Outcome::OutOfOrder,
+            ),
+            (
+                "stale cseq",
+                one.clone(),
+                req(
+                    "c1",
+                    4,
+                    None,
+                    Contacts::List(vec![contact("sip:a@h", None)]),
+                ),
+                Outcome::OutOfOrder,
+            ),
+            (
+                "too many",
+                one.clone(),
+                req(
+                    "c9",
+                    1,
+                    None,
+                    Contacts::List(vec![contact("sip:b@h", None), contact("sip:c@h", None)]),
+                ),
+                Outcome::TooManyBindings { max: 2 },
+            ),
+        ];
+        for (name, current, r, want) in cases {
+            assert_eq!(register(&current, &r, &POLICY, 1), want, "{name}");
+        }
+        // star from another call removes everything; a long expiry is clamped
+        assert_eq!(
+            ok(register(
+                &one,
+                &req("c2", 1, Some(0), Contacts::Star),
+                &POLICY,
+                1
+            )),
+            (vec![], true)
+        );
+        let (b, _) = ok(register(
+            &[],
+            &req(
+                "c",
+                1,
+                Some(u32::MAX),
+                Contacts::List(vec![contact("sip:a@h", None)]),
+            ),
+            &POLICY,
+            0,
+        ));
+        assert_eq!(b[0].expires_at, 3600);
+        // a different Call-ID may update a binding whatever its CSeq
+        let (b, _) = ok(register(
+            &one,
+            &req(
+                "other",
+                1,
+                None,
+                Contacts::List(vec![contact("sip:a@h", Some(120))]),
+            ),
+            &POLICY,
+            10,
+        ));
+        assert_eq!((b.len(), b[0].call_id.as_str()), (1, "other"));
+    }
+
+    #[test]
+    fn outbound_flows_are_keyed_by_instance_and_reg_id() {
+        let inst = Some("\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"".to_string());
+        let flow = |uri: &str, reg_id| ContactRequest {
+            uri: uri.into(),
+            expires: None,
+            instance: inst.clone(),
+            reg_id: Some(reg_id),
+            q: None,
+        };
+        let (b, _) = ok(register(
+            &[],
+            &req(
+                "c",
+                1,
+                None,
+                Contacts::List(vec![flow("sip:a@10.0.0.1:5060", 1)]),
+            ),
+            &POLICY,
+            0,
+        ));
+        // the phone moved (new address, same flow): the binding is replaced, not added
+        let (b, changed) = ok(register(
+            &b,
+            &req(
+                "c",
+                2,
+                None,
+                Contacts::List(vec![flow("sip:a@10.0.0.2:5060", 1)]),
+            ),
+            &POLICY,
+            1,
+        ));
+        assert_eq!(
+            (b.len(), b[0].uri.as_str(), changed),
+            (1, "sip:a@10.0.0.2:5060", true)
+        );
+        // a second flow to the other edge is a second binding
+        let (b, _) = ok(register(
+            &b,
+            &req(
+                "c",
+                3,
+                None,
+                Contacts::List(vec![flow("sip:a@10.0.0.2:5060", 2)]),
+            ),
+            &POLICY,
+            2,
+        ));
+        assert_eq!(b.len(), 2);
+        assert!(b[1].contact_value(2).ends_with(
+            ";+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\";reg-id=2"
+        ));
+    }
+
+    fn rfc4475(file: &str) -> Message {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/conformance/sip/rfc4475");
+        crate::message::parse(
+            &std::fs::read(dir.join(file)).expect("conformance data beside the repo"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn torture_registers() {
+        let policy = Policy {
+            max_bindings: 10,
+            ..POLICY
+        };
+        // escnull: two distinct contacts, nothing truncated at %00
+        let m = rfc4475("escnull.dat");
+        assert_eq!(crate::verdict::check(&m), crate::verdict::Verdict::Accept);
+        let (b, _) = ok(register(
+            &[],
+            &from_message(&m, "udp:x").unwrap(),
+            &policy,
+            0,
+        ));
+        assert_eq!(b.len(), 2);
+        // cparam01: a bare contact's ;unknownparam is a header param, not part of the URI
+        let r = from_message(&rfc4475("cparam01.dat"), "udp:x").unwrap();
+        let Contacts::List(c) = &r.contacts else {
+            panic!()
+        };
+        assert!(!c[0].uri.contains("unknownparam"));
+        // cparam02: inside <> it is a URI param and part of the binding
+        let Contacts::List(c) = from_message(&rfc4475("cparam02.dat"), "udp:x")
+            .unwrap()
+            .contacts
+        else {
+            panic!()
+        };
+        assert!(c[0].uri.contains(";unknownparam"));
+        // regescrt: the URI keeps its escaped header
+        let Contacts::List(c) = from_message(&rfc4475("regescrt.dat"), "udp:x")
+            .unwrap()
+            .contacts
+        else {
+            panic!()
+        };
+        assert!(c[0].uri.contains("?Route=%3C"));
+        // dblreq: only the REGISTER is seen
+        let (b, _) = ok(register(
+            &[],
+            &from_message(&rfc4475("dblreq.dat"), "udp:x").unwrap(),
+            &policy,
+            0,
+        ));
+        assert_eq!(b.len(), 1);
+    }
+}
