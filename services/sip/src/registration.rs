@@ -251,10 +251,11 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                 }
                 let granted = asked.min(policy.max_expires);
                 let found = next.iter().position(|b| same_binding(b, c));
-                if let Some(i) = found {
-                    if next[i].call_id == req.call_id && req.cseq <= next[i].cseq {
-                        return Outcome::OutOfOrder;
-                    }
+                if let Some(i) = found
+                    && next[i].call_id == req.call_id
+                    && req.cseq <= next[i].cseq
+                {
+                    return Outcome::OutOfOrder;
                 }
                 match (found, granted) {
                     (Some(i), 0) => {
