@@ -9,6 +9,7 @@ pub mod digest;
 pub mod header;
 pub mod message;
 pub mod registration;
+pub mod response;
 pub mod uri;
 pub mod verdict;
 
