@@ -103,6 +103,15 @@ impl ConfigError {
         }
     }
 
+    /// A reference to an object that does not exist.
+    pub fn missing(field: &str, kind: &'static str, id: &str) -> Self {
+        ConfigError::MissingReference {
+            field: field.to_owned(),
+            kind,
+            id: id.to_owned(),
+        }
+    }
+
     /// The gRPC code of this error.
     pub fn code(&self) -> Code {
         match self {
@@ -128,6 +137,11 @@ impl From<ConfigError> for tonic::Status {
     fn from(e: ConfigError) -> Self {
         tonic::Status::new(e.code(), e.to_string())
     }
+}
+
+/// Attaches a field name to a validator's refusal.
+pub fn check(field: impl Into<String>, r: std::result::Result<(), String>) -> Result<()> {
+    r.map_err(|reason| ConfigError::invalid(field, reason))
 }
 
 /// Result of config operations.

@@ -12,7 +12,7 @@ use crate::{
     ConfigCore,
     error::{ConfigError, Result},
     keys, list,
-    repo::{load, must_load, put, put_index},
+    repo::{self, load, must_load, put, put_index},
     settings,
 };
 
@@ -149,10 +149,7 @@ impl ConfigCore {
         let old_idx = format!("{}{}", keys::base_phones(&p.base_settings_id), p.id);
         p.base_settings_id = to.id.clone();
         p.version = 0;
-        p.updated_at_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
+        p.updated_at_ms = repo::now_ms();
         let ops = vec![
             put(key.clone(), &p),
             Op::Delete(old_idx),

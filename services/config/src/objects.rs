@@ -7,15 +7,11 @@ use dialtone_store::{Compare, Op};
 
 use crate::{
     ConfigCore, credentials,
-    error::{ConfigError, Result},
+    error::{ConfigError, Result, check},
     keys,
     repo::{self, explain_guard, must_load, put, put_index, version_guard},
     settings, validate,
 };
-
-fn check(field: &str, r: std::result::Result<(), String>) -> Result<()> {
-    r.map_err(|reason| ConfigError::invalid(field, reason))
-}
 
 /// Validates an edge group.
 pub fn validate_edge_group(g: &EdgeGroup) -> Result<()> {
@@ -29,7 +25,7 @@ pub fn validate_edge_group(g: &EdgeGroup) -> Result<()> {
     }
     for (i, e) in g.edges.iter().enumerate() {
         let f = format!("edge_group.edges[{i}]");
-        check(&format!("{f}.node_id"), validate::slug(&e.node_id))?;
+        check(format!("{f}.node_id"), validate::slug(&e.node_id))?;
         if g.edges[..i].iter().any(|o| o.node_id == e.node_id) {
             return Err(ConfigError::invalid(
                 format!("{f}.node_id"),
@@ -52,7 +48,7 @@ pub fn validate_edge_group(g: &EdgeGroup) -> Result<()> {
         }
         for (t, v) in all {
             if !v.is_empty() {
-                check(&format!("{f}.addresses.{t}"), validate::host_port(v))?;
+                check(format!("{f}.addresses.{t}"), validate::host_port(v))?;
             }
         }
     }
@@ -71,7 +67,7 @@ pub fn validate_site(s: &Site) -> Result<()> {
         ));
     }
     for (i, r) in s.media_regions.iter().enumerate() {
-        check(&format!("site.media_regions[{i}]"), validate::slug(r))?;
+        check(format!("site.media_regions[{i}]"), validate::slug(r))?;
     }
     if MediaRelay::try_from(s.media_relay).is_err() {
         return Err(ConfigError::invalid(
@@ -191,7 +187,7 @@ impl ConfigCore {
                     owner: "another site".into(),
                 });
             }
-            return Err(missing(
+            return Err(ConfigError::missing(
                 "site.edge_group_id",
                 "edge group",
                 &s.edge_group_id,
@@ -246,7 +242,7 @@ impl ConfigCore {
                 .await?
                 .is_none()
             {
-                return Err(missing(
+                return Err(ConfigError::missing(
                     "site.edge_group_id",
                     "edge group",
                     &s.edge_group_id,
@@ -448,12 +444,4 @@ impl ConfigCore {
 struct Users {
     prefix: String,
     what: &'static str,
-}
-
-fn missing(field: &str, kind: &'static str, id: &str) -> ConfigError {
-    ConfigError::MissingReference {
-        field: field.to_owned(),
-        kind,
-        id: id.to_owned(),
-    }
 }

@@ -11,15 +11,11 @@ use dialtone_store::{Compare, Op};
 
 use crate::{
     ConfigCore, credentials,
-    error::{ConfigError, Result},
+    error::{ConfigError, Result, check},
     keys,
-    repo::{explain_guard, load, must_load, put, put_index, version_guard},
+    repo::{explain_guard, load, must_load, now_ms, put, put_index, version_guard},
     settings, validate,
 };
-
-fn check(field: &str, r: std::result::Result<(), String>) -> Result<()> {
-    r.map_err(|reason| ConfigError::invalid(field, reason))
-}
 
 /// Which meta-bases a phone kind may use.
 fn kind_allows(kind: PhoneKind, meta: MetaBase) -> bool {
@@ -97,7 +93,7 @@ pub fn validate_phone(p: &mut Phone, base: Option<&BaseSettings>) -> Result<()> 
         }
         for (i, l) in p.lines.iter().enumerate() {
             check(
-                &format!("phone.lines[{i}].display_name"),
+                format!("phone.lines[{i}].display_name"),
                 validate::name(&l.display_name, 0, 100),
             )?;
         }
@@ -159,7 +155,7 @@ pub fn complete_new_lines(
             line.sip_user.clone()
         };
         check(
-            &format!("phone.lines[{i}].sip_user"),
+            format!("phone.lines[{i}].sip_user"),
             validate::sip_user_suffix(&suffix),
         )?;
         line.sip_user = format!("{prefix}{suffix}");
@@ -229,20 +225,13 @@ pub fn redact(mut p: Phone) -> Phone {
     p
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 impl ConfigCore {
     /// Loads a phone's site and profile and checks the references exist.
     pub(crate) async fn references(&self, p: &Phone) -> Result<(Site, Option<BaseSettings>)> {
         let site: Site = load(&self.store, &keys::site(&p.site_id), "site")
             .await?
             .map(|(s, _)| s)
-            .ok_or_else(|| missing("phone.site_id", "site", &p.site_id))?;
+            .ok_or_else(|| ConfigError::missing("phone.site_id", "site", &p.site_id))?;
         let base = if p.base_settings_id.is_empty() {
             None
         } else {
@@ -254,7 +243,7 @@ impl ConfigCore {
             .await?
             .map(|(b, _)| b)
             .ok_or_else(|| {
-                missing(
+                ConfigError::missing(
                     "phone.base_settings_id",
                     "base settings",
                     &p.base_settings_id,
@@ -494,14 +483,6 @@ impl ConfigCore {
             });
         }
         Ok(out)
-    }
-}
-
-fn missing(field: &str, kind: &'static str, id: &str) -> ConfigError {
-    ConfigError::MissingReference {
-        field: field.to_owned(),
-        kind,
-        id: id.to_owned(),
     }
 }
 

@@ -9,7 +9,10 @@ use dialtone_proto::config::v1::{
     SoftphoneAudio, Transport,
 };
 
-use crate::{error::ConfigError, validate};
+use crate::{
+    error::{ConfigError, check},
+    validate,
+};
 
 /// Codecs Dialtone knows, as MIME subtypes (RFC 4855 names).
 pub const KNOWN_CODECS: [&str; 8] = [
@@ -166,10 +169,6 @@ pub fn effective(
         Some(o) => merge(&s, o),
         None => s,
     }
-}
-
-fn check(field: String, r: Result<(), String>) -> Result<(), ConfigError> {
-    r.map_err(|reason| ConfigError::invalid(field, reason))
 }
 
 /// Validates every set field of `s` for a phone of `meta`; `path` prefixes field names.

@@ -65,6 +65,20 @@ fn parse_edge(s: &str) -> anyhow::Result<pb::Edge> {
     })
 }
 
+fn edge_group_from(a: EdgeGroupArgs) -> anyhow::Result<pb::EdgeGroup> {
+    let edges = a
+        .edges
+        .iter()
+        .map(|e| parse_edge(e))
+        .collect::<Result<_, _>>()?;
+    Ok(pb::EdgeGroup {
+        id: a.id,
+        name: a.name,
+        edges,
+        version: a.version,
+    })
+}
+
 pub async fn run(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::Result<()> {
     let show = |groups: Vec<pb::EdgeGroup>| -> anyhow::Result<()> {
         match out {
@@ -89,16 +103,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::Resu
     };
     match cmd {
         EdgeGroupCmd::Create(a) => {
-            let g = pb::EdgeGroup {
-                id: a.id,
-                name: a.name,
-                edges: a
-                    .edges
-                    .iter()
-                    .map(|e| parse_edge(e))
-                    .collect::<Result<_, _>>()?,
-                version: 0,
-            };
+            let g = edge_group_from(a)?;
             show(vec![
                 c.create_edge_group(pb::CreateEdgeGroupRequest {
                     edge_group: Some(g),
@@ -108,16 +113,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::Resu
             ])
         }
         EdgeGroupCmd::Update(a) => {
-            let g = pb::EdgeGroup {
-                id: a.id,
-                name: a.name,
-                edges: a
-                    .edges
-                    .iter()
-                    .map(|e| parse_edge(e))
-                    .collect::<Result<_, _>>()?,
-                version: a.version,
-            };
+            let g = edge_group_from(a)?;
             show(vec![
                 c.update_edge_group(pb::UpdateEdgeGroupRequest {
                     edge_group: Some(g),

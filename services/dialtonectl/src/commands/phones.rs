@@ -253,6 +253,24 @@ pub(crate) fn print_credentials(creds: &[pb::LineCredentials]) {
     );
 }
 
+/// Prints a created or updated phone and the credentials shown only this once.
+fn print_result<T: serde::Serialize>(
+    out: Format,
+    response: &T,
+    phone: Option<&pb::Phone>,
+    credentials: &[pb::LineCredentials],
+) -> anyhow::Result<()> {
+    if out == Format::Json {
+        return json(response);
+    }
+    table(
+        &PHONE_HEADERS,
+        phone_rows(phone.map(std::slice::from_ref).unwrap_or_default()),
+    );
+    print_credentials(credentials);
+    Ok(())
+}
+
 pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<()> {
     let show = |phones: Vec<pb::Phone>| -> anyhow::Result<()> {
         match out {
@@ -271,12 +289,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
                 .create_phone(pb::CreatePhoneRequest { phone: Some(p) })
                 .await?
                 .into_inner();
-            if out == Format::Json {
-                return json(&r);
-            }
-            show(r.phone.into_iter().collect())?;
-            print_credentials(&r.credentials);
-            Ok(())
+            print_result(out, &r, r.phone.as_ref(), &r.credentials)
         }
         PhoneCmd::Update { id, args } => {
             let mut p = c.get_phone(pb::GetRequest { id }).await?.into_inner();
@@ -285,12 +298,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
                 .update_phone(pb::UpdatePhoneRequest { phone: Some(p) })
                 .await?
                 .into_inner();
-            if out == Format::Json {
-                return json(&r);
-            }
-            show(r.phone.into_iter().collect())?;
-            print_credentials(&r.credentials);
-            Ok(())
+            print_result(out, &r, r.phone.as_ref(), &r.credentials)
         }
         PhoneCmd::Get { id } => {
             let item = c.get_phone(pb::GetRequest { id }).await?.into_inner();
