@@ -4,7 +4,10 @@ use std::{env, path::PathBuf};
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["dialtone/config/v1/config.proto"];
+const PROTOS: &[&str] = &[
+    "dialtone/config/v1/config.proto",
+    "dialtone/edge/v1/edge.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

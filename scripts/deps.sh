@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building and testing Dialtone need on Debian, if missing:
-# protoc (etcd-client's build script needs it) and, with --test, etcd and cargo-nextest.
+# protoc (etcd-client's build script needs it) and, with --test, what the tests run for
+# real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
+# sipvicious (the attacker's tools) and cargo-nextest.
 set -euo pipefail
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -8,6 +10,9 @@ need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 if [ "${1:-}" = "--test" ]; then
   command -v etcd >/dev/null || need+=(etcd-server)
+  command -v sipp >/dev/null || need+=(sip-tester)
+  command -v socat >/dev/null || need+=(socat)
+  command -v svwar >/dev/null || need+=(sipvicious)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

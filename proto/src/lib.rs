@@ -10,3 +10,12 @@ pub mod config {
         include!(concat!(env!("OUT_DIR"), "/dialtone.config.v1.serde.rs"));
     }
 }
+
+/// `dialtone.edge.v1`: the SIP edge's bindings and phone actions.
+pub mod edge {
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/dialtone.edge.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/dialtone.edge.v1.serde.rs"));
+    }
+}

@@ -9,6 +9,9 @@ use std::{
     time::{Duration, Instant},
 };
 
+pub mod fleet;
+pub mod sip;
+
 use anyhow::{Context, bail};
 use dialtone_proto::config::v1::config_service_client::ConfigServiceClient;
 use dialtone_store::{EtcdStore, Store};
@@ -204,11 +207,46 @@ impl Drop for EtcdCluster {
     }
 }
 
+/// Where a node's SIP edge listens (127.0.0.1, OS-chosen ports; UDP and TCP share one).
+#[derive(Clone, Copy, Debug)]
+pub struct SipPorts {
+    pub udp: u16,
+    pub tcp: u16,
+    pub tls: u16,
+    pub ws: u16,
+    pub wss: u16,
+}
+
+impl SipPorts {
+    fn pick() -> Self {
+        let p = free_port_pair();
+        SipPorts {
+            udp: p,
+            tcp: p,
+            tls: free_port(),
+            ws: free_port(),
+            wss: free_port(),
+        }
+    }
+}
+
+/// A port free on both TCP and UDP of 127.0.0.1 (SIP uses the same number for both).
+pub fn free_port_pair() -> u16 {
+    for _ in 0..50 {
+        let p = free_port();
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no port free on both tcp and udp")
+}
+
 /// A running `dialtone serve` process.
 pub struct Node {
     pub node_id: String,
     pub grpc_url: String,
     pub admin_url: String,
+    pub sip: SipPorts,
     pub data_dir: PathBuf,
     args: Vec<String>,
     child: Option<Child>,
@@ -225,6 +263,10 @@ pub struct NodeSpec {
     pub store_prefix: String,
     pub tokens_file: Option<PathBuf>,
     pub lease_ttl: u32,
+    /// Nonce key file shared by the edges (required with etcd).
+    pub nonce_key_file: Option<PathBuf>,
+    /// More `serve` flags (e.g. `--sip-digest-algorithms=md5`).
+    pub extra_args: Vec<String>,
 }
 
 impl Node {
@@ -232,6 +274,7 @@ impl Node {
     pub async fn start(spec: &NodeSpec, data_dir: PathBuf) -> anyhow::Result<Self> {
         let grpc = free_port();
         let admin = free_port();
+        let sip = SipPorts::pick();
         let mut args = vec![
             "serve".to_string(),
             format!("--roles={}", spec.roles),
@@ -241,7 +284,16 @@ impl Node {
             format!("--data-dir={}", data_dir.display()),
             format!("--lease-ttl={}", spec.lease_ttl),
             format!("--store-prefix={}", spec.store_prefix),
+            format!("--sip-udp=127.0.0.1:{}", sip.udp),
+            format!("--sip-tcp=127.0.0.1:{}", sip.tcp),
+            format!("--sip-tls=127.0.0.1:{}", sip.tls),
+            format!("--sip-ws=127.0.0.1:{}", sip.ws),
+            format!("--sip-wss=127.0.0.1:{}", sip.wss),
         ];
+        if let Some(k) = &spec.nonce_key_file {
+            args.push(format!("--sip-nonce-key-file={}", k.display()));
+        }
+        args.extend(spec.extra_args.iter().cloned());
         if !spec.etcd.is_empty() {
             args.push(format!("--etcd={}", spec.etcd.join(",")));
         }
@@ -252,6 +304,7 @@ impl Node {
             node_id: spec.node_id.clone(),
             grpc_url: format!("http://127.0.0.1:{grpc}"),
             admin_url: format!("http://127.0.0.1:{admin}"),
+            sip,
             log: data_dir.join("node.log"),
             data_dir,
             args,
@@ -379,6 +432,20 @@ impl Node {
             .unwrap_or_default()
     }
 
+    /// An edge client authenticated with `token`.
+    pub async fn edge_client(&self, token: &str) -> anyhow::Result<EdgeClient> {
+        let channel = Channel::from_shared(self.grpc_url.clone())?
+            .connect()
+            .await?;
+        let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
+        Ok(
+            dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient::with_interceptor(
+                channel,
+                BearerAuth(header),
+            ),
+        )
+    }
+
     /// A config client authenticated with `token`.
     pub async fn config_client(&self, token: &str) -> anyhow::Result<ConfigClient> {
         let channel = Channel::from_shared(self.grpc_url.clone())?
@@ -411,6 +478,10 @@ impl tonic::service::Interceptor for BearerAuth {
 
 /// A config client with a bearer token.
 pub type ConfigClient = ConfigServiceClient<InterceptedService<Channel, BearerAuth>>;
+/// An edge client with a bearer token.
+pub type EdgeClient = dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient<
+    InterceptedService<Channel, BearerAuth>,
+>;
 
 /// Tokens every sandbox node accepts: `admin` (all), `viewer` (view) and `adder` (view+add).
 pub const ADMIN_TOKEN: &str = "dt_test_admin_token_0000000000000000000000";
@@ -428,6 +499,11 @@ pub struct ClusterSandbox {
 impl ClusterSandbox {
     /// One all-roles node on the embedded store (the dev mode, generated admin token).
     pub async fn embedded() -> anyhow::Result<Self> {
+        Self::embedded_with(&[]).await
+    }
+
+    /// Like [`ClusterSandbox::embedded`], with more `serve` flags.
+    pub async fn embedded_with(extra_args: &[&str]) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let spec = NodeSpec {
             node_id: "solo".into(),
@@ -436,6 +512,8 @@ impl ClusterSandbox {
             store_prefix: dialtone_store::DEFAULT_ROOT.into(),
             tokens_file: None,
             lease_ttl: 5,
+            nonce_key_file: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
         };
         let node = Node::start(&spec, dir.path().join("solo")).await?;
         Ok(ClusterSandbox {
@@ -460,6 +538,8 @@ impl ClusterSandbox {
             ),
         )?;
         let prefix = format!("/dialtone-test-{}/", std::process::id());
+        let nonce_key = dir.path().join("nonce-key");
+        std::fs::write(&nonce_key, format!("{:064x}\n", std::process::id()))?;
         let mut nodes = Vec::new();
         for (i, r) in roles.iter().enumerate() {
             let spec = NodeSpec {
@@ -469,6 +549,8 @@ impl ClusterSandbox {
                 store_prefix: prefix.clone(),
                 tokens_file: Some(tokens.clone()),
                 lease_ttl: 3,
+                nonce_key_file: Some(nonce_key.clone()),
+                extra_args: Vec::new(),
             };
             nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);
         }

@@ -17,6 +17,8 @@ pub struct Health {
     pub node: String,
     pub roles: Vec<String>,
     pub started: SystemTime,
+    /// The edge role, when this node runs it.
+    pub edge: Option<Arc<dialtone_edge::Edge>>,
 }
 
 impl Health {
@@ -40,12 +42,15 @@ pub fn router(health: Health) -> Router {
 async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
     let store = h.store_ok().await;
     let lease = h.lease.is_alive();
-    if store && lease {
+    // An edge is ready when it can authenticate phones: its credentials cache is current.
+    let edge = h.edge.as_ref().is_none_or(|e| e.ready());
+    if store && lease && edge {
         (StatusCode::OK, "ready\n".into())
     } else {
         let why = [
             (!store).then_some("store unreachable"),
             (!lease).then_some("node lease lost"),
+            (!edge).then_some("sip credentials cache not loaded"),
         ];
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +96,9 @@ async fn metrics(
     ));
     out.push_str("# HELP process_start_time_seconds Start time of the process.\n# TYPE process_start_time_seconds gauge\n");
     out.push_str(&format!("process_start_time_seconds {started}\n"));
+    if let Some(e) = &h.edge {
+        out.push_str(&e.metrics());
+    }
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

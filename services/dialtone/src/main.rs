@@ -1,6 +1,7 @@
 //! `dialtone`: one binary, any set of roles.
 
 mod admin;
+mod edge_flags;
 mod serve;
 mod settings;
 

@@ -10,7 +10,8 @@ use std::{
 use anyhow::Context;
 use dialtone_auth::{Permission, Tokens};
 use dialtone_config::{ConfigApi, ConfigCore};
-use dialtone_proto::config::v1::Member;
+use dialtone_edge::{Edge, Transport};
+use dialtone_proto::config::v1::{Member, SipAddresses};
 use dialtone_store::{EmbeddedStore, EtcdStore, Store, lifecycle::NodeLease};
 use prost::Message;
 use tracing::{info, warn};
@@ -51,6 +52,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let grpc_addr = grpc.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
 
+    let lease = Arc::new(lease);
+    let edge = if cfg.roles.iter().any(|r| r == "edge") {
+        let settings = cfg
+            .edge
+            .settings(cfg.node(), &cfg.sip_realm, &data, cfg.etcd.is_empty())?;
+        Some(Arc::new(
+            Edge::start(settings, store.clone(), lease.clone(), &data)
+                .await
+                .context("starting the sip edge")?,
+        ))
+    } else {
+        None
+    };
+
     let started = SystemTime::now();
     let started_ms = started
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -64,6 +79,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             admin_address: admin_addr.to_string(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at_ms: started_ms,
+            sip_addresses: (role == "edge")
+                .then(|| edge.as_ref().map(|e| sip_addresses(e)))
+                .flatten(),
         };
         lease
             .put_owned(
@@ -74,7 +92,6 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             .context("registering membership")?;
     }
 
-    let lease = Arc::new(lease);
     {
         let health = admin::Health {
             store: store.clone(),
@@ -82,6 +99,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             node: cfg.node().to_owned(),
             roles: cfg.roles.clone(),
             started,
+            edge: edge.clone(),
         };
         let mut router = tonic::service::Routes::builder();
         if cfg.roles.iter().any(|r| r == "config") {
@@ -90,6 +108,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 tokens.clone(),
             );
             router.add_service(api.into_server());
+        }
+        if let Some(e) = &edge {
+            router.add_service(e.api(tokens.clone()));
         }
         let routes = router.routes();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -104,7 +125,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             })
         };
         write_endpoint(&data, grpc_addr);
-        print_banner(&cfg, &data, grpc_addr, admin_addr, store.backend());
+        print_banner(
+            &cfg,
+            &data,
+            grpc_addr,
+            admin_addr,
+            store.backend(),
+            edge.as_deref(),
+        );
         let mut stop = stop_rx.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
@@ -116,6 +144,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         shutdown_signal().await;
         info!(node = %cfg.node(), "shutting down: draining, then revoking the lease");
         let _ = stop_tx.send(true);
+        if let Some(e) = &edge {
+            e.shutdown();
+        }
         let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
         lease.shutdown().await;
@@ -183,13 +214,52 @@ fn write_endpoint(data: &Path, addr: std::net::SocketAddr) {
     }
 }
 
+/// The edge's listening addresses, as published in its member record.
+fn sip_addresses(e: &Edge) -> SipAddresses {
+    let a = |t: Transport| {
+        e.addresses()
+            .get(&t)
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    };
+    SipAddresses {
+        udp: a(Transport::Udp),
+        tcp: a(Transport::Tcp),
+        tls: a(Transport::Tls),
+        ws: a(Transport::Ws),
+        wss: a(Transport::Wss),
+    }
+}
+
 fn print_banner(
     cfg: &ServeConfig,
     data: &Path,
     grpc: std::net::SocketAddr,
     admin: std::net::SocketAddr,
     backend: &str,
+    edge: Option<&Edge>,
 ) {
+    let (sip, edge_arg) = match edge {
+        Some(e) => {
+            let s = sip_addresses(e);
+            let list = [
+                ("udp", &s.udp),
+                ("tcp", &s.tcp),
+                ("tls", &s.tls),
+                ("ws", &s.ws),
+                ("wss", &s.wss),
+            ]
+            .iter()
+            .filter(|(_, a)| !a.is_empty())
+            .map(|(t, a)| format!("{t}://{a}"))
+            .collect::<Vec<_>>();
+            (
+                format!("\n  sip   {}", list.join(" ")),
+                format!("{}={}", cfg.node(), list.join(",")),
+            )
+        }
+        None => (String::new(), "edge-1=udp://127.0.0.1:5060".to_string()),
+    };
     let token_hint = if cfg.api_tokens.is_some() {
         "tokens from --api-tokens".to_string()
     } else {
@@ -201,13 +271,13 @@ fn print_banner(
         .filter(|p| p.exists())
         .map_or_else(|| "dialtonectl".to_string(), |p| p.display().to_string());
     println!(
-        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics)\n  {token_hint}\n\
+        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics){sip}\n  {token_hint}\n\
          to give a phone its SIP credentials (dialtonectl finds this server and token by itself):\n\
-         \x20 {ctl} edge-groups create main --edge edge-1=udp://127.0.0.1:5060\n\
+         \x20 {ctl} edge-groups create main --edge {edge_arg}\n\
          \x20 {ctl} sites create hq --edge-group main\n\
          \x20 {ctl} base-settings create desk --meta-base generic-sip\n\
          \x20 {ctl} phones create --name 'Desk 1' --kind unmanaged --site hq --base-settings desk --line 1001\n\
-         \x20 (prints the SIP user, realm and password once; the SIP edge that phones register to is not in this build yet)",
+         \x20 (prints the SIP user, realm and password once; register the phone to the sip addresses above)",
         node = cfg.node(),
         roles = cfg.roles.join(","),
     );

@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser};
 
 /// Roles this build can run.
-pub const ROLES: [&str; 1] = ["config"];
+pub const ROLES: [&str; 2] = ["config", "edge"];
 /// Roles of the design that come in later releases.
-pub const FUTURE_ROLES: [&str; 3] = ["edge", "provisioning", "status"];
+pub const FUTURE_ROLES: [&str; 2] = ["provisioning", "status"];
 
 /// `dialtone serve` flags.
 #[derive(Parser, Debug, Clone)]
@@ -20,7 +20,7 @@ pub struct ServeConfig {
     /// e.g. `listen-grpc = "0.0.0.0:7700"`); flags and environment variables win over it.
     #[arg(long, env = "DIALTONE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Roles to run, comma-separated, or `all` (every role this build has: config).
+    /// Roles to run, comma-separated, or `all` (every role this build has: config, edge).
     #[arg(
         long,
         env = "DIALTONE_ROLES",
@@ -76,6 +76,8 @@ pub struct ServeConfig {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `dialtone_store=debug,info`.
     #[arg(long, env = "DIALTONE_LOG", default_value = "info")]
     pub log: String,
+    #[command(flatten)]
+    pub edge: crate::edge_flags::EdgeFlags,
 }
 
 /// The default data directory.
@@ -173,6 +175,14 @@ impl ServeConfig {
         if self.data_dir.is_none() {
             self.data_dir = Some(default_data_dir());
         }
+        if self.roles.iter().any(|r| r == "edge") {
+            self.edge.check()?;
+            if !self.etcd.is_empty() && self.edge.sip_nonce_key_file.is_none() {
+                bail!(
+                    "'--sip-nonce-key-file' is required with '--etcd' (the edges of a group must share it)"
+                );
+            }
+        }
         Ok(())
     }
 
@@ -252,7 +262,7 @@ mod tests {
     #[test]
     fn defaults_and_all_roles() {
         let c = load(&["--node-id", "n1", "--data-dir", "/tmp/x"]).unwrap();
-        assert_eq!(c.roles, vec!["config"]);
+        assert_eq!(c.roles, vec!["config", "edge"]);
         assert_eq!(c.listen_grpc.port(), 7700);
         assert_eq!(c.lease_ttl, 10);
     }
@@ -261,7 +271,15 @@ mod tests {
     fn invalid_values_are_named() {
         let cases = [
             (vec!["--roles", "dns"], "'dns' for '--roles'"),
-            (vec!["--roles", "edge"], "no edge role yet"),
+            (vec!["--roles", "status"], "no status role yet"),
+            (
+                vec!["--sip-udp", "localhost"],
+                "'localhost' for '--sip-udp'",
+            ),
+            (
+                vec!["--sip-digest-algorithms", "sha1"],
+                "'sha1' for '--sip-digest-algorithms'",
+            ),
             (vec!["--listen-grpc", "nowhere"], "--listen-grpc"),
             (vec!["--lease-ttl", "0"], "--lease-ttl"),
             (vec!["--node-id", "Bad_Node"], "'Bad_Node' for '--node-id'"),
@@ -272,6 +290,17 @@ mod tests {
             (
                 vec!["--etcd", "http://127.0.0.1:2379"],
                 "'--api-tokens' is required",
+            ),
+            (
+                vec![
+                    "--etcd",
+                    "http://127.0.0.1:2379",
+                    "--api-tokens",
+                    "/t",
+                    "--roles",
+                    "edge",
+                ],
+                "'--sip-nonce-key-file' is required",
             ),
             (vec!["--store-prefix", "dialtone"], "--store-prefix"),
         ];

@@ -116,13 +116,16 @@ pub enum NonceCheck {
 /// The `WWW-Authenticate` values of a challenge: SHA-256 first, then MD5 (RFC 8760 §2.4:
 /// the client picks the first it supports).
 pub fn challenges(realm: &str, nonce: &str, stale: bool) -> [String; 2] {
+    [Algorithm::Sha256, Algorithm::Md5].map(|a| challenge(a, realm, nonce, stale))
+}
+
+/// One `WWW-Authenticate` value for `alg`.
+pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> String {
     let stale = if stale { ", stale=true" } else { "" };
-    [Algorithm::Sha256, Algorithm::Md5].map(|a| {
-        format!(
-            "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
-            a.name()
-        )
-    })
+    format!(
+        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
+        alg.name()
+    )
 }
 
 /// A parsed `Authorization` (or `Proxy-Authorization`) header.

@@ -5,11 +5,13 @@
 //! type a valid message (compact forms, quoted Contact params, comma-joined Contacts,
 //! LF-only lines), this code does.
 
+pub mod conformance;
 pub mod digest;
 pub mod header;
 pub mod message;
 pub mod registration;
 pub mod response;
+pub mod stream;
 pub mod uri;
 pub mod verdict;
 

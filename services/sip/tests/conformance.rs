@@ -93,51 +93,6 @@ fn rfc5118_ipv6_messages_get_their_verdicts() {
     );
 }
 
-/// The INVITE of a PROTOS case with its placeholders filled in.
-fn protos_pdu(raw: &[u8]) -> Vec<u8> {
-    let space = raw.iter().position(|b| *b == b' ').unwrap_or(0);
-    let len: usize = std::str::from_utf8(&raw[..space])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(raw.len());
-    let pdu = &raw[space + 1..(space + 1 + len).min(raw.len())];
-    let mut out = pdu.to_vec();
-    for (from, to) in [
-        (&b"<To>"[..], &b"user@127.0.0.1"[..]),
-        (b"<From>", b"caller@127.0.0.2"),
-        (b"<From-Address>", b"127.0.0.2"),
-        (b"<From-IP>", b"127.0.0.2"),
-        (b"<Local-Port>", b"5060"),
-        (b"<Branch-ID>", b"1"),
-        (b"<Call-ID>", b"1"),
-        (b"<CSeq>", b"1"),
-        (b"<Teardown-Method>", b"CANCEL"),
-    ] {
-        out = replace(&out, from, to);
-    }
-    let body_len = find(&out, b"\r\n\r\n").map_or(0, |i| out.len() - i - 4);
-    replace(&out, b"<Content-Length>", body_len.to_string().as_bytes())
-}
-
-fn find(h: &[u8], n: &[u8]) -> Option<usize> {
-    h.windows(n.len()).position(|w| w == n)
-}
-
-fn replace(h: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(h.len());
-    let mut i = 0;
-    while i < h.len() {
-        if h[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(h[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 #[test]
 fn protos_cases_are_answered_or_dropped_without_panic() {
     let file = std::fs::File::open(data_dir().join("protos/protos-c07-sip-cases.tar.gz")).unwrap();
@@ -158,7 +113,7 @@ fn protos_cases_are_answered_or_dropped_without_panic() {
         let number: usize = name.parse().unwrap();
         let mut raw = Vec::new();
         entry.read_to_end(&mut raw).unwrap();
-        let pdu = protos_pdu(&raw);
+        let pdu = dialtone_sip::conformance::protos_pdu(&raw);
         let t = Instant::now();
         let (_, verdict) = judge(&pdu);
         slowest = slowest.max(t.elapsed());

@@ -1,0 +1,216 @@
+//! The edge role's flags (part of `dialtone serve`), and their conversion into
+//! [`dialtone_edge::EdgeSettings`].
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use clap::Args;
+use dialtone_edge::{BanPolicy, EdgeSettings, Listeners, settings::parse_algorithms};
+use dialtone_sip::digest::NonceKey;
+
+/// File in the data dir holding the generated nonce key (dev mode, mode 0600).
+pub const NONCE_KEY_FILE: &str = "sip-nonce-key";
+
+/// SIP edge settings.
+#[derive(Args, Debug, Clone)]
+pub struct EdgeFlags {
+    /// SIP over UDP: ADDR, or `off`.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_UDP",
+        default_value = "127.0.0.1:5060",
+        value_name = "ADDR|off"
+    )]
+    pub sip_udp: String,
+    /// SIP over TCP: ADDR, or `off`.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_TCP",
+        default_value = "127.0.0.1:5060",
+        value_name = "ADDR|off"
+    )]
+    pub sip_tcp: String,
+    /// SIP over TLS: ADDR, or `off`.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_TLS",
+        default_value = "127.0.0.1:5061",
+        value_name = "ADDR|off"
+    )]
+    pub sip_tls: String,
+    /// SIP over WebSocket (RFC 7118): ADDR, or `off`.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_WS",
+        default_value = "127.0.0.1:5066",
+        value_name = "ADDR|off"
+    )]
+    pub sip_ws: String,
+    /// SIP over secure WebSocket: ADDR, or `off`.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_WSS",
+        default_value = "127.0.0.1:7443",
+        value_name = "ADDR|off"
+    )]
+    pub sip_wss: String,
+    /// PEM certificate chain for TLS and WSS. Without it (and --sip-tls-key) a self-signed
+    /// certificate for localhost is generated into --data-dir/tls (dev mode only).
+    #[arg(long, env = "DIALTONE_SIP_TLS_CERT", value_name = "FILE")]
+    pub sip_tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS and WSS.
+    #[arg(long, env = "DIALTONE_SIP_TLS_KEY", value_name = "FILE")]
+    pub sip_tls_key: Option<PathBuf>,
+    /// File with the edge group's nonce key (64 hex digits), shared by every edge of the
+    /// group so a phone may authenticate on either. Required with --etcd; in dev mode one is
+    /// generated into --data-dir/sip-nonce-key.
+    #[arg(long, env = "DIALTONE_SIP_NONCE_KEY_FILE", value_name = "FILE")]
+    pub sip_nonce_key_file: Option<PathBuf>,
+    /// Seconds a nonce stays valid (then `stale=true`).
+    #[arg(long, env = "DIALTONE_SIP_NONCE_LIFETIME", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub sip_nonce_lifetime: u64,
+    /// Digest algorithms offered, strongest first (`sha-256`, `md5`).
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_DIGEST_ALGORITHMS",
+        default_value = "sha-256,md5"
+    )]
+    pub sip_digest_algorithms: String,
+    /// Shortest registration accepted, seconds (423 Interval Too Brief below it).
+    #[arg(long, env = "DIALTONE_SIP_MIN_EXPIRES", default_value_t = 60)]
+    pub sip_min_expires: u32,
+    /// Longest registration granted, seconds (longer requests are shortened).
+    #[arg(long, env = "DIALTONE_SIP_MAX_EXPIRES", default_value_t = 7200)]
+    pub sip_max_expires: u32,
+    /// Largest SIP message accepted on TCP, TLS, WS and WSS.
+    #[arg(long, env = "DIALTONE_SIP_MAX_MESSAGE_BYTES", default_value_t = 65535)]
+    pub sip_max_message_bytes: usize,
+    /// Failed authentications from one address within the window that ban it (0: off).
+    #[arg(long, env = "DIALTONE_SIP_BAN_SOURCE_FAILURES", default_value_t = 10)]
+    pub sip_ban_source_failures: u32,
+    /// Failed authentications for one SIP user within the window that ban it (0: off).
+    #[arg(long, env = "DIALTONE_SIP_BAN_USER_FAILURES", default_value_t = 20)]
+    pub sip_ban_user_failures: u32,
+    /// Window the failures are counted in, seconds.
+    #[arg(long, env = "DIALTONE_SIP_BAN_WINDOW", default_value_t = 60)]
+    pub sip_ban_window: u64,
+    /// How long a ban lasts, seconds.
+    #[arg(long, env = "DIALTONE_SIP_BAN_DURATION", default_value_t = 300)]
+    pub sip_ban_duration: u64,
+    /// Server header on responses (none by default).
+    #[arg(long, env = "DIALTONE_SIP_SERVER_HEADER")]
+    pub sip_server_header: Option<String>,
+    /// Actor threads phones are sharded over (1-64).
+    #[arg(long, env = "DIALTONE_SIP_SHARDS", default_value_t = 2)]
+    pub sip_shards: usize,
+    /// Seconds a NOTIFY check-sync waits for the phone's answer.
+    #[arg(long, env = "DIALTONE_SIP_NOTIFY_TIMEOUT", default_value_t = 8)]
+    pub sip_notify_timeout: u64,
+}
+
+fn listener(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if v == "off" {
+        return Ok(None);
+    }
+    v.parse()
+        .map(Some)
+        .map_err(|_| anyhow::anyhow!("invalid value '{v}' for '{flag}': expected ADDR:PORT or off"))
+}
+
+impl EdgeFlags {
+    /// Parses the listener addresses (checked at start-up for every role set).
+    pub fn check(&self) -> anyhow::Result<()> {
+        self.listeners().map(|_| ())?;
+        parse_algorithms(&self.sip_digest_algorithms)?;
+        Ok(())
+    }
+
+    fn listeners(&self) -> anyhow::Result<Listeners> {
+        Ok(Listeners {
+            udp: listener("--sip-udp", &self.sip_udp)?,
+            tcp: listener("--sip-tcp", &self.sip_tcp)?,
+            tls: listener("--sip-tls", &self.sip_tls)?,
+            ws: listener("--sip-ws", &self.sip_ws)?,
+            wss: listener("--sip-wss", &self.sip_wss)?,
+        })
+    }
+
+    /// The edge's settings; `dev` allows generating the nonce key into `data`.
+    pub fn settings(
+        &self,
+        node_id: &str,
+        realm: &str,
+        data: &Path,
+        dev: bool,
+    ) -> anyhow::Result<EdgeSettings> {
+        let nonce_key = match (&self.sip_nonce_key_file, dev) {
+            (Some(f), _) => read_key(f)?,
+            (None, true) => dev_key(&data.join(NONCE_KEY_FILE))?,
+            (None, false) => bail!(
+                "'--sip-nonce-key-file' is required with '--etcd' (the edges of a group must share it)"
+            ),
+        };
+        let s = EdgeSettings {
+            node_id: node_id.to_owned(),
+            listeners: self.listeners()?,
+            tls_cert: self.sip_tls_cert.clone(),
+            tls_key: self.sip_tls_key.clone(),
+            realm: realm.to_owned(),
+            nonce_key,
+            nonce_lifetime: Duration::from_secs(self.sip_nonce_lifetime),
+            algorithms: parse_algorithms(&self.sip_digest_algorithms)?,
+            min_expires: self.sip_min_expires,
+            max_expires: self.sip_max_expires,
+            max_message_bytes: self.sip_max_message_bytes,
+            bans: BanPolicy {
+                per_source: self.sip_ban_source_failures,
+                per_user: self.sip_ban_user_failures,
+                window: Duration::from_secs(self.sip_ban_window.max(1)),
+                duration: Duration::from_secs(self.sip_ban_duration.max(1)),
+            },
+            server_header: self.sip_server_header.clone().filter(|s| !s.is_empty()),
+            shards: self.sip_shards,
+            notify_timeout: Duration::from_secs(self.sip_notify_timeout.clamp(1, 64)),
+        };
+        s.validate()?;
+        Ok(s)
+    }
+}
+
+fn read_key(path: &Path) -> anyhow::Result<NonceKey> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "invalid value '{}' for '--sip-nonce-key-file'",
+            path.display()
+        )
+    })?;
+    let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32);
+    let Some(bytes) = bytes else {
+        bail!(
+            "invalid value '{}' for '--sip-nonce-key-file': must hold 64 hex digits (e.g. `openssl rand -hex 32`)",
+            path.display()
+        );
+    };
+    let mut k = [0u8; 32];
+    k.copy_from_slice(&bytes);
+    Ok(NonceKey::new(k))
+}
+
+fn dev_key(path: &Path) -> anyhow::Result<NonceKey> {
+    if !path.exists() {
+        use std::{io::Write, os::unix::fs::OpenOptionsExt};
+        let key: [u8; 32] = rand::random();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        writeln!(f, "{}", hex::encode(key))?;
+    }
+    read_key(path)
+}

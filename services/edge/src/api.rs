@@ -1,0 +1,187 @@
+//! gRPC `dialtone.edge.v1.EdgeService`: a phone's bindings on this edge, log-out, and
+//! NOTIFY check-sync with the phone's answers.
+
+use std::sync::Arc;
+
+use dialtone_auth::{Permission, Tokens};
+use dialtone_proto::edge::v1::{self as pb, edge_service_server::EdgeService};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    error::EdgeError,
+    handler::{Handler, fmt_ip},
+    phone::{Contacts, Forget, ListBindings},
+    replies::OutRequest,
+};
+
+/// The service.
+pub struct EdgeApi {
+    handler: Arc<Handler>,
+    tokens: Arc<Tokens>,
+}
+
+impl EdgeApi {
+    pub fn new(handler: Arc<Handler>, tokens: Arc<Tokens>) -> Self {
+        EdgeApi { handler, tokens }
+    }
+
+    pub fn into_server(self) -> pb::edge_service_server::EdgeServiceServer<Self> {
+        pb::edge_service_server::EdgeServiceServer::new(self)
+    }
+
+    fn auth<T>(&self, req: &Request<T>, needed: Permission) -> Result<(), EdgeError> {
+        self.tokens.authorize(req, needed)?;
+        Ok(())
+    }
+
+    fn phone_id(&self, id: &str) -> Result<(), EdgeError> {
+        if id.is_empty() {
+            return Err(EdgeError::InvalidArgument {
+                field: "phone_id",
+                reason: "is required",
+            });
+        }
+        if !self.handler.cache.read().has_phone(id) && self.handler.directory.get(id).is_none() {
+            return Err(EdgeError::PhoneNotFound(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    async fn list(&self, id: &str) -> Result<Vec<pb::Binding>, EdgeError> {
+        match self.handler.directory.get(id) {
+            None => Ok(Vec::new()),
+            Some(a) => a
+                .send(ListBindings)
+                .await
+                .map_err(|_| EdgeError::ShuttingDown),
+        }
+    }
+
+    async fn check_sync(&self, id: &str, reboot: bool) -> Result<pb::CheckSyncResponse, EdgeError> {
+        let contacts = match self.handler.directory.get(id) {
+            None => Vec::new(),
+            Some(a) => a
+                .send(Contacts)
+                .await
+                .map_err(|_| EdgeError::ShuttingDown)?,
+        };
+        if contacts.is_empty() {
+            return Err(EdgeError::NotRegistered(id.to_owned()));
+        }
+        let h = &self.handler;
+        let realm = &h.settings.realm;
+        let sends = contacts.into_iter().map(|c| async move {
+            let Some((t, replier)) = h.flows.replier(&c.source) else {
+                return pb::NotifyResult {
+                    contact: c.uri,
+                    status_code: 430,
+                    reason: "Flow Failed".into(),
+                };
+            };
+            let Some(local) = h.local.get(&t).copied() else {
+                return pb::NotifyResult {
+                    contact: c.uri,
+                    status_code: 503,
+                    reason: "No listener for the flow's transport".into(),
+                };
+            };
+            let via = format!(
+                "SIP/2.0/{} {}:{}",
+                t.via_name(),
+                fmt_ip(local),
+                local.port()
+            );
+            let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+            let from = format!("<sip:dialtone@{realm}>;tag={:08x}", rand::random::<u32>());
+            let to = format!("<sip:{}@{realm}>", c.sip_user);
+            let call_id = format!("{:016x}@dialtone", rand::random::<u64>());
+            let contact = format!(
+                "<sip:dialtone@{}:{};transport={}>",
+                fmt_ip(local),
+                local.port(),
+                t.name()
+            );
+            let req = OutRequest {
+                method: "NOTIFY",
+                uri: &c.uri,
+                via: &via,
+                branch: &branch,
+                from: &from,
+                to: &to,
+                call_id: &call_id,
+                cseq: 1,
+                extra: vec![
+                    ("Event", format!("check-sync;reboot={reboot}")),
+                    ("Subscription-State", "terminated".into()),
+                    ("Contact", contact),
+                ],
+                body: b"",
+            };
+            let (code, reason) = h
+                .uac
+                .request(
+                    req.to_bytes(),
+                    branch.clone(),
+                    t,
+                    replier,
+                    h.settings.notify_timeout,
+                )
+                .await;
+            pb::NotifyResult {
+                contact: c.uri,
+                status_code: u32::from(code),
+                reason,
+            }
+        });
+        Ok(pb::CheckSyncResponse {
+            results: futures::future::join_all(sends).await,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl EdgeService for EdgeApi {
+    async fn list_bindings(
+        &self,
+        req: Request<pb::ListBindingsRequest>,
+    ) -> Result<Response<pb::ListBindingsResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let id = &req.get_ref().phone_id;
+        self.phone_id(id)?;
+        Ok(Response::new(pb::ListBindingsResponse {
+            bindings: self.list(id).await?,
+        }))
+    }
+
+    async fn drop_bindings(
+        &self,
+        req: Request<pb::DropBindingsRequest>,
+    ) -> Result<Response<pb::DropBindingsResponse>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let id = &req.get_ref().phone_id;
+        self.phone_id(id)?;
+        let dropped = match self.handler.directory.get(id) {
+            None => 0,
+            Some(a) => a
+                .send(Forget {
+                    lines: None,
+                    source: None,
+                })
+                .await
+                .map_err(|_| EdgeError::ShuttingDown)?,
+        };
+        Ok(Response::new(pb::DropBindingsResponse {
+            contacts_dropped: dropped,
+        }))
+    }
+
+    async fn check_sync(
+        &self,
+        req: Request<pb::CheckSyncRequest>,
+    ) -> Result<Response<pb::CheckSyncResponse>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let r = req.get_ref();
+        self.phone_id(&r.phone_id)?;
+        Ok(Response::new(self.check_sync(&r.phone_id, r.reboot).await?))
+    }
+}

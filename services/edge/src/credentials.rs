@@ -1,0 +1,350 @@
+//! The edge's credentials cache: what it needs to authenticate and register each line,
+//! derived from `config/phones/*` and `config/base-settings/*`. Pure state; it is fed by
+//! the watch in [`crate::credentials_sync`], so the REGISTER path never waits on the store.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+};
+
+use dialtone_config::settings::effective;
+use dialtone_proto::config::v1::{BaseSettings, MetaBase, Phone, PhoneKind, PhoneSettings};
+use dialtone_sip::{digest::Algorithm, registration::Policy};
+
+/// One registrable line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LineEntry {
+    pub phone_id: Arc<str>,
+    pub line_index: u32,
+    pub sip_user: String,
+    ha1_md5: String,
+    ha1_sha256: String,
+    /// Registration limits from the phone's effective settings.
+    pub policy: Policy,
+    /// Whether MWI subscriptions are accepted.
+    pub mwi: bool,
+    /// Idle timeout of the line's WebSocket flows, when persistent connections are on.
+    pub persistent_timeout_s: Option<u32>,
+}
+
+impl LineEntry {
+    /// The stored HA1 for `alg` (never logged).
+    pub fn ha1(&self, alg: Algorithm) -> &str {
+        match alg {
+            Algorithm::Md5 => &self.ha1_md5,
+            Algorithm::Sha256 => &self.ha1_sha256,
+        }
+    }
+}
+
+/// What the edge's registrar limits are when a profile says nothing more specific.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub min_expires: u32,
+    pub max_expires: u32,
+}
+
+struct PhoneRec {
+    base: String,
+    overrides: Option<Box<PhoneSettings>>,
+    lines: Vec<LineCreds>,
+}
+
+struct LineCreds {
+    sip_user: String,
+    ha1_md5: String,
+    ha1_sha256: String,
+}
+
+/// What a change did to a phone's lines, so its bindings can follow.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Change {
+    /// The phone is gone: drop every binding.
+    pub removed: bool,
+    /// Lines (indexes) whose SIP user changed or that are gone: drop their bindings.
+    pub lines_gone: Vec<u32>,
+}
+
+/// The cache itself.
+pub struct CredentialCache {
+    limits: Limits,
+    by_user: HashMap<String, Arc<LineEntry>>,
+    phones: HashMap<Arc<str>, PhoneRec>,
+    bases: HashMap<String, (MetaBase, PhoneSettings)>,
+    base_phones: HashMap<String, HashSet<Arc<str>>>,
+}
+
+impl CredentialCache {
+    pub fn new(limits: Limits) -> Self {
+        CredentialCache {
+            limits,
+            by_user: HashMap::new(),
+            phones: HashMap::new(),
+            bases: HashMap::new(),
+            base_phones: HashMap::new(),
+        }
+    }
+
+    /// The line a SIP user belongs to.
+    pub fn lookup(&self, sip_user: &str) -> Option<Arc<LineEntry>> {
+        self.by_user.get(sip_user).cloned()
+    }
+
+    /// Number of registrable lines.
+    pub fn lines(&self) -> usize {
+        self.by_user.len()
+    }
+
+    /// The limits it was made with.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Ids of every known phone.
+    pub fn phone_ids(&self) -> HashSet<String> {
+        self.phones.keys().map(|k| k.to_string()).collect()
+    }
+
+    /// Whether a phone is known.
+    pub fn has_phone(&self, id: &str) -> bool {
+        self.phones.contains_key(id)
+    }
+
+    /// A phone was created or changed.
+    pub fn put_phone(&mut self, phone: &Phone) -> Change {
+        let id: Arc<str> = self
+            .phones
+            .get_key_value(phone.id.as_str())
+            .map(|(k, _)| k.clone())
+            .unwrap_or_else(|| Arc::from(phone.id.as_str()));
+        let old = self.phones.remove(&id);
+        let mut change = Change::default();
+        if let Some(old) = &old {
+            self.forget_lines(old);
+            if let Some(set) = self.base_phones.get_mut(&old.base) {
+                set.remove(&id);
+            }
+            for (i, l) in old.lines.iter().enumerate() {
+                if phone.lines.get(i).map(|n| &n.sip_user) != Some(&l.sip_user) {
+                    change.lines_gone.push(i as u32);
+                }
+            }
+        }
+        if phone.kind == PhoneKind::Remote as i32 {
+            change.removed = old.is_some();
+            return change;
+        }
+        let rec = PhoneRec {
+            base: phone.base_settings_id.clone(),
+            overrides: phone
+                .overrides
+                .as_ref()
+                .filter(|o| **o != PhoneSettings::default())
+                .map(|o| Box::new(o.clone())),
+            lines: phone
+                .lines
+                .iter()
+                .map(|l| {
+                    let c = l.credentials.clone().unwrap_or_default();
+                    LineCreds {
+                        sip_user: l.sip_user.clone(),
+                        ha1_md5: c.ha1_md5,
+                        ha1_sha256: c.ha1_sha256,
+                    }
+                })
+                .collect(),
+        };
+        self.base_phones
+            .entry(rec.base.clone())
+            .or_default()
+            .insert(id.clone());
+        self.index_lines(&id, &rec);
+        self.phones.insert(id, rec);
+        change
+    }
+
+    /// A phone was deleted.
+    pub fn remove_phone(&mut self, id: &str) -> Change {
+        let Some((id, old)) = self.phones.remove_entry(id) else {
+            return Change::default();
+        };
+        self.forget_lines(&old);
+        if let Some(set) = self.base_phones.get_mut(&old.base) {
+            set.remove(&id);
+        }
+        Change {
+            removed: true,
+            lines_gone: Vec::new(),
+        }
+    }
+
+    /// A profile was created or changed: its phones' limits follow.
+    pub fn put_base(&mut self, base: &BaseSettings) {
+        let meta = MetaBase::try_from(base.meta_base).unwrap_or(MetaBase::Unspecified);
+        self.bases.insert(
+            base.id.clone(),
+            (meta, base.settings.clone().unwrap_or_default()),
+        );
+        self.reindex_base(&base.id);
+    }
+
+    /// A profile was deleted (only possible when no phone uses it).
+    pub fn remove_base(&mut self, id: &str) {
+        self.bases.remove(id);
+        self.reindex_base(id);
+    }
+
+    fn reindex_base(&mut self, base: &str) {
+        let ids: Vec<Arc<str>> = self
+            .base_phones
+            .get(base)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for id in ids {
+            if let Some(rec) = self.phones.remove(&id) {
+                self.index_lines(&id, &rec);
+                self.phones.insert(id, rec);
+            }
+        }
+    }
+
+    fn forget_lines(&mut self, rec: &PhoneRec) {
+        for l in &rec.lines {
+            self.by_user.remove(&l.sip_user);
+        }
+    }
+
+    fn index_lines(&mut self, id: &Arc<str>, rec: &PhoneRec) {
+        let (meta, profile) = self
+            .bases
+            .get(&rec.base)
+            .cloned()
+            .unwrap_or((MetaBase::Unspecified, PhoneSettings::default()));
+        let s = effective(meta, &profile, rec.overrides.as_deref());
+        let period = s.registration_period_s.unwrap_or(3600);
+        let policy = Policy {
+            min_expires: self.limits.min_expires,
+            max_expires: self.limits.max_expires.max(self.limits.min_expires),
+            default_expires: period.clamp(self.limits.min_expires, self.limits.max_expires),
+            max_bindings: s.max_bindings.unwrap_or(10).max(1) as usize,
+        };
+        let persistent_timeout_s = s
+            .persistent_connection
+            .unwrap_or(false)
+            .then(|| s.persistent_connection_timeout_s.unwrap_or(300));
+        for (i, l) in rec.lines.iter().enumerate() {
+            if l.sip_user.is_empty() || l.ha1_md5.is_empty() {
+                continue;
+            }
+            self.by_user.insert(
+                l.sip_user.clone(),
+                Arc::new(LineEntry {
+                    phone_id: id.clone(),
+                    line_index: i as u32,
+                    sip_user: l.sip_user.clone(),
+                    ha1_md5: l.ha1_md5.clone(),
+                    ha1_sha256: l.ha1_sha256.clone(),
+                    policy,
+                    mwi: s.mwi_enabled.unwrap_or(false),
+                    persistent_timeout_s,
+                }),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::config::v1::{Line, StoredCredentials};
+
+    use super::*;
+
+    fn phone(id: &str, base: &str, users: &[(&str, &str)]) -> Phone {
+        Phone {
+            id: id.into(),
+            kind: PhoneKind::Unmanaged as i32,
+            base_settings_id: base.into(),
+            lines: users
+                .iter()
+                .map(|(u, h)| Line {
+                    sip_user: (*u).into(),
+                    credentials: Some(StoredCredentials {
+                        realm: "r".into(),
+                        ha1_md5: (*h).into(),
+                        ha1_sha256: format!("{h}{h}"),
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn base(id: &str, max_bindings: u32, mwi: bool) -> BaseSettings {
+        BaseSettings {
+            id: id.into(),
+            meta_base: MetaBase::GenericSip as i32,
+            settings: Some(PhoneSettings {
+                max_bindings: Some(max_bindings),
+                mwi_enabled: Some(mwi),
+                registration_period_s: Some(600),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn follows_phones_and_profiles() {
+        let mut c = CredentialCache::new(Limits {
+            min_expires: 60,
+            max_expires: 7200,
+        });
+        c.put_base(&base("b", 3, true));
+        assert_eq!(
+            c.put_phone(&phone("p1", "b", &[("u1", "h1"), ("u2", "h2")])),
+            Change::default()
+        );
+        let e = c.lookup("u2").unwrap();
+        assert_eq!(
+            (&*e.phone_id, e.line_index, e.ha1(Algorithm::Md5)),
+            ("p1", 1, "h2")
+        );
+        assert_eq!(e.ha1(Algorithm::Sha256), "h2h2");
+        assert_eq!(e.policy.max_bindings, 3);
+        assert_eq!(e.policy.default_expires, 600);
+        assert!(e.mwi);
+
+        // a password change replaces the hash; a renamed line is reported gone
+        let ch = c.put_phone(&phone("p1", "b", &[("u1", "h9"), ("u3", "h3")]));
+        assert_eq!(ch.lines_gone, vec![1]);
+        assert_eq!(c.lookup("u1").unwrap().ha1(Algorithm::Md5), "h9");
+        assert!(c.lookup("u2").is_none());
+
+        // a profile change reaches its phones
+        c.put_base(&base("b", 5, false));
+        let e = c.lookup("u3").unwrap();
+        assert_eq!((e.policy.max_bindings, e.mwi), (5, false));
+
+        // overrides win over the profile
+        let mut p = phone("p2", "b", &[("v1", "x")]);
+        p.overrides = Some(PhoneSettings {
+            max_bindings: Some(1),
+            ..Default::default()
+        });
+        c.put_phone(&p);
+        assert_eq!(c.lookup("v1").unwrap().policy.max_bindings, 1);
+
+        // delete
+        assert!(c.remove_phone("p1").removed);
+        assert!(c.lookup("u1").is_none() && c.lookup("u3").is_none());
+        assert!(!c.remove_phone("p1").removed);
+        assert_eq!(c.lines(), 1);
+
+        // remote phones have nothing to register
+        let mut r = phone("p2", "", &[]);
+        r.kind = PhoneKind::Remote as i32;
+        assert!(c.put_phone(&r).removed);
+        assert_eq!(c.lines(), 0);
+    }
+}

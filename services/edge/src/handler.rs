@@ -1,0 +1,488 @@
+//! The stateless part of the edge, run on the transport tasks: judge each message, answer
+//! what needs no phone state (errors, OPTIONS, challenges, failed authentication), and hand
+//! authenticated REGISTERs to the phone's actor. Unknown users get exactly the challenge and
+//! the 403 a known user with a wrong password gets, so users cannot be enumerated.
+
+use std::{
+    collections::HashMap,
+    hash::{Hash, Hasher},
+    net::SocketAddr,
+    sync::Arc,
+    time::Duration,
+};
+
+use dialtone_sip::{
+    Message, StartLine, Verdict,
+    digest::{DUMMY_HA1, NonceCheck, parse_authorization, verify},
+    header::{parse_name_addr, parse_via},
+    registration::from_message,
+    response::Source,
+};
+use parking_lot::{Mutex, RwLock};
+use tracing::warn;
+
+use crate::{
+    bans::Bans,
+    credentials::{CredentialCache, LineEntry},
+    directory::Directory,
+    metrics::{Reason, Stats},
+    phone::{Forget, Register, RegisterJob},
+    replies::{ALLOW, OutRequest, source},
+    settings::EdgeSettings,
+    transport::{Flows, Peer, Replier, Transport},
+    uac::Uac,
+    unix_ms,
+};
+
+/// The handler shared by every transport task.
+pub struct Handler {
+    pub(crate) cache: Arc<RwLock<CredentialCache>>,
+    pub(crate) directory: Arc<Directory>,
+    pub(crate) flows: Arc<Flows>,
+    pub(crate) uac: Arc<Uac>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) settings: Arc<EdgeSettings>,
+    pub(crate) bans: Bans,
+    /// Local address of each listener, for the Via and Contact of the edge's requests.
+    pub(crate) local: HashMap<Transport, SocketAddr>,
+    /// Phones registered over each connection-bound flow (WS/WSS), to drop their bindings
+    /// when it closes.
+    ws_phones: Mutex<HashMap<FlowKey, Vec<Arc<str>>>>,
+}
+
+type FlowKey = (Transport, SocketAddr);
+
+/// Why authentication did not let a request through: the bytes to answer.
+type Refusal = Vec<u8>;
+
+impl Handler {
+    pub(crate) fn new(
+        cache: Arc<RwLock<CredentialCache>>,
+        directory: Arc<Directory>,
+        flows: Arc<Flows>,
+        uac: Arc<Uac>,
+        stats: Arc<Stats>,
+        settings: Arc<EdgeSettings>,
+        local: HashMap<Transport, SocketAddr>,
+    ) -> Self {
+        Handler {
+            bans: Bans::new(settings.bans),
+            cache,
+            directory,
+            flows,
+            uac,
+            stats,
+            settings,
+            local,
+            ws_phones: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn flows(&self) -> &Arc<Flows> {
+        &self.flows
+    }
+
+    pub fn max_message_bytes(&self) -> usize {
+        self.settings.max_message_bytes
+    }
+
+    /// How long an idle stream stays open: a little longer than the longest registration.
+    pub fn stream_idle(&self) -> Duration {
+        Duration::from_secs(u64::from(self.settings.max_expires) + 60)
+    }
+
+    /// A connection closed: bindings that only lived on it (WS/WSS) go with it.
+    pub fn flow_closed(&self, t: Transport, addr: SocketAddr) {
+        if !t.connection_bound() {
+            return;
+        }
+        let Some(phones) = self.ws_phones.lock().remove(&(t, addr)) else {
+            return;
+        };
+        let source = format!("{}:{addr}", t.name());
+        for p in phones {
+            if let Some(a) = self.directory.get(&p) {
+                a.do_send(Forget {
+                    lines: None,
+                    source: Some(source.clone()),
+                });
+            }
+        }
+    }
+
+    /// Handles one message.
+    pub fn handle(&self, bytes: &[u8], peer: &Peer) {
+        let now_ms = unix_ms();
+        if self.bans.source_banned(peer.addr.ip(), now_ms) {
+            return;
+        }
+        let (msg, verdict) = dialtone_sip::judge(bytes);
+        let Some(m) = msg else {
+            // Too broken to answer (no Via to answer along): drop.
+            self.stats.malformed();
+            return;
+        };
+        let method = match &m.start {
+            StartLine::Response { .. } => {
+                if verdict == Verdict::Accept {
+                    self.uac.on_response(&m);
+                }
+                return;
+            }
+            StartLine::Request { method, .. } => method.clone(),
+        };
+        self.stats.request(&method);
+        let src = source(peer.addr);
+        let reply = response_replier(&m, peer);
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Drop { .. } => return,
+            Verdict::Reject { code, reason } => {
+                self.stats.malformed();
+                if method != "ACK" {
+                    let reason = sanitize_reason(&reason);
+                    reply.send(self.responder().reply(&m, &src, code, &reason, vec![]));
+                }
+                return;
+            }
+        }
+        match method.as_str() {
+            "REGISTER" => self.register(m, peer, src, reply, now_ms),
+            "OPTIONS" => {
+                let extra = vec![
+                    ("Allow", ALLOW.to_owned()),
+                    ("Accept", "application/sdp".to_owned()),
+                    ("Supported", "path, outbound".to_owned()),
+                ];
+                reply.send(self.responder().reply(&m, &src, 200, "", extra));
+            }
+            "SUBSCRIBE" => self.subscribe(m, peer, src, reply, now_ms),
+            "ACK" => {}
+            _ => {
+                let extra = vec![("Allow", ALLOW.to_owned())];
+                reply.send(self.responder().reply(&m, &src, 405, "", extra));
+            }
+        }
+    }
+
+    fn responder(&self) -> &crate::replies::Responder {
+        &self.directory.shared().responder
+    }
+
+    /// Digest authentication of a request for `user`: the line, or the answer to send.
+    fn authenticate(
+        &self,
+        m: &Message,
+        method: &str,
+        user: &str,
+        peer: &Peer,
+        src: &Source,
+        now_ms: u64,
+    ) -> Result<(Arc<LineEntry>, String, u32), Refusal> {
+        let now = now_ms / 1000;
+        let shared = self.directory.shared();
+        if self.bans.user_banned(user, now_ms) {
+            self.stats.rejected(Reason::Banned);
+            return Err(self
+                .responder()
+                .reply(m, src, 403, "Too many failed attempts", vec![]));
+        }
+        let creds = m
+            .all("authorization")
+            .filter_map(|v| parse_authorization(v).ok())
+            .find(|c| c.realm == self.settings.realm);
+        let Some(creds) = creds else {
+            return Err(shared.challenge(m, src, now, false));
+        };
+        match self.settings.nonce_key.check(
+            &creds.nonce,
+            now,
+            self.settings.nonce_lifetime.as_secs(),
+        ) {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale => return Err(shared.challenge(m, src, now, true)),
+            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, false)),
+        }
+        let (Some(alg), Some(nc)) = (creds.algorithm(), creds.nonce_count()) else {
+            return Err(shared.challenge(m, src, now, false));
+        };
+        if !self.settings.algorithms.contains(&alg) || creds.qop.as_deref() != Some("auth") {
+            return Err(shared.challenge(m, src, now, false));
+        }
+        let entry = self.cache.read().lookup(user);
+        // The same work whether or not the user exists.
+        let ha1 = entry.as_ref().map_or(DUMMY_HA1, |e| e.ha1(alg));
+        let matches = verify(alg, ha1, method, &creds);
+        match entry {
+            Some(e) if matches && creds.username == user && !ha1.is_empty() => {
+                Ok((e, creds.nonce, nc))
+            }
+            _ => {
+                let nb = self.bans.failure(peer.addr.ip(), user, now_ms);
+                if nb.source || nb.user {
+                    self.stats.banned();
+                    warn!(source = %peer.addr.ip(), user, by_source = nb.source, "authentication failures: temporary ban");
+                }
+                self.stats.rejected(Reason::BadCredentials);
+                Err(self.responder().reply(m, src, 403, "", vec![]))
+            }
+        }
+    }
+
+    fn register(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
+        let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
+        let user = match to.as_ref().map(|a| (&a.uri, a.uri.user.as_deref())) {
+            Some((uri, Some(u))) if uri.is_sip() => u.to_owned(),
+            _ => {
+                self.stats.rejected(Reason::UnknownDomain);
+                reply.send(self.responder().reply(
+                    &m,
+                    &src,
+                    404,
+                    "Not a SIP address-of-record",
+                    vec![],
+                ));
+                return;
+            }
+        };
+        let (entry, nonce, nc) = match self.authenticate(&m, "REGISTER", &user, peer, &src, now_ms)
+        {
+            Ok(x) => x,
+            Err(bytes) => {
+                reply.send(bytes);
+                return;
+            }
+        };
+        let req = match from_message(&m, &peer.source()) {
+            Ok(r) => r,
+            Err(why) => {
+                self.stats.rejected(Reason::Invalid);
+                reply.send(self.responder().reply(&m, &src, 400, why, vec![]));
+                return;
+            }
+        };
+        if peer.transport.connection_bound() {
+            let mut map = self.ws_phones.lock();
+            let list = map.entry((peer.transport, peer.addr)).or_default();
+            if !list.contains(&entry.phone_id) {
+                list.push(entry.phone_id.clone());
+            }
+        }
+        let txn = transaction_key(&m, peer.addr);
+        let addr = self.directory.get_or_start(&entry.phone_id);
+        addr.do_send(Register(Box::new(RegisterJob {
+            entry,
+            msg: m,
+            req,
+            nonce,
+            nc,
+            txn,
+            src,
+            reply,
+            transport: peer.transport,
+            idle: peer.idle.clone(),
+        })));
+    }
+
+    /// SUBSCRIBE: only `message-summary` (MWI) for an authenticated line with MWI on; the
+    /// 200 is followed by a NOTIFY of the current state (no voicemail behind the edge yet:
+    /// no messages waiting).
+    fn subscribe(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
+        let event = m
+            .get("event")
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim();
+        if !event.eq_ignore_ascii_case("message-summary") {
+            let extra = vec![("Allow-Events", "message-summary".to_owned())];
+            reply.send(self.responder().reply(&m, &src, 489, "", extra));
+            return;
+        }
+        let from = parse_name_addr(m.get("from").unwrap_or("")).ok();
+        let Some(user) = from.as_ref().and_then(|a| a.uri.user.clone()) else {
+            reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
+            return;
+        };
+        let entry = match self.authenticate(&m, "SUBSCRIBE", &user, peer, &src, now_ms) {
+            Ok((e, _, _)) => e,
+            Err(bytes) => {
+                reply.send(bytes);
+                return;
+            }
+        };
+        if !entry.mwi {
+            let extra = vec![("Allow-Events", "check-sync".to_owned())];
+            reply.send(
+                self.responder()
+                    .reply(&m, &src, 489, "MWI is off for this phone", extra),
+            );
+            return;
+        }
+        let expires = m
+            .get("expires")
+            .and_then(|e| e.trim().parse::<u32>().ok())
+            .unwrap_or(3600)
+            .min(self.settings.max_expires);
+        let local = self.local.get(&peer.transport).copied();
+        let contact = local.map_or_else(String::new, |a| {
+            format!(
+                "<sip:{}:{};transport={}>",
+                fmt_ip(a),
+                a.port(),
+                peer.transport.name()
+            )
+        });
+        let extra = vec![
+            ("Expires", expires.to_string()),
+            ("Contact", contact.clone()),
+        ];
+        reply.send(self.responder().reply(&m, &src, 200, "", extra));
+        let Some(target) = m
+            .get("contact")
+            .and_then(|c| parse_name_addr(c).ok())
+            .map(|a| a.uri_text)
+        else {
+            return;
+        };
+        let Some(local) = local else { return };
+        let to_tag = &self.responder().to_tag;
+        let from_hdr = format!("{};tag={to_tag}", m.get("to").unwrap_or(""));
+        let state = if expires == 0 {
+            "terminated;reason=timeout".to_owned()
+        } else {
+            format!("active;expires={expires}")
+        };
+        let body = format!(
+            "Messages-Waiting: no\r\nMessage-Account: sip:{user}@{}\r\n",
+            self.settings.realm
+        );
+        let via = format!(
+            "SIP/2.0/{} {}:{}",
+            peer.transport.via_name(),
+            fmt_ip(local),
+            local.port()
+        );
+        let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+        let notify = OutRequest {
+            method: "NOTIFY",
+            uri: &target,
+            via: &via,
+            branch: &branch,
+            from: &from_hdr,
+            to: m.get("from").unwrap_or(""),
+            call_id: m.get("call-id").unwrap_or(""),
+            cseq: 1,
+            extra: vec![
+                ("Event", "message-summary".into()),
+                ("Subscription-State", state),
+                ("Contact", contact),
+                ("Content-Type", "application/simple-message-summary".into()),
+            ],
+            body: body.as_bytes(),
+        };
+        reply.send(notify.to_bytes());
+    }
+}
+
+/// Where a response goes: over a stream, back on the connection; over UDP, to the source
+/// address when the Via asks for rport (RFC 3581) or names no other port, else to the
+/// source IP and the Via's port (RFC 3261 §18.2.2).
+fn response_replier(m: &Message, peer: &Peer) -> Replier {
+    if let Replier::Udp { socket, to } = &peer.replier {
+        let via = m
+            .get("via")
+            .and_then(|v| dialtone_sip::header::split_list(v).first().copied())
+            .and_then(|v| parse_via(v).ok());
+        if let Some(v) = via {
+            let rport = v.params.iter().any(|(n, _)| n == "rport");
+            if let (false, Some(port)) = (rport, v.port) {
+                return Replier::Udp {
+                    socket: socket.clone(),
+                    to: SocketAddr::new(to.ip(), port),
+                };
+            }
+        }
+    }
+    peer.replier.clone()
+}
+
+/// Identifies a server transaction: top Via branch, source and method (RFC 3261 §17.2.3).
+fn transaction_key(m: &Message, from: SocketAddr) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let branch = m
+        .get("via")
+        .and_then(|v| dialtone_sip::header::split_list(v).first().copied())
+        .and_then(|v| parse_via(v).ok())
+        .and_then(|v| v.param("branch").map(str::to_owned))
+        .unwrap_or_default();
+    branch.hash(&mut h);
+    from.hash(&mut h);
+    m.get("call-id").hash(&mut h);
+    m.get("cseq").hash(&mut h);
+    h.finish()
+}
+
+/// An IP for a SIP URI or Via (IPv6 in brackets).
+pub(crate) fn fmt_ip(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v) => v.ip().to_string(),
+        SocketAddr::V6(v) => format!("[{}]", v.ip()),
+    }
+}
+
+/// A reason phrase must not break the status line.
+fn sanitize_reason(r: &str) -> String {
+    let s: String = r
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(120)
+        .collect();
+    let mut out = String::with_capacity(s.len());
+    let mut first = true;
+    for w in s.split_whitespace() {
+        if !first {
+            out.push(' ');
+        }
+        first = false;
+        if let Some(c) = w.chars().next().filter(|_| out.is_empty()) {
+            out.extend(c.to_uppercase());
+            out.push_str(&w[c.len_utf8()..]);
+        } else {
+            out.push_str(w);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_stay_on_one_line() {
+        let cases = [
+            ("missing via", "Missing via"),
+            ("bad\r\nInjected: x", "Bad Injected: x"),
+            ("", ""),
+        ];
+        for (input, want) in cases {
+            assert_eq!(sanitize_reason(input), want);
+        }
+    }
+
+    #[test]
+    fn transactions_are_told_apart() {
+        let msg = |branch: &str, cseq: u32| {
+            dialtone_sip::parse(format!("REGISTER sip:e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch={branch}\r\nFrom: <sip:u@e>;tag=1\r\nTo: <sip:u@e>\r\nCall-ID: c\r\nCSeq: {cseq} REGISTER\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap()
+        };
+        let a: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let b: SocketAddr = "127.0.0.1:5061".parse().unwrap();
+        let k = transaction_key(&msg("z9hG4bK1", 1), a);
+        assert_eq!(k, transaction_key(&msg("z9hG4bK1", 1), a));
+        assert_ne!(k, transaction_key(&msg("z9hG4bK2", 1), a));
+        assert_ne!(k, transaction_key(&msg("z9hG4bK1", 2), a));
+        assert_ne!(k, transaction_key(&msg("z9hG4bK1", 1), b));
+    }
+}

@@ -1,0 +1,263 @@
+//! The Dialtone SIP edge: a registrar over UDP, TCP, TLS, WS and WSS.
+//!
+//! Layout, in the manner of mini-redis (pure parsing, state and IO apart):
+//! - pure SIP lives in `dialtone-sip` (parsing, verdicts, digest, the binding reducer);
+//! - [`credentials`] is the cache state, [`credentials_sync`] the watch that feeds it;
+//! - [`handler`] answers what needs no phone state, on the transport tasks;
+//! - [`phone`] is one actix actor per phone (bindings, nonce counts, timers), sharded over
+//!   the arbiters of [`directory`];
+//! - [`publisher`] writes bindings to the store off the REGISTER path;
+//! - [`transport`] holds the sockets; [`api`] the gRPC control service.
+
+pub mod api;
+pub mod bans;
+pub mod credentials;
+pub mod credentials_sync;
+pub mod directory;
+pub mod error;
+pub mod handler;
+pub mod metrics;
+pub mod phone;
+pub mod publisher;
+pub mod replies;
+pub mod settings;
+pub mod transport;
+pub mod uac;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::Path,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use dialtone_auth::Tokens;
+use dialtone_store::{Store, lifecycle::NodeLease};
+use parking_lot::RwLock;
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::{info, warn};
+
+pub use error::EdgeError;
+pub use settings::{BanPolicy, EdgeSettings, Listeners};
+pub use transport::Transport;
+
+use crate::{
+    credentials::{CredentialCache, Limits},
+    directory::{Directory, SharedParts},
+    handler::Handler,
+    metrics::Stats,
+    replies::Responder,
+    transport::Flows,
+    uac::Uac,
+};
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A running edge.
+pub struct Edge {
+    handler: Arc<Handler>,
+    ready: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    addresses: HashMap<Transport, SocketAddr>,
+    node_id: String,
+}
+
+impl Edge {
+    /// Binds every listener, loads the credentials cache, and starts serving.
+    /// `data_dir` receives a generated self-signed certificate when TLS or WSS listens
+    /// without one (dev mode).
+    pub async fn start(
+        settings: EdgeSettings,
+        store: Store,
+        lease: Arc<NodeLease>,
+        data_dir: &Path,
+    ) -> Result<Self, EdgeError> {
+        settings.validate()?;
+        let l = settings.listeners.clone();
+        let mut addresses = HashMap::new();
+        let udp = match l.udp {
+            Some(a) => {
+                let s = transport::udp::bind(a).await?;
+                addresses.insert(Transport::Udp, s.local_addr().unwrap_or(a));
+                Some(s)
+            }
+            None => None,
+        };
+        let mut streams = Vec::new();
+        for (t, addr, flag) in [
+            (Transport::Tcp, l.tcp, "--sip-tcp"),
+            (Transport::Tls, l.tls, "--sip-tls"),
+            (Transport::Ws, l.ws, "--sip-ws"),
+            (Transport::Wss, l.wss, "--sip-wss"),
+        ] {
+            if let Some(a) = addr {
+                let listener = transport::stream::bind(flag, a).await?;
+                addresses.insert(t, listener.local_addr().unwrap_or(a));
+                streams.push((t, listener));
+            }
+        }
+        let tls = if l.tls.is_some() || l.wss.is_some() {
+            let (cert, key) = match (&settings.tls_cert, &settings.tls_key) {
+                (Some(c), Some(k)) => (c.clone(), k.clone()),
+                _ => transport::tls::dev_pair(&data_dir.join("tls"))?,
+            };
+            Some(transport::tls::acceptor(&cert, &key)?)
+        } else {
+            None
+        };
+
+        let stats = Arc::new(Stats::default());
+        let cache = Arc::new(RwLock::new(CredentialCache::new(Limits {
+            min_expires: settings.min_expires,
+            max_expires: settings.max_expires,
+        })));
+        let revision = loop {
+            match credentials_sync::load(&store, &cache).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    warn!(error = %e, "loading credentials failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        };
+        info!(lines = cache.read().lines(), "credentials cache loaded");
+
+        let (publisher, publisher_task) = publisher::spawn(store.clone(), lease.clone());
+        let directory = Arc::new(Directory::start(
+            settings.shards,
+            SharedParts {
+                node_id: settings.node_id.clone(),
+                realm: settings.realm.clone(),
+                publisher,
+                responder: Responder {
+                    to_tag: format!("{:08x}", rand::random::<u32>()),
+                    server: settings.server_header.clone(),
+                },
+                nonce_key: settings.nonce_key.clone(),
+                nonce_lifetime_s: settings.nonce_lifetime.as_secs(),
+                algorithms: settings.algorithms.clone(),
+                stats: stats.clone(),
+            },
+        ));
+        let ready = Arc::new(AtomicBool::new(true));
+        let mut tasks = vec![
+            publisher_task,
+            credentials_sync::spawn(
+                store.clone(),
+                cache.clone(),
+                directory.clone(),
+                revision,
+                ready.clone(),
+            ),
+            republish_on_new_lease(lease.clone(), directory.clone()),
+        ];
+        let flows = Arc::new(Flows::default());
+        if let Some(s) = &udp {
+            flows.set_udp(s.clone());
+        }
+        let settings = Arc::new(settings);
+        let handler = Arc::new(Handler::new(
+            cache,
+            directory,
+            flows,
+            Arc::new(Uac::default()),
+            stats,
+            settings.clone(),
+            addresses.clone(),
+        ));
+        let (stop, stop_rx) = watch::channel(false);
+        if let Some(s) = udp {
+            tasks.extend(transport::udp::serve(
+                s,
+                handler.clone(),
+                settings.shards.max(2),
+                stop_rx.clone(),
+            ));
+        }
+        for (t, listener) in streams {
+            let h = handler.clone();
+            let task = match t {
+                Transport::Tcp => transport::stream::serve(listener, None, h, stop_rx.clone()),
+                Transport::Tls => {
+                    transport::stream::serve(listener, tls.clone(), h, stop_rx.clone())
+                }
+                Transport::Ws => transport::ws::serve(listener, None, h, stop_rx.clone()),
+                Transport::Wss => transport::ws::serve(listener, tls.clone(), h, stop_rx.clone()),
+                Transport::Udp => unreachable!("udp is not a stream"),
+            };
+            tasks.push(task);
+        }
+        Ok(Edge {
+            handler,
+            ready,
+            stop,
+            tasks,
+            addresses,
+            node_id: settings.node_id.clone(),
+        })
+    }
+
+    /// The gRPC control service.
+    pub fn api(
+        &self,
+        tokens: Arc<Tokens>,
+    ) -> dialtone_proto::edge::v1::edge_service_server::EdgeServiceServer<api::EdgeApi> {
+        api::EdgeApi::new(self.handler.clone(), tokens).into_server()
+    }
+
+    /// Ready when it can authenticate phones (the credentials cache is current).
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Where each transport listens.
+    pub fn addresses(&self) -> &HashMap<Transport, SocketAddr> {
+        &self.addresses
+    }
+
+    /// Prometheus text for the admin port.
+    pub fn metrics(&self) -> String {
+        let h = &self.handler;
+        let lines = h.cache.read().lines();
+        h.stats
+            .render(&self.node_id, lines, h.bans.active(unix_ms()))
+    }
+
+    /// Stops listening and stops the actors (bindings vanish with the lease revoke).
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.handler.directory.stop();
+    }
+}
+
+/// After the node re-registered on a new lease its old binding keys are gone: every actor
+/// writes its bindings again.
+fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> JoinHandle<()> {
+    let mut generation = lease.generation();
+    tokio::spawn(async move {
+        while generation.changed().await.is_ok() {
+            let actors = directory.all();
+            info!(
+                actors = actors.len(),
+                "republishing bindings on the new lease"
+            );
+            for a in actors {
+                a.do_send(phone::Republish);
+            }
+        }
+    })
+}

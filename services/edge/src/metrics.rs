@@ -1,0 +1,173 @@
+//! The edge's counters and gauges, rendered as Prometheus text on the admin port's
+//! `/metrics`. Plain atomics: the REGISTER path only increments.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+/// Why a registration was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reason {
+    BadCredentials,
+    Banned,
+    Replay,
+    IntervalTooBrief,
+    Invalid,
+    OutOfOrder,
+    TooManyBindings,
+    UnknownDomain,
+}
+
+impl Reason {
+    const ALL: [Reason; 8] = [
+        Reason::BadCredentials,
+        Reason::Banned,
+        Reason::Replay,
+        Reason::IntervalTooBrief,
+        Reason::Invalid,
+        Reason::OutOfOrder,
+        Reason::TooManyBindings,
+        Reason::UnknownDomain,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Reason::BadCredentials => "bad_credentials",
+            Reason::Banned => "banned",
+            Reason::Replay => "replay",
+            Reason::IntervalTooBrief => "interval_too_brief",
+            Reason::Invalid => "invalid",
+            Reason::OutOfOrder => "out_of_order",
+            Reason::TooManyBindings => "too_many_bindings",
+            Reason::UnknownDomain => "unknown_domain",
+        }
+    }
+}
+
+/// SIP methods counted by name; others count as "other".
+const METHODS: [&str; 8] = [
+    "REGISTER",
+    "OPTIONS",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+];
+
+#[derive(Default)]
+pub struct Stats {
+    requests: [AtomicU64; METHODS.len() + 1],
+    malformed: AtomicU64,
+    registered: AtomicU64,
+    rejected: [AtomicU64; Reason::ALL.len()],
+    challenges: AtomicU64,
+    retransmissions: AtomicU64,
+    bans: AtomicU64,
+    bindings: AtomicI64,
+    phones: AtomicI64,
+}
+
+impl Stats {
+    pub fn request(&self, method: &str) {
+        let i = METHODS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHODS.len());
+        self.requests[i].fetch_add(1, Relaxed);
+    }
+    pub fn malformed(&self) {
+        self.malformed.fetch_add(1, Relaxed);
+    }
+    pub fn registered(&self) {
+        self.registered.fetch_add(1, Relaxed);
+    }
+    pub fn rejected(&self, r: Reason) {
+        let i = Reason::ALL.iter().position(|x| *x == r).unwrap_or(0);
+        self.rejected[i].fetch_add(1, Relaxed);
+    }
+    pub fn challenge(&self) {
+        self.challenges.fetch_add(1, Relaxed);
+    }
+    pub fn retransmission(&self) {
+        self.retransmissions.fetch_add(1, Relaxed);
+    }
+    pub fn banned(&self) {
+        self.bans.fetch_add(1, Relaxed);
+    }
+    pub fn bindings_changed(&self, d: i64) {
+        self.bindings.fetch_add(d, Relaxed);
+    }
+    pub fn phones_changed(&self, d: i64) {
+        self.phones.fetch_add(d, Relaxed);
+    }
+    /// Registered phones (with at least one binding here).
+    pub fn phones(&self) -> i64 {
+        self.phones.load(Relaxed)
+    }
+    pub fn bindings(&self) -> i64 {
+        self.bindings.load(Relaxed)
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, node: &str, lines_cached: usize, active_bans: (usize, usize)) -> String {
+        let mut o = String::new();
+        o.push_str("# TYPE dialtone_sip_requests_total counter\n");
+        for (i, m) in METHODS.iter().chain(["other"].iter()).enumerate() {
+            o.push_str(&format!(
+                "dialtone_sip_requests_total{{node=\"{node}\",method=\"{m}\"}} {}\n",
+                self.requests[i].load(Relaxed)
+            ));
+        }
+        o.push_str(&format!(
+            "# TYPE dialtone_sip_malformed_total counter\ndialtone_sip_malformed_total{{node=\"{node}\"}} {}\n",
+            self.malformed.load(Relaxed)
+        ));
+        o.push_str(&format!(
+            "# TYPE dialtone_registrations_accepted_total counter\ndialtone_registrations_accepted_total{{node=\"{node}\"}} {}\n",
+            self.registered.load(Relaxed)
+        ));
+        o.push_str("# TYPE dialtone_registrations_rejected_total counter\n");
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            o.push_str(&format!(
+                "dialtone_registrations_rejected_total{{node=\"{node}\",reason=\"{}\"}} {}\n",
+                r.label(),
+                self.rejected[i].load(Relaxed)
+            ));
+        }
+        for (name, kind, v) in [
+            (
+                "dialtone_auth_challenges_total",
+                "counter",
+                self.challenges.load(Relaxed) as i64,
+            ),
+            (
+                "dialtone_sip_retransmissions_absorbed_total",
+                "counter",
+                self.retransmissions.load(Relaxed) as i64,
+            ),
+            (
+                "dialtone_auth_bans_total",
+                "counter",
+                self.bans.load(Relaxed) as i64,
+            ),
+            ("dialtone_edge_bindings", "gauge", self.bindings()),
+            ("dialtone_edge_registered_phones", "gauge", self.phones()),
+            ("dialtone_edge_cached_lines", "gauge", lines_cached as i64),
+            (
+                "dialtone_auth_active_source_bans",
+                "gauge",
+                active_bans.0 as i64,
+            ),
+            (
+                "dialtone_auth_active_user_bans",
+                "gauge",
+                active_bans.1 as i64,
+            ),
+        ] {
+            o.push_str(&format!(
+                "# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {v}\n"
+            ));
+        }
+        o
+    }
+}

@@ -1,0 +1,466 @@
+//! One actix actor per phone: it owns the phone's bindings (per line), nonce counts, its
+//! expiry timer and the last transaction it answered. Actors live while their phone has
+//! bindings or a nonce it could still replay, then stop; the [`crate::directory`] starts
+//! them on demand on one of several arbiters.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicU64, Ordering},
+};
+
+use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use dialtone_proto::edge::v1 as pb;
+use dialtone_sip::{
+    Message as SipMessage,
+    digest::NonceCounts,
+    registration::{Binding, Outcome, Register as RegisterReq, register},
+    response::Source,
+};
+use prost::Message as _;
+
+use crate::{
+    credentials::LineEntry,
+    directory::ActorShared,
+    metrics::Reason,
+    transport::{Replier, Transport},
+    unix_ms,
+};
+
+/// Retransmissions of a request are recognised for 64×T1 (RFC 3261 §17.2.2, Timer J).
+const TXN_MEMORY_S: u64 = 32;
+
+struct LineState {
+    index: u32,
+    sip_user: String,
+    bindings: Vec<Binding>,
+    /// When the binding key was last written (its stored expiry is refreshed lazily).
+    published_at: u64,
+    /// Half the registration period: how stale the stored expiry may get.
+    republish_after: u64,
+}
+
+struct LastTxn {
+    key: u64,
+    line: u32,
+    at: u64,
+    /// The final response when it was not a 200 (a 200 is rebuilt from the bindings).
+    error: Option<Vec<u8>>,
+}
+
+/// The actor.
+pub struct PhoneActor {
+    id: Arc<str>,
+    shared: Arc<ActorShared>,
+    lines: Vec<LineState>,
+    nonce_counts: NonceCounts,
+    last: Option<Box<LastTxn>>,
+    /// Unix second the expiry sweep is scheduled for (0: none).
+    timer_at: u64,
+    last_activity: u64,
+    idle_check: bool,
+}
+
+impl PhoneActor {
+    pub fn new(id: Arc<str>, shared: Arc<ActorShared>) -> Self {
+        PhoneActor {
+            id,
+            shared,
+            lines: Vec::new(),
+            nonce_counts: NonceCounts::default(),
+            last: None,
+            timer_at: 0,
+            last_activity: unix_ms() / 1000,
+            idle_check: false,
+        }
+    }
+
+    fn contacts(&self) -> usize {
+        self.lines.iter().map(|l| l.bindings.len()).sum()
+    }
+
+    fn publish(&mut self, pos: usize, now: u64) {
+        let line = &mut self.lines[pos];
+        line.published_at = now;
+        let key = format!(
+            "bindings/{}/{}/{}",
+            self.id, line.index, self.shared.node_id
+        );
+        if line.bindings.is_empty() {
+            self.shared.publisher.delete(key);
+        } else {
+            let b = to_proto(&self.id, line, &self.shared.node_id);
+            self.shared.publisher.put(key, b.encode_to_vec());
+        }
+    }
+
+    fn line_pos(&mut self, index: u32, sip_user: &str) -> usize {
+        if let Some(p) = self.lines.iter().position(|l| l.index == index) {
+            if self.lines[p].sip_user != sip_user {
+                // The line was given another user: its old bindings are not this user's.
+                let dropped = self.lines[p].bindings.len();
+                self.lines[p].bindings.clear();
+                self.lines[p].sip_user = sip_user.to_owned();
+                self.shared.stats.bindings_changed(-(dropped as i64));
+            }
+            return p;
+        }
+        self.lines.push(LineState {
+            index,
+            sip_user: sip_user.to_owned(),
+            bindings: Vec::new(),
+            published_at: 0,
+            republish_after: 0,
+        });
+        self.lines.len() - 1
+    }
+
+    /// Applies a contact-count change to the gauges.
+    fn account(&self, before: usize) {
+        let after = self.contacts();
+        self.shared
+            .stats
+            .bindings_changed(after as i64 - before as i64);
+        match (before, after) {
+            (0, a) if a > 0 => self.shared.stats.phones_changed(1),
+            (b, 0) if b > 0 => self.shared.stats.phones_changed(-1),
+            _ => {}
+        }
+    }
+
+    /// Schedules the expiry sweep for the earliest binding, or the idle stop.
+    fn schedule(&mut self, ctx: &mut Context<Self>, now: u64) {
+        let earliest = self
+            .lines
+            .iter()
+            .flat_map(|l| l.bindings.iter().map(|b| b.expires_at))
+            .min();
+        match earliest {
+            Some(at) if self.timer_at == 0 || at < self.timer_at => {
+                self.timer_at = at;
+                let wait = std::time::Duration::from_millis(at.saturating_sub(now) * 1000 + 200);
+                ctx.run_later(wait, |a, ctx| {
+                    a.timer_at = 0;
+                    a.sweep(ctx);
+                });
+            }
+            Some(_) => {}
+            None if !self.idle_check => {
+                self.idle_check = true;
+                let wait = std::time::Duration::from_secs(self.shared.nonce_lifetime_s + 1);
+                ctx.run_later(wait, |a, ctx| {
+                    a.idle_check = false;
+                    let now = unix_ms() / 1000;
+                    if a.contacts() == 0 {
+                        if now.saturating_sub(a.last_activity) > a.shared.nonce_lifetime_s {
+                            ctx.stop();
+                        } else {
+                            a.schedule(ctx, now);
+                        }
+                    }
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Removes expired bindings.
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        let now = unix_ms() / 1000;
+        let before = self.contacts();
+        for pos in 0..self.lines.len() {
+            let n = self.lines[pos].bindings.len();
+            self.lines[pos].bindings.retain(|b| b.expires_at > now);
+            if self.lines[pos].bindings.len() != n {
+                self.publish(pos, now);
+            }
+        }
+        self.account(before);
+        self.schedule(ctx, now);
+    }
+
+    fn forget(&mut self, lines: Option<&[u32]>, source: Option<&str>, now: u64) -> u32 {
+        let before = self.contacts();
+        for pos in 0..self.lines.len() {
+            if lines.is_some_and(|l| !l.contains(&self.lines[pos].index)) {
+                continue;
+            }
+            let n = self.lines[pos].bindings.len();
+            match source {
+                Some(s) => self.lines[pos].bindings.retain(|b| b.source != s),
+                None => self.lines[pos].bindings.clear(),
+            }
+            if self.lines[pos].bindings.len() != n {
+                self.publish(pos, now);
+            }
+        }
+        self.account(before);
+        (before - self.contacts()) as u32
+    }
+}
+
+impl Actor for PhoneActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // A burst of REGISTERs for one phone queues instead of being refused.
+        ctx.set_mailbox_capacity(64);
+        self.schedule(ctx, unix_ms() / 1000);
+    }
+
+    fn stopped(&mut self, ctx: &mut Context<Self>) {
+        self.shared.forget_actor(&self.id, &ctx.address());
+    }
+}
+
+/// An authenticated REGISTER for one line of the phone.
+pub struct RegisterJob {
+    pub entry: Arc<LineEntry>,
+    pub msg: SipMessage,
+    pub req: RegisterReq,
+    pub nonce: String,
+    pub nc: u32,
+    /// Identifies the transaction (branch, source, method) for retransmissions.
+    pub txn: u64,
+    pub src: Source,
+    pub reply: Replier,
+    pub transport: Transport,
+    pub idle: Option<Arc<AtomicU64>>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Register(pub Box<RegisterJob>);
+
+impl Handler<Register> for PhoneActor {
+    type Result = ();
+
+    fn handle(&mut self, Register(job): Register, ctx: &mut Context<Self>) -> Self::Result {
+        let now = unix_ms() / 1000;
+        self.last_activity = now;
+        let sh = self.shared.clone();
+        if let Some(last) = self
+            .last
+            .as_deref()
+            .filter(|l| l.key == job.txn && now.saturating_sub(l.at) <= TXN_MEMORY_S)
+        {
+            {
+                let bytes = match &last.error {
+                    Some(b) => b.clone(),
+                    None => {
+                        let bindings = self
+                            .lines
+                            .iter()
+                            .find(|l| l.index == last.line)
+                            .map(|l| l.bindings.as_slice())
+                            .unwrap_or(&[]);
+                        sh.responder
+                            .register_ok(&job.msg, &job.src, bindings, now, false)
+                    }
+                };
+                sh.stats.retransmission();
+                job.reply.send(bytes);
+                return;
+            }
+        }
+        if !self
+            .nonce_counts
+            .accept(&job.nonce, job.nc, now, sh.nonce_lifetime_s)
+        {
+            // A replayed nonce count: challenge again (a real phone just retries).
+            sh.stats.rejected(Reason::Replay);
+            job.reply.send(sh.challenge(&job.msg, &job.src, now, false));
+            return;
+        }
+        let before = self.contacts();
+        let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user);
+        let policy = job.entry.policy;
+        let line = &mut self.lines[pos];
+        let (bytes, ok) = match register(&line.bindings, &job.req, &policy, now) {
+            Outcome::Ok { bindings, changed } => {
+                line.bindings = bindings;
+                line.republish_after = u64::from(policy.default_expires / 2);
+                let outbound = matches!(&job.req.contacts,
+                    dialtone_sip::registration::Contacts::List(l) if l.iter().any(|c| c.reg_id.is_some()));
+                let bytes =
+                    sh.responder
+                        .register_ok(&job.msg, &job.src, &line.bindings, now, outbound);
+                if changed || now >= line.published_at + line.republish_after {
+                    self.publish(pos, now);
+                }
+                if let (Some(idle), Some(t), true) = (
+                    &job.idle,
+                    job.entry.persistent_timeout_s,
+                    job.transport.connection_bound(),
+                ) {
+                    idle.store(u64::from(t), Ordering::Relaxed);
+                }
+                sh.stats.registered();
+                (bytes, true)
+            }
+            Outcome::IntervalTooBrief { min_expires } => {
+                sh.stats.rejected(Reason::IntervalTooBrief);
+                let b = sh.responder.reply(
+                    &job.msg,
+                    &job.src,
+                    423,
+                    "",
+                    vec![("Min-Expires", min_expires.to_string())],
+                );
+                (b, false)
+            }
+            Outcome::Invalid(why) => {
+                sh.stats.rejected(Reason::Invalid);
+                (
+                    sh.responder.reply(&job.msg, &job.src, 400, why, vec![]),
+                    false,
+                )
+            }
+            Outcome::OutOfOrder => {
+                sh.stats.rejected(Reason::OutOfOrder);
+                let b = sh.responder.reply(
+                    &job.msg,
+                    &job.src,
+                    400,
+                    "CSeq not higher than the binding's",
+                    vec![],
+                );
+                (b, false)
+            }
+            Outcome::TooManyBindings { max } => {
+                sh.stats.rejected(Reason::TooManyBindings);
+                let reason = format!("Too many registered contacts (at most {max})");
+                (
+                    sh.responder.reply(&job.msg, &job.src, 403, &reason, vec![]),
+                    false,
+                )
+            }
+        };
+        self.last = Some(Box::new(LastTxn {
+            key: job.txn,
+            line: job.entry.line_index,
+            at: now,
+            error: (!ok).then(|| bytes.clone()),
+        }));
+        job.reply.send(bytes);
+        self.account(before);
+        self.schedule(ctx, now);
+    }
+}
+
+/// The phone's bindings on this edge, as published.
+#[derive(Message)]
+#[rtype(result = "Vec<pb::Binding>")]
+pub struct ListBindings;
+
+impl Handler<ListBindings> for PhoneActor {
+    type Result = MessageResult<ListBindings>;
+
+    fn handle(&mut self, _: ListBindings, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.lines
+                .iter()
+                .filter(|l| !l.bindings.is_empty())
+                .map(|l| to_proto(&self.id, l, &self.shared.node_id))
+                .collect(),
+        )
+    }
+}
+
+/// Drops bindings: all, those of some lines, or those learned over one flow.
+#[derive(Message)]
+#[rtype(result = "u32")]
+pub struct Forget {
+    pub lines: Option<Vec<u32>>,
+    pub source: Option<String>,
+}
+
+impl Handler<Forget> for PhoneActor {
+    type Result = u32;
+
+    fn handle(&mut self, f: Forget, ctx: &mut Context<Self>) -> u32 {
+        let now = unix_ms() / 1000;
+        let n = self.forget(f.lines.as_deref(), f.source.as_deref(), now);
+        self.schedule(ctx, now);
+        n
+    }
+}
+
+/// Writes every line again (after the node re-registered on a new lease).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Republish;
+
+impl Handler<Republish> for PhoneActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Republish, _: &mut Context<Self>) {
+        let now = unix_ms() / 1000;
+        for pos in 0..self.lines.len() {
+            if !self.lines[pos].bindings.is_empty() {
+                self.publish(pos, now);
+            }
+        }
+    }
+}
+
+/// A registered contact the edge can send a request to.
+#[derive(Clone, Debug)]
+pub struct Reachable {
+    pub sip_user: String,
+    pub uri: String,
+    pub source: String,
+}
+
+/// Every registered contact of the phone.
+#[derive(Message)]
+#[rtype(result = "Vec<Reachable>")]
+pub struct Contacts;
+
+impl Handler<Contacts> for PhoneActor {
+    type Result = MessageResult<Contacts>;
+
+    fn handle(&mut self, _: Contacts, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.lines
+                .iter()
+                .flat_map(|l| {
+                    l.bindings.iter().map(|b| Reachable {
+                        sip_user: l.sip_user.clone(),
+                        uri: b.uri.clone(),
+                        source: b.source.clone(),
+                    })
+                })
+                .collect(),
+        )
+    }
+}
+
+fn to_proto(phone: &str, line: &LineState, node: &str) -> pb::Binding {
+    pb::Binding {
+        phone_id: phone.to_owned(),
+        line_index: line.index,
+        sip_user: line.sip_user.clone(),
+        node_id: node.to_owned(),
+        contacts: line
+            .bindings
+            .iter()
+            .map(|b| {
+                let (t, addr) = b.source.split_once(':').unwrap_or(("", &b.source));
+                pb::Contact {
+                    uri: b.uri.clone(),
+                    expires_at_s: b.expires_at as i64,
+                    instance: b.instance.clone().unwrap_or_default(),
+                    reg_id: b.reg_id.unwrap_or(0),
+                    path: b.path.clone(),
+                    transport: Transport::from_name(t)
+                        .map(|t| t.proto() as i32)
+                        .unwrap_or(0),
+                    source: addr.to_owned(),
+                    user_agent: b.user_agent.clone().unwrap_or_default(),
+                    q: b.q.clone().unwrap_or_default(),
+                }
+            })
+            .collect(),
+        updated_at_ms: unix_ms() as i64,
+    }
+}

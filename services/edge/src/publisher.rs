@@ -1,0 +1,92 @@
+//! Publishes bindings to `bindings/{phone}/{line}/{node}` on the node's lease, off the
+//! REGISTER path: phone actors queue changes, this task coalesces them by key (the latest
+//! wins) and writes them in transactions of at most the store's op limit. When the store is
+//! unreachable, changes wait and are retried; nothing a phone was told is re-ordered.
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use dialtone_store::{MAX_TXN_OPS, Op, Store, lifecycle::NodeLease};
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::{info, warn};
+
+/// A queued change: a value to put, or `None` to delete.
+type Change = (String, Option<Vec<u8>>);
+
+/// The handle phone actors publish through.
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    tx: mpsc::UnboundedSender<Change>,
+}
+
+impl Publisher {
+    pub fn put(&self, key: String, value: Vec<u8>) {
+        let _ = self.tx.send((key, Some(value)));
+    }
+
+    pub fn delete(&self, key: String) {
+        let _ = self.tx.send((key, None));
+    }
+}
+
+/// Most changes taken off the queue before writing.
+const DRAIN: usize = 8 * MAX_TXN_OPS;
+
+/// Starts the publishing task.
+pub fn spawn(store: Store, lease: Arc<NodeLease>) -> (Publisher, JoinHandle<()>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+    let task = tokio::spawn(async move {
+        let mut pending: HashMap<String, Option<Vec<u8>>> = HashMap::new();
+        let mut failing = false;
+        loop {
+            if pending.is_empty() {
+                match rx.recv().await {
+                    Some((k, v)) => {
+                        pending.insert(k, v);
+                    }
+                    None => return,
+                }
+            }
+            while pending.len() < DRAIN {
+                match rx.try_recv() {
+                    Ok((k, v)) => {
+                        pending.insert(k, v);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let keys: Vec<String> = pending.keys().take(MAX_TXN_OPS).cloned().collect();
+            let lease_id = lease.lease_id();
+            let ops: Vec<Op> = keys
+                .iter()
+                .map(|k| match &pending[k] {
+                    Some(v) => Op::Put {
+                        key: k.clone(),
+                        value: v.clone(),
+                        lease: Some(lease_id),
+                    },
+                    None => Op::Delete(k.clone()),
+                })
+                .collect();
+            match store.txn(Vec::new(), ops).await {
+                Ok(_) => {
+                    for k in &keys {
+                        pending.remove(k);
+                    }
+                    if failing {
+                        info!("binding publication resumed");
+                        failing = false;
+                    }
+                }
+                Err(e) => {
+                    if !failing {
+                        warn!(error = %e, pending = pending.len(), "binding publication failed; retrying");
+                        failing = true;
+                    }
+                    // Keep taking changes meanwhile so the latest value wins when it returns.
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+    });
+    (Publisher { tx }, task)
+}

@@ -1,0 +1,209 @@
+//! The edge's responses and requests as bytes: pure builders over the sip crate's
+//! [`dialtone_sip::response::build`], adding what every answer of this edge carries.
+
+use std::time::SystemTime;
+
+use dialtone_sip::{
+    Message,
+    digest::{Algorithm, challenge},
+    registration::Binding,
+    response::{Source, build},
+};
+
+/// Methods the edge answers itself (the Allow header).
+pub const ALLOW: &str = "REGISTER, OPTIONS, SUBSCRIBE, NOTIFY, ACK";
+
+/// What every response of this edge shares.
+#[derive(Clone, Debug)]
+pub struct Responder {
+    /// To tag of this edge's responses (they create no dialog but REGISTER).
+    pub to_tag: String,
+    /// Server header, if configured.
+    pub server: Option<String>,
+}
+
+impl Responder {
+    /// A response with `extra` headers (and the Server header when configured).
+    pub fn reply(
+        &self,
+        req: &Message,
+        src: &Source,
+        code: u16,
+        reason: &str,
+        mut extra: Vec<(&str, String)>,
+    ) -> Vec<u8> {
+        if let Some(s) = &self.server {
+            extra.push(("Server", s.clone()));
+        }
+        build(req, src, code, reason, &self.to_tag, &extra, b"")
+    }
+
+    /// 401 with one challenge per algorithm, in order.
+    pub fn challenge(
+        &self,
+        req: &Message,
+        src: &Source,
+        algorithms: &[Algorithm],
+        realm: &str,
+        nonce: &str,
+        stale: bool,
+    ) -> Vec<u8> {
+        let extra = algorithms
+            .iter()
+            .map(|a| ("WWW-Authenticate", challenge(*a, realm, nonce, stale)))
+            .collect();
+        self.reply(req, src, 401, "", extra)
+    }
+
+    /// 200 to a REGISTER: every current binding with its remaining time, a Date, the Path
+    /// the request carried (RFC 3327 §5.3) and `Require: outbound` when a flow was
+    /// registered (RFC 5626 §6).
+    pub fn register_ok(
+        &self,
+        req: &Message,
+        src: &Source,
+        bindings: &[Binding],
+        now: u64,
+        outbound: bool,
+    ) -> Vec<u8> {
+        let mut extra: Vec<(&str, String)> = bindings
+            .iter()
+            .map(|b| ("Contact", b.contact_value(now)))
+            .collect();
+        for p in req.all("path") {
+            extra.push(("Path", p.to_owned()));
+        }
+        if outbound {
+            extra.push(("Require", "outbound".into()));
+        }
+        extra.push(("Date", httpdate::fmt_http_date(SystemTime::now())));
+        self.reply(req, src, 200, "", extra)
+    }
+}
+
+/// The response source (where the request came from) as the sip crate wants it.
+pub fn source(addr: std::net::SocketAddr) -> Source {
+    Source {
+        ip: addr.ip().to_string(),
+        port: addr.port(),
+    }
+}
+
+/// An out-of-dialog request from the edge (NOTIFY check-sync).
+pub struct OutRequest<'a> {
+    pub method: &'a str,
+    pub uri: &'a str,
+    /// `SIP/2.0/UDP 127.0.0.1:5060` style Via without the branch.
+    pub via: &'a str,
+    pub branch: &'a str,
+    pub from: &'a str,
+    pub to: &'a str,
+    pub call_id: &'a str,
+    pub cseq: u32,
+    pub extra: Vec<(&'a str, String)>,
+    pub body: &'a [u8],
+}
+
+impl OutRequest<'_> {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut s = format!(
+            "{m} {uri} SIP/2.0\r\nVia: {via};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {m}\r\n",
+            m = self.method,
+            uri = self.uri,
+            via = self.via,
+            branch = self.branch,
+            from = self.from,
+            to = self.to,
+            cid = self.call_id,
+            cseq = self.cseq,
+        );
+        for (n, v) in &self.extra {
+            s.push_str(&format!("{n}: {v}\r\n"));
+        }
+        s.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut out = s.into_bytes();
+        out.extend_from_slice(self.body);
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register() -> Message {
+        dialtone_sip::parse(b"REGISTER sip:e SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\nFrom: <sip:u@e>;tag=1\r\nTo: <sip:u@e>\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nPath: <sip:p1;lr>\r\nContent-Length: 0\r\n\r\n").unwrap()
+    }
+
+    #[test]
+    fn answers() {
+        let r = Responder {
+            to_tag: "t".into(),
+            server: None,
+        };
+        let src = source("192.0.2.1:40000".parse().unwrap());
+        let ch = String::from_utf8(r.challenge(
+            &register(),
+            &src,
+            &[Algorithm::Sha256, Algorithm::Md5],
+            "dialtone",
+            "n1",
+            true,
+        ))
+        .unwrap();
+        let sha = ch.find("algorithm=SHA-256").unwrap();
+        let md5 = ch.find("algorithm=MD5").unwrap();
+        assert!(sha < md5 && ch.contains("stale=true") && ch.starts_with("SIP/2.0 401"));
+        assert!(!ch.contains("Server:"), "no Server header by default");
+
+        let b = Binding {
+            uri: "sip:u@10.0.0.1:5060".into(),
+            instance: Some("\"<urn:uuid:1>\"".into()),
+            reg_id: Some(1),
+            call_id: "c".into(),
+            cseq: 2,
+            expires_at: 1_000_600,
+            q: None,
+            path: vec![],
+            source: "udp:10.0.0.1:5060".into(),
+            user_agent: None,
+        };
+        let ok =
+            String::from_utf8(r.register_ok(&register(), &src, &[b], 1_000_000, true)).unwrap();
+        for want in [
+            "SIP/2.0 200 OK\r\n",
+            "Contact: <sip:u@10.0.0.1:5060>;expires=600;+sip.instance=\"<urn:uuid:1>\";reg-id=1\r\n",
+            "Path: <sip:p1;lr>\r\n",
+            "Require: outbound\r\n",
+            "Date: ",
+            "To: <sip:u@e>;tag=t\r\n",
+        ] {
+            assert!(ok.contains(want), "{want}: {ok}");
+        }
+        let with_server = Responder {
+            to_tag: "t".into(),
+            server: Some("Dialtone".into()),
+        };
+        let o = String::from_utf8(with_server.reply(&register(), &src, 200, "", vec![])).unwrap();
+        assert!(o.contains("Server: Dialtone\r\n"));
+    }
+
+    #[test]
+    fn out_request_parses() {
+        let r = OutRequest {
+            method: "NOTIFY",
+            uri: "sip:u@10.0.0.1:5060",
+            via: "SIP/2.0/UDP 127.0.0.1:5060",
+            branch: "z9hG4bKx",
+            from: "<sip:dialtone@dialtone>;tag=f",
+            to: "<sip:u@dialtone>",
+            call_id: "c1",
+            cseq: 1,
+            extra: vec![("Event", "check-sync;reboot=false".into())],
+            body: b"",
+        };
+        let m = dialtone_sip::parse(&r.to_bytes()).unwrap();
+        assert_eq!(dialtone_sip::check(&m), dialtone_sip::Verdict::Accept);
+        assert_eq!(m.get("event"), Some("check-sync;reboot=false"));
+    }
+}

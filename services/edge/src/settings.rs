@@ -1,0 +1,161 @@
+//! The edge role's settings (read by `dialtone serve` from flags, `DIALTONE_*` environment
+//! and its file; validated here so every bad value is named).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use dialtone_sip::digest::{Algorithm, NonceKey};
+
+use crate::error::EdgeError;
+
+/// Where the edge listens. `None` turns a transport off.
+#[derive(Clone, Debug, Default)]
+pub struct Listeners {
+    pub udp: Option<SocketAddr>,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+    pub ws: Option<SocketAddr>,
+    pub wss: Option<SocketAddr>,
+}
+
+/// Temporary bans after failed authentications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanPolicy {
+    /// Failures from one source address within `window` that ban it (0: never).
+    pub per_source: u32,
+    /// Failures for one SIP user within `window` that ban it (0: never).
+    pub per_user: u32,
+    /// Window the failures are counted in.
+    pub window: Duration,
+    /// How long a ban lasts.
+    pub duration: Duration,
+}
+
+impl Default for BanPolicy {
+    fn default() -> Self {
+        BanPolicy {
+            per_source: 10,
+            per_user: 20,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Everything the edge needs.
+#[derive(Clone, Debug)]
+pub struct EdgeSettings {
+    /// This node's id (binding keys end with it).
+    pub node_id: String,
+    pub listeners: Listeners,
+    /// PEM certificate chain and key for TLS and WSS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Digest realm (the one the config role hashed the passwords with).
+    pub realm: String,
+    /// The edge group's nonce key.
+    pub nonce_key: NonceKey,
+    /// How long a nonce stays valid before `stale=true`.
+    pub nonce_lifetime: Duration,
+    /// Challenge algorithms, in the order offered (RFC 8760: strongest first).
+    pub algorithms: Vec<Algorithm>,
+    /// Shortest registration accepted (423 below it).
+    pub min_expires: u32,
+    /// Longest registration granted (longer requests are clamped).
+    pub max_expires: u32,
+    /// Largest SIP message accepted on a stream or WebSocket.
+    pub max_message_bytes: usize,
+    pub bans: BanPolicy,
+    /// Server header value; none by default (it only helps attackers pick exploits).
+    pub server_header: Option<String>,
+    /// Arbiter threads the phone actors are sharded over.
+    pub shards: usize,
+    /// How long a NOTIFY waits for the phone's answer.
+    pub notify_timeout: Duration,
+}
+
+impl EdgeSettings {
+    /// Checks values that flags cannot type.
+    pub fn validate(&self) -> Result<(), EdgeError> {
+        let l = &self.listeners;
+        if [l.udp, l.tcp, l.tls, l.ws, l.wss]
+            .iter()
+            .all(Option::is_none)
+        {
+            return Err(EdgeError::invalid(
+                "--sip-udp",
+                "",
+                "at least one transport must listen",
+            ));
+        }
+        if self.min_expires == 0 || self.min_expires > self.max_expires {
+            return Err(EdgeError::invalid(
+                "--sip-min-expires",
+                &self.min_expires.to_string(),
+                "must be between 1 and --sip-max-expires",
+            ));
+        }
+        if self.algorithms.is_empty() {
+            return Err(EdgeError::invalid(
+                "--sip-digest-algorithms",
+                "",
+                "name at least one",
+            ));
+        }
+        if !(1..=64).contains(&self.shards) {
+            return Err(EdgeError::invalid(
+                "--sip-shards",
+                &self.shards.to_string(),
+                "must be 1-64",
+            ));
+        }
+        if self.max_message_bytes < 1024 {
+            return Err(EdgeError::invalid(
+                "--sip-max-message-bytes",
+                &self.max_message_bytes.to_string(),
+                "must be at least 1024",
+            ));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(EdgeError::invalid(
+                "--sip-tls-cert",
+                "",
+                "give both --sip-tls-cert and --sip-tls-key",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses `sha-256,md5` into algorithms.
+pub fn parse_algorithms(s: &str) -> Result<Vec<Algorithm>, EdgeError> {
+    s.split(',')
+        .map(|a| match a.trim().to_ascii_lowercase().as_str() {
+            "sha-256" | "sha256" => Ok(Algorithm::Sha256),
+            "md5" => Ok(Algorithm::Md5),
+            other => Err(EdgeError::invalid(
+                "--sip-digest-algorithms",
+                other,
+                "expected sha-256 or md5",
+            )),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn algorithms() {
+        assert_eq!(
+            parse_algorithms("SHA-256, md5").unwrap(),
+            vec![Algorithm::Sha256, Algorithm::Md5]
+        );
+        assert_eq!(parse_algorithms("md5").unwrap(), vec![Algorithm::Md5]);
+        let e = parse_algorithms("md5,sha1").unwrap_err().to_string();
+        assert!(
+            e.contains("--sip-digest-algorithms") && e.contains("sha1"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! SIP over WebSocket and secure WebSocket (RFC 7118): the `sip` subprotocol must be
+//! offered; each text or binary WebSocket message is one SIP message. The connection's idle
+//! timeout follows the line's persistent-connection timeout once a line registers over it.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::{SinkExt, StreamExt};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::{
+    Message,
+    handshake::server::{ErrorResponse, Request, Response},
+    http::{HeaderValue, StatusCode},
+    protocol::WebSocketConfig,
+};
+use tracing::{debug, info};
+
+use super::{Peer, Replier, Transport};
+use crate::handler::Handler;
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts WS (or, with `tls`, WSS) connections until `stop`.
+pub fn serve(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    handler: Arc<Handler>,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let transport = if tls.is_some() {
+        Transport::Wss
+    } else {
+        Transport::Ws
+    };
+    if let Ok(a) = listener.local_addr() {
+        info!(addr = %a, transport = transport.name(), "sip websocket listening");
+    }
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+                },
+                _ = stop.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let handler = handler.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => connection(tcp, addr, Transport::Ws, handler).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => connection(s, addr, Transport::Wss, handler).await,
+                            _ => debug!(peer = %addr, "wss tls handshake failed"),
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
+
+/// Accepts the upgrade only when the client offers the `sip` subprotocol, and selects it.
+#[allow(clippy::result_large_err)] // the signature is tungstenite's
+fn select_sip(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+    let offered = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim().eq_ignore_ascii_case("sip"));
+    if !offered {
+        let mut e = ErrorResponse::new(Some("the sip websocket subprotocol is required".into()));
+        *e.status_mut() = StatusCode::BAD_REQUEST;
+        return Err(e);
+    }
+    resp.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static("sip"));
+    Ok(resp)
+}
+
+async fn connection<S>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(handler.max_message_bytes());
+    config.max_frame_size = Some(handler.max_message_bytes());
+    let ws = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_hdr_async_with_config(io, select_sip, Some(config)),
+    )
+    .await
+    {
+        Ok(Ok(ws)) => ws,
+        _ => {
+            debug!(peer = %addr, "websocket handshake failed");
+            return;
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let writer = tokio::spawn(async move {
+        while let Some(bytes) = rx.recv().await {
+            let text = String::from_utf8_lossy(&bytes).into_owned();
+            if sink.send(Message::text(text)).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let flows = handler.flows().clone();
+    flows.open(transport, addr, tx.clone());
+    let idle = Arc::new(AtomicU64::new(handler.stream_idle().as_secs()));
+    let peer = Peer {
+        transport,
+        addr,
+        replier: Replier::Stream(tx.clone()),
+        idle: Some(idle.clone()),
+    };
+    loop {
+        let timeout = Duration::from_secs(idle.load(Ordering::Relaxed).max(1));
+        let msg = match tokio::time::timeout(timeout, stream.next()).await {
+            Ok(Some(Ok(m))) => m,
+            Err(_) => {
+                debug!(peer = %addr, "websocket flow idle: closing");
+                break;
+            }
+            _ => break,
+        };
+        match msg {
+            Message::Text(t) => handler.handle(t.as_bytes(), &peer),
+            Message::Binary(b) => handler.handle(&b, &peer),
+            Message::Close(_) => break,
+            // Pings are answered by tungstenite; pongs and raw frames carry nothing.
+            _ => {}
+        }
+    }
+    flows.close(transport, addr);
+    drop(peer);
+    drop(tx);
+    let _ = writer.await;
+    handler.flow_closed(transport, addr);
+}

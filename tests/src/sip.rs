@@ -1,0 +1,203 @@
+//! A small SIP user agent for tests that need to look at bytes SIPp cannot check (exact
+//! challenges, retransmissions, bans, NOTIFY answers). Digest is computed here from RFC
+//! 2617/7616 directly (MD5, qop=auth), independent of the edge's code.
+
+use std::{net::SocketAddr, time::Duration};
+
+use md5::{Digest, Md5};
+use tokio::net::UdpSocket;
+
+/// The status code of a response.
+pub fn status(msg: &str) -> u16 {
+    msg.strip_prefix("SIP/2.0 ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every value of a header (by its full name, case-insensitive).
+pub fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .take_while(|l| !l.is_empty())
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+/// A parameter of a challenge (`nonce`, `realm`, ...).
+pub fn challenge_param(ch: &str, name: &str) -> Option<String> {
+    let i = ch.find(&format!("{name}="))? + name.len() + 1;
+    let rest = &ch[i..];
+    Some(if let Some(r) = rest.strip_prefix('"') {
+        r[..r.find('"')?].to_owned()
+    } else {
+        rest.split([',', ' ']).next()?.to_owned()
+    })
+}
+
+fn md5_hex(s: &str) -> String {
+    hex::encode(Md5::digest(s.as_bytes()))
+}
+
+/// An Authorization value answering an MD5 `challenge`.
+pub fn authorization(
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    challenge: &str,
+    nc: u32,
+) -> String {
+    let realm = challenge_param(challenge, "realm").unwrap_or_default();
+    let nonce = challenge_param(challenge, "nonce").unwrap_or_default();
+    let cnonce = format!("{:08x}", rand::random::<u32>());
+    let ha1 = md5_hex(&format!("{user}:{realm}:{password}"));
+    let ha2 = md5_hex(&format!("{method}:{uri}"));
+    let nc = format!("{nc:08x}");
+    let response = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\""
+    )
+}
+
+/// A REGISTER for `user` at `server`, sent from `local` over `transport` (UDP, TCP, WS...).
+pub struct RegisterSpec<'a> {
+    pub user: &'a str,
+    pub server: &'a str,
+    pub local: &'a str,
+    pub transport: &'a str,
+    pub call_id: &'a str,
+    pub cseq: u32,
+    pub branch: &'a str,
+    pub expires: u32,
+    pub contact: &'a str,
+    pub authorization: Option<&'a str>,
+}
+
+impl RegisterSpec<'_> {
+    pub fn text(&self) -> String {
+        let auth = self
+            .authorization
+            .map(|a| format!("Authorization: {a}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "REGISTER sip:{server} SIP/2.0\r\nVia: SIP/2.0/{t} {local};branch={branch};rport\r\nMax-Forwards: 70\r\nFrom: <sip:{user}@{server}>;tag=t{cseq}\r\nTo: <sip:{user}@{server}>\r\nCall-ID: {cid}\r\nCSeq: {cseq} REGISTER\r\nContact: {contact}\r\nExpires: {exp}\r\n{auth}Content-Length: 0\r\n\r\n",
+            server = self.server,
+            t = self.transport,
+            local = self.local,
+            branch = self.branch,
+            user = self.user,
+            cseq = self.cseq,
+            cid = self.call_id,
+            contact = self.contact,
+            exp = self.expires,
+        )
+    }
+}
+
+/// A phone over UDP.
+pub struct UdpPhone {
+    pub sock: UdpSocket,
+    pub server: SocketAddr,
+    pub user: String,
+    pub password: String,
+    pub call_id: String,
+    pub cseq: u32,
+}
+
+impl UdpPhone {
+    pub async fn new(server: SocketAddr, user: &str, password: &str) -> anyhow::Result<Self> {
+        Self::new_at("127.0.0.1", server, user, password).await
+    }
+
+    /// A phone on another loopback address (127.0.0.x), to tell sources apart.
+    pub async fn new_at(
+        ip: &str,
+        server: SocketAddr,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<Self> {
+        Ok(UdpPhone {
+            sock: UdpSocket::bind((ip, 0)).await?,
+            server,
+            user: user.into(),
+            password: password.into(),
+            call_id: format!("{:016x}@test", rand::random::<u64>()),
+            cseq: 0,
+        })
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        self.sock.local_addr().expect("bound")
+    }
+
+    /// A REGISTER (next CSeq, new branch), with an answer to `challenge` if given.
+    pub fn register_text(&mut self, expires: u32, challenge: Option<&str>) -> String {
+        self.cseq += 1;
+        let server = self.server.to_string();
+        let local = self.local().to_string();
+        let auth = challenge.map(|c| {
+            authorization(
+                &self.user,
+                &self.password,
+                "REGISTER",
+                &format!("sip:{server}"),
+                c,
+                1,
+            )
+        });
+        let contact = format!("<sip:{}@{local}>", self.user);
+        RegisterSpec {
+            user: &self.user,
+            server: &server,
+            local: &local,
+            transport: "UDP",
+            call_id: &self.call_id,
+            cseq: self.cseq,
+            branch: &format!("z9hG4bK{:016x}", rand::random::<u64>()),
+            expires,
+            contact: &contact,
+            authorization: auth.as_deref(),
+        }
+        .text()
+    }
+
+    pub async fn send(&self, text: &str) -> anyhow::Result<()> {
+        self.sock.send_to(text.as_bytes(), self.server).await?;
+        Ok(())
+    }
+
+    /// The next message, or None after `wait`.
+    pub async fn recv(&self, wait: Duration) -> Option<String> {
+        let mut buf = vec![0u8; 65535];
+        match tokio::time::timeout(wait, self.sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            _ => None,
+        }
+    }
+
+    /// REGISTER, answer the challenge, return the final response.
+    pub async fn register(&mut self, expires: u32) -> anyhow::Result<String> {
+        let first = self.register_text(expires, None);
+        self.send(&first).await?;
+        let ch = self
+            .recv(Duration::from_secs(3))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no answer to REGISTER"))?;
+        if status(&ch) != 401 {
+            return Ok(ch);
+        }
+        let www = headers(&ch, "www-authenticate")
+            .into_iter()
+            .find(|h| h.contains("MD5"))
+            .ok_or_else(|| anyhow::anyhow!("no MD5 challenge in {ch}"))?
+            .to_owned();
+        let second = self.register_text(expires, Some(&www));
+        self.send(&second).await?;
+        self.recv(Duration::from_secs(3))
+            .await
+            .ok_or_else(|| anyhow::anyhow!("no answer to the authenticated REGISTER"))
+    }
+}

@@ -1,0 +1,517 @@
+//! The SIP edge end to end: a real `dialtone serve` (all roles, embedded store), real SIPp
+//! over UDP, TCP and TLS (SIPp from Debian has no TLS, so its TCP goes through a real TLS
+//! tunnel made by socat), a real WebSocket client over WS and WSS, and raw sockets where
+//! exact bytes matter. Every socket is on 127.0.0.1 with OS-chosen ports.
+
+use std::{
+    net::SocketAddr,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use dialtone_proto::{config::v1 as cpb, edge::v1 as epb};
+use dialtone_tests::{
+    ClusterSandbox, EdgeClient, Node,
+    fleet::{Seeded, add_phone, seed_site},
+    free_port,
+    sip::{UdpPhone, authorization, challenge_param, headers, status},
+};
+
+fn settings() -> cpb::PhoneSettings {
+    cpb::PhoneSettings {
+        mwi_enabled: Some(true),
+        max_bindings: Some(3),
+        ..Default::default()
+    }
+}
+
+async fn sandbox(extra: &[&str]) -> (ClusterSandbox, dialtone_tests::ConfigClient, EdgeClient) {
+    let sb = ClusterSandbox::embedded_with(extra).await.unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    seed_site(&mut c, settings()).await.unwrap();
+    let e = sb.nodes[0].edge_client(&token).await.unwrap();
+    (sb, c, e)
+}
+
+fn udp_addr(n: &Node) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], n.sip.udp))
+}
+
+async fn contacts(e: &mut EdgeClient, phone: &str) -> Vec<epb::Contact> {
+    e.list_bindings(epb::ListBindingsRequest {
+        phone_id: phone.into(),
+    })
+    .await
+    .map(|r| {
+        r.into_inner()
+            .bindings
+            .into_iter()
+            .flat_map(|b| b.contacts)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Polls until `contacts(phone)` has `n` entries (bindings follow config within 1 s).
+async fn wait_contacts(e: &mut EdgeClient, phone: &str, n: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if contacts(e, phone).await.len() == n {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_registers_refreshes_and_unregisters_over_udp_tcp_and_tls() {
+    let (sb, mut c, mut e) = sandbox(&["--sip-digest-algorithms=md5"]).await;
+    let node = &sb.nodes[0];
+    let dir = sb.dir().join("sipp");
+    std::fs::create_dir_all(&dir).unwrap();
+    // SIPp from Debian is built without TLS: its TCP goes through a socat TLS client that
+    // verifies the edge's generated certificate.
+    let tls_bridge = free_port();
+    let cert = node.data_dir.join("tls/edge-cert.pem");
+    let mut socat = Command::new("socat")
+        .args([
+            format!("TCP-LISTEN:{tls_bridge},bind=127.0.0.1,reuseaddr,fork"),
+            format!(
+                "OPENSSL:127.0.0.1:{},cafile={},commonname=localhost",
+                node.sip.tls,
+                cert.display()
+            ),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (apt install socat)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cases = [
+        (
+            "u1",
+            format!("127.0.0.1:{}", node.sip.udp),
+            epb::SipTransport::Udp,
+        ),
+        (
+            "t1",
+            format!("127.0.0.1:{}", node.sip.tcp),
+            epb::SipTransport::Tcp,
+        ),
+        (
+            "t1",
+            format!("127.0.0.1:{tls_bridge}"),
+            epb::SipTransport::Tls,
+        ),
+    ];
+    for (i, (t, target, want)) in cases.iter().enumerate() {
+        let p = add_phone(&mut c, &format!("SIPp {i}"), &format!("sipp{i}"))
+            .await
+            .unwrap();
+        let cport = 40000 + i as u16;
+        for round in ["register", "refresh"] {
+            assert!(
+                run_sipp(&dir, target, t, &p, 3600, cport),
+                "{want:?} {round}"
+            );
+            let got = contacts(&mut e, &p.phone_id).await;
+            assert_eq!(got.len(), 1, "{want:?} {round}: {got:?}");
+            assert_eq!(got[0].transport, *want as i32, "{want:?}");
+            assert_eq!(got[0].user_agent, "SIPp-test");
+        }
+        assert!(
+            run_sipp(&dir, target, t, &p, 0, cport),
+            "{want:?} unregister"
+        );
+        assert!(
+            contacts(&mut e, &p.phone_id).await.is_empty(),
+            "{want:?} unregistered"
+        );
+    }
+    let _ = socat.kill();
+    let _ = socat.wait();
+}
+
+fn run_sipp(
+    dir: &Path,
+    target: &str,
+    transport: &str,
+    p: &Seeded,
+    expires: u32,
+    cport: u16,
+) -> bool {
+    let csv = dir.join(format!("{}.csv", p.sip_user));
+    std::fs::write(
+        &csv,
+        format!(
+            "SEQUENTIAL\n{u};[authentication username={u} password={pw}]\n",
+            u = p.sip_user,
+            pw = p.password
+        ),
+    )
+    .unwrap();
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/register.xml");
+    let status = Command::new("timeout")
+        .current_dir(dir)
+        .args(["30", "sipp", target, "-sf"])
+        .arg(&scenario)
+        .arg("-inf")
+        .arg(&csv)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-t",
+            transport,
+        ])
+        .args(["-m", "1", "-key", "expires", &expires.to_string()])
+        .args(["-key", "cport", &cport.to_string()])
+        .args(["-timeout", "15", "-timeout_error", "-nostdin"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sipp (apt install sip-tester)");
+    status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrar_rules_auth_and_phone_actions() {
+    let (sb, mut c, mut e) = sandbox(&[]).await;
+    let node = &sb.nodes[0];
+    let server = udp_addr(node);
+    let p = add_phone(&mut c, "Desk", "desk1").await.unwrap();
+    let mut ua = UdpPhone::new(server, &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    let wait = Duration::from_secs(3);
+
+    // OPTIONS: 200 with Allow, and no Server header anywhere
+    let opts = format!(
+        "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bKo1;rport\r\nFrom: <sip:x@{server}>;tag=1\r\nTo: <sip:{server}>\r\nCall-ID: o1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        l = ua.local()
+    );
+    ua.send(&opts).await.unwrap();
+    let r = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(headers(&r, "allow")[0].contains("REGISTER"));
+    assert!(headers(&r, "server").is_empty(), "no Server header: {r}");
+    // other methods: 405 with Allow
+    ua.send(&opts.replace("OPTIONS", "INVITE")).await.unwrap();
+    let r = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&r), 405, "{r}");
+    assert!(!headers(&r, "allow").is_empty());
+
+    // the challenge offers SHA-256 first, then MD5
+    let first = ua.register_text(3600, None);
+    ua.send(&first).await.unwrap();
+    let known = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&known), 401);
+    let www = headers(&known, "www-authenticate");
+    assert!(
+        www[0].contains("SHA-256") && www[1].contains("MD5"),
+        "{known}"
+    );
+
+    // an unknown user gets exactly the same challenge (but the nonce) and the same 403
+    let mut ghost = UdpPhone::new(server, "nobody-here", "x").await.unwrap();
+    let t = ghost.register_text(3600, None);
+    ghost.send(&t).await.unwrap();
+    let unknown = ghost.recv(wait).await.unwrap();
+    let shape = |m: &str| {
+        headers(m, "www-authenticate")
+            .iter()
+            .map(|h| h.replace(&challenge_param(h, "nonce").unwrap(), "N"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(shape(&known), shape(&unknown));
+    let r = ghost.register(3600).await.unwrap();
+    assert_eq!(status(&r), 403, "{r}");
+    let mut wrong = UdpPhone::new(server, &p.sip_user, "not-the-password")
+        .await
+        .unwrap();
+    let r2 = wrong.register(3600).await.unwrap();
+    assert_eq!(status(&r2), 403, "{r2}");
+    assert_eq!(r.lines().next(), r2.lines().next(), "same status line");
+
+    // a good registration: 200 with the binding and its expiry, and a Date
+    let md5 = www[1].to_owned();
+    let auth = ua.register_text(3600, Some(&md5));
+    ua.send(&auth).await.unwrap();
+    let ok = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&ok), 200, "{ok}");
+    assert!(headers(&ok, "contact")[0].contains("expires=3600"), "{ok}");
+    assert!(!headers(&ok, "date").is_empty());
+    // a UDP retransmission gets the same answer, not a replay rejection
+    ua.send(&auth).await.unwrap();
+    let again = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&again), 200, "{again}");
+    assert_eq!(contacts(&mut e, &p.phone_id).await.len(), 1);
+
+    // too brief: 423 with Min-Expires; Contact * with a non-zero expiry: 400
+    let r = ua.register(10).await.unwrap();
+    assert_eq!(status(&r), 423, "{r}");
+    assert_eq!(headers(&r, "min-expires"), vec!["60"]);
+
+    // MWI: SUBSCRIBE message-summary is authenticated, accepted, and followed by a NOTIFY
+    let sub = |cseq: u32, auth: Option<&str>| {
+        format!(
+            "SUBSCRIBE sip:{u}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bKs{cseq};rport\r\nFrom: <sip:{u}@{server}>;tag=s1\r\nTo: <sip:{u}@{server}>\r\nCall-ID: sub1\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:{u}@{l}>\r\nEvent: message-summary\r\nExpires: 600\r\nMax-Forwards: 70\r\n{a}Content-Length: 0\r\n\r\n",
+            u = p.sip_user,
+            l = ua.local(),
+            a = auth
+                .map(|a| format!("Authorization: {a}\r\n"))
+                .unwrap_or_default()
+        )
+    };
+    ua.send(&sub(1, None)).await.unwrap();
+    let ch = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&ch), 401);
+    let md5 = headers(&ch, "www-authenticate")[1].to_owned();
+    let a = authorization(
+        &p.sip_user,
+        &p.password,
+        "SUBSCRIBE",
+        &format!("sip:{}@{server}", p.sip_user),
+        &md5,
+        1,
+    );
+    ua.send(&sub(2, Some(&a))).await.unwrap();
+    let ok = ua.recv(wait).await.unwrap();
+    assert_eq!(status(&ok), 200, "{ok}");
+    let notify = ua.recv(wait).await.unwrap();
+    assert!(notify.starts_with("NOTIFY "), "{notify}");
+    assert!(notify.contains("Messages-Waiting: no"), "{notify}");
+
+    // check-sync: the phone answers the NOTIFY and the API reports it
+    let phone_sock = ua.sock;
+    let answer = tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        let (n, from) = phone_sock.recv_from(&mut buf).await.unwrap();
+        let req = String::from_utf8_lossy(&buf[..n]).into_owned();
+        let mut resp = String::from("SIP/2.0 200 OK\r\n");
+        for h in ["via", "from", "to", "call-id", "cseq"] {
+            for v in headers(&req, h) {
+                resp.push_str(&format!("{h}: {v}\r\n"));
+            }
+        }
+        resp.push_str("Content-Length: 0\r\n\r\n");
+        phone_sock.send_to(resp.as_bytes(), from).await.unwrap();
+        req
+    });
+    let res = e
+        .check_sync(epb::CheckSyncRequest {
+            phone_id: p.phone_id.clone(),
+            reboot: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let req = answer.await.unwrap();
+    assert!(req.contains("Event: check-sync;reboot=true"), "{req}");
+    assert_eq!(res.results.len(), 1);
+    assert_eq!(res.results[0].status_code, 200, "{res:?}");
+
+    // log out
+    let dropped = e
+        .drop_bindings(epb::DropBindingsRequest {
+            phone_id: p.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(dropped.contacts_dropped, 1);
+    assert!(contacts(&mut e, &p.phone_id).await.is_empty());
+    let err = e
+        .check_sync(epb::CheckSyncRequest {
+            phone_id: p.phone_id.clone(),
+            reboot: false,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    let err = e
+        .list_bindings(epb::ListBindingsRequest {
+            phone_id: "no-such-phone".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_changes_reach_the_edge_within_a_second() {
+    let (sb, mut c, mut e) = sandbox(&[]).await;
+    let server = udp_addr(&sb.nodes[0]);
+    let p = add_phone(&mut c, "Desk", "desk2").await.unwrap();
+    let mut ua = UdpPhone::new(server, &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
+
+    // a password reset: the old password stops working, the new one works, within 1 s
+    let cred = c
+        .reset_line_password(cpb::ResetLinePasswordRequest {
+            phone_id: p.phone_id.clone(),
+            line_index: 0,
+            version: p.version,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let t0 = Instant::now();
+    loop {
+        let r = ua.register(3600).await.unwrap();
+        if status(&r) == 403 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(1),
+            "old password still accepted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ua.password = cred.password.clone();
+    assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
+
+    // a deleted phone loses its bindings within 1 s
+    let version = c
+        .get_phone(cpb::GetRequest {
+            id: p.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .version;
+    assert_eq!(contacts(&mut e, &p.phone_id).await.len(), 1);
+    c.delete_phone(cpb::DeleteRequest {
+        id: p.phone_id.clone(),
+        version,
+    })
+    .await
+    .unwrap();
+    assert!(wait_contacts(&mut e, &p.phone_id, 0, Duration::from_secs(1)).await);
+    assert_eq!(status(&ua.register(3600).await.unwrap()), 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_failures_ban_the_source() {
+    let (sb, mut c, _e) = sandbox(&["--sip-ban-source-failures=3", "--sip-ban-duration=60"]).await;
+    let server = udp_addr(&sb.nodes[0]);
+    let p = add_phone(&mut c, "Desk", "desk3").await.unwrap();
+    let mut attacker = UdpPhone::new_at("127.0.0.2", server, &p.sip_user, "guess")
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        assert_eq!(status(&attacker.register(3600).await.unwrap()), 403);
+    }
+    // banned: even the right password from that address gets no answer
+    attacker.password = p.password.clone();
+    assert!(
+        attacker.register(3600).await.is_err(),
+        "banned source still answered"
+    );
+    // other addresses are not affected
+    let mut phone = UdpPhone::new(server, &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    assert_eq!(status(&phone.register(3600).await.unwrap()), 200);
+    let (_, m) = sb.nodes[0].http_get("/metrics").await.unwrap();
+    assert!(
+        m.contains("dialtone_auth_active_source_bans{node=\"solo\"} 1"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_input_never_stops_the_edge() {
+    let (sb, mut c, _e) = sandbox(&[]).await;
+    let server = udp_addr(&sb.nodes[0]);
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    // every PROTOS c07-sip case and every RFC 4475 torture message, over UDP
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/sip");
+    let mut sent = 0;
+    for sub in ["rfc4475", "rfc5118"] {
+        for f in std::fs::read_dir(root.join(sub)).unwrap().flatten() {
+            if f.path().extension().is_some_and(|x| x == "dat") {
+                let bytes = std::fs::read(f.path()).unwrap();
+                sock.send_to(&bytes, server).await.unwrap();
+                sent += 1;
+            }
+        }
+    }
+    for bytes in protos_cases(&root.join("protos")) {
+        sock.send_to(&bytes, server).await.unwrap();
+        sent += 1;
+        if sent % 200 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    assert!(sent > 4000, "only {sent} cases found");
+    // garbage on a stream closes that connection, nothing else
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", sb.nodes[0].sip.tcp))
+        .await
+        .unwrap();
+    tcp.write_all(b"REGISTER sip:x SIP/2.0\r\nContent-Length: nope\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(n, 0, "connection closed");
+    // still serving
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p = add_phone(&mut c, "Desk", "desk4").await.unwrap();
+    let mut ua = UdpPhone::new(server, &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
+    assert_eq!(sb.nodes[0].http_status("/readyz").await, Some(200));
+}
+
+/// The PROTOS c07-sip test cases (a tarball of one file per case, or loose files).
+fn protos_cases(dir: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = f.path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.ends_with(".tar.gz") || name.ends_with(".tgz") {
+            let dest = std::env::temp_dir().join(format!("protos-{}", std::process::id()));
+            std::fs::create_dir_all(&dest).unwrap();
+            let ok = Command::new("tar")
+                .args(["-xzf"])
+                .arg(&p)
+                .arg("-C")
+                .arg(&dest)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                collect_files(&dest, &mut out);
+            }
+            let _ = std::fs::remove_dir_all(&dest);
+        }
+    }
+    out
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<Vec<u8>>) {
+    for f in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = f.path();
+        if p.is_dir() {
+            collect_files(&p, out);
+        } else if let Ok(b) = std::fs::read(&p).map(|b| dialtone_sip::conformance::protos_pdu(&b))
+            && !b.is_empty()
+            && b.len() < 65_000
+        {
+            out.push(b);
+        }
+    }
+}
