@@ -425,6 +425,11 @@ impl Node {
         self.spawn().await
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The admin token generated in the data dir (embedded dev mode).
     pub fn admin_token(&self) -> String {
         std::fs::read_to_string(self.data_dir.join("admin-token"))

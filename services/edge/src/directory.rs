@@ -116,7 +116,14 @@ impl Directory {
         &self.shared
     }
 
-    /// The phone's actor, started if it has none (or its last one stopped).
+    /// The actor threads.
+    pub fn arbiters(&self) -> &[ArbiterHandle] {
+        &self.arbiters
+    }
+
+    /// The phone's actor, started if it has none (or its last one stopped): on the calling
+    /// actor thread when there is one (UDP receive loops run there, so the phone's messages
+    /// stay on one thread), else on the phone's shard.
     pub fn get_or_start(&self, id: &Arc<str>) -> Addr<PhoneActor> {
         let s = self.shared.shard_of(id);
         let mut map = self.shared.shards[s].lock();

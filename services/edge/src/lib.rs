@@ -88,8 +88,8 @@ impl Edge {
         let mut addresses = HashMap::new();
         let udp = match l.udp {
             Some(a) => {
-                let s = transport::udp::bind(a).await?;
-                addresses.insert(Transport::Udp, s.local_addr().unwrap_or(a));
+                let s = transport::udp::bind(a, settings.shards)?;
+                addresses.insert(Transport::Udp, s[0].local_addr().unwrap_or(a));
                 Some(s)
             }
             None => None,
@@ -163,13 +163,10 @@ impl Edge {
             republish_on_new_lease(lease.clone(), directory.clone()),
         ];
         let flows = Arc::new(Flows::default());
-        if let Some(s) = &udp {
-            flows.set_udp(s.clone());
-        }
         let settings = Arc::new(settings);
         let handler = Arc::new(Handler::new(
             cache,
-            directory,
+            directory.clone(),
             flows,
             Arc::new(Uac::default()),
             stats,
@@ -178,12 +175,7 @@ impl Edge {
         ));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
-            tasks.extend(transport::udp::serve(
-                s,
-                handler.clone(),
-                settings.shards.max(2),
-                stop_rx.clone(),
-            ));
+            transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());
         }
         for (t, listener) in streams {
             let h = handler.clone();

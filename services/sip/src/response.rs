@@ -95,50 +95,81 @@ pub fn build(
     extra: &[(&str, String)],
     body: &[u8],
 ) -> Vec<u8> {
-    let mut out = format!(
-        "SIP/2.0 {code} {}\r\n",
-        if reason.is_empty() {
-            reason_phrase(code)
-        } else {
-            reason
-        }
-    );
+    // Built with push_str, not format!: this runs for every answer the edge sends.
+    let mut out = String::with_capacity(512);
+    out.push_str("SIP/2.0 ");
+    out.push_str(itoa_u16(code).as_str());
+    out.push(' ');
+    out.push_str(if reason.is_empty() {
+        reason_phrase(code)
+    } else {
+        reason
+    });
+    out.push_str("\r\n");
     let mut first_via = true;
     for v in req.all("via") {
-        let v = if first_via {
-            stamp_via(v, src)
+        out.push_str("Via: ");
+        if first_via {
+            out.push_str(&stamp_via(v, src));
         } else {
-            v.to_owned()
-        };
+            out.push_str(v);
+        }
+        out.push_str("\r\n");
         first_via = false;
-        out.push_str(&format!("Via: {v}\r\n"));
     }
     if let Some(f) = req.get("from") {
-        out.push_str(&format!("From: {f}\r\n"));
+        header_line(&mut out, "From", f);
     }
     if let Some(t) = req.get("to") {
+        out.push_str("To: ");
+        out.push_str(t);
         let tagged = crate::header::parse_name_addr(t)
             .map(|a| a.params.iter().any(|(n, _)| n == "tag"))
             .unwrap_or(true);
-        if tagged || code == 100 || to_tag.is_empty() {
-            out.push_str(&format!("To: {t}\r\n"));
-        } else {
-            out.push_str(&format!("To: {t};tag={to_tag}\r\n"));
+        if !(tagged || code == 100 || to_tag.is_empty()) {
+            out.push_str(";tag=");
+            out.push_str(to_tag);
         }
+        out.push_str("\r\n");
     }
-    for h in ["call-id", "cseq"] {
-        if let Some(v) = req.get(h) {
-            let name = if h == "call-id" { "Call-ID" } else { "CSeq" };
-            out.push_str(&format!("{name}: {v}\r\n"));
-        }
+    if let Some(v) = req.get("call-id") {
+        header_line(&mut out, "Call-ID", v);
+    }
+    if let Some(v) = req.get("cseq") {
+        header_line(&mut out, "CSeq", v);
     }
     for (name, value) in extra {
-        out.push_str(&format!("{name}: {value}\r\n"));
+        header_line(&mut out, name, value);
     }
-    out.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    out.push_str("Content-Length: ");
+    out.push_str(itoa_u16(body.len().min(usize::from(u16::MAX)) as u16).as_str());
+    out.push_str("\r\n\r\n");
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+fn header_line(out: &mut String, name: &str, value: &str) {
+    out.push_str(name);
+    out.push_str(": ");
+    out.push_str(value);
+    out.push_str("\r\n");
+}
+
+/// A small number as text without the formatting machinery.
+fn itoa_u16(n: u16) -> String {
+    let mut buf = [0u8; 5];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&buf[i..]).into_owned()
 }
 
 #[cfg(test)]

@@ -1,87 +1,92 @@
-//! SIP over UDP: several receive loops share one socket; each datagram is one message.
+//! SIP over UDP, the way a registrar under load wants it: one socket per actor thread, all
+//! bound to the same address with SO_REUSEPORT, so the kernel spreads phones over the
+//! threads by their source address and keeps each phone on one thread. Each thread's
+//! receive loop handles its datagrams inline, and a phone's actor is started on the thread
+//! its first REGISTER arrived on, so a refresh never crosses threads.
 
-use std::{net::SocketAddr, os::fd::AsRawFd, sync::Arc};
+use std::{net::SocketAddr, sync::Arc};
 
-use tokio::{net::UdpSocket, sync::watch, task::JoinHandle};
+use actix_rt::ArbiterHandle;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::{net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
 use super::{Peer, Replier, Transport};
 use crate::{error::EdgeError, handler::Handler};
 
 /// Receive buffer asked of the kernel: registration storms arrive in bursts.
-const RCVBUF: libc::c_int = 4 << 20;
+const RCVBUF: usize = 4 << 20;
 
-pub async fn bind(addr: SocketAddr) -> Result<Arc<UdpSocket>, EdgeError> {
-    let socket = UdpSocket::bind(addr)
-        .await
-        .map_err(|source| EdgeError::Listen {
-            what: "--sip-udp",
-            addr,
-            source,
-        })?;
-    grow_receive_buffer(&socket);
-    Ok(Arc::new(socket))
-}
-
-fn grow_receive_buffer(socket: &UdpSocket) {
-    let fd = socket.as_raw_fd();
-    let size = RCVBUF;
-    for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: setsockopt on a socket we own, with a pointer to a live c_int.
-        let rc = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&size as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            return;
+/// Binds `n` sockets to `addr` (the first picks the port when it is 0).
+pub fn bind(addr: SocketAddr, n: usize) -> Result<Vec<std::net::UdpSocket>, EdgeError> {
+    let err = |source| EdgeError::Listen {
+        what: "--sip-udp",
+        addr,
+        source,
+    };
+    let mut out: Vec<std::net::UdpSocket> = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n.max(1) {
+        let s =
+            Socket::new(Domain::for_address(at), Type::DGRAM, Some(Protocol::UDP)).map_err(err)?;
+        s.set_reuse_port(true).map_err(err)?;
+        if s.set_recv_buffer_size(RCVBUF).is_err() {
+            warn!("could not grow the udp receive buffer");
         }
+        s.bind(&at.into()).map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        let s: std::net::UdpSocket = s.into();
+        at = s.local_addr().map_err(err)?;
+        out.push(s);
     }
-    warn!("could not grow the udp receive buffer");
+    info!(addr = %at, sockets = out.len(), "sip udp listening");
+    Ok(out)
 }
 
-/// Starts `loops` receive loops on the socket; they end when `stop` turns true.
+/// Runs one receive loop per socket, each on its own actor arbiter. The first socket is
+/// also returned, registered on the first arbiter, for requests the edge sends itself.
 pub fn serve(
-    socket: Arc<UdpSocket>,
+    sockets: Vec<std::net::UdpSocket>,
+    arbiters: &[ArbiterHandle],
     handler: Arc<Handler>,
-    loops: usize,
     stop: watch::Receiver<bool>,
-) -> Vec<JoinHandle<()>> {
-    if let Ok(a) = socket.local_addr() {
-        info!(addr = %a, "sip udp listening");
-    }
-    (0..loops.max(1))
-        .map(|_| {
-            let socket = socket.clone();
-            let handler = handler.clone();
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65_535];
-                loop {
-                    let (n, from) = tokio::select! {
-                        r = socket.recv_from(&mut buf) => match r {
-                            Ok(x) => x,
-                            // ICMP errors of earlier sends surface here on Linux; keep going.
-                            Err(_) => continue,
-                        },
-                        _ = stop.changed() => return,
-                    };
-                    let peer = Peer {
-                        transport: Transport::Udp,
-                        addr: from,
-                        replier: Replier::Udp {
-                            socket: socket.clone(),
-                            to: from,
-                        },
-                        idle: None,
-                    };
-                    handler.handle(&buf[..n], &peer);
+) {
+    for (i, std_socket) in sockets.into_iter().enumerate() {
+        let handler = handler.clone();
+        let mut stop = stop.clone();
+        let arbiter = &arbiters[i % arbiters.len()];
+        arbiter.spawn(async move {
+            let socket = match UdpSocket::from_std(std_socket) {
+                Ok(s) => Arc::new(s),
+                Err(e) => {
+                    warn!(error = %e, "udp socket could not join the actor thread");
+                    return;
                 }
-            })
-        })
-        .collect()
+            };
+            if i == 0 {
+                handler.flows().set_udp(socket.clone());
+            }
+            let mut buf = vec![0u8; 65_535];
+            loop {
+                let (n, from) = tokio::select! {
+                    r = socket.recv_from(&mut buf) => match r {
+                        Ok(x) => x,
+                        // ICMP errors of earlier sends surface here on Linux; keep going.
+                        Err(_) => continue,
+                    },
+                    _ = stop.changed() => return,
+                };
+                let peer = Peer {
+                    transport: Transport::Udp,
+                    addr: from,
+                    replier: Replier::Udp {
+                        socket: socket.clone(),
+                        to: from,
+                    },
+                    idle: None,
+                };
+                handler.handle(&buf[..n], &peer);
+            }
+        });
+    }
 }

@@ -1,0 +1,401 @@
+//! The Dialtone edge against Kamailio (Debian), side by side in one run: the same SIPp
+//! REGISTER-with-digest scenario (`../shared/bench/kamailio/reg_auth_uac.xml`) and the same
+//! users (imported into Dialtone, whose generated passwords are written into Kamailio's
+//! credentials table), over UDP on 127.0.0.1.
+//!
+//! `cargo run --release -p dialtone-loadtest --bin sip-bench -- [USERS] [RATES] [SECONDS]`
+//! (defaults 100000, `2000,4000,6000,8000,10000,12000,14000,16000`, 5; needs
+//! `cargo build --release --bins`, Debian's `sip-tester` and `kamailio`).
+//!
+//! Printed for each server: memory per registered phone (PSS growth from no bindings to
+//! USERS bindings, summed over the server's processes), then for each rate of the ladder
+//! the registrations done, failures, the p99 bucket of the whole transaction (RTD 3:
+//! REGISTER → 401 → REGISTER → 200) and the server's CPU microseconds per registration
+//! (utime + stime from /proc), and the highest clean rate (no failure, p99 under 10 ms).
+//! The servers take turns at each rate so machine noise falls on both.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use dialtone_proto::config::v1 as pb;
+use dialtone_tests::{ClusterSandbox, fleet::seed_site, free_port_pair};
+
+struct Server {
+    name: &'static str,
+    port: u16,
+    /// SIPp's local port for this server.
+    local: u16,
+    pids: Box<dyn Fn() -> Vec<u32>>,
+}
+
+#[derive(Default, Clone)]
+struct Run {
+    rate: u32,
+    ok: u64,
+    failed: u64,
+    p99_ms: Option<u32>,
+    cpu_us_per_reg: f64,
+}
+
+fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/kamailio")
+}
+
+/// Every pid whose ancestry reaches `root` (Kamailio forks its workers).
+fn tree(root: u32) -> Vec<u32> {
+    let mut all = vec![root];
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            if all.contains(&pid) {
+                continue;
+            }
+            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok())
+                });
+            if ppid.is_some_and(|p| all.contains(&p)) {
+                all.push(pid);
+                changed = true;
+            }
+        }
+    }
+    all
+}
+
+/// utime + stime of the processes, in microseconds.
+fn cpu_us(pids: &[u32]) -> u64 {
+    let hz = 100u64; // USER_HZ on Linux
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| {
+            let r = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            Some(r.get(11)?.parse::<u64>().ok()? + r.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum::<u64>()
+        * 1_000_000
+        / hz
+}
+
+/// Proportional set size of the processes (shared memory counted once), in bytes.
+fn pss(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+        .filter_map(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Pss:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .sum::<u64>()
+        * 1024
+}
+
+/// One SIPp run of `calls` registrations at `rate`; returns (ok, failed, p99 bucket).
+/// `local` stays the same for a server across runs, as a phone's port does across refreshes.
+fn sipp(
+    dir: &Path,
+    port: u16,
+    local: u16,
+    users: &Path,
+    rate: u32,
+    calls: u64,
+) -> anyhow::Result<(u64, u64, Option<u32>)> {
+    std::fs::create_dir_all(dir)?;
+    let stat = dir.join("stat.csv");
+    let _ = std::fs::remove_file(&stat);
+    let status = Command::new("sipp")
+        .current_dir(dir)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-sf")
+        .arg(shared().join("reg_auth_uac.xml"))
+        .arg("-inf")
+        .arg(users)
+        .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-t", "u1"])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-rp",
+            "1000",
+            "-m",
+            &calls.to_string(),
+        ])
+        .args(["-l", "15000", "-recv_timeout", "5000", "-nd", "-nostdin"])
+        .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
+        .args(["-max_socket", "5000", "-buff_size", "4194304"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running sipp (apt install sip-tester)")?;
+    let _ = status;
+    let text = std::fs::read_to_string(&stat).context("sipp wrote no statistics")?;
+    let mut lines = text.lines();
+    let head: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
+    let last: Vec<&str> = text.lines().last().unwrap_or("").split(';').collect();
+    let col = |name: &str| {
+        head.iter()
+            .position(|h| *h == name)
+            .and_then(|i| last.get(i))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let ok = col("SuccessfulCall(C)");
+    let failed = col("FailedCall(C)");
+    // RTD 3 repartition (cumulative in the final line): the bucket holding the 99th percentile.
+    let buckets = [1u32, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
+    let counts: Vec<u64> = buckets
+        .iter()
+        .map(|b| col(&format!("ResponseTimeRepartition3_<{b}")))
+        .collect();
+    let total: u64 = counts.iter().sum::<u64>() + col("ResponseTimeRepartition3_>=1000");
+    let mut seen = 0;
+    let mut p99 = None;
+    for (b, c) in buckets.iter().zip(&counts) {
+        seen += c;
+        if total > 0 && seen * 100 >= total * 99 {
+            p99 = Some(*b);
+            break;
+        }
+    }
+    Ok((ok, failed, p99))
+}
+
+fn start_kamailio(dir: &Path, port: u16, creds: &[(String, String)]) -> anyhow::Result<Child> {
+    let htdb = dir.join("htdb");
+    std::fs::create_dir_all(&htdb)?;
+    std::fs::create_dir_all(dir.join("run"))?;
+    let mut t = String::from(
+        "id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int) \n",
+    );
+    for (i, (u, p)) in creds.iter().enumerate() {
+        t.push_str(&format!("{}:{u}:0:0:{p}:0\n", i + 1));
+    }
+    std::fs::write(htdb.join("htable"), t)?;
+    std::fs::write(
+        htdb.join("version"),
+        "table_name(string) table_version(int) \nhtable:2\n",
+    )?;
+    let cfg = std::fs::read_to_string(shared().join("kamailio-registrar.cfg"))?
+        .replace("/tmp/kamabench", &dir.display().to_string())
+        .replace("127.0.0.1:15060", &format!("127.0.0.1:{port}"));
+    let cfg_path = dir.join("kamailio.cfg");
+    std::fs::write(&cfg_path, cfg)?;
+    let log = std::fs::File::create(dir.join("kamailio.log"))?;
+    let child = Command::new("kamailio")
+        .arg("-f")
+        .arg(&cfg_path)
+        .args(["-DD", "-E", "-m", "512", "-M", "16", "-A", "BIGBUF"])
+        .arg("-P")
+        .arg(dir.join("run/kamailio.pid"))
+        .arg("-Y")
+        .arg(dir.join("run"))
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .context("starting kamailio (apt install kamailio)")?;
+    Ok(child)
+}
+
+async fn import(sb: &ClusterSandbox, n: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await?;
+    seed_site(&mut c, pb::PhoneSettings::default()).await?;
+    let mut csv = String::from("name,kind,site_id,base_settings_id,lines,assignment\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "Bench {i},unmanaged,hq,desk,user{i:06},unassigned\n"
+        ));
+    }
+    let chunks: Vec<pb::ImportPhonesRequest> = csv
+        .as_bytes()
+        .chunks(1 << 20)
+        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
+        .collect();
+    let mut s = c
+        .import_phones(tokio_stream::iter(chunks))
+        .await?
+        .into_inner();
+    let mut creds = Vec::with_capacity(n);
+    while let Some(r) = s.message().await? {
+        for l in r.credentials {
+            creds.push((l.sip_user, l.password));
+        }
+    }
+    if creds.len() != n {
+        bail!("imported {} of {n} users", creds.len());
+    }
+    Ok(creds)
+}
+
+fn users_csv(path: &Path, creds: &[(String, String)]) -> anyhow::Result<()> {
+    let mut s = String::from("SEQUENTIAL\n");
+    for (u, p) in creds {
+        s.push_str(&format!(
+            "{u};{p};[authentication username={u} password={p}]\n"
+        ));
+    }
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let users: usize = args
+        .first()
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(100_000);
+    let rates: Vec<u32> = args
+        .get(1)
+        .map(|s| s.split(',').map(|r| r.parse()).collect::<Result<_, _>>())
+        .transpose()?
+        .unwrap_or_else(|| vec![2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000]);
+    let seconds: u32 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(5);
+
+    let sb = ClusterSandbox::embedded_with(&["--sip-digest-algorithms=md5", "--log=warn"]).await?;
+    let dir = sb.dir().to_path_buf();
+    eprintln!("importing {users} users into dialtone");
+    let creds = import(&sb, users).await?;
+    let csv = dir.join("users.csv");
+    users_csv(&csv, &creds)?;
+    let kam_port = free_port_pair();
+    let mut kam = start_kamailio(&dir.join("kamailio"), kam_port, &creds)?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Ok(Some(s)) = kam.try_wait() {
+        bail!(
+            "kamailio exited with {s}; see {}",
+            dir.join("kamailio/kamailio.log").display()
+        );
+    }
+    let kam_pid = kam.id();
+    let dt_pid = sb.nodes[0].pid().context("dialtone pid")?;
+    let servers = [
+        Server {
+            name: "dialtone",
+            port: sb.nodes[0].sip.udp,
+            local: free_port_pair(),
+            pids: Box::new(move || vec![dt_pid]),
+        },
+        Server {
+            name: "kamailio",
+            port: kam_port,
+            local: free_port_pair(),
+            pids: Box::new(move || tree(kam_pid)),
+        },
+    ];
+
+    // Memory: from no bindings to every user registered once.
+    let mut mem = Vec::new();
+    for s in &servers {
+        let before = pss(&(s.pids)());
+        eprintln!("{}: registering {users} users", s.name);
+        let (ok, failed, _) = sipp(
+            &dir.join(format!("{}-fill", s.name)),
+            s.port,
+            s.local,
+            &csv,
+            4000,
+            users as u64,
+        )?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = pss(&(s.pids)());
+        let per = (after.saturating_sub(before)) as f64 / ok.max(1) as f64;
+        mem.push((ok, failed, per));
+    }
+
+    // The rate ladder, taking turns.
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+    for &rate in &rates {
+        for (i, s) in servers.iter().enumerate() {
+            let calls = u64::from(rate) * u64::from(seconds);
+            let pids = (s.pids)();
+            let cpu0 = cpu_us(&pids);
+            let (ok, failed, p99) = sipp(
+                &dir.join(format!("{}-{rate}", s.name)),
+                s.port,
+                s.local,
+                &csv,
+                rate,
+                calls,
+            )?;
+            let cpu = cpu_us(&(s.pids)()).saturating_sub(cpu0);
+            eprintln!(
+                "{} at {rate}/s: {ok} ok, {failed} failed, p99 < {p99:?} ms",
+                s.name
+            );
+            runs[i].push(Run {
+                rate,
+                ok,
+                failed,
+                p99_ms: p99,
+                cpu_us_per_reg: cpu as f64 / ok.max(1) as f64,
+            });
+        }
+    }
+    let _ = kam.kill();
+    let _ = kam.wait();
+
+    println!(
+        "\nSIP REGISTER with digest (MD5, qop=auth) over UDP, {users} users, {seconds} s per rate"
+    );
+    println!(
+        "{:<10} {:>8} {:>10} {:>8} {:>10} {:>14}",
+        "server", "rate/s", "registered", "failed", "p99 <ms", "cpu µs/reg"
+    );
+    for (i, s) in servers.iter().enumerate() {
+        for r in &runs[i] {
+            println!(
+                "{:<10} {:>8} {:>10} {:>8} {:>10} {:>14.1}",
+                s.name,
+                r.rate,
+                r.ok,
+                r.failed,
+                r.p99_ms.map_or("-".into(), |p| p.to_string()),
+                r.cpu_us_per_reg
+            );
+        }
+    }
+    println!(
+        "\n{:<10} {:>16} {:>22} {:>20}",
+        "server", "clean rate/s", "median cpu µs/reg", "bytes/registered"
+    );
+    let mut summary = Vec::new();
+    for (i, s) in servers.iter().enumerate() {
+        let clean = runs[i]
+            .iter()
+            .filter(|r| r.failed == 0 && r.p99_ms.is_some_and(|p| p <= 10))
+            .map(|r| r.rate)
+            .max()
+            .unwrap_or(0);
+        let mut cpu: Vec<f64> = runs[i]
+            .iter()
+            .filter(|r| r.failed == 0)
+            .map(|r| r.cpu_us_per_reg)
+            .collect();
+        cpu.sort_by(|a, b| a.total_cmp(b));
+        let median = cpu.get(cpu.len() / 2).copied().unwrap_or(f64::NAN);
+        println!(
+            "{:<10} {:>16} {:>22.1} {:>20.0}",
+            s.name, clean, median, mem[i].2
+        );
+        summary.push((clean, median, mem[i].2));
+    }
+    let (d, k) = (summary[0], summary[1]);
+    println!(
+        "\nratios dialtone/kamailio: clean rate {:.2} (target >= 1), cpu per registration {:.2} (target <= 0.5), memory per phone {:.2} (target <= 1)",
+        d.0 as f64 / k.0.max(1) as f64,
+        d.1 / k.1,
+        d.2 / k.2
+    );
+    Ok(())
+}
