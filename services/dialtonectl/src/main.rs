@@ -62,7 +62,7 @@ fn data_dir(cli: &Cli) -> PathBuf {
     })
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<Client> {
+async fn connect(cli: &Cli) -> anyhow::Result<(Channel, Auth)> {
     let dir = data_dir(cli);
     let server = match &cli.server {
         Some(s) => s.clone(),
@@ -95,16 +95,24 @@ async fn connect(cli: &Cli) -> anyhow::Result<Client> {
     let header: MetadataValue<_> = format!("Bearer {token}")
         .parse()
         .context("the token has characters a header cannot carry")?;
-    Ok(ConfigServiceClient::with_interceptor(channel, Auth(header))
-        .max_decoding_message_size(64 << 20)
-        .max_encoding_message_size(16 << 20))
+    Ok((channel, Auth(header)))
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = async {
-        let client = connect(&cli).await?;
+        let (channel, auth) = connect(&cli).await?;
+        if let commands::Command::Edge(cmd) = cli.command {
+            let c =
+                dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient::with_interceptor(
+                    channel, auth,
+                );
+            return commands::edge::run(c, cli.output, cmd).await;
+        }
+        let client = ConfigServiceClient::with_interceptor(channel, auth)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(16 << 20);
         commands::run(client, cli.output, cli.command).await
     }
     .await;

@@ -1,6 +1,7 @@
 //! The commands, one module per noun.
 
 mod base_settings;
+pub mod edge;
 mod edge_groups;
 mod import;
 mod phones;
@@ -34,6 +35,9 @@ pub enum Command {
     /// Phones.
     #[command(subcommand)]
     Phones(PhoneCmd),
+    /// A phone on one SIP edge (`--server` is that edge node's gRPC address).
+    #[command(subcommand)]
+    Edge(edge::EdgeCmd),
     /// Live cluster members.
     Members {
         /// Only this role.
@@ -80,6 +84,7 @@ pub(crate) fn parse_settings(s: &str, flag: &str) -> anyhow::Result<pb::PhoneSet
 
 pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()> {
     match cmd {
+        Command::Edge(_) => unreachable!("edge commands use the edge client"),
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,

@@ -1,0 +1,121 @@
+//! `dialtonectl edge …`: a phone's bindings on one edge (the node `--server` points at),
+//! log-out, and NOTIFY check-sync (resync, or restart with `--reboot`).
+
+use clap::Subcommand;
+use dialtone_proto::edge::v1::{self as pb, edge_service_client::EdgeServiceClient};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+use crate::{
+    Auth,
+    output::{Format, enum_name, json, table},
+};
+
+#[derive(Subcommand, Debug)]
+pub enum EdgeCmd {
+    /// A phone's registered contacts on this edge.
+    Bindings {
+        /// Phone id.
+        phone_id: String,
+    },
+    /// Logs a phone out of this edge (drops its bindings).
+    Logout {
+        /// Phone id.
+        phone_id: String,
+    },
+    /// Sends NOTIFY check-sync to the phone's contacts and shows their answers.
+    CheckSync {
+        /// Phone id.
+        phone_id: String,
+        /// Restart the phone (`reboot=true`) instead of a resync.
+        #[arg(long)]
+        reboot: bool,
+    },
+}
+
+pub async fn run(
+    mut c: EdgeServiceClient<InterceptedService<Channel, Auth>>,
+    out: Format,
+    cmd: EdgeCmd,
+) -> anyhow::Result<()> {
+    match cmd {
+        EdgeCmd::Bindings { phone_id } => {
+            let r = c
+                .list_bindings(pb::ListBindingsRequest { phone_id })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            let rows = r
+                .bindings
+                .iter()
+                .flat_map(|b| {
+                    b.contacts.iter().map(move |k| {
+                        vec![
+                            b.line_index.to_string(),
+                            b.sip_user.clone(),
+                            k.uri.clone(),
+                            enum_name(k.transport().as_str_name(), "SIP_TRANSPORT_"),
+                            k.source.clone(),
+                            (k.expires_at_s - now).max(0).to_string(),
+                            k.user_agent.clone(),
+                        ]
+                    })
+                })
+                .collect();
+            table(
+                &[
+                    "line",
+                    "sip user",
+                    "contact",
+                    "transport",
+                    "source",
+                    "expires in",
+                    "user agent",
+                ],
+                rows,
+            );
+            Ok(())
+        }
+        EdgeCmd::Logout { phone_id } => {
+            let r = c
+                .drop_bindings(pb::DropBindingsRequest { phone_id })
+                .await?
+                .into_inner();
+            match out {
+                Format::Json => json(&r),
+                Format::Table => {
+                    println!("{} contact(s) dropped", r.contacts_dropped);
+                    Ok(())
+                }
+            }
+        }
+        EdgeCmd::CheckSync { phone_id, reboot } => {
+            let r = c
+                .check_sync(pb::CheckSyncRequest { phone_id, reboot })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            table(
+                &["contact", "status", "reason"],
+                r.results
+                    .iter()
+                    .map(|x| {
+                        vec![
+                            x.contact.clone(),
+                            x.status_code.to_string(),
+                            x.reason.clone(),
+                        ]
+                    })
+                    .collect(),
+            );
+            Ok(())
+        }
+    }
+}
