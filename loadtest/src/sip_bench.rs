@@ -8,7 +8,8 @@
 //! `cargo build --release --bins`, Debian's `sip-tester` and `kamailio`).
 //!
 //! Printed for each server: memory per registered phone (PSS growth from no bindings to
-//! USERS bindings, summed over the server's processes), then for each rate of the ladder
+//! USERS bindings, summed over the server's processes; Dialtone runs as a config node and an
+//! edge node on one etcd member, and the edge process is measured), then for each rate of the ladder
 //! the registrations done, failures, the p99 bucket of the whole transaction (RTD 3:
 //! REGISTER → 401 → REGISTER → 200) and the server's CPU microseconds per registration
 //! (utime + stime from /proc), and the highest clean rate (no failure, p99 under 10 ms).
@@ -206,8 +207,9 @@ fn start_kamailio(dir: &Path, port: u16, creds: &[(String, String)]) -> anyhow::
 }
 
 async fn import(sb: &ClusterSandbox, n: usize) -> anyhow::Result<Vec<(String, String)>> {
-    let token = sb.nodes[0].admin_token();
-    let mut c = sb.nodes[0].config_client(&token).await?;
+    let mut c = sb.nodes[0]
+        .config_client(dialtone_tests::ADMIN_TOKEN)
+        .await?;
     seed_site(&mut c, pb::PhoneSettings::default()).await?;
     let mut csv = String::from("name,kind,site_id,base_settings_id,lines,assignment\n");
     for i in 0..n {
@@ -262,10 +264,33 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| vec![2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000]);
     let seconds: u32 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(5);
 
-    let sb = ClusterSandbox::embedded_with(&["--sip-digest-algorithms=md5", "--log=warn"]).await?;
+    // As in production: a config node and an edge node on etcd (one member), so the edge's
+    // process holds only what an edge holds (the embedded store would keep every binding key
+    // in the same process).
+    let sb = ClusterSandbox::with_etcd_args(
+        1,
+        &["config", "edge"],
+        &["--sip-digest-algorithms=md5", "--log=warn"],
+    )
+    .await?;
     let dir = sb.dir().to_path_buf();
     eprintln!("importing {users} users into dialtone");
     let creds = import(&sb, users).await?;
+    let edge = &sb.nodes[1];
+    let want = format!(
+        "dialtone_edge_cached_lines{{node=\"{}\"}} {users}",
+        edge.node_id
+    );
+    for _ in 0..600 {
+        if edge
+            .http_get("/metrics")
+            .await
+            .is_some_and(|(_, m)| m.contains(&want))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let csv = dir.join("users.csv");
     users_csv(&csv, &creds)?;
     let kam_port = free_port_pair();
@@ -278,11 +303,11 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let kam_pid = kam.id();
-    let dt_pid = sb.nodes[0].pid().context("dialtone pid")?;
+    let dt_pid = edge.pid().context("dialtone edge pid")?;
     let servers = [
         Server {
             name: "dialtone",
-            port: sb.nodes[0].sip.udp,
+            port: edge.sip.udp,
             local: free_port_pair(),
             pids: Box::new(move || vec![dt_pid]),
         },

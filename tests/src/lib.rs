@@ -531,6 +531,15 @@ impl ClusterSandbox {
 
     /// An etcd cluster of `members` and one node per entry of `roles`, all on it.
     pub async fn with_etcd(members: usize, roles: &[&str]) -> anyhow::Result<Self> {
+        Self::with_etcd_args(members, roles, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::with_etcd`], with more `serve` flags for every node.
+    pub async fn with_etcd_args(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let etcd = EtcdCluster::start(members).await?;
         let tokens = dir.path().join("tokens.toml");
@@ -555,7 +564,7 @@ impl ClusterSandbox {
                 tokens_file: Some(tokens.clone()),
                 lease_ttl: 3,
                 nonce_key_file: Some(nonce_key.clone()),
-                extra_args: Vec::new(),
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             };
             nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);
         }

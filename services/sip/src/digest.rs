@@ -7,8 +7,6 @@
 //! but the realm and the clock); verify them against [`DUMMY_HA1`] so that timing does not
 //! tell them apart either.
 
-use std::collections::HashMap;
-
 use hmac::{Hmac, Mac};
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
@@ -251,34 +249,43 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Per-phone replay protection: each nonce's count must grow (RFC 7616 §3.4.5). Bounded:
-/// nonces past their lifetime are forgotten (they are refused as stale anyway).
+/// Per-phone replay protection: each nonce's count must grow (RFC 7616 §3.4.5). Bounded
+/// and small (one 24-byte entry per live nonce, held for every registered phone): nonces
+/// are remembered by a 64-bit hash, and those past their lifetime are forgotten (they are
+/// refused as stale anyway).
 #[derive(Debug, Default)]
 pub struct NonceCounts {
-    seen: HashMap<String, (u32, u64)>,
+    seen: Vec<(u64, u32, u64)>,
 }
 
 /// Most nonces remembered per phone.
 const MAX_NONCES: usize = 64;
 
+/// FNV-1a: a nonce's key in [`NonceCounts`].
+fn nonce_hash(nonce: &str) -> u64 {
+    nonce.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 impl NonceCounts {
     /// Accepts `nc` for `nonce` if it is higher than any seen before; records it.
     pub fn accept(&mut self, nonce: &str, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
-        if self.seen.len() >= MAX_NONCES {
-            self.seen
-                .retain(|_, (_, at)| now_s.saturating_sub(*at) <= lifetime_s);
-        }
+        self.seen
+            .retain(|(_, _, at)| now_s.saturating_sub(*at) <= lifetime_s);
+        let key = nonce_hash(nonce);
         let full = self.seen.len() >= MAX_NONCES;
-        match self.seen.get_mut(nonce) {
-            Some((last, _)) if nc <= *last => false,
-            Some((last, at)) => {
+        match self.seen.iter_mut().find(|(k, _, _)| *k == key) {
+            Some((_, last, _)) if nc <= *last => false,
+            Some((_, last, at)) => {
                 *last = nc;
                 *at = now_s;
                 true
             }
             None if full => false,
             None => {
-                self.seen.insert(nonce.to_owned(), (nc, now_s));
+                self.seen.push((key, nc, now_s));
+                self.seen.shrink_to_fit();
                 true
             }
         }
