@@ -652,3 +652,77 @@ async fn websocket_phones_register_over_ws_and_wss() {
     assert_eq!(status(&bye), 200, "{bye}");
     assert!(contacts(&mut e, &p2.phone_id).await.is_empty());
 }
+
+/// Runs a sipvicious tool to completion (bounded) and returns its output.
+fn sipvicious(tool: &str, args: &[String]) -> String {
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("sipvicious (apt install sipvicious)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipvicious_cannot_enumerate_users_and_gets_banned() {
+    // MD5 only: sipvicious (like SIPp) answers the first challenge and knows only MD5.
+    let (sb, mut c, _e) =
+        sandbox(&["--sip-ban-source-failures=5", "--sip-digest-algorithms=md5"]).await;
+    let node = &sb.nodes[0];
+    let p = add_phone(&mut c, "Desk", "desk9").await.unwrap();
+    // svwar: a dictionary holding the real user among made-up ones finds nothing, since
+    // every user gets the same challenge
+    let dict = sb.dir().join("users.txt");
+    let mut words: Vec<String> = (0..20).map(|i| format!("guess{i}")).collect();
+    words.insert(7, p.sip_user.clone());
+    std::fs::write(&dict, words.join("\n") + "\n").unwrap();
+    let target = format!("udp://127.0.0.1:{}", node.sip.udp);
+    let out = sipvicious(
+        "svwar",
+        &[
+            "-d".into(),
+            dict.display().to_string(),
+            "-b".into(),
+            "127.0.0.3".into(),
+            target.clone(),
+        ],
+    );
+    assert!(
+        !out.contains(&p.sip_user),
+        "svwar told the real user apart:\n{out}"
+    );
+    // svcrack: wrong passwords get 403, then the source is banned and gets no answer
+    let pw = sb.dir().join("passwords.txt");
+    let guesses: Vec<String> = (0..30).map(|i| format!("pass{i}")).collect();
+    std::fs::write(&pw, guesses.join("\n") + "\n").unwrap();
+    let out = sipvicious(
+        "svcrack",
+        &[
+            "-u".into(),
+            p.sip_user.clone(),
+            "-d".into(),
+            pw.display().to_string(),
+            "-b".into(),
+            "127.0.0.4".into(),
+            target,
+        ],
+    );
+    assert!(!out.contains("pass2"), "no password found: {out}");
+    let (_, m) = node.http_get("/metrics").await.unwrap();
+    assert!(
+        m.contains("dialtone_auth_active_source_bans{node=\"solo\"} 1"),
+        "{m}\n{out}"
+    );
+    // the phone itself, from another address, still registers (sipvicious sends from
+    // 127.0.0.1 whatever its -b says)
+    let mut ua = UdpPhone::new_at("127.0.0.5", udp_addr(node), &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
+}
