@@ -9,9 +9,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     error::EdgeError,
-    handler::{Handler, fmt_ip},
+    handler::Handler,
     phone::{Contacts, Forget, ListBindings},
-    replies::OutRequest,
+    replies::{OutRequest, new_branch},
 };
 
 /// The service.
@@ -78,29 +78,19 @@ impl EdgeApi {
                     reason: "Flow Failed".into(),
                 };
             };
-            let Some(local) = h.local.get(&t).copied() else {
+            let Some(local) = h.local(t) else {
                 return pb::NotifyResult {
                     contact: c.uri,
                     status_code: 503,
                     reason: "No listener for the flow's transport".into(),
                 };
             };
-            let via = format!(
-                "SIP/2.0/{} {}:{}",
-                t.via_name(),
-                fmt_ip(local),
-                local.port()
-            );
-            let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+            let via = local.via();
+            let branch = new_branch();
             let from = format!("<sip:dialtone@{realm}>;tag={:08x}", rand::random::<u32>());
             let to = format!("<sip:{}@{realm}>", c.sip_user);
             let call_id = format!("{:016x}@dialtone", rand::random::<u64>());
-            let contact = format!(
-                "<sip:dialtone@{}:{};transport={}>",
-                fmt_ip(local),
-                local.port(),
-                t.name()
-            );
+            let contact = local.contact(Some("dialtone"));
             let req = OutRequest {
                 method: "NOTIFY",
                 uri: &c.uri,

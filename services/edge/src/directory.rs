@@ -18,18 +18,20 @@ use crate::{metrics::Stats, phone::PhoneActor, publisher::Publisher, replies::Re
 
 type Shard = Mutex<HashMap<Arc<str>, Addr<PhoneActor>>>;
 
-/// What every phone actor shares.
+/// What every phone actor shares: the [`SharedParts`] it was started with (reached
+/// through `Deref`) and the actor maps, so a stopping actor can remove itself.
 pub struct ActorShared {
-    pub node_id: String,
-    pub realm: String,
-    pub publisher: Publisher,
-    pub responder: Responder,
-    pub nonce_key: NonceKey,
-    pub nonce_lifetime_s: u64,
-    pub algorithms: Vec<Algorithm>,
-    pub stats: Arc<Stats>,
+    parts: SharedParts,
     shards: Arc<[Shard]>,
     hasher: std::collections::hash_map::RandomState,
+}
+
+impl std::ops::Deref for ActorShared {
+    type Target = SharedParts;
+
+    fn deref(&self) -> &SharedParts {
+        &self.parts
+    }
 }
 
 impl ActorShared {
@@ -54,7 +56,7 @@ impl ActorShared {
     }
 }
 
-/// Settings of the shared part.
+/// What the edge gives every phone actor.
 pub struct SharedParts {
     pub node_id: String,
     pub realm: String,
@@ -94,14 +96,7 @@ impl Directory {
         }
         let shards: Arc<[Shard]> = (0..n).map(|_| Mutex::new(HashMap::new())).collect();
         let shared = Arc::new(ActorShared {
-            node_id: parts.node_id,
-            realm: parts.realm,
-            publisher: parts.publisher,
-            responder: parts.responder,
-            nonce_key: parts.nonce_key,
-            nonce_lifetime_s: parts.nonce_lifetime_s,
-            algorithms: parts.algorithms,
-            stats: parts.stats,
+            parts,
             shards,
             hasher: Default::default(),
         });

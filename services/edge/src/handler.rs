@@ -14,7 +14,7 @@ use std::{
 use dialtone_sip::{
     Message, StartLine, Verdict,
     digest::{DUMMY_HA1, NonceCheck, parse_authorization, verify},
-    header::{parse_name_addr, parse_via},
+    header::{Via, parse_name_addr},
     registration::from_message,
     response::Source,
 };
@@ -27,7 +27,7 @@ use crate::{
     directory::Directory,
     metrics::{Reason, Stats},
     phone::{Forget, Register, RegisterJob},
-    replies::{ALLOW, OutRequest, source},
+    replies::{ALLOW, Local, OutRequest, new_branch, source},
     settings::EdgeSettings,
     transport::{Flows, Peer, Replier, Transport},
     uac::Uac,
@@ -133,7 +133,8 @@ impl Handler {
         };
         self.stats.request(&method);
         let src = source(peer.addr);
-        let reply = response_replier(&m, peer);
+        let top_via = m.top_via();
+        let reply = response_replier(top_via.as_ref(), peer);
         match verdict {
             Verdict::Accept => {}
             Verdict::Drop { .. } => return,
@@ -147,7 +148,10 @@ impl Handler {
             }
         }
         match method.as_str() {
-            "REGISTER" => self.register(m, peer, src, reply, now_ms),
+            "REGISTER" => {
+                let txn = transaction_key(&m, top_via.as_ref(), peer.addr);
+                self.register(m, peer, src, reply, txn, now_ms)
+            }
             "OPTIONS" => {
                 let extra = vec![
                     ("Allow", ALLOW.to_owned()),
@@ -163,6 +167,12 @@ impl Handler {
                 reply.send(self.responder().reply(&m, &src, 405, "", extra));
             }
         }
+    }
+
+    /// The edge's own listener of a transport.
+    pub(crate) fn local(&self, transport: Transport) -> Option<Local> {
+        let addr = *self.local.get(&transport)?;
+        Some(Local { transport, addr })
     }
 
     fn responder(&self) -> &crate::replies::Responder {
@@ -229,7 +239,15 @@ impl Handler {
         }
     }
 
-    fn register(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
+    fn register(
+        &self,
+        m: Message,
+        peer: &Peer,
+        src: Source,
+        reply: Replier,
+        txn: u64,
+        now_ms: u64,
+    ) {
         let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
         let user = match to.as_ref().map(|a| (&a.uri, a.uri.user.as_deref())) {
             Some((uri, Some(u))) if uri.is_sip() => u.to_owned(),
@@ -268,7 +286,6 @@ impl Handler {
                 list.push(entry.phone_id.clone());
             }
         }
-        let txn = transaction_key(&m, peer.addr);
         let addr = self.directory.get_or_start(&entry.phone_id);
         addr.do_send(Register(Box::new(RegisterJob {
             entry,
@@ -325,15 +342,8 @@ impl Handler {
             .and_then(|e| e.trim().parse::<u32>().ok())
             .unwrap_or(3600)
             .min(self.settings.max_expires);
-        let local = self.local.get(&peer.transport).copied();
-        let contact = local.map_or_else(String::new, |a| {
-            format!(
-                "<sip:{}:{};transport={}>",
-                fmt_ip(a),
-                a.port(),
-                peer.transport.name()
-            )
-        });
+        let local = self.local(peer.transport);
+        let contact = local.map_or_else(String::new, |l| l.contact(None));
         let extra = vec![
             ("Expires", expires.to_string()),
             ("Contact", contact.clone()),
@@ -358,13 +368,8 @@ impl Handler {
             "Messages-Waiting: no\r\nMessage-Account: sip:{user}@{}\r\n",
             self.settings.realm
         );
-        let via = format!(
-            "SIP/2.0/{} {}:{}",
-            peer.transport.via_name(),
-            fmt_ip(local),
-            local.port()
-        );
-        let branch = format!("z9hG4bK{:016x}", rand::random::<u64>());
+        let via = local.via();
+        let branch = new_branch();
         let notify = OutRequest {
             method: "NOTIFY",
             uri: &target,
@@ -389,47 +394,27 @@ impl Handler {
 /// Where a response goes: over a stream, back on the connection; over UDP, to the source
 /// address when the Via asks for rport (RFC 3581) or names no other port, else to the
 /// source IP and the Via's port (RFC 3261 §18.2.2).
-fn response_replier(m: &Message, peer: &Peer) -> Replier {
-    if let Replier::Udp { socket, to } = &peer.replier {
-        let via = m
-            .get("via")
-            .and_then(|v| dialtone_sip::header::split_list(v).first().copied())
-            .and_then(|v| parse_via(v).ok());
-        if let Some(v) = via {
-            let rport = v.params.iter().any(|(n, _)| n == "rport");
-            if let (false, Some(port)) = (rport, v.port) {
-                return Replier::Udp {
-                    socket: socket.clone(),
-                    to: SocketAddr::new(to.ip(), port),
-                };
-            }
+fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
+    if let (Replier::Udp { socket, to }, Some(v)) = (&peer.replier, top_via) {
+        let rport = v.params.iter().any(|(n, _)| n == "rport");
+        if let (false, Some(port)) = (rport, v.port) {
+            return Replier::Udp {
+                socket: socket.clone(),
+                to: SocketAddr::new(to.ip(), port),
+            };
         }
     }
     peer.replier.clone()
 }
 
 /// Identifies a server transaction: top Via branch, source and method (RFC 3261 §17.2.3).
-fn transaction_key(m: &Message, from: SocketAddr) -> u64 {
+fn transaction_key(m: &Message, top_via: Option<&Via>, from: SocketAddr) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    let branch = m
-        .get("via")
-        .and_then(|v| dialtone_sip::header::split_list(v).first().copied())
-        .and_then(|v| parse_via(v).ok())
-        .and_then(|v| v.param("branch").map(str::to_owned))
-        .unwrap_or_default();
-    branch.hash(&mut h);
+    top_via.and_then(|v| v.param("branch")).hash(&mut h);
     from.hash(&mut h);
     m.get("call-id").hash(&mut h);
     m.get("cseq").hash(&mut h);
     h.finish()
-}
-
-/// An IP for a SIP URI or Via (IPv6 in brackets).
-pub(crate) fn fmt_ip(a: SocketAddr) -> String {
-    match a {
-        SocketAddr::V4(v) => v.ip().to_string(),
-        SocketAddr::V6(v) => format!("[{}]", v.ip()),
-    }
 }
 
 /// A reason phrase must not break the status line.
@@ -479,10 +464,11 @@ mod tests {
         };
         let a: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:5061".parse().unwrap();
-        let k = transaction_key(&msg("z9hG4bK1", 1), a);
-        assert_eq!(k, transaction_key(&msg("z9hG4bK1", 1), a));
-        assert_ne!(k, transaction_key(&msg("z9hG4bK2", 1), a));
-        assert_ne!(k, transaction_key(&msg("z9hG4bK1", 2), a));
-        assert_ne!(k, transaction_key(&msg("z9hG4bK1", 1), b));
+        let key = |m: Message, from| transaction_key(&m, m.top_via().as_ref(), from);
+        let k = key(msg("z9hG4bK1", 1), a);
+        assert_eq!(k, key(msg("z9hG4bK1", 1), a));
+        assert_ne!(k, key(msg("z9hG4bK2", 1), a));
+        assert_ne!(k, key(msg("z9hG4bK1", 2), a));
+        assert_ne!(k, key(msg("z9hG4bK1", 1), b));
     }
 }

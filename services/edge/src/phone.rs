@@ -243,24 +243,22 @@ impl Handler<Register> for PhoneActor {
             .as_deref()
             .filter(|l| l.key == job.txn && now.saturating_sub(l.at) <= TXN_MEMORY_S)
         {
-            {
-                let bytes = match &last.error {
-                    Some(b) => b.clone(),
-                    None => {
-                        let bindings = self
-                            .lines
-                            .iter()
-                            .find(|l| l.index == last.line)
-                            .map(|l| l.bindings.as_slice())
-                            .unwrap_or(&[]);
-                        sh.responder
-                            .register_ok(&job.msg, &job.src, bindings, now, false)
-                    }
-                };
-                sh.stats.retransmission();
-                job.reply.send(bytes);
-                return;
-            }
+            let bytes = match &last.error {
+                Some(b) => b.clone(),
+                None => {
+                    let bindings = self
+                        .lines
+                        .iter()
+                        .find(|l| l.index == last.line)
+                        .map(|l| l.bindings.as_slice())
+                        .unwrap_or(&[]);
+                    sh.responder
+                        .register_ok(&job.msg, &job.src, bindings, now, false)
+                }
+            };
+            sh.stats.retransmission();
+            job.reply.send(bytes);
+            return;
         }
         if !self
             .nonce_counts

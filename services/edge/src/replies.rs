@@ -1,7 +1,7 @@
 //! The edge's responses and requests as bytes: pure builders over the sip crate's
 //! [`dialtone_sip::response::build`], adding what every answer of this edge carries.
 
-use std::time::SystemTime;
+use std::{net::SocketAddr, time::SystemTime};
 
 use dialtone_sip::{
     Message,
@@ -9,6 +9,8 @@ use dialtone_sip::{
     registration::Binding,
     response::{Source, build},
 };
+
+use crate::transport::Transport;
 
 /// Methods the edge answers itself (the Allow header).
 pub const ALLOW: &str = "REGISTER, OPTIONS, SUBSCRIBE, NOTIFY, ACK";
@@ -86,6 +88,49 @@ pub fn source(addr: std::net::SocketAddr) -> Source {
     Source {
         ip: addr.ip().to_string(),
         port: addr.port(),
+    }
+}
+
+/// One of the edge's own listeners, for the Via and Contact of requests the edge sends.
+#[derive(Clone, Copy, Debug)]
+pub struct Local {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+impl Local {
+    /// `SIP/2.0/UDP 127.0.0.1:5060`: a Via without its branch.
+    pub fn via(&self) -> String {
+        format!(
+            "SIP/2.0/{} {}:{}",
+            self.transport.via_name(),
+            fmt_ip(self.addr),
+            self.addr.port()
+        )
+    }
+
+    /// `<sip:[user@]127.0.0.1:5060;transport=udp>`.
+    pub fn contact(&self, user: Option<&str>) -> String {
+        let user = user.map(|u| format!("{u}@")).unwrap_or_default();
+        format!(
+            "<sip:{user}{}:{};transport={}>",
+            fmt_ip(self.addr),
+            self.addr.port(),
+            self.transport.name()
+        )
+    }
+}
+
+/// A fresh RFC 3261 branch.
+pub fn new_branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
+}
+
+/// An IP for a SIP URI or Via (IPv6 in brackets).
+pub fn fmt_ip(a: SocketAddr) -> String {
+    match a {
+        SocketAddr::V4(v) => v.ip().to_string(),
+        SocketAddr::V6(v) => format!("[{}]", v.ip()),
     }
 }
 
@@ -186,6 +231,33 @@ mod tests {
         };
         let o = String::from_utf8(with_server.reply(&register(), &src, 200, "", vec![])).unwrap();
         assert!(o.contains("Server: Dialtone\r\n"));
+    }
+
+    #[test]
+    fn own_addresses() {
+        let cases = [
+            (
+                Transport::Udp,
+                "127.0.0.1:5060",
+                "SIP/2.0/UDP 127.0.0.1:5060",
+                "<sip:d@127.0.0.1:5060;transport=udp>",
+            ),
+            (
+                Transport::Wss,
+                "[::1]:7443",
+                "SIP/2.0/WSS [::1]:7443",
+                "<sip:d@[::1]:7443;transport=wss>",
+            ),
+        ];
+        for (transport, addr, via, contact) in cases {
+            let l = Local {
+                transport,
+                addr: addr.parse().unwrap(),
+            };
+            assert_eq!(l.via(), via);
+            assert_eq!(l.contact(Some("d")), contact);
+        }
+        assert!(new_branch().starts_with("z9hG4bK"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use dialtone_sip::{Message, StartLine, header::parse_via};
+use dialtone_sip::{Message, StartLine};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -29,9 +29,7 @@ impl Uac {
             return;
         }
         let Some(branch) = m
-            .get("via")
-            .and_then(|v| dialtone_sip::header::split_list(v).first().copied())
-            .and_then(|v| parse_via(v).ok())
+            .top_via()
             .and_then(|v| v.param("branch").map(str::to_owned))
         else {
             return;

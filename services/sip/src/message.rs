@@ -73,6 +73,13 @@ impl Message {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The topmost Via (the first entry of the first Via header), parsed.
+    pub fn top_via(&self) -> Option<crate::header::Via> {
+        let first = self.get("via")?;
+        let top = crate::header::split_list(first).first().copied()?;
+        crate::header::parse_via(top).ok()
+    }
+
     /// Whether this is a response.
     pub fn is_response(&self) -> bool {
         matches!(self.start, StartLine::Response { .. })

@@ -11,11 +11,74 @@ use std::{
     collections::HashMap,
     net::SocketAddr,
     sync::{Arc, atomic::AtomicU64},
+    time::Duration,
 };
 
 use dialtone_proto::edge::v1::SipTransport;
 use parking_lot::Mutex;
-use tokio::{net::UdpSocket, sync::mpsc};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, UdpSocket},
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info};
+
+use crate::handler::Handler;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection's bytes, plain or under TLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
+
+/// Accepts connections until `stop`, each served by `serve` in its own task: after a TLS
+/// handshake as `secure` when `tls` is set, else as `plain`. Used by TCP/TLS and WS/WSS.
+pub(crate) fn accept<F, Fut>(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    (plain, secure): (Transport, Transport),
+    handler: Arc<Handler>,
+    mut stop: watch::Receiver<bool>,
+    serve: F,
+) -> JoinHandle<()>
+where
+    F: Fn(Box<dyn Io>, SocketAddr, Transport, Arc<Handler>) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let transport = if tls.is_some() { secure } else { plain };
+    if let Ok(a) = listener.local_addr() {
+        info!(addr = %a, transport = transport.name(), "sip listening");
+    }
+    tokio::spawn(async move {
+        loop {
+            let (tcp, addr) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
+                },
+                _ = stop.changed() => return,
+            };
+            let _ = tcp.set_nodelay(true);
+            let handler = handler.clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    None => serve(Box::new(tcp), addr, plain, handler).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => serve(Box::new(s), addr, secure, handler).await,
+                            Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
+                            Err(_) => debug!(peer = %addr, "tls handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+    })
+}
 
 /// A SIP transport.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -2,23 +2,20 @@
 //! ([`dialtone_sip::stream::next_frame`]), answers keep-alive pings, and hands each message
 //! to the handler; a writer task sends what the handler and the phone actors queue.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use dialtone_sip::stream::{Frame, PONG, next_frame};
 use tokio::{
-    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
+    io::{AsyncReadExt, AsyncWriteExt},
     net::TcpListener,
     sync::{mpsc, watch},
     task::JoinHandle,
 };
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info};
+use tracing::debug;
 
-use super::{Peer, Replier, Transport};
+use super::{Io, Peer, Replier, Transport, accept};
 use crate::{error::EdgeError, handler::Handler};
-
-/// How long a TLS handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
     TcpListener::bind(addr)
@@ -31,49 +28,21 @@ pub fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<Handler>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let transport = if tls.is_some() {
-        Transport::Tls
-    } else {
-        Transport::Tcp
-    };
-    if let Ok(a) = listener.local_addr() {
-        info!(addr = %a, transport = transport.name(), "sip stream listening");
-    }
-    tokio::spawn(async move {
-        loop {
-            let (tcp, addr) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
-                },
-                _ = stop.changed() => return,
-            };
-            let _ = tcp.set_nodelay(true);
-            let handler = handler.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                match tls {
-                    None => connection(tcp, addr, Transport::Tcp, handler).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => connection(s, addr, Transport::Tls, handler).await,
-                            Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
-                            Err(_) => debug!(peer = %addr, "tls handshake timed out"),
-                        }
-                    }
-                }
-            });
-        }
-    })
+    let transports = (Transport::Tcp, Transport::Tls);
+    accept(
+        listener,
+        tls,
+        transports,
+        handler,
+        stop,
+        connection::<Box<dyn Io>>,
+    )
 }
 
 /// Serves one connection until it closes, fails framing or idles out.
-async fn connection<S>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>) {
     let (mut rd, mut wr) = tokio::io::split(io);
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let writer = tokio::spawn(async move {

@@ -13,7 +13,6 @@ use std::{
 
 use futures::{SinkExt, StreamExt};
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
     net::TcpListener,
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -25,53 +24,30 @@ use tokio_tungstenite::tungstenite::{
     http::{HeaderValue, StatusCode},
     protocol::WebSocketConfig,
 };
-use tracing::{debug, info};
+use tracing::debug;
 
-use super::{Peer, Replier, Transport};
+use super::{Io, Peer, Replier, Transport, accept};
 use crate::handler::Handler;
 
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the WebSocket upgrade may take once the connection (and TLS) is up.
+const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Accepts WS (or, with `tls`, WSS) connections until `stop`.
 pub fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     handler: Arc<Handler>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
-    let transport = if tls.is_some() {
-        Transport::Wss
-    } else {
-        Transport::Ws
-    };
-    if let Ok(a) = listener.local_addr() {
-        info!(addr = %a, transport = transport.name(), "sip websocket listening");
-    }
-    tokio::spawn(async move {
-        loop {
-            let (tcp, addr) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(_) => { tokio::time::sleep(Duration::from_millis(50)).await; continue; }
-                },
-                _ = stop.changed() => return,
-            };
-            let _ = tcp.set_nodelay(true);
-            let handler = handler.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                match tls {
-                    None => connection(tcp, addr, Transport::Ws, handler).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => connection(s, addr, Transport::Wss, handler).await,
-                            _ => debug!(peer = %addr, "wss tls handshake failed"),
-                        }
-                    }
-                }
-            });
-        }
-    })
+    let transports = (Transport::Ws, Transport::Wss);
+    accept(
+        listener,
+        tls,
+        transports,
+        handler,
+        stop,
+        connection::<Box<dyn Io>>,
+    )
 }
 
 /// Accepts the upgrade only when the client offers the `sip` subprotocol, and selects it.
@@ -94,15 +70,12 @@ fn select_sip(req: &Request, mut resp: Response) -> Result<Response, ErrorRespon
     Ok(resp)
 }
 
-async fn connection<S>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>) {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
     config.max_frame_size = Some(handler.max_message_bytes());
     let ws = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
+        UPGRADE_TIMEOUT,
         tokio_tungstenite::accept_hdr_async_with_config(io, select_sip, Some(config)),
     )
     .await
