@@ -252,8 +252,9 @@ impl Handler<Register> for PhoneActor {
                         .find(|l| l.index == last.line)
                         .map(|l| l.bindings.as_slice())
                         .unwrap_or(&[]);
+                    let outbound = registers_flow(&job.req);
                     sh.responder
-                        .register_ok(&job.msg, &job.src, bindings, now, false)
+                        .register_ok(&job.msg, &job.src, bindings, now, outbound)
                 }
             };
             sh.stats.retransmission();
@@ -277,8 +278,7 @@ impl Handler<Register> for PhoneActor {
             Outcome::Ok { bindings, changed } => {
                 line.bindings = bindings;
                 line.republish_after = u64::from(policy.default_expires / 2);
-                let outbound = matches!(&job.req.contacts,
-                    dialtone_sip::registration::Contacts::List(l) if l.iter().any(|c| c.reg_id.is_some()));
+                let outbound = registers_flow(&job.req);
                 let bytes =
                     sh.responder
                         .register_ok(&job.msg, &job.src, &line.bindings, now, outbound);
@@ -431,6 +431,12 @@ impl Handler<Contacts> for PhoneActor {
                 .collect(),
         )
     }
+}
+
+/// Whether a REGISTER registers an RFC 5626 flow (its 200 then says `Require: outbound`).
+fn registers_flow(req: &RegisterReq) -> bool {
+    matches!(&req.contacts,
+        dialtone_sip::registration::Contacts::List(l) if l.iter().any(|c| c.reg_id.is_some()))
 }
 
 fn to_proto(phone: &str, line: &LineState, node: &str) -> pb::Binding {
