@@ -2,7 +2,8 @@
 # Installs what building and testing Dialtone need on Debian, if missing:
 # protoc (etcd-client's build script needs it) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
-# sipvicious (the attacker's tools) and cargo-nextest.
+# sipvicious (the attacker's tools), baresip and linphonec (real softphones) and
+# cargo-nextest.
 set -euo pipefail
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -13,6 +14,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v sipp >/dev/null || need+=(sip-tester)
   command -v socat >/dev/null || need+=(socat)
   command -v svwar >/dev/null || need+=(sipvicious)
+  command -v baresip >/dev/null || need+=(baresip-core)
+  command -v linphonec >/dev/null || need+=(linphone-cli)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -1,9 +1,14 @@
 //! Seeding a node with an edge group, a site, a profile and phones whose passwords the
 //! test keeps (the API shows them once, at creation).
 
-use dialtone_proto::config::v1::{self as pb};
+use std::time::{Duration, Instant};
 
-use crate::ConfigClient;
+use dialtone_proto::{
+    config::v1::{self as pb},
+    edge::v1 as epb,
+};
+
+use crate::{ConfigClient, EdgeClient};
 
 /// A phone the test can register.
 #[derive(Clone, Debug)]
@@ -53,8 +58,15 @@ pub async fn seed_site(c: &mut ConfigClient, settings: pb::PhoneSettings) -> any
     Ok(())
 }
 
-/// Creates one unmanaged phone with one line named `line` (after the site prefix).
-pub async fn add_phone(c: &mut ConfigClient, name: &str, line: &str) -> anyhow::Result<Seeded> {
+/// Creates one unmanaged phone with one line named `line` (after the site prefix), and
+/// waits until the edge behind `e` knows it (config reaches edges through a watch, so a
+/// REGISTER sent the instant the phone is created could still meet an unknown user).
+pub async fn add_phone(
+    c: &mut ConfigClient,
+    e: &mut EdgeClient,
+    name: &str,
+    line: &str,
+) -> anyhow::Result<Seeded> {
     let r = c
         .create_phone(pb::CreatePhoneRequest {
             phone: Some(pb::Phone {
@@ -74,10 +86,54 @@ pub async fn add_phone(c: &mut ConfigClient, name: &str, line: &str) -> anyhow::
         .into_inner();
     let phone = r.phone.unwrap_or_default();
     let cred = r.credentials.first().cloned().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while let Err(s) = e
+        .list_bindings(epb::ListBindingsRequest {
+            phone_id: phone.id.clone(),
+        })
+        .await
+    {
+        anyhow::ensure!(
+            s.code() == tonic::Code::NotFound && Instant::now() < deadline,
+            "the edge never learned of phone {}: {s}",
+            phone.id
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     Ok(Seeded {
         phone_id: phone.id,
         sip_user: cred.sip_user,
         password: cred.password,
         version: phone.version,
     })
+}
+
+/// A phone's contacts on the edge behind `e` (none when it has no actor there).
+pub async fn contacts(e: &mut EdgeClient, phone: &str) -> Vec<epb::Contact> {
+    e.list_bindings(epb::ListBindingsRequest {
+        phone_id: phone.into(),
+    })
+    .await
+    .map(|r| {
+        r.into_inner()
+            .bindings
+            .into_iter()
+            .flat_map(|b| b.contacts)
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Polls until `contacts(phone)` has `n` entries (bindings follow config within 1 s).
+pub async fn wait_contacts(e: &mut EdgeClient, phone: &str, n: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if contacts(e, phone).await.len() == n {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

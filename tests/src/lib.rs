@@ -11,6 +11,7 @@ use std::{
 
 pub mod fleet;
 pub mod sip;
+pub mod softphones;
 
 use anyhow::{Context, bail};
 use dialtone_proto::config::v1::config_service_client::ConfigServiceClient;
@@ -46,7 +47,7 @@ pub fn binary(name: &str) -> PathBuf {
 }
 
 /// Kills a child with SIGKILL and reaps it.
-fn kill9(child: &mut Child) {
+pub(crate) fn kill9(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }

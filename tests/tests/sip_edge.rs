@@ -14,7 +14,7 @@ use std::{
 use dialtone_proto::{config::v1 as cpb, edge::v1 as epb};
 use dialtone_tests::{
     ClusterSandbox, EdgeClient, Node,
-    fleet::{Seeded, add_phone, seed_site},
+    fleet::{Seeded, add_phone, contacts, seed_site, wait_contacts},
     free_port,
     sip::{UdpPhone, authorization, challenge_param, headers, status},
 };
@@ -38,35 +38,6 @@ async fn sandbox(extra: &[&str]) -> (ClusterSandbox, dialtone_tests::ConfigClien
 
 fn udp_addr(n: &Node) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], n.sip.udp))
-}
-
-async fn contacts(e: &mut EdgeClient, phone: &str) -> Vec<epb::Contact> {
-    e.list_bindings(epb::ListBindingsRequest {
-        phone_id: phone.into(),
-    })
-    .await
-    .map(|r| {
-        r.into_inner()
-            .bindings
-            .into_iter()
-            .flat_map(|b| b.contacts)
-            .collect()
-    })
-    .unwrap_or_default()
-}
-
-/// Polls until `contacts(phone)` has `n` entries (bindings follow config within 1 s).
-async fn wait_contacts(e: &mut EdgeClient, phone: &str, n: usize, within: Duration) -> bool {
-    let deadline = Instant::now() + within;
-    loop {
-        if contacts(e, phone).await.len() == n {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +82,7 @@ async fn sipp_registers_refreshes_and_unregisters_over_udp_tcp_and_tls() {
         ),
     ];
     for (i, (t, target, want)) in cases.iter().enumerate() {
-        let p = add_phone(&mut c, &format!("SIPp {i}"), &format!("sipp{i}"))
+        let p = add_phone(&mut c, &mut e, &format!("SIPp {i}"), &format!("sipp{i}"))
             .await
             .unwrap();
         let cport = 40000 + i as u16;
@@ -186,7 +157,7 @@ async fn registrar_rules_auth_and_phone_actions() {
     let (sb, mut c, mut e) = sandbox(&[]).await;
     let node = &sb.nodes[0];
     let server = udp_addr(node);
-    let p = add_phone(&mut c, "Desk", "desk1").await.unwrap();
+    let p = add_phone(&mut c, &mut e, "Desk", "desk1").await.unwrap();
     let mut ua = UdpPhone::new(server, &p.sip_user, &p.password)
         .await
         .unwrap();
@@ -349,7 +320,7 @@ async fn registrar_rules_auth_and_phone_actions() {
 async fn config_changes_reach_the_edge_within_a_second() {
     let (sb, mut c, mut e) = sandbox(&[]).await;
     let server = udp_addr(&sb.nodes[0]);
-    let p = add_phone(&mut c, "Desk", "desk2").await.unwrap();
+    let p = add_phone(&mut c, &mut e, "Desk", "desk2").await.unwrap();
     let mut ua = UdpPhone::new(server, &p.sip_user, &p.password)
         .await
         .unwrap();
@@ -402,9 +373,10 @@ async fn config_changes_reach_the_edge_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn repeated_failures_ban_the_source() {
-    let (sb, mut c, _e) = sandbox(&["--sip-ban-source-failures=3", "--sip-ban-duration=60"]).await;
+    let (sb, mut c, mut e) =
+        sandbox(&["--sip-ban-source-failures=3", "--sip-ban-duration=60"]).await;
     let server = udp_addr(&sb.nodes[0]);
-    let p = add_phone(&mut c, "Desk", "desk3").await.unwrap();
+    let p = add_phone(&mut c, &mut e, "Desk", "desk3").await.unwrap();
     let mut attacker = UdpPhone::new_at("127.0.0.2", server, &p.sip_user, "guess")
         .await
         .unwrap();
@@ -431,7 +403,7 @@ async fn repeated_failures_ban_the_source() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_never_stops_the_edge() {
-    let (sb, mut c, _e) = sandbox(&[]).await;
+    let (sb, mut c, mut e) = sandbox(&[]).await;
     let server = udp_addr(&sb.nodes[0]);
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // every PROTOS c07-sip case and every RFC 4475 torture message, over UDP
@@ -470,7 +442,7 @@ async fn malformed_input_never_stops_the_edge() {
     assert_eq!(n, 0, "connection closed");
     // still serving
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let p = add_phone(&mut c, "Desk", "desk4").await.unwrap();
+    let p = add_phone(&mut c, &mut e, "Desk", "desk4").await.unwrap();
     let mut ua = UdpPhone::new(server, &p.sip_user, &p.password)
         .await
         .unwrap();
@@ -599,7 +571,7 @@ async fn websocket_phones_register_over_ws_and_wss() {
     );
 
     // WS: register, see the flow's binding, close the connection: the binding goes with it
-    let p = add_phone(&mut c, "Browser", "web1").await.unwrap();
+    let p = add_phone(&mut c, &mut e, "Browser", "web1").await.unwrap();
     let (mut ws, resp) = tokio_tungstenite::connect_async(request(ws_url, true))
         .await
         .unwrap();
@@ -632,7 +604,9 @@ async fn websocket_phones_register_over_ws_and_wss() {
     .unwrap()
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let p2 = add_phone(&mut c, "Browser 2", "web2").await.unwrap();
+    let p2 = add_phone(&mut c, &mut e, "Browser 2", "web2")
+        .await
+        .unwrap();
     let (mut wss, _) = tokio_tungstenite::connect_async_tls_with_config(
         request(format!("wss://localhost:{}", node.sip.wss), true),
         None,
@@ -672,10 +646,10 @@ fn sipvicious(tool: &str, args: &[String]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipvicious_cannot_enumerate_users_and_gets_banned() {
     // MD5 only: sipvicious (like SIPp) answers the first challenge and knows only MD5.
-    let (sb, mut c, _e) =
+    let (sb, mut c, mut e) =
         sandbox(&["--sip-ban-source-failures=5", "--sip-digest-algorithms=md5"]).await;
     let node = &sb.nodes[0];
-    let p = add_phone(&mut c, "Desk", "desk9").await.unwrap();
+    let p = add_phone(&mut c, &mut e, "Desk", "desk9").await.unwrap();
     // svwar: a dictionary holding the real user among made-up ones finds nothing, since
     // every user gets the same challenge
     let dict = sb.dir().join("users.txt");

@@ -73,7 +73,10 @@ pub struct EdgeFlags {
     /// Seconds a nonce stays valid (then `stale=true`).
     #[arg(long, env = "DIALTONE_SIP_NONCE_LIFETIME", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub sip_nonce_lifetime: u64,
-    /// Digest algorithms offered, strongest first (`sha-256`, `md5`).
+    /// Digest algorithms offered, one challenge each, in this order (`sha-256`, `md5`).
+    /// RFC 8760 clients skip challenges they cannot answer, but some give up when any
+    /// challenge is one they cannot answer (baresip 1.0): edges serving such phones offer
+    /// `md5` alone.
     #[arg(
         long,
         env = "DIALTONE_SIP_DIGEST_ALGORITHMS",

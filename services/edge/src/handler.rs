@@ -225,6 +225,7 @@ impl Handler {
         let matches = verify(alg, ha1, method, &creds);
         match entry {
             Some(e) if matches && creds.username == user && !ha1.is_empty() => {
+                self.stats.authenticated(alg);
                 Ok((e, creds.nonce, nc))
             }
             _ => {

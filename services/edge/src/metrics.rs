@@ -3,6 +3,8 @@
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
+use dialtone_sip::digest::Algorithm;
+
 /// Why a registration was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -61,6 +63,8 @@ pub struct Stats {
     registered: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
     challenges: AtomicU64,
+    /// Successful digests, MD5 then SHA-256: how much of the fleet still needs MD5.
+    authenticated: [AtomicU64; 2],
     retransmissions: AtomicU64,
     bans: AtomicU64,
     bindings: AtomicI64,
@@ -87,6 +91,9 @@ impl Stats {
     }
     pub fn challenge(&self) {
         self.challenges.fetch_add(1, Relaxed);
+    }
+    pub fn authenticated(&self, alg: Algorithm) {
+        self.authenticated[alg as usize].fetch_add(1, Relaxed);
     }
     pub fn retransmission(&self) {
         self.retransmissions.fetch_add(1, Relaxed);
@@ -132,6 +139,14 @@ impl Stats {
                 "dialtone_registrations_rejected_total{{node=\"{node}\",reason=\"{}\"}} {}\n",
                 r.label(),
                 self.rejected[i].load(Relaxed)
+            ));
+        }
+        o.push_str("# TYPE dialtone_auth_successes_total counter\n");
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            o.push_str(&format!(
+                "dialtone_auth_successes_total{{node=\"{node}\",algorithm=\"{}\"}} {}\n",
+                alg.name(),
+                self.authenticated[alg as usize].load(Relaxed)
             ));
         }
         for (name, kind, v) in [
