@@ -456,7 +456,7 @@ async fn exercise(c: &mut ConfigClient) {
     }
     let text = String::from_utf8(text).unwrap();
     assert!(text.starts_with(
-        "name,kind,site_id,base_settings_id,hardware_id,lines,assignment,remote_address\n"
+        "name,kind,site_id,base_settings_id,hardware_id,lines,assignment,remote_address,disabled\n"
     ));
     assert!(
         text.contains("Imp1,managed,hq,vvx2,0004f2100001,3001=Imp one,site:3001,"),

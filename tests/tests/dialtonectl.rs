@@ -96,6 +96,18 @@ async fn dialtonectl_drives_a_dev_node() {
         "credentials never leave the server"
     );
 
+    // disabling changes only that field and shows in the table
+    let id = phones[0]["id"].as_str().unwrap().to_owned();
+    ctl.ok(&["phones", "update", &id, "--disabled", "true"]);
+    let one: serde_json::Value =
+        serde_json::from_str(&ctl.ok(&["-o", "json", "phones", "get", &id])).unwrap();
+    assert_eq!(
+        (&one["disabled"], &one["name"]),
+        (&true.into(), &"Desk 1".into())
+    );
+    assert!(ctl.ok(&["phones", "list"]).contains("unmanaged (disabled)"));
+    ctl.ok(&["phones", "update", &id, "--disabled", "false"]);
+
     // errors: the server's reason, exit code non-zero
     let (ok, _, err) = ctl.run(&[
         "base-settings",

@@ -351,15 +351,33 @@ async fn config_changes_reach_the_edge_within_a_second() {
     ua.password = cred.password.clone();
     assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
 
-    // a deleted phone loses its bindings within 1 s
-    let version = c
-        .get_phone(cpb::GetRequest {
+    // a disabled phone loses its bindings and is refused within 1 s; enabled, it registers
+    let get = |c: &mut dialtone_tests::ConfigClient| {
+        let req = cpb::GetRequest {
             id: p.phone_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .version;
+        };
+        let mut c = c.clone();
+        async move { c.get_phone(req).await.unwrap().into_inner() }
+    };
+    for disabled in [true, false] {
+        let mut phone = get(&mut c).await;
+        phone.disabled = disabled;
+        c.update_phone(cpb::UpdatePhoneRequest { phone: Some(phone) })
+            .await
+            .unwrap();
+        if disabled {
+            assert!(wait_contacts(&mut e, &p.phone_id, 0, Duration::from_secs(1)).await);
+        }
+        let want = if disabled { 403 } else { 200 };
+        let t0 = Instant::now();
+        while status(&ua.register(3600).await.unwrap()) != want {
+            assert!(t0.elapsed() < Duration::from_secs(1), "disabled={disabled}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // a deleted phone loses its bindings within 1 s
+    let version = get(&mut c).await.version;
     assert_eq!(contacts(&mut e, &p.phone_id).await.len(), 1);
     c.delete_phone(cpb::DeleteRequest {
         id: p.phone_id.clone(),

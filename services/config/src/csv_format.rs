@@ -12,6 +12,7 @@
 //! | `lines` | `;`-separated lines, each `SUFFIX` or `SUFFIX=Display name` (SUFFIX is the SIP user after the site prefix; empty: generated) |
 //! | `assignment` | `user:USER_ID`, `site:EXTENSION`, or `unassigned` / empty |
 //! | `remote_address` | remote phones: sip: URI or E.164 number |
+//! | `disabled` | `true` for a phone that may not register; `false` or empty otherwise |
 
 use dialtone_proto::config::v1::{
     Assignment, Line, Phone, PhoneKind, SiteAssignment, Unassigned, UserAssignment,
@@ -21,7 +22,7 @@ use dialtone_proto::config::v1::{
 use crate::error::ConfigError;
 
 /// The columns, in export order.
-pub const COLUMNS: [&str; 8] = [
+pub const COLUMNS: [&str; 9] = [
     "name",
     "kind",
     "site_id",
@@ -30,6 +31,7 @@ pub const COLUMNS: [&str; 8] = [
     "lines",
     "assignment",
     "remote_address",
+    "disabled",
 ];
 const REQUIRED: [&str; 3] = ["name", "kind", "site_id"];
 
@@ -80,7 +82,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, ConfigError> {
         let phone = match record {
             Ok(rec) => {
                 let get = |c: usize| index[c].and_then(|i| rec.get(i)).unwrap_or("").to_owned();
-                let fields: [String; 8] = std::array::from_fn(get);
+                let fields: [String; COLUMNS.len()] = std::array::from_fn(get);
                 to_phone(&fields)
             }
             Err(e) => Err(format!("unreadable row: {e}")),
@@ -90,7 +92,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Row>, ConfigError> {
     Ok(rows)
 }
 
-fn to_phone(f: &[String; 8]) -> Result<Phone, String> {
+fn to_phone(f: &[String; COLUMNS.len()]) -> Result<Phone, String> {
     let [
         name,
         kind,
@@ -100,7 +102,13 @@ fn to_phone(f: &[String; 8]) -> Result<Phone, String> {
         lines,
         assignment,
         remote_address,
+        disabled,
     ] = f;
+    let disabled = match disabled.to_ascii_lowercase().as_str() {
+        "" | "false" => false,
+        "true" => true,
+        other => return Err(format!("disabled: '{other}' is not true or false")),
+    };
     let kind = match kind.to_ascii_lowercase().as_str() {
         "managed" => PhoneKind::Managed,
         "unmanaged" => PhoneKind::Unmanaged,
@@ -150,6 +158,7 @@ fn to_phone(f: &[String; 8]) -> Result<Phone, String> {
         lines,
         assignment: Some(Assignment { mode: Some(mode) }),
         remote_address: remote_address.clone(),
+        disabled,
         ..Default::default()
     })
 }
@@ -197,6 +206,7 @@ pub fn row(p: &Phone, prefix: &str) -> Vec<u8> {
         &lines.join(";"),
         &assignment,
         &p.remote_address,
+        if p.disabled { "true" } else { "" },
     ]);
     w.into_inner().unwrap_or_default()
 }
@@ -247,14 +257,20 @@ mod tests {
 
     #[test]
     fn export_round_trips() {
-        let file = "name,kind,site_id,base_settings_id,hardware_id,lines,assignment,remote_address\n\
-                    Lobby,managed,hq,vvx,0004f2aabbcc,1001=Lobby;1002,site:2001,\n";
-        let mut p = parse(file.as_bytes()).unwrap().remove(0).phone.unwrap();
-        for l in &mut p.lines {
-            l.sip_user = format!("k7q2x-{}", l.sip_user);
-        }
+        let file = "name,kind,site_id,base_settings_id,hardware_id,lines,assignment,remote_address,disabled\n\
+                    Lobby,managed,hq,vvx,0004f2aabbcc,1001=Lobby;1002,site:2001,,\n\
+                    Spare,unmanaged,hq,desk,,1003,unassigned,,true\n";
         let mut out = header();
-        out.extend(row(&p, "k7q2x-"));
+        for r in parse(file.as_bytes()).unwrap() {
+            let mut p = r.phone.unwrap();
+            for l in &mut p.lines {
+                l.sip_user = format!("k7q2x-{}", l.sip_user);
+            }
+            out.extend(row(&p, "k7q2x-"));
+        }
         assert_eq!(String::from_utf8(out).unwrap(), file);
+        let bad = "name,kind,site_id,disabled\nX,remote,hq,maybe\n";
+        let err = parse(bad.as_bytes()).unwrap().remove(0).phone.unwrap_err();
+        assert!(err.starts_with("disabled:"), "{err}");
     }
 }

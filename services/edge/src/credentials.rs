@@ -130,7 +130,8 @@ impl CredentialCache {
                 }
             }
         }
-        if phone.kind == PhoneKind::Remote as i32 {
+        // Remote phones never register here; disabled ones may not.
+        if phone.kind == PhoneKind::Remote as i32 || phone.disabled {
             change.removed = old.is_some();
             return change;
         }
@@ -346,5 +347,15 @@ mod tests {
         r.kind = PhoneKind::Remote as i32;
         assert!(c.put_phone(&r).removed);
         assert_eq!(c.lines(), 0);
+
+        // a disabled phone is forgotten (its bindings go) until it is enabled again
+        let mut d = phone("p3", "b", &[("w1", "h")]);
+        c.put_phone(&d);
+        d.disabled = true;
+        assert!(c.put_phone(&d).removed);
+        assert!(c.lookup("w1").is_none() && !c.has_phone("p3"));
+        d.disabled = false;
+        assert!(!c.put_phone(&d).removed);
+        assert!(c.lookup("w1").is_some());
     }
 }

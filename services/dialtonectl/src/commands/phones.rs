@@ -97,6 +97,10 @@ pub struct PhoneArgs {
     /// Per-phone setting overrides as JSON (PhoneSettings fields).
     #[arg(long)]
     overrides: Option<String>,
+    /// true: the phone may not register (edges refuse it and drop its bindings within a
+    /// second); false: it may again.
+    #[arg(long, value_name = "BOOL")]
+    disabled: Option<bool>,
 }
 
 #[derive(Args, Debug, Default, Clone)]
@@ -186,6 +190,9 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
     if let Some(v) = a.overrides {
         p.overrides = Some(parse_settings(&v, "--overrides")?);
     }
+    if let Some(v) = a.disabled {
+        p.disabled = v;
+    }
     Ok(())
 }
 
@@ -193,9 +200,12 @@ fn phone_rows(phones: &[pb::Phone]) -> Vec<Vec<String>> {
     phones
         .iter()
         .map(|p| {
-            let kind = pb::PhoneKind::try_from(p.kind)
+            let mut kind = pb::PhoneKind::try_from(p.kind)
                 .map(|k| enum_name(k.as_str_name(), "PHONE_KIND_"))
                 .unwrap_or_default();
+            if p.disabled {
+                kind.push_str(" (disabled)");
+            }
             let assign = match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
                 Some(Mode::User(u)) => format!("user:{}", u.user_id),
                 Some(Mode::Site(s)) => format!("site:{}", s.extension),
