@@ -65,6 +65,16 @@ pub struct Change {
     pub lines_gone: Vec<u32>,
 }
 
+/// Indexes of `old`'s lines whose SIP user is not the one `new_user(index)` has now.
+fn lines_gone<'a>(old: &PhoneRec, new_user: impl Fn(usize) -> Option<&'a str>) -> Vec<u32> {
+    old.lines
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| new_user(*i) != Some(l.sip_user.as_str()))
+        .map(|(i, _)| i as u32)
+        .collect()
+}
+
 /// The cache itself.
 pub struct CredentialCache {
     limits: Limits,
@@ -100,9 +110,27 @@ impl CredentialCache {
         self.limits
     }
 
-    /// Ids of every known phone.
-    pub fn phone_ids(&self) -> HashSet<String> {
-        self.phones.keys().map(|k| k.to_string()).collect()
+    /// What moving from this cache to `fresh` (a full re-listing) means for the bindings:
+    /// phones gone entirely, and lines renamed or removed.
+    pub fn changes_to(&self, fresh: &CredentialCache) -> Vec<(String, Change)> {
+        self.phones
+            .iter()
+            .filter_map(|(id, old)| {
+                let change = match fresh.phones.get(id) {
+                    None => Change {
+                        removed: true,
+                        lines_gone: Vec::new(),
+                    },
+                    Some(new) => Change {
+                        removed: false,
+                        lines_gone: lines_gone(old, |i| {
+                            new.lines.get(i).map(|l| l.sip_user.as_str())
+                        }),
+                    },
+                };
+                (change != Change::default()).then(|| (id.to_string(), change))
+            })
+            .collect()
     }
 
     /// Whether a phone is known.
@@ -124,11 +152,8 @@ impl CredentialCache {
             if let Some(set) = self.base_phones.get_mut(&old.base) {
                 set.remove(&id);
             }
-            for (i, l) in old.lines.iter().enumerate() {
-                if phone.lines.get(i).map(|n| &n.sip_user) != Some(&l.sip_user) {
-                    change.lines_gone.push(i as u32);
-                }
-            }
+            change.lines_gone =
+                lines_gone(old, |i| phone.lines.get(i).map(|l| l.sip_user.as_str()));
         }
         // Remote phones never register here; disabled ones may not.
         if phone.kind == PhoneKind::Remote as i32 || phone.disabled {
@@ -347,6 +372,38 @@ mod tests {
         r.kind = PhoneKind::Remote as i32;
         assert!(c.put_phone(&r).removed);
         assert_eq!(c.lines(), 0);
+
+        // a re-listing after compaction reports what changed meanwhile
+        let mut fresh = CredentialCache::new(c.limits());
+        fresh.put_base(&base("b", 3, true));
+        fresh.put_phone(&phone("p3", "b", &[("w2", "h")]));
+        fresh.put_phone(&phone("p4", "b", &[("x1", "h")]));
+        let mut before = CredentialCache::new(c.limits());
+        before.put_base(&base("b", 3, true));
+        before.put_phone(&phone("p2", "b", &[("v1", "x")]));
+        before.put_phone(&phone("p3", "b", &[("w1", "h"), ("w3", "h")]));
+        before.put_phone(&phone("p4", "b", &[("x1", "h")]));
+        let mut got = before.changes_to(&fresh);
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "p2".to_owned(),
+                    Change {
+                        removed: true,
+                        lines_gone: vec![]
+                    }
+                ),
+                (
+                    "p3".to_owned(),
+                    Change {
+                        removed: false,
+                        lines_gone: vec![0, 1]
+                    }
+                ),
+            ]
+        );
 
         // a disabled phone is forgotten (its bindings go) until it is enabled again
         let mut d = phone("p3", "b", &[("w1", "h")]);

@@ -4,7 +4,6 @@
 //! deleted phone or a removed line loses its bindings here. After compaction it re-lists.
 
 use std::{
-    collections::HashSet,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -157,7 +156,8 @@ pub fn spawn(
     })
 }
 
-/// Rebuilds the cache from a full listing; phones that vanished lose their bindings.
+/// Rebuilds the cache from a full listing; phones that vanished and lines that were
+/// renamed or removed meanwhile lose their bindings.
 async fn relist(
     store: &Store,
     cache: &Arc<RwLock<CredentialCache>>,
@@ -167,17 +167,10 @@ async fn relist(
     let fresh = RwLock::new(CredentialCache::new(limits));
     let revision = load(store, &fresh).await?;
     let fresh = fresh.into_inner();
-    let before: HashSet<String> = cache.read().phone_ids();
-    for id in before.iter().filter(|id| !fresh.has_phone(id)) {
-        follow(
-            directory,
-            id,
-            Change {
-                removed: true,
-                lines_gone: Vec::new(),
-            },
-        );
-    }
+    let changes = cache.read().changes_to(&fresh);
     *cache.write() = fresh;
+    for (id, change) in changes {
+        follow(directory, &id, change);
+    }
     Ok(revision)
 }
