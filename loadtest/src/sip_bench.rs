@@ -8,7 +8,7 @@
 //! `cargo build --release --bins`, Debian's `sip-tester` and `kamailio`).
 //!
 //! Printed for each server: memory per registered phone (PSS growth from no bindings to
-//! USERS bindings, summed over the server's processes; Dialtone runs as a config node and an
+//! USERS bindings, 35 s after the last registration, summed over the server's processes; Dialtone runs as a config node and an
 //! edge node on one etcd member, and the edge process is measured), then for each rate of the ladder
 //! the registrations done, failures, the p99 bucket of the whole transaction (RTD 3:
 //! REGISTER → 401 → REGISTER → 200) and the server's CPU microseconds per registration
@@ -332,7 +332,9 @@ async fn main() -> anyhow::Result<()> {
             4000,
             users as u64,
         )?;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Steady state: every transaction over (Timer J, 32 s), so each server holds its
+        // registrations only (Dialtone's quiet phones have given up their actors by then).
+        tokio::time::sleep(Duration::from_secs(35)).await;
         let after = pss(&(s.pids)());
         let per = (after.saturating_sub(before)) as f64 / ok.max(1) as f64;
         mem.push((ok, failed, per));

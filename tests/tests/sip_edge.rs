@@ -718,3 +718,72 @@ async fn sipvicious_cannot_enumerate_users_and_gets_banned() {
         .unwrap();
     assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
 }
+
+/// The value of a metric without labels other than `node`.
+fn gauge(metrics: &str, name: &str) -> i64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(-1)
+}
+
+async fn sleeping(node: &Node) -> i64 {
+    let (_, m) = node.http_get("/metrics").await.unwrap();
+    gauge(&m, "dialtone_edge_sleeping_phones")
+}
+
+/// A registered phone that stays quiet for a transaction lifetime (32 s) gives its actor
+/// up for a compact sleeping state; any message wakes it with bindings, Call-ID/CSeq order
+/// and nonce counts intact, and its bindings still expire on time while it sleeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quiet_phones_sleep_and_wake_with_their_state() {
+    let (sb, mut c, mut e) = sandbox(&["--sip-min-expires=30"]).await;
+    let node = &sb.nodes[0];
+    let server = udp_addr(node);
+    let a = add_phone(&mut c, &mut e, "Desk A", "sleep1").await.unwrap();
+    let b = add_phone(&mut c, &mut e, "Desk B", "sleep2").await.unwrap();
+    let mut ua = UdpPhone::new(server, &a.sip_user, &a.password)
+        .await
+        .unwrap();
+    let mut ub = UdpPhone::new(server, &b.sip_user, &b.password)
+        .await
+        .unwrap();
+    assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
+    assert_eq!(status(&ub.register(40).await.unwrap()), 200);
+    let registered = Instant::now();
+    assert_eq!(sleeping(node).await, 0);
+
+    let deadline = registered + Duration::from_secs(38);
+    while sleeping(node).await != 2 {
+        assert!(Instant::now() < deadline, "phones never fell asleep");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // a request wakes A: its binding, Call-ID and CSeq order are all there
+    let r = ua.register(3600).await.unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    assert_eq!(headers(&r, "contact").len(), 1, "{r}");
+    assert_eq!(sleeping(node).await, 1);
+    ua.cseq = 0;
+    let r = ua.register(3600).await.unwrap();
+    assert_eq!(
+        status(&r),
+        400,
+        "an old CSeq is still refused after waking: {r}"
+    );
+    assert_eq!(contacts(&mut e, &a.phone_id).await.len(), 1);
+
+    // B's binding expires while it sleeps: it wakes for the expiry and drops it
+    assert!(
+        wait_contacts(&mut e, &b.phone_id, 1, Duration::from_secs(1)).await,
+        "listing wakes B"
+    );
+    let expiry = registered + Duration::from_secs(40);
+    tokio::time::sleep_until((expiry + Duration::from_millis(200)).into()).await;
+    assert!(
+        wait_contacts(&mut e, &b.phone_id, 0, Duration::from_secs(3)).await,
+        "B's binding outlived its expiry"
+    );
+}

@@ -41,29 +41,23 @@ impl EdgeApi {
                 reason: "is required",
             });
         }
-        if !self.handler.cache.read().has_phone(id) && self.handler.directory.get(id).is_none() {
+        if !self.handler.cache.read().has_phone(id) && !self.handler.directory.has(id) {
             return Err(EdgeError::PhoneNotFound(id.to_owned()));
         }
         Ok(())
     }
 
     async fn list(&self, id: &str) -> Result<Vec<pb::Binding>, EdgeError> {
-        match self.handler.directory.get(id) {
+        match self.handler.directory.ask(id, ListBindings) {
             None => Ok(Vec::new()),
-            Some(a) => a
-                .send(ListBindings)
-                .await
-                .map_err(|_| EdgeError::ShuttingDown),
+            Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown),
         }
     }
 
     async fn check_sync(&self, id: &str, reboot: bool) -> Result<pb::CheckSyncResponse, EdgeError> {
-        let contacts = match self.handler.directory.get(id) {
+        let contacts = match self.handler.directory.ask(id, Contacts) {
             None => Vec::new(),
-            Some(a) => a
-                .send(Contacts)
-                .await
-                .map_err(|_| EdgeError::ShuttingDown)?,
+            Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown)?,
         };
         if contacts.is_empty() {
             return Err(EdgeError::NotRegistered(id.to_owned()));
@@ -150,15 +144,13 @@ impl EdgeService for EdgeApi {
         self.auth(&req, Permission::Edit)?;
         let id = &req.get_ref().phone_id;
         self.phone_id(id)?;
-        let dropped = match self.handler.directory.get(id) {
+        let forget = Forget {
+            lines: None,
+            source: None,
+        };
+        let dropped = match self.handler.directory.ask(id, forget) {
             None => 0,
-            Some(a) => a
-                .send(Forget {
-                    lines: None,
-                    source: None,
-                })
-                .await
-                .map_err(|_| EdgeError::ShuttingDown)?,
+            Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown)?,
         };
         Ok(Response::new(pb::DropBindingsResponse {
             contacts_dropped: dropped,

@@ -76,19 +76,22 @@ fn apply_delete(c: &mut CredentialCache, key: &str) -> Option<(String, Change)> 
 
 /// Makes a phone's bindings follow a change of its configuration.
 fn follow(directory: &Directory, id: &str, change: Change) {
-    let Some(actor) = directory.get(id) else {
-        return;
-    };
     if change.removed {
-        actor.do_send(Forget {
-            lines: None,
-            source: None,
-        });
+        directory.tell(
+            id,
+            Forget {
+                lines: None,
+                source: None,
+            },
+        );
     } else if !change.lines_gone.is_empty() {
-        actor.do_send(Forget {
-            lines: Some(change.lines_gone),
-            source: None,
-        });
+        directory.tell(
+            id,
+            Forget {
+                lines: Some(change.lines_gone),
+                source: None,
+            },
+        );
     }
 }
 

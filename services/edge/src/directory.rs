@@ -1,11 +1,27 @@
 //! Where the phone actors live: several actix arbiters (each its own `System` on its own
 //! thread, as DESIGN.md prescribes: tokio owns the sockets, tonic and the store; only `Addr`
-//! crosses over), and a map per shard from phone id to the actor's address. A phone always
-//! lands on the same shard, so its messages stay in order.
+//! crosses over), and a map per shard from phone id to the phone: an awake actor, or the
+//! compact state of a sleeping one ([`crate::phone_state`]). A phone always lands on the
+//! same shard, so its messages stay in order.
+//!
+//! Every message to a phone goes through [`Directory::tell`] or [`Directory::ask`], which
+//! enqueue it while holding the shard lock and count it as pending; an actor falls asleep
+//! (under the same lock) only when nothing is pending, so no message can reach an actor
+//! that has already handed its state back. A sleeping phone wakes for its next message or
+//! for its earliest binding expiry (a per-shard queue checked every second).
 
-use std::{collections::HashMap, hash::BuildHasher, sync::Arc};
+use std::{
+    cmp::Reverse,
+    collections::{BinaryHeap, HashMap},
+    hash::BuildHasher,
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
 
-use actix::{Actor, Addr};
+use actix::{Actor, Addr, Handler, Message as ActixMessage, dev::Request, dev::ToEnvelope};
 use actix_rt::ArbiterHandle;
 use dialtone_sip::{
     Message,
@@ -13,16 +29,39 @@ use dialtone_sip::{
     response::Source,
 };
 use parking_lot::Mutex;
+use tracing::warn;
 
-use crate::{metrics::Stats, phone::PhoneActor, publisher::Publisher, replies::Responder};
+use crate::{
+    metrics::Stats,
+    phone::PhoneActor,
+    phone_state::{PhoneState, wake_at},
+    publisher::Publisher,
+    replies::Responder,
+};
 
-type Shard = Mutex<HashMap<Arc<str>, Addr<PhoneActor>>>;
+/// A phone known to this edge.
+enum Slot {
+    /// Its actor, and how many messages were sent to it and not yet handled.
+    Awake(Addr<PhoneActor>, Arc<AtomicU32>),
+    /// Its encoded state.
+    Asleep(Box<[u8]>),
+}
+
+#[derive(Default)]
+struct Shard {
+    phones: HashMap<Arc<str>, Slot>,
+    /// Sleeping phones by the second they must wake; entries of phones that woke earlier
+    /// are skipped when they come due.
+    wakeups: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+}
 
 /// What every phone actor shares: the [`SharedParts`] it was started with (reached
-/// through `Deref`) and the actor maps, so a stopping actor can remove itself.
+/// through `Deref`) and the phone maps, so an actor can fall asleep or leave.
 pub struct ActorShared {
+    me: std::sync::Weak<ActorShared>,
     parts: SharedParts,
-    shards: Arc<[Shard]>,
+    shards: Box<[Mutex<Shard>]>,
+    arbiters: Vec<ArbiterHandle>,
     hasher: std::collections::hash_map::RandomState,
 }
 
@@ -47,11 +86,91 @@ impl ActorShared {
         (self.hasher.hash_one(id) % self.shards.len() as u64) as usize
     }
 
-    /// Called by a stopping actor: removes it unless a newer one took its place.
+    /// Called by a stopping actor: removes it unless a newer one or its sleeping state
+    /// took its place.
     pub fn forget_actor(&self, id: &str, addr: &Addr<PhoneActor>) {
-        let mut map = self.shards[self.shard_of(id)].lock();
-        if map.get(id) == Some(addr) {
-            map.remove(id);
+        let mut shard = self.shards[self.shard_of(id)].lock();
+        if matches!(shard.phones.get(id), Some(Slot::Awake(a, _)) if a == addr) {
+            shard.phones.remove(id);
+        }
+    }
+
+    /// Called by an idle actor with bindings: stores `state` in its place if nothing is
+    /// pending for it. The actor stops when this returns true.
+    pub fn fall_asleep(
+        &self,
+        id: &Arc<str>,
+        addr: &Addr<PhoneActor>,
+        pending: &AtomicU32,
+        state: Box<[u8]>,
+    ) -> bool {
+        let mut shard = self.shards[self.shard_of(id)].lock();
+        let shard = &mut *shard;
+        let Some(slot) = shard.phones.get_mut(id) else {
+            return false;
+        };
+        let ours = matches!(&*slot, Slot::Awake(a, _) if a == addr);
+        if !ours || pending.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        shard.wakeups.push(Reverse((wake_at(&state), id.clone())));
+        *slot = Slot::Asleep(state);
+        self.stats.sleeping_changed(1);
+        true
+    }
+
+    /// Starts an actor from `slot`'s sleeping state, if it is asleep.
+    fn wake(&self, s: usize, id: &Arc<str>, slot: &mut Slot) {
+        if let Slot::Asleep(bytes) = slot {
+            let state = PhoneState::decode(bytes).unwrap_or_else(|| {
+                warn!(phone_id = %id, "undecodable sleeping state: starting empty");
+                PhoneState::default()
+            });
+            self.stats.sleeping_changed(-1);
+            *slot = self.start(s, id, state);
+        }
+    }
+
+    /// The awake actor for `slot` (waking it if asleep), with its pending count raised.
+    fn awake(&self, s: usize, id: &Arc<str>, slot: &mut Slot) -> Addr<PhoneActor> {
+        self.wake(s, id, slot);
+        let Slot::Awake(addr, pending) = slot else {
+            unreachable!("woken above")
+        };
+        pending.fetch_add(1, Ordering::AcqRel);
+        addr.clone()
+    }
+
+    fn start(&self, s: usize, id: &Arc<str>, state: PhoneState) -> Slot {
+        let pending = Arc::new(AtomicU32::new(0));
+        let shared = self
+            .me
+            .upgrade()
+            .expect("the directory outlives its actors");
+        let (pid, p) = (id.clone(), pending.clone());
+        let addr = PhoneActor::start_in_arbiter(&self.arbiters[s], move |_| {
+            PhoneActor::new(pid, shared, state, p)
+        });
+        Slot::Awake(addr, pending)
+    }
+
+    /// Wakes the phones of shard `s` whose earliest expiry has come.
+    fn wake_due(&self, s: usize, now: u64) {
+        let mut shard = self.shards[s].lock();
+        let shard = &mut *shard;
+        while let Some(Reverse((at, _))) = shard.wakeups.peek() {
+            if *at > now {
+                break;
+            }
+            let Some(Reverse((at, id))) = shard.wakeups.pop() else {
+                break;
+            };
+            if let Some(slot) = shard.phones.get_mut(&id)
+                && matches!(slot, Slot::Asleep(b) if wake_at(b) == at)
+            {
+                // An awake phone sweeps its expired bindings as it starts.
+                self.wake(s, &id, slot);
+            }
         }
     }
 }
@@ -68,9 +187,8 @@ pub struct SharedParts {
     pub stats: Arc<Stats>,
 }
 
-/// The arbiters and the actor maps.
+/// The arbiters and the phone maps.
 pub struct Directory {
-    arbiters: Vec<ArbiterHandle>,
     systems: Vec<actix_rt::System>,
     shared: Arc<ActorShared>,
 }
@@ -94,17 +212,25 @@ impl Directory {
             systems.push(sys);
             arbiters.push(arb);
         }
-        let shards: Arc<[Shard]> = (0..n).map(|_| Mutex::new(HashMap::new())).collect();
-        let shared = Arc::new(ActorShared {
+        let shared = Arc::new_cyclic(|me| ActorShared {
+            me: me.clone(),
             parts,
-            shards,
+            shards: (0..n).map(|_| Mutex::default()).collect(),
+            arbiters,
             hasher: Default::default(),
         });
-        Directory {
-            arbiters,
-            systems,
-            shared,
+        for (s, arb) in shared.arbiters.iter().enumerate() {
+            let weak = Arc::downgrade(&shared);
+            arb.spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let Some(shared) = weak.upgrade() else { return };
+                    shared.wake_due(s, crate::unix_ms() / 1000);
+                }
+            });
         }
+        Directory { systems, shared }
     }
 
     pub fn shared(&self) -> &Arc<ActorShared> {
@@ -113,48 +239,91 @@ impl Directory {
 
     /// The actor threads.
     pub fn arbiters(&self) -> &[ArbiterHandle] {
-        &self.arbiters
+        &self.shared.arbiters
     }
 
-    /// The phone's actor, started if it has none (or its last one stopped): on the calling
-    /// actor thread when there is one (UDP receive loops run there, so the phone's messages
-    /// stay on one thread), else on the phone's shard.
-    pub fn get_or_start(&self, id: &Arc<str>) -> Addr<PhoneActor> {
-        let s = self.shared.shard_of(id);
-        let mut map = self.shared.shards[s].lock();
-        if let Some(a) = map.get(id).filter(|a| a.connected()) {
-            return a.clone();
+    /// Sends `msg` to the phone's actor, starting one if the phone has none (or waking it).
+    pub fn tell_or_start<M>(&self, id: &Arc<str>, msg: M)
+    where
+        M: ActixMessage + Send + 'static,
+        M::Result: Send,
+        PhoneActor: Handler<M>,
+        <PhoneActor as Actor>::Context: ToEnvelope<PhoneActor, M>,
+    {
+        let sh = &self.shared;
+        let s = sh.shard_of(id);
+        let mut shard = sh.shards[s].lock();
+        let slot = shard
+            .phones
+            .entry(id.clone())
+            .or_insert_with(|| sh.start(s, id, PhoneState::default()));
+        if matches!(slot, Slot::Awake(a, _) if !a.connected()) {
+            *slot = sh.start(s, id, PhoneState::default());
         }
-        let shared = self.shared.clone();
-        let pid = id.clone();
-        let addr =
-            PhoneActor::start_in_arbiter(&self.arbiters[s], move |_| PhoneActor::new(pid, shared));
-        map.insert(id.clone(), addr.clone());
-        addr
+        sh.awake(s, id, slot).do_send(msg);
     }
 
-    /// The phone's actor if it has one.
-    pub fn get(&self, id: &str) -> Option<Addr<PhoneActor>> {
-        let s = self.shared.shard_of(id);
-        self.shared.shards[s]
-            .lock()
-            .get(id)
-            .filter(|a| a.connected())
-            .cloned()
+    /// Sends `msg` to the phone's actor (waking it) if the phone has state here.
+    pub fn tell<M>(&self, id: &str, msg: M) -> bool
+    where
+        M: ActixMessage + Send + 'static,
+        M::Result: Send,
+        PhoneActor: Handler<M>,
+        <PhoneActor as Actor>::Context: ToEnvelope<PhoneActor, M>,
+    {
+        self.with_awake(id, |a| a.do_send(msg)).is_some()
     }
 
-    /// Every live actor.
-    pub fn all(&self) -> Vec<Addr<PhoneActor>> {
+    /// Asks the phone's actor (waking it) if the phone has state here.
+    pub fn ask<M>(&self, id: &str, msg: M) -> Option<Request<PhoneActor, M>>
+    where
+        M: ActixMessage + Send + 'static,
+        M::Result: Send,
+        PhoneActor: Handler<M>,
+        <PhoneActor as Actor>::Context: ToEnvelope<PhoneActor, M>,
+    {
+        self.with_awake(id, |a| a.send(msg))
+    }
+
+    fn with_awake<R>(&self, id: &str, f: impl FnOnce(Addr<PhoneActor>) -> R) -> Option<R> {
+        let sh = &self.shared;
+        let s = sh.shard_of(id);
+        let mut shard = sh.shards[s].lock();
+        let (key, slot) = shard.phones.get_key_value(id)?;
+        if matches!(slot, Slot::Awake(a, _) if !a.connected()) {
+            return None;
+        }
+        let key = key.clone();
+        let slot = shard.phones.get_mut(id)?;
+        Some(f(sh.awake(s, &key, slot)))
+    }
+
+    /// Whether the phone has an actor or a sleeping state here.
+    pub fn has(&self, id: &str) -> bool {
+        let sh = &self.shared;
+        sh.shards[sh.shard_of(id)].lock().phones.contains_key(id)
+    }
+
+    /// Every phone with state here.
+    pub fn ids(&self) -> Vec<Arc<str>> {
         self.shared
             .shards
             .iter()
-            .flat_map(|m| m.lock().values().cloned().collect::<Vec<_>>())
+            .flat_map(|m| m.lock().phones.keys().cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    /// Number of live actors.
-    pub fn actors(&self) -> usize {
-        self.shared.shards.iter().map(|m| m.lock().len()).sum()
+    /// Phones with state here: (awake, asleep).
+    pub fn counts(&self) -> (usize, usize) {
+        self.shared.shards.iter().fold((0, 0), |(a, z), m| {
+            let m = m.lock();
+            let asleep = m
+                .phones
+                .values()
+                .filter(|s| matches!(s, Slot::Asleep(_)))
+                .count();
+            (a + m.phones.len() - asleep, z + asleep)
+        })
     }
 
     /// Stops every arbiter (and so every actor).

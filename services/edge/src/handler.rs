@@ -101,12 +101,13 @@ impl Handler {
         };
         let source = format!("{}:{addr}", t.name());
         for p in phones {
-            if let Some(a) = self.directory.get(&p) {
-                a.do_send(Forget {
+            self.directory.tell(
+                &p,
+                Forget {
                     lines: None,
                     source: Some(source.clone()),
-                });
-            }
+                },
+            );
         }
     }
 
@@ -287,19 +288,22 @@ impl Handler {
                 list.push(entry.phone_id.clone());
             }
         }
-        let addr = self.directory.get_or_start(&entry.phone_id);
-        addr.do_send(Register(Box::new(RegisterJob {
-            entry,
-            msg: m,
-            req,
-            nonce,
-            nc,
-            txn,
-            src,
-            reply,
-            transport: peer.transport,
-            idle: peer.idle.clone(),
-        })));
+        let phone_id = entry.phone_id.clone();
+        self.directory.tell_or_start(
+            &phone_id,
+            Register(Box::new(RegisterJob {
+                entry,
+                msg: m,
+                req,
+                nonce,
+                nc,
+                txn,
+                src,
+                reply,
+                transport: peer.transport,
+                idle: peer.idle.clone(),
+            })),
+        );
     }
 
     /// SUBSCRIBE: only `message-summary` (MWI) for an authenticated line with MWI on; the

@@ -18,6 +18,7 @@ pub mod error;
 pub mod handler;
 pub mod metrics;
 pub mod phone;
+pub mod phone_state;
 pub mod publisher;
 pub mod replies;
 pub mod settings;
@@ -242,13 +243,14 @@ fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> J
     let mut generation = lease.generation();
     tokio::spawn(async move {
         while generation.changed().await.is_ok() {
-            let actors = directory.all();
+            // Sleeping phones wake for it and fall asleep again later.
+            let phones = directory.ids();
             info!(
-                actors = actors.len(),
+                phones = phones.len(),
                 "republishing bindings on the new lease"
             );
-            for a in actors {
-                a.do_send(phone::Republish);
+            for id in phones {
+                directory.tell(&id, phone::Republish);
             }
         }
     })

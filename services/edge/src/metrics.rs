@@ -69,6 +69,7 @@ pub struct Stats {
     bans: AtomicU64,
     bindings: AtomicI64,
     phones: AtomicI64,
+    sleeping: AtomicI64,
 }
 
 impl Stats {
@@ -103,6 +104,9 @@ impl Stats {
     }
     pub fn bindings_changed(&self, d: i64) {
         self.bindings.fetch_add(d, Relaxed);
+    }
+    pub fn sleeping_changed(&self, d: i64) {
+        self.sleeping.fetch_add(d, Relaxed);
     }
     pub fn phones_changed(&self, d: i64) {
         self.phones.fetch_add(d, Relaxed);
@@ -167,6 +171,11 @@ impl Stats {
             ),
             ("dialtone_edge_bindings", "gauge", self.bindings()),
             ("dialtone_edge_registered_phones", "gauge", self.phones()),
+            (
+                "dialtone_edge_sleeping_phones",
+                "gauge",
+                self.sleeping.load(Relaxed),
+            ),
             ("dialtone_edge_cached_lines", "gauge", lines_cached as i64),
             (
                 "dialtone_auth_active_source_bans",

@@ -5,15 +5,14 @@
 
 use std::sync::{
     Arc,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU32, AtomicU64, Ordering},
 };
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
 use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::{
     Message as SipMessage,
-    digest::NonceCounts,
-    registration::{Binding, Outcome, Register as RegisterReq, register},
+    registration::{Outcome, Register as RegisterReq, register},
     response::Source,
 };
 use prost::Message as _;
@@ -22,22 +21,13 @@ use crate::{
     credentials::LineEntry,
     directory::ActorShared,
     metrics::Reason,
+    phone_state::{LineState, PhoneState},
     transport::{Replier, Transport},
     unix_ms,
 };
 
 /// Retransmissions of a request are recognised for 64×T1 (RFC 3261 §17.2.2, Timer J).
 const TXN_MEMORY_S: u64 = 32;
-
-struct LineState {
-    index: u32,
-    sip_user: String,
-    bindings: Vec<Binding>,
-    /// When the binding key was last written (its stored expiry is refreshed lazily).
-    published_at: u64,
-    /// Half the registration period: how stale the stored expiry may get.
-    republish_after: u64,
-}
 
 struct LastTxn {
     key: u64,
@@ -51,35 +41,65 @@ struct LastTxn {
 pub struct PhoneActor {
     id: Arc<str>,
     shared: Arc<ActorShared>,
-    lines: Vec<LineState>,
-    nonce_counts: NonceCounts,
+    state: PhoneState,
     last: Option<Box<LastTxn>>,
     /// Unix second the expiry sweep is scheduled for (0: none).
     timer_at: u64,
     last_activity: u64,
     idle_check: bool,
+    sleep_check: bool,
+    /// Messages the directory sent that this actor has not handled yet.
+    pending: Arc<AtomicU32>,
 }
 
 impl PhoneActor {
-    pub fn new(id: Arc<str>, shared: Arc<ActorShared>) -> Self {
+    pub fn new(
+        id: Arc<str>,
+        shared: Arc<ActorShared>,
+        state: PhoneState,
+        pending: Arc<AtomicU32>,
+    ) -> Self {
         PhoneActor {
             id,
             shared,
-            lines: Vec::new(),
-            nonce_counts: NonceCounts::default(),
+            state,
             last: None,
             timer_at: 0,
             last_activity: unix_ms() / 1000,
             idle_check: false,
+            sleep_check: false,
+            pending,
         }
     }
 
+    /// Every handler starts here: one pending message fewer.
+    fn received(&self) {
+        self.pending.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Hands the state to the directory and stops, if the phone has been quiet for a
+    /// whole transaction lifetime (so no retransmission needs the last answer).
+    fn try_sleep(&mut self, ctx: &mut Context<Self>, now: u64) -> bool {
+        if now.saturating_sub(self.last_activity) < TXN_MEMORY_S || self.contacts() == 0 {
+            return false;
+        }
+        let bytes = self.state.encode(now, self.shared.nonce_lifetime_s);
+        if self
+            .shared
+            .fall_asleep(&self.id, &ctx.address(), &self.pending, bytes)
+        {
+            ctx.stop();
+            return true;
+        }
+        false
+    }
+
     fn contacts(&self) -> usize {
-        self.lines.iter().map(|l| l.bindings.len()).sum()
+        self.state.lines.iter().map(|l| l.bindings.len()).sum()
     }
 
     fn publish(&mut self, pos: usize, now: u64) {
-        let line = &mut self.lines[pos];
+        let line = &mut self.state.lines[pos];
         line.published_at = now;
         let key = format!(
             "bindings/{}/{}/{}",
@@ -94,24 +114,24 @@ impl PhoneActor {
     }
 
     fn line_pos(&mut self, index: u32, sip_user: &str) -> usize {
-        if let Some(p) = self.lines.iter().position(|l| l.index == index) {
-            if self.lines[p].sip_user != sip_user {
+        if let Some(p) = self.state.lines.iter().position(|l| l.index == index) {
+            if self.state.lines[p].sip_user != sip_user {
                 // The line was given another user: its old bindings are not this user's.
-                let dropped = self.lines[p].bindings.len();
-                self.lines[p].bindings.clear();
-                self.lines[p].sip_user = sip_user.to_owned();
+                let dropped = self.state.lines[p].bindings.len();
+                self.state.lines[p].bindings.clear();
+                self.state.lines[p].sip_user = sip_user.to_owned();
                 self.shared.stats.bindings_changed(-(dropped as i64));
             }
             return p;
         }
-        self.lines.push(LineState {
+        self.state.lines.push(LineState {
             index,
             sip_user: sip_user.to_owned(),
             bindings: Vec::new(),
             published_at: 0,
             republish_after: 0,
         });
-        self.lines.len() - 1
+        self.state.lines.len() - 1
     }
 
     /// Applies a contact-count change to the gauges.
@@ -127,9 +147,22 @@ impl PhoneActor {
         }
     }
 
-    /// Schedules the expiry sweep for the earliest binding, or the idle stop.
+    /// Schedules the expiry sweep for the earliest binding and falling asleep, or the idle
+    /// stop.
     fn schedule(&mut self, ctx: &mut Context<Self>, now: u64) {
+        if self.contacts() > 0 && !self.sleep_check {
+            self.sleep_check = true;
+            let wait = (self.last_activity + TXN_MEMORY_S + 1).saturating_sub(now);
+            ctx.run_later(std::time::Duration::from_secs(wait), |a, ctx| {
+                a.sleep_check = false;
+                let now = unix_ms() / 1000;
+                if !a.try_sleep(ctx, now) {
+                    a.schedule(ctx, now);
+                }
+            });
+        }
         let earliest = self
+            .state
             .lines
             .iter()
             .flat_map(|l| l.bindings.iter().map(|b| b.expires_at))
@@ -167,10 +200,12 @@ impl PhoneActor {
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         let now = unix_ms() / 1000;
         let before = self.contacts();
-        for pos in 0..self.lines.len() {
-            let n = self.lines[pos].bindings.len();
-            self.lines[pos].bindings.retain(|b| b.expires_at > now);
-            if self.lines[pos].bindings.len() != n {
+        for pos in 0..self.state.lines.len() {
+            let n = self.state.lines[pos].bindings.len();
+            self.state.lines[pos]
+                .bindings
+                .retain(|b| b.expires_at > now);
+            if self.state.lines[pos].bindings.len() != n {
                 self.publish(pos, now);
             }
         }
@@ -180,16 +215,16 @@ impl PhoneActor {
 
     fn forget(&mut self, lines: Option<&[u32]>, source: Option<&str>, now: u64) -> u32 {
         let before = self.contacts();
-        for pos in 0..self.lines.len() {
-            if lines.is_some_and(|l| !l.contains(&self.lines[pos].index)) {
+        for pos in 0..self.state.lines.len() {
+            if lines.is_some_and(|l| !l.contains(&self.state.lines[pos].index)) {
                 continue;
             }
-            let n = self.lines[pos].bindings.len();
+            let n = self.state.lines[pos].bindings.len();
             match source {
-                Some(s) => self.lines[pos].bindings.retain(|b| b.source != s),
-                None => self.lines[pos].bindings.clear(),
+                Some(s) => self.state.lines[pos].bindings.retain(|b| b.source != s),
+                None => self.state.lines[pos].bindings.clear(),
             }
-            if self.lines[pos].bindings.len() != n {
+            if self.state.lines[pos].bindings.len() != n {
                 self.publish(pos, now);
             }
         }
@@ -235,6 +270,7 @@ impl Handler<Register> for PhoneActor {
     type Result = ();
 
     fn handle(&mut self, Register(job): Register, ctx: &mut Context<Self>) -> Self::Result {
+        self.received();
         let now = unix_ms() / 1000;
         self.last_activity = now;
         let sh = self.shared.clone();
@@ -247,6 +283,7 @@ impl Handler<Register> for PhoneActor {
                 Some(b) => b.clone(),
                 None => {
                     let bindings = self
+                        .state
                         .lines
                         .iter()
                         .find(|l| l.index == last.line)
@@ -262,6 +299,7 @@ impl Handler<Register> for PhoneActor {
             return;
         }
         if !self
+            .state
             .nonce_counts
             .accept(&job.nonce, job.nc, now, sh.nonce_lifetime_s)
         {
@@ -273,7 +311,7 @@ impl Handler<Register> for PhoneActor {
         let before = self.contacts();
         let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user);
         let policy = job.entry.policy;
-        let line = &mut self.lines[pos];
+        let line = &mut self.state.lines[pos];
         let (bytes, ok) = match register(&line.bindings, &job.req, &policy, now) {
             Outcome::Ok { bindings, changed } => {
                 line.bindings = bindings;
@@ -354,8 +392,10 @@ impl Handler<ListBindings> for PhoneActor {
     type Result = MessageResult<ListBindings>;
 
     fn handle(&mut self, _: ListBindings, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         MessageResult(
-            self.lines
+            self.state
+                .lines
                 .iter()
                 .filter(|l| !l.bindings.is_empty())
                 .map(|l| to_proto(&self.id, l, &self.shared.node_id))
@@ -376,6 +416,7 @@ impl Handler<Forget> for PhoneActor {
     type Result = u32;
 
     fn handle(&mut self, f: Forget, ctx: &mut Context<Self>) -> u32 {
+        self.received();
         let now = unix_ms() / 1000;
         let n = self.forget(f.lines.as_deref(), f.source.as_deref(), now);
         self.schedule(ctx, now);
@@ -392,9 +433,10 @@ impl Handler<Republish> for PhoneActor {
     type Result = ();
 
     fn handle(&mut self, _: Republish, _: &mut Context<Self>) {
+        self.received();
         let now = unix_ms() / 1000;
-        for pos in 0..self.lines.len() {
-            if !self.lines[pos].bindings.is_empty() {
+        for pos in 0..self.state.lines.len() {
+            if !self.state.lines[pos].bindings.is_empty() {
                 self.publish(pos, now);
             }
         }
@@ -418,8 +460,10 @@ impl Handler<Contacts> for PhoneActor {
     type Result = MessageResult<Contacts>;
 
     fn handle(&mut self, _: Contacts, _: &mut Context<Self>) -> Self::Result {
+        self.received();
         MessageResult(
-            self.lines
+            self.state
+                .lines
                 .iter()
                 .flat_map(|l| {
                     l.bindings.iter().map(|b| Reachable {

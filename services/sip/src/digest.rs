@@ -269,6 +269,21 @@ fn nonce_hash(nonce: &str) -> u64 {
 }
 
 impl NonceCounts {
+    /// The live entries `(nonce hash, last count, last use)`, for storing a sleeping phone.
+    pub fn entries(&self, now_s: u64, lifetime_s: u64) -> impl Iterator<Item = (u64, u32, u64)> {
+        self.seen
+            .iter()
+            .copied()
+            .filter(move |(_, _, at)| now_s.saturating_sub(*at) <= lifetime_s)
+    }
+
+    /// Counts from stored `entries` (at most the usual bound are kept).
+    pub fn from_entries(entries: impl IntoIterator<Item = (u64, u32, u64)>) -> Self {
+        let mut seen: Vec<_> = entries.into_iter().take(MAX_NONCES).collect();
+        seen.shrink_to_fit();
+        NonceCounts { seen }
+    }
+
     /// Accepts `nc` for `nonce` if it is higher than any seen before; records it.
     pub fn accept(&mut self, nonce: &str, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
         self.seen
