@@ -46,17 +46,18 @@ pub fn is_token_char(c: char) -> bool {
 pub fn split_list(v: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let (mut quoted, mut angle, mut escape, mut start) = (false, false, false, 0);
-    for (i, c) in v.char_indices() {
+    // Bytes, not chars: every delimiter is ASCII, so each split falls on a char boundary.
+    for (i, c) in v.bytes().enumerate() {
         if escape {
             escape = false;
             continue;
         }
         match c {
-            '\\' if quoted => escape = true,
-            '"' if !angle => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
+            b'\\' if quoted => escape = true,
+            b'"' if !angle => quoted = !quoted,
+            b'<' if !quoted => angle = true,
+            b'>' if !quoted => angle = false,
+            b',' if !quoted && !angle => {
                 out.push(v[start..i].trim());
                 start = i + 1;
             }

@@ -51,18 +51,25 @@ pub enum UriError {
 
 /// Parses a URI. Non-SIP schemes are accepted with their opaque text in `host`.
 pub fn parse(s: &str) -> Result<Uri, UriError> {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let ascii_bad = |b: u8| b <= b' ' || b == 0x7f;
+    if s.bytes().any(ascii_bad)
+        || (!s.is_ascii() && s.chars().any(|c| c.is_whitespace() || c.is_control()))
+    {
         return Err(UriError::Whitespace);
     }
     let (scheme, rest) = s.split_once(':').ok_or(UriError::NoScheme)?;
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'));
     if !scheme_ok {
         return Err(UriError::NoScheme);
     }
-    let scheme = scheme.to_ascii_lowercase();
+    let scheme = match scheme {
+        s if s.eq_ignore_ascii_case("sip") => "sip".to_owned(),
+        s if s.eq_ignore_ascii_case("sips") => "sips".to_owned(),
+        other => other.to_ascii_lowercase(),
+    };
     if scheme != "sip" && scheme != "sips" {
         return Ok(Uri {
             scheme,
@@ -94,7 +101,12 @@ pub fn parse(s: &str) -> Result<Uri, UriError> {
         if n.is_empty() {
             return Err(UriError::Param);
         }
-        params.push((n.to_ascii_lowercase(), v));
+        let n = if n.bytes().any(|b| b.is_ascii_uppercase()) {
+            n.to_ascii_lowercase()
+        } else {
+            n.to_owned()
+        };
+        params.push((n, v));
     }
     let (host, port) = host_port(hostport)?;
     Ok(Uri {
@@ -129,10 +141,10 @@ pub fn host_port(s: &str) -> Result<(String, Option<u16>), UriError> {
     if !host.starts_with('[') {
         let name_ok = !host.is_empty()
             && host
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
             && !host.starts_with(['.', '-']);
-        let looks_v4 = host.chars().all(|c| c.is_ascii_digit() || c == '.');
+        let looks_v4 = host.bytes().all(|c| c.is_ascii_digit() || c == b'.');
         if !name_ok || (looks_v4 && host.parse::<Ipv4Addr>().is_err() && host.contains('.')) {
             return Err(UriError::Host);
         }
