@@ -2,7 +2,7 @@
 //! thread, as DESIGN.md prescribes: tokio owns the sockets, tonic and the store; only `Addr`
 //! crosses over), and a map per shard from phone id to the phone: an awake actor, or the
 //! compact state of a sleeping one ([`crate::phone_state`]). A phone always lands on the
-//! same shard, so its messages stay in order.
+//! same map shard; its actor runs on the actor thread that first needed it.
 //!
 //! Every message to a phone goes through [`Directory::tell`] or [`Directory::ask`], which
 //! enqueue it while holding the shard lock and count it as pending; an actor falls asleep
@@ -148,9 +148,12 @@ impl ActorShared {
             .upgrade()
             .expect("the directory outlives its actors");
         let (pid, p) = (id.clone(), pending.clone());
-        let addr = PhoneActor::start_in_arbiter(&self.arbiters[s], move |_| {
-            PhoneActor::new(pid, shared, state, p)
-        });
+        // On the calling actor thread when there is one: UDP receive loops run there, and
+        // the kernel keeps a phone's datagrams on one socket (SO_REUSEPORT hashes the
+        // source), so its requests never cross threads. Otherwise on the phone's shard.
+        let arbiter = actix_rt::Arbiter::try_current().unwrap_or_else(|| self.arbiters[s].clone());
+        let addr =
+            PhoneActor::start_in_arbiter(&arbiter, move |_| PhoneActor::new(pid, shared, state, p));
         Slot::Awake(addr, pending)
     }
 

@@ -1,37 +1,77 @@
 //! Header-level grammar (RFC 3261 §25): compact names, comma lists, name-addr, parameters,
 //! Via and CSeq. Pure functions over unfolded header values.
 
+use std::borrow::Cow;
+
 use crate::uri::{self, Uri};
 
 /// The long, lowercase name of a header, expanding compact forms (RFC 3261 §7.3.3 and the
 /// later registrations).
-pub fn canonical_name(name: &str) -> String {
-    let lower = name.to_ascii_lowercase();
-    let long = match lower.as_str() {
-        "i" => "call-id",
-        "m" => "contact",
-        "e" => "content-encoding",
-        "l" => "content-length",
-        "c" => "content-type",
-        "f" => "from",
-        "s" => "subject",
-        "k" => "supported",
-        "t" => "to",
-        "v" => "via",
-        "o" => "event",
-        "r" => "refer-to",
-        "b" => "referred-by",
-        "u" => "allow-events",
-        "x" => "session-expires",
-        "y" => "identity",
-        "a" => "accept-contact",
-        "j" => "reject-contact",
-        "d" => "request-disposition",
-        "n" => "identity-info",
-        _ => return lower,
+pub fn canonical_name(name: &str) -> Cow<'static, str> {
+    let long = match name.as_bytes() {
+        [c] => match c.to_ascii_lowercase() {
+            b'i' => "call-id",
+            b'm' => "contact",
+            b'e' => "content-encoding",
+            b'l' => "content-length",
+            b'c' => "content-type",
+            b'f' => "from",
+            b's' => "subject",
+            b'k' => "supported",
+            b't' => "to",
+            b'v' => "via",
+            b'o' => "event",
+            b'r' => "refer-to",
+            b'b' => "referred-by",
+            b'u' => "allow-events",
+            b'x' => "session-expires",
+            b'y' => "identity",
+            b'a' => "accept-contact",
+            b'j' => "reject-contact",
+            b'd' => "request-disposition",
+            b'n' => "identity-info",
+            _ => return Cow::Owned(name.to_ascii_lowercase()),
+        },
+        // The headers of nearly every message need no allocation.
+        _ => match COMMON.iter().find(|c| c.eq_ignore_ascii_case(name)) {
+            Some(c) => c,
+            None => return Cow::Owned(name.to_ascii_lowercase()),
+        },
     };
-    long.to_owned()
+    Cow::Borrowed(long)
 }
+
+/// Long names seen in nearly every message, lowercase.
+const COMMON: [&str; 28] = [
+    "via",
+    "from",
+    "to",
+    "call-id",
+    "cseq",
+    "contact",
+    "max-forwards",
+    "expires",
+    "user-agent",
+    "authorization",
+    "content-length",
+    "content-type",
+    "allow",
+    "supported",
+    "require",
+    "proxy-require",
+    "www-authenticate",
+    "event",
+    "accept",
+    "path",
+    "route",
+    "record-route",
+    "subscription-state",
+    "min-expires",
+    "date",
+    "server",
+    "allow-events",
+    "proxy-authorization",
+];
 
 /// RFC 3261 `token` characters.
 pub fn is_token_char(c: char) -> bool {

@@ -2,6 +2,8 @@
 //! Liberal where the RFC allows (LF-only lines, folding, compact names, LWS before ':'),
 //! strict where a liberal reading would be ambiguous (the request line).
 
+use std::borrow::Cow;
+
 use crate::header::{canonical_name, is_token_char};
 
 /// Largest message accepted (also the UDP datagram limit).
@@ -48,8 +50,11 @@ pub enum ContentLength {
 pub struct Message {
     /// The first line.
     pub start: StartLine,
-    /// Headers in order: canonical (long, lowercase) name and unfolded, trimmed value.
-    pub headers: Vec<(String, String)>,
+    /// Headers in order: canonical (long, lowercase) name and where its unfolded, trimmed
+    /// value lies in `text` (read them with [`Message::all`] and [`Message::get`]).
+    headers: Vec<(Cow<'static, str>, u32, u32)>,
+    /// The header values, copied once: one allocation for all of them.
+    text: String,
     /// The body (exactly Content-Length octets when that is valid).
     pub body: Vec<u8>,
     /// Content-Length as found.
@@ -61,16 +66,16 @@ impl Message {
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .filter(move |(n, _, _)| n == name)
+            .map(|(_, a, b)| &self.text[*a as usize..*b as usize])
     }
 
     /// The first value of a header.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .find(|(n, _, _)| n == name)
+            .map(|(_, a, b)| &self.text[*a as usize..*b as usize])
     }
 
     /// The topmost Via (the first entry of the first Via header), parsed.
@@ -153,16 +158,22 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         .collect::<Result<_, _>>()
         .map_err(|_| ParseError::NotUtf8)?;
     let start = parse_start_line(text[0])?;
-    let mut headers: Vec<(String, String)> = Vec::new();
+    // Values are copied into one string; a folded value is re-assembled at its end.
+    let mut values = String::with_capacity(body_start);
+    let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::with_capacity(text.len());
     for line in &text[1..] {
         if line.starts_with([' ', '\t']) {
             let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
             let v = line.trim();
             if !v.is_empty() {
-                if !last.1.is_empty() {
-                    last.1.push(' ');
+                let (a, b) = (last.1 as usize, last.2 as usize);
+                let start = values.len();
+                values.extend_from_within(a..b);
+                if b > a {
+                    values.push(' ');
                 }
-                last.1.push_str(v);
+                values.push_str(v);
+                (last.1, last.2) = (start as u32, values.len() as u32);
             }
             continue;
         }
@@ -171,13 +182,15 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         if name.is_empty() || !name.chars().all(is_token_char) {
             return Err(ParseError::HeaderLine);
         }
-        headers.push((canonical_name(name), value.trim().to_owned()));
+        let start = values.len() as u32;
+        values.push_str(value.trim());
+        headers.push((canonical_name(name), start, values.len() as u32));
     }
     let rest = &buf[body_start..];
     let mut lengths = headers
         .iter()
-        .filter(|(n, _)| n == "content-length")
-        .map(|(_, v)| v.parse::<usize>().ok());
+        .filter(|(n, _, _)| n == "content-length")
+        .map(|(_, a, b)| values[*a as usize..*b as usize].parse::<usize>().ok());
     let content_length = match lengths.next() {
         None => ContentLength::Absent,
         Some(first) => {
@@ -196,6 +209,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     Ok(Message {
         start,
         headers,
+        text: values,
         body,
         content_length,
     })
