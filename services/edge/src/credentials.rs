@@ -78,7 +78,7 @@ fn lines_gone<'a>(old: &PhoneRec, new_user: impl Fn(usize) -> Option<&'a str>) -
 /// The cache itself.
 pub struct CredentialCache {
     limits: Limits,
-    by_user: HashMap<String, Arc<LineEntry>>,
+    by_user: HashMap<String, Arc<LineEntry>, foldhash::fast::RandomState>,
     phones: HashMap<Arc<str>, PhoneRec>,
     bases: HashMap<String, (MetaBase, PhoneSettings)>,
     base_phones: HashMap<String, HashSet<Arc<str>>>,
@@ -88,7 +88,7 @@ impl CredentialCache {
     pub fn new(limits: Limits) -> Self {
         CredentialCache {
             limits,
-            by_user: HashMap::new(),
+            by_user: HashMap::default(),
             phones: HashMap::new(),
             bases: HashMap::new(),
             base_phones: HashMap::new(),

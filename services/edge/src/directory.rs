@@ -49,7 +49,7 @@ enum Slot {
 
 #[derive(Default)]
 struct Shard {
-    phones: HashMap<Arc<str>, Slot>,
+    phones: HashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
     /// Sleeping phones by the second they must wake; entries of phones that woke earlier
     /// are skipped when they come due.
     wakeups: BinaryHeap<Reverse<(u64, Arc<str>)>>,
@@ -62,7 +62,7 @@ pub struct ActorShared {
     parts: SharedParts,
     shards: Box<[Mutex<Shard>]>,
     arbiters: Vec<ArbiterHandle>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl std::ops::Deref for ActorShared {

@@ -189,24 +189,36 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
         let (k, val) = item.split_once('=').ok_or(DigestError::Malformed)?;
         let val = val.trim();
         let val = match val.strip_prefix('"') {
-            Some(q) => q
-                .strip_suffix('"')
-                .ok_or(DigestError::Malformed)?
-                .replace("\\\"", "\"")
-                .replace("\\\\", "\\"),
+            Some(q) => {
+                let q = q.strip_suffix('"').ok_or(DigestError::Malformed)?;
+                if q.contains('\\') {
+                    q.replace("\\\"", "\"").replace("\\\\", "\\")
+                } else {
+                    q.to_owned()
+                }
+            }
             None => val.to_owned(),
         };
-        match k.trim().to_ascii_lowercase().as_str() {
-            "username" => c.username = val,
-            "realm" => c.realm = val,
-            "nonce" => c.nonce = val,
-            "uri" => c.uri = val,
-            "response" => c.response = val.to_ascii_lowercase(),
-            "algorithm" => c.algorithm = Some(val),
-            "qop" => c.qop = Some(val),
-            "nc" => c.nc = Some(val),
-            "cnonce" => c.cnonce = Some(val),
-            _ => {}
+        let k = k.trim();
+        let is = |name: &str| k.eq_ignore_ascii_case(name);
+        if is("username") {
+            c.username = val;
+        } else if is("realm") {
+            c.realm = val;
+        } else if is("nonce") {
+            c.nonce = val;
+        } else if is("uri") {
+            c.uri = val;
+        } else if is("response") {
+            c.response = val.to_ascii_lowercase();
+        } else if is("algorithm") {
+            c.algorithm = Some(val);
+        } else if is("qop") {
+            c.qop = Some(val);
+        } else if is("nc") {
+            c.nc = Some(val);
+        } else if is("cnonce") {
+            c.cnonce = Some(val);
         }
     }
     for (name, v) in [

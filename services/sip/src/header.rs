@@ -73,6 +73,15 @@ const COMMON: [&str; 28] = [
     "proxy-authorization",
 ];
 
+/// `s` in lowercase, allocating no more than the copy.
+pub fn lowercase(s: &str) -> String {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        s.to_ascii_lowercase()
+    } else {
+        s.to_owned()
+    }
+}
+
 /// RFC 3261 `token` characters.
 pub fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
@@ -98,13 +107,13 @@ pub fn split_list(v: &str) -> Vec<&str> {
             b'<' if !quoted => angle = true,
             b'>' if !quoted => angle = false,
             b',' if !quoted && !angle => {
-                out.push(v[start..i].trim());
+                out.push(v[start..i].trim_ascii());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    out.push(v[start..].trim());
+    out.push(v[start..].trim_ascii());
     out
 }
 
@@ -150,7 +159,7 @@ pub fn parse_params(s: &str) -> Result<Vec<(String, Option<String>)>, HeaderErro
         if n.is_empty() || !n.chars().all(is_token_char) || v.as_deref() == Some("") {
             return Err(HeaderError::Empty);
         }
-        out.push((n.to_ascii_lowercase(), v));
+        out.push((lowercase(n), v));
     }
     Ok(out)
 }

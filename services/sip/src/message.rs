@@ -164,7 +164,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     for line in &text[1..] {
         if line.starts_with([' ', '\t']) {
             let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
-            let v = line.trim();
+            let v = line.trim_ascii();
             if !v.is_empty() {
                 let (a, b) = (last.1 as usize, last.2 as usize);
                 let start = values.len();
@@ -183,7 +183,8 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             return Err(ParseError::HeaderLine);
         }
         let start = values.len() as u32;
-        values.push_str(value.trim());
+        // SIP's linear whitespace is ASCII (RFC 3261 §25.1).
+        values.push_str(value.trim_ascii());
         headers.push((canonical_name(name), start, values.len() as u32));
     }
     let rest = &buf[body_start..];

@@ -101,12 +101,7 @@ pub fn parse(s: &str) -> Result<Uri, UriError> {
         if n.is_empty() {
             return Err(UriError::Param);
         }
-        let n = if n.bytes().any(|b| b.is_ascii_uppercase()) {
-            n.to_ascii_lowercase()
-        } else {
-            n.to_owned()
-        };
-        params.push((n, v));
+        params.push((crate::header::lowercase(n), v));
     }
     let (host, port) = host_port(hostport)?;
     Ok(Uri {
