@@ -93,6 +93,10 @@ pub fn is_token_char(c: char) -> bool {
 
 /// Splits a header value at top-level commas (not inside quotes or `<...>`).
 pub fn split_list(v: &str) -> Vec<&str> {
+    // Without quotes or angle brackets every comma separates.
+    if !v.bytes().any(|b| b == b'"' || b == b'<') {
+        return v.split(',').map(str::trim_ascii).collect();
+    }
     let mut out = Vec::new();
     let (mut quoted, mut angle, mut escape, mut start) = (false, false, false, 0);
     // Bytes, not chars: every delimiter is ASCII, so each split falls on a char boundary.
@@ -387,9 +391,21 @@ mod tests {
         ] {
             assert!(parse_cseq(bad).is_err(), "{bad}");
         }
-        assert_eq!(
-            split_list(r#""a,b" <sip:x>, <sip:y;p=1,2>, sip:z"#),
-            vec![r#""a,b" <sip:x>"#, "<sip:y;p=1,2>", "sip:z"]
-        );
+        for (list, want) in [
+            (
+                r#""a,b" <sip:x>, <sip:y;p=1,2>, sip:z"#,
+                vec![r#""a,b" <sip:x>"#, "<sip:y;p=1,2>", "sip:z"],
+            ),
+            (r#""a\",b" <sip:x>,c"#, vec![r#""a\",b" <sip:x>"#, "c"]),
+            // the fast path: no quotes, no angle brackets
+            (
+                "SIP/2.0/UDP h;branch=z9 , SIP/2.0/TCP g",
+                vec!["SIP/2.0/UDP h;branch=z9", "SIP/2.0/TCP g"],
+            ),
+            ("outbound", vec!["outbound"]),
+            ("", vec![""]),
+        ] {
+            assert_eq!(split_list(list), want, "{list}");
+        }
     }
 }
