@@ -52,6 +52,25 @@ pub(crate) fn kill9(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Waits up to `within` for a child that was asked to stop; SIGKILLs it after that.
+pub(crate) fn wait_or_kill(
+    child: &mut Child,
+    within: Duration,
+    what: &str,
+) -> anyhow::Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            kill9(child);
+            bail!("{what} did not stop within {within:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// One etcd member.
 pub struct EtcdMember {
     pub name: String,
@@ -395,6 +414,16 @@ impl Node {
         Some((status, body))
     }
 
+    /// A sample from `/metrics`: the first line of metric `name` whose labels contain
+    /// `label` (`""` for any), as a number; None if there is none.
+    pub async fn metric(&self, name: &str, label: &str) -> Option<i64> {
+        let (_, text) = self.http_get("/metrics").await?;
+        text.lines()
+            .filter(|l| l.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+            .find(|l| l.contains(label))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+
     /// SIGKILLs the process (a crash).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -407,17 +436,8 @@ impl Node {
         let mut c = self.child.take().context("not running")?;
         // SAFETY: kill(2) with a pid we own; no memory is touched.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(s) = c.try_wait()? {
-                return Ok(s);
-            }
-            if Instant::now() > deadline {
-                kill9(&mut c);
-                bail!("node {} ignored SIGTERM", self.node_id);
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let what = format!("node {} (SIGTERM)", self.node_id);
+        wait_or_kill(&mut c, Duration::from_secs(15), &what)
     }
 
     /// Starts the process again with the same flags and data dir.

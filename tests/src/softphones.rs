@@ -7,12 +7,12 @@ use std::{
     io::Write,
     path::{Path, PathBuf},
     process::{Child, ChildStdin, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::Context;
 
-use crate::{fleet::Seeded, free_port_pair, kill9};
+use crate::{fleet::Seeded, free_port_pair, kill9, wait_or_kill};
 
 /// A phone process; killed with SIGKILL if dropped without `stop`.
 pub struct Softphone {
@@ -118,15 +118,7 @@ impl Softphone {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             },
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while c.try_wait()?.is_none() {
-            if Instant::now() > deadline {
-                kill9(&mut c);
-                anyhow::bail!("softphone ignored the request to stop");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(())
+        wait_or_kill(&mut c, Duration::from_secs(10), "softphone").map(|_| ())
     }
 
     /// The client's log, for assertion messages.

@@ -719,19 +719,8 @@ async fn sipvicious_cannot_enumerate_users_and_gets_banned() {
     assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
 }
 
-/// The value of a metric without labels other than `node`.
-fn gauge(metrics: &str, name: &str) -> i64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(-1)
-}
-
-async fn sleeping(node: &Node) -> i64 {
-    let (_, m) = node.http_get("/metrics").await.unwrap();
-    gauge(&m, "dialtone_edge_sleeping_phones")
+async fn sleeping(node: &Node) -> Option<i64> {
+    node.metric("dialtone_edge_sleeping_phones", "").await
 }
 
 /// A registered phone that stays quiet for a transaction lifetime (32 s) gives its actor
@@ -753,10 +742,10 @@ async fn quiet_phones_sleep_and_wake_with_their_state() {
     assert_eq!(status(&ua.register(3600).await.unwrap()), 200);
     assert_eq!(status(&ub.register(40).await.unwrap()), 200);
     let registered = Instant::now();
-    assert_eq!(sleeping(node).await, 0);
+    assert_eq!(sleeping(node).await, Some(0));
 
     let deadline = registered + Duration::from_secs(38);
-    while sleeping(node).await != 2 {
+    while sleeping(node).await != Some(2) {
         assert!(Instant::now() < deadline, "phones never fell asleep");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -765,7 +754,7 @@ async fn quiet_phones_sleep_and_wake_with_their_state() {
     let r = ua.register(3600).await.unwrap();
     assert_eq!(status(&r), 200, "{r}");
     assert_eq!(headers(&r, "contact").len(), 1, "{r}");
-    assert_eq!(sleeping(node).await, 1);
+    assert_eq!(sleeping(node).await, Some(1));
     ua.cseq = 0;
     let r = ua.register(3600).await.unwrap();
     assert_eq!(

@@ -76,23 +76,18 @@ fn apply_delete(c: &mut CredentialCache, key: &str) -> Option<(String, Change)> 
 
 /// Makes a phone's bindings follow a change of its configuration.
 fn follow(directory: &Directory, id: &str, change: Change) {
-    if change.removed {
-        directory.tell(
-            id,
-            Forget {
-                lines: None,
-                source: None,
-            },
-        );
-    } else if !change.lines_gone.is_empty() {
-        directory.tell(
-            id,
-            Forget {
-                lines: Some(change.lines_gone),
-                source: None,
-            },
-        );
-    }
+    let lines = match change {
+        Change { removed: true, .. } => None,
+        Change { lines_gone, .. } if !lines_gone.is_empty() => Some(lines_gone),
+        _ => return,
+    };
+    directory.tell(
+        id,
+        Forget {
+            lines,
+            source: None,
+        },
+    );
 }
 
 /// Watches the configuration from `revision` on; `ready` is false while it re-lists.

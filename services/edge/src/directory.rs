@@ -316,19 +316,6 @@ impl Directory {
             .collect()
     }
 
-    /// Phones with state here: (awake, asleep).
-    pub fn counts(&self) -> (usize, usize) {
-        self.shared.shards.iter().fold((0, 0), |(a, z), m| {
-            let m = m.lock();
-            let asleep = m
-                .phones
-                .values()
-                .filter(|s| matches!(s, Slot::Asleep(_)))
-                .count();
-            (a + m.phones.len() - asleep, z + asleep)
-        })
-    }
-
     /// Stops every arbiter (and so every actor).
     pub fn stop(&self) {
         for s in &self.systems {

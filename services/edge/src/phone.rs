@@ -161,13 +161,7 @@ impl PhoneActor {
                 }
             });
         }
-        let earliest = self
-            .state
-            .lines
-            .iter()
-            .flat_map(|l| l.bindings.iter().map(|b| b.expires_at))
-            .min();
-        match earliest {
+        match self.state.earliest_expiry() {
             Some(at) if self.timer_at == 0 || at < self.timer_at => {
                 self.timer_at = at;
                 let wait = std::time::Duration::from_millis(at.saturating_sub(now) * 1000 + 200);

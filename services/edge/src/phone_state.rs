@@ -27,20 +27,21 @@ pub struct PhoneState {
 }
 
 impl PhoneState {
-    /// Unix second of the earliest binding expiry (`u64::MAX` with no binding).
-    pub fn earliest_expiry(&self) -> u64 {
+    /// Unix second of the earliest binding expiry, if there is a binding.
+    pub fn earliest_expiry(&self) -> Option<u64> {
         self.lines
             .iter()
             .flat_map(|l| l.bindings.iter().map(|b| b.expires_at))
             .min()
-            .unwrap_or(u64::MAX)
     }
 
-    /// The sleeping form: the earliest expiry first (read by [`wake_at`] without decoding),
-    /// then every field. Nonces older than `lifetime_s` are left out.
+    /// The sleeping form: the earliest expiry first (`u64::MAX` with no binding; read by
+    /// [`wake_at`] without decoding), then every field. Nonces older than `lifetime_s` are
+    /// left out.
     pub fn encode(&self, now_s: u64, lifetime_s: u64) -> Box<[u8]> {
         let mut w = Vec::with_capacity(128);
-        w.extend_from_slice(&self.earliest_expiry().to_le_bytes());
+        let wake = self.earliest_expiry().unwrap_or(u64::MAX);
+        w.extend_from_slice(&wake.to_le_bytes());
         put_u32(&mut w, self.lines.len() as u32);
         for l in &self.lines {
             put_u32(&mut w, l.index);

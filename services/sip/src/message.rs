@@ -67,7 +67,7 @@ impl Message {
         self.headers
             .iter()
             .filter(move |(n, _, _)| n == name)
-            .map(|(_, a, b)| &self.text[*a as usize..*b as usize])
+            .map(|(_, a, b)| value(&self.text, *a, *b))
     }
 
     /// The first value of a header.
@@ -75,7 +75,7 @@ impl Message {
         self.headers
             .iter()
             .find(|(n, _, _)| n == name)
-            .map(|(_, a, b)| &self.text[*a as usize..*b as usize])
+            .map(|(_, a, b)| value(&self.text, *a, *b))
     }
 
     /// The topmost Via (the first entry of the first Via header), parsed.
@@ -89,6 +89,11 @@ impl Message {
     pub fn is_response(&self) -> bool {
         matches!(self.start, StartLine::Response { .. })
     }
+}
+
+/// A header value: its range in the message's value text.
+fn value(text: &str, start: u32, end: u32) -> &str {
+    &text[start as usize..end as usize]
 }
 
 /// Why a datagram is not a message.
@@ -191,7 +196,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     let mut lengths = headers
         .iter()
         .filter(|(n, _, _)| n == "content-length")
-        .map(|(_, a, b)| values[*a as usize..*b as usize].parse::<usize>().ok());
+        .map(|(_, a, b)| value(&values, *a, *b).parse::<usize>().ok());
     let content_length = match lengths.next() {
         None => ContentLength::Absent,
         Some(first) => {
