@@ -290,8 +290,28 @@ pub struct NodeSpec {
 }
 
 impl Node {
-    /// Starts a node and waits for /readyz.
+    /// Starts a node and waits for /readyz. Ports are picked free, but another process
+    /// may take one before the node binds it: then the node starts again on new ports.
     pub async fn start(spec: &NodeSpec, data_dir: PathBuf) -> anyhow::Result<Self> {
+        let mut attempt = 1;
+        loop {
+            let mut node = Node::on_free_ports(spec, data_dir.clone());
+            match node.spawn().await {
+                Ok(()) => return Ok(node),
+                Err(e) if attempt < 5 && e.to_string().contains("Address already in use") => {
+                    eprintln!(
+                        "node {}: a port was taken meanwhile; new ports",
+                        spec.node_id
+                    );
+                    let _ = std::fs::remove_file(&node.log);
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn on_free_ports(spec: &NodeSpec, data_dir: PathBuf) -> Self {
         let grpc = free_port();
         let admin = free_port();
         let sip = SipPorts::pick();
@@ -320,7 +340,7 @@ impl Node {
         if let Some(t) = &spec.tokens_file {
             args.push(format!("--api-tokens={}", t.display()));
         }
-        let mut node = Node {
+        Node {
             node_id: spec.node_id.clone(),
             grpc_url: format!("http://127.0.0.1:{grpc}"),
             admin_url: format!("http://127.0.0.1:{admin}"),
@@ -329,9 +349,7 @@ impl Node {
             data_dir,
             args,
             child: None,
-        };
-        node.spawn().await?;
-        Ok(node)
+        }
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
