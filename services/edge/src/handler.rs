@@ -27,7 +27,7 @@ use crate::{
     directory::Directory,
     metrics::{Reason, Stats},
     phone::{Forget, Register, RegisterJob},
-    replies::{ALLOW, Local, OutRequest, new_branch, source},
+    replies::{ALLOW, Local, OutRequest, new_branch},
     settings::EdgeSettings,
     transport::{Flows, Peer, Replier, Transport},
     uac::Uac,
@@ -133,7 +133,7 @@ impl Handler {
             StartLine::Request { method, .. } => method.clone(),
         };
         self.stats.request(&method);
-        let src = source(peer.addr);
+        let src = Source::from(peer.addr);
         let top_via = m.top_via();
         let reply = response_replier(top_via.as_ref(), peer);
         match verdict {
@@ -251,7 +251,7 @@ impl Handler {
         now_ms: u64,
     ) {
         let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
-        let user = match to.as_ref().map(|a| (&a.uri, a.uri.user.as_deref())) {
+        let user = match to.as_ref().map(|a| (&a.uri, a.uri.user)) {
             Some((uri, Some(u))) if uri.is_sip() => u.to_owned(),
             _ => {
                 self.stats.rejected(Reason::UnknownDomain);
@@ -323,11 +323,11 @@ impl Handler {
             return;
         }
         let from = parse_name_addr(m.get("from").unwrap_or("")).ok();
-        let Some(user) = from.as_ref().and_then(|a| a.uri.user.clone()) else {
+        let Some(user) = from.as_ref().and_then(|a| a.uri.user) else {
             reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
             return;
         };
-        let entry = match self.authenticate(&m, "SUBSCRIBE", &user, peer, &src, now_ms) {
+        let entry = match self.authenticate(&m, "SUBSCRIBE", user, peer, &src, now_ms) {
             Ok((e, _, _)) => e,
             Err(bytes) => {
                 reply.send(bytes);
@@ -377,7 +377,7 @@ impl Handler {
         let branch = new_branch();
         let notify = OutRequest {
             method: "NOTIFY",
-            uri: &target,
+            uri: target,
             via: &via,
             branch: &branch,
             from: &from_hdr,
@@ -401,7 +401,7 @@ impl Handler {
 /// source IP and the Via's port (RFC 3261 §18.2.2).
 fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
     if let (Replier::Udp { socket, to }, Some(v)) = (&peer.replier, top_via) {
-        let rport = v.params.iter().any(|(n, _)| n == "rport");
+        let rport = v.params.has("rport");
         if let (false, Some(port)) = (rport, v.port) {
             return Replier::Udp {
                 socket: socket.clone(),

@@ -78,17 +78,29 @@ impl Responder {
         if outbound {
             extra.push(("Require", "outbound".into()));
         }
-        extra.push(("Date", httpdate::fmt_http_date(SystemTime::now())));
+        extra.push(("Date", http_date()));
         self.reply(req, src, 200, "", extra)
     }
 }
 
-/// The response source (where the request came from) as the sip crate wants it.
-pub fn source(addr: std::net::SocketAddr) -> Source {
-    Source {
-        ip: addr.ip().to_string(),
-        port: addr.port(),
+/// The current time as an HTTP date (RFC 3261 §20.17), formatted once a second per thread.
+fn http_date() -> String {
+    thread_local! {
+        static LAST: std::cell::RefCell<(u64, String)> = const {
+            std::cell::RefCell::new((u64::MAX, String::new()))
+        };
     }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            *at = secs;
+            *text = httpdate::fmt_http_date(now);
+        }
+        text.clone()
+    })
 }
 
 /// One of the edge's own listeners, for the Via and Contact of requests the edge sends.
@@ -186,7 +198,7 @@ mod tests {
             to_tag: "t".into(),
             server: None,
         };
-        let src = source("192.0.2.1:40000".parse().unwrap());
+        let src = Source::from("192.0.2.1:40000".parse::<SocketAddr>().unwrap());
         let ch = String::from_utf8(r.challenge(
             &register(),
             &src,

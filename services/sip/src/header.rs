@@ -73,12 +73,12 @@ const COMMON: [&str; 28] = [
     "proxy-authorization",
 ];
 
-/// `s` in lowercase, allocating no more than the copy.
-pub fn lowercase(s: &str) -> String {
+/// `s` in lowercase, allocating only when it has uppercase letters.
+pub fn lowercase(s: &str) -> Cow<'_, str> {
     if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        s.to_ascii_lowercase()
+        Cow::Owned(s.to_ascii_lowercase())
     } else {
-        s.to_owned()
+        Cow::Borrowed(s)
     }
 }
 
@@ -91,34 +91,59 @@ pub fn is_token_char(c: char) -> bool {
         )
 }
 
-/// Splits a header value at top-level commas (not inside quotes or `<...>`).
-pub fn split_list(v: &str) -> Vec<&str> {
-    // Without quotes or angle brackets every comma separates.
-    if !v.bytes().any(|b| b == b'"' || b == b'<') {
-        return v.split(',').map(str::trim_ascii).collect();
+/// Splits a header value at top-level commas (not inside quotes or `<...>`), each item
+/// trimmed.
+pub fn split_list(v: &str) -> ListItems<'_> {
+    ListItems {
+        rest: v,
+        done: false,
     }
-    let mut out = Vec::new();
-    let (mut quoted, mut angle, mut escape, mut start) = (false, false, false, 0);
-    // Bytes, not chars: every delimiter is ASCII, so each split falls on a char boundary.
-    for (i, c) in v.bytes().enumerate() {
-        if escape {
-            escape = false;
-            continue;
+}
+
+/// The items of a comma-separated header value (see [`split_list`]).
+#[derive(Clone, Debug)]
+pub struct ListItems<'a> {
+    rest: &'a str,
+    done: bool,
+}
+
+impl<'a> ListItems<'a> {
+    /// The text not yet split (after the last comma taken), untrimmed.
+    pub fn remainder(&self) -> &'a str {
+        if self.done { "" } else { self.rest }
+    }
+}
+
+impl<'a> Iterator for ListItems<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        if self.done {
+            return None;
         }
-        match c {
-            b'\\' if quoted => escape = true,
-            b'"' if !angle => quoted = !quoted,
-            b'<' if !quoted => angle = true,
-            b'>' if !quoted => angle = false,
-            b',' if !quoted && !angle => {
-                out.push(v[start..i].trim_ascii());
-                start = i + 1;
+        let v = self.rest;
+        let (mut quoted, mut angle, mut escape) = (false, false, false);
+        // Bytes, not chars: every delimiter is ASCII, so each split falls on a char boundary.
+        for (i, c) in v.bytes().enumerate() {
+            if escape {
+                escape = false;
+                continue;
             }
-            _ => {}
+            match c {
+                b'\\' if quoted => escape = true,
+                b'"' if !angle => quoted = !quoted,
+                b'<' if !quoted => angle = true,
+                b'>' if !quoted => angle = false,
+                b',' if !quoted && !angle => {
+                    self.rest = &v[i + 1..];
+                    return Some(v[..i].trim_ascii());
+                }
+                _ => {}
+            }
         }
+        self.done = true;
+        Some(v.trim_ascii())
     }
-    out.push(v[start..].trim_ascii());
-    out
 }
 
 /// Why a header value is malformed.
@@ -147,151 +172,212 @@ pub enum HeaderError {
     Malformed,
 }
 
-/// Header parameters: `;name[=value]`, names lowercased, LWS around `=` allowed.
-pub fn parse_params(s: &str) -> Result<Vec<(String, Option<String>)>, HeaderError> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(Vec::new());
+/// `name[=value]` parameters separated by `;`, checked once and then read in place: names
+/// compare case-insensitively, values come trimmed of linear whitespace. The text starts
+/// after the first `;`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Params<'a>(&'a str);
+
+impl<'a> Params<'a> {
+    /// Parameters already checked by their parser.
+    pub(crate) fn checked(text: &'a str) -> Self {
+        Params(text)
     }
-    let s = s.strip_prefix(';').ok_or(HeaderError::Malformed)?;
-    let mut out = Vec::new();
-    for p in s.split(';') {
-        let (n, v) = match p.split_once('=') {
-            Some((n, v)) => (n.trim(), Some(v.trim().to_owned())),
-            None => (p.trim(), None),
-        };
-        if n.is_empty() || !n.chars().all(is_token_char) || v.as_deref() == Some("") {
-            return Err(HeaderError::Empty);
-        }
-        out.push((lowercase(n), v));
+
+    /// Each parameter as (name as written, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        let text = self.0;
+        text.split(';')
+            .filter(move |_| !text.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((n, v)) => (n.trim_ascii(), Some(v.trim_ascii())),
+                None => (p.trim_ascii(), None),
+            })
     }
-    Ok(out)
+
+    /// The first parameter of this name: `Some(None)` when it has no value.
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The value of a parameter (none when absent or without a value).
+    pub fn value(&self, name: &str) -> Option<&'a str> {
+        self.get(name).flatten()
+    }
+
+    /// Whether a parameter of this name is present.
+    pub fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-/// A From, To, Contact or Route value.
+/// Header parameters: `;name[=value]`, LWS around `;` and `=` allowed.
+pub fn parse_params(s: &str) -> Result<Params<'_>, HeaderError> {
+    let s = s.trim_ascii();
+    if s.is_empty() {
+        return Ok(Params::default());
+    }
+    let s = s.strip_prefix(';').ok_or(HeaderError::Malformed)?;
+    let params = Params(s);
+    for (n, v) in params.iter() {
+        if n.is_empty() || !n.chars().all(is_token_char) || v == Some("") {
+            return Err(HeaderError::Empty);
+        }
+    }
+    Ok(params)
+}
+
+/// A From, To, Contact or Route value, borrowing from the header value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NameAddr {
+pub struct NameAddr<'a> {
     /// Display name, unquoted.
-    pub display: Option<String>,
+    pub display: Option<Cow<'a, str>>,
     /// The URI.
-    pub uri: Uri,
+    pub uri: Uri<'a>,
     /// The URI exactly as written (for storing bindings).
-    pub uri_text: String,
+    pub uri_text: &'a str,
     /// Header parameters (after the URI).
-    pub params: Vec<(String, Option<String>)>,
+    pub params: Params<'a>,
+}
+
+/// A quoted display name without its quotes and escapes, and the text after it.
+fn quoted_display(q: &str) -> Result<(Cow<'_, str>, &str), HeaderError> {
+    let bytes = q.as_bytes();
+    let mut i = 0;
+    let mut escaped = false;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                escaped = true;
+                i += 2;
+                continue;
+            }
+            b'"' => break,
+            _ => i += 1,
+        }
+    }
+    if i >= bytes.len() {
+        return Err(HeaderError::Unterminated);
+    }
+    let inner = &q[..i];
+    let display = if escaped {
+        let mut out = String::with_capacity(inner.len());
+        let mut chars = inner.chars();
+        while let Some(c) = chars.next() {
+            out.push(if c == '\\' {
+                chars.next().unwrap_or(c)
+            } else {
+                c
+            });
+        }
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(inner)
+    };
+    Ok((display, &q[i + 1..]))
 }
 
 /// Parses `name-addr / addr-spec *(;param)`.
-pub fn parse_name_addr(v: &str) -> Result<NameAddr, HeaderError> {
-    let s = v.trim();
+pub fn parse_name_addr(v: &str) -> Result<NameAddr<'_>, HeaderError> {
+    let s = v.trim_ascii();
     let (display, rest) = if let Some(q) = s.strip_prefix('"') {
-        let mut out = String::new();
-        let mut chars = q.char_indices();
-        let mut end = None;
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    let (_, e) = chars.next().ok_or(HeaderError::Unterminated)?;
-                    out.push(e);
-                }
-                '"' => {
-                    end = Some(i + 1);
-                    break;
-                }
-                c => out.push(c),
-            }
-        }
-        let end = end.ok_or(HeaderError::Unterminated)?;
-        let rest = q[end..].trim_start();
+        let (display, after) = quoted_display(q)?;
+        let rest = after.trim_ascii_start();
         if !rest.starts_with('<') {
             return Err(HeaderError::Angle);
         }
-        (Some(out), rest)
+        (Some(display), rest)
     } else if let Some(i) = s.find('<') {
-        let name = s[..i].trim();
+        let name = s[..i].trim_ascii();
         if !name
             .chars()
             .all(|c| is_token_char(c) || c == ' ' || c == '\t')
         {
             return Err(HeaderError::DisplayName);
         }
-        (
-            Some(name.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|n| !n.is_empty()),
-            &s[i..],
-        )
+        // Runs of whitespace between the words count as one space.
+        let display = if name.contains("  ") || name.contains('\t') {
+            Cow::Owned(name.split_ascii_whitespace().collect::<Vec<_>>().join(" "))
+        } else {
+            Cow::Borrowed(name)
+        };
+        (Some(display).filter(|n| !n.is_empty()), &s[i..])
     } else {
         (None, s)
     };
     if let Some(inner) = rest.strip_prefix('<') {
         let end = inner.find('>').ok_or(HeaderError::Angle)?;
         let text = &inner[..end];
-        if text.trim() != text || text.is_empty() {
+        if text.trim_ascii() != text || text.is_empty() {
             return Err(HeaderError::Angle);
         }
-        let uri = uri::parse(text)?;
-        let params = parse_params(&inner[end + 1..])?;
         Ok(NameAddr {
             display,
-            uri,
-            uri_text: text.to_owned(),
-            params,
+            uri: uri::parse(text)?,
+            uri_text: text,
+            params: parse_params(&inner[end + 1..])?,
         })
     } else {
         // addr-spec: everything up to the first ';' is the URI, the rest header params.
         let (text, params) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), &rest[i..]),
-            None => (rest.trim(), ""),
+            Some(i) => (rest[..i].trim_ascii(), &rest[i..]),
+            None => (rest.trim_ascii(), ""),
         };
         if text.contains(['?', ',']) {
             return Err(HeaderError::NeedsAngle);
         }
-        let uri = uri::parse(text)?;
         Ok(NameAddr {
             display,
-            uri,
-            uri_text: text.to_owned(),
+            uri: uri::parse(text)?,
+            uri_text: text,
             params: parse_params(params)?,
         })
     }
 }
 
-/// One Via value.
+/// One Via value, borrowing from the header value.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Via {
-    /// Transport, uppercase ("UDP", "TCP", ...).
-    pub transport: String,
+pub struct Via<'a> {
+    /// Transport as written ("UDP", "TCP", ...; compare ignoring case).
+    pub transport: &'a str,
     /// Sent-by host (IPv6 in brackets).
-    pub host: String,
+    pub host: &'a str,
     /// Sent-by port.
     pub port: Option<u16>,
     /// Parameters (branch, received, rport, ...).
-    pub params: Vec<(String, Option<String>)>,
+    pub params: Params<'a>,
 }
 
-impl Via {
+impl<'a> Via<'a> {
     /// A parameter's value.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .and_then(|(_, v)| v.as_deref())
+    pub fn param(&self, name: &str) -> Option<&'a str> {
+        self.params.value(name)
     }
 }
 
 /// Parses one Via value: `SIP / 2.0 / transport sent-by *(;param)` (LWS around `/` allowed).
-pub fn parse_via(v: &str) -> Result<Via, HeaderError> {
+pub fn parse_via(v: &str) -> Result<Via<'_>, HeaderError> {
     let (head, params) = match v.find(';') {
         Some(i) => (&v[..i], &v[i..]),
         None => (v, ""),
     };
-    let parts: Vec<&str> = head.split('/').map(str::trim).collect();
-    let [name, version, rest] = parts.as_slice() else {
+    let mut parts = head.split('/').map(str::trim_ascii);
+    let (Some(name), Some(version), Some(rest), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(HeaderError::Malformed);
     };
-    if !name.eq_ignore_ascii_case("SIP") || *version != "2.0" {
+    if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
         return Err(HeaderError::Malformed);
     }
-    let mut words = rest.split_whitespace();
+    let mut words = rest.split_ascii_whitespace();
     let (Some(transport), Some(sent_by), None) = (words.next(), words.next(), words.next()) else {
         return Err(HeaderError::Malformed);
     };
@@ -300,7 +386,7 @@ pub fn parse_via(v: &str) -> Result<Via, HeaderError> {
     }
     let (host, port) = uri::host_port(sent_by)?;
     Ok(Via {
-        transport: transport.to_ascii_uppercase(),
+        transport,
         host,
         port,
         params: parse_params(params)?,
@@ -308,8 +394,8 @@ pub fn parse_via(v: &str) -> Result<Via, HeaderError> {
 }
 
 /// Parses CSeq: `number method`, the number below 2^31 (RFC 3261 §8.1.1.5).
-pub fn parse_cseq(v: &str) -> Result<(u32, String), HeaderError> {
-    let mut words = v.split_whitespace();
+pub fn parse_cseq(v: &str) -> Result<(u32, &str), HeaderError> {
+    let mut words = v.split_ascii_whitespace();
     let (Some(n), Some(m), None) = (words.next(), words.next(), words.next()) else {
         return Err(HeaderError::Malformed);
     };
@@ -321,7 +407,7 @@ pub fn parse_cseq(v: &str) -> Result<(u32, String), HeaderError> {
     if !m.chars().all(is_token_char) {
         return Err(HeaderError::Malformed);
     }
-    Ok((n, m.to_owned()))
+    Ok((n, m))
 }
 
 #[cfg(test)]
@@ -335,14 +421,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(a.display.as_deref(), Some(r#"J Rosenberg \""#));
-        assert_eq!(a.params, vec![("tag".into(), Some("98asjd8".into()))]);
+        assert_eq!(
+            a.params.iter().collect::<Vec<_>>(),
+            [("tag", Some("98asjd8"))]
+        );
         let a = parse_name_addr("sip:user@example.com;unknownparam").unwrap();
         assert!(
-            a.uri.params.is_empty() && a.params.len() == 1,
+            a.uri.params.is_empty() && a.params.iter().count() == 1,
             "a bare URI's params belong to the header"
         );
         let a = parse_name_addr("<sip:user@example.com;unknownparam>").unwrap();
-        assert!(a.uri.params.len() == 1 && a.params.is_empty());
+        assert!(a.uri.params.iter().count() == 1 && a.params.is_empty());
         let bad: &[(&str, HeaderError)] = &[
             (
                 r#""Mr. J. User <sip:j.user@example.com>"#,
@@ -369,7 +458,7 @@ mod tests {
     fn vias_and_cseq() {
         let v = parse_via("SIP  /   2.0 /UDP    192.0.2.2;branch=390skdjuw").unwrap();
         assert_eq!(
-            (v.transport.as_str(), v.host.as_str(), v.param("branch")),
+            (v.transport, v.host, v.param("branch")),
             ("UDP", "192.0.2.2", Some("390skdjuw"))
         );
         let v = parse_via("SIP/2.0/TCP [2001:db8::9:1]:5061;received=2001:db8::9:255").unwrap();
@@ -382,7 +471,7 @@ mod tests {
         ] {
             assert!(parse_via(bad).is_err(), "{bad}");
         }
-        assert_eq!(parse_cseq("0009 INVITE").unwrap(), (9, "INVITE".into()));
+        assert_eq!(parse_cseq("0009 INVITE").unwrap(), (9, "INVITE"));
         for bad in [
             "36893488147419103232 REGISTER",
             "1",
@@ -397,7 +486,6 @@ mod tests {
                 vec![r#""a,b" <sip:x>"#, "<sip:y;p=1,2>", "sip:z"],
             ),
             (r#""a\",b" <sip:x>,c"#, vec![r#""a\",b" <sip:x>"#, "c"]),
-            // the fast path: no quotes, no angle brackets
             (
                 "SIP/2.0/UDP h;branch=z9 , SIP/2.0/TCP g",
                 vec!["SIP/2.0/UDP h;branch=z9", "SIP/2.0/TCP g"],
@@ -405,7 +493,7 @@ mod tests {
             ("outbound", vec!["outbound"]),
             ("", vec![""]),
         ] {
-            assert_eq!(split_list(list), want, "{list}");
+            assert_eq!(split_list(list).collect::<Vec<_>>(), want, "{list}");
         }
     }
 }

@@ -70,6 +70,13 @@ impl Message {
             .map(|(_, a, b)| value(&self.text, *a, *b))
     }
 
+    /// Every header in order: (canonical name, value).
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers
+            .iter()
+            .map(|(n, a, b)| (n.as_ref(), value(&self.text, *a, *b)))
+    }
+
     /// The first value of a header.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers
@@ -79,9 +86,9 @@ impl Message {
     }
 
     /// The topmost Via (the first entry of the first Via header), parsed.
-    pub fn top_via(&self) -> Option<crate::header::Via> {
+    pub fn top_via(&self) -> Option<crate::header::Via<'_>> {
         let first = self.get("via")?;
-        let top = crate::header::split_list(first).first().copied()?;
+        let top = crate::header::split_list(first).next()?;
         crate::header::parse_via(top).ok()
     }
 
@@ -129,6 +136,11 @@ pub fn looks_like_response(buf: &[u8]) -> bool {
     buf[start..].starts_with(b"SIP/")
 }
 
+/// The first position of `b` in `s`.
+fn memchr(b: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|c| *c == b)
+}
+
 /// Parses one message from a datagram. Octets after the body (beyond Content-Length) are
 /// ignored, as RFC 3261 §18.3 says.
 pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
@@ -141,32 +153,28 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         .position(|b| *b != b'\r' && *b != b'\n')
         .ok_or(ParseError::Empty)?;
     let buf = &buf[start..];
-    let mut lines = Vec::new();
+    // The header section ends at the first empty line (CRLF or LF alone).
     let mut pos = 0;
     let body_start = loop {
-        let Some(nl) = buf[pos..].iter().position(|b| *b == b'\n') else {
+        let Some(nl) = memchr(b'\n', &buf[pos..]) else {
             return Err(ParseError::Unterminated);
         };
-        let mut line = &buf[pos..pos + nl];
-        if let Some(l) = line.strip_suffix(b"\r") {
-            line = l;
-        }
+        let line = &buf[pos..pos + nl];
         pos += nl + 1;
-        if line.is_empty() {
+        if line.is_empty() || line == b"\r" {
             break pos;
         }
-        lines.push(line);
     };
-    let text: Vec<&str> = lines
-        .iter()
-        .map(|l| std::str::from_utf8(l))
-        .collect::<Result<_, _>>()
-        .map_err(|_| ParseError::NotUtf8)?;
-    let start = parse_start_line(text[0])?;
+    let head = std::str::from_utf8(&buf[..body_start]).map_err(|_| ParseError::NotUtf8)?;
+    let mut lines = head
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .take_while(|l| !l.is_empty());
+    let start = parse_start_line(lines.next().unwrap_or(""))?;
     // Values are copied into one string; a folded value is re-assembled at its end.
     let mut values = String::with_capacity(body_start);
-    let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::with_capacity(text.len());
-    for line in &text[1..] {
+    let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::with_capacity(16);
+    for line in lines {
         if line.starts_with([' ', '\t']) {
             let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
             let v = line.trim_ascii();
@@ -235,8 +243,10 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
             reason: reason.to_owned(),
         });
     }
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, uri, version] = parts.as_slice() else {
+    let mut parts = line.split(' ');
+    let (Some(method), Some(uri), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return Err(ParseError::StartLine);
     };
     if method.is_empty()
@@ -247,9 +257,9 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::StartLine);
     }
     Ok(StartLine::Request {
-        method: method.to_string(),
-        uri: uri.to_string(),
-        version: version.to_string(),
+        method: method.to_owned(),
+        uri: uri.to_owned(),
+        version: version.to_owned(),
     })
 }
 

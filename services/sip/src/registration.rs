@@ -48,16 +48,19 @@ pub struct Binding {
 impl Binding {
     /// The contact as listed in a 200 OK.
     pub fn contact_value(&self, now: u64) -> String {
-        let mut s = format!(
-            "<{}>;expires={}",
-            self.uri,
-            self.expires_at.saturating_sub(now)
-        );
+        // push_str, not format!: every 200 OK lists every binding.
+        let mut s = String::with_capacity(self.uri.len() + 32);
+        s.push('<');
+        s.push_str(&self.uri);
+        s.push_str(">;expires=");
+        crate::response::push_number(&mut s, self.expires_at.saturating_sub(now));
         if let Some(i) = &self.instance {
-            s.push_str(&format!(";+sip.instance={i}"));
+            s.push_str(";+sip.instance=");
+            s.push_str(i);
         }
         if let Some(r) = self.reg_id {
-            s.push_str(&format!(";reg-id={r}"));
+            s.push_str(";reg-id=");
+            crate::response::push_number(&mut s, r.into());
         }
         s
     }
@@ -159,15 +162,10 @@ pub fn from_message(m: &Message, source: &str) -> Result<Register, &'static str>
         let mut list = Vec::with_capacity(items.len());
         for item in items {
             let a = parse_name_addr(item).map_err(|_| "bad contact")?;
-            let param = |n: &str| {
-                a.params
-                    .iter()
-                    .find(|(k, _)| k == n)
-                    .and_then(|(_, v)| v.clone())
-            };
+            let param = |n: &str| a.params.value(n);
             let expires = match param("expires") {
                 Some(v) => {
-                    Some(delta_seconds(&v).ok_or("contact expires must be a number of seconds")?)
+                    Some(delta_seconds(v).ok_or("contact expires must be a number of seconds")?)
                 }
                 None => None,
             };
@@ -177,11 +175,11 @@ pub fn from_message(m: &Message, source: &str) -> Result<Register, &'static str>
                 _ => None, // RFC 5626 §6: reg-id without an instance is ignored.
             };
             list.push(ContactRequest {
-                uri: a.uri_text,
+                uri: a.uri_text.to_owned(),
                 expires,
-                instance,
+                instance: instance.map(str::to_owned),
                 reg_id,
-                q: param("q"),
+                q: param("q").map(str::to_owned),
             });
         }
         Contacts::List(list)

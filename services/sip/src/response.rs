@@ -1,14 +1,28 @@
 //! Building responses to requests (RFC 3261 §8.2.6): pure, bytes out.
 
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+};
+
 use crate::message::Message;
 
 /// What the transport knows about where a request came from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Source {
-    /// Source IP as text (IPv6 without brackets).
-    pub ip: String,
+    /// Source IP.
+    pub ip: IpAddr,
     /// Source port.
     pub port: u16,
+}
+
+impl From<SocketAddr> for Source {
+    fn from(a: SocketAddr) -> Self {
+        Source {
+            ip: a.ip(),
+            port: a.port(),
+        }
+    }
 }
 
 /// The default reason phrase of a status code.
@@ -39,48 +53,44 @@ pub fn reason_phrase(code: u16) -> &'static str {
     }
 }
 
-/// Adds `received` (when the sent-by host is not the source IP) and fills an empty `rport`
-/// (RFC 3581) on the topmost Via value.
-fn stamp_via(via: &str, src: &Source) -> String {
-    let (first, rest) = match crate::header::split_list(via).as_slice() {
-        [first, rest @ ..] => (first.to_string(), rest.join(", ")),
-        [] => return via.to_owned(),
+/// Writes the topmost Via value with `received` added (when the sent-by host is not the
+/// source IP) and an empty `rport` filled (RFC 3581); the Vias after it are copied.
+fn stamp_via(out: &mut String, via: &str, src: &Source) {
+    let mut items = crate::header::split_list(via);
+    let Some(first) = items.next() else {
+        out.push_str(via);
+        return;
     };
-    let mut out = String::new();
-    let sent_by_host = crate::header::parse_via(&first)
+    let sent_by = crate::header::parse_via(first)
         .map(|v| v.host)
-        .unwrap_or_default();
+        .unwrap_or("");
+    let sent_by = sent_by
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(sent_by);
     let mut has_received = false;
     for (i, part) in first.split(';').enumerate() {
-        let p = part.trim();
+        let p = part.trim_ascii();
         if i > 0 {
             out.push(';');
         }
-        let name = p
-            .split('=')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if i > 0 && name == "rport" && !p.contains('=') {
-            out.push_str(&format!("rport={}", src.port));
+        let name = p.split('=').next().unwrap_or("").trim_ascii();
+        if i > 0 && name.eq_ignore_ascii_case("rport") && !p.contains('=') {
+            out.push_str("rport=");
+            push_number(out, src.port.into());
         } else {
-            has_received |= i > 0 && name == "received";
+            has_received |= i > 0 && name.eq_ignore_ascii_case("received");
             out.push_str(p);
         }
     }
-    let src_host = if src.ip.contains(':') {
-        format!("[{}]", src.ip)
-    } else {
-        src.ip.clone()
-    };
-    if !has_received && sent_by_host != src_host {
-        out.push_str(&format!(";received={}", src.ip));
+    if !has_received && sent_by.parse::<IpAddr>().ok() != Some(src.ip) {
+        out.push_str(";received=");
+        // IPv6 without brackets (RFC 3261 §18.2.1 received = IPv4address / IPv6address).
+        let _ = write!(out, "{}", src.ip);
     }
-    if rest.is_empty() {
-        out
-    } else {
-        format!("{out}, {rest}")
+    for item in items {
+        out.push_str(", ");
+        out.push_str(item);
     }
 }
 
@@ -98,7 +108,7 @@ pub fn build(
     // Built with push_str, not format!: this runs for every answer the edge sends.
     let mut out = String::with_capacity(512);
     out.push_str("SIP/2.0 ");
-    out.push_str(itoa_u16(code).as_str());
+    push_number(&mut out, code.into());
     out.push(' ');
     out.push_str(if reason.is_empty() {
         reason_phrase(code)
@@ -110,7 +120,7 @@ pub fn build(
     for v in req.all("via") {
         out.push_str("Via: ");
         if first_via {
-            out.push_str(&stamp_via(v, src));
+            stamp_via(&mut out, v, src);
         } else {
             out.push_str(v);
         }
@@ -124,7 +134,7 @@ pub fn build(
         out.push_str("To: ");
         out.push_str(t);
         let tagged = crate::header::parse_name_addr(t)
-            .map(|a| a.params.iter().any(|(n, _)| n == "tag"))
+            .map(|a| a.params.has("tag"))
             .unwrap_or(true);
         if !(tagged || code == 100 || to_tag.is_empty()) {
             out.push_str(";tag=");
@@ -142,7 +152,7 @@ pub fn build(
         header_line(&mut out, name, value);
     }
     out.push_str("Content-Length: ");
-    out.push_str(itoa_u16(body.len().min(usize::from(u16::MAX)) as u16).as_str());
+    push_number(&mut out, body.len() as u64);
     out.push_str("\r\n\r\n");
     let mut bytes = out.into_bytes();
     bytes.extend_from_slice(body);
@@ -156,11 +166,10 @@ fn header_line(out: &mut String, name: &str, value: &str) {
     out.push_str("\r\n");
 }
 
-/// A small number as text without the formatting machinery.
-fn itoa_u16(n: u16) -> String {
-    let mut buf = [0u8; 5];
+/// A number as text without the formatting machinery.
+pub fn push_number(out: &mut String, mut n: u64) {
+    let mut buf = [0u8; 20];
     let mut i = buf.len();
-    let mut n = n;
     loop {
         i -= 1;
         buf[i] = b'0' + (n % 10) as u8;
@@ -169,7 +178,7 @@ fn itoa_u16(n: u16) -> String {
             break;
         }
     }
-    String::from_utf8_lossy(&buf[i..]).into_owned()
+    out.extend(buf[i..].iter().map(|b| char::from(*b)));
 }
 
 #[cfg(test)]
@@ -186,7 +195,7 @@ mod tests {
     #[test]
     fn responses_copy_and_stamp() {
         let src = Source {
-            ip: "198.51.100.7".into(),
+            ip: [198, 51, 100, 7].into(),
             port: 40000,
         };
         let cases = [

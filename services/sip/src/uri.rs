@@ -1,25 +1,32 @@
-//! SIP, SIPS and other URIs (RFC 3261 §19.1, RFC 5118 for IPv6 references). Pure.
+//! SIP, SIPS and other URIs (RFC 3261 §19.1, RFC 5118 for IPv6 references). Pure, and
+//! borrowing: parsing a URI allocates nothing (it runs several times for every request).
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::{
+    borrow::Cow,
+    net::{Ipv4Addr, Ipv6Addr},
+};
 
-/// A parsed URI. Only sip/sips URIs are split into parts; others keep their scheme and text.
+use crate::header::Params;
+
+/// A parsed URI, borrowing from the text it was parsed from. Only sip/sips URIs are split
+/// into parts; others keep their scheme and opaque text.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Uri {
+pub struct Uri<'a> {
     /// Lowercase scheme ("sip", "sips", "tel", ...).
-    pub scheme: String,
+    pub scheme: Cow<'a, str>,
     /// User part (still %-escaped), if any.
-    pub user: Option<String>,
+    pub user: Option<&'a str>,
     /// Host: a name, an IPv4 address, or an IPv6 reference with its brackets.
-    pub host: String,
+    pub host: &'a str,
     /// Port, if given.
     pub port: Option<u16>,
-    /// URI parameters (`;name[=value]`), names lowercased.
-    pub params: Vec<(String, Option<String>)>,
+    /// URI parameters (`;name[=value]`), checked; names compare case-insensitively.
+    pub params: Params<'a>,
     /// Headers part after `?`, still escaped.
-    pub headers: Option<String>,
+    pub headers: Option<&'a str>,
 }
 
-impl Uri {
+impl Uri<'_> {
     /// Whether the scheme is sip or sips.
     pub fn is_sip(&self) -> bool {
         self.scheme == "sip" || self.scheme == "sips"
@@ -50,7 +57,7 @@ pub enum UriError {
 }
 
 /// Parses a URI. Non-SIP schemes are accepted with their opaque text in `host`.
-pub fn parse(s: &str) -> Result<Uri, UriError> {
+pub fn parse(s: &str) -> Result<Uri<'_>, UriError> {
     let ascii_bad = |b: u8| b <= b' ' || b == 0x7f;
     if s.bytes().any(ascii_bad)
         || (!s.is_ascii() && s.chars().any(|c| c.is_whitespace() || c.is_control()))
@@ -66,42 +73,36 @@ pub fn parse(s: &str) -> Result<Uri, UriError> {
         return Err(UriError::NoScheme);
     }
     let scheme = match scheme {
-        s if s.eq_ignore_ascii_case("sip") => "sip".to_owned(),
-        s if s.eq_ignore_ascii_case("sips") => "sips".to_owned(),
-        other => other.to_ascii_lowercase(),
+        s if s.eq_ignore_ascii_case("sip") => Cow::Borrowed("sip"),
+        s if s.eq_ignore_ascii_case("sips") => Cow::Borrowed("sips"),
+        other => crate::header::lowercase(other),
     };
     if scheme != "sip" && scheme != "sips" {
         return Ok(Uri {
             scheme,
             user: None,
-            host: rest.to_owned(),
+            host: rest,
             port: None,
-            params: Vec::new(),
+            params: Params::default(),
             headers: None,
         });
     }
     // A literal '@' can only be the userinfo separator ('@' is escaped elsewhere), while
     // the user part may hold '?', ';' and ','; so split the user off first.
     let (user, after_user) = match rest.find('@') {
-        Some(i) => (Some(rest[..i].to_owned()), &rest[i + 1..]),
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
     };
     let (hostpart, headers) = match after_user.split_once('?') {
-        Some((m, h)) => (m, Some(h.to_owned())),
+        Some((m, h)) => (m, Some(h)),
         None => (after_user, None),
     };
-    let mut pieces = hostpart.split(';');
-    let hostport = pieces.next().unwrap_or("");
-    let mut params = Vec::new();
-    for p in pieces {
-        let (n, v) = match p.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_owned())),
-            None => (p, None),
-        };
-        if n.is_empty() {
-            return Err(UriError::Param);
-        }
-        params.push((crate::header::lowercase(n), v));
+    let (hostport, params) = match hostpart.find(';') {
+        Some(i) => (&hostpart[..i], &hostpart[i + 1..]),
+        None => (hostpart, ""),
+    };
+    if !params.is_empty() && params.split(';').any(|p| p.split('=').next() == Some("")) {
+        return Err(UriError::Param);
     }
     let (host, port) = host_port(hostport)?;
     Ok(Uri {
@@ -109,41 +110,39 @@ pub fn parse(s: &str) -> Result<Uri, UriError> {
         user,
         host,
         port,
-        params,
+        params: Params::checked(params),
         headers,
     })
 }
 
-/// Splits and checks `host[:port]` (IPv6 references in brackets).
-pub fn host_port(s: &str) -> Result<(String, Option<u16>), UriError> {
+/// Splits and checks `host[:port]` (IPv6 references keep their brackets).
+pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let end = rest.find(']').ok_or(UriError::Ipv6)?;
         rest[..end]
             .parse::<Ipv6Addr>()
             .map_err(|_| UriError::Ipv6)?;
-        let after = &rest[end + 1..];
-        let port = match after {
+        let port = match &rest[end + 1..] {
             "" => None,
             p => Some(p.strip_prefix(':').ok_or(UriError::Port)?),
         };
-        (format!("[{}]", &rest[..end]), port)
+        (&s[..end + 2], port)
     } else {
-        match s.split_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p)),
-            None => (s.to_owned(), None),
-        }
-    };
-    if !host.starts_with('[') {
+        let (host, port) = match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        };
         let name_ok = !host.is_empty()
             && host
                 .bytes()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
             && !host.starts_with(['.', '-']);
         let looks_v4 = host.bytes().all(|c| c.is_ascii_digit() || c == b'.');
-        if !name_ok || (looks_v4 && host.parse::<Ipv4Addr>().is_err() && host.contains('.')) {
+        if !name_ok || (looks_v4 && host.contains('.') && host.parse::<Ipv4Addr>().is_err()) {
             return Err(UriError::Host);
         }
-    }
+        (host, port)
+    };
     let port = match port {
         Some(p) => Some(p.parse::<u16>().map_err(|_| UriError::Port)?),
         None => None,
@@ -159,12 +158,12 @@ mod tests {
     fn uris() {
         let u = parse("sip:user;par=u%40example.net@example.com").unwrap();
         assert_eq!(
-            (u.user.as_deref(), u.host.as_str()),
+            (u.user, u.host),
             (Some("user;par=u%40example.net"), "example.com")
         );
         let u = parse("sips:[2001:db8::10]:5070;transport=tcp?Route=%3Csip:x%3E").unwrap();
         assert_eq!(
-            (u.host.as_str(), u.port, u.params.len(), u.headers.is_some()),
+            (u.host, u.port, u.params.iter().count(), u.headers.is_some()),
             ("[2001:db8::10]", Some(5070), 1, true)
         );
         assert_eq!(parse("sip:[2001:db8::10:5070]").unwrap().port, None);

@@ -63,15 +63,26 @@ const SINGLE: [&str; 7] = [
 
 /// Checks the headers every message needs; the error is the reason.
 fn common(m: &Message) -> Result<(), String> {
-    for h in ["to", "from", "call-id", "cseq", "via"] {
-        if m.get(h).is_none() {
+    // One pass over the headers counts what must be present and what may appear once.
+    let mut count = [0u32; SINGLE.len()];
+    let mut vias = 0;
+    for (name, _) in m.iter() {
+        if let Some(i) = SINGLE.iter().position(|s| *s == name) {
+            count[i] += 1;
+        } else if name == "via" {
+            vias += 1;
+        }
+    }
+    for h in ["to", "from", "call-id", "cseq"] {
+        if SINGLE.iter().zip(count).any(|(s, n)| *s == h && n == 0) {
             return Err(format!("missing {h}"));
         }
     }
-    for h in SINGLE {
-        if m.all(h).count() > 1 {
-            return Err(format!("more than one {h}"));
-        }
+    if vias == 0 {
+        return Err("missing via".into());
+    }
+    if let Some((h, _)) = SINGLE.iter().zip(count).find(|(_, n)| *n > 1) {
+        return Err(format!("more than one {h}"));
     }
     match m.content_length {
         ContentLength::Invalid => return Err("invalid content-length".into()),
