@@ -170,6 +170,38 @@ fn sipp(
     Ok((ok, failed, p99))
 }
 
+/// Kamailio and the workers it forks: all stopped when dropped, also on an early return
+/// (a SIGKILL of the main process alone leaves the workers running).
+struct KamailioTree(Child);
+
+impl std::ops::Deref for KamailioTree {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KamailioTree {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KamailioTree {
+    fn drop(&mut self) {
+        let pids = tree(self.0.id());
+        for signal in ["-TERM", "-KILL"] {
+            let _ = Command::new("kill")
+                .arg(signal)
+                .args(pids.iter().map(u32::to_string))
+                .stderr(Stdio::null())
+                .status();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let _ = self.0.wait();
+    }
+}
+
 fn start_kamailio(dir: &Path, port: u16, creds: &[(String, String)]) -> anyhow::Result<Child> {
     let htdb = dir.join("htdb");
     std::fs::create_dir_all(&htdb)?;
@@ -294,7 +326,7 @@ async fn main() -> anyhow::Result<()> {
     let csv = dir.join("users.csv");
     users_csv(&csv, &creds)?;
     let kam_port = free_port_pair();
-    let mut kam = start_kamailio(&dir.join("kamailio"), kam_port, &creds)?;
+    let mut kam = KamailioTree(start_kamailio(&dir.join("kamailio"), kam_port, &creds)?);
     tokio::time::sleep(Duration::from_secs(3)).await;
     if let Ok(Some(s)) = kam.try_wait() {
         bail!(
@@ -369,8 +401,7 @@ async fn main() -> anyhow::Result<()> {
             });
         }
     }
-    let _ = kam.kill();
-    let _ = kam.wait();
+    drop(kam);
 
     println!(
         "\nSIP REGISTER with digest (MD5, qop=auth) over UDP, {users} users, {seconds} s per rate"

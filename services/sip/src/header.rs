@@ -122,28 +122,44 @@ impl<'a> Iterator for ListItems<'a> {
             return None;
         }
         let v = self.rest;
-        let (mut quoted, mut angle, mut escape) = (false, false, false);
-        // Bytes, not chars: every delimiter is ASCII, so each split falls on a char boundary.
-        for (i, c) in v.bytes().enumerate() {
-            if escape {
-                escape = false;
-                continue;
-            }
-            match c {
-                b'\\' if quoted => escape = true,
-                b'"' if !angle => quoted = !quoted,
-                b'<' if !quoted => angle = true,
-                b'>' if !quoted => angle = false,
-                b',' if !quoted && !angle => {
-                    self.rest = &v[i + 1..];
-                    return Some(v[..i].trim_ascii());
+        let bytes = v.as_bytes();
+        let mut i = 0;
+        // Jump from delimiter to delimiter (memchr): a comma ends the item; a quoted string
+        // or an <...> is skipped whole. Every delimiter is ASCII, so each split falls on a
+        // char boundary.
+        while let Some(d) = memchr::memchr3(b',', b'"', b'<', &bytes[i..]) {
+            let at = i + d;
+            match bytes[at] {
+                b',' => {
+                    self.rest = &v[at + 1..];
+                    return Some(v[..at].trim_ascii());
                 }
-                _ => {}
+                b'"' => i = closing_quote(bytes, at + 1),
+                _ => match memchr::memchr(b'>', &bytes[at + 1..]) {
+                    Some(e) => i = at + 1 + e + 1,
+                    None => i = bytes.len(),
+                },
             }
         }
         self.done = true;
         Some(v.trim_ascii())
     }
+}
+
+/// Where the quoted string opened before `from` ends (just after its closing quote, or the
+/// end of the text); backslash escapes inside it are skipped.
+fn closing_quote(bytes: &[u8], mut from: usize) -> usize {
+    while let Some(d) = memchr::memchr2(b'"', b'\\', &bytes[from..]) {
+        let at = from + d;
+        if bytes[at] == b'"' {
+            return at + 1;
+        }
+        from = at + 2;
+        if from >= bytes.len() {
+            break;
+        }
+    }
+    bytes.len()
 }
 
 /// Why a header value is malformed.
@@ -491,6 +507,10 @@ mod tests {
                 vec!["SIP/2.0/UDP h;branch=z9", "SIP/2.0/TCP g"],
             ),
             ("outbound", vec!["outbound"]),
+            (r#""unterminated, x"#, vec![r#""unterminated, x"#]),
+            ("<sip:a,b, c", vec!["<sip:a,b, c"]),
+            (r#""a\\", b"#, vec![r#""a\\""#, "b"]),
+            (r#""a\", b"#, vec![r#""a\", b"#]),
             ("", vec![""]),
         ] {
             assert_eq!(split_list(list).collect::<Vec<_>>(), want, "{list}");
