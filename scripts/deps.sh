@@ -2,8 +2,8 @@
 # Installs what building and testing Dialtone need on Debian, if missing:
 # protoc (etcd-client's build script needs it) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
-# sipvicious (the attacker's tools), baresip and linphonec (real softphones) and
-# cargo-nextest.
+# sipvicious (the attacker's tools), baresip and linphonec (real softphones), Prometheus
+# (its server scrapes a node; promtool checks the alert rules) and cargo-nextest.
 set -euo pipefail
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -16,6 +16,8 @@ if [ "${1:-}" = "--test" ]; then
   command -v svwar >/dev/null || need+=(sipvicious)
   command -v baresip >/dev/null || need+=(baresip-core)
   command -v linphonec >/dev/null || need+=(linphone-cli)
+  command -v promtool >/dev/null || need+=(prometheus)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2

@@ -1,0 +1,123 @@
+{{/* The chart name, overridable. */}}
+{{- define "dialtone.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Release-qualified name: the prefix of every resource. */}}
+{{- define "dialtone.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels every resource carries. */}}
+{{- define "dialtone.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "dialtone.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Selector labels of one component: call with (dict "root" $ "component" "edge"). */}}
+{{- define "dialtone.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "dialtone.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The image of Dialtone's containers. */}}
+{{- define "dialtone.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{/* Names of the Secrets, created or given. */}}
+{{- define "dialtone.nonceKeySecret" -}}
+{{- default (printf "%s-nonce-key" (include "dialtone.fullname" .)) .Values.secrets.nonceKey.existingSecret -}}
+{{- end -}}
+{{- define "dialtone.apiTokensSecret" -}}
+{{- default (printf "%s-api-tokens" (include "dialtone.fullname" .)) .Values.secrets.apiTokens.existingSecret -}}
+{{- end -}}
+
+{{/* etcd client endpoints, comma-separated: the bundled members or externalEtcd.endpoints. */}}
+{{- define "dialtone.etcdEndpoints" -}}
+{{- if .Values.etcd.enabled -}}
+{{- $fullname := include "dialtone.fullname" . -}}
+{{- $eps := list -}}
+{{- range $i := until (int .Values.etcd.replicas) -}}
+{{- $eps = append $eps (printf "http://%s-etcd-%d.%s-etcd-headless.%s.svc:%d" $fullname $i $fullname $.Release.Namespace (int $.Values.etcd.clientPort)) -}}
+{{- end -}}
+{{- join "," $eps -}}
+{{- else -}}
+{{- required "externalEtcd.endpoints is required when etcd.enabled is false" (join "," .Values.externalEtcd.endpoints) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A SIP listener address, or `off` for port 0. */}}
+{{- define "dialtone.sipListen" -}}
+{{- if eq (int .) 0 -}}off{{- else -}}0.0.0.0:{{ . }}{{- end -}}
+{{- end -}}
+
+{{/* Environment shared by every Dialtone container: node id, store, secrets, telemetry. */}}
+{{- define "dialtone.commonEnv" -}}
+- name: DIALTONE_NODE_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: DIALTONE_CONFIG
+  value: /etc/dialtone/dialtone.toml
+- name: DIALTONE_ETCD
+  value: {{ include "dialtone.etcdEndpoints" . | quote }}
+- name: DIALTONE_API_TOKENS
+  value: /etc/dialtone/secrets/api-tokens/{{ .Values.secrets.apiTokens.key }}
+{{- end -}}
+
+{{/* Volumes shared by every Dialtone pod. */}}
+{{- define "dialtone.commonVolumes" -}}
+- name: config
+  configMap:
+    name: {{ include "dialtone.fullname" . }}
+- name: api-tokens
+  secret:
+    secretName: {{ include "dialtone.apiTokensSecret" . }}
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+
+{{/* Mounts of the shared volumes. */}}
+{{- define "dialtone.commonMounts" -}}
+- name: config
+  mountPath: /etc/dialtone/dialtone.toml
+  subPath: dialtone.toml
+  readOnly: true
+- name: api-tokens
+  mountPath: /etc/dialtone/secrets/api-tokens
+  readOnly: true
+- name: tmp
+  mountPath: /var/lib/dialtone
+{{- end -}}
+
+{{/* Liveness and readiness probes on the admin port: call with (dict "probes" ... "port" ...). */}}
+{{- define "dialtone.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: admin
+  initialDelaySeconds: {{ .probes.liveness.initialDelaySeconds }}
+  periodSeconds: {{ .probes.liveness.periodSeconds }}
+  failureThreshold: {{ .probes.liveness.failureThreshold }}
+readinessProbe:
+  httpGet:
+    path: /readyz
+    port: admin
+  initialDelaySeconds: {{ .probes.readiness.initialDelaySeconds }}
+  periodSeconds: {{ .probes.readiness.periodSeconds }}
+  failureThreshold: {{ .probes.readiness.failureThreshold }}
+{{- end -}}
