@@ -40,9 +40,10 @@ impl Algorithm {
 /// An HA1 of the same length as a real one, for users that do not exist.
 pub const DUMMY_HA1: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
-/// The group's nonce key. Its Debug output never shows the secret.
+/// The group's nonce key, kept as an HMAC already keyed (the key's pads are hashed once, not
+/// for every nonce). Its Debug output never shows the secret.
 #[derive(Clone)]
-pub struct NonceKey([u8; 32]);
+pub struct NonceKey(Hmac<Sha256>);
 
 impl std::fmt::Debug for NonceKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -53,11 +54,11 @@ impl std::fmt::Debug for NonceKey {
 impl NonceKey {
     /// A key from 32 secret bytes.
     pub fn new(bytes: [u8; 32]) -> Self {
-        NonceKey(bytes)
+        NonceKey(<Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length works"))
     }
 
     fn mac(&self, issued: u64, salt: u64) -> [u8; 16] {
-        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("any key length works");
+        let mut m = self.0.clone();
         m.update(&issued.to_be_bytes());
         m.update(&salt.to_be_bytes());
         let full = m.finalize().into_bytes();
