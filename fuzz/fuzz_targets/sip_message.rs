@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     }
     if verdict == Verdict::Accept && !m.is_response() {
         let src = response::Source {
-            ip: "192.0.2.1".into(),
+            ip: [192, 0, 2, 1].into(),
             port: 5060,
         };
         let _ = response::build(&m, &src, 200, "", "t", &[], b"");
