@@ -317,6 +317,7 @@ pub struct Node {
     pub sip: SipPorts,
     pub data_dir: PathBuf,
     args: Vec<String>,
+    env: Vec<(String, String)>,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -335,6 +336,8 @@ pub struct NodeSpec {
     pub nonce_key_file: Option<PathBuf>,
     /// More `serve` flags (e.g. `--sip-digest-algorithms=md5`).
     pub extra_args: Vec<String>,
+    /// Environment variables of the process (e.g. `OTEL_*`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Node {
@@ -396,6 +399,7 @@ impl Node {
             log: data_dir.join("node.log"),
             data_dir,
             args,
+            env: spec.env.clone(),
             child: None,
         }
     }
@@ -409,6 +413,7 @@ impl Node {
         let child = Command::new(binary("dialtone"))
             .args(&self.args)
             .env_remove("DIALTONE_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()?;
@@ -576,6 +581,14 @@ impl ClusterSandbox {
 
     /// Like [`ClusterSandbox::embedded`], with more `serve` flags.
     pub async fn embedded_with(extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::embedded_with_env(extra_args, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::embedded_with`], with environment variables for the node.
+    pub async fn embedded_with_env(
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let spec = NodeSpec {
             node_id: "solo".into(),
@@ -586,6 +599,10 @@ impl ClusterSandbox {
             lease_ttl: 5,
             nonce_key_file: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         let node = Node::start(&spec, dir.path().join("solo")).await?;
         Ok(ClusterSandbox {
@@ -632,6 +649,7 @@ impl ClusterSandbox {
                 lease_ttl: 3,
                 nonce_key_file: Some(nonce_key.clone()),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                env: vec![],
             };
             nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);
         }

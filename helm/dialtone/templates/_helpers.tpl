@@ -77,6 +77,16 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "dialtone.etcdEndpoints" . | quote }}
 - name: DIALTONE_API_TOKENS
   value: /etc/dialtone/secrets/api-tokens/{{ .Values.secrets.apiTokens.key }}
+{{- if .Values.telemetry.otlpEndpoint }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.telemetry.otlpEndpoint | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: parentbased_traceidratio
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.telemetry.samplingRatio | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.namespace.name=%s,k8s.pod.name=$(DIALTONE_NODE_ID)%s" .Release.Namespace (ternary (printf ",%s" .Values.telemetry.resourceAttributes) "" (ne .Values.telemetry.resourceAttributes "")) | quote }}
+{{- end }}
 {{- end -}}
 
 {{/* Volumes shared by every Dialtone pod. */}}

@@ -9,10 +9,9 @@ mod admin;
 mod edge_flags;
 mod serve;
 mod settings;
+mod telemetry;
 
 use std::ffi::OsString;
-
-use tracing_subscriber::EnvFilter;
 
 const USAGE: &str = "usage: dialtone serve [FLAGS]   (dialtone serve --help lists every flag)\n       dialtone --version";
 
@@ -46,11 +45,6 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_new(&cfg.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -61,12 +55,18 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve::run(cfg)) {
+    let telemetry = {
+        let _in_runtime = rt.enter();
+        telemetry::Telemetry::init(&cfg.log, cfg.node())
+    };
+    let code = match rt.block_on(serve::run(cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "dialtone stopped with an error");
             eprintln!("dialtone: {e:#}");
             std::process::ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }

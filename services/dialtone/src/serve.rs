@@ -136,6 +136,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut stop = stop_rx.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                .trace_fn(crate::telemetry::grpc_span)
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(tokio_stream_listener(grpc), async move {
                     let _ = stop.changed().await;

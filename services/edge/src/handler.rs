@@ -133,6 +133,18 @@ impl Handler {
             StartLine::Request { method, .. } => method.clone(),
         };
         self.stats.request(&method);
+        // One span per SIP transaction. At debug level: without trace export (whose layer
+        // enables it) the callsite is disabled and costs next to nothing.
+        let span = tracing::debug_span!(
+            "sip",
+            otel.name = %method,
+            otel.kind = "server",
+            sip.method = %method,
+            network.transport = peer.transport.name(),
+            edge = %self.settings.node_id,
+            phone.id = tracing::field::Empty,
+        );
+        let _in_span = span.enter();
         let src = Source::from(peer.addr);
         let top_via = m.top_via();
         let reply = response_replier(top_via.as_ref(), peer);
@@ -289,6 +301,7 @@ impl Handler {
             }
         }
         let phone_id = entry.phone_id.clone();
+        tracing::Span::current().record("phone.id", &*phone_id);
         self.directory.tell_or_start(
             &phone_id,
             Register(Box::new(RegisterJob {

@@ -1,0 +1,188 @@
+//! Traces leave a running node over OTLP/gRPC: a real OTLP trace receiver (a tonic server on
+//! the OpenTelemetry protos) gets a span per gRPC call, named by the method, continuing the
+//! caller's W3C trace context, with the node's resource attributes and no credentials; what
+//! is still buffered is flushed when the node stops.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use dialtone_proto::config::v1 as cpb;
+use dialtone_tests::{
+    ClusterSandbox,
+    fleet::{add_phone, seed_site},
+    sip::UdpPhone,
+};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    common::v1::{AnyValue, KeyValue, any_value},
+};
+
+#[derive(Clone, Default)]
+struct Receiver(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.lock().unwrap().push(req.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| match a.value.as_ref() {
+            Some(AnyValue {
+                value: Some(any_value::Value::StringValue(s)),
+            }) => Some(s.clone()),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = Receiver::default();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    // A long batch delay: spans reach the receiver only through the flush at shutdown.
+    let mut sb = ClusterSandbox::embedded_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+            ("OTEL_RESOURCE_ATTRIBUTES", "deployment.environment=test"),
+        ],
+    )
+    .await
+    .unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let mut req = tonic::Request::new(cpb::ListRequest::default());
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{parent}-01").parse().unwrap(),
+    );
+    c.list_sites(req).await.unwrap();
+    // A SIP registration: its transactions are spans too, with the phone and the edge.
+    seed_site(&mut c, cpb::PhoneSettings::default())
+        .await
+        .unwrap();
+    let mut e = sb.nodes[0].edge_client(&token).await.unwrap();
+    let p = add_phone(&mut c, &mut e, "desk-1", "1001").await.unwrap();
+    let edge_sip = std::net::SocketAddr::from(([127, 0, 0, 1], sb.nodes[0].sip.udp));
+    let mut phone = UdpPhone::new(edge_sip, &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    assert!(
+        phone
+            .register(600)
+            .await
+            .unwrap()
+            .starts_with("SIP/2.0 200")
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        receiver.0.lock().unwrap().is_empty(),
+        "spans were exported before the batch delay or the flush"
+    );
+
+    let status = sb.nodes[0].terminate().unwrap();
+    assert!(status.success(), "node exit: {status}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (resource, span) = loop {
+        let found = receiver.0.lock().unwrap().iter().find_map(|r| {
+            r.resource_spans.iter().find_map(|rs| {
+                rs.scope_spans
+                    .iter()
+                    .flat_map(|s| &s.spans)
+                    .find(|s| s.name.ends_with("ConfigService/ListSites"))
+                    .map(|s| (rs.resource.clone().unwrap_or_default(), s.clone()))
+            })
+        });
+        if let Some(f) = found {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no ListSites span flushed at shutdown"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(hex::encode(&span.trace_id), trace_id, "the caller's trace");
+    assert_eq!(
+        hex::encode(&span.parent_span_id),
+        parent,
+        "the caller's span"
+    );
+    assert_eq!(
+        text(&span.attributes, "rpc.system").as_deref(),
+        Some("grpc")
+    );
+    assert_eq!(
+        text(&span.attributes, "rpc.method").as_deref(),
+        Some("ListSites")
+    );
+    assert_eq!(
+        text(&resource.attributes, "service.name").as_deref(),
+        Some("dialtone")
+    );
+    assert_eq!(
+        text(&resource.attributes, "service.instance.id").as_deref(),
+        Some("solo")
+    );
+    assert_eq!(
+        text(&resource.attributes, "deployment.environment").as_deref(),
+        Some("test")
+    );
+    let sip: Vec<_> = receiver
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r.resource_spans.iter())
+        .flat_map(|rs| rs.scope_spans.iter())
+        .flat_map(|s| s.spans.clone())
+        .filter(|s| s.name == "REGISTER")
+        .collect();
+    assert_eq!(
+        sip.len(),
+        2,
+        "a span per REGISTER transaction (challenge, then 200)"
+    );
+    assert!(
+        sip.iter()
+            .any(|s| text(&s.attributes, "phone.id").as_deref() == Some(p.phone_id.as_str())),
+        "the authenticated REGISTER names its phone"
+    );
+    assert!(
+        sip.iter()
+            .all(|s| text(&s.attributes, "edge").as_deref() == Some("solo")
+                && text(&s.attributes, "network.transport").as_deref() == Some("udp"))
+    );
+    let everything = format!("{:?}", receiver.0.lock().unwrap());
+    assert!(
+        !everything.contains(&token),
+        "a credential reached the traces"
+    );
+    assert!(
+        !everything.contains(&p.password),
+        "a password reached the traces"
+    );
+    server.abort();
+}
