@@ -130,26 +130,15 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
         parent,
         "the caller's span"
     );
-    assert_eq!(
-        text(&span.attributes, "rpc.system").as_deref(),
-        Some("grpc")
-    );
-    assert_eq!(
-        text(&span.attributes, "rpc.method").as_deref(),
-        Some("ListSites")
-    );
-    assert_eq!(
-        text(&resource.attributes, "service.name").as_deref(),
-        Some("dialtone")
-    );
-    assert_eq!(
-        text(&resource.attributes, "service.instance.id").as_deref(),
-        Some("solo")
-    );
-    assert_eq!(
-        text(&resource.attributes, "deployment.environment").as_deref(),
-        Some("test")
-    );
+    for (attrs, key, want) in [
+        (&span.attributes, "rpc.system", "grpc"),
+        (&span.attributes, "rpc.method", "ListSites"),
+        (&resource.attributes, "service.name", "dialtone"),
+        (&resource.attributes, "service.instance.id", "solo"),
+        (&resource.attributes, "deployment.environment", "test"),
+    ] {
+        assert_eq!(text(attrs, key).as_deref(), Some(want), "{key}");
+    }
     let sip: Vec<_> = receiver
         .0
         .lock()
