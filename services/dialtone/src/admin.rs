@@ -19,6 +19,8 @@ pub struct Health {
     pub started: SystemTime,
     /// The edge role, when this node runs it.
     pub edge: Option<Arc<dialtone_edge::Edge>>,
+    /// Durations of the gRPC calls this node served.
+    pub grpc: Arc<crate::grpc_metrics::GrpcMetrics>,
 }
 
 impl Health {
@@ -96,6 +98,7 @@ async fn metrics(
     ));
     out.push_str("# HELP process_start_time_seconds Start time of the process.\n# TYPE process_start_time_seconds gauge\n");
     out.push_str(&format!("process_start_time_seconds {started}\n"));
+    out.push_str(&h.grpc.render());
     if let Some(e) = &h.edge {
         out.push_str(&e.metrics());
     }

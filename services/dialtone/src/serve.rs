@@ -93,6 +93,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
 
     {
+        let grpc_metrics = Arc::new(crate::grpc_metrics::GrpcMetrics::default());
         let health = admin::Health {
             store: store.clone(),
             lease: lease.clone(),
@@ -100,6 +101,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             roles: cfg.roles.clone(),
             started,
             edge: edge.clone(),
+            grpc: grpc_metrics.clone(),
         };
         let mut router = tonic::service::Routes::builder();
         if cfg.roles.iter().any(|r| r == "config") {
@@ -137,6 +139,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
                 .trace_fn(crate::telemetry::grpc_span)
+                .layer(crate::grpc_metrics::GrpcMetricsLayer(grpc_metrics))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(tokio_stream_listener(grpc), async move {
                     let _ = stop.changed().await;

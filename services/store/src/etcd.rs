@@ -62,7 +62,18 @@ impl EtcdStore {
     {
         let mut attempt = 0;
         loop {
-            match call(self.client()).await {
+            // Unary calls carry the channel's timeout, but opening a watch or a keep-alive
+            // stream does not: bound every attempt, so a member that accepts the connection
+            // and never answers cannot hang the caller. A timeout counts as unavailable
+            // (retried on the next member when the call is idempotent).
+            let outcome = tokio::time::timeout(CALL_TIMEOUT, call(self.client()))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(etcd_client::Error::GRpcStatus(tonic::Status::unavailable(
+                        "etcd call timed out",
+                    )))
+                });
+            match outcome {
                 Err(e)
                     if attempt + 1 < ATTEMPTS.max(self.clients.len() as u32 * 2)
                         && retriable(&e, idempotent) =>
@@ -379,6 +390,9 @@ impl EtcdWatch {
     }
 }
 
+/// Longest wait for one attempt of a call, or for a keep-alive answer.
+const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6);
+
 /// A keep-alive channel for one etcd lease.
 pub struct EtcdKeepAlive {
     keeper: LeaseKeeper,
@@ -388,7 +402,15 @@ pub struct EtcdKeepAlive {
 impl EtcdKeepAlive {
     pub(crate) async fn refresh(&mut self) -> Result<i64, StoreError> {
         self.keeper.keep_alive().await?;
-        match self.stream.message().await? {
+        // A stream that stays silent must not stall the lease keeper past its TTL.
+        let answer = tokio::time::timeout(CALL_TIMEOUT, self.stream.message())
+            .await
+            .map_err(|_| {
+                etcd_client::Error::GRpcStatus(tonic::Status::deadline_exceeded(
+                    "no keep-alive answer",
+                ))
+            })??;
+        match answer {
             Some(resp) => Ok(resp.ttl()),
             None => Err(StoreError::Closed),
         }
