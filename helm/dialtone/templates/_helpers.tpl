@@ -77,6 +77,25 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "dialtone.etcdEndpoints" . | quote }}
 - name: DIALTONE_API_TOKENS
   value: /etc/dialtone/secrets/api-tokens/{{ .Values.secrets.apiTokens.key }}
+{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
+- name: DIALTONE_ETCD_CA_FILE
+  value: /etc/dialtone/etcd-tls/ca.crt
+{{- if .Values.externalEtcd.tls.clientCertificate }}
+- name: DIALTONE_ETCD_CERT_FILE
+  value: /etc/dialtone/etcd-tls/tls.crt
+- name: DIALTONE_ETCD_KEY_FILE
+  value: /etc/dialtone/etcd-tls/tls.key
+{{- end }}
+{{- end }}
+{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.auth.secretName }}
+- name: DIALTONE_ETCD_USER
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.externalEtcd.auth.secretName }}
+      key: username
+- name: DIALTONE_ETCD_PASSWORD_FILE
+  value: /etc/dialtone/etcd-auth/password
+{{- end }}
 {{- if .Values.telemetry.otlpEndpoint }}
 - name: OTEL_EXPORTER_OTLP_ENDPOINT
   value: {{ .Values.telemetry.otlpEndpoint | quote }}
@@ -99,6 +118,19 @@ app.kubernetes.io/component: {{ .component }}
     secretName: {{ include "dialtone.apiTokensSecret" . }}
 - name: tmp
   emptyDir: {}
+{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
+- name: etcd-tls
+  secret:
+    secretName: {{ required "externalEtcd.tls.secretName is required with externalEtcd.tls.enabled" .Values.externalEtcd.tls.secretName }}
+{{- end }}
+{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.auth.secretName }}
+- name: etcd-auth
+  secret:
+    secretName: {{ .Values.externalEtcd.auth.secretName }}
+    items:
+      - key: password
+        path: password
+{{- end }}
 {{- end -}}
 
 {{/* Mounts of the shared volumes. */}}
@@ -112,6 +144,16 @@ app.kubernetes.io/component: {{ .component }}
   readOnly: true
 - name: tmp
   mountPath: /var/lib/dialtone
+{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
+- name: etcd-tls
+  mountPath: /etc/dialtone/etcd-tls
+  readOnly: true
+{{- end }}
+{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.auth.secretName }}
+- name: etcd-auth
+  mountPath: /etc/dialtone/etcd-auth
+  readOnly: true
+{{- end }}
 {{- end -}}
 
 {{/* Liveness and readiness probes on the admin port: call with (dict "probes" ... "port" ...). */}}

@@ -7,6 +7,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
 mod edge_flags;
+mod etcd_flags;
 mod grpc_metrics;
 mod serve;
 mod settings;

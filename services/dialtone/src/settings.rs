@@ -77,6 +77,8 @@ pub struct ServeConfig {
     #[arg(long, env = "DIALTONE_LOG", default_value = "info")]
     pub log: String,
     #[command(flatten)]
+    pub etcd_security: crate::etcd_flags::EtcdFlags,
+    #[command(flatten)]
     pub edge: crate::edge_flags::EdgeFlags,
 }
 
@@ -172,6 +174,8 @@ impl ServeConfig {
                 "'--api-tokens' is required with '--etcd' (tokens are generated only for the embedded dev mode)"
             );
         }
+        // Read and checked here so a bad file stops the process at start, naming its flag.
+        self.etcd_security.security(&self.etcd)?;
         if self.data_dir.is_none() {
             self.data_dir = Some(default_data_dir());
         }

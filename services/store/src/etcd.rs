@@ -24,7 +24,16 @@ impl EtcdStore {
     /// Connects to the given endpoints (`http://host:port`). etcd-client connects lazily:
     /// this checks reachability with one read so a bad endpoint fails here, not later.
     pub async fn connect(endpoints: &[String], root: &str) -> Result<Self, StoreError> {
-        let options = etcd_client::ConnectOptions::new()
+        Self::connect_with(endpoints, root, &EtcdSecurity::default()).await
+    }
+
+    /// Like [`EtcdStore::connect`], over TLS and/or as an etcd user.
+    pub async fn connect_with(
+        endpoints: &[String],
+        root: &str,
+        security: &EtcdSecurity,
+    ) -> Result<Self, StoreError> {
+        let mut options = etcd_client::ConnectOptions::new()
             .with_connect_timeout(std::time::Duration::from_secs(3))
             .with_timeout(std::time::Duration::from_secs(5))
             .with_keep_alive(
@@ -32,6 +41,12 @@ impl EtcdStore {
                 std::time::Duration::from_secs(3),
             )
             .with_keep_alive_while_idle(true);
+        if let Some(tls) = security.tls_options() {
+            options = options.with_tls(tls);
+        }
+        if let Some((user, password)) = &security.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
         let mut clients = Vec::with_capacity(endpoints.len());
         for e in endpoints {
             clients.push(Client::connect([e], Some(options.clone())).await?);
@@ -387,6 +402,41 @@ impl EtcdWatch {
             }
             return Ok(Some(WatchBatch { events, revision }));
         }
+    }
+}
+
+/// How to reach a secured etcd: TLS (the CA that signed the members' certificates, and a
+/// client certificate when they require one) and etcd's own user authentication.
+#[derive(Clone, Default)]
+pub struct EtcdSecurity {
+    /// PEM of the CA certificate(s) trusted for the members (turns TLS on).
+    pub ca_pem: Option<Vec<u8>>,
+    /// PEM client certificate chain and private key (mutual TLS).
+    pub client_cert_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// etcd user name and password.
+    pub user: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for EtcdSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key or the password.
+        f.debug_struct("EtcdSecurity")
+            .field("tls", &self.ca_pem.is_some())
+            .field("client_cert", &self.client_cert_pem.is_some())
+            .field("user", &self.user.as_ref().map(|(u, _)| u))
+            .finish()
+    }
+}
+
+impl EtcdSecurity {
+    fn tls_options(&self) -> Option<etcd_client::TlsOptions> {
+        let ca = self.ca_pem.as_ref()?;
+        let mut tls =
+            etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(ca));
+        if let Some((cert, key)) = &self.client_cert_pem {
+            tls = tls.identity(etcd_client::Identity::from_pem(cert, key));
+        }
+        Some(tls)
     }
 }
 

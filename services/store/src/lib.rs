@@ -17,7 +17,7 @@ mod wal;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
-pub use etcd::EtcdStore;
+pub use etcd::{EtcdSecurity, EtcdStore};
 pub use types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent};
 
 /// The root under which Dialtone keeps its keys unless told otherwise.
