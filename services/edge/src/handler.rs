@@ -5,7 +5,7 @@
 
 use std::{
     collections::HashMap,
-    hash::{Hash, Hasher},
+    hash::{BuildHasher, Hash, Hasher},
     net::SocketAddr,
     sync::Arc,
     time::Duration,
@@ -48,6 +48,9 @@ pub struct Handler {
     /// Phones registered over each connection-bound flow (WS/WSS), to drop their bindings
     /// when it closes.
     ws_phones: Mutex<HashMap<FlowKey, Vec<Arc<str>>>>,
+    /// Random keys of the transaction hash, so no one can craft two requests that collide
+    /// (one would be taken for a retransmission of the other).
+    txn_keys: std::hash::RandomState,
 }
 
 type FlowKey = (Transport, SocketAddr);
@@ -75,6 +78,7 @@ impl Handler {
             settings,
             local,
             ws_phones: Mutex::new(HashMap::new()),
+            txn_keys: std::hash::RandomState::new(),
         }
     }
 
@@ -162,7 +166,7 @@ impl Handler {
         }
         match method.as_str() {
             "REGISTER" => {
-                let txn = transaction_key(&m, top_via.as_ref(), peer.addr);
+                let txn = transaction_key(&self.txn_keys, &m, top_via.as_ref(), peer.addr);
                 self.register(m, peer, src, reply, txn, now_ms)
             }
             "OPTIONS" => {
@@ -426,8 +430,13 @@ fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
 }
 
 /// Identifies a server transaction: top Via branch, source and method (RFC 3261 §17.2.3).
-fn transaction_key(m: &Message, top_via: Option<&Via>, from: SocketAddr) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+fn transaction_key(
+    keys: &std::hash::RandomState,
+    m: &Message,
+    top_via: Option<&Via>,
+    from: SocketAddr,
+) -> u64 {
+    let mut h = keys.build_hasher();
     top_via.and_then(|v| v.param("branch")).hash(&mut h);
     from.hash(&mut h);
     m.get("call-id").hash(&mut h);
@@ -482,7 +491,8 @@ mod tests {
         };
         let a: SocketAddr = "127.0.0.1:5060".parse().unwrap();
         let b: SocketAddr = "127.0.0.1:5061".parse().unwrap();
-        let key = |m: Message, from| transaction_key(&m, m.top_via().as_ref(), from);
+        let keys = std::hash::RandomState::new();
+        let key = |m: Message, from| transaction_key(&keys, &m, m.top_via().as_ref(), from);
         let k = key(msg("z9hG4bK1", 1), a);
         assert_eq!(k, key(msg("z9hG4bK1", 1), a));
         assert_ne!(k, key(msg("z9hG4bK2", 1), a));
