@@ -107,13 +107,6 @@ pub struct ListItems<'a> {
     done: bool,
 }
 
-impl<'a> ListItems<'a> {
-    /// The text not yet split (after the last comma taken), untrimmed.
-    pub fn remainder(&self) -> &'a str {
-        if self.done { "" } else { self.rest }
-    }
-}
-
 impl<'a> Iterator for ListItems<'a> {
     type Item = &'a str;
 

@@ -136,11 +136,6 @@ pub fn looks_like_response(buf: &[u8]) -> bool {
     buf[start..].starts_with(b"SIP/")
 }
 
-/// The first position of `b` in `s`.
-fn memchr(b: u8, s: &[u8]) -> Option<usize> {
-    s.iter().position(|c| *c == b)
-}
-
 /// Parses one message from a datagram. Octets after the body (beyond Content-Length) are
 /// ignored, as RFC 3261 §18.3 says.
 pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
@@ -156,7 +151,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     // The header section ends at the first empty line (CRLF or LF alone).
     let mut pos = 0;
     let body_start = loop {
-        let Some(nl) = memchr(b'\n', &buf[pos..]) else {
+        let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
             return Err(ParseError::Unterminated);
         };
         let line = &buf[pos..pos + nl];

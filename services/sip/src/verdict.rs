@@ -73,8 +73,9 @@ fn common(m: &Message) -> Result<(), String> {
             vias += 1;
         }
     }
+    let seen = |h: &str| SINGLE.iter().position(|s| *s == h).map_or(0, |i| count[i]);
     for h in ["to", "from", "call-id", "cseq"] {
-        if SINGLE.iter().zip(count).any(|(s, n)| *s == h && n == 0) {
+        if seen(h) == 0 {
             return Err(format!("missing {h}"));
         }
     }
