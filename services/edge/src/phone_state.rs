@@ -79,54 +79,31 @@ impl PhoneState {
     pub fn decode(bytes: &[u8]) -> Option<Self> {
         let mut r = Reader(bytes);
         r.u64()?;
-        let n = r.count()?;
-        let mut lines = Vec::with_capacity(n);
-        for _ in 0..n {
-            let index = r.u32()?;
-            let sip_user = r.string()?;
-            let published_at = r.u64()?;
-            let republish_after = r.u64()?;
-            let n = r.count()?;
-            let mut bindings = Vec::with_capacity(n);
-            for _ in 0..n {
-                let uri = r.string()?;
-                let instance = r.opt_string()?;
-                let reg_id = Some(r.u32()?).filter(|v| *v != NONE);
-                let call_id = r.string()?;
-                let cseq = r.u32()?;
-                let expires_at = r.u64()?;
-                let q = r.opt_string()?;
-                let n = r.count()?;
-                let mut path = Vec::with_capacity(n);
-                for _ in 0..n {
-                    path.push(r.string()?);
-                }
-                bindings.push(Binding {
-                    uri,
-                    instance,
-                    reg_id,
-                    call_id,
-                    cseq,
-                    expires_at,
-                    q,
-                    path,
-                    source: r.string()?,
-                    user_agent: r.opt_string()?,
-                });
-            }
-            lines.push(LineState {
-                index,
-                sip_user,
-                bindings,
-                published_at,
-                republish_after,
-            });
-        }
-        let n = r.count()?;
-        let mut nonces = Vec::with_capacity(n);
-        for _ in 0..n {
-            nonces.push((r.u64()?, r.u32()?, r.u64()?));
-        }
+        // Fields are read in the order `encode` wrote them: a struct expression evaluates its
+        // fields in source order.
+        let lines = r.list(|r| {
+            Some(LineState {
+                index: r.u32()?,
+                sip_user: r.string()?,
+                published_at: r.u64()?,
+                republish_after: r.u64()?,
+                bindings: r.list(|r| {
+                    Some(Binding {
+                        uri: r.string()?,
+                        instance: r.opt_string()?,
+                        reg_id: Some(r.u32()?).filter(|v| *v != NONE),
+                        call_id: r.string()?,
+                        cseq: r.u32()?,
+                        expires_at: r.u64()?,
+                        q: r.opt_string()?,
+                        path: r.list(Reader::string)?,
+                        source: r.string()?,
+                        user_agent: r.opt_string()?,
+                    })
+                })?,
+            })
+        })?;
+        let nonces = r.list(|r| Some((r.u64()?, r.u32()?, r.u64()?)))?;
         r.0.is_empty().then_some(PhoneState {
             lines,
             nonce_counts: NonceCounts::from_entries(nonces),
@@ -186,6 +163,15 @@ impl Reader<'_> {
     }
     fn string(&mut self) -> Option<String> {
         self.opt_string()?
+    }
+    /// A count, then that many items read by `item`.
+    fn list<T>(&mut self, mut item: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+        let n = self.count()?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Some(out)
     }
 }
 
