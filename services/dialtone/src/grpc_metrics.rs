@@ -45,8 +45,9 @@ impl GrpcMetrics {
     fn observe(&self, path: &str, code: i32, took: Duration) {
         let secs = took.as_secs_f64();
         let mut series = self.series.lock();
-        let key = if series.len() < MAX_SERIES || series.contains_key(&(path.to_owned(), code)) {
-            (path.to_owned(), code)
+        let key = (path.to_owned(), code);
+        let key = if series.len() < MAX_SERIES || series.contains_key(&key) {
+            key
         } else {
             ("/other/other".to_owned(), code)
         };
@@ -71,11 +72,7 @@ impl GrpcMetrics {
         keys.sort();
         for key in keys {
             let h = &series[key];
-            let (service, method) = key
-                .0
-                .trim_start_matches('/')
-                .split_once('/')
-                .unwrap_or(("", &key.0));
+            let (service, method) = rpc_parts(&key.0);
             let labels = format!(
                 "rpc_system=\"grpc\",rpc_service=\"{}\",rpc_method=\"{}\",rpc_grpc_status_code=\"{}\"",
                 escape(service),
@@ -107,6 +104,13 @@ impl GrpcMetrics {
         }
         o
     }
+}
+
+/// The service and method of a gRPC path (`/pkg.Service/Method`).
+pub fn rpc_parts(path: &str) -> (&str, &str) {
+    path.trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or(("", path))
 }
 
 /// A label value as Prometheus text needs it.

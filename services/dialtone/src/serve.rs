@@ -33,13 +33,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         )
     } else {
         Store::Etcd(
-            EtcdStore::connect_with(
-                &cfg.etcd,
-                &cfg.store_prefix,
-                &cfg.etcd_security.security(&cfg.etcd)?,
-            )
-            .await
-            .with_context(|| format!("connecting to etcd {}", cfg.etcd.join(",")))?,
+            EtcdStore::connect_with(&cfg.etcd, &cfg.store_prefix, &cfg.etcd_secured)
+                .await
+                .with_context(|| format!("connecting to etcd {}", cfg.etcd.join(",")))?,
         )
     };
     let tokens = Arc::new(load_tokens(&cfg, &data)?);

@@ -78,6 +78,9 @@ pub struct ServeConfig {
     pub log: String,
     #[command(flatten)]
     pub etcd_security: crate::etcd_flags::EtcdFlags,
+    /// What `etcd_security` names, read and checked by validation (files read once).
+    #[arg(skip)]
+    pub etcd_secured: dialtone_store::EtcdSecurity,
     #[command(flatten)]
     pub edge: crate::edge_flags::EdgeFlags,
 }
@@ -175,7 +178,7 @@ impl ServeConfig {
             );
         }
         // Read and checked here so a bad file stops the process at start, naming its flag.
-        self.etcd_security.security(&self.etcd)?;
+        self.etcd_secured = self.etcd_security.security(&self.etcd)?;
         if self.data_dir.is_none() {
             self.data_dir = Some(default_data_dir());
         }

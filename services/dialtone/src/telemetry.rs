@@ -100,10 +100,7 @@ fn tracer_provider(node_id: &str) -> Option<SdkTracerProvider> {
 /// attributes: only the path is read.
 pub fn grpc_span(req: &http::Request<()>) -> tracing::Span {
     let path = req.uri().path();
-    let (service, method) = path
-        .trim_start_matches('/')
-        .split_once('/')
-        .unwrap_or(("", path));
+    let (service, method) = crate::grpc_metrics::rpc_parts(path);
     let span = tracing::info_span!(
         "grpc",
         otel.name = %path.trim_start_matches('/'),
