@@ -20,7 +20,6 @@ use tonic::{
     metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
 };
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; it is released for the child to bind).
 /// GET `path` from `addr` (`host:port`) with a plain HTTP/1.1 client (no keep-alive);
 /// returns status and body, None when it does not answer within a few seconds.
 pub async fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
@@ -69,6 +68,7 @@ fn dechunk(mut body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A free TCP port on 127.0.0.1 (the OS picks it; it is released for the child to bind).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -100,8 +100,9 @@ pub(crate) fn kill9(child: &mut Child) {
     let _ = child.wait();
 }
 
-/// Waits up to `within` for a child that was asked to stop; SIGKILLs it after that.
-pub(crate) fn wait_or_kill(
+/// Waits up to `within` for a child that was asked to stop (or must stop by itself);
+/// SIGKILLs it after that.
+pub fn wait_or_kill(
     child: &mut Child,
     within: Duration,
     what: &str,

@@ -4,13 +4,16 @@
 //! the client certificate, or with a wrong password, it refuses to start, naming etcd.
 
 use std::{
+    io::Read as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
 use dialtone_proto::config::v1 as cpb;
-use dialtone_tests::{ADMIN_TOKEN, Node, NodeSpec, binary, fleet::seed_site, free_port};
+use dialtone_tests::{
+    ADMIN_TOKEN, Node, NodeSpec, binary, fleet::seed_site, free_port, wait_or_kill,
+};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 struct Pki {
@@ -138,26 +141,23 @@ async fn enable_auth(endpoint: &str, pki: &Pki) {
 
 /// `dialtone serve` with these flags must exit with an error naming etcd.
 fn refuses_to_start(args: &[String], what: &str) {
-    let out = Command::new(binary("dialtone"))
+    let mut child = Command::new(binary("dialtone"))
         .arg("serve")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = out.id();
-    let waiter = std::thread::spawn(move || out.wait_with_output());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !waiter.is_finished() {
-        if Instant::now() > deadline {
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{what}: the node kept running");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = waiter.join().unwrap().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{what}: exit {}", out.status);
+    let status = wait_or_kill(&mut child, Duration::from_secs(30), what)
+        .unwrap_or_else(|e| panic!("{what}: the node kept running: {e}"));
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!status.success(), "{what}: exit {status}");
     assert!(err.contains("etcd"), "{what}: {err}");
     assert!(
         !err.contains("s3cret"),
