@@ -297,15 +297,13 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
             for (i, pattern) in list.iter().enumerate() {
                 let field = format!("{path}.softphone.{name}[{i}]");
                 check(field.clone(), validate::name(pattern, 1, 200))?;
-                regex::RegexBuilder::new(pattern)
-                    .size_limit(1 << 16)
-                    .build()
-                    .map_err(|e| {
-                        ConfigError::invalid(
-                            field,
-                            format!("not a device name or regular expression: {e}"),
-                        )
-                    })?;
+                // The softphone's own compiler, so the service accepts exactly what it runs.
+                dialtone_softphone::Pattern::new(pattern).map_err(|e| {
+                    ConfigError::invalid(
+                        field,
+                        format!("not a device name or regular expression: {e}"),
+                    )
+                })?;
             }
         }
     }
