@@ -333,8 +333,9 @@ pub struct NodeSpec {
     pub store_prefix: String,
     pub tokens_file: Option<PathBuf>,
     pub lease_ttl: u32,
-    /// Nonce key file shared by the edges (required with etcd).
-    pub nonce_key_file: Option<PathBuf>,
+    /// One key file shared by the nodes (required with etcd), passed as both
+    /// `--sip-nonce-key-file` and `--credentials-key-file`.
+    pub key_file: Option<PathBuf>,
     /// More `serve` flags (e.g. `--sip-digest-algorithms=md5`).
     pub extra_args: Vec<String>,
     /// Environment variables of the process (e.g. `OTEL_*`).
@@ -382,8 +383,9 @@ impl Node {
             format!("--sip-ws=127.0.0.1:{}", sip.ws),
             format!("--sip-wss=127.0.0.1:{}", sip.wss),
         ];
-        if let Some(k) = &spec.nonce_key_file {
+        if let Some(k) = &spec.key_file {
             args.push(format!("--sip-nonce-key-file={}", k.display()));
+            args.push(format!("--credentials-key-file={}", k.display()));
         }
         args.extend(spec.extra_args.iter().cloned());
         if !spec.etcd.is_empty() {
@@ -598,7 +600,7 @@ impl ClusterSandbox {
             store_prefix: dialtone_store::DEFAULT_ROOT.into(),
             tokens_file: None,
             lease_ttl: 5,
-            nonce_key_file: None,
+            key_file: None,
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             env: env
                 .iter()
@@ -637,8 +639,8 @@ impl ClusterSandbox {
             ),
         )?;
         let prefix = format!("/dialtone-test-{}/", std::process::id());
-        let nonce_key = dir.path().join("nonce-key");
-        std::fs::write(&nonce_key, format!("{:064x}\n", std::process::id()))?;
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, format!("{:064x}\n", std::process::id()))?;
         let mut nodes = Vec::new();
         for (i, r) in roles.iter().enumerate() {
             let spec = NodeSpec {
@@ -648,7 +650,7 @@ impl ClusterSandbox {
                 store_prefix: prefix.clone(),
                 tokens_file: Some(tokens.clone()),
                 lease_ttl: 3,
-                nonce_key_file: Some(nonce_key.clone()),
+                key_file: Some(key_file.clone()),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
                 env: vec![],
             };

@@ -120,6 +120,41 @@ async fn exercise(c: &mut ConfigClient) {
         .into_inner();
     assert!(got.lines[0].credentials.is_none());
 
+    // a phone with a hardware id gets a device credential, once; a reset replaces it
+    let device = r.device_credentials.expect("device credential");
+    assert_eq!(
+        (device.user.as_str(), device.password.len()),
+        ("0004f2aabb01", 24)
+    );
+    assert_eq!(got.device_credential_generation, 1);
+    let again = c
+        .reset_device_password(pb::ResetDevicePasswordRequest {
+            phone_id: p.id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.user, device.user);
+    assert_ne!(again.password, device.password);
+    let (k, m) = code(
+        c.reset_device_password(pb::ResetDevicePasswordRequest {
+            phone_id: p.id.clone(),
+            version: 1,
+        })
+        .await,
+    );
+    assert!(
+        k == Code::Aborted || k == Code::FailedPrecondition,
+        "{k:?} {m}"
+    );
+    let got = c
+        .get_phone(pb::GetRequest { id: p.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.device_credential_generation, 2);
+
     // bad input: INVALID_ARGUMENT naming the field, nothing written
     let before = count_phones(c).await;
     let mut bad = phone("Bad", "00:04:f2:aa:bb:02", "1002");

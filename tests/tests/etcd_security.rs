@@ -191,6 +191,8 @@ async fn a_node_runs_on_etcd_with_tls_client_certificates_and_a_user() {
         "--etcd-user=dialtone".to_owned(),
         flag("etcd-password-file", &password),
     ];
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{}\n", "ab".repeat(32))).unwrap();
     let spec = NodeSpec {
         node_id: "secure-0".into(),
         roles: "config".into(),
@@ -198,7 +200,7 @@ async fn a_node_runs_on_etcd_with_tls_client_certificates_and_a_user() {
         store_prefix: "/dialtone-tls/".into(),
         tokens_file: Some(tokens.clone()),
         lease_ttl: 3,
-        nonce_key_file: None,
+        key_file: Some(key_file.clone()),
         extra_args: secure.clone(),
         env: vec![],
     };

@@ -42,6 +42,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "dialtone.nonceKeySecret" -}}
 {{- default (printf "%s-nonce-key" (include "dialtone.fullname" .)) .Values.secrets.nonceKey.existingSecret -}}
 {{- end -}}
+{{- define "dialtone.credentialsKeySecret" -}}
+{{- default (printf "%s-credentials-key" (include "dialtone.fullname" .)) .Values.secrets.credentialsKey.existingSecret -}}
+{{- end -}}
 {{- define "dialtone.apiTokensSecret" -}}
 {{- default (printf "%s-api-tokens" (include "dialtone.fullname" .)) .Values.secrets.apiTokens.existingSecret -}}
 {{- end -}}

@@ -18,7 +18,7 @@ use crate::{
     csv_format::{self, Row},
     error::{ConfigError, Result},
     keys,
-    phones::create_txn,
+    phones::{create_txn, device_credentials},
     repo::load,
     validate,
 };
@@ -231,6 +231,7 @@ impl ConfigCore {
         }
         let created = |p: Prepared| ImportPhonesResponse {
             phone_id: p.phone.id.clone(),
+            device_credentials: device_credentials(&self.key, &p.phone, &self.realm),
             credentials: p.creds,
             ..result(p.row, total, ImportOutcome::Created)
         };

@@ -34,14 +34,16 @@ pub const DEFAULT_REALM: &str = "dialtone";
 pub struct ConfigCore {
     store: Store,
     realm: String,
+    key: credentials::CredentialKey,
 }
 
 impl ConfigCore {
-    /// A config core writing credentials for `realm`.
-    pub fn new(store: Store, realm: &str) -> Self {
+    /// A config core writing credentials for `realm`, deriving passwords from `key`.
+    pub fn new(store: Store, realm: &str, key: credentials::CredentialKey) -> Self {
         ConfigCore {
             store,
             realm: realm.to_owned(),
+            key,
         }
     }
 

@@ -5,12 +5,14 @@
 //! and the listing indexes by site, by profile and by name.
 
 use dialtone_proto::config::v1::{
-    Assignment, BaseSettings, LineCredentials, MetaBase, Phone, PhoneKind, Site, assignment::Mode,
+    Assignment, BaseSettings, DeviceCredentials, LineCredentials, MetaBase, Phone, PhoneKind, Site,
+    StoredCredentials, assignment::Mode,
 };
 use dialtone_store::{Compare, Op};
 
 use crate::{
-    ConfigCore, credentials,
+    ConfigCore,
+    credentials::{self, CredentialKey},
     error::{ConfigError, Result, check},
     keys,
     repo::{explain_guard, load, must_load, now_ms, put, put_index, version_guard},
@@ -145,6 +147,7 @@ pub fn complete_new_lines(
     indices: &[usize],
     prefix: &str,
     realm: &str,
+    key: &CredentialKey,
 ) -> Result<Vec<LineCredentials>> {
     let mut out = Vec::with_capacity(indices.len());
     for &i in indices {
@@ -159,8 +162,8 @@ pub fn complete_new_lines(
             validate::sip_user_suffix(&suffix),
         )?;
         line.sip_user = format!("{prefix}{suffix}");
-        let password = credentials::generate_password();
-        line.credentials = Some(credentials::ha1(&line.sip_user, realm, &password));
+        let (password, credentials) = line_credentials(key, &p.id, &line.sip_user, realm, 1);
+        line.credentials = Some(credentials);
         out.push(LineCredentials {
             line_index: i as u32,
             sip_user: line.sip_user.clone(),
@@ -177,6 +180,50 @@ pub fn complete_new_lines(
         }
     }
     Ok(out)
+}
+
+/// A written phone with the credentials shown once.
+#[derive(Debug)]
+pub struct Written {
+    /// The phone as stored, without credentials.
+    pub phone: Phone,
+    /// Clear credentials of the lines created by the write.
+    pub lines: Vec<LineCredentials>,
+    /// Clear device credential, when the write created it.
+    pub device: Option<DeviceCredentials>,
+}
+
+/// A line's derived password of `generation` and the hashes the store keeps of it.
+fn line_credentials(
+    key: &CredentialKey,
+    phone_id: &str,
+    sip_user: &str,
+    realm: &str,
+    generation: u32,
+) -> (String, StoredCredentials) {
+    let password = key.line_password(phone_id, sip_user, generation);
+    let mut stored = credentials::ha1(sip_user, realm, &password);
+    stored.generation = generation;
+    (password, stored)
+}
+
+/// Phones with a hardware id (MAC or FQDN) fetch their configuration from the
+/// provisioning role, so they get a device credential; REMOTE phones never register.
+pub fn fetches_configuration(p: &Phone) -> bool {
+    !p.hardware_id.is_empty() && p.kind != PhoneKind::Remote as i32
+}
+
+/// The provisioning credential of a managed phone at its current generation (none: 0).
+pub fn device_credentials(
+    key: &CredentialKey,
+    p: &Phone,
+    realm: &str,
+) -> Option<DeviceCredentials> {
+    (p.device_credential_generation > 0 && !p.hardware_id.is_empty()).then(|| DeviceCredentials {
+        user: p.hardware_id.clone(),
+        realm: realm.to_owned(),
+        password: key.device_password(&p.id, p.device_credential_generation),
+    })
 }
 
 /// Listing index entries of a phone (not the uniqueness ones).
@@ -267,8 +314,12 @@ impl ConfigCore {
         p.version = 0;
         p.created_at_ms = now_ms();
         p.updated_at_ms = p.created_at_ms;
+        if fetches_configuration(&p) {
+            p.device_credential_generation = 1;
+        }
         let all: Vec<usize> = (0..p.lines.len()).collect();
-        let creds = complete_new_lines(&mut p, &all, &site.sip_user_prefix, &self.realm)?;
+        let creds =
+            complete_new_lines(&mut p, &all, &site.sip_user_prefix, &self.realm, &self.key)?;
         Ok((p, creds))
     }
 
@@ -301,7 +352,8 @@ impl ConfigCore {
         })
     }
 
-    pub async fn create_phone(&self, p: Phone) -> Result<(Phone, Vec<LineCredentials>)> {
+    /// Creates a phone; returns it with the clear credentials of its lines and device.
+    pub async fn create_phone(&self, p: Phone) -> Result<Written> {
         let (site, base) = self.references(&p).await?;
         let (mut p, creds) = self.prepare_new(p, &site, base.as_ref())?;
         let (compares, ops) = create_txn(&p);
@@ -310,7 +362,12 @@ impl ConfigCore {
             return Err(self.explain_create(&p).await?);
         }
         p.version = r.revision;
-        Ok((redact(p), creds))
+        let device = device_credentials(&self.key, &p, &self.realm);
+        Ok(Written {
+            phone: redact(p),
+            lines: creds,
+            device,
+        })
     }
 
     pub async fn get_phone(&self, id: &str) -> Result<Phone> {
@@ -320,7 +377,9 @@ impl ConfigCore {
         Ok(redact(p))
     }
 
-    pub async fn update_phone(&self, mut p: Phone) -> Result<(Phone, Vec<LineCredentials>)> {
+    /// Updates a phone; returns it with the clear credentials of the lines it added and of
+    /// its device when the update gave it its first one.
+    pub async fn update_phone(&self, mut p: Phone) -> Result<Written> {
         let key = keys::phone(&p.id);
         let (current, current_version): (Phone, i64) =
             must_load(&self.store, &key, "phone", &p.id).await?;
@@ -345,7 +404,18 @@ impl ConfigCore {
                 None => new_lines.push(i),
             }
         }
-        let creds = complete_new_lines(&mut p, &new_lines, &site.sip_user_prefix, &self.realm)?;
+        let creds = complete_new_lines(
+            &mut p,
+            &new_lines,
+            &site.sip_user_prefix,
+            &self.realm,
+            &self.key,
+        )?;
+        p.device_credential_generation = current.device_credential_generation;
+        if p.device_credential_generation == 0 && fetches_configuration(&p) {
+            // A hardware id given later: the phone gets its first credential now.
+            p.device_credential_generation = 1;
+        }
         p.created_at_ms = current.created_at_ms;
         p.updated_at_ms = now_ms();
         p.version = 0;
@@ -402,7 +472,49 @@ impl ConfigCore {
             return Err(self.explain_create(&probe).await?);
         }
         p.version = r.revision;
-        Ok((redact(p), creds))
+        let device = (current.device_credential_generation == 0)
+            .then(|| device_credentials(&self.key, &p, &self.realm))
+            .flatten();
+        Ok(Written {
+            phone: redact(p),
+            lines: creds,
+            device,
+        })
+    }
+
+    /// Gives a phone that fetches its configuration a new device credential.
+    pub async fn reset_device_password(&self, id: &str, version: i64) -> Result<DeviceCredentials> {
+        let key = keys::phone(id);
+        let (mut p, current_version): (Phone, i64) =
+            must_load(&self.store, &key, "phone", id).await?;
+        let version = if version > 0 {
+            version
+        } else {
+            current_version
+        };
+        if !fetches_configuration(&p) {
+            return Err(ConfigError::invalid(
+                "phone_id",
+                "the phone has no hardware id, so it fetches no configuration",
+            ));
+        }
+        p.device_credential_generation += 1;
+        p.updated_at_ms = now_ms();
+        let r = self
+            .store
+            .txn(
+                vec![version_guard(&key, version)],
+                vec![put(key.clone(), &p)],
+            )
+            .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "phone", id).await?;
+            return Err(ConfigError::Contended {
+                kind: "phone",
+                id: id.to_owned(),
+            });
+        }
+        Ok(device_credentials(&self.key, &p, &self.realm).expect("checked above"))
     }
 
     pub async fn delete_phone(&self, id: &str, version: i64) -> Result<i64> {
@@ -459,8 +571,10 @@ impl ConfigCore {
                 format!("phone has {} lines", p.lines.len()),
             ));
         };
-        let password = credentials::generate_password();
-        line.credentials = Some(credentials::ha1(&line.sip_user, &self.realm, &password));
+        let generation = line.credentials.as_ref().map_or(0, |c| c.generation) + 1;
+        let (password, stored) =
+            line_credentials(&self.key, id, &line.sip_user, &self.realm, generation);
+        line.credentials = Some(stored);
         let out = LineCredentials {
             line_index,
             sip_user: line.sip_user.clone(),
@@ -605,7 +719,9 @@ mod tests {
     fn new_lines_get_prefix_and_hashed_password() {
         let mut p = phone(PhoneKind::Managed);
         p.lines.push(Line::default());
-        let creds = complete_new_lines(&mut p, &[0, 1], "k7q2x-", "dialtone").unwrap();
+        p.id = "p-1".into();
+        let key = CredentialKey::new([3; 32]);
+        let creds = complete_new_lines(&mut p, &[0, 1], "k7q2x-", "dialtone", &key).unwrap();
         assert_eq!(p.lines[0].sip_user, "k7q2x-1001");
         assert!(p.lines[1].sip_user.starts_with("k7q2x-") && p.lines[1].sip_user.len() == 14);
         let c = p.lines[0].credentials.as_ref().unwrap();
@@ -613,15 +729,19 @@ mod tests {
             c.ha1_md5,
             credentials::ha1("k7q2x-1001", "dialtone", &creds[0].password).ha1_md5
         );
+        // The password is the derived one of generation 1, so provisioning can push it.
+        assert_eq!(c.generation, 1);
+        assert_eq!(creds[0].password, key.line_password("p-1", "k7q2x-1001", 1));
+        assert_ne!(creds[0].password, creds[1].password);
         assert!(redact(p).lines.iter().all(|l| l.credentials.is_none()));
         let mut dup = phone(PhoneKind::Managed);
         dup.lines.push(Line {
             sip_user: "1001".into(),
             ..Default::default()
         });
-        assert!(complete_new_lines(&mut dup, &[0, 1], "x-", "r").is_err());
+        assert!(complete_new_lines(&mut dup, &[0, 1], "x-", "r", &key).is_err());
         let mut bad = phone(PhoneKind::Managed);
         bad.lines[0].sip_user = "a b".into();
-        assert!(complete_new_lines(&mut bad, &[0], "x-", "r").is_err());
+        assert!(complete_new_lines(&mut bad, &[0], "x-", "r", &key).is_err());
     }
 }

@@ -245,9 +245,10 @@ impl ConfigService for ConfigApi {
             .core
             .create_phone(p)
             .await
-            .map(|(phone, credentials)| pb::CreatePhoneResponse {
-                phone: Some(phone),
-                credentials,
+            .map(|w| pb::CreatePhoneResponse {
+                phone: Some(w.phone),
+                credentials: w.lines,
+                device_credentials: w.device,
             }))
     }
     async fn get_phone(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Phone>, Status> {
@@ -264,9 +265,10 @@ impl ConfigService for ConfigApi {
             .core
             .update_phone(p)
             .await
-            .map(|(phone, credentials)| pb::UpdatePhoneResponse {
-                phone: Some(phone),
-                credentials,
+            .map(|w| pb::UpdatePhoneResponse {
+                phone: Some(w.phone),
+                credentials: w.lines,
+                device_credentials: w.device,
             }))
     }
     async fn delete_phone(
@@ -308,6 +310,22 @@ impl ConfigService for ConfigApi {
             .await;
         if res.is_ok() {
             info!(token = %who, phone_id = %r.phone_id, line = r.line_index, "line password reset");
+        }
+        ok(res)
+    }
+
+    async fn reset_device_password(
+        &self,
+        req: Request<pb::ResetDevicePasswordRequest>,
+    ) -> Result<Response<pb::DeviceCredentials>, Status> {
+        let who = self.auth(&req, Permission::Edit)?;
+        let r = req.into_inner();
+        let res = self
+            .core
+            .reset_device_password(&r.phone_id, r.version)
+            .await;
+        if res.is_ok() {
+            info!(token = %who, phone_id = %r.phone_id, "device password reset");
         }
         ok(res)
     }

@@ -7,7 +7,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, bail};
 use clap::Args;
 use dialtone_edge::{BanPolicy, EdgeSettings, Listeners, settings::parse_algorithms};
 use dialtone_sip::digest::NonceKey;
@@ -150,13 +149,13 @@ impl EdgeFlags {
         data: &Path,
         dev: bool,
     ) -> anyhow::Result<EdgeSettings> {
-        let nonce_key = match (&self.sip_nonce_key_file, dev) {
-            (Some(f), _) => read_key(f)?,
-            (None, true) => dev_key(&data.join(NONCE_KEY_FILE))?,
-            (None, false) => bail!(
-                "'--sip-nonce-key-file' is required with '--etcd' (the edges of a group must share it)"
-            ),
-        };
+        let nonce_key = NonceKey::new(crate::secret_file::load(
+            self.sip_nonce_key_file.as_deref(),
+            "--sip-nonce-key-file",
+            data,
+            NONCE_KEY_FILE,
+            dev,
+        )?);
         let s = EdgeSettings {
             node_id: node_id.to_owned(),
             listeners: self.listeners()?,
@@ -182,38 +181,4 @@ impl EdgeFlags {
         s.validate()?;
         Ok(s)
     }
-}
-
-fn read_key(path: &Path) -> anyhow::Result<NonceKey> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "invalid value '{}' for '--sip-nonce-key-file'",
-            path.display()
-        )
-    })?;
-    let bytes = hex::decode(text.trim()).ok().filter(|b| b.len() == 32);
-    let Some(bytes) = bytes else {
-        bail!(
-            "invalid value '{}' for '--sip-nonce-key-file': must hold 64 hex digits (e.g. `openssl rand -hex 32`)",
-            path.display()
-        );
-    };
-    let mut k = [0u8; 32];
-    k.copy_from_slice(&bytes);
-    Ok(NonceKey::new(k))
-}
-
-fn dev_key(path: &Path) -> anyhow::Result<NonceKey> {
-    if !path.exists() {
-        use std::{io::Write, os::unix::fs::OpenOptionsExt};
-        let key: [u8; 32] = rand::random();
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .with_context(|| format!("writing {}", path.display()))?;
-        writeln!(f, "{}", hex::encode(key))?;
-    }
-    read_key(path)
 }

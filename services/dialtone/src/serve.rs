@@ -106,7 +106,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut router = tonic::service::Routes::builder();
         if cfg.roles.iter().any(|r| r == "config") {
             let api = ConfigApi::new(
-                ConfigCore::new(store.clone(), &cfg.sip_realm),
+                ConfigCore::new(store.clone(), &cfg.sip_realm, cfg.credentials_key()?),
                 tokens.clone(),
             );
             router.add_service(api.into_server());

@@ -12,6 +12,9 @@ pub const ROLES: [&str; 2] = ["config", "edge"];
 /// Roles of the design that come in later releases.
 pub const FUTURE_ROLES: [&str; 2] = ["provisioning", "status"];
 
+/// File in the data dir holding the generated credentials key (dev mode, mode 0600).
+pub const CREDENTIALS_KEY_FILE: &str = "credentials-key";
+
 /// `dialtone serve` flags.
 #[derive(Parser, Debug, Clone)]
 #[command(name = "dialtone serve", args_override_self = true)]
@@ -70,6 +73,13 @@ pub struct ServeConfig {
     /// token is generated on first start and stored in --data-dir/admin-token.
     #[arg(long, env = "DIALTONE_API_TOKENS", value_name = "FILE")]
     pub api_tokens: Option<PathBuf>,
+    /// File with the credentials key (64 hex digits), shared by every config and
+    /// provisioning node: line and device passwords are derived from it, so provisioning can
+    /// push them to phones while the store keeps only hashes. Changing it changes every
+    /// password. Required with --etcd; in the embedded dev mode generated into
+    /// --data-dir/credentials-key.
+    #[arg(long, env = "DIALTONE_CREDENTIALS_KEY_FILE", value_name = "FILE")]
+    pub credentials_key_file: Option<PathBuf>,
     /// Digest realm of phone credentials.
     #[arg(long, env = "DIALTONE_SIP_REALM", default_value = dialtone_config::DEFAULT_REALM)]
     pub sip_realm: String,
@@ -182,6 +192,17 @@ impl ServeConfig {
         if self.data_dir.is_none() {
             self.data_dir = Some(default_data_dir());
         }
+        if !self.etcd.is_empty()
+            && self.credentials_key_file.is_none()
+            && self
+                .roles
+                .iter()
+                .any(|r| r == "config" || r == "provisioning")
+        {
+            bail!(
+                "'--credentials-key-file' is required with '--etcd' (config and provisioning nodes must share it)"
+            );
+        }
         if self.roles.iter().any(|r| r == "edge") {
             self.edge.check()?;
             if !self.etcd.is_empty() && self.edge.sip_nonce_key_file.is_none() {
@@ -191,6 +212,18 @@ impl ServeConfig {
             }
         }
         Ok(())
+    }
+
+    /// The credentials key: from --credentials-key-file, or generated in dev mode.
+    pub fn credentials_key(&self) -> anyhow::Result<dialtone_config::credentials::CredentialKey> {
+        let key = crate::secret_file::load(
+            self.credentials_key_file.as_deref(),
+            "--credentials-key-file",
+            &self.data(),
+            CREDENTIALS_KEY_FILE,
+            self.etcd.is_empty(),
+        )?;
+        Ok(dialtone_config::credentials::CredentialKey::new(key))
     }
 
     /// The node id (set by validation).

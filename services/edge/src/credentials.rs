@@ -298,6 +298,7 @@ mod tests {
                         realm: "r".into(),
                         ha1_md5: (*h).into(),
                         ha1_sha256: format!("{h}{h}"),
+                        generation: 1,
                     }),
                     ..Default::default()
                 })

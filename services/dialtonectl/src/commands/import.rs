@@ -38,7 +38,14 @@ pub async fn run(
     };
     let mut w = csv::Writer::from_writer(report_file);
     w.write_record([
-        "row", "outcome", "phone_id", "reason", "line", "sip_user", "password",
+        "row",
+        "outcome",
+        "phone_id",
+        "reason",
+        "line",
+        "sip_user",
+        "password",
+        "device_password",
     ])?;
     let bar = ProgressBar::hidden();
     bar.set_style(
@@ -59,6 +66,12 @@ pub async fn run(
         let outcome = pb::ImportOutcome::try_from(r.outcome)
             .map(|o| enum_name(o.as_str_name(), "IMPORT_OUTCOME_"))
             .unwrap_or_default();
+        // The device password goes on the row's first record only.
+        let mut device = r
+            .device_credentials
+            .as_ref()
+            .map(|d| d.password.clone())
+            .unwrap_or_default();
         if r.credentials.is_empty() {
             w.write_record([
                 r.row.to_string(),
@@ -68,6 +81,7 @@ pub async fn run(
                 String::new(),
                 String::new(),
                 String::new(),
+                std::mem::take(&mut device),
             ])?;
         }
         for cr in &r.credentials {
@@ -79,6 +93,7 @@ pub async fn run(
                 cr.line_index.to_string(),
                 cr.sip_user.clone(),
                 cr.password.clone(),
+                std::mem::take(&mut device),
             ])?;
         }
         if r.outcome == pb::ImportOutcome::Failed as i32 {

@@ -50,6 +50,12 @@ pub enum PhoneCmd {
         #[arg(long, default_value_t = 0)]
         line: u32,
     },
+    /// Give a phone with a hardware id a new provisioning (device) password (shown once);
+    /// the old one stops working at once.
+    ResetDevicePassword {
+        /// Phone id.
+        id: String,
+    },
     /// Import phones from CSV (columns in the README). Generated passwords go to --report.
     Import {
         /// The CSV file.
@@ -263,12 +269,22 @@ pub(crate) fn print_credentials(creds: &[pb::LineCredentials]) {
     );
 }
 
+fn print_device_credentials(d: Option<&pb::DeviceCredentials>) {
+    let Some(d) = d else { return };
+    println!("\nProvisioning credential (shown only now; give it to the phone):");
+    table(
+        &["user", "realm", "password"],
+        vec![vec![d.user.clone(), d.realm.clone(), d.password.clone()]],
+    );
+}
+
 /// Prints a created or updated phone and the credentials shown only this once.
 fn print_result<T: serde::Serialize>(
     out: Format,
     response: &T,
     phone: Option<&pb::Phone>,
     credentials: &[pb::LineCredentials],
+    device: Option<&pb::DeviceCredentials>,
 ) -> anyhow::Result<()> {
     if out == Format::Json {
         return json(response);
@@ -278,6 +294,7 @@ fn print_result<T: serde::Serialize>(
         phone_rows(phone.map(std::slice::from_ref).unwrap_or_default()),
     );
     print_credentials(credentials);
+    print_device_credentials(device);
     Ok(())
 }
 
@@ -299,7 +316,13 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
                 .create_phone(pb::CreatePhoneRequest { phone: Some(p) })
                 .await?
                 .into_inner();
-            print_result(out, &r, r.phone.as_ref(), &r.credentials)
+            print_result(
+                out,
+                &r,
+                r.phone.as_ref(),
+                &r.credentials,
+                r.device_credentials.as_ref(),
+            )
         }
         PhoneCmd::Update { id, args } => {
             let mut p = c.get_phone(pb::GetRequest { id }).await?.into_inner();
@@ -308,7 +331,13 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
                 .update_phone(pb::UpdatePhoneRequest { phone: Some(p) })
                 .await?
                 .into_inner();
-            print_result(out, &r, r.phone.as_ref(), &r.credentials)
+            print_result(
+                out,
+                &r,
+                r.phone.as_ref(),
+                &r.credentials,
+                r.device_credentials.as_ref(),
+            )
         }
         PhoneCmd::Get { id } => {
             let item = c.get_phone(pb::GetRequest { id }).await?.into_inner();
@@ -369,6 +398,20 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
                 return json(&r);
             }
             print_credentials(&[r]);
+            Ok(())
+        }
+        PhoneCmd::ResetDevicePassword { id } => {
+            let r = c
+                .reset_device_password(pb::ResetDevicePasswordRequest {
+                    phone_id: id,
+                    version: 0,
+                })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            print_device_credentials(Some(&r));
             Ok(())
         }
         PhoneCmd::Import { file, report } => super::import::run(c, out, file, report).await,
