@@ -16,6 +16,7 @@ pub mod list;
 mod migrate;
 mod objects;
 pub mod phones;
+pub mod placement;
 mod repo;
 pub mod service;
 pub mod settings;
