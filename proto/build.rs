@@ -7,6 +7,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "dialtone/config/v1/config.proto",
     "dialtone/edge/v1/edge.proto",
+    "dialtone/provisioning/v1/provisioning.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

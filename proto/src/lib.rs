@@ -19,3 +19,15 @@ pub mod edge {
         include!(concat!(env!("OUT_DIR"), "/dialtone.edge.v1.serde.rs"));
     }
 }
+
+/// `dialtone.provisioning.v1`: what phones fetched against what they should run.
+pub mod provisioning {
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/dialtone.provisioning.v1.rs"));
+        include!(concat!(
+            env!("OUT_DIR"),
+            "/dialtone.provisioning.v1.serde.rs"
+        ));
+    }
+}

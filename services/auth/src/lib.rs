@@ -11,6 +11,8 @@
 //!
 //! Clients send `authorization: Bearer TOKEN`. `telephony:plugin:all` grants everything.
 
+pub mod bans;
+
 use std::{collections::HashMap, fmt, path::Path, str::FromStr};
 
 use rand::Rng;

@@ -36,6 +36,15 @@ impl CredentialKey {
         self.derive(&["device", phone_id, &generation.to_string()])
     }
 
+    /// A 32-byte key for another purpose, named by `label` (e.g. the provisioning server's
+    /// nonce key), so every node holding this key agrees on it without another secret.
+    pub fn subkey(&self, label: &str) -> [u8; 32] {
+        let mut mac = self.0.clone();
+        mac.update(b"subkey\0");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// 24 characters of the password alphabet from HMAC-SHA-256 over the NUL-joined parts
     /// (about 140 bits; NUL cannot occur in ids or SIP users, so parts cannot run together).
     fn derive(&self, parts: &[&str]) -> String {

@@ -21,8 +21,9 @@ use dialtone_sip::{
 use parking_lot::{Mutex, RwLock};
 use tracing::warn;
 
+use dialtone_auth::bans::Bans;
+
 use crate::{
-    bans::Bans,
     credentials::{CredentialCache, LineEntry},
     directory::Directory,
     metrics::{Reason, Stats},

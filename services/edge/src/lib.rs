@@ -10,7 +10,6 @@
 //! - [`transport`] holds the sockets; [`api`] the gRPC control service.
 
 pub mod api;
-pub mod bans;
 pub mod credentials;
 pub mod credentials_sync;
 pub mod directory;

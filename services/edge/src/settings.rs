@@ -3,6 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
+pub use dialtone_auth::bans::BanPolicy;
+
 use dialtone_sip::digest::{Algorithm, NonceKey};
 
 use crate::error::EdgeError;
@@ -15,30 +17,6 @@ pub struct Listeners {
     pub tls: Option<SocketAddr>,
     pub ws: Option<SocketAddr>,
     pub wss: Option<SocketAddr>,
-}
-
-/// Temporary bans after failed authentications.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BanPolicy {
-    /// Failures from one source address within `window` that ban it (0: never).
-    pub per_source: u32,
-    /// Failures for one SIP user within `window` that ban it (0: never).
-    pub per_user: u32,
-    /// Window the failures are counted in.
-    pub window: Duration,
-    /// How long a ban lasts.
-    pub duration: Duration,
-}
-
-impl Default for BanPolicy {
-    fn default() -> Self {
-        BanPolicy {
-            per_source: 10,
-            per_user: 20,
-            window: Duration::from_secs(60),
-            duration: Duration::from_secs(300),
-        }
-    }
 }
 
 /// Everything the edge needs.

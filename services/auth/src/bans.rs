@@ -1,12 +1,34 @@
-//! Temporary bans after failed authentications, per source address and per SIP user, so
-//! password guessing (svcrack) stops getting answers. Time is passed in, so the rules are
-//! tested without sleeping.
+//! Temporary bans after failed authentications, per source address and per user (a SIP
+//! user at the edge, a device at the provisioning server), so password guessing (svcrack)
+//! stops getting answers. Time is passed in, so the rules are tested without sleeping.
 
 use std::{collections::HashMap, hash::Hash, net::IpAddr, time::Duration};
 
 use parking_lot::Mutex;
 
-use crate::settings::BanPolicy;
+/// When failed authentications ban.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BanPolicy {
+    /// Failures from one source address within `window` that ban it (0: never).
+    pub per_source: u32,
+    /// Failures for one user within `window` that ban it (0: never).
+    pub per_user: u32,
+    /// Window the failures are counted in.
+    pub window: Duration,
+    /// How long a ban lasts.
+    pub duration: Duration,
+}
+
+impl Default for BanPolicy {
+    fn default() -> Self {
+        BanPolicy {
+            per_source: 10,
+            per_user: 20,
+            window: Duration::from_secs(60),
+            duration: Duration::from_secs(300),
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, Default)]
 struct Entry {
@@ -107,7 +129,7 @@ impl Bans {
         self.sources.banned(&ip, now_ms)
     }
 
-    /// Whether this user's registrations are refused.
+    /// Whether this user's attempts are refused.
     pub fn user_banned(&self, user: &str, now_ms: u64) -> bool {
         self.users.banned(user, now_ms)
     }

@@ -1,0 +1,391 @@
+//! What a phone's files are rendered from: its effective settings (template, profile,
+//! overrides), its lines with the passwords derived again from the credentials key, and its
+//! primary and secondary edge for its transport. Pure: the caller loads the objects.
+
+use dialtone_config::{credentials::CredentialKey, placement, settings};
+use dialtone_proto::config::v1::{
+    BaseSettings, EdgeGroup, MetaBase, Phone, PhoneSettings, Site, Transport,
+};
+
+/// Where a phone reaches one of its edges.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeAddress {
+    /// The edge's node id.
+    pub node_id: String,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Transport.
+    pub transport: Transport,
+}
+
+impl EdgeAddress {
+    /// `host:port` (IPv6 hosts in brackets).
+    pub fn host_port(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// One line as the phone must be configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineDocument {
+    /// SIP user (AOR user part and digest user name).
+    pub sip_user: String,
+    /// Label of the line key.
+    pub display_name: String,
+    /// The password, when the profile pushes credentials and Dialtone can derive it.
+    pub password: Option<String>,
+}
+
+/// Everything the renderers need for one phone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Document {
+    /// Phone id.
+    pub phone_id: String,
+    /// MAC (12 lowercase hex digits) or FQDN.
+    pub hardware_id: String,
+    /// Phone name.
+    pub name: String,
+    /// Meta-base of its profile.
+    pub meta: MetaBase,
+    /// Effective settings.
+    pub settings: PhoneSettings,
+    /// Lines in order.
+    pub lines: Vec<LineDocument>,
+    /// Digest realm (and SIP domain) of the lines.
+    pub realm: String,
+    /// Primary edge.
+    pub primary: Option<EdgeAddress>,
+    /// Secondary edge (dual registration).
+    pub secondary: Option<EdgeAddress>,
+    /// What could not be rendered as asked, for the phone's provisioning state.
+    pub problems: Vec<String>,
+}
+
+/// The loaded objects a document is built from.
+pub struct Inputs<'a> {
+    /// The phone.
+    pub phone: &'a Phone,
+    /// Its profile (none: generic defaults).
+    pub base: Option<&'a BaseSettings>,
+    /// Its site.
+    pub site: &'a Site,
+    /// The site's edge group (none when missing).
+    pub group: Option<&'a EdgeGroup>,
+    /// The credentials key the line passwords derive from.
+    pub key: &'a CredentialKey,
+    /// Digest realm.
+    pub realm: &'a str,
+}
+
+/// Splits `host:port` (`[v6]:port` too).
+fn split_host_port(s: &str) -> Option<(String, u16)> {
+    let (host, port) = s.rsplit_once(':')?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+fn address(e: &dialtone_proto::config::v1::Edge, t: Transport) -> Option<EdgeAddress> {
+    let a = e.addresses.as_ref()?;
+    let s = match t {
+        Transport::Udp | Transport::Unspecified => &a.udp,
+        Transport::Tcp => &a.tcp,
+        Transport::Tls => &a.tls,
+        Transport::Ws => &a.ws,
+        Transport::Wss => &a.wss,
+    };
+    let (host, port) = split_host_port(s)?;
+    Some(EdgeAddress {
+        node_id: e.node_id.clone(),
+        host,
+        port,
+        transport: if t == Transport::Unspecified {
+            Transport::Udp
+        } else {
+            t
+        },
+    })
+}
+
+/// The edge's address for `t`, or a problem saying it offers none.
+fn resolve(
+    e: &dialtone_proto::config::v1::Edge,
+    t: Transport,
+    problems: &mut Vec<String>,
+) -> Option<EdgeAddress> {
+    let a = address(e, t);
+    if a.is_none() {
+        problems.push(format!(
+            "edge {} offers no {} address",
+            e.node_id,
+            t.as_str_name().trim_start_matches("TRANSPORT_")
+        ));
+    }
+    a
+}
+
+/// Builds a phone's document.
+pub fn build(i: &Inputs<'_>) -> Document {
+    let meta = i
+        .base
+        .and_then(|b| MetaBase::try_from(b.meta_base).ok())
+        .unwrap_or(MetaBase::GenericSip);
+    let profile = i.base.and_then(|b| b.settings.clone()).unwrap_or_default();
+    let s = settings::effective(meta, &profile, i.phone.overrides.as_ref());
+    let push = s.push_credentials.unwrap_or(false);
+    let mut problems = Vec::new();
+    let lines = i
+        .phone
+        .lines
+        .iter()
+        .map(|l| {
+            let generation = l.credentials.as_ref().map_or(0, |c| c.generation);
+            let password = match (push, generation) {
+                (false, _) => None,
+                (true, 0) => {
+                    problems.push(format!(
+                        "line {}: its password predates derived credentials; reset it to push it",
+                        l.sip_user
+                    ));
+                    None
+                }
+                (true, g) => Some(i.key.line_password(&i.phone.id, &l.sip_user, g)),
+            };
+            LineDocument {
+                sip_user: l.sip_user.clone(),
+                display_name: if l.display_name.is_empty() {
+                    l.sip_user.clone()
+                } else {
+                    l.display_name.clone()
+                },
+                password,
+            }
+        })
+        .collect();
+    let transport = Transport::try_from(s.transport).unwrap_or(Transport::Udp);
+    let (mut primary, mut secondary) = (None, None);
+    match i.group {
+        None => problems.push(format!(
+            "site {}: edge group {} does not exist",
+            i.site.id, i.site.edge_group_id
+        )),
+        Some(g) => {
+            let dual = s.secondary_registration.unwrap_or(true);
+            if let Some(p) = placement::place(&i.phone.id, &g.edges, dual) {
+                primary = resolve(p.primary, transport, &mut problems);
+                secondary = p
+                    .secondary
+                    .and_then(|e| resolve(e, transport, &mut problems));
+            } else {
+                problems.push(format!("edge group {} has no edges", g.id));
+            }
+        }
+    }
+    Document {
+        phone_id: i.phone.id.clone(),
+        hardware_id: i.phone.hardware_id.clone(),
+        name: i.phone.name.clone(),
+        meta,
+        settings: s,
+        lines,
+        realm: i.realm.to_owned(),
+        primary,
+        secondary,
+        problems,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use dialtone_proto::config::v1::{
+        Edge, Line, PhoneKind, SipAddresses, SoftphoneAudio, StoredCredentials,
+    };
+
+    use super::*;
+
+    pub(crate) fn group() -> EdgeGroup {
+        let edge = |id: &str, n: u8| Edge {
+            node_id: id.into(),
+            addresses: Some(SipAddresses {
+                udp: format!("10.0.0.{n}:5060"),
+                tcp: format!("10.0.0.{n}:5060"),
+                tls: format!("edge-{n}.example.com:5061"),
+                ws: String::new(),
+                wss: format!("[2001:db8::{n}]:7443"),
+            }),
+        };
+        EdgeGroup {
+            id: "eu".into(),
+            name: "EU".into(),
+            edges: vec![edge("edge-1", 1), edge("edge-2", 2), edge("edge-3", 3)],
+            version: 7,
+        }
+    }
+
+    pub(crate) fn site() -> Site {
+        Site {
+            id: "hq".into(),
+            name: "HQ".into(),
+            edge_group_id: "eu".into(),
+            sip_user_prefix: "k7q2x-".into(),
+            ..Default::default()
+        }
+    }
+
+    /// A phone of `meta` with two lines, the first with a derived password.
+    pub(crate) fn phone_and_base(meta: MetaBase, hw: &str) -> (Phone, BaseSettings) {
+        let creds = |g| {
+            Some(StoredCredentials {
+                realm: "dialtone".into(),
+                ha1_md5: String::new(),
+                ha1_sha256: String::new(),
+                generation: g,
+            })
+        };
+        let phone = Phone {
+            id: "5f0c6d1e-0000-4000-8000-000000000001".into(),
+            name: "Lobby & \"Front\" <desk>".into(),
+            kind: PhoneKind::Managed as i32,
+            site_id: "hq".into(),
+            base_settings_id: "desk".into(),
+            hardware_id: hw.into(),
+            lines: vec![
+                Line {
+                    sip_user: "k7q2x-1001".into(),
+                    display_name: "Front desk".into(),
+                    credentials: creds(1),
+                },
+                Line {
+                    sip_user: "k7q2x-1002".into(),
+                    display_name: String::new(),
+                    credentials: creds(3),
+                },
+            ],
+            device_credential_generation: 1,
+            ..Default::default()
+        };
+        let mut settings = PhoneSettings {
+            firmware_version: Some("8.1.3".into()),
+            firmware_url: Some("https://fw.example.com/poly".into()),
+            e911_enabled: Some(true),
+            e911_lis_url: Some("https://lis.example.com/held".into()),
+            e911_ers_account_id: Some("ERS-42".into()),
+            custom_properties: vec![dialtone_proto::config::v1::CustomProperty {
+                name: "feature.example.enabled".into(),
+                data_type: dialtone_proto::config::v1::PropertyType::Boolean as i32,
+                value: "true".into(),
+            }],
+            ..Default::default()
+        };
+        if meta == MetaBase::DesktopSoftphone {
+            settings.softphone = Some(SoftphoneAudio {
+                use_headset: Some(true),
+                headset_name: vec!["Jabra.*".into()],
+                reject_session_when_headset_na: Some(true),
+                sip_code_when_headset_na: Some(486),
+                ..Default::default()
+            });
+            settings.push_credentials = Some(true);
+        }
+        let base = BaseSettings {
+            id: "desk".into(),
+            name: "Desk".into(),
+            meta_base: meta as i32,
+            settings: Some(settings),
+            version: 3,
+        };
+        (phone, base)
+    }
+
+    pub(crate) fn document(meta: MetaBase, hw: &str) -> Document {
+        let (phone, base) = phone_and_base(meta, hw);
+        build(&Inputs {
+            phone: &phone,
+            base: Some(&base),
+            site: &site(),
+            group: Some(&group()),
+            key: &CredentialKey::new([9; 32]),
+            realm: "dialtone",
+        })
+    }
+
+    #[test]
+    fn lines_edges_and_problems() {
+        let d = document(MetaBase::PolyVvx, "0004f2aabb01");
+        assert!(d.problems.is_empty(), "{:?}", d.problems);
+        let key = CredentialKey::new([9; 32]);
+        assert_eq!(
+            d.lines[0].password.as_deref(),
+            Some(key.line_password(&d.phone_id, "k7q2x-1001", 1).as_str())
+        );
+        assert_eq!(
+            d.lines[1].password.as_deref(),
+            Some(key.line_password(&d.phone_id, "k7q2x-1002", 3).as_str())
+        );
+        assert_eq!(d.lines[1].display_name, "k7q2x-1002");
+        let (p, s) = (d.primary.unwrap(), d.secondary.unwrap());
+        assert_ne!(p.node_id, s.node_id);
+        assert_eq!(p.transport, Transport::Udp);
+        assert_eq!(p.port, 5060);
+
+        // WSS over IPv6; secondary registration off; a generic profile pushes nothing.
+        let (mut phone, mut base) = phone_and_base(MetaBase::Webrtc, "desk.example.com");
+        phone.overrides = Some(PhoneSettings {
+            secondary_registration: Some(false),
+            ..Default::default()
+        });
+        base.settings = None;
+        let d = build(&Inputs {
+            phone: &phone,
+            base: Some(&base),
+            site: &site(),
+            group: Some(&group()),
+            key: &CredentialKey::new([9; 32]),
+            realm: "dialtone",
+        });
+        let p = d.primary.unwrap();
+        assert_eq!((p.transport, p.port), (Transport::Wss, 7443));
+        assert!(
+            p.host_port().starts_with("[2001:db8::"),
+            "{}",
+            p.host_port()
+        );
+        assert!(d.secondary.is_none());
+        assert!(d.lines.iter().all(|l| l.password.is_none()));
+
+        // Problems are named: a transport no edge offers, a password that cannot be pushed,
+        // a missing group.
+        let (mut phone, base) = phone_and_base(MetaBase::PolyVvx, "0004f2aabb01");
+        phone.overrides = Some(PhoneSettings {
+            transport: Transport::Ws as i32,
+            ..Default::default()
+        });
+        phone.lines[0].credentials.as_mut().unwrap().generation = 0;
+        let inputs = Inputs {
+            phone: &phone,
+            base: Some(&base),
+            site: &site(),
+            group: Some(&group()),
+            key: &CredentialKey::new([9; 32]),
+            realm: "dialtone",
+        };
+        let d = build(&inputs);
+        assert!(d.primary.is_none());
+        assert_eq!(d.problems.len(), 3, "{:?}", d.problems);
+        assert!(d.problems[0].contains("k7q2x-1001"));
+        assert!(d.problems[1].contains("offers no WS address"));
+        let d = build(&Inputs {
+            group: None,
+            ..inputs
+        });
+        assert!(d.problems.iter().any(|p| p.contains("edge group eu")));
+    }
+}

@@ -1,0 +1,116 @@
+//! The JSON document of generic SIP phones, WebRTC clients, the desktop softphone and
+//! AudioCodes phones: one self-describing file (keys sorted, so the bytes are stable).
+
+use dialtone_proto::config::v1::{DtmfMode, MetaBase};
+use serde_json::{Value, json};
+
+use super::{codec_name, transport};
+use crate::document::{Document, EdgeAddress};
+
+fn edge(e: &Option<EdgeAddress>) -> Value {
+    match e {
+        None => Value::Null,
+        Some(e) => json!({
+            "node_id": e.node_id,
+            "host": e.host,
+            "port": e.port,
+            "transport": e.transport.as_str_name().trim_start_matches("TRANSPORT_").to_ascii_lowercase(),
+        }),
+    }
+}
+
+fn opt(s: &Option<String>) -> Value {
+    match s.as_deref() {
+        None | Some("") => Value::Null,
+        Some(v) => Value::String(v.to_owned()),
+    }
+}
+
+/// The document.
+pub fn document(d: &Document) -> String {
+    let s = &d.settings;
+    let lines: Vec<Value> = d
+        .lines
+        .iter()
+        .map(|l| {
+            json!({
+                "sip_user": l.sip_user,
+                "display_name": l.display_name,
+                "aor": format!("sip:{}@{}", l.sip_user, d.realm),
+                "auth": {
+                    "realm": d.realm,
+                    "username": l.sip_user,
+                    "password": l.password,
+                },
+            })
+        })
+        .collect();
+    let softphone = match (d.meta, &s.softphone) {
+        (MetaBase::DesktopSoftphone, Some(sp)) => json!({
+            "use_headset": sp.use_headset.unwrap_or(false),
+            "headset_name": sp.headset_name,
+            "audio_in_device": sp.audio_in_device,
+            "audio_out_device": sp.audio_out_device,
+            "auto_answer": sp.auto_answer.unwrap_or(false),
+            "reject_session_when_headset_na": sp.reject_session_when_headset_na.unwrap_or(false),
+            "sip_code_when_headset_na": sp.sip_code_when_headset_na.unwrap_or(480),
+        }),
+        _ => Value::Null,
+    };
+    let start = s.rtp_port_start.unwrap_or(4000);
+    let doc = json!({
+        "format": "dialtone-phone-config/1",
+        "phone": {
+            "id": d.phone_id,
+            "name": d.name,
+            "hardware_id": d.hardware_id,
+            "meta_base": d.meta.as_str_name().trim_start_matches("META_BASE_").to_ascii_lowercase(),
+        },
+        "lines": lines,
+        "registration": {
+            "primary": edge(&d.primary),
+            "secondary": edge(&d.secondary),
+            "dual_registration": d.secondary.is_some(),
+            "period_s": s.registration_period_s.unwrap_or(3600),
+            "transport": transport(d).as_str_name().trim_start_matches("TRANSPORT_").to_ascii_lowercase(),
+            "persistent_connection": s.persistent_connection.unwrap_or(false),
+            "persistent_connection_timeout_s": s.persistent_connection_timeout_s.unwrap_or(300),
+        },
+        "media": {
+            "codecs": s.codecs.iter().map(|c| codec_name(c)).collect::<Vec<_>>(),
+            "dtmf": if s.dtmf_mode == DtmfMode::Inband as i32 { "inband" } else { "rfc4733" },
+            "dtmf_payload_type": s.dtmf_payload_type.unwrap_or(101),
+            "sip_dscp": s.sip_dscp.unwrap_or(24),
+            "media_dscp": s.media_dscp.unwrap_or(46),
+            "rtp_port_start": start,
+            "rtp_port_end": start + s.rtp_port_count.unwrap_or(1000) - 1,
+        },
+        "security": {
+            "tls_ca_pem": opt(&s.tls_ca_pem),
+            "mutual_auth": s.mutual_auth.unwrap_or(false),
+        },
+        "firmware": {
+            "version": opt(&s.firmware_version),
+            "url": opt(&s.firmware_url),
+        },
+        "e911": {
+            "enabled": s.e911_enabled.unwrap_or(false),
+            "lis_url": opt(&s.e911_lis_url),
+            "ers_account_id": opt(&s.e911_ers_account_id),
+        },
+        "features": {
+            "mwi": s.mwi_enabled.unwrap_or(false),
+            "dynamic_reload": s.dynamic_reload.unwrap_or(true),
+            "standalone_features": s.standalone_features.unwrap_or(true),
+        },
+        "custom_properties": s.custom_properties.iter().map(|p| json!({
+            "name": p.name,
+            "type": p.data_type().as_str_name().trim_start_matches("PROPERTY_TYPE_").to_ascii_lowercase(),
+            "value": p.value,
+        })).collect::<Vec<_>>(),
+        "softphone": softphone,
+    });
+    let mut out = serde_json::to_string_pretty(&doc).expect("a json value always serialises");
+    out.push('\n');
+    out
+}

@@ -1,0 +1,136 @@
+//! TLS material for Dialtone's listeners (SIP over TLS and WSS at the edge, HTTPS at the
+//! provisioning server): a PEM certificate chain and key from files, or, in the all-in-one
+//! dev mode, a self-signed pair generated once into the data dir.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use tokio_rustls::TlsAcceptor;
+use tracing::info;
+
+/// Why TLS material cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read or parsed.
+    #[error("reading {path}: {reason}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The certificate file holds no certificate.
+    #[error("no certificate in {0}")]
+    NoCertificate(PathBuf),
+    /// rustls refused the pair.
+    #[error("certificate and key do not match: {0}")]
+    Mismatch(String),
+    /// The dev pair could not be generated or written.
+    #[error("generating a dev certificate in {path}: {reason}")]
+    Generate {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+fn read_err(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::Read {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    }
+}
+
+/// A server configuration from PEM files, with `alpn` protocols (may be empty).
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+) -> Result<rustls::ServerConfig, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| read_err(cert, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(cert.to_owned()));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(key, e))?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| TlsError::Mismatch(e.to_string()))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)
+    .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(config)
+}
+
+/// An acceptor from PEM files.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(cert, key, &[])?)))
+}
+
+/// Writes a self-signed certificate for localhost and 127.0.0.1 into `dir` as
+/// `{name}-cert.pem` and `{name}-key.pem` unless they are there; returns their paths.
+/// Dev mode only: clients must be told to trust it.
+pub fn dev_pair(dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), TlsError> {
+    let cert = dir.join(format!("{name}-cert.pem"));
+    let key = dir.join(format!("{name}-key.pem"));
+    if cert.exists() && key.exists() {
+        return Ok((cert, key));
+    }
+    let fail = |e: &dyn std::fmt::Display| TlsError::Generate {
+        path: dir.to_owned(),
+        reason: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(&e))?;
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .map_err(|e| fail(&e))?;
+    std::fs::write(&cert, pair.cert.pem()).map_err(|e| fail(&e))?;
+    write_private(&key, pair.signing_key.serialize_pem().as_bytes()).map_err(|e| fail(&e))?;
+    info!(cert = %cert.display(), "generated a self-signed tls certificate for dev mode");
+    Ok((cert, key))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::{io::Write, os::unix::fs::OpenOptionsExt};
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_pair_is_generated_once_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (c, k) = dev_pair(dir.path(), "x").unwrap();
+        let before = std::fs::read(&c).unwrap();
+        assert_eq!(dev_pair(dir.path(), "x").unwrap(), (c.clone(), k.clone()));
+        assert_eq!(std::fs::read(&c).unwrap(), before);
+        let cfg = server_config(&c, &k, &[b"http/1.1"]).unwrap();
+        assert_eq!(cfg.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        // Bad files are named.
+        let e = acceptor(&dir.path().join("none.pem"), &k).err().unwrap();
+        assert!(e.to_string().contains("none.pem"), "{e}");
+        let empty = dir.path().join("empty.pem");
+        std::fs::write(&empty, "").unwrap();
+        assert!(matches!(
+            acceptor(&empty, &k),
+            Err(TlsError::NoCertificate(_))
+        ));
+        let (c2, _) = dev_pair(dir.path(), "y").unwrap();
+        assert!(matches!(acceptor(&c2, &k), Err(TlsError::Mismatch(_))));
+    }
+}
