@@ -316,6 +316,8 @@ pub struct Node {
     pub grpc_url: String,
     pub admin_url: String,
     pub sip: SipPorts,
+    /// The provisioning server's HTTPS port (used when the node runs that role).
+    pub https: u16,
     pub data_dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -368,8 +370,10 @@ impl Node {
         let grpc = free_port();
         let admin = free_port();
         let sip = SipPorts::pick();
+        let https = free_port();
         let mut args = vec![
             "serve".to_string(),
+            format!("--provisioning-https=127.0.0.1:{https}"),
             format!("--roles={}", spec.roles),
             format!("--node-id={}", spec.node_id),
             format!("--listen-grpc=127.0.0.1:{grpc}"),
@@ -399,6 +403,7 @@ impl Node {
             grpc_url: format!("http://127.0.0.1:{grpc}"),
             admin_url: format!("http://127.0.0.1:{admin}"),
             sip,
+            https,
             log: data_dir.join("node.log"),
             data_dir,
             args,
@@ -526,6 +531,18 @@ impl Node {
         )
     }
 
+    /// A provisioning client authenticated with `token`.
+    pub async fn provisioning_client(&self, token: &str) -> anyhow::Result<ProvisioningClient> {
+        let channel = Channel::from_shared(self.grpc_url.clone())?
+            .connect()
+            .await?;
+        let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
+        Ok(ProvisioningServiceClient::with_interceptor(
+            channel,
+            BearerAuth(header),
+        ))
+    }
+
     /// A config client authenticated with `token`.
     pub async fn config_client(&self, token: &str) -> anyhow::Result<ConfigClient> {
         let channel = Channel::from_shared(self.grpc_url.clone())?
@@ -558,6 +575,8 @@ impl tonic::service::Interceptor for BearerAuth {
 
 /// A config client with a bearer token.
 pub type ConfigClient = ConfigServiceClient<InterceptedService<Channel, BearerAuth>>;
+pub type ProvisioningClient = ProvisioningServiceClient<InterceptedService<Channel, BearerAuth>>;
+use dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient;
 /// An edge client with a bearer token.
 pub type EdgeClient = dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient<
     InterceptedService<Channel, BearerAuth>,

@@ -22,6 +22,10 @@ pub fn base_settings(id: &str) -> String {
 pub fn phone(id: &str) -> String {
     format!("{PHONES}{id}")
 }
+/// What the provisioning role last saw of a phone (ProvisionState).
+pub fn provision(id: &str) -> String {
+    format!("provision/{id}")
+}
 /// Hardware id → phone id (uniqueness).
 pub fn hardware(hw: &str) -> String {
     format!("index/hardware/{hw}")

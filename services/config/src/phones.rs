@@ -526,7 +526,7 @@ impl ConfigCore {
         } else {
             current_version
         };
-        let mut ops = vec![Op::Delete(key.clone())];
+        let mut ops = vec![Op::Delete(key.clone()), Op::Delete(keys::provision(id))];
         if !current.hardware_id.is_empty() {
             ops.push(Op::Delete(keys::hardware(&current.hardware_id)));
         }

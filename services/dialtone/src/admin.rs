@@ -19,6 +19,8 @@ pub struct Health {
     pub started: SystemTime,
     /// The edge role, when this node runs it.
     pub edge: Option<Arc<dialtone_edge::Edge>>,
+    /// The provisioning role, when this node runs it.
+    pub provisioning: Option<Arc<dialtone_provisioning::Provisioning>>,
     /// Durations of the gRPC calls this node served.
     pub grpc: Arc<crate::grpc_metrics::GrpcMetrics>,
 }
@@ -99,6 +101,9 @@ async fn metrics(
     out.push_str("# HELP process_start_time_seconds Start time of the process.\n# TYPE process_start_time_seconds gauge\n");
     out.push_str(&format!("process_start_time_seconds {started}\n"));
     out.push_str(&h.grpc.render());
+    if let Some(p) = &h.provisioning {
+        out.push_str(&p.metrics());
+    }
     if let Some(e) = &h.edge {
         out.push_str(&e.metrics());
     }

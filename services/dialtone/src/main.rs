@@ -9,6 +9,7 @@ mod admin;
 mod edge_flags;
 mod etcd_flags;
 mod grpc_metrics;
+mod provisioning_flags;
 mod secret_file;
 mod serve;
 mod settings;

@@ -66,6 +66,24 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         None
     };
 
+    let provisioning = if cfg.roles.iter().any(|r| r == "provisioning") {
+        let settings = cfg
+            .provisioning
+            .settings(&cfg.sip_realm, cfg.etcd.is_empty())?;
+        Some(Arc::new(
+            dialtone_provisioning::Provisioning::start(
+                settings,
+                store.clone(),
+                cfg.credentials_key()?,
+                &data,
+            )
+            .await
+            .context("starting the provisioning server")?,
+        ))
+    } else {
+        None
+    };
+
     let started = SystemTime::now();
     let started_ms = started
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -82,6 +100,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             sip_addresses: (role == "edge")
                 .then(|| edge.as_ref().map(|e| sip_addresses(e)))
                 .flatten(),
+            https_address: match (role.as_str(), &provisioning) {
+                ("provisioning", Some(p)) => p.local_addr().to_string(),
+                _ => String::new(),
+            },
         };
         lease
             .put_owned(
@@ -101,6 +123,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             roles: cfg.roles.clone(),
             started,
             edge: edge.clone(),
+            provisioning: provisioning.clone(),
             grpc: grpc_metrics.clone(),
         };
         let mut router = tonic::service::Routes::builder();
@@ -113,6 +136,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         if let Some(e) = &edge {
             router.add_service(e.api(tokens.clone()));
+        }
+        if let Some(p) = &provisioning {
+            router.add_service(p.api(tokens.clone()));
         }
         let routes = router.routes();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -150,6 +176,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
         if let Some(e) = &edge {
             e.shutdown();
+        }
+        if let Some(p) = &provisioning {
+            p.shutdown();
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;

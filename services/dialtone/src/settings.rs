@@ -8,9 +8,9 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser};
 
 /// Roles this build can run.
-pub const ROLES: [&str; 2] = ["config", "edge"];
+pub const ROLES: [&str; 3] = ["config", "edge", "provisioning"];
 /// Roles of the design that come in later releases.
-pub const FUTURE_ROLES: [&str; 2] = ["provisioning", "status"];
+pub const FUTURE_ROLES: [&str; 1] = ["status"];
 
 /// File in the data dir holding the generated credentials key (dev mode, mode 0600).
 pub const CREDENTIALS_KEY_FILE: &str = "credentials-key";
@@ -23,7 +23,8 @@ pub struct ServeConfig {
     /// e.g. `listen-grpc = "0.0.0.0:7700"`); flags and environment variables win over it.
     #[arg(long, env = "DIALTONE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Roles to run, comma-separated, or `all` (every role this build has: config, edge).
+    /// Roles to run, comma-separated, or `all` (every role this build has: config, edge,
+    /// provisioning).
     #[arg(
         long,
         env = "DIALTONE_ROLES",
@@ -93,6 +94,8 @@ pub struct ServeConfig {
     pub etcd_secured: dialtone_store::EtcdSecurity,
     #[command(flatten)]
     pub edge: crate::edge_flags::EdgeFlags,
+    #[command(flatten)]
+    pub provisioning: crate::provisioning_flags::ProvisioningFlags,
 }
 
 /// The default data directory.
@@ -203,6 +206,10 @@ impl ServeConfig {
                 "'--credentials-key-file' is required with '--etcd' (config and provisioning nodes must share it)"
             );
         }
+        if self.roles.iter().any(|r| r == "provisioning") {
+            self.provisioning
+                .settings(&self.sip_realm, self.etcd.is_empty())?;
+        }
         if self.roles.iter().any(|r| r == "edge") {
             self.edge.check()?;
             if !self.etcd.is_empty() && self.edge.sip_nonce_key_file.is_none() {
@@ -302,7 +309,8 @@ mod tests {
     #[test]
     fn defaults_and_all_roles() {
         let c = load(&["--node-id", "n1", "--data-dir", "/tmp/x"]).unwrap();
-        assert_eq!(c.roles, vec!["config", "edge"]);
+        assert_eq!(c.roles, vec!["config", "edge", "provisioning"]);
+        assert_eq!(c.provisioning.provisioning_https.port(), 8443);
         assert_eq!(c.listen_grpc.port(), 7700);
         assert_eq!(c.lease_ttl, 10);
     }
@@ -343,6 +351,38 @@ mod tests {
                 "'--sip-nonce-key-file' is required",
             ),
             (vec!["--store-prefix", "dialtone"], "--store-prefix"),
+            (
+                vec!["--provisioning-tls-cert", "/c.pem"],
+                "'--provisioning-tls-cert' and '--provisioning-tls-key' go together",
+            ),
+            (
+                vec!["--provisioning-nonce-lifetime", "5"],
+                "'5' for '--provisioning-nonce-lifetime'",
+            ),
+            (
+                vec![
+                    "--etcd",
+                    "http://127.0.0.1:2379",
+                    "--api-tokens",
+                    "/t",
+                    "--roles",
+                    "provisioning",
+                ],
+                "'--credentials-key-file' is required",
+            ),
+            (
+                vec![
+                    "--etcd",
+                    "http://127.0.0.1:2379",
+                    "--api-tokens",
+                    "/t",
+                    "--credentials-key-file",
+                    "/k",
+                    "--roles",
+                    "provisioning",
+                ],
+                "'--provisioning-tls-cert' and '--provisioning-tls-key' are required",
+            ),
         ];
         for (args, want) in cases {
             let err = load(&args).unwrap_err().to_string();

@@ -1,6 +1,164 @@
 //! The provisioning role: managed phones fetch their vendor configuration files over HTTPS
-//! by MAC (or FQDN), authenticated with their device credential.
+//! by MAC (or FQDN), authenticated with their device credential (HTTP digest, RFC 7616).
+//!
+//! Pure parts: [`files`] (the names phones ask for), [`document`] (what a phone's files
+//! say), [`render`] (the vendor formats). State: [`catalog`] (rendered files by hardware
+//! id, invalidated by a watch of the configuration). IO: [`server`] (TLS and HTTP/1.1),
+//! [`http`] (one request), [`recorder`] (what each phone fetched, under `provision/`).
 
+pub mod api;
+pub mod catalog;
 pub mod document;
+pub mod error;
 pub mod files;
+pub mod http;
+pub mod recorder;
 pub mod render;
+pub mod server;
+
+use std::{fmt::Write, net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
+
+use dialtone_auth::{
+    Tokens,
+    bans::{BanPolicy, Bans},
+};
+use dialtone_config::credentials::CredentialKey;
+use dialtone_proto::provisioning::v1::provisioning_service_server::ProvisioningServiceServer;
+use dialtone_sip::digest::NonceKey;
+use dialtone_store::Store;
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::info;
+
+pub use error::ProvisioningError;
+
+/// The provisioning role's settings.
+#[derive(Debug, Clone)]
+pub struct ProvisioningSettings {
+    /// HTTPS listen address.
+    pub listen: SocketAddr,
+    /// PEM certificate chain and key; none: the dev pair in `data/tls`.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Digest realm of device credentials.
+    pub realm: String,
+    /// Seconds a nonce stays valid.
+    pub nonce_lifetime: Duration,
+    /// Failed-authentication bans (per source address, per device).
+    pub bans: BanPolicy,
+}
+
+/// A running provisioning role.
+pub struct Provisioning {
+    catalog: Arc<catalog::Catalog>,
+    handler: Arc<http::Handler>,
+    store: Store,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Provisioning {
+    /// Binds the HTTPS port and starts serving.
+    pub async fn start(
+        settings: ProvisioningSettings,
+        store: Store,
+        key: CredentialKey,
+        data_dir: &std::path::Path,
+    ) -> Result<Self, ProvisioningError> {
+        let (cert, pem_key) = match &settings.tls {
+            Some(pair) => pair.clone(),
+            None => dialtone_tls::dev_pair(&data_dir.join("tls"), "provisioning")?,
+        };
+        let tls = tokio_rustls::TlsAcceptor::from(Arc::new(dialtone_tls::server_config(
+            &cert,
+            &pem_key,
+            &[b"http/1.1"],
+        )?));
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ProvisioningError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ProvisioningError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+        let catalog = Arc::new(catalog::Catalog::new(
+            store.clone(),
+            &settings.realm,
+            key.clone(),
+        ));
+        let (recorder, recorder_task) = recorder::Recorder::spawn(store.clone());
+        let handler = Arc::new(http::Handler {
+            catalog: catalog.clone(),
+            nonce_key: NonceKey::new(key.subkey("provisioning-nonce")),
+            nonce_lifetime_s: settings.nonce_lifetime.as_secs().max(1),
+            realm: settings.realm.clone(),
+            bans: Bans::new(settings.bans),
+            recorder,
+            counts: http::FetchCounts::default(),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let tasks = vec![
+            catalog.clone().spawn_watch(),
+            recorder_task,
+            server::spawn(listener, tls, handler.clone(), stop_rx),
+        ];
+        info!(addr = %addr, "provisioning listening for phones over https");
+        Ok(Self {
+            catalog,
+            handler,
+            store,
+            addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Where phones fetch.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The gRPC service.
+    pub fn api(&self, tokens: Arc<Tokens>) -> ProvisioningServiceServer<api::ProvisioningApi> {
+        ProvisioningServiceServer::new(api::ProvisioningApi::new(
+            self.catalog.clone(),
+            self.store.clone(),
+            tokens,
+        ))
+    }
+
+    /// Prometheus text of the role's metrics.
+    pub fn metrics(&self) -> String {
+        let mut out = String::new();
+        out.push_str(
+            "# HELP dialtone_provisioning_fetches_total Configuration fetches by result.\n",
+        );
+        out.push_str("# TYPE dialtone_provisioning_fetches_total counter\n");
+        for (result, n) in self.handler.counts.snapshot() {
+            let _ = writeln!(
+                out,
+                "dialtone_provisioning_fetches_total{{result=\"{result}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP dialtone_provisioning_phones_rendered Phones whose files are rendered and cached.\n");
+        out.push_str("# TYPE dialtone_provisioning_phones_rendered gauge\n");
+        let _ = writeln!(
+            out,
+            "dialtone_provisioning_phones_rendered {}",
+            self.catalog.len()
+        );
+        out
+    }
+
+    /// Stops serving.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

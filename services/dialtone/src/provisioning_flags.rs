@@ -1,0 +1,88 @@
+//! The provisioning role's flags (part of `dialtone serve`), and their conversion into
+//! [`dialtone_provisioning::ProvisioningSettings`].
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::bail;
+use clap::Args;
+use dialtone_auth::bans::BanPolicy;
+use dialtone_provisioning::ProvisioningSettings;
+
+/// Provisioning server settings.
+#[derive(Args, Debug, Clone)]
+pub struct ProvisioningFlags {
+    /// HTTPS address phones fetch their configuration files from.
+    #[arg(
+        long,
+        env = "DIALTONE_PROVISIONING_HTTPS",
+        default_value = "127.0.0.1:8443",
+        value_name = "ADDR"
+    )]
+    pub provisioning_https: SocketAddr,
+    /// PEM certificate chain of the HTTPS server. Without it (and --provisioning-tls-key) a
+    /// self-signed certificate for localhost is generated into --data-dir/tls (dev mode).
+    #[arg(long, env = "DIALTONE_PROVISIONING_TLS_CERT", value_name = "FILE")]
+    pub provisioning_tls_cert: Option<PathBuf>,
+    /// PEM private key of the HTTPS server.
+    #[arg(long, env = "DIALTONE_PROVISIONING_TLS_KEY", value_name = "FILE")]
+    pub provisioning_tls_key: Option<PathBuf>,
+    /// Seconds a digest nonce of the HTTPS server stays valid (then `stale=true`).
+    #[arg(
+        long,
+        env = "DIALTONE_PROVISIONING_NONCE_LIFETIME",
+        default_value_t = 300
+    )]
+    pub provisioning_nonce_lifetime: u64,
+    /// Failed authentications from one address within the window that ban it (429); 0: never.
+    #[arg(
+        long,
+        env = "DIALTONE_PROVISIONING_BAN_SOURCE_FAILURES",
+        default_value_t = 20
+    )]
+    pub provisioning_ban_source_failures: u32,
+    /// Failed authentications as one device within the window that ban it; 0: never.
+    #[arg(
+        long,
+        env = "DIALTONE_PROVISIONING_BAN_DEVICE_FAILURES",
+        default_value_t = 10
+    )]
+    pub provisioning_ban_device_failures: u32,
+    /// Seconds failures are counted over, and seconds a ban lasts.
+    #[arg(long, env = "DIALTONE_PROVISIONING_BAN_SECONDS", default_value_t = 300)]
+    pub provisioning_ban_seconds: u64,
+}
+
+impl ProvisioningFlags {
+    /// The role's settings; `dev` allows a generated certificate.
+    pub fn settings(&self, realm: &str, dev: bool) -> anyhow::Result<ProvisioningSettings> {
+        let tls = match (&self.provisioning_tls_cert, &self.provisioning_tls_key) {
+            (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+            (None, None) if dev => None,
+            (None, None) => bail!(
+                "'--provisioning-tls-cert' and '--provisioning-tls-key' are required with '--etcd'"
+            ),
+            _ => bail!(
+                "'--provisioning-tls-cert' and '--provisioning-tls-key' go together: give both"
+            ),
+        };
+        if !(10..=3600).contains(&self.provisioning_nonce_lifetime) {
+            bail!(
+                "invalid value '{}' for '--provisioning-nonce-lifetime': use 10-3600 seconds",
+                self.provisioning_nonce_lifetime
+            );
+        }
+        let seconds = Duration::from_secs(self.provisioning_ban_seconds.max(1));
+        Ok(ProvisioningSettings {
+            listen: self.provisioning_https,
+            tls,
+            realm: realm.to_owned(),
+            nonce_lifetime: Duration::from_secs(self.provisioning_nonce_lifetime),
+            bans: BanPolicy {
+                per_source: self.provisioning_ban_source_failures,
+                per_user: self.provisioning_ban_device_failures,
+                window: seconds,
+                duration: seconds,
+            },
+        })
+    }
+}

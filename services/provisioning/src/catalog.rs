@@ -1,0 +1,269 @@
+//! The rendered files of the phones that fetch, by hardware id: loaded from the store on a
+//! phone's first fetch, rendered once, kept until a watch of `config/` says an input changed.
+//! A phone's change drops that phone; a profile, site or edge group change drops every
+//! entry (the next fetch renders again). The fleet's size costs nothing here until its
+//! phones fetch, and the cache is bounded.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use dialtone_config::{credentials::CredentialKey, keys};
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site};
+use dialtone_sip::digest::NonceCounts;
+use dialtone_store::{Store, StoreError, WatchEvent};
+use md5::{Digest as _, Md5};
+use parking_lot::{Mutex, RwLock};
+use prost::Message;
+use sha2::Sha256;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::{
+    document::{self, Document, EdgeAddress},
+    error::ProvisioningError,
+    render::{self, Rendered},
+};
+
+/// Most phones kept rendered; past it, an arbitrary entry makes room.
+pub const MAX_ENTRIES: usize = 50_000;
+
+/// One phone as the HTTPS server needs it.
+#[derive(Debug)]
+pub struct Entry {
+    /// Phone id.
+    pub phone_id: String,
+    /// Hardware id (the digest user name).
+    pub hardware_id: String,
+    /// HA1 of the device credential: MD5 and SHA-256.
+    pub ha1_md5: String,
+    /// See `ha1_md5`.
+    pub ha1_sha256: String,
+    /// Its files.
+    pub rendered: Rendered,
+    /// Primary edge.
+    pub primary: Option<EdgeAddress>,
+    /// Secondary edge.
+    pub secondary: Option<EdgeAddress>,
+    /// What could not be rendered as asked.
+    pub problems: Vec<String>,
+    /// Nonce counts seen from this device (replay protection).
+    pub nonces: Mutex<NonceCounts>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_hw: HashMap<String, Arc<Entry>>,
+    hw_by_phone: HashMap<String, String>,
+}
+
+/// The cache and its loader.
+pub struct Catalog {
+    store: Store,
+    realm: String,
+    key: CredentialKey,
+    inner: RwLock<Inner>,
+    /// Bumped by every invalidation, so a load that raced one is not cached.
+    epoch: AtomicU64,
+}
+
+fn ha1(user: &str, realm: &str, password: &str) -> (String, String) {
+    let input = format!("{user}:{realm}:{password}");
+    (
+        hex::encode(Md5::digest(input.as_bytes())),
+        hex::encode(Sha256::digest(input.as_bytes())),
+    )
+}
+
+async fn load<M: Message + Default>(
+    store: &Store,
+    key: &str,
+) -> Result<Option<M>, ProvisioningError> {
+    match store.get(key).await? {
+        None => Ok(None),
+        Some(kv) => M::decode(kv.value.as_slice())
+            .map(Some)
+            .map_err(|_| ProvisioningError::Undecodable(key.to_owned())),
+    }
+}
+
+impl Catalog {
+    /// An empty catalog over `store`.
+    pub fn new(store: Store, realm: &str, key: CredentialKey) -> Self {
+        Self {
+            store,
+            realm: realm.to_owned(),
+            key,
+            inner: RwLock::new(Inner::default()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// The phone that authenticates as `hw`: cached, or loaded and rendered. None for an
+    /// unknown hardware id, a disabled phone or one without a device credential.
+    pub async fn lookup(&self, hw: &str) -> Result<Option<Arc<Entry>>, ProvisioningError> {
+        if let Some(e) = self.inner.read().by_hw.get(hw) {
+            return Ok(Some(e.clone()));
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let Some(idx) = self.store.get(&keys::hardware(hw)).await? else {
+            return Ok(None);
+        };
+        let phone_id = String::from_utf8_lossy(&idx.value).into_owned();
+        let Some(entry) = self.load_phone(&phone_id).await? else {
+            return Ok(None);
+        };
+        let entry = Arc::new(entry);
+        let mut inner = self.inner.write();
+        if self.epoch.load(Ordering::Acquire) == epoch && entry.hardware_id == hw {
+            if inner.by_hw.len() >= MAX_ENTRIES
+                && let Some(k) = inner.by_hw.keys().next().cloned()
+                && let Some(old) = inner.by_hw.remove(&k)
+            {
+                inner.hw_by_phone.remove(&old.phone_id);
+            }
+            inner.by_hw.insert(hw.to_owned(), entry.clone());
+            inner
+                .hw_by_phone
+                .insert(entry.phone_id.clone(), hw.to_owned());
+        }
+        Ok((entry.hardware_id == hw).then_some(entry))
+    }
+
+    /// Loads and renders one phone by id (None: absent, disabled or without credential).
+    pub async fn load_phone(&self, phone_id: &str) -> Result<Option<Entry>, ProvisioningError> {
+        let Some(phone) = load::<Phone>(&self.store, &keys::phone(phone_id)).await? else {
+            return Ok(None);
+        };
+        if phone.disabled || phone.device_credential_generation == 0 || phone.hardware_id.is_empty()
+        {
+            return Ok(None);
+        }
+        let base = if phone.base_settings_id.is_empty() {
+            None
+        } else {
+            load::<BaseSettings>(&self.store, &keys::base_settings(&phone.base_settings_id)).await?
+        };
+        let Some(site) = load::<Site>(&self.store, &keys::site(&phone.site_id)).await? else {
+            return Ok(None);
+        };
+        let group = load::<EdgeGroup>(&self.store, &keys::edge_group(&site.edge_group_id)).await?;
+        let doc: Document = document::build(&document::Inputs {
+            phone: &phone,
+            base: base.as_ref(),
+            site: &site,
+            group: group.as_ref(),
+            key: &self.key,
+            realm: &self.realm,
+        });
+        let password = self
+            .key
+            .device_password(&phone.id, phone.device_credential_generation);
+        let (ha1_md5, ha1_sha256) = ha1(&phone.hardware_id, &self.realm, &password);
+        Ok(Some(Entry {
+            phone_id: phone.id.clone(),
+            hardware_id: phone.hardware_id.clone(),
+            ha1_md5,
+            ha1_sha256,
+            rendered: render::render(&doc),
+            primary: doc.primary,
+            secondary: doc.secondary,
+            problems: doc.problems,
+            nonces: Mutex::new(NonceCounts::default()),
+        }))
+    }
+
+    /// Forgets one phone.
+    pub fn invalidate_phone(&self, phone_id: &str) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.inner.write();
+        if let Some(hw) = inner.hw_by_phone.remove(phone_id) {
+            inner.by_hw.remove(&hw);
+        }
+    }
+
+    /// Forgets every phone.
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        *self.inner.write() = Inner::default();
+    }
+
+    /// Phones rendered now.
+    pub fn len(&self) -> usize {
+        self.inner.read().by_hw.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn apply(&self, key: &str) {
+        match key.strip_prefix(keys::PHONES) {
+            Some(id) => self.invalidate_phone(id),
+            // Profiles, sites and edge groups reach many phones: start again.
+            None => self.invalidate_all(),
+        }
+    }
+
+    /// Follows `config/` from the current revision, dropping what a change touches.
+    pub fn spawn_watch(self: Arc<Self>) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut revision = None;
+            loop {
+                let from = match revision {
+                    Some(r) => r + 1,
+                    None => match self.store.revision().await {
+                        // Anything cached so far may predate this revision: start clean.
+                        Ok(r) => {
+                            self.invalidate_all();
+                            r + 1
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "provisioning watch cannot read the revision; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            continue;
+                        }
+                    },
+                };
+                let mut watch = match self.store.watch("config/", from).await {
+                    Ok(w) => w,
+                    Err(e) => {
+                        warn!(error = %e, "provisioning watch could not open; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    match watch.next().await {
+                        Ok(Some(batch)) => {
+                            for ev in &batch.events {
+                                match ev {
+                                    WatchEvent::Put(kv) => self.apply(&kv.key),
+                                    WatchEvent::Delete { key, .. } => self.apply(key),
+                                }
+                            }
+                            revision = Some(batch.revision);
+                        }
+                        Ok(None) => break,
+                        Err(StoreError::Compacted { .. }) => {
+                            info!("provisioning watch compacted: dropping the cache");
+                            revision = None;
+                            break;
+                        }
+                        Err(e) => {
+                            warn!(error = %e, "provisioning watch failed; resuming");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,310 @@
+//! One HTTPS request from a phone: which file, who asks (HTTP digest with the device
+//! credential, RFC 7616), whether it has it already (ETag), and the answer.
+//!
+//! Nothing about a phone leaks before it authenticates: every request without valid
+//! credentials gets the same challenge, whether the MAC exists or not; an authenticated
+//! phone asking for another phone's file gets 404. Failed authentications count towards a
+//! temporary ban of the source address (429) and of the device.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use bytes::Bytes;
+use dialtone_auth::bans::Bans;
+use dialtone_sip::digest::{self, Algorithm, NonceCheck, NonceKey};
+use http_body_util::Full;
+use hyper::{HeaderMap, Method, Response, StatusCode, header};
+
+use crate::{
+    catalog::{Catalog, Entry},
+    files,
+    recorder::{Fetch, Recorder},
+};
+
+/// Results of a fetch, as the metrics name them.
+pub const RESULTS: [&str; 8] = [
+    "ok",
+    "not_modified",
+    "challenged",
+    "unauthorized",
+    "not_found",
+    "banned",
+    "bad_request",
+    "error",
+];
+
+/// Counts of fetches by result.
+#[derive(Default)]
+pub struct FetchCounts([AtomicU64; RESULTS.len()]);
+
+impl FetchCounts {
+    fn count(&self, result: &str) {
+        if let Some(i) = RESULTS.iter().position(|r| *r == result) {
+            self.0[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// (result, count) pairs.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        RESULTS
+            .iter()
+            .zip(&self.0)
+            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
+/// What the handler needs.
+pub struct Handler {
+    /// Phones and their files.
+    pub catalog: Arc<Catalog>,
+    /// Signs nonces (shared by every provisioning node: derived from the credentials key).
+    pub nonce_key: NonceKey,
+    /// Seconds a nonce stays valid.
+    pub nonce_lifetime_s: u64,
+    /// Digest realm.
+    pub realm: String,
+    /// Failed-authentication bans.
+    pub bans: Bans,
+    /// Where fetches are recorded.
+    pub recorder: Recorder,
+    /// Fetch counters.
+    pub counts: FetchCounts,
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn now() -> (u64, u64) {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (d.as_secs(), d.as_millis() as u64)
+}
+
+fn reply(status: StatusCode, body: &'static str) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// True when `If-None-Match` names `etag` (or `*`).
+fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == etag || t == "*")
+}
+
+impl Handler {
+    fn challenge(&self, stale: bool, result: &'static str) -> Reply {
+        self.counts.count(result);
+        let (now_s, _) = now();
+        let nonce = self.nonce_key.nonce(now_s, rand::random());
+        let mut r = reply(StatusCode::UNAUTHORIZED, "authentication required\n");
+        for c in digest::challenges(&self.realm, &nonce, stale) {
+            if let Ok(v) = header::HeaderValue::from_str(&c) {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+            }
+        }
+        r
+    }
+
+    fn fail(&self, result: &'static str, status: StatusCode, body: &'static str) -> Reply {
+        self.counts.count(result);
+        reply(status, body)
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+    ) -> Reply {
+        let (now_s, now_ms) = now();
+        if method != Method::GET && method != Method::HEAD {
+            let mut r = self.fail("bad_request", StatusCode::METHOD_NOT_ALLOWED, "GET only\n");
+            r.headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("GET, HEAD"));
+            return r;
+        }
+        if self.bans.source_banned(peer.ip(), now_ms) {
+            let mut r = self.fail(
+                "banned",
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many failures\n",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("60"));
+            return r;
+        }
+        let Some(requested) = files::parse(target) else {
+            return self.fail("not_found", StatusCode::NOT_FOUND, "not found\n");
+        };
+        let Some(auth) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return self.challenge(false, "challenged");
+        };
+        let creds = match digest::parse_authorization(auth) {
+            Ok(c) => c,
+            Err(digest::DigestError::NotDigest) => return self.challenge(false, "challenged"),
+            Err(_) => {
+                return self.fail(
+                    "bad_request",
+                    StatusCode::BAD_REQUEST,
+                    "malformed authorization\n",
+                );
+            }
+        };
+        // The digest covers the URI the client says it asked for: it must be this one.
+        if creds.uri != target {
+            return self.fail(
+                "bad_request",
+                StatusCode::BAD_REQUEST,
+                "authorization uri does not match the request\n",
+            );
+        }
+        match self
+            .nonce_key
+            .check(&creds.nonce, now_s, self.nonce_lifetime_s)
+        {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale => return self.challenge(true, "challenged"),
+            NonceCheck::Invalid => return self.challenge(false, "challenged"),
+        }
+        let user = creds.username.to_ascii_lowercase();
+        let entry = match self.catalog.lookup(&user).await {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(error = %e, "provisioning lookup failed");
+                return self.fail(
+                    "error",
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable\n",
+                );
+            }
+        };
+        if self.bans.user_banned(&user, now_ms) {
+            // Still a guess from this address: it counts towards the address's ban.
+            self.bans.failure(peer.ip(), "", now_ms);
+            return self.challenge(false, "banned");
+        }
+        let alg = creds.algorithm();
+        let ha1 = |e: &Entry, a: Algorithm| match a {
+            Algorithm::Md5 => e.ha1_md5.clone(),
+            Algorithm::Sha256 => e.ha1_sha256.clone(),
+        };
+        let verified = match (&entry, alg) {
+            (Some(e), Some(a)) => {
+                creds.realm == self.realm && digest::verify(a, &ha1(e, a), "GET", &creds)
+            }
+            (None, Some(a)) => {
+                // Same work for an unknown device, so timing says nothing.
+                let _ = digest::verify(a, digest::DUMMY_HA1, "GET", &creds);
+                false
+            }
+            _ => false,
+        };
+        let Some(entry) = entry.filter(|_| verified) else {
+            let banned = self.bans.failure(peer.ip(), &user, now_ms);
+            if banned.source || banned.user {
+                tracing::warn!(source = %peer.ip(), "provisioning authentication failures: banned");
+            }
+            return self.challenge(false, "unauthorized");
+        };
+        if let Some(nc) = creds.nonce_count()
+            && !entry
+                .nonces
+                .lock()
+                .accept(&creds.nonce, nc, now_s, self.nonce_lifetime_s)
+        {
+            // A replayed nonce count: ask again with a fresh nonce.
+            return self.challenge(true, "challenged");
+        }
+        // Authenticated: only its own files exist for it.
+        if requested
+            .hardware_id()
+            .is_some_and(|hw| hw != entry.hardware_id)
+        {
+            return self.fail("not_found", StatusCode::NOT_FOUND, "not found\n");
+        }
+        let Some(file) = entry.rendered.get(&requested.canonical()) else {
+            return self.fail("not_found", StatusCode::NOT_FOUND, "not found\n");
+        };
+        let user_agent = headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        self.recorder.record(Fetch {
+            phone_id: entry.phone_id.clone(),
+            version: entry.rendered.version.clone(),
+            file: file.name.clone(),
+            source: peer.to_string(),
+            user_agent: user_agent.chars().take(200).collect(),
+            problems: entry.problems.join("; "),
+            at_ms: now_ms as i64,
+        });
+        let etag = header::HeaderValue::from_str(&file.etag).expect("hex in quotes");
+        if not_modified(headers, &file.etag) {
+            self.counts.count("not_modified");
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            r.headers_mut().insert(header::ETAG, etag);
+            return r;
+        }
+        self.counts.count("ok");
+        let body = if method == Method::HEAD {
+            Bytes::new()
+        } else {
+            file.body.clone()
+        };
+        let mut r = Response::new(Full::new(body));
+        let h = r.headers_mut();
+        h.insert(header::ETAG, etag);
+        h.insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(file.content_type),
+        );
+        // Phones poll: let them keep the file but ask each time (a 304 costs nothing).
+        h.insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("private, no-cache"),
+        );
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_forms() {
+        let mut h = HeaderMap::new();
+        assert!(!not_modified(&h, "\"abc\""));
+        h.insert(header::IF_NONE_MATCH, "\"x\", \"abc\"".parse().unwrap());
+        assert!(not_modified(&h, "\"abc\""));
+        h.insert(header::IF_NONE_MATCH, "W/\"abc\"".parse().unwrap());
+        assert!(not_modified(&h, "\"abc\""));
+        h.insert(header::IF_NONE_MATCH, "*".parse().unwrap());
+        assert!(not_modified(&h, "\"abc\""));
+        h.insert(header::IF_NONE_MATCH, "\"abcd\"".parse().unwrap());
+        assert!(!not_modified(&h, "\"abc\""));
+    }
+}

@@ -1,0 +1,389 @@
+//! Zero-touch provisioning against `dialtone serve`, fetched with curl over real TLS (the
+//! dev certificate, trusted through --cacert) and HTTP digest: every file route, with and
+//! without credentials, ETag revalidation, a change reaching the files, drift in the API,
+//! and the ban of a guessing address.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
+use dialtone_tests::{ClusterSandbox, ConfigClient};
+
+/// One curl request: (status, headers, body).
+struct Fetched {
+    status: u16,
+    headers: String,
+    body: String,
+}
+
+fn curl(port: u16, ca: &Path, path: &str, auth: Option<(&str, &str)>, extra: &[&str]) -> Fetched {
+    let dir = tempfile::tempdir().unwrap();
+    let (head, body) = (dir.path().join("h"), dir.path().join("b"));
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "--http1.1", "--max-time", "10", "--cacert"])
+        .arg(ca)
+        .arg("-D")
+        .arg(&head)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"]);
+    if let Some((u, p)) = auth {
+        cmd.arg("--digest").arg("-u").arg(format!("{u}:{p}"));
+    }
+    cmd.args(extra);
+    cmd.arg(format!("https://127.0.0.1:{port}{path}"));
+    let out = cmd.output().expect("curl runs");
+    let code = String::from_utf8_lossy(&out.stdout);
+    Fetched {
+        status: code.trim().parse().unwrap_or(0),
+        headers: std::fs::read_to_string(&head).unwrap_or_default(),
+        body: std::fs::read_to_string(&body).unwrap_or_default(),
+    }
+}
+
+fn header<'a>(f: &'a Fetched, name: &str) -> Option<&'a str> {
+    // With --digest curl writes the 401 then the final response: take the last block.
+    let last = f
+        .headers
+        .rsplit("\r\n\r\n")
+        .find(|b| !b.trim().is_empty())?;
+    last.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+struct Fleet {
+    poly: (pb::CreatePhoneResponse, String),
+    yealink: (pb::CreatePhoneResponse, String),
+    softphone: (pb::CreatePhoneResponse, String),
+}
+
+async fn seed(c: &mut ConfigClient) -> Fleet {
+    let edge = |id: &str, n: u8| pb::Edge {
+        node_id: id.into(),
+        addresses: Some(pb::SipAddresses {
+            udp: format!("127.0.0.{n}:5060"),
+            tls: format!("127.0.0.{n}:5061"),
+            ..Default::default()
+        }),
+    };
+    c.create_edge_group(pb::CreateEdgeGroupRequest {
+        edge_group: Some(pb::EdgeGroup {
+            id: "eg".into(),
+            name: "Edges".into(),
+            edges: vec![edge("edge-a", 1), edge("edge-b", 2)],
+            version: 0,
+        }),
+    })
+    .await
+    .unwrap();
+    c.create_site(pb::CreateSiteRequest {
+        site: Some(pb::Site {
+            id: "hq".into(),
+            name: "HQ".into(),
+            edge_group_id: "eg".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    for (id, meta, settings) in [
+        ("vvx", pb::MetaBase::PolyVvx, pb::PhoneSettings::default()),
+        ("yea", pb::MetaBase::Yealink, pb::PhoneSettings::default()),
+        (
+            "soft",
+            pb::MetaBase::DesktopSoftphone,
+            pb::PhoneSettings {
+                softphone: Some(pb::SoftphoneAudio {
+                    use_headset: Some(true),
+                    headset_name: vec!["Jabra.*".into()],
+                    reject_session_when_headset_na: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        ),
+    ] {
+        c.create_base_settings(pb::CreateBaseSettingsRequest {
+            base_settings: Some(pb::BaseSettings {
+                id: id.into(),
+                name: id.into(),
+                meta_base: meta as i32,
+                settings: Some(settings),
+                version: 0,
+            }),
+        })
+        .await
+        .unwrap();
+    }
+    let mut create = async |name: &str, kind: pb::PhoneKind, base: &str, hw: &str, line: &str| {
+        let r = c
+            .create_phone(pb::CreatePhoneRequest {
+                phone: Some(pb::Phone {
+                    name: name.into(),
+                    kind: kind as i32,
+                    site_id: "hq".into(),
+                    base_settings_id: base.into(),
+                    hardware_id: hw.into(),
+                    lines: vec![pb::Line {
+                        sip_user: line.into(),
+                        display_name: name.into(),
+                        credentials: None,
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let pw = r.device_credentials.as_ref().unwrap().password.clone();
+        (r, pw)
+    };
+    Fleet {
+        poly: create(
+            "Lobby",
+            pb::PhoneKind::Managed,
+            "vvx",
+            "0004f2aabb01",
+            "1001",
+        )
+        .await,
+        yealink: create(
+            "Desk",
+            pb::PhoneKind::Managed,
+            "yea",
+            "805ec0aabb02",
+            "1002",
+        )
+        .await,
+        softphone: create(
+            "Agent",
+            pb::PhoneKind::Webrtc,
+            "soft",
+            "agent-7.example.com",
+            "1003",
+        )
+        .await,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phones_fetch_their_files_over_https_with_digest() {
+    let sb = ClusterSandbox::embedded_with(&[
+        "--provisioning-ban-source-failures=6",
+        "--provisioning-ban-device-failures=4",
+    ])
+    .await
+    .unwrap();
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let mut c = node.config_client(&token).await.unwrap();
+    let fleet = seed(&mut c).await;
+    let port = node.https;
+    let ca: PathBuf = node.data_dir.join("tls/provisioning-cert.pem");
+    let poly_pw = fleet.poly.1.clone();
+    let poly = Some(("0004f2aabb01", poly_pw.as_str()));
+
+    // Without credentials: a challenge, SHA-256 first then MD5, and nothing about phones.
+    let f = curl(port, &ca, "/0004f2aabb01.cfg", None, &[]);
+    assert_eq!(f.status, 401, "{}", f.headers);
+    let challenges: Vec<&str> = f
+        .headers
+        .lines()
+        .filter(|l| l.to_ascii_lowercase().starts_with("www-authenticate:"))
+        .collect();
+    assert_eq!(challenges.len(), 2, "{}", f.headers);
+    assert!(challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"));
+    assert!(!f.body.contains("0004f2aabb01") && !f.body.contains("Lobby"));
+
+    // Every Poly route with the device credential (curl answers the challenge itself).
+    let master = curl(port, &ca, "/000000000000.cfg", poly, &[]);
+    assert_eq!(master.status, 200, "{}", master.headers);
+    assert!(master.body.contains("[PHONE_MAC_ADDRESS]-registration.cfg"));
+    let own = curl(port, &ca, "/0004f2aabb01.cfg", poly, &[]);
+    assert_eq!(own.status, 200);
+    assert!(
+        own.body
+            .contains("0004f2aabb01-registration.cfg, 0004f2aabb01-settings.cfg")
+    );
+    let reg = curl(port, &ca, "/0004f2aabb01-registration.cfg", poly, &[]);
+    assert_eq!(reg.status, 200);
+    assert_eq!(header(&reg, "content-type"), Some("application/xml"));
+    // The line password pushed is the one the API showed at creation: the phone registers.
+    let line = &fleet.poly.0.credentials[0];
+    assert!(
+        reg.body
+            .contains(&format!("reg.1.auth.password=\"{}\"", line.password)),
+        "{}",
+        reg.body
+    );
+    assert!(
+        reg.body
+            .contains(&format!("reg.1.auth.userId=\"{}\"", line.sip_user))
+    );
+    assert!(reg.body.contains("reg.1.server.2.address=\"127.0.0."));
+    let settings = curl(port, &ca, "/0004f2aabb01-settings.cfg", poly, &[]);
+    assert_eq!(settings.status, 200);
+    assert!(settings.body.contains("voice.codecPref.G722=\"1\""));
+
+    // ETag: a phone polling with If-None-Match gets 304 and no body.
+    let etag = header(&reg, "etag").unwrap().to_owned();
+    let again = curl(
+        port,
+        &ca,
+        "/0004f2aabb01-registration.cfg",
+        poly,
+        &["-H", &format!("If-None-Match: {etag}")],
+    );
+    assert_eq!(again.status, 304, "{}", again.headers);
+    assert!(again.body.is_empty());
+
+    // Yealink: the common file (any model's name) and its own file; MD5 digest as well.
+    let ypw = fleet.yealink.1.clone();
+    let yealink = Some(("805ec0aabb02", ypw.as_str()));
+    let common = curl(port, &ca, "/y000000000044.cfg", yealink, &[]);
+    assert_eq!(common.status, 200, "{}", common.headers);
+    assert!(common.body.starts_with("#!version:1.0.0.1"));
+    assert!(!common.body.contains("password"));
+    let ycfg = curl(port, &ca, "/805ec0aabb02.cfg", yealink, &[]);
+    assert_eq!(ycfg.status, 200);
+    assert!(ycfg.body.contains(&format!(
+        "account.1.password = {}",
+        fleet.yealink.0.credentials[0].password
+    )));
+    // Another phone's file does not exist for it; nor does a Poly file for a Yealink.
+    assert_eq!(
+        curl(port, &ca, "/0004f2aabb01.cfg", yealink, &[]).status,
+        404
+    );
+    assert_eq!(
+        curl(port, &ca, "/805ec0aabb02-registration.cfg", yealink, &[]).status,
+        404
+    );
+
+    // The softphone's JSON document carries its audio-device rules.
+    let spw = fleet.softphone.1.clone();
+    let soft = curl(
+        port,
+        &ca,
+        "/agent-7.example.com.json",
+        Some(("agent-7.example.com", spw.as_str())),
+        &[],
+    );
+    assert_eq!(soft.status, 200, "{}", soft.headers);
+    let v: serde_json::Value = serde_json::from_str(&soft.body).unwrap();
+    assert_eq!(v["softphone"]["use_headset"], true);
+    assert_eq!(v["softphone"]["sip_code_when_headset_na"], 480);
+    assert_eq!(v["registration"]["transport"], "tls");
+    assert_eq!(v["registration"]["primary"]["port"], 5061);
+
+    // The API shows what the phone fetched against what it should run.
+    let mut p = node.provisioning_client(&token).await.unwrap();
+    let poly_id = fleet.poly.0.phone.as_ref().unwrap().id.clone();
+    let view = |p: &mut dialtone_tests::ProvisioningClient| {
+        let mut p = p.clone();
+        let id = poly_id.clone();
+        async move {
+            p.get_provisioning(ppb::GetProvisioningRequest { phone_id: id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let got = loop {
+        let got = view(&mut p).await;
+        if got.state.is_some() || Instant::now() > deadline {
+            break got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let state = got.state.clone().expect("the fetch was recorded");
+    assert_eq!(state.applied_version, got.desired_version);
+    assert!(!got.drift);
+    assert_eq!(got.files.len(), 4);
+    assert!(state.user_agent.starts_with("curl/"), "{state:?}");
+
+    // A change to the phone's profile reaches its files within a second: the old tag no
+    // longer matches, the new file says the new thing, and the API shows drift until then.
+    let mut base = c
+        .get_base_settings(pb::GetRequest { id: "vvx".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    base.settings.get_or_insert_default().sip_dscp = Some(40);
+    c.update_base_settings(pb::UpdateBaseSettingsRequest {
+        base_settings: Some(base),
+    })
+    .await
+    .unwrap();
+    let settings_tag = header(&settings, "etag").unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let changed = loop {
+        let f = curl(
+            port,
+            &ca,
+            "/0004f2aabb01-settings.cfg",
+            poly,
+            &["-H", &format!("If-None-Match: {settings_tag}")],
+        );
+        if f.status == 200 || Instant::now() > deadline {
+            break f;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(changed.status, 200);
+    assert!(changed.body.contains("qos.ip.callControl.dscp=\"40\""));
+    let after = view(&mut p).await;
+    assert_ne!(after.desired_version, got.desired_version);
+
+    // An unknown MAC and a wrong password get the same challenge; guessing gets banned.
+    let unknown = curl(
+        port,
+        &ca,
+        "/0004f2ffff99.cfg",
+        Some(("0004f2ffff99", "guess")),
+        &[],
+    );
+    assert_eq!(unknown.status, 401);
+    let wrong = curl(
+        port,
+        &ca,
+        "/0004f2aabb01.cfg",
+        Some(("0004f2aabb01", "guess")),
+        &[],
+    );
+    assert_eq!(wrong.status, 401);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            curl(
+                port,
+                &ca,
+                "/0004f2aabb01.cfg",
+                Some(("0004f2aabb01", "x")),
+                &[],
+            )
+            .status,
+        );
+    }
+    assert_eq!(statuses.last(), Some(&429), "{statuses:?}");
+    // The banned address is refused even with the right credential.
+    assert_eq!(curl(port, &ca, "/0004f2aabb01.cfg", poly, &[]).status, 429);
+    let (_, metrics) = node.http_get("/metrics").await.unwrap();
+    let count = |result: &str| -> u64 {
+        let prefix = format!("dialtone_provisioning_fetches_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("not_modified") >= 1, "{metrics}");
+    assert!(count("ok") >= 8 && count("unauthorized") >= 4, "{metrics}");
+    assert!(count("banned") >= 2, "{metrics}");
+}
