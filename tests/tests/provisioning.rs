@@ -171,6 +171,21 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
     }
 }
 
+/// Changes profile `vvx` (the Poly phones').
+async fn change_vvx(c: &mut ConfigClient, f: impl FnOnce(&mut pb::PhoneSettings)) {
+    let mut base = c
+        .get_base_settings(pb::GetRequest { id: "vvx".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    f(base.settings.get_or_insert_default());
+    c.update_base_settings(pb::UpdateBaseSettingsRequest {
+        base_settings: Some(base),
+    })
+    .await
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_fetch_their_files_over_https_with_digest() {
     let sb = ClusterSandbox::embedded_with(&[
@@ -310,17 +325,7 @@ async fn phones_fetch_their_files_over_https_with_digest() {
 
     // A change to the phone's profile reaches its files within a second: the old tag no
     // longer matches, the new file says the new thing, and the API shows drift until then.
-    let mut base = c
-        .get_base_settings(pb::GetRequest { id: "vvx".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    base.settings.get_or_insert_default().sip_dscp = Some(40);
-    c.update_base_settings(pb::UpdateBaseSettingsRequest {
-        base_settings: Some(base),
-    })
-    .await
-    .unwrap();
+    change_vvx(&mut c, |s| s.sip_dscp = Some(40)).await;
     let settings_tag = header(&settings, "etag").unwrap().to_owned();
     let deadline = Instant::now() + Duration::from_secs(3);
     let changed = loop {
@@ -386,4 +391,234 @@ async fn phones_fetch_their_files_over_https_with_digest() {
     assert!(count("not_modified") >= 1, "{metrics}");
     assert!(count("ok") >= 8 && count("unauthorized") >= 4, "{metrics}");
     assert!(count("banned") >= 2, "{metrics}");
+}
+
+/// The value of a Poly attribute in a file.
+fn poly_attr(body: &str, name: &str) -> String {
+    let start = body.find(&format!("{name}=\"")).expect(name) + name.len() + 2;
+    body[start..][..body[start..].find('"').unwrap()].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profile_change_resyncs_registered_phones_through_their_edge() {
+    use dialtone_tests::sip::{UdpPhone, headers};
+    let sb = ClusterSandbox::embedded_with(&["--provisioning-resync-debounce-ms=200"])
+        .await
+        .unwrap();
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let mut c = node.config_client(&token).await.unwrap();
+    let fleet = seed(&mut c).await;
+    let (port, ca) = (node.https, node.data_dir.join("tls/provisioning-cert.pem"));
+    let poly = Some(("0004f2aabb01", fleet.poly.1.as_str()));
+
+    // Zero touch: the phone boots, fetches its files, and registers with what they say.
+    for f in ["/0004f2aabb01.cfg", "/0004f2aabb01-settings.cfg"] {
+        assert_eq!(curl(port, &ca, f, poly, &[]).status, 200);
+    }
+    let reg = curl(port, &ca, "/0004f2aabb01-registration.cfg", poly, &[]);
+    assert_eq!(reg.status, 200);
+    let user = poly_attr(&reg.body, "reg.1.auth.userId");
+    let password = poly_attr(&reg.body, "reg.1.auth.password");
+    let edge: std::net::SocketAddr = format!("127.0.0.1:{}", node.sip.udp).parse().unwrap();
+    let mut phone = UdpPhone::new(edge, &user, &password).await.unwrap();
+    let ok = phone.register(3600).await.unwrap();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    // Wait until the fetch is recorded (applied = desired).
+    let mut p = node.provisioning_client(&token).await.unwrap();
+    let id = fleet.poly.0.phone.as_ref().unwrap().id.clone();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = p
+            .get_provisioning(ppb::GetProvisioningRequest {
+                phone_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if v.state
+            .is_some_and(|s| s.applied_version == v.desired_version)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the fetch was never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The admin changes the phone's profile: the phone gets check-sync;reboot=false from
+    // its edge, answers, fetches again and runs the new configuration.
+    change_vvx(&mut c, |s| s.media_dscp = Some(34)).await;
+    let notify = phone
+        .recv(Duration::from_secs(10))
+        .await
+        .expect("the phone got no NOTIFY after the change");
+    assert!(notify.starts_with("NOTIFY "), "{notify}");
+    assert!(
+        notify.contains("Event: check-sync;reboot=false"),
+        "{notify}"
+    );
+    let mut answer = String::from("SIP/2.0 200 OK\r\n");
+    for h in ["via", "from", "to", "call-id", "cseq"] {
+        for v in headers(&notify, h) {
+            answer.push_str(&format!("{h}: {v}\r\n"));
+        }
+    }
+    answer.push_str("Content-Length: 0\r\n\r\n");
+    phone.send(&answer).await.unwrap();
+    let settings = curl(port, &ca, "/0004f2aabb01-settings.cfg", poly, &[]);
+    assert!(
+        settings.body.contains("qos.ip.rtp.dscp=\"34\""),
+        "{}",
+        settings.body
+    );
+
+    // Progress: one resync sent; the Yealink phone never fetched and the softphone's
+    // profile did not change, so neither was disturbed.
+    let progress = p
+        .get_reload_progress(ppb::GetReloadProgressRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(progress.resyncs_sent, 1, "{progress:?}");
+    assert_eq!(progress.pending, 0, "{progress:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = p
+            .get_provisioning(ppb::GetProvisioningRequest {
+                phone_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if !v.drift && v.state.is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "drift never cleared: {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // dialtonectl shows both (it finds the node through the data dir, as an admin would).
+    let ctl = |args: &[&str]| {
+        let out = Command::new(dialtone_tests::binary("dialtonectl"))
+            .arg("--data-dir")
+            .arg(&node.data_dir)
+            .args(args)
+            .env_remove("DIALTONE_SERVER")
+            .env_remove("DIALTONE_TOKEN")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = ctl(&["provisioning", "reload"]);
+    assert!(
+        shown.contains("RESYNCS SENT") && shown.contains("50/s"),
+        "{shown}"
+    );
+    let shown = ctl(&["provisioning", "get", &id]);
+    assert!(
+        shown.contains("in sync") && shown.contains("0004f2aabb01-settings.cfg"),
+        "{shown}"
+    );
+
+    // The edge reports the phone's answer.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, metrics) = node.http_get("/metrics").await.unwrap();
+        if metrics.contains("dialtone_phone_actions_total{outcome=\"answered\"} 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{metrics}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn handled(p: &ppb::ReloadProgress) -> u64 {
+    p.resyncs_sent
+        + p.unchanged
+        + p.never_fetched
+        + p.not_registered
+        + p.needs_restart
+        + p.other_node
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_waves_are_paced() {
+    let sb = ClusterSandbox::embedded_with(&[
+        "--provisioning-resync-rate=10",
+        "--provisioning-resync-debounce-ms=100",
+    ])
+    .await
+    .unwrap();
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let mut c = node.config_client(&token).await.unwrap();
+    seed(&mut c).await;
+    for i in 0..19 {
+        c.create_phone(pb::CreatePhoneRequest {
+            phone: Some(pb::Phone {
+                name: format!("Room {i}"),
+                kind: pb::PhoneKind::Managed as i32,
+                site_id: "hq".into(),
+                base_settings_id: "vvx".into(),
+                hardware_id: format!("0004f2cc00{i:02x}"),
+                lines: vec![pb::Line::default()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    }
+    let mut p = node.provisioning_client(&token).await.unwrap();
+    let progress = async |p: &mut dialtone_tests::ProvisioningClient| {
+        p.get_reload_progress(ppb::GetReloadProgressRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    // The creations' own waves drain first.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut settled = (0, Instant::now());
+    loop {
+        let now = progress(&mut p).await;
+        if now.pending == 0
+            && handled(&now) == settled.0
+            && settled.1.elapsed() > Duration::from_millis(500)
+        {
+            break;
+        }
+        if handled(&now) != settled.0 {
+            settled = (handled(&now), Instant::now());
+        }
+        assert!(Instant::now() < deadline, "{now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = settled.0;
+    // A change of the profile 20 phones use: a wave of 20, at 10 per second.
+    change_vvx(&mut c, |s| s.sip_dscp = Some(30)).await;
+    let start = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let mid = progress(&mut p).await;
+    let done_at_1s = handled(&mid) - before;
+    assert!(
+        (1..=14).contains(&done_at_1s) && mid.pending > 0,
+        "after 1.1 s: {done_at_1s} handled, {mid:?}"
+    );
+    loop {
+        let now = progress(&mut p).await;
+        if handled(&now) - before == 20 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        start.elapsed() >= Duration::from_millis(1700),
+        "{:?}",
+        start.elapsed()
+    );
 }

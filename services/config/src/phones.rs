@@ -482,6 +482,27 @@ impl ConfigCore {
         })
     }
 
+    /// Writes a phone whose index entries do not change, if it is still at `version`.
+    async fn put_if_version(&self, p: &mut Phone, version: i64) -> Result<()> {
+        let key = keys::phone(&p.id);
+        p.updated_at_ms = now_ms();
+        let r = self
+            .store
+            .txn(
+                vec![version_guard(&key, version)],
+                vec![put(key.clone(), p)],
+            )
+            .await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "phone", &p.id).await?;
+            return Err(ConfigError::Contended {
+                kind: "phone",
+                id: p.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// Gives a phone that fetches its configuration a new device credential.
     pub async fn reset_device_password(&self, id: &str, version: i64) -> Result<DeviceCredentials> {
         let key = keys::phone(id);
@@ -499,21 +520,7 @@ impl ConfigCore {
             ));
         }
         p.device_credential_generation += 1;
-        p.updated_at_ms = now_ms();
-        let r = self
-            .store
-            .txn(
-                vec![version_guard(&key, version)],
-                vec![put(key.clone(), &p)],
-            )
-            .await?;
-        if !r.succeeded {
-            explain_guard(&self.store, &key, version, "phone", id).await?;
-            return Err(ConfigError::Contended {
-                kind: "phone",
-                id: id.to_owned(),
-            });
-        }
+        self.put_if_version(&mut p, version).await?;
         Ok(device_credentials(&self.key, &p, &self.realm).expect("checked above"))
     }
 
@@ -581,21 +588,7 @@ impl ConfigCore {
             realm: self.realm.clone(),
             password,
         };
-        p.updated_at_ms = now_ms();
-        let r = self
-            .store
-            .txn(
-                vec![version_guard(&key, version)],
-                vec![put(key.clone(), &p)],
-            )
-            .await?;
-        if !r.succeeded {
-            explain_guard(&self.store, &key, version, "phone", id).await?;
-            return Err(ConfigError::Contended {
-                kind: "phone",
-                id: id.to_owned(),
-            });
-        }
+        self.put_if_version(&mut p, version).await?;
         Ok(out)
     }
 }

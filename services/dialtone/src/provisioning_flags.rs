@@ -47,6 +47,17 @@ pub struct ProvisioningFlags {
         default_value_t = 10
     )]
     pub provisioning_ban_device_failures: u32,
+    /// Phones per second a dynamic-reload wave resyncs at most (so a profile change reaching
+    /// the whole fleet does not storm the edges).
+    #[arg(long, env = "DIALTONE_PROVISIONING_RESYNC_RATE", default_value_t = 50)]
+    pub provisioning_resync_rate: u32,
+    /// Milliseconds of quiet after a configuration change before its wave starts.
+    #[arg(
+        long,
+        env = "DIALTONE_PROVISIONING_RESYNC_DEBOUNCE_MS",
+        default_value_t = 2000
+    )]
+    pub provisioning_resync_debounce_ms: u64,
     /// Seconds failures are counted over, and seconds a ban lasts.
     #[arg(long, env = "DIALTONE_PROVISIONING_BAN_SECONDS", default_value_t = 300)]
     pub provisioning_ban_seconds: u64,
@@ -54,7 +65,12 @@ pub struct ProvisioningFlags {
 
 impl ProvisioningFlags {
     /// The role's settings; `dev` allows a generated certificate.
-    pub fn settings(&self, realm: &str, dev: bool) -> anyhow::Result<ProvisioningSettings> {
+    pub fn settings(
+        &self,
+        node_id: &str,
+        realm: &str,
+        dev: bool,
+    ) -> anyhow::Result<ProvisioningSettings> {
         let tls = match (&self.provisioning_tls_cert, &self.provisioning_tls_key) {
             (Some(c), Some(k)) => Some((c.clone(), k.clone())),
             (None, None) if dev => None,
@@ -71,6 +87,18 @@ impl ProvisioningFlags {
                 self.provisioning_nonce_lifetime
             );
         }
+        if !(1..=10_000).contains(&self.provisioning_resync_rate) {
+            bail!(
+                "invalid value '{}' for '--provisioning-resync-rate': use 1-10000 phones per second",
+                self.provisioning_resync_rate
+            );
+        }
+        if !(10..=600_000).contains(&self.provisioning_resync_debounce_ms) {
+            bail!(
+                "invalid value '{}' for '--provisioning-resync-debounce-ms': use 10-600000",
+                self.provisioning_resync_debounce_ms
+            );
+        }
         let seconds = Duration::from_secs(self.provisioning_ban_seconds.max(1));
         Ok(ProvisioningSettings {
             listen: self.provisioning_https,
@@ -83,6 +111,11 @@ impl ProvisioningFlags {
                 window: seconds,
                 duration: seconds,
             },
+            reload: dialtone_provisioning::reload::ReloadSettings {
+                rate_per_s: self.provisioning_resync_rate,
+                debounce: Duration::from_millis(self.provisioning_resync_debounce_ms),
+            },
+            node_id: node_id.to_owned(),
         })
     }
 }

@@ -67,9 +67,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     };
 
     let provisioning = if cfg.roles.iter().any(|r| r == "provisioning") {
-        let settings = cfg
-            .provisioning
-            .settings(&cfg.sip_realm, cfg.etcd.is_empty())?;
+        let settings =
+            cfg.provisioning
+                .settings(cfg.node(), &cfg.sip_realm, cfg.etcd.is_empty())?;
         Some(Arc::new(
             dialtone_provisioning::Provisioning::start(
                 settings,

@@ -207,8 +207,9 @@ impl ServeConfig {
             );
         }
         if self.roles.iter().any(|r| r == "provisioning") {
+            let node = self.node_id.clone().unwrap_or_default();
             self.provisioning
-                .settings(&self.sip_realm, self.etcd.is_empty())?;
+                .settings(&node, &self.sip_realm, self.etcd.is_empty())?;
         }
         if self.roles.iter().any(|r| r == "edge") {
             self.edge.check()?;

@@ -53,74 +53,79 @@ impl EdgeApi {
             Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown),
         }
     }
+}
 
-    async fn check_sync(&self, id: &str, reboot: bool) -> Result<pb::CheckSyncResponse, EdgeError> {
-        let contacts = match self.handler.directory.ask(id, Contacts) {
-            None => Vec::new(),
-            Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown)?,
-        };
-        if contacts.is_empty() {
-            return Err(EdgeError::NotRegistered(id.to_owned()));
-        }
-        let h = &self.handler;
-        let realm = &h.settings.realm;
-        let sends = contacts.into_iter().map(|c| async move {
-            let Some((t, replier)) = h.flows.replier(&c.source) else {
-                return pb::NotifyResult {
-                    contact: c.uri,
-                    status_code: 430,
-                    reason: "Flow Failed".into(),
-                };
-            };
-            let Some(local) = h.local(t) else {
-                return pb::NotifyResult {
-                    contact: c.uri,
-                    status_code: 503,
-                    reason: "No listener for the flow's transport".into(),
-                };
-            };
-            let via = local.via();
-            let branch = new_branch();
-            let from = format!("<sip:dialtone@{realm}>;tag={:08x}", rand::random::<u32>());
-            let to = format!("<sip:{}@{realm}>", c.sip_user);
-            let call_id = format!("{:016x}@dialtone", rand::random::<u64>());
-            let contact = local.contact(Some("dialtone"));
-            let req = OutRequest {
-                method: "NOTIFY",
-                uri: &c.uri,
-                via: &via,
-                branch: &branch,
-                from: &from,
-                to: &to,
-                call_id: &call_id,
-                cseq: 1,
-                extra: vec![
-                    ("Event", format!("check-sync;reboot={reboot}")),
-                    ("Subscription-State", "terminated".into()),
-                    ("Contact", contact),
-                ],
-                body: b"",
-            };
-            let (code, reason) = h
-                .uac
-                .request(
-                    req.to_bytes(),
-                    branch.clone(),
-                    t,
-                    replier,
-                    h.settings.notify_timeout,
-                )
-                .await;
-            pb::NotifyResult {
-                contact: c.uri,
-                status_code: u32::from(code),
-                reason,
-            }
-        });
-        Ok(pb::CheckSyncResponse {
-            results: futures::future::join_all(sends).await,
-        })
+/// Sends `check-sync` (with `reboot`) to every contact of a phone on this edge and collects
+/// what each answered; used by the API and by the actions the store hands the edge.
+pub(crate) async fn check_sync(
+    h: &Handler,
+    id: &str,
+    reboot: bool,
+) -> Result<pb::CheckSyncResponse, EdgeError> {
+    let contacts = match h.directory.ask(id, Contacts) {
+        None => Vec::new(),
+        Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown)?,
+    };
+    if contacts.is_empty() {
+        return Err(EdgeError::NotRegistered(id.to_owned()));
     }
+    let realm = &h.settings.realm;
+    let sends = contacts.into_iter().map(|c| async move {
+        let Some((t, replier)) = h.flows.replier(&c.source) else {
+            return pb::NotifyResult {
+                contact: c.uri,
+                status_code: 430,
+                reason: "Flow Failed".into(),
+            };
+        };
+        let Some(local) = h.local(t) else {
+            return pb::NotifyResult {
+                contact: c.uri,
+                status_code: 503,
+                reason: "No listener for the flow's transport".into(),
+            };
+        };
+        let via = local.via();
+        let branch = new_branch();
+        let from = format!("<sip:dialtone@{realm}>;tag={:08x}", rand::random::<u32>());
+        let to = format!("<sip:{}@{realm}>", c.sip_user);
+        let call_id = format!("{:016x}@dialtone", rand::random::<u64>());
+        let contact = local.contact(Some("dialtone"));
+        let req = OutRequest {
+            method: "NOTIFY",
+            uri: &c.uri,
+            via: &via,
+            branch: &branch,
+            from: &from,
+            to: &to,
+            call_id: &call_id,
+            cseq: 1,
+            extra: vec![
+                ("Event", format!("check-sync;reboot={reboot}")),
+                ("Subscription-State", "terminated".into()),
+                ("Contact", contact),
+            ],
+            body: b"",
+        };
+        let (code, reason) = h
+            .uac
+            .request(
+                req.to_bytes(),
+                branch.clone(),
+                t,
+                replier,
+                h.settings.notify_timeout,
+            )
+            .await;
+        pb::NotifyResult {
+            contact: c.uri,
+            status_code: u32::from(code),
+            reason,
+        }
+    });
+    Ok(pb::CheckSyncResponse {
+        results: futures::future::join_all(sends).await,
+    })
 }
 
 #[tonic::async_trait]
@@ -164,6 +169,8 @@ impl EdgeService for EdgeApi {
         self.auth(&req, Permission::Edit)?;
         let r = req.get_ref();
         self.phone_id(&r.phone_id)?;
-        Ok(Response::new(self.check_sync(&r.phone_id, r.reboot).await?))
+        Ok(Response::new(
+            check_sync(&self.handler, &r.phone_id, r.reboot).await?,
+        ))
     }
 }

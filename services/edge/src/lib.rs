@@ -9,6 +9,7 @@
 //! - [`publisher`] writes bindings to the store off the REGISTER path;
 //! - [`transport`] holds the sockets; [`api`] the gRPC control service.
 
+pub mod actions;
 pub mod api;
 pub mod credentials;
 pub mod credentials_sync;
@@ -66,6 +67,7 @@ pub fn unix_ms() -> u64 {
 /// A running edge.
 pub struct Edge {
     handler: Arc<Handler>,
+    action_counts: Arc<actions::ActionCounts>,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -173,6 +175,13 @@ impl Edge {
             settings.clone(),
             addresses.clone(),
         ));
+        let action_counts = Arc::new(actions::ActionCounts::default());
+        tasks.push(actions::spawn(
+            store.clone(),
+            settings.node_id.clone(),
+            handler.clone(),
+            action_counts.clone(),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
             transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());
@@ -192,6 +201,7 @@ impl Edge {
         }
         Ok(Edge {
             handler,
+            action_counts,
             ready,
             stop,
             tasks,
@@ -222,8 +232,11 @@ impl Edge {
     pub fn metrics(&self) -> String {
         let h = &self.handler;
         let lines = h.cache.read().lines();
-        h.stats
-            .render(&self.node_id, lines, h.bans.active(unix_ms()))
+        let mut out = h
+            .stats
+            .render(&self.node_id, lines, h.bans.active(unix_ms()));
+        self.action_counts.render(&mut out);
+        out
     }
 
     /// Stops listening and stops the actors (bindings vanish with the lease revoke).

@@ -15,15 +15,22 @@ use crate::{catalog::Catalog, error::ProvisioningError};
 /// The service.
 pub struct ProvisioningApi {
     catalog: Arc<Catalog>,
+    reloader: Arc<crate::reload::Reloader>,
     store: dialtone_store::Store,
     tokens: Arc<Tokens>,
 }
 
 impl ProvisioningApi {
     /// A service over the role's catalog.
-    pub fn new(catalog: Arc<Catalog>, store: dialtone_store::Store, tokens: Arc<Tokens>) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        reloader: Arc<crate::reload::Reloader>,
+        store: dialtone_store::Store,
+        tokens: Arc<Tokens>,
+    ) -> Self {
         Self {
             catalog,
+            reloader,
             store,
             tokens,
         }
@@ -83,5 +90,16 @@ impl ProvisioningService for ProvisioningApi {
             .authorize(&req, Permission::View)
             .map_err(ProvisioningError::from)?;
         Ok(Response::new(self.get(&req.get_ref().phone_id).await?))
+    }
+
+    async fn get_reload_progress(
+        &self,
+        req: Request<pb::GetReloadProgressRequest>,
+    ) -> Result<Response<pb::ReloadProgress>, Status> {
+        self.tokens
+            .authorize(&req, Permission::View)
+            .map_err(ProvisioningError::from)?;
+        let r = &self.reloader;
+        Ok(Response::new(r.progress.snapshot(r.settings.rate_per_s)))
     }
 }

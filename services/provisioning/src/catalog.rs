@@ -52,6 +52,8 @@ pub struct Entry {
     pub secondary: Option<EdgeAddress>,
     /// What could not be rendered as asked.
     pub problems: Vec<String>,
+    /// Its profile applies changes without a reboot (so a change resyncs it).
+    pub dynamic_reload: bool,
     /// Nonce counts seen from this device (replay protection).
     pub nonces: Mutex<NonceCounts>,
 }
@@ -70,6 +72,8 @@ pub struct Catalog {
     inner: RwLock<Inner>,
     /// Bumped by every invalidation, so a load that raced one is not cached.
     epoch: AtomicU64,
+    /// Where every changed `config/` key is also sent (dynamic reload).
+    changes: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
 fn ha1(user: &str, realm: &str, password: &str) -> (String, String) {
@@ -93,14 +97,21 @@ async fn load<M: Message + Default>(
 }
 
 impl Catalog {
-    /// An empty catalog over `store`.
-    pub fn new(store: Store, realm: &str, key: CredentialKey) -> Self {
+    /// An empty catalog over `store`; every changed `config/` key it sees also goes to
+    /// `changes`.
+    pub fn new(
+        store: Store,
+        realm: &str,
+        key: CredentialKey,
+        changes: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    ) -> Self {
         Self {
             store,
             realm: realm.to_owned(),
             key,
             inner: RwLock::new(Inner::default()),
             epoch: AtomicU64::new(0),
+            changes,
         }
     }
 
@@ -174,6 +185,7 @@ impl Catalog {
             primary: doc.primary,
             secondary: doc.secondary,
             problems: doc.problems,
+            dynamic_reload: doc.settings.dynamic_reload.unwrap_or(false),
             nonces: Mutex::new(NonceCounts::default()),
         }))
     }
@@ -204,6 +216,9 @@ impl Catalog {
     }
 
     fn apply(&self, key: &str) {
+        if let Some(tx) = &self.changes {
+            let _ = tx.send(key.to_owned());
+        }
         match key.strip_prefix(keys::PHONES) {
             Some(id) => self.invalidate_phone(id),
             // Profiles, sites and edge groups reach many phones: start again.

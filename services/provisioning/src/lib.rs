@@ -13,6 +13,7 @@ pub mod error;
 pub mod files;
 pub mod http;
 pub mod recorder;
+pub mod reload;
 pub mod render;
 pub mod server;
 
@@ -44,11 +45,16 @@ pub struct ProvisioningSettings {
     pub nonce_lifetime: Duration,
     /// Failed-authentication bans (per source address, per device).
     pub bans: BanPolicy,
+    /// Pacing of dynamic reload.
+    pub reload: reload::ReloadSettings,
+    /// This node's id (dynamic reload shares phones among provisioning nodes by it).
+    pub node_id: String,
 }
 
 /// A running provisioning role.
 pub struct Provisioning {
     catalog: Arc<catalog::Catalog>,
+    reloader: Arc<reload::Reloader>,
     handler: Arc<http::Handler>,
     store: Store,
     addr: SocketAddr,
@@ -85,11 +91,20 @@ impl Provisioning {
                 addr: settings.listen,
                 source,
             })?;
+        let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let catalog = Arc::new(catalog::Catalog::new(
             store.clone(),
             &settings.realm,
             key.clone(),
+            Some(changes_tx),
         ));
+        let (reloader, reload_tasks) = reload::Reloader::spawn(
+            store.clone(),
+            catalog.clone(),
+            settings.node_id.clone(),
+            settings.reload,
+            changes_rx,
+        );
         let (recorder, recorder_task) = recorder::Recorder::spawn(store.clone());
         let handler = Arc::new(http::Handler {
             catalog: catalog.clone(),
@@ -101,14 +116,16 @@ impl Provisioning {
             counts: http::FetchCounts::default(),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let tasks = vec![
+        let mut tasks = vec![
             catalog.clone().spawn_watch(),
             recorder_task,
             server::spawn(listener, tls, handler.clone(), stop_rx),
         ];
+        tasks.extend(reload_tasks);
         info!(addr = %addr, "provisioning listening for phones over https");
         Ok(Self {
             catalog,
+            reloader: Arc::new(reloader),
             handler,
             store,
             addr,
@@ -126,6 +143,7 @@ impl Provisioning {
     pub fn api(&self, tokens: Arc<Tokens>) -> ProvisioningServiceServer<api::ProvisioningApi> {
         ProvisioningServiceServer::new(api::ProvisioningApi::new(
             self.catalog.clone(),
+            self.reloader.clone(),
             self.store.clone(),
             tokens,
         ))

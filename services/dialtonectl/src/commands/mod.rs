@@ -5,6 +5,7 @@ pub mod edge;
 mod edge_groups;
 mod import;
 mod phones;
+pub mod provisioning;
 mod sites;
 
 use anyhow::Context;
@@ -38,6 +39,10 @@ pub enum Command {
     /// A phone on one SIP edge (`--server` is that edge node's gRPC address).
     #[command(subcommand)]
     Edge(edge::EdgeCmd),
+    /// Zero-touch provisioning: a phone's fetched vs desired configuration, and dynamic
+    /// reload progress (`--server` is a provisioning node's gRPC address).
+    #[command(subcommand)]
+    Provisioning(provisioning::ProvisioningCmd),
     /// Live cluster members.
     Members {
         /// Only this role.
@@ -85,6 +90,9 @@ pub(crate) fn parse_settings(s: &str, flag: &str) -> anyhow::Result<pb::PhoneSet
 pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()> {
     match cmd {
         Command::Edge(_) => unreachable!("edge commands use the edge client"),
+        Command::Provisioning(_) => {
+            unreachable!("provisioning commands use the provisioning client")
+        }
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,
