@@ -171,6 +171,15 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
     }
 }
 
+/// A dev-mode node started with `args`, its admin token, a config client and the seeded fleet.
+async fn start(args: &[&str]) -> (ClusterSandbox, String, ConfigClient, Fleet) {
+    let sb = ClusterSandbox::embedded_with(args).await.unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    let fleet = seed(&mut c).await;
+    (sb, token, c, fleet)
+}
+
 /// Changes profile `vvx` (the Poly phones').
 async fn change_vvx(c: &mut ConfigClient, f: impl FnOnce(&mut pb::PhoneSettings)) {
     let mut base = c
@@ -188,16 +197,12 @@ async fn change_vvx(c: &mut ConfigClient, f: impl FnOnce(&mut pb::PhoneSettings)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_fetch_their_files_over_https_with_digest() {
-    let sb = ClusterSandbox::embedded_with(&[
+    let (sb, token, mut c, fleet) = start(&[
         "--provisioning-ban-source-failures=6",
         "--provisioning-ban-device-failures=4",
     ])
-    .await
-    .unwrap();
+    .await;
     let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    let fleet = seed(&mut c).await;
     let port = node.https;
     let ca: PathBuf = node.data_dir.join("tls/provisioning-cert.pem");
     let poly_pw = fleet.poly.1.clone();
@@ -402,13 +407,8 @@ fn poly_attr(body: &str, name: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_profile_change_resyncs_registered_phones_through_their_edge() {
     use dialtone_tests::sip::{UdpPhone, headers};
-    let sb = ClusterSandbox::embedded_with(&["--provisioning-resync-debounce-ms=200"])
-        .await
-        .unwrap();
+    let (sb, token, mut c, fleet) = start(&["--provisioning-resync-debounce-ms=200"]).await;
     let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    let fleet = seed(&mut c).await;
     let (port, ca) = (node.https, node.data_dir.join("tls/provisioning-cert.pem"));
     let poly = Some(("0004f2aabb01", fleet.poly.1.as_str()));
 
@@ -548,16 +548,12 @@ fn handled(p: &ppb::ReloadProgress) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_waves_are_paced() {
-    let sb = ClusterSandbox::embedded_with(&[
+    let (sb, token, mut c, _fleet) = start(&[
         "--provisioning-resync-rate=10",
         "--provisioning-resync-debounce-ms=100",
     ])
-    .await
-    .unwrap();
+    .await;
     let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    seed(&mut c).await;
     for i in 0..19 {
         c.create_phone(pb::CreatePhoneRequest {
             phone: Some(pb::Phone {

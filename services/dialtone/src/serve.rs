@@ -66,6 +66,16 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         None
     };
 
+    // Read once: the config and provisioning roles derive passwords from the same key.
+    let credentials_key = if cfg
+        .roles
+        .iter()
+        .any(|r| r == "config" || r == "provisioning")
+    {
+        Some(cfg.credentials_key()?)
+    } else {
+        None
+    };
     let provisioning = if cfg.roles.iter().any(|r| r == "provisioning") {
         let settings =
             cfg.provisioning
@@ -74,7 +84,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             dialtone_provisioning::Provisioning::start(
                 settings,
                 store.clone(),
-                cfg.credentials_key()?,
+                credentials_key
+                    .clone()
+                    .expect("read for the provisioning role"),
                 &data,
             )
             .await
@@ -129,7 +141,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut router = tonic::service::Routes::builder();
         if cfg.roles.iter().any(|r| r == "config") {
             let api = ConfigApi::new(
-                ConfigCore::new(store.clone(), &cfg.sip_realm, cfg.credentials_key()?),
+                ConfigCore::new(
+                    store.clone(),
+                    &cfg.sip_realm,
+                    credentials_key.clone().expect("read for the config role"),
+                ),
                 tokens.clone(),
             );
             router.add_service(api.into_server());

@@ -207,9 +207,8 @@ impl ServeConfig {
             );
         }
         if self.roles.iter().any(|r| r == "provisioning") {
-            let node = self.node_id.clone().unwrap_or_default();
             self.provisioning
-                .settings(&node, &self.sip_realm, self.etcd.is_empty())?;
+                .settings(self.node(), &self.sip_realm, self.etcd.is_empty())?;
         }
         if self.roles.iter().any(|r| r == "edge") {
             self.edge.check()?;

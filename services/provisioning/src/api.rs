@@ -7,10 +7,12 @@ use dialtone_config::keys;
 use dialtone_proto::provisioning::v1::{
     self as pb, ProvisionState, provisioning_service_server::ProvisioningService,
 };
-use prost::Message;
 use tonic::{Request, Response, Status};
 
-use crate::{catalog::Catalog, error::ProvisioningError};
+use crate::{
+    catalog::{Catalog, load},
+    error::ProvisioningError,
+};
 
 /// The service.
 pub struct ProvisioningApi {
@@ -48,13 +50,7 @@ impl ProvisioningApi {
             .load_phone(phone_id)
             .await?
             .ok_or_else(|| ProvisioningError::NotFound(phone_id.to_owned()))?;
-        let state = match self.store.get(&keys::provision(phone_id)).await? {
-            None => None,
-            Some(kv) => Some(
-                ProvisionState::decode(kv.value.as_slice())
-                    .map_err(|_| ProvisioningError::Undecodable(kv.key.clone()))?,
-            ),
-        };
+        let state: Option<ProvisionState> = load(&self.store, &keys::provision(phone_id)).await?;
         let edge = |e: &Option<crate::document::EdgeAddress>| {
             e.as_ref()
                 .map(|e| format!("{} {}", e.node_id, e.host_port()))

@@ -13,14 +13,15 @@ use std::{
     time::Duration,
 };
 
-use dialtone_config::{credentials::CredentialKey, keys};
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site};
-use dialtone_sip::digest::NonceCounts;
+use dialtone_config::{
+    credentials::{self, CredentialKey},
+    keys,
+};
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site, StoredCredentials};
+use dialtone_sip::digest::{Algorithm, NonceCounts};
 use dialtone_store::{Store, StoreError, WatchEvent};
-use md5::{Digest as _, Md5};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
-use sha2::Sha256;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -40,10 +41,8 @@ pub struct Entry {
     pub phone_id: String,
     /// Hardware id (the digest user name).
     pub hardware_id: String,
-    /// HA1 of the device credential: MD5 and SHA-256.
-    pub ha1_md5: String,
-    /// See `ha1_md5`.
-    pub ha1_sha256: String,
+    /// HA1 hashes of the device credential.
+    pub device: StoredCredentials,
     /// Its files.
     pub rendered: Rendered,
     /// Primary edge.
@@ -56,6 +55,16 @@ pub struct Entry {
     pub dynamic_reload: bool,
     /// Nonce counts seen from this device (replay protection).
     pub nonces: Mutex<NonceCounts>,
+}
+
+impl Entry {
+    /// The device credential's HA1 for `alg`.
+    pub fn ha1(&self, alg: Algorithm) -> &str {
+        match alg {
+            Algorithm::Md5 => &self.device.ha1_md5,
+            Algorithm::Sha256 => &self.device.ha1_sha256,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -76,15 +85,8 @@ pub struct Catalog {
     changes: Option<tokio::sync::mpsc::UnboundedSender<String>>,
 }
 
-fn ha1(user: &str, realm: &str, password: &str) -> (String, String) {
-    let input = format!("{user}:{realm}:{password}");
-    (
-        hex::encode(Md5::digest(input.as_bytes())),
-        hex::encode(Sha256::digest(input.as_bytes())),
-    )
-}
-
-async fn load<M: Message + Default>(
+/// Reads and decodes one object (None: absent).
+pub(crate) async fn load<M: Message + Default>(
     store: &Store,
     key: &str,
 ) -> Result<Option<M>, ProvisioningError> {
@@ -175,12 +177,11 @@ impl Catalog {
         let password = self
             .key
             .device_password(&phone.id, phone.device_credential_generation);
-        let (ha1_md5, ha1_sha256) = ha1(&phone.hardware_id, &self.realm, &password);
+        let device = credentials::ha1(&phone.hardware_id, &self.realm, &password);
         Ok(Some(Entry {
             phone_id: phone.id.clone(),
             hardware_id: phone.hardware_id.clone(),
-            ha1_md5,
-            ha1_sha256,
+            device,
             rendered: render::render(&doc),
             primary: doc.primary,
             secondary: doc.secondary,

@@ -17,12 +17,12 @@ use std::{
 
 use bytes::Bytes;
 use dialtone_auth::bans::Bans;
-use dialtone_sip::digest::{self, Algorithm, NonceCheck, NonceKey};
+use dialtone_sip::digest::{self, NonceCheck, NonceKey};
 use http_body_util::Full;
 use hyper::{HeaderMap, Method, Response, StatusCode, header};
 
 use crate::{
-    catalog::{Catalog, Entry},
+    catalog::Catalog,
     files,
     recorder::{Fetch, Recorder},
 };
@@ -206,13 +206,9 @@ impl Handler {
             return self.challenge(false, "banned");
         }
         let alg = creds.algorithm();
-        let ha1 = |e: &Entry, a: Algorithm| match a {
-            Algorithm::Md5 => e.ha1_md5.clone(),
-            Algorithm::Sha256 => e.ha1_sha256.clone(),
-        };
         let verified = match (&entry, alg) {
             (Some(e), Some(a)) => {
-                creds.realm == self.realm && digest::verify(a, &ha1(e, a), "GET", &creds)
+                creds.realm == self.realm && digest::verify(a, e.ha1(a), "GET", &creds)
             }
             (None, Some(a)) => {
                 // Same work for an unknown device, so timing says nothing.

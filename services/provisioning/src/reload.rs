@@ -35,7 +35,10 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::{catalog::Catalog, error::ProvisioningError};
+use crate::{
+    catalog::{Catalog, load},
+    error::ProvisioningError,
+};
 
 /// How a wave is paced.
 #[derive(Debug, Clone, Copy)]
@@ -228,7 +231,8 @@ impl Reloader {
 /// The live provisioning members, refreshed every few seconds.
 #[derive(Default)]
 struct Members {
-    edges: Vec<Edge>,
+    /// As placement candidates (placement ranks any node ids).
+    nodes: Vec<Edge>,
     read_at: Option<Instant>,
 }
 
@@ -239,7 +243,7 @@ impl Members {
             .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
         {
             if let Ok(page) = store.range("members/provisioning/", None, 1000).await {
-                self.edges = page
+                self.nodes = page
                     .kvs
                     .iter()
                     .filter_map(|kv| Member::decode(kv.value.as_slice()).ok())
@@ -252,7 +256,7 @@ impl Members {
             self.read_at = Some(Instant::now());
         }
         // Alone, or not yet listed: this node does the work.
-        placement::place(phone, &self.edges, false).is_none_or(|p| p.primary.node_id == node)
+        placement::place(phone, &self.nodes, false).is_none_or(|p| p.primary.node_id == node)
     }
 }
 
@@ -297,11 +301,9 @@ async fn handle(
     let Some(entry) = catalog.load_phone(phone).await? else {
         return Ok(Outcome::Unchanged);
     };
-    let Some(kv) = store.get(&keys::provision(phone)).await? else {
+    let Some(state) = load::<ProvisionState>(store, &keys::provision(phone)).await? else {
         return Ok(Outcome::NeverFetched);
     };
-    let state = ProvisionState::decode(kv.value.as_slice())
-        .map_err(|_| ProvisioningError::Undecodable(kv.key.clone()))?;
     if state.applied_version == entry.rendered.version {
         return Ok(Outcome::Unchanged);
     }

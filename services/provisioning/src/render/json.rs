@@ -7,6 +7,11 @@ use serde_json::{Value, json};
 use super::{codec_name, transport};
 use crate::document::{Document, EdgeAddress};
 
+/// A proto enum value's name as the document writes it: `TRANSPORT_TLS` → `tls`.
+fn name(proto_name: &str, prefix: &str) -> String {
+    proto_name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
 fn edge(e: &Option<EdgeAddress>) -> Value {
     match e {
         None => Value::Null,
@@ -14,7 +19,7 @@ fn edge(e: &Option<EdgeAddress>) -> Value {
             "node_id": e.node_id,
             "host": e.host,
             "port": e.port,
-            "transport": e.transport.as_str_name().trim_start_matches("TRANSPORT_").to_ascii_lowercase(),
+            "transport": name(e.transport.as_str_name(), "TRANSPORT_"),
         }),
     }
 }
@@ -64,7 +69,7 @@ pub fn document(d: &Document) -> String {
             "id": d.phone_id,
             "name": d.name,
             "hardware_id": d.hardware_id,
-            "meta_base": d.meta.as_str_name().trim_start_matches("META_BASE_").to_ascii_lowercase(),
+            "meta_base": name(d.meta.as_str_name(), "META_BASE_"),
         },
         "lines": lines,
         "registration": {
@@ -72,7 +77,7 @@ pub fn document(d: &Document) -> String {
             "secondary": edge(&d.secondary),
             "dual_registration": d.secondary.is_some(),
             "period_s": s.registration_period_s.unwrap_or(3600),
-            "transport": transport(d).as_str_name().trim_start_matches("TRANSPORT_").to_ascii_lowercase(),
+            "transport": name(transport(d).as_str_name(), "TRANSPORT_"),
             "persistent_connection": s.persistent_connection.unwrap_or(false),
             "persistent_connection_timeout_s": s.persistent_connection_timeout_s.unwrap_or(300),
         },
@@ -105,7 +110,7 @@ pub fn document(d: &Document) -> String {
         },
         "custom_properties": s.custom_properties.iter().map(|p| json!({
             "name": p.name,
-            "type": p.data_type().as_str_name().trim_start_matches("PROPERTY_TYPE_").to_ascii_lowercase(),
+            "type": name(p.data_type().as_str_name(), "PROPERTY_TYPE_"),
             "value": p.value,
         })).collect::<Vec<_>>(),
         "softphone": softphone,
