@@ -176,6 +176,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             admin_addr,
             store.backend(),
             edge.as_deref(),
+            provisioning.as_deref(),
         );
         let mut stop = stop_rx.clone();
         let grpc_task = tokio::spawn(
@@ -287,6 +288,7 @@ fn print_banner(
     admin: std::net::SocketAddr,
     backend: &str,
     edge: Option<&Edge>,
+    provisioning: Option<&dialtone_provisioning::Provisioning>,
 ) {
     let (sip, edge_arg) = match edge {
         Some(e) => {
@@ -309,6 +311,13 @@ fn print_banner(
         }
         None => (String::new(), "edge-1=udp://127.0.0.1:5060".to_string()),
     };
+    let https = match provisioning {
+        Some(p) => format!(
+            "\n  https https://{} (phones created with --hardware-id fetch their files here with the device credential printed then)",
+            p.local_addr()
+        ),
+        None => String::new(),
+    };
     let token_hint = if cfg.api_tokens.is_some() {
         "tokens from --api-tokens".to_string()
     } else {
@@ -320,7 +329,7 @@ fn print_banner(
         .filter(|p| p.exists())
         .map_or_else(|| "dialtonectl".to_string(), |p| p.display().to_string());
     println!(
-        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics){sip}\n  {token_hint}\n\
+        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics){sip}{https}\n  {token_hint}\n\
          to give a phone its SIP credentials (dialtonectl finds this server and token by itself):\n\
          \x20 {ctl} edge-groups create main --edge {edge_arg}\n\
          \x20 {ctl} sites create hq --edge-group main\n\
