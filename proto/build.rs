@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "dialtone/config/v1/config.proto",
     "dialtone/edge/v1/edge.proto",
     "dialtone/provisioning/v1/provisioning.proto",
+    "dialtone/status/v1/status.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

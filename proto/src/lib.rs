@@ -31,3 +31,12 @@ pub mod provisioning {
         ));
     }
 }
+
+/// `dialtone.status.v1`: the live status of every phone, line and edge.
+pub mod status {
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/dialtone.status.v1.rs"));
+        include!(concat!(env!("OUT_DIR"), "/dialtone.status.v1.serde.rs"));
+    }
+}

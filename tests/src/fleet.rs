@@ -19,19 +19,32 @@ pub struct Seeded {
     pub version: i64,
 }
 
-/// Creates edge group `eg`, site `hq` and profile `desk` (generic SIP, with `settings`).
+/// Creates edge group `eg` (the all-in-one node `solo`), site `hq` and profile `desk`
+/// (generic SIP, with `settings`).
 pub async fn seed_site(c: &mut ConfigClient, settings: pb::PhoneSettings) -> anyhow::Result<()> {
+    seed_site_on(c, settings, &[("solo", "127.0.0.1:5060".into())]).await
+}
+
+/// Like [`seed_site`], with the group's edges given as (node id, UDP `host:port`).
+pub async fn seed_site_on(
+    c: &mut ConfigClient,
+    settings: pb::PhoneSettings,
+    edges: &[(&str, String)],
+) -> anyhow::Result<()> {
     c.create_edge_group(pb::CreateEdgeGroupRequest {
         edge_group: Some(pb::EdgeGroup {
             id: "eg".into(),
             name: "Edges".into(),
-            edges: vec![pb::Edge {
-                node_id: "solo".into(),
-                addresses: Some(pb::SipAddresses {
-                    udp: "127.0.0.1:5060".into(),
-                    ..Default::default()
-                }),
-            }],
+            edges: edges
+                .iter()
+                .map(|(node, udp)| pb::Edge {
+                    node_id: (*node).into(),
+                    addresses: Some(pb::SipAddresses {
+                        udp: udp.clone(),
+                        ..Default::default()
+                    }),
+                })
+                .collect(),
             version: 0,
         }),
     })

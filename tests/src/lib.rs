@@ -517,42 +517,40 @@ impl Node {
             .unwrap_or_default()
     }
 
-    /// An edge client authenticated with `token`.
-    pub async fn edge_client(&self, token: &str) -> anyhow::Result<EdgeClient> {
+    /// A channel to the node's gRPC port and the interceptor that sends `token`.
+    async fn authed(&self, token: &str) -> anyhow::Result<(Channel, BearerAuth)> {
         let channel = Channel::from_shared(self.grpc_url.clone())?
             .connect()
             .await?;
-        let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
+        Ok((channel, BearerAuth(format!("Bearer {token}").parse()?)))
+    }
+
+    /// An edge client authenticated with `token`.
+    pub async fn edge_client(&self, token: &str) -> anyhow::Result<EdgeClient> {
+        let (c, a) = self.authed(token).await?;
         Ok(
             dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient::with_interceptor(
-                channel,
-                BearerAuth(header),
+                c, a,
             ),
         )
     }
 
     /// A provisioning client authenticated with `token`.
     pub async fn provisioning_client(&self, token: &str) -> anyhow::Result<ProvisioningClient> {
-        let channel = Channel::from_shared(self.grpc_url.clone())?
-            .connect()
-            .await?;
-        let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
-        Ok(ProvisioningServiceClient::with_interceptor(
-            channel,
-            BearerAuth(header),
-        ))
+        let (c, a) = self.authed(token).await?;
+        Ok(ProvisioningServiceClient::with_interceptor(c, a))
+    }
+
+    /// A status client authenticated with `token`.
+    pub async fn status_client(&self, token: &str) -> anyhow::Result<StatusClient> {
+        let (c, a) = self.authed(token).await?;
+        Ok(StatusServiceClient::with_interceptor(c, a).max_decoding_message_size(64 << 20))
     }
 
     /// A config client authenticated with `token`.
     pub async fn config_client(&self, token: &str) -> anyhow::Result<ConfigClient> {
-        let channel = Channel::from_shared(self.grpc_url.clone())?
-            .connect()
-            .await?;
-        let header: MetadataValue<_> = format!("Bearer {token}").parse()?;
-        Ok(
-            ConfigServiceClient::with_interceptor(channel, BearerAuth(header))
-                .max_decoding_message_size(64 << 20),
-        )
+        let (c, a) = self.authed(token).await?;
+        Ok(ConfigServiceClient::with_interceptor(c, a).max_decoding_message_size(64 << 20))
     }
 }
 
@@ -577,6 +575,9 @@ impl tonic::service::Interceptor for BearerAuth {
 pub type ConfigClient = ConfigServiceClient<InterceptedService<Channel, BearerAuth>>;
 pub type ProvisioningClient = ProvisioningServiceClient<InterceptedService<Channel, BearerAuth>>;
 use dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient;
+/// A status client with a bearer token.
+pub type StatusClient = StatusServiceClient<InterceptedService<Channel, BearerAuth>>;
+use dialtone_proto::status::v1::status_service_client::StatusServiceClient;
 /// An edge client with a bearer token.
 pub type EdgeClient = dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient<
     InterceptedService<Channel, BearerAuth>,

@@ -108,6 +108,32 @@ async fn dialtonectl_drives_a_dev_node() {
     assert!(ctl.ok(&["phones", "list"]).contains("unmanaged (disabled)"));
     ctl.ok(&["phones", "update", &id, "--disabled", "false"]);
 
+    // status: configured, not registered (the view follows the store within moments)
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let out = loop {
+        let out = ctl.ok(&["status", "--once"]);
+        if out.contains("offline  ") || std::time::Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(
+        out.contains("Desk 1") && out.contains("edge-1(primary,0/1"),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("hq")
+            && l.split_whitespace().collect::<Vec<_>>() == ["hq", "1", "0", "0", "1", "0"]),
+        "{out}"
+    );
+    let out = ctl.ok(&["status", "get", &id]);
+    assert!(out.contains("-1001") && out.contains("false"), "{out}");
+    let (ok, _, err) = ctl.run(&["status", "--status", "sideways"]);
+    assert!(
+        !ok && err.contains("expected operational, degraded"),
+        "{err}"
+    );
+
     // errors: the server's reason, exit code non-zero
     let (ok, _, err) = ctl.run(&[
         "base-settings",
@@ -183,7 +209,14 @@ async fn dialtonectl_drives_a_dev_node() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for cmd in ["edge-groups", "sites", "base-settings", "phones", "members"] {
+    for cmd in [
+        "edge-groups",
+        "sites",
+        "base-settings",
+        "phones",
+        "status",
+        "members",
+    ] {
         assert!(help.contains(cmd), "{help}");
     }
 }

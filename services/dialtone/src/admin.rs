@@ -21,6 +21,8 @@ pub struct Health {
     pub edge: Option<Arc<dialtone_edge::Edge>>,
     /// The provisioning role, when this node runs it.
     pub provisioning: Option<Arc<dialtone_provisioning::Provisioning>>,
+    /// The status role, when this node runs it.
+    pub status: Option<Arc<dialtone_status::StatusRole>>,
     /// Durations of the gRPC calls this node served.
     pub grpc: Arc<crate::grpc_metrics::GrpcMetrics>,
 }
@@ -48,13 +50,15 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
     let lease = h.lease.is_alive();
     // An edge is ready when it can authenticate phones: its credentials cache is current.
     let edge = h.edge.as_ref().is_none_or(|e| e.ready());
-    if store && lease && edge {
+    let status = h.status.as_ref().is_none_or(|s| s.ready());
+    if store && lease && edge && status {
         (StatusCode::OK, "ready\n".into())
     } else {
         let why = [
             (!store).then_some("store unreachable"),
             (!lease).then_some("node lease lost"),
             (!edge).then_some("sip credentials cache not loaded"),
+            (!status).then_some("status view re-listing"),
         ];
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -106,6 +110,9 @@ async fn metrics(
     }
     if let Some(e) = &h.edge {
         out.push_str(&e.metrics());
+    }
+    if let Some(s) = &h.status {
+        out.push_str(&s.metrics());
     }
     (
         StatusCode::OK,

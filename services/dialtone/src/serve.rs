@@ -96,6 +96,16 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         None
     };
 
+    let status = if cfg.roles.iter().any(|r| r == "status") {
+        Some(Arc::new(
+            dialtone_status::StatusRole::start(store.clone(), &cfg.sip_realm)
+                .await
+                .context("loading the status view")?,
+        ))
+    } else {
+        None
+    };
+
     let started = SystemTime::now();
     let started_ms = started
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -136,6 +146,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             started,
             edge: edge.clone(),
             provisioning: provisioning.clone(),
+            status: status.clone(),
             grpc: grpc_metrics.clone(),
         };
         let mut router = tonic::service::Routes::builder();
@@ -155,6 +166,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         if let Some(p) = &provisioning {
             router.add_service(p.api(tokens.clone()));
+        }
+        if let Some(s) = &status {
+            router.add_service(s.api(tokens.clone()));
         }
         let routes = router.routes();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -196,6 +210,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         if let Some(p) = &provisioning {
             p.shutdown();
+        }
+        if let Some(s) = &status {
+            s.shutdown();
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;

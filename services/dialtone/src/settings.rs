@@ -8,9 +8,7 @@ use anyhow::{Context, bail};
 use clap::{CommandFactory, Parser};
 
 /// Roles this build can run.
-pub const ROLES: [&str; 3] = ["config", "edge", "provisioning"];
-/// Roles of the design that come in later releases.
-pub const FUTURE_ROLES: [&str; 1] = ["status"];
+pub const ROLES: [&str; 4] = ["config", "edge", "provisioning", "status"];
 
 /// File in the data dir holding the generated credentials key (dev mode, mode 0600).
 pub const CREDENTIALS_KEY_FILE: &str = "credentials-key";
@@ -23,8 +21,7 @@ pub struct ServeConfig {
     /// e.g. `listen-grpc = "0.0.0.0:7700"`); flags and environment variables win over it.
     #[arg(long, env = "DIALTONE_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Roles to run, comma-separated, or `all` (every role this build has: config, edge,
-    /// provisioning).
+    /// Roles to run, comma-separated, or `all` (config, edge, provisioning, status).
     #[arg(
         long,
         env = "DIALTONE_ROLES",
@@ -131,11 +128,6 @@ impl ServeConfig {
                 roles.extend(ROLES.iter().map(|r| r.to_string()));
             } else if ROLES.contains(&r) {
                 roles.insert(r.to_owned());
-            } else if FUTURE_ROLES.contains(&r) {
-                bail!(
-                    "invalid value '{r}' for '--roles': this build has no {r} role yet (available: {})",
-                    ROLES.join(", ")
-                );
             } else {
                 bail!(
                     "invalid value '{r}' for '--roles': known roles are all, {}",
@@ -309,7 +301,7 @@ mod tests {
     #[test]
     fn defaults_and_all_roles() {
         let c = load(&["--node-id", "n1", "--data-dir", "/tmp/x"]).unwrap();
-        assert_eq!(c.roles, vec!["config", "edge", "provisioning"]);
+        assert_eq!(c.roles, vec!["config", "edge", "provisioning", "status"]);
         assert_eq!(c.provisioning.provisioning_https.port(), 8443);
         assert_eq!(c.listen_grpc.port(), 7700);
         assert_eq!(c.lease_ttl, 10);
@@ -319,7 +311,6 @@ mod tests {
     fn invalid_values_are_named() {
         let cases = [
             (vec!["--roles", "dns"], "'dns' for '--roles'"),
-            (vec!["--roles", "status"], "no status role yet"),
             (
                 vec!["--sip-udp", "localhost"],
                 "'localhost' for '--sip-udp'",

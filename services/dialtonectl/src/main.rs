@@ -114,6 +114,11 @@ async fn main() -> std::process::ExitCode {
             let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
             return commands::provisioning::run(c, cli.output, cmd).await;
         }
+        if let commands::Command::Status { cmd, filters } = cli.command {
+            let c = dialtone_proto::status::v1::status_service_client::StatusServiceClient::with_interceptor(channel, auth)
+                .max_decoding_message_size(64 << 20);
+            return commands::status::run(c, cli.output, cmd, filters).await;
+        }
         let client = ConfigServiceClient::with_interceptor(channel, auth)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(16 << 20);

@@ -45,3 +45,20 @@ pub fn enum_name(full: &str, prefix: &str) -> String {
         .to_ascii_lowercase()
         .replace('_', "-")
 }
+
+/// How long ago a Unix-milliseconds time was, e.g. `42s ago` (`never` for 0).
+pub fn ms_ago(ms: i64) -> String {
+    if ms <= 0 {
+        return "never".into();
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let s = ((now - ms) / 1000).max(0);
+    match s {
+        0..120 => format!("{s}s ago"),
+        120..7200 => format!("{}m ago", s / 60),
+        _ => format!("{}h ago", s / 3600),
+    }
+}

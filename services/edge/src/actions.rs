@@ -126,33 +126,17 @@ pub fn spawn(
         };
         loop {
             // Everything waiting now, then every new request from that revision on.
-            let mut revision = 0;
-            let mut after: Option<String> = None;
-            let listed = loop {
-                match store.range(&prefix, after.as_deref(), 500).await {
-                    Ok(page) => {
-                        revision = if revision == 0 {
-                            page.revision
-                        } else {
-                            revision.min(page.revision)
-                        };
-                        after = page.kvs.last().map(|kv| kv.key.clone());
-                        let more = page.more && !page.kvs.is_empty();
-                        page.kvs.into_iter().for_each(&run);
-                        if !more {
-                            break true;
-                        }
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "listing phone actions failed; retrying");
-                        break false;
-                    }
+            let revision = match store
+                .list_pages(&prefix, 500, |kvs| kvs.into_iter().for_each(&run))
+                .await
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    warn!(error = %e, "listing phone actions failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
                 }
             };
-            if !listed {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
             let mut watch = match store.watch(&prefix, revision + 1).await {
                 Ok(w) => w,
                 Err(e) => {

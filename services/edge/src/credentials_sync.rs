@@ -31,22 +31,17 @@ const PAGE: usize = 1000;
 pub async fn load(store: &Store, cache: &RwLock<CredentialCache>) -> Result<i64, StoreError> {
     let mut revision = i64::MAX;
     for prefix in [keys::BASE_SETTINGS, keys::PHONES] {
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.range(prefix, after.as_deref(), PAGE).await?;
-            revision = revision.min(page.revision);
-            let mut c = cache.write();
-            for kv in &page.kvs {
-                apply_put(&mut c, &kv.key, &kv.value);
-            }
-            drop(c);
-            if !page.more || page.kvs.is_empty() {
-                break;
-            }
-            after = page.kvs.last().map(|kv| kv.key.clone());
-        }
+        let r = store
+            .list_pages(prefix, PAGE, |kvs| {
+                let mut c = cache.write();
+                for kv in &kvs {
+                    apply_put(&mut c, &kv.key, &kv.value);
+                }
+            })
+            .await?;
+        revision = revision.min(r);
     }
-    Ok(if revision == i64::MAX { 0 } else { revision })
+    Ok(revision)
 }
 
 fn apply_put(c: &mut CredentialCache, key: &str, value: &[u8]) -> Option<(String, Change)> {

@@ -97,19 +97,15 @@ pub struct Reloader {
 async fn affected(store: &Store, key: &str) -> Result<Vec<String>, ProvisioningError> {
     let under = async |prefix: String| -> Result<Vec<String>, ProvisioningError> {
         let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.range(&prefix, after.as_deref(), 1000).await?;
-            after = page.kvs.last().map(|kv| kv.key.clone());
-            out.extend(
-                page.kvs
-                    .iter()
-                    .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned)),
-            );
-            if !page.more || page.kvs.is_empty() {
-                return Ok(out);
-            }
-        }
+        store
+            .list_pages(&prefix, 1000, |kvs| {
+                out.extend(
+                    kvs.iter()
+                        .filter_map(|kv| kv.key.strip_prefix(&prefix).map(str::to_owned)),
+                )
+            })
+            .await?;
+        Ok(out)
     };
     if let Some(id) = key.strip_prefix(keys::PHONES) {
         return Ok(vec![id.to_owned()]);

@@ -111,6 +111,29 @@ impl Store {
         dispatch!(self, s => s.range(prefix, start_after, Some(end), limit).await)
     }
 
+    /// Reads every key under `prefix` in pages of `page` keys, handing each page to `f`.
+    /// Returns the lowest revision a page was read at: a watch from that revision + 1 misses
+    /// nothing (changes made while listing are then seen twice, in order).
+    pub async fn list_pages(
+        &self,
+        prefix: &str,
+        page: usize,
+        mut f: impl FnMut(Vec<KeyValue>),
+    ) -> Result<i64, StoreError> {
+        let mut revision = i64::MAX;
+        let mut after: Option<String> = None;
+        loop {
+            let p = self.range(prefix, after.as_deref(), page).await?;
+            revision = revision.min(p.revision);
+            after = p.kvs.last().map(|kv| kv.key.clone());
+            let done = !p.more || p.kvs.is_empty();
+            f(p.kvs);
+            if done {
+                return Ok(revision);
+            }
+        }
+    }
+
     /// Number of keys under `prefix`.
     pub async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
         dispatch!(self, s => s.count(prefix).await)

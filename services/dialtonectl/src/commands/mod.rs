@@ -7,6 +7,7 @@ mod import;
 mod phones;
 pub mod provisioning;
 mod sites;
+pub mod status;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -43,6 +44,14 @@ pub enum Command {
     /// reload progress (`--server` is a provisioning node's gRPC address).
     #[command(subcommand)]
     Provisioning(provisioning::ProvisioningCmd),
+    /// Live status of phones: per-site counts and a table refreshed in place, or `get`,
+    /// `summary`, `watch` (`--server` is a status node's gRPC address).
+    Status {
+        #[command(subcommand)]
+        cmd: Option<status::StatusCmd>,
+        #[command(flatten)]
+        filters: status::Filters,
+    },
     /// Live cluster members.
     Members {
         /// Only this role.
@@ -93,6 +102,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         Command::Provisioning(_) => {
             unreachable!("provisioning commands use the provisioning client")
         }
+        Command::Status { .. } => unreachable!("status commands use the status client"),
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,

@@ -11,7 +11,7 @@ use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
     Auth,
-    output::{Format, json, table},
+    output::{Format, json, ms_ago, table},
 };
 
 #[derive(Subcommand, Debug)]
@@ -27,17 +27,6 @@ pub enum ProvisioningCmd {
         #[arg(long)]
         watch: bool,
     },
-}
-
-fn ms_ago(ms: i64) -> String {
-    if ms <= 0 {
-        return "never".into();
-    }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    format!("{}s ago", ((now - ms) / 1000).max(0))
 }
 
 fn progress_row(p: &pb::ReloadProgress) -> Vec<String> {

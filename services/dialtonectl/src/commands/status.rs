@@ -1,0 +1,320 @@
+//! `dialtonectl status …`: the live status of phones (`--server` is a status node's gRPC
+//! address). Without a subcommand: per-site counts and the phones' table, refreshed in
+//! place once a second on a terminal (like `top`), printed once otherwise or with `--once`.
+
+use std::{io::IsTerminal, time::Duration};
+
+use clap::{Args, Subcommand};
+use dialtone_proto::status::v1::{
+    self as pb, OperationalStatus, status_service_client::StatusServiceClient,
+};
+use tokio_stream::StreamExt;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
+
+use crate::{
+    Auth,
+    output::{Format, enum_name, json, ms_ago, table},
+};
+
+type Client = StatusServiceClient<InterceptedService<Channel, Auth>>;
+
+/// Filters of the live table.
+#[derive(Args, Debug, Clone, Default)]
+pub struct Filters {
+    /// Only phones of this site.
+    #[arg(long, default_value = "")]
+    site: String,
+    /// Only phones in this status: operational, degraded, offline, not-applicable.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<OperationalStatus>,
+    /// Only phones assigned to or registered on this edge (node id).
+    #[arg(long, default_value = "")]
+    edge: String,
+    /// Most phones shown.
+    #[arg(long, default_value_t = 40)]
+    limit: u32,
+    /// Print once and exit (the default when stdout is not a terminal).
+    #[arg(long)]
+    once: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StatusCmd {
+    /// One phone's status: edges with their roles, lines with their contacts.
+    Get {
+        /// Phone id.
+        phone_id: String,
+    },
+    /// Phones by status per site.
+    Summary {
+        /// Only this site.
+        #[arg(long, default_value = "")]
+        site: String,
+    },
+    /// Streams status changes as they happen (a snapshot first unless resuming).
+    Watch {
+        /// Only phones of this site.
+        #[arg(long, default_value = "")]
+        site: String,
+        /// Resume after this revision (the last one printed).
+        #[arg(long, default_value_t = 0)]
+        after_revision: i64,
+        /// Skip the initial snapshot (print changes only).
+        #[arg(long)]
+        changes_only: bool,
+    },
+}
+
+fn parse_status(s: &str) -> Result<OperationalStatus, String> {
+    let name = format!(
+        "OPERATIONAL_STATUS_{}",
+        s.to_ascii_uppercase().replace('-', "_")
+    );
+    OperationalStatus::from_str_name(&name)
+        .filter(|s| *s != OperationalStatus::Unspecified)
+        .ok_or_else(|| "expected operational, degraded, offline or not-applicable".into())
+}
+
+fn status_name(s: i32) -> String {
+    OperationalStatus::try_from(s)
+        .map(|s| enum_name(s.as_str_name(), "OPERATIONAL_STATUS_"))
+        .unwrap_or_else(|_| s.to_string())
+}
+
+/// `node-1 (primary, 1/1, 3m ago)` per edge.
+fn edges_cell(s: &pb::PhoneStatus) -> String {
+    s.edges
+        .iter()
+        .map(|e| {
+            let role = pb::EdgeRole::try_from(e.role)
+                .map(|r| enum_name(r.as_str_name(), "EDGE_ROLE_"))
+                .unwrap_or_default();
+            format!(
+                "{}({role},{}/{},{})",
+                e.node_id,
+                e.lines_registered,
+                s.lines.len(),
+                ms_ago(e.since_ms)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn phone_row(s: &pb::PhoneStatus) -> Vec<String> {
+    vec![
+        s.phone_id.clone(),
+        s.name.clone(),
+        s.site_id.clone(),
+        status_name(s.status),
+        ms_ago(s.status_since_ms),
+        edges_cell(s),
+        s.user_agent.clone(),
+    ]
+}
+
+const PHONE_COLUMNS: [&str; 7] = [
+    "phone",
+    "name",
+    "site",
+    "status",
+    "since",
+    "edges",
+    "user agent",
+];
+
+fn summary_rows(r: &pb::GetSiteSummariesResponse) -> Vec<Vec<String>> {
+    r.sites
+        .iter()
+        .map(|s| {
+            [
+                s.total,
+                s.operational,
+                s.degraded,
+                s.offline,
+                s.not_applicable,
+            ]
+            .iter()
+            .map(u32::to_string)
+            .fold(vec![s.site_id.clone()], |mut row, n| {
+                row.push(n);
+                row
+            })
+        })
+        .collect()
+}
+
+const SUMMARY_COLUMNS: [&str; 6] = [
+    "site",
+    "total",
+    "operational",
+    "degraded",
+    "offline",
+    "remote",
+];
+
+async fn live(mut c: Client, out: Format, f: Filters) -> anyhow::Result<()> {
+    let refresh = !f.once && out == Format::Table && std::io::stdout().is_terminal();
+    loop {
+        let summary = c
+            .get_site_summaries(pb::GetSiteSummariesRequest {
+                site_id: f.site.clone(),
+            })
+            .await?
+            .into_inner();
+        let phones = c
+            .list_phone_statuses(pb::ListPhoneStatusesRequest {
+                site_id: f.site.clone(),
+                status: f.status.map_or(0, |s| s as i32),
+                edge_node_id: f.edge.clone(),
+                page_size: f.limit.clamp(1, 1000),
+                page_token: String::new(),
+            })
+            .await?
+            .into_inner();
+        if out == Format::Json {
+            json(&summary)?;
+            return json(&phones);
+        }
+        if refresh {
+            // Home and clear, like top.
+            print!("\x1b[H\x1b[2J");
+        }
+        table(&SUMMARY_COLUMNS, summary_rows(&summary));
+        println!();
+        table(
+            &PHONE_COLUMNS,
+            phones.statuses.iter().map(phone_row).collect(),
+        );
+        if !phones.next_page_token.is_empty() {
+            println!("… more phones (narrow with --site/--status/--edge, or raise --limit)");
+        }
+        if !refresh {
+            return Ok(());
+        }
+        println!(
+            "\nrevision {}  (refreshing every second; Ctrl-C to quit)",
+            phones.revision
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+pub async fn run(
+    mut c: Client,
+    out: Format,
+    cmd: Option<StatusCmd>,
+    filters: Filters,
+) -> anyhow::Result<()> {
+    let Some(cmd) = cmd else {
+        return live(c, out, filters).await;
+    };
+    match cmd {
+        StatusCmd::Get { phone_id } => {
+            let s = c
+                .get_phone_status(pb::GetPhoneStatusRequest { phone_id })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&s);
+            }
+            table(&PHONE_COLUMNS, vec![phone_row(&s)]);
+            println!();
+            table(
+                &["line", "aor", "reachable", "edge", "contact", "source"],
+                s.lines
+                    .iter()
+                    .flat_map(|l| {
+                        let head = [l.sip_user.clone(), l.aor.clone(), l.reachable.to_string()];
+                        if l.contacts.is_empty() {
+                            return vec![
+                                head.into_iter()
+                                    .chain(["".into(), "".into(), "".into()])
+                                    .collect(),
+                            ];
+                        }
+                        l.contacts
+                            .iter()
+                            .map(|c| {
+                                head.iter()
+                                    .cloned()
+                                    .chain([c.node_id.clone(), c.uri.clone(), c.source.clone()])
+                                    .collect()
+                            })
+                            .collect::<Vec<Vec<String>>>()
+                    })
+                    .collect(),
+            );
+            if !s.placement_problem.is_empty() {
+                println!("\nplacement problem: {}", s.placement_problem);
+            }
+            if let Some(p) = &s.provisioning {
+                println!(
+                    "\nprovisioning: applied {} (last fetch {}){}",
+                    p.applied_version,
+                    ms_ago(p.last_fetch_ms),
+                    if p.last_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", last problem: {}", p.last_error)
+                    }
+                );
+            }
+            Ok(())
+        }
+        StatusCmd::Summary { site } => {
+            let r = c
+                .get_site_summaries(pb::GetSiteSummariesRequest { site_id: site })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            table(&SUMMARY_COLUMNS, summary_rows(&r));
+            Ok(())
+        }
+        StatusCmd::Watch {
+            site,
+            after_revision,
+            changes_only,
+        } => {
+            let mut stream = c
+                .watch_phone_statuses(pb::WatchPhoneStatusesRequest {
+                    after_revision,
+                    site_id: site,
+                })
+                .await?
+                .into_inner();
+            while let Some(change) = stream.next().await {
+                let change = change?;
+                if changes_only && change.snapshot {
+                    continue;
+                }
+                if out == Format::Json {
+                    println!("{}", serde_json::to_string(&change)?);
+                    continue;
+                }
+                match (&change.status, change.removed, change.synced) {
+                    (_, _, true) => println!(
+                        "{:>8}  -- snapshot complete, live changes follow",
+                        change.revision
+                    ),
+                    (_, true, _) => {
+                        println!("{:>8}  {}  removed", change.revision, change.phone_id)
+                    }
+                    (Some(s), _, _) => println!(
+                        "{:>8}  {}  {}  {}  {}  {}",
+                        change.revision,
+                        s.phone_id,
+                        s.site_id,
+                        status_name(s.status),
+                        edges_cell(s),
+                        s.name
+                    ),
+                    (None, false, false) => {}
+                }
+            }
+            Ok(())
+        }
+    }
+}

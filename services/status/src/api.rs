@@ -1,0 +1,232 @@
+//! gRPC `dialtone.status.v1`: get, list, per-site summaries and a resumable watch, all
+//! read from the hub's view.
+
+use std::{pin::Pin, sync::Arc};
+
+use dialtone_auth::{Permission, Tokens};
+use dialtone_proto::status::v1::{
+    self as pb, OperationalStatus, StatusChange, status_service_server::StatusService,
+};
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+
+use crate::{error::StatusError, hub::Hub};
+
+type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, Status>> + Send + 'static>>;
+
+/// Default and largest page sizes of a listing.
+const PAGE_DEFAULT: usize = 100;
+const PAGE_MAX: usize = 1000;
+
+/// The service.
+pub struct StatusApi {
+    hub: Arc<Hub>,
+    tokens: Arc<Tokens>,
+}
+
+impl StatusApi {
+    /// A service over the hub's view.
+    pub fn new(hub: Arc<Hub>, tokens: Arc<Tokens>) -> Self {
+        Self { hub, tokens }
+    }
+
+    fn authorize<T>(&self, req: &Request<T>) -> Result<(), StatusError> {
+        self.tokens.authorize(req, Permission::View)?;
+        if !self.hub.ready() {
+            return Err(StatusError::Loading);
+        }
+        Ok(())
+    }
+
+    fn list(
+        &self,
+        r: &pb::ListPhoneStatusesRequest,
+    ) -> Result<pb::ListPhoneStatusesResponse, StatusError> {
+        let size = match r.page_size as usize {
+            0 => PAGE_DEFAULT,
+            n if n > PAGE_MAX => {
+                return Err(StatusError::Invalid {
+                    field: "page_size",
+                    reason: format!("at most {PAGE_MAX}"),
+                });
+            }
+            n => n,
+        };
+        let want = OperationalStatus::try_from(r.status).map_err(|_| StatusError::Invalid {
+            field: "status",
+            reason: format!("unknown status {}", r.status),
+        })?;
+        let st = self.hub.state.read();
+        let fleet = &st.fleet;
+        let mut statuses = Vec::new();
+        let mut next_page_token = String::new();
+        for id in fleet.ids_after(&r.page_token) {
+            let Some((site, status)) = fleet.published(id) else {
+                continue;
+            };
+            if (!r.site_id.is_empty() && site != r.site_id)
+                || (want != OperationalStatus::Unspecified && status != want)
+            {
+                continue;
+            }
+            let Some(s) = fleet.get(id) else { continue };
+            if !r.edge_node_id.is_empty() && !s.edges.iter().any(|e| e.node_id == r.edge_node_id) {
+                continue;
+            }
+            if statuses.len() == size {
+                next_page_token = statuses
+                    .last()
+                    .map(|s: &pb::PhoneStatus| s.phone_id.clone())
+                    .unwrap_or_default();
+                break;
+            }
+            statuses.push(s);
+        }
+        Ok(pb::ListPhoneStatusesResponse {
+            statuses,
+            next_page_token,
+            revision: fleet.revision(),
+        })
+    }
+
+    /// The snapshot (or the remembered changes) a watch starts with, and its live feed,
+    /// taken under one read lock so nothing falls between them.
+    fn start_watch(
+        &self,
+        after: i64,
+        site: &str,
+    ) -> (Vec<StatusChange>, broadcast::Receiver<Arc<StatusChange>>) {
+        let st = self.hub.state.read();
+        let rx = self.hub.tx.subscribe();
+        if let Some(changes) = st.since(after) {
+            let out = changes
+                .iter()
+                .filter(|c| in_site(c, site))
+                .map(|c| (**c).clone())
+                .collect();
+            return (out, rx);
+        }
+        let fleet = &st.fleet;
+        let mut out: Vec<StatusChange> = fleet
+            .ids_after("")
+            .filter(|id| site.is_empty() || fleet.published(id).is_some_and(|(s, _)| s == site))
+            .filter_map(|id| fleet.get(id))
+            .map(|s| StatusChange {
+                phone_id: s.phone_id.clone(),
+                revision: s.revision,
+                status: Some(s),
+                snapshot: true,
+                ..Default::default()
+            })
+            .collect();
+        out.push(StatusChange {
+            revision: fleet.revision(),
+            synced: true,
+            ..Default::default()
+        });
+        (out, rx)
+    }
+}
+
+/// Whether a change concerns a watcher of `site` (removals concern everyone: the removed
+/// phone's site is gone with it).
+fn in_site(c: &StatusChange, site: &str) -> bool {
+    site.is_empty() || c.removed || c.status.as_ref().is_some_and(|s| s.site_id == site)
+}
+
+#[tonic::async_trait]
+impl StatusService for StatusApi {
+    async fn get_phone_status(
+        &self,
+        req: Request<pb::GetPhoneStatusRequest>,
+    ) -> Result<Response<pb::PhoneStatus>, Status> {
+        self.authorize(&req)?;
+        let id = &req.get_ref().phone_id;
+        if id.is_empty() {
+            return Err(StatusError::Invalid {
+                field: "phone_id",
+                reason: "required".into(),
+            }
+            .into());
+        }
+        let st = self.hub.state.read().fleet.get(id);
+        Ok(Response::new(
+            st.ok_or_else(|| StatusError::NotFound(id.clone()))?,
+        ))
+    }
+
+    async fn list_phone_statuses(
+        &self,
+        req: Request<pb::ListPhoneStatusesRequest>,
+    ) -> Result<Response<pb::ListPhoneStatusesResponse>, Status> {
+        self.authorize(&req)?;
+        Ok(Response::new(self.list(req.get_ref())?))
+    }
+
+    async fn get_site_summaries(
+        &self,
+        req: Request<pb::GetSiteSummariesRequest>,
+    ) -> Result<Response<pb::GetSiteSummariesResponse>, Status> {
+        self.authorize(&req)?;
+        let want = &req.get_ref().site_id;
+        let st = self.hub.state.read();
+        let sites = st
+            .fleet
+            .counts()
+            .iter()
+            .filter(|(site, _)| want.is_empty() || *site == want)
+            .map(|(site, c)| pb::SiteSummary {
+                site_id: site.clone(),
+                total: c.iter().sum(),
+                operational: c[0],
+                degraded: c[1],
+                offline: c[2],
+                not_applicable: c[3],
+            })
+            .collect();
+        Ok(Response::new(pb::GetSiteSummariesResponse {
+            sites,
+            revision: st.fleet.revision(),
+        }))
+    }
+
+    type WatchPhoneStatusesStream = ChangeStream;
+
+    async fn watch_phone_statuses(
+        &self,
+        req: Request<pb::WatchPhoneStatusesRequest>,
+    ) -> Result<Response<ChangeStream>, Status> {
+        self.authorize(&req)?;
+        let pb::WatchPhoneStatusesRequest {
+            after_revision,
+            site_id,
+        } = req.into_inner();
+        let (first, mut rx) = self.start_watch(after_revision, &site_id);
+        let (tx, out) = mpsc::channel(256);
+        let api = StatusApi {
+            hub: self.hub.clone(),
+            tokens: self.tokens.clone(),
+        };
+        tokio::spawn(async move {
+            let mut pending = first;
+            loop {
+                for c in pending.drain(..) {
+                    if tx.send(Ok(c)).await.is_err() {
+                        return;
+                    }
+                }
+                match rx.recv().await {
+                    Ok(c) if in_site(&c, &site_id) => pending.push((*c).clone()),
+                    Ok(_) => {}
+                    // Fell too far behind: start over from a fresh snapshot.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        (pending, rx) = api.start_watch(0, &site_id);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+    }
+}

@@ -1,0 +1,558 @@
+//! The status role's view of the fleet: the configuration it needs (sites, edge groups,
+//! the secondary-registration setting of each profile, phones), every edge's bindings and
+//! the provisioning records, kept from one ordered stream of store changes. Each change
+//! re-reduces the phones it touches; a phone whose status changed gets the revision of the
+//! change, fresh since-times and a [`StatusChange`]. State only: no IO, no clock (the
+//! caller passes the time).
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    hash::{Hash, Hasher},
+    sync::Arc,
+};
+
+use dialtone_config::{keys, placement, settings};
+use dialtone_proto::{
+    config::v1::{BaseSettings, EdgeGroup, MetaBase, Phone, PhoneKind, Site},
+    edge::v1::Binding,
+    provisioning::v1::ProvisionState,
+    status::v1::{
+        EdgeStatus, LineContact, LineStatus, OperationalStatus, PhoneStatus, ProvisioningStatus,
+        StatusChange,
+    },
+};
+use prost::Message;
+use tracing::warn;
+
+use crate::model::{self, Expected};
+
+/// Key prefix of the edges' bindings.
+pub const BINDINGS: &str = "bindings/";
+/// Key prefix of the provisioning records.
+pub const PROVISION: &str = "provision/";
+/// Every prefix the view is built from.
+pub const PREFIXES: [&str; 6] = [
+    keys::SITES,
+    keys::EDGE_GROUPS,
+    keys::BASE_SETTINGS,
+    keys::PHONES,
+    BINDINGS,
+    PROVISION,
+];
+
+/// What the view keeps of a phone's configuration.
+#[derive(Debug)]
+struct PhoneFacts {
+    name: String,
+    site_id: String,
+    base_id: String,
+    kind: i32,
+    disabled: bool,
+    secondary_override: Option<bool>,
+    sip_users: Vec<String>,
+}
+
+/// What the view keeps of one binding (one line of a phone on one edge).
+#[derive(Debug)]
+struct BindingFacts {
+    line: u32,
+    node_id: Arc<str>,
+    contacts: Vec<LineContact>,
+    user_agent: String,
+    updated_at_ms: i64,
+}
+
+/// The last status published for a phone.
+#[derive(Debug)]
+struct Published {
+    fingerprint: u64,
+    status: OperationalStatus,
+    since_ms: i64,
+    edges: Vec<(String, u32, i64)>,
+    site_id: String,
+    revision: i64,
+}
+
+#[derive(Debug, Default)]
+struct PhoneEntry {
+    config: Option<PhoneFacts>,
+    bindings: Vec<BindingFacts>,
+    provision: Option<ProvisioningStatus>,
+    published: Option<Published>,
+}
+
+/// Per-site counts by status.
+pub type Counts = [u32; 5];
+
+/// The fleet as the status role sees it.
+#[derive(Debug)]
+pub struct Fleet {
+    realm: String,
+    sites: HashMap<String, String>,
+    groups: HashMap<String, EdgeGroup>,
+    /// Profile id → its (template-merged) secondary registration setting.
+    bases: HashMap<String, Option<bool>>,
+    phones: BTreeMap<String, PhoneEntry>,
+    counts: BTreeMap<String, Counts>,
+    node_ids: HashMap<String, Arc<str>>,
+    revision: i64,
+}
+
+/// What a key change touches.
+enum Touched {
+    Nothing,
+    Phone(String),
+    Everyone,
+}
+
+impl Fleet {
+    /// An empty view; `realm` makes the lines' AORs.
+    pub fn new(realm: &str) -> Self {
+        Self {
+            realm: realm.to_owned(),
+            sites: HashMap::new(),
+            groups: HashMap::new(),
+            bases: HashMap::new(),
+            phones: BTreeMap::new(),
+            counts: BTreeMap::new(),
+            node_ids: HashMap::new(),
+            revision: 0,
+        }
+    }
+
+    /// The store revision the view reflects.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Phones in the configuration.
+    pub fn len(&self) -> usize {
+        self.counts
+            .values()
+            .map(|c| c.iter().sum::<u32>() as usize)
+            .sum()
+    }
+
+    /// Whether no phone is configured.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Phones per site by status: [operational, degraded, offline, not applicable, other].
+    pub fn counts(&self) -> &BTreeMap<String, Counts> {
+        &self.counts
+    }
+
+    /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
+    /// whether everything must be re-reduced, else the phone touched.
+    fn absorb(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
+        fn decode<M: Message + Default>(key: &str, v: &[u8]) -> Option<M> {
+            M::decode(v)
+                .inspect_err(|e| warn!(key, error = %e, "undecodable value in the store"))
+                .ok()
+        }
+        if let Some(id) = key.strip_prefix(keys::PHONES) {
+            let facts = value
+                .and_then(|v| decode::<Phone>(key, v))
+                .map(|p| PhoneFacts {
+                    secondary_override: p.overrides.as_ref().and_then(|o| o.secondary_registration),
+                    name: p.name,
+                    site_id: p.site_id,
+                    base_id: p.base_settings_id,
+                    kind: p.kind,
+                    disabled: p.disabled,
+                    sip_users: p.lines.into_iter().map(|l| l.sip_user).collect(),
+                });
+            self.phones.entry(id.to_owned()).or_default().config = facts;
+            return Touched::Phone(id.to_owned());
+        }
+        if let Some(rest) = key.strip_prefix(BINDINGS) {
+            let mut parts = rest.splitn(3, '/');
+            let (Some(id), Some(Ok(line)), Some(node)) = (
+                parts.next(),
+                parts.next().map(str::parse::<u32>),
+                parts.next(),
+            ) else {
+                return Touched::Nothing;
+            };
+            let node_id = self
+                .node_ids
+                .entry(node.to_owned())
+                .or_insert_with(|| Arc::from(node))
+                .clone();
+            let entry = self.phones.entry(id.to_owned()).or_default();
+            entry
+                .bindings
+                .retain(|b| !(b.line == line && *b.node_id == *node));
+            if let Some(b) = value.and_then(|v| decode::<Binding>(key, v)) {
+                entry.bindings.push(binding_facts(line, node_id, b));
+                entry
+                    .bindings
+                    .sort_by(|a, b| (a.line, &a.node_id).cmp(&(b.line, &b.node_id)));
+            }
+            return Touched::Phone(id.to_owned());
+        }
+        if let Some(id) = key.strip_prefix(PROVISION) {
+            let p = value
+                .and_then(|v| decode::<ProvisionState>(key, v))
+                .map(|s| ProvisioningStatus {
+                    applied_version: s.applied_version,
+                    last_fetch_ms: s.last_fetch_ms,
+                    last_error: s.last_error,
+                    last_error_ms: s.last_error_ms,
+                });
+            self.phones.entry(id.to_owned()).or_default().provision = p;
+            return Touched::Phone(id.to_owned());
+        }
+        if let Some(id) = key.strip_prefix(keys::SITES) {
+            match value.and_then(|v| decode::<Site>(key, v)) {
+                Some(s) => self.sites.insert(id.to_owned(), s.edge_group_id),
+                None => self.sites.remove(id),
+            };
+            return Touched::Everyone;
+        }
+        if let Some(id) = key.strip_prefix(keys::EDGE_GROUPS) {
+            match value.and_then(|v| decode::<EdgeGroup>(key, v)) {
+                Some(g) => self.groups.insert(id.to_owned(), g),
+                None => self.groups.remove(id),
+            };
+            return Touched::Everyone;
+        }
+        if let Some(id) = key.strip_prefix(keys::BASE_SETTINGS) {
+            match value.and_then(|v| decode::<BaseSettings>(key, v)) {
+                Some(b) => {
+                    let meta = MetaBase::try_from(b.meta_base).unwrap_or(MetaBase::GenericSip);
+                    let profile = b.settings.unwrap_or_default();
+                    let s = settings::effective(meta, &profile, None);
+                    self.bases.insert(id.to_owned(), s.secondary_registration)
+                }
+                None => self.bases.remove(id),
+            };
+            return Touched::Everyone;
+        }
+        Touched::Nothing
+    }
+
+    /// Applies a batch of changes that brings the view to `revision`; returns the phones
+    /// whose status changed, in the order they changed.
+    pub fn apply<'k>(
+        &mut self,
+        changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
+        revision: i64,
+        now_ms: i64,
+    ) -> Vec<StatusChange> {
+        let mut touched: Vec<String> = Vec::new();
+        let mut everyone = false;
+        for (key, value) in changes {
+            match self.absorb(key, value) {
+                Touched::Nothing => {}
+                Touched::Phone(id) => touched.push(id),
+                Touched::Everyone => everyone = true,
+            }
+        }
+        self.revision = self.revision.max(revision);
+        if everyone {
+            return self.settle(revision, now_ms);
+        }
+        touched.sort();
+        touched.dedup();
+        touched
+            .iter()
+            .filter_map(|id| self.republish(id, now_ms))
+            .collect()
+    }
+
+    /// Takes listed keys in without re-reducing: a listing is settled once complete, so a
+    /// phone listed before its bindings does not flap through OFFLINE.
+    pub fn load<'k>(&mut self, kvs: impl IntoIterator<Item = (&'k str, &'k [u8])>) {
+        for (key, value) in kvs {
+            self.absorb(key, Some(value));
+        }
+    }
+
+    /// Re-reduces every phone after a complete listing read at `revision`.
+    pub fn settle(&mut self, revision: i64, now_ms: i64) -> Vec<StatusChange> {
+        self.revision = self.revision.max(revision);
+        let ids: Vec<String> = self.phones.keys().cloned().collect();
+        ids.iter()
+            .filter_map(|id| self.republish(id, now_ms))
+            .collect()
+    }
+
+    /// Replaces every input with those of `fresh` (a complete listing read at `revision`)
+    /// while keeping what was published, so only real differences are reported.
+    pub fn replace_inputs(
+        &mut self,
+        fresh: Fleet,
+        revision: i64,
+        now_ms: i64,
+    ) -> Vec<StatusChange> {
+        self.sites = fresh.sites;
+        self.groups = fresh.groups;
+        self.bases = fresh.bases;
+        for e in self.phones.values_mut() {
+            e.config = None;
+            e.bindings.clear();
+            e.provision = None;
+        }
+        for (id, e) in fresh.phones {
+            let mine = self.phones.entry(id).or_default();
+            mine.config = e.config;
+            mine.bindings = e.bindings;
+            mine.provision = e.provision;
+        }
+        self.settle(revision, now_ms)
+    }
+
+    /// Re-reduces one phone; returns its change when its status differs from the one
+    /// published.
+    fn republish(&mut self, id: &str, now_ms: i64) -> Option<StatusChange> {
+        let revision = self.revision;
+        let fresh = self.compute(id);
+        let entry = self.phones.get_mut(id)?;
+        let change = match (fresh, entry.published.take()) {
+            (None, None) => None,
+            (None, Some(old)) => {
+                bump(&mut self.counts, &old.site_id, old.status, -1);
+                Some(StatusChange {
+                    removed: true,
+                    phone_id: id.to_owned(),
+                    revision,
+                    ..Default::default()
+                })
+            }
+            (Some(mut st), old) => {
+                let fingerprint = fingerprint(&st);
+                if old.as_ref().is_some_and(|o| o.fingerprint == fingerprint) {
+                    entry.published = old;
+                    None
+                } else {
+                    let old = old.as_ref();
+                    let status = st.status();
+                    if let Some(o) = old {
+                        bump(&mut self.counts, &o.site_id, o.status, -1);
+                    }
+                    bump(&mut self.counts, &st.site_id, status, 1);
+                    st.status_since_ms = match old {
+                        Some(o) if o.status == status => o.since_ms,
+                        _ => now_ms,
+                    };
+                    for e in &mut st.edges {
+                        e.since_ms = old
+                            .and_then(|o| o.edges.iter().find(|(n, ..)| *n == e.node_id))
+                            .filter(|(_, lines, _)| *lines == e.lines_registered)
+                            .map_or(now_ms, |(_, _, since)| *since);
+                    }
+                    st.revision = revision;
+                    entry.published = Some(Published {
+                        fingerprint,
+                        status,
+                        since_ms: st.status_since_ms,
+                        edges: st
+                            .edges
+                            .iter()
+                            .map(|e| (e.node_id.clone(), e.lines_registered, e.since_ms))
+                            .collect(),
+                        site_id: st.site_id.clone(),
+                        revision,
+                    });
+                    Some(StatusChange {
+                        phone_id: id.to_owned(),
+                        revision,
+                        status: Some(st),
+                        ..Default::default()
+                    })
+                }
+            }
+        };
+        if entry.config.is_none() && entry.bindings.is_empty() && entry.provision.is_none() {
+            self.phones.remove(id);
+        }
+        change
+    }
+
+    /// The status of a configured phone as last published (with its since-times).
+    pub fn get(&self, id: &str) -> Option<PhoneStatus> {
+        let published = self.phones.get(id)?.published.as_ref()?;
+        let mut st = self.compute(id)?;
+        st.status_since_ms = published.since_ms;
+        for e in &mut st.edges {
+            e.since_ms = published
+                .edges
+                .iter()
+                .find(|(n, ..)| *n == e.node_id)
+                .map_or(0, |(_, _, s)| *s);
+        }
+        st.revision = published.revision;
+        Some(st)
+    }
+
+    /// Ids of configured phones after `after` (exclusive) in id order.
+    pub fn ids_after<'a>(&'a self, after: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = if after.is_empty() {
+            Unbounded
+        } else {
+            Excluded(after)
+        };
+        self.phones
+            .range::<str, _>((start, Unbounded))
+            .filter(|(_, e)| e.published.is_some())
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The site and status last published for a phone (cheap, for filters).
+    pub fn published(&self, id: &str) -> Option<(&str, OperationalStatus)> {
+        let p = self.phones.get(id)?.published.as_ref()?;
+        Some((p.site_id.as_str(), p.status))
+    }
+
+    /// The phone's status without since-times and revision; none when it is not configured.
+    fn compute(&self, id: &str) -> Option<PhoneStatus> {
+        let entry = self.phones.get(id)?;
+        let c = entry.config.as_ref()?;
+        let remote = c.kind == PhoneKind::Remote as i32;
+        let dual = c
+            .secondary_override
+            .or_else(|| self.bases.get(&c.base_id).copied().flatten())
+            .unwrap_or(true);
+        let mut placement_problem = String::new();
+        let placed = match self.sites.get(&c.site_id) {
+            _ if remote => None,
+            None => {
+                placement_problem = format!("site {} does not exist", c.site_id);
+                None
+            }
+            Some(group_id) => match self.groups.get(group_id) {
+                None => {
+                    placement_problem = format!("edge group {group_id} does not exist");
+                    None
+                }
+                Some(g) => {
+                    let p = placement::place(id, &g.edges, dual);
+                    if p.is_none() {
+                        placement_problem = format!("edge group {group_id} has no edges");
+                    }
+                    p
+                }
+            },
+        };
+        let expected = Expected {
+            lines: c.sip_users.len() as u32,
+            primary: placed.map(|p| p.primary.node_id.as_str()),
+            secondary: placed.and_then(|p| p.secondary.map(|e| e.node_id.as_str())),
+            remote,
+            disabled: c.disabled,
+        };
+        let registered: Vec<(u32, &str)> = entry
+            .bindings
+            .iter()
+            .filter(|b| !b.contacts.is_empty())
+            .map(|b| (b.line, &*b.node_id))
+            .collect();
+        let reduced = model::reduce(&expected, &registered);
+        let lines = c
+            .sip_users
+            .iter()
+            .enumerate()
+            .map(|(i, user)| {
+                let contacts: Vec<LineContact> = entry
+                    .bindings
+                    .iter()
+                    .filter(|b| b.line == i as u32)
+                    .flat_map(|b| b.contacts.iter().cloned())
+                    .collect();
+                LineStatus {
+                    line_index: i as u32,
+                    sip_user: user.clone(),
+                    aor: format!("sip:{user}@{}", self.realm),
+                    reachable: !contacts.is_empty(),
+                    contacts,
+                }
+            })
+            .collect();
+        let user_agent = entry
+            .bindings
+            .iter()
+            .max_by_key(|b| b.updated_at_ms)
+            .map(|b| b.user_agent.clone())
+            .unwrap_or_default();
+        Some(PhoneStatus {
+            phone_id: id.to_owned(),
+            name: c.name.clone(),
+            site_id: c.site_id.clone(),
+            kind: c.kind,
+            status: reduced.status as i32,
+            status_since_ms: 0,
+            edges: reduced
+                .edges
+                .iter()
+                .map(|e| EdgeStatus {
+                    node_id: e.node_id.to_owned(),
+                    role: e.role as i32,
+                    lines_registered: e.lines_registered,
+                    registered: expected.lines > 0 && e.lines_registered >= expected.lines,
+                    since_ms: 0,
+                })
+                .collect(),
+            lines,
+            user_agent,
+            disabled: c.disabled,
+            placement_problem,
+            provisioning: entry.provision.clone(),
+            revision: 0,
+        })
+    }
+}
+
+fn binding_facts(line: u32, node_id: Arc<str>, b: Binding) -> BindingFacts {
+    let user_agent = b
+        .contacts
+        .first()
+        .map(|c| c.user_agent.clone())
+        .unwrap_or_default();
+    let mut contacts: Vec<LineContact> = b
+        .contacts
+        .into_iter()
+        .map(|c| LineContact {
+            node_id: node_id.to_string(),
+            uri: c.uri,
+            transport: c.transport,
+            source: c.source,
+        })
+        .collect();
+    contacts.sort_by(|a, b| a.uri.cmp(&b.uri));
+    BindingFacts {
+        line,
+        node_id,
+        contacts,
+        user_agent,
+        updated_at_ms: b.updated_at_ms,
+    }
+}
+
+/// A hash of everything a status says except its since-times and revision.
+fn fingerprint(st: &PhoneStatus) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    st.encode_to_vec().hash(&mut h);
+    h.finish()
+}
+
+fn bump(counts: &mut BTreeMap<String, Counts>, site: &str, status: OperationalStatus, by: i32) {
+    let slot = match status {
+        OperationalStatus::Operational => 0,
+        OperationalStatus::Degraded => 1,
+        OperationalStatus::Offline => 2,
+        OperationalStatus::NotApplicable => 3,
+        OperationalStatus::Unspecified => 4,
+    };
+    let c = counts.entry(site.to_owned()).or_default();
+    c[slot] = c[slot].saturating_add_signed(by);
+    if c.iter().all(|n| *n == 0) {
+        counts.remove(site);
+    }
+}
+
+#[cfg(test)]
+#[path = "fleet_tests.rs"]
+mod tests;

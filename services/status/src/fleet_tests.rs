@@ -1,0 +1,260 @@
+use dialtone_proto::{
+    config::v1::{Edge, Line, PhoneSettings},
+    edge::v1::Contact,
+    status::v1::EdgeRole,
+};
+
+use super::*;
+
+const PHONE: &str = "p1";
+
+fn phone(lines: &[&str]) -> Vec<u8> {
+    Phone {
+        id: PHONE.into(),
+        name: "Desk".into(),
+        site_id: "hq".into(),
+        base_settings_id: "desk".into(),
+        kind: PhoneKind::Unmanaged as i32,
+        lines: lines
+            .iter()
+            .map(|u| Line {
+                sip_user: (*u).into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn binding(ua: &str) -> Vec<u8> {
+    Binding {
+        phone_id: PHONE.into(),
+        contacts: vec![Contact {
+            uri: "sip:1001@10.0.0.9:5060".into(),
+            user_agent: ua.into(),
+            expires_at_s: 1,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A fleet with site hq → group main (edges a, b, c), profile desk and phone p1.
+fn fleet() -> (Fleet, String, String) {
+    let mut f = Fleet::new("example.com");
+    let group = EdgeGroup {
+        id: "main".into(),
+        edges: ["a", "b", "c"]
+            .iter()
+            .map(|n| Edge {
+                node_id: (*n).into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let p = placement::place(PHONE, &group.edges, true).unwrap();
+    let (primary, secondary) = (
+        p.primary.node_id.clone(),
+        p.secondary.unwrap().node_id.clone(),
+    );
+    let site = Site {
+        id: "hq".into(),
+        edge_group_id: "main".into(),
+        ..Default::default()
+    };
+    let base = BaseSettings {
+        id: "desk".into(),
+        meta_base: MetaBase::GenericSip as i32,
+        ..Default::default()
+    };
+    let changes = f.apply(
+        [
+            ("config/edge-groups/main", Some(&group.encode_to_vec()[..])),
+            ("config/sites/hq", Some(&site.encode_to_vec()[..])),
+            ("config/base-settings/desk", Some(&base.encode_to_vec()[..])),
+            ("config/phones/p1", Some(&phone(&["1001"])[..])),
+        ],
+        10,
+        1_000,
+    );
+    assert_eq!(changes.len(), 1);
+    assert_eq!(
+        changes[0].status.as_ref().unwrap().status(),
+        OperationalStatus::Offline
+    );
+    (f, primary, secondary)
+}
+
+fn status(f: &Fleet) -> PhoneStatus {
+    f.get(PHONE).unwrap()
+}
+
+#[test]
+fn dual_registration_goes_degraded_then_operational_and_back() {
+    let (mut f, primary, secondary) = fleet();
+    let b = binding("Poly/1");
+    let key_p = format!("bindings/p1/0/{primary}");
+    let key_s = format!("bindings/p1/0/{secondary}");
+
+    let ch = f.apply([(key_p.as_str(), Some(&b[..]))], 11, 2_000);
+    assert_eq!(ch.len(), 1);
+    let st = status(&f);
+    assert_eq!(st.status(), OperationalStatus::Degraded);
+    assert_eq!(st.status_since_ms, 2_000);
+    assert_eq!(st.revision, 11);
+    assert_eq!(st.user_agent, "Poly/1");
+    assert!(st.lines[0].reachable);
+    assert_eq!(st.lines[0].aor, "sip:1001@example.com");
+    assert_eq!(st.edges[0].node_id, primary);
+    assert_eq!(st.edges[0].role(), EdgeRole::Primary);
+    assert!(st.edges[0].registered);
+    assert_eq!(st.edges[0].since_ms, 2_000);
+    assert!(!st.edges[1].registered);
+
+    f.apply([(key_s.as_str(), Some(&b[..]))], 12, 3_000);
+    let st = status(&f);
+    assert_eq!(st.status(), OperationalStatus::Operational);
+    assert_eq!(
+        st.edges[0].since_ms, 2_000,
+        "the primary's since-time holds"
+    );
+    assert_eq!(st.edges[1].since_ms, 3_000);
+    assert_eq!(st.lines[0].contacts.len(), 2);
+
+    // A refresh that only moves the expiry changes nothing.
+    let refreshed = Binding {
+        contacts: vec![Contact {
+            expires_at_s: 999,
+            ..Binding::decode(&b[..]).unwrap().contacts[0].clone()
+        }],
+        ..Binding::decode(&b[..]).unwrap()
+    }
+    .encode_to_vec();
+    assert!(
+        f.apply([(key_s.as_str(), Some(&refreshed[..]))], 13, 4_000)
+            .is_empty()
+    );
+    assert_eq!(status(&f).revision, 12);
+
+    // The primary's lease expires.
+    let ch = f.apply([(key_p.as_str(), None)], 14, 5_000);
+    assert_eq!(
+        ch[0].status.as_ref().unwrap().status(),
+        OperationalStatus::Degraded
+    );
+    assert_eq!(f.counts()["hq"], [0, 1, 0, 0, 0]);
+    f.apply([(key_s.as_str(), None)], 15, 6_000);
+    assert_eq!(status(&f).status(), OperationalStatus::Offline);
+    assert_eq!(f.counts()["hq"], [0, 0, 1, 0, 0]);
+}
+
+#[test]
+fn secondary_registration_off_expects_the_primary_only() {
+    let (mut f, primary, _) = fleet();
+    let base = BaseSettings {
+        id: "desk".into(),
+        meta_base: MetaBase::GenericSip as i32,
+        settings: Some(PhoneSettings {
+            secondary_registration: Some(false),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    f.apply(
+        [("config/base-settings/desk", Some(&base.encode_to_vec()[..]))],
+        11,
+        2_000,
+    );
+    let key_p = format!("bindings/p1/0/{primary}");
+    f.apply([(key_p.as_str(), Some(&binding("x")[..]))], 12, 3_000);
+    let st = status(&f);
+    assert_eq!(st.status(), OperationalStatus::Operational);
+    assert_eq!(st.edges.len(), 1);
+}
+
+#[test]
+fn a_binding_on_an_unassigned_edge_is_unexpected() {
+    let (mut f, primary, secondary) = fleet();
+    let other = ["a", "b", "c"]
+        .into_iter()
+        .find(|n| *n != primary && *n != secondary)
+        .unwrap();
+    let key = format!("bindings/p1/0/{other}");
+    f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
+    let st = status(&f);
+    assert_eq!(st.status(), OperationalStatus::Degraded);
+    assert_eq!(st.edges[2].role(), EdgeRole::Unexpected);
+}
+
+#[test]
+fn deleting_the_phone_reports_removal_and_bindings_alone_show_nothing() {
+    let (mut f, primary, _) = fleet();
+    let ch = f.apply([("config/phones/p1", None)], 11, 2_000);
+    assert!(ch[0].removed);
+    assert!(f.get(PHONE).is_none());
+    assert!(f.is_empty());
+    let key = format!("bindings/p1/0/{primary}");
+    assert!(
+        f.apply([(key.as_str(), Some(&binding("x")[..]))], 12, 3_000)
+            .is_empty()
+    );
+    assert!(f.get(PHONE).is_none());
+    f.apply([(key.as_str(), None)], 13, 4_000);
+    assert_eq!(f.ids_after("").count(), 0);
+}
+
+#[test]
+fn placement_problems_are_named() {
+    let (mut f, _, _) = fleet();
+    f.apply([("config/edge-groups/main", None)], 11, 2_000);
+    assert_eq!(
+        status(&f).placement_problem,
+        "edge group main does not exist"
+    );
+    f.apply([("config/sites/hq", None)], 12, 3_000);
+    assert_eq!(status(&f).placement_problem, "site hq does not exist");
+}
+
+#[test]
+fn a_relisting_reports_only_real_differences() {
+    let (mut f, primary, _) = fleet();
+    let key = format!("bindings/p1/0/{primary}");
+    f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
+    let before = status(&f);
+    // The same inputs listed again: nothing changed.
+    let group = EdgeGroup {
+        id: "main".into(),
+        edges: ["a", "b", "c"]
+            .iter()
+            .map(|n| Edge {
+                node_id: (*n).into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let site = Site {
+        id: "hq".into(),
+        edge_group_id: "main".into(),
+        ..Default::default()
+    };
+    let mut fresh = Fleet::new("");
+    let (g, s, p, b) = (
+        group.encode_to_vec(),
+        site.encode_to_vec(),
+        phone(&["1001"]),
+        binding("x"),
+    );
+    fresh.load([
+        ("config/phones/p1", &p[..]),
+        ("config/edge-groups/main", &g[..]),
+        ("config/sites/hq", &s[..]),
+        (key.as_str(), &b[..]),
+    ]);
+    let ch = f.replace_inputs(fresh, 20, 9_000);
+    assert!(ch.is_empty(), "{ch:?}");
+    assert_eq!(status(&f), before);
+}
