@@ -128,6 +128,19 @@ async fn dialtonectl_drives_a_dev_node() {
     );
     let out = ctl.ok(&["status", "get", &id]);
     assert!(out.contains("-1001") && out.contains("false"), "{out}");
+    let out = ctl.ok(&["phones", "how-to-register", &id]);
+    assert!(
+        out.contains("primary")
+            && out.contains("edge-1")
+            && out.contains("sip:127.0.0.1:5060;transport=udp"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("secondary  "),
+        "one edge: one registrar\n{out}"
+    );
+    let (ok, _, err) = ctl.run(&["phones", "how-to-register", "nope"]);
+    assert!(!ok && err.contains("NotFound"), "{err}");
     let (ok, _, err) = ctl.run(&["status", "--status", "sideways"]);
     assert!(
         !ok && err.contains("expected operational, degraded"),

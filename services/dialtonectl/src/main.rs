@@ -110,6 +110,10 @@ async fn main() -> std::process::ExitCode {
                 );
             return commands::edge::run(c, cli.output, cmd).await;
         }
+        if let commands::Command::Phones(commands::PhoneCmd::HowToRegister { id }) = cli.command {
+            let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
+            return commands::provisioning::how_to_register(c, cli.output, id).await;
+        }
         if let commands::Command::Provisioning(cmd) = cli.command {
             let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
             return commands::provisioning::run(c, cli.output, cmd).await;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use dialtone_auth::{Permission, Tokens};
 use dialtone_config::keys;
+use dialtone_proto::config::v1::PhoneKind;
 use dialtone_proto::provisioning::v1::{
     self as pb, ProvisionState, provisioning_service_server::ProvisioningService,
 };
@@ -11,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     catalog::{Catalog, load},
+    document::{Document, EdgeAddress},
     error::ProvisioningError,
 };
 
@@ -74,10 +76,82 @@ impl ProvisioningApi {
             secondary_edge: edge(&entry.secondary),
         })
     }
+
+    async fn how_to_register(
+        &self,
+        phone_id: &str,
+    ) -> Result<pb::HowToRegister, ProvisioningError> {
+        if phone_id.is_empty() {
+            return Err(ProvisioningError::Invalid {
+                field: "phone_id",
+                reason: "required".into(),
+            });
+        }
+        let (phone, doc) = self
+            .catalog
+            .load_document(phone_id)
+            .await?
+            .ok_or_else(|| ProvisioningError::NotFound(phone_id.to_owned()))?;
+        if phone.kind == PhoneKind::Remote as i32 {
+            return Err(ProvisioningError::NotRegistering(phone_id.to_owned()));
+        }
+        Ok(how_to_register(&doc))
+    }
+}
+
+/// The registration view of a phone's document (never its passwords).
+pub fn how_to_register(doc: &Document) -> pb::HowToRegister {
+    let registrar = |e: &Option<EdgeAddress>| {
+        e.as_ref().map(|e| pb::Registrar {
+            node_id: e.node_id.clone(),
+            host: e.host.clone(),
+            port: u32::from(e.port),
+            transport: e.transport as i32,
+            uri: format!(
+                "sip:{};transport={}",
+                e.host_port(),
+                e.transport
+                    .as_str_name()
+                    .trim_start_matches("TRANSPORT_")
+                    .to_ascii_lowercase()
+            ),
+        })
+    };
+    pb::HowToRegister {
+        phone_id: doc.phone_id.clone(),
+        domain: doc.realm.clone(),
+        lines: doc
+            .lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| pb::LineRegistration {
+                line_index: i as u32,
+                sip_user: l.sip_user.clone(),
+                aor: format!("sip:{}@{}", l.sip_user, doc.realm),
+                display_name: l.display_name.clone(),
+            })
+            .collect(),
+        primary: registrar(&doc.primary),
+        secondary: registrar(&doc.secondary),
+        registration_period_s: doc.settings.registration_period_s.unwrap_or_default(),
+        problems: doc.problems.clone(),
+    }
 }
 
 #[tonic::async_trait]
 impl ProvisioningService for ProvisioningApi {
+    async fn get_how_to_register(
+        &self,
+        req: Request<pb::GetHowToRegisterRequest>,
+    ) -> Result<Response<pb::HowToRegister>, Status> {
+        self.tokens
+            .authorize(&req, Permission::View)
+            .map_err(ProvisioningError::from)?;
+        Ok(Response::new(
+            self.how_to_register(&req.get_ref().phone_id).await?,
+        ))
+    }
+
     async fn get_provisioning(
         &self,
         req: Request<pb::GetProvisioningRequest>,
@@ -97,5 +171,48 @@ impl ProvisioningService for ProvisioningApi {
             .map_err(ProvisioningError::from)?;
         let r = &self.reloader;
         Ok(Response::new(r.progress.snapshot(r.settings.rate_per_s)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::config::v1::{MetaBase, Transport};
+
+    use super::how_to_register;
+    use crate::document::{self, tests::document};
+
+    #[test]
+    fn how_to_register_names_registrars_and_lines_never_passwords() {
+        let mut d = document(MetaBase::PolyVvx, "0004f2aabb01");
+        let h = how_to_register(&d);
+        let p = h.primary.as_ref().unwrap();
+        assert_eq!(p.port, 5060);
+        assert_eq!(p.transport, Transport::Udp as i32);
+        assert_eq!(p.uri, format!("sip:{}:5060;transport=udp", p.host));
+        assert_ne!(h.secondary.as_ref().unwrap().node_id, p.node_id);
+        assert_eq!(h.domain, "dialtone");
+        assert_eq!(h.lines.len(), 2);
+        assert_eq!(h.lines[1].aor, "sip:k7q2x-1002@dialtone");
+        let text = format!("{h:?}");
+        for l in &d.lines {
+            assert!(
+                !text.contains(l.password.as_deref().unwrap()),
+                "no password leaks"
+            );
+        }
+
+        // IPv6 hosts are bracketed in the URI, not in `host`.
+        d.primary = Some(document::EdgeAddress {
+            node_id: "edge-9".into(),
+            host: "2001:db8::9".into(),
+            port: 7443,
+            transport: Transport::Wss,
+        });
+        d.secondary = None;
+        let h = how_to_register(&d);
+        let p = h.primary.unwrap();
+        assert_eq!(p.host, "2001:db8::9");
+        assert_eq!(p.uri, "sip:[2001:db8::9]:7443;transport=wss");
+        assert!(h.secondary.is_none());
     }
 }

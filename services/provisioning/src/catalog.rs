@@ -148,15 +148,14 @@ impl Catalog {
         Ok((entry.hardware_id == hw).then_some(entry))
     }
 
-    /// Loads and renders one phone by id (None: absent, disabled or without credential).
-    pub async fn load_phone(&self, phone_id: &str) -> Result<Option<Entry>, ProvisioningError> {
+    /// Loads one phone by id and builds its document (None: no such phone or site).
+    pub async fn load_document(
+        &self,
+        phone_id: &str,
+    ) -> Result<Option<(Phone, Document)>, ProvisioningError> {
         let Some(phone) = load::<Phone>(&self.store, &keys::phone(phone_id)).await? else {
             return Ok(None);
         };
-        if phone.disabled || phone.device_credential_generation == 0 || phone.hardware_id.is_empty()
-        {
-            return Ok(None);
-        }
         let base = if phone.base_settings_id.is_empty() {
             None
         } else {
@@ -166,7 +165,7 @@ impl Catalog {
             return Ok(None);
         };
         let group = load::<EdgeGroup>(&self.store, &keys::edge_group(&site.edge_group_id)).await?;
-        let doc: Document = document::build(&document::Inputs {
+        let doc = document::build(&document::Inputs {
             phone: &phone,
             base: base.as_ref(),
             site: &site,
@@ -174,6 +173,18 @@ impl Catalog {
             key: &self.key,
             realm: &self.realm,
         });
+        Ok(Some((phone, doc)))
+    }
+
+    /// Loads and renders one phone by id (None: absent, disabled or without credential).
+    pub async fn load_phone(&self, phone_id: &str) -> Result<Option<Entry>, ProvisioningError> {
+        let Some((phone, doc)) = self.load_document(phone_id).await? else {
+            return Ok(None);
+        };
+        if phone.disabled || phone.device_credential_generation == 0 || phone.hardware_id.is_empty()
+        {
+            return Ok(None);
+        }
         let password = self
             .key
             .device_password(&phone.id, phone.device_credential_generation);

@@ -20,6 +20,9 @@ pub enum ProvisioningError {
     /// No such phone (or it fetches no configuration).
     #[error("phone {0} does not exist or fetches no configuration")]
     NotFound(String),
+    /// The phone does not register (REMOTE phones are reached at their remote address).
+    #[error("phone {0} is a REMOTE phone: it does not register, requests for it are redirected")]
+    NotRegistering(String),
     /// A request field is invalid.
     #[error("{field}: {reason}")]
     Invalid {
@@ -55,6 +58,7 @@ impl ProvisioningError {
         match self {
             ProvisioningError::Store(e) if e.is_unavailable() => Code::Unavailable,
             ProvisioningError::NotFound(_) => Code::NotFound,
+            ProvisioningError::NotRegistering(_) => Code::FailedPrecondition,
             ProvisioningError::Auth(dialtone_auth::AuthError::Unauthenticated) => {
                 Code::Unauthenticated
             }

@@ -56,6 +56,12 @@ pub enum PhoneCmd {
         /// Phone id.
         id: String,
     },
+    /// Where and as whom a phone registers: its primary and secondary registrar (host, port,
+    /// transport), SIP users and domain; never the password (asks the provisioning role).
+    HowToRegister {
+        /// Phone id.
+        id: String,
+    },
     /// Import phones from CSV (columns in the README). Generated passwords go to --report.
     Import {
         /// The CSV file.
@@ -400,6 +406,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
             print_credentials(&[r]);
             Ok(())
         }
+        PhoneCmd::HowToRegister { .. } => unreachable!("served by the provisioning client"),
         PhoneCmd::ResetDevicePassword { id } => {
             let r = c
                 .reset_device_password(pb::ResetDevicePasswordRequest {

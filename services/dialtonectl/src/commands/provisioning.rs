@@ -124,3 +124,80 @@ pub async fn run(
         },
     }
 }
+
+/// `dialtonectl phones how-to-register ID`.
+pub async fn how_to_register(
+    mut c: ProvisioningServiceClient<InterceptedService<Channel, Auth>>,
+    out: Format,
+    phone_id: String,
+) -> anyhow::Result<()> {
+    let r = c
+        .get_how_to_register(pb::GetHowToRegisterRequest { phone_id })
+        .await?
+        .into_inner();
+    if out == Format::Json {
+        return json(&r);
+    }
+    let registrar = |role: &str, r: &Option<pb::Registrar>| {
+        r.as_ref().map(|r| {
+            vec![
+                role.to_owned(),
+                r.node_id.clone(),
+                r.host.clone(),
+                r.port.to_string(),
+                crate::output::enum_name(
+                    dialtone_proto::config::v1::Transport::try_from(r.transport)
+                        .unwrap_or_default()
+                        .as_str_name(),
+                    "TRANSPORT_",
+                ),
+                r.uri.clone(),
+            ]
+        })
+    };
+    table(
+        &["registrar", "edge", "host", "port", "transport", "uri"],
+        [
+            registrar("primary", &r.primary),
+            registrar("secondary", &r.secondary),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    );
+    println!();
+    table(
+        &[
+            "line",
+            "sip user (auth user)",
+            "domain (realm)",
+            "aor",
+            "label",
+        ],
+        r.lines
+            .iter()
+            .map(|l| {
+                vec![
+                    l.line_index.to_string(),
+                    l.sip_user.clone(),
+                    r.domain.clone(),
+                    l.aor.clone(),
+                    l.display_name.clone(),
+                ]
+            })
+            .collect(),
+    );
+    println!(
+        "\nregister every line to {} (registration period {} s); the password was shown when the line was created or reset",
+        if r.secondary.is_some() {
+            "both registrars at once"
+        } else {
+            "the registrar"
+        },
+        r.registration_period_s
+    );
+    for p in &r.problems {
+        println!("problem: {p}");
+    }
+    Ok(())
+}
