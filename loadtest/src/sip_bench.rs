@@ -243,31 +243,8 @@ async fn import(sb: &ClusterSandbox, n: usize) -> anyhow::Result<Vec<(String, St
         .config_client(dialtone_tests::ADMIN_TOKEN)
         .await?;
     seed_site(&mut c, pb::PhoneSettings::default()).await?;
-    let mut csv = String::from("name,kind,site_id,base_settings_id,lines,assignment\n");
-    for i in 0..n {
-        csv.push_str(&format!(
-            "Bench {i},unmanaged,hq,desk,user{i:06},unassigned\n"
-        ));
-    }
-    let chunks: Vec<pb::ImportPhonesRequest> = csv
-        .as_bytes()
-        .chunks(1 << 20)
-        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
-        .collect();
-    let mut s = c
-        .import_phones(tokio_stream::iter(chunks))
-        .await?
-        .into_inner();
-    let mut creds = Vec::with_capacity(n);
-    while let Some(r) = s.message().await? {
-        for l in r.credentials {
-            creds.push((l.sip_user, l.password));
-        }
-    }
-    if creds.len() != n {
-        bail!("imported {} of {n} users", creds.len());
-    }
-    Ok(creds)
+    let phones = dialtone_tests::fleet::import(&mut c, n, "user").await?;
+    Ok(phones.into_iter().map(|(_, u, p)| (u, p)).collect())
 }
 
 fn users_csv(path: &Path, creds: &[(String, String)]) -> anyhow::Result<()> {

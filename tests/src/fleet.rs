@@ -150,3 +150,36 @@ pub async fn wait_contacts(e: &mut EdgeClient, phone: &str, n: usize, within: Du
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Imports `n` unmanaged phones of site `hq` and profile `desk`, one line `{prefix}{i:06}`
+/// each, through the CSV import; returns (phone id, SIP user, password) in row order.
+pub async fn import(
+    c: &mut ConfigClient,
+    n: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    let mut csv = String::from("name,kind,site_id,base_settings_id,lines,assignment\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "{prefix} {i},unmanaged,hq,desk,{prefix}{i:06},unassigned\n"
+        ));
+    }
+    let chunks: Vec<pb::ImportPhonesRequest> = csv
+        .as_bytes()
+        .chunks(1 << 20)
+        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
+        .collect();
+    let mut s = c
+        .import_phones(tokio_stream::iter(chunks))
+        .await?
+        .into_inner();
+    let mut out = Vec::with_capacity(n);
+    while let Some(r) = s.message().await? {
+        anyhow::ensure!(r.reason.is_empty(), "row {}: {}", r.row, r.reason);
+        if let Some(l) = r.credentials.into_iter().next() {
+            out.push((r.phone_id, l.sip_user, l.password));
+        }
+    }
+    anyhow::ensure!(out.len() == n, "imported {} of {n} phones", out.len());
+    Ok(out)
+}

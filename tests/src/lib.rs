@@ -159,6 +159,11 @@ impl EtcdCluster {
         Ok(cluster)
     }
 
+    /// The members' data and logs (`{name}.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
     /// Client endpoints of the members still running.
     pub fn endpoints(&self) -> Vec<String> {
         self.members
@@ -226,6 +231,10 @@ impl EtcdCluster {
 fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child> {
     let data = dir.join(&m.name);
     let state = if data.exists() { "existing" } else { "new" };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.log", m.name)))?;
     Command::new("etcd")
         .args(["--name", &m.name])
         .arg("--data-dir")
@@ -261,7 +270,7 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
             "error",
         ])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .context("starting etcd (install Debian's etcd-server)")
 }

@@ -175,8 +175,8 @@ pub enum DigestError {
     Malformed,
 }
 
-/// Parses `Digest k=v, k="v", ...`.
-pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
+/// Parses `Digest k=v, k="v", ...` (an Authorization or a challenge), checking nothing.
+fn parse_digest_params(value: &str) -> Result<Credentials, DigestError> {
     let v = value.trim();
     let (scheme, rest) = v.split_once([' ', '\t']).ok_or(DigestError::NotDigest)?;
     if !scheme.eq_ignore_ascii_case("Digest") {
@@ -222,6 +222,12 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
             c.cnonce = Some(val);
         }
     }
+    Ok(c)
+}
+
+/// Parses `Digest k=v, k="v", ...`.
+pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
+    let c = parse_digest_params(value)?;
     for (name, v) in [
         ("username", &c.username),
         ("realm", &c.realm),
@@ -237,6 +243,54 @@ pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
         return Err(DigestError::Missing("nc/cnonce"));
     }
     Ok(c)
+}
+
+/// The `Authorization` value a client holding `password` sends to answer `challenge` (a
+/// `WWW-Authenticate` value) for `method` on `uri`, with nonce count `nc` and `cnonce`.
+/// The client half of digest: used by the phone simulator and the tests.
+pub fn answer(
+    challenge: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+    cnonce: &str,
+) -> Result<String, DigestError> {
+    let ch = parse_digest_params(challenge)?;
+    if ch.realm.is_empty() || ch.nonce.is_empty() {
+        return Err(DigestError::Missing("realm/nonce"));
+    }
+    let alg = ch.algorithm().ok_or(DigestError::Malformed)?;
+    let qop = ch
+        .qop
+        .as_deref()
+        .is_some_and(|q| q.split(',').any(|q| q.trim() == "auth"));
+    let mut c = Credentials {
+        username: user.to_owned(),
+        realm: ch.realm,
+        nonce: ch.nonce,
+        uri: uri.to_owned(),
+        algorithm: Some(alg.name().to_owned()),
+        ..Credentials::default()
+    };
+    if qop {
+        c.qop = Some("auth".into());
+        c.nc = Some(format!("{nc:08x}"));
+        c.cnonce = Some(cnonce.to_owned());
+    }
+    let ha1 = alg.hash(&format!("{user}:{}:{password}", c.realm));
+    let response = expected_response(alg, &ha1, method, &c);
+    let mut v = format!(
+        "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
+        c.realm,
+        c.nonce,
+        alg.name()
+    );
+    if qop {
+        v.push_str(&format!(", qop=auth, nc={nc:08x}, cnonce=\"{cnonce}\""));
+    }
+    Ok(v)
 }
 
 /// The response a client holding `ha1` must send (RFC 7616 §3.4.1).
@@ -323,6 +377,49 @@ impl NonceCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_verify_against_the_servers_check() {
+        let key = NonceKey::new([3; 32]);
+        let nonce = key.nonce(1_000, 7);
+        for alg in [Algorithm::Md5, Algorithm::Sha256] {
+            for (qop, nc) in [(true, 1), (true, 42), (false, 1)] {
+                let mut ch = challenge(alg, "dialtone", &nonce, false);
+                if !qop {
+                    ch = ch.replace(", qop=\"auth\"", "");
+                }
+                let v = answer(
+                    &ch, "u-1001", "s3cret", "REGISTER", "sip:edge", nc, "c0ffee",
+                )
+                .unwrap();
+                let c = parse_authorization(&v).unwrap();
+                assert_eq!(c.algorithm(), Some(alg));
+                assert_eq!(c.nonce_count(), qop.then_some(nc), "{v}");
+                let ha1 = alg.hash("u-1001:dialtone:s3cret");
+                assert!(verify(alg, &ha1, "REGISTER", &c), "{alg:?} qop={qop}");
+                assert!(!verify(
+                    alg,
+                    &alg.hash("u-1001:dialtone:wrong"),
+                    "REGISTER",
+                    &c
+                ));
+            }
+        }
+        assert!(answer("Basic realm=\"x\"", "u", "p", "REGISTER", "sip:x", 1, "c").is_err());
+        assert!(answer("Digest nonce=\"n\"", "u", "p", "REGISTER", "sip:x", 1, "c").is_err());
+        assert!(
+            answer(
+                "Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512",
+                "u",
+                "p",
+                "REGISTER",
+                "sip:x",
+                1,
+                "c"
+            )
+            .is_err()
+        );
+    }
 
     /// RFC 7616 §3.9.1 (HTTP, but the computation is the same).
     fn rfc7616(alg: &str) -> Credentials {

@@ -143,6 +143,13 @@ async fn keep(shared: Arc<Shared>) {
             Some(outcome) => match outcome {
                 Ok(Ok(ttl_left)) if ttl_left > 0 => {
                     last_ok = Instant::now();
+                    // Declared lost while etcd was unreachable, yet the lease survived (etcd
+                    // extends every lease when a new leader is elected): write the owned
+                    // keys again on it, so nothing a half-done re-registration missed stays
+                    // missing, and become healthy again.
+                    if !shared.alive.load(Ordering::Acquire) && rewrite(&shared, lease).await {
+                        info!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease survived the outage: owned keys written again");
+                    }
                     false
                 }
                 Ok(Ok(_)) => {
@@ -184,6 +191,16 @@ async fn reregister(shared: &Shared) -> bool {
         }
     };
     shared.lease.store(lease, Ordering::Release);
+    let ok = rewrite(shared, lease).await;
+    if ok {
+        info!(node = %shared.node_id, lease = %format!("{lease:x}"), "node re-registered on a new lease");
+    }
+    ok
+}
+
+/// Writes every owned key on `lease`; on success the node is healthy again and subscribers
+/// are told to re-publish. Returns whether it succeeded.
+async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
     let owned: Vec<(String, Vec<u8>)> = shared
         .owned
         .lock()
@@ -198,6 +215,5 @@ async fn reregister(shared: &Shared) -> bool {
     }
     shared.alive.store(true, Ordering::Release);
     shared.generation.send_modify(|g| *g += 1);
-    info!(node = %shared.node_id, lease = %format!("{lease:x}"), keys = owned.len(), "node re-registered on a new lease");
     true
 }

@@ -1,0 +1,511 @@
+//! A simulated phone fleet: each phone registers to every registrar it was given (its
+//! primary and secondary edge) over UDP with digest authentication, refreshes at half the
+//! granted expiry, and answers what edges deliver to it (OPTIONS, NOTIFY check-sync,
+//! MESSAGE, INVITE with 180 then 200 or a rejection). Counters and a latency histogram
+//! measure it; [`Sim::sample`] gives the per-second view (how many phones are fully,
+//! partly or not registered).
+//!
+//! Many phones share a few sockets: each phone's Contact carries its SIP user, so a
+//! delivered request finds its phone by Request-URI, and responses find their transaction
+//! by Call-ID and CSeq. That is what lets one process hold 100,000 phones.
+//!
+//! Pure: [`wire`] (messages), [`stats`] (histogram). IO: this module.
+
+pub mod stats;
+pub mod wire;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering::Relaxed},
+    },
+    time::{Duration, Instant},
+};
+
+use dialtone_sip::{
+    digest,
+    message::{Message, StartLine, parse},
+};
+use parking_lot::Mutex;
+use tokio::{net::UdpSocket, sync::oneshot, task::JoinHandle};
+
+use crate::{
+    stats::{Failure, Histogram, Sample, Stats},
+    wire::{Answer, Register},
+};
+
+/// One phone of the fleet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneSpec {
+    /// Phone id (for reports).
+    pub phone_id: String,
+    /// SIP user (AOR user part and digest user name).
+    pub user: String,
+    /// Its password.
+    pub password: String,
+    /// SIP domain (empty: the registrar's address).
+    pub domain: String,
+    /// Registrars in order: primary, then secondary.
+    pub registrars: Vec<SocketAddr>,
+}
+
+/// How the fleet behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Expires asked for, seconds.
+    pub expires: u32,
+    /// UDP sockets the phones share.
+    pub sockets: usize,
+    /// Phones started per second (0: all at once).
+    pub start_rate: u32,
+    /// Final answer to INVITEs (200 answers after 180 Ringing).
+    pub invite_answer: u16,
+    /// Local address the sockets bind (port chosen by the OS).
+    pub bind_ip: IpAddr,
+    /// A transaction fails after this long without a final answer (UDP retransmissions
+    /// double from 500 ms meanwhile).
+    pub timeout: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            expires: 120,
+            sockets: 16,
+            start_rate: 0,
+            invite_answer: 200,
+            bind_ip: IpAddr::from([127, 0, 0, 1]),
+            timeout: Duration::from_secs(4),
+        }
+    }
+}
+
+/// One registration's dialog state (kept across refreshes, as a real phone does).
+struct Registration {
+    call_id: String,
+    cseq: u32,
+    /// The last challenge and the nonce count used with it.
+    challenge: Option<(String, u32)>,
+}
+
+struct Phone {
+    spec: PhoneSpec,
+    socket: usize,
+    /// Per registrar: milliseconds (since start) until which the registration holds.
+    until_ms: Vec<AtomicU64>,
+    regs: Vec<Mutex<Registration>>,
+}
+
+type Pending = Mutex<HashMap<String, oneshot::Sender<Message>>>;
+
+struct Inner {
+    cfg: SimConfig,
+    stats: Stats,
+    phones: Vec<Phone>,
+    by_user: HashMap<String, usize>,
+    sockets: Vec<Arc<UdpSocket>>,
+    pending: Vec<Pending>,
+    started: Instant,
+    stopping: AtomicBool,
+    /// The registration tasks, aborted at stop.
+    children: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running fleet.
+pub struct Sim {
+    inner: Arc<Inner>,
+    tasks: Vec<JoinHandle<()>>,
+    last: Mutex<(Instant, u64, Vec<u64>)>,
+}
+
+fn txn_key(call_id: &str, cseq: u32) -> String {
+    format!("{call_id} {cseq}")
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn local(&self, socket: usize) -> SocketAddr {
+        self.sockets[socket].local_addr().expect("bound")
+    }
+
+    /// Sends `text` and waits for the final answer, retransmitting over UDP.
+    async fn transact(
+        &self,
+        socket: usize,
+        to: SocketAddr,
+        key: String,
+        text: &str,
+    ) -> Result<Message, Failure> {
+        let (tx, mut rx) = oneshot::channel();
+        self.pending[socket].lock().insert(key.clone(), tx);
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut wait = Duration::from_millis(500);
+        let result = loop {
+            if self.sockets[socket]
+                .send_to(text.as_bytes(), to)
+                .await
+                .is_err()
+            {
+                break Err(Failure::Io);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(wait.min(left), &mut rx).await {
+                Ok(Ok(m)) => break Ok(m),
+                Ok(Err(_)) => break Err(Failure::Io),
+                Err(_) if Instant::now() >= deadline => break Err(Failure::Timeout),
+                Err(_) => wait = (wait * 2).min(Duration::from_secs(4)),
+            }
+        };
+        self.pending[socket].lock().remove(&key);
+        result
+    }
+
+    /// One REGISTER (answering a challenge when one comes); returns the expiry granted.
+    async fn register(&self, p: &Phone, which: usize, expires: u32) -> Result<u32, Failure> {
+        let registrar = p.spec.registrars[which];
+        let local = self.local(p.socket);
+        for _ in 0..3 {
+            let (text, key) = {
+                let mut guard = p.regs[which].lock();
+                let r = &mut *guard;
+                r.cseq += 1;
+                let uri = format!(
+                    "sip:{}",
+                    if p.spec.domain.is_empty() {
+                        registrar.to_string()
+                    } else {
+                        p.spec.domain.clone()
+                    }
+                );
+                let auth = r.challenge.as_mut().and_then(|(ch, nc)| {
+                    *nc += 1;
+                    let cnonce = format!("{:08x}", rand::random::<u32>());
+                    digest::answer(
+                        ch,
+                        &p.spec.user,
+                        &p.spec.password,
+                        "REGISTER",
+                        &uri,
+                        *nc,
+                        &cnonce,
+                    )
+                    .ok()
+                });
+                let reg = Register {
+                    user: &p.spec.user,
+                    domain: &p.spec.domain,
+                    registrar,
+                    local,
+                    transport: "UDP",
+                    call_id: &r.call_id,
+                    cseq: r.cseq,
+                    expires,
+                    authorization: auth.as_deref(),
+                };
+                debug_assert_eq!(reg.uri(), uri);
+                (reg.text(), txn_key(&r.call_id, r.cseq))
+            };
+            let resp = self.transact(p.socket, registrar, key, &text).await?;
+            let StartLine::Response { code, .. } = resp.start else {
+                return Err(Failure::Rejected);
+            };
+            match code {
+                200..=299 => return Ok(granted(&resp, &p.spec.user).unwrap_or(expires)),
+                401 | 407 => {
+                    let name = if code == 401 {
+                        "www-authenticate"
+                    } else {
+                        "proxy-authenticate"
+                    };
+                    // The first challenge the phone can answer (SHA-256 first, as offered).
+                    let ch = resp
+                        .all(name)
+                        .find(|c| digest::answer(c, "u", "p", "REGISTER", "sip:x", 1, "c").is_ok())
+                        .ok_or(Failure::Rejected)?
+                        .to_owned();
+                    p.regs[which].lock().challenge = Some((ch, 0));
+                }
+                403 => {
+                    p.regs[which].lock().challenge = None;
+                    return Err(Failure::Forbidden);
+                }
+                _ => return Err(Failure::Rejected),
+            }
+        }
+        Err(Failure::Rejected)
+    }
+
+    /// Keeps one registration alive until the fleet stops.
+    async fn keep_registered(self: Arc<Self>, phone: usize, which: usize) {
+        let p = &self.phones[phone];
+        let mut backoff = Duration::from_millis(500);
+        while !self.stopping.load(Relaxed) {
+            let t0 = Instant::now();
+            match self.register(p, which, self.cfg.expires).await {
+                Ok(granted) => {
+                    self.stats.latency.record(t0.elapsed());
+                    self.stats.registered.fetch_add(1, Relaxed);
+                    p.until_ms[which].store(self.now_ms() + u64::from(granted) * 1000, Relaxed);
+                    backoff = Duration::from_millis(500);
+                    // Refresh at half the expiry, spread by ±10 % so refreshes do not bunch.
+                    let half = f64::from(granted.max(2)) / 2.0;
+                    let jitter = 0.9 + rand::random::<f64>() * 0.2;
+                    tokio::time::sleep(Duration::from_secs_f64(half * jitter)).await;
+                }
+                Err(f) => {
+                    self.stats.fail(f);
+                    if p.until_ms[which].load(Relaxed) <= self.now_ms() {
+                        p.until_ms[which].store(0, Relaxed);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(8));
+                }
+            }
+        }
+    }
+
+    /// Reads one socket: responses go to their transactions, requests get answered.
+    async fn receive(self: Arc<Self>, socket: usize) {
+        let sock = self.sockets[socket].clone();
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            let Ok((n, from)) = sock.recv_from(&mut buf).await else {
+                continue;
+            };
+            let Ok(m) = parse(&buf[..n]) else { continue };
+            match &m.start {
+                StartLine::Response { code, .. } => {
+                    if *code < 200 {
+                        continue;
+                    }
+                    let key = m
+                        .get("call-id")
+                        .zip(
+                            m.get("cseq")
+                                .and_then(|c| c.split_whitespace().next()?.parse().ok()),
+                        )
+                        .map(|(id, n)| txn_key(id, n));
+                    if let Some(tx) = key.and_then(|k| self.pending[socket].lock().remove(&k)) {
+                        let _ = tx.send(m);
+                    }
+                }
+                StartLine::Request { method, .. } => {
+                    let method = method.clone();
+                    self.stats.receive(&method);
+                    if !wire::request_user(&m).is_some_and(|u| self.by_user.contains_key(u)) {
+                        self.stats.misdelivered.fetch_add(1, Relaxed);
+                        let _ = sock
+                            .send_to(&wire::respond(&m, from, 404, "sim"), from)
+                            .await;
+                        continue;
+                    }
+                    if method == "NOTIFY"
+                        && wire::event(&m).is_some_and(|e| e.starts_with("check-sync"))
+                    {
+                        self.stats.check_syncs.fetch_add(1, Relaxed);
+                    }
+                    let tag = format!("{:08x}", rand::random::<u32>());
+                    match wire::answer_for(&method, self.cfg.invite_answer) {
+                        Answer::Nothing => {}
+                        Answer::Final(code) => {
+                            let _ = sock
+                                .send_to(&wire::respond(&m, from, code, &tag), from)
+                                .await;
+                        }
+                        Answer::RingThen(code) => {
+                            let _ = sock
+                                .send_to(&wire::respond(&m, from, 180, &tag), from)
+                                .await;
+                            let _ = sock
+                                .send_to(&wire::respond(&m, from, code, &tag), from)
+                                .await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The expiry the registrar granted our contact (its `expires` param, else `Expires`).
+fn granted(resp: &Message, user: &str) -> Option<u32> {
+    let mine = format!("sip:{user}@");
+    resp.all("contact")
+        .flat_map(dialtone_sip::header::split_list)
+        .find(|c| c.contains(&mine))
+        .and_then(|c| {
+            c.split(';')
+                .find_map(|p| p.trim().strip_prefix("expires=")?.parse().ok())
+        })
+        .or_else(|| resp.get("expires")?.parse().ok())
+}
+
+impl Sim {
+    /// Binds the sockets and starts every phone (paced by `start_rate`).
+    pub async fn start(cfg: SimConfig, phones: Vec<PhoneSpec>) -> std::io::Result<Self> {
+        let mut sockets = Vec::new();
+        for _ in 0..cfg.sockets.max(1) {
+            sockets.push(Arc::new(UdpSocket::bind((cfg.bind_ip, 0)).await?));
+        }
+        let n_sockets = sockets.len();
+        let by_user = phones
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.user.clone(), i))
+            .collect();
+        let phones: Vec<Phone> = phones
+            .into_iter()
+            .enumerate()
+            .map(|(i, spec)| Phone {
+                socket: i % n_sockets,
+                until_ms: spec.registrars.iter().map(|_| AtomicU64::new(0)).collect(),
+                regs: (0..spec.registrars.len())
+                    .map(|r| {
+                        Mutex::new(Registration {
+                            call_id: format!("{:016x}-{r}@phonesim", rand::random::<u64>()),
+                            cseq: 0,
+                            challenge: None,
+                        })
+                    })
+                    .collect(),
+                spec,
+            })
+            .collect();
+        let inner = Arc::new(Inner {
+            pending: (0..n_sockets).map(|_| Mutex::default()).collect(),
+            cfg,
+            stats: Stats::default(),
+            by_user,
+            phones,
+            sockets,
+            started: Instant::now(),
+            stopping: AtomicBool::new(false),
+            children: Mutex::default(),
+        });
+        let mut tasks: Vec<JoinHandle<()>> = (0..n_sockets)
+            .map(|s| tokio::spawn(inner.clone().receive(s)))
+            .collect();
+        let starter = inner.clone();
+        tasks.push(tokio::spawn(async move {
+            let rate = starter.cfg.start_rate;
+            for i in 0..starter.phones.len() {
+                if starter.stopping.load(Relaxed) {
+                    return;
+                }
+                if rate > 0 {
+                    let due = starter.started + Duration::from_secs_f64(i as f64 / f64::from(rate));
+                    tokio::time::sleep_until(due.into()).await;
+                }
+                for r in 0..starter.phones[i].spec.registrars.len() {
+                    let t = tokio::spawn(starter.clone().keep_registered(i, r));
+                    starter.children.lock().push(t);
+                }
+            }
+        }));
+        let now = Instant::now();
+        let snapshot = inner.stats.latency.snapshot();
+        Ok(Self {
+            inner,
+            tasks,
+            last: Mutex::new((now, 0, snapshot)),
+        })
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Phones in the fleet.
+    pub fn len(&self) -> usize {
+        self.inner.phones.len()
+    }
+
+    /// Whether the fleet is empty.
+    pub fn is_empty(&self) -> bool {
+        self.inner.phones.is_empty()
+    }
+
+    /// The fleet now, and the rate and latency since the previous sample.
+    pub fn sample(&self) -> Sample {
+        let now_ms = self.inner.now_ms();
+        let (mut full, mut partial, mut none) = (0, 0, 0);
+        for p in &self.inner.phones {
+            let live = p
+                .until_ms
+                .iter()
+                .filter(|u| u.load(Relaxed) > now_ms)
+                .count();
+            match live {
+                0 => none += 1,
+                n if n == p.until_ms.len() => full += 1,
+                _ => partial += 1,
+            }
+        }
+        let stats = &self.inner.stats;
+        let registered = stats.registered.load(Relaxed);
+        let hist = stats.latency.snapshot();
+        let mut last = self.last.lock();
+        let dt = last.0.elapsed().as_secs_f64().max(1e-3);
+        let delta: Vec<u64> = hist.iter().zip(&last.2).map(|(a, b)| a - b).collect();
+        let s = Sample {
+            t_s: self.inner.started.elapsed().as_secs_f64(),
+            full,
+            partial,
+            none,
+            rate: (registered - last.1) as f64 / dt,
+            failures: stats.failures(),
+            p50_ms: Histogram::quantile_ms(&delta, 0.5),
+            p99_ms: Histogram::quantile_ms(&delta, 0.99),
+        };
+        *last = (Instant::now(), registered, hist);
+        s
+    }
+
+    /// Whether phone `index` holds a live registration with registrar `which`.
+    pub fn is_registered(&self, index: usize, which: usize) -> bool {
+        let p = &self.inner.phones[index];
+        p.until_ms
+            .get(which)
+            .is_some_and(|u| u.load(Relaxed) > self.inner.now_ms())
+    }
+
+    /// Stops refreshing; with `unregister`, every live registration is removed first
+    /// (Expires: 0), at most `concurrency` at a time.
+    pub async fn stop(self, unregister: bool, concurrency: usize) {
+        self.inner.stopping.store(true, Relaxed);
+        for t in self.inner.children.lock().drain(..) {
+            t.abort();
+        }
+        if unregister {
+            let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+            let mut jobs = Vec::new();
+            for i in 0..self.inner.phones.len() {
+                for r in 0..self.inner.phones[i].spec.registrars.len() {
+                    if !self.is_registered(i, r) {
+                        continue;
+                    }
+                    let (inner, sem) = (self.inner.clone(), sem.clone());
+                    jobs.push(tokio::spawn(async move {
+                        let _permit = sem.acquire().await;
+                        let p = &inner.phones[i];
+                        if inner.register(p, r, 0).await.is_ok() {
+                            p.until_ms[r].store(0, Relaxed);
+                        }
+                    }));
+                }
+            }
+            for j in jobs {
+                let _ = j.await;
+            }
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}

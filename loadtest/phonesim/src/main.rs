@@ -1,0 +1,283 @@
+//! `phonesim`: a simulated phone fleet against a Dialtone cluster.
+//!
+//! ```sh
+//! # create N phones through the config API and ask the provisioning API how each registers
+//! phonesim seed --server http://127.0.0.1:7700 --token "$TOKEN" --count 1000 \
+//!               --site hq --base-settings desk --out phones.csv
+//! # register them all (primary and secondary), refresh, answer requests; report every second
+//! phonesim run --phones phones.csv --rate 2000 --expires 120 --duration 60
+//! ```
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
+use dialtone_proto::{
+    config::v1::{self as pb, config_service_client::ConfigServiceClient},
+    provisioning::v1::{self as ppb, provisioning_service_client::ProvisioningServiceClient},
+};
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+/// A simulated phone fleet.
+#[derive(Parser)]
+#[command(name = "phonesim", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create phones through the config API (CSV import) and write the fleet file
+    /// (`phone_id,sip_user,password,domain,primary,secondary`) from GetHowToRegister.
+    Seed {
+        /// gRPC endpoint of a node running config and provisioning.
+        #[arg(long, env = "DIALTONE_SERVER")]
+        server: String,
+        /// API token with add permission.
+        #[arg(long, env = "DIALTONE_TOKEN", hide_env_values = true)]
+        token: String,
+        /// Phones to create.
+        #[arg(long)]
+        count: usize,
+        /// Their site (must exist).
+        #[arg(long)]
+        site: String,
+        /// Their base settings (must exist).
+        #[arg(long)]
+        base_settings: String,
+        /// Line name prefix (each phone gets one line `{prefix}{n:06}`).
+        #[arg(long, default_value = "sim")]
+        prefix: String,
+        /// The fleet file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Register the fleet and keep it registered; print a line per second and a summary.
+    Run {
+        /// The fleet file written by `seed`.
+        #[arg(long)]
+        phones: PathBuf,
+        /// Phones started per second (0: all at once).
+        #[arg(long, default_value_t = 2000)]
+        rate: u32,
+        /// Expires asked for, seconds (refreshes at half).
+        #[arg(long, default_value_t = 120)]
+        expires: u32,
+        /// Seconds to run.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// UDP sockets shared by the phones.
+        #[arg(long, default_value_t = 16)]
+        sockets: usize,
+        /// Final answer to INVITEs (after 180 when 2xx).
+        #[arg(long, default_value_t = 200)]
+        invite_answer: u16,
+        /// Leave the registrations in place at the end (no Expires: 0).
+        #[arg(long)]
+        no_unregister: bool,
+    },
+}
+
+async fn seed(
+    server: String,
+    token: String,
+    count: usize,
+    site: String,
+    base: String,
+    prefix: String,
+    out: PathBuf,
+) -> anyhow::Result<()> {
+    let channel = Channel::from_shared(server.clone())?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach {server}"))?;
+    let auth: MetadataValue<_> = format!("Bearer {token}").parse()?;
+    let with_auth = move |mut req: tonic::Request<()>| {
+        req.metadata_mut().insert("authorization", auth.clone());
+        Ok(req)
+    };
+    let mut config = ConfigServiceClient::with_interceptor(channel.clone(), with_auth.clone());
+    let mut csv = String::from("name,kind,site_id,base_settings_id,lines\n");
+    for i in 0..count {
+        csv.push_str(&format!(
+            "Sim {prefix} {i},unmanaged,{site},{base},{prefix}{i:06}\n"
+        ));
+    }
+    let chunks: Vec<pb::ImportPhonesRequest> = csv
+        .as_bytes()
+        .chunks(1 << 20)
+        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
+        .collect();
+    let mut s = config
+        .import_phones(tokio_stream::iter(chunks))
+        .await?
+        .into_inner();
+    let mut created = Vec::with_capacity(count);
+    while let Some(r) = s.message().await? {
+        if !r.reason.is_empty() {
+            bail!("row {}: {}", r.row, r.reason);
+        }
+        if let Some(c) = r.credentials.into_iter().next() {
+            created.push((r.phone_id, c.sip_user, c.password));
+        }
+    }
+    eprintln!(
+        "created {} phones; asking how each registers",
+        created.len()
+    );
+    let prov = ProvisioningServiceClient::with_interceptor(channel, with_auth);
+    let mut lines = Vec::with_capacity(created.len());
+    for batch in created.chunks(64) {
+        let calls = batch.iter().map(|(id, _, _)| {
+            let mut p = prov.clone();
+            let id = id.clone();
+            async move {
+                p.get_how_to_register(ppb::GetHowToRegisterRequest { phone_id: id })
+                    .await
+                    .map(|r| r.into_inner())
+            }
+        });
+        for ((id, user, password), how) in batch.iter().zip(futures_join(calls).await) {
+            let how = how?;
+            let addr = |r: &Option<ppb::Registrar>| {
+                r.as_ref()
+                    .map(|r| format!("{}:{}", r.host, r.port))
+                    .unwrap_or_default()
+            };
+            lines.push(format!(
+                "{id},{user},{password},{},{},{}",
+                how.domain,
+                addr(&how.primary),
+                addr(&how.secondary)
+            ));
+        }
+    }
+    let text = format!(
+        "phone_id,sip_user,password,domain,primary,secondary\n{}\n",
+        lines.join("\n")
+    );
+    std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({} phones)", out.display(), lines.len());
+    Ok(())
+}
+
+/// Awaits every future (a handful at a time is all `seed` needs; no extra dependency).
+async fn futures_join<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = fs.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        out.push(h.await.expect("task"));
+    }
+    out
+}
+
+/// Reads the fleet file.
+async fn load(path: &PathBuf) -> anyhow::Result<Vec<PhoneSpec>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut phones = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let [id, user, password, domain, primary, secondary] = f[..] else {
+            bail!("{}:{}: expected 6 columns", path.display(), n + 1);
+        };
+        let mut registrars = Vec::new();
+        for a in [primary, secondary].into_iter().filter(|a| !a.is_empty()) {
+            let addr: SocketAddr = tokio::net::lookup_host(a)
+                .await
+                .with_context(|| format!("{}:{}: cannot resolve {a}", path.display(), n + 1))?
+                .next()
+                .with_context(|| format!("{}:{}: no address for {a}", path.display(), n + 1))?;
+            registrars.push(addr);
+        }
+        phones.push(PhoneSpec {
+            phone_id: id.into(),
+            user: user.into(),
+            password: password.into(),
+            domain: domain.into(),
+            registrars,
+        });
+    }
+    Ok(phones)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Seed {
+            server,
+            token,
+            count,
+            site,
+            base_settings,
+            prefix,
+            out,
+        } => seed(server, token, count, site, base_settings, prefix, out).await,
+        Cmd::Run {
+            phones,
+            rate,
+            expires,
+            duration,
+            sockets,
+            invite_answer,
+            no_unregister,
+        } => {
+            let phones = load(&phones).await?;
+            let n = phones.len();
+            let sim = Sim::start(
+                SimConfig {
+                    expires,
+                    sockets,
+                    start_rate: rate,
+                    invite_answer,
+                    ..SimConfig::default()
+                },
+                phones,
+            )
+            .await?;
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            for _ in 0..duration {
+                tick.tick().await;
+                println!("{}", sim.sample().line());
+            }
+            let s = sim.stats();
+            let all = s.latency.snapshot();
+            let q = |x| Histogram::quantile_ms(&all, x).map_or("-".into(), |v| format!("{v:.1}"));
+            let load =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            println!(
+                "phones {n}: registrations {} (p50 {} ms, p90 {} ms, p99 {} ms); failures: timeout {}, forbidden {}, rejected {}, io {}",
+                load(&s.registered),
+                q(0.5),
+                q(0.9),
+                q(0.99),
+                load(&s.failed[0]),
+                load(&s.failed[1]),
+                load(&s.failed[2]),
+                load(&s.failed[3]),
+            );
+            println!(
+                "requests received: INVITE {}, OPTIONS {}, NOTIFY {} (check-sync {}), MESSAGE {}, other {}; misdelivered {}",
+                load(&s.received[0]),
+                load(&s.received[1]),
+                load(&s.received[2]),
+                load(&s.check_syncs),
+                load(&s.received[3]),
+                load(&s.received[4]),
+                load(&s.misdelivered),
+            );
+            sim.stop(!no_unregister, 512).await;
+            Ok(())
+        }
+    }
+}

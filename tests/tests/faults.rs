@@ -1,0 +1,298 @@
+//! Faults on real processes: a three-member etcd cluster, config+provisioning and status
+//! as separate nodes, three edges, and a simulated fleet registering to its primary and
+//! secondary edges over UDP with digest auth (loadtest/phonesim). Bounded in time.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb, status::v1 as spb};
+use dialtone_tests::{
+    ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN,
+    fleet::{import, seed_site_on},
+};
+
+const PHONES: usize = 150;
+/// Node indexes: 0 config+provisioning, 1 status, 2-4 edges.
+const EDGES: [usize; 3] = [2, 3, 4];
+
+async fn summary(st: &mut StatusClient) -> spb::SiteSummary {
+    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
+        .await
+        .expect("summaries")
+        .into_inner()
+        .sites
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Polls the site summary until `done` holds, asserting that no phone is ever OFFLINE
+/// meanwhile; returns how long it took.
+async fn until_never_offline(
+    st: &mut StatusClient,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&spb::SiteSummary) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    loop {
+        let s = summary(st).await;
+        assert_eq!(s.offline, 0, "{what}: a phone went OFFLINE: {s:?}");
+        if done(&s) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{what}: not done within {within:?}: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts the cluster, seeds PHONES phones and registers them all.
+async fn fleet() -> (ClusterSandbox, Sim, StatusClient, tempfile::TempDir) {
+    let tls = tempfile::tempdir().unwrap();
+    let (cert, key) = dialtone_tls::dev_pair(tls.path(), "provisioning").unwrap();
+    let sb = ClusterSandbox::with_etcd_args(
+        3,
+        &["config,provisioning", "status", "edge", "edge", "edge"],
+        &[
+            "--sip-min-expires=10",
+            &format!("--provisioning-tls-cert={}", cert.display()),
+            &format!("--provisioning-tls-key={}", key.display()),
+        ],
+    )
+    .await
+    .unwrap();
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    let edges: Vec<(&str, String)> = EDGES
+        .iter()
+        .map(|&i| {
+            (
+                sb.nodes[i].node_id.as_str(),
+                format!("127.0.0.1:{}", sb.nodes[i].sip.udp),
+            )
+        })
+        .collect();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+        .await
+        .unwrap();
+    let created = import(&mut cfg, PHONES, "sim").await.unwrap();
+    let mut prov = sb.nodes[0].provisioning_client(ADMIN_TOKEN).await.unwrap();
+    let mut specs = Vec::new();
+    for (id, user, password) in created {
+        let how = prov
+            .get_how_to_register(ppb::GetHowToRegisterRequest {
+                phone_id: id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let addr = |r: Option<ppb::Registrar>| -> SocketAddr {
+            let r = r.expect("two registrars");
+            format!("{}:{}", r.host, r.port).parse().unwrap()
+        };
+        specs.push(PhoneSpec {
+            phone_id: id,
+            user,
+            password,
+            domain: how.domain.clone(),
+            registrars: vec![addr(how.primary), addr(how.secondary)],
+        });
+    }
+    // Edges learn of the imported phones through their watch; give them a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sim = Sim::start(
+        SimConfig {
+            expires: 12,
+            sockets: 4,
+            timeout: Duration::from_secs(2),
+            ..SimConfig::default()
+        },
+        specs,
+    )
+    .await
+    .unwrap();
+    let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let s = summary(&mut st).await;
+        if s.operational as usize == PHONES {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "fleet never OPERATIONAL: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (sb, sim, st, tls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_die_and_restart_without_a_phone_going_offline() {
+    let (mut sb, sim, mut st, _tls) = fleet().await;
+
+    // kill -9 one edge: every phone it holds (as primary or secondary) goes DEGRADED within
+    // the lease TTL (3 s) + 2 s, and none goes OFFLINE.
+    let victim = EDGES[0];
+    let held = st
+        .list_phone_statuses(spb::ListPhoneStatusesRequest {
+            edge_node_id: sb.nodes[victim].node_id.clone(),
+            page_size: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .statuses
+        .len() as u32;
+    assert!(held > 0);
+    sb.nodes[victim].kill9();
+    let took = until_never_offline(&mut st, Duration::from_secs(5), "after kill -9", |s| {
+        s.degraded == held
+    })
+    .await;
+    eprintln!("kill -9: {held} phones DEGRADED after {took:?}");
+
+    // It comes back: phones re-register at their next refresh and are all OPERATIONAL.
+    sb.nodes[victim].restart().await.unwrap();
+    let took = until_never_offline(&mut st, Duration::from_secs(15), "edge back", |s| {
+        s.operational as usize == PHONES
+    })
+    .await;
+    eprintln!("edge back: all OPERATIONAL after {took:?}");
+
+    // Restart every edge one at a time (each back before the next goes): never OFFLINE.
+    for &i in &EDGES {
+        sb.nodes[i].restart().await.unwrap();
+        until_never_offline(&mut st, Duration::from_secs(15), "rolling restart", |s| {
+            s.operational as usize == PHONES
+        })
+        .await;
+    }
+    let failures = sim.stats().failures();
+    eprintln!("registration failures during the faults: {failures}");
+    sim.stop(false, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
+    let (mut sb, sim, mut st, _tls) = fleet().await;
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+
+    // One member of three dies: writes acknowledged meanwhile all survive, and every
+    // service keeps serving.
+    sb.etcd.as_mut().unwrap().kill(0);
+    let mut acknowledged = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while acknowledged.len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "config stopped serving with two members of three"
+        );
+        let r = cfg
+            .create_phone(pb::CreatePhoneRequest {
+                phone: Some(pb::Phone {
+                    name: format!("During {}", acknowledged.len()),
+                    kind: pb::PhoneKind::Unmanaged as i32,
+                    site_id: "hq".into(),
+                    base_settings_id: "desk".into(),
+                    lines: vec![pb::Line {
+                        sip_user: format!("during{}", acknowledged.len()),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await;
+        match r {
+            Ok(r) => acknowledged.push(r.into_inner().phone.unwrap().id),
+            // Not acknowledged (e.g. during the election): may be retried.
+            Err(s) => assert_eq!(s.code(), tonic::Code::Unavailable, "{s:?}"),
+        }
+    }
+    sb.etcd.as_mut().unwrap().restart(0).unwrap();
+    for id in &acknowledged {
+        cfg.get_phone(pb::GetRequest { id: id.clone() })
+            .await
+            .unwrap_or_else(|e| panic!("acknowledged phone {id} lost: {e:?}"));
+    }
+    let start = Instant::now();
+    while summary(&mut st).await.total as usize != PHONES + acknowledged.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "status never saw the new phones"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(sim.stats().failures(), 0, "edges kept registering phones");
+
+    // The whole cluster stops: edges keep registering from their caches and say they are
+    // not ready; everything recovers without restarts when etcd returns.
+    let before = sim
+        .stats()
+        .registered
+        .load(std::sync::atomic::Ordering::Relaxed);
+    for i in 0..3 {
+        sb.etcd.as_mut().unwrap().kill(i);
+    }
+    let start = Instant::now();
+    for &e in &EDGES {
+        while sb.nodes[e].http_status("/readyz").await != Some(503) {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "edge {e} still ready without etcd"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await; // past every phone's refresh
+    let during = sim
+        .stats()
+        .registered
+        .load(std::sync::atomic::Ordering::Relaxed)
+        - before;
+    assert!(
+        during >= (2 * PHONES) as u64 / 2,
+        "only {during} refreshes without etcd"
+    );
+    assert_eq!(sim.stats().failures(), 0, "refreshes failed without etcd");
+    for i in 0..3 {
+        sb.etcd.as_mut().unwrap().restart(i).unwrap();
+    }
+    let start = Instant::now();
+    for node in sb.nodes.iter_mut() {
+        if node.wait_ready(Duration::from_secs(30)).await.is_err() {
+            let why = node.http_get("/readyz").await;
+            let log = node.log_text();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            panic!(
+                "node {} not ready: {why:?}\n{}",
+                node.node_id,
+                tail.join("\n")
+            );
+        }
+    }
+    eprintln!("etcd back: every node ready after {:?}", start.elapsed());
+    let start = Instant::now();
+    loop {
+        let s = summary(&mut st).await;
+        if s.operational as usize == PHONES {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "fleet not OPERATIONAL after etcd returned: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    eprintln!(
+        "fleet OPERATIONAL again {:?} after the nodes were ready",
+        start.elapsed()
+    );
+    sim.stop(false, 1).await;
+}
