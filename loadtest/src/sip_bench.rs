@@ -22,6 +22,7 @@ use std::{
 };
 
 use anyhow::{Context, bail};
+use dialtone_loadtest::procfs::{cpu_us, pss, tree};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{ClusterSandbox, fleet::seed_site, free_port_pair};
 
@@ -44,61 +45,6 @@ struct Run {
 
 fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/kamailio")
-}
-
-/// Every pid whose ancestry reaches `root` (Kamailio forks its workers).
-fn tree(root: u32) -> Vec<u32> {
-    let mut all = vec![root];
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            if all.contains(&pid) {
-                continue;
-            }
-            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok())
-                });
-            if ppid.is_some_and(|p| all.contains(&p)) {
-                all.push(pid);
-                changed = true;
-            }
-        }
-    }
-    all
-}
-
-/// utime + stime of the processes, in microseconds.
-fn cpu_us(pids: &[u32]) -> u64 {
-    let hz = 100u64; // USER_HZ on Linux
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| {
-            let r = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(r.get(11)?.parse::<u64>().ok()? + r.get(12)?.parse::<u64>().ok()?)
-        })
-        .sum::<u64>()
-        * 1_000_000
-        / hz
-}
-
-/// Proportional set size of the processes (shared memory counted once), in bytes.
-fn pss(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
-        .filter_map(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Pss:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .sum::<u64>()
-        * 1024
 }
 
 /// One SIPp run of `calls` registrations at `rate`; returns (ok, failed, p99 bucket).

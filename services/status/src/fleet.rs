@@ -344,6 +344,7 @@ impl Fleet {
                             .map_or(now_ms, |(_, _, since)| *since);
                     }
                     st.revision = revision;
+                    fill_binding_times(&mut st, &entry.bindings);
                     entry.published = Some(Published {
                         fingerprint,
                         status,
@@ -384,6 +385,7 @@ impl Fleet {
                 .map_or(0, |(_, _, s)| *s);
         }
         st.revision = published.revision;
+        fill_binding_times(&mut st, &self.phones.get(id)?.bindings);
         Some(st)
     }
 
@@ -493,6 +495,7 @@ impl Fleet {
                     lines_registered: e.lines_registered,
                     registered: expected.lines > 0 && e.lines_registered >= expected.lines,
                     since_ms: 0,
+                    binding_updated_at_ms: 0,
                 })
                 .collect(),
             lines,
@@ -528,6 +531,18 @@ fn binding_facts(line: u32, node_id: Arc<str>, b: Binding) -> BindingFacts {
         contacts,
         user_agent,
         updated_at_ms: b.updated_at_ms,
+    }
+}
+
+/// Each edge's latest binding write (kept out of the fingerprint: refreshes move it).
+fn fill_binding_times(st: &mut PhoneStatus, bindings: &[BindingFacts]) {
+    for e in &mut st.edges {
+        e.binding_updated_at_ms = bindings
+            .iter()
+            .filter(|b| *b.node_id == *e.node_id)
+            .map(|b| b.updated_at_ms)
+            .max()
+            .unwrap_or(0);
     }
 }
 

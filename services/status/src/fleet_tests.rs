@@ -36,6 +36,7 @@ fn binding(ua: &str) -> Vec<u8> {
             expires_at_s: 1,
             ..Default::default()
         }],
+        updated_at_ms: 1_500,
         ..Default::default()
     }
     .encode_to_vec()
@@ -112,7 +113,9 @@ fn dual_registration_goes_degraded_then_operational_and_back() {
     assert_eq!(st.edges[0].role(), EdgeRole::Primary);
     assert!(st.edges[0].registered);
     assert_eq!(st.edges[0].since_ms, 2_000);
+    assert_eq!(st.edges[0].binding_updated_at_ms, 1_500);
     assert!(!st.edges[1].registered);
+    assert_eq!(st.edges[1].binding_updated_at_ms, 0);
 
     f.apply([(key_s.as_str(), Some(&b[..]))], 12, 3_000);
     let st = status(&f);
@@ -130,6 +133,7 @@ fn dual_registration_goes_degraded_then_operational_and_back() {
             expires_at_s: 999,
             ..Binding::decode(&b[..]).unwrap().contacts[0].clone()
         }],
+        updated_at_ms: 3_900,
         ..Binding::decode(&b[..]).unwrap()
     }
     .encode_to_vec();
@@ -138,6 +142,11 @@ fn dual_registration_goes_degraded_then_operational_and_back() {
             .is_empty()
     );
     assert_eq!(status(&f).revision, 12);
+    assert_eq!(
+        status(&f).edges[1].binding_updated_at_ms,
+        3_900,
+        "shown, not a change"
+    );
 
     // The primary's lease expires.
     let ch = f.apply([(key_p.as_str(), None)], 14, 5_000);

@@ -1,0 +1,3 @@
+//! Shared pieces of the benchmarks.
+
+pub mod procfs;
