@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod digest;
 pub mod header;
 pub mod message;
+pub mod proxy;
 pub mod registration;
 pub mod response;
 pub mod stream;

@@ -1,0 +1,300 @@
+//! What a proxy writes (RFC 3261 §16): a request forwarded one hop (its own Via on top,
+//! Max-Forwards decremented, the Request-URI retargeted), a response sent back one hop (the
+//! top Via removed), and the CANCEL and ACK a stateful proxy sends downstream. Pure: bytes
+//! out from parsed messages, no IO.
+
+use crate::message::{Message, StartLine};
+
+/// Why a request cannot be forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ForwardError {
+    /// Max-Forwards reached 0 (answer 483).
+    #[error("too many hops")]
+    TooManyHops,
+    /// Not a request.
+    #[error("not a request")]
+    NotARequest,
+}
+
+/// A header's usual spelling, for what the edge writes (names compare case-insensitively,
+/// but people read traces).
+pub fn display_name(canonical: &str) -> String {
+    match canonical {
+        "call-id" => "Call-ID".into(),
+        "cseq" => "CSeq".into(),
+        "www-authenticate" => "WWW-Authenticate".into(),
+        "mime-version" => "MIME-Version".into(),
+        _ => canonical
+            .split('-')
+            .map(|part| {
+                let mut c = part.chars();
+                c.next()
+                    .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                    .unwrap_or_default()
+            })
+            .collect::<Vec<_>>()
+            .join("-"),
+    }
+}
+
+fn push_header(out: &mut String, name: &str, value: &str) {
+    out.push_str(&display_name(name));
+    out.push_str(": ");
+    out.push_str(value);
+    out.push_str("\r\n");
+}
+
+fn finish(mut out: String, body: &[u8]) -> Vec<u8> {
+    out.push_str("Content-Length: ");
+    out.push_str(&body.len().to_string());
+    out.push_str("\r\n\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
+}
+
+/// `req` forwarded one hop: Request-URI `uri` (none: unchanged), `via` (a whole Via value
+/// with its branch) on top, Max-Forwards one less (70 when absent, RFC 3261 §16.6), `extra` headers added,
+/// every other header and the body as received.
+pub fn forward_request(
+    req: &Message,
+    uri: Option<&str>,
+    via: &str,
+    extra: &[(&str, &str)],
+) -> Result<Vec<u8>, ForwardError> {
+    let StartLine::Request {
+        method,
+        uri: old_uri,
+        ..
+    } = &req.start
+    else {
+        return Err(ForwardError::NotARequest);
+    };
+    let max_forwards = match req.get("max-forwards").map(|v| v.trim().parse::<u32>()) {
+        None => 70,
+        Some(Ok(0)) => return Err(ForwardError::TooManyHops),
+        Some(Ok(n)) => n - 1,
+        // judge() already refused malformed values; be safe anyway.
+        Some(Err(_)) => 69,
+    };
+    let mut out = String::with_capacity(1024);
+    out.push_str(method);
+    out.push(' ');
+    out.push_str(uri.unwrap_or(old_uri));
+    out.push_str(" SIP/2.0\r\n");
+    push_header(&mut out, "via", via);
+    for (name, value) in req.iter() {
+        match name {
+            "max-forwards" | "content-length" => {}
+            _ => push_header(&mut out, name, value),
+        }
+    }
+    push_header(&mut out, "max-forwards", &max_forwards.to_string());
+    for (name, value) in extra {
+        push_header(&mut out, &name.to_ascii_lowercase(), value);
+    }
+    Ok(finish(out, &req.body))
+}
+
+/// `resp` sent back one hop: its top Via value removed (the rest of a comma-joined Via
+/// header kept). None when no Via would remain (the response was for this proxy itself).
+pub fn forward_response(resp: &Message) -> Option<Vec<u8>> {
+    let StartLine::Response {
+        version,
+        code,
+        reason,
+    } = &resp.start
+    else {
+        return None;
+    };
+    let mut out = String::with_capacity(1024);
+    out.push_str(version);
+    out.push(' ');
+    out.push_str(&code.to_string());
+    out.push(' ');
+    out.push_str(reason);
+    out.push_str("\r\n");
+    let mut removed = false;
+    let mut vias_left = 0;
+    for (name, value) in resp.iter() {
+        if name == "content-length" {
+            continue;
+        }
+        if name == "via" && !removed {
+            removed = true;
+            let rest: Vec<&str> = crate::header::split_list(value).skip(1).collect();
+            if !rest.is_empty() {
+                vias_left += rest.len();
+                push_header(&mut out, "via", &rest.join(", "));
+            }
+            continue;
+        }
+        if name == "via" {
+            vias_left += 1;
+        }
+        push_header(&mut out, name, value);
+    }
+    (vias_left > 0).then(|| finish(out, &resp.body))
+}
+
+/// The CANCEL for an INVITE this proxy forwarded as `sent` (RFC 3261 §9.1: same
+/// Request-URI, top Via, From, To, Call-ID and CSeq number).
+pub fn cancel_for(sent: &Message) -> Option<Vec<u8>> {
+    hop_request(sent, "CANCEL", None)
+}
+
+/// The ACK for a non-2xx final response `resp` to an INVITE this proxy forwarded as `sent`
+/// (RFC 3261 §17.1.1.3: the To of the response, with its tag).
+pub fn ack_for(sent: &Message, resp: &Message) -> Option<Vec<u8>> {
+    hop_request(sent, "ACK", resp.get("to"))
+}
+
+fn hop_request(sent: &Message, method: &str, to: Option<&str>) -> Option<Vec<u8>> {
+    let StartLine::Request { uri, .. } = &sent.start else {
+        return None;
+    };
+    let top_via = crate::header::split_list(sent.get("via")?).next()?;
+    let cseq = sent.get("cseq")?.split_whitespace().next()?;
+    let mut out = format!("{method} {uri} SIP/2.0\r\n");
+    push_header(&mut out, "via", top_via);
+    push_header(&mut out, "max-forwards", "70");
+    push_header(&mut out, "from", sent.get("from")?);
+    push_header(&mut out, "to", to.or(sent.get("to"))?);
+    push_header(&mut out, "call-id", sent.get("call-id")?);
+    push_header(&mut out, "cseq", &format!("{cseq} {method}"));
+    for route in sent.all("route") {
+        push_header(&mut out, "route", route);
+    }
+    Some(finish(out, b""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::parse;
+
+    const INVITE: &str = "INVITE sip:u-1001@dialtone SIP/2.0\r\n\
+        Via: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKcaller\r\n\
+        Max-Forwards: 7\r\n\
+        From: <sip:caller@example.com>;tag=c1\r\n\
+        To: <sip:u-1001@dialtone>\r\n\
+        Call-ID: call-1\r\n\
+        CSeq: 4 INVITE\r\n\
+        Contact: <sip:caller@10.0.0.9:5070>\r\n\
+        Content-Type: application/sdp\r\n\
+        Content-Length: 4\r\n\r\nv=0\n";
+
+    fn via(branch: &str) -> String {
+        format!("SIP/2.0/UDP 127.0.0.1:5060;branch={branch}")
+    }
+
+    #[test]
+    fn a_forwarded_request_carries_our_via_fewer_hops_and_the_body() {
+        let m = parse(INVITE.as_bytes()).unwrap();
+        let out = forward_request(
+            &m,
+            Some("sip:u-1001@10.0.0.5:5062"),
+            &via("z9hG4bKedge"),
+            &[("X-Dialtone-Forwarded", "edge-1")],
+        )
+        .unwrap();
+        let f = parse(&out).unwrap();
+        assert!(
+            matches!(&f.start, StartLine::Request { uri, .. } if uri == "sip:u-1001@10.0.0.5:5062")
+        );
+        let vias: Vec<&str> = f.all("via").collect();
+        assert_eq!(
+            vias,
+            [
+                via("z9hG4bKedge").as_str(),
+                "SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKcaller"
+            ]
+        );
+        assert_eq!(f.get("max-forwards"), Some("6"));
+        assert_eq!(f.get("x-dialtone-forwarded"), Some("edge-1"));
+        assert_eq!(f.body, b"v=0\n");
+        assert_eq!(f.get("call-id"), Some("call-1"));
+        assert!(String::from_utf8_lossy(&out).contains("\r\nCall-ID: call-1\r\n"));
+        // Unchanged URI when not retargeted; no Max-Forwards: the proxy adds 70.
+        let no_mf = INVITE.replace("Max-Forwards: 7\r\n", "");
+        let f = parse(
+            &forward_request(&parse(no_mf.as_bytes()).unwrap(), None, &via("b"), &[]).unwrap(),
+        )
+        .unwrap();
+        assert!(matches!(&f.start, StartLine::Request { uri, .. } if uri == "sip:u-1001@dialtone"));
+        assert_eq!(f.get("max-forwards"), Some("70"), "RFC 3261 §16.6 step 3");
+    }
+
+    #[test]
+    fn hop_limits_and_non_requests_are_refused() {
+        let zero = INVITE.replace("Max-Forwards: 7", "Max-Forwards: 0");
+        let m = parse(zero.as_bytes()).unwrap();
+        assert_eq!(
+            forward_request(&m, None, &via("b"), &[]),
+            Err(ForwardError::TooManyHops)
+        );
+        let resp = parse(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            forward_request(&resp, None, &via("b"), &[]),
+            Err(ForwardError::NotARequest)
+        );
+    }
+
+    #[test]
+    fn responses_lose_exactly_the_top_via() {
+        let cases: &[(&str, Option<&[&str]>)] = &[
+            (
+                "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge\r\nVia: SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKcaller\r\n",
+                Some(&["SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKcaller"]),
+            ),
+            (
+                "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge, SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKcaller\r\n",
+                Some(&["SIP/2.0/UDP 10.0.0.9:5070;branch=z9hG4bKcaller"]),
+            ),
+            (
+                "Via: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge\r\n",
+                None,
+            ),
+        ];
+        for (vias, want) in cases {
+            let text = format!(
+                "SIP/2.0 180 Ringing\r\n{vias}From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 4 INVITE\r\nContent-Length: 0\r\n\r\n"
+            );
+            let out = forward_response(&parse(text.as_bytes()).unwrap());
+            match want {
+                None => assert!(out.is_none(), "{vias}"),
+                Some(want) => {
+                    let f = parse(&out.unwrap()).unwrap();
+                    assert_eq!(f.all("via").collect::<Vec<_>>(), *want, "{vias}");
+                    assert!(matches!(f.start, StartLine::Response { code: 180, .. }));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cancel_and_ack_follow_the_forwarded_invite() {
+        let m = parse(INVITE.as_bytes()).unwrap();
+        let sent =
+            parse(&forward_request(&m, Some("sip:u@10.0.0.5"), &via("z9hG4bKedge"), &[]).unwrap())
+                .unwrap();
+        let c = parse(&cancel_for(&sent).unwrap()).unwrap();
+        assert!(
+            matches!(&c.start, StartLine::Request { method, uri, .. } if method == "CANCEL" && uri == "sip:u@10.0.0.5")
+        );
+        assert_eq!(
+            c.all("via").collect::<Vec<_>>(),
+            [via("z9hG4bKedge").as_str()]
+        );
+        assert_eq!(c.get("cseq"), Some("4 CANCEL"));
+        assert_eq!(c.get("to"), Some("<sip:u-1001@dialtone>"));
+        let resp = parse(b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: <sip:u-1001@dialtone>;tag=p9\r\nCall-ID: call-1\r\nCSeq: 4 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let a = parse(&ack_for(&sent, &resp).unwrap()).unwrap();
+        assert_eq!(a.get("cseq"), Some("4 ACK"));
+        assert_eq!(a.get("to"), Some("<sip:u-1001@dialtone>;tag=p9"));
+        assert_eq!(a.all("via").count(), 1);
+    }
+}
