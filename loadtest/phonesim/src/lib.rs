@@ -60,7 +60,7 @@ pub struct SimConfig {
     pub sockets: usize,
     /// Phones started per second (0: all at once).
     pub start_rate: u32,
-    /// Final answer to INVITEs (200 answers after 180 Ringing).
+    /// Final answer to INVITEs (200 answers after 180 Ringing; 0: ring until cancelled).
     pub invite_answer: u16,
     /// Local address the sockets bind (port chosen by the OS).
     pub bind_ip: IpAddr,
@@ -111,6 +111,8 @@ struct Inner {
     stopping: AtomicBool,
     /// The registration tasks, aborted at stop.
     children: Mutex<Vec<JoinHandle<()>>>,
+    /// INVITEs ringing until cancelled, by Via branch: the request and our To tag.
+    ringing: Mutex<HashMap<String, (Message, String)>>,
 }
 
 /// A running fleet.
@@ -310,12 +312,35 @@ impl Inner {
                         self.stats.check_syncs.fetch_add(1, Relaxed);
                     }
                     let tag = format!("{:08x}", rand::random::<u32>());
+                    let branch = m
+                        .top_via()
+                        .and_then(|v| v.param("branch").map(str::to_owned));
+                    if method == "CANCEL"
+                        && let Some((invite, tag)) =
+                            branch.as_ref().and_then(|b| self.ringing.lock().remove(b))
+                    {
+                        let _ = sock
+                            .send_to(&wire::respond(&m, from, 200, &tag), from)
+                            .await;
+                        let _ = sock
+                            .send_to(&wire::respond(&invite, from, 487, &tag), from)
+                            .await;
+                        continue;
+                    }
                     match wire::answer_for(&method, self.cfg.invite_answer) {
                         Answer::Nothing => {}
                         Answer::Final(code) => {
                             let _ = sock
                                 .send_to(&wire::respond(&m, from, code, &tag), from)
                                 .await;
+                        }
+                        Answer::RingOnly => {
+                            let _ = sock
+                                .send_to(&wire::respond(&m, from, 180, &tag), from)
+                                .await;
+                            if let Some(b) = branch {
+                                self.ringing.lock().insert(b, (m, tag));
+                            }
                         }
                         Answer::RingThen(code) => {
                             let _ = sock
@@ -386,6 +411,7 @@ impl Sim {
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             children: Mutex::default(),
+            ringing: Mutex::default(),
         });
         let mut tasks: Vec<JoinHandle<()>> = (0..n_sockets)
             .map(|s| tokio::spawn(inner.clone().receive(s)))

@@ -86,13 +86,16 @@ pub enum Answer {
     Final(u16),
     /// 180 Ringing, then a final response.
     RingThen(u16),
+    /// 180 Ringing and nothing more (until a CANCEL: 487).
+    RingOnly,
 }
 
 /// The answer of a simulated phone to a request with `method`; `invite` is what it does
-/// with calls (200, or a rejection code from the softphone rules).
+/// with calls (200, a rejection code from the softphone rules, or 0: ring until cancelled).
 pub fn answer_for(method: &str, invite: u16) -> Answer {
     match method {
         "ACK" => Answer::Nothing,
+        "INVITE" if invite == 0 => Answer::RingOnly,
         "INVITE" if invite < 300 => Answer::RingThen(invite),
         "INVITE" => Answer::Final(invite),
         "OPTIONS" | "NOTIFY" | "MESSAGE" | "BYE" | "CANCEL" | "INFO" | "UPDATE" => {
@@ -174,6 +177,7 @@ mod tests {
             ("OPTIONS", 200, Answer::Final(200)),
             ("NOTIFY", 200, Answer::Final(200)),
             ("ACK", 200, Answer::Nothing),
+            ("INVITE", 0, Answer::RingOnly),
             ("PUBLISH", 200, Answer::Final(405)),
         ];
         for (m, invite, want) in cases {

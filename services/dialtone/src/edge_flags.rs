@@ -109,9 +109,14 @@ pub struct EdgeFlags {
     /// Actor threads phones are sharded over (1-64).
     #[arg(long, env = "DIALTONE_SIP_SHARDS", default_value_t = 2)]
     pub sip_shards: usize,
-    /// Seconds a NOTIFY check-sync waits for the phone's answer.
+    /// Seconds a NOTIFY check-sync, or any request delivered to a phone, waits for the
+    /// phone's first answer (then 408).
     #[arg(long, env = "DIALTONE_SIP_NOTIFY_TIMEOUT", default_value_t = 8)]
     pub sip_notify_timeout: u64,
+    /// Seconds a delivered INVITE may ring without a final answer before the edge cancels
+    /// it and answers 480.
+    #[arg(long, env = "DIALTONE_SIP_INVITE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub sip_invite_timeout: u64,
 }
 
 fn listener(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -177,6 +182,7 @@ impl EdgeFlags {
             server_header: self.sip_server_header.clone().filter(|s| !s.is_empty()),
             shards: self.sip_shards,
             notify_timeout: Duration::from_secs(self.sip_notify_timeout.clamp(1, 64)),
+            invite_timeout: Duration::from_secs(self.sip_invite_timeout),
         };
         s.validate()?;
         Ok(s)

@@ -52,6 +52,14 @@ pub struct Handler {
     /// Random keys of the transaction hash, so no one can craft two requests that collide
     /// (one would be taken for a retransmission of the other).
     txn_keys: std::hash::RandomState,
+    /// Requests being delivered to phones.
+    pub(crate) deliveries: crate::delivery::Deliveries,
+    /// The store (where other edges' bindings are found); none in unit tests.
+    pub(crate) store: Option<dialtone_store::Store>,
+    /// The runtime deliveries run on (the UDP transport calls from actix arbiters).
+    runtime: tokio::runtime::Handle,
+    /// This handler, for the tasks it spawns.
+    me: std::sync::OnceLock<std::sync::Weak<Handler>>,
 }
 
 type FlowKey = (Transport, SocketAddr);
@@ -60,6 +68,7 @@ type FlowKey = (Transport, SocketAddr);
 type Refusal = Vec<u8>;
 
 impl Handler {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         cache: Arc<RwLock<CredentialCache>>,
         directory: Arc<Directory>,
@@ -68,8 +77,9 @@ impl Handler {
         stats: Arc<Stats>,
         settings: Arc<EdgeSettings>,
         local: HashMap<Transport, SocketAddr>,
-    ) -> Self {
-        Handler {
+        store: Option<dialtone_store::Store>,
+    ) -> Arc<Self> {
+        let h = Arc::new(Handler {
             bans: Bans::new(settings.bans),
             cache,
             directory,
@@ -80,7 +90,22 @@ impl Handler {
             local,
             ws_phones: Mutex::new(HashMap::new()),
             txn_keys: std::hash::RandomState::new(),
-        }
+            deliveries: crate::delivery::Deliveries::default(),
+            store,
+            runtime: tokio::runtime::Handle::current(),
+            me: std::sync::OnceLock::new(),
+        });
+        let _ = h.me.set(Arc::downgrade(&h));
+        h
+    }
+
+    /// The line a request is for: its Request-URI's user, when that is one of ours.
+    fn addressed_line(&self, m: &Message) -> Option<Arc<LineEntry>> {
+        let StartLine::Request { uri, .. } = &m.start else {
+            return None;
+        };
+        let u = dialtone_sip::uri::parse(uri).ok()?;
+        self.cache.read().lookup(u.user?)
     }
 
     pub fn flows(&self) -> &Arc<Flows> {
@@ -130,7 +155,7 @@ impl Handler {
         };
         let method = match &m.start {
             StartLine::Response { .. } => {
-                if verdict == Verdict::Accept {
+                if verdict == Verdict::Accept && !self.deliveries.on_response(&m) {
                     self.uac.on_response(&m);
                 }
                 return;
@@ -165,7 +190,20 @@ impl Handler {
                 return;
             }
         }
+        if crate::delivery::delivered(&method)
+            && let Some(line) = self.addressed_line(&m)
+            && let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade)
+        {
+            span.record("phone.id", &*line.phone_id);
+            self.runtime.spawn(me.deliver(m, src, reply, line));
+            return;
+        }
         match method.as_str() {
+            "CANCEL" => {
+                if !self.cancel_delivery(&m, &src, &reply) {
+                    reply.send(self.responder().reply(&m, &src, 481, "", vec![]));
+                }
+            }
             "REGISTER" => {
                 let txn = transaction_key(&self.txn_keys, &m, top_via.as_ref(), peer.addr);
                 self.register(m, peer, src, reply, txn, now_ms)
@@ -193,7 +231,7 @@ impl Handler {
         Some(Local { transport, addr })
     }
 
-    fn responder(&self) -> &crate::replies::Responder {
+    pub(crate) fn responder(&self) -> &crate::replies::Responder {
         &self.directory.shared().responder
     }
 

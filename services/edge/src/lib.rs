@@ -13,6 +13,7 @@ pub mod actions;
 pub mod api;
 pub mod credentials;
 pub mod credentials_sync;
+pub mod delivery;
 pub mod directory;
 pub mod error;
 pub mod handler;
@@ -166,7 +167,7 @@ impl Edge {
         ];
         let flows = Arc::new(Flows::default());
         let settings = Arc::new(settings);
-        let handler = Arc::new(Handler::new(
+        let handler = Handler::new(
             cache,
             directory.clone(),
             flows,
@@ -174,7 +175,8 @@ impl Edge {
             stats,
             settings.clone(),
             addresses.clone(),
-        ));
+            Some(store.clone()),
+        );
         let action_counts = Arc::new(actions::ActionCounts::default());
         tasks.push(actions::spawn(
             store.clone(),
@@ -236,6 +238,7 @@ impl Edge {
             .stats
             .render(&self.node_id, lines, h.bans.active(unix_ms()));
         self.action_counts.render(&mut out);
+        h.deliveries.render(&self.node_id, &mut out);
         out
     }
 

@@ -47,8 +47,12 @@ pub struct EdgeSettings {
     pub server_header: Option<String>,
     /// Arbiter threads the phone actors are sharded over.
     pub shards: usize,
-    /// How long a NOTIFY waits for the phone's answer.
+    /// How long a NOTIFY waits for the phone's answer; also how long a request delivered to
+    /// a phone waits for any answer before 408.
     pub notify_timeout: Duration,
+    /// How long a delivered INVITE may ring without a final answer before it is cancelled
+    /// (480 upstream).
+    pub invite_timeout: Duration,
 }
 
 impl EdgeSettings {

@@ -1,0 +1,523 @@
+//! Delivery of requests to registered phones: an INVITE, MESSAGE, NOTIFY or OPTIONS for a
+//! line's SIP user that reaches any edge goes to ONE live binding of that line: the one on
+//! the phone's primary edge if it lives, else the secondary's, else the freshest elsewhere.
+//! When that binding is on another edge, the request goes there (marked, so that edge
+//! delivers it over its own flow and never forwards again): TCP, TLS and WS flows can only
+//! be used by the edge that holds them.
+//!
+//! The edge proxies statefully (RFC 3261 §16) without Record-Route: its Via on top,
+//! provisional and final responses relayed back, retransmissions of the upstream request
+//! absorbed and answered with the last response, CANCEL passed on, non-2xx finals to an
+//! INVITE acknowledged hop by hop. No answer at all gives 408; ringing without an answer
+//! past the INVITE timeout is cancelled and gives 480; no live binding gives 480.
+//!
+//! The pure message rewriting lives in `dialtone_sip::proxy`.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+use dialtone_config::{keys, placement};
+use dialtone_proto::{
+    config::v1::{EdgeGroup, Member, Phone, Site},
+    edge::v1::Binding,
+};
+use dialtone_sip::{
+    Message, StartLine,
+    proxy::{ForwardError, ack_for, cancel_for, forward_request, forward_response},
+    response::Source,
+};
+use dialtone_store::Store;
+use parking_lot::Mutex;
+use prost::Message as _;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::{
+    credentials::LineEntry,
+    handler::Handler,
+    phone::Contacts,
+    replies::new_branch,
+    transport::{Replier, Transport},
+};
+
+/// Marks a request one edge hands another: deliver it locally, never forward it again.
+pub const FORWARDED: &str = "X-Dialtone-Forwarded";
+
+/// Methods delivered to phones.
+pub fn delivered(method: &str) -> bool {
+    matches!(
+        method,
+        "INVITE" | "MESSAGE" | "NOTIFY" | "OPTIONS" | "INFO" | "UPDATE"
+    )
+}
+
+/// One upstream request being delivered (keyed by its top Via branch).
+#[derive(Default)]
+struct Txn {
+    /// The last response sent upstream (answers a retransmission).
+    last: Mutex<Option<Vec<u8>>>,
+    /// The request as forwarded and where it went (for CANCEL).
+    downstream: Mutex<Option<(Message, Replier)>>,
+}
+
+/// Deliveries under way and their counts.
+#[derive(Default)]
+pub struct Deliveries {
+    txns: Mutex<HashMap<String, Arc<Txn>>>,
+    /// Our branch → the responses of the request we forwarded.
+    clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
+    /// Delivered over a local flow, handed to another edge, no live binding (480),
+    /// no answer (408), ringing past the INVITE timeout (480).
+    counts: [AtomicU64; 5],
+}
+
+#[derive(Clone, Copy)]
+enum Outcome {
+    Local = 0,
+    ViaEdge = 1,
+    NoBinding = 2,
+    NoAnswer = 3,
+    RingTimeout = 4,
+}
+
+impl Deliveries {
+    fn count(&self, o: Outcome) {
+        self.counts[o as usize].fetch_add(1, Relaxed);
+    }
+
+    /// A response for a request this edge forwarded: relayed to its transaction. Returns
+    /// whether it was one.
+    pub fn on_response(&self, m: &Message) -> bool {
+        let Some(branch) = m
+            .top_via()
+            .and_then(|v| v.param("branch").map(str::to_owned))
+        else {
+            return false;
+        };
+        match self.clients.lock().get(&branch) {
+            Some(tx) => {
+                let _ = tx.send(m.clone());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Prometheus text.
+    pub fn render(&self, node: &str, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP dialtone_edge_deliveries_total Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout.\n# TYPE dialtone_edge_deliveries_total counter\n");
+        for (label, n) in [
+            "local",
+            "via_edge",
+            "no_binding",
+            "no_answer",
+            "ring_timeout",
+        ]
+        .iter()
+        .zip(&self.counts)
+        {
+            let _ = writeln!(
+                out,
+                "dialtone_edge_deliveries_total{{node=\"{node}\",outcome=\"{label}\"}} {}",
+                n.load(Relaxed)
+            );
+        }
+    }
+}
+
+/// How long another edge has to answer anything before the next binding is tried.
+const HOP_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// One hop of a delivery.
+struct Hop<'a> {
+    uri: Option<&'a str>,
+    transport: Transport,
+    replier: Replier,
+    forwarded_by: Option<String>,
+    wait: Duration,
+}
+
+/// Where a request goes.
+enum Target {
+    /// A contact of this edge, over its flow.
+    Local {
+        uri: String,
+        transport: Transport,
+        replier: Replier,
+    },
+    /// The edge holding the binding.
+    Edge { node: String, addr: SocketAddr },
+}
+
+fn cseq_method(m: &Message) -> Option<&str> {
+    m.get("cseq")?.split_whitespace().nth(1)
+}
+
+fn branch_of(m: &Message) -> Option<String> {
+    m.top_via()
+        .and_then(|v| v.param("branch").map(str::to_owned))
+}
+
+impl Handler {
+    /// CANCEL for a request being delivered: 200, and the CANCEL passed on. False when no
+    /// delivery matches (the caller answers 481).
+    pub(crate) fn cancel_delivery(&self, m: &Message, src: &Source, reply: &Replier) -> bool {
+        let Some(txn) = branch_of(m).and_then(|b| self.deliveries.txns.lock().get(&b).cloned())
+        else {
+            return false;
+        };
+        reply.send(self.responder().reply(m, src, 200, "", vec![]));
+        if let Some((sent, replier)) = txn.downstream.lock().as_ref()
+            && let Some(c) = cancel_for(sent)
+        {
+            replier.send(c);
+        }
+        true
+    }
+
+    /// Delivers `m` (for `line`) and relays the answers along `upstream`.
+    pub(crate) async fn deliver(
+        self: Arc<Self>,
+        m: Message,
+        src: Source,
+        upstream: Replier,
+        line: Arc<LineEntry>,
+    ) {
+        let Some(key) = branch_of(&m) else { return };
+        let txn = {
+            let mut txns = self.deliveries.txns.lock();
+            if let Some(t) = txns.get(&key) {
+                // A retransmission: the last answer again, or nothing yet.
+                if let Some(last) = t.last.lock().clone() {
+                    upstream.send(last);
+                }
+                return;
+            }
+            let t = Arc::new(Txn::default());
+            txns.insert(key.clone(), t.clone());
+            t
+        };
+        let invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
+        let answer = |code: u16, reason: &str| {
+            let r = self.responder().reply(&m, &src, code, reason, vec![]);
+            *txn.last.lock() = Some(r.clone());
+            upstream.send(r);
+        };
+        // 100 at once to an INVITE, and to anything another edge handed over: it tells that
+        // edge this one is alive, so it does not try the next binding.
+        if invite || m.get(&FORWARDED.to_ascii_lowercase()).is_some() {
+            upstream.send(self.responder().reply(&m, &src, 100, "", vec![]));
+        }
+        let targets = self.targets(&m, &line).await;
+        let last = targets.len().saturating_sub(1);
+        let mut done = false;
+        for (i, target) in targets.into_iter().enumerate() {
+            // Another edge that does not answer at all (it may have just died, its bindings
+            // not yet expired) is passed over quickly for the next binding.
+            let (uri, transport, replier, forwarded_by, wait) = match target {
+                Target::Local {
+                    uri,
+                    transport,
+                    replier,
+                } => (
+                    Some(uri),
+                    transport,
+                    replier,
+                    None,
+                    self.settings.notify_timeout,
+                ),
+                Target::Edge { node, addr } => {
+                    debug!(edge = %node, "handing a request to the edge holding the binding");
+                    let Some((_, Replier::Udp { socket, .. })) =
+                        self.flows.replier(&format!("udp:{addr}"))
+                    else {
+                        continue;
+                    };
+                    let wait = if i < last {
+                        HOP_TIMEOUT
+                    } else {
+                        self.settings.notify_timeout
+                    };
+                    (
+                        None,
+                        Transport::Udp,
+                        Replier::Udp { socket, to: addr },
+                        Some(self.settings.node_id.clone()),
+                        wait,
+                    )
+                }
+            };
+            let outcome = if forwarded_by.is_some() {
+                Outcome::ViaEdge
+            } else {
+                Outcome::Local
+            };
+            let hop = Hop {
+                uri: uri.as_deref(),
+                transport,
+                replier,
+                forwarded_by,
+                wait,
+            };
+            if self.proxy(&m, hop, &txn, &upstream, &answer).await || i == last {
+                self.deliveries.count(outcome);
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            self.deliveries.count(Outcome::NoBinding);
+            answer(480, "No live registration");
+        }
+        self.linger(key).await;
+    }
+
+    /// Keeps a finished transaction a while to answer retransmissions, then forgets it.
+    async fn linger(&self, key: String) {
+        tokio::time::sleep(Duration::from_secs(32)).await;
+        self.deliveries.txns.lock().remove(&key);
+    }
+
+    /// Forwards `m` one hop and relays what comes back. Returns false when nothing at all
+    /// came back within the hop's wait (nothing was sent upstream: the next binding may be
+    /// tried); true otherwise (an answer, relayed or generated, went upstream).
+    async fn proxy(
+        &self,
+        m: &Message,
+        hop: Hop<'_>,
+        txn: &Txn,
+        upstream: &Replier,
+        answer: &(dyn Fn(u16, &str) + Sync),
+    ) -> bool {
+        let Hop {
+            uri,
+            transport,
+            replier,
+            forwarded_by,
+            wait,
+        } = hop;
+        let Some(local) = self.local(transport) else {
+            answer(503, "No listener for the flow's transport");
+            return true;
+        };
+        let branch = new_branch();
+        let via = format!("{};branch={branch}", local.via());
+        let extra: Vec<(&str, &str)> = forwarded_by
+            .as_deref()
+            .map(|n| vec![(FORWARDED, n)])
+            .unwrap_or_default();
+        let bytes = match forward_request(m, uri, &via, &extra) {
+            Ok(b) => b,
+            Err(ForwardError::TooManyHops) => {
+                answer(483, "");
+                return true;
+            }
+            Err(ForwardError::NotARequest) => return true,
+        };
+        let Ok(sent) = dialtone_sip::parse(&bytes) else {
+            answer(500, "Could not forward the request");
+            return true;
+        };
+        let StartLine::Request { method, .. } = &sent.start else {
+            return true;
+        };
+        let method = method.clone();
+        let invite = method == "INVITE";
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.deliveries.clients.lock().insert(branch.clone(), tx);
+        *txn.downstream.lock() = Some((sent.clone(), replier.clone()));
+        replier.send(bytes.clone());
+
+        let relay = |resp: &Message| {
+            if let Some(b) = forward_response(resp) {
+                if matches!(resp.start, StartLine::Response { code, .. } if code >= 200) {
+                    *txn.last.lock() = Some(b.clone());
+                }
+                upstream.send(b);
+            }
+        };
+        let start = tokio::time::Instant::now();
+        let mut deadline = start + wait;
+        let mut resend = tokio::time::Instant::now() + Duration::from_millis(500);
+        let mut interval = Duration::from_millis(500);
+        let mut answered = false;
+        let mut cancelled = false;
+        loop {
+            let wake = if answered || transport != Transport::Udp {
+                deadline
+            } else {
+                resend.min(deadline)
+            };
+            match tokio::time::timeout_at(wake, rx.recv()).await {
+                Ok(Some(resp)) => {
+                    let StartLine::Response { code, .. } = resp.start else {
+                        continue;
+                    };
+                    // The answer to our CANCEL shares the branch: not the request's answer.
+                    if cseq_method(&resp).is_none_or(|m| m != method) {
+                        continue;
+                    }
+                    answered = true;
+                    if code < 200 {
+                        deadline = if invite {
+                            // Timer C (RFC 3261 §16.6 step 11): reset by every provisional.
+                            tokio::time::Instant::now() + self.settings.invite_timeout
+                        } else {
+                            // The next hop is alive: the whole wait for the final answer.
+                            deadline.max(start + self.settings.notify_timeout)
+                        };
+                        if code > 100 && !cancelled {
+                            relay(&resp);
+                        }
+                        continue;
+                    }
+                    if invite
+                        && code >= 300
+                        && let Some(ack) = ack_for(&sent, &resp)
+                    {
+                        replier.send(ack);
+                    }
+                    if !cancelled {
+                        relay(&resp);
+                    }
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) if tokio::time::Instant::now() >= deadline => {
+                    if cancelled {
+                        break;
+                    }
+                    if invite && answered {
+                        self.deliveries.count(Outcome::RingTimeout);
+                        if let Some(c) = cancel_for(&sent) {
+                            replier.send(c);
+                        }
+                        answer(480, "No answer");
+                        // Wait a little for the 487, to acknowledge it.
+                        cancelled = true;
+                        deadline = tokio::time::Instant::now() + Duration::from_secs(4);
+                        continue;
+                    }
+                    self.deliveries.clients.lock().remove(&branch);
+                    if forwarded_by.is_some() && wait == HOP_TIMEOUT && !answered {
+                        // That edge may still be alive but slow: make sure it rings no one.
+                        if invite && let Some(c) = cancel_for(&sent) {
+                            replier.send(c);
+                        }
+                        return false;
+                    }
+                    self.deliveries.count(Outcome::NoAnswer);
+                    answer(408, "");
+                    return true;
+                }
+                Err(_) => {
+                    replier.send(bytes.clone());
+                    interval = (interval * 2).min(Duration::from_secs(4));
+                    resend = tokio::time::Instant::now() + interval;
+                }
+            }
+        }
+        self.deliveries.clients.lock().remove(&branch);
+        true
+    }
+
+    /// The bindings a request for `line` may go to, best first: the primary edge's, the
+    /// secondary's, then the freshest others (a request from another edge: local only).
+    async fn targets(&self, m: &Message, line: &LineEntry) -> Vec<Target> {
+        let local = match self.directory.ask(&line.phone_id, Contacts) {
+            None => Vec::new(),
+            Some(r) => r.await.unwrap_or_default(),
+        };
+        let local_target = || {
+            let c = local.iter().find(|c| c.sip_user == line.sip_user)?;
+            let (transport, replier) = self.flows.replier(&c.source)?;
+            Some(Target::Local {
+                uri: c.uri.clone(),
+                transport,
+                replier,
+            })
+        };
+        if m.get(&FORWARDED.to_ascii_lowercase()).is_some() {
+            return local_target().into_iter().collect();
+        }
+        let Some(store) = &self.store else {
+            return local_target().into_iter().collect();
+        };
+        let me = self.settings.node_id.as_str();
+        let prefix = format!("bindings/{}/{}/", line.phone_id, line.line_index);
+        let mut holders: Vec<(String, i64)> = store
+            .range(&prefix, None, 64)
+            .await
+            .map(|p| p.kvs)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|kv| {
+                let node = kv.key.strip_prefix(&prefix)?.to_owned();
+                let b = Binding::decode(kv.value.as_slice()).ok()?;
+                (!b.contacts.is_empty() && node != me).then_some((node, b.updated_at_ms))
+            })
+            .collect();
+        if local_target().is_some() {
+            holders.push((me.to_owned(), i64::MAX));
+        }
+        let order = placement_order(store, &line.phone_id).await;
+        holders.sort_by_key(|(node, at)| {
+            (
+                order.iter().position(|o| o == node).unwrap_or(usize::MAX),
+                std::cmp::Reverse(*at),
+            )
+        });
+        let mut out = Vec::new();
+        for (node, _) in holders {
+            if node == me {
+                out.extend(local_target());
+            } else if let Some(addr) = edge_udp_address(store, &node).await {
+                out.push(Target::Edge { node, addr });
+            }
+        }
+        out
+    }
+}
+
+/// The phone's primary and secondary edge, from its site's edge group (empty when any of
+/// them cannot be read: the freshest binding then decides).
+async fn placement_order(store: &Store, phone_id: &str) -> Vec<String> {
+    async fn load<M: prost::Message + Default>(store: &Store, key: &str) -> Option<M> {
+        let kv = store.get(key).await.ok()??;
+        M::decode(kv.value.as_slice()).ok()
+    }
+    let Some(phone) = load::<Phone>(store, &keys::phone(phone_id)).await else {
+        return Vec::new();
+    };
+    let Some(site) = load::<Site>(store, &keys::site(&phone.site_id)).await else {
+        return Vec::new();
+    };
+    let Some(group) = load::<EdgeGroup>(store, &keys::edge_group(&site.edge_group_id)).await else {
+        return Vec::new();
+    };
+    placement::place(phone_id, &group.edges, true)
+        .map(|p| {
+            std::iter::once(p.primary.node_id.clone())
+                .chain(p.secondary.map(|e| e.node_id.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Where another edge takes SIP over UDP, from its member record.
+async fn edge_udp_address(store: &Store, node: &str) -> Option<SocketAddr> {
+    let kv = store
+        .get(&format!("{}edge/{node}", keys::MEMBERS))
+        .await
+        .ok()??;
+    let m = Member::decode(kv.value.as_slice()).ok()?;
+    m.sip_addresses?.udp.parse().ok()
+}

@@ -1,0 +1,277 @@
+//! Requests for phones, through real processes: etcd, a config+status node and two edges;
+//! simulated phones (loadtest/phonesim) registered to their primary and secondary edge; a
+//! caller sending OPTIONS, MESSAGE and INVITE (with CANCEL) to either edge. A phone gets
+//! each request once, through whichever edge the caller picked; a dead primary is passed
+//! over for the secondary; no registration gives 480; ringing past the INVITE timeout 480.
+
+use std::{
+    net::SocketAddr,
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use dialtone_config::placement;
+use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_tests::{
+    ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
+    fleet::{import, seed_site_on},
+    sip::{headers, status},
+};
+use tokio::net::UdpSocket;
+
+/// A caller on 127.0.0.1.
+struct Caller {
+    sock: UdpSocket,
+}
+
+impl Caller {
+    fn text(&self, method: &str, user: &str, branch: &str, cseq_method: &str) -> String {
+        let local = self.sock.local_addr().unwrap();
+        format!(
+            "{method} sip:{user}@dialtone SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:caller@example.com>;tag=c-{branch}\r\n\
+             To: <sip:{user}@dialtone>\r\n\
+             Call-ID: {branch}@caller\r\n\
+             CSeq: 1 {cseq_method}\r\n\
+             Contact: <sip:caller@{local}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    async fn send(&self, text: &str, to: SocketAddr) {
+        self.sock.send_to(text.as_bytes(), to).await.unwrap();
+    }
+
+    /// Responses until a final one for `cseq_method` (or `within` passes): their codes.
+    async fn codes(&self, cseq_method: &str, within: Duration) -> Vec<u16> {
+        let deadline = Instant::now() + within;
+        let mut codes = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        while let Ok(Ok((n, _))) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            self.sock.recv_from(&mut buf),
+        )
+        .await
+        {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !headers(&msg, "cseq")
+                .iter()
+                .any(|c| c.ends_with(cseq_method))
+            {
+                continue;
+            }
+            let code = status(&msg);
+            codes.push(code);
+            if code >= 200 {
+                break;
+            }
+        }
+        codes
+    }
+}
+
+fn branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_reach_a_phone_once_through_either_edge() {
+    let mut sb = ClusterSandbox::with_etcd_args(
+        1,
+        &["config,status", "edge", "edge"],
+        &["--sip-min-expires=10", "--sip-invite-timeout=3"],
+    )
+    .await
+    .unwrap();
+    let udp = |i: usize| -> SocketAddr {
+        format!("127.0.0.1:{}", sb.nodes[i].sip.udp)
+            .parse()
+            .unwrap()
+    };
+    let edges = [
+        ("node-1", udp(1).to_string()),
+        ("node-2", udp(2).to_string()),
+    ];
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+        .await
+        .unwrap();
+    let group: Vec<pb::Edge> = edges
+        .iter()
+        .map(|(n, _)| pb::Edge {
+            node_id: (*n).into(),
+            ..Default::default()
+        })
+        .collect();
+    let phones = import(&mut cfg, 3, "dlv").await.unwrap();
+    let node_addr = |n: &str| if n == "node-1" { udp(1) } else { udp(2) };
+    let spec = |(id, user, password): &(String, String, String)| {
+        let p = placement::place(id, &group, true).unwrap();
+        PhoneSpec {
+            phone_id: id.clone(),
+            user: user.clone(),
+            password: password.clone(),
+            domain: "dialtone".into(),
+            registrars: vec![
+                node_addr(&p.primary.node_id),
+                node_addr(&p.secondary.unwrap().node_id),
+            ],
+        }
+    };
+    let (answering, ringing, absent) = (spec(&phones[0]), spec(&phones[1]), &phones[2]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let cfg_sim = SimConfig {
+        expires: 20,
+        sockets: 1,
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(cfg_sim.clone(), vec![answering.clone()])
+        .await
+        .unwrap();
+    let ring_sim = Sim::start(
+        SimConfig {
+            invite_answer: 0,
+            ..cfg_sim
+        },
+        vec![ringing.clone()],
+    )
+    .await
+    .unwrap();
+    let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
+    let start = Instant::now();
+    while st
+        .get_site_summaries(spb::GetSiteSummariesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .sites
+        .first()
+        .map_or(0, |s| s.operational)
+        < 2
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "phones never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let caller = Caller {
+        sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+    };
+    let (primary, secondary) = (answering.registrars[0], answering.registrars[1]);
+    let received = |s: &Sim, i: usize| s.stats().received[i].load(Relaxed);
+
+    // OPTIONS through the secondary edge (handed to the primary's flow), once.
+    let b = branch();
+    let t = caller.text("OPTIONS", &answering.user, &b, "OPTIONS");
+    caller.send(&t, secondary).await;
+    caller.send(&t, secondary).await; // a retransmission: absorbed
+    assert_eq!(
+        caller.codes("OPTIONS", Duration::from_secs(5)).await.last(),
+        Some(&200)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        received(&sim, 1),
+        1,
+        "the phone got the OPTIONS exactly once"
+    );
+
+    // MESSAGE through the primary.
+    caller
+        .send(
+            &caller.text("MESSAGE", &answering.user, &branch(), "MESSAGE"),
+            primary,
+        )
+        .await;
+    assert_eq!(
+        caller.codes("MESSAGE", Duration::from_secs(5)).await.last(),
+        Some(&200)
+    );
+    assert_eq!(received(&sim, 3), 1);
+
+    // INVITE: 100 from the edge, 180 and 200 from the phone; it rings once, not twice.
+    caller
+        .send(
+            &caller.text("INVITE", &answering.user, &branch(), "INVITE"),
+            secondary,
+        )
+        .await;
+    let codes = caller.codes("INVITE", Duration::from_secs(5)).await;
+    assert_eq!(codes.first(), Some(&100), "{codes:?}");
+    assert!(
+        codes.contains(&180) && codes.last() == Some(&200),
+        "{codes:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        received(&sim, 0),
+        1,
+        "one INVITE for a dual-registered phone"
+    );
+
+    // A phone that only rings: CANCEL gives 200 and 487 for the INVITE.
+    let b = branch();
+    caller
+        .send(&caller.text("INVITE", &ringing.user, &b, "INVITE"), primary)
+        .await;
+    let codes = caller.codes("INVITE", Duration::from_secs(2)).await;
+    assert!(codes.contains(&180), "{codes:?}");
+    caller
+        .send(&caller.text("CANCEL", &ringing.user, &b, "CANCEL"), primary)
+        .await;
+    assert_eq!(
+        caller.codes("CANCEL", Duration::from_secs(3)).await.last(),
+        Some(&200)
+    );
+    assert_eq!(
+        caller.codes("INVITE", Duration::from_secs(3)).await.last(),
+        Some(&487)
+    );
+
+    // Ringing past the INVITE timeout (3 s): 480, and the phone is cancelled.
+    caller
+        .send(
+            &caller.text("INVITE", &ringing.user, &branch(), "INVITE"),
+            secondary,
+        )
+        .await;
+    let t0 = Instant::now();
+    let codes = caller.codes("INVITE", Duration::from_secs(8)).await;
+    assert_eq!(codes.last(), Some(&480), "{codes:?}");
+    assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
+
+    // No registration at all: 480.
+    caller
+        .send(
+            &caller.text("OPTIONS", &absent.1, &branch(), "OPTIONS"),
+            primary,
+        )
+        .await;
+    assert_eq!(
+        caller.codes("OPTIONS", Duration::from_secs(3)).await.last(),
+        Some(&480)
+    );
+
+    // kill -9 the answering phone's primary: at once (its bindings still listed until the
+    // lease expires) a request through the secondary still reaches the phone.
+    let primary_index = if primary == udp(1) { 1 } else { 2 };
+    sb.nodes[primary_index].kill9();
+    let before = received(&sim, 1);
+    caller
+        .send(
+            &caller.text("OPTIONS", &answering.user, &branch(), "OPTIONS"),
+            secondary,
+        )
+        .await;
+    assert_eq!(
+        caller.codes("OPTIONS", Duration::from_secs(6)).await.last(),
+        Some(&200)
+    );
+    assert_eq!(received(&sim, 1), before + 1);
+    sim.stop(false, 1).await;
+    ring_sim.stop(false, 1).await;
+}
