@@ -201,3 +201,37 @@ impl UdpPhone {
             .ok_or_else(|| anyhow::anyhow!("no answer to the authenticated REGISTER"))
     }
 }
+
+/// Sends OPTIONS for every (SIP user, domain, edge) in `to` at once, each through its edge;
+/// returns how many got a final 200 within `within` (the others were lost).
+pub async fn options_answered(to: &[(&str, &str, SocketAddr)], within: Duration) -> usize {
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = sock.local_addr().unwrap();
+    for (i, (user, domain, edge)) in to.iter().enumerate() {
+        let text = format!(
+            "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            r = rand::random::<u32>(),
+        );
+        sock.send_to(text.as_bytes(), edge).await.unwrap();
+    }
+    let mut answered = std::collections::HashSet::new();
+    let deadline = std::time::Instant::now() + within;
+    let mut buf = vec![0u8; 65535];
+    while answered.len() < to.len() {
+        let Ok(Ok((n, _))) = tokio::time::timeout(
+            deadline.saturating_duration_since(std::time::Instant::now()),
+            sock.recv_from(&mut buf),
+        )
+        .await
+        else {
+            break;
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if status(&msg) == 200
+            && let Some(id) = headers(&msg, "call-id").first()
+        {
+            answered.insert(id.to_string());
+        }
+    }
+    answered.len()
+}

@@ -53,7 +53,15 @@ async fn until_never_offline(
 }
 
 /// Starts the cluster, seeds PHONES phones and registers them all.
-async fn fleet() -> (ClusterSandbox, Sim, StatusClient, tempfile::TempDir) {
+type Fleet = (
+    ClusterSandbox,
+    Sim,
+    StatusClient,
+    tempfile::TempDir,
+    Vec<PhoneSpec>,
+);
+
+async fn fleet() -> Fleet {
     let tls = tempfile::tempdir().unwrap();
     let (cert, key) = dialtone_tls::dev_pair(tls.path(), "provisioning").unwrap();
     let sb = ClusterSandbox::with_etcd_args(
@@ -112,7 +120,7 @@ async fn fleet() -> (ClusterSandbox, Sim, StatusClient, tempfile::TempDir) {
             timeout: Duration::from_secs(2),
             ..SimConfig::default()
         },
-        specs,
+        specs.clone(),
     )
     .await
     .unwrap();
@@ -129,12 +137,12 @@ async fn fleet() -> (ClusterSandbox, Sim, StatusClient, tempfile::TempDir) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    (sb, sim, st, tls)
+    (sb, sim, st, tls, specs)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edges_die_and_restart_without_a_phone_going_offline() {
-    let (mut sb, sim, mut st, _tls) = fleet().await;
+    let (mut sb, sim, mut st, _tls, specs) = fleet().await;
 
     // kill -9 one edge: every phone it holds (as primary or secondary) goes DEGRADED within
     // the lease TTL (3 s) + 2 s, and none goes OFFLINE.
@@ -151,12 +159,33 @@ async fn edges_die_and_restart_without_a_phone_going_offline() {
         .statuses
         .len() as u32;
     assert!(held > 0);
+    let victim_addr: SocketAddr = format!("127.0.0.1:{}", sb.nodes[victim].sip.udp)
+        .parse()
+        .unwrap();
+    let killed = Instant::now();
     sb.nodes[victim].kill9();
-    let took = until_never_offline(&mut st, Duration::from_secs(5), "after kill -9", |s| {
+    // Every phone it held is asked for at once through its other edge: none is lost.
+    let probes: Vec<(&str, &str, SocketAddr)> = specs
+        .iter()
+        .filter(|p| p.registrars.contains(&victim_addr))
+        .map(|p| {
+            let other = *p.registrars.iter().find(|a| **a != victim_addr).unwrap();
+            (p.user.as_str(), p.domain.as_str(), other)
+        })
+        .collect();
+    let answered = dialtone_tests::sip::options_answered(&probes, Duration::from_secs(8)).await;
+    eprintln!(
+        "requests to the dead edge's phones during the window: {} sent, {answered} answered",
+        probes.len()
+    );
+    assert_eq!(answered, probes.len(), "requests lost while an edge died");
+    until_never_offline(&mut st, Duration::from_secs(5), "after kill -9", |s| {
         s.degraded == held
     })
     .await;
+    let took = killed.elapsed();
     eprintln!("kill -9: {held} phones DEGRADED after {took:?}");
+    assert!(took < Duration::from_secs(5), "lease TTL 3 s + 2 s");
 
     // It comes back: phones re-register at their next refresh and are all OPERATIONAL.
     sb.nodes[victim].restart().await.unwrap();
@@ -181,7 +210,7 @@ async fn edges_die_and_restart_without_a_phone_going_offline() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
-    let (mut sb, sim, mut st, _tls) = fleet().await;
+    let (mut sb, sim, mut st, _tls, _) = fleet().await;
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
 
     // One member of three dies: writes acknowledged meanwhile all survive, and every
