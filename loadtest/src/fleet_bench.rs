@@ -63,23 +63,9 @@ async fn main() -> anyhow::Result<()> {
     let pss_empty = pss(&[status_pid]);
 
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await?;
-    let edges: Vec<(&str, String)> = EDGES
-        .iter()
-        .map(|&i| {
-            (
-                sb.nodes[i].node_id.as_str(),
-                format!("127.0.0.1:{}", sb.nodes[i].sip.udp),
-            )
-        })
-        .collect();
+    let edges = sb.udp_edges(&EDGES);
     fleet::seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges).await?;
-    let group: Vec<pb::Edge> = edges
-        .iter()
-        .map(|(n, _)| pb::Edge {
-            node_id: (*n).into(),
-            ..Default::default()
-        })
-        .collect();
+    let group = fleet::placement_edges(&edges);
     let t = Instant::now();
     let created = fleet::import(&mut cfg, phones, "fleet").await?;
     eprintln!("imported {phones} phones in {:.1?}", t.elapsed());

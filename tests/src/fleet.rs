@@ -25,6 +25,17 @@ pub async fn seed_site(c: &mut ConfigClient, settings: pb::PhoneSettings) -> any
     seed_site_on(c, settings, &[("solo", "127.0.0.1:5060".into())]).await
 }
 
+/// The group's edges as placement sees them (node ids; addresses do not matter to it).
+pub fn placement_edges(edges: &[(&str, String)]) -> Vec<pb::Edge> {
+    edges
+        .iter()
+        .map(|(n, _)| pb::Edge {
+            node_id: (*n).into(),
+            ..Default::default()
+        })
+        .collect()
+}
+
 /// Like [`seed_site`], with the group's edges given as (node id, UDP `host:port`).
 pub async fn seed_site_on(
     c: &mut ConfigClient,

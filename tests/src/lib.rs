@@ -702,6 +702,18 @@ impl ClusterSandbox {
         }
     }
 
+    /// (node id, UDP `127.0.0.1:port`) of the nodes at `indexes` (edges), as
+    /// [`fleet::seed_site_on`] takes them.
+    pub fn udp_edges(&self, indexes: &[usize]) -> Vec<(&str, String)> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let n = &self.nodes[i];
+                (n.node_id.as_str(), format!("127.0.0.1:{}", n.sip.udp))
+            })
+            .collect()
+    }
+
     /// The sandbox's scratch directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

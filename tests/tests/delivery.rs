@@ -91,21 +91,12 @@ async fn requests_reach_a_phone_once_through_either_edge() {
             .parse()
             .unwrap()
     };
-    let edges = [
-        ("node-1", udp(1).to_string()),
-        ("node-2", udp(2).to_string()),
-    ];
+    let edges = sb.udp_edges(&[1, 2]);
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
     seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
         .await
         .unwrap();
-    let group: Vec<pb::Edge> = edges
-        .iter()
-        .map(|(n, _)| pb::Edge {
-            node_id: (*n).into(),
-            ..Default::default()
-        })
-        .collect();
+    let group = dialtone_tests::fleet::placement_edges(&edges);
     let phones = import(&mut cfg, 3, "dlv").await.unwrap();
     let node_addr = |n: &str| if n == "node-1" { udp(1) } else { udp(2) };
     let spec = |(id, user, password): &(String, String, String)| {

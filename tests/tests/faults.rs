@@ -29,6 +29,19 @@ async fn summary(st: &mut StatusClient) -> spb::SiteSummary {
         .unwrap_or_default()
 }
 
+/// Waits up to 20 s for every phone of the fleet to be OPERATIONAL.
+async fn all_operational(st: &mut StatusClient, what: &str) {
+    let start = Instant::now();
+    loop {
+        let s = summary(st).await;
+        if s.operational as usize == PHONES {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{what}: {s:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Polls the site summary until `done` holds, asserting that no phone is ever OFFLINE
 /// meanwhile; returns how long it took.
 async fn until_never_offline(
@@ -76,15 +89,7 @@ async fn fleet() -> Fleet {
     .await
     .unwrap();
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    let edges: Vec<(&str, String)> = EDGES
-        .iter()
-        .map(|&i| {
-            (
-                sb.nodes[i].node_id.as_str(),
-                format!("127.0.0.1:{}", sb.nodes[i].sip.udp),
-            )
-        })
-        .collect();
+    let edges = sb.udp_edges(&EDGES);
     seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
         .await
         .unwrap();
@@ -125,18 +130,7 @@ async fn fleet() -> Fleet {
     .await
     .unwrap();
     let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
-    let start = Instant::now();
-    loop {
-        let s = summary(&mut st).await;
-        if s.operational as usize == PHONES {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "fleet never OPERATIONAL: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    all_operational(&mut st, "fleet never OPERATIONAL").await;
     (sb, sim, st, tls, specs)
 }
 
@@ -308,17 +302,7 @@ async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
     }
     eprintln!("etcd back: every node ready after {:?}", start.elapsed());
     let start = Instant::now();
-    loop {
-        let s = summary(&mut st).await;
-        if s.operational as usize == PHONES {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "fleet not OPERATIONAL after etcd returned: {s:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    all_operational(&mut st, "fleet not OPERATIONAL after etcd returned").await;
     eprintln!(
         "fleet OPERATIONAL again {:?} after the nodes were ready",
         start.elapsed()

@@ -42,10 +42,9 @@ fn binding(ua: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
-/// A fleet with site hq → group main (edges a, b, c), profile desk and phone p1.
-fn fleet() -> (Fleet, String, String) {
-    let mut f = Fleet::new("example.com");
-    let group = EdgeGroup {
+/// Group main: edges a, b, c.
+fn group() -> EdgeGroup {
+    EdgeGroup {
         id: "main".into(),
         edges: ["a", "b", "c"]
             .iter()
@@ -55,17 +54,28 @@ fn fleet() -> (Fleet, String, String) {
             })
             .collect(),
         ..Default::default()
-    };
+    }
+}
+
+/// Site hq on group main.
+fn site() -> Site {
+    Site {
+        id: "hq".into(),
+        edge_group_id: "main".into(),
+        ..Default::default()
+    }
+}
+
+/// A fleet with site hq → group main (edges a, b, c), profile desk and phone p1.
+fn fleet() -> (Fleet, String, String) {
+    let mut f = Fleet::new("example.com");
+    let group = group();
     let p = placement::place(PHONE, &group.edges, true).unwrap();
     let (primary, secondary) = (
         p.primary.node_id.clone(),
         p.secondary.unwrap().node_id.clone(),
     );
-    let site = Site {
-        id: "hq".into(),
-        edge_group_id: "main".into(),
-        ..Default::default()
-    };
+    let site = site();
     let base = BaseSettings {
         id: "desk".into(),
         meta_base: MetaBase::GenericSip as i32,
@@ -234,22 +244,8 @@ fn a_relisting_reports_only_real_differences() {
     f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
     let before = status(&f);
     // The same inputs listed again: nothing changed.
-    let group = EdgeGroup {
-        id: "main".into(),
-        edges: ["a", "b", "c"]
-            .iter()
-            .map(|n| Edge {
-                node_id: (*n).into(),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let site = Site {
-        id: "hq".into(),
-        edge_group_id: "main".into(),
-        ..Default::default()
-    };
+    let group = group();
+    let site = site();
     let mut fresh = Fleet::new("");
     let (g, s, p, b) = (
         group.encode_to_vec(),
