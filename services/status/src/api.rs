@@ -99,13 +99,9 @@ impl StatusApi {
     ) -> (Vec<StatusChange>, broadcast::Receiver<Arc<StatusChange>>) {
         let st = self.hub.state.read();
         let rx = self.hub.tx.subscribe();
-        if let Some(changes) = st.since(after) {
-            let out = changes
-                .iter()
-                .filter(|c| in_site(c, site))
-                .map(|c| (**c).clone())
-                .collect();
-            return (out, rx);
+        if let Some(mut changes) = st.since(after) {
+            changes.retain(|c| in_site(c, site));
+            return (changes, rx);
         }
         let fleet = &st.fleet;
         let mut out: Vec<StatusChange> = fleet
