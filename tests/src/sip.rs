@@ -202,29 +202,46 @@ impl UdpPhone {
     }
 }
 
-/// Sends OPTIONS for every (SIP user, domain, edge) in `to` at once, each through its edge;
+/// Sends OPTIONS for every (SIP user, domain, edge) in `to` at once, each through its edge,
+/// retransmitting unanswered ones as a UDP client does (every 500 ms, doubling to 4 s);
 /// returns how many got a final 200 within `within` (the others were lost).
 pub async fn options_answered(to: &[(&str, &str, SocketAddr)], within: Duration) -> usize {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
-    for (i, (user, domain, edge)) in to.iter().enumerate() {
-        let text = format!(
-            "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-            r = rand::random::<u32>(),
-        );
-        sock.send_to(text.as_bytes(), edge).await.unwrap();
-    }
+    let requests: Vec<(String, SocketAddr)> = to
+        .iter()
+        .enumerate()
+        .map(|(i, (user, domain, edge))| {
+            let text = format!(
+                "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                r = rand::random::<u32>(),
+            );
+            (text, *edge)
+        })
+        .collect();
     let mut answered = std::collections::HashSet::new();
-    let deadline = std::time::Instant::now() + within;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut interval = Duration::from_millis(500);
+    let mut resend = tokio::time::Instant::now();
     let mut buf = vec![0u8; 65535];
     while answered.len() < to.len() {
-        let Ok(Ok((n, _))) = tokio::time::timeout(
-            deadline.saturating_duration_since(std::time::Instant::now()),
-            sock.recv_from(&mut buf),
-        )
-        .await
-        else {
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
             break;
+        }
+        if now >= resend {
+            for (i, (text, edge)) in requests.iter().enumerate() {
+                if !answered.contains(&format!("probe-{i}")) {
+                    let _ = sock.send_to(text.as_bytes(), edge).await;
+                }
+            }
+            resend = now + interval;
+            interval = (interval * 2).min(Duration::from_secs(4));
+        }
+        let Ok(Ok((n, _))) =
+            tokio::time::timeout_at(resend.min(deadline), sock.recv_from(&mut buf)).await
+        else {
+            continue;
         };
         let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
         if status(&msg) == 200

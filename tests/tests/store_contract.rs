@@ -287,3 +287,46 @@ async fn etcd_three_members_lose_one_mid_test() {
     assert!(s.revision().await.unwrap() > before);
     contract_watch_lease(&s).await;
 }
+
+/// A lease that expires deletes every key on it in one revision, and etcd sends that
+/// revision's events in one watch message: with an edge's worth of bindings it is larger
+/// than gRPC's default 4 MB, and a watcher must still get it (the status role watches
+/// every binding).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_watchers_get_a_large_lease_expiry() {
+    let etcd = EtcdCluster::start(1).await.unwrap();
+    let s = etcd.store("/big/").await.unwrap();
+    let lease = s.lease_grant(60).await.unwrap();
+    const KEYS: usize = 40_000;
+    let value = vec![b'x'; 120];
+    for chunk in (0..KEYS)
+        .collect::<Vec<_>>()
+        .chunks(dialtone_store::MAX_TXN_OPS)
+    {
+        let ops = chunk
+            .iter()
+            .map(|i| Op::Put {
+                key: format!("bindings/{i:08}/0/edge-1"),
+                value: value.clone(),
+                lease: Some(lease),
+            })
+            .collect();
+        s.txn(Vec::new(), ops).await.unwrap();
+    }
+    let mut w = s.watch("bindings/", 0).await.unwrap();
+    s.lease_revoke(lease).await.unwrap();
+    let mut deleted = 0;
+    while deleted < KEYS {
+        let batch = tokio::time::timeout(Duration::from_secs(10), w.next())
+            .await
+            .expect("the deletions within 10 s")
+            .expect("the watch survives a message over 4 MB")
+            .expect("open");
+        deleted += batch
+            .events
+            .iter()
+            .filter(|e| matches!(e, WatchEvent::Delete { .. }))
+            .count();
+    }
+    assert_eq!(deleted, KEYS);
+}

@@ -302,7 +302,12 @@ impl EtcdStore {
         let stream = self
             .retry(true, |c| {
                 let (key, opts) = (key.clone(), opts.clone());
-                async move { c.watch_client().watch(key, Some(opts)).await }
+                async move {
+                    c.watch_client()
+                        .max_decoding_message_size(MAX_WATCH_MESSAGE)
+                        .watch(key, Some(opts))
+                        .await
+                }
             })
             .await?;
         Ok(EtcdWatch {
@@ -337,6 +342,12 @@ impl EtcdStore {
         Ok(())
     }
 }
+
+/// Largest watch response accepted. One revision's events arrive in one message, and a
+/// lease that expires deletes every key on it in one revision: an edge holding 100,000
+/// bindings makes a ~10 MB message (tonic's default limit of 4 MB would fail that watch
+/// forever). etcd-client 0.21 cannot reassemble fragmented responses, so the limit is high.
+const MAX_WATCH_MESSAGE: usize = 512 << 20;
 
 /// Attempts per call when a member is unreachable (at least two rounds over the members).
 const ATTEMPTS: u32 = 6;
