@@ -175,22 +175,35 @@ pub async fn import(
             "{prefix} {i},unmanaged,hq,desk,{prefix}{i:06},unassigned\n"
         ));
     }
-    let chunks: Vec<pb::ImportPhonesRequest> = csv
-        .as_bytes()
-        .chunks(1 << 20)
-        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
-        .collect();
-    let mut s = c
-        .import_phones(tokio_stream::iter(chunks))
-        .await?
-        .into_inner();
     let mut out = Vec::with_capacity(n);
-    while let Some(r) = s.message().await? {
+    for r in import_csv(c, &csv, 1 << 20).await? {
         anyhow::ensure!(r.reason.is_empty(), "row {}: {}", r.row, r.reason);
         if let Some(l) = r.credentials.into_iter().next() {
             out.push((r.phone_id, l.sip_user, l.password));
         }
     }
     anyhow::ensure!(out.len() == n, "imported {} of {n} phones", out.len());
+    Ok(out)
+}
+
+/// Streams `csv` to ImportPhones in chunks of `chunk` bytes; returns every row's report.
+pub async fn import_csv(
+    c: &mut ConfigClient,
+    csv: &str,
+    chunk: usize,
+) -> Result<Vec<pb::ImportPhonesResponse>, tonic::Status> {
+    let chunks: Vec<pb::ImportPhonesRequest> = csv
+        .as_bytes()
+        .chunks(chunk)
+        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
+        .collect();
+    let mut s = c
+        .import_phones(tokio_stream::iter(chunks))
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(r) = s.message().await? {
+        out.push(r);
+    }
     Ok(out)
 }

@@ -663,20 +663,8 @@ async fn import_raw(
     c: &mut ConfigClient,
     csv: &str,
 ) -> Result<Vec<pb::ImportPhonesResponse>, tonic::Status> {
-    let chunks: Vec<pb::ImportPhonesRequest> = csv
-        .as_bytes()
-        .chunks(40)
-        .map(|b| pb::ImportPhonesRequest { chunk: b.to_vec() })
-        .collect();
-    let mut s = c
-        .import_phones(tokio_stream::iter(chunks))
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(r) = s.message().await? {
-        out.push(r);
-    }
-    Ok(out)
+    // Small chunks: rows cross chunk boundaries.
+    dialtone_tests::fleet::import_csv(c, csv, 40).await
 }
 
 async fn import(c: &mut ConfigClient, csv: &str) -> Vec<pb::ImportPhonesResponse> {
