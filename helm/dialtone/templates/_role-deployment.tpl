@@ -1,0 +1,155 @@
+{{/*
+A role that runs as a Deployment behind a ClusterIP gRPC Service (config, status): the
+Deployment, its Service, PodDisruptionBudget and ServiceMonitor. Arguments: root (the chart's
+context), role (its name), values (its block of values.yaml), credentialsKey (mount the
+credentials key Secret).
+*/}}
+{{- define "dialtone.roleDeployment" -}}
+{{- $root := .root }}
+{{- $role := .role }}
+{{- $c := .values }}
+{{- $credentialsKey := .credentialsKey }}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ include "dialtone.fullname" $root }}-{{ $role }}
+  labels:
+    {{- include "dialtone.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $role }}
+spec:
+  replicas: {{ $c.replicas }}
+  selector:
+    matchLabels:
+      {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 8 }}
+      annotations:
+        checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+    spec:
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      securityContext:
+        {{- toYaml $root.Values.common.podSecurityContext | nindent 8 }}
+      terminationGracePeriodSeconds: {{ $c.terminationGracePeriodSeconds }}
+      containers:
+        - name: dialtone
+          image: {{ include "dialtone.image" $root }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          args: [serve]
+          env:
+            {{- include "dialtone.commonEnv" $root | nindent 12 }}
+            - name: DIALTONE_ROLES
+              value: {{ $role }}
+            - name: DIALTONE_LISTEN_GRPC
+              value: "0.0.0.0:{{ $c.grpcPort }}"
+            - name: DIALTONE_LISTEN_ADMIN
+              value: "0.0.0.0:{{ $c.adminPort }}"
+            {{- if $credentialsKey }}
+            - name: DIALTONE_CREDENTIALS_KEY_FILE
+              value: /etc/dialtone/secrets/credentials-key/{{ $root.Values.secrets.credentialsKey.key }}
+            {{- end }}
+            {{- with $c.extraEnv }}
+            {{- toYaml . | nindent 12 }}
+            {{- end }}
+          ports:
+            - name: grpc
+              containerPort: {{ $c.grpcPort }}
+              protocol: TCP
+            - name: admin
+              containerPort: {{ $c.adminPort }}
+              protocol: TCP
+          {{- include "dialtone.probes" (dict "probes" $c.probes) | nindent 10 }}
+          resources:
+            {{- toYaml $c.resources | nindent 12 }}
+          securityContext:
+            {{- toYaml $root.Values.common.securityContext | nindent 12 }}
+          volumeMounts:
+            {{- include "dialtone.commonMounts" $root | nindent 12 }}
+            {{- if $credentialsKey }}
+            - name: credentials-key
+              mountPath: /etc/dialtone/secrets/credentials-key
+              readOnly: true
+            {{- end }}
+      volumes:
+        {{- include "dialtone.commonVolumes" $root | nindent 8 }}
+        {{- if $credentialsKey }}
+        - name: credentials-key
+          secret:
+            secretName: {{ include "dialtone.credentialsKeySecret" $root }}
+        {{- end }}
+      {{- with $c.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $c.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "dialtone.fullname" $root }}-{{ $role }}
+  labels:
+    {{- include "dialtone.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $role }}
+  {{- with $c.service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $c.service.type }}
+  selector:
+    {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 4 }}
+  ports:
+    - name: grpc
+      port: {{ $c.grpcPort }}
+      targetPort: grpc
+      protocol: TCP
+    - name: admin
+      port: {{ $c.adminPort }}
+      targetPort: admin
+      protocol: TCP
+{{- if $c.pdb.enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "dialtone.fullname" $root }}-{{ $role }}
+  labels:
+    {{- include "dialtone.labels" $root | nindent 4 }}
+spec:
+  minAvailable: {{ $c.pdb.minAvailable }}
+  selector:
+    matchLabels:
+      {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 6 }}
+{{- end }}
+{{- if $c.serviceMonitor.enabled }}
+---
+apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata:
+  name: {{ include "dialtone.fullname" $root }}-{{ $role }}
+  labels:
+    {{- include "dialtone.labels" $root | nindent 4 }}
+    {{- with $c.serviceMonitor.labels }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  selector:
+    matchLabels:
+      {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 6 }}
+  endpoints:
+    - port: admin
+      path: /metrics
+      interval: {{ $c.serviceMonitor.interval }}
+{{- end }}
+{{- end }}
