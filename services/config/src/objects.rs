@@ -9,7 +9,7 @@ use crate::{
     ConfigCore, credentials,
     error::{ConfigError, Result, check},
     keys,
-    repo::{self, explain_guard, must_load, put, put_index, version_guard},
+    repo::{self, explain_guard, must_load, must_load_at, put, put_index, version_guard},
     settings, validate,
 };
 
@@ -259,9 +259,9 @@ impl ConfigCore {
 
     pub async fn delete_site(&self, id: &str, version: i64) -> Result<i64> {
         let key = keys::site(id);
-        let (site, current): (Site, i64) = must_load(&self.store, &key, "site", id).await?;
         // Guard on the version read, so the group index entry removed is the right one.
-        let version = if version > 0 { version } else { current };
+        let (site, version): (Site, i64) =
+            must_load_at(&self.store, &key, "site", id, version).await?;
         let group_index = Op::Delete(format!("{}{}", keys::group_sites(&site.edge_group_id), id));
         let users = Users {
             prefix: keys::site_phones(id),

@@ -15,7 +15,7 @@ use crate::{
     credentials::{self, CredentialKey},
     error::{ConfigError, Result, check},
     keys,
-    repo::{explain_guard, load, must_load, now_ms, put, put_index, version_guard},
+    repo::{explain_guard, load, must_load, must_load_at, now_ms, put, put_index, version_guard},
     settings, validate,
 };
 
@@ -506,13 +506,8 @@ impl ConfigCore {
     /// Gives a phone that fetches its configuration a new device credential.
     pub async fn reset_device_password(&self, id: &str, version: i64) -> Result<DeviceCredentials> {
         let key = keys::phone(id);
-        let (mut p, current_version): (Phone, i64) =
-            must_load(&self.store, &key, "phone", id).await?;
-        let version = if version > 0 {
-            version
-        } else {
-            current_version
-        };
+        let (mut p, version): (Phone, i64) =
+            must_load_at(&self.store, &key, "phone", id, version).await?;
         if !fetches_configuration(&p) {
             return Err(ConfigError::invalid(
                 "phone_id",
@@ -526,13 +521,8 @@ impl ConfigCore {
 
     pub async fn delete_phone(&self, id: &str, version: i64) -> Result<i64> {
         let key = keys::phone(id);
-        let (current, current_version): (Phone, i64) =
-            must_load(&self.store, &key, "phone", id).await?;
-        let version = if version > 0 {
-            version
-        } else {
-            current_version
-        };
+        let (current, version): (Phone, i64) =
+            must_load_at(&self.store, &key, "phone", id, version).await?;
         let mut ops = vec![Op::Delete(key.clone()), Op::Delete(keys::provision(id))];
         if !current.hardware_id.is_empty() {
             ops.push(Op::Delete(keys::hardware(&current.hardware_id)));
@@ -565,13 +555,8 @@ impl ConfigCore {
         version: i64,
     ) -> Result<LineCredentials> {
         let key = keys::phone(id);
-        let (mut p, current_version): (Phone, i64) =
-            must_load(&self.store, &key, "phone", id).await?;
-        let version = if version > 0 {
-            version
-        } else {
-            current_version
-        };
+        let (mut p, version): (Phone, i64) =
+            must_load_at(&self.store, &key, "phone", id, version).await?;
         let Some(line) = p.lines.get_mut(line_index as usize) else {
             return Err(ConfigError::invalid(
                 "line_index",

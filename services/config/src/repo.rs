@@ -41,6 +41,20 @@ pub async fn must_load<M: Message + Default>(
         })
 }
 
+/// Reads an object that must exist for a write guarded at `version`; returns it with the
+/// version to guard on: `version` when given, else the one just read (so what the write
+/// derives from the object, such as index keys to delete, belongs to that version).
+pub async fn must_load_at<M: Message + Default>(
+    store: &Store,
+    key: &str,
+    kind: &'static str,
+    id: &str,
+    version: i64,
+) -> Result<(M, i64)> {
+    let (m, current) = must_load(store, key, kind, id).await?;
+    Ok((m, if version > 0 { version } else { current }))
+}
+
 /// The compare guarding a write to an existing object at `version` (0: any version).
 pub fn version_guard(key: &str, version: i64) -> Compare {
     if version > 0 {
