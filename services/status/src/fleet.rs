@@ -96,6 +96,9 @@ pub struct Fleet {
     counts: BTreeMap<String, Counts>,
     node_ids: HashMap<String, Arc<str>>,
     revision: i64,
+    /// `updated_at_ms` of the bindings written since [`Fleet::take_binding_writes`] (the
+    /// watch lag is measured from them without decoding the bindings twice).
+    binding_writes: Vec<i64>,
 }
 
 /// What a key change touches.
@@ -117,6 +120,7 @@ impl Fleet {
             counts: BTreeMap::new(),
             node_ids: HashMap::new(),
             revision: 0,
+            binding_writes: Vec::new(),
         }
     }
 
@@ -185,6 +189,9 @@ impl Fleet {
                 .bindings
                 .retain(|b| !(b.line == line && *b.node_id == *node));
             if let Some(b) = value.and_then(|v| decode::<Binding>(key, v)) {
+                if b.updated_at_ms > 0 {
+                    self.binding_writes.push(b.updated_at_ms);
+                }
                 entry.bindings.push(binding_facts(line, node_id, b));
                 entry
                     .bindings
@@ -260,6 +267,11 @@ impl Fleet {
             .iter()
             .filter_map(|id| self.republish(id, now_ms))
             .collect()
+    }
+
+    /// When the edges wrote the bindings applied since the last call (edge clock, Unix ms).
+    pub fn take_binding_writes(&mut self) -> Vec<i64> {
+        std::mem::take(&mut self.binding_writes)
     }
 
     /// Takes listed keys in without re-reducing: a listing is settled once complete, so a

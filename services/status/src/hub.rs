@@ -198,27 +198,17 @@ impl Hub {
 
     fn absorb(&self, events: Vec<WatchEvent>, revision: i64) {
         let now = now_ms();
-        for ev in &events {
-            if let WatchEvent::Put(kv) = ev
-                && kv.key.starts_with(fleet::BINDINGS)
-            {
-                self.metrics.observe_binding_lag(&kv.value, now);
-            }
-        }
-        let changes = events
-            .iter()
-            .filter(|ev| relevant(ev.key()))
-            .map(|ev| match ev {
-                WatchEvent::Put(kv) => (kv.key.as_str(), Some(kv.value.as_slice())),
-                WatchEvent::Delete { key, .. } => (key.as_str(), None),
-            });
+        // Keys outside the view's prefixes (indexes, members, actions) are ignored by it.
+        let changes = events.iter().map(|ev| match ev {
+            WatchEvent::Put(kv) => (kv.key.as_str(), Some(kv.value.as_slice())),
+            WatchEvent::Delete { key, .. } => (key.as_str(), None),
+        });
         let mut st = self.state.write();
         let changes = st.fleet.apply(changes, revision, now);
+        for written in st.fleet.take_binding_writes() {
+            self.metrics.observe_binding_lag(written, now);
+        }
         self.metrics.count_changes(changes.len());
         st.record(&self.tx, changes);
     }
-}
-
-fn relevant(key: &str) -> bool {
-    fleet::PREFIXES.iter().any(|p| key.starts_with(p))
 }

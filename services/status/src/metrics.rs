@@ -7,9 +7,6 @@ use std::{
     sync::atomic::{AtomicU64, Ordering::Relaxed},
 };
 
-use dialtone_proto::edge::v1::Binding;
-use prost::Message;
-
 use crate::fleet::Counts;
 
 /// Upper bounds of the watch-lag histogram, seconds.
@@ -25,15 +22,9 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Records the lag of a binding written at its `updated_at_ms`.
-    pub fn observe_binding_lag(&self, value: &[u8], now_ms: i64) {
-        let Ok(b) = Binding::decode(value) else {
-            return;
-        };
-        if b.updated_at_ms <= 0 {
-            return;
-        }
-        let lag_ms = (now_ms - b.updated_at_ms).max(0) as u64;
+    /// Records the lag of a binding the edge wrote at `written_ms`.
+    pub fn observe_binding_lag(&self, written_ms: i64, now_ms: i64) {
+        let lag_ms = (now_ms - written_ms).max(0) as u64;
         self.lag_count.fetch_add(1, Relaxed);
         self.lag_sum_ms.fetch_add(lag_ms, Relaxed);
         let s = lag_ms as f64 / 1000.0;
