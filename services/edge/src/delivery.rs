@@ -49,6 +49,8 @@ use crate::{
 
 /// Marks a request one edge hands another: deliver it locally, never forward it again.
 pub const FORWARDED: &str = "X-Dialtone-Forwarded";
+/// [`FORWARDED`] as the parser names headers (canonical, lowercase).
+const FORWARDED_CANONICAL: &str = "x-dialtone-forwarded";
 
 /// Methods delivered to phones.
 pub fn delivered(method: &str) -> bool {
@@ -95,10 +97,7 @@ impl Deliveries {
     /// A response for a request this edge forwarded: relayed to its transaction. Returns
     /// whether it was one.
     pub fn on_response(&self, m: &Message) -> bool {
-        let Some(branch) = m
-            .top_via()
-            .and_then(|v| v.param("branch").map(str::to_owned))
-        else {
+        let Some(branch) = branch_of(m) else {
             return false;
         };
         match self.clients.lock().get(&branch) {
@@ -213,10 +212,11 @@ impl Handler {
         };
         // 100 at once to an INVITE, and to anything another edge handed over: it tells that
         // edge this one is alive, so it does not try the next binding.
-        if invite || m.get(&FORWARDED.to_ascii_lowercase()).is_some() {
+        let from_edge = m.get(FORWARDED_CANONICAL).is_some();
+        if invite || from_edge {
             upstream.send(self.responder().reply(&m, &src, 100, "", vec![]));
         }
-        let targets = self.targets(&m, &line).await;
+        let targets = self.targets(from_edge, &line).await;
         let last = targets.len().saturating_sub(1);
         let mut done = false;
         for (i, target) in targets.into_iter().enumerate() {
@@ -431,7 +431,7 @@ impl Handler {
 
     /// The bindings a request for `line` may go to, best first: the primary edge's, the
     /// secondary's, then the freshest others (a request from another edge: local only).
-    async fn targets(&self, m: &Message, line: &LineEntry) -> Vec<Target> {
+    async fn targets(&self, from_edge: bool, line: &LineEntry) -> Vec<Target> {
         let local = match self.directory.ask(&line.phone_id, Contacts) {
             None => Vec::new(),
             Some(r) => r.await.unwrap_or_default(),
@@ -445,7 +445,7 @@ impl Handler {
                 replier,
             })
         };
-        if m.get(&FORWARDED.to_ascii_lowercase()).is_some() {
+        if from_edge {
             return local_target().into_iter().collect();
         }
         let Some(store) = &self.store else {

@@ -124,7 +124,11 @@ fn dual_registration_goes_degraded_then_operational_and_back() {
     assert!(st.edges[0].registered);
     assert_eq!(st.edges[0].since_ms, 2_000);
     assert_eq!(st.edges[0].binding_updated_at_ms, 1_500);
-    assert_eq!(f.take_binding_writes(), [1_500], "the write time, for the lag metric");
+    assert_eq!(
+        f.take_binding_writes(),
+        [1_500],
+        "the write time, for the lag metric"
+    );
     assert!(f.take_binding_writes().is_empty());
     assert!(!st.edges[1].registered);
     assert_eq!(st.edges[1].binding_updated_at_ms, 0);
