@@ -4,14 +4,7 @@
 //! reload cannot flood the phones) and its key deleted, guarded by its mod revision so a
 //! newer request for the same phone written meanwhile is kept and performed next.
 
-use std::{
-    fmt::Write,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use dialtone_proto::edge::v1::PhoneAction;
 use dialtone_store::{Compare, KeyValue, Op, Store, StoreError, WatchEvent};
@@ -19,39 +12,23 @@ use prost::Message;
 use tokio::{sync::Semaphore, task::JoinHandle};
 use tracing::{debug, info, warn};
 
-use crate::{api::check_sync, error::EdgeError, handler::Handler, unix_ms};
+use crate::{api::check_sync, error::EdgeError, handler::Handler, metrics::Outcomes, unix_ms};
 
 /// Actions older than this are dropped unperformed.
 pub const MAX_AGE_MS: i64 = 5 * 60 * 1000;
 /// Actions performed at once.
 const CONCURRENCY: usize = 16;
 
-/// Outcomes, as the metrics name them.
-pub const OUTCOMES: [&str; 4] = ["answered", "failed", "not_registered", "expired"];
-
 /// Counts of performed actions by outcome.
-#[derive(Default)]
-pub struct ActionCounts([AtomicU64; OUTCOMES.len()]);
+pub type ActionCounts = Outcomes<4>;
 
-impl ActionCounts {
-    fn count(&self, outcome: &str) {
-        if let Some(i) = OUTCOMES.iter().position(|o| *o == outcome) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Prometheus text.
-    pub fn render(&self, out: &mut String) {
-        out.push_str("# HELP dialtone_phone_actions_total Check-sync requests performed for other roles, by outcome.\n");
-        out.push_str("# TYPE dialtone_phone_actions_total counter\n");
-        for (o, c) in OUTCOMES.iter().zip(&self.0) {
-            let _ = writeln!(
-                out,
-                "dialtone_phone_actions_total{{outcome=\"{o}\"}} {}",
-                c.load(Ordering::Relaxed)
-            );
-        }
-    }
+/// The family of performed actions.
+pub fn counts() -> ActionCounts {
+    Outcomes::new(
+        "dialtone_phone_actions_total",
+        "Check-sync requests performed for other roles, by outcome.",
+        ["answered", "failed", "not_registered", "expired"],
+    )
 }
 
 /// The key prefix of a node's actions.

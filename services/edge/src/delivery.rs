@@ -13,15 +13,7 @@
 //!
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering::Relaxed},
-    },
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_config::{keys, placement};
 use dialtone_proto::{
@@ -42,6 +34,7 @@ use tracing::debug;
 use crate::{
     credentials::LineEntry,
     handler::Handler,
+    metrics::Outcomes,
     phone::Contacts,
     replies::new_branch,
     transport::{Replier, Transport},
@@ -70,16 +63,36 @@ struct Txn {
 }
 
 /// Deliveries under way and their counts.
-#[derive(Default)]
 pub struct Deliveries {
     txns: Mutex<HashMap<String, Arc<Txn>>>,
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
-    /// Delivered over a local flow, handed to another edge, no live binding (480),
-    /// no answer (408), ringing past the INVITE timeout (480).
-    counts: [AtomicU64; 5],
+    /// By [`Outcome`], in its order.
+    counts: Outcomes<5>,
 }
 
+impl Default for Deliveries {
+    fn default() -> Self {
+        Self {
+            txns: Mutex::default(),
+            clients: Mutex::default(),
+            counts: Outcomes::new(
+                "dialtone_edge_deliveries_total",
+                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout.",
+                [
+                    "local",
+                    "via_edge",
+                    "no_binding",
+                    "no_answer",
+                    "ring_timeout",
+                ],
+            ),
+        }
+    }
+}
+
+/// Delivered over a local flow, handed to another edge, no live binding (480), no answer
+/// (408), ringing past the INVITE timeout (480): the labels of `Deliveries::counts`.
 #[derive(Clone, Copy)]
 enum Outcome {
     Local = 0,
@@ -91,7 +104,7 @@ enum Outcome {
 
 impl Deliveries {
     fn count(&self, o: Outcome) {
-        self.counts[o as usize].fetch_add(1, Relaxed);
+        self.counts.count_at(o as usize);
     }
 
     /// A response for a request this edge forwarded: relayed to its transaction. Returns
@@ -111,24 +124,7 @@ impl Deliveries {
 
     /// Prometheus text.
     pub fn render(&self, node: &str, out: &mut String) {
-        use std::fmt::Write;
-        out.push_str("# HELP dialtone_edge_deliveries_total Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout.\n# TYPE dialtone_edge_deliveries_total counter\n");
-        for (label, n) in [
-            "local",
-            "via_edge",
-            "no_binding",
-            "no_answer",
-            "ring_timeout",
-        ]
-        .iter()
-        .zip(&self.counts)
-        {
-            let _ = writeln!(
-                out,
-                "dialtone_edge_deliveries_total{{node=\"{node}\",outcome=\"{label}\"}} {}",
-                n.load(Relaxed)
-            );
-        }
+        self.counts.render(Some(node), out);
     }
 }
 

@@ -177,7 +177,7 @@ impl Edge {
             addresses.clone(),
             Some(store.clone()),
         );
-        let action_counts = Arc::new(actions::ActionCounts::default());
+        let action_counts = Arc::new(actions::counts());
         tasks.push(actions::spawn(
             store.clone(),
             settings.node_id.clone(),
@@ -237,7 +237,7 @@ impl Edge {
         let mut out = h
             .stats
             .render(&self.node_id, lines, h.bans.active(unix_ms()));
-        self.action_counts.render(&mut out);
+        self.action_counts.render(None, &mut out);
         h.deliveries.render(&self.node_id, &mut out);
         out
     }
