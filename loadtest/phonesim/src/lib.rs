@@ -359,14 +359,12 @@ impl Inner {
 
 /// The expiry the registrar granted our contact (its `expires` param, else `Expires`).
 fn granted(resp: &Message, user: &str) -> Option<u32> {
-    let mine = format!("sip:{user}@");
+    use dialtone_sip::header::{parse_name_addr, split_list};
     resp.all("contact")
-        .flat_map(dialtone_sip::header::split_list)
-        .find(|c| c.contains(&mine))
-        .and_then(|c| {
-            c.split(';')
-                .find_map(|p| p.trim().strip_prefix("expires=")?.parse().ok())
-        })
+        .flat_map(split_list)
+        .filter_map(|c| parse_name_addr(c).ok())
+        .find(|c| c.uri.user == Some(user))
+        .and_then(|c| c.params.value("expires")?.parse().ok())
         .or_else(|| resp.get("expires")?.parse().ok())
 }
 
@@ -532,6 +530,36 @@ impl Sim {
         }
         for t in &self.tasks {
             t.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_sip::parse;
+
+    use super::granted;
+
+    #[test]
+    fn the_expiry_granted_to_our_contact() {
+        let resp = |contacts: &str| {
+            parse(format!("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\n{contacts}Expires: 90\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap()
+        };
+        let cases = [
+            (
+                "Contact: <sip:u-1@10.0.0.1:5060;transport=udp>;expires=60\r\n",
+                Some(60),
+            ),
+            (
+                "Contact: <sip:other@10.0.0.2>;expires=30, <sip:u-1@10.0.0.1>;expires=45\r\n",
+                Some(45),
+            ),
+            ("Contact: <sip:other@10.0.0.2>;expires=30\r\n", Some(90)),
+            ("Contact: <sip:u-1@10.0.0.1;expires=5>\r\n", Some(90)),
+            ("", Some(90)),
+        ];
+        for (contacts, want) in cases {
+            assert_eq!(granted(&resp(contacts), "u-1"), want, "{contacts}");
         }
     }
 }

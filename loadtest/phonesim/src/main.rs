@@ -139,7 +139,8 @@ async fn seed(
                     .map(|r| r.into_inner())
             }
         });
-        for ((id, user, password), how) in batch.iter().zip(futures_join(calls).await) {
+        for ((id, user, password), how) in batch.iter().zip(futures::future::join_all(calls).await)
+        {
             let how = how?;
             let addr = |r: &Option<ppb::Registrar>| {
                 r.as_ref()
@@ -161,20 +162,6 @@ async fn seed(
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} ({} phones)", out.display(), lines.len());
     Ok(())
-}
-
-/// Awaits every future (a handful at a time is all `seed` needs; no extra dependency).
-async fn futures_join<F>(fs: impl Iterator<Item = F>) -> Vec<F::Output>
-where
-    F: std::future::Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    let handles: Vec<_> = fs.map(tokio::spawn).collect();
-    let mut out = Vec::with_capacity(handles.len());
-    for h in handles {
-        out.push(h.await.expect("task"));
-    }
-    out
 }
 
 /// Reads the fleet file.
