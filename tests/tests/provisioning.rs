@@ -10,7 +10,7 @@ use std::{
 };
 
 use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
-use dialtone_tests::{ClusterSandbox, ConfigClient};
+use dialtone_tests::{ClusterSandbox, ConfigClient, ProvisioningClient};
 
 /// One curl request: (status, headers, body).
 struct Fetched {
@@ -195,6 +195,30 @@ async fn change_vvx(c: &mut ConfigClient, f: impl FnOnce(&mut pb::PhoneSettings)
     .unwrap();
 }
 
+/// Waits up to 5 s until the phone's last fetch is recorded and is what it should run
+/// (applied = desired, so no drift).
+async fn until_applied(p: &mut ProvisioningClient, id: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let v = p
+            .get_provisioning(ppb::GetProvisioningRequest {
+                phone_id: id.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if !v.drift
+            && v.state
+                .as_ref()
+                .is_some_and(|s| s.applied_version == v.desired_version)
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {v:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn phones_fetch_their_files_over_https_with_digest() {
     let (sb, token, mut c, fleet) = start(&[
@@ -304,7 +328,7 @@ async fn phones_fetch_their_files_over_https_with_digest() {
     // The API shows what the phone fetched against what it should run.
     let mut p = node.provisioning_client(&token).await.unwrap();
     let poly_id = fleet.poly.0.phone.as_ref().unwrap().id.clone();
-    let view = |p: &mut dialtone_tests::ProvisioningClient| {
+    let view = |p: &mut ProvisioningClient| {
         let mut p = p.clone();
         let id = poly_id.clone();
         async move {
@@ -428,23 +452,7 @@ async fn a_profile_change_resyncs_registered_phones_through_their_edge() {
     // Wait until the fetch is recorded (applied = desired).
     let mut p = node.provisioning_client(&token).await.unwrap();
     let id = fleet.poly.0.phone.as_ref().unwrap().id.clone();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = p
-            .get_provisioning(ppb::GetProvisioningRequest {
-                phone_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if v.state
-            .is_some_and(|s| s.applied_version == v.desired_version)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the fetch was never recorded");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_applied(&mut p, &id, "the fetch was never recorded").await;
 
     // The admin changes the phone's profile: the phone gets check-sync;reboot=false from
     // its edge, answers, fetches again and runs the new configuration.
@@ -482,21 +490,7 @@ async fn a_profile_change_resyncs_registered_phones_through_their_edge() {
         .into_inner();
     assert_eq!(progress.resyncs_sent, 1, "{progress:?}");
     assert_eq!(progress.pending, 0, "{progress:?}");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let v = p
-            .get_provisioning(ppb::GetProvisioningRequest {
-                phone_id: id.clone(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        if !v.drift && v.state.is_some() {
-            break;
-        }
-        assert!(Instant::now() < deadline, "drift never cleared: {v:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    until_applied(&mut p, &id, "drift never cleared").await;
     // dialtonectl shows both (it finds the node through the data dir, as an admin would).
     let ctl = |args: &[&str]| {
         let out = Command::new(dialtone_tests::binary("dialtonectl"))
