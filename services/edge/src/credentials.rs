@@ -1,14 +1,18 @@
 //! The edge's credentials cache: what it needs to authenticate and register each line,
-//! derived from `config/phones/*` and `config/base-settings/*`. Pure state; it is fed by
-//! the watch in [`crate::credentials_sync`], so the REGISTER path never waits on the store.
+//! derived from `config/phones/*` and `config/base-settings/*`, and where each phone is
+//! placed (its site's edge group, from `config/sites/*` and `config/edge-groups/*`). Pure
+//! state; it is fed by the watch in [`crate::credentials_sync`], so neither the REGISTER
+//! path nor delivery waits on the store for it.
 
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
 
-use dialtone_config::settings::effective;
-use dialtone_proto::config::v1::{BaseSettings, MetaBase, Phone, PhoneKind, PhoneSettings};
+use dialtone_config::{placement, settings::effective};
+use dialtone_proto::config::v1::{
+    BaseSettings, Edge, EdgeGroup, MetaBase, Phone, PhoneKind, PhoneSettings, Site,
+};
 use dialtone_sip::{digest::Algorithm, registration::Policy};
 
 /// One registrable line.
@@ -46,6 +50,7 @@ pub struct Limits {
 
 struct PhoneRec {
     base: String,
+    site: String,
     overrides: Option<Box<PhoneSettings>>,
     lines: Vec<LineCreds>,
 }
@@ -82,6 +87,10 @@ pub struct CredentialCache {
     phones: HashMap<Arc<str>, PhoneRec>,
     bases: HashMap<String, (MetaBase, PhoneSettings)>,
     base_phones: HashMap<String, HashSet<Arc<str>>>,
+    /// Site id → its edge group id.
+    sites: HashMap<String, String>,
+    /// Edge group id → its configured edges.
+    groups: HashMap<String, Vec<Edge>>,
 }
 
 impl CredentialCache {
@@ -92,7 +101,50 @@ impl CredentialCache {
             phones: HashMap::new(),
             bases: HashMap::new(),
             base_phones: HashMap::new(),
+            sites: HashMap::new(),
+            groups: HashMap::new(),
         }
+    }
+
+    /// A site was created or changed.
+    pub fn put_site(&mut self, site: &Site) {
+        self.sites
+            .insert(site.id.clone(), site.edge_group_id.clone());
+    }
+
+    /// A site was deleted.
+    pub fn remove_site(&mut self, id: &str) {
+        self.sites.remove(id);
+    }
+
+    /// An edge group was created or changed.
+    pub fn put_group(&mut self, group: &EdgeGroup) {
+        self.groups.insert(group.id.clone(), group.edges.clone());
+    }
+
+    /// An edge group was deleted.
+    pub fn remove_group(&mut self, id: &str) {
+        self.groups.remove(id);
+    }
+
+    /// A registering phone's primary and secondary edge (node ids), from its site's edge
+    /// group; empty when the phone, its site or its group is unknown here.
+    pub fn placement(&self, phone_id: &str) -> Vec<String> {
+        let Some(group) = self
+            .phones
+            .get(phone_id)
+            .and_then(|p| self.sites.get(&p.site))
+            .and_then(|g| self.groups.get(g))
+        else {
+            return Vec::new();
+        };
+        placement::place(phone_id, group, true)
+            .map(|p| {
+                std::iter::once(p.primary.node_id.clone())
+                    .chain(p.secondary.map(|e| e.node_id.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// The line a SIP user belongs to.
@@ -162,6 +214,7 @@ impl CredentialCache {
         }
         let rec = PhoneRec {
             base: phone.base_settings_id.clone(),
+            site: phone.site_id.clone(),
             overrides: phone
                 .overrides
                 .as_ref()
@@ -415,5 +468,52 @@ mod tests {
         d.disabled = false;
         assert!(!c.put_phone(&d).removed);
         assert!(c.lookup("w1").is_some());
+    }
+
+    #[test]
+    fn placement_follows_the_site_and_its_group() {
+        let mut c = CredentialCache::new(Limits {
+            min_expires: 60,
+            max_expires: 3600,
+        });
+        let mut p = phone("p1", "b", &[("u1", "h1")]);
+        p.site_id = "hq".into();
+        c.put_phone(&p);
+        assert!(c.placement("p1").is_empty(), "no site yet");
+        let edges: Vec<Edge> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Edge {
+                node_id: (*n).into(),
+                ..Default::default()
+            })
+            .collect();
+        c.put_group(&EdgeGroup {
+            id: "g".into(),
+            edges: edges.clone(),
+            ..Default::default()
+        });
+        c.put_site(&Site {
+            id: "hq".into(),
+            edge_group_id: "g".into(),
+            ..Default::default()
+        });
+        let want = placement::place("p1", &edges, true).unwrap();
+        assert_eq!(
+            c.placement("p1"),
+            [
+                want.primary.node_id.clone(),
+                want.secondary.unwrap().node_id.clone()
+            ]
+        );
+        assert!(c.placement("nobody").is_empty());
+        c.remove_group("g");
+        assert!(c.placement("p1").is_empty());
+        c.put_group(&EdgeGroup {
+            id: "g".into(),
+            edges,
+            ..Default::default()
+        });
+        c.remove_site("hq");
+        assert!(c.placement("p1").is_empty());
     }
 }

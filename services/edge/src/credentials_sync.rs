@@ -1,5 +1,6 @@
-//! Feeds the credentials cache from the store: a full listing of `config/phones/` and
-//! `config/base-settings/`, then a watch of `config/` from the revision after it. A change
+//! Feeds the credentials cache from the store: a full listing of `config/sites/`,
+//! `config/edge-groups/`, `config/base-settings/` and `config/phones/`, then a watch of
+//! `config/` from the revision after it. A change
 //! reaches the REGISTER path as soon as the watch delivers it (well within a second); a
 //! deleted phone or a removed line loses its bindings here. After compaction it re-lists.
 
@@ -12,7 +13,7 @@ use std::{
 };
 
 use dialtone_config::keys;
-use dialtone_proto::config::v1::{BaseSettings, Phone};
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site};
 use dialtone_store::{Store, StoreError, WatchEvent};
 use parking_lot::RwLock;
 use prost::Message as _;
@@ -27,10 +28,15 @@ use crate::{
 
 const PAGE: usize = 1000;
 
-/// Lists both prefixes into the cache; returns the revision to watch from.
+/// Lists every prefix the cache is made of into it; returns the revision to watch from.
 pub async fn load(store: &Store, cache: &RwLock<CredentialCache>) -> Result<i64, StoreError> {
     let mut revision = i64::MAX;
-    for prefix in [keys::BASE_SETTINGS, keys::PHONES] {
+    for prefix in [
+        keys::SITES,
+        keys::EDGE_GROUPS,
+        keys::BASE_SETTINGS,
+        keys::PHONES,
+    ] {
         let r = store
             .list_pages(prefix, PAGE, |kvs| {
                 let mut c = cache.write();
@@ -55,6 +61,16 @@ fn apply_put(c: &mut CredentialCache, key: &str, value: &[u8]) -> Option<(String
             Ok(b) => c.put_base(&b),
             Err(e) => warn!(key, error = %e, "undecodable base settings in the store"),
         }
+    } else if key.starts_with(keys::SITES) {
+        match Site::decode(value) {
+            Ok(s) => c.put_site(&s),
+            Err(e) => warn!(key, error = %e, "undecodable site in the store"),
+        }
+    } else if key.starts_with(keys::EDGE_GROUPS) {
+        match EdgeGroup::decode(value) {
+            Ok(g) => c.put_group(&g),
+            Err(e) => warn!(key, error = %e, "undecodable edge group in the store"),
+        }
     }
     None
 }
@@ -65,6 +81,10 @@ fn apply_delete(c: &mut CredentialCache, key: &str) -> Option<(String, Change)> 
     }
     if let Some(id) = key.strip_prefix(keys::BASE_SETTINGS) {
         c.remove_base(id);
+    } else if let Some(id) = key.strip_prefix(keys::SITES) {
+        c.remove_site(id);
+    } else if let Some(id) = key.strip_prefix(keys::EDGE_GROUPS) {
+        c.remove_group(id);
     }
     None
 }

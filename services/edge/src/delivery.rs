@@ -15,11 +15,8 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use dialtone_config::{keys, placement};
-use dialtone_proto::{
-    config::v1::{EdgeGroup, Member, Phone, Site},
-    edge::v1::Binding,
-};
+use dialtone_config::keys;
+use dialtone_proto::{config::v1::Member, edge::v1::Binding};
 use dialtone_sip::{
     Message, StartLine,
     proxy::{ForwardError, ack_for, cancel_for, forward_request, forward_response},
@@ -464,7 +461,7 @@ impl Handler {
         if local_target().is_some() {
             holders.push((me.to_owned(), i64::MAX));
         }
-        let order = placement_order(store, &line.phone_id).await;
+        let order = self.cache.read().placement(&line.phone_id);
         holders.sort_by_key(|(node, at)| {
             (
                 order.iter().position(|o| o == node).unwrap_or(usize::MAX),
@@ -481,31 +478,6 @@ impl Handler {
         }
         out
     }
-}
-
-/// The phone's primary and secondary edge, from its site's edge group (empty when any of
-/// them cannot be read: the freshest binding then decides).
-async fn placement_order(store: &Store, phone_id: &str) -> Vec<String> {
-    async fn load<M: prost::Message + Default>(store: &Store, key: &str) -> Option<M> {
-        let kv = store.get(key).await.ok()??;
-        M::decode(kv.value.as_slice()).ok()
-    }
-    let Some(phone) = load::<Phone>(store, &keys::phone(phone_id)).await else {
-        return Vec::new();
-    };
-    let Some(site) = load::<Site>(store, &keys::site(&phone.site_id)).await else {
-        return Vec::new();
-    };
-    let Some(group) = load::<EdgeGroup>(store, &keys::edge_group(&site.edge_group_id)).await else {
-        return Vec::new();
-    };
-    placement::place(phone_id, &group.edges, true)
-        .map(|p| {
-            std::iter::once(p.primary.node_id.clone())
-                .chain(p.secondary.map(|e| e.node_id.clone()))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// Where another edge takes SIP over UDP, from its member record.
