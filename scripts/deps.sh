@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Dialtone need on Debian, if missing:
-# protoc (etcd-client's build script needs it) and, with --test, what the tests run for
+# protoc and its well-known types (etcd-client's build script needs them) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
 # sipvicious (the attacker's tools), baresip and linphonec (real softphones), Prometheus
 # (its server scrapes a node; promtool checks the alert rules) and cargo-nextest.
@@ -9,6 +9,9 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
+# protoc's well-known types (google/protobuf/descriptor.proto, which etcd's protos import)
+# come with libprotobuf-dev, only a recommendation of protobuf-compiler.
+[ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 if [ "${1:-}" = "--test" ]; then
   command -v etcd >/dev/null || need+=(etcd-server)
   command -v sipp >/dev/null || need+=(sip-tester)

@@ -1,14 +1,19 @@
 {{/*
-A role that runs as a Deployment behind a ClusterIP gRPC Service (config, status): the
-Deployment, its Service, PodDisruptionBudget and ServiceMonitor. Arguments: root (the chart's
-context), role (its name), values (its block of values.yaml), credentialsKey (mount the
-credentials key Secret).
+A role that runs as a Deployment behind a ClusterIP gRPC Service (config, provisioning,
+status): the Deployment, its Service, PodDisruptionBudget and ServiceMonitor. Arguments: root
+(the chart's context), role (its name), values (its block of values.yaml), credentialsKey
+(mount the credentials key Secret), https (provisioning: serve phones over HTTPS with the
+certificate of values.tls.secretName, behind a Service of their own).
 */}}
 {{- define "dialtone.roleDeployment" -}}
 {{- $root := .root }}
 {{- $role := .role }}
 {{- $c := .values }}
 {{- $credentialsKey := .credentialsKey }}
+{{- $https := .https }}
+{{- if and $https (not $c.tls.secretName) }}
+{{- fail (printf "%s.tls.secretName is required: phones fetch their files over HTTPS" $role) }}
+{{- end }}
 apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -52,6 +57,16 @@ spec:
             - name: DIALTONE_CREDENTIALS_KEY_FILE
               value: /etc/dialtone/secrets/credentials-key/{{ $root.Values.secrets.credentialsKey.key }}
             {{- end }}
+            {{- if $https }}
+            - name: DIALTONE_PROVISIONING_HTTPS
+              value: "0.0.0.0:{{ $c.httpsPort }}"
+            - name: DIALTONE_PROVISIONING_TLS_CERT
+              value: /etc/dialtone/tls/tls.crt
+            - name: DIALTONE_PROVISIONING_TLS_KEY
+              value: /etc/dialtone/tls/tls.key
+            - name: DIALTONE_PROVISIONING_RESYNC_RATE
+              value: {{ $c.resyncRate | quote }}
+            {{- end }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
             {{- end }}
@@ -62,6 +77,11 @@ spec:
             - name: admin
               containerPort: {{ $c.adminPort }}
               protocol: TCP
+            {{- if $https }}
+            - name: https
+              containerPort: {{ $c.httpsPort }}
+              protocol: TCP
+            {{- end }}
           {{- include "dialtone.probes" (dict "probes" $c.probes) | nindent 10 }}
           resources:
             {{- toYaml $c.resources | nindent 12 }}
@@ -74,12 +94,22 @@ spec:
               mountPath: /etc/dialtone/secrets/credentials-key
               readOnly: true
             {{- end }}
+            {{- if $https }}
+            - name: tls
+              mountPath: /etc/dialtone/tls
+              readOnly: true
+            {{- end }}
       volumes:
         {{- include "dialtone.commonVolumes" $root | nindent 8 }}
         {{- if $credentialsKey }}
         - name: credentials-key
           secret:
             secretName: {{ include "dialtone.credentialsKeySecret" $root }}
+        {{- end }}
+        {{- if $https }}
+        - name: tls
+          secret:
+            secretName: {{ $c.tls.secretName }}
         {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:
@@ -118,6 +148,34 @@ spec:
       port: {{ $c.adminPort }}
       targetPort: admin
       protocol: TCP
+{{- if $https }}
+---
+# Where phones fetch their files: its own Service, so it can face the phones' network while
+# the gRPC API stays internal. Local keeps each phone's address for the per-source bans.
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "dialtone.fullname" $root }}-{{ $role }}-https
+  labels:
+    {{- include "dialtone.labels" $root | nindent 4 }}
+    app.kubernetes.io/component: {{ $role }}
+  {{- with $c.httpsService.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $c.httpsService.type }}
+  {{- if ne $c.httpsService.type "ClusterIP" }}
+  externalTrafficPolicy: {{ $c.httpsService.externalTrafficPolicy }}
+  {{- end }}
+  selector:
+    {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 4 }}
+  ports:
+    - name: https
+      port: {{ $c.httpsService.port }}
+      targetPort: https
+      protocol: TCP
+{{- end }}
 {{- if $c.pdb.enabled }}
 ---
 apiVersion: policy/v1

@@ -73,6 +73,15 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
 async fn metrics(
     State(h): State<Health>,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        render(&h).await,
+    )
+}
+
+/// The node's metrics as Prometheus text: what `/metrics` serves and the OTLP exporter sends.
+pub async fn render(h: &Health) -> String {
     let store = h.store_ok().await;
     let started = h
         .started
@@ -105,6 +114,7 @@ async fn metrics(
     out.push_str("# HELP process_start_time_seconds Start time of the process.\n# TYPE process_start_time_seconds gauge\n");
     out.push_str(&format!("process_start_time_seconds {started}\n"));
     out.push_str(&h.grpc.render());
+    out.push_str(&dialtone_store::metrics::render());
     if let Some(p) = &h.provisioning {
         out.push_str(&p.metrics());
     }
@@ -114,9 +124,5 @@ async fn metrics(
     if let Some(s) = &h.status {
         out.push_str(&s.metrics());
     }
-    (
-        StatusCode::OK,
-        [("content-type", "text/plain; version=0.0.4")],
-        out,
-    )
+    out
 }

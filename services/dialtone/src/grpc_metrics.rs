@@ -9,7 +9,6 @@
 
 use std::{
     collections::HashMap,
-    fmt::Write as _,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -17,10 +16,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use dialtone_metrics::{Histogram, escape, header};
 use parking_lot::Mutex;
 
 /// Upper bounds of the buckets, in seconds.
-const BUCKETS: [f64; 12] = [
+const BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
@@ -28,12 +28,7 @@ const BUCKETS: [f64; 12] = [
 /// calling made-up paths cannot grow the registry without bound.
 const MAX_SERIES: usize = 512;
 
-#[derive(Default)]
-struct Histogram {
-    buckets: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
-}
+const NAME: &str = "rpc_server_call_duration_seconds";
 
 /// The registry: one histogram per (path, status code).
 #[derive(Default)]
@@ -43,7 +38,6 @@ pub struct GrpcMetrics {
 
 impl GrpcMetrics {
     fn observe(&self, path: &str, code: i32, took: Duration) {
-        let secs = took.as_secs_f64();
         let mut series = self.series.lock();
         let key = (path.to_owned(), code);
         let key = if series.len() < MAX_SERIES || series.contains_key(&key) {
@@ -51,27 +45,25 @@ impl GrpcMetrics {
         } else {
             ("/other/other".to_owned(), code)
         };
-        let h = series.entry(key).or_default();
-        for (i, le) in BUCKETS.iter().enumerate() {
-            if secs <= *le {
-                h.buckets[i] += 1;
-            }
-        }
-        h.count += 1;
-        h.sum += secs;
+        series
+            .entry(key)
+            .or_insert_with(|| Histogram::new(BUCKETS))
+            .observe(took.as_secs_f64());
     }
 
     /// Prometheus text exposition of every series.
     pub fn render(&self) -> String {
-        let mut o = String::from(
-            "# HELP rpc_server_call_duration_seconds Duration of gRPC calls served (OpenTelemetry rpc.server.call.duration).\n\
-             # TYPE rpc_server_call_duration_seconds histogram\n",
+        let mut o = String::new();
+        header(
+            &mut o,
+            NAME,
+            "histogram",
+            "Duration of gRPC calls served (OpenTelemetry rpc.server.call.duration).",
         );
         let series = self.series.lock();
         let mut keys: Vec<_> = series.keys().collect();
         keys.sort();
         for key in keys {
-            let h = &series[key];
             let (service, method) = rpc_parts(&key.0);
             let labels = format!(
                 "rpc_system=\"grpc\",rpc_service=\"{}\",rpc_method=\"{}\",rpc_grpc_status_code=\"{}\"",
@@ -79,28 +71,7 @@ impl GrpcMetrics {
                 escape(method),
                 key.1
             );
-            for (i, le) in BUCKETS.iter().enumerate() {
-                let _ = writeln!(
-                    o,
-                    "rpc_server_call_duration_seconds_bucket{{{labels},le=\"{le}\"}} {}",
-                    h.buckets[i]
-                );
-            }
-            let _ = writeln!(
-                o,
-                "rpc_server_call_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(
-                o,
-                "rpc_server_call_duration_seconds_sum{{{labels}}} {}",
-                h.sum
-            );
-            let _ = writeln!(
-                o,
-                "rpc_server_call_duration_seconds_count{{{labels}}} {}",
-                h.count
-            );
+            series[key].render(NAME, &labels, &mut o);
         }
         o
     }
@@ -111,13 +82,6 @@ pub fn rpc_parts(path: &str) -> (&str, &str) {
     path.trim_start_matches('/')
         .split_once('/')
         .unwrap_or(("", path))
-}
-
-/// A label value as Prometheus text needs it.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// The tower layer timing every call into a [`GrpcMetrics`].

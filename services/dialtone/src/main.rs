@@ -9,6 +9,8 @@ mod admin;
 mod edge_flags;
 mod etcd_flags;
 mod grpc_metrics;
+mod otlp_metrics;
+mod prom_text;
 mod provisioning_flags;
 mod secret_file;
 mod serve;

@@ -149,6 +149,16 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             status: status.clone(),
             grpc: grpc_metrics.clone(),
         };
+        let metrics_export = {
+            let h = health.clone();
+            crate::otlp_metrics::MetricsExport::start(
+                &crate::telemetry::resource(cfg.node()),
+                Box::new(move || {
+                    let h = h.clone();
+                    Box::pin(async move { admin::render(&h).await })
+                }),
+            )
+        };
         let mut router = tonic::service::Routes::builder();
         if cfg.roles.iter().any(|r| r == "config") {
             let api = ConfigApi::new(
@@ -216,6 +226,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+        if let Some(m) = metrics_export {
+            m.finish().await;
+        }
         lease.shutdown().await;
     }
     info!("stopped");

@@ -76,6 +76,18 @@ fn tracer_provider(node_id: &str) -> Option<SdkTracerProvider> {
             return None;
         }
     };
+    Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(resource(node_id))
+            .build(),
+    )
+}
+
+/// The node's OpenTelemetry resource, shared by its spans and its metrics: the SDK reads
+/// `OTEL_SERVICE_NAME` and `OTEL_RESOURCE_ATTRIBUTES`; the service name defaults to
+/// `dialtone` and `service.instance.id` to the node id.
+pub fn resource(node_id: &str) -> Resource {
     let mut resource = Resource::builder();
     if std::env::var("OTEL_SERVICE_NAME").is_err() {
         resource = resource.with_service_name("dialtone");
@@ -87,12 +99,7 @@ fn tracer_provider(node_id: &str) -> Option<SdkTracerProvider> {
             resource.with_attribute(KeyValue::new("service.instance.id", node_id.to_owned()));
     }
     resource = resource.with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")));
-    Some(
-        SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(resource.build())
-            .build(),
-    )
+    resource.build()
 }
 
 /// The span of one incoming gRPC call (OpenTelemetry RPC semantic conventions), continuing

@@ -12,12 +12,14 @@ mod embedded_watch;
 mod error;
 mod etcd;
 pub mod lifecycle;
+pub mod metrics;
 mod types;
 mod wal;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use etcd::{EtcdSecurity, EtcdStore};
+use metrics::{METRICS, Outcome, StoreOp};
 pub use types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent};
 
 /// The root under which Dialtone keeps its keys unless told otherwise.
@@ -55,12 +57,12 @@ impl Store {
 
     /// Reads one key.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        dispatch!(self, s => s.get(key).await)
+        METRICS.timed(StoreOp::Get, async { dispatch!(self, s => s.get(key).await) }).await
     }
 
     /// Reads several keys at one revision, in the order given.
     pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KeyValue>>, StoreError> {
-        dispatch!(self, s => s.get_many(keys).await)
+        METRICS.timed(StoreOp::GetMany, async { dispatch!(self, s => s.get_many(keys).await) }).await
     }
 
     /// Writes one key, optionally attached to a lease; returns the new revision.
@@ -85,7 +87,7 @@ impl Store {
 
     /// Deletes one key; returns whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.delete(key).await)
+        METRICS.timed(StoreOp::Delete, async { dispatch!(self, s => s.delete(key).await) }).await
     }
 
     /// Keys under `prefix` in key order, after `start_after` (exclusive), at most `limit`.
@@ -95,7 +97,7 @@ impl Store {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
-        dispatch!(self, s => s.range(prefix, start_after, None, limit).await)
+        METRICS.timed(StoreOp::Range, async { dispatch!(self, s => s.range(prefix, start_after, None, limit).await) }).await
     }
 
     /// Like [`Store::range`], but only keys before `end` (exclusive). `more` then means
@@ -108,7 +110,7 @@ impl Store {
         end: &str,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
-        dispatch!(self, s => s.range(prefix, start_after, Some(end), limit).await)
+        METRICS.timed(StoreOp::Range, async { dispatch!(self, s => s.range(prefix, start_after, Some(end), limit).await) }).await
     }
 
     /// Reads every key under `prefix` in pages of `page` keys, handing each page to `f`.
@@ -136,7 +138,7 @@ impl Store {
 
     /// Number of keys under `prefix`.
     pub async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count(prefix).await)
+        METRICS.timed(StoreOp::Count, async { dispatch!(self, s => s.count(prefix).await) }).await
     }
 
     /// Applies `ops` atomically if every compare holds.
@@ -147,40 +149,57 @@ impl Store {
                 max: MAX_TXN_OPS,
             });
         }
-        dispatch!(self, s => s.txn(compares, ops).await)
+        let started = std::time::Instant::now();
+        let r = dispatch!(self, s => s.txn(compares, ops).await);
+        let outcome = match &r {
+            Ok(t) if !t.succeeded => Outcome::CompareFailed,
+            r => Outcome::of(r),
+        };
+        METRICS.record(StoreOp::Txn, outcome, started);
+        r
     }
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, StoreError> {
-        dispatch!(self, s => s.revision().await)
+        METRICS.timed(StoreOp::Revision, async { dispatch!(self, s => s.revision().await) }).await
     }
 
     /// Watches every key under `prefix`, from `from_revision` (inclusive; 0: from now on).
     /// If that revision is no longer available the stream yields [`StoreError::Compacted`]:
     /// re-list, then watch from the listed revision + 1.
     pub async fn watch(&self, prefix: &str, from_revision: i64) -> Result<WatchStream, StoreError> {
-        Ok(match self {
-            Store::Embedded(s) => WatchStream::Embedded(s.watch(prefix, from_revision)?),
-            Store::Etcd(s) => WatchStream::Etcd(s.watch(prefix, from_revision).await?),
-        })
+        METRICS
+            .timed(StoreOp::Watch, async {
+                Ok(match self {
+                    Store::Embedded(s) => WatchStream::Embedded(s.watch(prefix, from_revision)?),
+                    Store::Etcd(s) => WatchStream::Etcd(s.watch(prefix, from_revision).await?),
+                })
+            })
+            .await
     }
 
     /// Grants a lease of `ttl_s` seconds.
     pub async fn lease_grant(&self, ttl_s: i64) -> Result<LeaseId, StoreError> {
-        dispatch!(self, s => s.lease_grant(ttl_s).await)
+        METRICS.timed(StoreOp::LeaseGrant, async { dispatch!(self, s => s.lease_grant(ttl_s).await) }).await
     }
 
     /// Opens a keep-alive channel for a lease.
     pub async fn lease_keep_alive(&self, lease: LeaseId) -> Result<LeaseKeepAlive, StoreError> {
-        Ok(match self {
-            Store::Embedded(s) => LeaseKeepAlive::Embedded(s.clone(), lease),
-            Store::Etcd(s) => LeaseKeepAlive::Etcd(Box::new(s.lease_keep_alive(lease).await?)),
-        })
+        METRICS
+            .timed(StoreOp::LeaseKeepAlive, async {
+                Ok(match self {
+                    Store::Embedded(s) => LeaseKeepAlive::Embedded(s.clone(), lease),
+                    Store::Etcd(s) => {
+                        LeaseKeepAlive::Etcd(Box::new(s.lease_keep_alive(lease).await?))
+                    }
+                })
+            })
+            .await
     }
 
     /// Revokes a lease, deleting every key attached to it.
     pub async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        dispatch!(self, s => s.lease_revoke(lease).await)
+        METRICS.timed(StoreOp::LeaseRevoke, async { dispatch!(self, s => s.lease_revoke(lease).await) }).await
     }
 }
 
@@ -196,10 +215,16 @@ impl WatchStream {
     /// The next batch of events; `Err(Compacted)` means re-list; `Ok(None)` means the store
     /// closed. Any other error means the watch broke: watch again from the last revision seen.
     pub async fn next(&mut self) -> Result<Option<WatchBatch>, StoreError> {
-        match self {
+        let r = match self {
             WatchStream::Embedded(w) => w.next().await,
             WatchStream::Etcd(w) => w.next().await,
+        };
+        match &r {
+            Ok(Some(b)) => METRICS.watch_batch(b.events.len()),
+            Ok(None) => {}
+            Err(e) => METRICS.watch_error(e),
         }
+        r
     }
 }
 
@@ -214,10 +239,13 @@ pub enum LeaseKeepAlive {
 impl LeaseKeepAlive {
     /// Refreshes the lease; returns its TTL in seconds, 0 when the lease no longer exists.
     pub async fn refresh(&mut self) -> Result<i64, StoreError> {
-        match self {
+        let started = std::time::Instant::now();
+        let r = match self {
             LeaseKeepAlive::Embedded(s, id) => Ok(s.lease_refresh(*id)),
             LeaseKeepAlive::Etcd(k) => k.refresh().await,
-        }
+        };
+        METRICS.record(StoreOp::LeaseKeepAlive, Outcome::of(&r), started);
+        r
     }
 }
 

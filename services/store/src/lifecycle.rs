@@ -21,7 +21,10 @@ use parking_lot::Mutex;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
-use crate::{LeaseId, Store, StoreError};
+use crate::{
+    LeaseId, Store, StoreError,
+    metrics::{self, KeepAliveOutcome},
+};
 
 struct Shared {
     store: Store,
@@ -142,6 +145,7 @@ async fn keep(shared: Arc<Shared>) {
         let lost = match outcome {
             Some(outcome) => match outcome {
                 Ok(Ok(ttl_left)) if ttl_left > 0 => {
+                    metrics::keep_alive(KeepAliveOutcome::Ok);
                     last_ok = Instant::now();
                     // Declared lost while etcd was unreachable, yet the lease survived (etcd
                     // extends every lease when a new leader is elected): write the owned
@@ -158,11 +162,13 @@ async fn keep(shared: Arc<Shared>) {
                 }
                 Ok(Err(e)) => {
                     warn!(node = %shared.node_id, error = %e, "lease keep-alive failed");
+                    metrics::keep_alive(KeepAliveOutcome::Failed);
                     keep_alive = None;
                     last_ok.elapsed() >= ttl
                 }
                 Err(_) => {
                     warn!(node = %shared.node_id, "lease keep-alive timed out");
+                    metrics::keep_alive(KeepAliveOutcome::Failed);
                     keep_alive = None;
                     last_ok.elapsed() >= ttl
                 }
@@ -170,6 +176,7 @@ async fn keep(shared: Arc<Shared>) {
             None => last_ok.elapsed() >= ttl,
         };
         if lost {
+            metrics::keep_alive(KeepAliveOutcome::Lost);
             if shared.alive.swap(false, Ordering::AcqRel) {
                 warn!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease lost: every owned key must be written again");
             }
