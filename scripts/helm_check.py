@@ -4,10 +4,20 @@ rendered manifest against the Kubernetes schemas (kubernetes-validate, strict: u
 fields are errors). Custom resources without a published schema (the Prometheus
 Operator's ServiceMonitor) are checked for their required fields only.
 
+The edge-group Job of ci/provisioning-values.yaml is also run for real: its rendered shell
+command, with the real dialtonectl, against a real `dialtone serve --roles config` (when the
+binaries are built), twice (create, then replace), and the group it leaves is checked.
+
 Run by scripts/helm-check.sh, which installs helm-python-sdk and kubernetes-validate."""
 
+import json
+import os
 import pathlib
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
 
 import helm_python
 import kubernetes_validate
@@ -24,6 +34,72 @@ def dig(obj, dotted):
             return None
         obj = obj[part]
     return obj
+
+
+ROOT = CHART.parent.parent
+BIN = ROOT / "target" / "debug"
+
+
+def run_edge_group_job(job, values):
+    """Runs the Job's container command against a local config node; returns problems."""
+    if not (BIN / "dialtone").exists() or not (BIN / "dialtonectl").exists():
+        return ["edge-group job: target/debug/dialtone(ctl) not built"]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    data = tempfile.mkdtemp(prefix="dialtone-helm-job-")
+    node = subprocess.Popen(
+        [str(BIN / "dialtone"), "serve", "--roles", "config", "--data-dir", data,
+         "--listen-grpc", "127.0.0.1:0", "--listen-admin", "127.0.0.1:0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        endpoint = pathlib.Path(data) / "endpoint"
+        for _ in range(200):
+            if endpoint.exists() and endpoint.read_text().strip():
+                break
+            time.sleep(0.05)
+        else:
+            return ["edge-group job: the config node did not start"]
+        env = {e["name"]: e.get("value", "") for e in c["env"]}
+        env.update(
+            PATH=f"{BIN}:{os.environ['PATH']}",
+            DIALTONE_SERVER=endpoint.read_text().strip(),
+            DIALTONE_TOKEN=(pathlib.Path(data) / "admin-token").read_text().strip(),
+            HOME=data,
+        )
+        for attempt in ("create", "replace"):
+            r = subprocess.run(c["command"] + c["args"], env=env, capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode != 0:
+                return [f"edge-group job ({attempt}) failed: {r.stderr.strip()}"]
+        r = subprocess.run([str(BIN / "dialtonectl"), "-o", "json", "edge-groups", "get",
+                            env["GROUP"]], env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            return [f"edge-group job left no group: {r.stderr.strip()}"]
+        group = json.loads(r.stdout)
+        group = group.get("edge_group", group)
+        g = values["edgeGroup"]
+        edges = group.get("edges", [])
+        want = [f"dt-dialtone-edge-{i}" for i in range(len(g["hosts"]))]
+        got = [e.get("node_id") for e in edges]
+        problems = []
+        if got != want:
+            problems.append(f"edge-group job: edges {got}, want {want}")
+        for e, host in zip(edges, g["hosts"]):
+            a = e.get("addresses", {})
+            if a.get("udp") != f"{host}:5060" or a.get("tls") != f"{host}:5061":
+                problems.append(f"edge-group job: {e.get('node_id')} has addresses {a}")
+        if group.get("name") != g["name"]:
+            problems.append(f"edge-group job: name {group.get('name')!r}, want {g['name']!r}")
+        if not problems:
+            print(f"  edge-group job: ran twice against a real config node; group "
+                  f"{g['id']} holds {', '.join(got)}")
+        return problems
+    finally:
+        node.terminate()
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def check(name, values):
@@ -48,6 +124,8 @@ def check(name, values):
             if not doc:
                 continue
             kind = (doc.get("apiVersion"), doc.get("kind"))
+            if kind[1] == "Job" and dig(doc, "metadata.name") == "dt-dialtone-edge-group":
+                problems += run_edge_group_job(doc, values)
             kinds.append(f"{kind[1]}/{dig(doc, 'metadata.name')}")
             if kind in CUSTOM:
                 problems += [

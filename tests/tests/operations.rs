@@ -136,7 +136,7 @@ fn dashboard_queries() -> Vec<(String, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_evaluates_the_alerts_and_answers_the_dashboards() {
-    let sb = ClusterSandbox::with_etcd(1, &["config", "edge"])
+    let sb = ClusterSandbox::with_etcd(1, &["config,status", "edge"])
         .await
         .unwrap();
     let admin = |i: usize| {
@@ -219,7 +219,7 @@ async fn prometheus_scrapes_evaluates_the_alerts_and_answers_the_dashboards() {
             .iter()
             .flat_map(|g| g["rules"].as_array().unwrap().clone())
             .collect();
-        assert_eq!(rules.len(), 7, "{body}");
+        assert_eq!(rules.len(), 8, "{body}");
         let evaluated = rules.iter().all(|r| r["health"] == "ok");
         if evaluated {
             let firing: Vec<&Value> = rules.iter().filter(|r| r["state"] == "firing").collect();

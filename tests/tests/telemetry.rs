@@ -15,11 +15,18 @@ use dialtone_tests::{
     sip::UdpPhone,
 };
 use opentelemetry_proto::tonic::{
-    collector::trace::v1::{
-        ExportTraceServiceRequest, ExportTraceServiceResponse,
-        trace_service_server::{TraceService, TraceServiceServer},
+    collector::{
+        metrics::v1::{
+            ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+            metrics_service_server::{MetricsService, MetricsServiceServer},
+        },
+        trace::v1::{
+            ExportTraceServiceRequest, ExportTraceServiceResponse,
+            trace_service_server::{TraceService, TraceServiceServer},
+        },
     },
     common::v1::{AnyValue, KeyValue, any_value},
+    metrics::v1::{Metric, metric::Data, number_data_point},
 };
 
 #[derive(Clone, Default)]
@@ -33,6 +40,37 @@ impl TraceService for Receiver {
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.0.lock().unwrap().push(req.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[derive(Clone, Default)]
+struct MetricsReceiver(Arc<Mutex<Vec<(Instant, ExportMetricsServiceRequest)>>>);
+
+#[tonic::async_trait]
+impl MetricsService for MetricsReceiver {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), req.into_inner()));
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+impl MetricsReceiver {
+    /// The metric named `name` in the latest export that has it.
+    fn latest(&self, name: &str) -> Option<Metric> {
+        self.0.lock().unwrap().iter().rev().find_map(|(_, r)| {
+            r.resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|s| &s.metrics)
+                .find(|m| m.name == name)
+                .cloned()
+        })
     }
 }
 
@@ -173,5 +211,116 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
         !everything.contains(&p.password),
         "a password reached the traces"
     );
+    server.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_exported_over_otlp_as_the_scrape_shows_them() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let receiver = MetricsReceiver::default();
+    let server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(MetricsServiceServer::new(receiver.clone()))
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    let mut sb = ClusterSandbox::embedded_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint.as_str()),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "500"),
+            ("OTEL_TRACES_EXPORTER", "none"),
+        ],
+    )
+    .await
+    .unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    for _ in 0..3 {
+        c.list_sites(cpb::ListRequest::default()).await.unwrap();
+    }
+    let list_sites_calls = |m: &Metric| -> u64 {
+        let Some(Data::Histogram(h)) = &m.data else {
+            return 0;
+        };
+        h.data_points
+            .iter()
+            .filter(|p| text(&p.attributes, "rpc_method").as_deref() == Some("ListSites"))
+            .map(|p| p.count)
+            .sum()
+    };
+    // Periodic exports, while the node runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rpc = loop {
+        if let Some(m) = receiver
+            .latest("rpc_server_call_duration_seconds")
+            .filter(|m| list_sites_calls(m) >= 3)
+        {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no export with the 3 ListSites calls"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let Some(Data::Histogram(h)) = &rpc.data else {
+        panic!("not a histogram: {rpc:?}")
+    };
+    let p = &h.data_points[0];
+    assert_eq!(p.bucket_counts.len(), p.explicit_bounds.len() + 1);
+    assert_eq!(p.bucket_counts.iter().sum::<u64>(), p.count);
+    assert_eq!(rpc.unit, "s");
+
+    // The store's calls are a monotonic cumulative sum whose values match a scrape.
+    let store = receiver.latest("dialtone_store_requests_total").unwrap();
+    let Some(Data::Sum(sum)) = &store.data else {
+        panic!("not a sum: {store:?}")
+    };
+    assert!(sum.is_monotonic);
+    assert!(sum.data_points.iter().any(|p| {
+        text(&p.attributes, "op").as_deref() == Some("txn")
+            || text(&p.attributes, "op").as_deref() == Some("range")
+    }));
+    let up = receiver.latest("dialtone_store_up").unwrap();
+    let Some(Data::Gauge(g)) = &up.data else {
+        panic!("not a gauge: {up:?}")
+    };
+    assert_eq!(
+        g.data_points[0].value,
+        Some(number_data_point::Value::AsDouble(1.0))
+    );
+    assert!(
+        sb.nodes[0]
+            .metric("dialtone_store_requests_total", "op=\"range\"")
+            .await
+            .is_some_and(|n| n > 0),
+        "the scrape shows the same family"
+    );
+
+    // The resource is the node's, as on its spans.
+    let resource = receiver.0.lock().unwrap()[0].1.resource_metrics[0]
+        .resource
+        .clone()
+        .unwrap();
+    assert_eq!(
+        text(&resource.attributes, "service.instance.id").as_deref(),
+        Some("solo")
+    );
+    assert_eq!(
+        text(&resource.attributes, "service.name").as_deref(),
+        Some("dialtone")
+    );
+
+    // A last export at shutdown.
+    let before = receiver.0.lock().unwrap().len();
+    let stopped = Instant::now();
+    assert!(sb.nodes[0].terminate().unwrap().success());
+    let exports = receiver.0.lock().unwrap();
+    assert!(
+        exports.len() > before && exports.last().unwrap().0 >= stopped,
+        "no export at shutdown"
+    );
+    drop(exports);
     server.abort();
 }

@@ -103,6 +103,11 @@ pub struct EdgeFlags {
     /// How long a ban lasts, seconds.
     #[arg(long, env = "DIALTONE_SIP_BAN_DURATION", default_value_t = 300)]
     pub sip_ban_duration: u64,
+    /// The IP other edges (and phones answering this edge's requests) reach this edge at,
+    /// when a --sip-* listener binds 0.0.0.0 or :: (e.g. the pod IP in Kubernetes). Written
+    /// into the edge's member record, Via and Contact.
+    #[arg(long, env = "DIALTONE_SIP_ADVERTISE_IP", value_name = "IP")]
+    pub sip_advertise_ip: Option<std::net::IpAddr>,
     /// Server header on responses (none by default).
     #[arg(long, env = "DIALTONE_SIP_SERVER_HEADER")]
     pub sip_server_header: Option<String>,
@@ -164,6 +169,7 @@ impl EdgeFlags {
         let s = EdgeSettings {
             node_id: node_id.to_owned(),
             listeners: self.listeners()?,
+            advertise_ip: self.sip_advertise_ip,
             tls_cert: self.sip_tls_cert.clone(),
             tls_key: self.sip_tls_key.clone(),
             realm: realm.to_owned(),

@@ -15,7 +15,9 @@ use std::{
 };
 
 use opentelemetry_proto::tonic::{
-    collector::metrics::v1::{ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient},
+    collector::metrics::v1::{
+        ExportMetricsServiceRequest, metrics_service_client::MetricsServiceClient,
+    },
     common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value},
     metrics::v1::{
         AggregationTemporality, Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint,
@@ -291,7 +293,11 @@ mod tests {
         .unwrap();
         assert_eq!(both.endpoint, "http://m:4317");
         assert_eq!(both.interval, Duration::from_millis(1500));
-        assert_eq!(both.timeout, Duration::from_secs(30), "junk keeps the default");
+        assert_eq!(
+            both.timeout,
+            Duration::from_secs(30),
+            "junk keeps the default"
+        );
         assert_eq!(
             cfg(&[
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
@@ -319,7 +325,10 @@ mod tests {
             panic!("{:?}", m[0])
         };
         assert!(sum.is_monotonic);
-        assert_eq!(sum.aggregation_temporality, AggregationTemporality::Cumulative as i32);
+        assert_eq!(
+            sum.aggregation_temporality,
+            AggregationTemporality::Cumulative as i32
+        );
         assert_eq!(sum.data_points[0].start_time_unix_nano, 10);
         assert_eq!(
             sum.data_points[0].value,
@@ -332,7 +341,11 @@ mod tests {
         };
         let p = &hist.data_points[0];
         assert_eq!(p.explicit_bounds, vec![0.01, 0.1]);
-        assert_eq!(p.bucket_counts, vec![2, 1, 1], "per bucket, plus the overflow");
+        assert_eq!(
+            p.bucket_counts,
+            vec![2, 1, 1],
+            "per bucket, plus the overflow"
+        );
         assert_eq!(p.count, 4);
         assert_eq!(m[2].unit, "s");
         assert_eq!(m[2].description, "Latency.");

@@ -237,7 +237,11 @@ mod tests {
                     # TYPE empty counter\n";
         let f = parse(text);
         let names: Vec<_> = f.iter().map(|f| f.name.as_str()).collect();
-        assert_eq!(names, ["b_total", "a_up", "untyped_thing"], "a family without samples is dropped");
+        assert_eq!(
+            names,
+            ["b_total", "a_up", "untyped_thing"],
+            "a family without samples is dropped"
+        );
         assert_eq!(f[0].kind, Kind::Counter);
         assert_eq!(f[0].help, "Things.");
         assert_eq!(

@@ -78,6 +78,7 @@ pub struct Edge {
 
 impl Edge {
     /// Binds every listener, loads the credentials cache, and starts serving.
+    /// Listeners on an unspecified address are published at `settings.advertise_ip`.
     /// `data_dir` receives a generated self-signed certificate when TLS or WSS listens
     /// without one (dev mode).
     pub async fn start(
@@ -109,6 +110,16 @@ impl Edge {
                 addresses.insert(t, listener.local_addr().unwrap_or(a));
                 streams.push((t, listener));
             }
+        }
+        for (t, a) in addresses.iter_mut() {
+            if a.ip().is_unspecified() && settings.advertise_ip.is_none() {
+                warn!(
+                    transport = t.name(),
+                    addr = %a,
+                    "listening on an unspecified address without --sip-advertise-ip: other edges cannot forward to this one"
+                );
+            }
+            *a = advertised(*a, settings.advertise_ip);
         }
         let tls = if l.tls.is_some() || l.wss.is_some() {
             let (cert, key) = match (&settings.tls_cert, &settings.tls_key) {
@@ -269,4 +280,35 @@ fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> J
             }
         }
     })
+}
+
+/// Where others reach a listener bound at `bound`: the advertised IP when it bound an
+/// unspecified address (0.0.0.0, ::), else the bound address itself.
+fn advertised(bound: SocketAddr, advertise: Option<std::net::IpAddr>) -> SocketAddr {
+    match advertise {
+        Some(ip) if bound.ip().is_unspecified() => SocketAddr::new(ip, bound.port()),
+        _ => bound,
+    }
+}
+
+#[cfg(test)]
+mod advertise_tests {
+    use super::advertised;
+
+    #[test]
+    fn unspecified_listeners_take_the_advertised_ip() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        for (bound, advertise, want) in [
+            ("0.0.0.0:5060", ip("10.1.2.3"), "10.1.2.3:5060"),
+            ("[::]:5061", ip("fd00::7"), "[fd00::7]:5061"),
+            ("127.0.0.2:5060", ip("10.1.2.3"), "127.0.0.2:5060"),
+            ("0.0.0.0:5060", None, "0.0.0.0:5060"),
+        ] {
+            assert_eq!(
+                advertised(bound.parse().unwrap(), advertise).to_string(),
+                want,
+                "{bound}"
+            );
+        }
+    }
 }

@@ -25,6 +25,10 @@ pub struct EdgeSettings {
     /// This node's id (binding keys end with it).
     pub node_id: String,
     pub listeners: Listeners,
+    /// The IP this edge is reached at when a listener binds an unspecified address
+    /// (`0.0.0.0`, `::`): written into its member record (other edges forward to it there)
+    /// and into the Via and Contact of the requests it sends. A pod's IP in Kubernetes.
+    pub advertise_ip: Option<std::net::IpAddr>,
     /// PEM certificate chain and key for TLS and WSS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

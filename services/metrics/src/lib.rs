@@ -111,7 +111,10 @@ mod tests {
         );
         let mut bare = String::new();
         Histogram::new(B).render("y", "", &mut bare);
-        assert!(bare.contains("y_bucket{le=\"+Inf\"} 0\ny_sum 0\ny_count 0\n"), "{bare}");
+        assert!(
+            bare.contains("y_bucket{le=\"+Inf\"} 0\ny_sum 0\ny_count 0\n"),
+            "{bare}"
+        );
     }
 
     #[test]

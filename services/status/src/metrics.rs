@@ -74,7 +74,8 @@ impl Metrics {
             "# HELP dialtone_status_watchers Open status watch streams.\n# TYPE dialtone_status_watchers gauge\ndialtone_status_watchers {watchers}"
         );
         out.push_str("# HELP dialtone_status_binding_lag_seconds Time from an edge writing a binding to the status view applying it.\n# TYPE dialtone_status_binding_lag_seconds histogram\n");
-        self.lag.render("dialtone_status_binding_lag_seconds", "", &mut out);
+        self.lag
+            .render("dialtone_status_binding_lag_seconds", "", &mut out);
         out
     }
 }

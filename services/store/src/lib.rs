@@ -57,12 +57,20 @@ impl Store {
 
     /// Reads one key.
     pub async fn get(&self, key: &str) -> Result<Option<KeyValue>, StoreError> {
-        METRICS.timed(StoreOp::Get, async { dispatch!(self, s => s.get(key).await) }).await
+        METRICS
+            .timed(StoreOp::Get, async {
+                dispatch!(self, s => s.get(key).await)
+            })
+            .await
     }
 
     /// Reads several keys at one revision, in the order given.
     pub async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<KeyValue>>, StoreError> {
-        METRICS.timed(StoreOp::GetMany, async { dispatch!(self, s => s.get_many(keys).await) }).await
+        METRICS
+            .timed(StoreOp::GetMany, async {
+                dispatch!(self, s => s.get_many(keys).await)
+            })
+            .await
     }
 
     /// Writes one key, optionally attached to a lease; returns the new revision.
@@ -87,7 +95,11 @@ impl Store {
 
     /// Deletes one key; returns whether it existed.
     pub async fn delete(&self, key: &str) -> Result<bool, StoreError> {
-        METRICS.timed(StoreOp::Delete, async { dispatch!(self, s => s.delete(key).await) }).await
+        METRICS
+            .timed(StoreOp::Delete, async {
+                dispatch!(self, s => s.delete(key).await)
+            })
+            .await
     }
 
     /// Keys under `prefix` in key order, after `start_after` (exclusive), at most `limit`.
@@ -97,7 +109,11 @@ impl Store {
         start_after: Option<&str>,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
-        METRICS.timed(StoreOp::Range, async { dispatch!(self, s => s.range(prefix, start_after, None, limit).await) }).await
+        METRICS
+            .timed(StoreOp::Range, async {
+                dispatch!(self, s => s.range(prefix, start_after, None, limit).await)
+            })
+            .await
     }
 
     /// Like [`Store::range`], but only keys before `end` (exclusive). `more` then means
@@ -110,7 +126,11 @@ impl Store {
         end: &str,
         limit: usize,
     ) -> Result<RangePage, StoreError> {
-        METRICS.timed(StoreOp::Range, async { dispatch!(self, s => s.range(prefix, start_after, Some(end), limit).await) }).await
+        METRICS
+            .timed(StoreOp::Range, async {
+                dispatch!(self, s => s.range(prefix, start_after, Some(end), limit).await)
+            })
+            .await
     }
 
     /// Reads every key under `prefix` in pages of `page` keys, handing each page to `f`.
@@ -138,7 +158,11 @@ impl Store {
 
     /// Number of keys under `prefix`.
     pub async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
-        METRICS.timed(StoreOp::Count, async { dispatch!(self, s => s.count(prefix).await) }).await
+        METRICS
+            .timed(StoreOp::Count, async {
+                dispatch!(self, s => s.count(prefix).await)
+            })
+            .await
     }
 
     /// Applies `ops` atomically if every compare holds.
@@ -161,7 +185,11 @@ impl Store {
 
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, StoreError> {
-        METRICS.timed(StoreOp::Revision, async { dispatch!(self, s => s.revision().await) }).await
+        METRICS
+            .timed(StoreOp::Revision, async {
+                dispatch!(self, s => s.revision().await)
+            })
+            .await
     }
 
     /// Watches every key under `prefix`, from `from_revision` (inclusive; 0: from now on).
@@ -180,7 +208,11 @@ impl Store {
 
     /// Grants a lease of `ttl_s` seconds.
     pub async fn lease_grant(&self, ttl_s: i64) -> Result<LeaseId, StoreError> {
-        METRICS.timed(StoreOp::LeaseGrant, async { dispatch!(self, s => s.lease_grant(ttl_s).await) }).await
+        METRICS
+            .timed(StoreOp::LeaseGrant, async {
+                dispatch!(self, s => s.lease_grant(ttl_s).await)
+            })
+            .await
     }
 
     /// Opens a keep-alive channel for a lease.
@@ -199,7 +231,11 @@ impl Store {
 
     /// Revokes a lease, deleting every key attached to it.
     pub async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
-        METRICS.timed(StoreOp::LeaseRevoke, async { dispatch!(self, s => s.lease_revoke(lease).await) }).await
+        METRICS
+            .timed(StoreOp::LeaseRevoke, async {
+                dispatch!(self, s => s.lease_revoke(lease).await)
+            })
+            .await
     }
 }
 

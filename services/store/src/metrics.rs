@@ -230,7 +230,10 @@ mod tests {
     #[test]
     fn outcomes_are_classified() {
         assert_eq!(Outcome::of::<()>(&Ok(())), Outcome::Ok);
-        assert_eq!(Outcome::of::<()>(&Err(StoreError::Closed)), Outcome::Unavailable);
+        assert_eq!(
+            Outcome::of::<()>(&Err(StoreError::Closed)),
+            Outcome::Unavailable
+        );
         assert_eq!(
             Outcome::of::<()>(&Err(StoreError::LeaseNotFound(7))),
             Outcome::Error
@@ -250,7 +253,9 @@ mod tests {
         };
         m.record(StoreOp::Txn, Outcome::CompareFailed, Instant::now());
         m.watch_batch(3);
-        m.watch_error(&StoreError::Compacted { compact_revision: 4 });
+        m.watch_error(&StoreError::Compacted {
+            compact_revision: 4,
+        });
         let text = m.render();
         for line in [
             "dialtone_store_requests_total{op=\"txn\",outcome=\"compare_failed\"} 1",

@@ -1,0 +1,172 @@
+"""Runs the compose trial (deploy/compose/compose.yaml) without a container engine: the
+services' own commands, scripts and environment, on this machine's loopback.
+
+What is real: the compose file is parsed (anchors and merge keys included); its secrets
+script generates the keys, token file and certificate; etcd runs with the compose command's
+flags; the control node and the three edges run `dialtone serve` with exactly the compose
+environment except for addresses (each `0.0.0.0:PORT` or `host:PORT` becomes a free port on
+127.0.0.1, `/secrets` a temporary folder, the collector an OTLP sink that is not there);
+the seed script publishes the edge group with the real dialtonectl. Every node must answer
+/readyz, and the group must hold the three edges. Mounted files must exist, and the
+collector and Prometheus configuration must be well-formed YAML naming what the nodes send.
+
+Usage: python3 scripts/compose_check.py (after `cargo build --bins`)."""
+
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COMPOSE = ROOT / "deploy" / "compose"
+BIN = ROOT / "target" / "debug"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def ready(admin, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://{admin}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def main():
+    spec = yaml.safe_load((COMPOSE / "compose.yaml").read_text())
+    services = spec["services"]
+    problems = []
+    for name, svc in services.items():
+        for v in svc.get("volumes", []):
+            src = v.split(":")[0]
+            if src.startswith("."):
+                if not (COMPOSE / src).exists():
+                    problems.append(f"{name}: mounted {src} does not exist")
+    collector = yaml.safe_load((ROOT / "deploy" / "otel" / "collector.yaml").read_text())
+    pipelines = collector["service"]["pipelines"]
+    for signal in ("traces", "metrics"):
+        if "otlp" not in pipelines[signal]["receivers"]:
+            problems.append(f"collector: the {signal} pipeline does not receive otlp")
+        for part in ("receivers", "processors", "exporters"):
+            for p in pipelines[signal].get(part, []):
+                if p not in collector[part]:
+                    problems.append(f"collector: {signal} uses undefined {part[:-1]} {p}")
+    prom = yaml.safe_load((COMPOSE / "prometheus.yml").read_text())
+    jobs = {j["job_name"] for j in prom["scrape_configs"]}
+    for job in ("dialtone-config", "dialtone-edge"):
+        if job not in jobs:
+            problems.append(f"prometheus.yml: no scrape job {job} (the alert rules use it)")
+    if problems:
+        return problems
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="dialtone-compose-"))
+    secrets = tmp / "secrets"
+    secrets.mkdir()
+    procs = []
+    try:
+        # The secrets service's script, with /secrets here.
+        script = (COMPOSE / "init-secrets.sh").read_text().replace("/secrets", str(secrets))
+        subprocess.run(["sh", "-c", script], check=True, timeout=60)
+        etcd_port, peer_port = free_port(), free_port()
+        etcd_cmd = [
+            re.sub(r"http://(0\.0\.0\.0|etcd):\d+",
+                   lambda m: f"http://127.0.0.1:{peer_port if '2380' in m.group(0) else etcd_port}",
+                   a).replace("/var/lib/etcd", str(tmp / "etcd"))
+            for a in services["etcd"]["command"]
+        ]
+        etcd_cmd += [f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+                     f"--initial-cluster=etcd=http://127.0.0.1:{peer_port}"]
+        procs.append(subprocess.Popen(etcd_cmd, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL))
+        grpc_of = {}
+        admins = {}
+        for name in ("control", "edge-1", "edge-2", "edge-3"):
+            env = {k: str(v) for k, v in services[name]["environment"].items()}
+            grpc = f"127.0.0.1:{free_port()}"
+            admin = f"127.0.0.1:{free_port()}"
+            for k, v in list(env.items()):
+                v = v.replace("/secrets", str(secrets))
+                v = v.replace("http://etcd:2379", f"http://127.0.0.1:{etcd_port}")
+                if k == "DIALTONE_LISTEN_GRPC":
+                    v = grpc
+                elif k == "DIALTONE_LISTEN_ADMIN":
+                    v = admin
+                elif re.fullmatch(r"0\.0\.0\.0:\d+", v):
+                    v = f"127.0.0.1:{free_port()}"
+                elif k == "DIALTONE_SIP_ADVERTISE_IP":
+                    v = "127.0.0.1"
+                elif k.startswith("OTEL_EXPORTER_OTLP"):
+                    v = f"http://127.0.0.1:{free_port()}"
+                env[k] = v
+            env.update(PATH=os.environ["PATH"], HOME=str(tmp),
+                       DIALTONE_DATA_DIR=str(tmp / name))
+            unknown = [k for k in env if k.startswith("DIALTONE_") and k not in FLAGS_ENV]
+            if unknown:
+                problems.append(f"{name}: unknown settings {unknown}")
+            log = open(tmp / f"{name}.log", "w")
+            procs.append(subprocess.Popen([str(BIN / "dialtone"), "serve"], env=env,
+                                          stdout=log, stderr=log))
+            grpc_of[name], admins[name] = grpc, admin
+        for name, admin in admins.items():
+            if not ready(admin):
+                tail = (tmp / f"{name}.log").read_text()[-1500:]
+                problems.append(f"{name} never became ready:\n{tail}")
+        if problems:
+            return problems
+        # The seed service's script, against the control node.
+        seed = (COMPOSE / "seed.sh").read_text().replace("/secrets", str(secrets))
+        env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", HOME=str(tmp),
+                   DIALTONE_SERVER=f"http://{grpc_of['control']}")
+        r = subprocess.run(["sh", "-c", seed], env=env, capture_output=True, text=True,
+                           timeout=150)
+        if r.returncode != 0:
+            return [f"seed failed: {r.stderr.strip()}"]
+        env["DIALTONE_TOKEN"] = (secrets / "admin-token").read_text().strip()
+        r = subprocess.run([str(BIN / "dialtonectl"), "edge-groups", "get", "local"], env=env,
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0 or not all(e in r.stdout for e in ("edge-1", "edge-2", "edge-3")):
+            return [f"edge group after seeding: {r.stdout} {r.stderr}"]
+        print("compose trial: etcd, control and 3 edges ready with the compose settings; "
+              "seed published edge group 'local'")
+        return []
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def flags_env():
+    out = subprocess.run([str(BIN / "dialtone"), "serve", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    return set(re.findall(r"env: (DIALTONE_[A-Z_]+)=", out))
+
+
+if __name__ == "__main__":
+    FLAGS_ENV = flags_env() | {"DIALTONE_DATA_DIR"}
+    found = main()
+    for p in found:
+        print(f"  compose: {p}")
+    if found:
+        sys.exit(1)
