@@ -2,7 +2,8 @@
 //! OpenTelemetry layer exporting spans over OTLP/gRPC when `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set. The standard variables are honoured by the
 //! SDK: `OTEL_SERVICE_NAME` (default `dialtone`), `OTEL_RESOURCE_ATTRIBUTES`,
-//! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`. Without an endpoint nothing
+//! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`; `OTEL_TRACES_EXPORTER=none`
+//! turns trace export off. Metrics are exported by [`crate::otlp_metrics`]. Without an endpoint nothing
 //! is exported and no OpenTelemetry layer is installed, so spans cost what plain `tracing`
 //! spans cost. Incoming gRPC calls continue the caller's W3C trace context (`traceparent`).
 
@@ -15,6 +16,9 @@ use tracing_subscriber::{
 
 /// Whether the environment asks for trace export.
 fn export_requested() -> bool {
+    if std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim() == "none") {
+        return false;
+    }
     [
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",

@@ -56,6 +56,37 @@ const METHODS: [&str; 8] = [
     "CANCEL",
 ];
 
+/// Responses the edge sent itself, by class (1xx-6xx): process-wide, as one process runs
+/// at most one edge. Relayed answers of phones are counted with the deliveries.
+pub static RESPONSES: ResponseClasses = ResponseClasses([const { AtomicU64::new(0) }; 6]);
+
+/// See [`RESPONSES`].
+pub struct ResponseClasses([AtomicU64; 6]);
+
+impl ResponseClasses {
+    /// Counts one response with status `code` (codes outside 100-699 are not counted).
+    pub fn count(&self, code: u16) {
+        if let Some(c) = self.0.get((code / 100).wrapping_sub(1) as usize) {
+            c.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn render(&self, node: &str, o: &mut String) {
+        o.push_str(
+            "# HELP dialtone_sip_responses_total SIP responses the edge sent, by status class.
+# TYPE dialtone_sip_responses_total counter
+",
+        );
+        for (i, n) in self.0.iter().enumerate() {
+            o.push_str(&format!(
+                "dialtone_sip_responses_total{{node=\"{node}\",class=\"{}xx\"}} {}\n",
+                i + 1,
+                n.load(Relaxed)
+            ));
+        }
+    }
+}
+
 /// One counter family by `outcome`, rendered as Prometheus text.
 pub struct Outcomes<const N: usize> {
     name: &'static str,
@@ -177,6 +208,7 @@ impl Stats {
                 self.requests[i].load(Relaxed)
             ));
         }
+        RESPONSES.render(node, &mut o);
         o.push_str(&format!(
             "# TYPE dialtone_sip_malformed_total counter\ndialtone_sip_malformed_total{{node=\"{node}\"}} {}\n",
             self.malformed.load(Relaxed)
@@ -246,7 +278,23 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
-    use super::Outcomes;
+    use super::{Outcomes, ResponseClasses};
+    use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn responses_count_by_class() {
+        let r = ResponseClasses([const { AtomicU64::new(0) }; 6]);
+        for code in [100, 200, 202, 401, 403, 699, 99, 700, 0] {
+            r.count(code);
+        }
+        let mut out = String::new();
+        r.render("e", &mut out);
+        for (class, n) in [("1xx", 1), ("2xx", 2), ("3xx", 0), ("4xx", 2), ("6xx", 1)] {
+            let line =
+                format!("dialtone_sip_responses_total{{node=\"e\",class=\"{class}\"}} {n}\n");
+            assert!(out.contains(&line), "{line} in {out}");
+        }
+    }
 
     #[test]
     fn outcomes_render_a_counter_family_with_or_without_a_node() {

@@ -37,6 +37,7 @@ impl Responder {
         if let Some(s) = &self.server {
             extra.push(("Server", s.clone()));
         }
+        crate::metrics::RESPONSES.count(code);
         build(req, src, code, reason, &self.to_tag, &extra, b"")
     }
 
