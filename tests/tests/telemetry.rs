@@ -74,6 +74,19 @@ impl MetricsReceiver {
     }
 }
 
+/// Serves an OTLP receiver on a free loopback port; returns its endpoint and task.
+async fn serve(routes: tonic::service::Routes) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    (endpoint, server)
+}
+
 fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
     attrs
         .iter()
@@ -88,14 +101,11 @@ fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let receiver = Receiver::default();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(receiver.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (endpoint, server) = serve(tonic::service::Routes::new(TraceServiceServer::new(
+        receiver.clone(),
+    )))
+    .await;
     // A long batch delay: spans reach the receiver only through the flush at shutdown.
     let mut sb = ClusterSandbox::embedded_with_env(
         &[],
@@ -216,14 +226,11 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_exported_over_otlp_as_the_scrape_shows_them() {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let receiver = MetricsReceiver::default();
-    let server = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(MetricsServiceServer::new(receiver.clone()))
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (endpoint, server) = serve(tonic::service::Routes::new(MetricsServiceServer::new(
+        receiver.clone(),
+    )))
+    .await;
     let mut sb = ClusterSandbox::embedded_with_env(
         &[],
         &[

@@ -92,17 +92,21 @@ pub(crate) struct StoreMetrics {
     keep_alive: [AtomicU64; KEEP_ALIVE.len()],
 }
 
-pub(crate) static METRICS: LazyLock<StoreMetrics> = LazyLock::new(|| StoreMetrics {
-    calls: Default::default(),
-    latency: std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS)),
-    watch_batches: AtomicU64::new(0),
-    watch_events: AtomicU64::new(0),
-    watch_compacted: AtomicU64::new(0),
-    watch_broken: AtomicU64::new(0),
-    keep_alive: Default::default(),
-});
+pub(crate) static METRICS: LazyLock<StoreMetrics> = LazyLock::new(StoreMetrics::new);
 
 impl StoreMetrics {
+    fn new() -> Self {
+        StoreMetrics {
+            calls: Default::default(),
+            latency: std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS)),
+            watch_batches: AtomicU64::new(0),
+            watch_events: AtomicU64::new(0),
+            watch_compacted: AtomicU64::new(0),
+            watch_broken: AtomicU64::new(0),
+            keep_alive: Default::default(),
+        }
+    }
+
     pub(crate) fn record(&self, op: StoreOp, outcome: Outcome, started: Instant) {
         self.calls[op as usize][outcome as usize].fetch_add(1, Relaxed);
         self.latency[op as usize].observe(started.elapsed().as_secs_f64());
@@ -166,37 +170,33 @@ impl StoreMetrics {
                 );
             }
         }
-        header(
-            &mut out,
-            "dialtone_store_watch_batches_total",
-            "counter",
-            "Watch batches received.",
-        );
-        out.push_str(&format!(
-            "dialtone_store_watch_batches_total {}\n",
-            self.watch_batches.load(Relaxed)
-        ));
-        header(
-            &mut out,
-            "dialtone_store_watch_events_total",
-            "counter",
-            "Key changes received by watches.",
-        );
-        out.push_str(&format!(
-            "dialtone_store_watch_events_total {}\n",
-            self.watch_events.load(Relaxed)
-        ));
-        header(
-            &mut out,
-            "dialtone_store_watch_errors_total",
-            "counter",
-            "Watches that ended: compacted (the watcher re-lists) or broken (it resumes).",
-        );
-        out.push_str(&format!(
-            "dialtone_store_watch_errors_total{{reason=\"compacted\"}} {}\ndialtone_store_watch_errors_total{{reason=\"broken\"}} {}\n",
-            self.watch_compacted.load(Relaxed),
-            self.watch_broken.load(Relaxed)
-        ));
+        let compacted = self.watch_compacted.load(Relaxed);
+        let broken = self.watch_broken.load(Relaxed);
+        for (name, help, series) in [
+            (
+                "dialtone_store_watch_batches_total",
+                "Watch batches received.",
+                vec![("", self.watch_batches.load(Relaxed))],
+            ),
+            (
+                "dialtone_store_watch_events_total",
+                "Key changes received by watches.",
+                vec![("", self.watch_events.load(Relaxed))],
+            ),
+            (
+                "dialtone_store_watch_errors_total",
+                "Watches that ended: compacted (the watcher re-lists) or broken (it resumes).",
+                vec![
+                    ("{reason=\"compacted\"}", compacted),
+                    ("{reason=\"broken\"}", broken),
+                ],
+            ),
+        ] {
+            header(&mut out, name, "counter", help);
+            for (labels, n) in series {
+                out.push_str(&format!("{name}{labels} {n}\n"));
+            }
+        }
         header(
             &mut out,
             "dialtone_lease_keepalives_total",
@@ -242,15 +242,7 @@ mod tests {
 
     #[test]
     fn renders_recorded_calls() {
-        let m = StoreMetrics {
-            calls: Default::default(),
-            latency: std::array::from_fn(|_| Histogram::new(LATENCY_BUCKETS)),
-            watch_batches: AtomicU64::new(0),
-            watch_events: AtomicU64::new(0),
-            watch_compacted: AtomicU64::new(0),
-            watch_broken: AtomicU64::new(0),
-            keep_alive: Default::default(),
-        };
+        let m = StoreMetrics::new();
         m.record(StoreOp::Txn, Outcome::CompareFailed, Instant::now());
         m.watch_batch(3);
         m.watch_error(&StoreError::Compacted {
