@@ -87,6 +87,19 @@ impl ResponseClasses {
     }
 }
 
+/// Transports a binding can have come over, as metric labels.
+pub const TRANSPORTS: [&str; 5] = ["udp", "tcp", "tls", "ws", "wss"];
+
+/// The index in [`TRANSPORTS`] of a binding's source (`transport:ip:port`); unknown ones
+/// count as udp.
+pub fn transport_index(source: &str) -> usize {
+    let t = source.split(':').next().unwrap_or("");
+    TRANSPORTS
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(t))
+        .unwrap_or(0)
+}
+
 /// One counter family by `outcome`, rendered as Prometheus text.
 pub struct Outcomes<const N: usize> {
     name: &'static str,
@@ -147,6 +160,7 @@ pub struct Stats {
     retransmissions: AtomicU64,
     bans: AtomicU64,
     bindings: AtomicI64,
+    bindings_by_transport: [AtomicI64; TRANSPORTS.len()],
     phones: AtomicI64,
     sleeping: AtomicI64,
 }
@@ -181,8 +195,19 @@ impl Stats {
     pub fn banned(&self) {
         self.bans.fetch_add(1, Relaxed);
     }
-    pub fn bindings_changed(&self, d: i64) {
-        self.bindings.fetch_add(d, Relaxed);
+    /// Applies a change of the bindings' counts per transport (indexes of
+    /// [`transport_index`]).
+    pub fn bindings_changed(
+        &self,
+        before: &[i64; TRANSPORTS.len()],
+        after: &[i64; TRANSPORTS.len()],
+    ) {
+        for (i, (b, a)) in before.iter().zip(after).enumerate() {
+            if a != b {
+                self.bindings_by_transport[i].fetch_add(a - b, Relaxed);
+                self.bindings.fetch_add(a - b, Relaxed);
+            }
+        }
     }
     pub fn sleeping_changed(&self, d: i64) {
         self.sleeping.fetch_add(d, Relaxed);
@@ -272,6 +297,13 @@ impl Stats {
                 "# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {v}\n"
             ));
         }
+        o.push_str("# HELP dialtone_edge_bindings_by_transport Live bindings by the transport they registered over.\n# TYPE dialtone_edge_bindings_by_transport gauge\n");
+        for (t, n) in TRANSPORTS.iter().zip(&self.bindings_by_transport) {
+            o.push_str(&format!(
+                "dialtone_edge_bindings_by_transport{{node=\"{node}\",transport=\"{t}\"}} {}\n",
+                n.load(Relaxed)
+            ));
+        }
         o
     }
 }
@@ -280,6 +312,34 @@ impl Stats {
 mod tests {
     use super::{Outcomes, ResponseClasses};
     use std::sync::atomic::AtomicU64;
+
+    #[test]
+    fn bindings_are_counted_by_transport() {
+        for (source, want) in [
+            ("udp:1.2.3.4:5060", "udp"),
+            ("WSS:[::1]:7443", "wss"),
+            ("tls:h:1", "tls"),
+            ("", "udp"),
+        ] {
+            assert_eq!(
+                super::TRANSPORTS[super::transport_index(source)],
+                want,
+                "{source}"
+            );
+        }
+        let s = super::Stats::default();
+        s.bindings_changed(&[0, 0, 0, 0, 0], &[2, 1, 0, 0, 0]);
+        s.bindings_changed(&[2, 1, 0, 0, 0], &[1, 1, 0, 0, 3]);
+        assert_eq!(s.bindings(), 5);
+        let out = s.render("e", 0, (0, 0));
+        for line in [
+            "transport=\"udp\"} 1\n",
+            "transport=\"tcp\"} 1\n",
+            "transport=\"wss\"} 3\n",
+        ] {
+            assert!(out.contains(line), "{line} in {out}");
+        }
+    }
 
     #[test]
     fn responses_count_by_class() {

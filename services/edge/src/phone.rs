@@ -98,6 +98,15 @@ impl PhoneActor {
         self.state.lines.iter().map(|l| l.bindings.len()).sum()
     }
 
+    /// Bindings per transport (the metrics' [`crate::metrics::TRANSPORTS`] order).
+    fn contacts_by_transport(&self) -> [i64; crate::metrics::TRANSPORTS.len()] {
+        let mut n = [0; crate::metrics::TRANSPORTS.len()];
+        for b in self.state.lines.iter().flat_map(|l| &l.bindings) {
+            n[crate::metrics::transport_index(&b.source)] += 1;
+        }
+        n
+    }
+
     fn publish(&mut self, pos: usize, now: u64) {
         let line = &mut self.state.lines[pos];
         line.published_at = now;
@@ -117,10 +126,12 @@ impl PhoneActor {
         if let Some(p) = self.state.lines.iter().position(|l| l.index == index) {
             if self.state.lines[p].sip_user != sip_user {
                 // The line was given another user: its old bindings are not this user's.
-                let dropped = self.state.lines[p].bindings.len();
+                let before = self.contacts_by_transport();
                 self.state.lines[p].bindings.clear();
                 self.state.lines[p].sip_user = sip_user.to_owned();
-                self.shared.stats.bindings_changed(-(dropped as i64));
+                self.shared
+                    .stats
+                    .bindings_changed(&before, &self.contacts_by_transport());
             }
             return p;
         }
@@ -135,11 +146,10 @@ impl PhoneActor {
     }
 
     /// Applies a contact-count change to the gauges.
-    fn account(&self, before: usize) {
-        let after = self.contacts();
-        self.shared
-            .stats
-            .bindings_changed(after as i64 - before as i64);
+    fn account(&self, before: [i64; crate::metrics::TRANSPORTS.len()]) {
+        let after = self.contacts_by_transport();
+        self.shared.stats.bindings_changed(&before, &after);
+        let (before, after) = (before.iter().sum::<i64>(), after.iter().sum::<i64>());
         match (before, after) {
             (0, a) if a > 0 => self.shared.stats.phones_changed(1),
             (b, 0) if b > 0 => self.shared.stats.phones_changed(-1),
@@ -193,7 +203,7 @@ impl PhoneActor {
     /// Removes expired bindings.
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         let now = unix_ms() / 1000;
-        let before = self.contacts();
+        let before = self.contacts_by_transport();
         for pos in 0..self.state.lines.len() {
             let n = self.state.lines[pos].bindings.len();
             self.state.lines[pos]
@@ -208,7 +218,7 @@ impl PhoneActor {
     }
 
     fn forget(&mut self, lines: Option<&[u32]>, source: Option<&str>, now: u64) -> u32 {
-        let before = self.contacts();
+        let before = self.contacts_by_transport();
         for pos in 0..self.state.lines.len() {
             if lines.is_some_and(|l| !l.contains(&self.state.lines[pos].index)) {
                 continue;
@@ -223,7 +233,7 @@ impl PhoneActor {
             }
         }
         self.account(before);
-        (before - self.contacts()) as u32
+        (before.iter().sum::<i64>() - self.contacts() as i64) as u32
     }
 }
 
@@ -302,7 +312,7 @@ impl Handler<Register> for PhoneActor {
             job.reply.send(sh.challenge(&job.msg, &job.src, now, false));
             return;
         }
-        let before = self.contacts();
+        let before = self.contacts_by_transport();
         let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user);
         let policy = job.entry.policy;
         let line = &mut self.state.lines[pos];
