@@ -159,7 +159,6 @@ pub struct Stats {
     authenticated: [AtomicU64; 2],
     retransmissions: AtomicU64,
     bans: AtomicU64,
-    bindings: AtomicI64,
     bindings_by_transport: [AtomicI64; TRANSPORTS.len()],
     phones: AtomicI64,
     sleeping: AtomicI64,
@@ -205,7 +204,6 @@ impl Stats {
         for (i, (b, a)) in before.iter().zip(after).enumerate() {
             if a != b {
                 self.bindings_by_transport[i].fetch_add(a - b, Relaxed);
-                self.bindings.fetch_add(a - b, Relaxed);
             }
         }
     }
@@ -219,8 +217,12 @@ impl Stats {
     pub fn phones(&self) -> i64 {
         self.phones.load(Relaxed)
     }
+    /// Live bindings over every transport.
     pub fn bindings(&self) -> i64 {
-        self.bindings.load(Relaxed)
+        self.bindings_by_transport
+            .iter()
+            .map(|n| n.load(Relaxed))
+            .sum()
     }
 
     /// Prometheus text exposition.
