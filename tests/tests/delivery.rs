@@ -3,6 +3,8 @@
 //! caller sending OPTIONS, MESSAGE and INVITE (with CANCEL) to either edge. A phone gets
 //! each request once, through whichever edge the caller picked; a dead primary is passed
 //! over for the secondary; no registration gives 480; ringing past the INVITE timeout 480.
+//! Restart, resync and log-out from the config API reach the phone through one edge (the
+//! secondary's when the primary is dead) and report what the phone answered.
 
 use std::{
     net::SocketAddr,
@@ -12,7 +14,7 @@ use std::{
 
 use dialtone_config::placement;
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
-use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
     fleet::{import, seed_site_on},
@@ -247,6 +249,65 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         Some(&480)
     );
 
+    // Restart and resync from the config API: one NOTIFY each, sent by the primary edge,
+    // and the phone's answer reported back.
+    let primary_name = if answering.registrars[0] == udp(1) {
+        "node-1"
+    } else {
+        "node-2"
+    };
+    let act = |r: Result<tonic::Response<pb::PhoneActionResponse>, tonic::Status>| {
+        r.map(|r| r.into_inner().results)
+    };
+    let ask = |id: &str, timeout_ms: u32| pb::PhoneActionRequest {
+        id: id.to_owned(),
+        timeout_ms,
+    };
+    let results = act(cfg.restart_phone(ask(&answering.phone_id, 0)).await).unwrap();
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert_eq!(results[0].node_id, primary_name);
+    assert_eq!(results[0].outcome(), epb::PhoneActionOutcome::Answered);
+    assert!(results[0].reboot);
+    assert_eq!(results[0].results[0].status_code, 200, "{results:?}");
+    let stats = sim.stats();
+    assert_eq!(
+        (stats.check_syncs.load(Relaxed), stats.reboots.load(Relaxed)),
+        (1, 1),
+        "one restart NOTIFY, not one per edge"
+    );
+    let results = act(cfg.resync_phone(ask(&answering.phone_id, 0)).await).unwrap();
+    assert_eq!(
+        (results.len(), results[0].outcome(), results[0].reboot),
+        (1, epb::PhoneActionOutcome::Answered, false)
+    );
+    assert_eq!(
+        (stats.check_syncs.load(Relaxed), stats.reboots.load(Relaxed)),
+        (2, 1)
+    );
+    // Bad requests change nothing.
+    let code = |r: Result<Vec<epb::PhoneActionResult>, tonic::Status>| r.unwrap_err().code();
+    assert_eq!(
+        code(act(cfg.restart_phone(ask(&absent.0, 0)).await)),
+        tonic::Code::FailedPrecondition,
+        "a phone with no registration"
+    );
+    assert_eq!(
+        code(act(cfg.restart_phone(ask("no-such-phone", 0)).await)),
+        tonic::Code::NotFound
+    );
+    assert_eq!(
+        code(act(cfg
+            .resync_phone(ask(&answering.phone_id, 70_000))
+            .await)),
+        tonic::Code::InvalidArgument
+    );
+    let mut viewer = sb.nodes[0].config_client(VIEWER_TOKEN).await.unwrap();
+    assert_eq!(
+        code(act(viewer.restart_phone(ask(&answering.phone_id, 0)).await)),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(stats.check_syncs.load(Relaxed), 2);
+
     // kill -9 the answering phone's primary: at once (its bindings still listed until the
     // lease expires) a request through the secondary still reaches the phone.
     let primary_index = if primary == udp(1) { 1 } else { 2 };
@@ -263,6 +324,45 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         Some(&200)
     );
     assert_eq!(received(&sim, 1), before + 1);
+
+    // A restart meanwhile: the dead primary does not report, so the secondary sends it.
+    let results = act(cfg.restart_phone(ask(&answering.phone_id, 6000)).await).unwrap();
+    assert_eq!(
+        results.iter().map(|r| r.outcome()).collect::<Vec<_>>(),
+        [
+            epb::PhoneActionOutcome::NoReport,
+            epb::PhoneActionOutcome::Answered
+        ],
+        "{results:?}"
+    );
+    assert_eq!(results[0].node_id, primary_name);
+    assert_eq!(stats.reboots.load(Relaxed), 2);
+    // Log-out: the secondary drops the phone's bindings (the dead edge's go with its lease).
+    let results = act(cfg.log_out_phone(ask(&answering.phone_id, 3000)).await).unwrap();
+    let secondary_report = results.iter().find(|r| r.node_id != primary_name).unwrap();
+    assert_eq!(
+        secondary_report.outcome(),
+        epb::PhoneActionOutcome::Answered,
+        "{results:?}"
+    );
+    assert!(secondary_report.contacts_dropped >= 1);
+    let secondary_index = 3 - primary_index;
+    let mut edge = sb.nodes[secondary_index]
+        .edge_client(ADMIN_TOKEN)
+        .await
+        .unwrap();
+    let bindings = edge
+        .list_bindings(epb::ListBindingsRequest {
+            phone_id: answering.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bindings;
+    assert!(
+        bindings.iter().all(|b| b.contacts.is_empty()),
+        "{bindings:?}"
+    );
     sim.stop(false, 1).await;
     ring_sim.stop(false, 1).await;
 }

@@ -141,6 +141,13 @@ async fn dialtonectl_drives_a_dev_node() {
     );
     let (ok, _, err) = ctl.run(&["phones", "how-to-register", "nope"]);
     assert!(!ok && err.contains("NotFound"), "{err}");
+    let (ok, _, err) = ctl.run(&["phones", "restart", &id]);
+    assert!(
+        !ok && err.contains("FailedPrecondition") && err.contains("no live registration"),
+        "{err}"
+    );
+    let (ok, _, err) = ctl.run(&["phones", "logout", &id, "--timeout", "99"]);
+    assert!(!ok && err.contains("99"), "{err}");
     let (ok, _, err) = ctl.run(&["status", "--status", "sideways"]);
     assert!(
         !ok && err.contains("expected operational, degraded"),

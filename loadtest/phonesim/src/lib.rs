@@ -310,6 +310,9 @@ impl Inner {
                         && wire::event(&m).is_some_and(|e| e.starts_with("check-sync"))
                     {
                         self.stats.check_syncs.fetch_add(1, Relaxed);
+                        if wire::event(&m).is_some_and(|e| e.contains("reboot=true")) {
+                            self.stats.reboots.fetch_add(1, Relaxed);
+                        }
                     }
                     let tag = format!("{:08x}", rand::random::<u32>());
                     let branch = m

@@ -254,11 +254,12 @@ async fn main() -> anyhow::Result<()> {
                 load(&s.failed[3]),
             );
             println!(
-                "requests received: INVITE {}, OPTIONS {}, NOTIFY {} (check-sync {}), MESSAGE {}, other {}; misdelivered {}",
+                "requests received: INVITE {}, OPTIONS {}, NOTIFY {} (check-sync {}, of which reboot {}), MESSAGE {}, other {}; misdelivered {}",
                 load(&s.received[0]),
                 load(&s.received[1]),
                 load(&s.received[2]),
                 load(&s.check_syncs),
+                load(&s.reboots),
                 load(&s.received[3]),
                 load(&s.received[4]),
                 load(&s.misdelivered),

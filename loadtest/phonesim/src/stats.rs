@@ -93,6 +93,8 @@ pub struct Stats {
     pub received: [AtomicU64; 5],
     /// NOTIFY check-sync received (a resync or restart request).
     pub check_syncs: AtomicU64,
+    /// Of those, the ones with `reboot=true` (a restart request).
+    pub reboots: AtomicU64,
     /// Requests for a user this simulator does not hold (a routing error upstream).
     pub misdelivered: AtomicU64,
 }

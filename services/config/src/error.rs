@@ -76,6 +76,22 @@ pub enum ConfigError {
         /// Its id.
         id: String,
     },
+    /// The phone holds no live binding on any edge.
+    #[error("phone '{id}' has no live registration on any edge")]
+    NotRegistered {
+        /// Phone id.
+        id: String,
+    },
+    /// The edge asked to act on a phone did not report in time.
+    #[error("edge '{node}' did not report on phone '{id}' within {waited_ms} ms")]
+    ActionTimedOut {
+        /// Phone id.
+        id: String,
+        /// The edge's node id.
+        node: String,
+        /// How long the caller waited.
+        waited_ms: u64,
+    },
     /// A stored value could not be decoded.
     #[error("stored value at '{key}' is not a valid {kind}: {source}")]
     Decode {
@@ -121,6 +137,8 @@ impl ConfigError {
             ConfigError::AlreadyExists { .. } => Code::AlreadyExists,
             ConfigError::Aborted { .. } | ConfigError::Contended { .. } => Code::Aborted,
             ConfigError::InUse { .. } => Code::FailedPrecondition,
+            ConfigError::NotRegistered { .. } => Code::FailedPrecondition,
+            ConfigError::ActionTimedOut { .. } => Code::DeadlineExceeded,
             ConfigError::Decode { .. } => Code::Internal,
             ConfigError::Store(e) if e.is_unavailable() => Code::Unavailable,
             ConfigError::Store(_) => Code::Internal,

@@ -26,6 +26,22 @@ pub fn phone(id: &str) -> String {
 pub fn provision(id: &str) -> String {
     format!("provision/{id}")
 }
+/// A phone's bindings, `bindings/{phone}/{line}/{node}` (written by edges on their lease).
+pub fn phone_bindings(phone: &str) -> String {
+    format!("bindings/{phone}/")
+}
+/// The actions an edge is asked to perform, `actions/{node}/{phone}`.
+pub fn phone_actions(node: &str) -> String {
+    format!("actions/{node}/")
+}
+/// The action an edge is asked to perform on one phone.
+pub fn phone_action(node: &str, phone: &str) -> String {
+    format!("actions/{node}/{phone}")
+}
+/// An edge's report on an action that carried an id.
+pub fn action_result(action_id: &str) -> String {
+    format!("action-results/{action_id}")
+}
 /// Hardware id → phone id (uniqueness).
 pub fn hardware(hw: &str) -> String {
     format!("index/hardware/{hw}")

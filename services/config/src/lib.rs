@@ -7,6 +7,7 @@
 //! emptiness of reverse indexes), so several config replicas can serve at once and nothing
 //! is ever half-written.
 
+pub mod actions;
 pub mod credentials;
 pub mod csv_format;
 pub mod error;

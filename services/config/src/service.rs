@@ -1,6 +1,6 @@
 //! The gRPC service: authorises each call, then delegates to [`ConfigCore`].
 
-use std::{pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::config::v1::{self as pb, config_service_server::ConfigService};
@@ -11,7 +11,14 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::{
-    ConfigCore, csv_format, error::ConfigError, keys, list, phones::redact, repo::decode, settings,
+    ConfigCore,
+    actions::{self, Act},
+    csv_format,
+    error::ConfigError,
+    keys, list,
+    phones::redact,
+    repo::decode,
+    settings,
 };
 
 /// Largest CSV accepted by ImportPhones.
@@ -43,6 +50,35 @@ impl ConfigApi {
         self.tokens
             .authorize(req, needed)
             .map_err(|e| Status::from(ConfigError::from(e)))
+    }
+}
+
+impl ConfigApi {
+    async fn act(
+        &self,
+        req: Request<pb::PhoneActionRequest>,
+        act: Act,
+    ) -> Result<Response<pb::PhoneActionResponse>, Status> {
+        let who = self.auth(&req, Permission::Edit)?;
+        let r = req.into_inner();
+        if r.id.is_empty() {
+            return Err(ConfigError::invalid("id", "is required").into());
+        }
+        let timeout = match r.timeout_ms {
+            0 => actions::DEFAULT_TIMEOUT,
+            ms if u64::from(ms) > actions::MAX_TIMEOUT.as_millis() as u64 => {
+                return Err(ConfigError::invalid(
+                    "timeout_ms",
+                    format!("must be at most {}", actions::MAX_TIMEOUT.as_millis()),
+                )
+                .into());
+            }
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        ok(self
+            .core
+            .act_on_phone(&r.id, act, timeout, &format!("config/{who}"))
+            .await)
     }
 }
 
@@ -429,6 +465,27 @@ impl ConfigService for ConfigApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn restart_phone(
+        &self,
+        req: Request<pb::PhoneActionRequest>,
+    ) -> Result<Response<pb::PhoneActionResponse>, Status> {
+        self.act(req, Act::Restart).await
+    }
+
+    async fn resync_phone(
+        &self,
+        req: Request<pb::PhoneActionRequest>,
+    ) -> Result<Response<pb::PhoneActionResponse>, Status> {
+        self.act(req, Act::Resync).await
+    }
+
+    async fn log_out_phone(
+        &self,
+        req: Request<pb::PhoneActionRequest>,
+    ) -> Result<Response<pb::PhoneActionResponse>, Status> {
+        self.act(req, Act::LogOut).await
     }
 
     async fn list_members(

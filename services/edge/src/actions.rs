@@ -2,17 +2,27 @@
 //! `PhoneAction` (check-sync with or without reboot). The edge lists its prefix, then
 //! watches it; each action is performed once (at most a few at a time, so a fleet-wide
 //! reload cannot flood the phones) and its key deleted, guarded by its mod revision so a
-//! newer request for the same phone written meanwhile is kept and performed next.
+//! newer request for the same phone written meanwhile is kept and performed next. An action
+//! carrying an id gets a report under `action-results/{id}` for the caller waiting on it.
 
 use std::{sync::Arc, time::Duration};
 
-use dialtone_proto::edge::v1::PhoneAction;
+use dialtone_config::keys;
+use dialtone_proto::edge::v1::{
+    NotifyResult, PhoneAction, PhoneActionKind, PhoneActionOutcome, PhoneActionResult,
+};
 use dialtone_store::{Compare, KeyValue, Op, Store, StoreError, WatchEvent};
 use prost::Message;
 use tokio::{sync::Semaphore, task::JoinHandle};
 use tracing::{debug, info, warn};
 
-use crate::{api::check_sync, error::EdgeError, handler::Handler, metrics::Outcomes, unix_ms};
+use crate::{
+    api::{check_sync, log_out},
+    error::EdgeError,
+    handler::Handler,
+    metrics::Outcomes,
+    unix_ms,
+};
 
 /// Actions older than this are dropped unperformed.
 pub const MAX_AGE_MS: i64 = 5 * 60 * 1000;
@@ -22,18 +32,59 @@ const CONCURRENCY: usize = 16;
 /// Counts of performed actions by outcome.
 pub type ActionCounts = Outcomes<4>;
 
-/// The family of performed actions.
+/// The family of performed actions, labelled in [`PhoneActionOutcome`] order.
 pub fn counts() -> ActionCounts {
     Outcomes::new(
         "dialtone_phone_actions_total",
-        "Check-sync requests performed for other roles, by outcome.",
+        "Phone actions (check-sync, log-out) performed for other roles, by outcome.",
         ["answered", "failed", "not_registered", "expired"],
     )
 }
 
-/// The key prefix of a node's actions.
-pub fn prefix(node: &str) -> String {
-    format!("actions/{node}/")
+/// How long an unread report stays.
+const RESULT_TTL_S: i64 = 60;
+
+/// How a check-sync ended: answered when any contact said 2xx.
+fn check_sync_outcome(r: &Result<Vec<NotifyResult>, EdgeError>) -> PhoneActionOutcome {
+    match r {
+        Ok(results) if results.iter().any(|n| (200..300).contains(&n.status_code)) => {
+            PhoneActionOutcome::Answered
+        }
+        Err(EdgeError::NotRegistered(_)) => PhoneActionOutcome::NotRegistered,
+        Ok(_) | Err(_) => PhoneActionOutcome::Failed,
+    }
+}
+
+/// Performs one action: its report (without the ids and time).
+async fn act(handler: &Handler, action: &PhoneAction) -> PhoneActionResult {
+    let mut report = PhoneActionResult {
+        kind: action.kind,
+        reboot: action.reboot,
+        ..Default::default()
+    };
+    let outcome = if action.phone_id.is_empty() {
+        PhoneActionOutcome::Failed
+    } else if unix_ms() as i64 - action.requested_at_ms > MAX_AGE_MS {
+        PhoneActionOutcome::Expired
+    } else if action.kind() == PhoneActionKind::LogOut {
+        match log_out(handler, &action.phone_id).await {
+            Ok(0) => PhoneActionOutcome::NotRegistered,
+            Ok(n) => {
+                report.contacts_dropped = n;
+                PhoneActionOutcome::Answered
+            }
+            Err(_) => PhoneActionOutcome::Failed,
+        }
+    } else {
+        let r = check_sync(handler, &action.phone_id, action.reboot)
+            .await
+            .map(|r| r.results);
+        let outcome = check_sync_outcome(&r);
+        report.results = r.unwrap_or_default();
+        outcome
+    };
+    report.set_outcome(outcome);
+    report
 }
 
 async fn perform(store: Store, handler: Arc<Handler>, counts: Arc<ActionCounts>, kv: KeyValue) {
@@ -44,26 +95,31 @@ async fn perform(store: Store, handler: Arc<Handler>, counts: Arc<ActionCounts>,
             PhoneAction::default()
         }
     };
-    let outcome = if action.phone_id.is_empty() {
-        "failed"
-    } else if unix_ms() as i64 - action.requested_at_ms > MAX_AGE_MS {
-        "expired"
-    } else {
-        match check_sync(&handler, &action.phone_id, action.reboot).await {
-            Ok(r)
-                if r.results
-                    .iter()
-                    .any(|n| (200..300).contains(&n.status_code)) =>
-            {
-                "answered"
-            }
-            Ok(_) => "failed",
-            Err(EdgeError::NotRegistered(_)) => "not_registered",
-            Err(_) => "failed",
+    let mut report = act(&handler, &action).await;
+    let outcome = report.outcome();
+    // Edges report Answered..Expired, the counted labels' order; anything else counts failed.
+    let index = (outcome as usize).checked_sub(1).filter(|i| *i < 4);
+    counts.count_at(index.unwrap_or(1));
+    debug!(phone_id = %action.phone_id, kind = ?action.kind(), reboot = action.reboot, by = %action.requested_by, ?outcome, "phone action performed");
+    if valid_action_id(&action.action_id) {
+        report.action_id = action.action_id.clone();
+        report.phone_id = action.phone_id.clone();
+        report.node_id = handler.settings.node_id.clone();
+        report.performed_at_ms = unix_ms() as i64;
+        let written = async {
+            let lease = store.lease_grant(RESULT_TTL_S).await?;
+            store
+                .put(
+                    &keys::action_result(&action.action_id),
+                    report.encode_to_vec(),
+                    Some(lease),
+                )
+                .await
+        };
+        if let Err(e) = written.await {
+            warn!(phone_id = %action.phone_id, error = %e, "reporting a phone action failed");
         }
-    };
-    counts.count(outcome);
-    debug!(phone_id = %action.phone_id, reboot = action.reboot, by = %action.requested_by, outcome, "phone action performed");
+    }
     // Delete only the request performed: a newer one for the phone stays for next time.
     let guard = Compare::ModRevision {
         key: kv.key.clone(),
@@ -77,6 +133,11 @@ async fn perform(store: Store, handler: Arc<Handler>, counts: Arc<ActionCounts>,
     }
 }
 
+/// A report key must stay one path segment of sane length.
+pub fn valid_action_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// Lists, then watches, `actions/{node}/`.
 pub fn spawn(
     store: Store,
@@ -86,7 +147,7 @@ pub fn spawn(
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let limit = Arc::new(Semaphore::new(CONCURRENCY));
-        let prefix = prefix(&node);
+        let prefix = keys::phone_actions(&node);
         let run = |kv: KeyValue| {
             let (store, handler, counts, limit) = (
                 store.clone(),
@@ -145,4 +206,50 @@ pub fn spawn(
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answered(codes: &[u32]) -> Result<Vec<NotifyResult>, EdgeError> {
+        Ok(codes
+            .iter()
+            .map(|&status_code| NotifyResult {
+                status_code,
+                ..Default::default()
+            })
+            .collect())
+    }
+
+    #[test]
+    fn a_check_sync_is_answered_when_any_contact_says_2xx() {
+        use PhoneActionOutcome::*;
+        let cases: &[(Result<Vec<NotifyResult>, EdgeError>, PhoneActionOutcome)] = &[
+            (answered(&[200]), Answered),
+            (answered(&[408, 202]), Answered),
+            (answered(&[408]), Failed),
+            (answered(&[481, 503]), Failed),
+            (answered(&[]), Failed),
+            (Err(EdgeError::NotRegistered("p".into())), NotRegistered),
+            (Err(EdgeError::ShuttingDown), Failed),
+        ];
+        for (r, want) in cases {
+            assert_eq!(check_sync_outcome(r), *want, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn action_ids_are_short_hex() {
+        for (id, ok) in [
+            ("", false),
+            ("00ff", true),
+            ("0123456789abcdef0123456789abcdef", true),
+            ("0123456789abcdef0123456789abcdef0", false),
+            ("../x", false),
+            ("ab/cd", false),
+        ] {
+            assert_eq!(valid_action_id(id), ok, "{id}");
+        }
+    }
 }

@@ -128,6 +128,19 @@ pub(crate) async fn check_sync(
     })
 }
 
+/// Drops every binding of a phone on this edge; returns how many contacts went. Used by
+/// the API and by the actions the store hands the edge.
+pub(crate) async fn log_out(h: &Handler, id: &str) -> Result<u32, EdgeError> {
+    let forget = Forget {
+        lines: None,
+        source: None,
+    };
+    match h.directory.ask(id, forget) {
+        None => Ok(0),
+        Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown),
+    }
+}
+
 #[tonic::async_trait]
 impl EdgeService for EdgeApi {
     async fn list_bindings(
@@ -149,16 +162,8 @@ impl EdgeService for EdgeApi {
         self.auth(&req, Permission::Edit)?;
         let id = &req.get_ref().phone_id;
         self.phone_id(id)?;
-        let forget = Forget {
-            lines: None,
-            source: None,
-        };
-        let dropped = match self.handler.directory.ask(id, forget) {
-            None => 0,
-            Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown)?,
-        };
         Ok(Response::new(pb::DropBindingsResponse {
-            contacts_dropped: dropped,
+            contacts_dropped: log_out(&self.handler, id).await?,
         }))
     }
 

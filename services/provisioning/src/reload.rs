@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_config::{keys, placement};
+use dialtone_config::{actions, keys, placement};
 use dialtone_proto::{
     config::v1::{Edge, Member},
     edge::v1::PhoneAction,
@@ -306,16 +306,8 @@ async fn handle(
     if !entry.dynamic_reload {
         return Ok(Outcome::NeedsRestart);
     }
-    // Binding keys are `bindings/{phone}/{line}/{node}`: any edge holding one will do.
-    let prefix = format!("bindings/{phone}/");
-    let page = store.range(&prefix, None, 64).await?;
-    let Some(edge) = page
-        .kvs
-        .iter()
-        .filter_map(|kv| kv.key.rsplit('/').next())
-        .min()
-        .map(str::to_owned)
-    else {
+    // Any edge holding a binding will do.
+    let Some(edge) = actions::holders(store, phone).await?.into_iter().next() else {
         return Ok(Outcome::NotRegistered);
     };
     let action = PhoneAction {
@@ -326,13 +318,8 @@ async fn handle(
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0),
         requested_by: format!("provisioning/{node}"),
+        ..Default::default()
     };
-    store
-        .put(
-            &format!("actions/{edge}/{phone}"),
-            action.encode_to_vec(),
-            None,
-        )
-        .await?;
+    actions::request(store, &edge, &action).await?;
     Ok(Outcome::Sent)
 }

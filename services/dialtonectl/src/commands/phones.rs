@@ -62,6 +62,14 @@ pub enum PhoneCmd {
         /// Phone id.
         id: String,
     },
+    /// Restart a phone: NOTIFY check-sync;reboot=true through one edge holding its
+    /// registration (the primary's first); prints what the phone answered.
+    Restart(ActionArgs),
+    /// Resync a phone (it fetches its configuration again without rebooting):
+    /// check-sync;reboot=false through one edge; prints what the phone answered.
+    Resync(ActionArgs),
+    /// Log a phone out: every edge holding a binding drops them; prints how many.
+    Logout(ActionArgs),
     /// Import phones from CSV (columns in the README). Generated passwords go to --report.
     Import {
         /// The CSV file.
@@ -78,6 +86,15 @@ pub enum PhoneCmd {
         #[arg(short = 'f', long)]
         file: Option<PathBuf>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ActionArgs {
+    /// Phone id.
+    pub id: String,
+    /// Seconds to wait for the edges' reports (1-60).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
+    pub timeout: u32,
 }
 
 #[derive(Args, Debug, Default)]
@@ -421,6 +438,9 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
             print_device_credentials(Some(&r));
             Ok(())
         }
+        PhoneCmd::Restart(a) => act(c, out, a, Act::Restart).await,
+        PhoneCmd::Resync(a) => act(c, out, a, Act::Resync).await,
+        PhoneCmd::Logout(a) => act(c, out, a, Act::LogOut).await,
         PhoneCmd::Import { file, report } => super::import::run(c, out, file, report).await,
         PhoneCmd::Export { filter: f, file } => {
             let mut stream = c
@@ -445,4 +465,54 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
             Ok(())
         }
     }
+}
+
+#[derive(PartialEq)]
+enum Act {
+    Restart,
+    Resync,
+    LogOut,
+}
+
+async fn act(c: &mut Client, out: Format, a: ActionArgs, what: Act) -> anyhow::Result<()> {
+    let req = pb::PhoneActionRequest {
+        id: a.id,
+        timeout_ms: a.timeout * 1000,
+    };
+    let r = match what {
+        Act::Restart => c.restart_phone(req).await?,
+        Act::Resync => c.resync_phone(req).await?,
+        Act::LogOut => c.log_out_phone(req).await?,
+    }
+    .into_inner();
+    if out == Format::Json {
+        return json(&r);
+    }
+    let mut rows = Vec::new();
+    for x in &r.results {
+        let outcome = enum_name(x.outcome().as_str_name(), "PHONE_ACTION_OUTCOME_");
+        if x.results.is_empty() {
+            let detail = if what == Act::LogOut {
+                format!("{} contacts dropped", x.contacts_dropped)
+            } else {
+                String::new()
+            };
+            rows.push(vec![
+                x.node_id.clone(),
+                outcome.clone(),
+                String::new(),
+                detail,
+            ]);
+        }
+        for n in &x.results {
+            rows.push(vec![
+                x.node_id.clone(),
+                outcome.clone(),
+                n.contact.clone(),
+                format!("{} {}", n.status_code, n.reason),
+            ]);
+        }
+    }
+    table(&["edge", "outcome", "contact", "answer"], rows);
+    Ok(())
 }
