@@ -612,3 +612,159 @@ async fn reload_waves_are_paced() {
         start.elapsed()
     );
 }
+
+/// A device CA, certificates it issued for two phones (the Poly one naming its MAC with
+/// colons, as vendors write it), and a look-alike certificate nobody issued.
+struct DevicePki {
+    _dir: tempfile::TempDir,
+    ca: PathBuf,
+    poly: (PathBuf, PathBuf),
+    yealink: (PathBuf, PathBuf),
+    rogue: (PathBuf, PathBuf),
+}
+
+fn device_pki() -> DevicePki {
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, pem: String| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, pem).unwrap();
+        p
+    };
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Device CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = write("ca.pem", ca_cert.pem());
+    let issuer = Issuer::new(ca_params, ca_key);
+    let device = |name: &str, cn: &str, signer: Option<&Issuer<'_, KeyPair>>| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = match signer {
+            Some(i) => p.signed_by(&key, i).unwrap(),
+            None => p.self_signed(&key).unwrap(),
+        };
+        (
+            write(&format!("{name}.pem"), cert.pem()),
+            write(&format!("{name}-key.pem"), key.serialize_pem()),
+        )
+    };
+    let poly = device("poly", "00:04:F2:AA:BB:01", Some(&issuer));
+    let yealink = device("yealink", "805ec0aabb02", Some(&issuer));
+    let rogue = device("rogue", "0004f2aabb01", None);
+    DevicePki {
+        ca,
+        poly,
+        yealink,
+        rogue,
+        _dir: dir,
+    }
+}
+
+fn args(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn cert_args(pair: &(PathBuf, PathBuf)) -> Vec<String> {
+    vec![
+        "--cert".into(),
+        pair.0.display().to_string(),
+        "--key".into(),
+        pair.1.display().to_string(),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_phones_fetch_with_their_device_certificate() {
+    let pki = device_pki();
+    let ca_arg = pki.ca.display().to_string();
+    let (sb, _token, mut c, fleet) = start(&["--provisioning-client-ca", &ca_arg]).await;
+    let node = &sb.nodes[0];
+    let (port, ca) = (node.https, node.data_dir.join("tls/provisioning-cert.pem"));
+    let poly = Some(("0004f2aabb01", fleet.poly.1.as_str()));
+    let yealink = Some(("805ec0aabb02", fleet.yealink.1.as_str()));
+    let with = |pair: &(PathBuf, PathBuf)| cert_args(pair);
+    let poly_cert = with(&pki.poly);
+
+    // Mutual auth off: the digest credential works, and so does the device certificate alone.
+    let f = curl(port, &ca, "/0004f2aabb01.cfg", poly, &[]);
+    assert_eq!(f.status, 200, "{}", f.headers);
+    let f = curl(
+        port,
+        &ca,
+        "/0004f2aabb01-registration.cfg",
+        None,
+        &args(&poly_cert),
+    );
+    assert_eq!(f.status, 200, "{}", f.headers);
+    assert!(f.body.contains("reg.1.auth.userId"), "{}", f.body);
+
+    // Mutual auth on in the Poly profile: the right password alone is refused exactly as a
+    // wrong one is; the certificate still works.
+    change_vvx(&mut c, |s| s.mutual_auth = Some(true)).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let refused = loop {
+        let f = curl(port, &ca, "/0004f2aabb01.cfg", poly, &[]);
+        if f.status == 401 {
+            break f;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mutual auth never applied: {}",
+            f.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let wrong = curl(
+        port,
+        &ca,
+        "/0004f2aabb01.cfg",
+        Some(("0004f2aabb01", "not-the-password")),
+        &[],
+    );
+    assert_eq!(
+        (wrong.status, wrong.body.as_str()),
+        (401, refused.body.as_str())
+    );
+    assert_eq!(
+        header(&refused, "www-authenticate").is_some(),
+        header(&wrong, "www-authenticate").is_some()
+    );
+    let f = curl(
+        port,
+        &ca,
+        "/0004f2aabb01-settings.cfg",
+        None,
+        &args(&poly_cert),
+    );
+    assert_eq!(f.status, 200, "{}", f.headers);
+    assert!(header(&f, "etag").is_some());
+
+    // Another device's certificate is that device: the Poly phone's files do not exist for
+    // it, its own do (its profile keeps digest too).
+    let yea_cert = with(&pki.yealink);
+    let f = curl(port, &ca, "/0004f2aabb01.cfg", None, &args(&yea_cert));
+    assert_eq!(f.status, 404, "{}", f.headers);
+    assert!(!f.body.contains("0004f2aabb01"));
+    let f = curl(port, &ca, "/805ec0aabb02.cfg", None, &args(&yea_cert));
+    assert_eq!(f.status, 200, "{}", f.headers);
+    let f = curl(port, &ca, "/805ec0aabb02.cfg", yealink, &[]);
+    assert_eq!(f.status, 200, "{}", f.headers);
+
+    // A certificate the device CA did not issue fails the handshake (curl reports 000).
+    let f = curl(
+        port,
+        &ca,
+        "/0004f2aabb01.cfg",
+        None,
+        &args(&with(&pki.rogue)),
+    );
+    assert_eq!(f.status, 0, "{}", f.headers);
+}

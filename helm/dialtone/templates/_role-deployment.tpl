@@ -66,6 +66,10 @@ spec:
               value: /etc/dialtone/tls/tls.key
             - name: DIALTONE_PROVISIONING_RESYNC_RATE
               value: {{ $c.resyncRate | quote }}
+            {{- if $c.tls.clientCaSecretName }}
+            - name: DIALTONE_PROVISIONING_CLIENT_CA
+              value: /etc/dialtone/client-ca/ca.crt
+            {{- end }}
             {{- end }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
@@ -98,6 +102,11 @@ spec:
             - name: tls
               mountPath: /etc/dialtone/tls
               readOnly: true
+            {{- if $c.tls.clientCaSecretName }}
+            - name: client-ca
+              mountPath: /etc/dialtone/client-ca
+              readOnly: true
+            {{- end }}
             {{- end }}
       volumes:
         {{- include "dialtone.commonVolumes" $root | nindent 8 }}
@@ -110,6 +119,11 @@ spec:
         - name: tls
           secret:
             secretName: {{ $c.tls.secretName }}
+        {{- if $c.tls.clientCaSecretName }}
+        - name: client-ca
+          secret:
+            secretName: {{ $c.tls.clientCaSecretName }}
+        {{- end }}
         {{- end }}
       {{- with $c.nodeSelector }}
       nodeSelector:

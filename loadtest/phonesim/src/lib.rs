@@ -11,6 +11,7 @@
 //!
 //! Pure: [`wire`] (messages), [`stats`] (histogram). IO: this module.
 
+pub mod https;
 pub mod stats;
 pub mod wire;
 

@@ -26,6 +26,13 @@ pub struct ProvisioningFlags {
     /// PEM private key of the HTTPS server.
     #[arg(long, env = "DIALTONE_PROVISIONING_TLS_KEY", value_name = "FILE")]
     pub provisioning_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that issue phones' client certificates (mutual TLS). With it,
+    /// the HTTPS server asks every client for a certificate; a phone whose certificate names
+    /// its MAC address or FQDN (CN or a DNS subjectAltName) is authenticated by it, and a
+    /// phone whose base settings turn `mutual_auth` on is served only that way. Without it,
+    /// phones with `mutual_auth` on cannot fetch.
+    #[arg(long, env = "DIALTONE_PROVISIONING_CLIENT_CA", value_name = "FILE")]
+    pub provisioning_client_ca: Option<PathBuf>,
     /// Seconds a digest nonce of the HTTPS server stays valid (then `stale=true`).
     #[arg(
         long,
@@ -103,6 +110,7 @@ impl ProvisioningFlags {
         Ok(ProvisioningSettings {
             listen: self.provisioning_https,
             tls,
+            client_ca: self.provisioning_client_ca.clone(),
             realm: realm.to_owned(),
             nonce_lifetime: Duration::from_secs(self.provisioning_nonce_lifetime),
             bans: BanPolicy {

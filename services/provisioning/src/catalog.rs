@@ -53,6 +53,9 @@ pub struct Entry {
     pub problems: Vec<String>,
     /// Its profile applies changes without a reboot (so a change resyncs it).
     pub dynamic_reload: bool,
+    /// Its profile turns mutual TLS on: it is served only over a connection whose client
+    /// certificate names it, never on its digest credential alone.
+    pub mutual_auth: bool,
     /// Nonce counts seen from this device (replay protection).
     pub nonces: Mutex<NonceCounts>,
 }
@@ -198,6 +201,7 @@ impl Catalog {
             secondary: doc.secondary,
             problems: doc.problems,
             dynamic_reload: doc.settings.dynamic_reload.unwrap_or(false),
+            mutual_auth: doc.settings.mutual_auth.unwrap_or(false),
             nonces: Mutex::new(NonceCounts::default()),
         }))
     }

@@ -22,7 +22,7 @@ use http_body_util::Full;
 use hyper::{HeaderMap, Method, Response, StatusCode, header};
 
 use crate::{
-    catalog::Catalog,
+    catalog::{Catalog, Entry},
     files,
     recorder::{Fetch, Recorder},
 };
@@ -127,13 +127,123 @@ impl Handler {
         reply(status, body)
     }
 
-    /// Answers one request.
+    /// The device a verified client certificate names, when the catalog knows it.
+    async fn by_certificate(&self, device: &[String]) -> Result<Option<Arc<Entry>>, Reply> {
+        for id in device {
+            if let Some(e) = self.lookup(id).await? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn lookup(&self, hw: &str) -> Result<Option<Arc<Entry>>, Reply> {
+        self.catalog.lookup(hw).await.map_err(|e| {
+            tracing::warn!(error = %e, "provisioning lookup failed");
+            self.fail(
+                "error",
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable\n",
+            )
+        })
+    }
+
+    /// The device an HTTP digest `Authorization` proves (RFC 7616), or the answer that
+    /// refuses it: a challenge (stale after an expired nonce or a replayed count), 400 for a
+    /// malformed header. Failures count towards the bans.
+    async fn by_digest(
+        &self,
+        target: &str,
+        headers: &HeaderMap,
+        peer: SocketAddr,
+        now_s: u64,
+        now_ms: u64,
+    ) -> Result<Arc<Entry>, Reply> {
+        let Some(auth) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return Err(self.challenge(false, "challenged"));
+        };
+        let creds = match digest::parse_authorization(auth) {
+            Ok(c) => c,
+            Err(digest::DigestError::NotDigest) => return Err(self.challenge(false, "challenged")),
+            Err(_) => {
+                return Err(self.fail(
+                    "bad_request",
+                    StatusCode::BAD_REQUEST,
+                    "malformed authorization\n",
+                ));
+            }
+        };
+        // The digest covers the URI the client says it asked for: it must be this one.
+        if creds.uri != target {
+            return Err(self.fail(
+                "bad_request",
+                StatusCode::BAD_REQUEST,
+                "authorization uri does not match the request\n",
+            ));
+        }
+        match self
+            .nonce_key
+            .check(&creds.nonce, now_s, self.nonce_lifetime_s)
+        {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale => return Err(self.challenge(true, "challenged")),
+            NonceCheck::Invalid => return Err(self.challenge(false, "challenged")),
+        }
+        let user = creds.username.to_ascii_lowercase();
+        let entry = self.lookup(&user).await?;
+        if self.bans.user_banned(&user, now_ms) {
+            // Still a guess from this address: it counts towards the address's ban.
+            self.bans.failure(peer.ip(), "", now_ms);
+            return Err(self.challenge(false, "banned"));
+        }
+        let alg = creds.algorithm();
+        let verified = match (&entry, alg) {
+            (Some(e), Some(a)) => {
+                creds.realm == self.realm && digest::verify(a, e.ha1(a), "GET", &creds)
+            }
+            (None, Some(a)) => {
+                // Same work for an unknown device, so timing says nothing.
+                let _ = digest::verify(a, digest::DUMMY_HA1, "GET", &creds);
+                false
+            }
+            _ => false,
+        };
+        let Some(entry) = entry.filter(|_| verified) else {
+            let banned = self.bans.failure(peer.ip(), &user, now_ms);
+            if banned.source || banned.user {
+                tracing::warn!(source = %peer.ip(), "provisioning authentication failures: banned");
+            }
+            return Err(self.challenge(false, "unauthorized"));
+        };
+        if let Some(nc) = creds.nonce_count()
+            && !entry
+                .nonces
+                .lock()
+                .accept(&creds.nonce, nc, now_s, self.nonce_lifetime_s)
+        {
+            // A replayed nonce count: ask again with a fresh nonce.
+            return Err(self.challenge(true, "challenged"));
+        }
+        if entry.mutual_auth {
+            // Its profile wants its certificate: the right password alone gets what a wrong
+            // one gets (so nothing tells the two apart), without counting as a guess.
+            return Err(self.challenge(false, "unauthorized"));
+        }
+        Ok(entry)
+    }
+
+    /// Answers one request (`device`: the hardware ids the connection's client
+    /// certificate names, empty without one).
     pub async fn handle(
         &self,
         method: &Method,
         target: &str,
         headers: &HeaderMap,
         peer: SocketAddr,
+        device: &[String],
     ) -> Reply {
         let (now_s, now_ms) = now();
         if method != Method::GET && method != Method::HEAD {
@@ -155,84 +265,14 @@ impl Handler {
         let Some(requested) = files::parse(target) else {
             return self.fail("not_found", StatusCode::NOT_FOUND, "not found\n");
         };
-        let Some(auth) = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-        else {
-            return self.challenge(false, "challenged");
+        let entry = match self.by_certificate(device).await {
+            Ok(Some(e)) => e,
+            Ok(None) => match self.by_digest(target, headers, peer, now_s, now_ms).await {
+                Ok(e) => e,
+                Err(reply) => return reply,
+            },
+            Err(reply) => return reply,
         };
-        let creds = match digest::parse_authorization(auth) {
-            Ok(c) => c,
-            Err(digest::DigestError::NotDigest) => return self.challenge(false, "challenged"),
-            Err(_) => {
-                return self.fail(
-                    "bad_request",
-                    StatusCode::BAD_REQUEST,
-                    "malformed authorization\n",
-                );
-            }
-        };
-        // The digest covers the URI the client says it asked for: it must be this one.
-        if creds.uri != target {
-            return self.fail(
-                "bad_request",
-                StatusCode::BAD_REQUEST,
-                "authorization uri does not match the request\n",
-            );
-        }
-        match self
-            .nonce_key
-            .check(&creds.nonce, now_s, self.nonce_lifetime_s)
-        {
-            NonceCheck::Valid => {}
-            NonceCheck::Stale => return self.challenge(true, "challenged"),
-            NonceCheck::Invalid => return self.challenge(false, "challenged"),
-        }
-        let user = creds.username.to_ascii_lowercase();
-        let entry = match self.catalog.lookup(&user).await {
-            Ok(e) => e,
-            Err(e) => {
-                tracing::warn!(error = %e, "provisioning lookup failed");
-                return self.fail(
-                    "error",
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily unavailable\n",
-                );
-            }
-        };
-        if self.bans.user_banned(&user, now_ms) {
-            // Still a guess from this address: it counts towards the address's ban.
-            self.bans.failure(peer.ip(), "", now_ms);
-            return self.challenge(false, "banned");
-        }
-        let alg = creds.algorithm();
-        let verified = match (&entry, alg) {
-            (Some(e), Some(a)) => {
-                creds.realm == self.realm && digest::verify(a, e.ha1(a), "GET", &creds)
-            }
-            (None, Some(a)) => {
-                // Same work for an unknown device, so timing says nothing.
-                let _ = digest::verify(a, digest::DUMMY_HA1, "GET", &creds);
-                false
-            }
-            _ => false,
-        };
-        let Some(entry) = entry.filter(|_| verified) else {
-            let banned = self.bans.failure(peer.ip(), &user, now_ms);
-            if banned.source || banned.user {
-                tracing::warn!(source = %peer.ip(), "provisioning authentication failures: banned");
-            }
-            return self.challenge(false, "unauthorized");
-        };
-        if let Some(nc) = creds.nonce_count()
-            && !entry
-                .nonces
-                .lock()
-                .accept(&creds.nonce, nc, now_s, self.nonce_lifetime_s)
-        {
-            // A replayed nonce count: ask again with a fresh nonce.
-            return self.challenge(true, "challenged");
-        }
         // Authenticated: only its own files exist for it.
         if requested
             .hardware_id()

@@ -39,6 +39,9 @@ pub struct ProvisioningSettings {
     pub listen: SocketAddr,
     /// PEM certificate chain and key; none: the dev pair in `data/tls`.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// PEM CA certificates issuing phones' client certificates (mutual TLS); none: clients
+    /// are not asked for one.
+    pub client_ca: Option<PathBuf>,
     /// Digest realm of device credentials.
     pub realm: String,
     /// Seconds a nonce stays valid.
@@ -74,11 +77,12 @@ impl Provisioning {
             Some(pair) => pair.clone(),
             None => dialtone_tls::dev_pair(&data_dir.join("tls"), "provisioning")?,
         };
-        let tls = tokio_rustls::TlsAcceptor::from(Arc::new(dialtone_tls::server_config(
-            &cert,
-            &pem_key,
-            &[b"http/1.1"],
-        )?));
+        let alpn: &[&[u8]] = &[b"http/1.1"];
+        let config = match &settings.client_ca {
+            Some(ca) => dialtone_tls::server_config_with_client_ca(&cert, &pem_key, alpn, ca)?,
+            None => dialtone_tls::server_config(&cert, &pem_key, alpn)?,
+        };
+        let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| ProvisioningError::Bind {

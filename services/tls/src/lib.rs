@@ -11,6 +11,9 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
+mod names;
+pub use names::certificate_names;
+
 /// Why TLS material cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -51,23 +54,67 @@ pub fn server_config(
     key: &Path,
     alpn: &[&[u8]],
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|i| i.collect::<Result<_, _>>())
-        .map_err(|e| read_err(cert, e))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificate(cert.to_owned()));
-    }
+    build_server_config(cert, key, alpn, None)
+}
+
+/// Like [`server_config`], and asks each client for a certificate issued by one of the CA
+/// certificates in `client_ca` (PEM). A client that presents one must present a valid one
+/// (else the handshake fails); a client without one still connects, so other
+/// authentication can apply to it.
+pub fn server_config_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+    client_ca: &Path,
+) -> Result<rustls::ServerConfig, TlsError> {
+    build_server_config(cert, key, alpn, Some(client_ca))
+}
+
+fn build_server_config(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+    client_ca: Option<&Path>,
+) -> Result<rustls::ServerConfig, TlsError> {
+    let certs = read_certs(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(key, e))?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| TlsError::Mismatch(e.to_string()))?
-    .with_no_client_auth()
-    .with_single_cert(certs, key_der)
-    .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in read_certs(ca)? {
+                roots.add(c).map_err(|e| read_err(ca, e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| read_err(ca, e))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key_der)
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// Every certificate of a PEM file (at least one).
+fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| read_err(path, e))?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
+    }
+    Ok(certs)
 }
 
 /// An acceptor from PEM files.
