@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
                 user,
                 password,
                 domain: "dialtone".into(),
+                managed: None,
             }
         })
         .collect();

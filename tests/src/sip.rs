@@ -2,7 +2,10 @@
 //! challenges, retransmissions, bans, NOTIFY answers). Digest is computed here from RFC
 //! 2617/7616 directly (MD5, qop=auth), independent of the edge's code.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use md5::{Digest, Md5};
 use tokio::net::UdpSocket;
@@ -251,4 +254,72 @@ pub async fn options_answered(to: &[(&str, &str, SocketAddr)], within: Duration)
         }
     }
     answered.len()
+}
+
+/// A caller on 127.0.0.1 sending requests for phones to an edge, as a PBX or another
+/// phone would.
+pub struct Caller {
+    sock: UdpSocket,
+}
+
+impl Caller {
+    /// A caller on a port the OS picks.
+    pub async fn new() -> anyhow::Result<Self> {
+        Ok(Caller {
+            sock: UdpSocket::bind("127.0.0.1:0").await?,
+        })
+    }
+
+    /// A `method` request for `user@dialtone` in a new transaction `branch`.
+    pub fn text(&self, method: &str, user: &str, branch: &str, cseq_method: &str) -> String {
+        let local = self.sock.local_addr().unwrap();
+        format!(
+            "{method} sip:{user}@dialtone SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};branch={branch}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:caller@example.com>;tag=c-{branch}\r\n\
+             To: <sip:{user}@dialtone>\r\n\
+             Call-ID: {branch}@caller\r\n\
+             CSeq: 1 {cseq_method}\r\n\
+             Contact: <sip:caller@{local}>\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    }
+
+    /// Sends `text` to `to`.
+    pub async fn send(&self, text: &str, to: SocketAddr) {
+        self.sock.send_to(text.as_bytes(), to).await.unwrap();
+    }
+
+    /// Responses until a final one for `cseq_method` (or `within` passes): their codes.
+    pub async fn codes(&self, cseq_method: &str, within: Duration) -> Vec<u16> {
+        let deadline = Instant::now() + within;
+        let mut codes = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        while let Ok(Ok((n, _))) = tokio::time::timeout(
+            deadline.saturating_duration_since(Instant::now()),
+            self.sock.recv_from(&mut buf),
+        )
+        .await
+        {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !headers(&msg, "cseq")
+                .iter()
+                .any(|c| c.ends_with(cseq_method))
+            {
+                continue;
+            }
+            let code = status(&msg);
+            codes.push(code);
+            if code >= 200 {
+                break;
+            }
+        }
+        codes
+    }
+}
+
+/// A new RFC 3261 branch.
+pub fn branch() -> String {
+    format!("z9hG4bK{:016x}", rand::random::<u64>())
 }

@@ -18,66 +18,8 @@ use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
     fleet::{import, seed_site_on},
-    sip::{headers, status},
+    sip::{Caller, branch},
 };
-use tokio::net::UdpSocket;
-
-/// A caller on 127.0.0.1.
-struct Caller {
-    sock: UdpSocket,
-}
-
-impl Caller {
-    fn text(&self, method: &str, user: &str, branch: &str, cseq_method: &str) -> String {
-        let local = self.sock.local_addr().unwrap();
-        format!(
-            "{method} sip:{user}@dialtone SIP/2.0\r\n\
-             Via: SIP/2.0/UDP {local};branch={branch}\r\n\
-             Max-Forwards: 70\r\n\
-             From: <sip:caller@example.com>;tag=c-{branch}\r\n\
-             To: <sip:{user}@dialtone>\r\n\
-             Call-ID: {branch}@caller\r\n\
-             CSeq: 1 {cseq_method}\r\n\
-             Contact: <sip:caller@{local}>\r\n\
-             Content-Length: 0\r\n\r\n"
-        )
-    }
-
-    async fn send(&self, text: &str, to: SocketAddr) {
-        self.sock.send_to(text.as_bytes(), to).await.unwrap();
-    }
-
-    /// Responses until a final one for `cseq_method` (or `within` passes): their codes.
-    async fn codes(&self, cseq_method: &str, within: Duration) -> Vec<u16> {
-        let deadline = Instant::now() + within;
-        let mut codes = Vec::new();
-        let mut buf = vec![0u8; 65535];
-        while let Ok(Ok((n, _))) = tokio::time::timeout(
-            deadline.saturating_duration_since(Instant::now()),
-            self.sock.recv_from(&mut buf),
-        )
-        .await
-        {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !headers(&msg, "cseq")
-                .iter()
-                .any(|c| c.ends_with(cseq_method))
-            {
-                continue;
-            }
-            let code = status(&msg);
-            codes.push(code);
-            if code >= 200 {
-                break;
-            }
-        }
-        codes
-    }
-}
-
-fn branch() -> String {
-    format!("z9hG4bK{:016x}", rand::random::<u64>())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_reach_a_phone_once_through_either_edge() {
@@ -112,6 +54,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
                 node_addr(&p.primary.node_id),
                 node_addr(&p.secondary.unwrap().node_id),
             ],
+            managed: None,
         }
     };
     let (answering, ringing, absent) = (spec(&phones[0]), spec(&phones[1]), &phones[2]);
@@ -151,9 +94,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let caller = Caller {
-        sock: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-    };
+    let caller = Caller::new().await.unwrap();
     let (primary, secondary) = (answering.registrars[0], answering.registrars[1]);
     let received = |s: &Sim, i: usize| s.stats().received[i].load(Relaxed);
 

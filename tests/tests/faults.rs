@@ -114,6 +114,7 @@ async fn fleet() -> Fleet {
             password,
             domain: how.domain.clone(),
             registrars: vec![addr(how.primary), addr(how.secondary)],
+            managed: None,
         });
     }
     // Edges learn of the imported phones through their watch; give them a moment.

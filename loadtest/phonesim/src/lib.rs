@@ -9,9 +9,15 @@
 //! delivered request finds its phone by Request-URI, and responses find their transaction
 //! by Call-ID and CSeq. That is what lets one process hold 100,000 phones.
 //!
-//! Pure: [`wire`] (messages), [`stats`] (histogram). IO: this module.
+//! Managed phones ([`managed`]) boot from their configuration over HTTPS ([`https`]), fetch
+//! again on check-sync, re-register after a simulated reboot, and (softphones) answer
+//! INVITEs by their audio-device rules.
+//!
+//! Pure: [`wire`] (messages), [`stats`] (histogram), [`managed::parse_document`]. IO: this
+//! module, [`https`].
 
 pub mod https;
+pub mod managed;
 pub mod stats;
 pub mod wire;
 
@@ -29,8 +35,13 @@ use dialtone_sip::{
     digest,
     message::{Message, StartLine, parse},
 };
+use dialtone_softphone::{AudioState, Devices, Incoming, Rules};
 use parking_lot::Mutex;
-use tokio::{net::UdpSocket, sync::oneshot, task::JoinHandle};
+use tokio::{
+    net::UdpSocket,
+    sync::{Notify, oneshot},
+    task::JoinHandle,
+};
 
 use crate::{
     stats::{Failure, Histogram, Sample, Stats},
@@ -38,7 +49,7 @@ use crate::{
 };
 
 /// One phone of the fleet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PhoneSpec {
     /// Phone id (for reports).
     pub phone_id: String,
@@ -50,6 +61,9 @@ pub struct PhoneSpec {
     pub domain: String,
     /// Registrars in order: primary, then secondary.
     pub registrars: Vec<SocketAddr>,
+    /// Set for a managed phone (booted from its configuration, see [`managed`]): a
+    /// check-sync makes it fetch again, and a softphone applies its audio-device rules.
+    pub managed: Option<managed::Managed>,
 }
 
 /// How the fleet behaves.
@@ -68,6 +82,10 @@ pub struct SimConfig {
     /// A transaction fails after this long without a final answer (UDP retransmissions
     /// double from 500 ms meanwhile).
     pub timeout: Duration,
+    /// Where managed phones fetch again after a check-sync (none: they only answer it).
+    pub provisioning: Option<managed::ProvisioningSource>,
+    /// The audio devices softphones list at start.
+    pub devices: Devices,
 }
 
 impl Default for SimConfig {
@@ -79,6 +97,8 @@ impl Default for SimConfig {
             invite_answer: 200,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             timeout: Duration::from_secs(4),
+            provisioning: None,
+            devices: Devices::default(),
         }
     }
 }
@@ -97,6 +117,22 @@ struct Phone {
     /// Per registrar: milliseconds (since start) until which the registration holds.
     until_ms: Vec<AtomicU64>,
     regs: Vec<Mutex<Registration>>,
+    /// Per registrar: wakes the refresh loop early (after a reboot).
+    wake: Vec<Notify>,
+    /// A softphone's audio state.
+    audio: Option<Mutex<AudioState>>,
+    /// A managed phone's document ETag.
+    etag: Mutex<Option<String>>,
+}
+
+impl Registration {
+    fn new(registrar: usize) -> Self {
+        Registration {
+            call_id: format!("{:016x}-{registrar}@phonesim", rand::random::<u64>()),
+            cseq: 0,
+            challenge: None,
+        }
+    }
 }
 
 type Pending = Mutex<HashMap<String, oneshot::Sender<Message>>>;
@@ -258,7 +294,10 @@ impl Inner {
                     // Refresh at half the expiry, spread by ±10 % so refreshes do not bunch.
                     let half = f64::from(granted.max(2)) / 2.0;
                     let jitter = 0.9 + rand::random::<f64>() * 0.2;
-                    tokio::time::sleep(Duration::from_secs_f64(half * jitter)).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs_f64(half * jitter)) => {}
+                        _ = p.wake[which].notified() => {}
+                    }
                 }
                 Err(f) => {
                     self.stats.fail(f);
@@ -268,6 +307,65 @@ impl Inner {
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(8));
                 }
+            }
+        }
+    }
+
+    /// A managed phone told to check its configuration: it fetches again (If-None-Match),
+    /// then, told to reboot, registers again as after a reboot.
+    async fn resync(self: Arc<Self>, i: usize, reboot: bool) {
+        let (Some(source), Some(m)) = (&self.cfg.provisioning, &self.phones[i].spec.managed) else {
+            return;
+        };
+        let p = &self.phones[i];
+        let etag = p.etag.lock().clone();
+        match managed::fetch(source, &m.hardware_id, &m.device_password, etag.as_deref()).await {
+            Ok(r) if r.status == 200 => {
+                *p.etag.lock() = r.etag;
+                self.stats.fetches[0].fetch_add(1, Relaxed);
+            }
+            Ok(r) if r.status == 304 => {
+                self.stats.fetches[1].fetch_add(1, Relaxed);
+            }
+            Ok(_) | Err(_) => {
+                self.stats.fetches[2].fetch_add(1, Relaxed);
+            }
+        }
+        if reboot {
+            self.reboot(i);
+        }
+    }
+
+    /// Forgets every registration of phone `i` (new Call-IDs, no challenge) and registers
+    /// again at once.
+    fn reboot(&self, i: usize) {
+        let p = &self.phones[i];
+        for r in 0..p.regs.len() {
+            *p.regs[r].lock() = Registration::new(r);
+            p.until_ms[r].store(0, Relaxed);
+            p.wake[r].notify_one();
+        }
+        self.stats.rebooted.fetch_add(1, Relaxed);
+    }
+
+    /// What a softphone does with an INVITE now, by its audio-device rules.
+    fn softphone_answer(&self, i: usize) -> Answer {
+        let Some(audio) = &self.phones[i].audio else {
+            return wire::answer_for("INVITE", self.cfg.invite_answer);
+        };
+        let incoming = audio.lock().incoming();
+        match incoming {
+            Incoming::AutoAnswer => {
+                self.stats.calls[0].fetch_add(1, Relaxed);
+                Answer::Final(200)
+            }
+            Incoming::Ring => {
+                self.stats.calls[1].fetch_add(1, Relaxed);
+                Answer::RingOnly
+            }
+            Incoming::Reject(code) => {
+                self.stats.calls[2].fetch_add(1, Relaxed);
+                Answer::Final(code)
             }
         }
     }
@@ -311,8 +409,15 @@ impl Inner {
                         && wire::event(&m).is_some_and(|e| e.starts_with("check-sync"))
                     {
                         self.stats.check_syncs.fetch_add(1, Relaxed);
-                        if wire::event(&m).is_some_and(|e| e.contains("reboot=true")) {
+                        let reboot = wire::event(&m).is_some_and(|e| e.contains("reboot=true"));
+                        if reboot {
                             self.stats.reboots.fetch_add(1, Relaxed);
+                        }
+                        if let Some(&i) = wire::request_user(&m).and_then(|u| self.by_user.get(u))
+                            && self.phones[i].spec.managed.is_some()
+                            && self.cfg.provisioning.is_some()
+                        {
+                            tokio::spawn(self.clone().resync(i, reboot));
                         }
                     }
                     let tag = format!("{:08x}", rand::random::<u32>());
@@ -331,7 +436,13 @@ impl Inner {
                             .await;
                         continue;
                     }
-                    match wire::answer_for(&method, self.cfg.invite_answer) {
+                    let answer = match wire::request_user(&m).and_then(|u| self.by_user.get(u)) {
+                        Some(&i) if method == "INVITE" && self.phones[i].audio.is_some() => {
+                            self.softphone_answer(i)
+                        }
+                        _ => wire::answer_for(&method, self.cfg.invite_answer),
+                    };
+                    match answer {
                         Answer::Nothing => {}
                         Answer::Final(code) => {
                             let _ = sock
@@ -392,14 +503,16 @@ impl Sim {
                 socket: i % n_sockets,
                 until_ms: spec.registrars.iter().map(|_| AtomicU64::new(0)).collect(),
                 regs: (0..spec.registrars.len())
-                    .map(|r| {
-                        Mutex::new(Registration {
-                            call_id: format!("{:016x}-{r}@phonesim", rand::random::<u64>()),
-                            cseq: 0,
-                            challenge: None,
-                        })
-                    })
+                    .map(|r| Mutex::new(Registration::new(r)))
                     .collect(),
+                wake: spec.registrars.iter().map(|_| Notify::new()).collect(),
+                audio: spec
+                    .managed
+                    .as_ref()
+                    .and_then(|m| m.softphone.as_ref())
+                    .and_then(|s| Rules::from_settings(s).ok())
+                    .map(|r| Mutex::new(AudioState::new(r, cfg.devices.clone()))),
+                etag: Mutex::new(spec.managed.as_ref().and_then(|m| m.etag.clone())),
                 spec,
             })
             .collect();
@@ -493,6 +606,15 @@ impl Sim {
         };
         *last = (Instant::now(), registered, hist);
         s
+    }
+
+    /// The audio devices softphone `index` lists now (plugged or unplugged); returns what
+    /// it would do with a call now (none: not a softphone).
+    pub fn set_devices(&self, index: usize, devices: Devices) -> Option<Incoming> {
+        let audio = self.inner.phones.get(index)?.audio.as_ref()?;
+        let mut a = audio.lock();
+        a.devices_changed(devices);
+        Some(a.incoming())
     }
 
     /// Whether phone `index` holds a live registration with registrar `which`.

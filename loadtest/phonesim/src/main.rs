@@ -192,6 +192,7 @@ async fn load(path: &PathBuf) -> anyhow::Result<Vec<PhoneSpec>> {
             password: password.into(),
             domain: domain.into(),
             registrars,
+            managed: None,
         });
     }
     Ok(phones)

@@ -95,6 +95,12 @@ pub struct Stats {
     pub check_syncs: AtomicU64,
     /// Of those, the ones with `reboot=true` (a restart request).
     pub reboots: AtomicU64,
+    /// Managed phones' fetches after a check-sync: changed (200), unchanged (304), failed.
+    pub fetches: [AtomicU64; 3],
+    /// Simulated reboots done (registrations started over).
+    pub rebooted: AtomicU64,
+    /// Softphones' INVITEs by their audio-device rules: answered, rang, rejected.
+    pub calls: [AtomicU64; 3],
     /// Requests for a user this simulator does not hold (a routing error upstream).
     pub misdelivered: AtomicU64,
 }
