@@ -6,13 +6,24 @@
 //!               --site hq --base-settings desk --out phones.csv
 //! # register them all (primary and secondary), refresh, answer requests; report every second
 //! phonesim run --phones phones.csv --rate 2000 --expires 120 --duration 60
+//!
+//! # managed phones (a JSON-document profile such as AudioCodes): the file holds device
+//! # credentials; each phone boots from its configuration over HTTPS, then registers
+//! phonesim seed ... --base-settings ac --managed --out devices.csv
+//! phonesim run --phones devices.csv --provisioning 127.0.0.1:8443 \
+//!              --ca ~/.local/share/dialtone/tls/provisioning-cert.pem
 //! ```
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
+use dialtone_phonesim::{
+    PhoneSpec, Sim, SimConfig,
+    https::client_config,
+    managed::{ManagedDevice, ProvisioningSource, boot},
+    stats::Histogram,
+};
 use dialtone_proto::{
     config::v1::{self as pb, config_service_client::ConfigServiceClient},
     provisioning::v1::{self as ppb, provisioning_service_client::ProvisioningServiceClient},
@@ -50,6 +61,14 @@ enum Cmd {
         /// Line name prefix (each phone gets one line `{prefix}{n:06}`).
         #[arg(long, default_value = "sim")]
         prefix: String,
+        /// Create managed phones (MAC `{mac-prefix}{n:06x}`) and write their device
+        /// credentials (`phone_id,hardware_id,device_password`) instead: `run` boots them
+        /// from their configuration. The profile must render the JSON document (AudioCodes).
+        #[arg(long)]
+        managed: bool,
+        /// First six hex digits of the managed phones' MACs.
+        #[arg(long, default_value = "02dd00")]
+        mac_prefix: String,
         /// The fleet file to write.
         #[arg(long)]
         out: PathBuf,
@@ -77,10 +96,18 @@ enum Cmd {
         /// Leave the registrations in place at the end (no Expires: 0).
         #[arg(long)]
         no_unregister: bool,
+        /// The provisioning server managed phones boot from (`ip:port`); the fleet file
+        /// then holds device credentials (`seed --managed`).
+        #[arg(long, requires = "ca")]
+        provisioning: Option<SocketAddr>,
+        /// PEM certificate(s) to trust for the provisioning server (named `localhost`).
+        #[arg(long)]
+        ca: Option<PathBuf>,
     },
 }
 
-async fn seed(
+/// What `seed` creates.
+struct SeedArgs {
     server: String,
     token: String,
     count: usize,
@@ -88,7 +115,20 @@ async fn seed(
     base: String,
     prefix: String,
     out: PathBuf,
-) -> anyhow::Result<()> {
+    managed: Option<String>,
+}
+
+async fn seed(a: SeedArgs) -> anyhow::Result<()> {
+    let SeedArgs {
+        server,
+        token,
+        count,
+        site,
+        base,
+        prefix,
+        out,
+        managed,
+    } = a;
     let channel = Channel::from_shared(server.clone())?
         .connect()
         .await
@@ -99,10 +139,14 @@ async fn seed(
         Ok(req)
     };
     let mut config = ConfigServiceClient::with_interceptor(channel.clone(), with_auth.clone());
-    let mut csv = String::from("name,kind,site_id,base_settings_id,lines\n");
+    let mut csv = String::from("name,kind,site_id,base_settings_id,hardware_id,lines\n");
     for i in 0..count {
+        let (kind, hw) = match &managed {
+            Some(mac) => ("managed", format!("{mac}{i:06x}")),
+            None => ("unmanaged", String::new()),
+        };
         csv.push_str(&format!(
-            "Sim {prefix} {i},unmanaged,{site},{base},{prefix}{i:06}\n"
+            "Sim {prefix} {i},{kind},{site},{base},{hw},{prefix}{i:06}\n"
         ));
     }
     let chunks: Vec<pb::ImportPhonesRequest> = csv
@@ -115,13 +159,26 @@ async fn seed(
         .await?
         .into_inner();
     let mut created = Vec::with_capacity(count);
+    let mut devices = Vec::new();
     while let Some(r) = s.message().await? {
         if !r.reason.is_empty() {
             bail!("row {}: {}", r.row, r.reason);
         }
+        if let Some(d) = r.device_credentials {
+            devices.push(format!("{},{},{}", r.phone_id, d.user, d.password));
+        }
         if let Some(c) = r.credentials.into_iter().next() {
             created.push((r.phone_id, c.sip_user, c.password));
         }
+    }
+    if managed.is_some() {
+        let text = format!(
+            "phone_id,hardware_id,device_password\n{}\n",
+            devices.join("\n")
+        );
+        std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("wrote {} ({} managed phones)", out.display(), devices.len());
+        return Ok(());
     }
     eprintln!(
         "created {} phones; asking how each registers",
@@ -162,6 +219,42 @@ async fn seed(
     std::fs::write(&out, text).with_context(|| format!("writing {}", out.display()))?;
     eprintln!("wrote {} ({} phones)", out.display(), lines.len());
     Ok(())
+}
+
+/// Reads a device file (`seed --managed`) and boots every phone from its configuration.
+async fn boot_fleet(source: &ProvisioningSource, path: &PathBuf) -> anyhow::Result<Vec<PhoneSpec>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut devices = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split(',').collect();
+        let [id, hw, password] = f[..] else {
+            bail!(
+                "{}:{}: expected 3 columns (seed --managed)",
+                path.display(),
+                n + 1
+            );
+        };
+        devices.push(ManagedDevice {
+            phone_id: id.into(),
+            hardware_id: hw.into(),
+            password: password.into(),
+        });
+    }
+    let started = std::time::Instant::now();
+    let mut phones = Vec::with_capacity(devices.len());
+    for r in boot(source, devices, 64).await {
+        phones.push(r.map_err(|e| anyhow::anyhow!("boot: {e}"))?);
+    }
+    eprintln!(
+        "booted {} managed phones from their configuration in {:.1} s",
+        phones.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(phones)
 }
 
 /// Reads the fleet file.
@@ -209,7 +302,26 @@ async fn main() -> anyhow::Result<()> {
             base_settings,
             prefix,
             out,
-        } => seed(server, token, count, site, base_settings, prefix, out).await,
+            managed,
+            mac_prefix,
+        } => {
+            if managed
+                && !(mac_prefix.len() == 6 && mac_prefix.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                bail!("--mac-prefix must be six hex digits, not '{mac_prefix}'");
+            }
+            seed(SeedArgs {
+                server,
+                token,
+                count,
+                site,
+                base: base_settings,
+                prefix,
+                out,
+                managed: managed.then(|| mac_prefix.to_ascii_lowercase()),
+            })
+            .await
+        }
         Cmd::Run {
             phones,
             rate,
@@ -218,8 +330,22 @@ async fn main() -> anyhow::Result<()> {
             sockets,
             invite_answer,
             no_unregister,
+            provisioning,
+            ca,
         } => {
-            let phones = load(&phones).await?;
+            let source = match (provisioning, ca) {
+                (Some(addr), Some(ca)) => Some(ProvisioningSource {
+                    addr,
+                    tls: client_config(
+                        &std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?,
+                    )?,
+                }),
+                _ => None,
+            };
+            let phones = match &source {
+                Some(source) => boot_fleet(source, &phones).await?,
+                None => load(&phones).await?,
+            };
             let n = phones.len();
             let sim = Sim::start(
                 SimConfig {
@@ -227,6 +353,7 @@ async fn main() -> anyhow::Result<()> {
                     sockets,
                     start_rate: rate,
                     invite_answer,
+                    provisioning: source,
                     ..SimConfig::default()
                 },
                 phones,
@@ -265,6 +392,15 @@ async fn main() -> anyhow::Result<()> {
                 load(&s.received[4]),
                 load(&s.misdelivered),
             );
+            if sim.stats().fetches.iter().any(|f| load(f) > 0) {
+                println!(
+                    "managed phones after check-sync: fetched changed {}, unchanged {}, failed {}; rebooted {}",
+                    load(&s.fetches[0]),
+                    load(&s.fetches[1]),
+                    load(&s.fetches[2]),
+                    load(&s.rebooted),
+                );
+            }
             sim.stop(!no_unregister, 512).await;
             Ok(())
         }
