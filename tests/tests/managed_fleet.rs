@@ -93,6 +93,7 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
             settings: Some(pb::PhoneSettings {
                 transport: pb::Transport::Udp as i32,
                 push_credentials: Some(true),
+                dynamic_reload: Some(false),
                 softphone: Some(pb::SoftphoneAudio {
                     use_headset: Some(true),
                     headset_name: vec!["Jabra.*".into()],
@@ -268,6 +269,61 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
         ),
         (1, 1, 1)
     );
+
+    // A change to the softphone's profile, which applies changes only at a restart: the
+    // status shows the drift (desired ≠ applied) until a restart makes it fetch.
+    let soft_id = devices[DESK_PHONES].phone_id.clone();
+    let mut soft = cfg
+        .get_base_settings(pb::GetRequest { id: "soft".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    soft.settings.get_or_insert_default().media_dscp = Some(34);
+    cfg.update_base_settings(pb::UpdateBaseSettingsRequest {
+        base_settings: Some(soft),
+    })
+    .await
+    .unwrap();
+    let provisioning = async |st: &mut dialtone_tests::StatusClient| {
+        st.get_phone_status(spb::GetPhoneStatusRequest {
+            phone_id: soft_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .provisioning
+        .unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let drifted = loop {
+        let p = provisioning(&mut st).await;
+        if p.drift {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "no drift shown: {p:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(drifted.desired_version, drifted.applied_version);
+    assert_eq!(
+        stats.check_syncs.load(Relaxed),
+        DESK_PHONES as u64 + 1,
+        "no resync for it"
+    );
+    cfg.restart_phone(pb::PhoneActionRequest {
+        id: soft_id.clone(),
+        timeout_ms: 0,
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = provisioning(&mut st).await;
+        if !p.drift && p.applied_version == drifted.desired_version {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the drift never cleared: {p:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The softphone: no headset, calls are rejected with the profile's code; with the
     // headset plugged they ring (no auto-answer); unplugged, rejected again.

@@ -49,6 +49,8 @@ pub fn next_state(last: Option<&ProvisionState>, f: &Fetch) -> ProvisionState {
     let mut s = last.cloned().unwrap_or_default();
     s.phone_id = f.phone_id.clone();
     s.applied_version = f.version.clone();
+    // What was served is what the phone should run now.
+    s.desired_version = f.version.clone();
     s.last_fetch_ms = f.at_ms;
     s.last_file = f.file.clone();
     s.source = f.source.clone();
@@ -64,6 +66,7 @@ pub fn next_state(last: Option<&ProvisionState>, f: &Fetch) -> ProvisionState {
 pub fn worth_writing(last: Option<&ProvisionState>, next: &ProvisionState) -> bool {
     let Some(last) = last else { return true };
     last.applied_version != next.applied_version
+        || last.desired_version != next.desired_version
         || last.last_file != next.last_file
         || last.source != next.source
         || last.last_error != next.last_error

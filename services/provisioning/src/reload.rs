@@ -26,7 +26,7 @@ use dialtone_proto::{
     edge::v1::PhoneAction,
     provisioning::v1::{ProvisionState, ReloadProgress},
 };
-use dialtone_store::Store;
+use dialtone_store::{Compare, Op, Store};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::{
@@ -35,10 +35,7 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::{
-    catalog::{Catalog, load},
-    error::ProvisioningError,
-};
+use crate::{catalog::Catalog, error::ProvisioningError};
 
 /// How a wave is paced.
 #[derive(Debug, Clone, Copy)]
@@ -297,11 +294,30 @@ async fn handle(
     let Some(entry) = catalog.load_phone(phone).await? else {
         return Ok(Outcome::Unchanged);
     };
-    let Some(state) = load::<ProvisionState>(store, &keys::provision(phone)).await? else {
+    let key = keys::provision(phone);
+    let Some(kv) = store.get(&key).await? else {
+        return Ok(Outcome::NeverFetched);
+    };
+    let Ok(mut state) = ProvisionState::decode(kv.value.as_slice()) else {
         return Ok(Outcome::NeverFetched);
     };
     if state.applied_version == entry.rendered.version {
         return Ok(Outcome::Unchanged);
+    }
+    if state.desired_version != entry.rendered.version {
+        // The status model shows the drift until the phone fetches (a fetch meanwhile wins:
+        // it records what it was served).
+        state.desired_version = entry.rendered.version.clone();
+        let guard = Compare::ModRevision {
+            key: key.clone(),
+            revision: kv.mod_revision,
+        };
+        let put = Op::Put {
+            key,
+            value: state.encode_to_vec(),
+            lease: None,
+        };
+        store.txn(vec![guard], vec![put]).await?;
     }
     if !entry.dynamic_reload {
         return Ok(Outcome::NeedsRestart);

@@ -203,7 +203,9 @@ impl Fleet {
             let p = value
                 .and_then(|v| decode::<ProvisionState>(key, v))
                 .map(|s| ProvisioningStatus {
+                    drift: !s.desired_version.is_empty() && s.desired_version != s.applied_version,
                     applied_version: s.applied_version,
+                    desired_version: s.desired_version,
                     last_fetch_ms: s.last_fetch_ms,
                     last_error: s.last_error,
                     last_error_ms: s.last_error_ms,

@@ -250,8 +250,16 @@ pub async fn run(
             }
             if let Some(p) = &s.provisioning {
                 println!(
-                    "\nprovisioning: applied {} (last fetch {}){}",
+                    "\nprovisioning: applied {}{} (last fetch {}){}",
                     p.applied_version,
+                    if p.drift {
+                        format!(
+                            ", desired {} (drift: the phone runs an old configuration)",
+                            p.desired_version
+                        )
+                    } else {
+                        String::new()
+                    },
                     ms_ago(p.last_fetch_ms),
                     if p.last_error.is_empty() {
                         String::new()
