@@ -272,12 +272,24 @@ impl Caller {
 
     /// A `method` request for `user@dialtone` in a new transaction `branch`.
     pub fn text(&self, method: &str, user: &str, branch: &str, cseq_method: &str) -> String {
+        self.text_from("caller@example.com", method, user, branch, cseq_method)
+    }
+
+    /// Like [`Caller::text`], from `from` (`user@host`), as a phone's own request would be.
+    pub fn text_from(
+        &self,
+        from: &str,
+        method: &str,
+        user: &str,
+        branch: &str,
+        cseq_method: &str,
+    ) -> String {
         let local = self.sock.local_addr().unwrap();
         format!(
             "{method} sip:{user}@dialtone SIP/2.0\r\n\
              Via: SIP/2.0/UDP {local};branch={branch}\r\n\
              Max-Forwards: 70\r\n\
-             From: <sip:caller@example.com>;tag=c-{branch}\r\n\
+             From: <sip:{from}>;tag=c-{branch}\r\n\
              To: <sip:{user}@dialtone>\r\n\
              Call-ID: {branch}@caller\r\n\
              CSeq: 1 {cseq_method}\r\n\
@@ -293,8 +305,17 @@ impl Caller {
 
     /// Responses until a final one for `cseq_method` (or `within` passes): their codes.
     pub async fn codes(&self, cseq_method: &str, within: Duration) -> Vec<u16> {
+        self.responses(cseq_method, within)
+            .await
+            .iter()
+            .map(|m| status(m))
+            .collect()
+    }
+
+    /// Responses until a final one for `cseq_method` (or `within` passes), whole.
+    pub async fn responses(&self, cseq_method: &str, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
-        let mut codes = Vec::new();
+        let mut out = Vec::new();
         let mut buf = vec![0u8; 65535];
         while let Ok(Ok((n, _))) = tokio::time::timeout(
             deadline.saturating_duration_since(Instant::now()),
@@ -309,13 +330,13 @@ impl Caller {
             {
                 continue;
             }
-            let code = status(&msg);
-            codes.push(code);
-            if code >= 200 {
+            let done = status(&msg) >= 200;
+            out.push(msg);
+            if done {
                 break;
             }
         }
-        codes
+        out
     }
 }
 

@@ -18,7 +18,7 @@ use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
     fleet::{import, seed_site_on},
-    sip::{Caller, branch},
+    sip::{Caller, branch, headers, status},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -188,6 +188,108 @@ async fn requests_reach_a_phone_once_through_either_edge() {
     assert_eq!(
         caller.codes("OPTIONS", Duration::from_secs(3)).await.last(),
         Some(&480)
+    );
+
+    // Calls from an unassigned phone are refused with a reason that says so, and reach no
+    // one; once the phone is assigned, the same call goes through.
+    let from = format!("{}@dialtone", ringing.user);
+    let invites = received(&sim, 0);
+    let b = branch();
+    caller
+        .send(
+            &caller.text_from(&from, "INVITE", &answering.user, &b, "INVITE"),
+            primary,
+        )
+        .await;
+    let refused = caller.responses("INVITE", Duration::from_secs(3)).await;
+    assert!(
+        refused
+            .last()
+            .is_some_and(|r| r.starts_with("SIP/2.0 403 Phone Not Assigned")),
+        "{refused:?}"
+    );
+    let mut phone = cfg
+        .get_phone(pb::GetRequest {
+            id: ringing.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    phone.assignment = Some(pb::Assignment {
+        mode: Some(pb::assignment::Mode::User(pb::UserAssignment {
+            user_id: "bob".into(),
+        })),
+    });
+    cfg.update_phone(pb::UpdatePhoneRequest { phone: Some(phone) })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        caller
+            .send(
+                &caller.text_from(&from, "INVITE", &answering.user, &branch(), "INVITE"),
+                primary,
+            )
+            .await;
+        let codes = caller.codes("INVITE", Duration::from_secs(3)).await;
+        if codes.last() == Some(&200) {
+            break;
+        }
+        assert_eq!(codes.last(), Some(&403), "{codes:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the assignment never reached the edge"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        received(&sim, 0),
+        invites + 1,
+        "only the assigned call rang"
+    );
+
+    // A REMOTE phone (config only): requests for its extension are redirected to it.
+    let prefix = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .sip_user_prefix;
+    cfg.create_phone(pb::CreatePhoneRequest {
+        phone: Some(pb::Phone {
+            name: "Field office".into(),
+            kind: pb::PhoneKind::Remote as i32,
+            site_id: "hq".into(),
+            remote_address: "+15550002001".into(),
+            assignment: Some(pb::Assignment {
+                mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
+                    extension: "2001".into(),
+                })),
+            }),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let redirect = loop {
+        caller
+            .send(
+                &caller.text("INVITE", &format!("{prefix}2001"), &branch(), "INVITE"),
+                secondary,
+            )
+            .await;
+        let r = caller.responses("INVITE", Duration::from_secs(3)).await;
+        if r.last().is_some_and(|m| status(m) == 302) {
+            break r.last().unwrap().clone();
+        }
+        assert!(Instant::now() < deadline, "never redirected: {r:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        headers(&redirect, "contact"),
+        ["<tel:+15550002001>"],
+        "{redirect}"
     );
 
     // Restart and resync from the config API: one NOTIFY each, sent by the primary edge,

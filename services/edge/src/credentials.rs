@@ -12,8 +12,11 @@ use std::{
 use dialtone_config::{placement, settings::effective};
 use dialtone_proto::config::v1::{
     BaseSettings, Edge, EdgeGroup, MetaBase, Phone, PhoneKind, PhoneSettings, Site,
+    assignment::Mode,
 };
 use dialtone_sip::{digest::Algorithm, registration::Policy};
+
+use crate::remote::RemotePhones;
 
 /// One registrable line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +32,9 @@ pub struct LineEntry {
     pub mwi: bool,
     /// Idle timeout of the line's WebSocket flows, when persistent connections are on.
     pub persistent_timeout_s: Option<u32>,
+    /// The phone is assigned to no user and no site: it registers, but calls and
+    /// messages from it are refused.
+    pub unassigned: bool,
 }
 
 impl LineEntry {
@@ -53,6 +59,7 @@ struct PhoneRec {
     site: String,
     overrides: Option<Box<PhoneSettings>>,
     lines: Vec<LineCreds>,
+    unassigned: bool,
 }
 
 struct LineCreds {
@@ -91,6 +98,8 @@ pub struct CredentialCache {
     sites: HashMap<String, String>,
     /// Edge group id → its configured edges.
     groups: HashMap<String, Vec<Edge>>,
+    /// REMOTE phones, by the user they answer to.
+    pub remote: RemotePhones,
 }
 
 impl CredentialCache {
@@ -103,6 +112,7 @@ impl CredentialCache {
             base_phones: HashMap::new(),
             sites: HashMap::new(),
             groups: HashMap::new(),
+            remote: RemotePhones::default(),
         }
     }
 
@@ -110,11 +120,13 @@ impl CredentialCache {
     pub fn put_site(&mut self, site: &Site) {
         self.sites
             .insert(site.id.clone(), site.edge_group_id.clone());
+        self.remote.put_site(site);
     }
 
     /// A site was deleted.
     pub fn remove_site(&mut self, id: &str) {
         self.sites.remove(id);
+        self.remote.remove_site(id);
     }
 
     /// An edge group was created or changed.
@@ -192,6 +204,7 @@ impl CredentialCache {
 
     /// A phone was created or changed.
     pub fn put_phone(&mut self, phone: &Phone) -> Change {
+        self.remote.put_phone(phone);
         let id: Arc<str> = self
             .phones
             .get_key_value(phone.id.as_str())
@@ -232,6 +245,10 @@ impl CredentialCache {
                     }
                 })
                 .collect(),
+            unassigned: !matches!(
+                phone.assignment.as_ref().and_then(|a| a.mode.as_ref()),
+                Some(Mode::User(_) | Mode::Site(_))
+            ),
         };
         self.base_phones
             .entry(rec.base.clone())
@@ -244,6 +261,7 @@ impl CredentialCache {
 
     /// A phone was deleted.
     pub fn remove_phone(&mut self, id: &str) -> Change {
+        self.remote.remove_phone(id);
         let Some((id, old)) = self.phones.remove_entry(id) else {
             return Change::default();
         };
@@ -326,6 +344,7 @@ impl CredentialCache {
                     policy,
                     mwi: s.mwi_enabled.unwrap_or(false),
                     persistent_timeout_s,
+                    unassigned: rec.unassigned,
                 }),
             );
         }

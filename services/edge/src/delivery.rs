@@ -40,7 +40,7 @@ use crate::{
 /// Marks a request one edge hands another: deliver it locally, never forward it again.
 pub const FORWARDED: &str = "X-Dialtone-Forwarded";
 /// [`FORWARDED`] as the parser names headers (canonical, lowercase).
-const FORWARDED_CANONICAL: &str = "x-dialtone-forwarded";
+pub const FORWARDED_CANONICAL: &str = "x-dialtone-forwarded";
 
 /// Methods delivered to phones.
 pub fn delivered(method: &str) -> bool {

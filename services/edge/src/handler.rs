@@ -28,7 +28,7 @@ use crate::{
     directory::Directory,
     metrics::{Reason, Stats},
     phone::{Forget, Register, RegisterJob},
-    replies::{ALLOW, Local, OutRequest, new_branch},
+    replies::{ALLOW, Local, OutRequest, UNASSIGNED_REASON, new_branch},
     settings::EdgeSettings,
     transport::{Flows, Peer, Replier, Transport},
     uac::Uac,
@@ -97,6 +97,21 @@ impl Handler {
         });
         let _ = h.me.set(Arc::downgrade(&h));
         h
+    }
+
+    /// The line a request comes from: its From user, when that is one of ours.
+    fn sending_line(&self, m: &Message) -> Option<Arc<LineEntry>> {
+        let from = dialtone_sip::header::parse_name_addr(m.get("from")?).ok()?;
+        self.cache.read().lookup(from.uri.user?)
+    }
+
+    /// Where a request for a REMOTE phone is redirected (its Request-URI's user).
+    fn remote_target(&self, m: &Message) -> Option<String> {
+        let StartLine::Request { uri, .. } = &m.start else {
+            return None;
+        };
+        let u = dialtone_sip::uri::parse(uri).ok()?;
+        self.cache.read().remote.target(u.user?).map(str::to_owned)
     }
 
     /// The line a request is for: its Request-URI's user, when that is one of ours.
@@ -189,6 +204,27 @@ impl Handler {
                 }
                 return;
             }
+        }
+        // Calls and messages from an unassigned phone are refused, whatever they are for (an
+        // edge handing one over has checked already).
+        if matches!(method.as_str(), "INVITE" | "MESSAGE")
+            && m.get(crate::delivery::FORWARDED_CANONICAL).is_none()
+            && self.sending_line(&m).is_some_and(|l| l.unassigned)
+        {
+            reply.send(
+                self.responder()
+                    .reply(&m, &src, 403, UNASSIGNED_REASON, vec![]),
+            );
+            return;
+        }
+        if crate::delivery::delivered(&method)
+            && self.addressed_line(&m).is_none()
+            && let Some(target) = self.remote_target(&m)
+        {
+            // A REMOTE phone: config only, reached at its remote address.
+            let extra = vec![("Contact", format!("<{target}>"))];
+            reply.send(self.responder().reply(&m, &src, 302, "", extra));
+            return;
         }
         if crate::delivery::delivered(&method)
             && let Some(line) = self.addressed_line(&m)

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod phone;
 pub mod phone_state;
 pub mod publisher;
+pub mod remote;
 pub mod replies;
 pub mod settings;
 pub mod transport;

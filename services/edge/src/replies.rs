@@ -12,6 +12,9 @@ use dialtone_sip::{
 
 use crate::transport::Transport;
 
+/// Reason phrase of the 403 refusing calls and messages from an unassigned phone.
+pub const UNASSIGNED_REASON: &str = "Phone Not Assigned to a User or Site";
+
 /// Methods the edge answers itself (the Allow header).
 pub const ALLOW: &str = "REGISTER, OPTIONS, SUBSCRIBE, NOTIFY, ACK";
 
