@@ -11,6 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use dialtone_config::placement;
 use dialtone_phonesim::{
     Sim, SimConfig,
     https::client_config,
@@ -371,6 +372,76 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
         [0, 1, 2].map(|i| stats.calls[i].load(Relaxed)),
         [0, 1, 2],
         "answered, rang, rejected"
+    );
+
+    // A third edge joins the group: the phones it now serves are registered elsewhere than
+    // assigned. The dry run lists exactly them (resync for the desk phones, restart for the
+    // softphone, whose profile applies changes at a reboot); --apply requests the moves.
+    let mut group = cfg
+        .get_edge_group(pb::GetRequest { id: "eg".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    group.edges.push(pb::Edge {
+        node_id: "node-9".into(),
+        addresses: Some(pb::SipAddresses {
+            udp: "127.0.0.1:9".into(),
+            ..Default::default()
+        }),
+    });
+    let edges = group.edges.clone();
+    cfg.update_edge_group(pb::UpdateEdgeGroupRequest {
+        edge_group: Some(group),
+    })
+    .await
+    .unwrap();
+    let movers: Vec<&ManagedDevice> = devices
+        .iter()
+        .filter(|d| {
+            let p = placement::place(&d.phone_id, &edges, true).unwrap();
+            p.primary.node_id == "node-9" || p.secondary.is_some_and(|e| e.node_id == "node-9")
+        })
+        .collect();
+    assert!(
+        !movers.is_empty(),
+        "rendezvous gives the new edge some phones"
+    );
+    let ask = |dry_run| pb::RebalanceSiteRequest {
+        site_id: "hq".into(),
+        dry_run,
+    };
+    let plan = cfg.rebalance_site(ask(true)).await.unwrap().into_inner();
+    assert_eq!(plan.phones_checked, total);
+    assert_eq!(plan.requested, 0);
+    let mut moved: Vec<&str> = plan.moves.iter().map(|m| m.phone_id.as_str()).collect();
+    let mut want: Vec<&str> = movers.iter().map(|d| d.phone_id.as_str()).collect();
+    moved.sort();
+    want.sort();
+    assert_eq!(moved, want);
+    for m in &plan.moves {
+        assert!(m.assigned_edges.contains(&"node-9".to_owned()), "{m:?}");
+        assert!(!m.registered_edges.contains(&"node-9".to_owned()), "{m:?}");
+        let expected = if m.phone_id == soft_id {
+            pb::PhoneMoveAction::Restart
+        } else {
+            pb::PhoneMoveAction::Resync
+        };
+        assert_eq!(m.action(), expected, "{m:?}");
+    }
+    let applied = cfg.rebalance_site(ask(false)).await.unwrap().into_inner();
+    assert_eq!(applied.requested, movers.len() as u64);
+    let mut viewer = sb.nodes[0].config_client(VIEWER_TOKEN).await.unwrap();
+    assert_eq!(
+        viewer.rebalance_site(ask(true)).await.unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    let missing = pb::RebalanceSiteRequest {
+        site_id: "nowhere".into(),
+        dry_run: true,
+    };
+    assert_eq!(
+        cfg.rebalance_site(missing).await.unwrap_err().code(),
+        tonic::Code::NotFound
     );
     sim.stop(false, 1).await;
 }

@@ -46,7 +46,12 @@ impl Act {
         }
     }
 
-    fn action(self, phone_id: &str, requested_by: &str, action_id: String) -> PhoneAction {
+    pub(crate) fn action(
+        self,
+        phone_id: &str,
+        requested_by: &str,
+        action_id: String,
+    ) -> PhoneAction {
         let mut a = PhoneAction {
             phone_id: phone_id.to_owned(),
             reboot: self == Act::Restart,

@@ -18,6 +18,7 @@ mod migrate;
 mod objects;
 pub mod phones;
 pub mod placement;
+pub mod rebalance;
 mod repo;
 pub mod service;
 pub mod settings;

@@ -467,6 +467,21 @@ impl ConfigService for ConfigApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn rebalance_site(
+        &self,
+        req: Request<pb::RebalanceSiteRequest>,
+    ) -> Result<Response<pb::RebalanceSiteResponse>, Status> {
+        let who = self.auth(&req, Permission::Edit)?;
+        let r = req.into_inner();
+        if r.site_id.is_empty() {
+            return Err(ConfigError::invalid("site_id", "is required").into());
+        }
+        ok(self
+            .core
+            .rebalance_site(&r.site_id, !r.dry_run, &format!("config/{who}"))
+            .await)
+    }
+
     async fn restart_phone(
         &self,
         req: Request<pb::PhoneActionRequest>,

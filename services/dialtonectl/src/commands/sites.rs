@@ -8,7 +8,7 @@ use dialtone_proto::config::v1 as pb;
 
 use crate::{
     Client,
-    output::{Format, json, table},
+    output::{Format, enum_name, json, table},
 };
 
 #[derive(Subcommand, Debug)]
@@ -23,6 +23,17 @@ pub enum SiteCmd {
     List,
     /// Delete (refused while phones use it).
     Delete(DeleteArgs),
+    /// Move the site's phones to their assigned edges (after a change of its edge group):
+    /// lists the phones registered elsewhere (a dry run unless --apply); with --apply, asks
+    /// each managed one to fetch its configuration again (resync, or restart when its
+    /// profile applies changes only at a reboot). Hand-configured phones are listed.
+    Rebalance {
+        /// Site id.
+        id: String,
+        /// Request the resyncs and restarts (default: only show the moves).
+        #[arg(long)]
+        apply: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -142,6 +153,44 @@ pub async fn run(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()
             })
             .await?;
             println!("site {} deleted", d.id);
+            Ok(())
+        }
+        SiteCmd::Rebalance { id, apply } => {
+            let r = c
+                .rebalance_site(pb::RebalanceSiteRequest {
+                    site_id: id,
+                    dry_run: !apply,
+                })
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            table(
+                &["phone", "name", "registered at", "assigned", "move"],
+                r.moves
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.phone_id.clone(),
+                            m.name.clone(),
+                            m.registered_edges.join(","),
+                            m.assigned_edges.join(","),
+                            enum_name(m.action().as_str_name(), "PHONE_MOVE_ACTION_"),
+                        ]
+                    })
+                    .collect(),
+            );
+            println!(
+                "{} phones checked, {} to move, {}",
+                r.phones_checked,
+                r.moves.len(),
+                if apply {
+                    format!("{} resyncs or restarts requested", r.requested)
+                } else {
+                    "dry run (--apply to request the moves)".into()
+                }
+            );
             Ok(())
         }
     }
