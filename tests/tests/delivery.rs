@@ -13,7 +13,7 @@ use std::{
 };
 
 use dialtone_config::placement;
-use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, SimTransport};
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
@@ -41,7 +41,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         .await
         .unwrap();
     let group = dialtone_tests::fleet::placement_edges(&edges);
-    let phones = import(&mut cfg, 3, "dlv").await.unwrap();
+    let phones = import(&mut cfg, 4, "dlv").await.unwrap();
     let node_addr = |n: &str| if n == "node-1" { udp(1) } else { udp(2) };
     let spec = |(id, user, password): &(String, String, String)| {
         let p = placement::place(id, &group, true).unwrap();
@@ -58,6 +58,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         }
     };
     let (answering, ringing, absent) = (spec(&phones[0]), spec(&phones[1]), &phones[2]);
+    let over_tcp = spec(&phones[3]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cfg_sim = SimConfig {
         expires: 20,
@@ -76,6 +77,17 @@ async fn requests_reach_a_phone_once_through_either_edge() {
     )
     .await
     .unwrap();
+    // A phone registered over TCP to both edges: each edge holds a TCP flow of its own.
+    let tcp_sim = Sim::start(
+        SimConfig {
+            expires: 20,
+            transport: SimTransport::Tcp,
+            ..SimConfig::default()
+        },
+        vec![over_tcp.clone()],
+    )
+    .await
+    .unwrap();
     let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
     let start = Instant::now();
     while st
@@ -86,7 +98,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         .sites
         .first()
         .map_or(0, |s| s.operational)
-        < 2
+        < 3
     {
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -146,6 +158,38 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         1,
         "one INVITE for a dual-registered phone"
     );
+
+    // The TCP phone: a request through its secondary reaches it over a TCP flow (the
+    // primary's, handed over), once.
+    let mut edge = sb.nodes[1].edge_client(ADMIN_TOKEN).await.unwrap();
+    let flows = edge
+        .list_bindings(epb::ListBindingsRequest {
+            phone_id: over_tcp.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .bindings;
+    assert!(
+        flows
+            .iter()
+            .flat_map(|b| &b.contacts)
+            .all(|c| c.transport() == epb::SipTransport::Tcp),
+        "{flows:?}"
+    );
+    caller
+        .send(
+            &caller.text("MESSAGE", &over_tcp.user, &branch(), "MESSAGE"),
+            over_tcp.registrars[1],
+        )
+        .await;
+    assert_eq!(
+        caller.codes("MESSAGE", Duration::from_secs(5)).await.last(),
+        Some(&200)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(tcp_sim.stats().received[3].load(Relaxed), 1);
+    tcp_sim.stop(true, 1).await;
 
     // A phone that only rings: CANCEL gives 200 and 487 for the INVITE.
     let b = branch();

@@ -1,5 +1,5 @@
 //! A simulated phone fleet: each phone registers to every registrar it was given (its
-//! primary and secondary edge) over UDP with digest authentication, refreshes at half the
+//! primary and secondary edge) over UDP or TCP ([`SimTransport`]) with digest authentication, refreshes at half the
 //! granted expiry, and answers what edges deliver to it (OPTIONS, NOTIFY check-sync,
 //! MESSAGE, INVITE with 180 then 200 or a rejection). Counters and a latency histogram
 //! measure it; [`Sim::sample`] gives the per-second view (how many phones are fully,
@@ -19,6 +19,7 @@
 pub mod https;
 pub mod managed;
 pub mod stats;
+mod tcp;
 pub mod wire;
 
 use std::{
@@ -86,6 +87,29 @@ pub struct SimConfig {
     pub provisioning: Option<managed::ProvisioningSource>,
     /// The audio devices softphones list at start.
     pub devices: Devices,
+    /// UDP (shared sockets) or TCP (a connection per phone and registrar).
+    pub transport: SimTransport,
+}
+
+/// How the phones reach their registrars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimTransport {
+    /// Shared UDP sockets; requests retransmitted on timers.
+    #[default]
+    Udp,
+    /// One TCP connection per phone and registrar, kept open (its flow), re-opened after a
+    /// loss; requests delivered to the phone come back over it.
+    Tcp,
+}
+
+impl SimTransport {
+    /// As Via and Contact name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SimTransport::Udp => "UDP",
+            SimTransport::Tcp => "TCP",
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -99,6 +123,7 @@ impl Default for SimConfig {
             timeout: Duration::from_secs(4),
             provisioning: None,
             devices: Devices::default(),
+            transport: SimTransport::Udp,
         }
     }
 }
@@ -123,6 +148,8 @@ struct Phone {
     audio: Option<Mutex<AudioState>>,
     /// A managed phone's document ETag.
     etag: Mutex<Option<String>>,
+    /// Per registrar: the TCP connection (TCP fleets).
+    tcp: Vec<tokio::sync::Mutex<Option<tcp::TcpLink>>>,
 }
 
 impl Registration {
@@ -205,9 +232,20 @@ impl Inner {
     }
 
     /// One REGISTER (answering a challenge when one comes); returns the expiry granted.
-    async fn register(&self, p: &Phone, which: usize, expires: u32) -> Result<u32, Failure> {
+    async fn register(
+        self: &Arc<Self>,
+        p: &Phone,
+        which: usize,
+        expires: u32,
+    ) -> Result<u32, Failure> {
         let registrar = p.spec.registrars[which];
-        let local = self.local(p.socket);
+        let link = match self.cfg.transport {
+            SimTransport::Tcp => Some(self.tcp_link(p, which).await?),
+            SimTransport::Udp => None,
+        };
+        let local = link
+            .as_ref()
+            .map_or_else(|| self.local(p.socket), |l| l.local);
         for _ in 0..3 {
             let (text, key) = {
                 let mut guard = p.regs[which].lock();
@@ -240,7 +278,7 @@ impl Inner {
                     domain: &p.spec.domain,
                     registrar,
                     local,
-                    transport: "UDP",
+                    transport: self.cfg.transport.name(),
                     call_id: &r.call_id,
                     cseq: r.cseq,
                     expires,
@@ -249,7 +287,10 @@ impl Inner {
                 debug_assert_eq!(reg.uri(), uri);
                 (reg.text(), txn_key(&r.call_id, r.cseq))
             };
-            let resp = self.transact(p.socket, registrar, key, &text).await?;
+            let resp = match &link {
+                Some(l) => l.transact(key, &text, self.cfg.timeout).await?,
+                None => self.transact(p.socket, registrar, key, &text).await?,
+            };
             let StartLine::Response { code, .. } = resp.start else {
                 return Err(Failure::Rejected);
             };
@@ -379,92 +420,91 @@ impl Inner {
                 continue;
             };
             let Ok(m) = parse(&buf[..n]) else { continue };
-            match &m.start {
-                StartLine::Response { code, .. } => {
-                    if *code < 200 {
-                        continue;
+            let send = |b: Vec<u8>| {
+                let _ = sock.try_send_to(&b, from);
+            };
+            self.on_message(m, from, &self.pending[socket], &send);
+        }
+    }
+
+    /// One message from `from` (over UDP or a TCP link): a response goes to its
+    /// transaction in `pending`, a request is answered through `send`.
+    fn on_message(
+        self: &Arc<Self>,
+        m: Message,
+        from: SocketAddr,
+        pending: &Pending,
+        send: &dyn Fn(Vec<u8>),
+    ) {
+        match &m.start {
+            StartLine::Response { code, .. } => {
+                if *code < 200 {
+                    return;
+                }
+                let key = m
+                    .get("call-id")
+                    .zip(
+                        m.get("cseq")
+                            .and_then(|c| c.split_whitespace().next()?.parse().ok()),
+                    )
+                    .map(|(id, n)| txn_key(id, n));
+                if let Some(tx) = key.and_then(|k| pending.lock().remove(&k)) {
+                    let _ = tx.send(m);
+                }
+            }
+            StartLine::Request { method, .. } => {
+                let method = method.clone();
+                self.stats.receive(&method);
+                if !wire::request_user(&m).is_some_and(|u| self.by_user.contains_key(u)) {
+                    self.stats.misdelivered.fetch_add(1, Relaxed);
+                    send(wire::respond(&m, from, 404, "sim"));
+                    return;
+                }
+                if method == "NOTIFY"
+                    && wire::event(&m).is_some_and(|e| e.starts_with("check-sync"))
+                {
+                    self.stats.check_syncs.fetch_add(1, Relaxed);
+                    let reboot = wire::event(&m).is_some_and(|e| e.contains("reboot=true"));
+                    if reboot {
+                        self.stats.reboots.fetch_add(1, Relaxed);
                     }
-                    let key = m
-                        .get("call-id")
-                        .zip(
-                            m.get("cseq")
-                                .and_then(|c| c.split_whitespace().next()?.parse().ok()),
-                        )
-                        .map(|(id, n)| txn_key(id, n));
-                    if let Some(tx) = key.and_then(|k| self.pending[socket].lock().remove(&k)) {
-                        let _ = tx.send(m);
+                    if let Some(&i) = wire::request_user(&m).and_then(|u| self.by_user.get(u))
+                        && self.phones[i].spec.managed.is_some()
+                        && self.cfg.provisioning.is_some()
+                    {
+                        tokio::spawn(self.clone().resync(i, reboot));
                     }
                 }
-                StartLine::Request { method, .. } => {
-                    let method = method.clone();
-                    self.stats.receive(&method);
-                    if !wire::request_user(&m).is_some_and(|u| self.by_user.contains_key(u)) {
-                        self.stats.misdelivered.fetch_add(1, Relaxed);
-                        let _ = sock
-                            .send_to(&wire::respond(&m, from, 404, "sim"), from)
-                            .await;
-                        continue;
+                let tag = format!("{:08x}", rand::random::<u32>());
+                let branch = m
+                    .top_via()
+                    .and_then(|v| v.param("branch").map(str::to_owned));
+                if method == "CANCEL"
+                    && let Some((invite, tag)) =
+                        branch.as_ref().and_then(|b| self.ringing.lock().remove(b))
+                {
+                    send(wire::respond(&m, from, 200, &tag));
+                    send(wire::respond(&invite, from, 487, &tag));
+                    return;
+                }
+                let answer = match wire::request_user(&m).and_then(|u| self.by_user.get(u)) {
+                    Some(&i) if method == "INVITE" && self.phones[i].audio.is_some() => {
+                        self.softphone_answer(i)
                     }
-                    if method == "NOTIFY"
-                        && wire::event(&m).is_some_and(|e| e.starts_with("check-sync"))
-                    {
-                        self.stats.check_syncs.fetch_add(1, Relaxed);
-                        let reboot = wire::event(&m).is_some_and(|e| e.contains("reboot=true"));
-                        if reboot {
-                            self.stats.reboots.fetch_add(1, Relaxed);
-                        }
-                        if let Some(&i) = wire::request_user(&m).and_then(|u| self.by_user.get(u))
-                            && self.phones[i].spec.managed.is_some()
-                            && self.cfg.provisioning.is_some()
-                        {
-                            tokio::spawn(self.clone().resync(i, reboot));
+                    _ => wire::answer_for(&method, self.cfg.invite_answer),
+                };
+                match answer {
+                    Answer::Nothing => {}
+                    Answer::Final(code) => send(wire::respond(&m, from, code, &tag)),
+                    Answer::RingOnly => {
+                        send(wire::respond(&m, from, 180, &tag));
+                        if let Some(b) = branch {
+                            self.ringing.lock().insert(b, (m, tag));
                         }
                     }
-                    let tag = format!("{:08x}", rand::random::<u32>());
-                    let branch = m
-                        .top_via()
-                        .and_then(|v| v.param("branch").map(str::to_owned));
-                    if method == "CANCEL"
-                        && let Some((invite, tag)) =
-                            branch.as_ref().and_then(|b| self.ringing.lock().remove(b))
-                    {
-                        let _ = sock
-                            .send_to(&wire::respond(&m, from, 200, &tag), from)
-                            .await;
-                        let _ = sock
-                            .send_to(&wire::respond(&invite, from, 487, &tag), from)
-                            .await;
-                        continue;
-                    }
-                    let answer = match wire::request_user(&m).and_then(|u| self.by_user.get(u)) {
-                        Some(&i) if method == "INVITE" && self.phones[i].audio.is_some() => {
-                            self.softphone_answer(i)
-                        }
-                        _ => wire::answer_for(&method, self.cfg.invite_answer),
-                    };
-                    match answer {
-                        Answer::Nothing => {}
-                        Answer::Final(code) => {
-                            let _ = sock
-                                .send_to(&wire::respond(&m, from, code, &tag), from)
-                                .await;
-                        }
-                        Answer::RingOnly => {
-                            let _ = sock
-                                .send_to(&wire::respond(&m, from, 180, &tag), from)
-                                .await;
-                            if let Some(b) = branch {
-                                self.ringing.lock().insert(b, (m, tag));
-                            }
-                        }
-                        Answer::RingThen(code) => {
-                            let _ = sock
-                                .send_to(&wire::respond(&m, from, 180, &tag), from)
-                                .await;
-                            let _ = sock
-                                .send_to(&wire::respond(&m, from, code, &tag), from)
-                                .await;
-                        }
+                    Answer::RingThen(code) => {
+                        send(wire::respond(&m, from, 180, &tag));
+                        send(wire::respond(&m, from, code, &tag));
                     }
                 }
             }
@@ -513,6 +553,11 @@ impl Sim {
                     .and_then(|s| Rules::from_settings(s).ok())
                     .map(|r| Mutex::new(AudioState::new(r, cfg.devices.clone()))),
                 etag: Mutex::new(spec.managed.as_ref().and_then(|m| m.etag.clone())),
+                tcp: spec
+                    .registrars
+                    .iter()
+                    .map(|_| tokio::sync::Mutex::new(None))
+                    .collect(),
                 spec,
             })
             .collect();

@@ -19,7 +19,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use dialtone_phonesim::{
-    PhoneSpec, Sim, SimConfig,
+    PhoneSpec, Sim, SimConfig, SimTransport,
     https::client_config,
     managed::{ManagedDevice, ProvisioningSource, boot},
     stats::Histogram,
@@ -90,6 +90,10 @@ enum Cmd {
         /// UDP sockets shared by the phones.
         #[arg(long, default_value_t = 16)]
         sockets: usize,
+        /// `udp` (shared sockets) or `tcp` (a connection per phone and registrar; mind the
+        /// open-files limit: two per phone).
+        #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+        transport: String,
         /// Final answer to INVITEs (after 180 when 2xx).
         #[arg(long, default_value_t = 200)]
         invite_answer: u16,
@@ -328,6 +332,7 @@ async fn main() -> anyhow::Result<()> {
             expires,
             duration,
             sockets,
+            transport,
             invite_answer,
             no_unregister,
             provisioning,
@@ -354,6 +359,11 @@ async fn main() -> anyhow::Result<()> {
                     start_rate: rate,
                     invite_answer,
                     provisioning: source,
+                    transport: if transport == "tcp" {
+                        SimTransport::Tcp
+                    } else {
+                        SimTransport::Udp
+                    },
                     ..SimConfig::default()
                 },
                 phones,
