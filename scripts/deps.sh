@@ -3,7 +3,9 @@
 # protoc and its well-known types (etcd-client's build script needs them) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
 # sipvicious (the attacker's tools), baresip and linphonec (real softphones), Prometheus
-# (its server scrapes a node; promtool checks the alert rules) and cargo-nextest.
+# (its server scrapes a node; promtool checks the alert rules) and cargo-nextest. With
+# --bench, also the peers the benchmarks in loadtest/ measure against: Kamailio (sip-bench)
+# and nginx (provisioning-bench).
 set -euo pipefail
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -12,7 +14,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 # protoc's well-known types (google/protobuf/descriptor.proto, which etcd's protos import)
 # come with libprotobuf-dev, only a recommendation of protobuf-compiler.
 [ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
-if [ "${1:-}" = "--test" ]; then
+mode="${1:-}"
+if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v etcd >/dev/null || need+=(etcd-server)
   command -v sipp >/dev/null || need+=(sip-tester)
   command -v socat >/dev/null || need+=(socat)
@@ -22,11 +25,15 @@ if [ "${1:-}" = "--test" ]; then
   command -v promtool >/dev/null || need+=(prometheus)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
+if [ "$mode" = "--bench" ]; then
+  command -v kamailio >/dev/null || need+=(kamailio)
+  command -v nginx >/dev/null || need+=(nginx-light)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ "${1:-}" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
+if [ "$mode" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
