@@ -10,6 +10,7 @@ use std::{
 };
 
 pub mod fleet;
+pub mod pki;
 pub mod sip;
 pub mod softphones;
 

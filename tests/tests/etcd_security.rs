@@ -11,10 +11,10 @@ use std::{
 };
 
 use dialtone_proto::config::v1 as cpb;
+use dialtone_tests::pki::TestCa;
 use dialtone_tests::{
     ADMIN_TOKEN, Node, NodeSpec, binary, fleet::seed_site, free_port, wait_or_kill,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 
 struct Pki {
     ca: PathBuf,
@@ -24,36 +24,12 @@ struct Pki {
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, as PEM files.
 fn pki(dir: &Path) -> Pki {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "dialtone test ca");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let write = |name: &str, pem: String| {
-        let p = dir.join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    let leaf = |name: &str, cn: &str| {
-        let key = KeyPair::generate().unwrap();
-        let mut params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        (
-            write(&format!("{name}.pem"), cert.pem()),
-            write(&format!("{name}-key.pem"), key.serialize_pem()),
-        )
-    };
-    let server = leaf("server", "etcd");
-    let client = leaf("client", "dialtone-client");
+    let ca = TestCa::new(dir, "dialtone test ca");
+    let names = ["127.0.0.1", "localhost"];
     Pki {
-        ca: write("ca.pem", ca_cert.pem()),
-        server,
-        client,
+        server: ca.issue("server", "etcd", &names, false),
+        client: ca.issue("client", "dialtone-client", &names, false),
+        ca: ca.cert,
     }
 }
 

@@ -624,46 +624,13 @@ struct DevicePki {
 }
 
 fn device_pki() -> DevicePki {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    };
     let dir = tempfile::tempdir().unwrap();
-    let write = |name: &str, pem: String| {
-        let p = dir.path().join(name);
-        std::fs::write(&p, pem).unwrap();
-        p
-    };
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Device CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let ca = write("ca.pem", ca_cert.pem());
-    let issuer = Issuer::new(ca_params, ca_key);
-    let device = |name: &str, cn: &str, signer: Option<&Issuer<'_, KeyPair>>| {
-        let key = KeyPair::generate().unwrap();
-        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-        p.distinguished_name.push(DnType::CommonName, cn);
-        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let cert = match signer {
-            Some(i) => p.signed_by(&key, i).unwrap(),
-            None => p.self_signed(&key).unwrap(),
-        };
-        (
-            write(&format!("{name}.pem"), cert.pem()),
-            write(&format!("{name}-key.pem"), key.serialize_pem()),
-        )
-    };
-    let poly = device("poly", "00:04:F2:AA:BB:01", Some(&issuer));
-    let yealink = device("yealink", "805ec0aabb02", Some(&issuer));
-    let rogue = device("rogue", "0004f2aabb01", None);
+    let ca = dialtone_tests::pki::TestCa::new(dir.path(), "Device CA");
     DevicePki {
-        ca,
-        poly,
-        yealink,
-        rogue,
+        poly: ca.issue("poly", "00:04:F2:AA:BB:01", &[], true),
+        yealink: ca.issue("yealink", "805ec0aabb02", &[], true),
+        rogue: ca.rogue("rogue", "0004f2aabb01", true),
+        ca: ca.cert,
         _dir: dir,
     }
 }
