@@ -4,7 +4,8 @@
 //! secondary edge it names; the whole fleet ends OPERATIONAL. A profile change reaches
 //! every phone of the profile, paced at the configured rate, and only them; a restart
 //! from the config API makes one phone fetch again and re-register; a softphone rejects,
-//! then rings for, calls as its headset comes and goes.
+//! then rings for, calls as its headset comes and goes; when a third edge joins the group,
+//! `sites rebalance` moves the phones it now serves there.
 
 use std::{
     sync::atomic::Ordering::Relaxed,
@@ -48,7 +49,7 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     let rate = format!("--provisioning-resync-rate={RATE}");
     let sb = ClusterSandbox::with_etcd_args(
         1,
-        &["config,status,provisioning", "edge", "edge"],
+        &["config,status,provisioning", "edge", "edge", "edge"],
         &[
             "--provisioning-tls-cert",
             &cert_s,
@@ -374,18 +375,32 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
         "answered, rang, rejected"
     );
 
-    // A third edge joins the group: the phones it now serves are registered elsewhere than
-    // assigned. The dry run lists exactly them (resync for the desk phones, restart for the
-    // softphone, whose profile applies changes at a reboot); --apply requests the moves.
+    // A third edge joins the group while the desk profile applies changes only at a
+    // reboot (so no reload wave moves anyone): the phones it now serves are registered
+    // elsewhere than assigned. The dry run lists exactly them, to be restarted; --apply
+    // restarts them, they fetch their new edges and move, and the next dry run is empty
+    // with the whole fleet OPERATIONAL again.
+    let mut ac = cfg
+        .get_base_settings(pb::GetRequest { id: "ac".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    ac.settings.get_or_insert_default().dynamic_reload = Some(false);
+    cfg.update_base_settings(pb::UpdateBaseSettingsRequest {
+        base_settings: Some(ac),
+    })
+    .await
+    .unwrap();
     let mut group = cfg
         .get_edge_group(pb::GetRequest { id: "eg".into() })
         .await
         .unwrap()
         .into_inner();
+    let (third, third_udp) = sb.udp_edges(&[3])[0].clone();
     group.edges.push(pb::Edge {
-        node_id: "node-9".into(),
+        node_id: third.to_owned(),
         addresses: Some(pb::SipAddresses {
-            udp: "127.0.0.1:9".into(),
+            udp: third_udp,
             ..Default::default()
         }),
     });
@@ -399,7 +414,7 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
         .iter()
         .filter(|d| {
             let p = placement::place(&d.phone_id, &edges, true).unwrap();
-            p.primary.node_id == "node-9" || p.secondary.is_some_and(|e| e.node_id == "node-9")
+            p.primary.node_id == third || p.secondary.is_some_and(|e| e.node_id == third)
         })
         .collect();
     assert!(
@@ -419,17 +434,27 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     want.sort();
     assert_eq!(moved, want);
     for m in &plan.moves {
-        assert!(m.assigned_edges.contains(&"node-9".to_owned()), "{m:?}");
-        assert!(!m.registered_edges.contains(&"node-9".to_owned()), "{m:?}");
-        let expected = if m.phone_id == soft_id {
-            pb::PhoneMoveAction::Restart
-        } else {
-            pb::PhoneMoveAction::Resync
-        };
-        assert_eq!(m.action(), expected, "{m:?}");
+        assert!(m.assigned_edges.iter().any(|e| e == third), "{m:?}");
+        assert!(!m.registered_edges.iter().any(|e| e == third), "{m:?}");
+        assert_eq!(m.action(), pb::PhoneMoveAction::Restart, "{m:?}");
     }
     let applied = cfg.rebalance_site(ask(false)).await.unwrap().into_inner();
     assert_eq!(applied.requested, movers.len() as u64);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = cfg.rebalance_site(ask(true)).await.unwrap().into_inner();
+        if left.moves.is_empty() && operational(&mut st).await == total {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} phones still to move: {:?}",
+            left.moves.len(),
+            left.moves
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(stats.moved.load(Relaxed) >= movers.len() as u64);
     let mut viewer = sb.nodes[0].config_client(VIEWER_TOKEN).await.unwrap();
     assert_eq!(
         viewer.rebalance_site(ask(true)).await.unwrap_err().code(),

@@ -1,7 +1,8 @@
 //! What a simulated phone does with what reaches it: responses go to their transactions;
 //! requests are answered (OPTIONS, MESSAGE, NOTIFY: 200; INVITE: ringing and an answer, or
 //! the softphone's audio-device rules; CANCEL: 200 and 487); a check-sync makes a managed
-//! phone fetch its configuration again, and reboot when told to.
+//! phone fetch its configuration again (moving to the edges it now names), and reboot when
+//! told to.
 
 use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering::Relaxed};
 
@@ -105,8 +106,16 @@ impl Inner {
         let etag = p.etag.lock().clone();
         match managed::fetch(source, &m.hardware_id, &m.device_password, etag.as_deref()).await {
             Ok(r) if r.status == 200 => {
-                *p.etag.lock() = r.etag;
+                *p.etag.lock() = r.etag.clone();
                 self.stats.fetches[0].fetch_add(1, Relaxed);
+                let device = managed::ManagedDevice {
+                    phone_id: p.spec.phone_id.clone(),
+                    hardware_id: m.hardware_id.clone(),
+                    password: m.device_password.clone(),
+                };
+                if let Ok(doc) = managed::parse_document(&r.body, &device) {
+                    self.follow(i, &doc.registrars).await;
+                }
             }
             Ok(r) if r.status == 304 => {
                 self.stats.fetches[1].fetch_add(1, Relaxed);
@@ -117,6 +126,24 @@ impl Inner {
         }
         if reboot {
             self.reboot(i);
+        }
+    }
+
+    /// A managed phone whose configuration names other edges: it leaves each registrar that
+    /// changed (Expires: 0) and registers at the new one at once. The number of
+    /// registrations stays what it booted with.
+    async fn follow(self: &Arc<Self>, i: usize, registrars: &[SocketAddr]) {
+        let p = &self.phones[i];
+        for (r, new) in registrars.iter().enumerate().take(p.registrars.len()) {
+            if p.registrar(r) == *new {
+                continue;
+            }
+            let _ = self.register(p, r, 0).await;
+            *p.registrars[r].lock() = *new;
+            *p.regs[r].lock() = Registration::new(r);
+            p.until_ms[r].store(0, Relaxed);
+            p.wake[r].notify_one();
+            self.stats.moved.fetch_add(1, Relaxed);
         }
     }
 

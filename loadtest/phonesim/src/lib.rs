@@ -151,6 +151,15 @@ struct Phone {
     etag: Mutex<Option<String>>,
     /// Per registrar: the TCP connection (TCP fleets).
     tcp: Vec<tokio::sync::Mutex<Option<tcp::TcpLink>>>,
+    /// Per registrar: its address now (a managed phone's configuration may move it).
+    registrars: Vec<Mutex<SocketAddr>>,
+}
+
+impl Phone {
+    /// Where registration `which` goes now.
+    fn registrar(&self, which: usize) -> SocketAddr {
+        *self.registrars[which].lock()
+    }
 }
 
 impl Registration {
@@ -239,7 +248,7 @@ impl Inner {
         which: usize,
         expires: u32,
     ) -> Result<u32, Failure> {
-        let registrar = p.spec.registrars[which];
+        let registrar = p.registrar(which);
         let link = match self.cfg.transport {
             SimTransport::Tcp => Some(self.tcp_link(p, which).await?),
             SimTransport::Udp => None,
@@ -416,6 +425,7 @@ impl Sim {
                     .iter()
                     .map(|_| tokio::sync::Mutex::new(None))
                     .collect(),
+                registrars: spec.registrars.iter().map(|a| Mutex::new(*a)).collect(),
                 spec,
             })
             .collect();

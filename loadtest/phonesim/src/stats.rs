@@ -99,6 +99,8 @@ pub struct Stats {
     pub fetches: [AtomicU64; 3],
     /// Simulated reboots done (registrations started over).
     pub rebooted: AtomicU64,
+    /// Registrations moved to another edge after a fetch named it.
+    pub moved: AtomicU64,
     /// Softphones' INVITEs by their audio-device rules: answered, rang, rejected.
     pub calls: [AtomicU64; 3],
     /// Requests for a user this simulator does not hold (a routing error upstream).

@@ -35,6 +35,8 @@ pub(crate) struct TcpLink {
     pub local: SocketAddr,
     pending: Arc<Pending>,
     alive: Arc<AtomicBool>,
+    /// The registrar it goes to.
+    peer: SocketAddr,
 }
 
 impl TcpLink {
@@ -71,10 +73,11 @@ impl Inner {
         let mut slot = p.tcp[which].lock().await;
         if let Some(l) = slot.as_ref()
             && l.alive.load(Relaxed)
+            && l.peer == p.registrar(which)
         {
             return Ok(l.clone());
         }
-        let registrar = p.spec.registrars[which];
+        let registrar = p.registrar(which);
         let socket = if registrar.is_ipv4() {
             TcpSocket::new_v4()
         } else {
@@ -97,6 +100,7 @@ impl Inner {
             local,
             pending: Arc::new(Pending::default()),
             alive: Arc::new(AtomicBool::new(true)),
+            peer: registrar,
         };
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
