@@ -54,8 +54,9 @@ pub struct ProvisioningFlags {
         default_value_t = 10
     )]
     pub provisioning_ban_device_failures: u32,
-    /// Phones per second a dynamic-reload wave resyncs at most (so a profile change reaching
-    /// the whole fleet does not storm the edges).
+    /// Phones per second a dynamic-reload wave resyncs at most on this node (so a profile
+    /// change reaching the whole fleet does not storm the edges; with several provisioning
+    /// nodes each paces its own share).
     #[arg(long, env = "DIALTONE_PROVISIONING_RESYNC_RATE", default_value_t = 50)]
     pub provisioning_resync_rate: u32,
     /// Milliseconds of quiet after a configuration change before its wave starts.
