@@ -46,12 +46,8 @@ impl Act {
         }
     }
 
-    pub(crate) fn action(
-        self,
-        phone_id: &str,
-        requested_by: &str,
-        action_id: String,
-    ) -> PhoneAction {
+    /// The request an edge is handed; `action_id` empty when nobody waits for a report.
+    pub fn action(self, phone_id: &str, requested_by: &str, action_id: String) -> PhoneAction {
         let mut a = PhoneAction {
             phone_id: phone_id.to_owned(),
             reboot: self == Act::Restart,
@@ -131,13 +127,7 @@ impl ConfigCore {
             Err(ConfigError::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
-        Ok(placement::place(phone_id, &group.edges, true)
-            .map(|p| {
-                std::iter::once(p.primary.node_id.clone())
-                    .chain(p.secondary.map(|e| e.node_id.clone()))
-                    .collect()
-            })
-            .unwrap_or_default())
+        Ok(placement::node_ids(phone_id, &group.edges, true))
     }
 
     /// Restarts, resyncs or logs out phone `id` through its edges and reports what each

@@ -30,6 +30,18 @@ fn score(node_id: &str, phone_id: &str) -> u64 {
     u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// The node ids of `phone_id`'s edges over `edges`, primary first (empty when the group has
+/// no edges): what edges and the status role compare bindings with.
+pub fn node_ids(phone_id: &str, edges: &[Edge], secondary: bool) -> Vec<String> {
+    place(phone_id, edges, secondary)
+        .map(|p| {
+            std::iter::once(p.primary.node_id.clone())
+                .chain(p.secondary.map(|e| e.node_id.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The placement of `phone_id` over `edges` (none when the group has no edges).
 pub fn place<'a>(phone_id: &str, edges: &'a [Edge], secondary: bool) -> Option<Placement<'a>> {
     let mut best: Option<(u64, &Edge)> = None;
@@ -89,7 +101,11 @@ mod tests {
         assert_ne!(Some(pri.clone()), sec);
         assert!(sec.is_some());
         let (pri2, none) = ids(place("p", &two, false).unwrap());
-        assert_eq!((pri2, none), (pri, None));
+        assert_eq!((pri2, none), (pri.clone(), None));
+        // The node ids, primary first, are the placement's.
+        assert!(node_ids("p", &[], true).is_empty());
+        assert_eq!(node_ids("p", &two, true), [pri.clone(), sec.unwrap()]);
+        assert_eq!(node_ids("p", &two, false), [pri]);
     }
 
     #[test]

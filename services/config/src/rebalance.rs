@@ -107,13 +107,7 @@ impl ConfigCore {
                 let dynamic_reload = eff
                     .as_ref()
                     .is_some_and(|s| s.dynamic_reload.unwrap_or(false));
-                let assigned: Vec<String> = placement::place(&p.id, &group.edges, secondary)
-                    .map(|pl| {
-                        std::iter::once(pl.primary.node_id.clone())
-                            .chain(pl.secondary.map(|e| e.node_id.clone()))
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let assigned = placement::node_ids(&p.id, &group.edges, secondary);
                 let registered = actions::holders(self.store(), &p.id).await?;
                 if !plan(&assigned, &registered) {
                     continue;

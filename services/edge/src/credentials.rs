@@ -150,13 +150,7 @@ impl CredentialCache {
         else {
             return Vec::new();
         };
-        placement::place(phone_id, group, true)
-            .map(|p| {
-                std::iter::once(p.primary.node_id.clone())
-                    .chain(p.secondary.map(|e| e.node_id.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        placement::node_ids(phone_id, group, true)
     }
 
     /// The line a SIP user belongs to.

@@ -23,7 +23,6 @@ use std::{
 use dialtone_config::{actions, keys, placement};
 use dialtone_proto::{
     config::v1::{Edge, Member},
-    edge::v1::PhoneAction,
     provisioning::v1::{ProvisionState, ReloadProgress},
 };
 use dialtone_store::{Compare, Op, Store};
@@ -326,16 +325,7 @@ async fn handle(
     let Some(edge) = actions::holders(store, phone).await?.into_iter().next() else {
         return Ok(Outcome::NotRegistered);
     };
-    let action = PhoneAction {
-        phone_id: phone.to_owned(),
-        reboot: false,
-        requested_at_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0),
-        requested_by: format!("provisioning/{node}"),
-        ..Default::default()
-    };
+    let action = actions::Act::Resync.action(phone, &format!("provisioning/{node}"), String::new());
     actions::request(store, &edge, &action).await?;
     Ok(Outcome::Sent)
 }
