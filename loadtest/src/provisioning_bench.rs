@@ -29,7 +29,11 @@ use anyhow::{Context, bail};
 use dialtone_loadtest::procfs::{cpu_us, tree};
 use dialtone_phonesim::https::{Connection, Device, TlsConfig, client_config};
 use dialtone_proto::config::v1 as pb;
-use dialtone_tests::{ClusterSandbox, fleet::seed_site, free_port};
+use dialtone_tests::{
+    ClusterSandbox,
+    fleet::{create_profile, seed_site},
+    free_port,
+};
 
 /// One phone: its device credential and files.
 #[derive(Clone)]
@@ -73,15 +77,13 @@ async fn seed(sb: &ClusterSandbox, phones: usize) -> anyhow::Result<Vec<Phone>> 
     let token = sb.nodes[0].admin_token();
     let mut c = sb.nodes[0].config_client(&token).await?;
     seed_site(&mut c, pb::PhoneSettings::default()).await?;
-    c.create_base_settings(pb::CreateBaseSettingsRequest {
-        base_settings: Some(pb::BaseSettings {
-            id: "vvx".into(),
-            name: "VVX".into(),
-            meta_base: pb::MetaBase::PolyVvx as i32,
-            settings: Some(pb::PhoneSettings::default()),
-            version: 0,
-        }),
-    })
+    create_profile(
+        &mut c,
+        "vvx",
+        "VVX",
+        pb::MetaBase::PolyVvx,
+        pb::PhoneSettings::default(),
+    )
     .await?;
     let mut out = Vec::with_capacity(phones);
     for i in 0..phones {

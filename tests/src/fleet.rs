@@ -69,11 +69,22 @@ pub async fn seed_site_on(
         }),
     })
     .await?;
+    create_profile(c, "desk", "Desk", pb::MetaBase::GenericSip, settings).await
+}
+
+/// Creates base-settings profile `id` (display name `name`) of `meta` with `settings`.
+pub async fn create_profile(
+    c: &mut ConfigClient,
+    id: &str,
+    name: &str,
+    meta: pb::MetaBase,
+    settings: pb::PhoneSettings,
+) -> anyhow::Result<()> {
     c.create_base_settings(pb::CreateBaseSettingsRequest {
         base_settings: Some(pb::BaseSettings {
-            id: "desk".into(),
-            name: "Desk".into(),
-            meta_base: pb::MetaBase::GenericSip as i32,
+            id: id.into(),
+            name: name.into(),
+            meta_base: meta as i32,
             settings: Some(settings),
             version: 0,
         }),

@@ -24,7 +24,7 @@ use dialtone_proto::{
 use dialtone_softphone::{Devices, Incoming};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::seed_site_on,
+    fleet::{create_profile, seed_site_on},
     sip::{Caller, branch},
 };
 
@@ -71,43 +71,35 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     .await
     .unwrap();
     // Desk phones: AudioCodes (managed, provisioned with the JSON document).
-    cfg.create_base_settings(pb::CreateBaseSettingsRequest {
-        base_settings: Some(pb::BaseSettings {
-            id: "ac".into(),
-            name: "Desks".into(),
-            meta_base: pb::MetaBase::Audiocodes as i32,
-            settings: Some(pb::PhoneSettings {
-                transport: pb::Transport::Udp as i32,
-                push_credentials: Some(true),
-                dynamic_reload: Some(true),
-                ..Default::default()
-            }),
-            version: 0,
+    let ac = pb::PhoneSettings {
+        transport: pb::Transport::Udp as i32,
+        push_credentials: Some(true),
+        dynamic_reload: Some(true),
+        ..Default::default()
+    };
+    create_profile(&mut cfg, "ac", "Desks", pb::MetaBase::Audiocodes, ac)
+        .await
+        .unwrap();
+    let soft = pb::PhoneSettings {
+        transport: pb::Transport::Udp as i32,
+        push_credentials: Some(true),
+        dynamic_reload: Some(false),
+        softphone: Some(pb::SoftphoneAudio {
+            use_headset: Some(true),
+            headset_name: vec!["Jabra.*".into()],
+            reject_session_when_headset_na: Some(true),
+            sip_code_when_headset_na: Some(486),
+            ..Default::default()
         }),
-    })
-    .await
-    .unwrap();
-    cfg.create_base_settings(pb::CreateBaseSettingsRequest {
-        base_settings: Some(pb::BaseSettings {
-            id: "soft".into(),
-            name: "Agents".into(),
-            meta_base: pb::MetaBase::DesktopSoftphone as i32,
-            settings: Some(pb::PhoneSettings {
-                transport: pb::Transport::Udp as i32,
-                push_credentials: Some(true),
-                dynamic_reload: Some(false),
-                softphone: Some(pb::SoftphoneAudio {
-                    use_headset: Some(true),
-                    headset_name: vec!["Jabra.*".into()],
-                    reject_session_when_headset_na: Some(true),
-                    sip_code_when_headset_na: Some(486),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            version: 0,
-        }),
-    })
+        ..Default::default()
+    };
+    create_profile(
+        &mut cfg,
+        "soft",
+        "Agents",
+        pb::MetaBase::DesktopSoftphone,
+        soft,
+    )
     .await
     .unwrap();
     let mut devices = Vec::new();

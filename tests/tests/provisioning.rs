@@ -108,17 +108,9 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
             },
         ),
     ] {
-        c.create_base_settings(pb::CreateBaseSettingsRequest {
-            base_settings: Some(pb::BaseSettings {
-                id: id.into(),
-                name: id.into(),
-                meta_base: meta as i32,
-                settings: Some(settings),
-                version: 0,
-            }),
-        })
-        .await
-        .unwrap();
+        dialtone_tests::fleet::create_profile(c, id, id, meta, settings)
+            .await
+            .unwrap();
     }
     let mut create = async |name: &str, kind: pb::PhoneKind, base: &str, hw: &str, line: &str| {
         let r = c
