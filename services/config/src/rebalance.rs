@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use dialtone_proto::config::v1::{
-    BaseSettings, MetaBase, Phone, PhoneMove, PhoneMoveAction, RebalanceSiteResponse,
+    BaseSettings, Phone, PhoneMove, PhoneMoveAction, RebalanceSiteResponse,
 };
 use prost::Message;
 use tracing::info;
@@ -22,7 +22,7 @@ use crate::{
     actions::{self, Act},
     error::{ConfigError, Result},
     keys, phones, placement,
-    settings::effective,
+    settings::of_phone,
 };
 
 /// How a misplaced phone is moved.
@@ -96,17 +96,9 @@ impl ConfigCore {
                     };
                     bases.insert(p.base_settings_id.clone(), b);
                 }
-                let eff = bases[&p.base_settings_id].as_ref().map(|b| {
-                    let meta = MetaBase::try_from(b.meta_base).unwrap_or(MetaBase::Unspecified);
-                    let profile = b.settings.clone().unwrap_or_default();
-                    effective(meta, &profile, p.overrides.as_ref())
-                });
-                let secondary = eff
-                    .as_ref()
-                    .is_none_or(|s| s.secondary_registration.unwrap_or(true));
-                let dynamic_reload = eff
-                    .as_ref()
-                    .is_some_and(|s| s.dynamic_reload.unwrap_or(false));
+                let (_, eff) = of_phone(bases[&p.base_settings_id].as_ref(), p.overrides.as_ref());
+                let secondary = eff.secondary_registration.unwrap_or(true);
+                let dynamic_reload = eff.dynamic_reload.unwrap_or(false);
                 let assigned = placement::node_ids(&p.id, &group.edges, secondary);
                 let registered = actions::holders(self.store(), &p.id).await?;
                 if !plan(&assigned, &registered) {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use dialtone_proto::config::v1::{
-    AutoConference, CustomProperty, DtmfMode, MetaBase, PhoneSettings, PropertyType,
+    AutoConference, BaseSettings, CustomProperty, DtmfMode, MetaBase, PhoneSettings, PropertyType,
     SoftphoneAudio, Transport,
 };
 
@@ -169,6 +169,19 @@ pub fn effective(
         Some(o) => merge(&s, o),
         None => s,
     }
+}
+
+/// A phone's meta-base and effective settings from its profile (none: the generic SIP
+/// template, as for a phone without one) and its overrides.
+pub fn of_phone(
+    base: Option<&BaseSettings>,
+    overrides: Option<&PhoneSettings>,
+) -> (MetaBase, PhoneSettings) {
+    let meta = base
+        .and_then(|b| MetaBase::try_from(b.meta_base).ok())
+        .unwrap_or(MetaBase::GenericSip);
+    let profile = base.and_then(|b| b.settings.clone()).unwrap_or_default();
+    (meta, effective(meta, &profile, overrides))
 }
 
 /// Validates every set field of `s` for a phone of `meta`; `path` prefixes field names.

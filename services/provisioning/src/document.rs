@@ -134,12 +134,7 @@ fn resolve(
 
 /// Builds a phone's document.
 pub fn build(i: &Inputs<'_>) -> Document {
-    let meta = i
-        .base
-        .and_then(|b| MetaBase::try_from(b.meta_base).ok())
-        .unwrap_or(MetaBase::GenericSip);
-    let profile = i.base.and_then(|b| b.settings.clone()).unwrap_or_default();
-    let s = settings::effective(meta, &profile, i.phone.overrides.as_ref());
+    let (meta, s) = settings::of_phone(i.base, i.phone.overrides.as_ref());
     let push = s.push_credentials.unwrap_or(false);
     let mut problems = Vec::new();
     let lines = i
