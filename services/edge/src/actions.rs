@@ -8,6 +8,7 @@
 use std::{sync::Arc, time::Duration};
 
 use dialtone_config::keys;
+use dialtone_metrics::Counters;
 use dialtone_proto::edge::v1::{
     NotifyResult, PhoneAction, PhoneActionKind, PhoneActionOutcome, PhoneActionResult,
 };
@@ -20,7 +21,6 @@ use crate::{
     api::{check_sync, log_out},
     error::EdgeError,
     handler::Handler,
-    metrics::Outcomes,
     unix_ms,
 };
 
@@ -30,13 +30,14 @@ pub const MAX_AGE_MS: i64 = 5 * 60 * 1000;
 const CONCURRENCY: usize = 16;
 
 /// Counts of performed actions by outcome.
-pub type ActionCounts = Outcomes<4>;
+pub type ActionCounts = Counters<4>;
 
 /// The family of performed actions, labelled in [`PhoneActionOutcome`] order.
 pub fn counts() -> ActionCounts {
-    Outcomes::new(
+    Counters::new(
         "dialtone_phone_actions_total",
         "Phone actions (check-sync, log-out) performed for other roles, by outcome.",
+        "outcome",
         ["answered", "failed", "not_registered", "expired"],
     )
 }

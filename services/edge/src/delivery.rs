@@ -16,6 +16,7 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_config::keys;
+use dialtone_metrics::Counters;
 use dialtone_proto::{config::v1::Member, edge::v1::Binding};
 use dialtone_sip::{
     Message, StartLine,
@@ -31,7 +32,6 @@ use tracing::debug;
 use crate::{
     credentials::LineEntry,
     handler::Handler,
-    metrics::Outcomes,
     phone::Contacts,
     replies::new_branch,
     transport::{Replier, Transport},
@@ -65,7 +65,7 @@ pub struct Deliveries {
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
     /// By [`Outcome`], in its order.
-    counts: Outcomes<5>,
+    counts: Counters<5>,
 }
 
 impl Default for Deliveries {
@@ -73,9 +73,10 @@ impl Default for Deliveries {
         Self {
             txns: Mutex::default(),
             clients: Mutex::default(),
-            counts: Outcomes::new(
+            counts: Counters::new(
                 "dialtone_edge_deliveries_total",
                 "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout.",
+                "outcome",
                 [
                     "local",
                     "via_edge",

@@ -100,54 +100,6 @@ pub fn transport_index(source: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// One counter family by `outcome`, rendered as Prometheus text.
-pub struct Outcomes<const N: usize> {
-    name: &'static str,
-    help: &'static str,
-    labels: [&'static str; N],
-    counts: [AtomicU64; N],
-}
-
-impl<const N: usize> Outcomes<N> {
-    /// A family `name` with `help` and these outcome labels, all at 0.
-    pub fn new(name: &'static str, help: &'static str, labels: [&'static str; N]) -> Self {
-        Self {
-            name,
-            help,
-            labels,
-            counts: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
-    }
-
-    /// Counts one `outcome` (a label not in the family is ignored).
-    pub fn count(&self, outcome: &str) {
-        if let Some(i) = self.labels.iter().position(|l| *l == outcome) {
-            self.count_at(i);
-        }
-    }
-
-    /// Counts the outcome at `index` of the labels.
-    pub fn count_at(&self, index: usize) {
-        self.counts[index].fetch_add(1, Relaxed);
-    }
-
-    /// Appends the family; `node` adds a `node` label to each series.
-    pub fn render(&self, node: Option<&str>, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# HELP {} {}", self.name, self.help);
-        let _ = writeln!(out, "# TYPE {} counter", self.name);
-        let node = node.map(|n| format!("node=\"{n}\",")).unwrap_or_default();
-        for (label, n) in self.labels.iter().zip(&self.counts) {
-            let _ = writeln!(
-                out,
-                "{}{{{node}outcome=\"{label}\"}} {}",
-                self.name,
-                n.load(Relaxed)
-            );
-        }
-    }
-}
-
 #[derive(Default)]
 pub struct Stats {
     requests: [AtomicU64; METHODS.len() + 1],
@@ -312,7 +264,7 @@ impl Stats {
 
 #[cfg(test)]
 mod tests {
-    use super::{Outcomes, ResponseClasses};
+    use super::ResponseClasses;
     use std::sync::atomic::AtomicU64;
 
     #[test]
@@ -356,26 +308,5 @@ mod tests {
                 format!("dialtone_sip_responses_total{{node=\"e\",class=\"{class}\"}} {n}\n");
             assert!(out.contains(&line), "{line} in {out}");
         }
-    }
-
-    #[test]
-    fn outcomes_render_a_counter_family_with_or_without_a_node() {
-        let o = Outcomes::new("x_total", "Things by outcome.", ["ok", "failed"]);
-        o.count("failed");
-        o.count("failed");
-        o.count("unknown");
-        o.count_at(0);
-        let mut out = String::new();
-        o.render(None, &mut out);
-        assert_eq!(
-            out,
-            "# HELP x_total Things by outcome.\n# TYPE x_total counter\nx_total{outcome=\"ok\"} 1\nx_total{outcome=\"failed\"} 2\n"
-        );
-        let mut out = String::new();
-        o.render(Some("edge-1"), &mut out);
-        assert!(
-            out.contains("x_total{node=\"edge-1\",outcome=\"failed\"} 2\n"),
-            "{out}"
-        );
     }
 }

@@ -1,5 +1,5 @@
-//! Metric primitives shared by every role: a lock-free histogram with fixed bucket bounds
-//! and the Prometheus text helpers that render it. Each role keeps its own counters next to
+//! Metric primitives shared by every role: a lock-free histogram with fixed bucket bounds,
+//! a counter family split by one label, and the Prometheus text helpers that render them. Each role keeps its own counters next to
 //! the code that bumps them and renders them on `/metrics`; the OTLP exporter of the binary
 //! reads that same text back, so there is one source of truth for every value.
 
@@ -76,6 +76,61 @@ impl Histogram {
     }
 }
 
+/// One counter family split by one label with a fixed set of values (an outcome, a
+/// result), rendered as Prometheus text. Counting is one relaxed atomic add.
+pub struct Counters<const N: usize> {
+    name: &'static str,
+    help: &'static str,
+    label: &'static str,
+    values: [&'static str; N],
+    counts: [AtomicU64; N],
+}
+
+impl<const N: usize> Counters<N> {
+    /// A family `name` with `help`, split by `label` into `values`, all at 0.
+    pub fn new(
+        name: &'static str,
+        help: &'static str,
+        label: &'static str,
+        values: [&'static str; N],
+    ) -> Self {
+        Self {
+            name,
+            help,
+            label,
+            values,
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Counts one `value` (a value not in the family is ignored).
+    pub fn count(&self, value: &str) {
+        if let Some(i) = self.values.iter().position(|v| *v == value) {
+            self.count_at(i);
+        }
+    }
+
+    /// Counts the value at `index` of the values.
+    pub fn count_at(&self, index: usize) {
+        self.counts[index].fetch_add(1, Relaxed);
+    }
+
+    /// Appends the family; `node` adds a `node` label to each series.
+    pub fn render(&self, node: Option<&str>, out: &mut String) {
+        header(out, self.name, "counter", self.help);
+        let node = node.map(|n| format!("node=\"{n}\",")).unwrap_or_default();
+        for (value, n) in self.values.iter().zip(&self.counts) {
+            let _ = writeln!(
+                out,
+                "{}{{{node}{}=\"{value}\"}} {}",
+                self.name,
+                self.label,
+                n.load(Relaxed)
+            );
+        }
+    }
+}
+
 /// Writes the `# HELP` and `# TYPE` lines of a family.
 pub fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -120,5 +175,26 @@ mod tests {
     #[test]
     fn escapes_label_values() {
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
+    fn counters_render_a_family_with_or_without_a_node() {
+        let o = Counters::new("x_total", "Things by outcome.", "outcome", ["ok", "failed"]);
+        o.count("failed");
+        o.count("failed");
+        o.count("unknown");
+        o.count_at(0);
+        let mut out = String::new();
+        o.render(None, &mut out);
+        assert_eq!(
+            out,
+            "# HELP x_total Things by outcome.\n# TYPE x_total counter\nx_total{outcome=\"ok\"} 1\nx_total{outcome=\"failed\"} 2\n"
+        );
+        let mut out = String::new();
+        o.render(Some("edge-1"), &mut out);
+        assert!(
+            out.contains("x_total{node=\"edge-1\",outcome=\"failed\"} 2\n"),
+            "{out}"
+        );
     }
 }

@@ -8,15 +8,13 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use dialtone_auth::bans::Bans;
+use dialtone_metrics::Counters;
 use dialtone_sip::digest::{self, NonceCheck, NonceKey};
 use http_body_util::Full;
 use hyper::{HeaderMap, Method, Response, StatusCode, header};
@@ -40,24 +38,16 @@ pub const RESULTS: [&str; 8] = [
 ];
 
 /// Counts of fetches by result.
-#[derive(Default)]
-pub struct FetchCounts([AtomicU64; RESULTS.len()]);
+pub type FetchCounts = Counters<{ RESULTS.len() }>;
 
-impl FetchCounts {
-    fn count(&self, result: &str) {
-        if let Some(i) = RESULTS.iter().position(|r| *r == result) {
-            self.0[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// (result, count) pairs.
-    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
-        RESULTS
-            .iter()
-            .zip(&self.0)
-            .map(|(r, c)| (*r, c.load(Ordering::Relaxed)))
-            .collect()
-    }
+/// The family of fetch results, all at 0.
+pub fn fetch_counts() -> FetchCounts {
+    Counters::new(
+        "dialtone_provisioning_fetches_total",
+        "Configuration fetches by result.",
+        "result",
+        RESULTS,
+    )
 }
 
 /// What the handler needs.

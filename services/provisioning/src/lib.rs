@@ -117,7 +117,7 @@ impl Provisioning {
             realm: settings.realm.clone(),
             bans: Bans::new(settings.bans),
             recorder,
-            counts: http::FetchCounts::default(),
+            counts: http::fetch_counts(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![
@@ -156,16 +156,7 @@ impl Provisioning {
     /// Prometheus text of the role's metrics.
     pub fn metrics(&self) -> String {
         let mut out = String::new();
-        out.push_str(
-            "# HELP dialtone_provisioning_fetches_total Configuration fetches by result.\n",
-        );
-        out.push_str("# TYPE dialtone_provisioning_fetches_total counter\n");
-        for (result, n) in self.handler.counts.snapshot() {
-            let _ = writeln!(
-                out,
-                "dialtone_provisioning_fetches_total{{result=\"{result}\"}} {n}"
-            );
-        }
+        self.handler.counts.render(None, &mut out);
         out.push_str("# HELP dialtone_provisioning_phones_rendered Phones whose files are rendered and cached.\n");
         out.push_str("# TYPE dialtone_provisioning_phones_rendered gauge\n");
         let _ = writeln!(
