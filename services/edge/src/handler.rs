@@ -35,6 +35,14 @@ use crate::{
     unix_ms,
 };
 
+/// Who a request for a phone is addressed to.
+enum Addressee {
+    /// One of our lines: delivered to its bindings.
+    Line(Arc<LineEntry>),
+    /// A REMOTE phone: redirected to this address.
+    Remote(String),
+}
+
 /// The handler shared by every transport task.
 pub struct Handler {
     pub(crate) cache: Arc<RwLock<CredentialCache>>,
@@ -105,22 +113,22 @@ impl Handler {
         self.cache.read().lookup(from.uri.user?)
     }
 
-    /// Where a request for a REMOTE phone is redirected (its Request-URI's user).
-    fn remote_target(&self, m: &Message) -> Option<String> {
+    /// Who a request is for, by its Request-URI's user: one of our lines, else a REMOTE
+    /// phone (lines win over a remote phone claiming the same user).
+    fn addressee(&self, m: &Message) -> Option<Addressee> {
         let StartLine::Request { uri, .. } = &m.start else {
             return None;
         };
         let u = dialtone_sip::uri::parse(uri).ok()?;
-        self.cache.read().remote.target(u.user?).map(str::to_owned)
-    }
-
-    /// The line a request is for: its Request-URI's user, when that is one of ours.
-    fn addressed_line(&self, m: &Message) -> Option<Arc<LineEntry>> {
-        let StartLine::Request { uri, .. } = &m.start else {
-            return None;
-        };
-        let u = dialtone_sip::uri::parse(uri).ok()?;
-        self.cache.read().lookup(u.user?)
+        let user = u.user?;
+        let cache = self.cache.read();
+        if let Some(line) = cache.lookup(user) {
+            return Some(Addressee::Line(line));
+        }
+        cache
+            .remote
+            .target(user)
+            .map(|t| Addressee::Remote(t.to_owned()))
     }
 
     pub fn flows(&self) -> &Arc<Flows> {
@@ -217,22 +225,23 @@ impl Handler {
             );
             return;
         }
-        if crate::delivery::delivered(&method)
-            && self.addressed_line(&m).is_none()
-            && let Some(target) = self.remote_target(&m)
-        {
-            // A REMOTE phone: config only, reached at its remote address.
-            let extra = vec![("Contact", format!("<{target}>"))];
-            reply.send(self.responder().reply(&m, &src, 302, "", extra));
-            return;
-        }
-        if crate::delivery::delivered(&method)
-            && let Some(line) = self.addressed_line(&m)
-            && let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade)
-        {
-            span.record("phone.id", &*line.phone_id);
-            self.runtime.spawn(me.deliver(m, src, reply, line));
-            return;
+        if crate::delivery::delivered(&method) {
+            match self.addressee(&m) {
+                Some(Addressee::Line(line)) => {
+                    if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
+                        span.record("phone.id", &*line.phone_id);
+                        self.runtime.spawn(me.deliver(m, src, reply, line));
+                        return;
+                    }
+                }
+                Some(Addressee::Remote(target)) => {
+                    // A REMOTE phone: config only, reached at its remote address.
+                    let extra = vec![("Contact", format!("<{target}>"))];
+                    reply.send(self.responder().reply(&m, &src, 302, "", extra));
+                    return;
+                }
+                None => {}
+            }
         }
         match method.as_str() {
             "CANCEL" => {
