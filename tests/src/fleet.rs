@@ -72,6 +72,24 @@ pub async fn seed_site_on(
     create_profile(c, "desk", "Desk", pb::MetaBase::GenericSip, settings).await
 }
 
+/// Changes profile `id`'s settings with `f` (read, change, write at its current version).
+pub async fn change_profile(
+    c: &mut ConfigClient,
+    id: &str,
+    f: impl FnOnce(&mut pb::PhoneSettings),
+) -> anyhow::Result<()> {
+    let mut base = c
+        .get_base_settings(pb::GetRequest { id: id.into() })
+        .await?
+        .into_inner();
+    f(base.settings.get_or_insert_default());
+    c.update_base_settings(pb::UpdateBaseSettingsRequest {
+        base_settings: Some(base),
+    })
+    .await?;
+    Ok(())
+}
+
 /// Creates base-settings profile `id` (display name `name`) of `meta` with `settings`.
 pub async fn create_profile(
     c: &mut ConfigClient,

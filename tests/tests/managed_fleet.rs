@@ -24,7 +24,7 @@ use dialtone_proto::{
 use dialtone_softphone::{Devices, Incoming};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{create_profile, seed_site_on},
+    fleet::{change_profile, create_profile, seed_site_on},
     sip::{Caller, branch},
 };
 
@@ -195,17 +195,9 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
 
     // A change to the desk profile: every desk phone is told to fetch again, at the
     // configured pace; the softphone, on another profile, is left alone.
-    let mut base = cfg
-        .get_base_settings(pb::GetRequest { id: "ac".into() })
+    change_profile(&mut cfg, "ac", |s| s.media_dscp = Some(34))
         .await
-        .unwrap()
-        .into_inner();
-    base.settings.get_or_insert_default().media_dscp = Some(34);
-    cfg.update_base_settings(pb::UpdateBaseSettingsRequest {
-        base_settings: Some(base),
-    })
-    .await
-    .unwrap();
+        .unwrap();
     let stats = sim.stats();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut first = None;
@@ -267,17 +259,9 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     // A change to the softphone's profile, which applies changes only at a restart: the
     // status shows the drift (desired ≠ applied) until a restart makes it fetch.
     let soft_id = devices[DESK_PHONES].phone_id.clone();
-    let mut soft = cfg
-        .get_base_settings(pb::GetRequest { id: "soft".into() })
+    change_profile(&mut cfg, "soft", |s| s.media_dscp = Some(34))
         .await
-        .unwrap()
-        .into_inner();
-    soft.settings.get_or_insert_default().media_dscp = Some(34);
-    cfg.update_base_settings(pb::UpdateBaseSettingsRequest {
-        base_settings: Some(soft),
-    })
-    .await
-    .unwrap();
+        .unwrap();
     let provisioning = async |st: &mut dialtone_tests::StatusClient| {
         st.get_phone_status(spb::GetPhoneStatusRequest {
             phone_id: soft_id.clone(),
@@ -372,17 +356,9 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     // elsewhere than assigned. The dry run lists exactly them, to be restarted; --apply
     // restarts them, they fetch their new edges and move, and the next dry run is empty
     // with the whole fleet OPERATIONAL again.
-    let mut ac = cfg
-        .get_base_settings(pb::GetRequest { id: "ac".into() })
+    change_profile(&mut cfg, "ac", |s| s.dynamic_reload = Some(false))
         .await
-        .unwrap()
-        .into_inner();
-    ac.settings.get_or_insert_default().dynamic_reload = Some(false);
-    cfg.update_base_settings(pb::UpdateBaseSettingsRequest {
-        base_settings: Some(ac),
-    })
-    .await
-    .unwrap();
+        .unwrap();
     let mut group = cfg
         .get_edge_group(pb::GetRequest { id: "eg".into() })
         .await

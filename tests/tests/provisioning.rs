@@ -174,17 +174,9 @@ async fn start(args: &[&str]) -> (ClusterSandbox, String, ConfigClient, Fleet) {
 
 /// Changes profile `vvx` (the Poly phones').
 async fn change_vvx(c: &mut ConfigClient, f: impl FnOnce(&mut pb::PhoneSettings)) {
-    let mut base = c
-        .get_base_settings(pb::GetRequest { id: "vvx".into() })
+    dialtone_tests::fleet::change_profile(c, "vvx", f)
         .await
-        .unwrap()
-        .into_inner();
-    f(base.settings.get_or_insert_default());
-    c.update_base_settings(pb::UpdateBaseSettingsRequest {
-        base_settings: Some(base),
-    })
-    .await
-    .unwrap();
+        .unwrap();
 }
 
 /// Waits up to 5 s until the phone's last fetch is recorded and is what it should run
