@@ -3,7 +3,10 @@
 
 use std::borrow::Cow;
 
-use crate::uri::{self, Uri};
+use crate::{
+    scan,
+    uri::{self, Uri},
+};
 
 /// The long, lowercase name of a header, expanding compact forms (RFC 3261 §7.3.3 and the
 /// later registrations).
@@ -33,7 +36,7 @@ pub fn canonical_name(name: &str) -> Cow<'static, str> {
             _ => return Cow::Owned(name.to_ascii_lowercase()),
         },
         // The headers of nearly every message need no allocation.
-        _ => match COMMON.iter().find(|c| c.eq_ignore_ascii_case(name)) {
+        _ => match common_name(name) {
             Some(c) => c,
             None => return Cow::Owned(name.to_ascii_lowercase()),
         },
@@ -41,37 +44,56 @@ pub fn canonical_name(name: &str) -> Cow<'static, str> {
     Cow::Borrowed(long)
 }
 
-/// Long names seen in nearly every message, lowercase.
-const COMMON: [&str; 28] = [
-    "via",
-    "from",
-    "to",
-    "call-id",
-    "cseq",
-    "contact",
-    "max-forwards",
-    "expires",
-    "user-agent",
-    "authorization",
-    "content-length",
-    "content-type",
-    "allow",
-    "supported",
-    "require",
-    "proxy-require",
-    "www-authenticate",
-    "event",
-    "accept",
-    "path",
-    "route",
-    "record-route",
-    "subscription-state",
-    "min-expires",
-    "date",
-    "server",
-    "allow-events",
-    "proxy-authorization",
-];
+/// The lowercase long name of a header seen in nearly every message, if `name` is one
+/// (any case). This runs for every header line: it picks candidates by length and first
+/// letter before comparing, instead of comparing with every name.
+fn common_name(name: &str) -> Option<&'static str> {
+    let b = name.as_bytes();
+    let first = b.first()?.to_ascii_lowercase();
+    let candidates: &[&'static str] = match (b.len(), first) {
+        (2, b't') => &["to"],
+        (3, b'v') => &["via"],
+        (4, b'f') => &["from"],
+        (4, b'c') => &["cseq"],
+        (4, b'p') => &["path"],
+        (4, b'd') => &["date"],
+        (5, b'a') => &["allow"],
+        (5, b'e') => &["event"],
+        (5, b'r') => &["route"],
+        (6, b'a') => &["accept"],
+        (6, b's') => &["server"],
+        (7, b'c') => &["call-id", "contact"],
+        (7, b'e') => &["expires"],
+        (7, b'r') => &["require"],
+        (9, b's') => &["supported"],
+        (10, b'u') => &["user-agent"],
+        (11, b'm') => &["min-expires"],
+        (12, b'm') => &["max-forwards"],
+        (12, b'c') => &["content-type"],
+        (12, b'a') => &["allow-events"],
+        (12, b'r') => &["record-route"],
+        (13, b'a') => &["authorization"],
+        (13, b'p') => &["proxy-require"],
+        (14, b'c') => &["content-length"],
+        (16, b'w') => &["www-authenticate"],
+        (18, b's') => &["subscription-state"],
+        (19, b'p') => &["proxy-authorization"],
+        _ => &[],
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|c| c.as_bytes().eq_ignore_ascii_case(b))
+}
+
+/// Whether two canonical (lowercase) header names are the same. Header lookups run this
+/// against every header of a message; most names differ in length or in their first or
+/// last letter, which settles it without a full comparison.
+#[inline]
+pub fn same_name(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.first() == b.first() && a.last() == b.last() && a == b
+}
 
 /// `s` in lowercase, allocating only when it has uppercase letters.
 pub fn lowercase(s: &str) -> Cow<'_, str> {
@@ -196,9 +218,9 @@ impl<'a> Params<'a> {
     /// Each parameter as (name as written, value).
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
         let text = self.0;
-        text.split(';')
+        scan::split(text, b';')
             .filter(move |_| !text.is_empty())
-            .map(|p| match p.split_once('=') {
+            .map(|p| match scan::split_once(p, b'=') {
                 Some((n, v)) => (n.trim_ascii(), Some(v.trim_ascii())),
                 None => (p.trim_ascii(), None),
             })
@@ -303,7 +325,7 @@ pub fn parse_name_addr(v: &str) -> Result<NameAddr<'_>, HeaderError> {
             return Err(HeaderError::Angle);
         }
         (Some(display), rest)
-    } else if let Some(i) = s.find('<') {
+    } else if let Some(i) = scan::find(s, b'<') {
         let name = s[..i].trim_ascii();
         if !name
             .chars()
@@ -322,7 +344,7 @@ pub fn parse_name_addr(v: &str) -> Result<NameAddr<'_>, HeaderError> {
         (None, s)
     };
     if let Some(inner) = rest.strip_prefix('<') {
-        let end = inner.find('>').ok_or(HeaderError::Angle)?;
+        let end = scan::find(inner, b'>').ok_or(HeaderError::Angle)?;
         let text = &inner[..end];
         if text.trim_ascii() != text || text.is_empty() {
             return Err(HeaderError::Angle);
@@ -335,7 +357,7 @@ pub fn parse_name_addr(v: &str) -> Result<NameAddr<'_>, HeaderError> {
         })
     } else {
         // addr-spec: everything up to the first ';' is the URI, the rest header params.
-        let (text, params) = match rest.find(';') {
+        let (text, params) = match scan::find(rest, b';') {
             Some(i) => (rest[..i].trim_ascii(), &rest[i..]),
             None => (rest.trim_ascii(), ""),
         };
@@ -373,11 +395,11 @@ impl<'a> Via<'a> {
 
 /// Parses one Via value: `SIP / 2.0 / transport sent-by *(;param)` (LWS around `/` allowed).
 pub fn parse_via(v: &str) -> Result<Via<'_>, HeaderError> {
-    let (head, params) = match v.find(';') {
+    let (head, params) = match scan::find(v, b';') {
         Some(i) => (&v[..i], &v[i..]),
         None => (v, ""),
     };
-    let mut parts = head.split('/').map(str::trim_ascii);
+    let mut parts = scan::split(head, b'/').map(str::trim_ascii);
     let (Some(name), Some(version), Some(rest), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
@@ -422,6 +444,58 @@ pub fn parse_cseq(v: &str) -> Result<(u32, &str), HeaderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_names_need_no_allocation() {
+        let common = [
+            "via",
+            "from",
+            "to",
+            "call-id",
+            "cseq",
+            "contact",
+            "max-forwards",
+            "expires",
+            "user-agent",
+            "authorization",
+            "content-length",
+            "content-type",
+            "allow",
+            "supported",
+            "require",
+            "proxy-require",
+            "www-authenticate",
+            "event",
+            "accept",
+            "path",
+            "route",
+            "record-route",
+            "subscription-state",
+            "min-expires",
+            "date",
+            "server",
+            "allow-events",
+            "proxy-authorization",
+        ];
+        for name in common {
+            for written in [name.to_owned(), name.to_ascii_uppercase()] {
+                let c = canonical_name(&written);
+                assert!(matches!(c, Cow::Borrowed(_)), "{written}");
+                assert_eq!(c, name);
+            }
+        }
+        let cases = [
+            ("X-Custom", "x-custom"),
+            ("CSEQ", "cseq"),
+            ("Contacts", "contacts"),
+        ];
+        for (written, want) in cases {
+            assert_eq!(canonical_name(written), want);
+        }
+        assert!(same_name("call-id", "call-id"));
+        assert!(!same_name("call-id", "contact"));
+        assert!(!same_name("to", "t"));
+    }
 
     #[test]
     fn name_addrs() {

@@ -12,6 +12,7 @@ pub mod message;
 pub mod proxy;
 pub mod registration;
 pub mod response;
+pub mod scan;
 pub mod stream;
 pub mod uri;
 pub mod verdict;

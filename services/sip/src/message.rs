@@ -4,7 +4,10 @@
 
 use std::borrow::Cow;
 
-use crate::header::{canonical_name, is_token_char};
+use crate::{
+    header::{canonical_name, is_token_char, same_name},
+    scan,
+};
 
 /// Largest message accepted (also the UDP datagram limit).
 pub const MAX_MESSAGE: usize = 65_535;
@@ -66,7 +69,7 @@ impl Message {
     pub fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.headers
             .iter()
-            .filter(move |(n, _, _)| n == name)
+            .filter(move |(n, _, _)| same_name(n, name))
             .map(|(_, a, b)| value(&self.text, *a, *b))
     }
 
@@ -81,7 +84,7 @@ impl Message {
     pub fn get(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
-            .find(|(n, _, _)| n == name)
+            .find(|(n, _, _)| same_name(n, name))
             .map(|(_, a, b)| value(&self.text, *a, *b))
     }
 
@@ -161,8 +164,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         }
     };
     let head = std::str::from_utf8(&buf[..body_start]).map_err(|_| ParseError::NotUtf8)?;
-    let mut lines = head
-        .split('\n')
+    let mut lines = scan::split(head, b'\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .take_while(|l| !l.is_empty());
     let start = parse_start_line(lines.next().unwrap_or(""))?;
@@ -185,7 +187,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             }
             continue;
         }
-        let (name, value) = line.split_once(':').ok_or(ParseError::HeaderLine)?;
+        let (name, value) = scan::split_once(line, b':').ok_or(ParseError::HeaderLine)?;
         let name = name.trim_end_matches([' ', '\t']);
         if name.is_empty() || !name.chars().all(is_token_char) {
             return Err(ParseError::HeaderLine);
@@ -198,7 +200,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     let rest = &buf[body_start..];
     let mut lengths = headers
         .iter()
-        .filter(|(n, _, _)| n == "content-length")
+        .filter(|(n, _, _)| same_name(n, "content-length"))
         .map(|(_, a, b)| value(&values, *a, *b).parse::<usize>().ok());
     let content_length = match lengths.next() {
         None => ContentLength::Absent,
@@ -226,8 +228,8 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
     if let Some(rest) = line.strip_prefix("SIP/") {
-        let (version, rest) = rest.split_once(' ').ok_or(ParseError::StartLine)?;
-        let (code, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (version, rest) = scan::split_once(rest, b' ').ok_or(ParseError::StartLine)?;
+        let (code, reason) = scan::split_once(rest, b' ').unwrap_or((rest, ""));
         let code: u16 = (code.len() == 3)
             .then(|| code.parse().ok())
             .flatten()
@@ -238,7 +240,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
             reason: reason.to_owned(),
         });
     }
-    let mut parts = line.split(' ');
+    let mut parts = scan::split(line, b' ');
     let (Some(method), Some(uri), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {

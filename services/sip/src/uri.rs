@@ -1,12 +1,9 @@
 //! SIP, SIPS and other URIs (RFC 3261 §19.1, RFC 5118 for IPv6 references). Pure, and
 //! borrowing: parsing a URI allocates nothing (it runs several times for every request).
 
-use std::{
-    borrow::Cow,
-    net::{Ipv4Addr, Ipv6Addr},
-};
+use std::{borrow::Cow, net::Ipv6Addr};
 
-use crate::header::Params;
+use crate::{header::Params, scan};
 
 /// A parsed URI, borrowing from the text it was parsed from. Only sip/sips URIs are split
 /// into parts; others keep their scheme and opaque text.
@@ -64,7 +61,7 @@ pub fn parse(s: &str) -> Result<Uri<'_>, UriError> {
     {
         return Err(UriError::Whitespace);
     }
-    let (scheme, rest) = s.split_once(':').ok_or(UriError::NoScheme)?;
+    let (scheme, rest) = scan::split_once(s, b':').ok_or(UriError::NoScheme)?;
     let scheme_ok = scheme.starts_with(|c: char| c.is_ascii_alphabetic())
         && scheme
             .bytes()
@@ -89,19 +86,19 @@ pub fn parse(s: &str) -> Result<Uri<'_>, UriError> {
     }
     // A literal '@' can only be the userinfo separator ('@' is escaped elsewhere), while
     // the user part may hold '?', ';' and ','; so split the user off first.
-    let (user, after_user) = match rest.find('@') {
+    let (user, after_user) = match scan::find(rest, b'@') {
         Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
         None => (None, rest),
     };
-    let (hostpart, headers) = match after_user.split_once('?') {
+    let (hostpart, headers) = match scan::split_once(after_user, b'?') {
         Some((m, h)) => (m, Some(h)),
         None => (after_user, None),
     };
-    let (hostport, params) = match hostpart.find(';') {
+    let (hostport, params) = match scan::find(hostpart, b';') {
         Some(i) => (&hostpart[..i], &hostpart[i + 1..]),
         None => (hostpart, ""),
     };
-    if !params.is_empty() && params.split(';').any(|p| p.split('=').next() == Some("")) {
+    if !params.is_empty() && scan::split(params, b';').any(|p| p.is_empty() || p.starts_with('=')) {
         return Err(UriError::Param);
     }
     let (host, port) = host_port(hostport)?;
@@ -118,7 +115,7 @@ pub fn parse(s: &str) -> Result<Uri<'_>, UriError> {
 /// Splits and checks `host[:port]` (IPv6 references keep their brackets).
 pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']').ok_or(UriError::Ipv6)?;
+        let end = scan::find(rest, b']').ok_or(UriError::Ipv6)?;
         rest[..end]
             .parse::<Ipv6Addr>()
             .map_err(|_| UriError::Ipv6)?;
@@ -128,7 +125,7 @@ pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
         };
         (&s[..end + 2], port)
     } else {
-        let (host, port) = match s.split_once(':') {
+        let (host, port) = match scan::split_once(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         };
@@ -138,7 +135,7 @@ pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
             && !host.starts_with(['.', '-']);
         let looks_v4 = host.bytes().all(|c| c.is_ascii_digit() || c == b'.');
-        if !name_ok || (looks_v4 && host.contains('.') && host.parse::<Ipv4Addr>().is_err()) {
+        if !name_ok || (looks_v4 && scan::contains(host, b'.') && !is_ipv4(host)) {
             return Err(UriError::Host);
         }
         (host, port)
@@ -150,9 +147,67 @@ pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
     Ok((host, port))
 }
 
+/// Whether `s` is a dotted-quad IPv4 address, by the rules of `Ipv4Addr`'s parser (four
+/// decimal octets up to 255, no leading zeros), without its generic machinery: every
+/// numeric Via and URI host of a request goes through this.
+fn is_ipv4(s: &str) -> bool {
+    let mut octets = 0;
+    for part in scan::split(s, b'.') {
+        let b = part.as_bytes();
+        let ok = match b {
+            [d] => d.is_ascii_digit(),
+            [b'1'..=b'9', d] => d.is_ascii_digit(),
+            [b'1', d, e] => d.is_ascii_digit() && e.is_ascii_digit(),
+            [b'2', b'0'..=b'4', e] => e.is_ascii_digit(),
+            [b'2', b'5', b'0'..=b'5'] => true,
+            _ => false,
+        };
+        octets += 1;
+        if !ok || octets > 4 {
+            return false;
+        }
+    }
+    octets == 4
+}
+
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::*;
+
+    #[test]
+    fn ipv4_hosts_as_the_standard_parser_reads_them() {
+        let mut cases: Vec<String> = [
+            "1.2.3.4",
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            "1..3.4",
+            ".1.2.3",
+            "1.2.3.",
+            "",
+            "1",
+            "199.249.250.251",
+            "300.2.3.4",
+            "1.2.3.04",
+        ]
+        .map(String::from)
+        .into();
+        for n in [
+            0, 7, 9, 10, 19, 20, 99, 100, 199, 200, 249, 250, 255, 256, 260, 299, 300, 999,
+        ] {
+            cases.push(format!("{n}.1.1.1"));
+            cases.push(format!("1.1.1.{n}"));
+            cases.push(format!("0{n}.1.1.1"));
+        }
+        for c in cases {
+            assert_eq!(is_ipv4(&c), c.parse::<Ipv4Addr>().is_ok(), "{c}");
+        }
+    }
 
     #[test]
     fn uris() {

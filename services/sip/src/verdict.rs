@@ -67,9 +67,9 @@ fn common(m: &Message) -> Result<(), String> {
     let mut count = [0u32; SINGLE.len()];
     let mut vias = 0;
     for (name, _) in m.iter() {
-        if let Some(i) = SINGLE.iter().position(|s| *s == name) {
+        if let Some(i) = SINGLE.iter().position(|s| header::same_name(s, name)) {
             count[i] += 1;
-        } else if name == "via" {
+        } else if header::same_name(name, "via") {
             vias += 1;
         }
     }
