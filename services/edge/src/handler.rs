@@ -13,7 +13,7 @@ use std::{
 
 use dialtone_sip::{
     Message, StartLine, Verdict,
-    digest::{DUMMY_HA1, NonceCheck, parse_authorization, verify},
+    digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
     header::{Via, parse_name_addr},
     registration::from_message,
     response::Source,
@@ -280,7 +280,8 @@ impl Handler {
         &self.directory.shared().responder
     }
 
-    /// Digest authentication of a request for `user`: the line, or the answer to send.
+    /// Digest authentication of a request for `user`: the line with the answered nonce (by
+    /// its hash) and nonce count, or the answer to send.
     fn authenticate(
         &self,
         m: &Message,
@@ -289,7 +290,7 @@ impl Handler {
         peer: &Peer,
         src: &Source,
         now_ms: u64,
-    ) -> Result<(Arc<LineEntry>, String, u32), Refusal> {
+    ) -> Result<(Arc<LineEntry>, u64, u32), Refusal> {
         let now = now_ms / 1000;
         let shared = self.directory.shared();
         if self.bans.user_banned(user, now_ms) {
@@ -327,7 +328,7 @@ impl Handler {
         match entry {
             Some(e) if matches && creds.username == user && !ha1.is_empty() => {
                 self.stats.authenticated(alg);
-                Ok((e, creds.nonce, nc))
+                Ok((e, nonce_hash(&creds.nonce), nc))
             }
             _ => {
                 let nb = self.bans.failure(peer.addr.ip(), user, now_ms);

@@ -256,7 +256,8 @@ pub struct RegisterJob {
     pub entry: Arc<LineEntry>,
     pub msg: SipMessage,
     pub req: RegisterReq,
-    pub nonce: String,
+    /// The nonce answered, by its [`dialtone_sip::digest::nonce_hash`].
+    pub nonce: u64,
     pub nc: u32,
     /// Identifies the transaction (branch, source, method) for retransmissions.
     pub txn: u64,
@@ -305,7 +306,7 @@ impl Handler<Register> for PhoneActor {
         if !self
             .state
             .nonce_counts
-            .accept(&job.nonce, job.nc, now, sh.nonce_lifetime_s)
+            .accept_hashed(job.nonce, job.nc, now, sh.nonce_lifetime_s)
         {
             // A replayed nonce count: challenge again (a real phone just retries).
             sh.stats.rejected(Reason::Replay);

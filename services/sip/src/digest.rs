@@ -7,8 +7,10 @@
 //! but the realm and the clock); verify them against [`DUMMY_HA1`] so that timing does not
 //! tell them apart either.
 
+use std::borrow::Cow;
+
 use hmac::{Hmac, Mac};
-use md5::{Digest as _, Md5};
+use md5::Md5;
 use sha2::Sha256;
 
 /// A digest algorithm.
@@ -29,11 +31,72 @@ impl Algorithm {
         }
     }
 
+    #[cfg(test)]
     fn hash(self, input: &str) -> String {
-        match self {
-            Algorithm::Md5 => hex::encode(Md5::digest(input.as_bytes())),
-            Algorithm::Sha256 => hex::encode(Sha256::digest(input.as_bytes())),
+        self.hash_parts(&[input]).as_str().to_owned()
+    }
+
+    /// The hex digest of `parts` joined by ':', hashed as they come (no joined copy).
+    fn hash_parts(self, parts: &[&str]) -> Hex {
+        fn run<D: md5::Digest>(parts: &[&str]) -> Hex {
+            let mut d = D::new();
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    d.update(b":");
+                }
+                d.update(p.as_bytes());
+            }
+            Hex::of(&d.finalize())
         }
+        match self {
+            Algorithm::Md5 => run::<Md5>(parts),
+            Algorithm::Sha256 => run::<Sha256>(parts),
+        }
+    }
+}
+
+/// A digest (up to 32 bytes) in lowercase hex, on the stack.
+#[derive(Clone, Copy)]
+pub struct Hex {
+    text: [u8; 64],
+    len: usize,
+}
+
+impl Hex {
+    fn of(bytes: &[u8]) -> Hex {
+        let mut h = Hex {
+            text: [0; 64],
+            len: bytes.len() * 2,
+        };
+        hex_into(bytes, &mut h.text);
+        h
+    }
+
+    /// The hex text.
+    pub fn as_str(&self) -> &str {
+        // Only hex digits were written.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Debug for Hex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Hex {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+/// Writes `bytes` as lowercase hex into the start of `out` (twice as long).
+fn hex_into(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 15)];
     }
 }
 
@@ -69,20 +132,24 @@ impl NonceKey {
 
     /// A nonce issued at `now_s` with a random `salt`.
     pub fn nonce(&self, now_s: u64, salt: u64) -> String {
-        format!(
-            "{now_s:016x}{salt:016x}{}",
-            hex::encode(self.mac(now_s, salt))
-        )
+        let mut text = [0u8; 64];
+        hex_into(&now_s.to_be_bytes(), &mut text[..16]);
+        hex_into(&salt.to_be_bytes(), &mut text[16..32]);
+        hex_into(&self.mac(now_s, salt), &mut text[32..]);
+        String::from_utf8_lossy(&text).into_owned()
     }
 
     /// Checks a nonce this key (or another edge with the same key) issued.
     pub fn check(&self, nonce: &str, now_s: u64, lifetime_s: u64) -> NonceCheck {
         let field =
             |r: std::ops::Range<usize>| nonce.get(r).and_then(|h| u64::from_str_radix(h, 16).ok());
-        let (Some(issued), Some(salt), Some(mac)) = (
+        let mut mac = [0u8; 16];
+        let (Some(issued), Some(salt), Some(())) = (
             field(0..16),
             field(16..32),
-            nonce.get(32..).and_then(|h| hex::decode(h).ok()),
+            nonce
+                .get(32..)
+                .and_then(|h| hex::decode_to_slice(h, &mut mac).ok()),
         ) else {
             return NonceCheck::Invalid;
         };
@@ -120,29 +187,41 @@ pub fn challenges(realm: &str, nonce: &str, stale: bool) -> [String; 2] {
 
 /// One `WWW-Authenticate` value for `alg`.
 pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> String {
-    let stale = if stale { ", stale=true" } else { "" };
-    format!(
-        "Digest realm=\"{realm}\", nonce=\"{nonce}\", algorithm={}, qop=\"auth\"{stale}",
-        alg.name()
-    )
+    // Built with push_str, not format!: one goes out for every first REGISTER.
+    let mut out = String::with_capacity(64 + realm.len() + nonce.len());
+    for part in [
+        "Digest realm=\"",
+        realm,
+        "\", nonce=\"",
+        nonce,
+        "\", algorithm=",
+        alg.name(),
+        ", qop=\"auth\"",
+        if stale { ", stale=true" } else { "" },
+    ] {
+        out.push_str(part);
+    }
+    out
 }
 
-/// A parsed `Authorization` (or `Proxy-Authorization`) header.
+/// A parsed `Authorization` (or `Proxy-Authorization`) header, borrowing from the header
+/// (values are copied only when they hold escapes).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub realm: String,
-    pub nonce: String,
-    pub uri: String,
-    pub response: String,
+pub struct Credentials<'a> {
+    pub username: Cow<'a, str>,
+    pub realm: Cow<'a, str>,
+    pub nonce: Cow<'a, str>,
+    pub uri: Cow<'a, str>,
+    /// Lowercase.
+    pub response: Cow<'a, str>,
     /// None means MD5 (the default).
-    pub algorithm: Option<String>,
-    pub qop: Option<String>,
-    pub nc: Option<String>,
-    pub cnonce: Option<String>,
+    pub algorithm: Option<Cow<'a, str>>,
+    pub qop: Option<Cow<'a, str>>,
+    pub nc: Option<Cow<'a, str>>,
+    pub cnonce: Option<Cow<'a, str>>,
 }
 
-impl Credentials {
+impl Credentials<'_> {
     /// The algorithm the client used, if Dialtone supports it.
     pub fn algorithm(&self) -> Option<Algorithm> {
         match self.algorithm.as_deref() {
@@ -176,7 +255,7 @@ pub enum DigestError {
 }
 
 /// Parses `Digest k=v, k="v", ...` (an Authorization or a challenge), checking nothing.
-fn parse_digest_params(value: &str) -> Result<Credentials, DigestError> {
+fn parse_digest_params(value: &str) -> Result<Credentials<'_>, DigestError> {
     let v = value.trim();
     let (scheme, rest) = v.split_once([' ', '\t']).ok_or(DigestError::NotDigest)?;
     if !scheme.eq_ignore_ascii_case("Digest") {
@@ -187,18 +266,18 @@ fn parse_digest_params(value: &str) -> Result<Credentials, DigestError> {
         if item.is_empty() {
             continue;
         }
-        let (k, val) = item.split_once('=').ok_or(DigestError::Malformed)?;
+        let (k, val) = crate::scan::split_once(item, b'=').ok_or(DigestError::Malformed)?;
         let val = val.trim();
         let val = match val.strip_prefix('"') {
             Some(q) => {
                 let q = q.strip_suffix('"').ok_or(DigestError::Malformed)?;
-                if q.contains('\\') {
-                    q.replace("\\\"", "\"").replace("\\\\", "\\")
+                if crate::scan::contains(q, b'\\') {
+                    Cow::Owned(q.replace("\\\"", "\"").replace("\\\\", "\\"))
                 } else {
-                    q.to_owned()
+                    Cow::Borrowed(q)
                 }
             }
-            None => val.to_owned(),
+            None => Cow::Borrowed(val),
         };
         let k = k.trim();
         let is = |name: &str| k.eq_ignore_ascii_case(name);
@@ -211,7 +290,10 @@ fn parse_digest_params(value: &str) -> Result<Credentials, DigestError> {
         } else if is("uri") {
             c.uri = val;
         } else if is("response") {
-            c.response = val.to_ascii_lowercase();
+            c.response = match val {
+                Cow::Borrowed(v) => crate::header::lowercase(v),
+                Cow::Owned(v) => Cow::Owned(v.to_ascii_lowercase()),
+            };
         } else if is("algorithm") {
             c.algorithm = Some(val);
         } else if is("qop") {
@@ -226,7 +308,7 @@ fn parse_digest_params(value: &str) -> Result<Credentials, DigestError> {
 }
 
 /// Parses `Digest k=v, k="v", ...`.
-pub fn parse_authorization(value: &str) -> Result<Credentials, DigestError> {
+pub fn parse_authorization(value: &str) -> Result<Credentials<'_>, DigestError> {
     let c = parse_digest_params(value)?;
     for (name, v) in [
         ("username", &c.username),
@@ -267,20 +349,21 @@ pub fn answer(
         .as_deref()
         .is_some_and(|q| q.split(',').any(|q| q.trim() == "auth"));
     let mut c = Credentials {
-        username: user.to_owned(),
+        username: user.into(),
         realm: ch.realm,
         nonce: ch.nonce,
-        uri: uri.to_owned(),
-        algorithm: Some(alg.name().to_owned()),
+        uri: uri.into(),
+        algorithm: Some(alg.name().into()),
         ..Credentials::default()
     };
     if qop {
         c.qop = Some("auth".into());
-        c.nc = Some(format!("{nc:08x}"));
-        c.cnonce = Some(cnonce.to_owned());
+        c.nc = Some(format!("{nc:08x}").into());
+        c.cnonce = Some(cnonce.into());
     }
-    let ha1 = alg.hash(&format!("{user}:{}:{password}", c.realm));
-    let response = expected_response(alg, &ha1, method, &c);
+    let ha1 = alg.hash_parts(&[user, &c.realm, password]);
+    let response = expected_response(alg, ha1.as_str(), method, &c);
+    let response = response.as_str();
     let mut v = format!(
         "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", response=\"{response}\", algorithm={}",
         c.realm,
@@ -294,20 +377,21 @@ pub fn answer(
 }
 
 /// The response a client holding `ha1` must send (RFC 7616 §3.4.1).
-pub fn expected_response(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> String {
-    let ha2 = alg.hash(&format!("{method}:{}", c.uri));
+pub fn expected_response(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> Hex {
+    let ha2 = alg.hash_parts(&[method, &c.uri]);
+    let ha2 = ha2.as_str();
     match (&c.qop, &c.nc, &c.cnonce) {
         (Some(qop), Some(nc), Some(cnonce)) => {
-            alg.hash(&format!("{ha1}:{}:{nc}:{cnonce}:{qop}:{ha2}", c.nonce))
+            alg.hash_parts(&[ha1, &c.nonce, nc, cnonce, qop, ha2])
         }
-        _ => alg.hash(&format!("{ha1}:{}:{ha2}", c.nonce)),
+        _ => alg.hash_parts(&[ha1, &c.nonce, ha2]),
     }
 }
 
 /// Whether the client's response matches `ha1` (compared in constant time).
 pub fn verify(alg: Algorithm, ha1: &str, method: &str, c: &Credentials) -> bool {
     constant_time_eq(
-        expected_response(alg, ha1, method, c).as_bytes(),
+        expected_response(alg, ha1, method, c).as_str().as_bytes(),
         c.response.as_bytes(),
     )
 }
@@ -329,7 +413,7 @@ pub struct NonceCounts {
 const MAX_NONCES: usize = 64;
 
 /// FNV-1a: a nonce's key in [`NonceCounts`].
-fn nonce_hash(nonce: &str) -> u64 {
+pub fn nonce_hash(nonce: &str) -> u64 {
     nonce.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
@@ -353,9 +437,13 @@ impl NonceCounts {
 
     /// Accepts `nc` for `nonce` if it is higher than any seen before; records it.
     pub fn accept(&mut self, nonce: &str, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
+        self.accept_hashed(nonce_hash(nonce), nc, now_s, lifetime_s)
+    }
+
+    /// [`NonceCounts::accept`] for a nonce known by its [`nonce_hash`].
+    pub fn accept_hashed(&mut self, key: u64, nc: u32, now_s: u64, lifetime_s: u64) -> bool {
         self.seen
             .retain(|(_, _, at)| now_s.saturating_sub(*at) <= lifetime_s);
-        let key = nonce_hash(nonce);
         let full = self.seen.len() >= MAX_NONCES;
         match self.seen.iter_mut().find(|(k, _, _)| *k == key) {
             Some((_, last, _)) if nc <= *last => false,
@@ -422,13 +510,13 @@ mod tests {
     }
 
     /// RFC 7616 §3.9.1 (HTTP, but the computation is the same).
-    fn rfc7616(alg: &str) -> Credentials {
+    fn rfc7616(alg: &str) -> Credentials<'_> {
         Credentials {
             username: "Mufasa".into(),
             realm: "http-auth@example.org".into(),
             nonce: "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v".into(),
             uri: "/dir/index.html".into(),
-            response: String::new(),
+            response: "".into(),
             algorithm: Some(alg.into()),
             qop: Some("auth".into()),
             nc: Some("00000001".into()),
@@ -452,7 +540,7 @@ mod tests {
             assert_eq!(expected_response(alg, &ha1, "GET", &c), want);
             c.response = want.into();
             assert!(verify(alg, &ha1, "GET", &c));
-            c.response = want.replace('8', "9");
+            c.response = want.replace('8', "9").into();
             assert!(!verify(alg, &ha1, "GET", &c));
             assert!(!verify(alg, DUMMY_HA1, "GET", &rfc7616(name)));
         }
@@ -470,7 +558,7 @@ mod tests {
         let ha2 = Algorithm::Md5.hash("GET:/dir/index.html");
         assert_eq!(
             expected_response(Algorithm::Md5, &ha1, "GET", &c),
-            Algorithm::Md5.hash(&format!("{ha1}:{}:{ha2}", c.nonce))
+            &*Algorithm::Md5.hash(&format!("{ha1}:{}:{ha2}", c.nonce))
         );
     }
 
@@ -523,7 +611,7 @@ mod tests {
                 c.algorithm(),
                 c.nonce_count(),
                 c.cnonce.as_deref(),
-                c.response.as_str()
+                &*c.response
             ),
             (Some(Algorithm::Sha256), Some(10), Some("x,y"), "abc")
         );
