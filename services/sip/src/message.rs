@@ -151,52 +151,52 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         .position(|b| *b != b'\r' && *b != b'\n')
         .ok_or(ParseError::Empty)?;
     let buf = &buf[start..];
-    // The header section ends at the first empty line (CRLF or LF alone).
+    // One pass over the lines of the header section, which ends at the first empty line
+    // (CRLF or LF alone). Values are copied into one string; a folded value is
+    // re-assembled at its end. A broken line is remembered and the scan goes on, so that
+    // the errors rank as they always have: unterminated, then not UTF-8, then the first
+    // malformed line.
+    let mut values = String::with_capacity(buf.len().min(2048));
+    let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::with_capacity(16);
+    let mut start_line = None;
+    let mut broken = None;
+    let mut not_utf8 = false;
     let mut pos = 0;
     let body_start = loop {
         let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
             return Err(ParseError::Unterminated);
         };
-        let line = &buf[pos..pos + nl];
+        let raw = &buf[pos..pos + nl];
         pos += nl + 1;
-        if line.is_empty() || line == b"\r" {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.is_empty() {
             break pos;
         }
-    };
-    let head = std::str::from_utf8(&buf[..body_start]).map_err(|_| ParseError::NotUtf8)?;
-    let mut lines = scan::split(head, b'\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .take_while(|l| !l.is_empty());
-    let start = parse_start_line(lines.next().unwrap_or(""))?;
-    // Values are copied into one string; a folded value is re-assembled at its end.
-    let mut values = String::with_capacity(body_start);
-    let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::with_capacity(16);
-    for line in lines {
-        if line.starts_with([' ', '\t']) {
-            let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
-            let v = line.trim_ascii();
-            if !v.is_empty() {
-                let (a, b) = (last.1 as usize, last.2 as usize);
-                let start = values.len();
-                values.extend_from_within(a..b);
-                if b > a {
-                    values.push(' ');
-                }
-                values.push_str(v);
-                (last.1, last.2) = (start as u32, values.len() as u32);
+        let Ok(line) = std::str::from_utf8(raw) else {
+            not_utf8 = true;
+            continue;
+        };
+        if broken.is_some() || not_utf8 {
+            continue;
+        }
+        if start_line.is_none() {
+            match parse_start_line(line) {
+                Ok(l) => start_line = Some(l),
+                Err(e) => broken = Some(e),
             }
             continue;
         }
-        let (name, value) = scan::split_once(line, b':').ok_or(ParseError::HeaderLine)?;
-        let name = name.trim_end_matches([' ', '\t']);
-        if name.is_empty() || !name.chars().all(is_token_char) {
-            return Err(ParseError::HeaderLine);
+        if let Err(e) = header_line(line, &mut values, &mut headers) {
+            broken = Some(e);
         }
-        let start = values.len() as u32;
-        // SIP's linear whitespace is ASCII (RFC 3261 §25.1).
-        values.push_str(value.trim_ascii());
-        headers.push((canonical_name(name), start, values.len() as u32));
+    };
+    if not_utf8 {
+        return Err(ParseError::NotUtf8);
     }
+    if let Some(e) = broken {
+        return Err(e);
+    }
+    let start = start_line.ok_or(ParseError::StartLine)?;
     let rest = &buf[body_start..];
     let mut lengths = headers
         .iter()
@@ -224,6 +224,39 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         body,
         content_length,
     })
+}
+
+/// Adds one header line (or the continuation of the last one) to `values` and `headers`.
+fn header_line(
+    line: &str,
+    values: &mut String,
+    headers: &mut Vec<(Cow<'static, str>, u32, u32)>,
+) -> Result<(), ParseError> {
+    if line.starts_with([' ', '\t']) {
+        let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
+        let v = line.trim_ascii();
+        if !v.is_empty() {
+            let (a, b) = (last.1 as usize, last.2 as usize);
+            let start = values.len();
+            values.extend_from_within(a..b);
+            if b > a {
+                values.push(' ');
+            }
+            values.push_str(v);
+            (last.1, last.2) = (start as u32, values.len() as u32);
+        }
+        return Ok(());
+    }
+    let (name, value) = scan::split_once(line, b':').ok_or(ParseError::HeaderLine)?;
+    let name = name.trim_end_matches([' ', '\t']);
+    if name.is_empty() || !name.chars().all(is_token_char) {
+        return Err(ParseError::HeaderLine);
+    }
+    let start = values.len() as u32;
+    // SIP's linear whitespace is ASCII (RFC 3261 §25.1).
+    values.push_str(value.trim_ascii());
+    headers.push((canonical_name(name), start, values.len() as u32));
+    Ok(())
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {

@@ -55,10 +55,11 @@ pub enum UriError {
 
 /// Parses a URI. Non-SIP schemes are accepted with their opaque text in `host`.
 pub fn parse(s: &str) -> Result<Uri<'_>, UriError> {
-    let ascii_bad = |b: u8| b <= b' ' || b == 0x7f;
-    if s.bytes().any(ascii_bad)
-        || (!s.is_ascii() && s.chars().any(|c| c.is_whitespace() || c.is_control()))
-    {
+    // One branch-free pass for the ASCII cases (spaces, controls, DEL) and non-ASCII.
+    let (bad, high) = s.bytes().fold((false, false), |(bad, high), b| {
+        (bad | (b <= b' ') | (b == 0x7f), high | (b >= 0x80))
+    });
+    if bad || (high && s.chars().any(|c| c.is_whitespace() || c.is_control())) {
         return Err(UriError::Whitespace);
     }
     let (scheme, rest) = scan::split_once(s, b':').ok_or(UriError::NoScheme)?;
@@ -125,20 +126,24 @@ pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
         };
         (&s[..end + 2], port)
     } else {
-        let (host, port) = match scan::split_once(s, b':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        };
-        let name_ok = !host.is_empty()
-            && host
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'.' | b'_'))
-            && !host.starts_with(['.', '-']);
-        let looks_v4 = host.bytes().all(|c| c.is_ascii_digit() || c == b'.');
-        if !name_ok || (looks_v4 && scan::contains(host, b'.') && !is_ipv4(host)) {
+        // One pass over the host: its characters, and whether it is all digits and dots
+        // (then it must be an IPv4 address: no top label of a name is numeric).
+        let b = s.as_bytes();
+        let end = b.iter().position(|c| *c == b':').unwrap_or(b.len());
+        let (mut name_ok, mut numeric, mut dots) = (end > 0, true, false);
+        for c in &b[..end] {
+            match c {
+                b'0'..=b'9' => {}
+                b'.' => dots = true,
+                b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => numeric = false,
+                _ => name_ok = false,
+            }
+        }
+        let host = &s[..end];
+        if !name_ok || host.starts_with(['.', '-']) || (numeric && dots && !is_ipv4(host)) {
             return Err(UriError::Host);
         }
-        (host, port)
+        (host, s.get(end + 1..))
     };
     let port = match port {
         Some(p) => Some(p.parse::<u16>().map_err(|_| UriError::Port)?),

@@ -61,8 +61,16 @@ const SINGLE: [&str; 7] = [
     "content-length",
 ];
 
+/// What [`common`] parsed that the request checks need again.
+struct Common<'a> {
+    /// The method of the CSeq.
+    cseq_method: &'a str,
+    /// Whether the To URI is sip or sips.
+    to_is_sip: bool,
+}
+
 /// Checks the headers every message needs; the error is the reason.
-fn common(m: &Message) -> Result<(), String> {
+fn common(m: &Message) -> Result<Common<'_>, String> {
     // One pass over the headers counts what must be present and what may appear once.
     let mut count = [0u32; SINGLE.len()];
     let mut vias = 0;
@@ -90,16 +98,19 @@ fn common(m: &Message) -> Result<(), String> {
         ContentLength::Short => return Err("content-length larger than the message".into()),
         _ => {}
     }
-    parse_cseq(m.get("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
+    let (_, cseq_method) =
+        parse_cseq(m.get("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
     for v in m.all("via") {
         for item in split_list(v) {
             parse_via(item).map_err(|e| format!("via: {e}"))?;
         }
     }
-    for h in ["from", "to"] {
-        parse_name_addr(m.get(h).unwrap_or("")).map_err(|e| format!("{h}: {e}"))?;
-    }
-    Ok(())
+    parse_name_addr(m.get("from").unwrap_or("")).map_err(|e| format!("from: {e}"))?;
+    let to = parse_name_addr(m.get("to").unwrap_or("")).map_err(|e| format!("to: {e}"))?;
+    Ok(Common {
+        cseq_method,
+        to_is_sip: to.uri.is_sip(),
+    })
 }
 
 /// The verdict on a message.
@@ -117,7 +128,7 @@ pub fn check(m: &Message) -> Verdict {
                 };
             }
             match common(m) {
-                Ok(()) => Verdict::Accept,
+                Ok(_) => Verdict::Accept,
                 Err(reason) => Verdict::Drop { reason },
             }
         }
@@ -146,11 +157,11 @@ fn check_request(m: &Message, method: &str, ruri: &str, version: &str) -> Verdic
     if target.headers.is_some() {
         return reject(400, "request-uri has headers");
     }
-    if let Err(reason) = common(m) {
-        return reject(400, reason);
-    }
-    let (_, cseq_method) = parse_cseq(m.get("cseq").unwrap_or("")).unwrap_or_default();
-    if cseq_method != method {
+    let parsed = match common(m) {
+        Ok(p) => p,
+        Err(reason) => return reject(400, reason),
+    };
+    if parsed.cseq_method != method {
         return reject(400, "cseq method differs from the request method");
     }
     if let Some(mf) = m.get("max-forwards")
@@ -199,8 +210,7 @@ fn check_request(m: &Message, method: &str, ruri: &str, version: &str) -> Verdic
         if !target.is_sip() {
             return reject(416, "register request-uri must be sip or sips");
         }
-        let aor = parse_name_addr(m.get("to").unwrap_or("")).map(|a| a.uri);
-        if !aor.is_ok_and(|u| u.is_sip()) {
+        if !parsed.to_is_sip {
             return reject(400, "address of record must be a sip or sips uri");
         }
     }
