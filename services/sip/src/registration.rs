@@ -209,6 +209,23 @@ fn same_binding(b: &Binding, c: &ContactRequest) -> bool {
     }
 }
 
+/// `dst = src`, copying only when they differ.
+fn set(dst: &mut String, src: &str) {
+    if dst != src {
+        dst.clear();
+        dst.push_str(src);
+    }
+}
+
+/// `dst = src` for optional strings, copying only when they differ.
+fn set_opt(dst: &mut Option<String>, src: Option<&str>) {
+    match (dst.as_mut(), src) {
+        (Some(d), Some(s)) => set(d, s),
+        (None, None) => {}
+        (_, s) => *dst = s.map(str::to_owned),
+    }
+}
+
 /// Applies a REGISTER to a line's bindings at `now` (Unix seconds).
 pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) -> Outcome {
     let live: Vec<Binding> = current
@@ -261,8 +278,34 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                         changed = true;
                     }
                     (None, 0) => {}
-                    (found, _) => {
-                        let b = Binding {
+                    (Some(i), _) => {
+                        // A refresh: the binding is updated in place, its strings reused
+                        // (a phone refreshes with the same ones every time).
+                        let b = &mut next[i];
+                        changed |= b.identity()
+                            != (
+                                c.uri.as_str(),
+                                &c.instance,
+                                c.reg_id,
+                                req.path.as_slice(),
+                                req.source.as_str(),
+                            );
+                        set(&mut b.uri, &c.uri);
+                        set_opt(&mut b.instance, c.instance.as_deref());
+                        b.reg_id = c.reg_id;
+                        set(&mut b.call_id, &req.call_id);
+                        b.cseq = req.cseq;
+                        b.expires_at = now + u64::from(granted);
+                        set_opt(&mut b.q, c.q.as_deref());
+                        if b.path != req.path {
+                            b.path.clone_from(&req.path);
+                        }
+                        set(&mut b.source, &req.source);
+                        set_opt(&mut b.user_agent, req.user_agent.as_deref());
+                    }
+                    (None, _) => {
+                        changed = true;
+                        next.push(Binding {
                             uri: c.uri.clone(),
                             instance: c.instance.clone(),
                             reg_id: c.reg_id,
@@ -273,17 +316,7 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                             path: req.path.clone(),
                             source: req.source.clone(),
                             user_agent: req.user_agent.clone(),
-                        };
-                        match found {
-                            Some(i) => {
-                                changed |= next[i].identity() != b.identity();
-                                next[i] = b;
-                            }
-                            None => {
-                                changed = true;
-                                next.push(b);
-                            }
-                        }
+                        });
                     }
                 }
             }

@@ -69,13 +69,16 @@ fn stamp_via(out: &mut String, via: &str, src: &Source) {
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(sent_by);
     let mut has_received = false;
-    for (i, part) in first.split(';').enumerate() {
+    for (i, part) in crate::scan::split(first, b';').enumerate() {
         let p = part.trim_ascii();
         if i > 0 {
             out.push(';');
         }
-        let name = p.split('=').next().unwrap_or("").trim_ascii();
-        if i > 0 && name.eq_ignore_ascii_case("rport") && !p.contains('=') {
+        let name = crate::scan::split(p, b'=')
+            .next()
+            .unwrap_or("")
+            .trim_ascii();
+        if i > 0 && name.eq_ignore_ascii_case("rport") && !crate::scan::contains(p, b'=') {
             out.push_str("rport=");
             push_number(out, src.port.into());
         } else {
@@ -83,10 +86,15 @@ fn stamp_via(out: &mut String, via: &str, src: &Source) {
             out.push_str(p);
         }
     }
-    if !has_received && sent_by.parse::<IpAddr>().ok() != Some(src.ip) {
+    if !has_received && !is_address(sent_by, src.ip) {
         out.push_str(";received=");
         // IPv6 without brackets (RFC 3261 §18.2.1 received = IPv4address / IPv6address).
-        let _ = write!(out, "{}", src.ip);
+        match src.ip {
+            IpAddr::V4(v4) => push_ipv4(out, v4),
+            IpAddr::V6(v6) => {
+                let _ = write!(out, "{v6}");
+            }
+        }
     }
     for item in items {
         out.push_str(", ");
@@ -133,9 +141,7 @@ pub fn build(
     if let Some(t) = req.get("to") {
         out.push_str("To: ");
         out.push_str(t);
-        let tagged = crate::header::parse_name_addr(t)
-            .map(|a| a.params.has("tag"))
-            .unwrap_or(true);
+        let tagged = has_tag(t);
         if !(tagged || code == 100 || to_tag.is_empty()) {
             out.push_str(";tag=");
             out.push_str(to_tag);
@@ -159,11 +165,54 @@ pub fn build(
     bytes
 }
 
+/// Whether a To value carries a tag. The parameters of a name-addr start after its `>`
+/// and those of a bare addr-spec at its first `;`; only a quoted display name (which may
+/// hold either) needs the full parser. An unparsable To counts as tagged (nothing added).
+fn has_tag(to: &str) -> bool {
+    use crate::{header::Params, scan};
+    if scan::contains(to, b'"') {
+        return crate::header::parse_name_addr(to)
+            .map(|a| a.params.has("tag"))
+            .unwrap_or(true);
+    }
+    let params = match scan::find(to, b'<') {
+        Some(_) => scan::split_once(to, b'>').map_or("", |(_, p)| p),
+        None => scan::split_once(to, b';').map_or("", |(_, p)| p),
+    };
+    let params = params.trim_ascii();
+    let params = params.strip_prefix(';').unwrap_or(params);
+    Params::checked(params).has("tag")
+}
+
 fn header_line(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str(": ");
     out.push_str(value);
     out.push_str("\r\n");
+}
+
+/// Whether `host` (a Via's sent-by host, unbracketed) is the address `ip`. An IPv4 address
+/// has one text the parser accepts (no leading zeros), so comparing with it is the same as
+/// parsing `host`, without the parser.
+fn is_address(host: &str, ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut text = String::with_capacity(15);
+            push_ipv4(&mut text, v4);
+            host == text
+        }
+        IpAddr::V6(_) => host.parse::<IpAddr>().ok() == Some(ip),
+    }
+}
+
+/// An IPv4 address in dotted-quad text, without the formatting machinery.
+fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        push_number(out, o.into());
+    }
 }
 
 /// A number as text without the formatting machinery.
@@ -191,6 +240,39 @@ mod tests {
             "REGISTER sip:dialtone SIP/2.0\r\nVia: {via}\r\nVia: SIP/2.0/UDP proxy.example.com;branch=z9hG4bK2\r\nTo: {to}\r\nFrom: <sip:a@dialtone>;tag=f1\r\nCall-ID: c1\r\nCSeq: 7 REGISTER\r\nContent-Length: 0\r\n\r\n"
         );
         crate::message::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn to_tags_are_found_as_the_parser_finds_them() {
+        let cases = [
+            "<sip:a@dialtone>",
+            "<sip:a@dialtone>;tag=x",
+            "<sip:a@dialtone>;TAG=x",
+            "<sip:a@dialtone;tag=inuri>",
+            "sip:a@dialtone;tag=x",
+            "sip:a@dialtone",
+            "Alice <sip:a@dialtone> ;tag=y",
+            "\"A>;tag=q\" <sip:a@dialtone>",
+            "\"A>;tag=q\" <sip:a@dialtone>;tag=z",
+            "<sip:a@dialtone>;tagx=1",
+            "<sip:a@dialtone>;x=1;tag",
+        ];
+        for to in cases {
+            let want = crate::header::parse_name_addr(to)
+                .map(|a| a.params.has("tag"))
+                .unwrap_or(true);
+            assert_eq!(has_tag(to), want, "{to}");
+        }
+        for (host, ip, want) in [
+            ("127.0.0.1", "127.0.0.1", true),
+            ("127.0.0.2", "127.0.0.1", false),
+            ("10.0.0.1", "10.0.0.10", false),
+            ("host.example", "192.0.2.1", false),
+            ("2001:db8::1", "2001:db8::1", true),
+            ("2001:DB8:0::1", "2001:db8::1", true),
+        ] {
+            assert_eq!(is_address(host, ip.parse().unwrap()), want, "{host}");
+        }
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub fn serve(
                 handler.flows().set_udp(socket.clone());
             }
             let mut buf = vec![0u8; 65_535];
+            // Made once, not per datagram: each new one would register with the channel.
+            let mut stopped = std::pin::pin!(stop.changed());
             loop {
                 let (n, from) = tokio::select! {
                     r = socket.recv_from(&mut buf) => match r {
@@ -74,7 +76,7 @@ pub fn serve(
                         // ICMP errors of earlier sends surface here on Linux; keep going.
                         Err(_) => continue,
                     },
-                    _ = stop.changed() => return,
+                    _ = &mut stopped => return,
                 };
                 let peer = Peer {
                     transport: Transport::Udp,
