@@ -215,7 +215,7 @@ impl Handler {
         }
         // Calls and messages from an unassigned phone are refused, whatever they are for (an
         // edge handing one over has checked already).
-        if matches!(method.as_str(), "INVITE" | "MESSAGE")
+        if matches!(&*method, "INVITE" | "MESSAGE")
             && m.get(crate::delivery::FORWARDED_CANONICAL).is_none()
             && self.sending_line(&m).is_some_and(|l| l.unassigned)
         {
@@ -243,7 +243,7 @@ impl Handler {
                 None => {}
             }
         }
-        match method.as_str() {
+        match &*method {
             "CANCEL" => {
                 if !self.cancel_delivery(&m, &src, &reply) {
                     reply.send(self.responder().reply(&m, &src, 481, "", vec![]));

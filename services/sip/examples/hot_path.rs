@@ -1,7 +1,36 @@
 //! Times the pure part of one digest registration (what the edge does for SIPp's two
 //! REGISTERs, less IO and actors): `cargo run --release -p dialtone-sip --example hot_path`.
 
-use std::{hint::black_box, time::Instant};
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    hint::black_box,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Instant,
+};
+
+/// Counts allocations, to print how many each step makes.
+struct Counting;
+
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(l) }
+    }
+
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) }
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(p, l, n) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
 
 use dialtone_sip::{
     digest::{Algorithm, NonceCheck, NonceKey, answer, challenge, parse_authorization, verify},
@@ -17,6 +46,9 @@ fn time(name: &str, n: u32, mut f: impl FnMut()) -> f64 {
     for _ in 0..n / 10 {
         f();
     }
+    let before = ALLOCS.load(Ordering::Relaxed);
+    f();
+    let allocs = ALLOCS.load(Ordering::Relaxed) - before;
     // The fastest of 7 rounds: the machine is shared, and noise only adds time.
     let mut ns = f64::MAX;
     for _ in 0..7 {
@@ -26,7 +58,7 @@ fn time(name: &str, n: u32, mut f: impl FnMut()) -> f64 {
         }
         ns = ns.min(t.elapsed().as_nanos() as f64 / f64::from(n / 7));
     }
-    println!("{name:<28} {ns:>8.0} ns");
+    println!("{name:<28} {ns:>8.0} ns {allocs:>4} allocations");
     ns
 }
 

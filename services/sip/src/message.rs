@@ -17,12 +17,13 @@ pub const MAX_MESSAGE: usize = 65_535;
 pub enum StartLine {
     /// `METHOD SP Request-URI SP SIP-Version`.
     Request {
-        /// Method, case-sensitive.
-        method: String,
+        /// Method, case-sensitive (the methods of RFC 3261 and its extensions are not
+        /// copied).
+        method: Cow<'static, str>,
         /// Request-URI as written.
         uri: String,
-        /// Version as written.
-        version: String,
+        /// Version as written ("SIP/2.0" is not copied).
+        version: Cow<'static, str>,
     },
     /// `SIP-Version SP Status-Code SP Reason-Phrase`.
     Response {
@@ -287,10 +288,36 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::StartLine);
     }
     Ok(StartLine::Request {
-        method: method.to_owned(),
+        method: known(method, &METHODS),
         uri: uri.to_owned(),
-        version: version.to_owned(),
+        version: known(version, &["SIP/2.0"]),
     })
+}
+
+/// Methods a request line names without a copy.
+const METHODS: [&str; 14] = [
+    "REGISTER",
+    "INVITE",
+    "ACK",
+    "BYE",
+    "CANCEL",
+    "OPTIONS",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "MESSAGE",
+    "INFO",
+    "PRACK",
+    "UPDATE",
+    "REFER",
+    "PUBLISH",
+];
+
+/// `s` borrowed from `table` when it is there (exactly), else copied.
+fn known(s: &str, table: &[&'static str]) -> Cow<'static, str> {
+    match table.iter().find(|k| **k == s) {
+        Some(k) => Cow::Borrowed(k),
+        None => Cow::Owned(s.to_owned()),
+    }
 }
 
 #[cfg(test)]

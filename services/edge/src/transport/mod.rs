@@ -5,6 +5,7 @@
 pub mod stream;
 pub mod tls;
 pub mod udp;
+mod udp_batch;
 pub mod ws;
 
 use std::{

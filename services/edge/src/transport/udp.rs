@@ -1,17 +1,21 @@
 //! SIP over UDP, the way a registrar under load wants it: one socket per actor thread, all
 //! bound to the same address with SO_REUSEPORT, so the kernel spreads phones over the
 //! threads by their source address and keeps each phone on one thread. Each thread's
-//! receive loop handles its datagrams inline, and a phone's actor is started on the thread
-//! its first REGISTER arrived on, so a refresh never crosses threads.
+//! receive loop reads datagrams in batches ([`super::udp_batch`]) and handles them inline,
+//! and a phone's actor is started on the thread its first REGISTER arrived on, so a
+//! refresh never crosses threads.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{io, net::SocketAddr, os::fd::AsRawFd, sync::Arc};
 
 use actix_rt::ArbiterHandle;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::{net::UdpSocket, sync::watch};
+use tokio::{io::Interest, net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
-use super::{Peer, Replier, Transport};
+use super::{
+    Peer, Replier, Transport,
+    udp_batch::{BATCH, Batch},
+};
 use crate::{error::EdgeError, handler::Handler};
 
 /// Receive buffer asked of the kernel: registration storms arrive in bursts.
@@ -66,28 +70,37 @@ pub fn serve(
             if i == 0 {
                 handler.flows().set_udp(socket.clone());
             }
-            let mut buf = vec![0u8; 65_535];
+            let fd = socket.as_raw_fd();
+            let mut batch = Batch::default();
             // Made once, not per datagram: each new one would register with the channel.
             let mut stopped = std::pin::pin!(stop.changed());
             loop {
-                let (n, from) = tokio::select! {
-                    r = socket.recv_from(&mut buf) => match r {
-                        Ok(x) => x,
-                        // ICMP errors of earlier sends surface here on Linux; keep going.
-                        Err(_) => continue,
-                    },
+                tokio::select! {
+                    r = socket.readable() => if r.is_err() { continue },
                     _ = &mut stopped => return,
-                };
-                let peer = Peer {
-                    transport: Transport::Udp,
-                    addr: from,
-                    replier: Replier::Udp {
-                        socket: socket.clone(),
-                        to: from,
-                    },
-                    idle: None,
-                };
-                handler.handle(&buf[..n], &peer);
+                }
+                // A short batch means the queue is empty: it is reported to tokio as
+                // WouldBlock, which clears the readiness without another read that would
+                // fail with EAGAIN. A full one leaves it set, so the loop reads again
+                // (tokio's budget makes it yield to the actors now and then).
+                let _ = socket.try_io(Interest::READABLE, || match batch.recv(fd)? {
+                    BATCH => Ok(()),
+                    _ => Err(io::ErrorKind::WouldBlock.into()),
+                });
+                // ICMP errors of earlier sends surface as failed reads on Linux; they are
+                // consumed by the read that reports them, so the loop just goes on.
+                for (datagram, from) in batch.datagrams() {
+                    let peer = Peer {
+                        transport: Transport::Udp,
+                        addr: from,
+                        replier: Replier::Udp {
+                            socket: socket.clone(),
+                            to: from,
+                        },
+                        idle: None,
+                    };
+                    handler.handle(datagram, &peer);
+                }
             }
         });
     }
