@@ -353,7 +353,7 @@ impl Handler {
     ) {
         let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
         let user = match to.as_ref().map(|a| (&a.uri, a.uri.user)) {
-            Some((uri, Some(u))) if uri.is_sip() => u.to_owned(),
+            Some((uri, Some(u))) if uri.is_sip() => u,
             _ => {
                 self.stats.rejected(Reason::UnknownDomain);
                 reply.send(self.responder().reply(
@@ -366,8 +366,7 @@ impl Handler {
                 return;
             }
         };
-        let (entry, nonce, nc) = match self.authenticate(&m, "REGISTER", &user, peer, &src, now_ms)
-        {
+        let (entry, nonce, nc) = match self.authenticate(&m, "REGISTER", user, peer, &src, now_ms) {
             Ok(x) => x,
             Err(bytes) => {
                 reply.send(bytes);

@@ -215,6 +215,11 @@ impl<'a> Params<'a> {
         Params(text)
     }
 
+    /// The parameters' text (after the first `;`).
+    pub(crate) fn text(&self) -> &'a str {
+        self.0
+    }
+
     /// Each parameter as (name as written, value).
     pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
         let text = self.0;

@@ -63,6 +63,18 @@ pub struct Message {
     pub body: Vec<u8>,
     /// Content-Length as found.
     pub content_length: ContentLength,
+    /// The topmost Via, parsed once (a request's answer needs it three times), as ranges
+    /// of `text`; none when it does not parse.
+    top_via: std::sync::OnceLock<Option<ViaRanges>>,
+}
+
+/// Where the parts of a parsed Via lie in a message's value text.
+#[derive(Clone, Copy, Debug)]
+struct ViaRanges {
+    transport: (u32, u32),
+    host: (u32, u32),
+    port: Option<u16>,
+    params: (u32, u32),
 }
 
 impl Message {
@@ -89,11 +101,35 @@ impl Message {
             .map(|(_, a, b)| value(&self.text, *a, *b))
     }
 
-    /// The topmost Via (the first entry of the first Via header), parsed.
+    /// The topmost Via (the first entry of the first Via header), parsed (once).
     pub fn top_via(&self) -> Option<crate::header::Via<'_>> {
-        let first = self.get("via")?;
-        let top = crate::header::split_list(first).next()?;
-        crate::header::parse_via(top).ok()
+        let r = (*self.top_via.get_or_init(|| {
+            let first = self.get("via")?;
+            let top = crate::header::split_list(first).next()?;
+            let v = crate::header::parse_via(top).ok()?;
+            // Every non-empty part is a slice of `text`: its range is its offset in it.
+            let at = |part: &str| {
+                if part.is_empty() {
+                    return (0, 0);
+                }
+                let start = (part.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize);
+                debug_assert!(start + part.len() <= self.text.len());
+                (start as u32, (start + part.len()) as u32)
+            };
+            Some(ViaRanges {
+                transport: at(v.transport),
+                host: at(v.host),
+                port: v.port,
+                params: at(v.params.text()),
+            })
+        }))?;
+        let part = |(a, b): (u32, u32)| value(&self.text, a, b);
+        Some(crate::header::Via {
+            transport: part(r.transport),
+            host: part(r.host),
+            port: r.port,
+            params: crate::header::Params::checked(part(r.params)),
+        })
     }
 
     /// Whether this is a response.
@@ -224,6 +260,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         text: values,
         body,
         content_length,
+        top_via: std::sync::OnceLock::new(),
     })
 }
 
@@ -323,6 +360,24 @@ fn known(s: &str, table: &[&'static str]) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_top_via_is_parsed_once_and_read_the_same() {
+        for via in [
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport, SIP/2.0/TCP p",
+            "SIP/2.0/TLS [2001:db8::1]",
+            "SIP/2.0/UDP h ; received=1.2.3.4",
+            "not a via",
+        ] {
+            let m =
+                parse(format!("OPTIONS sip:a SIP/2.0\r\nVia: {via}\r\n\r\n").as_bytes()).unwrap();
+            let top = crate::header::split_list(via).next().unwrap();
+            let want = crate::header::parse_via(top).ok();
+            assert_eq!(m.top_via(), want, "{via}");
+            assert_eq!(m.top_via(), want, "{via} (kept)");
+            assert_eq!(m.clone().top_via(), want, "{via} (cloned)");
+        }
+    }
 
     #[test]
     fn framing() {

@@ -150,17 +150,17 @@ pub fn from_message(m: &Message, source: &str) -> Result<Register, &'static str>
         Some(v) => Some(delta_seconds(v).ok_or("expires must be a number of seconds")?),
         None => None,
     };
-    let items: Vec<&str> = m.all("contact").flat_map(split_list).collect();
-    let contacts = if items.is_empty() {
+    let items = || m.all("contact").flat_map(split_list);
+    let contacts = if items().next().is_none() {
         Contacts::Query
-    } else if items.contains(&"*") {
-        if items.len() > 1 {
+    } else if items().any(|i| i == "*") {
+        if items().nth(1).is_some() {
             return Err("contact * must be alone");
         }
         Contacts::Star
     } else {
-        let mut list = Vec::with_capacity(items.len());
-        for item in items {
+        let mut list = Vec::with_capacity(1);
+        for item in items() {
             let a = parse_name_addr(item).map_err(|_| "bad contact")?;
             let param = |n: &str| a.params.value(n);
             let expires = match param("expires") {

@@ -55,15 +55,12 @@ pub fn reason_phrase(code: u16) -> &'static str {
 
 /// Writes the topmost Via value with `received` added (when the sent-by host is not the
 /// source IP) and an empty `rport` filled (RFC 3581); the Vias after it are copied.
-fn stamp_via(out: &mut String, via: &str, src: &Source) {
+fn stamp_via(out: &mut String, via: &str, sent_by: &str, src: &Source) {
     let mut items = crate::header::split_list(via);
     let Some(first) = items.next() else {
         out.push_str(via);
         return;
     };
-    let sent_by = crate::header::parse_via(first)
-        .map(|v| v.host)
-        .unwrap_or("");
     let sent_by = sent_by
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
@@ -128,7 +125,8 @@ pub fn build(
     for v in req.all("via") {
         out.push_str("Via: ");
         if first_via {
-            stamp_via(&mut out, v, src);
+            let sent_by = req.top_via().map_or("", |t| t.host);
+            stamp_via(&mut out, v, sent_by, src);
         } else {
             out.push_str(v);
         }
@@ -205,6 +203,21 @@ fn is_address(host: &str, ip: IpAddr) -> bool {
     }
 }
 
+/// A socket address as `Display` writes it (`ip:port`, `[ip6]:port`), IPv4 without the
+/// formatting machinery.
+pub fn push_socket_addr(out: &mut String, a: SocketAddr) {
+    match a {
+        SocketAddr::V4(v4) => {
+            push_ipv4(out, *v4.ip());
+            out.push(':');
+            push_number(out, v4.port().into());
+        }
+        SocketAddr::V6(v6) => {
+            let _ = write!(out, "{v6}");
+        }
+    }
+}
+
 /// An IPv4 address in dotted-quad text, without the formatting machinery.
 fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
     for (i, o) in ip.octets().into_iter().enumerate() {
@@ -262,6 +275,17 @@ mod tests {
                 .map(|a| a.params.has("tag"))
                 .unwrap_or(true);
             assert_eq!(has_tag(to), want, "{to}");
+        }
+        for a in [
+            "127.0.0.1:5060",
+            "0.0.0.0:0",
+            "255.255.255.255:65535",
+            "[2001:db8::1]:5061",
+        ] {
+            let a: SocketAddr = a.parse().unwrap();
+            let mut out = String::new();
+            push_socket_addr(&mut out, a);
+            assert_eq!(out, a.to_string());
         }
         for (host, ip, want) in [
             ("127.0.0.1", "127.0.0.1", true),

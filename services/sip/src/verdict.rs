@@ -100,8 +100,10 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
     }
     let (_, cseq_method) =
         parse_cseq(m.get("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
-    for v in m.all("via") {
-        for item in split_list(v) {
+    // The topmost Via is parsed once for the message (and kept); the others here.
+    let top_ok = m.top_via().is_some();
+    for (i, item) in m.all("via").flat_map(split_list).enumerate() {
+        if i > 0 || !top_ok {
             parse_via(item).map_err(|e| format!("via: {e}"))?;
         }
     }

@@ -179,7 +179,12 @@ pub struct Peer {
 impl Peer {
     /// `transport:ip:port`, the source recorded in bindings.
     pub fn source(&self) -> String {
-        format!("{}:{}", self.transport.name(), self.addr)
+        let name = self.transport.name();
+        let mut s = String::with_capacity(name.len() + 48);
+        s.push_str(name);
+        s.push(':');
+        dialtone_sip::response::push_socket_addr(&mut s, self.addr);
+        s
     }
 }
 
