@@ -76,10 +76,16 @@ impl std::ops::Deref for ActorShared {
 impl ActorShared {
     /// A fresh challenge.
     pub fn challenge(&self, req: &Message, src: &Source, now: u64, stale: bool) -> Vec<u8> {
-        let nonce = self.nonce_key.nonce(now, rand::random());
+        let nonce = self.nonce_key.nonce_text(now, rand::random());
         self.stats.challenge();
-        self.responder
-            .challenge(req, src, &self.algorithms, &self.realm, &nonce, stale)
+        self.responder.challenge(
+            req,
+            src,
+            &self.algorithms,
+            &self.realm,
+            nonce.as_str(),
+            stale,
+        )
     }
 
     fn shard_of(&self, id: &str) -> usize {

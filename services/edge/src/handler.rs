@@ -249,10 +249,7 @@ impl Handler {
                     reply.send(self.responder().reply(&m, &src, 481, "", vec![]));
                 }
             }
-            "REGISTER" => {
-                let txn = transaction_key(&self.txn_keys, &m, top_via.as_ref(), peer.addr);
-                self.register(m, peer, src, reply, txn, now_ms)
-            }
+            "REGISTER" => self.register(m, peer, src, reply, now_ms),
             "OPTIONS" => {
                 let extra = vec![
                     ("Allow", ALLOW.to_owned()),
@@ -342,15 +339,7 @@ impl Handler {
         }
     }
 
-    fn register(
-        &self,
-        m: Message,
-        peer: &Peer,
-        src: Source,
-        reply: Replier,
-        txn: u64,
-        now_ms: u64,
-    ) {
+    fn register(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
         let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
         let user = match to.as_ref().map(|a| (&a.uri, a.uri.user)) {
             Some((uri, Some(u))) if uri.is_sip() => u,
@@ -373,7 +362,9 @@ impl Handler {
                 return;
             }
         };
-        let req = match from_message(&m, &peer.source()) {
+        // Only what reaches the phone's actor needs its transaction recognised.
+        let txn = transaction_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
+        let req = match from_message(&m, peer.source()) {
             Ok(r) => r,
             Err(why) => {
                 self.stats.rejected(Reason::Invalid);

@@ -376,12 +376,17 @@ impl Handler<Register> for PhoneActor {
                 )
             }
         };
-        self.last = Some(Box::new(LastTxn {
+        let last = LastTxn {
             key: job.txn,
             line: job.entry.line_index,
             at: now,
             error: (!ok).then(|| bytes.clone()),
-        }));
+        };
+        // The box of the phone's previous transaction is reused.
+        match &mut self.last {
+            Some(l) => **l = last,
+            None => self.last = Some(Box::new(last)),
+        }
         job.reply.send(bytes);
         self.account(before);
         self.schedule(ctx, now);

@@ -5,9 +5,9 @@ use std::{net::SocketAddr, time::SystemTime};
 
 use dialtone_sip::{
     Message,
-    digest::{Algorithm, challenge},
+    digest::{Algorithm, push_challenge},
     registration::Binding,
-    response::{Source, build},
+    response::{Source, build, build_with, header_line},
 };
 
 use crate::transport::Transport;
@@ -44,7 +44,8 @@ impl Responder {
         build(req, src, code, reason, &self.to_tag, &extra, b"")
     }
 
-    /// 401 with one challenge per algorithm, in order.
+    /// 401 with one challenge per algorithm, in order. Written straight into the response,
+    /// as the 200 below: one of each goes out for every registration.
     pub fn challenge(
         &self,
         req: &Message,
@@ -54,11 +55,16 @@ impl Responder {
         nonce: &str,
         stale: bool,
     ) -> Vec<u8> {
-        let extra = algorithms
-            .iter()
-            .map(|a| ("WWW-Authenticate", challenge(*a, realm, nonce, stale)))
-            .collect();
-        self.reply(req, src, 401, "", extra)
+        crate::metrics::RESPONSES.count(401);
+        let extra = |out: &mut String| {
+            for a in algorithms {
+                out.push_str("WWW-Authenticate: ");
+                push_challenge(out, *a, realm, nonce, stale);
+                out.push_str("\r\n");
+            }
+            self.server_line(out);
+        };
+        build_with(req, src, 401, "", &self.to_tag, extra, b"")
     }
 
     /// 200 to a REGISTER: every current binding with its remaining time, a Date, the Path
@@ -72,23 +78,35 @@ impl Responder {
         now: u64,
         outbound: bool,
     ) -> Vec<u8> {
-        let mut extra: Vec<(&str, String)> = bindings
-            .iter()
-            .map(|b| ("Contact", b.contact_value(now)))
-            .collect();
-        for p in req.all("path") {
-            extra.push(("Path", p.to_owned()));
+        crate::metrics::RESPONSES.count(200);
+        let extra = |out: &mut String| {
+            for b in bindings {
+                out.push_str("Contact: ");
+                b.push_contact_value(out, now);
+                out.push_str("\r\n");
+            }
+            for p in req.all("path") {
+                header_line(out, "Path", p);
+            }
+            if outbound {
+                header_line(out, "Require", "outbound");
+            }
+            with_http_date(|d| header_line(out, "Date", d));
+            self.server_line(out);
+        };
+        build_with(req, src, 200, "", &self.to_tag, extra, b"")
+    }
+
+    fn server_line(&self, out: &mut String) {
+        if let Some(s) = &self.server {
+            header_line(out, "Server", s);
         }
-        if outbound {
-            extra.push(("Require", "outbound".into()));
-        }
-        extra.push(("Date", http_date()));
-        self.reply(req, src, 200, "", extra)
     }
 }
 
-/// The current time as an HTTP date (RFC 3261 §20.17), formatted once a second per thread.
-fn http_date() -> String {
+/// Calls `f` with the current time as an HTTP date (RFC 3261 §20.17), formatted once a
+/// second per thread.
+fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
     thread_local! {
         static LAST: std::cell::RefCell<(u64, String)> = const {
             std::cell::RefCell::new((u64::MAX, String::new()))
@@ -103,7 +121,7 @@ fn http_date() -> String {
             *at = secs;
             *text = httpdate::fmt_http_date(now);
         }
-        text.clone()
+        f(text)
     })
 }
 

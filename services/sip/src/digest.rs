@@ -132,11 +132,19 @@ impl NonceKey {
 
     /// A nonce issued at `now_s` with a random `salt`.
     pub fn nonce(&self, now_s: u64, salt: u64) -> String {
-        let mut text = [0u8; 64];
-        hex_into(&now_s.to_be_bytes(), &mut text[..16]);
-        hex_into(&salt.to_be_bytes(), &mut text[16..32]);
-        hex_into(&self.mac(now_s, salt), &mut text[32..]);
-        String::from_utf8_lossy(&text).into_owned()
+        self.nonce_text(now_s, salt).as_str().to_owned()
+    }
+
+    /// [`NonceKey::nonce`] on the stack.
+    pub fn nonce_text(&self, now_s: u64, salt: u64) -> Hex {
+        let mut h = Hex {
+            text: [0; 64],
+            len: 64,
+        };
+        hex_into(&now_s.to_be_bytes(), &mut h.text[..16]);
+        hex_into(&salt.to_be_bytes(), &mut h.text[16..32]);
+        hex_into(&self.mac(now_s, salt), &mut h.text[32..]);
+        h
     }
 
     /// Checks a nonce this key (or another edge with the same key) issued.
@@ -187,8 +195,13 @@ pub fn challenges(realm: &str, nonce: &str, stale: bool) -> [String; 2] {
 
 /// One `WWW-Authenticate` value for `alg`.
 pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> String {
-    // Built with push_str, not format!: one goes out for every first REGISTER.
     let mut out = String::with_capacity(64 + realm.len() + nonce.len());
+    push_challenge(&mut out, alg, realm, nonce, stale);
+    out
+}
+
+/// Writes [`challenge`] into `out` (one goes out for every first REGISTER).
+pub fn push_challenge(out: &mut String, alg: Algorithm, realm: &str, nonce: &str, stale: bool) {
     for part in [
         "Digest realm=\"",
         realm,
@@ -201,7 +214,6 @@ pub fn challenge(alg: Algorithm, realm: &str, nonce: &str, stale: bool) -> Strin
     ] {
         out.push_str(part);
     }
-    out
 }
 
 /// A parsed `Authorization` (or `Proxy-Authorization`) header, borrowing from the header

@@ -104,8 +104,23 @@ pub fn lowercase(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// Whether every byte of `s` is a `token` character (true for ""). A table lookup per byte:
+/// header names, methods and parameter names of every message go through this.
+pub fn all_token_chars(s: &str) -> bool {
+    const TABLE: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 128 {
+            t[i] = is_token_char(i as u8 as char);
+            i += 1;
+        }
+        t
+    };
+    s.bytes().all(|b| TABLE[usize::from(b)])
+}
+
 /// RFC 3261 `token` characters.
-pub fn is_token_char(c: char) -> bool {
+pub const fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
@@ -263,7 +278,7 @@ pub fn parse_params(s: &str) -> Result<Params<'_>, HeaderError> {
     let s = s.strip_prefix(';').ok_or(HeaderError::Malformed)?;
     let params = Params(s);
     for (n, v) in params.iter() {
-        if n.is_empty() || !n.chars().all(is_token_char) || v == Some("") {
+        if n.is_empty() || !all_token_chars(n) || v == Some("") {
             return Err(HeaderError::Empty);
         }
     }
@@ -417,7 +432,7 @@ pub fn parse_via(v: &str) -> Result<Via<'_>, HeaderError> {
     let (Some(transport), Some(sent_by), None) = (words.next(), words.next(), words.next()) else {
         return Err(HeaderError::Malformed);
     };
-    if !transport.chars().all(is_token_char) {
+    if !all_token_chars(transport) {
         return Err(HeaderError::Malformed);
     }
     let (host, port) = uri::host_port(sent_by)?;
@@ -440,7 +455,7 @@ pub fn parse_cseq(v: &str) -> Result<(u32, &str), HeaderError> {
         .ok()
         .filter(|n| *n < 1 << 31)
         .ok_or(HeaderError::Malformed)?;
-    if !m.chars().all(is_token_char) {
+    if !all_token_chars(m) {
         return Err(HeaderError::Malformed);
     }
     Ok((n, m))
@@ -496,6 +511,18 @@ mod tests {
         ];
         for (written, want) in cases {
             assert_eq!(canonical_name(written), want);
+        }
+        for t in [
+            "",
+            "REGISTER",
+            "x-custom.1!%*_+`'~",
+            "a b",
+            "a:b",
+            "é",
+            "a\u{7f}",
+            "<sip>",
+        ] {
+            assert_eq!(all_token_chars(t), t.chars().all(is_token_char), "{t}");
         }
         assert!(same_name("call-id", "call-id"));
         assert!(!same_name("call-id", "contact"));

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use crate::{
-    header::{canonical_name, is_token_char, same_name},
+    header::{all_token_chars, canonical_name, same_name},
     scan,
 };
 
@@ -287,7 +287,7 @@ fn header_line(
     }
     let (name, value) = scan::split_once(line, b':').ok_or(ParseError::HeaderLine)?;
     let name = name.trim_end_matches([' ', '\t']);
-    if name.is_empty() || !name.chars().all(is_token_char) {
+    if name.is_empty() || !all_token_chars(name) {
         return Err(ParseError::HeaderLine);
     }
     let start = values.len() as u32;
@@ -318,7 +318,7 @@ fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
         return Err(ParseError::StartLine);
     };
     if method.is_empty()
-        || !method.chars().all(is_token_char)
+        || !all_token_chars(method)
         || uri.is_empty()
         || !version.starts_with("SIP/")
     {

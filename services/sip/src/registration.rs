@@ -48,21 +48,25 @@ pub struct Binding {
 impl Binding {
     /// The contact as listed in a 200 OK.
     pub fn contact_value(&self, now: u64) -> String {
-        // push_str, not format!: every 200 OK lists every binding.
         let mut s = String::with_capacity(self.uri.len() + 32);
+        self.push_contact_value(&mut s, now);
+        s
+    }
+
+    /// Writes [`Binding::contact_value`] into `s` (every 200 OK lists every binding).
+    pub fn push_contact_value(&self, s: &mut String, now: u64) {
         s.push('<');
         s.push_str(&self.uri);
         s.push_str(">;expires=");
-        crate::response::push_number(&mut s, self.expires_at.saturating_sub(now));
+        crate::response::push_number(s, self.expires_at.saturating_sub(now));
         if let Some(i) = &self.instance {
             s.push_str(";+sip.instance=");
             s.push_str(i);
         }
         if let Some(r) = self.reg_id {
             s.push_str(";reg-id=");
-            crate::response::push_number(&mut s, r.into());
+            crate::response::push_number(s, r.into());
         }
-        s
     }
 
     /// The parts whose change must be published (expiry and CSeq refreshes are not).
@@ -143,7 +147,7 @@ fn delta_seconds(s: &str) -> Option<u32> {
 }
 
 /// Reads the registration parts of a REGISTER that passed [`crate::verdict::check`].
-pub fn from_message(m: &Message, source: &str) -> Result<Register, &'static str> {
+pub fn from_message(m: &Message, source: impl Into<String>) -> Result<Register, &'static str> {
     let (cseq, _) =
         crate::header::parse_cseq(m.get("cseq").unwrap_or("")).map_err(|_| "bad cseq")?;
     let expires = match m.get("expires") {
@@ -195,7 +199,7 @@ pub fn from_message(m: &Message, source: &str) -> Result<Register, &'static str>
         expires,
         contacts,
         path,
-        source: source.to_owned(),
+        source: source.into(),
         user_agent: m.get("user-agent").map(str::to_owned),
     })
 }

@@ -110,8 +110,28 @@ pub fn build(
     extra: &[(&str, String)],
     body: &[u8],
 ) -> Vec<u8> {
+    let extra = |out: &mut String| {
+        for (name, value) in extra {
+            header_line(out, name, value);
+        }
+    };
+    build_with(req, src, code, reason, to_tag, extra, body)
+}
+
+/// [`build`] with the extra header lines written by `extra` (each `Name: value\r\n`)
+/// straight into the response: the answers sent for every registration (401, 200) add
+/// their headers without a copy of each value.
+pub fn build_with(
+    req: &Message,
+    src: &Source,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: impl FnOnce(&mut String),
+    body: &[u8],
+) -> Vec<u8> {
     // Built with push_str, not format!: this runs for every answer the edge sends.
-    let mut out = String::with_capacity(512);
+    let mut out = String::with_capacity(1024);
     out.push_str("SIP/2.0 ");
     push_number(&mut out, code.into());
     out.push(' ');
@@ -152,9 +172,7 @@ pub fn build(
     if let Some(v) = req.get("cseq") {
         header_line(&mut out, "CSeq", v);
     }
-    for (name, value) in extra {
-        header_line(&mut out, name, value);
-    }
+    extra(&mut out);
     out.push_str("Content-Length: ");
     push_number(&mut out, body.len() as u64);
     out.push_str("\r\n\r\n");
@@ -182,7 +200,8 @@ fn has_tag(to: &str) -> bool {
     Params::checked(params).has("tag")
 }
 
-fn header_line(out: &mut String, name: &str, value: &str) {
+/// Writes `Name: value\r\n`.
+pub fn header_line(out: &mut String, name: &str, value: &str) {
     out.push_str(name);
     out.push_str(": ");
     out.push_str(value);
@@ -195,9 +214,22 @@ fn header_line(out: &mut String, name: &str, value: &str) {
 fn is_address(host: &str, ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let mut text = String::with_capacity(15);
-            push_ipv4(&mut text, v4);
-            host == text
+            // Compared octet by octet, without writing the text out.
+            let mut parts = crate::scan::split(host, b'.');
+            v4.octets().into_iter().all(|o| {
+                let mut digits = [0u8; 3];
+                let mut i = digits.len();
+                let mut n = o;
+                loop {
+                    i -= 1;
+                    digits[i] = b'0' + n % 10;
+                    n /= 10;
+                    if n == 0 {
+                        break;
+                    }
+                }
+                parts.next().is_some_and(|p| p.as_bytes() == &digits[i..])
+            }) && parts.next().is_none()
         }
         IpAddr::V6(_) => host.parse::<IpAddr>().ok() == Some(ip),
     }
@@ -291,6 +323,11 @@ mod tests {
             ("127.0.0.1", "127.0.0.1", true),
             ("127.0.0.2", "127.0.0.1", false),
             ("10.0.0.1", "10.0.0.10", false),
+            ("10.0.0.1.5", "10.0.0.1", false),
+            ("10.0.0", "10.0.0.0", false),
+            ("010.0.0.1", "10.0.0.1", false),
+            ("0.0.0.0", "0.0.0.0", true),
+            ("255.255.255.255", "255.255.255.255", true),
             ("host.example", "192.0.2.1", false),
             ("2001:db8::1", "2001:db8::1", true),
             ("2001:DB8:0::1", "2001:db8::1", true),

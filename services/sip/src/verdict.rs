@@ -221,5 +221,5 @@ fn check_request(m: &Message, method: &str, ruri: &str, version: &str) -> Verdic
 
 /// Whether a string is a SIP token (for callers that check methods or option tags).
 pub fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(header::is_token_char)
+    !s.is_empty() && header::all_token_chars(s)
 }
