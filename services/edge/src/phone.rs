@@ -12,7 +12,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Messag
 use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::{
     Message as SipMessage,
-    registration::{Outcome, Register as RegisterReq, register},
+    registration::{Outcome, Register as RegisterReq, apply},
     response::Source,
 };
 use prost::Message as _;
@@ -317,9 +317,8 @@ impl Handler<Register> for PhoneActor {
         let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user);
         let policy = job.entry.policy;
         let line = &mut self.state.lines[pos];
-        let (bytes, ok) = match register(&line.bindings, &job.req, &policy, now) {
-            Outcome::Ok { bindings, changed } => {
-                line.bindings = bindings;
+        let (bytes, ok) = match apply(&mut line.bindings, &job.req, &policy, now) {
+            Ok(changed) => {
                 line.republish_after = u64::from(policy.default_expires / 2);
                 let outbound = registers_flow(&job.req);
                 let bytes =
@@ -338,7 +337,7 @@ impl Handler<Register> for PhoneActor {
                 sh.stats.registered();
                 (bytes, true)
             }
-            Outcome::IntervalTooBrief { min_expires } => {
+            Err(Outcome::IntervalTooBrief { min_expires }) => {
                 sh.stats.rejected(Reason::IntervalTooBrief);
                 let b = sh.responder.reply(
                     &job.msg,
@@ -349,14 +348,14 @@ impl Handler<Register> for PhoneActor {
                 );
                 (b, false)
             }
-            Outcome::Invalid(why) => {
+            Err(Outcome::Invalid(why)) => {
                 sh.stats.rejected(Reason::Invalid);
                 (
                     sh.responder.reply(&job.msg, &job.src, 400, why, vec![]),
                     false,
                 )
             }
-            Outcome::OutOfOrder => {
+            Err(Outcome::OutOfOrder) => {
                 sh.stats.rejected(Reason::OutOfOrder);
                 let b = sh.responder.reply(
                     &job.msg,
@@ -367,7 +366,7 @@ impl Handler<Register> for PhoneActor {
                 );
                 (b, false)
             }
-            Outcome::TooManyBindings { max } => {
+            Err(Outcome::TooManyBindings { max }) => {
                 sh.stats.rejected(Reason::TooManyBindings);
                 let reason = format!("Too many registered contacts (at most {max})");
                 (
@@ -375,6 +374,7 @@ impl Handler<Register> for PhoneActor {
                     false,
                 )
             }
+            Err(Outcome::Ok { .. }) => unreachable!("apply reports success as Ok(changed)"),
         };
         let last = LastTxn {
             key: job.txn,

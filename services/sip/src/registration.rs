@@ -230,6 +230,72 @@ fn set_opt(dst: &mut Option<String>, src: Option<&str>) {
     }
 }
 
+/// Refreshes binding `b` from contact `c` of `req` for `granted` seconds, in place (its
+/// strings are reused: a phone refreshes with the same ones every time); true when a part
+/// that is published changed.
+fn refresh(b: &mut Binding, c: &ContactRequest, req: &Register, granted: u32, now: u64) -> bool {
+    let changed = b.identity()
+        != (
+            c.uri.as_str(),
+            &c.instance,
+            c.reg_id,
+            req.path.as_slice(),
+            req.source.as_str(),
+        );
+    set(&mut b.uri, &c.uri);
+    set_opt(&mut b.instance, c.instance.as_deref());
+    b.reg_id = c.reg_id;
+    set(&mut b.call_id, &req.call_id);
+    b.cseq = req.cseq;
+    b.expires_at = now + u64::from(granted);
+    set_opt(&mut b.q, c.q.as_deref());
+    if b.path != req.path {
+        b.path.clone_from(&req.path);
+    }
+    set(&mut b.source, &req.source);
+    set_opt(&mut b.user_agent, req.user_agent.as_deref());
+    changed
+}
+
+/// [`register`] applied to `bindings` in place: `Ok(changed)` (whether they changed in a
+/// way that must be published), or the error outcome with `bindings` left as they were.
+///
+/// The common case, a phone refreshing its one live binding, is applied without copying
+/// the line's bindings; every other request goes through [`register`].
+pub fn apply(
+    bindings: &mut Vec<Binding>,
+    req: &Register,
+    policy: &Policy,
+    now: u64,
+) -> Result<bool, Outcome> {
+    if let Contacts::List(list) = &req.contacts
+        && let [c] = list.as_slice()
+        && bindings.len() <= policy.max_bindings
+        && bindings.iter().all(|b| b.expires_at > now)
+    {
+        let asked = c.expires.or(req.expires).unwrap_or(policy.default_expires);
+        let found = bindings.iter().position(|b| same_binding(b, c));
+        if let Some(i) = found
+            && asked != 0
+            && asked >= policy.min_expires
+            && !(bindings[i].call_id == req.call_id && req.cseq <= bindings[i].cseq)
+        {
+            let granted = asked.min(policy.max_expires);
+            return Ok(refresh(&mut bindings[i], c, req, granted, now));
+        }
+    }
+    match register(bindings, req, policy, now) {
+        Outcome::Ok {
+            bindings: next,
+            changed,
+        } => {
+            *bindings = next;
+            Ok(changed)
+        }
+        refused => Err(refused),
+    }
+}
+
 /// Applies a REGISTER to a line's bindings at `now` (Unix seconds).
 pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) -> Outcome {
     let live: Vec<Binding> = current
@@ -282,31 +348,7 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                         changed = true;
                     }
                     (None, 0) => {}
-                    (Some(i), _) => {
-                        // A refresh: the binding is updated in place, its strings reused
-                        // (a phone refreshes with the same ones every time).
-                        let b = &mut next[i];
-                        changed |= b.identity()
-                            != (
-                                c.uri.as_str(),
-                                &c.instance,
-                                c.reg_id,
-                                req.path.as_slice(),
-                                req.source.as_str(),
-                            );
-                        set(&mut b.uri, &c.uri);
-                        set_opt(&mut b.instance, c.instance.as_deref());
-                        b.reg_id = c.reg_id;
-                        set(&mut b.call_id, &req.call_id);
-                        b.cseq = req.cseq;
-                        b.expires_at = now + u64::from(granted);
-                        set_opt(&mut b.q, c.q.as_deref());
-                        if b.path != req.path {
-                            b.path.clone_from(&req.path);
-                        }
-                        set(&mut b.source, &req.source);
-                        set_opt(&mut b.user_agent, req.user_agent.as_deref());
-                    }
+                    (Some(i), _) => changed |= refresh(&mut next[i], c, req, granted, now),
                     (None, _) => {
                         changed = true;
                         next.push(Binding {
@@ -374,6 +416,155 @@ mod tests {
         match o {
             Outcome::Ok { bindings, changed } => (bindings, changed),
             other => panic!("expected ok, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn applying_in_place_agrees_with_the_reducer() {
+        let one = |uri: &str, exp| Contacts::List(vec![contact(uri, exp)]);
+        let (base, _) = ok(register(
+            &[],
+            &req("c1", 1, Some(3600), one("sip:a@h", None)),
+            &POLICY,
+            1000,
+        ));
+        let (two, _) = ok(register(
+            &base,
+            &req("c2", 1, Some(3600), one("sip:b@h", None)),
+            &POLICY,
+            1000,
+        ));
+        let mut moved = req("c1", 2, Some(3600), one("sip:a@h", None));
+        moved.source = "udp:192.0.2.9:5060".into();
+        let mut flow = contact("sip:a@h", None);
+        flow.instance = Some("\"<urn:uuid:1>\"".into());
+        flow.reg_id = Some(1);
+        let tight = Policy {
+            max_bindings: 1,
+            ..POLICY
+        };
+        let cases: Vec<(&str, Vec<Binding>, Register, Policy, u64)> = vec![
+            (
+                "refresh",
+                base.clone(),
+                req("c1", 2, Some(3600), one("sip:a@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "refresh, other call-id",
+                base.clone(),
+                req("c9", 1, None, one("sip:a@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "refresh, per-contact expiry",
+                base.clone(),
+                req("c1", 2, None, one("sip:a@h", Some(120))),
+                POLICY,
+                2000,
+            ),
+            (
+                "refresh, clamped",
+                base.clone(),
+                req("c1", 2, Some(99_999), one("sip:a@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "refresh from a new source",
+                base.clone(),
+                moved,
+                POLICY,
+                2000,
+            ),
+            (
+                "out of order",
+                base.clone(),
+                req("c1", 1, Some(3600), one("sip:a@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "remove",
+                base.clone(),
+                req("c1", 2, Some(0), one("sip:a@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "too brief",
+                base.clone(),
+                req("c1", 2, Some(30), one("sip:a@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "new contact",
+                base.clone(),
+                req("c1", 2, Some(3600), one("sip:z@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "expired one",
+                base.clone(),
+                req("c1", 2, Some(3600), one("sip:a@h", None)),
+                POLICY,
+                9000,
+            ),
+            (
+                "over the limit",
+                two.clone(),
+                req("c1", 2, Some(3600), one("sip:a@h", None)),
+                tight,
+                2000,
+            ),
+            (
+                "second of two",
+                two.clone(),
+                req("c2", 2, Some(3600), one("sip:b@h", None)),
+                POLICY,
+                2000,
+            ),
+            (
+                "flow",
+                base.clone(),
+                req("c1", 2, None, Contacts::List(vec![flow])),
+                POLICY,
+                2000,
+            ),
+            (
+                "query",
+                two.clone(),
+                req("c1", 2, None, Contacts::Query),
+                POLICY,
+                2000,
+            ),
+            (
+                "star",
+                two.clone(),
+                req("c7", 1, Some(0), Contacts::Star),
+                POLICY,
+                2000,
+            ),
+        ];
+        for (name, current, r, policy, now) in cases {
+            let mut in_place = current.clone();
+            match (
+                register(&current, &r, &policy, now),
+                apply(&mut in_place, &r, &policy, now),
+            ) {
+                (Outcome::Ok { bindings, changed }, Ok(c)) => {
+                    assert_eq!((in_place, c), (bindings, changed), "{name}");
+                }
+                (want, Err(got)) => {
+                    assert_eq!(got, want, "{name}");
+                    assert_eq!(in_place, current, "{name}: nothing changed");
+                }
+                (want, got) => panic!("{name}: {want:?} but {got:?}"),
+            }
         }
     }
 
