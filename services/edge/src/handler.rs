@@ -15,7 +15,6 @@ use dialtone_sip::{
     Message, StartLine, Verdict,
     digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
     header::{Via, parse_name_addr},
-    registration::from_message,
     response::Source,
 };
 use parking_lot::{Mutex, RwLock};
@@ -364,14 +363,6 @@ impl Handler {
         };
         // Only what reaches the phone's actor needs its transaction recognised.
         let txn = transaction_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
-        let req = match from_message(&m, peer.source()) {
-            Ok(r) => r,
-            Err(why) => {
-                self.stats.rejected(Reason::Invalid);
-                reply.send(self.responder().reply(&m, &src, 400, why, vec![]));
-                return;
-            }
-        };
         if peer.transport.connection_bound() {
             let mut map = self.ws_phones.lock();
             let list = map.entry((peer.transport, peer.addr)).or_default();
@@ -386,7 +377,7 @@ impl Handler {
             Register(Box::new(RegisterJob {
                 entry,
                 msg: m,
-                req,
+                source: peer.source(),
                 nonce,
                 nc,
                 txn,

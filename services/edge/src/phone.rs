@@ -12,7 +12,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Messag
 use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::{
     Message as SipMessage,
-    registration::{Outcome, Register as RegisterReq, apply},
+    registration::{Outcome, Register as RegisterReq, apply, from_message},
     response::Source,
 };
 use prost::Message as _;
@@ -255,7 +255,8 @@ impl Actor for PhoneActor {
 pub struct RegisterJob {
     pub entry: Arc<LineEntry>,
     pub msg: SipMessage,
-    pub req: RegisterReq,
+    /// Where it came from (`transport:ip:port`), recorded in the binding.
+    pub source: String,
     /// The nonce answered, by its [`dialtone_sip::digest::nonce_hash`].
     pub nonce: u64,
     pub nc: u32,
@@ -276,9 +277,19 @@ impl Handler<Register> for PhoneActor {
 
     fn handle(&mut self, Register(job): Register, ctx: &mut Context<Self>) -> Self::Result {
         self.received();
+        let sh = self.shared.clone();
+        // Read here, from the message the job carries, so that it can borrow from it.
+        let req = match from_message(&job.msg, &job.source) {
+            Ok(r) => r,
+            Err(why) => {
+                sh.stats.rejected(Reason::Invalid);
+                job.reply
+                    .send(sh.responder.reply(&job.msg, &job.src, 400, why, vec![]));
+                return;
+            }
+        };
         let now = unix_ms() / 1000;
         self.last_activity = now;
-        let sh = self.shared.clone();
         if let Some(last) = self
             .last
             .as_deref()
@@ -294,7 +305,7 @@ impl Handler<Register> for PhoneActor {
                         .find(|l| l.index == last.line)
                         .map(|l| l.bindings.as_slice())
                         .unwrap_or(&[]);
-                    let outbound = registers_flow(&job.req);
+                    let outbound = registers_flow(&req);
                     sh.responder
                         .register_ok(&job.msg, &job.src, bindings, now, outbound)
                 }
@@ -317,10 +328,10 @@ impl Handler<Register> for PhoneActor {
         let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user);
         let policy = job.entry.policy;
         let line = &mut self.state.lines[pos];
-        let (bytes, ok) = match apply(&mut line.bindings, &job.req, &policy, now) {
+        let (bytes, ok) = match apply(&mut line.bindings, &req, &policy, now) {
             Ok(changed) => {
                 line.republish_after = u64::from(policy.default_expires / 2);
-                let outbound = registers_flow(&job.req);
+                let outbound = registers_flow(&req);
                 let bytes =
                     sh.responder
                         .register_ok(&job.msg, &job.src, &line.bindings, now, outbound);

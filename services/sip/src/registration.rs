@@ -68,51 +68,41 @@ impl Binding {
             crate::response::push_number(s, r.into());
         }
     }
-
-    /// The parts whose change must be published (expiry and CSeq refreshes are not).
-    fn identity(&self) -> (&str, &Option<String>, Option<u32>, &[String], &str) {
-        (
-            &self.uri,
-            &self.instance,
-            self.reg_id,
-            &self.path,
-            &self.source,
-        )
-    }
 }
 
-/// One Contact of a REGISTER.
+/// One Contact of a REGISTER (borrowed from the message).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ContactRequest {
-    pub uri: String,
+pub struct ContactRequest<'a> {
+    pub uri: &'a str,
     pub expires: Option<u32>,
-    pub instance: Option<String>,
+    pub instance: Option<&'a str>,
     pub reg_id: Option<u32>,
-    pub q: Option<String>,
+    pub q: Option<&'a str>,
 }
 
 /// The Contact part of a REGISTER.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Contacts {
+pub enum Contacts<'a> {
     /// No Contact: list the bindings.
     Query,
     /// `Contact: *`: remove every binding.
     Star,
     /// Add, refresh or remove these.
-    List(Vec<ContactRequest>),
+    List(Vec<ContactRequest<'a>>),
 }
 
-/// A REGISTER, reduced to what the rules need.
+/// A REGISTER, reduced to what the rules need, borrowing from the message: a refresh
+/// copies nothing out of it (the binding keeps its strings when they are the same).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Register {
-    pub call_id: String,
+pub struct Register<'a> {
+    pub call_id: &'a str,
     pub cseq: u32,
     /// The Expires header.
     pub expires: Option<u32>,
-    pub contacts: Contacts,
-    pub path: Vec<String>,
-    pub source: String,
-    pub user_agent: Option<String>,
+    pub contacts: Contacts<'a>,
+    pub path: Vec<&'a str>,
+    pub source: &'a str,
+    pub user_agent: Option<&'a str>,
 }
 
 /// What to answer.
@@ -147,7 +137,7 @@ fn delta_seconds(s: &str) -> Option<u32> {
 }
 
 /// Reads the registration parts of a REGISTER that passed [`crate::verdict::check`].
-pub fn from_message(m: &Message, source: impl Into<String>) -> Result<Register, &'static str> {
+pub fn from_message<'a>(m: &'a Message, source: &'a str) -> Result<Register<'a>, &'static str> {
     let (cseq, _) =
         crate::header::parse_cseq(m.get("cseq").unwrap_or("")).map_err(|_| "bad cseq")?;
     let expires = match m.get("expires") {
@@ -179,33 +169,29 @@ pub fn from_message(m: &Message, source: impl Into<String>) -> Result<Register, 
                 _ => None, // RFC 5626 §6: reg-id without an instance is ignored.
             };
             list.push(ContactRequest {
-                uri: a.uri_text.to_owned(),
+                uri: a.uri_text,
                 expires,
-                instance: instance.map(str::to_owned),
+                instance,
                 reg_id,
-                q: param("q").map(str::to_owned),
+                q: param("q"),
             });
         }
         Contacts::List(list)
     };
-    let path = m
-        .all("path")
-        .flat_map(split_list)
-        .map(str::to_owned)
-        .collect();
+    let path = m.all("path").flat_map(split_list).collect();
     Ok(Register {
-        call_id: m.get("call-id").unwrap_or("").to_owned(),
+        call_id: m.get("call-id").unwrap_or(""),
         cseq,
         expires,
         contacts,
         path,
-        source: source.into(),
-        user_agent: m.get("user-agent").map(str::to_owned),
+        source,
+        user_agent: m.get("user-agent"),
     })
 }
 
 fn same_binding(b: &Binding, c: &ContactRequest) -> bool {
-    match (&c.instance, &b.instance) {
+    match (c.instance, b.instance.as_deref()) {
         // RFC 5626: with an instance, the flow (instance, reg-id) is the key, not the URI.
         (Some(i), Some(bi)) => i == bi && c.reg_id == b.reg_id,
         (Some(_), None) | (None, Some(_)) => false,
@@ -234,27 +220,33 @@ fn set_opt(dst: &mut Option<String>, src: Option<&str>) {
 /// strings are reused: a phone refreshes with the same ones every time); true when a part
 /// that is published changed.
 fn refresh(b: &mut Binding, c: &ContactRequest, req: &Register, granted: u32, now: u64) -> bool {
-    let changed = b.identity()
-        != (
-            c.uri.as_str(),
-            &c.instance,
-            c.reg_id,
-            req.path.as_slice(),
-            req.source.as_str(),
-        );
-    set(&mut b.uri, &c.uri);
-    set_opt(&mut b.instance, c.instance.as_deref());
+    let same_path = b
+        .path
+        .iter()
+        .map(String::as_str)
+        .eq(req.path.iter().copied());
+    let changed = b.uri != c.uri
+        || b.instance.as_deref() != c.instance
+        || b.reg_id != c.reg_id
+        || !same_path
+        || b.source != req.source;
+    set(&mut b.uri, c.uri);
+    set_opt(&mut b.instance, c.instance);
     b.reg_id = c.reg_id;
-    set(&mut b.call_id, &req.call_id);
+    set(&mut b.call_id, req.call_id);
     b.cseq = req.cseq;
     b.expires_at = now + u64::from(granted);
-    set_opt(&mut b.q, c.q.as_deref());
-    if b.path != req.path {
-        b.path.clone_from(&req.path);
+    set_opt(&mut b.q, c.q);
+    if !same_path {
+        b.path = owned_path(&req.path);
     }
-    set(&mut b.source, &req.source);
-    set_opt(&mut b.user_agent, req.user_agent.as_deref());
+    set(&mut b.source, req.source);
+    set_opt(&mut b.user_agent, req.user_agent);
     changed
+}
+
+fn owned_path(path: &[&str]) -> Vec<String> {
+    path.iter().map(|p| (*p).to_owned()).collect()
 }
 
 /// [`register`] applied to `bindings` in place: `Ok(changed)` (whether they changed in a
@@ -352,16 +344,16 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                     (None, _) => {
                         changed = true;
                         next.push(Binding {
-                            uri: c.uri.clone(),
-                            instance: c.instance.clone(),
+                            uri: c.uri.to_owned(),
+                            instance: c.instance.map(str::to_owned),
                             reg_id: c.reg_id,
-                            call_id: req.call_id.clone(),
+                            call_id: req.call_id.to_owned(),
                             cseq: req.cseq,
                             expires_at: now + u64::from(granted),
-                            q: c.q.clone(),
-                            path: req.path.clone(),
-                            source: req.source.clone(),
-                            user_agent: req.user_agent.clone(),
+                            q: c.q.map(str::to_owned),
+                            path: owned_path(&req.path),
+                            source: req.source.to_owned(),
+                            user_agent: req.user_agent.map(str::to_owned),
                         });
                     }
                 }
@@ -390,9 +382,9 @@ mod tests {
         max_bindings: 2,
     };
 
-    fn contact(uri: &str, expires: Option<u32>) -> ContactRequest {
+    fn contact(uri: &str, expires: Option<u32>) -> ContactRequest<'_> {
         ContactRequest {
-            uri: uri.into(),
+            uri,
             expires,
             instance: None,
             reg_id: None,
@@ -400,14 +392,19 @@ mod tests {
         }
     }
 
-    fn req(call_id: &str, cseq: u32, expires: Option<u32>, contacts: Contacts) -> Register {
+    fn req<'a>(
+        call_id: &'a str,
+        cseq: u32,
+        expires: Option<u32>,
+        contacts: Contacts<'a>,
+    ) -> Register<'a> {
         Register {
-            call_id: call_id.into(),
+            call_id,
             cseq,
             expires,
             contacts,
             path: vec![],
-            source: "udp:192.0.2.1:5060".into(),
+            source: "udp:192.0.2.1:5060",
             user_agent: None,
         }
     }
@@ -421,7 +418,9 @@ mod tests {
 
     #[test]
     fn applying_in_place_agrees_with_the_reducer() {
-        let one = |uri: &str, exp| Contacts::List(vec![contact(uri, exp)]);
+        fn one(uri: &str, exp: Option<u32>) -> Contacts<'_> {
+            Contacts::List(vec![contact(uri, exp)])
+        }
         let (base, _) = ok(register(
             &[],
             &req("c1", 1, Some(3600), one("sip:a@h", None)),
@@ -435,9 +434,9 @@ mod tests {
             1000,
         ));
         let mut moved = req("c1", 2, Some(3600), one("sip:a@h", None));
-        moved.source = "udp:192.0.2.9:5060".into();
+        moved.source = "udp:192.0.2.9:5060";
         let mut flow = contact("sip:a@h", None);
-        flow.instance = Some("\"<urn:uuid:1>\"".into());
+        flow.instance = Some("\"<urn:uuid:1>\"");
         flow.reg_id = Some(1);
         let tight = Policy {
             max_bindings: 1,
@@ -736,11 +735,11 @@ mod tests {
 
     #[test]
     fn outbound_flows_are_keyed_by_instance_and_reg_id() {
-        let inst = Some("\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"".to_string());
-        let flow = |uri: &str, reg_id| ContactRequest {
-            uri: uri.into(),
+        let inst = Some("\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\"");
+        let flow = |uri: &'static str, reg_id| ContactRequest {
+            uri,
             expires: None,
-            instance: inst.clone(),
+            instance: inst,
             reg_id: Some(reg_id),
             q: None,
         };
@@ -814,25 +813,24 @@ mod tests {
             0,
         ));
         assert_eq!(b.len(), 2);
+        let (cparam01, cparam02, regescrt) = (
+            rfc4475("cparam01.dat"),
+            rfc4475("cparam02.dat"),
+            rfc4475("regescrt.dat"),
+        );
         // cparam01: a bare contact's ;unknownparam is a header param, not part of the URI
-        let r = from_message(&rfc4475("cparam01.dat"), "udp:x").unwrap();
+        let r = from_message(&cparam01, "udp:x").unwrap();
         let Contacts::List(c) = &r.contacts else {
             panic!()
         };
         assert!(!c[0].uri.contains("unknownparam"));
         // cparam02: inside <> it is a URI param and part of the binding
-        let Contacts::List(c) = from_message(&rfc4475("cparam02.dat"), "udp:x")
-            .unwrap()
-            .contacts
-        else {
+        let Contacts::List(c) = from_message(&cparam02, "udp:x").unwrap().contacts else {
             panic!()
         };
         assert!(c[0].uri.contains(";unknownparam"));
         // regescrt: the URI keeps its escaped header
-        let Contacts::List(c) = from_message(&rfc4475("regescrt.dat"), "udp:x")
-            .unwrap()
-            .contacts
-        else {
+        let Contacts::List(c) = from_message(&regescrt, "udp:x").unwrap().contacts else {
             panic!()
         };
         assert!(c[0].uri.contains("?Route=%3C"));
