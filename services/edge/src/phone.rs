@@ -12,7 +12,7 @@ use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Messag
 use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::{
     Message as SipMessage,
-    registration::{Outcome, Register as RegisterReq, apply, from_message},
+    registration::{Refusal, Register as RegisterReq, apply, from_message},
     response::Source,
 };
 use prost::Message as _;
@@ -348,7 +348,7 @@ impl Handler<Register> for PhoneActor {
                 sh.stats.registered();
                 (bytes, true)
             }
-            Err(Outcome::IntervalTooBrief { min_expires }) => {
+            Err(Refusal::IntervalTooBrief { min_expires }) => {
                 sh.stats.rejected(Reason::IntervalTooBrief);
                 let b = sh.responder.reply(
                     &job.msg,
@@ -359,14 +359,14 @@ impl Handler<Register> for PhoneActor {
                 );
                 (b, false)
             }
-            Err(Outcome::Invalid(why)) => {
+            Err(Refusal::Invalid(why)) => {
                 sh.stats.rejected(Reason::Invalid);
                 (
                     sh.responder.reply(&job.msg, &job.src, 400, why, vec![]),
                     false,
                 )
             }
-            Err(Outcome::OutOfOrder) => {
+            Err(Refusal::OutOfOrder) => {
                 sh.stats.rejected(Reason::OutOfOrder);
                 let b = sh.responder.reply(
                     &job.msg,
@@ -377,7 +377,7 @@ impl Handler<Register> for PhoneActor {
                 );
                 (b, false)
             }
-            Err(Outcome::TooManyBindings { max }) => {
+            Err(Refusal::TooManyBindings { max }) => {
                 sh.stats.rejected(Reason::TooManyBindings);
                 let reason = format!("Too many registered contacts (at most {max})");
                 (
@@ -385,7 +385,6 @@ impl Handler<Register> for PhoneActor {
                     false,
                 )
             }
-            Err(Outcome::Ok { .. }) => unreachable!("apply reports success as Ok(changed)"),
         };
         let last = LastTxn {
             key: job.txn,

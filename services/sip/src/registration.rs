@@ -113,6 +113,13 @@ pub enum Outcome {
         bindings: Vec<Binding>,
         changed: bool,
     },
+    /// An error to answer; nothing is applied.
+    Refused(Refusal),
+}
+
+/// Why a REGISTER is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
     /// 423 Interval Too Brief with this Min-Expires.
     IntervalTooBrief { min_expires: u32 },
     /// 400 with this reason.
@@ -199,6 +206,18 @@ fn same_binding(b: &Binding, c: &ContactRequest) -> bool {
     }
 }
 
+/// The expiry contact `c` of `req` asks for: its own, else the request's, else the line's
+/// default.
+fn asked(c: &ContactRequest, req: &Register, policy: &Policy) -> u32 {
+    c.expires.or(req.expires).unwrap_or(policy.default_expires)
+}
+
+/// Whether `req` is no newer than the request that made or refreshed `b` (same Call-ID,
+/// CSeq not higher): it must not touch it (RFC 3261 §10.3 step 7).
+fn not_newer(b: &Binding, req: &Register) -> bool {
+    b.call_id == req.call_id && req.cseq <= b.cseq
+}
+
 /// `dst = src`, copying only when they differ.
 fn set(dst: &mut String, src: &str) {
     if dst != src {
@@ -250,7 +269,7 @@ fn owned_path(path: &[&str]) -> Vec<String> {
 }
 
 /// [`register`] applied to `bindings` in place: `Ok(changed)` (whether they changed in a
-/// way that must be published), or the error outcome with `bindings` left as they were.
+/// way that must be published), or why it was refused, with `bindings` left as they were.
 ///
 /// The common case, a phone refreshing its one live binding, is applied without copying
 /// the line's bindings; every other request goes through [`register`].
@@ -259,18 +278,18 @@ pub fn apply(
     req: &Register,
     policy: &Policy,
     now: u64,
-) -> Result<bool, Outcome> {
+) -> Result<bool, Refusal> {
     if let Contacts::List(list) = &req.contacts
         && let [c] = list.as_slice()
         && bindings.len() <= policy.max_bindings
         && bindings.iter().all(|b| b.expires_at > now)
     {
-        let asked = c.expires.or(req.expires).unwrap_or(policy.default_expires);
+        let asked = asked(c, req, policy);
         let found = bindings.iter().position(|b| same_binding(b, c));
         if let Some(i) = found
             && asked != 0
             && asked >= policy.min_expires
-            && !(bindings[i].call_id == req.call_id && req.cseq <= bindings[i].cseq)
+            && !not_newer(&bindings[i], req)
         {
             let granted = asked.min(policy.max_expires);
             return Ok(refresh(&mut bindings[i], c, req, granted, now));
@@ -284,7 +303,7 @@ pub fn apply(
             *bindings = next;
             Ok(changed)
         }
-        refused => Err(refused),
+        Outcome::Refused(why) => Err(why),
     }
 }
 
@@ -303,13 +322,10 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
         },
         Contacts::Star => {
             if req.expires != Some(0) {
-                return Outcome::Invalid("contact * requires expires 0");
+                return Outcome::Refused(Refusal::Invalid("contact * requires expires 0"));
             }
-            if live
-                .iter()
-                .any(|b| b.call_id == req.call_id && req.cseq <= b.cseq)
-            {
-                return Outcome::OutOfOrder;
+            if live.iter().any(|b| not_newer(b, req)) {
+                return Outcome::Refused(Refusal::OutOfOrder);
             }
             Outcome::Ok {
                 changed: !current.is_empty(),
@@ -320,19 +336,18 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
             let mut next = live;
             let mut changed = expired;
             for c in contacts {
-                let asked = c.expires.or(req.expires).unwrap_or(policy.default_expires);
+                let asked = asked(c, req, policy);
                 if asked != 0 && asked < policy.min_expires {
-                    return Outcome::IntervalTooBrief {
+                    return Outcome::Refused(Refusal::IntervalTooBrief {
                         min_expires: policy.min_expires,
-                    };
+                    });
                 }
                 let granted = asked.min(policy.max_expires);
                 let found = next.iter().position(|b| same_binding(b, c));
                 if let Some(i) = found
-                    && next[i].call_id == req.call_id
-                    && req.cseq <= next[i].cseq
+                    && not_newer(&next[i], req)
                 {
-                    return Outcome::OutOfOrder;
+                    return Outcome::Refused(Refusal::OutOfOrder);
                 }
                 match (found, granted) {
                     (Some(i), 0) => {
@@ -359,9 +374,9 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                 }
             }
             if next.len() > policy.max_bindings {
-                return Outcome::TooManyBindings {
+                return Outcome::Refused(Refusal::TooManyBindings {
                     max: policy.max_bindings,
-                };
+                });
             }
             Outcome::Ok {
                 bindings: next,
@@ -559,7 +574,7 @@ mod tests {
                     assert_eq!((in_place, c), (bindings, changed), "{name}");
                 }
                 (want, Err(got)) => {
-                    assert_eq!(got, want, "{name}");
+                    assert_eq!(Outcome::Refused(got), want, "{name}");
                     assert_eq!(in_place, current, "{name}: nothing changed");
                 }
                 (want, got) => panic!("{name}: {want:?} but {got:?}"),
@@ -650,25 +665,25 @@ mod tests {
                     Some(30),
                     Contacts::List(vec![contact("sip:a@h", None)]),
                 ),
-                Outcome::IntervalTooBrief { min_expires: 60 },
+                Outcome::Refused(Refusal::IntervalTooBrief { min_expires: 60 }),
             ),
             (
                 "star needs expires 0",
                 one.clone(),
                 req("c2", 1, Some(60), Contacts::Star),
-                Outcome::Invalid("contact * requires expires 0"),
+                Outcome::Refused(Refusal::Invalid("contact * requires expires 0")),
             ),
             (
                 "star without expires",
                 one.clone(),
                 req("c2", 1, None, Contacts::Star),
-                Outcome::Invalid("contact * requires expires 0"),
+                Outcome::Refused(Refusal::Invalid("contact * requires expires 0")),
             ),
             (
                 "star out of order",
                 one.clone(),
                 req("c1", 5, Some(0), Contacts::Star),
-                Outcome::OutOfOrder,
+                Outcome::Refused(Refusal::OutOfOrder),
             ),
             (
                 "stale cseq",
@@ -679,7 +694,7 @@ mod tests {
                     None,
                     Contacts::List(vec![contact("sip:a@h", None)]),
                 ),
-                Outcome::OutOfOrder,
+                Outcome::Refused(Refusal::OutOfOrder),
             ),
             (
                 "too many",
@@ -690,7 +705,7 @@ mod tests {
                     None,
                     Contacts::List(vec![contact("sip:b@h", None), contact("sip:c@h", None)]),
                 ),
-                Outcome::TooManyBindings { max: 2 },
+                Outcome::Refused(Refusal::TooManyBindings { max: 2 }),
             ),
         ];
         for (name, current, r, want) in cases {
