@@ -1,5 +1,5 @@
 //! The edge's responses and requests as bytes: pure builders over the sip crate's
-//! [`dialtone_sip::response::build`], adding what every answer of this edge carries.
+//! [`dialtone_sip::response::build_with`], adding what every answer of this edge carries.
 
 use std::{net::SocketAddr, time::SystemTime};
 
@@ -7,7 +7,7 @@ use dialtone_sip::{
     Message,
     digest::{Algorithm, push_challenge},
     registration::Binding,
-    response::{Source, build, build_with, header_line},
+    response::{Source, build_with, header_line},
 };
 
 use crate::transport::Transport;
@@ -35,13 +35,33 @@ impl Responder {
         src: &Source,
         code: u16,
         reason: &str,
-        mut extra: Vec<(&str, String)>,
+        extra: Vec<(&str, String)>,
     ) -> Vec<u8> {
-        if let Some(s) = &self.server {
-            extra.push(("Server", s.clone()));
-        }
+        self.respond(req, src, code, reason, |out| {
+            for (name, value) in &extra {
+                header_line(out, name, value);
+            }
+        })
+    }
+
+    /// Every response of the edge: counted, with the header lines `extra` writes, then the
+    /// Server header when configured.
+    fn respond(
+        &self,
+        req: &Message,
+        src: &Source,
+        code: u16,
+        reason: &str,
+        extra: impl FnOnce(&mut String),
+    ) -> Vec<u8> {
         crate::metrics::RESPONSES.count(code);
-        build(req, src, code, reason, &self.to_tag, &extra, b"")
+        let extra = |out: &mut String| {
+            extra(out);
+            if let Some(s) = &self.server {
+                header_line(out, "Server", s);
+            }
+        };
+        build_with(req, src, code, reason, &self.to_tag, extra, b"")
     }
 
     /// 401 with one challenge per algorithm, in order. Written straight into the response,
@@ -55,16 +75,13 @@ impl Responder {
         nonce: &str,
         stale: bool,
     ) -> Vec<u8> {
-        crate::metrics::RESPONSES.count(401);
-        let extra = |out: &mut String| {
+        self.respond(req, src, 401, "", |out| {
             for a in algorithms {
                 out.push_str("WWW-Authenticate: ");
                 push_challenge(out, *a, realm, nonce, stale);
                 out.push_str("\r\n");
             }
-            self.server_line(out);
-        };
-        build_with(req, src, 401, "", &self.to_tag, extra, b"")
+        })
     }
 
     /// 200 to a REGISTER: every current binding with its remaining time, a Date, the Path
@@ -78,8 +95,7 @@ impl Responder {
         now: u64,
         outbound: bool,
     ) -> Vec<u8> {
-        crate::metrics::RESPONSES.count(200);
-        let extra = |out: &mut String| {
+        self.respond(req, src, 200, "", |out| {
             for b in bindings {
                 out.push_str("Contact: ");
                 b.push_contact_value(out, now);
@@ -92,15 +108,7 @@ impl Responder {
                 header_line(out, "Require", "outbound");
             }
             with_http_date(|d| header_line(out, "Date", d));
-            self.server_line(out);
-        };
-        build_with(req, src, 200, "", &self.to_tag, extra, b"")
-    }
-
-    fn server_line(&self, out: &mut String) {
-        if let Some(s) = &self.server {
-            header_line(out, "Server", s);
-        }
+        })
     }
 }
 

@@ -54,14 +54,11 @@ impl Batch {
         self.got.clear();
         let mut names: [MaybeUninit<libc::sockaddr_storage>; BATCH] =
             [const { MaybeUninit::uninit() }; BATCH];
-        let mut iovs: Vec<libc::iovec> = self
-            .bufs
-            .iter_mut()
-            .map(|b| libc::iovec {
-                iov_base: b.as_mut_ptr().cast(),
-                iov_len: b.len(),
-            })
-            .collect();
+        let bufs = &mut self.bufs;
+        let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|i| libc::iovec {
+            iov_base: bufs[i].as_mut_ptr().cast(),
+            iov_len: bufs[i].len(),
+        });
         // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
         for ((h, iov), name) in hdrs.iter_mut().zip(iovs.iter_mut()).zip(names.iter_mut()) {
