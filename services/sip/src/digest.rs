@@ -63,12 +63,15 @@ pub struct Hex {
 }
 
 impl Hex {
+    /// The hex of a digest (its first 32 bytes: no digest here is longer).
     fn of(bytes: &[u8]) -> Hex {
+        let bytes = &bytes[..bytes.len().min(32)];
         let mut h = Hex {
             text: [0; 64],
             len: bytes.len() * 2,
         };
-        hex_into(bytes, &mut h.text);
+        // The lengths match: this cannot fail.
+        let _ = hex::encode_to_slice(bytes, &mut h.text[..h.len]);
         h
     }
 
@@ -88,15 +91,6 @@ impl std::fmt::Debug for Hex {
 impl PartialEq<&str> for Hex {
     fn eq(&self, other: &&str) -> bool {
         self.as_str() == *other
-    }
-}
-
-/// Writes `bytes` as lowercase hex into the start of `out` (twice as long).
-fn hex_into(bytes: &[u8], out: &mut [u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (b, pair) in bytes.iter().zip(out.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 15)];
     }
 }
 
@@ -141,9 +135,10 @@ impl NonceKey {
             text: [0; 64],
             len: 64,
         };
-        hex_into(&now_s.to_be_bytes(), &mut h.text[..16]);
-        hex_into(&salt.to_be_bytes(), &mut h.text[16..32]);
-        hex_into(&self.mac(now_s, salt), &mut h.text[32..]);
+        // The lengths match: these cannot fail.
+        let _ = hex::encode_to_slice(now_s.to_be_bytes(), &mut h.text[..16]);
+        let _ = hex::encode_to_slice(salt.to_be_bytes(), &mut h.text[16..32]);
+        let _ = hex::encode_to_slice(self.mac(now_s, salt), &mut h.text[32..]);
         h
     }
 

@@ -214,21 +214,13 @@ pub fn header_line(out: &mut String, name: &str, value: &str) {
 fn is_address(host: &str, ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            // Compared octet by octet, without writing the text out.
+            // Compared octet by octet with the dotted parts, without writing the address.
             let mut parts = crate::scan::split(host, b'.');
             v4.octets().into_iter().all(|o| {
-                let mut digits = [0u8; 3];
-                let mut i = digits.len();
-                let mut n = o;
-                loop {
-                    i -= 1;
-                    digits[i] = b'0' + n % 10;
-                    n /= 10;
-                    if n == 0 {
-                        break;
-                    }
-                }
-                parts.next().is_some_and(|p| p.as_bytes() == &digits[i..])
+                let mut buf = [0u8; 20];
+                parts
+                    .next()
+                    .is_some_and(|p| p.as_bytes() == decimal(o.into(), &mut buf))
             }) && parts.next().is_none()
         }
         IpAddr::V6(_) => host.parse::<IpAddr>().ok() == Some(ip),
@@ -261,8 +253,14 @@ fn push_ipv4(out: &mut String, ip: std::net::Ipv4Addr) {
 }
 
 /// A number as text without the formatting machinery.
-pub fn push_number(out: &mut String, mut n: u64) {
+pub fn push_number(out: &mut String, n: u64) {
     let mut buf = [0u8; 20];
+    // Only ASCII digits are written.
+    out.push_str(std::str::from_utf8(decimal(n, &mut buf)).unwrap_or_default());
+}
+
+/// `n` in decimal digits, written at the end of `buf`.
+fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     let mut i = buf.len();
     loop {
         i -= 1;
@@ -272,8 +270,7 @@ pub fn push_number(out: &mut String, mut n: u64) {
             break;
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+    &buf[i..]
 }
 
 #[cfg(test)]
