@@ -129,7 +129,7 @@ pub fn host_port(s: &str) -> Result<(&str, Option<u16>), UriError> {
         // One pass over the host: its characters, and whether it is all digits and dots
         // (then it must be an IPv4 address: no top label of a name is numeric).
         let b = s.as_bytes();
-        let end = b.iter().position(|c| *c == b':').unwrap_or(b.len());
+        let end = scan::find(s, b':').unwrap_or(b.len());
         let (mut name_ok, mut numeric, mut dots) = (end > 0, true, false);
         for c in &b[..end] {
             match c {
