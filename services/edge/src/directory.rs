@@ -138,13 +138,15 @@ impl ActorShared {
     }
 
     /// The awake actor for `slot` (waking it if asleep), with its pending count raised.
-    fn awake(&self, s: usize, id: &Arc<str>, slot: &mut Slot) -> Addr<PhoneActor> {
+    /// Lent, not cloned: an actix address is three `Arc`s, each its own allocation, and a
+    /// clone and its drop would touch all three on every request.
+    fn awake<'s>(&self, s: usize, id: &Arc<str>, slot: &'s mut Slot) -> &'s Addr<PhoneActor> {
         self.wake(s, id, slot);
         let Slot::Awake(addr, pending) = slot else {
             unreachable!("woken above")
         };
         pending.fetch_add(1, Ordering::AcqRel);
-        addr.clone()
+        addr
     }
 
     fn start(&self, s: usize, id: &Arc<str>, state: PhoneState) -> Slot {
@@ -212,7 +214,16 @@ impl Directory {
             std::thread::Builder::new()
                 .name(format!("edge-actors-{i}"))
                 .spawn(move || {
-                    let sys = actix_rt::System::new();
+                    // Actix's own runtime, plus a park hook: UDP answers queued on this
+                    // thread leave before it sleeps.
+                    let sys = actix_rt::System::with_tokio_rt(|| {
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_io()
+                            .enable_time()
+                            .on_thread_park(crate::transport::udp_out::flush)
+                            .build()
+                            .expect("an actor thread's runtime")
+                    });
                     let _ = tx.send((actix_rt::System::current(), actix_rt::Arbiter::current()));
                     let _ = sys.run();
                 })
@@ -294,7 +305,7 @@ impl Directory {
         self.with_awake(id, |a| a.send(msg))
     }
 
-    fn with_awake<R>(&self, id: &str, f: impl FnOnce(Addr<PhoneActor>) -> R) -> Option<R> {
+    fn with_awake<R>(&self, id: &str, f: impl FnOnce(&Addr<PhoneActor>) -> R) -> Option<R> {
         let sh = &self.shared;
         let s = sh.shard_of(id);
         let mut shard = sh.shards[s].lock();

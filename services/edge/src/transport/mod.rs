@@ -6,11 +6,13 @@ pub mod stream;
 pub mod tls;
 pub mod udp;
 mod udp_batch;
+pub mod udp_out;
 pub mod ws;
 
 use std::{
     collections::HashMap,
     net::SocketAddr,
+    os::fd::AsRawFd,
     sync::{Arc, atomic::AtomicU64},
     time::Duration,
 };
@@ -159,7 +161,11 @@ impl Replier {
     /// retransmits over UDP; a stream is closing anyway).
     pub fn send(&self, bytes: Vec<u8>) -> bool {
         match self {
-            Replier::Udp { socket, to } => socket.try_send_to(&bytes, *to).is_ok(),
+            // Batched when sent from the socket's own actor thread (see `udp_out`).
+            Replier::Udp { socket, to } => match udp_out::queue(socket.as_raw_fd(), *to, bytes) {
+                Ok(()) => true,
+                Err(bytes) => socket.try_send_to(&bytes, *to).is_ok(),
+            },
             Replier::Stream(tx) => tx.send(bytes).is_ok(),
         }
     }

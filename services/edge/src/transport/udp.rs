@@ -71,6 +71,7 @@ pub fn serve(
                 handler.flows().set_udp(socket.clone());
             }
             let fd = socket.as_raw_fd();
+            super::udp_out::install(fd);
             let mut batch = Batch::default();
             // Made once, not per datagram: each new one would register with the channel.
             let mut stopped = std::pin::pin!(stop.changed());
@@ -101,6 +102,7 @@ pub fn serve(
                     };
                     handler.handle(datagram, &peer);
                 }
+                super::udp_out::flush();
             }
         });
     }

@@ -1,11 +1,12 @@
-//! Receiving up to [`BATCH`] datagrams in one system call (`recvmmsg`, Linux).
+//! Receiving up to [`BATCH`] datagrams in one system call (`recvmmsg`, Linux), and
+//! sending as many in one (`sendmmsg`, see [`super::udp_out`]).
 //!
 //! Beyond batching a burst, this saves a call on every quiet wake-up: a read with
 //! `recvfrom` must be followed by one more that fails with EAGAIN before the loop may
 //! sleep, while a batch that comes back short of [`BATCH`] already says the queue is
 //! empty (the kernel fills a non-blocking batch until it runs out of datagrams).
 //!
-//! This module is the edge's only `unsafe` code: the call and the reading of the source
+//! This module is the edge's only `unsafe` code: the calls, and the reading of the source
 //! addresses the kernel wrote.
 
 use std::{
@@ -100,6 +101,67 @@ impl Batch {
     }
 }
 
+/// Sends each datagram to its address on `fd` (non-blocking), in calls of up to [`BATCH`];
+/// returns how many were sent. One the kernel refuses (an address of the other family, an
+/// error an earlier datagram's ICMP left on the socket) is skipped and the rest still go;
+/// when the socket's buffer is full the rest are dropped, as a full socket drops any UDP
+/// datagram (the phone retransmits its request).
+pub fn send_all(fd: RawFd, datagrams: &[(SocketAddr, Vec<u8>)]) -> usize {
+    let mut sent = 0;
+    for chunk in datagrams.chunks(BATCH) {
+        let names: [Option<socket2::SockAddr>; BATCH] =
+            std::array::from_fn(|i| chunk.get(i).map(|(to, _)| socket2::SockAddr::from(*to)));
+        let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|i| match chunk.get(i) {
+            Some((_, d)) => libc::iovec {
+                iov_base: d.as_ptr().cast_mut().cast(),
+                iov_len: d.len(),
+            },
+            None => libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            },
+        });
+        // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
+        let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+        for ((h, iov), name) in hdrs
+            .iter_mut()
+            .zip(iovs.iter_mut())
+            .zip(names.iter().flatten())
+        {
+            h.msg_hdr.msg_name = name.as_ptr().cast_mut().cast();
+            h.msg_hdr.msg_namelen = name.len();
+            h.msg_hdr.msg_iov = iov;
+            h.msg_hdr.msg_iovlen = 1;
+        }
+        let mut at = 0;
+        while at < chunk.len() {
+            // SAFETY: headers `at..chunk.len()` point at live datagrams (read only, as
+            // sendmmsg does) and at addresses of the lengths they give; all outlive the
+            // call, which writes only the headers' msg_len.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    hdrs[at..].as_mut_ptr(),
+                    (chunk.len() - at) as u32,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                at += n as usize;
+                sent += n as usize;
+                continue;
+            }
+            match io::Error::last_os_error().kind() {
+                io::ErrorKind::WouldBlock => return sent,
+                io::ErrorKind::Interrupted => {}
+                // This datagram cannot go: the next ones still may.
+                _ => at += 1,
+            }
+        }
+    }
+    sent
+}
+
 /// The IPv4 or IPv6 address at `name`, `len` bytes long.
 ///
 /// # Safety
@@ -169,5 +231,43 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         assert_eq!(batch.recv(rx.as_raw_fd()).unwrap(), 1);
         assert_eq!(batch.datagrams().next().unwrap().0, &big[..]);
+    }
+
+    #[test]
+    fn sends_go_out_in_order_past_a_refused_one() {
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+        // An IPv6 destination cannot be reached from an IPv4 socket: it is skipped.
+        let v6: SocketAddr = "[::1]:5060".parse().unwrap();
+        let mut out: Vec<(SocketAddr, Vec<u8>)> = (0..BATCH + 3)
+            .map(|i| {
+                (
+                    if i % 2 == 0 { to_a } else { to_b },
+                    vec![b'a' + i as u8; 1 + i * 900],
+                )
+            })
+            .collect();
+        out.insert(2, (v6, b"lost".to_vec()));
+        assert_eq!(send_all(tx.as_raw_fd(), &out), out.len() - 1);
+        let mut batch = Batch::default();
+        for (rx, addr) in [(&a, to_a), (&b, to_b)] {
+            let want: Vec<Vec<u8>> = out
+                .iter()
+                .filter(|(to, _)| *to == addr)
+                .map(|(_, d)| d.clone())
+                .collect();
+            let mut got = Vec::new();
+            while got.len() < want.len() {
+                batch.recv(rx.as_raw_fd()).unwrap();
+                got.extend(batch.datagrams().map(|(d, from)| {
+                    assert_eq!(from, tx.local_addr().unwrap());
+                    d.to_vec()
+                }));
+            }
+            assert_eq!(got, want);
+        }
+        assert_eq!(send_all(tx.as_raw_fd(), &[]), 0);
     }
 }
