@@ -14,6 +14,11 @@
 //! REGISTER → 401 → REGISTER → 200) and the server's CPU microseconds per registration
 //! (utime + stime from /proc), and the highest clean rate (no failure, p99 under 10 ms).
 //! The servers take turns at each rate so machine noise falls on both.
+//!
+//! With `SIP_BENCH_BASELINE=PATH` (another build of `dialtone`), the second server is an
+//! edge of that build instead of Kamailio, on the same store and users: two builds compared
+//! in one run, for changes smaller than the noise between runs (the ratios then read
+//! this build / the baseline; the targets do not apply).
 
 use std::{
     path::{Path, PathBuf},
@@ -218,46 +223,65 @@ async fn main() -> anyhow::Result<()> {
         .transpose()?
         .unwrap_or_else(|| vec![2000, 4000, 6000, 8000, 10000, 12000, 14000, 16000]);
     let seconds: u32 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(5);
+    let baseline = std::env::var_os("SIP_BENCH_BASELINE").map(PathBuf::from);
 
     // As in production: a config node and an edge node on etcd (one member), so the edge's
     // process holds only what an edge holds (the embedded store would keep every binding key
     // in the same process).
-    let sb = ClusterSandbox::with_etcd_args(
+    let roles: &[&str] = match baseline {
+        Some(_) => &["config", "edge", "edge"],
+        None => &["config", "edge"],
+    };
+    let sb = ClusterSandbox::with_etcd_binaries(
         1,
-        &["config", "edge"],
+        roles,
         &["--sip-digest-algorithms=md5", "--log=warn"],
+        &[None, None, baseline.clone()],
     )
     .await?;
     let dir = sb.dir().to_path_buf();
     eprintln!("importing {users} users into dialtone");
     let creds = import(&sb, users).await?;
     let edge = &sb.nodes[1];
-    let want = format!(
-        "dialtone_edge_cached_lines{{node=\"{}\"}} {users}",
-        edge.node_id
-    );
-    for _ in 0..600 {
-        if edge
-            .http_get("/metrics")
-            .await
-            .is_some_and(|(_, m)| m.contains(&want))
-        {
-            break;
+    for e in &sb.nodes[1..] {
+        let want = format!(
+            "dialtone_edge_cached_lines{{node=\"{}\"}} {users}",
+            e.node_id
+        );
+        for _ in 0..600 {
+            if e.http_get("/metrics")
+                .await
+                .is_some_and(|(_, m)| m.contains(&want))
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let csv = dir.join("users.csv");
     users_csv(&csv, &creds)?;
-    let kam_port = free_port_pair();
-    let mut kam = KamailioTree(start_kamailio(&dir.join("kamailio"), kam_port, &creds)?);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    if let Ok(Some(s)) = kam.try_wait() {
-        bail!(
-            "kamailio exited with {s}; see {}",
-            dir.join("kamailio/kamailio.log").display()
-        );
-    }
-    let kam_pid = kam.id();
+    // The peer: Kamailio, or the baseline build's edge.
+    let mut kam = None;
+    let (peer_name, peer_port, peer_pid) = match &baseline {
+        Some(_) => {
+            let b = &sb.nodes[2];
+            ("baseline", b.sip.udp, b.pid().context("baseline edge pid")?)
+        }
+        None => {
+            let port = free_port_pair();
+            let mut k = KamailioTree(start_kamailio(&dir.join("kamailio"), port, &creds)?);
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if let Ok(Some(s)) = k.try_wait() {
+                bail!(
+                    "kamailio exited with {s}; see {}",
+                    dir.join("kamailio/kamailio.log").display()
+                );
+            }
+            let pid = k.id();
+            kam = Some(k);
+            ("kamailio", port, pid)
+        }
+    };
     let dt_pid = edge.pid().context("dialtone edge pid")?;
     let servers = [
         Server {
@@ -267,10 +291,10 @@ async fn main() -> anyhow::Result<()> {
             pids: Box::new(move || vec![dt_pid]),
         },
         Server {
-            name: "kamailio",
-            port: kam_port,
+            name: peer_name,
+            port: peer_port,
             local: free_port_pair(),
-            pids: Box::new(move || tree(kam_pid)),
+            pids: Box::new(move || tree(peer_pid)),
         },
     ];
 
@@ -372,6 +396,16 @@ async fn main() -> anyhow::Result<()> {
         summary.push((clean, median, mem[i].2));
     }
     let (d, k) = (summary[0], summary[1]);
+    if baseline.is_some() {
+        println!(
+            "\nratios dialtone/baseline: clean rate {:.2}, cpu per registration {:.3}, memory per phone {:.2}",
+            d.0 as f64 / k.0.max(1) as f64,
+            d.1 / k.1,
+            d.2 / k.2
+        );
+        print_pairs(&runs);
+        return Ok(());
+    }
     println!(
         "\nratios dialtone/kamailio: clean rate {:.2} (target >= 1), cpu per registration {:.2} (target <= 0.5), memory per phone {:.2} (target <= 1)",
         d.0 as f64 / k.0.max(1) as f64,
@@ -379,4 +413,18 @@ async fn main() -> anyhow::Result<()> {
         d.2 / k.2
     );
     Ok(())
+}
+
+/// Rate by rate, this build's CPU per registration over the baseline's, and their mean:
+/// a paired comparison, in which most of the machine's drift cancels.
+fn print_pairs(runs: &[Vec<Run>]) {
+    let ratios: Vec<f64> = runs[0]
+        .iter()
+        .zip(&runs[1])
+        .filter(|(a, b)| a.failed == 0 && b.failed == 0)
+        .map(|(a, b)| a.cpu_us_per_reg / b.cpu_us_per_reg)
+        .collect();
+    let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
+    println!("cpu ratio rate by rate: {}; mean {mean:.3}", list.join(" "));
 }

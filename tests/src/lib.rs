@@ -331,6 +331,7 @@ pub struct Node {
     pub data_dir: PathBuf,
     args: Vec<String>,
     env: Vec<(String, String)>,
+    binary: Option<PathBuf>,
     child: Option<Child>,
     log: PathBuf,
 }
@@ -352,6 +353,9 @@ pub struct NodeSpec {
     pub extra_args: Vec<String>,
     /// Environment variables of the process (e.g. `OTEL_*`).
     pub env: Vec<(String, String)>,
+    /// Another build of `dialtone` to run (benchmarks compare two builds); none: this
+    /// workspace's.
+    pub binary: Option<PathBuf>,
 }
 
 impl Node {
@@ -418,6 +422,7 @@ impl Node {
             data_dir,
             args,
             env: spec.env.clone(),
+            binary: spec.binary.clone(),
             child: None,
         }
     }
@@ -428,7 +433,8 @@ impl Node {
             .create(true)
             .append(true)
             .open(&self.log)?;
-        let child = Command::new(binary("dialtone"))
+        let bin = self.binary.clone().unwrap_or_else(|| binary("dialtone"));
+        let child = Command::new(bin)
             .args(&self.args)
             .env_remove("DIALTONE_CONFIG")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
@@ -636,6 +642,7 @@ impl ClusterSandbox {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            binary: None,
         };
         let node = Node::start(&spec, dir.path().join("solo")).await?;
         Ok(ClusterSandbox {
@@ -656,6 +663,17 @@ impl ClusterSandbox {
         members: usize,
         roles: &[&str],
         extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::with_etcd_binaries(members, roles, extra_args, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::with_etcd_args`], where node `i` runs `binaries[i]` when
+    /// that is given (another build of `dialtone`).
+    pub async fn with_etcd_binaries(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+        binaries: &[Option<PathBuf>],
     ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let etcd = EtcdCluster::start(members).await?;
@@ -683,6 +701,7 @@ impl ClusterSandbox {
                 key_file: Some(key_file.clone()),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
                 env: vec![],
+                binary: binaries.get(i).cloned().flatten(),
             };
             nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);
         }

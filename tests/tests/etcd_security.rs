@@ -179,6 +179,7 @@ async fn a_node_runs_on_etcd_with_tls_client_certificates_and_a_user() {
         key_file: Some(key_file.clone()),
         extra_args: secure.clone(),
         env: vec![],
+        binary: None,
     };
     let node = Node::start(&spec, dir.path().join("node")).await.unwrap();
     let mut c = node.config_client(ADMIN_TOKEN).await.unwrap();
