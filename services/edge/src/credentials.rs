@@ -24,8 +24,8 @@ pub struct LineEntry {
     pub phone_id: Arc<str>,
     pub line_index: u32,
     pub sip_user: String,
-    ha1_md5: String,
-    ha1_sha256: String,
+    ha1_md5: Ha1,
+    ha1_sha256: Ha1,
     /// Registration limits from the phone's effective settings.
     pub policy: Policy,
     /// Whether MWI subscriptions are accepted.
@@ -41,9 +41,44 @@ impl LineEntry {
     /// The stored HA1 for `alg` (never logged).
     pub fn ha1(&self, alg: Algorithm) -> &str {
         match alg {
-            Algorithm::Md5 => &self.ha1_md5,
-            Algorithm::Sha256 => &self.ha1_sha256,
+            Algorithm::Md5 => self.ha1_md5.as_str(),
+            Algorithm::Sha256 => self.ha1_sha256.as_str(),
         }
+    }
+}
+
+/// A stored HA1 (hex), kept inside its entry: it is read for every authenticated request,
+/// and as a `String` it would be one more allocation to fetch from memory. One longer
+/// than any digest's hex is kept empty, which no answer matches.
+#[derive(Clone, PartialEq, Eq)]
+struct Ha1 {
+    len: u8,
+    hex: [u8; 64],
+}
+
+impl Ha1 {
+    fn new(s: &str) -> Self {
+        let mut h = Ha1 {
+            len: 0,
+            hex: [0; 64],
+        };
+        if s.len() <= h.hex.len() {
+            h.hex[..s.len()].copy_from_slice(s.as_bytes());
+            h.len = s.len() as u8;
+        }
+        h
+    }
+
+    fn as_str(&self) -> &str {
+        // Whole UTF-8 text was copied in, so this never falls back.
+        std::str::from_utf8(&self.hex[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for Ha1 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A secret: never printed.
+        f.write_str("Ha1(..)")
     }
 }
 
@@ -301,7 +336,7 @@ impl CredentialCache {
 
     fn forget_lines(&mut self, rec: &PhoneRec) {
         for l in &rec.lines {
-            self.by_user.remove(&l.sip_user);
+            self.by_user.remove(l.sip_user.as_str());
         }
     }
 
@@ -333,8 +368,8 @@ impl CredentialCache {
                     phone_id: id.clone(),
                     line_index: i as u32,
                     sip_user: l.sip_user.clone(),
-                    ha1_md5: l.ha1_md5.clone(),
-                    ha1_sha256: l.ha1_sha256.clone(),
+                    ha1_md5: Ha1::new(&l.ha1_md5),
+                    ha1_sha256: Ha1::new(&l.ha1_sha256),
                     policy,
                     mwi: s.mwi_enabled.unwrap_or(false),
                     persistent_timeout_s,
@@ -528,5 +563,15 @@ mod tests {
         });
         c.remove_site("hq");
         assert!(c.placement("p1").is_empty());
+    }
+
+    #[test]
+    fn stored_ha1s_read_back_and_an_oversized_one_matches_nothing() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert_eq!(Ha1::new(&hex).as_str(), hex);
+        assert_eq!(Ha1::new(&hex[..32]).as_str(), &hex[..32]);
+        assert_eq!(Ha1::new("").as_str(), "");
+        assert_eq!(Ha1::new(&format!("{hex}0")).as_str(), "");
+        assert_eq!(format!("{:?}", Ha1::new(&hex)), "Ha1(..)");
     }
 }

@@ -42,7 +42,9 @@ pub struct PhoneActor {
     id: Arc<str>,
     shared: Arc<ActorShared>,
     state: PhoneState,
-    last: Option<Box<LastTxn>>,
+    /// Kept inline, not boxed: it is read for every request, and actors live only while
+    /// their phone is active (quiet phones sleep as compact state).
+    last: Option<LastTxn>,
     /// Unix second the expiry sweep is scheduled for (0: none).
     timer_at: u64,
     last_activity: u64,
@@ -292,7 +294,7 @@ impl Handler<Register> for PhoneActor {
         self.last_activity = now;
         if let Some(last) = self
             .last
-            .as_deref()
+            .as_ref()
             .filter(|l| l.key == job.txn && now.saturating_sub(l.at) <= TXN_MEMORY_S)
         {
             let bytes = match &last.error {
@@ -392,11 +394,7 @@ impl Handler<Register> for PhoneActor {
             at: now,
             error: (!ok).then(|| bytes.clone()),
         };
-        // The box of the phone's previous transaction is reused.
-        match &mut self.last {
-            Some(l) => **l = last,
-            None => self.last = Some(Box::new(last)),
-        }
+        self.last = Some(last);
         job.reply.send(bytes);
         self.account(before);
         self.schedule(ctx, now);
