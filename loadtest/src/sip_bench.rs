@@ -388,7 +388,7 @@ async fn main() -> anyhow::Result<()> {
             .map(|r| r.cpu_us_per_reg)
             .collect();
         cpu.sort_by(|a, b| a.total_cmp(b));
-        let median = cpu.get(cpu.len() / 2).copied().unwrap_or(f64::NAN);
+        let median = median(&cpu);
         println!(
             "{:<10} {:>16} {:>22.1} {:>20.0}",
             s.name, clean, median, mem[i].2
@@ -427,4 +427,13 @@ fn print_pairs(runs: &[Vec<Run>]) {
     let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
     println!("cpu ratio rate by rate: {}; mean {mean:.3}", list.join(" "));
+}
+
+/// The median of sorted values: the middle one, or the mean of the two middle ones.
+fn median(sorted: &[f64]) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
 }

@@ -174,6 +174,10 @@ impl PhoneActor {
             });
         }
         match self.state.earliest_expiry() {
+            // An actor with bindings falls asleep at its sleep check, and a sleeping phone
+            // wakes for its earliest expiry (the directory's queue); a check that finds it
+            // busy schedules again. So only an expiry before the check needs a timer.
+            Some(at) if self.sleep_check && at > self.last_activity + TXN_MEMORY_S + 1 => {}
             Some(at) if self.timer_at == 0 || at < self.timer_at => {
                 self.timer_at = at;
                 let wait = std::time::Duration::from_millis(at.saturating_sub(now) * 1000 + 200);
