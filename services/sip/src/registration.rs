@@ -151,39 +151,27 @@ pub fn from_message<'a>(m: &'a Message, source: &'a str) -> Result<Register<'a>,
         Some(v) => Some(delta_seconds(v).ok_or("expires must be a number of seconds")?),
         None => None,
     };
-    let items = || m.all("contact").flat_map(split_list);
-    let contacts = if items().next().is_none() {
-        Contacts::Query
-    } else if items().any(|i| i == "*") {
-        if items().nth(1).is_some() {
-            return Err("contact * must be alone");
+    // One pass over the Contact values: `*` must be alone, and it outranks a malformed
+    // contact; otherwise the first malformed contact is the error.
+    let (mut n, mut star, mut bad) = (0, false, None);
+    let mut list = Vec::with_capacity(1);
+    for item in m.all("contact").flat_map(split_list) {
+        n += 1;
+        if item == "*" {
+            star = true;
+        } else if !star && bad.is_none() {
+            match contact_request(item) {
+                Ok(c) => list.push(c),
+                Err(e) => bad = Some(e),
+            }
         }
-        Contacts::Star
-    } else {
-        let mut list = Vec::with_capacity(1);
-        for item in items() {
-            let a = parse_name_addr(item).map_err(|_| "bad contact")?;
-            let param = |n: &str| a.params.value(n);
-            let expires = match param("expires") {
-                Some(v) => {
-                    Some(delta_seconds(v).ok_or("contact expires must be a number of seconds")?)
-                }
-                None => None,
-            };
-            let instance = param("+sip.instance");
-            let reg_id = match (param("reg-id"), &instance) {
-                (Some(r), Some(_)) => Some(r.parse().map_err(|_| "reg-id must be a number")?),
-                _ => None, // RFC 5626 §6: reg-id without an instance is ignored.
-            };
-            list.push(ContactRequest {
-                uri: a.uri_text,
-                expires,
-                instance,
-                reg_id,
-                q: param("q"),
-            });
-        }
-        Contacts::List(list)
+    }
+    let contacts = match (n, star, bad) {
+        (0, _, _) => Contacts::Query,
+        (1, true, _) => Contacts::Star,
+        (_, true, _) => return Err("contact * must be alone"),
+        (_, false, Some(e)) => return Err(e),
+        (_, false, None) => Contacts::List(list),
     };
     let path = m.all("path").flat_map(split_list).collect();
     Ok(Register {
@@ -194,6 +182,28 @@ pub fn from_message<'a>(m: &'a Message, source: &'a str) -> Result<Register<'a>,
         path,
         source,
         user_agent: m.get("user-agent"),
+    })
+}
+
+/// One Contact of a REGISTER.
+fn contact_request(item: &str) -> Result<ContactRequest<'_>, &'static str> {
+    let a = parse_name_addr(item).map_err(|_| "bad contact")?;
+    let param = |n: &str| a.params.value(n);
+    let expires = match param("expires") {
+        Some(v) => Some(delta_seconds(v).ok_or("contact expires must be a number of seconds")?),
+        None => None,
+    };
+    let instance = param("+sip.instance");
+    let reg_id = match (param("reg-id"), &instance) {
+        (Some(r), Some(_)) => Some(r.parse().map_err(|_| "reg-id must be a number")?),
+        _ => None, // RFC 5626 §6: reg-id without an instance is ignored.
+    };
+    Ok(ContactRequest {
+        uri: a.uri_text,
+        expires,
+        instance,
+        reg_id,
+        q: param("q"),
     })
 }
 

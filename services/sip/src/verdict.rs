@@ -61,29 +61,50 @@ const SINGLE: [&str; 7] = [
     "content-length",
 ];
 
-/// What [`common`] parsed that the request checks need again.
+/// What [`common`] read that the request checks need again.
 struct Common<'a> {
     /// The method of the CSeq.
     cseq_method: &'a str,
     /// Whether the To URI is sip or sips.
     to_is_sip: bool,
+    /// The Max-Forwards value, if any.
+    max_forwards: Option<&'a str>,
+    /// The Content-Type value, if any.
+    content_type: Option<&'a str>,
+    /// Whether there is a Contact header.
+    contacts: bool,
+    /// Whether there is a Require or Proxy-Require header.
+    requires: bool,
+    /// The first Date value, if any.
+    date: Option<&'a str>,
 }
 
 /// Checks the headers every message needs; the error is the reason.
 fn common(m: &Message) -> Result<Common<'_>, String> {
-    // One pass over the headers counts what must be present and what may appear once.
+    // One pass over the headers counts what must be present and what may appear once, and
+    // keeps the values the checks below read (a lookup by name is a pass of its own).
     let mut count = [0u32; SINGLE.len()];
-    let mut vias = 0;
-    for (name, _) in m.iter() {
+    let mut first: [&str; SINGLE.len()] = [""; SINGLE.len()];
+    let (mut vias, mut contacts, mut requires, mut date) = (0, false, false, None);
+    for (name, value) in m.iter() {
         if let Some(i) = SINGLE.iter().position(|s| header::same_name(s, name)) {
+            if count[i] == 0 {
+                first[i] = value;
+            }
             count[i] += 1;
-        } else if header::same_name(name, "via") {
-            vias += 1;
+        } else {
+            match name {
+                "via" => vias += 1,
+                "contact" => contacts = true,
+                "date" if date.is_none() => date = Some(value),
+                "require" | "proxy-require" => requires = true,
+                _ => {}
+            }
         }
     }
-    let seen = |h: &str| SINGLE.iter().position(|s| *s == h).map_or(0, |i| count[i]);
+    let at = |h: &str| SINGLE.iter().position(|s| *s == h).unwrap_or(0);
     for h in ["to", "from", "call-id", "cseq"] {
-        if seen(h) == 0 {
+        if count[at(h)] == 0 {
             return Err(format!("missing {h}"));
         }
     }
@@ -98,8 +119,7 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
         ContentLength::Short => return Err("content-length larger than the message".into()),
         _ => {}
     }
-    let (_, cseq_method) =
-        parse_cseq(m.get("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
+    let (_, cseq_method) = parse_cseq(first[at("cseq")]).map_err(|e| format!("cseq: {e}"))?;
     // The topmost Via is parsed once for the message (and kept); the others here.
     let top_ok = m.top_via().is_some();
     for (i, item) in m.all("via").flat_map(split_list).enumerate() {
@@ -107,11 +127,20 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
             parse_via(item).map_err(|e| format!("via: {e}"))?;
         }
     }
-    parse_name_addr(m.get("from").unwrap_or("")).map_err(|e| format!("from: {e}"))?;
-    let to = parse_name_addr(m.get("to").unwrap_or("")).map_err(|e| format!("to: {e}"))?;
+    parse_name_addr(first[at("from")]).map_err(|e| format!("from: {e}"))?;
+    let to = parse_name_addr(first[at("to")]).map_err(|e| format!("to: {e}"))?;
     Ok(Common {
         cseq_method,
         to_is_sip: to.uri.is_sip(),
+        max_forwards: count[at("max-forwards")]
+            .gt(&0)
+            .then(|| first[at("max-forwards")]),
+        content_type: count[at("content-type")]
+            .gt(&0)
+            .then(|| first[at("content-type")]),
+        contacts,
+        requires,
+        date,
     })
 }
 
@@ -166,38 +195,38 @@ fn check_request(m: &Message, method: &str, ruri: &str, version: &str) -> Verdic
     if parsed.cseq_method != method {
         return reject(400, "cseq method differs from the request method");
     }
-    if let Some(mf) = m.get("max-forwards")
+    if let Some(mf) = parsed.max_forwards
         && (!mf.chars().all(|c| c.is_ascii_digit())
             || mf.is_empty()
             || mf.parse::<u32>().map_or(true, |n| n > 255))
     {
         return reject(400, "max-forwards must be 0-255");
     }
-    for v in m.all("contact") {
-        for item in split_list(v) {
-            if item == "*" {
-                continue;
-            }
+    // A lookup by name is a pass over the headers: made only for what is there.
+    if parsed.contacts {
+        for item in m.all("contact").flat_map(split_list).filter(|i| *i != "*") {
             if let Err(e) = parse_name_addr(item) {
                 return reject(400, format!("contact: {e}"));
             }
         }
     }
-    if let Some(date) = m.get("date")
+    if let Some(date) = parsed.date
         && !date.ends_with(" GMT")
     {
         return reject(400, "date must be in GMT");
     }
-    let unsupported: Vec<&str> = m
-        .all("require")
-        .chain(m.all("proxy-require"))
-        .flat_map(split_list)
-        .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
-        .collect();
-    if !unsupported.is_empty() {
-        return reject(420, unsupported.join(", "));
+    if parsed.requires {
+        let unsupported: Vec<&str> = m
+            .all("require")
+            .chain(m.all("proxy-require"))
+            .flat_map(split_list)
+            .filter(|t| !t.is_empty() && !SUPPORTED.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
+        if !unsupported.is_empty() {
+            return reject(420, unsupported.join(", "));
+        }
     }
-    if let Some(ct) = m.get("content-type") {
+    if let Some(ct) = parsed.content_type {
         let mime = ct
             .split(';')
             .next()
