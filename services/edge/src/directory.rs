@@ -214,8 +214,9 @@ impl Directory {
             std::thread::Builder::new()
                 .name(format!("edge-actors-{i}"))
                 .spawn(move || {
-                    // Actix's own runtime, plus a park hook: UDP answers queued on this
-                    // thread leave before it sleeps.
+                    // A current-thread runtime as actix builds one (IO and timers; the
+                    // actors need no signal or process driver), plus a park hook: UDP
+                    // answers queued on this thread leave before it sleeps.
                     let sys = actix_rt::System::with_tokio_rt(|| {
                         tokio::runtime::Builder::new_current_thread()
                             .enable_io()

@@ -392,13 +392,12 @@ impl Handler<Register> for PhoneActor {
                 )
             }
         };
-        let last = LastTxn {
+        self.last = Some(LastTxn {
             key: job.txn,
             line: job.entry.line_index,
             at: now,
             error: (!ok).then(|| bytes.clone()),
-        };
-        self.last = Some(last);
+        });
         job.reply.send(bytes);
         self.account(before);
         self.schedule(ctx, now);

@@ -84,13 +84,11 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
     // One pass over the headers counts what must be present and what may appear once, and
     // keeps the values the checks below read (a lookup by name is a pass of its own).
     let mut count = [0u32; SINGLE.len()];
-    let mut first: [&str; SINGLE.len()] = [""; SINGLE.len()];
+    let mut first: [Option<&str>; SINGLE.len()] = [None; SINGLE.len()];
     let (mut vias, mut contacts, mut requires, mut date) = (0, false, false, None);
     for (name, value) in m.iter() {
         if let Some(i) = SINGLE.iter().position(|s| header::same_name(s, name)) {
-            if count[i] == 0 {
-                first[i] = value;
-            }
+            first[i] = first[i].or(Some(value));
             count[i] += 1;
         } else {
             match name {
@@ -102,9 +100,13 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
             }
         }
     }
-    let at = |h: &str| SINGLE.iter().position(|s| *s == h).unwrap_or(0);
+    let at = |h: &str| {
+        let i = SINGLE.iter().position(|s| *s == h);
+        i.expect("a name of SINGLE")
+    };
+    let value = |h: &str| first[at(h)];
     for h in ["to", "from", "call-id", "cseq"] {
-        if count[at(h)] == 0 {
+        if value(h).is_none() {
             return Err(format!("missing {h}"));
         }
     }
@@ -119,7 +121,8 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
         ContentLength::Short => return Err("content-length larger than the message".into()),
         _ => {}
     }
-    let (_, cseq_method) = parse_cseq(first[at("cseq")]).map_err(|e| format!("cseq: {e}"))?;
+    let (_, cseq_method) =
+        parse_cseq(value("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
     // The topmost Via is parsed once for the message (and kept); the others here.
     let top_ok = m.top_via().is_some();
     for (i, item) in m.all("via").flat_map(split_list).enumerate() {
@@ -127,17 +130,13 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
             parse_via(item).map_err(|e| format!("via: {e}"))?;
         }
     }
-    parse_name_addr(first[at("from")]).map_err(|e| format!("from: {e}"))?;
-    let to = parse_name_addr(first[at("to")]).map_err(|e| format!("to: {e}"))?;
+    parse_name_addr(value("from").unwrap_or("")).map_err(|e| format!("from: {e}"))?;
+    let to = parse_name_addr(value("to").unwrap_or("")).map_err(|e| format!("to: {e}"))?;
     Ok(Common {
         cseq_method,
         to_is_sip: to.uri.is_sip(),
-        max_forwards: count[at("max-forwards")]
-            .gt(&0)
-            .then(|| first[at("max-forwards")]),
-        content_type: count[at("content-type")]
-            .gt(&0)
-            .then(|| first[at("content-type")]),
+        max_forwards: value("max-forwards"),
+        content_type: value("content-type"),
         contacts,
         requires,
         date,

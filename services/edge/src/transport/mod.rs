@@ -158,7 +158,8 @@ pub enum Replier {
 
 impl Replier {
     /// Sends a message; false when the flow is gone or the socket is full (the peer
-    /// retransmits over UDP; a stream is closing anyway).
+    /// retransmits over UDP; a stream is closing anyway). A datagram queued for a batch
+    /// counts as sent: a full socket drops it later, as it would have now.
     pub fn send(&self, bytes: Vec<u8>) -> bool {
         match self {
             // Batched when sent from the socket's own actor thread (see `udp_out`).
