@@ -11,7 +11,7 @@ export RUSTC_BOOTSTRAP=1
 for target in sip_message sip_stream; do
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
-  cp -n ../shared/conformance/sip/rfc4475/*.dat ../shared/conformance/sip/rfc5118/*.dat "$corpus"/ 2>/dev/null || true
+  cp -n testdata/conformance/sip/rfc4475/*.dat testdata/conformance/sip/rfc5118/*.dat "$corpus"/ 2>/dev/null || true
   echo "fuzzing $target for ${secs}s"
-  cargo fuzz run "$target" "$corpus" -- -max_total_time="$secs" -rss_limit_mb=2048 2>&1 | tail -n 5
+  cargo fuzz run "$target" "$corpus" -- -max_total_time="$secs" -max_len=65535 -rss_limit_mb=256 2>&1 | tail -n 5
 done

@@ -1,5 +1,5 @@
 //! The Dialtone edge against Kamailio (Debian), side by side in one run: the same SIPp
-//! REGISTER-with-digest scenario (`../shared/bench/kamailio/reg_auth_uac.xml`) and the same
+//! REGISTER-with-digest scenario (`loadtest/peers/kamailio/reg_auth_uac.xml`) and the same
 //! users (imported into Dialtone, whose generated passwords are written into Kamailio's
 //! credentials table), over UDP on 127.0.0.1.
 //!
@@ -48,8 +48,8 @@ struct Run {
     cpu_us_per_reg: f64,
 }
 
-fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/bench/kamailio")
+fn peer_configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/kamailio")
 }
 
 /// One SIPp run of `calls` registrations at `rate`; returns (ok, failed, p99 bucket).
@@ -69,7 +69,7 @@ fn sipp(
         .current_dir(dir)
         .arg(format!("127.0.0.1:{port}"))
         .arg("-sf")
-        .arg(shared().join("reg_auth_uac.xml"))
+        .arg(peer_configs().join("reg_auth_uac.xml"))
         .arg("-inf")
         .arg(users)
         .args(["-i", "127.0.0.1", "-p", &local.to_string(), "-t", "u1"])
@@ -168,7 +168,7 @@ fn start_kamailio(dir: &Path, port: u16, creds: &[(String, String)]) -> anyhow::
         htdb.join("version"),
         "table_name(string) table_version(int) \nhtable:2\n",
     )?;
-    let cfg = std::fs::read_to_string(shared().join("kamailio-registrar.cfg"))?
+    let cfg = std::fs::read_to_string(peer_configs().join("kamailio-registrar.cfg"))?
         .replace("/tmp/kamabench", &dir.display().to_string())
         .replace("127.0.0.1:15060", &format!("127.0.0.1:{port}"));
     let cfg_path = dir.join("kamailio.cfg");

@@ -425,7 +425,7 @@ async fn malformed_input_never_stops_the_edge() {
     let server = udp_addr(&sb.nodes[0]);
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     // every PROTOS c07-sip case and every RFC 4475 torture message, over UDP
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/sip");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance/sip");
     let mut sent = 0;
     for sub in ["rfc4475", "rfc5118"] {
         for f in std::fs::read_dir(root.join(sub)).unwrap().flatten() {

@@ -815,9 +815,9 @@ mod tests {
 
     fn rfc4475(file: &str) -> Message {
         let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/conformance/sip/rfc4475");
+            .join("../../testdata/conformance/sip/rfc4475");
         crate::message::parse(
-            &std::fs::read(dir.join(file)).expect("conformance data beside the repo"),
+            &std::fs::read(dir.join(file)).expect("conformance data in testdata/"),
         )
         .unwrap()
     }

@@ -1,6 +1,6 @@
 //! RFC 4475 and RFC 5118 torture messages get the verdicts their manifests give, and every
 //! PROTOS c07-sip case is answered or dropped without a panic. The data lives in
-//! `../shared/conformance/sip/` beside the repository.
+//! `testdata/conformance/sip/` of the repository.
 
 use std::{
     io::Read,
@@ -11,10 +11,10 @@ use std::{
 use dialtone_sip::{Verdict, judge};
 
 fn data_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/sip");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/conformance/sip");
     assert!(
         dir.is_dir(),
-        "conformance data missing at {} (shared/ must sit beside the repository)",
+        "conformance data missing at {} (testdata/ of the repository)",
         dir.display()
     );
     dir
