@@ -20,8 +20,9 @@ pub mod verdict;
 pub use message::{Message, ParseError, StartLine, parse};
 pub use verdict::{Verdict, check};
 
-/// Parses and judges a datagram in one step: a request that cannot be parsed gets 400, a
-/// response that cannot be parsed is dropped.
+/// Parses and judges a datagram in one step: a request that cannot be parsed gets 400 (with
+/// what [`message::salvage`] could read of it to answer along; nothing when it has no Via),
+/// a response that cannot be parsed is dropped.
 pub fn judge(datagram: &[u8]) -> (Option<Message>, Verdict) {
     match parse(datagram) {
         Ok(m) => {
@@ -41,7 +42,7 @@ pub fn judge(datagram: &[u8]) -> (Option<Message>, Verdict) {
             },
         ),
         Err(e) => (
-            None,
+            message::salvage(datagram),
             Verdict::Reject {
                 code: 400,
                 reason: e.to_string(),

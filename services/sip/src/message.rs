@@ -143,6 +143,24 @@ fn value(text: &str, start: u32, end: u32) -> &str {
     &text[start as usize..end as usize]
 }
 
+/// Bounds on what one message may hold. Every one is far above what a phone, a proxy or the
+/// RFC 4475 torture messages use; each stops an input that would cost later code (the
+/// verdict, the registrar, a proxied copy) work or memory out of proportion to its size.
+pub mod limits {
+    /// Header fields (lines that start a header; continuations not counted).
+    pub const HEADERS: usize = 256;
+    /// Continuation lines of one header field (folding, RFC 3261 §7.3.1).
+    pub const FOLDS: usize = 32;
+    /// Octets of a header name.
+    pub const NAME: usize = 128;
+    /// Octets of one header value, unfolded.
+    pub const VALUE: usize = 8192;
+    /// Via entries in all the Via headers together.
+    pub const VIAS: usize = 64;
+    /// Contact entries in all the Contact headers together.
+    pub const CONTACTS: usize = 32;
+}
+
 /// Why a datagram is not a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ParseError {
@@ -164,6 +182,24 @@ pub enum ParseError {
     /// Headers that are not UTF-8.
     #[error("headers are not UTF-8")]
     NotUtf8,
+    /// More than [`limits::HEADERS`] header fields.
+    #[error("too many header fields")]
+    TooManyHeaders,
+    /// A header folded over more than [`limits::FOLDS`] continuation lines.
+    #[error("header folded over too many lines")]
+    TooManyFolds,
+    /// A header name longer than [`limits::NAME`].
+    #[error("header name too long")]
+    NameTooLong,
+    /// A header value longer than [`limits::VALUE`].
+    #[error("header value too long")]
+    ValueTooLong,
+    /// More than [`limits::VIAS`] Via entries.
+    #[error("too many via entries")]
+    TooManyVias,
+    /// More than [`limits::CONTACTS`] Contact entries.
+    #[error("too many contact entries")]
+    TooManyContacts,
 }
 
 /// Whether bytes that failed to parse look like a response (responses are dropped, never
@@ -178,63 +214,23 @@ pub fn looks_like_response(buf: &[u8]) -> bool {
 
 /// Parses one message from a datagram. Octets after the body (beyond Content-Length) are
 /// ignored, as RFC 3261 §18.3 says.
+///
+/// Linear in the input and bounded in memory: the header values are copied once into one
+/// string sized to the header section (folding appends to the value being unfolded, which
+/// is always the last one), and every count and length is capped by [`limits`].
 pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
-    if buf.len() > MAX_MESSAGE {
-        return Err(ParseError::TooLarge);
-    }
-    // Leading CRLFs (keep-alives) are ignored.
-    let start = buf
-        .iter()
-        .position(|b| *b != b'\r' && *b != b'\n')
-        .ok_or(ParseError::Empty)?;
-    let buf = &buf[start..];
-    // One pass over the lines of the header section, which ends at the first empty line
-    // (CRLF or LF alone). Values are copied into one string; a folded value is
-    // re-assembled at its end. A broken line is remembered and the scan goes on, so that
-    // the errors rank as they always have: unterminated, then not UTF-8, then the first
-    // malformed line.
-    let mut values = String::with_capacity(buf.len().min(2048));
+    let (buf, head_len) = head(buf)?;
+    let head_text = std::str::from_utf8(&buf[..head_len]).map_err(|_| ParseError::NotUtf8)?;
+    let mut lines = HeaderLines::new(head_text);
+    let start = parse_start_line(lines.next().ok_or(ParseError::StartLine)?)?;
+    let mut values = String::with_capacity(head_len);
     let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::with_capacity(16);
-    let mut start_line = None;
-    let mut broken = None;
-    let mut not_utf8 = false;
-    let mut pos = 0;
-    let body_start = loop {
-        let Some(nl) = memchr::memchr(b'\n', &buf[pos..]) else {
-            return Err(ParseError::Unterminated);
-        };
-        let raw = &buf[pos..pos + nl];
-        pos += nl + 1;
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        if raw.is_empty() {
-            break pos;
-        }
-        let Ok(line) = std::str::from_utf8(raw) else {
-            not_utf8 = true;
-            continue;
-        };
-        if broken.is_some() || not_utf8 {
-            continue;
-        }
-        if start_line.is_none() {
-            match parse_start_line(line) {
-                Ok(l) => start_line = Some(l),
-                Err(e) => broken = Some(e),
-            }
-            continue;
-        }
-        if let Err(e) = header_line(line, &mut values, &mut headers) {
-            broken = Some(e);
-        }
-    };
-    if not_utf8 {
-        return Err(ParseError::NotUtf8);
+    let mut folds = 0;
+    for line in lines {
+        header_line(line, &mut values, &mut headers, &mut folds)?;
     }
-    if let Some(e) = broken {
-        return Err(e);
-    }
-    let start = start_line.ok_or(ParseError::StartLine)?;
-    let rest = &buf[body_start..];
+    count_entries(&values, &headers)?;
+    let rest = &buf[head_len..];
     let mut lengths = headers
         .iter()
         .filter(|(n, _, _)| same_name(n, "content-length"))
@@ -264,37 +260,182 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     })
 }
 
+/// The message without its leading CRLFs (keep-alives, ignored) and the length of its head:
+/// the start line and headers up to and including the empty line (CRLF or LF alone).
+fn head(buf: &[u8]) -> Result<(&[u8], usize), ParseError> {
+    if buf.len() > MAX_MESSAGE {
+        return Err(ParseError::TooLarge);
+    }
+    let start = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .ok_or(ParseError::Empty)?;
+    let buf = &buf[start..];
+    for nl in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(nl + 1..) {
+            Some([b'\n', ..]) => return Ok((buf, nl + 2)),
+            Some([b'\r', b'\n', ..]) => return Ok((buf, nl + 3)),
+            _ => {}
+        }
+    }
+    Err(ParseError::Unterminated)
+}
+
+/// The non-empty lines of a head, without their line ends.
+struct HeaderLines<'a> {
+    rest: &'a str,
+}
+
+impl<'a> HeaderLines<'a> {
+    fn new(head: &'a str) -> Self {
+        Self { rest: head }
+    }
+}
+
+impl<'a> Iterator for HeaderLines<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let nl = memchr::memchr(b'\n', self.rest.as_bytes())?;
+        let line = &self.rest[..nl];
+        self.rest = &self.rest[nl + 1..];
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        (!line.is_empty()).then_some(line)
+    }
+}
+
 /// Adds one header line (or the continuation of the last one) to `values` and `headers`.
+/// The last header's value always ends `values`, so a continuation is appended in place.
 fn header_line(
     line: &str,
     values: &mut String,
     headers: &mut Vec<(Cow<'static, str>, u32, u32)>,
+    folds: &mut usize,
 ) -> Result<(), ParseError> {
     if line.starts_with([' ', '\t']) {
         let last = headers.last_mut().ok_or(ParseError::HeaderLine)?;
+        *folds += 1;
+        if *folds > limits::FOLDS {
+            return Err(ParseError::TooManyFolds);
+        }
         let v = line.trim_ascii();
         if !v.is_empty() {
-            let (a, b) = (last.1 as usize, last.2 as usize);
-            let start = values.len();
-            values.extend_from_within(a..b);
-            if b > a {
+            debug_assert_eq!(last.2 as usize, values.len());
+            if last.2 > last.1 {
                 values.push(' ');
             }
             values.push_str(v);
-            (last.1, last.2) = (start as u32, values.len() as u32);
+            last.2 = values.len() as u32;
+            if (last.2 - last.1) as usize > limits::VALUE {
+                return Err(ParseError::ValueTooLong);
+            }
         }
         return Ok(());
     }
+    *folds = 0;
+    if headers.len() == limits::HEADERS {
+        return Err(ParseError::TooManyHeaders);
+    }
     let (name, value) = scan::split_once(line, b':').ok_or(ParseError::HeaderLine)?;
     let name = name.trim_end_matches([' ', '\t']);
+    if name.len() > limits::NAME {
+        return Err(ParseError::NameTooLong);
+    }
     if name.is_empty() || !all_token_chars(name) {
         return Err(ParseError::HeaderLine);
     }
-    let start = values.len() as u32;
     // SIP's linear whitespace is ASCII (RFC 3261 §25.1).
-    values.push_str(value.trim_ascii());
+    let value = value.trim_ascii();
+    if value.len() > limits::VALUE {
+        return Err(ParseError::ValueTooLong);
+    }
+    let start = values.len() as u32;
+    values.push_str(value);
     headers.push((canonical_name(name), start, values.len() as u32));
     Ok(())
+}
+
+/// Checks the number of Via and Contact entries (comma-separated ones counted one by one).
+fn count_entries(
+    values: &str,
+    headers: &[(Cow<'static, str>, u32, u32)],
+) -> Result<(), ParseError> {
+    let (mut vias, mut contacts) = (0, 0);
+    for (name, a, b) in headers {
+        let (count, max, err) = match name.as_ref() {
+            "via" => (&mut vias, limits::VIAS, ParseError::TooManyVias),
+            "contact" => (&mut contacts, limits::CONTACTS, ParseError::TooManyContacts),
+            _ => continue,
+        };
+        *count += crate::header::split_list(value(values, *a, *b))
+            .take(max + 1)
+            .count();
+        if *count > max {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// What can be read of a request that does not parse, to answer it with 400 (RFC 3261
+/// §21.4.1): the Via, From, To, Call-ID and CSeq lines that are well formed (within the
+/// same limits), after a start line that may be broken. None when it has no Via (there is
+/// nowhere to answer) or is not a request at all.
+pub fn salvage(buf: &[u8]) -> Option<Message> {
+    let (buf, head_len) = head(buf).ok()?;
+    if looks_like_response(buf) {
+        return None;
+    }
+    let head_text = std::str::from_utf8(&buf[..head_len]).ok()?;
+    let mut lines = HeaderLines::new(head_text);
+    let first = lines.next()?;
+    // The method as written, when the first word is one (ACK is never answered).
+    let method = first
+        .split([' ', '\t'])
+        .next()
+        .filter(|m| !m.is_empty() && all_token_chars(m))?;
+    let mut values = String::with_capacity(head_len.min(limits::VALUE * 4));
+    let mut headers: Vec<(Cow<'static, str>, u32, u32)> = Vec::new();
+    let mut vias = 0;
+    for line in lines.take(limits::HEADERS * (limits::FOLDS + 1)) {
+        let Some((name, v)) = scan::split_once(line, b':') else {
+            continue;
+        };
+        let name = canonical_name(name.trim_end_matches([' ', '\t']));
+        let v = v.trim_ascii();
+        let keep = match name.as_ref() {
+            "via" => vias < limits::VIAS,
+            "from" | "to" | "call-id" | "cseq" => !headers.iter().any(|(n, _, _)| *n == name),
+            _ => false,
+        };
+        if !keep || v.len() > limits::VALUE || line.starts_with([' ', '\t']) {
+            continue;
+        }
+        if name == "via" {
+            vias += crate::header::split_list(v).count();
+            if vias > limits::VIAS {
+                continue;
+            }
+        }
+        let start = values.len() as u32;
+        values.push_str(v);
+        headers.push((name, start, values.len() as u32));
+    }
+    if !headers.iter().any(|(n, _, _)| n == "via") {
+        return None;
+    }
+    Some(Message {
+        start: StartLine::Request {
+            method: known(method, &METHODS),
+            uri: String::new(),
+            version: Cow::Borrowed("SIP/2.0"),
+        },
+        headers,
+        text: values,
+        body: Vec::new(),
+        content_length: ContentLength::Absent,
+        top_via: std::sync::OnceLock::new(),
+    })
 }
 
 fn parse_start_line(line: &str) -> Result<StartLine, ParseError> {
@@ -442,5 +583,114 @@ mod tests {
             );
         }
         assert!(looks_like_response(b"\r\nSIP/2.0 200 OK"));
+    }
+
+    /// A request of about `size` octets whose last header goes on in `folds` continuation
+    /// lines (the datagram that once took 400 MB).
+    pub(crate) fn folded(folds: usize) -> Vec<u8> {
+        let mut m = b"OPTIONS sip:e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@e>;tag=1\r\nTo: <sip:a@e>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nX-Fold: a\r\n".to_vec();
+        for _ in 0..folds {
+            m.extend_from_slice(b" b\r\n");
+        }
+        m.extend_from_slice(b"\r\n");
+        m
+    }
+
+    #[test]
+    fn folding_is_appended_in_place() {
+        let m = parse(&folded(limits::FOLDS)).unwrap();
+        let want = format!("a{}", " b".repeat(limits::FOLDS));
+        assert_eq!(m.get("x-fold"), Some(want.as_str()));
+        // Folds of an earlier header do not count against a later one.
+        let two = b"A sip:a SIP/2.0\r\nXa: a\r\n b\r\nYa: c\r\n\td\r\n \r\n e\r\n\r\n";
+        let m = parse(two).unwrap();
+        assert_eq!((m.get("xa"), m.get("ya")), (Some("a b"), Some("c d e")));
+    }
+
+    #[test]
+    fn limits_are_errors() {
+        let header = |name: &str, value: &str, n: usize| {
+            let mut m = String::from("OPTIONS sip:e SIP/2.0\r\n");
+            for _ in 0..n {
+                m.push_str(&format!("{name}: {value}\r\n"));
+            }
+            m.push_str("\r\n");
+            m.into_bytes()
+        };
+        let long = "v".repeat(limits::VALUE);
+        let name = "n".repeat(limits::NAME);
+        let vias = vec!["SIP/2.0/UDP h"; limits::VIAS].join(", ");
+        let contacts = vec!["\"Doe, J\" <sip:a@b>"; limits::CONTACTS].join(", ");
+        let cases: Vec<(Vec<u8>, Option<ParseError>)> = vec![
+            (folded(limits::FOLDS + 1), Some(ParseError::TooManyFolds)),
+            (folded(16_000), Some(ParseError::TooManyFolds)),
+            (header("X-A", "1", limits::HEADERS), None),
+            (
+                header("X-A", "1", limits::HEADERS + 1),
+                Some(ParseError::TooManyHeaders),
+            ),
+            (header("X-A", &long, 1), None),
+            (
+                header("X-A", &format!("{long}v"), 1),
+                Some(ParseError::ValueTooLong),
+            ),
+            (header(&name, "1", 1), None),
+            (
+                header(&format!("{name}n"), "1", 1),
+                Some(ParseError::NameTooLong),
+            ),
+            (header("Via", &vias, 1), None),
+            (
+                header("Via", &format!("{vias}, SIP/2.0/UDP h"), 1),
+                Some(ParseError::TooManyVias),
+            ),
+            (
+                header("v", "SIP/2.0/UDP h", limits::VIAS + 1),
+                Some(ParseError::TooManyVias),
+            ),
+            (header("Contact", &contacts, 1), None),
+            (header("m", &contacts, 2), Some(ParseError::TooManyContacts)),
+        ];
+        for (i, (buf, want)) in cases.iter().enumerate() {
+            assert_eq!(parse(buf).err(), *want, "case {i}");
+        }
+        // Folding cannot grow a value past the limit either.
+        let mut m = header("X-A", &long[..limits::VALUE - 1], 1);
+        m.truncate(m.len() - 2);
+        m.extend_from_slice(b" b\r\n\r\n");
+        assert_eq!(parse(&m).err(), Some(ParseError::ValueTooLong));
+    }
+
+    #[test]
+    fn a_broken_request_keeps_what_its_answer_needs() {
+        type Case<'a> = (&'a [u8], Option<(&'a str, usize)>);
+        let cases: &[Case] = &[
+            // Broken request lines (RFC 4475 3.1.2.8-10) with a readable Via.
+            (b"INVITE sip:a b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:f@e>;tag=1\r\nTo: <sip:t@e>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n", Some(("INVITE", 5))),
+            (b"INVITE  sip:a SIP/2.0\r\nv: SIP/2.0/UDP h\r\nv: SIP/2.0/UDP i\r\n\r\n", Some(("INVITE", 2))),
+            // A malformed header among good ones: the good ones are kept.
+            (b"OPTIONS sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h\r\nno colon\r\nCall-ID: c\r\n\r\n", Some(("OPTIONS", 2))),
+            // Without a Via there is nowhere to answer.
+            (b"INVITE sip:a b SIP/2.0\r\nCall-ID: c\r\n\r\n", None),
+            // Responses are never answered.
+            (b"SIP/2.0 2000 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n", None),
+            (b"INVITE sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n", None),
+        ];
+        for (buf, want) in cases {
+            let got = salvage(buf).map(|m| {
+                let StartLine::Request { method, .. } = &m.start else {
+                    panic!()
+                };
+                (method.to_string(), m.iter().count())
+            });
+            assert_eq!(
+                got,
+                want.map(|(m, n)| (m.to_owned(), n)),
+                "{}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+        let m = salvage(&folded(16_000)).unwrap();
+        assert_eq!((m.get("call-id"), m.get("x-fold")), (Some("c"), None));
     }
 }
