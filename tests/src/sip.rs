@@ -206,27 +206,63 @@ impl UdpPhone {
 }
 
 /// Sends OPTIONS for every (SIP user, domain, edge) in `to` at once, each through its edge,
-/// retransmitting unanswered ones as a UDP client does (every 500 ms, doubling to 4 s);
-/// returns how many got a final 200 within `within` (the others were lost).
-pub async fn options_answered(to: &[(&str, &str, SocketAddr)], within: Duration) -> usize {
+/// from the line `from` (SIP user, password), which proves itself to each edge first (one
+/// 407 per edge, then `Proxy-Authorization` on every request); retransmits unanswered ones
+/// as a UDP client does (every 500 ms, doubling to 4 s); returns how many got a final 200
+/// within `within` (the others were lost).
+pub async fn options_answered(
+    from: (&str, &str),
+    to: &[(&str, &str, SocketAddr)],
+    within: Duration,
+) -> usize {
     let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let local = sock.local_addr().unwrap();
+    let (from_user, password) = from;
+    let text = |i: usize, user: &str, domain: &str, auth: Option<String>| {
+        let auth = auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
+        format!(
+            "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\n{auth}Content-Length: 0\r\n\r\n",
+            r = rand::random::<u32>(),
+        )
+    };
+    // One challenge per edge (its nonces are bound to it and to this source).
+    let mut challenges = std::collections::HashMap::new();
+    let mut buf = vec![0u8; 65535];
+    for (_, domain, edge) in to {
+        if challenges.contains_key(edge) {
+            continue;
+        }
+        let _ = sock
+            .send_to(text(usize::MAX, from_user, domain, None).as_bytes(), edge)
+            .await;
+        while let Ok(Ok((n, _))) =
+            tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await
+        {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if let Some(ch) = headers(&msg, "proxy-authenticate")
+                .into_iter()
+                .find(|c| c.contains("MD5"))
+            {
+                challenges.insert(*edge, ch.to_owned());
+                break;
+            }
+        }
+    }
     let requests: Vec<(String, SocketAddr)> = to
         .iter()
         .enumerate()
         .map(|(i, (user, domain, edge))| {
-            let text = format!(
-                "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:probe@example.com>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
-                r = rand::random::<u32>(),
-            );
-            (text, *edge)
+            let auth = challenges.get(edge).map(|ch| {
+                let uri = format!("sip:{user}@{domain}");
+                authorization(from_user, password, "OPTIONS", &uri, ch, 1)
+            });
+            (text(i, user, domain, auth), *edge)
         })
         .collect();
     let mut answered = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + within;
     let mut interval = Duration::from_millis(500);
     let mut resend = tokio::time::Instant::now();
-    let mut buf = vec![0u8; 65535];
     while answered.len() < to.len() {
         let now = tokio::time::Instant::now();
         if now >= deadline {
@@ -256,23 +292,49 @@ pub async fn options_answered(to: &[(&str, &str, SocketAddr)], within: Duration)
     answered.len()
 }
 
-/// A caller on 127.0.0.1 sending requests for phones to an edge, as a PBX or another
-/// phone would.
+/// A caller on 127.0.0.1 sending requests for phones to an edge, as another phone would:
+/// one of our lines, answering the edge's proxy challenge (407) with its password. A request
+/// whose From is no line it holds credentials for goes out as written (an outsider's).
 pub struct Caller {
     sock: UdpSocket,
+    /// The From of [`Caller::text`] (`user@host`).
+    from: String,
+    /// Lines it can prove: (SIP user, password).
+    lines: std::sync::Mutex<Vec<(String, String)>>,
+    /// The last proxy challenge of each edge (nonces are bound to the edge and the source).
+    challenges: tokio::sync::Mutex<std::collections::HashMap<SocketAddr, String>>,
 }
 
 impl Caller {
-    /// A caller on a port the OS picks.
+    /// An outsider on a port the OS picks: its requests carry no credentials.
     pub async fn new() -> anyhow::Result<Self> {
         Ok(Caller {
             sock: UdpSocket::bind("127.0.0.1:0").await?,
+            from: "caller@example.com".into(),
+            lines: Default::default(),
+            challenges: Default::default(),
         })
+    }
+
+    /// One of our lines (`user`, `password`), calling from a port the OS picks.
+    pub async fn line(user: &str, password: &str) -> anyhow::Result<Self> {
+        let mut c = Self::new().await?;
+        c.from = format!("{user}@dialtone");
+        c.add_line(user, password);
+        Ok(c)
+    }
+
+    /// Lets requests From `user@...` prove that line too.
+    pub fn add_line(&self, user: &str, password: &str) {
+        self.lines
+            .lock()
+            .unwrap()
+            .push((user.to_owned(), password.to_owned()));
     }
 
     /// A `method` request for `user@dialtone` in a new transaction `branch`.
     pub fn text(&self, method: &str, user: &str, branch: &str, cseq_method: &str) -> String {
-        self.text_from("caller@example.com", method, user, branch, cseq_method)
+        self.text_from(&self.from, method, user, branch, cseq_method)
     }
 
     /// Like [`Caller::text`], from `from` (`user@host`), as a phone's own request would be.
@@ -298,8 +360,64 @@ impl Caller {
         )
     }
 
-    /// Sends `text` to `to`.
+    /// `text` with a `Proxy-Authorization` for its From line, when this caller holds that
+    /// line's password (CANCEL and ACK are never challenged, RFC 3261 §22.1).
+    async fn authorized(&self, text: &str, to: SocketAddr) -> String {
+        let first = text.lines().next().unwrap_or("");
+        let mut words = first.split(' ');
+        let (Some(method), Some(uri)) = (words.next(), words.next()) else {
+            return text.to_owned();
+        };
+        let from_user = headers(text, "from")
+            .first()
+            .and_then(|f| f.split("sip:").nth(1))
+            .and_then(|f| f.split('@').next())
+            .unwrap_or("")
+            .to_owned();
+        let password = self
+            .lines
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(u, _)| *u == from_user)
+            .map(|(_, p)| p.clone());
+        let Some(password) = password else {
+            return text.to_owned();
+        };
+        if matches!(method, "CANCEL" | "ACK") {
+            return text.to_owned();
+        }
+        let mut challenges = self.challenges.lock().await;
+        if let std::collections::hash_map::Entry::Vacant(slot) = challenges.entry(to) {
+            // Ask once: an OPTIONS for ourselves, answered with the edge's 407.
+            let probe = self.text("OPTIONS", &from_user, &branch(), "OPTIONS");
+            self.sock.send_to(probe.as_bytes(), to).await.unwrap();
+            let r = self.responses("OPTIONS", Duration::from_secs(3)).await;
+            let ch = r
+                .iter()
+                .flat_map(|m| headers(m, "proxy-authenticate"))
+                .find(|c| c.contains("MD5"))
+                .map(str::to_owned)
+                .expect("the edge challenges a line's request with 407 (MD5 offered)");
+            slot.insert(ch);
+        }
+        let ch = &challenges[&to];
+        let auth = authorization(&from_user, &password, method, uri, ch, 1);
+        text.replacen(
+            "Content-Length:",
+            &format!("Proxy-Authorization: {auth}\r\nContent-Length:"),
+            1,
+        )
+    }
+
+    /// Sends `text` to `to` (with the credentials of its From line, when held).
     pub async fn send(&self, text: &str, to: SocketAddr) {
+        let text = self.authorized(text, to).await;
+        self.sock.send_to(text.as_bytes(), to).await.unwrap();
+    }
+
+    /// Sends `text` to `to` exactly as written.
+    pub async fn send_raw(&self, text: &str, to: SocketAddr) {
         self.sock.send_to(text.as_bytes(), to).await.unwrap();
     }
 

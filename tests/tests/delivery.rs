@@ -41,7 +41,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         .await
         .unwrap();
     let group = dialtone_tests::fleet::placement_edges(&edges);
-    let phones = import(&mut cfg, 4, "dlv").await.unwrap();
+    let phones = import(&mut cfg, 5, "dlv").await.unwrap();
     let node_addr = |n: &str| if n == "node-1" { udp(1) } else { udp(2) };
     let spec = |(id, user, password): &(String, String, String)| {
         let p = placement::place(id, &group, true).unwrap();
@@ -106,7 +106,26 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let caller = Caller::new().await.unwrap();
+    // The caller is one of our lines, a user's (calls from unassigned phones are refused),
+    // proving itself with its password at each edge (407, Proxy-Authorization).
+    let caller_line = &phones[4];
+    let mut phone = cfg
+        .get_phone(pb::GetRequest {
+            id: caller_line.0.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    phone.assignment = Some(pb::Assignment {
+        mode: Some(pb::assignment::Mode::User(pb::UserAssignment {
+            user_id: "carol".into(),
+        })),
+    });
+    cfg.update_phone(pb::UpdatePhoneRequest { phone: Some(phone) })
+        .await
+        .unwrap();
+    let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
+    caller.add_line(&ringing.user, &ringing.password);
     let (primary, secondary) = (answering.registrars[0], answering.registrars[1]);
     let received = |s: &Sim, i: usize| s.stats().received[i].load(Relaxed);
 

@@ -123,6 +123,12 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
                     base_settings_id: base.into(),
                     hardware_id: hw.clone(),
                     lines: vec![pb::Line::default()],
+                    // The first desk phone is a user's: it places the softphone's calls.
+                    assignment: (i == 0).then(|| pb::Assignment {
+                        mode: Some(pb::assignment::Mode::User(pb::UserAssignment {
+                            user_id: "alice".into(),
+                        })),
+                    }),
                     ..Default::default()
                 }),
             })
@@ -148,6 +154,7 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
         .collect();
     assert!(specs.iter().all(|s| s.registrars.len() == 2), "{specs:?}");
     let soft_user = specs[DESK_PHONES].user.clone();
+    let desk_line = (specs[0].user.clone(), specs[0].password.clone());
     let sim = Sim::start(
         SimConfig {
             expires: 30,
@@ -305,7 +312,8 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
 
     // The softphone: no headset, calls are rejected with the profile's code; with the
     // headset plugged they ring (no auto-answer); unplugged, rejected again.
-    let caller = Caller::new().await.unwrap();
+    // A call from the first desk phone's line, which proves itself to the edge (407).
+    let caller = Caller::line(&desk_line.0, &desk_line.1).await.unwrap();
     let edge = format!("127.0.0.1:{}", sb.nodes[1].sip.udp)
         .parse()
         .unwrap();

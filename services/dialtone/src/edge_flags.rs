@@ -111,6 +111,16 @@ pub struct EdgeFlags {
     /// Server header on responses (none by default).
     #[arg(long, env = "DIALTONE_SIP_SERVER_HEADER")]
     pub sip_server_header: Option<String>,
+    /// Origins whose browser pages may open SIP WebSocket (WS/WSS) connections, comma-
+    /// separated (`https://console.example.com`); `*` allows any. An upgrade without an
+    /// Origin (non-browser phones) is always allowed; any other Origin gets 403.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_WS_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        default_value = ""
+    )]
+    pub sip_ws_allowed_origins: String,
     /// Actor threads phones are sharded over (1-64).
     #[arg(long, env = "DIALTONE_SIP_SHARDS", default_value_t = 2)]
     pub sip_shards: usize,
@@ -189,6 +199,13 @@ impl EdgeFlags {
             shards: self.sip_shards,
             notify_timeout: Duration::from_secs(self.sip_notify_timeout.clamp(1, 64)),
             invite_timeout: Duration::from_secs(self.sip_invite_timeout),
+            ws_allowed_origins: self
+                .sip_ws_allowed_origins
+                .split(',')
+                .map(str::trim)
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned)
+                .collect(),
         };
         s.validate()?;
         Ok(s)

@@ -31,22 +31,18 @@ use tracing::debug;
 
 use crate::{
     credentials::LineEntry,
+    forwarding::{self, FORWARDED, FORWARDED_CANONICAL, Marked},
     handler::Handler,
     phone::Contacts,
     replies::new_branch,
     transport::{Replier, Transport},
 };
 
-/// Marks a request one edge hands another: deliver it locally, never forward it again.
-pub const FORWARDED: &str = "X-Dialtone-Forwarded";
-/// [`FORWARDED`] as the parser names headers (canonical, lowercase).
-pub const FORWARDED_CANONICAL: &str = "x-dialtone-forwarded";
-
 /// Methods delivered to phones.
 pub fn delivered(method: &str) -> bool {
     matches!(
         method,
-        "INVITE" | "MESSAGE" | "NOTIFY" | "OPTIONS" | "INFO" | "UPDATE"
+        "INVITE" | "MESSAGE" | "NOTIFY" | "OPTIONS" | "INFO" | "UPDATE" | "REFER"
     )
 }
 
@@ -304,11 +300,31 @@ impl Handler {
         };
         let branch = new_branch();
         let via = format!("{};branch={branch}", local.via());
-        let extra: Vec<(&str, &str)> = forwarded_by
+        let marker = forwarded_by.as_deref().map(|node| {
+            let method = match &m.start {
+                StartLine::Request { method, .. } => method.as_ref(),
+                StartLine::Response { .. } => "",
+            };
+            let marked = Marked {
+                method,
+                call_id: m.get("call-id").unwrap_or(""),
+                branch: &branch,
+            };
+            forwarding::marker(
+                &self.settings.nonce_key,
+                node,
+                crate::unix_ms() / 1000,
+                &marked,
+            )
+        });
+        let extra: Vec<(&str, &str)> = marker
             .as_deref()
-            .map(|n| vec![(FORWARDED, n)])
+            .map(|v| vec![(FORWARDED, v)])
             .unwrap_or_default();
-        let bytes = match forward_request(m, uri, &via, &extra) {
+        // What the edges of the group consumed stays with them: the line's credentials and
+        // the marker of the edge that handed the request over.
+        let strip = ["proxy-authorization", FORWARDED_CANONICAL];
+        let bytes = match forward_request(m, uri, &via, &strip, &extra) {
             Ok(b) => b,
             Err(ForwardError::TooManyHops) => {
                 answer(483, "");

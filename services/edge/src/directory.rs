@@ -25,7 +25,7 @@ use actix::{Actor, Addr, Handler, Message as ActixMessage, dev::Request, dev::To
 use actix_rt::ArbiterHandle;
 use dialtone_sip::{
     Message,
-    digest::{Algorithm, NonceKey},
+    digest::{Algorithm, NonceKey, NonceScope},
     response::Source,
 };
 use parking_lot::Mutex;
@@ -36,7 +36,7 @@ use crate::{
     phone::PhoneActor,
     phone_state::{PhoneState, wake_at},
     publisher::Publisher,
-    replies::Responder,
+    replies::{ChallengeKind, Responder},
 };
 
 /// A phone known to this edge.
@@ -74,18 +74,37 @@ impl std::ops::Deref for ActorShared {
 }
 
 impl ActorShared {
-    /// A fresh challenge.
-    pub fn challenge(&self, req: &Message, src: &Source, now: u64, stale: bool) -> Vec<u8> {
-        let nonce = self.nonce_key.nonce_text(now, rand::random());
+    /// A fresh challenge (401, or 407 when `kind` is a proxy's), with a nonce valid only at
+    /// this edge and for the request's source address.
+    pub fn challenge(
+        &self,
+        req: &Message,
+        src: &Source,
+        now: u64,
+        stale: bool,
+        kind: ChallengeKind,
+    ) -> Vec<u8> {
+        let nonce = self
+            .nonce_key
+            .nonce_text(now, rand::random(), &self.nonce_scope(src.ip));
         self.stats.challenge();
         self.responder.challenge(
             req,
             src,
+            kind,
             &self.algorithms,
             &self.realm,
             nonce.as_str(),
             stale,
         )
+    }
+
+    /// Where this edge's nonces are valid: here, for `source`.
+    pub fn nonce_scope(&self, source: std::net::IpAddr) -> NonceScope<'_> {
+        NonceScope {
+            issuer: &self.node_id,
+            source,
+        }
     }
 
     fn shard_of(&self, id: &str) -> usize {

@@ -25,9 +25,10 @@ use dialtone_auth::bans::Bans;
 use crate::{
     credentials::{CredentialCache, LineEntry},
     directory::Directory,
+    forwarding::{self, FORWARDED_CANONICAL, Marked},
     metrics::{Reason, Stats},
     phone::{Forget, Register, RegisterJob},
-    replies::{ALLOW, Local, OutRequest, UNASSIGNED_REASON, new_branch},
+    replies::{ALLOW, ChallengeKind, Local, OutRequest, UNASSIGNED_REASON, new_branch},
     settings::EdgeSettings,
     transport::{Flows, Peer, Replier, Transport},
     uac::Uac,
@@ -40,6 +41,31 @@ enum Addressee {
     Line(Arc<LineEntry>),
     /// A REMOTE phone: redirected to this address.
     Remote(String),
+}
+
+/// Who sent a request for a phone, as the trust boundary established it.
+enum Sender {
+    /// Another edge of the group (its forwarding marker verified).
+    Edge,
+    /// One of our lines, authenticated by digest.
+    Line(Arc<LineEntry>),
+}
+
+/// Whether an Event header names check-sync (RFC 6080 package names are case-insensitive).
+fn is_check_sync(event: &str) -> bool {
+    event
+        .split(';')
+        .next()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("check-sync"))
+}
+
+/// The user part of a request's Request-URI: a request with one is for a phone (or an
+/// outside number), one without it is for the edge itself.
+fn request_user(m: &Message) -> Option<&str> {
+    let StartLine::Request { uri, .. } = &m.start else {
+        return None;
+    };
+    dialtone_sip::uri::parse(uri).ok()?.user
 }
 
 /// The handler shared by every transport task.
@@ -104,12 +130,6 @@ impl Handler {
         });
         let _ = h.me.set(Arc::downgrade(&h));
         h
-    }
-
-    /// The line a request comes from: its From user, when that is one of ours.
-    fn sending_line(&self, m: &Message) -> Option<Arc<LineEntry>> {
-        let from = dialtone_sip::header::parse_name_addr(m.get("from")?).ok()?;
-        self.cache.read().lookup(from.uri.user?)
     }
 
     /// Who a request is for, by its Request-URI's user: one of our lines, else a REMOTE
@@ -212,35 +232,45 @@ impl Handler {
                 return;
             }
         }
-        // Calls and messages from an unassigned phone are refused, whatever they are for (an
-        // edge handing one over has checked already).
-        if matches!(&*method, "INVITE" | "MESSAGE")
-            && m.get(crate::delivery::FORWARDED_CANONICAL).is_none()
-            && self.sending_line(&m).is_some_and(|l| l.unassigned)
-        {
-            reply.send(
-                self.responder()
-                    .reply(&m, &src, 403, UNASSIGNED_REASON, vec![]),
-            );
-            return;
-        }
-        if crate::delivery::delivered(&method) {
+        // A request for a phone passes the trust boundary first: only an authenticated line
+        // or another edge of the group may reach a phone, and whoever it is for, anyone else
+        // gets the same answer (nothing tells a line from an unknown user).
+        if crate::delivery::delivered(&method) && request_user(&m).is_some() {
+            let sender = match self.admit(&m, &method, peer, &src, now_ms) {
+                Ok(s) => s,
+                Err(bytes) => {
+                    reply.send(bytes);
+                    return;
+                }
+            };
+            // Calls and messages from an unassigned phone are refused, whatever they are for
+            // (an edge handing one over has checked already).
+            if matches!(&*method, "INVITE" | "MESSAGE")
+                && matches!(&sender, Sender::Line(l) if l.unassigned)
+            {
+                reply.send(
+                    self.responder()
+                        .reply(&m, &src, 403, UNASSIGNED_REASON, vec![]),
+                );
+                return;
+            }
             match self.addressee(&m) {
                 Some(Addressee::Line(line)) => {
                     if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
                         span.record("phone.id", &*line.phone_id);
                         self.runtime.spawn(me.deliver(m, src, reply, line));
-                        return;
                     }
                 }
                 Some(Addressee::Remote(target)) => {
                     // A REMOTE phone: config only, reached at its remote address.
                     let extra = vec![("Contact", format!("<{target}>"))];
                     reply.send(self.responder().reply(&m, &src, 302, "", extra));
-                    return;
                 }
-                None => {}
+                None => {
+                    reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
+                }
             }
+            return;
         }
         match &*method {
             "CANCEL" => {
@@ -276,8 +306,54 @@ impl Handler {
         &self.directory.shared().responder
     }
 
-    /// Digest authentication of a request for `user`: the line with the answered nonce (by
-    /// its hash) and nonce count, or the answer to send.
+    /// Who may send `m`, a request for a phone: another edge of the group (a marker that
+    /// verifies), else one of our lines proving itself with `Proxy-Authorization`. A
+    /// check-sync NOTIFY is refused from anyone: only the edge's own actions send one.
+    fn admit(
+        &self,
+        m: &Message,
+        method: &str,
+        peer: &Peer,
+        src: &Source,
+        now_ms: u64,
+    ) -> Result<Sender, Refusal> {
+        let refuse = |reason: &str| {
+            self.stats.rejected(Reason::Untrusted);
+            Err(self.responder().reply(m, src, 403, reason, vec![]))
+        };
+        if method == "NOTIFY" && is_check_sync(m.get("event").unwrap_or("")) {
+            return refuse("Check-sync comes from the edge only");
+        }
+        if let Some(value) = m.get(FORWARDED_CANONICAL) {
+            let top = m.top_via();
+            let marked = Marked {
+                method,
+                call_id: m.get("call-id").unwrap_or(""),
+                branch: top.as_ref().and_then(|v| v.param("branch")).unwrap_or(""),
+            };
+            return match forwarding::verify(&self.settings.nonce_key, value, now_ms / 1000, &marked)
+            {
+                Ok(_) => Ok(Sender::Edge),
+                Err(why) => {
+                    warn!(source = %peer.addr, ?why, "forwarding marker refused");
+                    refuse("Forwarding marker refused")
+                }
+            };
+        }
+        // A From without a user cannot answer a challenge: nothing to ask. Every From with
+        // one is challenged, ours or not, so the answer tells no line from an unknown user.
+        let from = parse_name_addr(m.get("from").unwrap_or("")).ok();
+        let Some(user) = from.as_ref().and_then(|a| a.uri.user) else {
+            return refuse("");
+        };
+        self.authenticate(m, method, user, peer, src, now_ms, ChallengeKind::Proxy)
+            .map(|(line, _, _)| Sender::Line(line))
+    }
+
+    /// Digest authentication of a request for `user` (`kind`: as the registrar, with
+    /// `Authorization`, or as the proxy in front of the phones, with `Proxy-Authorization`):
+    /// the line with the answered nonce (by its hash) and nonce count, or the answer to send.
+    #[allow(clippy::too_many_arguments)]
     fn authenticate(
         &self,
         m: &Message,
@@ -286,6 +362,7 @@ impl Handler {
         peer: &Peer,
         src: &Source,
         now_ms: u64,
+        kind: ChallengeKind,
     ) -> Result<(Arc<LineEntry>, u64, u32), Refusal> {
         let now = now_ms / 1000;
         let shared = self.directory.shared();
@@ -296,26 +373,39 @@ impl Handler {
                 .reply(m, src, 403, "Too many failed attempts", vec![]));
         }
         let creds = m
-            .all("authorization")
+            .all(kind.credentials_header())
             .filter_map(|v| parse_authorization(v).ok())
             .find(|c| c.realm == self.settings.realm);
         let Some(creds) = creds else {
-            return Err(shared.challenge(m, src, now, false));
+            return Err(shared.challenge(m, src, now, false, kind));
         };
         match self.settings.nonce_key.check(
             &creds.nonce,
             now,
             self.settings.nonce_lifetime.as_secs(),
+            &shared.nonce_scope(src.ip),
         ) {
             NonceCheck::Valid => {}
-            NonceCheck::Stale => return Err(shared.challenge(m, src, now, true)),
-            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, false)),
+            NonceCheck::Stale => return Err(shared.challenge(m, src, now, true, kind)),
+            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, false, kind)),
         }
         let (Some(alg), Some(nc)) = (creds.algorithm(), creds.nonce_count()) else {
-            return Err(shared.challenge(m, src, now, false));
+            return Err(shared.challenge(m, src, now, false, kind));
         };
         if !self.settings.algorithms.contains(&alg) || creds.qop.as_deref() != Some("auth") {
-            return Err(shared.challenge(m, src, now, false));
+            return Err(shared.challenge(m, src, now, false, kind));
+        }
+        // The digest covers the URI the client says it asked for: it must be this one.
+        if let StartLine::Request { uri, .. } = &m.start
+            && *creds.uri != **uri
+        {
+            return Err(self.responder().reply(
+                m,
+                src,
+                400,
+                "Digest uri does not match the Request-URI",
+                vec![],
+            ));
         }
         let entry = self.cache.read().lookup(user);
         // The same work whether or not the user exists.
@@ -354,7 +444,15 @@ impl Handler {
                 return;
             }
         };
-        let (entry, nonce, nc) = match self.authenticate(&m, "REGISTER", user, peer, &src, now_ms) {
+        let (entry, nonce, nc) = match self.authenticate(
+            &m,
+            "REGISTER",
+            user,
+            peer,
+            &src,
+            now_ms,
+            ChallengeKind::Registrar,
+        ) {
             Ok(x) => x,
             Err(bytes) => {
                 reply.send(bytes);
@@ -410,7 +508,15 @@ impl Handler {
             reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
             return;
         };
-        let entry = match self.authenticate(&m, "SUBSCRIBE", user, peer, &src, now_ms) {
+        let entry = match self.authenticate(
+            &m,
+            "SUBSCRIBE",
+            user,
+            peer,
+            &src,
+            now_ms,
+            ChallengeKind::Registrar,
+        ) {
             Ok((e, _, _)) => e,
             Err(bytes) => {
                 reply.send(bytes);

@@ -16,6 +16,7 @@ pub mod credentials_sync;
 pub mod delivery;
 pub mod directory;
 pub mod error;
+pub mod forwarding;
 pub mod handler;
 pub mod metrics;
 pub mod phone;

@@ -16,10 +16,13 @@ pub enum Reason {
     OutOfOrder,
     TooManyBindings,
     UnknownDomain,
+    /// A request for a phone from no authenticated line, edge or trusted peer (a forged
+    /// forwarding marker, a check-sync NOTIFY from outside).
+    Untrusted,
 }
 
 impl Reason {
-    const ALL: [Reason; 8] = [
+    const ALL: [Reason; 9] = [
         Reason::BadCredentials,
         Reason::Banned,
         Reason::Replay,
@@ -28,6 +31,7 @@ impl Reason {
         Reason::OutOfOrder,
         Reason::TooManyBindings,
         Reason::UnknownDomain,
+        Reason::Untrusted,
     ];
 
     fn label(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Reason {
             Reason::OutOfOrder => "out_of_order",
             Reason::TooManyBindings => "too_many_bindings",
             Reason::UnknownDomain => "unknown_domain",
+            Reason::Untrusted => "untrusted",
         }
     }
 }

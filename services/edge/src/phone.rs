@@ -22,6 +22,7 @@ use crate::{
     directory::ActorShared,
     metrics::Reason,
     phone_state::{LineState, PhoneState},
+    replies::ChallengeKind,
     transport::{Replier, Transport},
     unix_ms,
 };
@@ -327,7 +328,8 @@ impl Handler<Register> for PhoneActor {
         {
             // A replayed nonce count: challenge again (a real phone just retries).
             sh.stats.rejected(Reason::Replay);
-            job.reply.send(sh.challenge(&job.msg, &job.src, now, false));
+            job.reply
+                .send(sh.challenge(&job.msg, &job.src, now, false, ChallengeKind::Registrar));
             return;
         }
         let before = self.contacts_by_transport();

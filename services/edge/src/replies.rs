@@ -18,6 +18,25 @@ pub const UNASSIGNED_REASON: &str = "Phone Not Assigned to a User or Site";
 /// Methods the edge answers itself (the Allow header).
 pub const ALLOW: &str = "REGISTER, OPTIONS, SUBSCRIBE, NOTIFY, ACK";
 
+/// Who asks for credentials: the registrar (401 `WWW-Authenticate`, answered in
+/// `Authorization`) or the proxy in front of the phones (407 `Proxy-Authenticate`, answered
+/// in `Proxy-Authorization`, RFC 3261 §22.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChallengeKind {
+    Registrar,
+    Proxy,
+}
+
+impl ChallengeKind {
+    /// The header carrying the answer, as the parser names it.
+    pub fn credentials_header(self) -> &'static str {
+        match self {
+            ChallengeKind::Registrar => "authorization",
+            ChallengeKind::Proxy => "proxy-authorization",
+        }
+    }
+}
+
 /// What every response of this edge shares.
 #[derive(Clone, Debug)]
 pub struct Responder {
@@ -64,20 +83,26 @@ impl Responder {
         build_with(req, src, code, reason, &self.to_tag, extra, b"")
     }
 
-    /// 401 with one challenge per algorithm, in order. Written straight into the response,
-    /// as the 200 below: one of each goes out for every registration.
+    /// 401 (or 407) with one challenge per algorithm, in order. Written straight into the
+    /// response, as the 200 below: one of each goes out for every registration.
+    #[allow(clippy::too_many_arguments)]
     pub fn challenge(
         &self,
         req: &Message,
         src: &Source,
+        kind: ChallengeKind,
         algorithms: &[Algorithm],
         realm: &str,
         nonce: &str,
         stale: bool,
     ) -> Vec<u8> {
-        self.respond(req, src, 401, "", |out| {
+        let (code, header) = match kind {
+            ChallengeKind::Registrar => (401, "WWW-Authenticate: "),
+            ChallengeKind::Proxy => (407, "Proxy-Authenticate: "),
+        };
+        self.respond(req, src, code, "", |out| {
             for a in algorithms {
-                out.push_str("WWW-Authenticate: ");
+                out.push_str(header);
                 push_challenge(out, *a, realm, nonce, stale);
                 out.push_str("\r\n");
             }
@@ -229,9 +254,26 @@ mod tests {
             server: None,
         };
         let src = Source::from("192.0.2.1:40000".parse::<SocketAddr>().unwrap());
+        let proxy = String::from_utf8(r.challenge(
+            &register(),
+            &src,
+            ChallengeKind::Proxy,
+            &[Algorithm::Md5],
+            "dialtone",
+            "n1",
+            false,
+        ))
+        .unwrap();
+        assert!(proxy.starts_with("SIP/2.0 407 "), "{proxy}");
+        assert!(
+            proxy.contains("\r\nProxy-Authenticate: Digest realm=\"dialtone\""),
+            "{proxy}"
+        );
+        assert!(!proxy.contains("WWW-Authenticate"), "{proxy}");
         let ch = String::from_utf8(r.challenge(
             &register(),
             &src,
+            ChallengeKind::Registrar,
             &[Algorithm::Sha256, Algorithm::Md5],
             "dialtone",
             "n1",

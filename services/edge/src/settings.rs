@@ -57,6 +57,9 @@ pub struct EdgeSettings {
     /// How long a delivered INVITE may ring without a final answer before it is cancelled
     /// (480 upstream).
     pub invite_timeout: Duration,
+    /// Origins whose pages may open SIP WebSockets (`*`: any); none besides an upgrade
+    /// without Origin by default, so no web page can use a visitor's browser against the edge.
+    pub ws_allowed_origins: Vec<String>,
 }
 
 impl EdgeSettings {

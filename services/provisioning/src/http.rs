@@ -7,7 +7,7 @@
 //! temporary ban of the source address (429) and of the device.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::Arc,
     time::{SystemTime, UNIX_EPOCH},
 };
@@ -87,6 +87,14 @@ fn reply(status: StatusCode, body: &'static str) -> Reply {
     r
 }
 
+/// Where provisioning nonces are valid: any provisioning node, this client address.
+fn nonce_scope(source: IpAddr) -> digest::NonceScope<'static> {
+    digest::NonceScope {
+        issuer: "provisioning",
+        source,
+    }
+}
+
 /// True when `If-None-Match` names `etag` (or `*`).
 fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
     headers
@@ -99,10 +107,15 @@ fn not_modified(headers: &HeaderMap, etag: &str) -> bool {
 }
 
 impl Handler {
-    fn challenge(&self, stale: bool, result: &'static str) -> Reply {
+    /// A 401 with a fresh nonce for `source`. Provisioning nodes behind one load balancer
+    /// share the issuer, so any of them takes the answer; the nonce is still bound to the
+    /// client's address.
+    fn challenge(&self, stale: bool, result: &'static str, source: IpAddr) -> Reply {
         self.counts.count(result);
         let (now_s, _) = now();
-        let nonce = self.nonce_key.nonce(now_s, rand::random());
+        let nonce = self
+            .nonce_key
+            .nonce(now_s, rand::random(), &nonce_scope(source));
         let mut r = reply(StatusCode::UNAUTHORIZED, "authentication required\n");
         for c in digest::challenges(&self.realm, &nonce, stale) {
             if let Ok(v) = header::HeaderValue::from_str(&c) {
@@ -153,11 +166,13 @@ impl Handler {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
         else {
-            return Err(self.challenge(false, "challenged"));
+            return Err(self.challenge(false, "challenged", peer.ip()));
         };
         let creds = match digest::parse_authorization(auth) {
             Ok(c) => c,
-            Err(digest::DigestError::NotDigest) => return Err(self.challenge(false, "challenged")),
+            Err(digest::DigestError::NotDigest) => {
+                return Err(self.challenge(false, "challenged", peer.ip()));
+            }
             Err(_) => {
                 return Err(self.fail(
                     "bad_request",
@@ -174,21 +189,28 @@ impl Handler {
                 "authorization uri does not match the request\n",
             ));
         }
-        match self
-            .nonce_key
-            .check(&creds.nonce, now_s, self.nonce_lifetime_s)
-        {
+        // qop=auth with a nonce count is required: without it nothing stops a replay.
+        if creds.qop.as_deref() != Some("auth") || creds.nonce_count().is_none() {
+            return Err(self.challenge(false, "challenged", peer.ip()));
+        }
+        match self.nonce_key.check(
+            &creds.nonce,
+            now_s,
+            self.nonce_lifetime_s,
+            &nonce_scope(peer.ip()),
+        ) {
             NonceCheck::Valid => {}
-            NonceCheck::Stale => return Err(self.challenge(true, "challenged")),
-            NonceCheck::Invalid => return Err(self.challenge(false, "challenged")),
+            NonceCheck::Stale => return Err(self.challenge(true, "challenged", peer.ip())),
+            NonceCheck::Invalid => return Err(self.challenge(false, "challenged", peer.ip())),
         }
         let user = creds.username.to_ascii_lowercase();
-        let entry = self.lookup(&user).await?;
+        // The ban is checked before any lookup: a banned guesser costs no store read.
         if self.bans.user_banned(&user, now_ms) {
             // Still a guess from this address: it counts towards the address's ban.
             self.bans.failure(peer.ip(), "", now_ms);
-            return Err(self.challenge(false, "banned"));
+            return Err(self.challenge(false, "banned", peer.ip()));
         }
+        let entry = self.lookup(&user).await?;
         let alg = creds.algorithm();
         let verified = match (&entry, alg) {
             (Some(e), Some(a)) => {
@@ -206,7 +228,7 @@ impl Handler {
             if banned.source || banned.user {
                 tracing::warn!(source = %peer.ip(), "provisioning authentication failures: banned");
             }
-            return Err(self.challenge(false, "unauthorized"));
+            return Err(self.challenge(false, "unauthorized", peer.ip()));
         };
         if let Some(nc) = creds.nonce_count()
             && !entry
@@ -215,12 +237,12 @@ impl Handler {
                 .accept(&creds.nonce, nc, now_s, self.nonce_lifetime_s)
         {
             // A replayed nonce count: ask again with a fresh nonce.
-            return Err(self.challenge(true, "challenged"));
+            return Err(self.challenge(true, "challenged", peer.ip()));
         }
         if entry.mutual_auth {
             // Its profile wants its certificate: the right password alone gets what a wrong
             // one gets (so nothing tells the two apart), without counting as a guess.
-            return Err(self.challenge(false, "unauthorized"));
+            return Err(self.challenge(false, "unauthorized", peer.ip()));
         }
         Ok(entry)
     }

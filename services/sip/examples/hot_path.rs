@@ -34,8 +34,8 @@ static GLOBAL: Counting = Counting;
 
 use dialtone_sip::{
     digest::{
-        Algorithm, NonceCheck, NonceKey, answer, challenge, parse_authorization, push_challenge,
-        verify,
+        Algorithm, NonceCheck, NonceKey, NonceScope, answer, challenge, parse_authorization,
+        push_challenge, verify,
     },
     header::parse_name_addr,
     judge,
@@ -73,7 +73,11 @@ fn main() {
         port: 25060,
     };
     let realm = "dialtone";
-    let nonce = key.nonce(1_700_000_000, 42);
+    let scope = NonceScope {
+        issuer: "edge-1",
+        source: src.ip,
+    };
+    let nonce = key.nonce(1_700_000_000, 42, &scope);
     let ch = challenge(Algorithm::Md5, realm, &nonce, false);
     let auth = answer(
         &ch,
@@ -104,7 +108,7 @@ fn main() {
         black_box(parse_name_addr(m1.get("to").unwrap()).ok());
     });
     total += time("challenge (nonce + 401)", n, || {
-        let nonce = key.nonce_text(1_700_000_000, 42);
+        let nonce = key.nonce_text(1_700_000_000, 42, &scope);
         let extra = |out: &mut String| {
             out.push_str("WWW-Authenticate: ");
             push_challenge(out, Algorithm::Md5, realm, nonce.as_str(), false);
@@ -127,7 +131,7 @@ fn main() {
     let creds = parse_authorization(m2.get("authorization").unwrap()).unwrap();
     total += time("nonce check", n, || {
         assert_eq!(
-            key.check(&creds.nonce, 1_700_000_001, 300),
+            key.check(&creds.nonce, 1_700_000_001, 300, &scope),
             NonceCheck::Valid
         );
     });

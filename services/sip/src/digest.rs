@@ -1,8 +1,11 @@
 //! Digest authentication for SIP (RFC 3261 §22, RFC 7616, RFC 8760), as pure functions.
 //!
-//! Nonces are stateless: `hex(issued_at) ‖ hex(salt) ‖ hex(HMAC-SHA256(key, issued_at ‖ salt))`.
-//! Any edge holding the group's key can verify a nonce another edge issued, and an edge
-//! restart forgets nothing. Replays are caught per phone by [`NonceCounts`].
+//! Nonces are stateless: `hex(issued_at) ‖ hex(salt) ‖ hex(HMAC-SHA256(key, issued_at ‖ salt
+//! ‖ scope))`, where the [`NonceScope`] is the issuing edge and the client's source address:
+//! a nonce answers only where and to whom it was issued, so a REGISTER captured on its way
+//! to one edge cannot be replayed to another or from another address, and a spoofed source
+//! (which never sees its challenge) cannot answer one at all. An edge restart forgets
+//! nothing. Replays are caught per phone by [`NonceCounts`].
 //! Unknown users get the same challenge as known ones (the challenge depends on nothing
 //! but the realm and the clock); verify them against [`DUMMY_HA1`] so that timing does not
 //! tell them apart either.
@@ -114,23 +117,48 @@ impl NonceKey {
         NonceKey(<Hmac<Sha256> as Mac>::new_from_slice(&bytes).expect("any key length works"))
     }
 
-    fn mac(&self, issued: u64, salt: u64) -> [u8; 16] {
+    fn mac(&self, issued: u64, salt: u64, scope: &NonceScope) -> [u8; 16] {
+        let ip = match scope.source {
+            std::net::IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
+            std::net::IpAddr::V6(a) => a.octets(),
+        };
+        self.sign(
+            b"nonce",
+            &[
+                &issued.to_be_bytes(),
+                &salt.to_be_bytes(),
+                &ip,
+                scope.issuer.as_bytes(),
+            ],
+        )
+    }
+
+    /// A MAC of `parts` under this key, for `purpose` (so that no MAC made for one purpose
+    /// passes for another). Each part is length-prefixed: no two lists of parts collide.
+    pub fn sign(&self, purpose: &[u8], parts: &[&[u8]]) -> [u8; 16] {
         let mut m = self.0.clone();
-        m.update(&issued.to_be_bytes());
-        m.update(&salt.to_be_bytes());
+        for p in std::iter::once(&purpose).chain(parts) {
+            m.update(&(p.len() as u32).to_be_bytes());
+            m.update(p);
+        }
         let full = m.finalize().into_bytes();
         let mut out = [0; 16];
         out.copy_from_slice(&full[..16]);
         out
     }
 
-    /// A nonce issued at `now_s` with a random `salt`.
-    pub fn nonce(&self, now_s: u64, salt: u64) -> String {
-        self.nonce_text(now_s, salt).as_str().to_owned()
+    /// Whether `mac` is [`NonceKey::sign`]'s for these parts (in constant time).
+    pub fn verify_sign(&self, purpose: &[u8], parts: &[&[u8]], mac: &[u8]) -> bool {
+        constant_time_eq(&self.sign(purpose, parts), mac)
+    }
+
+    /// A nonce issued at `now_s` with a random `salt`, for `scope`.
+    pub fn nonce(&self, now_s: u64, salt: u64, scope: &NonceScope) -> String {
+        self.nonce_text(now_s, salt, scope).as_str().to_owned()
     }
 
     /// [`NonceKey::nonce`] on the stack.
-    pub fn nonce_text(&self, now_s: u64, salt: u64) -> Hex {
+    pub fn nonce_text(&self, now_s: u64, salt: u64, scope: &NonceScope) -> Hex {
         let mut h = Hex {
             text: [0; 64],
             len: 64,
@@ -138,12 +166,18 @@ impl NonceKey {
         // The lengths match: these cannot fail.
         let _ = hex::encode_to_slice(now_s.to_be_bytes(), &mut h.text[..16]);
         let _ = hex::encode_to_slice(salt.to_be_bytes(), &mut h.text[16..32]);
-        let _ = hex::encode_to_slice(self.mac(now_s, salt), &mut h.text[32..]);
+        let _ = hex::encode_to_slice(self.mac(now_s, salt, scope), &mut h.text[32..]);
         h
     }
 
-    /// Checks a nonce this key (or another edge with the same key) issued.
-    pub fn check(&self, nonce: &str, now_s: u64, lifetime_s: u64) -> NonceCheck {
+    /// Checks a nonce issued with this key for `scope` (the same issuer and source).
+    pub fn check(
+        &self,
+        nonce: &str,
+        now_s: u64,
+        lifetime_s: u64,
+        scope: &NonceScope,
+    ) -> NonceCheck {
         let field =
             |r: std::ops::Range<usize>| nonce.get(r).and_then(|h| u64::from_str_radix(h, 16).ok());
         let mut mac = [0u8; 16];
@@ -156,7 +190,7 @@ impl NonceKey {
         ) else {
             return NonceCheck::Invalid;
         };
-        if nonce.len() != 64 || !constant_time_eq(&mac, &self.mac(issued, salt)) {
+        if nonce.len() != 64 || !constant_time_eq(&mac, &self.mac(issued, salt, scope)) {
             return NonceCheck::Invalid;
         }
         // Allow a little clock skew between the edges of a group.
@@ -169,6 +203,15 @@ impl NonceKey {
             NonceCheck::Valid
         }
     }
+}
+
+/// Where and to whom a nonce is issued: it is valid only there.
+#[derive(Clone, Copy, Debug)]
+pub struct NonceScope<'a> {
+    /// The issuing node (an edge's or a provisioning node's id).
+    pub issuer: &'a str,
+    /// The client's source address.
+    pub source: std::net::IpAddr,
 }
 
 /// What a nonce check found.
@@ -500,7 +543,7 @@ mod tests {
     #[test]
     fn answers_verify_against_the_servers_check() {
         let key = NonceKey::new([3; 32]);
-        let nonce = key.nonce(1_000, 7);
+        let nonce = key.nonce(1_000, 7, &scope("edge-1", "192.0.2.1"));
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             for (qop, nc) in [(true, 1), (true, 42), (false, 1)] {
                 let mut ch = challenge(alg, "dialtone", &nonce, false);
@@ -617,28 +660,80 @@ mod tests {
     fn nonces_are_shared_fresh_and_unforgeable() {
         let key = NonceKey::new([7; 32]);
         let other = NonceKey::new([8; 32]);
-        let n = key.nonce(1000, 42);
+        let here = scope("edge-1", "192.0.2.1");
+        let n = key.nonce(1000, 42, &here);
         assert_eq!(n.len(), 64);
         let cases = [
-            (&key, n.as_str(), 1000, NonceCheck::Valid),
-            (&key, n.as_str(), 1300, NonceCheck::Valid),
-            (&key, n.as_str(), 1301, NonceCheck::Stale),
-            (&other, n.as_str(), 1000, NonceCheck::Invalid),
-            (&key, &n[..63], 1000, NonceCheck::Invalid),
-            (&key, "zz", 1000, NonceCheck::Invalid),
-            (&key, n.as_str(), 900, NonceCheck::Invalid),
+            (&key, n.as_str(), 1000, here, NonceCheck::Valid),
+            (&key, n.as_str(), 1300, here, NonceCheck::Valid),
+            (&key, n.as_str(), 1301, here, NonceCheck::Stale),
+            (&other, n.as_str(), 1000, here, NonceCheck::Invalid),
+            (&key, &n[..63], 1000, here, NonceCheck::Invalid),
+            (&key, "zz", 1000, here, NonceCheck::Invalid),
+            (&key, n.as_str(), 900, here, NonceCheck::Invalid),
+            // Only where and to whom it was issued.
+            (
+                &key,
+                n.as_str(),
+                1000,
+                scope("edge-2", "192.0.2.1"),
+                NonceCheck::Invalid,
+            ),
+            (
+                &key,
+                n.as_str(),
+                1000,
+                scope("edge-1", "192.0.2.2"),
+                NonceCheck::Invalid,
+            ),
+            (
+                &key,
+                n.as_str(),
+                1000,
+                scope("edge-1", "::ffff:192.0.2.1"),
+                NonceCheck::Valid,
+            ),
+            (
+                &key,
+                n.as_str(),
+                1000,
+                scope("edge-1", "2001:db8::1"),
+                NonceCheck::Invalid,
+            ),
         ];
-        for (k, nonce, now, want) in cases {
-            assert_eq!(k.check(nonce, now, 300), want, "{nonce} at {now}");
+        for (k, nonce, now, sc, want) in cases {
+            assert_eq!(
+                k.check(nonce, now, 300, &sc),
+                want,
+                "{nonce} at {now} for {sc:?}"
+            );
         }
         let mut forged = n.clone();
         forged.replace_range(0..16, &format!("{:016x}", 2000));
         assert_eq!(
-            key.check(&forged, 2000, 300),
+            key.check(&forged, 2000, 300, &here),
             NonceCheck::Invalid,
             "the issue time is signed"
         );
         assert!(!format!("{key:?}").contains('7'));
+    }
+
+    fn scope<'a>(issuer: &'a str, ip: &str) -> NonceScope<'a> {
+        NonceScope {
+            issuer,
+            source: ip.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn signatures_are_bound_to_purpose_and_parts() {
+        let key = NonceKey::new([7; 32]);
+        let mac = key.sign(b"a", &[b"x", b"yz"]);
+        assert!(key.verify_sign(b"a", &[b"x", b"yz"], &mac));
+        assert!(!key.verify_sign(b"b", &[b"x", b"yz"], &mac));
+        assert!(!key.verify_sign(b"a", &[b"xy", b"z"], &mac));
+        assert!(!NonceKey::new([8; 32]).verify_sign(b"a", &[b"x", b"yz"], &mac));
+        assert!(!key.verify_sign(b"a", &[b"x", b"yz"], &mac[..15]));
     }
 
     #[test]

@@ -54,12 +54,14 @@ fn finish(mut out: String, body: &[u8]) -> Vec<u8> {
 }
 
 /// `req` forwarded one hop: Request-URI `uri` (none: unchanged), `via` (a whole Via value
-/// with its branch) on top, Max-Forwards one less (70 when absent, RFC 3261 §16.6), `extra` headers added,
-/// every other header and the body as received.
+/// with its branch) on top, Max-Forwards one less (70 when absent, RFC 3261 §16.6), the
+/// headers named in `strip` (canonical names) removed, `extra` headers added, every other
+/// header and the body as received.
 pub fn forward_request(
     req: &Message,
     uri: Option<&str>,
     via: &str,
+    strip: &[&str],
     extra: &[(&str, &str)],
 ) -> Result<Vec<u8>, ForwardError> {
     let StartLine::Request {
@@ -86,6 +88,7 @@ pub fn forward_request(
     for (name, value) in req.iter() {
         match name {
             "max-forwards" | "content-length" => {}
+            _ if strip.contains(&name) => {}
             _ => push_header(&mut out, name, value),
         }
     }
@@ -181,6 +184,7 @@ mod tests {
         Call-ID: call-1\r\n\
         CSeq: 4 INVITE\r\n\
         Contact: <sip:caller@10.0.0.9:5070>\r\n\
+        Proxy-Authorization: Digest username=\"caller\"\r\n\
         Content-Type: application/sdp\r\n\
         Content-Length: 4\r\n\r\nv=0\n";
 
@@ -195,10 +199,12 @@ mod tests {
             &m,
             Some("sip:u-1001@10.0.0.5:5062"),
             &via("z9hG4bKedge"),
+            &["proxy-authorization"],
             &[("X-Dialtone-Forwarded", "edge-1")],
         )
         .unwrap();
         let f = parse(&out).unwrap();
+        assert_eq!(f.get("proxy-authorization"), None, "stripped");
         assert!(
             matches!(&f.start, StartLine::Request { uri, .. } if uri == "sip:u-1001@10.0.0.5:5062")
         );
@@ -218,7 +224,7 @@ mod tests {
         // Unchanged URI when not retargeted; no Max-Forwards: the proxy adds 70.
         let no_mf = INVITE.replace("Max-Forwards: 7\r\n", "");
         let f = parse(
-            &forward_request(&parse(no_mf.as_bytes()).unwrap(), None, &via("b"), &[]).unwrap(),
+            &forward_request(&parse(no_mf.as_bytes()).unwrap(), None, &via("b"), &[], &[]).unwrap(),
         )
         .unwrap();
         assert!(matches!(&f.start, StartLine::Request { uri, .. } if uri == "sip:u-1001@dialtone"));
@@ -230,7 +236,7 @@ mod tests {
         let zero = INVITE.replace("Max-Forwards: 7", "Max-Forwards: 0");
         let m = parse(zero.as_bytes()).unwrap();
         assert_eq!(
-            forward_request(&m, None, &via("b"), &[]),
+            forward_request(&m, None, &via("b"), &[], &[]),
             Err(ForwardError::TooManyHops)
         );
         let resp = parse(
@@ -238,7 +244,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            forward_request(&resp, None, &via("b"), &[]),
+            forward_request(&resp, None, &via("b"), &[], &[]),
             Err(ForwardError::NotARequest)
         );
     }
@@ -278,9 +284,10 @@ mod tests {
     #[test]
     fn cancel_and_ack_follow_the_forwarded_invite() {
         let m = parse(INVITE.as_bytes()).unwrap();
-        let sent =
-            parse(&forward_request(&m, Some("sip:u@10.0.0.5"), &via("z9hG4bKedge"), &[]).unwrap())
-                .unwrap();
+        let sent = parse(
+            &forward_request(&m, Some("sip:u@10.0.0.5"), &via("z9hG4bKedge"), &[], &[]).unwrap(),
+        )
+        .unwrap();
         let c = parse(&cancel_for(&sent).unwrap()).unwrap();
         assert!(
             matches!(&c.start, StartLine::Request { method, uri, .. } if method == "CANCEL" && uri == "sip:u@10.0.0.5")

@@ -50,9 +50,35 @@ pub fn serve(
     )
 }
 
-/// Accepts the upgrade only when the client offers the `sip` subprotocol, and selects it.
+/// Whether an upgrade with this `Origin` may go on: one without (a phone, not a browser
+/// page) always; a browser page's only when its origin is listed (or `*` is).
+fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+    origin.is_none_or(|o| {
+        allowed.iter().any(|a| {
+            a == "*"
+                || a.trim_end_matches('/')
+                    .eq_ignore_ascii_case(o.trim_end_matches('/'))
+        })
+    })
+}
+
+/// Accepts the upgrade only from an allowed origin and when the client offers the `sip`
+/// subprotocol, and selects it.
 #[allow(clippy::result_large_err)] // the signature is tungstenite's
-fn select_sip(req: &Request, mut resp: Response) -> Result<Response, ErrorResponse> {
+fn select_sip(
+    allowed: &[String],
+    req: &Request,
+    mut resp: Response,
+) -> Result<Response, ErrorResponse> {
+    let origin = req
+        .headers()
+        .get("origin")
+        .map(|v| v.to_str().unwrap_or("?"));
+    if !origin_allowed(origin, allowed) {
+        let mut e = ErrorResponse::new(Some("origin not allowed".into()));
+        *e.status_mut() = StatusCode::FORBIDDEN;
+        return Err(e);
+    }
     let offered = req
         .headers()
         .get_all("sec-websocket-protocol")
@@ -74,9 +100,12 @@ async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handle
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
     config.max_frame_size = Some(handler.max_message_bytes());
+    // The signature is tungstenite's.
+    #[allow(clippy::result_large_err)]
+    let upgrade = |req: &Request, resp| select_sip(&handler.settings.ws_allowed_origins, req, resp);
     let ws = match tokio::time::timeout(
         UPGRADE_TIMEOUT,
-        tokio_tungstenite::accept_hdr_async_with_config(io, select_sip, Some(config)),
+        tokio_tungstenite::accept_hdr_async_with_config(io, upgrade, Some(config)),
     )
     .await
     {
@@ -129,4 +158,42 @@ async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handle
     drop(tx);
     let _ = writer.await;
     handler.flow_closed(transport, addr);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins() {
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let cases = [
+            (None, list(&[]), true),
+            (Some("https://evil.example"), list(&[]), false),
+            (
+                Some("https://console.example.com"),
+                list(&["https://console.example.com"]),
+                true,
+            ),
+            (
+                Some("https://CONSOLE.example.com"),
+                list(&["https://console.example.com/"]),
+                true,
+            ),
+            (
+                Some("https://console.example.com.evil"),
+                list(&["https://console.example.com"]),
+                false,
+            ),
+            (Some("null"), list(&["https://console.example.com"]), false),
+            (Some("https://any.example"), list(&["*"]), true),
+        ];
+        for (origin, allowed, want) in cases {
+            assert_eq!(
+                origin_allowed(origin, &allowed),
+                want,
+                "{origin:?} in {allowed:?}"
+            );
+        }
+    }
 }

@@ -1,0 +1,442 @@
+//! Attacks on a real edge (`dialtone serve`, all roles, embedded store) over real sockets on
+//! 127.0.0.x: each test sends what an attacker would and asserts the bound or the refusal,
+//! then that the edge still serves (readiness, and a phone that still registers).
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use dialtone_proto::config::v1 as cpb;
+use dialtone_tests::{
+    ClusterSandbox, EdgeClient, Node,
+    fleet::{Seeded, add_phone, contacts, seed_site, wait_contacts},
+    sip::{Caller, UdpPhone, authorization, headers, status},
+};
+use tokio::net::UdpSocket;
+
+async fn sandbox() -> (ClusterSandbox, dialtone_tests::ConfigClient, EdgeClient) {
+    let sb = ClusterSandbox::embedded_with(&["--sip-digest-algorithms=sha-256,md5"])
+        .await
+        .unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    seed_site(&mut c, cpb::PhoneSettings::default())
+        .await
+        .unwrap();
+    let e = sb.nodes[0].edge_client(&token).await.unwrap();
+    (sb, c, e)
+}
+
+fn udp_addr(n: &Node) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], n.sip.udp))
+}
+
+/// The edge's resident memory in KiB.
+fn rss_kib(n: &Node) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", n.pid().unwrap())).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// The edge still serves: ready, and a new phone registers.
+async fn still_serves(node: &Node, c: &mut dialtone_tests::ConfigClient, e: &mut EdgeClient) {
+    assert_eq!(node.http_status("/readyz").await, Some(200));
+    let name = format!("after-{:08x}", rand::random::<u32>());
+    let p = add_phone(c, e, &name, &name).await.unwrap();
+    let mut phone = UdpPhone::new(udp_addr(node), &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    let r = phone.register(300).await.unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+}
+
+/// Receives the next datagram on `sock`, or None after `wait`.
+async fn recv(sock: &UdpSocket, wait: Duration) -> Option<String> {
+    let mut buf = vec![0u8; 65535];
+    match tokio::time::timeout(wait, sock.recv_from(&mut buf)).await {
+        Ok(Ok((n, _))) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+        _ => None,
+    }
+}
+
+/// The 65,022-byte OPTIONS whose last header goes on in 16,000 continuation lines: once
+/// 400 MB of the edge's memory per datagram.
+fn folded_datagram(local: SocketAddr) -> Vec<u8> {
+    let mut m = format!(
+        "OPTIONS sip:edge SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{:08x};rport\r\nFrom: <sip:a@e>;tag=1\r\nTo: <sip:a@e>\r\nCall-ID: fold\r\nCSeq: 1 OPTIONS\r\nX-Fold: a\r\n",
+        rand::random::<u32>()
+    )
+    .into_bytes();
+    while m.len() + 6 < 65_022 {
+        m.extend_from_slice(b" b\r\n");
+    }
+    m.extend_from_slice(b"\r\n");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folded_datagrams_get_400_and_cost_no_memory() {
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let attacker = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let before = rss_kib(node);
+    for _ in 0..20 {
+        let d = folded_datagram(attacker.local_addr().unwrap());
+        attacker.send_to(&d, udp_addr(node)).await.unwrap();
+        let r = recv(&attacker, Duration::from_secs(3))
+            .await
+            .expect("an answer to a folded datagram");
+        assert!(r.starts_with("SIP/2.0 400 "), "{r}");
+    }
+    let grown = rss_kib(node).saturating_sub(before);
+    assert!(
+        grown < 20 * 1024,
+        "RSS grew by {grown} KiB after 20 folded datagrams"
+    );
+    // A broken request line with a readable Via is answered, not ignored (RFC 4475 3.1.2.8).
+    let local = attacker.local_addr().unwrap();
+    let lws = format!(
+        "INVITE sip:user@example.com; lr SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKlws;rport\r\nFrom: <sip:a@e>;tag=1\r\nTo: <sip:b@e>\r\nCall-ID: lws\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    attacker
+        .send_to(lws.as_bytes(), udp_addr(node))
+        .await
+        .unwrap();
+    let r = recv(&attacker, Duration::from_secs(3))
+        .await
+        .expect("an answer");
+    assert!(r.starts_with("SIP/2.0 400 "), "{r}");
+    assert_eq!(headers(&r, "call-id"), ["lws"]);
+    still_serves(node, &mut c, &mut e).await;
+}
+
+/// A 200 to a request `phone` received (the headers a response copies).
+fn ok_to(req: &str) -> String {
+    let mut out = String::from("SIP/2.0 200 OK\r\n");
+    for name in ["via", "from", "to", "call-id", "cseq"] {
+        for v in headers(req, name) {
+            out.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// Phone `a` registered (listening on its socket), and `b`, a user's line, that calls.
+async fn two_lines(
+    node: &Node,
+    c: &mut dialtone_tests::ConfigClient,
+    e: &mut EdgeClient,
+) -> (Seeded, UdpPhone, Seeded) {
+    let a = add_phone(c, e, "Callee", "callee1").await.unwrap();
+    let b = add_phone(c, e, "Caller", "caller1").await.unwrap();
+    let mut phone = c
+        .get_phone(cpb::GetRequest {
+            id: b.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    phone.assignment = Some(cpb::Assignment {
+        mode: Some(cpb::assignment::Mode::User(cpb::UserAssignment {
+            user_id: "bob".into(),
+        })),
+    });
+    c.update_phone(cpb::UpdatePhoneRequest { phone: Some(phone) })
+        .await
+        .unwrap();
+    let mut callee = UdpPhone::new(udp_addr(node), &a.sip_user, &a.password)
+        .await
+        .unwrap();
+    let r = callee.register(300).await.unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    assert!(wait_contacts(e, &a.phone_id, 1, Duration::from_secs(3)).await);
+    (a, callee, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_lines_and_edges_reach_a_phone() {
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let edge = udp_addr(node);
+    let (a, callee, b) = two_lines(node, &mut c, &mut e).await;
+    let line = Caller::line(&b.sip_user, &b.password).await.unwrap();
+    let outsider = Caller::new().await.unwrap();
+    let nothing_reached = async || callee.recv(Duration::from_millis(300)).await.is_none();
+
+    // An outsider's MESSAGE (any From with a user is challenged): 407, never delivered.
+    let branch = dialtone_tests::sip::branch();
+    outsider
+        .send(
+            &outsider.text("MESSAGE", &a.sip_user, &branch, "MESSAGE"),
+            edge,
+        )
+        .await;
+    let r = outsider.responses("MESSAGE", Duration::from_secs(3)).await;
+    assert_eq!(r.last().map(|m| status(m)), Some(407), "{r:?}");
+    assert!(
+        nothing_reached().await,
+        "an unauthenticated MESSAGE reached the phone"
+    );
+    // A From without a user cannot be challenged: 403.
+    let text = outsider.text_from(
+        "example.com",
+        "INVITE",
+        &a.sip_user,
+        &dialtone_tests::sip::branch(),
+        "INVITE",
+    );
+    outsider.send(&text, edge).await;
+    let codes = outsider.codes("INVITE", Duration::from_secs(3)).await;
+    assert_eq!(codes.last(), Some(&403), "{codes:?}");
+    assert!(nothing_reached().await);
+
+    // A wrong password: 403, never delivered.
+    let liar = Caller::line(&b.sip_user, "not-the-password").await.unwrap();
+    liar.send(
+        &liar.text(
+            "MESSAGE",
+            &a.sip_user,
+            &dialtone_tests::sip::branch(),
+            "MESSAGE",
+        ),
+        edge,
+    )
+    .await;
+    let codes = liar.codes("MESSAGE", Duration::from_secs(3)).await;
+    assert_eq!(codes.last(), Some(&403), "{codes:?}");
+    assert!(nothing_reached().await);
+
+    // A forged forwarding marker (the edge-to-edge path): 403, never delivered.
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let forged = outsider
+        .text(
+            "MESSAGE",
+            &a.sip_user,
+            &dialtone_tests::sip::branch(),
+            "MESSAGE",
+        )
+        .replacen(
+            "Content-Length:",
+            &format!(
+                "X-Dialtone-Forwarded: solo;ts={now};mac={}\r\nContent-Length:",
+                "0".repeat(32)
+            ),
+            1,
+        );
+    outsider.send_raw(&forged, edge).await;
+    let codes = outsider.codes("MESSAGE", Duration::from_secs(3)).await;
+    assert_eq!(codes.last(), Some(&403), "{codes:?}");
+    assert!(nothing_reached().await, "a forged marker reached the phone");
+
+    // Check-sync comes from the edge only, not from a line that proved itself.
+    let notify = line
+        .text(
+            "NOTIFY",
+            &a.sip_user,
+            &dialtone_tests::sip::branch(),
+            "NOTIFY",
+        )
+        .replacen(
+            "Content-Length:",
+            "Event: check-sync;reboot=true\r\nContent-Length:",
+            1,
+        );
+    line.send(&notify, edge).await;
+    let codes = line.codes("NOTIFY", Duration::from_secs(3)).await;
+    assert_eq!(codes.last(), Some(&403), "{codes:?}");
+    assert!(
+        nothing_reached().await,
+        "a check-sync from outside reached the phone"
+    );
+
+    // The line that proves itself is delivered, without its credentials.
+    line.send(
+        &line.text(
+            "MESSAGE",
+            &a.sip_user,
+            &dialtone_tests::sip::branch(),
+            "MESSAGE",
+        ),
+        edge,
+    )
+    .await;
+    let got = callee
+        .recv(Duration::from_secs(3))
+        .await
+        .expect("the authenticated MESSAGE reached the phone");
+    assert!(got.starts_with("MESSAGE "), "{got}");
+    assert!(headers(&got, "proxy-authorization").is_empty(), "{got}");
+    callee.send(&ok_to(&got)).await.unwrap();
+    let codes = line.codes("MESSAGE", Duration::from_secs(3)).await;
+    assert_eq!(codes.last(), Some(&200), "{codes:?}");
+    still_serves(node, &mut c, &mut e).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_answer_tells_a_line_from_an_unknown_user() {
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let edge = udp_addr(node);
+    let (a, _callee, b) = two_lines(node, &mut c, &mut e).await;
+    let outsider = Caller::new().await.unwrap();
+    // A registered line, a line without a binding, and a user that does not exist.
+    let users = [a.sip_user.as_str(), b.sip_user.as_str(), "nobody1"];
+    for method in [
+        "OPTIONS",
+        "INVITE",
+        "MESSAGE",
+        "INFO",
+        "REGISTER",
+        "SUBSCRIBE",
+    ] {
+        let mut answers = Vec::new();
+        for user in users {
+            let mut text = outsider
+                .text(method, user, &dialtone_tests::sip::branch(), method)
+                .replace(
+                    "From: <sip:caller@example.com>",
+                    &format!("From: <sip:{user}@dialtone>"),
+                );
+            if method == "SUBSCRIBE" {
+                text = text.replacen(
+                    "Content-Length:",
+                    "Event: message-summary\r\nContent-Length:",
+                    1,
+                );
+            }
+            outsider.send_raw(&text, edge).await;
+            let r = outsider.responses(method, Duration::from_secs(3)).await;
+            let last = r.last().cloned().unwrap_or_default();
+            // The status line and the header names, in order (values hold tags and nonces).
+            let shape: Vec<String> = last
+                .split("\r\n")
+                .take_while(|l| !l.is_empty())
+                .map(|l| match l.split_once(':') {
+                    Some((n, _)) if !l.starts_with("SIP/") => n.to_ascii_lowercase(),
+                    _ => l.to_owned(),
+                })
+                .collect();
+            answers.push((user, shape));
+        }
+        for (user, shape) in &answers[1..] {
+            assert_eq!(
+                *shape, answers[0].1,
+                "{method} for {user} answered unlike for {}",
+                answers[0].0
+            );
+        }
+        assert!(!answers[0].1.is_empty(), "{method}: no answer");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_register_cannot_move_a_binding_to_another_source() {
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let p = add_phone(&mut c, &mut e, "Victim", "victim1")
+        .await
+        .unwrap();
+    let mut phone = UdpPhone::new(udp_addr(node), &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    // The phone's exchange, captured: the challenge it got and its authenticated REGISTER.
+    let first = phone.register_text(300, None);
+    phone.send(&first).await.unwrap();
+    let ch = phone.recv(Duration::from_secs(3)).await.unwrap();
+    let www = headers(&ch, "www-authenticate")
+        .into_iter()
+        .find(|h| h.contains("MD5"))
+        .unwrap()
+        .to_owned();
+    // The attacker, at another address, sends the same credentials with its own contact.
+    let attacker = UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let local = attacker.local_addr().unwrap();
+    let auth = authorization(
+        &p.sip_user,
+        &p.password,
+        "REGISTER",
+        &format!("sip:{}", udp_addr(node)),
+        &www,
+        1,
+    );
+    let replay = dialtone_tests::sip::RegisterSpec {
+        user: &p.sip_user,
+        server: &udp_addr(node).to_string(),
+        local: &local.to_string(),
+        transport: "UDP",
+        call_id: "replayed",
+        cseq: 7,
+        branch: "z9hG4bKreplay",
+        expires: 300,
+        contact: &format!("<sip:{}@{local}>", p.sip_user),
+        authorization: Some(&auth),
+    }
+    .text();
+    attacker
+        .send_to(replay.as_bytes(), udp_addr(node))
+        .await
+        .unwrap();
+    let r = recv(&attacker, Duration::from_secs(3))
+        .await
+        .expect("an answer");
+    assert_eq!(
+        status(&r),
+        401,
+        "a nonce issued to another address was taken: {r}"
+    );
+    assert!(
+        contacts(&mut e, &p.phone_id).await.is_empty(),
+        "no binding was made"
+    );
+    // The phone itself, at the address the nonce was issued to, registers with it.
+    let second = phone.register_text(300, Some(&www));
+    phone.send(&second).await.unwrap();
+    let r = phone.recv(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+    let bound = contacts(&mut e, &p.phone_id).await;
+    assert_eq!(bound.len(), 1);
+    assert!(
+        bound[0].source.contains(&phone.local().to_string()),
+        "{bound:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_listed_origins_open_websockets() {
+    use tokio_tungstenite::tungstenite::{Error, client::IntoClientRequest};
+    let sb =
+        ClusterSandbox::embedded_with(&["--sip-ws-allowed-origins=https://console.example.com"])
+            .await
+            .unwrap();
+    let url = format!("ws://127.0.0.1:{}", sb.nodes[0].sip.ws);
+    let request = |origin: Option<&str>| {
+        let mut r = url.clone().into_client_request().unwrap();
+        r.headers_mut()
+            .insert("sec-websocket-protocol", "sip".parse().unwrap());
+        if let Some(o) = origin {
+            r.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        r
+    };
+    // A page elsewhere cannot use a visitor's browser against the edge.
+    match tokio_tungstenite::connect_async(request(Some("https://evil.example"))).await {
+        Err(Error::Http(resp)) => assert_eq!(resp.status(), 403),
+        other => panic!("an unlisted origin was let in: {:?}", other.map(|(_, r)| r)),
+    }
+    // The console's page, and a phone (no Origin), are.
+    for origin in [Some("https://console.example.com"), None] {
+        let (ws, _) = tokio_tungstenite::connect_async(request(origin))
+            .await
+            .unwrap_or_else(|e| panic!("{origin:?} refused: {e}"));
+        drop(ws);
+    }
+}
