@@ -254,7 +254,8 @@ pub async fn options_answered(
         .map(|(i, (user, domain, edge))| {
             let auth = challenges.get(edge).map(|ch| {
                 let uri = format!("sip:{user}@{domain}");
-                authorization(from_user, password, "OPTIONS", &uri, ch, 1)
+                // Each request its own nonce count, as a client counts them.
+                authorization(from_user, password, "OPTIONS", &uri, ch, i as u32 + 1)
             });
             (text(i, user, domain, auth), *edge)
         })
@@ -301,8 +302,9 @@ pub struct Caller {
     from: String,
     /// Lines it can prove: (SIP user, password).
     lines: std::sync::Mutex<Vec<(String, String)>>,
-    /// The last proxy challenge of each edge (nonces are bound to the edge and the source).
-    challenges: tokio::sync::Mutex<std::collections::HashMap<SocketAddr, String>>,
+    /// The last proxy challenge of each edge (nonces are bound to the edge and the source),
+    /// and the nonce count used with it last (each count is good once).
+    challenges: tokio::sync::Mutex<std::collections::HashMap<SocketAddr, (String, u32)>>,
 }
 
 impl Caller {
@@ -362,7 +364,7 @@ impl Caller {
 
     /// `text` with a `Proxy-Authorization` for its From line, when this caller holds that
     /// line's password (CANCEL and ACK are never challenged, RFC 3261 §22.1).
-    async fn authorized(&self, text: &str, to: SocketAddr) -> String {
+    pub async fn authorized(&self, text: &str, to: SocketAddr) -> String {
         let first = text.lines().next().unwrap_or("");
         let mut words = first.split(' ');
         let (Some(method), Some(uri)) = (words.next(), words.next()) else {
@@ -399,10 +401,11 @@ impl Caller {
                 .find(|c| c.contains("MD5"))
                 .map(str::to_owned)
                 .expect("the edge challenges a line's request with 407 (MD5 offered)");
-            slot.insert(ch);
+            slot.insert((ch, 0));
         }
-        let ch = &challenges[&to];
-        let auth = authorization(&from_user, &password, method, uri, ch, 1);
+        let (ch, nc) = challenges.get_mut(&to).expect("asked above");
+        *nc += 1;
+        let auth = authorization(&from_user, &password, method, uri, ch, *nc);
         text.replacen(
             "Content-Length:",
             &format!("Proxy-Authorization: {auth}\r\nContent-Length:"),

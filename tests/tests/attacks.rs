@@ -259,16 +259,14 @@ async fn only_lines_and_edges_reach_a_phone() {
     );
 
     // The line that proves itself is delivered, without its credentials.
-    line.send(
-        &line.text(
-            "MESSAGE",
-            &a.sip_user,
-            &dialtone_tests::sip::branch(),
-            "MESSAGE",
-        ),
-        edge,
-    )
-    .await;
+    let text = line.text(
+        "MESSAGE",
+        &a.sip_user,
+        &dialtone_tests::sip::branch(),
+        "MESSAGE",
+    );
+    let sent = line.authorized(&text, edge).await;
+    line.send_raw(&sent, edge).await;
     let got = callee
         .recv(Duration::from_secs(3))
         .await
@@ -278,6 +276,21 @@ async fn only_lines_and_edges_reach_a_phone() {
     callee.send(&ok_to(&got)).await.unwrap();
     let codes = line.codes("MESSAGE", Duration::from_secs(3)).await;
     assert_eq!(codes.last(), Some(&200), "{codes:?}");
+    // The same request captured and sent again as a new one (its credentials and nonce
+    // count unchanged, from the same address): challenged again, never delivered.
+    let branch = headers(&sent, "via")[0]
+        .split("branch=")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let replay = sent.replace(&branch, &dialtone_tests::sip::branch());
+    line.send_raw(&replay, edge).await;
+    let r = line.responses("MESSAGE", Duration::from_secs(3)).await;
+    assert_eq!(r.last().map(|m| status(m)), Some(407), "{r:?}");
+    assert!(
+        nothing_reached().await,
+        "a replayed MESSAGE reached the phone"
+    );
     still_serves(node, &mut c, &mut e).await;
 }
 
@@ -439,4 +452,109 @@ async fn only_listed_origins_open_websockets() {
             .unwrap_or_else(|e| panic!("{origin:?} refused: {e}"));
         drop(ws);
     }
+}
+
+/// Connects to `addr` with a small receive buffer (so a peer that does not read fills up
+/// fast).
+async fn connect_small(addr: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.set_recv_buffer_size(4096).unwrap();
+    s.connect(addr).await.unwrap()
+}
+
+/// Whether the edge closed `s` within `within` (a read sees the end; what it sends before
+/// is skipped).
+async fn closed_by_edge(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = vec![0u8; 64 * 1024];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_connections_are_capped_per_source_and_idle_ones_closed() {
+    let sb = ClusterSandbox::embedded_with(&["--sip-max-connections-per-source=4"])
+        .await
+        .unwrap();
+    let tcp = SocketAddr::from(([127, 0, 0, 1], sb.nodes[0].sip.tcp));
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(connect_small(tcp).await);
+    }
+    // The fifth from the same address is closed at once; another address still gets in.
+    let mut fifth = connect_small(tcp).await;
+    assert!(
+        closed_by_edge(&mut fifth, Duration::from_secs(2)).await,
+        "a fifth connection stayed"
+    );
+    let other = tokio::net::TcpSocket::new_v4().unwrap();
+    other.bind("127.0.0.3:0".parse().unwrap()).unwrap();
+    let mut other = other.connect(tcp).await.unwrap();
+    assert!(!closed_by_edge(&mut other, Duration::from_millis(500)).await);
+    // One closed: room for one more.
+    held.pop();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut again = connect_small(tcp).await;
+    assert!(!closed_by_edge(&mut again, Duration::from_millis(500)).await);
+    // Nobody authenticated over them: the edge closes them after 30 s of silence.
+    let t = std::time::Instant::now();
+    assert!(
+        closed_by_edge(&mut again, Duration::from_secs(35)).await,
+        "an idle unauthenticated connection stayed"
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(25),
+        "closed too early: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(sb.nodes[0].http_status("/readyz").await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_reads_is_closed_and_memory_stays_flat() {
+    use tokio::io::AsyncWriteExt;
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let tcp = SocketAddr::from(([127, 0, 0, 1], node.sip.tcp));
+    let before = rss_kib(node);
+    let mut s = connect_small(tcp).await;
+    s.set_nodelay(true).unwrap();
+    let local = s.local_addr().unwrap();
+    // OPTIONS to the edge itself, each answered 200, never read: more answers than the
+    // connection's write queue holds.
+    let mut batch = String::new();
+    for i in 0..100 {
+        batch.push_str(&format!(
+            "OPTIONS sip:edge SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKnr{i}\r\nFrom: <sip:a@e>;tag=1\r\nTo: <sip:edge>\r\nCall-ID: nr\r\nCSeq: {i} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ));
+    }
+    let t = std::time::Instant::now();
+    let mut sent = 0;
+    while t.elapsed() < Duration::from_secs(5) {
+        match tokio::time::timeout(Duration::from_secs(1), s.write_all(batch.as_bytes())).await {
+            Ok(Ok(())) => sent += 100,
+            // The edge stopped reading (its writer is stuck) or closed the connection.
+            Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    eprintln!("{sent} requests sent in {:?}", t.elapsed());
+    assert!(sent >= 1000, "only {sent} requests went out");
+    // The queue overflowed: the edge writes what it held (within the 10 s write timeout)
+    // and closes the connection.
+    assert!(
+        closed_by_edge(&mut s, Duration::from_secs(15)).await,
+        "a peer that never reads kept its connection"
+    );
+    let grown = rss_kib(node).saturating_sub(before);
+    assert!(grown < 20 * 1024, "RSS grew by {grown} KiB");
+    still_serves(node, &mut c, &mut e).await;
 }

@@ -121,6 +121,18 @@ pub struct EdgeFlags {
         default_value = ""
     )]
     pub sip_ws_allowed_origins: String,
+    /// Stream connections (TCP, TLS, WS, WSS together) open at once; more are closed at
+    /// accept.
+    #[arg(long, env = "DIALTONE_SIP_MAX_CONNECTIONS", default_value_t = 20_000)]
+    pub sip_max_connections: usize,
+    /// Stream connections open at once from one IP address (raise it for offices whose
+    /// phones reach the edge over TCP/TLS from one NAT address).
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_MAX_CONNECTIONS_PER_SOURCE",
+        default_value_t = 256
+    )]
+    pub sip_max_connections_per_source: u32,
     /// Actor threads phones are sharded over (1-64).
     #[arg(long, env = "DIALTONE_SIP_SHARDS", default_value_t = 2)]
     pub sip_shards: usize,
@@ -199,6 +211,10 @@ impl EdgeFlags {
             shards: self.sip_shards,
             notify_timeout: Duration::from_secs(self.sip_notify_timeout.clamp(1, 64)),
             invite_timeout: Duration::from_secs(self.sip_invite_timeout),
+            connections: dialtone_edge::transport::admission::ConnectionLimits {
+                total: self.sip_max_connections,
+                per_source: self.sip_max_connections_per_source,
+            },
             ws_allowed_origins: self
                 .sip_ws_allowed_origins
                 .split(',')

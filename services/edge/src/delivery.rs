@@ -47,12 +47,23 @@ pub fn delivered(method: &str) -> bool {
 }
 
 /// One upstream request being delivered (keyed by its top Via branch).
-#[derive(Default)]
 struct Txn {
+    /// Where the request came from, and its Call-ID and CSeq: a CANCEL must match all
+    /// three, not the branch alone (which the callee sees).
+    origin: (Source, String, String),
     /// The last response sent upstream (answers a retransmission).
     last: Mutex<Option<Vec<u8>>>,
     /// The request as forwarded and where it went (for CANCEL).
     downstream: Mutex<Option<(Message, Replier)>>,
+}
+
+/// A request's Call-ID and CSeq number (a CANCEL's CSeq method differs).
+fn call_and_number(m: &Message) -> (String, String) {
+    let number = m
+        .get("cseq")
+        .and_then(|c| c.split_whitespace().next())
+        .unwrap_or("");
+    (m.get("call-id").unwrap_or("").to_owned(), number.to_owned())
 }
 
 /// Deliveries under way and their counts.
@@ -130,7 +141,8 @@ struct Hop<'a> {
     uri: Option<&'a str>,
     transport: Transport,
     replier: Replier,
-    forwarded_by: Option<String>,
+    /// The edge the request is handed to (none: a phone's own flow).
+    to_edge: Option<String>,
     wait: Duration,
 }
 
@@ -163,11 +175,38 @@ impl Handler {
         else {
             return false;
         };
+        let (call_id, number) = call_and_number(m);
+        if txn.origin != (*src, call_id, number) {
+            return false;
+        }
         reply.send(self.responder().reply(m, src, 200, "", vec![]));
         if let Some((sent, replier)) = txn.downstream.lock().as_ref()
             && let Some(c) = cancel_for(sent)
         {
             replier.send(c);
+        }
+        true
+    }
+
+    /// A retransmission of a request being delivered, from where it first came: answered
+    /// with the last answer (or nothing yet) before the trust boundary, which counts each
+    /// nonce and marker once. True when it was one.
+    pub(crate) fn delivery_retransmission(
+        &self,
+        m: &Message,
+        src: &Source,
+        upstream: &Replier,
+    ) -> bool {
+        let Some(txn) = branch_of(m).and_then(|b| self.deliveries.txns.lock().get(&b).cloned())
+        else {
+            return false;
+        };
+        let (call_id, number) = call_and_number(m);
+        if txn.origin != (*src, call_id, number) {
+            return false;
+        }
+        if let Some(last) = txn.last.lock().clone() {
+            upstream.send(last);
         }
         true
     }
@@ -190,7 +229,12 @@ impl Handler {
                 }
                 return;
             }
-            let t = Arc::new(Txn::default());
+            let (call_id, number) = call_and_number(&m);
+            let t = Arc::new(Txn {
+                origin: (src, call_id, number),
+                last: Mutex::default(),
+                downstream: Mutex::default(),
+            });
             txns.insert(key.clone(), t.clone());
             t
         };
@@ -212,7 +256,7 @@ impl Handler {
         for (i, target) in targets.into_iter().enumerate() {
             // Another edge that does not answer at all (it may have just died, its bindings
             // not yet expired) is passed over quickly for the next binding.
-            let (uri, transport, replier, forwarded_by, wait) = match target {
+            let (uri, transport, replier, to_edge, wait) = match target {
                 Target::Local {
                     uri,
                     transport,
@@ -240,12 +284,12 @@ impl Handler {
                         None,
                         Transport::Udp,
                         Replier::Udp { socket, to: addr },
-                        Some(self.settings.node_id.clone()),
+                        Some(node),
                         wait,
                     )
                 }
             };
-            let outcome = if forwarded_by.is_some() {
+            let outcome = if to_edge.is_some() {
                 Outcome::ViaEdge
             } else {
                 Outcome::Local
@@ -254,7 +298,7 @@ impl Handler {
                 uri: uri.as_deref(),
                 transport,
                 replier,
-                forwarded_by,
+                to_edge,
                 wait,
             };
             if self.proxy(&m, hop, &txn, &upstream, &answer).await || i == last {
@@ -291,7 +335,7 @@ impl Handler {
             uri,
             transport,
             replier,
-            forwarded_by,
+            to_edge,
             wait,
         } = hop;
         let Some(local) = self.local(transport) else {
@@ -300,20 +344,13 @@ impl Handler {
         };
         let branch = new_branch();
         let via = format!("{};branch={branch}", local.via());
-        let marker = forwarded_by.as_deref().map(|node| {
-            let method = match &m.start {
-                StartLine::Request { method, .. } => method.as_ref(),
-                StartLine::Response { .. } => "",
-            };
-            let marked = Marked {
-                method,
-                call_id: m.get("call-id").unwrap_or(""),
-                branch: &branch,
-            };
+        let marker = to_edge.as_deref().map(|to_node| {
+            let marked = Marked::of(m, &branch, to_node);
+            let now_s = crate::unix_ms() / 1000;
             forwarding::marker(
                 &self.settings.nonce_key,
-                node,
-                crate::unix_ms() / 1000,
+                &self.settings.node_id,
+                now_s,
                 &marked,
             )
         });
@@ -417,7 +454,7 @@ impl Handler {
                         continue;
                     }
                     self.deliveries.clients.lock().remove(&branch);
-                    if forwarded_by.is_some() && wait == HOP_TIMEOUT && !answered {
+                    if to_edge.is_some() && wait == HOP_TIMEOUT && !answered {
                         // That edge may still be alive but slow: make sure it rings no one.
                         if invite && let Some(c) = cancel_for(&sent) {
                             replier.send(c);

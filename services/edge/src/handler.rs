@@ -1,7 +1,9 @@
 //! The stateless part of the edge, run on the transport tasks: judge each message, answer
-//! what needs no phone state (errors, OPTIONS, challenges, failed authentication), and hand
-//! authenticated REGISTERs to the phone's actor. Unknown users get exactly the challenge and
-//! the 403 a known user with a wrong password gets, so users cannot be enumerated.
+//! what needs no phone state (errors, OPTIONS, challenges, failed authentication), pass
+//! requests for phones through the trust boundary ([`crate::boundary`]) to delivery, and
+//! hand authenticated REGISTERs to the phone's actor. Unknown users get exactly the
+//! challenge and the 403 a known user with a wrong password gets, so users cannot be
+//! enumerated.
 
 use std::{
     collections::HashMap,
@@ -13,19 +15,19 @@ use std::{
 
 use dialtone_sip::{
     Message, StartLine, Verdict,
-    digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
+    digest::NonceCounts,
     header::{Via, parse_name_addr},
     response::Source,
 };
 use parking_lot::{Mutex, RwLock};
-use tracing::warn;
 
 use dialtone_auth::bans::Bans;
 
 use crate::{
+    boundary::{Sender, request_user},
     credentials::{CredentialCache, LineEntry},
     directory::Directory,
-    forwarding::{self, FORWARDED_CANONICAL, Marked},
+    forwarding::Seen,
     metrics::{Reason, Stats},
     phone::{Forget, Register, RegisterJob},
     replies::{ALLOW, ChallengeKind, Local, OutRequest, UNASSIGNED_REASON, new_branch},
@@ -43,31 +45,6 @@ enum Addressee {
     Remote(String),
 }
 
-/// Who sent a request for a phone, as the trust boundary established it.
-enum Sender {
-    /// Another edge of the group (its forwarding marker verified).
-    Edge,
-    /// One of our lines, authenticated by digest.
-    Line(Arc<LineEntry>),
-}
-
-/// Whether an Event header names check-sync (RFC 6080 package names are case-insensitive).
-fn is_check_sync(event: &str) -> bool {
-    event
-        .split(';')
-        .next()
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case("check-sync"))
-}
-
-/// The user part of a request's Request-URI: a request with one is for a phone (or an
-/// outside number), one without it is for the edge itself.
-fn request_user(m: &Message) -> Option<&str> {
-    let StartLine::Request { uri, .. } = &m.start else {
-        return None;
-    };
-    dialtone_sip::uri::parse(uri).ok()?.user
-}
-
 /// The handler shared by every transport task.
 pub struct Handler {
     pub(crate) cache: Arc<RwLock<CredentialCache>>,
@@ -77,6 +54,8 @@ pub struct Handler {
     pub(crate) stats: Arc<Stats>,
     pub(crate) settings: Arc<EdgeSettings>,
     pub(crate) bans: Bans,
+    /// Caps on the stream connections open at once.
+    pub(crate) admission: Arc<crate::transport::admission::Admission>,
     /// Local address of each listener, for the Via and Contact of the edge's requests.
     pub(crate) local: HashMap<Transport, SocketAddr>,
     /// Phones registered over each connection-bound flow (WS/WSS), to drop their bindings
@@ -85,6 +64,10 @@ pub struct Handler {
     /// Random keys of the transaction hash, so no one can craft two requests that collide
     /// (one would be taken for a retransmission of the other).
     txn_keys: std::hash::RandomState,
+    /// Forwarding markers used recently (each is good for one request).
+    pub(crate) seen_markers: Mutex<Seen>,
+    /// Nonce counts of the lines' proxy authentications (each count is good once).
+    pub(crate) proxy_nonces: Mutex<HashMap<Arc<str>, NonceCounts>>,
     /// Requests being delivered to phones.
     pub(crate) deliveries: crate::delivery::Deliveries,
     /// The store (where other edges' bindings are found); none in unit tests.
@@ -98,7 +81,7 @@ pub struct Handler {
 type FlowKey = (Transport, SocketAddr);
 
 /// Why authentication did not let a request through: the bytes to answer.
-type Refusal = Vec<u8>;
+pub(crate) type Refusal = Vec<u8>;
 
 impl Handler {
     #[allow(clippy::too_many_arguments)]
@@ -114,6 +97,7 @@ impl Handler {
     ) -> Arc<Self> {
         let h = Arc::new(Handler {
             bans: Bans::new(settings.bans),
+            admission: crate::transport::admission::Admission::new(settings.connections),
             cache,
             directory,
             flows,
@@ -123,6 +107,8 @@ impl Handler {
             local,
             ws_phones: Mutex::new(HashMap::new()),
             txn_keys: std::hash::RandomState::new(),
+            seen_markers: Mutex::new(Seen::new(1 << 16)),
+            proxy_nonces: Mutex::new(HashMap::new()),
             deliveries: crate::delivery::Deliveries::default(),
             store,
             runtime: tokio::runtime::Handle::current(),
@@ -236,6 +222,9 @@ impl Handler {
         // or another edge of the group may reach a phone, and whoever it is for, anyone else
         // gets the same answer (nothing tells a line from an unknown user).
         if crate::delivery::delivered(&method) && request_user(&m).is_some() {
+            if self.delivery_retransmission(&m, &src, &reply) {
+                return;
+            }
             let sender = match self.admit(&m, &method, peer, &src, now_ms) {
                 Ok(s) => s,
                 Err(bytes) => {
@@ -306,128 +295,6 @@ impl Handler {
         &self.directory.shared().responder
     }
 
-    /// Who may send `m`, a request for a phone: another edge of the group (a marker that
-    /// verifies), else one of our lines proving itself with `Proxy-Authorization`. A
-    /// check-sync NOTIFY is refused from anyone: only the edge's own actions send one.
-    fn admit(
-        &self,
-        m: &Message,
-        method: &str,
-        peer: &Peer,
-        src: &Source,
-        now_ms: u64,
-    ) -> Result<Sender, Refusal> {
-        let refuse = |reason: &str| {
-            self.stats.rejected(Reason::Untrusted);
-            Err(self.responder().reply(m, src, 403, reason, vec![]))
-        };
-        if method == "NOTIFY" && is_check_sync(m.get("event").unwrap_or("")) {
-            return refuse("Check-sync comes from the edge only");
-        }
-        if let Some(value) = m.get(FORWARDED_CANONICAL) {
-            let top = m.top_via();
-            let marked = Marked {
-                method,
-                call_id: m.get("call-id").unwrap_or(""),
-                branch: top.as_ref().and_then(|v| v.param("branch")).unwrap_or(""),
-            };
-            return match forwarding::verify(&self.settings.nonce_key, value, now_ms / 1000, &marked)
-            {
-                Ok(_) => Ok(Sender::Edge),
-                Err(why) => {
-                    warn!(source = %peer.addr, ?why, "forwarding marker refused");
-                    refuse("Forwarding marker refused")
-                }
-            };
-        }
-        // A From without a user cannot answer a challenge: nothing to ask. Every From with
-        // one is challenged, ours or not, so the answer tells no line from an unknown user.
-        let from = parse_name_addr(m.get("from").unwrap_or("")).ok();
-        let Some(user) = from.as_ref().and_then(|a| a.uri.user) else {
-            return refuse("");
-        };
-        self.authenticate(m, method, user, peer, src, now_ms, ChallengeKind::Proxy)
-            .map(|(line, _, _)| Sender::Line(line))
-    }
-
-    /// Digest authentication of a request for `user` (`kind`: as the registrar, with
-    /// `Authorization`, or as the proxy in front of the phones, with `Proxy-Authorization`):
-    /// the line with the answered nonce (by its hash) and nonce count, or the answer to send.
-    #[allow(clippy::too_many_arguments)]
-    fn authenticate(
-        &self,
-        m: &Message,
-        method: &str,
-        user: &str,
-        peer: &Peer,
-        src: &Source,
-        now_ms: u64,
-        kind: ChallengeKind,
-    ) -> Result<(Arc<LineEntry>, u64, u32), Refusal> {
-        let now = now_ms / 1000;
-        let shared = self.directory.shared();
-        if self.bans.user_banned(user, now_ms) {
-            self.stats.rejected(Reason::Banned);
-            return Err(self
-                .responder()
-                .reply(m, src, 403, "Too many failed attempts", vec![]));
-        }
-        let creds = m
-            .all(kind.credentials_header())
-            .filter_map(|v| parse_authorization(v).ok())
-            .find(|c| c.realm == self.settings.realm);
-        let Some(creds) = creds else {
-            return Err(shared.challenge(m, src, now, false, kind));
-        };
-        match self.settings.nonce_key.check(
-            &creds.nonce,
-            now,
-            self.settings.nonce_lifetime.as_secs(),
-            &shared.nonce_scope(src.ip),
-        ) {
-            NonceCheck::Valid => {}
-            NonceCheck::Stale => return Err(shared.challenge(m, src, now, true, kind)),
-            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, false, kind)),
-        }
-        let (Some(alg), Some(nc)) = (creds.algorithm(), creds.nonce_count()) else {
-            return Err(shared.challenge(m, src, now, false, kind));
-        };
-        if !self.settings.algorithms.contains(&alg) || creds.qop.as_deref() != Some("auth") {
-            return Err(shared.challenge(m, src, now, false, kind));
-        }
-        // The digest covers the URI the client says it asked for: it must be this one.
-        if let StartLine::Request { uri, .. } = &m.start
-            && *creds.uri != **uri
-        {
-            return Err(self.responder().reply(
-                m,
-                src,
-                400,
-                "Digest uri does not match the Request-URI",
-                vec![],
-            ));
-        }
-        let entry = self.cache.read().lookup(user);
-        // The same work whether or not the user exists.
-        let ha1 = entry.as_ref().map_or(DUMMY_HA1, |e| e.ha1(alg));
-        let matches = verify(alg, ha1, method, &creds);
-        match entry {
-            Some(e) if matches && creds.username == user && !ha1.is_empty() => {
-                self.stats.authenticated(alg);
-                Ok((e, nonce_hash(&creds.nonce), nc))
-            }
-            _ => {
-                let nb = self.bans.failure(peer.addr.ip(), user, now_ms);
-                if nb.source || nb.user {
-                    self.stats.banned();
-                    warn!(source = %peer.addr.ip(), user, by_source = nb.source, "authentication failures: temporary ban");
-                }
-                self.stats.rejected(Reason::BadCredentials);
-                Err(self.responder().reply(m, src, 403, "", vec![]))
-            }
-        }
-    }
-
     fn register(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
         let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
         let user = match to.as_ref().map(|a| (&a.uri, a.uri.user)) {
@@ -459,6 +326,15 @@ impl Handler {
                 return;
             }
         };
+        // The flow proved itself: it may stay open as long as a registration lasts.
+        if let Some(idle) = &peer.idle {
+            let _ = idle.compare_exchange(
+                crate::transport::UNAUTHENTICATED_IDLE.as_secs(),
+                self.stream_idle().as_secs(),
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         // Only what reaches the phone's actor needs its transaction recognised.
         let txn = transaction_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
         if peer.transport.connection_bound() {

@@ -11,6 +11,7 @@
 
 pub mod actions;
 pub mod api;
+pub mod boundary;
 pub mod credentials;
 pub mod credentials_sync;
 pub mod delivery;

@@ -60,6 +60,8 @@ pub struct EdgeSettings {
     /// Origins whose pages may open SIP WebSockets (`*`: any); none besides an upgrade
     /// without Origin by default, so no web page can use a visitor's browser against the edge.
     pub ws_allowed_origins: Vec<String>,
+    /// Caps on stream connections (TCP, TLS, WS, WSS) open at once.
+    pub connections: crate::transport::admission::ConnectionLimits,
 }
 
 impl EdgeSettings {

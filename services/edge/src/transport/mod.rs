@@ -2,11 +2,13 @@
 //! WebSocket (RFC 7118) messages. Each hands whole messages to the
 //! [`crate::handler::Handler`] together with a [`Peer`] to answer through.
 
+pub mod admission;
 pub mod stream;
 pub mod tls;
 pub mod udp;
 mod udp_batch;
 pub mod udp_out;
+pub mod write_queue;
 pub mod ws;
 
 use std::{
@@ -22,7 +24,7 @@ use parking_lot::Mutex;
 use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UdpSocket},
-    sync::{mpsc, watch},
+    sync::watch,
     task::JoinHandle,
 };
 use tokio_rustls::TlsAcceptor;
@@ -33,12 +35,37 @@ use crate::handler::Handler;
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a stream connection may stay quiet before a REGISTER over it is authenticated
+/// (then the longest registration's lifetime applies): an idle connection nobody proved
+/// costs the edge little time.
+pub const UNAUTHENTICATED_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a stream connection may stay open at all before a REGISTER over it is
+/// authenticated, however often it sends: a trickle of bytes cannot hold a slot for ever.
+pub const UNAUTHENTICATED_LIFETIME: Duration = Duration::from_secs(120);
+
+/// How long the next read of a stream connection open for `open` may wait: its idle
+/// timeout, cut short by [`UNAUTHENTICATED_LIFETIME`] while no REGISTER over it is
+/// authenticated; None once that lifetime is over (close it).
+pub(crate) fn read_timeout(idle_s: u64, open: Duration) -> Option<Duration> {
+    let idle = Duration::from_secs(idle_s.max(1));
+    if idle_s != UNAUTHENTICATED_IDLE.as_secs() {
+        return Some(idle);
+    }
+    let left = UNAUTHENTICATED_LIFETIME.checked_sub(open)?;
+    (!left.is_zero()).then(|| idle.min(left))
+}
+
+/// How long one message may take to write before the connection is closed.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection's bytes, plain or under TLS.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Accepts connections until `stop`, each served by `serve` in its own task: after a TLS
-/// handshake as `secure` when `tls` is set, else as `plain`. Used by TCP/TLS and WS/WSS.
+/// handshake as `secure` when `tls` is set, else as `plain`. Used by TCP/TLS and WS/WSS. A
+/// banned source, or one past the connection caps, is closed at once.
 pub(crate) fn accept<F, Fut>(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -64,10 +91,21 @@ where
                 },
                 _ = stop.changed() => return,
             };
+            if handler.bans.source_banned(addr.ip(), crate::unix_ms()) {
+                continue;
+            }
+            let permit = match handler.admission.admit(addr.ip()) {
+                Ok(p) => p,
+                Err(why) => {
+                    debug!(peer = %addr, ?why, "connection refused");
+                    continue;
+                }
+            };
             let _ = tcp.set_nodelay(true);
             let handler = handler.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 match tls {
                     None => serve(Box::new(tcp), addr, plain, handler).await,
                     Some(acceptor) => {
@@ -152,8 +190,9 @@ pub enum Replier {
         socket: Arc<UdpSocket>,
         to: SocketAddr,
     },
-    /// A message queued on a connection's writer.
-    Stream(mpsc::UnboundedSender<Vec<u8>>),
+    /// A message queued on a connection's writer (bounded in bytes: see
+    /// [`write_queue`]).
+    Stream(write_queue::QueueTx),
 }
 
 impl Replier {
@@ -167,7 +206,8 @@ impl Replier {
                 Ok(()) => true,
                 Err(bytes) => socket.try_send_to(&bytes, *to).is_ok(),
             },
-            Replier::Stream(tx) => tx.send(bytes).is_ok(),
+            // A full queue means a peer that does not read: its connection is closed.
+            Replier::Stream(tx) => tx.send(bytes),
         }
     }
 }
@@ -178,8 +218,9 @@ pub struct Peer {
     pub transport: Transport,
     pub addr: SocketAddr,
     pub replier: Replier,
-    /// A connection's idle timeout in seconds, which a registration may set from its
-    /// line's persistent-connection timeout (WS/WSS only).
+    /// A stream connection's idle timeout in seconds: [`UNAUTHENTICATED_IDLE`] until a
+    /// REGISTER over it is authenticated, then the handler's stream idle, which a line's
+    /// persistent-connection timeout may set (WS/WSS). None over UDP.
     pub idle: Option<Arc<AtomicU64>>,
 }
 
@@ -195,7 +236,7 @@ impl Peer {
     }
 }
 
-type FlowSender = mpsc::UnboundedSender<Vec<u8>>;
+type FlowSender = write_queue::QueueTx;
 
 /// The edge's open flows, so requests to phones (NOTIFY) can use the connection a phone
 /// registered over.
@@ -210,7 +251,7 @@ impl Flows {
         *self.udp.lock() = Some(socket);
     }
 
-    pub fn open(&self, t: Transport, addr: SocketAddr, tx: mpsc::UnboundedSender<Vec<u8>>) {
+    pub fn open(&self, t: Transport, addr: SocketAddr, tx: FlowSender) {
         self.streams.lock().insert((t, addr), tx);
     }
 
@@ -236,5 +277,50 @@ impl Flows {
     /// Open stream flows, for metrics.
     pub fn open_streams(&self) -> usize {
         self.streams.lock().len()
+    }
+}
+
+/// A stream connection's writer: writes what is queued, each message within
+/// [`WRITE_TIMEOUT`], until the queue says to close or a write fails or stalls; then shuts
+/// the connection down (its reader sees the queue closed and stops too).
+pub(crate) async fn write_queued<W: AsyncWrite + Unpin>(
+    mut wr: W,
+    mut rx: write_queue::QueueRx,
+    addr: SocketAddr,
+) {
+    use tokio::io::AsyncWriteExt;
+    while let Some(bytes) = rx.next().await {
+        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                debug!(peer = %addr, "closing stream: the peer does not read");
+                break;
+            }
+        }
+    }
+    drop(rx);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unauthenticated_connections_get_a_short_life() {
+        let s = Duration::from_secs;
+        let unauth = UNAUTHENTICATED_IDLE.as_secs();
+        let cases = [
+            (unauth, s(0), Some(UNAUTHENTICATED_IDLE)),
+            (unauth, s(100), Some(s(20))),
+            (unauth, s(120), None),
+            (unauth, s(500), None),
+            (7260, s(500), Some(s(7260))),
+            (0, s(0), Some(s(1))),
+        ];
+        for (idle, open, want) in cases {
+            assert_eq!(read_timeout(idle, open), want, "idle {idle} open {open:?}");
+        }
     }
 }

@@ -1,20 +1,25 @@
 //! SIP over TCP and TLS: one task per connection reads bytes, frames them by Content-Length
-//! ([`dialtone_sip::stream::next_frame`]), answers keep-alive pings, and hands each message
-//! to the handler; a writer task sends what the handler and the phone actors queue.
+//! ([`dialtone_sip::stream::Framer`], which looks at each byte once), answers keep-alive
+//! pings, and hands each message to the handler; a writer task sends what the handler and
+//! the phone actors queue (bounded, each write timed).
 
-use std::{net::SocketAddr, sync::Arc};
-
-use dialtone_sip::stream::{Frame, PONG, next_frame};
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpListener,
-    sync::{mpsc, watch},
-    task::JoinHandle,
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
+
+use dialtone_sip::stream::{Frame, Framer, PONG};
+use tokio::{io::AsyncReadExt, net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use super::{Io, Peer, Replier, Transport, accept};
+use super::{
+    Io, Peer, Replier, Transport, UNAUTHENTICATED_IDLE, accept, read_timeout, write_queue,
+    write_queued,
+};
 use crate::{error::EdgeError, handler::Handler};
 
 pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
@@ -41,42 +46,46 @@ pub fn serve(
     )
 }
 
-/// Serves one connection until it closes, fails framing or idles out.
+/// Serves one connection until it closes, fails framing, idles out or stops reading.
 async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>) {
-    let (mut rd, mut wr) = tokio::io::split(io);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    let writer = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = wr.shutdown().await;
-    });
+    let (mut rd, wr) = tokio::io::split(io);
+    let (tx, rx) = write_queue::queue();
+    let writer = tokio::spawn(write_queued(wr, rx, addr));
     let flows = handler.flows().clone();
     flows.open(transport, addr, tx.clone());
+    let idle = Arc::new(AtomicU64::new(UNAUTHENTICATED_IDLE.as_secs()));
     let peer = Peer {
         transport,
         addr,
         replier: Replier::Stream(tx.clone()),
-        idle: None,
+        idle: Some(idle.clone()),
     };
     let max = handler.max_message_bytes();
-    let idle = handler.stream_idle();
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = vec![0u8; 16 * 1024];
+    let mut buf: Vec<u8> = Vec::new();
+    let mut framer = Framer::default();
+    let opened = tokio::time::Instant::now();
     'read: loop {
-        let n = match tokio::time::timeout(idle, rd.read(&mut chunk)).await {
-            Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
-            Ok(Ok(n)) => n,
+        // Read straight into the buffer: no per-connection read chunk besides it.
+        buf.reserve(4096);
+        let Some(timeout) = read_timeout(idle.load(Ordering::Relaxed), opened.elapsed()) else {
+            debug!(peer = %addr, "closing stream: never authenticated");
+            break;
         };
-        buf.extend_from_slice(&chunk[..n]);
+        let n = tokio::select! {
+            r = tokio::time::timeout(timeout, rd.read_buf(&mut buf)) => match r {
+                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(n)) => n,
+            },
+            // The writer gave up on a peer that does not read.
+            _ = tx.closed() => break,
+        };
+        debug_assert!(n > 0);
         let mut start = 0;
         loop {
-            match next_frame(&buf[start..], max) {
+            match framer.next(&buf[start..], max) {
                 Ok(None) => break,
                 Ok(Some(Frame::Ping(len))) => {
-                    let _ = tx.send(PONG.to_vec());
+                    tx.send(PONG.to_vec());
                     start += len;
                 }
                 Ok(Some(Frame::Skip(len))) => start += len,
@@ -91,6 +100,10 @@ async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handle
             }
         }
         buf.drain(..start);
+        if buf.is_empty() && buf.capacity() > 64 * 1024 {
+            // A large message went through: give its room back.
+            buf = Vec::new();
+        }
     }
     flows.close(transport, addr);
     drop(peer);

@@ -12,11 +12,7 @@ use std::{
 };
 
 use futures::{SinkExt, StreamExt};
-use tokio::{
-    net::TcpListener,
-    sync::{mpsc, watch},
-    task::JoinHandle,
-};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::{
     Message,
@@ -26,7 +22,10 @@ use tokio_tungstenite::tungstenite::{
 };
 use tracing::debug;
 
-use super::{Io, Peer, Replier, Transport, accept};
+use super::{
+    Io, Peer, Replier, Transport, UNAUTHENTICATED_IDLE, WRITE_TIMEOUT, accept, read_timeout,
+    write_queue,
+};
 use crate::handler::Handler;
 
 /// How long the WebSocket upgrade may take once the connection (and TLS) is up.
@@ -116,28 +115,43 @@ async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handle
         }
     };
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let (tx, mut rx) = write_queue::queue();
     let writer = tokio::spawn(async move {
-        while let Some(bytes) = rx.recv().await {
+        while let Some(bytes) = rx.next().await {
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            if sink.send(Message::text(text)).await.is_err() {
-                break;
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(text))).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break,
+                Err(_) => {
+                    debug!(peer = %addr, "closing websocket: the peer does not read");
+                    break;
+                }
             }
         }
-        let _ = sink.close().await;
+        drop(rx);
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, sink.close()).await;
     });
     let flows = handler.flows().clone();
     flows.open(transport, addr, tx.clone());
-    let idle = Arc::new(AtomicU64::new(handler.stream_idle().as_secs()));
+    let idle = Arc::new(AtomicU64::new(UNAUTHENTICATED_IDLE.as_secs()));
     let peer = Peer {
         transport,
         addr,
         replier: Replier::Stream(tx.clone()),
         idle: Some(idle.clone()),
     };
+    let opened = tokio::time::Instant::now();
     loop {
-        let timeout = Duration::from_secs(idle.load(Ordering::Relaxed).max(1));
-        let msg = match tokio::time::timeout(timeout, stream.next()).await {
+        let Some(timeout) = read_timeout(idle.load(Ordering::Relaxed), opened.elapsed()) else {
+            debug!(peer = %addr, "closing websocket: never authenticated");
+            break;
+        };
+        let next = tokio::select! {
+            n = tokio::time::timeout(timeout, stream.next()) => n,
+            // The writer gave up on a peer that does not read.
+            _ = tx.closed() => break,
+        };
+        let msg = match next {
             Ok(Some(Ok(m))) => m,
             Err(_) => {
                 debug!(peer = %addr, "websocket flow idle: closing");

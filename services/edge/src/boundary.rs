@@ -1,0 +1,317 @@
+//! The trust boundary in front of the phones, and digest authentication. A request for a
+//! phone (a user in its Request-URI) is let through only from another edge of the group
+//! (a forwarding marker that verifies and was not used before, see [`crate::forwarding`])
+//! or from one of our lines proving itself to the proxy (`407 Proxy-Authenticate`, answered
+//! in `Proxy-Authorization`, each nonce count used once). Anyone else gets 407 when the
+//! From names a user (any user, ours or not: the answer tells no line from an unknown
+//! user) and 403 otherwise. NOTIFYs reach phones only from the edges (check-sync is sent
+//! by the edge's own actions, never relayed for anyone).
+
+use std::sync::Arc;
+
+use dialtone_sip::{
+    Message, StartLine,
+    digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
+    header::parse_name_addr,
+    response::Source,
+};
+use tracing::warn;
+
+use crate::{
+    credentials::LineEntry,
+    forwarding::{self, FORWARDED_CANONICAL, Marked},
+    handler::{Handler, Refusal},
+    metrics::Reason,
+    replies::ChallengeKind,
+    transport::Peer,
+};
+
+/// Who sent a request for a phone, as the trust boundary established it.
+pub(crate) enum Sender {
+    /// Another edge of the group (its forwarding marker verified).
+    Edge,
+    /// One of our lines, authenticated by digest.
+    Line(Arc<LineEntry>),
+}
+
+/// What the boundary can tell from the request alone, before any key or credential.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim<'a> {
+    /// Refused whoever sends it, with this reason phrase.
+    Refused(&'a str),
+    /// It says another edge handed it over: its marker decides.
+    Edge(&'a str),
+    /// It says it comes from this user: digest decides.
+    Line(&'a str),
+}
+
+/// Whether an Event value names check-sync (RFC 6080 package names are case-insensitive).
+pub(crate) fn is_check_sync(event: &str) -> bool {
+    event
+        .split(';')
+        .next()
+        .is_some_and(|e| e.trim().eq_ignore_ascii_case("check-sync"))
+}
+
+/// The user part of a request's Request-URI: a request with one is for a phone (or an
+/// outside number), one without it is for the edge itself.
+pub(crate) fn request_user(m: &Message) -> Option<&str> {
+    let StartLine::Request { uri, .. } = &m.start else {
+        return None;
+    };
+    dialtone_sip::uri::parse(uri).ok()?.user
+}
+
+/// Who a request for a phone claims to come from. Pure.
+pub(crate) fn claim<'m>(m: &'m Message, method: &str) -> Claim<'m> {
+    if method == "NOTIFY" && m.all("event").any(is_check_sync) {
+        return Claim::Refused("Check-sync comes from the edge only");
+    }
+    if let Some(value) = m.get(FORWARDED_CANONICAL) {
+        return Claim::Edge(value);
+    }
+    if method == "NOTIFY" {
+        // Phones act on NOTIFYs out of any dialog (resync, reboot, remote control): only the
+        // edges send them one.
+        return Claim::Refused("Notify comes from the edge only");
+    }
+    // A From without a user cannot answer a challenge: nothing to ask.
+    let from = m.get("from").and_then(|f| parse_name_addr(f).ok());
+    match from.and_then(|a| a.uri.user) {
+        Some(user) => Claim::Line(user),
+        None => Claim::Refused(""),
+    }
+}
+
+impl Handler {
+    /// Who may send `m`, a request for a phone (see the module's comment).
+    pub(crate) fn admit(
+        &self,
+        m: &Message,
+        method: &str,
+        peer: &Peer,
+        src: &Source,
+        now_ms: u64,
+    ) -> Result<Sender, Refusal> {
+        let refuse = |reason: &str| {
+            self.stats.rejected(Reason::Untrusted);
+            Err(self.responder().reply(m, src, 403, reason, vec![]))
+        };
+        match claim(m, method) {
+            Claim::Refused(reason) => refuse(reason),
+            Claim::Edge(value) => {
+                let top = m.top_via();
+                let branch = top.as_ref().and_then(|v| v.param("branch")).unwrap_or("");
+                let marked = Marked::of(m, branch, &self.settings.node_id);
+                let now_s = now_ms / 1000;
+                let checked = forwarding::verify(&self.settings.nonce_key, value, now_s, &marked)
+                    .and_then(|v| {
+                        if self.seen_markers.lock().first_use(&v, now_s) {
+                            Ok(v)
+                        } else {
+                            Err(forwarding::Refused::Replayed)
+                        }
+                    });
+                match checked {
+                    Ok(_) => Ok(Sender::Edge),
+                    Err(why) => {
+                        warn!(source = %peer.addr, ?why, "forwarding marker refused");
+                        refuse("Forwarding marker refused")
+                    }
+                }
+            }
+            Claim::Line(user) => {
+                let (line, nonce, nc) =
+                    self.authenticate(m, method, user, peer, src, now_ms, ChallengeKind::Proxy)?;
+                // Each nonce count once: a captured request cannot be sent again.
+                let fresh = self
+                    .proxy_nonces
+                    .lock()
+                    .entry(line.phone_id.clone())
+                    .or_default()
+                    .accept_hashed(
+                        nonce,
+                        nc,
+                        now_ms / 1000,
+                        self.settings.nonce_lifetime.as_secs(),
+                    );
+                if !fresh {
+                    self.stats.rejected(Reason::Replay);
+                    let shared = self.directory.shared();
+                    return Err(shared.challenge(
+                        m,
+                        src,
+                        now_ms / 1000,
+                        true,
+                        ChallengeKind::Proxy,
+                    ));
+                }
+                Ok(Sender::Line(line))
+            }
+        }
+    }
+
+    /// Digest authentication of a request for `user` (`kind`: as the registrar, with
+    /// `Authorization`, or as the proxy in front of the phones, with `Proxy-Authorization`):
+    /// the line with the answered nonce (by its hash) and nonce count, or the answer to send.
+    /// A user's lockout after failures applies to registrations only: anyone could earn it
+    /// for a line by guessing, and it must not stop the line's calls.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn authenticate(
+        &self,
+        m: &Message,
+        method: &str,
+        user: &str,
+        peer: &Peer,
+        src: &Source,
+        now_ms: u64,
+        kind: ChallengeKind,
+    ) -> Result<(Arc<LineEntry>, u64, u32), Refusal> {
+        let now = now_ms / 1000;
+        let shared = self.directory.shared();
+        let registrar = kind == ChallengeKind::Registrar;
+        if registrar && self.bans.user_banned(user, now_ms) {
+            self.stats.rejected(Reason::Banned);
+            return Err(self
+                .responder()
+                .reply(m, src, 403, "Too many failed attempts", vec![]));
+        }
+        let creds = m
+            .all(kind.credentials_header())
+            .filter_map(|v| parse_authorization(v).ok())
+            .find(|c| c.realm == self.settings.realm);
+        let Some(creds) = creds else {
+            return Err(shared.challenge(m, src, now, false, kind));
+        };
+        match self.settings.nonce_key.check(
+            &creds.nonce,
+            now,
+            self.settings.nonce_lifetime.as_secs(),
+            &shared.nonce_scope(src.ip),
+        ) {
+            NonceCheck::Valid => {}
+            NonceCheck::Stale => return Err(shared.challenge(m, src, now, true, kind)),
+            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, false, kind)),
+        }
+        let (Some(alg), Some(nc)) = (creds.algorithm(), creds.nonce_count()) else {
+            return Err(shared.challenge(m, src, now, false, kind));
+        };
+        if !self.settings.algorithms.contains(&alg) || creds.qop.as_deref() != Some("auth") {
+            return Err(shared.challenge(m, src, now, false, kind));
+        }
+        // The digest covers the URI the client says it asked for: it must be this one.
+        if let StartLine::Request { uri, .. } = &m.start
+            && *creds.uri != **uri
+        {
+            return Err(self.responder().reply(
+                m,
+                src,
+                400,
+                "Digest uri does not match the Request-URI",
+                vec![],
+            ));
+        }
+        let entry = self.cache.read().lookup(user);
+        // The same work whether or not the user exists.
+        let ha1 = entry.as_ref().map_or(DUMMY_HA1, |e| e.ha1(alg));
+        let matches = verify(alg, ha1, method, &creds);
+        match entry {
+            Some(e) if matches && creds.username == user && !ha1.is_empty() => {
+                self.stats.authenticated(alg);
+                Ok((e, nonce_hash(&creds.nonce), nc))
+            }
+            _ => {
+                let nb =
+                    self.bans
+                        .failure(peer.addr.ip(), if registrar { user } else { "" }, now_ms);
+                if nb.source || nb.user {
+                    self.stats.banned();
+                    warn!(source = %peer.addr.ip(), user, by_source = nb.source, "authentication failures: temporary ban");
+                }
+                self.stats.rejected(Reason::BadCredentials);
+                Err(self.responder().reply(m, src, 403, "", vec![]))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(method: &str, extra: &str) -> Message {
+        dialtone_sip::parse(
+            format!(
+                "{method} sip:u1@e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:caller@e>;tag=1\r\nTo: <sip:u1@e>\r\nCall-ID: c\r\nCSeq: 1 {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn claims() {
+        let cases = [
+            ("MESSAGE", "", Claim::Line("caller")),
+            (
+                "INVITE",
+                "X-Dialtone-Forwarded: edge-1;ts=1;mac=00\r\n",
+                Claim::Edge("edge-1;ts=1;mac=00"),
+            ),
+            ("INVITE", "x-dialtone-forwarded: m\r\n", Claim::Edge("m")),
+            (
+                "NOTIFY",
+                "Event: check-sync;reboot=true\r\n",
+                Claim::Refused("Check-sync comes from the edge only"),
+            ),
+            (
+                "NOTIFY",
+                "o: CHECK-SYNC\r\nX-Dialtone-Forwarded: m\r\n",
+                Claim::Refused("Check-sync comes from the edge only"),
+            ),
+            (
+                "NOTIFY",
+                "Event: dialog\r\nEvent: check-sync\r\n",
+                Claim::Refused("Check-sync comes from the edge only"),
+            ),
+            (
+                "NOTIFY",
+                "Event: resync\r\n",
+                Claim::Refused("Notify comes from the edge only"),
+            ),
+            (
+                "NOTIFY",
+                "Event: message-summary\r\nX-Dialtone-Forwarded: m\r\n",
+                Claim::Edge("m"),
+            ),
+        ];
+        for (method, extra, want) in cases {
+            assert_eq!(claim(&msg(method, extra), method), want, "{method} {extra}");
+        }
+        let no_user = dialtone_sip::parse(b"INVITE sip:u1@e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:example.com>;tag=1\r\nTo: <sip:u1@e>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
+        assert_eq!(claim(&no_user, "INVITE"), Claim::Refused(""));
+    }
+
+    #[test]
+    fn request_users_and_events() {
+        let uri = |u: &str| {
+            dialtone_sip::parse(
+                format!("OPTIONS {u} SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").as_bytes(),
+            )
+            .unwrap()
+        };
+        assert_eq!(request_user(&uri("sip:u1@e")), Some("u1"));
+        assert_eq!(request_user(&uri("sip:e:5060")), None);
+        assert_eq!(request_user(&uri("sips:+1415@e;user=phone")), Some("+1415"));
+        for (event, want) in [
+            ("check-sync", true),
+            ("Check-Sync;reboot=true", true),
+            (" check-sync ", true),
+            ("check-syncx", false),
+            ("message-summary", false),
+            ("", false),
+        ] {
+            assert_eq!(is_check_sync(event), want, "{event}");
+        }
+    }
+}
