@@ -558,3 +558,35 @@ async fn a_peer_that_never_reads_is_closed_and_memory_stays_flat() {
     assert!(grown < 20 * 1024, "RSS grew by {grown} KiB");
     still_serves(node, &mut c, &mut e).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_data_dir_stops_with_a_message() {
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let data = &sb.nodes[0].data_dir;
+    let out = tokio::process::Command::new(dialtone_tests::binary("dialtone"))
+        .args([
+            "serve",
+            "--listen-grpc",
+            "127.0.0.1:0",
+            "--listen-admin",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--sip-udp", "off", "--sip-tcp", "off", "--sip-tls", "off"])
+        .args(["--sip-ws", "off", "--sip-wss", "off"])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(10), out)
+        .await
+        .expect("the second process stops by itself")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another dialtone serve"), "{err}");
+    // The first still serves, and its data dir is private.
+    assert_eq!(sb.nodes[0].http_status("/readyz").await, Some(200));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700);
+}

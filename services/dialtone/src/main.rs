@@ -6,6 +6,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod admin;
+mod data_dir;
 mod edge_flags;
 mod etcd_flags;
 mod grpc_metrics;

@@ -24,9 +24,8 @@ pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 pub const ENDPOINT_FILE: &str = "endpoint";
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
-    let data = cfg.data();
-    std::fs::create_dir_all(&data)
-        .with_context(|| format!("creating data dir {}", data.display()))?;
+    let held = crate::data_dir::DataDir::open(&cfg.data())?;
+    let data = held.path().to_owned();
     let store = if cfg.etcd.is_empty() {
         Store::Embedded(
             EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,

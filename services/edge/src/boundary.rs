@@ -170,7 +170,7 @@ impl Handler {
         let now = now_ms / 1000;
         let shared = self.directory.shared();
         let registrar = kind == ChallengeKind::Registrar;
-        if registrar && self.bans.user_banned(user, now_ms) {
+        if registrar && self.bans.user_banned(user, src.ip, now_ms) {
             self.stats.rejected(Reason::Banned);
             return Err(self
                 .responder()
@@ -218,6 +218,9 @@ impl Handler {
         match entry {
             Some(e) if matches && creds.username == user && !ha1.is_empty() => {
                 self.stats.authenticated(alg);
+                if registrar {
+                    self.bans.success(src.ip, user, now_ms);
+                }
                 Ok((e, nonce_hash(&creds.nonce), nc))
             }
             _ => {

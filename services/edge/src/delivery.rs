@@ -35,7 +35,10 @@ use crate::{
     handler::Handler,
     phone::Contacts,
     replies::new_branch,
-    transport::{Replier, Transport},
+    transport::{
+        Replier, Transport,
+        admission::{Admission, Permit, SourceLimits},
+    },
 };
 
 /// Methods delivered to phones.
@@ -66,8 +69,17 @@ fn call_and_number(m: &Message) -> (String, String) {
     (m.get("call-id").unwrap_or("").to_owned(), number.to_owned())
 }
 
+/// Requests being delivered (or kept to answer retransmissions) at once, in all and per
+/// source: past them a request for a phone gets 503 with Retry-After.
+pub const DELIVERY_LIMITS: SourceLimits = SourceLimits {
+    total: 20_000,
+    per_source: 500,
+};
+
 /// Deliveries under way and their counts.
 pub struct Deliveries {
+    /// Caps on the transactions held at once.
+    pub(crate) admission: Arc<Admission>,
     txns: Mutex<HashMap<String, Arc<Txn>>>,
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
@@ -78,6 +90,7 @@ pub struct Deliveries {
 impl Default for Deliveries {
     fn default() -> Self {
         Self {
+            admission: Admission::new(DELIVERY_LIMITS),
             txns: Mutex::default(),
             clients: Mutex::default(),
             counts: Counters::new(
@@ -211,13 +224,15 @@ impl Handler {
         true
     }
 
-    /// Delivers `m` (for `line`) and relays the answers along `upstream`.
+    /// Delivers `m` (for `line`) and relays the answers along `upstream`; `permit` (from
+    /// [`Deliveries::admission`]) is held until the transaction is forgotten.
     pub(crate) async fn deliver(
         self: Arc<Self>,
         m: Message,
         src: Source,
         upstream: Replier,
         line: Arc<LineEntry>,
+        permit: Permit,
     ) {
         let Some(key) = branch_of(&m) else { return };
         let txn = {
@@ -312,6 +327,7 @@ impl Handler {
             answer(480, "No live registration");
         }
         self.linger(key).await;
+        drop(permit);
     }
 
     /// Keeps a finished transaction a while to answer retransmissions, then forgets it.

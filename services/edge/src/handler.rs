@@ -20,6 +20,7 @@ use dialtone_sip::{
     response::Source,
 };
 use parking_lot::{Mutex, RwLock};
+use tracing::warn;
 
 use dialtone_auth::bans::Bans;
 
@@ -245,9 +246,18 @@ impl Handler {
             }
             match self.addressee(&m) {
                 Some(Addressee::Line(line)) => {
+                    let permit = match self.deliveries.admission.admit(src.ip) {
+                        Ok(p) => p,
+                        Err(why) => {
+                            warn!(source = %src.ip, ?why, "deliveries at their cap");
+                            let extra = vec![("Retry-After", "5".to_owned())];
+                            reply.send(self.responder().reply(&m, &src, 503, "", extra));
+                            return;
+                        }
+                    };
                     if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
                         span.record("phone.id", &*line.phone_id);
-                        self.runtime.spawn(me.deliver(m, src, reply, line));
+                        self.runtime.spawn(me.deliver(m, src, reply, line, permit));
                     }
                 }
                 Some(Addressee::Remote(target)) => {

@@ -253,6 +253,11 @@ impl Edge {
             .render(&self.node_id, lines, h.bans.active(unix_ms()));
         self.action_counts.render(None, &mut out);
         h.deliveries.render(&self.node_id, &mut out);
+        h.admission
+            .render("dialtone_edge_connections", &self.node_id, &mut out);
+        h.deliveries
+            .admission
+            .render("dialtone_edge_deliveries_held", &self.node_id, &mut out);
         out
     }
 

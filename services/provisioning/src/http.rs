@@ -205,7 +205,7 @@ impl Handler {
         }
         let user = creds.username.to_ascii_lowercase();
         // The ban is checked before any lookup: a banned guesser costs no store read.
-        if self.bans.user_banned(&user, now_ms) {
+        if self.bans.user_banned(&user, peer.ip(), now_ms) {
             // Still a guess from this address: it counts towards the address's ban.
             self.bans.failure(peer.ip(), "", now_ms);
             return Err(self.challenge(false, "banned", peer.ip()));
@@ -244,6 +244,7 @@ impl Handler {
             // one gets (so nothing tells the two apart), without counting as a guess.
             return Err(self.challenge(false, "unauthorized", peer.ip()));
         }
+        self.bans.success(peer.ip(), &user, now_ms);
         Ok(entry)
     }
 

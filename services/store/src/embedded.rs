@@ -66,6 +66,11 @@ struct Log {
     dir: PathBuf,
     bytes: u64,
     buf: Vec<u8>,
+    /// Set by a write or sync that failed: what is on disk after it is unknown (a failed
+    /// fsync may have dropped pages, a short write left half a frame), and a later frame
+    /// appended after the damage would be cut off at the next start with everything after
+    /// it. So the store stops taking writes (fail-stop) until it is restarted.
+    poisoned: bool,
 }
 
 struct Inner {
@@ -259,30 +264,64 @@ fn to_kv(key: &str, e: &Entry) -> KeyValue {
 impl Log {
     /// Appends records as one frame and waits until they are on disk.
     fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
+        }
         self.buf.clear();
         encode_frame(records, &mut self.buf);
-        self.file.write_all(&self.buf)?;
-        self.file.sync_data()?;
+        let written = self
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            self.poisoned = true;
+            tracing::error!(path = %self.path.display(), error = %e, "store log write failed: no more writes until restart");
+            return Err(e.into());
+        }
         self.bytes += self.buf.len() as u64;
         Ok(())
     }
 
     /// Replaces the log by a snapshot of `records` (written aside, synced, renamed over).
+    /// A failure before the rename leaves the log as it was; one after it poisons the log
+    /// (the open file may no longer be the one on disk).
     fn rewrite(&mut self, records: &[Record]) -> Result<(), StoreError> {
-        let tmp = self.dir.join(format!("{LOG_FILE}.compact"));
-        let mut f = File::create(&tmp)?;
-        let mut buf = Vec::new();
-        for chunk in records.chunks(4096) {
-            buf.clear();
-            encode_frame(chunk, &mut buf);
-            f.write_all(&buf)?;
+        if self.poisoned {
+            return Err(StoreError::Poisoned);
         }
-        f.sync_all()?;
+        let tmp = self.dir.join(format!("{LOG_FILE}.compact"));
+        let written = (|| -> std::io::Result<()> {
+            let mut f = File::create(&tmp)?;
+            let mut buf = Vec::new();
+            for chunk in records.chunks(4096) {
+                buf.clear();
+                encode_frame(chunk, &mut buf);
+                f.write_all(&buf)?;
+            }
+            f.sync_all()
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e.into());
+        }
         std::fs::rename(&tmp, &self.path)?;
-        File::open(&self.dir)?.sync_all()?;
-        self.file = OpenOptions::new().append(true).open(&self.path)?;
-        self.bytes = self.file.metadata()?.len();
-        Ok(())
+        let reopened = (|| -> std::io::Result<(File, u64)> {
+            File::open(&self.dir)?.sync_all()?;
+            let file = OpenOptions::new().append(true).open(&self.path)?;
+            let len = file.metadata()?.len();
+            Ok((file, len))
+        })();
+        match reopened {
+            Ok((file, len)) => {
+                self.file = file;
+                self.bytes = len;
+                Ok(())
+            }
+            Err(e) => {
+                self.poisoned = true;
+                Err(e.into())
+            }
+        }
     }
 }
 
@@ -300,6 +339,11 @@ impl EmbeddedStore {
         }
         let decoded = decode_frames(&bytes);
         if decoded.valid_len < bytes.len() {
+            if !crate::wal::torn_tail(&bytes[decoded.valid_len..]) {
+                return Err(StoreError::Corrupt(
+                    "a damaged frame in the middle of the store log, with data after it: refusing to start (restore the data dir from a backup, or move store.log aside to start empty)",
+                ));
+            }
             warn!(path = %path.display(), dropped = bytes.len() - decoded.valid_len, "dropping torn tail of store log");
         }
         let frames = decoded.frames.len();
@@ -313,7 +357,14 @@ impl EmbeddedStore {
             }
         }
         state.history_floor = state.revision;
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(&path)?
+        };
         file.set_len(decoded.valid_len as u64)?;
         file.sync_all()?;
         info!(path = %path.display(), keys = state.kvs.len(), revision = state.revision, frames, "embedded store opened");
@@ -323,6 +374,7 @@ impl EmbeddedStore {
             dir: dir.to_owned(),
             bytes: decoded.valid_len as u64,
             buf: Vec::new(),
+            poisoned: false,
         };
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let store = EmbeddedStore {
@@ -456,7 +508,10 @@ impl EmbeddedStore {
         self.inner.log.lock().append(&records)?;
         self.apply_committed(&mut st, records, rev);
         drop(st);
-        self.maybe_compact(false)?;
+        // The write is committed: a compaction that fails does not make it fail.
+        if let Err(e) = self.maybe_compact(false) {
+            warn!(error = %e, "store log compaction failed; the log stays as it was");
+        }
         Ok(TxnResult {
             succeeded: true,
             revision: rev,

@@ -35,6 +35,10 @@ pub enum StoreError {
     /// No etcd endpoint was given.
     #[error("no etcd endpoints given")]
     NoEndpoints,
+    /// A write to the embedded store's log failed earlier: it takes no more writes until
+    /// the process restarts (what reached the disk is unknown).
+    #[error("embedded store stopped taking writes after a failed write; restart the node")]
+    Poisoned,
     /// The embedded store is shutting down.
     #[error("store closed")]
     Closed,

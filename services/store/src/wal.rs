@@ -143,6 +143,18 @@ pub fn decode_frames(buf: &[u8]) -> Decoded {
     }
 }
 
+/// Whether the bytes after the last good frame are what a crash during one append leaves:
+/// less than a frame header, or one frame whose stated length reaches the end of the file
+/// (its payload not all written). Anything else (a bad frame with more after it) is damage
+/// a crash cannot explain: dropping it would drop acknowledged commits.
+pub fn torn_tail(rest: &[u8]) -> bool {
+    if rest.len() < 8 {
+        return true;
+    }
+    let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+    len <= MAX_FRAME && 8 + len >= rest.len()
+}
+
 fn decode_records(mut p: &[u8]) -> Option<Vec<Record>> {
     let mut out = Vec::new();
     while let Some((&tag, rest)) = p.split_first() {
@@ -263,6 +275,31 @@ mod tests {
             let d = decode_frames(&b);
             assert_eq!(d.frames, vec![sample()], "{name}");
             assert_eq!(d.valid_len, whole, "{name}");
+        }
+    }
+
+    #[test]
+    fn only_what_a_crash_leaves_counts_as_a_torn_tail() {
+        let mut frame = Vec::new();
+        encode_frame(&[Record::Revision(9)], &mut frame);
+        let mut two = frame.clone();
+        two.extend_from_slice(&frame);
+        let mut absurd = frame.clone();
+        absurd[3] = 0xff;
+        let cases: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("nothing", vec![], true),
+            ("half a header", frame[..5].to_vec(), true),
+            (
+                "a header and part of its payload",
+                frame[..frame.len() - 1].to_vec(),
+                true,
+            ),
+            ("a whole frame whose payload is bad", frame.clone(), true),
+            ("a bad frame with another after it", two, false),
+            ("an absurd length", absurd, false),
+        ];
+        for (name, rest, want) in cases {
+            assert_eq!(torn_tail(&rest), want, "{name}");
         }
     }
 

@@ -1,8 +1,9 @@
-//! Admission of stream connections (TCP, TLS, WS, WSS): a cap on the connections open at
-//! once and one per source address, so that neither one address nor a flood of them can
-//! hold the edge's memory and file descriptors. A connection holds a [`Permit`] for as
-//! long as it lives. State: one small count per source with an open connection (the map
-//! never holds an address without one).
+//! Admission of what a source can hold open on the edge: stream connections (TCP, TLS, WS,
+//! WSS) and requests being delivered to phones. A cap in all and one per source address,
+//! so that neither one address nor a flood of them can hold the edge's memory, file
+//! descriptors or tasks. What is admitted holds a [`Permit`] for as long as it lives.
+//! State: one small count per source holding something (the map never holds an address
+//! without one).
 
 use std::{
     collections::HashMap,
@@ -17,27 +18,27 @@ use parking_lot::Mutex;
 
 /// The caps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConnectionLimits {
-    /// Connections open at once, all transports together.
+pub struct SourceLimits {
+    /// Held at once, all sources together.
     pub total: usize,
-    /// Connections open at once from one IP address (offices behind one NAT address need
-    /// one per phone).
+    /// Held at once by one IP address (an IPv6 /64); offices behind one NAT address need
+    /// one connection per phone.
     pub per_source: u32,
 }
 
 /// Why a connection was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
-    /// The edge holds [`ConnectionLimits::total`] connections.
+    /// The edge holds [`SourceLimits::total`] connections.
     Full,
-    /// The source holds [`ConnectionLimits::per_source`] connections.
+    /// The source holds [`SourceLimits::per_source`] connections.
     SourceFull,
 }
 
 /// The counts of open connections.
 #[derive(Debug)]
 pub struct Admission {
-    limits: ConnectionLimits,
+    limits: SourceLimits,
     open: Mutex<(usize, HashMap<IpAddr, u32>)>,
     /// Connections refused, by [`Refused`] (total, per source).
     refused: [AtomicU64; 2],
@@ -51,7 +52,7 @@ pub struct Permit {
 }
 
 impl Admission {
-    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
+    pub fn new(limits: SourceLimits) -> Arc<Self> {
         Arc::new(Admission {
             limits,
             open: Mutex::new((0, HashMap::new())),
@@ -62,7 +63,7 @@ impl Admission {
     /// Admits a connection from `ip`, or says why not. An IPv6 source counts by its /64
     /// (one subscriber's prefix: its addresses are the attacker's to pick).
     pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refused> {
-        let ip = source_key(ip);
+        let ip = dialtone_auth::bans::source_key(ip);
         let mut open = self.open.lock();
         let (total, by_source) = &mut *open;
         let refused = if *total >= self.limits.total {
@@ -98,15 +99,20 @@ impl Admission {
     }
 }
 
-/// The address connections are counted by: an IPv4 address, or an IPv6 address's /64.
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => {
-            let mut o = v6.octets();
-            o[8..].fill(0);
-            IpAddr::from(o)
-        }
+impl Admission {
+    /// Prometheus text: what is held now and what was refused, as `{name}_open` and
+    /// `{name}_refused_total{reason}`.
+    pub fn render(&self, name: &str, node: &str, out: &mut String) {
+        use std::fmt::Write;
+        let (full, source_full) = self.refused();
+        let _ = write!(
+            out,
+            "# TYPE {name}_open gauge\n{name}_open{{node=\"{node}\"}} {}\n\
+             # TYPE {name}_refused_total counter\n\
+             {name}_refused_total{{node=\"{node}\",reason=\"full\"}} {full}\n\
+             {name}_refused_total{{node=\"{node}\",reason=\"source_full\"}} {source_full}\n",
+            self.open()
+        );
     }
 }
 
@@ -130,7 +136,7 @@ mod tests {
 
     #[test]
     fn caps_hold_and_permits_give_back() {
-        let a = Admission::new(ConnectionLimits {
+        let a = Admission::new(SourceLimits {
             total: 3,
             per_source: 2,
         });
