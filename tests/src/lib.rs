@@ -309,11 +309,17 @@ impl SipPorts {
     }
 }
 
-/// A port free on both TCP and UDP of 127.0.0.1 (SIP uses the same number for both).
+/// A port free on both TCP and UDP of 127.0.0.1 (SIP uses the same number for both), and
+/// the next one free on TCP too (baresip listens for TLS there). Drawn below Linux's
+/// ephemeral range (32768-60999), so the outgoing connections other tests open at the
+/// same time cannot take it between this check and the bind of whoever uses it.
 pub fn free_port_pair() -> u16 {
-    for _ in 0..50 {
-        let p = free_port();
-        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+    for _ in 0..200 {
+        let p = 20_000 + 2 * (rand::random::<u16>() % 6_000);
+        let free = std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok();
+        if free {
             return p;
         }
     }

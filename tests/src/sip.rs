@@ -310,8 +310,13 @@ pub struct Caller {
 impl Caller {
     /// An outsider on a port the OS picks: its requests carry no credentials.
     pub async fn new() -> anyhow::Result<Self> {
+        Self::new_at("127.0.0.1").await
+    }
+
+    /// An outsider on another loopback address (127.0.0.x), to tell sources apart.
+    pub async fn new_at(ip: &str) -> anyhow::Result<Self> {
         Ok(Caller {
-            sock: UdpSocket::bind("127.0.0.1:0").await?,
+            sock: UdpSocket::bind((ip, 0)).await?,
             from: "caller@example.com".into(),
             lines: Default::default(),
             challenges: Default::default(),

@@ -590,3 +590,308 @@ async fn a_second_process_on_the_same_data_dir_stops_with_a_message() {
     let mode = std::fs::metadata(data).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_node_lease_survives_a_flood_of_three_ttls() {
+    use tokio::io::AsyncWriteExt;
+    let sb = ClusterSandbox::embedded_with(&["--lease-ttl=2"])
+        .await
+        .unwrap();
+    let node = &sb.nodes[0];
+    let tcp = SocketAddr::from(([127, 0, 0, 1], node.sip.tcp));
+    let udp = udp_addr(node);
+    let stop = std::time::Instant::now() + Duration::from_secs(6);
+    let mut floods = Vec::new();
+    // Streams keep the main runtime's threads busy, datagrams the actor threads. Each
+    // stream reads its answers (a connection that does not read is closed, and churning
+    // connections would only use up ephemeral ports other tests bind).
+    for i in 0..6 {
+        floods.push(tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let s = tokio::net::TcpStream::connect(tcp).await.unwrap();
+            let local = s.local_addr().unwrap();
+            let (mut rd, mut wr) = s.into_split();
+            let drain = tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                while matches!(rd.read(&mut buf).await, Ok(n) if n > 0) {}
+            });
+            let batch: String = (0..50)
+                .map(|n| format!("OPTIONS sip:edge SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKf{i}x{n}\r\nFrom: <sip:a@e>;tag=1\r\nTo: <sip:edge>\r\nCall-ID: f{i}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"))
+                .collect();
+            while std::time::Instant::now() < stop {
+                if wr.write_all(batch.as_bytes()).await.is_err() {
+                    break;
+                }
+            }
+            drop(wr);
+            drain.abort();
+        }));
+    }
+    floods.push(tokio::spawn(async move {
+        let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let local = sock.local_addr().unwrap();
+        let d = format!("OPTIONS sip:edge SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKu\r\nFrom: <sip:a@e>;tag=1\r\nTo: <sip:edge>\r\nCall-ID: u\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n");
+        while std::time::Instant::now() < stop {
+            let _ = sock.send_to(d.as_bytes(), udp).await;
+        }
+    }));
+    for f in floods {
+        f.await.unwrap();
+    }
+    let log = node.log_text();
+    assert!(
+        !log.contains("lease lost"),
+        "the lease was lost under the flood:\n{log}"
+    );
+    assert_eq!(node.http_status("/readyz").await, Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_password_logs_out_and_never_comes_back() {
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let p = add_phone(&mut c, &mut e, "Reset", "reset1").await.unwrap();
+    let mut phone = UdpPhone::new(udp_addr(node), &p.sip_user, &p.password)
+        .await
+        .unwrap();
+    assert_eq!(status(&phone.register(300).await.unwrap()), 200);
+    assert!(wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(3)).await);
+    // The password leaked: the admin resets it. Whoever registered with the old one is out.
+    let fresh = c
+        .reset_line_password(cpb::ResetLinePasswordRequest {
+            phone_id: p.phone_id.clone(),
+            line_index: 0,
+            version: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        wait_contacts(&mut e, &p.phone_id, 0, Duration::from_secs(3)).await,
+        "the old password's binding stayed"
+    );
+    let r = phone.register(300).await.unwrap();
+    assert_eq!(status(&r), 403, "the old password still works: {r}");
+    // The line removed and added again under the same user: a new password, never the old.
+    let mut ph = c
+        .get_phone(cpb::GetRequest {
+            id: p.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ph.lines = vec![cpb::Line {
+        sip_user: "other1".into(),
+        ..Default::default()
+    }];
+    c.update_phone(cpb::UpdatePhoneRequest {
+        phone: Some(ph.clone()),
+    })
+    .await
+    .unwrap();
+    let mut ph = c
+        .get_phone(cpb::GetRequest {
+            id: p.phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    ph.lines = vec![cpb::Line {
+        sip_user: "reset1".into(),
+        ..Default::default()
+    }];
+    let added = c
+        .update_phone(cpb::UpdatePhoneRequest { phone: Some(ph) })
+        .await
+        .unwrap()
+        .into_inner();
+    let again = &added.credentials[0];
+    assert_eq!(again.sip_user, p.sip_user);
+    assert_ne!(
+        again.password, p.password,
+        "the revoked first password came back"
+    );
+    assert_ne!(
+        again.password, fresh.password,
+        "the reset password came back"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refuses_unknown_tokens_before_reading_and_follows_the_token_file() {
+    use dialtone_proto::status::v1 as spb;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tokens.toml");
+    let entry = |name: &str, token: &str| {
+        format!(
+            "[[token]]\nname = \"{name}\"\ntoken = \"{token}\"\npermissions = [\"telephony:plugin:all\"]\n"
+        )
+    };
+    let (old, new) = (
+        "dt_old_token_000000000000000000000000000000",
+        "dt_new_token_000000000000000000000000000000",
+    );
+    std::fs::write(&file, entry("old", old)).unwrap();
+    let arg = format!("--api-tokens={}", file.display());
+    let sb = ClusterSandbox::embedded_with(&[&arg]).await.unwrap();
+    let node = &sb.nodes[0];
+
+    // No token, a made-up token: refused before the (large) body is read.
+    for token in ["", "dt_made_up_000000000000000000000000000000000"] {
+        let mut c = node.config_client(token).await.unwrap();
+        let big = cpb::CreateSiteRequest {
+            site: Some(cpb::Site {
+                id: "big".into(),
+                name: "x".repeat(3 << 20),
+                ..Default::default()
+            }),
+        };
+        let e = c.create_site(big).await.unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
+    }
+    let mut c = node.config_client(old).await.unwrap();
+    c.list_sites(cpb::ListRequest::default()).await.unwrap();
+    let mut st = node.status_client(old).await.unwrap();
+    let mut watch = st
+        .watch_phone_statuses(spb::WatchPhoneStatusesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+
+    // The old token is revoked in the file: within seconds it stops working, its open watch
+    // ends, and the new one works (no restart).
+    std::fs::write(&file, entry("new", new)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match c.list_sites(cpb::ListRequest::default()).await {
+            Err(e) if e.code() == tonic::Code::Unauthenticated => break,
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the revoked token still works"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match watch.message().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => return None,
+                Err(e) => return Some(e.code()),
+            }
+        }
+    })
+    .await
+    .expect("the revoked token's watch stays open");
+    assert_eq!(ended, Some(tonic::Code::Unauthenticated));
+    let mut c = node.config_client(new).await.unwrap();
+    c.list_sites(cpb::ListRequest::default()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_peer_reaches_phones_without_digest_and_only_from_its_address() {
+    let (sb, mut c, mut e) = sandbox().await;
+    let node = &sb.nodes[0];
+    let edge = udp_addr(node);
+    let (a, callee, _b) = two_lines(node, &mut c, &mut e).await;
+    // Bad peers are refused with the field named.
+    let bad = c
+        .create_peer(cpb::CreatePeerRequest {
+            peer: Some(cpb::Peer {
+                id: "wide".into(),
+                addresses: vec!["10.0.0.0/8".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert!(bad.message().contains("peer.addresses[0]"), "{bad:?}");
+    let pbx = c
+        .create_peer(cpb::CreatePeerRequest {
+            peer: Some(cpb::Peer {
+                id: "pbx".into(),
+                name: "Office PBX".into(),
+                addresses: vec!["127.0.0.5".into()],
+                transports: vec!["udp".into()],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let peer = Caller::new_at("127.0.0.5").await.unwrap();
+    let other = Caller::new_at("127.0.0.6").await.unwrap();
+    // The edge learns of the peer through its watch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let got = loop {
+        let text = peer.text(
+            "MESSAGE",
+            &a.sip_user,
+            &dialtone_tests::sip::branch(),
+            "MESSAGE",
+        );
+        peer.send(&text, edge).await;
+        if let Some(m) = callee.recv(Duration::from_millis(300)).await {
+            break m;
+        }
+        let _ = peer.codes("MESSAGE", Duration::from_millis(100)).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the peer never got through"
+        );
+    };
+    assert!(got.starts_with("MESSAGE "), "{got}");
+    callee.send(&ok_to(&got)).await.unwrap();
+    assert_eq!(
+        peer.codes("MESSAGE", Duration::from_secs(3)).await.last(),
+        Some(&200)
+    );
+    // Another address is challenged, and nothing reaches the phone.
+    other
+        .send(
+            &other.text(
+                "MESSAGE",
+                &a.sip_user,
+                &dialtone_tests::sip::branch(),
+                "MESSAGE",
+            ),
+            edge,
+        )
+        .await;
+    assert_eq!(
+        other.codes("MESSAGE", Duration::from_secs(3)).await.last(),
+        Some(&407)
+    );
+    assert!(callee.recv(Duration::from_millis(300)).await.is_none());
+    // Deleted: the peer is challenged like anyone.
+    c.delete_peer(cpb::DeleteRequest {
+        id: "pbx".into(),
+        version: pbx.version,
+    })
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        peer.send(
+            &peer.text(
+                "OPTIONS",
+                &a.sip_user,
+                &dialtone_tests::sip::branch(),
+                "OPTIONS",
+            ),
+            edge,
+        )
+        .await;
+        if let Some(m) = callee.recv(Duration::from_millis(200)).await {
+            callee.send(&ok_to(&m)).await.unwrap();
+        }
+        if peer.codes("OPTIONS", Duration::from_secs(1)).await.last() == Some(&407) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deleted peer is still trusted"
+        );
+    }
+}

@@ -141,10 +141,22 @@ struct Grant {
     permissions: Vec<Permission>,
 }
 
-/// The set of valid tokens, keyed by the SHA-256 of the token.
-#[derive(Clone, Debug, Default)]
+/// The set of valid tokens, keyed by the SHA-256 of the token. Replaceable while in use
+/// ([`Tokens::replace`], when the token file changes): every check reads the current set,
+/// and [`Tokens::changes`] tells long-lived calls (watches) to check their token again.
+#[derive(Debug)]
 pub struct Tokens {
-    by_hash: HashMap<[u8; 32], Grant>,
+    by_hash: parking_lot::RwLock<HashMap<[u8; 32], Grant>>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Tokens {
+    fn default() -> Self {
+        Tokens {
+            by_hash: parking_lot::RwLock::new(HashMap::new()),
+            generation: tokio::sync::watch::channel(0).0,
+        }
+    }
 }
 
 fn hash(token: &str) -> [u8; 32] {
@@ -199,7 +211,7 @@ impl Tokens {
                 .iter()
                 .map(|p| p.parse())
                 .collect::<Result<Vec<_>, _>>()?;
-            tokens.by_hash.insert(
+            tokens.by_hash.get_mut().insert(
                 digest,
                 Grant {
                     name: entry.name,
@@ -212,7 +224,7 @@ impl Tokens {
 
     /// Adds one token (used for the generated admin token).
     pub fn insert(&mut self, name: &str, token: &str, permissions: &[Permission]) {
-        self.by_hash.insert(
+        self.by_hash.get_mut().insert(
             hash(token),
             Grant {
                 name: name.to_owned(),
@@ -223,12 +235,40 @@ impl Tokens {
 
     /// Number of tokens.
     pub fn len(&self) -> usize {
-        self.by_hash.len()
+        self.by_hash.read().len()
     }
 
     /// Whether there are no tokens (every call is then refused).
     pub fn is_empty(&self) -> bool {
-        self.by_hash.is_empty()
+        self.by_hash.read().is_empty()
+    }
+
+    /// Takes `fresh`'s tokens in place of these (a token file read again): calls from now
+    /// on are checked against them, and watchers of [`Tokens::changes`] are told.
+    pub fn replace(&self, fresh: Tokens) {
+        *self.by_hash.write() = fresh.by_hash.into_inner();
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    /// Bumped at every [`Tokens::replace`].
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Whether `authorization` (a header value, `Bearer TOKEN`) names a known token, for
+    /// the check made before a request's body is read.
+    pub fn knows(&self, authorization: Option<&str>) -> bool {
+        authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|t| self.by_hash.read().contains_key(&hash(t.trim())))
+    }
+
+    /// Whether `token` (as sent, without `Bearer `) still grants `needed`.
+    pub fn allows(&self, token: &str, needed: Permission) -> bool {
+        self.by_hash
+            .read()
+            .get(&hash(token.trim()))
+            .is_some_and(|g| g.grants(needed))
     }
 
     /// Checks a request's bearer token for `needed`; returns the token's name.
@@ -244,15 +284,11 @@ impl Tokens {
         let token = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(AuthError::Unauthenticated)?;
-        let grant = self
-            .by_hash
+        let by_hash = self.by_hash.read();
+        let grant = by_hash
             .get(&hash(token.trim()))
             .ok_or(AuthError::Unauthenticated)?;
-        if grant
-            .permissions
-            .iter()
-            .any(|p| *p == Permission::All || *p == needed)
-        {
+        if grant.grants(needed) {
             Ok(grant.name.clone())
         } else {
             Err(AuthError::PermissionDenied {
@@ -261,6 +297,24 @@ impl Tokens {
             })
         }
     }
+}
+
+impl Grant {
+    fn grants(&self, needed: Permission) -> bool {
+        self.permissions
+            .iter()
+            .any(|p| *p == Permission::All || *p == needed)
+    }
+}
+
+/// The bearer token of a request, as sent.
+pub fn bearer<T>(request: &tonic::Request<T>) -> Option<String> {
+    request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
 }
 
 /// A new random token: `dt_` and 40 characters of [A-Za-z0-9] (about 238 bits).
@@ -324,6 +378,26 @@ mod tests {
                 (g, w) => panic!("{header:?} {needed}: got {g:?}, want {w:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_replaced_token_set_takes_effect_at_once() {
+        let tokens = Tokens::parse(
+            "[[token]]\nname='old'\ntoken='dt_old'\npermissions=['telephony:plugin:all']",
+        )
+        .unwrap();
+        let changes = tokens.changes();
+        assert!(tokens.knows(Some("Bearer dt_old")) && tokens.allows("dt_old", Permission::Edit));
+        assert!(!tokens.knows(Some("Bearer dt_new")) && !tokens.knows(None));
+        assert!(!tokens.knows(Some("dt_old")), "only as a bearer token");
+        tokens.replace(
+            Tokens::parse("[[token]]\nname='new'\ntoken='dt_new'\npermissions=['telephony:sitesmanagedphones:view']").unwrap(),
+        );
+        assert!(changes.has_changed().unwrap());
+        assert!(!tokens.knows(Some("Bearer dt_old")) && !tokens.allows("dt_old", Permission::View));
+        assert!(
+            tokens.allows("dt_new", Permission::View) && !tokens.allows("dt_new", Permission::Edit)
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub const SITES: &str = "config/sites/";
 pub const EDGE_GROUPS: &str = "config/edge-groups/";
 pub const BASE_SETTINGS: &str = "config/base-settings/";
 pub const PHONES: &str = "config/phones/";
+pub const PEERS: &str = "config/peers/";
 pub const MEMBERS: &str = "members/";
 
 pub fn site(id: &str) -> String {
@@ -18,6 +19,9 @@ pub fn edge_group(id: &str) -> String {
 }
 pub fn base_settings(id: &str) -> String {
     format!("{BASE_SETTINGS}{id}")
+}
+pub fn peer(id: &str) -> String {
+    format!("{PEERS}{id}")
 }
 pub fn phone(id: &str) -> String {
     format!("{PHONES}{id}")

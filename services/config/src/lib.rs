@@ -16,6 +16,7 @@ pub mod keys;
 pub mod list;
 mod migrate;
 mod objects;
+pub mod peers;
 pub mod phones;
 pub mod placement;
 pub mod rebalance;

@@ -2,13 +2,14 @@
 //! References are checked inside the write transaction (the referenced key must exist; an
 //! object still referenced cannot be deleted: its reverse index prefix must be empty).
 
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, MediaRelay, MetaBase, Site};
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, MediaRelay, MetaBase, Peer, Site};
 use dialtone_store::{Compare, Op};
 
 use crate::{
     ConfigCore, credentials,
     error::{ConfigError, Result, check},
     keys,
+    peers::validate_peer,
     repo::{self, explain_guard, must_load, must_load_at, put, put_index, version_guard},
     settings, validate,
 };
@@ -104,6 +105,74 @@ pub fn validate_base_settings(b: &BaseSettings) -> Result<()> {
 }
 
 impl ConfigCore {
+    // ----- peers -----
+
+    pub async fn create_peer(&self, mut p: Peer) -> Result<Peer> {
+        validate_peer(&p)?;
+        let key = keys::peer(&p.id);
+        p.version = 0;
+        let r = self
+            .store
+            .txn(vec![Compare::Absent(key.clone())], vec![put(key, &p)])
+            .await?;
+        if !r.succeeded {
+            return Err(ConfigError::AlreadyExists {
+                what: "peer id",
+                value: p.id,
+                owner: "another peer".into(),
+            });
+        }
+        p.version = r.revision;
+        Ok(p)
+    }
+
+    pub async fn get_peer(&self, id: &str) -> Result<Peer> {
+        let (mut p, v): (Peer, i64) = must_load(&self.store, &keys::peer(id), "peer", id).await?;
+        p.version = v;
+        Ok(p)
+    }
+
+    pub async fn update_peer(&self, mut p: Peer) -> Result<Peer> {
+        validate_peer(&p)?;
+        let version = std::mem::take(&mut p.version);
+        p.version = self
+            .put_guarded(&keys::peer(&p.id), version, &p, "peer", &p.id)
+            .await?;
+        Ok(p)
+    }
+
+    /// Deletes a peer (nothing refers to one: its requests are simply challenged again).
+    pub async fn delete_peer(&self, id: &str, version: i64) -> Result<i64> {
+        let key = keys::peer(id);
+        let r = self
+            .store
+            .txn(
+                vec![version_guard(&key, version)],
+                vec![Op::Delete(key.clone())],
+            )
+            .await?;
+        if r.succeeded {
+            return Ok(r.revision);
+        }
+        explain_guard(&self.store, &key, version, "peer", id).await?;
+        Err(ConfigError::Contended {
+            kind: "peer",
+            id: id.to_owned(),
+        })
+    }
+
+    pub async fn list_peers(&self, size: i32, token: &str) -> Result<(Vec<Peer>, String)> {
+        repo::list_page(
+            &self.store,
+            keys::PEERS,
+            "peer",
+            size,
+            token,
+            |m: &mut Peer, v| m.version = v,
+        )
+        .await
+    }
+
     // ----- edge groups -----
 
     pub async fn create_edge_group(&self, mut g: EdgeGroup) -> Result<EdgeGroup> {

@@ -162,7 +162,14 @@ pub fn complete_new_lines(
             validate::sip_user_suffix(&suffix),
         )?;
         line.sip_user = format!("{prefix}{suffix}");
-        let (password, credentials) = line_credentials(key, &p.id, &line.sip_user, realm, 1);
+        // A user this phone had before starts after its last generation: no password it
+        // was ever given (and perhaps revoked) is given again.
+        let generation = p
+            .retired_line_generations
+            .get(&line.sip_user)
+            .map_or(1, |g| g + 1);
+        let (password, credentials) =
+            line_credentials(key, &p.id, &line.sip_user, realm, generation);
         line.credentials = Some(credentials);
         out.push(LineCredentials {
             line_index: i as u32,
@@ -312,6 +319,7 @@ impl ConfigCore {
         validate_phone(&mut p, base)?;
         p.id = uuid::Uuid::new_v4().to_string();
         p.version = 0;
+        p.retired_line_generations.clear();
         p.created_at_ms = now_ms();
         p.updated_at_ms = p.created_at_ms;
         if fetches_configuration(&p) {
@@ -396,6 +404,19 @@ impl ConfigCore {
         };
         let (site, base) = self.references(&p).await?;
         validate_phone(&mut p, base.as_ref())?;
+        // Server-only: the generations of the lines this phone lost, and of those it loses
+        // now.
+        p.retired_line_generations = current.retired_line_generations.clone();
+        for c in &current.lines {
+            if !p.lines.iter().any(|l| l.sip_user == c.sip_user) {
+                let g = c.credentials.as_ref().map_or(0, |c| c.generation);
+                let kept = p
+                    .retired_line_generations
+                    .entry(c.sip_user.clone())
+                    .or_default();
+                *kept = (*kept).max(g);
+            }
+        }
         // Lines whose user matches a current line keep their credentials; others are new.
         let mut new_lines = Vec::new();
         for (i, l) in p.lines.iter_mut().enumerate() {
@@ -711,7 +732,26 @@ mod tests {
         assert_eq!(c.generation, 1);
         assert_eq!(creds[0].password, key.line_password("p-1", "k7q2x-1001", 1));
         assert_ne!(creds[0].password, creds[1].password);
-        assert!(redact(p).lines.iter().all(|l| l.credentials.is_none()));
+        assert!(
+            redact(p.clone())
+                .lines
+                .iter()
+                .all(|l| l.credentials.is_none())
+        );
+        // A user the phone had before (its line reset to generation 4, then removed) comes
+        // back with generation 5: the revoked passwords stay revoked.
+        let mut again = p.clone();
+        again.lines.truncate(1);
+        again.lines[0] = Line {
+            sip_user: "1001".into(),
+            ..Default::default()
+        };
+        again
+            .retired_line_generations
+            .insert("k7q2x-1001".into(), 4);
+        let creds = complete_new_lines(&mut again, &[0], "k7q2x-", "dialtone", &key).unwrap();
+        assert_eq!(again.lines[0].credentials.as_ref().unwrap().generation, 5);
+        assert_eq!(creds[0].password, key.line_password("p-1", "k7q2x-1001", 5));
         let mut dup = phone(PhoneKind::Managed);
         dup.lines.push(Line {
             sip_user: "1001".into(),

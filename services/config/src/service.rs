@@ -92,6 +92,51 @@ fn ok<T>(r: Result<T, ConfigError>) -> Result<Response<T>, Status> {
 
 #[tonic::async_trait]
 impl ConfigService for ConfigApi {
+    async fn create_peer(
+        &self,
+        req: Request<pb::CreatePeerRequest>,
+    ) -> Result<Response<pb::Peer>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let p = field(req.into_inner().peer, "peer")?;
+        ok(self.core.create_peer(p).await)
+    }
+    async fn get_peer(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Peer>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_peer(&req.get_ref().id).await)
+    }
+    async fn update_peer(
+        &self,
+        req: Request<pb::UpdatePeerRequest>,
+    ) -> Result<Response<pb::Peer>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let p = field(req.into_inner().peer, "peer")?;
+        ok(self.core.update_peer(p).await)
+    }
+    async fn delete_peer(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_peer(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_peers(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListPeersResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self.core.list_peers(r.page_size, &r.page_token).await.map(
+            |(peers, next_page_token)| pb::ListPeersResponse {
+                peers,
+                next_page_token,
+            },
+        ))
+    }
     async fn create_edge_group(
         &self,
         req: Request<pb::CreateEdgeGroupRequest>,

@@ -59,6 +59,11 @@ impl EtcdFlags {
         }
         match (&self.etcd_user, &self.etcd_password_file) {
             (Some(u), Some(p)) => {
+                if let Some(e) = endpoints.iter().find(|e| !e.starts_with("https://")) {
+                    bail!(
+                        "invalid value '{e}' for '--etcd': '--etcd-user' sends its password with every connection, so endpoints must be https:// (with '--etcd-ca-file')"
+                    );
+                }
                 let password = String::from_utf8(read("etcd-password-file", p)?)
                     .context("'--etcd-password-file' is not UTF-8")?;
                 let password = password.trim_end_matches(['\r', '\n']).to_owned();
@@ -143,6 +148,16 @@ mod tests {
                     ..Default::default()
                 },
                 &http,
+                Some("must be https://"),
+            ),
+            (
+                EtcdFlags {
+                    etcd_ca_file: Some(f.clone()),
+                    etcd_user: Some("dialtone".into()),
+                    etcd_password_file: Some(f.clone()),
+                    ..Default::default()
+                },
+                &https,
                 None,
             ),
         ];
@@ -157,11 +172,12 @@ mod tests {
             }
         }
         let s = EtcdFlags {
+            etcd_ca_file: Some(f.clone()),
             etcd_user: Some("dialtone".into()),
             etcd_password_file: Some(f),
             ..Default::default()
         }
-        .security(&http)
+        .security(&https)
         .unwrap();
         assert_eq!(
             s.user,

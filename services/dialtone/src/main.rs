@@ -9,6 +9,7 @@ mod admin;
 mod data_dir;
 mod edge_flags;
 mod etcd_flags;
+mod grpc_auth;
 mod grpc_metrics;
 mod otlp_metrics;
 mod prom_text;
@@ -16,6 +17,7 @@ mod provisioning_flags;
 mod secret_file;
 mod serve;
 mod settings;
+mod store_runtime;
 mod telemetry;
 
 use std::ffi::OsString;

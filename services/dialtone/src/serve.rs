@@ -20,26 +20,45 @@ use crate::{admin, settings::ServeConfig};
 
 /// File in the data dir holding the generated admin token (mode 0600).
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+/// gRPC streams (calls) one connection may have open at once.
+const GRPC_MAX_STREAMS: u32 = 128;
+
 /// File in the data dir holding the gRPC endpoint, for dialtonectl.
 pub const ENDPOINT_FILE: &str = "endpoint";
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let held = crate::data_dir::DataDir::open(&cfg.data())?;
     let data = held.path().to_owned();
+    // The store client and the lease keeper run on a thread of their own.
+    let store_rt = crate::store_runtime::StoreRuntime::start()?;
     let store = if cfg.etcd.is_empty() {
+        let dir = data.join("store");
         Store::Embedded(
-            EmbeddedStore::open(&data.join("store")).context("opening the embedded store")?,
+            store_rt
+                .enter(|| EmbeddedStore::open(&dir))
+                .context("opening the embedded store")?,
         )
     } else {
+        let (endpoints, prefix, secured) = (
+            cfg.etcd.clone(),
+            cfg.store_prefix.clone(),
+            cfg.etcd_secured.clone(),
+        );
         Store::Etcd(
-            EtcdStore::connect_with(&cfg.etcd, &cfg.store_prefix, &cfg.etcd_secured)
-                .await
+            store_rt
+                .run(async move { EtcdStore::connect_with(&endpoints, &prefix, &secured).await })
+                .await?
                 .with_context(|| format!("connecting to etcd {}", cfg.etcd.join(",")))?,
         )
     };
     let tokens = Arc::new(load_tokens(&cfg, &data)?);
-    let lease = NodeLease::start(store.clone(), cfg.node(), cfg.lease_ttl)
-        .await
+    if let Some(path) = &cfg.api_tokens {
+        crate::grpc_auth::reload_on_change(tokens.clone(), path.clone(), Duration::from_secs(2));
+    }
+    let (lease_store, node, ttl) = (store.clone(), cfg.node().to_owned(), cfg.lease_ttl);
+    let lease = store_rt
+        .run(async move { NodeLease::start(lease_store, &node, ttl).await })
+        .await?
         .context("granting the node lease")?;
 
     let grpc = tokio::net::TcpListener::bind(cfg.listen_grpc)
@@ -204,8 +223,16 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut stop = stop_rx.clone();
         let grpc_task = tokio::spawn(
             tonic::transport::Server::builder()
+                // Bounded work per client: streams per connection, calls in progress per
+                // connection, and dead peers found by keep-alives.
+                .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+                .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
+                .http2_keepalive_interval(Some(Duration::from_secs(30)))
+                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+                .tcp_keepalive(Some(Duration::from_secs(60)))
                 .trace_fn(crate::telemetry::grpc_span)
                 .layer(crate::grpc_metrics::GrpcMetricsLayer(grpc_metrics))
+                .layer(crate::grpc_auth::TokenGateLayer(tokens.clone()))
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(tokio_stream_listener(grpc), async move {
                     let _ = stop.changed().await;

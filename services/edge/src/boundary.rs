@@ -1,11 +1,12 @@
 //! The trust boundary in front of the phones, and digest authentication. A request for a
 //! phone (a user in its Request-URI) is let through only from another edge of the group
-//! (a forwarding marker that verifies and was not used before, see [`crate::forwarding`])
-//! or from one of our lines proving itself to the proxy (`407 Proxy-Authenticate`, answered
-//! in `Proxy-Authorization`, each nonce count used once). Anyone else gets 407 when the
-//! From names a user (any user, ours or not: the answer tells no line from an unknown
-//! user) and 403 otherwise. NOTIFYs reach phones only from the edges (check-sync is sent
-//! by the edge's own actions, never relayed for anyone).
+//! (a forwarding marker that verifies and was not used before, see [`crate::forwarding`]),
+//! from a trusted peer (a `config/peers/` object matching the source address and
+//! transport), or from one of our lines proving itself to the proxy (`407
+//! Proxy-Authenticate`, answered in `Proxy-Authorization`, each nonce count used once).
+//! Anyone else gets 407 when the From names a user (any user, ours or not: the answer tells
+//! no line from an unknown user) and 403 otherwise. NOTIFYs reach phones only from the
+//! edges and trusted peers, and a check-sync from nobody (the edge's own actions send it).
 
 use std::sync::Arc;
 
@@ -30,6 +31,8 @@ use crate::{
 pub(crate) enum Sender {
     /// Another edge of the group (its forwarding marker verified).
     Edge,
+    /// A trusted peer (by its source address and transport).
+    Peer,
     /// One of our lines, authenticated by digest.
     Line(Arc<LineEntry>),
 }
@@ -41,6 +44,8 @@ pub(crate) enum Claim<'a> {
     Refused(&'a str),
     /// It says another edge handed it over: its marker decides.
     Edge(&'a str),
+    /// It comes from a trusted peer's address.
+    Peer,
     /// It says it comes from this user: digest decides.
     Line(&'a str),
 }
@@ -62,18 +67,22 @@ pub(crate) fn request_user(m: &Message) -> Option<&str> {
     dialtone_sip::uri::parse(uri).ok()?.user
 }
 
-/// Who a request for a phone claims to come from. Pure.
-pub(crate) fn claim<'m>(m: &'m Message, method: &str) -> Claim<'m> {
+/// Who a request for a phone claims to come from (`from_peer`: its source is a trusted
+/// peer's). Pure.
+pub(crate) fn claim<'m>(m: &'m Message, method: &str, from_peer: bool) -> Claim<'m> {
     if method == "NOTIFY" && m.all("event").any(is_check_sync) {
         return Claim::Refused("Check-sync comes from the edge only");
     }
     if let Some(value) = m.get(FORWARDED_CANONICAL) {
         return Claim::Edge(value);
     }
+    if from_peer {
+        return Claim::Peer;
+    }
     if method == "NOTIFY" {
         // Phones act on NOTIFYs out of any dialog (resync, reboot, remote control): only the
-        // edges send them one.
-        return Claim::Refused("Notify comes from the edge only");
+        // edges and trusted peers (a voicemail server's message-summary) send them one.
+        return Claim::Refused("Notify comes from the edge or a trusted peer only");
     }
     // A From without a user cannot answer a challenge: nothing to ask.
     let from = m.get("from").and_then(|f| parse_name_addr(f).ok());
@@ -97,8 +106,14 @@ impl Handler {
             self.stats.rejected(Reason::Untrusted);
             Err(self.responder().reply(m, src, 403, reason, vec![]))
         };
-        match claim(m, method) {
+        let from_peer = self
+            .cache
+            .read()
+            .trusted_peer(peer.addr, peer.transport.name())
+            .is_some();
+        match claim(m, method, from_peer) {
             Claim::Refused(reason) => refuse(reason),
+            Claim::Peer => Ok(Sender::Peer),
             Claim::Edge(value) => {
                 let top = m.top_via();
                 let branch = top.as_ref().and_then(|v| v.param("branch")).unwrap_or("");
@@ -280,7 +295,7 @@ mod tests {
             (
                 "NOTIFY",
                 "Event: resync\r\n",
-                Claim::Refused("Notify comes from the edge only"),
+                Claim::Refused("Notify comes from the edge or a trusted peer only"),
             ),
             (
                 "NOTIFY",
@@ -289,10 +304,31 @@ mod tests {
             ),
         ];
         for (method, extra, want) in cases {
-            assert_eq!(claim(&msg(method, extra), method), want, "{method} {extra}");
+            assert_eq!(
+                claim(&msg(method, extra), method, false),
+                want,
+                "{method} {extra}"
+            );
+        }
+        // From a trusted peer's address: the peer, except that check-sync stays refused.
+        let from_peer = [
+            ("INVITE", "", Claim::Peer),
+            ("NOTIFY", "Event: message-summary\r\n", Claim::Peer),
+            (
+                "NOTIFY",
+                "Event: check-sync\r\n",
+                Claim::Refused("Check-sync comes from the edge only"),
+            ),
+        ];
+        for (method, extra, want) in from_peer {
+            assert_eq!(
+                claim(&msg(method, extra), method, true),
+                want,
+                "{method} {extra}"
+            );
         }
         let no_user = dialtone_sip::parse(b"INVITE sip:u1@e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:example.com>;tag=1\r\nTo: <sip:u1@e>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
-        assert_eq!(claim(&no_user, "INVITE"), Claim::Refused(""));
+        assert_eq!(claim(&no_user, "INVITE", false), Claim::Refused(""));
     }
 
     #[test]

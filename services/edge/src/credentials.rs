@@ -9,9 +9,9 @@ use std::{
     sync::Arc,
 };
 
-use dialtone_config::{placement, settings::effective};
+use dialtone_config::{peers::TrustedPeer, placement, settings::effective};
 use dialtone_proto::config::v1::{
-    BaseSettings, Edge, EdgeGroup, MetaBase, Phone, PhoneKind, PhoneSettings, Site,
+    BaseSettings, Edge, EdgeGroup, MetaBase, Peer, Phone, PhoneKind, PhoneSettings, Site,
     assignment::Mode,
 };
 use dialtone_sip::{digest::Algorithm, registration::Policy};
@@ -108,16 +108,21 @@ struct LineCreds {
 pub struct Change {
     /// The phone is gone: drop every binding.
     pub removed: bool,
-    /// Lines (indexes) whose SIP user changed or that are gone: drop their bindings.
+    /// Lines (indexes) whose SIP user or password changed, or that are gone: drop their
+    /// bindings (a password reset logs out whoever registered with the old one).
     pub lines_gone: Vec<u32>,
 }
 
-/// Indexes of `old`'s lines whose SIP user is not the one `new_user(index)` has now.
-fn lines_gone<'a>(old: &PhoneRec, new_user: impl Fn(usize) -> Option<&'a str>) -> Vec<u32> {
+/// Indexes of `old`'s lines whose SIP user or password is not the one `new_line(index)`
+/// (SIP user, MD5 HA1) has now.
+fn lines_gone<'a>(
+    old: &PhoneRec,
+    new_line: impl Fn(usize) -> Option<(&'a str, &'a str)>,
+) -> Vec<u32> {
     old.lines
         .iter()
         .enumerate()
-        .filter(|(i, l)| new_user(*i) != Some(l.sip_user.as_str()))
+        .filter(|(i, l)| new_line(*i) != Some((l.sip_user.as_str(), l.ha1_md5.as_str())))
         .map(|(i, _)| i as u32)
         .collect()
 }
@@ -135,6 +140,8 @@ pub struct CredentialCache {
     groups: HashMap<String, Vec<Edge>>,
     /// REMOTE phones, by the user they answer to.
     pub remote: RemotePhones,
+    /// Trusted SIP peers, in id order (a handful: matched one by one).
+    peers: Vec<TrustedPeer>,
 }
 
 impl CredentialCache {
@@ -148,7 +155,30 @@ impl CredentialCache {
             sites: HashMap::new(),
             groups: HashMap::new(),
             remote: RemotePhones::default(),
+            peers: Vec::new(),
         }
+    }
+
+    /// A trusted peer was created or changed.
+    pub fn put_peer(&mut self, peer: &Peer) {
+        let t = TrustedPeer::new(peer);
+        match self.peers.binary_search_by(|p| p.id.cmp(&t.id)) {
+            Ok(i) => self.peers[i] = t,
+            Err(i) => self.peers.insert(i, t),
+        }
+    }
+
+    /// A trusted peer was deleted.
+    pub fn remove_peer(&mut self, id: &str) {
+        self.peers.retain(|p| p.id != id);
+    }
+
+    /// The trusted peer a request from `from` over `transport` comes from, if any.
+    pub fn trusted_peer(&self, from: std::net::SocketAddr, transport: &str) -> Option<&str> {
+        self.peers
+            .iter()
+            .find(|p| p.matches(from, transport))
+            .map(|p| p.id.as_str())
     }
 
     /// A site was created or changed.
@@ -204,7 +234,7 @@ impl CredentialCache {
     }
 
     /// What moving from this cache to `fresh` (a full re-listing) means for the bindings:
-    /// phones gone entirely, and lines renamed or removed.
+    /// phones gone entirely, and lines renamed, removed or with a new password.
     pub fn changes_to(&self, fresh: &CredentialCache) -> Vec<(String, Change)> {
         self.phones
             .iter()
@@ -217,7 +247,9 @@ impl CredentialCache {
                     Some(new) => Change {
                         removed: false,
                         lines_gone: lines_gone(old, |i| {
-                            new.lines.get(i).map(|l| l.sip_user.as_str())
+                            new.lines
+                                .get(i)
+                                .map(|l| (l.sip_user.as_str(), l.ha1_md5.as_str()))
                         }),
                     },
                 };
@@ -246,8 +278,12 @@ impl CredentialCache {
             if let Some(set) = self.base_phones.get_mut(&old.base) {
                 set.remove(&id);
             }
-            change.lines_gone =
-                lines_gone(old, |i| phone.lines.get(i).map(|l| l.sip_user.as_str()));
+            change.lines_gone = lines_gone(old, |i| {
+                phone.lines.get(i).map(|l| {
+                    let md5 = l.credentials.as_ref().map_or("", |c| c.ha1_md5.as_str());
+                    (l.sip_user.as_str(), md5)
+                })
+            });
         }
         // Remote phones never register here; disabled ones may not.
         if phone.kind == PhoneKind::Remote as i32 || phone.disabled {
@@ -443,9 +479,16 @@ mod tests {
         assert_eq!(e.policy.default_expires, 600);
         assert!(e.mwi);
 
-        // a password change replaces the hash; a renamed line is reported gone
+        // a password change replaces the hash and logs the line out; a renamed line is
+        // reported gone
         let ch = c.put_phone(&phone("p1", "b", &[("u1", "h9"), ("u3", "h3")]));
-        assert_eq!(ch.lines_gone, vec![1]);
+        assert_eq!(ch.lines_gone, vec![0, 1]);
+        let same = c.put_phone(&phone("p1", "b", &[("u1", "h9"), ("u3", "h3")]));
+        assert_eq!(
+            same.lines_gone,
+            Vec::<u32>::new(),
+            "nothing changed, nothing dropped"
+        );
         assert_eq!(c.lookup("u1").unwrap().ha1(Algorithm::Md5), "h9");
         assert!(c.lookup("u2").is_none());
 

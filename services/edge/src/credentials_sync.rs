@@ -1,5 +1,6 @@
 //! Feeds the credentials cache from the store: a full listing of `config/sites/`,
-//! `config/edge-groups/`, `config/base-settings/` and `config/phones/`, then a watch of
+//! `config/edge-groups/`, `config/base-settings/`, `config/peers/` and `config/phones/`,
+//! then a watch of
 //! `config/` from the revision after it. A change
 //! reaches the REGISTER path as soon as the watch delivers it (well within a second); a
 //! deleted phone or a removed line loses its bindings here. After compaction it re-lists.
@@ -13,7 +14,7 @@ use std::{
 };
 
 use dialtone_config::keys;
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site};
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Peer, Phone, Site};
 use dialtone_store::{Store, StoreError, WatchEvent};
 use parking_lot::RwLock;
 use prost::Message as _;
@@ -35,6 +36,7 @@ pub async fn load(store: &Store, cache: &RwLock<CredentialCache>) -> Result<i64,
         keys::SITES,
         keys::EDGE_GROUPS,
         keys::BASE_SETTINGS,
+        keys::PEERS,
         keys::PHONES,
     ] {
         let r = store
@@ -71,6 +73,11 @@ fn apply_put(c: &mut CredentialCache, key: &str, value: &[u8]) -> Option<(String
             Ok(g) => c.put_group(&g),
             Err(e) => warn!(key, error = %e, "undecodable edge group in the store"),
         }
+    } else if key.starts_with(keys::PEERS) {
+        match Peer::decode(value) {
+            Ok(p) => c.put_peer(&p),
+            Err(e) => warn!(key, error = %e, "undecodable peer in the store"),
+        }
     }
     None
 }
@@ -85,6 +92,8 @@ fn apply_delete(c: &mut CredentialCache, key: &str) -> Option<(String, Change)> 
         c.remove_site(id);
     } else if let Some(id) = key.strip_prefix(keys::EDGE_GROUPS) {
         c.remove_group(id);
+    } else if let Some(id) = key.strip_prefix(keys::PEERS) {
+        c.remove_peer(id);
     }
     None
 }

@@ -194,6 +194,9 @@ impl StatusService for StatusApi {
         req: Request<pb::WatchPhoneStatusesRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
         self.authorize(&req)?;
+        // A watch outlives its first check: it ends when its token stops granting View.
+        let token = dialtone_auth::bearer(&req).unwrap_or_default();
+        let mut token_changes = self.tokens.changes();
         let pb::WatchPhoneStatusesRequest {
             after_revision,
             site_id,
@@ -212,7 +215,19 @@ impl StatusService for StatusApi {
                         return;
                     }
                 }
-                match rx.recv().await {
+                let next = tokio::select! {
+                    n = rx.recv() => n,
+                    changed = token_changes.changed() => {
+                        if changed.is_err() || !api.tokens.allows(&token, Permission::View) {
+                            let _ = tx
+                                .send(Err(Status::unauthenticated("the token was revoked")))
+                                .await;
+                            return;
+                        }
+                        continue;
+                    }
+                };
+                match next {
                     Ok(c) if in_site(&c, &site_id) => pending.push((*c).clone()),
                     Ok(_) => {}
                     // Fell too far behind: start over from a fresh snapshot.

@@ -4,6 +4,7 @@ mod base_settings;
 pub mod edge;
 mod edge_groups;
 mod import;
+mod peers;
 mod phones;
 pub mod provisioning;
 mod sites;
@@ -20,6 +21,7 @@ use crate::{
 
 pub use base_settings::BaseCmd;
 pub use edge_groups::EdgeGroupCmd;
+pub use peers::PeerCmd;
 pub use phones::PhoneCmd;
 pub use sites::SiteCmd;
 
@@ -31,6 +33,9 @@ pub enum Command {
     /// Sites.
     #[command(subcommand)]
     Sites(SiteCmd),
+    /// Trusted SIP peers: requests from them reach phones without digest authentication.
+    #[command(subcommand)]
+    Peers(PeerCmd),
     /// Base-settings profiles.
     #[command(subcommand, name = "base-settings")]
     BaseSettings(BaseCmd),
@@ -105,6 +110,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         Command::Status { .. } => unreachable!("status commands use the status client"),
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
+        Command::Peers(cmd) => peers::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,
         Command::Phones(cmd) => phones::run(&mut c, out, cmd).await,
         Command::Members { role } => {

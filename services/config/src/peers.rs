@@ -1,0 +1,276 @@
+//! Trusted SIP peers: what their `addresses` and `transports` mean, shared by the config
+//! role (which validates them) and the edges (which match each request's source against
+//! them). Pure.
+
+use std::net::{IpAddr, SocketAddr};
+
+use dialtone_proto::config::v1::Peer;
+
+use crate::{
+    error::{Result, check},
+    validate,
+};
+
+/// Transports a peer may name.
+pub const TRANSPORTS: [&str; 5] = ["udp", "tcp", "tls", "ws", "wss"];
+
+/// One entry of a peer's `addresses`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerAddress {
+    /// A network (an address alone is its /32 or /128).
+    Net { ip: IpAddr, prefix: u8 },
+    /// One address and the one port it sends from.
+    Exact(SocketAddr),
+}
+
+/// Widest networks a peer may name: trust is for a peer's own addresses, not a provider's.
+const MIN_PREFIX_V4: u8 = 16;
+const MIN_PREFIX_V6: u8 = 48;
+
+impl PeerAddress {
+    /// Parses `192.0.2.10`, `192.0.2.0/28`, `192.0.2.10:5060`, `2001:db8::1`,
+    /// `2001:db8::/64` or `[2001:db8::1]:5060`.
+    pub fn parse(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        if let Ok(a) = s.parse::<SocketAddr>() {
+            return Ok(PeerAddress::Exact(normal_addr(a)));
+        }
+        let (ip, prefix) = match s.split_once('/') {
+            Some((ip, p)) => (ip, Some(p)),
+            None => (s, None),
+        };
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| format!("'{s}' is not an IP address, a network or an address:port"))?;
+        let ip = normal_ip(ip);
+        let (max, min) = match ip {
+            IpAddr::V4(_) => (32, MIN_PREFIX_V4),
+            IpAddr::V6(_) => (128, MIN_PREFIX_V6),
+        };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("'{s}': the prefix must be 0-{max}"))?,
+        };
+        if prefix < min {
+            return Err(format!(
+                "'{s}': networks wider than /{min} are not trusted as one peer"
+            ));
+        }
+        if masked(ip, prefix) != ip {
+            return Err(format!(
+                "'{s}': host bits are set (the network is {}/{prefix})",
+                masked(ip, prefix)
+            ));
+        }
+        Ok(PeerAddress::Net { ip, prefix })
+    }
+
+    /// Whether a request from `from` comes from here.
+    pub fn contains(&self, from: SocketAddr) -> bool {
+        let from = normal_addr(from);
+        match *self {
+            PeerAddress::Exact(a) => a == from,
+            PeerAddress::Net { ip, prefix } => {
+                std::mem::discriminant(&ip) == std::mem::discriminant(&from.ip())
+                    && masked(from.ip(), prefix) == ip
+            }
+        }
+    }
+}
+
+/// IPv4-mapped IPv6 addresses as the IPv4 addresses they are.
+fn normal_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn normal_addr(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(normal_ip(a.ip()), a.port())
+}
+
+fn masked(ip: IpAddr, prefix: u8) -> IpAddr {
+    match ip {
+        IpAddr::V4(a) => {
+            let bits = u32::from(a);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u32::MAX << (32 - prefix)
+            };
+            IpAddr::V4((bits & mask).into())
+        }
+        IpAddr::V6(a) => {
+            let bits = u128::from(a);
+            let mask = if prefix == 0 {
+                0
+            } else {
+                u128::MAX << (128 - prefix)
+            };
+            IpAddr::V6((bits & mask).into())
+        }
+    }
+}
+
+/// Checks a peer as stored: id, name, 1-32 valid addresses, known transports.
+pub fn validate_peer(p: &Peer) -> Result<()> {
+    check("peer.id", validate::slug(&p.id))?;
+    check("peer.name", validate::name(&p.name, 0, 200))?;
+    if p.addresses.is_empty() || p.addresses.len() > 32 {
+        return check(
+            "peer.addresses",
+            Err(format!(
+                "must list 1-32 addresses (got {})",
+                p.addresses.len()
+            )),
+        );
+    }
+    for (i, a) in p.addresses.iter().enumerate() {
+        check(
+            format!("peer.addresses[{i}]"),
+            PeerAddress::parse(a).map(|_| ()),
+        )?;
+    }
+    for (i, t) in p.transports.iter().enumerate() {
+        if !TRANSPORTS.contains(&t.as_str()) {
+            return check(
+                format!("peer.transports[{i}]"),
+                Err(format!("'{t}' is not one of {}", TRANSPORTS.join(", "))),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A peer as the edges match it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrustedPeer {
+    pub id: String,
+    addresses: Vec<PeerAddress>,
+    /// Empty: any.
+    transports: Vec<String>,
+}
+
+impl TrustedPeer {
+    /// The peer's matcher; entries that do not parse (written by something other than the
+    /// config role) match nothing.
+    pub fn new(p: &Peer) -> Self {
+        TrustedPeer {
+            id: p.id.clone(),
+            addresses: p
+                .addresses
+                .iter()
+                .filter_map(|a| PeerAddress::parse(a).ok())
+                .collect(),
+            transports: p.transports.clone(),
+        }
+    }
+
+    /// Whether a request from `from` over `transport` (as [`TRANSPORTS`] names it) is this
+    /// peer's.
+    pub fn matches(&self, from: SocketAddr, transport: &str) -> bool {
+        (self.transports.is_empty() || self.transports.iter().any(|t| t == transport))
+            && self.addresses.iter().any(|a| a.contains(from))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_and_match() {
+        let at = |s: &str| s.parse::<SocketAddr>().unwrap();
+        type Case<'a> = (&'a str, &'a [(&'a str, bool)]);
+        let cases: &[Case] = &[
+            (
+                "192.0.2.10",
+                &[
+                    ("192.0.2.10:5060", true),
+                    ("192.0.2.10:1", true),
+                    ("192.0.2.11:5060", false),
+                    ("[::ffff:192.0.2.10]:5060", true),
+                ],
+            ),
+            (
+                "192.0.2.0/28",
+                &[("192.0.2.15:5060", true), ("192.0.2.16:5060", false)],
+            ),
+            (
+                "192.0.2.10:5060",
+                &[("192.0.2.10:5060", true), ("192.0.2.10:5061", false)],
+            ),
+            (
+                "2001:db8::/64",
+                &[
+                    ("[2001:db8::1]:5060", true),
+                    ("[2001:db8:0:1::1]:5060", false),
+                    ("192.0.2.1:5060", false),
+                ],
+            ),
+            (
+                "[2001:db8::1]:5060",
+                &[("[2001:db8::1]:5060", true), ("[2001:db8::1]:5061", false)],
+            ),
+        ];
+        for (text, froms) in cases {
+            let a = PeerAddress::parse(text).unwrap();
+            for (from, want) in *froms {
+                assert_eq!(a.contains(at(from)), *want, "{text} vs {from}");
+            }
+        }
+        for (bad, why) in [
+            ("example.com", "not an IP address"),
+            ("10.0.0.0/8", "wider than /16"),
+            ("2001:db8::/32", "wider than /48"),
+            ("192.0.2.1/24", "host bits"),
+            ("192.0.2.0/33", "prefix must be 0-32"),
+            ("", "not an IP address"),
+        ] {
+            let e = PeerAddress::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn peers_validate_and_match_by_transport() {
+        let mut p = Peer {
+            id: "pbx".into(),
+            name: "Office PBX".into(),
+            addresses: vec!["192.0.2.10".into()],
+            transports: vec!["udp".into(), "tls".into()],
+            ..Default::default()
+        };
+        validate_peer(&p).unwrap();
+        let t = TrustedPeer::new(&p);
+        let from = "192.0.2.10:5060".parse().unwrap();
+        assert!(t.matches(from, "udp") && t.matches(from, "tls") && !t.matches(from, "tcp"));
+        p.transports = vec!["sctp".into()];
+        assert!(
+            validate_peer(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("peer.transports[0]")
+        );
+        p.transports.clear();
+        p.addresses.clear();
+        assert!(
+            validate_peer(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("peer.addresses")
+        );
+        p.addresses = vec!["192.0.2.10".into(), "bad".into()];
+        assert!(
+            validate_peer(&p)
+                .unwrap_err()
+                .to_string()
+                .contains("peer.addresses[1]")
+        );
+    }
+}
