@@ -95,6 +95,27 @@ pub fn binary(name: &str) -> PathBuf {
     })
 }
 
+/// Runs `dialtone serve ARGS`, which must stop by itself (within 30 s) with a failure;
+/// returns what it printed on stderr.
+pub fn serve_refused(args: &[String], what: &str) -> String {
+    use std::io::Read;
+    let mut child = std::process::Command::new(binary("dialtone"))
+        .arg("serve")
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dialtone");
+    let status = wait_or_kill(&mut child, Duration::from_secs(30), what)
+        .unwrap_or_else(|e| panic!("{what}: the node kept running: {e}"));
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(!status.success(), "{what}: exit {status}");
+    err
+}
+
 /// Kills a child with SIGKILL and reaps it.
 pub(crate) fn kill9(child: &mut Child) {
     let _ = child.kill();

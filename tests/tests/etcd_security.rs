@@ -4,7 +4,6 @@
 //! the client certificate, or with a wrong password, it refuses to start, naming etcd.
 
 use std::{
-    io::Read as _,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -12,9 +11,7 @@ use std::{
 
 use dialtone_proto::config::v1 as cpb;
 use dialtone_tests::pki::TestCa;
-use dialtone_tests::{
-    ADMIN_TOKEN, Node, NodeSpec, binary, fleet::seed_site, free_port, wait_or_kill,
-};
+use dialtone_tests::{ADMIN_TOKEN, Node, NodeSpec, fleet::seed_site, free_port};
 
 struct Pki {
     ca: PathBuf,
@@ -117,23 +114,7 @@ async fn enable_auth(endpoint: &str, pki: &Pki) {
 
 /// `dialtone serve` with these flags must exit with an error naming etcd.
 fn refuses_to_start(args: &[String], what: &str) {
-    let mut child = Command::new(binary("dialtone"))
-        .arg("serve")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_or_kill(&mut child, Duration::from_secs(30), what)
-        .unwrap_or_else(|e| panic!("{what}: the node kept running: {e}"));
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(!status.success(), "{what}: exit {status}");
+    let err = dialtone_tests::serve_refused(args, what);
     assert!(err.contains("etcd"), "{what}: {err}");
     assert!(
         !err.contains("s3cret"),

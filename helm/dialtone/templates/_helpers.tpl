@@ -48,6 +48,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "dialtone.apiTokensSecret" -}}
 {{- default (printf "%s-api-tokens" (include "dialtone.fullname" .)) .Values.secrets.apiTokens.existingSecret -}}
 {{- end -}}
+{{/* The Secret holding the generated admin token in clear (no Dialtone pod mounts it). */}}
+{{- define "dialtone.adminTokenSecret" -}}
+{{- if .Values.secrets.apiTokens.existingSecret -}}
+{{- .Values.secrets.apiTokens.existingSecret -}}
+{{- else -}}
+{{- printf "%s-admin-token" (include "dialtone.fullname" .) -}}
+{{- end -}}
+{{- end -}}
 
 {{/* etcd client endpoints, comma-separated: the bundled members or externalEtcd.endpoints. */}}
 {{- define "dialtone.etcdEndpoints" -}}
@@ -80,6 +88,19 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ include "dialtone.etcdEndpoints" . | quote }}
 - name: DIALTONE_API_TOKENS
   value: /etc/dialtone/secrets/api-tokens/{{ .Values.secrets.apiTokens.key }}
+{{- if .Values.grpc.tls.secretName }}
+- name: DIALTONE_GRPC_TLS_CERT
+  value: /etc/dialtone/grpc-tls/tls.crt
+- name: DIALTONE_GRPC_TLS_KEY
+  value: /etc/dialtone/grpc-tls/tls.key
+{{- if .Values.grpc.tls.requireClientCertificates }}
+- name: DIALTONE_GRPC_CLIENT_CA
+  value: /etc/dialtone/grpc-tls/ca.crt
+{{- end }}
+{{- else if .Values.grpc.insecure }}
+- name: DIALTONE_INSECURE_GRPC
+  value: "true"
+{{- end }}
 {{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
 - name: DIALTONE_ETCD_CA_FILE
   value: /etc/dialtone/etcd-tls/ca.crt
@@ -119,8 +140,17 @@ app.kubernetes.io/component: {{ .component }}
 - name: api-tokens
   secret:
     secretName: {{ include "dialtone.apiTokensSecret" . }}
+    # The token file only, whatever else the Secret holds.
+    items:
+      - key: {{ .Values.secrets.apiTokens.key }}
+        path: {{ .Values.secrets.apiTokens.key }}
 - name: tmp
   emptyDir: {}
+{{- if .Values.grpc.tls.secretName }}
+- name: grpc-tls
+  secret:
+    secretName: {{ .Values.grpc.tls.secretName }}
+{{- end }}
 {{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
 - name: etcd-tls
   secret:
@@ -147,6 +177,11 @@ app.kubernetes.io/component: {{ .component }}
   readOnly: true
 - name: tmp
   mountPath: /var/lib/dialtone
+{{- if .Values.grpc.tls.secretName }}
+- name: grpc-tls
+  mountPath: /etc/dialtone/grpc-tls
+  readOnly: true
+{{- end }}
 {{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
 - name: etcd-tls
   mountPath: /etc/dialtone/etcd-tls

@@ -11,6 +11,7 @@ mod edge_flags;
 mod etcd_flags;
 mod grpc_auth;
 mod grpc_metrics;
+mod grpc_tls_flags;
 mod otlp_metrics;
 mod prom_text;
 mod provisioning_flags;

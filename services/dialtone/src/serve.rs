@@ -210,7 +210,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     .await
             })
         };
-        write_endpoint(&data, grpc_addr);
+        write_endpoint(&data, grpc_addr, cfg.grpc_tls.is_some());
         print_banner(
             &cfg,
             &data,
@@ -221,8 +221,20 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             provisioning.as_deref(),
         );
         let mut stop = stop_rx.clone();
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(t) = &cfg.grpc_tls {
+            let mut tls = tonic::transport::ServerTlsConfig::new().identity(
+                tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem),
+            );
+            if let Some(ca) = &t.client_ca_pem {
+                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
+            }
+            builder = builder
+                .tls_config(tls)
+                .context("invalid '--grpc-tls-cert', '--grpc-tls-key' or '--grpc-client-ca'")?;
+        }
         let grpc_task = tokio::spawn(
-            tonic::transport::Server::builder()
+            builder
                 // Bounded work per client: streams per connection, calls in progress per
                 // connection, and dead peers found by keep-alives.
                 .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
@@ -308,13 +320,14 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     std::io::Write::write_all(&mut f, format!("{text}\n").as_bytes())
 }
 
-fn write_endpoint(data: &Path, addr: std::net::SocketAddr) {
+fn write_endpoint(data: &Path, addr: std::net::SocketAddr, tls: bool) {
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
         addr.ip().to_string()
     };
-    let url = format!("http://{host}:{}\n", addr.port());
+    let scheme = if tls { "https" } else { "http" };
+    let url = format!("{scheme}://{host}:{}\n", addr.port());
     if let Err(e) = std::fs::write(data.join(ENDPOINT_FILE), url) {
         warn!(error = %e, "could not write the endpoint file for dialtonectl");
     }
@@ -385,7 +398,7 @@ fn print_banner(
         .filter(|p| p.exists())
         .map_or_else(|| "dialtonectl".to_string(), |p| p.display().to_string());
     println!(
-        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  http://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics){sip}{https}\n  {token_hint}\n\
+        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  {grpc_scheme}://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics){sip}{https}\n  {token_hint}\n\
          to give a phone its SIP credentials (dialtonectl finds this server and token by itself):\n\
          \x20 {ctl} edge-groups create main --edge {edge_arg}\n\
          \x20 {ctl} sites create hq --edge-group main\n\
@@ -394,5 +407,10 @@ fn print_banner(
          \x20 (prints the SIP user, realm and password once; register the phone to the sip addresses above)",
         node = cfg.node(),
         roles = cfg.roles.join(","),
+        grpc_scheme = if cfg.grpc_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
     );
 }

@@ -85,6 +85,11 @@ pub struct ServeConfig {
     #[arg(long, env = "DIALTONE_LOG", default_value = "info")]
     pub log: String,
     #[command(flatten)]
+    pub grpc_security: crate::grpc_tls_flags::GrpcTlsFlags,
+    /// What `grpc_security` names, read and checked by validation.
+    #[arg(skip)]
+    pub grpc_tls: Option<crate::grpc_tls_flags::GrpcTls>,
+    #[command(flatten)]
     pub etcd_security: crate::etcd_flags::EtcdFlags,
     /// What `etcd_security` names, read and checked by validation (files read once).
     #[arg(skip)]
@@ -184,6 +189,7 @@ impl ServeConfig {
         }
         // Read and checked here so a bad file stops the process at start, naming its flag.
         self.etcd_secured = self.etcd_security.security(&self.etcd)?;
+        self.grpc_tls = self.grpc_security.tls(self.listen_grpc)?;
         if self.data_dir.is_none() {
             self.data_dir = Some(default_data_dir());
         }

@@ -31,6 +31,19 @@ pub struct Cli {
     /// Data dir of a local `dialtone serve` (default: $XDG_DATA_HOME/dialtone).
     #[arg(long, global = true, env = "DIALTONE_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// PEM CA certificate to verify an `https://` server with (default: the system's roots
+    /// are not used: give the CA that issued the server's --grpc-tls-cert).
+    #[arg(long, global = true, env = "DIALTONE_CA", value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// PEM client certificate, for a server with --grpc-client-ca (mutual TLS).
+    #[arg(long, global = true, env = "DIALTONE_CERT", value_name = "FILE")]
+    cert: Option<PathBuf>,
+    /// PEM key of --cert.
+    #[arg(long, global = true, env = "DIALTONE_KEY", value_name = "FILE")]
+    key: Option<PathBuf>,
+    /// Name to verify the server's certificate against (default: the --server host).
+    #[arg(long, global = true, env = "DIALTONE_TLS_NAME")]
+    tls_name: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     output: Format,
@@ -86,9 +99,15 @@ async fn connect(cli: &Cli) -> anyhow::Result<(Channel, Auth)> {
                 )
             })?,
     };
-    let channel = Channel::from_shared(server.clone())
+    let mut endpoint = Channel::from_shared(server.clone())
         .with_context(|| format!("invalid --server '{server}'"))?
-        .connect_timeout(std::time::Duration::from_secs(3))
+        .connect_timeout(std::time::Duration::from_secs(3));
+    if let Some(tls) = tls_config(cli, &server)? {
+        endpoint = endpoint
+            .tls_config(tls)
+            .with_context(|| format!("invalid TLS settings for {server}"))?;
+    }
+    let channel = endpoint
         .connect()
         .await
         .with_context(|| format!("cannot reach {server}"))?;
@@ -96,6 +115,40 @@ async fn connect(cli: &Cli) -> anyhow::Result<(Channel, Auth)> {
         .parse()
         .context("the token has characters a header cannot carry")?;
     Ok((channel, Auth(header)))
+}
+
+/// TLS for an `https://` server: its CA (--ca, or the local server's data dir CA), and a
+/// client certificate when given.
+fn tls_config(
+    cli: &Cli,
+    server: &str,
+) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let read = |flag: &str, p: &PathBuf| {
+        std::fs::read(p).with_context(|| format!("invalid value '{}' for '--{flag}'", p.display()))
+    };
+    if !server.starts_with("https://") {
+        if cli.ca.is_some() || cli.cert.is_some() {
+            anyhow::bail!("'--ca' and '--cert' need an https:// --server");
+        }
+        return Ok(None);
+    }
+    let ca = cli
+        .ca
+        .as_ref()
+        .context("an https:// --server needs '--ca' (the CA of its --grpc-tls-cert)")?;
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca", ca)?));
+    match (&cli.cert, &cli.key) {
+        (Some(c), Some(k)) => {
+            tls = tls.identity(Identity::from_pem(read("cert", c)?, read("key", k)?));
+        }
+        (None, None) => {}
+        _ => anyhow::bail!("'--cert' and '--key' go together"),
+    }
+    if let Some(name) = &cli.tls_name {
+        tls = tls.domain_name(name.clone());
+    }
+    Ok(Some(tls))
 }
 
 #[tokio::main(flavor = "current_thread")]

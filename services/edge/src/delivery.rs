@@ -184,14 +184,9 @@ impl Handler {
     /// CANCEL for a request being delivered: 200, and the CANCEL passed on. False when no
     /// delivery matches (the caller answers 481).
     pub(crate) fn cancel_delivery(&self, m: &Message, src: &Source, reply: &Replier) -> bool {
-        let Some(txn) = branch_of(m).and_then(|b| self.deliveries.txns.lock().get(&b).cloned())
-        else {
+        let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
-        let (call_id, number) = call_and_number(m);
-        if txn.origin != (*src, call_id, number) {
-            return false;
-        }
         reply.send(self.responder().reply(m, src, 200, "", vec![]));
         if let Some((sent, replier)) = txn.downstream.lock().as_ref()
             && let Some(c) = cancel_for(sent)
@@ -199,6 +194,14 @@ impl Handler {
             replier.send(c);
         }
         true
+    }
+
+    /// The delivery `m` (a retransmission or a CANCEL) belongs to: same top branch, and
+    /// from the same source with the same Call-ID and CSeq number.
+    fn delivery_of(&self, m: &Message, src: &Source) -> Option<Arc<Txn>> {
+        let txn = self.deliveries.txns.lock().get(&branch_of(m)?).cloned()?;
+        let (call_id, number) = call_and_number(m);
+        (txn.origin == (*src, call_id, number)).then_some(txn)
     }
 
     /// A retransmission of a request being delivered, from where it first came: answered
@@ -210,14 +213,9 @@ impl Handler {
         src: &Source,
         upstream: &Replier,
     ) -> bool {
-        let Some(txn) = branch_of(m).and_then(|b| self.deliveries.txns.lock().get(&b).cloned())
-        else {
+        let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
-        let (call_id, number) = call_and_number(m);
-        if txn.origin != (*src, call_id, number) {
-            return false;
-        }
         if let Some(last) = txn.last.lock().clone() {
             upstream.send(last);
         }
