@@ -594,7 +594,8 @@ async fn a_second_process_on_the_same_data_dir_stops_with_a_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_node_lease_survives_a_flood_of_three_ttls() {
     use tokio::io::AsyncWriteExt;
-    let sb = ClusterSandbox::embedded_with(&["--lease-ttl=2"])
+    // On etcd: the lease keeper must reach a store outside the process in time.
+    let sb = ClusterSandbox::with_etcd_args(1, &["config,edge"], &["--lease-ttl=2"])
         .await
         .unwrap();
     let node = &sb.nodes[0];
@@ -736,19 +737,25 @@ async fn grpc_refuses_unknown_tokens_before_reading_and_follows_the_token_file()
     let sb = ClusterSandbox::embedded_with(&[&arg]).await.unwrap();
     let node = &sb.nodes[0];
 
-    // No token, a made-up token: refused before the (large) body is read.
+    // No token, a made-up token: refused before the body is read. The body is larger than
+    // the server decodes at all (16 MiB): without the gate the answer would be that it is
+    // too large, not that the token is unknown.
+    let big = || cpb::CreateSiteRequest {
+        site: Some(cpb::Site {
+            id: "big".into(),
+            name: "x".repeat(17 << 20),
+            ..Default::default()
+        }),
+    };
     for token in ["", "dt_made_up_000000000000000000000000000000000"] {
         let mut c = node.config_client(token).await.unwrap();
-        let big = cpb::CreateSiteRequest {
-            site: Some(cpb::Site {
-                id: "big".into(),
-                name: "x".repeat(3 << 20),
-                ..Default::default()
-            }),
-        };
-        let e = c.create_site(big).await.unwrap_err();
+        let e = c.create_site(big()).await.unwrap_err();
         assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e}");
     }
+    // With a valid token the same body is read, and refused for its size.
+    let mut c = node.config_client(old).await.unwrap();
+    let e = c.create_site(big()).await.unwrap_err();
+    assert_ne!(e.code(), tonic::Code::Unauthenticated, "{e}");
     let mut c = node.config_client(old).await.unwrap();
     c.list_sites(cpb::ListRequest::default()).await.unwrap();
     let mut st = node.status_client(old).await.unwrap();
@@ -894,4 +901,120 @@ async fn a_trusted_peer_reaches_phones_without_digest_and_only_from_its_address(
             "a deleted peer is still trusted"
         );
     }
+}
+
+/// A TLS connection to `addr` trusting `ca`, presenting `client` (chain, key) when given.
+async fn tls_connect(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    client: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots);
+    let config = match client {
+        Some((c, k)) => builder
+            .with_client_auth_cert(
+                CertificateDer::pem_file_iter(c)
+                    .unwrap()
+                    .map(|c| c.unwrap())
+                    .collect(),
+                PrivateKeyDer::from_pem_file(k).unwrap(),
+            )
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_proven_by_its_tls_certificate_reaches_phones_from_anywhere() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dialtone_tests::pki::TestCa::new(dir.path(), "sip test ca");
+    let server = ca.issue("edge", "localhost", &["localhost", "127.0.0.1"], false);
+    let sbc = ca.issue("sbc", "sbc.example.com", &["sbc.example.com"], true);
+    let other = ca.issue("other", "other.example.com", &["other.example.com"], true);
+    let flag = |name: &str, p: &std::path::Path| format!("--{name}={}", p.display());
+    let sb = ClusterSandbox::embedded_with(&[
+        &flag("sip-tls-cert", &server.0),
+        &flag("sip-tls-key", &server.1),
+        &flag("sip-tls-client-ca", &ca.cert),
+    ])
+    .await
+    .unwrap();
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let mut c = node.config_client(&token).await.unwrap();
+    seed_site(&mut c, cpb::PhoneSettings::default())
+        .await
+        .unwrap();
+    let mut e = node.edge_client(&token).await.unwrap();
+    let (a, callee, _b) = two_lines(node, &mut c, &mut e).await;
+    c.create_peer(cpb::CreatePeerRequest {
+        peer: Some(cpb::Peer {
+            id: "carrier".into(),
+            tls_names: vec!["sbc.example.com".into()],
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tls = SocketAddr::from(([127, 0, 0, 1], node.sip.tls));
+    // Sends a MESSAGE for the callee over a TLS connection; returns the final status code.
+    let message = async |client: Option<&(std::path::PathBuf, std::path::PathBuf)>| {
+        let mut s = tls_connect(tls, &ca.cert, client).await;
+        let local = s.get_ref().0.local_addr().unwrap();
+        let b = dialtone_tests::sip::branch();
+        let text = format!(
+            "MESSAGE sip:{u}@dialtone SIP/2.0\r\nVia: SIP/2.0/TLS {local};branch={b}\r\nMax-Forwards: 70\r\nFrom: <sip:trunk@carrier.example>;tag=1\r\nTo: <sip:{u}@dialtone>\r\nCall-ID: {b}\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+            u = a.sip_user
+        );
+        s.write_all(text.as_bytes()).await.unwrap();
+        // The phone answers what reaches it.
+        if let Some(m) = callee.recv(Duration::from_secs(2)).await {
+            callee.send(&ok_to(&m)).await.unwrap();
+        }
+        let mut buf = vec![0u8; 8192];
+        let mut got = String::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            let n = tokio::time::timeout(Duration::from_secs(1), s.read(&mut buf))
+                .await
+                .map_or(0, |r| r.unwrap_or(0));
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if let Some(code) = got
+                .split("SIP/2.0 ")
+                .filter_map(|r| r.get(..3)?.parse::<u16>().ok())
+                .find(|c| *c >= 200)
+            {
+                return code;
+            }
+        }
+        panic!("no final answer over TLS: {got}");
+    };
+    assert_eq!(
+        message(Some(&sbc)).await,
+        200,
+        "the carrier's certificate was not trusted"
+    );
+    assert_eq!(
+        message(Some(&other)).await,
+        407,
+        "another certificate was trusted"
+    );
+    assert_eq!(message(None).await, 407, "no certificate was trusted");
 }

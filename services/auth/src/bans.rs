@@ -66,15 +66,15 @@ struct Slot {
 impl Slot {
     /// How much keeping this slot matters at `now_ms`: a live ban most, then a window with
     /// failures (more and newer first); expired ones not at all.
-    fn worth(&self, now_ms: u64, window_ms: u64) -> (u8, u64) {
+    fn worth(&self, now_ms: u64, window_ms: u64) -> (u8, u32, u64) {
         if self.key == 0 {
-            (0, 0)
+            (0, 0, 0)
         } else if self.banned_until_ms > now_ms {
-            (3, self.banned_until_ms)
+            (3, 0, self.banned_until_ms)
         } else if now_ms.saturating_sub(self.window_start_ms) < window_ms {
-            (2, u64::from(self.failures) << 40 | self.window_start_ms)
+            (2, self.failures, self.window_start_ms)
         } else {
-            (0, 0)
+            (0, 0, 0)
         }
     }
 }
@@ -207,8 +207,10 @@ impl Table {
 /// The address a source is counted by: an IPv4 address, or an IPv6 address's /64 (one
 /// subscriber's prefix: its addresses are the attacker's to pick).
 pub fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
+    // An IPv4 client of a dual-stack listener arrives as ::ffff:a.b.c.d: it is that IPv4
+    // address, not one of the /64 `::` that every IPv4 client would then share.
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
         IpAddr::V6(v6) => {
             let mut o = v6.octets();
             o[8..].fill(0);
@@ -331,6 +333,12 @@ mod tests {
         }
         assert!(b.source_banned(v6("2001:db8::ffff"), 200_001));
         assert!(!b.source_banned(v6("2001:db8:0:1::1"), 200_001));
+        // IPv4 clients of a dual-stack listener are their IPv4 addresses, not one /64.
+        assert_eq!(source_key(v6("::ffff:192.0.2.9")), v6("192.0.2.9"));
+        assert_ne!(
+            source_key(v6("::ffff:192.0.2.9")),
+            source_key(v6("::ffff:192.0.2.10"))
+        );
         // zero turns bans off
         let off = Bans::new(BanPolicy {
             per_source: 0,

@@ -117,18 +117,41 @@ fn masked(ip: IpAddr, prefix: u8) -> IpAddr {
     }
 }
 
-/// Checks a peer as stored: id, name, 1-32 valid addresses, known transports.
+/// Whether `name` can be a certificate's DNS name or common name (1-253 characters of
+/// letters, digits, '.', '-', '_' and a leading '*.').
+fn tls_name(name: &str) -> std::result::Result<(), String> {
+    let body = name.strip_prefix("*.").unwrap_or(name);
+    let ok = (1..=253).contains(&name.len())
+        && !body.is_empty()
+        && body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("'{name}' is not a certificate name"))
+    }
+}
+
+/// Checks a peer as stored: id, name, 0-32 valid addresses and 0-32 TLS names (at least
+/// one of either), known transports.
 pub fn validate_peer(p: &Peer) -> Result<()> {
     check("peer.id", validate::slug(&p.id))?;
     check("peer.name", validate::name(&p.name, 0, 200))?;
-    if p.addresses.is_empty() || p.addresses.len() > 32 {
+    if p.addresses.len() > 32 || p.tls_names.len() > 32 {
         return check(
             "peer.addresses",
-            Err(format!(
-                "must list 1-32 addresses (got {})",
-                p.addresses.len()
-            )),
+            Err("at most 32 addresses and 32 TLS names".into()),
         );
+    }
+    if p.addresses.is_empty() && p.tls_names.is_empty() {
+        return check(
+            "peer.addresses",
+            Err("a peer needs addresses or TLS names".into()),
+        );
+    }
+    for (i, n) in p.tls_names.iter().enumerate() {
+        check(format!("peer.tls_names[{i}]"), tls_name(n))?;
     }
     for (i, a) in p.addresses.iter().enumerate() {
         check(
@@ -152,6 +175,8 @@ pub fn validate_peer(p: &Peer) -> Result<()> {
 pub struct TrustedPeer {
     pub id: String,
     addresses: Vec<PeerAddress>,
+    /// Lowercase.
+    tls_names: Vec<String>,
     /// Empty: any.
     transports: Vec<String>,
 }
@@ -167,15 +192,20 @@ impl TrustedPeer {
                 .iter()
                 .filter_map(|a| PeerAddress::parse(a).ok())
                 .collect(),
+            tls_names: p.tls_names.iter().map(|n| n.to_ascii_lowercase()).collect(),
             transports: p.transports.clone(),
         }
     }
 
-    /// Whether a request from `from` over `transport` (as [`TRANSPORTS`] names it) is this
-    /// peer's.
-    pub fn matches(&self, from: SocketAddr, transport: &str) -> bool {
+    /// Whether a request from `from` over `transport` (as [`TRANSPORTS`] names it), on a
+    /// connection whose verified client certificate has `cert_names`, is this peer's.
+    pub fn matches(&self, from: SocketAddr, transport: &str, cert_names: &[String]) -> bool {
+        let by_name = matches!(transport, "tls" | "wss")
+            && cert_names
+                .iter()
+                .any(|n| self.tls_names.iter().any(|t| t.eq_ignore_ascii_case(n)));
         (self.transports.is_empty() || self.transports.iter().any(|t| t == transport))
-            && self.addresses.iter().any(|a| a.contains(from))
+            && (by_name || self.addresses.iter().any(|a| a.contains(from)))
     }
 }
 
@@ -249,7 +279,38 @@ mod tests {
         validate_peer(&p).unwrap();
         let t = TrustedPeer::new(&p);
         let from = "192.0.2.10:5060".parse().unwrap();
-        assert!(t.matches(from, "udp") && t.matches(from, "tls") && !t.matches(from, "tcp"));
+        assert!(
+            t.matches(from, "udp", &[])
+                && t.matches(from, "tls", &[])
+                && !t.matches(from, "tcp", &[])
+        );
+        // By its certificate's name, over TLS or WSS only, from anywhere.
+        let sbc = Peer {
+            id: "carrier".into(),
+            tls_names: vec!["SBC.example.com".into()],
+            ..Default::default()
+        };
+        validate_peer(&sbc).unwrap();
+        let t = TrustedPeer::new(&sbc);
+        let anywhere = "198.51.100.7:40000".parse().unwrap();
+        let names = ["sbc.example.com".to_owned()];
+        assert!(t.matches(anywhere, "tls", &names) && t.matches(anywhere, "wss", &names));
+        assert!(
+            !t.matches(anywhere, "tcp", &names),
+            "a name is only proven over TLS"
+        );
+        assert!(!t.matches(anywhere, "tls", &["other.example.com".to_owned()]));
+        assert!(!t.matches(anywhere, "tls", &[]));
+        let bad = Peer {
+            tls_names: vec!["a b".into()],
+            ..sbc.clone()
+        };
+        assert!(
+            validate_peer(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("peer.tls_names[0]")
+        );
         p.transports = vec!["sctp".into()];
         assert!(
             validate_peer(&p)

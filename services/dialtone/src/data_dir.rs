@@ -22,13 +22,27 @@ pub struct DataDir {
 }
 
 impl DataDir {
-    /// Creates `path` (0700) if missing, tightens an existing one to 0700, and takes its
-    /// lock; fails when another process holds it.
+    /// Creates `path` (0700) if missing, tightens an existing one this user owns to 0700,
+    /// and takes its lock; fails when another process holds it. A dir owned by someone
+    /// else (a Kubernetes emptyDir is root's, shared through the pod's group) is used as it
+    /// is: only its owner may change its mode.
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(path)
-            .with_context(|| format!("creating data dir {}", path.display()))?;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-            .with_context(|| format!("making data dir {} private (0700)", path.display()))?;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        if !path.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .with_context(|| format!("creating data dir {}", path.display()))?;
+        }
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading data dir {}", path.display()))?;
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let me = unsafe { libc::geteuid() };
+        if meta.uid() == me && meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making data dir {} private (0700)", path.display()))?;
+        }
         let lock_path = path.join(LOCK_FILE);
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -69,6 +83,13 @@ mod tests {
         let dir = tmp.path().join("data");
         let held = DataDir::open(&dir).unwrap();
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        // An existing dir of ours with a looser mode is tightened.
+        let loose = tmp.path().join("loose");
+        std::fs::create_dir(&loose).unwrap();
+        std::fs::set_permissions(&loose, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _l = DataDir::open(&loose).unwrap();
+        let mode = std::fs::metadata(&loose).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o700);
         let second = DataDir::open(&dir).unwrap_err().to_string();
         assert!(

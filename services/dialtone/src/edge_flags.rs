@@ -64,6 +64,11 @@ pub struct EdgeFlags {
     /// PEM private key for TLS and WSS.
     #[arg(long, env = "DIALTONE_SIP_TLS_KEY", value_name = "FILE")]
     pub sip_tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s): TLS and WSS clients may present a certificate it issued, and
+    /// its names (DNS names, else the common name) identify trusted peers (`dialtonectl peers
+    /// create --tls-name`). Clients without one still connect.
+    #[arg(long, env = "DIALTONE_SIP_TLS_CLIENT_CA", value_name = "FILE")]
+    pub sip_tls_client_ca: Option<PathBuf>,
     /// File with the edge group's nonce key (64 hex digits), shared by every edge of the
     /// group so a phone may authenticate on either. Required with --etcd; in dev mode one is
     /// generated into --data-dir/sip-nonce-key.
@@ -194,6 +199,7 @@ impl EdgeFlags {
             advertise_ip: self.sip_advertise_ip,
             tls_cert: self.sip_tls_cert.clone(),
             tls_key: self.sip_tls_key.clone(),
+            tls_client_ca: self.sip_tls_client_ca.clone(),
             realm: realm.to_owned(),
             nonce_key,
             nonce_lifetime: Duration::from_secs(self.sip_nonce_lifetime),

@@ -43,15 +43,26 @@ impl GrpcTlsFlags {
     /// The TLS to serve `listen` with (none: plaintext), or why these flags cannot be used.
     pub fn tls(&self, listen: SocketAddr) -> anyhow::Result<Option<GrpcTls>> {
         let tls = match (&self.grpc_tls_cert, &self.grpc_tls_key) {
-            (Some(c), Some(k)) => Some(GrpcTls {
-                cert_pem: read("grpc-tls-cert", c)?,
-                key_pem: read("grpc-tls-key", k)?,
-                client_ca_pem: self
-                    .grpc_client_ca
-                    .as_ref()
-                    .map(|ca| read("grpc-client-ca", ca))
-                    .transpose()?,
-            }),
+            (Some(c), Some(k)) => {
+                // Parsed and matched here, so a bad file stops the process before it
+                // announces itself, naming the flags.
+                let parsed = match &self.grpc_client_ca {
+                    None => dialtone_tls::server_config(c, k, &[]),
+                    Some(ca) => dialtone_tls::server_config_with_client_ca(c, k, &[], ca),
+                };
+                parsed.context(
+                    "invalid value for '--grpc-tls-cert', '--grpc-tls-key' or '--grpc-client-ca'",
+                )?;
+                Some(GrpcTls {
+                    cert_pem: read("grpc-tls-cert", c)?,
+                    key_pem: read("grpc-tls-key", k)?,
+                    client_ca_pem: self
+                        .grpc_client_ca
+                        .as_ref()
+                        .map(|ca| read("grpc-client-ca", ca))
+                        .transpose()?,
+                })
+            }
             (None, None) => None,
             _ => bail!("'--grpc-tls-cert' and '--grpc-tls-key' go together"),
         };
@@ -76,15 +87,16 @@ mod tests {
     #[test]
     fn plaintext_only_on_loopback_unless_said_so() {
         let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = dialtone_tls::dev_pair(dir.path(), "grpc").unwrap();
         let f = dir.path().join("x.pem");
         std::fs::write(&f, "pem\n").unwrap();
         let lo: SocketAddr = "127.0.0.1:7700".parse().unwrap();
         let any: SocketAddr = "0.0.0.0:7700".parse().unwrap();
         let pod: SocketAddr = "10.1.2.3:7700".parse().unwrap();
-        let with = |cert: bool, key: bool, ca: bool, insecure: bool| GrpcTlsFlags {
-            grpc_tls_cert: cert.then(|| f.clone()),
-            grpc_tls_key: key.then(|| f.clone()),
-            grpc_client_ca: ca.then(|| f.clone()),
+        let with = |c: bool, k: bool, ca: bool, insecure: bool| GrpcTlsFlags {
+            grpc_tls_cert: c.then(|| cert.clone()),
+            grpc_tls_key: k.then(|| key.clone()),
+            grpc_client_ca: ca.then(|| cert.clone()),
             insecure_grpc: insecure,
         };
         let cases: Vec<(GrpcTlsFlags, SocketAddr, Result<bool, &str>)> = vec![

@@ -223,9 +223,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut stop = stop_rx.clone();
         let mut builder = tonic::transport::Server::builder();
         if let Some(t) = &cfg.grpc_tls {
-            let mut tls = tonic::transport::ServerTlsConfig::new().identity(
-                tonic::transport::Identity::from_pem(&t.cert_pem, &t.key_pem),
-            );
+            // A handshake that does not finish within 10 s is dropped (idle connections
+            // would otherwise pile up in the handshake queue).
+            let mut tls = tonic::transport::ServerTlsConfig::new()
+                .identity(tonic::transport::Identity::from_pem(
+                    &t.cert_pem,
+                    &t.key_pem,
+                ))
+                .timeout(Duration::from_secs(10));
             if let Some(ca) = &t.client_ca_pem {
                 tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
             }

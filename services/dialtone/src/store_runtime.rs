@@ -38,6 +38,8 @@ impl StoreRuntime {
                 rt.block_on(async {
                     let _ = stopped.await;
                 });
+                // A hung disk must not hang the process's exit.
+                rt.shutdown_timeout(std::time::Duration::from_secs(5));
             })
             .context("starting the store thread")?;
         let handle = handle_rx

@@ -2,7 +2,7 @@
 //! phone (a user in its Request-URI) is let through only from another edge of the group
 //! (a forwarding marker that verifies and was not used before, see [`crate::forwarding`]),
 //! from a trusted peer (a `config/peers/` object matching the source address and
-//! transport), or from one of our lines proving itself to the proxy (`407
+//! transport, or the verified client certificate of a TLS/WSS connection), or from one of our lines proving itself to the proxy (`407
 //! Proxy-Authenticate`, answered in `Proxy-Authorization`, each nonce count used once).
 //! Anyone else gets 407 when the From names a user (any user, ours or not: the answer tells
 //! no line from an unknown user) and 403 otherwise. NOTIFYs reach phones only from the
@@ -109,7 +109,11 @@ impl Handler {
         let from_peer = self
             .cache
             .read()
-            .trusted_peer(peer.addr, peer.transport.name())
+            .trusted_peer(
+                peer.addr,
+                peer.transport.name(),
+                peer.tls_names.as_deref().unwrap_or_default(),
+            )
             .is_some();
         match claim(m, method, from_peer) {
             Claim::Refused(reason) => refuse(reason),

@@ -173,11 +173,17 @@ impl CredentialCache {
         self.peers.retain(|p| p.id != id);
     }
 
-    /// The trusted peer a request from `from` over `transport` comes from, if any.
-    pub fn trusted_peer(&self, from: std::net::SocketAddr, transport: &str) -> Option<&str> {
+    /// The trusted peer a request from `from` over `transport` (on a connection whose
+    /// verified client certificate has `cert_names`) comes from, if any.
+    pub fn trusted_peer(
+        &self,
+        from: std::net::SocketAddr,
+        transport: &str,
+        cert_names: &[String],
+    ) -> Option<&str> {
         self.peers
             .iter()
-            .find(|p| p.matches(from, transport))
+            .find(|p| p.matches(from, transport, cert_names))
             .map(|p| p.id.as_str())
     }
 

@@ -246,7 +246,12 @@ impl Handler {
             }
             match self.addressee(&m) {
                 Some(Addressee::Line(line)) => {
-                    let permit = match self.deliveries.admission.admit(src.ip) {
+                    let admission = &self.deliveries.admission;
+                    let admitted = match &sender {
+                        Sender::Edge | Sender::Peer => admission.admit_trusted(),
+                        Sender::Line(_) => admission.admit(src.ip),
+                    };
+                    let permit = match admitted {
                         Ok(p) => p,
                         Err(why) => {
                             warn!(source = %src.ip, ?why, "deliveries at their cap");

@@ -129,7 +129,11 @@ impl Edge {
                 (Some(c), Some(k)) => (c.clone(), k.clone()),
                 _ => transport::tls::dev_pair(&data_dir.join("tls"))?,
             };
-            Some(transport::tls::acceptor(&cert, &key)?)
+            Some(transport::tls::acceptor(
+                &cert,
+                &key,
+                settings.tls_client_ca.as_deref(),
+            )?)
         } else {
             None
         };

@@ -32,6 +32,9 @@ pub struct EdgeSettings {
     /// PEM certificate chain and key for TLS and WSS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// PEM CA whose client certificates TLS and WSS clients may present: their names
+    /// identify trusted peers (`Peer.tls_names`).
+    pub tls_client_ca: Option<PathBuf>,
     /// Digest realm (the one the config role hashed the passwords with).
     pub realm: String,
     /// The edge group's nonce key.

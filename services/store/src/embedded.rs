@@ -455,7 +455,12 @@ impl EmbeddedStore {
             .count() as u64)
     }
 
+    /// The current revision; fails once the log is poisoned, so readiness (which asks for
+    /// it) reports a store that takes no writes.
     pub(crate) async fn revision(&self) -> Result<i64, StoreError> {
+        if self.inner.log.lock().poisoned {
+            return Err(StoreError::Poisoned);
+        }
         Ok(self.inner.state.read().revision)
     }
 

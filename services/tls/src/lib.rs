@@ -122,6 +122,21 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(server_config(cert, key, &[])?)))
 }
 
+/// An acceptor that also asks clients for a certificate from `client_ca` (optional for the
+/// client; verified when presented: see [`server_config_with_client_ca`]).
+pub fn acceptor_with_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(server_config_with_client_ca(
+        cert,
+        key,
+        &[],
+        client_ca,
+    )?)))
+}
+
 /// Writes a self-signed certificate for localhost and 127.0.0.1 into `dir` as
 /// `{name}-cert.pem` and `{name}-key.pem` unless they are there; returns their paths.
 /// Dev mode only: clients must be told to trust it.

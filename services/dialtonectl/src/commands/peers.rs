@@ -34,8 +34,13 @@ pub struct PeerArgs {
     name: String,
     /// Where its requests come from, once per address: IP, CIDR network (at most /16 for
     /// IPv4, /48 for IPv6) or IP:PORT ([IPv6]:PORT).
-    #[arg(long = "address", required = true)]
+    #[arg(long = "address")]
     addresses: Vec<String>,
+    /// A name of its TLS client certificate (verified by the edges against their
+    /// --sip-tls-client-ca), once per name: over TLS or WSS it is then trusted from any
+    /// address.
+    #[arg(long = "tls-name")]
+    tls_names: Vec<String>,
     /// A transport it may use (udp, tcp, tls, ws, wss), once per transport; none: any.
     #[arg(long = "transport")]
     transports: Vec<String>,
@@ -49,6 +54,7 @@ fn peer_from(a: PeerArgs) -> pb::Peer {
         id: a.id,
         name: a.name,
         addresses: a.addresses,
+        tls_names: a.tls_names,
         transports: a.transports,
         version: a.version,
     }
@@ -71,12 +77,23 @@ pub async fn run(c: &mut Client, out: Format, cmd: PeerCmd) -> anyhow::Result<()
                             p.id.clone(),
                             p.name.clone(),
                             p.addresses.join(","),
+                            p.tls_names.join(","),
                             transports,
                             p.version.to_string(),
                         ]
                     })
                     .collect();
-                table(&["id", "name", "addresses", "transports", "version"], rows);
+                table(
+                    &[
+                        "id",
+                        "name",
+                        "addresses",
+                        "tls names",
+                        "transports",
+                        "version",
+                    ],
+                    rows,
+                );
                 Ok(())
             }
         }

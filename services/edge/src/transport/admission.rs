@@ -44,11 +44,12 @@ pub struct Admission {
     refused: [AtomicU64; 2],
 }
 
-/// One admitted connection: released when dropped.
+/// One admitted connection or request: released when dropped.
 #[derive(Debug)]
 pub struct Permit {
     admission: Arc<Admission>,
-    ip: IpAddr,
+    /// The source it counts against (none: the total only).
+    ip: Option<IpAddr>,
 }
 
 impl Admission {
@@ -81,7 +82,22 @@ impl Admission {
         *by_source.entry(ip).or_default() += 1;
         Ok(Permit {
             admission: self.clone(),
-            ip,
+            ip: Some(ip),
+        })
+    }
+
+    /// Admits something from a source trusted to carry many others' traffic (another edge
+    /// of the group, a trusted peer): it counts against the total only.
+    pub fn admit_trusted(self: &Arc<Self>) -> Result<Permit, Refused> {
+        let mut open = self.open.lock();
+        if open.0 >= self.limits.total {
+            self.refused[Refused::Full as usize].fetch_add(1, Ordering::Relaxed);
+            return Err(Refused::Full);
+        }
+        open.0 += 1;
+        Ok(Permit {
+            admission: self.clone(),
+            ip: None,
         })
     }
 
@@ -121,10 +137,12 @@ impl Drop for Permit {
         let mut open = self.admission.open.lock();
         let (total, by_source) = &mut *open;
         *total -= 1;
-        if let Some(n) = by_source.get_mut(&self.ip) {
+        if let Some(ip) = self.ip
+            && let Some(n) = by_source.get_mut(&ip)
+        {
             *n -= 1;
             if *n == 0 {
-                by_source.remove(&self.ip);
+                by_source.remove(&ip);
             }
         }
     }

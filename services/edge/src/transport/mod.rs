@@ -75,7 +75,10 @@ pub(crate) fn accept<F, Fut>(
     serve: F,
 ) -> JoinHandle<()>
 where
-    F: Fn(Box<dyn Io>, SocketAddr, Transport, Arc<Handler>) -> Fut + Copy + Send + 'static,
+    F: Fn(Box<dyn Io>, SocketAddr, Transport, Option<Arc<[String]>>, Arc<Handler>) -> Fut
+        + Copy
+        + Send
+        + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let transport = if tls.is_some() { secure } else { plain };
@@ -107,10 +110,20 @@ where
             tokio::spawn(async move {
                 let _permit = permit;
                 match tls {
-                    None => serve(Box::new(tcp), addr, plain, handler).await,
+                    None => serve(Box::new(tcp), addr, plain, None, handler).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                            Ok(Ok(s)) => serve(Box::new(s), addr, secure, handler).await,
+                            Ok(Ok(s)) => {
+                                // A client certificate (verified against --sip-tls-client-ca)
+                                // names who this connection is, for the trust boundary.
+                                let names: Option<Arc<[String]>> = s
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|c| c.first())
+                                    .map(|c| dialtone_tls::certificate_names(c).into());
+                                serve(Box::new(s), addr, secure, names, handler).await
+                            }
                             Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
                             Err(_) => debug!(peer = %addr, "tls handshake timed out"),
                         }
@@ -218,6 +231,9 @@ pub struct Peer {
     pub transport: Transport,
     pub addr: SocketAddr,
     pub replier: Replier,
+    /// The names of the verified client certificate a TLS or WSS connection presented
+    /// (none otherwise; UDP peers are made per datagram, so this costs them nothing).
+    pub tls_names: Option<Arc<[String]>>,
     /// A stream connection's idle timeout in seconds: [`UNAUTHENTICATED_IDLE`] until a
     /// REGISTER over it is authenticated, then the handler's stream idle, which a line's
     /// persistent-connection timeout may set (WS/WSS). None over UDP.

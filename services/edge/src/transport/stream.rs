@@ -47,7 +47,13 @@ pub fn serve(
 }
 
 /// Serves one connection until it closes, fails framing, idles out or stops reading.
-async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>) {
+async fn connection<S: Io>(
+    io: S,
+    addr: SocketAddr,
+    transport: Transport,
+    tls_names: Option<Arc<[String]>>,
+    handler: Arc<Handler>,
+) {
     let (mut rd, wr) = tokio::io::split(io);
     let (tx, rx) = write_queue::queue();
     let writer = tokio::spawn(write_queued(wr, rx, addr));
@@ -57,6 +63,7 @@ async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handle
     let peer = Peer {
         transport,
         addr,
+        tls_names,
         replier: Replier::Stream(tx.clone()),
         idle: Some(idle.clone()),
     };

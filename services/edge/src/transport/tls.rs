@@ -7,9 +7,18 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::error::EdgeError;
 
-/// An acceptor from PEM files.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, EdgeError> {
-    dialtone_tls::acceptor(cert, key).map_err(|e| EdgeError::Tls(e.to_string()))
+/// An acceptor from PEM files; with `client_ca`, clients may present a certificate it
+/// issued, whose names then identify a trusted peer (see [`crate::boundary`]).
+pub fn acceptor(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<TlsAcceptor, EdgeError> {
+    match client_ca {
+        None => dialtone_tls::acceptor(cert, key),
+        Some(ca) => dialtone_tls::acceptor_with_client_ca(cert, key, ca),
+    }
+    .map_err(|e| EdgeError::Tls(e.to_string()))
 }
 
 /// The dev mode's self-signed pair in `dir` (generated once).

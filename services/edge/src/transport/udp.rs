@@ -94,6 +94,7 @@ pub fn serve(
                     let peer = Peer {
                         transport: Transport::Udp,
                         addr: from,
+                        tls_names: None,
                         replier: Replier::Udp {
                             socket: socket.clone(),
                             to: from,

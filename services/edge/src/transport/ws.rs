@@ -95,7 +95,13 @@ fn select_sip(
     Ok(resp)
 }
 
-async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handler: Arc<Handler>) {
+async fn connection<S: Io>(
+    io: S,
+    addr: SocketAddr,
+    transport: Transport,
+    tls_names: Option<Arc<[String]>>,
+    handler: Arc<Handler>,
+) {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
     config.max_frame_size = Some(handler.max_message_bytes());
@@ -137,6 +143,7 @@ async fn connection<S: Io>(io: S, addr: SocketAddr, transport: Transport, handle
     let peer = Peer {
         transport,
         addr,
+        tls_names,
         replier: Replier::Stream(tx.clone()),
         idle: Some(idle.clone()),
     };
