@@ -63,7 +63,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- $fullname := include "dialtone.fullname" . -}}
 {{- $eps := list -}}
 {{- range $i := until (int .Values.etcd.replicas) -}}
-{{- $eps = append $eps (printf "http://%s-etcd-%d.%s-etcd-headless.%s.svc:%d" $fullname $i $fullname $.Release.Namespace (int $.Values.etcd.clientPort)) -}}
+{{- $scheme := ternary "https" "http" $.Values.etcd.tls.enabled -}}
+{{- $eps = append $eps (printf "%s://%s-etcd-%d.%s-etcd-headless.%s.svc:%d" $scheme $fullname $i $fullname $.Release.Namespace (int $.Values.etcd.clientPort)) -}}
 {{- end -}}
 {{- join "," $eps -}}
 {{- else -}}
@@ -100,6 +101,14 @@ app.kubernetes.io/component: {{ .component }}
 {{- else if .Values.grpc.insecure }}
 - name: DIALTONE_INSECURE_GRPC
   value: "true"
+{{- end }}
+{{- if and .Values.etcd.enabled .Values.etcd.tls.enabled }}
+- name: DIALTONE_ETCD_CA_FILE
+  value: /etc/dialtone/etcd-tls/ca.crt
+- name: DIALTONE_ETCD_CERT_FILE
+  value: /etc/dialtone/etcd-tls/tls.crt
+- name: DIALTONE_ETCD_KEY_FILE
+  value: /etc/dialtone/etcd-tls/tls.key
 {{- end }}
 {{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
 - name: DIALTONE_ETCD_CA_FILE
@@ -151,6 +160,19 @@ app.kubernetes.io/component: {{ .component }}
   secret:
     secretName: {{ .Values.grpc.tls.secretName }}
 {{- end }}
+{{- if and .Values.etcd.enabled .Values.etcd.tls.enabled }}
+- name: etcd-tls
+  secret:
+    secretName: {{ include "dialtone.fullname" . }}-etcd-tls
+    # The CA and Dialtone's client certificate only, never the members' key.
+    items:
+      - key: ca.crt
+        path: ca.crt
+      - key: client.crt
+        path: tls.crt
+      - key: client.key
+        path: tls.key
+{{- end }}
 {{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
 - name: etcd-tls
   secret:
@@ -182,7 +204,7 @@ app.kubernetes.io/component: {{ .component }}
   mountPath: /etc/dialtone/grpc-tls
   readOnly: true
 {{- end }}
-{{- if and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled }}
+{{- if or (and .Values.etcd.enabled .Values.etcd.tls.enabled) (and (not .Values.etcd.enabled) .Values.externalEtcd.tls.enabled) }}
 - name: etcd-tls
   mountPath: /etc/dialtone/etcd-tls
   readOnly: true
