@@ -116,6 +116,22 @@ pub fn serve_refused(args: &[String], what: &str) -> String {
     err
 }
 
+/// Runs a sipvicious tool (`svwar`, `svcrack`) for at most 60 s; returns what it printed.
+pub fn sipvicious(tool: &str, args: &[String]) -> String {
+    let out = std::process::Command::new("timeout")
+        .arg("60")
+        .arg(tool)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sipvicious (apt install sipvicious)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Kills a child with SIGKILL and reaps it.
 pub(crate) fn kill9(child: &mut Child) {
     let _ = child.kill();

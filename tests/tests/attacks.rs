@@ -301,8 +301,39 @@ async fn no_answer_tells_a_line_from_an_unknown_user() {
     let edge = udp_addr(node);
     let (a, _callee, b) = two_lines(node, &mut c, &mut e).await;
     let outsider = Caller::new().await.unwrap();
-    // A registered line, a line without a binding, and a user that does not exist.
-    let users = [a.sip_user.as_str(), b.sip_user.as_str(), "nobody1"];
+    // A REMOTE phone (config only: reached at its remote address).
+    let prefix = c
+        .get_site(cpb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .sip_user_prefix;
+    c.create_phone(cpb::CreatePhoneRequest {
+        phone: Some(cpb::Phone {
+            name: "Field office".into(),
+            kind: cpb::PhoneKind::Remote as i32,
+            site_id: "hq".into(),
+            remote_address: "+15550002001".into(),
+            assignment: Some(cpb::Assignment {
+                mode: Some(cpb::assignment::Mode::Site(cpb::SiteAssignment {
+                    extension: "2001".into(),
+                })),
+            }),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let remote = format!("{prefix}2001");
+    // A registered line, a line without a binding, a REMOTE phone and a user that does
+    // not exist.
+    let users = [
+        a.sip_user.as_str(),
+        b.sip_user.as_str(),
+        remote.as_str(),
+        "nobody1",
+    ];
     for method in [
         "OPTIONS",
         "INVITE",
@@ -348,6 +379,34 @@ async fn no_answer_tells_a_line_from_an_unknown_user() {
             );
         }
         assert!(!answers[0].1.is_empty(), "{method}: no answer");
+    }
+    // The attacker's own tool, with each method it knows, finds none of them.
+    let dict = sb.dir().join("users.txt");
+    let mut words: Vec<String> = (0..10).map(|i| format!("guess{i}")).collect();
+    words.insert(3, a.sip_user.clone());
+    words.insert(7, b.sip_user.clone());
+    std::fs::write(&dict, words.join("\n") + "\n").unwrap();
+    for method in ["OPTIONS", "INVITE"] {
+        let out = dialtone_tests::sipvicious(
+            "svwar",
+            &[
+                // Past its sanity check (an unknown user already gets a challenge, which
+                // makes it give up by itself), so every word is really tried.
+                "--force".into(),
+                "-m".into(),
+                method.into(),
+                "-d".into(),
+                dict.display().to_string(),
+                "-b".into(),
+                "127.0.0.7".into(),
+                format!("udp://{edge}"),
+            ],
+        );
+        assert!(
+            !out.contains(&a.sip_user) && !out.contains(&b.sip_user),
+            "svwar -m {method} told a line apart:\n{out}"
+        );
+        assert!(out.contains("found nothing"), "svwar -m {method}:\n{out}");
     }
 }
 

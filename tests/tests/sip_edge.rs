@@ -646,20 +646,7 @@ async fn websocket_phones_register_over_ws_and_wss() {
 }
 
 /// Runs a sipvicious tool to completion (bounded) and returns its output.
-fn sipvicious(tool: &str, args: &[String]) -> String {
-    let out = Command::new("timeout")
-        .arg("60")
-        .arg(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("sipvicious (apt install sipvicious)");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+use dialtone_tests::sipvicious;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipvicious_cannot_enumerate_users_and_gets_banned() {

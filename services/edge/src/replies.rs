@@ -264,7 +264,10 @@ mod tests {
             false,
         ))
         .unwrap();
-        assert!(proxy.starts_with("SIP/2.0 407 "), "{proxy}");
+        assert!(
+            proxy.starts_with("SIP/2.0 407 Proxy Authentication Required\r\n"),
+            "{proxy}"
+        );
         assert!(
             proxy.contains("\r\nProxy-Authenticate: Digest realm=\"dialtone\""),
             "{proxy}"
