@@ -1077,3 +1077,83 @@ async fn a_peer_proven_by_its_tls_certificate_reaches_phones_from_anywhere() {
     );
     assert_eq!(message(None).await, 407, "no certificate was trusted");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captured_register_replayed_elsewhere_or_later_leaves_calls_with_the_phone() {
+    let mut sb = ClusterSandbox::with_etcd_args(
+        1,
+        &["config", "edge", "edge"],
+        &["--sip-digest-algorithms=md5"],
+    )
+    .await
+    .unwrap();
+    let udp = |sb: &ClusterSandbox, i: usize| udp_addr(&sb.nodes[i]);
+    let (e1, e2) = (udp(&sb, 1), udp(&sb, 2));
+    let mut cfg = sb.nodes[0]
+        .config_client(dialtone_tests::ADMIN_TOKEN)
+        .await
+        .unwrap();
+    let edges = sb.udp_edges(&[1, 2]);
+    dialtone_tests::fleet::seed_site_on(&mut cfg, cpb::PhoneSettings::default(), &edges)
+        .await
+        .unwrap();
+    let phones = dialtone_tests::fleet::import(&mut cfg, 2, "rpl")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, user, password) = &phones[0];
+    let mut phone = UdpPhone::new(e1, user, password).await.unwrap();
+    // The phone's exchange with edge 1, captured on the way.
+    let first = phone.register_text(300, None);
+    phone.send(&first).await.unwrap();
+    let ch = phone.recv(Duration::from_secs(3)).await.unwrap();
+    let www = headers(&ch, "www-authenticate")
+        .into_iter()
+        .find(|h| h.contains("MD5"))
+        .unwrap()
+        .to_owned();
+    let captured = phone.register_text(300, Some(&www));
+    phone.send(&captured).await.unwrap();
+    assert_eq!(
+        status(&phone.recv(Duration::from_secs(3)).await.unwrap()),
+        200
+    );
+
+    // Replayed to the other edge (even from the phone's own address): its nonce was issued
+    // by edge 1, so edge 2 only challenges it.
+    phone.sock.send_to(captured.as_bytes(), e2).await.unwrap();
+    let r = phone.recv(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(status(&r), 401, "edge 2 took edge 1's nonce: {r}");
+
+    // Replayed to edge 1 after a restart (its nonce counts are gone): whatever the edge
+    // makes of it, requests for the line still reach the phone itself.
+    sb.nodes[1].restart().await.unwrap();
+    phone.sock.send_to(captured.as_bytes(), e1).await.unwrap();
+    let _ = phone.recv(Duration::from_secs(3)).await;
+    let (_, caller_user, caller_password) = &phones[1];
+    let caller = Caller::line(caller_user, caller_password).await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        caller
+            .send(
+                &caller.text("OPTIONS", user, &dialtone_tests::sip::branch(), "OPTIONS"),
+                e1,
+            )
+            .await;
+        if let Some(m) = phone.recv(Duration::from_secs(1)).await
+            && m.starts_with("OPTIONS ")
+        {
+            phone.send(&ok_to(&m)).await.unwrap();
+            break;
+        }
+        let _ = caller.codes("OPTIONS", Duration::from_millis(200)).await;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "requests for the line no longer reach the phone"
+        );
+    }
+    assert_eq!(
+        caller.codes("OPTIONS", Duration::from_secs(3)).await.last(),
+        Some(&200)
+    );
+}
