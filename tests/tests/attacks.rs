@@ -1124,6 +1124,13 @@ async fn a_captured_register_replayed_elsewhere_or_later_leaves_calls_with_the_p
     phone.sock.send_to(captured.as_bytes(), e2).await.unwrap();
     let r = phone.recv(Duration::from_secs(3)).await.unwrap();
     assert_eq!(status(&r), 401, "edge 2 took edge 1's nonce: {r}");
+    // stale=true: a phone failing over retries with the new nonce, not as a wrong password.
+    assert!(
+        headers(&r, "www-authenticate")
+            .iter()
+            .all(|c| c.contains("stale=true")),
+        "{r}"
+    );
 
     // Replayed to edge 1 after a restart (its nonce counts are gone): whatever the edge
     // makes of it, requests for the line still reach the phone itself.

@@ -210,7 +210,11 @@ impl Handler {
         ) {
             NonceCheck::Valid => {}
             NonceCheck::Stale => return Err(shared.challenge(m, src, now, true, kind)),
-            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, false, kind)),
+            // A nonce another edge (or this one, to another address) issued is not a wrong
+            // password: `stale=true` lets the phone retry with the new nonce instead of
+            // giving up (a phone failing over between the edges of a group brings one). No
+            // response is verified against an invalid nonce, so this tells a guesser nothing.
+            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, true, kind)),
         }
         let (Some(alg), Some(nc)) = (creds.algorithm(), creds.nonce_count()) else {
             return Err(shared.challenge(m, src, now, false, kind));

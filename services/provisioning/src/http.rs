@@ -201,7 +201,8 @@ impl Handler {
         ) {
             NonceCheck::Valid => {}
             NonceCheck::Stale => return Err(self.challenge(true, "challenged", peer.ip())),
-            NonceCheck::Invalid => return Err(self.challenge(false, "challenged", peer.ip())),
+            // Not a wrong password (no response is checked against it): retry, not re-prompt.
+            NonceCheck::Invalid => return Err(self.challenge(true, "challenged", peer.ip())),
         }
         let user = creds.username.to_ascii_lowercase();
         // The ban is checked before any lookup: a banned guesser costs no store read.
