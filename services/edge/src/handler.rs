@@ -344,7 +344,7 @@ impl Handler {
         // The flow proved itself: it may stay open as long as a registration lasts.
         if let Some(idle) = &peer.idle {
             let _ = idle.compare_exchange(
-                crate::transport::UNAUTHENTICATED_IDLE.as_secs(),
+                crate::transport::NOT_AUTHENTICATED,
                 self.stream_idle().as_secs(),
                 std::sync::atomic::Ordering::Relaxed,
                 std::sync::atomic::Ordering::Relaxed,

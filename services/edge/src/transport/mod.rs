@@ -44,16 +44,21 @@ pub const UNAUTHENTICATED_IDLE: Duration = Duration::from_secs(30);
 /// authenticated, however often it sends: a trickle of bytes cannot hold a slot for ever.
 pub const UNAUTHENTICATED_LIFETIME: Duration = Duration::from_secs(120);
 
+/// [`Peer::idle`] of a stream connection no REGISTER over has authenticated yet. No real
+/// timeout is 0 (a line's persistent-connection timeout is at least 15 s), so a connection
+/// whose timeout happens to equal [`UNAUTHENTICATED_IDLE`] is not taken for unproven.
+pub const NOT_AUTHENTICATED: u64 = 0;
+
 /// How long the next read of a stream connection open for `open` may wait: its idle
-/// timeout, cut short by [`UNAUTHENTICATED_LIFETIME`] while no REGISTER over it is
-/// authenticated; None once that lifetime is over (close it).
+/// timeout once a REGISTER over it is authenticated; before that [`UNAUTHENTICATED_IDLE`],
+/// cut short by [`UNAUTHENTICATED_LIFETIME`], and None once that lifetime is over (close
+/// it).
 pub(crate) fn read_timeout(idle_s: u64, open: Duration) -> Option<Duration> {
-    let idle = Duration::from_secs(idle_s.max(1));
-    if idle_s != UNAUTHENTICATED_IDLE.as_secs() {
-        return Some(idle);
+    if idle_s != NOT_AUTHENTICATED {
+        return Some(Duration::from_secs(idle_s));
     }
     let left = UNAUTHENTICATED_LIFETIME.checked_sub(open)?;
-    (!left.is_zero()).then(|| idle.min(left))
+    (!left.is_zero()).then(|| UNAUTHENTICATED_IDLE.min(left))
 }
 
 /// How long one message may take to write before the connection is closed.
@@ -234,7 +239,7 @@ pub struct Peer {
     /// The names of the verified client certificate a TLS or WSS connection presented
     /// (none otherwise; UDP peers are made per datagram, so this costs them nothing).
     pub tls_names: Option<Arc<[String]>>,
-    /// A stream connection's idle timeout in seconds: [`UNAUTHENTICATED_IDLE`] until a
+    /// A stream connection's idle timeout in seconds: [`NOT_AUTHENTICATED`] until a
     /// REGISTER over it is authenticated, then the handler's stream idle, which a line's
     /// persistent-connection timeout may set (WS/WSS). None over UDP.
     pub idle: Option<Arc<AtomicU64>>,
@@ -326,14 +331,15 @@ mod tests {
     #[test]
     fn unauthenticated_connections_get_a_short_life() {
         let s = Duration::from_secs;
-        let unauth = UNAUTHENTICATED_IDLE.as_secs();
+        let unauth = NOT_AUTHENTICATED;
         let cases = [
             (unauth, s(0), Some(UNAUTHENTICATED_IDLE)),
             (unauth, s(100), Some(s(20))),
             (unauth, s(120), None),
             (unauth, s(500), None),
             (7260, s(500), Some(s(7260))),
-            (0, s(0), Some(s(1))),
+            // A line's persistent timeout of 30 s is a proven flow's, not an unproven one.
+            (30, s(500), Some(s(30))),
         ];
         for (idle, open, want) in cases {
             assert_eq!(read_timeout(idle, open), want, "idle {idle} open {open:?}");

@@ -17,7 +17,7 @@ use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
 use super::{
-    Io, Peer, Replier, Transport, UNAUTHENTICATED_IDLE, accept, read_timeout, write_queue,
+    Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queue,
     write_queued,
 };
 use crate::{error::EdgeError, handler::Handler};
@@ -59,7 +59,7 @@ async fn connection<S: Io>(
     let writer = tokio::spawn(write_queued(wr, rx, addr));
     let flows = handler.flows().clone();
     flows.open(transport, addr, tx.clone());
-    let idle = Arc::new(AtomicU64::new(UNAUTHENTICATED_IDLE.as_secs()));
+    let idle = Arc::new(AtomicU64::new(NOT_AUTHENTICATED));
     let peer = Peer {
         transport,
         addr,

@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{
 use tracing::debug;
 
 use super::{
-    Io, Peer, Replier, Transport, UNAUTHENTICATED_IDLE, WRITE_TIMEOUT, accept, read_timeout,
+    Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout,
     write_queue,
 };
 use crate::handler::Handler;
@@ -139,7 +139,7 @@ async fn connection<S: Io>(
     });
     let flows = handler.flows().clone();
     flows.open(transport, addr, tx.clone());
-    let idle = Arc::new(AtomicU64::new(UNAUTHENTICATED_IDLE.as_secs()));
+    let idle = Arc::new(AtomicU64::new(NOT_AUTHENTICATED));
     let peer = Peer {
         transport,
         addr,
