@@ -236,3 +236,35 @@ pub async fn import_csv(
     }
     Ok(out)
 }
+
+/// Reads phone `id`, lets `change` edit it, and writes it back (at its current version).
+pub async fn update_phone(
+    c: &mut ConfigClient,
+    id: &str,
+    change: impl FnOnce(&mut pb::Phone),
+) -> anyhow::Result<pb::UpdatePhoneResponse> {
+    let mut phone = c
+        .get_phone(pb::GetRequest { id: id.into() })
+        .await?
+        .into_inner();
+    change(&mut phone);
+    Ok(
+        c.update_phone(pb::UpdatePhoneRequest { phone: Some(phone) })
+            .await?
+            .into_inner(),
+    )
+}
+
+/// Assigns phone `id` to user `user` (calls and messages from unassigned phones are
+/// refused).
+pub async fn assign_to_user(c: &mut ConfigClient, id: &str, user: &str) -> anyhow::Result<()> {
+    update_phone(c, id, |p| {
+        p.assignment = Some(pb::Assignment {
+            mode: Some(pb::assignment::Mode::User(pb::UserAssignment {
+                user_id: user.into(),
+            })),
+        });
+    })
+    .await
+    .map(|_| ())
+}

@@ -215,51 +215,20 @@ pub async fn options_answered(
     to: &[(&str, &str, SocketAddr)],
     within: Duration,
 ) -> usize {
-    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let local = sock.local_addr().unwrap();
     let (from_user, password) = from;
-    let text = |i: usize, user: &str, domain: &str, auth: Option<String>| {
-        let auth = auth.map_or(String::new(), |a| format!("Proxy-Authorization: {a}\r\n"));
-        format!(
-            "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\n{auth}Content-Length: 0\r\n\r\n",
+    // A line's caller: one challenge per edge, then each request its own nonce count.
+    let caller = Caller::line(from_user, password).await.unwrap();
+    let sock = &caller.sock;
+    let local = sock.local_addr().unwrap();
+    let mut requests: Vec<(String, SocketAddr)> = Vec::with_capacity(to.len());
+    for (i, (user, domain, edge)) in to.iter().enumerate() {
+        let text = format!(
+            "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
             r = rand::random::<u32>(),
-        )
-    };
-    // One challenge per edge (its nonces are bound to it and to this source).
-    let mut challenges = std::collections::HashMap::new();
-    let mut buf = vec![0u8; 65535];
-    for (_, domain, edge) in to {
-        if challenges.contains_key(edge) {
-            continue;
-        }
-        let _ = sock
-            .send_to(text(usize::MAX, from_user, domain, None).as_bytes(), edge)
-            .await;
-        while let Ok(Ok((n, _))) =
-            tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await
-        {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if let Some(ch) = headers(&msg, "proxy-authenticate")
-                .into_iter()
-                .find(|c| c.contains("MD5"))
-            {
-                challenges.insert(*edge, ch.to_owned());
-                break;
-            }
-        }
+        );
+        requests.push((caller.authorized(&text, *edge).await, *edge));
     }
-    let requests: Vec<(String, SocketAddr)> = to
-        .iter()
-        .enumerate()
-        .map(|(i, (user, domain, edge))| {
-            let auth = challenges.get(edge).map(|ch| {
-                let uri = format!("sip:{user}@{domain}");
-                // Each request its own nonce count, as a client counts them.
-                authorization(from_user, password, "OPTIONS", &uri, ch, i as u32 + 1)
-            });
-            (text(i, user, domain, auth), *edge)
-        })
-        .collect();
+    let mut buf = vec![0u8; 65535];
     let mut answered = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + within;
     let mut interval = Duration::from_millis(500);

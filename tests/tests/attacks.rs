@@ -135,19 +135,7 @@ async fn two_lines(
 ) -> (Seeded, UdpPhone, Seeded) {
     let a = add_phone(c, e, "Callee", "callee1").await.unwrap();
     let b = add_phone(c, e, "Caller", "caller1").await.unwrap();
-    let mut phone = c
-        .get_phone(cpb::GetRequest {
-            id: b.phone_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    phone.assignment = Some(cpb::Assignment {
-        mode: Some(cpb::assignment::Mode::User(cpb::UserAssignment {
-            user_id: "bob".into(),
-        })),
-    });
-    c.update_phone(cpb::UpdatePhoneRequest { phone: Some(phone) })
+    dialtone_tests::fleet::assign_to_user(c, &b.phone_id, "bob")
         .await
         .unwrap();
     let mut callee = UdpPhone::new(udp_addr(node), &a.sip_user, &a.password)
@@ -733,38 +721,21 @@ async fn a_reset_password_logs_out_and_never_comes_back() {
     let r = phone.register(300).await.unwrap();
     assert_eq!(status(&r), 403, "the old password still works: {r}");
     // The line removed and added again under the same user: a new password, never the old.
-    let mut ph = c
-        .get_phone(cpb::GetRequest {
-            id: p.phone_id.clone(),
-        })
+    let line = |sip_user: &str| {
+        let sip_user = sip_user.to_owned();
+        move |p: &mut cpb::Phone| {
+            p.lines = vec![cpb::Line {
+                sip_user,
+                ..Default::default()
+            }]
+        }
+    };
+    dialtone_tests::fleet::update_phone(&mut c, &p.phone_id, line("other1"))
         .await
-        .unwrap()
-        .into_inner();
-    ph.lines = vec![cpb::Line {
-        sip_user: "other1".into(),
-        ..Default::default()
-    }];
-    c.update_phone(cpb::UpdatePhoneRequest {
-        phone: Some(ph.clone()),
-    })
-    .await
-    .unwrap();
-    let mut ph = c
-        .get_phone(cpb::GetRequest {
-            id: p.phone_id.clone(),
-        })
+        .unwrap();
+    let added = dialtone_tests::fleet::update_phone(&mut c, &p.phone_id, line("reset1"))
         .await
-        .unwrap()
-        .into_inner();
-    ph.lines = vec![cpb::Line {
-        sip_user: "reset1".into(),
-        ..Default::default()
-    }];
-    let added = c
-        .update_phone(cpb::UpdatePhoneRequest { phone: Some(ph) })
-        .await
-        .unwrap()
-        .into_inner();
+        .unwrap();
     let again = &added.credentials[0];
     assert_eq!(again.sip_user, p.sip_user);
     assert_ne!(

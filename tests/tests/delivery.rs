@@ -17,7 +17,7 @@ use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, SimTransport};
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{contacts, import, seed_site_on},
+    fleet::{assign_to_user, contacts, import, seed_site_on},
     sip::{Caller, branch, headers, status},
 };
 
@@ -109,19 +109,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
     // The caller is one of our lines, a user's (calls from unassigned phones are refused),
     // proving itself with its password at each edge (407, Proxy-Authorization).
     let caller_line = &phones[4];
-    let mut phone = cfg
-        .get_phone(pb::GetRequest {
-            id: caller_line.0.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    phone.assignment = Some(pb::Assignment {
-        mode: Some(pb::assignment::Mode::User(pb::UserAssignment {
-            user_id: "carol".into(),
-        })),
-    });
-    cfg.update_phone(pb::UpdatePhoneRequest { phone: Some(phone) })
+    assign_to_user(&mut cfg, &caller_line.0, "carol")
         .await
         .unwrap();
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
@@ -264,19 +252,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
             .is_some_and(|r| r.starts_with("SIP/2.0 403 Phone Not Assigned")),
         "{refused:?}"
     );
-    let mut phone = cfg
-        .get_phone(pb::GetRequest {
-            id: ringing.phone_id.clone(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    phone.assignment = Some(pb::Assignment {
-        mode: Some(pb::assignment::Mode::User(pb::UserAssignment {
-            user_id: "bob".into(),
-        })),
-    });
-    cfg.update_phone(pb::UpdatePhoneRequest { phone: Some(phone) })
+    assign_to_user(&mut cfg, &ringing.phone_id, "bob")
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(3);
