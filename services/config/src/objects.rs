@@ -109,20 +109,10 @@ impl ConfigCore {
 
     pub async fn create_peer(&self, mut p: Peer) -> Result<Peer> {
         validate_peer(&p)?;
-        let key = keys::peer(&p.id);
         p.version = 0;
-        let r = self
-            .store
-            .txn(vec![Compare::Absent(key.clone())], vec![put(key, &p)])
+        p.version = self
+            .create_absent(&keys::peer(&p.id), &p, ("peer", "peer id"), &p.id)
             .await?;
-        if !r.succeeded {
-            return Err(ConfigError::AlreadyExists {
-                what: "peer id",
-                value: p.id,
-                owner: "another peer".into(),
-            });
-        }
-        p.version = r.revision;
         Ok(p)
     }
 
@@ -144,21 +134,8 @@ impl ConfigCore {
     /// Deletes a peer (nothing refers to one: its requests are simply challenged again).
     pub async fn delete_peer(&self, id: &str, version: i64) -> Result<i64> {
         let key = keys::peer(id);
-        let r = self
-            .store
-            .txn(
-                vec![version_guard(&key, version)],
-                vec![Op::Delete(key.clone())],
-            )
-            .await?;
-        if r.succeeded {
-            return Ok(r.revision);
-        }
-        explain_guard(&self.store, &key, version, "peer", id).await?;
-        Err(ConfigError::Contended {
-            kind: "peer",
-            id: id.to_owned(),
-        })
+        self.write_guarded(&key, version, Op::Delete(key.clone()), "peer", id)
+            .await
     }
 
     pub async fn list_peers(&self, size: i32, token: &str) -> Result<(Vec<Peer>, String)> {
@@ -177,20 +154,15 @@ impl ConfigCore {
 
     pub async fn create_edge_group(&self, mut g: EdgeGroup) -> Result<EdgeGroup> {
         validate_edge_group(&g)?;
-        let key = keys::edge_group(&g.id);
         g.version = 0;
-        let r = self
-            .store
-            .txn(vec![Compare::Absent(key.clone())], vec![put(key, &g)])
+        g.version = self
+            .create_absent(
+                &keys::edge_group(&g.id),
+                &g,
+                ("edge group", "edge group id"),
+                &g.id,
+            )
             .await?;
-        if !r.succeeded {
-            return Err(ConfigError::AlreadyExists {
-                what: "edge group id",
-                value: g.id,
-                owner: "another edge group".into(),
-            });
-        }
-        g.version = r.revision;
         Ok(g)
     }
 
@@ -386,6 +358,32 @@ impl ConfigCore {
         Ok(b)
     }
 
+    /// Writes a new object of `kind` at `key` unless one is there (AlreadyExists on `what`,
+    /// its unique id); returns its version. For objects without indexes (edge groups, peers).
+    async fn create_absent<M: prost::Message>(
+        &self,
+        key: &str,
+        msg: &M,
+        (kind, what): (&'static str, &'static str),
+        id: &str,
+    ) -> Result<i64> {
+        let r = self
+            .store
+            .txn(
+                vec![Compare::Absent(key.to_owned())],
+                vec![put(key.to_owned(), msg)],
+            )
+            .await?;
+        if !r.succeeded {
+            return Err(ConfigError::AlreadyExists {
+                what,
+                value: id.to_owned(),
+                owner: format!("another {kind}"),
+            });
+        }
+        Ok(r.revision)
+    }
+
     /// Replaces an object at `version` (0: any); returns the new version.
     async fn put_guarded<M: prost::Message>(
         &self,
@@ -395,12 +393,23 @@ impl ConfigCore {
         kind: &'static str,
         id: &str,
     ) -> Result<i64> {
+        self.write_guarded(key, version, put(key.to_owned(), msg), kind, id)
+            .await
+    }
+
+    /// Applies `op` to the object at `key` if it is at `version` (0: any); returns the
+    /// new revision, or why not (gone, stale version, contended).
+    async fn write_guarded(
+        &self,
+        key: &str,
+        version: i64,
+        op: Op,
+        kind: &'static str,
+        id: &str,
+    ) -> Result<i64> {
         let r = self
             .store
-            .txn(
-                vec![version_guard(key, version)],
-                vec![put(key.to_owned(), msg)],
-            )
+            .txn(vec![version_guard(key, version)], vec![op])
             .await?;
         if !r.succeeded {
             explain_guard(&self.store, key, version, kind, id).await?;
