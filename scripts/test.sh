@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh Debian machine: installs what is missing, builds the
-# binaries the cluster tests start, runs every test with nextest, then checks the deployment
-# files (Prometheus rules with promtool, the Helm chart with helm-python-sdk and
-# kubernetes-validate).
+# The whole test suite, from a fresh Debian machine: installs what is missing, checks the
+# house rules (rustfmt, and clippy with the lints of Cargo.toml's [workspace.lints] and
+# clippy.toml), builds the binaries the cluster tests start, runs every test with nextest,
+# then checks the deployment files (Prometheus rules with promtool, the Helm chart with
+# helm-python-sdk and kubernetes-validate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh --test
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
 cargo build --bins
 cargo nextest run --workspace --no-fail-fast "$@"
 bash scripts/deploy-check.sh

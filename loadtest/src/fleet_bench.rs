@@ -15,23 +15,22 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
-use dialtone_config::placement;
+use dialtone_domain::placement;
 use dialtone_loadtest::procfs::pss;
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN, fleet};
+use parking_lot::Mutex;
 
 const EDGES: [usize; 3] = [2, 3, 4];
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    dialtone_common::clock::unix_ms_i64()
 }
 
 async fn summary(st: &mut StatusClient) -> spb::SiteSummary {
@@ -130,7 +129,7 @@ async fn main() -> anyhow::Result<()> {
                     .max()
                     .unwrap_or(0);
                 if newest > 0 {
-                    lags.lock().unwrap().push(now_ms() - newest);
+                    lags.lock().push(now_ms() - newest);
                 }
             }
         })
@@ -179,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
         sim.stats().failures()
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut l = lags.lock().unwrap().clone();
+    let mut l = lags.lock().clone();
     l.sort_unstable();
     let pct = |p: f64| {
         l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))

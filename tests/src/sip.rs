@@ -270,7 +270,7 @@ pub struct Caller {
     /// The From of [`Caller::text`] (`user@host`).
     from: String,
     /// Lines it can prove: (SIP user, password).
-    lines: std::sync::Mutex<Vec<(String, String)>>,
+    lines: parking_lot::Mutex<Vec<(String, String)>>,
     /// The last proxy challenge of each edge (nonces are bound to the edge and the source),
     /// and the nonce count used with it last (each count is good once).
     challenges: tokio::sync::Mutex<std::collections::HashMap<SocketAddr, (String, u32)>>,
@@ -304,7 +304,6 @@ impl Caller {
     pub fn add_line(&self, user: &str, password: &str) {
         self.lines
             .lock()
-            .unwrap()
             .push((user.to_owned(), password.to_owned()));
     }
 
@@ -353,7 +352,6 @@ impl Caller {
         let password = self
             .lines
             .lock()
-            .unwrap()
             .iter()
             .find(|(u, _)| *u == from_user)
             .map(|(_, p)| p.clone());

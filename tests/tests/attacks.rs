@@ -2,10 +2,7 @@
 //! 127.0.0.x: each test sends what an attacker would and asserts the bound or the refusal,
 //! then that the edge still serves (readiness, and a phone that still registers).
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{net::SocketAddr, time::Duration};
 
 use dialtone_proto::config::v1 as cpb;
 use dialtone_tests::{
@@ -201,10 +198,7 @@ async fn only_lines_and_edges_reach_a_phone() {
     assert!(nothing_reached().await);
 
     // A forged forwarding marker (the edge-to-edge path): 403, never delivered.
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let now = dialtone_common::clock::unix_secs();
     let forged = outsider
         .text(
             "MESSAGE",

@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_config::placement;
+use dialtone_domain::placement;
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, SimTransport};
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{

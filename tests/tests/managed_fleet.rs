@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_config::placement;
+use dialtone_domain::placement;
 use dialtone_phonesim::{
     Sim, SimConfig,
     https::client_config,

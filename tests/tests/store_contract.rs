@@ -1,10 +1,20 @@
 //! One contract, every backend: the embedded store, a single etcd member, and a
 //! three-member etcd cluster that loses a member in the middle of the run.
 
-use std::time::Duration;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
-use dialtone_store::{Compare, EmbeddedStore, Op, Store, StoreError, WatchEvent};
+use dialtone_store::{
+    Compare, EmbeddedStore, Follow, Follower, KeyValue, Op, Store, StoreError, WatchBatch,
+    WatchEvent,
+};
 use dialtone_tests::EtcdCluster;
+use parking_lot::Mutex;
 
 fn put(key: &str, v: &str) -> Op {
     Op::Put {
@@ -199,12 +209,148 @@ async fn contract_watch_lease(s: &Store) {
     assert!(s.get("l/expiring").await.unwrap().is_none());
 }
 
+/// What a follower was told, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Told {
+    Reset,
+    Listed(Vec<String>),
+    CaughtUp,
+    Put(String),
+    Deleted(String),
+}
+
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Told>>>);
+
+impl Follower for Recorder {
+    fn reset(&mut self) {
+        self.0.lock().push(Told::Reset);
+    }
+    fn listed(&mut self, page: Vec<KeyValue>) {
+        self.0
+            .lock()
+            .push(Told::Listed(page.into_iter().map(|kv| kv.key).collect()));
+    }
+    fn caught_up(&mut self, revision: i64) {
+        assert!(revision > 0);
+        self.0.lock().push(Told::CaughtUp);
+    }
+    fn changed(&mut self, batch: WatchBatch) {
+        for ev in batch.events {
+            self.0.lock().push(match ev {
+                WatchEvent::Put(kv) => Told::Put(kv.key),
+                WatchEvent::Delete { key, .. } => Told::Deleted(key),
+            });
+        }
+    }
+}
+
+impl Recorder {
+    fn take(&self) -> Vec<Told> {
+        std::mem::take(&mut *self.0.lock())
+    }
+
+    /// Waits until `want` was told (everything told so far is returned and forgotten).
+    async fn wait_for(&self, want: &Told) -> Vec<Told> {
+        let mut seen = Vec::new();
+        for _ in 0..200 {
+            seen.extend(self.take());
+            if seen.contains(want) {
+                return seen;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("never told {want:?}; told {seen:?}");
+    }
+}
+
+/// Empty pages (a backend may end a listing with one) say nothing.
+fn said(told: Vec<Told>) -> Vec<Told> {
+    told.into_iter()
+        .filter(|t| !matches!(t, Told::Listed(v) if v.is_empty()))
+        .collect()
+}
+
+/// The follower every role's view runs on: list, watch from the listed revision + 1 with
+/// only the followed prefixes handed over, list again after compaction, a ready flag.
+async fn contract_follow(s: &Store) {
+    let listed = |v: &[&str]| Told::Listed(v.iter().map(|k| (*k).to_owned()).collect());
+    for k in ["f/a/1", "f/a/2", "f/b/1", "f/c/1"] {
+        s.put(k, b"v".to_vec(), None).await.unwrap();
+    }
+    let rec = Recorder::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let task = Follow::listing("contract", &["f/a/", "f/b/"])
+        .page(1)
+        .start(s.clone(), rec.clone(), ready.clone())
+        .await
+        .unwrap();
+    assert!(ready.load(Ordering::Acquire), "ready once caught up");
+    assert_eq!(
+        said(rec.take()),
+        [
+            Told::Reset,
+            listed(&["f/a/1"]),
+            listed(&["f/a/2"]),
+            listed(&["f/b/1"]),
+            Told::CaughtUp
+        ]
+    );
+    // Changes after the listing, in order, only under the followed prefixes.
+    s.put("f/c/2", b"v".to_vec(), None).await.unwrap();
+    s.put("f/a/3", b"v".to_vec(), None).await.unwrap();
+    s.delete("f/b/1").await.unwrap();
+    let told = rec.wait_for(&Told::Deleted("f/b/1".into())).await;
+    assert_eq!(
+        said(told),
+        [Told::Put("f/a/3".into()), Told::Deleted("f/b/1".into())]
+    );
+    task.abort();
+
+    // A follower resuming from a revision whose history was compacted away lists again.
+    let old = s.revision().await.unwrap();
+    s.put("f/a/4", b"v".to_vec(), None).await.unwrap();
+    // Compacting at a revision keeps it: watches may start there, not before.
+    s.put("f/c/3", b"v".to_vec(), None).await.unwrap();
+    s.compact(s.revision().await.unwrap()).await.unwrap();
+    let rec = Recorder::default();
+    let ready = Arc::new(AtomicBool::new(false));
+    let task = Follow::listing("contract", &["f/a/"])
+        .resuming_from(old)
+        .start(s.clone(), rec.clone(), ready.clone())
+        .await
+        .unwrap();
+    let told = rec.wait_for(&Told::CaughtUp).await;
+    assert_eq!(
+        said(told),
+        [
+            Told::Reset,
+            listed(&["f/a/1", "f/a/2", "f/a/3", "f/a/4"]),
+            Told::CaughtUp
+        ]
+    );
+    assert!(ready.load(Ordering::Acquire));
+    s.put("f/a/5", b"v".to_vec(), None).await.unwrap();
+    rec.wait_for(&Told::Put("f/a/5".into())).await;
+    task.abort();
+
+    // From now on: no listing, only a reset, then the changes.
+    let rec = Recorder::default();
+    let task = Follow::from_now("contract", &["f/"]).spawn(s.clone(), rec.clone(), Arc::default());
+    rec.wait_for(&Told::CaughtUp).await;
+    s.put("f/b/2", b"v".to_vec(), None).await.unwrap();
+    let told = rec.wait_for(&Told::Put("f/b/2".into())).await;
+    assert_eq!(said(told), [Told::Put("f/b/2".into())]);
+    task.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_store_meets_the_contract() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::Embedded(EmbeddedStore::open(dir.path()).unwrap());
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
+    contract_follow(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -278,6 +424,7 @@ async fn etcd_single_member_meets_the_contract() {
     let s = etcd.store("/contract/").await.unwrap();
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
+    contract_follow(&s).await;
     // etcd compaction: a watch from before it gets the re-list signal
     let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
         .await
@@ -312,6 +459,7 @@ async fn etcd_three_members_lose_one_mid_test() {
     assert_eq!(s.count("p/").await.unwrap(), 4);
     assert!(s.revision().await.unwrap() > before);
     contract_watch_lease(&s).await;
+    contract_follow(&s).await;
 }
 
 /// A lease that expires deletes every key on it in one revision, and etcd sends that

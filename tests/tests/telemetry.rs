@@ -4,7 +4,7 @@
 //! is still buffered is flushed when the node stops.
 
 use std::{
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,6 +28,7 @@ use opentelemetry_proto::tonic::{
     common::v1::{AnyValue, KeyValue, any_value},
     metrics::v1::{Metric, metric::Data, number_data_point},
 };
+use parking_lot::Mutex;
 
 #[derive(Clone, Default)]
 struct Receiver(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
@@ -38,7 +39,7 @@ impl TraceService for Receiver {
         &self,
         req: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.lock().unwrap().push(req.into_inner());
+        self.0.lock().push(req.into_inner());
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
@@ -52,10 +53,7 @@ impl MetricsService for MetricsReceiver {
         &self,
         req: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        self.0
-            .lock()
-            .unwrap()
-            .push((Instant::now(), req.into_inner()));
+        self.0.lock().push((Instant::now(), req.into_inner()));
         Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
     }
 }
@@ -63,7 +61,7 @@ impl MetricsService for MetricsReceiver {
 impl MetricsReceiver {
     /// The metric named `name` in the latest export that has it.
     fn latest(&self, name: &str) -> Option<Metric> {
-        self.0.lock().unwrap().iter().rev().find_map(|(_, r)| {
+        self.0.lock().iter().rev().find_map(|(_, r)| {
             r.resource_metrics
                 .iter()
                 .flat_map(|rm| &rm.scope_metrics)
@@ -146,7 +144,7 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        receiver.0.lock().unwrap().is_empty(),
+        receiver.0.lock().is_empty(),
         "spans were exported before the batch delay or the flush"
     );
 
@@ -154,7 +152,7 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
     assert!(status.success(), "node exit: {status}");
     let deadline = Instant::now() + Duration::from_secs(5);
     let (resource, span) = loop {
-        let found = receiver.0.lock().unwrap().iter().find_map(|r| {
+        let found = receiver.0.lock().iter().find_map(|r| {
             r.resource_spans.iter().find_map(|rs| {
                 rs.scope_spans
                     .iter()
@@ -190,7 +188,6 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
     let sip: Vec<_> = receiver
         .0
         .lock()
-        .unwrap()
         .iter()
         .flat_map(|r| r.resource_spans.iter())
         .flat_map(|rs| rs.scope_spans.iter())
@@ -212,7 +209,7 @@ async fn grpc_calls_are_traced_over_otlp_continuing_the_callers_trace() {
             .all(|s| text(&s.attributes, "edge").as_deref() == Some("solo")
                 && text(&s.attributes, "network.transport").as_deref() == Some("udp"))
     );
-    let everything = format!("{:?}", receiver.0.lock().unwrap());
+    let everything = format!("{:?}", receiver.0.lock());
     assert!(
         !everything.contains(&token),
         "a credential reached the traces"
@@ -306,7 +303,7 @@ async fn metrics_are_exported_over_otlp_as_the_scrape_shows_them() {
     );
 
     // The resource is the node's, as on its spans.
-    let resource = receiver.0.lock().unwrap()[0].1.resource_metrics[0]
+    let resource = receiver.0.lock()[0].1.resource_metrics[0]
         .resource
         .clone()
         .unwrap();
@@ -320,10 +317,10 @@ async fn metrics_are_exported_over_otlp_as_the_scrape_shows_them() {
     );
 
     // A last export at shutdown.
-    let before = receiver.0.lock().unwrap().len();
+    let before = receiver.0.lock().len();
     let stopped = Instant::now();
     assert!(sb.nodes[0].terminate().unwrap().success());
-    let exports = receiver.0.lock().unwrap();
+    let exports = receiver.0.lock();
     assert!(
         exports.len() > before && exports.last().unwrap().0 >= stopped,
         "no export at shutdown"

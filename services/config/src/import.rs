@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use dialtone_domain::keys;
 use dialtone_proto::config::v1::{
     BaseSettings, ImportOutcome, ImportPhonesResponse, LineCredentials, Phone, Site,
 };
@@ -17,7 +18,6 @@ use crate::{
     ConfigCore,
     csv_format::{self, Row},
     error::{ConfigError, Result},
-    keys,
     phones::{create_txn, device_credentials},
     repo::load,
     validate,

@@ -8,17 +8,14 @@
 //! is ever half-written.
 
 pub mod actions;
-pub mod credentials;
 pub mod csv_format;
 pub mod error;
 mod import;
-pub mod keys;
 pub mod list;
 mod migrate;
 mod objects;
 pub mod peers;
 pub mod phones;
-pub mod placement;
 pub mod rebalance;
 mod repo;
 pub mod service;
@@ -30,20 +27,21 @@ use dialtone_store::Store;
 pub use error::ConfigError;
 pub use service::ConfigApi;
 
-/// Default digest realm of phone credentials.
-pub const DEFAULT_REALM: &str = "dialtone";
-
 /// The config role's logic over a store (no gRPC; see [`ConfigApi`]).
 #[derive(Clone)]
 pub struct ConfigCore {
     store: Store,
     realm: String,
-    key: credentials::CredentialKey,
+    key: dialtone_domain::credentials::CredentialKey,
 }
 
 impl ConfigCore {
     /// A config core writing credentials for `realm`, deriving passwords from `key`.
-    pub fn new(store: Store, realm: &str, key: credentials::CredentialKey) -> Self {
+    pub fn new(
+        store: Store,
+        realm: &str,
+        key: dialtone_domain::credentials::CredentialKey,
+    ) -> Self {
         ConfigCore {
             store,
             realm: realm.to_owned(),

@@ -5,12 +5,12 @@
 //! to what it yields. A page examines at most `MAX_SCAN` entries, so a page may hold fewer
 //! phones than asked while `next_page_token` is non-empty.
 
+use dialtone_domain::keys;
 use dialtone_proto::config::v1::{Phone, PhoneFilter, PhoneKind};
 
 use crate::{
     ConfigCore,
     error::{ConfigError, Result},
-    keys,
     repo::{self, decode},
     validate,
 };

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use dialtone_domain::keys;
 use dialtone_proto::config::v1::{
     BaseSettings, MetaBase, MigrateBaseSettingsRequest, MigrateBaseSettingsResponse,
     MigrationOutcome, Phone, PhoneMigration, SettingChange,
@@ -11,7 +12,7 @@ use dialtone_store::{Compare, Op};
 use crate::{
     ConfigCore,
     error::{ConfigError, Result},
-    keys, list,
+    list,
     repo::{self, load, must_load, put, put_index},
     settings,
 };

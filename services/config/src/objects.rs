@@ -2,13 +2,13 @@
 //! References are checked inside the write transaction (the referenced key must exist; an
 //! object still referenced cannot be deleted: its reverse index prefix must be empty).
 
+use dialtone_domain::{credentials, keys};
 use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, MediaRelay, MetaBase, Peer, Site};
 use dialtone_store::{Compare, Op};
 
 use crate::{
-    ConfigCore, credentials,
+    ConfigCore,
     error::{ConfigError, Result, check},
-    keys,
     peers::validate_peer,
     repo::{self, explain_guard, must_load, must_load_at, put, put_index, version_guard},
     settings, validate,

@@ -4,6 +4,10 @@
 //! `index/hardware/{hw}` and `index/sip-user/{user}` (uniqueness: created only if absent),
 //! and the listing indexes by site, by profile and by name.
 
+use dialtone_domain::{
+    credentials::{self, CredentialKey},
+    keys,
+};
 use dialtone_proto::config::v1::{
     Assignment, BaseSettings, DeviceCredentials, LineCredentials, MetaBase, Phone, PhoneKind, Site,
     StoredCredentials, assignment::Mode,
@@ -12,9 +16,7 @@ use dialtone_store::{Compare, Op};
 
 use crate::{
     ConfigCore,
-    credentials::{self, CredentialKey},
     error::{ConfigError, Result, check},
-    keys,
     repo::{explain_guard, load, must_load, must_load_at, now_ms, put, put_index, version_guard},
     settings, validate,
 };

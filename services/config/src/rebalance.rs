@@ -11,6 +11,10 @@
 
 use std::collections::HashMap;
 
+use dialtone_domain::{
+    actions::{self, Act},
+    keys, placement,
+};
 use dialtone_proto::config::v1::{
     BaseSettings, Phone, PhoneMove, PhoneMoveAction, RebalanceSiteResponse,
 };
@@ -19,9 +23,8 @@ use tracing::info;
 
 use crate::{
     ConfigCore,
-    actions::{self, Act},
     error::{ConfigError, Result},
-    keys, phones, placement,
+    phones,
     settings::of_phone,
 };
 

@@ -148,8 +148,5 @@ pub async fn list_page<M: Message + Default>(
 
 /// Now, in Unix milliseconds (object timestamps).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    dialtone_common::clock::unix_ms_i64()
 }

@@ -3,6 +3,10 @@
 use std::{pin::Pin, sync::Arc, time::Duration};
 
 use dialtone_auth::{Permission, Tokens};
+use dialtone_domain::{
+    actions::{self, Act},
+    keys,
+};
 use dialtone_proto::config::v1::{self as pb, config_service_server::ConfigService};
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -11,14 +15,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::{
-    ConfigCore,
-    actions::{self, Act},
-    csv_format,
-    error::ConfigError,
-    keys, list,
-    phones::redact,
-    repo::decode,
-    settings,
+    ConfigCore, csv_format, error::ConfigError, list, phones::redact, repo::decode, settings,
 };
 
 /// Largest CSV accepted by ImportPhones.
@@ -559,7 +556,7 @@ impl ConfigService for ConfigApi {
         let prefix = if role.is_empty() {
             keys::MEMBERS.to_owned()
         } else {
-            format!("{}{role}/", keys::MEMBERS)
+            keys::role_members(role)
         };
         let page = self
             .core

@@ -1,188 +1,21 @@
-//! Phone settings: the defaults of each meta-base, validation of every typed field, the
-//! layering template → profile → phone overrides, and a flat diff of effective settings.
-//! Pure functions, no IO.
+//! Validation of every typed phone setting, and a flat diff of effective settings. The
+//! defaults and the layering every role shares live in `dialtone_domain::settings`. Pure
+//! functions, no IO.
 
 use std::collections::BTreeMap;
 
 use dialtone_proto::config::v1::{
-    AutoConference, BaseSettings, CustomProperty, DtmfMode, MetaBase, PhoneSettings, PropertyType,
-    SoftphoneAudio, Transport,
+    CustomProperty, DtmfMode, MetaBase, PhoneSettings, PropertyType, Transport,
+};
+
+pub(crate) use dialtone_domain::settings::{
+    KNOWN_CODECS, META_BASES, effective, of_phone, template,
 };
 
 use crate::{
     error::{ConfigError, check},
     validate,
 };
-
-/// Codecs Dialtone knows, as MIME subtypes (RFC 4855 names).
-pub const KNOWN_CODECS: [&str; 8] = [
-    "opus", "G722", "PCMU", "PCMA", "G729", "iLBC", "AMR-WB", "G726-32",
-];
-
-/// Every meta-base a profile may have.
-pub const META_BASES: [MetaBase; 7] = [
-    MetaBase::GenericSip,
-    MetaBase::Webrtc,
-    MetaBase::PolyVvx,
-    MetaBase::PolyEdgeE,
-    MetaBase::Yealink,
-    MetaBase::Audiocodes,
-    MetaBase::DesktopSoftphone,
-];
-
-fn codecs(names: &[&str]) -> Vec<String> {
-    names.iter().map(|n| format!("audio/{n}")).collect()
-}
-
-/// The defaults of a meta-base, every field set.
-pub fn template(meta: MetaBase) -> PhoneSettings {
-    use MetaBase as M;
-    let mut s = PhoneSettings {
-        dynamic_reload: Some(true),
-        standalone_features: Some(true),
-        sip_dscp: Some(24),
-        media_dscp: Some(46),
-        rtp_port_start: Some(4000),
-        rtp_port_count: Some(1000),
-        codecs: codecs(&["G722", "PCMU", "PCMA"]),
-        dtmf_mode: DtmfMode::Rfc4733 as i32,
-        dtmf_payload_type: Some(101),
-        tls_ca_pem: Some(String::new()),
-        mutual_auth: Some(false),
-        firmware_version: Some(String::new()),
-        firmware_url: Some(String::new()),
-        e911_enabled: Some(false),
-        e911_lis_url: Some(String::new()),
-        e911_ers_account_id: Some(String::new()),
-        secondary_registration: Some(true),
-        mwi_enabled: Some(true),
-        custom_properties: Vec::new(),
-        persistent_connection: Some(false),
-        persistent_connection_timeout_s: Some(300),
-        push_credentials: Some(true),
-        auto_conference: Some(AutoConference {
-            enabled: Some(false),
-            pin: Some(String::new()),
-            language: Some("en-US".into()),
-        }),
-        registration_period_s: Some(3600),
-        max_bindings: Some(3),
-        transport: Transport::Udp as i32,
-        softphone: None,
-    };
-    match meta {
-        M::GenericSip | M::Unspecified => {
-            s.codecs = codecs(&["PCMU", "PCMA", "G722"]);
-            s.dynamic_reload = Some(false);
-            s.push_credentials = Some(false);
-        }
-        M::Webrtc => {
-            s.codecs = codecs(&["opus", "PCMU"]);
-            s.transport = Transport::Wss as i32;
-            s.persistent_connection = Some(true);
-            s.persistent_connection_timeout_s = Some(150);
-            s.registration_period_s = Some(600);
-            s.standalone_features = Some(false);
-            s.push_credentials = Some(false);
-        }
-        M::PolyVvx | M::Yealink => s.codecs = codecs(&["G722", "PCMU", "PCMA", "G729"]),
-        M::PolyEdgeE => {
-            s.codecs = codecs(&["opus", "G722", "PCMU", "PCMA"]);
-            s.transport = Transport::Tls as i32;
-        }
-        M::Audiocodes => {}
-        M::DesktopSoftphone => {
-            s.codecs = codecs(&["opus", "G722", "PCMU"]);
-            s.transport = Transport::Tls as i32;
-            s.persistent_connection = Some(true);
-            s.softphone = Some(SoftphoneAudio {
-                use_headset: Some(false),
-                headset_name: Vec::new(),
-                audio_in_device: Vec::new(),
-                audio_out_device: Vec::new(),
-                auto_answer: Some(false),
-                reject_session_when_headset_na: Some(false),
-                sip_code_when_headset_na: Some(480),
-            });
-        }
-    }
-    s
-}
-
-macro_rules! take {
-    ($out:ident, $over:ident; $($f:ident),* $(,)?) => {
-        $( if $over.$f.is_some() { $out.$f = $over.$f.clone(); } )*
-    };
-}
-
-/// `over` layered on `base`: set fields win; lists win when non-empty; custom properties
-/// merge by name; enums win when specified.
-pub fn merge(base: &PhoneSettings, over: &PhoneSettings) -> PhoneSettings {
-    let mut out = base.clone();
-    take!(out, over; dynamic_reload, standalone_features, sip_dscp, media_dscp, rtp_port_start, rtp_port_count,
-        dtmf_payload_type, tls_ca_pem, mutual_auth, firmware_version, firmware_url, e911_enabled, e911_lis_url,
-        e911_ers_account_id, secondary_registration, mwi_enabled, persistent_connection,
-        persistent_connection_timeout_s, push_credentials, registration_period_s, max_bindings);
-    if !over.codecs.is_empty() {
-        out.codecs = over.codecs.clone();
-    }
-    if over.dtmf_mode != 0 {
-        out.dtmf_mode = over.dtmf_mode;
-    }
-    if over.transport != 0 {
-        out.transport = over.transport;
-    }
-    for p in &over.custom_properties {
-        match out.custom_properties.iter_mut().find(|q| q.name == p.name) {
-            Some(q) => *q = p.clone(),
-            None => out.custom_properties.push(p.clone()),
-        }
-    }
-    if let Some(o) = &over.auto_conference {
-        let a = out.auto_conference.get_or_insert_with(Default::default);
-        take!(a, o; enabled, pin, language);
-    }
-    if let Some(o) = &over.softphone {
-        let a = out.softphone.get_or_insert_with(Default::default);
-        take!(a, o; use_headset, auto_answer, reject_session_when_headset_na, sip_code_when_headset_na);
-        for (dst, src) in [
-            (&mut a.headset_name, &o.headset_name),
-            (&mut a.audio_in_device, &o.audio_in_device),
-            (&mut a.audio_out_device, &o.audio_out_device),
-        ] {
-            if !src.is_empty() {
-                *dst = src.clone();
-            }
-        }
-    }
-    out
-}
-
-/// The effective settings of a phone: template, then profile, then the phone's overrides.
-pub fn effective(
-    meta: MetaBase,
-    profile: &PhoneSettings,
-    overrides: Option<&PhoneSettings>,
-) -> PhoneSettings {
-    let s = merge(&template(meta), profile);
-    match overrides {
-        Some(o) => merge(&s, o),
-        None => s,
-    }
-}
-
-/// A phone's meta-base and effective settings from its profile (none: the generic SIP
-/// template, as for a phone without one) and its overrides.
-pub fn of_phone(
-    base: Option<&BaseSettings>,
-    overrides: Option<&PhoneSettings>,
-) -> (MetaBase, PhoneSettings) {
-    let meta = base
-        .and_then(|b| MetaBase::try_from(b.meta_base).ok())
-        .unwrap_or(MetaBase::GenericSip);
-    let profile = base.and_then(|b| b.settings.clone()).unwrap_or_default();
-    (meta, effective(meta, &profile, overrides))
-}
 
 /// Validates every set field of `s` for a phone of `meta`; `path` prefixes field names.
 pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<(), ConfigError> {
@@ -442,6 +275,9 @@ pub fn diff(before: &PhoneSettings, after: &PhoneSettings) -> Vec<(String, Strin
 
 #[cfg(test)]
 mod tests {
+    use dialtone_domain::settings::merge;
+    use dialtone_proto::config::v1::{AutoConference, SoftphoneAudio};
+
     use super::*;
 
     fn invalid_field(r: Result<(), ConfigError>) -> String {
@@ -831,22 +667,5 @@ mod tests {
             )]
         );
         assert!(diff(&eff, &eff).is_empty());
-    }
-
-    #[test]
-    fn softphone_overrides_merge_field_by_field() {
-        let t = template(MetaBase::DesktopSoftphone);
-        let over = PhoneSettings {
-            softphone: Some(SoftphoneAudio {
-                use_headset: Some(true),
-                headset_name: vec!["Jabra.*".into()],
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let sp = merge(&t, &over).softphone.unwrap();
-        assert_eq!(sp.use_headset, Some(true));
-        assert_eq!(sp.headset_name, vec!["Jabra.*"]);
-        assert_eq!(sp.sip_code_when_headset_na, Some(480));
     }
 }

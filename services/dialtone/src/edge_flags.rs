@@ -217,7 +217,7 @@ impl EdgeFlags {
             shards: self.sip_shards,
             notify_timeout: Duration::from_secs(self.sip_notify_timeout.clamp(1, 64)),
             invite_timeout: Duration::from_secs(self.sip_invite_timeout),
-            connections: dialtone_edge::transport::admission::SourceLimits {
+            connections: dialtone_edge::SourceLimits {
                 total: self.sip_max_connections,
                 per_source: self.sip_max_connections_per_source,
             },

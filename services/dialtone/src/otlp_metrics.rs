@@ -8,11 +8,7 @@
 //! Enabled by `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` (plain
 //! `http://` gRPC, like the trace exporter), disabled by `OTEL_METRICS_EXPORTER=none`.
 
-use std::{
-    future::Future,
-    pin::Pin,
-    time::{Duration, SystemTime, UNIX_EPOCH},
-};
+use std::{future::Future, pin::Pin, time::Duration};
 
 use opentelemetry_proto::tonic::{
     collector::metrics::v1::{
@@ -117,9 +113,7 @@ impl MetricsExport {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    dialtone_common::clock::unix_ns()
 }
 
 fn string_value(s: String) -> Option<AnyValue> {

@@ -124,7 +124,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         None
     };
 
-    let started = SystemTime::now();
+    let started = dialtone_common::clock::now();
     let started_ms = started
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -147,7 +147,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         };
         lease
             .put_owned(
-                &format!("members/{role}/{}", cfg.node()),
+                &dialtone_domain::keys::member(role, cfg.node()),
                 member.encode_to_vec(),
             )
             .await

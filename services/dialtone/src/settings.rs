@@ -79,7 +79,7 @@ pub struct ServeConfig {
     #[arg(long, env = "DIALTONE_CREDENTIALS_KEY_FILE", value_name = "FILE")]
     pub credentials_key_file: Option<PathBuf>,
     /// Digest realm of phone credentials.
-    #[arg(long, env = "DIALTONE_SIP_REALM", default_value = dialtone_config::DEFAULT_REALM)]
+    #[arg(long, env = "DIALTONE_SIP_REALM", default_value = dialtone_domain::DEFAULT_REALM)]
     pub sip_realm: String,
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `dialtone_store=debug,info`.
     #[arg(long, env = "DIALTONE_LOG", default_value = "info")]
@@ -220,7 +220,7 @@ impl ServeConfig {
     }
 
     /// The credentials key: from --credentials-key-file, or generated in dev mode.
-    pub fn credentials_key(&self) -> anyhow::Result<dialtone_config::credentials::CredentialKey> {
+    pub fn credentials_key(&self) -> anyhow::Result<dialtone_domain::credentials::CredentialKey> {
         let key = crate::secret_file::load(
             self.credentials_key_file.as_deref(),
             "--credentials-key-file",
@@ -228,7 +228,7 @@ impl ServeConfig {
             CREDENTIALS_KEY_FILE,
             self.etcd.is_empty(),
         )?;
-        Ok(dialtone_config::credentials::CredentialKey::new(key))
+        Ok(dialtone_domain::credentials::CredentialKey::new(key))
     }
 
     /// The node id (set by validation).

@@ -19,7 +19,7 @@ pub struct StoreRuntime {
 
 impl StoreRuntime {
     pub fn start() -> anyhow::Result<Self> {
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let (handle_tx, handle_rx) = std::sync::mpsc::sync_channel(1);
         let (stop, stopped) = oneshot::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("store-io".into())

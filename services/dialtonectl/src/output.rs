@@ -51,10 +51,7 @@ pub fn ms_ago(ms: i64) -> String {
     if ms <= 0 {
         return "never".into();
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = dialtone_common::clock::unix_ms_i64();
     let s = ((now - ms) / 1000).max(0);
     match s {
         0..120 => format!("{s}s ago"),

@@ -5,23 +5,23 @@
 //! newer request for the same phone written meanwhile is kept and performed next. An action
 //! carrying an id gets a report under `action-results/{id}` for the caller waiting on it.
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use dialtone_config::keys;
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::keys;
 use dialtone_metrics::Counters;
 use dialtone_proto::edge::v1::{
     NotifyResult, PhoneAction, PhoneActionKind, PhoneActionOutcome, PhoneActionResult,
 };
-use dialtone_store::{Compare, KeyValue, Op, Store, StoreError, WatchEvent};
+use dialtone_store::{Compare, Follow, Follower, KeyValue, Op, Store, WatchBatch, WatchEvent};
 use prost::Message;
 use tokio::{sync::Semaphore, task::JoinHandle};
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::{
     api::{check_sync, log_out},
+    dispatch::Dispatcher,
     error::EdgeError,
-    handler::Handler,
-    unix_ms,
 };
 
 /// Actions older than this are dropped unperformed.
@@ -57,7 +57,7 @@ fn check_sync_outcome(r: &Result<Vec<NotifyResult>, EdgeError>) -> PhoneActionOu
 }
 
 /// Performs one action: its report (without the ids and time).
-async fn act(handler: &Handler, action: &PhoneAction) -> PhoneActionResult {
+async fn act(handler: &Dispatcher, action: &PhoneAction) -> PhoneActionResult {
     let mut report = PhoneActionResult {
         kind: action.kind,
         reboot: action.reboot,
@@ -88,7 +88,7 @@ async fn act(handler: &Handler, action: &PhoneAction) -> PhoneActionResult {
     report
 }
 
-async fn perform(store: Store, handler: Arc<Handler>, counts: Arc<ActionCounts>, kv: KeyValue) {
+async fn perform(store: Store, handler: Arc<Dispatcher>, counts: Arc<ActionCounts>, kv: KeyValue) {
     let action = match PhoneAction::decode(kv.value.as_slice()) {
         Ok(a) => a,
         Err(e) => {
@@ -139,74 +139,63 @@ pub fn valid_action_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 32 && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// Performs each request as it is listed or written, at most `CONCURRENCY` at once.
+struct ActionsFollower {
+    store: Store,
+    handler: Arc<Dispatcher>,
+    counts: Arc<ActionCounts>,
+    limit: Arc<Semaphore>,
+}
+
+impl ActionsFollower {
+    fn run(&self, kv: KeyValue) {
+        let (store, handler, counts, limit) = (
+            self.store.clone(),
+            self.handler.clone(),
+            self.counts.clone(),
+            self.limit.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(_permit) = limit.acquire_owned().await else {
+                return;
+            };
+            perform(store, handler, counts, kv).await;
+        });
+    }
+}
+
+impl Follower for ActionsFollower {
+    /// Everything waiting now (at start, and whatever a compaction may have hidden).
+    fn listed(&mut self, page: Vec<KeyValue>) {
+        page.into_iter().for_each(|kv| self.run(kv));
+    }
+
+    /// Every new request from the listed revision on (a performed one is deleted).
+    fn changed(&mut self, batch: WatchBatch) {
+        for ev in batch.events {
+            if let WatchEvent::Put(kv) = ev {
+                self.run(kv);
+            }
+        }
+    }
+}
+
 /// Lists, then watches, `actions/{node}/`.
 pub fn spawn(
     store: Store,
     node: String,
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
     counts: Arc<ActionCounts>,
 ) -> JoinHandle<()> {
-    tokio::spawn(async move {
-        let limit = Arc::new(Semaphore::new(CONCURRENCY));
-        let prefix = keys::phone_actions(&node);
-        let run = |kv: KeyValue| {
-            let (store, handler, counts, limit) = (
-                store.clone(),
-                handler.clone(),
-                counts.clone(),
-                limit.clone(),
-            );
-            tokio::spawn(async move {
-                let Ok(_permit) = limit.acquire_owned().await else {
-                    return;
-                };
-                perform(store, handler, counts, kv).await;
-            });
-        };
-        loop {
-            // Everything waiting now, then every new request from that revision on.
-            let revision = match store
-                .list_pages(&prefix, 500, |kvs| kvs.into_iter().for_each(&run))
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    warn!(error = %e, "listing phone actions failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            let mut watch = match store.watch(&prefix, revision + 1).await {
-                Ok(w) => w,
-                Err(e) => {
-                    warn!(error = %e, "phone actions watch could not open; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            loop {
-                match watch.next().await {
-                    Ok(Some(batch)) => {
-                        for ev in batch.events {
-                            if let WatchEvent::Put(kv) = ev {
-                                run(kv);
-                            }
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(StoreError::Compacted { .. }) => {
-                        info!("phone actions watch compacted: listing again");
-                        break;
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "phone actions watch failed; listing again");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        break;
-                    }
-                }
-            }
-        }
-    })
+    let follower = ActionsFollower {
+        store: store.clone(),
+        handler,
+        counts,
+        limit: Arc::new(Semaphore::new(CONCURRENCY)),
+    };
+    Follow::listing("phone actions", &[&keys::phone_actions(&node)])
+        .page(500)
+        .spawn(store, follower, Arc::default())
 }
 
 #[cfg(test)]

@@ -8,20 +8,20 @@ use dialtone_proto::edge::v1::{self as pb, edge_service_server::EdgeService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    dispatch::Dispatcher,
     error::EdgeError,
-    handler::Handler,
-    phone::{Contacts, Forget, ListBindings},
+    registrar::phone::{Contacts, Forget, ListBindings},
     replies::{OutRequest, new_branch},
 };
 
 /// The service.
 pub struct EdgeApi {
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
     tokens: Arc<Tokens>,
 }
 
 impl EdgeApi {
-    pub fn new(handler: Arc<Handler>, tokens: Arc<Tokens>) -> Self {
+    pub(crate) fn new(handler: Arc<Dispatcher>, tokens: Arc<Tokens>) -> Self {
         EdgeApi { handler, tokens }
     }
 
@@ -58,7 +58,7 @@ impl EdgeApi {
 /// Sends `check-sync` (with `reboot`) to every contact of a phone on this edge and collects
 /// what each answered; used by the API and by the actions the store hands the edge.
 pub(crate) async fn check_sync(
-    h: &Handler,
+    h: &Dispatcher,
     id: &str,
     reboot: bool,
 ) -> Result<pb::CheckSyncResponse, EdgeError> {
@@ -130,7 +130,7 @@ pub(crate) async fn check_sync(
 
 /// Drops every binding of a phone on this edge; returns how many contacts went. Used by
 /// the API and by the actions the store hands the edge.
-pub(crate) async fn log_out(h: &Handler, id: &str) -> Result<u32, EdgeError> {
+pub(crate) async fn log_out(h: &Dispatcher, id: &str) -> Result<u32, EdgeError> {
     let forget = Forget {
         lines: None,
         source: None,

@@ -1,33 +1,35 @@
-//! The Dialtone SIP edge: a registrar over UDP, TCP, TLS, WS and WSS.
+//! The Dialtone SIP edge: a registrar and a proxy to its phones over UDP, TCP, TLS, WS
+//! and WSS.
 //!
-//! Layout, in the manner of mini-redis (pure parsing, state and IO apart):
-//! - pure SIP lives in `dialtone-sip` (parsing, verdicts, digest, the binding reducer);
-//! - [`credentials`] is the cache state, [`credentials_sync`] the watch that feeds it;
-//! - [`handler`] answers what needs no phone state, on the transport tasks;
-//! - [`phone`] is one actix actor per phone (bindings, nonce counts, timers), sharded over
-//!   the arbiters of [`directory`];
-//! - [`publisher`] writes bindings to the store off the REGISTER path;
-//! - [`transport`] holds the sockets; [`api`] the gRPC control service.
+//! Floors, each using only those below it (no import loop; `docs/architecture.md` has the
+//! map, the threading model and the life of a REGISTER):
+//! - ground: [`flow`] (transport, peer, replier, open flows, the UDP outbox),
+//!   [`settings`], [`error`], [`metrics`], [`credentials`] (the cache of lines, fed from
+//!   the store by its follower), [`replies`] (the responder and the digest challenge);
+//! - [`registrar`]: one actix actor per phone (bindings, nonce counts, timers), sharded
+//!   over the actor threads of its directory, sleeping phones kept as bytes, and the
+//!   publisher that writes bindings to the store off the REGISTER path;
+//! - [`delivery`]: requests for phones, proxied to their bindings here or on another edge;
+//!   [`uac`]: the edge's own requests (NOTIFY check-sync);
+//! - [`dispatch`]: judges each message and sends it to the wing that handles it, after
+//!   the trust boundary;
+//! - [`transport`]: accepts and reads; the one thing that calls the dispatcher;
+//! - [`api`] (gRPC control) and [`actions`] (the store's action protocol) on top.
 
-pub mod actions;
-pub mod api;
-pub mod boundary;
-pub mod credentials;
-pub mod credentials_sync;
-pub mod delivery;
-pub mod directory;
+mod actions;
+mod admission;
+mod api;
+mod credentials;
+mod delivery;
+mod dispatch;
 pub mod error;
-pub mod forwarding;
-pub mod handler;
-pub mod metrics;
-pub mod phone;
-pub mod phone_state;
-pub mod publisher;
-pub mod remote;
-pub mod replies;
+mod flow;
+mod metrics;
+mod registrar;
+mod replies;
 pub mod settings;
-pub mod transport;
-pub mod uac;
+mod transport;
+mod uac;
 
 use std::{
     collections::HashMap,
@@ -37,40 +39,35 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use dialtone_auth::Tokens;
-use dialtone_store::{Store, lifecycle::NodeLease};
+use dialtone_common::clock::unix_ms;
+use dialtone_store::{Follow, Store, lifecycle::NodeLease};
 use parking_lot::RwLock;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
+pub use admission::SourceLimits;
 pub use error::EdgeError;
+pub use flow::Transport;
 pub use settings::{BanPolicy, EdgeSettings, Listeners};
-pub use transport::Transport;
 
 use crate::{
+    credentials::sync::CredentialsFollower,
     credentials::{CredentialCache, Limits},
-    directory::{Directory, SharedParts},
-    handler::Handler,
+    delivery::{Delivery, DeliveryParts},
+    dispatch::{Dispatcher, DispatcherParts},
+    flow::Flows,
     metrics::Stats,
-    replies::Responder,
-    transport::Flows,
+    registrar::directory::{Directory, SharedParts},
+    replies::{Replies, Responder},
     uac::Uac,
 };
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A running edge.
 pub struct Edge {
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
     action_counts: Arc<actions::ActionCounts>,
     ready: Arc<AtomicBool>,
     stop: watch::Sender<bool>,
@@ -143,9 +140,41 @@ impl Edge {
             min_expires: settings.min_expires,
             max_expires: settings.max_expires,
         })));
-        let revision = loop {
-            match credentials_sync::load(&store, &cache).await {
-                Ok(r) => break r,
+        let (publisher, publisher_task) = registrar::publisher::spawn(store.clone(), lease.clone());
+        let replies = Arc::new(Replies {
+            responder: Responder {
+                to_tag: format!("{:08x}", rand::random::<u32>()),
+                server: settings.server_header.clone(),
+            },
+            node_id: settings.node_id.clone(),
+            realm: settings.realm.clone(),
+            nonce_key: settings.nonce_key.clone(),
+            nonce_lifetime_s: settings.nonce_lifetime.as_secs(),
+            algorithms: settings.algorithms.clone(),
+            stats: stats.clone(),
+        });
+        let directory = Arc::new(Directory::start(
+            settings.shards,
+            SharedParts {
+                node_id: settings.node_id.clone(),
+                publisher,
+                replies: replies.clone(),
+                stats: stats.clone(),
+            },
+        ));
+        let ready = Arc::new(AtomicBool::new(false));
+        let credentials_task = loop {
+            let registrar = directory.clone();
+            let gone = Box::new(move |id: &str, lines| {
+                let source = None;
+                registrar.tell(id, registrar::phone::Forget { lines, source });
+            });
+            let follower = CredentialsFollower::new(cache.clone(), gone);
+            match Follow::listing("credentials", &credentials::sync::PREFIXES)
+                .start(store.clone(), follower, ready.clone())
+                .await
+            {
+                Ok(task) => break task,
                 Err(e) => {
                     warn!(error = %e, "loading credentials failed; retrying");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -153,48 +182,33 @@ impl Edge {
             }
         };
         info!(lines = cache.read().lines(), "credentials cache loaded");
-
-        let (publisher, publisher_task) = publisher::spawn(store.clone(), lease.clone());
-        let directory = Arc::new(Directory::start(
-            settings.shards,
-            SharedParts {
-                node_id: settings.node_id.clone(),
-                realm: settings.realm.clone(),
-                publisher,
-                responder: Responder {
-                    to_tag: format!("{:08x}", rand::random::<u32>()),
-                    server: settings.server_header.clone(),
-                },
-                nonce_key: settings.nonce_key.clone(),
-                nonce_lifetime_s: settings.nonce_lifetime.as_secs(),
-                algorithms: settings.algorithms.clone(),
-                stats: stats.clone(),
-            },
-        ));
-        let ready = Arc::new(AtomicBool::new(true));
         let mut tasks = vec![
             publisher_task,
-            credentials_sync::spawn(
-                store.clone(),
-                cache.clone(),
-                directory.clone(),
-                revision,
-                ready.clone(),
-            ),
+            credentials_task,
             republish_on_new_lease(lease.clone(), directory.clone()),
         ];
         let flows = Arc::new(Flows::default());
         let settings = Arc::new(settings);
-        let handler = Handler::new(
+        let delivery = Arc::new(Delivery::new(DeliveryParts {
+            cache: cache.clone(),
+            directory: directory.clone(),
+            flows: flows.clone(),
+            settings: settings.clone(),
+            replies: replies.clone(),
+            local: addresses.clone(),
+            store: Some(store.clone()),
+        }));
+        let handler = Dispatcher::new(DispatcherParts {
             cache,
-            directory.clone(),
+            directory: directory.clone(),
+            delivery,
             flows,
-            Arc::new(Uac::default()),
+            uac: Arc::new(Uac::default()),
             stats,
-            settings.clone(),
-            addresses.clone(),
-            Some(store.clone()),
-        );
+            settings: settings.clone(),
+            replies,
+            local: addresses.clone(),
+        });
         let action_counts = Arc::new(actions::counts());
         tasks.push(actions::spawn(
             store.clone(),
@@ -256,10 +270,10 @@ impl Edge {
             .stats
             .render(&self.node_id, lines, h.bans.active(unix_ms()));
         self.action_counts.render(None, &mut out);
-        h.deliveries.render(&self.node_id, &mut out);
+        h.delivery.render(&self.node_id, &mut out);
         h.admission
             .render("dialtone_edge_connections", &self.node_id, &mut out);
-        h.deliveries
+        h.delivery
             .admission
             .render("dialtone_edge_deliveries_held", &self.node_id, &mut out);
         out
@@ -288,7 +302,7 @@ fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> J
                 "republishing bindings on the new lease"
             );
             for id in phones {
-                directory.tell(&id, phone::Republish);
+                directory.tell(&id, registrar::phone::Republish);
             }
         }
     })

@@ -1,16 +1,18 @@
 //! The edge's responses and requests as bytes: pure builders over the sip crate's
 //! [`dialtone_sip::response::build_with`], adding what every answer of this edge carries.
 
-use std::{net::SocketAddr, time::SystemTime};
+use std::{net::SocketAddr, sync::Arc};
+
+use dialtone_common::clock;
 
 use dialtone_sip::{
     Message,
-    digest::{Algorithm, push_challenge},
+    digest::{Algorithm, NonceKey, NonceScope, push_challenge},
     registration::Binding,
     response::{Source, build_with, header_line},
 };
 
-use crate::transport::Transport;
+use crate::{flow::Transport, metrics::Stats};
 
 /// Reason phrase of the 403 refusing calls and messages from an unassigned phone.
 pub const UNASSIGNED_REASON: &str = "Phone Not Assigned to a User or Site";
@@ -33,6 +35,55 @@ impl ChallengeKind {
         match self {
             ChallengeKind::Registrar => "authorization",
             ChallengeKind::Proxy => "proxy-authorization",
+        }
+    }
+}
+
+/// What this edge answers with, shared by the dispatcher, the registrar and delivery: the
+/// responder, and the digest challenge (nonces valid only at this edge, for the source
+/// they were issued to, in the configured algorithms).
+pub struct Replies {
+    pub responder: Responder,
+    /// This edge's node id: the issuer of its nonces.
+    pub node_id: String,
+    pub realm: String,
+    pub nonce_key: NonceKey,
+    pub nonce_lifetime_s: u64,
+    pub algorithms: Vec<Algorithm>,
+    pub stats: Arc<Stats>,
+}
+
+impl Replies {
+    /// A fresh challenge (401, or 407 when `kind` is a proxy's), with a nonce valid only at
+    /// this edge and for the request's source address.
+    pub fn challenge(
+        &self,
+        req: &Message,
+        src: &Source,
+        now: u64,
+        stale: bool,
+        kind: ChallengeKind,
+    ) -> Vec<u8> {
+        let nonce = self
+            .nonce_key
+            .nonce_text(now, rand::random(), &self.nonce_scope(src.ip));
+        self.stats.challenge();
+        self.responder.challenge(
+            req,
+            src,
+            kind,
+            &self.algorithms,
+            &self.realm,
+            nonce.as_str(),
+            stale,
+        )
+    }
+
+    /// Where this edge's nonces are valid: here, for `source`.
+    pub fn nonce_scope(&self, source: std::net::IpAddr) -> NonceScope<'_> {
+        NonceScope {
+            issuer: &self.node_id,
+            source,
         }
     }
 }
@@ -145,10 +196,8 @@ fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
             std::cell::RefCell::new((u64::MAX, String::new()))
         };
     }
-    let now = SystemTime::now();
-    let secs = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = clock::now();
+    let secs = clock::unix_secs();
     LAST.with_borrow_mut(|(at, text)| {
         if *at != secs {
             *at = secs;

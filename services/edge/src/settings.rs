@@ -64,7 +64,7 @@ pub struct EdgeSettings {
     /// without Origin by default, so no web page can use a visitor's browser against the edge.
     pub ws_allowed_origins: Vec<String>,
     /// Caps on stream connections (TCP, TLS, WS, WSS) open at once.
-    pub connections: crate::transport::admission::SourceLimits,
+    pub connections: crate::admission::SourceLimits,
 }
 
 impl EdgeSettings {

@@ -8,7 +8,7 @@ use dialtone_sip::{Message, StartLine};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::transport::{Replier, Transport};
+use crate::flow::{Replier, Transport};
 
 const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use dialtone_auth::{Permission, Tokens};
-use dialtone_config::keys;
+use dialtone_domain::keys;
 use dialtone_proto::config::v1::PhoneKind;
 use dialtone_proto::provisioning::v1::{
     self as pb, ProvisionState, provisioning_service_server::ProvisioningService,

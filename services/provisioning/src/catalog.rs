@@ -10,20 +10,18 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Duration,
 };
 
-use dialtone_config::{
+use dialtone_domain::{
     credentials::{self, CredentialKey},
     keys,
 };
 use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site, StoredCredentials};
 use dialtone_sip::digest::{Algorithm, NonceCounts};
-use dialtone_store::{Store, StoreError, WatchEvent};
+use dialtone_store::{Follow, Follower, Store, WatchBatch};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::task::JoinHandle;
-use tracing::{info, warn};
 
 use crate::{
     document::{self, Document, EdgeAddress},
@@ -244,57 +242,27 @@ impl Catalog {
 
     /// Follows `config/` from the current revision, dropping what a change touches.
     pub fn spawn_watch(self: Arc<Self>) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut revision = None;
-            loop {
-                let from = match revision {
-                    Some(r) => r + 1,
-                    None => match self.store.revision().await {
-                        // Anything cached so far may predate this revision: start clean.
-                        Ok(r) => {
-                            self.invalidate_all();
-                            r + 1
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "provisioning watch cannot read the revision; retrying");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                            continue;
-                        }
-                    },
-                };
-                let mut watch = match self.store.watch("config/", from).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        warn!(error = %e, "provisioning watch could not open; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                loop {
-                    match watch.next().await {
-                        Ok(Some(batch)) => {
-                            for ev in &batch.events {
-                                match ev {
-                                    WatchEvent::Put(kv) => self.apply(&kv.key),
-                                    WatchEvent::Delete { key, .. } => self.apply(key),
-                                }
-                            }
-                            revision = Some(batch.revision);
-                        }
-                        Ok(None) => break,
-                        Err(StoreError::Compacted { .. }) => {
-                            info!("provisioning watch compacted: dropping the cache");
-                            revision = None;
-                            break;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "provisioning watch failed; resuming");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            break;
-                        }
-                    }
-                }
-            }
-        })
+        let store = self.store.clone();
+        Follow::from_now("provisioning catalog", &[keys::CONFIG]).spawn(
+            store,
+            CatalogFollower(self),
+            Arc::default(),
+        )
+    }
+}
+
+/// Drops what each change of the configuration touches.
+struct CatalogFollower(Arc<Catalog>);
+
+impl Follower for CatalogFollower {
+    /// Anything cached so far may predate the revision followed from: start clean.
+    fn reset(&mut self) {
+        self.0.invalidate_all();
+    }
+
+    fn changed(&mut self, batch: WatchBatch) {
+        for ev in &batch.events {
+            self.0.apply(ev.key());
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! overrides), its lines with the passwords derived again from the credentials key, and its
 //! primary and secondary edge for its transport. Pure: the caller loads the objects.
 
-use dialtone_config::{credentials::CredentialKey, placement, settings};
+use dialtone_domain::{credentials::CredentialKey, placement, settings};
 use dialtone_proto::config::v1::{
     BaseSettings, EdgeGroup, MetaBase, Phone, PhoneSettings, Site, Transport,
 };

@@ -9,7 +9,6 @@
 use std::{
     net::{IpAddr, SocketAddr},
     sync::Arc,
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
@@ -71,9 +70,7 @@ pub struct Handler {
 type Reply = Response<Full<Bytes>>;
 
 fn now() -> (u64, u64) {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let d = dialtone_common::clock::since_epoch();
     (d.as_secs(), d.as_millis() as u64)
 }
 

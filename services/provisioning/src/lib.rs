@@ -23,7 +23,7 @@ use dialtone_auth::{
     Tokens,
     bans::{BanPolicy, Bans},
 };
-use dialtone_config::credentials::CredentialKey;
+use dialtone_domain::credentials::CredentialKey;
 use dialtone_proto::provisioning::v1::provisioning_service_server::ProvisioningServiceServer;
 use dialtone_sip::digest::NonceKey;
 use dialtone_store::Store;
@@ -95,6 +95,10 @@ impl Provisioning {
                 addr: settings.listen,
                 source,
             })?;
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "phone ids from the config watch, at most one per config change an admin made; the reload task drains and deduplicates them"
+        )]
         let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let catalog = Arc::new(catalog::Catalog::new(
             store.clone(),

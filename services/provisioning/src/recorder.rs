@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use dialtone_config::keys;
+use dialtone_domain::keys;
 use dialtone_proto::provisioning::v1::ProvisionState;
 use dialtone_store::Store;
 use prost::Message;

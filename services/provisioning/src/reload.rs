@@ -20,7 +20,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_config::{actions, keys, placement};
+use dialtone_domain::{actions, keys, placement};
 use dialtone_proto::{
     config::v1::{Edge, Member},
     provisioning::v1::{ProvisionState, ReloadProgress},
@@ -234,7 +234,10 @@ impl Members {
             .read_at
             .is_none_or(|t| t.elapsed() > Duration::from_secs(5))
         {
-            if let Ok(page) = store.range("members/provisioning/", None, 1000).await {
+            if let Ok(page) = store
+                .range(&keys::role_members("provisioning"), None, 1000)
+                .await
+            {
                 self.nodes = page
                     .kvs
                     .iter()

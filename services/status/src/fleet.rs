@@ -11,7 +11,7 @@ use std::{
     sync::Arc,
 };
 
-use dialtone_config::{keys, placement, settings};
+use dialtone_domain::{keys, placement, settings};
 use dialtone_proto::{
     config::v1::{BaseSettings, EdgeGroup, MetaBase, Phone, PhoneKind, Site},
     edge::v1::Binding,
@@ -26,18 +26,14 @@ use tracing::warn;
 
 use crate::model::{self, Expected};
 
-/// Key prefix of the edges' bindings.
-pub const BINDINGS: &str = "bindings/";
-/// Key prefix of the provisioning records.
-pub const PROVISION: &str = "provision/";
 /// Every prefix the view is built from.
 pub const PREFIXES: [&str; 6] = [
     keys::SITES,
     keys::EDGE_GROUPS,
     keys::BASE_SETTINGS,
     keys::PHONES,
-    BINDINGS,
-    PROVISION,
+    keys::BINDINGS,
+    keys::PROVISION,
 ];
 
 /// What the view keeps of a phone's configuration.
@@ -170,13 +166,8 @@ impl Fleet {
             self.phones.entry(id.to_owned()).or_default().config = facts;
             return Touched::Phone(id.to_owned());
         }
-        if let Some(rest) = key.strip_prefix(BINDINGS) {
-            let mut parts = rest.splitn(3, '/');
-            let (Some(id), Some(Ok(line)), Some(node)) = (
-                parts.next(),
-                parts.next().map(str::parse::<u32>),
-                parts.next(),
-            ) else {
+        if key.starts_with(keys::BINDINGS) {
+            let Some((id, line, node)) = keys::parse_binding(key) else {
                 return Touched::Nothing;
             };
             let node_id = self
@@ -199,7 +190,7 @@ impl Fleet {
             }
             return Touched::Phone(id.to_owned());
         }
-        if let Some(id) = key.strip_prefix(PROVISION) {
+        if let Some(id) = key.strip_prefix(keys::PROVISION) {
             let p = value
                 .and_then(|v| decode::<ProvisionState>(key, v))
                 .map(|s| ProvisioningStatus {

@@ -107,8 +107,8 @@ fn status(f: &Fleet) -> PhoneStatus {
 fn dual_registration_goes_degraded_then_operational_and_back() {
     let (mut f, primary, secondary) = fleet();
     let b = binding("Poly/1");
-    let key_p = format!("bindings/p1/0/{primary}");
-    let key_s = format!("bindings/p1/0/{secondary}");
+    let key_p = keys::binding("p1", 0, &primary);
+    let key_s = keys::binding("p1", 0, &secondary);
 
     let ch = f.apply([(key_p.as_str(), Some(&b[..]))], 11, 2_000);
     assert_eq!(ch.len(), 1);
@@ -193,7 +193,7 @@ fn secondary_registration_off_expects_the_primary_only() {
         11,
         2_000,
     );
-    let key_p = format!("bindings/p1/0/{primary}");
+    let key_p = keys::binding("p1", 0, &primary);
     f.apply([(key_p.as_str(), Some(&binding("x")[..]))], 12, 3_000);
     let st = status(&f);
     assert_eq!(st.status(), OperationalStatus::Operational);
@@ -207,7 +207,7 @@ fn a_binding_on_an_unassigned_edge_is_unexpected() {
         .into_iter()
         .find(|n| *n != primary && *n != secondary)
         .unwrap();
-    let key = format!("bindings/p1/0/{other}");
+    let key = keys::binding("p1", 0, other);
     f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
     let st = status(&f);
     assert_eq!(st.status(), OperationalStatus::Degraded);
@@ -221,7 +221,7 @@ fn deleting_the_phone_reports_removal_and_bindings_alone_show_nothing() {
     assert!(ch[0].removed);
     assert!(f.get(PHONE).is_none());
     assert!(f.is_empty());
-    let key = format!("bindings/p1/0/{primary}");
+    let key = keys::binding("p1", 0, &primary);
     assert!(
         f.apply([(key.as_str(), Some(&binding("x")[..]))], 12, 3_000)
             .is_empty()
@@ -246,7 +246,7 @@ fn placement_problems_are_named() {
 #[test]
 fn a_relisting_reports_only_real_differences() {
     let (mut f, primary, _) = fleet();
-    let key = format!("bindings/p1/0/{primary}");
+    let key = keys::binding("p1", 0, &primary);
     f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
     let before = status(&f);
     // The same inputs listed again: nothing changed.

@@ -1,6 +1,6 @@
-//! Keeps the [`Fleet`] current from the store and hands its changes to watchers: a full
-//! listing of every input prefix, then one watch of the whole key space from the revision
-//! after it (so changes arrive in store order), re-listing after compaction. Changes go to
+//! Keeps the [`Fleet`] current from the store and hands its changes to watchers: the
+//! store's follower lists every input prefix, then watches them from the revision after it
+//! (one watch, so changes arrive in store order), and lists again after compaction. Changes go to
 //! a broadcast channel and a bounded history, so a watcher can resume from a revision.
 
 use std::{
@@ -9,14 +9,12 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use dialtone_proto::status::v1::StatusChange;
-use dialtone_store::{Store, StoreError, WatchEvent};
+use dialtone_store::{Follow, Follower, KeyValue, Store, StoreError, WatchBatch, WatchEvent};
 use parking_lot::RwLock;
 use tokio::{sync::broadcast, task::JoinHandle};
-use tracing::{info, warn};
 
 use crate::{
     fleet::{self, Fleet},
@@ -97,20 +95,22 @@ pub struct Hub {
     /// Live changes (sent while the state's write lock is held, so a watcher that
     /// subscribes under the read lock misses nothing and sees nothing twice).
     pub tx: broadcast::Sender<Arc<StatusChange>>,
-    ready: AtomicBool,
+    ready: Arc<AtomicBool>,
     /// Counters and the watch-lag histogram.
     pub metrics: Metrics,
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    dialtone_common::clock::unix_ms_i64()
 }
 
 impl Hub {
-    /// Builds the view from a full listing; returns the hub and the revision to watch from.
-    pub async fn load(store: &Store, realm: &str) -> Result<(Arc<Self>, i64), StoreError> {
+    /// Builds the view from a full listing and follows the store from there; returns the
+    /// hub and the following task. The first listing's error is returned.
+    pub async fn start(
+        store: Store,
+        realm: &str,
+    ) -> Result<(Arc<Self>, JoinHandle<()>), StoreError> {
         let hub = Arc::new(Self {
             state: RwLock::new(State {
                 fleet: Fleet::new(realm),
@@ -118,82 +118,24 @@ impl Hub {
                 floor: 0,
             }),
             tx: broadcast::channel(CHANNEL).0,
-            ready: AtomicBool::new(false),
+            ready: Arc::new(AtomicBool::new(false)),
             metrics: Metrics::default(),
         });
-        let revision = hub.relist(store).await?;
-        hub.state.write().floor = revision;
-        hub.ready.store(true, Ordering::Release);
-        Ok((hub, revision))
+        let follower = HubFollower {
+            hub: hub.clone(),
+            fresh: None,
+            first: true,
+        };
+        let task = Follow::listing("status", &fleet::PREFIXES)
+            .page(PAGE)
+            .start(store, follower, hub.ready.clone())
+            .await?;
+        Ok((hub, task))
     }
 
     /// Whether the view is loaded and current (false while re-listing).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
-    }
-
-    /// Reads every input again and reports what differs from what was published.
-    async fn relist(&self, store: &Store) -> Result<i64, StoreError> {
-        // Listed into a fresh view, swapped in at once: readers never see half a listing.
-        let mut fresh = Fleet::new("");
-        let mut revision = i64::MAX;
-        for prefix in fleet::PREFIXES {
-            let r = store
-                .list_pages(prefix, PAGE, |kvs| {
-                    fresh.load(kvs.iter().map(|kv| (kv.key.as_str(), kv.value.as_slice())));
-                })
-                .await?;
-            revision = revision.min(r);
-        }
-        let mut st = self.state.write();
-        let changes = st.fleet.replace_inputs(fresh, revision, now_ms());
-        st.record(&self.tx, changes);
-        Ok(revision)
-    }
-
-    /// Follows the store from `revision` + 1 until the task is aborted.
-    pub fn spawn(self: Arc<Self>, store: Store, mut revision: i64) -> JoinHandle<()> {
-        tokio::spawn(async move {
-            loop {
-                let mut watch = match store.watch("", revision + 1).await {
-                    Ok(w) => w,
-                    Err(e) => {
-                        warn!(error = %e, "status watch could not open; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                loop {
-                    match watch.next().await {
-                        Ok(Some(batch)) => {
-                            revision = batch.revision;
-                            self.absorb(batch.events, batch.revision);
-                        }
-                        Ok(None) => break,
-                        Err(StoreError::Compacted { .. }) => {
-                            info!("status watch compacted: re-listing");
-                            self.ready.store(false, Ordering::Release);
-                            match self.relist(&store).await {
-                                Ok(r) => {
-                                    revision = r;
-                                    self.ready.store(true, Ordering::Release);
-                                }
-                                Err(e) => {
-                                    warn!(error = %e, "re-listing the fleet failed; retrying");
-                                    tokio::time::sleep(Duration::from_secs(1)).await;
-                                }
-                            }
-                            break;
-                        }
-                        Err(e) => {
-                            warn!(error = %e, "status watch failed; resuming");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                            break;
-                        }
-                    }
-                }
-            }
-        })
     }
 
     fn absorb(&self, events: Vec<WatchEvent>, revision: i64) {
@@ -210,5 +152,42 @@ impl Hub {
         }
         self.metrics.count_changes(changes.len());
         st.record(&self.tx, changes);
+    }
+}
+
+/// Lists into a fresh view, swapped in at once (readers never see half a listing), then
+/// applies the changes as they come.
+struct HubFollower {
+    hub: Arc<Hub>,
+    fresh: Option<Fleet>,
+    /// The first listing starts the history; later ones report what differs from it.
+    first: bool,
+}
+
+impl Follower for HubFollower {
+    fn reset(&mut self) {
+        self.fresh = Some(Fleet::new(""));
+    }
+
+    fn listed(&mut self, page: Vec<KeyValue>) {
+        if let Some(fresh) = &mut self.fresh {
+            fresh.load(page.iter().map(|kv| (kv.key.as_str(), kv.value.as_slice())));
+        }
+    }
+
+    fn caught_up(&mut self, revision: i64) {
+        let Some(fresh) = self.fresh.take() else {
+            return;
+        };
+        let mut st = self.hub.state.write();
+        let changes = st.fleet.replace_inputs(fresh, revision, now_ms());
+        st.record(&self.hub.tx, changes);
+        if std::mem::take(&mut self.first) {
+            st.floor = revision;
+        }
+    }
+
+    fn changed(&mut self, batch: WatchBatch) {
+        self.hub.absorb(batch.events, batch.revision);
     }
 }

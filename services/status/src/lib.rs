@@ -39,12 +39,12 @@ use hub::Hub;
 impl StatusRole {
     /// Loads the view from the store and starts following it. `realm` makes the lines' AORs.
     pub async fn start(store: Store, realm: &str) -> Result<Self, StatusError> {
-        let (hub, revision) = Hub::load(&store, realm).await?;
+        let (hub, task) = Hub::start(store, realm).await?;
         info!(
             phones = hub.state.read().fleet.len(),
-            revision, "status view loaded"
+            revision = hub.state.read().fleet.revision(),
+            "status view loaded"
         );
-        let task = hub.clone().spawn(store, revision);
         Ok(Self { hub, task })
     }
 

@@ -10,7 +10,7 @@ use std::{
     ops::Bound,
     path::{Path, PathBuf},
     sync::{Arc, Weak},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use parking_lot::{Mutex, RwLock};
@@ -464,6 +464,19 @@ impl EmbeddedStore {
         Ok(self.inner.state.read().revision)
     }
 
+    pub(crate) async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        let mut st = self.inner.state.write();
+        let revision = revision.min(st.revision);
+        // As etcd: watches may still start at `revision`, not before.
+        while st.history.front().is_some_and(|b| b.revision < revision) {
+            if let Some(old) = st.history.pop_front() {
+                st.history_events -= old.events.len();
+            }
+        }
+        st.history_floor = st.history_floor.max(revision - 1);
+        Ok(())
+    }
+
     pub(crate) async fn txn(
         &self,
         compares: Vec<Compare>,
@@ -588,10 +601,7 @@ impl EmbeddedStore {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let mut st = this.inner.state.write();
-            let now_ms = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
+            let now_ms = dialtone_common::clock::unix_ms_i64();
             let id = (st.last_lease + 1).max(now_ms << 10);
             let rec = Record::LeaseGrant {
                 id,

@@ -1,9 +1,9 @@
 //! The etcd backend (etcd 3.4+ through etcd-client).
 
 use etcd_client::{
-    Client, Compare as EtcdCompare, CompareOp, DeleteOptions, EventType, GetOptions,
-    LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
-    WatchStream as EtcdWatchStream,
+    Client, CompactionOptions, Compare as EtcdCompare, CompareOp, DeleteOptions, EventType,
+    GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
+    WatchOptions, WatchStream as EtcdWatchStream,
 };
 
 use crate::{
@@ -240,6 +240,16 @@ impl EtcdStore {
             })
             .await?;
         Ok(resp.header().map_or(0, |h| h.revision()))
+    }
+
+    pub(crate) async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        self.retry(false, |c| async move {
+            c.kv_client()
+                .compact(revision, Some(CompactionOptions::new().with_physical()))
+                .await
+        })
+        .await?;
+        Ok(())
     }
 
     pub(crate) async fn txn(

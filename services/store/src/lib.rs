@@ -11,6 +11,7 @@ mod embedded;
 mod embedded_watch;
 mod error;
 mod etcd;
+mod follow;
 pub mod lifecycle;
 pub mod metrics;
 mod types;
@@ -19,6 +20,7 @@ mod wal;
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
 pub use etcd::{EtcdSecurity, EtcdStore};
+pub use follow::{Follow, Follower};
 use metrics::{METRICS, Outcome, StoreOp};
 pub use types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent};
 
@@ -188,6 +190,16 @@ impl Store {
         METRICS
             .timed(StoreOp::Revision, async {
                 dispatch!(self, s => s.revision().await)
+            })
+            .await
+    }
+
+    /// Forgets the history before `revision`: a watch from an earlier revision gets
+    /// [`StoreError::Compacted`] (etcd's compaction; the embedded store drops its history).
+    pub async fn compact(&self, revision: i64) -> Result<(), StoreError> {
+        METRICS
+            .timed(StoreOp::Compact, async {
+                dispatch!(self, s => s.compact(revision).await)
             })
             .await
     }

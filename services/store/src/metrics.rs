@@ -25,13 +25,14 @@ pub(crate) enum StoreOp {
     Count,
     Txn,
     Revision,
+    Compact,
     Watch,
     LeaseGrant,
     LeaseKeepAlive,
     LeaseRevoke,
 }
 
-const OPS: [&str; 11] = [
+const OPS: [&str; 12] = [
     "get",
     "get_many",
     "delete",
@@ -39,6 +40,7 @@ const OPS: [&str; 11] = [
     "count",
     "txn",
     "revision",
+    "compact",
     "watch",
     "lease_grant",
     "lease_keep_alive",

@@ -4,7 +4,7 @@
 pub type LeaseId = i64;
 
 /// One key with its value and revisions.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyValue {
     /// The key, relative to the store's root.
     pub key: String,

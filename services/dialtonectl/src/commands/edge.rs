@@ -46,10 +46,7 @@ pub async fn run(
             if out == Format::Json {
                 return json(&r);
             }
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = dialtone_common::clock::unix_secs() as i64;
             let rows = r
                 .bindings
                 .iter()

@@ -16,11 +16,8 @@ use tokio::{io::AsyncReadExt, net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 use tracing::debug;
 
-use super::{
-    Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queue,
-    write_queued,
-};
-use crate::{error::EdgeError, handler::Handler};
+use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queued};
+use crate::{dispatch::Dispatcher, error::EdgeError};
 
 pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
     TcpListener::bind(addr)
@@ -32,7 +29,7 @@ pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, E
 pub fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let transports = (Transport::Tcp, Transport::Tls);
@@ -52,10 +49,10 @@ async fn connection<S: Io>(
     addr: SocketAddr,
     transport: Transport,
     tls_names: Option<Arc<[String]>>,
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
 ) {
     let (mut rd, wr) = tokio::io::split(io);
-    let (tx, rx) = write_queue::queue();
+    let (tx, rx) = crate::flow::write_queue::queue();
     let writer = tokio::spawn(write_queued(wr, rx, addr));
     let flows = handler.flows().clone();
     flows.open(transport, addr, tx.clone());

@@ -8,7 +8,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::error::EdgeError;
 
 /// An acceptor from PEM files; with `client_ca`, clients may present a certificate it
-/// issued, whose names then identify a trusted peer (see [`crate::boundary`]).
+/// issued, whose names then identify a trusted peer (see [`crate::dispatch::boundary`]).
 pub fn acceptor(
     cert: &Path,
     key: &Path,

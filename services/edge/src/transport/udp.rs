@@ -1,7 +1,7 @@
 //! SIP over UDP, the way a registrar under load wants it: one socket per actor thread, all
 //! bound to the same address with SO_REUSEPORT, so the kernel spreads phones over the
 //! threads by their source address and keeps each phone on one thread. Each thread's
-//! receive loop reads datagrams in batches ([`super::udp_batch`]) and handles them inline,
+//! receive loop reads datagrams in batches ([`crate::flow::udp_batch`]) and handles them inline,
 //! and a phone's actor is started on the thread its first REGISTER arrived on, so a
 //! refresh never crosses threads.
 
@@ -12,11 +12,14 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::{io::Interest, net::UdpSocket, sync::watch};
 use tracing::{info, warn};
 
-use super::{
-    Peer, Replier, Transport,
-    udp_batch::{BATCH, Batch},
+use crate::{
+    dispatch::Dispatcher,
+    error::EdgeError,
+    flow::{
+        Peer, Replier, Transport,
+        udp_batch::{BATCH, Batch},
+    },
 };
-use crate::{error::EdgeError, handler::Handler};
 
 /// Receive buffer asked of the kernel: registration storms arrive in bursts.
 const RCVBUF: usize = 4 << 20;
@@ -52,7 +55,7 @@ pub fn bind(addr: SocketAddr, n: usize) -> Result<Vec<std::net::UdpSocket>, Edge
 pub fn serve(
     sockets: Vec<std::net::UdpSocket>,
     arbiters: &[ArbiterHandle],
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
     stop: watch::Receiver<bool>,
 ) {
     for (i, std_socket) in sockets.into_iter().enumerate() {
@@ -71,7 +74,7 @@ pub fn serve(
                 handler.flows().set_udp(socket.clone());
             }
             let fd = socket.as_raw_fd();
-            super::udp_out::install(fd);
+            crate::flow::udp_out::install(fd);
             let mut batch = Batch::default();
             // Made once, not per datagram: each new one would register with the channel.
             let mut stopped = std::pin::pin!(stop.changed());
@@ -103,7 +106,7 @@ pub fn serve(
                     };
                     handler.handle(datagram, &peer);
                 }
-                super::udp_out::flush();
+                crate::flow::udp_out::flush();
             }
         });
     }

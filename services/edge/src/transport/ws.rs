@@ -22,11 +22,8 @@ use tokio_tungstenite::tungstenite::{
 };
 use tracing::debug;
 
-use super::{
-    Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout,
-    write_queue,
-};
-use crate::handler::Handler;
+use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout};
+use crate::dispatch::Dispatcher;
 
 /// How long the WebSocket upgrade may take once the connection (and TLS) is up.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +32,7 @@ const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
 pub fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let transports = (Transport::Ws, Transport::Wss);
@@ -100,7 +97,7 @@ async fn connection<S: Io>(
     addr: SocketAddr,
     transport: Transport,
     tls_names: Option<Arc<[String]>>,
-    handler: Arc<Handler>,
+    handler: Arc<Dispatcher>,
 ) {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
@@ -121,7 +118,7 @@ async fn connection<S: Io>(
         }
     };
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = write_queue::queue();
+    let (tx, mut rx) = crate::flow::write_queue::queue();
     let writer = tokio::spawn(async move {
         while let Some(bytes) = rx.next().await {
             let text = String::from_utf8_lossy(&bytes).into_owned();

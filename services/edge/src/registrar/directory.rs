@@ -1,7 +1,7 @@
 //! Where the phone actors live: several actix arbiters (each its own `System` on its own
 //! thread, as DESIGN.md prescribes: tokio owns the sockets, tonic and the store; only `Addr`
 //! crosses over), and a map per shard from phone id to the phone: an awake actor, or the
-//! compact state of a sleeping one ([`crate::phone_state`]). A phone always lands on the
+//! compact state of a sleeping one ([`crate::registrar::sleeping`]). A phone always lands on the
 //! same map shard; its actor runs on the actor thread that first needed it.
 //!
 //! Every message to a phone goes through [`Directory::tell`] or [`Directory::ask`], which
@@ -14,35 +14,28 @@ use std::{
     cmp::Reverse,
     collections::{BinaryHeap, HashMap},
     hash::BuildHasher,
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
+    sync::Arc,
     time::Duration,
 };
 
 use actix::{Actor, Addr, Handler, Message as ActixMessage, dev::Request, dev::ToEnvelope};
 use actix_rt::ArbiterHandle;
-use dialtone_sip::{
-    Message,
-    digest::{Algorithm, NonceKey, NonceScope},
-    response::Source,
-};
+use dialtone_common::clock::unix_ms;
 use parking_lot::Mutex;
 use tracing::warn;
 
 use crate::{
     metrics::Stats,
-    phone::PhoneActor,
-    phone_state::{PhoneState, wake_at},
-    publisher::Publisher,
-    replies::{ChallengeKind, Responder},
+    registrar::publisher::Publisher,
+    registrar::sleeping::{PhoneState, wake_at},
+    registrar::{pending::Pending, phone::PhoneActor},
+    replies::Replies,
 };
 
 /// A phone known to this edge.
 enum Slot {
     /// Its actor, and how many messages were sent to it and not yet handled.
-    Awake(Addr<PhoneActor>, Arc<AtomicU32>),
+    Awake(Addr<PhoneActor>, Pending),
     /// Its encoded state.
     Asleep(Box<[u8]>),
 }
@@ -74,39 +67,6 @@ impl std::ops::Deref for ActorShared {
 }
 
 impl ActorShared {
-    /// A fresh challenge (401, or 407 when `kind` is a proxy's), with a nonce valid only at
-    /// this edge and for the request's source address.
-    pub fn challenge(
-        &self,
-        req: &Message,
-        src: &Source,
-        now: u64,
-        stale: bool,
-        kind: ChallengeKind,
-    ) -> Vec<u8> {
-        let nonce = self
-            .nonce_key
-            .nonce_text(now, rand::random(), &self.nonce_scope(src.ip));
-        self.stats.challenge();
-        self.responder.challenge(
-            req,
-            src,
-            kind,
-            &self.algorithms,
-            &self.realm,
-            nonce.as_str(),
-            stale,
-        )
-    }
-
-    /// Where this edge's nonces are valid: here, for `source`.
-    pub fn nonce_scope(&self, source: std::net::IpAddr) -> NonceScope<'_> {
-        NonceScope {
-            issuer: &self.node_id,
-            source,
-        }
-    }
-
     fn shard_of(&self, id: &str) -> usize {
         (self.hasher.hash_one(id) % self.shards.len() as u64) as usize
     }
@@ -126,7 +86,7 @@ impl ActorShared {
         &self,
         id: &Arc<str>,
         addr: &Addr<PhoneActor>,
-        pending: &AtomicU32,
+        pending: &Pending,
         state: Box<[u8]>,
     ) -> bool {
         let mut shard = self.shards[self.shard_of(id)].lock();
@@ -135,7 +95,7 @@ impl ActorShared {
             return false;
         };
         let ours = matches!(&*slot, Slot::Awake(a, _) if a == addr);
-        if !ours || pending.load(Ordering::Acquire) != 0 {
+        if !ours || !pending.is_clear() {
             return false;
         }
         shard.wakeups.push(Reverse((wake_at(&state), id.clone())));
@@ -164,12 +124,12 @@ impl ActorShared {
         let Slot::Awake(addr, pending) = slot else {
             unreachable!("woken above")
         };
-        pending.fetch_add(1, Ordering::AcqRel);
+        pending.sent();
         addr
     }
 
     fn start(&self, s: usize, id: &Arc<str>, state: PhoneState) -> Slot {
-        let pending = Arc::new(AtomicU32::new(0));
+        let pending = Pending::default();
         let shared = self
             .me
             .upgrade()
@@ -208,12 +168,8 @@ impl ActorShared {
 /// What the edge gives every phone actor.
 pub struct SharedParts {
     pub node_id: String,
-    pub realm: String,
     pub publisher: Publisher,
-    pub responder: Responder,
-    pub nonce_key: NonceKey,
-    pub nonce_lifetime_s: u64,
-    pub algorithms: Vec<Algorithm>,
+    pub replies: Arc<Replies>,
     pub stats: Arc<Stats>,
 }
 
@@ -229,7 +185,7 @@ impl Directory {
         let mut arbiters = Vec::with_capacity(n);
         let mut systems = Vec::with_capacity(n);
         for i in 0..n {
-            let (tx, rx) = std::sync::mpsc::channel();
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
             std::thread::Builder::new()
                 .name(format!("edge-actors-{i}"))
                 .spawn(move || {
@@ -240,7 +196,7 @@ impl Directory {
                         tokio::runtime::Builder::new_current_thread()
                             .enable_io()
                             .enable_time()
-                            .on_thread_park(crate::transport::udp_out::flush)
+                            .on_thread_park(crate::flow::udp_out::flush)
                             .build()
                             .expect("an actor thread's runtime")
                     });
@@ -266,15 +222,11 @@ impl Directory {
                 loop {
                     tick.tick().await;
                     let Some(shared) = weak.upgrade() else { return };
-                    shared.wake_due(s, crate::unix_ms() / 1000);
+                    shared.wake_due(s, unix_ms() / 1000);
                 }
             });
         }
         Directory { systems, shared }
-    }
-
-    pub fn shared(&self) -> &Arc<ActorShared> {
-        &self.shared
     }
 
     /// The actor threads.

@@ -74,6 +74,7 @@ impl QueueTx {
     }
 
     /// Whether the writer has stopped.
+    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }

@@ -1,6 +1,6 @@
 //! The trust boundary in front of the phones, and digest authentication. A request for a
 //! phone (a user in its Request-URI) is let through only from another edge of the group
-//! (a forwarding marker that verifies and was not used before, see [`crate::forwarding`]),
+//! (a forwarding marker that verifies and was not used before, see [`crate::delivery::forwarding`]),
 //! from a trusted peer (a `config/peers/` object matching the source address and
 //! transport, or the verified client certificate of a TLS/WSS connection), or from one of our lines proving itself to the proxy (`407
 //! Proxy-Authenticate`, answered in `Proxy-Authorization`, each nonce count used once).
@@ -20,11 +20,11 @@ use tracing::warn;
 
 use crate::{
     credentials::LineEntry,
-    forwarding::{self, FORWARDED_CANONICAL, Marked},
-    handler::{Handler, Refusal},
+    delivery::forwarding::{self, FORWARDED_CANONICAL, Marked},
+    dispatch::{Dispatcher, Refusal},
+    flow::Peer,
     metrics::Reason,
     replies::ChallengeKind,
-    transport::Peer,
 };
 
 /// Who sent a request for a phone, as the trust boundary established it.
@@ -92,7 +92,7 @@ pub(crate) fn claim<'m>(m: &'m Message, method: &str, from_peer: bool) -> Claim<
     }
 }
 
-impl Handler {
+impl Dispatcher {
     /// Who may send `m`, a request for a phone (see the module's comment).
     pub(crate) fn admit(
         &self,
@@ -156,7 +156,7 @@ impl Handler {
                     );
                 if !fresh {
                     self.stats.rejected(Reason::Replay);
-                    let shared = self.directory.shared();
+                    let shared = &self.replies;
                     return Err(shared.challenge(
                         m,
                         src,
@@ -187,7 +187,7 @@ impl Handler {
         kind: ChallengeKind,
     ) -> Result<(Arc<LineEntry>, u64, u32), Refusal> {
         let now = now_ms / 1000;
-        let shared = self.directory.shared();
+        let shared = &self.replies;
         let registrar = kind == ChallengeKind::Registrar;
         if registrar && self.bans.user_banned(user, src.ip, now_ms) {
             self.stats.rejected(Reason::Banned);

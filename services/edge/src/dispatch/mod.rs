@@ -1,9 +1,13 @@
 //! The stateless part of the edge, run on the transport tasks: judge each message, answer
 //! what needs no phone state (errors, OPTIONS, challenges, failed authentication), pass
-//! requests for phones through the trust boundary ([`crate::boundary`]) to delivery, and
+//! requests for phones through the trust boundary ([`crate::dispatch::boundary`]) to delivery, and
 //! hand authenticated REGISTERs to the phone's actor. Unknown users get exactly the
 //! challenge and the 403 a known user with a wrong password gets, so users cannot be
 //! enumerated.
+
+pub(crate) mod boundary;
+mod register;
+mod subscribe;
 
 use std::{
     collections::HashMap,
@@ -13,11 +17,9 @@ use std::{
     time::Duration,
 };
 
+use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
-    Message, StartLine, Verdict,
-    digest::NonceCounts,
-    header::{Via, parse_name_addr},
-    response::Source,
+    Message, StartLine, Verdict, digest::NonceCounts, header::Via, response::Source,
 };
 use parking_lot::{Mutex, RwLock};
 use tracing::warn;
@@ -25,17 +27,16 @@ use tracing::warn;
 use dialtone_auth::bans::Bans;
 
 use crate::{
-    boundary::{Sender, request_user},
     credentials::{CredentialCache, LineEntry},
-    directory::Directory,
-    forwarding::Seen,
-    metrics::{Reason, Stats},
-    phone::{Forget, Register, RegisterJob},
-    replies::{ALLOW, ChallengeKind, Local, OutRequest, UNASSIGNED_REASON, new_branch},
+    delivery::{Delivery, forwarding::Seen},
+    dispatch::boundary::{Sender, request_user},
+    flow::{Flows, Peer, Replier, Transport},
+    metrics::Stats,
+    registrar::directory::Directory,
+    registrar::phone::Forget,
+    replies::{ALLOW, Local, Replies, UNASSIGNED_REASON},
     settings::EdgeSettings,
-    transport::{Flows, Peer, Replier, Transport},
     uac::Uac,
-    unix_ms,
 };
 
 /// Who a request for a phone is addressed to.
@@ -46,19 +47,27 @@ enum Addressee {
     Remote(String),
 }
 
-/// The handler shared by every transport task.
-pub struct Handler {
-    pub(crate) cache: Arc<RwLock<CredentialCache>>,
-    pub(crate) directory: Arc<Directory>,
-    pub(crate) flows: Arc<Flows>,
-    pub(crate) uac: Arc<Uac>,
-    pub(crate) stats: Arc<Stats>,
-    pub(crate) settings: Arc<EdgeSettings>,
+/// What the dispatcher hands messages to, and what it answers with.
+pub(crate) struct DispatcherParts {
+    pub cache: Arc<RwLock<CredentialCache>>,
+    pub directory: Arc<Directory>,
+    pub delivery: Arc<Delivery>,
+    pub flows: Arc<Flows>,
+    pub uac: Arc<Uac>,
+    pub stats: Arc<Stats>,
+    pub settings: Arc<EdgeSettings>,
+    pub replies: Arc<Replies>,
+    /// Local address of each listener, for the Via and Contact of the edge's requests.
+    pub local: HashMap<Transport, SocketAddr>,
+}
+
+/// The dispatcher shared by every transport task: judges each message and hands it to the
+/// wing that handles it.
+pub(crate) struct Dispatcher {
+    parts: DispatcherParts,
     pub(crate) bans: Bans,
     /// Caps on the stream connections open at once.
-    pub(crate) admission: Arc<crate::transport::admission::Admission>,
-    /// Local address of each listener, for the Via and Contact of the edge's requests.
-    pub(crate) local: HashMap<Transport, SocketAddr>,
+    pub(crate) admission: Arc<crate::admission::Admission>,
     /// Phones registered over each connection-bound flow (WS/WSS), to drop their bindings
     /// when it closes.
     ws_phones: Mutex<HashMap<FlowKey, Vec<Arc<str>>>>,
@@ -69,14 +78,16 @@ pub struct Handler {
     pub(crate) seen_markers: Mutex<Seen>,
     /// Nonce counts of the lines' proxy authentications (each count is good once).
     pub(crate) proxy_nonces: Mutex<HashMap<Arc<str>, NonceCounts>>,
-    /// Requests being delivered to phones.
-    pub(crate) deliveries: crate::delivery::Deliveries,
-    /// The store (where other edges' bindings are found); none in unit tests.
-    pub(crate) store: Option<dialtone_store::Store>,
     /// The runtime deliveries run on (the UDP transport calls from actix arbiters).
     runtime: tokio::runtime::Handle,
-    /// This handler, for the tasks it spawns.
-    me: std::sync::OnceLock<std::sync::Weak<Handler>>,
+}
+
+impl std::ops::Deref for Dispatcher {
+    type Target = DispatcherParts;
+
+    fn deref(&self) -> &DispatcherParts {
+        &self.parts
+    }
 }
 
 type FlowKey = (Transport, SocketAddr);
@@ -84,39 +95,18 @@ type FlowKey = (Transport, SocketAddr);
 /// Why authentication did not let a request through: the bytes to answer.
 pub(crate) type Refusal = Vec<u8>;
 
-impl Handler {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        cache: Arc<RwLock<CredentialCache>>,
-        directory: Arc<Directory>,
-        flows: Arc<Flows>,
-        uac: Arc<Uac>,
-        stats: Arc<Stats>,
-        settings: Arc<EdgeSettings>,
-        local: HashMap<Transport, SocketAddr>,
-        store: Option<dialtone_store::Store>,
-    ) -> Arc<Self> {
-        let h = Arc::new(Handler {
-            bans: Bans::new(settings.bans),
-            admission: crate::transport::admission::Admission::new(settings.connections),
-            cache,
-            directory,
-            flows,
-            uac,
-            stats,
-            settings,
-            local,
+impl Dispatcher {
+    pub(crate) fn new(parts: DispatcherParts) -> Arc<Self> {
+        Arc::new(Dispatcher {
+            bans: Bans::new(parts.settings.bans),
+            admission: crate::admission::Admission::new(parts.settings.connections),
+            parts,
             ws_phones: Mutex::new(HashMap::new()),
             txn_keys: std::hash::RandomState::new(),
             seen_markers: Mutex::new(Seen::new(1 << 16)),
             proxy_nonces: Mutex::new(HashMap::new()),
-            deliveries: crate::delivery::Deliveries::default(),
-            store,
             runtime: tokio::runtime::Handle::current(),
-            me: std::sync::OnceLock::new(),
-        });
-        let _ = h.me.set(Arc::downgrade(&h));
-        h
+        })
     }
 
     /// Who a request is for, by its Request-URI's user: one of our lines, else a REMOTE
@@ -184,7 +174,7 @@ impl Handler {
         };
         let method = match &m.start {
             StartLine::Response { .. } => {
-                if verdict == Verdict::Accept && !self.deliveries.on_response(&m) {
+                if verdict == Verdict::Accept && !self.delivery.on_response(&m) {
                     self.uac.on_response(&m);
                 }
                 return;
@@ -223,7 +213,7 @@ impl Handler {
         // or another edge of the group may reach a phone, and whoever it is for, anyone else
         // gets the same answer (nothing tells a line from an unknown user).
         if crate::delivery::delivered(&method) && request_user(&m).is_some() {
-            if self.delivery_retransmission(&m, &src, &reply) {
+            if self.delivery.retransmission(&m, &src, &reply) {
                 return;
             }
             let sender = match self.admit(&m, &method, peer, &src, now_ms) {
@@ -246,7 +236,7 @@ impl Handler {
             }
             match self.addressee(&m) {
                 Some(Addressee::Line(line)) => {
-                    let admission = &self.deliveries.admission;
+                    let admission = &self.delivery.admission;
                     let admitted = match &sender {
                         Sender::Edge | Sender::Peer => admission.admit_trusted(),
                         Sender::Line(_) => admission.admit(src.ip),
@@ -260,10 +250,10 @@ impl Handler {
                             return;
                         }
                     };
-                    if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
-                        span.record("phone.id", &*line.phone_id);
-                        self.runtime.spawn(me.deliver(m, src, reply, line, permit));
-                    }
+                    span.record("phone.id", &*line.phone_id);
+                    let delivery = self.delivery.clone();
+                    self.runtime
+                        .spawn(delivery.deliver(m, src, reply, line, permit));
                 }
                 Some(Addressee::Remote(target)) => {
                     // A REMOTE phone: config only, reached at its remote address.
@@ -278,7 +268,7 @@ impl Handler {
         }
         match &*method {
             "CANCEL" => {
-                if !self.cancel_delivery(&m, &src, &reply) {
+                if !self.delivery.cancel(&m, &src, &reply) {
                     reply.send(self.responder().reply(&m, &src, 481, "", vec![]));
                 }
             }
@@ -302,177 +292,12 @@ impl Handler {
 
     /// The edge's own listener of a transport.
     pub(crate) fn local(&self, transport: Transport) -> Option<Local> {
-        let addr = *self.local.get(&transport)?;
+        let addr = *self.parts.local.get(&transport)?;
         Some(Local { transport, addr })
     }
 
     pub(crate) fn responder(&self) -> &crate::replies::Responder {
-        &self.directory.shared().responder
-    }
-
-    fn register(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
-        let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
-        let user = match to.as_ref().map(|a| (&a.uri, a.uri.user)) {
-            Some((uri, Some(u))) if uri.is_sip() => u,
-            _ => {
-                self.stats.rejected(Reason::UnknownDomain);
-                reply.send(self.responder().reply(
-                    &m,
-                    &src,
-                    404,
-                    "Not a SIP address-of-record",
-                    vec![],
-                ));
-                return;
-            }
-        };
-        let (entry, nonce, nc) = match self.authenticate(
-            &m,
-            "REGISTER",
-            user,
-            peer,
-            &src,
-            now_ms,
-            ChallengeKind::Registrar,
-        ) {
-            Ok(x) => x,
-            Err(bytes) => {
-                reply.send(bytes);
-                return;
-            }
-        };
-        // The flow proved itself: it may stay open as long as a registration lasts.
-        if let Some(idle) = &peer.idle {
-            let _ = idle.compare_exchange(
-                crate::transport::NOT_AUTHENTICATED,
-                self.stream_idle().as_secs(),
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-        // Only what reaches the phone's actor needs its transaction recognised.
-        let txn = transaction_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
-        if peer.transport.connection_bound() {
-            let mut map = self.ws_phones.lock();
-            let list = map.entry((peer.transport, peer.addr)).or_default();
-            if !list.contains(&entry.phone_id) {
-                list.push(entry.phone_id.clone());
-            }
-        }
-        let phone_id = entry.phone_id.clone();
-        tracing::Span::current().record("phone.id", &*phone_id);
-        self.directory.tell_or_start(
-            &phone_id,
-            Register(Box::new(RegisterJob {
-                entry,
-                msg: m,
-                source: peer.source(),
-                nonce,
-                nc,
-                txn,
-                src,
-                reply,
-                transport: peer.transport,
-                idle: peer.idle.clone(),
-            })),
-        );
-    }
-
-    /// SUBSCRIBE: only `message-summary` (MWI) for an authenticated line with MWI on; the
-    /// 200 is followed by a NOTIFY of the current state (no voicemail behind the edge yet:
-    /// no messages waiting).
-    fn subscribe(&self, m: Message, peer: &Peer, src: Source, reply: Replier, now_ms: u64) {
-        let event = m
-            .get("event")
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
-        if !event.eq_ignore_ascii_case("message-summary") {
-            let extra = vec![("Allow-Events", "message-summary".to_owned())];
-            reply.send(self.responder().reply(&m, &src, 489, "", extra));
-            return;
-        }
-        let from = parse_name_addr(m.get("from").unwrap_or("")).ok();
-        let Some(user) = from.as_ref().and_then(|a| a.uri.user) else {
-            reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
-            return;
-        };
-        let entry = match self.authenticate(
-            &m,
-            "SUBSCRIBE",
-            user,
-            peer,
-            &src,
-            now_ms,
-            ChallengeKind::Registrar,
-        ) {
-            Ok((e, _, _)) => e,
-            Err(bytes) => {
-                reply.send(bytes);
-                return;
-            }
-        };
-        if !entry.mwi {
-            let extra = vec![("Allow-Events", "check-sync".to_owned())];
-            reply.send(
-                self.responder()
-                    .reply(&m, &src, 489, "MWI is off for this phone", extra),
-            );
-            return;
-        }
-        let expires = m
-            .get("expires")
-            .and_then(|e| e.trim().parse::<u32>().ok())
-            .unwrap_or(3600)
-            .min(self.settings.max_expires);
-        let local = self.local(peer.transport);
-        let contact = local.map_or_else(String::new, |l| l.contact(None));
-        let extra = vec![
-            ("Expires", expires.to_string()),
-            ("Contact", contact.clone()),
-        ];
-        reply.send(self.responder().reply(&m, &src, 200, "", extra));
-        let Some(target) = m
-            .get("contact")
-            .and_then(|c| parse_name_addr(c).ok())
-            .map(|a| a.uri_text)
-        else {
-            return;
-        };
-        let Some(local) = local else { return };
-        let to_tag = &self.responder().to_tag;
-        let from_hdr = format!("{};tag={to_tag}", m.get("to").unwrap_or(""));
-        let state = if expires == 0 {
-            "terminated;reason=timeout".to_owned()
-        } else {
-            format!("active;expires={expires}")
-        };
-        let body = format!(
-            "Messages-Waiting: no\r\nMessage-Account: sip:{user}@{}\r\n",
-            self.settings.realm
-        );
-        let via = local.via();
-        let branch = new_branch();
-        let notify = OutRequest {
-            method: "NOTIFY",
-            uri: target,
-            via: &via,
-            branch: &branch,
-            from: &from_hdr,
-            to: m.get("from").unwrap_or(""),
-            call_id: m.get("call-id").unwrap_or(""),
-            cseq: 1,
-            extra: vec![
-                ("Event", "message-summary".into()),
-                ("Subscription-State", state),
-                ("Contact", contact),
-                ("Content-Type", "application/simple-message-summary".into()),
-            ],
-            body: body.as_bytes(),
-        };
-        reply.send(notify.to_bytes());
+        &self.replies.responder
     }
 }
 

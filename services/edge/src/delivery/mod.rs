@@ -13,9 +13,14 @@
 //!
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
+pub(crate) mod forwarding;
+
+use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
+
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use dialtone_config::keys;
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::keys;
 use dialtone_metrics::Counters;
 use dialtone_proto::{config::v1::Member, edge::v1::Binding};
 use dialtone_sip::{
@@ -24,21 +29,19 @@ use dialtone_sip::{
     response::Source,
 };
 use dialtone_store::Store;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::{
+    admission::{Admission, Permit, SourceLimits},
+    credentials::CredentialCache,
     credentials::LineEntry,
-    forwarding::{self, FORWARDED, FORWARDED_CANONICAL, Marked},
-    handler::Handler,
-    phone::Contacts,
-    replies::new_branch,
-    transport::{
-        Replier, Transport,
-        admission::{Admission, Permit, SourceLimits},
-    },
+    flow::{Flows, Replier, Transport},
+    registrar::{directory::Directory, phone::Contacts},
+    replies::{Local, Replies, new_branch},
+    settings::EdgeSettings,
 };
 
 /// Methods delivered to phones.
@@ -76,8 +79,22 @@ pub const DELIVERY_LIMITS: SourceLimits = SourceLimits {
     per_source: 500,
 };
 
-/// Deliveries under way and their counts.
-pub struct Deliveries {
+/// What delivery works with, from the floors below it.
+pub(crate) struct DeliveryParts {
+    pub cache: Arc<RwLock<CredentialCache>>,
+    pub directory: Arc<Directory>,
+    pub flows: Arc<Flows>,
+    pub settings: Arc<EdgeSettings>,
+    pub replies: Arc<Replies>,
+    /// Local address of each listener, for the Via of forwarded requests.
+    pub local: HashMap<Transport, SocketAddr>,
+    /// The store (where other edges' bindings are found); none in unit tests.
+    pub store: Option<Store>,
+}
+
+/// The delivery service: deliveries under way, their counts, and what it needs to find a
+/// phone's bindings here or on another edge.
+pub(crate) struct Delivery {
     /// Caps on the transactions held at once.
     pub(crate) admission: Arc<Admission>,
     txns: Mutex<HashMap<String, Arc<Txn>>>,
@@ -85,11 +102,21 @@ pub struct Deliveries {
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
     /// By [`Outcome`], in its order.
     counts: Counters<5>,
+    parts: DeliveryParts,
 }
 
-impl Default for Deliveries {
-    fn default() -> Self {
+impl std::ops::Deref for Delivery {
+    type Target = DeliveryParts;
+
+    fn deref(&self) -> &DeliveryParts {
+        &self.parts
+    }
+}
+
+impl Delivery {
+    pub(crate) fn new(parts: DeliveryParts) -> Self {
         Self {
+            parts,
             admission: Admission::new(DELIVERY_LIMITS),
             txns: Mutex::default(),
             clients: Mutex::default(),
@@ -110,7 +137,7 @@ impl Default for Deliveries {
 }
 
 /// Delivered over a local flow, handed to another edge, no live binding (480), no answer
-/// (408), ringing past the INVITE timeout (480): the labels of `Deliveries::counts`.
+/// (408), ringing past the INVITE timeout (480): the labels of `Delivery::counts`.
 #[derive(Clone, Copy)]
 enum Outcome {
     Local = 0,
@@ -120,7 +147,7 @@ enum Outcome {
     RingTimeout = 4,
 }
 
-impl Deliveries {
+impl Delivery {
     fn count(&self, o: Outcome) {
         self.counts.count_at(o as usize);
     }
@@ -180,14 +207,14 @@ fn branch_of(m: &Message) -> Option<String> {
         .and_then(|v| v.param("branch").map(str::to_owned))
 }
 
-impl Handler {
+impl Delivery {
     /// CANCEL for a request being delivered: 200, and the CANCEL passed on. False when no
     /// delivery matches (the caller answers 481).
-    pub(crate) fn cancel_delivery(&self, m: &Message, src: &Source, reply: &Replier) -> bool {
+    pub(crate) fn cancel(&self, m: &Message, src: &Source, reply: &Replier) -> bool {
         let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
-        reply.send(self.responder().reply(m, src, 200, "", vec![]));
+        reply.send(self.replies.responder.reply(m, src, 200, "", vec![]));
         if let Some((sent, replier)) = txn.downstream.lock().as_ref()
             && let Some(c) = cancel_for(sent)
         {
@@ -199,7 +226,7 @@ impl Handler {
     /// The delivery `m` (a retransmission or a CANCEL) belongs to: same top branch, and
     /// from the same source with the same Call-ID and CSeq number.
     fn delivery_of(&self, m: &Message, src: &Source) -> Option<Arc<Txn>> {
-        let txn = self.deliveries.txns.lock().get(&branch_of(m)?).cloned()?;
+        let txn = self.txns.lock().get(&branch_of(m)?).cloned()?;
         let (call_id, number) = call_and_number(m);
         (txn.origin == (*src, call_id, number)).then_some(txn)
     }
@@ -207,12 +234,7 @@ impl Handler {
     /// A retransmission of a request being delivered, from where it first came: answered
     /// with the last answer (or nothing yet) before the trust boundary, which counts each
     /// nonce and marker once. True when it was one.
-    pub(crate) fn delivery_retransmission(
-        &self,
-        m: &Message,
-        src: &Source,
-        upstream: &Replier,
-    ) -> bool {
+    pub(crate) fn retransmission(&self, m: &Message, src: &Source, upstream: &Replier) -> bool {
         let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
@@ -223,7 +245,7 @@ impl Handler {
     }
 
     /// Delivers `m` (for `line`) and relays the answers along `upstream`; `permit` (from
-    /// [`Deliveries::admission`]) is held until the transaction is forgotten.
+    /// [`Delivery::admission`]) is held until the transaction is forgotten.
     pub(crate) async fn deliver(
         self: Arc<Self>,
         m: Message,
@@ -234,7 +256,7 @@ impl Handler {
     ) {
         let Some(key) = branch_of(&m) else { return };
         let txn = {
-            let mut txns = self.deliveries.txns.lock();
+            let mut txns = self.txns.lock();
             if let Some(t) = txns.get(&key) {
                 // A retransmission: the last answer again, or nothing yet.
                 if let Some(last) = t.last.lock().clone() {
@@ -253,7 +275,7 @@ impl Handler {
         };
         let invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
         let answer = |code: u16, reason: &str| {
-            let r = self.responder().reply(&m, &src, code, reason, vec![]);
+            let r = self.replies.responder.reply(&m, &src, code, reason, vec![]);
             *txn.last.lock() = Some(r.clone());
             upstream.send(r);
         };
@@ -261,7 +283,7 @@ impl Handler {
         // edge this one is alive, so it does not try the next binding.
         let from_edge = m.get(FORWARDED_CANONICAL).is_some();
         if invite || from_edge {
-            upstream.send(self.responder().reply(&m, &src, 100, "", vec![]));
+            upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
         }
         let targets = self.targets(from_edge, &line).await;
         let last = targets.len().saturating_sub(1);
@@ -315,23 +337,29 @@ impl Handler {
                 wait,
             };
             if self.proxy(&m, hop, &txn, &upstream, &answer).await || i == last {
-                self.deliveries.count(outcome);
+                self.count(outcome);
                 done = true;
                 break;
             }
         }
         if !done {
-            self.deliveries.count(Outcome::NoBinding);
+            self.count(Outcome::NoBinding);
             answer(480, "No live registration");
         }
         self.linger(key).await;
         drop(permit);
     }
 
+    /// The edge's own listener of a transport.
+    fn local(&self, transport: Transport) -> Option<Local> {
+        let addr = *self.parts.local.get(&transport)?;
+        Some(Local { transport, addr })
+    }
+
     /// Keeps a finished transaction a while to answer retransmissions, then forgets it.
     async fn linger(&self, key: String) {
         tokio::time::sleep(Duration::from_secs(32)).await;
-        self.deliveries.txns.lock().remove(&key);
+        self.txns.lock().remove(&key);
     }
 
     /// Forwards `m` one hop and relays what comes back. Returns false when nothing at all
@@ -360,7 +388,7 @@ impl Handler {
         let via = format!("{};branch={branch}", local.via());
         let marker = to_edge.as_deref().map(|to_node| {
             let marked = Marked::of(m, &branch, to_node);
-            let now_s = crate::unix_ms() / 1000;
+            let now_s = unix_ms() / 1000;
             forwarding::marker(
                 &self.settings.nonce_key,
                 &self.settings.node_id,
@@ -392,8 +420,12 @@ impl Handler {
         };
         let method = method.clone();
         let invite = method == "INVITE";
+        #[expect(
+            clippy::disallowed_methods,
+            reason = "responses to one forwarded request, matched by its branch; the client transaction drains them as they come and ends within Timer B/F"
+        )]
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.deliveries.clients.lock().insert(branch.clone(), tx);
+        self.clients.lock().insert(branch.clone(), tx);
         *txn.downstream.lock() = Some((sent.clone(), replier.clone()));
         replier.send(bytes.clone());
 
@@ -457,7 +489,7 @@ impl Handler {
                         break;
                     }
                     if invite && answered {
-                        self.deliveries.count(Outcome::RingTimeout);
+                        self.count(Outcome::RingTimeout);
                         if let Some(c) = cancel_for(&sent) {
                             replier.send(c);
                         }
@@ -467,7 +499,7 @@ impl Handler {
                         deadline = tokio::time::Instant::now() + Duration::from_secs(4);
                         continue;
                     }
-                    self.deliveries.clients.lock().remove(&branch);
+                    self.clients.lock().remove(&branch);
                     if to_edge.is_some() && wait == HOP_TIMEOUT && !answered {
                         // That edge may still be alive but slow: make sure it rings no one.
                         if invite && let Some(c) = cancel_for(&sent) {
@@ -475,7 +507,7 @@ impl Handler {
                         }
                         return false;
                     }
-                    self.deliveries.count(Outcome::NoAnswer);
+                    self.count(Outcome::NoAnswer);
                     answer(408, "");
                     return true;
                 }
@@ -486,7 +518,7 @@ impl Handler {
                 }
             }
         }
-        self.deliveries.clients.lock().remove(&branch);
+        self.clients.lock().remove(&branch);
         true
     }
 
@@ -513,7 +545,7 @@ impl Handler {
             return local_target().into_iter().collect();
         };
         let me = self.settings.node_id.as_str();
-        let prefix = format!("bindings/{}/{}/", line.phone_id, line.line_index);
+        let prefix = keys::line_bindings(&line.phone_id, line.line_index);
         let mut holders: Vec<(String, i64)> = store
             .range(&prefix, None, 64)
             .await
@@ -550,10 +582,7 @@ impl Handler {
 
 /// Where another edge takes SIP over UDP, from its member record.
 async fn edge_udp_address(store: &Store, node: &str) -> Option<SocketAddr> {
-    let kv = store
-        .get(&format!("{}edge/{node}", keys::MEMBERS))
-        .await
-        .ok()??;
+    let kv = store.get(&keys::member("edge", node)).await.ok()??;
     let m = Member::decode(kv.value.as_slice()).ok()?;
     m.sip_addresses?.udp.parse().ok()
 }

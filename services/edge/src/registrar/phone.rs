@@ -1,14 +1,16 @@
 //! One actix actor per phone: it owns the phone's bindings (per line), nonce counts, its
 //! expiry timer and the last transaction it answered. Actors live while their phone has
-//! bindings or a nonce it could still replay, then stop; the [`crate::directory`] starts
+//! bindings or a nonce it could still replay, then stop; the [`crate::registrar::directory`] starts
 //! them on demand on one of several arbiters.
 
 use std::sync::{
     Arc,
-    atomic::{AtomicU32, AtomicU64, Ordering},
+    atomic::{AtomicU64, Ordering},
 };
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::keys;
 use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::{
     Message as SipMessage,
@@ -19,12 +21,11 @@ use prost::Message as _;
 
 use crate::{
     credentials::LineEntry,
-    directory::ActorShared,
+    flow::{Replier, Transport},
     metrics::Reason,
-    phone_state::{LineState, PhoneState},
+    registrar::sleeping::{LineState, PhoneState},
+    registrar::{directory::ActorShared, pending::Pending},
     replies::ChallengeKind,
-    transport::{Replier, Transport},
-    unix_ms,
 };
 
 /// Retransmissions of a request are recognised for 64×T1 (RFC 3261 §17.2.2, Timer J).
@@ -52,7 +53,7 @@ pub struct PhoneActor {
     idle_check: bool,
     sleep_check: bool,
     /// Messages the directory sent that this actor has not handled yet.
-    pending: Arc<AtomicU32>,
+    pending: Pending,
 }
 
 impl PhoneActor {
@@ -60,7 +61,7 @@ impl PhoneActor {
         id: Arc<str>,
         shared: Arc<ActorShared>,
         state: PhoneState,
-        pending: Arc<AtomicU32>,
+        pending: Pending,
     ) -> Self {
         PhoneActor {
             id,
@@ -75,9 +76,9 @@ impl PhoneActor {
         }
     }
 
-    /// Every handler starts here: one pending message fewer.
+    /// Every handler starts here: one pending message fewer (see [`Pending`]).
     fn received(&self) {
-        self.pending.fetch_sub(1, Ordering::AcqRel);
+        self.pending.received();
     }
 
     /// Hands the state to the directory and stops, if the phone has been quiet for a
@@ -86,7 +87,7 @@ impl PhoneActor {
         if now.saturating_sub(self.last_activity) < TXN_MEMORY_S || self.contacts() == 0 {
             return false;
         }
-        let bytes = self.state.encode(now, self.shared.nonce_lifetime_s);
+        let bytes = self.state.encode(now, self.shared.replies.nonce_lifetime_s);
         if self
             .shared
             .fall_asleep(&self.id, &ctx.address(), &self.pending, bytes)
@@ -113,10 +114,7 @@ impl PhoneActor {
     fn publish(&mut self, pos: usize, now: u64) {
         let line = &mut self.state.lines[pos];
         line.published_at = now;
-        let key = format!(
-            "bindings/{}/{}/{}",
-            self.id, line.index, self.shared.node_id
-        );
+        let key = keys::binding(&self.id, line.index, &self.shared.node_id);
         if line.bindings.is_empty() {
             self.shared.publisher.delete(key);
         } else {
@@ -190,12 +188,12 @@ impl PhoneActor {
             Some(_) => {}
             None if !self.idle_check => {
                 self.idle_check = true;
-                let wait = std::time::Duration::from_secs(self.shared.nonce_lifetime_s + 1);
+                let wait = std::time::Duration::from_secs(self.shared.replies.nonce_lifetime_s + 1);
                 ctx.run_later(wait, |a, ctx| {
                     a.idle_check = false;
                     let now = unix_ms() / 1000;
                     if a.contacts() == 0 {
-                        if now.saturating_sub(a.last_activity) > a.shared.nonce_lifetime_s {
+                        if now.saturating_sub(a.last_activity) > a.shared.replies.nonce_lifetime_s {
                             ctx.stop();
                         } else {
                             a.schedule(ctx, now);
@@ -290,8 +288,11 @@ impl Handler<Register> for PhoneActor {
             Ok(r) => r,
             Err(why) => {
                 sh.stats.rejected(Reason::Invalid);
-                job.reply
-                    .send(sh.responder.reply(&job.msg, &job.src, 400, why, vec![]));
+                job.reply.send(
+                    sh.replies
+                        .responder
+                        .reply(&job.msg, &job.src, 400, why, vec![]),
+                );
                 return;
             }
         };
@@ -313,7 +314,8 @@ impl Handler<Register> for PhoneActor {
                         .map(|l| l.bindings.as_slice())
                         .unwrap_or(&[]);
                     let outbound = registers_flow(&req);
-                    sh.responder
+                    sh.replies
+                        .responder
                         .register_ok(&job.msg, &job.src, bindings, now, outbound)
                 }
             };
@@ -321,15 +323,21 @@ impl Handler<Register> for PhoneActor {
             job.reply.send(bytes);
             return;
         }
-        if !self
-            .state
-            .nonce_counts
-            .accept_hashed(job.nonce, job.nc, now, sh.nonce_lifetime_s)
-        {
+        if !self.state.nonce_counts.accept_hashed(
+            job.nonce,
+            job.nc,
+            now,
+            sh.replies.nonce_lifetime_s,
+        ) {
             // A replayed nonce count: challenge again (a real phone just retries).
             sh.stats.rejected(Reason::Replay);
-            job.reply
-                .send(sh.challenge(&job.msg, &job.src, now, false, ChallengeKind::Registrar));
+            job.reply.send(sh.replies.challenge(
+                &job.msg,
+                &job.src,
+                now,
+                false,
+                ChallengeKind::Registrar,
+            ));
             return;
         }
         let before = self.contacts_by_transport();
@@ -340,9 +348,13 @@ impl Handler<Register> for PhoneActor {
             Ok(changed) => {
                 line.republish_after = u64::from(policy.default_expires / 2);
                 let outbound = registers_flow(&req);
-                let bytes =
-                    sh.responder
-                        .register_ok(&job.msg, &job.src, &line.bindings, now, outbound);
+                let bytes = sh.replies.responder.register_ok(
+                    &job.msg,
+                    &job.src,
+                    &line.bindings,
+                    now,
+                    outbound,
+                );
                 if changed || now >= line.published_at + line.republish_after {
                     self.publish(pos, now);
                 }
@@ -358,7 +370,7 @@ impl Handler<Register> for PhoneActor {
             }
             Err(Refusal::IntervalTooBrief { min_expires }) => {
                 sh.stats.rejected(Reason::IntervalTooBrief);
-                let b = sh.responder.reply(
+                let b = sh.replies.responder.reply(
                     &job.msg,
                     &job.src,
                     423,
@@ -370,13 +382,15 @@ impl Handler<Register> for PhoneActor {
             Err(Refusal::Invalid(why)) => {
                 sh.stats.rejected(Reason::Invalid);
                 (
-                    sh.responder.reply(&job.msg, &job.src, 400, why, vec![]),
+                    sh.replies
+                        .responder
+                        .reply(&job.msg, &job.src, 400, why, vec![]),
                     false,
                 )
             }
             Err(Refusal::OutOfOrder) => {
                 sh.stats.rejected(Reason::OutOfOrder);
-                let b = sh.responder.reply(
+                let b = sh.replies.responder.reply(
                     &job.msg,
                     &job.src,
                     400,
@@ -389,7 +403,9 @@ impl Handler<Register> for PhoneActor {
                 sh.stats.rejected(Reason::TooManyBindings);
                 let reason = format!("Too many registered contacts (at most {max})");
                 (
-                    sh.responder.reply(&job.msg, &job.src, 403, &reason, vec![]),
+                    sh.replies
+                        .responder
+                        .reply(&job.msg, &job.src, 403, &reason, vec![]),
                     false,
                 )
             }

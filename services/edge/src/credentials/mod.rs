@@ -1,22 +1,25 @@
 //! The edge's credentials cache: what it needs to authenticate and register each line,
 //! derived from `config/phones/*` and `config/base-settings/*`, and where each phone is
 //! placed (its site's edge group, from `config/sites/*` and `config/edge-groups/*`). Pure
-//! state; it is fed by the watch in [`crate::credentials_sync`], so neither the REGISTER
+//! state; it is fed by the watch in [`crate::credentials::sync`], so neither the REGISTER
 //! path nor delivery waits on the store for it.
+
+pub(crate) mod remote;
+pub(crate) mod sync;
 
 use std::{
     collections::{HashMap, HashSet},
     sync::Arc,
 };
 
-use dialtone_config::{peers::TrustedPeer, placement, settings::effective};
+use dialtone_domain::{peers::TrustedPeer, placement, settings::effective};
 use dialtone_proto::config::v1::{
     BaseSettings, Edge, EdgeGroup, MetaBase, Peer, Phone, PhoneKind, PhoneSettings, Site,
     assignment::Mode,
 };
 use dialtone_sip::{digest::Algorithm, registration::Policy};
 
-use crate::remote::RemotePhones;
+use crate::credentials::remote::RemotePhones;
 
 /// One registrable line.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,0 +1,154 @@
+//! The store key layout, the one place it is written. Every role reads and writes the
+//! store through these names; nothing else spells a key.
+//!
+//! | Key | Value | Written by | Read by | Lease |
+//! |---|---|---|---|---|
+//! | `config/sites/{id}` | `Site` | config | all roles (watch) | no |
+//! | `config/edge-groups/{id}` | `EdgeGroup` | config | all roles (watch) | no |
+//! | `config/base-settings/{id}` | `BaseSettings` | config | all roles (watch) | no |
+//! | `config/phones/{id}` | `Phone` (with `StoredCredentials`) | config | all roles (watch) | no |
+//! | `config/peers/{id}` | `Peer` | config | edge (watch) | no |
+//! | `index/hardware/{hw}` | phone id | config | config (uniqueness) | no |
+//! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
+//! | `index/site-phones/{site}/{phone}` | empty | config | config (lists, references) | no |
+//! | `index/base-phones/{base}/{phone}` | empty | config | config (lists, references) | no |
+//! | `index/phone-names/{name}\u{1}{phone}` | empty | config | config (sorted list by name) | no |
+//! | `index/group-sites/{group}/{site}` | empty | config | config (references) | no |
+//! | `members/{role}/{node}` | `Member` | every node | config, edge, provisioning | yes |
+//! | `bindings/{phone}/{line}/{node}` | `Binding` | the edge holding it | status (watch), edge, config | yes |
+//! | `actions/{node}/{phone}` | `PhoneAction` | config, provisioning | edge `node` (watch) | no |
+//! | `action-results/{action_id}` | `PhoneActionResult` | edge | config (watch) | no |
+//! | `provision/{phone}` | `ProvisionState` | provisioning | status (watch), provisioning | no |
+
+/// Separator between a phone's name and id in the name index (sorts before any printable
+/// character, so "abc" phones list before "abcd" ones).
+pub const NAME_SEP: char = '\u{1}';
+
+/// Everything the config role owns (what an edge's credentials cache follows).
+pub const CONFIG: &str = "config/";
+pub const SITES: &str = "config/sites/";
+pub const EDGE_GROUPS: &str = "config/edge-groups/";
+pub const BASE_SETTINGS: &str = "config/base-settings/";
+pub const PHONES: &str = "config/phones/";
+pub const PEERS: &str = "config/peers/";
+/// Every node's membership record, `members/{role}/{node}`.
+pub const MEMBERS: &str = "members/";
+/// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
+pub const BINDINGS: &str = "bindings/";
+/// Every provisioning record, `provision/{phone}`.
+pub const PROVISION: &str = "provision/";
+
+pub fn site(id: &str) -> String {
+    format!("{SITES}{id}")
+}
+pub fn edge_group(id: &str) -> String {
+    format!("{EDGE_GROUPS}{id}")
+}
+pub fn base_settings(id: &str) -> String {
+    format!("{BASE_SETTINGS}{id}")
+}
+pub fn peer(id: &str) -> String {
+    format!("{PEERS}{id}")
+}
+pub fn phone(id: &str) -> String {
+    format!("{PHONES}{id}")
+}
+/// What the provisioning role last saw of a phone (ProvisionState).
+pub fn provision(id: &str) -> String {
+    format!("{PROVISION}{id}")
+}
+/// The members of one role, `members/{role}/`.
+pub fn role_members(role: &str) -> String {
+    format!("{MEMBERS}{role}/")
+}
+/// One node's membership record (on its lease).
+pub fn member(role: &str, node: &str) -> String {
+    format!("{MEMBERS}{role}/{node}")
+}
+/// A phone's bindings, `bindings/{phone}/{line}/{node}` (written by edges on their lease).
+pub fn phone_bindings(phone: &str) -> String {
+    format!("{BINDINGS}{phone}/")
+}
+/// One line's bindings on every edge, `bindings/{phone}/{line}/`.
+pub fn line_bindings(phone: &str, line: u32) -> String {
+    format!("{BINDINGS}{phone}/{line}/")
+}
+/// One line's bindings on one edge.
+pub fn binding(phone: &str, line: u32, node: &str) -> String {
+    format!("{BINDINGS}{phone}/{line}/{node}")
+}
+/// The parts of a binding key: phone, line, node. None for anything else.
+pub fn parse_binding(key: &str) -> Option<(&str, u32, &str)> {
+    let mut parts = key.strip_prefix(BINDINGS)?.splitn(3, '/');
+    let phone = parts.next().filter(|p| !p.is_empty())?;
+    let line = parts.next()?.parse().ok()?;
+    let node = parts.next().filter(|n| !n.is_empty())?;
+    Some((phone, line, node))
+}
+/// The actions an edge is asked to perform, `actions/{node}/{phone}`.
+pub fn phone_actions(node: &str) -> String {
+    format!("actions/{node}/")
+}
+/// The action an edge is asked to perform on one phone.
+pub fn phone_action(node: &str, phone: &str) -> String {
+    format!("actions/{node}/{phone}")
+}
+/// An edge's report on an action that carried an id.
+pub fn action_result(action_id: &str) -> String {
+    format!("action-results/{action_id}")
+}
+/// Hardware id → phone id (uniqueness).
+pub fn hardware(hw: &str) -> String {
+    format!("index/hardware/{hw}")
+}
+/// SIP user → phone id (uniqueness).
+pub fn sip_user(user: &str) -> String {
+    format!("index/sip-user/{user}")
+}
+/// Phones of a site.
+pub fn site_phones(site: &str) -> String {
+    format!("index/site-phones/{site}/")
+}
+/// Phones of a base-settings profile.
+pub fn base_phones(base: &str) -> String {
+    format!("index/base-phones/{base}/")
+}
+/// Phones by name.
+pub const PHONE_NAMES: &str = "index/phone-names/";
+pub fn phone_name(name: &str, id: &str) -> String {
+    format!("{PHONE_NAMES}{name}{NAME_SEP}{id}")
+}
+/// Sites of an edge group.
+pub fn group_sites(group: &str) -> String {
+    format!("index/group-sites/{group}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binding_keys_round_trip_and_nest() {
+        let k = binding("p1", 2, "edge-a");
+        assert_eq!(k, "bindings/p1/2/edge-a");
+        assert_eq!(parse_binding(&k), Some(("p1", 2, "edge-a")));
+        assert!(k.starts_with(&line_bindings("p1", 2)));
+        assert!(k.starts_with(&phone_bindings("p1")));
+        for bad in [
+            "bindings/p1/x/edge-a",
+            "bindings/p1/2",
+            "bindings//2/e",
+            "bindings/p1/2/",
+            "config/phones/p1",
+        ] {
+            assert_eq!(parse_binding(bad), None, "{bad}");
+        }
+        assert!(member("edge", "n1").starts_with(&role_members("edge")));
+        assert!(role_members("edge").starts_with(MEMBERS));
+        for k in [SITES, EDGE_GROUPS, BASE_SETTINGS, PHONES, PEERS] {
+            assert!(k.starts_with(CONFIG));
+        }
+        // A longer name never sorts between a name and its own phones.
+        assert!(phone_name("abc", "z") < phone_name("abcd", "a"));
+    }
+}

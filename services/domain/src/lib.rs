@@ -1,0 +1,22 @@
+//! The fleet's shared vocabulary, which every role speaks and none owns.
+//!
+//! Roles (config, edge, provisioning, status) coordinate only through the store, so they
+//! must agree on what is written where and what it means. That agreement lives here and
+//! nowhere else: the key layout ([`keys`]), where a phone registers ([`placement`]), a
+//! phone's effective settings ([`settings`]), its derived passwords and HA1s
+//! ([`credentials`]), which sources are trusted peers ([`peers`]) and how a role asks an
+//! edge to act on a phone ([`actions`]). Roles depend on this crate and on the store,
+//! never on each other.
+
+pub mod actions;
+pub mod credentials;
+pub mod error;
+pub mod keys;
+pub mod peers;
+pub mod placement;
+pub mod settings;
+
+pub use error::PeerAddressError;
+
+/// Default digest realm of phone credentials.
+pub const DEFAULT_REALM: &str = "dialtone";

@@ -1,0 +1,183 @@
+//! The ground floor of the edge: what a message came over and how to answer it. Value
+//! types ([`Transport`], [`Peer`], [`Replier`]) and the table of open flows ([`Flows`]),
+//! plus the two ways a reply leaves: the per-thread UDP outbox ([`udp_out`], sent in
+//! batches by [`udp_batch`]) and a stream connection's byte-bounded queue
+//! ([`write_queue`]). Everything above (transport, registrar, delivery, dispatch) speaks
+//! these; nothing here knows SIP beyond a transport's name.
+
+pub(crate) mod udp_batch;
+pub(crate) mod udp_out;
+pub(crate) mod write_queue;
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    os::fd::AsRawFd,
+    sync::{Arc, atomic::AtomicU64},
+};
+
+use dialtone_proto::edge::v1::SipTransport;
+use parking_lot::Mutex;
+use tokio::net::UdpSocket;
+
+/// [`Peer::idle`] of a stream connection no REGISTER over has authenticated yet. No real
+/// timeout is 0 (a line's persistent-connection timeout is at least 15 s), so a connection
+/// whose timeout happens to equal [`UNAUTHENTICATED_IDLE`] is not taken for unproven.
+pub const NOT_AUTHENTICATED: u64 = 0;
+
+/// A SIP transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    Tcp,
+    Tls,
+    Ws,
+    Wss,
+}
+
+impl Transport {
+    /// Lowercase name, as in `transport=` and binding sources.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::Ws => "ws",
+            Transport::Wss => "wss",
+        }
+    }
+
+    /// The name in a Via header.
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            "ws" => Transport::Ws,
+            "wss" => Transport::Wss,
+            _ => return None,
+        })
+    }
+
+    pub fn proto(self) -> SipTransport {
+        match self {
+            Transport::Udp => SipTransport::Udp,
+            Transport::Tcp => SipTransport::Tcp,
+            Transport::Tls => SipTransport::Tls,
+            Transport::Ws => SipTransport::Ws,
+            Transport::Wss => SipTransport::Wss,
+        }
+    }
+
+    /// Whether a flow of this transport only lives as long as its connection, so the
+    /// edge cannot reach the phone once it closes (browsers cannot accept connections).
+    pub fn connection_bound(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
+    }
+}
+
+/// A way back to a peer.
+#[derive(Clone, Debug)]
+pub enum Replier {
+    /// A datagram to `to` from the edge's socket.
+    Udp {
+        socket: Arc<UdpSocket>,
+        to: SocketAddr,
+    },
+    /// A message queued on a connection's writer (bounded in bytes: see
+    /// [`write_queue`]).
+    Stream(write_queue::QueueTx),
+}
+
+impl Replier {
+    /// Sends a message; false when the flow is gone or the socket is full (the peer
+    /// retransmits over UDP; a stream is closing anyway). A datagram queued for a batch
+    /// counts as sent: a full socket drops it later, as it would have now.
+    pub fn send(&self, bytes: Vec<u8>) -> bool {
+        match self {
+            // Batched when sent from the socket's own actor thread (see `udp_out`).
+            Replier::Udp { socket, to } => match udp_out::queue(socket.as_raw_fd(), *to, bytes) {
+                Ok(()) => true,
+                Err(bytes) => socket.try_send_to(&bytes, *to).is_ok(),
+            },
+            // A full queue means a peer that does not read: its connection is closed.
+            Replier::Stream(tx) => tx.send(bytes),
+        }
+    }
+}
+
+/// Where a message came from and how to answer it.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+    pub replier: Replier,
+    /// The names of the verified client certificate a TLS or WSS connection presented
+    /// (none otherwise; UDP peers are made per datagram, so this costs them nothing).
+    pub tls_names: Option<Arc<[String]>>,
+    /// A stream connection's idle timeout in seconds: [`NOT_AUTHENTICATED`] until a
+    /// REGISTER over it is authenticated, then the handler's stream idle, which a line's
+    /// persistent-connection timeout may set (WS/WSS). None over UDP.
+    pub idle: Option<Arc<AtomicU64>>,
+}
+
+impl Peer {
+    /// `transport:ip:port`, the source recorded in bindings.
+    pub fn source(&self) -> String {
+        let name = self.transport.name();
+        let mut s = String::with_capacity(name.len() + 48);
+        s.push_str(name);
+        s.push(':');
+        dialtone_sip::response::push_socket_addr(&mut s, self.addr);
+        s
+    }
+}
+
+type FlowSender = write_queue::QueueTx;
+
+/// The edge's open flows, so requests to phones (NOTIFY) can use the connection a phone
+/// registered over.
+#[derive(Default)]
+pub struct Flows {
+    udp: Mutex<Option<Arc<UdpSocket>>>,
+    streams: Mutex<HashMap<(Transport, SocketAddr), FlowSender>>,
+}
+
+impl Flows {
+    pub fn set_udp(&self, socket: Arc<UdpSocket>) {
+        *self.udp.lock() = Some(socket);
+    }
+
+    pub fn open(&self, t: Transport, addr: SocketAddr, tx: FlowSender) {
+        self.streams.lock().insert((t, addr), tx);
+    }
+
+    pub fn close(&self, t: Transport, addr: SocketAddr) {
+        self.streams.lock().remove(&(t, addr));
+    }
+
+    /// A replier for a binding's source (`transport:ip:port`).
+    pub fn replier(&self, source: &str) -> Option<(Transport, Replier)> {
+        let (t, addr) = source.split_once(':')?;
+        let t = Transport::from_name(t)?;
+        let addr: SocketAddr = addr.parse().ok()?;
+        let r = match t {
+            Transport::Udp => Replier::Udp {
+                socket: self.udp.lock().clone()?,
+                to: addr,
+            },
+            _ => Replier::Stream(self.streams.lock().get(&(t, addr))?.clone()),
+        };
+        Some((t, r))
+    }
+}
