@@ -1,4 +1,10 @@
 //! The config API end to end: real `dialtone` processes, real gRPC clients, real etcd.
+//!
+//! Each behaviour is a scenario: an async function on a config client. Each runs alone as
+//! its own test on a fresh embedded store (`on_the_embedded_store::*`), and all run in
+//! sequence on one store per backend (`config_api_on_the_embedded_store`,
+//! `config_api_on_etcd_with_two_config_nodes`). So that they can share a store, every
+//! scenario uses phone names, hardware ids, SIP users and object ids of its own.
 
 use std::time::Duration;
 
@@ -46,6 +52,21 @@ fn phone(name: &str, mac: &str, line: &str) -> pb::Phone {
     }
 }
 
+/// A Poly VVX profile whose only setting is `sip_dscp`.
+fn profile(id: &str, sip_dscp: u32) -> pb::BaseSettings {
+    pb::BaseSettings {
+        id: id.into(),
+        meta_base: pb::MetaBase::PolyVvx as i32,
+        settings: Some(pb::PhoneSettings {
+            sip_dscp: Some(sip_dscp),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// What most scenarios stand on: edge group `eg`, site `hq` on it, and the profiles `vvx`
+/// (DSCP 26) and `vvx2` (DSCP 34).
 async fn seed(c: &mut ConfigClient) {
     c.create_edge_group(pb::CreateEdgeGroupRequest {
         edge_group: Some(edge_group("eg")),
@@ -62,17 +83,8 @@ async fn seed(c: &mut ConfigClient) {
         .await
         .unwrap();
     for (id, dscp) in [("vvx", 26), ("vvx2", 34)] {
-        let b = pb::BaseSettings {
-            id: id.into(),
-            meta_base: pb::MetaBase::PolyVvx as i32,
-            settings: Some(pb::PhoneSettings {
-                sip_dscp: Some(dscp),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         c.create_base_settings(pb::CreateBaseSettingsRequest {
-            base_settings: Some(b),
+            base_settings: Some(profile(id, dscp)),
         })
         .await
         .unwrap();
@@ -96,36 +108,45 @@ async fn count_phones(c: &mut ConfigClient) -> usize {
     r.phones.len()
 }
 
-/// The behaviours every backend must show.
-async fn exercise(c: &mut ConfigClient) {
-    seed(c).await;
-
-    // create: password once, HA1 never returned, MAC normalised, SIP user prefixed
-    let r = c
-        .create_phone(pb::CreatePhoneRequest {
-            phone: Some(phone("Lobby", "00:04:F2:AA:BB:01", "1001")),
-        })
+/// Creates `p`; returns the phone as stored and its credentials.
+async fn create(c: &mut ConfigClient, p: pb::Phone) -> pb::CreatePhoneResponse {
+    c.create_phone(pb::CreatePhoneRequest { phone: Some(p) })
         .await
         .unwrap()
-        .into_inner();
+        .into_inner()
+}
+
+async fn get_phone(c: &mut ConfigClient, id: &str) -> pb::Phone {
+    c.get_phone(pb::GetRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Create: the password is shown once and the HA1 never, the MAC is normalised, the SIP
+/// user prefixed.
+async fn a_new_phone_is_normalised_and_its_password_shown_once(c: &mut ConfigClient) {
+    let r = create(c, phone("Lobby", "00:04:F2:AA:BB:01", "1001")).await;
     let p = r.phone.unwrap();
     assert_eq!(p.hardware_id, "0004f2aabb01");
     assert!(p.lines[0].sip_user.ends_with("-1001"));
     assert!(p.lines[0].credentials.is_none());
     assert_eq!(r.credentials[0].password.len(), 24);
-    let got = c
-        .get_phone(pb::GetRequest { id: p.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = get_phone(c, &p.id).await;
     assert!(got.lines[0].credentials.is_none());
+}
 
-    // a phone with a hardware id gets a device credential, once; a reset replaces it
+/// A phone with a hardware id gets a device credential, once; a reset replaces it (at the
+/// current version only).
+async fn a_device_credential_is_given_once_and_a_reset_replaces_it(c: &mut ConfigClient) {
+    let r = create(c, phone("Desk", "00:04:F2:AA:BB:11", "1011")).await;
+    let p = r.phone.unwrap();
     let device = r.device_credentials.expect("device credential");
     assert_eq!(
         (device.user.as_str(), device.password.len()),
-        ("0004f2aabb01", 24)
+        ("0004f2aabb11", 24)
     );
+    let got = get_phone(c, &p.id).await;
     assert_eq!(got.device_credential_generation, 1);
     let again = c
         .reset_device_password(pb::ResetDevicePasswordRequest {
@@ -148,14 +169,12 @@ async fn exercise(c: &mut ConfigClient) {
         k == Code::Aborted || k == Code::FailedPrecondition,
         "{k:?} {m}"
     );
-    let got = c
-        .get_phone(pb::GetRequest { id: p.id.clone() })
-        .await
-        .unwrap()
-        .into_inner();
+    let got = get_phone(c, &p.id).await;
     assert_eq!(got.device_credential_generation, 2);
+}
 
-    // bad input: INVALID_ARGUMENT naming the field, nothing written
+/// Bad input: INVALID_ARGUMENT naming the field, nothing written.
+async fn bad_input_is_refused_naming_the_field_and_nothing_is_written(c: &mut ConfigClient) {
     let before = count_phones(c).await;
     let mut bad = phone("Bad", "00:04:f2:aa:bb:02", "1002");
     bad.overrides = Some(pb::PhoneSettings {
@@ -204,26 +223,34 @@ async fn exercise(c: &mut ConfigClient) {
             "base_settings.settings.softphone.sip_code_when_headset_na"
         )
     );
+    assert_eq!(count_phones(c).await, before);
+}
 
-    // uniqueness: hardware id and sip user, through transactions
+/// Uniqueness of the hardware id and the SIP user, through transactions: a duplicate is
+/// ALREADY_EXISTS and nothing is written.
+async fn hardware_ids_and_sip_users_are_unique(c: &mut ConfigClient) {
+    create(c, phone("Unique", "00:04:f2:aa:bb:21", "1021")).await;
+    let before = count_phones(c).await;
     let (k, m) = code(
         c.create_phone(pb::CreatePhoneRequest {
-            phone: Some(phone("Dup", "0004f2aabb01", "1009")),
+            phone: Some(phone("Dup", "0004f2aabb21", "1029")),
         })
         .await,
     );
     assert_eq!(k, Code::AlreadyExists, "{m}");
     let (k, m) = code(
         c.create_phone(pb::CreatePhoneRequest {
-            phone: Some(phone("Dup", "0004f2aabb09", "1001")),
+            phone: Some(phone("Dup", "0004f2aabb29", "1021")),
         })
         .await,
     );
     assert_eq!(k, Code::AlreadyExists, "{m}");
     assert!(m.contains("sip user"), "{m}");
     assert_eq!(count_phones(c).await, before);
+}
 
-    // concurrent creators of one MAC: exactly one wins
+/// Concurrent creators of one MAC: exactly one wins.
+async fn of_concurrent_creators_of_one_mac_exactly_one_wins(c: &mut ConfigClient) {
     let mut tasks = Vec::new();
     for i in 0..8 {
         let mut c2 = c.clone();
@@ -242,10 +269,18 @@ async fn exercise(c: &mut ConfigClient) {
         }
     }
     assert_eq!(wins, 1);
+}
 
-    // optimistic concurrency
+/// Optimistic concurrency: an update at the current version moves the version on; one at
+/// the version it replaced is ABORTED.
+async fn an_update_at_a_stale_version_is_aborted(c: &mut ConfigClient) {
+    let p = create(c, phone("Stale", "00:04:f2:aa:bb:31", "1031"))
+        .await
+        .phone
+        .unwrap();
+    let got = get_phone(c, &p.id).await;
     let mut p1 = got.clone();
-    p1.name = "Lobby east".into();
+    p1.name = "Stale east".into();
     let updated = c
         .update_phone(pb::UpdatePhoneRequest {
             phone: Some(p1.clone()),
@@ -261,10 +296,18 @@ async fn exercise(c: &mut ConfigClient) {
             .await,
     );
     assert_eq!(k, Code::Aborted, "{m}");
-    // a new line gets a password; the old one keeps its credentials
-    let mut p2 = updated.clone();
+}
+
+/// An update that adds a line: the new line gets a password; the old one keeps its
+/// credentials (none are generated for it).
+async fn a_new_line_gets_a_password_and_the_old_keeps_its_own(c: &mut ConfigClient) {
+    let p = create(c, phone("Two lines", "00:04:f2:aa:bb:41", "1041"))
+        .await
+        .phone
+        .unwrap();
+    let mut p2 = get_phone(c, &p.id).await;
     p2.lines.push(pb::Line {
-        sip_user: "1010".into(),
+        sip_user: "1042".into(),
         ..Default::default()
     });
     let r = c
@@ -274,8 +317,13 @@ async fn exercise(c: &mut ConfigClient) {
         .into_inner();
     assert_eq!(r.credentials.len(), 1);
     assert_eq!(r.credentials[0].line_index, 1);
+}
 
-    // list filters and stable pages
+/// Lists: pages do not repeat a phone, and filters find phones by name prefix and by
+/// hardware id in any MAC notation.
+async fn lists_page_and_filter_by_name_prefix_and_mac(c: &mut ConfigClient) {
+    create(c, phone("Foyer east", "00:04:f2:aa:bb:51", "1051")).await;
+    create(c, phone("Kitchen", "00:04:f2:aa:bb:52", "1052")).await;
     let all = c
         .list_phones(pb::ListPhonesRequest {
             page_size: 1,
@@ -297,7 +345,7 @@ async fn exercise(c: &mut ConfigClient) {
         .into_inner();
     assert_ne!(next.phones[0].id, all.phones[0].id);
     let by_name = pb::PhoneFilter {
-        name_prefix: "Lobby".into(),
+        name_prefix: "Foyer".into(),
         ..Default::default()
     };
     let r = c
@@ -310,7 +358,7 @@ async fn exercise(c: &mut ConfigClient) {
         .into_inner();
     assert_eq!(r.phones.len(), 1);
     let by_mac = pb::PhoneFilter {
-        hardware_id: "00-04-F2-CC-CC-CC".into(),
+        hardware_id: "00-04-F2-AA-BB-52".into(),
         ..Default::default()
     };
     let r = c
@@ -321,12 +369,49 @@ async fn exercise(c: &mut ConfigClient) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.phones[0].name, "Race");
+    assert_eq!(r.phones[0].name, "Kitchen");
+}
 
-    // in use: FAILED_PRECONDITION with the count
+/// In use: a site, a profile or an edge group still used cannot be deleted
+/// (FAILED_PRECONDITION with the count); unused again, each can. The objects are its own,
+/// so that the counts are its own on a shared store, and are gone at the end: the other
+/// scenarios count on every phone being in site `hq`.
+async fn a_site_profile_or_edge_group_in_use_is_not_deleted(c: &mut ConfigClient) {
+    c.create_edge_group(pb::CreateEdgeGroupRequest {
+        edge_group: Some(edge_group("eg-busy")),
+    })
+    .await
+    .unwrap();
+    let site = pb::Site {
+        id: "busy".into(),
+        name: "Busy".into(),
+        edge_group_id: "eg-busy".into(),
+        ..Default::default()
+    };
+    c.create_site(pb::CreateSiteRequest { site: Some(site) })
+        .await
+        .unwrap();
+    c.create_base_settings(pb::CreateBaseSettingsRequest {
+        base_settings: Some(profile("vvx-busy", 26)),
+    })
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for (name, mac, line) in [
+        ("Busy one", "00:04:f2:aa:bb:61", "1061"),
+        ("Busy two", "00:04:f2:aa:bb:62", "1062"),
+    ] {
+        let p = pb::Phone {
+            site_id: "busy".into(),
+            base_settings_id: "vvx-busy".into(),
+            ..phone(name, mac, line)
+        };
+        ids.push(create(c, p).await.phone.unwrap().id);
+    }
+
     let (k, m) = code(
         c.delete_site(pb::DeleteRequest {
-            id: "hq".into(),
+            id: "busy".into(),
             version: 0,
         })
         .await,
@@ -335,7 +420,7 @@ async fn exercise(c: &mut ConfigClient) {
     assert!(m.contains("used by 2 phones"), "{m}");
     let (k, m) = code(
         c.delete_base_settings(pb::DeleteRequest {
-            id: "vvx".into(),
+            id: "vvx-busy".into(),
             version: 0,
         })
         .await,
@@ -346,17 +431,60 @@ async fn exercise(c: &mut ConfigClient) {
     );
     let (k, _) = code(
         c.delete_edge_group(pb::DeleteRequest {
-            id: "eg".into(),
+            id: "eg-busy".into(),
             version: 0,
         })
         .await,
     );
     assert_eq!(k, Code::FailedPrecondition);
 
-    // migrate: dry run shows the diff and writes nothing; apply is idempotent
+    for id in ids {
+        c.delete_phone(pb::DeleteRequest { id, version: 0 })
+            .await
+            .unwrap();
+    }
+    c.delete_site(pb::DeleteRequest {
+        id: "busy".into(),
+        version: 0,
+    })
+    .await
+    .unwrap();
+    c.delete_base_settings(pb::DeleteRequest {
+        id: "vvx-busy".into(),
+        version: 0,
+    })
+    .await
+    .unwrap();
+    c.delete_edge_group(pb::DeleteRequest {
+        id: "eg-busy".into(),
+        version: 0,
+    })
+    .await
+    .unwrap();
+}
+
+/// Migrate: a dry run shows the diff and writes nothing; applying is idempotent, and the
+/// profile left behind, unused then, can be deleted. The profile migrated from is its own
+/// (like `vvx`, DSCP 26), so that the phones moved are its own on a shared store.
+async fn a_migration_dry_run_writes_nothing_and_applying_is_idempotent(c: &mut ConfigClient) {
+    c.create_base_settings(pb::CreateBaseSettingsRequest {
+        base_settings: Some(profile("vvx-old", 26)),
+    })
+    .await
+    .unwrap();
+    for (name, mac, line) in [
+        ("Moved one", "00:04:f2:aa:bb:71", "1071"),
+        ("Moved two", "00:04:f2:aa:bb:72", "1072"),
+    ] {
+        let p = pb::Phone {
+            base_settings_id: "vvx-old".into(),
+            ..phone(name, mac, line)
+        };
+        create(c, p).await;
+    }
     let req = |dry_run| pb::MigrateBaseSettingsRequest {
         filter: Some(pb::PhoneFilter {
-            base_settings_id: "vvx".into(),
+            base_settings_id: "vvx-old".into(),
             ..Default::default()
         }),
         to_base_settings_id: "vvx2".into(),
@@ -412,13 +540,16 @@ async fn exercise(c: &mut ConfigClient) {
             .all(|p| p.outcome == pb::MigrationOutcome::Unchanged as i32)
     );
     c.delete_base_settings(pb::DeleteRequest {
-        id: "vvx".into(),
+        id: "vvx-old".into(),
         version: 0,
     })
     .await
     .unwrap();
+}
 
-    // CSV import: valid rows created, bad rows reported, re-run idempotent; export round-trips
+/// CSV import: valid rows created, bad rows reported, a re-run idempotent; the export
+/// round-trips, and an unknown column refuses the whole file.
+async fn a_csv_import_reports_bad_rows_is_idempotent_and_round_trips(c: &mut ConfigClient) {
     let csv = "name,kind,site_id,base_settings_id,hardware_id,lines,assignment\n\
                Imp1,managed,hq,vvx2,00:04:f2:10:00:01,3001=Imp one,site:3001\n\
                Imp2,managed,hq,vvx2,00:04:f2:10:00:02,3002,user:u-2\n\
@@ -505,16 +636,22 @@ async fn exercise(c: &mut ConfigClient) {
     );
     let (k, m) = code(import_raw(c, "name,kind,colour\n").await);
     assert!(k == Code::InvalidArgument && m.contains("colour"), "{m}");
+}
 
-    // templates cover every meta-base
+/// Templates cover every meta-base.
+async fn templates_cover_every_meta_base(c: &mut ConfigClient) {
     let t = c
         .get_templates(pb::GetTemplatesRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(t.templates.len(), 7);
+}
 
-    // paging visits every phone exactly once, in a stable order, whatever the page size
+/// Paging visits every phone exactly once, in a stable order, whatever the page size. One
+/// phone besides the bulk, so that the unfiltered lists hold more than the bulk.
+async fn paging_visits_every_phone_once_in_a_stable_order(c: &mut ConfigClient) {
+    create(c, phone("Not bulk", "00:04:f2:aa:bb:81", "1081")).await;
     let mut bulk = String::from("name,kind,site_id,base_settings_id,hardware_id,lines\n");
     for i in 0..300 {
         bulk.push_str(&format!("Bulk {i},managed,hq,vvx2,0004f2ee{i:04x},b{i}\n"));
@@ -569,8 +706,14 @@ async fn exercise(c: &mut ConfigClient) {
             assert_eq!(ids, sorted, "pages come in id order");
         }
     }
+}
 
-    // delete removes the phone and frees its unique values
+/// Delete removes the phone and frees its unique values (hardware id, SIP user).
+async fn deleting_a_phone_frees_its_hardware_id_and_sip_user(c: &mut ConfigClient) {
+    let p = create(c, phone("Gone", "00:04:F2:AA:BB:91", "1091"))
+        .await
+        .phone
+        .unwrap();
     c.delete_phone(pb::DeleteRequest {
         id: p.id.clone(),
         version: 0,
@@ -582,11 +725,44 @@ async fn exercise(c: &mut ConfigClient) {
     c.create_phone(pb::CreatePhoneRequest {
         phone: Some(pb::Phone {
             base_settings_id: "vvx2".into(),
-            ..phone("Reuse", "0004f2aabb01", "1001")
+            ..phone("Reuse", "0004f2aabb91", "1091")
         }),
     })
     .await
     .unwrap();
+}
+
+/// Runs scenarios in order on one client, naming each on stderr as it starts (a failure's
+/// output then says in which one).
+macro_rules! in_sequence {
+    ($c:ident; $($scenario:ident),+ $(,)?) => {
+        $(
+            eprintln!("scenario {}", stringify!($scenario));
+            $scenario($c).await;
+        )+
+    };
+}
+
+/// Every scenario, in order, on one store: seeded once, as each scenario's own test seeds
+/// its store.
+async fn every_scenario(c: &mut ConfigClient) {
+    seed(c).await;
+    in_sequence!(c;
+        a_new_phone_is_normalised_and_its_password_shown_once,
+        a_device_credential_is_given_once_and_a_reset_replaces_it,
+        bad_input_is_refused_naming_the_field_and_nothing_is_written,
+        hardware_ids_and_sip_users_are_unique,
+        of_concurrent_creators_of_one_mac_exactly_one_wins,
+        an_update_at_a_stale_version_is_aborted,
+        a_new_line_gets_a_password_and_the_old_keeps_its_own,
+        lists_page_and_filter_by_name_prefix_and_mac,
+        a_site_profile_or_edge_group_in_use_is_not_deleted,
+        a_migration_dry_run_writes_nothing_and_applying_is_idempotent,
+        a_csv_import_reports_bad_rows_is_idempotent_and_round_trips,
+        templates_cover_every_meta_base,
+        paging_visits_every_phone_once_in_a_stable_order,
+        deleting_a_phone_frees_its_hardware_id_and_sip_user,
+    );
 }
 
 /// Reads the store directly: every phone has exactly its index entries and no index entry
@@ -671,13 +847,124 @@ async fn import(c: &mut ConfigClient, csv: &str) -> Vec<pb::ImportPhonesResponse
     import_raw(c, csv).await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_api_on_the_embedded_store() {
-    let mut sb = ClusterSandbox::embedded().await.unwrap();
+/// A fresh embedded sandbox (one all-roles node, in the dev mode) and a config client with
+/// its generated admin token. Keep the sandbox while the client is used.
+async fn embedded() -> (ClusterSandbox, ConfigClient) {
+    let sb = ClusterSandbox::embedded().await.unwrap();
     let token = sb.nodes[0].admin_token();
     assert!(token.starts_with("dt_"));
-    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
-    exercise(&mut c).await;
+    let c = sb.nodes[0].config_client(&token).await.unwrap();
+    (sb, c)
+}
+
+/// Each scenario alone, on a fresh embedded store with just what it stands on.
+mod on_the_embedded_store {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_phone_is_normalised_and_its_password_shown_once() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::a_new_phone_is_normalised_and_its_password_shown_once(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_device_credential_is_given_once_and_a_reset_replaces_it() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::a_device_credential_is_given_once_and_a_reset_replaces_it(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bad_input_is_refused_naming_the_field_and_nothing_is_written() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::bad_input_is_refused_naming_the_field_and_nothing_is_written(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hardware_ids_and_sip_users_are_unique() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::hardware_ids_and_sip_users_are_unique(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_concurrent_creators_of_one_mac_exactly_one_wins() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::of_concurrent_creators_of_one_mac_exactly_one_wins(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_update_at_a_stale_version_is_aborted() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::an_update_at_a_stale_version_is_aborted(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_new_line_gets_a_password_and_the_old_keeps_its_own() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::a_new_line_gets_a_password_and_the_old_keeps_its_own(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lists_page_and_filter_by_name_prefix_and_mac() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::lists_page_and_filter_by_name_prefix_and_mac(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_site_profile_or_edge_group_in_use_is_not_deleted() {
+        let (_sb, mut c) = embedded().await;
+        super::a_site_profile_or_edge_group_in_use_is_not_deleted(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_migration_dry_run_writes_nothing_and_applying_is_idempotent() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::a_migration_dry_run_writes_nothing_and_applying_is_idempotent(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_csv_import_reports_bad_rows_is_idempotent_and_round_trips() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::a_csv_import_reports_bad_rows_is_idempotent_and_round_trips(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn templates_cover_every_meta_base() {
+        let (_sb, mut c) = embedded().await;
+        super::templates_cover_every_meta_base(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn paging_visits_every_phone_once_in_a_stable_order() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::paging_visits_every_phone_once_in_a_stable_order(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deleting_a_phone_frees_its_hardware_id_and_sip_user() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::deleting_a_phone_frees_its_hardware_id_and_sip_user(&mut c).await;
+    }
+}
+
+/// Every scenario in sequence on one embedded store (as on etcd below), then what a whole
+/// history and a running node show: a crash loses nothing acknowledged, an unknown token
+/// is refused, the health endpoints answer and shutdown is graceful.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_api_on_the_embedded_store() {
+    let (mut sb, mut c) = embedded().await;
+    every_scenario(&mut c).await;
 
     // a crash loses nothing acknowledged
     let n = count_phones(&mut c).await;
@@ -710,13 +997,16 @@ async fn config_api_on_the_embedded_store() {
     assert!(sb.nodes[0].terminate().unwrap().success());
 }
 
+/// Every scenario in sequence on one etcd cluster behind two config nodes, then what only
+/// this setup shows: the store stays consistent, the replicas agree, tokens carry their
+/// permissions, a dead etcd member loses nothing, and a stopped node leaves at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_api_on_etcd_with_two_config_nodes() {
     let mut sb = ClusterSandbox::with_etcd(3, &["config", "config"])
         .await
         .unwrap();
     let mut c = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    exercise(&mut c).await;
+    every_scenario(&mut c).await;
     assert_store_consistent(&sb.store().await.unwrap()).await;
 
     // the other replica serves the same data, and both are members

@@ -1,0 +1,177 @@
+//! Real etcd clusters on loopback.
+
+use std::{
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use dialtone_store::{EtcdStore, Store};
+
+use crate::{ports::free_port, process::kill9};
+
+/// One etcd member.
+pub struct EtcdMember {
+    pub name: String,
+    pub client_url: String,
+    peer_url: String,
+    child: Option<Child>,
+}
+
+/// A real etcd cluster of N members on loopback.
+pub struct EtcdCluster {
+    pub members: Vec<EtcdMember>,
+    dir: tempfile::TempDir,
+}
+
+impl EtcdCluster {
+    /// Starts `n` members and waits until the cluster answers.
+    pub async fn start(n: usize) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let mut members: Vec<EtcdMember> = (0..n)
+            .map(|i| EtcdMember {
+                name: format!("m{i}"),
+                client_url: format!("http://127.0.0.1:{}", free_port()),
+                peer_url: format!("http://127.0.0.1:{}", free_port()),
+                child: None,
+            })
+            .collect();
+        let initial = members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        for m in &mut members {
+            m.child = Some(spawn_etcd(m, dir.path(), &initial)?);
+        }
+        let cluster = EtcdCluster { members, dir };
+        cluster.wait_ready(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// The members' data and logs (`{name}.log`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Client endpoints of the members still running.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(|m| m.client_url.clone())
+            .collect()
+    }
+
+    /// Every client endpoint, running or not.
+    pub fn all_endpoints(&self) -> Vec<String> {
+        self.members.iter().map(|m| m.client_url.clone()).collect()
+    }
+
+    /// SIGKILLs member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            kill9(&mut c);
+        }
+    }
+
+    /// Restarts member `i` on its old data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let initial = self
+            .members
+            .iter()
+            .map(|m| format!("{}={}", m.name, m.peer_url))
+            .collect::<Vec<_>>()
+            .join(",");
+        let child = spawn_etcd(&self.members[i], self.dir.path(), &initial)?;
+        self.members[i].child = Some(child);
+        Ok(())
+    }
+
+    /// A store on this cluster under a fresh root.
+    pub async fn store(&self, root: &str) -> anyhow::Result<Store> {
+        Ok(Store::Etcd(
+            EtcdStore::connect(&self.all_endpoints(), root).await?,
+        ))
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Ok(s)) = tokio::time::timeout(
+                Duration::from_secs(2),
+                EtcdStore::connect(&self.endpoints(), "/probe/"),
+            )
+            .await
+                && Store::Etcd(s)
+                    .put("ready", b"1".to_vec(), None)
+                    .await
+                    .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("etcd cluster not ready after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child> {
+    let data = dir.join(&m.name);
+    let state = if data.exists() { "existing" } else { "new" };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("{}.log", m.name)))?;
+    Command::new("etcd")
+        .args(["--name", &m.name])
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "--listen-client-urls",
+            &m.client_url,
+            "--advertise-client-urls",
+            &m.client_url,
+        ])
+        .args([
+            "--listen-peer-urls",
+            &m.peer_url,
+            "--initial-advertise-peer-urls",
+            &m.peer_url,
+        ])
+        .args([
+            "--initial-cluster",
+            initial,
+            "--initial-cluster-state",
+            state,
+            "--initial-cluster-token",
+            "dialtone-test",
+        ])
+        .args([
+            "--heartbeat-interval",
+            "50",
+            "--election-timeout",
+            "500",
+            "--logger",
+            "zap",
+            "--log-level",
+            "error",
+        ])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting etcd (install Debian's etcd-server)")
+}
+
+impl Drop for EtcdCluster {
+    fn drop(&mut self) {
+        for m in &mut self.members {
+            if let Some(mut c) = m.child.take() {
+                kill9(&mut c);
+            }
+        }
+    }
+}

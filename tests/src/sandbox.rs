@@ -1,0 +1,152 @@
+//! The cluster sandbox: etcd (optional) plus nodes, and the tokens its nodes accept.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::bail;
+use dialtone_store::Store;
+
+use crate::{
+    etcd::EtcdCluster,
+    node::{Node, NodeSpec},
+};
+
+/// Tokens every sandbox node accepts: `admin` (all), `viewer` (view) and `adder` (view+add).
+pub const ADMIN_TOKEN: &str = "dt_test_admin_token_0000000000000000000000";
+pub const VIEWER_TOKEN: &str = "dt_test_viewer_token_000000000000000000000";
+pub const ADDER_TOKEN: &str = "dt_test_adder_token_0000000000000000000000";
+
+/// etcd (optional) plus nodes, in the manner of Quickwit's `ClusterSandbox`.
+pub struct ClusterSandbox {
+    pub etcd: Option<EtcdCluster>,
+    pub nodes: Vec<Node>,
+    pub prefix: String,
+    dir: tempfile::TempDir,
+}
+
+impl ClusterSandbox {
+    /// One all-roles node on the embedded store (the dev mode, generated admin token).
+    pub async fn embedded() -> anyhow::Result<Self> {
+        Self::embedded_with(&[]).await
+    }
+
+    /// Like [`ClusterSandbox::embedded`], with more `serve` flags.
+    pub async fn embedded_with(extra_args: &[&str]) -> anyhow::Result<Self> {
+        Self::embedded_with_env(extra_args, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::embedded_with`], with environment variables for the node.
+    pub async fn embedded_with_env(
+        extra_args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let spec = NodeSpec {
+            node_id: "solo".into(),
+            roles: "all".into(),
+            etcd: vec![],
+            store_prefix: dialtone_store::DEFAULT_ROOT.into(),
+            tokens_file: None,
+            lease_ttl: 5,
+            key_file: None,
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            binary: None,
+        };
+        let node = Node::start(&spec, dir.path().join("solo")).await?;
+        Ok(ClusterSandbox {
+            etcd: None,
+            nodes: vec![node],
+            prefix: spec.store_prefix,
+            dir,
+        })
+    }
+
+    /// An etcd cluster of `members` and one node per entry of `roles`, all on it.
+    pub async fn with_etcd(members: usize, roles: &[&str]) -> anyhow::Result<Self> {
+        Self::with_etcd_args(members, roles, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::with_etcd`], with more `serve` flags for every node.
+    pub async fn with_etcd_args(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+    ) -> anyhow::Result<Self> {
+        Self::with_etcd_binaries(members, roles, extra_args, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::with_etcd_args`], where node `i` runs `binaries[i]` when
+    /// that is given (another build of `dialtone`).
+    pub async fn with_etcd_binaries(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+        binaries: &[Option<PathBuf>],
+    ) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let etcd = EtcdCluster::start(members).await?;
+        let tokens = dir.path().join("tokens.toml");
+        std::fs::write(
+            &tokens,
+            format!(
+                "[[token]]\nname = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\npermissions = [\"telephony:plugin:all\"]\n\
+                 [[token]]\nname = \"viewer\"\ntoken = \"{VIEWER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\"]\n\
+                 [[token]]\nname = \"adder\"\ntoken = \"{ADDER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\", \"telephony:sitesmanagedphones:add\"]\n"
+            ),
+        )?;
+        let prefix = format!("/dialtone-test-{}/", std::process::id());
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, format!("{:064x}\n", std::process::id()))?;
+        let mut nodes = Vec::new();
+        for (i, r) in roles.iter().enumerate() {
+            let spec = NodeSpec {
+                node_id: format!("node-{i}"),
+                roles: r.to_string(),
+                etcd: etcd.all_endpoints(),
+                store_prefix: prefix.clone(),
+                tokens_file: Some(tokens.clone()),
+                lease_ttl: 3,
+                key_file: Some(key_file.clone()),
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+                env: vec![],
+                binary: binaries.get(i).cloned().flatten(),
+            };
+            nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);
+        }
+        Ok(ClusterSandbox {
+            etcd: Some(etcd),
+            nodes,
+            prefix,
+            dir,
+        })
+    }
+
+    /// A store client on the sandbox's store (etcd only; the embedded store is private to
+    /// its process).
+    pub async fn store(&self) -> anyhow::Result<Store> {
+        match &self.etcd {
+            Some(e) => e.store(&self.prefix).await,
+            None => bail!("the embedded store belongs to its node"),
+        }
+    }
+
+    /// (node id, UDP `127.0.0.1:port`) of the nodes at `indexes` (edges), as
+    /// [`crate::fleet::seed_site_on`] takes them.
+    pub fn udp_edges(&self, indexes: &[usize]) -> Vec<(&str, String)> {
+        indexes
+            .iter()
+            .map(|&i| {
+                let n = &self.nodes[i];
+                (n.node_id.as_str(), format!("127.0.0.1:{}", n.sip.udp))
+            })
+            .collect()
+    }
+
+    /// The sandbox's scratch directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
