@@ -157,6 +157,7 @@ impl Edge {
             settings.shards,
             SharedParts {
                 node_id: settings.node_id.clone(),
+                quiet_before_sleep_s: registrar::phone::TXN_MEMORY_S,
                 publisher,
                 replies: replies.clone(),
                 stats: stats.clone(),

@@ -164,6 +164,12 @@ impl Stats {
             }
         }
     }
+    /// Phones asleep now.
+    #[cfg(test)]
+    pub fn sleeping_phones(&self) -> i64 {
+        self.sleeping.load(Relaxed)
+    }
+
     pub fn sleeping_changed(&self, d: i64) {
         self.sleeping.fetch_add(d, Relaxed);
     }

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+pub use crate::params::{Params, lowercase};
 use crate::{
     scan,
     uri::{self, Uri},
@@ -93,15 +94,6 @@ fn common_name(name: &str) -> Option<&'static str> {
 pub fn same_name(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     a.len() == b.len() && a.first() == b.first() && a.last() == b.last() && a == b
-}
-
-/// `s` in lowercase, allocating only when it has uppercase letters.
-pub fn lowercase(s: &str) -> Cow<'_, str> {
-    if s.bytes().any(|b| b.is_ascii_uppercase()) {
-        Cow::Owned(s.to_ascii_lowercase())
-    } else {
-        Cow::Borrowed(s)
-    }
 }
 
 /// Whether every byte of `s` is a `token` character (true for ""). A table lookup per byte:
@@ -218,57 +210,6 @@ pub enum HeaderError {
     Malformed,
 }
 
-/// `name[=value]` parameters separated by `;`, checked once and then read in place: names
-/// compare case-insensitively, values come trimmed of linear whitespace. The text starts
-/// after the first `;`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Params<'a>(&'a str);
-
-impl<'a> Params<'a> {
-    /// Parameters already checked by their parser.
-    pub(crate) fn checked(text: &'a str) -> Self {
-        Params(text)
-    }
-
-    /// The parameters' text (after the first `;`).
-    pub(crate) fn text(&self) -> &'a str {
-        self.0
-    }
-
-    /// Each parameter as (name as written, value).
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
-        let text = self.0;
-        scan::split(text, b';')
-            .filter(move |_| !text.is_empty())
-            .map(|p| match scan::split_once(p, b'=') {
-                Some((n, v)) => (n.trim_ascii(), Some(v.trim_ascii())),
-                None => (p.trim_ascii(), None),
-            })
-    }
-
-    /// The first parameter of this name: `Some(None)` when it has no value.
-    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    }
-
-    /// The value of a parameter (none when absent or without a value).
-    pub fn value(&self, name: &str) -> Option<&'a str> {
-        self.get(name).flatten()
-    }
-
-    /// Whether a parameter of this name is present.
-    pub fn has(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    /// Whether there are no parameters.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
 /// Header parameters: `;name[=value]`, LWS around `;` and `=` allowed.
 pub fn parse_params(s: &str) -> Result<Params<'_>, HeaderError> {
     let s = s.trim_ascii();
@@ -276,7 +217,7 @@ pub fn parse_params(s: &str) -> Result<Params<'_>, HeaderError> {
         return Ok(Params::default());
     }
     let s = s.strip_prefix(';').ok_or(HeaderError::Malformed)?;
-    let params = Params(s);
+    let params = Params::checked(s);
     for (n, v) in params.iter() {
         if n.is_empty() || !all_token_chars(n) || v == Some("") {
             return Err(HeaderError::Empty);

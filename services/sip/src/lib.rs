@@ -9,11 +9,13 @@ pub mod conformance;
 pub mod digest;
 pub mod header;
 pub mod message;
+mod params;
 pub mod proxy;
 pub mod registration;
 pub mod response;
 pub mod scan;
 pub mod stream;
+pub mod transaction;
 pub mod uri;
 pub mod verdict;
 

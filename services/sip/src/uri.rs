@@ -3,7 +3,10 @@
 
 use std::{borrow::Cow, net::Ipv6Addr};
 
-use crate::{header::Params, scan};
+use crate::{
+    params::{Params, lowercase},
+    scan,
+};
 
 /// A parsed URI, borrowing from the text it was parsed from. Only sip/sips URIs are split
 /// into parts; others keep their scheme and opaque text.
@@ -73,7 +76,7 @@ pub fn parse(s: &str) -> Result<Uri<'_>, UriError> {
     let scheme = match scheme {
         s if s.eq_ignore_ascii_case("sip") => Cow::Borrowed("sip"),
         s if s.eq_ignore_ascii_case("sips") => Cow::Borrowed("sips"),
-        other => crate::header::lowercase(other),
+        other => lowercase(other),
     };
     if scheme != "sip" && scheme != "sips" {
         return Ok(Uri {

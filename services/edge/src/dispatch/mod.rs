@@ -9,13 +9,7 @@ pub(crate) mod boundary;
 mod register;
 mod subscribe;
 
-use std::{
-    collections::HashMap,
-    hash::{BuildHasher, Hash, Hasher},
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
@@ -317,21 +311,6 @@ fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
     peer.replier.clone()
 }
 
-/// Identifies a server transaction: top Via branch, source and method (RFC 3261 §17.2.3).
-fn transaction_key(
-    keys: &std::hash::RandomState,
-    m: &Message,
-    top_via: Option<&Via>,
-    from: SocketAddr,
-) -> u64 {
-    let mut h = keys.build_hasher();
-    top_via.and_then(|v| v.param("branch")).hash(&mut h);
-    from.hash(&mut h);
-    m.get("call-id").hash(&mut h);
-    m.get("cseq").hash(&mut h);
-    h.finish()
-}
-
 /// A reason phrase must not break the status line.
 fn sanitize_reason(r: &str) -> String {
     let s: String = r
@@ -370,21 +349,5 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(sanitize_reason(input), want);
         }
-    }
-
-    #[test]
-    fn transactions_are_told_apart() {
-        let msg = |branch: &str, cseq: u32| {
-            dialtone_sip::parse(format!("REGISTER sip:e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch={branch}\r\nFrom: <sip:u@e>;tag=1\r\nTo: <sip:u@e>\r\nCall-ID: c\r\nCSeq: {cseq} REGISTER\r\nContent-Length: 0\r\n\r\n").as_bytes()).unwrap()
-        };
-        let a: SocketAddr = "127.0.0.1:5060".parse().unwrap();
-        let b: SocketAddr = "127.0.0.1:5061".parse().unwrap();
-        let keys = std::hash::RandomState::new();
-        let key = |m: Message, from| transaction_key(&keys, &m, m.top_via().as_ref(), from);
-        let k = key(msg("z9hG4bK1", 1), a);
-        assert_eq!(k, key(msg("z9hG4bK1", 1), a));
-        assert_ne!(k, key(msg("z9hG4bK2", 1), a));
-        assert_ne!(k, key(msg("z9hG4bK1", 2), a));
-        assert_ne!(k, key(msg("z9hG4bK1", 1), b));
     }
 }

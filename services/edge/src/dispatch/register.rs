@@ -3,9 +3,9 @@
 
 use std::sync::atomic::Ordering;
 
-use dialtone_sip::{Message, header::parse_name_addr, response::Source};
+use dialtone_sip::{Message, header::parse_name_addr, response::Source, transaction::server_key};
 
-use super::{Dispatcher, transaction_key};
+use super::Dispatcher;
 use crate::{
     flow::{NOT_AUTHENTICATED, Peer, Replier},
     metrics::Reason,
@@ -62,7 +62,7 @@ impl Dispatcher {
             );
         }
         // Only what reaches the phone's actor needs its transaction recognised.
-        let txn = transaction_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
+        let txn = server_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
         if peer.transport.connection_bound() {
             let mut map = self.ws_phones.lock();
             let list = map.entry((peer.transport, peer.addr)).or_default();

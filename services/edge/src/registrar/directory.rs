@@ -168,6 +168,10 @@ impl ActorShared {
 /// What the edge gives every phone actor.
 pub struct SharedParts {
     pub node_id: String,
+    /// How long a phone with bindings stays quiet before its actor falls asleep: a whole
+    /// transaction lifetime ([`super::phone::TXN_MEMORY_S`]), so no retransmission needs the last
+    /// answer (unit tests make it 0).
+    pub quiet_before_sleep_s: u64,
     pub publisher: Publisher,
     pub replies: Arc<Replies>,
     pub stats: Arc<Stats>,

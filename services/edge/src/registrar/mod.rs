@@ -10,3 +10,5 @@ pub(crate) mod pending;
 pub(crate) mod phone;
 pub(crate) mod publisher;
 pub(crate) mod sleeping;
+#[cfg(test)]
+mod tests;

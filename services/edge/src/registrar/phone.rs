@@ -28,8 +28,8 @@ use crate::{
     replies::ChallengeKind,
 };
 
-/// Retransmissions of a request are recognised for 64×T1 (RFC 3261 §17.2.2, Timer J).
-const TXN_MEMORY_S: u64 = 32;
+/// Retransmissions of a request are recognised for Timer J (64×T1, RFC 3261 §17.2.2).
+pub(crate) const TXN_MEMORY_S: u64 = dialtone_sip::transaction::TIMER_J.as_secs();
 
 struct LastTxn {
     key: u64,
@@ -84,7 +84,9 @@ impl PhoneActor {
     /// Hands the state to the directory and stops, if the phone has been quiet for a
     /// whole transaction lifetime (so no retransmission needs the last answer).
     fn try_sleep(&mut self, ctx: &mut Context<Self>, now: u64) -> bool {
-        if now.saturating_sub(self.last_activity) < TXN_MEMORY_S || self.contacts() == 0 {
+        if now.saturating_sub(self.last_activity) < self.shared.quiet_before_sleep_s
+            || self.contacts() == 0
+        {
             return false;
         }
         let bytes = self.state.encode(now, self.shared.replies.nonce_lifetime_s);
@@ -163,7 +165,8 @@ impl PhoneActor {
     fn schedule(&mut self, ctx: &mut Context<Self>, now: u64) {
         if self.contacts() > 0 && !self.sleep_check {
             self.sleep_check = true;
-            let wait = (self.last_activity + TXN_MEMORY_S + 1).saturating_sub(now);
+            let wait =
+                (self.last_activity + self.shared.quiet_before_sleep_s + 1).saturating_sub(now);
             ctx.run_later(std::time::Duration::from_secs(wait), |a, ctx| {
                 a.sleep_check = false;
                 let now = unix_ms() / 1000;
@@ -176,7 +179,9 @@ impl PhoneActor {
             // An actor with bindings falls asleep at its sleep check, and a sleeping phone
             // wakes for its earliest expiry (the directory's queue); a check that finds it
             // busy schedules again. So only an expiry before the check needs a timer.
-            Some(at) if self.sleep_check && at > self.last_activity + TXN_MEMORY_S + 1 => {}
+            Some(at)
+                if self.sleep_check
+                    && at > self.last_activity + self.shared.quiet_before_sleep_s + 1 => {}
             Some(at) if self.timer_at == 0 || at < self.timer_at => {
                 self.timer_at = at;
                 let wait = std::time::Duration::from_millis(at.saturating_sub(now) * 1000 + 200);

@@ -10,7 +10,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 /// A queued change: a value to put, or `None` to delete.
-type Change = (String, Option<Vec<u8>>);
+pub(crate) type Change = (String, Option<Vec<u8>>);
 
 /// The handle phone actors publish through.
 #[derive(Clone, Debug)]
@@ -25,6 +25,16 @@ impl Publisher {
 
     pub fn delete(&self, key: String) {
         let _ = self.tx.send((key, None));
+    }
+}
+
+impl Publisher {
+    /// A publisher whose changes land in the returned queue instead of the store.
+    #[cfg(test)]
+    pub(crate) fn capturing() -> (Publisher, mpsc::UnboundedReceiver<Change>) {
+        #[expect(clippy::disallowed_methods, reason = "a unit test's capture")]
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Publisher { tx }, rx)
     }
 }
 

@@ -1,0 +1,216 @@
+//! The phone actor on its own: real actor threads of a directory, a capturing publisher
+//! (what would go to the store) and an in-memory replier (what would go to the phone).
+//! The digest itself was checked by the dispatcher before a job reaches the actor; what
+//! is left to the actor is the nonce count, the transaction, the bindings and sleep.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use dialtone_domain::keys;
+use dialtone_proto::{
+    config::v1::{Line, Phone, PhoneKind, StoredCredentials},
+    edge::v1::Binding,
+};
+use dialtone_sip::{digest::NonceKey, response::Source};
+use prost::Message as _;
+use tokio::sync::mpsc;
+
+use crate::{
+    credentials::{CredentialCache, Limits, LineEntry},
+    flow::{Replier, Transport, write_queue},
+    metrics::Stats,
+    registrar::{
+        directory::{Directory, SharedParts},
+        phone::{ListBindings, Register, RegisterJob},
+        publisher::{Change, Publisher},
+    },
+    replies::{Replies, Responder},
+};
+
+const NODE: &str = "edge-a";
+const FROM: &str = "127.0.0.1:5070";
+
+struct Harness {
+    directory: Directory,
+    published: mpsc::UnboundedReceiver<Change>,
+    entry: Arc<LineEntry>,
+    stats: Arc<Stats>,
+}
+
+fn harness(quiet_before_sleep_s: u64) -> Harness {
+    let mut cache = CredentialCache::new(Limits {
+        min_expires: 60,
+        max_expires: 7200,
+    });
+    cache.put_phone(&Phone {
+        id: "p1".into(),
+        kind: PhoneKind::Unmanaged as i32,
+        lines: vec![Line {
+            sip_user: "alice".into(),
+            credentials: Some(StoredCredentials {
+                realm: "dialtone".into(),
+                ha1_md5: "00".into(),
+                ha1_sha256: "00".into(),
+                generation: 1,
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let entry = cache.lookup("alice").expect("the line is cached");
+    let stats = Arc::new(Stats::default());
+    let (publisher, published) = Publisher::capturing();
+    let replies = Arc::new(Replies {
+        responder: Responder {
+            to_tag: "t".into(),
+            server: None,
+        },
+        node_id: NODE.into(),
+        realm: "dialtone".into(),
+        nonce_key: NonceKey::new([7; 32]),
+        nonce_lifetime_s: 300,
+        algorithms: vec![dialtone_sip::digest::Algorithm::Md5],
+        stats: stats.clone(),
+    });
+    let directory = Directory::start(
+        1,
+        SharedParts {
+            node_id: NODE.into(),
+            quiet_before_sleep_s,
+            publisher,
+            replies,
+            stats: stats.clone(),
+        },
+    );
+    Harness {
+        directory,
+        published,
+        entry,
+        stats,
+    }
+}
+
+/// A REGISTER of alice's contact: the job the dispatcher would hand over once the digest
+/// checked out, and where its answer goes.
+fn job(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (Register, write_queue::QueueRx) {
+    let text = format!(
+        "REGISTER sip:dialtone SIP/2.0\r\nVia: SIP/2.0/UDP {FROM};branch={branch}\r\nFrom: <sip:alice@dialtone>;tag=1\r\nTo: <sip:alice@dialtone>\r\nCall-ID: c1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@{FROM}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    let msg = dialtone_sip::parse(text.as_bytes()).expect("a valid REGISTER");
+    let (tx, rx) = write_queue::queue();
+    let from: SocketAddr = FROM.parse().unwrap();
+    let job = RegisterJob {
+        entry: h.entry.clone(),
+        msg,
+        source: format!("udp:{FROM}"),
+        nonce: 42,
+        nc,
+        txn: u64::from(cseq) << 32 | u64::from(branch.len() as u32),
+        src: Source::from(from),
+        reply: Replier::Stream(tx),
+        transport: Transport::Udp,
+        idle: None,
+    };
+    (Register(Box::new(job)), rx)
+}
+
+/// The status line and the whole answer sent back.
+async fn answer(rx: &mut write_queue::QueueRx) -> (String, String) {
+    let bytes = tokio::time::timeout(Duration::from_secs(2), rx.next())
+        .await
+        .expect("answered within 2 s")
+        .expect("an answer");
+    let text = String::from_utf8(bytes).unwrap();
+    (text.lines().next().unwrap_or("").to_owned(), text)
+}
+
+fn contacts(value: &Option<Vec<u8>>) -> usize {
+    value
+        .as_deref()
+        .map_or(0, |v| Binding::decode(v).unwrap().contacts.len())
+}
+
+#[tokio::test]
+async fn a_register_is_answered_and_its_binding_published() {
+    let mut h = harness(32);
+    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, reg);
+    let (status, text) = answer(&mut rx).await;
+    assert_eq!(status, "SIP/2.0 200 OK");
+    assert!(
+        text.contains(&format!("Contact: <sip:alice@{FROM}>;expires=600")),
+        "{text}"
+    );
+    let (key, value) = h.published.recv().await.unwrap();
+    assert_eq!(key, keys::binding("p1", 0, NODE));
+    assert_eq!(contacts(&value), 1);
+    h.directory.stop();
+}
+
+#[tokio::test]
+async fn a_retransmission_gets_the_same_answer_and_changes_nothing() {
+    let mut h = harness(32);
+    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, reg);
+    let (_, first) = answer(&mut rx).await;
+    h.published.recv().await.unwrap();
+    let (again, mut rx) = job(&h, "z9hG4bK1", 1, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, again);
+    let (_, second) = answer(&mut rx).await;
+    assert_eq!(first, second, "the same answer, byte for byte");
+    assert!(h.published.try_recv().is_err(), "nothing published again");
+    h.directory.stop();
+}
+
+#[tokio::test]
+async fn a_replayed_nonce_count_is_challenged_and_changes_nothing() {
+    let mut h = harness(32);
+    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, reg);
+    answer(&mut rx).await;
+    h.published.recv().await.unwrap();
+    // A new transaction answering the same nonce with the same count: a replay.
+    let (replay, mut rx) = job(&h, "z9hG4bK22", 2, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, replay);
+    let (status, text) = answer(&mut rx).await;
+    assert_eq!(status, "SIP/2.0 401 Unauthorized");
+    assert!(text.contains("WWW-Authenticate: Digest"), "{text}");
+    assert!(h.published.try_recv().is_err());
+    // The next count is fine.
+    let (next, mut rx) = job(&h, "z9hG4bK333", 3, 2);
+    h.directory.tell_or_start(&h.entry.phone_id, next);
+    assert_eq!(answer(&mut rx).await.0, "SIP/2.0 200 OK");
+    h.directory.stop();
+}
+
+#[tokio::test]
+async fn a_quiet_phone_falls_asleep_and_wakes_with_its_bindings() {
+    let mut h = harness(0);
+    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, reg);
+    answer(&mut rx).await;
+    h.published.recv().await.unwrap();
+    // The sleep check runs a second after the last activity.
+    let mut slept = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if h.stats.sleeping_phones() == 1 {
+            slept = true;
+            break;
+        }
+    }
+    assert!(slept, "the phone never fell asleep");
+    // Asking for its bindings wakes it, with its state.
+    let bindings = h
+        .directory
+        .ask(&h.entry.phone_id, ListBindings)
+        .expect("a known phone")
+        .await
+        .unwrap();
+    assert_eq!(bindings.len(), 1);
+    assert_eq!(bindings[0].contacts.len(), 1);
+    // And it still counts nonces: the count it used before sleeping is spent.
+    let (replay, mut rx) = job(&h, "z9hG4bK9", 2, 1);
+    h.directory.tell_or_start(&h.entry.phone_id, replay);
+    assert_eq!(answer(&mut rx).await.0, "SIP/2.0 401 Unauthorized");
+    h.directory.stop();
+}
