@@ -106,13 +106,20 @@ pub enum AuthError {
     },
 }
 
+impl AuthError {
+    /// The gRPC code of this error, the one rule every role maps it through.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            AuthError::Unauthenticated => tonic::Code::Unauthenticated,
+            AuthError::PermissionDenied { .. } => tonic::Code::PermissionDenied,
+            _ => tonic::Code::Internal,
+        }
+    }
+}
+
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Unauthenticated => tonic::Status::unauthenticated(e.to_string()),
-            AuthError::PermissionDenied { .. } => tonic::Status::permission_denied(e.to_string()),
-            other => tonic::Status::internal(other.to_string()),
-        }
+        tonic::Status::new(e.code(), e.to_string())
     }
 }
 

@@ -9,7 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time since the Unix epoch (zero for a clock set before 1970, which the conversions
 /// below would otherwise have to handle each on its own).
-#[allow(clippy::disallowed_methods)] // the one permitted reading of the wall clock
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one permitted reading of the wall clock"
+)]
 pub fn since_epoch() -> Duration {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -17,7 +20,10 @@ pub fn since_epoch() -> Duration {
 }
 
 /// The wall clock as a `SystemTime` (for APIs that take one, e.g. HTTP dates).
-#[allow(clippy::disallowed_methods)] // the one permitted reading of the wall clock
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the one permitted reading of the wall clock"
+)]
 pub fn now() -> SystemTime {
     SystemTime::now()
 }

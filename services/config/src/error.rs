@@ -140,13 +140,8 @@ impl ConfigError {
             ConfigError::NotRegistered { .. } => Code::FailedPrecondition,
             ConfigError::ActionTimedOut { .. } => Code::DeadlineExceeded,
             ConfigError::Decode { .. } => Code::Internal,
-            ConfigError::Store(e) if e.is_unavailable() => Code::Unavailable,
-            ConfigError::Store(_) => Code::Internal,
-            ConfigError::Auth(dialtone_auth::AuthError::Unauthenticated) => Code::Unauthenticated,
-            ConfigError::Auth(dialtone_auth::AuthError::PermissionDenied { .. }) => {
-                Code::PermissionDenied
-            }
-            ConfigError::Auth(_) => Code::Internal,
+            ConfigError::Store(e) => e.code(),
+            ConfigError::Auth(e) => e.code(),
         }
     }
 }

@@ -17,7 +17,7 @@
 //! | `members/{role}/{node}` | `Member` | every node | config, edge, provisioning | yes |
 //! | `bindings/{phone}/{line}/{node}` | `Binding` | the edge holding it | status (watch), edge, config | yes |
 //! | `actions/{node}/{phone}` | `PhoneAction` | config, provisioning | edge `node` (watch) | no |
-//! | `action-results/{action_id}` | `PhoneActionResult` | edge | config (watch) | no |
+//! | `action-results/{action_id}` | `PhoneActionResult` | edge | config (watch) | yes (60 s) |
 //! | `provision/{phone}` | `ProvisionState` | provisioning | status (watch), provisioning | no |
 
 /// Separator between a phone's name and id in the name index (sorts before any printable

@@ -193,8 +193,11 @@ pub fn spawn(
         counts,
         limit: Arc::new(Semaphore::new(CONCURRENCY)),
     };
+    // After an outage everything waiting is listed again, as before the follower: an
+    // action whose report or deletion failed then is performed again, not left behind.
     Follow::listing("phone actions", &[&keys::phone_actions(&node)])
         .page(500)
+        .relisting_after_errors()
         .spawn(store, follower, Arc::default())
 }
 

@@ -71,7 +71,7 @@ pub(crate) async fn check_sync(
     }
     let realm = &h.settings.realm;
     let sends = contacts.into_iter().map(|c| async move {
-        let Some((t, replier)) = h.flows.replier(&c.source) else {
+        let Some((t, replier)) = h.flows.replier(c.source) else {
             return pb::NotifyResult {
                 contact: c.uri,
                 status_code: 430,

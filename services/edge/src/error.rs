@@ -64,18 +64,10 @@ impl From<EdgeError> for tonic::Status {
             }
             EdgeError::PhoneNotFound(_) => tonic::Status::not_found(msg),
             EdgeError::NotRegistered(_) => tonic::Status::failed_precondition(msg),
-            EdgeError::Store(ref s) if s.is_unavailable() => tonic::Status::unavailable(msg),
+            EdgeError::Store(ref s) => tonic::Status::new(s.code(), msg),
             EdgeError::ShuttingDown => tonic::Status::unavailable(msg),
-            EdgeError::Auth(dialtone_auth::AuthError::Unauthenticated) => {
-                tonic::Status::unauthenticated(msg)
-            }
-            EdgeError::Auth(dialtone_auth::AuthError::PermissionDenied { .. }) => {
-                tonic::Status::permission_denied(msg)
-            }
-            EdgeError::Auth(_) => tonic::Status::internal(msg),
-            EdgeError::Listen { .. } | EdgeError::Tls(_) | EdgeError::Store(_) => {
-                tonic::Status::internal(msg)
-            }
+            EdgeError::Auth(ref a) => tonic::Status::new(a.code(), msg),
+            EdgeError::Listen { .. } | EdgeError::Tls(_) => tonic::Status::internal(msg),
         }
     }
 }

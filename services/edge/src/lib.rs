@@ -13,7 +13,7 @@
 //!   [`uac`]: the edge's own requests (NOTIFY check-sync);
 //! - [`dispatch`]: judges each message and sends it to the wing that handles it, after
 //!   the trust boundary;
-//! - [`transport`]: accepts and reads; the one thing that calls the dispatcher;
+//! - [`transport`]: accepts and reads; the only caller of `Dispatcher::handle`;
 //! - [`api`] (gRPC control) and [`actions`] (the store's action protocol) on top.
 
 mod actions;

@@ -92,18 +92,9 @@ impl ResponseClasses {
     }
 }
 
-/// Transports a binding can have come over, as metric labels.
+/// Transports a binding can have come over, as metric labels, in the order of
+/// `Transport::ALL` (a binding counts at `source.transport.index()`).
 pub const TRANSPORTS: [&str; 5] = ["udp", "tcp", "tls", "ws", "wss"];
-
-/// The index in [`TRANSPORTS`] of a binding's source (`transport:ip:port`); unknown ones
-/// count as udp.
-pub fn transport_index(source: &str) -> usize {
-    let t = source.split(':').next().unwrap_or("");
-    TRANSPORTS
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case(t))
-        .unwrap_or(0)
-}
 
 #[derive(Default)]
 pub struct Stats {
@@ -152,7 +143,7 @@ impl Stats {
         self.bans.fetch_add(1, Relaxed);
     }
     /// Applies a change of the bindings' counts per transport (indexes of
-    /// [`transport_index`]).
+    /// `Transport::index`).
     pub fn bindings_changed(
         &self,
         before: &[i64; TRANSPORTS.len()],
@@ -280,17 +271,8 @@ mod tests {
 
     #[test]
     fn bindings_are_counted_by_transport() {
-        for (source, want) in [
-            ("udp:1.2.3.4:5060", "udp"),
-            ("WSS:[::1]:7443", "wss"),
-            ("tls:h:1", "tls"),
-            ("", "udp"),
-        ] {
-            assert_eq!(
-                super::TRANSPORTS[super::transport_index(source)],
-                want,
-                "{source}"
-            );
+        for t in dialtone_sip::transport::Transport::ALL {
+            assert_eq!(super::TRANSPORTS[t.index()], t.name());
         }
         let s = super::Stats::default();
         s.bindings_changed(&[0, 0, 0, 0, 0], &[2, 1, 0, 0, 0]);

@@ -197,7 +197,9 @@ fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
         };
     }
     let now = clock::now();
-    let secs = clock::unix_secs();
+    let secs = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     LAST.with_borrow_mut(|(at, text)| {
         if *at != secs {
             *at = secs;
@@ -346,7 +348,7 @@ mod tests {
             expires_at: 1_000_600,
             q: None,
             path: vec![],
-            source: "udp:10.0.0.1:5060".into(),
+            source: "udp:10.0.0.1:5060".parse().unwrap(),
             user_agent: None,
         };
         let ok =

@@ -4,13 +4,12 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use dialtone_sip::{Message, StartLine};
+use dialtone_sip::{Message, StartLine, transaction::T1};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
 use crate::flow::{Replier, Transport};
 
-const T1: Duration = Duration::from_millis(500);
 const T2: Duration = Duration::from_secs(4);
 
 /// Pending client transactions by branch.

@@ -56,15 +56,10 @@ impl ProvisioningError {
     /// The gRPC code of this error.
     pub fn code(&self) -> Code {
         match self {
-            ProvisioningError::Store(e) if e.is_unavailable() => Code::Unavailable,
+            ProvisioningError::Store(e) => e.code(),
             ProvisioningError::NotFound(_) => Code::NotFound,
             ProvisioningError::NotRegistering(_) => Code::FailedPrecondition,
-            ProvisioningError::Auth(dialtone_auth::AuthError::Unauthenticated) => {
-                Code::Unauthenticated
-            }
-            ProvisioningError::Auth(dialtone_auth::AuthError::PermissionDenied { .. }) => {
-                Code::PermissionDenied
-            }
+            ProvisioningError::Auth(e) => e.code(),
             ProvisioningError::Invalid { .. } => Code::InvalidArgument,
             _ => Code::Internal,
         }

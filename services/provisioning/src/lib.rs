@@ -97,7 +97,7 @@ impl Provisioning {
             })?;
         #[expect(
             clippy::disallowed_methods,
-            reason = "phone ids from the config watch, at most one per config change an admin made; the reload task drains and deduplicates them"
+            reason = "config keys from the config watch, one per config change an admin made (an import of N phones sends N); the reload task drains and deduplicates them"
         )]
         let (changes_tx, changes_rx) = tokio::sync::mpsc::unbounded_channel();
         let catalog = Arc::new(catalog::Catalog::new(

@@ -16,6 +16,7 @@ pub mod response;
 pub mod scan;
 pub mod stream;
 pub mod transaction;
+pub mod transport;
 pub mod uri;
 pub mod verdict;
 

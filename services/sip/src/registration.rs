@@ -5,6 +5,7 @@
 use crate::{
     header::{parse_name_addr, split_list},
     message::Message,
+    transport::FlowSource,
 };
 
 /// Registration limits of a line.
@@ -39,8 +40,8 @@ pub struct Binding {
     pub q: Option<String>,
     /// Path header values (RFC 3327), in order.
     pub path: Vec<String>,
-    /// Where the REGISTER came from (`transport:ip:port`).
-    pub source: String,
+    /// Where the REGISTER came from.
+    pub source: FlowSource,
     /// User-Agent.
     pub user_agent: Option<String>,
 }
@@ -101,7 +102,7 @@ pub struct Register<'a> {
     pub expires: Option<u32>,
     pub contacts: Contacts<'a>,
     pub path: Vec<&'a str>,
-    pub source: &'a str,
+    pub source: FlowSource,
     pub user_agent: Option<&'a str>,
 }
 
@@ -144,7 +145,7 @@ fn delta_seconds(s: &str) -> Option<u32> {
 }
 
 /// Reads the registration parts of a REGISTER that passed [`crate::verdict::check`].
-pub fn from_message<'a>(m: &'a Message, source: &'a str) -> Result<Register<'a>, &'static str> {
+pub fn from_message(m: &Message, source: FlowSource) -> Result<Register<'_>, &'static str> {
     let (cseq, _) =
         crate::header::parse_cseq(m.get("cseq").unwrap_or("")).map_err(|_| "bad cseq")?;
     let expires = match m.get("expires") {
@@ -269,7 +270,7 @@ fn refresh(b: &mut Binding, c: &ContactRequest, req: &Register, granted: u32, no
     if !same_path {
         b.path = owned_path(&req.path);
     }
-    set(&mut b.source, req.source);
+    b.source = req.source;
     set_opt(&mut b.user_agent, req.user_agent);
     changed
 }
@@ -377,7 +378,7 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                             expires_at: now + u64::from(granted),
                             q: c.q.map(str::to_owned),
                             path: owned_path(&req.path),
-                            source: req.source.to_owned(),
+                            source: req.source,
                             user_agent: req.user_agent.map(str::to_owned),
                         });
                     }
@@ -399,6 +400,10 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn x_source() -> FlowSource {
+        "udp:192.0.2.77:5060".parse().unwrap()
+    }
 
     const POLICY: Policy = Policy {
         min_expires: 60,
@@ -429,7 +434,7 @@ mod tests {
             expires,
             contacts,
             path: vec![],
-            source: "udp:192.0.2.1:5060",
+            source: "udp:192.0.2.1:5060".parse().unwrap(),
             user_agent: None,
         }
     }
@@ -459,7 +464,7 @@ mod tests {
             1000,
         ));
         let mut moved = req("c1", 2, Some(3600), one("sip:a@h", None));
-        moved.source = "udp:192.0.2.9:5060";
+        moved.source = "udp:192.0.2.9:5060".parse().unwrap();
         let mut flow = contact("sip:a@h", None);
         flow.instance = Some("\"<urn:uuid:1>\"");
         flow.reg_id = Some(1);
@@ -833,7 +838,7 @@ mod tests {
         assert_eq!(crate::verdict::check(&m), crate::verdict::Verdict::Accept);
         let (b, _) = ok(register(
             &[],
-            &from_message(&m, "udp:x").unwrap(),
+            &from_message(&m, x_source()).unwrap(),
             &policy,
             0,
         ));
@@ -844,25 +849,25 @@ mod tests {
             rfc4475("regescrt.dat"),
         );
         // cparam01: a bare contact's ;unknownparam is a header param, not part of the URI
-        let r = from_message(&cparam01, "udp:x").unwrap();
+        let r = from_message(&cparam01, x_source()).unwrap();
         let Contacts::List(c) = &r.contacts else {
             panic!()
         };
         assert!(!c[0].uri.contains("unknownparam"));
         // cparam02: inside <> it is a URI param and part of the binding
-        let Contacts::List(c) = from_message(&cparam02, "udp:x").unwrap().contacts else {
+        let Contacts::List(c) = from_message(&cparam02, x_source()).unwrap().contacts else {
             panic!()
         };
         assert!(c[0].uri.contains(";unknownparam"));
         // regescrt: the URI keeps its escaped header
-        let Contacts::List(c) = from_message(&regescrt, "udp:x").unwrap().contacts else {
+        let Contacts::List(c) = from_message(&regescrt, x_source()).unwrap().contacts else {
             panic!()
         };
         assert!(c[0].uri.contains("?Route=%3C"));
         // dblreq: only the REGISTER is seen
         let (b, _) = ok(register(
             &[],
-            &from_message(&rfc4475("dblreq.dat"), "udp:x").unwrap(),
+            &from_message(&rfc4475("dblreq.dat"), x_source()).unwrap(),
             &policy,
             0,
         ));

@@ -32,13 +32,8 @@ impl StatusError {
     /// The gRPC code of this error.
     pub fn code(&self) -> Code {
         match self {
-            StatusError::Store(e) if e.is_unavailable() => Code::Unavailable,
-            StatusError::Store(_) => Code::Internal,
-            StatusError::Auth(dialtone_auth::AuthError::Unauthenticated) => Code::Unauthenticated,
-            StatusError::Auth(dialtone_auth::AuthError::PermissionDenied { .. }) => {
-                Code::PermissionDenied
-            }
-            StatusError::Auth(_) => Code::Internal,
+            StatusError::Store(e) => e.code(),
+            StatusError::Auth(e) => e.code(),
             StatusError::NotFound(_) => Code::NotFound,
             StatusError::Invalid { .. } => Code::InvalidArgument,
             StatusError::Loading => Code::Unavailable,

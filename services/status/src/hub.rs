@@ -190,4 +190,10 @@ impl Follower for HubFollower {
     fn changed(&mut self, batch: WatchBatch) {
         self.hub.absorb(batch.events, batch.revision);
     }
+
+    /// Writes outside the view (members, indexes, actions) still move its revision, as
+    /// the API's `revision` and the revision gauge report it.
+    fn progressed(&mut self, revision: i64) {
+        self.hub.absorb(Vec::new(), revision);
+    }
 }

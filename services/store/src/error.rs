@@ -49,4 +49,15 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Etcd(_) | StoreError::Closed)
     }
+
+    /// The gRPC code a role answers with when a call fails on the store: UNAVAILABLE when
+    /// a retry may succeed, else INTERNAL. Every role maps a store error through this one
+    /// rule.
+    pub fn code(&self) -> tonic::Code {
+        if self.is_unavailable() {
+            tonic::Code::Unavailable
+        } else {
+            tonic::Code::Internal
+        }
+    }
 }

@@ -36,6 +36,10 @@ pub trait Follower: Send + 'static {
 
     /// Changes after that, in revision order, filtered to the followed prefixes.
     fn changed(&mut self, batch: WatchBatch);
+
+    /// The store moved on to `revision` with nothing under the followed prefixes (a view
+    /// that reports the revision it is current at raises it here).
+    fn progressed(&mut self, _revision: i64) {}
 }
 
 /// Which prefixes to follow, and how to start.
@@ -48,6 +52,9 @@ pub struct Follow {
     list: bool,
     /// Start watching here instead of listing first (a view restored from elsewhere).
     resume_from: Option<i64>,
+    /// List again after any watch error, not only after compaction (for a follower that
+    /// must see again what a failed attempt left behind).
+    relist_on_error: bool,
     page: usize,
 }
 
@@ -63,6 +70,7 @@ impl Follow {
             prefixes: prefixes.iter().map(|p| (*p).to_owned()).collect(),
             list: true,
             resume_from: None,
+            relist_on_error: false,
             page: 1000,
         }
     }
@@ -80,6 +88,13 @@ impl Follow {
     /// is gone the follower is reset and listed as usual.
     pub fn resuming_from(mut self, revision: i64) -> Self {
         self.resume_from = Some(revision);
+        self
+    }
+
+    /// Lists again after any watch error (an outage), not only after compaction: what the
+    /// follower could not finish while the store was unreachable is handed over again.
+    pub fn relisting_after_errors(mut self) -> Self {
+        self.relist_on_error = true;
         self
     }
 
@@ -171,7 +186,10 @@ impl Follow {
         ready.store(true, Ordering::Release);
         loop {
             let mut watch = match store.watch(watched, revision + 1).await {
-                Ok(w) => w,
+                Ok(w) => {
+                    backoff = BACKOFF_MIN;
+                    w
+                }
                 Err(e) => {
                     warn!(view = self.name, error = %e, "watch could not open; retrying");
                     backoff = wait(backoff).await;
@@ -181,10 +199,10 @@ impl Follow {
             loop {
                 match watch.next().await {
                     Ok(Some(batch)) => {
-                        backoff = BACKOFF_MIN;
                         revision = batch.revision;
-                        if let Some(batch) = self.filtered(batch) {
-                            follower.changed(batch);
+                        match self.filtered(batch) {
+                            Some(batch) => follower.changed(batch),
+                            None => follower.progressed(revision),
                         }
                     }
                     Ok(None) => break,
@@ -202,6 +220,14 @@ impl Follow {
                     Err(e) => {
                         warn!(view = self.name, error = %e, "watch failed; resuming");
                         backoff = wait(backoff).await;
+                        if self.relist_on_error {
+                            match self.catch_up(&store, &mut follower, &ready).await {
+                                Ok(r) => revision = r,
+                                Err(e) => {
+                                    warn!(view = self.name, error = %e, "listing again failed; retrying");
+                                }
+                            }
+                        }
                         break;
                     }
                 }

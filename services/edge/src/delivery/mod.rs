@@ -38,7 +38,7 @@ use crate::{
     admission::{Admission, Permit, SourceLimits},
     credentials::CredentialCache,
     credentials::LineEntry,
-    flow::{Flows, Replier, Transport},
+    flow::{FlowSource, Flows, Replier, Transport},
     registrar::{directory::Directory, phone::Contacts},
     replies::{Local, Replies, new_branch},
     settings::EdgeSettings,
@@ -305,9 +305,10 @@ impl Delivery {
                 ),
                 Target::Edge { node, addr } => {
                     debug!(edge = %node, "handing a request to the edge holding the binding");
-                    let Some((_, Replier::Udp { socket, .. })) =
-                        self.flows.replier(&format!("udp:{addr}"))
-                    else {
+                    let Some((_, Replier::Udp { socket, .. })) = self.flows.replier(FlowSource {
+                        transport: Transport::Udp,
+                        addr,
+                    }) else {
                         continue;
                     };
                     let wait = if i < last {
@@ -531,7 +532,7 @@ impl Delivery {
         };
         let local_target = || {
             let c = local.iter().find(|c| c.sip_user == line.sip_user)?;
-            let (transport, replier) = self.flows.replier(&c.source)?;
+            let (transport, replier) = self.flows.replier(c.source)?;
             Some(Target::Local {
                 uri: c.uri.clone(),
                 transport,

@@ -1,8 +1,9 @@
 //! The trust boundary in front of the phones, and digest authentication. A request for a
 //! phone (a user in its Request-URI) is let through only from another edge of the group
-//! (a forwarding marker that verifies and was not used before, see [`crate::delivery::forwarding`]),
-//! from a trusted peer (a `config/peers/` object matching the source address and
-//! transport, or the verified client certificate of a TLS/WSS connection), or from one of our lines proving itself to the proxy (`407
+//! (a forwarding marker that verifies and was not used before, see
+//! [`crate::delivery::forwarding`]), from a trusted peer (a `config/peers/` object matching
+//! the source address and transport, or the verified client certificate of a TLS/WSS
+//! connection), or from one of our lines proving itself to the proxy (`407
 //! Proxy-Authenticate`, answered in `Proxy-Authorization`, each nonce count used once).
 //! Anyone else gets 407 when the From names a user (any user, ours or not: the answer tells
 //! no line from an unknown user) and 403 otherwise. NOTIFYs reach phones only from the

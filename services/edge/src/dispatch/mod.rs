@@ -24,7 +24,7 @@ use crate::{
     credentials::{CredentialCache, LineEntry},
     delivery::{Delivery, forwarding::Seen},
     dispatch::boundary::{Sender, request_user},
-    flow::{Flows, Peer, Replier, Transport},
+    flow::{FlowSource, Flows, Peer, Replier, Transport},
     metrics::Stats,
     registrar::directory::Directory,
     registrar::phone::Forget,
@@ -142,13 +142,13 @@ impl Dispatcher {
         let Some(phones) = self.ws_phones.lock().remove(&(t, addr)) else {
             return;
         };
-        let source = format!("{}:{addr}", t.name());
+        let source = Some(FlowSource { transport: t, addr });
         for p in phones {
             self.directory.tell(
                 &p,
                 Forget {
                     lines: None,
-                    source: Some(source.clone()),
+                    source,
                 },
             );
         }

@@ -9,6 +9,8 @@ pub(crate) mod udp_batch;
 pub(crate) mod udp_out;
 pub(crate) mod write_queue;
 
+pub use dialtone_sip::transport::{FlowSource, Transport};
+
 use std::{
     collections::HashMap,
     net::SocketAddr,
@@ -25,64 +27,14 @@ use tokio::net::UdpSocket;
 /// whose timeout happens to equal [`UNAUTHENTICATED_IDLE`] is not taken for unproven.
 pub const NOT_AUTHENTICATED: u64 = 0;
 
-/// A SIP transport.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    Ws,
-    Wss,
-}
-
-impl Transport {
-    /// Lowercase name, as in `transport=` and binding sources.
-    pub fn name(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-            Transport::Ws => "ws",
-            Transport::Wss => "wss",
-        }
-    }
-
-    /// The name in a Via header.
-    pub fn via_name(self) -> &'static str {
-        match self {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-            Transport::Ws => "WS",
-            Transport::Wss => "WSS",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<Self> {
-        Some(match s {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            "tls" => Transport::Tls,
-            "ws" => Transport::Ws,
-            "wss" => Transport::Wss,
-            _ => return None,
-        })
-    }
-
-    pub fn proto(self) -> SipTransport {
-        match self {
-            Transport::Udp => SipTransport::Udp,
-            Transport::Tcp => SipTransport::Tcp,
-            Transport::Tls => SipTransport::Tls,
-            Transport::Ws => SipTransport::Ws,
-            Transport::Wss => SipTransport::Wss,
-        }
-    }
-
-    /// Whether a flow of this transport only lives as long as its connection, so the
-    /// edge cannot reach the phone once it closes (browsers cannot accept connections).
-    pub fn connection_bound(self) -> bool {
-        matches!(self, Transport::Ws | Transport::Wss)
+/// The wire name of a transport in the protos.
+pub fn proto(t: Transport) -> SipTransport {
+    match t {
+        Transport::Udp => SipTransport::Udp,
+        Transport::Tcp => SipTransport::Tcp,
+        Transport::Tls => SipTransport::Tls,
+        Transport::Ws => SipTransport::Ws,
+        Transport::Wss => SipTransport::Wss,
     }
 }
 
@@ -132,14 +84,12 @@ pub struct Peer {
 }
 
 impl Peer {
-    /// `transport:ip:port`, the source recorded in bindings.
-    pub fn source(&self) -> String {
-        let name = self.transport.name();
-        let mut s = String::with_capacity(name.len() + 48);
-        s.push_str(name);
-        s.push(':');
-        dialtone_sip::response::push_socket_addr(&mut s, self.addr);
-        s
+    /// The flow it came over, recorded in bindings.
+    pub fn source(&self) -> FlowSource {
+        FlowSource {
+            transport: self.transport,
+            addr: self.addr,
+        }
     }
 }
 
@@ -166,11 +116,9 @@ impl Flows {
         self.streams.lock().remove(&(t, addr));
     }
 
-    /// A replier for a binding's source (`transport:ip:port`).
-    pub fn replier(&self, source: &str) -> Option<(Transport, Replier)> {
-        let (t, addr) = source.split_once(':')?;
-        let t = Transport::from_name(t)?;
-        let addr: SocketAddr = addr.parse().ok()?;
+    /// A replier for a binding's flow.
+    pub fn replier(&self, source: FlowSource) -> Option<(Transport, Replier)> {
+        let FlowSource { transport: t, addr } = source;
         let r = match t {
             Transport::Udp => Replier::Udp {
                 socket: self.udp.lock().clone()?,

@@ -1,14 +1,20 @@
-//! Where the phone actors live: several actix arbiters (each its own `System` on its own
-//! thread, as DESIGN.md prescribes: tokio owns the sockets, tonic and the store; only `Addr`
-//! crosses over), and a map per shard from phone id to the phone: an awake actor, or the
-//! compact state of a sleeping one ([`crate::registrar::sleeping`]). A phone always lands on the
-//! same map shard; its actor runs on the actor thread that first needed it.
+//! Where the phone actors live: several actix arbiters, each its own `System` on its own
+//! thread (`edge-actors-{i}`, a current-thread tokio runtime whose park hook flushes the
+//! thread's UDP outbox), and a map per shard from phone id to the phone: an awake actor, or
+//! the compact state of a sleeping one ([`crate::registrar::sleeping`]). The UDP sockets
+//! are read on these threads too: one `SO_REUSEPORT` socket and its receive loop per actor
+//! thread ([`crate::transport::udp`]). Stream connections, gRPC, deliveries and the store
+//! client stay on tokio, and reach an actor only through this directory. A phone always
+//! lands on the same map shard; its actor starts on the current actor thread when the
+//! message comes from one (for UDP, the thread whose socket received the phone), else on
+//! its shard's thread.
 //!
-//! Every message to a phone goes through [`Directory::tell`] or [`Directory::ask`], which
-//! enqueue it while holding the shard lock and count it as pending; an actor falls asleep
-//! (under the same lock) only when nothing is pending, so no message can reach an actor
-//! that has already handed its state back. A sleeping phone wakes for its next message or
-//! for its earliest binding expiry (a per-shard queue checked every second).
+//! Every message to a phone goes through [`Directory::tell`], [`Directory::tell_or_start`]
+//! or [`Directory::ask`], which enqueue it while holding the shard lock and count it as
+//! pending ([`crate::registrar::pending`]); an actor falls asleep (under the same lock)
+//! only when nothing is pending, so no message can reach an actor that has already handed
+//! its state back. A sleeping phone wakes for its next message or for its earliest binding
+//! expiry (a per-shard queue checked every second).
 
 use std::{
     cmp::Reverse,

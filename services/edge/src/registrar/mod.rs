@@ -1,9 +1,9 @@
 //! The registrar wing: one actix actor per phone ([`phone`]), sharded over the actor
 //! threads of the [`directory`], which also keeps the phones that fell asleep as bytes
 //! ([`sleeping`]); the [`publisher`] writes their bindings to the store off the REGISTER
-//! path. Every actor handler starts with a [`pending::Pending`] guard: the directory
-//! counts messages on their way to an actor so it never puts a phone to sleep with one
-//! still in flight.
+//! path. Every actor handler starts by counting its message in ([`pending::Pending`], the
+//! one entry point of that protocol): the directory counts messages on their way to an
+//! actor so it never puts a phone to sleep with one still in flight.
 
 pub(crate) mod directory;
 pub(crate) mod pending;

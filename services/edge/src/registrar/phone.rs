@@ -21,7 +21,7 @@ use prost::Message as _;
 
 use crate::{
     credentials::LineEntry,
-    flow::{Replier, Transport},
+    flow::{FlowSource, Replier, Transport, proto},
     metrics::Reason,
     registrar::sleeping::{LineState, PhoneState},
     registrar::{directory::ActorShared, pending::Pending},
@@ -108,7 +108,7 @@ impl PhoneActor {
     fn contacts_by_transport(&self) -> [i64; crate::metrics::TRANSPORTS.len()] {
         let mut n = [0; crate::metrics::TRANSPORTS.len()];
         for b in self.state.lines.iter().flat_map(|l| &l.bindings) {
-            n[crate::metrics::transport_index(&b.source)] += 1;
+            n[b.source.transport.index()] += 1;
         }
         n
     }
@@ -227,7 +227,7 @@ impl PhoneActor {
         self.schedule(ctx, now);
     }
 
-    fn forget(&mut self, lines: Option<&[u32]>, source: Option<&str>, now: u64) -> u32 {
+    fn forget(&mut self, lines: Option<&[u32]>, source: Option<FlowSource>, now: u64) -> u32 {
         let before = self.contacts_by_transport();
         for pos in 0..self.state.lines.len() {
             if lines.is_some_and(|l| !l.contains(&self.state.lines[pos].index)) {
@@ -265,8 +265,8 @@ impl Actor for PhoneActor {
 pub struct RegisterJob {
     pub entry: Arc<LineEntry>,
     pub msg: SipMessage,
-    /// Where it came from (`transport:ip:port`), recorded in the binding.
-    pub source: String,
+    /// The flow it came over, recorded in the binding.
+    pub source: FlowSource,
     /// The nonce answered, by its [`dialtone_sip::digest::nonce_hash`].
     pub nonce: u64,
     pub nc: u32,
@@ -289,7 +289,7 @@ impl Handler<Register> for PhoneActor {
         self.received();
         let sh = self.shared.clone();
         // Read here, from the message the job carries, so that it can borrow from it.
-        let req = match from_message(&job.msg, &job.source) {
+        let req = match from_message(&job.msg, job.source) {
             Ok(r) => r,
             Err(why) => {
                 sh.stats.rejected(Reason::Invalid);
@@ -453,7 +453,7 @@ impl Handler<ListBindings> for PhoneActor {
 #[rtype(result = "u32")]
 pub struct Forget {
     pub lines: Option<Vec<u32>>,
-    pub source: Option<String>,
+    pub source: Option<FlowSource>,
 }
 
 impl Handler<Forget> for PhoneActor {
@@ -462,7 +462,7 @@ impl Handler<Forget> for PhoneActor {
     fn handle(&mut self, f: Forget, ctx: &mut Context<Self>) -> u32 {
         self.received();
         let now = unix_ms() / 1000;
-        let n = self.forget(f.lines.as_deref(), f.source.as_deref(), now);
+        let n = self.forget(f.lines.as_deref(), f.source, now);
         self.schedule(ctx, now);
         n
     }
@@ -492,7 +492,7 @@ impl Handler<Republish> for PhoneActor {
 pub struct Reachable {
     pub sip_user: String,
     pub uri: String,
-    pub source: String,
+    pub source: FlowSource,
 }
 
 /// Every registered contact of the phone.
@@ -513,7 +513,7 @@ impl Handler<Contacts> for PhoneActor {
                     l.bindings.iter().map(|b| Reachable {
                         sip_user: l.sip_user.clone(),
                         uri: b.uri.clone(),
-                        source: b.source.clone(),
+                        source: b.source,
                     })
                 })
                 .collect(),
@@ -537,17 +537,16 @@ fn to_proto(phone: &str, line: &LineState, node: &str) -> pb::Binding {
             .bindings
             .iter()
             .map(|b| {
-                let (t, addr) = b.source.split_once(':').unwrap_or(("", &b.source));
+                let mut addr = String::with_capacity(48);
+                dialtone_sip::response::push_socket_addr(&mut addr, b.source.addr);
                 pb::Contact {
                     uri: b.uri.clone(),
                     expires_at_s: b.expires_at as i64,
                     instance: b.instance.clone().unwrap_or_default(),
                     reg_id: b.reg_id.unwrap_or(0),
                     path: b.path.clone(),
-                    transport: Transport::from_name(t)
-                        .map(|t| t.proto() as i32)
-                        .unwrap_or(0),
-                    source: addr.to_owned(),
+                    transport: proto(b.source.transport) as i32,
+                    source: addr,
                     user_agent: b.user_agent.clone().unwrap_or_default(),
                     q: b.q.clone().unwrap_or_default(),
                 }

@@ -45,7 +45,7 @@ const DRAIN: usize = 8 * MAX_TXN_OPS;
 pub fn spawn(store: Store, lease: Arc<NodeLease>) -> (Publisher, JoinHandle<()>) {
     #[expect(
         clippy::disallowed_methods,
-        reason = "fed only by this edge's phone actors, one change per binding change, which admission and the per-phone rate bound; the task drains it into a map keyed by binding"
+        reason = "fed only by this edge's phone actors, one change per binding change, which admission and the per-phone rate bound; the task drains it into a map keyed by binding (up to DRAIN keys at a time while the store fails)"
     )]
     let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
     let task = tokio::spawn(async move {

@@ -61,7 +61,7 @@ impl PhoneState {
                 for p in &b.path {
                     put_str(&mut w, Some(p));
                 }
-                put_str(&mut w, Some(&b.source));
+                put_str(&mut w, Some(&b.source.to_string()));
                 put_str(&mut w, b.user_agent.as_deref());
             }
         }
@@ -97,7 +97,7 @@ impl PhoneState {
                         expires_at: r.u64()?,
                         q: r.opt_string()?,
                         path: r.list(Reader::string)?,
-                        source: r.string()?,
+                        source: r.string()?.parse().ok()?,
                         user_agent: r.opt_string()?,
                     })
                 })?,
@@ -189,7 +189,7 @@ mod tests {
             expires_at,
             q: None,
             path: Vec::new(),
-            source: "udp:127.0.0.1:5070".into(),
+            source: "udp:127.0.0.1:5070".parse().unwrap(),
             user_agent: None,
         }
     }

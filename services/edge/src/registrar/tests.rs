@@ -101,7 +101,7 @@ fn job(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (Register, write_queue:
     let job = RegisterJob {
         entry: h.entry.clone(),
         msg,
-        source: format!("udp:{FROM}"),
+        source: format!("udp:{FROM}").parse().unwrap(),
         nonce: 42,
         nc,
         txn: u64::from(cseq) << 32 | u64::from(branch.len() as u32),
