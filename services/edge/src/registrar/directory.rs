@@ -3,8 +3,9 @@
 //! thread's UDP outbox), and a map per shard from phone id to the phone: an awake actor, or
 //! the compact state of a sleeping one ([`crate::registrar::sleeping`]). The UDP sockets
 //! are read on these threads too: one `SO_REUSEPORT` socket and its receive loop per actor
-//! thread ([`crate::transport::udp`]). Stream connections, gRPC, deliveries and the store
-//! client stay on tokio, and reach an actor only through this directory. A phone always
+//! thread (`transport/udp.rs`, a floor above this wing). Stream connections, gRPC,
+//! deliveries and the store client stay on tokio, and reach an actor only through this
+//! directory. A phone always
 //! lands on the same map shard; its actor starts on the current actor thread when the
 //! message comes from one (for UDP, the thread whose socket received the phone), else on
 //! its shard's thread.
