@@ -235,7 +235,12 @@ mod tests {
         };
         let t = TrustedPeer::new(&p);
         let from = "192.0.2.10:5060".parse().unwrap();
-        assert!(t.matches(from, "udp", &[]) && !t.matches(from, "tcp", &[]));
+        assert!(
+            t.matches(from, "udp", &[])
+                && t.matches(from, "tls", &[])
+                && !t.matches(from, "tcp", &[])
+        );
+        // By its certificate's name, over TLS or WSS only, from anywhere.
         let sbc = Peer {
             id: "carrier".into(),
             tls_names: vec!["SBC.example.com".into()],
@@ -249,6 +254,7 @@ mod tests {
             !t.matches(anywhere, "tcp", &names),
             "a name is only proven over TLS"
         );
+        assert!(!t.matches(anywhere, "tls", &["other.example.com".to_owned()]));
         assert!(!t.matches(anywhere, "tls", &[]));
         for (name, ok) in [
             ("sbc.example.com", true),

@@ -78,7 +78,7 @@ pub(crate) async fn check_sync(
                 reason: "Flow Failed".into(),
             };
         };
-        let Some(local) = h.local(t) else {
+        let Some(local) = h.local.of(t) else {
             return pb::NotifyResult {
                 contact: c.uri,
                 status_code: 503,

@@ -61,7 +61,7 @@ use crate::{
     flow::Flows,
     metrics::Stats,
     registrar::directory::{Directory, SharedParts},
-    replies::{Replies, Responder},
+    replies::{Listening, Replies, Responder},
     uac::Uac,
 };
 
@@ -196,7 +196,7 @@ impl Edge {
             flows: flows.clone(),
             settings: settings.clone(),
             replies: replies.clone(),
-            local: addresses.clone(),
+            local: Listening(addresses.clone()),
             store: Some(store.clone()),
         }));
         let handler = Dispatcher::new(DispatcherParts {
@@ -208,7 +208,7 @@ impl Edge {
             stats,
             settings: settings.clone(),
             replies,
-            local: addresses.clone(),
+            local: Listening(addresses.clone()),
         });
         let action_counts = Arc::new(actions::counts());
         tasks.push(actions::spawn(

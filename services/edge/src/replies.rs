@@ -1,7 +1,7 @@
 //! The edge's responses and requests as bytes: pure builders over the sip crate's
 //! [`dialtone_sip::response::build_with`], adding what every answer of this edge carries.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use dialtone_common::clock;
 
@@ -207,6 +207,19 @@ fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
         }
         f(text)
     })
+}
+
+/// The edge's own listener of each transport (as bound; the dispatcher, delivery and the
+/// API build the Via and Contact of the edge's requests from one).
+#[derive(Clone, Debug, Default)]
+pub struct Listening(pub HashMap<Transport, SocketAddr>);
+
+impl Listening {
+    /// The edge's own listener of `transport`, if it listens on it.
+    pub fn of(&self, transport: Transport) -> Option<Local> {
+        let addr = *self.0.get(&transport)?;
+        Some(Local { transport, addr })
+    }
 }
 
 /// One of the edge's own listeners, for the Via and Contact of requests the edge sends.

@@ -196,7 +196,8 @@ impl Follow {
                     continue;
                 }
             };
-            loop {
+            // Until the watch ends: whether to list again before the next one.
+            let relist = loop {
                 match watch.next().await {
                     Ok(Some(batch)) => {
                         revision = batch.revision;
@@ -205,30 +206,24 @@ impl Follow {
                             None => follower.progressed(revision),
                         }
                     }
-                    Ok(None) => break,
+                    Ok(None) => break false,
                     Err(StoreError::Compacted { .. }) => {
                         info!(view = self.name, "watch compacted: listing again");
-                        match self.catch_up(&store, &mut follower, &ready).await {
-                            Ok(r) => revision = r,
-                            Err(e) => {
-                                warn!(view = self.name, error = %e, "listing again failed; retrying");
-                                backoff = wait(backoff).await;
-                            }
-                        }
-                        break;
+                        break true;
                     }
                     Err(e) => {
                         warn!(view = self.name, error = %e, "watch failed; resuming");
                         backoff = wait(backoff).await;
-                        if self.relist_on_error {
-                            match self.catch_up(&store, &mut follower, &ready).await {
-                                Ok(r) => revision = r,
-                                Err(e) => {
-                                    warn!(view = self.name, error = %e, "listing again failed; retrying");
-                                }
-                            }
-                        }
-                        break;
+                        break self.relist_on_error;
+                    }
+                }
+            };
+            if relist {
+                match self.catch_up(&store, &mut follower, &ready).await {
+                    Ok(r) => revision = r,
+                    Err(e) => {
+                        warn!(view = self.name, error = %e, "listing again failed; retrying");
+                        backoff = wait(backoff).await;
                     }
                 }
             }

@@ -40,7 +40,7 @@ use crate::{
     credentials::LineEntry,
     flow::{FlowSource, Flows, Replier, Transport},
     registrar::{directory::Directory, phone::Contacts},
-    replies::{Local, Replies, new_branch},
+    replies::{Listening, Replies, new_branch},
     settings::EdgeSettings,
 };
 
@@ -87,7 +87,7 @@ pub(crate) struct DeliveryParts {
     pub settings: Arc<EdgeSettings>,
     pub replies: Arc<Replies>,
     /// Local address of each listener, for the Via of forwarded requests.
-    pub local: HashMap<Transport, SocketAddr>,
+    pub local: Listening,
     /// The store (where other edges' bindings are found); none in unit tests.
     pub store: Option<Store>,
 }
@@ -351,12 +351,6 @@ impl Delivery {
         drop(permit);
     }
 
-    /// The edge's own listener of a transport.
-    fn local(&self, transport: Transport) -> Option<Local> {
-        let addr = *self.parts.local.get(&transport)?;
-        Some(Local { transport, addr })
-    }
-
     /// Keeps a finished transaction a while to answer retransmissions, then forgets it.
     async fn linger(&self, key: String) {
         tokio::time::sleep(Duration::from_secs(32)).await;
@@ -381,7 +375,7 @@ impl Delivery {
             to_edge,
             wait,
         } = hop;
-        let Some(local) = self.local(transport) else {
+        let Some(local) = self.local.of(transport) else {
             answer(503, "No listener for the flow's transport");
             return true;
         };

@@ -28,7 +28,7 @@ use crate::{
     metrics::Stats,
     registrar::directory::Directory,
     registrar::phone::Forget,
-    replies::{ALLOW, Local, Replies, UNASSIGNED_REASON},
+    replies::{ALLOW, Listening, Replies, UNASSIGNED_REASON},
     settings::EdgeSettings,
     uac::Uac,
 };
@@ -52,7 +52,7 @@ pub(crate) struct DispatcherParts {
     pub settings: Arc<EdgeSettings>,
     pub replies: Arc<Replies>,
     /// Local address of each listener, for the Via and Contact of the edge's requests.
-    pub local: HashMap<Transport, SocketAddr>,
+    pub local: Listening,
 }
 
 /// The dispatcher shared by every transport task: judges each message and hands it to the
@@ -282,12 +282,6 @@ impl Dispatcher {
                 reply.send(self.responder().reply(&m, &src, 405, "", extra));
             }
         }
-    }
-
-    /// The edge's own listener of a transport.
-    pub(crate) fn local(&self, transport: Transport) -> Option<Local> {
-        let addr = *self.parts.local.get(&transport)?;
-        Some(Local { transport, addr })
     }
 
     pub(crate) fn responder(&self) -> &crate::replies::Responder {

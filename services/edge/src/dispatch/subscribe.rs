@@ -65,7 +65,7 @@ impl Dispatcher {
             .and_then(|e| e.trim().parse::<u32>().ok())
             .unwrap_or(3600)
             .min(self.settings.max_expires);
-        let local = self.local(peer.transport);
+        let local = self.local.of(peer.transport);
         let contact = local.map_or_else(String::new, |l| l.contact(None));
         let extra = vec![
             ("Expires", expires.to_string()),

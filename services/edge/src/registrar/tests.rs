@@ -10,13 +10,13 @@ use dialtone_proto::{
     config::v1::{Line, Phone, PhoneKind, StoredCredentials},
     edge::v1::Binding,
 };
-use dialtone_sip::{digest::NonceKey, response::Source};
+use dialtone_sip::{digest::NonceKey, response::Source, transaction::server_key};
 use prost::Message as _;
 use tokio::sync::mpsc;
 
 use crate::{
     credentials::{CredentialCache, Limits, LineEntry},
-    flow::{Replier, Transport, write_queue},
+    flow::{FlowSource, Replier, Transport, write_queue},
     metrics::Stats,
     registrar::{
         directory::{Directory, SharedParts},
@@ -34,6 +34,8 @@ struct Harness {
     published: mpsc::UnboundedReceiver<Change>,
     entry: Arc<LineEntry>,
     stats: Arc<Stats>,
+    /// Keys of the transaction hash, as the dispatcher holds them.
+    txn_keys: std::hash::RandomState,
 }
 
 fn harness(quiet_before_sleep_s: u64) -> Harness {
@@ -86,35 +88,37 @@ fn harness(quiet_before_sleep_s: u64) -> Harness {
         published,
         entry,
         stats,
+        txn_keys: std::hash::RandomState::new(),
     }
 }
 
-/// A REGISTER of alice's contact: the job the dispatcher would hand over once the digest
-/// checked out, and where its answer goes.
-fn job(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (Register, write_queue::QueueRx) {
+/// Hands the actor a REGISTER of alice's contact, as the dispatcher would once the digest
+/// checked out (transaction key as the dispatcher makes it), and returns the status line
+/// and the whole answer sent back.
+async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, String) {
     let text = format!(
         "REGISTER sip:dialtone SIP/2.0\r\nVia: SIP/2.0/UDP {FROM};branch={branch}\r\nFrom: <sip:alice@dialtone>;tag=1\r\nTo: <sip:alice@dialtone>\r\nCall-ID: c1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@{FROM}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
     );
     let msg = dialtone_sip::parse(text.as_bytes()).expect("a valid REGISTER");
-    let (tx, rx) = write_queue::queue();
+    let (tx, mut rx) = write_queue::queue();
     let from: SocketAddr = FROM.parse().unwrap();
     let job = RegisterJob {
         entry: h.entry.clone(),
+        txn: server_key(&h.txn_keys, &msg, msg.top_via().as_ref(), from),
         msg,
-        source: format!("udp:{FROM}").parse().unwrap(),
+        source: FlowSource {
+            transport: Transport::Udp,
+            addr: from,
+        },
         nonce: 42,
         nc,
-        txn: u64::from(cseq) << 32 | u64::from(branch.len() as u32),
         src: Source::from(from),
         reply: Replier::Stream(tx),
         transport: Transport::Udp,
         idle: None,
     };
-    (Register(Box::new(job)), rx)
-}
-
-/// The status line and the whole answer sent back.
-async fn answer(rx: &mut write_queue::QueueRx) -> (String, String) {
+    h.directory
+        .tell_or_start(&h.entry.phone_id, Register(Box::new(job)));
     let bytes = tokio::time::timeout(Duration::from_secs(2), rx.next())
         .await
         .expect("answered within 2 s")
@@ -132,9 +136,7 @@ fn contacts(value: &Option<Vec<u8>>) -> usize {
 #[tokio::test]
 async fn a_register_is_answered_and_its_binding_published() {
     let mut h = harness(32);
-    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, reg);
-    let (status, text) = answer(&mut rx).await;
+    let (status, text) = register(&h, "z9hG4bK1", 1, 1).await;
     assert_eq!(status, "SIP/2.0 200 OK");
     assert!(
         text.contains(&format!("Contact: <sip:alice@{FROM}>;expires=600")),
@@ -149,13 +151,9 @@ async fn a_register_is_answered_and_its_binding_published() {
 #[tokio::test]
 async fn a_retransmission_gets_the_same_answer_and_changes_nothing() {
     let mut h = harness(32);
-    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, reg);
-    let (_, first) = answer(&mut rx).await;
+    let (_, first) = register(&h, "z9hG4bK1", 1, 1).await;
     h.published.recv().await.unwrap();
-    let (again, mut rx) = job(&h, "z9hG4bK1", 1, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, again);
-    let (_, second) = answer(&mut rx).await;
+    let (_, second) = register(&h, "z9hG4bK1", 1, 1).await;
     assert_eq!(first, second, "the same answer, byte for byte");
     assert!(h.published.try_recv().is_err(), "nothing published again");
     h.directory.stop();
@@ -164,30 +162,22 @@ async fn a_retransmission_gets_the_same_answer_and_changes_nothing() {
 #[tokio::test]
 async fn a_replayed_nonce_count_is_challenged_and_changes_nothing() {
     let mut h = harness(32);
-    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, reg);
-    answer(&mut rx).await;
+    register(&h, "z9hG4bK1", 1, 1).await;
     h.published.recv().await.unwrap();
     // A new transaction answering the same nonce with the same count: a replay.
-    let (replay, mut rx) = job(&h, "z9hG4bK22", 2, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, replay);
-    let (status, text) = answer(&mut rx).await;
+    let (status, text) = register(&h, "z9hG4bK22", 2, 1).await;
     assert_eq!(status, "SIP/2.0 401 Unauthorized");
     assert!(text.contains("WWW-Authenticate: Digest"), "{text}");
     assert!(h.published.try_recv().is_err());
     // The next count is fine.
-    let (next, mut rx) = job(&h, "z9hG4bK333", 3, 2);
-    h.directory.tell_or_start(&h.entry.phone_id, next);
-    assert_eq!(answer(&mut rx).await.0, "SIP/2.0 200 OK");
+    assert_eq!(register(&h, "z9hG4bK333", 3, 2).await.0, "SIP/2.0 200 OK");
     h.directory.stop();
 }
 
 #[tokio::test]
 async fn a_quiet_phone_falls_asleep_and_wakes_with_its_bindings() {
     let mut h = harness(0);
-    let (reg, mut rx) = job(&h, "z9hG4bK1", 1, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, reg);
-    answer(&mut rx).await;
+    register(&h, "z9hG4bK1", 1, 1).await;
     h.published.recv().await.unwrap();
     // The sleep check runs a second after the last activity.
     let mut slept = false;
@@ -209,8 +199,9 @@ async fn a_quiet_phone_falls_asleep_and_wakes_with_its_bindings() {
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0].contacts.len(), 1);
     // And it still counts nonces: the count it used before sleeping is spent.
-    let (replay, mut rx) = job(&h, "z9hG4bK9", 2, 1);
-    h.directory.tell_or_start(&h.entry.phone_id, replay);
-    assert_eq!(answer(&mut rx).await.0, "SIP/2.0 401 Unauthorized");
+    assert_eq!(
+        register(&h, "z9hG4bK9", 2, 1).await.0,
+        "SIP/2.0 401 Unauthorized"
+    );
     h.directory.stop();
 }
