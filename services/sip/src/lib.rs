@@ -5,6 +5,7 @@
 //! type a valid message (compact forms, quoted Contact params, comma-joined Contacts,
 //! LF-only lines), this code does.
 
+pub mod addressing;
 pub mod conformance;
 pub mod digest;
 pub mod header;

@@ -5,6 +5,7 @@
 use std::borrow::Cow;
 
 use crate::{
+    addressing::{Addressing, AddressingError, AddressingRanges},
     header::{all_token_chars, canonical_name, same_name},
     scan,
 };
@@ -66,6 +67,8 @@ pub struct Message {
     /// The topmost Via, parsed once (a request's answer needs it three times), as ranges
     /// of `text`; none when it does not parse.
     top_via: std::sync::OnceLock<Option<ViaRanges>>,
+    /// From, To and CSeq, read once (normally by the verdict), as ranges of `text`.
+    addressing: std::sync::OnceLock<Result<AddressingRanges, AddressingError>>,
 }
 
 /// Where the parts of a parsed Via lie in a message's value text.
@@ -130,6 +133,20 @@ impl Message {
             port: r.port,
             params: crate::header::Params::checked(part(r.params)),
         })
+    }
+
+    /// From, To and CSeq, read (once) from their first values: the verdict's reading, handed
+    /// on to whoever handles the message next.
+    pub fn addressing(&self) -> Result<Addressing<'_>, AddressingError> {
+        let read = self.addressing.get_or_init(|| {
+            AddressingRanges::read(
+                &self.text,
+                self.get("from"),
+                self.get("to"),
+                self.get("cseq"),
+            )
+        });
+        read.map(|r| r.view(&self.text))
     }
 
     /// Whether this is a response.
@@ -257,6 +274,7 @@ pub fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         body,
         content_length,
         top_via: std::sync::OnceLock::new(),
+        addressing: std::sync::OnceLock::new(),
     })
 }
 
@@ -435,6 +453,7 @@ pub fn salvage(buf: &[u8]) -> Option<Message> {
         body: Vec::new(),
         content_length: ContentLength::Absent,
         top_via: std::sync::OnceLock::new(),
+        addressing: std::sync::OnceLock::new(),
     })
 }
 

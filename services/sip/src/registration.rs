@@ -146,8 +146,7 @@ fn delta_seconds(s: &str) -> Option<u32> {
 
 /// Reads the registration parts of a REGISTER that passed [`crate::verdict::check`].
 pub fn from_message(m: &Message, source: FlowSource) -> Result<Register<'_>, &'static str> {
-    let (cseq, _) =
-        crate::header::parse_cseq(m.get("cseq").unwrap_or("")).map_err(|_| "bad cseq")?;
+    let cseq = m.addressing().map_err(|_| "bad cseq")?.cseq;
     let expires = match m.get("expires") {
         Some(v) => Some(delta_seconds(v).ok_or("expires must be a number of seconds")?),
         None => None,

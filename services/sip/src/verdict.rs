@@ -3,7 +3,7 @@
 //! Pure; the reasons go into the reason phrase or a Warning.
 
 use crate::{
-    header::{self, parse_cseq, parse_name_addr, parse_via, split_list},
+    header::{self, parse_name_addr, parse_via, split_list},
     message::{ContentLength, Message, StartLine},
     uri,
 };
@@ -121,8 +121,9 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
         ContentLength::Short => return Err("content-length larger than the message".into()),
         _ => {}
     }
-    let (_, cseq_method) =
-        parse_cseq(value("cseq").unwrap_or("")).map_err(|e| format!("cseq: {e}"))?;
+    // CSeq, From and To are read once, and the reading kept in the message for whoever
+    // handles it next.
+    let addressing = m.addressing().map_err(|e| e.to_string())?;
     // The topmost Via is parsed once for the message (and kept); the others here.
     let top_ok = m.top_via().is_some();
     for (i, item) in m.all("via").flat_map(split_list).enumerate() {
@@ -130,11 +131,9 @@ fn common(m: &Message) -> Result<Common<'_>, String> {
             parse_via(item).map_err(|e| format!("via: {e}"))?;
         }
     }
-    parse_name_addr(value("from").unwrap_or("")).map_err(|e| format!("from: {e}"))?;
-    let to = parse_name_addr(value("to").unwrap_or("")).map_err(|e| format!("to: {e}"))?;
     Ok(Common {
-        cseq_method,
-        to_is_sip: to.uri.is_sip(),
+        cseq_method: addressing.cseq_method,
+        to_is_sip: addressing.to.sip,
         max_forwards: value("max-forwards"),
         content_type: value("content-type"),
         contacts,

@@ -14,6 +14,8 @@
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
 pub(crate) mod forwarding;
+#[cfg(test)]
+mod tests;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
 

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use dialtone_sip::{
     Message, StartLine,
     digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
-    header::parse_name_addr,
     response::Source,
 };
 use tracing::warn;
@@ -86,8 +85,7 @@ pub(crate) fn claim<'m>(m: &'m Message, method: &str, from_peer: bool) -> Claim<
         return Claim::Refused("Notify comes from the edge or a trusted peer only");
     }
     // A From without a user cannot answer a challenge: nothing to ask.
-    let from = m.get("from").and_then(|f| parse_name_addr(f).ok());
-    match from.and_then(|a| a.uri.user) {
+    match m.addressing().ok().and_then(|a| a.from.user) {
         Some(user) => Claim::Line(user),
         None => Claim::Refused(""),
     }

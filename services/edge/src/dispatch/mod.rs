@@ -12,9 +12,7 @@ mod subscribe;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_common::clock::unix_ms;
-use dialtone_sip::{
-    Message, StartLine, Verdict, digest::NonceCounts, header::Via, response::Source,
-};
+use dialtone_sip::{StartLine, Verdict, digest::NonceCounts, header::Via, response::Source};
 use parking_lot::{Mutex, RwLock};
 use tracing::warn;
 
@@ -105,12 +103,7 @@ impl Dispatcher {
 
     /// Who a request is for, by its Request-URI's user: one of our lines, else a REMOTE
     /// phone (lines win over a remote phone claiming the same user).
-    fn addressee(&self, m: &Message) -> Option<Addressee> {
-        let StartLine::Request { uri, .. } = &m.start else {
-            return None;
-        };
-        let u = dialtone_sip::uri::parse(uri).ok()?;
-        let user = u.user?;
+    fn addressee(&self, user: &str) -> Option<Addressee> {
         let cache = self.cache.read();
         if let Some(line) = cache.lookup(user) {
             return Some(Addressee::Line(line));
@@ -206,7 +199,9 @@ impl Dispatcher {
         // A request for a phone passes the trust boundary first: only an authenticated line
         // or another edge of the group may reach a phone, and whoever it is for, anyone else
         // gets the same answer (nothing tells a line from an unknown user).
-        if crate::delivery::delivered(&method) && request_user(&m).is_some() {
+        // The Request-URI parsed once here: the verdict checked it, and keeps no part of it.
+        let addressed_to = request_user(&m);
+        if let (true, Some(user)) = (crate::delivery::delivered(&method), addressed_to) {
             if self.delivery.retransmission(&m, &src, &reply) {
                 return;
             }
@@ -228,7 +223,7 @@ impl Dispatcher {
                 );
                 return;
             }
-            match self.addressee(&m) {
+            match self.addressee(user) {
                 Some(Addressee::Line(line)) => {
                     let admission = &self.delivery.admission;
                     let admitted = match &sender {
@@ -330,7 +325,10 @@ fn sanitize_reason(r: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests;
+
+#[cfg(test)]
+mod reason_tests {
     use super::*;
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use dialtone_sip::{Message, header::parse_name_addr, response::Source, transaction::server_key};
+use dialtone_sip::{Message, addressing::Party, response::Source, transaction::server_key};
 
 use super::Dispatcher;
 use crate::{
@@ -22,9 +22,13 @@ impl Dispatcher {
         reply: Replier,
         now_ms: u64,
     ) {
-        let to = parse_name_addr(m.get("to").unwrap_or("")).ok();
-        let user = match to.as_ref().map(|a| (&a.uri, a.uri.user)) {
-            Some((uri, Some(u))) if uri.is_sip() => u,
+        // The verdict read the To already.
+        let user = match m.addressing().map(|a| a.to) {
+            Ok(Party {
+                sip: true,
+                user: Some(u),
+                ..
+            }) => u,
             _ => {
                 self.stats.rejected(Reason::UnknownDomain);
                 reply.send(self.responder().reply(

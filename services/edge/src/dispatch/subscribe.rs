@@ -32,8 +32,7 @@ impl Dispatcher {
             reply.send(self.responder().reply(&m, &src, 489, "", extra));
             return;
         }
-        let from = parse_name_addr(m.get("from").unwrap_or("")).ok();
-        let Some(user) = from.as_ref().and_then(|a| a.uri.user) else {
+        let Some(user) = m.addressing().ok().and_then(|a| a.from.user) else {
             reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
             return;
         };

@@ -1,0 +1,138 @@
+//! The delivery service through the real dispatcher (see [`crate::dispatch::tests`]): an
+//! authenticated line's request reaches a registered phone over its flow, with the edge's
+//! Via on top, and the answers come back; retransmissions, CANCEL, no binding and no
+//! answer each get what RFC 3261 §16 says.
+
+use std::time::Duration;
+
+use crate::dispatch::tests::{Harness, Phone, REALM, harness, header, status};
+
+/// The answer a phone gives to `request` (a whole request as received): its Vias, From,
+/// To (with `to_tag`), Call-ID and CSeq.
+fn respond(request: &str, code: u16, reason: &str, to_tag: &str) -> String {
+    let mut out = format!("SIP/2.0 {code} {reason}\r\n");
+    for line in request.lines() {
+        let name = line.split(": ").next().unwrap_or("");
+        match name {
+            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\r\n")),
+            "To" => out.push_str(&format!("{line};tag={to_tag}\r\n")),
+            _ => {}
+        }
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+    out
+}
+
+/// Alice's INVITE for `callee`, authenticated: the 407 is answered, then the INVITE sent
+/// again with `branch`. Returns the request as sent.
+async fn invite(h: &Harness, alice: &mut Phone, callee: &str, branch: &str) -> String {
+    let ruri = format!("sip:{callee}@{REALM}");
+    alice.send(
+        h,
+        &alice.request("INVITE", &ruri, &format!("{branch}-0"), 1, ""),
+    );
+    let challenge = alice.next().await;
+    assert_eq!(
+        status(&challenge),
+        "SIP/2.0 407 Proxy Authentication Required"
+    );
+    let auth = alice.answer(&challenge, "Proxy-Authorization", "INVITE", &ruri);
+    let request = alice.request("INVITE", &ruri, branch, 2, &auth);
+    alice.send(h, &request);
+    request
+}
+
+/// Alice and a registered Bob.
+async fn alice_and_bob(h: &Harness) -> (Phone, Phone) {
+    let mut bob = Phone::new(h, "bob", "127.0.0.1:41001");
+    assert_eq!(bob.register(h).await, "SIP/2.0 200 OK");
+    (Phone::new(h, "alice", "127.0.0.1:41002"), bob)
+}
+
+#[tokio::test]
+async fn a_call_reaches_the_registered_phone_and_its_answers_come_back() {
+    let h = harness(Duration::from_secs(2));
+    let (mut alice, mut bob) = alice_and_bob(&h).await;
+    let sent = invite(&h, &mut alice, "bob", "z9hG4bKcall1").await;
+    assert_eq!(status(&alice.next().await), "SIP/2.0 100 Trying");
+    let got = bob.next().await;
+    // To the binding's contact, one hop fewer, the edge's Via above Alice's.
+    assert!(
+        got.starts_with("INVITE sip:bob@127.0.0.1:41001;transport=tcp SIP/2.0"),
+        "{got}"
+    );
+    assert_eq!(header(&got, "Max-Forwards"), Some("69"));
+    let vias: Vec<&str> = got.lines().filter(|l| l.starts_with("Via: ")).collect();
+    assert_eq!(vias.len(), 2, "{got}");
+    assert!(vias[0].contains("127.0.0.1:5060"), "{got}");
+    assert!(vias[1].contains("branch=z9hG4bKcall1"), "{got}");
+    // Bob rings, then answers: Alice sees both, without the edge's Via.
+    for (code, reason) in [(180, "Ringing"), (200, "OK")] {
+        bob.send(&h, &respond(&got, code, reason, "b1"));
+        let answer = alice.next().await;
+        assert_eq!(status(&answer), format!("SIP/2.0 {code} {reason}"));
+        assert_eq!(answer.lines().filter(|l| l.starts_with("Via: ")).count(), 1);
+        assert_eq!(header(&answer, "CSeq"), Some("2 INVITE"));
+    }
+    // Alice's retransmission is absorbed: Bob never sees it twice.
+    alice.send(&h, &sent);
+    assert!(bob.silent_for(Duration::from_millis(100)).await);
+}
+
+#[tokio::test]
+async fn no_live_binding_gives_480_and_a_retransmission_gets_it_again() {
+    let h = harness(Duration::from_secs(2));
+    let mut alice = Phone::new(&h, "alice", "127.0.0.1:41003");
+    // Bob is a line of ours, but never registered.
+    let sent = invite(&h, &mut alice, "bob", "z9hG4bKnone").await;
+    assert_eq!(status(&alice.next().await), "SIP/2.0 100 Trying");
+    let answer = alice.next().await;
+    assert!(answer.starts_with("SIP/2.0 480"), "{answer}");
+    alice.send(&h, &sent);
+    assert_eq!(status(&alice.next().await), status(&answer));
+}
+
+#[tokio::test]
+async fn a_cancel_is_answered_and_passed_on_and_the_487_acknowledged() {
+    let h = harness(Duration::from_secs(2));
+    let (mut alice, mut bob) = alice_and_bob(&h).await;
+    let sent = invite(&h, &mut alice, "bob", "z9hG4bKcancel").await;
+    assert_eq!(status(&alice.next().await), "SIP/2.0 100 Trying");
+    let got = bob.next().await;
+    bob.send(&h, &respond(&got, 180, "Ringing", "b2"));
+    assert_eq!(status(&alice.next().await), "SIP/2.0 180 Ringing");
+    // CANCEL: same branch, Call-ID and CSeq number as the INVITE (RFC 3261 §9.1).
+    let cancel = sent
+        .replacen("INVITE ", "CANCEL ", 1)
+        .replace("CSeq: 2 INVITE", "CSeq: 2 CANCEL");
+    alice.send(&h, &cancel);
+    assert_eq!(status(&alice.next().await), "SIP/2.0 200 OK");
+    let passed_on = bob.next().await;
+    assert!(
+        passed_on.starts_with("CANCEL sip:bob@127.0.0.1:41001"),
+        "{passed_on}"
+    );
+    bob.send(&h, &respond(&got, 487, "Request Terminated", "b2"));
+    assert_eq!(
+        status(&alice.next().await),
+        "SIP/2.0 487 Request Terminated"
+    );
+    // The non-2xx final is acknowledged hop by hop.
+    let ack = bob.next().await;
+    assert!(ack.starts_with("ACK sip:bob@127.0.0.1:41001"), "{ack}");
+}
+
+#[tokio::test]
+async fn a_phone_that_never_answers_gives_408() {
+    let h = harness(Duration::from_millis(300));
+    let (mut alice, mut bob) = alice_and_bob(&h).await;
+    let ruri = format!("sip:bob@{REALM}");
+    // A MESSAGE waits for any answer as long as the notify timeout.
+    alice.send(&h, &alice.request("MESSAGE", &ruri, "z9hG4bKmsg-0", 1, ""));
+    let challenge = alice.next().await;
+    let auth = alice.answer(&challenge, "Proxy-Authorization", "MESSAGE", &ruri);
+    alice.send(&h, &alice.request("MESSAGE", &ruri, "z9hG4bKmsg", 2, &auth));
+    assert!(bob.next().await.starts_with("MESSAGE "));
+    let answer = alice.next().await;
+    assert!(answer.starts_with("SIP/2.0 408"), "{answer}");
+}
