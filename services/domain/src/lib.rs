@@ -4,12 +4,14 @@
 //! must agree on what is written where and what it means. That agreement lives here and
 //! nowhere else: the key layout ([`keys`]), where a phone registers ([`placement`]), a
 //! phone's effective settings ([`settings`]), its derived passwords and HA1s
-//! ([`credentials`]), which sources are trusted peers ([`peers`]) and how a role asks an
-//! edge to act on a phone ([`actions`]). Roles depend on this crate and on the store,
-//! never on each other.
+//! ([`credentials`]), which sources are trusted peers ([`peers`]), how a role asks an
+//! edge to act on a phone ([`actions`]) and what a dialled number is and whether a line
+//! may call it ([`dialplan`]). Roles depend on this crate and on the store, never on each
+//! other.
 
 pub mod actions;
 pub mod credentials;
+pub mod dialplan;
 pub mod error;
 pub mod keys;
 pub mod peers;
