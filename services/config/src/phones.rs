@@ -1,8 +1,9 @@
 //! Phones: validation (pure), the index entries a phone owns, and transactional writes.
 //!
 //! A phone owns these keys, written and removed in the same transaction as the phone:
-//! `index/hardware/{hw}` and `index/sip-user/{user}` (uniqueness: created only if absent),
-//! and the listing indexes by site, by profile and by name.
+//! `index/hardware/{hw}`, `index/sip-user/{user}` and, for a site-assigned phone,
+//! `index/extension/{site}/{extension}` (uniqueness: created only if absent), and the
+//! listing indexes by site, by profile and by name.
 
 use dialtone_domain::{
     credentials::{self, CredentialKey},
@@ -251,6 +252,14 @@ fn listing_keys(p: &Phone) -> Vec<String> {
     k
 }
 
+/// The key of the site extension a phone holds, if it is site-assigned.
+fn extension_key(p: &Phone) -> Option<String> {
+    match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
+        Some(Mode::Site(s)) => Some(keys::extension(&p.site_id, &s.extension)),
+        _ => None,
+    }
+}
+
 /// The compares and ops creating a phone and its index entries.
 pub fn create_txn(p: &Phone) -> (Vec<Compare>, Vec<Op>) {
     let mut compares = vec![
@@ -268,6 +277,10 @@ pub fn create_txn(p: &Phone) -> (Vec<Compare>, Vec<Op>) {
     for l in &p.lines {
         compares.push(Compare::Absent(keys::sip_user(&l.sip_user)));
         ops.push(put_index(keys::sip_user(&l.sip_user), &p.id));
+    }
+    if let Some(k) = extension_key(p) {
+        compares.push(Compare::Absent(k.clone()));
+        ops.push(put_index(k, &keys::extension_owner_phone(&p.id)));
     }
     ops.extend(listing_keys(p).into_iter().map(|k| put_index(k, "")));
     (compares, ops)
@@ -355,6 +368,19 @@ impl ConfigCore {
                     owner,
                 });
             }
+        }
+        if let (Some(k), Some(Mode::Site(s))) = (
+            extension_key(p),
+            p.assignment.as_ref().and_then(|a| a.mode.as_ref()),
+        ) && let Some(kv) = self.store.get(&k).await?
+        {
+            // The owner is `phone/{id}`: said as "phone {id}", as the other indexes do.
+            let owner = String::from_utf8_lossy(&kv.value).replacen('/', " ", 1);
+            return Ok(ConfigError::AlreadyExists {
+                what: "extension",
+                value: format!("{} in site {}", s.extension, p.site_id),
+                owner,
+            });
         }
         Ok(ConfigError::Contended {
             kind: "phone",
@@ -460,6 +486,16 @@ impl ConfigCore {
                 ops.push(put_index(keys::hardware(&p.hardware_id), &p.id));
             }
         }
+        let (old_ext, new_ext) = (extension_key(&current), extension_key(&p));
+        if old_ext != new_ext {
+            if let Some(k) = old_ext {
+                ops.push(Op::Delete(k));
+            }
+            if let Some(k) = new_ext.clone() {
+                compares.push(Compare::Absent(k.clone()));
+                ops.push(put_index(k, &keys::extension_owner_phone(&p.id)));
+            }
+        }
         for l in current
             .lines
             .iter()
@@ -491,6 +527,9 @@ impl ConfigCore {
             probe.lines = new_lines.iter().map(|&i| p.lines[i].clone()).collect();
             if probe.hardware_id == current.hardware_id {
                 probe.hardware_id.clear();
+            }
+            if new_ext == extension_key(&current) {
+                probe.assignment = None;
             }
             return Err(self.explain_create(&probe).await?);
         }
@@ -556,6 +595,7 @@ impl ConfigCore {
                 .iter()
                 .map(|l| Op::Delete(keys::sip_user(&l.sip_user))),
         );
+        ops.extend(extension_key(&current).map(Op::Delete));
         ops.extend(listing_keys(&current).into_iter().map(Op::Delete));
         let r = self
             .store

@@ -10,6 +10,7 @@
 //! | `config/peers/{id}` | `Peer` | config | edge (watch) | no |
 //! | `index/hardware/{hw}` | phone id | config | config (uniqueness) | no |
 //! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
+//! | `index/extension/{site}/{extension}` | `phone/{id}` | config | config (uniqueness within a site) | no |
 //! | `index/site-phones/{site}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/base-phones/{base}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/phone-names/{name}\u{1}{phone}` | empty | config | config (sorted list by name) | no |
@@ -104,6 +105,15 @@ pub fn hardware(hw: &str) -> String {
 /// SIP user → phone id (uniqueness).
 pub fn sip_user(user: &str) -> String {
     format!("index/sip-user/{user}")
+}
+/// A site's extension → its owner, `phone/{id}` (uniqueness within the site; users will
+/// own extensions in the same space, so the owner says what it is).
+pub fn extension(site: &str, extension: &str) -> String {
+    format!("index/extension/{site}/{extension}")
+}
+/// The owner value of an extension held by a phone.
+pub fn extension_owner_phone(phone: &str) -> String {
+    format!("phone/{phone}")
 }
 /// Phones of a site.
 pub fn site_phones(site: &str) -> String {

@@ -143,7 +143,7 @@ fn party_ranges(text: &str, a: &NameAddr<'_>) -> PartyRanges {
 
 #[cfg(test)]
 mod tests {
-    use crate::message::parse;
+    use crate::parse;
 
     fn msg(headers: &str) -> crate::Message {
         let raw = format!(

@@ -4,6 +4,7 @@
 //! state; it is fed by the watch in [`crate::credentials::sync`], so neither the REGISTER
 //! path nor delivery waits on the store for it.
 
+pub(crate) mod extensions;
 pub(crate) mod remote;
 pub(crate) mod sync;
 
@@ -19,7 +20,7 @@ use dialtone_proto::config::v1::{
 };
 use dialtone_sip::{digest::Algorithm, registration::Policy};
 
-use crate::credentials::remote::RemotePhones;
+use crate::credentials::{extensions::SiteExtensions, remote::RemotePhones};
 
 /// One registrable line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +99,8 @@ struct PhoneRec {
     overrides: Option<Box<PhoneSettings>>,
     lines: Vec<LineCreds>,
     unassigned: bool,
+    /// The extension of a site-assigned phone within its site.
+    extension: Option<String>,
 }
 
 struct LineCreds {
@@ -143,6 +146,8 @@ pub struct CredentialCache {
     groups: HashMap<String, Vec<Edge>>,
     /// REMOTE phones, by the user they answer to.
     pub remote: RemotePhones,
+    /// Phones by their extension within their site.
+    extensions: SiteExtensions,
     /// Trusted SIP peers, in id order (a handful: matched one by one).
     peers: Vec<TrustedPeer>,
 }
@@ -158,6 +163,7 @@ impl CredentialCache {
             sites: HashMap::new(),
             groups: HashMap::new(),
             remote: RemotePhones::default(),
+            extensions: SiteExtensions::default(),
             peers: Vec::new(),
         }
     }
@@ -227,6 +233,14 @@ impl CredentialCache {
         placement::node_ids(phone_id, group, true)
     }
 
+    /// The line that answers when `caller` (a phone id) dials `extension` within its own
+    /// site: the first line of the site-assigned phone holding it.
+    pub fn extension_line(&self, caller: &str, extension: &str) -> Option<Arc<LineEntry>> {
+        let site = &self.phones.get(caller)?.site;
+        let callee = self.phones.get(self.extensions.get(site, extension)?)?;
+        self.lookup(&callee.lines.first()?.sip_user)
+    }
+
     /// The line a SIP user belongs to.
     pub fn lookup(&self, sip_user: &str) -> Option<Arc<LineEntry>> {
         self.by_user.get(sip_user).cloned()
@@ -283,7 +297,7 @@ impl CredentialCache {
         let old = self.phones.remove(&id);
         let mut change = Change::default();
         if let Some(old) = &old {
-            self.forget_lines(old);
+            self.forget_lines(&id, old);
             if let Some(set) = self.base_phones.get_mut(&old.base) {
                 set.remove(&id);
             }
@@ -299,6 +313,7 @@ impl CredentialCache {
             change.removed = old.is_some();
             return change;
         }
+        let mode = phone.assignment.as_ref().and_then(|a| a.mode.as_ref());
         let rec = PhoneRec {
             base: phone.base_settings_id.clone(),
             site: phone.site_id.clone(),
@@ -319,11 +334,15 @@ impl CredentialCache {
                     }
                 })
                 .collect(),
-            unassigned: !matches!(
-                phone.assignment.as_ref().and_then(|a| a.mode.as_ref()),
-                Some(Mode::User(_) | Mode::Site(_))
-            ),
+            unassigned: !matches!(mode, Some(Mode::User(_) | Mode::Site(_))),
+            extension: match mode {
+                Some(Mode::Site(s)) if !s.extension.is_empty() => Some(s.extension.clone()),
+                _ => None,
+            },
         };
+        if let Some(ext) = &rec.extension {
+            self.extensions.put(&rec.site, ext, &id);
+        }
         self.base_phones
             .entry(rec.base.clone())
             .or_default()
@@ -339,7 +358,7 @@ impl CredentialCache {
         let Some((id, old)) = self.phones.remove_entry(id) else {
             return Change::default();
         };
-        self.forget_lines(&old);
+        self.forget_lines(&id, &old);
         if let Some(set) = self.base_phones.get_mut(&old.base) {
             set.remove(&id);
         }
@@ -379,9 +398,12 @@ impl CredentialCache {
         }
     }
 
-    fn forget_lines(&mut self, rec: &PhoneRec) {
+    fn forget_lines(&mut self, id: &str, rec: &PhoneRec) {
         for l in &rec.lines {
             self.by_user.remove(l.sip_user.as_str());
+        }
+        if let Some(ext) = &rec.extension {
+            self.extensions.remove(&rec.site, ext, id);
         }
     }
 

@@ -14,8 +14,6 @@
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
 pub(crate) mod forwarding;
-#[cfg(test)]
-mod tests;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
 

@@ -35,6 +35,10 @@ use crate::{
 enum Addressee {
     /// One of our lines: delivered to its bindings.
     Line(Arc<LineEntry>),
+    /// An extension of the caller's site: delivered to the line that holds it, the
+    /// Request-URI retargeted to that line's SIP user (RFC 3261 §16.5), so another edge
+    /// holding its binding finds it without knowing the caller's site.
+    Extension { line: Arc<LineEntry>, uri: String },
     /// A REMOTE phone: redirected to this address.
     Remote(String),
 }
@@ -101,12 +105,19 @@ impl Dispatcher {
         })
     }
 
-    /// Who a request is for, by its Request-URI's user: one of our lines, else a REMOTE
-    /// phone (lines win over a remote phone claiming the same user).
-    fn addressee(&self, user: &str) -> Option<Addressee> {
+    /// Who a request is for, by its Request-URI's user: one of our lines, else an extension
+    /// of the calling line's site, else a REMOTE phone (lines win over a remote phone
+    /// claiming the same user).
+    fn addressee(&self, uri: &str, user: &str, sender: &Sender) -> Option<Addressee> {
         let cache = self.cache.read();
         if let Some(line) = cache.lookup(user) {
             return Some(Addressee::Line(line));
+        }
+        if let Sender::Line(caller) = sender
+            && let Some(line) = cache.extension_line(&caller.phone_id, user)
+        {
+            let uri = retarget(uri, user, &line.sip_user);
+            return Some(Addressee::Extension { line, uri });
         }
         cache
             .remote
@@ -154,7 +165,7 @@ impl Dispatcher {
             return;
         }
         let (msg, verdict) = dialtone_sip::judge(bytes);
-        let Some(m) = msg else {
+        let Some(mut m) = msg else {
             // Too broken to answer (no Via to answer along): drop.
             self.stats.malformed();
             return;
@@ -223,36 +234,47 @@ impl Dispatcher {
                 );
                 return;
             }
-            match self.addressee(user) {
-                Some(Addressee::Line(line)) => {
-                    let admission = &self.delivery.admission;
-                    let admitted = match &sender {
-                        Sender::Edge | Sender::Peer => admission.admit_trusted(),
-                        Sender::Line(_) => admission.admit(src.ip),
-                    };
-                    let permit = match admitted {
-                        Ok(p) => p,
-                        Err(why) => {
-                            warn!(source = %src.ip, ?why, "deliveries at their cap");
-                            let extra = vec![("Retry-After", "5".to_owned())];
-                            reply.send(self.responder().reply(&m, &src, 503, "", extra));
-                            return;
-                        }
-                    };
-                    span.record("phone.id", &*line.phone_id);
-                    let delivery = self.delivery.clone();
-                    self.runtime
-                        .spawn(delivery.deliver(m, src, reply, line, permit));
+            let uri = match &m.start {
+                StartLine::Request { uri, .. } => uri.as_str(),
+                StartLine::Response { .. } => "",
+            };
+            let line = match self.addressee(uri, user, &sender) {
+                Some(Addressee::Line(line)) => line,
+                Some(Addressee::Extension { line, uri }) => {
+                    if let StartLine::Request { uri: target, .. } = &mut m.start {
+                        *target = uri;
+                    }
+                    line
                 }
                 Some(Addressee::Remote(target)) => {
                     // A REMOTE phone: config only, reached at its remote address.
                     let extra = vec![("Contact", format!("<{target}>"))];
                     reply.send(self.responder().reply(&m, &src, 302, "", extra));
+                    return;
                 }
                 None => {
                     reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
+                    return;
                 }
-            }
+            };
+            let admission = &self.delivery.admission;
+            let admitted = match &sender {
+                Sender::Edge | Sender::Peer => admission.admit_trusted(),
+                Sender::Line(_) => admission.admit(src.ip),
+            };
+            let permit = match admitted {
+                Ok(p) => p,
+                Err(why) => {
+                    warn!(source = %src.ip, ?why, "deliveries at their cap");
+                    let extra = vec![("Retry-After", "5".to_owned())];
+                    reply.send(self.responder().reply(&m, &src, 503, "", extra));
+                    return;
+                }
+            };
+            span.record("phone.id", &*line.phone_id);
+            let delivery = self.delivery.clone();
+            self.runtime
+                .spawn(delivery.deliver(m, src, reply, line, permit));
             return;
         }
         match &*method {
@@ -300,6 +322,12 @@ fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
     peer.replier.clone()
 }
 
+/// `uri` with its user part `user` replaced by `new_user` (the user follows the scheme's
+/// colon, the first colon of a URI).
+fn retarget(uri: &str, user: &str, new_user: &str) -> String {
+    uri.replacen(&format!(":{user}@"), &format!(":{new_user}@"), 1)
+}
+
 /// A reason phrase must not break the status line.
 fn sanitize_reason(r: &str) -> String {
     let s: String = r
@@ -325,11 +353,29 @@ fn sanitize_reason(r: &str) -> String {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
 
 #[cfg(test)]
 mod reason_tests {
     use super::*;
+
+    #[test]
+    fn a_dialled_extension_is_retargeted_to_its_line() {
+        let cases = [
+            ("sip:201@dialtone", "201", "hq-4f2a", "sip:hq-4f2a@dialtone"),
+            (
+                "sips:201@10.0.0.1:5061;user=phone",
+                "201",
+                "hq-4f2a",
+                "sips:hq-4f2a@10.0.0.1:5061;user=phone",
+            ),
+            // A user that is also the host's prefix is replaced where a user is only.
+            ("sip:201@201.example", "201", "u", "sip:u@201.example"),
+        ];
+        for (uri, user, new_user, want) in cases {
+            assert_eq!(retarget(uri, user, new_user), want);
+        }
+    }
 
     #[test]
     fn reasons_stay_on_one_line() {

@@ -1,11 +1,12 @@
-//! The delivery service through the real dispatcher (see [`crate::dispatch::tests`]): an
+//! The delivery service through the real dispatcher (the harness of [`super`]; delivery's
+//! tests live here, above both, so no module of the crate imports back down): an
 //! authenticated line's request reaches a registered phone over its flow, with the edge's
 //! Via on top, and the answers come back; retransmissions, CANCEL, no binding and no
 //! answer each get what RFC 3261 §16 says.
 
 use std::time::Duration;
 
-use crate::dispatch::tests::{Harness, Phone, REALM, harness, header, status};
+use super::{Harness, Phone, REALM, harness, header, status};
 
 /// The answer a phone gives to `request` (a whole request as received): its Vias, From,
 /// To (with `to_tag`), Call-ID and CSeq.
@@ -135,4 +136,25 @@ async fn a_phone_that_never_answers_gives_408() {
     assert!(bob.next().await.starts_with("MESSAGE "));
     let answer = alice.next().await;
     assert!(answer.starts_with("SIP/2.0 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_dialled_extension_of_the_callers_site_reaches_the_phone_holding_it() {
+    let h = harness(Duration::from_secs(2));
+    let (mut alice, mut bob) = alice_and_bob(&h).await;
+    // 202 is Bob's extension in Alice's site.
+    invite(&h, &mut alice, "202", "z9hG4bKext").await;
+    assert_eq!(status(&alice.next().await), "SIP/2.0 100 Trying");
+    let got = bob.next().await;
+    assert!(got.starts_with("INVITE sip:bob@127.0.0.1:41001"), "{got}");
+    assert_eq!(
+        header(&got, "To"),
+        Some("<sip:202@dialtone>"),
+        "what was dialled"
+    );
+    bob.send(&h, &respond(&got, 200, "OK", "b3"));
+    assert_eq!(status(&alice.next().await), "SIP/2.0 200 OK");
+    // No phone of the site holds 299.
+    invite(&h, &mut alice, "299", "z9hG4bKext2").await;
+    assert_eq!(status(&alice.next().await), "SIP/2.0 404 Not Found");
 }

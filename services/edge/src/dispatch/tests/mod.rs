@@ -1,7 +1,10 @@
 //! The dispatcher and the delivery service on their own: a real dispatcher, directory,
 //! delivery and credentials cache, no store and no sockets. Phones are in-memory stream
 //! flows ([`Phone`]): what the edge sends one is read from its write queue. Digest answers
-//! are computed as a phone computes them, so the trust boundary is the real one.
+//! are computed as a phone computes them, so the trust boundary is the real one. The
+//! dispatcher's own tests are here; the delivery service's are in [`delivery`].
+
+mod delivery;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -30,11 +33,12 @@ use crate::{
 pub(crate) const REALM: &str = "dialtone";
 const EDGE: &str = "127.0.0.1:5060";
 
-/// The lines the harness knows: (phone id, SIP user, password, assigned).
-const LINES: [(&str, &str, &str, bool); 3] = [
-    ("p-alice", "alice", "alice-secret", true),
-    ("p-bob", "bob", "bob-secret", true),
-    ("p-lobby", "lobby", "lobby-secret", false),
+/// The lines the harness knows, all of site `hq`: (phone id, SIP user, password, the
+/// extension of a site-assigned phone or none for an unassigned one).
+const LINES: [(&str, &str, &str, Option<&str>); 3] = [
+    ("p-alice", "alice", "alice-secret", Some("201")),
+    ("p-bob", "bob", "bob-secret", Some("202")),
+    ("p-lobby", "lobby", "lobby-secret", None),
 ];
 
 pub(crate) struct Harness {
@@ -79,16 +83,16 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         min_expires: settings.min_expires,
         max_expires: settings.max_expires,
     });
-    for (id, user, password, assigned) in LINES {
-        let mode = if assigned {
-            Mode::Site(SiteAssignment {
-                extension: "100".into(),
-            })
-        } else {
-            Mode::Unassigned(Default::default())
+    for (id, user, password, extension) in LINES {
+        let mode = match extension {
+            Some(e) => Mode::Site(SiteAssignment {
+                extension: e.into(),
+            }),
+            None => Mode::Unassigned(Default::default()),
         };
         cache.put_phone(&PhoneRecord {
             id: id.into(),
+            site_id: "hq".into(),
             kind: PhoneKind::Unmanaged as i32,
             assignment: Some(Assignment { mode: Some(mode) }),
             lines: vec![Line {
