@@ -17,7 +17,7 @@ use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
     fleet::{import, seed_site_on, update_phone},
-    sip::{Caller, branch},
+    sip::{Caller, branch, headers, status},
 };
 
 fn at_extension(extension: &str) -> impl FnOnce(&mut pb::Phone) {
@@ -31,10 +31,55 @@ fn at_extension(extension: &str) -> impl FnOnce(&mut pb::Phone) {
 
 /// The final code of an INVITE for `dialled` sent through `edge`, with every code seen.
 async fn dial(caller: &Caller, dialled: &str, edge: SocketAddr) -> Vec<u16> {
-    caller
-        .send(&caller.text("INVITE", dialled, &branch(), "INVITE"), edge)
-        .await;
-    caller.codes("INVITE", Duration::from_secs(5)).await
+    call(caller, dialled, edge)
+        .await
+        .1
+        .iter()
+        .map(|r| status(r))
+        .collect()
+}
+
+/// An INVITE for `dialled` through `edge`: the request as written and every response.
+async fn call(caller: &Caller, dialled: &str, edge: SocketAddr) -> (String, Vec<String>) {
+    let invite = caller.text("INVITE", dialled, &branch(), "INVITE");
+    caller.send(&invite, edge).await;
+    (
+        invite,
+        caller.responses("INVITE", Duration::from_secs(5)).await,
+    )
+}
+
+/// A request of the dialog that `ok`, a 2xx answer to `invite`, set up: along the caller's
+/// route set (the Record-Route reversed, RFC 3261 §12.1.2), to `target`. The text and where
+/// it is sent (the first Route's address).
+fn in_dialog(
+    invite: &str,
+    ok: &str,
+    method: &str,
+    cseq: u32,
+    target: &str,
+) -> (String, SocketAddr) {
+    let header =
+        |text: &str, name: &str| headers(text, name).first().map(|v| v.to_string()).unwrap();
+    let mut route: Vec<&str> = headers(ok, "record-route");
+    route.reverse();
+    let hop = route[0]
+        .split('@')
+        .nth(1)
+        .and_then(|r| r.split(';').next())
+        .and_then(|a| a.parse().ok())
+        .expect("the route names an address");
+    let via = header(invite, "via");
+    let sent_by = via.split(';').next().unwrap();
+    let routes: String = route.iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let text = format!(
+        "{method} {target} SIP/2.0\r\nVia: {sent_by};branch={}\r\nMax-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        branch(),
+        header(invite, "from"),
+        header(ok, "to"),
+        header(invite, "call-id"),
+    );
+    (text, hop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,13 +114,13 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     let taken = update_phone(&mut cfg, &other.0, at_extension("202"))
         .await
         .unwrap_err();
-    let status = taken
+    let refusal = taken
         .downcast_ref::<tonic::Status>()
         .expect("a gRPC status");
-    assert_eq!(status.code(), tonic::Code::AlreadyExists, "{status:?}");
+    assert_eq!(refusal.code(), tonic::Code::AlreadyExists, "{refusal:?}");
     assert!(
-        status.message().contains("202") && status.message().contains(&callee.0),
-        "{status:?}"
+        refusal.message().contains("202") && refusal.message().contains(&callee.0),
+        "{refusal:?}"
     );
 
     let group = dialtone_tests::fleet::placement_edges(&edges);
@@ -131,16 +176,44 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     let invites = || sim.stats().received[0].load(Relaxed);
 
     // 202 through the primary, then through the secondary (handed to the primary's flow):
-    // each call rings the phone once and is answered.
+    // each call rings the phone once and is answered; each edge on the path record-routes
+    // it, and the caller's ACK and BYE come back along that route to the phone.
     for (n, edge) in [spec.registrars[0], spec.registrars[1]]
         .into_iter()
         .enumerate()
     {
-        let codes = dial(&caller, "202", edge).await;
+        let (invite, responses) = call(&caller, "202", edge).await;
+        let codes: Vec<u16> = responses.iter().map(|r| status(r)).collect();
         assert_eq!(codes.first(), Some(&100), "{codes:?}");
         assert_eq!(codes.last(), Some(&200), "{codes:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(invites(), n as u64 + 1, "one INVITE per call");
+        let ok = responses.last().unwrap();
+        assert_eq!(
+            headers(ok, "record-route").len(),
+            n + 1,
+            "edges on the path: {ok}"
+        );
+        let target = format!("sip:{}@127.0.0.1", callee.1);
+        let others = sim.stats().received[4].load(Relaxed);
+        let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, &target);
+        assert_eq!(
+            hop, edge,
+            "the caller's first hop is the edge it called through"
+        );
+        caller.send_raw(&ack, hop).await;
+        let (bye, hop) = in_dialog(&invite, ok, "BYE", 2, &target);
+        caller.send_raw(&bye, hop).await;
+        assert_eq!(
+            caller.codes("BYE", Duration::from_secs(5)).await.last(),
+            Some(&200),
+            "the phone answers the BYE"
+        );
+        assert_eq!(
+            sim.stats().received[4].load(Relaxed),
+            others + 2,
+            "ACK and BYE, once each"
+        );
     }
     // An extension nobody holds: 404, and nothing rings.
     assert_eq!(

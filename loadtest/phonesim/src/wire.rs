@@ -105,20 +105,22 @@ pub fn answer_for(method: &str, invite: u16) -> Answer {
     }
 }
 
-/// A response to `req` received from `from`.
+/// A response to `req` received from `from`. An INVITE's ringing and answer carry its
+/// Record-Route, as a UAS copies it (RFC 3261 §12.1.1), so the caller's in-dialog requests
+/// come back through the proxies that asked to stay on the path.
 pub fn respond(req: &Message, from: SocketAddr, code: u16, to_tag: &str) -> Vec<u8> {
-    response::build(
-        req,
-        &Source::from(from),
-        code,
-        "",
-        to_tag,
-        &[(
-            "Allow",
-            "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, MESSAGE".into(),
-        )],
-        b"",
-    )
+    let mut extra = vec![(
+        "Allow",
+        "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, MESSAGE".to_owned(),
+    )];
+    let invite = matches!(&req.start, StartLine::Request { method, .. } if method == "INVITE");
+    if invite && (101..300).contains(&code) {
+        extra.extend(
+            req.all("record-route")
+                .map(|v| ("Record-Route", v.to_owned())),
+        );
+    }
+    response::build(req, &Source::from(from), code, "", to_tag, &extra, b"")
 }
 
 /// The Request-URI's user part (whom a delivered request is for).

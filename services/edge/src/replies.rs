@@ -240,6 +240,11 @@ impl Local {
         )
     }
 
+    /// `127.0.0.1:5060` (IPv6 in brackets), for URIs naming this listener.
+    pub fn host_port(&self) -> String {
+        format!("{}:{}", fmt_ip(self.addr), self.addr.port())
+    }
+
     /// `<sip:[user@]127.0.0.1:5060;transport=udp>`.
     pub fn contact(&self, user: Option<&str>) -> String {
         let user = user.map(|u| format!("{u}@")).unwrap_or_default();

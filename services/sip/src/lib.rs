@@ -14,6 +14,7 @@ mod params;
 pub mod proxy;
 pub mod registration;
 pub mod response;
+pub mod route;
 pub mod scan;
 pub mod stream;
 pub mod transaction;

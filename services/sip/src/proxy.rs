@@ -53,6 +53,16 @@ fn finish(mut out: String, body: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// What a proxy changes in the route of a request it forwards.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Routing<'a> {
+    /// This proxy's Record-Route values, added above those the request carries (RFC 3261
+    /// §16.6 step 4).
+    pub record_route: &'a [String],
+    /// Route entries removed from the top: this proxy's own (§16.4).
+    pub pop_routes: usize,
+}
+
 /// `req` forwarded one hop: Request-URI `uri` (none: unchanged), `via` (a whole Via value
 /// with its branch) on top, Max-Forwards one less (70 when absent, RFC 3261 §16.6), the
 /// headers named in `strip` (canonical names) removed, `extra` headers added, every other
@@ -63,6 +73,18 @@ pub fn forward_request(
     via: &str,
     strip: &[&str],
     extra: &[(&str, &str)],
+) -> Result<Vec<u8>, ForwardError> {
+    forward_routed(req, uri, via, strip, extra, Routing::default())
+}
+
+/// [`forward_request`], with the route changed as `routing` says.
+pub fn forward_routed(
+    req: &Message,
+    uri: Option<&str>,
+    via: &str,
+    strip: &[&str],
+    extra: &[(&str, &str)],
+    routing: Routing<'_>,
 ) -> Result<Vec<u8>, ForwardError> {
     let StartLine::Request {
         method,
@@ -85,12 +107,31 @@ pub fn forward_request(
     out.push_str(uri.unwrap_or(old_uri));
     out.push_str(" SIP/2.0\r\n");
     push_header(&mut out, "via", via);
+    let mut record_route = routing.record_route;
+    let mut to_pop = routing.pop_routes;
     for (name, value) in req.iter() {
         match name {
             "max-forwards" | "content-length" => {}
             _ if strip.contains(&name) => {}
+            "record-route" if !record_route.is_empty() => {
+                for rr in std::mem::take(&mut record_route) {
+                    push_header(&mut out, "record-route", rr);
+                }
+                push_header(&mut out, name, value);
+            }
+            "route" if to_pop > 0 => {
+                let items: Vec<&str> = crate::header::split_list(value).collect();
+                let popped = to_pop.min(items.len());
+                to_pop -= popped;
+                if popped < items.len() {
+                    push_header(&mut out, name, &items[popped..].join(", "));
+                }
+            }
             _ => push_header(&mut out, name, value),
         }
+    }
+    for rr in record_route {
+        push_header(&mut out, "record-route", rr);
     }
     push_header(&mut out, "max-forwards", &max_forwards.to_string());
     for (name, value) in extra {
@@ -190,6 +231,66 @@ mod tests {
 
     fn via(branch: &str) -> String {
         format!("SIP/2.0/UDP 127.0.0.1:5060;branch={branch}")
+    }
+
+    #[test]
+    fn a_proxy_records_its_route_on_top_and_pops_its_own() {
+        let m = parse(
+            b"BYE sip:b@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nRoute: <sip:edge-a;lr>, <sip:edge-b;lr>\r\nRoute: <sip:far;lr>\r\nRecord-Route: <sip:up;lr>\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let ours = [
+            "<sip:t@edge-a;lr>".to_owned(),
+            "<sip:t@edge-a2;lr>".to_owned(),
+        ];
+        // (routes popped, Route values left, Record-Route values in order)
+        let cases: [(usize, &[&str], &[&str]); 4] = [
+            (
+                0,
+                &["<sip:edge-a;lr>, <sip:edge-b;lr>", "<sip:far;lr>"],
+                &["<sip:t@edge-a;lr>", "<sip:t@edge-a2;lr>", "<sip:up;lr>"],
+            ),
+            (
+                1,
+                &["<sip:edge-b;lr>", "<sip:far;lr>"],
+                &["<sip:t@edge-a;lr>", "<sip:t@edge-a2;lr>", "<sip:up;lr>"],
+            ),
+            (
+                2,
+                &["<sip:far;lr>"],
+                &["<sip:t@edge-a;lr>", "<sip:t@edge-a2;lr>", "<sip:up;lr>"],
+            ),
+            (
+                3,
+                &[],
+                &["<sip:t@edge-a;lr>", "<sip:t@edge-a2;lr>", "<sip:up;lr>"],
+            ),
+        ];
+        for (pop, routes, rrs) in cases {
+            let routing = Routing {
+                record_route: &ours,
+                pop_routes: pop,
+            };
+            let out = forward_routed(&m, None, &via("b"), &[], &[], routing).unwrap();
+            let f = parse(&out).unwrap();
+            assert_eq!(f.all("route").collect::<Vec<_>>(), routes, "pop {pop}");
+            assert_eq!(f.all("record-route").collect::<Vec<_>>(), rrs, "pop {pop}");
+        }
+        // Without a Record-Route in the request, ours are added all the same.
+        let plain = parse(
+            b"INVITE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let routing = Routing {
+            record_route: &ours[..1],
+            pop_routes: 0,
+        };
+        let f =
+            parse(&forward_routed(&plain, None, &via("b"), &[], &[], routing).unwrap()).unwrap();
+        assert_eq!(
+            f.all("record-route").collect::<Vec<_>>(),
+            ["<sip:t@edge-a;lr>"]
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! delivers it over its own flow and never forwards again): TCP, TLS and WS flows can only
 //! be used by the edge that holds them.
 //!
-//! The edge proxies statefully (RFC 3261 §16) without Record-Route: its Via on top,
+//! The edge proxies statefully (RFC 3261 §16) and record-routes every INVITE, so the
+//! dialog's later requests come back through it ([`in_dialog`]): its Via on top,
 //! provisional and final responses relayed back, retransmissions of the upstream request
 //! absorbed and answered with the last response, CANCEL passed on, non-2xx finals to an
 //! INVITE acknowledged hop by hop. No answer at all gives 408; ringing without an answer
@@ -14,6 +15,7 @@
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
 pub(crate) mod forwarding;
+pub(crate) mod in_dialog;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
 
@@ -25,7 +27,7 @@ use dialtone_metrics::Counters;
 use dialtone_proto::{config::v1::Member, edge::v1::Binding};
 use dialtone_sip::{
     Message, StartLine,
-    proxy::{ForwardError, ack_for, cancel_for, forward_request, forward_response},
+    proxy::{ForwardError, Routing, ack_for, cancel_for, forward_response, forward_routed},
     response::Source,
 };
 use dialtone_store::Store;
@@ -101,7 +103,7 @@ pub(crate) struct Delivery {
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
     /// By [`Outcome`], in its order.
-    counts: Counters<5>,
+    counts: Counters<6>,
     parts: DeliveryParts,
 }
 
@@ -122,7 +124,7 @@ impl Delivery {
             clients: Mutex::default(),
             counts: Counters::new(
                 "dialtone_edge_deliveries_total",
-                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout.",
+                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route.",
                 "outcome",
                 [
                     "local",
@@ -130,6 +132,7 @@ impl Delivery {
                     "no_binding",
                     "no_answer",
                     "ring_timeout",
+                    "in_dialog",
                 ],
             ),
         }
@@ -137,7 +140,8 @@ impl Delivery {
 }
 
 /// Delivered over a local flow, handed to another edge, no live binding (480), no answer
-/// (408), ringing past the INVITE timeout (480): the labels of `Delivery::counts`.
+/// (408), ringing past the INVITE timeout (480), relayed within a dialog: the labels of
+/// `Delivery::counts`.
 #[derive(Clone, Copy)]
 enum Outcome {
     Local = 0,
@@ -145,6 +149,7 @@ enum Outcome {
     NoBinding = 2,
     NoAnswer = 3,
     RingTimeout = 4,
+    InDialog = 5,
 }
 
 impl Delivery {
@@ -184,6 +189,10 @@ struct Hop<'a> {
     /// The edge the request is handed to (none: a phone's own flow).
     to_edge: Option<String>,
     wait: Duration,
+    /// This edge's Record-Route values (a dialog-creating request) and how many of the
+    /// request's Route entries are this edge's own (an in-dialog one).
+    record_route: Vec<String>,
+    pop_routes: usize,
 }
 
 /// Where a request goes.
@@ -191,6 +200,7 @@ enum Target {
     /// A contact of this edge, over its flow.
     Local {
         uri: String,
+        source: FlowSource,
         transport: Transport,
         replier: Replier,
     },
@@ -244,34 +254,42 @@ impl Delivery {
         true
     }
 
-    /// Delivers `m` (for `line`) and relays the answers along `upstream`; `permit` (from
-    /// [`Delivery::admission`]) is held until the transaction is forgotten.
+    /// Opens the transaction of a request to relay: its key and state, or none when it is a
+    /// retransmission of one under way (answered here with the last answer, if any).
+    fn open(&self, m: &Message, src: Source, upstream: &Replier) -> Option<(String, Arc<Txn>)> {
+        let key = branch_of(m)?;
+        let mut txns = self.txns.lock();
+        if let Some(t) = txns.get(&key) {
+            // A retransmission: the last answer again, or nothing yet.
+            if let Some(last) = t.last.lock().clone() {
+                upstream.send(last);
+            }
+            return None;
+        }
+        let (call_id, number) = call_and_number(m);
+        let t = Arc::new(Txn {
+            origin: (src, call_id, number),
+            last: Mutex::default(),
+            downstream: Mutex::default(),
+        });
+        txns.insert(key.clone(), t.clone());
+        Some((key, t))
+    }
+
+    /// Delivers `m` (for `line`, come over `inbound`) and relays the answers along
+    /// `upstream`; `permit` (from [`Delivery::admission`]) is held until the transaction is
+    /// forgotten. An INVITE is record-routed (see [`in_dialog`]).
     pub(crate) async fn deliver(
         self: Arc<Self>,
         m: Message,
         src: Source,
+        inbound: FlowSource,
         upstream: Replier,
         line: Arc<LineEntry>,
         permit: Permit,
     ) {
-        let Some(key) = branch_of(&m) else { return };
-        let txn = {
-            let mut txns = self.txns.lock();
-            if let Some(t) = txns.get(&key) {
-                // A retransmission: the last answer again, or nothing yet.
-                if let Some(last) = t.last.lock().clone() {
-                    upstream.send(last);
-                }
-                return;
-            }
-            let (call_id, number) = call_and_number(&m);
-            let t = Arc::new(Txn {
-                origin: (src, call_id, number),
-                last: Mutex::default(),
-                downstream: Mutex::default(),
-            });
-            txns.insert(key.clone(), t.clone());
-            t
+        let Some((key, txn)) = self.open(&m, src, &upstream) else {
+            return;
         };
         let invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
         let answer = |code: u16, reason: &str| {
@@ -291,13 +309,15 @@ impl Delivery {
         for (i, target) in targets.into_iter().enumerate() {
             // Another edge that does not answer at all (it may have just died, its bindings
             // not yet expired) is passed over quickly for the next binding.
-            let (uri, transport, replier, to_edge, wait) = match target {
+            let (uri, outbound, transport, replier, to_edge, wait) = match target {
                 Target::Local {
                     uri,
+                    source,
                     transport,
                     replier,
                 } => (
                     Some(uri),
+                    source,
                     transport,
                     replier,
                     None,
@@ -305,10 +325,11 @@ impl Delivery {
                 ),
                 Target::Edge { node, addr } => {
                     debug!(edge = %node, "handing a request to the edge holding the binding");
-                    let Some((_, Replier::Udp { socket, .. })) = self.flows.replier(FlowSource {
+                    let flow = FlowSource {
                         transport: Transport::Udp,
                         addr,
-                    }) else {
+                    };
+                    let Some((_, Replier::Udp { socket, .. })) = self.flows.replier(flow) else {
                         continue;
                     };
                     let wait = if i < last {
@@ -318,6 +339,7 @@ impl Delivery {
                     };
                     (
                         None,
+                        flow,
                         Transport::Udp,
                         Replier::Udp { socket, to: addr },
                         Some(node),
@@ -330,12 +352,19 @@ impl Delivery {
             } else {
                 Outcome::Local
             };
+            let record_route = if invite {
+                self.record_route(&m, inbound, outbound)
+            } else {
+                Vec::new()
+            };
             let hop = Hop {
                 uri: uri.as_deref(),
                 transport,
                 replier,
                 to_edge,
                 wait,
+                record_route,
+                pop_routes: 0,
             };
             if self.proxy(&m, hop, &txn, &upstream, &answer).await || i == last {
                 self.count(outcome);
@@ -374,6 +403,8 @@ impl Delivery {
             replier,
             to_edge,
             wait,
+            record_route,
+            pop_routes,
         } = hop;
         let Some(local) = self.local.of(transport) else {
             answer(503, "No listener for the flow's transport");
@@ -398,7 +429,11 @@ impl Delivery {
         // What the edges of the group consumed stays with them: the line's credentials and
         // the marker of the edge that handed the request over.
         let strip = ["proxy-authorization", FORWARDED_CANONICAL];
-        let bytes = match forward_request(m, uri, &via, &strip, &extra) {
+        let routing = Routing {
+            record_route: &record_route,
+            pop_routes,
+        };
+        let bytes = match forward_routed(m, uri, &via, &strip, &extra, routing) {
             Ok(b) => b,
             Err(ForwardError::TooManyHops) => {
                 answer(483, "");
@@ -529,6 +564,7 @@ impl Delivery {
             let (transport, replier) = self.flows.replier(c.source)?;
             Some(Target::Local {
                 uri: c.uri.clone(),
+                source: c.source,
                 transport,
                 replier,
             })

@@ -6,6 +6,7 @@
 //! enumerated.
 
 pub(crate) mod boundary;
+mod in_dialog;
 mod register;
 mod subscribe;
 
@@ -207,6 +208,16 @@ impl Dispatcher {
                 return;
             }
         }
+        // A request of a dialog the edge record-routed comes back along its Route: the
+        // route's token admits it (a CANCEL finds its transaction by branch, as any does).
+        if method != "CANCEL"
+            && method != "REGISTER"
+            && let Some(route) =
+                crate::delivery::in_dialog::route_of(&m, &self.settings.nonce_key, peer.source())
+        {
+            self.in_dialog(m, &method, route, src, reply);
+            return;
+        }
         // A request for a phone passes the trust boundary first: only an authenticated line
         // or another edge of the group may reach a phone, and whoever it is for, anyone else
         // gets the same answer (nothing tells a line from an unknown user).
@@ -274,7 +285,7 @@ impl Dispatcher {
             span.record("phone.id", &*line.phone_id);
             let delivery = self.delivery.clone();
             self.runtime
-                .spawn(delivery.deliver(m, src, reply, line, permit));
+                .spawn(delivery.deliver(m, src, peer.source(), reply, line, permit));
             return;
         }
         match &*method {
@@ -294,6 +305,11 @@ impl Dispatcher {
             }
             "SUBSCRIBE" => self.subscribe(m, peer, src, reply, now_ms),
             "ACK" => {}
+            // A request of a dialog the edge did not route (or whose route is not this
+            // call's): no such dialog here.
+            _ if m.addressing().is_ok_and(|a| a.to.tag.is_some()) => {
+                reply.send(self.responder().reply(&m, &src, 481, "", vec![]));
+            }
             _ => {
                 let extra = vec![("Allow", ALLOW.to_owned())];
                 reply.send(self.responder().reply(&m, &src, 405, "", extra));

@@ -15,7 +15,9 @@ fn respond(request: &str, code: u16, reason: &str, to_tag: &str) -> String {
     for line in request.lines() {
         let name = line.split(": ").next().unwrap_or("");
         match name {
-            "Via" | "From" | "Call-ID" | "CSeq" => out.push_str(&format!("{line}\r\n")),
+            "Via" | "Record-Route" | "From" | "Call-ID" | "CSeq" => {
+                out.push_str(&format!("{line}\r\n"))
+            }
             "To" => out.push_str(&format!("{line};tag={to_tag}\r\n")),
             _ => {}
         }
@@ -157,4 +159,141 @@ async fn a_dialled_extension_of_the_callers_site_reaches_the_phone_holding_it() 
     // No phone of the site holds 299.
     invite(&h, &mut alice, "299", "z9hG4bKext2").await;
     assert_eq!(status(&alice.next().await), "SIP/2.0 404 Not Found");
+}
+
+/// An in-dialog request from `phone` with `route` (Route values, in order): To and From as
+/// the dialog has them from that side.
+fn in_dialog(
+    phone: &Phone,
+    method: &str,
+    target: &str,
+    route: &[&str],
+    tags: (&str, &str),
+    call_id: &str,
+    cseq: u32,
+) -> String {
+    let routes: String = route.iter().map(|r| format!("Route: {r}\r\n")).collect();
+    let addr = phone.addr;
+    format!(
+        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/TCP {addr};branch=z9hG4bK{method}{cseq}\r\nMax-Forwards: 70\r\n{routes}From: <sip:{}@{REALM}>;tag={}\r\nTo: <sip:peer@{REALM}>;tag={}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
+        phone.user, tags.0, tags.1
+    )
+}
+
+#[tokio::test]
+async fn a_dialog_comes_back_along_the_record_route_and_over_each_phones_flow() {
+    let h = harness(Duration::from_secs(2));
+    let (mut alice, mut bob) = alice_and_bob(&h).await;
+    invite(&h, &mut alice, "bob", "z9hG4bKdlg").await;
+    assert_eq!(status(&alice.next().await), "SIP/2.0 100 Trying");
+    let got = bob.next().await;
+    // One Record-Route (both phones are on TCP), naming the edge's TCP listener.
+    let rr: Vec<&str> = got
+        .lines()
+        .filter_map(|l| l.strip_prefix("Record-Route: "))
+        .collect();
+    assert_eq!(rr.len(), 1, "{got}");
+    assert!(
+        rr[0].ends_with("@127.0.0.1:5060;transport=tcp;lr>"),
+        "{got}"
+    );
+    bob.send(&h, &respond(&got, 200, "OK", "b9"));
+    let ok = alice.next().await;
+    assert_eq!(
+        header(&ok, "Record-Route"),
+        Some(rr[0]),
+        "the 2xx carries the route"
+    );
+    let call_id = header(&got, "Call-ID").unwrap().to_owned();
+
+    // Alice's ACK and BYE go to the edge (her route set) and reach Bob over his flow,
+    // without the edge's Route.
+    let bob_contact = "sip:bob@127.0.0.1:41001;transport=tcp";
+    alice.send(
+        &h,
+        &in_dialog(
+            &alice,
+            "ACK",
+            bob_contact,
+            &rr,
+            ("f-alice", "b9"),
+            &call_id,
+            2,
+        ),
+    );
+    let ack = bob.next().await;
+    assert!(
+        ack.starts_with(&format!("ACK {bob_contact} SIP/2.0")),
+        "{ack}"
+    );
+    assert_eq!(header(&ack, "Route"), None, "{ack}");
+    alice.send(
+        &h,
+        &in_dialog(
+            &alice,
+            "BYE",
+            bob_contact,
+            &rr,
+            ("f-alice", "b9"),
+            &call_id,
+            3,
+        ),
+    );
+    let bye = bob.next().await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    bob.send(&h, &respond(&bye, 200, "OK", "b9"));
+    let done = alice.next().await;
+    assert_eq!(
+        (status(&done).as_str(), header(&done, "CSeq")),
+        ("SIP/2.0 200 OK", Some("3 BYE"))
+    );
+
+    // Bob's side of the dialog reaches Alice over hers, the other way.
+    let alice_contact = "sip:alice@127.0.0.1:41002;transport=tcp";
+    bob.send(
+        &h,
+        &in_dialog(
+            &bob,
+            "INFO",
+            alice_contact,
+            &rr,
+            ("b9", "f-alice"),
+            &call_id,
+            1,
+        ),
+    );
+    let info = alice.next().await;
+    assert!(
+        info.starts_with(&format!("INFO {alice_contact} SIP/2.0")),
+        "{info}"
+    );
+
+    // Anyone else holding the route is refused, and the token is good for its call only.
+    let mut lobby = Phone::new(&h, "lobby", "127.0.0.1:41009");
+    lobby.send(
+        &h,
+        &in_dialog(&lobby, "BYE", bob_contact, &rr, ("x", "b9"), &call_id, 4),
+    );
+    assert_eq!(
+        status(&lobby.next().await),
+        "SIP/2.0 403 Not a Participant of the Dialog"
+    );
+    alice.send(
+        &h,
+        &in_dialog(
+            &alice,
+            "BYE",
+            bob_contact,
+            &rr,
+            ("f-alice", "b9"),
+            "other-call",
+            5,
+        ),
+    );
+    assert_eq!(
+        status(&alice.next().await),
+        "SIP/2.0 481 Call/Transaction Does Not Exist",
+        "not a route of this call"
+    );
+    assert!(bob.silent_for(Duration::from_millis(100)).await);
 }
