@@ -1,7 +1,9 @@
 //! Real SIP user agents driven from tests: baresip (libre's digest, MD5) and linphonec
 //! (belle-sip's digest, MD5 or SHA-256). Each runs headless in its own directory, listens
 //! on 127.0.0.1 only, registers through the edge given as its outbound proxy, refreshes on
-//! its own timer and de-registers when stopped with SIGTERM or `quit`.
+//! its own timer and de-registers when stopped with SIGTERM or `quit`. Both place and
+//! answer calls: baresip through its `ctrl_tcp` control socket (and answers by itself),
+//! linphonec through its console (`autoanswer enable`, `call`, `terminate`).
 
 use std::{
     io::Write,
@@ -18,34 +20,46 @@ use crate::{fleet::Seeded, free_port_pair, kill9, wait_or_kill};
 pub struct Softphone {
     child: Option<Child>,
     stdin: Option<ChildStdin>,
+    /// baresip's control port (`ctrl_tcp`: netstring JSON commands).
+    ctrl: Option<u16>,
     /// Where the client writes its log (shown when a test fails).
     pub log: PathBuf,
 }
 
 impl Softphone {
-    /// baresip registering `p` at `edge` (`ip:port`) over UDP every `regint` seconds.
+    /// baresip registering `p` at `edge` (`ip:port`) over UDP every `regint` seconds. It
+    /// answers calls by itself and takes [`Softphone::dial`] and [`Softphone::hang_up`]
+    /// over its control port; no sound card: a 440 Hz sine is its microphone (`ausine`
+    /// only makes 48 kHz stereo), nothing plays what it hears.
     pub fn baresip(dir: &Path, edge: &str, p: &Seeded, regint: u32) -> anyhow::Result<Self> {
         let dir = dir.join(format!("baresip-{}", p.sip_user));
         std::fs::create_dir_all(&dir)?;
+        // SIP on `port` (UDP and TCP, TLS on `port + 1`), the control socket on another.
         let port = free_port_pair();
-        // Only the account module: no audio, no video, no console.
+        let ctrl = free_port_pair();
         std::fs::write(
             dir.join("config"),
             format!(
                 "module_path /usr/lib/baresip/modules\nsip_listen 127.0.0.1:{port}\n\
-                 module_app account.so\naudio_player nil\naudio_source nil\n"
+                 module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
+                 ctrl_tcp_listen 127.0.0.1:{ctrl}\nmodule g711.so\nmodule ausine.so\n\
+                 audio_player nil\naudio_alert nil\naudio_source ausine,440\n\
+                 ausrc_srate 48000\nausrc_channels 2\n"
             ),
         )?;
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{u}@127.0.0.1>;auth_pass={pw};outbound=\"sip:{edge};transport=udp\";regint={regint}\n",
+                "<sip:{u}@127.0.0.1>;auth_pass={pw};outbound=\"sip:{edge};transport=udp\";regint={regint};answermode=auto\n",
                 u = p.sip_user,
                 pw = p.password
             ),
         )?;
         let log = dir.join("baresip.log");
-        let child = Command::new("baresip")
+        // Line-buffered: its log is read while it runs (a fully buffered file would hold
+        // back the last state changes).
+        let child = Command::new("stdbuf")
+            .args(["-oL", "baresip"])
             .arg("-f")
             .arg(&dir)
             .arg("-v")
@@ -57,6 +71,7 @@ impl Softphone {
         Ok(Softphone {
             child: Some(child),
             stdin: None,
+            ctrl: Some(ctrl),
             log,
         })
     }
@@ -101,6 +116,7 @@ impl Softphone {
         Ok(Softphone {
             child: Some(child),
             stdin,
+            ctrl: None,
             log,
         })
     }
@@ -121,9 +137,82 @@ impl Softphone {
         wait_or_kill(&mut c, Duration::from_secs(10), "softphone").map(|_| ())
     }
 
+    /// Answers calls by itself from now on (baresip always does).
+    pub fn auto_answer(&mut self) -> anyhow::Result<()> {
+        self.console("autoanswer enable")
+    }
+
+    /// Calls `uri`.
+    pub fn dial(&mut self, uri: &str) -> anyhow::Result<()> {
+        match self.ctrl {
+            Some(port) => baresip_command(port, "dial", uri),
+            None => self.console(&format!("call {uri}")),
+        }
+    }
+
+    /// Hangs up the call in progress.
+    pub fn hang_up(&mut self) -> anyhow::Result<()> {
+        match self.ctrl {
+            Some(port) => baresip_command(port, "hangup", ""),
+            None => self.console("terminate"),
+        }
+    }
+
+    /// A line typed at linphonec's console.
+    fn console(&mut self, line: &str) -> anyhow::Result<()> {
+        let Some(stdin) = self.stdin.as_mut() else {
+            return Ok(());
+        };
+        stdin.write_all(format!("{line}\n").as_bytes())?;
+        Ok(stdin.flush()?)
+    }
+
+    /// How often `needle` occurs in the client's log.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log_text().matches(needle).count()
+    }
+
+    /// Waits up to `within` for `needle` to occur `n` times in the log.
+    pub async fn wait_log(&self, needle: &str, n: usize, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while self.log_count(needle) < n {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
     /// The client's log, for assertion messages.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// One command to baresip's `ctrl_tcp`: a netstring holding `{"command", "params",
+/// "token"}`; its answer says whether it was carried out.
+fn baresip_command(port: u16, command: &str, params: &str) -> anyhow::Result<()> {
+    use std::io::Read;
+    let json = serde_json::json!({"command": command, "params": params, "token": "t"}).to_string();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("{}:{json},", json.len()).as_bytes())?;
+    // Events may come first; the response carries `"response":true`.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = s.read(&mut buf)?;
+        anyhow::ensure!(n > 0, "baresip closed its control socket");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if text.contains("\"response\":true") {
+            anyhow::ensure!(
+                text.contains("\"ok\":true"),
+                "baresip refused {command}: {text}"
+            );
+            return Ok(());
+        }
     }
 }
 

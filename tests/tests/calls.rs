@@ -16,8 +16,9 @@ use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{import, seed_site_on, update_phone},
+    fleet::{Seeded, import, seed_site_on, update_phone, wait_contacts},
     sip::{Caller, branch, headers, status},
+    softphones::Softphone,
 };
 
 fn at_extension(extension: &str) -> impl FnOnce(&mut pb::Phone) {
@@ -265,4 +266,147 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sim.stop(true, 1).await;
+}
+
+/// Real softphones, each registered to its own edge, call each other by extension: baresip
+/// (on edge 1) dials linphonec's extension, linphonec (on edge 2) answers by itself, both
+/// reach the established state, and the caller's hang-up (a BYE along the Record-Route of
+/// both edges) ends the call on both sides; then the other way round. baresip answers only
+/// MD5 challenges, so the edges offer MD5 alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
+    let sb = ClusterSandbox::with_etcd_args(
+        1,
+        &["config,status", "edge", "edge"],
+        &["--sip-min-expires=10", "--sip-digest-algorithms=md5"],
+    )
+    .await
+    .unwrap();
+    let edges = sb.udp_edges(&[1, 2]);
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+        .await
+        .unwrap();
+    let mut phones = Vec::new();
+    for (i, extension) in ["201", "202"].into_iter().enumerate() {
+        let p = cfg
+            .create_phone(pb::CreatePhoneRequest {
+                phone: Some(pb::Phone {
+                    name: format!("Softphone {extension}"),
+                    kind: pb::PhoneKind::Unmanaged as i32,
+                    site_id: "hq".into(),
+                    base_settings_id: "desk".into(),
+                    lines: vec![pb::Line {
+                        sip_user: format!("soft{i}"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let phone = p.phone.unwrap();
+        update_phone(&mut cfg, &phone.id, at_extension(extension))
+            .await
+            .unwrap();
+        let line = p.credentials[0].clone();
+        phones.push(Seeded {
+            phone_id: phone.id,
+            sip_user: line.sip_user,
+            password: line.password,
+            version: 0,
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = sb.dir().join("softphones");
+    let edge = |i: usize| format!("127.0.0.1:{}", sb.nodes[i].sip.udp);
+    let mut baresip = Softphone::baresip(&dir, &edge(1), &phones[0], 60).unwrap();
+    let mut linphonec = Softphone::linphonec(&dir, &edge(2), &phones[1], "MD5", 60).unwrap();
+    linphonec.auto_answer().unwrap();
+    let mut e1 = sb.nodes[1].edge_client(ADMIN_TOKEN).await.unwrap();
+    let mut e2 = sb.nodes[2].edge_client(ADMIN_TOKEN).await.unwrap();
+    for (e, p, phone) in [
+        (&mut e1, &phones[0], &baresip),
+        (&mut e2, &phones[1], &linphonec),
+    ] {
+        assert!(
+            wait_contacts(e, &p.phone_id, 1, Duration::from_secs(15)).await,
+            "never registered:\n{}",
+            phone.log_text()
+        );
+    }
+    let logs = |b: &Softphone, l: &Softphone| {
+        format!("baresip:\n{}\nlinphonec:\n{}", b.log_text(), l.log_text())
+    };
+    let relayed = || async {
+        let mut n = 0;
+        for node in &sb.nodes[1..] {
+            n += node
+                .metric("dialtone_edge_deliveries_total", "outcome=\"in_dialog\"")
+                .await
+                .unwrap_or(0);
+        }
+        n
+    };
+
+    // baresip calls 202 through edge 1; edge 1 hands it to edge 2, which holds linphonec.
+    baresip.dial("sip:202@127.0.0.1").unwrap();
+    assert!(
+        baresip
+            .wait_log("Call established", 1, Duration::from_secs(10))
+            .await
+            && linphonec
+                .wait_log("to LinphoneCallStreamsRunning", 1, Duration::from_secs(5))
+                .await,
+        "the call was not established:\n{}",
+        logs(&baresip, &linphonec)
+    );
+    let before = relayed().await;
+    baresip.hang_up().unwrap();
+    assert!(
+        linphonec
+            .wait_log("to LinphoneCallEnd", 1, Duration::from_secs(10))
+            .await,
+        "the hang-up did not end the call:\n{}",
+        logs(&baresip, &linphonec)
+    );
+    // The BYE and its 200 went through both edges (edge 1, then edge 2), not phone to
+    // phone: each edge counts a relayed in-dialog request once its final answer is back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relayed().await < before + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "in-dialog requests relayed: {before} -> {}",
+            relayed().await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // And back: linphonec calls 201, baresip answers by itself, linphonec hangs up.
+    linphonec.dial("sip:201@127.0.0.1").unwrap();
+    assert!(
+        baresip
+            .wait_log("Call established", 2, Duration::from_secs(10))
+            .await
+            && linphonec
+                .wait_log("to LinphoneCallStreamsRunning", 2, Duration::from_secs(5))
+                .await,
+        "the call back was not established:\n{}",
+        logs(&baresip, &linphonec)
+    );
+    linphonec.hang_up().unwrap();
+    assert!(
+        // baresip 1.0 says so of a call the other side hung up.
+        baresip
+            .wait_log("session closed", 1, Duration::from_secs(10))
+            .await
+            && linphonec
+                .wait_log("to LinphoneCallEnd", 2, Duration::from_secs(5))
+                .await,
+        "the hang-up did not end the call back:\n{}",
+        logs(&baresip, &linphonec)
+    );
+    baresip.stop().unwrap();
+    linphonec.stop().unwrap();
 }
