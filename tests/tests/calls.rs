@@ -362,6 +362,35 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
         "the call was not established:\n{}",
         logs(&baresip, &linphonec)
     );
+    // Both edges on the path count the call as up.
+    let active = || async {
+        let mut n = 0;
+        for node in &sb.nodes[1..] {
+            n += node
+                .metric("dialtone_calls_active", "node=")
+                .await
+                .unwrap_or(0);
+        }
+        n
+    };
+    let settled = |want: i64| {
+        let active = &active;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while active().await != want {
+                if Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            true
+        }
+    };
+    assert!(
+        settled(2).await,
+        "calls active on the edges: {}",
+        active().await
+    );
     let before = relayed().await;
     baresip.hang_up().unwrap();
     assert!(
@@ -382,6 +411,12 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+
+    assert!(
+        settled(0).await,
+        "calls still active after the BYE: {}",
+        active().await
+    );
 
     // And back: linphonec calls 201, baresip answers by itself, linphonec hangs up.
     linphonec.dial("sip:201@127.0.0.1").unwrap();

@@ -13,6 +13,8 @@
 
 use std::sync::Arc;
 
+use dialtone_common::clock::unix_ms;
+
 use dialtone_sip::{
     Message,
     digest::NonceKey,
@@ -152,11 +154,14 @@ impl Delivery {
         };
         let answer = |code: u16, reason: &str| {
             let r = self.replies.responder.reply(&m, &src, code, reason, vec![]);
-            *txn.last.lock() = Some(r.clone());
+            txn.finished(code, r.clone());
             upstream.send(r);
         };
-        if matches!(&m.start, dialtone_sip::StartLine::Request { method, .. } if method == "INVITE")
-        {
+        let method = match &m.start {
+            dialtone_sip::StartLine::Request { method, .. } => method.as_ref(),
+            dialtone_sip::StartLine::Response { .. } => "",
+        };
+        if method == "INVITE" {
             upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
         }
         match self.flows.replier(onward.next) {
@@ -175,6 +180,16 @@ impl Delivery {
                 self.proxy(&m, hop, &txn, &upstream, &answer).await;
                 self.count(Outcome::InDialog);
             }
+        }
+        let call_id = m.get("call-id").unwrap_or("");
+        match method {
+            "INVITE" => {
+                let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
+                self.calls.invite_ended(call_id, code, false, unix_ms());
+            }
+            // Whatever its answer, a BYE ends the dialog (RFC 3261 §15.1.2).
+            "BYE" => self.calls.ended(call_id),
+            _ => {}
         }
         self.linger(key).await;
         drop(permit);

@@ -14,12 +14,21 @@
 //!
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
+pub(crate) mod calls;
 pub(crate) mod forwarding;
 pub(crate) mod in_dialog;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU16, Ordering::Relaxed},
+    },
+    time::Duration,
+};
 
 use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
@@ -63,6 +72,16 @@ struct Txn {
     last: Mutex<Option<Vec<u8>>>,
     /// The request as forwarded and where it went (for CANCEL).
     downstream: Mutex<Option<(Message, Replier)>>,
+    /// The status code of the final answer sent upstream (0 until there is one).
+    final_code: AtomicU16,
+}
+
+impl Txn {
+    /// Keeps `bytes`, a final answer with `code`, to answer retransmissions.
+    fn finished(&self, code: u16, bytes: Vec<u8>) {
+        *self.last.lock() = Some(bytes);
+        self.final_code.store(code, Relaxed);
+    }
 }
 
 /// A request's Call-ID and CSeq number (a CANCEL's CSeq method differs).
@@ -104,6 +123,8 @@ pub(crate) struct Delivery {
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
     /// By [`Outcome`], in its order.
     counts: Counters<6>,
+    /// Calls up and how INVITEs ended, for metrics.
+    pub(crate) calls: calls::Calls,
     parts: DeliveryParts,
 }
 
@@ -122,6 +143,7 @@ impl Delivery {
             admission: Admission::new(DELIVERY_LIMITS),
             txns: Mutex::default(),
             clients: Mutex::default(),
+            calls: calls::Calls::default(),
             counts: Counters::new(
                 "dialtone_edge_deliveries_total",
                 "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route.",
@@ -175,6 +197,7 @@ impl Delivery {
     /// Prometheus text.
     pub fn render(&self, node: &str, out: &mut String) {
         self.counts.render(Some(node), out);
+        self.calls.render(node, out);
     }
 }
 
@@ -271,6 +294,7 @@ impl Delivery {
             origin: (src, call_id, number),
             last: Mutex::default(),
             downstream: Mutex::default(),
+            final_code: AtomicU16::new(0),
         });
         txns.insert(key.clone(), t.clone());
         Some((key, t))
@@ -294,7 +318,7 @@ impl Delivery {
         let invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
         let answer = |code: u16, reason: &str| {
             let r = self.replies.responder.reply(&m, &src, code, reason, vec![]);
-            *txn.last.lock() = Some(r.clone());
+            txn.finished(code, r.clone());
             upstream.send(r);
         };
         // 100 at once to an INVITE, and to anything another edge handed over: it tells that
@@ -375,6 +399,11 @@ impl Delivery {
         if !done {
             self.count(Outcome::NoBinding);
             answer(480, "No live registration");
+        }
+        if invite {
+            let code = txn.final_code.load(Relaxed);
+            let call_id = m.get("call-id").unwrap_or("");
+            self.calls.invite_ended(call_id, code, true, unix_ms());
         }
         self.linger(key).await;
         drop(permit);
@@ -461,8 +490,10 @@ impl Delivery {
 
         let relay = |resp: &Message| {
             if let Some(b) = forward_response(resp) {
-                if matches!(resp.start, StartLine::Response { code, .. } if code >= 200) {
-                    *txn.last.lock() = Some(b.clone());
+                if let StartLine::Response { code, .. } = resp.start
+                    && code >= 200
+                {
+                    txn.finished(code, b.clone());
                 }
                 upstream.send(b);
             }

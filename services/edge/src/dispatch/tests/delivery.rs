@@ -45,6 +45,17 @@ async fn invite(h: &Harness, alice: &mut Phone, callee: &str, branch: &str) -> S
     request
 }
 
+/// Whether `f` holds within a second (the proxy records a call once its answer is relayed).
+async fn eventually(f: impl Fn() -> bool) -> bool {
+    for _ in 0..100 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    false
+}
+
 /// Alice and a registered Bob.
 async fn alice_and_bob(h: &Harness) -> (Phone, Phone) {
     let mut bob = Phone::new(h, "bob", "127.0.0.1:41001");
@@ -205,6 +216,8 @@ async fn a_dialog_comes_back_along_the_record_route_and_over_each_phones_flow() 
         "the 2xx carries the route"
     );
     let call_id = header(&got, "Call-ID").unwrap().to_owned();
+    let calls = || h.dispatcher.delivery.calls.active();
+    assert!(eventually(|| calls() == 1).await, "the answered call is up");
 
     // Alice's ACK and BYE go to the edge (her route set) and reach Bob over his flow,
     // without the edge's Route.
@@ -247,6 +260,8 @@ async fn a_dialog_comes_back_along_the_record_route_and_over_each_phones_flow() 
         (status(&done).as_str(), header(&done, "CSeq")),
         ("SIP/2.0 200 OK", Some("3 BYE"))
     );
+
+    assert!(eventually(|| calls() == 0).await, "the BYE ended it");
 
     // Bob's side of the dialog reaches Alice over hers, the other way.
     let alice_contact = "sip:alice@127.0.0.1:41002;transport=tcp";

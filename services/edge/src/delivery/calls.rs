@@ -1,0 +1,149 @@
+//! The edge's light record of calls, for metrics only: which dialogs it proxied are up
+//! (their INVITE got a 2xx and no BYE has passed yet), and how each INVITE ended. Routing
+//! never reads it (the Record-Route token carries what routing needs), so a full record
+//! costs a metric, never a call: past [`MAX_CALLS`] new calls go uncounted as active, and a
+//! call whose BYE took another path is forgotten after [`MAX_CALL_AGE_MS`].
+
+use std::{collections::HashMap, fmt::Write};
+
+use dialtone_metrics::Counters;
+use parking_lot::Mutex;
+
+/// Calls recorded at once.
+pub const MAX_CALLS: usize = 100_000;
+
+/// How long a call stays recorded without a BYE through this edge.
+pub const MAX_CALL_AGE_MS: u64 = 12 * 3600 * 1000;
+
+/// How an INVITE this edge proxied ended: the labels of `dialtone_calls_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// A 2xx.
+    Answered = 0,
+    /// 487 after a CANCEL.
+    Cancelled = 1,
+    /// No answer (408, 480).
+    Unanswered = 2,
+    /// Any other final answer.
+    Failed = 3,
+}
+
+impl CallOutcome {
+    /// The outcome of an INVITE's final status code. Pure.
+    pub fn of(code: u16) -> Self {
+        match code {
+            200..=299 => CallOutcome::Answered,
+            487 => CallOutcome::Cancelled,
+            408 | 480 => CallOutcome::Unanswered,
+            _ => CallOutcome::Failed,
+        }
+    }
+}
+
+/// Active calls by Call-ID (when each was answered) and INVITE outcomes.
+pub struct Calls {
+    active: Mutex<HashMap<String, u64>>,
+    outcomes: Counters<4>,
+}
+
+impl Default for Calls {
+    fn default() -> Self {
+        Calls {
+            active: Mutex::default(),
+            outcomes: Counters::new(
+                "dialtone_calls_total",
+                "INVITEs this edge proxied (initial and re-INVITEs), by how they ended: answered (2xx), cancelled (487), unanswered (408 or 480), failed (any other final answer).",
+                "outcome",
+                ["answered", "cancelled", "unanswered", "failed"],
+            ),
+        }
+    }
+}
+
+impl Calls {
+    /// An INVITE of `call_id` ended with `code`, at `now_ms`; `initial` when it opened
+    /// the dialog (a re-INVITE's answer changes no call's count).
+    pub fn invite_ended(&self, call_id: &str, code: u16, initial: bool, now_ms: u64) {
+        let outcome = CallOutcome::of(code);
+        self.outcomes.count_at(outcome as usize);
+        if !initial || outcome != CallOutcome::Answered {
+            return;
+        }
+        let mut active = self.active.lock();
+        if active.len() >= MAX_CALLS {
+            active.retain(|_, at| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
+        }
+        if active.len() < MAX_CALLS {
+            active.insert(call_id.to_owned(), now_ms);
+        }
+    }
+
+    /// A BYE of `call_id` got its final answer: the call is over, whatever the answer.
+    pub fn ended(&self, call_id: &str) {
+        self.active.lock().remove(call_id);
+    }
+
+    /// Calls up now.
+    pub fn active(&self) -> usize {
+        self.active.lock().len()
+    }
+
+    /// Prometheus text.
+    pub fn render(&self, node: &str, out: &mut String) {
+        dialtone_metrics::header(
+            out,
+            "dialtone_calls_active",
+            "gauge",
+            "Calls this edge proxied that are up: answered, and no BYE through this edge yet.",
+        );
+        let node = dialtone_metrics::escape(node);
+        let _ = writeln!(
+            out,
+            "dialtone_calls_active{{node=\"{node}\"}} {}",
+            self.active()
+        );
+        self.outcomes.render(Some(&node), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcomes_of_final_codes() {
+        let cases = [
+            (200, CallOutcome::Answered),
+            (202, CallOutcome::Answered),
+            (487, CallOutcome::Cancelled),
+            (408, CallOutcome::Unanswered),
+            (480, CallOutcome::Unanswered),
+            (486, CallOutcome::Failed),
+            (503, CallOutcome::Failed),
+            (603, CallOutcome::Failed),
+        ];
+        for (code, want) in cases {
+            assert_eq!(CallOutcome::of(code), want, "{code}");
+        }
+    }
+
+    #[test]
+    fn a_call_is_up_from_its_answer_to_its_bye() {
+        let c = Calls::default();
+        c.invite_ended("a", 200, true, 1);
+        c.invite_ended("b", 486, true, 1);
+        c.invite_ended("a", 200, false, 2); // a re-INVITE
+        assert_eq!(c.active(), 1);
+        c.ended("a");
+        c.ended("never-seen");
+        assert_eq!(c.active(), 0);
+        let mut out = String::new();
+        c.render("edge-1", &mut out);
+        assert!(
+            out.contains("dialtone_calls_active{node=\"edge-1\"} 0"),
+            "{out}"
+        );
+        assert!(out.contains("outcome=\"answered\"} 2"), "{out}");
+        assert!(out.contains("outcome=\"failed\"} 1"), "{out}");
+    }
+}
