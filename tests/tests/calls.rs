@@ -243,6 +243,47 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         .await
         .unwrap();
 
+    // Numbers outside the fleet follow the site's number plan and restrictions: with
+    // NANP and national calls allowed, a national number is allowed (and has no trunk
+    // yet), an international one is refused with a Warning that says why.
+    let mut hq = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    hq.number_plan = "nanp".into();
+    hq.call_restrictions = Some(pb::CallRestrictions {
+        allow_external: true,
+        ..Default::default()
+    });
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let national = loop {
+        let (_, r) = call(&caller, "2125551234", spec.registrars[0]).await;
+        let last = r.last().cloned().unwrap_or_default();
+        if status(&last) == 404 && last.contains("No Outbound Route") {
+            break last;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the number plan never reached the edge: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        national.contains("national calls (+12125551234)"),
+        "{national}"
+    );
+    let (_, r) = call(&caller, "011442071234567", spec.registrars[1]).await;
+    let refused = r.last().unwrap();
+    assert_eq!(status(refused), 403, "{refused}");
+    assert!(
+        refused.contains("international calls are restricted at this site"),
+        "{refused}"
+    );
+
     // A caller of another site dialling 203 reaches no one (extensions are per site).
     cfg.create_site(pb::CreateSiteRequest {
         site: Some(pb::Site {

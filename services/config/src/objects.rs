@@ -2,7 +2,11 @@
 //! References are checked inside the write transaction (the referenced key must exist; an
 //! object still referenced cannot be deleted: its reverse index prefix must be empty).
 
-use dialtone_domain::{credentials, keys};
+use dialtone_domain::{
+    credentials,
+    dialplan::{Permit, templates},
+    keys,
+};
 use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, MediaRelay, MetaBase, Peer, Site};
 use dialtone_store::{Compare, Op};
 
@@ -81,6 +85,49 @@ pub fn validate_site(s: &Site) -> Result<()> {
             "site.default_outbound_caller_id",
             validate::e164(&s.default_outbound_caller_id),
         )?;
+    }
+    validate_calling(s)
+}
+
+/// A site's number plan and call patterns: a known template, and patterns that are kinds
+/// or rules of that plan.
+fn validate_calling(s: &Site) -> Result<()> {
+    let plan = if s.number_plan.is_empty() {
+        None
+    } else {
+        let plan = templates::by_name(&s.number_plan).ok_or_else(|| {
+            ConfigError::invalid(
+                "site.number_plan",
+                format!(
+                    "'{}' is not a number plan: use {} or leave it empty",
+                    s.number_plan,
+                    templates::NAMES.join(", ")
+                ),
+            )
+        })?;
+        Some(plan)
+    };
+    if s.call_patterns.len() > 64 {
+        return Err(ConfigError::invalid(
+            "site.call_patterns",
+            "at most 64 patterns",
+        ));
+    }
+    for (i, entry) in s.call_patterns.iter().enumerate() {
+        let known = match Permit::parse(entry) {
+            Permit::Kind(_) => true,
+            Permit::Rule(name) => plan
+                .as_ref()
+                .is_some_and(|p| p.rules().iter().any(|r| r.name == name)),
+        };
+        if !known {
+            return Err(ConfigError::invalid(
+                format!("site.call_patterns[{i}]"),
+                format!(
+                    "'{entry}' is neither a kind (extension, national, international, emergency, premium, custom) nor a rule of the site's number plan"
+                ),
+            ));
+        }
     }
     Ok(())
 }
@@ -522,4 +569,50 @@ impl ConfigCore {
 struct Users {
     prefix: String,
     what: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sites_number_plan_and_call_patterns_are_checked() {
+        let site = |plan: &str, patterns: &[&str]| Site {
+            id: "hq".into(),
+            edge_group_id: "eg".into(),
+            number_plan: plan.into(),
+            call_patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        };
+        // (site, the field refused, if any)
+        let cases = [
+            (site("", &[]), None),
+            (
+                site("nanp", &["national", "emergency", "premium-900"]),
+                None,
+            ),
+            (site("international", &["international-e164"]), None),
+            (site("", &["custom"]), None),
+            (site("NANP", &[]), Some("site.number_plan")),
+            (site("e164", &[]), Some("site.number_plan")),
+            (
+                site("nanp", &["national", "premium-1900"]),
+                Some("site.call_patterns[1]"),
+            ),
+            (site("", &["premium-900"]), Some("site.call_patterns[0]")),
+        ];
+        for (s, want) in cases {
+            let got = validate_site(&s).err().map(|e| match e {
+                ConfigError::InvalidArgument { field, .. } => field,
+                other => panic!("{other:?}"),
+            });
+            assert_eq!(
+                got.as_deref(),
+                want,
+                "{} {:?}",
+                s.number_plan,
+                s.call_patterns
+            );
+        }
+    }
 }

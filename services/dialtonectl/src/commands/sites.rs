@@ -64,6 +64,15 @@ pub struct SiteArgs {
     /// Allow premium-rate calls.
     #[arg(long)]
     allow_premium: bool,
+    /// Number plan for what phones dial beyond extensions: nanp or international (empty:
+    /// extensions only).
+    #[arg(long, default_value = "")]
+    number_plan: String,
+    /// A call pattern phones of the site may use: a kind (national, international,
+    /// premium, emergency, custom) or a rule of the number plan (repeat; none: all the
+    /// restrictions allow).
+    #[arg(long = "call-pattern")]
+    call_patterns: Vec<String>,
     /// Expected version (update; 0: current).
     #[arg(long, default_value_t = 0)]
     version: i64,
@@ -94,6 +103,8 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
         }),
         sip_user_prefix: String::new(),
         version: a.version,
+        number_plan: a.number_plan,
+        call_patterns: a.call_patterns,
     })
 }
 
@@ -110,12 +121,20 @@ pub async fn run(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()
                             s.name.clone(),
                             s.edge_group_id.clone(),
                             s.sip_user_prefix.clone(),
+                            s.number_plan.clone(),
                             s.version.to_string(),
                         ]
                     })
                     .collect();
                 table(
-                    &["id", "name", "edge group", "sip user prefix", "version"],
+                    &[
+                        "id",
+                        "name",
+                        "edge group",
+                        "sip user prefix",
+                        "number plan",
+                        "version",
+                    ],
                     rows,
                 );
                 Ok(())

@@ -27,6 +27,15 @@ pub enum Permit {
 }
 
 impl Permit {
+    /// A call pattern as the config API lists it: a kind's name (`national`, `premium`,
+    /// ...) or the name of a rule of the site's plan.
+    pub fn parse(entry: &str) -> Permit {
+        match Kind::from_name(entry) {
+            Some(k) => Permit::Kind(k),
+            None => Permit::Rule(entry.to_owned()),
+        }
+    }
+
     /// Whether this entry lets a device place `call`.
     fn admits(&self, call: &Classified<'_>) -> bool {
         match self {

@@ -26,6 +26,35 @@ pub enum Kind {
     Custom,
 }
 
+impl Kind {
+    /// Every kind, in the order a device's call patterns name them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Extension,
+        Kind::National,
+        Kind::International,
+        Kind::Emergency,
+        Kind::Premium,
+        Kind::Custom,
+    ];
+
+    /// Its lowercase name, as call patterns and metrics spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Extension => "extension",
+            Kind::National => "national",
+            Kind::International => "international",
+            Kind::Emergency => "emergency",
+            Kind::Premium => "premium",
+            Kind::Custom => "custom",
+        }
+    }
+
+    /// The kind of a lowercase name.
+    pub fn from_name(name: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
 /// Whether `name` can name a plan or a rule: 1-63 ASCII letters, digits, '-' or '_'. Rule
 /// names are what devices' call patterns list and what a SIP Warning quotes, so nothing
 /// that needs escaping.

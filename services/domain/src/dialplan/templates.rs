@@ -61,6 +61,18 @@ const INTERNATIONAL: [Row; 4] = [
     ("international-e164", Kind::International, "+X.", AS_IS),
 ];
 
+/// The names of the templates, as a site's `number_plan` names one.
+pub const NAMES: [&str; 2] = ["nanp", "international"];
+
+/// The template named `name`.
+pub fn by_name(name: &str) -> Option<NumberPlan> {
+    match name {
+        "nanp" => Some(nanp()),
+        "international" => Some(international()),
+        _ => None,
+    }
+}
+
 fn build(plan: &str, rows: &[Row]) -> Result<NumberPlan, DialplanError> {
     let rules = rows
         .iter()
@@ -111,6 +123,28 @@ mod tests {
     use super::*;
 
     type Case<'a> = (&'a str, Option<(&'a str, Kind, &'a str)>);
+
+    #[test]
+    fn templates_are_found_by_their_names_and_call_patterns_parse() {
+        for name in NAMES {
+            assert_eq!(
+                by_name(name).map(|p| p.name().to_owned()),
+                Some(name.to_owned())
+            );
+        }
+        assert!(by_name("NANP").is_none() && by_name("").is_none());
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_name(k.name()), Some(k));
+            assert_eq!(
+                super::super::Permit::parse(k.name()),
+                super::super::Permit::Kind(k)
+            );
+        }
+        assert_eq!(
+            super::super::Permit::parse("premium-900"),
+            super::super::Permit::Rule("premium-900".into())
+        );
+    }
 
     fn check(plan: &NumberPlan, cases: &[Case]) {
         for (dialled, want) in cases {

@@ -4,6 +4,7 @@
 //! state; it is fed by the watch in [`crate::credentials::sync`], so neither the REGISTER
 //! path nor delivery waits on the store for it.
 
+pub(crate) mod calling;
 pub(crate) mod extensions;
 pub(crate) mod remote;
 pub(crate) mod sync;
@@ -20,7 +21,7 @@ use dialtone_proto::config::v1::{
 };
 use dialtone_sip::{digest::Algorithm, registration::Policy};
 
-use crate::credentials::{extensions::SiteExtensions, remote::RemotePhones};
+use crate::credentials::{calling::SiteCalling, extensions::SiteExtensions, remote::RemotePhones};
 
 /// One registrable line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -142,6 +143,8 @@ pub struct CredentialCache {
     base_phones: HashMap<String, HashSet<Arc<str>>>,
     /// Site id → its edge group id.
     sites: HashMap<String, String>,
+    /// Site id → what its phones may dial beyond extensions.
+    calling: HashMap<String, Arc<SiteCalling>>,
     /// Edge group id → its configured edges.
     groups: HashMap<String, Vec<Edge>>,
     /// REMOTE phones, by the user they answer to.
@@ -161,6 +164,7 @@ impl CredentialCache {
             bases: HashMap::new(),
             base_phones: HashMap::new(),
             sites: HashMap::new(),
+            calling: HashMap::new(),
             groups: HashMap::new(),
             remote: RemotePhones::default(),
             extensions: SiteExtensions::default(),
@@ -200,12 +204,15 @@ impl CredentialCache {
     pub fn put_site(&mut self, site: &Site) {
         self.sites
             .insert(site.id.clone(), site.edge_group_id.clone());
+        self.calling
+            .insert(site.id.clone(), Arc::new(SiteCalling::of(site)));
         self.remote.put_site(site);
     }
 
     /// A site was deleted.
     pub fn remove_site(&mut self, id: &str) {
         self.sites.remove(id);
+        self.calling.remove(id);
         self.remote.remove_site(id);
     }
 
@@ -239,6 +246,11 @@ impl CredentialCache {
         let site = &self.phones.get(caller)?.site;
         let callee = self.phones.get(self.extensions.get(site, extension)?)?;
         self.lookup(&callee.lines.first()?.sip_user)
+    }
+
+    /// What the site of phone `phone_id` lets it dial beyond extensions.
+    pub fn calling_of(&self, phone_id: &str) -> Option<Arc<SiteCalling>> {
+        self.calling.get(&self.phones.get(phone_id)?.site).cloned()
     }
 
     /// The line a SIP user belongs to.

@@ -7,6 +7,7 @@
 
 pub(crate) mod boundary;
 mod in_dialog;
+mod outside;
 mod register;
 mod subscribe;
 
@@ -234,6 +235,16 @@ impl Dispatcher {
                     return;
                 }
             };
+            // An emergency call from one of our lines is decided before anything else, so
+            // no extension or line of the same number and no missing assignment stands in
+            // its way.
+            if let Sender::Line(caller) = &sender
+                && method == "INVITE"
+                && self.is_emergency(caller, user)
+            {
+                self.outside_call(&m, caller, user, &src, &reply);
+                return;
+            }
             // Calls and messages from an unassigned phone are refused, whatever they are for
             // (an edge handing one over has checked already).
             if matches!(&*method, "INVITE" | "MESSAGE")
@@ -264,7 +275,15 @@ impl Dispatcher {
                     return;
                 }
                 None => {
-                    reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
+                    match &sender {
+                        // A call for no one of ours: perhaps a number outside.
+                        Sender::Line(caller) if method == "INVITE" => {
+                            self.outside_call(&m, caller, user, &src, &reply);
+                        }
+                        _ => {
+                            reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
+                        }
+                    }
                     return;
                 }
             };

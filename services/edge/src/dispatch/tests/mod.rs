@@ -10,7 +10,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_domain::credentials::ha1;
 use dialtone_proto::config::v1::{
-    Assignment, Line, Phone as PhoneRecord, PhoneKind, SiteAssignment, assignment::Mode,
+    Assignment, CallRestrictions, Line, Phone as PhoneRecord, PhoneKind, Site, SiteAssignment,
+    assignment::Mode,
 };
 use dialtone_sip::digest::{Algorithm, NonceKey, answer};
 use parking_lot::RwLock;
@@ -82,6 +83,17 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
     let mut cache = CredentialCache::new(Limits {
         min_expires: settings.min_expires,
         max_expires: settings.max_expires,
+    });
+    // Site hq dials by the NANP plan, national calls allowed, international ones not.
+    cache.put_site(&Site {
+        id: "hq".into(),
+        number_plan: "nanp".into(),
+        call_restrictions: Some(CallRestrictions {
+            allow_external: true,
+            allow_international: false,
+            allow_premium: false,
+        }),
+        ..Default::default()
     });
     for (id, user, password, extension) in LINES {
         let mode = match extension {
@@ -399,4 +411,76 @@ async fn a_request_for_a_phone_needs_an_authenticated_line() {
     );
     let refusal = lobby.next().await;
     assert!(refusal.starts_with("SIP/2.0 403"), "{refusal}");
+}
+
+#[tokio::test]
+async fn outside_numbers_are_decided_by_the_sites_plan_and_emergency_always_passes() {
+    let h = harness(Duration::from_secs(2));
+    let mut alice = Phone::new(&h, "alice", "127.0.0.1:40011");
+    let mut lobby = Phone::new(&h, "lobby", "127.0.0.1:40012");
+    // (who dials, what, status line, Warning text)
+    let cases = [
+        (
+            0,
+            "2125551234",
+            "SIP/2.0 404 No Outbound Route",
+            "no trunk routes national calls (+12125551234) from this site",
+        ),
+        (
+            0,
+            "011442071234567",
+            "SIP/2.0 403 Call Restricted",
+            "international calls are restricted at this site",
+        ),
+        (
+            0,
+            "19005551234",
+            "SIP/2.0 403 Call Restricted",
+            "premium-rate calls are restricted at this site",
+        ),
+        (
+            0,
+            "12",
+            "SIP/2.0 404 Not Found",
+            "the number dialled is not in this site's number plan",
+        ),
+        // An unassigned phone reaches emergency services, and nothing else.
+        (
+            1,
+            "911",
+            "SIP/2.0 404 No Outbound Route",
+            "no trunk routes emergency calls (911) from this site",
+        ),
+        (
+            1,
+            "2125551234",
+            "SIP/2.0 403 Phone Not Assigned to a User or Site",
+            "",
+        ),
+    ];
+    for (i, (who, dialled, want_status, want_warning)) in cases.into_iter().enumerate() {
+        let phone = if who == 0 { &mut alice } else { &mut lobby };
+        let ruri = format!("sip:{dialled}@{REALM}");
+        let first = phone.request("INVITE", &ruri, &format!("z9hG4bKout{i}a"), 1, "");
+        phone.send(&h, &first);
+        let challenge = phone.next().await;
+        assert_eq!(
+            status(&challenge),
+            "SIP/2.0 407 Proxy Authentication Required"
+        );
+        let auth = phone.answer(&challenge, "Proxy-Authorization", "INVITE", &ruri);
+        phone.send(
+            &h,
+            &phone.request("INVITE", &ruri, &format!("z9hG4bKout{i}b"), 2, &auth),
+        );
+        let answer = phone.next().await;
+        assert_eq!(status(&answer), want_status, "{dialled}: {answer}");
+        if !want_warning.is_empty() {
+            assert_eq!(
+                header(&answer, "Warning"),
+                Some(format!("399 edge-a \"{want_warning}\"").as_str()),
+                "{dialled}"
+            );
+        }
+    }
 }

@@ -1,0 +1,170 @@
+//! What each site lets its phones dial beyond extensions: its number plan, restrictions
+//! and call patterns, compiled once per change of the site (a template is built, patterns
+//! parsed), so deciding a call is a classification and a few comparisons.
+
+use dialtone_domain::dialplan::{
+    Caller, Decision, Kind, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
+};
+use dialtone_proto::config::v1::Site;
+
+/// A site's calling rules.
+#[derive(Debug)]
+pub struct SiteCalling {
+    plan: Option<NumberPlan>,
+    restrictions: Restrictions,
+    permits: Vec<Permit>,
+}
+
+impl SiteCalling {
+    /// The rules of `site` (an unknown plan name, which the config API refuses, is none).
+    pub fn of(site: &Site) -> Self {
+        let r = site.call_restrictions.unwrap_or_default();
+        SiteCalling {
+            plan: templates::by_name(&site.number_plan),
+            restrictions: Restrictions {
+                allow_external: r.allow_external,
+                allow_international: r.allow_international,
+                allow_premium: r.allow_premium,
+            },
+            permits: site
+                .call_patterns
+                .iter()
+                .map(|p| Permit::parse(p))
+                .collect(),
+        }
+    }
+
+    /// Whether the site's plan takes `dialled` for an emergency number.
+    pub fn is_emergency(&self, dialled: &str) -> bool {
+        self.plan
+            .as_ref()
+            .and_then(|p| p.classify(dialled))
+            .is_some_and(|c| c.kind == Kind::Emergency)
+    }
+
+    /// What to do with `dialled` from a phone of the site (`assigned` or not). Pure.
+    pub fn decide(&self, dialled: &str, assigned: bool) -> Decision {
+        let call = self.plan.as_ref().and_then(|p| p.classify(dialled));
+        let caller = Caller {
+            assigned,
+            restrictions: self.restrictions,
+            permits: &self.permits,
+        };
+        decide(call, &caller)
+    }
+}
+
+/// A caller whose site is unknown here (not yet synced, or deleted): nothing but its
+/// assignment can be said.
+pub fn without_site(assigned: bool) -> Decision {
+    Decision::Refuse(if assigned {
+        Refusal::NotClassified
+    } else {
+        Refusal::Unassigned
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::config::v1::CallRestrictions;
+
+    use super::*;
+
+    fn site(plan: &str, allow: (bool, bool, bool), patterns: &[&str]) -> Site {
+        Site {
+            id: "hq".into(),
+            number_plan: plan.into(),
+            call_restrictions: Some(CallRestrictions {
+                allow_external: allow.0,
+                allow_international: allow.1,
+                allow_premium: allow.2,
+            }),
+            call_patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn allow(kind: Kind, number: &str) -> Decision {
+        Decision::Allow {
+            kind,
+            number: number.into(),
+        }
+    }
+
+    #[test]
+    fn a_site_decides_what_its_phones_dial() {
+        let open = site("nanp", (true, true, false), &[]);
+        let national_only = site("nanp", (true, true, true), &["national", "emergency"]);
+        let closed = site("nanp", (false, false, false), &[]);
+        let none = site("", (true, true, true), &[]);
+        // (site, dialled, assigned, decision)
+        let cases = [
+            (
+                &open,
+                "212 555 1234",
+                true,
+                allow(Kind::National, "+12125551234"),
+            ),
+            (
+                &open,
+                "011442071234567",
+                true,
+                allow(Kind::International, "+442071234567"),
+            ),
+            (
+                &open,
+                "19005551234",
+                true,
+                Decision::Refuse(Refusal::PremiumBlocked),
+            ),
+            (
+                &open,
+                "2125551234",
+                false,
+                Decision::Refuse(Refusal::Unassigned),
+            ),
+            (&open, "911", false, allow(Kind::Emergency, "911")),
+            (
+                &closed,
+                "2125551234",
+                true,
+                Decision::Refuse(Refusal::ExternalBlocked),
+            ),
+            (&closed, "911", true, allow(Kind::Emergency, "911")),
+            (
+                &national_only,
+                "+442071234567",
+                true,
+                Decision::Refuse(Refusal::PatternNotAllowed {
+                    rule: "international-e164".into(),
+                }),
+            ),
+            (
+                &national_only,
+                "2125551234",
+                true,
+                allow(Kind::National, "+12125551234"),
+            ),
+            (
+                &none,
+                "2125551234",
+                true,
+                Decision::Refuse(Refusal::NotClassified),
+            ),
+            (&none, "911", true, Decision::Refuse(Refusal::NotClassified)),
+        ];
+        for (site, dialled, assigned, want) in cases {
+            let c = SiteCalling::of(site);
+            assert_eq!(
+                c.decide(dialled, assigned),
+                want,
+                "{} {dialled}",
+                site.number_plan
+            );
+        }
+        assert!(SiteCalling::of(&open).is_emergency("911"));
+        assert!(!SiteCalling::of(&open).is_emergency("2125551234"));
+        assert!(!SiteCalling::of(&none).is_emergency("911"));
+        assert_eq!(without_site(false), Decision::Refuse(Refusal::Unassigned));
+    }
+}
