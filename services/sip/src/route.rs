@@ -3,7 +3,9 @@
 //!
 //! The edge record-routes every dialog it proxies. The user part of its Record-Route URI
 //! is a flow token: the two flows of the hop it stood on (where the dialog-creating
-//! request came from, where it went), signed with the group's key over the Call-ID. An
+//! request came from, where it went), signed with the group's key over them, the Call-ID
+//! and the address the entry itself names (so no one can point a signed entry elsewhere,
+//! and an edge relays only to entries the group wrote). An
 //! in-dialog request that comes back with that URI as its top Route is checked against the
 //! token (it must be of this dialog, and come over one of the two flows), and the flow it
 //! did not come over is where it goes when no Route remains: a phone behind NAT or on a
@@ -57,10 +59,11 @@ fn flow_of(b: &[u8]) -> Option<FlowSource> {
 }
 
 impl FlowToken {
-    /// The token as a URI user part (hex: flows, then the MAC over them and `call_id`).
-    pub fn encode(&self, key: &NonceKey, call_id: &str) -> String {
+    /// The token as the user part of a Route entry naming `at` (hex: the flows, then the
+    /// MAC over them, `call_id` and `at`).
+    pub fn encode(&self, key: &NonceKey, call_id: &str, at: FlowSource) -> String {
         let (a, b) = (flow_bytes(self.inbound), flow_bytes(self.outbound));
-        let mac = key.sign(PURPOSE, &[&a, &b, call_id.as_bytes()]);
+        let mac = key.sign(PURPOSE, &[&a, &b, call_id.as_bytes(), &flow_bytes(at)]);
         let mut raw = Vec::with_capacity(a.len() + b.len() + mac.len());
         raw.extend_from_slice(&a);
         raw.extend_from_slice(&b);
@@ -68,8 +71,9 @@ impl FlowToken {
         hex::encode(raw)
     }
 
-    /// The token `user` encodes, if it is one of ours for this Call-ID.
-    pub fn decode(user: &str, key: &NonceKey, call_id: &str) -> Option<Self> {
+    /// The token `user` encodes, if the group wrote it for this Call-ID in an entry naming
+    /// `at`.
+    pub fn decode(user: &str, key: &NonceKey, call_id: &str, at: FlowSource) -> Option<Self> {
         // 19 + 19 + 16 bytes: anything longer or shorter is not ours (and costs nothing).
         if user.len() != 2 * (19 + 19 + 16) {
             return None;
@@ -77,7 +81,7 @@ impl FlowToken {
         let raw = hex::decode(user).ok()?;
         let (a, rest) = raw.split_at(19);
         let (b, mac) = rest.split_at(19);
-        if !key.verify_sign(PURPOSE, &[a, b, call_id.as_bytes()], mac) {
+        if !key.verify_sign(PURPOSE, &[a, b, call_id.as_bytes(), &flow_bytes(at)], mac) {
             return None;
         }
         Some(FlowToken {
@@ -110,6 +114,13 @@ pub fn routes(m: &Message) -> impl Iterator<Item = (&str, Option<NameAddr<'_>>)>
     m.all("route")
         .flat_map(split_list)
         .map(|item| (item, parse_name_addr(item).ok()))
+}
+
+/// Where a Route entry points (its address and transport) and its user part: the token,
+/// when the group wrote it. None for an entry naming no IP address (a host name).
+pub fn entry<'a>(a: &NameAddr<'a>) -> Option<(FlowSource, Option<&'a str>)> {
+    let (addr, transport) = next_hop(a)?;
+    Some((FlowSource { transport, addr }, a.uri.user))
 }
 
 /// The host:port a Route entry names, and its transport (UDP when it names none).
@@ -146,17 +157,23 @@ mod tests {
             inbound: flow("udp:192.0.2.1:5060"),
             outbound: flow("tcp:[2001:db8::7]:40001"),
         };
-        let text = t.encode(&key(1), "call-1");
-        assert_eq!(FlowToken::decode(&text, &key(1), "call-1"), Some(t));
-        // Another dialog, another group's key, a changed byte, a cut token: none.
-        assert_eq!(FlowToken::decode(&text, &key(1), "call-2"), None);
-        assert_eq!(FlowToken::decode(&text, &key(2), "call-1"), None);
+        let at = flow("udp:127.0.0.1:5060");
+        let text = t.encode(&key(1), "call-1", at);
+        assert_eq!(FlowToken::decode(&text, &key(1), "call-1", at), Some(t));
+        // Another dialog, another group's key, another address for the entry, a changed
+        // byte, a cut token: none.
+        assert_eq!(FlowToken::decode(&text, &key(1), "call-2", at), None);
+        assert_eq!(FlowToken::decode(&text, &key(2), "call-1", at), None);
+        let elsewhere = flow("udp:203.0.113.7:5060");
+        assert_eq!(FlowToken::decode(&text, &key(1), "call-1", elsewhere), None);
+        let tcp = flow("tcp:127.0.0.1:5060");
+        assert_eq!(FlowToken::decode(&text, &key(1), "call-1", tcp), None);
         let mut flipped = text.clone().into_bytes();
         flipped[3] = if flipped[3] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
-        assert_eq!(FlowToken::decode(&flipped, &key(1), "call-1"), None);
-        assert_eq!(FlowToken::decode(&text[2..], &key(1), "call-1"), None);
-        assert_eq!(FlowToken::decode("alice", &key(1), "call-1"), None);
+        assert_eq!(FlowToken::decode(&flipped, &key(1), "call-1", at), None);
+        assert_eq!(FlowToken::decode(&text[2..], &key(1), "call-1", at), None);
+        assert_eq!(FlowToken::decode("alice", &key(1), "call-1", at), None);
     }
 
     #[test]

@@ -44,52 +44,49 @@ pub(crate) struct Onward {
 pub(crate) enum Refused {
     /// It came over neither flow of the hop (403).
     NotAParticipant,
-    /// The next Route names no IP address and port this edge can send to (404).
-    UnreachableRoute,
+    /// The next Route is not one an edge of the group wrote for this dialog (403): the
+    /// edge relays to its own group only, never to an address a phone writes.
+    ForeignRoute,
 }
 
-/// Whether `m`'s top Route is one this edge (or another edge of its group) wrote for this
-/// dialog, and if so where it goes, given the flow it came over. Pure.
+/// Whether `m`'s top Route is one this edge wrote for this dialog (it names one of this
+/// edge's listeners, `is_local`, and carries a token the group signed for that entry and
+/// this Call-ID), and if so where the request goes, given the flow it came over. Pure.
 pub(crate) fn route_of(
     m: &Message,
     key: &NonceKey,
     from: FlowSource,
+    is_local: impl Fn(FlowSource) -> bool,
 ) -> Option<Result<Onward, Refused>> {
-    let call_id = m.get("call-id")?;
     let mut entries = route::routes(m);
     let (_, top) = entries.next()?;
-    let token_text = top?.uri.user?;
-    let token = FlowToken::decode(token_text, key, call_id)?;
+    let (at, user) = route::entry(&top?)?;
+    if !is_local(at) {
+        return None;
+    }
+    let call_id = m.get("call-id")?;
+    let token = FlowToken::decode(user?, key, call_id, at)?;
     let Some(other_side) = token.onward(from) else {
         return Some(Err(Refused::NotAParticipant));
     };
-    // The double Record-Route of a hop between transports carries one token twice.
+    // The double Record-Route of a hop between transports: both entries are this edge's.
     let mut pops = 1;
-    let mut next = None;
-    for (_, entry) in entries {
-        match entry {
-            Some(a) if a.uri.user == Some(token_text) => pops += 1,
-            Some(a) => {
-                next = Some(route::next_hop(&a));
-                break;
-            }
-            None => {
-                next = Some(None);
-                break;
-            }
+    for (_, e) in entries {
+        let signed = e
+            .as_ref()
+            .and_then(route::entry)
+            .and_then(|(at, user)| FlowToken::decode(user?, key, call_id, at).map(|t| (at, t)));
+        match signed {
+            Some((at, t)) if t == token && is_local(at) => pops += 1,
+            // Another edge of the group on the dialog's path.
+            Some((at, _)) => return Some(Ok(Onward { pops, next: at })),
+            None => return Some(Err(Refused::ForeignRoute)),
         }
     }
-    Some(match next {
-        None => Ok(Onward {
-            pops,
-            next: other_side,
-        }),
-        Some(Some((addr, transport))) => Ok(Onward {
-            pops,
-            next: FlowSource { transport, addr },
-        }),
-        Some(None) => Err(Refused::UnreachableRoute),
-    })
+    Some(Ok(Onward {
+        pops,
+        next: other_side,
+    }))
 }
 
 impl Delivery {
@@ -103,11 +100,15 @@ impl Delivery {
         outbound: FlowSource,
     ) -> Vec<String> {
         let call_id = m.get("call-id").unwrap_or("");
-        let token = FlowToken { inbound, outbound }.encode(&self.settings.nonce_key, call_id);
+        let hop = FlowToken { inbound, outbound };
         let entry = |t: Transport| {
-            self.local
-                .of(t)
-                .map(|l| route::record_route(&l.host_port(), t, &token))
+            let local = self.local.of(t)?;
+            let at = FlowSource {
+                transport: t,
+                addr: local.addr,
+            };
+            let token = hop.encode(&self.settings.nonce_key, call_id, at);
+            Some(route::record_route(&local.host_port(), t, &token))
         };
         if inbound.transport == outbound.transport {
             entry(outbound.transport).into_iter().collect()
@@ -216,23 +217,24 @@ mod tests {
     fn in_dialog_requests_go_where_the_token_and_the_routes_say() {
         let key = NonceKey::new([5; 32]);
         let (caller, callee) = (flow("udp:192.0.2.1:5060"), flow("tcp:192.0.2.2:40000"));
-        let token = FlowToken {
+        let hop = FlowToken {
             inbound: caller,
             outbound: callee,
-        }
-        .encode(&key, "call-9");
-        let ours = |t: &str| route::record_route("127.0.0.1:5060", Transport::Udp, t);
-        let other_edge = "<sip:x@127.0.0.2:5062;transport=udp;lr>".to_owned();
-        let foreign = FlowToken {
-            inbound: caller,
-            outbound: callee,
-        }
-        .encode(&NonceKey::new([6; 32]), "call-9");
+        };
+        let (udp, tcp) = (flow("udp:127.0.0.1:5060"), flow("tcp:127.0.0.1:5060"));
+        let other_edge = flow("udp:127.0.0.2:5062");
+        // An entry written for `at` (signed with `key`), naming `named`.
+        let entry = |key: &NonceKey, at: FlowSource, named: FlowSource| {
+            let t = hop.encode(key, "call-9", at);
+            route::record_route(&named.addr.to_string(), named.transport, &t)
+        };
+        let ours = |at| entry(&key, at, at);
+        let is_local = |f: FlowSource| f == udp || f == tcp;
         // (routes, the flow it came over, the answer)
         type Case = (Vec<String>, FlowSource, Option<Result<Onward, Refused>>);
         let cases: Vec<Case> = vec![
             (
-                vec![ours(&token)],
+                vec![ours(udp)],
                 caller,
                 Some(Ok(Onward {
                     pops: 1,
@@ -240,7 +242,7 @@ mod tests {
                 })),
             ),
             (
-                vec![ours(&token)],
+                vec![ours(udp)],
                 callee,
                 Some(Ok(Onward {
                     pops: 1,
@@ -249,44 +251,58 @@ mod tests {
             ),
             // A double Record-Route: both entries are ours.
             (
-                vec![ours(&token), ours(&token)],
+                vec![ours(tcp), ours(udp)],
                 callee,
                 Some(Ok(Onward {
                     pops: 2,
                     next: caller,
                 })),
             ),
-            // Then on to the other edge of the call.
+            // Then on to the other edge of the call, which the group wrote too.
             (
-                vec![ours(&token), other_edge.clone()],
+                vec![ours(udp), entry(&key, other_edge, other_edge)],
                 caller,
                 Some(Ok(Onward {
                     pops: 1,
-                    next: flow("udp:127.0.0.2:5062"),
+                    next: other_edge,
                 })),
             ),
+            // Not to an address a phone wrote: unsigned, signed for another address, or a
+            // host name.
             (
-                vec![ours(&token), "<sip:pbx.example.com;lr>".to_owned()],
+                vec![ours(udp), "<sip:203.0.113.9:5060;lr>".to_owned()],
                 caller,
-                Some(Err(Refused::UnreachableRoute)),
+                Some(Err(Refused::ForeignRoute)),
+            ),
+            (
+                vec![
+                    ours(udp),
+                    entry(&key, other_edge, flow("udp:203.0.113.9:5060")),
+                ],
+                caller,
+                Some(Err(Refused::ForeignRoute)),
+            ),
+            (
+                vec![ours(udp), "<sip:pbx.example.com;lr>".to_owned()],
+                caller,
+                Some(Err(Refused::ForeignRoute)),
             ),
             // From anywhere else: refused, token or not.
             (
-                vec![ours(&token)],
+                vec![ours(udp)],
                 flow("udp:203.0.113.9:5060"),
                 Some(Err(Refused::NotAParticipant)),
             ),
-            // Not ours: another key, no token, no Route.
-            (vec![ours(&foreign)], caller, None),
-            (vec![other_edge], caller, None),
+            // Not ours: another group's key, an entry moved to our address, another edge's
+            // entry on top, no Route.
+            (vec![entry(&NonceKey::new([6; 32]), udp, udp)], caller, None),
+            (vec![entry(&key, other_edge, udp)], caller, None),
+            (vec![entry(&key, other_edge, other_edge)], caller, None),
             (vec![], caller, None),
         ];
         for (routes, from, want) in cases {
-            assert_eq!(
-                route_of(&bye(&routes), &key, from),
-                want,
-                "{routes:?} from {from}"
-            );
+            let got = route_of(&bye(&routes), &key, from, is_local);
+            assert_eq!(got, want, "{routes:?} from {from}");
         }
     }
 }

@@ -31,7 +31,7 @@ impl Dispatcher {
                 if method != "ACK" {
                     let (code, reason) = match why {
                         Refused::NotAParticipant => (403, "Not a Participant of the Dialog"),
-                        Refused::UnreachableRoute => (404, "Route Not Reachable"),
+                        Refused::ForeignRoute => (403, "Route Not Written by This Edge Group"),
                     };
                     reply.send(self.responder().reply(&m, &src, code, reason, vec![]));
                 }

@@ -213,8 +213,16 @@ impl Dispatcher {
         // route's token admits it (a CANCEL finds its transaction by branch, as any does).
         if method != "CANCEL"
             && method != "REGISTER"
-            && let Some(route) =
-                crate::delivery::in_dialog::route_of(&m, &self.settings.nonce_key, peer.source())
+            && let Some(route) = crate::delivery::in_dialog::route_of(
+                &m,
+                &self.settings.nonce_key,
+                peer.source(),
+                |at| {
+                    self.local
+                        .of(at.transport)
+                        .is_some_and(|l| l.addr == at.addr)
+                },
+            )
         {
             self.in_dialog(m, &method, route, src, reply);
             return;
