@@ -2,8 +2,9 @@
 //! and two edges; a simulated phone (loadtest/phonesim) registered to its primary and
 //! secondary edge; a caller proving one of our lines. A site-assigned phone answers to its
 //! extension within its site: dialled through either edge, it rings once; extensions are
-//! unique within a site, follow the phone when it changes, and mean nothing to a caller of
-//! another site.
+//! unique within a site, follow the phone when it changes, and reach a caller of another
+//! site only behind the site's code. Numbers outside the fleet follow the site's number
+//! plan and restrictions.
 
 use std::{
     net::SocketAddr,
@@ -252,6 +253,7 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         .unwrap()
         .into_inner();
     hq.number_plan = "nanp".into();
+    hq.site_code = "81".into();
     hq.call_restrictions = Some(pb::CallRestrictions {
         allow_external: true,
         ..Default::default()
@@ -306,6 +308,29 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         assert!(Instant::now() < deadline, "203 rings from another site");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // ... but reaches it with hq's site code before the extension.
+    let before = invites();
+    assert_eq!(
+        dial(&caller, "81203", spec.registrars[0]).await.last(),
+        Some(&200)
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(invites(), before + 1);
+    // Site codes are unique among sites.
+    let mut branch = cfg
+        .get_site(pb::GetRequest {
+            id: "branch".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    branch.site_code = "81".into();
+    let taken = cfg
+        .update_site(pb::UpdateSiteRequest { site: Some(branch) })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), tonic::Code::AlreadyExists, "{taken:?}");
+    assert!(taken.message().contains("site hq"), "{taken:?}");
     sim.stop(true, 1).await;
 }
 

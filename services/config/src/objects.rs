@@ -86,6 +86,14 @@ pub fn validate_site(s: &Site) -> Result<()> {
             validate::e164(&s.default_outbound_caller_id),
         )?;
     }
+    if !s.site_code.is_empty()
+        && (s.site_code.len() > 6 || !s.site_code.bytes().all(|b| b.is_ascii_digit()))
+    {
+        return Err(ConfigError::invalid(
+            "site.site_code",
+            format!("'{}' is not 1-6 digits", s.site_code),
+        ));
+    }
     validate_calling(s)
 }
 
@@ -253,21 +261,21 @@ impl ConfigCore {
         s.version = 0;
         s.sip_user_prefix = credentials::generate_prefix();
         let group = keys::edge_group(&s.edge_group_id);
-        let ops = vec![
+        let mut ops = vec![
             put(key.clone(), &s),
             put_index(
                 format!("{}{}", keys::group_sites(&s.edge_group_id), s.id),
                 "",
             ),
         ];
-        let r = self
-            .store
-            .txn(
-                vec![Compare::Absent(key.clone()), Compare::Exists(group.clone())],
-                ops,
-            )
-            .await?;
+        let mut compares = vec![Compare::Absent(key.clone()), Compare::Exists(group.clone())];
+        if !s.site_code.is_empty() {
+            compares.push(Compare::Absent(keys::site_code(&s.site_code)));
+            ops.push(put_index(keys::site_code(&s.site_code), &s.id));
+        }
+        let r = self.store.txn(compares, ops).await?;
         if !r.succeeded {
+            self.explain_site_code(&s).await?;
             if self.store.get(&key).await?.is_some() {
                 return Err(ConfigError::AlreadyExists {
                     what: "site id",
@@ -308,6 +316,15 @@ impl ConfigCore {
             Compare::Exists(keys::edge_group(&s.edge_group_id)),
         ];
         let mut ops = vec![put(key.clone(), &s)];
+        if current.site_code != s.site_code {
+            if !current.site_code.is_empty() {
+                ops.push(Op::Delete(keys::site_code(&current.site_code)));
+            }
+            if !s.site_code.is_empty() {
+                compares.push(Compare::Absent(keys::site_code(&s.site_code)));
+                ops.push(put_index(keys::site_code(&s.site_code), &s.id));
+            }
+        }
         if current.edge_group_id != s.edge_group_id {
             ops.push(Op::Delete(format!(
                 "{}{}",
@@ -319,11 +336,14 @@ impl ConfigCore {
                 "",
             ));
         } else {
-            compares.pop();
+            compares.retain(|c| *c != Compare::Exists(keys::edge_group(&s.edge_group_id)));
         }
         let r = self.store.txn(compares, ops).await?;
         if !r.succeeded {
             explain_guard(&self.store, &key, version, "site", &s.id).await?;
+            if current.site_code != s.site_code {
+                self.explain_site_code(&s).await?;
+            }
             if self
                 .store
                 .get(&keys::edge_group(&s.edge_group_id))
@@ -350,13 +370,35 @@ impl ConfigCore {
         // Guard on the version read, so the group index entry removed is the right one.
         let (site, version): (Site, i64) =
             must_load_at(&self.store, &key, "site", id, version).await?;
-        let group_index = Op::Delete(format!("{}{}", keys::group_sites(&site.edge_group_id), id));
+        let mut extra = vec![Op::Delete(format!(
+            "{}{}",
+            keys::group_sites(&site.edge_group_id),
+            id
+        ))];
+        if !site.site_code.is_empty() {
+            extra.push(Op::Delete(keys::site_code(&site.site_code)));
+        }
         let users = Users {
             prefix: keys::site_phones(id),
             what: "phones",
         };
-        self.delete_unused(&key, version, vec![group_index], users, "site", id)
+        self.delete_unused(&key, version, extra, users, "site", id)
             .await
+    }
+
+    /// The error of a site write that failed because its code is another site's.
+    async fn explain_site_code(&self, s: &Site) -> Result<()> {
+        if s.site_code.is_empty() {
+            return Ok(());
+        }
+        match self.store.get(&keys::site_code(&s.site_code)).await? {
+            Some(kv) if kv.value != s.id.as_bytes() => Err(ConfigError::AlreadyExists {
+                what: "site code",
+                value: s.site_code.clone(),
+                owner: format!("site {}", String::from_utf8_lossy(&kv.value)),
+            }),
+            _ => Ok(()),
+        }
     }
 
     // ----- base settings -----
@@ -601,6 +643,16 @@ mod tests {
             ),
             (site("", &["premium-900"]), Some("site.call_patterns[0]")),
         ];
+        let coded = |code: &str| Site {
+            site_code: code.into(),
+            ..site("", &[])
+        };
+        let cases = cases.into_iter().chain([
+            (coded("81"), None),
+            (coded("123456"), None),
+            (coded("1234567"), Some("site.site_code")),
+            (coded("8a"), Some("site.site_code")),
+        ]);
         for (s, want) in cases {
             let got = validate_site(&s).err().map(|e| match e {
                 ConfigError::InvalidArgument { field, .. } => field,

@@ -11,6 +11,7 @@
 //! | `index/hardware/{hw}` | phone id | config | config (uniqueness) | no |
 //! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
 //! | `index/extension/{site}/{extension}` | `phone/{id}` | config | config (uniqueness within a site) | no |
+//! | `index/site-code/{code}` | site id | config | config (uniqueness) | no |
 //! | `index/site-phones/{site}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/base-phones/{base}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/phone-names/{name}\u{1}{phone}` | empty | config | config (sorted list by name) | no |
@@ -110,6 +111,10 @@ pub fn sip_user(user: &str) -> String {
 /// own extensions in the same space, so the owner says what it is).
 pub fn extension(site: &str, extension: &str) -> String {
     format!("index/extension/{site}/{extension}")
+}
+/// A site code → the site holding it (uniqueness).
+pub fn site_code(code: &str) -> String {
+    format!("index/site-code/{code}")
 }
 /// The owner value of an extension held by a phone.
 pub fn extension_owner_phone(phone: &str) -> String {

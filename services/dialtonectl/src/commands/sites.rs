@@ -73,6 +73,10 @@ pub struct SiteArgs {
     /// restrictions allow).
     #[arg(long = "call-pattern")]
     call_patterns: Vec<String>,
+    /// Site code (1-6 digits): lines of other sites dial it before one of this site's
+    /// extensions.
+    #[arg(long, default_value = "")]
+    site_code: String,
     /// Expected version (update; 0: current).
     #[arg(long, default_value_t = 0)]
     version: i64,
@@ -105,6 +109,7 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
         version: a.version,
         number_plan: a.number_plan,
         call_patterns: a.call_patterns,
+        site_code: a.site_code,
     })
 }
 

@@ -10,6 +10,8 @@ use dialtone_proto::config::v1::Site;
 /// A site's calling rules.
 #[derive(Debug)]
 pub struct SiteCalling {
+    /// The site's code, which lines of other sites dial before its extensions.
+    pub code: String,
     plan: Option<NumberPlan>,
     restrictions: Restrictions,
     permits: Vec<Permit>,
@@ -20,6 +22,7 @@ impl SiteCalling {
     pub fn of(site: &Site) -> Self {
         let r = site.call_restrictions.unwrap_or_default();
         SiteCalling {
+            code: site.site_code.clone(),
             plan: templates::by_name(&site.number_plan),
             restrictions: Restrictions {
                 allow_external: r.allow_external,

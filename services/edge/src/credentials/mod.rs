@@ -145,6 +145,8 @@ pub struct CredentialCache {
     sites: HashMap<String, String>,
     /// Site id → what its phones may dial beyond extensions.
     calling: HashMap<String, Arc<SiteCalling>>,
+    /// Site code → site id.
+    site_codes: HashMap<String, String>,
     /// Edge group id → its configured edges.
     groups: HashMap<String, Vec<Edge>>,
     /// REMOTE phones, by the user they answer to.
@@ -165,6 +167,7 @@ impl CredentialCache {
             base_phones: HashMap::new(),
             sites: HashMap::new(),
             calling: HashMap::new(),
+            site_codes: HashMap::new(),
             groups: HashMap::new(),
             remote: RemotePhones::default(),
             extensions: SiteExtensions::default(),
@@ -204,6 +207,11 @@ impl CredentialCache {
     pub fn put_site(&mut self, site: &Site) {
         self.sites
             .insert(site.id.clone(), site.edge_group_id.clone());
+        self.forget_site_code(&site.id);
+        if !site.site_code.is_empty() {
+            self.site_codes
+                .insert(site.site_code.clone(), site.id.clone());
+        }
         self.calling
             .insert(site.id.clone(), Arc::new(SiteCalling::of(site)));
         self.remote.put_site(site);
@@ -212,8 +220,18 @@ impl CredentialCache {
     /// A site was deleted.
     pub fn remove_site(&mut self, id: &str) {
         self.sites.remove(id);
+        self.forget_site_code(id);
         self.calling.remove(id);
         self.remote.remove_site(id);
+    }
+
+    /// Drops the code site `id` held (unless another site took it meanwhile).
+    fn forget_site_code(&mut self, id: &str) {
+        if let Some(old) = self.calling.get(id)
+            && self.site_codes.get(&old.code).is_some_and(|s| s == id)
+        {
+            self.site_codes.remove(&old.code);
+        }
     }
 
     /// An edge group was created or changed.
@@ -246,6 +264,17 @@ impl CredentialCache {
         let site = &self.phones.get(caller)?.site;
         let callee = self.phones.get(self.extensions.get(site, extension)?)?;
         self.lookup(&callee.lines.first()?.sip_user)
+    }
+
+    /// The line answering `dialled` as `{site code}{extension}` of any site: the longest
+    /// code that makes an extension of its site wins.
+    pub fn coded_extension_line(&self, dialled: &str) -> Option<Arc<LineEntry>> {
+        (1..=dialled.len().min(6)).rev().find_map(|n| {
+            let (code, extension) = (dialled.get(..n)?, dialled.get(n..)?);
+            let site = self.site_codes.get(code)?;
+            let callee = self.phones.get(self.extensions.get(site, extension)?)?;
+            self.lookup(&callee.lines.first()?.sip_user)
+        })
     }
 
     /// What the site of phone `phone_id` lets it dial beyond extensions.
@@ -499,6 +528,55 @@ mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn site_codes_reach_other_sites_extensions() {
+        let mut c = CredentialCache::new(Limits {
+            min_expires: 60,
+            max_expires: 3600,
+        });
+        let site = |id: &str, code: &str| Site {
+            id: id.into(),
+            site_code: code.into(),
+            ..Default::default()
+        };
+        c.put_site(&site("hq", "81"));
+        c.put_site(&site("br", "8"));
+        let at = |id: &str, site: &str, ext: &str, user: &str| {
+            let mut p = phone(id, "", &[(user, "aa")]);
+            p.site_id = site.into();
+            p.assignment = Some(dialtone_proto::config::v1::Assignment {
+                mode: Some(Mode::Site(dialtone_proto::config::v1::SiteAssignment {
+                    extension: ext.into(),
+                })),
+            });
+            p
+        };
+        c.put_phone(&at("p-hq", "hq", "201", "hq-201"));
+        c.put_phone(&at("p-br", "br", "1201", "br-1201"));
+        c.put_phone(&at("p-br2", "br", "202", "br-202"));
+        let user = |d: &str| c.coded_extension_line(d).map(|l| l.sip_user.clone());
+        // (dialled, the line reached)
+        let cases = [
+            ("81201", Some("hq-201")), // the longest code wins: 81 + 201, not 8 + 1201
+            ("8202", Some("br-202")),
+            ("81202", None),
+            ("201", None),
+            ("", None),
+            ("9201", None),
+        ];
+        for (dialled, want) in cases {
+            assert_eq!(user(dialled).as_deref(), want, "{dialled}");
+        }
+        // hq gives its code up: 81201 is br's 1201 now.
+        c.put_site(&site("hq", "82"));
+        assert_eq!(
+            c.coded_extension_line("81201").map(|l| l.sip_user.clone()),
+            Some("br-1201".into())
+        );
+        c.remove_site("hq");
+        assert!(c.coded_extension_line("82201").is_none());
     }
 
     #[test]

@@ -108,7 +108,8 @@ impl Dispatcher {
     }
 
     /// Who a request is for, by its Request-URI's user: one of our lines, else an extension
-    /// of the calling line's site, else a REMOTE phone (lines win over a remote phone
+    /// of the calling line's site, else `{site code}{extension}` of another, else a REMOTE
+    /// phone (lines win over a remote phone
     /// claiming the same user).
     fn addressee(&self, uri: &str, user: &str, sender: &Sender) -> Option<Addressee> {
         let cache = self.cache.read();
@@ -116,7 +117,9 @@ impl Dispatcher {
             return Some(Addressee::Line(line));
         }
         if let Sender::Line(caller) = sender
-            && let Some(line) = cache.extension_line(&caller.phone_id, user)
+            && let Some(line) = cache
+                .extension_line(&caller.phone_id, user)
+                .or_else(|| cache.coded_extension_line(user))
         {
             let uri = retarget(uri, user, &line.sip_user);
             return Some(Addressee::Extension { line, uri });
