@@ -299,6 +299,7 @@ async fn no_answer_tells_a_line_from_an_unknown_user() {
             assignment: Some(cpb::Assignment {
                 mode: Some(cpb::assignment::Mode::Site(cpb::SiteAssignment {
                     extension: "2001".into(),
+                    ..Default::default()
                 })),
             }),
             ..Default::default()

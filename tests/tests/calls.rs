@@ -26,7 +26,10 @@ fn at_extension(extension: &str) -> impl FnOnce(&mut pb::Phone) {
     let extension = extension.to_owned();
     move |p| {
         p.assignment = Some(pb::Assignment {
-            mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment { extension })),
+            mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
+                extension,
+                ..Default::default()
+            })),
         });
     }
 }
@@ -284,6 +287,55 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     assert!(
         refused.contains("international calls are restricted at this site"),
         "{refused}"
+    );
+
+    // A site-assigned phone may set its own restrictions: the caller may call abroad.
+    update_phone(&mut cfg, &caller_line.0, |p| {
+        if let Some(pb::assignment::Mode::Site(s)) =
+            p.assignment.as_mut().and_then(|a| a.mode.as_mut())
+        {
+            s.call_restrictions = Some(pb::CallRestrictions {
+                allow_external: true,
+                allow_international: true,
+                allow_premium: false,
+            });
+        }
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, r) = call(&caller, "011442071234567", spec.registrars[1]).await;
+        let last = r.last().cloned().unwrap_or_default();
+        if last.contains("No Outbound Route") {
+            assert!(
+                last.contains("international calls (+442071234567)"),
+                "{last}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone's own restrictions never applied: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Its call patterns name kinds or rules of its site's plan, nothing else.
+    let bad = update_phone(&mut cfg, &caller_line.0, |p| {
+        if let Some(pb::assignment::Mode::Site(s)) =
+            p.assignment.as_mut().and_then(|a| a.mode.as_mut())
+        {
+            s.call_patterns = vec!["national".into(), "premium-1900".into()];
+        }
+    })
+    .await
+    .unwrap_err();
+    let bad = bad.downcast_ref::<tonic::Status>().expect("a gRPC status");
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(
+        bad.message()
+            .contains("phone.assignment.site.call_patterns[1]"),
+        "{bad:?}"
     );
 
     // A caller of another site dialling 203 reaches no one (extensions are per site).

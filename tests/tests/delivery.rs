@@ -296,6 +296,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
             assignment: Some(pb::Assignment {
                 mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
                     extension: "2001".into(),
+                    ..Default::default()
                 })),
             }),
             ..Default::default()

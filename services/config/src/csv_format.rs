@@ -142,6 +142,7 @@ fn to_phone(f: &[String; COLUMNS.len()]) -> Result<Phone, String> {
         }),
         Some((m, v)) if m.eq_ignore_ascii_case("site") => Mode::Site(SiteAssignment {
             extension: v.to_owned(),
+            ..Default::default()
         }),
         _ => {
             return Err(format!(

@@ -100,6 +100,12 @@ pub fn validate_site(s: &Site) -> Result<()> {
 /// A site's number plan and call patterns: a known template, and patterns that are kinds
 /// or rules of that plan.
 fn validate_calling(s: &Site) -> Result<()> {
+    validate_call_patterns(s, &s.call_patterns, "site.call_patterns")
+}
+
+/// `patterns` of site `s` or one of its phones (`field` names them): at most 64, each a
+/// kind or a rule of the site's number plan.
+pub(crate) fn validate_call_patterns(s: &Site, patterns: &[String], field: &str) -> Result<()> {
     let plan = if s.number_plan.is_empty() {
         None
     } else {
@@ -115,13 +121,10 @@ fn validate_calling(s: &Site) -> Result<()> {
         })?;
         Some(plan)
     };
-    if s.call_patterns.len() > 64 {
-        return Err(ConfigError::invalid(
-            "site.call_patterns",
-            "at most 64 patterns",
-        ));
+    if patterns.len() > 64 {
+        return Err(ConfigError::invalid(field, "at most 64 patterns"));
     }
-    for (i, entry) in s.call_patterns.iter().enumerate() {
+    for (i, entry) in patterns.iter().enumerate() {
         let known = match Permit::parse(entry) {
             Permit::Kind(_) => true,
             Permit::Rule(name) => plan
@@ -130,7 +133,7 @@ fn validate_calling(s: &Site) -> Result<()> {
         };
         if !known {
             return Err(ConfigError::invalid(
-                format!("site.call_patterns[{i}]"),
+                format!("{field}[{i}]"),
                 format!(
                     "'{entry}' is neither a kind (extension, national, international, emergency, premium, custom) nor a rule of the site's number plan"
                 ),

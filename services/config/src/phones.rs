@@ -134,10 +134,18 @@ pub fn validate_phone(p: &mut Phone, base: Option<&BaseSettings>) -> Result<()> 
             "phone.assignment.user.user_id",
             validate::name(&u.user_id, 1, 128),
         )?,
-        Some(Mode::Site(s)) => check(
-            "phone.assignment.site.extension",
-            validate::digits(&s.extension, 2, 10),
-        )?,
+        Some(Mode::Site(s)) => {
+            check(
+                "phone.assignment.site.extension",
+                validate::digits(&s.extension, 2, 10),
+            )?;
+            if !s.outbound_caller_id.is_empty() {
+                check(
+                    "phone.assignment.site.outbound_caller_id",
+                    validate::e164(&s.outbound_caller_id),
+                )?;
+            }
+        }
         Some(Mode::Unassigned(_)) => {}
     }
     Ok(())
@@ -252,6 +260,18 @@ fn listing_keys(p: &Phone) -> Vec<String> {
     k
 }
 
+/// A site-assigned phone's call patterns, against its site's number plan.
+fn validate_overrides(p: &Phone, site: &Site) -> Result<()> {
+    match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
+        Some(Mode::Site(s)) => crate::objects::validate_call_patterns(
+            site,
+            &s.call_patterns,
+            "phone.assignment.site.call_patterns",
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The key of the site extension a phone holds, if it is site-assigned.
 fn extension_key(p: &Phone) -> Option<String> {
     match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
@@ -332,6 +352,7 @@ impl ConfigCore {
         base: Option<&BaseSettings>,
     ) -> Result<(Phone, Vec<LineCredentials>)> {
         validate_phone(&mut p, base)?;
+        validate_overrides(&p, site)?;
         p.id = uuid::Uuid::new_v4().to_string();
         p.version = 0;
         p.retired_line_generations.clear();
@@ -432,6 +453,7 @@ impl ConfigCore {
         };
         let (site, base) = self.references(&p).await?;
         validate_phone(&mut p, base.as_ref())?;
+        validate_overrides(&p, &site)?;
         // Server-only: the generations of the lines this phone lost, and of those it loses
         // now.
         p.retired_line_generations = current.retired_line_generations.clone();
@@ -720,6 +742,7 @@ mod tests {
                     p.assignment = Some(Assignment {
                         mode: Some(Mode::Site(SiteAssignment {
                             extension: "1".into(),
+                            ..Default::default()
                         })),
                     })
                 }),

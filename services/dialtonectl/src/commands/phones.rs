@@ -126,6 +126,17 @@ pub struct PhoneArgs {
     /// Per-phone setting overrides as JSON (PhoneSettings fields).
     #[arg(long)]
     overrides: Option<String>,
+    /// Caller id of a site-assigned phone's outbound calls, E.164 ("" for the site's).
+    #[arg(long)]
+    caller_id: Option<String>,
+    /// A call pattern a site-assigned phone may use instead of its site's (repeat;
+    /// `inherit` alone: the site's).
+    #[arg(long = "call-pattern")]
+    call_patterns: Vec<String>,
+    /// What a site-assigned phone may call instead of its site's restrictions: external,
+    /// international, premium or none (repeat; `inherit` alone: the site's).
+    #[arg(long = "allow")]
+    allow: Vec<String>,
     /// true: the phone may not register (edges refuse it and drop its bindings within a
     /// second); false: it may again.
     #[arg(long, value_name = "BOOL")]
@@ -207,11 +218,33 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
             }),
             Some(("site", ext)) => Mode::Site(pb::SiteAssignment {
                 extension: ext.to_owned(),
+                ..Default::default()
             }),
             _ if v == "unassigned" => Mode::Unassigned(pb::Unassigned {}),
             _ => bail!("invalid --assign '{v}': use user:ID, site:EXTENSION or unassigned"),
         };
         p.assignment = Some(pb::Assignment { mode: Some(mode) });
+    }
+    let own_rules = a.caller_id.is_some() || !a.call_patterns.is_empty() || !a.allow.is_empty();
+    if own_rules {
+        let Some(Mode::Site(s)) = p.assignment.as_mut().and_then(|a| a.mode.as_mut()) else {
+            bail!(
+                "--caller-id, --call-pattern and --allow are for site-assigned phones (--assign site:EXTENSION)"
+            );
+        };
+        if let Some(v) = a.caller_id {
+            s.outbound_caller_id = v;
+        }
+        if !a.call_patterns.is_empty() {
+            s.call_patterns = if a.call_patterns == ["inherit"] {
+                Vec::new()
+            } else {
+                a.call_patterns
+            };
+        }
+        if !a.allow.is_empty() {
+            s.call_restrictions = parse_allow(&a.allow)?;
+        }
     }
     if let Some(v) = a.remote_address {
         p.remote_address = v;
@@ -223,6 +256,26 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
         p.disabled = v;
     }
     Ok(())
+}
+
+/// `--allow` values as restrictions (none for `inherit`).
+fn parse_allow(allow: &[String]) -> anyhow::Result<Option<pb::CallRestrictions>> {
+    if allow == ["inherit"] {
+        return Ok(None);
+    }
+    let mut r = pb::CallRestrictions::default();
+    for a in allow {
+        match a.as_str() {
+            "external" => r.allow_external = true,
+            "international" => r.allow_international = true,
+            "premium" => r.allow_premium = true,
+            "none" => {}
+            _ => bail!(
+                "invalid --allow '{a}': use external, international, premium, none or inherit"
+            ),
+        }
+    }
+    Ok(Some(r))
 }
 
 fn phone_rows(phones: &[pb::Phone]) -> Vec<Vec<String>> {

@@ -5,7 +5,34 @@
 use dialtone_domain::dialplan::{
     Caller, Decision, Kind, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
 };
-use dialtone_proto::config::v1::Site;
+use dialtone_proto::config::v1::{CallRestrictions, Site, SiteAssignment};
+
+fn restrictions(r: CallRestrictions) -> Restrictions {
+    Restrictions {
+        allow_external: r.allow_external,
+        allow_international: r.allow_international,
+        allow_premium: r.allow_premium,
+    }
+}
+
+/// What a site-assigned phone sets for itself instead of its site's rules.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct PhoneCalling {
+    restrictions: Option<Restrictions>,
+    permits: Option<Vec<Permit>>,
+}
+
+impl PhoneCalling {
+    /// A phone's own rules, if it sets any.
+    pub fn of(a: &SiteAssignment) -> Option<Self> {
+        let own = PhoneCalling {
+            restrictions: a.call_restrictions.map(restrictions),
+            permits: (!a.call_patterns.is_empty())
+                .then(|| a.call_patterns.iter().map(|p| Permit::parse(p)).collect()),
+        };
+        (own != PhoneCalling::default()).then_some(own)
+    }
+}
 
 /// A site's calling rules.
 #[derive(Debug)]
@@ -20,15 +47,10 @@ pub struct SiteCalling {
 impl SiteCalling {
     /// The rules of `site` (an unknown plan name, which the config API refuses, is none).
     pub fn of(site: &Site) -> Self {
-        let r = site.call_restrictions.unwrap_or_default();
         SiteCalling {
             code: site.site_code.clone(),
             plan: templates::by_name(&site.number_plan),
-            restrictions: Restrictions {
-                allow_external: r.allow_external,
-                allow_international: r.allow_international,
-                allow_premium: r.allow_premium,
-            },
+            restrictions: restrictions(site.call_restrictions.unwrap_or_default()),
             permits: site
                 .call_patterns
                 .iter()
@@ -45,13 +67,18 @@ impl SiteCalling {
             .is_some_and(|c| c.kind == Kind::Emergency)
     }
 
-    /// What to do with `dialled` from a phone of the site (`assigned` or not). Pure.
-    pub fn decide(&self, dialled: &str, assigned: bool) -> Decision {
+    /// What to do with `dialled` from a phone of the site (`assigned` or not), which may
+    /// set its own restrictions and call patterns (`phone`). Pure.
+    pub fn decide(&self, dialled: &str, assigned: bool, phone: Option<&PhoneCalling>) -> Decision {
         let call = self.plan.as_ref().and_then(|p| p.classify(dialled));
         let caller = Caller {
             assigned,
-            restrictions: self.restrictions,
-            permits: &self.permits,
+            restrictions: phone
+                .and_then(|p| p.restrictions)
+                .unwrap_or(self.restrictions),
+            permits: phone
+                .and_then(|p| p.permits.as_deref())
+                .unwrap_or(&self.permits),
         };
         decide(call, &caller)
     }
@@ -159,7 +186,7 @@ mod tests {
         for (site, dialled, assigned, want) in cases {
             let c = SiteCalling::of(site);
             assert_eq!(
-                c.decide(dialled, assigned),
+                c.decide(dialled, assigned, None),
                 want,
                 "{} {dialled}",
                 site.number_plan
@@ -169,5 +196,58 @@ mod tests {
         assert!(!SiteCalling::of(&open).is_emergency("2125551234"));
         assert!(!SiteCalling::of(&none).is_emergency("911"));
         assert_eq!(without_site(false), Decision::Refuse(Refusal::Unassigned));
+    }
+
+    #[test]
+    fn a_phone_may_set_its_own_restrictions_and_patterns() {
+        let site = SiteCalling::of(&site("nanp", (true, false, false), &[]));
+        let own = |allow: Option<(bool, bool, bool)>, patterns: &[&str]| SiteAssignment {
+            extension: "201".into(),
+            call_restrictions: allow.map(|(e, i, p)| CallRestrictions {
+                allow_external: e,
+                allow_international: i,
+                allow_premium: p,
+            }),
+            call_patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+            ..Default::default()
+        };
+        assert_eq!(
+            PhoneCalling::of(&own(None, &[])),
+            None,
+            "inherits everything"
+        );
+        let lobby = PhoneCalling::of(&own(Some((false, false, false)), &[])).unwrap();
+        let exec = PhoneCalling::of(&own(Some((true, true, false)), &[])).unwrap();
+        let only_emergency = PhoneCalling::of(&own(None, &["emergency"])).unwrap();
+        let international = "011442071234567";
+        // (phone's own rules, dialled, decision)
+        let cases = [
+            (
+                None,
+                international,
+                Decision::Refuse(Refusal::InternationalBlocked),
+            ),
+            (
+                Some(&exec),
+                international,
+                allow(Kind::International, "+442071234567"),
+            ),
+            (
+                Some(&lobby),
+                "2125551234",
+                Decision::Refuse(Refusal::ExternalBlocked),
+            ),
+            (Some(&lobby), "911", allow(Kind::Emergency, "911")),
+            (
+                Some(&only_emergency),
+                "2125551234",
+                Decision::Refuse(Refusal::PatternNotAllowed {
+                    rule: "national-10".into(),
+                }),
+            ),
+        ];
+        for (phone, dialled, want) in cases {
+            assert_eq!(site.decide(dialled, true, phone), want, "{dialled}");
+        }
     }
 }

@@ -21,7 +21,11 @@ use dialtone_proto::config::v1::{
 };
 use dialtone_sip::{digest::Algorithm, registration::Policy};
 
-use crate::credentials::{calling::SiteCalling, extensions::SiteExtensions, remote::RemotePhones};
+use crate::credentials::{
+    calling::{PhoneCalling, SiteCalling},
+    extensions::SiteExtensions,
+    remote::RemotePhones,
+};
 
 /// One registrable line.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +106,8 @@ struct PhoneRec {
     unassigned: bool,
     /// The extension of a site-assigned phone within its site.
     extension: Option<String>,
+    /// The restrictions and call patterns it sets for itself, if any.
+    calling: Option<Arc<PhoneCalling>>,
 }
 
 struct LineCreds {
@@ -277,9 +283,17 @@ impl CredentialCache {
         })
     }
 
-    /// What the site of phone `phone_id` lets it dial beyond extensions.
-    pub fn calling_of(&self, phone_id: &str) -> Option<Arc<SiteCalling>> {
-        self.calling.get(&self.phones.get(phone_id)?.site).cloned()
+    /// What the site of phone `phone_id` lets it dial beyond extensions, and what the
+    /// phone sets for itself instead.
+    pub fn calling_of(
+        &self,
+        phone_id: &str,
+    ) -> Option<(Arc<SiteCalling>, Option<Arc<PhoneCalling>>)> {
+        let phone = self.phones.get(phone_id)?;
+        Some((
+            self.calling.get(&phone.site)?.clone(),
+            phone.calling.clone(),
+        ))
     }
 
     /// The line a SIP user belongs to.
@@ -378,6 +392,10 @@ impl CredentialCache {
             unassigned: !matches!(mode, Some(Mode::User(_) | Mode::Site(_))),
             extension: match mode {
                 Some(Mode::Site(s)) if !s.extension.is_empty() => Some(s.extension.clone()),
+                _ => None,
+            },
+            calling: match mode {
+                Some(Mode::Site(s)) => PhoneCalling::of(s).map(Arc::new),
                 _ => None,
             },
         };
@@ -549,6 +567,7 @@ mod tests {
             p.assignment = Some(dialtone_proto::config::v1::Assignment {
                 mode: Some(Mode::Site(dialtone_proto::config::v1::SiteAssignment {
                     extension: ext.into(),
+                    ..Default::default()
                 })),
             });
             p

@@ -162,6 +162,7 @@ mod tests {
     fn ext(e: &str) -> Option<Mode> {
         Some(Mode::Site(SiteAssignment {
             extension: e.into(),
+            ..Default::default()
         }))
     }
 

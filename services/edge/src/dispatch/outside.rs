@@ -19,7 +19,7 @@ impl Dispatcher {
     /// Whether `dialled`, from `caller`, is an emergency number of its site's plan.
     pub(super) fn is_emergency(&self, caller: &LineEntry, dialled: &str) -> bool {
         let calling = self.cache.read().calling_of(&caller.phone_id);
-        calling.is_some_and(|c| c.is_emergency(dialled))
+        calling.is_some_and(|(site, _)| site.is_emergency(dialled))
     }
 
     /// Answers a call from `caller` for `dialled`, which no line, extension or REMOTE phone
@@ -35,7 +35,7 @@ impl Dispatcher {
         let calling = self.cache.read().calling_of(&caller.phone_id);
         let assigned = !caller.unassigned;
         let decision = match calling {
-            Some(c) => c.decide(dialled, assigned),
+            Some((site, phone)) => site.decide(dialled, assigned, phone.as_deref()),
             None => without_site(assigned),
         };
         let warning = |text: &str| {

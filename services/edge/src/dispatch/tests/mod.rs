@@ -99,6 +99,7 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         let mode = match extension {
             Some(e) => Mode::Site(SiteAssignment {
                 extension: e.into(),
+                ..Default::default()
             }),
             None => Mode::Unassigned(Default::default()),
         };
