@@ -63,11 +63,14 @@ pub(crate) struct AddressingRanges {
     cseq_method: (u32, u32),
 }
 
-/// The range of `part`, a slice of `text`, in it.
+/// The range of `part`, a slice of `text`, in it (an empty range if it were not one: the
+/// parsers only ever return slices of their input, but a wrong range must not panic later).
 fn range_in(text: &str, part: &str) -> (u32, u32) {
     let start = (part.as_ptr() as usize).wrapping_sub(text.as_ptr() as usize);
-    debug_assert!(start + part.len() <= text.len());
-    (start as u32, (start + part.len()) as u32)
+    match start.checked_add(part.len()) {
+        Some(end) if end <= text.len() => (start as u32, end as u32),
+        _ => (0, 0),
+    }
 }
 
 fn slice(text: &str, (a, b): (u32, u32)) -> &str {

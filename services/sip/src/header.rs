@@ -402,6 +402,12 @@ pub fn parse_cseq(v: &str) -> Result<(u32, &str), HeaderError> {
     Ok((n, m))
 }
 
+/// The package an Event header value names, without its parameters (`check-sync` of
+/// `check-sync;reboot=true`). Compare it case-insensitively (RFC 6665 §8.2.1).
+pub fn event_package(value: &str) -> &str {
+    value.split(';').next().unwrap_or("").trim()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,9 +2,15 @@
 //! (their INVITE got a 2xx and no BYE has passed yet), and how each INVITE ended. Routing
 //! never reads it (the Record-Route token carries what routing needs), so a full record
 //! costs a metric, never a call: past [`MAX_CALLS`] new calls go uncounted as active, and a
-//! call whose BYE took another path is forgotten after [`MAX_CALL_AGE_MS`].
+//! call whose BYE took another path is forgotten after [`MAX_CALL_AGE_MS`] (checked at
+//! every scrape and whenever the record is full). A call is kept as a keyed 64-bit hash of
+//! its Call-ID and a time: 16 bytes and a map slot, whatever Call-ID a caller writes.
 
-use std::{collections::HashMap, fmt::Write};
+use std::{
+    collections::HashMap,
+    fmt::Write,
+    hash::{BuildHasher, RandomState},
+};
 
 use dialtone_metrics::Counters;
 use parking_lot::Mutex;
@@ -40,9 +46,11 @@ impl CallOutcome {
     }
 }
 
-/// Active calls by Call-ID (when each was answered) and INVITE outcomes.
+/// Active calls by Call-ID hash (when each was answered) and INVITE outcomes.
 pub struct Calls {
-    active: Mutex<HashMap<String, u64>>,
+    active: Mutex<HashMap<u64, u64>>,
+    /// Random keys of the Call-ID hash, so no caller can make two calls collide.
+    keys: RandomState,
     outcomes: Counters<4>,
 }
 
@@ -50,6 +58,7 @@ impl Default for Calls {
     fn default() -> Self {
         Calls {
             active: Mutex::default(),
+            keys: RandomState::new(),
             outcomes: Counters::new(
                 "dialtone_calls_total",
                 "INVITEs this edge proxied (initial and re-INVITEs), by how they ended: answered (2xx), cancelled (487), unanswered (408 or 480), failed (any other final answer).",
@@ -69,18 +78,19 @@ impl Calls {
         if !initial || outcome != CallOutcome::Answered {
             return;
         }
+        let key = self.keys.hash_one(call_id);
         let mut active = self.active.lock();
         if active.len() >= MAX_CALLS {
-            active.retain(|_, at| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
+            forget_old(&mut active, now_ms);
         }
         if active.len() < MAX_CALLS {
-            active.insert(call_id.to_owned(), now_ms);
+            active.insert(key, now_ms);
         }
     }
 
     /// A BYE of `call_id` got its final answer: the call is over, whatever the answer.
     pub fn ended(&self, call_id: &str) {
-        self.active.lock().remove(call_id);
+        self.active.lock().remove(&self.keys.hash_one(call_id));
     }
 
     /// Calls up now.
@@ -88,8 +98,9 @@ impl Calls {
         self.active.lock().len()
     }
 
-    /// Prometheus text.
+    /// Prometheus text; forgets calls older than [`MAX_CALL_AGE_MS`] first.
     pub fn render(&self, node: &str, out: &mut String) {
+        forget_old(&mut self.active.lock(), dialtone_common::clock::unix_ms());
         dialtone_metrics::header(
             out,
             "dialtone_calls_active",
@@ -104,6 +115,10 @@ impl Calls {
         );
         self.outcomes.render(Some(&node), out);
     }
+}
+
+fn forget_old(active: &mut HashMap<u64, u64>, now_ms: u64) {
+    active.retain(|_, at| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
 }
 
 #[cfg(test)]
@@ -130,20 +145,27 @@ mod tests {
     #[test]
     fn a_call_is_up_from_its_answer_to_its_bye() {
         let c = Calls::default();
-        c.invite_ended("a", 200, true, 1);
-        c.invite_ended("b", 486, true, 1);
-        c.invite_ended("a", 200, false, 2); // a re-INVITE
+        let now = dialtone_common::clock::unix_ms();
+        c.invite_ended("a", 200, true, now);
+        c.invite_ended("b", 486, true, now);
+        c.invite_ended("a", 200, false, now); // a re-INVITE
         assert_eq!(c.active(), 1);
         c.ended("a");
         c.ended("never-seen");
         assert_eq!(c.active(), 0);
+        // A call whose BYE went another way is forgotten after MAX_CALL_AGE_MS.
+        c.invite_ended("lost", 200, true, now - MAX_CALL_AGE_MS - 1);
+        c.invite_ended("fresh", 200, true, now);
+        c.render("edge-1", &mut String::new());
+        assert_eq!(c.active(), 1);
+        c.ended("fresh");
         let mut out = String::new();
         c.render("edge-1", &mut out);
         assert!(
             out.contains("dialtone_calls_active{node=\"edge-1\"} 0"),
             "{out}"
         );
-        assert!(out.contains("outcome=\"answered\"} 2"), "{out}");
+        assert!(out.contains("outcome=\"answered\"} 4"), "{out}");
         assert!(out.contains("outcome=\"failed\"} 1"), "{out}");
     }
 }

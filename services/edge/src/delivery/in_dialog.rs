@@ -18,6 +18,7 @@ use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
     Message,
     digest::NonceKey,
+    header::event_package,
     proxy::{Routing, forward_routed},
     response::Source,
     route::{self, FlowToken},
@@ -39,19 +40,21 @@ pub(crate) struct Onward {
     pub next: FlowSource,
 }
 
-/// Why an in-dialog request with this edge's Route goes nowhere.
+/// Why a request with this edge's Route goes nowhere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Refused {
     /// It came over neither flow of the hop (403).
     NotAParticipant,
-    /// The next Route is not one an edge of the group wrote for this dialog (403): the
-    /// edge relays to its own group only, never to an address a phone writes.
-    ForeignRoute,
+    /// It is not within a dialog (no To tag), or it is a check-sync, which only the edge
+    /// itself sends (403): a token admits a dialog's own requests, nothing else.
+    NotInDialog,
 }
 
 /// Whether `m`'s top Route is one this edge wrote for this dialog (it names one of this
 /// edge's listeners, `is_local`, and carries a token the group signed for that entry and
-/// this Call-ID), and if so where the request goes, given the flow it came over. Pure.
+/// this Call-ID), and if so where the request goes, given the flow it came over: over the
+/// other flow of the hop (the other phone, the other edge of the call, or a peer), with
+/// this edge's own entries popped and any further Route left for the next hop. Pure.
 pub(crate) fn route_of(
     m: &Message,
     key: &NonceKey,
@@ -66,27 +69,28 @@ pub(crate) fn route_of(
     }
     let call_id = m.get("call-id")?;
     let token = FlowToken::decode(user?, key, call_id, at)?;
-    let Some(other_side) = token.onward(from) else {
+    let Some(next) = token.onward(from) else {
         return Some(Err(Refused::NotAParticipant));
     };
+    let in_dialog = m.addressing().is_ok_and(|a| a.to.tag.is_some());
+    let check_sync = m
+        .all("event")
+        .any(|e| event_package(e).eq_ignore_ascii_case("check-sync"));
+    if !in_dialog || check_sync {
+        return Some(Err(Refused::NotInDialog));
+    }
     // The double Record-Route of a hop between transports: both entries are this edge's.
     let mut pops = 1;
     for (_, e) in entries {
-        let signed = e
-            .as_ref()
-            .and_then(route::entry)
-            .and_then(|(at, user)| FlowToken::decode(user?, key, call_id, at).map(|t| (at, t)));
-        match signed {
-            Some((at, t)) if t == token && is_local(at) => pops += 1,
-            // Another edge of the group on the dialog's path.
-            Some((at, _)) => return Some(Ok(Onward { pops, next: at })),
-            None => return Some(Err(Refused::ForeignRoute)),
+        let ours = e.as_ref().and_then(route::entry).is_some_and(|(at, user)| {
+            is_local(at) && user.and_then(|u| FlowToken::decode(u, key, call_id, at)) == Some(token)
+        });
+        if !ours {
+            break;
         }
+        pops += 1;
     }
-    Some(Ok(Onward {
-        pops,
-        next: other_side,
-    }))
+    Some(Ok(Onward { pops, next }))
 }
 
 impl Delivery {
@@ -205,10 +209,11 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn bye(routes: &[String]) -> Message {
+    fn bye(routes: &[String], tagged: bool, extra: &str) -> Message {
         let route: String = routes.iter().map(|r| format!("Route: {r}\r\n")).collect();
+        let tag = if tagged { ";tag=2" } else { "" };
         let text = format!(
-            "BYE sip:b@10.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n{route}From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: call-9\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n"
+            "BYE sip:b@10.0.0.2:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n{route}From: <sip:a@h>;tag=1\r\nTo: <sip:b@h>{tag}\r\nCall-ID: call-9\r\nCSeq: 2 BYE\r\n{extra}Content-Length: 0\r\n\r\n"
         );
         dialtone_sip::parse(text.as_bytes()).unwrap()
     }
@@ -258,34 +263,32 @@ mod tests {
                     next: caller,
                 })),
             ),
-            // Then on to the other edge of the call, which the group wrote too.
+            // Whatever Route follows (another edge of the call, a peer's own, anything a
+            // phone wrote) stays for the next hop: the request goes over the hop's other
+            // flow, never to an address the request names.
             (
                 vec![ours(udp), entry(&key, other_edge, other_edge)],
                 caller,
                 Some(Ok(Onward {
                     pops: 1,
-                    next: other_edge,
+                    next: callee,
                 })),
             ),
-            // Not to an address a phone wrote: unsigned, signed for another address, or a
-            // host name.
             (
                 vec![ours(udp), "<sip:203.0.113.9:5060;lr>".to_owned()],
                 caller,
-                Some(Err(Refused::ForeignRoute)),
-            ),
-            (
-                vec![
-                    ours(udp),
-                    entry(&key, other_edge, flow("udp:203.0.113.9:5060")),
-                ],
-                caller,
-                Some(Err(Refused::ForeignRoute)),
+                Some(Ok(Onward {
+                    pops: 1,
+                    next: callee,
+                })),
             ),
             (
                 vec![ours(udp), "<sip:pbx.example.com;lr>".to_owned()],
-                caller,
-                Some(Err(Refused::ForeignRoute)),
+                callee,
+                Some(Ok(Onward {
+                    pops: 1,
+                    next: caller,
+                })),
             ),
             // From anywhere else: refused, token or not.
             (
@@ -301,8 +304,14 @@ mod tests {
             (vec![], caller, None),
         ];
         for (routes, from, want) in cases {
-            let got = route_of(&bye(&routes), &key, from, is_local);
+            let got = route_of(&bye(&routes, true, ""), &key, from, is_local);
             assert_eq!(got, want, "{routes:?} from {from}");
+        }
+        // Out of a dialog (no To tag), or a check-sync: a token admits neither.
+        for (tagged, event) in [(false, ""), (true, "Event: check-sync;reboot=true\r\n")] {
+            let m = bye(&[ours(udp)], tagged, event);
+            let got = route_of(&m, &key, caller, is_local);
+            assert_eq!(got, Some(Err(Refused::NotInDialog)), "{tagged} {event}");
         }
     }
 }

@@ -264,6 +264,12 @@ impl Delivery {
         (txn.origin == (*src, call_id, number)).then_some(txn)
     }
 
+    /// Whether `m` belongs to a transaction under way or kept (an ACK for its non-2xx
+    /// answer, or a retransmission).
+    pub(crate) fn is_under_way(&self, m: &Message, src: &Source) -> bool {
+        self.delivery_of(m, src).is_some()
+    }
+
     /// A retransmission of a request being delivered, from where it first came: answered
     /// with the last answer (or nothing yet) before the trust boundary, which counts each
     /// nonce and marker once. True when it was one.

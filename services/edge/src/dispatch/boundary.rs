@@ -52,10 +52,7 @@ pub(crate) enum Claim<'a> {
 
 /// Whether an Event value names check-sync (RFC 6080 package names are case-insensitive).
 pub(crate) fn is_check_sync(event: &str) -> bool {
-    event
-        .split(';')
-        .next()
-        .is_some_and(|e| e.trim().eq_ignore_ascii_case("check-sync"))
+    dialtone_sip::header::event_package(event).eq_ignore_ascii_case("check-sync")
 }
 
 /// The user part of a request's Request-URI: a request with one is for a phone (or an

@@ -20,28 +20,32 @@ impl Dispatcher {
         src: Source,
         reply: Replier,
     ) {
-        // A retransmission, or the ACK of a non-2xx answer this edge relayed (it was
-        // acknowledged hop by hop already): absorbed.
+        // The ACK of a non-2xx answer this edge relayed was acknowledged hop by hop
+        // already: absorbed, and never answered (the answer again would make the phone
+        // acknowledge it again, and so on).
+        if method == "ACK" {
+            if !self.delivery.is_under_way(&m, &src)
+                && let Ok(onward) = route
+            {
+                self.delivery.forward_ack(&m, onward);
+            }
+            return;
+        }
+        // A retransmission gets the last answer again.
         if self.delivery.retransmission(&m, &src, &reply) {
             return;
         }
         let onward = match route {
             Ok(o) => o,
             Err(why) => {
-                if method != "ACK" {
-                    let (code, reason) = match why {
-                        Refused::NotAParticipant => (403, "Not a Participant of the Dialog"),
-                        Refused::ForeignRoute => (403, "Route Not Written by This Edge Group"),
-                    };
-                    reply.send(self.responder().reply(&m, &src, code, reason, vec![]));
-                }
+                let reason = match why {
+                    Refused::NotAParticipant => "Not a Participant of the Dialog",
+                    Refused::NotInDialog => "Not a Request of the Dialog",
+                };
+                reply.send(self.responder().reply(&m, &src, 403, reason, vec![]));
                 return;
             }
         };
-        if method == "ACK" {
-            self.delivery.forward_ack(&m, onward);
-            return;
-        }
         let permit = match self.delivery.admission.admit(src.ip) {
             Ok(p) => p,
             Err(why) => {

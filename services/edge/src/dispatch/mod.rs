@@ -116,10 +116,11 @@ impl Dispatcher {
         if let Some(line) = cache.lookup(user) {
             return Some(Addressee::Line(line));
         }
+        let dialled = outside::dialled(user);
         if let Sender::Line(caller) = sender
             && let Some(line) = cache
-                .extension_line(&caller.phone_id, user)
-                .or_else(|| cache.coded_extension_line(user))
+                .extension_line(&caller.phone_id, &dialled)
+                .or_else(|| cache.coded_extension_line(&dialled))
         {
             let uri = retarget(uri, user, &line.sip_user);
             return Some(Addressee::Extension { line, uri });

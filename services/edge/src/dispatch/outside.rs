@@ -5,6 +5,8 @@
 //! numbers of the plan are decided before anything else is looked up, so no extension,
 //! line or missing assignment stands between a phone and an emergency call.
 
+use std::borrow::Cow;
+
 use dialtone_domain::dialplan::{Decision, Refusal};
 use dialtone_sip::{Message, response::Source};
 
@@ -15,23 +17,57 @@ use crate::{
     replies::UNASSIGNED_REASON,
 };
 
+/// What a phone dialled, from a Request-URI's user part: without the parameters of a
+/// telephone-subscriber (`911;phone-context=+1`, RFC 3966) and with %-escapes decoded
+/// (`%2B1...`). Pure; a broken escape is kept as written (it then matches no rule).
+pub(super) fn dialled(user: &str) -> Cow<'_, str> {
+    let number = user.split(';').next().unwrap_or("");
+    if !number.contains('%') {
+        return Cow::Borrowed(number);
+    }
+    let bytes = number.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_or(Cow::Borrowed(number), Cow::Owned)
+}
+
 impl Dispatcher {
-    /// Whether `dialled`, from `caller`, is an emergency number of its site's plan.
-    pub(super) fn is_emergency(&self, caller: &LineEntry, dialled: &str) -> bool {
+    /// Whether `user` (a Request-URI's), from `caller`, dials an emergency number of its
+    /// site's plan.
+    pub(super) fn is_emergency(&self, caller: &LineEntry, user: &str) -> bool {
         let calling = self.cache.read().calling_of(&caller.phone_id);
-        calling.is_some_and(|(site, _)| site.is_emergency(dialled))
+        calling.is_some_and(|(site, _)| site.is_emergency(&dialled(user)))
     }
 
-    /// Answers a call from `caller` for `dialled`, which no line, extension or REMOTE phone
-    /// of ours answers to.
+    /// Answers a call from `caller` for `user` (a Request-URI's), which no line, extension
+    /// or REMOTE phone of ours answers to.
     pub(super) fn outside_call(
         &self,
         m: &Message,
         caller: &LineEntry,
-        dialled: &str,
+        user: &str,
         src: &Source,
         reply: &Replier,
     ) {
+        let dialled = dialled(user);
+        let dialled = dialled.as_ref();
         let calling = self.cache.read().calling_of(&caller.phone_id);
         let assigned = !caller.unassigned;
         let decision = match calling {
@@ -64,5 +100,27 @@ impl Dispatcher {
             ),
         };
         reply.send(self.responder().reply(m, src, code, reason, extra));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dialled;
+
+    #[test]
+    fn what_was_dialled_is_read_from_the_user_part() {
+        let cases = [
+            ("911", "911"),
+            ("911;phone-context=+1", "911"),
+            ("%2B442071234567", "+442071234567"),
+            ("%2b1%32", "+12"),
+            ("12%", "12%"),
+            ("12%zz", "12%zz"),
+            ("%FF", "%FF"),
+            ("", ""),
+        ];
+        for (user, want) in cases {
+            assert_eq!(dialled(user), want, "{user}");
+        }
     }
 }

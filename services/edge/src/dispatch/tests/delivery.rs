@@ -240,29 +240,6 @@ async fn a_dialog_comes_back_along_the_record_route_and_over_each_phones_flow() 
         "{ack}"
     );
     assert_eq!(header(&ack, "Route"), None, "{ack}");
-    alice.send(
-        &h,
-        &in_dialog(
-            &alice,
-            "BYE",
-            bob_contact,
-            &rr,
-            ("f-alice", "b9"),
-            &call_id,
-            3,
-        ),
-    );
-    let bye = bob.next().await;
-    assert!(bye.starts_with("BYE "), "{bye}");
-    bob.send(&h, &respond(&bye, 200, "OK", "b9"));
-    let done = alice.next().await;
-    assert_eq!(
-        (status(&done).as_str(), header(&done, "CSeq")),
-        ("SIP/2.0 200 OK", Some("3 BYE"))
-    );
-
-    assert!(eventually(|| calls() == 0).await, "the BYE ended it");
-
     // Bob's side of the dialog reaches Alice over hers, the other way.
     let alice_contact = "sip:alice@127.0.0.1:41002;transport=tcp";
     bob.send(
@@ -282,6 +259,77 @@ async fn a_dialog_comes_back_along_the_record_route_and_over_each_phones_flow() 
         info.starts_with(&format!("INFO {alice_contact} SIP/2.0")),
         "{info}"
     );
+    alice.send(&h, &respond(&info, 200, "OK", "f-alice"));
+    assert_eq!(status(&bob.next().await), "SIP/2.0 200 OK");
+
+    // A re-INVITE Bob refuses (491): Alice gets the 491 once, and her ACK for it is
+    // absorbed (the edge acknowledged it hop by hop), never answered.
+    let reinvite = in_dialog(
+        &alice,
+        "INVITE",
+        bob_contact,
+        &rr,
+        ("f-alice", "b9"),
+        &call_id,
+        3,
+    );
+    alice.send(&h, &reinvite);
+    assert_eq!(status(&alice.next().await), "SIP/2.0 100 Trying");
+    let got = bob.next().await;
+    bob.send(&h, &respond(&got, 491, "Request Pending", "b9"));
+    assert_eq!(status(&alice.next().await), "SIP/2.0 491 Request Pending");
+    assert!(bob.next().await.starts_with("ACK "), "the edge's own ACK");
+    let ack = reinvite
+        .replacen("INVITE ", "ACK ", 1)
+        .replace("CSeq: 3 INVITE", "CSeq: 3 ACK");
+    alice.send(&h, &ack);
+    alice.send(&h, &ack);
+    assert!(
+        alice.silent_for(Duration::from_millis(100)).await,
+        "no 491 again"
+    );
+
+    // A check-sync is the edge's own: no dialog's route carries one to a phone.
+    let check_sync = in_dialog(
+        &bob,
+        "NOTIFY",
+        alice_contact,
+        &rr,
+        ("b9", "f-alice"),
+        &call_id,
+        2,
+    )
+    .replace(
+        "Content-Length",
+        "Event: check-sync;reboot=true\r\nContent-Length",
+    );
+    bob.send(&h, &check_sync);
+    assert_eq!(
+        status(&bob.next().await),
+        "SIP/2.0 403 Not a Request of the Dialog"
+    );
+
+    alice.send(
+        &h,
+        &in_dialog(
+            &alice,
+            "BYE",
+            bob_contact,
+            &rr,
+            ("f-alice", "b9"),
+            &call_id,
+            4,
+        ),
+    );
+    let bye = bob.next().await;
+    assert!(bye.starts_with("BYE "), "{bye}");
+    bob.send(&h, &respond(&bye, 200, "OK", "b9"));
+    let done = alice.next().await;
+    assert_eq!(
+        (status(&done).as_str(), header(&done, "CSeq")),
+        ("SIP/2.0 200 OK", Some("4 BYE"))
+    );
+    assert!(eventually(|| calls() == 0).await, "the BYE ended it");
 
     // Anyone else holding the route is refused, and the token is good for its call only.
     let mut lobby = Phone::new(&h, "lobby", "127.0.0.1:41009");

@@ -458,6 +458,13 @@ async fn outside_numbers_are_decided_by_the_sites_plan_and_emergency_always_pass
             "SIP/2.0 403 Phone Not Assigned to a User or Site",
             "",
         ),
+        // However the number is written in the Request-URI.
+        (
+            1,
+            "911;phone-context=+1",
+            "SIP/2.0 404 No Outbound Route",
+            "no trunk routes emergency calls (911) from this site",
+        ),
     ];
     for (i, (who, dialled, want_status, want_warning)) in cases.into_iter().enumerate() {
         let phone = if who == 0 { &mut alice } else { &mut lobby };
