@@ -367,6 +367,26 @@ impl ConfigCore {
         Ok((p, creds))
     }
 
+    /// The compare and delete that release `p`'s site extension, when the index entry is
+    /// this phone's: one another phone holds (a duplicate from before extensions were
+    /// unique) stays, and the compare fails the write if the entry changes meanwhile.
+    async fn release_extension(&self, p: &Phone) -> Result<Option<(Compare, Op)>> {
+        let Some(k) = extension_key(p) else {
+            return Ok(None);
+        };
+        let owner = keys::extension_owner_phone(&p.id);
+        Ok(match self.store.get(&k).await? {
+            Some(kv) if kv.value == owner.as_bytes() => Some((
+                Compare::ModRevision {
+                    key: k.clone(),
+                    revision: kv.mod_revision,
+                },
+                Op::Delete(k),
+            )),
+            _ => None,
+        })
+    }
+
     /// Says why a create transaction failed.
     pub(crate) async fn explain_create(&self, p: &Phone) -> Result<ConfigError> {
         let (_site, _base) = self.references(p).await?;
@@ -510,8 +530,9 @@ impl ConfigCore {
         }
         let (old_ext, new_ext) = (extension_key(&current), extension_key(&p));
         if old_ext != new_ext {
-            if let Some(k) = old_ext {
-                ops.push(Op::Delete(k));
+            if let Some((compare, delete)) = self.release_extension(&current).await? {
+                compares.push(compare);
+                ops.push(delete);
             }
             if let Some(k) = new_ext.clone() {
                 compares.push(Compare::Absent(k.clone()));
@@ -617,12 +638,13 @@ impl ConfigCore {
                 .iter()
                 .map(|l| Op::Delete(keys::sip_user(&l.sip_user))),
         );
-        ops.extend(extension_key(&current).map(Op::Delete));
+        let mut compares = vec![version_guard(&key, version)];
+        if let Some((compare, delete)) = self.release_extension(&current).await? {
+            compares.push(compare);
+            ops.push(delete);
+        }
         ops.extend(listing_keys(&current).into_iter().map(Op::Delete));
-        let r = self
-            .store
-            .txn(vec![version_guard(&key, version)], ops)
-            .await?;
+        let r = self.store.txn(compares, ops).await?;
         if !r.succeeded {
             explain_guard(&self.store, &key, version, "phone", id).await?;
             return Err(ConfigError::Contended {
