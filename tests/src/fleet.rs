@@ -6,9 +6,31 @@ use std::time::{Duration, Instant};
 use dialtone_proto::{
     config::v1::{self as pb},
     edge::v1 as epb,
+    status::v1 as spb,
 };
 
-use crate::{ConfigClient, EdgeClient};
+use crate::{ConfigClient, EdgeClient, StatusClient};
+
+/// Whether the first site's summary counts `n` OPERATIONAL phones within `within`.
+pub async fn wait_operational(st: &mut StatusClient, n: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        let summaries = st
+            .get_site_summaries(spb::GetSiteSummariesRequest::default())
+            .await;
+        let operational = summaries
+            .ok()
+            .and_then(|s| s.into_inner().sites.first().map(|s| s.operational))
+            .unwrap_or(0);
+        if operational >= n {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
 
 /// A phone the test can register.
 #[derive(Clone, Debug)]

@@ -14,10 +14,10 @@ use std::{
 
 use dialtone_domain::placement;
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
-use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{Seeded, import, seed_site_on, update_phone, wait_contacts},
+    fleet::{Seeded, import, seed_site_on, update_phone, wait_contacts, wait_operational},
     sip::{Caller, branch, headers, status},
     softphones::Softphone,
 };
@@ -153,30 +153,17 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     .await
     .unwrap();
     let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
-    let start = Instant::now();
-    while st
-        .get_site_summaries(spb::GetSiteSummariesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sites
-        .first()
-        .map_or(0, |s| s.operational)
-        < 1
-    {
-        let stats = sim.stats();
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never registered: {} registrations, failures {:?}",
-            stats.registered.load(Relaxed),
-            stats
-                .failed
-                .iter()
-                .map(|f| f.load(Relaxed))
-                .collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let stats = sim.stats();
+    assert!(
+        wait_operational(&mut st, 1, Duration::from_secs(10)).await,
+        "never registered: {} registrations, failures {:?}",
+        stats.registered.load(Relaxed),
+        stats
+            .failed
+            .iter()
+            .map(|f| f.load(Relaxed))
+            .collect::<Vec<_>>()
+    );
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
     let invites = || sim.stats().received[0].load(Relaxed);
 

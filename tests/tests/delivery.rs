@@ -14,10 +14,10 @@ use std::{
 
 use dialtone_domain::placement;
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, SimTransport};
-use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
+use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{assign_to_user, contacts, import, seed_site_on},
+    fleet::{assign_to_user, contacts, import, seed_site_on, wait_operational},
     sip::{Caller, branch, headers, status},
 };
 
@@ -89,23 +89,10 @@ async fn requests_reach_a_phone_once_through_either_edge() {
     .await
     .unwrap();
     let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
-    let start = Instant::now();
-    while st
-        .get_site_summaries(spb::GetSiteSummariesRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .sites
-        .first()
-        .map_or(0, |s| s.operational)
-        < 3
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "phones never registered"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        wait_operational(&mut st, 3, Duration::from_secs(10)).await,
+        "phones never registered"
+    );
     // The caller is one of our lines, a user's (calls from unassigned phones are refused),
     // proving itself with its password at each edge (407, Proxy-Authorization).
     let caller_line = &phones[4];

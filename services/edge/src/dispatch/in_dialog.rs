@@ -3,7 +3,6 @@
 //! digest (a phone does not authenticate its BYE).
 
 use dialtone_sip::{Message, response::Source};
-use tracing::warn;
 
 use super::Dispatcher;
 use crate::{
@@ -46,14 +45,9 @@ impl Dispatcher {
                 return;
             }
         };
-        let permit = match self.delivery.admission.admit(src.ip) {
-            Ok(p) => p,
-            Err(why) => {
-                warn!(source = %src.ip, ?why, "deliveries at their cap");
-                let extra = vec![("Retry-After", "5".to_owned())];
-                reply.send(self.responder().reply(&m, &src, 503, "", extra));
-                return;
-            }
+        let admitted = self.delivery.admission.admit(src.ip);
+        let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
+            return;
         };
         let delivery = self.delivery.clone();
         self.runtime

@@ -14,13 +14,16 @@ mod subscribe;
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_common::clock::unix_ms;
-use dialtone_sip::{StartLine, Verdict, digest::NonceCounts, header::Via, response::Source};
+use dialtone_sip::{
+    Message, StartLine, Verdict, digest::NonceCounts, header::Via, response::Source,
+};
 use parking_lot::{Mutex, RwLock};
 use tracing::warn;
 
 use dialtone_auth::bans::Bans;
 
 use crate::{
+    admission::{self, Permit},
     credentials::{CredentialCache, LineEntry},
     delivery::{Delivery, forwarding::Seen},
     dispatch::boundary::{Sender, request_user},
@@ -304,14 +307,8 @@ impl Dispatcher {
                 Sender::Edge | Sender::Peer => admission.admit_trusted(),
                 Sender::Line(_) => admission.admit(src.ip),
             };
-            let permit = match admitted {
-                Ok(p) => p,
-                Err(why) => {
-                    warn!(source = %src.ip, ?why, "deliveries at their cap");
-                    let extra = vec![("Retry-After", "5".to_owned())];
-                    reply.send(self.responder().reply(&m, &src, 503, "", extra));
-                    return;
-                }
+            let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
+                return;
             };
             span.record("phone.id", &*line.phone_id);
             let delivery = self.delivery.clone();
@@ -344,6 +341,26 @@ impl Dispatcher {
             _ => {
                 let extra = vec![("Allow", ALLOW.to_owned())];
                 reply.send(self.responder().reply(&m, &src, 405, "", extra));
+            }
+        }
+    }
+
+    /// The permit delivery admission gave, or none after answering 503 (deliveries at
+    /// their cap, in all or for this source).
+    fn permit(
+        &self,
+        admitted: Result<Permit, admission::Refused>,
+        m: &Message,
+        src: &Source,
+        reply: &Replier,
+    ) -> Option<Permit> {
+        match admitted {
+            Ok(p) => Some(p),
+            Err(why) => {
+                warn!(source = %src.ip, ?why, "deliveries at their cap");
+                let extra = vec![("Retry-After", "5".to_owned())];
+                reply.send(self.responder().reply(m, src, 503, "", extra));
+                None
             }
         }
     }
