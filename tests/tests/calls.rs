@@ -550,3 +550,84 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
     baresip.stop().unwrap();
     linphonec.stop().unwrap();
 }
+
+/// When an edge dies, new calls to its phones go through the other edge at once: the
+/// phone is registered to both, and the dead edge's binding, still listed until its lease
+/// expires, is passed over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_calls_go_through_the_living_edge_when_one_dies() {
+    let mut sb = ClusterSandbox::with_etcd_args(
+        1,
+        &["config,status", "edge", "edge"],
+        &["--sip-min-expires=10"],
+    )
+    .await
+    .unwrap();
+    let edges = sb.udp_edges(&[1, 2]);
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+        .await
+        .unwrap();
+    let phones = import(&mut cfg, 2, "die").await.unwrap();
+    let (caller_line, callee) = (&phones[0], &phones[1]);
+    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
+        .await
+        .unwrap();
+    update_phone(&mut cfg, &callee.0, at_extension("202"))
+        .await
+        .unwrap();
+    let group = dialtone_tests::fleet::placement_edges(&edges);
+    let index = |node: &str| if node == "node-1" { 1 } else { 2 };
+    let udp = |i: usize| -> SocketAddr {
+        format!("127.0.0.1:{}", sb.nodes[i].sip.udp)
+            .parse()
+            .unwrap()
+    };
+    let p = placement::place(&callee.0, &group, true).unwrap();
+    let (primary, secondary) = (
+        index(&p.primary.node_id),
+        index(&p.secondary.unwrap().node_id),
+    );
+    let spec = PhoneSpec {
+        phone_id: callee.0.clone(),
+        user: callee.1.clone(),
+        password: callee.2.clone(),
+        domain: "dialtone".into(),
+        registrars: vec![udp(primary), udp(secondary)],
+        managed: None,
+    };
+    let sim = Sim::start(
+        SimConfig {
+            expires: 30,
+            sockets: 1,
+            ..SimConfig::default()
+        },
+        vec![spec],
+    )
+    .await
+    .unwrap();
+    let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
+    assert!(
+        wait_operational(&mut st, 1, Duration::from_secs(10)).await,
+        "never registered on both edges"
+    );
+    let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
+    let living = udp(secondary);
+    assert_eq!(dial(&caller, "202", living).await.last(), Some(&200));
+
+    sb.nodes[primary].kill9();
+    let t0 = Instant::now();
+    let codes = dial(&caller, "202", living).await;
+    assert_eq!(codes.last(), Some(&200), "{codes:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        sim.stats().received[0].load(Relaxed),
+        2,
+        "one INVITE per call"
+    );
+    sim.stop(false, 1).await;
+}
