@@ -20,12 +20,14 @@ pub mod rebalance;
 mod repo;
 pub mod service;
 pub mod settings;
+mod upgrade;
 pub mod validate;
 
 use dialtone_store::Store;
 
 pub use error::ConfigError;
 pub use service::ConfigApi;
+pub use upgrade::Backfill;
 
 /// The config role's logic over a store (no gRPC; see [`ConfigApi`]).
 #[derive(Clone)]

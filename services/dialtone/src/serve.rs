@@ -179,14 +179,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         };
         let mut router = tonic::service::Routes::builder();
         if cfg.roles.iter().any(|r| r == "config") {
-            let api = ConfigApi::new(
-                ConfigCore::new(
-                    store.clone(),
-                    &cfg.sip_realm,
-                    credentials_key.clone().expect("read for the config role"),
-                ),
-                tokens.clone(),
+            let core = ConfigCore::new(
+                store.clone(),
+                &cfg.sip_realm,
+                credentials_key.clone().expect("read for the config role"),
             );
+            // Data an older Dialtone wrote: in the background, the API serves meanwhile.
+            let upgrading = core.clone();
+            tokio::spawn(async move {
+                if let Err(e) = upgrading.backfill_extensions().await {
+                    tracing::warn!(error = %e, "indexing site extensions failed; retried at the next start");
+                }
+            });
+            let api = ConfigApi::new(core, tokens.clone());
             router.add_service(api.into_server());
         }
         if let Some(e) = &edge {

@@ -12,6 +12,7 @@
 //! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
 //! | `index/extension/{site}/{extension}` | `phone/{id}` | config | config (uniqueness within a site) | no |
 //! | `index/site-code/{code}` | site id | config | config (uniqueness) | no |
+//! | `upgrades/extensions-indexed` | `1` | config (once) | config (start) | no |
 //! | `index/site-phones/{site}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/base-phones/{base}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/phone-names/{name}\u{1}{phone}` | empty | config | config (sorted list by name) | no |
@@ -112,6 +113,8 @@ pub fn sip_user(user: &str) -> String {
 pub fn extension(site: &str, extension: &str) -> String {
     format!("index/extension/{site}/{extension}")
 }
+/// Written once every phone created before extensions were unique has its index entry.
+pub const EXTENSIONS_BACKFILLED: &str = "upgrades/extensions-indexed";
 /// A site code → the site holding it (uniqueness).
 pub fn site_code(code: &str) -> String {
     format!("index/site-code/{code}")

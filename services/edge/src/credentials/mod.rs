@@ -275,12 +275,27 @@ impl CredentialCache {
     /// The line answering `dialled` as `{site code}{extension}` of any site: the longest
     /// code that makes an extension of its site wins.
     pub fn coded_extension_line(&self, dialled: &str) -> Option<Arc<LineEntry>> {
-        (1..=dialled.len().min(6)).rev().find_map(|n| {
-            let (code, extension) = (dialled.get(..n)?, dialled.get(n..)?);
-            let site = self.site_codes.get(code)?;
+        self.coded(dialled, |site, extension| {
             let callee = self.phones.get(self.extensions.get(site, extension)?)?;
             self.lookup(&callee.lines.first()?.sip_user)
         })
+    }
+
+    /// `found` of the longest `{site code}{extension}` split of `dialled` it finds.
+    fn coded<T>(&self, dialled: &str, found: impl Fn(&str, &str) -> Option<T>) -> Option<T> {
+        (1..=dialled.len().min(6)).rev().find_map(|n| {
+            let (code, extension) = (dialled.get(..n)?, dialled.get(n..)?);
+            found(self.site_codes.get(code)?, extension)
+        })
+    }
+
+    /// Where a call from phone `caller` for `dialled` is redirected when a REMOTE phone
+    /// holds it as an extension: of the caller's site, or behind another site's code.
+    pub fn remote_extension(&self, caller: &str, dialled: &str) -> Option<String> {
+        let own = self.phones.get(caller).map(|p| p.site.as_str());
+        own.and_then(|site| self.remote.at_extension(site, dialled))
+            .or_else(|| self.coded(dialled, |site, e| self.remote.at_extension(site, e)))
+            .map(str::to_owned)
     }
 
     /// What the site of phone `phone_id` lets it dial beyond extensions, and what the
@@ -557,6 +572,7 @@ mod tests {
         let site = |id: &str, code: &str| Site {
             id: id.into(),
             site_code: code.into(),
+            sip_user_prefix: format!("{id}-"),
             ..Default::default()
         };
         c.put_site(&site("hq", "81"));
@@ -588,6 +604,19 @@ mod tests {
         for (dialled, want) in cases {
             assert_eq!(user(dialled).as_deref(), want, "{dialled}");
         }
+        // A REMOTE phone holding hq's 300 is reached the same ways, and redirected.
+        let mut remote = at("p-far", "hq", "300", "unused");
+        remote.kind = PhoneKind::Remote as i32;
+        remote.remote_address = "+15550001234".into();
+        c.put_phone(&remote);
+        let redirect = "tel:+15550001234".to_owned();
+        assert_eq!(c.remote_extension("p-hq", "300"), Some(redirect.clone()));
+        assert_eq!(c.remote_extension("p-br", "81300"), Some(redirect));
+        assert_eq!(
+            c.remote_extension("p-br", "300"),
+            None,
+            "extensions are per site"
+        );
         // hq gives its code up: 81201 is br's 1201 now.
         c.put_site(&site("hq", "82"));
         assert_eq!(

@@ -135,6 +135,13 @@ impl RemotePhones {
         self.prefixes.remove(id);
     }
 
+    /// Where a call for `extension` of `site` is redirected, when a remote phone of the
+    /// site holds it.
+    pub fn at_extension(&self, site: &str, extension: &str) -> Option<&str> {
+        let prefix = self.prefixes.get(site)?;
+        self.target(&format!("{prefix}{extension}"))
+    }
+
     /// Where a request for Request-URI user `user` is redirected, when a remote phone
     /// answers to it.
     pub fn target(&self, user: &str) -> Option<&str> {

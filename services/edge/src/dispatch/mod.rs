@@ -128,6 +128,11 @@ impl Dispatcher {
             let uri = retarget(uri, user, &line.sip_user);
             return Some(Addressee::Extension { line, uri });
         }
+        if let Sender::Line(caller) = sender
+            && let Some(target) = cache.remote_extension(&caller.phone_id, &dialled)
+        {
+            return Some(Addressee::Remote(target));
+        }
         cache
             .remote
             .target(user)
