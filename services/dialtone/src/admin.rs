@@ -1,5 +1,7 @@
-//! The admin HTTP port: `/healthz` (the process runs), `/readyz` (it can serve: the store
-//! answers and the node's lease is alive), `/metrics` (Prometheus text).
+//! The admin HTTP port: `/healthz` (the process runs), `/readyz` (it can serve: for an edge,
+//! its listeners are up and its credentials cache loaded, whatever the store does; for the
+//! other roles, the store answers and the node's lease is alive too), `/metrics`
+//! (Prometheus text).
 
 use std::{
     sync::Arc,
@@ -46,9 +48,11 @@ pub fn router(health: Health) -> Router {
 }
 
 async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
-    let store = h.store_ok().await;
-    let lease = h.lease.is_alive();
-    // An edge is ready when it can authenticate phones: its credentials cache is current.
+    // An edge serves phones from its cache while the store is away: an etcd outage must not
+    // take every edge out of its Service. The other roles cannot serve without the store.
+    let needs_store = h.roles.iter().any(|r| r != "edge");
+    let store = !needs_store || h.store_ok().await;
+    let lease = !needs_store || h.lease.is_alive();
     let edge = h.edge.as_ref().is_none_or(|e| e.ready());
     let status = h.status.as_ref().is_none_or(|s| s.ready());
     if store && lease && edge && status {
@@ -57,7 +61,7 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
         let why = [
             (!store).then_some("store unreachable"),
             (!lease).then_some("node lease lost"),
-            (!edge).then_some("sip credentials cache not loaded"),
+            (!edge).then_some("sip edge stopping"),
             (!status).then_some("status view re-listing"),
         ];
         (
@@ -119,6 +123,11 @@ pub async fn render(h: &Health) -> String {
         out.push_str(&p.metrics());
     }
     if let Some(e) = &h.edge {
+        out.push_str("# HELP dialtone_edge_credentials_current Whether the edge's credentials cache is as current as the store's watch (0 while it is listed again; the edge serves from the last listing meanwhile).\n# TYPE dialtone_edge_credentials_current gauge\n");
+        out.push_str(&format!(
+            "dialtone_edge_credentials_current {}\n",
+            u8::from(e.credentials_current())
+        ));
         out.push_str(&e.metrics());
     }
     if let Some(s) = &h.status {

@@ -253,8 +253,17 @@ impl Edge {
         api::EdgeApi::new(self.handler.clone(), tokens).into_server()
     }
 
-    /// Ready when it can authenticate phones (the credentials cache is current).
+    /// Ready while it serves phones: from the moment `start` returns (its listeners are
+    /// bound and its credentials cache loaded) until `shutdown`. The store is not asked:
+    /// the cache stays in use, complete as of its last listing, while the store is away
+    /// or the view is listed again, so an etcd outage takes no edge out of its Service.
     pub fn ready(&self) -> bool {
+        !*self.stop.borrow()
+    }
+
+    /// Whether the credentials cache is as current as the store's watch (false while the
+    /// view is listed again after a compaction), for the metric.
+    pub fn credentials_current(&self) -> bool {
         self.ready.load(Ordering::Acquire)
     }
 
