@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "dialtone/edge/v1/edge.proto",
     "dialtone/provisioning/v1/provisioning.proto",
     "dialtone/status/v1/status.proto",
+    "grpc/health/v1/health.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -40,3 +40,11 @@ pub mod status {
         include!(concat!(env!("OUT_DIR"), "/dialtone.status.v1.serde.rs"));
     }
 }
+
+/// `grpc.health.v1`: the standard health checking protocol, served by every node.
+pub mod health {
+    pub mod v1 {
+        #![allow(clippy::all, missing_docs)]
+        include!(concat!(env!("OUT_DIR"), "/grpc.health.v1.rs"));
+    }
+}

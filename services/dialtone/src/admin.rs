@@ -47,7 +47,8 @@ pub fn router(health: Health) -> Router {
         .with_state(health)
 }
 
-async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
+/// Whether the node can serve, or why not (what `/readyz` and `grpc.health.v1` answer).
+pub async fn readiness(h: &Health) -> Result<(), Vec<&'static str>> {
     // An edge serves phones from its cache while the store is away: an etcd outage must not
     // take every edge out of its Service. The other roles cannot serve without the store.
     let needs_store = h.roles.iter().any(|r| r != "edge");
@@ -55,22 +56,25 @@ async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
     let lease = !needs_store || h.lease.is_alive();
     let edge = h.edge.as_ref().is_none_or(|e| e.ready());
     let status = h.status.as_ref().is_none_or(|s| s.ready());
-    if store && lease && edge && status {
-        (StatusCode::OK, "ready\n".into())
-    } else {
-        let why = [
-            (!store).then_some("store unreachable"),
-            (!lease).then_some("node lease lost"),
-            (!edge).then_some("sip edge stopping"),
-            (!status).then_some("status view re-listing"),
-        ];
-        (
+    let why: Vec<&str> = [
+        (!store).then_some("store unreachable"),
+        (!lease).then_some("node lease lost"),
+        (!edge).then_some("sip edge stopping"),
+        (!status).then_some("status view re-listing"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if why.is_empty() { Ok(()) } else { Err(why) }
+}
+
+async fn readyz(State(h): State<Health>) -> (StatusCode, String) {
+    match readiness(&h).await {
+        Ok(()) => (StatusCode::OK, "ready\n".into()),
+        Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: {}\n",
-                why.into_iter().flatten().collect::<Vec<_>>().join(", ")
-            ),
-        )
+            format!("not ready: {}\n", why.join(", ")),
+        ),
     }
 }
 

@@ -55,6 +55,11 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // Health checks carry no token (load balancers, grpc_health_probe) and tell only
+        // whether the node is ready.
+        if req.uri().path().starts_with(crate::grpc_health::PATH) {
+            return Box::pin(self.inner.call(req));
+        }
         let header = req
             .headers()
             .get(http::header::AUTHORIZATION)

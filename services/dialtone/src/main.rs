@@ -10,6 +10,7 @@ mod data_dir;
 mod edge_flags;
 mod etcd_flags;
 mod grpc_auth;
+mod grpc_health;
 mod grpc_metrics;
 mod grpc_tls_flags;
 mod otlp_metrics;

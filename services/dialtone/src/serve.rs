@@ -203,6 +203,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         if let Some(s) = &status {
             router.add_service(s.api(tokens.clone()));
         }
+        router.add_service(crate::grpc_health::HealthService::server(health.clone()));
         let routes = router.routes();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let admin_task = {
