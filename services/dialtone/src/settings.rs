@@ -61,9 +61,16 @@ pub struct ServeConfig {
         value_name = "ADDR"
     )]
     pub listen_admin: SocketAddr,
-    /// This node's id (lowercase letters, digits, '-'); default: the host name.
+    /// This node's id (lowercase letters, digits, '-'); default: derived from --node-name,
+    /// else from the host name.
     #[arg(long, env = "DIALTONE_NODE_ID")]
     pub node_id: Option<String>,
+    /// A host or Kubernetes node name to derive the node id from when --node-id is not
+    /// given: lowercased, '.' and '_' made '-', and a name longer than 63 characters cut
+    /// with a hash of the whole kept. The chart sets it to the node's name for a DaemonSet
+    /// of edges, so an edge keeps its id across rollouts.
+    #[arg(long, env = "DIALTONE_NODE_NAME", value_name = "NAME")]
+    pub node_name: Option<String>,
     /// TTL of the node's lease in seconds (2-60): how long a dead node's records linger.
     #[arg(long, env = "DIALTONE_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,
@@ -156,9 +163,10 @@ impl ServeConfig {
                 self.store_prefix
             );
         }
-        let node = match &self.node_id {
-            Some(n) => n.clone(),
-            None => hostname(),
+        let node = match (&self.node_id, &self.node_name) {
+            (Some(n), _) => n.clone(),
+            (None, Some(name)) => node_id_of(name),
+            (None, None) => node_id_of(&hostname()),
         };
         let ok = (1..=63).contains(&node.len())
             && node
@@ -244,8 +252,30 @@ impl ServeConfig {
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_ascii_lowercase().replace(['.', '_'], "-"))
+        .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "node-1".into())
+}
+
+/// A node id from a host or Kubernetes node name (a DNS subdomain of up to 253
+/// characters): lowercase, '.' and '_' made '-', no leading or trailing '-'; past 63
+/// characters, the first 54 and 8 hex digits of a hash of the whole name, so two long
+/// names that share a beginning stay apart. Pure.
+fn node_id_of(name: &str) -> String {
+    let id: String = name
+        .trim()
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    let id = id.trim_matches('-');
+    if id.len() <= 63 {
+        return id.to_owned();
+    }
+    // FNV-1a: stable across releases and platforms (a node's id must not change with them).
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{}-{:08x}", id[..54].trim_end_matches('-'), hash as u32)
 }
 
 /// Turns a TOML config file into `--key=value` arguments, skipping keys whose environment
@@ -311,6 +341,44 @@ mod tests {
         assert_eq!(c.provisioning.provisioning_https.port(), 8443);
         assert_eq!(c.listen_grpc.port(), 7700);
         assert_eq!(c.lease_ttl, 10);
+    }
+
+    #[test]
+    fn node_ids_derive_from_host_and_node_names() {
+        let long = format!("{}.eu-west-1.compute.internal", "ip-10-0-0-1".repeat(6));
+        let cases = [
+            (
+                "ip-10-0-12-7.eu-west-1.compute.internal",
+                "ip-10-0-12-7-eu-west-1-compute-internal",
+            ),
+            ("Worker_3", "worker-3"),
+            ("  node-1\n", "node-1"),
+            (".edge.", "edge"),
+        ];
+        for (name, want) in cases {
+            assert_eq!(node_id_of(name), want, "{name:?}");
+        }
+        let cut = node_id_of(&long);
+        assert!(cut.len() <= 63, "{cut}");
+        assert_ne!(
+            cut,
+            node_id_of(&long.replace("west", "east")),
+            "the hash keeps them apart"
+        );
+        assert_eq!(cut, node_id_of(&long), "stable");
+        // --node-id wins; --node-name is used without it, and checked as any id is.
+        let c = load(&["--node-name", "Node.A", "--data-dir", "/tmp/x"]).unwrap();
+        assert_eq!(c.node(), "node-a");
+        let c = load(&[
+            "--node-name",
+            "a.b",
+            "--node-id",
+            "n9",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(c.node(), "n9");
     }
 
     #[test]
