@@ -44,6 +44,32 @@ async fn dial(caller: &Caller, dialled: &str, edge: SocketAddr) -> Vec<u16> {
         .collect()
 }
 
+/// Dials `dialled` through `edge` until the final code is `code` (a change on its way to
+/// the edges), within 5 s; `what` says what did not happen.
+async fn until_final(caller: &Caller, dialled: &str, edge: SocketAddr, code: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while dial(caller, dialled, edge).await.last() != Some(&code) {
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Dials `dialled` through `edge`: answered, and the phone got one more INVITE.
+async fn answered_once(caller: &Caller, sim: &Sim, dialled: &str, edge: SocketAddr) {
+    let before = sim.stats().received[0].load(Relaxed);
+    assert_eq!(
+        dial(caller, dialled, edge).await.last(),
+        Some(&200),
+        "{dialled}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        sim.stats().received[0].load(Relaxed),
+        before + 1,
+        "{dialled}: one INVITE"
+    );
+}
+
 /// An INVITE for `dialled` through `edge`: the request as written and every response.
 async fn call(caller: &Caller, dialled: &str, edge: SocketAddr) -> (String, Vec<String>) {
     let invite = caller.text("INVITE", dialled, &branch(), "INVITE");
@@ -217,18 +243,9 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     update_phone(&mut cfg, &callee.0, at_extension("203"))
         .await
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while dial(&caller, "202", spec.registrars[1]).await.last() != Some(&404) {
-        assert!(Instant::now() < deadline, "202 still rings after the move");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let before = invites();
-    assert_eq!(
-        dial(&caller, "203", spec.registrars[1]).await.last(),
-        Some(&200)
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(invites(), before + 1);
+    let edge = spec.registrars[1];
+    until_final(&caller, "202", edge, 404, "202 still rings after the move").await;
+    answered_once(&caller, &sim, "203", edge).await;
     // ... and 202 is free for another phone of the site.
     update_phone(&mut cfg, &other.0, at_extension("202"))
         .await
@@ -342,19 +359,10 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     })
     .await
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while dial(&caller, "203", spec.registrars[0]).await.last() != Some(&404) {
-        assert!(Instant::now() < deadline, "203 rings from another site");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let edge = spec.registrars[0];
+    until_final(&caller, "203", edge, 404, "203 rings from another site").await;
     // ... but reaches it with hq's site code before the extension.
-    let before = invites();
-    assert_eq!(
-        dial(&caller, "81203", spec.registrars[0]).await.last(),
-        Some(&200)
-    );
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(invites(), before + 1);
+    answered_once(&caller, &sim, "81203", edge).await;
     // Site codes are unique among sites.
     let mut branch = cfg
         .get_site(pb::GetRequest {
