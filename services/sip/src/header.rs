@@ -408,9 +408,30 @@ pub fn event_package(value: &str) -> &str {
     value.split(';').next().unwrap_or("").trim()
 }
 
+/// Whether an Event value names check-sync, the event that makes a phone fetch its
+/// configuration again or reboot (only an edge sends one).
+pub fn is_check_sync(value: &str) -> bool {
+    event_package(value).eq_ignore_ascii_case("check-sync")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_name_their_package() {
+        for (event, check_sync) in [
+            ("check-sync", true),
+            ("Check-Sync;reboot=true", true),
+            (" check-sync ", true),
+            ("check-syncx", false),
+            ("message-summary", false),
+            ("", false),
+        ] {
+            assert_eq!(is_check_sync(event), check_sync, "{event}");
+        }
+        assert_eq!(event_package("message-summary;id=1"), "message-summary");
+    }
 
     #[test]
     fn common_names_need_no_allocation() {

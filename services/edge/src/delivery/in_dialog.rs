@@ -18,7 +18,7 @@ use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
     Message,
     digest::NonceKey,
-    header::event_package,
+    header::is_check_sync,
     proxy::{Routing, forward_routed},
     response::Source,
     route::{self, FlowToken},
@@ -73,10 +73,7 @@ pub(crate) fn route_of(
         return Some(Err(Refused::NotAParticipant));
     };
     let in_dialog = m.addressing().is_ok_and(|a| a.to.tag.is_some());
-    let check_sync = m
-        .all("event")
-        .any(|e| event_package(e).eq_ignore_ascii_case("check-sync"));
-    if !in_dialog || check_sync {
+    if !in_dialog || m.all("event").any(is_check_sync) {
         return Some(Err(Refused::NotInDialog));
     }
     // The double Record-Route of a hop between transports: both entries are this edge's.

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use dialtone_sip::{
     Message, StartLine,
     digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
+    header::is_check_sync,
     response::Source,
 };
 use tracing::warn;
@@ -48,11 +49,6 @@ pub(crate) enum Claim<'a> {
     Peer,
     /// It says it comes from this user: digest decides.
     Line(&'a str),
-}
-
-/// Whether an Event value names check-sync (RFC 6080 package names are case-insensitive).
-pub(crate) fn is_check_sync(event: &str) -> bool {
-    dialtone_sip::header::event_package(event).eq_ignore_ascii_case("check-sync")
 }
 
 /// The user part of a request's Request-URI: a request with one is for a phone (or an
@@ -346,15 +342,5 @@ mod tests {
         assert_eq!(request_user(&uri("sip:u1@e")), Some("u1"));
         assert_eq!(request_user(&uri("sip:e:5060")), None);
         assert_eq!(request_user(&uri("sips:+1415@e;user=phone")), Some("+1415"));
-        for (event, want) in [
-            ("check-sync", true),
-            ("Check-Sync;reboot=true", true),
-            (" check-sync ", true),
-            ("check-syncx", false),
-            ("message-summary", false),
-            ("", false),
-        ] {
-            assert_eq!(is_check_sync(event), want, "{event}");
-        }
     }
 }

@@ -1,6 +1,10 @@
 //! SUBSCRIBE: message-summary (MWI) for an authenticated line.
 
-use dialtone_sip::{Message, header::parse_name_addr, response::Source};
+use dialtone_sip::{
+    Message,
+    header::{event_package, parse_name_addr},
+    response::Source,
+};
 
 use super::Dispatcher;
 use crate::{
@@ -20,13 +24,7 @@ impl Dispatcher {
         reply: Replier,
         now_ms: u64,
     ) {
-        let event = m
-            .get("event")
-            .unwrap_or("")
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim();
+        let event = event_package(m.get("event").unwrap_or(""));
         if !event.eq_ignore_ascii_case("message-summary") {
             let extra = vec![("Allow-Events", "message-summary".to_owned())];
             reply.send(self.responder().reply(&m, &src, 489, "", extra));
