@@ -185,6 +185,9 @@ struct Inner {
     stopping: AtomicBool,
     /// The registration tasks, aborted at stop.
     children: Mutex<Vec<JoinHandle<()>>>,
+    /// The TCP connections' writer and reader tasks, closed at stop once the last
+    /// de-registration was answered over them.
+    connections: Mutex<Vec<JoinHandle<()>>>,
     /// INVITEs ringing until cancelled, by Via branch: the request and our To tag.
     ringing: Mutex<HashMap<String, (Message, String)>>,
 }
@@ -439,6 +442,7 @@ impl Sim {
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             children: Mutex::default(),
+            connections: Mutex::default(),
             ringing: Mutex::default(),
         });
         let mut tasks: Vec<JoinHandle<()>> = (0..n_sockets)
@@ -566,6 +570,9 @@ impl Sim {
             for j in jobs {
                 let _ = j.await;
             }
+        }
+        for t in self.inner.connections.lock().drain(..) {
+            t.abort();
         }
         for t in &self.tasks {
             t.abort();

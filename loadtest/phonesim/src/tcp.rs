@@ -149,8 +149,8 @@ impl Inner {
             reader.alive.store(false, Relaxed);
             reader.pending.lock().clear();
         });
-        // Stopping the fleet closes its connections.
-        self.children.lock().extend([writer, reading]);
+        // Stopping the fleet closes its connections (after de-registering over them).
+        self.connections.lock().extend([writer, reading]);
         *slot = Some(link.clone());
         Ok(link)
     }
