@@ -1,8 +1,13 @@
 //! The cluster sandbox: etcd (optional) plus nodes, and the tokens its nodes accept.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
 
 use anyhow::bail;
+use dialtone_domain::placement;
+use dialtone_phonesim::PhoneSpec;
 use dialtone_store::Store;
 
 use crate::{
@@ -143,6 +148,38 @@ impl ClusterSandbox {
                 (n.node_id.as_str(), format!("127.0.0.1:{}", n.sip.udp))
             })
             .collect()
+    }
+
+    /// The UDP SIP address of node `i`.
+    pub fn udp(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.nodes[i].sip.udp))
+    }
+
+    /// A simulated hand-configured phone (`phone`: id, SIP user and password, as
+    /// [`crate::fleet::import`] returns them) registering to its primary, then its
+    /// secondary edge among the nodes at `edges` (the site's edge group), as placement puts
+    /// them.
+    pub fn dual_registered(&self, edges: &[usize], phone: &(String, String, String)) -> PhoneSpec {
+        let (id, user, password) = phone;
+        let group = crate::fleet::placement_edges(&self.udp_edges(edges));
+        let p = placement::place(id, &group, true).expect("an edge group to place in");
+        let udp_of = |node: &str| {
+            let i = edges
+                .iter()
+                .find(|&&i| self.nodes[i].node_id == node)
+                .expect("placed on an edge of the group");
+            self.udp(*i)
+        };
+        let mut registrars = vec![udp_of(&p.primary.node_id)];
+        registrars.extend(p.secondary.map(|s| udp_of(&s.node_id)));
+        PhoneSpec {
+            phone_id: id.clone(),
+            user: user.clone(),
+            password: password.clone(),
+            domain: "dialtone".into(),
+            registrars,
+            managed: None,
+        }
     }
 
     /// The sandbox's scratch directory.

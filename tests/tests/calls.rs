@@ -12,8 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_domain::placement;
-use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
@@ -122,11 +121,6 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     )
     .await
     .unwrap();
-    let udp = |i: usize| -> SocketAddr {
-        format!("127.0.0.1:{}", sb.nodes[i].sip.udp)
-            .parse()
-            .unwrap()
-    };
     let edges = sb.udp_edges(&[1, 2]);
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
     seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
@@ -154,20 +148,7 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         "{refusal:?}"
     );
 
-    let group = dialtone_tests::fleet::placement_edges(&edges);
-    let node_addr = |n: &str| if n == "node-1" { udp(1) } else { udp(2) };
-    let p = placement::place(&callee.0, &group, true).unwrap();
-    let spec = PhoneSpec {
-        phone_id: callee.0.clone(),
-        user: callee.1.clone(),
-        password: callee.2.clone(),
-        domain: "dialtone".into(),
-        registrars: vec![
-            node_addr(&p.primary.node_id),
-            node_addr(&p.secondary.unwrap().node_id),
-        ],
-        managed: None,
-    };
+    let spec = sb.dual_registered(&[1, 2], callee);
     let sim = Sim::start(
         SimConfig {
             expires: 30,
@@ -381,6 +362,42 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     sim.stop(true, 1).await;
 }
 
+/// Whether baresip and linphonec both reached the established state of their `n`th call.
+async fn established(baresip: &Softphone, linphonec: &Softphone, n: usize) -> bool {
+    baresip
+        .wait_log("Call established", n, Duration::from_secs(10))
+        .await
+        && linphonec
+            .wait_log("to LinphoneCallStreamsRunning", n, Duration::from_secs(5))
+            .await
+}
+
+/// The sum over the edges (nodes 1 and up) of metric `name`'s series labelled `label`.
+async fn edges_total(sb: &ClusterSandbox, name: &str, label: &str) -> i64 {
+    let mut n = 0;
+    for node in &sb.nodes[1..] {
+        n += node.metric(name, label).await.unwrap_or(0);
+    }
+    n
+}
+
+/// Whether [`edges_total`] meets `want` within 5 s, and the last total seen.
+async fn edges_reach(
+    sb: &ClusterSandbox,
+    name: &str,
+    label: &str,
+    want: impl Fn(i64) -> bool,
+) -> (bool, i64) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let n = edges_total(sb, name, label).await;
+        if want(n) || Instant::now() > deadline {
+            return (want(n), n);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Real softphones, each registered to its own edge, call each other by extension: baresip
 /// (on edge 1) dials linphonec's extension, linphonec (on edge 2) answers by itself, both
 /// reach the established state, and the caller's hang-up (a BYE along the Record-Route of
@@ -452,59 +469,20 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
     let logs = |b: &Softphone, l: &Softphone| {
         format!("baresip:\n{}\nlinphonec:\n{}", b.log_text(), l.log_text())
     };
-    let relayed = || async {
-        let mut n = 0;
-        for node in &sb.nodes[1..] {
-            n += node
-                .metric("dialtone_edge_deliveries_total", "outcome=\"in_dialog\"")
-                .await
-                .unwrap_or(0);
-        }
-        n
-    };
+    let relayed = "dialtone_edge_deliveries_total";
+    let in_dialog = "outcome=\"in_dialog\"";
 
     // baresip calls 202 through edge 1; edge 1 hands it to edge 2, which holds linphonec.
     baresip.dial("sip:202@127.0.0.1").unwrap();
     assert!(
-        baresip
-            .wait_log("Call established", 1, Duration::from_secs(10))
-            .await
-            && linphonec
-                .wait_log("to LinphoneCallStreamsRunning", 1, Duration::from_secs(5))
-                .await,
+        established(&baresip, &linphonec, 1).await,
         "the call was not established:\n{}",
         logs(&baresip, &linphonec)
     );
     // Both edges on the path count the call as up.
-    let active = || async {
-        let mut n = 0;
-        for node in &sb.nodes[1..] {
-            n += node
-                .metric("dialtone_calls_active", "node=")
-                .await
-                .unwrap_or(0);
-        }
-        n
-    };
-    let settled = |want: i64| {
-        let active = &active;
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while active().await != want {
-                if Instant::now() > deadline {
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            true
-        }
-    };
-    assert!(
-        settled(2).await,
-        "calls active on the edges: {}",
-        active().await
-    );
-    let before = relayed().await;
+    let (up, active) = edges_reach(&sb, "dialtone_calls_active", "node=", |n| n == 2).await;
+    assert!(up, "calls active on the edges: {active}");
+    let before = edges_total(&sb, relayed, in_dialog).await;
     baresip.hang_up().unwrap();
     assert!(
         linphonec
@@ -515,31 +493,15 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
     );
     // The BYE and its 200 went through both edges (edge 1, then edge 2), not phone to
     // phone: each edge counts a relayed in-dialog request once its final answer is back.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while relayed().await < before + 2 {
-        assert!(
-            Instant::now() < deadline,
-            "in-dialog requests relayed: {before} -> {}",
-            relayed().await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    assert!(
-        settled(0).await,
-        "calls still active after the BYE: {}",
-        active().await
-    );
+    let (both, after) = edges_reach(&sb, relayed, in_dialog, |n| n >= before + 2).await;
+    assert!(both, "in-dialog requests relayed: {before} -> {after}");
+    let (down, active) = edges_reach(&sb, "dialtone_calls_active", "node=", |n| n == 0).await;
+    assert!(down, "calls still active after the BYE: {active}");
 
     // And back: linphonec calls 201, baresip answers by itself, linphonec hangs up.
     linphonec.dial("sip:201@127.0.0.1").unwrap();
     assert!(
-        baresip
-            .wait_log("Call established", 2, Duration::from_secs(10))
-            .await
-            && linphonec
-                .wait_log("to LinphoneCallStreamsRunning", 2, Duration::from_secs(5))
-                .await,
+        established(&baresip, &linphonec, 2).await,
         "the call back was not established:\n{}",
         logs(&baresip, &linphonec)
     );
@@ -584,33 +546,16 @@ async fn new_calls_go_through_the_living_edge_when_one_dies() {
     update_phone(&mut cfg, &callee.0, at_extension("202"))
         .await
         .unwrap();
-    let group = dialtone_tests::fleet::placement_edges(&edges);
-    let index = |node: &str| if node == "node-1" { 1 } else { 2 };
-    let udp = |i: usize| -> SocketAddr {
-        format!("127.0.0.1:{}", sb.nodes[i].sip.udp)
-            .parse()
-            .unwrap()
-    };
-    let p = placement::place(&callee.0, &group, true).unwrap();
-    let (primary, secondary) = (
-        index(&p.primary.node_id),
-        index(&p.secondary.unwrap().node_id),
-    );
-    let spec = PhoneSpec {
-        phone_id: callee.0.clone(),
-        user: callee.1.clone(),
-        password: callee.2.clone(),
-        domain: "dialtone".into(),
-        registrars: vec![udp(primary), udp(secondary)],
-        managed: None,
-    };
+    let spec = sb.dual_registered(&[1, 2], callee);
+    let index = |addr: SocketAddr| if addr == sb.udp(1) { 1 } else { 2 };
+    let primary = index(spec.registrars[0]);
     let sim = Sim::start(
         SimConfig {
             expires: 30,
             sockets: 1,
             ..SimConfig::default()
         },
-        vec![spec],
+        vec![spec.clone()],
     )
     .await
     .unwrap();
@@ -620,7 +565,7 @@ async fn new_calls_go_through_the_living_edge_when_one_dies() {
         "never registered on both edges"
     );
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
-    let living = udp(secondary);
+    let living = spec.registrars[1];
     assert_eq!(dial(&caller, "202", living).await.last(), Some(&200));
 
     sb.nodes[primary].kill9();

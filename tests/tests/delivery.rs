@@ -7,13 +7,11 @@
 //! secondary's when the primary is dead) and report what the phone answered.
 
 use std::{
-    net::SocketAddr,
     sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 
-use dialtone_domain::placement;
-use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, SimTransport};
+use dialtone_phonesim::{Sim, SimConfig, SimTransport};
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
@@ -30,33 +28,14 @@ async fn requests_reach_a_phone_once_through_either_edge() {
     )
     .await
     .unwrap();
-    let udp = |i: usize| -> SocketAddr {
-        format!("127.0.0.1:{}", sb.nodes[i].sip.udp)
-            .parse()
-            .unwrap()
-    };
+    let udp = |i: usize| sb.udp(i);
     let edges = sb.udp_edges(&[1, 2]);
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
     seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
         .await
         .unwrap();
-    let group = dialtone_tests::fleet::placement_edges(&edges);
     let phones = import(&mut cfg, 5, "dlv").await.unwrap();
-    let node_addr = |n: &str| if n == "node-1" { udp(1) } else { udp(2) };
-    let spec = |(id, user, password): &(String, String, String)| {
-        let p = placement::place(id, &group, true).unwrap();
-        PhoneSpec {
-            phone_id: id.clone(),
-            user: user.clone(),
-            password: password.clone(),
-            domain: "dialtone".into(),
-            registrars: vec![
-                node_addr(&p.primary.node_id),
-                node_addr(&p.secondary.unwrap().node_id),
-            ],
-            managed: None,
-        }
-    };
+    let spec = |phone| sb.dual_registered(&[1, 2], phone);
     let (answering, ringing, absent) = (spec(&phones[0]), spec(&phones[1]), &phones[2]);
     let over_tcp = spec(&phones[3]);
     tokio::time::sleep(Duration::from_millis(500)).await;
