@@ -3,7 +3,7 @@
 //! parsed), so deciding a call is a classification and a few comparisons.
 
 use dialtone_domain::dialplan::{
-    Caller, Decision, Kind, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
+    Caller, Decision, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
 };
 use dialtone_proto::config::v1::{CallRestrictions, Site, SiteAssignment};
 
@@ -59,14 +59,6 @@ impl SiteCalling {
         }
     }
 
-    /// Whether the site's plan takes `dialled` for an emergency number.
-    pub fn is_emergency(&self, dialled: &str) -> bool {
-        self.plan
-            .as_ref()
-            .and_then(|p| p.classify(dialled))
-            .is_some_and(|c| c.kind == Kind::Emergency)
-    }
-
     /// What to do with `dialled` from a phone of the site (`assigned` or not), which may
     /// set its own restrictions and call patterns (`phone`). Pure.
     pub fn decide(&self, dialled: &str, assigned: bool, phone: Option<&PhoneCalling>) -> Decision {
@@ -96,6 +88,7 @@ pub fn without_site(assigned: bool) -> Decision {
 
 #[cfg(test)]
 mod tests {
+    use dialtone_domain::dialplan::Kind;
     use dialtone_proto::config::v1::CallRestrictions;
 
     use super::*;
@@ -192,9 +185,19 @@ mod tests {
                 site.number_plan
             );
         }
-        assert!(SiteCalling::of(&open).is_emergency("911"));
-        assert!(!SiteCalling::of(&open).is_emergency("2125551234"));
-        assert!(!SiteCalling::of(&none).is_emergency("911"));
+        let emergency = |s: &Site, dialled: &str| {
+            let d = SiteCalling::of(s).decide(dialled, true, None);
+            matches!(
+                d,
+                Decision::Allow {
+                    kind: Kind::Emergency,
+                    ..
+                }
+            )
+        };
+        assert!(emergency(&open, "911"));
+        assert!(!emergency(&open, "2125551234"));
+        assert!(!emergency(&none, "911"));
         assert_eq!(without_site(false), Decision::Refuse(Refusal::Unassigned));
     }
 

@@ -114,22 +114,27 @@ impl Dispatcher {
     /// of the calling line's site, else `{site code}{extension}` of another, else a REMOTE
     /// phone (lines win over a remote phone
     /// claiming the same user).
-    fn addressee(&self, uri: &str, user: &str, sender: &Sender) -> Option<Addressee> {
+    fn addressee(
+        &self,
+        uri: &str,
+        user: &str,
+        dialled: &str,
+        sender: &Sender,
+    ) -> Option<Addressee> {
         let cache = self.cache.read();
         if let Some(line) = cache.lookup(user) {
             return Some(Addressee::Line(line));
         }
-        let dialled = outside::dialled(user);
         if let Sender::Line(caller) = sender
             && let Some(line) = cache
-                .extension_line(&caller.phone_id, &dialled)
-                .or_else(|| cache.coded_extension_line(&dialled))
+                .extension_line(&caller.phone_id, dialled)
+                .or_else(|| cache.coded_extension_line(dialled))
         {
             let uri = retarget(uri, user, &line.sip_user);
             return Some(Addressee::Extension { line, uri });
         }
         if let Sender::Line(caller) = sender
-            && let Some(target) = cache.remote_extension(&caller.phone_id, &dialled)
+            && let Some(target) = cache.remote_extension(&caller.phone_id, dialled)
         {
             return Some(Addressee::Remote(target));
         }
@@ -255,14 +260,21 @@ impl Dispatcher {
                     return;
                 }
             };
-            // An emergency call from one of our lines is decided before anything else, so
-            // no extension or line of the same number and no missing assignment stands in
-            // its way.
-            if let Sender::Line(caller) = &sender
-                && method == "INVITE"
-                && self.is_emergency(caller, user)
+            // What was dialled, and what the caller's site makes of it as an outside number
+            // (a call from one of our lines): an emergency call is decided before anything
+            // else, so no extension or line of the same number and no missing assignment
+            // stands in its way.
+            let dialled = outside::dialled(user);
+            let outside = match &sender {
+                Sender::Line(caller) if method == "INVITE" => {
+                    Some(self.outside_decision(caller, &dialled))
+                }
+                _ => None,
+            };
+            if let Some(d) = &outside
+                && outside::is_emergency(d)
             {
-                self.outside_call(&m, caller, user, &src, &reply);
+                self.outside_call(&m, d, &src, &reply);
                 return;
             }
             // Calls and messages from an unassigned phone are refused, whatever they are for
@@ -280,7 +292,7 @@ impl Dispatcher {
                 StartLine::Request { uri, .. } => uri.as_str(),
                 StartLine::Response { .. } => "",
             };
-            let line = match self.addressee(uri, user, &sender) {
+            let line = match self.addressee(uri, user, &dialled, &sender) {
                 Some(Addressee::Line(line)) => line,
                 Some(Addressee::Extension { line, uri }) => {
                     if let StartLine::Request { uri: target, .. } = &mut m.start {
@@ -295,12 +307,10 @@ impl Dispatcher {
                     return;
                 }
                 None => {
-                    match &sender {
-                        // A call for no one of ours: perhaps a number outside.
-                        Sender::Line(caller) if method == "INVITE" => {
-                            self.outside_call(&m, caller, user, &src, &reply);
-                        }
-                        _ => {
+                    match outside {
+                        // A call for no one of ours: a number outside.
+                        Some(decision) => self.outside_call(&m, &decision, &src, &reply),
+                        None => {
                             reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
                         }
                     }

@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use dialtone_domain::dialplan::{Decision, Refusal};
+use dialtone_domain::dialplan::{Decision, Kind, Refusal};
 use dialtone_sip::{Message, response::Source};
 
 use super::Dispatcher;
@@ -48,32 +48,38 @@ pub(super) fn dialled(user: &str) -> Cow<'_, str> {
     String::from_utf8(out).map_or(Cow::Borrowed(number), Cow::Owned)
 }
 
+/// Whether `d` lets an emergency call through (decided before anything else is looked up).
+pub(super) fn is_emergency(d: &Decision) -> bool {
+    matches!(
+        d,
+        Decision::Allow {
+            kind: Kind::Emergency,
+            ..
+        }
+    )
+}
+
 impl Dispatcher {
-    /// Whether `user` (a Request-URI's), from `caller`, dials an emergency number of its
-    /// site's plan.
-    pub(super) fn is_emergency(&self, caller: &LineEntry, user: &str) -> bool {
+    /// What `caller`'s site (and the phone's own rules) make of `dialled` as a number
+    /// outside the fleet: classified once per call.
+    pub(super) fn outside_decision(&self, caller: &LineEntry, dialled: &str) -> Decision {
         let calling = self.cache.read().calling_of(&caller.phone_id);
-        calling.is_some_and(|(site, _)| site.is_emergency(&dialled(user)))
+        let assigned = !caller.unassigned;
+        match calling {
+            Some((site, phone)) => site.decide(dialled, assigned, phone.as_deref()),
+            None => without_site(assigned),
+        }
     }
 
-    /// Answers a call from `caller` for `user` (a Request-URI's), which no line, extension
-    /// or REMOTE phone of ours answers to.
+    /// Answers a call for a number outside the fleet (no line, extension or REMOTE phone
+    /// of ours answers to it) as `decision` says.
     pub(super) fn outside_call(
         &self,
         m: &Message,
-        caller: &LineEntry,
-        user: &str,
+        decision: &Decision,
         src: &Source,
         reply: &Replier,
     ) {
-        let dialled = dialled(user);
-        let dialled = dialled.as_ref();
-        let calling = self.cache.read().calling_of(&caller.phone_id);
-        let assigned = !caller.unassigned;
-        let decision = match calling {
-            Some((site, phone)) => site.decide(dialled, assigned, phone.as_deref()),
-            None => without_site(assigned),
-        };
         let warning = |text: &str| {
             // RFC 3261 §20.43: 399 is a miscellaneous warning; the agent is this edge.
             let text = text.replace(['"', '\\'], "");
