@@ -5,32 +5,39 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-/// (site id, extension) → phone id.
+/// Site id → extension → phone id (nested, so a lookup by a dialled string copies
+/// nothing).
 #[derive(Default)]
 pub struct SiteExtensions {
-    by_extension: HashMap<(String, String), Arc<str>>,
+    by_site: HashMap<String, HashMap<String, Arc<str>>>,
 }
 
 impl SiteExtensions {
     /// `phone` now holds `extension` in `site`.
     pub fn put(&mut self, site: &str, extension: &str, phone: &Arc<str>) {
-        self.by_extension
-            .insert((site.to_owned(), extension.to_owned()), phone.clone());
+        self.by_site
+            .entry(site.to_owned())
+            .or_default()
+            .insert(extension.to_owned(), phone.clone());
     }
 
     /// `phone` no longer holds `extension` in `site` (another phone that took it meanwhile
     /// keeps it: changes may arrive in any order within a watch's batch).
     pub fn remove(&mut self, site: &str, extension: &str, phone: &str) {
-        let key = (site.to_owned(), extension.to_owned());
-        if self.by_extension.get(&key).is_some_and(|p| &**p == phone) {
-            self.by_extension.remove(&key);
+        let Some(extensions) = self.by_site.get_mut(site) else {
+            return;
+        };
+        if extensions.get(extension).is_some_and(|p| &**p == phone) {
+            extensions.remove(extension);
+            if extensions.is_empty() {
+                self.by_site.remove(site);
+            }
         }
     }
 
     /// The phone holding `extension` in `site`.
     pub fn get(&self, site: &str, extension: &str) -> Option<&Arc<str>> {
-        self.by_extension
-            .get(&(site.to_owned(), extension.to_owned()))
+        self.by_site.get(site)?.get(extension)
     }
 }
 
