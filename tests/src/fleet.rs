@@ -277,9 +277,28 @@ pub async fn update_phone(
     )
 }
 
-/// Assigns phone `id` to user `user` (calls and messages from unassigned phones are
-/// refused).
+/// Assigns phone `id` to user `user`, created in the phone's site if it does not exist
+/// (calls and messages from unassigned phones are refused).
 pub async fn assign_to_user(c: &mut ConfigClient, id: &str, user: &str) -> anyhow::Result<()> {
+    let site = c
+        .get_phone(pb::GetRequest { id: id.into() })
+        .await?
+        .into_inner()
+        .site_id;
+    let created = c
+        .create_user(pb::CreateUserRequest {
+            user: Some(pb::User {
+                id: user.into(),
+                site_id: site,
+                ..Default::default()
+            }),
+        })
+        .await;
+    match created {
+        Ok(_) => {}
+        Err(s) if s.code() == tonic::Code::AlreadyExists => {}
+        Err(s) => return Err(s.into()),
+    }
     update_phone(c, id, |p| {
         p.assignment = Some(pb::Assignment {
             mode: Some(pb::assignment::Mode::User(pb::UserAssignment {

@@ -550,6 +550,15 @@ async fn a_migration_dry_run_writes_nothing_and_applying_is_idempotent(c: &mut C
 /// CSV import: valid rows created, bad rows reported, a re-run idempotent; the export
 /// round-trips, and an unknown column refuses the whole file.
 async fn a_csv_import_reports_bad_rows_is_idempotent_and_round_trips(c: &mut ConfigClient) {
+    c.create_user(pb::CreateUserRequest {
+        user: Some(pb::User {
+            id: "u-2".into(),
+            site_id: "hq".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
     let csv = "name,kind,site_id,base_settings_id,hardware_id,lines,assignment\n\
                Imp1,managed,hq,vvx2,00:04:f2:10:00:01,3001=Imp one,site:3001\n\
                Imp2,managed,hq,vvx2,00:04:f2:10:00:02,3002,user:u-2\n\

@@ -102,6 +102,16 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     )
     .await
     .unwrap();
+    cfg.create_user(pb::CreateUserRequest {
+        user: Some(pb::User {
+            id: "alice".into(),
+            name: "Alice".into(),
+            site_id: "hq".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
     let mut devices = Vec::new();
     for i in 0..=DESK_PHONES {
         let softphone = i == DESK_PHONES;

@@ -32,6 +32,14 @@ pub enum ConfigError {
         /// Referenced id.
         id: String,
     },
+    /// A referenced object exists but cannot be used as the field asks.
+    #[error("{field}: {reason}")]
+    Unusable {
+        /// Field holding the reference.
+        field: String,
+        /// Why it cannot be used, and what to do.
+        reason: String,
+    },
     /// A unique value is taken.
     #[error("{what} '{value}' is already used by {owner}")]
     AlreadyExists {
@@ -133,7 +141,9 @@ impl ConfigError {
         match self {
             ConfigError::InvalidArgument { .. } => Code::InvalidArgument,
             ConfigError::NotFound { .. } => Code::NotFound,
-            ConfigError::MissingReference { .. } => Code::FailedPrecondition,
+            ConfigError::MissingReference { .. } | ConfigError::Unusable { .. } => {
+                Code::FailedPrecondition
+            }
             ConfigError::AlreadyExists { .. } => Code::AlreadyExists,
             ConfigError::Aborted { .. } | ConfigError::Contended { .. } => Code::Aborted,
             ConfigError::InUse { .. } => Code::FailedPrecondition,

@@ -32,6 +32,8 @@ struct Prepared {
     row: u64,
     phone: Phone,
     creds: Vec<LineCredentials>,
+    /// The site of the user a companion phone names.
+    user_site: Option<String>,
 }
 
 fn result(row: u64, total: u64, outcome: ImportOutcome) -> ImportPhonesResponse {
@@ -72,7 +74,12 @@ impl ConfigCore {
         let mut prepared = Vec::with_capacity(rows.len());
         for Row { row, phone } in rows {
             match self.prepare_row(phone, &mut sites, &mut bases).await? {
-                Ok((phone, creds)) => prepared.push(Prepared { row, phone, creds }),
+                Ok((phone, creds, user_site)) => prepared.push(Prepared {
+                    row,
+                    phone,
+                    creds,
+                    user_site,
+                }),
                 Err(reason) => {
                     if out.send(failed(row, total, reason)).await.is_err() {
                         return Ok(());
@@ -104,7 +111,7 @@ impl ConfigCore {
         phone: std::result::Result<Phone, String>,
         sites: &mut HashMap<String, Option<Site>>,
         bases: &mut HashMap<String, Option<BaseSettings>>,
-    ) -> Result<std::result::Result<(Phone, Vec<LineCredentials>), String>> {
+    ) -> Result<std::result::Result<(Phone, Vec<LineCredentials>, Option<String>), String>> {
         let phone = match phone {
             Ok(p) => p,
             Err(reason) => return Ok(Err(reason)),
@@ -150,9 +157,15 @@ impl ConfigCore {
                 }
             }
         };
-        Ok(self
-            .prepare_new(phone, &site, base.as_ref())
-            .map_err(column_reason))
+        let (phone, creds) = match self.prepare_new(phone, &site, base.as_ref()) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(column_reason(e))),
+        };
+        match self.companion_site(&phone).await {
+            Ok(user_site) => Ok(Ok((phone, creds, user_site))),
+            Err(e @ ConfigError::Store(_)) => Err(e),
+            Err(e) => Ok(Err(column_reason(e))),
+        }
     }
 
     /// Creates one group: drops rows that exist, then batched transactions.
@@ -187,7 +200,7 @@ impl ConfigCore {
         let mut batch: Vec<Prepared> = Vec::new();
         let (mut compares, mut ops, mut seen) = (Vec::new(), Vec::new(), HashSet::new());
         for p in fresh {
-            let (c, o) = create_txn(&p.phone);
+            let (c, o) = create_txn(&p.phone, p.user_site.as_deref());
             let new_c: Vec<Compare> = c.into_iter().filter(|c| !compares.contains(c)).collect();
             let clash = o.iter().any(|op| seen.contains(op.key()));
             if clash
@@ -204,7 +217,7 @@ impl ConfigCore {
                     .await?,
                 );
                 seen.clear();
-                let (c, o) = create_txn(&p.phone);
+                let (c, o) = create_txn(&p.phone, p.user_site.as_deref());
                 seen.extend(o.iter().map(|op| op.key().to_owned()));
                 compares = c;
                 ops = o;
@@ -240,7 +253,7 @@ impl ConfigCore {
         }
         let mut out = Vec::with_capacity(batch.len());
         for p in batch {
-            let (c, o) = create_txn(&p.phone);
+            let (c, o) = create_txn(&p.phone, p.user_site.as_deref());
             if self.store.txn(c, o).await?.succeeded {
                 out.push(created(p));
                 continue;

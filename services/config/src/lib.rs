@@ -21,6 +21,7 @@ mod repo;
 pub mod service;
 pub mod settings;
 mod upgrade;
+pub mod users;
 pub mod validate;
 
 use dialtone_store::Store;

@@ -248,8 +248,8 @@ impl ConfigCore {
         self.delete_unused(
             &keys::edge_group(id),
             version,
-            vec![],
-            users,
+            (vec![], vec![]),
+            &[users],
             "edge group",
             id,
         )
@@ -381,11 +381,17 @@ impl ConfigCore {
         if !site.site_code.is_empty() {
             extra.push(Op::Delete(keys::site_code(&site.site_code)));
         }
-        let users = Users {
-            prefix: keys::site_phones(id),
-            what: "phones",
-        };
-        self.delete_unused(&key, version, extra, users, "site", id)
+        let users = [
+            Users {
+                prefix: keys::site_phones(id),
+                what: "phones",
+            },
+            Users {
+                prefix: keys::site_users(id),
+                what: "users",
+            },
+        ];
+        self.delete_unused(&key, version, (vec![], extra), &users, "site", id)
             .await
     }
 
@@ -452,7 +458,7 @@ impl ConfigCore {
 
     /// Writes a new object of `kind` at `key` unless one is there (AlreadyExists on `what`,
     /// its unique id); returns its version. For objects without indexes (edge groups, peers).
-    async fn create_absent<M: prost::Message>(
+    pub(crate) async fn create_absent<M: prost::Message>(
         &self,
         key: &str,
         msg: &M,
@@ -477,7 +483,7 @@ impl ConfigCore {
     }
 
     /// Replaces an object at `version` (0: any); returns the new version.
-    async fn put_guarded<M: prost::Message>(
+    pub(crate) async fn put_guarded<M: prost::Message>(
         &self,
         key: &str,
         version: i64,
@@ -491,7 +497,7 @@ impl ConfigCore {
 
     /// Applies `op` to the object at `key` if it is at `version` (0: any); returns the
     /// new revision, or why not (gone, stale version, contended).
-    async fn write_guarded(
+    pub(crate) async fn write_guarded(
         &self,
         key: &str,
         version: i64,
@@ -513,40 +519,43 @@ impl ConfigCore {
         Ok(r.revision)
     }
 
-    /// Deletes `key` at `version` (0: any), with `extra` ops, only while no key is under
-    /// `users.prefix` (its reverse index): the check and the delete are one transaction.
-    async fn delete_unused(
+    /// Deletes `key` at `version` (0: any), with `extra` compares and ops, only while no
+    /// key is under any of `users`' prefixes (its reverse indexes): the checks and the
+    /// delete are one transaction.
+    pub(crate) async fn delete_unused(
         &self,
         key: &str,
         version: i64,
-        extra: Vec<Op>,
-        users: Users,
+        (extra_compares, extra): (Vec<Compare>, Vec<Op>),
+        users: &[Users],
         kind: &'static str,
         id: &str,
     ) -> Result<i64> {
         let mut ops = vec![Op::Delete(key.to_owned())];
         ops.extend(extra);
-        let compares = vec![
-            version_guard(key, version),
-            Compare::PrefixEmpty(users.prefix.clone()),
-        ];
+        let mut compares = vec![version_guard(key, version)];
+        compares.extend(users.iter().map(|u| Compare::PrefixEmpty(u.prefix.clone())));
+        compares.extend(extra_compares);
         let r = self.store.txn(compares, ops).await?;
         if r.succeeded {
             return Ok(r.revision);
         }
         explain_guard(&self.store, key, version, kind, id).await?;
-        match self.store.count(&users.prefix).await? {
-            0 => Err(ConfigError::Contended {
-                kind,
-                id: id.to_owned(),
-            }),
-            count => Err(ConfigError::InUse {
-                kind,
-                id: id.to_owned(),
-                count,
-                users: users.what,
-            }),
+        for u in users {
+            let count = self.store.count(&u.prefix).await?;
+            if count > 0 {
+                return Err(ConfigError::InUse {
+                    kind,
+                    id: id.to_owned(),
+                    count,
+                    users: u.what,
+                });
+            }
         }
+        Err(ConfigError::Contended {
+            kind,
+            id: id.to_owned(),
+        })
     }
 
     pub async fn delete_base_settings(&self, id: &str, version: i64) -> Result<i64> {
@@ -557,8 +566,8 @@ impl ConfigCore {
         self.delete_unused(
             &keys::base_settings(id),
             version,
-            vec![],
-            users,
+            (vec![], vec![]),
+            &[users],
             "base settings",
             id,
         )
@@ -611,9 +620,11 @@ impl ConfigCore {
 }
 
 /// The reverse index of an object's users.
-struct Users {
-    prefix: String,
-    what: &'static str,
+/// A reverse index whose entries keep an object from being deleted.
+pub(crate) struct Users {
+    pub(crate) prefix: String,
+    /// What its entries are ("phones", "sites").
+    pub(crate) what: &'static str,
 }
 
 #[cfg(test)]

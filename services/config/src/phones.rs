@@ -132,7 +132,7 @@ pub fn validate_phone(p: &mut Phone, base: Option<&BaseSettings>) -> Result<()> 
         }
         Some(Mode::User(u)) => check(
             "phone.assignment.user.user_id",
-            validate::name(&u.user_id, 1, 128),
+            validate::user_id(&u.user_id),
         )?,
         Some(Mode::Site(s)) => {
             check(
@@ -250,6 +250,7 @@ fn listing_keys(p: &Phone) -> Vec<String> {
         format!("{}{}", keys::site_phones(&p.site_id), p.id),
         keys::phone_name(&p.name, &p.id),
     ];
+    k.extend(crate::users::companion_entry(p));
     if !p.base_settings_id.is_empty() {
         k.push(format!(
             "{}{}",
@@ -280,12 +281,24 @@ fn extension_key(p: &Phone) -> Option<String> {
     }
 }
 
-/// The compares and ops creating a phone and its index entries.
-pub fn create_txn(p: &Phone) -> (Vec<Compare>, Vec<Op>) {
+/// The compare a write of phone `p` carries when it is a companion of a user in
+/// `user_site` (read by [`ConfigCore::companion_site`]): the user is still in that site.
+fn companion_compare(p: &Phone, user_site: Option<&str>) -> Option<Compare> {
+    let user = crate::users::companion_of(p)?;
+    Some(match user_site {
+        Some(site) => crate::users::companion_guard(user, site),
+        None => Compare::Exists(keys::user(user)),
+    })
+}
+
+/// The compares and ops creating a phone and its index entries; `user_site` is the site of
+/// the user a companion phone names.
+pub fn create_txn(p: &Phone, user_site: Option<&str>) -> (Vec<Compare>, Vec<Op>) {
     let mut compares = vec![
         Compare::Absent(keys::phone(&p.id)),
         Compare::Exists(keys::site(&p.site_id)),
     ];
+    compares.extend(companion_compare(p, user_site));
     let mut ops = vec![put(keys::phone(&p.id), p)];
     if !p.base_settings_id.is_empty() {
         compares.push(Compare::Exists(keys::base_settings(&p.base_settings_id)));
@@ -314,9 +327,18 @@ pub fn redact(mut p: Phone) -> Phone {
     p
 }
 
+/// What a phone refers to, as read before its write.
+pub(crate) struct References {
+    pub site: Site,
+    pub base: Option<BaseSettings>,
+    /// The site of the user a companion phone names.
+    pub user_site: Option<String>,
+}
+
 impl ConfigCore {
-    /// Loads a phone's site and profile and checks the references exist.
-    pub(crate) async fn references(&self, p: &Phone) -> Result<(Site, Option<BaseSettings>)> {
+    /// Loads a phone's site and profile and checks the references exist (a companion
+    /// phone's user too: see [`ConfigCore::companion_site`]).
+    pub(crate) async fn references(&self, p: &Phone) -> Result<References> {
         let site: Site = load(&self.store, &keys::site(&p.site_id), "site")
             .await?
             .map(|(s, _)| s)
@@ -340,7 +362,12 @@ impl ConfigCore {
             })?;
             Some(b)
         };
-        Ok((site, base))
+        let user_site = self.companion_site(p).await?;
+        Ok(References {
+            site,
+            base,
+            user_site,
+        })
     }
 
     /// Validates a new phone and fills in id, times and credentials (no IO besides reading
@@ -371,25 +398,18 @@ impl ConfigCore {
     /// this phone's: one another phone holds (a duplicate from before extensions were
     /// unique) stays, and the compare fails the write if the entry changes meanwhile.
     async fn release_extension(&self, p: &Phone) -> Result<Option<(Compare, Op)>> {
-        let Some(k) = extension_key(p) else {
-            return Ok(None);
-        };
-        let owner = keys::extension_owner_phone(&p.id);
-        Ok(match self.store.get(&k).await? {
-            Some(kv) if kv.value == owner.as_bytes() => Some((
-                Compare::ModRevision {
-                    key: k.clone(),
-                    revision: kv.mod_revision,
-                },
-                Op::Delete(k),
-            )),
-            _ => None,
-        })
+        match extension_key(p) {
+            Some(k) => {
+                self.release_owned(k, &keys::extension_owner_phone(&p.id))
+                    .await
+            }
+            None => Ok(None),
+        }
     }
 
     /// Says why a create transaction failed.
     pub(crate) async fn explain_create(&self, p: &Phone) -> Result<ConfigError> {
-        let (_site, _base) = self.references(p).await?;
+        self.references(p).await?;
         if !p.hardware_id.is_empty()
             && let Some(kv) = self.store.get(&keys::hardware(&p.hardware_id)).await?
         {
@@ -431,9 +451,9 @@ impl ConfigCore {
 
     /// Creates a phone; returns it with the clear credentials of its lines and device.
     pub async fn create_phone(&self, p: Phone) -> Result<Written> {
-        let (site, base) = self.references(&p).await?;
-        let (mut p, creds) = self.prepare_new(p, &site, base.as_ref())?;
-        let (compares, ops) = create_txn(&p);
+        let refs = self.references(&p).await?;
+        let (mut p, creds) = self.prepare_new(p, &refs.site, refs.base.as_ref())?;
+        let (compares, ops) = create_txn(&p, refs.user_site.as_deref());
         let r = self.store.txn(compares, ops).await?;
         if !r.succeeded {
             return Err(self.explain_create(&p).await?);
@@ -471,7 +491,11 @@ impl ConfigCore {
         } else {
             current_version
         };
-        let (site, base) = self.references(&p).await?;
+        let References {
+            site,
+            base,
+            user_site,
+        } = self.references(&p).await?;
         validate_phone(&mut p, base.as_ref())?;
         validate_overrides(&p, &site)?;
         // Server-only: the generations of the lines this phone lost, and of those it loses
@@ -515,6 +539,7 @@ impl ConfigCore {
             version_guard(&key, version),
             Compare::Exists(keys::site(&p.site_id)),
         ];
+        compares.extend(companion_compare(&p, user_site.as_deref()));
         if !p.base_settings_id.is_empty() {
             compares.push(Compare::Exists(keys::base_settings(&p.base_settings_id)));
         }

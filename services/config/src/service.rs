@@ -136,6 +136,51 @@ impl ConfigService for ConfigApi {
             },
         ))
     }
+    async fn create_user(
+        &self,
+        req: Request<pb::CreateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let u = field(req.into_inner().user, "user")?;
+        ok(self.core.create_user(u).await)
+    }
+    async fn get_user(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::User>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_user(&req.get_ref().id).await)
+    }
+    async fn update_user(
+        &self,
+        req: Request<pb::UpdateUserRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let u = field(req.into_inner().user, "user")?;
+        ok(self.core.update_user(u).await)
+    }
+    async fn delete_user(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_user(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_users(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListUsersResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self.core.list_users(r.page_size, &r.page_token).await.map(
+            |(users, next_page_token)| pb::ListUsersResponse {
+                users,
+                next_page_token,
+            },
+        ))
+    }
     async fn create_edge_group(
         &self,
         req: Request<pb::CreateEdgeGroupRequest>,

@@ -14,6 +14,19 @@ pub fn slug(s: &str) -> Result<(), String> {
     }
 }
 
+/// User ids: 1-128 of letters, digits and '.', '_', '-', '@' (an e-mail address will do;
+/// never '/', which separates the parts of a store key).
+pub fn user_id(s: &str) -> Result<(), String> {
+    let ok = (1..=128).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err("must be 1-128 letters, digits, '.', '_', '-' or '@'".into())
+    }
+}
+
 /// A display name: `min`-`max` characters, no control characters.
 pub fn name(s: &str, min: usize, max: usize) -> Result<(), String> {
     let n = s.chars().count();

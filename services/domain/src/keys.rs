@@ -8,15 +8,18 @@
 //! | `config/base-settings/{id}` | `BaseSettings` | config | all roles (watch) | no |
 //! | `config/phones/{id}` | `Phone` (with `StoredCredentials`) | config | all roles (watch) | no |
 //! | `config/peers/{id}` | `Peer` | config | edge (watch) | no |
+//! | `config/users/{id}` | `User` | config | edge (watch) | no |
 //! | `index/hardware/{hw}` | phone id | config | config (uniqueness) | no |
 //! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
-//! | `index/extension/{site}/{extension}` | `phone/{id}` | config | config (uniqueness within a site) | no |
+//! | `index/extension/{site}/{extension}` | `phone/{id}` or `user/{id}` | config | config (uniqueness within a site) | no |
 //! | `index/site-code/{code}` | site id | config | config (uniqueness) | no |
 //! | `upgrades/extensions-indexed` | `1` | config (once) | config (start) | no |
 //! | `index/site-phones/{site}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/base-phones/{base}/{phone}` | empty | config | config (lists, references) | no |
 //! | `index/phone-names/{name}\u{1}{phone}` | empty | config | config (sorted list by name) | no |
 //! | `index/group-sites/{group}/{site}` | empty | config | config (references) | no |
+//! | `index/site-users/{site}/{user}` | empty | config | config (references) | no |
+//! | `index/user-phones/{user}/{phone}` | empty | config | config (references) | no |
 //! | `members/{role}/{node}` | `Member` | every node | config, edge, provisioning | yes |
 //! | `bindings/{phone}/{line}/{node}` | `Binding` | the edge holding it | status (watch), edge, config | yes |
 //! | `actions/{node}/{phone}` | `PhoneAction` | config, provisioning | edge `node` (watch) | no |
@@ -34,6 +37,7 @@ pub const EDGE_GROUPS: &str = "config/edge-groups/";
 pub const BASE_SETTINGS: &str = "config/base-settings/";
 pub const PHONES: &str = "config/phones/";
 pub const PEERS: &str = "config/peers/";
+pub const USERS: &str = "config/users/";
 /// Every node's membership record, `members/{role}/{node}`.
 pub const MEMBERS: &str = "members/";
 /// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
@@ -52,6 +56,9 @@ pub fn base_settings(id: &str) -> String {
 }
 pub fn peer(id: &str) -> String {
     format!("{PEERS}{id}")
+}
+pub fn user(id: &str) -> String {
+    format!("{USERS}{id}")
 }
 pub fn phone(id: &str) -> String {
     format!("{PHONES}{id}")
@@ -123,6 +130,18 @@ pub fn site_code(code: &str) -> String {
 pub fn extension_owner_phone(phone: &str) -> String {
     format!("phone/{phone}")
 }
+/// The owner value of an extension held by a user.
+pub fn extension_owner_user(user: &str) -> String {
+    format!("user/{user}")
+}
+/// Users of a site.
+pub fn site_users(site: &str) -> String {
+    format!("index/site-users/{site}/")
+}
+/// Phones assigned to a user (companion mode).
+pub fn user_phones(user: &str) -> String {
+    format!("index/user-phones/{user}/")
+}
 /// Phones of a site.
 pub fn site_phones(site: &str) -> String {
     format!("index/site-phones/{site}/")
@@ -163,7 +182,7 @@ mod tests {
         }
         assert!(member("edge", "n1").starts_with(&role_members("edge")));
         assert!(role_members("edge").starts_with(MEMBERS));
-        for k in [SITES, EDGE_GROUPS, BASE_SETTINGS, PHONES, PEERS] {
+        for k in [SITES, EDGE_GROUPS, BASE_SETTINGS, PHONES, PEERS, USERS] {
             assert!(k.starts_with(CONFIG));
         }
         // A longer name never sorts between a name and its own phones.

@@ -9,6 +9,7 @@ mod phones;
 pub mod provisioning;
 mod sites;
 pub mod status;
+mod users;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -24,6 +25,7 @@ pub use edge_groups::EdgeGroupCmd;
 pub use peers::PeerCmd;
 pub use phones::PhoneCmd;
 pub use sites::SiteCmd;
+pub use users::UserCmd;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -36,6 +38,9 @@ pub enum Command {
     /// Trusted SIP peers: requests from them reach phones without digest authentication.
     #[command(subcommand)]
     Peers(PeerCmd),
+    /// Users: people whose companion phones all ring at their extension.
+    #[command(subcommand)]
+    Users(UserCmd),
     /// Base-settings profiles.
     #[command(subcommand, name = "base-settings")]
     BaseSettings(BaseCmd),
@@ -111,6 +116,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::Peers(cmd) => peers::run(&mut c, out, cmd).await,
+        Command::Users(cmd) => users::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,
         Command::Phones(cmd) => phones::run(&mut c, out, cmd).await,
         Command::Members { role } => {

@@ -259,7 +259,7 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
 }
 
 /// `--allow` values as restrictions (none for `inherit`).
-fn parse_allow(allow: &[String]) -> anyhow::Result<Option<pb::CallRestrictions>> {
+pub(crate) fn parse_allow(allow: &[String]) -> anyhow::Result<Option<pb::CallRestrictions>> {
     if allow == ["inherit"] {
         return Ok(None);
     }
