@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering::Relaxed};
 use dialtone_sip::message::{Message, StartLine};
 use dialtone_softphone::Incoming;
 
-use crate::{Inner, Pending, Registration, managed, txn_key, wire, wire::Answer};
+use crate::{Inner, Pending, Registration, Reply, managed, txn_key, wire, wire::Answer};
 
 impl Inner {
     /// One message from `from` (over UDP or a TCP link): a response goes to its
@@ -19,8 +19,9 @@ impl Inner {
         m: Message,
         from: SocketAddr,
         pending: &Pending,
-        send: &dyn Fn(Vec<u8>),
+        reply: &Reply,
     ) {
+        let send = |b| reply.send(b);
         match &m.start {
             StartLine::Response { code, .. } => {
                 if *code < 200 {
@@ -68,6 +69,9 @@ impl Inner {
                     && let Some((invite, tag)) =
                         branch.as_ref().and_then(|b| self.ringing.lock().remove(b))
                 {
+                    if m.get("reason").is_some_and(|r| r.contains("cause=200")) {
+                        self.stats.cancelled_elsewhere.fetch_add(1, Relaxed);
+                    }
                     send(wire::respond(&m, from, 200, &tag));
                     send(wire::respond(&invite, from, 487, &tag));
                     return;
@@ -85,6 +89,21 @@ impl Inner {
                         send(wire::respond(&m, from, 180, &tag));
                         if let Some(b) = branch {
                             self.ringing.lock().insert(b, (m, tag));
+                        }
+                    }
+                    Answer::RingThen(code) if !self.cfg.answer_after.is_zero() => {
+                        // Rings a while (a CANCEL meanwhile takes it out of `ringing`).
+                        send(wire::respond(&m, from, 180, &tag));
+                        if let Some(b) = branch {
+                            self.ringing.lock().insert(b.clone(), (m, tag));
+                            let (me, reply) = (self.clone(), reply.clone());
+                            tokio::spawn(async move {
+                                tokio::time::sleep(me.cfg.answer_after).await;
+                                let ringing = me.ringing.lock().remove(&b);
+                                if let Some((invite, tag)) = ringing {
+                                    reply.send(wire::respond(&invite, from, code, &tag));
+                                }
+                            });
                         }
                     }
                     Answer::RingThen(code) => {

@@ -79,6 +79,8 @@ pub struct SimConfig {
     pub start_rate: u32,
     /// Final answer to INVITEs (200 answers after 180 Ringing; 0: ring until cancelled).
     pub invite_answer: u16,
+    /// How long a phone rings before a 2xx `invite_answer` (a CANCEL meanwhile stops it).
+    pub answer_after: Duration,
     /// Local address the sockets bind (port chosen by the OS).
     pub bind_ip: IpAddr,
     /// A transaction fails after this long without a final answer (UDP retransmissions
@@ -90,6 +92,28 @@ pub struct SimConfig {
     pub devices: Devices,
     /// UDP (shared sockets) or TCP (a connection per phone and registrar).
     pub transport: SimTransport,
+}
+
+/// Where a phone's answers go, owned so that one can be sent later (a delayed answer).
+#[derive(Clone)]
+pub(crate) enum Reply {
+    /// From a shared socket to an address.
+    Udp(Arc<UdpSocket>, SocketAddr),
+    /// Over a TCP link's writer.
+    Tcp(tokio::sync::mpsc::UnboundedSender<Vec<u8>>),
+}
+
+impl Reply {
+    pub(crate) fn send(&self, b: Vec<u8>) {
+        match self {
+            Reply::Udp(sock, to) => {
+                let _ = sock.try_send_to(&b, *to);
+            }
+            Reply::Tcp(tx) => {
+                let _ = tx.send(b);
+            }
+        }
+    }
 }
 
 /// How the phones reach their registrars.
@@ -120,6 +144,7 @@ impl Default for SimConfig {
             sockets: 16,
             start_rate: 0,
             invite_answer: 200,
+            answer_after: Duration::ZERO,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
             timeout: Duration::from_secs(4),
             provisioning: None,
@@ -374,9 +399,7 @@ impl Inner {
                 continue;
             };
             let Ok(m) = parse(&buf[..n]) else { continue };
-            let send = |b: Vec<u8>| {
-                let _ = sock.try_send_to(&b, from);
-            };
+            let send = Reply::Udp(sock.clone(), from);
             self.on_message(m, from, &self.pending[socket], &send);
         }
     }

@@ -105,6 +105,8 @@ pub struct Stats {
     pub calls: [AtomicU64; 3],
     /// Requests for a user this simulator does not hold (a routing error upstream).
     pub misdelivered: AtomicU64,
+    /// Ringing INVITEs cancelled because another phone answered (`Reason: SIP;cause=200`).
+    pub cancelled_elsewhere: AtomicU64,
 }
 
 impl Stats {

@@ -117,9 +117,7 @@ impl Inner {
         let reading = tokio::spawn(async move {
             let mut buf = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16 << 10];
-            let send = |b: Vec<u8>| {
-                let _ = tx.send(b);
-            };
+            let send = crate::Reply::Tcp(tx);
             'read: loop {
                 match rd.read(&mut chunk).await {
                     Ok(0) | Err(_) => break,
@@ -129,7 +127,7 @@ impl Inner {
                     match next_frame(&buf, MAX_MESSAGE) {
                         Ok(None) => break,
                         Ok(Some(Frame::Ping(n))) => {
-                            send(PONG.to_vec());
+                            send.send(PONG.to_vec());
                             buf.drain(..n);
                         }
                         Ok(Some(Frame::Skip(n))) => {

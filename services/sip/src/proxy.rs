@@ -184,16 +184,29 @@ pub fn forward_response(resp: &Message) -> Option<Vec<u8>> {
 /// The CANCEL for an INVITE this proxy forwarded as `sent` (RFC 3261 §9.1: same
 /// Request-URI, top Via, From, To, Call-ID and CSeq number).
 pub fn cancel_for(sent: &Message) -> Option<Vec<u8>> {
-    hop_request(sent, "CANCEL", None)
+    hop_request(sent, "CANCEL", None, None)
+}
+
+/// [`cancel_for`] with a `Reason` header (RFC 3326) saying why, such as
+/// `SIP;cause=200;text="Call completed elsewhere"` when another branch answered. A reason
+/// longer than 256 bytes is left out.
+pub fn cancel_because(sent: &Message, reason: Option<&str>) -> Option<Vec<u8>> {
+    let fits = |r: &&str| r.len() <= 256 && !r.bytes().any(|b| b.is_ascii_control());
+    hop_request(sent, "CANCEL", None, reason.filter(fits))
 }
 
 /// The ACK for a non-2xx final response `resp` to an INVITE this proxy forwarded as `sent`
 /// (RFC 3261 §17.1.1.3: the To of the response, with its tag).
 pub fn ack_for(sent: &Message, resp: &Message) -> Option<Vec<u8>> {
-    hop_request(sent, "ACK", resp.get("to"))
+    hop_request(sent, "ACK", resp.get("to"), None)
 }
 
-fn hop_request(sent: &Message, method: &str, to: Option<&str>) -> Option<Vec<u8>> {
+fn hop_request(
+    sent: &Message,
+    method: &str,
+    to: Option<&str>,
+    reason: Option<&str>,
+) -> Option<Vec<u8>> {
     let StartLine::Request { uri, .. } = &sent.start else {
         return None;
     };
@@ -208,6 +221,9 @@ fn hop_request(sent: &Message, method: &str, to: Option<&str>) -> Option<Vec<u8>
     push_header(&mut out, "cseq", &format!("{cseq} {method}"));
     for route in sent.all("route") {
         push_header(&mut out, "route", route);
+    }
+    if let Some(reason) = reason {
+        push_header(&mut out, "reason", reason);
     }
     Some(finish(out, b""))
 }
@@ -399,6 +415,16 @@ mod tests {
         );
         assert_eq!(c.get("cseq"), Some("4 CANCEL"));
         assert_eq!(c.get("to"), Some("<sip:u-1001@dialtone>"));
+        assert_eq!(c.get("reason"), None);
+        let why = r#"SIP;cause=200;text="Call completed elsewhere""#;
+        let c = parse(&cancel_because(&sent, Some(why)).unwrap()).unwrap();
+        assert_eq!(c.get("reason"), Some(why));
+        assert_eq!(c.get("cseq"), Some("4 CANCEL"));
+        // A reason that would not fit on its line, or is too long, is left out.
+        for bad in ["SIP;cause=200\r\nX: y".to_owned(), "x".repeat(257)] {
+            let c = parse(&cancel_because(&sent, Some(&bad)).unwrap()).unwrap();
+            assert_eq!(c.get("reason"), None);
+        }
         let resp = parse(b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKedge\r\nFrom: <sip:caller@example.com>;tag=c1\r\nTo: <sip:u-1001@dialtone>;tag=p9\r\nCall-ID: call-1\r\nCSeq: 4 INVITE\r\nContent-Length: 0\r\n\r\n").unwrap();
         let a = parse(&ack_for(&sent, &resp).unwrap()).unwrap();
         assert_eq!(a.get("cseq"), Some("4 ACK"));

@@ -5,7 +5,7 @@
 use dialtone_domain::dialplan::{
     Caller, Decision, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
 };
-use dialtone_proto::config::v1::{CallRestrictions, Site, SiteAssignment};
+use dialtone_proto::config::v1::{CallRestrictions, Site, SiteAssignment, User};
 
 fn restrictions(r: CallRestrictions) -> Restrictions {
     Restrictions {
@@ -15,7 +15,8 @@ fn restrictions(r: CallRestrictions) -> Restrictions {
     }
 }
 
-/// What a site-assigned phone sets for itself instead of its site's rules.
+/// What a site-assigned phone (or a user, for its companion phones) sets for itself
+/// instead of its site's rules.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct PhoneCalling {
     restrictions: Option<Restrictions>,
@@ -25,10 +26,19 @@ pub struct PhoneCalling {
 impl PhoneCalling {
     /// A phone's own rules, if it sets any.
     pub fn of(a: &SiteAssignment) -> Option<Self> {
+        Self::own(a.call_restrictions, &a.call_patterns)
+    }
+
+    /// A user's own rules (for its companion phones), if it sets any.
+    pub fn of_user(u: &User) -> Option<Self> {
+        Self::own(u.call_restrictions, &u.call_patterns)
+    }
+
+    fn own(r: Option<CallRestrictions>, patterns: &[String]) -> Option<Self> {
         let own = PhoneCalling {
-            restrictions: a.call_restrictions.map(restrictions),
-            permits: (!a.call_patterns.is_empty())
-                .then(|| a.call_patterns.iter().map(|p| Permit::parse(p)).collect()),
+            restrictions: r.map(restrictions),
+            permits: (!patterns.is_empty())
+                .then(|| patterns.iter().map(|p| Permit::parse(p)).collect()),
         };
         (own != PhoneCalling::default()).then_some(own)
     }

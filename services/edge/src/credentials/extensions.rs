@@ -1,33 +1,41 @@
-//! Site extensions: which phone answers to an extension dialled within a site. The config
-//! role keeps extensions unique within a site (`index/extension/{site}/{extension}`); this
-//! is the edge's copy, built from the phones it follows, so dialling one costs a map
-//! lookup and never a store read.
+//! Site extensions: which phone or user answers to an extension dialled within a site. The
+//! config role keeps extensions unique within a site (`index/extension/{site}/{extension}`,
+//! phones and users alike); this is the edge's copy, built from the phones and users it
+//! follows, so dialling one costs a map lookup and never a store read.
 
 use std::{collections::HashMap, sync::Arc};
 
-/// Site id → extension → phone id (nested, so a lookup by a dialled string copies
-/// nothing).
+/// Who holds an extension.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// A site-assigned phone (its first line answers).
+    Phone(Arc<str>),
+    /// A user (every companion phone rings).
+    User(Arc<str>),
+}
+
+/// Site id → extension → holder (nested, so a lookup by a dialled string copies nothing).
 #[derive(Default)]
 pub struct SiteExtensions {
-    by_site: HashMap<String, HashMap<String, Arc<str>>>,
+    by_site: HashMap<String, HashMap<String, Holder>>,
 }
 
 impl SiteExtensions {
-    /// `phone` now holds `extension` in `site`.
-    pub fn put(&mut self, site: &str, extension: &str, phone: &Arc<str>) {
+    /// `holder` now holds `extension` in `site`.
+    pub fn put(&mut self, site: &str, extension: &str, holder: Holder) {
         self.by_site
             .entry(site.to_owned())
             .or_default()
-            .insert(extension.to_owned(), phone.clone());
+            .insert(extension.to_owned(), holder);
     }
 
-    /// `phone` no longer holds `extension` in `site` (another phone that took it meanwhile
+    /// `holder` no longer holds `extension` in `site` (another that took it meanwhile
     /// keeps it: changes may arrive in any order within a watch's batch).
-    pub fn remove(&mut self, site: &str, extension: &str, phone: &str) {
+    pub fn remove(&mut self, site: &str, extension: &str, holder: &Holder) {
         let Some(extensions) = self.by_site.get_mut(site) else {
             return;
         };
-        if extensions.get(extension).is_some_and(|p| &**p == phone) {
+        if extensions.get(extension) == Some(holder) {
             extensions.remove(extension);
             if extensions.is_empty() {
                 self.by_site.remove(site);
@@ -35,8 +43,8 @@ impl SiteExtensions {
         }
     }
 
-    /// The phone holding `extension` in `site`.
-    pub fn get(&self, site: &str, extension: &str) -> Option<&Arc<str>> {
+    /// Who holds `extension` in `site`.
+    pub fn get(&self, site: &str, extension: &str) -> Option<&Holder> {
         self.by_site.get(site)?.get(extension)
     }
 }
@@ -47,16 +55,19 @@ mod tests {
 
     #[test]
     fn an_extension_belongs_to_its_last_holder() {
-        let (a, b): (Arc<str>, Arc<str>) = ("p-a".into(), "p-b".into());
+        let (a, b) = (Holder::Phone("p-a".into()), Holder::User("u-b".into()));
         let mut x = SiteExtensions::default();
-        x.put("hq", "201", &a);
+        x.put("hq", "201", a.clone());
         assert_eq!(x.get("hq", "201"), Some(&a));
         assert_eq!(x.get("branch", "201"), None, "extensions are per site");
         // B takes 201 before A's change that gives it up arrives: B keeps it.
-        x.put("hq", "201", &b);
-        x.remove("hq", "201", "p-a");
+        x.put("hq", "201", b.clone());
+        x.remove("hq", "201", &a);
         assert_eq!(x.get("hq", "201"), Some(&b));
-        x.remove("hq", "201", "p-b");
+        // A phone and a user of the same id are different holders.
+        x.remove("hq", "201", &Holder::Phone("u-b".into()));
+        assert_eq!(x.get("hq", "201"), Some(&b));
+        x.remove("hq", "201", &b);
         assert_eq!(x.get("hq", "201"), None);
     }
 }

@@ -8,6 +8,7 @@ pub(crate) mod calling;
 pub(crate) mod extensions;
 pub(crate) mod remote;
 pub(crate) mod sync;
+pub(crate) mod users;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -23,7 +24,7 @@ use dialtone_sip::{digest::Algorithm, registration::Policy};
 
 use crate::credentials::{
     calling::{PhoneCalling, SiteCalling},
-    extensions::SiteExtensions,
+    extensions::{Holder, SiteExtensions},
     remote::RemotePhones,
 };
 
@@ -108,6 +109,8 @@ struct PhoneRec {
     extension: Option<String>,
     /// The restrictions and call patterns it sets for itself, if any.
     calling: Option<Arc<PhoneCalling>>,
+    /// The user a companion phone names.
+    user: Option<String>,
 }
 
 struct LineCreds {
@@ -157,8 +160,10 @@ pub struct CredentialCache {
     groups: HashMap<String, Vec<Edge>>,
     /// REMOTE phones, by the user they answer to.
     pub remote: RemotePhones,
-    /// Phones by their extension within their site.
+    /// Phones and users by their extension within their site.
     extensions: SiteExtensions,
+    /// Users and their companion phones.
+    users: users::Users,
     /// Trusted SIP peers, in id order (a handful: matched one by one).
     peers: Vec<TrustedPeer>,
 }
@@ -177,6 +182,7 @@ impl CredentialCache {
             groups: HashMap::new(),
             remote: RemotePhones::default(),
             extensions: SiteExtensions::default(),
+            users: users::Users::default(),
             peers: Vec::new(),
         }
     }
@@ -264,21 +270,27 @@ impl CredentialCache {
         placement::node_ids(phone_id, group, true)
     }
 
-    /// The line that answers when `caller` (a phone id) dials `extension` within its own
-    /// site: the first line of the site-assigned phone holding it.
-    pub fn extension_line(&self, caller: &str, extension: &str) -> Option<Arc<LineEntry>> {
-        let site = &self.phones.get(caller)?.site;
-        let callee = self.phones.get(self.extensions.get(site, extension)?)?;
-        self.lookup(&callee.lines.first()?.sip_user)
+    /// The lines that ring when `caller` (a phone id) dials `extension` within its own
+    /// site (its user's, for a companion phone): the first line of the site-assigned phone
+    /// holding it, or of each companion phone of the user holding it.
+    pub fn extension_lines(&self, caller: &str, extension: &str) -> Vec<Arc<LineEntry>> {
+        let Some(site) = self.phones.get(caller).map(|p| self.calling_site(p)) else {
+            return Vec::new();
+        };
+        self.extensions
+            .get(site, extension)
+            .map(|h| self.holder_lines(h))
+            .unwrap_or_default()
     }
 
-    /// The line answering `dialled` as `{site code}{extension}` of any site: the longest
+    /// The lines answering `dialled` as `{site code}{extension}` of any site: the longest
     /// code that makes an extension of its site wins.
-    pub fn coded_extension_line(&self, dialled: &str) -> Option<Arc<LineEntry>> {
+    pub fn coded_extension_lines(&self, dialled: &str) -> Vec<Arc<LineEntry>> {
         self.coded(dialled, |site, extension| {
-            let callee = self.phones.get(self.extensions.get(site, extension)?)?;
-            self.lookup(&callee.lines.first()?.sip_user)
+            let lines = self.holder_lines(self.extensions.get(site, extension)?);
+            (!lines.is_empty()).then_some(lines)
         })
+        .unwrap_or_default()
     }
 
     /// `found` of the longest `{site code}{extension}` split of `dialled` it finds.
@@ -292,26 +304,35 @@ impl CredentialCache {
     /// Where a call from phone `caller` for `dialled` is redirected when a REMOTE phone
     /// holds it as an extension: of the caller's site, or behind another site's code.
     pub fn remote_extension(&self, caller: &str, dialled: &str) -> Option<String> {
-        let own = self.phones.get(caller).map(|p| p.site.as_str());
+        let own = self.phones.get(caller).map(|p| self.calling_site(p));
         own.and_then(|site| self.remote.at_extension(site, dialled))
             .or_else(|| self.coded(dialled, |site, e| self.remote.at_extension(site, e)))
             .map(str::to_owned)
     }
 
-    /// What the site of phone `phone_id` lets it dial beyond extensions, and what the
-    /// phone sets for itself instead.
+    /// The site whose plan and extensions a phone's calls use: its user's for a companion
+    /// phone whose user is known here, else its own.
+    fn calling_site<'a>(&'a self, phone: &'a PhoneRec) -> &'a str {
+        match self.user_of(phone.user.as_deref()) {
+            Some(u) if !u.site.is_empty() => &u.site,
+            _ => &phone.site,
+        }
+    }
+
+    /// What the calling site of phone `phone_id` lets it dial beyond extensions, and what
+    /// the phone (or its user, for a companion phone) sets for itself instead.
     pub fn calling_of(
         &self,
         phone_id: &str,
     ) -> Option<(Arc<SiteCalling>, Option<Arc<PhoneCalling>>)> {
         let phone = self.phones.get(phone_id)?;
-        Some((
-            self.calling.get(&phone.site)?.clone(),
-            phone.calling.clone(),
-        ))
+        let own = match self.user_of(phone.user.as_deref()) {
+            Some(u) => u.calling.clone(),
+            None => phone.calling.clone(),
+        };
+        Some((self.calling.get(self.calling_site(phone))?.clone(), own))
     }
 
-    /// The line a SIP user belongs to.
     pub fn lookup(&self, sip_user: &str) -> Option<Arc<LineEntry>> {
         self.by_user.get(sip_user).cloned()
     }
@@ -413,9 +434,17 @@ impl CredentialCache {
                 Some(Mode::Site(s)) => PhoneCalling::of(s).map(Arc::new),
                 _ => None,
             },
+            user: match mode {
+                Some(Mode::User(u)) => Some(u.user_id.clone()),
+                _ => None,
+            },
         };
         if let Some(ext) = &rec.extension {
-            self.extensions.put(&rec.site, ext, &id);
+            self.extensions
+                .put(&rec.site, ext, Holder::Phone(id.clone()));
+        }
+        if let Some(user) = &rec.user {
+            self.users.add_companion(user, &id);
         }
         self.base_phones
             .entry(rec.base.clone())
@@ -472,12 +501,16 @@ impl CredentialCache {
         }
     }
 
-    fn forget_lines(&mut self, id: &str, rec: &PhoneRec) {
+    fn forget_lines(&mut self, id: &Arc<str>, rec: &PhoneRec) {
         for l in &rec.lines {
             self.by_user.remove(l.sip_user.as_str());
         }
         if let Some(ext) = &rec.extension {
-            self.extensions.remove(&rec.site, ext, id);
+            self.extensions
+                .remove(&rec.site, ext, &Holder::Phone(id.clone()));
+        }
+        if let Some(user) = &rec.user {
+            self.users.remove_companion(user, id);
         }
     }
 
@@ -591,7 +624,10 @@ mod tests {
         c.put_phone(&at("p-hq", "hq", "201", "hq-201"));
         c.put_phone(&at("p-br", "br", "1201", "br-1201"));
         c.put_phone(&at("p-br2", "br", "202", "br-202"));
-        let user = |d: &str| c.coded_extension_line(d).map(|l| l.sip_user.clone());
+        fn first(c: &CredentialCache, dialled: &str) -> Option<String> {
+            let lines = c.coded_extension_lines(dialled);
+            lines.first().map(|l| l.sip_user.clone())
+        }
         // (dialled, the line reached)
         let cases = [
             ("81201", Some("hq-201")), // the longest code wins: 81 + 201, not 8 + 1201
@@ -602,7 +638,7 @@ mod tests {
             ("9201", None),
         ];
         for (dialled, want) in cases {
-            assert_eq!(user(dialled).as_deref(), want, "{dialled}");
+            assert_eq!(first(&c, dialled).as_deref(), want, "{dialled}");
         }
         // A REMOTE phone holding hq's 300 is reached the same ways, and redirected.
         let mut remote = at("p-far", "hq", "300", "unused");
@@ -619,12 +655,9 @@ mod tests {
         );
         // hq gives its code up: 81201 is br's 1201 now.
         c.put_site(&site("hq", "82"));
-        assert_eq!(
-            c.coded_extension_line("81201").map(|l| l.sip_user.clone()),
-            Some("br-1201".into())
-        );
+        assert_eq!(first(&c, "81201"), Some("br-1201".into()));
         c.remove_site("hq");
-        assert!(c.coded_extension_line("82201").is_none());
+        assert!(c.coded_extension_lines("82201").is_empty());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Feeds the credentials cache from the store: what each key of `config/sites/`,
-//! `config/edge-groups/`, `config/base-settings/`, `config/peers/` and `config/phones/`
+//! `config/edge-groups/`, `config/base-settings/`, `config/peers/`, `config/users/` and
+//! `config/phones/`
 //! means to the cache. The store's follower lists them, then watches; a change reaches the
 //! REGISTER path as soon as the watch delivers it (well within a second); a deleted phone
 //! or a removed line loses its bindings here. After compaction the follower lists again.
@@ -7,7 +8,7 @@
 use std::sync::Arc;
 
 use dialtone_domain::keys;
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Peer, Phone, Site};
+use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Peer, Phone, Site, User};
 use dialtone_store::{Follower, KeyValue, WatchBatch, WatchEvent};
 use parking_lot::RwLock;
 use prost::Message as _;
@@ -41,6 +42,11 @@ fn apply_put(c: &mut CredentialCache, key: &str, value: &[u8]) -> Option<(String
             Ok(p) => c.put_peer(&p),
             Err(e) => warn!(key, error = %e, "undecodable peer in the store"),
         }
+    } else if key.starts_with(keys::USERS) {
+        match User::decode(value) {
+            Ok(u) => c.put_user(&u),
+            Err(e) => warn!(key, error = %e, "undecodable user in the store"),
+        }
     }
     None
 }
@@ -57,6 +63,8 @@ fn apply_delete(c: &mut CredentialCache, key: &str) -> Option<(String, Change)> 
         c.remove_group(id);
     } else if let Some(id) = key.strip_prefix(keys::PEERS) {
         c.remove_peer(id);
+    } else if let Some(id) = key.strip_prefix(keys::USERS) {
+        c.remove_user(id);
     }
     None
 }
@@ -75,11 +83,12 @@ fn follow(gone: &Gone, id: &str, change: Change) {
 }
 
 /// Every prefix the cache is made of.
-pub const PREFIXES: [&str; 5] = [
+pub const PREFIXES: [&str; 6] = [
     keys::SITES,
     keys::EDGE_GROUPS,
     keys::BASE_SETTINGS,
     keys::PEERS,
+    keys::USERS,
     keys::PHONES,
 ];
 

@@ -24,7 +24,7 @@ use dialtone_sip::{
     route::{self, FlowToken},
 };
 
-use super::{Delivery, Hop, Outcome, forwarding::FORWARDED_CANONICAL};
+use super::{Delivery, Hop, Outcome, forwarding::FORWARDED_CANONICAL, responses::Responses};
 use crate::{
     admission::Permit,
     flow::{FlowSource, Replier, Transport},
@@ -154,11 +154,7 @@ impl Delivery {
         let Some((key, txn)) = self.open(&m, src, &upstream) else {
             return;
         };
-        let answer = |code: u16, reason: &str| {
-            let r = self.replies.responder.reply(&m, &src, code, reason, vec![]);
-            txn.finished(code, r.clone());
-            upstream.send(r);
-        };
+        let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
         let method = match &m.start {
             dialtone_sip::StartLine::Request { method, .. } => method.as_ref(),
             dialtone_sip::StartLine::Response { .. } => "",
@@ -168,7 +164,7 @@ impl Delivery {
         }
         match self.flows.replier(onward.next) {
             // The phone's connection closed (RFC 5626 §5.3: 430 Flow Failed).
-            None => answer(430, "Flow Failed"),
+            None => responses.generated(430, "Flow Failed"),
             Some((transport, replier)) => {
                 let hop = Hop {
                     uri: None,
@@ -179,10 +175,11 @@ impl Delivery {
                     record_route: Vec::new(),
                     pop_routes: onward.pops,
                 };
-                self.proxy(&m, hop, &txn, &upstream, &answer).await;
+                self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);
             }
         }
+        responses.finish();
         let call_id = m.get("call-id").unwrap_or("");
         match method {
             "INVITE" => {

@@ -1,6 +1,8 @@
 //! Delivery of requests to registered phones: an INVITE, MESSAGE, NOTIFY or OPTIONS for a
 //! line's SIP user that reaches any edge goes to ONE live binding of that line: the one on
 //! the phone's primary edge if it lives, else the secondary's, else the freshest elsewhere.
+//! A request for a user goes to one binding of each of its phones at once (one branch per
+//! line, [`responses`] picks what goes upstream; the first 2xx cancels the others).
 //! When that binding is on another edge, the request goes there (marked, so that edge
 //! delivers it over its own flow and never forwards again): TCP, TLS and WS flows can only
 //! be used by the edge that holds them.
@@ -8,17 +10,20 @@
 //! The edge proxies statefully (RFC 3261 §16) and record-routes every INVITE, so the
 //! dialog's later requests come back through it ([`in_dialog`]): its Via on top,
 //! provisional and final responses relayed back, retransmissions of the upstream request
-//! absorbed and answered with the last response, CANCEL passed on, non-2xx finals to an
-//! INVITE acknowledged hop by hop. No answer at all gives 408; ringing without an answer
+//! absorbed and answered with the last response, CANCEL passed on ([`client`]), non-2xx
+//! finals to an INVITE acknowledged hop by hop. No answer at all gives 408; ringing without an answer
 //! past the INVITE timeout is cancelled and gives 480; no live binding gives 480.
 //!
 //! The pure message rewriting lives in `dialtone_sip::proxy`.
 
 pub(crate) mod calls;
+mod client;
 pub(crate) mod forwarding;
 pub(crate) mod in_dialog;
+mod responses;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
+use responses::Responses;
 
 use std::{
     collections::HashMap,
@@ -34,15 +39,11 @@ use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
 use dialtone_metrics::Counters;
 use dialtone_proto::{config::v1::Member, edge::v1::Binding};
-use dialtone_sip::{
-    Message, StartLine,
-    proxy::{ForwardError, Routing, ack_for, cancel_for, forward_response, forward_routed},
-    response::Source,
-};
+use dialtone_sip::{Message, StartLine, response::Source};
 use dialtone_store::Store;
 use parking_lot::{Mutex, RwLock};
 use prost::Message as _;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::debug;
 
 use crate::{
@@ -51,7 +52,7 @@ use crate::{
     credentials::LineEntry,
     flow::{FlowSource, Flows, Replier, Transport},
     registrar::{directory::Directory, phone::Contacts},
-    replies::{Listening, Replies, new_branch},
+    replies::{Listening, Replies},
     settings::EdgeSettings,
 };
 
@@ -70,10 +71,11 @@ struct Txn {
     origin: (Source, String, String),
     /// The last response sent upstream (answers a retransmission).
     last: Mutex<Option<Vec<u8>>>,
-    /// The request as forwarded and where it went (for CANCEL).
-    downstream: Mutex<Option<(Message, Replier)>>,
     /// The status code of the final answer sent upstream (0 until there is one).
     final_code: AtomicU16,
+    /// Set once the delivery is cancelled (an upstream CANCEL, a 2xx or 6xx on another
+    /// branch), with the `Reason` its branches' CANCELs carry.
+    cancel: watch::Sender<Option<Option<String>>>,
 }
 
 impl Txn {
@@ -81,6 +83,17 @@ impl Txn {
     fn finished(&self, code: u16, bytes: Vec<u8>) {
         *self.last.lock() = Some(bytes);
         self.final_code.store(code, Relaxed);
+    }
+
+    /// Cancels the branches still pending (the first reason given stays).
+    fn cancel_branches(&self, reason: Option<String>) {
+        self.cancel.send_if_modified(|c| {
+            let first = c.is_none();
+            if first {
+                *c = Some(reason);
+            }
+            first
+        });
     }
 }
 
@@ -218,6 +231,36 @@ struct Hop<'a> {
     pop_routes: usize,
 }
 
+/// One line a delivery rings, and what its hops need to know.
+struct Branch<'a> {
+    /// The request, addressed to the line's SIP user.
+    m: &'a Message,
+    line: &'a LineEntry,
+    /// The flow the request came over (its Record-Route entry).
+    inbound: FlowSource,
+    from_edge: bool,
+    invite: bool,
+}
+
+/// `m` addressed to `sip_user` (RFC 3261 §16.5: a request for an extension or a user is
+/// retargeted to each line it rings, so an edge holding a line's binding finds the line
+/// without knowing the caller's site); none when it already is. Pure.
+fn retargeted(m: &Message, sip_user: &str) -> Option<Message> {
+    let StartLine::Request { uri, .. } = &m.start else {
+        return None;
+    };
+    let user = dialtone_sip::uri::parse(uri).ok()?.user?;
+    if user == sip_user {
+        return None;
+    }
+    let mut to_line = m.clone();
+    if let StartLine::Request { uri: target, .. } = &mut to_line.start {
+        // The user follows the scheme's colon, the first colon of a URI.
+        *target = uri.replacen(&format!(":{user}@"), &format!(":{sip_user}@"), 1);
+    }
+    Some(to_line)
+}
+
 /// Where a request goes.
 enum Target {
     /// A contact of this edge, over its flow.
@@ -231,28 +274,21 @@ enum Target {
     Edge { node: String, addr: SocketAddr },
 }
 
-fn cseq_method(m: &Message) -> Option<&str> {
-    m.get("cseq")?.split_whitespace().nth(1)
-}
-
 fn branch_of(m: &Message) -> Option<String> {
     m.top_via()
         .and_then(|v| v.param("branch").map(str::to_owned))
 }
 
 impl Delivery {
-    /// CANCEL for a request being delivered: 200, and the CANCEL passed on. False when no
-    /// delivery matches (the caller answers 481).
+    /// CANCEL for a request being delivered: 200, and the CANCEL passed on to every
+    /// branch, with the CANCEL's `Reason`. False when no delivery matches (the caller
+    /// answers 481).
     pub(crate) fn cancel(&self, m: &Message, src: &Source, reply: &Replier) -> bool {
         let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
         reply.send(self.replies.responder.reply(m, src, 200, "", vec![]));
-        if let Some((sent, replier)) = txn.downstream.lock().as_ref()
-            && let Some(c) = cancel_for(sent)
-        {
-            replier.send(c);
-        }
+        txn.cancel_branches(m.get("reason").map(str::to_owned));
         true
     }
 
@@ -299,43 +335,72 @@ impl Delivery {
         let t = Arc::new(Txn {
             origin: (src, call_id, number),
             last: Mutex::default(),
-            downstream: Mutex::default(),
             final_code: AtomicU16::new(0),
+            cancel: watch::Sender::new(None),
         });
         txns.insert(key.clone(), t.clone());
         Some((key, t))
     }
 
-    /// Delivers `m` (for `line`, come over `inbound`) and relays the answers along
-    /// `upstream`; `permit` (from [`Delivery::admission`]) is held until the transaction is
-    /// forgotten. An INVITE is record-routed (see [`in_dialog`]).
+    /// Delivers `m` (for `lines`: one, or each phone of a user, all at once; come over
+    /// `inbound`) and relays the answers along `upstream`; `permit` (from
+    /// [`Delivery::admission`]) is held until the transaction is forgotten. An INVITE is
+    /// record-routed (see [`in_dialog`]).
     pub(crate) async fn deliver(
         self: Arc<Self>,
         m: Message,
         src: Source,
         inbound: FlowSource,
         upstream: Replier,
-        line: Arc<LineEntry>,
+        lines: Vec<Arc<LineEntry>>,
         permit: Permit,
     ) {
         let Some((key, txn)) = self.open(&m, src, &upstream) else {
             return;
         };
         let invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
-        let answer = |code: u16, reason: &str| {
-            let r = self.replies.responder.reply(&m, &src, code, reason, vec![]);
-            txn.finished(code, r.clone());
-            upstream.send(r);
-        };
         // 100 at once to an INVITE, and to anything another edge handed over: it tells that
         // edge this one is alive, so it does not try the next binding.
         let from_edge = m.get(FORWARDED_CANONICAL).is_some();
         if invite || from_edge {
             upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
         }
-        let targets = self.targets(from_edge, &line).await;
+        let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
+        let to_lines: Vec<Option<Message>> =
+            lines.iter().map(|l| retargeted(&m, &l.sip_user)).collect();
+        let (this, responses_ref) = (&*self, &responses);
+        let branches = lines.iter().zip(&to_lines).map(|(line, to_line)| {
+            let branch = Branch {
+                m: to_line.as_ref().unwrap_or(&m),
+                line,
+                inbound,
+                from_edge,
+                invite,
+            };
+            this.branch(branch, responses_ref)
+        });
+        futures::future::join_all(branches).await;
+        responses.finish();
+        if invite {
+            let code = txn.final_code.load(Relaxed);
+            let call_id = m.get("call-id").unwrap_or("");
+            self.calls.invite_ended(call_id, code, true, unix_ms());
+        }
+        self.linger(key).await;
+        drop(permit);
+    }
+
+    /// One branch: the line's bindings tried best first until one answers.
+    async fn branch(&self, b: Branch<'_>, responses: &Responses<'_>) {
+        let Branch {
+            m,
+            line,
+            inbound,
+            from_edge,
+            invite,
+        } = b;
+        let targets = self.targets(from_edge, line).await;
         let last = targets.len().saturating_sub(1);
-        let mut done = false;
         for (i, target) in targets.into_iter().enumerate() {
             // Another edge that does not answer at all (it may have just died, its bindings
             // not yet expired) is passed over quickly for the next binding.
@@ -383,7 +448,7 @@ impl Delivery {
                 Outcome::Local
             };
             let record_route = if invite {
-                self.record_route(&m, inbound, outbound)
+                self.record_route(m, inbound, outbound)
             } else {
                 Vec::new()
             };
@@ -396,197 +461,19 @@ impl Delivery {
                 record_route,
                 pop_routes: 0,
             };
-            if self.proxy(&m, hop, &txn, &upstream, &answer).await || i == last {
+            if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);
-                done = true;
-                break;
+                return;
             }
         }
-        if !done {
-            self.count(Outcome::NoBinding);
-            answer(480, "No live registration");
-        }
-        if invite {
-            let code = txn.final_code.load(Relaxed);
-            let call_id = m.get("call-id").unwrap_or("");
-            self.calls.invite_ended(call_id, code, true, unix_ms());
-        }
-        self.linger(key).await;
-        drop(permit);
+        self.count(Outcome::NoBinding);
+        responses.generated(480, "No live registration");
     }
 
     /// Keeps a finished transaction a while to answer retransmissions, then forgets it.
     async fn linger(&self, key: String) {
         tokio::time::sleep(Duration::from_secs(32)).await;
         self.txns.lock().remove(&key);
-    }
-
-    /// Forwards `m` one hop and relays what comes back. Returns false when nothing at all
-    /// came back within the hop's wait (nothing was sent upstream: the next binding may be
-    /// tried); true otherwise (an answer, relayed or generated, went upstream).
-    async fn proxy(
-        &self,
-        m: &Message,
-        hop: Hop<'_>,
-        txn: &Txn,
-        upstream: &Replier,
-        answer: &(dyn Fn(u16, &str) + Sync),
-    ) -> bool {
-        let Hop {
-            uri,
-            transport,
-            replier,
-            to_edge,
-            wait,
-            record_route,
-            pop_routes,
-        } = hop;
-        let Some(local) = self.local.of(transport) else {
-            answer(503, "No listener for the flow's transport");
-            return true;
-        };
-        let branch = new_branch();
-        let via = format!("{};branch={branch}", local.via());
-        let marker = to_edge.as_deref().map(|to_node| {
-            let marked = Marked::of(m, &branch, to_node);
-            let now_s = unix_ms() / 1000;
-            forwarding::marker(
-                &self.settings.nonce_key,
-                &self.settings.node_id,
-                now_s,
-                &marked,
-            )
-        });
-        let extra: Vec<(&str, &str)> = marker
-            .as_deref()
-            .map(|v| vec![(FORWARDED, v)])
-            .unwrap_or_default();
-        // What the edges of the group consumed stays with them: the line's credentials and
-        // the marker of the edge that handed the request over.
-        let strip = ["proxy-authorization", FORWARDED_CANONICAL];
-        let routing = Routing {
-            record_route: &record_route,
-            pop_routes,
-        };
-        let bytes = match forward_routed(m, uri, &via, &strip, &extra, routing) {
-            Ok(b) => b,
-            Err(ForwardError::TooManyHops) => {
-                answer(483, "");
-                return true;
-            }
-            Err(ForwardError::NotARequest) => return true,
-        };
-        let Ok(sent) = dialtone_sip::parse(&bytes) else {
-            answer(500, "Could not forward the request");
-            return true;
-        };
-        let StartLine::Request { method, .. } = &sent.start else {
-            return true;
-        };
-        let method = method.clone();
-        let invite = method == "INVITE";
-        #[expect(
-            clippy::disallowed_methods,
-            reason = "responses to one forwarded request, matched by its branch; the client transaction drains them as they come and ends within Timer B/F"
-        )]
-        let (tx, mut rx) = mpsc::unbounded_channel();
-        self.clients.lock().insert(branch.clone(), tx);
-        *txn.downstream.lock() = Some((sent.clone(), replier.clone()));
-        replier.send(bytes.clone());
-
-        let relay = |resp: &Message| {
-            if let Some(b) = forward_response(resp) {
-                if let StartLine::Response { code, .. } = resp.start
-                    && code >= 200
-                {
-                    txn.finished(code, b.clone());
-                }
-                upstream.send(b);
-            }
-        };
-        let start = tokio::time::Instant::now();
-        let mut deadline = start + wait;
-        let mut resend = tokio::time::Instant::now() + Duration::from_millis(500);
-        let mut interval = Duration::from_millis(500);
-        let mut answered = false;
-        let mut cancelled = false;
-        loop {
-            let wake = if answered || transport != Transport::Udp {
-                deadline
-            } else {
-                resend.min(deadline)
-            };
-            match tokio::time::timeout_at(wake, rx.recv()).await {
-                Ok(Some(resp)) => {
-                    let StartLine::Response { code, .. } = resp.start else {
-                        continue;
-                    };
-                    // The answer to our CANCEL shares the branch: not the request's answer.
-                    if cseq_method(&resp).is_none_or(|m| m != method) {
-                        continue;
-                    }
-                    answered = true;
-                    if code < 200 {
-                        deadline = if invite {
-                            // Timer C (RFC 3261 §16.6 step 11): reset by every provisional.
-                            tokio::time::Instant::now() + self.settings.invite_timeout
-                        } else {
-                            // The next hop is alive: the whole wait for the final answer.
-                            deadline.max(start + self.settings.notify_timeout)
-                        };
-                        if code > 100 && !cancelled {
-                            relay(&resp);
-                        }
-                        continue;
-                    }
-                    if invite
-                        && code >= 300
-                        && let Some(ack) = ack_for(&sent, &resp)
-                    {
-                        replier.send(ack);
-                    }
-                    if !cancelled {
-                        relay(&resp);
-                    }
-                    break;
-                }
-                Ok(None) => break,
-                Err(_) if tokio::time::Instant::now() >= deadline => {
-                    if cancelled {
-                        break;
-                    }
-                    if invite && answered {
-                        self.count(Outcome::RingTimeout);
-                        if let Some(c) = cancel_for(&sent) {
-                            replier.send(c);
-                        }
-                        answer(480, "No answer");
-                        // Wait a little for the 487, to acknowledge it.
-                        cancelled = true;
-                        deadline = tokio::time::Instant::now() + Duration::from_secs(4);
-                        continue;
-                    }
-                    self.clients.lock().remove(&branch);
-                    if to_edge.is_some() && wait == HOP_TIMEOUT && !answered {
-                        // That edge may still be alive but slow: make sure it rings no one.
-                        if invite && let Some(c) = cancel_for(&sent) {
-                            replier.send(c);
-                        }
-                        return false;
-                    }
-                    self.count(Outcome::NoAnswer);
-                    answer(408, "");
-                    return true;
-                }
-                Err(_) => {
-                    replier.send(bytes.clone());
-                    interval = (interval * 2).min(Duration::from_secs(4));
-                    resend = tokio::time::Instant::now() + interval;
-                }
-            }
-        }
-        self.clients.lock().remove(&branch);
-        true
     }
 
     /// The bindings a request for `line` may go to, best first: the primary edge's, the

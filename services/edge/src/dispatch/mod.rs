@@ -38,12 +38,10 @@ use crate::{
 
 /// Who a request for a phone is addressed to.
 enum Addressee {
-    /// One of our lines: delivered to its bindings.
-    Line(Arc<LineEntry>),
-    /// An extension of the caller's site: delivered to the line that holds it, the
-    /// Request-URI retargeted to that line's SIP user (RFC 3261 §16.5), so another edge
-    /// holding its binding finds it without knowing the caller's site.
-    Extension { line: Arc<LineEntry>, uri: String },
+    /// One of our lines, or the lines an extension rings (a site-assigned phone's, or each
+    /// companion phone's of a user): delivered to their bindings, each branch retargeted
+    /// to its line's SIP user.
+    Lines(Vec<Arc<LineEntry>>),
     /// A REMOTE phone: redirected to this address.
     Remote(String),
 }
@@ -114,24 +112,19 @@ impl Dispatcher {
     /// of the calling line's site, else `{site code}{extension}` of another, else a REMOTE
     /// phone (lines win over a remote phone
     /// claiming the same user).
-    fn addressee(
-        &self,
-        uri: &str,
-        user: &str,
-        dialled: &str,
-        sender: &Sender,
-    ) -> Option<Addressee> {
+    fn addressee(&self, user: &str, dialled: &str, sender: &Sender) -> Option<Addressee> {
         let cache = self.cache.read();
         if let Some(line) = cache.lookup(user) {
-            return Some(Addressee::Line(line));
+            return Some(Addressee::Lines(vec![line]));
         }
-        if let Sender::Line(caller) = sender
-            && let Some(line) = cache
-                .extension_line(&caller.phone_id, dialled)
-                .or_else(|| cache.coded_extension_line(dialled))
-        {
-            let uri = retarget(uri, user, &line.sip_user);
-            return Some(Addressee::Extension { line, uri });
+        if let Sender::Line(caller) = sender {
+            let mut lines = cache.extension_lines(&caller.phone_id, dialled);
+            if lines.is_empty() {
+                lines = cache.coded_extension_lines(dialled);
+            }
+            if !lines.is_empty() {
+                return Some(Addressee::Lines(lines));
+            }
         }
         if let Sender::Line(caller) = sender
             && let Some(target) = cache.remote_extension(&caller.phone_id, dialled)
@@ -184,7 +177,7 @@ impl Dispatcher {
             return;
         }
         let (msg, verdict) = dialtone_sip::judge(bytes);
-        let Some(mut m) = msg else {
+        let Some(m) = msg else {
             // Too broken to answer (no Via to answer along): drop.
             self.stats.malformed();
             return;
@@ -288,18 +281,8 @@ impl Dispatcher {
                 );
                 return;
             }
-            let uri = match &m.start {
-                StartLine::Request { uri, .. } => uri.as_str(),
-                StartLine::Response { .. } => "",
-            };
-            let line = match self.addressee(uri, user, &dialled, &sender) {
-                Some(Addressee::Line(line)) => line,
-                Some(Addressee::Extension { line, uri }) => {
-                    if let StartLine::Request { uri: target, .. } = &mut m.start {
-                        *target = uri;
-                    }
-                    line
-                }
+            let lines = match self.addressee(user, &dialled, &sender) {
+                Some(Addressee::Lines(lines)) => lines,
                 Some(Addressee::Remote(target)) => {
                     // A REMOTE phone: config only, reached at its remote address.
                     let extra = vec![("Contact", format!("<{target}>"))];
@@ -325,10 +308,12 @@ impl Dispatcher {
             let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
                 return;
             };
-            span.record("phone.id", &*line.phone_id);
+            if let [line] = lines.as_slice() {
+                span.record("phone.id", &*line.phone_id);
+            }
             let delivery = self.delivery.clone();
             self.runtime
-                .spawn(delivery.deliver(m, src, peer.source(), reply, line, permit));
+                .spawn(delivery.deliver(m, src, peer.source(), reply, lines, permit));
             return;
         }
         match &*method {
@@ -401,12 +386,6 @@ fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
     peer.replier.clone()
 }
 
-/// `uri` with its user part `user` replaced by `new_user` (the user follows the scheme's
-/// colon, the first colon of a URI).
-fn retarget(uri: &str, user: &str, new_user: &str) -> String {
-    uri.replacen(&format!(":{user}@"), &format!(":{new_user}@"), 1)
-}
-
 /// A reason phrase must not break the status line.
 fn sanitize_reason(r: &str) -> String {
     let s: String = r
@@ -437,24 +416,6 @@ mod tests;
 #[cfg(test)]
 mod reason_tests {
     use super::*;
-
-    #[test]
-    fn a_dialled_extension_is_retargeted_to_its_line() {
-        let cases = [
-            ("sip:201@dialtone", "201", "hq-4f2a", "sip:hq-4f2a@dialtone"),
-            (
-                "sips:201@10.0.0.1:5061;user=phone",
-                "201",
-                "hq-4f2a",
-                "sips:hq-4f2a@10.0.0.1:5061;user=phone",
-            ),
-            // A user that is also the host's prefix is replaced where a user is only.
-            ("sip:201@201.example", "201", "u", "sip:u@201.example"),
-        ];
-        for (uri, user, new_user, want) in cases {
-            assert_eq!(retarget(uri, user, new_user), want);
-        }
-    }
 
     #[test]
     fn reasons_stay_on_one_line() {

@@ -10,7 +10,7 @@ use super::{Harness, Phone, REALM, harness, header, status};
 
 /// The answer a phone gives to `request` (a whole request as received): its Vias, From,
 /// To (with `to_tag`), Call-ID and CSeq.
-fn respond(request: &str, code: u16, reason: &str, to_tag: &str) -> String {
+pub(super) fn respond(request: &str, code: u16, reason: &str, to_tag: &str) -> String {
     let mut out = format!("SIP/2.0 {code} {reason}\r\n");
     for line in request.lines() {
         let name = line.split(": ").next().unwrap_or("");
@@ -28,7 +28,7 @@ fn respond(request: &str, code: u16, reason: &str, to_tag: &str) -> String {
 
 /// Alice's INVITE for `callee`, authenticated: the 407 is answered, then the INVITE sent
 /// again with `branch`. Returns the request as sent.
-async fn invite(h: &Harness, alice: &mut Phone, callee: &str, branch: &str) -> String {
+pub(super) async fn invite(h: &Harness, alice: &mut Phone, callee: &str, branch: &str) -> String {
     let ruri = format!("sip:{callee}@{REALM}");
     alice.send(
         h,

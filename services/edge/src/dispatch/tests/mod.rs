@@ -5,13 +5,14 @@
 //! dispatcher's own tests are here; the delivery service's are in [`delivery`].
 
 mod delivery;
+mod forking;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use dialtone_domain::credentials::ha1;
 use dialtone_proto::config::v1::{
     Assignment, CallRestrictions, Line, Phone as PhoneRecord, PhoneKind, Site, SiteAssignment,
-    assignment::Mode,
+    User, UserAssignment, assignment::Mode,
 };
 use dialtone_sip::digest::{Algorithm, NonceKey, answer};
 use parking_lot::RwLock;
@@ -40,6 +41,13 @@ const LINES: [(&str, &str, &str, Option<&str>); 3] = [
     ("p-alice", "alice", "alice-secret", Some("201")),
     ("p-bob", "bob", "bob-secret", Some("202")),
     ("p-lobby", "lobby", "lobby-secret", None),
+];
+
+/// User `carol` of site `hq`, at extension 300, and her two companion phones: (phone id,
+/// SIP user, password).
+const CAROL: [(&str, &str, &str); 2] = [
+    ("p-carol-desk", "carol-desk", "desk-secret"),
+    ("p-carol-soft", "carol-soft", "soft-secret"),
 ];
 
 pub(crate) struct Harness {
@@ -116,6 +124,30 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
             ..Default::default()
         });
     }
+    cache.put_user(&User {
+        id: "carol".into(),
+        site_id: "hq".into(),
+        extension: "300".into(),
+        ..Default::default()
+    });
+    for (id, user, password) in CAROL {
+        cache.put_phone(&PhoneRecord {
+            id: id.into(),
+            site_id: "hq".into(),
+            kind: PhoneKind::Unmanaged as i32,
+            assignment: Some(Assignment {
+                mode: Some(Mode::User(UserAssignment {
+                    user_id: "carol".into(),
+                })),
+            }),
+            lines: vec![Line {
+                sip_user: user.into(),
+                credentials: Some(ha1(user, REALM, password)),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
     let cache = Arc::new(RwLock::new(cache));
     let stats = Arc::new(Stats::default());
     let replies = Arc::new(Replies {
@@ -182,7 +214,12 @@ impl Phone {
         let addr: SocketAddr = addr.parse().unwrap();
         let (tx, rx) = write_queue::queue();
         h.flows.open(Transport::Tcp, addr, tx.clone());
-        let password = LINES.iter().find(|l| l.1 == user).map_or("guess", |l| l.2);
+        let password = LINES
+            .iter()
+            .map(|l| (l.1, l.2))
+            .chain(CAROL.iter().map(|c| (c.1, c.2)))
+            .find(|l| l.0 == user)
+            .map_or("guess", |l| l.1);
         Phone {
             user,
             password,

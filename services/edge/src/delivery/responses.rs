@@ -1,0 +1,153 @@
+//! The response context of a delivery (RFC 3261 §16.7): what its branches' answers become
+//! upstream. Provisional answers are relayed while no final one has gone; every 2xx is
+//! relayed at once (the first one cancels the other branches with `Reason: SIP;cause=200`,
+//! "Call completed elsewhere", RFC 3326); a 6xx cancels them too; other finals are held
+//! until every branch has one, and the best of them goes upstream ([`rank`], pure).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use dialtone_sip::{Message, StartLine, proxy::forward_response, response::Source};
+use parking_lot::Mutex;
+
+use super::Txn;
+use crate::{flow::Replier, replies::Responder};
+
+/// Why the edge cancels its pending branches, as the `Reason` header of their CANCEL says.
+pub const ANSWERED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+
+/// How good a final status is as the answer of a forked request: lower is better. A 6xx
+/// (the callee declined everywhere) beats everything; then the lowest class (a redirect,
+/// then a client error, then a server error); among client errors a phone's own answer
+/// (busy, declined) beats the edge's "nobody answered" (408, 480) and 487 (cancelled).
+/// Pure.
+pub fn rank(code: u16) -> (u8, u8) {
+    let class = match code / 100 {
+        6 => 0,
+        3 => 1,
+        4 => 2,
+        5 => 3,
+        _ => 4,
+    };
+    let no_answer = u8::from(matches!(code, 408 | 480 | 487));
+    (class, no_answer)
+}
+
+/// The answers of one delivery's branches, and what went upstream.
+pub(super) struct Responses<'a> {
+    /// The upstream request (what generated answers answer).
+    pub request: &'a Message,
+    pub src: Source,
+    pub txn: &'a Txn,
+    pub upstream: &'a Replier,
+    pub responder: &'a Responder,
+    /// The best non-2xx final answer so far (status, bytes to send upstream).
+    best: Mutex<Option<(u16, Vec<u8>)>>,
+}
+
+impl<'a> Responses<'a> {
+    pub fn new(
+        request: &'a Message,
+        src: Source,
+        txn: &'a Txn,
+        upstream: &'a Replier,
+        responder: &'a Responder,
+    ) -> Self {
+        Responses {
+            request,
+            src,
+            txn,
+            upstream,
+            responder,
+            best: Mutex::new(None),
+        }
+    }
+
+    /// Whether a final answer went upstream.
+    fn finished(&self) -> bool {
+        self.txn.final_code.load(Relaxed) != 0
+    }
+
+    /// A response from a branch's next hop.
+    pub fn relay(&self, resp: &Message) {
+        let StartLine::Response { code, .. } = resp.start else {
+            return;
+        };
+        let Some(bytes) = forward_response(resp) else {
+            return;
+        };
+        match code {
+            101..=199 if !self.finished() => {
+                self.upstream.send(bytes);
+            }
+            200..=299 => {
+                if !self.finished() {
+                    self.txn.finished(code, bytes.clone());
+                    self.txn
+                        .cancel_branches(Some(ANSWERED_ELSEWHERE.to_owned()));
+                }
+                // Every 2xx goes upstream: the caller acknowledges each and ends the extra
+                // dialogs (RFC 3261 §16.7 step 5).
+                self.upstream.send(bytes);
+            }
+            300.. => self.candidate(code, bytes),
+            _ => {}
+        }
+    }
+
+    /// An answer the edge makes for a branch (no answer, no listener, too many hops).
+    pub fn generated(&self, code: u16, reason: &str) {
+        let bytes = self
+            .responder
+            .reply(self.request, &self.src, code, reason, vec![]);
+        self.candidate(code, bytes);
+    }
+
+    fn candidate(&self, code: u16, bytes: Vec<u8>) {
+        if code >= 600 && !self.finished() {
+            self.txn.cancel_branches(Some(format!("SIP;cause={code}")));
+        }
+        let mut best = self.best.lock();
+        if best.as_ref().is_none_or(|(b, _)| rank(code) < rank(*b)) {
+            *best = Some((code, bytes));
+        }
+    }
+
+    /// Every branch is done: the best final answer goes upstream unless a 2xx went.
+    pub fn finish(&self) {
+        if self.finished() {
+            return;
+        }
+        let (code, bytes) = self.best.lock().take().unwrap_or_else(|| {
+            let r =
+                self.responder
+                    .reply(self.request, &self.src, 480, "No live registration", vec![]);
+            (480, r)
+        });
+        self.txn.finished(code, bytes.clone());
+        self.upstream.send(bytes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rank;
+
+    #[test]
+    fn the_best_final_answer_of_a_fork_wins() {
+        // (one branch's answer, another's, the one that goes upstream)
+        let cases = [
+            (486, 480, 486), // busy beats "nobody answered"
+            (480, 486, 486),
+            (603, 486, 603), // declined everywhere beats busy
+            (503, 486, 486), // a client error beats a server error
+            (302, 486, 302), // a redirect beats a client error
+            (487, 480, 487), // cancelled and unanswered: the first of equals stays
+            (408, 500, 408),
+            (500, 503, 500),
+        ];
+        for (a, b, want) in cases {
+            let best = if rank(b) < rank(a) { b } else { a };
+            assert_eq!(best, want, "{a} vs {b}");
+        }
+    }
+}
