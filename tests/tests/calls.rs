@@ -17,7 +17,7 @@ use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
     fleet::{Seeded, import, seed_site_on, update_phone, wait_contacts, wait_operational},
-    sip::{Caller, branch, headers, status},
+    sip::{Caller, call, headers, in_dialog, status},
     softphones::Softphone,
 };
 
@@ -67,49 +67,6 @@ async fn answered_once(caller: &Caller, sim: &Sim, dialled: &str, edge: SocketAd
         before + 1,
         "{dialled}: one INVITE"
     );
-}
-
-/// An INVITE for `dialled` through `edge`: the request as written and every response.
-async fn call(caller: &Caller, dialled: &str, edge: SocketAddr) -> (String, Vec<String>) {
-    let invite = caller.text("INVITE", dialled, &branch(), "INVITE");
-    caller.send(&invite, edge).await;
-    (
-        invite,
-        caller.responses("INVITE", Duration::from_secs(5)).await,
-    )
-}
-
-/// A request of the dialog that `ok`, a 2xx answer to `invite`, set up: along the caller's
-/// route set (the Record-Route reversed, RFC 3261 §12.1.2), to `target`. The text and where
-/// it is sent (the first Route's address).
-fn in_dialog(
-    invite: &str,
-    ok: &str,
-    method: &str,
-    cseq: u32,
-    target: &str,
-) -> (String, SocketAddr) {
-    let header =
-        |text: &str, name: &str| headers(text, name).first().map(|v| v.to_string()).unwrap();
-    let mut route: Vec<&str> = headers(ok, "record-route");
-    route.reverse();
-    let hop = route[0]
-        .split('@')
-        .nth(1)
-        .and_then(|r| r.split(';').next())
-        .and_then(|a| a.parse().ok())
-        .expect("the route names an address");
-    let via = header(invite, "via");
-    let sent_by = via.split(';').next().unwrap();
-    let routes: String = route.iter().map(|r| format!("Route: {r}\r\n")).collect();
-    let text = format!(
-        "{method} {target} SIP/2.0\r\nVia: {sent_by};branch={}\r\nMax-Forwards: 70\r\n{routes}From: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} {method}\r\nContent-Length: 0\r\n\r\n",
-        branch(),
-        header(invite, "from"),
-        header(ok, "to"),
-        header(invite, "call-id"),
-    );
-    (text, hop)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

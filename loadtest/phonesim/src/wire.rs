@@ -107,7 +107,8 @@ pub fn answer_for(method: &str, invite: u16) -> Answer {
 
 /// A response to `req` received from `from`. An INVITE's ringing and answer carry its
 /// Record-Route, as a UAS copies it (RFC 3261 §12.1.1), so the caller's in-dialog requests
-/// come back through the proxies that asked to stay on the path.
+/// come back through the proxies that asked to stay on the path, and a Contact: the
+/// Request-URI the INVITE reached (the phone's own registered contact).
 pub fn respond(req: &Message, from: SocketAddr, code: u16, to_tag: &str) -> Vec<u8> {
     let mut extra = vec![(
         "Allow",
@@ -119,6 +120,9 @@ pub fn respond(req: &Message, from: SocketAddr, code: u16, to_tag: &str) -> Vec<
             req.all("record-route")
                 .map(|v| ("Record-Route", v.to_owned())),
         );
+        if let StartLine::Request { uri, .. } = &req.start {
+            extra.push(("Contact", format!("<{uri}>")));
+        }
     }
     response::build(req, &Source::from(from), code, "", to_tag, &extra, b"")
 }

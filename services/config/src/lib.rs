@@ -20,6 +20,7 @@ pub mod rebalance;
 mod repo;
 pub mod service;
 pub mod settings;
+pub mod trunks;
 mod upgrade;
 pub mod users;
 pub mod validate;

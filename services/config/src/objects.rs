@@ -14,8 +14,10 @@ use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
     peers::validate_peer,
-    repo::{self, explain_guard, must_load, must_load_at, put, put_index, version_guard},
-    settings, validate,
+    repo::{self, Users, explain_guard, must_load, must_load_at, put, put_index, version_guard},
+    settings,
+    trunks::{route_deletes, route_writes},
+    validate,
 };
 
 /// Validates an edge group.
@@ -94,7 +96,8 @@ pub fn validate_site(s: &Site) -> Result<()> {
             format!("'{}' is not 1-6 digits", s.site_code),
         ));
     }
-    validate_calling(s)
+    validate_calling(s)?;
+    crate::trunks::validate_routes(s)
 }
 
 /// A site's number plan and call patterns: a known template, and patterns that are kinds
@@ -189,11 +192,21 @@ impl ConfigCore {
         Ok(p)
     }
 
-    /// Deletes a peer (nothing refers to one: its requests are simply challenged again).
+    /// Deletes a peer no trunk names (its requests are simply challenged again).
     pub async fn delete_peer(&self, id: &str, version: i64) -> Result<i64> {
-        let key = keys::peer(id);
-        self.write_guarded(&key, version, Op::Delete(key.clone()), "peer", id)
-            .await
+        let users = Users {
+            prefix: keys::peer_trunks(id),
+            what: "trunks",
+        };
+        self.delete_unused(
+            &keys::peer(id),
+            version,
+            (vec![], vec![]),
+            &[users],
+            "peer",
+            id,
+        )
+        .await
     }
 
     pub async fn list_peers(&self, size: i32, token: &str) -> Result<(Vec<Peer>, String)> {
@@ -276,9 +289,13 @@ impl ConfigCore {
             compares.push(Compare::Absent(keys::site_code(&s.site_code)));
             ops.push(put_index(keys::site_code(&s.site_code), &s.id));
         }
+        let (route_compares, route_ops) = route_writes(&s, None);
+        compares.extend(route_compares);
+        ops.extend(route_ops);
         let r = self.store.txn(compares, ops).await?;
         if !r.succeeded {
             self.explain_site_code(&s).await?;
+            self.explain_routes(&s).await?;
             if self.store.get(&key).await?.is_some() {
                 return Err(ConfigError::AlreadyExists {
                     what: "site id",
@@ -341,12 +358,16 @@ impl ConfigCore {
         } else {
             compares.retain(|c| *c != Compare::Exists(keys::edge_group(&s.edge_group_id)));
         }
+        let (route_compares, route_ops) = route_writes(&s, Some(&current));
+        compares.extend(route_compares);
+        ops.extend(route_ops);
         let r = self.store.txn(compares, ops).await?;
         if !r.succeeded {
             explain_guard(&self.store, &key, version, "site", &s.id).await?;
             if current.site_code != s.site_code {
                 self.explain_site_code(&s).await?;
             }
+            self.explain_routes(&s).await?;
             if self
                 .store
                 .get(&keys::edge_group(&s.edge_group_id))
@@ -381,6 +402,7 @@ impl ConfigCore {
         if !site.site_code.is_empty() {
             extra.push(Op::Delete(keys::site_code(&site.site_code)));
         }
+        extra.extend(route_deletes(&site));
         let users = [
             Users {
                 prefix: keys::site_phones(id),
@@ -620,12 +642,6 @@ impl ConfigCore {
 }
 
 /// The reverse index of an object's users.
-/// A reverse index whose entries keep an object from being deleted.
-pub(crate) struct Users {
-    pub(crate) prefix: String,
-    /// What its entries are ("phones", "sites").
-    pub(crate) what: &'static str,
-}
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,13 @@ use prost::Message;
 
 use crate::error::{ConfigError, Result};
 
+/// A reverse index whose entries keep an object from being deleted.
+pub(crate) struct Users {
+    pub(crate) prefix: String,
+    /// What its entries are ("phones", "sites").
+    pub(crate) what: &'static str,
+}
+
 /// Decodes a stored message.
 pub fn decode<M: Message + Default>(kv: &KeyValue, kind: &'static str) -> Result<M> {
     M::decode(kv.value.as_slice()).map_err(|source| ConfigError::Decode {

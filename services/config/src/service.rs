@@ -136,6 +136,53 @@ impl ConfigService for ConfigApi {
             },
         ))
     }
+    // A trunk's peer reaches phones by DID: creating, changing or deleting one takes the
+    // `telephony:plugin:all` permission, as a peer does.
+    async fn create_trunk(
+        &self,
+        req: Request<pb::CreateTrunkRequest>,
+    ) -> Result<Response<pb::Trunk>, Status> {
+        self.auth(&req, Permission::All)?;
+        let t = field(req.into_inner().trunk, "trunk")?;
+        ok(self.core.create_trunk(t).await)
+    }
+    async fn get_trunk(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::Trunk>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_trunk(&req.get_ref().id).await)
+    }
+    async fn update_trunk(
+        &self,
+        req: Request<pb::UpdateTrunkRequest>,
+    ) -> Result<Response<pb::Trunk>, Status> {
+        self.auth(&req, Permission::All)?;
+        let t = field(req.into_inner().trunk, "trunk")?;
+        ok(self.core.update_trunk(t).await)
+    }
+    async fn delete_trunk(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::All)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_trunk(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_trunks(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListTrunksResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self.core.list_trunks(r.page_size, &r.page_token).await.map(
+            |(trunks, next_page_token)| pb::ListTrunksResponse {
+                trunks,
+                next_page_token,
+            },
+        ))
+    }
     async fn create_user(
         &self,
         req: Request<pb::CreateUserRequest>,

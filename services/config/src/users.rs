@@ -11,8 +11,10 @@ use dialtone_store::{Compare, Op};
 use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
-    objects::{Users, validate_call_patterns},
-    repo::{self, explain_guard, load, must_load, must_load_at, put, put_index, version_guard},
+    objects::validate_call_patterns,
+    repo::{
+        self, Users, explain_guard, load, must_load, must_load_at, put, put_index, version_guard,
+    },
     validate,
 };
 

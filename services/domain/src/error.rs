@@ -18,3 +18,16 @@ pub enum PeerAddressError {
         prefix: u8,
     },
 }
+
+/// Why a DID entry's `numbers` is not one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DidError {
+    #[error("'{0}' is not an E.164 number (+ and 8-15 digits) or a range of two")]
+    NotANumber(String),
+    #[error(
+        "'{0}': a range's two ends have the same number of digits, the first not above the last"
+    )]
+    BadRange(String),
+    #[error("'{numbers}': a range holds at most {max} numbers")]
+    TooLong { numbers: String, max: u64 },
+}

@@ -9,6 +9,7 @@
 //! | `config/phones/{id}` | `Phone` (with `StoredCredentials`) | config | all roles (watch) | no |
 //! | `config/peers/{id}` | `Peer` | config | edge (watch) | no |
 //! | `config/users/{id}` | `User` | config | edge (watch) | no |
+//! | `config/trunks/{id}` | `Trunk` | config | edge (watch) | no |
 //! | `index/hardware/{hw}` | phone id | config | config (uniqueness) | no |
 //! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
 //! | `index/extension/{site}/{extension}` | `phone/{id}` or `user/{id}` | config | config (uniqueness within a site) | no |
@@ -20,6 +21,8 @@
 //! | `index/group-sites/{group}/{site}` | empty | config | config (references) | no |
 //! | `index/site-users/{site}/{user}` | empty | config | config (references) | no |
 //! | `index/user-phones/{user}/{phone}` | empty | config | config (references) | no |
+//! | `index/trunk-sites/{trunk}/{site}` | empty | config | config (references) | no |
+//! | `index/peer-trunks/{peer}/{trunk}` | empty | config | config (references) | no |
 //! | `members/{role}/{node}` | `Member` | every node | config, edge, provisioning | yes |
 //! | `bindings/{phone}/{line}/{node}` | `Binding` | the edge holding it | status (watch), edge, config | yes |
 //! | `actions/{node}/{phone}` | `PhoneAction` | config, provisioning | edge `node` (watch) | no |
@@ -38,6 +41,7 @@ pub const BASE_SETTINGS: &str = "config/base-settings/";
 pub const PHONES: &str = "config/phones/";
 pub const PEERS: &str = "config/peers/";
 pub const USERS: &str = "config/users/";
+pub const TRUNKS: &str = "config/trunks/";
 /// Every node's membership record, `members/{role}/{node}`.
 pub const MEMBERS: &str = "members/";
 /// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
@@ -56,6 +60,9 @@ pub fn base_settings(id: &str) -> String {
 }
 pub fn peer(id: &str) -> String {
     format!("{PEERS}{id}")
+}
+pub fn trunk(id: &str) -> String {
+    format!("{TRUNKS}{id}")
 }
 pub fn user(id: &str) -> String {
     format!("{USERS}{id}")
@@ -142,6 +149,14 @@ pub fn site_users(site: &str) -> String {
 pub fn user_phones(user: &str) -> String {
     format!("index/user-phones/{user}/")
 }
+/// Sites whose outbound routes name a trunk.
+pub fn trunk_sites(trunk: &str) -> String {
+    format!("index/trunk-sites/{trunk}/")
+}
+/// Trunks whose carrier is a peer.
+pub fn peer_trunks(peer: &str) -> String {
+    format!("index/peer-trunks/{peer}/")
+}
 /// Phones of a site.
 pub fn site_phones(site: &str) -> String {
     format!("index/site-phones/{site}/")
@@ -182,7 +197,15 @@ mod tests {
         }
         assert!(member("edge", "n1").starts_with(&role_members("edge")));
         assert!(role_members("edge").starts_with(MEMBERS));
-        for k in [SITES, EDGE_GROUPS, BASE_SETTINGS, PHONES, PEERS, USERS] {
+        for k in [
+            SITES,
+            EDGE_GROUPS,
+            BASE_SETTINGS,
+            PHONES,
+            PEERS,
+            USERS,
+            TRUNKS,
+        ] {
             assert!(k.starts_with(CONFIG));
         }
         // A longer name never sorts between a name and its own phones.

@@ -6,7 +6,8 @@
 //! phone's effective settings ([`settings`]), its derived passwords and HA1s
 //! ([`credentials`]), which sources are trusted peers ([`peers`]), how a role asks an
 //! edge to act on a phone ([`actions`]) and what a dialled number is and whether a line
-//! may call it ([`dialplan`]). Roles depend on this crate and on the store, never on each
+//! may call it ([`dialplan`]), which trunk carries a call out and who answers a number
+//! a carrier delivers ([`trunks`]). Roles depend on this crate and on the store, never on each
 //! other.
 
 pub mod actions;
@@ -17,8 +18,9 @@ pub mod keys;
 pub mod peers;
 pub mod placement;
 pub mod settings;
+pub mod trunks;
 
-pub use error::PeerAddressError;
+pub use error::{DidError, PeerAddressError};
 
 /// Default digest realm of phone credentials.
 pub const DEFAULT_REALM: &str = "dialtone";

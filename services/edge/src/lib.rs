@@ -14,7 +14,8 @@
 //! - [`dispatch`]: judges each message and sends it to the wing that handles it, after
 //!   the trust boundary;
 //! - [`transport`]: accepts and reads; the only caller of `Dispatcher::handle`;
-//! - [`api`] (gRPC control) and [`actions`] (the store's action protocol) on top.
+//! - [`api`] (gRPC control), [`actions`] (the store's action protocol) and [`keepalive`]
+//!   (OPTIONS to carrier trunks) on top.
 
 mod actions;
 mod admission;
@@ -24,6 +25,7 @@ mod delivery;
 mod dispatch;
 pub mod error;
 mod flow;
+mod keepalive;
 mod metrics;
 mod registrar;
 mod replies;
@@ -217,6 +219,7 @@ impl Edge {
             handler.clone(),
             action_counts.clone(),
         ));
+        tasks.push(keepalive::spawn(handler.clone()));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
             transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());

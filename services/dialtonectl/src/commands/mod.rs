@@ -9,6 +9,7 @@ mod phones;
 pub mod provisioning;
 mod sites;
 pub mod status;
+mod trunks;
 mod users;
 
 use anyhow::Context;
@@ -25,6 +26,7 @@ pub use edge_groups::EdgeGroupCmd;
 pub use peers::PeerCmd;
 pub use phones::PhoneCmd;
 pub use sites::SiteCmd;
+pub use trunks::TrunkCmd;
 pub use users::UserCmd;
 
 #[derive(Subcommand, Debug)]
@@ -38,6 +40,10 @@ pub enum Command {
     /// Trusted SIP peers: requests from them reach phones without digest authentication.
     #[command(subcommand)]
     Peers(PeerCmd),
+    /// Carrier trunks: where calls to numbers outside the fleet go, and which numbers
+    /// (DIDs) come in on them.
+    #[command(subcommand)]
+    Trunks(TrunkCmd),
     /// Users: people whose companion phones all ring at their extension.
     #[command(subcommand)]
     Users(UserCmd),
@@ -117,6 +123,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::Peers(cmd) => peers::run(&mut c, out, cmd).await,
         Command::Users(cmd) => users::run(&mut c, out, cmd).await,
+        Command::Trunks(cmd) => trunks::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,
         Command::Phones(cmd) => phones::run(&mut c, out, cmd).await,
         Command::Members { role } => {

@@ -77,6 +77,12 @@ pub struct SiteArgs {
     /// extensions.
     #[arg(long, default_value = "")]
     site_code: String,
+    /// An outbound route: KINDS=TRUNKS[@SECONDS], kinds and trunks comma-separated, e.g.
+    /// `national,international=carrier-a,carrier-b@20` (calls go to carrier-a, then to
+    /// carrier-b on 408, a 5xx or no answer within 20 s). Repeat; the first route naming
+    /// a call's kind takes it.
+    #[arg(long = "route")]
+    routes: Vec<String>,
     /// Expected version (update; 0: current).
     #[arg(long, default_value_t = 0)]
     version: i64,
@@ -110,6 +116,32 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
         number_plan: a.number_plan,
         call_patterns: a.call_patterns,
         site_code: a.site_code,
+        outbound_routes: a
+            .routes
+            .iter()
+            .map(|r| parse_route(r))
+            .collect::<anyhow::Result<_>>()?,
+    })
+}
+
+/// `KINDS=TRUNKS[@SECONDS]` as a route.
+fn parse_route(r: &str) -> anyhow::Result<pb::OutboundRoute> {
+    let (kinds, rest) = r.split_once('=').with_context(|| {
+        format!("invalid --route '{r}': use KINDS=TRUNKS[@SECONDS], e.g. national=carrier-a")
+    })?;
+    let (trunks, timeout) = match rest.split_once('@') {
+        Some((t, s)) => (
+            t,
+            s.parse()
+                .with_context(|| format!("invalid --route '{r}': '{s}' is not seconds"))?,
+        ),
+        None => (rest, 0),
+    };
+    let list = |s: &str| s.split(',').map(|x| x.trim().to_owned()).collect();
+    Ok(pb::OutboundRoute {
+        kinds: list(kinds),
+        trunk_ids: list(trunks),
+        no_answer_timeout_s: timeout,
     })
 }
 

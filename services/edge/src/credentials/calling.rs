@@ -2,8 +2,11 @@
 //! and call patterns, compiled once per change of the site (a template is built, patterns
 //! parsed), so deciding a call is a classification and a few comparisons.
 
-use dialtone_domain::dialplan::{
-    Caller, Decision, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
+use dialtone_domain::{
+    dialplan::{
+        Caller, Decision, Kind, NumberPlan, Permit, Refusal, Restrictions, decide, templates,
+    },
+    trunks::Route,
 };
 use dialtone_proto::config::v1::{CallRestrictions, Site, SiteAssignment, User};
 
@@ -21,24 +24,27 @@ fn restrictions(r: CallRestrictions) -> Restrictions {
 pub struct PhoneCalling {
     restrictions: Option<Restrictions>,
     permits: Option<Vec<Permit>>,
+    /// Its own outbound caller id (E.164), if it sets one.
+    pub caller_id: Option<String>,
 }
 
 impl PhoneCalling {
     /// A phone's own rules, if it sets any.
     pub fn of(a: &SiteAssignment) -> Option<Self> {
-        Self::own(a.call_restrictions, &a.call_patterns)
+        Self::own(a.call_restrictions, &a.call_patterns, &a.outbound_caller_id)
     }
 
     /// A user's own rules (for its companion phones), if it sets any.
     pub fn of_user(u: &User) -> Option<Self> {
-        Self::own(u.call_restrictions, &u.call_patterns)
+        Self::own(u.call_restrictions, &u.call_patterns, &u.outbound_caller_id)
     }
 
-    fn own(r: Option<CallRestrictions>, patterns: &[String]) -> Option<Self> {
+    fn own(r: Option<CallRestrictions>, patterns: &[String], caller_id: &str) -> Option<Self> {
         let own = PhoneCalling {
             restrictions: r.map(restrictions),
             permits: (!patterns.is_empty())
                 .then(|| patterns.iter().map(|p| Permit::parse(p)).collect()),
+            caller_id: (!caller_id.is_empty()).then(|| caller_id.to_owned()),
         };
         (own != PhoneCalling::default()).then_some(own)
     }
@@ -52,6 +58,10 @@ pub struct SiteCalling {
     plan: Option<NumberPlan>,
     restrictions: Restrictions,
     permits: Vec<Permit>,
+    /// Where its calls outside the fleet go, by kind.
+    pub routes: Vec<Route>,
+    /// Its default outbound caller id (E.164), if any.
+    pub caller_id: Option<String>,
 }
 
 impl SiteCalling {
@@ -66,6 +76,17 @@ impl SiteCalling {
                 .iter()
                 .map(|p| Permit::parse(p))
                 .collect(),
+            routes: site
+                .outbound_routes
+                .iter()
+                .map(|r| Route {
+                    kinds: r.kinds.iter().filter_map(|k| Kind::from_name(k)).collect(),
+                    trunks: r.trunk_ids.clone(),
+                    no_answer_s: (r.no_answer_timeout_s > 0).then_some(r.no_answer_timeout_s),
+                })
+                .collect(),
+            caller_id: (!site.default_outbound_caller_id.is_empty())
+                .then(|| site.default_outbound_caller_id.clone()),
         }
     }
 

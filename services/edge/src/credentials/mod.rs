@@ -8,6 +8,7 @@ pub(crate) mod calling;
 pub(crate) mod extensions;
 pub(crate) mod remote;
 pub(crate) mod sync;
+pub(crate) mod trunks;
 pub(crate) mod users;
 
 use std::{
@@ -164,6 +165,8 @@ pub struct CredentialCache {
     extensions: SiteExtensions,
     /// Users and their companion phones.
     users: users::Users,
+    /// Carrier trunks by id.
+    trunks: HashMap<Arc<str>, trunks::TrunkRec>,
     /// Trusted SIP peers, in id order (a handful: matched one by one).
     peers: Vec<TrustedPeer>,
 }
@@ -183,6 +186,7 @@ impl CredentialCache {
             remote: RemotePhones::default(),
             extensions: SiteExtensions::default(),
             users: users::Users::default(),
+            trunks: HashMap::new(),
             peers: Vec::new(),
         }
     }

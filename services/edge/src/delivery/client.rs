@@ -19,6 +19,14 @@ use super::{
 };
 use crate::{flow::Transport, replies::new_branch};
 
+/// Headers by which a caller says who it is: a carrier hears that from the edge only.
+const IDENTITY_HEADERS: [&str; 4] = [
+    "p-asserted-identity",
+    "p-preferred-identity",
+    "remote-party-id",
+    "privacy",
+];
+
 /// Where a branch stands on cancelling its request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Cancelling {
@@ -43,6 +51,8 @@ impl Delivery {
             wait,
             record_route,
             pop_routes,
+            ring,
+            identity,
         } = hop;
         let txn = responses.txn;
         let mut cancelled = txn.cancel.subscribe();
@@ -67,13 +77,23 @@ impl Delivery {
                 &marked,
             )
         });
-        let extra: Vec<(&str, &str)> = marker
+        let mut extra: Vec<(&str, &str)> = marker
             .as_deref()
             .map(|v| vec![(FORWARDED, v)])
             .unwrap_or_default();
         // What the edges of the group consumed stays with them: the line's credentials and
-        // the marker of the edge that handed the request over.
-        let strip = ["proxy-authorization", FORWARDED_CANONICAL];
+        // the marker of the edge that handed the request over. Towards a carrier, only the
+        // edge says who calls.
+        let mut strip = vec!["proxy-authorization", FORWARDED_CANONICAL];
+        if let Some(id) = &identity {
+            strip.extend(IDENTITY_HEADERS);
+            if let Some(pai) = &id.asserted {
+                extra.push(("P-Asserted-Identity", pai));
+            }
+            if id.private {
+                extra.push(("Privacy", "id"));
+            }
+        }
         let routing = Routing {
             record_route: &record_route,
             pop_routes,
@@ -151,7 +171,7 @@ impl Delivery {
                         }
                         deadline = if invite {
                             // Timer C: reset by every provisional.
-                            Instant::now() + self.settings.invite_timeout
+                            Instant::now() + ring.unwrap_or(self.settings.invite_timeout)
                         } else {
                             // The next hop is alive: the whole wait for the final answer.
                             deadline.max(start + self.settings.notify_timeout)

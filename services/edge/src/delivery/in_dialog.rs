@@ -174,6 +174,8 @@ impl Delivery {
                     wait: self.settings.notify_timeout,
                     record_route: Vec::new(),
                     pop_routes: onward.pops,
+                    ring: None,
+                    identity: None,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);

@@ -21,6 +21,8 @@ mod client;
 pub(crate) mod forwarding;
 pub(crate) mod in_dialog;
 mod responses;
+pub(crate) mod trunk_health;
+mod trunks;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
 use responses::Responses;
@@ -135,9 +137,11 @@ pub(crate) struct Delivery {
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
     /// By [`Outcome`], in its order.
-    counts: Counters<6>,
+    counts: Counters<8>,
     /// Calls up and how INVITEs ended, for metrics.
     pub(crate) calls: calls::Calls,
+    /// Which carrier trunk targets answer their keep-alives.
+    pub(crate) trunk_health: trunk_health::TrunkHealth,
     parts: DeliveryParts,
 }
 
@@ -157,9 +161,10 @@ impl Delivery {
             txns: Mutex::default(),
             clients: Mutex::default(),
             calls: calls::Calls::default(),
+            trunk_health: trunk_health::TrunkHealth::default(),
             counts: Counters::new(
                 "dialtone_edge_deliveries_total",
-                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route.",
+                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route; calls out: sent to a carrier trunk target, moved on to the next target (408, 5xx, no answer).",
                 "outcome",
                 [
                     "local",
@@ -168,6 +173,8 @@ impl Delivery {
                     "no_answer",
                     "ring_timeout",
                     "in_dialog",
+                    "trunk",
+                    "trunk_failover",
                 ],
             ),
         }
@@ -185,6 +192,8 @@ enum Outcome {
     NoAnswer = 3,
     RingTimeout = 4,
     InDialog = 5,
+    Trunk = 6,
+    TrunkFailover = 7,
 }
 
 impl Delivery {
@@ -211,6 +220,7 @@ impl Delivery {
     pub fn render(&self, node: &str, out: &mut String) {
         self.counts.render(Some(node), out);
         self.calls.render(node, out);
+        self.trunk_health.render(node, out);
     }
 }
 
@@ -229,6 +239,20 @@ struct Hop<'a> {
     /// request's Route entries are this edge's own (an in-dialog one).
     record_route: Vec<String>,
     pop_routes: usize,
+    /// How long an INVITE may ring (Timer C); none: `--sip-invite-timeout`.
+    ring: Option<Duration>,
+    /// The caller's identity as the next hop is told it (a carrier): the phone's own
+    /// identity headers are replaced by these.
+    identity: Option<Identity>,
+}
+
+/// What a carrier is told of the caller.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Identity {
+    /// `P-Asserted-Identity` value.
+    pub asserted: Option<String>,
+    /// `Privacy: id`: the carrier withholds it from the called party.
+    pub private: bool,
 }
 
 /// One line a delivery rings, and what its hops need to know.
@@ -460,6 +484,8 @@ impl Delivery {
                 wait,
                 record_route,
                 pop_routes: 0,
+                ring: None,
+                identity: None,
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);

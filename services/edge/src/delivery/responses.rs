@@ -42,6 +42,8 @@ pub(super) struct Responses<'a> {
     pub responder: &'a Responder,
     /// The best non-2xx final answer so far (status, bytes to send upstream).
     best: Mutex<Option<(u16, Vec<u8>)>>,
+    /// The latest final answer of a branch, and whether the edge made it.
+    last: Mutex<Option<(u16, bool)>>,
 }
 
 impl<'a> Responses<'a> {
@@ -59,6 +61,7 @@ impl<'a> Responses<'a> {
             upstream,
             responder,
             best: Mutex::new(None),
+            last: Mutex::new(None),
         }
     }
 
@@ -80,6 +83,7 @@ impl<'a> Responses<'a> {
                 self.upstream.send(bytes);
             }
             200..=299 => {
+                *self.last.lock() = Some((code, false));
                 if !self.finished() {
                     self.txn.finished(code, bytes.clone());
                     self.txn
@@ -89,7 +93,10 @@ impl<'a> Responses<'a> {
                 // dialogs (RFC 3261 §16.7 step 5).
                 self.upstream.send(bytes);
             }
-            300.. => self.candidate(code, bytes),
+            300.. => {
+                *self.last.lock() = Some((code, false));
+                self.candidate(code, bytes);
+            }
             _ => {}
         }
     }
@@ -99,7 +106,19 @@ impl<'a> Responses<'a> {
         let bytes = self
             .responder
             .reply(self.request, &self.src, code, reason, vec![]);
+        *self.last.lock() = Some((code, true));
         self.candidate(code, bytes);
+    }
+
+    /// The latest final answer of a branch (status, whether the edge made it), for a
+    /// delivery that tries its targets one after another.
+    pub fn last_final(&self) -> Option<(u16, bool)> {
+        *self.last.lock()
+    }
+
+    /// Whether a 2xx went upstream, or the delivery was cancelled.
+    pub fn settled(&self) -> bool {
+        self.finished() || self.txn.cancel.borrow().is_some()
     }
 
     fn candidate(&self, code: u16, bytes: Vec<u8>) {

@@ -32,8 +32,8 @@ use crate::{
 pub(crate) enum Sender {
     /// Another edge of the group (its forwarding marker verified).
     Edge,
-    /// A trusted peer (by its source address and transport).
-    Peer,
+    /// A trusted peer (by its source address and transport), by id.
+    Peer(String),
     /// One of our lines, authenticated by digest.
     Line(Arc<LineEntry>),
 }
@@ -98,7 +98,7 @@ impl Dispatcher {
             self.stats.rejected(Reason::Untrusted);
             Err(self.responder().reply(m, src, 403, reason, vec![]))
         };
-        let from_peer = self
+        let trusted = self
             .cache
             .read()
             .trusted_peer(
@@ -106,10 +106,10 @@ impl Dispatcher {
                 peer.transport.name(),
                 peer.tls_names.as_deref().unwrap_or_default(),
             )
-            .is_some();
-        match claim(m, method, from_peer) {
+            .map(str::to_owned);
+        match claim(m, method, trusted.is_some()) {
             Claim::Refused(reason) => refuse(reason),
-            Claim::Peer => Ok(Sender::Peer),
+            Claim::Peer => Ok(Sender::Peer(trusted.unwrap_or_default())),
             Claim::Edge(value) => {
                 let top = m.top_via();
                 let branch = top.as_ref().and_then(|v| v.param("branch")).unwrap_or("");

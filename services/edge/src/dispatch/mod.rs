@@ -258,16 +258,28 @@ impl Dispatcher {
             // else, so no extension or line of the same number and no missing assignment
             // stands in its way.
             let dialled = outside::dialled(user);
+            // A carrier's call reaches what its DID names, and nothing else.
+            if let Sender::Peer(id) = &sender
+                && self.cache.read().is_trunk_peer(id)
+            {
+                let lines = self.cache.read().did_lines(id, &dialled);
+                if lines.is_empty() {
+                    reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
+                    return;
+                }
+                self.deliver(m, src, peer, reply, lines, &sender);
+                return;
+            }
             let outside = match &sender {
                 Sender::Line(caller) if method == "INVITE" => {
                     Some(self.outside_decision(caller, &dialled))
                 }
                 _ => None,
             };
-            if let Some(d) = &outside
+            if let (Some(d), Sender::Line(caller)) = (&outside, &sender)
                 && outside::is_emergency(d)
             {
-                self.outside_call(&m, d, &src, &reply);
+                self.outside_call(m, caller, d, src, peer, reply);
                 return;
             }
             // Calls and messages from an unassigned phone are refused, whatever they are for
@@ -290,30 +302,22 @@ impl Dispatcher {
                     return;
                 }
                 None => {
-                    match outside {
+                    match (outside, &sender) {
                         // A call for no one of ours: a number outside.
-                        Some(decision) => self.outside_call(&m, &decision, &src, &reply),
-                        None => {
+                        (Some(decision), Sender::Line(caller)) => {
+                            self.outside_call(m, caller, &decision, src, peer, reply)
+                        }
+                        _ => {
                             reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
                         }
                     }
                     return;
                 }
             };
-            let admission = &self.delivery.admission;
-            let admitted = match &sender {
-                Sender::Edge | Sender::Peer => admission.admit_trusted(),
-                Sender::Line(_) => admission.admit(src.ip),
-            };
-            let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
-                return;
-            };
             if let [line] = lines.as_slice() {
                 span.record("phone.id", &*line.phone_id);
             }
-            let delivery = self.delivery.clone();
-            self.runtime
-                .spawn(delivery.deliver(m, src, peer.source(), reply, lines, permit));
+            self.deliver(m, src, peer, reply, lines, &sender);
             return;
         }
         match &*method {
@@ -343,6 +347,29 @@ impl Dispatcher {
                 reply.send(self.responder().reply(&m, &src, 405, "", extra));
             }
         }
+    }
+
+    /// Delivers `m` to `lines`, if delivery admission lets `sender` have one more.
+    fn deliver(
+        &self,
+        m: Message,
+        src: Source,
+        peer: &Peer,
+        reply: Replier,
+        lines: Vec<Arc<LineEntry>>,
+        sender: &Sender,
+    ) {
+        let admission = &self.delivery.admission;
+        let admitted = match sender {
+            Sender::Edge | Sender::Peer(_) => admission.admit_trusted(),
+            Sender::Line(_) => admission.admit(src.ip),
+        };
+        let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
+            return;
+        };
+        let delivery = self.delivery.clone();
+        self.runtime
+            .spawn(delivery.deliver(m, src, peer.source(), reply, lines, permit));
     }
 
     /// The permit delivery admission gave, or none after answering 503 (deliveries at

@@ -1,7 +1,8 @@
 //! Calls from one of our lines for a number outside the fleet: classified by the caller's
 //! site's number plan and decided against its restrictions and call patterns
 //! (`dialtone_domain::dialplan`). A refusal is a 403 whose Warning says which rule refused;
-//! a call the site allows has no trunk to take it yet, and gets 404 saying so. Emergency
+//! a call the site allows goes out through the trunks of its site's route for the call's
+//! kind (`delivery/trunks.rs`), or gets 404 "No Outbound Route" when no route takes it. Emergency
 //! numbers of the plan are decided before anything else is looked up, so no extension,
 //! line or missing assignment stands between a phone and an emergency call.
 
@@ -13,7 +14,7 @@ use dialtone_sip::{Message, response::Source};
 use super::Dispatcher;
 use crate::{
     credentials::{LineEntry, calling::without_site},
-    flow::Replier,
+    flow::{Peer, Replier},
     replies::UNASSIGNED_REASON,
 };
 
@@ -71,15 +72,37 @@ impl Dispatcher {
         }
     }
 
-    /// Answers a call for a number outside the fleet (no line, extension or REMOTE phone
-    /// of ours answers to it) as `decision` says.
+    /// Answers a call from `caller` for a number outside the fleet (no line, extension or
+    /// REMOTE phone of ours answers to it) as `decision` says: refused, or sent out through
+    /// the trunks of the route its site has for the call's kind.
     pub(super) fn outside_call(
         &self,
-        m: &Message,
+        m: Message,
+        caller: &LineEntry,
         decision: &Decision,
-        src: &Source,
-        reply: &Replier,
+        src: Source,
+        peer: &Peer,
+        reply: Replier,
     ) {
+        if let Decision::Allow { kind, number } = decision
+            && let Some(plan) = self.cache.read().trunk_plan(&caller.phone_id, *kind)
+        {
+            let admitted = self.delivery.admission.admit(src.ip);
+            let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
+                return;
+            };
+            let delivery = self.delivery.clone();
+            self.runtime.spawn(delivery.to_trunks(
+                m,
+                src,
+                peer.source(),
+                reply,
+                number.clone(),
+                plan,
+                permit,
+            ));
+            return;
+        }
         let warning = |text: &str| {
             // RFC 3261 §20.43: 399 is a miscellaneous warning; the agent is this edge.
             let text = text.replace(['"', '\\'], "");
@@ -105,7 +128,7 @@ impl Dispatcher {
                 )),
             ),
         };
-        reply.send(self.responder().reply(m, src, code, reason, extra));
+        reply.send(self.responder().reply(&m, &src, code, reason, extra));
     }
 }
 

@@ -1,0 +1,511 @@
+//! Carrier trunks and the sites' outbound routes that name them: validation and
+//! transactional CRUD. A trunk names its carrier's trusted peer (`index/peer-trunks` keeps
+//! that peer from going while the trunk is there); a site's routes name trunks
+//! (`index/trunk-sites` keeps a trunk from going while a site routes calls to it). What
+//! DIDs and routes mean is `dialtone_domain::trunks`.
+
+use std::{collections::BTreeSet, net::SocketAddr};
+
+use dialtone_domain::{
+    dialplan::Kind,
+    keys,
+    trunks::{Numbers, first_overlap},
+};
+use dialtone_proto::config::v1::{Site, Trunk, did::Target};
+use dialtone_store::{Compare, Op};
+
+use crate::{
+    ConfigCore,
+    error::{ConfigError, Result, check},
+    repo::{self, Users, explain_guard, must_load, must_load_at, put, put_index, version_guard},
+    validate,
+};
+
+/// Most DID entries of one trunk, and most routes of one site.
+const MAX_DIDS: usize = 1000;
+const MAX_ROUTES: usize = 16;
+
+/// Checks a trunk: id, name, peer, 1-8 UDP targets, keep-alive interval, DIDs (each one
+/// number or range, one target each, none overlapping).
+pub fn validate_trunk(t: &Trunk) -> Result<()> {
+    check("trunk.id", validate::slug(&t.id))?;
+    check("trunk.name", validate::name(&t.name, 0, 200))?;
+    check("trunk.peer_id", validate::slug(&t.peer_id))?;
+    if t.targets.is_empty() || t.targets.len() > 8 {
+        return Err(ConfigError::invalid(
+            "trunk.targets",
+            "must list 1-8 targets",
+        ));
+    }
+    for (i, target) in t.targets.iter().enumerate() {
+        if target.address.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                format!("trunk.targets[{i}].address"),
+                format!("'{}' is not IP:PORT", target.address),
+            ));
+        }
+        if !matches!(target.transport.as_str(), "" | "udp") {
+            return Err(ConfigError::invalid(
+                format!("trunk.targets[{i}].transport"),
+                format!(
+                    "'{}': edges reach carriers over udp only so far",
+                    target.transport
+                ),
+            ));
+        }
+    }
+    if t.options_interval_s != 0 {
+        check(
+            "trunk.options_interval_s",
+            validate::range(t.options_interval_s, 1, 3600),
+        )?;
+    }
+    if t.dids.len() > MAX_DIDS {
+        return Err(ConfigError::invalid(
+            "trunk.dids",
+            format!("at most {MAX_DIDS} entries"),
+        ));
+    }
+    let mut numbers = Vec::with_capacity(t.dids.len());
+    for (i, d) in t.dids.iter().enumerate() {
+        let f = format!("trunk.dids[{i}]");
+        numbers.push(
+            Numbers::parse(&d.numbers)
+                .map_err(|e| ConfigError::invalid(format!("{f}.numbers"), e.to_string()))?,
+        );
+        match &d.target {
+            None => {
+                return Err(ConfigError::invalid(
+                    f,
+                    "needs a phone, a user or an extension",
+                ));
+            }
+            Some(Target::PhoneId(p)) => check(format!("{f}.phone_id"), nonempty(p))?,
+            Some(Target::UserId(u)) => check(format!("{f}.user_id"), validate::user_id(u))?,
+            Some(Target::Extension(e)) => {
+                check(format!("{f}.extension"), site_extension(e).map(|_| ()))?
+            }
+        }
+    }
+    if let Some((a, b)) = first_overlap(&numbers) {
+        return Err(ConfigError::invalid(
+            format!("trunk.dids[{b}].numbers"),
+            format!("overlaps trunk.dids[{a}].numbers"),
+        ));
+    }
+    Ok(())
+}
+
+fn nonempty(s: &str) -> std::result::Result<(), String> {
+    if s.is_empty() || s.contains('/') {
+        Err("must be a phone id".into())
+    } else {
+        Ok(())
+    }
+}
+
+/// `SITE/EXTENSION` of a DID target: the site and the extension.
+pub fn site_extension(e: &str) -> std::result::Result<(&str, &str), String> {
+    let (site, ext) = e
+        .split_once('/')
+        .ok_or_else(|| format!("'{e}' is not SITE/EXTENSION"))?;
+    validate::slug(site)?;
+    validate::digits(ext, 2, 10)?;
+    Ok((site, ext))
+}
+
+/// Checks a site's outbound routes: at most 16, each with 1-5 distinct kinds and 1-8
+/// distinct trunk ids, and a no-answer timeout of 0 or 5-300 s.
+pub fn validate_routes(s: &Site) -> Result<()> {
+    if s.outbound_routes.len() > MAX_ROUTES {
+        return Err(ConfigError::invalid(
+            "site.outbound_routes",
+            format!("at most {MAX_ROUTES} routes"),
+        ));
+    }
+    for (i, r) in s.outbound_routes.iter().enumerate() {
+        let f = format!("site.outbound_routes[{i}]");
+        if r.kinds.is_empty() || r.kinds.len() > 5 {
+            return Err(ConfigError::invalid(
+                format!("{f}.kinds"),
+                "must list 1-5 kinds",
+            ));
+        }
+        for (j, k) in r.kinds.iter().enumerate() {
+            if Kind::from_name(k).is_none_or(|k| k == Kind::Extension) {
+                return Err(ConfigError::invalid(
+                    format!("{f}.kinds[{j}]"),
+                    format!("'{k}' is not national, international, emergency, premium or custom"),
+                ));
+            }
+            if r.kinds[..j].contains(k) {
+                return Err(ConfigError::invalid(
+                    format!("{f}.kinds[{j}]"),
+                    format!("'{k}' is listed twice"),
+                ));
+            }
+        }
+        if r.trunk_ids.is_empty() || r.trunk_ids.len() > 8 {
+            return Err(ConfigError::invalid(
+                format!("{f}.trunk_ids"),
+                "must list 1-8 trunks",
+            ));
+        }
+        for (j, t) in r.trunk_ids.iter().enumerate() {
+            check(format!("{f}.trunk_ids[{j}]"), validate::slug(t))?;
+            if r.trunk_ids[..j].contains(t) {
+                return Err(ConfigError::invalid(
+                    format!("{f}.trunk_ids[{j}]"),
+                    format!("'{t}' is listed twice"),
+                ));
+            }
+        }
+        if r.no_answer_timeout_s != 0 {
+            check(
+                format!("{f}.no_answer_timeout_s"),
+                validate::range(r.no_answer_timeout_s, 5, 300),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The trunks a site's routes name, each once.
+fn routed_trunks(s: &Site) -> BTreeSet<&str> {
+    s.outbound_routes
+        .iter()
+        .flat_map(|r| r.trunk_ids.iter().map(String::as_str))
+        .collect()
+}
+
+/// The compares and ops a write of site `s` (replacing `current`, if any) carries for its
+/// routes: every trunk it names exists, and the trunks' reverse index follows.
+pub(crate) fn route_writes(s: &Site, current: Option<&Site>) -> (Vec<Compare>, Vec<Op>) {
+    let entry = |t: &str| format!("{}{}", keys::trunk_sites(t), s.id);
+    let new = routed_trunks(s);
+    let old = current.map(routed_trunks).unwrap_or_default();
+    let compares = new
+        .iter()
+        .map(|t| Compare::Exists(keys::trunk(t)))
+        .collect();
+    let mut ops: Vec<Op> = old.difference(&new).map(|t| Op::Delete(entry(t))).collect();
+    ops.extend(new.difference(&old).map(|t| put_index(entry(t), "")));
+    (compares, ops)
+}
+
+/// The deletes of a site's entries in its trunks' reverse index.
+pub(crate) fn route_deletes(s: &Site) -> Vec<Op> {
+    routed_trunks(s)
+        .into_iter()
+        .map(|t| Op::Delete(format!("{}{}", keys::trunk_sites(t), s.id)))
+        .collect()
+}
+
+impl ConfigCore {
+    /// Why a site write failed when a trunk its routes name is missing.
+    pub(crate) async fn explain_routes(&self, s: &Site) -> Result<()> {
+        for (i, r) in s.outbound_routes.iter().enumerate() {
+            for (j, t) in r.trunk_ids.iter().enumerate() {
+                if self.store.get(&keys::trunk(t)).await?.is_none() {
+                    return Err(ConfigError::missing(
+                        &format!("site.outbound_routes[{i}].trunk_ids[{j}]"),
+                        "trunk",
+                        t,
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The compares a trunk write carries: its peer, and its DIDs' phones, users and sites
+    /// exist.
+    fn trunk_references(t: &Trunk) -> Vec<Compare> {
+        let mut c = vec![Compare::Exists(keys::peer(&t.peer_id))];
+        for d in &t.dids {
+            let key = match &d.target {
+                Some(Target::PhoneId(p)) => keys::phone(p),
+                Some(Target::UserId(u)) => keys::user(u),
+                Some(Target::Extension(e)) => match site_extension(e) {
+                    Ok((site, _)) => keys::site(site),
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            let exists = Compare::Exists(key);
+            if !c.contains(&exists) {
+                c.push(exists);
+            }
+        }
+        c
+    }
+
+    /// Which reference of `t` is missing, after a write failed.
+    async fn explain_trunk_references(&self, t: &Trunk) -> Result<()> {
+        if self.store.get(&keys::peer(&t.peer_id)).await?.is_none() {
+            return Err(ConfigError::missing("trunk.peer_id", "peer", &t.peer_id));
+        }
+        for (i, d) in t.dids.iter().enumerate() {
+            let (key, field, kind, id) = match &d.target {
+                Some(Target::PhoneId(p)) => (keys::phone(p), "phone_id", "phone", p.as_str()),
+                Some(Target::UserId(u)) => (keys::user(u), "user_id", "user", u.as_str()),
+                Some(Target::Extension(e)) => match site_extension(e) {
+                    Ok((site, _)) => (keys::site(site), "extension", "site", site),
+                    Err(_) => continue,
+                },
+                None => continue,
+            };
+            if self.store.get(&key).await?.is_none() {
+                return Err(ConfigError::missing(
+                    &format!("trunk.dids[{i}].{field}"),
+                    kind,
+                    id,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_trunk(&self, mut t: Trunk) -> Result<Trunk> {
+        validate_trunk(&t)?;
+        t.version = 0;
+        let key = keys::trunk(&t.id);
+        let mut compares = vec![Compare::Absent(key.clone())];
+        compares.extend(Self::trunk_references(&t));
+        let ops = vec![
+            put(key.clone(), &t),
+            put_index(format!("{}{}", keys::peer_trunks(&t.peer_id), t.id), ""),
+        ];
+        let r = self.store.txn(compares, ops).await?;
+        if !r.succeeded {
+            if self.store.get(&key).await?.is_some() {
+                return Err(ConfigError::AlreadyExists {
+                    what: "trunk id",
+                    value: t.id,
+                    owner: "another trunk".into(),
+                });
+            }
+            self.explain_trunk_references(&t).await?;
+            return Err(ConfigError::Contended {
+                kind: "trunk",
+                id: t.id,
+            });
+        }
+        t.version = r.revision;
+        Ok(t)
+    }
+
+    pub async fn get_trunk(&self, id: &str) -> Result<Trunk> {
+        let (mut t, v): (Trunk, i64) =
+            must_load(&self.store, &keys::trunk(id), "trunk", id).await?;
+        t.version = v;
+        Ok(t)
+    }
+
+    pub async fn update_trunk(&self, mut t: Trunk) -> Result<Trunk> {
+        validate_trunk(&t)?;
+        let key = keys::trunk(&t.id);
+        let version = std::mem::take(&mut t.version);
+        let (current, version): (Trunk, i64) =
+            must_load_at(&self.store, &key, "trunk", &t.id, version).await?;
+        let mut compares = vec![version_guard(&key, version)];
+        compares.extend(Self::trunk_references(&t));
+        let mut ops = vec![put(key.clone(), &t)];
+        if current.peer_id != t.peer_id {
+            ops.push(Op::Delete(format!(
+                "{}{}",
+                keys::peer_trunks(&current.peer_id),
+                t.id
+            )));
+            ops.push(put_index(
+                format!("{}{}", keys::peer_trunks(&t.peer_id), t.id),
+                "",
+            ));
+        }
+        let r = self.store.txn(compares, ops).await?;
+        if !r.succeeded {
+            explain_guard(&self.store, &key, version, "trunk", &t.id).await?;
+            self.explain_trunk_references(&t).await?;
+            return Err(ConfigError::Contended {
+                kind: "trunk",
+                id: t.id,
+            });
+        }
+        t.version = r.revision;
+        Ok(t)
+    }
+
+    /// Deletes a trunk no site routes calls to.
+    pub async fn delete_trunk(&self, id: &str, version: i64) -> Result<i64> {
+        let key = keys::trunk(id);
+        let (current, version): (Trunk, i64) =
+            must_load_at(&self.store, &key, "trunk", id, version).await?;
+        let ops = vec![Op::Delete(format!(
+            "{}{}",
+            keys::peer_trunks(&current.peer_id),
+            id
+        ))];
+        let users = Users {
+            prefix: keys::trunk_sites(id),
+            what: "sites",
+        };
+        self.delete_unused(&key, version, (vec![], ops), &[users], "trunk", id)
+            .await
+    }
+
+    pub async fn list_trunks(&self, size: i32, token: &str) -> Result<(Vec<Trunk>, String)> {
+        repo::list_page(
+            &self.store,
+            keys::TRUNKS,
+            "trunk",
+            size,
+            token,
+            |m: &mut Trunk, v| m.version = v,
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::config::v1::{Did, OutboundRoute, TrunkTarget};
+
+    use super::*;
+
+    fn field(r: Result<()>) -> String {
+        match r {
+            Err(ConfigError::InvalidArgument { field, .. }) => field,
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn trunk() -> Trunk {
+        Trunk {
+            id: "carrier".into(),
+            name: "Carrier".into(),
+            peer_id: "carrier-sbc".into(),
+            targets: vec![TrunkTarget {
+                address: "192.0.2.10:5060".into(),
+                transport: "udp".into(),
+            }],
+            dids: vec![
+                Did {
+                    numbers: "+15551230000-+15551230099".into(),
+                    target: Some(Target::Extension("hq/201".into())),
+                },
+                Did {
+                    numbers: "+15551239999".into(),
+                    target: Some(Target::UserId("carol".into())),
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn trunks_validate_naming_the_bad_field() {
+        validate_trunk(&trunk()).unwrap();
+        let with = |f: fn(&mut Trunk)| {
+            let mut t = trunk();
+            f(&mut t);
+            t
+        };
+        let cases: Vec<(Trunk, &str)> = vec![
+            (with(|t| t.id = "Carrier".into()), "trunk.id"),
+            (with(|t| t.peer_id.clear()), "trunk.peer_id"),
+            (with(|t| t.targets.clear()), "trunk.targets"),
+            (
+                with(|t| t.targets[0].address = "sbc.example.com:5060".into()),
+                "trunk.targets[0].address",
+            ),
+            (
+                with(|t| t.targets[0].transport = "tls".into()),
+                "trunk.targets[0].transport",
+            ),
+            (
+                with(|t| t.options_interval_s = 3601),
+                "trunk.options_interval_s",
+            ),
+            (
+                with(|t| t.dids[0].numbers = "555".into()),
+                "trunk.dids[0].numbers",
+            ),
+            (with(|t| t.dids[1].target = None), "trunk.dids[1]"),
+            (
+                with(|t| t.dids[0].target = Some(Target::Extension("201".into()))),
+                "trunk.dids[0].extension",
+            ),
+            (
+                with(|t| t.dids[1].numbers = "+15551230042".into()),
+                "trunk.dids[1].numbers",
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(field(validate_trunk(&t)), want, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn routes_validate_and_keep_their_trunks_index() {
+        let route = |kinds: &[&str], trunks: &[&str]| OutboundRoute {
+            kinds: kinds.iter().map(|k| (*k).into()).collect(),
+            trunk_ids: trunks.iter().map(|t| (*t).into()).collect(),
+            no_answer_timeout_s: 0,
+        };
+        let site = |routes: Vec<OutboundRoute>| Site {
+            id: "hq".into(),
+            outbound_routes: routes,
+            ..Default::default()
+        };
+        let ok = site(vec![
+            route(&["emergency"], &["e911", "carrier"]),
+            route(&["national", "international"], &["carrier"]),
+        ]);
+        validate_routes(&ok).unwrap();
+        let cases = [
+            (
+                site(vec![route(&[], &["a"])]),
+                "site.outbound_routes[0].kinds",
+            ),
+            (
+                site(vec![route(&["extension"], &["a"])]),
+                "site.outbound_routes[0].kinds[0]",
+            ),
+            (
+                site(vec![route(&["national", "national"], &["a"])]),
+                "site.outbound_routes[0].kinds[1]",
+            ),
+            (
+                site(vec![route(&["national"], &["a", "a"])]),
+                "site.outbound_routes[0].trunk_ids[1]",
+            ),
+            (
+                site(vec![OutboundRoute {
+                    no_answer_timeout_s: 1,
+                    ..route(&["national"], &["a"])
+                }]),
+                "site.outbound_routes[0].no_answer_timeout_s",
+            ),
+        ];
+        for (s, want) in cases {
+            assert_eq!(field(validate_routes(&s)), want, "{s:?}");
+        }
+        // Each trunk is indexed once; a change moves only what changed.
+        let (compares, ops) = route_writes(&ok, None);
+        assert_eq!(compares.len(), 2);
+        assert_eq!(ops.len(), 2);
+        let moved = site(vec![route(&["national"], &["carrier", "backup"])]);
+        let (_, ops) = route_writes(&moved, Some(&ok));
+        let keys: Vec<(&str, bool)> = ops
+            .iter()
+            .map(|o| (o.key(), matches!(o, Op::Delete(_))))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                ("index/trunk-sites/e911/hq", true),
+                ("index/trunk-sites/backup/hq", false)
+            ]
+        );
+    }
+}

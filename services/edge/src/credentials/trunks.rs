@@ -1,0 +1,173 @@
+//! Carrier trunks as the edge follows them (`config/trunks/*`): each trunk's targets and
+//! caller-id presentation, and its DIDs by the peer its carrier sends from. A call out
+//! takes the targets of the trunks its site's route names ([`CredentialCache::trunk_plan`]);
+//! a call in from a trunk's peer reaches only the lines its DID names
+//! ([`CredentialCache::did_lines`]), never a number outside the fleet.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use dialtone_domain::{
+    dialplan::Kind,
+    trunks::{Dids, Numbers, route_for},
+};
+use dialtone_proto::config::v1::{Trunk, did::Target};
+
+use super::{CredentialCache, LineEntry, extensions::Holder};
+
+/// Who answers a DID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DidTarget {
+    Phone(Arc<str>),
+    User(Arc<str>),
+    Extension { site: String, extension: String },
+}
+
+/// What the edge keeps of a trunk.
+pub struct TrunkRec {
+    pub peer: String,
+    pub targets: Vec<SocketAddr>,
+    pub privacy: bool,
+    /// Seconds between OPTIONS keep-alives.
+    pub options_interval_s: u32,
+    dids: Dids<DidTarget>,
+}
+
+impl TrunkRec {
+    fn of(t: &Trunk) -> Self {
+        let dids = t
+            .dids
+            .iter()
+            .filter_map(|d| {
+                let numbers = Numbers::parse(&d.numbers).ok()?;
+                let target = match d.target.as_ref()? {
+                    Target::PhoneId(p) => DidTarget::Phone(p.as_str().into()),
+                    Target::UserId(u) => DidTarget::User(u.as_str().into()),
+                    Target::Extension(e) => {
+                        let (site, extension) = e.split_once('/')?;
+                        DidTarget::Extension {
+                            site: site.into(),
+                            extension: extension.into(),
+                        }
+                    }
+                };
+                Some((numbers, target))
+            })
+            .collect();
+        TrunkRec {
+            peer: t.peer_id.clone(),
+            targets: t
+                .targets
+                .iter()
+                .filter_map(|x| x.address.parse().ok())
+                .collect(),
+            privacy: t.privacy,
+            options_interval_s: if t.options_interval_s == 0 {
+                30
+            } else {
+                t.options_interval_s
+            },
+            dids: Dids::new(dids),
+        }
+    }
+}
+
+/// One target a call out may try, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkHop {
+    pub trunk: Arc<str>,
+    pub addr: SocketAddr,
+    pub privacy: bool,
+}
+
+/// Where a call out goes: the targets in order, how long each may ring, and the caller id
+/// the carrier is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrunkPlan {
+    pub hops: Vec<TrunkHop>,
+    pub no_answer_s: Option<u32>,
+    pub caller_id: Option<String>,
+}
+
+impl CredentialCache {
+    /// A trunk was created or changed.
+    pub fn put_trunk(&mut self, t: &Trunk) {
+        self.trunks.insert(t.id.as_str().into(), TrunkRec::of(t));
+    }
+
+    /// A trunk was deleted.
+    pub fn remove_trunk(&mut self, id: &str) {
+        self.trunks.remove(id);
+    }
+
+    /// Every trunk's targets and keep-alive interval (for the keep-alive task).
+    pub fn trunk_targets(&self) -> Vec<(Arc<str>, SocketAddr, u32)> {
+        self.trunks
+            .iter()
+            .flat_map(|(id, t)| {
+                t.targets
+                    .iter()
+                    .map(move |a| (id.clone(), *a, t.options_interval_s))
+            })
+            .collect()
+    }
+
+    /// Where a call of `kind` from phone `caller` goes: the route its calling site has for
+    /// that kind, with the targets of each of its trunks this edge knows, in order. None
+    /// when no route takes it.
+    pub fn trunk_plan(&self, caller: &str, kind: Kind) -> Option<TrunkPlan> {
+        let phone = self.phones.get(caller)?;
+        let site = self.calling.get(self.calling_site(phone))?;
+        let route = route_for(&site.routes, kind)?;
+        let hops: Vec<TrunkHop> = route
+            .trunks
+            .iter()
+            .filter_map(|id| self.trunks.get_key_value(id.as_str()))
+            .flat_map(|(id, t)| {
+                t.targets.iter().map(|addr| TrunkHop {
+                    trunk: id.clone(),
+                    addr: *addr,
+                    privacy: t.privacy,
+                })
+            })
+            .collect();
+        if hops.is_empty() {
+            return None;
+        }
+        let own = self
+            .user_of(phone.user.as_deref())
+            .and_then(|u| u.calling.as_ref())
+            .or(phone.calling.as_ref())
+            .and_then(|c| c.caller_id.clone());
+        Some(TrunkPlan {
+            hops,
+            no_answer_s: route.no_answer_s,
+            caller_id: own.or_else(|| site.caller_id.clone()),
+        })
+    }
+
+    /// Whether `peer` is a trunk's carrier (its requests are calls for DIDs only).
+    pub fn is_trunk_peer(&self, peer: &str) -> bool {
+        self.trunks.values().any(|t| t.peer == peer)
+    }
+
+    /// The lines a call from `peer` (a trunk's carrier) for `user` rings: those the DID
+    /// names on one of the peer's trunks; empty when no DID of theirs matches, or what it
+    /// names is gone.
+    pub fn did_lines(&self, peer: &str, user: &str) -> Vec<Arc<LineEntry>> {
+        let target = self
+            .trunks
+            .values()
+            .filter(|t| t.peer == peer)
+            .find_map(|t| t.dids.find(user));
+        match target {
+            None => Vec::new(),
+            Some(DidTarget::Phone(p)) => self.holder_lines(&Holder::Phone(p.clone())),
+            Some(DidTarget::User(u)) => self.holder_lines(&Holder::User(u.clone())),
+            Some(DidTarget::Extension { site, extension }) => self
+                .extensions
+                .get(site, extension)
+                .map(|h| self.holder_lines(h))
+                .unwrap_or_default(),
+        }
+    }
+}

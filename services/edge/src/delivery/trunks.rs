@@ -1,0 +1,106 @@
+//! Calls out through carrier trunks: the targets of the route's trunks tried one after
+//! another (RFC 3261 §16.6, sequential forking). A target that is DOWN is skipped; a call
+//! moves on when a target times out (408), fails (5xx), does not answer at all, or rings
+//! past the route's no-answer limit (CANCEL, then the next); any other final answer is
+//! the caller's (`dialtone_domain::trunks::fails_over`). The carrier is told the caller's
+//! outbound caller id in P-Asserted-Identity (the phone's own identity headers are
+//! dropped), with `Privacy: id` where the trunk asks for it. The INVITE is record-routed,
+//! so the dialog's later requests pass through this edge both ways.
+
+use std::{sync::Arc, time::Duration};
+
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::trunks::fails_over;
+use dialtone_sip::{Message, response::Source};
+use tracing::debug;
+
+use super::{Delivery, Hop, Identity, Outcome, responses::Responses};
+use crate::{
+    admission::Permit,
+    credentials::trunks::TrunkPlan,
+    flow::{FlowSource, Replier, Transport},
+};
+
+impl Delivery {
+    /// Sends `m`, a call from one of our lines (come over `inbound`) for `number`, out as
+    /// `plan` says, and relays the answers along `upstream`.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call's parts, each used once"
+    )]
+    pub(crate) async fn to_trunks(
+        self: Arc<Self>,
+        m: Message,
+        src: Source,
+        inbound: FlowSource,
+        upstream: Replier,
+        number: String,
+        plan: TrunkPlan,
+        permit: Permit,
+    ) {
+        let Some((key, txn)) = self.open(&m, src, &upstream) else {
+            return;
+        };
+        upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
+        let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
+        let ring = plan.no_answer_s.map(|s| Duration::from_secs(u64::from(s)));
+        let mut tried = 0;
+        for hop in &plan.hops {
+            if !self.trunk_health.is_up(&hop.trunk, hop.addr) {
+                debug!(trunk = %hop.trunk, target = %hop.addr, "skipping a trunk target that is down");
+                continue;
+            }
+            let outbound = FlowSource {
+                transport: Transport::Udp,
+                addr: hop.addr,
+            };
+            let Some((_, Replier::Udp { socket, .. })) = self.flows.replier(outbound) else {
+                continue;
+            };
+            tried += 1;
+            let uri = format!("sip:{number}@{}", hop.addr);
+            let asserted = plan
+                .caller_id
+                .as_ref()
+                .map(|id| format!("<sip:{id}@{};user=phone>", hop.addr.ip()));
+            let next = Hop {
+                uri: Some(&uri),
+                transport: Transport::Udp,
+                replier: Replier::Udp {
+                    socket,
+                    to: hop.addr,
+                },
+                to_edge: None,
+                wait: self.settings.notify_timeout,
+                record_route: self.record_route(&m, inbound, outbound),
+                pop_routes: 0,
+                ring,
+                identity: Some(Identity {
+                    asserted,
+                    private: hop.privacy,
+                }),
+            };
+            self.proxy(&m, next, &responses).await;
+            self.count(Outcome::Trunk);
+            if responses.settled() {
+                break;
+            }
+            match responses.last_final() {
+                Some((code, generated)) if fails_over(code, generated) => {
+                    debug!(trunk = %hop.trunk, target = %hop.addr, code, "trunk failed over");
+                    self.count(Outcome::TrunkFailover);
+                }
+                _ => break,
+            }
+        }
+        if tried == 0 {
+            responses.generated(503, "No Trunk Available");
+        }
+        responses.finish();
+        let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
+        let call_id = m.get("call-id").unwrap_or("");
+        self.calls.invite_ended(call_id, code, true, unix_ms());
+        self.linger(key).await;
+        drop(permit);
+    }
+}

@@ -1,0 +1,97 @@
+//! OPTIONS keep-alives to every carrier trunk target (RFC 3261 §11: a request any live SIP
+//! server answers), each at its trunk's interval, over the edge's UDP listener. What they
+//! find goes to the delivery's [`TrunkHealth`](crate::delivery::trunk_health::TrunkHealth):
+//! a call out skips DOWN targets.
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::{task::JoinHandle, time::Instant};
+use tracing::{info, warn};
+
+use crate::{
+    dispatch::Dispatcher,
+    flow::{FlowSource, Transport},
+    replies::{OutRequest, new_branch},
+};
+
+/// How long a keep-alive waits for its answer.
+const ANSWER_WITHIN: Duration = Duration::from_secs(4);
+
+/// Starts the keep-alive task.
+pub(crate) fn spawn(h: Arc<Dispatcher>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut next: HashMap<(Arc<str>, SocketAddr), Instant> = HashMap::new();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let targets = h.cache.read().trunk_targets();
+            let now = Instant::now();
+            next.retain(|(t, a), _| targets.iter().any(|(tt, aa, _)| tt == t && aa == a));
+            h.delivery
+                .trunk_health
+                .retain(|t, a| targets.iter().any(|(tt, aa, _)| tt == t && *aa == a));
+            for (trunk, addr, interval_s) in targets {
+                let due = next.entry((trunk.clone(), addr)).or_insert(now);
+                if *due > now {
+                    continue;
+                }
+                *due = now + Duration::from_secs(u64::from(interval_s));
+                tokio::spawn(probe(h.clone(), trunk, addr));
+            }
+        }
+    })
+}
+
+/// One keep-alive to `addr` of `trunk`.
+async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, addr: SocketAddr) {
+    let flow = FlowSource {
+        transport: Transport::Udp,
+        addr,
+    };
+    let (Some(local), Some((_, replier))) = (h.local.of(Transport::Udp), h.flows.replier(flow))
+    else {
+        return;
+    };
+    let branch = new_branch();
+    let uri = format!("sip:{addr}");
+    let via = local.via();
+    let from = format!(
+        "<sip:{}@{}>;tag={:08x}",
+        h.settings.node_id,
+        local.addr,
+        rand::random::<u32>()
+    );
+    let to = format!("<{uri}>");
+    let call_id = format!("{:016x}@dialtone", rand::random::<u64>());
+    let req = OutRequest {
+        method: "OPTIONS",
+        uri: &uri,
+        via: &via,
+        branch: &branch,
+        from: &from,
+        to: &to,
+        call_id: &call_id,
+        cseq: 1,
+        extra: Vec::new(),
+        body: b"",
+    };
+    let (code, _) = h
+        .uac
+        .request(
+            req.to_bytes(),
+            branch,
+            Transport::Udp,
+            replier,
+            ANSWER_WITHIN,
+        )
+        .await;
+    // Our own timeout is 408 with no answer; anything the target said means it is alive.
+    let answered = code != 408;
+    if h.delivery.trunk_health.observe(&trunk, addr, answered) {
+        if answered {
+            info!(trunk = %trunk, target = %addr, "trunk target up");
+        } else {
+            warn!(trunk = %trunk, target = %addr, "trunk target down: keep-alives unanswered");
+        }
+    }
+}

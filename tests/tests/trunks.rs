@@ -1,0 +1,342 @@
+//! Carrier trunks with SIPp as the carriers, through a real all-in-one `dialtone` node: a
+//! call out by the site's number plan goes to its route's first trunk, fails over from a
+//! carrier answering 503 to the next, which sees the configured caller id in
+//! P-Asserted-Identity; a restricted number is refused without touching a trunk; a carrier
+//! calling one of its DIDs reaches the phone holding the extension the DID names, an
+//! unknown DID gets 404; a carrier that stops answering its OPTIONS keep-alives is DOWN and
+//! skipped.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use dialtone_phonesim::{Sim, SimConfig};
+use dialtone_proto::config::v1 as pb;
+use dialtone_tests::{
+    ClusterSandbox,
+    fleet::{import, seed_site_on, update_phone},
+    free_port,
+    sip::{Caller, call, in_dialog, status},
+};
+
+fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sipp/{name}.xml"))
+}
+
+/// A carrier: SIPp serving `name` at `ip`:`port` (OPTIONS answered out of call), every
+/// message logged to `dir/{name}.log`.
+fn carrier(dir: &Path, name: &str, ip: &str, port: u16) -> Child {
+    Command::new("sipp")
+        .current_dir(dir)
+        .arg("-sf")
+        .arg(scenario(name))
+        .args(["-i", ip, "-p", &port.to_string(), "-aa", "-nostdin"])
+        .arg("-trace_msg")
+        .arg("-message_file")
+        .arg(dir.join(format!("{name}.log")))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sipp (apt install sip-tester)")
+}
+
+/// A carrier placing one call with `name` for `number` to `edge`, from `ip`; whether
+/// SIPp's scenario completed (what it saw is printed when not).
+fn carrier_call(dir: &Path, name: &str, ip: &str, number: &str, edge: SocketAddr) -> bool {
+    let log = dir.join(format!("{name}-{number}.log"));
+    let ok = Command::new("timeout")
+        .current_dir(dir)
+        .args(["30", "sipp", &edge.to_string(), "-sf"])
+        .arg(scenario(name))
+        .args(["-i", ip, "-p", &free_port().to_string(), "-s", number])
+        .args(["-m", "1", "-timeout", "15", "-timeout_error", "-nostdin"])
+        .args(["-trace_msg", "-message_file"])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sipp")
+        .success();
+    if !ok {
+        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
+    }
+    ok
+}
+
+/// The INVITEs a carrier's log holds.
+fn invites(dir: &Path, name: &str) -> Vec<String> {
+    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
+    log.split("----------------------------------------------- ")
+        .filter(|m| m.contains("message received") && m.contains("\nINVITE "))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn stop(mut c: Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+fn peer(id: &str, ip: &str) -> pb::Peer {
+    pb::Peer {
+        id: id.into(),
+        name: id.into(),
+        addresses: vec![ip.into()],
+        ..Default::default()
+    }
+}
+
+fn trunk(id: &str, peer: &str, target: SocketAddr, dids: Vec<pb::Did>) -> pb::Trunk {
+    pb::Trunk {
+        id: id.into(),
+        name: id.into(),
+        peer_id: peer.into(),
+        targets: vec![pb::TrunkTarget {
+            address: target.to_string(),
+            transport: "udp".into(),
+        }],
+        options_interval_s: 1,
+        dids,
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_go_out_through_trunks_and_come_in_by_did() {
+    let sb = ClusterSandbox::embedded_with(&["--sip-min-expires=10"])
+        .await
+        .unwrap();
+    let node = &sb.nodes[0];
+    let edge = sb.udp(0);
+    let token = node.admin_token();
+    let mut cfg = node.config_client(&token).await.unwrap();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &sb.udp_edges(&[0]))
+        .await
+        .unwrap();
+    let dir = sb.dir().join("carriers");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Two carriers on addresses of their own: A is out of service, B answers.
+    let (a_ip, b_ip) = ("127.0.0.2", "127.0.0.3");
+    let (a, b): (SocketAddr, SocketAddr) = (
+        format!("{a_ip}:{}", free_port()).parse().unwrap(),
+        format!("{b_ip}:{}", free_port()).parse().unwrap(),
+    );
+    let carrier_a = carrier(&dir, "carrier-503", a_ip, a.port());
+    let carrier_b = carrier(&dir, "carrier-answer", b_ip, b.port());
+    for (id, ip) in [("carrier-a-sbc", a_ip), ("carrier-b-sbc", b_ip)] {
+        cfg.create_peer(pb::CreatePeerRequest {
+            peer: Some(peer(id, ip)),
+        })
+        .await
+        .unwrap();
+    }
+
+    let phones = import(&mut cfg, 2, "trk").await.unwrap();
+    let (caller_line, callee) = (&phones[0], &phones[1]);
+    for (phone, ext) in [(caller_line, "201"), (callee, "202")] {
+        let ext = ext.to_owned();
+        update_phone(&mut cfg, &phone.0, move |p| {
+            p.assignment = Some(pb::Assignment {
+                mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
+                    extension: ext,
+                    ..Default::default()
+                })),
+            })
+        })
+        .await
+        .unwrap();
+    }
+    let did = pb::Did {
+        numbers: "+15551230000-+15551230099".into(),
+        target: Some(pb::did::Target::Extension("hq/202".into())),
+    };
+    cfg.create_trunk(pb::CreateTrunkRequest {
+        trunk: Some(trunk("carrier-a", "carrier-a-sbc", a, vec![did])),
+    })
+    .await
+    .unwrap();
+    cfg.create_trunk(pb::CreateTrunkRequest {
+        trunk: Some(trunk("carrier-b", "carrier-b-sbc", b, vec![])),
+    })
+    .await
+    .unwrap();
+    // A trunk needs its peer; a peer used by a trunk stays.
+    let missing = cfg
+        .create_trunk(pb::CreateTrunkRequest {
+            trunk: Some(trunk("carrier-c", "nobody", a, vec![])),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing.code(),
+        tonic::Code::FailedPrecondition,
+        "{missing:?}"
+    );
+    let in_use = cfg
+        .delete_peer(pb::DeleteRequest {
+            id: "carrier-a-sbc".into(),
+            version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(in_use.code(), tonic::Code::FailedPrecondition, "{in_use:?}");
+
+    // Site hq: NANP, national calls allowed, out through A then B, caller id +15550001000.
+    let mut hq = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    hq.number_plan = "nanp".into();
+    hq.default_outbound_caller_id = "+15550001000".into();
+    hq.call_restrictions = Some(pb::CallRestrictions {
+        allow_external: true,
+        ..Default::default()
+    });
+    hq.outbound_routes = vec![pb::OutboundRoute {
+        kinds: vec!["national".into(), "emergency".into()],
+        trunk_ids: vec!["carrier-a".into(), "carrier-b".into()],
+        no_answer_timeout_s: 0,
+    }];
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
+        .await
+        .unwrap();
+    // A trunk a site routes calls to stays.
+    let routed = cfg
+        .delete_trunk(pb::DeleteRequest {
+            id: "carrier-b".into(),
+            version: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(routed.code(), tonic::Code::FailedPrecondition, "{routed:?}");
+
+    // A national number: A answers 503, B answers; B hears the site's caller id asserted
+    // and none of the phone's own identity headers.
+    let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (invite, responses) = loop {
+        let (invite, responses) = call(&caller, "2125551234", edge).await;
+        if responses.last().is_some_and(|r| status(r) == 200) {
+            break (invite, responses);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the call never went out: {:?}",
+            responses.iter().map(|r| status(r)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let codes: Vec<u16> = responses.iter().map(|r| status(r)).collect();
+    assert!(codes.contains(&180), "{codes:?}");
+    assert!(
+        !codes.contains(&503),
+        "a failed-over answer never reaches the caller: {codes:?}"
+    );
+    let at_a = invites(&dir, "carrier-503");
+    let at_b = invites(&dir, "carrier-answer");
+    assert!(!at_a.is_empty(), "carrier A was tried first");
+    let sent = at_b.last().expect("carrier B got the call");
+    assert!(sent.contains("INVITE sip:+12125551234@"), "{sent}");
+    assert!(
+        sent.contains("P-Asserted-Identity: <sip:+15550001000@"),
+        "{sent}"
+    );
+    assert!(!sent.contains("Proxy-Authorization"), "{sent}");
+    // The dialog goes on along the edge's Record-Route: ACK and BYE reach the carrier.
+    let ok = responses.last().unwrap();
+    let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, "sip:+12125551234@127.0.0.3");
+    caller.send_raw(&ack, hop).await;
+    let (bye, hop) = in_dialog(&invite, ok, "BYE", 2, "sip:+12125551234@127.0.0.3");
+    caller.send_raw(&bye, hop).await;
+    assert_eq!(
+        caller.codes("BYE", Duration::from_secs(5)).await.last(),
+        Some(&200),
+        "the carrier answers the BYE"
+    );
+
+    // An international number is restricted at this site: 403, and no carrier hears of it.
+    let before = (
+        invites(&dir, "carrier-503").len(),
+        invites(&dir, "carrier-answer").len(),
+    );
+    let (_, r) = call(&caller, "011442071234567", edge).await;
+    assert_eq!(r.last().map(|r| status(r)), Some(403), "{r:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = (
+        invites(&dir, "carrier-503").len(),
+        invites(&dir, "carrier-answer").len(),
+    );
+    assert_eq!(before, after, "no trunk touched");
+
+    // A carrier's call for a DID reaches the phone holding extension 202; an unknown one
+    // gets 404, and a carrier cannot reach another trunk through us.
+    let spec = sb.dual_registered(&[0], callee);
+    let sim = Sim::start(
+        SimConfig {
+            expires: 30,
+            sockets: 1,
+            ..SimConfig::default()
+        },
+        vec![spec],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().registered.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the phone never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        carrier_call(&dir, "carrier-calls-did", a_ip, "+15551230042", edge),
+        "the DID's call completes"
+    );
+    assert_eq!(sim.stats().received[0].load(Relaxed), 1, "the phone rang");
+    for number in ["+15559999999", "2125551234", &callee.1] {
+        assert!(
+            carrier_call(&dir, "carrier-calls-unknown", a_ip, number, edge),
+            "{number}: 404"
+        );
+    }
+    assert_eq!(
+        sim.stats().received[0].load(Relaxed),
+        1,
+        "nothing else rang"
+    );
+    sim.stop(true, 1).await;
+
+    // Carrier A stops answering even its keep-alives: DOWN, and calls go straight to B.
+    stop(carrier_a);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while node
+        .metric("dialtone_trunk_target_up", "trunk=\"carrier-a\"")
+        .await
+        != Some(0)
+    {
+        assert!(Instant::now() < deadline, "carrier A never went DOWN");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        node.metric("dialtone_trunk_target_up", "trunk=\"carrier-b\"")
+            .await,
+        Some(1)
+    );
+    let started = Instant::now();
+    let (invite, r) = call(&caller, "2125550000", edge).await;
+    assert_eq!(r.last().map(|r| status(r)), Some(200), "{r:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "A was not waited for"
+    );
+    let ok = r.last().unwrap();
+    let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, "sip:+12125550000@127.0.0.3");
+    caller.send_raw(&ack, hop).await;
+    let (bye, hop) = in_dialog(&invite, ok, "BYE", 2, "sip:+12125550000@127.0.0.3");
+    caller.send_raw(&bye, hop).await;
+    stop(carrier_b);
+}
