@@ -641,8 +641,6 @@ impl ConfigCore {
     }
 }
 
-/// The reverse index of an object's users.
-
 #[cfg(test)]
 mod tests {
     use super::*;
