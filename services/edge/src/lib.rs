@@ -289,6 +289,11 @@ impl Edge {
         h.delivery
             .admission
             .render("dialtone_edge_deliveries_held", &self.node_id, &mut out);
+        h.delivery.lingering.render(
+            "dialtone_edge_transactions_lingering",
+            &self.node_id,
+            &mut out,
+        );
         out
     }
 

@@ -192,8 +192,7 @@ impl Delivery {
             "BYE" => self.calls.ended(call_id),
             _ => {}
         }
-        self.linger(key).await;
-        drop(permit);
+        self.linger(key, permit).await;
     }
 }
 

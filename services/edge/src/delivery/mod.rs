@@ -108,11 +108,18 @@ fn call_and_number(m: &Message) -> (String, String) {
     (m.get("call-id").unwrap_or("").to_owned(), number.to_owned())
 }
 
-/// Requests being delivered (or kept to answer retransmissions) at once, in all and per
-/// source: past them a request for a phone gets 503 with Retry-After.
+/// Requests being delivered at once, in all and per source: past them a request for a
+/// phone gets 503 with Retry-After.
 pub const DELIVERY_LIMITS: SourceLimits = SourceLimits {
     total: 20_000,
     per_source: 500,
+};
+
+/// Finished transactions kept to answer retransmissions, all sources together (each holds
+/// its last answer, about a kilobyte).
+pub const LINGERING_LIMITS: SourceLimits = SourceLimits {
+    total: 100_000,
+    per_source: 100_000,
 };
 
 /// What delivery works with, from the floors below it.
@@ -131,8 +138,10 @@ pub(crate) struct DeliveryParts {
 /// The delivery service: deliveries under way, their counts, and what it needs to find a
 /// phone's bindings here or on another edge.
 pub(crate) struct Delivery {
-    /// Caps on the transactions held at once.
+    /// Caps on the transactions under way at once.
     pub(crate) admission: Arc<Admission>,
+    /// Cap on the finished transactions kept for retransmissions.
+    pub(crate) lingering: Arc<Admission>,
     txns: Mutex<HashMap<String, Arc<Txn>>>,
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
@@ -158,6 +167,7 @@ impl Delivery {
         Self {
             parts,
             admission: Admission::new(DELIVERY_LIMITS),
+            lingering: Admission::new(LINGERING_LIMITS),
             txns: Mutex::default(),
             clients: Mutex::default(),
             calls: calls::Calls::default(),
@@ -410,8 +420,7 @@ impl Delivery {
             let call_id = m.get("call-id").unwrap_or("");
             self.calls.invite_ended(call_id, code, true, unix_ms());
         }
-        self.linger(key).await;
-        drop(permit);
+        self.linger(key, permit).await;
     }
 
     /// One branch: the line's bindings tried best first until one answers.
@@ -496,10 +505,22 @@ impl Delivery {
         responses.generated(480, "No live registration");
     }
 
-    /// Keeps a finished transaction a while to answer retransmissions, then forgets it.
-    async fn linger(&self, key: String) {
+    /// Keeps a finished transaction a while to answer retransmissions (64×T1, RFC 3261
+    /// §17.2 and RFC 6026), then forgets it. Its delivery `permit`, which counts against
+    /// its source, goes at once: a source's cap bounds the requests it has under way, not
+    /// those it finished (an office behind one NAT address places many calls). The kept
+    /// answers have a cap of their own, for all sources together; past it a transaction is
+    /// forgotten at once (a retransmission of it is then taken as a new request, which its
+    /// spent nonce count refuses).
+    async fn linger(&self, key: String, permit: Permit) {
+        drop(permit);
+        let Ok(kept) = self.lingering.admit_trusted() else {
+            self.txns.lock().remove(&key);
+            return;
+        };
         tokio::time::sleep(Duration::from_secs(32)).await;
         self.txns.lock().remove(&key);
+        drop(kept);
     }
 
     /// The bindings a request for `line` may go to, best first: the primary edge's, the
@@ -526,6 +547,14 @@ impl Delivery {
             return local_target().into_iter().collect();
         };
         let me = self.settings.node_id.as_str();
+        let order = self.cache.read().placement(&line.phone_id);
+        // This edge is the phone's primary and holds a binding: that one comes first, and a
+        // local delivery is never passed over for the next, so the store need not be asked.
+        if order.first().is_some_and(|o| o == me)
+            && let Some(t) = local_target()
+        {
+            return vec![t];
+        }
         let prefix = keys::line_bindings(&line.phone_id, line.line_index);
         let mut holders: Vec<(String, i64)> = store
             .range(&prefix, None, 64)
@@ -542,7 +571,6 @@ impl Delivery {
         if local_target().is_some() {
             holders.push((me.to_owned(), i64::MAX));
         }
-        let order = self.cache.read().placement(&line.phone_id);
         holders.sort_by_key(|(node, at)| {
             (
                 order.iter().position(|o| o == node).unwrap_or(usize::MAX),

@@ -100,7 +100,6 @@ impl Delivery {
         let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
         let call_id = m.get("call-id").unwrap_or("");
         self.calls.invite_ended(call_id, code, true, unix_ms());
-        self.linger(key).await;
-        drop(permit);
+        self.linger(key, permit).await;
     }
 }
