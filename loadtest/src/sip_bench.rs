@@ -22,12 +22,16 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::Duration,
 };
 
 use anyhow::{Context, bail};
-use dialtone_loadtest::procfs::{cpu_us, pss, tree};
+use dialtone_loadtest::{
+    kamailio::{self, KamailioTree, peer_configs},
+    procfs::{cpu_us, pss, tree},
+    sipp_stats::{self, median},
+};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{ClusterSandbox, fleet::seed_site, free_port_pair};
 
@@ -46,10 +50,6 @@ struct Run {
     failed: u64,
     p99_ms: Option<u32>,
     cpu_us_per_reg: f64,
-}
-
-fn peer_configs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/kamailio")
 }
 
 /// One SIPp run of `calls` registrations at `rate`; returns (ok, failed, p99 bucket).
@@ -89,104 +89,7 @@ fn sipp(
         .status()
         .context("running sipp (apt install sip-tester)")?;
     let _ = status;
-    let text = std::fs::read_to_string(&stat).context("sipp wrote no statistics")?;
-    let mut lines = text.lines();
-    let head: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = text.lines().last().unwrap_or("").split(';').collect();
-    let col = |name: &str| {
-        head.iter()
-            .position(|h| *h == name)
-            .and_then(|i| last.get(i))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let ok = col("SuccessfulCall(C)");
-    let failed = col("FailedCall(C)");
-    // RTD 3 repartition (cumulative in the final line): the bucket holding the 99th percentile.
-    let buckets = [1u32, 2, 5, 10, 20, 50, 100, 200, 500, 1000];
-    let counts: Vec<u64> = buckets
-        .iter()
-        .map(|b| col(&format!("ResponseTimeRepartition3_<{b}")))
-        .collect();
-    let total: u64 = counts.iter().sum::<u64>() + col("ResponseTimeRepartition3_>=1000");
-    let mut seen = 0;
-    let mut p99 = None;
-    for (b, c) in buckets.iter().zip(&counts) {
-        seen += c;
-        if total > 0 && seen * 100 >= total * 99 {
-            p99 = Some(*b);
-            break;
-        }
-    }
-    Ok((ok, failed, p99))
-}
-
-/// Kamailio and the workers it forks: all stopped when dropped, also on an early return
-/// (a SIGKILL of the main process alone leaves the workers running).
-struct KamailioTree(Child);
-
-impl std::ops::Deref for KamailioTree {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for KamailioTree {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for KamailioTree {
-    fn drop(&mut self) {
-        let pids = tree(self.0.id());
-        for signal in ["-TERM", "-KILL"] {
-            let _ = Command::new("kill")
-                .arg(signal)
-                .args(pids.iter().map(u32::to_string))
-                .stderr(Stdio::null())
-                .status();
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        let _ = self.0.wait();
-    }
-}
-
-fn start_kamailio(dir: &Path, port: u16, creds: &[(String, String)]) -> anyhow::Result<Child> {
-    let htdb = dir.join("htdb");
-    std::fs::create_dir_all(&htdb)?;
-    std::fs::create_dir_all(dir.join("run"))?;
-    let mut t = String::from(
-        "id(int,auto) key_name(string) key_type(int) value_type(int) key_value(string) expires(int) \n",
-    );
-    for (i, (u, p)) in creds.iter().enumerate() {
-        t.push_str(&format!("{}:{u}:0:0:{p}:0\n", i + 1));
-    }
-    std::fs::write(htdb.join("htable"), t)?;
-    std::fs::write(
-        htdb.join("version"),
-        "table_name(string) table_version(int) \nhtable:2\n",
-    )?;
-    let cfg = std::fs::read_to_string(peer_configs().join("kamailio-registrar.cfg"))?
-        .replace("/tmp/kamabench", &dir.display().to_string())
-        .replace("127.0.0.1:15060", &format!("127.0.0.1:{port}"));
-    let cfg_path = dir.join("kamailio.cfg");
-    std::fs::write(&cfg_path, cfg)?;
-    let log = std::fs::File::create(dir.join("kamailio.log"))?;
-    let child = Command::new("kamailio")
-        .arg("-f")
-        .arg(&cfg_path)
-        .args(["-DD", "-E", "-m", "512", "-M", "16", "-A", "BIGBUF"])
-        .arg("-P")
-        .arg(dir.join("run/kamailio.pid"))
-        .arg("-Y")
-        .arg(dir.join("run"))
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("starting kamailio (apt install kamailio)")?;
-    Ok(child)
+    sipp_stats::read(&stat, 3)
 }
 
 async fn import(sb: &ClusterSandbox, n: usize) -> anyhow::Result<Vec<(String, String)>> {
@@ -269,7 +172,12 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             let port = free_port_pair();
-            let mut k = KamailioTree(start_kamailio(&dir.join("kamailio"), port, &creds)?);
+            let mut k = KamailioTree(kamailio::start(
+                &dir.join("kamailio"),
+                "kamailio-registrar.cfg",
+                port,
+                &creds,
+            )?);
             tokio::time::sleep(Duration::from_secs(3)).await;
             if let Ok(Some(s)) = k.try_wait() {
                 bail!(
@@ -427,13 +335,4 @@ fn print_pairs(runs: &[Vec<Run>]) {
     let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;
     println!("cpu ratio rate by rate: {}; mean {mean:.3}", list.join(" "));
-}
-
-/// The median of sorted values: the middle one, or the mean of the two middle ones.
-fn median(sorted: &[f64]) -> f64 {
-    match sorted.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => sorted[n / 2],
-        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-    }
 }

@@ -1,0 +1,342 @@
+//! Calls through the Dialtone edge against Kamailio (Debian), side by side in one run: the
+//! same SIPp caller scenario (`loadtest/peers/kamailio/call_auth_uac.xml`: INVITE → 407 →
+//! INVITE with Proxy-Authorization → 100/180/200 → ACK → 1 s hold → BYE → 200, ACK and BYE
+//! along the Record-Route), the same users (imported into Dialtone, whose generated
+//! passwords are written into Kamailio's credentials table), the same callees (simulated
+//! phones, `loadtest/phonesim`, registered to each server and answering at once), over UDP
+//! on 127.0.0.1. Every call is for one of them: SIPp's digest covers one URI per run. Kamailio runs `kamailio-proxy.cfg`: an authenticating (`pv_proxy_authenticate`),
+//! record-routing (`record_route`), stateful (`t_relay`) proxy over its location table.
+//!
+//! `cargo run --release -p dialtone-loadtest --bin call-bench -- [PAIRS] [RATES] [SECONDS]`
+//! (defaults 2000 caller/callee pairs, `100,200,400,600,800,1000`, 10; needs
+//! `cargo build --release --bins`, Debian's `sip-tester` and `kamailio`).
+//!
+//! Printed per server and rate: calls completed and failed, the p99 bucket of call setup
+//! (first INVITE to 200, the 407 round trip included) and the server's CPU microseconds per
+//! call (utime + stime from /proc, over every process of the server: Dialtone's edge, and
+//! Kamailio's main process and workers), then each server's highest clean rate (no failed
+//! call, p99 setup within 20 ms) and median CPU per call. The servers take turns at each
+//! rate so machine noise falls on both.
+
+use std::{
+    path::Path,
+    process::{Command, Stdio},
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use dialtone_loadtest::{
+    kamailio::{self, KamailioTree, peer_configs},
+    procfs::{cpu_us, tree},
+    sipp_stats::{self, median},
+};
+use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_proto::config::v1 as pb;
+use dialtone_tests::{
+    ClusterSandbox,
+    fleet::{import_csv, seed_site_on},
+    free_port_pair,
+};
+
+/// The processes of a server, listed afresh (Kamailio's workers).
+type Pids = Box<dyn Fn() -> Vec<u32>>;
+
+/// The longest setup time a clean rate allows.
+const CLEAN_P99_MS: u32 = 20;
+
+#[derive(Clone, Default)]
+struct Run {
+    rate: u32,
+    ok: u64,
+    failed: u64,
+    p99_ms: Option<u32>,
+    cpu_us_per_call: f64,
+}
+
+/// Imports `2 * pairs` phones at extensions of site hq: (SIP user, password) of each.
+async fn import(sb: &ClusterSandbox, pairs: usize) -> anyhow::Result<Vec<(String, String)>> {
+    let mut c = sb.nodes[0]
+        .config_client(dialtone_tests::ADMIN_TOKEN)
+        .await?;
+    // The edge is every phone's primary, as an edge group of one makes it.
+    seed_site_on(&mut c, pb::PhoneSettings::default(), &sb.udp_edges(&[1])).await?;
+    let mut csv = String::from("name,kind,site_id,base_settings_id,lines,assignment\n");
+    for i in 0..2 * pairs {
+        csv.push_str(&format!(
+            "Call {i},unmanaged,hq,desk,call{i:06},site:{}\n",
+            100_000 + i
+        ));
+    }
+    let mut out = Vec::with_capacity(2 * pairs);
+    for r in import_csv(&mut c, &csv, 1 << 20).await? {
+        anyhow::ensure!(r.reason.is_empty(), "row {}: {}", r.row, r.reason);
+        let line = r.credentials.into_iter().next().context("a line")?;
+        out.push((line.sip_user, line.password));
+    }
+    Ok(out)
+}
+
+/// SIPp's injection file: caller, its password, the callee, and the caller's credentials.
+/// Every call is for the one `callee`: SIPp computes the digest of a request over one URI
+/// for the whole run (`-auth_uri`), and the edge, as RFC 3261 §22.4 asks, refuses a digest
+/// whose URI is not the Request-URI's.
+fn calls_csv(path: &Path, callers: &[(String, String)], callee: &str) -> anyhow::Result<()> {
+    let mut s = String::from("SEQUENTIAL\n");
+    for (u, p) in callers {
+        s.push_str(&format!(
+            "{u};{p};{callee};[authentication username={u} password={p}]\n"
+        ));
+    }
+    std::fs::write(path, s)?;
+    Ok(())
+}
+
+/// One SIPp run of `calls` calls at `rate` against 127.0.0.1:`port`.
+fn sipp(
+    dir: &Path,
+    port: u16,
+    (users, callee): (&Path, &str),
+    rate: u32,
+    calls: u64,
+) -> anyhow::Result<(u64, u64, Option<u32>)> {
+    std::fs::create_dir_all(dir)?;
+    let stat = dir.join("stat.csv");
+    let _ = std::fs::remove_file(&stat);
+    Command::new("sipp")
+        .current_dir(dir)
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-sf")
+        .arg(peer_configs().join("call_auth_uac.xml"))
+        .arg("-inf")
+        .arg(users)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &free_port_pair().to_string(),
+            "-t",
+            "u1",
+        ])
+        // SIPp writes the scheme itself.
+        .args(["-auth_uri", &format!("{callee}@127.0.0.1:{port}")])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-rp",
+            "1000",
+            "-m",
+            &calls.to_string(),
+        ])
+        .args([
+            "-l",
+            &(rate * 4).to_string(),
+            "-recv_timeout",
+            "10000",
+            "-nd",
+            "-nostdin",
+        ])
+        .args(["-trace_stat", "-stf", "stat.csv", "-fd", "1"])
+        .args(["-buff_size", "4194304"])
+        // CALL_BENCH_TRACE=DIR: every message and error, in DIR (kept after the run).
+        .args(match std::env::var_os("CALL_BENCH_TRACE") {
+            Some(_) => &["-trace_msg", "-trace_err"][..],
+            None => &[][..],
+        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("running sipp (apt install sip-tester)")?;
+    sipp_stats::read(&stat, 1)
+}
+
+/// The callees, registered to 127.0.0.1:`port` and answering every INVITE at once.
+async fn callees(port: u16, callees: &[(String, String)]) -> anyhow::Result<Sim> {
+    let registrar = format!("127.0.0.1:{port}").parse()?;
+    let specs = callees
+        .iter()
+        .map(|(u, p)| PhoneSpec {
+            phone_id: u.clone(),
+            user: u.clone(),
+            password: p.clone(),
+            domain: "dialtone".into(),
+            registrars: vec![registrar],
+            managed: None,
+        })
+        .collect();
+    let sim = Sim::start(
+        SimConfig {
+            expires: 3600,
+            sockets: 8,
+            start_rate: 2000,
+            invite_answer: 200,
+            ..SimConfig::default()
+        },
+        specs,
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sim.stats().registered.load(Relaxed) < callees.len() as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} callees registered to port {port}",
+                sim.stats().registered.load(Relaxed),
+                callees.len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(sim)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let pairs: usize = args.first().map(|s| s.parse()).transpose()?.unwrap_or(2000);
+    let rates: Vec<u32> = args
+        .get(1)
+        .map(|s| s.split(',').map(|r| r.parse()).collect::<Result<_, _>>())
+        .transpose()?
+        .unwrap_or_else(|| vec![100, 200, 400, 600, 800, 1000]);
+    let seconds: u32 = args.get(2).map(|s| s.parse()).transpose()?.unwrap_or(10);
+
+    // As in production: a config node and an edge node on etcd (one member).
+    let sb = ClusterSandbox::with_etcd_binaries(
+        1,
+        &["config", "edge"],
+        &["--sip-digest-algorithms=md5", "--log=warn"],
+        &[None, None],
+    )
+    .await?;
+    let dir = sb.dir().to_path_buf();
+    eprintln!("working in {}", dir.display());
+    eprintln!("importing {} phones into dialtone", 2 * pairs);
+    let creds = import(&sb, pairs).await?;
+    let edge = &sb.nodes[1];
+    let want = format!(
+        "dialtone_edge_cached_lines{{node=\"{}\"}} {}",
+        edge.node_id,
+        2 * pairs
+    );
+    for _ in 0..600 {
+        if edge
+            .http_get("/metrics")
+            .await
+            .is_some_and(|(_, m)| m.contains(&want))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (callers, called) = creds.split_at(pairs);
+    let callee = called[0].0.clone();
+    let csv = dir.join("calls.csv");
+    calls_csv(&csv, callers, &callee)?;
+
+    let kam_port = free_port_pair();
+    let mut kam = KamailioTree(kamailio::start(
+        &dir.join("kamailio"),
+        "kamailio-proxy.cfg",
+        kam_port,
+        &creds,
+    )?);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Ok(Some(s)) = kam.try_wait() {
+        bail!(
+            "kamailio exited with {s}; see {}",
+            dir.join("kamailio/kamailio.log").display()
+        );
+    }
+    let kam_pid = kam.id();
+    let dt_pid = edge.pid().context("dialtone edge pid")?;
+    let servers: [(&str, u16, Pids); 2] = [
+        ("dialtone", edge.sip.udp, Box::new(move || vec![dt_pid])),
+        ("kamailio", kam_port, Box::new(move || tree(kam_pid))),
+    ];
+    let mut sims = Vec::new();
+    for (name, port, _) in &servers {
+        eprintln!("{name}: registering {pairs} callees");
+        sims.push(callees(*port, called).await?);
+    }
+
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+    for &rate in &rates {
+        for (i, (name, port, pids)) in servers.iter().enumerate() {
+            let calls = u64::from(rate) * u64::from(seconds);
+            let cpu0 = cpu_us(&pids());
+            let runs_dir = std::env::var_os("CALL_BENCH_TRACE").map_or(dir.clone(), Into::into);
+            let (ok, failed, p99) = sipp(
+                &runs_dir.join(format!("{name}-{rate}")),
+                *port,
+                (&csv, &callee),
+                rate,
+                calls,
+            )?;
+            let cpu = cpu_us(&pids()).saturating_sub(cpu0);
+            eprintln!("{name} at {rate}/s: {ok} ok, {failed} failed, p99 setup < {p99:?} ms");
+            runs[i].push(Run {
+                rate,
+                ok,
+                failed,
+                p99_ms: p99,
+                cpu_us_per_call: cpu as f64 / ok.max(1) as f64,
+            });
+            // Let the last calls' transactions end before the other server's turn.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    for s in sims {
+        s.stop(false, 1).await;
+    }
+    drop(kam);
+
+    println!(
+        "\nCalls with proxy authentication (MD5) over UDP: INVITE/407/INVITE/100/180/200/ACK, 1 s hold, BYE/200; {pairs} caller/callee pairs, {seconds} s per rate"
+    );
+    println!(
+        "{:<10} {:>8} {:>10} {:>8} {:>14} {:>14}",
+        "server", "rate/s", "completed", "failed", "p99 setup <ms", "cpu µs/call"
+    );
+    for (i, (name, ..)) in servers.iter().enumerate() {
+        for r in &runs[i] {
+            println!(
+                "{:<10} {:>8} {:>10} {:>8} {:>14} {:>14.1}",
+                name,
+                r.rate,
+                r.ok,
+                r.failed,
+                r.p99_ms.map_or("-".into(), |p| p.to_string()),
+                r.cpu_us_per_call
+            );
+        }
+    }
+    println!(
+        "\n{:<10} {:>16} {:>22}",
+        "server", "clean rate/s", "median cpu µs/call"
+    );
+    let mut summary = Vec::new();
+    for (i, (name, ..)) in servers.iter().enumerate() {
+        let clean = runs[i]
+            .iter()
+            .filter(|r| r.failed == 0 && r.p99_ms.is_some_and(|p| p <= CLEAN_P99_MS))
+            .map(|r| r.rate)
+            .max()
+            .unwrap_or(0);
+        let mut cpu: Vec<f64> = runs[i]
+            .iter()
+            .filter(|r| r.failed == 0)
+            .map(|r| r.cpu_us_per_call)
+            .collect();
+        cpu.sort_by(|a, b| a.total_cmp(b));
+        let m = median(&cpu);
+        println!("{name:<10} {clean:>16} {m:>22.1}");
+        summary.push((clean, m));
+    }
+    let (d, k) = (summary[0], summary[1]);
+    println!(
+        "\nratios dialtone/kamailio: clean rate {:.2} (target >= 1), cpu per call {:.2} (target <= 0.5)",
+        d.0 as f64 / k.0.max(1) as f64,
+        d.1 / k.1
+    );
+    Ok(())
+}
