@@ -1,7 +1,7 @@
 //! Carrier trunks with SIPp as the carriers, through a real all-in-one `dialtone` node: a
 //! call out by the site's number plan goes to its route's first trunk, fails over from a
 //! carrier answering 503 to the next, which sees the configured caller id in
-//! P-Asserted-Identity; a restricted number is refused without touching a trunk; a carrier
+//! P-Asserted-Identity, and an emergency call the phone's E911 location; a restricted number is refused without touching a trunk; a carrier
 //! calling one of its DIDs reaches the phone holding the extension the DID names, an
 //! unknown DID gets 404; a carrier that stops answering its OPTIONS keep-alives is DOWN and
 //! skipped.
@@ -18,7 +18,7 @@ use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
     ClusterSandbox,
-    fleet::{import, seed_site_on, update_phone},
+    fleet::{change_profile, import, seed_site_on, update_phone},
     free_port,
     sip::{Caller, call, in_dialog, status},
 };
@@ -259,6 +259,35 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
         Some(&200),
         "the carrier answers the BYE"
     );
+
+    // An emergency call from a phone whose profile turns E911 on carries its location by
+    // reference (RFC 6442) to the carrier.
+    change_profile(&mut cfg, "desk", |s| {
+        s.e911_enabled = Some(true);
+        s.e911_lis_url = Some("https://lis.example.com/held".into());
+    })
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (invite, r) = call(&caller, "911", edge).await;
+        assert_eq!(r.last().map(|r| status(r)), Some(200), "{r:?}");
+        let ok = r.last().unwrap();
+        let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, "sip:911@127.0.0.3");
+        caller.send_raw(&ack, hop).await;
+        let (bye, hop) = in_dialog(&invite, ok, "BYE", 2, "sip:911@127.0.0.3");
+        caller.send_raw(&bye, hop).await;
+        let sent = invites(&dir, "carrier-answer");
+        let sent = sent.last().unwrap();
+        assert!(sent.contains("INVITE sip:911@"), "{sent}");
+        if sent.contains("Geolocation: <https://lis.example.com/held>")
+            && sent.contains("Geolocation-Routing: yes")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no location: {sent}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // An international number is restricted at this site: 403, and no carrier hears of it.
     let before = (

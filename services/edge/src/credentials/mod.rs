@@ -518,13 +518,23 @@ impl CredentialCache {
         }
     }
 
-    fn index_lines(&mut self, id: &Arc<str>, rec: &PhoneRec) {
+    /// A phone's effective settings: its meta-base's defaults, its profile's, its own.
+    fn settings_of(&self, rec: &PhoneRec) -> PhoneSettings {
         let (meta, profile) = self
             .bases
             .get(&rec.base)
             .cloned()
             .unwrap_or((MetaBase::Unspecified, PhoneSettings::default()));
-        let s = effective(meta, &profile, rec.overrides.as_deref());
+        effective(meta, &profile, rec.overrides.as_deref())
+    }
+
+    /// The effective settings of phone `id`, if it is known here.
+    pub fn effective_settings(&self, id: &str) -> Option<PhoneSettings> {
+        self.phones.get(id).map(|rec| self.settings_of(rec))
+    }
+
+    fn index_lines(&mut self, id: &Arc<str>, rec: &PhoneRec) {
+        let s = self.settings_of(rec);
         let period = s.registration_period_s.unwrap_or(3600);
         let policy = Policy {
             min_expires: self.limits.min_expires,

@@ -86,6 +86,9 @@ pub struct TrunkPlan {
     pub hops: Vec<TrunkHop>,
     pub no_answer_s: Option<u32>,
     pub caller_id: Option<String>,
+    /// Where the caller is, by reference (an emergency call from a phone whose settings
+    /// turn E911 on: its Location Information Server, RFC 6442 `Geolocation`).
+    pub location: Option<String>,
 }
 
 impl CredentialCache {
@@ -142,7 +145,18 @@ impl CredentialCache {
             hops,
             no_answer_s: route.no_answer_s,
             caller_id: own.or_else(|| site.caller_id.clone()),
+            location: (kind == Kind::Emergency)
+                .then(|| self.emergency_location(caller))
+                .flatten(),
         })
+    }
+
+    /// The Location Information Server of a phone whose effective settings turn E911 on
+    /// (its profile's, with its own overrides).
+    fn emergency_location(&self, phone_id: &str) -> Option<String> {
+        let s = self.effective_settings(phone_id)?;
+        let url = s.e911_lis_url.filter(|u| !u.is_empty())?;
+        s.e911_enabled.unwrap_or(false).then_some(url)
     }
 
     /// Whether `peer` is a trunk's carrier (its requests are calls for DIDs only).

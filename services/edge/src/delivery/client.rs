@@ -85,6 +85,10 @@ impl Delivery {
         // the marker of the edge that handed the request over. Towards a carrier, only the
         // edge says who calls.
         let mut strip = vec!["proxy-authorization", FORWARDED_CANONICAL];
+        let location = identity
+            .as_ref()
+            .and_then(|id| id.location.as_ref())
+            .map(|url| format!("<{url}>"));
         if let Some(id) = &identity {
             strip.extend(IDENTITY_HEADERS);
             if let Some(pai) = &id.asserted {
@@ -93,6 +97,12 @@ impl Delivery {
             if id.private {
                 extra.push(("Privacy", "id"));
             }
+        }
+        if let Some(l) = &location {
+            // The phone's configured location replaces any it sent itself.
+            strip.extend(["geolocation", "geolocation-routing"]);
+            extra.push(("Geolocation", l));
+            extra.push(("Geolocation-Routing", "yes"));
         }
         let routing = Routing {
             record_route: &record_route,

@@ -263,6 +263,9 @@ pub(crate) struct Identity {
     pub asserted: Option<String>,
     /// `Privacy: id`: the carrier withholds it from the called party.
     pub private: bool,
+    /// `Geolocation` by reference (RFC 6442), with `Geolocation-Routing: yes`: an
+    /// emergency call's location.
+    pub location: Option<String>,
 }
 
 /// One line a delivery rings, and what its hops need to know.

@@ -4,7 +4,8 @@
 //! past the route's no-answer limit (CANCEL, then the next); any other final answer is
 //! the caller's (`dialtone_domain::trunks::fails_over`). The carrier is told the caller's
 //! outbound caller id in P-Asserted-Identity (the phone's own identity headers are
-//! dropped), with `Privacy: id` where the trunk asks for it. The INVITE is record-routed,
+//! dropped), with `Privacy: id` where the trunk asks for it; an emergency call carries the
+//! phone's E911 location by reference (`Geolocation`). The INVITE is record-routed,
 //! so the dialog's later requests pass through this edge both ways.
 
 use std::{sync::Arc, time::Duration};
@@ -78,6 +79,7 @@ impl Delivery {
                 identity: Some(Identity {
                     asserted,
                     private: hop.privacy,
+                    location: plan.location.clone(),
                 }),
             };
             self.proxy(&m, next, &responses).await;
