@@ -3,8 +3,8 @@
 //! carrier answering 503 to the next, which sees the configured caller id in
 //! P-Asserted-Identity, and an emergency call the phone's E911 location; a restricted number is refused without touching a trunk; a carrier
 //! calling one of its DIDs reaches the phone holding the extension the DID names, an
-//! unknown DID gets 404; a carrier that stops answering its OPTIONS keep-alives is DOWN and
-//! skipped.
+//! unknown DID gets 404; a carrier that stops answering its OPTIONS keep-alives is DOWN (in
+//! the metrics and in `dialtone.status.v1`) and skipped.
 
 use std::{
     net::SocketAddr,
@@ -15,7 +15,7 @@ use std::{
 };
 
 use dialtone_phonesim::{Sim, SimConfig};
-use dialtone_proto::config::v1 as pb;
+use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ClusterSandbox,
     fleet::{change_profile, import, seed_site_on, update_phone},
@@ -355,6 +355,30 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
             .await,
         Some(1)
     );
+    // The status role says so too, per trunk and per edge and target.
+    let mut st = node.status_client(&token).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let trunks = st
+            .list_trunk_statuses(spb::ListTrunkStatusesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .trunks;
+        let state = |id: &str| {
+            trunks
+                .iter()
+                .find(|t| t.trunk_id == id)
+                .map(|t| (t.state(), t.targets.len()))
+        };
+        if state("carrier-a") == Some((spb::TrunkState::Down, 1))
+            && state("carrier-b") == Some((spb::TrunkState::Up, 1))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status: {trunks:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let started = Instant::now();
     let (invite, r) = call(&caller, "2125550000", edge).await;
     assert_eq!(r.last().map(|r| status(r)), Some(200), "{r:?}");

@@ -28,6 +28,7 @@
 //! | `actions/{node}/{phone}` | `PhoneAction` | config, provisioning | edge `node` (watch) | no |
 //! | `action-results/{action_id}` | `PhoneActionResult` | edge | config (watch) | yes (60 s) |
 //! | `provision/{phone}` | `ProvisionState` | provisioning | status (watch), provisioning | no |
+//! | `trunk-health/{node}` | `TrunkHealth` | the edge probing the trunks | status (watch) | yes |
 
 /// Separator between a phone's name and id in the name index (sorts before any printable
 /// character, so "abc" phones list before "abcd" ones).
@@ -48,6 +49,8 @@ pub const MEMBERS: &str = "members/";
 pub const BINDINGS: &str = "bindings/";
 /// Every provisioning record, `provision/{phone}`.
 pub const PROVISION: &str = "provision/";
+/// Every edge's trunk keep-alive findings, `trunk-health/{node}`.
+pub const TRUNK_HEALTH: &str = "trunk-health/";
 
 pub fn site(id: &str) -> String {
     format!("{SITES}{id}")
@@ -69,6 +72,10 @@ pub fn user(id: &str) -> String {
 }
 pub fn phone(id: &str) -> String {
     format!("{PHONES}{id}")
+}
+/// What edge `node` finds of the trunk targets it probes (TrunkHealth, on its lease).
+pub fn trunk_health(node: &str) -> String {
+    format!("{TRUNK_HEALTH}{node}")
 }
 /// What the provisioning role last saw of a phone (ProvisionState).
 pub fn provision(id: &str) -> String {

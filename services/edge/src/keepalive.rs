@@ -1,10 +1,15 @@
 //! OPTIONS keep-alives to every carrier trunk target (RFC 3261 §11: a request any live SIP
 //! server answers), each at its trunk's interval, over the edge's UDP listener. What they
-//! find goes to the delivery's [`TrunkHealth`](crate::delivery::trunk_health::TrunkHealth):
-//! a call out skips DOWN targets.
+//! find goes to the delivery's [`TrunkHealth`](crate::delivery::trunk_health::TrunkHealth)
+//! (a call out skips DOWN targets) and, whenever it changes, to `trunk-health/{node}` on the
+//! node's lease, where the status role reads it.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::keys;
+use dialtone_store::lifecycle::NodeLease;
+use prost::Message;
 use tokio::{task::JoinHandle, time::Instant};
 use tracing::{info, warn};
 
@@ -17,13 +22,24 @@ use crate::{
 /// How long a keep-alive waits for its answer.
 const ANSWER_WITHIN: Duration = Duration::from_secs(4);
 
-/// Starts the keep-alive task.
-pub(crate) fn spawn(h: Arc<Dispatcher>) -> JoinHandle<()> {
+/// Starts the keep-alive task; what it finds is published on `lease`.
+pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut next: HashMap<(Arc<str>, SocketAddr), Instant> = HashMap::new();
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let key = keys::trunk_health(&h.settings.node_id);
+        let mut published: Option<Vec<u8>> = None;
         loop {
             tick.tick().await;
+            let found = h.delivery.trunk_health.snapshot().encode_to_vec();
+            // An edge that never probed a trunk publishes nothing.
+            let first_empty = published.is_none() && found.is_empty();
+            if published.as_ref() != Some(&found) && !first_empty {
+                match lease.put_owned(&key, found.clone()).await {
+                    Ok(()) => published = Some(found),
+                    Err(e) => warn!(error = %e, "publishing trunk health failed; retrying"),
+                }
+            }
             let targets = h.cache.read().trunk_targets();
             let now = Instant::now();
             next.retain(|(t, a), _| targets.iter().any(|(tt, aa, _)| tt == t && aa == a));
@@ -50,6 +66,7 @@ async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, addr: SocketAddr) {
     };
     let (Some(local), Some((_, replier))) = (h.local.of(Transport::Udp), h.flows.replier(flow))
     else {
+        warn!(trunk = %trunk, target = %addr, "no UDP listener to reach a trunk target from");
         return;
     };
     let branch = new_branch();
@@ -87,7 +104,11 @@ async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, addr: SocketAddr) {
         .await;
     // Our own timeout is 408 with no answer; anything the target said means it is alive.
     let answered = code != 408;
-    if h.delivery.trunk_health.observe(&trunk, addr, answered) {
+    let now_ms = unix_ms() as i64;
+    if h.delivery
+        .trunk_health
+        .observe(&trunk, addr, answered, now_ms)
+    {
         if answered {
             info!(trunk = %trunk, target = %addr, "trunk target up");
         } else {

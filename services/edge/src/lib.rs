@@ -219,7 +219,7 @@ impl Edge {
             handler.clone(),
             action_counts.clone(),
         ));
-        tasks.push(keepalive::spawn(handler.clone()));
+        tasks.push(keepalive::spawn(handler.clone(), lease.clone()));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
             transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());

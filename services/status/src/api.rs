@@ -160,6 +160,15 @@ impl StatusService for StatusApi {
         Ok(Response::new(self.list(req.get_ref())?))
     }
 
+    async fn list_trunk_statuses(
+        &self,
+        req: Request<pb::ListTrunkStatusesRequest>,
+    ) -> Result<Response<pb::ListTrunkStatusesResponse>, Status> {
+        self.authorize(&req)?;
+        let trunks = self.hub.state.read().fleet.trunk_statuses();
+        Ok(Response::new(pb::ListTrunkStatusesResponse { trunks }))
+    }
+
     async fn get_site_summaries(
         &self,
         req: Request<pb::GetSiteSummariesRequest>,

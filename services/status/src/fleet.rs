@@ -14,11 +14,11 @@ use std::{
 use dialtone_domain::{keys, placement, settings};
 use dialtone_proto::{
     config::v1::{BaseSettings, EdgeGroup, MetaBase, Phone, PhoneKind, Site},
-    edge::v1::Binding,
+    edge::v1::{Binding, TrunkHealth},
     provisioning::v1::ProvisionState,
     status::v1::{
         EdgeStatus, LineContact, LineStatus, OperationalStatus, PhoneStatus, ProvisioningStatus,
-        StatusChange,
+        StatusChange, TrunkStatus,
     },
 };
 use prost::Message;
@@ -27,13 +27,14 @@ use tracing::warn;
 use crate::model::{self, Expected};
 
 /// Every prefix the view is built from.
-pub const PREFIXES: [&str; 6] = [
+pub const PREFIXES: [&str; 7] = [
     keys::SITES,
     keys::EDGE_GROUPS,
     keys::BASE_SETTINGS,
     keys::PHONES,
     keys::BINDINGS,
     keys::PROVISION,
+    keys::TRUNK_HEALTH,
 ];
 
 /// What the view keeps of a phone's configuration.
@@ -95,6 +96,8 @@ pub struct Fleet {
     /// `updated_at_ms` of the bindings written since [`Fleet::take_binding_writes`] (the
     /// watch lag is measured from them without decoding the bindings twice).
     binding_writes: Vec<i64>,
+    /// Each edge's trunk keep-alive findings, by node id.
+    trunk_health: BTreeMap<String, TrunkHealth>,
 }
 
 /// What a key change touches.
@@ -117,7 +120,13 @@ impl Fleet {
             node_ids: HashMap::new(),
             revision: 0,
             binding_writes: Vec::new(),
+            trunk_health: BTreeMap::new(),
         }
+    }
+
+    /// Every trunk some edge probes, as the edges find it.
+    pub fn trunk_statuses(&self) -> Vec<TrunkStatus> {
+        crate::trunks::statuses(&self.trunk_health)
     }
 
     /// The store revision the view reflects.
@@ -150,6 +159,13 @@ impl Fleet {
             M::decode(v)
                 .inspect_err(|e| warn!(key, error = %e, "undecodable value in the store"))
                 .ok()
+        }
+        if let Some(node) = key.strip_prefix(keys::TRUNK_HEALTH) {
+            match value.and_then(|v| decode::<TrunkHealth>(key, v)) {
+                Some(h) => self.trunk_health.insert(node.to_owned(), h),
+                None => self.trunk_health.remove(node),
+            };
+            return Touched::Nothing;
         }
         if let Some(id) = key.strip_prefix(keys::PHONES) {
             let facts = value
@@ -295,6 +311,7 @@ impl Fleet {
         self.sites = fresh.sites;
         self.groups = fresh.groups;
         self.bases = fresh.bases;
+        self.trunk_health = fresh.trunk_health;
         for e in self.phones.values_mut() {
             e.config = None;
             e.bindings.clear();

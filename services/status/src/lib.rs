@@ -3,7 +3,7 @@
 //! the configuration, served over gRPC `dialtone.status.v1` (get, list, per-site
 //! summaries, a watch that resumes from a revision) and as metrics.
 //!
-//! Pure: [`model`] (the reducer). State: [`fleet`] (the view). IO: [`hub`] (listing and
+//! Pure: [`model`] (the reducer), [`trunks`] (trunk states from the edges' keep-alives). State: [`fleet`] (the view). IO: [`hub`] (listing and
 //! one watch of the store, history and broadcast), [`api`] (gRPC).
 //!
 //! The view is rebuilt from the store on start; it is derived state, never written back.
@@ -17,6 +17,7 @@ pub mod fleet;
 pub mod hub;
 pub mod metrics;
 pub mod model;
+pub mod trunks;
 
 use std::sync::Arc;
 

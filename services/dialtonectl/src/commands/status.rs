@@ -51,6 +51,9 @@ pub enum StatusCmd {
         #[arg(long, default_value = "")]
         site: String,
     },
+    /// Carrier trunks: UP, DEGRADED or DOWN as every edge's OPTIONS keep-alives find each
+    /// target.
+    Trunks,
     /// Streams status changes as they happen (a snapshot first unless resuming).
     Watch {
         /// Only phones of this site.
@@ -268,6 +271,44 @@ pub async fn run(
                     }
                 );
             }
+            Ok(())
+        }
+        StatusCmd::Trunks => {
+            let r = c
+                .list_trunk_statuses(pb::ListTrunkStatusesRequest {})
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            let state = |t: &pb::TrunkStatus| {
+                t.state()
+                    .as_str_name()
+                    .trim_start_matches("TRUNK_STATE_")
+                    .to_owned()
+            };
+            table(
+                &["trunk", "state", "target", "edge", "up", "changed"],
+                r.trunks
+                    .iter()
+                    .flat_map(|t| {
+                        t.targets.iter().map(move |x| {
+                            vec![
+                                t.trunk_id.clone(),
+                                state(t),
+                                x.address.clone(),
+                                x.edge_node_id.clone(),
+                                x.up.to_string(),
+                                if x.changed_at_ms == 0 {
+                                    "-".into()
+                                } else {
+                                    ms_ago(x.changed_at_ms)
+                                },
+                            ]
+                        })
+                    })
+                    .collect(),
+            );
             Ok(())
         }
         StatusCmd::Summary { site } => {

@@ -6,6 +6,7 @@
 
 use std::{collections::HashMap, fmt::Write, net::SocketAddr, sync::Arc};
 
+use dialtone_proto::edge::v1::{TrunkHealth as TrunkHealthRecord, TrunkTargetHealth};
 use parking_lot::Mutex;
 
 /// Keep-alives missed in a row that make a target DOWN.
@@ -16,6 +17,8 @@ pub const MISSES_DOWN: u8 = 2;
 pub struct TargetState {
     /// Keep-alives missed in a row.
     pub misses: u8,
+    /// When it last turned UP or DOWN (Unix ms; 0: not yet).
+    pub changed_at_ms: i64,
 }
 
 impl TargetState {
@@ -31,6 +34,7 @@ impl TargetState {
             } else {
                 self.misses.saturating_add(1)
             },
+            ..self
         }
     }
 }
@@ -52,14 +56,36 @@ impl TrunkHealth {
             .is_none_or(TargetState::up)
     }
 
-    /// A keep-alive to `addr` of `trunk` was `answered` or not; returns whether that
-    /// changed the target between UP and DOWN.
-    pub fn observe(&self, trunk: &Arc<str>, addr: SocketAddr, answered: bool) -> bool {
+    /// A keep-alive to `addr` of `trunk` was `answered` or not at `now_ms`; returns
+    /// whether that changed the target between UP and DOWN.
+    pub fn observe(&self, trunk: &Arc<str>, addr: SocketAddr, answered: bool, now_ms: i64) -> bool {
         let mut states = self.states.lock();
         let state = states.entry((trunk.clone(), addr)).or_default();
         let was = state.up();
         *state = state.after(answered);
-        was != state.up()
+        let changed = was != state.up();
+        if changed {
+            state.changed_at_ms = now_ms;
+        }
+        changed
+    }
+
+    /// What this edge finds, as it publishes it (`trunk-health/{node}`): every probed
+    /// target, by trunk then address.
+    pub fn snapshot(&self) -> TrunkHealthRecord {
+        let mut targets: Vec<TrunkTargetHealth> = self
+            .states
+            .lock()
+            .iter()
+            .map(|((trunk, addr), s)| TrunkTargetHealth {
+                trunk_id: trunk.to_string(),
+                address: addr.to_string(),
+                up: s.up(),
+                changed_at_ms: s.changed_at_ms,
+            })
+            .collect();
+        targets.sort_by(|a, b| (&a.trunk_id, &a.address).cmp(&(&b.trunk_id, &b.address)));
+        TrunkHealthRecord { targets }
     }
 
     /// Forgets targets no longer configured.
@@ -118,15 +144,19 @@ mod tests {
         let h = TrunkHealth::default();
         let (t, a): (Arc<str>, SocketAddr) = ("carrier".into(), "192.0.2.1:5060".parse().unwrap());
         assert!(h.is_up(&t, a));
-        assert!(!h.observe(&t, a, false));
-        assert!(h.observe(&t, a, false), "down now");
+        assert!(!h.observe(&t, a, false, 1));
+        assert!(h.observe(&t, a, false, 2), "down now");
+        let snap = h.snapshot();
+        assert_eq!(snap.targets.len(), 1);
+        assert!(!snap.targets[0].up);
+        assert_eq!(snap.targets[0].changed_at_ms, 2);
         assert!(!h.is_up(&t, a));
         let mut text = String::new();
         h.render("edge-a", &mut text);
         assert!(text.contains(
             "dialtone_trunk_target_up{node=\"edge-a\",trunk=\"carrier\",target=\"192.0.2.1:5060\"} 0"
         ));
-        assert!(h.observe(&t, a, true), "up again");
+        assert!(h.observe(&t, a, true, 3), "up again");
         h.retain(|_, _| false);
         assert!(h.is_up(&t, a));
     }
