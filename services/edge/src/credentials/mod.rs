@@ -165,8 +165,8 @@ pub struct CredentialCache {
     extensions: SiteExtensions,
     /// Users and their companion phones.
     users: users::Users,
-    /// Carrier trunks by id.
-    trunks: HashMap<Arc<str>, trunks::TrunkRec>,
+    /// Carrier trunks by id (in id order: see `did_lines`).
+    trunks: std::collections::BTreeMap<Arc<str>, trunks::TrunkRec>,
     /// Trusted SIP peers, in id order (a handful: matched one by one).
     peers: Vec<TrustedPeer>,
 }
@@ -186,7 +186,7 @@ impl CredentialCache {
             remote: RemotePhones::default(),
             extensions: SiteExtensions::default(),
             users: users::Users::default(),
-            trunks: HashMap::new(),
+            trunks: std::collections::BTreeMap::new(),
             peers: Vec::new(),
         }
     }

@@ -12,6 +12,8 @@ use dialtone_domain::{
 };
 use dialtone_proto::config::v1::{Trunk, did::Target};
 
+use tracing::warn;
+
 use super::{CredentialCache, LineEntry, extensions::Holder};
 
 /// Who answers a DID.
@@ -38,7 +40,9 @@ impl TrunkRec {
             .dids
             .iter()
             .filter_map(|d| {
-                let numbers = Numbers::parse(&d.numbers).ok()?;
+                let numbers = Numbers::parse(&d.numbers)
+                    .inspect_err(|e| warn!(trunk = %t.id, error = %e, "ignoring a DID entry"))
+                    .ok()?;
                 let target = match d.target.as_ref()? {
                     Target::PhoneId(p) => DidTarget::Phone(p.as_str().into()),
                     Target::UserId(u) => DidTarget::User(u.as_str().into()),
@@ -58,7 +62,12 @@ impl TrunkRec {
             targets: t
                 .targets
                 .iter()
-                .filter_map(|x| x.address.parse().ok())
+                .filter_map(|x| {
+                    x.address
+                        .parse()
+                        .inspect_err(|_| warn!(trunk = %t.id, target = %x.address, "ignoring a trunk target that is not IP:PORT"))
+                        .ok()
+                })
                 .collect(),
             privacy: t.privacy,
             options_interval_s: if t.options_interval_s == 0 {
@@ -89,6 +98,8 @@ pub struct TrunkPlan {
     /// Where the caller is, by reference (an emergency call from a phone whose settings
     /// turn E911 on: its Location Information Server, RFC 6442 `Geolocation`).
     pub location: Option<String>,
+    /// An emergency call: targets that are DOWN are tried last rather than skipped.
+    pub emergency: bool,
 }
 
 impl CredentialCache {
@@ -148,6 +159,7 @@ impl CredentialCache {
             location: (kind == Kind::Emergency)
                 .then(|| self.emergency_location(caller))
                 .flatten(),
+            emergency: kind == Kind::Emergency,
         })
     }
 
@@ -168,6 +180,8 @@ impl CredentialCache {
     /// names on one of the peer's trunks; empty when no DID of theirs matches, or what it
     /// names is gone.
     pub fn did_lines(&self, peer: &str, user: &str) -> Vec<Arc<LineEntry>> {
+        // In trunk id order (the map is ordered), so every edge answers a number two trunks
+        // of one carrier both list alike.
         let target = self
             .trunks
             .values()

@@ -19,12 +19,19 @@ use super::{
 };
 use crate::{flow::Transport, replies::new_branch};
 
-/// Headers by which a caller says who it is: a carrier hears that from the edge only.
-const IDENTITY_HEADERS: [&str; 4] = [
+/// Headers a phone's request loses on its way to a carrier: who calls (the carrier hears
+/// that from the edge only), where it should be routed (the edge decides), and what a
+/// carrier would bill or redirect by.
+const IDENTITY_HEADERS: [&str; 9] = [
     "p-asserted-identity",
     "p-preferred-identity",
     "remote-party-id",
     "privacy",
+    "route",
+    "diversion",
+    "history-info",
+    "p-charge-info",
+    "p-charging-vector",
 ];
 
 /// Where a branch stands on cancelling its request.
@@ -209,7 +216,10 @@ impl Delivery {
                         break;
                     }
                     if cancelling != Cancelling::No {
-                        // Cancelled, and the hop never finished: as if it had said 487.
+                        // Cancelled, and the hop never finished: as if it had said 487. A
+                        // CANCEL still waiting for a provisional answer goes now, so a phone
+                        // or edge that was slow to say anything rings no one.
+                        self.send_cancel(&sent, &replier, cancelling);
                         responses.generated(487, "");
                         break;
                     }

@@ -142,7 +142,7 @@ impl Delivery {
 
     /// Relays an in-dialog request along `onward` and its answers along `upstream`, as a
     /// stateful proxy (retransmissions absorbed, CANCEL passed on); `permit` is held until
-    /// the transaction is forgotten.
+    /// the final answer has gone.
     pub(crate) async fn relay(
         self: Arc<Self>,
         m: Message,

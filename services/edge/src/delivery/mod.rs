@@ -115,11 +115,12 @@ pub const DELIVERY_LIMITS: SourceLimits = SourceLimits {
     per_source: 500,
 };
 
-/// Finished transactions kept to answer retransmissions, all sources together (each holds
-/// its last answer, about a kilobyte).
+/// Finished transactions kept to answer retransmissions (each holds its last answer,
+/// about a kilobyte), in all and per source: one source keeps at most a fifth of them, so
+/// no one can push everyone else's out.
 pub const LINGERING_LIMITS: SourceLimits = SourceLimits {
     total: 100_000,
-    per_source: 100_000,
+    per_source: 20_000,
 };
 
 /// What delivery works with, from the floors below it.
@@ -381,7 +382,7 @@ impl Delivery {
 
     /// Delivers `m` (for `lines`: one, or each phone of a user, all at once; come over
     /// `inbound`) and relays the answers along `upstream`; `permit` (from
-    /// [`Delivery::admission`]) is held until the transaction is forgotten. An INVITE is
+    /// [`Delivery::admission`]) is held until the final answer has gone. An INVITE is
     /// record-routed (see [`in_dialog`]).
     pub(crate) async fn deliver(
         self: Arc<Self>,
@@ -517,7 +518,12 @@ impl Delivery {
     /// spent nonce count refuses).
     async fn linger(&self, key: String, permit: Permit) {
         drop(permit);
-        let Ok(kept) = self.lingering.admit_trusted() else {
+        let source = self.txns.lock().get(&key).map(|t| t.origin.0.ip);
+        let kept = match source {
+            Some(ip) => self.lingering.admit(ip),
+            None => return,
+        };
+        let Ok(kept) = kept else {
             self.txns.lock().remove(&key);
             return;
         };

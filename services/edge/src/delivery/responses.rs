@@ -40,6 +40,8 @@ pub(super) struct Responses<'a> {
     pub txn: &'a Txn,
     pub upstream: &'a Replier,
     pub responder: &'a Responder,
+    /// Whether the request is an INVITE (forked 2xx and cancels apply to INVITEs only).
+    invite: bool,
     /// The best non-2xx final answer so far (status, bytes to send upstream).
     best: Mutex<Option<(u16, Vec<u8>)>>,
     /// The latest final answer of a branch, and whether the edge made it.
@@ -54,8 +56,11 @@ impl<'a> Responses<'a> {
         upstream: &'a Replier,
         responder: &'a Responder,
     ) -> Self {
+        let invite =
+            matches!(&request.start, StartLine::Request { method, .. } if method == "INVITE");
         Responses {
             request,
+            invite,
             src,
             txn,
             upstream,
@@ -84,17 +89,29 @@ impl<'a> Responses<'a> {
             }
             200..=299 => {
                 *self.last.lock() = Some((code, false));
-                if !self.finished() {
+                let first = !self.finished();
+                if first {
                     self.txn.finished(code, bytes.clone());
-                    self.txn
-                        .cancel_branches(Some(ANSWERED_ELSEWHERE.to_owned()));
+                    if self.invite {
+                        self.txn
+                            .cancel_branches(Some(ANSWERED_ELSEWHERE.to_owned()));
+                    }
                 }
-                // Every 2xx goes upstream: the caller acknowledges each and ends the extra
-                // dialogs (RFC 3261 §16.7 step 5).
-                self.upstream.send(bytes);
+                // Every 2xx to an INVITE goes upstream: the caller acknowledges each and ends
+                // the extra dialogs (RFC 3261 §16.7 step 5); any other request has one answer.
+                if first || self.invite {
+                    self.upstream.send(bytes);
+                }
             }
             300.. => {
                 *self.last.lock() = Some((code, false));
+                // A 503 means "this hop is overloaded"; passed on as it is, it would say this
+                // edge is (§16.7 step 6).
+                let (code, bytes) = if code == 503 {
+                    (500, as_500(&bytes))
+                } else {
+                    (code, bytes)
+                };
                 self.candidate(code, bytes);
             }
             _ => {}
@@ -122,7 +139,7 @@ impl<'a> Responses<'a> {
     }
 
     fn candidate(&self, code: u16, bytes: Vec<u8>) {
-        if code >= 600 && !self.finished() {
+        if code >= 600 && self.invite && !self.finished() {
             self.txn.cancel_branches(Some(format!("SIP;cause={code}")));
         }
         let mut best = self.best.lock();
@@ -147,9 +164,26 @@ impl<'a> Responses<'a> {
     }
 }
 
+/// A relayed 503 as a 500: its status line rewritten, the rest as it came.
+fn as_500(bytes: &[u8]) -> Vec<u8> {
+    let end = bytes
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .unwrap_or(bytes.len());
+    let mut out = b"SIP/2.0 500 Server Internal Error".to_vec();
+    out.extend_from_slice(&bytes[end..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::rank;
+    use super::{as_500, rank};
+
+    #[test]
+    fn a_relayed_503_goes_upstream_as_500() {
+        let got = as_500(b"SIP/2.0 503 Service Unavailable\r\nVia: x\r\n\r\n");
+        assert_eq!(got, b"SIP/2.0 500 Server Internal Error\r\nVia: x\r\n\r\n");
+    }
 
     #[test]
     fn the_best_final_answer_of_a_fork_wins() {

@@ -46,11 +46,23 @@ impl Delivery {
         let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
         let ring = plan.no_answer_s.map(|s| Duration::from_secs(u64::from(s)));
         let mut tried = 0;
-        for hop in &plan.hops {
-            if !self.trunk_health.is_up(&hop.trunk, hop.addr) {
-                debug!(trunk = %hop.trunk, target = %hop.addr, "skipping a trunk target that is down");
-                continue;
-            }
+        // Targets that are DOWN are skipped, except by an emergency call, which tries them
+        // last rather than give up.
+        let (up, down): (Vec<_>, Vec<_>) = plan
+            .hops
+            .iter()
+            .partition(|h| self.trunk_health.is_up(&h.trunk, h.addr));
+        if !down.is_empty() {
+            debug!(
+                down = down.len(),
+                emergency = plan.emergency,
+                "trunk targets down"
+            );
+        }
+        let order = up
+            .into_iter()
+            .chain(down.into_iter().filter(|_| plan.emergency));
+        for hop in order {
             let outbound = FlowSource {
                 transport: Transport::Udp,
                 addr: hop.addr,

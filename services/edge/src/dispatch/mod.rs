@@ -122,6 +122,10 @@ impl Dispatcher {
             if lines.is_empty() {
                 lines = cache.coded_extension_lines(dialled);
             }
+            // A companion phone dialling its own user rings the user's other phones.
+            if lines.len() > 1 {
+                lines.retain(|l| l.phone_id != caller.phone_id);
+            }
             if !lines.is_empty() {
                 return Some(Addressee::Lines(lines));
             }
@@ -258,10 +262,22 @@ impl Dispatcher {
             // else, so no extension or line of the same number and no missing assignment
             // stands in its way.
             let dialled = outside::dialled(user);
-            // A carrier's call reaches what its DID names, and nothing else.
+            // A carrier's call reaches what its DID names, and nothing else: no other request
+            // of a carrier goes to a phone (an OPTIONS is the edge's to answer).
             if let Sender::Peer(id) = &sender
                 && self.cache.read().is_trunk_peer(id)
             {
+                if &*method != "INVITE" {
+                    let (code, extra) = match &*method {
+                        "OPTIONS" => (200, vec![("Allow", ALLOW.to_owned())]),
+                        _ => (
+                            405,
+                            vec![("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".to_owned())],
+                        ),
+                    };
+                    reply.send(self.responder().reply(&m, &src, code, "", extra));
+                    return;
+                }
                 let lines = self.cache.read().did_lines(id, &dialled);
                 if lines.is_empty() {
                     reply.send(self.responder().reply(&m, &src, 404, "", vec![]));

@@ -87,7 +87,12 @@ impl Dispatcher {
         if let Decision::Allow { kind, number } = decision
             && let Some(plan) = self.cache.read().trunk_plan(&caller.phone_id, *kind)
         {
-            let admitted = self.delivery.admission.admit(src.ip);
+            // An emergency call is never refused for its source's other calls.
+            let admitted = if plan.emergency {
+                self.delivery.admission.admit_trusted()
+            } else {
+                self.delivery.admission.admit(src.ip)
+            };
             let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
                 return;
             };

@@ -172,6 +172,64 @@ async fn a_dialled_extension_of_the_callers_site_reaches_the_phone_holding_it() 
     assert_eq!(status(&alice.next().await), "SIP/2.0 404 Not Found");
 }
 
+/// A carrier (a trusted peer named by a trunk, at 127.0.0.9) reaching one of its DIDs:
+/// its INVITE reaches what the DID names; any other number gets 404, any other method 405,
+/// and a line's SIP user is no DID (a carrier reaches nothing else through the edge).
+#[tokio::test]
+async fn a_carrier_reaches_its_dids_and_nothing_else() {
+    use dialtone_proto::config::v1::{Did, Peer, Trunk, TrunkTarget, did::Target};
+    let h = harness(Duration::from_secs(2));
+    {
+        let mut cache = h.dispatcher.cache.write();
+        cache.put_peer(&Peer {
+            id: "carrier-sbc".into(),
+            addresses: vec!["127.0.0.9".into()],
+            ..Default::default()
+        });
+        cache.put_trunk(&Trunk {
+            id: "carrier".into(),
+            peer_id: "carrier-sbc".into(),
+            targets: vec![TrunkTarget {
+                address: "127.0.0.9:5060".into(),
+                transport: "udp".into(),
+            }],
+            dids: vec![Did {
+                numbers: "+15551230000-+15551230009".into(),
+                target: Some(Target::Extension("hq/202".into())),
+            }],
+            ..Default::default()
+        });
+    }
+    let mut bob = Phone::new(&h, "bob", "127.0.0.1:41101");
+    assert_eq!(bob.register(&h).await, "SIP/2.0 200 OK");
+    let mut carrier = Phone::new(&h, "carrier", "127.0.0.9:41102");
+    // (method, number, status line the carrier gets)
+    let cases = [
+        ("MESSAGE", "+15551230003", "SIP/2.0 405 Method Not Allowed"),
+        ("NOTIFY", "+15551230003", "SIP/2.0 405 Method Not Allowed"),
+        ("OPTIONS", "+15551230003", "SIP/2.0 200 OK"),
+        ("INVITE", "+15559999999", "SIP/2.0 404 Not Found"),
+        ("INVITE", "bob", "SIP/2.0 404 Not Found"),
+        ("INVITE", "2125551234", "SIP/2.0 404 Not Found"),
+    ];
+    for (i, (method, number, want)) in cases.iter().enumerate() {
+        let ruri = format!("sip:{number}@{REALM}");
+        let req = carrier.request(method, &ruri, &format!("z9hG4bKcar{i}"), 1, "");
+        carrier.send(&h, &req);
+        assert_eq!(status(&carrier.next().await), *want, "{method} {number}");
+    }
+    assert!(
+        bob.silent_for(Duration::from_millis(100)).await,
+        "nothing reached bob"
+    );
+    // The DID rings extension 202, with or without the +.
+    let req = carrier.request("INVITE", "sip:15551230003@dialtone", "z9hG4bKcarok", 1, "");
+    carrier.send(&h, &req);
+    assert_eq!(status(&carrier.next().await), "SIP/2.0 100 Trying");
+    let got = bob.next().await;
+    assert!(got.starts_with("INVITE sip:bob@127.0.0.1:41101"), "{got}");
+}
+
 /// An in-dialog request from `phone` with `route` (Route values, in order): To and From as
 /// the dialog has them from that side.
 fn in_dialog(

@@ -145,3 +145,47 @@ async fn a_phone_that_answers_after_another_still_reaches_the_caller() {
     assert_eq!(status(&second), "SIP/2.0 200 OK");
     assert!(header(&second, "To").is_some_and(|t| t.ends_with("tag=desk")));
 }
+
+#[tokio::test]
+async fn a_message_for_a_user_reaches_every_phone_and_one_answer_goes_back() {
+    // Not an INVITE: nothing is cancelled, and the caller gets one final answer.
+    let h = harness(Duration::from_secs(2));
+    let (mut alice, mut desk, mut soft) = alice_and_carols_phones(&h, 42041).await;
+    let ruri = "sip:300@dialtone";
+    alice.send(&h, &alice.request("MESSAGE", ruri, "z9hG4bKmsg5-0", 1, ""));
+    let challenge = alice.next().await;
+    let auth = alice.answer(&challenge, "Proxy-Authorization", "MESSAGE", ruri);
+    alice.send(&h, &alice.request("MESSAGE", ruri, "z9hG4bKmsg5", 2, &auth));
+    let (to_desk, to_soft) = (desk.next().await, soft.next().await);
+    assert!(to_desk.starts_with("MESSAGE sip:carol-desk@"), "{to_desk}");
+    assert!(to_soft.starts_with("MESSAGE sip:carol-soft@"), "{to_soft}");
+    desk.send(&h, &respond(&to_desk, 200, "OK", "desk"));
+    assert_eq!(status(&alice.next().await), "SIP/2.0 200 OK");
+    soft.send(&h, &respond(&to_soft, 200, "OK", "soft"));
+    assert!(
+        alice.silent_for(Duration::from_millis(200)).await,
+        "one answer"
+    );
+    assert!(
+        desk.silent_for(Duration::from_millis(50)).await,
+        "no CANCEL"
+    );
+    assert!(
+        soft.silent_for(Duration::from_millis(50)).await,
+        "no CANCEL"
+    );
+}
+
+#[tokio::test]
+async fn a_phone_dialling_its_own_user_rings_the_users_other_phones() {
+    let h = harness(Duration::from_secs(2));
+    let (_, mut desk, mut soft) = alice_and_carols_phones(&h, 42051).await;
+    invite(&h, &mut desk, "300", "z9hG4bKself").await;
+    assert_eq!(status(&desk.next().await), "SIP/2.0 100 Trying");
+    let got = soft.next().await;
+    assert!(got.starts_with("INVITE sip:carol-soft@"), "{got}");
+    assert!(
+        desk.silent_for(Duration::from_millis(200)).await,
+        "not rung itself"
+    );
+}
