@@ -27,9 +27,10 @@ use std::{
 
 use anyhow::{Context, bail};
 use dialtone_loadtest::{
-    kamailio::{self, KamailioTree, peer_configs},
+    kamailio::{self, peer_configs},
     procfs::{cpu_us, tree},
     sipp_stats::{self, median},
+    wait_cached_lines,
 };
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
 use dialtone_proto::config::v1 as pb;
@@ -213,40 +214,20 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("importing {} phones into dialtone", 2 * pairs);
     let creds = import(&sb, pairs).await?;
     let edge = &sb.nodes[1];
-    let want = format!(
-        "dialtone_edge_cached_lines{{node=\"{}\"}} {}",
-        edge.node_id,
-        2 * pairs
-    );
-    for _ in 0..600 {
-        if edge
-            .http_get("/metrics")
-            .await
-            .is_some_and(|(_, m)| m.contains(&want))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_cached_lines(edge, 2 * pairs).await;
     let (callers, called) = creds.split_at(pairs);
     let callee = called[0].0.clone();
     let csv = dir.join("calls.csv");
     calls_csv(&csv, callers, &callee)?;
 
     let kam_port = free_port_pair();
-    let mut kam = KamailioTree(kamailio::start(
+    let kam = kamailio::start(
         &dir.join("kamailio"),
         "kamailio-proxy.cfg",
         kam_port,
         &creds,
-    )?);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    if let Ok(Some(s)) = kam.try_wait() {
-        bail!(
-            "kamailio exited with {s}; see {}",
-            dir.join("kamailio/kamailio.log").display()
-        );
-    }
+    )
+    .await?;
     let kam_pid = kam.id();
     let dt_pid = edge.pid().context("dialtone edge pid")?;
     let servers: [(&str, u16, Pids); 2] = [

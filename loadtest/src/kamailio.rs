@@ -50,13 +50,14 @@ impl Drop for KamailioTree {
 }
 
 /// Starts Kamailio with `cfg` (a file of `loadtest/peers/kamailio`) on 127.0.0.1:`port`,
-/// its credentials table holding `creds` (user, password), its files under `dir`.
-pub fn start(
+/// its credentials table holding `creds` (user, password), its files under `dir`; fails
+/// when it is not running 3 s later (its log says why).
+pub async fn start(
     dir: &Path,
     cfg: &str,
     port: u16,
     creds: &[(String, String)],
-) -> anyhow::Result<Child> {
+) -> anyhow::Result<KamailioTree> {
     let htdb = dir.join("htdb");
     std::fs::create_dir_all(&htdb)?;
     std::fs::create_dir_all(dir.join("run"))?;
@@ -89,5 +90,13 @@ pub fn start(
         .stderr(log)
         .spawn()
         .context("starting kamailio (apt install kamailio)")?;
-    Ok(child)
+    let mut k = KamailioTree(child);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let Ok(Some(s)) = k.try_wait() {
+        anyhow::bail!(
+            "kamailio exited with {s}; see {}",
+            dir.join("kamailio.log").display()
+        );
+    }
+    Ok(k)
 }

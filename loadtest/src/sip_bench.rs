@@ -26,11 +26,12 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use dialtone_loadtest::{
-    kamailio::{self, KamailioTree, peer_configs},
+    kamailio::{self, peer_configs},
     procfs::{cpu_us, pss, tree},
     sipp_stats::{self, median},
+    wait_cached_lines,
 };
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{ClusterSandbox, fleet::seed_site, free_port_pair};
@@ -147,19 +148,7 @@ async fn main() -> anyhow::Result<()> {
     let creds = import(&sb, users).await?;
     let edge = &sb.nodes[1];
     for e in &sb.nodes[1..] {
-        let want = format!(
-            "dialtone_edge_cached_lines{{node=\"{}\"}} {users}",
-            e.node_id
-        );
-        for _ in 0..600 {
-            if e.http_get("/metrics")
-                .await
-                .is_some_and(|(_, m)| m.contains(&want))
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        wait_cached_lines(e, users).await;
     }
     let csv = dir.join("users.csv");
     users_csv(&csv, &creds)?;
@@ -172,19 +161,13 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             let port = free_port_pair();
-            let mut k = KamailioTree(kamailio::start(
+            let k = kamailio::start(
                 &dir.join("kamailio"),
                 "kamailio-registrar.cfg",
                 port,
                 &creds,
-            )?);
-            tokio::time::sleep(Duration::from_secs(3)).await;
-            if let Ok(Some(s)) = k.try_wait() {
-                bail!(
-                    "kamailio exited with {s}; see {}",
-                    dir.join("kamailio/kamailio.log").display()
-                );
-            }
+            )
+            .await?;
             let pid = k.id();
             kam = Some(k);
             ("kamailio", port, pid)

@@ -277,6 +277,19 @@ pub async fn update_phone(
     )
 }
 
+/// An edit making a phone its site's phone at `extension` (for [`update_phone`]).
+pub fn at_extension(extension: &str) -> impl FnOnce(&mut pb::Phone) {
+    let extension = extension.to_owned();
+    move |p| {
+        p.assignment = Some(pb::Assignment {
+            mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
+                extension,
+                ..Default::default()
+            })),
+        });
+    }
+}
+
 /// Assigns phone `id` to user `user`, created in the phone's site if it does not exist
 /// (calls and messages from unassigned phones are refused).
 pub async fn assign_to_user(c: &mut ConfigClient, id: &str, user: &str) -> anyhow::Result<()> {

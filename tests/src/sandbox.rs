@@ -182,6 +182,24 @@ impl ClusterSandbox {
         }
     }
 
+    /// What the call tests stand on: one etcd member, a config+status node and two edges
+    /// (nodes 1 and 2, with `extra` serve flags besides `--sip-min-expires=10`) forming the
+    /// edge group of site `hq`, with profile `desk`; and an admin config client.
+    pub async fn two_edges(extra: &[&str]) -> anyhow::Result<(Self, crate::ConfigClient)> {
+        let mut args = vec!["--sip-min-expires=10"];
+        args.extend_from_slice(extra);
+        let sb = Self::with_etcd_args(1, &["config,status", "edge", "edge"], &args).await?;
+        let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await?;
+        let edges = sb.udp_edges(&[1, 2]);
+        crate::fleet::seed_site_on(
+            &mut cfg,
+            dialtone_proto::config::v1::PhoneSettings::default(),
+            &edges,
+        )
+        .await?;
+        Ok((sb, cfg))
+    }
+
     /// The sandbox's scratch directory.
     pub fn dir(&self) -> &Path {
         self.dir.path()

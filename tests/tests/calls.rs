@@ -16,22 +16,10 @@ use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{Seeded, import, seed_site_on, update_phone, wait_contacts, wait_operational},
+    fleet::{Seeded, at_extension, import, update_phone, wait_contacts, wait_operational},
     sip::{Caller, call, headers, in_dialog, status},
     softphones::Softphone,
 };
-
-fn at_extension(extension: &str) -> impl FnOnce(&mut pb::Phone) {
-    let extension = extension.to_owned();
-    move |p| {
-        p.assignment = Some(pb::Assignment {
-            mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
-                extension,
-                ..Default::default()
-            })),
-        });
-    }
-}
 
 /// The final code of an INVITE for `dialled` sent through `edge`, with every code seen.
 async fn dial(caller: &Caller, dialled: &str, edge: SocketAddr) -> Vec<u16> {
@@ -71,18 +59,7 @@ async fn answered_once(caller: &Caller, sim: &Sim, dialled: &str, edge: SocketAd
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
-    let sb = ClusterSandbox::with_etcd_args(
-        1,
-        &["config,status", "edge", "edge"],
-        &["--sip-min-expires=10"],
-    )
-    .await
-    .unwrap();
-    let edges = sb.udp_edges(&[1, 2]);
-    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
-        .await
-        .unwrap();
+    let (sb, mut cfg) = ClusterSandbox::two_edges(&[]).await.unwrap();
     let phones = import(&mut cfg, 3, "ext").await.unwrap();
     let (caller_line, callee, other) = (&phones[0], &phones[1], &phones[2]);
     update_phone(&mut cfg, &caller_line.0, at_extension("201"))
@@ -362,16 +339,7 @@ async fn edges_reach(
 /// MD5 challenges, so the edges offer MD5 alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
-    let sb = ClusterSandbox::with_etcd_args(
-        1,
-        &["config,status", "edge", "edge"],
-        &["--sip-min-expires=10", "--sip-digest-algorithms=md5"],
-    )
-    .await
-    .unwrap();
-    let edges = sb.udp_edges(&[1, 2]);
-    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+    let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
         .await
         .unwrap();
     let mut phones = Vec::new();
@@ -483,18 +451,7 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
 /// expires, is passed over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_calls_go_through_the_living_edge_when_one_dies() {
-    let mut sb = ClusterSandbox::with_etcd_args(
-        1,
-        &["config,status", "edge", "edge"],
-        &["--sip-min-expires=10"],
-    )
-    .await
-    .unwrap();
-    let edges = sb.udp_edges(&[1, 2]);
-    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
-        .await
-        .unwrap();
+    let (mut sb, mut cfg) = ClusterSandbox::two_edges(&[]).await.unwrap();
     let phones = import(&mut cfg, 2, "die").await.unwrap();
     let (caller_line, callee) = (&phones[0], &phones[1]);
     update_phone(&mut cfg, &caller_line.0, at_extension("201"))

@@ -8,8 +8,8 @@ use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
-    ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{import, seed_site_on, update_phone, wait_operational},
+    ClusterSandbox, VIEWER_TOKEN,
+    fleet::{at_extension, import, update_phone, wait_operational},
     sip::{Caller, branch, status},
 };
 
@@ -19,30 +19,12 @@ fn assign(mode: pb::assignment::Mode) -> impl FnOnce(&mut pb::Phone) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_phones_ring_together_and_the_one_that_answers_wins() {
-    let sb = ClusterSandbox::with_etcd_args(
-        1,
-        &["config,status", "edge", "edge"],
-        &["--sip-min-expires=10"],
-    )
-    .await
-    .unwrap();
-    let edges = sb.udp_edges(&[1, 2]);
-    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
-        .await
-        .unwrap();
+    let (sb, mut cfg) = ClusterSandbox::two_edges(&[]).await.unwrap();
     let phones = import(&mut cfg, 3, "fork").await.unwrap();
     let (caller_line, desk, soft) = (&phones[0], &phones[1], &phones[2]);
-    update_phone(
-        &mut cfg,
-        &caller_line.0,
-        assign(pb::assignment::Mode::Site(pb::SiteAssignment {
-            extension: "201".into(),
-            ..Default::default()
-        })),
-    )
-    .await
-    .unwrap();
+    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
+        .await
+        .unwrap();
     cfg.create_user(pb::CreateUserRequest {
         user: Some(pb::User {
             id: "carol".into(),

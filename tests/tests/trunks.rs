@@ -18,7 +18,7 @@ use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ClusterSandbox,
-    fleet::{change_profile, import, seed_site_on, update_phone},
+    fleet::{at_extension, change_profile, import, seed_site_on, update_phone},
     free_port,
     sip::{Caller, call, in_dialog, status},
 };
@@ -139,17 +139,9 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
     let phones = import(&mut cfg, 2, "trk").await.unwrap();
     let (caller_line, callee) = (&phones[0], &phones[1]);
     for (phone, ext) in [(caller_line, "201"), (callee, "202")] {
-        let ext = ext.to_owned();
-        update_phone(&mut cfg, &phone.0, move |p| {
-            p.assignment = Some(pb::Assignment {
-                mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
-                    extension: ext,
-                    ..Default::default()
-                })),
-            })
-        })
-        .await
-        .unwrap();
+        update_phone(&mut cfg, &phone.0, at_extension(ext))
+            .await
+            .unwrap();
     }
     let did = pb::Did {
         numbers: "+15551230000-+15551230099".into(),
