@@ -281,6 +281,65 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
+    // A REMOTE phone at extension 300 whose address is a number goes out through the site's
+    // route for it; set to always redirect, it gets 302 instead.
+    let remote = cfg
+        .create_phone(pb::CreatePhoneRequest {
+            phone: Some(pb::Phone {
+                name: "Field office".into(),
+                kind: pb::PhoneKind::Remote as i32,
+                site_id: "hq".into(),
+                remote_address: "+12125559876".into(),
+                assignment: Some(pb::Assignment {
+                    mode: Some(pb::assignment::Mode::Site(pb::SiteAssignment {
+                        extension: "300".into(),
+                        ..Default::default()
+                    })),
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .phone
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let (invite, r) = loop {
+        let (invite, r) = call(&caller, "300", edge).await;
+        if r.last().is_some_and(|r| status(r) == 200) {
+            break (invite, r);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the remote phone was never called: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let sent = invites(&dir, "carrier-answer");
+    assert!(
+        sent.last().unwrap().contains("INVITE sip:+12125559876@"),
+        "{sent:?}"
+    );
+    let ok = r.last().unwrap();
+    let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, "sip:+12125559876@127.0.0.3");
+    caller.send_raw(&ack, hop).await;
+    let (bye, hop) = in_dialog(&invite, ok, "BYE", 2, "sip:+12125559876@127.0.0.3");
+    caller.send_raw(&bye, hop).await;
+    update_phone(&mut cfg, &remote.id, |p| p.remote_redirect = true)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, r) = call(&caller, "300", edge).await;
+        if let Some(last) = r.last().filter(|r| status(r) == 302) {
+            assert!(last.contains("tel:+12125559876"), "{last}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "never redirected: {r:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     // An international number is restricted at this site: 403, and no carrier hears of it.
     let before = (
         invites(&dir, "carrier-503").len(),

@@ -137,6 +137,10 @@ pub struct PhoneArgs {
     /// international, premium or none (repeat; `inherit` alone: the site's).
     #[arg(long = "allow")]
     allow: Vec<String>,
+    /// true: a REMOTE phone's calls are always redirected (302) to its address; false: a
+    /// call for its number goes out through its site's route for it.
+    #[arg(long, value_name = "BOOL")]
+    remote_redirect: Option<bool>,
     /// true: the phone may not register (edges refuse it and drop its bindings within a
     /// second); false: it may again.
     #[arg(long, value_name = "BOOL")]
@@ -251,6 +255,9 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = a.overrides {
         p.overrides = Some(parse_settings(&v, "--overrides")?);
+    }
+    if let Some(v) = a.remote_redirect {
+        p.remote_redirect = v;
     }
     if let Some(v) = a.disabled {
         p.disabled = v;

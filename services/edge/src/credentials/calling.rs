@@ -107,6 +107,14 @@ impl SiteCalling {
     }
 }
 
+impl SiteCalling {
+    /// The kind of call `number` is by the site's plan (none without a plan, or for a
+    /// number it does not know).
+    pub fn classify(&self, number: &str) -> Option<Kind> {
+        Some(self.plan.as_ref()?.classify(number)?.kind)
+    }
+}
+
 /// A caller whose site is unknown here (not yet synced, or deleted): nothing but its
 /// assignment can be said.
 pub fn without_site(assigned: bool) -> Decision {

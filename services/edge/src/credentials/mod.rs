@@ -26,7 +26,7 @@ use dialtone_sip::{digest::Algorithm, registration::Policy};
 use crate::credentials::{
     calling::{PhoneCalling, SiteCalling},
     extensions::{Holder, SiteExtensions},
-    remote::RemotePhones,
+    remote::{RemoteCall, RemotePhones},
 };
 
 /// One registrable line.
@@ -307,11 +307,10 @@ impl CredentialCache {
 
     /// Where a call from phone `caller` for `dialled` is redirected when a REMOTE phone
     /// holds it as an extension: of the caller's site, or behind another site's code.
-    pub fn remote_extension(&self, caller: &str, dialled: &str) -> Option<String> {
+    pub fn remote_extension(&self, caller: &str, dialled: &str) -> Option<RemoteCall> {
         let own = self.phones.get(caller).map(|p| self.calling_site(p));
         own.and_then(|site| self.remote.at_extension(site, dialled))
             .or_else(|| self.coded(dialled, |site, e| self.remote.at_extension(site, e)))
-            .map(str::to_owned)
     }
 
     /// The site whose plan and extensions a phone's calls use: its user's for a companion
@@ -660,8 +659,10 @@ mod tests {
         remote.remote_address = "+15550001234".into();
         c.put_phone(&remote);
         let redirect = "tel:+15550001234".to_owned();
-        assert_eq!(c.remote_extension("p-hq", "300"), Some(redirect.clone()));
-        assert_eq!(c.remote_extension("p-br", "81300"), Some(redirect));
+        let target =
+            |caller: &str, dialled: &str| c.remote_extension(caller, dialled).map(|r| r.target);
+        assert_eq!(target("p-hq", "300"), Some(redirect.clone()));
+        assert_eq!(target("p-br", "81300"), Some(redirect));
         assert_eq!(
             c.remote_extension("p-br", "300"),
             None,

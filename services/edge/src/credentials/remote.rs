@@ -1,5 +1,7 @@
 //! REMOTE phones: an external number or SIP address, configuration only. They never
-//! register; a request for one is redirected (302) to its remote address.
+//! register; a call for one whose address is a number goes out through its site's route
+//! for that number (the dispatcher decides), anything else is redirected (302) to its
+//! remote address.
 //!
 //! A remote phone is reached where its assignment puts it: a site assignment at its
 //! extension under the site's SIP user prefix (`{prefix}{extension}`, as the site's lines
@@ -25,6 +27,21 @@ struct RemoteRec {
     address: Address,
     /// The Contact of the redirect.
     target: String,
+    /// The E.164 number it is, if its address is one.
+    number: Option<String>,
+    /// Always redirect (never call out through the site's routes).
+    redirect: bool,
+}
+
+/// A REMOTE phone a request is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteCall {
+    /// Its site.
+    pub site: String,
+    /// Where a redirect sends the caller.
+    pub target: String,
+    /// The E.164 number to call out, unless it always redirects or is a SIP address.
+    pub number: Option<String>,
 }
 
 /// The remote phones of the fleet, by the Request-URI user they answer to.
@@ -91,6 +108,11 @@ impl RemotePhones {
                 site: p.site_id.clone(),
                 address,
                 target: contact_uri(&p.remote_address),
+                number: p
+                    .remote_address
+                    .starts_with('+')
+                    .then(|| p.remote_address.clone()),
+                redirect: p.remote_redirect,
             },
         );
         self.index(&p.id);
@@ -135,18 +157,20 @@ impl RemotePhones {
         self.prefixes.remove(id);
     }
 
-    /// Where a call for `extension` of `site` is redirected, when a remote phone of the
-    /// site holds it.
-    pub fn at_extension(&self, site: &str, extension: &str) -> Option<&str> {
+    /// The remote phone of `site` holding `extension`, if any.
+    pub fn at_extension(&self, site: &str, extension: &str) -> Option<RemoteCall> {
         let prefix = self.prefixes.get(site)?;
-        self.target(&format!("{prefix}{extension}"))
+        self.call(&format!("{prefix}{extension}"))
     }
 
-    /// Where a request for Request-URI user `user` is redirected, when a remote phone
-    /// answers to it.
-    pub fn target(&self, user: &str) -> Option<&str> {
-        let id = self.by_user.get(user)?;
-        self.by_phone.get(id).map(|r| r.target.as_str())
+    /// The remote phone answering to Request-URI user `user`, if any.
+    pub fn call(&self, user: &str) -> Option<RemoteCall> {
+        let r = self.by_phone.get(self.by_user.get(user)?)?;
+        Some(RemoteCall {
+            site: r.site.clone(),
+            target: r.target.clone(),
+            number: r.number.clone().filter(|_| !r.redirect),
+        })
     }
 }
 
@@ -197,14 +221,24 @@ mod tests {
         let mut r = RemotePhones::default();
         // The phone arrives before its site (the initial load lists phones first).
         r.put_phone(&remote("p1", "hq", ext("2001"), "+15550001"));
-        assert_eq!(r.target("hqx-2001"), None, "prefix not known yet");
+        assert_eq!(
+            r.call("hqx-2001").map(|c| c.target).as_deref(),
+            None,
+            "prefix not known yet"
+        );
         r.put_site(&site("hq", "hqx-"));
-        assert_eq!(r.target("hqx-2001"), Some("tel:+15550001"));
+        assert_eq!(
+            r.call("hqx-2001").map(|c| c.target).as_deref(),
+            Some("tel:+15550001")
+        );
         let user = Some(Mode::User(UserAssignment {
             user_id: "alice".into(),
         }));
         r.put_phone(&remote("p2", "hq", user, "sip:alice@example.com"));
-        assert_eq!(r.target("alice"), Some("sip:alice@example.com"));
+        assert_eq!(
+            r.call("alice").map(|c| c.target).as_deref(),
+            Some("sip:alice@example.com")
+        );
         // Unassigned remote phones answer to nothing; a changed extension moves.
         r.put_phone(&remote(
             "p3",
@@ -212,25 +246,57 @@ mod tests {
             Some(Mode::Unassigned(Default::default())),
             "+1",
         ));
-        assert_eq!(r.target(""), None);
+        assert_eq!(r.call("").map(|c| c.target).as_deref(), None);
         r.put_phone(&remote("p1", "hq", ext("2002"), "+15550001"));
-        assert_eq!(r.target("hqx-2001"), None);
-        assert_eq!(r.target("hqx-2002"), Some("tel:+15550001"));
+        assert_eq!(r.call("hqx-2001").map(|c| c.target).as_deref(), None);
+        assert_eq!(
+            r.call("hqx-2002").map(|c| c.target).as_deref(),
+            Some("tel:+15550001")
+        );
         // A phone that stops being remote, a deleted phone, a deleted site.
         let mut p2 = remote("p2", "hq", None, "sip:alice@example.com");
         p2.kind = PhoneKind::Unmanaged as i32;
         r.put_phone(&p2);
-        assert_eq!(r.target("alice"), None);
+        assert_eq!(r.call("alice").map(|c| c.target).as_deref(), None);
         r.remove_site("hq");
-        assert_eq!(r.target("hqx-2002"), None);
+        assert_eq!(r.call("hqx-2002").map(|c| c.target).as_deref(), None);
         r.put_site(&site("hq", "hqx-"));
-        assert_eq!(r.target("hqx-2002"), Some("tel:+15550001"));
+        assert_eq!(
+            r.call("hqx-2002").map(|c| c.target).as_deref(),
+            Some("tel:+15550001")
+        );
         r.remove_phone("p1");
-        assert_eq!(r.target("hqx-2002"), None);
+        assert_eq!(r.call("hqx-2002").map(|c| c.target).as_deref(), None);
         // Disabled remote phones are not reached.
         let mut p4 = remote("p4", "hq", ext("2004"), "+15550004");
         p4.disabled = true;
         r.put_phone(&p4);
-        assert_eq!(r.target("hqx-2004"), None);
+        assert_eq!(r.call("hqx-2004").map(|c| c.target).as_deref(), None);
+    }
+
+    #[test]
+    fn a_remote_number_is_called_out_unless_it_always_redirects() {
+        let mut r = RemotePhones::default();
+        r.put_site(&Site {
+            id: "hq".into(),
+            sip_user_prefix: "hqx-".into(),
+            ..Default::default()
+        });
+        let site = |ext: &str| {
+            Some(Mode::Site(SiteAssignment {
+                extension: ext.into(),
+                ..Default::default()
+            }))
+        };
+        r.put_phone(&remote("p1", "hq", site("1"), "+15550001"));
+        r.put_phone(&remote("p2", "hq", site("2"), "sip:desk@example.com"));
+        let mut always = remote("p3", "hq", site("3"), "+15550003");
+        always.remote_redirect = true;
+        r.put_phone(&always);
+        let number = |ext: &str| r.at_extension("hq", ext).map(|c| c.number);
+        assert_eq!(number("1"), Some(Some("+15550001".into())));
+        assert_eq!(number("2"), Some(None), "a SIP address is redirected");
+        assert_eq!(number("3"), Some(None), "set to always redirect");
+        assert_eq!(number("4"), None);
     }
 }

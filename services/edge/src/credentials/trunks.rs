@@ -130,7 +130,21 @@ impl CredentialCache {
     /// when no route takes it.
     pub fn trunk_plan(&self, caller: &str, kind: Kind) -> Option<TrunkPlan> {
         let phone = self.phones.get(caller)?;
-        let site = self.calling.get(self.calling_site(phone))?;
+        self.plan_via(self.calling_site(phone), kind, caller)
+    }
+
+    /// Where a call from `caller` for REMOTE phone number `number` of `site` goes: the
+    /// route `site` has for the number's kind (REMOTE phones follow their site's plan and
+    /// routes), under the caller's id. None when the site's plan or routes take it not.
+    pub fn remote_plan(&self, site: &str, number: &str, caller: &str) -> Option<TrunkPlan> {
+        let kind = self.calling.get(site)?.classify(number)?;
+        self.plan_via(site, kind, caller)
+    }
+
+    fn plan_via(&self, site_id: &str, kind: Kind, caller: &str) -> Option<TrunkPlan> {
+        let phone = self.phones.get(caller)?;
+        let site = self.calling.get(site_id)?;
+        let caller_site = self.calling.get(self.calling_site(phone));
         let route = route_for(&site.routes, kind)?;
         let hops: Vec<TrunkHop> = route
             .trunks
@@ -155,7 +169,7 @@ impl CredentialCache {
         Some(TrunkPlan {
             hops,
             no_answer_s: route.no_answer_s,
-            caller_id: own.or_else(|| site.caller_id.clone()),
+            caller_id: own.or_else(|| caller_site.and_then(|s| s.caller_id.clone())),
             location: (kind == Kind::Emergency)
                 .then(|| self.emergency_location(caller))
                 .flatten(),

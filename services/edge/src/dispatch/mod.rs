@@ -24,6 +24,7 @@ use dialtone_auth::bans::Bans;
 
 use crate::{
     admission::{self, Permit},
+    credentials::remote::RemoteCall,
     credentials::{CredentialCache, LineEntry},
     delivery::{Delivery, forwarding::Seen},
     dispatch::boundary::{Sender, request_user},
@@ -42,8 +43,8 @@ enum Addressee {
     /// companion phone's of a user): delivered to their bindings, each branch retargeted
     /// to its line's SIP user.
     Lines(Vec<Arc<LineEntry>>),
-    /// A REMOTE phone: redirected to this address.
-    Remote(String),
+    /// A REMOTE phone: called out through its site's route, or redirected to its address.
+    Remote(RemoteCall),
 }
 
 /// What the dispatcher hands messages to, and what it answers with.
@@ -131,14 +132,11 @@ impl Dispatcher {
             }
         }
         if let Sender::Line(caller) = sender
-            && let Some(target) = cache.remote_extension(&caller.phone_id, dialled)
+            && let Some(remote) = cache.remote_extension(&caller.phone_id, dialled)
         {
-            return Some(Addressee::Remote(target));
+            return Some(Addressee::Remote(remote));
         }
-        cache
-            .remote
-            .target(user)
-            .map(|t| Addressee::Remote(t.to_owned()))
+        cache.remote.call(user).map(Addressee::Remote)
     }
 
     pub fn flows(&self) -> &Arc<Flows> {
@@ -311,9 +309,21 @@ impl Dispatcher {
             }
             let lines = match self.addressee(user, &dialled, &sender) {
                 Some(Addressee::Lines(lines)) => lines,
-                Some(Addressee::Remote(target)) => {
-                    // A REMOTE phone: config only, reached at its remote address.
-                    let extra = vec![("Contact", format!("<{target}>"))];
+                Some(Addressee::Remote(remote)) => {
+                    // A REMOTE phone: config only. A call from one of our lines goes out
+                    // through its site's route when its address is a number the site
+                    // routes; anything else is redirected to its address.
+                    if let (Sender::Line(caller), Some(number), "INVITE") =
+                        (&sender, &remote.number, &*method)
+                        && let Some(plan) =
+                            self.cache
+                                .read()
+                                .remote_plan(&remote.site, number, &caller.phone_id)
+                    {
+                        self.call_out(m, number.clone(), plan, src, peer, reply);
+                        return;
+                    }
+                    let extra = vec![("Contact", format!("<{}>", remote.target))];
                     reply.send(self.responder().reply(&m, &src, 302, "", extra));
                     return;
                 }

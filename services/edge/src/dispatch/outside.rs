@@ -13,7 +13,7 @@ use dialtone_sip::{Message, response::Source};
 
 use super::Dispatcher;
 use crate::{
-    credentials::{LineEntry, calling::without_site},
+    credentials::{LineEntry, calling::without_site, trunks::TrunkPlan},
     flow::{Peer, Replier},
     replies::UNASSIGNED_REASON,
 };
@@ -72,6 +72,31 @@ impl Dispatcher {
         }
     }
 
+    /// Sends `m`, a call from one of our lines, out to `number` as `plan` says, if delivery
+    /// admission lets its source have one more (an emergency call is never refused for its
+    /// source's other calls).
+    pub(super) fn call_out(
+        &self,
+        m: Message,
+        number: String,
+        plan: TrunkPlan,
+        src: Source,
+        peer: &Peer,
+        reply: Replier,
+    ) {
+        let admitted = if plan.emergency {
+            self.delivery.admission.admit_trusted()
+        } else {
+            self.delivery.admission.admit(src.ip)
+        };
+        let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
+            return;
+        };
+        let delivery = self.delivery.clone();
+        self.runtime
+            .spawn(delivery.to_trunks(m, src, peer.source(), reply, number, plan, permit));
+    }
+
     /// Answers a call from `caller` for a number outside the fleet (no line, extension or
     /// REMOTE phone of ours answers to it) as `decision` says: refused, or sent out through
     /// the trunks of the route its site has for the call's kind.
@@ -87,25 +112,7 @@ impl Dispatcher {
         if let Decision::Allow { kind, number } = decision
             && let Some(plan) = self.cache.read().trunk_plan(&caller.phone_id, *kind)
         {
-            // An emergency call is never refused for its source's other calls.
-            let admitted = if plan.emergency {
-                self.delivery.admission.admit_trusted()
-            } else {
-                self.delivery.admission.admit(src.ip)
-            };
-            let Some(permit) = self.permit(admitted, &m, &src, &reply) else {
-                return;
-            };
-            let delivery = self.delivery.clone();
-            self.runtime.spawn(delivery.to_trunks(
-                m,
-                src,
-                peer.source(),
-                reply,
-                number.clone(),
-                plan,
-                permit,
-            ));
+            self.call_out(m, number.clone(), plan, src, peer, reply);
             return;
         }
         let warning = |text: &str| {
