@@ -7,9 +7,10 @@
 //! its Call-ID and a time: 16 bytes and a map slot, whatever Call-ID a caller writes.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     fmt::Write,
     hash::{BuildHasher, RandomState},
+    sync::Arc,
 };
 
 use dialtone_metrics::Counters;
@@ -46,9 +47,12 @@ impl CallOutcome {
     }
 }
 
-/// Active calls by Call-ID hash (when each was answered) and INVITE outcomes.
+/// An active call: when it was answered, and the carrier trunk it went out through.
+type Active = (u64, Option<Arc<str>>);
+
+/// Active calls by Call-ID hash and INVITE outcomes.
 pub struct Calls {
-    active: Mutex<HashMap<u64, u64>>,
+    active: Mutex<HashMap<u64, Active>>,
     /// Random keys of the Call-ID hash, so no caller can make two calls collide.
     keys: RandomState,
     outcomes: Counters<4>,
@@ -71,8 +75,16 @@ impl Default for Calls {
 
 impl Calls {
     /// An INVITE of `call_id` ended with `code`, at `now_ms`; `initial` when it opened
-    /// the dialog (a re-INVITE's answer changes no call's count).
-    pub fn invite_ended(&self, call_id: &str, code: u16, initial: bool, now_ms: u64) {
+    /// the dialog (a re-INVITE's answer changes no call's count); `trunk`, the carrier
+    /// trunk that answered a call out.
+    pub fn invite_ended(
+        &self,
+        call_id: &str,
+        code: u16,
+        initial: bool,
+        now_ms: u64,
+        trunk: Option<&Arc<str>>,
+    ) {
         let outcome = CallOutcome::of(code);
         self.outcomes.count_at(outcome as usize);
         if !initial || outcome != CallOutcome::Answered {
@@ -84,7 +96,7 @@ impl Calls {
             forget_old(&mut active, now_ms);
         }
         if active.len() < MAX_CALLS {
-            active.insert(key, now_ms);
+            active.insert(key, (now_ms, trunk.cloned()));
         }
     }
 
@@ -113,12 +125,31 @@ impl Calls {
             "dialtone_calls_active{{node=\"{node}\"}} {}",
             self.active()
         );
+        let mut by_trunk: BTreeMap<Arc<str>, usize> = BTreeMap::new();
+        for (_, trunk) in self.active.lock().values() {
+            if let Some(t) = trunk {
+                *by_trunk.entry(t.clone()).or_default() += 1;
+            }
+        }
+        dialtone_metrics::header(
+            out,
+            "dialtone_trunk_calls_active",
+            "gauge",
+            "Calls out through each carrier trunk that are up (a trunk without one is not listed).",
+        );
+        for (trunk, n) in by_trunk {
+            let trunk = dialtone_metrics::escape(&trunk);
+            let _ = writeln!(
+                out,
+                "dialtone_trunk_calls_active{{node=\"{node}\",trunk=\"{trunk}\"}} {n}"
+            );
+        }
         self.outcomes.render(Some(&node), out);
     }
 }
 
-fn forget_old(active: &mut HashMap<u64, u64>, now_ms: u64) {
-    active.retain(|_, at| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
+fn forget_old(active: &mut HashMap<u64, Active>, now_ms: u64) {
+    active.retain(|_, (at, _)| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
 }
 
 #[cfg(test)]
@@ -146,16 +177,25 @@ mod tests {
     fn a_call_is_up_from_its_answer_to_its_bye() {
         let c = Calls::default();
         let now = dialtone_common::clock::unix_ms();
-        c.invite_ended("a", 200, true, now);
-        c.invite_ended("b", 486, true, now);
-        c.invite_ended("a", 200, false, now); // a re-INVITE
+        let carrier: Arc<str> = "carrier".into();
+        c.invite_ended("a", 200, true, now, None);
+        c.invite_ended("b", 486, true, now, None);
+        c.invite_ended("a", 200, false, now, None); // a re-INVITE
+        c.invite_ended("out", 200, true, now, Some(&carrier));
+        let mut out = String::new();
+        c.render("edge-1", &mut out);
+        assert!(
+            out.contains("dialtone_trunk_calls_active{node=\"edge-1\",trunk=\"carrier\"} 1"),
+            "{out}"
+        );
+        c.ended("out");
         assert_eq!(c.active(), 1);
         c.ended("a");
         c.ended("never-seen");
         assert_eq!(c.active(), 0);
         // A call whose BYE went another way is forgotten after MAX_CALL_AGE_MS.
-        c.invite_ended("lost", 200, true, now - MAX_CALL_AGE_MS - 1);
-        c.invite_ended("fresh", 200, true, now);
+        c.invite_ended("lost", 200, true, now - MAX_CALL_AGE_MS - 1, None);
+        c.invite_ended("fresh", 200, true, now, None);
         c.render("edge-1", &mut String::new());
         assert_eq!(c.active(), 1);
         c.ended("fresh");
@@ -165,7 +205,8 @@ mod tests {
             out.contains("dialtone_calls_active{node=\"edge-1\"} 0"),
             "{out}"
         );
-        assert!(out.contains("outcome=\"answered\"} 4"), "{out}");
+        assert!(out.contains("outcome=\"answered\"} 5"), "{out}");
+        assert!(!out.contains("trunk=\"carrier\""), "{out}");
         assert!(out.contains("outcome=\"failed\"} 1"), "{out}");
     }
 }

@@ -186,7 +186,8 @@ impl Delivery {
         match method {
             "INVITE" => {
                 let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
-                self.calls.invite_ended(call_id, code, false, unix_ms());
+                self.calls
+                    .invite_ended(call_id, code, false, unix_ms(), None);
             }
             // Whatever its answer, a BYE ends the dialog (RFC 3261 §15.1.2).
             "BYE" => self.calls.ended(call_id),

@@ -422,7 +422,8 @@ impl Delivery {
         if invite {
             let code = txn.final_code.load(Relaxed);
             let call_id = m.get("call-id").unwrap_or("");
-            self.calls.invite_ended(call_id, code, true, unix_ms());
+            self.calls
+                .invite_ended(call_id, code, true, unix_ms(), None);
         }
         self.linger(key, permit).await;
     }

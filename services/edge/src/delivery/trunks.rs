@@ -46,6 +46,8 @@ impl Delivery {
         let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
         let ring = plan.no_answer_s.map(|s| Duration::from_secs(u64::from(s)));
         let mut tried = 0;
+        // The trunk whose target answered (for the calls-per-trunk gauge).
+        let mut answered_by = None;
         // Targets that are DOWN are skipped, except by an emergency call, which tries them
         // last rather than give up.
         let (up, down): (Vec<_>, Vec<_>) = plan
@@ -96,6 +98,9 @@ impl Delivery {
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);
+            if (200..300).contains(&txn.final_code.load(std::sync::atomic::Ordering::Relaxed)) {
+                answered_by = Some(hop.trunk.clone());
+            }
             if responses.settled() {
                 break;
             }
@@ -113,7 +118,8 @@ impl Delivery {
         responses.finish();
         let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
         let call_id = m.get("call-id").unwrap_or("");
-        self.calls.invite_ended(call_id, code, true, unix_ms());
+        self.calls
+            .invite_ended(call_id, code, true, unix_ms(), answered_by.as_ref());
         self.linger(key, permit).await;
     }
 }
