@@ -29,7 +29,7 @@ use anyhow::{Context, bail};
 use dialtone_loadtest::{
     kamailio::{self, peer_configs},
     procfs::{cpu_us, tree},
-    sipp_stats::{self, median},
+    sipp_stats::{self, Run, summarize},
     wait_cached_lines,
 };
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
@@ -45,15 +45,6 @@ type Pids = Box<dyn Fn() -> Vec<u32>>;
 
 /// The longest setup time a clean rate allows.
 const CLEAN_P99_MS: u32 = 20;
-
-#[derive(Clone, Default)]
-struct Run {
-    rate: u32,
-    ok: u64,
-    failed: u64,
-    p99_ms: Option<u32>,
-    cpu_us_per_call: f64,
-}
 
 /// Imports `2 * pairs` phones at extensions of site hq: (SIP user, password) of each.
 async fn import(sb: &ClusterSandbox, pairs: usize) -> anyhow::Result<Vec<(String, String)>> {
@@ -260,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
                 ok,
                 failed,
                 p99_ms: p99,
-                cpu_us_per_call: cpu as f64 / ok.max(1) as f64,
+                cpu_us: cpu as f64 / ok.max(1) as f64,
             });
             // Let the last calls' transactions end before the other server's turn.
             tokio::time::sleep(Duration::from_secs(2)).await;
@@ -287,7 +278,7 @@ async fn main() -> anyhow::Result<()> {
                 r.ok,
                 r.failed,
                 r.p99_ms.map_or("-".into(), |p| p.to_string()),
-                r.cpu_us_per_call
+                r.cpu_us
             );
         }
     }
@@ -297,19 +288,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut summary = Vec::new();
     for (i, (name, ..)) in servers.iter().enumerate() {
-        let clean = runs[i]
-            .iter()
-            .filter(|r| r.failed == 0 && r.p99_ms.is_some_and(|p| p <= CLEAN_P99_MS))
-            .map(|r| r.rate)
-            .max()
-            .unwrap_or(0);
-        let mut cpu: Vec<f64> = runs[i]
-            .iter()
-            .filter(|r| r.failed == 0)
-            .map(|r| r.cpu_us_per_call)
-            .collect();
-        cpu.sort_by(|a, b| a.total_cmp(b));
-        let m = median(&cpu);
+        let (clean, m) = summarize(&runs[i], CLEAN_P99_MS);
         println!("{name:<10} {clean:>16} {m:>22.1}");
         summary.push((clean, m));
     }

@@ -30,7 +30,7 @@ use anyhow::Context;
 use dialtone_loadtest::{
     kamailio::{self, peer_configs},
     procfs::{cpu_us, pss, tree},
-    sipp_stats::{self, median},
+    sipp_stats::{self, Run, summarize},
     wait_cached_lines,
 };
 use dialtone_proto::config::v1 as pb;
@@ -42,15 +42,6 @@ struct Server {
     /// SIPp's local port for this server.
     local: u16,
     pids: Box<dyn Fn() -> Vec<u32>>,
-}
-
-#[derive(Default, Clone)]
-struct Run {
-    rate: u32,
-    ok: u64,
-    failed: u64,
-    p99_ms: Option<u32>,
-    cpu_us_per_reg: f64,
 }
 
 /// One SIPp run of `calls` registrations at `rate`; returns (ok, failed, p99 bucket).
@@ -235,7 +226,7 @@ async fn main() -> anyhow::Result<()> {
                 ok,
                 failed,
                 p99_ms: p99,
-                cpu_us_per_reg: cpu as f64 / ok.max(1) as f64,
+                cpu_us: cpu as f64 / ok.max(1) as f64,
             });
         }
     }
@@ -257,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
                 r.ok,
                 r.failed,
                 r.p99_ms.map_or("-".into(), |p| p.to_string()),
-                r.cpu_us_per_reg
+                r.cpu_us
             );
         }
     }
@@ -267,19 +258,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let mut summary = Vec::new();
     for (i, s) in servers.iter().enumerate() {
-        let clean = runs[i]
-            .iter()
-            .filter(|r| r.failed == 0 && r.p99_ms.is_some_and(|p| p <= 10))
-            .map(|r| r.rate)
-            .max()
-            .unwrap_or(0);
-        let mut cpu: Vec<f64> = runs[i]
-            .iter()
-            .filter(|r| r.failed == 0)
-            .map(|r| r.cpu_us_per_reg)
-            .collect();
-        cpu.sort_by(|a, b| a.total_cmp(b));
-        let median = median(&cpu);
+        let (clean, median) = summarize(&runs[i], 10);
         println!(
             "{:<10} {:>16} {:>22.1} {:>20.0}",
             s.name, clean, median, mem[i].2
@@ -313,7 +292,7 @@ fn print_pairs(runs: &[Vec<Run>]) {
         .iter()
         .zip(&runs[1])
         .filter(|(a, b)| a.failed == 0 && b.failed == 0)
-        .map(|(a, b)| a.cpu_us_per_reg / b.cpu_us_per_reg)
+        .map(|(a, b)| a.cpu_us / b.cpu_us)
         .collect();
     let list: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
     let mean = ratios.iter().sum::<f64>() / ratios.len().max(1) as f64;

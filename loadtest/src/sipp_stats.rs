@@ -41,11 +41,68 @@ pub fn read(stat: &Path, rtd: u32) -> anyhow::Result<(u64, u64, Option<u32>)> {
     Ok((ok, failed, p99))
 }
 
+/// One rate of a benchmark's ladder against one server.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    pub rate: u32,
+    /// Calls (SIPp's word: scenarios) completed.
+    pub ok: u64,
+    pub failed: u64,
+    /// The bucket (ms) holding the 99th percentile of the measured response time.
+    pub p99_ms: Option<u32>,
+    /// The server's CPU microseconds per completed call.
+    pub cpu_us: f64,
+}
+
+/// A server's ladder summed up: its highest clean rate (no failure, p99 within
+/// `p99_limit_ms`) and the median CPU per call of its runs without failure.
+pub fn summarize(runs: &[Run], p99_limit_ms: u32) -> (u32, f64) {
+    let clean = runs
+        .iter()
+        .filter(|r| r.failed == 0 && r.p99_ms.is_some_and(|p| p <= p99_limit_ms))
+        .map(|r| r.rate)
+        .max()
+        .unwrap_or(0);
+    let mut cpu: Vec<f64> = runs
+        .iter()
+        .filter(|r| r.failed == 0)
+        .map(|r| r.cpu_us)
+        .collect();
+    cpu.sort_by(|a, b| a.total_cmp(b));
+    (clean, median(&cpu))
+}
+
 /// The median of sorted values: the middle one, or the mean of the two middle ones.
 pub fn median(sorted: &[f64]) -> f64 {
     match sorted.len() {
         0 => f64::NAN,
         n if n % 2 == 1 => sorted[n / 2],
         n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_clean_rate_is_the_highest_without_failure_within_the_p99_limit() {
+        let run = |rate, failed, p99, cpu_us| Run {
+            rate,
+            ok: 100,
+            failed,
+            p99_ms: p99,
+            cpu_us,
+        };
+        let runs = [
+            run(100, 0, Some(5), 30.0),
+            run(200, 0, Some(20), 20.0),
+            run(300, 0, Some(50), 10.0), // too slow: not clean, its CPU still counts
+            run(400, 3, Some(5), 1.0),   // failures: neither
+        ];
+        assert_eq!(summarize(&runs, 20), (200, 20.0));
+        assert_eq!(summarize(&runs, 10).0, 100);
+        assert_eq!(summarize(&[], 20).0, 0);
+        assert!(summarize(&[], 20).1.is_nan());
     }
 }
