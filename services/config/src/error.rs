@@ -169,3 +169,13 @@ pub fn check(field: impl Into<String>, r: std::result::Result<(), String>) -> Re
 
 /// Result of config operations.
 pub type Result<T, E = ConfigError> = std::result::Result<T, E>;
+
+/// The field an `InvalidArgument` names, else the whole result (so a test's assertion
+/// message shows what came instead).
+#[cfg(test)]
+pub(crate) fn invalid_field(r: Result<()>) -> String {
+    match r {
+        Err(ConfigError::InvalidArgument { field, .. }) => field,
+        other => format!("{other:?}"),
+    }
+}

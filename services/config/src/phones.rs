@@ -738,12 +738,7 @@ mod tests {
         }
     }
 
-    fn field(r: Result<()>) -> String {
-        match r {
-            Err(ConfigError::InvalidArgument { field, .. }) => field,
-            other => panic!("{other:?}"),
-        }
-    }
+    use crate::error::invalid_field as field;
 
     #[test]
     fn valid_phone_is_normalised() {

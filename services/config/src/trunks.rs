@@ -372,12 +372,7 @@ mod tests {
 
     use super::*;
 
-    fn field(r: Result<()>) -> String {
-        match r {
-            Err(ConfigError::InvalidArgument { field, .. }) => field,
-            other => format!("{other:?}"),
-        }
-    }
+    use crate::error::invalid_field as field;
 
     fn trunk() -> Trunk {
         Trunk {

@@ -284,12 +284,7 @@ impl ConfigCore {
 mod tests {
     use super::*;
 
-    fn field(r: Result<()>) -> String {
-        match r {
-            Err(ConfigError::InvalidArgument { field, .. }) => field,
-            other => format!("{other:?}"),
-        }
-    }
+    use crate::error::invalid_field as field;
 
     #[test]
     fn users_validate_naming_the_bad_field() {
