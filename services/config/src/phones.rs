@@ -18,7 +18,10 @@ use dialtone_store::{Compare, Op};
 use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
-    repo::{explain_guard, load, must_load, must_load_at, now_ms, put, put_index, version_guard},
+    repo::{
+        explain_guard, load, must_load, must_load_at, now_ms, put, put_index, release_owned,
+        version_guard,
+    },
     settings, validate,
 };
 
@@ -399,10 +402,7 @@ impl ConfigCore {
     /// unique) stays, and the compare fails the write if the entry changes meanwhile.
     async fn release_extension(&self, p: &Phone) -> Result<Option<(Compare, Op)>> {
         match extension_key(p) {
-            Some(k) => {
-                self.release_owned(k, &keys::extension_owner_phone(&p.id))
-                    .await
-            }
+            Some(k) => release_owned(&self.store, k, &keys::extension_owner_phone(&p.id)).await,
             None => Ok(None),
         }
     }

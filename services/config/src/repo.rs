@@ -98,6 +98,25 @@ pub async fn explain_guard(
     }
 }
 
+/// The compare and delete that release index entry `key` when `owner` holds it (an entry
+/// someone else holds stays, and the compare fails the write if it changes meanwhile).
+pub async fn release_owned(
+    store: &Store,
+    key: String,
+    owner: &str,
+) -> Result<Option<(Compare, Op)>> {
+    Ok(match store.get(&key).await? {
+        Some(kv) if kv.value == owner.as_bytes() => Some((
+            Compare::ModRevision {
+                key: key.clone(),
+                revision: kv.mod_revision,
+            },
+            Op::Delete(key),
+        )),
+        _ => None,
+    })
+}
+
 /// A put of an encoded message.
 pub fn put<M: Message>(key: String, msg: &M) -> Op {
     Op::Put {

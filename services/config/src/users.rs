@@ -13,7 +13,8 @@ use crate::{
     error::{ConfigError, Result, check},
     objects::validate_call_patterns,
     repo::{
-        self, Users, explain_guard, load, must_load, must_load_at, put, put_index, version_guard,
+        self, Users, explain_guard, load, must_load, must_load_at, put, put_index, release_owned,
+        version_guard,
     },
     validate,
 };
@@ -110,25 +111,6 @@ impl ConfigCore {
         Ok(Some(site))
     }
 
-    /// The compare and delete that release index entry `key` when `owner` holds it (an
-    /// entry someone else holds stays, and the compare fails the write if it changes).
-    pub(crate) async fn release_owned(
-        &self,
-        key: String,
-        owner: &str,
-    ) -> Result<Option<(Compare, Op)>> {
-        Ok(match self.store.get(&key).await? {
-            Some(kv) if kv.value == owner.as_bytes() => Some((
-                Compare::ModRevision {
-                    key: key.clone(),
-                    revision: kv.mod_revision,
-                },
-                Op::Delete(key),
-            )),
-            _ => None,
-        })
-    }
-
     /// Why a write holding `u`'s extension failed, when that is why: the holder.
     async fn explain_extension(&self, u: &User) -> Result<()> {
         if let Some(k) = extension_key(u)
@@ -211,7 +193,7 @@ impl ConfigCore {
         if old_ext != new_ext {
             if let Some(k) = old_ext {
                 let owner = keys::extension_owner_user(&u.id);
-                if let Some((compare, delete)) = self.release_owned(k, &owner).await? {
+                if let Some((compare, delete)) = release_owned(&self.store, k, &owner).await? {
                     compares.push(compare);
                     ops.push(delete);
                 }
@@ -252,9 +234,8 @@ impl ConfigCore {
         let (mut compares, mut ops) = (Vec::new(), Vec::new());
         ops.extend(site_entry(&current).map(Op::Delete));
         if let Some(k) = extension_key(&current)
-            && let Some((compare, delete)) = self
-                .release_owned(k, &keys::extension_owner_user(id))
-                .await?
+            && let Some((compare, delete)) =
+                release_owned(&self.store, k, &keys::extension_owner_user(id)).await?
         {
             compares.push(compare);
             ops.push(delete);
