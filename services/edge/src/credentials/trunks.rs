@@ -129,8 +129,7 @@ impl CredentialCache {
     /// that kind, with the targets of each of its trunks this edge knows, in order. None
     /// when no route takes it.
     pub fn trunk_plan(&self, caller: &str, kind: Kind) -> Option<TrunkPlan> {
-        let phone = self.phones.get(caller)?;
-        self.plan_via(self.calling_site(phone), kind, caller)
+        self.plan_via(None, kind, caller)
     }
 
     /// Where a call from `caller` for REMOTE phone number `number` of `site` goes: the
@@ -138,13 +137,18 @@ impl CredentialCache {
     /// routes), under the caller's id. None when the site's plan or routes take it not.
     pub fn remote_plan(&self, site: &str, number: &str, caller: &str) -> Option<TrunkPlan> {
         let kind = self.calling.get(site)?.classify(number)?;
-        self.plan_via(site, kind, caller)
+        self.plan_via(Some(site), kind, caller)
     }
 
-    fn plan_via(&self, site_id: &str, kind: Kind, caller: &str) -> Option<TrunkPlan> {
+    /// The plan of a call of `kind` from `caller` by the routes of `site` (none: the
+    /// caller's own calling site).
+    fn plan_via(&self, site: Option<&str>, kind: Kind, caller: &str) -> Option<TrunkPlan> {
         let phone = self.phones.get(caller)?;
-        let site = self.calling.get(site_id)?;
         let caller_site = self.calling.get(self.calling_site(phone));
+        let site = match site {
+            Some(id) => self.calling.get(id)?,
+            None => caller_site?,
+        };
         let route = route_for(&site.routes, kind)?;
         let hops: Vec<TrunkHop> = route
             .trunks
