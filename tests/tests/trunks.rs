@@ -8,8 +8,6 @@
 
 use std::{
     net::SocketAddr,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
@@ -18,112 +16,11 @@ use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ClusterSandbox,
+    carriers::{carrier, carrier_call, invite_for, invites, peer, stop, trunk},
     fleet::{at_extension, change_profile, import, seed_site_on, update_phone},
     free_port,
     sip::{Caller, call, in_dialog, status},
 };
-
-fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sipp/{name}.xml"))
-}
-
-/// A carrier: SIPp serving `name` at `ip`:`port` (OPTIONS answered out of call), every
-/// message logged to `dir/{name}.log`.
-fn carrier(dir: &Path, name: &str, ip: &str, port: u16) -> Child {
-    Command::new("sipp")
-        .current_dir(dir)
-        .arg("-sf")
-        .arg(scenario(name))
-        .args(["-i", ip, "-p", &port.to_string(), "-aa", "-nostdin"])
-        .arg("-trace_msg")
-        .arg("-message_file")
-        .arg(dir.join(format!("{name}.log")))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("sipp (apt install sip-tester)")
-}
-
-/// A carrier placing one call with `name` for `number` to `edge`, from `ip`; whether
-/// SIPp's scenario completed (what it saw is printed when not).
-fn carrier_call(dir: &Path, name: &str, ip: &str, number: &str, edge: SocketAddr) -> bool {
-    let log = dir.join(format!("{name}-{number}.log"));
-    let ok = Command::new("timeout")
-        .current_dir(dir)
-        .args(["30", "sipp", &edge.to_string(), "-sf"])
-        .arg(scenario(name))
-        .args(["-i", ip, "-p", &free_port().to_string(), "-s", number])
-        .args(["-m", "1", "-timeout", "15", "-timeout_error", "-nostdin"])
-        .args(["-trace_msg", "-message_file"])
-        .arg(&log)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("sipp")
-        .success();
-    if !ok {
-        eprintln!("{}", std::fs::read_to_string(&log).unwrap_or_default());
-    }
-    ok
-}
-
-/// The INVITEs a carrier's log holds.
-fn invites(dir: &Path, name: &str) -> Vec<String> {
-    let log = std::fs::read_to_string(dir.join(format!("{name}.log"))).unwrap_or_default();
-    log.split("----------------------------------------------- ")
-        .filter(|m| m.contains("message received") && m.contains("\nINVITE "))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The INVITE a carrier's log holds for `uri` (its Request-URI start), waiting up to 3 s
-/// for SIPp to write it (its log lags the call).
-async fn invite_for(dir: &Path, name: &str, uri: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(3);
-    loop {
-        let found = invites(dir, name)
-            .into_iter()
-            .rev()
-            .find(|m| m.contains(&format!("INVITE {uri}")));
-        if let Some(m) = found {
-            return m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} never logged an INVITE for {uri}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn stop(mut c: Child) {
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-fn peer(id: &str, ip: &str) -> pb::Peer {
-    pb::Peer {
-        id: id.into(),
-        name: id.into(),
-        addresses: vec![ip.into()],
-        ..Default::default()
-    }
-}
-
-fn trunk(id: &str, peer: &str, target: SocketAddr, dids: Vec<pb::Did>) -> pb::Trunk {
-    pb::Trunk {
-        id: id.into(),
-        name: id.into(),
-        peer_id: peer.into(),
-        targets: vec![pb::TrunkTarget {
-            address: target.to_string(),
-            transport: "udp".into(),
-        }],
-        options_interval_s: 1,
-        dids,
-        ..Default::default()
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_go_out_through_trunks_and_come_in_by_did() {
@@ -400,13 +297,13 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(
-        carrier_call(&dir, "carrier-calls-did", a_ip, "+15551230042", edge),
+        carrier_call(&dir, "carrier-calls-did", a_ip, "+15551230042", edge, &[]),
         "the DID's call completes"
     );
     assert_eq!(sim.stats().received[0].load(Relaxed), 1, "the phone rang");
     for number in ["+15559999999", "2125551234", &callee.1] {
         assert!(
-            carrier_call(&dir, "carrier-calls-unknown", a_ip, number, edge),
+            carrier_call(&dir, "carrier-calls-unknown", a_ip, number, edge, &[]),
             "{number}: 404"
         );
     }

@@ -93,6 +93,98 @@ pub fn validate_trunk(t: &Trunk) -> Result<()> {
             format!("overlaps trunk.dids[{a}].numbers"),
         ));
     }
+    if let Some(c) = &t.credentials {
+        check("trunk.credentials.username", digest_token(&c.username, 128))?;
+        if c.password.chars().count() > 256 || c.password.chars().any(char::is_control) {
+            return Err(ConfigError::invalid(
+                "trunk.credentials.password",
+                "must be 1-256 characters, none of them control characters",
+            ));
+        }
+        if !c.realm.is_empty() {
+            check("trunk.credentials.realm", digest_token(&c.realm, 128))?;
+        }
+    }
+    if let Some(r) = &t.registration {
+        if r.user.is_empty() && t.credentials.is_none() {
+            return Err(ConfigError::invalid(
+                "trunk.registration.user",
+                "is needed when the trunk has no credentials",
+            ));
+        }
+        if !r.user.is_empty() {
+            check("trunk.registration.user", digest_token(&r.user, 128))?;
+        }
+        if !r.domain.is_empty() {
+            let host_chars = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+            if r.domain.len() > 253 || !r.domain.chars().all(host_chars) {
+                return Err(ConfigError::invalid(
+                    "trunk.registration.domain",
+                    format!("'{}' is not a host name or address", r.domain),
+                ));
+            }
+        }
+        if !r.registrar.is_empty() && r.registrar.parse::<SocketAddr>().is_err() {
+            return Err(ConfigError::invalid(
+                "trunk.registration.registrar",
+                format!("'{}' is not IP:PORT", r.registrar),
+            ));
+        }
+        if r.expires_s != 0 {
+            check(
+                "trunk.registration.expires_s",
+                validate::range(r.expires_s, 60, 86_400),
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// A user name or realm as digest quotes it: 1-`max` printable ASCII characters, without
+/// the quote, backslash or space that would break out of its quoted string.
+fn digest_token(s: &str, max: usize) -> std::result::Result<(), String> {
+    let ok = !s.is_empty()
+        && s.len() <= max
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 1-{max} printable characters without quote, backslash or space"
+        ))
+    }
+}
+
+/// `t` as the API shows it: the password of its credentials left out (`has_password`
+/// says whether one is stored).
+pub fn redacted(mut t: Trunk) -> Trunk {
+    if let Some(c) = &mut t.credentials {
+        c.has_password = !c.password.is_empty();
+        c.password.clear();
+    }
+    t
+}
+
+/// `t`, written over `current`: credentials given without a password keep the stored one
+/// (reads never show it, so a read-modify-write must not erase it). An error when
+/// credentials would end up with no password.
+fn keep_password(t: &mut Trunk, current: Option<&Trunk>) -> Result<()> {
+    let Some(c) = &mut t.credentials else {
+        return Ok(());
+    };
+    c.has_password = false;
+    if c.password.is_empty()
+        && let Some(old) = current.and_then(|o| o.credentials.as_ref())
+    {
+        c.password = old.password.clone();
+    }
+    if c.password.is_empty() {
+        return Err(ConfigError::invalid(
+            "trunk.credentials.password",
+            "must be given with new credentials",
+        ));
+    }
     Ok(())
 }
 
@@ -268,6 +360,7 @@ impl ConfigCore {
 
     pub async fn create_trunk(&self, mut t: Trunk) -> Result<Trunk> {
         validate_trunk(&t)?;
+        keep_password(&mut t, None)?;
         t.version = 0;
         let key = keys::trunk(&t.id);
         let mut compares = vec![Compare::Absent(key.clone())];
@@ -292,14 +385,14 @@ impl ConfigCore {
             });
         }
         t.version = r.revision;
-        Ok(t)
+        Ok(redacted(t))
     }
 
     pub async fn get_trunk(&self, id: &str) -> Result<Trunk> {
         let (mut t, v): (Trunk, i64) =
             must_load(&self.store, &keys::trunk(id), "trunk", id).await?;
         t.version = v;
-        Ok(t)
+        Ok(redacted(t))
     }
 
     pub async fn update_trunk(&self, mut t: Trunk) -> Result<Trunk> {
@@ -308,6 +401,7 @@ impl ConfigCore {
         let version = std::mem::take(&mut t.version);
         let (current, version): (Trunk, i64) =
             must_load_at(&self.store, &key, "trunk", &t.id, version).await?;
+        keep_password(&mut t, Some(&current))?;
         let mut compares = vec![version_guard(&key, version)];
         compares.extend(Self::trunk_references(&t));
         let mut ops = vec![put(key.clone(), &t)];
@@ -332,7 +426,7 @@ impl ConfigCore {
             });
         }
         t.version = r.revision;
-        Ok(t)
+        Ok(redacted(t))
     }
 
     /// Deletes a trunk no site routes calls to.
@@ -360,7 +454,10 @@ impl ConfigCore {
             "trunk",
             size,
             token,
-            |m: &mut Trunk, v| m.version = v,
+            |m: &mut Trunk, v| {
+                *m = redacted(std::mem::take(m));
+                m.version = v;
+            },
         )
         .await
     }
@@ -368,7 +465,9 @@ impl ConfigCore {
 
 #[cfg(test)]
 mod tests {
-    use dialtone_proto::config::v1::{Did, OutboundRoute, TrunkTarget};
+    use dialtone_proto::config::v1::{
+        Did, OutboundRoute, TrunkCredentials, TrunkRegistration, TrunkTarget,
+    };
 
     use super::*;
 
@@ -434,10 +533,84 @@ mod tests {
                 with(|t| t.dids[1].numbers = "+15551230042".into()),
                 "trunk.dids[1].numbers",
             ),
+            (
+                with(|t| creds(t).username = "bad\"name".into()),
+                "trunk.credentials.username",
+            ),
+            (
+                with(|t| creds(t).username.clear()),
+                "trunk.credentials.username",
+            ),
+            (
+                with(|t| creds(t).password = "a\r\nVia: x".into()),
+                "trunk.credentials.password",
+            ),
+            (
+                with(|t| creds(t).realm = "two words".into()),
+                "trunk.credentials.realm",
+            ),
+            (
+                with(|t| {
+                    t.credentials = None;
+                    t.registration = Some(TrunkRegistration::default());
+                }),
+                "trunk.registration.user",
+            ),
+            (
+                with(|t| reg(t).registrar = "sbc.example.com".into()),
+                "trunk.registration.registrar",
+            ),
+            (
+                with(|t| reg(t).domain = "bad domain".into()),
+                "trunk.registration.domain",
+            ),
+            (
+                with(|t| reg(t).expires_s = 30),
+                "trunk.registration.expires_s",
+            ),
         ];
         for (t, want) in cases {
             assert_eq!(field(validate_trunk(&t)), want, "{t:?}");
         }
+    }
+
+    fn creds(t: &mut Trunk) -> &mut TrunkCredentials {
+        t.credentials.get_or_insert_with(|| TrunkCredentials {
+            username: "acct-1".into(),
+            password: "s3cret".into(),
+            ..Default::default()
+        })
+    }
+
+    fn reg(t: &mut Trunk) -> &mut TrunkRegistration {
+        creds(t);
+        t.registration
+            .get_or_insert_with(TrunkRegistration::default)
+    }
+
+    #[test]
+    fn a_trunk_password_is_write_only_and_kept_by_updates_that_omit_it() {
+        let mut stored = trunk();
+        creds(&mut stored);
+        reg(&mut stored);
+        validate_trunk(&stored).unwrap();
+        let shown = redacted(stored.clone());
+        let c = shown.credentials.as_ref().unwrap();
+        assert!(c.password.is_empty() && c.has_password, "{c:?}");
+        // What a read shows, written back, keeps the password.
+        let mut again = shown.clone();
+        keep_password(&mut again, Some(&stored)).unwrap();
+        assert_eq!(again.credentials.unwrap().password, "s3cret");
+        // A new password replaces it; `has_password` is the server's to set.
+        let mut changed = shown.clone();
+        changed.credentials.as_mut().unwrap().password = "n3w".into();
+        keep_password(&mut changed, Some(&stored)).unwrap();
+        let c = changed.credentials.unwrap();
+        assert_eq!((c.password.as_str(), c.has_password), ("n3w", false));
+        // New credentials need a password.
+        let mut fresh = shown;
+        let err = keep_password(&mut fresh, None);
+        assert_eq!(field(err), "trunk.credentials.password");
     }
 
     #[test]

@@ -10,16 +10,18 @@
 //!   over the actor threads of its directory, sleeping phones kept as bytes, and the
 //!   publisher that writes bindings to the store off the REGISTER path;
 //! - [`delivery`]: requests for phones, proxied to their bindings here or on another edge;
-//!   [`uac`]: the edge's own requests (NOTIFY check-sync);
+//!   [`uac`]: the edge's own requests (NOTIFY check-sync, keep-alives, REGISTERs);
 //! - [`dispatch`]: judges each message and sends it to the wing that handles it, after
 //!   the trust boundary;
 //! - [`transport`]: accepts and reads; the only caller of `Dispatcher::handle`;
-//! - [`api`] (gRPC control), [`actions`] (the store's action protocol) and [`keepalive`]
-//!   (OPTIONS to carrier trunks) on top.
+//! - [`api`] (gRPC control), [`actions`] (the store's action protocol), [`keepalive`]
+//!   (OPTIONS to carrier trunks) and [`carrier_registration`] (REGISTER at carriers) on
+//!   top.
 
 mod actions;
 mod admission;
 mod api;
+mod carrier_registration;
 mod credentials;
 mod delivery;
 mod dispatch;
@@ -220,6 +222,7 @@ impl Edge {
             action_counts.clone(),
         ));
         tasks.push(keepalive::spawn(handler.clone(), lease.clone()));
+        tasks.push(carrier_registration::spawn(handler.clone()));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
             transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());

@@ -15,13 +15,13 @@ const T2: Duration = Duration::from_secs(4);
 /// Pending client transactions by branch.
 #[derive(Default)]
 pub struct Uac {
-    pending: Mutex<HashMap<String, oneshot::Sender<(u16, String)>>>,
+    pending: Mutex<HashMap<String, oneshot::Sender<Message>>>,
 }
 
 impl Uac {
     /// A response arrived: completes its transaction when final.
     pub fn on_response(&self, m: &Message) {
-        let StartLine::Response { code, reason, .. } = &m.start else {
+        let StartLine::Response { code, .. } = &m.start else {
             return;
         };
         if *code < 200 {
@@ -34,11 +34,12 @@ impl Uac {
             return;
         };
         if let Some(tx) = self.pending.lock().remove(&branch) {
-            let _ = tx.send((*code, reason.clone()));
+            let _ = tx.send(m.clone());
         }
     }
 
-    /// Sends `bytes` (a request with Via branch `branch`) and waits for its final answer.
+    /// Sends `bytes` (a request with Via branch `branch`) and waits for its final answer:
+    /// its status and reason (408 when none came).
     pub async fn request(
         &self,
         bytes: Vec<u8>,
@@ -47,6 +48,27 @@ impl Uac {
         replier: Replier,
         timeout: Duration,
     ) -> (u16, String) {
+        match self
+            .exchange(bytes, branch, transport, replier, timeout)
+            .await
+        {
+            Some(Message {
+                start: StartLine::Response { code, reason, .. },
+                ..
+            }) => (code, reason),
+            _ => (408, "Request Timeout".into()),
+        }
+    }
+
+    /// [`Uac::request`], with the whole final answer (none when none came).
+    pub async fn exchange(
+        &self,
+        bytes: Vec<u8>,
+        branch: String,
+        transport: Transport,
+        replier: Replier,
+        timeout: Duration,
+    ) -> Option<Message> {
         let (tx, mut rx) = oneshot::channel();
         self.pending.lock().insert(branch.clone(), tx);
         let deadline = tokio::time::Instant::now() + timeout;
@@ -70,6 +92,6 @@ impl Uac {
             }
         };
         self.pending.lock().remove(&branch);
-        answer.unwrap_or((408, "Request Timeout".into()))
+        answer
     }
 }

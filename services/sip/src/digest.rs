@@ -274,6 +274,8 @@ pub struct Credentials<'a> {
     pub qop: Option<Cow<'a, str>>,
     pub nc: Option<Cow<'a, str>>,
     pub cnonce: Option<Cow<'a, str>>,
+    /// A challenge's opaque value, echoed by the answer (RFC 7616 §3.3).
+    pub opaque: Option<Cow<'a, str>>,
 }
 
 impl Credentials<'_> {
@@ -357,6 +359,8 @@ fn parse_digest_params(value: &str) -> Result<Credentials<'_>, DigestError> {
             c.nc = Some(val);
         } else if is("cnonce") {
             c.cnonce = Some(val);
+        } else if is("opaque") {
+            c.opaque = Some(val);
         }
     }
     Ok(c)
@@ -407,6 +411,7 @@ pub fn answer(
         username: user.into(),
         realm: ch.realm,
         nonce: ch.nonce,
+        opaque: ch.opaque,
         uri: uri.into(),
         algorithm: Some(alg.name().into()),
         ..Credentials::default()
@@ -428,7 +433,49 @@ pub fn answer(
     if qop {
         v.push_str(&format!(", qop=auth, nc={nc:08x}, cnonce=\"{cnonce}\""));
     }
+    if let Some(opaque) = &c.opaque {
+        v.push_str(&format!(", opaque=\"{opaque}\""));
+    }
     Ok(v)
+}
+
+/// The header a client adds to answer `resp`, a 401 (`Authorization`) or 407
+/// (`Proxy-Authorization`) to its request `method` for `uri`: the answer to the first of
+/// the response's challenges (the server's order of preference, RFC 8760) that uses a
+/// supported algorithm and, when `realm` is given, names that realm. None when no
+/// challenge qualifies, or one would put a quote, backslash or control character into
+/// what the client writes. Pure (the caller picks `cnonce`).
+pub fn authorize(
+    resp: &crate::message::Message,
+    user: &str,
+    password: &str,
+    realm: Option<&str>,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> Option<(&'static str, String)> {
+    let crate::message::StartLine::Response { code, .. } = resp.start else {
+        return None;
+    };
+    let (challenge, header) = match code {
+        401 => ("www-authenticate", "Authorization"),
+        407 => ("proxy-authenticate", "Proxy-Authorization"),
+        _ => return None,
+    };
+    let plain = |v: &str| {
+        !v.bytes()
+            .any(|b| b == b'"' || b == b'\\' || b.is_ascii_control())
+    };
+    resp.all(challenge).find_map(|value| {
+        let ch = parse_digest_params(value).ok()?;
+        let wanted = realm.is_none_or(|r| r == ch.realm);
+        let safe = plain(&ch.realm) && plain(&ch.nonce) && ch.opaque.as_deref().is_none_or(plain);
+        if !wanted || !safe || ch.algorithm().is_none() {
+            return None;
+        }
+        let v = answer(value, user, password, method, uri, 1, cnonce).ok()?;
+        Some((header, v))
+    })
 }
 
 /// The response a client holding `ha1` must send (RFC 7616 §3.4.1).
@@ -546,6 +593,76 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_client_answers_the_first_challenge_it_can() {
+        let resp = |code: u16, headers: &str| {
+            let text = format!(
+                "SIP/2.0 {code} Challenge\r\nVia: SIP/2.0/UDP e;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n{headers}Content-Length: 0\r\n\r\n"
+            );
+            crate::message::parse(text.as_bytes()).unwrap()
+        };
+        let sha512 = "Digest realm=\"carrier\", nonce=\"n1\", algorithm=SHA-512-256";
+        let md5 = "Digest realm=\"carrier\", nonce=\"n2\", opaque=\"op\", qop=\"auth\"";
+        let other = "Digest realm=\"elsewhere\", nonce=\"n3\"";
+        let quoted = "Digest realm=\"carrier\", nonce=\"a\\\"b\"";
+        // (response, realm asked for, header and nonce answered)
+        let cases = [
+            (
+                resp(
+                    407,
+                    &format!("Proxy-Authenticate: {sha512}\r\nProxy-Authenticate: {md5}\r\n"),
+                ),
+                Some("carrier"),
+                Some(("Proxy-Authorization", "n2")),
+            ),
+            (
+                resp(
+                    401,
+                    &format!("WWW-Authenticate: {other}\r\nWWW-Authenticate: {md5}\r\n"),
+                ),
+                None,
+                Some(("Authorization", "n3")),
+            ),
+            (
+                resp(401, &format!("WWW-Authenticate: {other}\r\n")),
+                Some("carrier"),
+                None,
+            ),
+            // A 401's challenge in the wrong header, a quote in the nonce, not a challenge.
+            (
+                resp(401, &format!("Proxy-Authenticate: {md5}\r\n")),
+                None,
+                None,
+            ),
+            (
+                resp(407, &format!("Proxy-Authenticate: {quoted}\r\n")),
+                None,
+                None,
+            ),
+            (
+                resp(403, &format!("WWW-Authenticate: {md5}\r\n")),
+                None,
+                None,
+            ),
+        ];
+        for (r, realm, want) in cases {
+            let got = authorize(&r, "acct", "pw", realm, "INVITE", "sip:+1@c", "cn");
+            let got_nonce = got.as_ref().map(|(h, v)| {
+                let c = parse_authorization(v).unwrap();
+                // It verifies against the password's HA1, and echoes the opaque value.
+                let alg = c.algorithm().unwrap();
+                let ha1 = alg.hash_parts(&["acct", &c.realm, "pw"]);
+                assert!(verify(alg, ha1.as_str(), "INVITE", &c), "{v}");
+                if c.nonce == "n2" {
+                    assert_eq!(c.opaque.as_deref(), Some("op"));
+                }
+                (*h, c.nonce.into_owned())
+            });
+            let want = want.map(|(h, n)| (h, n.to_owned()));
+            assert_eq!(got_nonce, want, "{:?}", r.start);
+        }
+    }
+
+    #[test]
     fn answers_verify_against_the_servers_check() {
         let key = NonceKey::new([3; 32]);
         let nonce = key.nonce(1_000, 7, &scope("edge-1", "192.0.2.1"));
@@ -600,6 +717,7 @@ mod tests {
             qop: Some("auth".into()),
             nc: Some("00000001".into()),
             cnonce: Some("f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ".into()),
+            opaque: None,
         }
     }
 

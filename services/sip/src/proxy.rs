@@ -61,6 +61,17 @@ pub struct Routing<'a> {
     pub record_route: &'a [String],
     /// Route entries removed from the top: this proxy's own (§16.4).
     pub pop_routes: usize,
+    /// Added to the CSeq number (a dialog whose INVITE this proxy re-sent with the next
+    /// number, to answer a digest challenge: see `route::FlowToken::cseq_shift`).
+    pub cseq_shift: u32,
+}
+
+/// A CSeq value with its number moved by `by` (none when it does not parse or would leave
+/// 0..2^31, RFC 3261 §8.1.1.5).
+pub fn shifted_cseq(value: &str, by: i64) -> Option<String> {
+    let (number, method) = crate::header::parse_cseq(value).ok()?;
+    let n = i64::from(number) + by;
+    (0..1 << 31).contains(&n).then(|| format!("{n} {method}"))
 }
 
 /// `req` forwarded one hop: Request-URI `uri` (none: unchanged), `via` (a whole Via value
@@ -119,6 +130,10 @@ pub fn forward_routed(
                 }
                 push_header(&mut out, name, value);
             }
+            "cseq" if routing.cseq_shift > 0 => {
+                let moved = shifted_cseq(value, i64::from(routing.cseq_shift));
+                push_header(&mut out, name, moved.as_deref().unwrap_or(value));
+            }
             "route" if to_pop > 0 => {
                 let items: Vec<&str> = crate::header::split_list(value).collect();
                 let popped = to_pop.min(items.len());
@@ -143,6 +158,12 @@ pub fn forward_routed(
 /// `resp` sent back one hop: its top Via value removed (the rest of a comma-joined Via
 /// header kept). None when no Via would remain (the response was for this proxy itself).
 pub fn forward_response(resp: &Message) -> Option<Vec<u8>> {
+    forward_response_shifted(resp, 0)
+}
+
+/// [`forward_response`] for a request this proxy forwarded with its CSeq number `shift`
+/// higher: the answer goes back with the number the request came with.
+pub fn forward_response_shifted(resp: &Message, shift: u32) -> Option<Vec<u8>> {
     let StartLine::Response {
         version,
         code,
@@ -175,6 +196,11 @@ pub fn forward_response(resp: &Message) -> Option<Vec<u8>> {
         }
         if name == "via" {
             vias_left += 1;
+        }
+        if name == "cseq" && shift > 0 {
+            let back = shifted_cseq(value, -i64::from(shift));
+            push_header(&mut out, name, back.as_deref().unwrap_or(value));
+            continue;
         }
         push_header(&mut out, name, value);
     }
@@ -284,6 +310,7 @@ mod tests {
         ];
         for (pop, routes, rrs) in cases {
             let routing = Routing {
+                cseq_shift: 0,
                 record_route: &ours,
                 pop_routes: pop,
             };
@@ -300,6 +327,7 @@ mod tests {
         let routing = Routing {
             record_route: &ours[..1],
             pop_routes: 0,
+            cseq_shift: 0,
         };
         let f =
             parse(&forward_routed(&plain, None, &via("b"), &[], &[], routing).unwrap()).unwrap();
@@ -307,6 +335,41 @@ mod tests {
             f.all("record-route").collect::<Vec<_>>(),
             ["<sip:t@edge-a;lr>"]
         );
+    }
+
+    #[test]
+    fn a_shifted_dialog_moves_cseq_out_and_back() {
+        // (value, shift, result)
+        let cases = [
+            ("1 INVITE", 1, Some("2 INVITE")),
+            ("7  BYE", 2, Some("9 BYE")),
+            ("2 INVITE", -1, Some("1 INVITE")),
+            ("0 ACK", -1, None),
+            ("2147483647 BYE", 1, None),
+            ("x BYE", 1, None),
+        ];
+        for (value, by, want) in cases {
+            assert_eq!(shifted_cseq(value, by).as_deref(), want, "{value} {by}");
+        }
+        let bye = parse(
+            b"BYE sip:b@h SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let routing = Routing {
+            cseq_shift: 1,
+            ..Routing::default()
+        };
+        let out = forward_routed(&bye, None, &via("z9hG4bKe"), &[], &[], routing).unwrap();
+        let sent = parse(&out).unwrap();
+        assert_eq!(sent.get("cseq"), Some("3 BYE"));
+        let answer = parse(
+            b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP e;branch=z9hG4bKe\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\nFrom: <sip:a@h>;tag=1\r\nTo: <sip:b@h>;tag=2\r\nCall-ID: c\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let back = parse(&forward_response_shifted(&answer, 1).unwrap()).unwrap();
+        assert_eq!(back.get("cseq"), Some("2 BYE"));
+        let unshifted = parse(&forward_response(&answer).unwrap()).unwrap();
+        assert_eq!(unshifted.get("cseq"), Some("3 BYE"));
     }
 
     #[test]

@@ -11,6 +11,12 @@
 //! did not come over is where it goes when no Route remains: a phone behind NAT or on a
 //! TCP, TLS or WebSocket connection is reached over its flow, never at the Contact it
 //! wrote. Nothing but a dialog's own participants can use a Route the edge wrote.
+//!
+//! A token may also carry a CSeq shift: when the edge answered a carrier's digest challenge
+//! to the dialog-creating INVITE itself, it re-sent that INVITE with the next CSeq number,
+//! so the caller's later requests reach the callee that much higher (and their answers
+//! come back that much lower). The shift rides in the signed token, so the edge keeps no
+//! dialog state for it either.
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
@@ -31,6 +37,9 @@ pub struct FlowToken {
     pub inbound: FlowSource,
     /// Where it was sent.
     pub outbound: FlowSource,
+    /// How much higher the CSeq numbers of requests from `inbound` are on `outbound`'s side
+    /// (0 but for a dialog whose INVITE the edge re-sent with credentials).
+    pub cseq_shift: u8,
 }
 
 /// One flow as bytes: transport, IPv6 (or mapped IPv4) address, port.
@@ -58,15 +67,38 @@ fn flow_of(b: &[u8]) -> Option<FlowSource> {
     })
 }
 
+/// What a token's MAC covers: an unshifted token's parts are those tokens had before
+/// shifts existed, so dialogs set up before an upgrade keep working.
+fn signed<'a>(
+    a: &'a [u8],
+    b: &'a [u8],
+    shift: &'a [u8],
+    call_id: &'a str,
+    at: &'a [u8],
+) -> Vec<&'a [u8]> {
+    if shift.is_empty() {
+        vec![a, b, call_id.as_bytes(), at]
+    } else {
+        vec![a, b, shift, call_id.as_bytes(), at]
+    }
+}
+
 impl FlowToken {
-    /// The token as the user part of a Route entry naming `at` (hex: the flows, then the
-    /// MAC over them, `call_id` and `at`).
+    /// The token as the user part of a Route entry naming `at` (hex: the flows, the CSeq
+    /// shift when there is one, then the MAC over them, `call_id` and `at`).
     pub fn encode(&self, key: &NonceKey, call_id: &str, at: FlowSource) -> String {
         let (a, b) = (flow_bytes(self.inbound), flow_bytes(self.outbound));
-        let mac = key.sign(PURPOSE, &[&a, &b, call_id.as_bytes(), &flow_bytes(at)]);
-        let mut raw = Vec::with_capacity(a.len() + b.len() + mac.len());
+        let shift: &[u8] = if self.cseq_shift == 0 {
+            &[]
+        } else {
+            &[self.cseq_shift]
+        };
+        let at = flow_bytes(at);
+        let mac = key.sign(PURPOSE, &signed(&a, &b, shift, call_id, &at));
+        let mut raw = Vec::with_capacity(a.len() + b.len() + shift.len() + mac.len());
         raw.extend_from_slice(&a);
         raw.extend_from_slice(&b);
+        raw.extend_from_slice(shift);
         raw.extend_from_slice(&mac);
         hex::encode(raw)
     }
@@ -74,19 +106,25 @@ impl FlowToken {
     /// The token `user` encodes, if the group wrote it for this Call-ID in an entry naming
     /// `at`.
     pub fn decode(user: &str, key: &NonceKey, call_id: &str, at: FlowSource) -> Option<Self> {
-        // 19 + 19 + 16 bytes: anything longer or shorter is not ours (and costs nothing).
-        if user.len() != 2 * (19 + 19 + 16) {
-            return None;
-        }
+        // 19 + 19 (+ 1) + 16 bytes: anything longer or shorter is not ours (and costs
+        // nothing).
+        let shifted = match user.len() {
+            108 => false,
+            110 => true,
+            _ => return None,
+        };
         let raw = hex::decode(user).ok()?;
         let (a, rest) = raw.split_at(19);
-        let (b, mac) = rest.split_at(19);
-        if !key.verify_sign(PURPOSE, &[a, b, call_id.as_bytes(), &flow_bytes(at)], mac) {
+        let (b, rest) = rest.split_at(19);
+        let (shift, mac) = rest.split_at(usize::from(shifted));
+        let at = flow_bytes(at);
+        if !key.verify_sign(PURPOSE, &signed(a, b, shift, call_id, &at), mac) {
             return None;
         }
         Some(FlowToken {
             inbound: flow_of(a)?,
             outbound: flow_of(b)?,
+            cseq_shift: shift.first().copied().unwrap_or(0),
         })
     }
 
@@ -156,6 +194,7 @@ mod tests {
         let t = FlowToken {
             inbound: flow("udp:192.0.2.1:5060"),
             outbound: flow("tcp:[2001:db8::7]:40001"),
+            cseq_shift: 0,
         };
         let at = flow("udp:127.0.0.1:5060");
         let text = t.encode(&key(1), "call-1", at);
@@ -174,6 +213,20 @@ mod tests {
         assert_eq!(FlowToken::decode(&flipped, &key(1), "call-1", at), None);
         assert_eq!(FlowToken::decode(&text[2..], &key(1), "call-1", at), None);
         assert_eq!(FlowToken::decode("alice", &key(1), "call-1", at), None);
+        // A shift is carried, and signed: the shift byte changed, or cut out, is refused.
+        let shifted = FlowToken { cseq_shift: 1, ..t };
+        let text = shifted.encode(&key(1), "call-1", at);
+        assert_eq!(text.len(), 110);
+        assert_eq!(
+            FlowToken::decode(&text, &key(1), "call-1", at),
+            Some(shifted)
+        );
+        let mut bumped = text.clone().into_bytes();
+        bumped[77] = b'2';
+        let bumped = String::from_utf8(bumped).unwrap();
+        assert_eq!(FlowToken::decode(&bumped, &key(1), "call-1", at), None);
+        let cut = format!("{}{}", &text[..76], &text[78..]);
+        assert_eq!(FlowToken::decode(&cut, &key(1), "call-1", at), None);
     }
 
     #[test]
@@ -182,6 +235,7 @@ mod tests {
         let t = FlowToken {
             inbound: a,
             outbound: b,
+            cseq_shift: 0,
         };
         assert_eq!(t.onward(a), Some(b));
         assert_eq!(t.onward(b), Some(a));

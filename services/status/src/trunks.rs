@@ -1,19 +1,24 @@
-//! Carrier trunks as the edges find them: each edge publishes its keep-alive findings
-//! (`trunk-health/{node}`), and a trunk is UP when every target answers every edge, DOWN
-//! when none answers any, DEGRADED in between. Pure.
+//! Carrier trunks as the edges find them: each edge publishes its keep-alive findings and
+//! its registrations at the carrier (`trunk-health/{node}`), and a trunk is UP when every
+//! target answers every edge and every edge that registers it is registered, DOWN when no
+//! target answers any edge, DEGRADED in between (an unregistered edge receives no calls
+//! from the carrier). Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use dialtone_proto::{
     edge::v1::TrunkHealth,
-    status::v1::{TrunkState, TrunkStatus, TrunkTargetStatus},
+    status::v1::{TrunkRegistrationStatus, TrunkState, TrunkStatus, TrunkTargetStatus},
 };
 
 /// Every trunk some edge probes, in id order, from each edge's findings (by node id).
 pub fn statuses(by_edge: &BTreeMap<String, TrunkHealth>) -> Vec<TrunkStatus> {
     let trunks: BTreeSet<&str> = by_edge
         .values()
-        .flat_map(|h| h.targets.iter().map(|t| t.trunk_id.as_str()))
+        .flat_map(|h| {
+            let targets = h.targets.iter().map(|t| t.trunk_id.as_str());
+            targets.chain(h.registrations.iter().map(|r| r.trunk_id.as_str()))
+        })
         .collect();
     trunks
         .into_iter()
@@ -34,16 +39,33 @@ pub fn statuses(by_edge: &BTreeMap<String, TrunkHealth>) -> Vec<TrunkStatus> {
                 .collect();
             targets
                 .sort_by(|a, b| (&a.address, &a.edge_node_id).cmp(&(&b.address, &b.edge_node_id)));
+            let registrations: Vec<TrunkRegistrationStatus> = by_edge
+                .iter()
+                .flat_map(|(node, h)| {
+                    h.registrations
+                        .iter()
+                        .filter(|r| r.trunk_id == trunk)
+                        .map(|r| TrunkRegistrationStatus {
+                            edge_node_id: node.clone(),
+                            registered: r.registered,
+                            expires_at_ms: r.expires_at_ms,
+                            last_status: r.last_status,
+                            changed_at_ms: r.changed_at_ms,
+                        })
+                })
+                .collect();
             let up = targets.iter().filter(|t| t.up).count();
+            let all_registered = registrations.iter().all(|r| r.registered);
             let state = match up {
-                0 => TrunkState::Down,
-                n if n == targets.len() => TrunkState::Up,
+                0 if !targets.is_empty() => TrunkState::Down,
+                n if n == targets.len() && all_registered => TrunkState::Up,
                 _ => TrunkState::Degraded,
             };
             TrunkStatus {
                 trunk_id: trunk.to_owned(),
                 state: state as i32,
                 targets,
+                registrations,
             }
         })
         .collect()
@@ -51,7 +73,7 @@ pub fn statuses(by_edge: &BTreeMap<String, TrunkHealth>) -> Vec<TrunkStatus> {
 
 #[cfg(test)]
 mod tests {
-    use dialtone_proto::edge::v1::TrunkTargetHealth;
+    use dialtone_proto::edge::v1::{TrunkRegistrationHealth, TrunkTargetHealth};
 
     use super::*;
 
@@ -66,6 +88,16 @@ mod tests {
                     changed_at_ms: 0,
                 })
                 .collect(),
+            registrations: Vec::new(),
+        }
+    }
+
+    fn registered(trunk: &str, yes: bool) -> TrunkRegistrationHealth {
+        TrunkRegistrationHealth {
+            trunk_id: trunk.into(),
+            registered: yes,
+            last_status: if yes { 200 } else { 403 },
+            ..Default::default()
         }
     }
 
@@ -109,5 +141,20 @@ mod tests {
             ]
         );
         assert!(statuses(&BTreeMap::new()).is_empty());
+
+        // A trunk whose targets all answer is DEGRADED while an edge that registers it is
+        // not registered: that edge gets no calls from the carrier.
+        let mut a = health(&[("r", "192.0.2.9:5060", true)]);
+        a.registrations = vec![registered("r", true)];
+        let mut b = health(&[("r", "192.0.2.9:5060", true)]);
+        b.registrations = vec![registered("r", false)];
+        let mut by_edge: BTreeMap<String, TrunkHealth> =
+            [("edge-a".to_owned(), a), ("edge-b".to_owned(), b)].into();
+        let got = &statuses(&by_edge)[0];
+        assert_eq!(got.state(), TrunkState::Degraded);
+        assert_eq!(got.registrations.len(), 2);
+        assert_eq!(got.registrations[1].last_status, 403);
+        by_edge.get_mut("edge-b").unwrap().registrations = vec![registered("r", true)];
+        assert_eq!(statuses(&by_edge)[0].state(), TrunkState::Up);
     }
 }

@@ -52,7 +52,7 @@ pub enum StatusCmd {
         site: String,
     },
     /// Carrier trunks: UP, DEGRADED or DOWN as every edge's OPTIONS keep-alives find each
-    /// target.
+    /// target, and each edge's registration at the carrier (trunks that register).
     Trunks,
     /// Streams status changes as they happen (a snapshot first unless resuming).
     Watch {
@@ -292,20 +292,29 @@ pub async fn run(
                 r.trunks
                     .iter()
                     .flat_map(|t| {
-                        t.targets.iter().map(move |x| {
+                        let when = |ms: i64| if ms == 0 { "-".into() } else { ms_ago(ms) };
+                        let targets = t.targets.iter().map(move |x| {
                             vec![
                                 t.trunk_id.clone(),
                                 state(t),
                                 x.address.clone(),
                                 x.edge_node_id.clone(),
                                 x.up.to_string(),
-                                if x.changed_at_ms == 0 {
-                                    "-".into()
-                                } else {
-                                    ms_ago(x.changed_at_ms)
-                                },
+                                when(x.changed_at_ms),
                             ]
-                        })
+                        });
+                        // A registration shows as a row of its own: up = registered.
+                        let registrations = t.registrations.iter().map(move |r| {
+                            vec![
+                                t.trunk_id.clone(),
+                                state(t),
+                                format!("registration (last answer {})", r.last_status),
+                                r.edge_node_id.clone(),
+                                r.registered.to_string(),
+                                when(r.changed_at_ms),
+                            ]
+                        });
+                        targets.chain(registrations)
                     })
                     .collect(),
             );

@@ -51,6 +51,33 @@ pub struct TrunkArgs {
     /// `+15551239999=user:ID` (repeat).
     #[arg(long = "did")]
     dids: Vec<String>,
+    /// User name the carrier challenges this trunk's calls with (digest, 401/407).
+    #[arg(long)]
+    auth_user: Option<String>,
+    /// The carrier password: read from this file (first line), else from the
+    /// DIALTONE_TRUNK_PASSWORD environment variable, so it stays out of shell history and
+    /// process lists. On update, give neither to keep the stored one.
+    #[arg(long, value_name = "FILE", requires = "auth_user")]
+    auth_password_file: Option<std::path::PathBuf>,
+    /// The realm the credentials answer (default: any the carrier names).
+    #[arg(long, requires = "auth_user")]
+    auth_realm: Option<String>,
+    /// Register every edge at the carrier (calls then come to the registered contact and
+    /// are routed by the DID in their To header).
+    #[arg(long)]
+    register: bool,
+    /// Address-of-record user of the registration (default: --auth-user).
+    #[arg(long, requires = "register")]
+    register_user: Option<String>,
+    /// Domain of the registration (default: the registrar's address).
+    #[arg(long, requires = "register")]
+    register_domain: Option<String>,
+    /// IP:PORT of the carrier's registrar (default: the first --target).
+    #[arg(long, requires = "register")]
+    registrar: Option<String>,
+    /// Seconds of registration asked for (60-86400; 0: 3600).
+    #[arg(long, default_value_t = 0, requires = "register")]
+    register_expires: u32,
     /// Expected version (update; 0: current).
     #[arg(long, default_value_t = 0)]
     version: i64,
@@ -74,6 +101,27 @@ fn parse_did(d: &str) -> anyhow::Result<pb::Did> {
 }
 
 fn trunk_from(a: TrunkArgs) -> anyhow::Result<pb::Trunk> {
+    let password = match &a.auth_password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading --auth-password-file {}", path.display()))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_owned(),
+        None => std::env::var("DIALTONE_TRUNK_PASSWORD").unwrap_or_default(),
+    };
+    let credentials = a.auth_user.map(|username| pb::TrunkCredentials {
+        username,
+        password,
+        realm: a.auth_realm.unwrap_or_default(),
+        has_password: false,
+    });
+    let registration = a.register.then(|| pb::TrunkRegistration {
+        user: a.register_user.unwrap_or_default(),
+        domain: a.register_domain.unwrap_or_default(),
+        registrar: a.registrar.unwrap_or_default(),
+        expires_s: a.register_expires,
+    });
     Ok(pb::Trunk {
         id: a.id,
         name: a.name,
@@ -94,6 +142,8 @@ fn trunk_from(a: TrunkArgs) -> anyhow::Result<pb::Trunk> {
             .map(|d| parse_did(d))
             .collect::<anyhow::Result<_>>()?,
         version: a.version,
+        credentials,
+        registration,
     })
 }
 
@@ -126,11 +176,26 @@ pub async fn run(c: &mut Client, out: Format, cmd: TrunkCmd) -> anyhow::Result<(
                                 .collect::<Vec<_>>()
                                 .join(","),
                             t.dids.iter().map(did_text).collect::<Vec<_>>().join(" "),
+                            t.credentials
+                                .as_ref()
+                                .map(|c| c.username.clone())
+                                .unwrap_or_default(),
+                            if t.registration.is_some() {
+                                "yes"
+                            } else {
+                                "no"
+                            }
+                            .into(),
                             t.version.to_string(),
                         ]
                     })
                     .collect();
-                table(&["id", "name", "peer", "targets", "dids", "version"], rows);
+                table(
+                    &[
+                        "id", "name", "peer", "targets", "dids", "auth", "register", "version",
+                    ],
+                    rows,
+                );
                 Ok(())
             }
         }

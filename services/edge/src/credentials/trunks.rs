@@ -24,6 +24,38 @@ pub enum DidTarget {
     Extension { site: String, extension: String },
 }
 
+/// The digest credentials a carrier challenges a trunk's requests with.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrunkAuth {
+    pub username: String,
+    pub password: String,
+    /// The only realm they answer; none: any.
+    pub realm: Option<String>,
+}
+
+impl std::fmt::Debug for TrunkAuth {
+    // Never the password, whatever prints a plan or a hop.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrunkAuth")
+            .field("username", &self.username)
+            .field("realm", &self.realm)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How the edges register a trunk at its carrier.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistrationPlan {
+    /// The address-of-record's user and domain.
+    pub user: String,
+    pub domain: String,
+    /// Where the REGISTERs go.
+    pub registrar: SocketAddr,
+    /// Seconds asked for.
+    pub expires_s: u32,
+    pub auth: Option<Arc<TrunkAuth>>,
+}
+
 /// What the edge keeps of a trunk.
 pub struct TrunkRec {
     pub peer: String,
@@ -31,6 +63,8 @@ pub struct TrunkRec {
     pub privacy: bool,
     /// Seconds between OPTIONS keep-alives.
     pub options_interval_s: u32,
+    pub auth: Option<Arc<TrunkAuth>>,
+    pub registration: Option<RegistrationPlan>,
     dids: Dids<DidTarget>,
 }
 
@@ -57,9 +91,14 @@ impl TrunkRec {
                 Some((numbers, target))
             })
             .collect();
-        TrunkRec {
-            peer: t.peer_id.clone(),
-            targets: t
+        let auth = t.credentials.as_ref().map(|c| {
+            Arc::new(TrunkAuth {
+                username: c.username.clone(),
+                password: c.password.clone(),
+                realm: (!c.realm.is_empty()).then(|| c.realm.clone()),
+            })
+        });
+        let targets: Vec<SocketAddr> = t
                 .targets
                 .iter()
                 .filter_map(|x| {
@@ -68,7 +107,34 @@ impl TrunkRec {
                         .inspect_err(|_| warn!(trunk = %t.id, target = %x.address, "ignoring a trunk target that is not IP:PORT"))
                         .ok()
                 })
-                .collect(),
+                .collect();
+        let registration = t.registration.as_ref().and_then(|r| {
+            let registrar = match r.registrar.parse() {
+                Ok(a) => a,
+                Err(_) => *targets.first()?,
+            };
+            let user = match (&r.user, &auth) {
+                (u, _) if !u.is_empty() => u.clone(),
+                (_, Some(a)) => a.username.clone(),
+                _ => return None,
+            };
+            Some(RegistrationPlan {
+                user,
+                domain: if r.domain.is_empty() {
+                    registrar.to_string()
+                } else {
+                    r.domain.clone()
+                },
+                registrar,
+                expires_s: if r.expires_s == 0 { 3600 } else { r.expires_s },
+                auth: auth.clone(),
+            })
+        });
+        TrunkRec {
+            peer: t.peer_id.clone(),
+            targets,
+            auth,
+            registration,
             privacy: t.privacy,
             options_interval_s: if t.options_interval_s == 0 {
                 30
@@ -86,6 +152,8 @@ pub struct TrunkHop {
     pub trunk: Arc<str>,
     pub addr: SocketAddr,
     pub privacy: bool,
+    /// What answers the carrier's challenges.
+    pub auth: Option<Arc<TrunkAuth>>,
 }
 
 /// Where a call out goes: the targets in order, how long each may ring, and the caller id
@@ -159,6 +227,7 @@ impl CredentialCache {
                     trunk: id.clone(),
                     addr: *addr,
                     privacy: t.privacy,
+                    auth: t.auth.clone(),
                 })
             })
             .collect();
@@ -189,6 +258,23 @@ impl CredentialCache {
         s.e911_enabled.unwrap_or(false).then_some(url)
     }
 
+    /// The credentials of the trunk a target at `addr` belongs to (for a carrier's
+    /// challenge within a dialog, which names no trunk).
+    pub fn trunk_auth_at(&self, addr: SocketAddr) -> Option<Arc<TrunkAuth>> {
+        self.trunks
+            .values()
+            .filter(|t| t.targets.contains(&addr))
+            .find_map(|t| t.auth.clone())
+    }
+
+    /// Every trunk that registers at its carrier, with how (for the registration task).
+    pub fn trunk_registrations(&self) -> Vec<(Arc<str>, RegistrationPlan)> {
+        self.trunks
+            .iter()
+            .filter_map(|(id, t)| Some((id.clone(), t.registration.clone()?)))
+            .collect()
+    }
+
     /// Whether `peer` is a trunk's carrier (its requests are calls for DIDs only).
     pub fn is_trunk_peer(&self, peer: &str) -> bool {
         self.trunks.values().any(|t| t.peer == peer)
@@ -196,15 +282,18 @@ impl CredentialCache {
 
     /// The lines a call from `peer` (a trunk's carrier) for `user` rings: those the DID
     /// names on one of the peer's trunks; empty when no DID of theirs matches, or what it
-    /// names is gone.
-    pub fn did_lines(&self, peer: &str, user: &str) -> Vec<Arc<LineEntry>> {
+    /// names is gone. A call for the user a trunk registers as (the carrier calls the
+    /// registered contact) is for the number in its To header, `to_user`.
+    pub fn did_lines(&self, peer: &str, user: &str, to_user: Option<&str>) -> Vec<Arc<LineEntry>> {
+        let carrier = || self.trunks.values().filter(|t| t.peer == peer);
+        let registered_as = |t: &TrunkRec| t.registration.as_ref().is_some_and(|r| r.user == user);
+        let number = match to_user {
+            Some(to) if carrier().any(registered_as) => to,
+            _ => user,
+        };
         // In trunk id order (the map is ordered), so every edge answers a number two trunks
         // of one carrier both list alike.
-        let target = self
-            .trunks
-            .values()
-            .filter(|t| t.peer == peer)
-            .find_map(|t| t.dids.find(user));
+        let target = carrier().find_map(|t| t.dids.find(number));
         match target {
             None => Vec::new(),
             Some(DidTarget::Phone(p)) => self.holder_lines(&Holder::Phone(p.clone())),

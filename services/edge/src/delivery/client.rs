@@ -3,15 +3,23 @@
 //! delivery's [`Responses`]. Timer C (RFC 3261 §16.6 step 11) cancels an INVITE ringing
 //! too long; a cancel of the delivery (upstream CANCEL, a 2xx or 6xx on another branch)
 //! is passed on once the hop has answered provisionally (§9.1), with its `Reason`.
+//!
+//! A carrier that challenges a trunk's INVITE (or BYE) with 401/407 is answered here with
+//! the trunk's credentials: the challenge is acknowledged and the request goes again with
+//! the next CSeq number (RFC 3261 §22.2) on a new branch. A re-sent INVITE is
+//! record-routed with that CSeq shift in its flow token, so the caller's later requests in
+//! the dialog are moved up by it, and their answers back down (`in_dialog`).
 
 use std::time::Duration;
 
 use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
     Message, StartLine,
+    digest::authorize,
     proxy::{ForwardError, Routing, ack_for, cancel_because, forward_routed},
 };
 use tokio::{sync::mpsc, time::Instant};
+use tracing::debug;
 
 use super::{
     Delivery, FORWARDED, FORWARDED_CANONICAL, HOP_TIMEOUT, Hop, Marked, Outcome, forwarding,
@@ -60,6 +68,9 @@ impl Delivery {
             pop_routes,
             ring,
             identity,
+            auth,
+            cseq_shift,
+            route_flows,
         } = hop;
         let txn = responses.txn;
         let mut cancelled = txn.cancel.subscribe();
@@ -72,8 +83,7 @@ impl Delivery {
             responses.generated(503, "No listener for the flow's transport");
             return true;
         };
-        let branch = new_branch();
-        let via = format!("{};branch={branch}", local.via());
+        let mut branch = new_branch();
         let marker = to_edge.as_deref().map(|to_node| {
             let marked = Marked::of(m, &branch, to_node);
             let now_s = unix_ms() / 1000;
@@ -92,6 +102,9 @@ impl Delivery {
         // the marker of the edge that handed the request over. Towards a carrier, only the
         // edge says who calls.
         let mut strip = vec!["proxy-authorization", FORWARDED_CANONICAL];
+        if auth.is_some() {
+            strip.push("authorization");
+        }
         let location = identity
             .as_ref()
             .and_then(|id| id.location.as_ref())
@@ -111,11 +124,32 @@ impl Delivery {
             extra.push(("Geolocation", l));
             extra.push(("Geolocation-Routing", "yes"));
         }
-        let routing = Routing {
-            record_route: &record_route,
-            pop_routes,
+        // The request as it goes with `branch`, its CSeq `shift` higher than it came, and
+        // the answer to a carrier's challenge: a dialog-creating request re-sent that way
+        // is record-routed with the shift, so the dialog's later requests follow it.
+        let forward = |branch: &str, shift: u8, answer: Option<&(&str, String)>| {
+            let via = format!("{};branch={branch}", local.via());
+            let shifted_routes;
+            let record_route = match route_flows {
+                Some((inbound, outbound)) if shift != cseq_shift && !record_route.is_empty() => {
+                    shifted_routes = self.record_route_shifted(m, inbound, outbound, shift);
+                    &shifted_routes
+                }
+                _ => &record_route,
+            };
+            let mut extra = extra.clone();
+            if let Some((name, value)) = answer {
+                extra.push((*name, value.as_str()));
+            }
+            let routing = Routing {
+                record_route,
+                pop_routes,
+                cseq_shift: u32::from(shift),
+            };
+            forward_routed(m, uri, &via, &strip, &extra, routing)
         };
-        let bytes = match forward_routed(m, uri, &via, &strip, &extra, routing) {
+        let mut shift = cseq_shift;
+        let mut bytes = match forward(&branch, shift, None) {
             Ok(b) => b,
             Err(ForwardError::TooManyHops) => {
                 responses.generated(483, "");
@@ -123,7 +157,7 @@ impl Delivery {
             }
             Err(ForwardError::NotARequest) => return true,
         };
-        let Ok(sent) = dialtone_sip::parse(&bytes) else {
+        let Ok(mut sent) = dialtone_sip::parse(&bytes) else {
             responses.generated(500, "Could not forward the request");
             return true;
         };
@@ -137,10 +171,10 @@ impl Delivery {
             reason = "responses to one forwarded request, matched by its branch; the client transaction drains them as they come and ends within Timer B/F"
         )]
         let (tx, mut rx) = mpsc::unbounded_channel();
-        self.clients.lock().insert(branch.clone(), tx);
+        self.clients.lock().insert(branch.clone(), tx.clone());
         replier.send(bytes.clone());
 
-        let start = Instant::now();
+        let mut start = Instant::now();
         let mut deadline = start + wait;
         let mut resend = Instant::now() + Duration::from_millis(500);
         let mut interval = Duration::from_millis(500);
@@ -149,6 +183,9 @@ impl Delivery {
         // only acknowledged.
         let mut gave_final = false;
         let mut cancelling = Cancelling::No;
+        // Branches of attempts the carrier challenged, and the ACK of each challenge (sent
+        // again if the challenge comes again: the ACK was lost).
+        let mut challenged: Vec<(String, Option<Vec<u8>>)> = Vec::new();
         loop {
             let wake = if answered || transport != Transport::Udp {
                 deadline
@@ -176,6 +213,15 @@ impl Delivery {
                     if cseq_method(&resp).is_none_or(|m| m != method) {
                         continue;
                     }
+                    if let Some((_, ack)) = challenged
+                        .iter()
+                        .find(|(b, _)| super::branch_of(&resp).as_deref() == Some(b))
+                    {
+                        if let (Some(ack), 300..) = (ack, code) {
+                            replier.send(ack.clone());
+                        }
+                        continue;
+                    }
                     answered = true;
                     if code < 200 {
                         if matches!(cancelling, Cancelling::Pending(_)) {
@@ -194,19 +240,64 @@ impl Delivery {
                             deadline.max(start + self.settings.notify_timeout)
                         };
                         if code > 100 && !gave_final {
-                            responses.relay(&resp);
+                            responses.relay(&resp, u32::from(shift));
                         }
                         continue;
                     }
-                    if invite
-                        && code >= 300
-                        && let Some(ack) = ack_for(&sent, &resp)
-                    {
-                        replier.send(ack);
+                    let ack = (invite && code >= 300)
+                        .then(|| ack_for(&sent, &resp))
+                        .flatten();
+                    if let Some(ack) = &ack {
+                        replier.send(ack.clone());
+                    }
+                    // A carrier's challenge to a trunk's INVITE or BYE is answered here, with
+                    // the trunk's credentials, twice at most (a stale nonce may cost one more).
+                    let answer = auth.as_ref().filter(|_| {
+                        matches!(code, 401 | 407)
+                            && (invite || method == "BYE")
+                            && challenged.len() < 2
+                            && !gave_final
+                            && cancelling == Cancelling::No
+                    });
+                    let answer = answer.and_then(|a| {
+                        let StartLine::Request { uri, .. } = &sent.start else {
+                            return None;
+                        };
+                        let cnonce = format!("{:016x}", rand::random::<u64>());
+                        let realm = a.realm.as_deref();
+                        authorize(
+                            &resp,
+                            &a.username,
+                            &a.password,
+                            realm,
+                            &method,
+                            uri,
+                            &cnonce,
+                        )
+                    });
+                    let again = answer.and_then(|answer| {
+                        let next = new_branch();
+                        let bytes = forward(&next, shift.checked_add(1)?, Some(&answer)).ok()?;
+                        let sent = dialtone_sip::parse(&bytes).ok()?;
+                        Some((next, bytes, sent))
+                    });
+                    if let Some((next, b, s)) = again {
+                        debug!(code, method = %method, "answering a carrier's challenge");
+                        challenged.push((std::mem::replace(&mut branch, next), ack));
+                        (bytes, sent) = (b, s);
+                        shift += 1;
+                        self.clients.lock().insert(branch.clone(), tx.clone());
+                        replier.send(bytes.clone());
+                        start = Instant::now();
+                        deadline = start + wait;
+                        interval = Duration::from_millis(500);
+                        resend = start + interval;
+                        answered = false;
+                        continue;
                     }
                     // A 2xx always goes on, even after a cancel: the caller ends that dialog.
                     if !gave_final || code < 300 {
-                        responses.relay(&resp);
+                        responses.relay(&resp, u32::from(shift));
                     }
                     break;
                 }
@@ -231,7 +322,7 @@ impl Delivery {
                         deadline = Instant::now() + Duration::from_secs(4);
                         continue;
                     }
-                    self.clients.lock().remove(&branch);
+                    self.forget(&branch, &challenged);
                     if to_edge.is_some() && wait == HOP_TIMEOUT && !answered {
                         // That edge may still be alive but slow: make sure it rings no one.
                         if invite {
@@ -250,8 +341,17 @@ impl Delivery {
                 }
             }
         }
-        self.clients.lock().remove(&branch);
+        self.forget(&branch, &challenged);
         true
+    }
+
+    /// Stops matching answers to `branch` and to the challenged attempts before it.
+    fn forget(&self, branch: &str, challenged: &[(String, Option<Vec<u8>>)]) {
+        let mut clients = self.clients.lock();
+        clients.remove(branch);
+        for (b, _) in challenged {
+            clients.remove(b);
+        }
     }
 
     /// Sends the CANCEL of `sent` that `pending` asks for.

@@ -38,6 +38,9 @@ pub(crate) struct Onward {
     pub pops: usize,
     /// The next hop: the next Route's address, or the flow of the dialog's other side.
     pub next: FlowSource,
+    /// How much higher its CSeq number goes on (a request from the caller of a dialog whose
+    /// INVITE the edge re-sent with a carrier's credentials; 0 otherwise).
+    pub cseq_shift: u8,
 }
 
 /// Why a request with this edge's Route goes nowhere.
@@ -87,7 +90,16 @@ pub(crate) fn route_of(
         }
         pops += 1;
     }
-    Some(Ok(Onward { pops, next }))
+    let cseq_shift = if from == token.inbound {
+        token.cseq_shift
+    } else {
+        0
+    };
+    Some(Ok(Onward {
+        pops,
+        next,
+        cseq_shift,
+    }))
 }
 
 impl Delivery {
@@ -100,8 +112,24 @@ impl Delivery {
         inbound: FlowSource,
         outbound: FlowSource,
     ) -> Vec<String> {
+        self.record_route_shifted(m, inbound, outbound, 0)
+    }
+
+    /// [`Delivery::record_route`] for a request re-sent with its CSeq number `cseq_shift`
+    /// higher.
+    pub(super) fn record_route_shifted(
+        &self,
+        m: &Message,
+        inbound: FlowSource,
+        outbound: FlowSource,
+        cseq_shift: u8,
+    ) -> Vec<String> {
         let call_id = m.get("call-id").unwrap_or("");
-        let hop = FlowToken { inbound, outbound };
+        let hop = FlowToken {
+            inbound,
+            outbound,
+            cseq_shift,
+        };
         let entry = |t: Transport| {
             let local = self.local.of(t)?;
             let at = FlowSource {
@@ -133,6 +161,7 @@ impl Delivery {
         let routing = Routing {
             record_route: &[],
             pop_routes: onward.pops,
+            cseq_shift: u32::from(onward.cseq_shift),
         };
         let strip = ["proxy-authorization", FORWARDED_CANONICAL];
         if let Ok(bytes) = forward_routed(m, None, &via, &strip, &[], routing) {
@@ -166,6 +195,11 @@ impl Delivery {
             // The phone's connection closed (RFC 5626 §5.3: 430 Flow Failed).
             None => responses.generated(430, "Flow Failed"),
             Some((transport, replier)) => {
+                // A carrier may challenge a BYE too: the trunk whose target the dialog's
+                // other side is answers it (nothing follows a BYE, so its CSeq may move).
+                let auth = (method == "BYE")
+                    .then(|| self.cache.read().trunk_auth_at(onward.next.addr))
+                    .flatten();
                 let hop = Hop {
                     uri: None,
                     transport,
@@ -176,6 +210,9 @@ impl Delivery {
                     pop_routes: onward.pops,
                     ring: None,
                     identity: None,
+                    auth,
+                    cseq_shift: onward.cseq_shift,
+                    route_flows: None,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);
@@ -221,6 +258,7 @@ mod tests {
         let hop = FlowToken {
             inbound: caller,
             outbound: callee,
+            cseq_shift: 0,
         };
         let (udp, tcp) = (flow("udp:127.0.0.1:5060"), flow("tcp:127.0.0.1:5060"));
         let other_edge = flow("udp:127.0.0.2:5062");
@@ -240,6 +278,7 @@ mod tests {
                 Some(Ok(Onward {
                     pops: 1,
                     next: callee,
+                    cseq_shift: 0,
                 })),
             ),
             (
@@ -248,6 +287,7 @@ mod tests {
                 Some(Ok(Onward {
                     pops: 1,
                     next: caller,
+                    cseq_shift: 0,
                 })),
             ),
             // A double Record-Route: both entries are ours.
@@ -257,6 +297,7 @@ mod tests {
                 Some(Ok(Onward {
                     pops: 2,
                     next: caller,
+                    cseq_shift: 0,
                 })),
             ),
             // Whatever Route follows (another edge of the call, a peer's own, anything a
@@ -268,6 +309,7 @@ mod tests {
                 Some(Ok(Onward {
                     pops: 1,
                     next: callee,
+                    cseq_shift: 0,
                 })),
             ),
             (
@@ -276,6 +318,7 @@ mod tests {
                 Some(Ok(Onward {
                     pops: 1,
                     next: callee,
+                    cseq_shift: 0,
                 })),
             ),
             (
@@ -284,6 +327,7 @@ mod tests {
                 Some(Ok(Onward {
                     pops: 1,
                     next: caller,
+                    cseq_shift: 0,
                 })),
             ),
             // From anywhere else: refused, token or not.

@@ -52,6 +52,7 @@ use crate::{
     admission::{Admission, Permit, SourceLimits},
     credentials::CredentialCache,
     credentials::LineEntry,
+    credentials::trunks::TrunkAuth,
     flow::{FlowSource, Flows, Replier, Transport},
     registrar::{directory::Directory, phone::Contacts},
     replies::{Listening, Replies},
@@ -255,6 +256,15 @@ struct Hop<'a> {
     /// The caller's identity as the next hop is told it (a carrier): the phone's own
     /// identity headers are replaced by these.
     identity: Option<Identity>,
+    /// A carrier trunk's credentials: its challenges are answered here.
+    auth: Option<Arc<TrunkAuth>>,
+    /// How much higher the request's CSeq number is on the next hop's side (an in-dialog
+    /// request of a dialog whose INVITE was re-sent with credentials); its answers come back
+    /// that much lower.
+    cseq_shift: u8,
+    /// The flows a dialog-creating request came over and goes over (to record-route a
+    /// re-sent INVITE with its CSeq shift).
+    route_flows: Option<(FlowSource, FlowSource)>,
 }
 
 /// What a carrier is told of the caller.
@@ -500,6 +510,9 @@ impl Delivery {
                 pop_routes: 0,
                 ring: None,
                 identity: None,
+                auth: None,
+                cseq_shift: 0,
+                route_flows: None,
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use dialtone_sip::{Message, StartLine, proxy::forward_response, response::Source};
+use dialtone_sip::{Message, StartLine, proxy::forward_response_shifted, response::Source};
 use parking_lot::Mutex;
 
 use super::Txn;
@@ -75,12 +75,13 @@ impl<'a> Responses<'a> {
         self.txn.final_code.load(Relaxed) != 0
     }
 
-    /// A response from a branch's next hop.
-    pub fn relay(&self, resp: &Message) {
+    /// A response from a branch's next hop, to a request sent with its CSeq number
+    /// `cseq_shift` higher than it came.
+    pub fn relay(&self, resp: &Message, cseq_shift: u32) {
         let StartLine::Response { code, .. } = resp.start else {
             return;
         };
-        let Some(bytes) = forward_response(resp) else {
+        let Some(bytes) = forward_response_shifted(resp, cseq_shift) else {
             return;
         };
         match code {

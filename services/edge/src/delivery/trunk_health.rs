@@ -6,7 +6,9 @@
 
 use std::{collections::HashMap, fmt::Write, net::SocketAddr, sync::Arc};
 
-use dialtone_proto::edge::v1::{TrunkHealth as TrunkHealthRecord, TrunkTargetHealth};
+use dialtone_proto::edge::v1::{
+    TrunkHealth as TrunkHealthRecord, TrunkRegistrationHealth, TrunkTargetHealth,
+};
 use parking_lot::Mutex;
 
 /// Keep-alives missed in a row that make a target DOWN.
@@ -45,6 +47,8 @@ type Key = (Arc<str>, SocketAddr);
 #[derive(Default)]
 pub struct TrunkHealth {
     states: Mutex<HashMap<Key, TargetState>>,
+    /// This edge's registration of each trunk that registers, by trunk id.
+    registrations: Mutex<std::collections::BTreeMap<Arc<str>, TrunkRegistrationHealth>>,
 }
 
 impl TrunkHealth {
@@ -85,12 +89,37 @@ impl TrunkHealth {
             })
             .collect();
         targets.sort_by(|a, b| (&a.trunk_id, &a.address).cmp(&(&b.trunk_id, &b.address)));
-        TrunkHealthRecord { targets }
+        let registrations = self.registrations.lock().values().cloned().collect();
+        TrunkHealthRecord {
+            targets,
+            registrations,
+        }
     }
 
     /// Forgets targets no longer configured.
     pub fn retain(&self, keep: impl Fn(&Arc<str>, SocketAddr) -> bool) {
         self.states.lock().retain(|(t, a), _| keep(t, *a));
+    }
+
+    /// The registrar of `trunk` answered `status` at `now_ms` (408: nothing came); the
+    /// registration holds until `expires_at_ms` (0: it does not hold).
+    pub fn registered(&self, trunk: &Arc<str>, status: u16, expires_at_ms: i64, now_ms: i64) {
+        let mut regs = self.registrations.lock();
+        let r = regs
+            .entry(trunk.clone())
+            .or_insert_with(|| TrunkRegistrationHealth {
+                trunk_id: trunk.to_string(),
+                ..Default::default()
+            });
+        r.registered = expires_at_ms > now_ms;
+        r.expires_at_ms = expires_at_ms;
+        r.last_status = u32::from(status);
+        r.changed_at_ms = now_ms;
+    }
+
+    /// Forgets registrations of trunks no longer registering.
+    pub fn retain_registrations(&self, keep: impl Fn(&Arc<str>) -> bool) {
+        self.registrations.lock().retain(|t, _| keep(t));
     }
 
     /// Prometheus text: `dialtone_trunk_target_up{trunk,target}`.
@@ -108,6 +137,14 @@ impl TrunkHealth {
                 out,
                 "dialtone_trunk_target_up{{node=\"{node}\",trunk=\"{trunk}\",target=\"{addr}\"}} {}",
                 u8::from(s.up())
+            );
+        }
+        out.push_str("# HELP dialtone_trunk_registered Whether the carrier's registrar holds this edge's registration of a trunk (1) or not (0).\n# TYPE dialtone_trunk_registered gauge\n");
+        for (trunk, r) in self.registrations.lock().iter() {
+            let _ = writeln!(
+                out,
+                "dialtone_trunk_registered{{node=\"{node}\",trunk=\"{trunk}\"}} {}",
+                u8::from(r.registered)
             );
         }
     }

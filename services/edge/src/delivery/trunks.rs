@@ -6,7 +6,8 @@
 //! outbound caller id in P-Asserted-Identity (the phone's own identity headers are
 //! dropped), with `Privacy: id` where the trunk asks for it; an emergency call carries the
 //! phone's E911 location by reference (`Geolocation`). The INVITE is record-routed,
-//! so the dialog's later requests pass through this edge both ways.
+//! so the dialog's later requests pass through this edge both ways. A carrier's digest
+//! challenge is answered with the trunk's credentials (`client`).
 
 use std::{sync::Arc, time::Duration};
 
@@ -95,6 +96,9 @@ impl Delivery {
                     private: hop.privacy,
                     location: plan.location.clone(),
                 }),
+                auth: hop.auth.clone(),
+                cseq_shift: 0,
+                route_flows: Some((inbound, outbound)),
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);

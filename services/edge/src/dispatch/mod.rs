@@ -276,7 +276,12 @@ impl Dispatcher {
                     reply.send(self.responder().reply(&m, &src, code, "", extra));
                     return;
                 }
-                let lines = self.cache.read().did_lines(id, &dialled);
+                let to_user = m.addressing().ok().and_then(|a| a.to.user);
+                let to_number = to_user.map(outside::dialled);
+                let lines = self
+                    .cache
+                    .read()
+                    .did_lines(id, &dialled, to_number.as_deref());
                 if lines.is_empty() {
                     reply.send(self.responder().reply(&m, &src, 404, "", vec![]));
                     return;
