@@ -20,10 +20,16 @@ pub fn scenario(name: &str) -> PathBuf {
 /// A carrier: SIPp serving `name` at `ip`:`port` (OPTIONS answered out of call), every
 /// message logged to `dir/{name}.log`.
 pub fn carrier(dir: &Path, name: &str, ip: &str, port: u16) -> Child {
+    carrier_over(dir, name, ip, port, "u1")
+}
+
+/// [`carrier`] over SIPp transport `transport` (`u1`: UDP, `t1`: TCP).
+pub fn carrier_over(dir: &Path, name: &str, ip: &str, port: u16, transport: &str) -> Child {
     Command::new("sipp")
         .current_dir(dir)
         .arg("-sf")
         .arg(scenario(name))
+        .args(["-t", transport])
         .args(["-i", ip, "-p", &port.to_string(), "-aa", "-nostdin"])
         .arg("-trace_msg")
         .arg("-message_file")
@@ -104,6 +110,25 @@ pub async fn invite_for(dir: &Path, name: &str, uri: &str) -> String {
     }
 }
 
+/// A TLS front for a carrier (socat, as an SBC terminating TLS would): TLS at `listen`
+/// with `cert` and `key`, each connection passed on over TCP to `to`.
+pub fn tls_front(cert: &Path, key: &Path, listen: SocketAddr, to: SocketAddr) -> Child {
+    let accept = format!(
+        "OPENSSL-LISTEN:{},bind={},reuseaddr,fork,verify=0,cert={},key={}",
+        listen.port(),
+        listen.ip(),
+        cert.display(),
+        key.display()
+    );
+    Command::new("socat")
+        .arg(accept)
+        .arg(format!("TCP:{to}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("socat (apt install socat)")
+}
+
 /// Stops a carrier.
 pub fn stop(mut c: Child) {
     let _ = c.kill();
@@ -129,6 +154,7 @@ pub fn trunk(id: &str, peer: &str, target: SocketAddr, dids: Vec<pb::Did>) -> pb
         targets: vec![pb::TrunkTarget {
             address: target.to_string(),
             transport: "udp".into(),
+            tls_name: String::new(),
         }],
         options_interval_s: 1,
         dids,

@@ -460,7 +460,22 @@ pub fn in_dialog(
 ) -> (String, SocketAddr) {
     let header =
         |text: &str, name: &str| headers(text, name).first().map(|v| v.to_string()).unwrap();
-    let mut route: Vec<&str> = headers(ok, "record-route");
+    // One Record-Route header may hold several entries, comma-separated.
+    let mut route: Vec<&str> = headers(ok, "record-route")
+        .into_iter()
+        .flat_map(|h| h.split(">,").map(|e| e.trim()))
+        .collect();
+    let closed: Vec<String> = route
+        .iter()
+        .map(|e| {
+            if e.ends_with('>') {
+                e.to_string()
+            } else {
+                format!("{e}>")
+            }
+        })
+        .collect();
+    route = closed.iter().map(String::as_str).collect();
     route.reverse();
     let hop = route[0]
         .split('@')

@@ -25,7 +25,7 @@ use crate::{
 const MAX_DIDS: usize = 1000;
 const MAX_ROUTES: usize = 16;
 
-/// Checks a trunk: id, name, peer, 1-8 UDP targets, keep-alive interval, DIDs (each one
+/// Checks a trunk: id, name, peer, 1-8 UDP, TCP or TLS targets, keep-alive interval, DIDs (each one
 /// number or range, one target each, none overlapping).
 pub fn validate_trunk(t: &Trunk) -> Result<()> {
     check("trunk.id", validate::slug(&t.id))?;
@@ -44,14 +44,27 @@ pub fn validate_trunk(t: &Trunk) -> Result<()> {
                 format!("'{}' is not IP:PORT", target.address),
             ));
         }
-        if !matches!(target.transport.as_str(), "" | "udp") {
+        if !matches!(target.transport.as_str(), "" | "udp" | "tcp" | "tls") {
             return Err(ConfigError::invalid(
                 format!("trunk.targets[{i}].transport"),
-                format!(
-                    "'{}': edges reach carriers over udp only so far",
-                    target.transport
-                ),
+                format!("'{}' is not udp, tcp or tls", target.transport),
             ));
+        }
+        if !target.tls_name.is_empty() {
+            let host_chars = |c: char| c.is_ascii_alphanumeric() || ".-".contains(c);
+            let reason = if target.transport != "tls" {
+                Some("is for tls targets only")
+            } else if target.tls_name.len() > 253 || !target.tls_name.chars().all(host_chars) {
+                Some("is not a host name")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(ConfigError::invalid(
+                    format!("trunk.targets[{i}].tls_name"),
+                    format!("'{}' {reason}", target.tls_name),
+                ));
+            }
         }
     }
     if t.options_interval_s != 0 {
@@ -481,6 +494,7 @@ mod tests {
             targets: vec![TrunkTarget {
                 address: "192.0.2.10:5060".into(),
                 transport: "udp".into(),
+                tls_name: String::new(),
             }],
             dids: vec![
                 Did {
@@ -513,8 +527,19 @@ mod tests {
                 "trunk.targets[0].address",
             ),
             (
-                with(|t| t.targets[0].transport = "tls".into()),
+                with(|t| t.targets[0].transport = "sctp".into()),
                 "trunk.targets[0].transport",
+            ),
+            (
+                with(|t| t.targets[0].tls_name = "sbc.example.com".into()),
+                "trunk.targets[0].tls_name",
+            ),
+            (
+                with(|t| {
+                    t.targets[0].transport = "tls".into();
+                    t.targets[0].tls_name = "bad name".into();
+                }),
+                "trunk.targets[0].tls_name",
             ),
             (
                 with(|t| t.options_interval_s = 3601),

@@ -69,6 +69,10 @@ pub struct EdgeFlags {
     /// create --tls-name`). Clients without one still connect.
     #[arg(long, env = "DIALTONE_SIP_TLS_CLIENT_CA", value_name = "FILE")]
     pub sip_tls_client_ca: Option<PathBuf>,
+    /// PEM CA bundle that carriers' TLS trunk targets must present a certificate from
+    /// (default: the system's, /etc/ssl/certs/ca-certificates.crt).
+    #[arg(long, env = "DIALTONE_SIP_TRUNK_CA", value_name = "FILE")]
+    pub sip_trunk_ca: Option<PathBuf>,
     /// File with the edge group's nonce key (64 hex digits), shared by every edge of the
     /// group so a phone may authenticate on either. Required with --etcd; in dev mode one is
     /// generated into --data-dir/sip-nonce-key.
@@ -200,6 +204,7 @@ impl EdgeFlags {
             tls_cert: self.sip_tls_cert.clone(),
             tls_key: self.sip_tls_key.clone(),
             tls_client_ca: self.sip_tls_client_ca.clone(),
+            trunk_ca: self.sip_trunk_ca.clone(),
             realm: realm.to_owned(),
             nonce_key,
             nonce_lifetime: Duration::from_secs(self.sip_nonce_lifetime),

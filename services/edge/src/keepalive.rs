@@ -14,9 +14,10 @@ use tokio::{task::JoinHandle, time::Instant};
 use tracing::{info, warn};
 
 use crate::{
+    credentials::trunks::TargetRec,
     dispatch::Dispatcher,
-    flow::{FlowSource, Transport},
-    replies::{OutRequest, new_branch},
+    flow::Transport,
+    replies::{Local, OutRequest, new_branch},
 };
 
 /// How long a keep-alive waits for its answer.
@@ -42,35 +43,67 @@ pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()>
             }
             let targets = h.cache.read().trunk_targets();
             let now = Instant::now();
-            next.retain(|(t, a), _| targets.iter().any(|(tt, aa, _)| tt == t && aa == a));
-            h.delivery
-                .trunk_health
-                .retain(|t, a| targets.iter().any(|(tt, aa, _)| tt == t && *aa == a));
-            for (trunk, addr, interval_s) in targets {
-                let due = next.entry((trunk.clone(), addr)).or_insert(now);
+            let configured = |t: &Arc<str>, a: SocketAddr| {
+                targets.iter().any(|(tt, x, _)| tt == t && x.flow.addr == a)
+            };
+            next.retain(|(t, a), _| configured(t, *a));
+            h.delivery.trunk_health.retain(configured);
+            for (trunk, target, interval_s) in targets {
+                let due = next.entry((trunk.clone(), target.flow.addr)).or_insert(now);
                 if *due > now {
                     continue;
                 }
                 *due = now + Duration::from_secs(u64::from(interval_s));
-                tokio::spawn(probe(h.clone(), trunk, addr));
+                tokio::spawn(probe(h.clone(), trunk, target));
             }
         }
     })
 }
 
-/// One keep-alive to `addr` of `trunk`.
-async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, addr: SocketAddr) {
-    let flow = FlowSource {
-        transport: Transport::Udp,
-        addr,
-    };
-    let (Some(local), Some((_, replier))) = (h.local.of(Transport::Udp), h.flows.replier(flow))
-    else {
-        warn!(trunk = %trunk, target = %addr, "no UDP listener to reach a trunk target from");
+/// One keep-alive to `target` of `trunk` (over TCP or TLS, the connection is opened when
+/// there is none: a target that cannot be connected to has not answered).
+async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, target: TargetRec) {
+    let TargetRec { flow, tls_name } = target;
+    let (addr, transport) = (flow.addr, flow.transport);
+    // A stream's Via names its transport, whether or not the edge listens on it (the
+    // answers come back over the connection, RFC 3261 §18.2.2).
+    let any = || h.local.of(Transport::Udp).map(|l| Local { transport, ..l });
+    let Some(local) = h.local.of(transport).or_else(any) else {
+        warn!(trunk = %trunk, target = %addr, "no listener to reach a trunk target from");
         return;
     };
+    let code = match h.flows.reach(flow, tls_name).await {
+        Some((_, replier)) => ask(&h, &local, addr, transport, replier).await,
+        None => 408,
+    };
+    // Our own timeout is 408 with no answer; anything the target said means it is alive.
+    let answered = code != 408;
+    let now_ms = unix_ms() as i64;
+    if h.delivery
+        .trunk_health
+        .observe(&trunk, addr, answered, now_ms)
+    {
+        if answered {
+            info!(trunk = %trunk, target = %addr, "trunk target up");
+        } else {
+            warn!(trunk = %trunk, target = %addr, "trunk target down: keep-alives unanswered");
+        }
+    }
+}
+
+/// An OPTIONS to `addr` over `replier`: the status of its answer (408: none).
+async fn ask(
+    h: &Dispatcher,
+    local: &Local,
+    addr: SocketAddr,
+    transport: Transport,
+    replier: crate::flow::Replier,
+) -> u16 {
     let branch = new_branch();
-    let uri = format!("sip:{addr}");
+    let uri = match transport {
+        Transport::Udp => format!("sip:{addr}"),
+        t => format!("sip:{addr};transport={}", t.name()),
+    };
     let via = local.via();
     let from = format!(
         "<sip:{}@{}>;tag={:08x}",
@@ -94,25 +127,7 @@ async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, addr: SocketAddr) {
     };
     let (code, _) = h
         .uac
-        .request(
-            req.to_bytes(),
-            branch,
-            Transport::Udp,
-            replier,
-            ANSWER_WITHIN,
-        )
+        .request(req.to_bytes(), branch, transport, replier, ANSWER_WITHIN)
         .await;
-    // Our own timeout is 408 with no answer; anything the target said means it is alive.
-    let answered = code != 408;
-    let now_ms = unix_ms() as i64;
-    if h.delivery
-        .trunk_health
-        .observe(&trunk, addr, answered, now_ms)
-    {
-        if answered {
-            info!(trunk = %trunk, target = %addr, "trunk target up");
-        } else {
-            warn!(trunk = %trunk, target = %addr, "trunk target down: keep-alives unanswered");
-        }
-    }
+    code
 }

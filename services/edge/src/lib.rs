@@ -138,6 +138,7 @@ impl Edge {
         } else {
             None
         };
+        let trunk_tls = transport::tls::trunk_connector(settings.trunk_ca.as_deref())?;
 
         let stats = Arc::new(Stats::default());
         let cache = Arc::new(RwLock::new(CredentialCache::new(Limits {
@@ -214,6 +215,13 @@ impl Edge {
             replies,
             local: Listening(addresses.clone()),
         });
+        handler
+            .flows()
+            .set_connector(Arc::new(transport::stream::Outbound {
+                handler: Arc::downgrade(&handler),
+                tls: trunk_tls,
+                verified: Default::default(),
+            }));
         let action_counts = Arc::new(actions::counts());
         tasks.push(actions::spawn(
             store.clone(),

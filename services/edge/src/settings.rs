@@ -35,6 +35,9 @@ pub struct EdgeSettings {
     /// PEM CA whose client certificates TLS and WSS clients may present: their names
     /// identify trusted peers (`Peer.tls_names`).
     pub tls_client_ca: Option<PathBuf>,
+    /// PEM CA bundle that carriers' TLS trunk targets are checked against (none: the
+    /// system's bundle).
+    pub trunk_ca: Option<PathBuf>,
     /// Digest realm (the one the config role hashed the passwords with).
     pub realm: String,
     /// The edge group's nonce key.

@@ -38,8 +38,11 @@ pub struct FlowToken {
     /// Where it was sent.
     pub outbound: FlowSource,
     /// How much higher the CSeq numbers of requests from `inbound` are on `outbound`'s side
-    /// (0 but for a dialog whose INVITE the edge re-sent with credentials).
+    /// (0 but for a dialog whose INVITE the edge re-sent with credentials; at most 127).
     pub cseq_shift: u8,
+    /// `outbound` is a server the edge connected to (a carrier's TCP or TLS target): its
+    /// requests may also come over another connection from its address.
+    pub outbound_server: bool,
 }
 
 /// One flow as bytes: transport, IPv6 (or mapped IPv4) address, port.
@@ -88,11 +91,8 @@ impl FlowToken {
     /// shift when there is one, then the MAC over them, `call_id` and `at`).
     pub fn encode(&self, key: &NonceKey, call_id: &str, at: FlowSource) -> String {
         let (a, b) = (flow_bytes(self.inbound), flow_bytes(self.outbound));
-        let shift: &[u8] = if self.cseq_shift == 0 {
-            &[]
-        } else {
-            &[self.cseq_shift]
-        };
+        let extra = [(self.cseq_shift & 0x7f) | if self.outbound_server { 0x80 } else { 0 }];
+        let shift: &[u8] = if extra[0] == 0 { &[] } else { &extra };
         let at = flow_bytes(at);
         let mac = key.sign(PURPOSE, &signed(&a, &b, shift, call_id, &at));
         let mut raw = Vec::with_capacity(a.len() + b.len() + shift.len() + mac.len());
@@ -124,16 +124,21 @@ impl FlowToken {
         Some(FlowToken {
             inbound: flow_of(a)?,
             outbound: flow_of(b)?,
-            cseq_shift: shift.first().copied().unwrap_or(0),
+            cseq_shift: shift.first().map_or(0, |b| b & 0x7f),
+            outbound_server: shift.first().is_some_and(|b| b & 0x80 != 0),
         })
     }
 
     /// Where a request that came over `from` goes next when no Route remains: the other
-    /// flow. None when `from` is neither (not a participant of this hop).
+    /// flow. None when `from` is neither (not a participant of this hop). A server's
+    /// requests may come over any connection of the same transport from its address.
     pub fn onward(&self, from: FlowSource) -> Option<FlowSource> {
+        let server_side = self.outbound_server
+            && from.transport == self.outbound.transport
+            && from.addr.ip() == self.outbound.addr.ip();
         if from == self.inbound {
             Some(self.outbound)
-        } else if from == self.outbound {
+        } else if from == self.outbound || server_side {
             Some(self.inbound)
         } else {
             None
@@ -195,6 +200,7 @@ mod tests {
             inbound: flow("udp:192.0.2.1:5060"),
             outbound: flow("tcp:[2001:db8::7]:40001"),
             cseq_shift: 0,
+            outbound_server: false,
         };
         let at = flow("udp:127.0.0.1:5060");
         let text = t.encode(&key(1), "call-1", at);
@@ -227,6 +233,19 @@ mod tests {
         assert_eq!(FlowToken::decode(&bumped, &key(1), "call-1", at), None);
         let cut = format!("{}{}", &text[..76], &text[78..]);
         assert_eq!(FlowToken::decode(&cut, &key(1), "call-1", at), None);
+        // The server flag rides in the same byte, with or without a shift.
+        for shift in [0, 2] {
+            let server = FlowToken {
+                cseq_shift: shift,
+                outbound_server: true,
+                ..t
+            };
+            let text = server.encode(&key(1), "call-1", at);
+            assert_eq!(
+                FlowToken::decode(&text, &key(1), "call-1", at),
+                Some(server)
+            );
+        }
     }
 
     #[test]
@@ -236,6 +255,7 @@ mod tests {
             inbound: a,
             outbound: b,
             cseq_shift: 0,
+            outbound_server: false,
         };
         assert_eq!(t.onward(a), Some(b));
         assert_eq!(t.onward(b), Some(a));
@@ -248,6 +268,27 @@ mod tests {
             t.onward(flow("tcp:192.0.2.1:5060")),
             None,
             "same address, other flow"
+        );
+        // A carrier the edge connected to may send over a connection of its own.
+        let carrier = flow("tcp:198.51.100.7:5060");
+        let t = FlowToken {
+            inbound: a,
+            outbound: carrier,
+            cseq_shift: 0,
+            outbound_server: true,
+        };
+        assert_eq!(t.onward(flow("tcp:198.51.100.7:40001")), Some(a));
+        assert_eq!(t.onward(carrier), Some(a));
+        assert_eq!(t.onward(a), Some(carrier));
+        assert_eq!(
+            t.onward(flow("tls:198.51.100.7:40001")),
+            None,
+            "other transport"
+        );
+        assert_eq!(
+            t.onward(flow("tcp:198.51.100.8:5060")),
+            None,
+            "other address"
         );
     }
 

@@ -106,6 +106,23 @@ fn build_server_config(
     Ok(config)
 }
 
+/// A client configuration that trusts the certificates of a PEM bundle (`roots`: a CA
+/// file, or the system's bundle); certificates of the bundle rustls cannot use are
+/// skipped, but at least one must be usable.
+pub fn client_config(roots: &Path) -> Result<rustls::ClientConfig, TlsError> {
+    let mut store = rustls::RootCertStore::empty();
+    let (added, _skipped) = store.add_parsable_certificates(read_certs(roots)?);
+    if added == 0 {
+        return Err(TlsError::NoCertificate(roots.to_owned()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth())
+}
+
 /// Every certificate of a PEM file (at least one).
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)

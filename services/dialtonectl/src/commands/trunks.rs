@@ -37,7 +37,9 @@ pub struct TrunkArgs {
     /// The trusted peer the carrier's requests come from (`peers create`).
     #[arg(long)]
     peer: String,
-    /// Where calls go, IP:PORT over UDP, in order (repeat).
+    /// Where calls go, in order (repeat): `IP:PORT` over UDP, `tcp:IP:PORT`, or
+    /// `tls:IP:PORT` with the name the carrier's certificate carries after a `#`
+    /// (`tls:198.51.100.7:5061#sbc.carrier.example`; default: the IP address).
     #[arg(long = "target", required = true)]
     targets: Vec<String>,
     /// Seconds between OPTIONS keep-alives to each target (0: 30).
@@ -126,14 +128,7 @@ fn trunk_from(a: TrunkArgs) -> anyhow::Result<pb::Trunk> {
         id: a.id,
         name: a.name,
         peer_id: a.peer,
-        targets: a
-            .targets
-            .into_iter()
-            .map(|address| pb::TrunkTarget {
-                address,
-                transport: "udp".into(),
-            })
-            .collect(),
+        targets: a.targets.iter().map(|t| parse_target(t)).collect(),
         options_interval_s: a.options_interval,
         privacy: a.privacy,
         dids: a
@@ -145,6 +140,34 @@ fn trunk_from(a: TrunkArgs) -> anyhow::Result<pb::Trunk> {
         credentials,
         registration,
     })
+}
+
+/// `[udp:|tcp:|tls:]IP:PORT[#TLS_NAME]` as a target (the server checks the parts).
+fn parse_target(t: &str) -> pb::TrunkTarget {
+    let (transport, rest) = match t.split_once(':') {
+        Some((scheme @ ("udp" | "tcp" | "tls"), rest)) => (scheme, rest),
+        _ => ("udp", t),
+    };
+    let (address, tls_name) = rest.split_once('#').unwrap_or((rest, ""));
+    pb::TrunkTarget {
+        address: address.into(),
+        transport: transport.into(),
+        tls_name: tls_name.into(),
+    }
+}
+
+/// A target as `--target` spells it.
+fn target_text(t: &pb::TrunkTarget) -> String {
+    let scheme = match t.transport.as_str() {
+        "" | "udp" => String::new(),
+        other => format!("{other}:"),
+    };
+    let name = if t.tls_name.is_empty() {
+        String::new()
+    } else {
+        format!("#{}", t.tls_name)
+    };
+    format!("{scheme}{}{name}", t.address)
 }
 
 /// A DID entry as `--did` spells it.
@@ -172,7 +195,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: TrunkCmd) -> anyhow::Result<(
                             t.peer_id.clone(),
                             t.targets
                                 .iter()
-                                .map(|x| x.address.as_str())
+                                .map(target_text)
                                 .collect::<Vec<_>>()
                                 .join(","),
                             t.dids.iter().map(did_text).collect::<Vec<_>>().join(" "),
@@ -232,6 +255,42 @@ pub async fn run(c: &mut Client, out: Format, cmd: TrunkCmd) -> anyhow::Result<(
             .await?;
             println!("trunk {} deleted", d.id);
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{parse_target, target_text};
+
+    #[test]
+    fn targets_read_and_print_alike() {
+        // (as typed, transport, address, TLS name)
+        let cases = [
+            ("198.51.100.7:5060", "udp", "198.51.100.7:5060", ""),
+            ("tcp:198.51.100.7:5060", "tcp", "198.51.100.7:5060", ""),
+            (
+                "tls:198.51.100.7:5061#sbc.example",
+                "tls",
+                "198.51.100.7:5061",
+                "sbc.example",
+            ),
+            ("tls:[2001:db8::1]:5061", "tls", "[2001:db8::1]:5061", ""),
+            ("[2001:db8::1]:5060", "udp", "[2001:db8::1]:5060", ""),
+        ];
+        for (typed, transport, address, name) in cases {
+            let t = parse_target(typed);
+            assert_eq!(
+                (
+                    t.transport.as_str(),
+                    t.address.as_str(),
+                    t.tls_name.as_str()
+                ),
+                (transport, address, name),
+                "{typed}"
+            );
+            let printed = target_text(&t);
+            assert_eq!(parse_target(&printed), t, "{printed}");
         }
     }
 }

@@ -6,6 +6,8 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
+use dialtone_sip::transport::{FlowSource, Transport};
+
 use dialtone_domain::{
     dialplan::Kind,
     trunks::{Dids, Numbers, route_for},
@@ -56,10 +58,17 @@ pub struct RegistrationPlan {
     pub auth: Option<Arc<TrunkAuth>>,
 }
 
+/// One target of a trunk: where, over what, and (TLS) the name its certificate carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TargetRec {
+    pub flow: FlowSource,
+    pub tls_name: Option<Arc<str>>,
+}
+
 /// What the edge keeps of a trunk.
 pub struct TrunkRec {
     pub peer: String,
-    pub targets: Vec<SocketAddr>,
+    pub targets: Vec<TargetRec>,
     pub privacy: bool,
     /// Seconds between OPTIONS keep-alives.
     pub options_interval_s: u32,
@@ -98,20 +107,34 @@ impl TrunkRec {
                 realm: (!c.realm.is_empty()).then(|| c.realm.clone()),
             })
         });
-        let targets: Vec<SocketAddr> = t
-                .targets
-                .iter()
-                .filter_map(|x| {
-                    x.address
-                        .parse()
-                        .inspect_err(|_| warn!(trunk = %t.id, target = %x.address, "ignoring a trunk target that is not IP:PORT"))
-                        .ok()
+        let targets: Vec<TargetRec> = t
+            .targets
+            .iter()
+            .filter_map(|x| {
+                let addr = x
+                    .address
+                    .parse()
+                    .inspect_err(|_| warn!(trunk = %t.id, target = %x.address, "ignoring a trunk target that is not IP:PORT"))
+                    .ok()?;
+                let transport = match x.transport.as_str() {
+                    "" | "udp" => Transport::Udp,
+                    "tcp" => Transport::Tcp,
+                    "tls" => Transport::Tls,
+                    other => {
+                        warn!(trunk = %t.id, transport = other, "ignoring a trunk target of an unknown transport");
+                        return None;
+                    }
+                };
+                Some(TargetRec {
+                    flow: FlowSource { transport, addr },
+                    tls_name: (!x.tls_name.is_empty()).then(|| x.tls_name.as_str().into()),
                 })
-                .collect();
+            })
+            .collect();
         let registration = t.registration.as_ref().and_then(|r| {
             let registrar = match r.registrar.parse() {
                 Ok(a) => a,
-                Err(_) => *targets.first()?,
+                Err(_) => targets.first()?.flow.addr,
             };
             let user = match (&r.user, &auth) {
                 (u, _) if !u.is_empty() => u.clone(),
@@ -151,6 +174,9 @@ impl TrunkRec {
 pub struct TrunkHop {
     pub trunk: Arc<str>,
     pub addr: SocketAddr,
+    /// How the target is reached (UDP, or a connection the edge opens).
+    pub transport: Transport,
+    pub tls_name: Option<Arc<str>>,
     pub privacy: bool,
     /// What answers the carrier's challenges.
     pub auth: Option<Arc<TrunkAuth>>,
@@ -182,15 +208,25 @@ impl CredentialCache {
     }
 
     /// Every trunk's targets and keep-alive interval (for the keep-alive task).
-    pub fn trunk_targets(&self) -> Vec<(Arc<str>, SocketAddr, u32)> {
+    pub fn trunk_targets(&self) -> Vec<(Arc<str>, TargetRec, u32)> {
         self.trunks
             .iter()
             .flat_map(|(id, t)| {
                 t.targets
                     .iter()
-                    .map(move |a| (id.clone(), *a, t.options_interval_s))
+                    .map(move |x| (id.clone(), x.clone(), t.options_interval_s))
             })
             .collect()
+    }
+
+    /// The target of some trunk at `flow`'s address and transport (to reach it again
+    /// within a dialog).
+    pub fn trunk_target_at(&self, flow: FlowSource) -> Option<TargetRec> {
+        self.trunks
+            .values()
+            .flat_map(|t| t.targets.iter())
+            .find(|x| x.flow == flow)
+            .cloned()
     }
 
     /// Where a call of `kind` from phone `caller` goes: the route its calling site has for
@@ -223,9 +259,11 @@ impl CredentialCache {
             .iter()
             .filter_map(|id| self.trunks.get_key_value(id.as_str()))
             .flat_map(|(id, t)| {
-                t.targets.iter().map(|addr| TrunkHop {
+                t.targets.iter().map(|x| TrunkHop {
                     trunk: id.clone(),
-                    addr: *addr,
+                    addr: x.flow.addr,
+                    transport: x.flow.transport,
+                    tls_name: x.tls_name.clone(),
                     privacy: t.privacy,
                     auth: t.auth.clone(),
                 })
@@ -263,7 +301,7 @@ impl CredentialCache {
     pub fn trunk_auth_at(&self, addr: SocketAddr) -> Option<Arc<TrunkAuth>> {
         self.trunks
             .values()
-            .filter(|t| t.targets.contains(&addr))
+            .filter(|t| t.targets.iter().any(|x| x.flow.addr == addr))
             .find_map(|t| t.auth.clone())
     }
 

@@ -17,6 +17,7 @@ use dialtone_sip::{
     Message, StartLine,
     digest::authorize,
     proxy::{ForwardError, Routing, ack_for, cancel_because, forward_routed},
+    route::FlowToken,
 };
 use tokio::{sync::mpsc, time::Instant};
 use tracing::debug;
@@ -70,7 +71,7 @@ impl Delivery {
             identity,
             auth,
             cseq_shift,
-            route_flows,
+            route_token,
         } = hop;
         let txn = responses.txn;
         let mut cancelled = txn.cancel.subscribe();
@@ -130,9 +131,13 @@ impl Delivery {
         let forward = |branch: &str, shift: u8, answer: Option<&(&str, String)>| {
             let via = format!("{};branch={branch}", local.via());
             let shifted_routes;
-            let record_route = match route_flows {
-                Some((inbound, outbound)) if shift != cseq_shift && !record_route.is_empty() => {
-                    shifted_routes = self.record_route_shifted(m, inbound, outbound, shift);
+            let record_route = match route_token {
+                Some(base) if shift != cseq_shift && !record_route.is_empty() => {
+                    let token = FlowToken {
+                        cseq_shift: shift,
+                        ..base
+                    };
+                    shifted_routes = self.record_route_token(m, token);
                     &shifted_routes
                 }
                 _ => &record_route,

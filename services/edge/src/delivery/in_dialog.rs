@@ -112,24 +112,20 @@ impl Delivery {
         inbound: FlowSource,
         outbound: FlowSource,
     ) -> Vec<String> {
-        self.record_route_shifted(m, inbound, outbound, 0)
-    }
-
-    /// [`Delivery::record_route`] for a request re-sent with its CSeq number `cseq_shift`
-    /// higher.
-    pub(super) fn record_route_shifted(
-        &self,
-        m: &Message,
-        inbound: FlowSource,
-        outbound: FlowSource,
-        cseq_shift: u8,
-    ) -> Vec<String> {
-        let call_id = m.get("call-id").unwrap_or("");
         let hop = FlowToken {
             inbound,
             outbound,
-            cseq_shift,
+            cseq_shift: 0,
+            outbound_server: false,
         };
+        self.record_route_token(m, hop)
+    }
+
+    /// [`Delivery::record_route`] with `hop` as its token (a carrier's connection, a
+    /// request re-sent with its CSeq shifted).
+    pub(super) fn record_route_token(&self, m: &Message, hop: FlowToken) -> Vec<String> {
+        let (inbound, outbound) = (hop.inbound, hop.outbound);
+        let call_id = m.get("call-id").unwrap_or("");
         let entry = |t: Transport| {
             let local = self.local.of(t)?;
             let at = FlowSource {
@@ -191,7 +187,15 @@ impl Delivery {
         if method == "INVITE" {
             upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
         }
-        match self.flows.replier(onward.next) {
+        // A carrier's connection that closed is opened again; a phone's is gone.
+        let mut next = self.flows.replier(onward.next);
+        if next.is_none() {
+            let target = self.cache.read().trunk_target_at(onward.next);
+            if let Some(t) = target {
+                next = self.flows.reach(t.flow, t.tls_name).await;
+            }
+        }
+        match next {
             // The phone's connection closed (RFC 5626 §5.3: 430 Flow Failed).
             None => responses.generated(430, "Flow Failed"),
             Some((transport, replier)) => {
@@ -212,7 +216,7 @@ impl Delivery {
                     identity: None,
                     auth,
                     cseq_shift: onward.cseq_shift,
-                    route_flows: None,
+                    route_token: None,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);
@@ -259,6 +263,7 @@ mod tests {
             inbound: caller,
             outbound: callee,
             cseq_shift: 0,
+            outbound_server: false,
         };
         let (udp, tcp) = (flow("udp:127.0.0.1:5060"), flow("tcp:127.0.0.1:5060"));
         let other_edge = flow("udp:127.0.0.2:5062");

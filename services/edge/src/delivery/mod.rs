@@ -262,9 +262,9 @@ struct Hop<'a> {
     /// request of a dialog whose INVITE was re-sent with credentials); its answers come back
     /// that much lower.
     cseq_shift: u8,
-    /// The flows a dialog-creating request came over and goes over (to record-route a
-    /// re-sent INVITE with its CSeq shift).
-    route_flows: Option<(FlowSource, FlowSource)>,
+    /// The Record-Route token of a dialog-creating request (to record-route it again,
+    /// with its CSeq shift, when it is re-sent with credentials).
+    route_token: Option<dialtone_sip::route::FlowToken>,
 }
 
 /// What a carrier is told of the caller.
@@ -512,7 +512,7 @@ impl Delivery {
                 identity: None,
                 auth: None,
                 cseq_shift: 0,
-                route_flows: None,
+                route_token: None,
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);

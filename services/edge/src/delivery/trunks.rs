@@ -13,8 +13,8 @@ use std::{sync::Arc, time::Duration};
 
 use dialtone_common::clock::unix_ms;
 use dialtone_domain::trunks::fails_over;
-use dialtone_sip::{Message, response::Source};
-use tracing::debug;
+use dialtone_sip::{Message, response::Source, route::FlowToken};
+use tracing::{debug, warn};
 
 use super::{Delivery, Hop, Identity, Outcome, responses::Responses};
 use crate::{
@@ -67,28 +67,41 @@ impl Delivery {
             .chain(down.into_iter().filter(|_| plan.emergency));
         for hop in order {
             let outbound = FlowSource {
-                transport: Transport::Udp,
+                transport: hop.transport,
                 addr: hop.addr,
             };
-            let Some((_, Replier::Udp { socket, .. })) = self.flows.replier(outbound) else {
+            if self.local.of(hop.transport).is_none() {
+                warn!(trunk = %hop.trunk, target = %hop.addr, transport = hop.transport.name(), "no listener of the trunk target's transport: it is skipped");
+                continue;
+            }
+            // Over TCP or TLS the edge's connection to the target, opened if need be: one
+            // that cannot be opened is passed over like a target that is DOWN.
+            let Some((_, replier)) = self.flows.reach(outbound, hop.tls_name.clone()).await else {
+                debug!(trunk = %hop.trunk, target = %hop.addr, "trunk target unreachable");
                 continue;
             };
             tried += 1;
-            let uri = format!("sip:{number}@{}", hop.addr);
+            let uri = match hop.transport {
+                Transport::Udp => format!("sip:{number}@{}", hop.addr),
+                t => format!("sip:{number}@{};transport={}", hop.addr, t.name()),
+            };
             let asserted = plan
                 .caller_id
                 .as_ref()
                 .map(|id| format!("<sip:{id}@{};user=phone>", hop.addr.ip()));
+            let token = FlowToken {
+                inbound,
+                outbound,
+                cseq_shift: 0,
+                outbound_server: hop.transport != Transport::Udp,
+            };
             let next = Hop {
                 uri: Some(&uri),
-                transport: Transport::Udp,
-                replier: Replier::Udp {
-                    socket,
-                    to: hop.addr,
-                },
+                transport: hop.transport,
+                replier,
                 to_edge: None,
                 wait: self.settings.notify_timeout,
-                record_route: self.record_route(&m, inbound, outbound),
+                record_route: self.record_route_token(&m, token),
                 pop_routes: 0,
                 ring,
                 identity: Some(Identity {
@@ -98,7 +111,7 @@ impl Delivery {
                 }),
                 auth: hop.auth.clone(),
                 cseq_shift: 0,
-                route_flows: Some((inbound, outbound)),
+                route_token: Some(token),
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);

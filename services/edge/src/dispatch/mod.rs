@@ -255,6 +255,16 @@ impl Dispatcher {
                     return;
                 }
             };
+            // A trusted peer's connection (a carrier calling over TCP or TLS) has proved
+            // itself as a REGISTER proves a phone's: it stays open while it is used.
+            if let (Sender::Peer(_), Some(idle)) = (&sender, &peer.idle) {
+                let _ = idle.compare_exchange(
+                    crate::flow::NOT_AUTHENTICATED,
+                    self.stream_idle().as_secs(),
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
             // What was dialled, and what the caller's site makes of it as an outside number
             // (a call from one of our lines): an emergency call is decided before anything
             // else, so no extension or line of the same number and no missing assignment

@@ -95,12 +95,26 @@ impl Peer {
 
 type FlowSender = write_queue::QueueTx;
 
+/// Opens connections from the edge to servers (carriers' TCP and TLS trunk targets). The
+/// transport floor implements it; the floors below reach a target through
+/// [`Flows::reach`] without knowing how a connection is served.
+pub trait Connector: Send + Sync {
+    /// A connection to `target` (TLS: its certificate must carry `tls_name`, else the
+    /// target's IP), served like an accepted one; none when it cannot be opened.
+    fn connect(
+        &self,
+        target: FlowSource,
+        tls_name: Option<Arc<str>>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Replier>> + Send + '_>>;
+}
+
 /// The edge's open flows, so requests to phones (NOTIFY) can use the connection a phone
 /// registered over.
 #[derive(Default)]
 pub struct Flows {
     udp: Mutex<Option<Arc<UdpSocket>>>,
     streams: Mutex<HashMap<(Transport, SocketAddr), FlowSender>>,
+    connector: std::sync::OnceLock<Arc<dyn Connector>>,
 }
 
 impl Flows {
@@ -114,6 +128,30 @@ impl Flows {
 
     pub fn close(&self, t: Transport, addr: SocketAddr) {
         self.streams.lock().remove(&(t, addr));
+    }
+
+    /// Lets [`Flows::reach`] open connections (set once, when the transport floor is up).
+    pub fn set_connector(&self, c: Arc<dyn Connector>) {
+        let _ = self.connector.set(c);
+    }
+
+    /// A replier for a server's `target` (a carrier's trunk target): over UDP at once, over
+    /// TCP or TLS the open connection to it, else a new one.
+    pub async fn reach(
+        &self,
+        target: FlowSource,
+        tls_name: Option<Arc<str>>,
+    ) -> Option<(Transport, Replier)> {
+        // A TLS connection is reused only for the name it was verified for: the connector
+        // knows which.
+        if target.transport != Transport::Tls
+            && let Some(r) = self.replier(target)
+        {
+            return Some(r);
+        }
+        let connector = self.connector.get()?.clone();
+        let r = connector.connect(target, tls_name).await?;
+        Some((target.transport, r))
     }
 
     /// A replier for a binding's flow.

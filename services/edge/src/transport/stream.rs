@@ -14,7 +14,7 @@ use std::{
 use dialtone_sip::stream::{Frame, Framer, PONG};
 use tokio::{io::AsyncReadExt, net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queued};
 use crate::{dispatch::Dispatcher, error::EdgeError};
@@ -43,7 +43,8 @@ pub fn serve(
     )
 }
 
-/// Serves one connection until it closes, fails framing, idles out or stops reading.
+/// Serves one accepted connection until it closes, fails framing, idles out or stops
+/// reading.
 async fn connection<S: Io>(
     io: S,
     addr: SocketAddr,
@@ -51,12 +52,51 @@ async fn connection<S: Io>(
     tls_names: Option<Arc<[String]>>,
     handler: Arc<Dispatcher>,
 ) {
-    let (mut rd, wr) = tokio::io::split(io);
+    let (_, served) = open(io, addr, transport, tls_names, handler, NOT_AUTHENTICATED);
+    served.await
+}
+
+/// Opens the flow of a connection (its writer started, its queue in the flows table) and
+/// returns its queue and the future that reads it; `idle_s` is its idle timeout from the
+/// start ([`NOT_AUTHENTICATED`]: an accepted connection yet to prove itself).
+fn open<S: Io>(
+    io: S,
+    addr: SocketAddr,
+    transport: Transport,
+    tls_names: Option<Arc<[String]>>,
+    handler: Arc<Dispatcher>,
+    idle_s: u64,
+) -> (
+    crate::flow::write_queue::QueueTx,
+    impl Future<Output = ()> + Send + 'static,
+) {
+    let (rd, wr) = tokio::io::split(io);
     let (tx, rx) = crate::flow::write_queue::queue();
     let writer = tokio::spawn(write_queued(wr, rx, addr));
+    handler.flows().open(transport, addr, tx.clone());
+    let queue = tx.clone();
+    let served = read(rd, tx, writer, addr, transport, tls_names, handler, idle_s);
+    (queue, served)
+}
+
+/// Reads one connection's messages into the handler until it closes, fails framing, idles
+/// out or stops reading; then closes its flow.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one connection's parts, each used once"
+)]
+async fn read<R: tokio::io::AsyncRead + Unpin>(
+    mut rd: R,
+    tx: crate::flow::write_queue::QueueTx,
+    writer: JoinHandle<()>,
+    addr: SocketAddr,
+    transport: Transport,
+    tls_names: Option<Arc<[String]>>,
+    handler: Arc<Dispatcher>,
+    idle_s: u64,
+) {
     let flows = handler.flows().clone();
-    flows.open(transport, addr, tx.clone());
-    let idle = Arc::new(AtomicU64::new(NOT_AUTHENTICATED));
+    let idle = Arc::new(AtomicU64::new(idle_s));
     let peer = Peer {
         transport,
         addr,
@@ -114,4 +154,78 @@ async fn connection<S: Io>(
     drop(tx);
     let _ = writer.await;
     handler.flow_closed(transport, addr);
+}
+
+/// Connections from the edge to carriers' TCP and TLS trunk targets (the
+/// [`crate::flow::Connector`] of the edge's flows): each is served like an accepted one,
+/// idle timeout as for a registered phone's, so the carrier's answers and requests over it
+/// reach the handler.
+pub struct Outbound {
+    /// The handler (weak: it owns the flows that own this).
+    pub handler: std::sync::Weak<Dispatcher>,
+    /// TLS towards carriers, checked against `--sip-trunk-ca`; none: TLS targets fail.
+    pub tls: Option<tokio_rustls::TlsConnector>,
+    /// The name each TLS connection's certificate was verified for (none: its IP), by
+    /// target: a connection is reused only for the same name.
+    pub verified: parking_lot::Mutex<std::collections::HashMap<SocketAddr, Option<Arc<str>>>>,
+}
+
+/// How long opening a connection (and its TLS handshake) may take.
+const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl crate::flow::Connector for Outbound {
+    fn connect(
+        &self,
+        target: crate::flow::FlowSource,
+        tls_name: Option<Arc<str>>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Option<Replier>> + Send + '_>> {
+        Box::pin(async move {
+            let handler = self.handler.upgrade()?;
+            let addr = target.addr;
+            let open_for = self.verified.lock().get(&addr).cloned();
+            if open_for.as_ref() == Some(&tls_name)
+                && let Some((_, r)) = handler.flows().replier(target)
+            {
+                return Some(r);
+            }
+            let tcp = tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
+                .await
+                .ok()?
+                .inspect_err(
+                    |e| debug!(target = %addr, error = %e, "connecting to a trunk target failed"),
+                )
+                .ok()?;
+            let _ = tcp.set_nodelay(true);
+            let idle = handler.stream_idle().as_secs();
+            let io: Box<dyn Io> = match target.transport {
+                Transport::Tcp => Box::new(tcp),
+                Transport::Tls => {
+                    let Some(tls) = &self.tls else {
+                        warn!(target = %addr, "no --sip-trunk-ca roots: a TLS trunk target cannot be reached");
+                        return None;
+                    };
+                    let name = match &tls_name {
+                        Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).ok()?,
+                        None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+                    };
+                    let handshake = tls.connect(name, tcp);
+                    match tokio::time::timeout(CONNECT_WITHIN, handshake).await {
+                        Ok(Ok(s)) => Box::new(s),
+                        Ok(Err(e)) => {
+                            warn!(target = %addr, error = %e, "a trunk target's TLS handshake failed");
+                            return None;
+                        }
+                        Err(_) => return None,
+                    }
+                }
+                _ => return None,
+            };
+            if target.transport == Transport::Tls {
+                self.verified.lock().insert(addr, tls_name);
+            }
+            let (tx, served) = open(io, addr, target.transport, None, handler, idle);
+            tokio::spawn(served);
+            Some(Replier::Stream(tx))
+        })
+    }
 }

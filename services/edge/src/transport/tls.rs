@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokio_rustls::TlsAcceptor;
+use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::error::EdgeError;
 
@@ -24,4 +24,20 @@ pub fn acceptor(
 /// The dev mode's self-signed pair in `dir` (generated once).
 pub fn dev_pair(dir: &Path) -> Result<(PathBuf, PathBuf), EdgeError> {
     dialtone_tls::dev_pair(dir, "edge").map_err(|e| EdgeError::Tls(e.to_string()))
+}
+
+/// The system's CA bundle on Debian, the default roots for TLS trunks.
+pub const SYSTEM_ROOTS: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// TLS towards carriers' trunk targets, trusting `roots` (a PEM bundle: given, it must
+/// load; not given, the system's bundle when there is one, else none and TLS targets
+/// cannot be reached).
+pub fn trunk_connector(roots: Option<&Path>) -> Result<Option<TlsConnector>, EdgeError> {
+    let path = match roots {
+        Some(p) => p,
+        None if Path::new(SYSTEM_ROOTS).exists() => Path::new(SYSTEM_ROOTS),
+        None => return Ok(None),
+    };
+    let config = dialtone_tls::client_config(path).map_err(|e| EdgeError::Tls(e.to_string()))?;
+    Ok(Some(TlsConnector::from(std::sync::Arc::new(config))))
 }

@@ -192,6 +192,7 @@ async fn a_carrier_reaches_its_dids_and_nothing_else() {
             targets: vec![TrunkTarget {
                 address: "127.0.0.9:5060".into(),
                 transport: "udp".into(),
+                tls_name: String::new(),
             }],
             dids: vec![Did {
                 numbers: "+15551230000-+15551230009".into(),

@@ -66,6 +66,7 @@ fn settings(notify_timeout: Duration) -> EdgeSettings {
         tls_cert: None,
         tls_key: None,
         tls_client_ca: None,
+        trunk_ca: None,
         realm: REALM.into(),
         nonce_key: NonceKey::new([9; 32]),
         nonce_lifetime: Duration::from_secs(300),

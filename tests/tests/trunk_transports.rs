@@ -1,0 +1,161 @@
+//! Carrier trunks over TCP and TLS, through a real all-in-one `dialtone` node: SIPp over
+//! TCP is one carrier, and another behind a TLS front (socat, with a certificate from a test
+//! CA the edge is told to trust with `--sip-trunk-ca`). The edge opens its own connection
+//! to each target: OPTIONS keep-alives over it keep both UP, calls go out over it and their
+//! ACK and BYE follow along the edge's Record-Route; a TLS target whose certificate does
+//! not carry the configured name is DOWN and never called.
+
+use std::{
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_tests::{
+    ClusterSandbox,
+    carriers::{carrier_over, invite_for, peer, stop, tls_front, trunk},
+    fleet::{at_extension, import, seed_site_on, update_phone},
+    free_port,
+    pki::TestCa,
+    sip::{Caller, call, in_dialog, status},
+};
+
+fn at(ip: &str) -> SocketAddr {
+    format!("{ip}:{}", free_port()).parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trunks_reach_carriers_over_tcp_and_tls() {
+    let pki_dir = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki_dir.path(), "carrier test ca");
+    let (cert, key) = ca.issue("sbc", "sbc.carrier.test", &["sbc.carrier.test"], false);
+    let trust = format!("--sip-trunk-ca={}", ca.cert.display());
+    let sb = ClusterSandbox::embedded_with(&["--sip-min-expires=10", &trust])
+        .await
+        .unwrap();
+    let node = &sb.nodes[0];
+    let edge = sb.udp(0);
+    let token = node.admin_token();
+    let mut cfg = node.config_client(&token).await.unwrap();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &sb.udp_edges(&[0]))
+        .await
+        .unwrap();
+    let dir = sb.dir().join("carriers");
+    std::fs::create_dir_all(&dir).unwrap();
+
+    // Carrier T over TCP; carrier S over TLS (socat in front of SIPp over TCP).
+    let (t_ip, s_ip) = ("127.0.0.5", "127.0.0.6");
+    let (t_at, s_tls, s_tcp) = (at(t_ip), at(s_ip), at(s_ip));
+    let carrier_t = carrier_over(&dir, "carrier-answer", t_ip, t_at.port(), "t1");
+    std::fs::create_dir_all(dir.join("s")).unwrap();
+    let carrier_s = carrier_over(&dir.join("s"), "carrier-answer", s_ip, s_tcp.port(), "t1");
+    let front = tls_front(&cert, &key, s_tls, s_tcp);
+    for (id, ip) in [("carrier-t-sbc", t_ip), ("carrier-s-sbc", s_ip)] {
+        cfg.create_peer(pb::CreatePeerRequest {
+            peer: Some(peer(id, ip)),
+        })
+        .await
+        .unwrap();
+    }
+    let target = |t: &mut pb::Trunk, transport: &str, name: &str| {
+        t.targets[0].transport = transport.into();
+        t.targets[0].tls_name = name.into();
+    };
+    let mut tcp = trunk("carrier-t", "carrier-t-sbc", t_at, vec![]);
+    target(&mut tcp, "tcp", "");
+    let mut tls = trunk("carrier-s", "carrier-s-sbc", s_tls, vec![]);
+    target(&mut tls, "tls", "sbc.carrier.test");
+    // The same carrier, expected under another name: its certificate does not carry it.
+    let mut wrong = trunk("carrier-w", "carrier-s-sbc", s_tls, vec![]);
+    target(&mut wrong, "tls", "other.carrier.test");
+    for t in [tcp, tls, wrong] {
+        cfg.create_trunk(pb::CreateTrunkRequest { trunk: Some(t) })
+            .await
+            .unwrap();
+    }
+    let phones = import(&mut cfg, 1, "tt").await.unwrap();
+    let caller_line = &phones[0];
+    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
+        .await
+        .unwrap();
+    // National calls go out over TCP, international ones over TLS (the wrongly named
+    // target first: it is DOWN, so skipped).
+    let mut hq = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    hq.number_plan = "nanp".into();
+    hq.default_outbound_caller_id = "+15550001000".into();
+    hq.call_restrictions = Some(pb::CallRestrictions {
+        allow_external: true,
+        allow_international: true,
+        ..Default::default()
+    });
+    hq.outbound_routes = vec![
+        pb::OutboundRoute {
+            kinds: vec!["national".into()],
+            trunk_ids: vec!["carrier-t".into()],
+            no_answer_timeout_s: 0,
+        },
+        pb::OutboundRoute {
+            kinds: vec!["international".into()],
+            trunk_ids: vec!["carrier-w".into(), "carrier-s".into()],
+            no_answer_timeout_s: 0,
+        },
+    ];
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
+        .await
+        .unwrap();
+
+    // Keep-alives over the edge's own connections: T and S are UP, W is DOWN.
+    let mut st = node.status_client(&token).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let trunks = st
+            .list_trunk_statuses(spb::ListTrunkStatusesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .trunks;
+        let state = |id: &str| trunks.iter().find(|t| t.trunk_id == id).map(|t| t.state());
+        if state("carrier-t") == Some(spb::TrunkState::Up)
+            && state("carrier-s") == Some(spb::TrunkState::Up)
+            && state("carrier-w") == Some(spb::TrunkState::Down)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "status: {trunks:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A call out over each; the dialog's ACK and BYE follow over the same connection.
+    let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
+    for (dialled, number, host, log_dir) in [
+        ("2125551234", "+12125551234", t_ip, dir.clone()),
+        ("011442071234567", "+442071234567", s_ip, dir.join("s")),
+    ] {
+        let (invite, r) = call(&caller, dialled, edge).await;
+        assert_eq!(r.last().map(|r| status(r)), Some(200), "{dialled}: {r:?}");
+        let sent = invite_for(&log_dir, "carrier-answer", &format!("sip:{number}@")).await;
+        assert!(sent.contains(";transport="), "{sent}");
+        assert!(sent.contains("Via: SIP/2.0/T"), "{sent}");
+        let ok = r.last().unwrap();
+        let target = format!("sip:{number}@{host}");
+        let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, &target);
+        caller.send_raw(&ack, hop).await;
+        let (bye, hop) = in_dialog(&invite, ok, "BYE", 2, &target);
+        caller.send_raw(&bye, hop).await;
+        let answered = caller.codes("BYE", Duration::from_secs(5)).await;
+        if answered.last() != Some(&200) {
+            let log = std::fs::read_to_string(log_dir.join("carrier-answer.log"));
+            panic!(
+                "{dialled}: the carrier never answered the BYE: {answered:?}\n{log:?}\nnode:\n{}",
+                node.log_text()
+            );
+        }
+    }
+    for c in [carrier_t, carrier_s, front] {
+        stop(c);
+    }
+}
