@@ -8,6 +8,25 @@ pub mod config {
         #![allow(clippy::all, missing_docs)]
         include!(concat!(env!("OUT_DIR"), "/dialtone.config.v1.rs"));
         include!(concat!(env!("OUT_DIR"), "/dialtone.config.v1.serde.rs"));
+
+        impl std::fmt::Debug for TrunkCredentials {
+            // Whatever prints a trunk (a log, a test failure) never prints its password.
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("TrunkCredentials")
+                    .field("username", &self.username)
+                    .field(
+                        "password",
+                        &if self.password.is_empty() {
+                            ""
+                        } else {
+                            "<hidden>"
+                        },
+                    )
+                    .field("realm", &self.realm)
+                    .field("has_password", &self.has_password)
+                    .finish()
+            }
+        }
     }
 }
 

@@ -5,7 +5,9 @@
 //! challenges is sent again with credentials and the next CSeq, and the caller's ACK and BYE
 //! follow with their CSeq moved up while the answers come back as the caller numbered them;
 //! a carrier calling the registered contact reaches the phone its To header's DID names.
-//! The trunk's password is never shown by the API, and a read-modify-write keeps it.
+//! The trunk's password is never shown by the API, a read-modify-write keeps it, a change
+//! of where it would be used needs it again, and a trunk that stops registering has its
+//! contact removed from the registrar.
 
 use std::{
     net::SocketAddr,
@@ -106,9 +108,6 @@ async fn trunks_register_and_answer_carrier_challenges() {
             .as_ref()
             .is_some_and(|c| c.password.is_empty())
     }));
-    cfg.update_trunk(pb::UpdateTrunkRequest { trunk: Some(read) })
-        .await
-        .unwrap();
 
     // Site hq sends national calls out through the carrier.
     let mut hq = cfg
@@ -174,6 +173,46 @@ async fn trunks_register_and_answer_carrier_challenges() {
     );
     assert!(!authorized.contains("s3cret"), "{authorized}");
 
+    // A read-modify-write of the trunk (what a read shows, with one more DID) keeps the
+    // password. The carrier calls the registered contact (`acct-7`) for that new DID in
+    // To: the phone at extension 202 rings, so the edge has the update; the challenged call
+    // below then proves the password it answers with is still the right one.
+    let mut read = read;
+    read.dids.push(pb::Did {
+        numbers: "+15551240000".into(),
+        target: Some(pb::did::Target::Extension("hq/202".into())),
+    });
+    cfg.update_trunk(pb::UpdateTrunkRequest { trunk: Some(read) })
+        .await
+        .unwrap();
+    let spec = sb.dual_registered(&[0], callee);
+    let sim = Sim::start(
+        SimConfig {
+            expires: 30,
+            sockets: 1,
+            ..SimConfig::default()
+        },
+        vec![spec],
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().registered.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the phone never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let did = [("did", "+15551240000")];
+    while !carrier_call(&dir, "carrier-calls-contact", ip, "acct-7", edge, &did) {
+        assert!(
+            Instant::now() < deadline,
+            "the new DID never reached the phone"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(sim.stats().received[0].load(Relaxed), 1, "the phone rang");
+    sim.stop(true, 1).await;
+
     // A call out: the carrier challenges, the edge answers with the trunk's credentials
     // (SIPp checks them) and the next CSeq; the caller sees none of it.
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
@@ -231,31 +270,41 @@ async fn trunks_register_and_answer_carrier_challenges() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // The carrier calls the registered contact (`acct-7`) for a DID in To: the phone at
-    // extension 202 rings.
-    let spec = sb.dual_registered(&[0], callee);
-    let sim = Sim::start(
-        SimConfig {
-            expires: 30,
-            sockets: 1,
-            ..SimConfig::default()
-        },
-        vec![spec],
-    )
+    // Registering no more at another place needs the password again; then the edge
+    // removes its contact from the registrar (Expires: 0, answering its challenge).
+    let mut current = cfg
+        .get_trunk(pb::GetRequest {
+            id: "carrier".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    current.registration = None;
+    let refused = cfg
+        .update_trunk(pb::UpdateTrunkRequest {
+            trunk: Some(current.clone()),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    assert!(refused.message().contains("password"), "{refused:?}");
+    current.credentials.as_mut().unwrap().password = "s3cret".into();
+    cfg.update_trunk(pb::UpdateTrunkRequest {
+        trunk: Some(current),
+    })
     .await
     .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.stats().registered.load(Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the phone never registered");
+    loop {
+        let gone = received(&dir, "carrier-registrar", "REGISTER")
+            .iter()
+            .any(|m| m.contains("Expires: 0") && m.contains("Authorization: Digest"));
+        if gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never unregistered");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let did = [("did", "+15551230042")];
-    assert!(
-        carrier_call(&dir, "carrier-calls-contact", ip, "acct-7", edge, &did),
-        "the call to the registered contact completes"
-    );
-    assert_eq!(sim.stats().received[0].load(Relaxed), 1, "the phone rang");
-    sim.stop(true, 1).await;
     stop(carrier_proc);
     stop(registrar);
 }

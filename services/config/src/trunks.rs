@@ -180,22 +180,40 @@ pub fn redacted(mut t: Trunk) -> Trunk {
 }
 
 /// `t`, written over `current`: credentials given without a password keep the stored one
-/// (reads never show it, so a read-modify-write must not erase it). An error when
-/// credentials would end up with no password.
+/// (reads never show it, so a read-modify-write must not erase it), as long as the
+/// password would answer the same account at the same places: a new user name or realm,
+/// or other targets or registrar, need the password given again, so no one who may edit
+/// a trunk but not read its password can point the edges at a server of their own and
+/// collect answers computed with it. An error when credentials would end up with no
+/// password.
 fn keep_password(t: &mut Trunk, current: Option<&Trunk>) -> Result<()> {
+    let same_places = |old: &Trunk| {
+        let addresses = |x: &Trunk| -> Vec<(String, String)> {
+            x.targets
+                .iter()
+                .map(|t| (t.address.clone(), t.tls_name.clone()))
+                .collect()
+        };
+        let registrar = |x: &Trunk| x.registration.as_ref().map(|r| r.registrar.clone());
+        addresses(old) == addresses(t) && registrar(old) == registrar(t)
+    };
+    let places = current.is_some_and(same_places);
     let Some(c) = &mut t.credentials else {
         return Ok(());
     };
     c.has_password = false;
     if c.password.is_empty()
+        && places
         && let Some(old) = current.and_then(|o| o.credentials.as_ref())
+        && old.username == c.username
+        && old.realm == c.realm
     {
         c.password = old.password.clone();
     }
     if c.password.is_empty() {
         return Err(ConfigError::invalid(
             "trunk.credentials.password",
-            "must be given with new credentials",
+            "must be given with new credentials, a new user name or realm, or new targets or registrar",
         ));
     }
     Ok(())
@@ -619,6 +637,8 @@ mod tests {
         creds(&mut stored);
         reg(&mut stored);
         validate_trunk(&stored).unwrap();
+        // Nothing that prints a trunk prints its password.
+        assert!(!format!("{stored:?}").contains("s3cret"));
         let shown = redacted(stored.clone());
         let c = shown.credentials.as_ref().unwrap();
         assert!(c.password.is_empty() && c.has_password, "{c:?}");
@@ -632,10 +652,23 @@ mod tests {
         keep_password(&mut changed, Some(&stored)).unwrap();
         let c = changed.credentials.unwrap();
         assert_eq!((c.password.as_str(), c.has_password), ("n3w", false));
-        // New credentials need a password.
-        let mut fresh = shown;
+        // New credentials need a password, and so do credentials that would answer at
+        // other places or as another account.
+        let mut fresh = shown.clone();
         let err = keep_password(&mut fresh, None);
         assert_eq!(field(err), "trunk.credentials.password");
+        let moved: [fn(&mut Trunk); 4] = [
+            |t| t.targets[0].address = "203.0.113.66:5060".into(),
+            |t| reg(t).registrar = "203.0.113.66:5060".into(),
+            |t| creds(t).username = "acct-2".into(),
+            |t| creds(t).realm = "elsewhere".into(),
+        ];
+        for change in moved {
+            let mut t = shown.clone();
+            change(&mut t);
+            let err = keep_password(&mut t, Some(&stored));
+            assert_eq!(field(err), "trunk.credentials.password", "{t:?}");
+        }
     }
 
     #[test]

@@ -101,7 +101,10 @@ pub fn granted_to(resp: &Message, host_port: &str) -> Option<u32> {
     from_contact.or_else(|| resp.get("expires")?.trim().parse().ok())
 }
 
-/// Starts the task that keeps every registering trunk registered from this edge.
+/// Starts the task that keeps every registering trunk registered from this edge. A trunk
+/// that stops registering, or moves to another registrar or address-of-record, has this
+/// edge's contact removed from the old one (`Expires: 0`, best effort), so the carrier stops
+/// sending calls to it.
 pub(crate) fn spawn(h: Arc<Dispatcher>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut running: HashMap<Arc<str>, (RegistrationPlan, Registering)> = HashMap::new();
@@ -109,7 +112,20 @@ pub(crate) fn spawn(h: Arc<Dispatcher>) -> JoinHandle<()> {
         loop {
             tick.tick().await;
             let plans = h.cache.read().trunk_registrations();
-            running.retain(|trunk, (plan, _)| plans.iter().any(|(t, p)| t == trunk && p == plan));
+            running.retain(|trunk, (plan, _)| {
+                let now = plans.iter().find(|(t, _)| t == trunk).map(|(_, p)| p);
+                if now == Some(plan) {
+                    return true;
+                }
+                let same_binding = now.is_some_and(|p| {
+                    (&p.registrar, &p.user, &p.domain)
+                        == (&plan.registrar, &plan.user, &plan.domain)
+                });
+                if !same_binding {
+                    tokio::spawn(unregister(h.clone(), trunk.clone(), plan.clone()));
+                }
+                false
+            });
             h.delivery
                 .trunk_health
                 .retain_registrations(|t| plans.iter().any(|(tt, _)| tt == t));
@@ -134,49 +150,63 @@ impl Drop for Registering {
     }
 }
 
-/// Registers `trunk` as `plan` says, for as long as the task runs.
-async fn keep_registered(h: Arc<Dispatcher>, trunk: Arc<str>, plan: RegistrationPlan) {
-    let flow = FlowSource {
-        transport: Transport::Udp,
-        addr: plan.registrar,
-    };
-    // One Call-ID for every REGISTER of this edge to this registrar, CSeq growing (§10.2).
-    let call_id = format!("{:016x}@{}", rand::random::<u64>(), h.settings.node_id);
-    let tag = format!("{:08x}", rand::random::<u32>());
-    let aor = format!("<sip:{}@{}>", plan.user, plan.domain);
-    let uri = format!("sip:{}", plan.domain);
-    let mut cseq = 0u32;
-    let mut asked = plan.expires_s;
-    let mut failures = 0u32;
-    let mut answer: Option<(&'static str, String)> = None;
-    loop {
+/// The REGISTERs of one edge for one address-of-record at one registrar: one Call-ID,
+/// CSeq growing (RFC 3261 §10.2).
+struct Session<'a> {
+    plan: &'a RegistrationPlan,
+    call_id: String,
+    tag: String,
+    aor: String,
+    uri: String,
+    cseq: u32,
+}
+
+impl<'a> Session<'a> {
+    fn new(h: &Dispatcher, plan: &'a RegistrationPlan) -> Self {
+        Session {
+            plan,
+            call_id: format!("{:016x}@{}", rand::random::<u64>(), h.settings.node_id),
+            tag: format!("{:08x}", rand::random::<u32>()),
+            aor: format!("<sip:{}@{}>", plan.user, plan.domain),
+            uri: format!("sip:{}", plan.domain),
+            cseq: 0,
+        }
+    }
+
+    /// One REGISTER asking for `expires` seconds, with `answer` to a challenge: the final
+    /// answer's status (408: none) and the answer, and the contact's `host:port`.
+    async fn send(
+        &mut self,
+        h: &Dispatcher,
+        expires: u32,
+        answer: Option<(&'static str, String)>,
+    ) -> (u16, Option<Message>, String) {
+        let flow = FlowSource {
+            transport: Transport::Udp,
+            addr: self.plan.registrar,
+        };
         let (Some(local), Some((_, replier))) = (h.local.of(Transport::Udp), h.flows.replier(flow))
         else {
-            warn!(trunk = %trunk, "no UDP listener to register at a carrier from");
-            tokio::time::sleep(MOST_BACKOFF).await;
-            continue;
+            return (408, None, String::new());
         };
-        cseq += 1;
+        self.cseq += 1;
         let branch = new_branch();
         let via = local.via();
-        let from = format!("{aor};tag={tag}");
+        let from = format!("{};tag={}", self.aor, self.tag);
         let mut extra = vec![
-            ("Contact", local.contact(Some(&plan.user))),
-            ("Expires", asked.to_string()),
+            ("Contact", local.contact(Some(&self.plan.user))),
+            ("Expires", expires.to_string()),
         ];
-        let authenticated = answer.is_some();
-        if let Some((name, value)) = answer.take() {
-            extra.push((name, value));
-        }
+        extra.extend(answer);
         let req = OutRequest {
             method: "REGISTER",
-            uri: &uri,
+            uri: &self.uri,
             via: &via,
             branch: &branch,
             from: &from,
-            to: &aor,
-            call_id: &call_id,
-            cseq,
+            to: &self.aor,
+            call_id: &self.call_id,
+            cseq: self.cseq,
             extra,
             body: b"",
         };
@@ -197,45 +227,70 @@ async fn keep_registered(h: Arc<Dispatcher>, trunk: Arc<str>, plan: Registration
             }) => *code,
             _ => 408,
         };
-        let granted = resp
-            .as_ref()
-            .and_then(|r| granted_to(r, &local.host_port()));
+        (code, resp, local.host_port())
+    }
+
+    /// The answer to `resp`'s challenge with the trunk's credentials, if it has some.
+    fn answer(&self, resp: Option<&Message>) -> Option<(&'static str, String)> {
+        let (r, a) = (resp?, self.plan.auth.as_ref()?);
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let realm = a.realm.as_deref();
+        authorize(
+            r,
+            &a.username,
+            &a.password,
+            realm,
+            "REGISTER",
+            &self.uri,
+            &cnonce,
+        )
+    }
+}
+
+/// Registers `trunk` as `plan` says, for as long as the task runs.
+async fn keep_registered(h: Arc<Dispatcher>, trunk: Arc<str>, plan: RegistrationPlan) {
+    let mut session = Session::new(&h, &plan);
+    let mut asked = plan.expires_s;
+    let mut failures = 0u32;
+    let mut answer: Option<(&'static str, String)> = None;
+    // Until when the registrar holds this edge's contact (a failed refresh leaves it held
+    // until then).
+    let mut held_until_ms = 0i64;
+    loop {
+        let authenticated = answer.is_some();
+        let (code, resp, contact) = session.send(&h, asked, answer.take()).await;
+        let granted = resp.as_ref().and_then(|r| granted_to(r, &contact));
         let min_expires = resp
             .as_ref()
             .and_then(|r| r.get("min-expires")?.trim().parse().ok());
         let now_ms = unix_ms() as i64;
         let step = next_step(code, asked, granted, min_expires, authenticated, failures);
+        let still_held = if held_until_ms > now_ms {
+            held_until_ms
+        } else {
+            0
+        };
         let wait = match step {
             Step::Registered { granted, refresh } => {
-                if failures > 0 || cseq <= 2 {
+                if failures > 0 || held_until_ms == 0 {
                     info!(trunk = %trunk, registrar = %plan.registrar, granted, "registered at the carrier");
                 }
                 failures = 0;
-                let until = now_ms + i64::from(granted) * 1000;
+                held_until_ms = now_ms + i64::from(granted) * 1000;
                 h.delivery
                     .trunk_health
-                    .registered(&trunk, code, until, now_ms);
+                    .registered(&trunk, code, held_until_ms, now_ms);
                 refresh
             }
             Step::Authenticate => {
-                let cnonce = format!("{:016x}", rand::random::<u64>());
-                answer = match (&resp, &plan.auth) {
-                    (Some(r), Some(a)) => authorize(
-                        r,
-                        &a.username,
-                        &a.password,
-                        a.realm.as_deref(),
-                        "REGISTER",
-                        &uri,
-                        &cnonce,
-                    ),
-                    _ => None,
-                };
+                answer = session.answer(resp.as_ref());
                 if answer.is_some() {
                     continue;
                 }
                 warn!(trunk = %trunk, code, "the carrier's registrar challenges, and the trunk has no credentials for it");
-                h.delivery.trunk_health.registered(&trunk, code, 0, now_ms);
+                h.delivery
+                    .trunk_health
+                    .registered(&trunk, code, still_held, now_ms);
                 failures += 1;
                 backoff(failures - 1)
             }
@@ -246,12 +301,27 @@ async fn keep_registered(h: Arc<Dispatcher>, trunk: Arc<str>, plan: Registration
             Step::Failed { retry } => {
                 warn!(trunk = %trunk, registrar = %plan.registrar, code, "registration at the carrier failed; retrying");
                 failures += 1;
-                h.delivery.trunk_health.registered(&trunk, code, 0, now_ms);
+                h.delivery
+                    .trunk_health
+                    .registered(&trunk, code, still_held, now_ms);
                 retry
             }
         };
         tokio::time::sleep(wait).await;
     }
+}
+
+/// Removes this edge's contact of `plan` from its registrar (`Expires: 0`, answering one
+/// challenge), best effort.
+async fn unregister(h: Arc<Dispatcher>, trunk: Arc<str>, plan: RegistrationPlan) {
+    let mut session = Session::new(&h, &plan);
+    let (mut code, resp, _) = session.send(&h, 0, None).await;
+    if matches!(code, 401 | 407)
+        && let Some(answer) = session.answer(resp.as_ref())
+    {
+        code = session.send(&h, 0, Some(answer)).await.0;
+    }
+    info!(trunk = %trunk, registrar = %plan.registrar, code, "unregistered from the carrier");
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! Requests the edge sends to phones (NOTIFY check-sync) as non-INVITE client
-//! transactions (RFC 3261 §17.1.2): retransmitted over UDP from T1 doubling up to T2, ended
-//! by the first final response or a timeout (408).
+//! Requests the edge sends itself (NOTIFY check-sync to phones, OPTIONS keep-alives and
+//! REGISTERs to carriers) as non-INVITE client transactions (RFC 3261 §17.1.2):
+//! retransmitted over UDP from T1 doubling up to T2, ended by the first final response or
+//! a timeout (408).
 
 use std::{collections::HashMap, time::Duration};
 

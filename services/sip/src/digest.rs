@@ -466,6 +466,10 @@ pub fn authorize(
         !v.bytes()
             .any(|b| b == b'"' || b == b'\\' || b.is_ascii_control())
     };
+    if !plain(uri) || !plain(user) {
+        // A Request-URI a phone chose could break out of the quoted `uri`.
+        return None;
+    }
     resp.all(challenge).find_map(|value| {
         let ch = parse_digest_params(value).ok()?;
         let wanted = realm.is_none_or(|r| r == ch.realm);
@@ -660,6 +664,10 @@ mod tests {
             let want = want.map(|(h, n)| (h, n.to_owned()));
             assert_eq!(got_nonce, want, "{:?}", r.start);
         }
+        // A URI that would break out of its quotes is not answered for.
+        let r = resp(401, &format!("WWW-Authenticate: {md5}\r\n"));
+        let uri = "sip:x\", response=\"y@c";
+        assert_eq!(authorize(&r, "acct", "pw", None, "BYE", uri, "cn"), None);
     }
 
     #[test]

@@ -61,9 +61,55 @@ pub struct Routing<'a> {
     pub record_route: &'a [String],
     /// Route entries removed from the top: this proxy's own (§16.4).
     pub pop_routes: usize,
-    /// Added to the CSeq number (a dialog whose INVITE this proxy re-sent with the next
+    /// Added to the CSeq number, and to the CSeq number a PRACK's `RAck` acknowledges (a
+    /// request from the caller of a dialog whose INVITE this proxy re-sent with the next
     /// number, to answer a digest challenge: see `route::FlowToken::cseq_shift`).
     pub cseq_shift: u32,
+    /// Taken from the `id` of an `Event: refer` (a NOTIFY towards that caller about its
+    /// REFER, whose CSeq number the callee knows shifted, RFC 3515 §2.4.6).
+    pub refer_id_back: u32,
+}
+
+/// An `RAck` value (`RSEQ CSEQ METHOD`, RFC 3262 §7.2) with its CSeq number moved by `by`.
+pub fn shifted_rack(value: &str, by: i64) -> Option<String> {
+    let mut words = value.split_ascii_whitespace();
+    let (Some(rseq), Some(cseq), Some(method), None) =
+        (words.next(), words.next(), words.next(), words.next())
+    else {
+        return None;
+    };
+    let moved = shifted_cseq(&format!("{cseq} {method}"), by)?;
+    Some(format!("{rseq} {moved}"))
+}
+
+/// An `Event: refer;id=N` value with its id moved by `by` (none for any other event, or an
+/// id that is not a CSeq number).
+pub fn shifted_refer_event(value: &str, by: i64) -> Option<String> {
+    if !crate::header::event_package(value).eq_ignore_ascii_case("refer") {
+        return None;
+    }
+    let params = value.split(';').skip(1);
+    let mut out = value.split(';').next()?.trim().to_owned();
+    let mut moved = false;
+    for p in params {
+        let p = p.trim();
+        match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("id") => {
+                let n: i64 = v.trim().parse().ok()?;
+                let n = n + by;
+                if !(0..1 << 31).contains(&n) {
+                    return None;
+                }
+                out.push_str(&format!(";id={n}"));
+                moved = true;
+            }
+            _ => {
+                out.push(';');
+                out.push_str(p);
+            }
+        }
+    }
+    moved.then_some(out)
 }
 
 /// A CSeq value with its number moved by `by` (none when it does not parse or would leave
@@ -132,6 +178,14 @@ pub fn forward_routed(
             }
             "cseq" if routing.cseq_shift > 0 => {
                 let moved = shifted_cseq(value, i64::from(routing.cseq_shift));
+                push_header(&mut out, name, moved.as_deref().unwrap_or(value));
+            }
+            "rack" if routing.cseq_shift > 0 => {
+                let moved = shifted_rack(value, i64::from(routing.cseq_shift));
+                push_header(&mut out, name, moved.as_deref().unwrap_or(value));
+            }
+            "event" if routing.refer_id_back > 0 => {
+                let moved = shifted_refer_event(value, -i64::from(routing.refer_id_back));
                 push_header(&mut out, name, moved.as_deref().unwrap_or(value));
             }
             "route" if to_pop > 0 => {
@@ -311,6 +365,7 @@ mod tests {
         for (pop, routes, rrs) in cases {
             let routing = Routing {
                 cseq_shift: 0,
+                refer_id_back: 0,
                 record_route: &ours,
                 pop_routes: pop,
             };
@@ -328,6 +383,7 @@ mod tests {
             record_route: &ours[..1],
             pop_routes: 0,
             cseq_shift: 0,
+            refer_id_back: 0,
         };
         let f =
             parse(&forward_routed(&plain, None, &via("b"), &[], &[], routing).unwrap()).unwrap();
@@ -370,6 +426,23 @@ mod tests {
         assert_eq!(back.get("cseq"), Some("2 BYE"));
         let unshifted = parse(&forward_response(&answer).unwrap()).unwrap();
         assert_eq!(unshifted.get("cseq"), Some("3 BYE"));
+        // A PRACK's RAck follows the INVITE's number; a NOTIFY about the caller's REFER
+        // names the REFER by the caller's number.
+        let cases = [
+            (shifted_rack("776656 1 INVITE", 1), Some("776656 2 INVITE")),
+            (shifted_rack("1 INVITE", 1), None),
+            (shifted_refer_event("refer;id=3", -1), Some("refer;id=2")),
+            (
+                shifted_refer_event("Refer ; ID=3;x=y", -1),
+                Some("Refer;id=2;x=y"),
+            ),
+            (shifted_refer_event("refer", -1), None),
+            (shifted_refer_event("dialog;id=3", -1), None),
+            (shifted_refer_event("refer;id=0", -1), None),
+        ];
+        for (got, want) in cases {
+            assert_eq!(got.as_deref(), want);
+        }
     }
 
     #[test]

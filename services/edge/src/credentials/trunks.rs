@@ -297,12 +297,17 @@ impl CredentialCache {
     }
 
     /// The credentials of the trunk a target at `addr` belongs to (for a carrier's
-    /// challenge within a dialog, which names no trunk).
+    /// challenge within a dialog, which names no trunk). None when trunks with different
+    /// credentials share the address: which account the dialog is under is not known, and
+    /// no answer beats another account's.
     pub fn trunk_auth_at(&self, addr: SocketAddr) -> Option<Arc<TrunkAuth>> {
-        self.trunks
+        let mut found = self
+            .trunks
             .values()
             .filter(|t| t.targets.iter().any(|x| x.flow.addr == addr))
-            .find_map(|t| t.auth.clone())
+            .filter_map(|t| t.auth.clone());
+        let first = found.next()?;
+        found.all(|a| a == first).then_some(first)
     }
 
     /// Every trunk that registers at its carrier, with how (for the registration task).

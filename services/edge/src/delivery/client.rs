@@ -71,6 +71,7 @@ impl Delivery {
             identity,
             auth,
             cseq_shift,
+            refer_back,
             route_token,
         } = hop;
         let txn = responses.txn;
@@ -128,7 +129,7 @@ impl Delivery {
         // The request as it goes with `branch`, its CSeq `shift` higher than it came, and
         // the answer to a carrier's challenge: a dialog-creating request re-sent that way
         // is record-routed with the shift, so the dialog's later requests follow it.
-        let forward = |branch: &str, shift: u8, answer: Option<&(&str, String)>| {
+        let forward = |branch: &str, shift: u8, answers: &[(&str, String)]| {
             let via = format!("{};branch={branch}", local.via());
             let shifted_routes;
             let record_route = match route_token {
@@ -143,18 +144,19 @@ impl Delivery {
                 _ => &record_route,
             };
             let mut extra = extra.clone();
-            if let Some((name, value)) = answer {
+            for (name, value) in answers {
                 extra.push((*name, value.as_str()));
             }
             let routing = Routing {
                 record_route,
                 pop_routes,
                 cseq_shift: u32::from(shift),
+                refer_id_back: u32::from(refer_back),
             };
             forward_routed(m, uri, &via, &strip, &extra, routing)
         };
         let mut shift = cseq_shift;
-        let mut bytes = match forward(&branch, shift, None) {
+        let mut bytes = match forward(&branch, shift, &[]) {
             Ok(b) => b,
             Err(ForwardError::TooManyHops) => {
                 responses.generated(483, "");
@@ -191,6 +193,10 @@ impl Delivery {
         // Branches of attempts the carrier challenged, and the ACK of each challenge (sent
         // again if the challenge comes again: the ACK was lost).
         let mut challenged: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+        // The answers the request carries: one per header, so a proxy's 407 and then the
+        // far end's 401 are both answered (RFC 3261 §22.3), a second challenge in the same
+        // header replacing the first answer (a stale nonce).
+        let mut answers: Vec<(&str, String)> = Vec::new();
         loop {
             let wake = if answered || transport != Transport::Udp {
                 deadline
@@ -282,11 +288,15 @@ impl Delivery {
                     });
                     let again = answer.and_then(|answer| {
                         let next = new_branch();
-                        let bytes = forward(&next, shift.checked_add(1)?, Some(&answer)).ok()?;
+                        let mut with = answers.clone();
+                        with.retain(|(name, _)| *name != answer.0);
+                        with.push(answer);
+                        let bytes = forward(&next, shift.checked_add(1)?, &with).ok()?;
                         let sent = dialtone_sip::parse(&bytes).ok()?;
-                        Some((next, bytes, sent))
+                        Some((next, bytes, sent, with))
                     });
-                    if let Some((next, b, s)) = again {
+                    if let Some((next, b, s, with)) = again {
+                        answers = with;
                         debug!(code, method = %method, "answering a carrier's challenge");
                         challenged.push((std::mem::replace(&mut branch, next), ack));
                         (bytes, sent) = (b, s);
@@ -299,6 +309,11 @@ impl Delivery {
                         resend = start + interval;
                         answered = false;
                         continue;
+                    }
+                    // A challenge to a cancelled INVITE ends it as the cancel does.
+                    if invite && matches!(code, 401 | 407) && cancelling != Cancelling::No {
+                        responses.generated(487, "");
+                        break;
                     }
                     // A 2xx always goes on, even after a cancel: the caller ends that dialog.
                     if !gave_final || code < 300 {

@@ -36,11 +36,14 @@ use crate::{
 pub(crate) struct Onward {
     /// How many of its Route entries, from the top, are this edge's own.
     pub pops: usize,
-    /// The next hop: the next Route's address, or the flow of the dialog's other side.
+    /// The next hop: the flow of the hop's other side (a Route left below this edge's own
+    /// goes on for that hop to follow).
     pub next: FlowSource,
     /// How much higher its CSeq number goes on (a request from the caller of a dialog whose
     /// INVITE the edge re-sent with a carrier's credentials; 0 otherwise).
     pub cseq_shift: u8,
+    /// How much lower the `id` of an `Event: refer` goes on (a NOTIFY towards that caller).
+    pub refer_back: u8,
 }
 
 /// Why a request with this edge's Route goes nowhere.
@@ -90,15 +93,16 @@ pub(crate) fn route_of(
         }
         pops += 1;
     }
-    let cseq_shift = if from == token.inbound {
-        token.cseq_shift
+    let (cseq_shift, refer_back) = if from == token.inbound {
+        (token.cseq_shift, 0)
     } else {
-        0
+        (0, token.cseq_shift)
     };
     Some(Ok(Onward {
         pops,
         next,
         cseq_shift,
+        refer_back,
     }))
 }
 
@@ -158,6 +162,7 @@ impl Delivery {
             record_route: &[],
             pop_routes: onward.pops,
             cseq_shift: u32::from(onward.cseq_shift),
+            refer_id_back: 0,
         };
         let strip = ["proxy-authorization", FORWARDED_CANONICAL];
         if let Ok(bytes) = forward_routed(m, None, &via, &strip, &[], routing) {
@@ -216,6 +221,7 @@ impl Delivery {
                     identity: None,
                     auth,
                     cseq_shift: onward.cseq_shift,
+                    refer_back: onward.refer_back,
                     route_token: None,
                 };
                 self.proxy(&m, hop, &responses).await;
@@ -284,6 +290,7 @@ mod tests {
                     pops: 1,
                     next: callee,
                     cseq_shift: 0,
+                    refer_back: 0,
                 })),
             ),
             (
@@ -293,6 +300,7 @@ mod tests {
                     pops: 1,
                     next: caller,
                     cseq_shift: 0,
+                    refer_back: 0,
                 })),
             ),
             // A double Record-Route: both entries are ours.
@@ -303,6 +311,7 @@ mod tests {
                     pops: 2,
                     next: caller,
                     cseq_shift: 0,
+                    refer_back: 0,
                 })),
             ),
             // Whatever Route follows (another edge of the call, a peer's own, anything a
@@ -315,6 +324,7 @@ mod tests {
                     pops: 1,
                     next: callee,
                     cseq_shift: 0,
+                    refer_back: 0,
                 })),
             ),
             (
@@ -324,6 +334,7 @@ mod tests {
                     pops: 1,
                     next: callee,
                     cseq_shift: 0,
+                    refer_back: 0,
                 })),
             ),
             (
@@ -333,6 +344,7 @@ mod tests {
                     pops: 1,
                     next: caller,
                     cseq_shift: 0,
+                    refer_back: 0,
                 })),
             ),
             // From anywhere else: refused, token or not.

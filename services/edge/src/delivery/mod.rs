@@ -262,6 +262,8 @@ struct Hop<'a> {
     /// request of a dialog whose INVITE was re-sent with credentials); its answers come back
     /// that much lower.
     cseq_shift: u8,
+    /// How much lower the `id` of an `Event: refer` goes on (see `Onward::refer_back`).
+    refer_back: u8,
     /// The Record-Route token of a dialog-creating request (to record-route it again,
     /// with its CSeq shift, when it is re-sent with credentials).
     route_token: Option<dialtone_sip::route::FlowToken>,
@@ -512,6 +514,7 @@ impl Delivery {
                 identity: None,
                 auth: None,
                 cseq_shift: 0,
+                refer_back: 0,
                 route_token: None,
             };
             if self.proxy(m, hop, responses).await || i == last {

@@ -1,8 +1,10 @@
-//! Whether each carrier trunk target answers: the OPTIONS keep-alives
-//! (the edge's `keepalive.rs`, a floor above) report here, and a call out skips targets that are DOWN. A target
-//! is UP until it misses [`MISSES_DOWN`] keep-alives in a row, and UP again at its next
-//! answer (any status: a carrier answering 404 or 405 to OPTIONS is alive). A target never
-//! probed yet counts as UP, so calls go out before the first keep-alive.
+//! Whether each carrier trunk target answers, and where this edge's registrations at
+//! carriers stand: the OPTIONS keep-alives (the edge's `keepalive.rs`, a floor above) and
+//! the registration task (`carrier_registration.rs`) report here, and a call out skips
+//! targets that are DOWN. A target is UP until it misses [`MISSES_DOWN`] keep-alives in a
+//! row, and UP again at its next answer (any status: a carrier answering 404 or 405 to
+//! OPTIONS is alive). A target never probed yet counts as UP, so calls go out before the
+//! first keep-alive.
 
 use std::{collections::HashMap, fmt::Write, net::SocketAddr, sync::Arc};
 
@@ -122,7 +124,8 @@ impl TrunkHealth {
         self.registrations.lock().retain(|t, _| keep(t));
     }
 
-    /// Prometheus text: `dialtone_trunk_target_up{trunk,target}`.
+    /// Prometheus text: `dialtone_trunk_target_up{trunk,target}` and
+    /// `dialtone_trunk_registered{trunk}`.
     pub fn render(&self, node: &str, out: &mut String) {
         out.push_str("# HELP dialtone_trunk_target_up Whether a carrier trunk target answers its OPTIONS keep-alives (1: UP, 0: DOWN after two missed in a row).\n# TYPE dialtone_trunk_target_up gauge\n");
         let mut rows: Vec<(Key, TargetState)> = self

@@ -111,6 +111,7 @@ impl Delivery {
                 }),
                 auth: hop.auth.clone(),
                 cseq_shift: 0,
+                refer_back: 0,
                 route_token: Some(token),
             };
             self.proxy(&m, next, &responses).await;
