@@ -50,7 +50,6 @@ impl Dispatcher {
             return;
         };
         let delivery = self.delivery.clone();
-        self.runtime
-            .spawn(delivery.relay(m, src, reply, onward, permit));
+        self.spawn_delivery(delivery.relay(m, src, reply, onward, permit));
     }
 }

@@ -78,7 +78,8 @@ pub(crate) struct Dispatcher {
     pub(crate) seen_markers: Mutex<Seen>,
     /// Nonce counts of the lines' proxy authentications (each count is good once).
     pub(crate) proxy_nonces: Mutex<HashMap<Arc<str>, NonceCounts>>,
-    /// The runtime deliveries run on (the UDP transport calls from actix arbiters).
+    /// The runtime deliveries of requests read from streams run on (a UDP loop's run on
+    /// its own thread: [`Dispatcher::spawn_delivery`]).
     runtime: tokio::runtime::Handle,
 }
 
@@ -409,8 +410,20 @@ impl Dispatcher {
             return;
         };
         let delivery = self.delivery.clone();
-        self.runtime
-            .spawn(delivery.deliver(m, src, peer.source(), reply, lines, permit));
+        self.spawn_delivery(delivery.deliver(m, src, peer.source(), reply, lines, permit));
+    }
+
+    /// Runs a delivery: on this thread when it is a UDP receive loop's (an actor thread),
+    /// else on the runtime. A call's messages then mostly stay on the thread that read
+    /// them: the delivery's sends join the thread's batch of datagrams, and the answers
+    /// this thread reads wake it without crossing threads (a wake-up of another thread, a
+    /// futex call on each side, cost more than the work of a message).
+    fn spawn_delivery(&self, delivery: impl Future<Output = ()> + Send + 'static) {
+        if crate::flow::udp_out::on_loop_thread() {
+            tokio::task::spawn_local(delivery);
+        } else {
+            self.runtime.spawn(delivery);
+        }
     }
 
     /// The permit delivery admission gave, or none after answering 503 (deliveries at

@@ -93,8 +93,7 @@ impl Dispatcher {
             return;
         };
         let delivery = self.delivery.clone();
-        self.runtime
-            .spawn(delivery.to_trunks(m, src, peer.source(), reply, number, plan, permit));
+        self.spawn_delivery(delivery.to_trunks(m, src, peer.source(), reply, number, plan, permit));
     }
 
     /// Answers a call from `caller` for a number outside the fleet (no line, extension or

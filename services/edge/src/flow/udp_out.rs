@@ -44,6 +44,12 @@ pub fn queue(fd: RawFd, to: SocketAddr, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
     })
 }
 
+/// Whether this thread is a UDP receive loop's (an actor thread, whose tasks run in its
+/// `LocalSet`).
+pub fn on_loop_thread() -> bool {
+    OUTBOX.with_borrow(Option::is_some)
+}
+
 /// Sends what this thread has queued.
 pub fn flush() {
     OUTBOX.with_borrow_mut(|o| {
