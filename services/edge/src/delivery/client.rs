@@ -30,7 +30,8 @@ use crate::{flow::Transport, replies::new_branch};
 
 /// Headers a phone's request loses on its way to a carrier: who calls (the carrier hears
 /// that from the edge only), where it should be routed (the edge decides), and what a
-/// carrier would bill or redirect by.
+/// carrier would bill or redirect by. The first three, what a phone asserts of its own
+/// identity, it loses on its way to any phone too.
 const IDENTITY_HEADERS: [&str; 9] = [
     "p-asserted-identity",
     "p-preferred-identity",
@@ -73,6 +74,7 @@ impl Delivery {
             cseq_shift,
             refer_back,
             route_token,
+            untrusted_identity,
         } = hop;
         let txn = responses.txn;
         let mut cancelled = txn.cancel.subscribe();
@@ -106,6 +108,9 @@ impl Delivery {
         let mut strip = vec!["proxy-authorization", FORWARDED_CANONICAL];
         if auth.is_some() {
             strip.push("authorization");
+        }
+        if untrusted_identity {
+            strip.extend(&IDENTITY_HEADERS[..3]);
         }
         let location = identity
             .as_ref()

@@ -223,6 +223,7 @@ impl Delivery {
                     cseq_shift: onward.cseq_shift,
                     refer_back: onward.refer_back,
                     route_token: None,
+                    untrusted_identity: false,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);

@@ -264,6 +264,8 @@ struct Hop<'a> {
     cseq_shift: u8,
     /// How much lower the `id` of an `Event: refer` goes on (see `Onward::refer_back`).
     refer_back: u8,
+    /// The request comes from a phone: its own identity assertions are dropped.
+    untrusted_identity: bool,
     /// The Record-Route token of a dialog-creating request (to record-route it again,
     /// with its CSeq shift, when it is re-sent with credentials).
     route_token: Option<dialtone_sip::route::FlowToken>,
@@ -289,6 +291,8 @@ struct Branch<'a> {
     /// The flow the request came over (its Record-Route entry).
     inbound: FlowSource,
     from_edge: bool,
+    /// From one of our lines (its identity assertions are dropped).
+    from_line: bool,
     invite: bool,
 }
 
@@ -393,14 +397,17 @@ impl Delivery {
     }
 
     /// Delivers `m` (for `lines`: one, or each phone of a user, all at once; come over
-    /// `inbound`) and relays the answers along `upstream`; `permit` (from
-    /// [`Delivery::admission`]) is held until the final answer has gone. An INVITE is
-    /// record-routed (see [`in_dialog`]).
+    /// `inbound`, from one of our lines when `from_line`) and relays the answers along
+    /// `upstream`; `permit` (from [`Delivery::admission`]) is held until the final answer
+    /// has gone. An INVITE is record-routed (see [`in_dialog`]). What a line asserts about
+    /// its own identity (P-Asserted-Identity, P-Preferred-Identity, Remote-Party-ID) never
+    /// reaches the callee: only a trusted peer or another edge may assert one (RFC 3325
+    /// §5: the edge's trust domain ends at the phone).
     pub(crate) async fn deliver(
         self: Arc<Self>,
         m: Message,
         src: Source,
-        inbound: FlowSource,
+        (inbound, from_line): (FlowSource, bool),
         upstream: Replier,
         lines: Vec<Arc<LineEntry>>,
         permit: Permit,
@@ -425,6 +432,7 @@ impl Delivery {
                 line,
                 inbound,
                 from_edge,
+                from_line,
                 invite,
             };
             this.branch(branch, responses_ref)
@@ -447,6 +455,7 @@ impl Delivery {
             line,
             inbound,
             from_edge,
+            from_line,
             invite,
         } = b;
         let targets = self.targets(from_edge, line).await;
@@ -516,6 +525,7 @@ impl Delivery {
                 cseq_shift: 0,
                 refer_back: 0,
                 route_token: None,
+                untrusted_identity: from_line,
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);

@@ -113,6 +113,7 @@ impl Delivery {
                 cseq_shift: 0,
                 refer_back: 0,
                 route_token: Some(token),
+                untrusted_identity: false,
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);

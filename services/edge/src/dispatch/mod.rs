@@ -410,7 +410,15 @@ impl Dispatcher {
             return;
         };
         let delivery = self.delivery.clone();
-        self.spawn_delivery(delivery.deliver(m, src, peer.source(), reply, lines, permit));
+        let from_line = matches!(sender, Sender::Line(_));
+        self.spawn_delivery(delivery.deliver(
+            m,
+            src,
+            (peer.source(), from_line),
+            reply,
+            lines,
+            permit,
+        ));
     }
 
     /// Runs a delivery: on this thread when it is a UDP receive loop's (an actor thread),

@@ -94,6 +94,33 @@ async fn a_call_reaches_the_registered_phone_and_its_answers_come_back() {
 }
 
 #[tokio::test]
+async fn a_phone_cannot_assert_an_identity_to_another_phone() {
+    // RFC 3325 §5: a phone is outside the trust domain; what it asserts of itself is
+    // dropped, whatever it is.
+    let h = harness(Duration::from_secs(2));
+    let (mut alice, mut bob) = alice_and_bob(&h).await;
+    let ruri = format!("sip:bob@{REALM}");
+    alice.send(&h, &alice.request("INVITE", &ruri, "z9hG4bKpai-0", 1, ""));
+    let challenge = alice.next().await;
+    let auth = alice.answer(&challenge, "Proxy-Authorization", "INVITE", &ruri);
+    let claims = "P-Asserted-Identity: <sip:ceo@example.com>\r\n\
+        P-Preferred-Identity: \"CEO\" <sip:ceo@example.com>\r\n\
+        Remote-Party-ID: <sip:ceo@example.com>;party=calling\r\n";
+    let request = alice.request("INVITE", &ruri, "z9hG4bKpai", 2, &format!("{claims}{auth}"));
+    alice.send(&h, &request);
+    let got = bob.next().await;
+    assert!(got.starts_with("INVITE "), "{got}");
+    for name in [
+        "P-Asserted-Identity",
+        "P-Preferred-Identity",
+        "Remote-Party-ID",
+    ] {
+        assert_eq!(header(&got, name), None, "{got}");
+    }
+    assert!(!got.contains("ceo@example.com"), "{got}");
+}
+
+#[tokio::test]
 async fn no_live_binding_gives_480_and_a_retransmission_gets_it_again() {
     let h = harness(Duration::from_secs(2));
     let mut alice = Phone::new(&h, "alice", "127.0.0.1:41003");
