@@ -162,6 +162,12 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
         assert!(Instant::now() < deadline, "the call is not counted as up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // ... and under the caller's site.
+    assert_eq!(
+        node.metric("dialtone_site_calls_active", "site=\"hq\"")
+            .await,
+        Some(1)
+    );
     // The dialog goes on along the edge's Record-Route: ACK and BYE reach the carrier.
     let ok = responses.last().unwrap();
     let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, "sip:+12125551234@127.0.0.3");
@@ -181,6 +187,11 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        node.metric("dialtone_site_calls_active", "site=\"hq\"")
+            .await,
+        None
+    );
 
     // An emergency call from a phone whose profile turns E911 on carries its location by
     // reference (RFC 6442) to the carrier.

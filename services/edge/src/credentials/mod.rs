@@ -322,6 +322,13 @@ impl CredentialCache {
         }
     }
 
+    /// The site phone `phone_id` calls from (its user's for a companion phone); none for a
+    /// phone without one.
+    pub fn site_of(&self, phone_id: &str) -> Option<Arc<str>> {
+        let site = self.calling_site(self.phones.get(phone_id)?);
+        (!site.is_empty()).then(|| site.into())
+    }
+
     /// What the calling site of phone `phone_id` lets it dial beyond extensions, and what
     /// the phone (or its user, for a companion phone) sets for itself instead.
     pub fn calling_of(

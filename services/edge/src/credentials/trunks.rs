@@ -194,6 +194,8 @@ pub struct TrunkPlan {
     pub location: Option<String>,
     /// An emergency call: targets that are DOWN are tried last rather than skipped.
     pub emergency: bool,
+    /// The caller's site (for the calls-per-site gauge).
+    pub site: Option<Arc<str>>,
 }
 
 impl CredentialCache {
@@ -285,6 +287,9 @@ impl CredentialCache {
                 .then(|| self.emergency_location(caller))
                 .flatten(),
             emergency: kind == Kind::Emergency,
+            site: Some(self.calling_site(phone))
+                .filter(|s| !s.is_empty())
+                .map(Arc::from),
         })
     }
 

@@ -47,8 +47,9 @@ impl CallOutcome {
     }
 }
 
-/// An active call: when it was answered, and the carrier trunk it went out through.
-type Active = (u64, Option<Arc<str>>);
+/// An active call: when it was answered, the carrier trunk it went out through, and the
+/// site it is counted under (the caller's; for a call in from a carrier, the callee's).
+type Active = (u64, Option<Arc<str>>, Option<Arc<str>>);
 
 /// Active calls by Call-ID hash and INVITE outcomes.
 pub struct Calls {
@@ -76,7 +77,8 @@ impl Default for Calls {
 impl Calls {
     /// An INVITE of `call_id` ended with `code`, at `now_ms`; `initial` when it opened
     /// the dialog (a re-INVITE's answer changes no call's count); `trunk`, the carrier
-    /// trunk that answered a call out.
+    /// trunk that answered a call out; `site`, the site the call counts under (none: it
+    /// came from another edge, which counts it).
     pub fn invite_ended(
         &self,
         call_id: &str,
@@ -84,6 +86,7 @@ impl Calls {
         initial: bool,
         now_ms: u64,
         trunk: Option<&Arc<str>>,
+        site: Option<&Arc<str>>,
     ) {
         let outcome = CallOutcome::of(code);
         self.outcomes.count_at(outcome as usize);
@@ -96,7 +99,7 @@ impl Calls {
             forget_old(&mut active, now_ms);
         }
         if active.len() < MAX_CALLS {
-            active.insert(key, (now_ms, trunk.cloned()));
+            active.insert(key, (now_ms, trunk.cloned(), site.cloned()));
         }
     }
 
@@ -126,10 +129,27 @@ impl Calls {
             self.active()
         );
         let mut by_trunk: BTreeMap<Arc<str>, usize> = BTreeMap::new();
-        for (_, trunk) in self.active.lock().values() {
+        let mut by_site: BTreeMap<Arc<str>, usize> = BTreeMap::new();
+        for (_, trunk, site) in self.active.lock().values() {
             if let Some(t) = trunk {
                 *by_trunk.entry(t.clone()).or_default() += 1;
             }
+            if let Some(s) = site {
+                *by_site.entry(s.clone()).or_default() += 1;
+            }
+        }
+        dialtone_metrics::header(
+            out,
+            "dialtone_site_calls_active",
+            "gauge",
+            "Calls up by site, counted by the edge the call entered through: the caller's site, or the callee's for a call in from a carrier (a site without one is not listed).",
+        );
+        for (site, n) in by_site {
+            let site = dialtone_metrics::escape(&site);
+            let _ = writeln!(
+                out,
+                "dialtone_site_calls_active{{node=\"{node}\",site=\"{site}\"}} {n}"
+            );
         }
         dialtone_metrics::header(
             out,
@@ -149,7 +169,7 @@ impl Calls {
 }
 
 fn forget_old(active: &mut HashMap<u64, Active>, now_ms: u64) {
-    active.retain(|_, (at, _)| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
+    active.retain(|_, (at, _, _)| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
 }
 
 #[cfg(test)]
@@ -178,14 +198,19 @@ mod tests {
         let c = Calls::default();
         let now = dialtone_common::clock::unix_ms();
         let carrier: Arc<str> = "carrier".into();
-        c.invite_ended("a", 200, true, now, None);
-        c.invite_ended("b", 486, true, now, None);
-        c.invite_ended("a", 200, false, now, None); // a re-INVITE
-        c.invite_ended("out", 200, true, now, Some(&carrier));
+        let hq: Arc<str> = "hq".into();
+        c.invite_ended("a", 200, true, now, None, Some(&hq));
+        c.invite_ended("b", 486, true, now, None, Some(&hq));
+        c.invite_ended("a", 200, false, now, None, Some(&hq)); // a re-INVITE
+        c.invite_ended("out", 200, true, now, Some(&carrier), Some(&hq));
         let mut out = String::new();
         c.render("edge-1", &mut out);
         assert!(
             out.contains("dialtone_trunk_calls_active{node=\"edge-1\",trunk=\"carrier\"} 1"),
+            "{out}"
+        );
+        assert!(
+            out.contains("dialtone_site_calls_active{node=\"edge-1\",site=\"hq\"} 2"),
             "{out}"
         );
         c.ended("out");
@@ -194,8 +219,8 @@ mod tests {
         c.ended("never-seen");
         assert_eq!(c.active(), 0);
         // A call whose BYE went another way is forgotten after MAX_CALL_AGE_MS.
-        c.invite_ended("lost", 200, true, now - MAX_CALL_AGE_MS - 1, None);
-        c.invite_ended("fresh", 200, true, now, None);
+        c.invite_ended("lost", 200, true, now - MAX_CALL_AGE_MS - 1, None, None);
+        c.invite_ended("fresh", 200, true, now, None, None);
         c.render("edge-1", &mut String::new());
         assert_eq!(c.active(), 1);
         c.ended("fresh");
@@ -207,6 +232,7 @@ mod tests {
         );
         assert!(out.contains("outcome=\"answered\"} 5"), "{out}");
         assert!(!out.contains("trunk=\"carrier\""), "{out}");
+        assert!(!out.contains("site=\"hq\""), "{out}");
         assert!(out.contains("outcome=\"failed\"} 1"), "{out}");
     }
 }

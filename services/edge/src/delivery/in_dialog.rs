@@ -235,7 +235,7 @@ impl Delivery {
             "INVITE" => {
                 let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
                 self.calls
-                    .invite_ended(call_id, code, false, unix_ms(), None);
+                    .invite_ended(call_id, code, false, unix_ms(), None, None);
             }
             // Whatever its answer, a BYE ends the dialog (RFC 3261 §15.1.2).
             "BYE" => self.calls.ended(call_id),

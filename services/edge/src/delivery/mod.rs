@@ -283,6 +283,16 @@ pub(crate) struct Identity {
     pub location: Option<String>,
 }
 
+/// Where a request to deliver came from.
+pub(crate) struct Origin {
+    /// The flow it came over (its Record-Route entry).
+    pub inbound: FlowSource,
+    /// From one of our lines (its identity assertions are dropped).
+    pub from_line: bool,
+    /// The site its call counts under (none: another edge counts it).
+    pub site: Option<Arc<str>>,
+}
+
 /// One line a delivery rings, and what its hops need to know.
 struct Branch<'a> {
     /// The request, addressed to the line's SIP user.
@@ -407,11 +417,16 @@ impl Delivery {
         self: Arc<Self>,
         m: Message,
         src: Source,
-        (inbound, from_line): (FlowSource, bool),
+        origin: Origin,
         upstream: Replier,
         lines: Vec<Arc<LineEntry>>,
         permit: Permit,
     ) {
+        let Origin {
+            inbound,
+            from_line,
+            site,
+        } = origin;
         let Some((key, txn)) = self.open(&m, src, &upstream) else {
             return;
         };
@@ -443,7 +458,7 @@ impl Delivery {
             let code = txn.final_code.load(Relaxed);
             let call_id = m.get("call-id").unwrap_or("");
             self.calls
-                .invite_ended(call_id, code, true, unix_ms(), None);
+                .invite_ended(call_id, code, true, unix_ms(), None, site.as_ref());
         }
         self.linger(key, permit).await;
     }

@@ -137,8 +137,9 @@ impl Delivery {
         responses.finish();
         let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
         let call_id = m.get("call-id").unwrap_or("");
+        let site = plan.site.as_ref();
         self.calls
-            .invite_ended(call_id, code, true, unix_ms(), answered_by.as_ref());
+            .invite_ended(call_id, code, true, unix_ms(), answered_by.as_ref(), site);
         self.linger(key, permit).await;
     }
 }

@@ -22,6 +22,7 @@ use tracing::warn;
 
 use dialtone_auth::bans::Bans;
 
+use crate::delivery::Origin;
 use crate::{
     admission::{self, Permit},
     credentials::remote::RemoteCall,
@@ -410,15 +411,21 @@ impl Dispatcher {
             return;
         };
         let delivery = self.delivery.clone();
-        let from_line = matches!(sender, Sender::Line(_));
-        self.spawn_delivery(delivery.deliver(
-            m,
-            src,
-            (peer.source(), from_line),
-            reply,
-            lines,
-            permit,
-        ));
+        // The call counts under the caller's site, or for a call in from a carrier the
+        // callee's; another edge that handed it over counts it itself.
+        let site = match sender {
+            Sender::Line(caller) => self.cache.read().site_of(&caller.phone_id),
+            Sender::Peer(_) => lines
+                .first()
+                .and_then(|l| self.cache.read().site_of(&l.phone_id)),
+            Sender::Edge => None,
+        };
+        let origin = Origin {
+            inbound: peer.source(),
+            from_line: matches!(sender, Sender::Line(_)),
+            site,
+        };
+        self.spawn_delivery(delivery.deliver(m, src, origin, reply, lines, permit));
     }
 
     /// Runs a delivery: on this thread when it is a UDP receive loop's (an actor thread),
