@@ -5,12 +5,19 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
+    sync::atomic::Ordering::Relaxed,
     time::{Duration, Instant},
 };
 
-use dialtone_proto::config::v1 as pb;
+use dialtone_phonesim::{Sim, SimConfig};
+use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 
-use crate::free_port;
+use crate::{
+    ClusterSandbox, ConfigClient, StatusClient,
+    fleet::seed_site_on,
+    free_port,
+    sip::{Caller, call, status},
+};
 
 /// A scenario of `tests/sipp`.
 pub fn scenario(name: &str) -> PathBuf {
@@ -160,4 +167,116 @@ pub fn trunk(id: &str, peer: &str, target: SocketAddr, dids: Vec<pb::Did>) -> pb
         dids,
         ..Default::default()
     }
+}
+
+/// An all-in-one node (with `extra` flags) whose site `hq` is placed on its edge, a config
+/// client, and a directory for the carriers' logs.
+pub async fn carrier_bed(extra: &[&str]) -> (ClusterSandbox, ConfigClient, PathBuf) {
+    let mut args = vec!["--sip-min-expires=10"];
+    args.extend_from_slice(extra);
+    let sb = ClusterSandbox::embedded_with(&args).await.unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut cfg = sb.nodes[0].config_client(&token).await.unwrap();
+    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &sb.udp_edges(&[0]))
+        .await
+        .unwrap();
+    let dir = sb.dir().join("carriers");
+    std::fs::create_dir_all(&dir).unwrap();
+    (sb, cfg, dir)
+}
+
+/// An outbound route: calls of `kinds` to `trunks`, in order.
+pub fn route(kinds: &[&str], trunks: &[&str]) -> pb::OutboundRoute {
+    pb::OutboundRoute {
+        kinds: kinds.iter().map(|k| (*k).into()).collect(),
+        trunk_ids: trunks.iter().map(|t| (*t).into()).collect(),
+        no_answer_timeout_s: 0,
+    }
+}
+
+/// Site `hq` dials by the NANP plan under caller id +15550001000, may call national
+/// numbers (and international ones when `international`), and sends them out by `routes`.
+pub async fn route_out(c: &mut ConfigClient, international: bool, routes: Vec<pb::OutboundRoute>) {
+    let mut hq = c
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    hq.number_plan = "nanp".into();
+    hq.default_outbound_caller_id = "+15550001000".into();
+    hq.call_restrictions = Some(pb::CallRestrictions {
+        allow_external: true,
+        allow_international: international,
+        ..Default::default()
+    });
+    hq.outbound_routes = routes;
+    c.update_site(pb::UpdateSiteRequest { site: Some(hq) })
+        .await
+        .unwrap();
+}
+
+/// `caller`'s call to `dialled` through `edge`, placed again until it is answered (the
+/// edge learns the trunks and routes a moment after they are written): the INVITE and
+/// the answers to the one that was.
+pub async fn answered_call(
+    caller: &Caller,
+    dialled: &str,
+    edge: SocketAddr,
+) -> (String, Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (invite, responses) = call(caller, dialled, edge).await;
+        if responses.last().is_some_and(|r| status(r) == 200) {
+            return (invite, responses);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dialled} never answered: {:?}",
+            responses.iter().map(|r| status(r)).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The trunk statuses once `ready` holds for them (within 15 s).
+pub async fn trunks_when(
+    st: &mut StatusClient,
+    ready: impl Fn(&[spb::TrunkStatus]) -> bool,
+) -> Vec<spb::TrunkStatus> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let trunks = st
+            .list_trunk_statuses(spb::ListTrunkStatusesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .trunks;
+        if ready(&trunks) {
+            return trunks;
+        }
+        assert!(Instant::now() < deadline, "trunk status: {trunks:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The state of trunk `id` among `trunks`.
+pub fn state_of(trunks: &[spb::TrunkStatus], id: &str) -> Option<spb::TrunkState> {
+    trunks.iter().find(|t| t.trunk_id == id).map(|t| t.state())
+}
+
+/// `phone` simulated on the sandbox's first edge, once it is registered.
+pub async fn registered_callee(sb: &ClusterSandbox, phone: &(String, String, String)) -> Sim {
+    let spec = sb.dual_registered(&[0], phone);
+    let config = SimConfig {
+        expires: 30,
+        sockets: 1,
+        ..SimConfig::default()
+    };
+    let sim = Sim::start(config, vec![spec]).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sim.stats().registered.load(Relaxed) == 0 {
+        assert!(Instant::now() < deadline, "the phone never registered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sim
 }

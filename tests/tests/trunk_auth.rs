@@ -15,30 +15,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
-    ClusterSandbox,
-    carriers::{carrier, carrier_call, invite_for, invites, peer, received, stop, trunk},
-    fleet::{at_extension, import, seed_site_on, update_phone},
+    carriers::{
+        answered_call, carrier, carrier_bed, carrier_call, invite_for, invites, peer, received,
+        registered_callee, route, route_out, stop, trunk, trunks_when,
+    },
+    fleet::{at_extension, import, update_phone},
     free_port,
-    sip::{Caller, call, in_dialog, status},
+    sip::{Caller, in_dialog, status},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trunks_register_and_answer_carrier_challenges() {
-    let sb = ClusterSandbox::embedded_with(&["--sip-min-expires=10"])
-        .await
-        .unwrap();
+    let (sb, mut cfg, dir) = carrier_bed(&[]).await;
     let node = &sb.nodes[0];
     let edge = sb.udp(0);
     let token = node.admin_token();
-    let mut cfg = node.config_client(&token).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &sb.udp_edges(&[0]))
-        .await
-        .unwrap();
-    let dir = sb.dir().join("carriers");
-    std::fs::create_dir_all(&dir).unwrap();
 
     // The carrier takes calls at one address and registrations at another.
     let ip = "127.0.0.4";
@@ -110,48 +103,18 @@ async fn trunks_register_and_answer_carrier_challenges() {
     }));
 
     // Site hq sends national calls out through the carrier.
-    let mut hq = cfg
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    hq.number_plan = "nanp".into();
-    hq.default_outbound_caller_id = "+15550001000".into();
-    hq.call_restrictions = Some(pb::CallRestrictions {
-        allow_external: true,
-        ..Default::default()
-    });
-    hq.outbound_routes = vec![pb::OutboundRoute {
-        kinds: vec!["national".into()],
-        trunk_ids: vec!["carrier".into()],
-        no_answer_timeout_s: 0,
-    }];
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
-        .await
-        .unwrap();
+    route_out(&mut cfg, false, vec![route(&["national"], &["carrier"])]).await;
 
     // The edge registers, answering the registrar's challenge; status and metrics say so.
     let mut st = node.status_client(&token).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let trunks = st
-            .list_trunk_statuses(spb::ListTrunkStatusesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .trunks;
-        let reg = trunks
-            .iter()
-            .find(|t| t.trunk_id == "carrier")
-            .and_then(|t| t.registrations.first());
-        if let Some(r) = reg.filter(|r| r.registered) {
-            assert_eq!(r.last_status, 200);
-            assert!(r.expires_at_ms > 0);
-            break;
-        }
-        assert!(Instant::now() < deadline, "never registered: {trunks:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let registered = |trunks: &[spb::TrunkStatus]| {
+        let t = trunks.iter().find(|t| t.trunk_id == "carrier");
+        t.and_then(|t| t.registrations.first()).cloned()
+    };
+    let trunks = trunks_when(&mut st, |t| registered(t).is_some_and(|r| r.registered)).await;
+    let r = registered(&trunks).unwrap();
+    assert_eq!(r.last_status, 200);
+    assert!(r.expires_at_ms > 0);
     assert_eq!(
         node.metric("dialtone_trunk_registered", "trunk=\"carrier\"")
             .await,
@@ -185,22 +148,7 @@ async fn trunks_register_and_answer_carrier_challenges() {
     cfg.update_trunk(pb::UpdateTrunkRequest { trunk: Some(read) })
         .await
         .unwrap();
-    let spec = sb.dual_registered(&[0], callee);
-    let sim = Sim::start(
-        SimConfig {
-            expires: 30,
-            sockets: 1,
-            ..SimConfig::default()
-        },
-        vec![spec],
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.stats().registered.load(Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the phone never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sim = registered_callee(&sb, callee).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let did = [("did", "+15551240000")];
     while !carrier_call(&dir, "carrier-calls-contact", ip, "acct-7", edge, &did) {
@@ -216,19 +164,7 @@ async fn trunks_register_and_answer_carrier_challenges() {
     // A call out: the carrier challenges, the edge answers with the trunk's credentials
     // (SIPp checks them) and the next CSeq; the caller sees none of it.
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (invite, responses) = loop {
-        let (invite, responses) = call(&caller, "2125551234", edge).await;
-        if responses.last().is_some_and(|r| status(r) == 200) {
-            break (invite, responses);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the call never went out: {:?}",
-            responses.iter().map(|r| status(r)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (invite, responses) = answered_call(&caller, "2125551234", edge).await;
     let codes: Vec<u16> = responses.iter().map(|r| status(r)).collect();
     assert!(!codes.contains(&401) && !codes.contains(&403), "{codes:?}");
     let ok = responses.last().unwrap();

@@ -5,16 +5,15 @@
 //! ACK and BYE follow along the edge's Record-Route; a TLS target whose certificate does
 //! not carry the configured name is DOWN and never called.
 
-use std::{
-    net::SocketAddr,
-    time::{Duration, Instant},
-};
+use std::{net::SocketAddr, time::Duration};
 
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
-    ClusterSandbox,
-    carriers::{carrier_over, invite_for, peer, stop, tls_front, trunk},
-    fleet::{at_extension, import, seed_site_on, update_phone},
+    carriers::{
+        carrier_bed, carrier_over, invite_for, peer, route, route_out, state_of, stop, tls_front,
+        trunk, trunks_when,
+    },
+    fleet::{at_extension, import, update_phone},
     free_port,
     pki::TestCa,
     sip::{Caller, call, in_dialog, status},
@@ -30,18 +29,10 @@ async fn trunks_reach_carriers_over_tcp_and_tls() {
     let ca = TestCa::new(pki_dir.path(), "carrier test ca");
     let (cert, key) = ca.issue("sbc", "sbc.carrier.test", &["sbc.carrier.test"], false);
     let trust = format!("--sip-trunk-ca={}", ca.cert.display());
-    let sb = ClusterSandbox::embedded_with(&["--sip-min-expires=10", &trust])
-        .await
-        .unwrap();
+    let (sb, mut cfg, dir) = carrier_bed(&[&trust]).await;
     let node = &sb.nodes[0];
     let edge = sb.udp(0);
     let token = node.admin_token();
-    let mut cfg = node.config_client(&token).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &sb.udp_edges(&[0]))
-        .await
-        .unwrap();
-    let dir = sb.dir().join("carriers");
-    std::fs::create_dir_all(&dir).unwrap();
 
     // Carrier T over TCP; carrier S over TLS (socat in front of SIPp over TCP).
     let (t_ip, s_ip) = ("127.0.0.5", "127.0.0.6");
@@ -80,54 +71,20 @@ async fn trunks_reach_carriers_over_tcp_and_tls() {
         .unwrap();
     // National calls go out over TCP, international ones over TLS (the wrongly named
     // target first: it is DOWN, so skipped).
-    let mut hq = cfg
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    hq.number_plan = "nanp".into();
-    hq.default_outbound_caller_id = "+15550001000".into();
-    hq.call_restrictions = Some(pb::CallRestrictions {
-        allow_external: true,
-        allow_international: true,
-        ..Default::default()
-    });
-    hq.outbound_routes = vec![
-        pb::OutboundRoute {
-            kinds: vec!["national".into()],
-            trunk_ids: vec!["carrier-t".into()],
-            no_answer_timeout_s: 0,
-        },
-        pb::OutboundRoute {
-            kinds: vec!["international".into()],
-            trunk_ids: vec!["carrier-w".into(), "carrier-s".into()],
-            no_answer_timeout_s: 0,
-        },
+    let routes = vec![
+        route(&["national"], &["carrier-t"]),
+        route(&["international"], &["carrier-w", "carrier-s"]),
     ];
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
-        .await
-        .unwrap();
+    route_out(&mut cfg, true, routes).await;
 
     // Keep-alives over the edge's own connections: T and S are UP, W is DOWN.
     let mut st = node.status_client(&token).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let trunks = st
-            .list_trunk_statuses(spb::ListTrunkStatusesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .trunks;
-        let state = |id: &str| trunks.iter().find(|t| t.trunk_id == id).map(|t| t.state());
-        if state("carrier-t") == Some(spb::TrunkState::Up)
-            && state("carrier-s") == Some(spb::TrunkState::Up)
-            && state("carrier-w") == Some(spb::TrunkState::Down)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "status: {trunks:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    trunks_when(&mut st, |t| {
+        state_of(t, "carrier-t") == Some(spb::TrunkState::Up)
+            && state_of(t, "carrier-s") == Some(spb::TrunkState::Up)
+            && state_of(t, "carrier-w") == Some(spb::TrunkState::Down)
+    })
+    .await;
 
     // A call out over each; the dialog's ACK and BYE follow over the same connection.
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();

@@ -12,30 +12,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
-    ClusterSandbox,
-    carriers::{carrier, carrier_call, invite_for, invites, peer, stop, trunk},
-    fleet::{at_extension, change_profile, import, seed_site_on, update_phone},
+    carriers::{
+        answered_call, carrier, carrier_bed, carrier_call, invite_for, invites, peer,
+        registered_callee, route, route_out, state_of, stop, trunk, trunks_when,
+    },
+    fleet::{at_extension, change_profile, import, update_phone},
     free_port,
     sip::{Caller, call, in_dialog, status},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_go_out_through_trunks_and_come_in_by_did() {
-    let sb = ClusterSandbox::embedded_with(&["--sip-min-expires=10"])
-        .await
-        .unwrap();
+    let (sb, mut cfg, dir) = carrier_bed(&[]).await;
     let node = &sb.nodes[0];
     let edge = sb.udp(0);
     let token = node.admin_token();
-    let mut cfg = node.config_client(&token).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &sb.udp_edges(&[0]))
-        .await
-        .unwrap();
-    let dir = sb.dir().join("carriers");
-    std::fs::create_dir_all(&dir).unwrap();
 
     // Two carriers on addresses of their own: A is out of service, B answers.
     let (a_ip, b_ip) = ("127.0.0.2", "127.0.0.3");
@@ -96,25 +89,8 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
     assert_eq!(in_use.code(), tonic::Code::FailedPrecondition, "{in_use:?}");
 
     // Site hq: NANP, national calls allowed, out through A then B, caller id +15550001000.
-    let mut hq = cfg
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    hq.number_plan = "nanp".into();
-    hq.default_outbound_caller_id = "+15550001000".into();
-    hq.call_restrictions = Some(pb::CallRestrictions {
-        allow_external: true,
-        ..Default::default()
-    });
-    hq.outbound_routes = vec![pb::OutboundRoute {
-        kinds: vec!["national".into(), "emergency".into()],
-        trunk_ids: vec!["carrier-a".into(), "carrier-b".into()],
-        no_answer_timeout_s: 0,
-    }];
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
-        .await
-        .unwrap();
+    let both = route(&["national", "emergency"], &["carrier-a", "carrier-b"]);
+    route_out(&mut cfg, false, vec![both]).await;
     // A trunk a site routes calls to stays.
     let routed = cfg
         .delete_trunk(pb::DeleteRequest {
@@ -128,19 +104,7 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
     // A national number: A answers 503, B answers; B hears the site's caller id asserted
     // and none of the phone's own identity headers.
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (invite, responses) = loop {
-        let (invite, responses) = call(&caller, "2125551234", edge).await;
-        if responses.last().is_some_and(|r| status(r) == 200) {
-            break (invite, responses);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the call never went out: {:?}",
-            responses.iter().map(|r| status(r)).collect::<Vec<_>>()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (invite, responses) = answered_call(&caller, "2125551234", edge).await;
     let codes: Vec<u16> = responses.iter().map(|r| status(r)).collect();
     assert!(codes.contains(&180), "{codes:?}");
     assert!(
@@ -291,22 +255,7 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
 
     // A carrier's call for a DID reaches the phone holding extension 202; an unknown one
     // gets 404, and a carrier cannot reach another trunk through us.
-    let spec = sb.dual_registered(&[0], callee);
-    let sim = Sim::start(
-        SimConfig {
-            expires: 30,
-            sockets: 1,
-            ..SimConfig::default()
-        },
-        vec![spec],
-    )
-    .await
-    .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while sim.stats().registered.load(Relaxed) == 0 {
-        assert!(Instant::now() < deadline, "the phone never registered");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let sim = registered_callee(&sb, callee).await;
     assert!(
         carrier_call(&dir, "carrier-calls-did", a_ip, "+15551230042", edge, &[]),
         "the DID's call completes"
@@ -343,28 +292,12 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
     );
     // The status role says so too, per trunk and per edge and target.
     let mut st = node.status_client(&token).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let trunks = st
-            .list_trunk_statuses(spb::ListTrunkStatusesRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .trunks;
-        let state = |id: &str| {
-            trunks
-                .iter()
-                .find(|t| t.trunk_id == id)
-                .map(|t| (t.state(), t.targets.len()))
-        };
-        if state("carrier-a") == Some((spb::TrunkState::Down, 1))
-            && state("carrier-b") == Some((spb::TrunkState::Up, 1))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "status: {trunks:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let trunks = trunks_when(&mut st, |t| {
+        state_of(t, "carrier-a") == Some(spb::TrunkState::Down)
+            && state_of(t, "carrier-b") == Some(spb::TrunkState::Up)
+    })
+    .await;
+    assert!(trunks.iter().all(|t| t.targets.len() == 1), "{trunks:?}");
     let started = Instant::now();
     let (invite, r) = call(&caller, "2125550000", edge).await;
     assert_eq!(r.last().map(|r| status(r)), Some(200), "{r:?}");
