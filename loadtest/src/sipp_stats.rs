@@ -72,6 +72,23 @@ pub fn summarize(runs: &[Run], p99_limit_ms: u32) -> (u32, f64) {
     (clean, median(&cpu))
 }
 
+/// Our CPU per call over the peer's, compared rate by rate (at each rate both ran without
+/// failure), and the median of those ratios: medians of each server's own runs would
+/// compare different rates when one of them fails earlier, and a call costs more at a low
+/// rate. NaN when no rate qualifies.
+pub fn cpu_ratio(ours: &[Run], peer: &[Run]) -> f64 {
+    let mut ratios: Vec<f64> = ours
+        .iter()
+        .filter(|o| o.failed == 0)
+        .filter_map(|o| {
+            let p = peer.iter().find(|p| p.rate == o.rate && p.failed == 0)?;
+            (p.cpu_us > 0.0).then(|| o.cpu_us / p.cpu_us)
+        })
+        .collect();
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    median(&ratios)
+}
+
 /// The median of sorted values: the middle one, or the mean of the two middle ones.
 pub fn median(sorted: &[f64]) -> f64 {
     match sorted.len() {
@@ -104,5 +121,24 @@ mod tests {
         assert_eq!(summarize(&runs, 10).0, 100);
         assert_eq!(summarize(&[], 20).0, 0);
         assert!(summarize(&[], 20).1.is_nan());
+    }
+
+    #[test]
+    fn cpu_is_compared_rate_by_rate() {
+        let run = |rate, failed, cpu_us| Run {
+            rate,
+            ok: 100,
+            failed,
+            p99_ms: Some(5),
+            cpu_us,
+        };
+        let ours = [run(100, 0, 50.0), run(200, 0, 30.0), run(300, 0, 20.0)];
+        // The peer fails at 300: compared at 100 and 200 only (0.5 and 0.3).
+        let peer = [run(100, 0, 100.0), run(200, 0, 100.0), run(300, 2, 10.0)];
+        assert!((cpu_ratio(&ours, &peer) - 0.4).abs() < 1e-9);
+        // Where we fail, that rate is left out too.
+        let ours_failing = [run(100, 0, 50.0), run(200, 1, 30.0)];
+        assert!((cpu_ratio(&ours_failing, &peer) - 0.5).abs() < 1e-9);
+        assert!(cpu_ratio(&[], &peer).is_nan());
     }
 }

@@ -137,6 +137,16 @@ pub fn validate_trunk(t: &Trunk) -> Result<()> {
                 ));
             }
         }
+        let first_udp = t
+            .targets
+            .first()
+            .is_some_and(|x| matches!(x.transport.as_str(), "" | "udp"));
+        if r.registrar.is_empty() && !first_udp {
+            return Err(ConfigError::invalid(
+                "trunk.registration.registrar",
+                "REGISTERs go over UDP: name the registrar when the first target is tcp or tls",
+            ));
+        }
         if !r.registrar.is_empty() && r.registrar.parse::<SocketAddr>().is_err() {
             return Err(ConfigError::invalid(
                 "trunk.registration.registrar",
@@ -610,6 +620,13 @@ mod tests {
             (
                 with(|t| reg(t).expires_s = 30),
                 "trunk.registration.expires_s",
+            ),
+            (
+                with(|t| {
+                    reg(t);
+                    t.targets[0].transport = "tcp".into();
+                }),
+                "trunk.registration.registrar",
             ),
         ];
         for (t, want) in cases {

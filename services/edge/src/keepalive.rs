@@ -65,16 +65,15 @@ pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()>
 async fn probe(h: Arc<Dispatcher>, trunk: Arc<str>, target: TargetRec) {
     let TargetRec { flow, tls_name } = target;
     let (addr, transport) = (flow.addr, flow.transport);
-    // A stream's Via names its transport, whether or not the edge listens on it (the
-    // answers come back over the connection, RFC 3261 §18.2.2).
-    let any = || h.local.of(Transport::Udp).map(|l| Local { transport, ..l });
-    let Some(local) = h.local.of(transport).or_else(any) else {
-        warn!(trunk = %trunk, target = %addr, "no listener to reach a trunk target from");
-        return;
-    };
-    let code = match h.flows.reach(flow, tls_name).await {
-        Some((_, replier)) => ask(&h, &local, addr, transport, replier).await,
-        None => 408,
+    // Without a listener of the target's transport the edge cannot name itself in the
+    // Via and Record-Route: calls skip the target, so it is DOWN here too.
+    let local = h.local.of(transport);
+    if local.is_none() {
+        warn!(trunk = %trunk, target = %addr, transport = transport.name(), "no listener of the trunk target's transport");
+    }
+    let code = match (local, h.flows.reach(flow, tls_name).await) {
+        (Some(local), Some((_, replier))) => ask(&h, &local, addr, transport, replier).await,
+        _ => 408,
     };
     // Our own timeout is 408 with no answer; anything the target said means it is alive.
     let answered = code != 408;

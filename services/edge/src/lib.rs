@@ -203,6 +203,7 @@ impl Edge {
             replies: replies.clone(),
             local: Listening(addresses.clone()),
             store: Some(store.clone()),
+            runtime: tokio::runtime::Handle::current(),
         }));
         let handler = Dispatcher::new(DispatcherParts {
             cache,
@@ -220,7 +221,9 @@ impl Edge {
             .set_connector(Arc::new(transport::stream::Outbound {
                 handler: Arc::downgrade(&handler),
                 tls: trunk_tls,
-                verified: Default::default(),
+                runtime: tokio::runtime::Handle::current(),
+                open: Default::default(),
+                dialling: Default::default(),
             }));
         let action_counts = Arc::new(actions::counts());
         tasks.push(actions::spawn(

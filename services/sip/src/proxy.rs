@@ -218,6 +218,11 @@ pub fn forward_response(resp: &Message) -> Option<Vec<u8>> {
 /// [`forward_response`] for a request this proxy forwarded with its CSeq number `shift`
 /// higher: the answer goes back with the number the request came with.
 pub fn forward_response_shifted(resp: &Message, shift: u32) -> Option<Vec<u8>> {
+    forward_response_with(resp, shift, &[])
+}
+
+/// [`forward_response_shifted`] without the headers named in `strip` (canonical names).
+pub fn forward_response_with(resp: &Message, shift: u32, strip: &[&str]) -> Option<Vec<u8>> {
     let StartLine::Response {
         version,
         code,
@@ -236,7 +241,7 @@ pub fn forward_response_shifted(resp: &Message, shift: u32) -> Option<Vec<u8>> {
     let mut removed = false;
     let mut vias_left = 0;
     for (name, value) in resp.iter() {
-        if name == "content-length" {
+        if name == "content-length" || strip.contains(&name) {
             continue;
         }
         if name == "via" && !removed {

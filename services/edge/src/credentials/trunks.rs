@@ -132,9 +132,16 @@ impl TrunkRec {
             })
             .collect();
         let registration = t.registration.as_ref().and_then(|r| {
+            // REGISTERs go over UDP: the default registrar is the first target, if UDP.
             let registrar = match r.registrar.parse() {
                 Ok(a) => a,
-                Err(_) => targets.first()?.flow.addr,
+                Err(_) => {
+                    targets
+                        .first()
+                        .filter(|x| x.flow.transport == Transport::Udp)?
+                        .flow
+                        .addr
+                }
             };
             let user = match (&r.user, &auth) {
                 (u, _) if !u.is_empty() => u.clone(),

@@ -75,7 +75,14 @@ impl Delivery {
             refer_back,
             route_token,
             untrusted_identity,
+            untrusted_answers,
         } = hop;
+        // What a phone asserts of its own identity in its answers does not pass either.
+        let answer_strip: &[&str] = if untrusted_answers {
+            &IDENTITY_HEADERS[..3]
+        } else {
+            &[]
+        };
         let txn = responses.txn;
         let mut cancelled = txn.cancel.subscribe();
         if cancelled.borrow_and_update().is_some() {
@@ -256,7 +263,7 @@ impl Delivery {
                             deadline.max(start + self.settings.notify_timeout)
                         };
                         if code > 100 && !gave_final {
-                            responses.relay(&resp, u32::from(shift));
+                            responses.relay(&resp, u32::from(shift), answer_strip);
                         }
                         continue;
                     }
@@ -322,7 +329,7 @@ impl Delivery {
                     }
                     // A 2xx always goes on, even after a cancel: the caller ends that dialog.
                     if !gave_final || code < 300 {
-                        responses.relay(&resp, u32::from(shift));
+                        responses.relay(&resp, u32::from(shift), answer_strip);
                     }
                     break;
                 }

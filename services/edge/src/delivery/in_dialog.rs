@@ -172,13 +172,14 @@ impl Delivery {
 
     /// Relays an in-dialog request along `onward` and its answers along `upstream`, as a
     /// stateful proxy (retransmissions absorbed, CANCEL passed on); `permit` is held until
-    /// the final answer has gone.
+    /// the final answer has gone. From an `untrusted` source (not a trusted peer), its
+    /// identity assertions are dropped.
     pub(crate) async fn relay(
         self: Arc<Self>,
         m: Message,
         src: Source,
         upstream: Replier,
-        onward: Onward,
+        (onward, untrusted): (Onward, bool),
         permit: Permit,
     ) {
         let Some((key, txn)) = self.open(&m, src, &upstream) else {
@@ -192,14 +193,21 @@ impl Delivery {
         if method == "INVITE" {
             upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
         }
-        // A carrier's connection that closed is opened again; a phone's is gone.
-        let mut next = self.flows.replier(onward.next);
-        if next.is_none() {
-            let target = self.cache.read().trunk_target_at(onward.next);
-            if let Some(t) = target {
-                next = self.flows.reach(t.flow, t.tls_name).await;
-            }
-        }
+        // Towards a carrier, the edge's own connection (opened again when it closed, and
+        // over TLS only one verified for the target's name); towards a phone, its flow,
+        // which is gone when it closed.
+        let target = self.cache.read().trunk_target_at(onward.next);
+        // Answers from anyone but a trusted peer (a phone) lose their identity assertions.
+        let next_trusted = target.is_some()
+            || self
+                .cache
+                .read()
+                .trusted_peer(onward.next.addr, onward.next.transport.name(), &[])
+                .is_some();
+        let next = match target {
+            Some(t) => self.flows.reach(t.flow, t.tls_name).await,
+            None => self.flows.replier(onward.next),
+        };
         match next {
             // The phone's connection closed (RFC 5626 §5.3: 430 Flow Failed).
             None => responses.generated(430, "Flow Failed"),
@@ -223,7 +231,8 @@ impl Delivery {
                     cseq_shift: onward.cseq_shift,
                     refer_back: onward.refer_back,
                     route_token: None,
-                    untrusted_identity: false,
+                    untrusted_identity: untrusted,
+                    untrusted_answers: !next_trusted,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);

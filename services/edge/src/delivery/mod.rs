@@ -135,6 +135,8 @@ pub(crate) struct DeliveryParts {
     pub local: Listening,
     /// The store (where other edges' bindings are found); none in unit tests.
     pub store: Option<Store>,
+    /// The main runtime, where store reads run (a delivery may run on an actor thread).
+    pub runtime: tokio::runtime::Handle,
 }
 
 /// The delivery service: deliveries under way, their counts, and what it needs to find a
@@ -266,6 +268,8 @@ struct Hop<'a> {
     refer_back: u8,
     /// The request comes from a phone: its own identity assertions are dropped.
     untrusted_identity: bool,
+    /// The next hop is a phone: the identity assertions of its answers are dropped.
+    untrusted_answers: bool,
     /// The Record-Route token of a dialog-creating request (to record-route it again,
     /// with its CSeq shift, when it is re-sent with credentials).
     route_token: Option<dialtone_sip::route::FlowToken>,
@@ -516,6 +520,7 @@ impl Delivery {
                     )
                 }
             };
+            let to_phone = to_edge.is_none();
             let outcome = if to_edge.is_some() {
                 Outcome::ViaEdge
             } else {
@@ -541,6 +546,7 @@ impl Delivery {
                 refer_back: 0,
                 route_token: None,
                 untrusted_identity: from_line,
+                untrusted_answers: to_phone,
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);
@@ -607,9 +613,17 @@ impl Delivery {
             return vec![t];
         }
         let prefix = keys::line_bindings(&line.phone_id, line.line_index);
-        let mut holders: Vec<(String, i64)> = store
-            .range(&prefix, None, 64)
-            .await
+        // Store reads run on the main runtime: this may be an actor thread, which must never
+        // wait on the embedded store's lock while it syncs a write.
+        let range = {
+            let (store, prefix) = (store.clone(), prefix.clone());
+            self.runtime
+                .spawn(async move { store.range(&prefix, None, 64).await })
+                .await
+        };
+        let mut holders: Vec<(String, i64)> = range
+            .ok()
+            .and_then(Result::ok)
             .map(|p| p.kvs)
             .unwrap_or_default()
             .into_iter()
@@ -632,8 +646,15 @@ impl Delivery {
         for (node, _) in holders {
             if node == me {
                 out.extend(local_target());
-            } else if let Some(addr) = edge_udp_address(store, &node).await {
-                out.push(Target::Edge { node, addr });
+            } else {
+                let (store, at) = (store.clone(), node.clone());
+                let addr = self
+                    .runtime
+                    .spawn(async move { edge_udp_address(&store, &at).await })
+                    .await;
+                if let Ok(Some(addr)) = addr {
+                    out.push(Target::Edge { node, addr });
+                }
             }
         }
         out

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use dialtone_sip::{Message, StartLine, proxy::forward_response_shifted, response::Source};
+use dialtone_sip::{Message, StartLine, proxy::forward_response_with, response::Source};
 use parking_lot::Mutex;
 
 use super::Txn;
@@ -76,12 +76,12 @@ impl<'a> Responses<'a> {
     }
 
     /// A response from a branch's next hop, to a request sent with its CSeq number
-    /// `cseq_shift` higher than it came.
-    pub fn relay(&self, resp: &Message, cseq_shift: u32) {
+    /// `cseq_shift` higher than it came, without the headers named in `strip`.
+    pub fn relay(&self, resp: &Message, cseq_shift: u32, strip: &[&str]) {
         let StartLine::Response { code, .. } = resp.start else {
             return;
         };
-        let Some(bytes) = forward_response_shifted(resp, cseq_shift) else {
+        let Some(bytes) = forward_response_with(resp, cseq_shift, strip) else {
             return;
         };
         match code {

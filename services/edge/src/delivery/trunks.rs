@@ -114,6 +114,7 @@ impl Delivery {
                 refer_back: 0,
                 route_token: Some(token),
                 untrusted_identity: false,
+                untrusted_answers: false,
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);

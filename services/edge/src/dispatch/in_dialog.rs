@@ -18,6 +18,7 @@ impl Dispatcher {
         route: Result<Onward, Refused>,
         src: Source,
         reply: Replier,
+        trusted: bool,
     ) {
         // The ACK of a non-2xx answer this edge relayed was acknowledged hop by hop
         // already: absorbed, and never answered (the answer again would make the phone
@@ -50,6 +51,6 @@ impl Dispatcher {
             return;
         };
         let delivery = self.delivery.clone();
-        self.spawn_delivery(delivery.relay(m, src, reply, onward, permit));
+        self.spawn_delivery(delivery.relay(m, src, reply, (onward, !trusted), permit));
     }
 }

@@ -238,7 +238,21 @@ impl Dispatcher {
                 },
             )
         {
-            self.in_dialog(m, &method, route, src, reply);
+            // What a phone asserts of its own identity does not pass within a dialog either;
+            // a trusted peer's assertions do.
+            let trusted = self
+                .cache
+                .read()
+                .trusted_peer(
+                    peer.addr,
+                    peer.transport.name(),
+                    peer.tls_names.as_deref().unwrap_or_default(),
+                )
+                .is_some();
+            if trusted {
+                self.proven(peer);
+            }
+            self.in_dialog(m, &method, route, src, reply, trusted);
             return;
         }
         // A request for a phone passes the trust boundary first: only an authenticated line
@@ -257,15 +271,8 @@ impl Dispatcher {
                     return;
                 }
             };
-            // A trusted peer's connection (a carrier calling over TCP or TLS) has proved
-            // itself as a REGISTER proves a phone's: it stays open while it is used.
-            if let (Sender::Peer(_), Some(idle)) = (&sender, &peer.idle) {
-                let _ = idle.compare_exchange(
-                    crate::flow::NOT_AUTHENTICATED,
-                    self.stream_idle().as_secs(),
-                    std::sync::atomic::Ordering::Relaxed,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+            if matches!(sender, Sender::Peer(_)) {
+                self.proven(peer);
             }
             // What was dialled, and what the caller's site makes of it as an outside number
             // (a call from one of our lines): an emergency call is decided before anything
@@ -428,13 +435,26 @@ impl Dispatcher {
         self.spawn_delivery(delivery.deliver(m, src, origin, reply, lines, permit));
     }
 
+    /// A trusted peer's connection (a carrier calling over TCP or TLS) has proved itself, as
+    /// a REGISTER proves a phone's: it stays open while it is used.
+    fn proven(&self, peer: &Peer) {
+        if let Some(idle) = &peer.idle {
+            let _ = idle.compare_exchange(
+                crate::flow::NOT_AUTHENTICATED,
+                self.stream_idle().as_secs(),
+                std::sync::atomic::Ordering::Relaxed,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+    }
+
     /// Runs a delivery: on this thread when it is a UDP receive loop's (an actor thread),
     /// else on the runtime. A call's messages then mostly stay on the thread that read
     /// them: the delivery's sends join the thread's batch of datagrams, and the answers
     /// this thread reads wake it without crossing threads (a wake-up of another thread, a
     /// futex call on each side, cost more than the work of a message).
     fn spawn_delivery(&self, delivery: impl Future<Output = ()> + Send + 'static) {
-        if crate::flow::udp_out::on_loop_thread() {
+        if crate::flow::udp_out::in_loop() {
             tokio::task::spawn_local(delivery);
         } else {
             self.runtime.spawn(delivery);

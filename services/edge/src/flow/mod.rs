@@ -126,8 +126,16 @@ impl Flows {
         self.streams.lock().insert((t, addr), tx);
     }
 
-    pub fn close(&self, t: Transport, addr: SocketAddr) {
-        self.streams.lock().remove(&(t, addr));
+    /// A connection closed: its entry goes, unless a newer connection to the same address
+    /// has replaced it (the edge's own connections to a carrier may overlap).
+    pub fn close(&self, t: Transport, addr: SocketAddr, tx: &FlowSender) {
+        let mut streams = self.streams.lock();
+        if streams
+            .get(&(t, addr))
+            .is_some_and(|open| open.same_queue(tx))
+        {
+            streams.remove(&(t, addr));
+        }
     }
 
     /// Lets [`Flows::reach`] open connections (set once, when the transport floor is up).
@@ -142,13 +150,11 @@ impl Flows {
         target: FlowSource,
         tls_name: Option<Arc<str>>,
     ) -> Option<(Transport, Replier)> {
-        // A TLS connection is reused only for the name it was verified for: the connector
-        // knows which.
-        if target.transport != Transport::Tls
-            && let Some(r) = self.replier(target)
-        {
-            return Some(r);
+        if target.transport == Transport::Udp {
+            return self.replier(target);
         }
+        // The connector knows its own connections, and the name each TLS one was verified
+        // for: an accepted connection from the target's address is not one of them.
         let connector = self.connector.get()?.clone();
         let r = connector.connect(target, tls_name).await?;
         Some((target.transport, r))

@@ -44,10 +44,29 @@ pub fn queue(fd: RawFd, to: SocketAddr, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
     })
 }
 
-/// Whether this thread is a UDP receive loop's (an actor thread, whose tasks run in its
-/// `LocalSet`).
-pub fn on_loop_thread() -> bool {
-    OUTBOX.with_borrow(Option::is_some)
+thread_local! {
+    /// Set while this thread's UDP receive loop handles what it read.
+    static HANDLING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, the UDP receive loop's handling of what it read: what `f` starts may run on
+/// this thread ([`in_loop`]). The loop itself runs in its arbiter's `LocalSet`; other tasks
+/// on the thread's runtime (not in it) must not `spawn_local`.
+pub fn handling<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            HANDLING.set(false);
+        }
+    }
+    HANDLING.set(true);
+    let _reset = Reset;
+    f()
+}
+
+/// Whether this is a UDP receive loop handling what it read (see [`handling`]).
+pub fn in_loop() -> bool {
+    HANDLING.get()
 }
 
 /// Sends what this thread has queued.

@@ -74,9 +74,13 @@ impl QueueTx {
     }
 
     /// Whether the writer has stopped.
-    #[cfg(test)]
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+
+    /// Whether `other` queues for the same connection.
+    pub fn same_queue(&self, other: &QueueTx) -> bool {
+        self.tx.same_channel(&other.tx)
     }
 }
 

@@ -16,6 +16,10 @@ use tokio::{io::AsyncReadExt, net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
+use std::collections::HashMap;
+
+use crate::flow::{FlowSource, write_queue::QueueTx};
+
 use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queued};
 use crate::{dispatch::Dispatcher, error::EdgeError};
 
@@ -149,7 +153,7 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
             buf = Vec::new();
         }
     }
-    flows.close(transport, addr);
+    flows.close(transport, addr, &tx);
     drop(peer);
     drop(tx);
     let _ = writer.await;
@@ -159,19 +163,49 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
 /// Connections from the edge to carriers' TCP and TLS trunk targets (the
 /// [`crate::flow::Connector`] of the edge's flows): each is served like an accepted one,
 /// idle timeout as for a registered phone's, so the carrier's answers and requests over it
-/// reach the handler.
+/// reach the handler. They are dialled on the main runtime (a delivery may ask from an
+/// actor thread), one at a time per target, and reused only while open and, over TLS, for
+/// the name they were verified for.
 pub struct Outbound {
     /// The handler (weak: it owns the flows that own this).
     pub handler: std::sync::Weak<Dispatcher>,
     /// TLS towards carriers, checked against `--sip-trunk-ca`; none: TLS targets fail.
     pub tls: Option<tokio_rustls::TlsConnector>,
-    /// The name each TLS connection's certificate was verified for (none: its IP), by
-    /// target: a connection is reused only for the same name.
-    pub verified: parking_lot::Mutex<std::collections::HashMap<SocketAddr, Option<Arc<str>>>>,
+    /// The runtime connections are dialled and served on.
+    pub runtime: tokio::runtime::Handle,
+    /// The edge's own connection to each target, with the name a TLS one was verified
+    /// for (none: its IP). Bounded by the configured targets.
+    pub open: parking_lot::Mutex<HashMap<FlowSource, OwnConnection>>,
+    /// One dial at a time per target and name, so calls that find no connection open one,
+    /// not one each (and a target dialled under a wrong name holds up no other).
+    pub dialling: parking_lot::Mutex<HashMap<Dialled, Gate>>,
 }
+
+/// Held while a connection to one target under one name is dialled.
+pub type Gate = Arc<tokio::sync::Mutex<()>>;
+
+/// A target and the name its TLS certificate must carry.
+pub type Dialled = (FlowSource, Option<Arc<str>>);
+
+/// One of the edge's own connections: the name its TLS certificate was verified for (none:
+/// its IP, or TCP) and its queue.
+pub type OwnConnection = (Option<Arc<str>>, QueueTx);
 
 /// How long opening a connection (and its TLS handshake) may take.
 const CONNECT_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+impl Outbound {
+    /// The open connection to `target` verified for `name`, if there is one.
+    fn reusable(
+        &self,
+        target: crate::flow::FlowSource,
+        name: &Option<Arc<str>>,
+    ) -> Option<Replier> {
+        let open = self.open.lock();
+        let (verified_for, tx) = open.get(&target)?;
+        (verified_for == name && !tx.is_closed()).then(|| Replier::Stream(tx.clone()))
+    }
+}
 
 impl crate::flow::Connector for Outbound {
     fn connect(
@@ -180,52 +214,68 @@ impl crate::flow::Connector for Outbound {
         tls_name: Option<Arc<str>>,
     ) -> std::pin::Pin<Box<dyn Future<Output = Option<Replier>> + Send + '_>> {
         Box::pin(async move {
-            let handler = self.handler.upgrade()?;
-            let addr = target.addr;
-            let open_for = self.verified.lock().get(&addr).cloned();
-            if open_for.as_ref() == Some(&tls_name)
-                && let Some((_, r)) = handler.flows().replier(target)
-            {
+            if let Some(r) = self.reusable(target, &tls_name) {
                 return Some(r);
             }
-            let tcp = tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
-                .await
-                .ok()?
-                .inspect_err(
-                    |e| debug!(target = %addr, error = %e, "connecting to a trunk target failed"),
-                )
-                .ok()?;
-            let _ = tcp.set_nodelay(true);
-            let idle = handler.stream_idle().as_secs();
-            let io: Box<dyn Io> = match target.transport {
-                Transport::Tcp => Box::new(tcp),
-                Transport::Tls => {
-                    let Some(tls) = &self.tls else {
-                        warn!(target = %addr, "no --sip-trunk-ca roots: a TLS trunk target cannot be reached");
-                        return None;
-                    };
-                    let name = match &tls_name {
-                        Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).ok()?,
-                        None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
-                    };
-                    let handshake = tls.connect(name, tcp);
-                    match tokio::time::timeout(CONNECT_WITHIN, handshake).await {
-                        Ok(Ok(s)) => Box::new(s),
-                        Ok(Err(e)) => {
-                            warn!(target = %addr, error = %e, "a trunk target's TLS handshake failed");
-                            return None;
-                        }
-                        Err(_) => return None,
-                    }
-                }
-                _ => return None,
-            };
-            if target.transport == Transport::Tls {
-                self.verified.lock().insert(addr, tls_name);
+            let key = (target, tls_name.clone());
+            let gate = self.dialling.lock().entry(key).or_default().clone();
+            let _one_at_a_time = gate.lock().await;
+            if let Some(r) = self.reusable(target, &tls_name) {
+                return Some(r);
             }
-            let (tx, served) = open(io, addr, target.transport, None, handler, idle);
-            tokio::spawn(served);
+            let handler = self.handler.upgrade()?;
+            let tls = self.tls.clone();
+            let name = tls_name.clone();
+            let tx = self
+                .runtime
+                .spawn(dial(handler, tls, target, name))
+                .await
+                .ok()??;
+            self.open.lock().insert(target, (tls_name, tx.clone()));
             Some(Replier::Stream(tx))
         })
     }
+}
+
+/// Opens a connection to `target` (TLS: checked for `tls_name`, else its IP) and serves it
+/// on this runtime; its queue.
+async fn dial(
+    handler: Arc<Dispatcher>,
+    tls: Option<tokio_rustls::TlsConnector>,
+    target: crate::flow::FlowSource,
+    tls_name: Option<Arc<str>>,
+) -> Option<crate::flow::write_queue::QueueTx> {
+    let addr = target.addr;
+    let tcp = tokio::time::timeout(CONNECT_WITHIN, tokio::net::TcpStream::connect(addr))
+        .await
+        .ok()?
+        .inspect_err(|e| debug!(target = %addr, error = %e, "connecting to a trunk target failed"))
+        .ok()?;
+    let _ = tcp.set_nodelay(true);
+    let idle = handler.stream_idle().as_secs();
+    let io: Box<dyn Io> = match target.transport {
+        Transport::Tcp => Box::new(tcp),
+        Transport::Tls => {
+            let Some(tls) = tls else {
+                warn!(target = %addr, "no --sip-trunk-ca roots: a TLS trunk target cannot be reached");
+                return None;
+            };
+            let name = match &tls_name {
+                Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).ok()?,
+                None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
+            };
+            match tokio::time::timeout(CONNECT_WITHIN, tls.connect(name, tcp)).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    warn!(target = %addr, error = %e, "a trunk target's TLS handshake failed");
+                    return None;
+                }
+                Err(_) => return None,
+            }
+        }
+        _ => return None,
+    };
+    let (tx, served) = open(io, addr, target.transport, None, handler, idle);
+    tokio::spawn(served);
+    Some(tx)
 }

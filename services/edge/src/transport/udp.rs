@@ -93,19 +93,21 @@ pub fn serve(
                 });
                 // ICMP errors of earlier sends surface as failed reads on Linux; they are
                 // consumed by the read that reports them, so the loop just goes on.
-                for (datagram, from) in batch.datagrams() {
-                    let peer = Peer {
-                        transport: Transport::Udp,
-                        addr: from,
-                        tls_names: None,
-                        replier: Replier::Udp {
-                            socket: socket.clone(),
-                            to: from,
-                        },
-                        idle: None,
-                    };
-                    handler.handle(datagram, &peer);
-                }
+                crate::flow::udp_out::handling(|| {
+                    for (datagram, from) in batch.datagrams() {
+                        let peer = Peer {
+                            transport: Transport::Udp,
+                            addr: from,
+                            tls_names: None,
+                            replier: Replier::Udp {
+                                socket: socket.clone(),
+                                to: from,
+                            },
+                            idle: None,
+                        };
+                        handler.handle(datagram, &peer);
+                    }
+                });
                 crate::flow::udp_out::flush();
             }
         });

@@ -171,7 +171,7 @@ async fn connection<S: Io>(
             _ => {}
         }
     }
-    flows.close(transport, addr);
+    flows.close(transport, addr, &tx);
     drop(peer);
     drop(tx);
     let _ = writer.await;

@@ -118,6 +118,21 @@ async fn a_phone_cannot_assert_an_identity_to_another_phone() {
         assert_eq!(header(&got, name), None, "{got}");
     }
     assert!(!got.contains("ceo@example.com"), "{got}");
+    // Nor does what the callee asserts in its answer.
+    let ok = respond(&got, 200, "OK", "b1").replacen(
+        "Content-Length:",
+        "P-Asserted-Identity: <sip:cfo@example.com>\r\nContent-Length:",
+        1,
+    );
+    bob.send(&h, &ok);
+    let answer = alice.next().await;
+    let answer = if answer.starts_with("SIP/2.0 100") {
+        alice.next().await
+    } else {
+        answer
+    };
+    assert_eq!(status(&answer), "SIP/2.0 200 OK");
+    assert_eq!(header(&answer, "P-Asserted-Identity"), None, "{answer}");
 }
 
 #[tokio::test]

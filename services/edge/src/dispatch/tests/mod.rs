@@ -184,6 +184,7 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         replies: replies.clone(),
         local: local(),
         store: None,
+        runtime: tokio::runtime::Handle::current(),
     }));
     let dispatcher = Dispatcher::new(DispatcherParts {
         cache,
