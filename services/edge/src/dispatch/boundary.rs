@@ -85,6 +85,19 @@ pub(crate) fn claim<'m>(m: &'m Message, method: &str, from_peer: bool) -> Claim<
 }
 
 impl Dispatcher {
+    /// The id of the trusted peer `peer` is (by its address, transport and client
+    /// certificate names), if it is one.
+    pub(crate) fn trusted_peer(&self, peer: &Peer) -> Option<String> {
+        self.cache
+            .read()
+            .trusted_peer(
+                peer.addr,
+                peer.transport.name(),
+                peer.tls_names.as_deref().unwrap_or_default(),
+            )
+            .map(str::to_owned)
+    }
+
     /// Who may send `m`, a request for a phone (see the module's comment).
     pub(crate) fn admit(
         &self,
@@ -98,15 +111,7 @@ impl Dispatcher {
             self.stats.rejected(Reason::Untrusted);
             Err(self.responder().reply(m, src, 403, reason, vec![]))
         };
-        let trusted = self
-            .cache
-            .read()
-            .trusted_peer(
-                peer.addr,
-                peer.transport.name(),
-                peer.tls_names.as_deref().unwrap_or_default(),
-            )
-            .map(str::to_owned);
+        let trusted = self.trusted_peer(peer);
         match claim(m, method, trusted.is_some()) {
             Claim::Refused(reason) => refuse(reason),
             Claim::Peer => Ok(Sender::Peer(trusted.unwrap_or_default())),

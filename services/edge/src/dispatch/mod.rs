@@ -240,15 +240,7 @@ impl Dispatcher {
         {
             // What a phone asserts of its own identity does not pass within a dialog either;
             // a trusted peer's assertions do.
-            let trusted = self
-                .cache
-                .read()
-                .trusted_peer(
-                    peer.addr,
-                    peer.transport.name(),
-                    peer.tls_names.as_deref().unwrap_or_default(),
-                )
-                .is_some();
+            let trusted = self.trusted_peer(peer).is_some();
             if trusted {
                 self.proven(peer);
             }
@@ -435,9 +427,10 @@ impl Dispatcher {
         self.spawn_delivery(delivery.deliver(m, src, origin, reply, lines, permit));
     }
 
-    /// A trusted peer's connection (a carrier calling over TCP or TLS) has proved itself, as
-    /// a REGISTER proves a phone's: it stays open while it is used.
-    fn proven(&self, peer: &Peer) {
+    /// A connection has proved itself (a phone's REGISTER over it was authenticated, or a
+    /// trusted peer such as a carrier sent over it): it stays open as long as a
+    /// registration lasts.
+    pub(super) fn proven(&self, peer: &Peer) {
         if let Some(idle) = &peer.idle {
             let _ = idle.compare_exchange(
                 crate::flow::NOT_AUTHENTICATED,

@@ -1,13 +1,11 @@
 //! REGISTER: authenticated here (digest, bans, the nonce's scope), then handed to the
 //! phone's actor in the registrar, which checks the nonce count and reduces the bindings.
 
-use std::sync::atomic::Ordering;
-
 use dialtone_sip::{Message, addressing::Party, response::Source, transaction::server_key};
 
 use super::Dispatcher;
 use crate::{
-    flow::{NOT_AUTHENTICATED, Peer, Replier},
+    flow::{Peer, Replier},
     metrics::Reason,
     registrar::phone::{Register, RegisterJob},
     replies::ChallengeKind,
@@ -56,15 +54,7 @@ impl Dispatcher {
                 return;
             }
         };
-        // The flow proved itself: it may stay open as long as a registration lasts.
-        if let Some(idle) = &peer.idle {
-            let _ = idle.compare_exchange(
-                NOT_AUTHENTICATED,
-                self.stream_idle().as_secs(),
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
+        self.proven(peer);
         // Only what reaches the phone's actor needs its transaction recognised.
         let txn = server_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
         if peer.transport.connection_bound() {
