@@ -14,6 +14,7 @@ Usage: python3 scripts/compose_check.py (after `cargo build --bins`)."""
 
 import os
 import pathlib
+import random
 import re
 import shutil
 import socket
@@ -30,10 +31,31 @@ COMPOSE = ROOT / "deploy" / "compose"
 BIN = ROOT / "target" / "debug"
 
 
+GIVEN = set()
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port below the kernel's ephemeral range that is free now and not handed out before.
+
+    A port the kernel picks for bind(0) comes from the ephemeral range, so after it is
+    released the kernel may give it to any outgoing connection (a node's own etcd client
+    took one once, and the node's gRPC listener then failed with EADDRINUSE). Ports below
+    the range are never given to connections; each is handed out once per run."""
+    low = int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(max(1024, low - 12000), low)
+        if port in GIVEN:
+            continue
+        with socket.socket() as s, socket.socket(type=socket.SOCK_DGRAM) as u:
+            try:
+                s.bind(("127.0.0.1", port))
+                u.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def ready(admin, timeout=60):

@@ -1,13 +1,32 @@
 //! Loopback ports for the processes a test starts, picked free.
 
-use std::net::TcpListener;
+use parking_lot::Mutex;
+use std::collections::HashSet;
+use std::net::{TcpListener, UdpSocket};
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; it is released for the child to bind).
+/// Ports this test process has handed out, so that it never hands one out twice.
+static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// A port free on TCP and UDP of 127.0.0.1, released for the child to bind. Drawn from
+/// 10000-19999, below Linux's ephemeral range (32768-60999) and below
+/// [`free_port_pair`]'s: a port the OS picks for `bind(0)` is an ephemeral one, which the
+/// kernel may give to any outgoing connection (a node's own etcd client, say) between its
+/// release here and the child's bind, and that once failed a node with EADDRINUSE.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    let mut given = GIVEN.lock();
+    let given = given.get_or_insert_with(HashSet::new);
+    for _ in 0..500 {
+        let p = 10_000 + rand::random::<u16>() % 10_000;
+        if given.contains(&p) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
+        {
+            given.insert(p);
+            return p;
+        }
+    }
+    panic!("no free port below the ephemeral range")
 }
 
 /// Where a node's SIP edge listens (127.0.0.1, OS-chosen ports; UDP and TCP share one).
