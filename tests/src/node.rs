@@ -253,6 +253,40 @@ impl Node {
         )
     }
 
+    /// The calls up on this edge that phone `phone` is in (every call for "").
+    pub async fn calls_now(
+        &self,
+        token: &str,
+        phone: &str,
+    ) -> anyhow::Result<Vec<dialtone_proto::edge::v1::Call>> {
+        let mut edge = self.edge_client(token).await?;
+        let r = edge
+            .list_calls(dialtone_proto::edge::v1::ListCallsRequest {
+                phone_id: phone.to_owned(),
+                page_size: 0,
+            })
+            .await?;
+        Ok(r.into_inner().calls)
+    }
+
+    /// [`Node::calls_now`] once there are `n` of them (within 5 s; the last list seen
+    /// otherwise): an edge records a call once its INVITE's delivery has ended.
+    pub async fn calls_of(
+        &self,
+        token: &str,
+        phone: &str,
+        n: usize,
+    ) -> anyhow::Result<Vec<dialtone_proto::edge::v1::Call>> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let calls = self.calls_now(token, phone).await?;
+            if calls.len() == n || std::time::Instant::now() >= deadline {
+                return Ok(calls);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// A provisioning client authenticated with `token`.
     pub async fn provisioning_client(&self, token: &str) -> anyhow::Result<ProvisioningClient> {
         let (c, a) = self.authed(token).await?;

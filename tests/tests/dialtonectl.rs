@@ -128,6 +128,12 @@ async fn dialtonectl_drives_a_dev_node() {
     );
     let out = ctl.ok(&["status", "get", &id]);
     assert!(out.contains("-1001") && out.contains("false"), "{out}");
+    // The edge's calls: none up yet; a phone that does not exist is refused, named.
+    let out = ctl.ok(&["edge", "calls", "--phone", &id]);
+    assert!(out.contains("CALLER") && out.contains("DIALLED"), "{out}");
+    assert_eq!(out.lines().count(), 1, "a header and no call: {out}");
+    let (ok, _, err) = ctl.run(&["edge", "calls", "--phone", "no-such-phone"]);
+    assert!(!ok && err.contains("no-such-phone"), "{err}");
     let out = ctl.ok(&["phones", "how-to-register", &id]);
     assert!(
         out.contains("primary")

@@ -1,17 +1,24 @@
 //! A call for a user rings every phone assigned to it, through real processes (etcd, a
 //! config+status node, two edges, simulated phones registered to their primary and
 //! secondary edges): the phone that answers wins, the other is cancelled with
-//! `Reason: SIP;cause=200;text="Call completed elsewhere"`.
+//! `Reason: SIP;cause=200;text="Call completed elsewhere"`; the edge's record of calls
+//! (`EdgeService.ListCalls`) shows the call on the caller's and the answering phone.
 
 use std::{sync::atomic::Ordering::Relaxed, time::Duration};
 
 use dialtone_phonesim::{Sim, SimConfig};
-use dialtone_proto::config::v1 as pb;
+use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
     ClusterSandbox, VIEWER_TOKEN,
     fleet::{at_extension, import, update_phone, wait_operational},
     sip::{Caller, branch, status},
 };
+
+fn on_phone(id: &str) -> epb::CallParty {
+    epb::CallParty {
+        party: Some(epb::call_party::Party::PhoneId(id.to_owned())),
+    }
+}
 
 fn assign(mode: pb::assignment::Mode) -> impl FnOnce(&mut pb::Phone) {
     move |p| p.assignment = Some(pb::Assignment { mode: Some(mode) })
@@ -98,7 +105,52 @@ async fn a_users_phones_ring_together_and_the_one_that_answers_wins() {
             n,
             "one INVITE each"
         );
+        // The record of calls of the edge the call entered through says who answered:
+        // the softphone, never the desk phone.
+        let node = &sb.nodes[n as usize];
+        let up = node
+            .calls_of(VIEWER_TOKEN, &caller_line.0, 1)
+            .await
+            .unwrap();
+        assert_eq!(up.len(), 1, "{up:?}");
+        let call = &up[0];
+        assert_eq!(call.caller, Some(on_phone(&caller_line.0)), "{call:?}");
+        assert_eq!(call.callee, Some(on_phone(&soft.0)), "{call:?}");
+        assert_eq!((&*call.dialled, &*call.site_id), ("300", "hq"), "{call:?}");
+        let of_soft = node.calls_now(VIEWER_TOKEN, &soft.0).await.unwrap();
+        assert!(of_soft.contains(call), "{of_soft:?}");
+        let of_desk = node.calls_now(VIEWER_TOKEN, &desk.0).await.unwrap();
+        assert!(of_desk.is_empty(), "{of_desk:?}");
     }
+    // A phone that does not exist is NOT_FOUND, and a viewer sees every call of an edge.
+    let mut edge = sb.nodes[1].edge_client(VIEWER_TOKEN).await.unwrap();
+    let unknown = edge
+        .list_calls(epb::ListCallsRequest {
+            phone_id: "no-such-phone".into(),
+            page_size: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    // The softphone's primary edge answered the call the other edge entered and handed
+    // over: that edge lists it too, from the other edge. Three records of two calls.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let all = loop {
+        let mut all = sb.nodes[1].calls_now(VIEWER_TOKEN, "").await.unwrap();
+        all.extend(sb.nodes[2].calls_now(VIEWER_TOKEN, "").await.unwrap());
+        if all.len() == 3 || std::time::Instant::now() >= deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(all.len(), 3, "{all:?}");
+    let handed_over = Some(epb::call_party::Party::OtherEdge(true));
+    let by_edge: Vec<_> = all
+        .iter()
+        .filter(|c| c.caller.as_ref().map(|p| p.party.clone()) == Some(handed_over.clone()))
+        .collect();
+    assert_eq!(by_edge.len(), 1, "{all:?}");
+    assert_eq!(by_edge[0].callee, Some(on_phone(&soft.0)), "{all:?}");
     desk_sim.stop(true, 1).await;
     soft_sim.stop(true, 1).await;
 }

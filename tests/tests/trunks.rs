@@ -12,7 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
 use dialtone_tests::{
     carriers::{
         answered_call, carrier, carrier_bed, carrier_call, invite_for, invites, peer,
@@ -132,6 +132,15 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
             .await,
         Some(1)
     );
+    // ... and in the caller's calls: out through carrier B, to the number as sent.
+    let up = node.calls_of(&token, &caller_line.0, 1).await.unwrap();
+    assert_eq!(up.len(), 1, "{up:?}");
+    let trunk_b = epb::call_party::Party::TrunkId("carrier-b".into());
+    assert_eq!(
+        up[0].callee.as_ref().and_then(|p| p.party.clone()),
+        Some(trunk_b)
+    );
+    assert_eq!(up[0].dialled, "+12125551234", "{up:?}");
     // The dialog goes on along the edge's Record-Route: ACK and BYE reach the carrier.
     let ok = responses.last().unwrap();
     let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, "sip:+12125551234@127.0.0.3");
@@ -156,6 +165,8 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
             .await,
         None
     );
+    let ended = node.calls_now(&token, &caller_line.0).await.unwrap();
+    assert!(ended.is_empty(), "the BYE ended it: {ended:?}");
 
     // An emergency call from a phone whose profile turns E911 on carries its location by
     // reference (RFC 6442) to the carrier.

@@ -8,6 +8,7 @@ use dialtone_proto::edge::v1::{self as pb, edge_service_server::EdgeService};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    delivery::calls::{ActiveCall, Party},
     dispatch::Dispatcher,
     error::EdgeError,
     registrar::phone::{Contacts, Forget, ListBindings},
@@ -178,4 +179,51 @@ impl EdgeService for EdgeApi {
             check_sync(&self.handler, &r.phone_id, r.reboot).await?,
         ))
     }
+
+    async fn list_calls(
+        &self,
+        req: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        let phone = (!r.phone_id.is_empty()).then_some(r.phone_id.as_str());
+        if let Some(id) = phone {
+            self.phone_id(id)?;
+        }
+        let size = match r.page_size {
+            0 => 100,
+            n => n.min(1000) as usize,
+        };
+        let (calls, total) = self.handler.delivery.calls.list(phone, size);
+        let node = &self.handler.settings.node_id;
+        Ok(Response::new(pb::ListCallsResponse {
+            calls: calls.into_iter().map(|c| call_view(c, node)).collect(),
+            total: u32::try_from(total).unwrap_or(u32::MAX),
+        }))
+    }
+}
+
+/// A recorded call as the API shows it.
+fn call_view(c: ActiveCall, node: &str) -> pb::Call {
+    pb::Call {
+        call_id: c.call_id.into(),
+        answered_at_ms: i64::try_from(c.answered_at_ms).unwrap_or(i64::MAX),
+        caller: Some(party_view(c.caller)),
+        callee: Some(party_view(c.callee)),
+        site_id: c.site.as_deref().unwrap_or_default().to_owned(),
+        dialled: c.dialled.into(),
+        node_id: node.to_owned(),
+    }
+}
+
+fn party_view(p: Party) -> pb::CallParty {
+    use pb::call_party::Party as P;
+    let party = match p {
+        Party::Phone(id) => Some(P::PhoneId(id.to_string())),
+        Party::Trunk(id) => Some(P::TrunkId(id.to_string())),
+        Party::Peer(id) => Some(P::PeerId(id.to_string())),
+        Party::Edge => Some(P::OtherEdge(true)),
+        Party::Unknown => None,
+    };
+    pb::CallParty { party }
 }

@@ -203,6 +203,8 @@ pub struct TrunkPlan {
     pub emergency: bool,
     /// The caller's site (for the calls-per-site gauge).
     pub site: Option<Arc<str>>,
+    /// The calling phone's id (for the record of calls).
+    pub caller: Arc<str>,
 }
 
 impl CredentialCache {
@@ -256,7 +258,7 @@ impl CredentialCache {
     /// The plan of a call of `kind` from `caller` by the routes of `site` (none: the
     /// caller's own calling site).
     fn plan_via(&self, site: Option<&str>, kind: Kind, caller: &str) -> Option<TrunkPlan> {
-        let phone = self.phones.get(caller)?;
+        let (caller, phone) = self.phones.get_key_value(caller)?;
         let caller_site = self.calling.get(self.calling_site(phone));
         let site = match site {
             Some(id) => self.calling.get(id)?,
@@ -297,6 +299,7 @@ impl CredentialCache {
             site: Some(self.calling_site(phone))
                 .filter(|s| !s.is_empty())
                 .map(Arc::from),
+            caller: caller.clone(),
         })
     }
 

@@ -1,10 +1,13 @@
-//! The edge's light record of calls, for metrics only: which dialogs it proxied are up
-//! (their INVITE got a 2xx and no BYE has passed yet), and how each INVITE ended. Routing
-//! never reads it (the Record-Route token carries what routing needs), so a full record
-//! costs a metric, never a call: past [`MAX_CALLS`] new calls go uncounted as active, and a
-//! call whose BYE took another path is forgotten after [`MAX_CALL_AGE_MS`] (checked at
-//! every scrape and whenever the record is full). A call is kept as a keyed 64-bit hash of
-//! its Call-ID and a time: 16 bytes and a map slot, whatever Call-ID a caller writes.
+//! The edge's light record of calls, for metrics and the per-phone view of calls
+//! (`EdgeService.ListCalls`): which dialogs it proxied are up (their INVITE got a 2xx and
+//! no BYE has passed yet), who is in each, and how each INVITE ended. Routing never reads
+//! it (the Record-Route token carries what routing needs), so a full record costs a
+//! metric, never a call: past [`MAX_CALLS`] new calls go uncounted as active, and a call
+//! whose BYE took another path is forgotten after [`MAX_CALL_AGE_MS`] (checked at every
+//! scrape and whenever the record is full). A call is keyed by a keyed 64-bit hash of its
+//! Call-ID; what a caller writes is kept only cut to [`MAX_CALL_ID`] and [`MAX_DIALLED`]
+//! bytes, so the record is at most about 300 bytes a call (30 MB at the cap), whatever
+//! the caller sends.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -21,6 +24,12 @@ pub const MAX_CALLS: usize = 100_000;
 
 /// How long a call stays recorded without a BYE through this edge.
 pub const MAX_CALL_AGE_MS: u64 = 12 * 3600 * 1000;
+
+/// Bytes of a Call-ID kept for the view (a longer one is cut at a character boundary).
+pub const MAX_CALL_ID: usize = 96;
+
+/// Bytes of the dialled user part kept for the view.
+pub const MAX_DIALLED: usize = 32;
 
 /// How an INVITE this edge proxied ended: the labels of `dialtone_calls_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,13 +56,83 @@ impl CallOutcome {
     }
 }
 
-/// An active call: when it was answered, the carrier trunk it went out through, and the
-/// site it is counted under (the caller's; for a call in from a carrier, the callee's).
-type Active = (u64, Option<Arc<str>>, Option<Arc<str>>);
+/// One end of a call, as this edge knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Party {
+    /// One of our phones, by id.
+    Phone(Arc<str>),
+    /// A carrier trunk a call went out through, by trunk id.
+    Trunk(Arc<str>),
+    /// A trusted peer (a carrier whose call came in), by peer id.
+    Peer(Arc<str>),
+    /// Another edge of the group handed the call over (it knows the caller).
+    Edge,
+    /// Not known here (a fork whose answering branch this edge did not see).
+    Unknown,
+}
+
+impl Party {
+    fn phone(&self) -> Option<&str> {
+        match self {
+            Party::Phone(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Who is in a call that opened a dialog, for the record.
+#[derive(Clone, Debug)]
+pub struct Parties {
+    pub caller: Party,
+    pub callee: Party,
+    /// The site the call counts under (the caller's; for a call in from a carrier, the
+    /// callee's; none when another edge handed it over, which counts it).
+    pub site: Option<Arc<str>>,
+    /// What the caller dialled (the Request-URI's user part).
+    pub dialled: String,
+}
+
+/// A call up now, as [`Calls::list`] shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveCall {
+    /// Its Call-ID, cut to [`MAX_CALL_ID`] bytes.
+    pub call_id: Box<str>,
+    /// When it was answered, Unix milliseconds.
+    pub answered_at_ms: u64,
+    pub caller: Party,
+    pub callee: Party,
+    pub site: Option<Arc<str>>,
+    /// Cut to [`MAX_DIALLED`] bytes.
+    pub dialled: Box<str>,
+}
+
+impl ActiveCall {
+    /// Whether phone `id` is in the call.
+    pub fn involves(&self, id: &str) -> bool {
+        self.caller.phone() == Some(id) || self.callee.phone() == Some(id)
+    }
+
+    /// The carrier trunk the call went out through.
+    pub fn trunk(&self) -> Option<&Arc<str>> {
+        match &self.callee {
+            Party::Trunk(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary. Pure.
+fn cut(s: &str, max: usize) -> Box<str> {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].into()
+}
 
 /// Active calls by Call-ID hash and INVITE outcomes.
 pub struct Calls {
-    active: Mutex<HashMap<u64, Active>>,
+    active: Mutex<HashMap<u64, ActiveCall>>,
     /// Random keys of the Call-ID hash, so no caller can make two calls collide.
     keys: RandomState,
     outcomes: Counters<4>,
@@ -75,31 +154,29 @@ impl Default for Calls {
 }
 
 impl Calls {
-    /// An INVITE of `call_id` ended with `code`, at `now_ms`; `initial` when it opened
-    /// the dialog (a re-INVITE's answer changes no call's count); `trunk`, the carrier
-    /// trunk that answered a call out; `site`, the site the call counts under (none: it
-    /// came from another edge, which counts it).
-    pub fn invite_ended(
-        &self,
-        call_id: &str,
-        code: u16,
-        initial: bool,
-        now_ms: u64,
-        trunk: Option<&Arc<str>>,
-        site: Option<&Arc<str>>,
-    ) {
+    /// An INVITE of `call_id` ended with `code`, at `now_ms`; `parties` when it opened
+    /// the dialog (a re-INVITE's answer, `None`, changes no call's count).
+    pub fn invite_ended(&self, call_id: &str, code: u16, now_ms: u64, parties: Option<Parties>) {
         let outcome = CallOutcome::of(code);
         self.outcomes.count_at(outcome as usize);
-        if !initial || outcome != CallOutcome::Answered {
+        let Some(p) = parties.filter(|_| outcome == CallOutcome::Answered) else {
             return;
-        }
+        };
         let key = self.keys.hash_one(call_id);
         let mut active = self.active.lock();
         if active.len() >= MAX_CALLS {
             forget_old(&mut active, now_ms);
         }
         if active.len() < MAX_CALLS {
-            active.insert(key, (now_ms, trunk.cloned(), site.cloned()));
+            let call = ActiveCall {
+                call_id: cut(call_id, MAX_CALL_ID),
+                answered_at_ms: now_ms,
+                caller: p.caller,
+                callee: p.callee,
+                site: p.site,
+                dialled: cut(&p.dialled, MAX_DIALLED),
+            };
+            active.insert(key, call);
         }
     }
 
@@ -111,6 +188,22 @@ impl Calls {
     /// Calls up now.
     pub fn active(&self) -> usize {
         self.active.lock().len()
+    }
+
+    /// Calls up now, phone `phone`'s only when given, oldest first: at most `limit`, and
+    /// how many there are in all.
+    pub fn list(&self, phone: Option<&str>, limit: usize) -> (Vec<ActiveCall>, usize) {
+        let mut calls: Vec<ActiveCall> = self
+            .active
+            .lock()
+            .values()
+            .filter(|c| phone.is_none_or(|p| c.involves(p)))
+            .cloned()
+            .collect();
+        calls.sort_by(|a, b| (a.answered_at_ms, &a.call_id).cmp(&(b.answered_at_ms, &b.call_id)));
+        let total = calls.len();
+        calls.truncate(limit);
+        (calls, total)
     }
 
     /// Prometheus text; forgets calls older than [`MAX_CALL_AGE_MS`] first.
@@ -130,11 +223,11 @@ impl Calls {
         );
         let mut by_trunk: BTreeMap<Arc<str>, usize> = BTreeMap::new();
         let mut by_site: BTreeMap<Arc<str>, usize> = BTreeMap::new();
-        for (_, trunk, site) in self.active.lock().values() {
-            if let Some(t) = trunk {
+        for call in self.active.lock().values() {
+            if let Some(t) = call.trunk() {
                 *by_trunk.entry(t.clone()).or_default() += 1;
             }
-            if let Some(s) = site {
+            if let Some(s) = &call.site {
                 *by_site.entry(s.clone()).or_default() += 1;
             }
         }
@@ -168,8 +261,8 @@ impl Calls {
     }
 }
 
-fn forget_old(active: &mut HashMap<u64, Active>, now_ms: u64) {
-    active.retain(|_, (at, _, _)| now_ms.saturating_sub(*at) < MAX_CALL_AGE_MS);
+fn forget_old(active: &mut HashMap<u64, ActiveCall>, now_ms: u64) {
+    active.retain(|_, c| now_ms.saturating_sub(c.answered_at_ms) < MAX_CALL_AGE_MS);
 }
 
 #[cfg(test)]
@@ -193,16 +286,30 @@ mod tests {
         }
     }
 
+    fn phone(id: &str) -> Party {
+        Party::Phone(id.into())
+    }
+
+    fn parties(caller: Party, callee: Party, site: Option<&str>) -> Option<Parties> {
+        Some(Parties {
+            caller,
+            callee,
+            site: site.map(Arc::from),
+            dialled: "201".into(),
+        })
+    }
+
     #[test]
     fn a_call_is_up_from_its_answer_to_its_bye() {
         let c = Calls::default();
         let now = dialtone_common::clock::unix_ms();
-        let carrier: Arc<str> = "carrier".into();
-        let hq: Arc<str> = "hq".into();
-        c.invite_ended("a", 200, true, now, None, Some(&hq));
-        c.invite_ended("b", 486, true, now, None, Some(&hq));
-        c.invite_ended("a", 200, false, now, None, Some(&hq)); // a re-INVITE
-        c.invite_ended("out", 200, true, now, Some(&carrier), Some(&hq));
+        let carrier = || Party::Trunk("carrier".into());
+        c.invite_ended("a", 200, now, parties(phone("p1"), phone("p2"), Some("hq")));
+        c.invite_ended("b", 486, now, parties(phone("p1"), phone("p3"), Some("hq")));
+        c.invite_ended("a", 200, now, None); // a re-INVITE
+        c.invite_ended("out", 200, now, parties(phone("p1"), carrier(), Some("hq")));
+        let peer = Party::Peer("carrier-peer".into());
+        c.invite_ended("in", 200, now, parties(peer, phone("p4"), Some("hq")));
         let mut out = String::new();
         c.render("edge-1", &mut out);
         assert!(
@@ -210,17 +317,19 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains("dialtone_site_calls_active{node=\"edge-1\",site=\"hq\"} 2"),
+            out.contains("dialtone_site_calls_active{node=\"edge-1\",site=\"hq\"} 3"),
             "{out}"
         );
         c.ended("out");
+        c.ended("in");
         assert_eq!(c.active(), 1);
         c.ended("a");
         c.ended("never-seen");
         assert_eq!(c.active(), 0);
         // A call whose BYE went another way is forgotten after MAX_CALL_AGE_MS.
-        c.invite_ended("lost", 200, true, now - MAX_CALL_AGE_MS - 1, None, None);
-        c.invite_ended("fresh", 200, true, now, None, None);
+        let old = now - MAX_CALL_AGE_MS - 1;
+        c.invite_ended("lost", 200, old, parties(Party::Edge, phone("p2"), None));
+        c.invite_ended("fresh", 200, now, parties(Party::Edge, phone("p2"), None));
         c.render("edge-1", &mut String::new());
         assert_eq!(c.active(), 1);
         c.ended("fresh");
@@ -230,9 +339,53 @@ mod tests {
             out.contains("dialtone_calls_active{node=\"edge-1\"} 0"),
             "{out}"
         );
-        assert!(out.contains("outcome=\"answered\"} 5"), "{out}");
+        assert!(out.contains("outcome=\"answered\"} 6"), "{out}");
         assert!(!out.contains("trunk=\"carrier\""), "{out}");
         assert!(!out.contains("site=\"hq\""), "{out}");
         assert!(out.contains("outcome=\"failed\"} 1"), "{out}");
+    }
+
+    #[test]
+    fn a_phones_calls_are_those_it_is_in() {
+        let c = Calls::default();
+        let carrier = Party::Trunk("carrier".into());
+        c.invite_ended("x", 200, 3, parties(phone("p1"), phone("p2"), None));
+        c.invite_ended("y", 200, 1, parties(phone("p2"), carrier, None));
+        let peer = Party::Peer("carrier".into());
+        c.invite_ended("z", 200, 2, parties(peer, phone("p3"), None));
+        // (phone, Call-IDs listed oldest first, limit, total)
+        let cases: [(Option<&str>, &[&str], usize, usize); 6] = [
+            (None, &["y", "z", "x"], 10, 3),
+            (None, &["y"], 1, 3),
+            (Some("p1"), &["x"], 10, 1),
+            (Some("p2"), &["y", "x"], 10, 2),
+            (Some("p3"), &["z"], 10, 1),
+            (Some("carrier"), &[], 10, 0), // a trunk is not a phone
+        ];
+        for (phone, want, limit, total) in cases {
+            let (got, all) = c.list(phone, limit);
+            let ids: Vec<&str> = got.iter().map(|c| &*c.call_id).collect();
+            assert_eq!((ids.as_slice(), all), (want, total), "{phone:?}");
+        }
+    }
+
+    #[test]
+    fn what_a_caller_writes_is_kept_cut() {
+        let c = Calls::default();
+        let long_id = "é".repeat(200);
+        let p = Parties {
+            caller: phone("p1"),
+            callee: phone("p2"),
+            site: None,
+            dialled: "9".repeat(1000),
+        };
+        c.invite_ended(&long_id, 200, 1, Some(p));
+        let (calls, _) = c.list(None, 1);
+        assert!(calls[0].call_id.len() <= MAX_CALL_ID);
+        assert!(long_id.starts_with(&*calls[0].call_id));
+        assert_eq!(calls[0].dialled.len(), MAX_DIALLED);
+        // Recorded by its full Call-ID: the BYE of the full one ends it.
+        c.ended(&long_id);
+        assert_eq!(c.active(), 0);
     }
 }

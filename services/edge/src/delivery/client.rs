@@ -76,6 +76,7 @@ impl Delivery {
             route_token,
             untrusted_identity,
             untrusted_answers,
+            phone,
         } = hop;
         // What a phone asserts of its own identity in its answers does not pass either.
         let answer_strip: &[&str] = if untrusted_answers {
@@ -263,7 +264,7 @@ impl Delivery {
                             deadline.max(start + self.settings.notify_timeout)
                         };
                         if code > 100 && !gave_final {
-                            responses.relay(&resp, u32::from(shift), answer_strip);
+                            responses.relay(&resp, u32::from(shift), answer_strip, phone.as_ref());
                         }
                         continue;
                     }
@@ -329,7 +330,7 @@ impl Delivery {
                     }
                     // A 2xx always goes on, even after a cancel: the caller ends that dialog.
                     if !gave_final || code < 300 {
-                        responses.relay(&resp, u32::from(shift), answer_strip);
+                        responses.relay(&resp, u32::from(shift), answer_strip, phone.as_ref());
                     }
                     break;
                 }

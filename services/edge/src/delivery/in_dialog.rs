@@ -233,6 +233,7 @@ impl Delivery {
                     route_token: None,
                     untrusted_identity: untrusted,
                     untrusted_answers: !next_trusted,
+                    phone: None,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);
@@ -243,8 +244,7 @@ impl Delivery {
         match method {
             "INVITE" => {
                 let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
-                self.calls
-                    .invite_ended(call_id, code, false, unix_ms(), None, None);
+                self.calls.invite_ended(call_id, code, unix_ms(), None);
             }
             // Whatever its answer, a BYE ends the dialog (RFC 3261 §15.1.2).
             "BYE" => self.calls.ended(call_id),

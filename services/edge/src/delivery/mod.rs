@@ -273,6 +273,8 @@ struct Hop<'a> {
     /// The Record-Route token of a dialog-creating request (to record-route it again,
     /// with its CSeq shift, when it is re-sent with credentials).
     route_token: Option<dialtone_sip::route::FlowToken>,
+    /// The phone the hop rings (for the record of calls: who answered).
+    phone: Option<Arc<str>>,
 }
 
 /// What a carrier is told of the caller.
@@ -295,6 +297,19 @@ pub(crate) struct Origin {
     pub from_line: bool,
     /// The site its call counts under (none: another edge counts it).
     pub site: Option<Arc<str>>,
+    /// Who sends it, for the record of calls.
+    pub caller: calls::Party,
+}
+
+/// The user part of a request's Request-URI, as the caller dialled it ("" when none).
+fn dialled(m: &Message) -> &str {
+    let StartLine::Request { uri, .. } = &m.start else {
+        return "";
+    };
+    dialtone_sip::uri::parse(uri)
+        .ok()
+        .and_then(|u| u.user)
+        .unwrap_or("")
 }
 
 /// One line a delivery rings, and what its hops need to know.
@@ -430,6 +445,7 @@ impl Delivery {
             inbound,
             from_line,
             site,
+            caller,
         } = origin;
         let Some((key, txn)) = self.open(&m, src, &upstream) else {
             return;
@@ -461,8 +477,16 @@ impl Delivery {
         if invite {
             let code = txn.final_code.load(Relaxed);
             let call_id = m.get("call-id").unwrap_or("");
+            let parties = calls::Parties {
+                caller,
+                callee: responses
+                    .answered_by()
+                    .map_or(calls::Party::Unknown, calls::Party::Phone),
+                site,
+                dialled: dialled(&m).to_owned(),
+            };
             self.calls
-                .invite_ended(call_id, code, true, unix_ms(), None, site.as_ref());
+                .invite_ended(call_id, code, unix_ms(), Some(parties));
         }
         self.linger(key, permit).await;
     }
@@ -547,6 +571,7 @@ impl Delivery {
                 route_token: None,
                 untrusted_identity: from_line,
                 untrusted_answers: to_phone,
+                phone: Some(line.phone_id.clone()),
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);

@@ -4,7 +4,7 @@
 //! "Call completed elsewhere", RFC 3326); a 6xx cancels them too; other finals are held
 //! until every branch has one, and the best of them goes upstream ([`rank`], pure).
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, atomic::Ordering::Relaxed};
 
 use dialtone_sip::{Message, StartLine, proxy::forward_response_with, response::Source};
 use parking_lot::Mutex;
@@ -46,6 +46,8 @@ pub(super) struct Responses<'a> {
     best: Mutex<Option<(u16, Vec<u8>)>>,
     /// The latest final answer of a branch, and whether the edge made it.
     last: Mutex<Option<(u16, bool)>>,
+    /// The phone whose 2xx went upstream first (for the record of calls).
+    answered_by: Mutex<Option<Arc<str>>>,
 }
 
 impl<'a> Responses<'a> {
@@ -67,6 +69,7 @@ impl<'a> Responses<'a> {
             responder,
             best: Mutex::new(None),
             last: Mutex::new(None),
+            answered_by: Mutex::new(None),
         }
     }
 
@@ -75,9 +78,10 @@ impl<'a> Responses<'a> {
         self.txn.final_code.load(Relaxed) != 0
     }
 
-    /// A response from a branch's next hop, to a request sent with its CSeq number
-    /// `cseq_shift` higher than it came, without the headers named in `strip`.
-    pub fn relay(&self, resp: &Message, cseq_shift: u32, strip: &[&str]) {
+    /// A response from a branch's next hop (ringing phone `phone`, if a phone), to a
+    /// request sent with its CSeq number `cseq_shift` higher than it came, without the
+    /// headers named in `strip`.
+    pub fn relay(&self, resp: &Message, cseq_shift: u32, strip: &[&str], phone: Option<&Arc<str>>) {
         let StartLine::Response { code, .. } = resp.start else {
             return;
         };
@@ -92,6 +96,7 @@ impl<'a> Responses<'a> {
                 *self.last.lock() = Some((code, false));
                 let first = !self.finished();
                 if first {
+                    *self.answered_by.lock() = phone.cloned();
                     self.txn.finished(code, bytes.clone());
                     if self.invite {
                         self.txn
@@ -132,6 +137,11 @@ impl<'a> Responses<'a> {
     /// delivery that tries its targets one after another.
     pub fn last_final(&self) -> Option<(u16, bool)> {
         *self.last.lock()
+    }
+
+    /// The phone whose 2xx went upstream (none: no 2xx, or not a phone's).
+    pub fn answered_by(&self) -> Option<Arc<str>> {
+        self.answered_by.lock().clone()
     }
 
     /// Whether a 2xx went upstream, or the delivery was cancelled.

@@ -16,7 +16,11 @@ use dialtone_domain::trunks::fails_over;
 use dialtone_sip::{Message, response::Source, route::FlowToken};
 use tracing::{debug, warn};
 
-use super::{Delivery, Hop, Identity, Outcome, responses::Responses};
+use super::{
+    Delivery, Hop, Identity, Outcome,
+    calls::{Parties, Party},
+    responses::Responses,
+};
 use crate::{
     admission::Permit,
     credentials::trunks::TrunkPlan,
@@ -115,6 +119,7 @@ impl Delivery {
                 route_token: Some(token),
                 untrusted_identity: false,
                 untrusted_answers: false,
+                phone: None,
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);
@@ -138,9 +143,14 @@ impl Delivery {
         responses.finish();
         let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
         let call_id = m.get("call-id").unwrap_or("");
-        let site = plan.site.as_ref();
+        let parties = Parties {
+            caller: Party::Phone(plan.caller.clone()),
+            callee: answered_by.map_or(Party::Unknown, Party::Trunk),
+            site: plan.site.clone(),
+            dialled: number,
+        };
         self.calls
-            .invite_ended(call_id, code, true, unix_ms(), answered_by.as_ref(), site);
+            .invite_ended(call_id, code, unix_ms(), Some(parties));
         self.linger(key, permit).await;
     }
 }

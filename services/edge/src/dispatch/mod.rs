@@ -22,7 +22,7 @@ use tracing::warn;
 
 use dialtone_auth::bans::Bans;
 
-use crate::delivery::Origin;
+use crate::delivery::{Origin, calls::Party};
 use crate::{
     admission::{self, Permit},
     credentials::remote::RemoteCall,
@@ -419,10 +419,16 @@ impl Dispatcher {
                 .and_then(|l| self.cache.read().site_of(&l.phone_id)),
             Sender::Edge => None,
         };
+        let caller = match sender {
+            Sender::Line(c) => Party::Phone(c.phone_id.clone()),
+            Sender::Peer(id) => Party::Peer(id.as_str().into()),
+            Sender::Edge => Party::Edge,
+        };
         let origin = Origin {
             inbound: peer.source(),
             from_line: matches!(sender, Sender::Line(_)),
             site,
+            caller,
         };
         self.spawn_delivery(delivery.deliver(m, src, origin, reply, lines, permit));
     }
