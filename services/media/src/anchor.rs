@@ -1,0 +1,178 @@
+//! When a call's media goes through a media server, and how rtpengine is to rewrite each
+//! side's SDP. Pure, and tested with a table of cases.
+//!
+//! Anchoring is not a choice when one side is a WebRTC endpoint (ICE and DTLS-SRTP, which
+//! a desk phone or a trunk does not speak: rtpengine bridges them), whatever the site
+//! says. A phone behind a NAT (its SDP names an address other than the one its SIP comes
+//! from) and a trunk that wants one fixed media address are anchored unless the site says
+//! `never`; `always` anchors every call.
+
+use std::net::IpAddr;
+
+use crate::ng::Flags;
+
+/// The site's media anchoring setting.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Anchoring {
+    /// Only where a call needs it (WebRTC, NAT, a trunk's fixed address).
+    #[default]
+    WhenNeeded,
+    /// Every call.
+    Always,
+    /// Only WebRTC calls, which cannot work without it.
+    Never,
+}
+
+/// What a party of a call speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    /// Plain RTP (a desk phone, a softphone, a trunk).
+    Rtp,
+    /// ICE and DTLS-SRTP over `UDP/TLS/RTP/SAVPF` (a browser or WebRTC app).
+    WebRtc,
+}
+
+/// One party, as the edge sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Party {
+    pub side: Side,
+    /// Where its SIP comes from.
+    pub source: IpAddr,
+    /// Its SDP names an address other than `source`.
+    pub behind_nat: bool,
+    /// A trunk that wants one fixed media address.
+    pub fixed_address: bool,
+}
+
+/// Why a call is anchored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Why {
+    WebRtc,
+    Nat,
+    Trunk,
+    Policy,
+}
+
+/// Whether the call between `caller` and `callee` is anchored, and why. Pure.
+pub fn decide(policy: Anchoring, caller: &Party, callee: &Party) -> Option<Why> {
+    let parties = [caller, callee];
+    if parties.iter().any(|p| p.side == Side::WebRtc) {
+        return Some(Why::WebRtc);
+    }
+    if policy == Anchoring::Never {
+        return None;
+    }
+    if parties.iter().any(|p| p.behind_nat) {
+        return Some(Why::Nat);
+    }
+    if parties.iter().any(|p| p.fixed_address) {
+        return Some(Why::Trunk);
+    }
+    (policy == Anchoring::Always).then_some(Why::Policy)
+}
+
+/// The flags of the `offer` (the caller's SDP, rewritten for `to`) or of the `answer`
+/// (the callee's SDP, rewritten for `to`): `from` wrote the SDP. Pure.
+pub fn flags(from: &Party, to: &Party) -> Flags {
+    let mut f = Flags {
+        replace: vec!["origin", "session-connection"],
+        ..Flags::default()
+    };
+    if from.behind_nat {
+        // Its SDP's address is unreachable: media goes to where its SIP came from until
+        // its first packet shows where it really sends from (rtpengine latches on it).
+        f.flags.push("SIP-source-address");
+        let family = if from.source.is_ipv4() { "IP4" } else { "IP6" };
+        f.received_from = Some((family, from.source.to_string()));
+    }
+    match (from.side, to.side) {
+        (_, Side::WebRtc) => {
+            f.transport_protocol = Some("UDP/TLS/RTP/SAVPF");
+            f.ice = Some("force");
+            f.rtcp_mux = vec!["require"];
+            f.flags.push("generate-mid");
+        }
+        (Side::WebRtc, Side::Rtp) => {
+            f.transport_protocol = Some("RTP/AVP");
+            f.ice = Some("remove");
+            f.rtcp_mux = vec!["demux"];
+            f.sdes = vec!["off"];
+        }
+        (Side::Rtp, Side::Rtp) => {}
+    }
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn party(side: Side, nat: bool, fixed: bool) -> Party {
+        Party {
+            side,
+            source: "198.51.100.7".parse().unwrap(),
+            behind_nat: nat,
+            fixed_address: fixed,
+        }
+    }
+
+    #[test]
+    fn when_a_call_is_anchored() {
+        use Anchoring::*;
+        let desk = party(Side::Rtp, false, false);
+        let natted = party(Side::Rtp, true, false);
+        let browser = party(Side::WebRtc, false, false);
+        let trunk = party(Side::Rtp, false, true);
+        // (site policy, caller, callee, anchored because)
+        let cases = [
+            (WhenNeeded, &desk, &desk, None),
+            (Always, &desk, &desk, Some(Why::Policy)),
+            (Never, &desk, &desk, None),
+            (WhenNeeded, &browser, &desk, Some(Why::WebRtc)),
+            (WhenNeeded, &desk, &browser, Some(Why::WebRtc)),
+            (Never, &browser, &desk, Some(Why::WebRtc)),
+            (Never, &browser, &browser, Some(Why::WebRtc)),
+            (WhenNeeded, &natted, &desk, Some(Why::Nat)),
+            (WhenNeeded, &desk, &natted, Some(Why::Nat)),
+            (Never, &natted, &desk, None),
+            (WhenNeeded, &desk, &trunk, Some(Why::Trunk)),
+            (Never, &desk, &trunk, None),
+            (Always, &natted, &trunk, Some(Why::Nat)),
+        ];
+        for (i, (policy, caller, callee, want)) in cases.into_iter().enumerate() {
+            assert_eq!(decide(policy, caller, callee), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn flags_bridge_webrtc_and_plain_rtp_and_follow_a_nat() {
+        let desk = party(Side::Rtp, false, false);
+        let natted = party(Side::Rtp, true, false);
+        let browser = party(Side::WebRtc, false, false);
+        // A desk phone's offer to a browser: DTLS-SRTP with ICE, rtcp-mux, a=mid.
+        let f = flags(&desk, &browser);
+        assert_eq!(f.transport_protocol, Some("UDP/TLS/RTP/SAVPF"));
+        assert_eq!(
+            (f.ice, f.rtcp_mux.as_slice()),
+            (Some("force"), &["require"][..])
+        );
+        assert!(f.flags.contains(&"generate-mid"));
+        // A browser's offer to a desk phone: plain RTP, no ICE, RTCP on its own port.
+        let f = flags(&browser, &desk);
+        assert_eq!(f.transport_protocol, Some("RTP/AVP"));
+        assert_eq!(
+            (f.ice, f.rtcp_mux.as_slice()),
+            (Some("remove"), &["demux"][..])
+        );
+        assert_eq!(f.sdes, ["off"]);
+        // Plain to plain: the addresses only.
+        let f = flags(&desk, &desk);
+        assert_eq!(f.replace, ["origin", "session-connection"]);
+        assert_eq!((f.transport_protocol, f.ice), (None, None));
+        assert!(f.received_from.is_none() && f.flags.is_empty());
+        // Behind a NAT: the SIP source address, given to rtpengine.
+        let f = flags(&natted, &desk);
+        assert_eq!(f.flags, ["SIP-source-address"]);
+        assert_eq!(f.received_from, Some(("IP4", "198.51.100.7".to_owned())));
+    }
+}

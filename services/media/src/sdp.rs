@@ -1,0 +1,111 @@
+//! What the edge needs to know of an SDP body (RFC 8866) to decide on anchoring: the
+//! connection addresses and each media line's transport protocol, and whether it speaks
+//! WebRTC (ICE and DTLS-SRTP, RFC 8827). Pure; anything it cannot read it leaves out.
+
+use std::net::IpAddr;
+
+/// A summary of one SDP body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Every connection address (`c=`, session and media level) that parses as an IP.
+    pub addresses: Vec<IpAddr>,
+    /// The transport protocol of each media line (`RTP/AVP`, `UDP/TLS/RTP/SAVPF`, ...).
+    pub protocols: Vec<String>,
+    /// An `a=ice-ufrag` line anywhere.
+    pub ice: bool,
+    /// An `a=fingerprint` line anywhere (DTLS).
+    pub fingerprint: bool,
+    /// An `a=crypto` line anywhere (SDES-SRTP, RFC 4568).
+    pub crypto: bool,
+}
+
+impl Summary {
+    /// The body read (None when it does not look like SDP: no `v=0` first line).
+    pub fn of(body: &[u8]) -> Option<Summary> {
+        let text = std::str::from_utf8(body).ok()?;
+        let mut lines = text.lines().map(str::trim_end);
+        if lines.next()? != "v=0" {
+            return None;
+        }
+        let mut s = Summary::default();
+        for line in lines {
+            if let Some(c) = line.strip_prefix("c=") {
+                // c=IN IP4 192.0.2.1 (a multicast TTL after '/' is dropped)
+                let addr = c.split_whitespace().nth(2).unwrap_or("");
+                let addr = addr.split('/').next().unwrap_or("");
+                if let Ok(ip) = addr.parse() {
+                    s.addresses.push(ip);
+                }
+            } else if let Some(m) = line.strip_prefix("m=") {
+                // m=audio 49170 RTP/AVP 0
+                if let Some(proto) = m.split_whitespace().nth(2) {
+                    s.protocols.push(proto.to_owned());
+                }
+            } else if line.starts_with("a=ice-ufrag:") {
+                s.ice = true;
+            } else if line.starts_with("a=fingerprint:") {
+                s.fingerprint = true;
+            } else if line.starts_with("a=crypto:") {
+                s.crypto = true;
+            }
+        }
+        Some(s)
+    }
+
+    /// Whether it is a WebRTC endpoint's: a `SAVPF` profile over DTLS, or ICE with a
+    /// DTLS fingerprint.
+    pub fn webrtc(&self) -> bool {
+        self.protocols.iter().any(|p| p.contains("SAVPF")) || (self.ice && self.fingerprint)
+    }
+
+    /// Whether it offers SRTP keyed by SDES (`RTP/SAVP` with `a=crypto`).
+    pub fn sdes(&self) -> bool {
+        self.crypto && self.protocols.iter().any(|p| p == "RTP/SAVP")
+    }
+
+    /// Whether the phone that wrote it sits behind a NAT: no connection address is
+    /// `source`, where its SIP came from (it wrote an address of its own side). An SDP
+    /// without a connection address tells nothing, and is not taken as behind a NAT.
+    pub fn behind_nat(&self, source: IpAddr) -> bool {
+        !self.addresses.is_empty() && self.addresses.iter().all(|a| *a != source)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESK: &str = "v=0\r\no=- 1 1 IN IP4 192.168.1.20\r\ns=-\r\nc=IN IP4 192.168.1.20\r\n\
+                        t=0 0\r\nm=audio 4000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n";
+    const BROWSER: &str = "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+                           m=audio 9 UDP/TLS/RTP/SAVPF 111\r\nc=IN IP4 0.0.0.0\r\n\
+                           a=ice-ufrag:abcd\r\na=fingerprint:sha-256 AA:BB\r\n";
+    const SDES: &str = "v=0\r\nc=IN IP4 203.0.113.5\r\nm=audio 5000 RTP/SAVP 0\r\n\
+                        a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:abc\r\n";
+
+    #[test]
+    fn bodies_are_summarised() {
+        let desk = Summary::of(DESK.as_bytes()).unwrap();
+        assert_eq!(desk.addresses, ["192.168.1.20".parse::<IpAddr>().unwrap()]);
+        assert_eq!(desk.protocols, ["RTP/AVP"]);
+        assert!(!desk.webrtc() && !desk.sdes());
+        let browser = Summary::of(BROWSER.as_bytes()).unwrap();
+        assert!(browser.webrtc() && !browser.sdes());
+        let sdes = Summary::of(SDES.as_bytes()).unwrap();
+        assert!(sdes.sdes() && !sdes.webrtc());
+        assert_eq!(Summary::of(b"hello"), None);
+        assert_eq!(Summary::of(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn a_phone_is_behind_a_nat_when_its_sdp_names_another_address() {
+        let desk = Summary::of(DESK.as_bytes()).unwrap();
+        // (where the SIP came from, behind a NAT)
+        let cases = [("192.168.1.20", false), ("198.51.100.7", true)];
+        for (source, nat) in cases {
+            assert_eq!(desk.behind_nat(source.parse().unwrap()), nat, "{source}");
+        }
+        let none = Summary::of(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
+        assert!(!none.behind_nat("198.51.100.7".parse().unwrap()));
+    }
+}
