@@ -12,6 +12,7 @@ pub mod csv_format;
 pub mod error;
 mod import;
 pub mod list;
+pub mod media_servers;
 mod migrate;
 mod objects;
 pub mod peers;

@@ -7,7 +7,9 @@ use dialtone_domain::{
     dialplan::{Permit, templates},
     keys,
 };
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, MediaRelay, MetaBase, Peer, Site};
+use dialtone_proto::config::v1::{
+    BaseSettings, EdgeGroup, MediaAnchoring, MediaRelay, MetaBase, Peer, Site,
+};
 use dialtone_store::{Compare, Op};
 
 use crate::{
@@ -80,6 +82,12 @@ pub fn validate_site(s: &Site) -> Result<()> {
         return Err(ConfigError::invalid(
             "site.media_relay",
             "must be AUTO, ALWAYS or NEVER",
+        ));
+    }
+    if MediaAnchoring::try_from(s.media_anchoring).is_err() {
+        return Err(ConfigError::invalid(
+            "site.media_anchoring",
+            "must be WHEN_NEEDED, ALWAYS or NEVER",
         ));
     }
     if !s.default_outbound_caller_id.is_empty() {

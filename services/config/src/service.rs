@@ -136,6 +136,58 @@ impl ConfigService for ConfigApi {
             },
         ))
     }
+    async fn create_media_server(
+        &self,
+        req: Request<pb::CreateMediaServerRequest>,
+    ) -> Result<Response<pb::MediaServer>, Status> {
+        self.auth(&req, Permission::Add)?;
+        let m = field(req.into_inner().media_server, "media_server")?;
+        ok(self.core.create_media_server(m).await)
+    }
+    async fn get_media_server(
+        &self,
+        req: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::MediaServer>, Status> {
+        self.auth(&req, Permission::View)?;
+        ok(self.core.get_media_server(&req.get_ref().id).await)
+    }
+    async fn update_media_server(
+        &self,
+        req: Request<pb::UpdateMediaServerRequest>,
+    ) -> Result<Response<pb::MediaServer>, Status> {
+        self.auth(&req, Permission::Edit)?;
+        let m = field(req.into_inner().media_server, "media_server")?;
+        ok(self.core.update_media_server(m).await)
+    }
+    async fn delete_media_server(
+        &self,
+        req: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        self.auth(&req, Permission::Delete)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .delete_media_server(&r.id, r.version)
+            .await
+            .map(|revision| pb::DeleteResponse { revision }))
+    }
+    async fn list_media_servers(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<pb::ListMediaServersResponse>, Status> {
+        self.auth(&req, Permission::View)?;
+        let r = req.get_ref();
+        ok(self
+            .core
+            .list_media_servers(r.page_size, &r.page_token)
+            .await
+            .map(
+                |(media_servers, next_page_token)| pb::ListMediaServersResponse {
+                    media_servers,
+                    next_page_token,
+                },
+            ))
+    }
     // A trunk's peer reaches phones by DID: creating, changing or deleting one takes the
     // `telephony:plugin:all` permission, as a peer does.
     async fn create_trunk(

@@ -10,6 +10,7 @@
 //! | `config/peers/{id}` | `Peer` | config | edge (watch) | no |
 //! | `config/users/{id}` | `User` | config | edge (watch) | no |
 //! | `config/trunks/{id}` | `Trunk` | config | edge (watch) | no |
+//! | `config/media-servers/{id}` | `MediaServer` | config | edge (watch) | no |
 //! | `index/hardware/{hw}` | phone id | config | config (uniqueness) | no |
 //! | `index/sip-user/{user}` | phone id | config | config (uniqueness) | no |
 //! | `index/extension/{site}/{extension}` | `phone/{id}` or `user/{id}` | config | config (uniqueness within a site) | no |
@@ -43,6 +44,7 @@ pub const PHONES: &str = "config/phones/";
 pub const PEERS: &str = "config/peers/";
 pub const USERS: &str = "config/users/";
 pub const TRUNKS: &str = "config/trunks/";
+pub const MEDIA_SERVERS: &str = "config/media-servers/";
 /// Every node's membership record, `members/{role}/{node}`.
 pub const MEMBERS: &str = "members/";
 /// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
@@ -63,6 +65,9 @@ pub fn base_settings(id: &str) -> String {
 }
 pub fn peer(id: &str) -> String {
     format!("{PEERS}{id}")
+}
+pub fn media_server(id: &str) -> String {
+    format!("{MEDIA_SERVERS}{id}")
 }
 pub fn trunk(id: &str) -> String {
     format!("{TRUNKS}{id}")
@@ -212,6 +217,7 @@ mod tests {
             PEERS,
             USERS,
             TRUNKS,
+            MEDIA_SERVERS,
         ] {
             assert!(k.starts_with(CONFIG));
         }

@@ -4,6 +4,7 @@ mod base_settings;
 pub mod edge;
 mod edge_groups;
 mod import;
+mod media_servers;
 mod peers;
 mod phones;
 pub mod provisioning;
@@ -23,6 +24,7 @@ use crate::{
 
 pub use base_settings::BaseCmd;
 pub use edge_groups::EdgeGroupCmd;
+pub use media_servers::MediaServerCmd;
 pub use peers::PeerCmd;
 pub use phones::PhoneCmd;
 pub use sites::SiteCmd;
@@ -40,6 +42,9 @@ pub enum Command {
     /// Trusted SIP peers: requests from them reach phones without digest authentication.
     #[command(subcommand)]
     Peers(PeerCmd),
+    /// Media servers (rtpengines) the edges anchor calls' media at, by media region.
+    #[command(subcommand, name = "media-servers")]
+    MediaServers(MediaServerCmd),
     /// Carrier trunks: where calls to numbers outside the fleet go, and which numbers
     /// (DIDs) come in on them.
     #[command(subcommand)]
@@ -122,6 +127,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::Peers(cmd) => peers::run(&mut c, out, cmd).await,
+        Command::MediaServers(cmd) => media_servers::run(&mut c, out, cmd).await,
         Command::Users(cmd) => users::run(&mut c, out, cmd).await,
         Command::Trunks(cmd) => trunks::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,

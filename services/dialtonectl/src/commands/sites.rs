@@ -52,6 +52,11 @@ pub struct SiteArgs {
     /// Media relay: auto, always or never.
     #[arg(long, default_value = "auto")]
     media_relay: String,
+    /// When calls' media is anchored at a media server of the site's regions:
+    /// when-needed (a WebRTC party, a phone behind a NAT), always, or never (WebRTC calls
+    /// are anchored even then).
+    #[arg(long, default_value = "when-needed")]
+    media_anchoring: String,
     /// Default outbound caller id (E.164).
     #[arg(long, default_value = "")]
     caller_id: String,
@@ -99,7 +104,18 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
             a.media_relay
         )
     })?;
+    let anchoring = pb::MediaAnchoring::from_str_name(&format!(
+        "MEDIA_ANCHORING_{}",
+        a.media_anchoring.to_ascii_uppercase().replace('-', "_")
+    ))
+    .with_context(|| {
+        format!(
+            "invalid --media-anchoring '{}': use when-needed, always or never",
+            a.media_anchoring
+        )
+    })?;
     Ok(pb::Site {
+        media_anchoring: anchoring as i32,
         id: a.id,
         name: a.name,
         edge_group_id: a.edge_group,
