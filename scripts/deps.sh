@@ -2,7 +2,8 @@
 # Installs what building and testing Dialtone need on Debian, if missing:
 # protoc and its well-known types (etcd-client's build script needs them) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
-# sipvicious (the attacker's tools), baresip and linphonec (real softphones), Prometheus
+# sipvicious (the attacker's tools), baresip and linphonec (real softphones), rtpengine
+# (the media relay the edges anchor calls at, userspace forwarding only), Prometheus
 # (its server scrapes a node; promtool checks the alert rules) and cargo-nextest. With
 # --bench, also the peers the benchmarks in loadtest/ measure against: Kamailio (sip-bench)
 # and nginx (provisioning-bench).
@@ -22,6 +23,7 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v svwar >/dev/null || need+=(sipvicious)
   command -v baresip >/dev/null || need+=(baresip-core)
   command -v linphonec >/dev/null || need+=(linphone-cli)
+  command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
   command -v promtool >/dev/null || need+=(prometheus)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi

@@ -6,6 +6,7 @@
 
 pub mod carriers;
 pub mod fleet;
+pub mod media;
 pub mod pki;
 pub mod sip;
 pub mod softphones;

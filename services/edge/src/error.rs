@@ -31,6 +31,9 @@ pub enum EdgeError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    /// The media servers' `ng` client could not start.
+    #[error("media: {0}")]
+    Media(#[from] dialtone_media::MediaError),
     /// TLS material could not be read or generated.
     #[error("tls: {0}")]
     Tls(String),
@@ -67,7 +70,9 @@ impl From<EdgeError> for tonic::Status {
             EdgeError::Store(ref s) => tonic::Status::new(s.code(), msg),
             EdgeError::ShuttingDown => tonic::Status::unavailable(msg),
             EdgeError::Auth(ref a) => tonic::Status::new(a.code(), msg),
-            EdgeError::Listen { .. } | EdgeError::Tls(_) => tonic::Status::internal(msg),
+            EdgeError::Listen { .. } | EdgeError::Tls(_) | EdgeError::Media(_) => {
+                tonic::Status::internal(msg)
+            }
         }
     }
 }

@@ -28,6 +28,7 @@ mod dispatch;
 pub mod error;
 mod flow;
 mod keepalive;
+mod media_pings;
 mod metrics;
 mod registrar;
 mod replies;
@@ -194,6 +195,9 @@ impl Edge {
             republish_on_new_lease(lease.clone(), directory.clone()),
         ];
         let flows = Arc::new(Flows::default());
+        // The media servers' ng client, on a port of its own (any address: a media server
+        // may be anywhere the edge reaches).
+        let ng = dialtone_media::client::NgClient::bind(([0, 0, 0, 0], 0).into()).await?;
         let settings = Arc::new(settings);
         let delivery = Arc::new(Delivery::new(DeliveryParts {
             cache: cache.clone(),
@@ -204,6 +208,7 @@ impl Edge {
             local: Listening(addresses.clone()),
             store: Some(store.clone()),
             runtime: tokio::runtime::Handle::current(),
+            ng: Some(ng),
         }));
         let handler = Dispatcher::new(DispatcherParts {
             cache,
@@ -234,6 +239,7 @@ impl Edge {
         ));
         tasks.push(keepalive::spawn(handler.clone(), lease.clone()));
         tasks.push(carrier_registration::spawn(handler.clone()));
+        tasks.push(media_pings::spawn(handler.clone()));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
             transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());

@@ -62,6 +62,8 @@ pub struct SiteCalling {
     pub routes: Vec<Route>,
     /// Its default outbound caller id (E.164), if any.
     pub caller_id: Option<String>,
+    /// Its media anchoring and regions.
+    pub media: super::media::SiteMedia,
 }
 
 impl SiteCalling {
@@ -87,6 +89,7 @@ impl SiteCalling {
                 .collect(),
             caller_id: (!site.default_outbound_caller_id.is_empty())
                 .then(|| site.default_outbound_caller_id.clone()),
+            media: super::media::SiteMedia::of(site),
         }
     }
 

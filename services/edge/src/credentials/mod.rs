@@ -6,6 +6,7 @@
 
 pub(crate) mod calling;
 pub(crate) mod extensions;
+pub(crate) mod media;
 pub(crate) mod remote;
 pub(crate) mod sync;
 pub(crate) mod trunks;
@@ -169,6 +170,8 @@ pub struct CredentialCache {
     trunks: std::collections::BTreeMap<Arc<str>, trunks::TrunkRec>,
     /// Trusted SIP peers, in id order (a handful: matched one by one).
     peers: Vec<TrustedPeer>,
+    /// Media servers by id.
+    media_servers: media::MediaServers,
 }
 
 impl CredentialCache {
@@ -188,6 +191,7 @@ impl CredentialCache {
             users: users::Users::default(),
             trunks: std::collections::BTreeMap::new(),
             peers: Vec::new(),
+            media_servers: media::MediaServers::default(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! Feeds the credentials cache from the store: what each key of `config/sites/`,
 //! `config/edge-groups/`, `config/base-settings/`, `config/peers/`, `config/users/`,
-//! `config/trunks/` and `config/phones/`
+//! `config/trunks/`, `config/media-servers/` and `config/phones/`
 //! means to the cache. The store's follower lists them, then watches; a change reaches the
 //! REGISTER path as soon as the watch delivers it (well within a second); a deleted phone
 //! or a removed line loses its bindings here. After compaction the follower lists again.
@@ -8,7 +8,9 @@
 use std::sync::Arc;
 
 use dialtone_domain::keys;
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Peer, Phone, Site, Trunk, User};
+use dialtone_proto::config::v1::{
+    BaseSettings, EdgeGroup, MediaServer, Peer, Phone, Site, Trunk, User,
+};
 use dialtone_store::{Follower, KeyValue, WatchBatch, WatchEvent};
 use parking_lot::RwLock;
 use prost::Message as _;
@@ -52,6 +54,11 @@ fn apply_put(c: &mut CredentialCache, key: &str, value: &[u8]) -> Option<(String
             Ok(t) => c.put_trunk(&t),
             Err(e) => warn!(key, error = %e, "undecodable trunk in the store"),
         }
+    } else if key.starts_with(keys::MEDIA_SERVERS) {
+        match MediaServer::decode(value) {
+            Ok(m) => c.put_media_server(&m),
+            Err(e) => warn!(key, error = %e, "undecodable media server in the store"),
+        }
     }
     None
 }
@@ -72,6 +79,8 @@ fn apply_delete(c: &mut CredentialCache, key: &str) -> Option<(String, Change)> 
         c.remove_user(id);
     } else if let Some(id) = key.strip_prefix(keys::TRUNKS) {
         c.remove_trunk(id);
+    } else if let Some(id) = key.strip_prefix(keys::MEDIA_SERVERS) {
+        c.remove_media_server(id);
     }
     None
 }
@@ -90,13 +99,14 @@ fn follow(gone: &Gone, id: &str, change: Change) {
 }
 
 /// Every prefix the cache is made of.
-pub const PREFIXES: [&str; 7] = [
+pub const PREFIXES: [&str; 8] = [
     keys::SITES,
     keys::EDGE_GROUPS,
     keys::BASE_SETTINGS,
     keys::PEERS,
     keys::USERS,
     keys::TRUNKS,
+    keys::MEDIA_SERVERS,
     keys::PHONES,
 ];
 

@@ -90,6 +90,8 @@ pub struct Parties {
     pub site: Option<Arc<str>>,
     /// What the caller dialled (the Request-URI's user part).
     pub dialled: String,
+    /// The media server its media is anchored at (its `ng` address), if any.
+    pub media: Option<std::net::SocketAddr>,
 }
 
 /// A call up now, as [`Calls::list`] shows it.
@@ -104,6 +106,8 @@ pub struct ActiveCall {
     pub site: Option<Arc<str>>,
     /// Cut to [`MAX_DIALLED`] bytes.
     pub dialled: Box<str>,
+    /// The media server its media is anchored at.
+    pub media: Option<std::net::SocketAddr>,
 }
 
 impl ActiveCall {
@@ -175,14 +179,16 @@ impl Calls {
                 callee: p.callee,
                 site: p.site,
                 dialled: cut(&p.dialled, MAX_DIALLED),
+                media: p.media,
             };
             active.insert(key, call);
         }
     }
 
     /// A BYE of `call_id` got its final answer: the call is over, whatever the answer.
-    pub fn ended(&self, call_id: &str) {
-        self.active.lock().remove(&self.keys.hash_one(call_id));
+    /// Returns its record, if it was up.
+    pub fn ended(&self, call_id: &str) -> Option<ActiveCall> {
+        self.active.lock().remove(&self.keys.hash_one(call_id))
     }
 
     /// Calls up now.
@@ -296,6 +302,7 @@ mod tests {
             callee,
             site: site.map(Arc::from),
             dialled: "201".into(),
+            media: None,
         })
     }
 
@@ -378,6 +385,7 @@ mod tests {
             callee: phone("p2"),
             site: None,
             dialled: "9".repeat(1000),
+            media: None,
         };
         c.invite_ended(&long_id, 200, 1, Some(p));
         let (calls, _) = c.list(None, 1);

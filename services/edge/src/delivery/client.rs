@@ -77,6 +77,7 @@ impl Delivery {
             untrusted_identity,
             untrusted_answers,
             phone,
+            media,
         } = hop;
         // What a phone asserts of its own identity in its answers does not pass either.
         let answer_strip: &[&str] = if untrusted_answers {
@@ -229,10 +230,18 @@ impl Delivery {
                 }
             };
             match got {
-                Ok(Some(resp)) => {
+                Ok(Some(mut resp)) => {
                     let StartLine::Response { code, .. } = resp.start else {
                         continue;
                     };
+                    // An anchored call's answer (early media or final) reaches the caller
+                    // with the media server's SDP.
+                    if let (Some(leg), 180..=299) = (&media, code)
+                        && invite
+                        && let Some(sdp) = self.media_answer(leg, &resp).await
+                    {
+                        resp.body = sdp;
+                    }
                     // The answer to our CANCEL shares the branch: not the request's answer.
                     if cseq_method(&resp).is_none_or(|m| m != method) {
                         continue;

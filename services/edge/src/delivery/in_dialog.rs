@@ -234,6 +234,7 @@ impl Delivery {
                     untrusted_identity: untrusted,
                     untrusted_answers: !next_trusted,
                     phone: None,
+                    media: None,
                 };
                 self.proxy(&m, hop, &responses).await;
                 self.count(Outcome::InDialog);
@@ -247,7 +248,11 @@ impl Delivery {
                 self.calls.invite_ended(call_id, code, unix_ms(), None);
             }
             // Whatever its answer, a BYE ends the dialog (RFC 3261 §15.1.2).
-            "BYE" => self.calls.ended(call_id),
+            "BYE" => {
+                if let Some(server) = self.calls.ended(call_id).and_then(|c| c.media) {
+                    self.media_delete(server, call_id);
+                }
+            }
             _ => {}
         }
         self.linger(key, permit).await;

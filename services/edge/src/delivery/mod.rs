@@ -20,6 +20,8 @@ pub(crate) mod calls;
 mod client;
 pub(crate) mod forwarding;
 pub(crate) mod in_dialog;
+pub(crate) mod media;
+pub(crate) mod media_health;
 mod responses;
 pub(crate) mod trunk_health;
 mod trunks;
@@ -137,6 +139,8 @@ pub(crate) struct DeliveryParts {
     pub store: Option<Store>,
     /// The main runtime, where store reads run (a delivery may run on an actor thread).
     pub runtime: tokio::runtime::Handle,
+    /// The `ng` client of the media servers; none in unit tests.
+    pub ng: Option<Arc<dialtone_media::client::NgClient>>,
 }
 
 /// The delivery service: deliveries under way, their counts, and what it needs to find a
@@ -155,6 +159,8 @@ pub(crate) struct Delivery {
     pub(crate) calls: calls::Calls,
     /// Which carrier trunk targets answer their keep-alives.
     pub(crate) trunk_health: trunk_health::TrunkHealth,
+    /// Which media servers answer their pings.
+    pub(crate) media_health: media_health::MediaHealth,
     parts: DeliveryParts,
 }
 
@@ -176,6 +182,7 @@ impl Delivery {
             clients: Mutex::default(),
             calls: calls::Calls::default(),
             trunk_health: trunk_health::TrunkHealth::default(),
+            media_health: media_health::MediaHealth::default(),
             counts: Counters::new(
                 "dialtone_edge_deliveries_total",
                 "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route; calls out: sent to a carrier trunk target, moved on to the next target (408, 5xx, no answer).",
@@ -235,6 +242,7 @@ impl Delivery {
         self.counts.render(Some(node), out);
         self.calls.render(node, out);
         self.trunk_health.render(node, out);
+        self.media_health.render(node, out);
     }
 }
 
@@ -275,6 +283,8 @@ struct Hop<'a> {
     route_token: Option<dialtone_sip::route::FlowToken>,
     /// The phone the hop rings (for the record of calls: who answered).
     phone: Option<Arc<str>>,
+    /// The hop's media, anchored at a media server: its answers' SDP goes there too.
+    media: Option<media::MediaLeg>,
 }
 
 /// What a carrier is told of the caller.
@@ -323,6 +333,10 @@ struct Branch<'a> {
     /// From one of our lines (its identity assertions are dropped).
     from_line: bool,
     invite: bool,
+    /// The call's media context, when the edge may anchor it.
+    media: Option<&'a media::CallMedia>,
+    /// The media servers the delivery's branches anchored at.
+    anchored_at: &'a Mutex<Vec<SocketAddr>>,
 }
 
 /// `m` addressed to `sip_user` (RFC 3261 §16.5: a request for an extension or a user is
@@ -460,6 +474,12 @@ impl Delivery {
         let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
         let to_lines: Vec<Option<Message>> =
             lines.iter().map(|l| retargeted(&m, &l.sip_user)).collect();
+        // The edge the call entered through anchors its media, if it needs it (one
+        // another edge handed over was anchored there).
+        let call_media = (invite && !from_edge)
+            .then(|| self.call_media(&m, src.ip, site.as_ref()))
+            .flatten();
+        let anchored_at = Mutex::new(Vec::new());
         let (this, responses_ref) = (&*self, &responses);
         let branches = lines.iter().zip(&to_lines).map(|(line, to_line)| {
             let branch = Branch {
@@ -469,14 +489,25 @@ impl Delivery {
                 from_edge,
                 from_line,
                 invite,
+                media: call_media.as_ref(),
+                anchored_at: &anchored_at,
             };
             this.branch(branch, responses_ref)
         });
         futures::future::join_all(branches).await;
         responses.finish();
+        let mut anchored_at = anchored_at.into_inner();
+        anchored_at.dedup();
         if invite {
             let code = txn.final_code.load(Relaxed);
             let call_id = m.get("call-id").unwrap_or("");
+            // A call that failed has no media session left; one that was answered keeps
+            // its media server in the record, for its BYE to end the session.
+            if !(200..300).contains(&code) {
+                for server in &anchored_at {
+                    self.media_delete(*server, call_id);
+                }
+            }
             let parties = calls::Parties {
                 caller,
                 callee: responses
@@ -484,6 +515,7 @@ impl Delivery {
                     .map_or(calls::Party::Unknown, calls::Party::Phone),
                 site,
                 dialled: dialled(&m).to_owned(),
+                media: anchored_at.first().copied(),
             };
             self.calls
                 .invite_ended(call_id, code, unix_ms(), Some(parties));
@@ -500,6 +532,8 @@ impl Delivery {
             from_edge,
             from_line,
             invite,
+            media: call_media,
+            anchored_at,
         } = b;
         let targets = self.targets(from_edge, line).await;
         let last = targets.len().saturating_sub(1);
@@ -555,6 +589,22 @@ impl Delivery {
             } else {
                 Vec::new()
             };
+            // The offer for this target, when the call is anchored: its SDP rewritten for
+            // what the callee speaks.
+            let mut offered = None;
+            if let Some(call) = call_media {
+                let webrtc = self.cache.read().is_webrtc(&line.phone_id);
+                let callee = media::party(webrtc, transport, outbound.addr);
+                let via_branch = format!("{}-{i}", line.sip_user);
+                offered = self.media_offer(m, call, callee, via_branch).await;
+            }
+            if let Some((_, leg)) = &offered {
+                anchored_at.lock().push(leg.server);
+            }
+            let (m, leg) = match &offered {
+                Some((o, leg)) => (o, Some(leg.clone())),
+                None => (m, None),
+            };
             let hop = Hop {
                 uri: uri.as_deref(),
                 transport,
@@ -572,6 +622,7 @@ impl Delivery {
                 untrusted_identity: from_line,
                 untrusted_answers: to_phone,
                 phone: Some(line.phone_id.clone()),
+                media: leg,
             };
             if self.proxy(m, hop, responses).await || i == last {
                 self.count(outcome);

@@ -120,6 +120,7 @@ impl Delivery {
                 untrusted_identity: false,
                 untrusted_answers: false,
                 phone: None,
+                media: None,
             };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);
@@ -148,6 +149,7 @@ impl Delivery {
             callee: answered_by.map_or(Party::Unknown, Party::Trunk),
             site: plan.site.clone(),
             dialled: number,
+            media: None,
         };
         self.calls
             .invite_ended(call_id, code, unix_ms(), Some(parties));

@@ -185,6 +185,7 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         local: local(),
         store: None,
         runtime: tokio::runtime::Handle::current(),
+        ng: None,
     }));
     let dispatcher = Dispatcher::new(DispatcherParts {
         cache,

@@ -1,0 +1,140 @@
+//! Media servers and the sites' media settings, as the edge's cache holds them: where a
+//! call of a site may be anchored (`dialtone_media::select` picks the server).
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use dialtone_media::{anchor::Anchoring, select::Server};
+use dialtone_proto::config::v1::{MediaAnchoring, MediaServer, Site};
+
+use super::CredentialCache;
+
+/// A site's media settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SiteMedia {
+    pub anchoring: Anchoring,
+    /// Its media regions, in order of preference.
+    pub regions: Vec<String>,
+}
+
+impl SiteMedia {
+    pub fn of(site: &Site) -> Self {
+        let anchoring = match MediaAnchoring::try_from(site.media_anchoring) {
+            Ok(MediaAnchoring::Always) => Anchoring::Always,
+            Ok(MediaAnchoring::Never) => Anchoring::Never,
+            _ => Anchoring::WhenNeeded,
+        };
+        SiteMedia {
+            anchoring,
+            regions: site.media_regions.clone(),
+        }
+    }
+}
+
+/// What a call needs to know to be anchored: its site's settings and the media servers
+/// of the site's regions.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MediaPlan {
+    pub site: SiteMedia,
+    pub servers: Vec<Server>,
+}
+
+/// Media servers by id.
+#[derive(Default)]
+pub struct MediaServers(BTreeMap<String, Server>);
+
+impl MediaServers {
+    /// Every media server (for the health checks).
+    pub fn all(&self) -> Vec<Server> {
+        self.0.values().cloned().collect()
+    }
+}
+
+impl CredentialCache {
+    /// A media server was created or changed (one whose address does not parse, which
+    /// the config API refuses, is dropped).
+    pub fn put_media_server(&mut self, m: &MediaServer) {
+        match m.ng_address.parse() {
+            Ok(ng) => {
+                let s = Server {
+                    id: m.id.clone(),
+                    region: m.region.clone(),
+                    ng,
+                    weight: m.weight.max(1),
+                };
+                self.media_servers.0.insert(m.id.clone(), s);
+            }
+            Err(_) => self.remove_media_server(&m.id),
+        }
+    }
+
+    /// A media server was deleted.
+    pub fn remove_media_server(&mut self, id: &str) {
+        self.media_servers.0.remove(id);
+    }
+
+    /// Whether phone `id` is a WebRTC phone (its profile's family), whose media is ICE
+    /// and DTLS-SRTP whatever flow it is reached over.
+    pub fn is_webrtc(&self, id: &str) -> bool {
+        self.phones
+            .get(id)
+            .and_then(|p| self.bases.get(&p.base))
+            .is_some_and(|(meta, _)| *meta == dialtone_proto::config::v1::MetaBase::Webrtc)
+    }
+
+    /// Every media server.
+    pub fn media_servers(&self) -> Vec<Server> {
+        self.media_servers.all()
+    }
+
+    /// The media plan of a call counted under site `site`: none when the site is unknown.
+    pub fn media_plan(&self, site: &str) -> Option<Arc<MediaPlan>> {
+        let media = self.calling.get(site)?.media.clone();
+        let servers = self
+            .media_servers
+            .0
+            .values()
+            .filter(|s| media.regions.contains(&s.region))
+            .cloned()
+            .collect();
+        Some(Arc::new(MediaPlan {
+            site: media,
+            servers,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Limits;
+
+    #[test]
+    fn a_sites_plan_holds_the_servers_of_its_regions() {
+        let mut c = CredentialCache::new(Limits {
+            min_expires: 60,
+            max_expires: 3600,
+        });
+        c.put_site(&Site {
+            id: "hq".into(),
+            media_regions: vec!["eu".into()],
+            media_anchoring: MediaAnchoring::Always as i32,
+            ..Default::default()
+        });
+        for (id, region) in [("eu-1", "eu"), ("us-1", "us")] {
+            c.put_media_server(&MediaServer {
+                id: id.into(),
+                region: region.into(),
+                ng_address: "127.0.0.1:2223".into(),
+                ..Default::default()
+            });
+        }
+        let plan = c.media_plan("hq").unwrap();
+        assert_eq!(plan.site.anchoring, Anchoring::Always);
+        let ids: Vec<&str> = plan.servers.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["eu-1"]);
+        assert_eq!(plan.servers[0].weight, 1);
+        c.remove_media_server("eu-1");
+        assert!(c.media_plan("hq").unwrap().servers.is_empty());
+        assert_eq!(c.media_plan("nowhere"), None);
+    }
+}

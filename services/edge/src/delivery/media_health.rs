@@ -1,0 +1,118 @@
+//! Whether each media server answers its `ng` pings (`media_pings.rs`, a floor above,
+//! pings them every second), and how many calls this edge anchored at each. A server is
+//! DOWN after a ping goes unanswered (the client retransmits within its 2 s timeout, so
+//! one unanswered ping is three lost datagrams) and UP at its next `pong`; one never
+//! pinged yet counts as UP, so calls are anchored before the first ping.
+
+use std::{collections::BTreeMap, fmt::Write};
+
+use parking_lot::Mutex;
+
+/// One media server's state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct ServerState {
+    down: bool,
+    /// Calls this edge anchored there.
+    anchored: u64,
+}
+
+/// Every media server's state, by id.
+#[derive(Default)]
+pub struct MediaHealth {
+    states: Mutex<BTreeMap<String, ServerState>>,
+}
+
+impl MediaHealth {
+    /// Whether media server `id` takes calls.
+    pub fn is_up(&self, id: &str) -> bool {
+        self.states.lock().get(id).is_none_or(|s| !s.down)
+    }
+
+    /// A ping of `id` was `answered` or not; returns whether its state changed.
+    pub fn observe(&self, id: &str, answered: bool) -> bool {
+        let mut states = self.states.lock();
+        let s = states.entry(id.to_owned()).or_default();
+        let changed = s.down == answered;
+        s.down = !answered;
+        changed
+    }
+
+    /// A call was anchored at `id`.
+    pub fn anchored(&self, id: &str) {
+        self.states
+            .lock()
+            .entry(id.to_owned())
+            .or_default()
+            .anchored += 1;
+    }
+
+    /// Forgets media servers no longer configured.
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.states.lock().retain(|id, _| keep(id));
+    }
+
+    /// Prometheus text: `dialtone_media_server_up{media_server}` and
+    /// `dialtone_media_anchored_total{media_server}`.
+    pub fn render(&self, node: &str, out: &mut String) {
+        let states = self.states.lock().clone();
+        dialtone_metrics::header(
+            out,
+            "dialtone_media_server_up",
+            "gauge",
+            "Whether a media server (rtpengine) answers its ng pings (1: UP, 0: DOWN).",
+        );
+        for (id, s) in &states {
+            let id = dialtone_metrics::escape(id);
+            let _ = writeln!(
+                out,
+                "dialtone_media_server_up{{node=\"{node}\",media_server=\"{id}\"}} {}",
+                u8::from(!s.down)
+            );
+        }
+        dialtone_metrics::header(
+            out,
+            "dialtone_media_anchored_total",
+            "counter",
+            "Calls (branches) this edge anchored at a media server.",
+        );
+        for (id, s) in &states {
+            let id = dialtone_metrics::escape(id);
+            let _ = writeln!(
+                out,
+                "dialtone_media_anchored_total{{node=\"{node}\",media_server=\"{id}\"}} {}",
+                s.anchored
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_is_up_until_a_ping_goes_unanswered() {
+        let h = MediaHealth::default();
+        assert!(h.is_up("rtp-1"), "never pinged");
+        // (answered, changed, up after)
+        let cases = [
+            (true, false, true),
+            (false, true, false),
+            (false, false, false),
+            (true, true, true),
+        ];
+        for (i, (answered, changed, up)) in cases.into_iter().enumerate() {
+            assert_eq!(h.observe("rtp-1", answered), changed, "step {i}");
+            assert_eq!(h.is_up("rtp-1"), up, "step {i}");
+        }
+        h.anchored("rtp-1");
+        let mut out = String::new();
+        h.render("edge-1", &mut out);
+        assert!(out.contains("dialtone_media_server_up{node=\"edge-1\",media_server=\"rtp-1\"} 1"));
+        assert!(
+            out.contains("dialtone_media_anchored_total{node=\"edge-1\",media_server=\"rtp-1\"} 1")
+        );
+        h.retain(|_| false);
+        assert!(h.is_up("rtp-1"));
+    }
+}

@@ -1,0 +1,100 @@
+//! A real rtpengine (Debian `rtpengine-daemon`, userspace forwarding) for the media tests,
+//! on loopback, and a way to ask it what it holds over its `ng` port.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use dialtone_media::{client::NgClient, ng};
+
+use crate::ports::free_port;
+
+/// An rtpengine process; killed when dropped.
+pub struct Rtpengine {
+    child: Option<Child>,
+    /// Its `ng` control address.
+    pub ng: SocketAddr,
+    log: PathBuf,
+    client: Arc<NgClient>,
+}
+
+impl Rtpengine {
+    /// Starts one named `name` (its log in `dir`), with media ports in a range of 100
+    /// below the ephemeral range, and waits until it answers `ping`.
+    pub async fn start(dir: &Path, name: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let ng: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
+        let base = 5_000 + 100 * (rand::random::<u16>() % 50);
+        let log = dir.join(format!("rtpengine-{name}.log"));
+        let child = Command::new("rtpengine")
+            .args([
+                "--config-file=none",
+                "--foreground",
+                "--interface=127.0.0.1",
+                "--table=-1",
+                "--log-stderr",
+                "--log-level=6",
+                "--delete-delay=0",
+            ])
+            .arg(format!("--listen-ng={ng}"))
+            .arg(format!("--port-min={base}"))
+            .arg(format!("--port-max={}", base + 99))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("rtpengine (apt install rtpengine-daemon)")?;
+        let client = NgClient::bind("127.0.0.1:0".parse()?).await?;
+        let r = Rtpengine {
+            child: Some(child),
+            ng,
+            log,
+            client,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !r.client.ping(ng).await {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "rtpengine never answered:\n{}",
+                r.log_text()
+            );
+        }
+        Ok(r)
+    }
+
+    /// The Call-IDs of the sessions it holds.
+    pub async fn calls(&self) -> anyhow::Result<Vec<String>> {
+        let reply = self.client.request(self.ng, &ng::list()).await?;
+        Ok(ng::calls(&reply))
+    }
+
+    /// Packets it received from each party of call `call_id`, by tag.
+    pub async fn packets(&self, call_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
+        let reply = self.client.request(self.ng, &ng::query(call_id)).await?;
+        Ok(ng::packets_by_tag(&reply))
+    }
+
+    /// Kills it at once (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// What it logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Rtpengine {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,222 @@
+//! Calls' media anchored at real rtpengines (Debian `rtpengine-daemon`, userspace), through
+//! real processes: etcd, a config+status node, two edges, baresip and linphonec each
+//! registered to its own edge. The site anchors every call (`media_anchoring: ALWAYS`) at
+//! the media servers of its region; the call's SDP is offered and answered there, the
+//! phones' RTP flows through it both ways (rtpengine's `query` counts each side's
+//! packets), the BYE deletes the session, and when the media server a call used dies the
+//! edges mark it DOWN and the next call goes to the other.
+
+use std::time::{Duration, Instant};
+
+use dialtone_proto::config::v1 as pb;
+use dialtone_tests::{
+    ADMIN_TOKEN, ClusterSandbox,
+    fleet::{Seeded, at_extension, update_phone, wait_contacts},
+    media::Rtpengine,
+    softphones::Softphone,
+};
+
+/// Creates phones with extensions 201 and 202 of site hq (profile desk), their lines'
+/// credentials.
+async fn two_phones(cfg: &mut dialtone_tests::ConfigClient) -> Vec<Seeded> {
+    let mut phones = Vec::new();
+    for (i, extension) in ["201", "202"].into_iter().enumerate() {
+        let p = cfg
+            .create_phone(pb::CreatePhoneRequest {
+                phone: Some(pb::Phone {
+                    name: format!("Softphone {extension}"),
+                    kind: pb::PhoneKind::Unmanaged as i32,
+                    site_id: "hq".into(),
+                    base_settings_id: "desk".into(),
+                    lines: vec![pb::Line {
+                        sip_user: format!("media{i}"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let phone = p.phone.unwrap();
+        update_phone(cfg, &phone.id, at_extension(extension))
+            .await
+            .unwrap();
+        let line = p.credentials[0].clone();
+        phones.push(Seeded {
+            phone_id: phone.id,
+            sip_user: line.sip_user,
+            password: line.password,
+            version: 0,
+        });
+    }
+    phones
+}
+
+/// Which of `engines` holds a session, and its Call-ID, once one does (within 5 s).
+async fn holder(engines: &[Rtpengine]) -> Option<(usize, String)> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        for (i, e) in engines.iter().enumerate() {
+            if let Some(call) = e.calls().await.unwrap_or_default().pop() {
+                return Some((i, call));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
+/// Whether every party of `call` at `engine` sent packets, within 10 s.
+async fn media_both_ways(engine: &Rtpengine, call: &str) -> (bool, Vec<(String, i64)>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = engine.packets(call).await.unwrap_or_default();
+        let flowing = p.len() >= 2 && p.iter().all(|(_, n)| *n > 0);
+        if flowing || Instant::now() > deadline {
+            return (flowing, p);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_over() {
+    let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
+        .await
+        .unwrap();
+    let dir = sb.dir().join("media");
+    let mut engines = [
+        Rtpengine::start(&dir, "a").await.unwrap(),
+        Rtpengine::start(&dir, "b").await.unwrap(),
+    ];
+    let ids = ["rtp-a", "rtp-b"];
+    for (id, e) in ids.iter().zip(&engines) {
+        cfg.create_media_server(pb::CreateMediaServerRequest {
+            media_server: Some(pb::MediaServer {
+                id: (*id).into(),
+                region: "local".into(),
+                ng_address: e.ng.to_string(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    }
+    // A bad address is refused, naming the field.
+    let bad = cfg
+        .create_media_server(pb::CreateMediaServerRequest {
+            media_server: Some(pb::MediaServer {
+                id: "rtp-c".into(),
+                region: "local".into(),
+                ng_address: "rtpengine".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "{bad:?}");
+    assert!(bad.message().contains("media_server.ng_address"), "{bad:?}");
+    let mut site = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    site.media_regions = vec!["local".into()];
+    site.media_anchoring = pb::MediaAnchoring::Always as i32;
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
+        .await
+        .unwrap();
+
+    let phones = two_phones(&mut cfg).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let phones_dir = sb.dir().join("softphones");
+    let edge = |i: usize| format!("127.0.0.1:{}", sb.nodes[i].sip.udp);
+    let mut baresip = Softphone::baresip(&phones_dir, &edge(1), &phones[0], 60).unwrap();
+    let mut linphonec = Softphone::linphonec(&phones_dir, &edge(2), &phones[1], "MD5", 60).unwrap();
+    linphonec.auto_answer().unwrap();
+    for (node, p, phone) in [(1, &phones[0], &baresip), (2, &phones[1], &linphonec)] {
+        let mut e = sb.nodes[node].edge_client(ADMIN_TOKEN).await.unwrap();
+        assert!(
+            wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(15)).await,
+            "never registered:\n{}",
+            phone.log_text()
+        );
+    }
+    // baresip calls 202; the entering edge anchors the call at one of the two servers,
+    // media flows through it both ways, and the hang-up's BYE deletes the session.
+    let held = call_through(&engines, &mut baresip, &linphonec, 1).await;
+    let label = format!("media_server=\"{}\"", ids[held]);
+    let anchored = sb.nodes[1]
+        .metric("dialtone_media_anchored_total", &label)
+        .await;
+    assert_eq!(anchored, Some(1), "the entering edge counts the call it anchored");
+
+    // The server that took the call dies: the edges mark it DOWN within 5 s, and the
+    // next call goes to the other.
+    engines[held].kill();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sb.nodes[1].metric("dialtone_media_server_up", &label).await != Some(0) {
+        assert!(Instant::now() < deadline, "{} never went DOWN", ids[held]);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let living = [engines.into_iter().nth(1 - held).unwrap()];
+    call_through(&living, &mut baresip, &linphonec, 2).await;
+    baresip.stop().unwrap();
+    linphonec.stop().unwrap();
+}
+
+fn logs(baresip: &Softphone, linphonec: &Softphone) -> String {
+    format!(
+        "baresip:\n{}\nlinphonec:\n{}",
+        baresip.log_text(),
+        linphonec.log_text()
+    )
+}
+
+/// baresip calls 202 (the `n`th call): the call is established, one of `engines` holds
+/// its session with media flowing both ways, and baresip's hang-up ends the call and the
+/// session. Returns which engine held it.
+async fn call_through(
+    engines: &[Rtpengine],
+    baresip: &mut Softphone,
+    linphonec: &Softphone,
+    n: usize,
+) -> usize {
+    baresip.dial("sip:202@127.0.0.1").unwrap();
+    assert!(
+        baresip
+            .wait_log("Call established", n, Duration::from_secs(10))
+            .await,
+        "call {n} was not established:\n{}",
+        logs(baresip, linphonec)
+    );
+    let (held, call) = holder(engines)
+        .await
+        .expect("no media server holds the call");
+    let engine = &engines[held];
+    let (flowing, packets) = media_both_ways(engine, &call).await;
+    assert!(
+        flowing,
+        "media did not flow both ways through rtpengine: {packets:?}\n{}",
+        engine.log_text()
+    );
+    baresip.hang_up().unwrap();
+    assert!(
+        linphonec
+            .wait_log("to LinphoneCallEnd", n, Duration::from_secs(10))
+            .await,
+        "the hang-up did not end call {n}:\n{}",
+        logs(baresip, linphonec)
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !engine.calls().await.unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the session outlived the BYE:\n{}",
+            engine.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    held
+}
