@@ -3,12 +3,13 @@
 //! registered to its own edge. The site anchors every call (`media_anchoring: ALWAYS`) at
 //! the media servers of its region; the call's SDP is offered and answered there, the
 //! phones' RTP flows through it both ways (rtpengine's `query` counts each side's
-//! packets), the BYE deletes the session, and when the media server a call used dies the
-//! edges mark it DOWN and the next call goes to the other.
+//! packets), the status role counts the call at that server, the BYE deletes the
+//! session, and when the media server a call used dies the edges and the status role mark
+//! it DOWN and the next call goes to the other.
 
 use std::time::{Duration, Instant};
 
-use dialtone_proto::config::v1 as pb;
+use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     fleet::{Seeded, at_extension, update_phone, wait_contacts},
@@ -145,12 +146,16 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
     }
     // baresip calls 202; the entering edge anchors the call at one of the two servers,
     // media flows through it both ways, and the hang-up's BYE deletes the session.
-    let held = call_through(&engines, &mut baresip, &linphonec, 1).await;
+    let held = call_through(&sb, &engines, &mut baresip, &linphonec, 1).await;
     let label = format!("media_server=\"{}\"", ids[held]);
     let anchored = sb.nodes[1]
         .metric("dialtone_media_anchored_total", &label)
         .await;
-    assert_eq!(anchored, Some(1), "the entering edge counts the call it anchored");
+    assert_eq!(
+        anchored,
+        Some(1),
+        "the entering edge counts the call it anchored"
+    );
 
     // The server that took the call dies: the edges mark it DOWN within 5 s, and the
     // next call goes to the other.
@@ -160,10 +165,55 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
         assert!(Instant::now() < deadline, "{} never went DOWN", ids[held]);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The status role says so too.
+    let (_, dead) =
+        server_status(&sb, ids[held], |s| s.state() == spb::MediaServerState::Down).await;
+    assert_eq!(dead.state(), spb::MediaServerState::Down, "{dead:?}");
     let living = [engines.into_iter().nth(1 - held).unwrap()];
-    call_through(&living, &mut baresip, &linphonec, 2).await;
+    call_through(&sb, &living, &mut baresip, &linphonec, 2).await;
     baresip.stop().unwrap();
     linphonec.stop().unwrap();
+}
+
+/// The status of media server `id` once `ready` holds for it (within 5 s; the last seen
+/// otherwise), and whether it did.
+async fn server_status(
+    sb: &ClusterSandbox,
+    id: &str,
+    ready: impl Fn(&spb::MediaServerStatus) -> bool,
+) -> (bool, spb::MediaServerStatus) {
+    let mut st = sb.nodes[0].status_client(ADMIN_TOKEN).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = st
+            .list_media_server_statuses(spb::ListMediaServerStatusesRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .media_servers;
+        let found = all.into_iter().find(|s| s.media_server_id == id);
+        if let Some(s) = found.filter(|s| ready(s) || Instant::now() > deadline) {
+            return (ready(&s), s);
+        }
+        assert!(Instant::now() < deadline, "{id} not in the status");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The media server id of `engines[held]`, as configured.
+async fn call_holder_id(engines: &[Rtpengine], held: usize, sb: &ClusterSandbox) -> String {
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    let all = cfg
+        .list_media_servers(pb::ListRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .media_servers;
+    let ng = engines[held].ng.to_string();
+    all.into_iter()
+        .find(|m| m.ng_address == ng)
+        .map(|m| m.id)
+        .expect("the engine is configured")
 }
 
 fn logs(baresip: &Softphone, linphonec: &Softphone) -> String {
@@ -178,6 +228,7 @@ fn logs(baresip: &Softphone, linphonec: &Softphone) -> String {
 /// its session with media flowing both ways, and baresip's hang-up ends the call and the
 /// session. Returns which engine held it.
 async fn call_through(
+    sb: &ClusterSandbox,
     engines: &[Rtpengine],
     baresip: &mut Softphone,
     linphonec: &Softphone,
@@ -201,6 +252,12 @@ async fn call_through(
         "media did not flow both ways through rtpengine: {packets:?}\n{}",
         engine.log_text()
     );
+    // The status role shows the call at the server that holds it.
+    let (_, calls) = server_status(sb, &call_holder_id(engines, held, sb).await, |s| {
+        s.active_calls == 1
+    })
+    .await;
+    assert_eq!(calls.active_calls, 1, "{calls:?}");
     baresip.hang_up().unwrap();
     assert!(
         linphonec

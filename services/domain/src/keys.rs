@@ -30,6 +30,7 @@
 //! | `action-results/{action_id}` | `PhoneActionResult` | edge | config (watch) | yes (60 s) |
 //! | `provision/{phone}` | `ProvisionState` | provisioning | status (watch), provisioning | no |
 //! | `trunk-health/{node}` | `TrunkHealth` | the edge probing the trunks | status (watch) | yes |
+//! | `media-health/{node}` | `MediaHealth` | the edge pinging the media servers | status (watch) | yes |
 
 /// Separator between a phone's name and id in the name index (sorts before any printable
 /// character, so "abc" phones list before "abcd" ones).
@@ -53,6 +54,8 @@ pub const BINDINGS: &str = "bindings/";
 pub const PROVISION: &str = "provision/";
 /// Every edge's trunk keep-alive findings, `trunk-health/{node}`.
 pub const TRUNK_HEALTH: &str = "trunk-health/";
+/// Every edge's media server pings, `media-health/{node}`.
+pub const MEDIA_HEALTH: &str = "media-health/";
 
 pub fn site(id: &str) -> String {
     format!("{SITES}{id}")
@@ -81,6 +84,9 @@ pub fn phone(id: &str) -> String {
 /// What edge `node` finds of the trunk targets it probes (TrunkHealth, on its lease).
 pub fn trunk_health(node: &str) -> String {
     format!("{TRUNK_HEALTH}{node}")
+}
+pub fn media_health(node: &str) -> String {
+    format!("{MEDIA_HEALTH}{node}")
 }
 /// What the provisioning role last saw of a phone (ProvisionState).
 pub fn provision(id: &str) -> String {

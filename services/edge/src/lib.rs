@@ -239,7 +239,7 @@ impl Edge {
         ));
         tasks.push(keepalive::spawn(handler.clone(), lease.clone()));
         tasks.push(carrier_registration::spawn(handler.clone()));
-        tasks.push(media_pings::spawn(handler.clone()));
+        tasks.push(media_pings::spawn(handler.clone(), lease.clone()));
         let (stop, stop_rx) = watch::channel(false);
         if let Some(s) = udp {
             transport::udp::serve(s, directory.arbiters(), handler.clone(), stop_rx.clone());

@@ -1,9 +1,15 @@
 //! Pings every configured media server over `ng` once a second and reports what it finds
 //! to the delivery's [`MediaHealth`](crate::delivery::media_health::MediaHealth), so new
-//! calls skip a server that stopped answering within a few seconds.
+//! calls skip a server that stopped answering within a few seconds, and, whenever it
+//! changes, to `media-health/{node}` on the node's lease, where the status role reads it
+//! (with the calls up this edge anchored at each server).
 
 use std::{sync::Arc, time::Duration};
 
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::keys;
+use dialtone_store::lifecycle::NodeLease;
+use prost::Message;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -12,11 +18,13 @@ use crate::dispatch::Dispatcher;
 /// Time between rounds of pings.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
-pub(crate) fn spawn(h: Arc<Dispatcher>) -> JoinHandle<()> {
+pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Some(client) = h.delivery.ng.clone() else {
             return;
         };
+        let key = keys::media_health(&h.settings.node_id);
+        let mut published: Option<Vec<u8>> = None;
         loop {
             let servers = h.cache.read().media_servers();
             let health = &h.delivery.media_health;
@@ -26,12 +34,23 @@ pub(crate) fn spawn(h: Arc<Dispatcher>) -> JoinHandle<()> {
                 async move { (s, client.ping(s.ng).await) }
             });
             for (s, answered) in futures::future::join_all(pings).await {
-                if health.observe(&s.id, answered) {
+                if health.observe(&s.id, answered, unix_ms() as i64) {
                     if answered {
                         info!(media_server = %s.id, ng = %s.ng, "media server up");
                     } else {
                         warn!(media_server = %s.id, ng = %s.ng, "media server down");
                     }
+                }
+            }
+            let ids: Vec<_> = servers.iter().map(|s| (s.id.clone(), s.ng)).collect();
+            let active = h.delivery.calls.by_media_server();
+            let found = health.snapshot(&ids, &active).encode_to_vec();
+            // An edge that never knew a media server publishes nothing.
+            let first_empty = published.is_none() && found.is_empty();
+            if published.as_ref() != Some(&found) && !first_empty {
+                match lease.put_owned(&key, found.clone()).await {
+                    Ok(()) => published = Some(found),
+                    Err(e) => warn!(error = %e, "publishing media health failed; retrying"),
                 }
             }
             tokio::time::sleep(INTERVAL).await;

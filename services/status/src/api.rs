@@ -169,6 +169,17 @@ impl StatusService for StatusApi {
         Ok(Response::new(pb::ListTrunkStatusesResponse { trunks }))
     }
 
+    async fn list_media_server_statuses(
+        &self,
+        req: Request<pb::ListMediaServerStatusesRequest>,
+    ) -> Result<Response<pb::ListMediaServerStatusesResponse>, Status> {
+        self.authorize(&req)?;
+        let media_servers = self.hub.state.read().fleet.media_server_statuses();
+        Ok(Response::new(pb::ListMediaServerStatusesResponse {
+            media_servers,
+        }))
+    }
+
     async fn get_site_summaries(
         &self,
         req: Request<pb::GetSiteSummariesRequest>,

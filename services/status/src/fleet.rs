@@ -14,11 +14,11 @@ use std::{
 use dialtone_domain::{keys, placement, settings};
 use dialtone_proto::{
     config::v1::{BaseSettings, EdgeGroup, MetaBase, Phone, PhoneKind, Site},
-    edge::v1::{Binding, TrunkHealth},
+    edge::v1::{Binding, MediaHealth, TrunkHealth},
     provisioning::v1::ProvisionState,
     status::v1::{
-        EdgeStatus, LineContact, LineStatus, OperationalStatus, PhoneStatus, ProvisioningStatus,
-        StatusChange, TrunkStatus,
+        EdgeStatus, LineContact, LineStatus, MediaServerStatus, OperationalStatus, PhoneStatus,
+        ProvisioningStatus, StatusChange, TrunkStatus,
     },
 };
 use prost::Message;
@@ -27,7 +27,7 @@ use tracing::warn;
 use crate::model::{self, Expected};
 
 /// Every prefix the view is built from.
-pub const PREFIXES: [&str; 7] = [
+pub const PREFIXES: [&str; 8] = [
     keys::SITES,
     keys::EDGE_GROUPS,
     keys::BASE_SETTINGS,
@@ -35,6 +35,7 @@ pub const PREFIXES: [&str; 7] = [
     keys::BINDINGS,
     keys::PROVISION,
     keys::TRUNK_HEALTH,
+    keys::MEDIA_HEALTH,
 ];
 
 /// What the view keeps of a phone's configuration.
@@ -98,6 +99,8 @@ pub struct Fleet {
     binding_writes: Vec<i64>,
     /// Each edge's trunk keep-alive findings, by node id.
     trunk_health: BTreeMap<String, TrunkHealth>,
+    /// Each edge's media server pings, by node id.
+    media_health: BTreeMap<String, MediaHealth>,
 }
 
 /// What a key change touches.
@@ -121,12 +124,18 @@ impl Fleet {
             revision: 0,
             binding_writes: Vec::new(),
             trunk_health: BTreeMap::new(),
+            media_health: BTreeMap::new(),
         }
     }
 
     /// Every trunk some edge probes, as the edges find it.
     pub fn trunk_statuses(&self) -> Vec<TrunkStatus> {
         crate::trunks::statuses(&self.trunk_health)
+    }
+
+    /// Every media server some edge pings, as the edges find it.
+    pub fn media_server_statuses(&self) -> Vec<MediaServerStatus> {
+        crate::media::statuses(&self.media_health)
     }
 
     /// The store revision the view reflects.
@@ -164,6 +173,13 @@ impl Fleet {
             match value.and_then(|v| decode::<TrunkHealth>(key, v)) {
                 Some(h) => self.trunk_health.insert(node.to_owned(), h),
                 None => self.trunk_health.remove(node),
+            };
+            return Touched::Nothing;
+        }
+        if let Some(node) = key.strip_prefix(keys::MEDIA_HEALTH) {
+            match value.and_then(|v| decode::<MediaHealth>(key, v)) {
+                Some(h) => self.media_health.insert(node.to_owned(), h),
+                None => self.media_health.remove(node),
             };
             return Touched::Nothing;
         }
@@ -312,6 +328,7 @@ impl Fleet {
         self.groups = fresh.groups;
         self.bases = fresh.bases;
         self.trunk_health = fresh.trunk_health;
+        self.media_health = fresh.media_health;
         for e in self.phones.values_mut() {
             e.config = None;
             e.bindings.clear();

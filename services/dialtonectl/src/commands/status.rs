@@ -54,6 +54,10 @@ pub enum StatusCmd {
     /// Carrier trunks: UP, DEGRADED or DOWN as every edge's OPTIONS keep-alives find each
     /// target, and each edge's registration at the carrier (trunks that register).
     Trunks,
+    /// Media servers (rtpengine): UP, DEGRADED or DOWN as every edge's ng pings find
+    /// each, and the calls up anchored there, in all and per edge.
+    #[command(name = "media-servers")]
+    MediaServers,
     /// Streams status changes as they happen (a snapshot first unless resuming).
     Watch {
         /// Only phones of this site.
@@ -271,6 +275,51 @@ pub async fn run(
                     }
                 );
             }
+            Ok(())
+        }
+        StatusCmd::MediaServers => {
+            let r = c
+                .list_media_server_statuses(pb::ListMediaServerStatusesRequest {})
+                .await?
+                .into_inner();
+            if out == Format::Json {
+                return json(&r);
+            }
+            let when = |ms: i64| if ms == 0 { "-".into() } else { ms_ago(ms) };
+            table(
+                &[
+                    "media server",
+                    "state",
+                    "ng",
+                    "calls",
+                    "edge",
+                    "up",
+                    "edge calls",
+                    "changed",
+                ],
+                r.media_servers
+                    .iter()
+                    .flat_map(|m| {
+                        let state = m
+                            .state()
+                            .as_str_name()
+                            .trim_start_matches("MEDIA_SERVER_STATE_")
+                            .to_owned();
+                        m.edges.iter().map(move |e| {
+                            vec![
+                                m.media_server_id.clone(),
+                                state.clone(),
+                                m.ng_address.clone(),
+                                m.active_calls.to_string(),
+                                e.edge_node_id.clone(),
+                                e.up.to_string(),
+                                e.active_calls.to_string(),
+                                when(e.changed_at_ms),
+                            ]
+                        })
+                    })
+                    .collect(),
+            );
             Ok(())
         }
         StatusCmd::Trunks => {

@@ -212,6 +212,17 @@ impl Calls {
         (calls, total)
     }
 
+    /// Calls up now by the media server their media is anchored at.
+    pub fn by_media_server(&self) -> HashMap<std::net::SocketAddr, u32> {
+        let mut by = HashMap::new();
+        for c in self.active.lock().values() {
+            if let Some(m) = c.media {
+                *by.entry(m).or_default() += 1;
+            }
+        }
+        by
+    }
+
     /// Prometheus text; forgets calls older than [`MAX_CALL_AGE_MS`] first.
     pub fn render(&self, node: &str, out: &mut String) {
         forget_old(&mut self.active.lock(), dialtone_common::clock::unix_ms());

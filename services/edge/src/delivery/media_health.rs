@@ -4,14 +4,21 @@
 //! one unanswered ping is three lost datagrams) and UP at its next `pong`; one never
 //! pinged yet counts as UP, so calls are anchored before the first ping.
 
-use std::{collections::BTreeMap, fmt::Write};
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write,
+    net::SocketAddr,
+};
 
+use dialtone_proto::edge::v1::{MediaHealth as MediaHealthRecord, MediaServerHealth};
 use parking_lot::Mutex;
 
 /// One media server's state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct ServerState {
     down: bool,
+    /// When it last turned UP or DOWN (Unix ms; 0: not yet).
+    changed_at_ms: i64,
     /// Calls this edge anchored there.
     anchored: u64,
 }
@@ -28,13 +35,42 @@ impl MediaHealth {
         self.states.lock().get(id).is_none_or(|s| !s.down)
     }
 
-    /// A ping of `id` was `answered` or not; returns whether its state changed.
-    pub fn observe(&self, id: &str, answered: bool) -> bool {
+    /// A ping of `id` was `answered` or not, at `now_ms`; returns whether its state
+    /// changed.
+    pub fn observe(&self, id: &str, answered: bool, now_ms: i64) -> bool {
         let mut states = self.states.lock();
         let s = states.entry(id.to_owned()).or_default();
         let changed = s.down == answered;
         s.down = !answered;
+        if changed {
+            s.changed_at_ms = now_ms;
+        }
         changed
+    }
+
+    /// What this edge finds of `servers` (id, ng address), with the calls up it anchored
+    /// at each (`active`, by ng address), for `media-health/{node}`.
+    pub fn snapshot(
+        &self,
+        servers: &[(String, SocketAddr)],
+        active: &HashMap<SocketAddr, u32>,
+    ) -> MediaHealthRecord {
+        let states = self.states.lock();
+        MediaHealthRecord {
+            servers: servers
+                .iter()
+                .map(|(id, ng)| {
+                    let s = states.get(id).copied().unwrap_or_default();
+                    MediaServerHealth {
+                        media_server_id: id.clone(),
+                        ng_address: ng.to_string(),
+                        up: !s.down,
+                        changed_at_ms: s.changed_at_ms,
+                        active_calls: active.get(ng).copied().unwrap_or(0),
+                    }
+                })
+                .collect(),
+        }
     }
 
     /// A call was anchored at `id`.
@@ -102,9 +138,13 @@ mod tests {
             (true, true, true),
         ];
         for (i, (answered, changed, up)) in cases.into_iter().enumerate() {
-            assert_eq!(h.observe("rtp-1", answered), changed, "step {i}");
+            assert_eq!(h.observe("rtp-1", answered, i as i64), changed, "step {i}");
             assert_eq!(h.is_up("rtp-1"), up, "step {i}");
         }
+        let ng: SocketAddr = "127.0.0.1:2223".parse().unwrap();
+        let snap = h.snapshot(&[("rtp-1".into(), ng)], &HashMap::from([(ng, 2)]));
+        let s = &snap.servers[0];
+        assert_eq!((s.up, s.changed_at_ms, s.active_calls), (true, 3, 2));
         h.anchored("rtp-1");
         let mut out = String::new();
         h.render("edge-1", &mut out);
