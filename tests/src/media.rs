@@ -57,7 +57,7 @@ impl Rtpengine {
             client,
         };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !r.client.ping(ng).await {
+        while r.client.ping(ng).await != Some(true) {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "rtpengine never answered:\n{}",

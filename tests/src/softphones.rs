@@ -151,6 +151,14 @@ impl Softphone {
     }
 
     /// Hangs up the call in progress.
+    /// A baresip menu command on the current call (`hold`, `resume`).
+    pub fn call_command(&mut self, command: &str) -> anyhow::Result<()> {
+        match self.ctrl {
+            Some(port) => baresip_command(port, command, ""),
+            None => anyhow::bail!("only baresip takes {command} here"),
+        }
+    }
+
     pub fn hang_up(&mut self) -> anyhow::Result<()> {
         match self.ctrl {
             Some(port) => baresip_command(port, "hangup", ""),

@@ -3,7 +3,8 @@
 //! registered to its own edge. The site anchors every call (`media_anchoring: ALWAYS`) at
 //! the media servers of its region; the call's SDP is offered and answered there, the
 //! phones' RTP flows through it both ways (rtpengine's `query` counts each side's
-//! packets), the status role counts the call at that server, the BYE deletes the
+//! packets) and stays there through hold and resume (the re-INVITEs are offered there
+//! too), the status role counts the call at that server, the BYE deletes the
 //! session, and when the media server a call used dies the edges and the status role mark
 //! it DOWN and the next call goes to the other.
 
@@ -252,6 +253,37 @@ async fn call_through(
         "media did not flow both ways through rtpengine: {packets:?}\n{}",
         engine.log_text()
     );
+    if n == 1 {
+        // Hold and resume: the re-INVITEs are offered and answered at the same media
+        // server, so afterwards both phones still send their RTP there (had a re-INVITE
+        // passed with baresip's own SDP, linphonec would send to baresip directly and its
+        // count here would stop).
+        baresip.call_command("hold").unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        baresip.call_command("resume").unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = engine.packets(&call).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = engine.packets(&call).await.unwrap();
+            let grew =
+                now.len() == before.len() && now.iter().zip(&before).all(|((_, a), (_, b))| a > b);
+            if grew {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "media left rtpengine after hold and resume: {before:?} -> {now:?}\n{}",
+                logs(baresip, linphonec)
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert_eq!(
+            engine.calls().await.unwrap(),
+            std::slice::from_ref(&call),
+            "one session"
+        );
+    }
     // The status role shows the call at the server that holds it.
     let (_, calls) = server_status(sb, &call_holder_id(engines, held, sb).await, |s| {
         s.active_calls == 1

@@ -34,6 +34,9 @@ pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()>
                 async move { (s, client.ping(s.ng).await) }
             });
             for (s, answered) in futures::future::join_all(pings).await {
+                let Some(answered) = answered else {
+                    continue;
+                };
                 if health.observe(&s.id, answered, unix_ms() as i64) {
                     if answered {
                         info!(media_server = %s.id, ng = %s.ng, "media server up");

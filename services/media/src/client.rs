@@ -109,9 +109,14 @@ impl NgClient {
         ng::reply(command, &reply)
     }
 
-    /// Whether the media server at `to` answers `ping` with `pong`.
-    pub async fn ping(&self, to: SocketAddr) -> bool {
-        self.call(to, "ping", &ng::ping()).await.is_ok()
+    /// Whether the media server at `to` answers `ping` with `pong`; none when this
+    /// client has too many commands under way to ask (which says nothing of the server).
+    pub async fn ping(&self, to: SocketAddr) -> Option<bool> {
+        match self.call(to, "ping", &ng::ping()).await {
+            Ok(_) => Some(true),
+            Err(MediaError::Busy) => None,
+            Err(_) => Some(false),
+        }
     }
 
     /// Commands waiting now.
@@ -154,7 +159,7 @@ mod tests {
         let c = NgClient::bind("127.0.0.1:0".parse().unwrap())
             .await
             .unwrap();
-        assert!(c.ping(server).await);
+        assert_eq!(c.ping(server).await, Some(true));
         assert_eq!(c.pending(), 0);
     }
 

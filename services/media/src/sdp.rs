@@ -63,11 +63,38 @@ impl Summary {
         self.crypto && self.protocols.iter().any(|p| p == "RTP/SAVP")
     }
 
-    /// Whether the phone that wrote it sits behind a NAT: no connection address is
-    /// `source`, where its SIP came from (it wrote an address of its own side). An SDP
-    /// without a connection address tells nothing, and is not taken as behind a NAT.
+    /// Whether the phone that wrote it sits behind a NAT: its connection addresses are
+    /// all of a private, shared (CGNAT), loopback or link-local range and none is
+    /// `source`, where its SIP came from (it wrote an address of its own side that the
+    /// other party cannot reach). A public address that differs from the source is taken
+    /// as meant (a multi-homed phone, a media gateway beside it); an SDP without a
+    /// connection address tells nothing.
     pub fn behind_nat(&self, source: IpAddr) -> bool {
-        !self.addresses.is_empty() && self.addresses.iter().all(|a| *a != source)
+        let source = source.to_canonical();
+        !self.addresses.is_empty()
+            && self
+                .addresses
+                .iter()
+                .all(|a| a.to_canonical() != source && unreachable_from_outside(*a))
+    }
+}
+
+/// Whether `ip` is of a range that does not route on the Internet: private (RFC 1918,
+/// RFC 4193), shared address space (RFC 6598, carrier-grade NAT), loopback or link-local.
+/// Pure.
+pub fn unreachable_from_outside(ip: IpAddr) -> bool {
+    match ip.to_canonical() {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || (a == 100 && (64..128).contains(&b))
+        }
+        IpAddr::V6(v6) => {
+            let first = v6.segments()[0];
+            v6.is_loopback() || (first & 0xfe00) == 0xfc00 || (first & 0xffc0) == 0xfe80
+        }
     }
 }
 
@@ -101,9 +128,34 @@ mod tests {
     fn a_phone_is_behind_a_nat_when_its_sdp_names_another_address() {
         let desk = Summary::of(DESK.as_bytes()).unwrap();
         // (where the SIP came from, behind a NAT)
-        let cases = [("192.168.1.20", false), ("198.51.100.7", true)];
+        let cases = [
+            ("192.168.1.20", false),
+            ("198.51.100.7", true),
+            ("::ffff:192.168.1.20", false),
+        ];
         for (source, nat) in cases {
             assert_eq!(desk.behind_nat(source.parse().unwrap()), nat, "{source}");
+        }
+        // A public address other than the source is taken as meant.
+        let gateway = Summary::of(SDES.as_bytes()).unwrap();
+        assert!(!gateway.behind_nat("198.51.100.7".parse().unwrap()));
+        // (address, unreachable from outside)
+        let ranges = [
+            ("10.1.2.3", true),
+            ("172.16.0.1", true),
+            ("172.32.0.1", false),
+            ("100.64.0.1", true),
+            ("100.128.0.1", false),
+            ("169.254.1.1", true),
+            ("127.0.0.1", true),
+            ("203.0.113.5", false),
+            ("fd00::1", true),
+            ("fe80::1", true),
+            ("2001:db8::1", false),
+            ("::ffff:10.0.0.1", true),
+        ];
+        for (ip, want) in ranges {
+            assert_eq!(unreachable_from_outside(ip.parse().unwrap()), want, "{ip}");
         }
         let none = Summary::of(b"v=0\r\nm=audio 4000 RTP/AVP 0\r\n").unwrap();
         assert!(!none.behind_nat("198.51.100.7".parse().unwrap()));

@@ -31,6 +31,18 @@ pub const MAX_CALL_ID: usize = 96;
 /// Bytes of the dialled user part kept for the view.
 pub const MAX_DIALLED: usize = 32;
 
+/// Bytes of the answering dialog's To tag kept (a longer tag is cut; a BYE matches the
+/// cut tag's prefix).
+pub const MAX_TAG: usize = 64;
+
+/// Calls whose BYE came before their INVITE's delivery ended (a losing fork branch still
+/// waiting for its 487), remembered so the late record is not written: at most this
+/// many, each for [`ENDED_EARLY_MS`].
+pub const MAX_ENDED_EARLY: usize = 10_000;
+
+/// How long a BYE that found no call is remembered.
+pub const ENDED_EARLY_MS: u64 = 64_000;
+
 /// How an INVITE this edge proxied ended: the labels of `dialtone_calls_total`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallOutcome {
@@ -80,6 +92,18 @@ impl Party {
     }
 }
 
+/// Where a call's media is anchored, and what each side speaks: what a re-INVITE of the
+/// call needs to be offered there too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Anchored {
+    /// The media server's `ng` address.
+    pub server: std::net::SocketAddr,
+    pub caller: dialtone_media::anchor::Side,
+    pub callee: dialtone_media::anchor::Side,
+    /// The caller's From tag (cut to [`MAX_TAG`]): who sends a re-INVITE.
+    pub caller_tag: Box<str>,
+}
+
 /// Who is in a call that opened a dialog, for the record.
 #[derive(Clone, Debug)]
 pub struct Parties {
@@ -90,8 +114,11 @@ pub struct Parties {
     pub site: Option<Arc<str>>,
     /// What the caller dialled (the Request-URI's user part).
     pub dialled: String,
-    /// The media server its media is anchored at (its `ng` address), if any.
-    pub media: Option<std::net::SocketAddr>,
+    /// Where its media is anchored, if it is.
+    pub media: Option<Anchored>,
+    /// The To tag of the answer that went upstream first: the dialog that is up (a forked
+    /// call's other 2xx make dialogs the caller ends at once).
+    pub to_tag: Option<String>,
 }
 
 /// A call up now, as [`Calls::list`] shows it.
@@ -106,8 +133,10 @@ pub struct ActiveCall {
     pub site: Option<Arc<str>>,
     /// Cut to [`MAX_DIALLED`] bytes.
     pub dialled: Box<str>,
-    /// The media server its media is anchored at.
-    pub media: Option<std::net::SocketAddr>,
+    /// Where its media is anchored.
+    pub media: Option<Anchored>,
+    /// The answering dialog's To tag, cut to [`MAX_TAG`] bytes.
+    pub to_tag: Option<Box<str>>,
 }
 
 impl ActiveCall {
@@ -134,9 +163,23 @@ fn cut(s: &str, max: usize) -> Box<str> {
     s[..end].into()
 }
 
+/// What a BYE did to the record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// It ended this call.
+    Call(Box<ActiveCall>),
+    /// The call is up, but the BYE is of another dialog of it (a forked call's extra
+    /// 2xx, which the caller ends at once).
+    OtherDialog,
+    /// No such call here (yet: its record is written when its INVITE's delivery ends).
+    Unknown,
+}
+
 /// Active calls by Call-ID hash and INVITE outcomes.
 pub struct Calls {
     active: Mutex<HashMap<u64, ActiveCall>>,
+    /// Calls whose BYE found no record, by Call-ID hash, with when.
+    ended_early: Mutex<HashMap<u64, u64>>,
     /// Random keys of the Call-ID hash, so no caller can make two calls collide.
     keys: RandomState,
     outcomes: Counters<4>,
@@ -146,6 +189,7 @@ impl Default for Calls {
     fn default() -> Self {
         Calls {
             active: Mutex::default(),
+            ended_early: Mutex::default(),
             keys: RandomState::new(),
             outcomes: Counters::new(
                 "dialtone_calls_total",
@@ -159,14 +203,26 @@ impl Default for Calls {
 
 impl Calls {
     /// An INVITE of `call_id` ended with `code`, at `now_ms`; `parties` when it opened
-    /// the dialog (a re-INVITE's answer, `None`, changes no call's count).
-    pub fn invite_ended(&self, call_id: &str, code: u16, now_ms: u64, parties: Option<Parties>) {
+    /// the dialog (a re-INVITE's answer, `None`, changes no call's count). Returns false
+    /// when the answered call's BYE came first (it is not recorded: the call is over).
+    pub fn invite_ended(
+        &self,
+        call_id: &str,
+        code: u16,
+        now_ms: u64,
+        parties: Option<Parties>,
+    ) -> bool {
         let outcome = CallOutcome::of(code);
         self.outcomes.count_at(outcome as usize);
         let Some(p) = parties.filter(|_| outcome == CallOutcome::Answered) else {
-            return;
+            return true;
         };
         let key = self.keys.hash_one(call_id);
+        if let Some(at) = self.ended_early.lock().remove(&key)
+            && now_ms.saturating_sub(at) < ENDED_EARLY_MS
+        {
+            return false;
+        }
         let mut active = self.active.lock();
         if active.len() >= MAX_CALLS {
             forget_old(&mut active, now_ms);
@@ -180,15 +236,42 @@ impl Calls {
                 site: p.site,
                 dialled: cut(&p.dialled, MAX_DIALLED),
                 media: p.media,
+                to_tag: p.to_tag.as_deref().map(|t| cut(t, MAX_TAG)),
             };
             active.insert(key, call);
         }
+        true
     }
 
-    /// A BYE of `call_id` got its final answer: the call is over, whatever the answer.
-    /// Returns its record, if it was up.
-    pub fn ended(&self, call_id: &str) -> Option<ActiveCall> {
-        self.active.lock().remove(&self.keys.hash_one(call_id))
+    /// A BYE of `call_id` with tags `tags` (its From and To tags) got its final answer
+    /// at `now_ms`: the call is over, whatever the answer, if the BYE is of the dialog that
+    /// is up (either side may send it, so either tag may be the answer's).
+    pub fn ended(&self, call_id: &str, tags: [Option<&str>; 2], now_ms: u64) -> Ended {
+        let key = self.keys.hash_one(call_id);
+        let mut active = self.active.lock();
+        let Some(call) = active.get(&key) else {
+            drop(active);
+            let mut early = self.ended_early.lock();
+            if early.len() >= MAX_ENDED_EARLY {
+                early.retain(|_, at| now_ms.saturating_sub(*at) < ENDED_EARLY_MS);
+            }
+            if early.len() < MAX_ENDED_EARLY {
+                early.insert(key, now_ms);
+            }
+            return Ended::Unknown;
+        };
+        let ours = call.to_tag.as_deref().is_none_or(|up| {
+            tags.iter()
+                .flatten()
+                .any(|t| cut(t, MAX_TAG).as_ref() == up)
+        });
+        if !ours {
+            return Ended::OtherDialog;
+        }
+        match active.remove(&key) {
+            Some(call) => Ended::Call(Box::new(call)),
+            None => Ended::Unknown,
+        }
     }
 
     /// Calls up now.
@@ -212,12 +295,18 @@ impl Calls {
         (calls, total)
     }
 
+    /// Where call `call_id` (up now) has its media anchored, if it does.
+    pub fn anchored(&self, call_id: &str) -> Option<Anchored> {
+        let key = self.keys.hash_one(call_id);
+        self.active.lock().get(&key)?.media.clone()
+    }
+
     /// Calls up now by the media server their media is anchored at.
     pub fn by_media_server(&self) -> HashMap<std::net::SocketAddr, u32> {
         let mut by = HashMap::new();
         for c in self.active.lock().values() {
-            if let Some(m) = c.media {
-                *by.entry(m).or_default() += 1;
+            if let Some(m) = &c.media {
+                *by.entry(m.server).or_default() += 1;
             }
         }
         by
@@ -303,6 +392,8 @@ mod tests {
         }
     }
 
+    const NO_TAGS: [Option<&str>; 2] = [None, None];
+
     fn phone(id: &str) -> Party {
         Party::Phone(id.into())
     }
@@ -314,6 +405,7 @@ mod tests {
             site: site.map(Arc::from),
             dialled: "201".into(),
             media: None,
+            to_tag: None,
         })
     }
 
@@ -338,11 +430,11 @@ mod tests {
             out.contains("dialtone_site_calls_active{node=\"edge-1\",site=\"hq\"} 3"),
             "{out}"
         );
-        c.ended("out");
-        c.ended("in");
+        c.ended("out", NO_TAGS, now);
+        c.ended("in", NO_TAGS, now);
         assert_eq!(c.active(), 1);
-        c.ended("a");
-        c.ended("never-seen");
+        c.ended("a", NO_TAGS, now);
+        c.ended("never-seen", NO_TAGS, now);
         assert_eq!(c.active(), 0);
         // A call whose BYE went another way is forgotten after MAX_CALL_AGE_MS.
         let old = now - MAX_CALL_AGE_MS - 1;
@@ -350,7 +442,7 @@ mod tests {
         c.invite_ended("fresh", 200, now, parties(Party::Edge, phone("p2"), None));
         c.render("edge-1", &mut String::new());
         assert_eq!(c.active(), 1);
-        c.ended("fresh");
+        c.ended("fresh", NO_TAGS, now);
         let mut out = String::new();
         c.render("edge-1", &mut out);
         assert!(
@@ -397,6 +489,7 @@ mod tests {
             site: None,
             dialled: "9".repeat(1000),
             media: None,
+            to_tag: None,
         };
         c.invite_ended(&long_id, 200, 1, Some(p));
         let (calls, _) = c.list(None, 1);
@@ -404,7 +497,31 @@ mod tests {
         assert!(long_id.starts_with(&*calls[0].call_id));
         assert_eq!(calls[0].dialled.len(), MAX_DIALLED);
         // Recorded by its full Call-ID: the BYE of the full one ends it.
-        c.ended(&long_id);
+        c.ended(&long_id, NO_TAGS, 1);
         assert_eq!(c.active(), 0);
+    }
+
+    #[test]
+    fn a_bye_ends_the_dialog_that_is_up_and_one_before_the_record_keeps_it_out() {
+        let c = Calls::default();
+        let mut p = parties(phone("p1"), phone("p2"), None).unwrap();
+        p.to_tag = Some("winner".into());
+        assert!(c.invite_ended("forked", 200, 1, Some(p)));
+        // The caller ends the extra dialog a forked call's other 2xx made: the call stays.
+        let other = c.ended("forked", [Some("caller"), Some("loser")], 2);
+        assert_eq!(other, Ended::OtherDialog);
+        assert_eq!(c.active(), 1);
+        // Either side's BYE of the dialog that is up ends it.
+        let ended = c.ended("forked", [Some("winner"), Some("caller")], 3);
+        assert!(matches!(ended, Ended::Call(_)), "{ended:?}");
+        // A BYE that comes before the INVITE's delivery ended keeps the call out of the
+        // record, for ENDED_EARLY_MS only.
+        assert_eq!(c.ended("quick", NO_TAGS, 10), Ended::Unknown);
+        let quick = parties(phone("p1"), phone("p2"), None);
+        assert!(!c.invite_ended("quick", 200, 11, quick.clone()));
+        assert_eq!(c.active(), 0);
+        assert_eq!(c.ended("late", NO_TAGS, 10), Ended::Unknown);
+        assert!(c.invite_ended("late", 200, 10 + ENDED_EARLY_MS, quick));
+        assert_eq!(c.active(), 1);
     }
 }

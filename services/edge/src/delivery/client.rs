@@ -79,6 +79,10 @@ impl Delivery {
             phone,
             media,
         } = hop;
+        let anchored = media.as_ref().map(|l| l.anchored());
+        // The last answer rewritten by the media server: (To tag, SDP as sent, as
+        // rewritten).
+        let mut last_answer: Option<(Option<String>, Vec<u8>, Vec<u8>)> = None;
         // What a phone asserts of its own identity in its answers does not pass either.
         let answer_strip: &[&str] = if untrusted_answers {
             &IDENTITY_HEADERS[..3]
@@ -235,12 +239,27 @@ impl Delivery {
                         continue;
                     };
                     // An anchored call's answer (early media or final) reaches the caller
-                    // with the media server's SDP.
+                    // with the media server's SDP; the same SDP again (a retransmitted
+                    // 2xx, 183 after 183) is rewritten as before, without asking again.
                     if let (Some(leg), 180..=299) = (&media, code)
-                        && invite
-                        && let Some(sdp) = self.media_answer(leg, &resp).await
+                        && (invite || method == "UPDATE")
+                        && !resp.body.is_empty()
                     {
-                        resp.body = sdp;
+                        let to_tag = resp
+                            .addressing()
+                            .ok()
+                            .and_then(|a| a.to.tag.map(str::to_owned));
+                        match &last_answer {
+                            Some((tag, body, sdp)) if *tag == to_tag && *body == resp.body => {
+                                resp.body = sdp.clone();
+                            }
+                            _ => {
+                                if let Some(sdp) = self.media_answer(leg, &resp).await {
+                                    let body = std::mem::replace(&mut resp.body, sdp.clone());
+                                    last_answer = Some((to_tag, body, sdp));
+                                }
+                            }
+                        }
                     }
                     // The answer to our CANCEL shares the branch: not the request's answer.
                     if cseq_method(&resp).is_none_or(|m| m != method) {
@@ -273,7 +292,12 @@ impl Delivery {
                             deadline.max(start + self.settings.notify_timeout)
                         };
                         if code > 100 && !gave_final {
-                            responses.relay(&resp, u32::from(shift), answer_strip, phone.as_ref());
+                            responses.relay(
+                                &resp,
+                                u32::from(shift),
+                                answer_strip,
+                                (phone.as_ref(), anchored.as_ref()),
+                            );
                         }
                         continue;
                     }
@@ -339,7 +363,12 @@ impl Delivery {
                     }
                     // A 2xx always goes on, even after a cancel: the caller ends that dialog.
                     if !gave_final || code < 300 {
-                        responses.relay(&resp, u32::from(shift), answer_strip, phone.as_ref());
+                        responses.relay(
+                            &resp,
+                            u32::from(shift),
+                            answer_strip,
+                            (phone.as_ref(), anchored.as_ref()),
+                        );
                     }
                     break;
                 }

@@ -24,7 +24,7 @@ use dialtone_sip::{
     route::{self, FlowToken},
 };
 
-use super::{Delivery, Hop, Outcome, forwarding::FORWARDED_CANONICAL, responses::Responses};
+use super::{Delivery, Hop, Outcome, calls, forwarding::FORWARDED_CANONICAL, responses::Responses};
 use crate::{
     admission::Permit,
     flow::{FlowSource, Replier, Transport},
@@ -217,6 +217,19 @@ impl Delivery {
                 let auth = (method == "BYE")
                     .then(|| self.cache.read().trunk_auth_at(onward.next.addr))
                     .flatten();
+                // A new offer within a call whose media this edge anchored (hold, resume,
+                // a new codec) goes to the same media server, and so does its answer.
+                let anchored = matches!(method, "INVITE" | "UPDATE")
+                    .then(|| self.calls.anchored(m.get("call-id").unwrap_or("")))
+                    .flatten();
+                let reoffer = match &anchored {
+                    Some(at) => self.media_reoffer(&m, at).await,
+                    None => None,
+                };
+                let (sent, leg) = match &reoffer {
+                    Some((out, leg)) => (out, Some(leg.clone())),
+                    None => (&m, None),
+                };
                 let hop = Hop {
                     uri: None,
                     transport,
@@ -234,9 +247,9 @@ impl Delivery {
                     untrusted_identity: untrusted,
                     untrusted_answers: !next_trusted,
                     phone: None,
-                    media: None,
+                    media: leg,
                 };
-                self.proxy(&m, hop, &responses).await;
+                self.proxy(sent, hop, &responses).await;
                 self.count(Outcome::InDialog);
             }
         }
@@ -245,12 +258,19 @@ impl Delivery {
         match method {
             "INVITE" => {
                 let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
-                self.calls.invite_ended(call_id, code, unix_ms(), None);
+                let _ = self.calls.invite_ended(call_id, code, unix_ms(), None);
             }
             // Whatever its answer, a BYE ends the dialog (RFC 3261 §15.1.2).
             "BYE" => {
-                if let Some(server) = self.calls.ended(call_id).and_then(|c| c.media) {
-                    self.media_delete(server, call_id);
+                let tags = m.addressing().ok();
+                let tags = [
+                    tags.as_ref().and_then(|a| a.from.tag),
+                    tags.as_ref().and_then(|a| a.to.tag),
+                ];
+                if let calls::Ended::Call(call) = self.calls.ended(call_id, tags, unix_ms())
+                    && let Some(media) = call.media
+                {
+                    self.media_delete(media.server, call_id);
                 }
             }
             _ => {}

@@ -37,9 +37,25 @@ pub(crate) struct MediaLeg {
     pub server: SocketAddr,
     pub call_id: String,
     pub from_tag: String,
-    pub via_branch: String,
+    /// The branch of a forked call's offer (none: a re-INVITE's).
+    pub via_branch: Option<String>,
     pub caller: Party,
     pub callee: Party,
+    /// The callee is reached over its own flow (its address is where it sends from);
+    /// not through another edge.
+    pub callee_direct: bool,
+}
+
+impl MediaLeg {
+    /// What the record of calls keeps of it.
+    pub fn anchored(&self) -> crate::delivery::calls::Anchored {
+        crate::delivery::calls::Anchored {
+            server: self.server,
+            caller: self.caller.side,
+            callee: self.callee.side,
+            caller_tag: self.from_tag.chars().take(64).collect::<String>().into(),
+        }
+    }
 }
 
 /// Whether `m` carries an SDP body.
@@ -54,7 +70,8 @@ pub(crate) fn sdp_of(m: &Message) -> Option<Summary> {
 }
 
 /// What a party reached over `transport` at `addr` (a WebRTC phone by its profile, or
-/// by its WebSocket flow) speaks.
+/// by its WebSocket flow) speaks. For a phone reached through another edge, `transport`
+/// and `addr` are that edge's: only the profile tells.
 pub(crate) fn party(webrtc: bool, transport: Transport, addr: SocketAddr) -> Party {
     let ws = matches!(transport, Transport::Ws | Transport::Wss);
     Party {
@@ -70,13 +87,15 @@ pub(crate) fn party(webrtc: bool, transport: Transport, addr: SocketAddr) -> Par
 }
 
 impl Delivery {
-    /// The media context of an INVITE `m` from `src` counted under `site`; none when the
-    /// INVITE has no SDP, the site is unknown or no `ng` client runs.
+    /// The media context of an INVITE `m` from `src` counted under `site` (`trusted`: a
+    /// trusted peer's, a carrier's, whose SDP is taken as meant); none when the INVITE has
+    /// no SDP, the site is unknown or has no media server, or no `ng` client runs.
     pub(crate) fn call_media(
         &self,
         m: &Message,
         src: std::net::IpAddr,
         site: Option<&Arc<str>>,
+        trusted: bool,
     ) -> Option<CallMedia> {
         self.ng.as_ref()?;
         let summary = sdp_of(m)?;
@@ -97,7 +116,7 @@ impl Delivery {
                     Side::Rtp
                 },
                 source: src,
-                behind_nat: summary.behind_nat(src),
+                behind_nat: !trusted && summary.behind_nat(src),
                 fixed_address: false,
             },
             call_id: m.get("call-id")?.to_owned(),
@@ -107,13 +126,16 @@ impl Delivery {
 
     /// `m` with its SDP offered at a media server for `callee`, when the call is
     /// anchored; none when it is not (or no media server took it: the call goes on with
-    /// direct media, which may still work).
+    /// direct media, which may still work). Every server an offer went to is added to
+    /// `offered_at`.
     pub(crate) async fn media_offer(
         &self,
         m: &Message,
         call: &CallMedia,
         callee: Party,
         via_branch: String,
+        callee_direct: bool,
+        offered_at: &parking_lot::Mutex<Vec<SocketAddr>>,
     ) -> Option<(Message, MediaLeg)> {
         let why = anchor::decide(call.plan.site.anchoring, &call.caller, &callee)?;
         let client = self.ng.clone()?;
@@ -137,6 +159,9 @@ impl Delivery {
             };
             let command = ng::offer(&dialog, &m.body, &flags);
             let ng_addr = server.ng;
+            // Whatever the outcome, the server may hold a session now (a reply lost on
+            // its way back): it is deleted with the call's others.
+            offered_at.lock().push(ng_addr);
             let c = client.clone();
             let sent = self
                 .runtime
@@ -152,9 +177,10 @@ impl Delivery {
                         server: ng_addr,
                         call_id: call.call_id.clone(),
                         from_tag: call.from_tag.clone(),
-                        via_branch,
+                        via_branch: Some(via_branch),
                         caller: call.caller.clone(),
                         callee,
+                        callee_direct,
                     };
                     return Some((offered, leg));
                 }
@@ -169,6 +195,76 @@ impl Delivery {
         None
     }
 
+    /// A re-INVITE or UPDATE `m` with SDP, of a call anchored as `at` says, offered at
+    /// its media server so the call's media stays there (hold, resume, a new codec);
+    /// none when the call is not anchored here or the media server refused (the request
+    /// then goes on as it came).
+    pub(crate) async fn media_reoffer(
+        &self,
+        m: &Message,
+        at: &crate::delivery::calls::Anchored,
+    ) -> Option<(Message, MediaLeg)> {
+        let summary = sdp_of(m)?;
+        let client = self.ng.clone()?;
+        let a = m.addressing().ok()?;
+        let (from_tag, to_tag) = (a.from.tag?.to_owned(), a.to.tag?.to_owned());
+        let from_caller = from_tag.starts_with(&*at.caller_tag);
+        let (sender, receiver) = if from_caller {
+            (at.caller, at.callee)
+        } else {
+            (at.callee, at.caller)
+        };
+        // The addresses rtpengine learned from the call's first packets stand: a request
+        // within the dialog may have come through another edge, so its source says
+        // nothing of the phone's.
+        let party = |side: Side| Party {
+            side,
+            source: std::net::Ipv4Addr::UNSPECIFIED.into(),
+            behind_nat: false,
+            fixed_address: false,
+        };
+        let mut sender = party(sender);
+        if summary.webrtc() {
+            sender.side = Side::WebRtc;
+        }
+        let receiver = party(receiver);
+        let flags = anchor::flags(&sender, &receiver);
+        let call_id = m.get("call-id")?.to_owned();
+        let dialog = Dialog {
+            call_id: &call_id,
+            from_tag: &from_tag,
+            to_tag: Some(&to_tag),
+            via_branch: None,
+        };
+        let command = ng::offer(&dialog, &m.body, &flags);
+        let server = at.server;
+        let offered = self
+            .runtime
+            .spawn(async move { client.call(server, "offer", &command).await })
+            .await;
+        match offered {
+            Ok(Ok(Some(sdp))) => {
+                let mut out = m.clone();
+                out.body = sdp;
+                let leg = MediaLeg {
+                    server,
+                    call_id,
+                    from_tag,
+                    via_branch: None,
+                    caller: sender,
+                    callee: receiver,
+                    callee_direct: false,
+                };
+                Some((out, leg))
+            }
+            Ok(Err(e)) => {
+                warn!(call_id = %call_id, error = %e, "re-offer failed; the request goes on as it came");
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// The callee's answer `resp` (18x or 2xx with SDP, to-tag `to_tag`) rewritten by the
     /// media server of `leg` for the caller; none when it has no SDP or the media server
     /// refused (the answer then goes on as it came).
@@ -177,7 +273,9 @@ impl Delivery {
         let to_tag = resp.addressing().ok()?.to.tag?.to_owned();
         let client = self.ng.clone()?;
         let mut callee = leg.callee.clone();
-        callee.behind_nat = summary.behind_nat(callee.source);
+        // Behind a NAT only as its own flow shows it (through another edge, the source
+        // here is that edge's).
+        callee.behind_nat = leg.callee_direct && summary.behind_nat(callee.source);
         if summary.webrtc() {
             callee.side = Side::WebRtc;
         }
@@ -186,7 +284,7 @@ impl Delivery {
             call_id: &leg.call_id,
             from_tag: &leg.from_tag,
             to_tag: Some(&to_tag),
-            via_branch: Some(&leg.via_branch),
+            via_branch: leg.via_branch.as_deref(),
         };
         let command = ng::answer(&dialog, &resp.body, &flags);
         let server = leg.server;

@@ -335,7 +335,7 @@ struct Branch<'a> {
     invite: bool,
     /// The call's media context, when the edge may anchor it.
     media: Option<&'a media::CallMedia>,
-    /// The media servers the delivery's branches anchored at.
+    /// The media servers the delivery's branches offered the call's SDP to.
     anchored_at: &'a Mutex<Vec<SocketAddr>>,
 }
 
@@ -477,7 +477,10 @@ impl Delivery {
         // The edge the call entered through anchors its media, if it needs it (one
         // another edge handed over was anchored there).
         let call_media = (invite && !from_edge)
-            .then(|| self.call_media(&m, src.ip, site.as_ref()))
+            .then(|| {
+                let trusted = matches!(caller, calls::Party::Peer(_));
+                self.call_media(&m, src.ip, site.as_ref(), trusted)
+            })
             .flatten();
         let anchored_at = Mutex::new(Vec::new());
         let (this, responses_ref) = (&*self, &responses);
@@ -495,30 +498,48 @@ impl Delivery {
             this.branch(branch, responses_ref)
         });
         futures::future::join_all(branches).await;
-        responses.finish();
         let mut anchored_at = anchored_at.into_inner();
+        anchored_at.sort();
         anchored_at.dedup();
+        let call_id = m.get("call-id").unwrap_or("");
+        // A call that failed leaves no media session, deleted before its final answer
+        // goes (a caller that tries again at once with the same Call-ID finds its new
+        // session alone).
+        let answered = (200..300).contains(&txn.final_code.load(Relaxed));
+        if invite && !answered {
+            for server in &anchored_at {
+                self.media_delete(*server, call_id);
+            }
+        }
+        responses.finish();
         if invite {
             let code = txn.final_code.load(Relaxed);
-            let call_id = m.get("call-id").unwrap_or("");
-            // A call that failed has no media session left; one that was answered keeps
-            // its media server in the record, for its BYE to end the session.
-            if !(200..300).contains(&code) {
-                for server in &anchored_at {
-                    self.media_delete(*server, call_id);
-                }
+            let won = responses.answered();
+            // The branches anchored elsewhere than the answering one leave nothing.
+            let won_at = won.media.as_ref().map(|a| a.server);
+            for server in anchored_at
+                .iter()
+                .filter(|s| answered && Some(**s) != won_at)
+            {
+                self.media_delete(*server, call_id);
             }
             let parties = calls::Parties {
                 caller,
-                callee: responses
-                    .answered_by()
-                    .map_or(calls::Party::Unknown, calls::Party::Phone),
+                callee: won.phone.map_or(calls::Party::Unknown, calls::Party::Phone),
                 site,
                 dialled: dialled(&m).to_owned(),
-                media: anchored_at.first().copied(),
+                media: won.media,
+                to_tag: won.to_tag,
             };
-            self.calls
-                .invite_ended(call_id, code, unix_ms(), Some(parties));
+            // Its BYE came first (a losing branch held the delivery open): the call is
+            // over, and so is its media session.
+            if !self
+                .calls
+                .invite_ended(call_id, code, unix_ms(), Some(parties))
+                && let Some(server) = won_at
+            {
+                self.media_delete(server, call_id);
+            }
         }
         self.linger(key, permit).await;
     }
@@ -596,10 +617,10 @@ impl Delivery {
                 let webrtc = self.cache.read().is_webrtc(&line.phone_id);
                 let callee = media::party(webrtc, transport, outbound.addr);
                 let via_branch = format!("{}-{i}", line.sip_user);
-                offered = self.media_offer(m, call, callee, via_branch).await;
-            }
-            if let Some((_, leg)) = &offered {
-                anchored_at.lock().push(leg.server);
+                let direct = to_edge.is_none();
+                offered = self
+                    .media_offer(m, call, callee, via_branch, direct, anchored_at)
+                    .await;
             }
             let (m, leg) = match &offered {
                 Some((o, leg)) => (o, Some(leg.clone())),

@@ -46,8 +46,19 @@ pub(super) struct Responses<'a> {
     best: Mutex<Option<(u16, Vec<u8>)>>,
     /// The latest final answer of a branch, and whether the edge made it.
     last: Mutex<Option<(u16, bool)>>,
-    /// The phone whose 2xx went upstream first (for the record of calls).
-    answered_by: Mutex<Option<Arc<str>>>,
+    /// Who sent the 2xx that went upstream first (for the record of calls).
+    answered: Mutex<Answered>,
+}
+
+/// Who sent the 2xx that went upstream first.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Answered {
+    /// The phone, when a phone's.
+    pub phone: Option<Arc<str>>,
+    /// Where its branch was anchored.
+    pub media: Option<super::calls::Anchored>,
+    /// Its To tag: the dialog that is up.
+    pub to_tag: Option<String>,
 }
 
 impl<'a> Responses<'a> {
@@ -69,7 +80,7 @@ impl<'a> Responses<'a> {
             responder,
             best: Mutex::new(None),
             last: Mutex::new(None),
-            answered_by: Mutex::new(None),
+            answered: Mutex::default(),
         }
     }
 
@@ -78,10 +89,16 @@ impl<'a> Responses<'a> {
         self.txn.final_code.load(Relaxed) != 0
     }
 
-    /// A response from a branch's next hop (ringing phone `phone`, if a phone), to a
-    /// request sent with its CSeq number `cseq_shift` higher than it came, without the
-    /// headers named in `strip`.
-    pub fn relay(&self, resp: &Message, cseq_shift: u32, strip: &[&str], phone: Option<&Arc<str>>) {
+    /// A response from a branch's next hop (ringing phone `phone`, if a phone; its media
+    /// anchored as `media` says, if it is), to a request sent with its CSeq number
+    /// `cseq_shift` higher than it came, without the headers named in `strip`.
+    pub fn relay(
+        &self,
+        resp: &Message,
+        cseq_shift: u32,
+        strip: &[&str],
+        (phone, media): (Option<&Arc<str>>, Option<&super::calls::Anchored>),
+    ) {
         let StartLine::Response { code, .. } = resp.start else {
             return;
         };
@@ -96,7 +113,14 @@ impl<'a> Responses<'a> {
                 *self.last.lock() = Some((code, false));
                 let first = !self.finished();
                 if first {
-                    *self.answered_by.lock() = phone.cloned();
+                    *self.answered.lock() = Answered {
+                        phone: phone.cloned(),
+                        media: media.cloned(),
+                        to_tag: resp
+                            .addressing()
+                            .ok()
+                            .and_then(|a| a.to.tag.map(str::to_owned)),
+                    };
                     self.txn.finished(code, bytes.clone());
                     if self.invite {
                         self.txn
@@ -139,9 +163,9 @@ impl<'a> Responses<'a> {
         *self.last.lock()
     }
 
-    /// The phone whose 2xx went upstream (none: no 2xx, or not a phone's).
-    pub fn answered_by(&self) -> Option<Arc<str>> {
-        self.answered_by.lock().clone()
+    /// Who sent the 2xx that went upstream (all none: no 2xx yet).
+    pub fn answered(&self) -> Answered {
+        self.answered.lock().clone()
     }
 
     /// Whether a 2xx went upstream, or the delivery was cancelled.

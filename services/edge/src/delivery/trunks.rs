@@ -150,6 +150,7 @@ impl Delivery {
             site: plan.site.clone(),
             dialled: number,
             media: None,
+            to_tag: responses.answered().to_tag,
         };
         self.calls
             .invite_ended(call_id, code, unix_ms(), Some(parties));
