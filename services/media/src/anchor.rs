@@ -3,9 +3,10 @@
 //!
 //! Anchoring is not a choice when one side is a WebRTC endpoint (ICE and DTLS-SRTP, which
 //! a desk phone or a trunk does not speak: rtpengine bridges them), whatever the site
-//! says. A phone behind a NAT (its SDP names an address other than the one its SIP comes
-//! from) and a trunk that wants one fixed media address are anchored unless the site says
-//! `never`; `always` anchors every call.
+//! says. A phone behind a NAT (its SDP names only addresses of its own side, none the one
+//! its SIP comes from) and a trunk that wants one fixed media address
+//! ([`Party::fixed_address`]; the edge anchors no call out to a trunk yet, so it never
+//! sets it today) are anchored unless the site says `never`; `always` anchors every call.
 
 use std::net::IpAddr;
 

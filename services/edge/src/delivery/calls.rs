@@ -1,8 +1,10 @@
-//! The edge's light record of calls, for metrics and the per-phone view of calls
-//! (`EdgeService.ListCalls`): which dialogs it proxied are up (their INVITE got a 2xx and
-//! no BYE has passed yet), who is in each, and how each INVITE ended. Routing never reads
-//! it (the Record-Route token carries what routing needs), so a full record costs a
-//! metric, never a call: past [`MAX_CALLS`] new calls go uncounted as active, and a call
+//! The edge's light record of calls, for metrics, the per-phone view of calls
+//! (`EdgeService.ListCalls`) and media anchoring: which dialogs it proxied are up (their
+//! INVITE got a 2xx and no BYE of that dialog has passed yet), who is in each, where its
+//! media is anchored, and how each INVITE ended. Routing never reads it (the Record-Route
+//! token carries what routing needs), so a full record costs a metric and, for an
+//! anchored call, an early delete of its media session (rtpengine ends it by its own
+//! timeout instead), never a call: past [`MAX_CALLS`] new calls go unrecorded, and a call
 //! whose BYE took another path is forgotten after [`MAX_CALL_AGE_MS`] (checked at every
 //! scrape and whenever the record is full). A call is keyed by a keyed 64-bit hash of its
 //! Call-ID; what a caller writes is kept only cut to [`MAX_CALL_ID`] and [`MAX_DIALLED`]
