@@ -3,6 +3,8 @@
 
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+
 use dialtone_proto::{
     config::v1::{self as pb},
     edge::v1 as epb,
@@ -321,4 +323,42 @@ pub async fn assign_to_user(c: &mut ConfigClient, id: &str, user: &str) -> anyho
     })
     .await
     .map(|_| ())
+}
+
+/// Creates an unmanaged phone of site hq (profile desk) at each of `extensions`, its one
+/// line's SIP user `{prefix}{i}`: the lines' credentials, for real softphones.
+pub async fn softphones_at(
+    cfg: &mut ConfigClient,
+    extensions: &[&str],
+    prefix: &str,
+) -> anyhow::Result<Vec<Seeded>> {
+    let mut phones = Vec::new();
+    for (i, extension) in extensions.iter().enumerate() {
+        let p = cfg
+            .create_phone(pb::CreatePhoneRequest {
+                phone: Some(pb::Phone {
+                    name: format!("Softphone {extension}"),
+                    kind: pb::PhoneKind::Unmanaged as i32,
+                    site_id: "hq".into(),
+                    base_settings_id: "desk".into(),
+                    lines: vec![pb::Line {
+                        sip_user: format!("{prefix}{i}"),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            })
+            .await?
+            .into_inner();
+        let phone = p.phone.context("no phone in the answer")?;
+        update_phone(cfg, &phone.id, at_extension(extension)).await?;
+        let line = p.credentials.first().context("no credentials")?.clone();
+        phones.push(Seeded {
+            phone_id: phone.id,
+            sip_user: line.sip_user,
+            password: line.password,
+            version: 0,
+        });
+    }
+    Ok(phones)
 }

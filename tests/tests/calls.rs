@@ -16,7 +16,7 @@ use dialtone_phonesim::{Sim, SimConfig};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{Seeded, at_extension, import, update_phone, wait_contacts, wait_operational},
+    fleet::{at_extension, import, softphones_at, update_phone, wait_contacts, wait_operational},
     sip::{Caller, call, headers, in_dialog, status},
     softphones::Softphone,
 };
@@ -342,37 +342,9 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
     let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
         .await
         .unwrap();
-    let mut phones = Vec::new();
-    for (i, extension) in ["201", "202"].into_iter().enumerate() {
-        let p = cfg
-            .create_phone(pb::CreatePhoneRequest {
-                phone: Some(pb::Phone {
-                    name: format!("Softphone {extension}"),
-                    kind: pb::PhoneKind::Unmanaged as i32,
-                    site_id: "hq".into(),
-                    base_settings_id: "desk".into(),
-                    lines: vec![pb::Line {
-                        sip_user: format!("soft{i}"),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let phone = p.phone.unwrap();
-        update_phone(&mut cfg, &phone.id, at_extension(extension))
-            .await
-            .unwrap();
-        let line = p.credentials[0].clone();
-        phones.push(Seeded {
-            phone_id: phone.id,
-            sip_user: line.sip_user,
-            password: line.password,
-            version: 0,
-        });
-    }
+    let phones = softphones_at(&mut cfg, &["201", "202"], "soft")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let dir = sb.dir().join("softphones");
     let edge = |i: usize| format!("127.0.0.1:{}", sb.nodes[i].sip.udp);

@@ -13,47 +13,10 @@ use std::time::{Duration, Instant};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
-    fleet::{Seeded, at_extension, update_phone, wait_contacts},
+    fleet::{softphones_at, wait_contacts},
     media::Rtpengine,
     softphones::Softphone,
 };
-
-/// Creates phones with extensions 201 and 202 of site hq (profile desk), their lines'
-/// credentials.
-async fn two_phones(cfg: &mut dialtone_tests::ConfigClient) -> Vec<Seeded> {
-    let mut phones = Vec::new();
-    for (i, extension) in ["201", "202"].into_iter().enumerate() {
-        let p = cfg
-            .create_phone(pb::CreatePhoneRequest {
-                phone: Some(pb::Phone {
-                    name: format!("Softphone {extension}"),
-                    kind: pb::PhoneKind::Unmanaged as i32,
-                    site_id: "hq".into(),
-                    base_settings_id: "desk".into(),
-                    lines: vec![pb::Line {
-                        sip_user: format!("media{i}"),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let phone = p.phone.unwrap();
-        update_phone(cfg, &phone.id, at_extension(extension))
-            .await
-            .unwrap();
-        let line = p.credentials[0].clone();
-        phones.push(Seeded {
-            phone_id: phone.id,
-            sip_user: line.sip_user,
-            password: line.password,
-            version: 0,
-        });
-    }
-    phones
-}
 
 /// Which of `engines` holds a session, and its Call-ID, once one does (within 5 s).
 async fn holder(engines: &[Rtpengine]) -> Option<(usize, String)> {
@@ -130,7 +93,9 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
         .await
         .unwrap();
 
-    let phones = two_phones(&mut cfg).await;
+    let phones = softphones_at(&mut cfg, &["201", "202"], "media")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let phones_dir = sb.dir().join("softphones");
     let edge = |i: usize| format!("127.0.0.1:{}", sb.nodes[i].sip.udp);
