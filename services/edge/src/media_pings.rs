@@ -18,6 +18,9 @@ use crate::dispatch::Dispatcher;
 /// Time between rounds of pings.
 pub const INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a round waits for the store to take what it found.
+const PUBLISH_WITHIN: Duration = Duration::from_millis(500);
+
 pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let Some(client) = h.delivery.ng.clone() else {
@@ -50,10 +53,14 @@ pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()>
             let found = health.snapshot(&ids, &active).encode_to_vec();
             // An edge that never knew a media server publishes nothing.
             let first_empty = published.is_none() && found.is_empty();
+            // A slow store (an etcd outage) delays the next round of pings by at most
+            // PUBLISH_WITHIN: failover to the next media server never waits on the store.
             if published.as_ref() != Some(&found) && !first_empty {
-                match lease.put_owned(&key, found.clone()).await {
-                    Ok(()) => published = Some(found),
-                    Err(e) => warn!(error = %e, "publishing media health failed; retrying"),
+                let put = lease.put_owned(&key, found.clone());
+                match tokio::time::timeout(PUBLISH_WITHIN, put).await {
+                    Ok(Ok(())) => published = Some(found),
+                    Ok(Err(e)) => warn!(error = %e, "publishing media health failed; retrying"),
+                    Err(_) => warn!("publishing media health timed out; retrying"),
                 }
             }
             tokio::time::sleep(INTERVAL).await;

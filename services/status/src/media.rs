@@ -34,8 +34,8 @@ pub fn statuses(by_edge: &BTreeMap<String, MediaHealth>) -> Vec<MediaServerStatu
             };
             MediaServerStatus {
                 media_server_id: id.to_owned(),
-                // The address the latest-configured edge reports (they agree once the
-                // configuration has reached every edge).
+                // The address the last edge in node id order reports (they agree once
+                // the configuration has reached every edge).
                 ng_address: seen
                     .last()
                     .map(|(_, s)| s.ng_address.clone())

@@ -86,18 +86,22 @@ impl CredentialCache {
         self.media_servers.all()
     }
 
-    /// The media plan of a call counted under site `site`: none when the site is unknown.
+    /// The media plan of a call counted under site `site`: none when the site is unknown
+    /// or has no media server in its regions (found without allocating anything).
     pub fn media_plan(&self, site: &str) -> Option<Arc<MediaPlan>> {
-        let media = self.calling.get(site)?.media.clone();
-        let servers = self
+        let media = &self.calling.get(site)?.media;
+        let servers: Vec<Server> = self
             .media_servers
             .0
             .values()
             .filter(|s| media.regions.contains(&s.region))
             .cloned()
             .collect();
+        if servers.is_empty() {
+            return None;
+        }
         Some(Arc::new(MediaPlan {
-            site: media,
+            site: media.clone(),
             servers,
         }))
     }
@@ -134,7 +138,7 @@ mod tests {
         assert_eq!(ids, ["eu-1"]);
         assert_eq!(plan.servers[0].weight, 1);
         c.remove_media_server("eu-1");
-        assert!(c.media_plan("hq").unwrap().servers.is_empty());
+        assert_eq!(c.media_plan("hq"), None, "no server in its regions");
         assert_eq!(c.media_plan("nowhere"), None);
     }
 }

@@ -157,13 +157,16 @@ impl ActiveCall {
 }
 
 /// `s` cut to at most `max` bytes, at a character boundary. Pure.
-fn cut(s: &str, max: usize) -> Box<str> {
+pub(crate) fn cut(s: &str, max: usize) -> Box<str> {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     s[..end].into()
 }
+
+/// A BYE that found no call: when, and its From and To tags (cut to [`MAX_TAG`]).
+type EndedEarly = (u64, [Option<Box<str>>; 2]);
 
 /// What a BYE did to the record.
 #[derive(Debug, PartialEq, Eq)]
@@ -180,8 +183,9 @@ pub enum Ended {
 /// Active calls by Call-ID hash and INVITE outcomes.
 pub struct Calls {
     active: Mutex<HashMap<u64, ActiveCall>>,
-    /// Calls whose BYE found no record, by Call-ID hash, with when.
-    ended_early: Mutex<HashMap<u64, u64>>,
+    /// Calls whose BYE found no record, by Call-ID hash: when, and the BYE's tags (cut):
+    /// the dialog it ended. Locked after `active` only.
+    ended_early: Mutex<HashMap<u64, EndedEarly>>,
     /// Random keys of the Call-ID hash, so no caller can make two calls collide.
     keys: RandomState,
     outcomes: Counters<4>,
@@ -220,12 +224,21 @@ impl Calls {
             return true;
         };
         let key = self.keys.hash_one(call_id);
-        if let Some(at) = self.ended_early.lock().remove(&key)
-            && now_ms.saturating_sub(at) < ENDED_EARLY_MS
+        let mut active = self.active.lock();
+        // A BYE of this very dialog came first (another dialog's BYE, a forked call's
+        // extra 2xx ended at once, leaves the call up).
+        let to_tag = p.to_tag.as_deref().map(|t| cut(t, MAX_TAG));
+        let mut early = self.ended_early.lock();
+        if let Some((at, tags)) = early.get(&key)
+            && now_ms.saturating_sub(*at) < ENDED_EARLY_MS
+            && to_tag
+                .as_ref()
+                .is_none_or(|up| tags.iter().flatten().any(|t| t == up))
         {
+            early.remove(&key);
             return false;
         }
-        let mut active = self.active.lock();
+        drop(early);
         if active.len() >= MAX_CALLS {
             forget_old(&mut active, now_ms);
         }
@@ -238,7 +251,7 @@ impl Calls {
                 site: p.site,
                 dialled: cut(&p.dialled, MAX_DIALLED),
                 media: p.media,
-                to_tag: p.to_tag.as_deref().map(|t| cut(t, MAX_TAG)),
+                to_tag,
             };
             active.insert(key, call);
         }
@@ -252,13 +265,15 @@ impl Calls {
         let key = self.keys.hash_one(call_id);
         let mut active = self.active.lock();
         let Some(call) = active.get(&key) else {
-            drop(active);
+            // Remembered while `active` is held, so the record cannot be written between
+            // this look and the mark.
             let mut early = self.ended_early.lock();
             if early.len() >= MAX_ENDED_EARLY {
-                early.retain(|_, at| now_ms.saturating_sub(*at) < ENDED_EARLY_MS);
+                early.retain(|_, (at, _)| now_ms.saturating_sub(*at) < ENDED_EARLY_MS);
             }
             if early.len() < MAX_ENDED_EARLY {
-                early.insert(key, now_ms);
+                let tags = tags.map(|t| t.map(|t| cut(t, MAX_TAG)));
+                early.insert(key, (now_ms, tags));
             }
             return Ended::Unknown;
         };
@@ -516,14 +531,20 @@ mod tests {
         // Either side's BYE of the dialog that is up ends it.
         let ended = c.ended("forked", [Some("winner"), Some("caller")], 3);
         assert!(matches!(ended, Ended::Call(_)), "{ended:?}");
-        // A BYE that comes before the INVITE's delivery ended keeps the call out of the
-        // record, for ENDED_EARLY_MS only.
-        assert_eq!(c.ended("quick", NO_TAGS, 10), Ended::Unknown);
-        let quick = parties(phone("p1"), phone("p2"), None);
-        assert!(!c.invite_ended("quick", 200, 11, quick.clone()));
+        // A BYE of the dialog that is up, come before the INVITE's delivery ended, keeps
+        // the call out of the record, for ENDED_EARLY_MS only; a BYE of another dialog of
+        // the call (a forked call's extra 2xx) does not.
+        let mut quick = parties(phone("p1"), phone("p2"), None).unwrap();
+        quick.to_tag = Some("winner".into());
+        let bye_of = |tag| [Some("caller"), Some(tag)];
+        assert_eq!(c.ended("quick", bye_of("winner"), 10), Ended::Unknown);
+        assert!(!c.invite_ended("quick", 200, 11, Some(quick.clone())));
         assert_eq!(c.active(), 0);
-        assert_eq!(c.ended("late", NO_TAGS, 10), Ended::Unknown);
-        assert!(c.invite_ended("late", 200, 10 + ENDED_EARLY_MS, quick));
+        assert_eq!(c.ended("other", bye_of("loser"), 10), Ended::Unknown);
+        assert!(c.invite_ended("other", 200, 11, Some(quick.clone())));
         assert_eq!(c.active(), 1);
+        assert_eq!(c.ended("late", bye_of("winner"), 10), Ended::Unknown);
+        assert!(c.invite_ended("late", 200, 10 + ENDED_EARLY_MS, Some(quick)));
+        assert_eq!(c.active(), 2);
     }
 }

@@ -79,7 +79,7 @@ impl Delivery {
             phone,
             media,
         } = hop;
-        let anchored = media.as_ref().map(|l| l.anchored());
+        let mut anchored = media.as_ref().map(|l| l.anchored());
         // The last answer rewritten by the media server: (To tag, SDP as sent, as
         // rewritten).
         let mut last_answer: Option<(Option<String>, Vec<u8>, Vec<u8>)> = None;
@@ -245,6 +245,13 @@ impl Delivery {
                         && (invite || method == "UPDATE")
                         && !resp.body.is_empty()
                     {
+                        // A callee whose answer shows it is a WebRTC endpoint is one for
+                        // the call's later offers too.
+                        if let Some(a) = anchored.as_mut()
+                            && super::media::sdp_of(&resp).is_some_and(|s| s.webrtc())
+                        {
+                            a.callee = dialtone_media::anchor::Side::WebRtc;
+                        }
                         let to_tag = resp
                             .addressing()
                             .ok()

@@ -20,7 +20,10 @@ use dialtone_media::{
 use dialtone_sip::Message;
 use tracing::{debug, warn};
 
-use super::Delivery;
+use super::{
+    Delivery,
+    calls::{MAX_TAG, cut},
+};
 use crate::{credentials::media::MediaPlan, flow::Transport};
 
 /// What a call's branches need to anchor its media: the site's plan and the caller.
@@ -53,7 +56,7 @@ impl MediaLeg {
             server: self.server,
             caller: self.caller.side,
             callee: self.callee.side,
-            caller_tag: self.from_tag.chars().take(64).collect::<String>().into(),
+            caller_tag: cut(&self.from_tag, MAX_TAG),
         }
     }
 }
@@ -98,14 +101,10 @@ impl Delivery {
         trusted: bool,
     ) -> Option<CallMedia> {
         self.ng.as_ref()?;
-        let summary = sdp_of(m)?;
         // A site without media servers in its regions anchors nothing (and costs a call
-        // nothing more).
-        let plan = self
-            .cache
-            .read()
-            .media_plan(site?)
-            .filter(|p| !p.servers.is_empty())?;
+        // nothing more: no SDP is read).
+        let plan = self.cache.read().media_plan(site?)?;
+        let summary = sdp_of(m)?;
         let from_tag = m.addressing().ok()?.from.tag?.to_owned();
         Some(CallMedia {
             plan,
@@ -208,7 +207,7 @@ impl Delivery {
         let client = self.ng.clone()?;
         let a = m.addressing().ok()?;
         let (from_tag, to_tag) = (a.from.tag?.to_owned(), a.to.tag?.to_owned());
-        let from_caller = from_tag.starts_with(&*at.caller_tag);
+        let from_caller = cut(&from_tag, MAX_TAG) == at.caller_tag;
         let (sender, receiver) = if from_caller {
             (at.caller, at.callee)
         } else {
