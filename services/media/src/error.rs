@@ -23,6 +23,9 @@ pub enum MediaError {
     /// Too many commands under way at once.
     #[error("too many ng commands under way")]
     Busy,
+    /// No `ng` client runs where the command was to be sent from.
+    #[error("no ng client runs here")]
+    NoClient,
     /// The client's socket failed.
     #[error("ng socket: {0}")]
     Io(#[from] std::io::Error),

@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+use crate::anchor::Side;
+
 /// A summary of one SDP body.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -56,6 +58,15 @@ impl Summary {
     /// DTLS fingerprint.
     pub fn webrtc(&self) -> bool {
         self.protocols.iter().any(|p| p.contains("SAVPF")) || (self.ice && self.fingerprint)
+    }
+
+    /// What the endpoint that wrote it speaks.
+    pub fn side(&self) -> Side {
+        if self.webrtc() {
+            Side::WebRtc
+        } else {
+            Side::Rtp
+        }
     }
 
     /// Whether it offers SRTP keyed by SDES (`RTP/SAVP` with `a=crypto`).

@@ -135,6 +135,15 @@ impl Message {
         })
     }
 
+    /// The user part of a request's Request-URI (none: a response, or a URI without one,
+    /// which addresses the server itself).
+    pub fn request_user(&self) -> Option<&str> {
+        let StartLine::Request { uri, .. } = &self.start else {
+            return None;
+        };
+        crate::uri::parse(uri).ok()?.user
+    }
+
     /// From, To and CSeq, read (once) from their first values: the verdict's reading, handed
     /// on to whoever handles the message next.
     pub fn addressing(&self) -> Result<Addressing<'_>, AddressingError> {
@@ -520,6 +529,21 @@ fn known(s: &str, table: &[&'static str]) -> Cow<'static, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_requests_user_is_read_from_its_uri() {
+        let with = |u: &str| {
+            parse(format!("OPTIONS {u} SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").as_bytes()).unwrap()
+        };
+        assert_eq!(with("sip:u1@e").request_user(), Some("u1"));
+        assert_eq!(with("sip:e:5060").request_user(), None);
+        assert_eq!(
+            with("sips:+1415@e;user=phone").request_user(),
+            Some("+1415")
+        );
+        let response = parse(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h\r\n\r\n").unwrap();
+        assert_eq!(response.request_user(), None);
+    }
 
     #[test]
     fn the_top_via_is_parsed_once_and_read_the_same() {

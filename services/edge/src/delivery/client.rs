@@ -243,12 +243,12 @@ impl Delivery {
                     // 2xx, 183 after 183) is rewritten as before, without asking again.
                     if let (Some(leg), 180..=299) = (&media, code)
                         && (invite || method == "UPDATE")
-                        && !resp.body.is_empty()
+                        && let Some(summary) = super::media::sdp_of(&resp)
                     {
                         // A callee whose answer shows it is a WebRTC endpoint is one for
                         // the call's later offers too.
                         if let Some(a) = anchored.as_mut()
-                            && super::media::sdp_of(&resp).is_some_and(|s| s.webrtc())
+                            && summary.webrtc()
                         {
                             a.callee = dialtone_media::anchor::Side::WebRtc;
                         }
@@ -261,7 +261,7 @@ impl Delivery {
                                 resp.body = sdp.clone();
                             }
                             _ => {
-                                if let Some(sdp) = self.media_answer(leg, &resp).await {
+                                if let Some(sdp) = self.media_answer(leg, &resp, &summary).await {
                                     let body = std::mem::replace(&mut resp.body, sdp.clone());
                                     last_answer = Some((to_tag, body, sdp));
                                 }

@@ -12,6 +12,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use dialtone_media::{
+    MediaError,
     anchor::{self, Party, Side},
     ng::{self, Dialog},
     sdp::Summary,
@@ -109,11 +110,7 @@ impl Delivery {
         Some(CallMedia {
             plan,
             caller: Party {
-                side: if summary.webrtc() {
-                    Side::WebRtc
-                } else {
-                    Side::Rtp
-                },
+                side: summary.side(),
                 source: src,
                 behind_nat: !trusted && summary.behind_nat(src),
                 fixed_address: false,
@@ -137,7 +134,7 @@ impl Delivery {
         offered_at: &parking_lot::Mutex<Vec<SocketAddr>>,
     ) -> Option<(Message, MediaLeg)> {
         let why = anchor::decide(call.plan.site.anchoring, &call.caller, &callee)?;
-        let client = self.ng.clone()?;
+        self.ng.as_ref()?;
         let servers = select::candidates(
             &call.call_id,
             &call.plan.site.regions,
@@ -161,13 +158,8 @@ impl Delivery {
             // Whatever the outcome, the server may hold a session now (a reply lost on
             // its way back): it is deleted with the call's others.
             offered_at.lock().push(ng_addr);
-            let c = client.clone();
-            let sent = self
-                .runtime
-                .spawn(async move { c.call(ng_addr, "offer", &command).await })
-                .await;
-            match sent {
-                Ok(Ok(Some(sdp))) => {
+            match self.ng_sdp(ng_addr, "offer", command).await {
+                Ok(sdp) => {
                     debug!(call_id = %call.call_id, media_server = %server.id, ?why, "media anchored");
                     self.media_health.anchored(&server.id);
                     let mut offered = m.clone();
@@ -183,11 +175,8 @@ impl Delivery {
                     };
                     return Some((offered, leg));
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     warn!(media_server = %server.id, error = %e, "offer failed; trying the next media server")
-                }
-                _ => {
-                    warn!(media_server = %server.id, "offer gave no SDP; trying the next media server")
                 }
             }
         }
@@ -204,7 +193,6 @@ impl Delivery {
         at: &crate::delivery::calls::Anchored,
     ) -> Option<(Message, MediaLeg)> {
         let summary = sdp_of(m)?;
-        let client = self.ng.clone()?;
         let a = m.addressing().ok()?;
         let (from_tag, to_tag) = (a.from.tag?.to_owned(), a.to.tag?.to_owned());
         let from_caller = cut(&from_tag, MAX_TAG) == at.caller_tag;
@@ -237,12 +225,8 @@ impl Delivery {
         };
         let command = ng::offer(&dialog, &m.body, &flags);
         let server = at.server;
-        let offered = self
-            .runtime
-            .spawn(async move { client.call(server, "offer", &command).await })
-            .await;
-        match offered {
-            Ok(Ok(Some(sdp))) => {
+        match self.ng_sdp(server, "offer", command).await {
+            Ok(sdp) => {
                 let mut out = m.clone();
                 out.body = sdp;
                 let leg = MediaLeg {
@@ -256,21 +240,23 @@ impl Delivery {
                 };
                 Some((out, leg))
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 warn!(call_id = %call_id, error = %e, "re-offer failed; the request goes on as it came");
                 None
             }
-            _ => None,
         }
     }
 
-    /// The callee's answer `resp` (18x or 2xx with SDP, to-tag `to_tag`) rewritten by the
-    /// media server of `leg` for the caller; none when it has no SDP or the media server
-    /// refused (the answer then goes on as it came).
-    pub(crate) async fn media_answer(&self, leg: &MediaLeg, resp: &Message) -> Option<Vec<u8>> {
-        let summary = sdp_of(resp)?;
+    /// The callee's answer `resp` (18x or 2xx with SDP, read as `summary`) rewritten by
+    /// the media server of `leg` for the caller; none when the media server refused (the
+    /// answer then goes on as it came).
+    pub(crate) async fn media_answer(
+        &self,
+        leg: &MediaLeg,
+        resp: &Message,
+        summary: &Summary,
+    ) -> Option<Vec<u8>> {
         let to_tag = resp.addressing().ok()?.to.tag?.to_owned();
-        let client = self.ng.clone()?;
         let mut callee = leg.callee.clone();
         // Behind a NAT only as its own flow shows it (through another edge, the source
         // here is that edge's).
@@ -286,19 +272,30 @@ impl Delivery {
             via_branch: leg.via_branch.as_deref(),
         };
         let command = ng::answer(&dialog, &resp.body, &flags);
-        let server = leg.server;
-        let answered = self
+        self.ng_sdp(leg.server, "answer", command)
+            .await
+            .inspect_err(|e| warn!(call_id = %leg.call_id, error = %e, "answer failed; the callee's SDP goes on as it came"))
+            .ok()
+    }
+
+    /// `message` (an `offer` or `answer`, `command`) sent to the media server at `server`
+    /// from the main runtime, where the client's socket lives: the SDP of its reply.
+    async fn ng_sdp(
+        &self,
+        server: SocketAddr,
+        command: &'static str,
+        message: dialtone_media::bencode::Value,
+    ) -> Result<Vec<u8>, MediaError> {
+        let client = self.ng.clone().ok_or(MediaError::NoClient)?;
+        let reply = self
             .runtime
-            .spawn(async move { client.call(server, "answer", &command).await })
-            .await;
-        match answered {
-            Ok(Ok(Some(sdp))) => Some(sdp),
-            Ok(Err(e)) => {
-                warn!(call_id = %leg.call_id, error = %e, "answer failed; the callee's SDP goes on as it came");
-                None
-            }
-            _ => None,
-        }
+            .spawn(async move { client.call(server, command, &message).await })
+            .await
+            .map_err(|e| MediaError::Io(std::io::Error::other(e)))??;
+        reply.ok_or(MediaError::Refused {
+            command,
+            reason: "a reply without SDP".to_owned(),
+        })
     }
 
     /// Ends call `call_id`'s session at the media server at `server` (in the background).

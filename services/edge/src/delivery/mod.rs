@@ -311,17 +311,6 @@ pub(crate) struct Origin {
     pub caller: calls::Party,
 }
 
-/// The user part of a request's Request-URI, as the caller dialled it ("" when none).
-fn dialled(m: &Message) -> &str {
-    let StartLine::Request { uri, .. } = &m.start else {
-        return "";
-    };
-    dialtone_sip::uri::parse(uri)
-        .ok()
-        .and_then(|u| u.user)
-        .unwrap_or("")
-}
-
 /// One line a delivery rings, and what its hops need to know.
 struct Branch<'a> {
     /// The request, addressed to the line's SIP user.
@@ -343,10 +332,10 @@ struct Branch<'a> {
 /// retargeted to each line it rings, so an edge holding a line's binding finds the line
 /// without knowing the caller's site); none when it already is. Pure.
 fn retargeted(m: &Message, sip_user: &str) -> Option<Message> {
+    let user = m.request_user()?;
     let StartLine::Request { uri, .. } = &m.start else {
         return None;
     };
-    let user = dialtone_sip::uri::parse(uri).ok()?.user?;
     if user == sip_user {
         return None;
     }
@@ -527,7 +516,7 @@ impl Delivery {
                 caller,
                 callee: won.phone.map_or(calls::Party::Unknown, calls::Party::Phone),
                 site,
-                dialled: dialled(&m).to_owned(),
+                dialled: m.request_user().unwrap_or_default().to_owned(),
                 media: won.media,
                 to_tag: won.to_tag,
             };

@@ -51,15 +51,6 @@ pub(crate) enum Claim<'a> {
     Line(&'a str),
 }
 
-/// The user part of a request's Request-URI: a request with one is for a phone (or an
-/// outside number), one without it is for the edge itself.
-pub(crate) fn request_user(m: &Message) -> Option<&str> {
-    let StartLine::Request { uri, .. } = &m.start else {
-        return None;
-    };
-    dialtone_sip::uri::parse(uri).ok()?.user
-}
-
 /// Who a request for a phone claims to come from (`from_peer`: its source is a trusted
 /// peer's). Pure.
 pub(crate) fn claim<'m>(m: &'m Message, method: &str, from_peer: bool) -> Claim<'m> {
@@ -334,18 +325,5 @@ mod tests {
         }
         let no_user = dialtone_sip::parse(b"INVITE sip:u1@e SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:example.com>;tag=1\r\nTo: <sip:u1@e>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").unwrap();
         assert_eq!(claim(&no_user, "INVITE", false), Claim::Refused(""));
-    }
-
-    #[test]
-    fn request_users_and_events() {
-        let uri = |u: &str| {
-            dialtone_sip::parse(
-                format!("OPTIONS {u} SIP/2.0\r\nVia: SIP/2.0/UDP h\r\n\r\n").as_bytes(),
-            )
-            .unwrap()
-        };
-        assert_eq!(request_user(&uri("sip:u1@e")), Some("u1"));
-        assert_eq!(request_user(&uri("sip:e:5060")), None);
-        assert_eq!(request_user(&uri("sips:+1415@e;user=phone")), Some("+1415"));
     }
 }

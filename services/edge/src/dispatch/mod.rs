@@ -28,7 +28,7 @@ use crate::{
     credentials::remote::RemoteCall,
     credentials::{CredentialCache, LineEntry},
     delivery::{Delivery, forwarding::Seen},
-    dispatch::boundary::{Sender, request_user},
+    dispatch::boundary::Sender,
     flow::{FlowSource, Flows, Peer, Replier, Transport},
     metrics::Stats,
     registrar::directory::Directory,
@@ -251,7 +251,7 @@ impl Dispatcher {
         // or another edge of the group may reach a phone, and whoever it is for, anyone else
         // gets the same answer (nothing tells a line from an unknown user).
         // The Request-URI parsed once here: the verdict checked it, and keeps no part of it.
-        let addressed_to = request_user(&m);
+        let addressed_to = m.request_user();
         if let (true, Some(user)) = (crate::delivery::delivered(&method), addressed_to) {
             if self.delivery.retransmission(&m, &src, &reply) {
                 return;
