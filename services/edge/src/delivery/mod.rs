@@ -303,11 +303,10 @@ pub(crate) struct Identity {
 pub(crate) struct Origin {
     /// The flow it came over (its Record-Route entry).
     pub inbound: FlowSource,
-    /// From one of our lines (its identity assertions are dropped).
-    pub from_line: bool,
     /// The site its call counts under (none: another edge counts it).
     pub site: Option<Arc<str>>,
-    /// Who sends it, for the record of calls.
+    /// Who sends it: one of our lines (a phone; its identity assertions are dropped), a
+    /// trusted peer or another edge.
     pub caller: calls::Party,
 }
 
@@ -446,10 +445,10 @@ impl Delivery {
     ) {
         let Origin {
             inbound,
-            from_line,
             site,
             caller,
         } = origin;
+        let from_line = matches!(caller, calls::Party::Phone(_));
         let Some((key, txn)) = self.open(&m, src, &upstream) else {
             return;
         };
@@ -606,9 +605,8 @@ impl Delivery {
                 let webrtc = self.cache.read().is_webrtc(&line.phone_id);
                 let callee = media::party(webrtc, transport, outbound.addr);
                 let via_branch = format!("{}-{i}", line.sip_user);
-                let direct = to_edge.is_none();
                 offered = self
-                    .media_offer(m, call, callee, via_branch, direct, anchored_at)
+                    .media_offer(m, call, callee, via_branch, to_phone, anchored_at)
                     .await;
             }
             let (m, leg) = match &offered {

@@ -426,7 +426,6 @@ impl Dispatcher {
         };
         let origin = Origin {
             inbound: peer.source(),
-            from_line: matches!(sender, Sender::Line(_)),
             site,
             caller,
         };
