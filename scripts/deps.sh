@@ -3,7 +3,9 @@
 # protoc and its well-known types (etcd-client's build script needs them) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
 # sipvicious (the attacker's tools), baresip and linphonec (real softphones), rtpengine
-# (the media relay the edges anchor calls at, userspace forwarding only), Prometheus
+# (the media relay the edges anchor calls at, userspace forwarding only), coturn (the TURN
+# server browsers relay through), Chromium, Node.js and tests/browser's npm packages (JsSIP
+# and playwright-core: a WebRTC phone in a real browser), Prometheus
 # (its server scrapes a node; promtool checks the alert rules) and cargo-nextest. With
 # --bench, also the peers the benchmarks in loadtest/ measure against: Kamailio (sip-bench)
 # and nginx (provisioning-bench).
@@ -24,6 +26,9 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v baresip >/dev/null || need+=(baresip-core)
   command -v linphonec >/dev/null || need+=(linphone-cli)
   command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
+  command -v turnserver >/dev/null || need+=(coturn)
+  command -v chromium >/dev/null || need+=(chromium)
+  command -v npm >/dev/null || need+=(nodejs npm)
   command -v promtool >/dev/null || need+=(prometheus)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 fi
@@ -40,6 +45,12 @@ fi
 if [ "$mode" = "--test" ]; then
   cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+fi
+# The browser phone's packages, at the versions package-lock.json pins (no browser download:
+# Playwright drives Debian's Chromium).
+browser="$(dirname "$0")/../tests/browser"
+if [ "$mode" = "--test" ] && [ ! -e "$browser/node_modules/.package-lock.json" ]; then
+  (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 if [ "$mode" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest

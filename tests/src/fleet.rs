@@ -334,31 +334,44 @@ pub async fn softphones_at(
 ) -> anyhow::Result<Vec<Seeded>> {
     let mut phones = Vec::new();
     for (i, extension) in extensions.iter().enumerate() {
-        let p = cfg
-            .create_phone(pb::CreatePhoneRequest {
-                phone: Some(pb::Phone {
-                    name: format!("Softphone {extension}"),
-                    kind: pb::PhoneKind::Unmanaged as i32,
-                    site_id: "hq".into(),
-                    base_settings_id: "desk".into(),
-                    lines: vec![pb::Line {
-                        sip_user: format!("{prefix}{i}"),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            })
-            .await?
-            .into_inner();
-        let phone = p.phone.context("no phone in the answer")?;
-        update_phone(cfg, &phone.id, at_extension(extension)).await?;
-        let line = p.credentials.first().context("no credentials")?.clone();
-        phones.push(Seeded {
-            phone_id: phone.id,
-            sip_user: line.sip_user,
-            password: line.password,
-            version: 0,
-        });
+        let line = format!("{prefix}{i}");
+        phones.push(phone_at(cfg, extension, &line, pb::PhoneKind::Unmanaged, "desk").await?);
     }
     Ok(phones)
+}
+
+/// Creates a phone of `kind` and `profile` in site hq at `extension`, its one line's SIP
+/// user `line`: the line's credentials.
+pub async fn phone_at(
+    cfg: &mut ConfigClient,
+    extension: &str,
+    line: &str,
+    kind: pb::PhoneKind,
+    profile: &str,
+) -> anyhow::Result<Seeded> {
+    let p = cfg
+        .create_phone(pb::CreatePhoneRequest {
+            phone: Some(pb::Phone {
+                name: format!("Softphone {extension}"),
+                kind: kind as i32,
+                site_id: "hq".into(),
+                base_settings_id: profile.into(),
+                lines: vec![pb::Line {
+                    sip_user: line.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        })
+        .await?
+        .into_inner();
+    let phone = p.phone.context("no phone in the answer")?;
+    update_phone(cfg, &phone.id, at_extension(extension)).await?;
+    let line = p.credentials.first().context("no credentials")?.clone();
+    Ok(Seeded {
+        phone_id: phone.id,
+        sip_user: line.sip_user,
+        password: line.password,
+        version: 0,
+    })
 }

@@ -4,6 +4,7 @@
 //!
 //! Everything is used as `dialtone_tests::X`; the modules below only sort it by concern.
 
+pub mod browser;
 pub mod carriers;
 pub mod fleet;
 pub mod media;

@@ -150,7 +150,6 @@ impl Softphone {
         }
     }
 
-    /// Hangs up the call in progress.
     /// A baresip menu command on the current call (`hold`, `resume`).
     pub fn call_command(&mut self, command: &str) -> anyhow::Result<()> {
         match self.ctrl {
@@ -159,6 +158,7 @@ impl Softphone {
         }
     }
 
+    /// Hangs up the call in progress.
     pub fn hang_up(&mut self) -> anyhow::Result<()> {
         match self.ctrl {
             Some(port) => baresip_command(port, "hangup", ""),
