@@ -1,5 +1,6 @@
 //! A real rtpengine (Debian `rtpengine-daemon`, userspace forwarding) for the media tests,
-//! on loopback, and a way to ask it what it holds over its `ng` port.
+//! on loopback, and a way to ask it what it holds over its `ng` port; and a real coturn
+//! (Debian `coturn`) checking TURN REST API credentials with a shared secret.
 
 use std::{
     net::SocketAddr,
@@ -96,5 +97,75 @@ impl Rtpengine {
 impl Drop for Rtpengine {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A coturn TURN server on loopback with the TURN REST API (`use-auth-secret`); killed
+/// when dropped.
+pub struct Coturn {
+    child: Option<Child>,
+    /// Its ICE server URL, `turn:127.0.0.1:PORT?transport=udp`.
+    pub url: String,
+    log: PathBuf,
+}
+
+impl Coturn {
+    /// Starts one (its config and log in `dir`) checking credentials against `secret`,
+    /// relaying to loopback peers (where the tests' rtpengine is), and waits until it
+    /// listens.
+    pub async fn start(dir: &Path, secret: &str) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let port = free_port();
+        let base = 15_000 + 100 * (rand::random::<u16>() % 40);
+        let conf = dir.join("turnserver.conf");
+        // The secret in a file, as a deployment keeps it (not on the command line).
+        std::fs::write(
+            &conf,
+            format!(
+                "listening-ip=127.0.0.1\nrelay-ip=127.0.0.1\nlistening-port={port}\n\
+                 min-port={base}\nmax-port={}\nuse-auth-secret\nstatic-auth-secret={secret}\n\
+                 realm=dialtone\nfingerprint\nno-tls\nno-dtls\nno-cli\nallow-loopback-peers\n\
+                 simple-log\nlog-file=stdout\nverbose\n",
+                base + 99
+            ),
+        )?;
+        let log = dir.join("coturn.log");
+        let child = Command::new("turnserver")
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log)?)
+            .stderr(Stdio::null())
+            .spawn()
+            .context("turnserver (apt install coturn)")?;
+        let c = Coturn {
+            child: Some(child),
+            url: format!("turn:127.0.0.1:{port}?transport=udp"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !c.log_text().contains("UDP listener opened on") {
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "coturn never listened:\n{}",
+                c.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(c)
+    }
+
+    /// What it logged.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }

@@ -186,9 +186,17 @@ impl ClusterSandbox {
     /// (nodes 1 and 2, with `extra` serve flags besides `--sip-min-expires=10`) forming the
     /// edge group of site `hq`, with profile `desk`; and an admin config client.
     pub async fn two_edges(extra: &[&str]) -> anyhow::Result<(Self, crate::ConfigClient)> {
+        Self::two_edges_after("config,status", extra).await
+    }
+
+    /// Like [`ClusterSandbox::two_edges`], node 0 with `roles`.
+    pub async fn two_edges_after(
+        roles: &str,
+        extra: &[&str],
+    ) -> anyhow::Result<(Self, crate::ConfigClient)> {
         let mut args = vec!["--sip-min-expires=10"];
         args.extend_from_slice(extra);
-        let sb = Self::with_etcd_args(1, &["config,status", "edge", "edge"], &args).await?;
+        let sb = Self::with_etcd_args(1, &[roles, "edge", "edge"], &args).await?;
         let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await?;
         let edges = sb.udp_edges(&[1, 2]);
         crate::fleet::seed_site_on(

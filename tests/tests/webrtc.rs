@@ -1,18 +1,21 @@
 //! A browser calls a desk phone and back: JsSIP in Debian's headless Chromium (Playwright,
 //! Chromium's fake microphone) registered over WSS to one edge, baresip over UDP to the
 //! other. The browser speaks ICE and DTLS-SRTP (`UDP/TLS/RTP/SAVPF`), baresip plain RTP; the
-//! edges anchor the call at a real rtpengine, which bridges the two. Shown by what each end
-//! sees: the page's `getStats()` counts audio packets received, and rtpengine's `query`
-//! counts packets from both parties.
+//! edges anchor the call at a real rtpengine, which bridges the two. The site relays
+//! always: the browser takes its ICE servers from `how-to-register` (a real coturn beside
+//! the rtpengine, with the phone's time-limited credential from the shared secret) and may
+//! only use relayed candidates, so its media goes through coturn. Shown by what each end
+//! sees: the page's `getStats()` counts audio packets received over a relay candidate, and
+//! rtpengine's `query` counts packets from both parties.
 
 use std::time::{Duration, Instant};
 
-use dialtone_proto::config::v1 as pb;
+use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
 use dialtone_tests::{
-    ClusterSandbox,
+    ADMIN_TOKEN, ClusterSandbox,
     browser::BrowserPhone,
     fleet::{create_profile, phone_at, wait_contacts},
-    media::Rtpengine,
+    media::{Coturn, Rtpengine},
     softphones::Softphone,
 };
 use serde_json::json;
@@ -61,32 +64,55 @@ async fn ended(engine: &Rtpengine) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
-    // JsSIP answers MD5 digests only; the page's origin may open SIP WebSockets.
+    // JsSIP answers MD5 digests only; the page's origin may open SIP WebSockets; the
+    // provisioning role holds coturn's shared secret.
     let page = BrowserPhone::page_port();
     let origin = format!("--sip-ws-allowed-origins=http://127.0.0.1:{page}");
-    let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5", &origin])
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = dialtone_tls::dev_pair(files.path(), "provisioning").unwrap();
+    let secret = files.path().join("turn-secret");
+    std::fs::write(&secret, format!("{:032x}\n", rand::random::<u128>())).unwrap();
+    let flags = [
+        "--sip-digest-algorithms=md5".to_owned(),
+        origin,
+        format!("--provisioning-tls-cert={}", cert.display()),
+        format!("--provisioning-tls-key={}", key.display()),
+        format!("--turn-secret-file={}", secret.display()),
+        "--turn-credential-ttl=600".to_owned(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (sb, mut cfg) = ClusterSandbox::two_edges_after("config,status,provisioning", &flags)
         .await
         .unwrap();
     let engine = Rtpengine::start(&sb.dir().join("media"), "a")
         .await
         .unwrap();
+    let turn = Coturn::start(
+        &sb.dir().join("turn"),
+        std::fs::read_to_string(&secret).unwrap().trim(),
+    )
+    .await
+    .unwrap();
     cfg.create_media_server(pb::CreateMediaServerRequest {
         media_server: Some(pb::MediaServer {
             id: "rtp-a".into(),
             region: "local".into(),
             ng_address: engine.ng.to_string(),
+            turn_urls: vec![turn.url.clone()],
             ..Default::default()
         }),
     })
     .await
     .unwrap();
-    // The site anchors only what needs it: a WebRTC call always does.
+    // The site anchors only what needs it (a WebRTC call always does) and relays its
+    // browsers' media always.
     let mut site = cfg
         .get_site(pb::GetRequest { id: "hq".into() })
         .await
         .unwrap()
         .into_inner();
     site.media_regions = vec!["local".into()];
+    site.media_relay = pb::MediaRelay::Always as i32;
     cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
         .await
         .unwrap();
@@ -111,16 +137,53 @@ async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
     ];
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    // What the browser is told: its ICE servers with its own credential, relay only.
+    let how = sb.nodes[0]
+        .provisioning_client(ADMIN_TOKEN)
+        .await
+        .unwrap()
+        .get_how_to_register(ppb::GetHowToRegisterRequest {
+            phone_id: phones[0].phone_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(how.ice_transport_policy, "relay", "{how:?}");
+    let ice = &how.ice_servers;
+    assert_eq!(ice.len(), 1, "{how:?}");
+    assert_eq!(ice[0].urls, std::slice::from_ref(&turn.url));
+    assert!(
+        ice[0]
+            .username
+            .ends_with(&format!(":{}", phones[0].phone_id)),
+        "{how:?}"
+    );
+    let now = dialtone_common::clock::unix_secs() as i64;
+    assert!(
+        (now + 600..=now + 700).contains(&ice[0].expires_at),
+        "{how:?}"
+    );
+    let ice_servers = json!([{
+        "urls": ice[0].urls,
+        "username": ice[0].username,
+        "credential": ice[0].credential,
+    }]);
+
     let dir = sb.dir().join("phones");
     let wss = format!("wss://127.0.0.1:{}", sb.nodes[1].sip.wss);
-    let mut browser = BrowserPhone::start(&dir, page, &wss, &phones[0], json!([]), "all").unwrap();
+    let mut browser = BrowserPhone::start(
+        &dir,
+        page,
+        &wss,
+        &phones[0],
+        ice_servers,
+        &how.ice_transport_policy,
+    )
+    .unwrap();
     let udp = format!("127.0.0.1:{}", sb.nodes[2].sip.udp);
     let mut baresip = Softphone::baresip(&dir, &udp, &phones[1], 60).unwrap();
     for (node, p) in [(1, &phones[0]), (2, &phones[1])] {
-        let mut e = sb.nodes[node]
-            .edge_client(dialtone_tests::ADMIN_TOKEN)
-            .await
-            .unwrap();
+        let mut e = sb.nodes[node].edge_client(ADMIN_TOKEN).await.unwrap();
         assert!(
             wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(20)).await,
             "{} never registered:\nbrowser: {}\nbaresip: {}",
@@ -131,10 +194,11 @@ async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
     }
     let logs = |b: &BrowserPhone, s: &Softphone, e: &Rtpengine| {
         format!(
-            "browser:\n{}\nbaresip:\n{}\nrtpengine:\n{}",
+            "browser:\n{}\nbaresip:\n{}\nrtpengine:\n{}\ncoturn:\n{}",
             b.log_text(),
             s.log_text(),
-            e.log_text()
+            e.log_text(),
+            turn.log_text()
         )
     };
 
@@ -154,6 +218,15 @@ async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
         both,
         "media did not flow both ways: rtpengine {packets:?}, page {stats:?}\n{}",
         logs(&browser, &baresip, &engine)
+    );
+    // Through coturn: the browser's candidate is a relayed one, which coturn allocated
+    // for the phone's credential.
+    assert_eq!(stats.2, ["relay"], "{}", logs(&browser, &baresip, &engine));
+    assert!(
+        turn.log_text()
+            .contains(&format!(":{}", phones[0].phone_id)),
+        "coturn never saw the phone's credential:\n{}",
+        turn.log_text()
     );
     browser.hang_up().unwrap();
     assert!(
@@ -183,6 +256,7 @@ async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
         "media did not flow both ways: rtpengine {packets:?}, page {before:?} -> {stats:?}\n{}",
         logs(&browser, &baresip, &engine)
     );
+    assert_eq!(stats.2, ["relay"], "{}", logs(&browser, &baresip, &engine));
     baresip.hang_up().unwrap();
     assert!(
         browser

@@ -13,7 +13,8 @@ use crate::{
     validate,
 };
 
-/// Checks a media server as stored: id, name, region, an `ip:port` ng address, weight.
+/// Checks a media server as stored: id, name, region, an `ip:port` ng address, weight,
+/// ICE server URLs.
 pub fn validate_media_server(m: &MediaServer) -> Result<()> {
     check("media_server.id", validate::slug(&m.id))?;
     check("media_server.name", validate::name(&m.name, 0, 200))?;
@@ -28,7 +29,20 @@ pub fn validate_media_server(m: &MediaServer) -> Result<()> {
                 .ok_or_else(|| "the port must not be 0".to_owned())
         });
     check("media_server.ng_address", ng)?;
-    check("media_server.weight", validate::range(m.weight, 0, 1000))
+    check("media_server.weight", validate::range(m.weight, 0, 1000))?;
+    if m.turn_urls.len() > 8 {
+        return Err(crate::error::ConfigError::invalid(
+            "media_server.turn_urls",
+            "at most 8",
+        ));
+    }
+    for (i, u) in m.turn_urls.iter().enumerate() {
+        check(
+            format!("media_server.turn_urls[{i}]"),
+            dialtone_media::turn::check_url(u).map_err(|why| format!("'{u}' {why}")),
+        )?;
+    }
+    Ok(())
 }
 
 impl ConfigCore {
@@ -94,12 +108,13 @@ mod tests {
             region: "eu-west".into(),
             ng_address: "10.0.0.5:2223".into(),
             weight: 10,
+            turn_urls: vec!["turn:203.0.113.5:3478?transport=udp".into()],
             ..Default::default()
         };
         validate_media_server(&good).unwrap();
         // (a change, the field the error names)
         type Change = fn(&mut MediaServer);
-        let cases: [(Change, &str); 6] = [
+        let cases: [(Change, &str); 8] = [
             (|m| m.id = "Bad Id".into(), "media_server.id"),
             (|m| m.region = String::new(), "media_server.region"),
             (
@@ -115,6 +130,14 @@ mod tests {
                 "media_server.ng_address",
             ),
             (|m| m.weight = 1001, "media_server.weight"),
+            (
+                |m| m.turn_urls.push("http://turn.example.com".into()),
+                "media_server.turn_urls[1]: 'http://turn.example.com' scheme must be",
+            ),
+            (
+                |m| m.turn_urls = vec!["stun:a".into(); 9],
+                "media_server.turn_urls",
+            ),
         ];
         for (change, field) in cases {
             let mut m = good.clone();

@@ -3,10 +3,11 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use clap::Args;
 use dialtone_auth::bans::BanPolicy;
-use dialtone_provisioning::ProvisioningSettings;
+use dialtone_media::turn::{self, TurnSecret};
+use dialtone_provisioning::{ProvisioningSettings, ice::Turn};
 
 /// Provisioning server settings.
 #[derive(Args, Debug, Clone)]
@@ -69,6 +70,15 @@ pub struct ProvisioningFlags {
     /// Seconds failures are counted over, and seconds a ban lasts.
     #[arg(long, env = "DIALTONE_PROVISIONING_BAN_SECONDS", default_value_t = 300)]
     pub provisioning_ban_seconds: u64,
+    /// File holding the shared secret of the TURN servers the media servers list
+    /// (coturn's `static-auth-secret`, with `use-auth-secret`), at least 16 characters. With
+    /// it, a WebRTC phone's file and `how-to-register` carry a time-limited TURN credential
+    /// of that phone; the secret itself is never served nor logged.
+    #[arg(long, env = "DIALTONE_TURN_SECRET_FILE", value_name = "FILE")]
+    pub turn_secret_file: Option<PathBuf>,
+    /// Seconds a TURN credential lasts (60-604800; it is issued again at every fetch).
+    #[arg(long, env = "DIALTONE_TURN_CREDENTIAL_TTL", default_value_t = 86_400)]
+    pub turn_credential_ttl: u64,
 }
 
 impl ProvisioningFlags {
@@ -107,6 +117,34 @@ impl ProvisioningFlags {
                 self.provisioning_resync_debounce_ms
             );
         }
+        if !(60..=604_800).contains(&self.turn_credential_ttl) {
+            bail!(
+                "invalid value '{}' for '--turn-credential-ttl': use 60-604800 seconds",
+                self.turn_credential_ttl
+            );
+        }
+        let turn = match &self.turn_secret_file {
+            None => None,
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| {
+                    format!(
+                        "invalid value '{}' for '--turn-secret-file'",
+                        path.display()
+                    )
+                })?;
+                let Some(secret) = TurnSecret::from_text(&text) else {
+                    bail!(
+                        "invalid value '{}' for '--turn-secret-file': must hold at least {} characters (e.g. `openssl rand -hex 32`)",
+                        path.display(),
+                        turn::MIN_SECRET
+                    );
+                };
+                Some(Turn {
+                    secret,
+                    ttl_s: self.turn_credential_ttl,
+                })
+            }
+        };
         let seconds = Duration::from_secs(self.provisioning_ban_seconds.max(1));
         Ok(ProvisioningSettings {
             listen: self.provisioning_https,
@@ -125,6 +163,7 @@ impl ProvisioningFlags {
                 debounce: Duration::from_millis(self.provisioning_resync_debounce_ms),
             },
             node_id: node_id.to_owned(),
+            turn,
         })
     }
 }

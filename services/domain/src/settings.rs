@@ -169,11 +169,15 @@ pub fn of_phone(
     base: Option<&BaseSettings>,
     overrides: Option<&PhoneSettings>,
 ) -> (MetaBase, PhoneSettings) {
-    let meta = base
-        .and_then(|b| MetaBase::try_from(b.meta_base).ok())
-        .unwrap_or(MetaBase::GenericSip);
+    let meta = meta_of(base);
     let profile = base.and_then(|b| b.settings.clone()).unwrap_or_default();
     (meta, effective(meta, &profile, overrides))
+}
+
+/// The meta-base of a phone with profile `base` (none: generic SIP).
+pub fn meta_of(base: Option<&BaseSettings>) -> MetaBase {
+    base.and_then(|b| MetaBase::try_from(b.meta_base).ok())
+        .unwrap_or(MetaBase::GenericSip)
 }
 
 #[cfg(test)]

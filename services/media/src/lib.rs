@@ -8,6 +8,8 @@
 //! - [`anchor`]: when a call's media is anchored, and the flags of its `offer` and
 //!   `answer` (pure, table-tested).
 //! - [`select`]: which media server a call uses (rendezvous hash by Call-ID, pure).
+//! - [`turn`]: the ICE servers a WebRTC phone is given and its time-limited TURN
+//!   credentials (coturn's REST API shared secret; pure).
 //! - [`client`]: the `ng` client: UDP, cookies, retransmission, timeouts (IO).
 
 pub mod anchor;
@@ -17,5 +19,6 @@ pub mod error;
 pub mod ng;
 pub mod sdp;
 pub mod select;
+pub mod turn;
 
 pub use error::MediaError;

@@ -22,6 +22,7 @@ pub struct ProvisioningApi {
     reloader: Arc<crate::reload::Reloader>,
     store: dialtone_store::Store,
     tokens: Arc<Tokens>,
+    turn: Option<crate::ice::Turn>,
 }
 
 impl ProvisioningApi {
@@ -31,12 +32,14 @@ impl ProvisioningApi {
         reloader: Arc<crate::reload::Reloader>,
         store: dialtone_store::Store,
         tokens: Arc<Tokens>,
+        turn: Option<crate::ice::Turn>,
     ) -> Self {
         Self {
             catalog,
             reloader,
             store,
             tokens,
+            turn,
         }
     }
 
@@ -95,12 +98,21 @@ impl ProvisioningApi {
         if phone.kind == PhoneKind::Remote as i32 {
             return Err(ProvisioningError::NotRegistering(phone_id.to_owned()));
         }
-        Ok(how_to_register(&doc))
+        Ok(how_to_register(
+            &doc,
+            self.turn.as_ref(),
+            dialtone_common::clock::unix_secs(),
+        ))
     }
 }
 
-/// The registration view of a phone's document (never its passwords).
-pub fn how_to_register(doc: &Document) -> pb::HowToRegister {
+/// The registration view of a phone's document (never its SIP passwords; a WebRTC
+/// phone's TURN credential of the moment `now_s`, which expires by itself).
+pub fn how_to_register(
+    doc: &Document,
+    turn: Option<&crate::ice::Turn>,
+    now_s: u64,
+) -> pb::HowToRegister {
     let registrar = |e: &Option<EdgeAddress>| {
         e.as_ref().map(|e| pb::Registrar {
             node_id: e.node_id.clone(),
@@ -117,6 +129,14 @@ pub fn how_to_register(doc: &Document) -> pb::HowToRegister {
             ),
         })
     };
+    let mut problems = doc.problems.clone();
+    if doc.has_turn() && turn.is_none() {
+        problems.push(
+            "its site's media servers list TURN servers, but this provisioning node has no \
+             --turn-secret-file: no TURN credential"
+                .to_owned(),
+        );
+    }
     pb::HowToRegister {
         phone_id: doc.phone_id.clone(),
         domain: doc.realm.clone(),
@@ -134,7 +154,13 @@ pub fn how_to_register(doc: &Document) -> pb::HowToRegister {
         primary: registrar(&doc.primary),
         secondary: registrar(&doc.secondary),
         registration_period_s: doc.settings.registration_period_s.unwrap_or_default(),
-        problems: doc.problems.clone(),
+        problems,
+        ice_servers: crate::ice::servers(&doc.ice_servers, &doc.phone_id, turn, now_s),
+        ice_transport_policy: if crate::document::uses_ice(doc.meta) {
+            crate::ice::transport_policy(doc.relay).to_owned()
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -184,7 +210,7 @@ mod tests {
     #[test]
     fn how_to_register_names_registrars_and_lines_never_passwords() {
         let mut d = document(MetaBase::PolyVvx, "0004f2aabb01");
-        let h = how_to_register(&d);
+        let h = how_to_register(&d, None, 0);
         let p = h.primary.as_ref().unwrap();
         assert_eq!(p.port, 5060);
         assert_eq!(p.transport, Transport::Udp as i32);
@@ -209,10 +235,44 @@ mod tests {
             transport: Transport::Wss,
         });
         d.secondary = None;
-        let h = how_to_register(&d);
+        let h = how_to_register(&d, None, 0);
         let p = h.primary.unwrap();
         assert_eq!(p.host, "2001:db8::9");
         assert_eq!(p.uri, "sip:[2001:db8::9]:7443;transport=wss");
         assert!(h.secondary.is_none());
+    }
+    #[test]
+    fn how_to_register_gives_a_webrtc_phone_its_turn_credential() {
+        let mut d = document(MetaBase::Webrtc, "desk.example.com");
+        d.ice_servers = vec![
+            vec!["turn:203.0.113.5:3478?transport=udp".into()],
+            vec!["stun:203.0.113.6:3478".into()],
+        ];
+        let turn = crate::ice::Turn {
+            secret: dialtone_media::turn::TurnSecret::from_text("north-wind-blows-cold").unwrap(),
+            ttl_s: 600,
+        };
+        let h = how_to_register(&d, Some(&turn), 1_700_000_000);
+        assert_eq!(h.ice_transport_policy, "all");
+        let s = &h.ice_servers[0];
+        assert_eq!(s.username, format!("1700000640:{}", d.phone_id));
+        assert_eq!(s.expires_at, 1_700_000_640);
+        assert!(!s.credential.is_empty());
+        assert!(
+            h.ice_servers[1].username.is_empty(),
+            "no credential for STUN"
+        );
+        assert!(h.problems.is_empty(), "{:?}", h.problems);
+        // Without the secret: the URLs, and a problem saying why there is no credential.
+        let h = how_to_register(&d, None, 1_700_000_000);
+        assert!(h.ice_servers.iter().all(|s| s.credential.is_empty()));
+        assert!(
+            h.problems[0].contains("--turn-secret-file"),
+            "{:?}",
+            h.problems
+        );
+        // A desk phone: no ICE at all.
+        let h = how_to_register(&document(MetaBase::PolyVvx, "0004f2aabb01"), Some(&turn), 0);
+        assert!(h.ice_servers.is_empty() && h.ice_transport_policy.is_empty());
     }
 }

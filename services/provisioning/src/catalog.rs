@@ -16,7 +16,9 @@ use dialtone_domain::{
     credentials::{self, CredentialKey},
     keys,
 };
-use dialtone_proto::config::v1::{BaseSettings, EdgeGroup, Phone, Site, StoredCredentials};
+use dialtone_proto::config::v1::{
+    BaseSettings, EdgeGroup, MediaServer, Phone, Site, StoredCredentials,
+};
 use dialtone_sip::digest::{Algorithm, NonceCounts};
 use dialtone_store::{Follow, Follower, Store, WatchBatch};
 use parking_lot::{Mutex, RwLock};
@@ -56,6 +58,8 @@ pub struct Entry {
     pub mutual_auth: bool,
     /// Nonce counts seen from this device (replay protection).
     pub nonces: Mutex<NonceCounts>,
+    /// Its file lists TURN servers: each fetch carries a fresh credential (`crate::ice`).
+    pub has_turn: bool,
 }
 
 impl Entry {
@@ -166,6 +170,12 @@ impl Catalog {
             return Ok(None);
         };
         let group = load::<EdgeGroup>(&self.store, &keys::edge_group(&site.edge_group_id)).await?;
+        let meta = dialtone_domain::settings::meta_of(base.as_ref());
+        let media_servers = if document::uses_ice(meta) && !site.media_regions.is_empty() {
+            self.media_servers().await?
+        } else {
+            Vec::new()
+        };
         let doc = document::build(&document::Inputs {
             phone: &phone,
             base: base.as_ref(),
@@ -173,8 +183,21 @@ impl Catalog {
             group: group.as_ref(),
             key: &self.key,
             realm: &self.realm,
+            media_servers: &media_servers,
         });
         Ok(Some((phone, doc)))
+    }
+
+    /// Every media server (a few dozen at most: one read).
+    async fn media_servers(&self) -> Result<Vec<MediaServer>, ProvisioningError> {
+        let page = self.store.range(keys::MEDIA_SERVERS, None, 1000).await?;
+        page.kvs
+            .iter()
+            .map(|kv| {
+                MediaServer::decode(kv.value.as_slice())
+                    .map_err(|_| ProvisioningError::Undecodable(kv.key.clone()))
+            })
+            .collect()
     }
 
     /// Loads and renders one phone by id (None: absent, disabled or without credential).
@@ -190,6 +213,7 @@ impl Catalog {
             .key
             .device_password(&phone.id, phone.device_credential_generation);
         let device = credentials::ha1(&phone.hardware_id, &self.realm, &password);
+        let has_turn = doc.has_turn();
         Ok(Some(Entry {
             phone_id: phone.id.clone(),
             hardware_id: phone.hardware_id.clone(),
@@ -201,6 +225,7 @@ impl Catalog {
             dynamic_reload: doc.settings.dynamic_reload.unwrap_or(false),
             mutual_auth: doc.settings.mutual_auth.unwrap_or(false),
             nonces: Mutex::new(NonceCounts::default()),
+            has_turn,
         }))
     }
 

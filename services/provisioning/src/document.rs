@@ -3,8 +3,10 @@
 //! primary and secondary edge for its transport. Pure: the caller loads the objects.
 
 use dialtone_domain::{credentials::CredentialKey, placement, settings};
+use dialtone_media::turn::{self, Relay, RelayServer};
 use dialtone_proto::config::v1::{
-    BaseSettings, EdgeGroup, MetaBase, Phone, PhoneSettings, Site, Transport,
+    BaseSettings, EdgeGroup, MediaRelay, MediaServer, MetaBase, Phone, PhoneSettings, Site,
+    Transport,
 };
 
 /// Where a phone reaches one of its edges.
@@ -65,6 +67,35 @@ pub struct Document {
     pub secondary: Option<EdgeAddress>,
     /// What could not be rendered as asked, for the phone's provisioning state.
     pub problems: Vec<String>,
+    /// A WebRTC phone's ICE servers (each its URLs), in the order it is to try them:
+    /// those of the media servers in its site's media regions. Empty for other phones.
+    pub ice_servers: Vec<Vec<String>>,
+    /// How its site uses the relay.
+    pub relay: Relay,
+}
+
+impl Document {
+    /// Whether any of its ICE servers is a TURN server (and so needs a credential).
+    pub fn has_turn(&self) -> bool {
+        self.ice_servers
+            .iter()
+            .flatten()
+            .any(|u| u.starts_with("turn"))
+    }
+}
+
+/// Whether phones of `meta` speak ICE: browsers and the desktop WebRTC softphone.
+pub fn uses_ice(meta: MetaBase) -> bool {
+    matches!(meta, MetaBase::Webrtc | MetaBase::DesktopSoftphone)
+}
+
+/// The site's relay setting.
+pub fn relay_of(site: &Site) -> Relay {
+    match site.media_relay() {
+        MediaRelay::Always => Relay::Always,
+        MediaRelay::Never => Relay::Never,
+        MediaRelay::Auto | MediaRelay::Unspecified => Relay::Auto,
+    }
 }
 
 /// The loaded objects a document is built from.
@@ -81,6 +112,8 @@ pub struct Inputs<'a> {
     pub key: &'a CredentialKey,
     /// Digest realm.
     pub realm: &'a str,
+    /// Every media server (a WebRTC phone's ICE servers are those of its site's regions).
+    pub media_servers: &'a [MediaServer],
 }
 
 /// Splits `host:port` (`[v6]:port` too).
@@ -184,6 +217,21 @@ pub fn build(i: &Inputs<'_>) -> Document {
             }
         }
     }
+    let ice_servers = if uses_ice(meta) {
+        let servers: Vec<RelayServer<'_>> = i
+            .media_servers
+            .iter()
+            .map(|m| RelayServer {
+                id: &m.id,
+                region: &m.region,
+                weight: m.weight.max(1),
+                urls: &m.turn_urls,
+            })
+            .collect();
+        turn::ice_servers(&i.site.media_regions, relay_of(i.site), &servers)
+    } else {
+        Vec::new()
+    };
     Document {
         phone_id: i.phone.id.clone(),
         hardware_id: i.phone.hardware_id.clone(),
@@ -195,6 +243,8 @@ pub fn build(i: &Inputs<'_>) -> Document {
         primary,
         secondary,
         problems,
+        ice_servers,
+        relay: relay_of(i.site),
     }
 }
 
@@ -309,6 +359,7 @@ pub(crate) mod tests {
             group: Some(&group()),
             key: &CredentialKey::new([9; 32]),
             realm: "dialtone",
+            media_servers: &[],
         })
     }
 
@@ -345,6 +396,7 @@ pub(crate) mod tests {
             group: Some(&group()),
             key: &CredentialKey::new([9; 32]),
             realm: "dialtone",
+            media_servers: &[],
         });
         let p = d.primary.unwrap();
         assert_eq!((p.transport, p.port), (Transport::Wss, 7443));
@@ -371,6 +423,7 @@ pub(crate) mod tests {
             group: Some(&group()),
             key: &CredentialKey::new([9; 32]),
             realm: "dialtone",
+            media_servers: &[],
         };
         let d = build(&inputs);
         assert!(d.primary.is_none());
@@ -382,5 +435,74 @@ pub(crate) mod tests {
             ..inputs
         });
         assert!(d.problems.iter().any(|p| p.contains("edge group eu")));
+    }
+    #[test]
+    fn a_webrtc_phone_gets_its_sites_ice_servers_a_desk_phone_none() {
+        let server = |id: &str, region: &str, urls: &[&str]| MediaServer {
+            id: id.into(),
+            region: region.into(),
+            ng_address: "10.0.0.9:2223".into(),
+            turn_urls: urls.iter().map(|u| u.to_string()).collect(),
+            ..Default::default()
+        };
+        let servers = [
+            server(
+                "eu-1",
+                "eu",
+                &["turn:eu-1:3478?transport=udp", "stun:eu-1:3478"],
+            ),
+            server("us-1", "us", &["turns:us-1:5349"]),
+            server("ap-1", "ap", &["turn:ap-1:3478"]),
+            server("eu-2", "eu", &[]),
+        ];
+        let mut site = site();
+        site.media_regions = vec!["us".into(), "eu".into()];
+        // (meta-base, relay, ICE servers, transport policy)
+        let cases = [
+            (
+                MetaBase::Webrtc,
+                MediaRelay::Auto,
+                vec![
+                    vec!["turns:us-1:5349"],
+                    vec!["turn:eu-1:3478?transport=udp", "stun:eu-1:3478"],
+                ],
+                Relay::Auto,
+            ),
+            (
+                MetaBase::DesktopSoftphone,
+                MediaRelay::Always,
+                vec![
+                    vec!["turns:us-1:5349"],
+                    vec!["turn:eu-1:3478?transport=udp", "stun:eu-1:3478"],
+                ],
+                Relay::Always,
+            ),
+            (
+                MetaBase::Webrtc,
+                MediaRelay::Never,
+                vec![vec!["stun:eu-1:3478"]],
+                Relay::Never,
+            ),
+            (MetaBase::PolyVvx, MediaRelay::Auto, vec![], Relay::Auto),
+        ];
+        for (meta, relay, want, want_relay) in cases {
+            let (phone, base) = phone_and_base(meta, "0004f2aabb01");
+            site.media_relay = relay as i32;
+            let d = build(&Inputs {
+                phone: &phone,
+                base: Some(&base),
+                site: &site,
+                group: Some(&group()),
+                key: &CredentialKey::new([9; 32]),
+                realm: "dialtone",
+                media_servers: &servers,
+            });
+            assert_eq!(d.ice_servers, want, "{meta:?} {relay:?}");
+            assert_eq!(d.relay, want_relay);
+            assert_eq!(
+                d.has_turn(),
+                want.iter().flatten().any(|u| u.starts_with("turn"))
+            );
+        }
     }
 }

@@ -65,6 +65,8 @@ pub struct Handler {
     pub recorder: Recorder,
     /// Fetch counters.
     pub counts: FetchCounts,
+    /// The TURN servers' shared secret: a WebRTC phone's file carries its credential.
+    pub turn: Option<crate::ice::Turn>,
 }
 
 type Reply = Response<Full<Bytes>>;
@@ -72,6 +74,10 @@ type Reply = Response<Full<Bytes>>;
 fn now() -> (u64, u64) {
     let d = dialtone_common::clock::since_epoch();
     (d.as_secs(), d.as_millis() as u64)
+}
+
+fn etag_value(etag: &str) -> header::HeaderValue {
+    header::HeaderValue::from_str(etag).expect("hex in quotes")
 }
 
 fn reply(status: StatusCode, body: &'static str) -> Reply {
@@ -307,23 +313,36 @@ impl Handler {
             problems: entry.problems.join("; "),
             at_ms: now_ms as i64,
         });
-        let etag = header::HeaderValue::from_str(&file.etag).expect("hex in quotes");
-        if not_modified(headers, &file.etag) {
+        // A file with TURN servers gets the phone's credential of the moment (the same
+        // bytes for a while, so a phone polling it still gets 304s).
+        let (body, etag) = match &self.turn {
+            Some(turn) if entry.has_turn => {
+                match crate::ice::credentialed(&file.body, &entry.phone_id, turn, now_s) {
+                    Some(b) => {
+                        let tag = crate::render::etag(&b);
+                        (b, tag)
+                    }
+                    None => (file.body.clone(), file.etag.clone()),
+                }
+            }
+            _ => (file.body.clone(), file.etag.clone()),
+        };
+        if not_modified(headers, &etag) {
             self.counts.count("not_modified");
             let mut r = Response::new(Full::new(Bytes::new()));
             *r.status_mut() = StatusCode::NOT_MODIFIED;
-            r.headers_mut().insert(header::ETAG, etag);
+            r.headers_mut().insert(header::ETAG, etag_value(&etag));
             return r;
         }
         self.counts.count("ok");
         let body = if method == Method::HEAD {
             Bytes::new()
         } else {
-            file.body.clone()
+            body
         };
         let mut r = Response::new(Full::new(body));
         let h = r.headers_mut();
-        h.insert(header::ETAG, etag);
+        h.insert(header::ETAG, etag_value(&etag));
         h.insert(
             header::CONTENT_TYPE,
             header::HeaderValue::from_static(file.content_type),

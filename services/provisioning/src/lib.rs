@@ -12,6 +12,7 @@ pub mod document;
 pub mod error;
 pub mod files;
 pub mod http;
+pub mod ice;
 pub mod recorder;
 pub mod reload;
 pub mod render;
@@ -52,6 +53,9 @@ pub struct ProvisioningSettings {
     pub reload: reload::ReloadSettings,
     /// This node's id (dynamic reload shares phones among provisioning nodes by it).
     pub node_id: String,
+    /// The TURN servers' shared secret and credential lifetime (none: WebRTC phones get
+    /// ICE server URLs without credentials).
+    pub turn: Option<ice::Turn>,
 }
 
 /// A running provisioning role.
@@ -122,6 +126,7 @@ impl Provisioning {
             bans: Bans::new(settings.bans),
             recorder,
             counts: http::fetch_counts(),
+            turn: settings.turn.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![
@@ -154,6 +159,7 @@ impl Provisioning {
             self.reloader.clone(),
             self.store.clone(),
             tokens,
+            self.handler.turn.clone(),
         ))
     }
 

@@ -41,6 +41,12 @@ pub struct MediaServerArgs {
     /// Relative share of its region's calls (1-1000).
     #[arg(long, default_value_t = 1)]
     weight: u32,
+    /// ICE server URL of the TURN server beside it (coturn with the shared secret of the
+    /// provisioning role's --turn-secret-file), repeatable: turn:HOST[:PORT][?transport=udp|tcp],
+    /// turns:..., stun:HOST[:PORT]. WebRTC phones of sites in its region get these with
+    /// time-limited credentials.
+    #[arg(long = "turn-url", value_name = "URL")]
+    turn_urls: Vec<String>,
     /// Expected version (update; 0: current).
     #[arg(long, default_value_t = 0)]
     version: i64,
@@ -54,6 +60,7 @@ fn media_server_from(a: MediaServerArgs) -> pb::MediaServer {
         ng_address: a.ng,
         weight: a.weight,
         version: a.version,
+        turn_urls: a.turn_urls,
     }
 }
 
@@ -71,12 +78,21 @@ pub async fn run(c: &mut Client, out: Format, cmd: MediaServerCmd) -> anyhow::Re
                             m.region.clone(),
                             m.ng_address.clone(),
                             m.weight.max(1).to_string(),
+                            m.turn_urls.join(" "),
                             m.version.to_string(),
                         ]
                     })
                     .collect();
                 table(
-                    &["id", "name", "region", "ng address", "weight", "version"],
+                    &[
+                        "id",
+                        "name",
+                        "region",
+                        "ng address",
+                        "weight",
+                        "turn urls",
+                        "version",
+                    ],
                     rows,
                 );
                 Ok(())

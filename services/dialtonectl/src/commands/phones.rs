@@ -57,7 +57,8 @@ pub enum PhoneCmd {
         id: String,
     },
     /// Where and as whom a phone registers: its primary and secondary registrar (host, port,
-    /// transport), SIP users and domain; never the password (asks the provisioning role).
+    /// transport), SIP users and domain, and for a WebRTC phone its ICE servers with a
+    /// time-limited TURN credential; never the SIP password (asks the provisioning role).
     HowToRegister {
         /// Phone id.
         id: String,

@@ -196,6 +196,29 @@ pub async fn how_to_register(
         },
         r.registration_period_s
     );
+    if !r.ice_servers.is_empty() {
+        println!();
+        table(
+            &[
+                "ice server urls",
+                "turn username",
+                "turn credential",
+                "expires at (unix s)",
+            ],
+            r.ice_servers
+                .iter()
+                .map(|s| {
+                    vec![
+                        s.urls.join(" "),
+                        s.username.clone(),
+                        s.credential.clone(),
+                        s.expires_at.to_string(),
+                    ]
+                })
+                .collect(),
+        );
+        println!("ice transport policy: {}", r.ice_transport_policy);
+    }
     for p in &r.problems {
         println!("problem: {p}");
     }

@@ -63,7 +63,17 @@ pub fn document(d: &Document) -> String {
         _ => Value::Null,
     };
     let start = s.rtp_port_start.unwrap_or(4000);
-    let doc = json!({
+    // A WebRTC phone's ICE servers: the URLs here (configuration, versioned); the
+    // provisioning server adds each phone's time-limited TURN credential as it serves the
+    // file (`crate::ice`), which changes no version.
+    // Other phones' documents have no `ice` key at all (their versions stay as they were).
+    let ice = crate::document::uses_ice(d.meta).then(|| {
+        json!({
+            "servers": d.ice_servers.iter().map(|urls| json!({ "urls": urls })).collect::<Vec<_>>(),
+            "transport_policy": crate::ice::transport_policy(d.relay),
+        })
+    });
+    let mut doc = json!({
         "format": "dialtone-phone-config/1",
         "phone": {
             "id": d.phone_id,
@@ -115,6 +125,9 @@ pub fn document(d: &Document) -> String {
         })).collect::<Vec<_>>(),
         "softphone": softphone,
     });
+    if let (Some(ice), Some(o)) = (ice, doc.as_object_mut()) {
+        o.insert("ice".into(), ice);
+    }
     let mut out = serde_json::to_string_pretty(&doc).expect("a json value always serialises");
     out.push('\n');
     out

@@ -42,12 +42,16 @@ impl Rendered {
     }
 }
 
+/// The strong entity tag of `body`: its SHA-256's first 16 hex digits, quoted.
+pub fn etag(body: &[u8]) -> String {
+    format!("\"{}\"", &hex::encode(Sha256::digest(body))[..16])
+}
+
 fn file(name: String, content_type: &'static str, body: String) -> File {
-    let digest = Sha256::digest(body.as_bytes());
     File {
         name,
         content_type,
-        etag: format!("\"{}\"", &hex::encode(digest)[..16]),
+        etag: etag(body.as_bytes()),
         body: Bytes::from(body),
     }
 }
