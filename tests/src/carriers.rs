@@ -32,11 +32,28 @@ pub fn carrier(dir: &Path, name: &str, ip: &str, port: u16) -> Child {
 
 /// [`carrier`] over SIPp transport `transport` (`u1`: UDP, `t1`: TCP).
 pub fn carrier_over(dir: &Path, name: &str, ip: &str, port: u16, transport: &str) -> Child {
+    carrier_with(dir, name, ip, port, &["-t", transport])
+}
+
+/// [`carrier`] whose media port (at `ip`, chosen free) sends every RTP packet back where
+/// it came from (SIPp's `-rtp_echo`), for a scenario whose SDP names `[media_port]`.
+pub fn carrier_echoing(dir: &Path, name: &str, ip: &str, port: u16) -> Child {
+    let media = free_port().to_string();
+    carrier_with(
+        dir,
+        name,
+        ip,
+        port,
+        &["-t", "u1", "-mi", ip, "-mp", &media, "-rtp_echo"],
+    )
+}
+
+fn carrier_with(dir: &Path, name: &str, ip: &str, port: u16, args: &[&str]) -> Child {
     Command::new("sipp")
         .current_dir(dir)
         .arg("-sf")
         .arg(scenario(name))
-        .args(["-t", transport])
+        .args(args)
         .args(["-i", ip, "-p", &port.to_string(), "-aa", "-nostdin"])
         .arg("-trace_msg")
         .arg("-message_file")

@@ -6,7 +6,9 @@
 //! the rtpengine, with the phone's time-limited credential from the shared secret) and may
 //! only use relayed candidates, so its media goes through coturn. Shown by what each end
 //! sees: the page's `getStats()` counts audio packets received over a relay candidate, and
-//! rtpengine's `query` counts packets from both parties.
+//! rtpengine's `query` counts packets from both parties. Then both call out through a
+//! trunk to a carrier (SIPp echoing RTP): the browser's call is anchored because it must
+//! be, the desk phone's because the trunk asks for a fixed media address.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +16,7 @@ use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     browser::BrowserPhone,
+    carriers::{carrier_echoing, peer, route, route_out, stop, trunk},
     fleet::{create_profile, phone_at, wait_contacts},
     media::{Coturn, Rtpengine},
     softphones::Softphone,
@@ -63,7 +66,7 @@ async fn ended(engine: &Rtpengine) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
+async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpengine_and_coturn() {
     // JsSIP answers MD5 digests only; the page's origin may open SIP WebSockets; the
     // provisioning role holds coturn's shared secret.
     let page = BrowserPhone::page_port();
@@ -267,6 +270,76 @@ async fn a_browser_and_a_desk_phone_call_each_other_through_rtpengine() {
         logs(&browser, &baresip, &engine)
     );
     assert!(ended(&engine).await, "the session outlived the BYE");
+
+    // Out to a carrier that takes media from one fixed address (its trunk anchors media):
+    // the browser's call is anchored (DTLS-SRTP to plain RTP), and so is the desk phone's,
+    // for the trunk's sake. The carrier (SIPp) answers with PCMU and echoes what it gets.
+    let carriers = sb.dir().join("carriers");
+    std::fs::create_dir_all(&carriers).unwrap();
+    let sbc: std::net::SocketAddr = format!("127.0.0.4:{}", dialtone_tests::free_port())
+        .parse()
+        .unwrap();
+    let carrier = carrier_echoing(&carriers, "carrier-media", "127.0.0.4", sbc.port());
+    cfg.create_peer(pb::CreatePeerRequest {
+        peer: Some(peer("carrier-sbc", "127.0.0.4")),
+    })
+    .await
+    .unwrap();
+    let mut anchoring = trunk("carrier", "carrier-sbc", sbc, vec![]);
+    anchoring.anchor_media = true;
+    cfg.create_trunk(pb::CreateTrunkRequest {
+        trunk: Some(anchoring),
+    })
+    .await
+    .unwrap();
+    route_out(&mut cfg, false, vec![route(&["national"], &["carrier"])]).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    browser.call("sip:2125551234@dialtone").unwrap();
+    assert!(
+        browser
+            .wait_event("confirmed", 3, Duration::from_secs(15))
+            .await
+            .is_some(),
+        "the browser's call out was not established:\n{}",
+        logs(&browser, &baresip, &engine)
+    );
+    let call = session(&engine)
+        .await
+        .expect("rtpengine holds the call out");
+    let (both, packets, stats) = talking(&engine, &call, &mut browser).await;
+    assert!(
+        both,
+        "media did not flow both ways to the carrier: rtpengine {packets:?}, page {stats:?}\n{}",
+        logs(&browser, &baresip, &engine)
+    );
+    browser.hang_up().unwrap();
+    assert!(ended(&engine).await, "the session outlived the BYE");
+    baresip.dial("sip:2125551234@127.0.0.1").unwrap();
+    assert!(
+        baresip
+            .wait_log("Call established", 2, Duration::from_secs(10))
+            .await,
+        "the desk phone's call out was not established:\n{}",
+        logs(&browser, &baresip, &engine)
+    );
+    let call = session(&engine)
+        .await
+        .expect("the trunk's call is anchored");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let p = engine.packets(&call).await.unwrap_or_default();
+        if p.len() >= 2 && p.iter().all(|(_, n)| *n > 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the desk phone's call out carried no media both ways: {p:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    baresip.hang_up().unwrap();
+    assert!(ended(&engine).await, "the session outlived the BYE");
+    stop(carrier);
     browser.stop().unwrap();
     baresip.stop().unwrap();
 }

@@ -48,6 +48,11 @@ pub struct TrunkArgs {
     /// Ask the carrier to withhold the caller id from called parties (`Privacy: id`).
     #[arg(long)]
     privacy: bool,
+    /// Anchor the media of calls through it at a media server of the caller's site (for
+    /// a carrier that takes media only from a fixed address; unless the site's media
+    /// anchoring is never). WebRTC phones' calls are anchored anyway.
+    #[arg(long)]
+    anchor_media: bool,
     /// A number (or range) the carrier delivers, and who answers it:
     /// `+15551230000=phone:ID`, `+15551230000-+15551230099=ext:SITE/EXTENSION` or
     /// `+15551239999=user:ID` (repeat).
@@ -131,6 +136,7 @@ fn trunk_from(a: TrunkArgs) -> anyhow::Result<pb::Trunk> {
         targets: a.targets.iter().map(|t| parse_target(t)).collect(),
         options_interval_s: a.options_interval,
         privacy: a.privacy,
+        anchor_media: a.anchor_media,
         dids: a
             .dids
             .iter()

@@ -70,6 +70,8 @@ pub struct TrunkRec {
     pub peer: String,
     pub targets: Vec<TargetRec>,
     pub privacy: bool,
+    /// Calls through it are anchored at a media server.
+    pub anchor_media: bool,
     /// Seconds between OPTIONS keep-alives.
     pub options_interval_s: u32,
     pub auth: Option<Arc<TrunkAuth>>,
@@ -166,6 +168,7 @@ impl TrunkRec {
             auth,
             registration,
             privacy: t.privacy,
+            anchor_media: t.anchor_media,
             options_interval_s: if t.options_interval_s == 0 {
                 30
             } else {
@@ -187,6 +190,8 @@ pub struct TrunkHop {
     pub privacy: bool,
     /// What answers the carrier's challenges.
     pub auth: Option<Arc<TrunkAuth>>,
+    /// The trunk wants the call's media anchored (one fixed media address).
+    pub anchor_media: bool,
 }
 
 /// Where a call out goes: the targets in order, how long each may ring, and the caller id
@@ -277,6 +282,7 @@ impl CredentialCache {
                     tls_name: x.tls_name.clone(),
                     privacy: t.privacy,
                     auth: t.auth.clone(),
+                    anchor_media: t.anchor_media,
                 })
             })
             .collect();

@@ -73,6 +73,17 @@ pub(crate) fn sdp_of(m: &Message) -> Option<Summary> {
     Summary::of(&m.body)
 }
 
+/// A carrier reached through a trunk target at `addr`: plain RTP, its SDP taken as meant;
+/// `fixed_address` when the trunk wants its media anchored.
+pub(crate) fn carrier(addr: SocketAddr, fixed_address: bool) -> Party {
+    Party {
+        side: Side::Rtp,
+        source: addr.ip(),
+        behind_nat: false,
+        fixed_address,
+    }
+}
+
 /// What a party reached over `transport` at `addr` (a WebRTC phone by its profile, or
 /// by its WebSocket flow) speaks. For a phone reached through another edge, `transport`
 /// and `addr` are that edge's: only the profile tells.
@@ -296,6 +307,23 @@ impl Delivery {
             command,
             reason: "a reply without SDP".to_owned(),
         })
+    }
+
+    /// Ends the sessions call `call_id` left at the media servers it was offered to
+    /// (`offered_at`, repeats allowed) but does not use: all of them when `kept` is none
+    /// (the call failed), else all but `kept`'s.
+    pub(crate) fn media_leftovers(
+        &self,
+        offered_at: &[SocketAddr],
+        kept: Option<SocketAddr>,
+        call_id: &str,
+    ) {
+        let mut servers = offered_at.to_vec();
+        servers.sort();
+        servers.dedup();
+        for server in servers.into_iter().filter(|s| Some(*s) != kept) {
+            self.media_delete(server, call_id);
+        }
     }
 
     /// Ends call `call_id`'s session at the media server at `server` (in the background).

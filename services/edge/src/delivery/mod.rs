@@ -486,18 +486,14 @@ impl Delivery {
             this.branch(branch, responses_ref)
         });
         futures::future::join_all(branches).await;
-        let mut anchored_at = anchored_at.into_inner();
-        anchored_at.sort();
-        anchored_at.dedup();
+        let anchored_at = anchored_at.into_inner();
         let call_id = m.get("call-id").unwrap_or("");
         // A call that failed leaves no media session, deleted before its final answer
         // goes (a caller that tries again at once with the same Call-ID finds its new
         // session alone).
         let answered = (200..300).contains(&txn.final_code.load(Relaxed));
         if invite && !answered {
-            for server in &anchored_at {
-                self.media_delete(*server, call_id);
-            }
+            self.media_leftovers(&anchored_at, None, call_id);
         }
         responses.finish();
         if invite {
@@ -505,11 +501,8 @@ impl Delivery {
             let won = responses.answered();
             // The branches anchored elsewhere than the answering one leave nothing.
             let won_at = won.media.as_ref().map(|a| a.server);
-            for server in anchored_at
-                .iter()
-                .filter(|s| answered && Some(**s) != won_at)
-            {
-                self.media_delete(*server, call_id);
+            if answered {
+                self.media_leftovers(&anchored_at, won_at, call_id);
             }
             let parties = calls::Parties {
                 caller,

@@ -50,6 +50,10 @@ impl Delivery {
         upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
         let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
         let ring = plan.no_answer_s.map(|s| Duration::from_secs(u64::from(s)));
+        // The call's media is anchored where the caller or the trunk needs it (a WebRTC
+        // phone calling out always: the carrier speaks plain RTP).
+        let call_media = self.call_media(&m, src.ip, plan.site.as_ref(), false);
+        let anchored_at = parking_lot::Mutex::new(Vec::new());
         let mut tried = 0;
         // The trunk whose target answered (for the calls-per-trunk gauge).
         let mut answered_by = None;
@@ -122,6 +126,26 @@ impl Delivery {
                 phone: None,
                 media: None,
             };
+            // The offer for this target, when the call is anchored (each target a
+            // branch of its own at the media server).
+            let mut offered = None;
+            if let Some(call) = &call_media {
+                let callee = super::media::carrier(hop.addr, hop.anchor_media);
+                let via_branch = format!("trunk-{tried}");
+                offered = self
+                    .media_offer(&m, call, callee, via_branch, false, &anchored_at)
+                    .await;
+            }
+            let (m, next) = match offered {
+                Some((o, leg)) => (
+                    std::borrow::Cow::Owned(o),
+                    Hop {
+                        media: Some(leg),
+                        ..next
+                    },
+                ),
+                None => (std::borrow::Cow::Borrowed(&m), next),
+            };
             self.proxy(&m, next, &responses).await;
             self.count(Outcome::Trunk);
             if (200..300).contains(&txn.final_code.load(std::sync::atomic::Ordering::Relaxed)) {
@@ -141,19 +165,36 @@ impl Delivery {
         if tried == 0 {
             responses.generated(503, "No Trunk Available");
         }
-        responses.finish();
         let code = txn.final_code.load(std::sync::atomic::Ordering::Relaxed);
         let call_id = m.get("call-id").unwrap_or("");
+        let anchored_at = anchored_at.into_inner();
+        let answered = (200..300).contains(&code);
+        // As for a call to a phone (`deliver`): a failed call's sessions go before its
+        // final answer does; an answered one keeps only the answering target's.
+        if !answered {
+            self.media_leftovers(&anchored_at, None, call_id);
+        }
+        responses.finish();
+        let won = responses.answered();
+        let won_at = won.media.as_ref().map(|a| a.server);
+        if answered {
+            self.media_leftovers(&anchored_at, won_at, call_id);
+        }
         let parties = Parties {
             caller: Party::Phone(plan.caller.clone()),
             callee: answered_by.map_or(Party::Unknown, Party::Trunk),
             site: plan.site.clone(),
             dialled: number,
-            media: None,
-            to_tag: responses.answered().to_tag,
+            media: won.media,
+            to_tag: won.to_tag,
         };
-        self.calls
-            .invite_ended(call_id, code, unix_ms(), Some(parties));
+        if !self
+            .calls
+            .invite_ended(call_id, code, unix_ms(), Some(parties))
+            && let Some(server) = won_at
+        {
+            self.media_delete(server, call_id);
+        }
         self.linger(key, permit).await;
     }
 }
