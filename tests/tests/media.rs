@@ -6,7 +6,9 @@
 //! packets) and stays there through hold and resume (the re-INVITEs are offered there
 //! too), the status role counts the call at that server, the BYE deletes the
 //! session, and when the media server a call used dies the edges and the status role mark
-//! it DOWN and the next call goes to the other.
+//! it DOWN and the next call goes to the other. A phone behind a NAT (its SDP names an
+//! address nobody can reach) is anchored where the site anchors only what needs it, and
+//! hears and is heard.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +17,7 @@ use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     fleet::{softphones_at, wait_contacts},
     media::Rtpengine,
+    sip::{Caller, branch, headers, in_dialog, status},
     softphones::Softphone,
 };
 
@@ -139,6 +142,130 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
     call_through(&sb, &living, &mut baresip, &linphonec, 2).await;
     baresip.stop().unwrap();
     linphonec.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_behind_a_nat_gets_its_media_anchored() {
+    let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
+        .await
+        .unwrap();
+    let engine = Rtpengine::start(&sb.dir().join("media"), "a")
+        .await
+        .unwrap();
+    cfg.create_media_server(pb::CreateMediaServerRequest {
+        media_server: Some(pb::MediaServer {
+            id: "rtp-a".into(),
+            region: "local".into(),
+            ng_address: engine.ng.to_string(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    // The site anchors only what needs it.
+    let mut site = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    site.media_regions = vec!["local".into()];
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
+        .await
+        .unwrap();
+    let phones = softphones_at(&mut cfg, &["201", "202"], "nat")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = sb.dir().join("softphones");
+    let mut baresip = Softphone::baresip(
+        &dir,
+        &format!("127.0.0.1:{}", sb.nodes[1].sip.udp),
+        &phones[0],
+        60,
+    )
+    .unwrap();
+    let mut e = sb.nodes[1].edge_client(ADMIN_TOKEN).await.unwrap();
+    assert!(
+        wait_contacts(&mut e, &phones[0].phone_id, 1, Duration::from_secs(15)).await,
+        "never registered:\n{}",
+        baresip.log_text()
+    );
+
+    // Phone 202 behind a NAT: its SDP names 10.255.0.1 (its address inside, which nobody
+    // here can reach) while its SIP and RTP come from 127.0.0.1. Its "microphone" sends
+    // back whatever it hears (an RTP echo on its media port).
+    let media = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let media_port = media.local_addr().unwrap().port();
+    let echo = tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = media.recv_from(&mut buf).await {
+            let _ = media.send_to(&buf[..n], from).await;
+        }
+    });
+    let phone = Caller::line(&phones[1].sip_user, &phones[1].password)
+        .await
+        .unwrap();
+    let sdp = format!(
+        "v=0\r\no=nat 1 1 IN IP4 10.255.0.1\r\ns=-\r\nc=IN IP4 10.255.0.1\r\nt=0 0\r\n\
+         m=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    );
+    let invite = phone.text("INVITE", "201", &branch(), "INVITE").replace(
+        "Content-Length: 0\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            sdp.len()
+        ),
+    ) + &sdp;
+    let edge = sb.udp(2);
+    phone.send(&invite, edge).await;
+    let answers = phone.responses("INVITE", Duration::from_secs(10)).await;
+    let ok = answers
+        .iter()
+        .find(|r| status(r) == 200)
+        .unwrap_or_else(|| panic!("not answered: {answers:?}\n{}", baresip.log_text()))
+        .clone();
+    let contact = headers(&ok, "contact")[0]
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (ack, hop) = in_dialog(&invite, &ok, "ACK", 1, &contact);
+    phone.send_raw(&ack, hop).await;
+    let Some((_, call)) = holder(std::slice::from_ref(&engine)).await else {
+        panic!("a caller behind a NAT is not anchored:\n{ok}");
+    };
+    let (flowing, packets) = media_both_ways(&engine, &call).await;
+    assert!(
+        flowing,
+        "media did not flow both ways through rtpengine: {packets:?}\n{}\n{}",
+        baresip.log_text(),
+        engine.log_text()
+    );
+    let label = "media_server=\"rtp-a\"";
+    assert_eq!(
+        sb.nodes[2]
+            .metric("dialtone_media_anchored_total", label)
+            .await,
+        Some(1),
+        "the entering edge anchored the call"
+    );
+    let (bye, hop) = in_dialog(&invite, &ok, "BYE", 2, &contact);
+    phone.send(&bye, hop).await;
+    assert!(
+        baresip
+            .wait_log("session closed", 1, Duration::from_secs(10))
+            .await,
+        "the BYE did not end the call:\n{}",
+        baresip.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !engine.calls().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the session outlived the BYE");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    echo.abort();
+    baresip.stop().unwrap();
 }
 
 /// The status of media server `id` once `ready` holds for it (within 5 s; the last seen
