@@ -8,7 +8,8 @@
 //! session, and when the media server a call used dies the edges and the status role mark
 //! it DOWN and the next call goes to the other. A phone behind a NAT (its SDP names an
 //! address nobody can reach) is anchored where the site anchors only what needs it, and
-//! hears and is heard.
+//! hears and is heard; so does its late offer (an INVITE without SDP: the 2xx offers,
+//! the ACK answers).
 
 use std::time::{Duration, Instant};
 
@@ -145,7 +146,7 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_phone_behind_a_nat_gets_its_media_anchored() {
+async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_one() {
     let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
         .await
         .unwrap();
@@ -257,6 +258,68 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored() {
             .wait_log("session closed", 1, Duration::from_secs(10))
             .await,
         "the BYE did not end the call:\n{}",
+        baresip.log_text()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !engine.calls().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the session outlived the BYE");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A late offer (RFC 3261 §13.2.1): an INVITE without SDP, where the site now anchors
+    // every call. baresip's 2xx offers, the phone's ACK answers; both reach rtpengine in
+    // that order and the media flows through it as before.
+    let mut site = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    site.media_anchoring = pb::MediaAnchoring::Always as i32;
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let invite = phone.text("INVITE", "201", &branch(), "INVITE");
+    phone.send(&invite, edge).await;
+    let answers = phone.responses("INVITE", Duration::from_secs(10)).await;
+    let ok = answers
+        .iter()
+        .find(|r| status(r) == 200)
+        .unwrap_or_else(|| panic!("not answered: {answers:?}\n{}", baresip.log_text()))
+        .clone();
+    assert!(ok.contains("m=audio"), "the 2xx carries the offer: {ok}");
+    let contact = headers(&ok, "contact")[0]
+        .trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap()
+        .to_owned();
+    let (ack, hop) = in_dialog(&invite, &ok, "ACK", 1, &contact);
+    let ack = ack.replace(
+        "Content-Length: 0\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            sdp.len()
+        ),
+    ) + &sdp;
+    phone.send_raw(&ack, hop).await;
+    let Some((_, call)) = holder(std::slice::from_ref(&engine)).await else {
+        panic!("the late offer was not anchored:\n{ok}");
+    };
+    let (flowing, packets) = media_both_ways(&engine, &call).await;
+    assert!(
+        flowing,
+        "a late offer's media did not flow both ways: {packets:?}\n{}\n{}",
+        baresip.log_text(),
+        engine.log_text()
+    );
+    let (bye, hop) = in_dialog(&invite, &ok, "BYE", 2, &contact);
+    phone.send(&bye, hop).await;
+    assert!(
+        baresip
+            .wait_log("session closed", 2, Duration::from_secs(10))
+            .await,
+        "the BYE did not end the late-offer call:\n{}",
         baresip.log_text()
     );
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -261,7 +261,16 @@ impl Delivery {
                                 resp.body = sdp.clone();
                             }
                             _ => {
-                                if let Some(sdp) = self.media_answer(leg, &resp, &summary).await {
+                                // A late offer's 2xx offers; its 18x's SDP goes on as it
+                                // came (not reliable, so not an offer of the call).
+                                let rewritten = match (leg.late, code) {
+                                    (true, 200..=299) => {
+                                        self.media_late_offer(leg, &resp, &summary).await
+                                    }
+                                    (true, _) => None,
+                                    (false, _) => self.media_answer(leg, &resp, &summary).await,
+                                };
+                                if let Some(sdp) = rewritten {
                                     let body = std::mem::replace(&mut resp.body, sdp.clone());
                                     last_answer = Some((to_tag, body, sdp));
                                 }

@@ -33,6 +33,8 @@ pub(crate) struct CallMedia {
     pub caller: Party,
     pub call_id: String,
     pub from_tag: String,
+    /// The INVITE has no SDP: the callee's 2xx will offer (`late_offer`).
+    pub late: bool,
 }
 
 /// One branch's anchored media: where, and who is on each side.
@@ -48,6 +50,8 @@ pub(crate) struct MediaLeg {
     /// The callee is reached over its own flow (its address is where it sends from);
     /// not through another edge.
     pub callee_direct: bool,
+    /// The request has no SDP: the callee's 2xx offers and the caller's ACK answers.
+    pub late: bool,
 }
 
 impl MediaLeg {
@@ -103,8 +107,8 @@ pub(crate) fn party(webrtc: bool, transport: Transport, addr: SocketAddr) -> Par
 
 impl Delivery {
     /// The media context of an INVITE `m` from `src` counted under `site` (`trusted`: a
-    /// trusted peer's, a carrier's, whose SDP is taken as meant); none when the INVITE has
-    /// no SDP, the site is unknown or has no media server, or no `ng` client runs.
+    /// trusted peer's, a carrier's, whose SDP is taken as meant); none when the site is
+    /// unknown or has no media server, or no `ng` client runs.
     pub(crate) fn call_media(
         &self,
         m: &Message,
@@ -116,18 +120,21 @@ impl Delivery {
         // A site without media servers in its regions anchors nothing (and costs a call
         // nothing more: no SDP is read).
         let plan = self.cache.read().media_plan(site?)?;
-        let summary = sdp_of(m)?;
+        // Without SDP (a late offer) the caller is taken for plain RTP, as only a SIP
+        // phone or a carrier sends one; its NAT shows only in its ACK.
+        let summary = sdp_of(m);
         let from_tag = m.addressing().ok()?.from.tag?.to_owned();
         Some(CallMedia {
             plan,
             caller: Party {
-                side: summary.side(),
+                side: summary.as_ref().map_or(Side::Rtp, Summary::side),
                 source: src,
-                behind_nat: !trusted && summary.behind_nat(src),
+                behind_nat: !trusted && summary.as_ref().is_some_and(|s| s.behind_nat(src)),
                 fixed_address: false,
             },
             call_id: m.get("call-id")?.to_owned(),
             from_tag,
+            late: summary.is_none(),
         })
     }
 
@@ -156,6 +163,24 @@ impl Delivery {
             warn!(call_id = %call.call_id, ?why, "no media server up in the site's regions: media not anchored");
             return None;
         }
+        if call.late {
+            // Nothing to offer yet: the call is anchored at the first server up, which
+            // gets the callee's offer from its 2xx.
+            let server = servers.first()?;
+            offered_at.lock().push(server.ng);
+            self.media_health.anchored(&server.id);
+            let leg = MediaLeg {
+                server: server.ng,
+                call_id: call.call_id.clone(),
+                from_tag: call.from_tag.clone(),
+                via_branch: Some(via_branch),
+                caller: call.caller.clone(),
+                callee,
+                callee_direct,
+                late: true,
+            };
+            return Some((m.clone(), leg));
+        }
         let flags = anchor::flags(&call.caller, &callee);
         for server in servers {
             let dialog = Dialog {
@@ -183,6 +208,7 @@ impl Delivery {
                         caller: call.caller.clone(),
                         callee,
                         callee_direct,
+                        late: false,
                     };
                     return Some((offered, leg));
                 }
@@ -194,16 +220,17 @@ impl Delivery {
         None
     }
 
-    /// A re-INVITE or UPDATE `m` with SDP, of a call anchored as `at` says, offered at
-    /// its media server so the call's media stays there (hold, resume, a new codec);
-    /// none when the call is not anchored here or the media server refused (the request
-    /// then goes on as it came).
+    /// A re-INVITE or UPDATE `m` of a call anchored as `at` says, offered at its media
+    /// server so the call's media stays there (hold, resume, a new codec); a re-INVITE
+    /// without SDP goes on as it came, its 2xx's offer and its ACK's answer to come
+    /// (`late_offer`). None when the call is not anchored here or the media server
+    /// refused (the request then goes on as it came).
     pub(crate) async fn media_reoffer(
         &self,
         m: &Message,
         at: &crate::delivery::calls::Anchored,
     ) -> Option<(Message, MediaLeg)> {
-        let summary = sdp_of(m)?;
+        let summary = sdp_of(m);
         let a = m.addressing().ok()?;
         let (from_tag, to_tag) = (a.from.tag?.to_owned(), a.to.tag?.to_owned());
         let from_caller = cut(&from_tag, MAX_TAG) == at.caller_tag;
@@ -222,12 +249,26 @@ impl Delivery {
             fixed_address: false,
         };
         let mut sender = party(sender);
+        let receiver = party(receiver);
+        let call_id = m.get("call-id")?.to_owned();
+        let Some(summary) = summary else {
+            // A re-INVITE without SDP: the 2xx offers, the ACK answers (`late_offer`).
+            let leg = MediaLeg {
+                server: at.server,
+                call_id,
+                from_tag,
+                via_branch: None,
+                caller: sender,
+                callee: receiver,
+                callee_direct: false,
+                late: true,
+            };
+            return Some((m.clone(), leg));
+        };
         if summary.webrtc() {
             sender.side = Side::WebRtc;
         }
-        let receiver = party(receiver);
         let flags = anchor::flags(&sender, &receiver);
-        let call_id = m.get("call-id")?.to_owned();
         let dialog = Dialog {
             call_id: &call_id,
             from_tag: &from_tag,
@@ -248,6 +289,7 @@ impl Delivery {
                     caller: sender,
                     callee: receiver,
                     callee_direct: false,
+                    late: false,
                 };
                 Some((out, leg))
             }
@@ -291,7 +333,7 @@ impl Delivery {
 
     /// `message` (an `offer` or `answer`, `command`) sent to the media server at `server`
     /// from the main runtime, where the client's socket lives: the SDP of its reply.
-    async fn ng_sdp(
+    pub(super) async fn ng_sdp(
         &self,
         server: SocketAddr,
         command: &'static str,

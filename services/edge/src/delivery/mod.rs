@@ -20,6 +20,7 @@ pub(crate) mod calls;
 mod client;
 pub(crate) mod forwarding;
 pub(crate) mod in_dialog;
+mod late_offer;
 pub(crate) mod media;
 pub(crate) mod media_health;
 mod responses;
@@ -161,6 +162,8 @@ pub(crate) struct Delivery {
     pub(crate) trunk_health: trunk_health::TrunkHealth,
     /// Which media servers answer their pings.
     pub(crate) media_health: media_health::MediaHealth,
+    /// Late offers whose answer (in the ACK) the media server waits for.
+    pub(crate) late_answers: late_offer::LateAnswers,
     parts: DeliveryParts,
 }
 
@@ -183,6 +186,7 @@ impl Delivery {
             calls: calls::Calls::default(),
             trunk_health: trunk_health::TrunkHealth::default(),
             media_health: media_health::MediaHealth::default(),
+            late_answers: late_offer::LateAnswers::default(),
             counts: Counters::new(
                 "dialtone_edge_deliveries_total",
                 "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route; calls out: sent to a carrier trunk target, moved on to the next target (408, 5xx, no answer).",

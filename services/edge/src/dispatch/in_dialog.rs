@@ -27,7 +27,19 @@ impl Dispatcher {
             if !self.delivery.is_under_way(&m, &src)
                 && let Ok(onward) = route
             {
-                self.delivery.forward_ack(&m, onward);
+                // The answer to a late offer this edge made goes to the media server first.
+                let late = m
+                    .get("call-id")
+                    .is_some_and(|c| self.delivery.late_answers.waiting(c));
+                if late {
+                    let delivery = self.delivery.clone();
+                    self.spawn_delivery(async move {
+                        let answered = delivery.media_late_answer(&m, src.ip).await;
+                        delivery.forward_ack(answered.as_ref().unwrap_or(&m), onward);
+                    });
+                } else {
+                    self.delivery.forward_ack(&m, onward);
+                }
             }
             return;
         }
