@@ -7,7 +7,10 @@ flags; the control node and the three edges run `dialtone serve` with exactly th
 environment except for addresses (each `0.0.0.0:PORT` or `host:PORT` becomes a free port on
 127.0.0.1, `/secrets` a temporary folder, the collector an OTLP sink that is not there);
 the seed script publishes the edge group with the real dialtonectl. Every node must answer
-/readyz, and the group must hold the three edges. Mounted files must exist, and the
+/readyz, and the group must hold the three edges. The media profile runs too: rtpengine
+and coturn with the compose commands (their compose-network addresses become 127.0.0.1,
+their ports free ones), the seed-media script registers them, and the edges must report
+the media server UP through the status role. Mounted files must exist, and the
 collector and Prometheus configuration must be well-formed YAML naming what the nodes send.
 
 Usage: python3 scripts/compose_check.py (after `cargo build --bins`)."""
@@ -165,8 +168,12 @@ def main():
                            capture_output=True, text=True, timeout=30)
         if r.returncode != 0 or not all(e in r.stdout for e in ("edge-1", "edge-2", "edge-3")):
             return [f"edge group after seeding: {r.stdout} {r.stderr}"]
+        problems = media_profile(services, tmp, secrets, env)
+        if problems:
+            return problems
         print("compose trial: etcd, control and 3 edges ready with the compose settings; "
-              "seed published edge group 'local'")
+              "seed published edge group 'local'; rtpengine and coturn of the media "
+              "profile ran, seed-media registered them and the status role shows rtp-1 UP")
         return []
     finally:
         for p in reversed(procs):
@@ -177,6 +184,68 @@ def main():
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def media_profile(services, tmp, secrets, env):
+    """Runs the media profile's rtpengine and coturn as compose starts them (addresses on
+    127.0.0.1), registers them with seed-media.sh, and waits for rtp-1 to be UP."""
+    for name in ("rtpengine", "coturn", "seed-media"):
+        if "media" not in services[name].get("profiles", []):
+            return [f"{name}: not in the media profile (media must stay optional)"]
+    ng = f"127.0.0.1:{free_port()}"
+    turn_port = free_port()
+    base = 24000 + 100 * random.randrange(40)
+
+    def local(arg):
+        arg = re.sub(r"172\.29\.0\.2[01](!127\.0\.0\.1)?", "127.0.0.1", arg)
+        arg = arg.replace("127.0.0.1:2223", ng).replace("=3478", f"={turn_port}")
+        for old, new in (("30000", base), ("30099", base + 49), ("30100", base + 50),
+                         ("30199", base + 99)):
+            arg = arg.replace(f"={old}", f"={new}")
+        return arg.replace("/secrets", str(secrets)).replace("/tmp/", f"{tmp}/")
+
+    rtpengine = [local(a) for a in services["rtpengine"]["command"]]
+    coturn = [local(a).replace("$$", "$") for a in services["coturn"]["entrypoint"]]
+    procs = []
+    try:
+        for name, cmd in (("rtpengine", rtpengine), ("coturn", coturn)):
+            log = open(tmp / f"{name}.log", "w")
+            procs.append(subprocess.Popen(cmd, stdout=log, stderr=log))
+        seed = (COMPOSE / "seed-media.sh").read_text().replace("/secrets", str(secrets))
+        menv = dict(env, MEDIA_NG=ng, MEDIA_TURN=f"turn:127.0.0.1:{turn_port}?transport=udp")
+        menv.pop("DIALTONE_TOKEN", None)
+        r = subprocess.run(["sh", "-c", seed], env=menv, capture_output=True, text=True,
+                           timeout=150)
+        if r.returncode != 0:
+            return [f"seed-media failed: {r.stderr.strip()}"]
+        deadline = time.time() + 20
+        out = ""
+        while time.time() < deadline:
+            r = subprocess.run([str(BIN / "dialtonectl"), "status", "media-servers"], env=env,
+                               capture_output=True, text=True, timeout=30)
+            out = r.stdout + r.stderr
+            if re.search(r"rtp-1\s.*\bUP\b", out):
+                break
+            time.sleep(0.5)
+        else:
+            logs = {n: (tmp / f"{n}.log").read_text()[-800:] for n in ("rtpengine", "coturn")}
+            return [f"media server rtp-1 never UP: {out}\n{logs}"]
+        # coturn holds its UDP port (a bind of it here fails).
+        with socket.socket(type=socket.SOCK_DGRAM) as u:
+            try:
+                u.bind(("127.0.0.1", turn_port))
+                return [f"coturn did not listen: {(tmp / 'coturn.log').read_text()[-800:]}"]
+            except OSError:
+                pass
+        return []
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
 
 
 def flags_env():
