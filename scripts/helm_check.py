@@ -6,10 +6,12 @@ Operator's ServiceMonitor) are checked for their required fields only.
 
 The edge-group Job of ci/provisioning-values.yaml is also run for real: its rendered shell
 command, with the real dialtonectl, against a real `dialtone serve --roles config` (when the
-binaries are built), twice (create, then replace), and the group it leaves is checked.
+binaries are built), twice (create, then replace), and the group it leaves is checked; so is
+the media DaemonSet's registration (ci/media-values.yaml) and the media server it leaves.
 
 Run by scripts/helm-check.sh, which installs helm-python-sdk and kubernetes-validate."""
 
+import contextlib
 import json
 import os
 import pathlib
@@ -40,11 +42,10 @@ ROOT = CHART.parent.parent
 BIN = ROOT / "target" / "debug"
 
 
-def run_edge_group_job(job, values):
-    """Runs the Job's container command against a local config node; returns problems."""
-    if not (BIN / "dialtone").exists() or not (BIN / "dialtonectl").exists():
-        return ["edge-group job: target/debug/dialtone(ctl) not built"]
-    c = job["spec"]["template"]["spec"]["containers"][0]
+@contextlib.contextmanager
+def config_node():
+    """A real `dialtone serve --roles config` on loopback: yields the environment a
+    dialtonectl container gets (its server and admin token), or None when it did not start."""
     data = tempfile.mkdtemp(prefix="dialtone-helm-job-")
     node = subprocess.Popen(
         [str(BIN / "dialtone"), "serve", "--roles", "config", "--data-dir", data,
@@ -57,14 +58,37 @@ def run_edge_group_job(job, values):
                 break
             time.sleep(0.05)
         else:
-            return ["edge-group job: the config node did not start"]
-        env = {e["name"]: e.get("value", "") for e in c["env"]}
-        env.update(
+            yield None
+            return
+        yield dict(
             PATH=f"{BIN}:{os.environ['PATH']}",
             DIALTONE_SERVER=endpoint.read_text().strip(),
             DIALTONE_TOKEN=(pathlib.Path(data) / "admin-token").read_text().strip(),
             HOME=data,
         )
+    finally:
+        node.terminate()
+        try:
+            node.wait(10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def built():
+    return (BIN / "dialtone").exists() and (BIN / "dialtonectl").exists()
+
+
+def run_edge_group_job(job, values):
+    """Runs the Job's container command against a local config node; returns problems."""
+    if not built():
+        return ["edge-group job: target/debug/dialtone(ctl) not built"]
+    c = job["spec"]["template"]["spec"]["containers"][0]
+    with config_node() as node:
+        if node is None:
+            return ["edge-group job: the config node did not start"]
+        env = {e["name"]: e.get("value", "") for e in c["env"]}
+        env.update(node)
         for attempt in ("create", "replace"):
             r = subprocess.run(c["command"] + c["args"], env=env, capture_output=True, text=True,
                                timeout=60)
@@ -93,13 +117,49 @@ def run_edge_group_job(job, values):
             print(f"  edge-group job: ran twice against a real config node; group "
                   f"{g['id']} holds {', '.join(got)}")
         return problems
-    finally:
-        node.terminate()
-        try:
-            node.wait(10)
-        except subprocess.TimeoutExpired:
-            node.kill()
-        shutil.rmtree(data, ignore_errors=True)
+
+
+def run_media_register(ds, values):
+    """Runs the media DaemonSet's `register` init container (its shell command, the real
+    dialtonectl) against a local config node, as the pod of node `Node-7.Example` at
+    10.1.2.3 would, twice (create, then update); checks the media server it leaves."""
+    if not built():
+        return ["media register: target/debug/dialtone(ctl) not built"]
+    c = next(i for i in ds["spec"]["template"]["spec"]["initContainers"] if i["name"] == "register")
+    fields = {"spec.nodeName": "Node-7.Example", "status.hostIP": "10.1.2.3"}
+    with config_node() as node:
+        if node is None:
+            return ["media register: the config node did not start"]
+        env = {}
+        for e in c["env"]:
+            ref = e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+            env[e["name"]] = fields.get(ref, e.get("value", ""))
+        env.update(node)
+        for attempt in ("create", "update"):
+            r = subprocess.run(c["command"] + c["args"], env=env, capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode != 0:
+                return [f"media register ({attempt}) failed: {r.stderr.strip()}"]
+        r = subprocess.run([str(BIN / "dialtonectl"), "-o", "json", "media-servers", "get",
+                            "rtp-node-7-example"], env=env, capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode != 0:
+            return [f"media register left no media server: {r.stderr.strip()}"]
+        m = json.loads(r.stdout)
+        m = m.get("media_server", m)
+        v = values["media"]
+        adv = v.get("advertiseAddress") or "10.1.2.3"
+        want = {
+            "region": v["region"],
+            "ng_address": "10.1.2.3:2223",
+            "turn_urls": [f"turn:{adv}:3478?transport=udp", f"turn:{adv}:3478?transport=tcp"],
+        }
+        got = {k: m.get(k) for k in want}
+        if got != want:
+            return [f"media register: media server {got}, want {want}"]
+        print(f"  media register: ran twice against a real config node; rtp-node-7-example "
+              f"in {v['region']} with {', '.join(want['turn_urls'])}")
+        return []
 
 
 def check(name, values):
@@ -126,6 +186,8 @@ def check(name, values):
             kind = (doc.get("apiVersion"), doc.get("kind"))
             if kind[1] == "Job" and dig(doc, "metadata.name") == "dt-dialtone-edge-group":
                 problems += run_edge_group_job(doc, values)
+            if kind[1] == "DaemonSet" and dig(doc, "metadata.name") == "dt-dialtone-media":
+                problems += run_media_register(doc, values)
             kinds.append(f"{kind[1]}/{dig(doc, 'metadata.name')}")
             if kind in CUSTOM:
                 problems += [

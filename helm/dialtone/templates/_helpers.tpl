@@ -57,6 +57,49 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The TURN REST API shared secret (coturn's static-auth-secret; the provisioning role
+hands out credentials made with it). */}}
+{{- define "dialtone.turnSecret" -}}
+{{- default (printf "%s-turn-secret" (include "dialtone.fullname" .)) .Values.secrets.turnSecret.existingSecret -}}
+{{- end -}}
+{{/* Whether the chart runs coturn (and the provisioning role gets the shared secret). */}}
+{{- define "dialtone.turnEnabled" -}}
+{{- if and .Values.media.enabled .Values.media.coturn.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Environment of a dialtonectl container talking to the config API (the edge-group Job, the
+media servers' registration): where the API is, over TLS when grpc.tls says so, and the
+API token from `token` ({name, key}; an empty name: the chart's admin-token Secret).
+Arguments: root, token.
+*/}}
+{{- define "dialtone.ctlEnv" -}}
+{{- $root := .root -}}
+{{- $fullname := include "dialtone.fullname" $root -}}
+{{- if $root.Values.grpc.tls.secretName }}
+# gRPC over TLS: the Secret's certificate must name {{ $fullname }}-config (and
+# allow client authentication when client certificates are required).
+- name: DIALTONE_SERVER
+  value: "https://{{ $fullname }}-config:{{ $root.Values.config.grpcPort }}"
+- name: DIALTONE_CA
+  value: /etc/dialtone/grpc-tls/ca.crt
+{{- if $root.Values.grpc.tls.requireClientCertificates }}
+- name: DIALTONE_CERT
+  value: /etc/dialtone/grpc-tls/tls.crt
+- name: DIALTONE_KEY
+  value: /etc/dialtone/grpc-tls/tls.key
+{{- end }}
+{{- else }}
+- name: DIALTONE_SERVER
+  value: "http://{{ $fullname }}-config:{{ $root.Values.config.grpcPort }}"
+{{- end }}
+- name: DIALTONE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ default (include "dialtone.adminTokenSecret" $root) .token.name }}
+      key: {{ .token.key }}
+{{- end -}}
+
 {{/* etcd client endpoints, comma-separated: the bundled members or externalEtcd.endpoints. */}}
 {{- define "dialtone.etcdEndpoints" -}}
 {{- if .Values.etcd.enabled -}}

@@ -70,6 +70,11 @@ spec:
             - name: DIALTONE_PROVISIONING_CLIENT_CA
               value: /etc/dialtone/client-ca/ca.crt
             {{- end }}
+            {{- if include "dialtone.turnEnabled" $root }}
+            # WebRTC phones get time-limited credentials for the media servers' coturn.
+            - name: DIALTONE_TURN_SECRET_FILE
+              value: /etc/dialtone/secrets/turn-secret/{{ $root.Values.secrets.turnSecret.key }}
+            {{- end }}
             {{- end }}
             {{- with $c.extraEnv }}
             {{- toYaml . | nindent 12 }}
@@ -107,6 +112,11 @@ spec:
               mountPath: /etc/dialtone/client-ca
               readOnly: true
             {{- end }}
+            {{- if include "dialtone.turnEnabled" $root }}
+            - name: turn-secret
+              mountPath: /etc/dialtone/secrets/turn-secret
+              readOnly: true
+            {{- end }}
             {{- end }}
       volumes:
         {{- include "dialtone.commonVolumes" $root | nindent 8 }}
@@ -123,6 +133,11 @@ spec:
         - name: client-ca
           secret:
             secretName: {{ $c.tls.clientCaSecretName }}
+        {{- end }}
+        {{- if include "dialtone.turnEnabled" $root }}
+        - name: turn-secret
+          secret:
+            secretName: {{ include "dialtone.turnSecret" $root }}
         {{- end }}
         {{- end }}
       {{- with $c.nodeSelector }}
