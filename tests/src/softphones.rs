@@ -32,6 +32,20 @@ impl Softphone {
     /// over its control port; no sound card: a 440 Hz sine is its microphone (`ausine`
     /// only makes 48 kHz stereo), nothing plays what it hears.
     pub fn baresip(dir: &Path, edge: &str, p: &Seeded, regint: u32) -> anyhow::Result<Self> {
+        Self::baresip_with(dir, edge, p, regint, "udp", "")
+    }
+
+    /// [`Softphone::baresip`] registering over `transport` (`udp`, `tcp`, `tls`: `edge` is
+    /// then the edge's address for it), with `params` added to its account (e.g.
+    /// `;mediaenc=srtp-mand`: SRTP keyed by SDES, required).
+    pub fn baresip_with(
+        dir: &Path,
+        edge: &str,
+        p: &Seeded,
+        regint: u32,
+        transport: &str,
+        params: &str,
+    ) -> anyhow::Result<Self> {
         let dir = dir.join(format!("baresip-{}", p.sip_user));
         std::fs::create_dir_all(&dir)?;
         // SIP on `port` (UDP and TCP, TLS on `port + 1`), the control socket on another.
@@ -43,6 +57,7 @@ impl Softphone {
                 "module_path /usr/lib/baresip/modules\nsip_listen 127.0.0.1:{port}\n\
                  module_app account.so\nmodule_app menu.so\nmodule_app ctrl_tcp.so\n\
                  ctrl_tcp_listen 127.0.0.1:{ctrl}\nmodule g711.so\nmodule ausine.so\n\
+                 module srtp.so\n\
                  audio_player nil\naudio_alert nil\naudio_source ausine,440\n\
                  ausrc_srate 48000\nausrc_channels 2\n"
             ),
@@ -50,9 +65,14 @@ impl Softphone {
         std::fs::write(
             dir.join("accounts"),
             format!(
-                "<sip:{u}@127.0.0.1>;auth_pass={pw};outbound=\"sip:{edge};transport=udp\";regint={regint};answermode=auto\n",
+                "<sip:{u}@127.0.0.1{aor}>;auth_pass={pw};outbound=\"sip:{edge};transport={transport}\";regint={regint};answermode=auto{params}\n",
                 u = p.sip_user,
-                pw = p.password
+                pw = p.password,
+                aor = if transport == "udp" {
+                    String::new()
+                } else {
+                    format!(";transport={transport}")
+                },
             ),
         )?;
         let log = dir.join("baresip.log");

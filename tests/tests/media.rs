@@ -9,14 +9,16 @@
 //! it DOWN and the next call goes to the other. A phone behind a NAT (its SDP names an
 //! address nobody can reach) is anchored where the site anchors only what needs it, and
 //! hears and is heard; so does its late offer (an INVITE without SDP: the 2xx offers,
-//! the ACK answers).
+//! the ACK answers). A phone on a TLS line whose profile asks for SRTP keyed by SDES and a
+//! plain-RTP phone call each other: the media server encrypts for one, decrypts for the
+//! other.
 
 use std::time::{Duration, Instant};
 
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
-    fleet::{softphones_at, wait_contacts},
+    fleet::{create_profile, phone_at, softphones_at, wait_contacts},
     media::Rtpengine,
     sip::{Caller, branch, headers, in_dialog, status},
     softphones::Softphone,
@@ -329,6 +331,135 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
     }
     echo.abort();
     baresip.stop().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sdes_phone_on_a_tls_line_and_a_plain_phone_talk_through_rtpengine() {
+    let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
+        .await
+        .unwrap();
+    let engine = Rtpengine::start(&sb.dir().join("media"), "a")
+        .await
+        .unwrap();
+    cfg.create_media_server(pb::CreateMediaServerRequest {
+        media_server: Some(pb::MediaServer {
+            id: "rtp-a".into(),
+            region: "local".into(),
+            ng_address: engine.ng.to_string(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    // The site anchors only what needs it: SRTP on one side and plain RTP on the other
+    // does.
+    let mut site = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    site.media_regions = vec!["local".into()];
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
+        .await
+        .unwrap();
+    // SDES is refused on a profile whose phones would send the keys over UDP...
+    let bad = create_profile(
+        &mut cfg,
+        "secure",
+        "Secure",
+        pb::MetaBase::GenericSip,
+        pb::PhoneSettings {
+            media_encryption: pb::MediaEncryption::Sdes as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(bad.contains("media_encryption"), "{bad}");
+    // ... and taken over TLS.
+    create_profile(
+        &mut cfg,
+        "secure",
+        "Secure",
+        pb::MetaBase::GenericSip,
+        pb::PhoneSettings {
+            media_encryption: pb::MediaEncryption::Sdes as i32,
+            transport: pb::Transport::Tls as i32,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let secure = phone_at(&mut cfg, "201", "srtp0", pb::PhoneKind::Unmanaged, "secure")
+        .await
+        .unwrap();
+    let plain = phone_at(&mut cfg, "202", "srtp1", pb::PhoneKind::Unmanaged, "desk")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let dir = sb.dir().join("softphones");
+    // baresip over TLS, SRTP keyed by SDES required of every call; linphonec plain.
+    let tls = format!("127.0.0.1:{}", sb.nodes[1].sip.tls);
+    let mut baresip =
+        Softphone::baresip_with(&dir, &tls, &secure, 60, "tls", ";mediaenc=srtp-mand").unwrap();
+    let udp = format!("127.0.0.1:{}", sb.nodes[2].sip.udp);
+    let mut linphonec = Softphone::linphonec(&dir, &udp, &plain, "MD5", 60).unwrap();
+    linphonec.auto_answer().unwrap();
+    for (node, p, phone) in [(1, &secure, &baresip), (2, &plain, &linphonec)] {
+        let mut e = sb.nodes[node].edge_client(ADMIN_TOKEN).await.unwrap();
+        assert!(
+            wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(15)).await,
+            "never registered:\n{}",
+            phone.log_text()
+        );
+    }
+    // The SRTP phone calls the plain one, then the plain one calls back: each call is
+    // anchored, each side gets what it speaks, and the audio flows both ways.
+    for (n, caller_is_secure) in [(1, true), (2, false)] {
+        if caller_is_secure {
+            baresip.dial("sip:202@127.0.0.1").unwrap();
+        } else {
+            linphonec.dial("sip:201@127.0.0.1").unwrap();
+        }
+        assert!(
+            baresip
+                .wait_log("Call established", n, Duration::from_secs(10))
+                .await,
+            "call {n} was not established:\n{}",
+            logs(&baresip, &linphonec)
+        );
+        let Some((_, call)) = holder(std::slice::from_ref(&engine)).await else {
+            panic!("call {n} is not anchored:\n{}", logs(&baresip, &linphonec));
+        };
+        let (flowing, packets) = media_both_ways(&engine, &call).await;
+        assert!(
+            flowing,
+            "call {n}: media did not flow both ways: {packets:?}\n{}\n{}",
+            logs(&baresip, &linphonec),
+            engine.log_text()
+        );
+        baresip.hang_up().unwrap();
+        assert!(
+            linphonec
+                .wait_log("to LinphoneCallEnd", n, Duration::from_secs(10))
+                .await,
+            "call {n} did not end:\n{}",
+            logs(&baresip, &linphonec)
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !engine.calls().await.unwrap().is_empty() {
+            assert!(Instant::now() < deadline, "the session outlived the BYE");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // baresip registered over TLS and keyed SRTP for both calls (from the media server's
+    // a=crypto: linphonec offered and answered plain RTP).
+    let log = baresip.log_text();
+    assert!(log.contains("{0/TLS/v4} 200 OK"), "{log}");
+    assert_eq!(log.matches("SRTP is Enabled").count(), 2, "{log}");
+    baresip.stop().unwrap();
+    linphonec.stop().unwrap();
 }
 
 /// The status of media server `id` once `ready` holds for it (within 5 s; the last seen

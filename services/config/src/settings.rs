@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use dialtone_proto::config::v1::{
-    CustomProperty, DtmfMode, MetaBase, PhoneSettings, PropertyType, Transport,
+    CustomProperty, DtmfMode, MediaEncryption, MetaBase, PhoneSettings, PropertyType, Transport,
 };
 
 pub(crate) use dialtone_domain::settings::{
@@ -84,6 +84,14 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
         return Err(ConfigError::invalid(
             f("transport"),
             "WebRTC phones register over WS or WSS only",
+        ));
+    }
+    let encryption = MediaEncryption::try_from(s.media_encryption)
+        .map_err(|_| ConfigError::invalid(f("media_encryption"), "unknown media encryption"))?;
+    if matches!(meta, MetaBase::Webrtc) && encryption == MediaEncryption::Sdes {
+        return Err(ConfigError::invalid(
+            f("media_encryption"),
+            "WebRTC phones always use DTLS-SRTP, never SDES",
         ));
     }
     if let Some(pem) = s.tls_ca_pem.as_deref().filter(|p| !p.is_empty())
@@ -207,6 +215,12 @@ fn validate_custom_properties(props: &[CustomProperty], path: &str) -> Result<()
 
 /// Checks that only hold on the combined (effective) settings.
 pub fn validate_effective(s: &PhoneSettings, path: &str) -> Result<(), ConfigError> {
+    if s.media_encryption == MediaEncryption::Sdes as i32 && s.transport != Transport::Tls as i32 {
+        return Err(ConfigError::invalid(
+            format!("{path}.media_encryption"),
+            "SDES carries the SRTP keys in the SDP: it needs transport TLS",
+        ));
+    }
     let start = s.rtp_port_start.unwrap_or(4000);
     let count = s.rtp_port_count.unwrap_or(0);
     if start + count > 65536 {
@@ -450,6 +464,22 @@ mod tests {
             ),
             (
                 PhoneSettings {
+                    media_encryption: MediaEncryption::Sdes as i32,
+                    ..base()
+                },
+                MetaBase::Webrtc,
+                "s.media_encryption",
+            ),
+            (
+                PhoneSettings {
+                    media_encryption: 9,
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.media_encryption",
+            ),
+            (
+                PhoneSettings {
                     tls_ca_pem: Some("not pem".into()),
                     ..base()
                 },
@@ -633,6 +663,21 @@ mod tests {
             invalid_field(validate_effective(&merge(&t, &over), "s")),
             "s.e911_lis_url"
         );
+        // SDES over UDP would send the SRTP keys in clear: refused; over TLS it stands.
+        let over = PhoneSettings {
+            media_encryption: MediaEncryption::Sdes as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            invalid_field(validate_effective(&merge(&t, &over), "s")),
+            "s.media_encryption"
+        );
+        let over = PhoneSettings {
+            media_encryption: MediaEncryption::Sdes as i32,
+            transport: Transport::Tls as i32,
+            ..Default::default()
+        };
+        validate_effective(&merge(&t, &over), "s").unwrap();
     }
 
     /// The layering itself is tested with it, in `dialtone_domain::settings`.

@@ -3,7 +3,8 @@
 //! validates settings (`dialtone_config::settings`), everyone else only reads them.
 
 use dialtone_proto::config::v1::{
-    AutoConference, BaseSettings, DtmfMode, MetaBase, PhoneSettings, SoftphoneAudio, Transport,
+    AutoConference, BaseSettings, DtmfMode, MediaEncryption, MetaBase, PhoneSettings,
+    SoftphoneAudio, Transport,
 };
 
 /// Codecs Dialtone knows, as MIME subtypes (RFC 4855 names).
@@ -61,6 +62,7 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
         max_bindings: Some(3),
         transport: Transport::Udp as i32,
         softphone: None,
+        media_encryption: MediaEncryption::None as i32,
     };
     match meta {
         M::GenericSip | M::Unspecified => {
@@ -123,6 +125,9 @@ pub fn merge(base: &PhoneSettings, over: &PhoneSettings) -> PhoneSettings {
     }
     if over.transport != 0 {
         out.transport = over.transport;
+    }
+    if over.media_encryption != 0 {
+        out.media_encryption = over.media_encryption;
     }
     for p in &over.custom_properties {
         match out.custom_properties.iter_mut().find(|q| q.name == p.name) {

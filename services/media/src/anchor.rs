@@ -2,8 +2,9 @@
 //! side's SDP. Pure, and tested with a table of cases.
 //!
 //! Anchoring is not a choice when one side is a WebRTC endpoint (ICE and DTLS-SRTP, which
-//! a desk phone or a trunk does not speak: rtpengine bridges them), whatever the site
-//! says. A phone behind a NAT (its SDP names only addresses of its own side, none the one
+//! a desk phone or a trunk does not speak: rtpengine bridges them), or when one side
+//! requires SRTP keyed by SDES and the other speaks plain RTP (rtpengine encrypts for one
+//! and decrypts for the other), whatever the site says. A phone behind a NAT (its SDP names only addresses of its own side, none the one
 //! its SIP comes from) and a trunk that wants one fixed media address
 //! ([`Party::fixed_address`]; the edge anchors no call out to a trunk yet, so it never
 //! sets it today) are anchored unless the site says `never`; `always` anchors every call.
@@ -29,6 +30,9 @@ pub enum Anchoring {
 pub enum Side {
     /// Plain RTP (a desk phone, a softphone, a trunk).
     Rtp,
+    /// SRTP keyed by SDES, `RTP/SAVP` with `a=crypto` (a desk phone on a TLS line whose
+    /// profile asks for it).
+    Srtp,
     /// ICE and DTLS-SRTP over `UDP/TLS/RTP/SAVPF` (a browser or WebRTC app).
     WebRtc,
 }
@@ -49,6 +53,8 @@ pub struct Party {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Why {
     WebRtc,
+    /// One side requires SDES-SRTP, the other speaks plain RTP.
+    Srtp,
     Nat,
     Trunk,
     Policy,
@@ -59,6 +65,9 @@ pub fn decide(policy: Anchoring, caller: &Party, callee: &Party) -> Option<Why> 
     let parties = [caller, callee];
     if parties.iter().any(|p| p.side == Side::WebRtc) {
         return Some(Why::WebRtc);
+    }
+    if caller.side != callee.side {
+        return Some(Why::Srtp);
     }
     if policy == Anchoring::Never {
         return None;
@@ -93,13 +102,19 @@ pub fn flags(from: &Party, to: &Party) -> Flags {
             f.rtcp_mux = vec!["require"];
             f.flags.push("generate-mid");
         }
-        (Side::WebRtc, Side::Rtp) => {
-            f.transport_protocol = Some("RTP/AVP");
+        (Side::WebRtc, to) => {
+            // SDES keys for an SRTP desk phone (rtpengine's default), none for plain RTP.
+            let srtp = to == Side::Srtp;
+            f.transport_protocol = Some(if srtp { "RTP/SAVP" } else { "RTP/AVP" });
             f.ice = Some("remove");
             f.rtcp_mux = vec!["demux"];
-            f.sdes = vec!["off"];
+            if !srtp {
+                f.sdes = vec!["off"];
+            }
         }
-        (Side::Rtp, Side::Rtp) => {}
+        (Side::Rtp, Side::Srtp) => f.transport_protocol = Some("RTP/SAVP"),
+        (Side::Srtp, Side::Rtp) => f.transport_protocol = Some("RTP/AVP"),
+        (Side::Rtp, Side::Rtp) | (Side::Srtp, Side::Srtp) => {}
     }
     f
 }
@@ -124,8 +139,14 @@ mod tests {
         let natted = party(Side::Rtp, true, false);
         let browser = party(Side::WebRtc, false, false);
         let trunk = party(Side::Rtp, false, true);
+        let secure = party(Side::Srtp, false, false);
         // (site policy, caller, callee, anchored because)
         let cases = [
+            (WhenNeeded, &secure, &desk, Some(Why::Srtp)),
+            (Never, &desk, &secure, Some(Why::Srtp)),
+            (WhenNeeded, &secure, &secure, None),
+            (Always, &secure, &secure, Some(Why::Policy)),
+            (WhenNeeded, &secure, &browser, Some(Why::WebRtc)),
             (WhenNeeded, &desk, &desk, None),
             (Always, &desk, &desk, Some(Why::Policy)),
             (Never, &desk, &desk, None),
@@ -171,6 +192,31 @@ mod tests {
         assert_eq!(f.replace, ["origin", "session-connection"]);
         assert_eq!((f.transport_protocol, f.ice), (None, None));
         assert!(f.received_from.is_none() && f.flags.is_empty());
+        // SDES-SRTP and plain RTP: RTP/SAVP towards the SRTP phone (rtpengine adds its
+        // keys), RTP/AVP towards the plain one; a browser's offer to an SRTP phone keeps
+        // SDES.
+        let secure = party(Side::Srtp, false, false);
+        let cases = [
+            (&desk, &secure, Some("RTP/SAVP")),
+            (&secure, &desk, Some("RTP/AVP")),
+            (&secure, &secure, None),
+            (&browser, &secure, Some("RTP/SAVP")),
+            (&secure, &browser, Some("UDP/TLS/RTP/SAVPF")),
+        ];
+        for (from, to, want) in cases {
+            let f = flags(from, to);
+            assert_eq!(
+                f.transport_protocol, want,
+                "{:?} -> {:?}",
+                from.side, to.side
+            );
+            assert!(
+                f.sdes.is_empty(),
+                "{:?} -> {:?}: SDES stays on",
+                from.side,
+                to.side
+            );
+        }
         // Behind a NAT: the SIP source address, given to rtpengine.
         let f = flags(&natted, &desk);
         assert_eq!(f.flags, ["SIP-source-address"]);

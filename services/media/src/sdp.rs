@@ -64,6 +64,8 @@ impl Summary {
     pub fn side(&self) -> Side {
         if self.webrtc() {
             Side::WebRtc
+        } else if self.sdes() {
+            Side::Srtp
         } else {
             Side::Rtp
         }
@@ -131,6 +133,10 @@ mod tests {
         assert!(browser.webrtc() && !browser.sdes());
         let sdes = Summary::of(SDES.as_bytes()).unwrap();
         assert!(sdes.sdes() && !sdes.webrtc());
+        assert_eq!(
+            [desk.side(), browser.side(), sdes.side()],
+            [Side::Rtp, Side::WebRtc, Side::Srtp]
+        );
         assert_eq!(Summary::of(b"hello"), None);
         assert_eq!(Summary::of(&[0xff, 0xfe]), None);
     }

@@ -3,8 +3,11 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use dialtone_media::{anchor::Anchoring, select::Server};
-use dialtone_proto::config::v1::{MediaAnchoring, MediaServer, Site};
+use dialtone_media::{
+    anchor::{Anchoring, Side},
+    select::Server,
+};
+use dialtone_proto::config::v1::{MediaAnchoring, MediaEncryption, MediaServer, MetaBase, Site};
 
 use super::CredentialCache;
 
@@ -72,13 +75,30 @@ impl CredentialCache {
         self.media_servers.0.remove(id);
     }
 
-    /// Whether phone `id` is a WebRTC phone (its profile's family), whose media is ICE
-    /// and DTLS-SRTP whatever flow it is reached over.
-    pub fn is_webrtc(&self, id: &str) -> bool {
-        self.phones
-            .get(id)
-            .and_then(|p| self.bases.get(&p.base))
-            .is_some_and(|(meta, _)| *meta == dialtone_proto::config::v1::MetaBase::Webrtc)
+    /// What phone `id` speaks for media, by its settings: ICE and DTLS-SRTP for a WebRTC
+    /// phone (its profile's family) whatever flow it is reached over, SDES-SRTP where its
+    /// settings (its overrides, else its profile's) ask for it, else plain RTP.
+    pub fn media_side(&self, id: &str) -> Side {
+        let Some(phone) = self.phones.get(id) else {
+            return Side::Rtp;
+        };
+        let Some((meta, profile)) = self.bases.get(&phone.base) else {
+            return Side::Rtp;
+        };
+        if *meta == MetaBase::Webrtc {
+            return Side::WebRtc;
+        }
+        let encryption = phone
+            .overrides
+            .as_ref()
+            .map(|o| o.media_encryption)
+            .filter(|e| *e != 0)
+            .unwrap_or(profile.media_encryption);
+        if encryption == MediaEncryption::Sdes as i32 {
+            Side::Srtp
+        } else {
+            Side::Rtp
+        }
     }
 
     /// Every media server.

@@ -621,6 +621,57 @@ mod tests {
     }
 
     #[test]
+    fn a_phones_media_side_follows_its_profile_and_overrides() {
+        use dialtone_media::anchor::Side;
+        use dialtone_proto::config::v1::MediaEncryption;
+        let mut c = CredentialCache::new(Limits {
+            min_expires: 60,
+            max_expires: 3600,
+        });
+        let sdes = |e: MediaEncryption| PhoneSettings {
+            media_encryption: e as i32,
+            ..Default::default()
+        };
+        let profile = |id: &str, meta: MetaBase, s: PhoneSettings| BaseSettings {
+            id: id.into(),
+            meta_base: meta as i32,
+            settings: Some(s),
+            ..Default::default()
+        };
+        c.put_base(&profile(
+            "desk",
+            MetaBase::GenericSip,
+            PhoneSettings::default(),
+        ));
+        c.put_base(&profile(
+            "secure",
+            MetaBase::Yealink,
+            sdes(MediaEncryption::Sdes),
+        ));
+        c.put_base(&profile(
+            "browser",
+            MetaBase::Webrtc,
+            PhoneSettings::default(),
+        ));
+        // (phone, profile, overrides, side)
+        let cases = [
+            ("p1", "desk", None, Side::Rtp),
+            ("p2", "secure", None, Side::Srtp),
+            ("p3", "browser", None, Side::WebRtc),
+            ("p4", "desk", Some(sdes(MediaEncryption::Sdes)), Side::Srtp),
+            ("p5", "secure", Some(sdes(MediaEncryption::None)), Side::Rtp),
+            ("p6", "secure", Some(PhoneSettings::default()), Side::Srtp),
+        ];
+        for (i, (id, base, overrides, want)) in cases.into_iter().enumerate() {
+            let mut p = phone(id, base, &[(&format!("u{i}"), "aa")]);
+            p.overrides = overrides;
+            c.put_phone(&p);
+            assert_eq!(c.media_side(id), want, "{id}");
+        }
+        assert_eq!(c.media_side("nobody"), Side::Rtp);
+    }
+
+    #[test]
     fn site_codes_reach_other_sites_extensions() {
         let mut c = CredentialCache::new(Limits {
             min_expires: 60,

@@ -245,12 +245,10 @@ impl Delivery {
                         && (invite || method == "UPDATE")
                         && let Some(summary) = super::media::sdp_of(&resp)
                     {
-                        // A callee whose answer shows it is a WebRTC endpoint is one for
-                        // the call's later offers too.
-                        if let Some(a) = anchored.as_mut()
-                            && summary.webrtc()
-                        {
-                            a.callee = dialtone_media::anchor::Side::WebRtc;
+                        // What the callee's answer shows it speaks (a WebRTC endpoint,
+                        // SDES-SRTP) holds for the call's later offers too.
+                        if let Some(a) = anchored.as_mut() {
+                            a.callee = summary.side();
                         }
                         let to_tag = resp
                             .addressing()

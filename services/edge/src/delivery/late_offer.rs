@@ -12,7 +12,7 @@ use std::{
 };
 
 use dialtone_media::{
-    anchor::{self, Party, Side},
+    anchor::{self, Party},
     ng::{self, Dialog},
     sdp::Summary,
 };
@@ -103,9 +103,8 @@ impl Delivery {
         let to_tag = resp.addressing().ok()?.to.tag?.to_owned();
         let mut offerer = leg.callee.clone();
         offerer.behind_nat = leg.callee_direct && summary.behind_nat(offerer.source);
-        if summary.webrtc() {
-            offerer.side = Side::WebRtc;
-        }
+        // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
+        offerer.side = summary.side();
         let flags = anchor::flags(&offerer, &leg.caller);
         let dialog = Dialog {
             call_id: &leg.call_id,
@@ -151,9 +150,8 @@ impl Delivery {
         // Behind a NAT only as its own flow shows it: an ACK that came through another
         // edge says nothing of the phone's address.
         answerer.behind_nat = answerer.source == src && summary.behind_nat(src);
-        if summary.webrtc() {
-            answerer.side = Side::WebRtc;
-        }
+        // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
+        answerer.side = summary.side();
         let flags = anchor::flags(&answerer, &late.offerer);
         let dialog = Dialog {
             call_id,
@@ -177,6 +175,8 @@ impl Delivery {
 
 #[cfg(test)]
 mod tests {
+    use dialtone_media::anchor::Side;
+
     use super::*;
 
     fn answer(answerer: &str, offerer: &str) -> LateAnswer {

@@ -88,17 +88,14 @@ pub(crate) fn carrier(addr: SocketAddr, fixed_address: bool) -> Party {
     }
 }
 
-/// What a party reached over `transport` at `addr` (a WebRTC phone by its profile, or
-/// by its WebSocket flow) speaks. For a phone reached through another edge, `transport`
-/// and `addr` are that edge's: only the profile tells.
-pub(crate) fn party(webrtc: bool, transport: Transport, addr: SocketAddr) -> Party {
+/// What a party reached over `transport` at `addr` speaks: `side`, what its profile says
+/// (a WebRTC phone, an SDES-SRTP one), or WebRTC over a WebSocket flow. For a phone
+/// reached through another edge, `transport` and `addr` are that edge's: only the profile
+/// tells.
+pub(crate) fn party(side: Side, transport: Transport, addr: SocketAddr) -> Party {
     let ws = matches!(transport, Transport::Ws | Transport::Wss);
     Party {
-        side: if webrtc || ws {
-            Side::WebRtc
-        } else {
-            Side::Rtp
-        },
+        side: if ws { Side::WebRtc } else { side },
         source: addr.ip(),
         behind_nat: false,
         fixed_address: false,
@@ -265,9 +262,8 @@ impl Delivery {
             };
             return Some((m.clone(), leg));
         };
-        if summary.webrtc() {
-            sender.side = Side::WebRtc;
-        }
+        // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
+        sender.side = summary.side();
         let flags = anchor::flags(&sender, &receiver);
         let dialog = Dialog {
             call_id: &call_id,
@@ -314,9 +310,8 @@ impl Delivery {
         // Behind a NAT only as its own flow shows it (through another edge, the source
         // here is that edge's).
         callee.behind_nat = leg.callee_direct && summary.behind_nat(callee.source);
-        if summary.webrtc() {
-            callee.side = Side::WebRtc;
-        }
+        // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
+        callee.side = summary.side();
         let flags = anchor::flags(&callee, &leg.caller);
         let dialog = Dialog {
             call_id: &leg.call_id,

@@ -599,8 +599,8 @@ impl Delivery {
             // what the callee speaks.
             let mut offered = None;
             if let Some(call) = call_media {
-                let webrtc = self.cache.read().is_webrtc(&line.phone_id);
-                let callee = media::party(webrtc, transport, outbound.addr);
+                let side = self.cache.read().media_side(&line.phone_id);
+                let callee = media::party(side, transport, outbound.addr);
                 let via_branch = format!("{}-{i}", line.sip_user);
                 offered = self
                     .media_offer(m, call, callee, via_branch, to_phone, anchored_at)

@@ -99,6 +99,7 @@ pub fn document(d: &Document) -> String {
             "media_dscp": s.media_dscp.unwrap_or(46),
             "rtp_port_start": start,
             "rtp_port_end": start + s.rtp_port_count.unwrap_or(1000) - 1,
+            "encryption": if super::sdes(d) { "sdes" } else { "none" },
         },
         "security": {
             "tls_ca_pem": opt(&s.tls_ca_pem),

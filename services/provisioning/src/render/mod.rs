@@ -42,6 +42,11 @@ impl Rendered {
     }
 }
 
+/// Whether the phone protects its audio with SRTP keyed by SDES.
+fn sdes(d: &Document) -> bool {
+    d.settings.media_encryption == dialtone_proto::config::v1::MediaEncryption::Sdes as i32
+}
+
 /// The strong entity tag of `body`: its SHA-256's first 16 hex digits, quoted.
 pub fn etag(body: &[u8]) -> String {
     format!("\"{}\"", &hex::encode(Sha256::digest(body))[..16])

@@ -158,6 +158,11 @@ pub fn settings(d: &Document) -> String {
         };
         a.push((format!("voice.codecPref.{name}"), (i + 1).to_string()));
     }
+    // SRTP keyed by SDES: offered and required (never plain RTP), or off.
+    let srtp = if super::sdes(d) { "1" } else { "0" };
+    for key in ["sec.srtp.enable", "sec.srtp.offer", "sec.srtp.require"] {
+        a.push((key.into(), srtp.into()));
+    }
     a.push((
         "qos.ip.callControl.dscp".into(),
         s.sip_dscp.unwrap_or(24).to_string(),

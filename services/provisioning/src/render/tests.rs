@@ -170,3 +170,47 @@ fn versions_and_etags_follow_content() {
     assert_eq!(a.files[1].etag, c.files[1].etag);
     assert!(a.files[0].etag.starts_with('"') && a.files[0].etag.len() == 18);
 }
+
+#[test]
+fn sdes_is_asked_of_every_vendor_that_has_the_setting() {
+    use dialtone_proto::config::v1::MediaEncryption;
+    // (meta-base, file, what SDES on renders)
+    let cases = [
+        (
+            MetaBase::Yealink,
+            "0004f2aabb01.cfg",
+            "account.1.srtp_encryption = 2",
+        ),
+        (
+            MetaBase::Yealink,
+            "0004f2aabb01.cfg",
+            "account.2.srtp_encryption = 2",
+        ),
+        (
+            MetaBase::PolyVvx,
+            "0004f2aabb01-settings.cfg",
+            "sec.srtp.require=\"1\"",
+        ),
+        (
+            MetaBase::GenericSip,
+            "0004f2aabb01.json",
+            "\"encryption\": \"sdes\"",
+        ),
+    ];
+    for (meta, name, want) in cases {
+        let mut d = document(meta, MAC);
+        d.settings.media_encryption = MediaEncryption::Sdes as i32;
+        let r = render(&d);
+        let body = std::str::from_utf8(&r.get(name).unwrap().body)
+            .unwrap()
+            .to_owned();
+        assert!(body.contains(want), "{meta:?} {name}: {body}");
+        // Off again: the phone is told so (a key left out would keep the old value).
+        d.settings.media_encryption = MediaEncryption::None as i32;
+        let off = render(&d);
+        let body = std::str::from_utf8(&off.get(name).unwrap().body)
+            .unwrap()
+            .to_owned();
+        assert!(!body.contains(want), "{meta:?} {name}: {body}");
+    }
+}

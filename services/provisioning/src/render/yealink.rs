@@ -129,6 +129,12 @@ pub fn phone(d: &Document) -> String {
                 kv(&mut out, &a(&format!("codec.{k}.priority")), prio + 1);
             }
         }
+        // 0: plain RTP; 2: SRTP compulsory (SDES).
+        kv(
+            &mut out,
+            &a("srtp_encryption"),
+            if super::sdes(d) { 2 } else { 0 },
+        );
         kv(&mut out, &a("dtmf.type"), u8::from(rfc4733(d)));
         kv(
             &mut out,
