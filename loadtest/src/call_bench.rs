@@ -17,6 +17,12 @@
 //! Kamailio's main process and workers), then each server's highest clean rate (no failed
 //! call, p99 setup within 20 ms) and median CPU per call. The servers take turns at each
 //! rate so machine noise falls on both.
+//!
+//! `CALL_BENCH_ANCHOR=1`: every call's media is anchored at one real rtpengine (Debian's,
+//! userspace) that both servers share: the INVITEs carry an SDP offer and the callees
+//! answer with SDP; the Dialtone site anchors every call (`media_anchoring: ALWAYS`), and
+//! Kamailio runs the same cfg with its `rtpengine` module (offer, answer, delete). The
+//! rtpengine's own CPU is printed apart (it is the same work for both).
 
 use std::{
     path::Path,
@@ -38,6 +44,7 @@ use dialtone_tests::{
     ClusterSandbox,
     fleet::{import_csv, seed_site_on},
     free_port_pair,
+    media::Rtpengine,
 };
 
 /// The processes of a server, listed afresh (Kamailio's workers).
@@ -84,11 +91,37 @@ fn calls_csv(path: &Path, callers: &[(String, String)], callee: &str) -> anyhow:
     Ok(())
 }
 
-/// One SIPp run of `calls` calls at `rate` against 127.0.0.1:`port`.
+/// The caller scenario, with an SDP offer (PCMU) in each INVITE when `sdp`.
+fn scenario(dir: &Path, sdp: bool) -> anyhow::Result<std::path::PathBuf> {
+    let plain = peer_configs().join("call_auth_uac.xml");
+    if !sdp {
+        return Ok(plain);
+    }
+    let text = std::fs::read_to_string(&plain)?;
+    let offer = "Content-Type: application/sdp\n      Content-Length: [len]\n\n      v=0\n      \
+                 o=sipp 1 1 IN IP4 [local_ip]\n      s=-\n      c=IN IP4 [local_ip]\n      \
+                 t=0 0\n      m=audio [auto_media_port] RTP/AVP 0\n      a=rtpmap:0 PCMU/8000\n";
+    // Each INVITE's `Content-Length: 0` (the first in its message) becomes the offer.
+    let with: Vec<String> = text
+        .split("<send")
+        .map(|part| {
+            if part.contains("INVITE sip:") {
+                part.replacen("Content-Length: 0\n", offer, 1)
+            } else {
+                part.to_owned()
+            }
+        })
+        .collect();
+    let path = dir.join("call_auth_uac_sdp.xml");
+    std::fs::write(&path, with.join("<send"))?;
+    Ok(path)
+}
+
+/// One SIPp run of `calls` calls at `rate` against 127.0.0.1:`port` with `scenario`.
 fn sipp(
     dir: &Path,
     port: u16,
-    (users, callee): (&Path, &str),
+    (scenario, users, callee): (&Path, &Path, &str),
     rate: u32,
     calls: u64,
 ) -> anyhow::Result<(u64, u64, Option<u32>)> {
@@ -99,7 +132,7 @@ fn sipp(
         .current_dir(dir)
         .arg(format!("127.0.0.1:{port}"))
         .arg("-sf")
-        .arg(peer_configs().join("call_auth_uac.xml"))
+        .arg(scenario)
         .arg("-inf")
         .arg(users)
         .args([
@@ -181,6 +214,33 @@ async fn callees(port: u16, callees: &[(String, String)]) -> anyhow::Result<Sim>
     Ok(sim)
 }
 
+/// The edge's site anchors every call at `engine`.
+async fn anchor_every_call(sb: &ClusterSandbox, engine: &Rtpengine) -> anyhow::Result<()> {
+    let mut c = sb.nodes[0]
+        .config_client(dialtone_tests::ADMIN_TOKEN)
+        .await?;
+    c.create_media_server(pb::CreateMediaServerRequest {
+        media_server: Some(pb::MediaServer {
+            id: "bench".into(),
+            region: "local".into(),
+            ng_address: engine.ng.to_string(),
+            ..Default::default()
+        }),
+    })
+    .await?;
+    let mut site = c
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await?
+        .into_inner();
+    site.media_regions = vec!["local".into()];
+    site.media_anchoring = pb::MediaAnchoring::Always as i32;
+    c.update_site(pb::UpdateSiteRequest { site: Some(site) })
+        .await?;
+    // The edge learns it through its watch, and pings the media server UP.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -211,12 +271,25 @@ async fn main() -> anyhow::Result<()> {
     let csv = dir.join("calls.csv");
     calls_csv(&csv, callers, &callee)?;
 
+    // Anchored: one rtpengine both servers use, with ports for every call under way.
+    let anchor = std::env::var_os("CALL_BENCH_ANCHOR").is_some_and(|v| v == "1");
+    let engine = if anchor {
+        let engine =
+            Rtpengine::start_with_ports(&dir.join("media"), "bench", (20_000, 31_999), 4).await?;
+        anchor_every_call(&sb, &engine).await?;
+        Some(engine)
+    } else {
+        None
+    };
+    let scenario = scenario(&dir, anchor)?;
+
     let kam_port = free_port_pair();
-    let kam = kamailio::start(
+    let kam = kamailio::start_with(
         &dir.join("kamailio"),
         "kamailio-proxy.cfg",
         kam_port,
         &creds,
+        engine.as_ref().map(|e| e.ng),
     )
     .await?;
     let kam_pid = kam.id();
@@ -232,19 +305,24 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let mut runs: Vec<Vec<Run>> = vec![Vec::new(), Vec::new()];
+    let engine_pid = engine.as_ref().and_then(Rtpengine::pid);
+    let mut engine_cpu: Vec<Vec<f64>> = vec![Vec::new(), Vec::new()];
     for &rate in &rates {
         for (i, (name, port, pids)) in servers.iter().enumerate() {
             let calls = u64::from(rate) * u64::from(seconds);
             let cpu0 = cpu_us(&pids());
+            let media0 = cpu_us(&engine_pid.into_iter().collect::<Vec<_>>());
             let runs_dir = std::env::var_os("CALL_BENCH_TRACE").map_or(dir.clone(), Into::into);
             let (ok, failed, p99) = sipp(
                 &runs_dir.join(format!("{name}-{rate}")),
                 *port,
-                (&csv, &callee),
+                (&scenario, &csv, &callee),
                 rate,
                 calls,
             )?;
             let cpu = cpu_us(&pids()).saturating_sub(cpu0);
+            let media = cpu_us(&engine_pid.into_iter().collect::<Vec<_>>()).saturating_sub(media0);
+            engine_cpu[i].push(media as f64 / ok.max(1) as f64);
             eprintln!("{name} at {rate}/s: {ok} ok, {failed} failed, p99 setup < {p99:?} ms");
             runs[i].push(Run {
                 rate,
@@ -263,16 +341,26 @@ async fn main() -> anyhow::Result<()> {
     drop(kam);
 
     println!(
-        "\nCalls with proxy authentication (MD5) over UDP: INVITE/407/INVITE/100/180/200/ACK, 1 s hold, BYE/200; {pairs} caller/callee pairs, {seconds} s per rate"
+        "\nCalls with proxy authentication (MD5) over UDP: INVITE/407/INVITE/100/180/200/ACK, 1 s hold, BYE/200; {pairs} caller/callee pairs, {seconds} s per rate{}",
+        if anchor {
+            "; media anchored at one rtpengine (SDP offer/answer, delete on BYE)"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<10} {:>8} {:>10} {:>8} {:>14} {:>14}",
         "server", "rate/s", "completed", "failed", "p99 setup <ms", "cpu µs/call"
     );
     for (i, (name, ..)) in servers.iter().enumerate() {
-        for r in &runs[i] {
+        for (j, r) in runs[i].iter().enumerate() {
+            let media = if anchor {
+                format!("  (rtpengine {:.1} µs/call)", engine_cpu[i][j])
+            } else {
+                String::new()
+            };
             println!(
-                "{:<10} {:>8} {:>10} {:>8} {:>14} {:>14.1}",
+                "{:<10} {:>8} {:>10} {:>8} {:>14} {:>14.1}{media}",
                 name,
                 r.rate,
                 r.ok,

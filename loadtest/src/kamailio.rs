@@ -58,6 +58,18 @@ pub async fn start(
     port: u16,
     creds: &[(String, String)],
 ) -> anyhow::Result<KamailioTree> {
+    start_with(dir, cfg, port, creds, None).await
+}
+
+/// [`start`], its media anchored at the rtpengine whose ng port is `rtpengine` (the cfg's
+/// `WITH_RTPENGINE` part) when given.
+pub async fn start_with(
+    dir: &Path,
+    cfg: &str,
+    port: u16,
+    creds: &[(String, String)],
+    rtpengine: Option<std::net::SocketAddr>,
+) -> anyhow::Result<KamailioTree> {
     let htdb = dir.join("htdb");
     std::fs::create_dir_all(&htdb)?;
     std::fs::create_dir_all(dir.join("run"))?;
@@ -74,7 +86,11 @@ pub async fn start(
     )?;
     let cfg = std::fs::read_to_string(peer_configs().join(cfg))?
         .replace("/tmp/kamabench", &dir.display().to_string())
-        .replace("127.0.0.1:15060", &format!("127.0.0.1:{port}"));
+        .replace("127.0.0.1:15060", &format!("127.0.0.1:{port}"))
+        .replace(
+            "127.0.0.1:22223",
+            &rtpengine.map_or("127.0.0.1:22223".into(), |a| a.to_string()),
+        );
     let cfg_path = dir.join("kamailio.cfg");
     std::fs::write(&cfg_path, cfg)?;
     let log = std::fs::File::create(dir.join("kamailio.log"))?;
@@ -82,6 +98,12 @@ pub async fn start(
         .arg("-f")
         .arg(&cfg_path)
         .args(["-DD", "-E", "-m", "512", "-M", "16", "-A", "BIGBUF"])
+        .args(
+            rtpengine
+                .map(|_| ["-A", "WITH_RTPENGINE"])
+                .into_iter()
+                .flatten(),
+        )
         .arg("-P")
         .arg(dir.join("run/kamailio.pid"))
         .arg("-Y")

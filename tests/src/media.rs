@@ -28,9 +28,20 @@ impl Rtpengine {
     /// Starts one named `name` (its log in `dir`), with media ports in a range of 100
     /// below the ephemeral range, and waits until it answers `ping`.
     pub async fn start(dir: &Path, name: &str) -> anyhow::Result<Self> {
+        let base = 5_000 + 100 * (rand::random::<u16>() % 50);
+        Self::start_with_ports(dir, name, (base, base + 99), 6).await
+    }
+
+    /// [`Rtpengine::start`] with media ports `ports` (first, last) and log level `level`
+    /// (6: info; a benchmark keeps it at 4, warnings).
+    pub async fn start_with_ports(
+        dir: &Path,
+        name: &str,
+        ports: (u16, u16),
+        level: u8,
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let ng: SocketAddr = format!("127.0.0.1:{}", free_port()).parse()?;
-        let base = 5_000 + 100 * (rand::random::<u16>() % 50);
         let log = dir.join(format!("rtpengine-{name}.log"));
         let child = Command::new("rtpengine")
             .args([
@@ -39,12 +50,12 @@ impl Rtpengine {
                 "--interface=127.0.0.1",
                 "--table=-1",
                 "--log-stderr",
-                "--log-level=6",
                 "--delete-delay=0",
             ])
+            .arg(format!("--log-level={level}"))
             .arg(format!("--listen-ng={ng}"))
-            .arg(format!("--port-min={base}"))
-            .arg(format!("--port-max={}", base + 99))
+            .arg(format!("--port-min={}", ports.0))
+            .arg(format!("--port-max={}", ports.1))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
@@ -78,6 +89,11 @@ impl Rtpengine {
     pub async fn packets(&self, call_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
         let reply = self.client.request(self.ng, &ng::query(call_id)).await?;
         Ok(ng::packets_by_tag(&reply))
+    }
+
+    /// Its process id (while it runs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Kills it at once (as a crash would).

@@ -115,6 +115,7 @@ pub fn respond(req: &Message, from: SocketAddr, code: u16, to_tag: &str) -> Vec<
         "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, MESSAGE".to_owned(),
     )];
     let invite = matches!(&req.start, StartLine::Request { method, .. } if method == "INVITE");
+    let mut body = String::new();
     if invite && (101..300).contains(&code) {
         extra.extend(
             req.all("record-route")
@@ -122,9 +123,29 @@ pub fn respond(req: &Message, from: SocketAddr, code: u16, to_tag: &str) -> Vec<
         );
         if let StartLine::Request { uri, .. } = &req.start {
             extra.push(("Contact", format!("<{uri}>")));
+            // An offer gets an answer: PCMU at the phone's address (it sends no media;
+            // port 9 is discard).
+            if code >= 200 && !req.body.is_empty() {
+                let host = uri.split_once('@').map_or("127.0.0.1", |(_, h)| {
+                    h.split([':', ';']).next().unwrap_or(h)
+                });
+                body = format!(
+                    "v=0\r\no=phonesim 1 1 IN IP4 {host}\r\ns=-\r\nc=IN IP4 {host}\r\nt=0 0\r\n\
+                     m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+                );
+                extra.push(("Content-Type", "application/sdp".to_owned()));
+            }
         }
     }
-    response::build(req, &Source::from(from), code, "", to_tag, &extra, b"")
+    response::build(
+        req,
+        &Source::from(from),
+        code,
+        "",
+        to_tag,
+        &extra,
+        body.as_bytes(),
+    )
 }
 
 /// The Request-URI's user part (whom a delivered request is for).
