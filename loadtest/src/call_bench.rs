@@ -333,6 +333,16 @@ async fn main() -> anyhow::Result<()> {
             });
             // Let the last calls' transactions end before the other server's turn.
             tokio::time::sleep(Duration::from_secs(2)).await;
+            if let Some(e) = &engine {
+                // Every call was anchored (rtpengine worked for it) and its BYE deleted
+                // its session.
+                let left = e.calls().await.map(|c| c.len()).unwrap_or(usize::MAX);
+                let worked = engine_cpu[i].last().copied().unwrap_or(0.0) > 0.0;
+                eprintln!("{name} at {rate}/s: rtpengine sessions left {left}");
+                if !worked || left > 0 {
+                    eprintln!("  WARNING: {name}'s calls were not all anchored and deleted");
+                }
+            }
         }
     }
     for s in sims {

@@ -4,10 +4,11 @@
 //! Anchoring is not a choice when one side is a WebRTC endpoint (ICE and DTLS-SRTP, which
 //! a desk phone or a trunk does not speak: rtpengine bridges them), or when one side
 //! requires SRTP keyed by SDES and the other speaks plain RTP (rtpengine encrypts for one
-//! and decrypts for the other), whatever the site says. A phone behind a NAT (its SDP names only addresses of its own side, none the one
-//! its SIP comes from) and a trunk that wants one fixed media address
-//! ([`Party::fixed_address`]; the edge anchors no call out to a trunk yet, so it never
-//! sets it today) are anchored unless the site says `never`; `always` anchors every call.
+//! and decrypts for the other), whatever the site says. A phone behind a NAT (its SDP
+//! names only addresses of its own side, none the one its SIP comes from) and a trunk
+//! that wants one fixed media address ([`Party::fixed_address`]: a call out through a
+//! trunk with `anchor_media`) are anchored unless the site says `never`; `always`
+//! anchors every call.
 
 use std::net::IpAddr;
 
@@ -16,12 +17,13 @@ use crate::ng::Flags;
 /// The site's media anchoring setting.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Anchoring {
-    /// Only where a call needs it (WebRTC, NAT, a trunk's fixed address).
+    /// Only where a call needs it (WebRTC, SDES-SRTP facing plain RTP, NAT, a trunk's
+    /// fixed address).
     #[default]
     WhenNeeded,
     /// Every call.
     Always,
-    /// Only WebRTC calls, which cannot work without it.
+    /// Only calls that cannot work without it (WebRTC, SDES-SRTP facing plain RTP).
     Never,
 }
 

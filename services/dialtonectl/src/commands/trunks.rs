@@ -48,8 +48,8 @@ pub struct TrunkArgs {
     /// Ask the carrier to withhold the caller id from called parties (`Privacy: id`).
     #[arg(long)]
     privacy: bool,
-    /// Anchor the media of calls through it at a media server of the caller's site (for
-    /// a carrier that takes media only from a fixed address; unless the site's media
+    /// Anchor the media of calls out through it at a media server of the caller's site
+    /// (for a carrier that takes media only from a fixed address; unless the site's media
     /// anchoring is never). WebRTC phones' calls are anchored anyway.
     #[arg(long)]
     anchor_media: bool,

@@ -3,7 +3,9 @@
 //! media server is given them in that order: `offer` with the 2xx's SDP (the party that
 //! answered offers, so its tag is the ng from-tag), then `answer` with the ACK's. Between
 //! the two the edge remembers where the answer goes ([`LateAnswers`]: bounded, each entry
-//! forgotten when its ACK passes or after 32 s, 64×T1, as long as a 2xx is retransmitted).
+//! kept 32 s, 64×T1, as long as a 2xx is retransmitted, so an ACK sent again for a
+//! retransmitted 2xx gets the same rewritten answer). A call for which there is no room
+//! is not anchored at all (its 2xx and ACK pass as they came), never half anchored.
 
 use std::{
     collections::HashMap,
@@ -43,50 +45,104 @@ pub(crate) struct LateAnswer {
     pub answerer: Party,
 }
 
-/// Late offers waiting for their ACK, by Call-ID.
+/// One late offer: where its answer goes, and once an ACK brought it, that ACK's body
+/// and what the media server made of it.
+struct Entry {
+    answer: LateAnswer,
+    at: Instant,
+    answered: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// What an ACK of a late offer gets.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ack {
+    /// The answer goes to the media server first.
+    Answer(LateAnswer),
+    /// The same ACK again: the body the first one was given.
+    Again(Vec<u8>),
+}
+
+/// Late offers waiting for their ACK, by Call-ID (cut to [`MAX_ID`] bytes).
 #[derive(Default)]
-pub(crate) struct LateAnswers(Mutex<HashMap<String, (LateAnswer, Instant)>>);
+pub(crate) struct LateAnswers(Mutex<HashMap<String, Entry>>);
+
+/// Longest Call-ID or tag kept (longer ones are cut: they still match themselves).
+const MAX_ID: usize = 96;
+
+fn key(call_id: &str) -> String {
+    super::calls::cut(call_id, MAX_ID).into()
+}
 
 impl LateAnswers {
+    /// Whether there is room for call `call_id` (asked before its offer goes to the media
+    /// server, so a call without room is not anchored at all).
+    pub fn has_room(&self, call_id: &str, now: Instant) -> bool {
+        let mut waiting = self.0.lock();
+        if waiting.len() < MAX_WAITING || waiting.contains_key(&key(call_id)) {
+            return true;
+        }
+        waiting.retain(|_, e| now.duration_since(e.at) < WAIT);
+        waiting.len() < MAX_WAITING
+    }
+
     /// Waits for the answer of call `call_id` (replacing one it waited for); false when
     /// [`MAX_WAITING`] calls wait already, none of them expired.
-    pub fn expect(&self, call_id: &str, a: LateAnswer, now: Instant) -> bool {
-        let mut waiting = self.0.lock();
-        if waiting.len() >= MAX_WAITING && !waiting.contains_key(call_id) {
-            waiting.retain(|_, (_, at)| now.duration_since(*at) < WAIT);
-            if waiting.len() >= MAX_WAITING {
-                return false;
-            }
+    pub fn expect(&self, call_id: &str, mut a: LateAnswer, now: Instant) -> bool {
+        if !self.has_room(call_id, now) {
+            return false;
         }
-        waiting.insert(call_id.to_owned(), (a, now));
+        a.offerer_tag = super::calls::cut(&a.offerer_tag, MAX_ID).into();
+        a.answerer_tag = super::calls::cut(&a.answerer_tag, MAX_ID).into();
+        let entry = Entry {
+            answer: a,
+            at: now,
+            answered: None,
+        };
+        self.0.lock().insert(key(call_id), entry);
         true
     }
 
-    /// Whether call `call_id` waits for an answer.
+    /// Whether call `call_id` waits for an answer (or had one).
     pub fn waiting(&self, call_id: &str) -> bool {
-        self.0.lock().contains_key(call_id)
+        self.0.lock().contains_key(&key(call_id))
     }
 
-    /// The answer's destination for an ACK of call `call_id` from the party tagged
-    /// `from_tag` to the one tagged `to_tag`, no longer waited for; none when no such late
-    /// offer waits (or it waited too long).
+    /// What an ACK of call `call_id` from the party tagged `from_tag` to the one tagged
+    /// `to_tag`, with `body`, gets: its late offer's destination the first time, the body
+    /// given to the first the next times; none when no such late offer waits (or it waited
+    /// too long).
     pub fn take(
         &self,
         call_id: &str,
-        from_tag: &str,
-        to_tag: &str,
+        (from_tag, to_tag): (&str, &str),
+        body: &[u8],
         now: Instant,
-    ) -> Option<LateAnswer> {
+    ) -> Option<Ack> {
         let mut waiting = self.0.lock();
-        let (a, at) = waiting.get(call_id)?;
-        if now.duration_since(*at) >= WAIT {
-            waiting.remove(call_id);
+        let k = key(call_id);
+        let e = waiting.get(&k)?;
+        if now.duration_since(e.at) >= WAIT {
+            waiting.remove(&k);
             return None;
         }
-        if a.answerer_tag != from_tag || a.offerer_tag != to_tag {
+        let a = &e.answer;
+        if *a.answerer_tag != *super::calls::cut(from_tag, MAX_ID)
+            || *a.offerer_tag != *super::calls::cut(to_tag, MAX_ID)
+        {
             return None;
         }
-        waiting.remove(call_id).map(|(a, _)| a)
+        match &e.answered {
+            Some((sent, given)) if sent == body => Some(Ack::Again(given.clone())),
+            Some(_) => None,
+            None => Some(Ack::Answer(a.clone())),
+        }
+    }
+
+    /// The media server made `given` of the answer `body` of call `call_id`.
+    pub fn answered(&self, call_id: &str, body: &[u8], given: &[u8]) {
+        if let Some(e) = self.0.lock().get_mut(&key(call_id)) {
+            e.answered = Some((body.to_vec(), given.to_vec()));
+        }
     }
 }
 
@@ -101,6 +157,10 @@ impl Delivery {
         summary: &Summary,
     ) -> Option<Vec<u8>> {
         let to_tag = resp.addressing().ok()?.to.tag?.to_owned();
+        if !self.late_answers.has_room(&leg.call_id, Instant::now()) {
+            warn!(call_id = %leg.call_id, "too many late offers waiting for their ACK: this call is not anchored");
+            return None;
+        }
         let mut offerer = leg.callee.clone();
         offerer.behind_nat = leg.callee_direct && summary.behind_nat(offerer.source);
         // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
@@ -130,7 +190,10 @@ impl Delivery {
             .late_answers
             .expect(&leg.call_id, waiting, Instant::now())
         {
-            warn!(call_id = %leg.call_id, "too many late offers waiting for their ACK: this one's answer will pass as it comes");
+            // Filled meanwhile: the offer goes on as it came, and its session with it.
+            warn!(call_id = %leg.call_id, "too many late offers waiting for their ACK: this call is not anchored");
+            self.media_delete(leg.server, &leg.call_id);
+            return None;
         }
         Some(sdp)
     }
@@ -143,9 +206,18 @@ impl Delivery {
         let a = m.addressing().ok()?;
         let (from_tag, to_tag) = (a.from.tag?, a.to.tag?);
         let call_id = m.get("call-id")?;
-        let late = self
-            .late_answers
-            .take(call_id, from_tag, to_tag, Instant::now())?;
+        let late =
+            match self
+                .late_answers
+                .take(call_id, (from_tag, to_tag), &m.body, Instant::now())?
+            {
+                Ack::Again(given) => {
+                    let mut out = m.clone();
+                    out.body = given;
+                    return Some(out);
+                }
+                Ack::Answer(late) => late,
+            };
         let mut answerer: Party = late.answerer.clone();
         // Behind a NAT only as its own flow shows it: an ACK that came through another
         // edge says nothing of the phone's address.
@@ -167,6 +239,7 @@ impl Delivery {
                 |e| warn!(%call_id, error = %e, "late answer failed; the ACK goes on as it came"),
             )
             .ok()?;
+        self.late_answers.answered(call_id, &m.body, &sdp);
         let mut out = m.clone();
         out.body = sdp;
         Some(out)
@@ -197,28 +270,41 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_is_taken_once_by_its_own_ack_within_its_time() {
+    fn an_answer_is_taken_by_its_own_ack_and_repeated_for_the_same_ack() {
         let t0 = Instant::now();
         let w = LateAnswers::default();
         assert!(w.expect("c1", answer("caller", "callee"), t0));
         assert!(w.waiting("c1"));
-        // (call, from tag, to tag, after, taken)
+        let sdp: &[u8] = b"v=0 answer";
+        // (call, from tag, to tag, body, after, what it gets)
+        let first = Some(Ack::Answer(answer("caller", "callee")));
         let cases = [
-            ("c2", "caller", "callee", 0, false),
-            ("c1", "callee", "caller", 0, false),
-            ("c1", "caller", "other", 0, false),
-            ("c1", "caller", "callee", 1, true),
-            ("c1", "caller", "callee", 2, false),
+            ("c2", "caller", "callee", sdp, 0, None),
+            ("c1", "callee", "caller", sdp, 0, None),
+            ("c1", "caller", "other", sdp, 0, None),
+            ("c1", "caller", "callee", sdp, 1, first),
         ];
-        for (i, (call, from, to, after, want)) in cases.into_iter().enumerate() {
-            let got = w.take(call, from, to, t0 + Duration::from_secs(after));
-            assert_eq!(got.is_some(), want, "case {i}");
+        for (i, (call, from, to, body, after, want)) in cases.into_iter().enumerate() {
+            let got = w.take(call, (from, to), body, t0 + Duration::from_secs(after));
+            assert_eq!(got, want, "case {i}");
         }
-        assert!(!w.waiting("c1"));
+        // Once answered, the same ACK again gets the same rewritten body; another body
+        // gets nothing.
+        w.answered("c1", sdp, b"v=0 rewritten");
+        let again = w.take("c1", ("caller", "callee"), sdp, t0 + Duration::from_secs(2));
+        assert_eq!(again, Some(Ack::Again(b"v=0 rewritten".to_vec())));
+        assert_eq!(w.take("c1", ("caller", "callee"), b"v=0 other", t0), None);
         // Too late: forgotten.
         assert!(w.expect("c3", answer("a", "b"), t0));
-        assert!(w.take("c3", "a", "b", t0 + WAIT).is_none());
+        assert!(w.take("c3", ("a", "b"), sdp, t0 + WAIT).is_none());
         assert!(!w.waiting("c3"));
+        // Long ids are kept cut, and still match themselves.
+        let long = "x".repeat(500);
+        assert!(w.expect(&long, answer(&long, "b"), t0));
+        assert!(matches!(
+            w.take(&long, (&long, "b"), sdp, t0),
+            Some(Ack::Answer(_))
+        ));
     }
 
     #[test]
@@ -229,6 +315,7 @@ mod tests {
             assert!(w.expect(&format!("c{i}"), answer("a", "b"), t0));
         }
         assert!(!w.expect("one-more", answer("a", "b"), t0 + Duration::from_secs(1)));
+        assert!(!w.has_room("one-more", t0 + Duration::from_secs(1)));
         // A call already waiting may still be replaced.
         assert!(w.expect("c7", answer("a", "b"), t0 + Duration::from_secs(1)));
         // Once the first ones expired there is room again.

@@ -104,27 +104,28 @@ pub(crate) fn party(side: Side, transport: Transport, addr: SocketAddr) -> Party
 
 impl Delivery {
     /// The media context of an INVITE `m` from `src` counted under `site` (`trusted`: a
-    /// trusted peer's, a carrier's, whose SDP is taken as meant); none when the site is
-    /// unknown or has no media server, or no `ng` client runs.
+    /// trusted peer's, a carrier's, whose SDP is taken as meant; `profile`: what the
+    /// caller's settings say it speaks); none when the site is unknown or has no media
+    /// server, or no `ng` client runs.
     pub(crate) fn call_media(
         &self,
         m: &Message,
         src: std::net::IpAddr,
         site: Option<&Arc<str>>,
-        trusted: bool,
+        (trusted, profile): (bool, Side),
     ) -> Option<CallMedia> {
         self.ng.as_ref()?;
         // A site without media servers in its regions anchors nothing (and costs a call
         // nothing more: no SDP is read).
         let plan = self.cache.read().media_plan(site?)?;
-        // Without SDP (a late offer) the caller is taken for plain RTP, as only a SIP
-        // phone or a carrier sends one; its NAT shows only in its ACK.
+        // Without SDP (a late offer) the caller speaks what its settings say (`profile`:
+        // plain RTP for a carrier); its NAT shows only in its ACK, too late to decide.
         let summary = sdp_of(m);
         let from_tag = m.addressing().ok()?.from.tag?.to_owned();
         Some(CallMedia {
             plan,
             caller: Party {
-                side: summary.as_ref().map_or(Side::Rtp, Summary::side),
+                side: summary.as_ref().map_or(profile, Summary::side),
                 source: src,
                 behind_nat: !trusted && summary.as_ref().is_some_and(|s| s.behind_nat(src)),
                 fixed_address: false,
@@ -249,7 +250,12 @@ impl Delivery {
         let receiver = party(receiver);
         let call_id = m.get("call-id")?.to_owned();
         let Some(summary) = summary else {
-            // A re-INVITE without SDP: the 2xx offers, the ACK answers (`late_offer`).
+            // A re-INVITE without SDP: the 2xx offers, the ACK answers (`late_offer`). An
+            // UPDATE without SDP (a session refresh) changes no media.
+            if !matches!(&m.start, dialtone_sip::StartLine::Request { method, .. } if method == "INVITE")
+            {
+                return None;
+            }
             let leg = MediaLeg {
                 server: at.server,
                 call_id,

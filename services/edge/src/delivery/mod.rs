@@ -471,7 +471,11 @@ impl Delivery {
         let call_media = (invite && !from_edge)
             .then(|| {
                 let trusted = matches!(caller, calls::Party::Peer(_));
-                self.call_media(&m, src.ip, site.as_ref(), trusted)
+                let profile = match &caller {
+                    calls::Party::Phone(id) => self.cache.read().media_side(id),
+                    _ => dialtone_media::anchor::Side::Rtp,
+                };
+                self.call_media(&m, src.ip, site.as_ref(), (trusted, profile))
             })
             .flatten();
         let anchored_at = Mutex::new(Vec::new());

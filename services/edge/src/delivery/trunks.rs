@@ -52,7 +52,8 @@ impl Delivery {
         let ring = plan.no_answer_s.map(|s| Duration::from_secs(u64::from(s)));
         // The call's media is anchored where the caller or the trunk needs it (a WebRTC
         // phone calling out always: the carrier speaks plain RTP).
-        let call_media = self.call_media(&m, src.ip, plan.site.as_ref(), false);
+        let profile = self.cache.read().media_side(&plan.caller);
+        let call_media = self.call_media(&m, src.ip, plan.site.as_ref(), (false, profile));
         let anchored_at = parking_lot::Mutex::new(Vec::new());
         let mut tried = 0;
         // The trunk whose target answered (for the calls-per-trunk gauge).

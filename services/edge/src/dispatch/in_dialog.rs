@@ -27,7 +27,8 @@ impl Dispatcher {
             if !self.delivery.is_under_way(&m, &src)
                 && let Ok(onward) = route
             {
-                // The answer to a late offer this edge made goes to the media server first.
+                // The answer to a late offer this edge made goes to the media server first
+                // (an ACK sent again gets the same rewritten answer).
                 let late = m
                     .get("call-id")
                     .is_some_and(|c| self.delivery.late_answers.waiting(c));
