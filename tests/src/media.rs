@@ -12,8 +12,38 @@ use std::{
 
 use anyhow::Context;
 use dialtone_media::{client::NgClient, ng};
+use dialtone_proto::config::v1 as pb;
 
-use crate::ports::free_port;
+use crate::{ConfigClient, ports::free_port};
+
+/// Registers `engine` as media server `id` of region `local` (with `turn_urls`) and gives
+/// site hq the region, then `site`'s changes (its anchoring, its relay).
+pub async fn serve_hq(
+    cfg: &mut ConfigClient,
+    (id, engine): (&str, &Rtpengine),
+    turn_urls: Vec<String>,
+    site: impl FnOnce(&mut pb::Site),
+) -> anyhow::Result<()> {
+    cfg.create_media_server(pb::CreateMediaServerRequest {
+        media_server: Some(pb::MediaServer {
+            id: id.into(),
+            region: "local".into(),
+            ng_address: engine.ng.to_string(),
+            turn_urls,
+            ..Default::default()
+        }),
+    })
+    .await?;
+    let mut hq = cfg
+        .get_site(pb::GetRequest { id: "hq".into() })
+        .await?
+        .into_inner();
+    hq.media_regions = vec!["local".into()];
+    site(&mut hq);
+    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
+        .await?;
+    Ok(())
+}
 
 /// An rtpengine process; killed when dropped.
 pub struct Rtpengine {

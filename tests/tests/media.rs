@@ -19,7 +19,7 @@ use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     fleet::{create_profile, phone_at, softphones_at, wait_contacts},
-    media::Rtpengine,
+    media::{Rtpengine, serve_hq},
     sip::{Caller, branch, headers, in_dialog, status},
     softphones::Softphone,
 };
@@ -155,24 +155,8 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
     let engine = Rtpengine::start(&sb.dir().join("media"), "a")
         .await
         .unwrap();
-    cfg.create_media_server(pb::CreateMediaServerRequest {
-        media_server: Some(pb::MediaServer {
-            id: "rtp-a".into(),
-            region: "local".into(),
-            ng_address: engine.ng.to_string(),
-            ..Default::default()
-        }),
-    })
-    .await
-    .unwrap();
     // The site anchors only what needs it.
-    let mut site = cfg
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    site.media_regions = vec!["local".into()];
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
+    serve_hq(&mut cfg, ("rtp-a", &engine), vec![], |_| {})
         .await
         .unwrap();
     let phones = softphones_at(&mut cfg, &["201", "202"], "nat")
@@ -341,25 +325,9 @@ async fn an_sdes_phone_on_a_tls_line_and_a_plain_phone_talk_through_rtpengine() 
     let engine = Rtpengine::start(&sb.dir().join("media"), "a")
         .await
         .unwrap();
-    cfg.create_media_server(pb::CreateMediaServerRequest {
-        media_server: Some(pb::MediaServer {
-            id: "rtp-a".into(),
-            region: "local".into(),
-            ng_address: engine.ng.to_string(),
-            ..Default::default()
-        }),
-    })
-    .await
-    .unwrap();
     // The site anchors only what needs it: SRTP on one side and plain RTP on the other
     // does.
-    let mut site = cfg
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    site.media_regions = vec!["local".into()];
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
+    serve_hq(&mut cfg, ("rtp-a", &engine), vec![], |_| {})
         .await
         .unwrap();
     // SDES is refused on a profile whose phones would send the keys over UDP...

@@ -18,7 +18,7 @@ use dialtone_tests::{
     browser::BrowserPhone,
     carriers::{carrier_echoing, peer, route, route_out, stop, trunk},
     fleet::{create_profile, phone_at, wait_contacts},
-    media::{Coturn, Rtpengine},
+    media::{Coturn, Rtpengine, serve_hq},
     softphones::Softphone,
 };
 use serde_json::json;
@@ -96,29 +96,13 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
     )
     .await
     .unwrap();
-    cfg.create_media_server(pb::CreateMediaServerRequest {
-        media_server: Some(pb::MediaServer {
-            id: "rtp-a".into(),
-            region: "local".into(),
-            ng_address: engine.ng.to_string(),
-            turn_urls: vec![turn.url.clone()],
-            ..Default::default()
-        }),
+    // The site anchors only what needs it (a WebRTC call always does) and relays its
+    // browsers' media always.
+    serve_hq(&mut cfg, ("rtp-a", &engine), vec![turn.url.clone()], |hq| {
+        hq.media_relay = pb::MediaRelay::Always as i32
     })
     .await
     .unwrap();
-    // The site anchors only what needs it (a WebRTC call always does) and relays its
-    // browsers' media always.
-    let mut site = cfg
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await
-        .unwrap()
-        .into_inner();
-    site.media_regions = vec!["local".into()];
-    site.media_relay = pb::MediaRelay::Always as i32;
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
-        .await
-        .unwrap();
     // 201 is a WebRTC phone (its kind and profile): how an edge that hands a call to
     // another knows to offer it DTLS-SRTP and ICE.
     create_profile(

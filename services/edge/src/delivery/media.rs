@@ -369,6 +369,22 @@ impl Delivery {
         }
     }
 
+    /// Records how call `call_id`'s INVITE ended (`code`) and who is in it; when its BYE
+    /// came first (a losing branch held the delivery open), the call is over, and so is
+    /// its media session.
+    pub(crate) fn call_ended(&self, call_id: &str, code: u16, parties: super::calls::Parties) {
+        let server = parties.media.as_ref().map(|a| a.server);
+        let up = self.calls.invite_ended(
+            call_id,
+            code,
+            dialtone_common::clock::unix_ms(),
+            Some(parties),
+        );
+        if let (false, Some(server)) = (up, server) {
+            self.media_delete(server, call_id);
+        }
+    }
+
     /// Ends call `call_id`'s session at the media server at `server` (in the background).
     pub(crate) fn media_delete(&self, server: SocketAddr, call_id: &str) {
         let Some(client) = self.ng.clone() else {

@@ -40,7 +40,6 @@ use std::{
     time::Duration,
 };
 
-use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
 use dialtone_metrics::Counters;
 use dialtone_proto::{config::v1::Member, edge::v1::Binding};
@@ -520,15 +519,7 @@ impl Delivery {
                 media: won.media,
                 to_tag: won.to_tag,
             };
-            // Its BYE came first (a losing branch held the delivery open): the call is
-            // over, and so is its media session.
-            if !self
-                .calls
-                .invite_ended(call_id, code, unix_ms(), Some(parties))
-                && let Some(server) = won_at
-            {
-                self.media_delete(server, call_id);
-            }
+            self.call_ended(call_id, code, parties);
         }
         self.linger(key, permit).await;
     }

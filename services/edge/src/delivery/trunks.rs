@@ -11,7 +11,6 @@
 
 use std::{sync::Arc, time::Duration};
 
-use dialtone_common::clock::unix_ms;
 use dialtone_domain::trunks::fails_over;
 use dialtone_sip::{Message, response::Source, route::FlowToken};
 use tracing::{debug, warn};
@@ -189,13 +188,7 @@ impl Delivery {
             media: won.media,
             to_tag: won.to_tag,
         };
-        if !self
-            .calls
-            .invite_ended(call_id, code, unix_ms(), Some(parties))
-            && let Some(server) = won_at
-        {
-            self.media_delete(server, call_id);
-        }
+        self.call_ended(call_id, code, parties);
         self.linger(key, permit).await;
     }
 }
