@@ -79,8 +79,10 @@ window.phone = {
       all.forEach((s) => {
         if (s.type === 'inbound-rtp' && s.kind === 'audio') inbound += s.packetsReceived || 0;
         if (s.type === 'outbound-rtp' && s.kind === 'audio') outbound += s.packetsSent || 0;
-        if (s.type === 'candidate-pair' && s.state === 'succeeded' && s.nominated) {
-          const local = byId.get(s.localCandidateId);
+        // The pair the transport selected (whichever side nominated it).
+        if (s.type === 'transport' && s.selectedCandidatePairId) {
+          const pair = byId.get(s.selectedCandidatePairId);
+          const local = pair && byId.get(pair.localCandidateId);
           if (local) candidates.push(local.candidateType);
         }
       });

@@ -46,7 +46,9 @@ async fn talking(
     loop {
         let p = engine.packets(call).await.unwrap_or_default();
         let stats = browser.stats().await.unwrap_or_default();
-        let both = p.len() >= 2 && p.iter().all(|(_, n)| *n > 0) && stats.0 > 0;
+        // Packets both ways, and the page knows which candidate pair carries them.
+        let both =
+            p.len() >= 2 && p.iter().all(|(_, n)| *n > 0) && stats.0 > 0 && !stats.2.is_empty();
         if both || Instant::now() > deadline {
             return (both, p, stats);
         }

@@ -8,6 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
+use dialtone_media::select;
 use dialtone_store::lifecycle::NodeLease;
 use prost::Message;
 use tokio::task::JoinHandle;
@@ -32,16 +33,23 @@ pub(crate) fn spawn(h: Arc<Dispatcher>, lease: Arc<NodeLease>) -> JoinHandle<()>
             let servers = h.cache.read().media_servers();
             let health = &h.delivery.media_health;
             health.retain(|id| servers.iter().any(|s| s.id == id));
+            // Each ping's round trip, for the sites that use their regions lowest latency
+            // first.
             let pings = servers.iter().map(|s| {
                 let client = client.clone();
-                async move { (s, client.ping(s.ng).await) }
+                async move {
+                    let sent = std::time::Instant::now();
+                    let answered = client.ping(s.ng).await;
+                    let rtt = select::rtt_bucket(sent.elapsed().as_micros() as u64);
+                    (s, answered.map(|up| up.then_some(rtt)))
+                }
             });
             for (s, answered) in futures::future::join_all(pings).await {
                 let Some(answered) = answered else {
                     continue;
                 };
                 if health.observe(&s.id, answered, unix_ms() as i64) {
-                    if answered {
+                    if answered.is_some() {
                         info!(media_server = %s.id, ng = %s.ng, "media server up");
                     } else {
                         warn!(media_server = %s.id, ng = %s.ng, "media server down");

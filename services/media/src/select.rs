@@ -40,6 +40,26 @@ pub fn candidates<'a>(
     Vec::new()
 }
 
+/// `regions` lowest latency first: `rtt` gives a region's round trip in ms (none: not
+/// measured), unmeasured regions keep their order after the measured ones, equal ones
+/// keep theirs. Pure.
+pub fn by_latency(regions: &[String], rtt: impl Fn(&str) -> Option<u32>) -> Vec<String> {
+    let mut order: Vec<(Option<u32>, usize, &String)> = regions
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (rtt(r), i, r))
+        .collect();
+    order.sort_by_key(|(rtt, i, _)| (rtt.is_none(), *rtt, *i));
+    order.into_iter().map(|(_, _, r)| r.clone()).collect()
+}
+
+/// A round trip of `us` microseconds as a bucket: milliseconds rounded up to a power of
+/// two, at least 1. Pure.
+pub fn rtt_bucket(us: u64) -> u32 {
+    let ms = us.div_ceil(1000).max(1);
+    u32::try_from(ms.next_power_of_two()).unwrap_or(u32::MAX)
+}
+
 /// Weighted rendezvous score: `-weight / ln(u)` for `u` the hash of (Call-ID, server id)
 /// mapped into (0, 1): each server wins a share of Call-IDs proportional to its weight.
 fn score(call_id: &str, s: &Server) -> f64 {
@@ -116,5 +136,36 @@ mod tests {
         }
         // Three quarters to b, within a few percent.
         assert!((2850..3150).contains(&to_b), "{to_b} of 4000");
+    }
+
+    #[test]
+    fn regions_by_latency() {
+        let regions: Vec<String> = ["eu", "us", "ap", "sa"].map(String::from).to_vec();
+        // (round trips by region, order)
+        type Rtts<'a> = &'a [(&'a str, u32)];
+        let cases: [(Rtts, [&str; 4]); 4] = [
+            (&[], ["eu", "us", "ap", "sa"]),
+            (&[("us", 4), ("eu", 64)], ["us", "eu", "ap", "sa"]),
+            (&[("ap", 2), ("sa", 2), ("eu", 8)], ["ap", "sa", "eu", "us"]),
+            (
+                &[("eu", 1), ("us", 1), ("ap", 1), ("sa", 1)],
+                ["eu", "us", "ap", "sa"],
+            ),
+        ];
+        for (rtts, want) in cases {
+            let rtt = |r: &str| rtts.iter().find(|(n, _)| *n == r).map(|(_, v)| *v);
+            assert_eq!(by_latency(&regions, rtt), want, "{rtts:?}");
+        }
+        // (µs, bucket)
+        for (us, want) in [
+            (0, 1),
+            (200, 1),
+            (1000, 1),
+            (1001, 2),
+            (2500, 4),
+            (70_000, 128),
+        ] {
+            assert_eq!(rtt_bucket(us), want, "{us}");
+        }
     }
 }

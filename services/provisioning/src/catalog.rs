@@ -16,8 +16,11 @@ use dialtone_domain::{
     credentials::{self, CredentialKey},
     keys,
 };
-use dialtone_proto::config::v1::{
-    BaseSettings, EdgeGroup, MediaServer, Phone, Site, StoredCredentials,
+use dialtone_proto::{
+    config::v1::{
+        BaseSettings, EdgeGroup, MediaRegionOrder, MediaServer, Phone, Site, StoredCredentials,
+    },
+    edge::v1::MediaHealth,
 };
 use dialtone_sip::digest::{Algorithm, NonceCounts};
 use dialtone_store::{Follow, Follower, Store, WatchBatch};
@@ -171,8 +174,15 @@ impl Catalog {
         };
         let group = load::<EdgeGroup>(&self.store, &keys::edge_group(&site.edge_group_id)).await?;
         let meta = dialtone_domain::settings::meta_of(base.as_ref());
-        let media_servers = if document::uses_ice(meta) && !site.media_regions.is_empty() {
+        let ice = document::uses_ice(meta) && !site.media_regions.is_empty();
+        let media_servers = if ice {
             self.media_servers().await?
+        } else {
+            Vec::new()
+        };
+        let lowest_latency = site.media_region_order() == MediaRegionOrder::LowestLatency;
+        let media_health = if ice && lowest_latency {
+            self.media_health().await?
         } else {
             Vec::new()
         };
@@ -184,8 +194,24 @@ impl Catalog {
             key: &self.key,
             realm: &self.realm,
             media_servers: &media_servers,
+            media_health: &media_health,
         });
         Ok(Some((phone, doc)))
+    }
+
+    /// What each edge measures of the media servers, by node id (one read; a node per
+    /// edge).
+    async fn media_health(&self) -> Result<Vec<(String, MediaHealth)>, ProvisioningError> {
+        let page = self.store.range(keys::MEDIA_HEALTH, None, 1000).await?;
+        page.kvs
+            .iter()
+            .map(|kv| {
+                let node = kv.key.strip_prefix(keys::MEDIA_HEALTH).unwrap_or(&kv.key);
+                MediaHealth::decode(kv.value.as_slice())
+                    .map(|h| (node.to_owned(), h))
+                    .map_err(|_| ProvisioningError::Undecodable(kv.key.clone()))
+            })
+            .collect()
     }
 
     /// Every media server (a few dozen at most: one read).

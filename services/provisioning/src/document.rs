@@ -4,9 +4,12 @@
 
 use dialtone_domain::{credentials::CredentialKey, placement, settings};
 use dialtone_media::turn::{self, Relay, RelayServer};
-use dialtone_proto::config::v1::{
-    BaseSettings, EdgeGroup, MediaRelay, MediaServer, MetaBase, Phone, PhoneSettings, Site,
-    Transport,
+use dialtone_proto::{
+    config::v1::{
+        BaseSettings, EdgeGroup, MediaRegionOrder, MediaRelay, MediaServer, MetaBase, Phone,
+        PhoneSettings, Site, Transport,
+    },
+    edge::v1::MediaHealth,
 };
 
 /// Where a phone reaches one of its edges.
@@ -114,6 +117,9 @@ pub struct Inputs<'a> {
     pub realm: &'a str,
     /// Every media server (a WebRTC phone's ICE servers are those of its site's regions).
     pub media_servers: &'a [MediaServer],
+    /// What each edge (by node id) measures of the media servers (`media-health/{node}`;
+    /// read only for sites that use their regions lowest latency first).
+    pub media_health: &'a [(String, MediaHealth)],
 }
 
 /// Splits `host:port` (`[v6]:port` too).
@@ -163,6 +169,30 @@ fn resolve(
         ));
     }
     a
+}
+
+/// `regions` lowest latency first, as the edge `node` (the phone's primary) measures its
+/// round trip to each region's media servers.
+fn by_latency_from(
+    regions: &[String],
+    servers: &[MediaServer],
+    health: &[(String, MediaHealth)],
+    node: &str,
+) -> Vec<String> {
+    let measured = health.iter().find(|(n, _)| n == node).map(|(_, h)| h);
+    dialtone_media::select::by_latency(regions, |region| {
+        let here: Vec<&str> = servers
+            .iter()
+            .filter(|m| m.region == region)
+            .map(|m| m.id.as_str())
+            .collect();
+        measured?
+            .servers
+            .iter()
+            .filter(|s| s.up && s.rtt_ms > 0 && here.contains(&s.media_server_id.as_str()))
+            .map(|s| s.rtt_ms)
+            .min()
+    })
 }
 
 /// Builds a phone's document.
@@ -228,7 +258,18 @@ pub fn build(i: &Inputs<'_>) -> Document {
                 urls: &m.turn_urls,
             })
             .collect();
-        turn::ice_servers(&i.site.media_regions, relay_of(i.site), &servers)
+        let regions = match &primary {
+            Some(p) if i.site.media_region_order() == MediaRegionOrder::LowestLatency => {
+                by_latency_from(
+                    &i.site.media_regions,
+                    i.media_servers,
+                    i.media_health,
+                    &p.node_id,
+                )
+            }
+            _ => i.site.media_regions.clone(),
+        };
+        turn::ice_servers(&regions, relay_of(i.site), &servers)
     } else {
         Vec::new()
     };
@@ -360,6 +401,7 @@ pub(crate) mod tests {
             key: &CredentialKey::new([9; 32]),
             realm: "dialtone",
             media_servers: &[],
+            media_health: &[],
         })
     }
 
@@ -397,6 +439,7 @@ pub(crate) mod tests {
             key: &CredentialKey::new([9; 32]),
             realm: "dialtone",
             media_servers: &[],
+            media_health: &[],
         });
         let p = d.primary.unwrap();
         assert_eq!((p.transport, p.port), (Transport::Wss, 7443));
@@ -424,6 +467,7 @@ pub(crate) mod tests {
             key: &CredentialKey::new([9; 32]),
             realm: "dialtone",
             media_servers: &[],
+            media_health: &[],
         };
         let d = build(&inputs);
         assert!(d.primary.is_none());
@@ -496,6 +540,7 @@ pub(crate) mod tests {
                 key: &CredentialKey::new([9; 32]),
                 realm: "dialtone",
                 media_servers: &servers,
+                media_health: &[],
             });
             assert_eq!(d.ice_servers, want, "{meta:?} {relay:?}");
             assert_eq!(d.relay, want_relay);
@@ -504,5 +549,94 @@ pub(crate) mod tests {
                 want.iter().flatten().any(|u| u.starts_with("turn"))
             );
         }
+    }
+    #[test]
+    fn lowest_latency_orders_ice_servers_by_the_primary_edges_measure() {
+        use dialtone_proto::edge::v1::MediaServerHealth;
+        let server = |id: &str, region: &str| MediaServer {
+            id: id.into(),
+            region: region.into(),
+            ng_address: "10.0.0.9:2223".into(),
+            turn_urls: vec![format!("turn:{id}:3478")],
+            ..Default::default()
+        };
+        let servers = [
+            server("eu-1", "eu"),
+            server("us-1", "us"),
+            server("ap-1", "ap"),
+        ];
+        let mut site = site();
+        site.media_regions = vec!["eu".into(), "us".into(), "ap".into()];
+        site.media_region_order = MediaRegionOrder::LowestLatency as i32;
+        let (phone, base) = phone_and_base(MetaBase::Webrtc, "desk.example.com");
+        let build_with = |health: &[(String, MediaHealth)]| {
+            build(&Inputs {
+                phone: &phone,
+                base: Some(&base),
+                site: &site,
+                group: Some(&group()),
+                key: &CredentialKey::new([9; 32]),
+                realm: "dialtone",
+                media_servers: &servers,
+                media_health: health,
+            })
+        };
+        let primary = build_with(&[]).primary.unwrap().node_id;
+        let measured = |node: &str, rtts: &[(&str, u32, bool)]| {
+            (
+                node.to_owned(),
+                MediaHealth {
+                    servers: rtts
+                        .iter()
+                        .map(|(id, rtt, up)| MediaServerHealth {
+                            media_server_id: (*id).into(),
+                            up: *up,
+                            rtt_ms: *rtt,
+                            ..Default::default()
+                        })
+                        .collect(),
+                },
+            )
+        };
+        let first = |d: &Document| d.ice_servers[0][0].clone();
+        // (what the edges measured, the first ICE server)
+        let cases = [
+            (vec![], "turn:eu-1:3478"),
+            (
+                vec![measured(
+                    &primary,
+                    &[("eu-1", 64, true), ("us-1", 8, true), ("ap-1", 16, true)],
+                )],
+                "turn:us-1:3478",
+            ),
+            // A DOWN server's round trip does not count; nor another edge's measure.
+            (
+                vec![
+                    measured(
+                        &primary,
+                        &[("eu-1", 64, true), ("us-1", 8, false), ("ap-1", 16, true)],
+                    ),
+                    measured("elsewhere", &[("eu-1", 1, true)]),
+                ],
+                "turn:ap-1:3478",
+            ),
+        ];
+        for (health, want) in cases {
+            assert_eq!(first(&build_with(&health)), want, "{health:?}");
+        }
+        // In the listed order when the site says so.
+        site.media_region_order = MediaRegionOrder::Preference as i32;
+        let health = [measured(&primary, &[("us-1", 1, true)])];
+        let d = build(&Inputs {
+            phone: &phone,
+            base: Some(&base),
+            site: &site,
+            group: Some(&group()),
+            key: &CredentialKey::new([9; 32]),
+            realm: "dialtone",
+            media_servers: &servers,
+            media_health: &health,
+        });
+        assert_eq!(first(&d), "turn:eu-1:3478");
     }
 }

@@ -72,6 +72,7 @@ mod tests {
                     up: *up,
                     changed_at_ms: 0,
                     active_calls: *calls,
+                    rtt_ms: 0,
                 })
                 .collect(),
         }

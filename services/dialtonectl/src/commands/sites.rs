@@ -57,6 +57,10 @@ pub struct SiteArgs {
     /// are anchored even then).
     #[arg(long, default_value = "when-needed")]
     media_anchoring: String,
+    /// The order its media regions are used in: preference (as listed) or lowest-latency
+    /// (by the edges' measured round trip to each region's media servers).
+    #[arg(long, default_value = "preference")]
+    media_region_order: String,
     /// Default outbound caller id (E.164).
     #[arg(long, default_value = "")]
     caller_id: String,
@@ -114,8 +118,19 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
             a.media_anchoring
         )
     })?;
+    let order = pb::MediaRegionOrder::from_str_name(&format!(
+        "MEDIA_REGION_ORDER_{}",
+        a.media_region_order.to_ascii_uppercase().replace('-', "_")
+    ))
+    .with_context(|| {
+        format!(
+            "invalid --media-region-order '{}': use preference or lowest-latency",
+            a.media_region_order
+        )
+    })?;
     Ok(pb::Site {
         media_anchoring: anchoring as i32,
+        media_region_order: order as i32,
         id: a.id,
         name: a.name,
         edge_group_id: a.edge_group,

@@ -7,7 +7,9 @@ use dialtone_media::{
     anchor::{Anchoring, Side},
     select::Server,
 };
-use dialtone_proto::config::v1::{MediaAnchoring, MediaEncryption, MediaServer, MetaBase, Site};
+use dialtone_proto::config::v1::{
+    MediaAnchoring, MediaEncryption, MediaRegionOrder, MediaServer, MetaBase, Site,
+};
 
 use super::CredentialCache;
 
@@ -17,6 +19,8 @@ pub struct SiteMedia {
     pub anchoring: Anchoring,
     /// Its media regions, in order of preference.
     pub regions: Vec<String>,
+    /// Its regions are used lowest latency first (as this edge measures it).
+    pub lowest_latency: bool,
 }
 
 impl SiteMedia {
@@ -29,6 +33,7 @@ impl SiteMedia {
         SiteMedia {
             anchoring,
             regions: site.media_regions.clone(),
+            lowest_latency: site.media_region_order() == MediaRegionOrder::LowestLatency,
         }
     }
 }

@@ -153,7 +153,7 @@ impl Delivery {
         self.ng.as_ref()?;
         let servers = select::candidates(
             &call.call_id,
-            &call.plan.site.regions,
+            &self.media_regions(&call.plan),
             &call.plan.servers,
             |s| self.media_health.is_up(&s.id),
         );
@@ -367,6 +367,19 @@ impl Delivery {
         for server in servers.into_iter().filter(|s| Some(*s) != kept) {
             self.media_delete(server, call_id);
         }
+    }
+
+    /// The regions of `plan`'s site in the order its calls use them: as listed, or lowest
+    /// latency first as this edge's pings measure it.
+    fn media_regions(&self, plan: &MediaPlan) -> Vec<String> {
+        let site = &plan.site;
+        if !site.lowest_latency {
+            return site.regions.clone();
+        }
+        select::by_latency(&site.regions, |region| {
+            let here = plan.servers.iter().filter(|s| s.region == region);
+            self.media_health.lowest_rtt(here.map(|s| s.id.as_str()))
+        })
     }
 
     /// Records how call `call_id`'s INVITE ended (`code`) and who is in it; when its BYE

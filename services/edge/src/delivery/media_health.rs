@@ -21,6 +21,8 @@ struct ServerState {
     changed_at_ms: i64,
     /// Calls this edge anchored there.
     anchored: u64,
+    /// Round trip of its last answered ping, ms bucket (`select::rtt_bucket`; 0: none).
+    rtt_ms: u32,
 }
 
 /// Every media server's state, by id.
@@ -35,11 +37,15 @@ impl MediaHealth {
         self.states.lock().get(id).is_none_or(|s| !s.down)
     }
 
-    /// A ping of `id` was `answered` or not, at `now_ms`; returns whether its state
-    /// changed.
-    pub fn observe(&self, id: &str, answered: bool, now_ms: i64) -> bool {
+    /// A ping of `id` was `answered` (within `rtt_ms`, a bucket) or not, at `now_ms`;
+    /// returns whether its state changed.
+    pub fn observe(&self, id: &str, answered: Option<u32>, now_ms: i64) -> bool {
         let mut states = self.states.lock();
         let s = states.entry(id.to_owned()).or_default();
+        if let Some(rtt) = answered {
+            s.rtt_ms = rtt;
+        }
+        let answered = answered.is_some();
         let changed = s.down == answered;
         s.down = !answered;
         if changed {
@@ -67,10 +73,21 @@ impl MediaHealth {
                         up: !s.down,
                         changed_at_ms: s.changed_at_ms,
                         active_calls: active.get(ng).copied().unwrap_or(0),
+                        rtt_ms: s.rtt_ms,
                     }
                 })
                 .collect(),
         }
+    }
+
+    /// The lowest round trip (ms bucket) to a server of `ids` that is up; none when none
+    /// was measured.
+    pub fn lowest_rtt<'a>(&self, ids: impl Iterator<Item = &'a str>) -> Option<u32> {
+        let states = self.states.lock();
+        ids.filter_map(|id| states.get(id))
+            .filter(|s| !s.down && s.rtt_ms > 0)
+            .map(|s| s.rtt_ms)
+            .min()
     }
 
     /// A call was anchored at `id`.
@@ -130,12 +147,12 @@ mod tests {
     fn a_server_is_up_until_a_ping_goes_unanswered() {
         let h = MediaHealth::default();
         assert!(h.is_up("rtp-1"), "never pinged");
-        // (answered, changed, up after)
+        // (answered within a round trip of, changed, up after)
         let cases = [
-            (true, false, true),
-            (false, true, false),
-            (false, false, false),
-            (true, true, true),
+            (Some(1), false, true),
+            (None, true, false),
+            (None, false, false),
+            (Some(4), true, true),
         ];
         for (i, (answered, changed, up)) in cases.into_iter().enumerate() {
             assert_eq!(h.observe("rtp-1", answered, i as i64), changed, "step {i}");
@@ -145,6 +162,16 @@ mod tests {
         let snap = h.snapshot(&[("rtp-1".into(), ng)], &HashMap::from([(ng, 2)]));
         let s = &snap.servers[0];
         assert_eq!((s.up, s.changed_at_ms, s.active_calls), (true, 3, 2));
+        assert_eq!(s.rtt_ms, 4, "the last answered ping's round trip");
+        // The lowest round trip of the servers up among some.
+        h.observe("rtp-2", Some(2), 5);
+        h.observe("rtp-3", Some(1), 5);
+        h.observe("rtp-3", None, 6);
+        assert_eq!(
+            h.lowest_rtt(["rtp-1", "rtp-2", "rtp-3"].into_iter()),
+            Some(2)
+        );
+        assert_eq!(h.lowest_rtt(["rtp-3", "rtp-9"].into_iter()), None);
         h.anchored("rtp-1");
         let mut out = String::new();
         h.render("edge-1", &mut out);
