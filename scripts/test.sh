@@ -6,9 +6,6 @@
 # helm-python-sdk and kubernetes-validate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Nothing here reads a terminal: a stdin left open by whatever started the suite must not
-# reach the tools (cargo's rustc probe reads its stdin).
-exec </dev/null
 bash scripts/deps.sh --test
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
