@@ -115,6 +115,44 @@ impl Rtpengine {
         Ok(ng::calls(&reply))
     }
 
+    /// The Call-ID of a session it holds, once it holds one (within `within`).
+    pub async fn session(&self, within: Duration) -> Option<String> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(call) = self.calls().await.unwrap_or_default().pop() {
+                return Some(call);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// Whether it holds no session (any more) within `within`.
+    pub async fn emptied(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while !self.calls().await.unwrap_or_default().is_empty() {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        true
+    }
+
+    /// Whether every party of `call_id` sent it packets, within `within`; the packets by
+    /// tag as last seen.
+    pub async fn both_ways(&self, call_id: &str, within: Duration) -> (bool, Vec<(String, i64)>) {
+        let deadline = Instant::now() + within;
+        loop {
+            let p = self.packets(call_id).await.unwrap_or_default();
+            let flowing = p.len() >= 2 && p.iter().all(|(_, n)| *n > 0);
+            if flowing || Instant::now() > deadline {
+                return (flowing, p);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Packets it received from each party of call `call_id`, by tag.
     pub async fn packets(&self, call_id: &str) -> anyhow::Result<Vec<(String, i64)>> {
         let reply = self.client.request(self.ng, &ng::query(call_id)).await?;

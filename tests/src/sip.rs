@@ -433,6 +433,27 @@ impl Caller {
     }
 }
 
+/// `text`, a request or response without a body, carrying `sdp`.
+pub fn with_sdp(text: &str, sdp: &str) -> String {
+    text.replacen(
+        "Content-Length: 0\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
+            sdp.len()
+        ),
+        1,
+    ) + sdp
+}
+
+/// The URI of the first Contact of `msg`.
+pub fn contact_uri(msg: &str) -> String {
+    headers(msg, "contact")
+        .first()
+        .map(|c| c.trim_start_matches('<').split('>').next().unwrap_or(c))
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// A new RFC 3261 branch.
 pub fn branch() -> String {
     format!("z9hG4bK{:016x}", rand::random::<u64>())

@@ -20,7 +20,7 @@ use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     fleet::{create_profile, phone_at, softphones_at, wait_contacts},
     media::{Rtpengine, serve_hq},
-    sip::{Caller, branch, headers, in_dialog, status},
+    sip::{Caller, branch, contact_uri, in_dialog, status, with_sdp},
     softphones::Softphone,
 };
 
@@ -36,19 +36,6 @@ async fn holder(engines: &[Rtpengine]) -> Option<(usize, String)> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     None
-}
-
-/// Whether every party of `call` at `engine` sent packets, within 10 s.
-async fn media_both_ways(engine: &Rtpengine, call: &str) -> (bool, Vec<(String, i64)>) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let p = engine.packets(call).await.unwrap_or_default();
-        let flowing = p.len() >= 2 && p.iter().all(|(_, n)| *n > 0);
-        if flowing || Instant::now() > deadline {
-            return (flowing, p);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,13 +183,7 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         "v=0\r\no=nat 1 1 IN IP4 10.255.0.1\r\ns=-\r\nc=IN IP4 10.255.0.1\r\nt=0 0\r\n\
          m=audio {media_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
     );
-    let invite = phone.text("INVITE", "201", &branch(), "INVITE").replace(
-        "Content-Length: 0\r\n",
-        &format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
-            sdp.len()
-        ),
-    ) + &sdp;
+    let invite = with_sdp(&phone.text("INVITE", "201", &branch(), "INVITE"), &sdp);
     let edge = sb.udp(2);
     phone.send(&invite, edge).await;
     let answers = phone.responses("INVITE", Duration::from_secs(10)).await;
@@ -211,18 +192,13 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         .find(|r| status(r) == 200)
         .unwrap_or_else(|| panic!("not answered: {answers:?}\n{}", baresip.log_text()))
         .clone();
-    let contact = headers(&ok, "contact")[0]
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .to_owned();
+    let contact = contact_uri(&ok);
     let (ack, hop) = in_dialog(&invite, &ok, "ACK", 1, &contact);
     phone.send_raw(&ack, hop).await;
-    let Some((_, call)) = holder(std::slice::from_ref(&engine)).await else {
+    let Some(call) = engine.session(Duration::from_secs(5)).await else {
         panic!("a caller behind a NAT is not anchored:\n{ok}");
     };
-    let (flowing, packets) = media_both_ways(&engine, &call).await;
+    let (flowing, packets) = engine.both_ways(&call, Duration::from_secs(10)).await;
     assert!(
         flowing,
         "media did not flow both ways through rtpengine: {packets:?}\n{}\n{}",
@@ -246,11 +222,10 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         "the BYE did not end the call:\n{}",
         baresip.log_text()
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !engine.calls().await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the session outlived the BYE");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE"
+    );
 
     // A late offer (RFC 3261 §13.2.1): an INVITE without SDP, where the site now anchors
     // every call. baresip's 2xx offers, the phone's ACK answers; both reach rtpengine in
@@ -274,25 +249,14 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         .unwrap_or_else(|| panic!("not answered: {answers:?}\n{}", baresip.log_text()))
         .clone();
     assert!(ok.contains("m=audio"), "the 2xx carries the offer: {ok}");
-    let contact = headers(&ok, "contact")[0]
-        .trim_start_matches('<')
-        .split('>')
-        .next()
-        .unwrap()
-        .to_owned();
+    let contact = contact_uri(&ok);
     let (ack, hop) = in_dialog(&invite, &ok, "ACK", 1, &contact);
-    let ack = ack.replace(
-        "Content-Length: 0\r\n",
-        &format!(
-            "Content-Type: application/sdp\r\nContent-Length: {}\r\n",
-            sdp.len()
-        ),
-    ) + &sdp;
+    let ack = with_sdp(&ack, &sdp);
     phone.send_raw(&ack, hop).await;
-    let Some((_, call)) = holder(std::slice::from_ref(&engine)).await else {
+    let Some(call) = engine.session(Duration::from_secs(5)).await else {
         panic!("the late offer was not anchored:\n{ok}");
     };
-    let (flowing, packets) = media_both_ways(&engine, &call).await;
+    let (flowing, packets) = engine.both_ways(&call, Duration::from_secs(10)).await;
     assert!(
         flowing,
         "a late offer's media did not flow both ways: {packets:?}\n{}\n{}",
@@ -308,11 +272,10 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         "the BYE did not end the late-offer call:\n{}",
         baresip.log_text()
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !engine.calls().await.unwrap().is_empty() {
-        assert!(Instant::now() < deadline, "the session outlived the BYE");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE"
+    );
     echo.abort();
     baresip.stop().unwrap();
 }
@@ -397,10 +360,10 @@ async fn an_sdes_phone_on_a_tls_line_and_a_plain_phone_talk_through_rtpengine() 
             "call {n} was not established:\n{}",
             logs(&baresip, &linphonec)
         );
-        let Some((_, call)) = holder(std::slice::from_ref(&engine)).await else {
+        let Some(call) = engine.session(Duration::from_secs(5)).await else {
             panic!("call {n} is not anchored:\n{}", logs(&baresip, &linphonec));
         };
-        let (flowing, packets) = media_both_ways(&engine, &call).await;
+        let (flowing, packets) = engine.both_ways(&call, Duration::from_secs(10)).await;
         assert!(
             flowing,
             "call {n}: media did not flow both ways: {packets:?}\n{}\n{}",
@@ -415,11 +378,10 @@ async fn an_sdes_phone_on_a_tls_line_and_a_plain_phone_talk_through_rtpengine() 
             "call {n} did not end:\n{}",
             logs(&baresip, &linphonec)
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !engine.calls().await.unwrap().is_empty() {
-            assert!(Instant::now() < deadline, "the session outlived the BYE");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        assert!(
+            engine.emptied(Duration::from_secs(5)).await,
+            "the session outlived the BYE"
+        );
     }
     // baresip registered over TLS and keyed SRTP for both calls (from the media server's
     // a=crypto: linphonec offered and answered plain RTP).
@@ -501,7 +463,7 @@ async fn call_through(
         .await
         .expect("no media server holds the call");
     let engine = &engines[held];
-    let (flowing, packets) = media_both_ways(engine, &call).await;
+    let (flowing, packets) = engine.both_ways(&call, Duration::from_secs(10)).await;
     assert!(
         flowing,
         "media did not flow both ways through rtpengine: {packets:?}\n{}",
@@ -552,14 +514,10 @@ async fn call_through(
         "the hang-up did not end call {n}:\n{}",
         logs(baresip, linphonec)
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !engine.calls().await.unwrap().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the session outlived the BYE:\n{}",
-            engine.log_text()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE:\n{}",
+        engine.log_text()
+    );
     held
 }

@@ -23,18 +23,6 @@ use dialtone_tests::{
 };
 use serde_json::json;
 
-/// The Call-ID of the session `engine` holds, once it holds one (within 10 s).
-async fn session(engine: &Rtpengine) -> Option<String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Some(call) = engine.calls().await.unwrap_or_default().pop() {
-            return Some(call);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
 /// Waits (10 s) until both parties of `call` sent packets to `engine` and the browser
 /// received audio; the packets by tag and the page's stats.
 async fn talking(
@@ -54,17 +42,6 @@ async fn talking(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-}
-
-async fn ended(engine: &Rtpengine) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !engine.calls().await.unwrap_or_default().is_empty() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,7 +178,10 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         "the browser's call was not established:\n{}",
         logs(&browser, &baresip, &engine)
     );
-    let call = session(&engine).await.expect("rtpengine holds the call");
+    let call = engine
+        .session(Duration::from_secs(10))
+        .await
+        .expect("rtpengine holds the call");
     let (both, packets, stats) = talking(&engine, &call, &mut browser).await;
     assert!(
         both,
@@ -225,7 +205,10 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         "the browser's BYE did not reach baresip:\n{}",
         logs(&browser, &baresip, &engine)
     );
-    assert!(ended(&engine).await, "the session outlived the BYE");
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE"
+    );
 
     // Now the desk phone calls the browser, which answers.
     baresip.dial("sip:201@127.0.0.1").unwrap();
@@ -237,7 +220,10 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         "the desk phone's call was not established:\n{}",
         logs(&browser, &baresip, &engine)
     );
-    let call = session(&engine).await.expect("rtpengine holds the call");
+    let call = engine
+        .session(Duration::from_secs(10))
+        .await
+        .expect("rtpengine holds the call");
     let before = browser.stats().await.unwrap();
     let (both, packets, stats) = talking(&engine, &call, &mut browser).await;
     assert!(
@@ -255,7 +241,10 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         "the desk phone's BYE did not reach the browser:\n{}",
         logs(&browser, &baresip, &engine)
     );
-    assert!(ended(&engine).await, "the session outlived the BYE");
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE"
+    );
 
     // Out to a carrier that takes media from one fixed address (its trunk anchors media):
     // the browser's call is anchored (DTLS-SRTP to plain RTP), and so is the desk phone's,
@@ -289,7 +278,8 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         "the browser's call out was not established:\n{}",
         logs(&browser, &baresip, &engine)
     );
-    let call = session(&engine)
+    let call = engine
+        .session(Duration::from_secs(10))
         .await
         .expect("rtpengine holds the call out");
     let (both, packets, stats) = talking(&engine, &call, &mut browser).await;
@@ -299,7 +289,10 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         logs(&browser, &baresip, &engine)
     );
     browser.hang_up().unwrap();
-    assert!(ended(&engine).await, "the session outlived the BYE");
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE"
+    );
     baresip.dial("sip:2125551234@127.0.0.1").unwrap();
     assert!(
         baresip
@@ -308,23 +301,20 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
         "the desk phone's call out was not established:\n{}",
         logs(&browser, &baresip, &engine)
     );
-    let call = session(&engine)
+    let call = engine
+        .session(Duration::from_secs(10))
         .await
         .expect("the trunk's call is anchored");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let p = engine.packets(&call).await.unwrap_or_default();
-        if p.len() >= 2 && p.iter().all(|(_, n)| *n > 0) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the desk phone's call out carried no media both ways: {p:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let (flowing, p) = engine.both_ways(&call, Duration::from_secs(10)).await;
+    assert!(
+        flowing,
+        "the desk phone's call out carried no media both ways: {p:?}"
+    );
     baresip.hang_up().unwrap();
-    assert!(ended(&engine).await, "the session outlived the BYE");
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the BYE"
+    );
     stop(carrier);
     browser.stop().unwrap();
     baresip.stop().unwrap();
