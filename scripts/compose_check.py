@@ -176,13 +176,7 @@ def main():
               "profile ran, seed-media registered them and the status role shows rtp-1 UP")
         return []
     finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -239,13 +233,18 @@ def media_profile(services, tmp, secrets, env):
                 pass
         return []
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs)
+
+
+def stop(procs):
+    """Stops `procs`, the last started first: SIGTERM, then SIGKILL after 10 s."""
+    for p in reversed(procs):
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def flags_env():

@@ -44,7 +44,7 @@ use dialtone_tests::{
     ClusterSandbox,
     fleet::{import_csv, seed_site_on},
     free_port_pair,
-    media::Rtpengine,
+    media::{Rtpengine, serve_hq},
 };
 
 /// The processes of a server, listed afresh (Kamailio's workers).
@@ -219,23 +219,10 @@ async fn anchor_every_call(sb: &ClusterSandbox, engine: &Rtpengine) -> anyhow::R
     let mut c = sb.nodes[0]
         .config_client(dialtone_tests::ADMIN_TOKEN)
         .await?;
-    c.create_media_server(pb::CreateMediaServerRequest {
-        media_server: Some(pb::MediaServer {
-            id: "bench".into(),
-            region: "local".into(),
-            ng_address: engine.ng.to_string(),
-            ..Default::default()
-        }),
+    serve_hq(&mut c, ("bench", engine), vec![], |hq| {
+        hq.media_anchoring = pb::MediaAnchoring::Always as i32
     })
     .await?;
-    let mut site = c
-        .get_site(pb::GetRequest { id: "hq".into() })
-        .await?
-        .into_inner();
-    site.media_regions = vec!["local".into()];
-    site.media_anchoring = pb::MediaAnchoring::Always as i32;
-    c.update_site(pb::UpdateSiteRequest { site: Some(site) })
-        .await?;
     // The edge learns it through its watch, and pings the media server UP.
     tokio::time::sleep(Duration::from_secs(2)).await;
     Ok(())

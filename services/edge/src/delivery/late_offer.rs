@@ -161,10 +161,7 @@ impl Delivery {
             warn!(call_id = %leg.call_id, "too many late offers waiting for their ACK: this call is not anchored");
             return None;
         }
-        let mut offerer = leg.callee.clone();
-        offerer.behind_nat = leg.callee_direct && summary.behind_nat(offerer.source);
-        // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
-        offerer.side = summary.side();
+        let offerer = leg.callee_as_seen(summary);
         let flags = anchor::flags(&offerer, &leg.caller);
         let dialog = Dialog {
             call_id: &leg.call_id,

@@ -55,6 +55,16 @@ pub(crate) struct MediaLeg {
 }
 
 impl MediaLeg {
+    /// The callee as its SDP (`summary`, of an answer or of a late offer) shows it: what it
+    /// speaks (WebRTC, SDES-SRTP or plain RTP), and behind a NAT only as its own flow
+    /// shows it (through another edge, the source here is that edge's).
+    pub fn callee_as_seen(&self, summary: &Summary) -> Party {
+        let mut callee = self.callee.clone();
+        callee.behind_nat = self.callee_direct && summary.behind_nat(callee.source);
+        callee.side = summary.side();
+        callee
+    }
+
     /// What the record of calls keeps of it.
     pub fn anchored(&self) -> crate::delivery::calls::Anchored {
         crate::delivery::calls::Anchored {
@@ -161,23 +171,23 @@ impl Delivery {
             warn!(call_id = %call.call_id, ?why, "no media server up in the site's regions: media not anchored");
             return None;
         }
+        let leg = |server: SocketAddr| MediaLeg {
+            server,
+            call_id: call.call_id.clone(),
+            from_tag: call.from_tag.clone(),
+            via_branch: Some(via_branch.clone()),
+            caller: call.caller.clone(),
+            callee: callee.clone(),
+            callee_direct,
+            late: call.late,
+        };
         if call.late {
             // Nothing to offer yet: the call is anchored at the first server up, which
             // gets the callee's offer from its 2xx.
             let server = servers.first()?;
             offered_at.lock().push(server.ng);
             self.media_health.anchored(&server.id);
-            let leg = MediaLeg {
-                server: server.ng,
-                call_id: call.call_id.clone(),
-                from_tag: call.from_tag.clone(),
-                via_branch: Some(via_branch),
-                caller: call.caller.clone(),
-                callee,
-                callee_direct,
-                late: true,
-            };
-            return Some((m.clone(), leg));
+            return Some((m.clone(), leg(server.ng)));
         }
         let flags = anchor::flags(&call.caller, &callee);
         for server in servers {
@@ -198,17 +208,7 @@ impl Delivery {
                     self.media_health.anchored(&server.id);
                     let mut offered = m.clone();
                     offered.body = sdp;
-                    let leg = MediaLeg {
-                        server: ng_addr,
-                        call_id: call.call_id.clone(),
-                        from_tag: call.from_tag.clone(),
-                        via_branch: Some(via_branch),
-                        caller: call.caller.clone(),
-                        callee,
-                        callee_direct,
-                        late: false,
-                    };
-                    return Some((offered, leg));
+                    return Some((offered, leg(ng_addr)));
                 }
                 Err(e) => {
                     warn!(media_server = %server.id, error = %e, "offer failed; trying the next media server")
@@ -246,57 +246,41 @@ impl Delivery {
             behind_nat: false,
             fixed_address: false,
         };
-        let mut sender = party(sender);
-        let receiver = party(receiver);
         let call_id = m.get("call-id")?.to_owned();
+        let mut leg = MediaLeg {
+            server: at.server,
+            call_id,
+            from_tag,
+            via_branch: None,
+            caller: party(sender),
+            callee: party(receiver),
+            callee_direct: false,
+            late: summary.is_none(),
+        };
         let Some(summary) = summary else {
             // A re-INVITE without SDP: the 2xx offers, the ACK answers (`late_offer`). An
             // UPDATE without SDP (a session refresh) changes no media.
-            if !matches!(&m.start, dialtone_sip::StartLine::Request { method, .. } if method == "INVITE")
-            {
-                return None;
-            }
-            let leg = MediaLeg {
-                server: at.server,
-                call_id,
-                from_tag,
-                via_branch: None,
-                caller: sender,
-                callee: receiver,
-                callee_direct: false,
-                late: true,
-            };
-            return Some((m.clone(), leg));
+            let invite = matches!(&m.start, dialtone_sip::StartLine::Request { method, .. } if method == "INVITE");
+            return invite.then(|| (m.clone(), leg));
         };
         // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
-        sender.side = summary.side();
-        let flags = anchor::flags(&sender, &receiver);
+        leg.caller.side = summary.side();
+        let flags = anchor::flags(&leg.caller, &leg.callee);
         let dialog = Dialog {
-            call_id: &call_id,
-            from_tag: &from_tag,
+            call_id: &leg.call_id,
+            from_tag: &leg.from_tag,
             to_tag: Some(&to_tag),
             via_branch: None,
         };
         let command = ng::offer(&dialog, &m.body, &flags);
-        let server = at.server;
-        match self.ng_sdp(server, "offer", command).await {
+        match self.ng_sdp(leg.server, "offer", command).await {
             Ok(sdp) => {
                 let mut out = m.clone();
                 out.body = sdp;
-                let leg = MediaLeg {
-                    server,
-                    call_id,
-                    from_tag,
-                    via_branch: None,
-                    caller: sender,
-                    callee: receiver,
-                    callee_direct: false,
-                    late: false,
-                };
                 Some((out, leg))
             }
             Err(e) => {
-                warn!(call_id = %call_id, error = %e, "re-offer failed; the request goes on as it came");
+                warn!(call_id = %leg.call_id, error = %e, "re-offer failed; the request goes on as it came");
                 None
             }
         }
@@ -312,13 +296,7 @@ impl Delivery {
         summary: &Summary,
     ) -> Option<Vec<u8>> {
         let to_tag = resp.addressing().ok()?.to.tag?.to_owned();
-        let mut callee = leg.callee.clone();
-        // Behind a NAT only as its own flow shows it (through another edge, the source
-        // here is that edge's).
-        callee.behind_nat = leg.callee_direct && summary.behind_nat(callee.source);
-        // What its SDP shows it speaks (WebRTC, SDES-SRTP or plain RTP).
-        callee.side = summary.side();
-        let flags = anchor::flags(&callee, &leg.caller);
+        let flags = anchor::flags(&leg.callee_as_seen(summary), &leg.caller);
         let dialog = Dialog {
             call_id: &leg.call_id,
             from_tag: &leg.from_tag,
