@@ -6,7 +6,8 @@
 //! packets) and stays there through hold and resume (the re-INVITEs are offered there
 //! too), the status role counts the call at that server, the BYE deletes the
 //! session, and when the media server a call used dies the edges and the status role mark
-//! it DOWN and the next call goes to the other. A phone behind a NAT (its SDP names an
+//! it DOWN, a browser's ICE servers leave out its TURN server, and the next call goes to
+//! the other. A phone behind a NAT (its SDP names an
 //! address nobody can reach) is anchored where the site anchors only what needs it, and
 //! hears and is heard; so does its late offer (an INVITE without SDP: the 2xx offers,
 //! the ACK answers). A phone on a TLS line whose profile asks for SRTP keyed by SDES and a
@@ -24,6 +25,27 @@ use dialtone_tests::{
     softphones::Softphone,
 };
 
+/// The TURN URL the tests give media server `id` (nothing listens there: only the
+/// how-to-register document is read).
+fn turn_url(id: &str) -> String {
+    format!("turn:{id}.example.com:3478?transport=udp")
+}
+
+/// The first URL of each ICE server `how-to-register` gives the phone.
+async fn ice_urls(sb: &ClusterSandbox, phone_id: &str) -> Vec<String> {
+    let how = sb.nodes[0]
+        .provisioning_client(ADMIN_TOKEN)
+        .await
+        .unwrap()
+        .get_how_to_register(dialtone_proto::provisioning::v1::GetHowToRegisterRequest {
+            phone_id: phone_id.to_owned(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    how.ice_servers.iter().map(|s| s.urls[0].clone()).collect()
+}
+
 /// Which of `engines` holds a session, and its Call-ID, once one does (within 5 s).
 async fn holder(engines: &[Rtpengine]) -> Option<(usize, String)> {
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -40,7 +62,15 @@ async fn holder(engines: &[Rtpengine]) -> Option<(usize, String)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_over() {
-    let (sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-digest-algorithms=md5"])
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = dialtone_tls::dev_pair(files.path(), "provisioning").unwrap();
+    let flags = [
+        "--sip-digest-algorithms=md5".to_owned(),
+        format!("--provisioning-tls-cert={}", cert.display()),
+        format!("--provisioning-tls-key={}", key.display()),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (sb, mut cfg) = ClusterSandbox::two_edges_after("config,status,provisioning", &flags)
         .await
         .unwrap();
     let dir = sb.dir().join("media");
@@ -55,6 +85,7 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
                 id: (*id).into(),
                 region: "local".into(),
                 ng_address: e.ng.to_string(),
+                turn_urls: vec![turn_url(id)],
                 ..Default::default()
             }),
         })
@@ -89,7 +120,27 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
     let phones = softphones_at(&mut cfg, &["201", "202"], "media")
         .await
         .unwrap();
+    create_profile(
+        &mut cfg,
+        "browser",
+        "Browser",
+        pb::MetaBase::Webrtc,
+        pb::PhoneSettings::default(),
+    )
+    .await
+    .unwrap();
+    let browser = phone_at(
+        &mut cfg,
+        "203",
+        "media-webrtc",
+        pb::PhoneKind::Webrtc,
+        "browser",
+    )
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let both: Vec<String> = ids.iter().map(|id| turn_url(id)).collect();
+    assert_eq!(ice_urls(&sb, &browser.phone_id).await, both);
     let phones_dir = sb.dir().join("softphones");
     let edge = |i: usize| format!("127.0.0.1:{}", sb.nodes[i].sip.udp);
     let mut baresip = Softphone::baresip(&phones_dir, &edge(1), &phones[0], 60).unwrap();
@@ -128,6 +179,16 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
     let (_, dead) =
         server_status(&sb, ids[held], |s| s.state() == spb::MediaServerState::Down).await;
     assert_eq!(dead.state(), spb::MediaServerState::Down, "{dead:?}");
+    // A browser is no longer told to relay through it.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let urls = ice_urls(&sb, &browser.phone_id).await;
+        if urls == [turn_url(ids[1 - held])] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still offered: {urls:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let living = [engines.into_iter().nth(1 - held).unwrap()];
     call_through(&sb, &living, &mut baresip, &linphonec, 2).await;
     baresip.stop().unwrap();

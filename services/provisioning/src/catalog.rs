@@ -2,7 +2,11 @@
 //! phone's first fetch, rendered once, kept until a watch of `config/` says an input changed.
 //! A phone's change drops that phone; a profile, site or edge group change drops every
 //! entry (the next fetch renders again). The fleet's size costs nothing here until its
-//! phones fetch, and the cache is bounded.
+//! phones fetch, and the cache is bounded. The edges' `media-health/` records are
+//! followed too: when a media server turns UP or DOWN, or an edge's measure of it moves
+//! to another latency bucket, every entry is dropped (a WebRTC phone's ICE servers depend
+//! on both); a change of its active calls alone, which happens with every call, drops
+//! nothing.
 
 use std::{
     collections::HashMap,
@@ -17,13 +21,11 @@ use dialtone_domain::{
     keys,
 };
 use dialtone_proto::{
-    config::v1::{
-        BaseSettings, EdgeGroup, MediaRegionOrder, MediaServer, Phone, Site, StoredCredentials,
-    },
+    config::v1::{BaseSettings, EdgeGroup, MediaServer, Phone, Site, StoredCredentials},
     edge::v1::MediaHealth,
 };
 use dialtone_sip::digest::{Algorithm, NonceCounts};
-use dialtone_store::{Follow, Follower, Store, WatchBatch};
+use dialtone_store::{Follow, Follower, Store, WatchBatch, WatchEvent};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::task::JoinHandle;
@@ -91,6 +93,22 @@ pub struct Catalog {
     epoch: AtomicU64,
     /// Where every changed `config/` key is also sent (dynamic reload).
     changes: Option<tokio::sync::mpsc::UnboundedSender<String>>,
+    /// What a document depends on of each edge's `media-health/` record, by node.
+    media_facts: Mutex<HashMap<String, Vec<MediaFact>>>,
+}
+
+/// What a document depends on of one media server as one edge finds it: its id, whether
+/// it is up and its latency bucket (not its active calls).
+type MediaFact = (String, bool, u32);
+
+fn media_facts(h: &MediaHealth) -> Vec<MediaFact> {
+    let mut v: Vec<MediaFact> = h
+        .servers
+        .iter()
+        .map(|s| (s.media_server_id.clone(), s.up, s.rtt_ms))
+        .collect();
+    v.sort();
+    v
 }
 
 /// Reads and decodes one object (None: absent).
@@ -122,6 +140,7 @@ impl Catalog {
             inner: RwLock::new(Inner::default()),
             epoch: AtomicU64::new(0),
             changes,
+            media_facts: Mutex::default(),
         }
     }
 
@@ -180,8 +199,8 @@ impl Catalog {
         } else {
             Vec::new()
         };
-        let lowest_latency = site.media_region_order() == MediaRegionOrder::LowestLatency;
-        let media_health = if ice && lowest_latency {
+        // Every ICE phone's servers leave out those no edge finds up.
+        let media_health = if ice {
             self.media_health().await?
         } else {
             Vec::new()
@@ -280,6 +299,21 @@ impl Catalog {
         self.len() == 0
     }
 
+    /// An edge's `media-health/` record changed (`None`: deleted with its lease): drops
+    /// every entry when what a document depends on of it changed.
+    fn media_health_changed(&self, node: &str, health: Option<&MediaHealth>) {
+        let facts = health.map(media_facts).filter(|f| !f.is_empty());
+        let mut known = self.media_facts.lock();
+        let changed = match facts {
+            Some(f) => known.insert(node.to_owned(), f.clone()) != Some(f),
+            None => known.remove(node).is_some(),
+        };
+        drop(known);
+        if changed {
+            self.invalidate_all();
+        }
+    }
+
     fn apply(&self, key: &str) {
         if let Some(tx) = &self.changes {
             let _ = tx.send(key.to_owned());
@@ -291,10 +325,11 @@ impl Catalog {
         }
     }
 
-    /// Follows `config/` from the current revision, dropping what a change touches.
+    /// Follows `config/` and `media-health/` from the current revision, dropping what a
+    /// change touches.
     pub fn spawn_watch(self: Arc<Self>) -> JoinHandle<()> {
         let store = self.store.clone();
-        Follow::from_now("provisioning catalog", &[keys::CONFIG]).spawn(
+        Follow::from_now("provisioning catalog", &[keys::CONFIG, keys::MEDIA_HEALTH]).spawn(
             store,
             CatalogFollower(self),
             Arc::default(),
@@ -308,12 +343,71 @@ struct CatalogFollower(Arc<Catalog>);
 impl Follower for CatalogFollower {
     /// Anything cached so far may predate the revision followed from: start clean.
     fn reset(&mut self) {
+        self.0.media_facts.lock().clear();
         self.0.invalidate_all();
     }
 
     fn changed(&mut self, batch: WatchBatch) {
         for ev in &batch.events {
-            self.0.apply(ev.key());
+            match (ev.key().strip_prefix(keys::MEDIA_HEALTH), ev) {
+                (Some(node), WatchEvent::Put(kv)) => {
+                    // An undecodable record: as if the edge found nothing.
+                    let h = MediaHealth::decode(kv.value.as_slice()).ok();
+                    self.0.media_health_changed(node, h.as_ref());
+                }
+                (Some(node), WatchEvent::Delete { .. }) => self.0.media_health_changed(node, None),
+                (None, _) => self.0.apply(ev.key()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dialtone_proto::edge::v1::MediaServerHealth;
+    use dialtone_store::EmbeddedStore;
+
+    use super::*;
+
+    fn health(servers: &[(&str, bool, u32, u32)]) -> MediaHealth {
+        MediaHealth {
+            servers: servers
+                .iter()
+                .map(|(id, up, rtt_ms, active_calls)| MediaServerHealth {
+                    media_server_id: (*id).into(),
+                    up: *up,
+                    rtt_ms: *rtt_ms,
+                    active_calls: *active_calls,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn media_health_drops_the_cache_only_when_up_or_latency_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::Embedded(EmbeddedStore::open(dir.path()).unwrap());
+        let c = Catalog::new(store, "dialtone", CredentialKey::new([1; 32]), None);
+        let epoch = || c.epoch.load(Ordering::Acquire);
+        // (edge, its record, whether the cache is dropped)
+        let cases = [
+            ("e1", Some(health(&[("a", true, 4, 0)])), true),
+            // More calls up: documents do not change.
+            ("e1", Some(health(&[("a", true, 4, 7)])), false),
+            ("e1", Some(health(&[("a", true, 8, 7)])), true),
+            ("e2", Some(health(&[("a", true, 8, 0)])), true),
+            ("e1", Some(health(&[("a", false, 8, 0)])), true),
+            // Deleted with its edge's lease, once.
+            ("e1", None, true),
+            ("e1", None, false),
+            // An edge that knows no media server is like one that published nothing.
+            ("e3", Some(health(&[])), false),
+        ];
+        for (node, record, dropped) in cases {
+            let before = epoch();
+            c.media_health_changed(node, record.as_ref());
+            assert_eq!(epoch() != before, dropped, "{node} {record:?}");
         }
     }
 }

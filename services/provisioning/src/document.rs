@@ -117,8 +117,9 @@ pub struct Inputs<'a> {
     pub realm: &'a str,
     /// Every media server (a WebRTC phone's ICE servers are those of its site's regions).
     pub media_servers: &'a [MediaServer],
-    /// What each edge (by node id) measures of the media servers (`media-health/{node}`;
-    /// read only for sites that use their regions lowest latency first).
+    /// What each edge (by node id) finds of the media servers (`media-health/{node}`):
+    /// a server no edge finds up is left out of the ICE servers, and sites that use their
+    /// regions lowest latency first order them by the primary edge's measure.
     pub media_health: &'a [(String, MediaHealth)],
 }
 
@@ -195,6 +196,17 @@ fn by_latency_from(
     })
 }
 
+/// Whether some edge reports on media server `id` and none finds it up: its TURN server
+/// (on the same host, in every deployment this project ships) is not worth a browser's
+/// ICE time. A server no edge reports on yet is kept.
+fn down_everywhere(id: &str, health: &[(String, MediaHealth)]) -> bool {
+    let mut seen = health
+        .iter()
+        .flat_map(|(_, h)| h.servers.iter().filter(|s| s.media_server_id == id))
+        .peekable();
+    seen.peek().is_some() && seen.all(|s| !s.up)
+}
+
 /// Builds a phone's document.
 pub fn build(i: &Inputs<'_>) -> Document {
     let (meta, s) = settings::of_phone(i.base, i.phone.overrides.as_ref());
@@ -251,6 +263,7 @@ pub fn build(i: &Inputs<'_>) -> Document {
         let servers: Vec<RelayServer<'_>> = i
             .media_servers
             .iter()
+            .filter(|m| !down_everywhere(&m.id, i.media_health))
             .map(|m| RelayServer {
                 id: &m.id,
                 region: &m.region,
@@ -638,5 +651,75 @@ pub(crate) mod tests {
             media_health: &health,
         });
         assert_eq!(first(&d), "turn:eu-1:3478");
+    }
+
+    #[test]
+    fn ice_servers_leave_out_media_servers_no_edge_finds_up() {
+        use dialtone_proto::edge::v1::MediaServerHealth;
+        let server = |id: &str| MediaServer {
+            id: id.into(),
+            region: "eu".into(),
+            ng_address: "10.0.0.9:2223".into(),
+            turn_urls: vec![format!("turn:{id}:3478")],
+            ..Default::default()
+        };
+        let servers = [server("a"), server("b")];
+        let mut site = site();
+        site.media_regions = vec!["eu".into()];
+        let (phone, base) = phone_and_base(MetaBase::Webrtc, "desk.example.com");
+        let found = |node: &str, ups: &[(&str, bool)]| {
+            (
+                node.to_owned(),
+                MediaHealth {
+                    servers: ups
+                        .iter()
+                        .map(|(id, up)| MediaServerHealth {
+                            media_server_id: (*id).into(),
+                            up: *up,
+                            ..Default::default()
+                        })
+                        .collect(),
+                },
+            )
+        };
+        // (what the edges find, the ICE servers)
+        let cases = [
+            // Nothing reported yet: both.
+            (vec![], vec!["turn:a:3478", "turn:b:3478"]),
+            (
+                vec![found("e1", &[("a", false), ("b", true)])],
+                vec!["turn:b:3478"],
+            ),
+            // Up on one edge: kept (that edge's phones reach it).
+            (
+                vec![
+                    found("e1", &[("a", false), ("b", true)]),
+                    found("e2", &[("a", true), ("b", true)]),
+                ],
+                vec!["turn:a:3478", "turn:b:3478"],
+            ),
+            // Down everywhere: none (a phone has no relay; better than a dead one).
+            (
+                vec![
+                    found("e1", &[("a", false), ("b", false)]),
+                    found("e2", &[("a", false)]),
+                ],
+                vec![],
+            ),
+        ];
+        for (health, want) in cases {
+            let d = build(&Inputs {
+                phone: &phone,
+                base: Some(&base),
+                site: &site,
+                group: Some(&group()),
+                key: &CredentialKey::new([9; 32]),
+                realm: "dialtone",
+                media_servers: &servers,
+                media_health: &health,
+            });
+            let got: Vec<&str> = d.ice_servers.iter().map(|u| u[0].as_str()).collect();
+            assert_eq!(got, want, "{health:?}");
+        }
     }
 }
