@@ -75,6 +75,33 @@ pub fn carrier_call(
     edge: SocketAddr,
     keys: &[(&str, &str)],
 ) -> bool {
+    carrier_call_with(dir, name, ip, number, edge, keys, &[])
+}
+
+/// [`carrier_call`] whose media port (at `ip`, chosen free) sends every RTP packet back
+/// where it came from (SIPp's `-rtp_echo`), for a scenario whose SDP names
+/// `[media_port]`.
+pub fn carrier_call_echoing(
+    dir: &Path,
+    name: &str,
+    ip: &str,
+    number: &str,
+    edge: SocketAddr,
+) -> bool {
+    let media = free_port().to_string();
+    let args = ["-mi", ip, "-mp", &media, "-rtp_echo"];
+    carrier_call_with(dir, name, ip, number, edge, &[], &args)
+}
+
+fn carrier_call_with(
+    dir: &Path,
+    name: &str,
+    ip: &str,
+    number: &str,
+    edge: SocketAddr,
+    keys: &[(&str, &str)],
+    args: &[&str],
+) -> bool {
     let log = dir.join(format!("{name}-{number}.log"));
     let mut sipp = Command::new("timeout");
     sipp.current_dir(dir)
@@ -84,6 +111,7 @@ pub fn carrier_call(
         sipp.args(["-key", k, v]);
     }
     let ok = sipp
+        .args(args)
         .args(["-i", ip, "-p", &free_port().to_string(), "-s", number])
         .args(["-m", "1", "-timeout", "15", "-timeout_error", "-nostdin"])
         .args(["-trace_msg", "-message_file"])

@@ -8,7 +8,8 @@
 //! sees: the page's `getStats()` counts audio packets received over a relay candidate, and
 //! rtpengine's `query` counts packets from both parties. Then both call out through a
 //! trunk to a carrier (SIPp echoing RTP): the browser's call is anchored because it must
-//! be, the desk phone's because the trunk asks for a fixed media address.
+//! be, the desk phone's because the trunk asks for a fixed media address; and the carrier's
+//! call in to the desk phone's DID is anchored for the same reason.
 
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     browser::BrowserPhone,
-    carriers::{carrier_echoing, peer, route, route_out, stop, trunk},
+    carriers::{carrier_call_echoing, carrier_echoing, peer, route, route_out, stop, trunk},
     fleet::{create_profile, phone_at, wait_contacts},
     media::{Coturn, Rtpengine, serve_hq},
     softphones::Softphone,
@@ -260,7 +261,11 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
     })
     .await
     .unwrap();
-    let mut anchoring = trunk("carrier", "carrier-sbc", sbc, vec![]);
+    let did = pb::Did {
+        numbers: "+15551230042".into(),
+        target: Some(pb::did::Target::Extension("hq/202".into())),
+    };
+    let mut anchoring = trunk("carrier", "carrier-sbc", sbc, vec![did]);
     anchoring.anchor_media = true;
     cfg.create_trunk(pb::CreateTrunkRequest {
         trunk: Some(anchoring),
@@ -314,6 +319,40 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
     assert!(
         engine.emptied(Duration::from_secs(5)).await,
         "the session outlived the BYE"
+    );
+
+    // The same carrier calls the desk phone's DID: its call in is anchored like its calls
+    // out, though neither side would need it (plain RTP, no NAT, a site anchoring only
+    // what needs it). The carrier echoes the desk phone's audio.
+    let edge = format!("127.0.0.1:{}", sb.nodes[1].sip.udp)
+        .parse()
+        .unwrap();
+    let dir = carriers.clone();
+    let calling = tokio::task::spawn_blocking(move || {
+        carrier_call_echoing(
+            &dir,
+            "carrier-calls-with-media",
+            "127.0.0.4",
+            "+15551230042",
+            edge,
+        )
+    });
+    let call = engine
+        .session(Duration::from_secs(10))
+        .await
+        .expect("the carrier's call in is anchored");
+    let (flowing, p) = engine.both_ways(&call, Duration::from_secs(5)).await;
+    assert!(
+        flowing,
+        "the carrier's call in carried no media both ways: {p:?}"
+    );
+    assert!(
+        calling.await.unwrap(),
+        "the carrier's call in did not complete"
+    );
+    assert!(
+        engine.emptied(Duration::from_secs(5)).await,
+        "the session outlived the carrier's BYE"
     );
     stop(carrier);
     browser.stop().unwrap();

@@ -6,8 +6,8 @@
 //! requires SRTP keyed by SDES and the other speaks plain RTP (rtpengine encrypts for one
 //! and decrypts for the other), whatever the site says. A phone behind a NAT (its SDP
 //! names only addresses of its own side, none the one its SIP comes from) and a trunk
-//! that wants one fixed media address ([`Party::fixed_address`]: a call out through a
-//! trunk with `anchor_media`) are anchored unless the site says `never`; `always`
+//! that wants one fixed media address ([`Party::fixed_address`]: a call out through, or
+//! in from the carrier of, a trunk with `anchor_media`) are anchored unless the site says `never`; `always`
 //! anchors every call.
 
 use std::net::IpAddr;
@@ -160,7 +160,10 @@ mod tests {
             (WhenNeeded, &desk, &natted, Some(Why::Nat)),
             (Never, &natted, &desk, None),
             (WhenNeeded, &desk, &trunk, Some(Why::Trunk)),
+            // The carrier of such a trunk calling in.
+            (WhenNeeded, &trunk, &desk, Some(Why::Trunk)),
             (Never, &desk, &trunk, None),
+            (Never, &trunk, &desk, None),
             (Always, &natted, &trunk, Some(Why::Nat)),
         ];
         for (i, (policy, caller, callee, want)) in cases.into_iter().enumerate() {

@@ -48,9 +48,9 @@ pub struct TrunkArgs {
     /// Ask the carrier to withhold the caller id from called parties (`Privacy: id`).
     #[arg(long)]
     privacy: bool,
-    /// Anchor the media of calls out through it at a media server of the caller's site
-    /// (for a carrier that takes media only from a fixed address; unless the site's media
-    /// anchoring is never). WebRTC phones' calls are anchored anyway.
+    /// Anchor the media of calls out through it and in from its carrier at a media server
+    /// of the site (for a carrier that takes media only from a fixed address; unless the
+    /// site's media anchoring is never). WebRTC phones' calls are anchored anyway.
     #[arg(long)]
     anchor_media: bool,
     /// A number (or range) the carrier delivers, and who answers it:

@@ -344,6 +344,14 @@ impl CredentialCache {
         self.trunks.values().any(|t| t.peer == peer)
     }
 
+    /// Whether a trunk of `peer` (a carrier) wants its calls' media anchored: its calls
+    /// in are then anchored like its calls out.
+    pub fn peer_anchors_media(&self, peer: &str) -> bool {
+        self.trunks
+            .values()
+            .any(|t| t.peer == peer && t.anchor_media)
+    }
+
     /// The lines a call from `peer` (a trunk's carrier) for `user` rings: those the DID
     /// names on one of the peer's trunks; empty when no DID of theirs matches, or what it
     /// names is gone. A call for the user a trunk registers as (the carrier calls the

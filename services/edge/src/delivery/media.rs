@@ -112,18 +112,44 @@ pub(crate) fn party(side: Side, transport: Transport, addr: SocketAddr) -> Party
     }
 }
 
+/// What the edge knows of a caller before reading its SDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CallerKind {
+    /// A trusted peer (a carrier), whose SDP is taken as meant (never behind a NAT).
+    pub trusted: bool,
+    /// What its settings say it speaks (plain RTP for a carrier).
+    pub profile: Side,
+    /// A carrier whose trunk wants one fixed media address (`anchor_media`).
+    pub fixed_address: bool,
+}
+
+impl CallerKind {
+    /// One of our phones, whose profile says it speaks `profile`.
+    pub fn phone(profile: Side) -> Self {
+        Self {
+            trusted: false,
+            profile,
+            fixed_address: false,
+        }
+    }
+}
+
 impl Delivery {
-    /// The media context of an INVITE `m` from `src` counted under `site` (`trusted`: a
-    /// trusted peer's, a carrier's, whose SDP is taken as meant; `profile`: what the
-    /// caller's settings say it speaks); none when the site is unknown or has no media
-    /// server, or no `ng` client runs.
+    /// The media context of an INVITE `m` from `src`, a caller of `kind`, counted under
+    /// `site`; none when the site is unknown or has no media server, or no `ng` client
+    /// runs.
     pub(crate) fn call_media(
         &self,
         m: &Message,
         src: std::net::IpAddr,
         site: Option<&Arc<str>>,
-        (trusted, profile): (bool, Side),
+        kind: CallerKind,
     ) -> Option<CallMedia> {
+        let CallerKind {
+            trusted,
+            profile,
+            fixed_address,
+        } = kind;
         self.ng.as_ref()?;
         // A site without media servers in its regions anchors nothing (and costs a call
         // nothing more: no SDP is read).
@@ -138,7 +164,7 @@ impl Delivery {
                 side: summary.as_ref().map_or(profile, Summary::side),
                 source: src,
                 behind_nat: !trusted && summary.as_ref().is_some_and(|s| s.behind_nat(src)),
-                fixed_address: false,
+                fixed_address,
             },
             call_id: m.get("call-id")?.to_owned(),
             from_tag,

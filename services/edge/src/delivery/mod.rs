@@ -469,12 +469,19 @@ impl Delivery {
         // another edge handed over was anchored there).
         let call_media = (invite && !from_edge)
             .then(|| {
-                let trusted = matches!(caller, calls::Party::Peer(_));
-                let profile = match &caller {
-                    calls::Party::Phone(id) => self.cache.read().media_side(id),
-                    _ => dialtone_media::anchor::Side::Rtp,
+                let kind = match &caller {
+                    calls::Party::Phone(id) => {
+                        media::CallerKind::phone(self.cache.read().media_side(id))
+                    }
+                    // A carrier's call in is anchored like a call out through its trunk.
+                    calls::Party::Peer(peer) => media::CallerKind {
+                        trusted: true,
+                        profile: dialtone_media::anchor::Side::Rtp,
+                        fixed_address: self.cache.read().peer_anchors_media(peer),
+                    },
+                    _ => media::CallerKind::phone(dialtone_media::anchor::Side::Rtp),
                 };
-                self.call_media(&m, src.ip, site.as_ref(), (trusted, profile))
+                self.call_media(&m, src.ip, site.as_ref(), kind)
             })
             .flatten();
         let anchored_at = Mutex::new(Vec::new());

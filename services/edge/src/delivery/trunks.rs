@@ -52,7 +52,12 @@ impl Delivery {
         // The call's media is anchored where the caller or the trunk needs it (a WebRTC
         // phone calling out always: the carrier speaks plain RTP).
         let profile = self.cache.read().media_side(&plan.caller);
-        let call_media = self.call_media(&m, src.ip, plan.site.as_ref(), (false, profile));
+        let call_media = self.call_media(
+            &m,
+            src.ip,
+            plan.site.as_ref(),
+            super::media::CallerKind::phone(profile),
+        );
         let anchored_at = parking_lot::Mutex::new(Vec::new());
         let mut tried = 0;
         // The trunk whose target answered (for the calls-per-trunk gauge).
