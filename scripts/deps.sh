@@ -25,6 +25,7 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v svwar >/dev/null || need+=(sipvicious)
   command -v baresip >/dev/null || need+=(baresip-core)
   command -v linphonec >/dev/null || need+=(linphone-cli)
+  command -v sipsak >/dev/null || need+=(sipsak)
   command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
   command -v turnserver >/dev/null || need+=(coturn)
   command -v chromium >/dev/null || need+=(chromium)

@@ -144,13 +144,24 @@ pub async fn add_phone(
     name: &str,
     line: &str,
 ) -> anyhow::Result<Seeded> {
+    add_phone_with(c, e, name, line, "desk").await
+}
+
+/// [`add_phone`] with profile `profile`.
+pub async fn add_phone_with(
+    c: &mut ConfigClient,
+    e: &mut EdgeClient,
+    name: &str,
+    line: &str,
+    profile: &str,
+) -> anyhow::Result<Seeded> {
     let r = c
         .create_phone(pb::CreatePhoneRequest {
             phone: Some(pb::Phone {
                 name: name.into(),
                 kind: pb::PhoneKind::Unmanaged as i32,
                 site_id: "hq".into(),
-                base_settings_id: "desk".into(),
+                base_settings_id: profile.into(),
                 lines: vec![pb::Line {
                     sip_user: line.into(),
                     display_name: name.into(),

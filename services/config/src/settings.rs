@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 
 use dialtone_proto::config::v1::{
-    CustomProperty, DtmfMode, MediaEncryption, MetaBase, PhoneSettings, PropertyType, Transport,
+    CustomProperty, DigestAlgorithm, DtmfMode, MediaEncryption, MetaBase, PhoneSettings,
+    PropertyType, Transport,
 };
 
 pub(crate) use dialtone_domain::settings::{
@@ -69,6 +70,22 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
             ));
         }
         seen.push(*known);
+    }
+    let mut algorithms = Vec::new();
+    for (i, a) in s.digest_algorithms.iter().enumerate() {
+        let field = || format!("{path}.digest_algorithms[{i}]");
+        match DigestAlgorithm::try_from(*a) {
+            Ok(DigestAlgorithm::Md5 | DigestAlgorithm::Sha256) if algorithms.contains(a) => {
+                return Err(ConfigError::invalid(field(), "listed twice"));
+            }
+            Ok(DigestAlgorithm::Md5 | DigestAlgorithm::Sha256) => algorithms.push(*a),
+            _ => {
+                return Err(ConfigError::invalid(
+                    field(),
+                    "unknown digest algorithm; use DIGEST_ALGORITHM_MD5 or DIGEST_ALGORITHM_SHA_256",
+                ));
+            }
+        }
     }
     if DtmfMode::try_from(s.dtmf_mode).is_err() {
         return Err(ConfigError::invalid(f("dtmf_mode"), "unknown DTMF mode"));
@@ -445,6 +462,33 @@ mod tests {
                 },
                 MetaBase::Yealink,
                 "s.codecs[1]",
+            ),
+            (
+                PhoneSettings {
+                    digest_algorithms: vec![
+                        DigestAlgorithm::Md5 as i32,
+                        DigestAlgorithm::Md5 as i32,
+                    ],
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.digest_algorithms[1]",
+            ),
+            (
+                PhoneSettings {
+                    digest_algorithms: vec![DigestAlgorithm::Unspecified as i32],
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.digest_algorithms[0]",
+            ),
+            (
+                PhoneSettings {
+                    digest_algorithms: vec![DigestAlgorithm::Sha256 as i32, 7],
+                    ..base()
+                },
+                MetaBase::GenericSip,
+                "s.digest_algorithms[1]",
             ),
             (
                 PhoneSettings {

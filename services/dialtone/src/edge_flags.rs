@@ -81,10 +81,10 @@ pub struct EdgeFlags {
     /// Seconds a nonce stays valid (then `stale=true`).
     #[arg(long, env = "DIALTONE_SIP_NONCE_LIFETIME", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub sip_nonce_lifetime: u64,
-    /// Digest algorithms offered, one challenge each, in this order (`sha-256`, `md5`).
-    /// RFC 8760 clients skip challenges they cannot answer, but some give up when any
-    /// challenge is one they cannot answer (baresip 1.0): edges serving such phones offer
-    /// `md5` alone.
+    /// Digest algorithms this edge accepts at all (`sha-256`, `md5`). Each phone's profile
+    /// chooses what its challenges offer and in what order (`digest_algorithms`; MD5 first
+    /// by default, which every common client answers), cut to these; a profile left with
+    /// none gets these, in this order. `sha-256` alone refuses MD5 fleet-wide.
     #[arg(
         long,
         env = "DIALTONE_SIP_DIGEST_ALGORITHMS",
@@ -208,7 +208,7 @@ impl EdgeFlags {
             realm: realm.to_owned(),
             nonce_key,
             nonce_lifetime: Duration::from_secs(self.sip_nonce_lifetime),
-            algorithms: parse_algorithms(&self.sip_digest_algorithms)?,
+            digest_bound: parse_algorithms(&self.sip_digest_algorithms)?,
             min_expires: self.sip_min_expires,
             max_expires: self.sip_max_expires,
             max_message_bytes: self.sip_max_message_bytes,

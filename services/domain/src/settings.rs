@@ -3,8 +3,8 @@
 //! validates settings (`dialtone_config::settings`), everyone else only reads them.
 
 use dialtone_proto::config::v1::{
-    AutoConference, BaseSettings, DtmfMode, MediaEncryption, MetaBase, PhoneSettings,
-    SoftphoneAudio, Transport,
+    AutoConference, BaseSettings, DigestAlgorithm, DtmfMode, MediaEncryption, MetaBase,
+    PhoneSettings, SoftphoneAudio, Transport,
 };
 
 /// Codecs Dialtone knows, as MIME subtypes (RFC 4855 names).
@@ -63,6 +63,11 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
         transport: Transport::Udp as i32,
         softphone: None,
         media_encryption: MediaEncryption::None as i32,
+        // MD5 alone: what every family answers. Some clients give up on a 401 carrying
+        // any challenge they cannot answer, wherever it stands (baresip 1.0: "Function not
+        // implemented"), some read only the first (sipsak), some know MD5 only (JsSIP,
+        // SIP.js). A profile moves its phones to SHA-256 when they answer it.
+        digest_algorithms: vec![DigestAlgorithm::Md5 as i32],
     };
     match meta {
         M::GenericSip | M::Unspecified => {
@@ -119,6 +124,9 @@ pub fn merge(base: &PhoneSettings, over: &PhoneSettings) -> PhoneSettings {
         persistent_connection_timeout_s, push_credentials, registration_period_s, max_bindings);
     if !over.codecs.is_empty() {
         out.codecs = over.codecs.clone();
+    }
+    if !over.digest_algorithms.is_empty() {
+        out.digest_algorithms = over.digest_algorithms.clone();
     }
     if over.dtmf_mode != 0 {
         out.dtmf_mode = over.dtmf_mode;

@@ -145,6 +145,7 @@ impl Edge {
         let cache = Arc::new(RwLock::new(CredentialCache::new(Limits {
             min_expires: settings.min_expires,
             max_expires: settings.max_expires,
+            digest_bound: settings.digest_bound,
         })));
         let (publisher, publisher_task) = registrar::publisher::spawn(store.clone(), lease.clone());
         let replies = Arc::new(Replies {
@@ -156,7 +157,6 @@ impl Edge {
             realm: settings.realm.clone(),
             nonce_key: settings.nonce_key.clone(),
             nonce_lifetime_s: settings.nonce_lifetime.as_secs(),
-            algorithms: settings.algorithms.clone(),
             stats: stats.clone(),
         });
         let directory = Arc::new(Directory::start(

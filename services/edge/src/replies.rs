@@ -8,6 +8,7 @@ use dialtone_common::clock;
 use dialtone_sip::{
     Message,
     digest::{Algorithm, NonceKey, NonceScope, push_challenge},
+    offer::Offer,
     registration::Binding,
     response::{Source, build_with, header_line},
 };
@@ -41,7 +42,8 @@ impl ChallengeKind {
 
 /// What this edge answers with, shared by the dispatcher, the registrar and delivery: the
 /// responder, and the digest challenge (nonces valid only at this edge, for the source
-/// they were issued to, in the configured algorithms).
+/// they were issued to, offering the algorithms the caller passes: a line's, or an
+/// unknown user's drawn from the fleet's).
 pub struct Replies {
     pub responder: Responder,
     /// This edge's node id: the issuer of its nonces.
@@ -49,13 +51,12 @@ pub struct Replies {
     pub realm: String,
     pub nonce_key: NonceKey,
     pub nonce_lifetime_s: u64,
-    pub algorithms: Vec<Algorithm>,
     pub stats: Arc<Stats>,
 }
 
 impl Replies {
-    /// A fresh challenge (401, or 407 when `kind` is a proxy's), with a nonce valid only at
-    /// this edge and for the request's source address.
+    /// A fresh challenge (401, or 407 when `kind` is a proxy's) offering `offer`, with a
+    /// nonce valid only at this edge and for the request's source address.
     pub fn challenge(
         &self,
         req: &Message,
@@ -63,6 +64,7 @@ impl Replies {
         now: u64,
         stale: bool,
         kind: ChallengeKind,
+        offer: Offer,
     ) -> Vec<u8> {
         let nonce = self
             .nonce_key
@@ -72,7 +74,7 @@ impl Replies {
             req,
             src,
             kind,
-            &self.algorithms,
+            offer.algorithms(),
             &self.realm,
             nonce.as_str(),
             stale,

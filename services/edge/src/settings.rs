@@ -5,7 +5,10 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 pub use dialtone_auth::bans::BanPolicy;
 
-use dialtone_sip::digest::{Algorithm, NonceKey};
+use dialtone_sip::{
+    digest::{Algorithm, NonceKey},
+    offer::Offer,
+};
 
 use crate::error::EdgeError;
 
@@ -44,8 +47,9 @@ pub struct EdgeSettings {
     pub nonce_key: NonceKey,
     /// How long a nonce stays valid before `stale=true`.
     pub nonce_lifetime: Duration,
-    /// Challenge algorithms, in the order offered (RFC 8760: strongest first).
-    pub algorithms: Vec<Algorithm>,
+    /// The digest algorithms this edge accepts at all: each phone's profile chooses which
+    /// its challenges offer and in what order, within these.
+    pub digest_bound: Offer,
     /// Shortest registration accepted (423 below it).
     pub min_expires: u32,
     /// Longest registration granted (longer requests are clamped).
@@ -91,13 +95,6 @@ impl EdgeSettings {
                 "must be between 1 and --sip-max-expires",
             ));
         }
-        if self.algorithms.is_empty() {
-            return Err(EdgeError::invalid(
-                "--sip-digest-algorithms",
-                "",
-                "name at least one",
-            ));
-        }
         if !(1..=64).contains(&self.shards) {
             return Err(EdgeError::invalid(
                 "--sip-shards",
@@ -123,9 +120,10 @@ impl EdgeSettings {
     }
 }
 
-/// Parses `sha-256,md5` into algorithms.
-pub fn parse_algorithms(s: &str) -> Result<Vec<Algorithm>, EdgeError> {
-    s.split(',')
+/// Parses `sha-256,md5` into an offer (in that order; each once).
+pub fn parse_algorithms(s: &str) -> Result<Offer, EdgeError> {
+    let list = s
+        .split(',')
         .map(|a| match a.trim().to_ascii_lowercase().as_str() {
             "sha-256" | "sha256" => Ok(Algorithm::Sha256),
             "md5" => Ok(Algorithm::Md5),
@@ -135,7 +133,14 @@ pub fn parse_algorithms(s: &str) -> Result<Vec<Algorithm>, EdgeError> {
                 "expected sha-256 or md5",
             )),
         })
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    Offer::of(&list).ok_or_else(|| {
+        EdgeError::invalid(
+            "--sip-digest-algorithms",
+            s,
+            "name sha-256, md5 or both, each once",
+        )
+    })
 }
 
 #[cfg(test)]
@@ -146,13 +151,15 @@ mod tests {
     fn algorithms() {
         assert_eq!(
             parse_algorithms("SHA-256, md5").unwrap(),
-            vec![Algorithm::Sha256, Algorithm::Md5]
+            Offer::Sha256ThenMd5
         );
-        assert_eq!(parse_algorithms("md5").unwrap(), vec![Algorithm::Md5]);
-        let e = parse_algorithms("md5,sha1").unwrap_err().to_string();
-        assert!(
-            e.contains("--sip-digest-algorithms") && e.contains("sha1"),
-            "{e}"
-        );
+        assert_eq!(parse_algorithms("md5").unwrap(), Offer::Md5);
+        for (bad, named) in [("md5,sha1", "sha1"), ("md5,md5", "md5,md5")] {
+            let e = parse_algorithms(bad).unwrap_err().to_string();
+            assert!(
+                e.contains("--sip-digest-algorithms") && e.contains(named),
+                "{e}"
+            );
+        }
     }
 }

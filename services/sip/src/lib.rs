@@ -10,6 +10,7 @@ pub mod conformance;
 pub mod digest;
 pub mod header;
 pub mod message;
+pub mod offer;
 mod params;
 pub mod proxy;
 pub mod registration;

@@ -161,3 +161,27 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_json_takes_enum_names_in_lists() {
+        let s = parse_settings(
+            r#"{"digest_algorithms": ["DIGEST_ALGORITHM_SHA_256", "DIGEST_ALGORITHM_MD5"], "transport": "TRANSPORT_TLS"}"#,
+            "--settings",
+        )
+        .unwrap();
+        assert_eq!(
+            s.digest_algorithms,
+            [
+                pb::DigestAlgorithm::Sha256 as i32,
+                pb::DigestAlgorithm::Md5 as i32
+            ]
+        );
+        assert_eq!(s.transport, pb::Transport::Tls as i32);
+        let e = parse_settings(r#"{"digest_algorithms": ["SHA1"]}"#, "--settings").unwrap_err();
+        assert!(format!("{e:#}").contains("--settings"), "{e:#}");
+    }
+}

@@ -142,6 +142,7 @@ mod tests {
         let mut c = CredentialCache::new(Limits {
             min_expires: 60,
             max_expires: 3600,
+            digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
         });
         c.put_site(&Site {
             id: "hq".into(),

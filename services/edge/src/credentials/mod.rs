@@ -7,6 +7,8 @@
 pub(crate) mod calling;
 pub(crate) mod extensions;
 pub(crate) mod media;
+#[cfg(test)]
+mod offers_tests;
 pub(crate) mod remote;
 pub(crate) mod sync;
 pub(crate) mod trunks;
@@ -17,12 +19,20 @@ use std::{
     sync::Arc,
 };
 
-use dialtone_domain::{peers::TrustedPeer, placement, settings::effective};
-use dialtone_proto::config::v1::{
-    BaseSettings, Edge, EdgeGroup, MetaBase, Peer, Phone, PhoneKind, PhoneSettings, Site,
-    assignment::Mode,
+use dialtone_domain::{
+    peers::TrustedPeer,
+    placement,
+    settings::{effective, template},
 };
-use dialtone_sip::{digest::Algorithm, registration::Policy};
+use dialtone_proto::config::v1::{
+    BaseSettings, DigestAlgorithm, Edge, EdgeGroup, MetaBase, Peer, Phone, PhoneKind,
+    PhoneSettings, Site, assignment::Mode,
+};
+use dialtone_sip::{
+    digest::Algorithm,
+    offer::{Offer, OfferCounts},
+    registration::Policy,
+};
 
 use crate::credentials::{
     calling::{PhoneCalling, SiteCalling},
@@ -47,6 +57,9 @@ pub struct LineEntry {
     /// The phone is assigned to no user and no site: it registers, but calls and
     /// messages from it are refused.
     pub unassigned: bool,
+    /// The digest algorithms its challenges offer, in order (its profile's, within the
+    /// edge's bound).
+    pub offer: Offer,
 }
 
 impl LineEntry {
@@ -99,6 +112,9 @@ impl std::fmt::Debug for Ha1 {
 pub struct Limits {
     pub min_expires: u32,
     pub max_expires: u32,
+    /// The digest algorithms this edge accepts at all (`--sip-digest-algorithms`): a
+    /// profile's offer is cut to them.
+    pub digest_bound: Offer,
 }
 
 struct PhoneRec {
@@ -145,10 +161,25 @@ fn lines_gone<'a>(
         .collect()
 }
 
+/// The digest algorithms effective settings `s` list, in order (unknown entries, which
+/// validation refuses, skipped).
+fn offer_algorithms(s: &PhoneSettings) -> Vec<Algorithm> {
+    s.digest_algorithms
+        .iter()
+        .filter_map(|a| match DigestAlgorithm::try_from(*a) {
+            Ok(DigestAlgorithm::Md5) => Some(Algorithm::Md5),
+            Ok(DigestAlgorithm::Sha256) => Some(Algorithm::Sha256),
+            _ => None,
+        })
+        .collect()
+}
+
 /// The cache itself.
 pub struct CredentialCache {
     limits: Limits,
     by_user: HashMap<String, Arc<LineEntry>, foldhash::fast::RandomState>,
+    /// How many lines of `by_user` get each digest offer.
+    offers: OfferCounts,
     phones: HashMap<Arc<str>, PhoneRec>,
     bases: HashMap<String, (MetaBase, PhoneSettings)>,
     base_phones: HashMap<String, HashSet<Arc<str>>>,
@@ -179,6 +210,7 @@ impl CredentialCache {
         CredentialCache {
             limits,
             by_user: HashMap::default(),
+            offers: OfferCounts::default(),
             phones: HashMap::new(),
             bases: HashMap::new(),
             base_phones: HashMap::new(),
@@ -351,6 +383,16 @@ impl CredentialCache {
         self.by_user.get(sip_user).cloned()
     }
 
+    /// The digest offer a challenge to a SIP user nobody has carries, from `draw` (the
+    /// edges' keyed hash of the user name): one of the fleet's offers, as often as its
+    /// lines have it, so the challenge never tells a known user from an unknown one.
+    pub fn unknown_offer(&self, draw: u64) -> Offer {
+        let generic =
+            Offer::of(&offer_algorithms(&template(MetaBase::GenericSip))).unwrap_or(Offer::Md5);
+        self.offers
+            .pick(draw, generic.within(self.limits.digest_bound))
+    }
+
     /// Number of registrable lines.
     pub fn lines(&self) -> usize {
         self.by_user.len()
@@ -517,7 +559,9 @@ impl CredentialCache {
 
     fn forget_lines(&mut self, id: &Arc<str>, rec: &PhoneRec) {
         for l in &rec.lines {
-            self.by_user.remove(l.sip_user.as_str());
+            if let Some(old) = self.by_user.remove(l.sip_user.as_str()) {
+                self.offers.remove(old.offer);
+            }
         }
         if let Some(ext) = &rec.extension {
             self.extensions
@@ -556,11 +600,15 @@ impl CredentialCache {
             .persistent_connection
             .unwrap_or(false)
             .then(|| s.persistent_connection_timeout_s.unwrap_or(300));
+        let offer = Offer::of(&offer_algorithms(&s))
+            .unwrap_or(Offer::Md5)
+            .within(self.limits.digest_bound);
         for (i, l) in rec.lines.iter().enumerate() {
             if l.sip_user.is_empty() || l.ha1_md5.is_empty() {
                 continue;
             }
-            self.by_user.insert(
+            self.offers.add(offer);
+            let replaced = self.by_user.insert(
                 l.sip_user.clone(),
                 Arc::new(LineEntry {
                     phone_id: id.clone(),
@@ -572,8 +620,12 @@ impl CredentialCache {
                     mwi: s.mwi_enabled.unwrap_or(false),
                     persistent_timeout_s,
                     unassigned: rec.unassigned,
+                    offer,
                 }),
             );
+            if let Some(old) = replaced {
+                self.offers.remove(old.offer);
+            }
         }
     }
 }
@@ -627,6 +679,7 @@ mod tests {
         let mut c = CredentialCache::new(Limits {
             min_expires: 60,
             max_expires: 3600,
+            digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
         });
         let sdes = |e: MediaEncryption| PhoneSettings {
             media_encryption: e as i32,
@@ -676,6 +729,7 @@ mod tests {
         let mut c = CredentialCache::new(Limits {
             min_expires: 60,
             max_expires: 3600,
+            digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
         });
         let site = |id: &str, code: &str| Site {
             id: id.into(),
@@ -742,6 +796,7 @@ mod tests {
         let mut c = CredentialCache::new(Limits {
             min_expires: 60,
             max_expires: 7200,
+            digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
         });
         c.put_base(&base("b", 3, true));
         assert_eq!(
@@ -845,6 +900,7 @@ mod tests {
         let mut c = CredentialCache::new(Limits {
             min_expires: 60,
             max_expires: 3600,
+            digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
         });
         let mut p = phone("p1", "b", &[("u1", "h1")]);
         p.site_id = "hq".into();

@@ -151,6 +151,7 @@ impl Dispatcher {
                         now_ms / 1000,
                         true,
                         ChallengeKind::Proxy,
+                        line.offer,
                     ));
                 }
                 Ok(Sender::Line(line))
@@ -183,12 +184,28 @@ impl Dispatcher {
                 .responder()
                 .reply(m, src, 403, "Too many failed attempts", vec![]));
         }
+        // What the challenge offers: the line's algorithms, or for a user nobody has one
+        // of the fleet's, drawn by a hash only the edges can compute (the same work either
+        // way), so the challenge never tells a known user from an unknown one.
+        let draw = self
+            .settings
+            .nonce_key
+            .sign(b"unknown-user-offer", &[user.as_bytes()]);
+        let draw = u64::from_be_bytes(draw[..8].try_into().unwrap_or_default());
+        let (entry, offer) = {
+            let cache = self.cache.read();
+            let entry = cache.lookup(user);
+            let unknown = cache.unknown_offer(draw);
+            let offer = entry.as_ref().map_or(unknown, |e| e.offer);
+            (entry, offer)
+        };
+        let challenge = |stale: bool| shared.challenge(m, src, now, stale, kind, offer);
         let creds = m
             .all(kind.credentials_header())
             .filter_map(|v| parse_authorization(v).ok())
             .find(|c| c.realm == self.settings.realm);
         let Some(creds) = creds else {
-            return Err(shared.challenge(m, src, now, false, kind));
+            return Err(challenge(false));
         };
         match self.settings.nonce_key.check(
             &creds.nonce,
@@ -197,18 +214,18 @@ impl Dispatcher {
             &shared.nonce_scope(src.ip),
         ) {
             NonceCheck::Valid => {}
-            NonceCheck::Stale => return Err(shared.challenge(m, src, now, true, kind)),
+            NonceCheck::Stale => return Err(challenge(true)),
             // A nonce another edge (or this one, to another address) issued is not a wrong
             // password: `stale=true` lets the phone retry with the new nonce instead of
             // giving up (a phone failing over between the edges of a group brings one). No
             // response is verified against an invalid nonce, so this tells a guesser nothing.
-            NonceCheck::Invalid => return Err(shared.challenge(m, src, now, true, kind)),
+            NonceCheck::Invalid => return Err(challenge(true)),
         }
         let (Some(alg), Some(nc)) = (creds.algorithm(), creds.nonce_count()) else {
-            return Err(shared.challenge(m, src, now, false, kind));
+            return Err(challenge(false));
         };
-        if !self.settings.algorithms.contains(&alg) || creds.qop.as_deref() != Some("auth") {
-            return Err(shared.challenge(m, src, now, false, kind));
+        if !offer.accepts(alg) || creds.qop.as_deref() != Some("auth") {
+            return Err(challenge(false));
         }
         // The digest covers the URI the client says it asked for: it must be this one.
         if let StartLine::Request { uri, .. } = &m.start
@@ -222,7 +239,6 @@ impl Dispatcher {
                 vec![],
             ));
         }
-        let entry = self.cache.read().lookup(user);
         // The same work whether or not the user exists.
         let ha1 = entry.as_ref().map_or(DUMMY_HA1, |e| e.ha1(alg));
         let matches = verify(alg, ha1, method, &creds);

@@ -342,6 +342,7 @@ impl Handler<Register> for PhoneActor {
                 now,
                 false,
                 ChallengeKind::Registrar,
+                job.entry.offer,
             ));
             return;
         }

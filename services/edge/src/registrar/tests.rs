@@ -42,6 +42,7 @@ fn harness(quiet_before_sleep_s: u64) -> Harness {
     let mut cache = CredentialCache::new(Limits {
         min_expires: 60,
         max_expires: 7200,
+        digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
     });
     cache.put_phone(&Phone {
         id: "p1".into(),
@@ -70,7 +71,6 @@ fn harness(quiet_before_sleep_s: u64) -> Harness {
         realm: "dialtone".into(),
         nonce_key: NonceKey::new([7; 32]),
         nonce_lifetime_s: 300,
-        algorithms: vec![dialtone_sip::digest::Algorithm::Md5],
         stats: stats.clone(),
     });
     let directory = Directory::start(

@@ -14,7 +14,7 @@ use dialtone_proto::config::v1::{
     Assignment, CallRestrictions, Line, Phone as PhoneRecord, PhoneKind, Site, SiteAssignment,
     User, UserAssignment, assignment::Mode,
 };
-use dialtone_sip::digest::{Algorithm, NonceKey, answer};
+use dialtone_sip::digest::{NonceKey, answer};
 use parking_lot::RwLock;
 
 use crate::{
@@ -70,7 +70,7 @@ fn settings(notify_timeout: Duration) -> EdgeSettings {
         realm: REALM.into(),
         nonce_key: NonceKey::new([9; 32]),
         nonce_lifetime: Duration::from_secs(300),
-        algorithms: vec![Algorithm::Md5],
+        digest_bound: dialtone_sip::offer::Offer::Md5,
         min_expires: 60,
         max_expires: 7200,
         max_message_bytes: 65_535,
@@ -92,6 +92,7 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
     let mut cache = CredentialCache::new(Limits {
         min_expires: settings.min_expires,
         max_expires: settings.max_expires,
+        digest_bound: settings.digest_bound,
     });
     // Site hq dials by the NANP plan, national calls allowed, international ones not.
     cache.put_site(&Site {
@@ -160,7 +161,6 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         realm: REALM.into(),
         nonce_key: settings.nonce_key.clone(),
         nonce_lifetime_s: settings.nonce_lifetime.as_secs(),
-        algorithms: settings.algorithms.clone(),
         stats: stats.clone(),
     });
     let (publisher, _published) = Publisher::capturing();
