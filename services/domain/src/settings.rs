@@ -32,7 +32,9 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
     use MetaBase as M;
     let mut s = PhoneSettings {
         dynamic_reload: Some(true),
-        standalone_features: Some(true),
+        // "Leave Standalone Features set to Off unless you are creating a conference room
+        // phone."
+        standalone_features: Some(false),
         sip_dscp: Some(24),
         media_dscp: Some(46),
         rtp_port_start: Some(4000),
@@ -81,7 +83,6 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
             s.persistent_connection = Some(true);
             s.persistent_connection_timeout_s = Some(150);
             s.registration_period_s = Some(600);
-            s.standalone_features = Some(false);
             s.push_credentials = Some(false);
         }
         M::PolyVvx | M::Yealink => s.codecs = codecs(&["G722", "PCMU", "PCMA", "G729"]),
@@ -244,5 +245,46 @@ mod tests {
         assert_eq!(sp.use_headset, Some(true));
         assert_eq!(sp.headset_name, vec!["Jabra.*"]);
         assert_eq!(sp.sip_code_when_headset_na, Some(480));
+    }
+
+    /// The defaults every meta-base shares, as the seeds state them, by the Genesys Cloud
+    /// property name each stands for.
+    #[test]
+    fn defaults_as_the_seeds_state_them() {
+        type Check = (&'static str, fn(&PhoneSettings) -> bool);
+        let checks: [Check; 6] = [
+            // "Leave Standalone Features set to Off unless you are creating a conference
+            // room phone."
+            ("phone_standalone", |s| s.standalone_features == Some(false)),
+            // Message waiting indication is on unless a profile turns it off.
+            ("phone_mwi_enabled", |s| s.mwi_enabled == Some(true)),
+            // A phone registers to its site's secondary edge too.
+            ("secondary registration", |s| {
+                s.secondary_registration == Some(true)
+            }),
+            // A persistent connection always has its idle timeout, 15-3600 s.
+            ("station_persistent_timeout", |s| {
+                s.persistent_connection_timeout_s
+                    .is_some_and(|t| (15..=3600).contains(&t))
+            }),
+            // Every family answers MD5; not every one SHA-256.
+            ("digest algorithms", |s| {
+                s.digest_algorithms == [DigestAlgorithm::Md5 as i32]
+            }),
+            ("registration period", |s| {
+                s.registration_period_s
+                    .is_some_and(|p| (60..=86_400).contains(&p))
+            }),
+        ];
+        for meta in META_BASES {
+            let t = template(meta);
+            for (name, holds) in &checks {
+                assert!(holds(&t), "{meta:?}: {name}");
+            }
+            // "Persistent connection" is off but for the phones that keep a WebSocket or
+            // a TLS connection open by design.
+            let persistent = matches!(meta, MetaBase::Webrtc | MetaBase::DesktopSoftphone);
+            assert_eq!(t.persistent_connection, Some(persistent), "{meta:?}");
+        }
     }
 }

@@ -117,7 +117,7 @@ pub fn document(d: &Document) -> String {
         "features": {
             "mwi": s.mwi_enabled.unwrap_or(false),
             "dynamic_reload": s.dynamic_reload.unwrap_or(true),
-            "standalone_features": s.standalone_features.unwrap_or(true),
+            "standalone_features": s.standalone_features.unwrap_or(false),
         },
         "custom_properties": s.custom_properties.iter().map(|p| json!({
             "name": p.name,

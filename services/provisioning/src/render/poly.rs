@@ -200,7 +200,7 @@ pub fn settings(d: &Document) -> String {
     }
     a.push((
         "feature.enhancedFeatureKeys.enabled".into(),
-        b(s.standalone_features.unwrap_or(true)),
+        b(s.standalone_features.unwrap_or(false)),
     ));
     a.push((
         "voIpProt.SIP.specialEvent.checkSync.alwaysReboot".into(),
