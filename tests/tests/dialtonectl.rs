@@ -67,6 +67,25 @@ async fn dialtonectl_drives_a_dev_node() {
         "--settings",
         r#"{"codecs": ["audio/PCMU"]}"#,
     ]);
+    // Digest Authentication: admin / 1234 until a random password is generated, printed
+    // once, and shown again by whoever may read the profile ("Show Password").
+    let (ok, _, err) = ctl.run(&[
+        "base-settings",
+        "create",
+        "locked",
+        "--meta-base",
+        "yealink",
+        "--generate-digest-password",
+    ]);
+    assert!(ok, "{err}");
+    let generated = err
+        .lines()
+        .find_map(|l| l.strip_prefix("digest authentication password: "))
+        .expect("the password is printed")
+        .to_owned();
+    assert_eq!(generated.len(), 24, "{err}");
+    let shown = ctl.ok(&["-o", "json", "base-settings", "get", "locked"]);
+    assert!(shown.contains(&generated), "{shown}");
 
     let out = ctl.ok(&[
         "phones",

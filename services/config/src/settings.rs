@@ -126,6 +126,22 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
     if let Some(v) = s.firmware_version.as_deref() {
         check(f("firmware_version"), validate::name(v, 0, 64))?;
     }
+    // Digest credentials go into challenges' answers and phone files as quoted strings.
+    for (name, value) in [
+        ("digest_auth_user", &s.digest_auth_user),
+        ("digest_auth_password", &s.digest_auth_password),
+    ] {
+        if let Some(v) = value.as_deref()
+            && (v.is_empty()
+                || v.chars().count() > 64
+                || v.chars().any(|c| c.is_control() || c == '"'))
+        {
+            return Err(ConfigError::invalid(
+                f(name),
+                "must be 1-64 characters, without control characters or '\"'",
+            ));
+        }
+    }
     if let Some(u) = s.e911_lis_url.as_deref().filter(|u| !u.is_empty()) {
         check(f("e911_lis_url"), validate::url(u, true))?;
     }
@@ -489,6 +505,30 @@ mod tests {
                 },
                 MetaBase::GenericSip,
                 "s.digest_algorithms[1]",
+            ),
+            (
+                PhoneSettings {
+                    digest_auth_user: Some(String::new()),
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.digest_auth_user",
+            ),
+            (
+                PhoneSettings {
+                    digest_auth_password: Some("12\"34".into()),
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.digest_auth_password",
+            ),
+            (
+                PhoneSettings {
+                    digest_auth_password: Some("x".repeat(65)),
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.digest_auth_password",
             ),
             (
                 PhoneSettings {

@@ -70,6 +70,8 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
         // implemented"), some read only the first (sipsak), some know MD5 only (JsSIP,
         // SIP.js). A profile moves its phones to SHA-256 when they answer it.
         digest_algorithms: vec![DigestAlgorithm::Md5 as i32],
+        digest_auth_user: Some("admin".into()),
+        digest_auth_password: Some("1234".into()),
     };
     match meta {
         M::GenericSip | M::Unspecified => {
@@ -122,7 +124,8 @@ pub fn merge(base: &PhoneSettings, over: &PhoneSettings) -> PhoneSettings {
     take!(out, over; dynamic_reload, standalone_features, sip_dscp, media_dscp, rtp_port_start, rtp_port_count,
         dtmf_payload_type, tls_ca_pem, mutual_auth, firmware_version, firmware_url, e911_enabled, e911_lis_url,
         e911_ers_account_id, secondary_registration, mwi_enabled, persistent_connection,
-        persistent_connection_timeout_s, push_credentials, registration_period_s, max_bindings);
+        persistent_connection_timeout_s, push_credentials, registration_period_s, max_bindings,
+        digest_auth_user, digest_auth_password);
     if !over.codecs.is_empty() {
         out.codecs = over.codecs.clone();
     }

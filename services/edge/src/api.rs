@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::edge::v1::{self as pb, edge_service_server::EdgeService};
+use dialtone_sip::{StartLine, digest::authorize};
 use tonic::{Request, Response, Status};
+use tracing::debug;
 
 use crate::{
     delivery::calls::{ActiveCall, Party},
@@ -71,6 +73,10 @@ pub(crate) async fn check_sync(
         return Err(EdgeError::NotRegistered(id.to_owned()));
     }
     let realm = &h.settings.realm;
+    // A phone that challenges the NOTIFY is answered with its profile's Digest
+    // Authentication credentials, once.
+    let auth = h.cache.read().phone_auth(id);
+    let auth = auth.as_deref();
     let sends = contacts.into_iter().map(|c| async move {
         let Some((t, replier)) = h.flows.replier(c.source) else {
             return pb::NotifyResult {
@@ -87,37 +93,66 @@ pub(crate) async fn check_sync(
             };
         };
         let via = local.via();
-        let branch = new_branch();
         let from = format!("<sip:dialtone@{realm}>;tag={:08x}", rand::random::<u32>());
         let to = format!("<sip:{}@{realm}>", c.sip_user);
         let call_id = format!("{:016x}@dialtone", rand::random::<u64>());
         let contact = local.contact(Some("dialtone"));
-        let req = OutRequest {
-            method: "NOTIFY",
-            uri: &c.uri,
-            via: &via,
-            branch: &branch,
-            from: &from,
-            to: &to,
-            call_id: &call_id,
-            cseq: 1,
-            extra: vec![
+        let mut answer: Option<(&str, String)> = None;
+        let mut cseq = 1;
+        let (code, reason) = loop {
+            let branch = new_branch();
+            let mut extra = vec![
                 ("Event", format!("check-sync;reboot={reboot}")),
                 ("Subscription-State", "terminated".into()),
-                ("Contact", contact),
-            ],
-            body: b"",
+                ("Contact", contact.clone()),
+            ];
+            extra.extend(answer.take());
+            let req = OutRequest {
+                method: "NOTIFY",
+                uri: &c.uri,
+                via: &via,
+                branch: &branch,
+                from: &from,
+                to: &to,
+                call_id: &call_id,
+                cseq,
+                extra,
+                body: b"",
+            };
+            let timeout = h.settings.notify_timeout;
+            let got = h
+                .uac
+                .exchange(req.to_bytes(), branch, t, replier.clone(), timeout)
+                .await;
+            let Some(resp) = got else {
+                break (408, "Request Timeout".to_owned());
+            };
+            let StartLine::Response { code, reason, .. } = &resp.start else {
+                break (408, "Request Timeout".to_owned());
+            };
+            let cnonce = format!("{:016x}", rand::random::<u64>());
+            answer = auth
+                .filter(|_| matches!(code, 401 | 407) && cseq == 1)
+                .and_then(|a| {
+                    authorize(
+                        &resp,
+                        &a.username,
+                        &a.password,
+                        None,
+                        "NOTIFY",
+                        &c.uri,
+                        &cnonce,
+                    )
+                });
+            if answer.is_none() {
+                break (*code, reason.clone());
+            }
+            debug!(
+                phone = id,
+                code, "answering a phone's challenge to check-sync"
+            );
+            cseq += 1;
         };
-        let (code, reason) = h
-            .uac
-            .request(
-                req.to_bytes(),
-                branch.clone(),
-                t,
-                replier,
-                h.settings.notify_timeout,
-            )
-            .await;
         pb::NotifyResult {
             contact: c.uri,
             status_code: u32::from(code),

@@ -58,6 +58,21 @@ pub struct BaseArgs {
     /// Expected version (update; 0: current).
     #[arg(long, default_value_t = 0)]
     version: i64,
+    /// Sets the profile's Digest Authentication password (`digest_auth_password`: what
+    /// answers a phone's challenges, and the phones' administrative password) to a new
+    /// random one, printed once. `base-settings get` shows it again.
+    #[arg(long)]
+    generate_digest_password: bool,
+}
+
+/// A random password of 24 letters and digits (no look-alikes).
+fn random_password() -> String {
+    use rand::Rng;
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..24)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
 }
 
 fn base_from(a: BaseArgs) -> anyhow::Result<pb::BaseSettings> {
@@ -70,7 +85,15 @@ fn base_from(a: BaseArgs) -> anyhow::Result<pb::BaseSettings> {
         id: a.id,
         name: a.name,
         meta_base: meta as i32,
-        settings: Some(parse_settings(&a.settings, "--settings")?),
+        settings: Some({
+            let mut s = parse_settings(&a.settings, "--settings")?;
+            if a.generate_digest_password {
+                let password = random_password();
+                eprintln!("digest authentication password: {password}");
+                s.digest_auth_password = Some(password);
+            }
+            s
+        }),
         version: a.version,
     })
 }

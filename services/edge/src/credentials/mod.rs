@@ -582,6 +582,18 @@ impl CredentialCache {
         effective(meta, &profile, rec.overrides.as_deref())
     }
 
+    /// What the edge answers phone `id`'s challenges with: its profile's Digest
+    /// Authentication user and password (read when a phone challenges, which is rare: not
+    /// kept per line).
+    pub fn phone_auth(&self, id: &str) -> Option<Arc<trunks::DigestAuth>> {
+        let s = self.effective_settings(id)?;
+        Some(Arc::new(trunks::DigestAuth {
+            username: s.digest_auth_user?,
+            password: s.digest_auth_password?,
+            realm: None,
+        }))
+    }
+
     /// The effective settings of phone `id`, if it is known here.
     pub fn effective_settings(&self, id: &str) -> Option<PhoneSettings> {
         self.phones.get(id).map(|rec| self.settings_of(rec))

@@ -26,19 +26,21 @@ pub enum DidTarget {
     Extension { site: String, extension: String },
 }
 
-/// The digest credentials a carrier challenges a trunk's requests with.
+/// Digest credentials the edge answers a challenge with: a trunk's, when its carrier
+/// challenges the trunk's requests; a phone profile's (`digest_auth_user`/`_password`),
+/// when a phone challenges what the edge sends it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct TrunkAuth {
+pub struct DigestAuth {
     pub username: String,
     pub password: String,
     /// The only realm they answer; none: any.
     pub realm: Option<String>,
 }
 
-impl std::fmt::Debug for TrunkAuth {
+impl std::fmt::Debug for DigestAuth {
     // Never the password, whatever prints a plan or a hop.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TrunkAuth")
+        f.debug_struct("DigestAuth")
             .field("username", &self.username)
             .field("realm", &self.realm)
             .finish_non_exhaustive()
@@ -55,7 +57,7 @@ pub struct RegistrationPlan {
     pub registrar: SocketAddr,
     /// Seconds asked for.
     pub expires_s: u32,
-    pub auth: Option<Arc<TrunkAuth>>,
+    pub auth: Option<Arc<DigestAuth>>,
 }
 
 /// One target of a trunk: where, over what, and (TLS) the name its certificate carries.
@@ -74,7 +76,7 @@ pub struct TrunkRec {
     pub anchor_media: bool,
     /// Seconds between OPTIONS keep-alives.
     pub options_interval_s: u32,
-    pub auth: Option<Arc<TrunkAuth>>,
+    pub auth: Option<Arc<DigestAuth>>,
     pub registration: Option<RegistrationPlan>,
     dids: Dids<DidTarget>,
 }
@@ -103,7 +105,7 @@ impl TrunkRec {
             })
             .collect();
         let auth = t.credentials.as_ref().map(|c| {
-            Arc::new(TrunkAuth {
+            Arc::new(DigestAuth {
                 username: c.username.clone(),
                 password: c.password.clone(),
                 realm: (!c.realm.is_empty()).then(|| c.realm.clone()),
@@ -189,7 +191,7 @@ pub struct TrunkHop {
     pub tls_name: Option<Arc<str>>,
     pub privacy: bool,
     /// What answers the carrier's challenges.
-    pub auth: Option<Arc<TrunkAuth>>,
+    pub auth: Option<Arc<DigestAuth>>,
     /// The trunk wants the call's media anchored (one fixed media address).
     pub anchor_media: bool,
 }
@@ -321,7 +323,7 @@ impl CredentialCache {
     /// challenge within a dialog, which names no trunk). None when trunks with different
     /// credentials share the address: which account the dialog is under is not known, and
     /// no answer beats another account's.
-    pub fn trunk_auth_at(&self, addr: SocketAddr) -> Option<Arc<TrunkAuth>> {
+    pub fn trunk_auth_at(&self, addr: SocketAddr) -> Option<Arc<DigestAuth>> {
         let mut found = self
             .trunks
             .values()

@@ -4,8 +4,10 @@
 //! too long; a cancel of the delivery (upstream CANCEL, a 2xx or 6xx on another branch)
 //! is passed on once the hop has answered provisionally (§9.1), with its `Reason`.
 //!
-//! A carrier that challenges a trunk's INVITE (or BYE) with 401/407 is answered here with
-//! the trunk's credentials: the challenge is acknowledged and the request goes again with
+//! A carrier that challenges a trunk's request with 401/407 is answered here with the
+//! trunk's credentials, and a phone that challenges what the edge hands it with its
+//! profile's Digest Authentication ones: the challenge is acknowledged (an INVITE's) and
+//! the request goes again with
 //! the next CSeq number (RFC 3261 §22.2) on a new branch. A re-sent INVITE is
 //! record-routed with that CSeq shift in its flow token, so the caller's later requests in
 //! the dialog are moved up by it, and their answers back down (`in_dialog`).
@@ -321,11 +323,13 @@ impl Delivery {
                     if let Some(ack) = &ack {
                         replier.send(ack.clone());
                     }
-                    // A carrier's challenge to a trunk's INVITE or BYE is answered here, with
-                    // the trunk's credentials, twice at most (a stale nonce may cost one more).
+                    // A carrier's challenge to a trunk's request, or a phone's to what the
+                    // edge hands it, is answered here, with the trunk's or the phone
+                    // profile's credentials, twice at most (a stale nonce may cost one
+                    // more). An ACK or a CANCEL cannot be sent again so (RFC 3261 §22.1).
                     let answer = auth.as_ref().filter(|_| {
                         matches!(code, 401 | 407)
-                            && (invite || method == "BYE")
+                            && !matches!(&*method, "ACK" | "CANCEL")
                             && challenged.len() < 2
                             && !gave_final
                             && cancelling == Cancelling::No
@@ -357,7 +361,7 @@ impl Delivery {
                     });
                     if let Some((next, b, s, with)) = again {
                         answers = with;
-                        debug!(code, method = %method, "answering a carrier's challenge");
+                        debug!(code, method = %method, "answering a challenge");
                         challenged.push((std::mem::replace(&mut branch, next), ack));
                         (bytes, sent) = (b, s);
                         shift += 1;

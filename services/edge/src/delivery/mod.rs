@@ -54,7 +54,7 @@ use crate::{
     admission::{Admission, Permit, SourceLimits},
     credentials::CredentialCache,
     credentials::LineEntry,
-    credentials::trunks::TrunkAuth,
+    credentials::trunks::DigestAuth,
     flow::{FlowSource, Flows, Replier, Transport},
     registrar::{directory::Directory, phone::Contacts},
     replies::{Listening, Replies},
@@ -269,8 +269,9 @@ struct Hop<'a> {
     /// The caller's identity as the next hop is told it (a carrier): the phone's own
     /// identity headers are replaced by these.
     identity: Option<Identity>,
-    /// A carrier trunk's credentials: its challenges are answered here.
-    auth: Option<Arc<TrunkAuth>>,
+    /// What the next hop's challenges are answered with: a carrier trunk's credentials, or
+    /// a phone profile's Digest Authentication ones.
+    auth: Option<Arc<DigestAuth>>,
     /// How much higher the request's CSeq number is on the next hop's side (an in-dialog
     /// request of a dialog whose INVITE was re-sent with credentials); its answers come back
     /// that much lower.
@@ -612,6 +613,18 @@ impl Delivery {
                 Some((o, leg)) => (o, Some(leg.clone())),
                 None => (m, None),
             };
+            // A phone that challenges the request is answered with its profile's Digest
+            // Authentication credentials; a call re-sent so is record-routed again with
+            // its CSeq shift.
+            let auth = to_phone
+                .then(|| self.cache.read().phone_auth(&line.phone_id))
+                .flatten();
+            let route_token = (invite && to_phone).then_some(dialtone_sip::route::FlowToken {
+                inbound,
+                outbound,
+                cseq_shift: 0,
+                outbound_server: false,
+            });
             let hop = Hop {
                 uri: uri.as_deref(),
                 transport,
@@ -622,10 +635,10 @@ impl Delivery {
                 pop_routes: 0,
                 ring: None,
                 identity: None,
-                auth: None,
+                auth,
                 cseq_shift: 0,
                 refer_back: 0,
-                route_token: None,
+                route_token,
                 untrusted_identity: from_line,
                 untrusted_answers: to_phone,
                 phone: Some(line.phone_id.clone()),

@@ -47,6 +47,15 @@ fn sdes(d: &Document) -> bool {
     d.settings.media_encryption == dialtone_proto::config::v1::MediaEncryption::Sdes as i32
 }
 
+/// The phone's administrative account (its profile's Digest Authentication user name and
+/// password: `admin` and `1234` unless the profile says otherwise).
+fn admin_account(d: &Document) -> (&str, &str) {
+    (
+        d.settings.digest_auth_user.as_deref().unwrap_or("admin"),
+        d.settings.digest_auth_password.as_deref().unwrap_or("1234"),
+    )
+}
+
 /// The strong entity tag of `body`: its SHA-256's first 16 hex digits, quoted.
 pub fn etag(body: &[u8]) -> String {
     format!("\"{}\"", &hex::encode(Sha256::digest(body))[..16])
