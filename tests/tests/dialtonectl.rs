@@ -86,6 +86,28 @@ async fn dialtonectl_drives_a_dev_node() {
     assert_eq!(generated.len(), 24, "{err}");
     let shown = ctl.ok(&["-o", "json", "base-settings", "get", "locked"]);
     assert!(shown.contains(&generated), "{shown}");
+    // A softphone profile's device rules, explained for a device set: with use_headset
+    // off and auto-answer on, no speaker means nothing to answer with.
+    ctl.ok(&[
+        "base-settings",
+        "create",
+        "agents",
+        "--meta-base",
+        "desktop-softphone",
+        "--settings",
+        r#"{"softphone": {"auto_answer": true}}"#,
+    ]);
+    let explained = |args: &[&str]| {
+        let mut all = vec!["-o", "json", "base-settings", "explain", "agents"];
+        all.extend_from_slice(args);
+        let out = ctl.ok(&all);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let both = explained(&["--microphone", "USB Mic", "--speaker", "USB Speaker"]);
+    assert_eq!(both["should_answer"], "yes", "{both}");
+    let mute = explained(&["--microphone", "USB Mic"]);
+    assert_eq!(mute["should_answer"], "unknown", "{mute}");
+    assert_eq!(mute["incoming"], "ring", "{mute}");
 
     let out = ctl.ok(&[
         "phones",

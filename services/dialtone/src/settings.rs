@@ -330,6 +330,13 @@ fn file_args(path: &PathBuf) -> anyhow::Result<Vec<OsString>> {
 mod tests {
     use super::*;
 
+    /// Every flag is well formed (no flag named twice).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        ServeConfig::command().debug_assert();
+    }
+
     fn load(args: &[&str]) -> anyhow::Result<ServeConfig> {
         ServeConfig::load(args.iter().map(OsString::from).collect())
     }

@@ -193,3 +193,14 @@ async fn main() -> std::process::ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every command's flags are well formed (no flag named twice, as a subcommand's
+    /// `--output` would clash with the global one).
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

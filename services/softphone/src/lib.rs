@@ -11,8 +11,11 @@
 //! - **Headset presence**: with `use_headset`, the headset is available when one
 //!   `headset_name` entry matches both an input and an output device (a headset is both).
 //! - **should_answer** is tri-state: `Yes` (answer automatically), `No` (reject) and
-//!   `Unknown` (ring; the user decides). Auto-answer is blocked (`Unknown`) while a required
-//!   headset is missing.
+//!   `Unknown` (ring; the user decides). "In cases where either of the following conditions
+//!   is met, the auto-answer functionality is blocked (a policy of should answer returns
+//!   unknown, although a manual answer is still possible)": a required headset is missing
+//!   (`use_headset`), or, without `use_headset`, no usable microphone or speaker is there
+//!   (nothing to answer with).
 //! - **Rejection**: with `use_headset`, `reject_session_when_headset_na` and no headset,
 //!   incoming calls are rejected with `sip_code_when_headset_na` (480 when missing or outside
 //!   400-699), and outgoing calls are blocked: exactly when incoming ones are rejected.
@@ -180,6 +183,9 @@ impl Rules {
             ShouldAnswer::No
         } else if self.use_headset && !sel.headset_present {
             // Auto-answer is blocked without the headset; a manual answer stays possible.
+            ShouldAnswer::Unknown
+        } else if sel.input.is_none() || sel.output.is_none() {
+            // Nothing to talk or listen with: blocked too (the headset case is above).
             ShouldAnswer::Unknown
         } else if self.auto_answer {
             ShouldAnswer::Yes

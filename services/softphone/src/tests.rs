@@ -236,3 +236,58 @@ fn device_changes_are_re_evaluated() {
     assert_eq!(s.devices(), &devices(&[BUILT_IN.0], &[BUILT_IN.1]));
     assert_eq!(s.selection(), &sel);
 }
+
+/// "In cases where either of the following conditions is met, the auto-answer
+/// functionality is blocked (a policy of should answer returns unknown, although a manual
+/// answer is still possible)": the headset required and missing, or no usable microphone
+/// or speaker. A fallback device (the first the system lists, when no configured one is
+/// present) does not affect rejection: rejection follows the headset alone.
+#[test]
+fn auto_answer_needs_something_to_answer_with_and_fallbacks_do_not_affect_rejection() {
+    use Incoming::*;
+    use ShouldAnswer::*;
+    type Row = (
+        (bool, bool, bool),
+        (&'static [&'static str], &'static [&'static str]),
+        (ShouldAnswer, Incoming, bool),
+    );
+    // ((use_headset, auto_answer, reject), (inputs, outputs)) ->
+    //   (should_answer, incoming, outgoing allowed)
+    #[rustfmt::skip]
+    let table: &[Row] = &[
+        // use_headset=0, auto_answer=1: both devices, answered; either missing, blocked.
+        ((false, true, false), (&["Desk Mic"], &["Desk Speaker"]), (Yes, AutoAnswer, true)),
+        ((false, true, false), (&[], &["Desk Speaker"]), (Unknown, Ring, true)),
+        ((false, true, false), (&["Desk Mic"], &[]), (Unknown, Ring, true)),
+        ((false, true, false), (&[], &[]), (Unknown, Ring, true)),
+        // Only unconfigured devices: the fallbacks are usable, so auto-answer goes on.
+        ((false, true, false), (&["Other Mic"], &["Other Speaker"]), (Yes, AutoAnswer, true)),
+        // Rejection needs use_headset: no devices at all without it only rings.
+        ((false, true, true), (&[], &[]), (Unknown, Ring, true)),
+        // use_headset=1, headset missing: fallback devices present or not, the same.
+        ((true, true, true), (&["Other Mic"], &["Other Speaker"]), (No, Reject(480), false)),
+        ((true, true, true), (&[], &[]), (No, Reject(480), false)),
+        ((true, true, false), (&["Other Mic"], &["Other Speaker"]), (Unknown, Ring, true)),
+        ((true, true, false), (&[], &[]), (Unknown, Ring, true)),
+        // The headset there: answered.
+        ((true, true, true), (&["Jabra Evolve2 65"], &["Jabra Evolve2 65"]), (Yes, AutoAnswer, true)),
+    ];
+    for &((use_headset, auto, reject), (inputs, outputs), (answer, incoming, out)) in table {
+        let r = Rules::from_settings(&SoftphoneAudio {
+            use_headset: Some(use_headset),
+            headset_name: strings(&["Jabra"]),
+            audio_in_device: strings(&["Desk Mic"]),
+            audio_out_device: strings(&["Desk Speaker"]),
+            auto_answer: Some(auto),
+            reject_session_when_headset_na: Some(reject),
+            sip_code_when_headset_na: None,
+        })
+        .unwrap();
+        let sel = r.select(&devices(inputs, outputs));
+        let case =
+            format!("use_headset={use_headset} auto={auto} reject={reject} {inputs:?} {outputs:?}");
+        assert_eq!(r.should_answer(&sel), answer, "{case}");
+        assert_eq!(r.incoming(&sel), incoming, "{case}");
+        assert_eq!(r.outgoing_allowed(&sel), out, "{case}");
+    }
+}

@@ -21,6 +21,19 @@ pub enum BaseCmd {
     Update(BaseArgs),
     /// Show one.
     Get { id: String },
+    /// What a desktop softphone of this profile does with these audio devices: which
+    /// microphone and speaker it uses, whether it answers by itself, rings or rejects
+    /// incoming calls, and whether it may place calls (the same rules the softphones run).
+    Explain {
+        /// Profile id.
+        id: String,
+        /// A microphone the system lists, in the system's order (repeat).
+        #[arg(long = "microphone")]
+        inputs: Vec<String>,
+        /// A speaker the system lists, in the system's order (repeat).
+        #[arg(long = "speaker")]
+        outputs: Vec<String>,
+    },
     /// List all.
     List,
     /// Delete (refused while phones use it).
@@ -148,6 +161,34 @@ pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()
                 json(&b)
             } else {
                 show(vec![b])
+            }
+        }
+        BaseCmd::Explain {
+            id,
+            inputs,
+            outputs,
+        } => {
+            let b = c
+                .get_base_settings(pb::GetRequest { id })
+                .await?
+                .into_inner();
+            let devices = dialtone_softphone::Devices { inputs, outputs };
+            let e = super::explain::explain(&b, devices)?;
+            match out {
+                Format::Json => json(&e),
+                Format::Table => {
+                    let row = vec![
+                        e.input.unwrap_or_else(|| "-".into()),
+                        e.output.unwrap_or_else(|| "-".into()),
+                        e.headset_present.to_string(),
+                        e.should_answer.into(),
+                        e.incoming,
+                        e.outgoing_allowed.to_string(),
+                    ];
+                    let head = ["input", "output", "headset", "should-answer", "incoming"];
+                    table(&[&head[..], &["outgoing"]].concat(), vec![row]);
+                    Ok(())
+                }
             }
         }
         BaseCmd::List => show(all_pages!(c, list_base_settings, base_settings)),

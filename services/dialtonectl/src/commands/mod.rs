@@ -3,6 +3,7 @@
 mod base_settings;
 pub mod edge;
 mod edge_groups;
+mod explain;
 mod import;
 mod media_servers;
 mod peers;

@@ -38,8 +38,8 @@ pub struct PeerArgs {
     addresses: Vec<String>,
     /// A name of its TLS client certificate (verified by the edges against their
     /// --sip-tls-client-ca), once per name: over TLS or WSS it is then trusted from any
-    /// address.
-    #[arg(long = "tls-name")]
+    /// address. (Not `--tls-name`: that global flag names the config API's certificate.)
+    #[arg(long = "client-cert-name")]
     tls_names: Vec<String>,
     /// A transport it may use (udp, tcp, tls, ws, wss), once per transport; none: any.
     #[arg(long = "transport")]
