@@ -19,6 +19,10 @@ use crate::{
 pub const ADMIN_TOKEN: &str = "dt_test_admin_token_0000000000000000000000";
 pub const VIEWER_TOKEN: &str = "dt_test_viewer_token_000000000000000000000";
 pub const ADDER_TOKEN: &str = "dt_test_adder_token_0000000000000000000000";
+/// Tokens holding one `telephony:sitesmanagedphones` permission each (no view).
+pub const ADD_ONLY_TOKEN: &str = "dt_test_add_only_token_0000000000000000000";
+pub const EDIT_ONLY_TOKEN: &str = "dt_test_edit_only_token_000000000000000000";
+pub const DELETE_ONLY_TOKEN: &str = "dt_test_delete_only_token_0000000000000000";
 
 /// etcd (optional) plus nodes, in the manner of Quickwit's `ClusterSandbox`.
 pub struct ClusterSandbox {
@@ -99,7 +103,10 @@ impl ClusterSandbox {
             format!(
                 "[[token]]\nname = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\npermissions = [\"telephony:plugin:all\"]\n\
                  [[token]]\nname = \"viewer\"\ntoken = \"{VIEWER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\"]\n\
-                 [[token]]\nname = \"adder\"\ntoken = \"{ADDER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\", \"telephony:sitesmanagedphones:add\"]\n"
+                 [[token]]\nname = \"adder\"\ntoken = \"{ADDER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\", \"telephony:sitesmanagedphones:add\"]\n\
+                 [[token]]\nname = \"add-only\"\ntoken = \"{ADD_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:add\"]\n\
+                 [[token]]\nname = \"edit-only\"\ntoken = \"{EDIT_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:edit\"]\n\
+                 [[token]]\nname = \"delete-only\"\ntoken = \"{DELETE_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:delete\"]\n"
             ),
         )?;
         let prefix = format!("/dialtone-test-{}/", std::process::id());

@@ -140,7 +140,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::CreateMediaServerRequest>,
     ) -> Result<Response<pb::MediaServer>, Status> {
-        self.auth(&req, Permission::Add)?;
+        self.auth(&req, Permission::All)?;
         let m = field(req.into_inner().media_server, "media_server")?;
         ok(self.core.create_media_server(m).await)
     }
@@ -155,7 +155,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::UpdateMediaServerRequest>,
     ) -> Result<Response<pb::MediaServer>, Status> {
-        self.auth(&req, Permission::Edit)?;
+        self.auth(&req, Permission::All)?;
         let m = field(req.into_inner().media_server, "media_server")?;
         ok(self.core.update_media_server(m).await)
     }
@@ -163,7 +163,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.auth(&req, Permission::Delete)?;
+        self.auth(&req, Permission::All)?;
         let r = req.get_ref();
         ok(self
             .core
@@ -239,7 +239,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::CreateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        self.auth(&req, Permission::Add)?;
+        self.auth(&req, Permission::All)?;
         let u = field(req.into_inner().user, "user")?;
         ok(self.core.create_user(u).await)
     }
@@ -251,7 +251,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
-        self.auth(&req, Permission::Edit)?;
+        self.auth(&req, Permission::All)?;
         let u = field(req.into_inner().user, "user")?;
         ok(self.core.update_user(u).await)
     }
@@ -259,7 +259,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.auth(&req, Permission::Delete)?;
+        self.auth(&req, Permission::All)?;
         let r = req.get_ref();
         ok(self
             .core
@@ -284,7 +284,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::CreateEdgeGroupRequest>,
     ) -> Result<Response<pb::EdgeGroup>, Status> {
-        self.auth(&req, Permission::Add)?;
+        self.auth(&req, Permission::All)?;
         let g = field(req.into_inner().edge_group, "edge_group")?;
         ok(self.core.create_edge_group(g).await)
     }
@@ -299,7 +299,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::UpdateEdgeGroupRequest>,
     ) -> Result<Response<pb::EdgeGroup>, Status> {
-        self.auth(&req, Permission::Edit)?;
+        self.auth(&req, Permission::All)?;
         let g = field(req.into_inner().edge_group, "edge_group")?;
         ok(self.core.update_edge_group(g).await)
     }
@@ -307,7 +307,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.auth(&req, Permission::Delete)?;
+        self.auth(&req, Permission::All)?;
         let r = req.get_ref();
         ok(self
             .core
@@ -337,7 +337,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::CreateSiteRequest>,
     ) -> Result<Response<pb::Site>, Status> {
-        self.auth(&req, Permission::Add)?;
+        self.auth(&req, Permission::All)?;
         let s = field(req.into_inner().site, "site")?;
         ok(self.core.create_site(s).await)
     }
@@ -349,7 +349,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::UpdateSiteRequest>,
     ) -> Result<Response<pb::Site>, Status> {
-        self.auth(&req, Permission::Edit)?;
+        self.auth(&req, Permission::All)?;
         let s = field(req.into_inner().site, "site")?;
         ok(self.core.update_site(s).await)
     }
@@ -357,7 +357,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.auth(&req, Permission::Delete)?;
+        self.auth(&req, Permission::All)?;
         let r = req.get_ref();
         ok(self
             .core
@@ -397,7 +397,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::CreateBaseSettingsRequest>,
     ) -> Result<Response<pb::BaseSettings>, Status> {
-        self.auth(&req, Permission::Add)?;
+        self.auth(&req, Permission::All)?;
         let b = field(req.into_inner().base_settings, "base_settings")?;
         ok(self.core.create_base_settings(b).await)
     }
@@ -412,7 +412,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::UpdateBaseSettingsRequest>,
     ) -> Result<Response<pb::BaseSettings>, Status> {
-        self.auth(&req, Permission::Edit)?;
+        self.auth(&req, Permission::All)?;
         let b = field(req.into_inner().base_settings, "base_settings")?;
         ok(self.core.update_base_settings(b).await)
     }
@@ -420,7 +420,7 @@ impl ConfigService for ConfigApi {
         &self,
         req: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        self.auth(&req, Permission::Delete)?;
+        self.auth(&req, Permission::All)?;
         let r = req.get_ref();
         ok(self
             .core
