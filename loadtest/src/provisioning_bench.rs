@@ -100,6 +100,7 @@ async fn seed(sb: &ClusterSandbox, phones: usize) -> anyhow::Result<Vec<Phone>> 
                         sip_user: format!("{}", 2000 + i),
                         display_name: format!("Desk {i}"),
                         credentials: None,
+                        password: String::new(),
                     }],
                     ..Default::default()
                 }),

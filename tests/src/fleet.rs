@@ -166,6 +166,7 @@ pub async fn add_phone_with(
                     sip_user: line.into(),
                     display_name: name.into(),
                     credentials: None,
+                    password: String::new(),
                 }],
                 ..Default::default()
             }),

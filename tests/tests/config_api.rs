@@ -47,6 +47,7 @@ fn phone(name: &str, mac: &str, line: &str) -> pb::Phone {
             sip_user: line.into(),
             display_name: name.into(),
             credentials: None,
+            password: String::new(),
         }],
         ..Default::default()
     }

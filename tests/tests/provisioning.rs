@@ -125,6 +125,7 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
                         sip_user: line.into(),
                         display_name: name.into(),
                         credentials: None,
+                        password: String::new(),
                     }],
                     ..Default::default()
                 }),

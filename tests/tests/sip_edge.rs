@@ -762,3 +762,50 @@ async fn quiet_phones_sleep_and_wake_with_their_state() {
         "B's binding outlived its expiry"
     );
 }
+
+/// "The admin may type the SIP password (or leave it generated)": a line created with a
+/// typed password registers with it; no read returns it; a wrong one is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_registers_with_the_password_its_admin_typed() {
+    let (sb, mut c, mut e) = sandbox(&[]).await;
+    let typed = "typed-by-the-admin-42";
+    let created = c
+        .create_phone(cpb::CreatePhoneRequest {
+            phone: Some(cpb::Phone {
+                name: "Typed".into(),
+                kind: cpb::PhoneKind::Unmanaged as i32,
+                site_id: "hq".into(),
+                base_settings_id: "desk".into(),
+                lines: vec![cpb::Line {
+                    sip_user: "typed".into(),
+                    password: typed.into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let phone = created.phone.unwrap();
+    assert_eq!(created.credentials[0].password, typed);
+    let read = c
+        .get_phone(cpb::GetRequest {
+            id: phone.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(read.lines[0].password.is_empty() && read.lines[0].credentials.is_none());
+    let user = &created.credentials[0].sip_user;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let edge = udp_addr(&sb.nodes[0]);
+    let mut wrong = UdpPhone::new(edge, user, "typed-by-someone-else")
+        .await
+        .unwrap();
+    assert_eq!(status(&wrong.register(600).await.unwrap()), 403);
+    let mut ua = UdpPhone::new(edge, user, typed).await.unwrap();
+    let ok = ua.register(600).await.unwrap();
+    assert_eq!(status(&ok), 200, "{ok}");
+    assert!(wait_contacts(&mut e, &phone.id, 1, Duration::from_secs(3)).await);
+}

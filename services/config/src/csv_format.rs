@@ -130,6 +130,7 @@ fn to_phone(f: &[String; COLUMNS.len()]) -> Result<Phone, String> {
                 sip_user: user.trim().to_owned(),
                 display_name: display.trim().to_owned(),
                 credentials: None,
+                password: String::new(),
             }
         })
         .collect();

@@ -155,7 +155,8 @@ pub fn validate_phone(p: &mut Phone, base: Option<&BaseSettings>) -> Result<()> 
 }
 
 /// Completes new lines: the site's prefix and the admin's suffix (or a generated one) make
-/// the SIP user; a generated password is hashed into the line and returned in clear once.
+/// the SIP user; the admin's typed password or a generated one is hashed into the line
+/// (the typed one never stored) and returned in clear once.
 pub fn complete_new_lines(
     p: &mut Phone,
     indices: &[usize],
@@ -182,8 +183,18 @@ pub fn complete_new_lines(
             .retired_line_generations
             .get(&line.sip_user)
             .map_or(1, |g| g + 1);
-        let (password, credentials) =
-            line_credentials(key, &p.id, &line.sip_user, realm, generation);
+        let typed = std::mem::take(&mut line.password);
+        let (password, credentials) = if typed.is_empty() {
+            line_credentials(key, &p.id, &line.sip_user, realm, generation)
+        } else {
+            check(
+                format!("phone.lines[{i}].password"),
+                validate::typed_password(&typed),
+            )?;
+            // Generation 0: not a password Dialtone can derive again.
+            let stored = credentials::ha1(&line.sip_user, realm, &typed);
+            (typed, stored)
+        };
         line.credentials = Some(credentials);
         out.push(LineCredentials {
             line_index: i as u32,
@@ -326,6 +337,7 @@ pub fn create_txn(p: &Phone, user_site: Option<&str>) -> (Vec<Compare>, Vec<Op>)
 pub fn redact(mut p: Phone) -> Phone {
     for l in &mut p.lines {
         l.credentials = None;
+        l.password.clear();
     }
     p
 }
@@ -515,6 +527,12 @@ impl ConfigCore {
         let mut new_lines = Vec::new();
         for (i, l) in p.lines.iter_mut().enumerate() {
             match current.lines.iter().find(|c| c.sip_user == l.sip_user) {
+                Some(_) if !l.password.is_empty() => {
+                    return Err(ConfigError::invalid(
+                        format!("phone.lines[{i}].password"),
+                        "an existing line's password changes with ResetLinePassword",
+                    ));
+                }
                 Some(c) => l.credentials = c.credentials.clone(),
                 None => new_lines.push(i),
             }
@@ -819,6 +837,43 @@ mod tests {
         );
         remote.remote_address = "+14155550100".into();
         validate_phone(&mut remote, None).unwrap();
+    }
+
+    /// "The admin may type the SIP password (or leave it generated)": a typed one is
+    /// hashed (generation 0: provisioning cannot push it), never kept in clear, and checked.
+    #[test]
+    fn a_typed_line_password_is_hashed_and_never_kept() {
+        let key = CredentialKey::new([3; 32]);
+        // (typed, outcome: Ok(generation) or the field named)
+        let cases: [(&str, Result<u32, &str>); 4] = [
+            ("", Ok(1)),
+            ("correct horse battery", Ok(0)),
+            ("short", Err("phone.lines[0].password")),
+            ("tab\there is long enough", Err("phone.lines[0].password")),
+        ];
+        for (typed, want) in cases {
+            let mut p = phone(PhoneKind::Managed);
+            p.id = "p-1".into();
+            p.lines[0].password = typed.into();
+            let got = complete_new_lines(&mut p, &[0], "k7q2x-", "dialtone", &key);
+            match (got, want) {
+                (Ok(creds), Ok(generation)) => {
+                    let c = p.lines[0].credentials.as_ref().unwrap();
+                    assert_eq!(c.generation, generation, "{typed:?}");
+                    let shown = &creds[0].password;
+                    if !typed.is_empty() {
+                        assert_eq!(shown, typed);
+                    }
+                    assert_eq!(
+                        c.ha1_md5,
+                        credentials::ha1("k7q2x-1001", "dialtone", shown).ha1_md5
+                    );
+                    assert!(p.lines[0].password.is_empty(), "never stored");
+                }
+                (Err(e), Err(field)) => assert!(e.to_string().contains(field), "{e}"),
+                (got, want) => panic!("{typed:?}: {got:?} but {want:?}"),
+            }
+        }
     }
 
     #[test]

@@ -140,6 +140,19 @@ pub fn sip_user_suffix(s: &str) -> Result<(), String> {
     }
 }
 
+/// A SIP password an admin types for a line: 12-128 characters, no control characters
+/// (it goes into phones' digest answers and files).
+pub fn typed_password(s: &str) -> Result<(), String> {
+    let n = s.chars().count();
+    if (12..=128).contains(&n) && !s.chars().any(char::is_control) {
+        Ok(())
+    } else {
+        Err(format!(
+            "must be 12-128 characters without control characters (got {n})"
+        ))
+    }
+}
+
 /// An http(s) URL with a host.
 pub fn url(s: &str, https_only: bool) -> Result<(), String> {
     let rest = s.strip_prefix("https://").or_else(|| {

@@ -361,11 +361,13 @@ pub(crate) mod tests {
                     sip_user: "k7q2x-1001".into(),
                     display_name: "Front desk".into(),
                     credentials: creds(1),
+                    password: String::new(),
                 },
                 Line {
                     sip_user: "k7q2x-1002".into(),
                     display_name: String::new(),
                     credentials: creds(3),
+                    password: String::new(),
                 },
             ],
             device_credential_generation: 1,

@@ -118,6 +118,16 @@ pub struct PhoneArgs {
     /// A line: SUFFIX[=Display name] (repeat; empty suffix: generated). Replaces all lines.
     #[arg(long = "line")]
     lines: Vec<String>,
+    /// The SIP password of the --line at the same position (repeat; 12-128 characters),
+    /// for new lines only; without it a strong one is generated. A typed password cannot
+    /// be pushed to a managed phone (reset the line for one that can). Prefer
+    /// DIALTONE_LINE_PASSWORD for one line: a flag shows in the process list.
+    #[arg(
+        long = "line-password",
+        env = "DIALTONE_LINE_PASSWORD",
+        hide_env_values = true
+    )]
+    line_passwords: Vec<String>,
     /// Assignment: user:USER_ID, site:EXTENSION or unassigned.
     #[arg(long)]
     assign: Option<String>,
@@ -187,6 +197,12 @@ fn filter(f: FilterArgs) -> anyhow::Result<pb::PhoneFilter> {
 }
 
 fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        a.line_passwords.len() <= a.lines.len(),
+        "each --line-password needs a --line at the same position ({} passwords, {} lines)",
+        a.line_passwords.len(),
+        a.lines.len()
+    );
     if let Some(v) = a.name {
         p.name = v;
     }
@@ -206,12 +222,14 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
         p.lines = a
             .lines
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(i, l)| {
                 let (u, d) = l.split_once('=').unwrap_or((l, ""));
                 pb::Line {
                     sip_user: u.to_owned(),
                     display_name: d.to_owned(),
                     credentials: None,
+                    password: a.line_passwords.get(i).cloned().unwrap_or_default(),
                 }
             })
             .collect();
