@@ -114,9 +114,10 @@ async fn every_config_rpc_takes_the_permission_the_seeds_give_it() {
         restart_phone(pb::PhoneActionRequest::default()) => Edit,
         resync_phone(pb::PhoneActionRequest::default()) => Edit,
         log_out_phone(pb::PhoneActionRequest::default()) => Edit,
+        act_on_phones(pb::ActOnPhonesRequest::default()) => Edit,
         list_members(pb::ListMembersRequest::default()) => View,
     ];
-    assert_eq!(table.len(), 51, "every rpc of ConfigService");
+    assert_eq!(table.len(), 52, "every rpc of ConfigService");
     // (token, the one permission it holds)
     let tokens = [
         (ADMIN_TOKEN, Needs::All),

@@ -8,6 +8,7 @@
 //! is ever half-written.
 
 pub mod actions;
+pub mod bulk;
 pub mod csv_format;
 pub mod error;
 mod import;

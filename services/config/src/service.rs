@@ -606,6 +606,24 @@ impl ConfigService for ConfigApi {
         Ok(Response::new(Box::pin(ReceiverStream::new(out_rx))))
     }
 
+    type ActOnPhonesStream = Stream2<pb::ActOnPhonesProgress>;
+    async fn act_on_phones(
+        &self,
+        req: Request<pb::ActOnPhonesRequest>,
+    ) -> Result<Response<Self::ActOnPhonesStream>, Status> {
+        let who = self.auth(&req, Permission::Edit)?;
+        let wave = crate::bulk::Wave::of(req.into_inner()).map_err(Status::from)?;
+        info!(who = %who, act = ?wave.act, selector = ?wave.selector, rate = wave.rate_per_s, "bulk phone action");
+        let (tx, rx) = mpsc::channel(4);
+        let core = self.core.clone();
+        tokio::spawn(async move {
+            core.act_on_phones(wave, &format!("config/{who}"), tx).await;
+        });
+        let progress =
+            futures::StreamExt::map(ReceiverStream::new(rx), |r| r.map_err(Status::from));
+        Ok(Response::new(Box::pin(progress)))
+    }
+
     type ExportPhonesStream = Stream2<pb::ExportPhonesResponse>;
     async fn export_phones(
         &self,

@@ -91,11 +91,26 @@ pub enum PhoneCmd {
 
 #[derive(Args, Debug)]
 pub struct ActionArgs {
-    /// Phone id.
-    pub id: String,
-    /// Seconds to wait for the edges' reports (1-60).
+    /// Phone id (or, for many phones, --site, --base-settings or --phone).
+    pub id: Option<String>,
+    /// Seconds to wait for the edges' reports, per phone (1-60).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=60))]
     pub timeout: u32,
+    /// Every phone of this site, paced.
+    #[arg(long, conflicts_with_all = ["id", "base_settings", "phones"])]
+    pub site: Option<String>,
+    /// Every phone of this base-settings profile, paced.
+    #[arg(long, conflicts_with_all = ["id", "phones"])]
+    pub base_settings: Option<String>,
+    /// These phones (repeat), paced.
+    #[arg(long = "phone", conflicts_with = "id")]
+    pub phones: Vec<String>,
+    /// Phones started per second, for many (1-1000).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub rate: u32,
+    /// Print the progress every second, for many (else only the outcome).
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Args, Debug, Default)]
@@ -553,9 +568,63 @@ enum Act {
     LogOut,
 }
 
+/// Many phones at once: a paced wave, its progress as it goes (`--watch`) and its outcome.
+async fn act_on_many(c: &mut Client, out: Format, a: ActionArgs, what: Act) -> anyhow::Result<()> {
+    let action = match what {
+        Act::Restart => pb::BulkAction::Restart,
+        Act::Resync => pb::BulkAction::Resync,
+        Act::LogOut => pb::BulkAction::LogOut,
+    };
+    let mut stream = c
+        .act_on_phones(pb::ActOnPhonesRequest {
+            action: action as i32,
+            site_id: a.site.unwrap_or_default(),
+            base_settings_id: a.base_settings.unwrap_or_default(),
+            phone_ids: a.phones,
+            rate_per_s: a.rate,
+            timeout_ms: a.timeout * 1000,
+        })
+        .await?
+        .into_inner();
+    let mut last = pb::ActOnPhonesProgress::default();
+    while let Some(p) = stream.message().await? {
+        if a.watch && out == Format::Table {
+            eprintln!(
+                "{}/{} done: {} answered, {} not registered, {} failed",
+                p.done, p.total, p.answered, p.not_registered, p.failed
+            );
+        }
+        last = p;
+    }
+    anyhow::ensure!(last.finished, "the wave ended before every phone was done");
+    if out == Format::Json {
+        return json(&last);
+    }
+    table(
+        &["phones", "answered", "not registered", "failed"],
+        vec![vec![
+            last.total.to_string(),
+            last.answered.to_string(),
+            last.not_registered.to_string(),
+            last.failed.to_string(),
+        ]],
+    );
+    if !last.failed_phone_ids.is_empty() {
+        println!("failed: {}", last.failed_phone_ids.join(" "));
+    }
+    Ok(())
+}
+
 async fn act(c: &mut Client, out: Format, a: ActionArgs, what: Act) -> anyhow::Result<()> {
+    let Some(id) = a.id.clone() else {
+        anyhow::ensure!(
+            a.site.is_some() || a.base_settings.is_some() || !a.phones.is_empty(),
+            "name a phone id, or --site, --base-settings or --phone"
+        );
+        return act_on_many(c, out, a, what).await;
+    };
     let req = pb::PhoneActionRequest {
-        id: a.id,
+        id,
         timeout_ms: a.timeout * 1000,
     };
     let r = match what {
