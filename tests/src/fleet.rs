@@ -135,6 +135,13 @@ pub async fn create_profile(
     Ok(())
 }
 
+/// Creates profile `browser` of the WebRTC meta-base at its defaults (phones of it are
+/// offered DTLS-SRTP and ICE, and get ICE servers).
+pub async fn browser_profile(c: &mut ConfigClient) -> anyhow::Result<()> {
+    let defaults = pb::PhoneSettings::default();
+    create_profile(c, "browser", "Browser", pb::MetaBase::Webrtc, defaults).await
+}
+
 /// Creates one unmanaged phone with one line named `line` (after the site prefix), and
 /// waits until the edge behind `e` knows it (config reaches edges through a watch, so a
 /// REGISTER sent the instant the phone is created could still meet an unknown user).

@@ -43,6 +43,21 @@ impl ClusterSandbox {
         Self::embedded_with_env(extra_args, &[]).await
     }
 
+    /// [`ClusterSandbox::embedded_with`] `extra_args`, its site `hq` and profile `desk` of
+    /// `settings` seeded (`fleet::seed_site`): the sandbox and admin config and edge
+    /// clients.
+    pub async fn embedded_seeded(
+        extra_args: &[&str],
+        settings: dialtone_proto::config::v1::PhoneSettings,
+    ) -> anyhow::Result<(Self, crate::ConfigClient, crate::EdgeClient)> {
+        let sb = Self::embedded_with(extra_args).await?;
+        let token = sb.nodes[0].admin_token();
+        let mut c = sb.nodes[0].config_client(&token).await?;
+        crate::fleet::seed_site(&mut c, settings).await?;
+        let e = sb.nodes[0].edge_client(&token).await?;
+        Ok((sb, c, e))
+    }
+
     /// Like [`ClusterSandbox::embedded_with`], with environment variables for the node.
     pub async fn embedded_with_env(
         extra_args: &[&str],

@@ -973,20 +973,16 @@ async fn a_peer_proven_by_its_tls_certificate_reaches_phones_from_anywhere() {
     let sbc = ca.issue("sbc", "sbc.example.com", &["sbc.example.com"], true);
     let other = ca.issue("other", "other.example.com", &["other.example.com"], true);
     let flag = |name: &str, p: &std::path::Path| format!("--{name}={}", p.display());
-    let sb = ClusterSandbox::embedded_with(&[
-        &flag("sip-tls-cert", &server.0),
-        &flag("sip-tls-key", &server.1),
-        &flag("sip-tls-client-ca", &ca.cert),
-    ])
-    .await
-    .unwrap();
-    let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    seed_site(&mut c, cpb::PhoneSettings::default())
+    let flags = [
+        flag("sip-tls-cert", &server.0),
+        flag("sip-tls-key", &server.1),
+        flag("sip-tls-client-ca", &ca.cert),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let (sb, mut c, mut e) = ClusterSandbox::embedded_seeded(&flags, Default::default())
         .await
         .unwrap();
-    let mut e = node.edge_client(&token).await.unwrap();
+    let node = &sb.nodes[0];
     let (a, callee, _b) = two_lines(node, &mut c, &mut e).await;
     c.create_peer(cpb::CreatePeerRequest {
         peer: Some(cpb::Peer {

@@ -120,49 +120,28 @@ async fn a_sites_phones_resync_in_a_paced_wave_with_progress() {
     assert_eq!(all.last().unwrap().answered, 2, "{all:?}");
     assert_eq!(stats.reboots.load(Relaxed), 2);
 
-    // Bad requests are refused naming the field; a viewer may not start a wave.
-    let refused = |r: Result<Vec<pb::ActOnPhonesProgress>, tonic::Status>| {
-        let s = r.unwrap_err();
-        (s.code(), s.message().to_owned())
+    // Bad requests are refused; a viewer may not start a wave. Nothing is sent.
+    let resync = |site: &str, profile: &str| pb::ActOnPhonesRequest {
+        action: pb::BulkAction::Resync as i32,
+        site_id: site.into(),
+        base_settings_id: profile.into(),
+        ..Default::default()
     };
-    let (code, msg) = refused(
-        wave(
-            &mut cfg,
-            pb::ActOnPhonesRequest {
-                action: pb::BulkAction::Resync as i32,
-                site_id: "hq".into(),
-                base_settings_id: "desk".into(),
-                ..Default::default()
-            },
-        )
-        .await,
-    );
-    assert_eq!(code, tonic::Code::InvalidArgument, "{msg}");
-    let (code, _) = refused(
-        wave(
-            &mut cfg,
-            pb::ActOnPhonesRequest {
-                action: pb::BulkAction::Resync as i32,
-                site_id: "nowhere".into(),
-                ..Default::default()
-            },
-        )
-        .await,
-    );
-    assert_eq!(code, tonic::Code::NotFound);
-    let mut viewer = sb.nodes[0].config_client(VIEWER_TOKEN).await.unwrap();
-    let (code, _) = refused(
-        wave(
-            &mut viewer,
-            pb::ActOnPhonesRequest {
-                action: pb::BulkAction::Restart as i32,
-                site_id: "hq".into(),
-                ..Default::default()
-            },
-        )
-        .await,
-    );
-    assert_eq!(code, tonic::Code::PermissionDenied);
+    let viewer = sb.nodes[0].config_client(VIEWER_TOKEN).await.unwrap();
+    // (client, request, refusal)
+    let cases = [
+        (
+            cfg.clone(),
+            resync("hq", "desk"),
+            tonic::Code::InvalidArgument,
+        ),
+        (cfg.clone(), resync("nowhere", ""), tonic::Code::NotFound),
+        (viewer, resync("hq", ""), tonic::Code::PermissionDenied),
+    ];
+    for (mut client, req, want) in cases {
+        let got = wave(&mut client, req.clone()).await.unwrap_err();
+        assert_eq!(got.code(), want, "{req:?}: {got:?}");
+    }
     assert_eq!(
         stats.check_syncs.load(Relaxed),
         (PHONES - OFFLINE + 2) as u64

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
-    fleet::{create_profile, phone_at, softphones_at, wait_contacts},
+    fleet::{browser_profile, create_profile, phone_at, softphones_at, wait_contacts},
     media::{Rtpengine, serve_hq},
     sip::{Caller, branch, contact_uri, in_dialog, status, with_sdp},
     softphones::Softphone,
@@ -120,15 +120,7 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
     let phones = softphones_at(&mut cfg, &["201", "202"], "media")
         .await
         .unwrap();
-    create_profile(
-        &mut cfg,
-        "browser",
-        "Browser",
-        pb::MetaBase::Webrtc,
-        pb::PhoneSettings::default(),
-    )
-    .await
-    .unwrap();
+    browser_profile(&mut cfg).await.unwrap();
     let browser = phone_at(
         &mut cfg,
         "203",

@@ -15,7 +15,7 @@ use dialtone_proto::{config::v1 as cpb, edge::v1 as epb};
 use dialtone_sip::digest::{Algorithm, parse_authorization, verify};
 use dialtone_tests::{
     ClusterSandbox,
-    fleet::{create_profile, phone_at, seed_site},
+    fleet::{create_profile, phone_at},
     sip::{Caller, UdpPhone, branch, headers, in_dialog, status},
 };
 
@@ -115,13 +115,10 @@ async fn challenge_and_verify(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_that_challenges_the_edge_gets_its_profiles_digest_credentials() {
-    let sb = ClusterSandbox::embedded_with(&[]).await.unwrap();
-    let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    seed_site(&mut c, cpb::PhoneSettings::default())
+    let (sb, mut c, e) = ClusterSandbox::embedded_seeded(&[], Default::default())
         .await
         .unwrap();
+    let node = &sb.nodes[0];
     create_profile(
         &mut c,
         "locked",
@@ -135,7 +132,6 @@ async fn a_phone_that_challenges_the_edge_gets_its_profiles_digest_credentials()
     )
     .await
     .unwrap();
-    let e = node.edge_client(&token).await.unwrap();
     let edge = SocketAddr::from(([127, 0, 0, 1], node.sip.udp));
     // Phones of site hq at extensions 201 and 202 (a phone assigned nowhere may not call).
     let kind = cpb::PhoneKind::Unmanaged;

@@ -9,7 +9,6 @@
 //! Everything listens on 127.0.0.1 with OS-chosen ports.
 
 use std::{
-    collections::BTreeSet,
     net::SocketAddr,
     process::Command,
     time::{Duration, Instant},
@@ -19,7 +18,7 @@ use dialtone_proto::config::v1 as cpb;
 use dialtone_tests::{
     ClusterSandbox, EdgeClient,
     browser::BrowserPhone,
-    fleet::{add_phone, add_phone_with, contacts, create_profile, seed_site, wait_contacts},
+    fleet::{add_phone, add_phone_with, contacts, create_profile, wait_contacts},
     sip::{UdpPhone, headers, status},
     softphones::Softphone,
 };
@@ -58,17 +57,12 @@ async fn registered_until(e: &mut EdgeClient, phone: &str, within: Duration) -> 
 /// checks that each registers, refreshes and de-registers, and that each algorithm was
 /// really used.
 async fn register_refresh_unregister(cases: &[(&str, &str, &str)]) {
-    let sb = ClusterSandbox::embedded_with(&["--sip-min-expires=5"])
-        .await
-        .unwrap();
+    let (sb, mut c, mut e) =
+        ClusterSandbox::embedded_seeded(&["--sip-min-expires=5"], Default::default())
+            .await
+            .unwrap();
     let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    seed_site(&mut c, cpb::PhoneSettings::default())
-        .await
-        .unwrap();
     sha256_profile(&mut c).await;
-    let mut e = node.edge_client(&token).await.unwrap();
     let udp = format!("127.0.0.1:{}", node.sip.udp);
     let tcp = format!("127.0.0.1:{}", node.sip.tcp);
     let dir = sb.dir().join("softphones");
@@ -198,15 +192,11 @@ async fn sipsak_and_jssip_register_at_the_defaults_and_unknown_users_look_like_l
         "--sip-ws-allowed-origins=http://127.0.0.1:{},http://127.0.0.1:{}",
         pages[0], pages[1]
     );
-    let sb = ClusterSandbox::embedded_with(&[&origin]).await.unwrap();
-    let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await.unwrap();
-    seed_site(&mut c, cpb::PhoneSettings::default())
+    let (sb, mut c, mut e) = ClusterSandbox::embedded_seeded(&[&origin], Default::default())
         .await
         .unwrap();
+    let node = &sb.nodes[0];
     sha256_profile(&mut c).await;
-    let mut e = node.edge_client(&token).await.unwrap();
     let edge = SocketAddr::from(([127, 0, 0, 1], node.sip.udp));
     let dir = sb.dir().join("clients");
     std::fs::create_dir_all(&dir).unwrap();
@@ -279,7 +269,6 @@ async fn sipsak_and_jssip_register_at_the_defaults_and_unknown_users_look_like_l
     assert_eq!(challenge_for(edge, &modern.sip_user).await, ["SHA-256"]);
     // Users nobody has get one of the fleet's offers, the same one each time, and the
     // common one most often: nothing that tells them from lines.
-    let mut seen = BTreeSet::new();
     let mut md5 = 0;
     for i in 0..40 {
         let user = format!("nobody{i}");
@@ -290,11 +279,9 @@ async fn sipsak_and_jssip_register_at_the_defaults_and_unknown_users_look_like_l
             "{user}: {first:?}"
         );
         md5 += usize::from(first == ["MD5"]);
-        seen.insert(first);
     }
     assert!(
         md5 >= 25,
         "{md5} of 40 unknown users offered MD5 (7 of 8 lines are)"
     );
-    assert!(!seen.is_empty());
 }

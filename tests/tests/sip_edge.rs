@@ -14,7 +14,7 @@ use std::{
 use dialtone_proto::{config::v1 as cpb, edge::v1 as epb};
 use dialtone_tests::{
     ClusterSandbox, EdgeClient, Node,
-    fleet::{Seeded, add_phone, contacts, seed_site, wait_contacts},
+    fleet::{Seeded, add_phone, contacts, wait_contacts},
     free_port,
     sip::{UdpPhone, authorization, challenge_param, headers, status},
 };
@@ -28,12 +28,9 @@ fn settings() -> cpb::PhoneSettings {
 }
 
 async fn sandbox(extra: &[&str]) -> (ClusterSandbox, dialtone_tests::ConfigClient, EdgeClient) {
-    let sb = ClusterSandbox::embedded_with(extra).await.unwrap();
-    let token = sb.nodes[0].admin_token();
-    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
-    seed_site(&mut c, settings()).await.unwrap();
-    let e = sb.nodes[0].edge_client(&token).await.unwrap();
-    (sb, c, e)
+    ClusterSandbox::embedded_seeded(extra, settings())
+        .await
+        .unwrap()
 }
 
 fn udp_addr(n: &Node) -> SocketAddr {

@@ -18,7 +18,7 @@ use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     browser::BrowserPhone,
     carriers::{carrier_call_echoing, carrier_echoing, peer, route, route_out, stop, trunk},
-    fleet::{create_profile, phone_at, wait_contacts},
+    fleet::{browser_profile, phone_at, wait_contacts},
     media::{Coturn, Rtpengine, serve_hq},
     softphones::Softphone,
 };
@@ -85,15 +85,7 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
     .unwrap();
     // 201 is a WebRTC phone (its kind and profile): how an edge that hands a call to
     // another knows to offer it DTLS-SRTP and ICE.
-    create_profile(
-        &mut cfg,
-        "browser",
-        "Browser",
-        pb::MetaBase::Webrtc,
-        pb::PhoneSettings::default(),
-    )
-    .await
-    .unwrap();
+    browser_profile(&mut cfg).await.unwrap();
     let phones = [
         phone_at(&mut cfg, "201", "webrtc0", pb::PhoneKind::Webrtc, "browser")
             .await
