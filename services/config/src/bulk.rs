@@ -5,7 +5,11 @@
 //! files as they come back). What each phone came to is tallied by a pure reducer
 //! ([`Tally`]); the caller gets the tally as it moves.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::BTreeSet,
+    sync::atomic::{AtomicBool, Ordering},
+    time::Duration,
+};
 
 use dialtone_domain::actions::{Act, MAX_TIMEOUT};
 use dialtone_proto::{
@@ -207,8 +211,10 @@ impl ConfigCore {
         }
     }
 
-    /// Runs `wave`, sending the tally to `progress` at least every second and at the end;
-    /// stops early when `progress` is closed (the caller went away).
+    /// Runs `wave`, sending the tally to `progress` every second (skipped while the
+    /// caller is not reading: each is cumulative) and at the end. When `progress` is
+    /// closed (the caller went away) no phone is started any more; those under way finish
+    /// (their actions are already handed to the edges).
     pub async fn act_on_phones(
         &self,
         wave: Wave,
@@ -230,8 +236,11 @@ impl ConfigCore {
         }
         let spacing = Duration::from_secs(1) / wave.rate_per_s;
         let (act, timeout) = (wave.act, wave.timeout);
+        let stop = AtomicBool::new(false);
+        let stop = &stop;
         // One phone started every `spacing`, at most IN_FLIGHT waiting on their edges.
         let started = futures::stream::iter(ids)
+            .take_while(|_| std::future::ready(!stop.load(Ordering::Relaxed)))
             .then(|id| async move {
                 tokio::time::sleep(spacing).await;
                 id
@@ -251,14 +260,14 @@ impl ConfigCore {
                     None => break,
                 },
                 _ = report.tick() => {
-                    if progress.send(Ok(tally.0.clone())).await.is_err() {
-                        return;
-                    }
+                    let _ = progress.try_send(Ok(tally.0.clone()));
                 }
-                () = progress.closed() => return,
+                () = progress.closed(), if !stop.load(Ordering::Relaxed) => {
+                    stop.store(true, Ordering::Relaxed);
+                }
             }
         }
-        tally.0.finished = true;
+        tally.0.finished = tally.0.done == tally.0.total;
         let _ = progress.send(Ok(tally.0)).await;
     }
 }

@@ -713,7 +713,20 @@ impl ConfigCore {
                 format!("phone has {} lines", p.lines.len()),
             ));
         };
-        let generation = line.credentials.as_ref().map_or(0, |c| c.generation) + 1;
+        // Past every generation this user had on this phone, so no revoked password comes
+        // back (a typed password is generation 0; an earlier life of the line may have
+        // reached higher).
+        let retired = p
+            .retired_line_generations
+            .get(&line.sip_user)
+            .copied()
+            .unwrap_or(0);
+        let generation = line
+            .credentials
+            .as_ref()
+            .map_or(0, |c| c.generation)
+            .max(retired)
+            + 1;
         let (password, stored) =
             line_credentials(&self.key, id, &line.sip_user, &self.realm, generation);
         line.credentials = Some(stored);

@@ -613,7 +613,12 @@ impl ConfigService for ConfigApi {
     ) -> Result<Response<Self::ActOnPhonesStream>, Status> {
         let who = self.auth(&req, Permission::Edit)?;
         let wave = crate::bulk::Wave::of(req.into_inner()).map_err(Status::from)?;
-        info!(who = %who, act = ?wave.act, selector = ?wave.selector, rate = wave.rate_per_s, "bulk phone action");
+        let phones = match &wave.selector {
+            crate::bulk::Selector::Site(id) => format!("site {id}"),
+            crate::bulk::Selector::Profile(id) => format!("profile {id}"),
+            crate::bulk::Selector::Phones(ids) => format!("{} listed", ids.len()),
+        };
+        info!(who = %who, act = ?wave.act, phones = %phones, rate = wave.rate_per_s, "bulk phone action");
         let (tx, rx) = mpsc::channel(4);
         let core = self.core.clone();
         tokio::spawn(async move {

@@ -126,19 +126,25 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
     if let Some(v) = s.firmware_version.as_deref() {
         check(f("firmware_version"), validate::name(v, 0, 64))?;
     }
-    // Digest credentials go into challenges' answers and phone files as quoted strings.
-    for (name, value) in [
-        ("digest_auth_user", &s.digest_auth_user),
-        ("digest_auth_password", &s.digest_auth_password),
+    // Digest credentials go into challenges' answers (the user name quoted) and phone
+    // files (Yealink's `user:password`).
+    for (name, value, banned) in [
+        (
+            "digest_auth_user",
+            &s.digest_auth_user,
+            &['"', '\\', ':'][..],
+        ),
+        ("digest_auth_password", &s.digest_auth_password, &['"'][..]),
     ] {
         if let Some(v) = value.as_deref()
             && (v.is_empty()
                 || v.chars().count() > 64
-                || v.chars().any(|c| c.is_control() || c == '"'))
+                || v.chars().any(|c| c.is_control() || banned.contains(&c)))
         {
+            let banned: String = banned.iter().collect();
             return Err(ConfigError::invalid(
                 f(name),
-                "must be 1-64 characters, without control characters or '\"'",
+                format!("must be 1-64 characters, without control characters or any of {banned}"),
             ));
         }
     }
@@ -509,6 +515,14 @@ mod tests {
             (
                 PhoneSettings {
                     digest_auth_user: Some(String::new()),
+                    ..base()
+                },
+                MetaBase::Yealink,
+                "s.digest_auth_user",
+            ),
+            (
+                PhoneSettings {
+                    digest_auth_user: Some("ad:min".into()),
                     ..base()
                 },
                 MetaBase::Yealink,

@@ -66,7 +66,7 @@ pub struct EdgeFlags {
     pub sip_tls_key: Option<PathBuf>,
     /// PEM CA certificate(s): TLS and WSS clients may present a certificate it issued, and
     /// its names (DNS names, else the common name) identify trusted peers (`dialtonectl peers
-    /// create --tls-name`). Clients without one still connect.
+    /// create --client-cert-name`). Clients without one still connect.
     #[arg(long, env = "DIALTONE_SIP_TLS_CLIENT_CA", value_name = "FILE")]
     pub sip_tls_client_ca: Option<PathBuf>,
     /// PEM CA bundle that carriers' TLS trunk targets must present a certificate from

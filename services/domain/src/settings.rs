@@ -12,6 +12,10 @@ pub const KNOWN_CODECS: [&str; 8] = [
     "opus", "G722", "PCMU", "PCMA", "G729", "iLBC", "AMR-WB", "G726-32",
 ];
 
+/// The seed's default Digest Authentication password ("Password: 1234"): answers a
+/// phone's challenges until a profile sets its own, and is never pushed to phones.
+pub const DEFAULT_DIGEST_AUTH_PASSWORD: &str = "1234";
+
 /// Every meta-base a profile may have.
 pub const META_BASES: [MetaBase; 7] = [
     MetaBase::GenericSip,
@@ -71,7 +75,7 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
         // SIP.js). A profile moves its phones to SHA-256 when they answer it.
         digest_algorithms: vec![DigestAlgorithm::Md5 as i32],
         digest_auth_user: Some("admin".into()),
-        digest_auth_password: Some("1234".into()),
+        digest_auth_password: Some(DEFAULT_DIGEST_AUTH_PASSWORD.into()),
     };
     match meta {
         M::GenericSip | M::Unspecified => {

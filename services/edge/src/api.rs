@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::edge::v1::{self as pb, edge_service_server::EdgeService};
-use dialtone_sip::{StartLine, digest::authorize};
+use dialtone_sip::{StartLine, digest::authorize_with_qop};
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -73,8 +73,8 @@ pub(crate) async fn check_sync(
         return Err(EdgeError::NotRegistered(id.to_owned()));
     }
     let realm = &h.settings.realm;
-    // A phone that challenges the NOTIFY is answered with its profile's Digest
-    // Authentication credentials, once.
+    // A phone that challenges the NOTIFY (asking for qop=auth: see `delivery/client.rs`)
+    // is answered with its profile's Digest Authentication credentials, once.
     let auth = h.cache.read().phone_auth(id);
     let auth = auth.as_deref();
     let sends = contacts.into_iter().map(|c| async move {
@@ -134,15 +134,7 @@ pub(crate) async fn check_sync(
             answer = auth
                 .filter(|_| matches!(code, 401 | 407) && cseq == 1)
                 .and_then(|a| {
-                    authorize(
-                        &resp,
-                        &a.username,
-                        &a.password,
-                        None,
-                        "NOTIFY",
-                        &c.uri,
-                        &cnonce,
-                    )
+                    authorize_with_qop(&resp, &a.username, &a.password, "NOTIFY", &c.uri, &cnonce)
                 });
             if answer.is_none() {
                 break (*code, reason.clone());

@@ -29,6 +29,7 @@ use dialtone_store::{Follow, Follower, Store, WatchBatch, WatchEvent};
 use parking_lot::{Mutex, RwLock};
 use prost::Message;
 use tokio::task::JoinHandle;
+use tracing::warn;
 
 use crate::{
     document::{self, Document, EdgeAddress},
@@ -65,6 +66,8 @@ pub struct Entry {
     pub nonces: Mutex<NonceCounts>,
     /// Its file lists TURN servers: each fetch carries a fresh credential (`crate::ice`).
     pub has_turn: bool,
+    /// A WebRTC phone: its file's ICE servers follow the media servers' health.
+    pub uses_ice: bool,
 }
 
 impl Entry {
@@ -222,15 +225,19 @@ impl Catalog {
     /// edge).
     async fn media_health(&self) -> Result<Vec<(String, MediaHealth)>, ProvisioningError> {
         let page = self.store.range(keys::MEDIA_HEALTH, None, 1000).await?;
-        page.kvs
+        // An edge's undecodable record (a newer edge's?) counts as no finding, as the
+        // watch takes it: it must not fail every WebRTC phone's file.
+        Ok(page
+            .kvs
             .iter()
-            .map(|kv| {
+            .filter_map(|kv| {
                 let node = kv.key.strip_prefix(keys::MEDIA_HEALTH).unwrap_or(&kv.key);
-                MediaHealth::decode(kv.value.as_slice())
-                    .map(|h| (node.to_owned(), h))
-                    .map_err(|_| ProvisioningError::Undecodable(kv.key.clone()))
+                let h = MediaHealth::decode(kv.value.as_slice())
+                    .inspect_err(|_| warn!(key = %kv.key, "undecodable media health record"))
+                    .ok()?;
+                Some((node.to_owned(), h))
             })
-            .collect()
+            .collect())
     }
 
     /// Every media server (a few dozen at most: one read).
@@ -259,6 +266,7 @@ impl Catalog {
             .device_password(&phone.id, phone.device_credential_generation);
         let device = credentials::ha1(&phone.hardware_id, &self.realm, &password);
         let has_turn = doc.has_turn();
+        let uses_ice = document::uses_ice(doc.meta);
         Ok(Some(Entry {
             phone_id: phone.id.clone(),
             hardware_id: phone.hardware_id.clone(),
@@ -271,6 +279,7 @@ impl Catalog {
             mutual_auth: doc.settings.mutual_auth.unwrap_or(false),
             nonces: Mutex::new(NonceCounts::default()),
             has_turn,
+            uses_ice,
         }))
     }
 
@@ -281,6 +290,19 @@ impl Catalog {
         if let Some(hw) = inner.hw_by_phone.remove(phone_id) {
             inner.by_hw.remove(&hw);
         }
+    }
+
+    /// Forgets the WebRTC phones (their ICE servers follow the media servers' health).
+    fn invalidate_ice(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let mut inner = self.inner.write();
+        let Inner { by_hw, hw_by_phone } = &mut *inner;
+        by_hw.retain(|_, e| {
+            if e.uses_ice {
+                hw_by_phone.remove(&e.phone_id);
+            }
+            !e.uses_ice
+        });
     }
 
     /// Forgets every phone.
@@ -300,17 +322,22 @@ impl Catalog {
     }
 
     /// An edge's `media-health/` record changed (`None`: deleted with its lease): drops
-    /// every entry when what a document depends on of it changed.
+    /// the WebRTC phones' entries when what their documents depend on of it changed. A
+    /// record gone (or empty) always counts: one seen before the watch started is not in
+    /// `media_facts`, yet documents rendered meanwhile reflect it.
     fn media_health_changed(&self, node: &str, health: Option<&MediaHealth>) {
         let facts = health.map(media_facts).filter(|f| !f.is_empty());
         let mut known = self.media_facts.lock();
         let changed = match facts {
             Some(f) => known.insert(node.to_owned(), f.clone()) != Some(f),
-            None => known.remove(node).is_some(),
+            None => {
+                known.remove(node);
+                true
+            }
         };
         drop(known);
         if changed {
-            self.invalidate_all();
+            self.invalidate_ice();
         }
     }
 
@@ -325,15 +352,23 @@ impl Catalog {
         }
     }
 
-    /// Follows `config/` and `media-health/` from the current revision, dropping what a
-    /// change touches.
-    pub fn spawn_watch(self: Arc<Self>) -> JoinHandle<()> {
+    /// Follows `config/` and, apart (one watch each: together they would share the
+    /// store's whole key space), `media-health/`, from the current revision, dropping what
+    /// a change touches.
+    pub fn spawn_watches(self: Arc<Self>) -> Vec<JoinHandle<()>> {
         let store = self.store.clone();
-        Follow::from_now("provisioning catalog", &[keys::CONFIG, keys::MEDIA_HEALTH]).spawn(
-            store,
-            CatalogFollower(self),
-            Arc::default(),
-        )
+        vec![
+            Follow::from_now("provisioning catalog", &[keys::CONFIG]).spawn(
+                store.clone(),
+                CatalogFollower(self.clone()),
+                Arc::default(),
+            ),
+            Follow::from_now("provisioning media health", &[keys::MEDIA_HEALTH]).spawn(
+                store,
+                MediaHealthFollower(self),
+                Arc::default(),
+            ),
+        ]
     }
 }
 
@@ -343,20 +378,39 @@ struct CatalogFollower(Arc<Catalog>);
 impl Follower for CatalogFollower {
     /// Anything cached so far may predate the revision followed from: start clean.
     fn reset(&mut self) {
-        self.0.media_facts.lock().clear();
         self.0.invalidate_all();
     }
 
     fn changed(&mut self, batch: WatchBatch) {
         for ev in &batch.events {
-            match (ev.key().strip_prefix(keys::MEDIA_HEALTH), ev) {
-                (Some(node), WatchEvent::Put(kv)) => {
+            self.0.apply(ev.key());
+        }
+    }
+}
+
+/// Drops the WebRTC phones' entries when a media server turns UP or DOWN or an edge's
+/// latency bucket of it moves.
+struct MediaHealthFollower(Arc<Catalog>);
+
+impl Follower for MediaHealthFollower {
+    fn reset(&mut self) {
+        self.0.media_facts.lock().clear();
+        self.0.invalidate_ice();
+    }
+
+    fn changed(&mut self, batch: WatchBatch) {
+        for ev in &batch.events {
+            let node = ev
+                .key()
+                .strip_prefix(keys::MEDIA_HEALTH)
+                .unwrap_or(ev.key());
+            match ev {
+                WatchEvent::Put(kv) => {
                     // An undecodable record: as if the edge found nothing.
                     let h = MediaHealth::decode(kv.value.as_slice()).ok();
                     self.0.media_health_changed(node, h.as_ref());
                 }
-                (Some(node), WatchEvent::Delete { .. }) => self.0.media_health_changed(node, None),
-                (None, _) => self.0.apply(ev.key()),
+                WatchEvent::Delete { .. } => self.0.media_health_changed(node, None),
             }
         }
     }
@@ -398,11 +452,12 @@ mod tests {
             ("e1", Some(health(&[("a", true, 8, 7)])), true),
             ("e2", Some(health(&[("a", true, 8, 0)])), true),
             ("e1", Some(health(&[("a", false, 8, 0)])), true),
-            // Deleted with its edge's lease, once.
+            // Deleted with its edge's lease: always counts (a record from before the watch
+            // started is not known, yet documents reflect it).
             ("e1", None, true),
-            ("e1", None, false),
-            // An edge that knows no media server is like one that published nothing.
-            ("e3", Some(health(&[])), false),
+            ("e4", None, true),
+            // An edge that knows no media server is like one whose record went.
+            ("e3", Some(health(&[])), true),
         ];
         for (node, record, dropped) in cases {
             let before = epoch();

@@ -222,7 +222,7 @@ pub fn build(i: &Inputs<'_>) -> Document {
                 (false, _) => None,
                 (true, 0) => {
                     problems.push(format!(
-                        "line {}: its password predates derived credentials; reset it to push it",
+                        "line {}: its password was typed by an admin or predates derived credentials; reset it to push one",
                         l.sip_user
                     ));
                     None
@@ -565,161 +565,133 @@ pub(crate) mod tests {
             );
         }
     }
-    #[test]
-    fn lowest_latency_orders_ice_servers_by_the_primary_edges_measure() {
-        use dialtone_proto::edge::v1::MediaServerHealth;
-        let server = |id: &str, region: &str| MediaServer {
+    /// A media server of `region` whose TURN URL names it.
+    fn media_server(id: &str, region: &str) -> MediaServer {
+        MediaServer {
             id: id.into(),
             region: region.into(),
             ng_address: "10.0.0.9:2223".into(),
             turn_urls: vec![format!("turn:{id}:3478")],
             ..Default::default()
-        };
+        }
+    }
+
+    /// What edge `node` finds of media servers: (id, up, round trip in ms).
+    fn found(node: &str, servers: &[(&str, bool, u32)]) -> (String, MediaHealth) {
+        use dialtone_proto::edge::v1::MediaServerHealth;
+        let servers = servers
+            .iter()
+            .map(|(id, up, rtt_ms)| MediaServerHealth {
+                media_server_id: (*id).into(),
+                up: *up,
+                rtt_ms: *rtt_ms,
+                ..Default::default()
+            })
+            .collect();
+        (node.to_owned(), MediaHealth { servers })
+    }
+
+    /// The document of a WebRTC phone of `site` with `servers` and what edges find of them.
+    fn webrtc_document(
+        site: &Site,
+        servers: &[MediaServer],
+        health: &[(String, MediaHealth)],
+    ) -> Document {
+        let (phone, base) = phone_and_base(MetaBase::Webrtc, "desk.example.com");
+        build(&Inputs {
+            phone: &phone,
+            base: Some(&base),
+            site,
+            group: Some(&group()),
+            key: &CredentialKey::new([9; 32]),
+            realm: "dialtone",
+            media_servers: servers,
+            media_health: health,
+        })
+    }
+
+    #[test]
+    fn lowest_latency_orders_ice_servers_by_the_primary_edges_measure() {
         let servers = [
-            server("eu-1", "eu"),
-            server("us-1", "us"),
-            server("ap-1", "ap"),
+            media_server("eu-1", "eu"),
+            media_server("us-1", "us"),
+            media_server("ap-1", "ap"),
         ];
         let mut site = site();
         site.media_regions = vec!["eu".into(), "us".into(), "ap".into()];
         site.media_region_order = MediaRegionOrder::LowestLatency as i32;
-        let (phone, base) = phone_and_base(MetaBase::Webrtc, "desk.example.com");
-        let build_with = |health: &[(String, MediaHealth)]| {
-            build(&Inputs {
-                phone: &phone,
-                base: Some(&base),
-                site: &site,
-                group: Some(&group()),
-                key: &CredentialKey::new([9; 32]),
-                realm: "dialtone",
-                media_servers: &servers,
-                media_health: health,
-            })
-        };
-        let primary = build_with(&[]).primary.unwrap().node_id;
-        let measured = |node: &str, rtts: &[(&str, u32, bool)]| {
-            (
-                node.to_owned(),
-                MediaHealth {
-                    servers: rtts
-                        .iter()
-                        .map(|(id, rtt, up)| MediaServerHealth {
-                            media_server_id: (*id).into(),
-                            up: *up,
-                            rtt_ms: *rtt,
-                            ..Default::default()
-                        })
-                        .collect(),
-                },
-            )
-        };
+        let primary = webrtc_document(&site, &servers, &[])
+            .primary
+            .unwrap()
+            .node_id;
         let first = |d: &Document| d.ice_servers[0][0].clone();
         // (what the edges measured, the first ICE server)
         let cases = [
             (vec![], "turn:eu-1:3478"),
             (
-                vec![measured(
+                vec![found(
                     &primary,
-                    &[("eu-1", 64, true), ("us-1", 8, true), ("ap-1", 16, true)],
+                    &[("eu-1", true, 64), ("us-1", true, 8), ("ap-1", true, 16)],
                 )],
                 "turn:us-1:3478",
             ),
             // A DOWN server's round trip does not count; nor another edge's measure.
             (
                 vec![
-                    measured(
+                    found(
                         &primary,
-                        &[("eu-1", 64, true), ("us-1", 8, false), ("ap-1", 16, true)],
+                        &[("eu-1", true, 64), ("us-1", false, 8), ("ap-1", true, 16)],
                     ),
-                    measured("elsewhere", &[("eu-1", 1, true)]),
+                    found("elsewhere", &[("eu-1", true, 1)]),
                 ],
                 "turn:ap-1:3478",
             ),
         ];
         for (health, want) in cases {
-            assert_eq!(first(&build_with(&health)), want, "{health:?}");
+            let d = webrtc_document(&site, &servers, &health);
+            assert_eq!(first(&d), want, "{health:?}");
         }
         // In the listed order when the site says so.
         site.media_region_order = MediaRegionOrder::Preference as i32;
-        let health = [measured(&primary, &[("us-1", 1, true)])];
-        let d = build(&Inputs {
-            phone: &phone,
-            base: Some(&base),
-            site: &site,
-            group: Some(&group()),
-            key: &CredentialKey::new([9; 32]),
-            realm: "dialtone",
-            media_servers: &servers,
-            media_health: &health,
-        });
-        assert_eq!(first(&d), "turn:eu-1:3478");
+        let health = [found(&primary, &[("us-1", true, 1)])];
+        assert_eq!(
+            first(&webrtc_document(&site, &servers, &health)),
+            "turn:eu-1:3478"
+        );
     }
 
     #[test]
     fn ice_servers_leave_out_media_servers_no_edge_finds_up() {
-        use dialtone_proto::edge::v1::MediaServerHealth;
-        let server = |id: &str| MediaServer {
-            id: id.into(),
-            region: "eu".into(),
-            ng_address: "10.0.0.9:2223".into(),
-            turn_urls: vec![format!("turn:{id}:3478")],
-            ..Default::default()
-        };
-        let servers = [server("a"), server("b")];
+        let servers = [media_server("a", "eu"), media_server("b", "eu")];
         let mut site = site();
         site.media_regions = vec!["eu".into()];
-        let (phone, base) = phone_and_base(MetaBase::Webrtc, "desk.example.com");
-        let found = |node: &str, ups: &[(&str, bool)]| {
-            (
-                node.to_owned(),
-                MediaHealth {
-                    servers: ups
-                        .iter()
-                        .map(|(id, up)| MediaServerHealth {
-                            media_server_id: (*id).into(),
-                            up: *up,
-                            ..Default::default()
-                        })
-                        .collect(),
-                },
-            )
-        };
         // (what the edges find, the ICE servers)
         let cases = [
             // Nothing reported yet: both.
             (vec![], vec!["turn:a:3478", "turn:b:3478"]),
             (
-                vec![found("e1", &[("a", false), ("b", true)])],
+                vec![found("e1", &[("a", false, 0), ("b", true, 0)])],
                 vec!["turn:b:3478"],
             ),
             // Up on one edge: kept (that edge's phones reach it).
             (
                 vec![
-                    found("e1", &[("a", false), ("b", true)]),
-                    found("e2", &[("a", true), ("b", true)]),
+                    found("e1", &[("a", false, 0), ("b", true, 0)]),
+                    found("e2", &[("a", true, 0), ("b", true, 0)]),
                 ],
                 vec!["turn:a:3478", "turn:b:3478"],
             ),
             // Down everywhere: none (a phone has no relay; better than a dead one).
             (
                 vec![
-                    found("e1", &[("a", false), ("b", false)]),
-                    found("e2", &[("a", false)]),
+                    found("e1", &[("a", false, 0), ("b", false, 0)]),
+                    found("e2", &[("a", false, 0)]),
                 ],
                 vec![],
             ),
         ];
         for (health, want) in cases {
-            let d = build(&Inputs {
-                phone: &phone,
-                base: Some(&base),
-                site: &site,
-                group: Some(&group()),
-                key: &CredentialKey::new([9; 32]),
-                realm: "dialtone",
-                media_servers: &servers,
-                media_health: &health,
-            });
+            let d = webrtc_document(&site, &servers, &health);
             let got: Vec<&str> = d.ice_servers.iter().map(|u| u[0].as_str()).collect();
             assert_eq!(got, want, "{health:?}");
         }

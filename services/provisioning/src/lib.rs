@@ -129,11 +129,11 @@ impl Provisioning {
             turn: settings.turn.clone(),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = vec![
-            catalog.clone().spawn_watch(),
+        let mut tasks = catalog.clone().spawn_watches();
+        tasks.extend([
             recorder_task,
             server::spawn(listener, tls, handler.clone(), stop_rx),
-        ];
+        ]);
         tasks.extend(reload_tasks);
         info!(addr = %addr, "provisioning listening for phones over https");
         Ok(Self {

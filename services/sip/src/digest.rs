@@ -454,6 +454,32 @@ pub fn authorize(
     uri: &str,
     cnonce: &str,
 ) -> Option<(&'static str, String)> {
+    authorize_where(resp, (user, password), realm, (method, uri), cnonce, false)
+}
+
+/// [`authorize`] (any realm) answering only a challenge that asks for `qop=auth`, whose
+/// answer mixes in the client's `cnonce`: whoever challenges cannot have precomputed it
+/// (RFC 2069's answer, without qop, depends on the challenger's nonce alone). For
+/// credentials the challenger must not learn to replay, such as a phone profile's.
+pub fn authorize_with_qop(
+    resp: &crate::message::Message,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> Option<(&'static str, String)> {
+    authorize_where(resp, (user, password), None, (method, uri), cnonce, true)
+}
+
+fn authorize_where(
+    resp: &crate::message::Message,
+    (user, password): (&str, &str),
+    realm: Option<&str>,
+    (method, uri): (&str, &str),
+    cnonce: &str,
+    need_qop: bool,
+) -> Option<(&'static str, String)> {
     let crate::message::StartLine::Response { code, .. } = resp.start else {
         return None;
     };
@@ -472,7 +498,11 @@ pub fn authorize(
     }
     resp.all(challenge).find_map(|value| {
         let ch = parse_digest_params(value).ok()?;
-        let wanted = realm.is_none_or(|r| r == ch.realm);
+        let qop = ch
+            .qop
+            .as_deref()
+            .is_some_and(|q| q.split(',').any(|q| q.trim() == "auth"));
+        let wanted = realm.is_none_or(|r| r == ch.realm) && (qop || !need_qop);
         let safe = plain(&ch.realm) && plain(&ch.nonce) && ch.opaque.as_deref().is_none_or(plain);
         if !wanted || !safe || ch.algorithm().is_none() {
             return None;

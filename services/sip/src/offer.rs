@@ -80,14 +80,16 @@ impl OfferCounts {
     /// The offer for a user nobody has, from `draw` (a number only the edges can compute
     /// from the user name, the same at every edge of a group: see `NonceKey::sign`): each
     /// offer as often as the lines that have it, so a user guessed at gets what a real
-    /// line might, and the same answer every time and at every edge. `fallback` when there
+    /// line might, the same at every edge. The draw is scaled onto the counts (not taken
+    /// modulo them), so a name keeps its offer while the fleet's mix holds: a line added
+    /// or removed moves only the names at a boundary between offers. `fallback` when there
     /// are no lines.
     pub fn pick(&self, draw: u64, fallback: Offer) -> Offer {
         let total: u64 = self.0.iter().sum();
         if total == 0 {
             return fallback;
         }
-        let mut at = draw % total;
+        let mut at = ((u128::from(draw) * u128::from(total)) >> 64) as u64;
         for o in Offer::ALL {
             let n = self.0[o.index()];
             if at < n {
@@ -150,18 +152,23 @@ mod tests {
             c.add(Offer::Md5ThenSha256);
         }
         c.add(Offer::Sha256);
-        // (draw, offer): 3 of 4 draws give the common offer (offers in index order).
+        // (draw, offer): the draws' range is split in the counts' proportions, offers in
+        // index order: the first quarter SHA-256, the rest MD5 then SHA-256.
+        let quarter = u64::MAX / 4;
         let cases = [
             (0, Offer::Sha256),
-            (1, Offer::Md5ThenSha256),
-            (2, Offer::Md5ThenSha256),
-            (3, Offer::Md5ThenSha256),
-            (4, Offer::Sha256),
+            (quarter - 1, Offer::Sha256),
+            (quarter + 1, Offer::Md5ThenSha256),
+            (u64::MAX / 2, Offer::Md5ThenSha256),
             (u64::MAX, Offer::Md5ThenSha256),
         ];
         for (draw, want) in cases {
             assert_eq!(c.pick(draw, Offer::Md5), want, "{draw}");
         }
+        // One more common line: only draws at the boundary move.
+        c.add(Offer::Md5ThenSha256);
+        assert_eq!(c.pick(u64::MAX / 2, Offer::Md5), Offer::Md5ThenSha256);
+        assert_eq!(c.pick(0, Offer::Md5), Offer::Sha256);
         c.remove(Offer::Sha256);
         c.remove(Offer::Sha256);
         assert_eq!(c.pick(0, Offer::Md5), Offer::Md5ThenSha256);

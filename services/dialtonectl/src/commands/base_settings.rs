@@ -73,7 +73,8 @@ pub struct BaseArgs {
     version: i64,
     /// Sets the profile's Digest Authentication password (`digest_auth_password`: what
     /// answers a phone's challenges, and the phones' administrative password) to a new
-    /// random one, printed once. `base-settings get` shows it again.
+    /// random one, printed once the write succeeded; `base-settings get` shows it again.
+    /// With update, --settings still gives the profile's whole settings.
     #[arg(long)]
     generate_digest_password: bool,
 }
@@ -101,14 +102,24 @@ fn base_from(a: BaseArgs) -> anyhow::Result<pb::BaseSettings> {
         settings: Some({
             let mut s = parse_settings(&a.settings, "--settings")?;
             if a.generate_digest_password {
-                let password = random_password();
-                eprintln!("digest authentication password: {password}");
-                s.digest_auth_password = Some(password);
+                // Printed once the server took it (`print_generated`).
+                s.digest_auth_password = Some(random_password());
             }
             s
         }),
         version: a.version,
     })
+}
+
+/// Prints a generated Digest Authentication password of `sent`, once its write succeeded.
+fn print_generated(sent: &pb::BaseSettings, generated: bool) {
+    let password = sent
+        .settings
+        .as_ref()
+        .and_then(|s| s.digest_auth_password.as_ref());
+    if let Some(p) = password.filter(|_| generated) {
+        eprintln!("digest authentication password: {p}");
+    }
 }
 
 pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()> {
@@ -138,20 +149,30 @@ pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()
                 .into_inner();
             json(&r)
         }
-        BaseCmd::Create(a) => show(vec![
-            c.create_base_settings(pb::CreateBaseSettingsRequest {
-                base_settings: Some(base_from(a)?),
-            })
-            .await?
-            .into_inner(),
-        ]),
-        BaseCmd::Update(a) => show(vec![
-            c.update_base_settings(pb::UpdateBaseSettingsRequest {
-                base_settings: Some(base_from(a)?),
-            })
-            .await?
-            .into_inner(),
-        ]),
+        BaseCmd::Create(a) => {
+            let generated = a.generate_digest_password;
+            let sent = base_from(a)?;
+            let r = c
+                .create_base_settings(pb::CreateBaseSettingsRequest {
+                    base_settings: Some(sent.clone()),
+                })
+                .await?
+                .into_inner();
+            print_generated(&sent, generated);
+            show(vec![r])
+        }
+        BaseCmd::Update(a) => {
+            let generated = a.generate_digest_password;
+            let sent = base_from(a)?;
+            let r = c
+                .update_base_settings(pb::UpdateBaseSettingsRequest {
+                    base_settings: Some(sent.clone()),
+                })
+                .await?
+                .into_inner();
+            print_generated(&sent, generated);
+            show(vec![r])
+        }
         BaseCmd::Get { id } => {
             let b = c
                 .get_base_settings(pb::GetRequest { id })

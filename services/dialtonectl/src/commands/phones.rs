@@ -135,13 +135,9 @@ pub struct PhoneArgs {
     lines: Vec<String>,
     /// The SIP password of the --line at the same position (repeat; 12-128 characters),
     /// for new lines only; without it a strong one is generated. A typed password cannot
-    /// be pushed to a managed phone (reset the line for one that can). Prefer
-    /// DIALTONE_LINE_PASSWORD for one line: a flag shows in the process list.
-    #[arg(
-        long = "line-password",
-        env = "DIALTONE_LINE_PASSWORD",
-        hide_env_values = true
-    )]
+    /// be pushed to a managed phone (reset the line for one that can). Like every flag it
+    /// shows in the process list while the command runs.
+    #[arg(long = "line-password")]
     line_passwords: Vec<String>,
     /// Assignment: user:USER_ID, site:EXTENSION or unassigned.
     #[arg(long)]

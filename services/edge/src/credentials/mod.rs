@@ -180,6 +180,9 @@ pub struct CredentialCache {
     by_user: HashMap<String, Arc<LineEntry>, foldhash::fast::RandomState>,
     /// How many lines of `by_user` get each digest offer.
     offers: OfferCounts,
+    /// What a user nobody has is offered while there are no lines: generic SIP's, within
+    /// the bound (computed once: it is read for every unknown user's challenge).
+    no_lines_offer: Offer,
     phones: HashMap<Arc<str>, PhoneRec>,
     bases: HashMap<String, (MetaBase, PhoneSettings)>,
     base_phones: HashMap<String, HashSet<Arc<str>>>,
@@ -211,6 +214,9 @@ impl CredentialCache {
             limits,
             by_user: HashMap::default(),
             offers: OfferCounts::default(),
+            no_lines_offer: Offer::of(&offer_algorithms(&template(MetaBase::GenericSip)))
+                .unwrap_or(Offer::Md5)
+                .within(limits.digest_bound),
             phones: HashMap::new(),
             bases: HashMap::new(),
             base_phones: HashMap::new(),
@@ -387,10 +393,7 @@ impl CredentialCache {
     /// edges' keyed hash of the user name): one of the fleet's offers, as often as its
     /// lines have it, so the challenge never tells a known user from an unknown one.
     pub fn unknown_offer(&self, draw: u64) -> Offer {
-        let generic =
-            Offer::of(&offer_algorithms(&template(MetaBase::GenericSip))).unwrap_or(Offer::Md5);
-        self.offers
-            .pick(draw, generic.within(self.limits.digest_bound))
+        self.offers.pick(draw, self.no_lines_offer)
     }
 
     /// Number of registrable lines.

@@ -132,8 +132,10 @@ fn unknown_users_are_offered_what_the_fleets_lines_are_as_often() {
     c.put_phone(&phone("b", "desk", &["b1", "b2", "b3"]));
     let drawn = |c: &CredentialCache| {
         let mut n = [0; 2];
-        for draw in 0..400 {
-            match c.unknown_offer(draw) {
+        for i in 0..400 {
+            // Draws spread over the whole range, as a keyed hash's are (the middle of each
+            // 400th).
+            match c.unknown_offer((2 * i + 1) * (u64::MAX / 800)) {
                 Offer::Sha256 => n[0] += 1,
                 Offer::Md5 => n[1] += 1,
                 other => panic!("{other:?} is no line's offer"),

@@ -17,7 +17,7 @@ use std::time::Duration;
 use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
     Message, StartLine,
-    digest::authorize,
+    digest::{authorize, authorize_with_qop},
     proxy::{ForwardError, Routing, ack_for, cancel_because, forward_routed},
     route::FlowToken,
 };
@@ -323,33 +323,48 @@ impl Delivery {
                     if let Some(ack) = &ack {
                         replier.send(ack.clone());
                     }
-                    // A carrier's challenge to a trunk's request, or a phone's to what the
-                    // edge hands it, is answered here, with the trunk's or the phone
-                    // profile's credentials, twice at most (a stale nonce may cost one
-                    // more). An ACK or a CANCEL cannot be sent again so (RFC 3261 §22.1).
-                    let answer = auth.as_ref().filter(|_| {
-                        matches!(code, 401 | 407)
-                            && !matches!(&*method, "ACK" | "CANCEL")
-                            && challenged.len() < 2
-                            && !gave_final
-                            && cancelling == Cancelling::No
-                    });
-                    let answer = answer.and_then(|a| {
-                        let StartLine::Request { uri, .. } = &sent.start else {
-                            return None;
-                        };
+                    // A carrier's challenge to a trunk's INVITE or BYE is answered here with
+                    // the trunk's credentials; a phone's to an INVITE or a MESSAGE outside a
+                    // dialog that the edge hands it straight, with its profile's (read now:
+                    // challenges are rare), and only a challenge asking for qop=auth, so the
+                    // answer mixes in the edge's cnonce (whoever holds a line can register
+                    // and challenge: it must not get an answer it could have precomputed).
+                    // Twice at most (a stale nonce may cost one more).
+                    let answerable = matches!(code, 401 | 407)
+                        && challenged.len() < 2
+                        && !gave_final
+                        && cancelling == Cancelling::No;
+                    let to_phone = to_edge.is_none() && phone.is_some();
+                    let outside_dialog = sent.get("to").is_some_and(|t| !t.contains(";tag="));
+                    let answer = if !answerable {
+                        None
+                    } else if let Some(a) = auth.as_ref().filter(|_| invite || method == "BYE") {
                         let cnonce = format!("{:016x}", rand::random::<u64>());
-                        let realm = a.realm.as_deref();
                         authorize(
                             &resp,
                             &a.username,
                             &a.password,
-                            realm,
+                            a.realm.as_deref(),
                             &method,
-                            uri,
+                            request_uri(&sent),
                             &cnonce,
                         )
-                    });
+                    } else if to_phone && outside_dialog && (invite || method == "MESSAGE") {
+                        let a = phone.as_ref().and_then(|p| self.cache.read().phone_auth(p));
+                        a.and_then(|a| {
+                            let cnonce = format!("{:016x}", rand::random::<u64>());
+                            authorize_with_qop(
+                                &resp,
+                                &a.username,
+                                &a.password,
+                                &method,
+                                request_uri(&sent),
+                                &cnonce,
+                            )
+                        })
+                    } else {
+                        None
+                    };
                     let again = answer.and_then(|answer| {
                         let next = new_branch();
                         let mut with = answers.clone();
@@ -463,4 +478,12 @@ impl Delivery {
 
 fn cseq_method(m: &Message) -> Option<&str> {
     m.get("cseq")?.split_whitespace().nth(1)
+}
+
+/// The Request-URI of a request (empty for a response).
+fn request_uri(m: &Message) -> &str {
+    match &m.start {
+        StartLine::Request { uri, .. } => uri,
+        StartLine::Response { .. } => "",
+    }
 }

@@ -269,8 +269,8 @@ struct Hop<'a> {
     /// The caller's identity as the next hop is told it (a carrier): the phone's own
     /// identity headers are replaced by these.
     identity: Option<Identity>,
-    /// What the next hop's challenges are answered with: a carrier trunk's credentials, or
-    /// a phone profile's Digest Authentication ones.
+    /// A carrier trunk's credentials: its challenges are answered here (a phone's are
+    /// answered with its profile's, read when it challenges).
     auth: Option<Arc<DigestAuth>>,
     /// How much higher the request's CSeq number is on the next hop's side (an in-dialog
     /// request of a dialog whose INVITE was re-sent with credentials); its answers come back
@@ -614,11 +614,8 @@ impl Delivery {
                 None => (m, None),
             };
             // A phone that challenges the request is answered with its profile's Digest
-            // Authentication credentials; a call re-sent so is record-routed again with
-            // its CSeq shift.
-            let auth = to_phone
-                .then(|| self.cache.read().phone_auth(&line.phone_id))
-                .flatten();
+            // Authentication credentials (`client.rs`); a call re-sent so is
+            // record-routed again with its CSeq shift.
             let route_token = (invite && to_phone).then_some(dialtone_sip::route::FlowToken {
                 inbound,
                 outbound,
@@ -635,7 +632,7 @@ impl Delivery {
                 pop_routes: 0,
                 ring: None,
                 identity: None,
-                auth,
+                auth: None,
                 cseq_shift: 0,
                 refer_back: 0,
                 route_token,

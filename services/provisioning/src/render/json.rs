@@ -104,8 +104,6 @@ pub fn document(d: &Document) -> String {
         "security": {
             "tls_ca_pem": opt(&s.tls_ca_pem),
             "mutual_auth": s.mutual_auth.unwrap_or(false),
-            "admin_user": super::admin_account(d).0,
-            "admin_password": super::admin_account(d).1,
         },
         "firmware": {
             "version": opt(&s.firmware_version),

@@ -47,13 +47,16 @@ fn sdes(d: &Document) -> bool {
     d.settings.media_encryption == dialtone_proto::config::v1::MediaEncryption::Sdes as i32
 }
 
-/// The phone's administrative account (its profile's Digest Authentication user name and
-/// password: `admin` and `1234` unless the profile says otherwise).
-fn admin_account(d: &Document) -> (&str, &str) {
-    (
-        d.settings.digest_auth_user.as_deref().unwrap_or("admin"),
-        d.settings.digest_auth_password.as_deref().unwrap_or("1234"),
-    )
+/// The phone's administrative account to push: its profile's Digest Authentication user
+/// name and password, once the profile (or phone) has a password of its own. The seed's
+/// default (`1234`) is never pushed: it would reset whatever admin password the phones
+/// have to one everybody knows.
+fn admin_account(d: &Document) -> Option<(&str, &str)> {
+    let password = d.settings.digest_auth_password.as_deref()?;
+    (password != dialtone_domain::settings::DEFAULT_DIGEST_AUTH_PASSWORD).then(|| {
+        let user = d.settings.digest_auth_user.as_deref().unwrap_or("admin");
+        (user, password)
+    })
 }
 
 /// The strong entity tag of `body`: its SHA-256's first 16 hex digits, quoted.

@@ -200,9 +200,10 @@ pub fn settings(d: &Document) -> String {
     }
     // Digest Authentication: the phone's administrative password (Poly's admin user name
     // is fixed).
-    let (_, password) = super::admin_account(d);
-    a.push(("device.auth.localAdminPassword.set".into(), "1".into()));
-    a.push(("device.auth.localAdminPassword".into(), password.to_owned()));
+    if let Some((_, password)) = super::admin_account(d) {
+        a.push(("device.auth.localAdminPassword.set".into(), "1".into()));
+        a.push(("device.auth.localAdminPassword".into(), password.to_owned()));
+    }
     a.push((
         "feature.enhancedFeatureKeys.enabled".into(),
         b(s.standalone_features.unwrap_or(false)),

@@ -214,3 +214,45 @@ fn sdes_is_asked_of_every_vendor_that_has_the_setting() {
         assert!(!body.contains(want), "{meta:?} {name}: {body}");
     }
 }
+
+/// Digest Authentication's credentials are the phone's administrative account: pushed
+/// (in the phone's own file) once the profile has a password of its own, never the seed's
+/// well-known default, never to softphones and browsers.
+#[test]
+fn the_admin_account_is_pushed_only_when_the_profile_sets_one() {
+    let file = |meta: MetaBase, password: Option<&str>, name: &str| {
+        let mut d = document(meta, MAC);
+        if let Some(p) = password {
+            d.settings.digest_auth_user = Some("ops".into());
+            d.settings.digest_auth_password = Some(p.into());
+        }
+        let r = render(&d);
+        String::from_utf8(r.get(name).unwrap().body.to_vec()).unwrap()
+    };
+    let yealink = |p| file(MetaBase::Yealink, p, "0004f2aabb01.cfg");
+    let poly = |p| file(MetaBase::PolyVvx, p, "0004f2aabb01-settings.cfg");
+    // (file, whether it names the account)
+    let cases = [
+        (yealink(None), false),
+        (yealink(Some("1234")), false),
+        (yealink(Some("n0t-the-default")), true),
+        (poly(None), false),
+        (poly(Some("n0t-the-default")), true),
+    ];
+    for (text, pushed) in cases {
+        assert_eq!(text.contains("n0t-the-default"), pushed, "{text}");
+        assert!(
+            !text.contains("1234\n") && !text.contains("\"1234\""),
+            "{text}"
+        );
+    }
+    assert!(
+        yealink(Some("n0t-the-default")).contains("security.user_password = ops:n0t-the-default\n")
+    );
+    let json = file(
+        MetaBase::DesktopSoftphone,
+        Some("n0t-the-default"),
+        &format!("{MAC}.json"),
+    );
+    assert!(!json.contains("n0t-the-default"), "{json}");
+}

@@ -106,13 +106,14 @@ pub fn phone(d: &Document) -> String {
     let period = s.registration_period_s.unwrap_or(3600);
     // Digest Authentication: the phone's administrative account, whose credentials answer
     // what the phone challenges (here, never in the common file every phone reads).
-    let (user, password) = super::admin_account(d);
-    kv(&mut out, "security.user_name.admin", user);
-    kv(
-        &mut out,
-        "security.user_password",
-        format!("{user}:{password}"),
-    );
+    if let Some((user, password)) = super::admin_account(d) {
+        kv(&mut out, "security.user_name.admin", user);
+        kv(
+            &mut out,
+            "security.user_password",
+            format!("{user}:{password}"),
+        );
+    }
     for (i, l) in d.lines.iter().enumerate() {
         let n = i + 1;
         let a = |k: &str| format!("account.{n}.{k}");
