@@ -38,14 +38,17 @@ pub fn carrier_over(dir: &Path, name: &str, ip: &str, port: u16, transport: &str
 /// [`carrier`] whose media port (at `ip`, chosen free) sends every RTP packet back where
 /// it came from (SIPp's `-rtp_echo`), for a scenario whose SDP names `[media_port]`.
 pub fn carrier_echoing(dir: &Path, name: &str, ip: &str, port: u16) -> Child {
+    let mut args = vec!["-t".to_owned(), "u1".to_owned()];
+    args.extend(echoing_media(ip));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    carrier_with(dir, name, ip, port, &args)
+}
+
+/// SIPp's flags for a media port at `ip` (chosen free) that sends every RTP packet back
+/// where it came from.
+fn echoing_media(ip: &str) -> [String; 5] {
     let media = free_port().to_string();
-    carrier_with(
-        dir,
-        name,
-        ip,
-        port,
-        &["-t", "u1", "-mi", ip, "-mp", &media, "-rtp_echo"],
-    )
+    ["-mi", ip, "-mp", &media, "-rtp_echo"].map(str::to_owned)
 }
 
 fn carrier_with(dir: &Path, name: &str, ip: &str, port: u16, args: &[&str]) -> Child {
@@ -88,8 +91,8 @@ pub fn carrier_call_echoing(
     number: &str,
     edge: SocketAddr,
 ) -> bool {
-    let media = free_port().to_string();
-    let args = ["-mi", ip, "-mp", &media, "-rtp_echo"];
+    let args = echoing_media(ip);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     carrier_call_with(dir, name, ip, number, edge, &[], &args)
 }
 

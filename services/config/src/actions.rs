@@ -34,6 +34,19 @@ use crate::{
 /// the caller's timeout allows; with less, each candidate left gets an equal share.
 const HOP_WAIT: Duration = Duration::from_secs(9);
 
+/// How long a phone's edges may take to report, from a request's `timeout_ms` (0: the
+/// default; above the most: refused, naming the field).
+pub fn timeout_of(ms: u32) -> Result<Duration> {
+    match ms {
+        0 => Ok(dialtone_domain::actions::DEFAULT_TIMEOUT),
+        ms if u64::from(ms) > MAX_TIMEOUT.as_millis() as u64 => Err(ConfigError::invalid(
+            "timeout_ms",
+            format!("must be at most {}", MAX_TIMEOUT.as_millis()),
+        )),
+        ms => Ok(Duration::from_millis(u64::from(ms))),
+    }
+}
+
 impl ConfigCore {
     /// The phone's primary then secondary edge (empty when its site has no edge group).
     async fn placement_of(&self, site_id: &str, phone_id: &str) -> Result<Vec<String>> {

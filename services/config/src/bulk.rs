@@ -11,7 +11,7 @@ use std::{
     time::Duration,
 };
 
-use dialtone_domain::actions::{Act, MAX_TIMEOUT};
+use dialtone_domain::actions::Act;
 use dialtone_proto::{
     config::v1::{ActOnPhonesProgress, ActOnPhonesRequest, BulkAction, PhoneActionResponse},
     edge::v1::PhoneActionOutcome,
@@ -95,16 +95,7 @@ impl Wave {
             n @ 1..=1000 => n,
             _ => return Err(ConfigError::invalid("rate_per_s", "must be 1-1000")),
         };
-        let timeout = match r.timeout_ms {
-            0 => dialtone_domain::actions::DEFAULT_TIMEOUT,
-            ms if u64::from(ms) > MAX_TIMEOUT.as_millis() as u64 => {
-                return Err(ConfigError::invalid(
-                    "timeout_ms",
-                    format!("must be at most {}", MAX_TIMEOUT.as_millis()),
-                ));
-            }
-            ms => Duration::from_millis(u64::from(ms)),
-        };
+        let timeout = crate::actions::timeout_of(r.timeout_ms)?;
         Ok(Wave {
             act,
             selector,

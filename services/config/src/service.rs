@@ -1,12 +1,9 @@
 //! The gRPC service: authorises each call, then delegates to [`ConfigCore`].
 
-use std::{pin::Pin, sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc};
 
 use dialtone_auth::{Permission, Tokens};
-use dialtone_domain::{
-    actions::{self, Act},
-    keys,
-};
+use dialtone_domain::{actions::Act, keys};
 use dialtone_proto::config::v1::{self as pb, config_service_server::ConfigService};
 use futures::Stream;
 use tokio::sync::mpsc;
@@ -61,17 +58,7 @@ impl ConfigApi {
         if r.id.is_empty() {
             return Err(ConfigError::invalid("id", "is required").into());
         }
-        let timeout = match r.timeout_ms {
-            0 => actions::DEFAULT_TIMEOUT,
-            ms if u64::from(ms) > actions::MAX_TIMEOUT.as_millis() as u64 => {
-                return Err(ConfigError::invalid(
-                    "timeout_ms",
-                    format!("must be at most {}", actions::MAX_TIMEOUT.as_millis()),
-                )
-                .into());
-            }
-            ms => Duration::from_millis(u64::from(ms)),
-        };
+        let timeout = crate::actions::timeout_of(r.timeout_ms)?;
         ok(self
             .core
             .act_on_phone(&r.id, act, timeout, &format!("config/{who}"))

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::edge::v1::{self as pb, edge_service_server::EdgeService};
-use dialtone_sip::{StartLine, digest::authorize_with_qop};
+use dialtone_sip::StartLine;
 use tonic::{Request, Response, Status};
 use tracing::debug;
 
@@ -130,12 +130,9 @@ pub(crate) async fn check_sync(
             let StartLine::Response { code, reason, .. } = &resp.start else {
                 break (408, "Request Timeout".to_owned());
             };
-            let cnonce = format!("{:016x}", rand::random::<u64>());
             answer = auth
                 .filter(|_| matches!(code, 401 | 407) && cseq == 1)
-                .and_then(|a| {
-                    authorize_with_qop(&resp, &a.username, &a.password, "NOTIFY", &c.uri, &cnonce)
-                });
+                .and_then(|a| a.answer(&resp, "NOTIFY", &c.uri));
             if answer.is_none() {
                 break (*code, reason.clone());
             }

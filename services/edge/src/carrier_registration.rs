@@ -12,7 +12,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use dialtone_common::clock::unix_ms;
-use dialtone_sip::{Message, StartLine, digest::authorize, header};
+use dialtone_sip::{Message, StartLine, header};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
@@ -232,18 +232,10 @@ impl<'a> Session<'a> {
 
     /// The answer to `resp`'s challenge with the trunk's credentials, if it has some.
     fn answer(&self, resp: Option<&Message>) -> Option<(&'static str, String)> {
-        let (r, a) = (resp?, self.plan.auth.as_ref()?);
-        let cnonce = format!("{:016x}", rand::random::<u64>());
-        let realm = a.realm.as_deref();
-        authorize(
-            r,
-            &a.username,
-            &a.password,
-            realm,
-            "REGISTER",
-            &self.uri,
-            &cnonce,
-        )
+        self.plan
+            .auth
+            .as_ref()?
+            .answer(resp?, "REGISTER", &self.uri)
     }
 }
 

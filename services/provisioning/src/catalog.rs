@@ -3,10 +3,10 @@
 //! A phone's change drops that phone; a profile, site or edge group change drops every
 //! entry (the next fetch renders again). The fleet's size costs nothing here until its
 //! phones fetch, and the cache is bounded. The edges' `media-health/` records are
-//! followed too: when a media server turns UP or DOWN, or an edge's measure of it moves
-//! to another latency bucket, every entry is dropped (a WebRTC phone's ICE servers depend
-//! on both); a change of its active calls alone, which happens with every call, drops
-//! nothing.
+//! followed too, by a watch of their own: when a media server turns UP or DOWN, or an
+//! edge's measure of it moves to another latency bucket, the WebRTC phones' entries are
+//! dropped (their ICE servers depend on both); a change of its active calls alone, which
+//! happens with every call, drops nothing.
 
 use std::{
     collections::HashMap,

@@ -111,15 +111,27 @@ fn base_from(a: BaseArgs) -> anyhow::Result<pb::BaseSettings> {
     })
 }
 
-/// Prints a generated Digest Authentication password of `sent`, once its write succeeded.
-fn print_generated(sent: &pb::BaseSettings, generated: bool) {
-    let password = sent
-        .settings
-        .as_ref()
-        .and_then(|s| s.digest_auth_password.as_ref());
+/// Creates (or replaces) the profile `a` describes; prints a generated Digest
+/// Authentication password once the write succeeded.
+async fn write(c: &mut Client, a: BaseArgs, create: bool) -> anyhow::Result<pb::BaseSettings> {
+    let generated = a.generate_digest_password;
+    let sent = base_from(a)?;
+    let written = if create {
+        let req = pb::CreateBaseSettingsRequest {
+            base_settings: Some(sent.clone()),
+        };
+        c.create_base_settings(req).await?
+    } else {
+        let req = pb::UpdateBaseSettingsRequest {
+            base_settings: Some(sent.clone()),
+        };
+        c.update_base_settings(req).await?
+    };
+    let password = sent.settings.and_then(|s| s.digest_auth_password);
     if let Some(p) = password.filter(|_| generated) {
         eprintln!("digest authentication password: {p}");
     }
+    Ok(written.into_inner())
 }
 
 pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()> {
@@ -149,30 +161,8 @@ pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()
                 .into_inner();
             json(&r)
         }
-        BaseCmd::Create(a) => {
-            let generated = a.generate_digest_password;
-            let sent = base_from(a)?;
-            let r = c
-                .create_base_settings(pb::CreateBaseSettingsRequest {
-                    base_settings: Some(sent.clone()),
-                })
-                .await?
-                .into_inner();
-            print_generated(&sent, generated);
-            show(vec![r])
-        }
-        BaseCmd::Update(a) => {
-            let generated = a.generate_digest_password;
-            let sent = base_from(a)?;
-            let r = c
-                .update_base_settings(pb::UpdateBaseSettingsRequest {
-                    base_settings: Some(sent.clone()),
-                })
-                .await?
-                .into_inner();
-            print_generated(&sent, generated);
-            show(vec![r])
-        }
+        BaseCmd::Create(a) => show(vec![write(c, a, true).await?]),
+        BaseCmd::Update(a) => show(vec![write(c, a, false).await?]),
         BaseCmd::Get { id } => {
             let b = c
                 .get_base_settings(pb::GetRequest { id })

@@ -161,17 +161,19 @@ fn lines_gone<'a>(
         .collect()
 }
 
-/// The digest algorithms effective settings `s` list, in order (unknown entries, which
-/// validation refuses, skipped).
-fn offer_algorithms(s: &PhoneSettings) -> Vec<Algorithm> {
-    s.digest_algorithms
+/// The digest offer of effective settings `s` (their algorithms in order; unknown
+/// entries, which validation refuses, skipped; MD5 when none is left), cut to `bound`.
+fn offer_of(s: &PhoneSettings, bound: Offer) -> Offer {
+    let listed: Vec<Algorithm> = s
+        .digest_algorithms
         .iter()
         .filter_map(|a| match DigestAlgorithm::try_from(*a) {
             Ok(DigestAlgorithm::Md5) => Some(Algorithm::Md5),
             Ok(DigestAlgorithm::Sha256) => Some(Algorithm::Sha256),
             _ => None,
         })
-        .collect()
+        .collect();
+    Offer::of(&listed).unwrap_or(Offer::Md5).within(bound)
 }
 
 /// The cache itself.
@@ -214,9 +216,7 @@ impl CredentialCache {
             limits,
             by_user: HashMap::default(),
             offers: OfferCounts::default(),
-            no_lines_offer: Offer::of(&offer_algorithms(&template(MetaBase::GenericSip)))
-                .unwrap_or(Offer::Md5)
-                .within(limits.digest_bound),
+            no_lines_offer: offer_of(&template(MetaBase::GenericSip), limits.digest_bound),
             phones: HashMap::new(),
             bases: HashMap::new(),
             base_phones: HashMap::new(),
@@ -594,6 +594,7 @@ impl CredentialCache {
             username: s.digest_auth_user?,
             password: s.digest_auth_password?,
             realm: None,
+            qop_only: true,
         }))
     }
 
@@ -615,9 +616,7 @@ impl CredentialCache {
             .persistent_connection
             .unwrap_or(false)
             .then(|| s.persistent_connection_timeout_s.unwrap_or(300));
-        let offer = Offer::of(&offer_algorithms(&s))
-            .unwrap_or(Offer::Md5)
-            .within(self.limits.digest_bound);
+        let offer = offer_of(&s, self.limits.digest_bound);
         for (i, l) in rec.lines.iter().enumerate() {
             if l.sip_user.is_empty() || l.ha1_md5.is_empty() {
                 continue;

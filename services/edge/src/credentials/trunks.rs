@@ -6,7 +6,11 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use dialtone_sip::transport::{FlowSource, Transport};
+use dialtone_sip::{
+    Message,
+    digest::{authorize, authorize_with_qop},
+    transport::{FlowSource, Transport},
+};
 
 use dialtone_domain::{
     dialplan::Kind,
@@ -35,6 +39,30 @@ pub struct DigestAuth {
     pub password: String,
     /// The only realm they answer; none: any.
     pub realm: Option<String>,
+    /// Only a challenge asking for qop=auth is answered, so the answer mixes in the edge's
+    /// cnonce: a phone profile's, which whoever holds a line could otherwise collect
+    /// answers of its own choosing for (`authorize_with_qop`).
+    pub qop_only: bool,
+}
+
+impl DigestAuth {
+    /// The header answering `resp`'s challenge to the edge's `method` request for `uri`
+    /// with these credentials and a fresh cnonce; none when no challenge qualifies.
+    pub fn answer(
+        &self,
+        resp: &Message,
+        method: &str,
+        uri: &str,
+    ) -> Option<(&'static str, String)> {
+        let cnonce = format!("{:016x}", rand::random::<u64>());
+        let (user, password) = (&self.username, &self.password);
+        if self.qop_only {
+            authorize_with_qop(resp, user, password, method, uri, &cnonce)
+        } else {
+            let realm = self.realm.as_deref();
+            authorize(resp, user, password, realm, method, uri, &cnonce)
+        }
+    }
 }
 
 impl std::fmt::Debug for DigestAuth {
@@ -109,6 +137,7 @@ impl TrunkRec {
                 username: c.username.clone(),
                 password: c.password.clone(),
                 realm: (!c.realm.is_empty()).then(|| c.realm.clone()),
+                qop_only: false,
             })
         });
         let targets: Vec<TargetRec> = t

@@ -17,7 +17,6 @@ use std::time::Duration;
 use dialtone_common::clock::unix_ms;
 use dialtone_sip::{
     Message, StartLine,
-    digest::{authorize, authorize_with_qop},
     proxy::{ForwardError, Routing, ack_for, cancel_because, forward_routed},
     route::FlowToken,
 };
@@ -335,36 +334,18 @@ impl Delivery {
                         && !gave_final
                         && cancelling == Cancelling::No;
                     let to_phone = to_edge.is_none() && phone.is_some();
-                    let outside_dialog = sent.get("to").is_some_and(|t| !t.contains(";tag="));
-                    let answer = if !answerable {
+                    let outside_dialog = sent.addressing().is_ok_and(|a| a.to.tag.is_none());
+                    let answering = if !answerable {
                         None
-                    } else if let Some(a) = auth.as_ref().filter(|_| invite || method == "BYE") {
-                        let cnonce = format!("{:016x}", rand::random::<u64>());
-                        authorize(
-                            &resp,
-                            &a.username,
-                            &a.password,
-                            a.realm.as_deref(),
-                            &method,
-                            request_uri(&sent),
-                            &cnonce,
-                        )
+                    } else if let Some(a) = auth.clone().filter(|_| invite || method == "BYE") {
+                        Some(a)
                     } else if to_phone && outside_dialog && (invite || method == "MESSAGE") {
-                        let a = phone.as_ref().and_then(|p| self.cache.read().phone_auth(p));
-                        a.and_then(|a| {
-                            let cnonce = format!("{:016x}", rand::random::<u64>());
-                            authorize_with_qop(
-                                &resp,
-                                &a.username,
-                                &a.password,
-                                &method,
-                                request_uri(&sent),
-                                &cnonce,
-                            )
-                        })
+                        phone.as_ref().and_then(|p| self.cache.read().phone_auth(p))
                     } else {
                         None
                     };
+                    let answer =
+                        answering.and_then(|a| a.answer(&resp, &method, request_uri(&sent)));
                     let again = answer.and_then(|answer| {
                         let next = new_branch();
                         let mut with = answers.clone();
