@@ -54,6 +54,11 @@ pub struct Cli {
 /// A config client that adds the bearer token to every call.
 pub type Client = ConfigServiceClient<InterceptedService<Channel, Auth>>;
 
+/// A status client that adds the bearer token to every call.
+pub type StatusClient = dialtone_proto::status::v1::status_service_client::StatusServiceClient<
+    InterceptedService<Channel, Auth>,
+>;
+
 /// Adds `authorization: Bearer …`.
 #[derive(Clone)]
 pub struct Auth(MetadataValue<tonic::metadata::Ascii>);
@@ -176,9 +181,26 @@ async fn main() -> std::process::ExitCode {
                 .max_decoding_message_size(64 << 20);
             return commands::status::run(c, cli.output, cmd, filters).await;
         }
-        let client = ConfigServiceClient::with_interceptor(channel, auth)
+        let mut client = ConfigServiceClient::with_interceptor(channel.clone(), auth.clone())
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(16 << 20);
+        // The Phones list and a phone's page show the live status too.
+        if let commands::Command::Phones(
+            cmd @ (commands::PhoneCmd::List(_) | commands::PhoneCmd::Get { .. }),
+        ) = cli.command
+        {
+            let mut status = dialtone_proto::status::v1::status_service_client::StatusServiceClient::with_interceptor(channel, auth)
+                .max_decoding_message_size(64 << 20);
+            return match cmd {
+                commands::PhoneCmd::List(a) => {
+                    commands::phone_list::list(&mut client, &mut status, cli.output, a).await
+                }
+                commands::PhoneCmd::Get { id } => {
+                    commands::phone_list::get(&mut client, &mut status, cli.output, id).await
+                }
+                _ => unreachable!("matched above"),
+            };
+        }
         commands::run(client, cli.output, cli.command).await
     }
     .await;

@@ -57,16 +57,37 @@ impl StatusApi {
             field: "status",
             reason: format!("unknown status {}", r.status),
         })?;
+        if r.phone_ids.len() > PAGE_MAX {
+            return Err(StatusError::Invalid {
+                field: "phone_ids",
+                reason: format!("at most {PAGE_MAX}"),
+            });
+        }
+        // Asked-for ids in id order, the same order (and page tokens) as the whole fleet's.
+        let mut asked: Vec<&str> = r.phone_ids.iter().map(String::as_str).collect();
+        asked.sort_unstable();
+        asked.dedup();
         let st = self.hub.state.read();
         let fleet = &st.fleet;
+        let candidates: Box<dyn Iterator<Item = &str>> = if asked.is_empty() {
+            Box::new(fleet.ids_after(&r.page_token))
+        } else {
+            let token = r.page_token.as_str();
+            Box::new(asked.into_iter().filter(move |id| *id > token))
+        };
         let mut statuses = Vec::new();
         let mut next_page_token = String::new();
-        for id in fleet.ids_after(&r.page_token) {
+        for id in candidates {
             let Some((site, status)) = fleet.published(id) else {
+                continue;
+            };
+            let Some((name, base)) = fleet.identity(id) else {
                 continue;
             };
             if (!r.site_id.is_empty() && site != r.site_id)
                 || (want != OperationalStatus::Unspecified && status != want)
+                || (!r.base_settings_id.is_empty() && base != r.base_settings_id)
+                || !name.starts_with(&r.name_prefix)
             {
                 continue;
             }

@@ -448,6 +448,12 @@ impl Fleet {
         Some((p.site_id.as_str(), p.status))
     }
 
+    /// A configured phone's name and base settings profile (cheap, for filters).
+    pub fn identity(&self, id: &str) -> Option<(&str, &str)> {
+        let c = self.phones.get(id)?.config.as_ref()?;
+        Some((c.name.as_str(), c.base_id.as_str()))
+    }
+
     /// The phone's status without since-times and revision; none when it is not configured.
     fn compute(&self, id: &str) -> Option<PhoneStatus> {
         let entry = self.phones.get(id)?;
@@ -543,6 +549,7 @@ impl Fleet {
             placement_problem,
             provisioning: entry.provision.clone(),
             revision: 0,
+            base_settings_id: c.base_id.clone(),
         })
     }
 }

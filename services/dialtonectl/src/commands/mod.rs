@@ -7,6 +7,7 @@ mod explain;
 mod import;
 mod media_servers;
 mod peers;
+pub mod phone_list;
 mod phones;
 pub mod provisioning;
 mod sites;

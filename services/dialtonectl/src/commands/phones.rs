@@ -27,19 +27,7 @@ pub enum PhoneCmd {
     /// Show one.
     Get { id: String },
     /// List with filters.
-    List {
-        #[command(flatten)]
-        filter: FilterArgs,
-        /// Page size (1-1000).
-        #[arg(long, default_value_t = 100)]
-        page_size: i32,
-        /// Page token from the previous page.
-        #[arg(long, default_value = "")]
-        page_token: String,
-        /// Every page.
-        #[arg(long)]
-        all: bool,
-    },
+    List(super::phone_list::ListArgs),
     /// Delete a phone.
     Delete(DeleteArgs),
     /// Generate a new password for one line (shown once).
@@ -197,7 +185,7 @@ fn parse_kind(s: &str) -> anyhow::Result<i32> {
     Ok(k as i32)
 }
 
-fn filter(f: FilterArgs) -> anyhow::Result<pb::PhoneFilter> {
+pub(crate) fn filter(f: FilterArgs) -> anyhow::Result<pb::PhoneFilter> {
     Ok(pb::PhoneFilter {
         site_id: f.site.unwrap_or_default(),
         base_settings_id: f.base_settings.unwrap_or_default(),
@@ -315,7 +303,7 @@ pub(crate) fn parse_allow(allow: &[String]) -> anyhow::Result<Option<pb::CallRes
     Ok(Some(r))
 }
 
-fn phone_rows(phones: &[pb::Phone]) -> Vec<Vec<String>> {
+pub(crate) fn phone_rows(phones: &[pb::Phone]) -> Vec<Vec<String>> {
     phones
         .iter()
         .map(|p| {
@@ -350,7 +338,7 @@ fn phone_rows(phones: &[pb::Phone]) -> Vec<Vec<String>> {
         .collect()
 }
 
-const PHONE_HEADERS: [&str; 8] = [
+pub(crate) const PHONE_HEADERS: [&str; 8] = [
     "id",
     "name",
     "kind",
@@ -412,15 +400,6 @@ fn print_result<T: serde::Serialize>(
 }
 
 pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<()> {
-    let show = |phones: Vec<pb::Phone>| -> anyhow::Result<()> {
-        match out {
-            Format::Json => json(&phones),
-            Format::Table => {
-                table(&PHONE_HEADERS, phone_rows(&phones));
-                Ok(())
-            }
-        }
-    };
     match cmd {
         PhoneCmd::Create(a) => {
             let mut p = pb::Phone::default();
@@ -452,42 +431,8 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
                 r.device_credentials.as_ref(),
             )
         }
-        PhoneCmd::Get { id } => {
-            let item = c.get_phone(pb::GetRequest { id }).await?.into_inner();
-            if out == Format::Json {
-                json(&item)
-            } else {
-                show(vec![item])
-            }
-        }
-        PhoneCmd::List {
-            filter: f,
-            page_size,
-            page_token,
-            all,
-        } => {
-            let f = filter(f)?;
-            let mut phones = Vec::new();
-            let mut token = page_token;
-            loop {
-                let r = c
-                    .list_phones(pb::ListPhonesRequest {
-                        filter: Some(f.clone()),
-                        page_size,
-                        page_token: token,
-                    })
-                    .await?
-                    .into_inner();
-                phones.extend(r.phones);
-                if !all || r.next_page_token.is_empty() {
-                    show(phones)?;
-                    if !r.next_page_token.is_empty() {
-                        eprintln!("more: --page-token '{}'", r.next_page_token);
-                    }
-                    return Ok(());
-                }
-                token = r.next_page_token;
-            }
+        PhoneCmd::List(_) | PhoneCmd::Get { .. } => {
+            unreachable!("phones list and get join the status client (phone_list)")
         }
         PhoneCmd::Delete(d) => {
             c.delete_phone(pb::DeleteRequest {

@@ -27,6 +27,12 @@ pub struct Filters {
     /// Only phones in this status: operational, degraded, offline, not-applicable.
     #[arg(long, value_parser = parse_status)]
     status: Option<OperationalStatus>,
+    /// Only phones of this base settings profile.
+    #[arg(long, default_value = "")]
+    base_settings: String,
+    /// Only phones whose name starts with this.
+    #[arg(long, default_value = "")]
+    name_prefix: String,
     /// Only phones assigned to or registered on this edge (node id).
     #[arg(long, default_value = "")]
     edge: String,
@@ -72,7 +78,7 @@ pub enum StatusCmd {
     },
 }
 
-fn parse_status(s: &str) -> Result<OperationalStatus, String> {
+pub(crate) fn parse_status(s: &str) -> Result<OperationalStatus, String> {
     let name = format!(
         "OPERATIONAL_STATUS_{}",
         s.to_ascii_uppercase().replace('-', "_")
@@ -82,7 +88,7 @@ fn parse_status(s: &str) -> Result<OperationalStatus, String> {
         .ok_or_else(|| "expected operational, degraded, offline or not-applicable".into())
 }
 
-fn status_name(s: i32) -> String {
+pub(crate) fn status_name(s: i32) -> String {
     OperationalStatus::try_from(s)
         .map(|s| enum_name(s.as_str_name(), "OPERATIONAL_STATUS_"))
         .unwrap_or_else(|_| s.to_string())
@@ -176,6 +182,9 @@ async fn live(mut c: Client, out: Format, f: Filters) -> anyhow::Result<()> {
                 edge_node_id: f.edge.clone(),
                 page_size: f.limit.clamp(1, 1000),
                 page_token: String::new(),
+                base_settings_id: f.base_settings.clone(),
+                name_prefix: f.name_prefix.clone(),
+                phone_ids: Vec::new(),
             })
             .await?
             .into_inner();
@@ -207,6 +216,61 @@ async fn live(mut c: Client, out: Format, f: Filters) -> anyhow::Result<()> {
     }
 }
 
+/// One phone's status as tables: the phone's row, then each line's contacts, placement
+/// and provisioning problems.
+pub(crate) fn print_phone(s: &pb::PhoneStatus) {
+    table(&PHONE_COLUMNS, vec![phone_row(s)]);
+    println!();
+    table(
+        &["line", "aor", "reachable", "edge", "contact", "source"],
+        s.lines
+            .iter()
+            .flat_map(|l| {
+                let head = [l.sip_user.clone(), l.aor.clone(), l.reachable.to_string()];
+                if l.contacts.is_empty() {
+                    return vec![
+                        head.into_iter()
+                            .chain(["".into(), "".into(), "".into()])
+                            .collect(),
+                    ];
+                }
+                l.contacts
+                    .iter()
+                    .map(|c| {
+                        head.iter()
+                            .cloned()
+                            .chain([c.node_id.clone(), c.uri.clone(), c.source.clone()])
+                            .collect()
+                    })
+                    .collect::<Vec<Vec<String>>>()
+            })
+            .collect(),
+    );
+    if !s.placement_problem.is_empty() {
+        println!("\nplacement problem: {}", s.placement_problem);
+    }
+    if let Some(p) = &s.provisioning {
+        println!(
+            "\nprovisioning: applied {}{} (last fetch {}){}",
+            p.applied_version,
+            if p.drift {
+                format!(
+                    ", desired {} (drift: the phone runs an old configuration)",
+                    p.desired_version
+                )
+            } else {
+                String::new()
+            },
+            ms_ago(p.last_fetch_ms),
+            if p.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last problem: {}", p.last_error)
+            }
+        );
+    }
+}
+
 pub async fn run(
     mut c: Client,
     out: Format,
@@ -225,56 +289,7 @@ pub async fn run(
             if out == Format::Json {
                 return json(&s);
             }
-            table(&PHONE_COLUMNS, vec![phone_row(&s)]);
-            println!();
-            table(
-                &["line", "aor", "reachable", "edge", "contact", "source"],
-                s.lines
-                    .iter()
-                    .flat_map(|l| {
-                        let head = [l.sip_user.clone(), l.aor.clone(), l.reachable.to_string()];
-                        if l.contacts.is_empty() {
-                            return vec![
-                                head.into_iter()
-                                    .chain(["".into(), "".into(), "".into()])
-                                    .collect(),
-                            ];
-                        }
-                        l.contacts
-                            .iter()
-                            .map(|c| {
-                                head.iter()
-                                    .cloned()
-                                    .chain([c.node_id.clone(), c.uri.clone(), c.source.clone()])
-                                    .collect()
-                            })
-                            .collect::<Vec<Vec<String>>>()
-                    })
-                    .collect(),
-            );
-            if !s.placement_problem.is_empty() {
-                println!("\nplacement problem: {}", s.placement_problem);
-            }
-            if let Some(p) = &s.provisioning {
-                println!(
-                    "\nprovisioning: applied {}{} (last fetch {}){}",
-                    p.applied_version,
-                    if p.drift {
-                        format!(
-                            ", desired {} (drift: the phone runs an old configuration)",
-                            p.desired_version
-                        )
-                    } else {
-                        String::new()
-                    },
-                    ms_ago(p.last_fetch_ms),
-                    if p.last_error.is_empty() {
-                        String::new()
-                    } else {
-                        format!(", last problem: {}", p.last_error)
-                    }
-                );
-            }
+            print_phone(&s);
             Ok(())
         }
         StatusCmd::MediaServers => {
