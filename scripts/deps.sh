@@ -26,6 +26,8 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v baresip >/dev/null || need+=(baresip-core)
   command -v linphonec >/dev/null || need+=(linphone-cli)
   command -v sipsak >/dev/null || need+=(sipsak)
+  # ss reads a connection's DSCP marking (tests/tests/dscp.rs).
+  command -v ss >/dev/null || need+=(iproute2)
   command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
   command -v turnserver >/dev/null || need+=(coturn)
   command -v chromium >/dev/null || need+=(chromium)

@@ -11,6 +11,7 @@ pub mod media;
 pub mod pki;
 pub mod sip;
 pub mod softphones;
+pub mod ws;
 
 mod clients;
 mod etcd;

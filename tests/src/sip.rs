@@ -516,3 +516,88 @@ pub fn in_dialog(
     );
     (text, hop)
 }
+
+/// Makes `sock` report each datagram's IP TOS byte (IP_RECVTOS), for [`recv_marked`].
+pub fn report_tos(sock: &UdpSocket) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and an int option of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_RECVTOS,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The next datagram on `sock` (see [`report_tos`]) and the DSCP it was marked with (the
+/// TOS byte's upper six bits), or None after `wait`.
+pub async fn recv_marked(sock: &UdpSocket, wait: Duration) -> Option<(String, u8)> {
+    use std::os::fd::AsRawFd;
+    let fd = sock.as_raw_fd();
+    let read = sock.async_io(tokio::io::Interest::READABLE, || {
+        let mut buf = vec![0u8; 65535];
+        let mut ctl = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: an all-zero msghdr is valid; it points at live buffers of the lengths it
+        // gives, and the control messages are read only within what the kernel wrote.
+        unsafe {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = ctl.as_mut_ptr().cast();
+            hdr.msg_controllen = std::mem::size_of_val(&ctl) as _;
+            let n = libc::recvmsg(fd, &mut hdr, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let mut tos = 0u8;
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
+                    tos = *libc::CMSG_DATA(c);
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+            Ok((
+                String::from_utf8_lossy(&buf[..n as usize]).into_owned(),
+                tos >> 2,
+            ))
+        }
+    });
+    tokio::time::timeout(wait, read).await.ok()?.ok()
+}
+
+/// A phone's answer to `req`: `code`, with `extra` header lines, its To tagged.
+pub fn answer_to(req: &str, code: u16, extra: &str) -> String {
+    let copy = |name: &str| {
+        headers(req, name)
+            .iter()
+            .map(|v| format!("{}: {v}\r\n", name))
+            .collect::<String>()
+    };
+    let to = headers(req, "to")[0];
+    let to = if to.contains(";tag=") {
+        to.to_owned()
+    } else {
+        format!("{to};tag=phone")
+    };
+    format!(
+        "SIP/2.0 {code} X\r\n{}{}To: {to}\r\n{}{}{extra}Content-Length: 0\r\n\r\n",
+        copy("Via"),
+        copy("From"),
+        copy("Call-ID"),
+        copy("CSeq"),
+    )
+}

@@ -16,31 +16,8 @@ use dialtone_sip::digest::{Algorithm, parse_authorization, verify};
 use dialtone_tests::{
     ClusterSandbox,
     fleet::{create_profile, phone_at},
-    sip::{Caller, UdpPhone, branch, headers, in_dialog, status},
+    sip::{Caller, UdpPhone, answer_to as answer, branch, headers, in_dialog, status},
 };
-
-/// A phone's answer to `req`: `code`, with `extra` header lines, its To tagged.
-fn answer(req: &str, code: u16, extra: &str) -> String {
-    let copy = |name: &str| {
-        headers(req, name)
-            .iter()
-            .map(|v| format!("{}: {v}\r\n", name))
-            .collect::<String>()
-    };
-    let to = headers(req, "to")[0];
-    let to = if to.contains(";tag=") {
-        to.to_owned()
-    } else {
-        format!("{to};tag=phone")
-    };
-    format!(
-        "SIP/2.0 {code} X\r\n{}{}To: {to}\r\n{}{}{extra}Content-Length: 0\r\n\r\n",
-        copy("Via"),
-        copy("From"),
-        copy("Call-ID"),
-        copy("CSeq"),
-    )
-}
 
 /// The next `method` request the phone gets within 5 s (anything else it gets meanwhile,
 /// such as an ACK, is passed over).

@@ -3,7 +3,6 @@
 //! tunnel made by socat), a real WebSocket client over WS and WSS, and raw sockets where
 //! exact bytes matter. Every socket is on 127.0.0.1 with OS-chosen ports.
 
-use rustls::pki_types::pem::PemObject;
 use std::{
     net::SocketAddr,
     path::Path,
@@ -503,140 +502,38 @@ fn collect_files(dir: &Path, out: &mut Vec<Vec<u8>>) {
     }
 }
 
-/// A REGISTER/401/REGISTER exchange over a WebSocket; returns the final answer.
-async fn ws_register<S>(ws: &mut S, p: &Seeded, expires: u32) -> String
-where
-    S: futures::Sink<tokio_tungstenite::tungstenite::Message>
-        + futures::Stream<
-            Item = Result<
-                tokio_tungstenite::tungstenite::Message,
-                tokio_tungstenite::tungstenite::Error,
-            >,
-        > + Unpin,
-    <S as futures::Sink<tokio_tungstenite::tungstenite::Message>>::Error: std::fmt::Debug,
-{
-    use futures::{SinkExt, StreamExt};
-    use tokio_tungstenite::tungstenite::Message;
-    let text = |cseq: u32, auth: Option<&str>| {
-        dialtone_tests::sip::RegisterSpec {
-            user: &p.sip_user,
-            server: "dialtone",
-            local: "df7jal23ls0d.invalid",
-            transport: "WS",
-            call_id: "ws-call-1",
-            cseq,
-            branch: &format!("z9hG4bKws{cseq}"),
-            expires,
-            contact: &format!(
-                "<sip:{}@df7jal23ls0d.invalid;transport=ws>;+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000000000001>\";reg-id=1",
-                p.sip_user
-            ),
-            authorization: auth,
-        }
-        .text()
-    };
-    let next = async |ws: &mut S| -> String {
-        loop {
-            match tokio::time::timeout(Duration::from_secs(3), ws.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => return t.to_string(),
-                Ok(Some(Ok(_))) => continue,
-                other => panic!("no websocket answer: {other:?}"),
-            }
-        }
-    };
-    let cseq = if expires == 0 { 20 } else { 10 };
-    ws.send(Message::text(text(cseq, None))).await.unwrap();
-    let ch = next(ws).await;
-    assert_eq!(status(&ch), 401, "{ch}");
-    let md5 = headers(&ch, "www-authenticate")[0].to_owned();
-    let a = authorization(
-        &p.sip_user,
-        &p.password,
-        "REGISTER",
-        "sip:dialtone",
-        &md5,
-        1,
-    );
-    ws.send(Message::text(text(cseq + 1, Some(&a))))
-        .await
-        .unwrap();
-    next(ws).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_phones_register_over_ws_and_wss() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use dialtone_tests::ws;
     let (sb, mut c, mut e) = sandbox(&[]).await;
     let node = &sb.nodes[0];
-    let request = |url: String, sip: bool| {
-        let mut r = url.into_client_request().unwrap();
-        if sip {
-            r.headers_mut()
-                .insert("sec-websocket-protocol", "sip".parse().unwrap());
-        }
-        r
-    };
     // without the sip subprotocol the upgrade is refused
-    let ws_url = format!("ws://127.0.0.1:{}", node.sip.ws);
-    assert!(
-        tokio_tungstenite::connect_async(request(ws_url.clone(), false))
-            .await
-            .is_err()
-    );
+    assert!(ws::connect(node, false, false).await.is_err());
 
     // WS: register, see the flow's binding, close the connection: the binding goes with it
     let p = add_phone(&mut c, &mut e, "Browser", "web1").await.unwrap();
-    let (mut ws, resp) = tokio_tungstenite::connect_async(request(ws_url, true))
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.headers()
-            .get("sec-websocket-protocol")
-            .map(|v| v.to_str().unwrap()),
-        Some("sip")
-    );
-    let ok = ws_register(&mut ws, &p, 600).await;
+    let mut phone = ws::connect(node, false, true).await.unwrap();
+    let ok = ws::register(&mut phone, (&p.sip_user, &p.password), 600, 10).await;
     assert_eq!(status(&ok), 200, "{ok}");
     assert!(ok.contains("Require: outbound"), "{ok}");
     let got = contacts(&mut e, &p.phone_id).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].transport, epb::SipTransport::Ws as i32);
     assert!(got[0].instance.contains("urn:uuid"), "{got:?}");
-    drop(ws);
+    drop(phone);
     assert!(wait_contacts(&mut e, &p.phone_id, 0, Duration::from_secs(3)).await);
 
     // WSS, trusting the certificate the dev mode generated
-    let pem = std::fs::read(node.data_dir.join("tls/edge-cert.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let p2 = add_phone(&mut c, &mut e, "Browser 2", "web2")
         .await
         .unwrap();
-    let (mut wss, _) = tokio_tungstenite::connect_async_tls_with_config(
-        request(format!("wss://localhost:{}", node.sip.wss), true),
-        None,
-        false,
-        Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(
-            config,
-        ))),
-    )
-    .await
-    .unwrap();
-    let ok = ws_register(&mut wss, &p2, 600).await;
+    let mut wss = ws::connect(node, true, true).await.unwrap();
+    let ok = ws::register(&mut wss, (&p2.sip_user, &p2.password), 600, 10).await;
     assert_eq!(status(&ok), 200, "{ok}");
     let got = contacts(&mut e, &p2.phone_id).await;
     assert_eq!(got[0].transport, epb::SipTransport::Wss as i32);
     // de-registration over the same flow
-    let bye = ws_register(&mut wss, &p2, 0).await;
+    let bye = ws::register(&mut wss, (&p2.sip_user, &p2.password), 0, 20).await;
     assert_eq!(status(&bye), 200, "{bye}");
     assert!(contacts(&mut e, &p2.phone_id).await.is_empty());
 }

@@ -75,7 +75,10 @@ pub(crate) async fn check_sync(
     let realm = &h.settings.realm;
     // A phone that challenges the NOTIFY (asking for qop=auth: see `delivery/client.rs`)
     // is answered with its profile's Digest Authentication credentials, once.
-    let auth = h.cache.read().phone_auth(id);
+    let (auth, dscp) = {
+        let cache = h.cache.read();
+        (cache.phone_auth(id), cache.phone_sip_dscp(id))
+    };
     let auth = auth.as_deref();
     let sends = contacts.into_iter().map(|c| async move {
         let Some((t, replier)) = h.flows.replier(c.source) else {
@@ -85,6 +88,7 @@ pub(crate) async fn check_sync(
                 reason: "Flow Failed".into(),
             };
         };
+        let replier = replier.marked(dscp);
         let Some(local) = h.local.of(t) else {
             return pb::NotifyResult {
                 contact: c.uri,

@@ -60,6 +60,8 @@ pub struct LineEntry {
     /// The digest algorithms its challenges offer, in order (its profile's, within the
     /// edge's bound).
     pub offer: Offer,
+    /// The DSCP (0-63) of the edge's SIP packets to this phone: its profile's SIP DSCP.
+    pub sip_dscp: u8,
 }
 
 impl LineEntry {
@@ -598,6 +600,13 @@ impl CredentialCache {
         }))
     }
 
+    /// The SIP DSCP of the edge's packets to phone `id` (0 when it is not known here).
+    pub fn phone_sip_dscp(&self, id: &str) -> u8 {
+        self.effective_settings(id)
+            .and_then(|s| s.sip_dscp)
+            .map_or(0, |d| d.min(63) as u8)
+    }
+
     /// The effective settings of phone `id`, if it is known here.
     pub fn effective_settings(&self, id: &str) -> Option<PhoneSettings> {
         self.phones.get(id).map(|rec| self.settings_of(rec))
@@ -617,6 +626,8 @@ impl CredentialCache {
             .unwrap_or(false)
             .then(|| s.persistent_connection_timeout_s.unwrap_or(300));
         let offer = offer_of(&s, self.limits.digest_bound);
+        // Validation keeps it within 0-63; the bound here only guards the shift by two.
+        let sip_dscp = s.sip_dscp.unwrap_or(0).min(63) as u8;
         for (i, l) in rec.lines.iter().enumerate() {
             if l.sip_user.is_empty() || l.ha1_md5.is_empty() {
                 continue;
@@ -635,6 +646,7 @@ impl CredentialCache {
                     persistent_timeout_s,
                     unassigned: rec.unassigned,
                     offer,
+                    sip_dscp,
                 }),
             );
             if let Some(old) = replaced {

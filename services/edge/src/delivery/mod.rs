@@ -581,7 +581,11 @@ impl Delivery {
                         None,
                         flow,
                         Transport::Udp,
-                        Replier::Udp { socket, to: addr },
+                        Replier::Udp {
+                            socket,
+                            to: addr,
+                            dscp: 0,
+                        },
                         Some(node),
                         wait,
                     )
@@ -687,7 +691,7 @@ impl Delivery {
                 uri: c.uri.clone(),
                 source: c.source,
                 transport,
-                replier,
+                replier: replier.marked(line.sip_dscp),
             })
         };
         if from_edge {

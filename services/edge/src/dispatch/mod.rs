@@ -266,6 +266,11 @@ impl Dispatcher {
             if matches!(sender, Sender::Peer(_)) {
                 self.proven(peer);
             }
+            // A line's requests are answered with its profile's SIP DSCP.
+            let reply = match &sender {
+                Sender::Line(line) => reply.marked(line.sip_dscp),
+                _ => reply,
+            };
             // What was dialled, and what the caller's site makes of it as an outside number
             // (a call from one of our lines): an emergency call is decided before anything
             // else, so no extension or line of the same number and no missing assignment
@@ -436,8 +441,8 @@ impl Dispatcher {
     /// trusted peer such as a carrier sent over it): it stays open as long as a
     /// registration lasts.
     pub(super) fn proven(&self, peer: &Peer) {
-        if let Some(idle) = &peer.idle {
-            let _ = idle.compare_exchange(
+        if let Some(c) = &peer.control {
+            let _ = c.idle_s.compare_exchange(
                 crate::flow::NOT_AUTHENTICATED,
                 self.stream_idle().as_secs(),
                 std::sync::atomic::Ordering::Relaxed,
@@ -488,12 +493,13 @@ impl Dispatcher {
 /// address when the Via asks for rport (RFC 3581) or names no other port, else to the
 /// source IP and the Via's port (RFC 3261 §18.2.2).
 fn response_replier(top_via: Option<&Via>, peer: &Peer) -> Replier {
-    if let (Replier::Udp { socket, to }, Some(v)) = (&peer.replier, top_via) {
+    if let (Replier::Udp { socket, to, dscp }, Some(v)) = (&peer.replier, top_via) {
         let rport = v.params.has("rport");
         if let (false, Some(port)) = (rport, v.port) {
             return Replier::Udp {
                 socket: socket.clone(),
                 to: SocketAddr::new(to.ip(), port),
+                dscp: *dscp,
             };
         }
     }

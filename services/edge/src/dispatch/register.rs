@@ -55,6 +55,21 @@ impl Dispatcher {
             }
         };
         self.proven(peer);
+        // From here on the edge knows the phone: its packets carry its profile's SIP DSCP
+        // (a stream connection as a whole, a datagram as it is sent).
+        // Set here, before the connection's reader waits again: a WS/WSS line with a
+        // persistent connection keeps it for its timeout after the last thing it sent.
+        if let Some(c) = &peer.control {
+            use std::sync::atomic::Ordering::Relaxed;
+            c.dscp.store(entry.sip_dscp, Relaxed);
+            if let (Some(t), true) = (
+                entry.persistent_timeout_s,
+                peer.transport.connection_bound(),
+            ) {
+                c.idle_s.store(u64::from(t), Relaxed);
+            }
+        }
+        let reply = reply.marked(entry.sip_dscp);
         // Only what reaches the phone's actor needs its transaction recognised.
         let txn = server_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
         if peer.transport.connection_bound() {
@@ -77,8 +92,6 @@ impl Dispatcher {
                 txn,
                 src,
                 reply,
-                transport: peer.transport,
-                idle: peer.idle.clone(),
             })),
         );
     }

@@ -14,8 +14,11 @@ pub use dialtone_sip::transport::{FlowSource, Transport};
 use std::{
     collections::HashMap,
     net::SocketAddr,
-    os::fd::AsRawFd,
-    sync::{Arc, atomic::AtomicU64},
+    os::fd::{AsRawFd, RawFd},
+    sync::{
+        Arc,
+        atomic::{AtomicU8, AtomicU64, Ordering},
+    },
 };
 
 use dialtone_proto::edge::v1::SipTransport;
@@ -45,6 +48,9 @@ pub enum Replier {
     Udp {
         socket: Arc<UdpSocket>,
         to: SocketAddr,
+        /// The DSCP its datagrams carry (0: unmarked): the phone profile's SIP DSCP once
+        /// the edge knows which phone it answers (see [`Replier::marked`]).
+        dscp: u8,
     },
     /// A message queued on a connection's writer (bounded in bytes: see
     /// [`write_queue`]).
@@ -58,12 +64,79 @@ impl Replier {
     pub fn send(&self, bytes: Vec<u8>) -> bool {
         match self {
             // Batched when sent from the socket's own actor thread (see `udp_out`).
-            Replier::Udp { socket, to } => match udp_out::queue(socket.as_raw_fd(), *to, bytes) {
-                Ok(()) => true,
-                Err(bytes) => socket.try_send_to(&bytes, *to).is_ok(),
-            },
+            Replier::Udp { socket, to, dscp } => {
+                let fd = socket.as_raw_fd();
+                match udp_out::queue(fd, *to, bytes, *dscp) {
+                    Ok(()) => true,
+                    Err(bytes) if *dscp == 0 => socket.try_send_to(&bytes, *to).is_ok(),
+                    Err(bytes) => {
+                        let one = udp_batch::Outgoing {
+                            to: *to,
+                            bytes,
+                            dscp: *dscp,
+                        };
+                        udp_batch::send_all(fd, std::slice::from_ref(&one)) == 1
+                    }
+                }
+            }
             // A full queue means a peer that does not read: its connection is closed.
             Replier::Stream(tx) => tx.send(bytes),
+        }
+    }
+}
+
+impl Replier {
+    /// This replier with its datagrams marked with `dscp` (a phone profile's SIP DSCP). A
+    /// stream connection is marked as a whole instead, when a REGISTER over it is
+    /// authenticated ([`FlowControl`]).
+    pub fn marked(self, dscp: u8) -> Self {
+        match self {
+            Replier::Udp { socket, to, .. } => Replier::Udp { socket, to, dscp },
+            stream => stream,
+        }
+    }
+}
+
+/// What the edge decides about a stream connection after it opened, shared between its
+/// reader, its writer and the registrar.
+#[derive(Debug)]
+pub struct FlowControl {
+    /// Idle timeout in seconds: [`NOT_AUTHENTICATED`] until a REGISTER over the connection
+    /// is authenticated, then the handler's stream idle or the line's persistent-connection
+    /// timeout (WS/WSS).
+    pub idle_s: AtomicU64,
+    /// The DSCP the connection's packets carry from the next write on (0: unmarked): the
+    /// SIP DSCP of the profile of the phone that registered over it.
+    pub dscp: AtomicU8,
+}
+
+impl FlowControl {
+    /// A connection's control, idle for `idle_s` and unmarked.
+    pub fn new(idle_s: u64) -> Arc<Self> {
+        Arc::new(FlowControl {
+            idle_s: AtomicU64::new(idle_s),
+            dscp: AtomicU8::new(0),
+        })
+    }
+
+    /// Marks the socket `fd` with the wanted DSCP when it differs from `applied` (which
+    /// follows). The caller holds the connection open, so `fd` is its socket.
+    pub fn apply_dscp(&self, fd: Option<RawFd>, applied: &mut u8) {
+        let want = self.dscp.load(Ordering::Relaxed);
+        let Some(fd) = fd.filter(|_| want != *applied) else {
+            return;
+        };
+        *applied = want;
+        // SAFETY: the caller's half of the connection keeps the socket open.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        let tos = u32::from(want) << 2;
+        let set = match sock.local_addr().map(|a| a.is_ipv6()) {
+            Ok(true) => sock.set_tclass_v6(tos),
+            _ => sock.set_tos_v4(tos),
+        };
+        if let Err(e) = set {
+            tracing::debug!(error = %e, "cannot mark a connection's dscp");
         }
     }
 }
@@ -77,10 +150,8 @@ pub struct Peer {
     /// The names of the verified client certificate a TLS or WSS connection presented
     /// (none otherwise; UDP peers are made per datagram, so this costs them nothing).
     pub tls_names: Option<Arc<[String]>>,
-    /// A stream connection's idle timeout in seconds: [`NOT_AUTHENTICATED`] until a
-    /// REGISTER over it is authenticated, then the handler's stream idle, which a line's
-    /// persistent-connection timeout may set (WS/WSS). None over UDP.
-    pub idle: Option<Arc<AtomicU64>>,
+    /// A stream connection's idle timeout and marking ([`FlowControl`]). None over UDP.
+    pub control: Option<Arc<FlowControl>>,
 }
 
 impl Peer {
@@ -167,6 +238,7 @@ impl Flows {
             Transport::Udp => Replier::Udp {
                 socket: self.udp.lock().clone()?,
                 to: addr,
+                dscp: 0,
             },
             _ => Replier::Stream(self.streams.lock().get(&(t, addr))?.clone()),
         };

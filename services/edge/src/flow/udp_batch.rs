@@ -102,37 +102,87 @@ impl Batch {
     }
 }
 
-/// Sends each datagram to its address on `fd` (non-blocking), in calls of up to [`BATCH`];
-/// returns how many were sent. One the kernel refuses (an address of the other family, an
-/// error an earlier datagram's ICMP left on the socket) is skipped and the rest still go;
-/// when the socket's buffer is full the rest are dropped, as a full socket drops any UDP
-/// datagram (the phone retransmits its request).
-pub fn send_all(fd: RawFd, datagrams: &[(SocketAddr, Vec<u8>)]) -> usize {
+/// One datagram to send: its destination, bytes and DSCP (0: unmarked, the socket's own).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outgoing {
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+    pub dscp: u8,
+}
+
+/// Room for one control message carrying an int (IP_TOS, IPV6_TCLASS), aligned as a
+/// `cmsghdr`: CMSG_SPACE(4) is 24 bytes on 64-bit Linux, 16 on 32-bit.
+#[repr(C, align(8))]
+#[derive(Clone, Copy)]
+struct TosControl([u8; 32]);
+
+/// Puts the traffic class `dscp` (in the upper six bits of the TOS byte) on `hdr`, which
+/// must point at `ctl`: IP_TOS for an IPv4 (or IPv4-mapped) destination, IPV6_TCLASS for
+/// an IPv6 one.
+///
+/// # Safety
+/// `hdr.msg_control` is set to `ctl`, which must outlive every use of `hdr`.
+unsafe fn mark(hdr: &mut libc::msghdr, ctl: &mut TosControl, to: &SocketAddr, dscp: u8) {
+    let (level, kind) = match to {
+        SocketAddr::V6(a) if a.ip().to_ipv4_mapped().is_none() => {
+            (libc::IPPROTO_IPV6, libc::IPV6_TCLASS)
+        }
+        _ => (libc::IPPROTO_IP, libc::IP_TOS),
+    };
+    let value = libc::c_int::from(dscp) << 2;
+    let size = std::mem::size_of::<libc::c_int>() as u32;
+    // SAFETY: `ctl` holds CMSG_SPACE(size) bytes (checked below) aligned for a cmsghdr;
+    // CMSG_FIRSTHDR reads msg_control and msg_controllen, which point at it.
+    unsafe {
+        let space = libc::CMSG_SPACE(size) as usize;
+        debug_assert!(space <= std::mem::size_of::<TosControl>());
+        hdr.msg_control = ctl.0.as_mut_ptr().cast();
+        hdr.msg_controllen = space as _;
+        let c = libc::CMSG_FIRSTHDR(hdr);
+        (*c).cmsg_level = level;
+        (*c).cmsg_type = kind;
+        (*c).cmsg_len = libc::CMSG_LEN(size) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c).cast::<libc::c_int>(), value);
+    }
+}
+
+/// Sends each datagram to its address on `fd` (non-blocking), in calls of up to [`BATCH`],
+/// marked with its DSCP; returns how many were sent. One the kernel refuses (an address of
+/// the other family, an error an earlier datagram's ICMP left on the socket) is skipped and
+/// the rest still go; when the socket's buffer is full the rest are dropped, as a full
+/// socket drops any UDP datagram (the phone retransmits its request).
+pub fn send_all(fd: RawFd, datagrams: &[Outgoing]) -> usize {
     let mut sent = 0;
     for chunk in datagrams.chunks(BATCH) {
         let names: [Option<SockAddr>; BATCH] =
-            std::array::from_fn(|i| chunk.get(i).map(|(to, _)| SockAddr::from(*to)));
+            std::array::from_fn(|i| chunk.get(i).map(|d| SockAddr::from(d.to)));
         let mut iovs: [libc::iovec; BATCH] = std::array::from_fn(|i| match chunk.get(i) {
-            Some((_, d)) => libc::iovec {
-                iov_base: d.as_ptr().cast_mut().cast(),
-                iov_len: d.len(),
+            Some(d) => libc::iovec {
+                iov_base: d.bytes.as_ptr().cast_mut().cast(),
+                iov_len: d.bytes.len(),
             },
             None => libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             },
         });
+        let mut controls = [TosControl([0; 32]); BATCH];
         // SAFETY: an all-zero mmsghdr is valid (null pointers, zero lengths).
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for ((h, iov), name) in hdrs
+        for (((h, iov), name), (d, ctl)) in hdrs
             .iter_mut()
             .zip(iovs.iter_mut())
             .zip(names.iter().flatten())
+            .zip(chunk.iter().zip(controls.iter_mut()))
         {
             h.msg_hdr.msg_name = name.as_ptr().cast_mut().cast();
             h.msg_hdr.msg_namelen = name.len();
             h.msg_hdr.msg_iov = iov;
             h.msg_hdr.msg_iovlen = 1;
+            if d.dscp != 0 {
+                // SAFETY: `controls` outlives the sendmmsg calls below.
+                unsafe { mark(&mut h.msg_hdr, ctl, &d.to, d.dscp) };
+            }
         }
         let mut at = 0;
         while at < chunk.len() {
@@ -222,22 +272,28 @@ mod tests {
         let (to_a, to_b) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         // An IPv6 destination cannot be reached from an IPv4 socket: it is skipped.
         let v6: SocketAddr = "[::1]:5060".parse().unwrap();
-        let mut out: Vec<(SocketAddr, Vec<u8>)> = (0..BATCH + 3)
-            .map(|i| {
-                (
-                    if i % 2 == 0 { to_a } else { to_b },
-                    vec![b'a' + i as u8; 1 + i * 900],
-                )
+        let mut out: Vec<Outgoing> = (0..BATCH + 3)
+            .map(|i| Outgoing {
+                to: if i % 2 == 0 { to_a } else { to_b },
+                bytes: vec![b'a' + i as u8; 1 + i * 900],
+                dscp: (i % 3) as u8 * 24,
             })
             .collect();
-        out.insert(2, (v6, b"lost".to_vec()));
+        out.insert(
+            2,
+            Outgoing {
+                to: v6,
+                bytes: b"lost".to_vec(),
+                dscp: 0,
+            },
+        );
         assert_eq!(send_all(tx.as_raw_fd(), &out), out.len() - 1);
         let mut batch = Batch::default();
         for (rx, addr) in [(&a, to_a), (&b, to_b)] {
             let want: Vec<Vec<u8>> = out
                 .iter()
-                .filter(|(to, _)| *to == addr)
-                .map(|(_, d)| d.clone())
+                .filter(|d| d.to == addr)
+                .map(|d| d.bytes.clone())
                 .collect();
             let mut got = Vec::new();
             while got.len() < want.len() {

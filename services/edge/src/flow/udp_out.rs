@@ -8,11 +8,11 @@
 
 use std::{cell::RefCell, net::SocketAddr, os::fd::RawFd};
 
-use super::udp_batch::{BATCH, send_all};
+use super::udp_batch::{BATCH, Outgoing, send_all};
 
 struct Outbox {
     fd: RawFd,
-    queued: Vec<(SocketAddr, Vec<u8>)>,
+    queued: Vec<Outgoing>,
 }
 
 thread_local! {
@@ -29,12 +29,12 @@ pub fn install(fd: RawFd) {
     });
 }
 
-/// Queues `bytes` for `to` when this thread batches sends on `fd`; else gives them back,
-/// to be sent directly.
-pub fn queue(fd: RawFd, to: SocketAddr, bytes: Vec<u8>) -> Result<(), Vec<u8>> {
+/// Queues `bytes` for `to` (marked with `dscp`, 0: unmarked) when this thread batches
+/// sends on `fd`; else gives them back, to be sent directly.
+pub fn queue(fd: RawFd, to: SocketAddr, bytes: Vec<u8>, dscp: u8) -> Result<(), Vec<u8>> {
     OUTBOX.with_borrow_mut(|o| match o {
         Some(o) if o.fd == fd => {
-            o.queued.push((to, bytes));
+            o.queued.push(Outgoing { to, bytes, dscp });
             if o.queued.len() >= BATCH {
                 send(o);
             }
@@ -102,16 +102,16 @@ mod tests {
             Some(buf[..n].to_vec())
         };
         // Not installed on this thread: the bytes come back to be sent directly.
-        assert_eq!(queue(fd, to, b"x".to_vec()), Err(b"x".to_vec()));
+        assert_eq!(queue(fd, to, b"x".to_vec(), 0), Err(b"x".to_vec()));
         install(fd);
-        assert_eq!(queue(fd + 1000, to, b"y".to_vec()), Err(b"y".to_vec()));
-        queue(fd, to, b"0".to_vec()).unwrap();
+        assert_eq!(queue(fd + 1000, to, b"y".to_vec(), 0), Err(b"y".to_vec()));
+        queue(fd, to, b"0".to_vec(), 0).unwrap();
         assert_eq!(next(), None, "sent before the flush");
         flush();
         assert_eq!(next().as_deref(), Some(&b"0"[..]));
         // A full batch goes without a flush.
         for i in 0..BATCH {
-            queue(fd, to, vec![b'a' + i as u8]).unwrap();
+            queue(fd, to, vec![b'a' + i as u8], 0).unwrap();
         }
         for i in 0..BATCH {
             assert_eq!(next(), Some(vec![b'a' + i as u8]));

@@ -3,10 +3,7 @@
 //! bindings or a nonce it could still replay, then stop; the [`crate::registrar::directory`] starts
 //! them on demand on one of several arbiters.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
-};
+use std::sync::Arc;
 
 use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
 use dialtone_common::clock::unix_ms;
@@ -21,7 +18,7 @@ use prost::Message as _;
 
 use crate::{
     credentials::LineEntry,
-    flow::{FlowSource, Replier, Transport, proto},
+    flow::{FlowSource, Replier, proto},
     metrics::Reason,
     registrar::sleeping::{LineState, PhoneState},
     registrar::{directory::ActorShared, pending::Pending},
@@ -274,8 +271,6 @@ pub struct RegisterJob {
     pub txn: u64,
     pub src: Source,
     pub reply: Replier,
-    pub transport: Transport,
-    pub idle: Option<Arc<AtomicU64>>,
 }
 
 #[derive(Message)]
@@ -363,13 +358,6 @@ impl Handler<Register> for PhoneActor {
                 );
                 if changed || now >= line.published_at + line.republish_after {
                     self.publish(pos, now);
-                }
-                if let (Some(idle), Some(t), true) = (
-                    &job.idle,
-                    job.entry.persistent_timeout_s,
-                    job.transport.connection_bound(),
-                ) {
-                    idle.store(u64::from(t), Ordering::Relaxed);
                 }
                 sh.stats.registered();
                 (bytes, true)

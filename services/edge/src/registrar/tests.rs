@@ -114,8 +114,6 @@ async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, Str
         nc,
         src: Source::from(from),
         reply: Replier::Stream(tx),
-        transport: Transport::Udp,
-        idle: None,
     };
     h.directory
         .tell_or_start(&h.entry.phone_id, Register(Box::new(job)));

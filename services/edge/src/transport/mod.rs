@@ -9,7 +9,12 @@ pub(crate) mod ws;
 
 pub use crate::flow::{NOT_AUTHENTICATED, Peer, Replier, Transport};
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    os::fd::{AsRawFd, RawFd},
+    sync::Arc,
+    time::Duration,
+};
 
 use dialtone_common::clock::unix_ms;
 use tokio::{
@@ -21,7 +26,10 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
-use crate::{dispatch::Dispatcher, flow::write_queue};
+use crate::{
+    dispatch::Dispatcher,
+    flow::{FlowControl, write_queue},
+};
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,7 +74,14 @@ pub(crate) fn accept<F, Fut>(
     serve: F,
 ) -> JoinHandle<()>
 where
-    F: Fn(Box<dyn Io>, SocketAddr, Transport, Option<Arc<[String]>>, Arc<Dispatcher>) -> Fut
+    F: Fn(
+            Box<dyn Io>,
+            SocketAddr,
+            Transport,
+            Option<Arc<[String]>>,
+            Arc<Dispatcher>,
+            Option<RawFd>,
+        ) -> Fut
         + Copy
         + Send
         + 'static,
@@ -96,12 +111,15 @@ where
                 }
             };
             let _ = tcp.set_nodelay(true);
+            // The socket's descriptor, to mark its packets once a phone registers over it
+            // (the connection's halves keep it open while they are served).
+            let fd = Some(tcp.as_raw_fd());
             let handler = handler.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
                 let _permit = permit;
                 match tls {
-                    None => serve(Box::new(tcp), addr, plain, None, handler).await,
+                    None => serve(Box::new(tcp), addr, plain, None, handler, fd).await,
                     Some(acceptor) => {
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(s)) => {
@@ -113,7 +131,7 @@ where
                                     .peer_certificates()
                                     .and_then(|c| c.first())
                                     .map(|c| dialtone_tls::certificate_names(c).into());
-                                serve(Box::new(s), addr, secure, names, handler).await
+                                serve(Box::new(s), addr, secure, names, handler, fd).await
                             }
                             Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
                             Err(_) => debug!(peer = %addr, "tls handshake timed out"),
@@ -132,9 +150,13 @@ pub(crate) async fn write_queued<W: AsyncWrite + Unpin>(
     mut wr: W,
     mut rx: write_queue::QueueRx,
     addr: SocketAddr,
+    (control, fd): (Arc<FlowControl>, Option<RawFd>),
 ) {
     use tokio::io::AsyncWriteExt;
+    let mut marked = 0;
     while let Some(bytes) = rx.next().await {
+        // `wr` holds the connection open, so `fd` is still its socket.
+        control.apply_dscp(fd, &mut marked);
         match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,

@@ -5,10 +5,8 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    os::fd::RawFd,
+    sync::{Arc, atomic::Ordering},
 };
 
 use dialtone_sip::stream::{Frame, Framer, PONG};
@@ -18,7 +16,7 @@ use tracing::{debug, warn};
 
 use std::collections::HashMap;
 
-use crate::flow::{FlowSource, write_queue::QueueTx};
+use crate::flow::{FlowControl, FlowSource, write_queue::QueueTx};
 
 use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queued};
 use crate::{dispatch::Dispatcher, error::EdgeError};
@@ -55,31 +53,34 @@ async fn connection<S: Io>(
     transport: Transport,
     tls_names: Option<Arc<[String]>>,
     handler: Arc<Dispatcher>,
+    fd: Option<RawFd>,
 ) {
-    let (_, served) = open(io, addr, transport, tls_names, handler, NOT_AUTHENTICATED);
+    let control = FlowControl::new(NOT_AUTHENTICATED);
+    let (_, served) = open(io, addr, transport, tls_names, handler, (control, fd));
     served.await
 }
 
 /// Opens the flow of a connection (its writer started, its queue in the flows table) and
-/// returns its queue and the future that reads it; `idle_s` is its idle timeout from the
-/// start ([`NOT_AUTHENTICATED`]: an accepted connection yet to prove itself).
+/// returns its queue and the future that reads it; `control` holds its idle timeout from
+/// the start ([`NOT_AUTHENTICATED`]: an accepted connection yet to prove itself) and `fd` is
+/// its socket, marked when a phone registers over it (none: never marked).
 fn open<S: Io>(
     io: S,
     addr: SocketAddr,
     transport: Transport,
     tls_names: Option<Arc<[String]>>,
     handler: Arc<Dispatcher>,
-    idle_s: u64,
+    (control, fd): (Arc<FlowControl>, Option<RawFd>),
 ) -> (
     crate::flow::write_queue::QueueTx,
     impl Future<Output = ()> + Send + 'static,
 ) {
     let (rd, wr) = tokio::io::split(io);
     let (tx, rx) = crate::flow::write_queue::queue();
-    let writer = tokio::spawn(write_queued(wr, rx, addr));
+    let writer = tokio::spawn(write_queued(wr, rx, addr, (control.clone(), fd)));
     handler.flows().open(transport, addr, tx.clone());
     let queue = tx.clone();
-    let served = read(rd, tx, writer, addr, transport, tls_names, handler, idle_s);
+    let served = read(rd, tx, writer, addr, transport, tls_names, handler, control);
     (queue, served)
 }
 
@@ -97,16 +98,15 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
     transport: Transport,
     tls_names: Option<Arc<[String]>>,
     handler: Arc<Dispatcher>,
-    idle_s: u64,
+    control: Arc<FlowControl>,
 ) {
     let flows = handler.flows().clone();
-    let idle = Arc::new(AtomicU64::new(idle_s));
     let peer = Peer {
         transport,
         addr,
         tls_names,
         replier: Replier::Stream(tx.clone()),
-        idle: Some(idle.clone()),
+        control: Some(control.clone()),
     };
     let max = handler.max_message_bytes();
     let mut buf: Vec<u8> = Vec::new();
@@ -115,7 +115,8 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
     'read: loop {
         // Read straight into the buffer: no per-connection read chunk besides it.
         buf.reserve(4096);
-        let Some(timeout) = read_timeout(idle.load(Ordering::Relaxed), opened.elapsed()) else {
+        let Some(timeout) = read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
+        else {
             debug!(peer = %addr, "closing stream: never authenticated");
             break;
         };
@@ -275,7 +276,8 @@ async fn dial(
         }
         _ => return None,
     };
-    let (tx, served) = open(io, addr, target.transport, None, handler, idle);
+    let control = (FlowControl::new(idle), None);
+    let (tx, served) = open(io, addr, target.transport, None, handler, control);
     tokio::spawn(served);
     Some(tx)
 }

@@ -102,8 +102,9 @@ pub fn serve(
                             replier: Replier::Udp {
                                 socket: socket.clone(),
                                 to: from,
+                                dscp: 0,
                             },
-                            idle: None,
+                            control: None,
                         };
                         handler.handle(datagram, &peer);
                     }

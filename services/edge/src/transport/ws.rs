@@ -4,10 +4,8 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    os::fd::RawFd,
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
@@ -23,7 +21,7 @@ use tokio_tungstenite::tungstenite::{
 use tracing::debug;
 
 use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout};
-use crate::dispatch::Dispatcher;
+use crate::{dispatch::Dispatcher, flow::FlowControl};
 
 /// How long the WebSocket upgrade may take once the connection (and TLS) is up.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -98,6 +96,7 @@ async fn connection<S: Io>(
     transport: Transport,
     tls_names: Option<Arc<[String]>>,
     handler: Arc<Dispatcher>,
+    fd: Option<RawFd>,
 ) {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
@@ -119,8 +118,13 @@ async fn connection<S: Io>(
     };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = crate::flow::write_queue::queue();
+    let control = FlowControl::new(NOT_AUTHENTICATED);
+    let marking = control.clone();
     let writer = tokio::spawn(async move {
+        let mut marked = 0;
         while let Some(bytes) = rx.next().await {
+            // `sink` holds the connection open, so `fd` is still its socket.
+            marking.apply_dscp(fd, &mut marked);
             let text = String::from_utf8_lossy(&bytes).into_owned();
             match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(text))).await {
                 Ok(Ok(())) => {}
@@ -136,17 +140,17 @@ async fn connection<S: Io>(
     });
     let flows = handler.flows().clone();
     flows.open(transport, addr, tx.clone());
-    let idle = Arc::new(AtomicU64::new(NOT_AUTHENTICATED));
     let peer = Peer {
         transport,
         addr,
         tls_names,
         replier: Replier::Stream(tx.clone()),
-        idle: Some(idle.clone()),
+        control: Some(control.clone()),
     };
     let opened = tokio::time::Instant::now();
     loop {
-        let Some(timeout) = read_timeout(idle.load(Ordering::Relaxed), opened.elapsed()) else {
+        let Some(timeout) = read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
+        else {
             debug!(peer = %addr, "closing websocket: never authenticated");
             break;
         };

@@ -232,7 +232,7 @@ impl Phone {
                 addr,
                 replier: Replier::Stream(tx),
                 tls_names: None,
-                idle: None,
+                control: None,
             },
             rx,
             nc: 0,
