@@ -379,6 +379,11 @@ pub(crate) mod tests {
             e911_enabled: Some(true),
             e911_lis_url: Some("https://lis.example.com/held".into()),
             e911_ers_account_id: Some("ERS-42".into()),
+            auto_conference: Some(dialtone_proto::config::v1::AutoConference {
+                enabled: Some(true),
+                pin: Some("4711".into()),
+                language: Some("fr-CA".into()),
+            }),
             custom_properties: vec![dialtone_proto::config::v1::CustomProperty {
                 name: "feature.example.enabled".into(),
                 data_type: dialtone_proto::config::v1::PropertyType::Boolean as i32,

@@ -31,6 +31,18 @@ fn opt(s: &Option<String>) -> Value {
     }
 }
 
+/// The line appearance's auto-conference: whether it is on, its PIN and prompt language
+/// (null while off: a PIN is not handed out for a feature that is not used).
+fn auto_conference(s: &dialtone_proto::config::v1::PhoneSettings) -> Value {
+    let a = s.auto_conference.clone().unwrap_or_default();
+    let on = a.enabled.unwrap_or(false);
+    json!({
+        "enabled": on,
+        "pin": if on { opt(&a.pin) } else { Value::Null },
+        "language": if on { opt(&a.language) } else { Value::Null },
+    })
+}
+
 /// The document.
 pub fn document(d: &Document) -> String {
     let s = &d.settings;
@@ -115,6 +127,7 @@ pub fn document(d: &Document) -> String {
             "ers_account_id": opt(&s.e911_ers_account_id),
         },
         "features": {
+            "auto_conference": auto_conference(s),
             "mwi": s.mwi_enabled.unwrap_or(false),
             "dynamic_reload": s.dynamic_reload.unwrap_or(true),
             "standalone_features": s.standalone_features.unwrap_or(false),

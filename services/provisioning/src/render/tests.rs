@@ -256,3 +256,56 @@ fn the_admin_account_is_pushed_only_when_the_profile_sets_one() {
     );
     assert!(!json.contains("n0t-the-default"), "{json}");
 }
+
+#[test]
+fn auto_conference_is_rendered_with_its_pin_only_while_on() {
+    use dialtone_proto::config::v1::AutoConference;
+    // (enabled, pin, language) → what the JSON document's features carry.
+    let cases = [
+        (
+            Some(true),
+            "4711",
+            "fr-CA",
+            r#""pin": "4711""#,
+            r#""language": "fr-CA""#,
+        ),
+        (
+            Some(false),
+            "4711",
+            "fr-CA",
+            r#""pin": null"#,
+            r#""language": null"#,
+        ),
+        (
+            None,
+            "4711",
+            "fr-CA",
+            r#""pin": null"#,
+            r#""language": null"#,
+        ),
+    ];
+    for meta in [
+        MetaBase::GenericSip,
+        MetaBase::Webrtc,
+        MetaBase::DesktopSoftphone,
+    ] {
+        for (enabled, pin, language, want_pin, want_language) in cases {
+            let mut d = document(meta, MAC);
+            d.settings.auto_conference = Some(AutoConference {
+                enabled,
+                pin: Some(pin.into()),
+                language: Some(language.into()),
+            });
+            let r = render(&d);
+            let body = std::str::from_utf8(&r.files[0].body).unwrap();
+            let v: serde_json::Value = serde_json::from_str(body).unwrap();
+            let a = &v["features"]["auto_conference"];
+            assert_eq!(a["enabled"], enabled.unwrap_or(false), "{meta:?} {a}");
+            let text = a.to_string().replace(':', ": ");
+            assert!(
+                text.contains(want_pin) && text.contains(want_language),
+                "{meta:?} {a}"
+            );
+        }
+    }
+}
