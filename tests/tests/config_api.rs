@@ -528,6 +528,90 @@ async fn a_migration_dry_run_writes_nothing_and_applying_is_idempotent(c: &mut C
             .all(|p| p.outcome == pb::MigrationOutcome::Moved as i32)
     );
     let ids: Vec<String> = applied.phones.iter().map(|p| p.phone_id.clone()).collect();
+
+    // Across models (the seed's example is a model upgrade): to an Edge E profile that sets
+    // only the DSCP, the codecs and transport fall back to Edge E's defaults; a managed
+    // phone may not move to a generic SIP profile, and nothing is written for it.
+    for (id, meta) in [
+        ("edge-e", pb::MetaBase::PolyEdgeE),
+        ("generic", pb::MetaBase::GenericSip),
+    ] {
+        c.create_base_settings(pb::CreateBaseSettingsRequest {
+            base_settings: Some(pb::BaseSettings {
+                meta_base: meta as i32,
+                ..profile(id, 34)
+            }),
+        })
+        .await
+        .unwrap();
+    }
+    let across = |to: &str, dry_run| pb::MigrateBaseSettingsRequest {
+        phone_ids: ids[..1].to_vec(),
+        to_base_settings_id: to.into(),
+        dry_run,
+        ..Default::default()
+    };
+    let dry = c
+        .migrate_base_settings(across("edge-e", true))
+        .await
+        .unwrap()
+        .into_inner();
+    let kinds: Vec<(&str, pb::SettingChangeKind)> = dry.phones[0]
+        .changes
+        .iter()
+        .map(|ch| (ch.path.as_str(), ch.kind()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("codecs", pb::SettingChangeKind::Defaulted),
+            ("transport", pb::SettingChangeKind::Defaulted)
+        ]
+    );
+    let refused = c
+        .migrate_base_settings(across("generic", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        refused.phones[0].outcome,
+        pb::MigrationOutcome::Failed as i32
+    );
+    assert!(
+        refused.phones[0]
+            .reason
+            .contains("a PHONE_KIND_MANAGED phone cannot use a META_BASE_GENERIC_SIP profile"),
+        "{:?}",
+        refused.phones[0]
+    );
+    let moved = c
+        .migrate_base_settings(across("edge-e", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(moved.phones[0].outcome, pb::MigrationOutcome::Moved as i32);
+    let p = c
+        .get_phone(pb::GetRequest { id: ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(p.base_settings_id, "edge-e");
+    // ... and back, for the rest of this scenario.
+    let back = c
+        .migrate_base_settings(across("vvx2", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(back.phones[0].outcome, pb::MigrationOutcome::Moved as i32);
+    for id in ["edge-e", "generic"] {
+        c.delete_base_settings(pb::DeleteRequest {
+            id: id.into(),
+            version: 0,
+        })
+        .await
+        .unwrap();
+    }
+
     let again = pb::MigrateBaseSettingsRequest {
         phone_ids: ids,
         to_base_settings_id: "vvx2".into(),

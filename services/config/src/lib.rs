@@ -15,6 +15,7 @@ mod import;
 pub mod list;
 pub mod media_servers;
 mod migrate;
+pub mod migration_plan;
 mod objects;
 pub mod peers;
 pub mod phones;

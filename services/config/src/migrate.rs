@@ -1,20 +1,20 @@
-//! Moving phones to another base-settings profile, with a dry-run diff of effective settings.
+//! Moving phones to another base-settings profile (of another meta-base too: see
+//! [`crate::migration_plan`]), with a dry-run diff of effective settings.
 
 use std::collections::HashMap;
 
 use dialtone_domain::keys;
 use dialtone_proto::config::v1::{
     BaseSettings, MetaBase, MigrateBaseSettingsRequest, MigrateBaseSettingsResponse,
-    MigrationOutcome, Phone, PhoneMigration, SettingChange,
+    MigrationOutcome, Phone, PhoneKind, PhoneMigration,
 };
 use dialtone_store::{Compare, Op};
 
 use crate::{
     ConfigCore,
     error::{ConfigError, Result},
-    list,
+    list, migration_plan,
     repo::{self, load, must_load, put, put_index},
-    settings,
 };
 
 /// Most phones one migration may touch.
@@ -104,43 +104,28 @@ impl ConfigCore {
                 "phone has no base settings (REMOTE phones cannot be migrated)".into(),
             );
         };
-        if from.meta_base != to.meta_base {
-            let name = |v: i32| {
-                MetaBase::try_from(v)
-                    .map(|m| m.as_str_name())
-                    .unwrap_or("?")
-            };
+        let name = |v: i32| {
+            MetaBase::try_from(v)
+                .map(|m| m.as_str_name())
+                .unwrap_or("?")
+        };
+        let kind = PhoneKind::try_from(p.kind).unwrap_or(PhoneKind::Unspecified);
+        let to_meta = MetaBase::try_from(to.meta_base).unwrap_or(MetaBase::Unspecified);
+        if !crate::phones::kind_allows(kind, to_meta) {
             return fail(
                 m,
                 format!(
-                    "profile is {}, target is {}",
-                    name(from.meta_base),
+                    "a {} phone cannot use a {} profile",
+                    kind.as_str_name(),
                     name(to.meta_base)
                 ),
             );
         }
-        let meta = MetaBase::try_from(to.meta_base).unwrap_or(MetaBase::Unspecified);
-        let before = settings::effective(
-            meta,
-            &from.settings.clone().unwrap_or_default(),
-            p.overrides.as_ref(),
-        );
-        let after = settings::effective(
-            meta,
-            &to.settings.clone().unwrap_or_default(),
-            p.overrides.as_ref(),
-        );
-        if let Err(e) = settings::validate_effective(&after, "phone.overrides") {
-            return fail(m, format!("settings would be invalid: {e}"));
-        }
-        m.changes = settings::diff(&before, &after)
-            .into_iter()
-            .map(|(path, before, after)| SettingChange {
-                path,
-                before,
-                after,
-            })
-            .collect();
+        let plan = match migration_plan::plan(from, to, p.overrides.as_ref()) {
+            Ok(plan) => plan,
+            Err(e) => return fail(m, format!("settings would be invalid: {e}")),
+        };
+        m.changes = plan.changes;
         m.outcome = MigrationOutcome::Moved as i32;
         if dry_run {
             return Ok(m);
@@ -149,6 +134,7 @@ impl ConfigCore {
         let version = p.version;
         let old_idx = format!("{}{}", keys::base_phones(&p.base_settings_id), p.id);
         p.base_settings_id = to.id.clone();
+        p.overrides = plan.overrides;
         p.version = 0;
         p.updated_at_ms = repo::now_ms();
         let ops = vec![

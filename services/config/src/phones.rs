@@ -26,7 +26,7 @@ use crate::{
 };
 
 /// Which meta-bases a phone kind may use.
-fn kind_allows(kind: PhoneKind, meta: MetaBase) -> bool {
+pub(crate) fn kind_allows(kind: PhoneKind, meta: MetaBase) -> bool {
     use MetaBase as M;
     match kind {
         PhoneKind::Managed => {

@@ -38,7 +38,9 @@ pub enum BaseCmd {
     List,
     /// Delete (refused while phones use it).
     Delete(DeleteArgs),
-    /// Move phones from one profile to another; --dry-run shows per phone what changes.
+    /// Move phones from one profile to another, of another meta-base too (a model upgrade:
+    /// the settings both share carry over); --dry-run shows per phone each setting that
+    /// changes, falls back to the target's default (defaulted) or is dropped.
     Migrate {
         /// Profile the phones use now.
         #[arg(long)]
@@ -248,11 +250,14 @@ pub async fn run(c: &mut Client, out: Format, cmd: BaseCmd) -> anyhow::Result<()
                     what,
                 ]);
                 for ch in &p.changes {
+                    // Why: the target sets it, its meta-base's default applies, or the
+                    // target meta-base has no such setting.
+                    let why = enum_name(ch.kind().as_str_name(), "SETTING_CHANGE_KIND_");
                     rows.push(vec![
                         String::new(),
                         format!("  {}", ch.path),
-                        ch.before.clone(),
-                        format!("-> {}", ch.after),
+                        why,
+                        format!("{} -> {}", ch.before, ch.after),
                     ]);
                 }
             }
