@@ -826,6 +826,104 @@ async fn deleting_a_phone_frees_its_hardware_id_and_sip_user(c: &mut ConfigClien
     .unwrap();
 }
 
+/// Phone names are unique in the organisation, as the seed's device names are ("device
+/// names unique within an organisation"), whatever their case and surrounding blanks: a
+/// second phone, an import row or a rename to a taken name is refused naming the holder;
+/// a rename or a delete frees the old name.
+async fn phone_names_are_unique_in_the_organisation(c: &mut ConfigClient) {
+    let first = create(c, phone("Reception desk", "00:04:F2:AA:BB:A1", "10a1"))
+        .await
+        .phone
+        .unwrap();
+    for taken in ["Reception desk", " reception DESK "] {
+        let (k, msg) = code(
+            c.create_phone(pb::CreatePhoneRequest {
+                phone: Some(phone(taken, "00:04:F2:AA:BB:A2", "10a2")),
+            })
+            .await,
+        );
+        assert_eq!(k, Code::AlreadyExists, "{taken:?}: {msg}");
+        assert!(
+            msg.contains("phone name") && msg.contains(&first.id),
+            "{msg}"
+        );
+    }
+    let second = create(c, phone("Reception desk 2", "00:04:F2:AA:BB:A2", "10a2"))
+        .await
+        .phone
+        .unwrap();
+    // A rename to the taken name is refused and changes nothing...
+    let (k, msg) = code(
+        c.update_phone(pb::UpdatePhoneRequest {
+            phone: Some(pb::Phone {
+                name: "RECEPTION DESK".into(),
+                ..second.clone()
+            }),
+        })
+        .await,
+    );
+    assert_eq!(k, Code::AlreadyExists, "{msg}");
+    assert_eq!(get_phone(c, &second.id).await.name, "Reception desk 2");
+    // ... a change of case only is the same name, and a rename frees the old one.
+    let first = c
+        .update_phone(pb::UpdatePhoneRequest {
+            phone: Some(pb::Phone {
+                name: "RECEPTION desk".into(),
+                ..first
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .phone
+        .unwrap();
+    c.update_phone(pb::UpdatePhoneRequest {
+        phone: Some(pb::Phone {
+            name: "Front desk".into(),
+            ..first.clone()
+        }),
+    })
+    .await
+    .unwrap();
+    let third = create(c, phone("Reception desk", "00:04:F2:AA:BB:A3", "10a3"))
+        .await
+        .phone
+        .unwrap();
+    // An import row with a taken name fails alone, naming the column.
+    let report = import(
+        c,
+        "name,kind,site_id,base_settings_id,hardware_id,lines\nfront DESK,managed,hq,vvx,00:04:F2:AA:BB:A4,10a4\n",
+    )
+    .await;
+    assert_eq!(
+        report[0].outcome,
+        pb::ImportOutcome::Failed as i32,
+        "{report:?}"
+    );
+    assert!(report[0].reason.contains("phone name"), "{report:?}");
+    // Deleting frees the name.
+    for p in [&third, &second] {
+        c.delete_phone(pb::DeleteRequest {
+            id: p.id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap();
+    }
+    let again = create(c, phone("reception desk", "00:04:F2:AA:BB:A3", "10a3"))
+        .await
+        .phone
+        .unwrap();
+    for id in [&again.id, &first.id] {
+        c.delete_phone(pb::DeleteRequest {
+            id: id.clone(),
+            version: 0,
+        })
+        .await
+        .unwrap();
+    }
+}
+
 /// Runs scenarios in order on one client, naming each on stderr as it starts (a failure's
 /// output then says in which one).
 macro_rules! in_sequence {
@@ -856,6 +954,7 @@ async fn every_scenario(c: &mut ConfigClient) {
         templates_cover_every_meta_base,
         paging_visits_every_phone_once_in_a_stable_order,
         deleting_a_phone_frees_its_hardware_id_and_sip_user,
+        phone_names_are_unique_in_the_organisation,
     );
 }
 
@@ -875,6 +974,7 @@ async fn assert_store_consistent(store: &dialtone_store::Store) {
     let by_site = all("index/site-phones/").await;
     let by_base = all("index/base-phones/").await;
     let by_name = all("index/phone-names/").await;
+    let unique_names = all("index/unique-phone-name/").await;
     let owner = |kvs: &[dialtone_store::KeyValue], key: &str| {
         kvs.iter()
             .find(|kv| kv.key == key)
@@ -914,6 +1014,12 @@ async fn assert_store_consistent(store: &dialtone_store::Store) {
                 .iter()
                 .any(|kv| kv.key == format!("index/phone-names/{}\u{1}{}", p.name, p.id))
         );
+        let folded = p.name.trim().to_lowercase();
+        assert_eq!(
+            owner(&unique_names, &format!("index/unique-phone-name/{folded}")).as_deref(),
+            Some(p.id.as_str()),
+            "{p:?}"
+        );
     }
     let with_hw = phones.iter().filter(|p| !p.hardware_id.is_empty()).count();
     let lines: usize = phones.iter().map(|p| p.lines.len()).sum();
@@ -923,9 +1029,17 @@ async fn assert_store_consistent(store: &dialtone_store::Store) {
             sip.len(),
             by_site.len(),
             by_base.len(),
-            by_name.len()
+            by_name.len(),
+            unique_names.len()
         ),
-        (with_hw, lines, phones.len(), phones.len(), phones.len())
+        (
+            with_hw,
+            lines,
+            phones.len(),
+            phones.len(),
+            phones.len(),
+            phones.len()
+        )
     );
 }
 
@@ -1049,6 +1163,13 @@ mod on_the_embedded_store {
         let (_sb, mut c) = embedded().await;
         seed(&mut c).await;
         super::deleting_a_phone_frees_its_hardware_id_and_sip_user(&mut c).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn phone_names_are_unique_in_the_organisation() {
+        let (_sb, mut c) = embedded().await;
+        seed(&mut c).await;
+        super::phone_names_are_unique_in_the_organisation(&mut c).await;
     }
 }
 
@@ -1224,14 +1345,76 @@ async fn a_lost_lease_is_detected_and_the_node_re_registers() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let log = sb.nodes[0].log_text();
+    // The key shows before the node logs and counts what it did: wait for those too.
+    loop {
+        let log = sb.nodes[0].log_text();
+        let (_, metrics) = sb.nodes[0].http_get("/metrics").await.unwrap();
+        let logged =
+            log.contains("lease lost") && log.contains("node re-registered on a new lease");
+        let counted = metrics.contains("dialtone_lease_reregistrations_total 1");
+        if logged && counted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "logged: {logged}, counted: {counted}\n{log}\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Phones written before names were unique (no `index/unique-phone-name/` entry; here two
+/// of one name, written straight to the store) get their entries when a config node
+/// starts: the first keeps the name, the duplicate is logged for the admin, and a new
+/// phone of that name is refused from then on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_of_phones_from_before_are_indexed_on_start() {
+    use prost::Message;
+    let mut sb = ClusterSandbox::with_etcd(1, &["config"]).await.unwrap();
+    let mut c = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    seed(&mut c).await;
+    let store = sb.store().await.unwrap();
+    assert!(store.delete("upgrades/phone-names-indexed").await.unwrap());
+    for id in ["old-a", "old-b"] {
+        let p = pb::Phone {
+            id: id.into(),
+            ..phone("Old desk", "", "")
+        };
+        store
+            .put(&format!("config/phones/{id}"), p.encode_to_vec(), None)
+            .await
+            .unwrap();
+    }
+    sb.nodes[0].restart().await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store
+        .get("upgrades/phone-names-indexed")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(std::time::Instant::now() < deadline, "never backfilled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = store
+        .get("index/unique-phone-name/old desk")
+        .await
+        .unwrap()
+        .expect("indexed");
+    assert_eq!(held.value, b"old-a");
     assert!(
-        log.contains("lease lost") && log.contains("node re-registered on a new lease"),
-        "{log}"
+        sb.nodes[0]
+            .log_text()
+            .contains("two phones hold one unique value"),
+        "{}",
+        sb.nodes[0].log_text()
     );
-    let (_, metrics) = sb.nodes[0].http_get("/metrics").await.unwrap();
-    assert!(
-        metrics.contains("dialtone_lease_reregistrations_total 1"),
-        "{metrics}"
+    let mut c = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    let (k, msg) = code(
+        c.create_phone(pb::CreatePhoneRequest {
+            phone: Some(phone("OLD DESK", "00:04:F2:AA:BB:B1", "10b1")),
+        })
+        .await,
     );
+    assert_eq!(k, Code::AlreadyExists, "{msg}");
 }

@@ -1,9 +1,9 @@
 //! Phones: validation (pure), the index entries a phone owns, and transactional writes.
 //!
 //! A phone owns these keys, written and removed in the same transaction as the phone:
-//! `index/hardware/{hw}`, `index/sip-user/{user}` and, for a site-assigned phone,
-//! `index/extension/{site}/{extension}` (uniqueness: created only if absent), and the
-//! listing indexes by site, by profile and by name.
+//! `index/hardware/{hw}`, `index/sip-user/{user}`, `index/unique-phone-name/{folded name}`
+//! and, for a site-assigned phone, `index/extension/{site}/{extension}` (uniqueness:
+//! created only if absent), and the listing indexes by site, by profile and by name.
 
 use dialtone_domain::{
     credentials::{self, CredentialKey},
@@ -321,6 +321,8 @@ pub fn create_txn(p: &Phone, user_site: Option<&str>) -> (Vec<Compare>, Vec<Op>)
         compares.push(Compare::Absent(keys::hardware(&p.hardware_id)));
         ops.push(put_index(keys::hardware(&p.hardware_id), &p.id));
     }
+    compares.push(Compare::Absent(keys::unique_phone_name(&p.name)));
+    ops.push(put_index(keys::unique_phone_name(&p.name), &p.id));
     for l in &p.lines {
         compares.push(Compare::Absent(keys::sip_user(&l.sip_user)));
         ops.push(put_index(keys::sip_user(&l.sip_user), &p.id));
@@ -422,6 +424,16 @@ impl ConfigCore {
     /// Says why a create transaction failed.
     pub(crate) async fn explain_create(&self, p: &Phone) -> Result<ConfigError> {
         self.references(p).await?;
+        if !p.name.is_empty()
+            && let Some(kv) = self.store.get(&keys::unique_phone_name(&p.name)).await?
+        {
+            let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
+            return Ok(ConfigError::AlreadyExists {
+                what: "phone name",
+                value: p.name.clone(),
+                owner,
+            });
+        }
         if !p.hardware_id.is_empty()
             && let Some(kv) = self.store.get(&keys::hardware(&p.hardware_id)).await?
         {
@@ -571,6 +583,17 @@ impl ConfigCore {
                 ops.push(put_index(keys::hardware(&p.hardware_id), &p.id));
             }
         }
+        let renamed = keys::fold_name(&p.name) != keys::fold_name(&current.name);
+        if renamed {
+            if let Some((compare, delete)) =
+                release_owned(&self.store, keys::unique_phone_name(&current.name), &p.id).await?
+            {
+                compares.push(compare);
+                ops.push(delete);
+            }
+            compares.push(Compare::Absent(keys::unique_phone_name(&p.name)));
+            ops.push(put_index(keys::unique_phone_name(&p.name), &p.id));
+        }
         let (old_ext, new_ext) = (extension_key(&current), extension_key(&p));
         if old_ext != new_ext {
             if let Some((compare, delete)) = self.release_extension(&current).await? {
@@ -613,6 +636,9 @@ impl ConfigCore {
             probe.lines = new_lines.iter().map(|&i| p.lines[i].clone()).collect();
             if probe.hardware_id == current.hardware_id {
                 probe.hardware_id.clear();
+            }
+            if !renamed {
+                probe.name.clear();
             }
             if new_ext == extension_key(&current) {
                 probe.assignment = None;
@@ -683,6 +709,14 @@ impl ConfigCore {
         );
         let mut compares = vec![version_guard(&key, version)];
         if let Some((compare, delete)) = self.release_extension(&current).await? {
+            compares.push(compare);
+            ops.push(delete);
+        }
+        // A name another phone holds (two phones named alike before names were unique)
+        // stays that phone's.
+        if let Some((compare, delete)) =
+            release_owned(&self.store, keys::unique_phone_name(&current.name), id).await?
+        {
             compares.push(compare);
             ops.push(delete);
         }

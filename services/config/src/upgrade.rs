@@ -1,11 +1,13 @@
 //! One-time work a config node does on start for data written by an older Dialtone.
 //!
-//! Site extensions became unique within a site after phones had been created with them:
-//! those phones hold no `index/extension/{site}/{extension}` entry, so a new phone could
-//! take one of their extensions. [`ConfigCore::backfill_extensions`] gives each its entry
-//! (create-if-absent, so replicas running it at once agree), reports the duplicates it
-//! finds (the first phone keeps the extension; the admin moves the others), and leaves a
-//! marker so later starts skip it.
+//! Site extensions became unique within a site, and phone names in the organisation, after
+//! phones had been created: those phones hold no `index/extension/{site}/{extension}` or
+//! `index/unique-phone-name/{name}` entry, so a new phone could take one of their
+//! extensions or names. [`ConfigCore::backfill_extensions`] and
+//! [`ConfigCore::backfill_phone_names`] give each its entry (create-if-absent, so replicas
+//! running it at once agree), report the duplicates they find (the first phone keeps the
+//! extension or name; the admin changes the others), and leave a marker so later starts
+//! skip them.
 
 use dialtone_domain::keys;
 use dialtone_proto::config::v1::{Phone, assignment::Mode};
@@ -23,17 +25,50 @@ const PAGE: usize = 500;
 pub struct Backfill {
     /// Index entries written.
     pub written: u64,
-    /// Phones whose extension another phone of the site holds: (phone, holder's entry).
+    /// Phones whose entry another phone holds: (phone, holder's entry).
     pub duplicates: Vec<(String, String)>,
     /// Whether an earlier start did it already.
     pub skipped: bool,
 }
 
+/// One unique index a backfill fills: its marker, each phone's entry (key, owner) and what
+/// the logs call it.
+struct Index {
+    marker: &'static str,
+    entry: fn(&Phone) -> Option<(String, String)>,
+    what: &'static str,
+}
+
 impl ConfigCore {
     /// Gives every site-assigned phone its extension index entry (see the module doc).
     pub async fn backfill_extensions(&self) -> Result<Backfill> {
+        self.backfill(Index {
+            marker: keys::EXTENSIONS_BACKFILLED,
+            entry: |p| match p.assignment.as_ref().and_then(|a| a.mode.as_ref()) {
+                Some(Mode::Site(s)) => Some((
+                    keys::extension(&p.site_id, &s.extension),
+                    keys::extension_owner_phone(&p.id),
+                )),
+                _ => None,
+            },
+            what: "site extension",
+        })
+        .await
+    }
+
+    /// Gives every phone its unique-name entry (see the module doc).
+    pub async fn backfill_phone_names(&self) -> Result<Backfill> {
+        self.backfill(Index {
+            marker: keys::PHONE_NAMES_BACKFILLED,
+            entry: |p| Some((keys::unique_phone_name(&p.name), p.id.clone())),
+            what: "phone name",
+        })
+        .await
+    }
+
+    async fn backfill(&self, index: Index) -> Result<Backfill> {
         let mut report = Backfill::default();
-        if self.store.get(keys::EXTENSIONS_BACKFILLED).await?.is_some() {
+        if self.store.get(index.marker).await?.is_some() {
             report.skipped = true;
             return Ok(report);
         }
@@ -47,12 +82,9 @@ impl ConfigCore {
                 let Ok(p) = Phone::decode(kv.value.as_slice()) else {
                     continue;
                 };
-                let Some(Mode::Site(s)) = p.assignment.as_ref().and_then(|a| a.mode.as_ref())
-                else {
+                let Some((key, owner)) = (index.entry)(&p) else {
                     continue;
                 };
-                let key = keys::extension(&p.site_id, &s.extension);
-                let owner = keys::extension_owner_phone(&p.id);
                 let r = self
                     .store
                     .txn(
@@ -68,10 +100,10 @@ impl ConfigCore {
                     let holder = String::from_utf8_lossy(&held.value).into_owned();
                     warn!(
                         phone = %p.id,
-                        site = %p.site_id,
-                        extension = %s.extension,
+                        index = index.what,
+                        key = %key,
                         holder = %holder,
-                        "two phones of a site hold one extension; move one of them"
+                        "two phones hold one unique value; change one of them"
                     );
                     report.duplicates.push((p.id.clone(), holder));
                 }
@@ -82,15 +114,13 @@ impl ConfigCore {
             }
         }
         self.store
-            .txn(
-                vec![],
-                vec![put_index(keys::EXTENSIONS_BACKFILLED.to_owned(), "1")],
-            )
+            .txn(vec![], vec![put_index(index.marker.to_owned(), "1")])
             .await?;
         info!(
+            index = index.what,
             written = report.written,
             duplicates = report.duplicates.len(),
-            "site extensions indexed"
+            "index backfilled"
         );
         Ok(report)
     }

@@ -190,6 +190,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 if let Err(e) = upgrading.backfill_extensions().await {
                     tracing::warn!(error = %e, "indexing site extensions failed; retried at the next start");
                 }
+                if let Err(e) = upgrading.backfill_phone_names().await {
+                    tracing::warn!(error = %e, "indexing phone names failed; retried at the next start");
+                }
             });
             let api = ConfigApi::new(core, tokens.clone());
             router.add_service(api.into_server());

@@ -183,6 +183,17 @@ pub fn site_phones(site: &str) -> String {
 pub fn base_phones(base: &str) -> String {
     format!("index/base-phones/{base}/")
 }
+/// A phone's name, case-folded → phone id (names are unique in the organisation, as the
+/// seed's device names are; see [`fold_name`]).
+pub fn unique_phone_name(name: &str) -> String {
+    format!("index/unique-phone-name/{}", fold_name(name))
+}
+/// What two phone names must differ in: "Lobby" and " lobby" are one name.
+pub fn fold_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+/// Written once every phone created before names were unique has its name entry.
+pub const PHONE_NAMES_BACKFILLED: &str = "upgrades/phone-names-indexed";
 /// Phones by name.
 pub const PHONE_NAMES: &str = "index/phone-names/";
 pub fn phone_name(name: &str, id: &str) -> String {
