@@ -86,8 +86,6 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
         M::Webrtc => {
             s.codecs = codecs(&["opus", "PCMU"]);
             s.transport = Transport::Wss as i32;
-            s.persistent_connection = Some(true);
-            s.persistent_connection_timeout_s = Some(150);
             s.registration_period_s = Some(600);
             s.push_credentials = Some(false);
         }
@@ -100,7 +98,6 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
         M::DesktopSoftphone => {
             s.codecs = codecs(&["opus", "G722", "PCMU"]);
             s.transport = Transport::Tls as i32;
-            s.persistent_connection = Some(true);
             s.softphone = Some(SoftphoneAudio {
                 use_headset: Some(false),
                 headset_name: Vec::new(),
@@ -288,10 +285,10 @@ mod tests {
             for (name, holds) in &checks {
                 assert!(holds(&t), "{meta:?}: {name}");
             }
-            // "Persistent connection" is off but for the phones that keep a WebSocket or
-            // a TLS connection open by design.
-            let persistent = matches!(meta, MetaBase::Webrtc | MetaBase::DesktopSoftphone);
-            assert_eq!(t.persistent_connection, Some(persistent), "{meta:?}");
+            // "Enable Persistent Connection — Disabled (Default): Do not use persistent
+            // connection feature." (A WebRTC phone's flow stays open while it is
+            // registered regardless: see tests/tests/persistent_connections.rs.)
+            assert_eq!(t.persistent_connection, Some(false), "{meta:?}");
         }
     }
 }
