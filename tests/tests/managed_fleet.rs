@@ -70,14 +70,14 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     )
     .await
     .unwrap();
-    // Desk phones: AudioCodes (managed, provisioned with the JSON document).
+    // Desk phones: generic SIP phones with a MAC, provisioned with the JSON document.
     let ac = pb::PhoneSettings {
         transport: pb::Transport::Udp as i32,
         push_credentials: Some(true),
         dynamic_reload: Some(true),
         ..Default::default()
     };
-    create_profile(&mut cfg, "ac", "Desks", pb::MetaBase::Audiocodes, ac)
+    create_profile(&mut cfg, "ac", "Desks", pb::MetaBase::GenericSip, ac)
         .await
         .unwrap();
     let soft = pb::PhoneSettings {
@@ -127,7 +127,7 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
                     kind: if softphone {
                         pb::PhoneKind::Webrtc
                     } else {
-                        pb::PhoneKind::Managed
+                        pb::PhoneKind::Unmanaged
                     } as i32,
                     site_id: "hq".into(),
                     base_settings_id: base.into(),

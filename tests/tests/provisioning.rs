@@ -60,6 +60,7 @@ struct Fleet {
     poly: (pb::CreatePhoneResponse, String),
     yealink: (pb::CreatePhoneResponse, String),
     softphone: (pb::CreatePhoneResponse, String),
+    audiocodes: (pb::CreatePhoneResponse, String),
 }
 
 async fn seed(c: &mut ConfigClient) -> Fleet {
@@ -94,6 +95,7 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
     for (id, meta, settings) in [
         ("vvx", pb::MetaBase::PolyVvx, pb::PhoneSettings::default()),
         ("yea", pb::MetaBase::Yealink, pb::PhoneSettings::default()),
+        ("ac", pb::MetaBase::Audiocodes, pb::PhoneSettings::default()),
         (
             "soft",
             pb::MetaBase::DesktopSoftphone,
@@ -161,6 +163,7 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
             "1003",
         )
         .await,
+        audiocodes: create("Hall", pb::PhoneKind::Managed, "ac", "00908faabb04", "1004").await,
     }
 }
 
@@ -293,6 +296,43 @@ async fn phones_fetch_their_files_over_https_with_digest() {
         curl(port, &ca, "/805ec0aabb02-registration.cfg", yealink, &[]).status,
         404
     );
+
+    // AudioCodes: its own `key=value` file; it registers to its primary edge and fails over
+    // to the other (its redundant proxy), never both at once.
+    let apw = fleet.audiocodes.1.clone();
+    let ac = curl(
+        port,
+        &ca,
+        "/00908faabb04.cfg",
+        Some(("00908faabb04", apw.as_str())),
+        &[],
+    );
+    assert_eq!(ac.status, 200, "{}", ac.headers);
+    assert!(
+        ac.body.contains(&format!(
+            "voip/line/0/auth_password={}\n",
+            fleet.audiocodes.0.credentials[0].password
+        )),
+        "{}",
+        ac.body
+    );
+    let value = |k: &str| {
+        ac.body
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (proxy, backup) = (
+        value("voip/signalling/sip/proxy_address"),
+        value("voip/signalling/sip/redundant_proxy/address"),
+    );
+    assert!(
+        proxy.starts_with("127.0.0.") && backup.starts_with("127.0.0."),
+        "{}",
+        ac.body
+    );
+    assert_ne!(proxy, backup);
 
     // The softphone's JSON document carries its audio-device rules.
     let spw = fleet.softphone.1.clone();

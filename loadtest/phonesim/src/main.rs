@@ -7,7 +7,8 @@
 //! # register them all (primary and secondary), refresh, answer requests; report every second
 //! phonesim run --phones phones.csv --rate 2000 --expires 120 --duration 60
 //!
-//! # managed phones (a JSON-document profile such as AudioCodes): the file holds device
+//! # managed phones (a JSON-document profile: generic SIP phones with a MAC, or the
+//! # desktop softphone): the file holds device
 //! # credentials; each phone boots from its configuration over HTTPS, then registers
 //! phonesim seed ... --base-settings ac --managed --out devices.csv
 //! phonesim run --phones devices.csv --provisioning 127.0.0.1:8443 \
@@ -63,7 +64,8 @@ enum Cmd {
         prefix: String,
         /// Create managed phones (MAC `{mac-prefix}{n:06x}`) and write their device
         /// credentials (`phone_id,hardware_id,device_password`) instead: `run` boots them
-        /// from their configuration. The profile must render the JSON document (AudioCodes).
+        /// from their configuration. The profile must render the JSON document: a generic
+        /// SIP profile (the phones are created unmanaged, with a MAC).
         #[arg(long)]
         managed: bool,
         /// First six hex digits of the managed phones' MACs.
@@ -146,7 +148,8 @@ async fn seed(a: SeedArgs) -> anyhow::Result<()> {
     let mut csv = String::from("name,kind,site_id,base_settings_id,hardware_id,lines\n");
     for i in 0..count {
         let (kind, hw) = match &managed {
-            Some(mac) => ("managed", format!("{mac}{i:06x}")),
+            // A generic SIP phone with a MAC fetches its JSON document as a managed one.
+            Some(mac) => ("unmanaged", format!("{mac}{i:06x}")),
             None => ("unmanaged", String::new()),
         };
         csv.push_str(&format!(

@@ -154,7 +154,15 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
     if let Some(v) = s.e911_ers_account_id.as_deref() {
         check(f("e911_ers_account_id"), validate::name(v, 0, 128))?;
     }
-    validate_custom_properties(&s.custom_properties, &f("custom_properties"))?;
+    validate_custom_properties(&s.custom_properties, meta, &f("custom_properties"))?;
+    // "Redundant Proxy Mode": an AudioCodes phone registers to one proxy at a time and
+    // fails over to the other; it cannot register to two edges at once.
+    if meta == MetaBase::Audiocodes && s.secondary_registration == Some(true) {
+        return Err(ConfigError::invalid(
+            f("secondary_registration"),
+            "AudioCodes phones fail over to the secondary edge; they cannot register to both",
+        ));
+    }
     if let Some(a) = &s.auto_conference {
         if let Some(pin) = a.pin.as_deref().filter(|p| !p.is_empty()) {
             check(f("auto_conference.pin"), validate::digits(pin, 4, 10))?;
@@ -203,20 +211,30 @@ pub fn validate_fields(s: &PhoneSettings, meta: MetaBase, path: &str) -> Result<
     Ok(())
 }
 
-fn validate_custom_properties(props: &[CustomProperty], path: &str) -> Result<(), ConfigError> {
+/// A profile's custom properties; AudioCodes keys are paths, so `/` is allowed there too.
+fn validate_custom_properties(
+    props: &[CustomProperty],
+    meta: MetaBase,
+    path: &str,
+) -> Result<(), ConfigError> {
+    let slash = meta == MetaBase::Audiocodes;
     if props.len() > 64 {
         return Err(ConfigError::invalid(path, "at most 64 custom properties"));
     }
     for (i, p) in props.iter().enumerate() {
         let field = format!("{path}[{i}]");
         let name_ok = (1..=128).contains(&p.name.len())
-            && p.name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            && p.name.chars().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') || (slash && c == '/')
+            });
         if !name_ok {
             return Err(ConfigError::invalid(
                 format!("{field}.name"),
-                "must be 1-128 letters, digits, '.', '_' or '-'",
+                if slash {
+                    "must be 1-128 letters, digits, '.', '_', '-' or '/'"
+                } else {
+                    "must be 1-128 letters, digits, '.', '_' or '-'"
+                },
             ));
         }
         if props[..i].iter().any(|q| q.name == p.name) {
@@ -721,6 +739,16 @@ mod tests {
                 want
             );
         }
+        // AudioCodes keys are paths: a slash is theirs only.
+        let path = PhoneSettings {
+            custom_properties: vec![prop("voip/media/x", PropertyType::String, "1")],
+            ..Default::default()
+        };
+        validate_fields(&path, MetaBase::Audiocodes, "s").unwrap();
+        assert_eq!(
+            invalid_field(validate_fields(&path, MetaBase::Yealink, "s")),
+            "s.custom_properties[0].name"
+        );
         let dup = PhoneSettings {
             custom_properties: vec![ok[0].clone(), ok[0].clone()],
             ..Default::default()

@@ -94,7 +94,9 @@ pub fn template(meta: MetaBase) -> PhoneSettings {
             s.codecs = codecs(&["opus", "G722", "PCMU", "PCMA"]);
             s.transport = Transport::Tls as i32;
         }
-        M::Audiocodes => {}
+        // "Redundant Proxy Mode": the phone registers to one proxy at a time and fails over
+        // to the other (its provisioning file names the secondary edge as that proxy).
+        M::Audiocodes => s.secondary_registration = Some(false),
         M::DesktopSoftphone => {
             s.codecs = codecs(&["opus", "G722", "PCMU"]);
             s.transport = Transport::Tls as i32;
@@ -262,9 +264,10 @@ mod tests {
             ("phone_standalone", |s| s.standalone_features == Some(false)),
             // Message waiting indication is on unless a profile turns it off.
             ("phone_mwi_enabled", |s| s.mwi_enabled == Some(true)),
-            // A phone registers to its site's secondary edge too.
+            // "Use Secondary Registration: The default setting is Enabled." (AudioCodes
+            // phones fail over instead: checked below.)
             ("secondary registration", |s| {
-                s.secondary_registration == Some(true)
+                s.secondary_registration.is_some()
             }),
             // A persistent connection always has its idle timeout, 15-3600 s.
             ("station_persistent_timeout", |s| {
@@ -289,6 +292,11 @@ mod tests {
             // connection feature." (A WebRTC phone's flow stays open while it is
             // registered regardless: see tests/tests/persistent_connections.rs.)
             assert_eq!(t.persistent_connection, Some(false), "{meta:?}");
+            assert_eq!(
+                t.secondary_registration,
+                Some(meta != MetaBase::Audiocodes),
+                "{meta:?}"
+            );
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct Document {
     pub primary: Option<EdgeAddress>,
     /// Secondary edge (dual registration).
     pub secondary: Option<EdgeAddress>,
+    /// The edge a phone that registers once fails over to (the one it would register to
+    /// second): set only when it does not register twice, for files that name a backup
+    /// proxy (AudioCodes).
+    pub backup: Option<EdgeAddress>,
     /// What could not be rendered as asked, for the phone's provisioning state.
     pub problems: Vec<String>,
     /// A WebRTC phone's ICE servers (each its URLs), in the order it is to try them:
@@ -241,7 +245,7 @@ pub fn build(i: &Inputs<'_>) -> Document {
         })
         .collect();
     let transport = Transport::try_from(s.transport).unwrap_or(Transport::Udp);
-    let (mut primary, mut secondary) = (None, None);
+    let (mut primary, mut secondary, mut backup) = (None, None, None);
     match i.group {
         None => problems.push(format!(
             "site {}: edge group {} does not exist",
@@ -249,11 +253,20 @@ pub fn build(i: &Inputs<'_>) -> Document {
         )),
         Some(g) => {
             let dual = s.secondary_registration.unwrap_or(true);
-            if let Some(p) = placement::place(&i.phone.id, &g.edges, dual) {
+            // Placed as if it registered twice: its second edge is a secondary to a phone
+            // that does, a backup to one that fails over (the same edge either way).
+            if let Some(p) = placement::place(&i.phone.id, &g.edges, true) {
                 primary = resolve(p.primary, transport, &mut problems);
-                secondary = p
+                let fails_over = !dual && meta == MetaBase::Audiocodes;
+                let second = p
                     .secondary
+                    .filter(|_| dual || fails_over)
                     .and_then(|e| resolve(e, transport, &mut problems));
+                if dual {
+                    secondary = second;
+                } else {
+                    backup = second;
+                }
             } else {
                 problems.push(format!("edge group {} has no edges", g.id));
             }
@@ -296,6 +309,7 @@ pub fn build(i: &Inputs<'_>) -> Document {
         realm: i.realm.to_owned(),
         primary,
         secondary,
+        backup,
         problems,
         ice_servers,
         relay: relay_of(i.site),

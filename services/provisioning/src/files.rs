@@ -4,8 +4,9 @@
 //!   master), and the per-phone files the masters list: `{mac}-registration.cfg` and
 //!   `{mac}-settings.cfg`.
 //! - Yealink: `y0000000000xx.cfg` (the common file; `xx` names the model) and `{mac}.cfg`.
-//! - Everything else (generic SIP, WebRTC, the desktop softphone, AudioCodes): `{hw}.json`,
-//!   where `hw` is the MAC or the FQDN the phone was created with.
+//! - AudioCodes: `{mac}.cfg`.
+//! - Everything else (generic SIP, WebRTC, the desktop softphone): `{hw}.json`, where `hw`
+//!   is the MAC or the FQDN the phone was created with.
 
 /// A file by what it is; the per-phone ones carry the hardware id from the name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,7 +15,7 @@ pub enum Requested {
     PolyMaster,
     /// `y0000000000xx.cfg`, any model.
     YealinkCommon,
-    /// `{mac}.cfg`: a Poly phone's own master or a Yealink phone's file.
+    /// `{mac}.cfg`: a Poly phone's own master, a Yealink or an AudioCodes phone's file.
     PhoneCfg(String),
     /// `{mac}-registration.cfg` (Poly).
     PolyRegistration(String),

@@ -1,5 +1,5 @@
-//! The JSON document of generic SIP phones, WebRTC clients, the desktop softphone and
-//! AudioCodes phones: one self-describing file (keys sorted, so the bytes are stable).
+//! The JSON document of generic SIP phones, WebRTC clients and the desktop softphone: one
+//! self-describing file (keys sorted, so the bytes are stable).
 
 use dialtone_proto::config::v1::{DtmfMode, MetaBase};
 use serde_json::{Value, json};

@@ -1,5 +1,6 @@
 //! Renders a phone's document into the files its vendor's firmware fetches. Pure.
 
+mod audiocodes;
 mod json;
 mod poly;
 mod yealink;
@@ -89,6 +90,7 @@ pub fn render(d: &Document) -> Rendered {
             file(YEALINK_COMMON.into(), TEXT, yealink::common(d)),
             file(format!("{hw}.cfg"), TEXT, yealink::phone(d)),
         ],
+        MetaBase::Audiocodes => vec![file(format!("{hw}.cfg"), TEXT, audiocodes::phone(d))],
         _ => vec![file(
             format!("{hw}.json"),
             "application/json",

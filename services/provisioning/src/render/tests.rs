@@ -138,6 +138,42 @@ fn yealink_files_are_golden_key_values() {
 }
 
 #[test]
+fn audiocodes_files_are_golden_key_values() {
+    let r = check_golden(MetaBase::Audiocodes, "audiocodes", MAC);
+    let names: Vec<_> = r.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["0004f2aabb01.cfg"]);
+    let d = document(MetaBase::Audiocodes, MAC);
+    // Registers once, to the primary; the secondary edge is its redundant proxy.
+    let (primary, backup) = (d.primary.as_ref().unwrap(), d.backup.as_ref().unwrap());
+    assert!(d.secondary.is_none());
+    assert_ne!(primary.node_id, backup.node_id);
+    let text = std::str::from_utf8(&r.files[0].body).unwrap();
+    let mut keys = std::collections::HashMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (k, v) = line.split_once('=').unwrap_or_else(|| panic!("{line}"));
+        assert!(!k.is_empty() && !k.contains(' '), "{line}");
+        assert!(keys.insert(k, v).is_none(), "{k} twice");
+    }
+    let pw = d.lines[1].password.as_deref().unwrap();
+    let want = [
+        ("voip/line/1/auth_password", pw),
+        ("voip/line/0/id", "k7q2x-1001"),
+        ("voip/signalling/sip/proxy_address", primary.host.as_str()),
+        ("voip/signalling/sip/redundant_proxy/enabled", "1"),
+        (
+            "voip/signalling/sip/redundant_proxy/address",
+            backup.host.as_str(),
+        ),
+        ("voip/signalling/sip/proxy_timeout", "3600"),
+        ("voip/signalling/sip/transport_protocol", "UDP"),
+        ("voip/codec/codec_info/0/name", "G722"),
+    ];
+    for (k, v) in want {
+        assert_eq!(keys.get(k).copied(), Some(v), "{k}");
+    }
+}
+
+#[test]
 fn json_documents_are_golden() {
     let r = check_golden(
         MetaBase::DesktopSoftphone,
