@@ -139,6 +139,27 @@ async fn the_phones_list_filters_by_live_status_with_site_profile_and_name() {
             "{status:?} {profile:?} {prefix:?} {ids:?}"
         );
     }
+    // Asked-for ids page like the whole fleet: one at a time, each once, in id order.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = st
+            .list_phone_statuses(spb::ListPhoneStatusesRequest {
+                phone_ids: vec![l.clone(), b.clone(), a.clone(), "nobody".into()],
+                page_size: 1,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        paged.extend(page.statuses.into_iter().map(|s| s.phone_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(paged, sorted(vec![a, b, l]));
     let err = st
         .list_phone_statuses(spb::ListPhoneStatusesRequest {
             phone_ids: vec!["x".into(); 1001],

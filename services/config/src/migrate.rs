@@ -26,7 +26,7 @@ impl ConfigCore {
         req: MigrateBaseSettingsRequest,
     ) -> Result<MigrateBaseSettingsResponse> {
         let to_id = req.to_base_settings_id.clone();
-        let (target, _): (BaseSettings, i64) =
+        let (target, target_revision): (BaseSettings, i64) =
             load(&self.store, &keys::base_settings(&to_id), "base settings")
                 .await?
                 .ok_or_else(|| ConfigError::MissingReference {
@@ -68,7 +68,10 @@ impl ConfigCore {
                 profiles.insert(p.base_settings_id.clone(), b);
             }
             let from = profiles[&p.base_settings_id].as_ref();
-            out.push(self.migrate_one(p, from, &target, req.dry_run).await?);
+            out.push(
+                self.migrate_one(p, from, (&target, target_revision), req.dry_run)
+                    .await?,
+            );
         }
         Ok(MigrateBaseSettingsResponse {
             phones: out,
@@ -80,7 +83,7 @@ impl ConfigCore {
         &self,
         mut p: Phone,
         from: Option<&BaseSettings>,
-        to: &BaseSettings,
+        (to, to_revision): (&BaseSettings, i64),
         dry_run: bool,
     ) -> Result<PhoneMigration> {
         let mut m = PhoneMigration {
@@ -147,7 +150,11 @@ impl ConfigCore {
                 key,
                 revision: version,
             },
-            Compare::Exists(keys::base_settings(&to.id)),
+            // The target as planned with: a change to it meanwhile fails the write.
+            Compare::ModRevision {
+                key: keys::base_settings(&to.id),
+                revision: to_revision,
+            },
         ];
         if !self.store.txn(compares, ops).await?.succeeded {
             return fail(

@@ -24,28 +24,40 @@ pub struct Plan {
     pub changes: Vec<SettingChange>,
 }
 
-/// The phone's overrides `over` without the fields meta-base `to` refuses, and the names
-/// of those fields (top-level, e.g. `softphone`, `transport`), in the order found.
+/// The phone's overrides `over` without what meta-base `to` refuses, and the names of the
+/// fields it touched (top-level, e.g. `softphone`, `transport`), in the order found: a
+/// refused field goes whole, but of the custom properties only those refused (an
+/// AudioCodes path name a Yealink cannot take). What is left may still be refused (a field
+/// this cannot remove): the caller validates it.
 pub fn carry_over(over: &PhoneSettings, to: MetaBase) -> (PhoneSettings, Vec<String>) {
     let mut kept = over.clone();
-    let mut dropped = Vec::new();
-    // Each round removes one field: at most one round per field.
-    for _ in 0..64 {
+    let mut dropped: Vec<String> = Vec::new();
+    // Each round removes one field or one property: at most 64 properties and a few dozen
+    // fields.
+    for _ in 0..128 {
         let Err(ConfigError::InvalidArgument { field, .. }) = validate_fields(&kept, to, "o")
         else {
             break;
         };
-        let top = field
-            .trim_start_matches("o.")
-            .split(['.', '['])
-            .next()
-            .unwrap_or_default()
-            .to_owned();
-        let Some(without) = without_field(&kept, &top) else {
-            break;
-        };
-        kept = without;
-        dropped.push(top);
+        let rest = field.trim_start_matches("o.");
+        let top = rest.split(['.', '[']).next().unwrap_or_default().to_owned();
+        let property = rest
+            .strip_prefix("custom_properties[")
+            .and_then(|r| r.split(']').next())
+            .and_then(|i| i.parse::<usize>().ok())
+            .filter(|i| *i < kept.custom_properties.len());
+        match property {
+            Some(i) => {
+                kept.custom_properties.remove(i);
+            }
+            None => match without_field(&kept, &top) {
+                Some(without) => kept = without,
+                None => break,
+            },
+        }
+        if !dropped.contains(&top) {
+            dropped.push(top);
+        }
     }
     (kept, dropped)
 }
@@ -71,6 +83,7 @@ pub fn plan(
     let (kept, dropped) = match overrides {
         Some(o) => {
             let (kept, dropped) = carry_over(o, to_meta);
+            validate_fields(&kept, to_meta, "phone.overrides")?;
             (Some(kept), dropped)
         }
         None => (None, Vec::new()),
@@ -168,6 +181,24 @@ mod tests {
             assert_eq!(kept.sip_dscp, dscp, "{to:?}");
             assert!(validate_fields(&kept, to, "o").is_ok(), "{to:?} {kept:?}");
         }
+        // Of the custom properties, only those the target refuses go.
+        let prop = |name: &str| dialtone_proto::config::v1::CustomProperty {
+            name: name.into(),
+            data_type: dialtone_proto::config::v1::PropertyType::String as i32,
+            value: "1".into(),
+        };
+        let audiocodes = PhoneSettings {
+            custom_properties: vec![prop("a.b"), prop("voip/x/y"), prop("c_d")],
+            ..Default::default()
+        };
+        let (kept, dropped) = carry_over(&audiocodes, M::Yealink);
+        assert_eq!(dropped, ["custom_properties"]);
+        let names: Vec<_> = kept
+            .custom_properties
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        assert_eq!(names, ["a.b", "c_d"]);
     }
 
     #[test]

@@ -424,16 +424,6 @@ impl ConfigCore {
     /// Says why a create transaction failed.
     pub(crate) async fn explain_create(&self, p: &Phone) -> Result<ConfigError> {
         self.references(p).await?;
-        if !p.name.is_empty()
-            && let Some(kv) = self.store.get(&keys::unique_phone_name(&p.name)).await?
-        {
-            let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
-            return Ok(ConfigError::AlreadyExists {
-                what: "phone name",
-                value: p.name.clone(),
-                owner,
-            });
-        }
         if !p.hardware_id.is_empty()
             && let Some(kv) = self.store.get(&keys::hardware(&p.hardware_id)).await?
         {
@@ -441,6 +431,17 @@ impl ConfigCore {
             return Ok(ConfigError::AlreadyExists {
                 what: "hardware id",
                 value: p.hardware_id.clone(),
+                owner,
+            });
+        }
+        // After the hardware id: an import row a concurrent import created is EXISTING.
+        if !p.name.is_empty()
+            && let Some(kv) = self.store.get(&keys::unique_phone_name(&p.name)).await?
+        {
+            let owner = format!("phone {}", String::from_utf8_lossy(&kv.value));
+            return Ok(ConfigError::AlreadyExists {
+                what: "phone name",
+                value: p.name.clone(),
                 owner,
             });
         }

@@ -79,34 +79,7 @@ impl ConfigCore {
                 .range(keys::PHONES, after.as_deref(), PAGE)
                 .await?;
             for kv in &page.kvs {
-                let Ok(p) = Phone::decode(kv.value.as_slice()) else {
-                    continue;
-                };
-                let Some((key, owner)) = (index.entry)(&p) else {
-                    continue;
-                };
-                let r = self
-                    .store
-                    .txn(
-                        vec![Compare::Absent(key.clone())],
-                        vec![put_index(key.clone(), &owner)],
-                    )
-                    .await?;
-                if r.succeeded {
-                    report.written += 1;
-                } else if let Some(held) = self.store.get(&key).await?
-                    && held.value != owner.as_bytes()
-                {
-                    let holder = String::from_utf8_lossy(&held.value).into_owned();
-                    warn!(
-                        phone = %p.id,
-                        index = index.what,
-                        key = %key,
-                        holder = %holder,
-                        "two phones hold one unique value; change one of them"
-                    );
-                    report.duplicates.push((p.id.clone(), holder));
-                }
+                self.backfill_one(&index, kv.clone(), &mut report).await?;
             }
             after = page.kvs.last().map(|kv| kv.key.clone());
             if !page.more || after.is_none() {
@@ -123,5 +96,62 @@ impl ConfigCore {
             "index backfilled"
         );
         Ok(report)
+    }
+
+    /// Indexes one phone as read in `kv`. The API serves meanwhile: the entry is written
+    /// only while the phone is still as read (a phone renamed or deleted since would
+    /// otherwise hold a name it no longer has, for ever); a phone changed since is read
+    /// again.
+    async fn backfill_one(
+        &self,
+        index: &Index,
+        mut kv: dialtone_store::KeyValue,
+        report: &mut Backfill,
+    ) -> Result<()> {
+        for _ in 0..3 {
+            let Ok(p) = Phone::decode(kv.value.as_slice()) else {
+                return Ok(());
+            };
+            let Some((key, owner)) = (index.entry)(&p) else {
+                return Ok(());
+            };
+            let r = self
+                .store
+                .txn(
+                    vec![
+                        Compare::Absent(key.clone()),
+                        Compare::ModRevision {
+                            key: kv.key.clone(),
+                            revision: kv.mod_revision,
+                        },
+                    ],
+                    vec![put_index(key.clone(), &owner)],
+                )
+                .await?;
+            if r.succeeded {
+                report.written += 1;
+                return Ok(());
+            }
+            if let Some(held) = self.store.get(&key).await? {
+                if held.value != owner.as_bytes() {
+                    let holder = String::from_utf8_lossy(&held.value).into_owned();
+                    warn!(
+                        phone = %p.id,
+                        index = index.what,
+                        key = %key,
+                        holder = %holder,
+                        "two phones hold one unique value; change one of them"
+                    );
+                    report.duplicates.push((p.id.clone(), holder));
+                }
+                return Ok(());
+            }
+            // The phone changed since it was read: read it again (gone: nothing to do).
+            match self.store.get(&kv.key).await? {
+                Some(now) => kv = now,
+                None => return Ok(()),
+            }
+        }
+        Ok(())
     }
 }

@@ -177,10 +177,16 @@ pub fn effective(
     overrides: Option<&PhoneSettings>,
 ) -> PhoneSettings {
     let s = merge(&template(meta), profile);
-    match overrides {
+    let mut s = match overrides {
         Some(o) => merge(&s, o),
         None => s,
+    };
+    // An AudioCodes phone fails over to its secondary edge; it never registers to both,
+    // whatever an older profile or override says (validation refuses it now).
+    if meta == MetaBase::Audiocodes {
+        s.secondary_registration = Some(false);
     }
+    s
 }
 
 /// A phone's meta-base and effective settings from its profile (none: the generic SIP

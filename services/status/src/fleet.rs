@@ -88,8 +88,9 @@ pub struct Fleet {
     realm: String,
     sites: HashMap<String, String>,
     groups: HashMap<String, EdgeGroup>,
-    /// Profile id → its (template-merged) secondary registration setting.
-    bases: HashMap<String, Option<bool>>,
+    /// Profile id → its (template-merged) secondary registration setting, and whether its
+    /// phones fail over instead, whatever their overrides say (AudioCodes).
+    bases: HashMap<String, (Option<bool>, bool)>,
     phones: BTreeMap<String, PhoneEntry>,
     counts: BTreeMap<String, Counts>,
     node_ids: HashMap<String, Arc<str>>,
@@ -256,7 +257,9 @@ impl Fleet {
                     let meta = MetaBase::try_from(b.meta_base).unwrap_or(MetaBase::GenericSip);
                     let profile = b.settings.unwrap_or_default();
                     let s = settings::effective(meta, &profile, None);
-                    self.bases.insert(id.to_owned(), s.secondary_registration)
+                    let fails_over = meta == MetaBase::Audiocodes;
+                    self.bases
+                        .insert(id.to_owned(), (s.secondary_registration, fails_over))
                 }
                 None => self.bases.remove(id),
             };
@@ -459,10 +462,8 @@ impl Fleet {
         let entry = self.phones.get(id)?;
         let c = entry.config.as_ref()?;
         let remote = c.kind == PhoneKind::Remote as i32;
-        let dual = c
-            .secondary_override
-            .or_else(|| self.bases.get(&c.base_id).copied().flatten())
-            .unwrap_or(true);
+        let (base_dual, fails_over) = self.bases.get(&c.base_id).copied().unwrap_or_default();
+        let dual = !fails_over && c.secondary_override.or(base_dual).unwrap_or(true);
         let mut placement_problem = String::new();
         let placed = match self.sites.get(&c.site_id) {
             _ if remote => None,

@@ -25,7 +25,7 @@ use dialtone_proto::edge::v1::SipTransport;
 use parking_lot::Mutex;
 use tokio::net::UdpSocket;
 
-/// [`Peer::idle`] of a stream connection no REGISTER over has authenticated yet. No real
+/// [`FlowControl::idle_s`] of a stream connection no REGISTER over has authenticated yet. No real
 /// timeout is 0 (a line's persistent-connection timeout is at least 15 s), so a connection
 /// whose timeout happens to equal [`UNAUTHENTICATED_IDLE`] is not taken for unproven.
 pub const NOT_AUTHENTICATED: u64 = 0;
@@ -98,7 +98,8 @@ impl Replier {
 }
 
 /// What the edge decides about a stream connection after it opened, shared between its
-/// reader, its writer and the registrar.
+/// reader and writer and the dispatcher (which sets both when a REGISTER over the
+/// connection authenticates).
 #[derive(Debug)]
 pub struct FlowControl {
     /// Idle timeout in seconds: [`NOT_AUTHENTICATED`] until a REGISTER over the connection
@@ -120,23 +121,37 @@ impl FlowControl {
     }
 
     /// Marks the socket `fd` with the wanted DSCP when it differs from `applied` (which
-    /// follows). The caller holds the connection open, so `fd` is its socket.
-    pub fn apply_dscp(&self, fd: Option<RawFd>, applied: &mut u8) {
+    /// follows once the mark is set): IP_TOS towards an IPv4 peer (an IPv4-mapped one on a
+    /// dual-stack socket too, whose packets are IPv4), IPV6_TCLASS towards an IPv6 one.
+    ///
+    /// # Safety
+    /// `fd` must be the connection's socket, open for the whole call: the caller holds one
+    /// half of the connection, which keeps it open.
+    pub(crate) unsafe fn apply_dscp(&self, fd: Option<RawFd>, applied: &mut u8) {
         let want = self.dscp.load(Ordering::Relaxed);
         let Some(fd) = fd.filter(|_| want != *applied) else {
             return;
         };
-        *applied = want;
-        // SAFETY: the caller's half of the connection keeps the socket open.
+        // SAFETY: the caller keeps `fd` open (see above).
         let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
         let sock = socket2::SockRef::from(&borrowed);
         let tos = u32::from(want) << 2;
-        let set = match sock.local_addr().map(|a| a.is_ipv6()) {
-            Ok(true) => sock.set_tclass_v6(tos),
-            _ => sock.set_tos_v4(tos),
+        let v6_peer = sock
+            .peer_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| match a {
+                SocketAddr::V6(a) => a.ip().to_ipv4_mapped().is_none(),
+                SocketAddr::V4(_) => false,
+            });
+        let set = if v6_peer {
+            sock.set_tclass_v6(tos)
+        } else {
+            sock.set_tos_v4(tos)
         };
-        if let Err(e) = set {
-            tracing::debug!(error = %e, "cannot mark a connection's dscp");
+        match set {
+            Ok(()) => *applied = want,
+            Err(e) => tracing::debug!(error = %e, "cannot mark a connection's dscp"),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! sleep, while a batch that comes back short of [`BATCH`] already says the queue is
 //! empty (the kernel fills a non-blocking batch until it runs out of datagrams).
 //!
-//! This module is the edge's only `unsafe` code: the calls, and handing the addresses the
+//! This module is, with `FlowControl::apply_dscp`, the edge's only `unsafe` code: the calls,
+//! the DSCP control message of a send, and handing the addresses the
 //! kernel wrote to socket2, which reads them as `SocketAddr`s (and writes the destinations
 //! of a send).
 
@@ -306,5 +307,58 @@ mod tests {
             assert_eq!(got, want);
         }
         assert_eq!(send_all(tx.as_raw_fd(), &[]), 0);
+    }
+
+    /// The TOS byte a datagram arrived with on `fd` (IP_RECVTOS set), and its bytes.
+    fn recv_tos(fd: std::os::fd::RawFd) -> (Vec<u8>, u8) {
+        let mut buf = vec![0u8; 2048];
+        let mut ctl = [0u64; 8];
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: the header points at live buffers of the lengths it gives; control
+        // messages are read only within what the kernel wrote.
+        unsafe {
+            let mut hdr: libc::msghdr = std::mem::zeroed();
+            hdr.msg_iov = &mut iov;
+            hdr.msg_iovlen = 1;
+            hdr.msg_control = ctl.as_mut_ptr().cast();
+            hdr.msg_controllen = std::mem::size_of_val(&ctl) as _;
+            let n = libc::recvmsg(fd, &mut hdr, 0);
+            assert!(n >= 0, "{}", io::Error::last_os_error());
+            let mut tos = 0;
+            let mut c = libc::CMSG_FIRSTHDR(&hdr);
+            while !c.is_null() {
+                if (*c).cmsg_level == libc::IPPROTO_IP && (*c).cmsg_type == libc::IP_TOS {
+                    tos = *libc::CMSG_DATA(c);
+                }
+                c = libc::CMSG_NXTHDR(&hdr, c);
+            }
+            buf.truncate(n as usize);
+            (buf, tos)
+        }
+    }
+
+    #[test]
+    fn marked_datagrams_carry_their_dscp_and_unmarked_ones_none() {
+        let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket2::SockRef::from(&rx).set_recv_tos_v4(true).unwrap();
+        let to = rx.local_addr().unwrap();
+        // (DSCP, TOS byte on the wire)
+        let cases = [(46u8, 0xb8u8), (0, 0), (26, 0x68), (63, 0xfc)];
+        let out: Vec<Outgoing> = cases
+            .iter()
+            .map(|&(dscp, _)| Outgoing {
+                to,
+                bytes: vec![dscp],
+                dscp,
+            })
+            .collect();
+        assert_eq!(send_all(tx.as_raw_fd(), &out), cases.len());
+        for (dscp, tos) in cases {
+            assert_eq!(recv_tos(rx.as_raw_fd()), (vec![dscp], tos), "dscp {dscp}");
+        }
     }
 }

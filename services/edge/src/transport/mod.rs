@@ -155,8 +155,8 @@ pub(crate) async fn write_queued<W: AsyncWrite + Unpin>(
     use tokio::io::AsyncWriteExt;
     let mut marked = 0;
     while let Some(bytes) = rx.next().await {
-        // `wr` holds the connection open, so `fd` is still its socket.
-        control.apply_dscp(fd, &mut marked);
+        // SAFETY: `wr` holds the connection open, so `fd` is still its socket.
+        unsafe { control.apply_dscp(fd, &mut marked) };
         match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => break,

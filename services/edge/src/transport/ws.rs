@@ -123,8 +123,8 @@ async fn connection<S: Io>(
     let writer = tokio::spawn(async move {
         let mut marked = 0;
         while let Some(bytes) = rx.next().await {
-            // `sink` holds the connection open, so `fd` is still its socket.
-            marking.apply_dscp(fd, &mut marked);
+            // SAFETY: `sink` holds the connection open, so `fd` is still its socket.
+            unsafe { marking.apply_dscp(fd, &mut marked) };
             let text = String::from_utf8_lossy(&bytes).into_owned();
             match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(text))).await {
                 Ok(Ok(())) => {}
