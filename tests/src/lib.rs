@@ -27,7 +27,7 @@ pub use http::http_get;
 pub use node::{Node, NodeSpec};
 pub use ports::{SipPorts, free_port, free_port_pair};
 pub(crate) use process::kill9;
-pub use process::{binary, serve_refused, sipvicious, wait_or_kill};
+pub use process::{binary, dialtonectl, serve_refused, sipvicious, wait_or_kill};
 pub use sandbox::{
     ADD_ONLY_TOKEN, ADDER_TOKEN, ADMIN_TOKEN, ClusterSandbox, DELETE_ONLY_TOKEN, EDIT_ONLY_TOKEN,
     VIEWER_TOKEN,

@@ -9,6 +9,25 @@ use std::{
 
 use anyhow::bail;
 
+/// Runs the real `dialtonectl` against the dev-mode node whose data dir is `data_dir` (it
+/// finds the server and the admin token there): whether it succeeded, its stdout, its
+/// stderr.
+pub fn dialtonectl(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(binary("dialtonectl"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("DIALTONE_SERVER")
+        .env_remove("DIALTONE_TOKEN")
+        .output()
+        .expect("dialtonectl runs");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// A built binary of this workspace (`cargo build --bins` must have run: the test script does).
 pub fn binary(name: &str) -> PathBuf {
     // Tests live in target/PROFILE/deps, binaries (like the benchmarks) in target/PROFILE.

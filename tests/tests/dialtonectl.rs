@@ -12,19 +12,7 @@ struct Ctl<'a> {
 
 impl Ctl<'_> {
     fn run(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(binary("dialtonectl"))
-            .arg("--data-dir")
-            .arg(self.data_dir)
-            .args(args)
-            .env_remove("DIALTONE_SERVER")
-            .env_remove("DIALTONE_TOKEN")
-            .output()
-            .expect("dialtonectl runs");
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        dialtone_tests::dialtonectl(self.data_dir, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

@@ -4,32 +4,20 @@
 //! live status and combines `--status` with the others; `dialtonectl status` takes the same
 //! filters. A real node, a real phone registering over UDP.
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use dialtone_proto::{
     config::v1 as pb,
     status::v1::{self as spb, OperationalStatus},
 };
 use dialtone_tests::{
-    ClusterSandbox, binary,
+    ClusterSandbox,
     fleet::{add_phone_with, create_profile},
     sip::UdpPhone,
 };
 
 fn ctl(data_dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(binary("dialtonectl"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("DIALTONE_SERVER")
-        .env_remove("DIALTONE_TOKEN")
-        .output()
-        .expect("dialtonectl runs");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    dialtone_tests::dialtonectl(data_dir, args)
 }
 
 /// The phone ids of a table's rows whose STATUS column says `status` (and every row id when
