@@ -10,8 +10,9 @@ the seed script publishes the edge group with the real dialtonectl. Every node m
 /readyz, and the group must hold the three edges. The media profile runs too: rtpengine
 and coturn with the compose commands (their compose-network addresses become 127.0.0.1,
 their ports free ones), the seed-media script registers them, and the edges must report
-the media server UP through the status role. Mounted files must exist, and the
-collector and Prometheus configuration must be well-formed YAML naming what the nodes send.
+the media server UP through the status role; its ng-guard must guard the ng port against
+coturn's relay ports (its command run in a network namespace). Mounted files must exist,
+and the collector and Prometheus configuration must be well-formed YAML naming what the nodes send.
 
 Usage: python3 scripts/compose_check.py (after `cargo build --bins`)."""
 
@@ -186,6 +187,9 @@ def media_profile(services, tmp, secrets, env):
     for name in ("rtpengine", "coturn", "seed-media"):
         if "media" not in services[name].get("profiles", []):
             return [f"{name}: not in the media profile (media must stay optional)"]
+    guard = ng_guard(services)
+    if guard:
+        return guard
     ng = f"127.0.0.1:{free_port()}"
     turn_port = free_port()
     base = 24000 + 100 * random.randrange(40)
@@ -234,6 +238,38 @@ def media_profile(services, tmp, secrets, env):
         return []
     finally:
         stop(procs)
+
+
+def ng_guard(services):
+    """The media profile's ng-guard must share rtpengine's network namespace with NET_ADMIN
+    and guard rtpengine's ng port against coturn's relay ports; its command runs in a
+    network namespace of its own (deploy/media/ng-guard.sh being the image's
+    dialtone-ng-guard) and must leave that rule."""
+    g = services.get("ng-guard")
+    if g is None or "media" not in g.get("profiles", []):
+        return ["ng-guard: missing from the media profile (coturn could reach the ng port)"]
+    if g.get("network_mode") != "service:rtpengine" or g.get("cap_add") != ["NET_ADMIN"]:
+        return ["ng-guard: must run in rtpengine's network namespace with NET_ADMIN"]
+    ng = next(a for a in services["rtpengine"]["command"] if a.startswith("--listen-ng="))
+    ng = ng.rsplit(":", 1)[1]
+    turn = " ".join(services["coturn"]["entrypoint"])
+    lo, hi = re.search(r"--min-port=(\d+)", turn)[1], re.search(r"--max-port=(\d+)", turn)[1]
+    cmd = g["command"]
+    if cmd != ["dialtone-ng-guard", ng, lo, hi]:
+        return [f"ng-guard: command {cmd}, want dialtone-ng-guard {ng} {lo} {hi}"]
+    ns = f"dt-composecheck-{os.getpid()}"
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+        return ["ng-guard: cannot create a network namespace (run as root)"]
+    try:
+        r = subprocess.run(["ip", "netns", "exec", ns, "sh",
+                            str(ROOT / "deploy" / "media" / "ng-guard.sh")] + cmd[1:],
+                           capture_output=True, text=True, timeout=30)
+        want = f"udp dport {ng} udp sport {lo}-{hi}"
+        if r.returncode != 0 or want not in r.stdout:
+            return [f"ng-guard: did not install '{want}': {r.stderr.strip()}"]
+        return []
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
 def stop(procs):

@@ -4,8 +4,9 @@
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
 # sipvicious (the attacker's tools), baresip and linphonec (real softphones), rtpengine
 # (the media relay the edges anchor calls at, userspace forwarding only), coturn (the TURN
-# server browsers relay through), Chromium, Node.js and tests/browser's npm packages (JsSIP
-# and playwright-core: a WebRTC phone in a real browser), Prometheus
+# server browsers relay through), nftables (the ng guard), Chromium, Node.js and
+# tests/browser's npm packages (JsSIP and playwright-core: a WebRTC phone in a real
+# browser), Prometheus
 # (its server scrapes a node; promtool checks the alert rules) and cargo-nextest. With
 # --bench, also the peers the benchmarks in loadtest/ measure against: Kamailio (sip-bench)
 # and nginx (provisioning-bench).
@@ -26,8 +27,10 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v baresip >/dev/null || need+=(baresip-core)
   command -v linphonec >/dev/null || need+=(linphone-cli)
   command -v sipsak >/dev/null || need+=(sipsak)
-  # ss reads a connection's DSCP marking (tests/tests/dscp.rs).
+  # ss reads a connection's DSCP marking (tests/tests/dscp.rs); ip and nft run the ng
+  # guard in a network namespace (tests/tests/ng_guard.rs, the chart and compose checks).
   command -v ss >/dev/null || need+=(iproute2)
+  command -v nft >/dev/null || need+=(nftables)
   command -v rtpengine >/dev/null || need+=(rtpengine-daemon)
   command -v turnserver >/dev/null || need+=(coturn)
   command -v chromium >/dev/null || need+=(chromium)

@@ -7,7 +7,8 @@ Operator's ServiceMonitor) are checked for their required fields only.
 The edge-group Job of ci/provisioning-values.yaml is also run for real: its rendered shell
 command, with the real dialtonectl, against a real `dialtone serve --roles config` (when the
 binaries are built), twice (create, then replace), and the group it leaves is checked; so is
-the media DaemonSet's registration (ci/media-values.yaml) and the media server it leaves.
+the media DaemonSet's registration (ci/media-values.yaml) and the media server it leaves,
+and its ng-guard (the nftables rule it installs, in a network namespace of its own).
 
 Run by scripts/helm-check.sh, which installs helm-python-sdk and kubernetes-validate."""
 
@@ -27,6 +28,7 @@ import yaml
 
 CHART = pathlib.Path(__file__).resolve().parent.parent / "helm" / "dialtone"
 KUBE_VERSION = "1.30.0"
+CHART_VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
 CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"): ["spec.selector", "spec.endpoints"]}
 
 
@@ -162,6 +164,42 @@ def run_media_register(ds, values):
         return []
 
 
+def run_ng_guard(ds, values):
+    """Runs the media DaemonSet's `ng-guard` init container (its command, with the image's
+    dialtone-ng-guard being deploy/media/ng-guard.sh) in a network namespace of its own,
+    twice as a restarted pod would, and checks it leaves one rule dropping UDP from coturn's
+    relay ports to rtpengine's ng port."""
+    inits = ds["spec"]["template"]["spec"]["initContainers"]
+    c = next((i for i in inits if i["name"] == "ng-guard"), None)
+    v = values["media"]
+    coturn = {**CHART_VALUES["media"]["coturn"], **v.get("coturn", {})}
+    if not (coturn["enabled"] and coturn["ngGuard"]):
+        return ["media: ng-guard present with coturn or the guard off"] if c else []
+    if c is None:
+        return ["media: coturn runs without the ng-guard init container"]
+    if c["command"][0] != "dialtone-ng-guard" or c["securityContext"]["capabilities"]["add"] != ["NET_ADMIN"]:
+        return [f"media ng-guard: unexpected container {c['command']}"]
+    ns = f"dt-helmcheck-{os.getpid()}"
+    script = CHART.parent.parent / "deploy" / "media" / "ng-guard.sh"
+    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
+        return ["media ng-guard: cannot create a network namespace (run as root)"]
+    try:
+        for _ in range(2):
+            r = subprocess.run(["ip", "netns", "exec", ns, "sh", str(script)] + c["command"][1:],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode != 0:
+                return [f"media ng-guard failed: {r.stderr.strip()}"]
+        ng = {**CHART_VALUES["media"]["rtpengine"], **v.get("rtpengine", {})}["ngPort"]
+        want = f"udp dport {ng} udp sport {coturn['relayPortMin']}-{coturn['relayPortMax']}"
+        rules = [line for line in r.stdout.splitlines() if "drop" in line]
+        if len(rules) != 1 or want not in rules[0]:
+            return [f"media ng-guard: rules {rules}, want one with '{want}'"]
+        print(f"  media ng-guard: ran twice in a network namespace; one rule: {want} drop")
+        return []
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
 def check(name, values):
     problems = []
     report = helm_python.lint(str(CHART), values, strict=True, kube_version="v" + KUBE_VERSION)
@@ -188,6 +226,7 @@ def check(name, values):
                 problems += run_edge_group_job(doc, values)
             if kind[1] == "DaemonSet" and dig(doc, "metadata.name") == "dt-dialtone-media":
                 problems += run_media_register(doc, values)
+                problems += run_ng_guard(doc, values)
             kinds.append(f"{kind[1]}/{dig(doc, 'metadata.name')}")
             if kind in CUSTOM:
                 problems += [

@@ -8,9 +8,11 @@ pub mod browser;
 pub mod carriers;
 pub mod fleet;
 pub mod media;
+pub mod netns;
 pub mod pki;
 pub mod sip;
 pub mod softphones;
+pub mod turn;
 pub mod ws;
 
 mod clients;
