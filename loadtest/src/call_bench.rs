@@ -172,6 +172,10 @@ fn sipp(
         .stderr(Stdio::null())
         .status()
         .context("running sipp (apt install sip-tester)")?;
+    let reasons = sipp_stats::failure_reasons(&stat);
+    if !reasons.is_empty() {
+        eprintln!("  sipp: {}", reasons.join(", "));
+    }
     sipp_stats::read(&stat, 1)
 }
 
@@ -258,11 +262,17 @@ async fn main() -> anyhow::Result<()> {
     let csv = dir.join("calls.csv");
     calls_csv(&csv, callers, &callee)?;
 
-    // Anchored: one rtpengine both servers use, with ports for every call under way.
+    // Anchored: one rtpengine both servers use, with ports for every call under way. Its
+    // media ports stay out of the ranges the servers' and SIPp's own ports are drawn from
+    // (free_port 10000-19999, free_port_pair 20000-31999): rtpengine binds its ports with
+    // SO_REUSEADDR, as Kamailio binds its SIP port, and a later bind of the same port
+    // takes that port's datagrams, which once left Kamailio deaf a few hundred calls into
+    // a run. Above 40000 they can only meet ports the kernel hands out, which it never
+    // hands out while rtpengine holds them.
     let anchor = std::env::var_os("CALL_BENCH_ANCHOR").is_some_and(|v| v == "1");
     let engine = if anchor {
         let engine =
-            Rtpengine::start_with_ports(&dir.join("media"), "bench", (20_000, 31_999), 4).await?;
+            Rtpengine::start_with_ports(&dir.join("media"), "bench", (40_000, 60_999), 4).await?;
         anchor_every_call(&sb, &engine).await?;
         Some(engine)
     } else {
@@ -297,6 +307,10 @@ async fn main() -> anyhow::Result<()> {
     for &rate in &rates {
         for (i, (name, port, pids)) in servers.iter().enumerate() {
             let calls = u64::from(rate) * u64::from(seconds);
+            let sessions0 = match &engine {
+                Some(e) => e.ended_sessions().await?,
+                None => (0, 0),
+            };
             let cpu0 = cpu_us(&pids());
             let media0 = cpu_us(&engine_pid.into_iter().collect::<Vec<_>>());
             let runs_dir = std::env::var_os("CALL_BENCH_TRACE").map_or(dir.clone(), Into::into);
@@ -321,12 +335,16 @@ async fn main() -> anyhow::Result<()> {
             // Let the last calls' transactions end before the other server's turn.
             tokio::time::sleep(Duration::from_secs(2)).await;
             if let Some(e) = &engine {
-                // Every call was anchored (rtpengine worked for it) and its BYE deleted
-                // its session.
+                // Every completed call was anchored (rtpengine ended a session for it),
+                // by its BYE's delete (none by rtpengine's timeout), and none is left.
                 let left = e.calls().await.map(|c| c.len()).unwrap_or(usize::MAX);
-                let worked = engine_cpu[i].last().copied().unwrap_or(0.0) > 0.0;
-                eprintln!("{name} at {rate}/s: rtpengine sessions left {left}");
-                if !worked || left > 0 {
+                let (ended, timed_out) = e.ended_sessions().await?;
+                let (ended, timed_out) = (ended - sessions0.0, timed_out - sessions0.1);
+                eprintln!(
+                    "{name} at {rate}/s: rtpengine ended {ended} sessions ({timed_out} by \
+                     timeout) for {ok} completed calls, {left} left"
+                );
+                if ended < ok as i64 || timed_out > 0 || left > 0 {
                     eprintln!("  WARNING: {name}'s calls were not all anchored and deleted");
                 }
             }

@@ -41,6 +41,29 @@ pub fn read(stat: &Path, rtd: u32) -> anyhow::Result<(u64, u64, Option<u32>)> {
     Ok((ok, failed, p99))
 }
 
+/// Why SIPp's failed calls failed: each non-zero `Failed…(C)` counter of the final line of
+/// `stat` (without its prefix), and `Retransmissions(C)` when any, as `name=count`.
+pub fn failure_reasons(stat: &Path) -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string(stat) else {
+        return Vec::new();
+    };
+    let head = text.lines().next().unwrap_or("").split(';');
+    let last: Vec<&str> = text.lines().last().unwrap_or("").split(';').collect();
+    head.zip(last)
+        .filter(|(h, _)| {
+            (h.starts_with("Failed") && *h != "FailedCall(C)") || *h == "Retransmissions(C)"
+        })
+        .filter_map(|(h, v)| {
+            let n = v.trim().parse::<u64>().ok().filter(|n| *n > 0)?;
+            let name = h.trim_end_matches("(C)");
+            Some(format!(
+                "{}={n}",
+                name.strip_prefix("Failed").unwrap_or(name)
+            ))
+        })
+        .collect()
+}
+
 /// One rate of a benchmark's ladder against one server.
 #[derive(Clone, Debug, Default)]
 pub struct Run {
@@ -101,6 +124,24 @@ pub fn median(sorted: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failure_reasons_name_the_non_zero_counters() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let stat = dir.path().join("stat.csv");
+        std::fs::write(
+            &stat,
+            "FailedCall(C);FailedMaxUDPRetrans(C);FailedTimeoutOnRecv(C);Retransmissions(C);SuccessfulCall(C)\n\
+             0;0;0;0;1\n\
+             7;3;4;12;90\n",
+        )
+        .expect("write");
+        assert_eq!(
+            failure_reasons(&stat),
+            ["MaxUDPRetrans=3", "TimeoutOnRecv=4", "Retransmissions=12"]
+        );
+        assert!(failure_reasons(&dir.path().join("none.csv")).is_empty());
+    }
 
     #[test]
     fn the_clean_rate_is_the_highest_without_failure_within_the_p99_limit() {

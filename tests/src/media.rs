@@ -115,6 +115,28 @@ impl Rtpengine {
         Ok(ng::calls(&reply))
     }
 
+    /// Sessions it has ended since it started, and how many of them ended by its own
+    /// timeout rather than a `delete` (its `statistics`: `managedsessions`,
+    /// `timeoutsessions`).
+    pub async fn ended_sessions(&self) -> anyhow::Result<(i64, i64)> {
+        let reply = self
+            .client
+            .request(
+                self.ng,
+                &dialtone_media::bencode::Value::dict([(
+                    "command",
+                    dialtone_media::bencode::Value::str("statistics"),
+                )]),
+            )
+            .await?;
+        let total = reply
+            .get("statistics")
+            .and_then(|s| s.get("totalstatistics"))
+            .context("no totalstatistics in rtpengine's statistics")?;
+        let count = |k| total.get(k).and_then(|v| v.int()).unwrap_or(0);
+        Ok((count("managedsessions"), count("timeoutsessions")))
+    }
+
     /// The Call-ID of a session it holds, once it holds one (within `within`).
     pub async fn session(&self, within: Duration) -> Option<String> {
         let deadline = Instant::now() + within;
@@ -200,7 +222,10 @@ impl Coturn {
     pub async fn start(dir: &Path, secret: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
-        let base = 15_000 + 100 * (rand::random::<u16>() % 40);
+        // Relay ports below free_port's range (10000-19999) and the tests' rtpengines'
+        // (5000-9999): coturn binds them with SO_REUSEADDR, and a later bind of a port a
+        // node holds that way would take its datagrams.
+        let base = 1_100 + 100 * (rand::random::<u16>() % 38);
         let conf = dir.join("turnserver.conf");
         // The secret in a file, as a deployment keeps it (not on the command line).
         std::fs::write(
