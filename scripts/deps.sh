@@ -58,6 +58,12 @@ browser="$(dirname "$0")/../tests/browser"
 if [ "$mode" = "--test" ] && [ ! -e "$browser/node_modules/.package-lock.json" ]; then
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The REST API test's Python (jsonschema checks every answer against the OpenAPI document).
+venv="${DIALTONE_TEST_VENV:-$HOME/.cache/dialtone/test-venv}"
+if [ "$mode" = "--test" ] && ! "$venv/bin/python" -c 'import jsonschema' 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q 'jsonschema==4.23.0'
+fi
 if [ "$mode" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

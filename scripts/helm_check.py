@@ -51,7 +51,8 @@ def config_node():
     data = tempfile.mkdtemp(prefix="dialtone-helm-job-")
     node = subprocess.Popen(
         [str(BIN / "dialtone"), "serve", "--roles", "config", "--data-dir", data,
-         "--listen-grpc", "127.0.0.1:0", "--listen-admin", "127.0.0.1:0"],
+         "--listen-grpc", "127.0.0.1:0", "--listen-admin", "127.0.0.1:0",
+         "--listen-api", "127.0.0.1:0"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         endpoint = pathlib.Path(data) / "endpoint"

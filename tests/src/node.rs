@@ -94,6 +94,7 @@ impl Node {
             format!("--node-id={}", spec.node_id),
             format!("--listen-grpc=127.0.0.1:{grpc}"),
             format!("--listen-admin=127.0.0.1:{admin}"),
+            "--listen-api=127.0.0.1:0".to_string(),
             format!("--data-dir={}", data_dir.display()),
             format!("--lease-ttl={}", spec.lease_ttl),
             format!("--store-prefix={}", spec.store_prefix),
@@ -226,6 +227,13 @@ impl Node {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
+    }
+
+    /// The URL of the node's REST API (config role), as it wrote it once listening.
+    pub fn api_url(&self) -> String {
+        std::fs::read_to_string(self.data_dir.join("api-endpoint"))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
     }
 
     /// The admin token generated in the data dir (embedded dev mode).

@@ -52,6 +52,8 @@ pub fn serve_refused(args: &[String], what: &str) -> String {
     use std::io::Read;
     let mut child = std::process::Command::new(binary("dialtone"))
         .arg("serve")
+        // Never the default REST API port, which another test's node may hold.
+        .arg("--listen-api=127.0.0.1:0")
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

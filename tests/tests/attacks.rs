@@ -612,6 +612,8 @@ async fn a_second_process_on_the_same_data_dir_stops_with_a_message() {
             "127.0.0.1:0",
             "--listen-admin",
             "127.0.0.1:0",
+            "--listen-api",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(data)

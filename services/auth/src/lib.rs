@@ -117,6 +117,27 @@ impl AuthError {
     }
 }
 
+/// The HTTP status of a gRPC code, as Google's APIs map them (`google.rpc.Code`): the one
+/// rule by which every error a role maps to a gRPC code (its crate's `code()`) reaches a
+/// REST client too.
+pub fn http_status(code: tonic::Code) -> u16 {
+    use tonic::Code::*;
+    match code {
+        Ok => 200,
+        InvalidArgument | OutOfRange | FailedPrecondition => 400,
+        Unauthenticated => 401,
+        PermissionDenied => 403,
+        NotFound => 404,
+        AlreadyExists | Aborted => 409,
+        ResourceExhausted => 429,
+        Cancelled => 499,
+        Unimplemented => 501,
+        Unavailable => 503,
+        DeadlineExceeded => 504,
+        Unknown | Internal | DataLoss => 500,
+    }
+}
+
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
         tonic::Status::new(e.code(), e.to_string())
@@ -288,6 +309,17 @@ impl Tokens {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok());
+        self.authorize_header(header, needed)
+    }
+
+    /// Checks an `Authorization` header value (`Bearer TOKEN`) for `needed`, as
+    /// [`Tokens::authorize`] does for gRPC (the REST API's one check); returns the token's
+    /// name.
+    pub fn authorize_header(
+        &self,
+        header: Option<&str>,
+        needed: Permission,
+    ) -> Result<String, AuthError> {
         let token = header
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or(AuthError::Unauthenticated)?;

@@ -21,6 +21,7 @@ pub mod peers;
 pub mod phones;
 pub mod rebalance;
 mod repo;
+pub mod rest;
 pub mod service;
 pub mod settings;
 pub mod trunks;

@@ -25,6 +25,8 @@ const GRPC_MAX_STREAMS: u32 = 128;
 
 /// File in the data dir holding the gRPC endpoint, for dialtonectl.
 pub const ENDPOINT_FILE: &str = "endpoint";
+/// The file in the data directory holding the REST API's URL (config role).
+pub const API_ENDPOINT_FILE: &str = "api-endpoint";
 
 pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     let held = crate::data_dir::DataDir::open(&cfg.data())?;
@@ -69,6 +71,15 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding --listen-admin {}", cfg.listen_admin))?;
     let grpc_addr = grpc.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
+    let api_listener = if cfg.roles.iter().any(|r| r == "config") {
+        Some(
+            tokio::net::TcpListener::bind(cfg.listen_api)
+                .await
+                .with_context(|| format!("binding --listen-api {}", cfg.listen_api))?,
+        )
+    } else {
+        None
+    };
 
     let lease = Arc::new(lease);
     let edge = if cfg.roles.iter().any(|r| r == "edge") {
@@ -178,6 +189,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             )
         };
         let mut router = tonic::service::Routes::builder();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut api_task = None;
         if cfg.roles.iter().any(|r| r == "config") {
             let core = ConfigCore::new(
                 store.clone(),
@@ -194,6 +207,31 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     tracing::warn!(error = %e, "indexing phone names failed; retried at the next start");
                 }
             });
+            if let Some(listener) = api_listener {
+                let tls = match &cfg.grpc_security.grpc_tls_cert {
+                    Some(cert) => {
+                        let key = cfg
+                            .grpc_security
+                            .grpc_tls_key
+                            .as_ref()
+                            .context("--grpc-tls-key")?;
+                        Some(
+                            dialtone_tls::acceptor(cert, key)
+                                .context("the REST API's TLS (--grpc-tls-cert, --grpc-tls-key)")?,
+                        )
+                    }
+                    None => None,
+                };
+                let addr = listener.local_addr()?;
+                write_url(&data.join(API_ENDPOINT_FILE), addr, tls.is_some());
+                let rest = dialtone_config::rest::RestApi::new(core.clone(), tokens.clone());
+                api_task = Some(dialtone_config::rest::serve(
+                    listener,
+                    tls,
+                    rest.router(),
+                    stop_rx.clone(),
+                ));
+            }
             let api = ConfigApi::new(core, tokens.clone());
             router.add_service(api.into_server());
         }
@@ -208,7 +246,6 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         router.add_service(crate::grpc_health::HealthService::server(health.clone()));
         let routes = router.routes();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let admin_task = {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
@@ -278,6 +315,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), grpc_task).await;
         let _ = tokio::time::timeout(Duration::from_secs(2), admin_task).await;
+        if let Some(t) = api_task {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
         if let Some(m) = metrics_export {
             m.finish().await;
         }
@@ -335,6 +375,11 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 fn write_endpoint(data: &Path, addr: std::net::SocketAddr, tls: bool) {
+    write_url(&data.join(ENDPOINT_FILE), addr, tls);
+}
+
+/// Writes the URL of a listener on `addr` to `path` (for dialtonectl and scripts).
+fn write_url(path: &Path, addr: std::net::SocketAddr, tls: bool) {
     let host = if addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -342,8 +387,8 @@ fn write_endpoint(data: &Path, addr: std::net::SocketAddr, tls: bool) {
     };
     let scheme = if tls { "https" } else { "http" };
     let url = format!("{scheme}://{host}:{}\n", addr.port());
-    if let Err(e) = std::fs::write(data.join(ENDPOINT_FILE), url) {
-        warn!(error = %e, "could not write the endpoint file for dialtonectl");
+    if let Err(e) = std::fs::write(path, url) {
+        warn!(error = %e, path = %path.display(), "could not write an endpoint file");
     }
 }
 
@@ -411,8 +456,18 @@ fn print_banner(
         .and_then(|p| p.parent().map(|d| d.join("dialtonectl")))
         .filter(|p| p.exists())
         .map_or_else(|| "dialtonectl".to_string(), |p| p.display().to_string());
+    let api = std::fs::read_to_string(data.join(API_ENDPOINT_FILE))
+        .ok()
+        .filter(|_| cfg.roles.iter().any(|r| r == "config"))
+        .map(|u| {
+            format!(
+                "\n  api   {}/api/v2/telephony/providers/edges/phones (REST, Genesys Cloud's shapes; /api/v2/openapi.json)",
+                u.trim()
+            )
+        })
+        .unwrap_or_default();
     println!(
-        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  {grpc_scheme}://{grpc}\n  admin http://{admin} (/healthz /readyz /metrics){sip}{https}\n  {token_hint}\n\
+        "dialtone ready: node {node} roles [{roles}] store {backend}\n  grpc  {grpc_scheme}://{grpc}{api}\n  admin http://{admin} (/healthz /readyz /metrics){sip}{https}\n  {token_hint}\n\
          to give a phone its SIP credentials (dialtonectl finds this server and token by itself):\n\
          \x20 {ctl} edge-groups create main --edge {edge_arg}\n\
          \x20 {ctl} sites create hq --edge-group main\n\

@@ -53,6 +53,16 @@ pub struct ServeConfig {
         value_name = "ADDR"
     )]
     pub listen_grpc: SocketAddr,
+    /// Address of the config role's REST API (`/api/v2/...`, shaped after Genesys Cloud's
+    /// telephony API; over TLS with the --grpc-tls-cert certificate when given; port 0:
+    /// one the OS picks, written to DATA_DIR/api-endpoint).
+    #[arg(
+        long,
+        env = "DIALTONE_LISTEN_API",
+        default_value = "127.0.0.1:7702",
+        value_name = "ADDR"
+    )]
+    pub listen_api: SocketAddr,
     /// Address of the admin HTTP port (/healthz, /readyz, /metrics).
     #[arg(
         long,

@@ -1,0 +1,109 @@
+//! The REST API (`/api/v2/...`, JSON), shaped after Genesys Cloud's telephony API so a
+//! script written against `/api/v2/telephony/providers/edges/phones` talks to Dialtone:
+//! its paths, field names (camelCase), numbered pages and error body. Each handler checks
+//! the same bearer token permission as the gRPC method it mirrors (`dialtone_auth`, one
+//! check) and calls the same [`ConfigCore`] function, so every rule has one
+//! implementation. `/api/v2/openapi.json` describes it, generated from these handlers.
+//!
+//! Layers: `shapes` (the JSON and its pure conversions), `paging` (numbered pages, pure),
+//! `errors` (the error body), `phones` and `catalog` (handlers), `server` (HTTP/1.1,
+//! optionally TLS).
+
+pub mod catalog;
+pub mod errors;
+pub mod openapi;
+pub mod paging;
+pub mod phones;
+mod server;
+pub mod shapes;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderMap, Uri, header},
+    routing::{get, post},
+};
+use dialtone_auth::{Permission, Tokens};
+use serde::de::DeserializeOwned;
+
+pub use server::serve;
+
+use crate::ConfigCore;
+use errors::ApiError;
+
+/// The largest request body the API reads.
+pub const MAX_BODY: usize = 256 * 1024;
+
+/// The REST API's state: the config core and the node's tokens.
+#[derive(Clone)]
+pub struct RestApi {
+    core: ConfigCore,
+    tokens: Arc<Tokens>,
+}
+
+impl RestApi {
+    /// The API over `core`, checking `tokens`.
+    pub fn new(core: ConfigCore, tokens: Arc<Tokens>) -> Self {
+        RestApi { core, tokens }
+    }
+
+    /// Every route, with Genesys-shaped answers for unknown paths and methods.
+    pub fn router(self) -> Router {
+        let t = shapes::TELEPHONY;
+        Router::new()
+            .route("/api/v2/openapi.json", get(openapi::document))
+            .route(
+                &format!("{t}/phones"),
+                get(phones::list).post(phones::create),
+            )
+            .route(&format!("{t}/phones/reboot"), post(phones::reboot_many))
+            .route(
+                &format!("{t}/phones/{{phoneId}}"),
+                get(phones::get).put(phones::replace).delete(phones::delete),
+            )
+            .route(
+                &format!("{t}/phones/{{phoneId}}/reboot"),
+                post(phones::reboot),
+            )
+            .route(&format!("{t}/sites"), get(catalog::list_sites))
+            .route(&format!("{t}/sites/{{siteId}}"), get(catalog::get_site))
+            .route(&format!("{t}/phonebasesettings"), get(catalog::list_bases))
+            .route(
+                &format!("{t}/phonebasesettings/availablemetabases"),
+                get(catalog::meta_bases),
+            )
+            .route(
+                &format!("{t}/phonebasesettings/{{phoneBaseId}}"),
+                get(catalog::get_base),
+            )
+            .method_not_allowed_fallback(|| async {
+                ApiError::route(405, "this resource does not take that method")
+            })
+            .fallback(|| async { ApiError::route(404, "no such resource") })
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(self)
+    }
+
+    /// The caller's token name, when its bearer token grants `needed`.
+    fn caller(&self, headers: &HeaderMap, needed: Permission) -> Result<String, ApiError> {
+        let header = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        Ok(self.tokens.authorize_header(header, needed)?)
+    }
+}
+
+/// The query string's pairs, decoded.
+fn query_pairs(uri: &Uri) -> Result<Vec<(String, String)>, ApiError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::bad_request("query", format!("unreadable query string: {e}")))
+}
+
+/// A JSON body, or a 400 saying where it is wrong.
+fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request("body", format!("the body is not a valid request: {e}")))
+}

@@ -1,0 +1,106 @@
+//! The OpenAPI 3.1 document of the REST API, generated from the handlers' annotations and
+//! the shapes' types (utoipa), served at `/api/v2/openapi.json` without a token.
+
+use axum::Json;
+use utoipa::{
+    Modify, OpenApi,
+    openapi::{
+        ContentBuilder, Ref, ResponseBuilder,
+        security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    },
+};
+
+use super::{catalog, errors, phones, shapes};
+
+/// The document.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Dialtone REST API",
+        description = "Phones, sites and base settings, shaped after Genesys Cloud's telephony API (/api/v2/telephony/providers/edges). Bearer tokens and permissions as for gRPC: telephony:plugin:all, telephony:sitesmanagedphones:view|add|edit|delete."
+    ),
+    paths(
+        phones::list,
+        phones::create,
+        phones::get,
+        phones::replace,
+        phones::delete,
+        phones::reboot,
+        phones::reboot_many,
+        catalog::list_sites,
+        catalog::get_site,
+        catalog::list_bases,
+        catalog::get_base,
+        catalog::meta_bases,
+    ),
+    components(schemas(
+        shapes::Phone,
+        shapes::Line,
+        shapes::EntityRef,
+        shapes::TextProperty,
+        shapes::TextValue,
+        shapes::PhoneProperties,
+        shapes::LineProperties,
+        shapes::Site,
+        shapes::PhoneBase,
+        errors::ErrorBody,
+        phones::PhonesReboot,
+        catalog::MetaBaseListing,
+    )),
+    modifiers(&Bearer)
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    /// The bearer scheme, and the answers every operation that takes a token may give.
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        let error = |what: &str| {
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in doc.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.security.is_none() {
+                    continue;
+                }
+                for (code, what) in [
+                    ("401", "No bearer token, or an unknown one"),
+                    ("403", "The token lacks the permission this operation needs"),
+                    ("503", "The store cannot be reached"),
+                ] {
+                    op.responses
+                        .responses
+                        .entry(code.to_owned())
+                        .or_insert_with(|| error(what).into());
+                }
+            }
+        }
+    }
+}
+
+/// `GET /api/v2/openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

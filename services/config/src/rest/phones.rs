@@ -1,0 +1,432 @@
+//! `/phones`: list, create, get, replace, delete and reboot phones, each through the same
+//! [`ConfigCore`](crate::ConfigCore) call and permission as its gRPC method.
+
+use std::collections::HashMap;
+
+use axum::{
+    Json,
+    body::Bytes,
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, Uri},
+};
+use dialtone_auth::Permission;
+use dialtone_domain::actions::Act;
+use dialtone_proto::config::v1::{self as pb, MetaBase, PhoneFilter};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::{
+    RestApi,
+    errors::{ApiError, ErrorBody},
+    paging::{self, Query},
+    shapes::{self, Listing, Names, Phone, TELEPHONY},
+};
+use crate::error::ConfigError;
+
+/// The most phones one list request may match (it reads them all to sort and count them):
+/// beyond, the request is refused and asks for a filter.
+pub const MAX_LISTED: usize = 50_000;
+
+const LIST_PARAMS: [&str; 10] = [
+    "pageSize",
+    "pageNumber",
+    "sortBy",
+    "sortOrder",
+    "name",
+    "site.id",
+    "phoneBaseSettings.id",
+    "phone_hardwareId",
+    "kind",
+    "expand",
+];
+
+/// Lists phones, filtered and sorted, a numbered page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v2/telephony/providers/edges/phones",
+    tag = "Phones",
+    params(
+        ("pageSize" = Option<u32>, Query, description = "Phones per page, 1-500 (default 25)"),
+        ("pageNumber" = Option<u32>, Query, description = "Page, from 1"),
+        ("sortBy" = Option<String>, Query, description = "name (default), id, dateCreated or dateModified"),
+        ("sortOrder" = Option<String>, Query, description = "ASC (default) or DESC"),
+        ("name" = Option<String>, Query, description = "The phone's name; a trailing * matches names starting so"),
+        ("site.id" = Option<String>, Query, description = "Phones of this site"),
+        ("phoneBaseSettings.id" = Option<String>, Query, description = "Phones of this base settings profile"),
+        ("phone_hardwareId" = Option<String>, Query, description = "The phone with this hardware id (MAC)"),
+        ("kind" = Option<String>, Query, description = "managed, unmanaged, webrtc or remote"),
+        ("expand" = Option<String>, Query, description = "Accepted for compatibility: site and base settings names are always given"),
+    ),
+    responses(
+        (status = 200, description = "A page of phones", body = Listing<Phone>),
+        (status = 400, description = "A bad parameter, or too many phones match", body = ErrorBody),
+        (status = 401, description = "No or an unknown bearer token", body = ErrorBody),
+        (status = 403, description = "The token lacks telephony:sitesmanagedphones:view", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn list(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Json<Listing<Phone>>, ApiError> {
+    api.caller(&headers, Permission::View)?;
+    let q = Query::parse(&super::query_pairs(&uri)?, &LIST_PARAMS)?;
+    let sort_by = q.choice(
+        "sortBy",
+        "name",
+        &["name", "id", "dateCreated", "dateModified"],
+    )?;
+    let descending = q.choice("sortOrder", "ASC", &["ASC", "DESC"])? == "DESC";
+    let name = q.get("name").unwrap_or("");
+    let (prefix, exact) = match name.strip_suffix('*') {
+        Some(p) => (p, None),
+        None => (name, (!name.is_empty()).then_some(name)),
+    };
+    let kind = match q.get("kind") {
+        Some(k) => shapes::kind_of_param(k)
+            .ok_or_else(|| ApiError::bad_request("kind", "managed, unmanaged, webrtc or remote"))?
+            as i32,
+        None => 0,
+    };
+    let filter = PhoneFilter {
+        site_id: q.get("site.id").unwrap_or("").to_owned(),
+        base_settings_id: q.get("phoneBaseSettings.id").unwrap_or("").to_owned(),
+        hardware_id: q.get("phone_hardwareId").unwrap_or("").to_owned(),
+        name_prefix: prefix.to_owned(),
+        kind,
+    };
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = api.core.list_phones(filter.clone(), 1000, &token).await?;
+        all.extend(
+            page.into_iter()
+                .filter(|p| exact.is_none_or(|n| p.name == n)),
+        );
+        if all.len() > MAX_LISTED {
+            return Err(ApiError::bad_request(
+                "site.id",
+                format!(
+                    "more than {MAX_LISTED} phones match; narrow the list with site.id, phoneBaseSettings.id or name"
+                ),
+            ));
+        }
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    all.sort_by(|a, b| {
+        let o = match sort_by {
+            "id" => a.id.cmp(&b.id),
+            "dateCreated" => a.created_at_ms.cmp(&b.created_at_ms),
+            "dateModified" => a.updated_at_ms.cmp(&b.updated_at_ms),
+            _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
+        }
+        .then_with(|| a.id.cmp(&b.id));
+        if descending { o.reverse() } else { o }
+    });
+    let listing = paging::page(all, &format!("{TELEPHONY}/phones"), &q)?;
+    let names = names_of(&api, &listing.entities).await?;
+    Ok(Json(Listing {
+        entities: listing
+            .entities
+            .iter()
+            .map(|p| shapes::phone_out(p, &names.of(p), &[]))
+            .collect(),
+        page_size: listing.page_size,
+        page_number: listing.page_number,
+        total: listing.total,
+        page_count: listing.page_count,
+        first_uri: listing.first_uri,
+        self_uri: listing.self_uri,
+        next_uri: listing.next_uri,
+        previous_uri: listing.previous_uri,
+        last_uri: listing.last_uri,
+    }))
+}
+
+/// Creates a phone; the answer carries each new line's password, once.
+#[utoipa::path(
+    post,
+    path = "/api/v2/telephony/providers/edges/phones",
+    tag = "Phones",
+    request_body = Phone,
+    responses(
+        (status = 200, description = "The phone, with its lines' passwords", body = Phone),
+        (status = 400, description = "An invalid field (named in messageParams.field)", body = ErrorBody),
+        (status = 409, description = "A phone with this name, hardware id or SIP user exists", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Phone>, ApiError> {
+    let who = api.caller(&headers, Permission::Add)?;
+    let body: Phone = super::json(&body)?;
+    check_meta_base(&api, &body).await?;
+    let w = api
+        .core
+        .create_phone(shapes::phone_in(&body, pb::Phone::default())?)
+        .await?;
+    tracing::info!(token = %who, phone = %w.phone.id, "rest api created phone");
+    Ok(Json(answer(&api, &w.phone, &w.lines).await?))
+}
+
+/// One phone.
+#[utoipa::path(
+    get,
+    path = "/api/v2/telephony/providers/edges/phones/{phoneId}",
+    tag = "Phones",
+    params(("phoneId" = String, Path, description = "The phone's id")),
+    responses(
+        (status = 200, description = "The phone", body = Phone),
+        (status = 404, description = "No such phone", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn get(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Phone>, ApiError> {
+    api.caller(&headers, Permission::View)?;
+    let p = api.core.get_phone(&id).await?;
+    Ok(Json(answer(&api, &p, &[]).await?))
+}
+
+/// Replaces a phone with the body (what the API does not show, such as overrides and
+/// assignment, stays); a stale `version` gets 409.
+#[utoipa::path(
+    put,
+    path = "/api/v2/telephony/providers/edges/phones/{phoneId}",
+    tag = "Phones",
+    params(("phoneId" = String, Path, description = "The phone's id")),
+    request_body = Phone,
+    responses(
+        (status = 200, description = "The phone as written, with new lines' passwords", body = Phone),
+        (status = 400, description = "An invalid field", body = ErrorBody),
+        (status = 404, description = "No such phone", body = ErrorBody),
+        (status = 409, description = "The version is stale, or a unique value is taken", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn replace(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Phone>, ApiError> {
+    let who = api.caller(&headers, Permission::Edit)?;
+    let body: Phone = super::json(&body)?;
+    if body.id.as_deref().is_some_and(|b| b != id) {
+        return Err(ApiError::bad_request(
+            "id",
+            "differs from the phone id in the path",
+        ));
+    }
+    check_meta_base(&api, &body).await?;
+    let current = api.core.get_phone(&id).await?;
+    let w = api
+        .core
+        .update_phone(shapes::phone_in(&body, current)?)
+        .await?;
+    tracing::info!(token = %who, phone = %id, "rest api replaced phone");
+    Ok(Json(answer(&api, &w.phone, &w.lines).await?))
+}
+
+/// Deletes a phone (at `version` when given: a stale one gets 409).
+#[utoipa::path(
+    delete,
+    path = "/api/v2/telephony/providers/edges/phones/{phoneId}",
+    tag = "Phones",
+    params(
+        ("phoneId" = String, Path, description = "The phone's id"),
+        ("version" = Option<i64>, Query, description = "Delete only at this version"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such phone", body = ErrorBody),
+        (status = 409, description = "The version is stale", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<StatusCode, ApiError> {
+    let who = api.caller(&headers, Permission::Delete)?;
+    let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
+    let version = match q.get("version") {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| ApiError::bad_request("version", "must be a positive number"))?,
+        None => 0,
+    };
+    api.core.delete_phone(&id, version).await?;
+    tracing::info!(token = %who, phone = %id, "rest api deleted phone");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Restarts a phone through its edges (a NOTIFY check-sync with reboot).
+#[utoipa::path(
+    post,
+    path = "/api/v2/telephony/providers/edges/phones/{phoneId}/reboot",
+    tag = "Phones",
+    params(("phoneId" = String, Path, description = "The phone's id")),
+    responses(
+        (status = 202, description = "An edge holding the phone's registration asked it to restart"),
+        (status = 400, description = "The phone is not registered", body = ErrorBody),
+        (status = 404, description = "No such phone", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reboot(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let who = api.caller(&headers, Permission::Edit)?;
+    let timeout = crate::actions::timeout_of(0)?;
+    api.core
+        .act_on_phone(&id, Act::Restart, timeout, &format!("rest/{who}"))
+        .await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Which phones `POST /phones/reboot` restarts: those listed, or every phone of a site.
+#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PhonesReboot {
+    /// The phones to restart.
+    #[serde(default)]
+    pub phone_ids: Vec<String>,
+    /// Or every phone of this site.
+    #[serde(default)]
+    pub site_id: String,
+}
+
+/// Restarts many phones, paced as a reload wave (in the background; `dialtonectl phones
+/// restart --watch` follows one).
+#[utoipa::path(
+    post,
+    path = "/api/v2/telephony/providers/edges/phones/reboot",
+    tag = "Phones",
+    request_body = PhonesReboot,
+    responses(
+        (status = 202, description = "The wave started"),
+        (status = 400, description = "Neither or both of phoneIds and siteId", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn reboot_many(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let who = api.caller(&headers, Permission::Edit)?;
+    let body: PhonesReboot = super::json(&body)?;
+    let wave = crate::bulk::Wave::of(pb::ActOnPhonesRequest {
+        action: pb::BulkAction::Restart as i32,
+        site_id: body.site_id,
+        phone_ids: body.phone_ids,
+        ..Default::default()
+    })
+    .map_err(|e| match e {
+        // The gRPC request's field names are not this body's.
+        ConfigError::InvalidArgument { reason, .. } => {
+            ApiError::bad_request("phoneIds", format!("give phoneIds or siteId ({reason})"))
+        }
+        e => e.into(),
+    })?;
+    if let crate::bulk::Selector::Site(site) = &wave.selector {
+        api.core.get_site(site).await?;
+    }
+    tracing::info!(token = %who, act = ?wave.act, "rest api bulk phone reboot");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let core = api.core.clone();
+    let by = format!("rest/{who}");
+    tokio::spawn(async move { core.act_on_phones(wave, &by, tx).await });
+    // The wave stops starting phones when its progress is not read: read it to the end.
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// The names a page of phones refers to, each read once.
+struct NameBook {
+    sites: HashMap<String, String>,
+    bases: HashMap<String, (String, MetaBase)>,
+}
+
+impl NameBook {
+    fn of(&self, p: &pb::Phone) -> Names {
+        Names {
+            site: self.sites.get(&p.site_id).cloned(),
+            base: self.bases.get(&p.base_settings_id).cloned(),
+        }
+    }
+}
+
+async fn names_of(api: &RestApi, phones: &[pb::Phone]) -> Result<NameBook, ApiError> {
+    let mut book = NameBook {
+        sites: HashMap::new(),
+        bases: HashMap::new(),
+    };
+    for p in phones {
+        if !p.site_id.is_empty() && !book.sites.contains_key(&p.site_id) {
+            match api.core.get_site(&p.site_id).await {
+                Ok(s) => {
+                    book.sites.insert(s.id, s.name);
+                }
+                Err(ConfigError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if !p.base_settings_id.is_empty() && !book.bases.contains_key(&p.base_settings_id) {
+            match api.core.get_base_settings(&p.base_settings_id).await {
+                Ok(b) => {
+                    let meta = MetaBase::try_from(b.meta_base).unwrap_or_default();
+                    book.bases.insert(b.id, (b.name, meta));
+                }
+                Err(ConfigError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Ok(book)
+}
+
+/// A written phone as answered, with the clear passwords of the lines just written.
+async fn answer(
+    api: &RestApi,
+    p: &pb::Phone,
+    lines: &[pb::LineCredentials],
+) -> Result<Phone, ApiError> {
+    let names = names_of(api, std::slice::from_ref(p)).await?;
+    let passwords: Vec<(u32, String)> = lines
+        .iter()
+        .map(|l| (l.line_index, l.password.clone()))
+        .collect();
+    Ok(shapes::phone_out(p, &names.of(p), &passwords))
+}
+
+/// A request naming a meta-base must name its base settings' one.
+async fn check_meta_base(api: &RestApi, body: &Phone) -> Result<(), ApiError> {
+    let (Some(_), Some(base)) = (&body.phone_meta_base, &body.phone_base_settings) else {
+        return Ok(());
+    };
+    let meta = match api.core.get_base_settings(&base.id).await {
+        Ok(b) => MetaBase::try_from(b.meta_base).ok(),
+        // The write names the missing reference.
+        Err(ConfigError::NotFound { .. }) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    Ok(shapes::check_meta_base(body, meta)?)
+}

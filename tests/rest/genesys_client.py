@@ -1,0 +1,180 @@
+"""A small client of Genesys Cloud's telephony API, written from its published shapes only
+(the Platform API's /api/v2/telephony/providers/edges/phones and /phonebasesettings, the
+Phone, PhoneBase, entity listing and ErrorBody models): list, create, get, update, delete
+and reboot a phone, read base settings and sites. Run against Dialtone unchanged, it must
+pass; every JSON answer it gets is also checked against the server's OpenAPI document
+(/api/v2/openapi.json) with the `jsonschema` package.
+
+Usage: python genesys_client.py BASE_URL ADMIN_TOKEN VIEWER_TOKEN SITE_ID BASE_SETTINGS_ID
+Prints one line per check; exits non-zero at the first failure."""
+
+import json
+import re
+import sys
+import urllib.error
+import urllib.request
+
+import jsonschema
+
+BASE, TOKEN, VIEWER, SITE, PROFILE = sys.argv[1:6]
+PHONES = "/api/v2/telephony/providers/edges/phones"
+DOC = None
+CHECKED = []
+
+
+def call(method, path, body=None, token=TOKEN, documented=True):
+    """One request; returns (status, parsed JSON or None). Its answer is checked against
+    the OpenAPI document unless the path is not `documented` (a wrong one)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(BASE + path, data=data, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            status, raw = r.status, r.read()
+    except urllib.error.HTTPError as e:
+        status, raw = e.code, e.read()
+    parsed = json.loads(raw) if raw else None
+    if DOC is not None and documented:
+        conform(method, path, status, parsed)
+    return status, parsed
+
+
+def conform(method, path, status, body):
+    """The answer must match what the OpenAPI document says of this path, method and
+    status."""
+    bare = path.split("?")[0]
+    for template, ops in DOC["paths"].items():
+        pattern = "^" + re.sub(r"\{[^}]+\}", "[^/]+", template) + "$"
+        if re.match(pattern, bare) and method.lower() in ops:
+            # A literal path wins over a templated one (/phones/reboot, not /phones/{id}).
+            if "{" in template and any(
+                t == bare and method.lower() in o for t, o in DOC["paths"].items()
+            ):
+                continue
+            responses = ops[method.lower()]["responses"]
+            answer = responses.get(str(status))
+            if answer is None:
+                fail(f"{method} {path}: status {status} is not documented ({sorted(responses)})")
+            content = answer.get("content", {}).get("application/json")
+            if content is None:
+                if body is not None:
+                    fail(f"{method} {path}: {status} documented without a body, got {body}")
+                CHECKED.append((method, template, status))
+                return
+            schema = dict(content["schema"], components=DOC["components"])
+            try:
+                jsonschema.validate(body, schema, cls=jsonschema.Draft202012Validator)
+            except jsonschema.ValidationError as e:
+                fail(f"{method} {path} {status}: does not match the OpenAPI document: {e.message} at {list(e.absolute_path)}")
+            CHECKED.append((method, template, status))
+            return
+    fail(f"{method} {path}: not in the OpenAPI document")
+
+
+def fail(msg):
+    print(f"FAIL {msg}")
+    sys.exit(1)
+
+
+def expect(what, cond, detail=""):
+    if not cond:
+        fail(f"{what} {detail}")
+    print(f"ok   {what}")
+
+
+def error_body(what, status, body, want):
+    expect(what, status == want and body and body["status"] == want
+           and isinstance(body["message"], str) and body["code"] and "contextId" in body,
+           f"{status} {body}")
+
+
+status, DOC = call("GET", "/api/v2/openapi.json", token=None)
+expect("the OpenAPI document is served", status == 200 and DOC["openapi"].startswith("3.1"), status)
+jsonschema.Draft202012Validator.check_schema({"components": DOC["components"]})
+
+# Base settings and sites, as a script finds them before creating phones.
+status, metas = call("GET", "/api/v2/telephony/providers/edges/phonebasesettings/availablemetabases")
+expect("available meta-bases", status == 200 and any(m["id"] == "generic_sip" for m in metas["entities"]))
+status, bases = call("GET", "/api/v2/telephony/providers/edges/phonebasesettings?pageSize=100")
+base = next((b for b in bases["entities"] if b["id"] == PROFILE), None)
+expect("the base settings listing", status == 200 and base and base["phoneMetaBase"]["id"], bases)
+status, site = call("GET", f"/api/v2/telephony/providers/edges/sites/{SITE}")
+expect("a site", status == 200 and site["id"] == SITE and site["name"], site)
+
+# Create, as Genesys Cloud's examples do: name, site, base settings, meta-base, a line.
+new = {
+    "name": "REST Lobby",
+    "site": {"id": SITE},
+    "phoneBaseSettings": {"id": PROFILE},
+    "phoneMetaBase": {"id": base["phoneMetaBase"]["id"]},
+    "lines": [{"properties": {"station_lineLabel": {"value": {"instance": "Lobby"}}}}],
+    "properties": {"phone_hardwareId": {"value": {"instance": "00:04:F2:AA:BB:77"}}},
+}
+status, phone = call("POST", PHONES, new)
+expect("create a phone", status == 200 and phone["id"] and phone["version"] > 0, (status, phone))
+pid = phone["id"]
+address = phone["lines"][0]["properties"]["station_identity_address"]["value"]["instance"]
+expect("its line got an address and a password", address and phone["lines"][0].get("password"))
+expect("its hardware id, normalised",
+       phone["properties"]["phone_hardwareId"]["value"]["instance"] == "0004f2aabb77", phone)
+status, again = call("POST", PHONES, new)
+error_body("the same name again is a conflict", status, again, 409)
+status, bad = call("POST", PHONES, dict(new, name="Other", phoneMetaBase={"id": "yealink" if base["phoneMetaBase"]["id"] != "yealink" else "poly_vvx"}))
+error_body("a meta-base other than the profile's is refused", status, bad, 400)
+expect("  naming the field", bad["messageParams"].get("field") == "phoneMetaBase.id", bad)
+
+# Get and update with optimistic concurrency.
+status, got = call("GET", f"{PHONES}/{pid}")
+expect("get the phone", status == 200 and got["name"] == "REST Lobby" and got["site"]["id"] == SITE
+       and "password" not in got["lines"][0], got)
+got["name"] = "REST Front Desk"
+status, updated = call("PUT", f"{PHONES}/{pid}", got)
+expect("update it", status == 200 and updated["name"] == "REST Front Desk"
+       and updated["version"] > got["version"], (status, updated))
+expect("  its line and address kept",
+       updated["lines"][0]["properties"]["station_identity_address"]["value"]["instance"] == address)
+status, stale = call("PUT", f"{PHONES}/{pid}", dict(got, name="Stale"))
+error_body("an update at a stale version is a conflict", status, stale, 409)
+
+# Lists: filters, paging, the envelope.
+status, page = call("GET", f"{PHONES}?pageSize=1&pageNumber=1&site.id={SITE}&name=REST*")
+expect("list with filters", status == 200 and page["total"] >= 1 and page["pageSize"] == 1
+       and page["entities"][0]["id"] == pid and page["firstUri"] and page["selfUri"]
+       and page["lastUri"], page)
+status, none = call("GET", f"{PHONES}?name=Nobody")
+expect("an exact name that no phone has", status == 200 and none["total"] == 0 and none["entities"] == [])
+status, hw = call("GET", f"{PHONES}?phone_hardwareId=0004f2aabb77")
+expect("by hardware id", status == 200 and [p["id"] for p in hw["entities"]] == [pid], hw)
+status, typo = call("GET", f"{PHONES}?siteId={SITE}")
+error_body("a misspelt filter is refused, not ignored", status, typo, 400)
+
+# Reboot: the phone never registered.
+status, rb = call("POST", f"{PHONES}/{pid}/reboot")
+error_body("reboot of a phone that is not registered", status, rb, 400)
+status, rb = call("POST", f"{PHONES}/reboot", {"phoneIds": [pid]})
+expect("bulk reboot by ids", status == 202 and rb is None, (status, rb))
+status, rb = call("POST", f"{PHONES}/reboot", {})
+error_body("bulk reboot without phones", status, rb, 400)
+
+# Permissions: the same tokens as gRPC.
+status, e = call("GET", PHONES, token=None)
+error_body("no token", status, e, 401)
+status, e = call("GET", PHONES, token=VIEWER)
+expect("a viewer token lists", status == 200, status)
+status, e = call("DELETE", f"{PHONES}/{pid}", token=VIEWER)
+error_body("a viewer token cannot delete", status, e, 403)
+
+# Delete, then it is gone.
+status, e = call("DELETE", f"{PHONES}/{pid}?version=1")
+error_body("delete at a stale version", status, e, 409)
+status, e = call("DELETE", f"{PHONES}/{pid}")
+expect("delete it", status == 204 and e is None, (status, e))
+status, e = call("GET", f"{PHONES}/{pid}")
+error_body("it is gone", status, e, 404)
+status, e = call("GET", "/api/v2/telephony/providers/edges/nothing", documented=False)
+error_body("an unknown resource", status, e, 404)
+
+print(f"checked {len(CHECKED)} answers against the OpenAPI document")
