@@ -294,6 +294,11 @@ fn serve_refuses_invalid_values_naming_them() {
             "invalid value 'nowhere' for '--listen-grpc",
         ),
         (
+            vec!["--roles=config".into(), "--listen-api=0.0.0.0:7702".into()],
+            vec![],
+            "invalid value '0.0.0.0:7702' for '--listen-api': a plaintext REST API",
+        ),
+        (
             vec![format!("--config={}", file.display())],
             vec![],
             "'--lease-ttl",

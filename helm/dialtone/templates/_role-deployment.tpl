@@ -11,6 +11,8 @@ certificate of values.tls.secretName, behind a Service of their own).
 {{- $c := .values }}
 {{- $credentialsKey := .credentialsKey }}
 {{- $https := .https }}
+{{- /* The config role serves the REST API too (apiPort), with the gRPC certificate. */}}
+{{- $api := and (eq $role "config") $c.apiPort }}
 {{- if and $https (not $c.tls.secretName) }}
 {{- fail (printf "%s.tls.secretName is required: phones fetch their files over HTTPS" $role) }}
 {{- end }}
@@ -53,6 +55,10 @@ spec:
               value: "0.0.0.0:{{ $c.grpcPort }}"
             - name: DIALTONE_LISTEN_ADMIN
               value: "0.0.0.0:{{ $c.adminPort }}"
+            {{- if $api }}
+            - name: DIALTONE_LISTEN_API
+              value: "0.0.0.0:{{ $c.apiPort }}"
+            {{- end }}
             {{- if $credentialsKey }}
             - name: DIALTONE_CREDENTIALS_KEY_FILE
               value: /etc/dialtone/secrets/credentials-key/{{ $root.Values.secrets.credentialsKey.key }}
@@ -86,6 +92,11 @@ spec:
             - name: admin
               containerPort: {{ $c.adminPort }}
               protocol: TCP
+            {{- if $api }}
+            - name: api
+              containerPort: {{ $c.apiPort }}
+              protocol: TCP
+            {{- end }}
             {{- if $https }}
             - name: https
               containerPort: {{ $c.httpsPort }}
@@ -177,6 +188,12 @@ spec:
       port: {{ $c.adminPort }}
       targetPort: admin
       protocol: TCP
+    {{- if $api }}
+    - name: api
+      port: {{ $c.apiPort }}
+      targetPort: api
+      protocol: TCP
+    {{- end }}
 {{- if $https }}
 ---
 # Where phones fetch their files: its own Service, so it can face the phones' network while

@@ -208,6 +208,17 @@ impl ServeConfig {
         // Read and checked here so a bad file stops the process at start, naming its flag.
         self.etcd_secured = self.etcd_security.security(&self.etcd)?;
         self.grpc_tls = self.grpc_security.tls(self.listen_grpc)?;
+        // The REST API carries the same tokens: the same rule.
+        if self.roles.iter().any(|r| r == "config" || r == "all")
+            && self.grpc_tls.is_none()
+            && !self.listen_api.ip().is_loopback()
+            && !self.grpc_security.insecure_grpc
+        {
+            bail!(
+                "invalid value '{}' for '--listen-api': a plaintext REST API on a non-loopback address sends API tokens in clear; give '--grpc-tls-cert' and '--grpc-tls-key' (or '--insecure-grpc' where the network encrypts)",
+                self.listen_api
+            );
+        }
         if self.data_dir.is_none() {
             self.data_dir = Some(default_data_dir());
         }
