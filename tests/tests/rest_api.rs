@@ -116,3 +116,156 @@ async fn rest(
     );
     Ok(serde_json::from_str(&text)?)
 }
+
+/// A registered phone's status through the REST API is the status role's, lists filter by
+/// it, and a reboot reaches the phone as a check-sync NOTIFY.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registered_phone_shows_its_status_and_reboots() -> anyhow::Result<()> {
+    use dialtone_proto::status::v1::{self as spb, OperationalStatus};
+    use std::time::{Duration, Instant};
+    let (sb, mut c, mut e) =
+        ClusterSandbox::embedded_seeded(&[], pb::PhoneSettings::default()).await?;
+    let node = &sb.nodes[0];
+    let added = fleet::add_phone_with(&mut c, &mut e, "Desk A", "1001", "desk").await?;
+    let other = fleet::add_phone_with(&mut c, &mut e, "Desk B", "1002", "desk").await?;
+    let edge = std::net::SocketAddr::from(([127, 0, 0, 1], node.sip.udp));
+    let mut phone =
+        dialtone_tests::sip::UdpPhone::new(edge, &added.sip_user, &added.password).await?;
+    let answer = phone.register(600).await?;
+    ensure!(answer.starts_with("SIP/2.0 200"), "{answer}");
+    let token = node.admin_token();
+    let mut st = node.status_client(&token).await?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while st
+        .get_phone_status(spb::GetPhoneStatusRequest {
+            phone_id: added.phone_id.clone(),
+        })
+        .await
+        .map_or(true, |s| {
+            s.into_inner().status() != OperationalStatus::Operational
+        })
+    {
+        ensure!(Instant::now() < deadline, "never operational");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let url = node.api_url();
+    let get = |path: String| {
+        let (url, token) = (url.clone(), token.clone());
+        async move { rest_as(&url, &token, "GET", &path, None).await }
+    };
+    let phones = "/api/v2/telephony/providers/edges/phones";
+    let one = get(format!("{phones}/{}", added.phone_id)).await?;
+    ensure!(one["status"]["operationalStatus"] == "OPERATIONAL", "{one}");
+    ensure!(one["status"]["edgesStatus"] == "IN_SERVICE", "{one}");
+    ensure!(one["status"]["edge"]["id"] == "solo", "{one}");
+    ensure!(
+        one["status"]["lineStatuses"][0]["reachable"] == true
+            && one["status"]["lineStatuses"][0]["addressOfRecord"]
+                .as_str()
+                .is_some_and(|a| a.starts_with(&format!("sip:{}@", added.sip_user))),
+        "{one}"
+    );
+    let offline = get(format!("{phones}/{}", other.phone_id)).await?;
+    ensure!(
+        offline["status"]["operationalStatus"] == "OFFLINE",
+        "{offline}"
+    );
+
+    let ids = |page: &serde_json::Value| -> Vec<String> {
+        page["entities"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|p| p["id"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let up = get(format!("{phones}?status.operationalStatus=OPERATIONAL")).await?;
+    ensure!(ids(&up) == [added.phone_id.clone()], "{up}");
+    ensure!(
+        up["entities"][0]["status"]["operationalStatus"] == "OPERATIONAL",
+        "{up}"
+    );
+    let down = get(format!(
+        "{phones}?status.operationalStatus=offline&site.id=hq"
+    ))
+    .await?;
+    ensure!(ids(&down) == [other.phone_id.clone()], "{down}");
+    let plain = get(format!("{phones}?pageSize=5")).await?;
+    ensure!(
+        plain["entities"][0].get("status").is_none(),
+        "status only with expand: {plain}"
+    );
+    let expanded = get(format!("{phones}?expand=status&name=Desk%20A")).await?;
+    ensure!(
+        expanded["entities"][0]["status"]["operationalStatus"] == "OPERATIONAL",
+        "{expanded}"
+    );
+
+    // Reboot: the edge holding the registration sends the phone a check-sync NOTIFY.
+    let reboot = format!("{phones}/{}/reboot", added.phone_id);
+    let rebooting = tokio::spawn({
+        let (url, token) = (url.clone(), token.clone());
+        async move { rest_status(&url, &token, "POST", &reboot).await }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let notify = loop {
+        ensure!(Instant::now() < deadline, "no NOTIFY reached the phone");
+        if let Some(m) = phone.recv(Duration::from_millis(500)).await
+            && m.starts_with("NOTIFY ")
+        {
+            break m;
+        }
+    };
+    ensure!(
+        notify.to_ascii_lowercase().contains("check-sync"),
+        "{notify}"
+    );
+    phone
+        .send(&dialtone_tests::sip::answer_to(&notify, 200, ""))
+        .await?;
+    ensure!(rebooting.await?? == 202, "reboot answered otherwise");
+    Ok(())
+}
+
+/// `method` `path` with `token`; the JSON answer of a 2xx.
+async fn rest_as(
+    url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<serde_json::Value> {
+    let auth = format!("Bearer {token}");
+    let (status, text) = http_request(
+        url.trim_start_matches("http://"),
+        method,
+        path,
+        &[("Authorization", &auth)],
+        body,
+    )
+    .await
+    .context("no answer")?;
+    ensure!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {text}"
+    );
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// The status of `method` `path` with `token`.
+async fn rest_status(url: &str, token: &str, method: &str, path: &str) -> anyhow::Result<u16> {
+    let auth = format!("Bearer {token}");
+    let (status, _) = http_request(
+        url.trim_start_matches("http://"),
+        method,
+        path,
+        &[("Authorization", &auth)],
+        None,
+    )
+    .await
+    .context("no answer")?;
+    Ok(status)
+}

@@ -18,6 +18,7 @@ mod migrate;
 pub mod migration_plan;
 mod objects;
 pub mod peers;
+pub mod phone_status;
 pub mod phones;
 pub mod rebalance;
 mod repo;
@@ -58,6 +59,10 @@ impl ConfigCore {
     }
 
     /// The store it uses.
+    pub fn realm(&self) -> &str {
+        &self.realm
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod peers;
 pub mod placement;
 pub mod settings;
+pub mod status_model;
 pub mod trunks;
 
 pub use error::{DidError, PeerAddressError};

@@ -24,7 +24,7 @@ use dialtone_proto::{
 use prost::Message;
 use tracing::warn;
 
-use crate::model::{self, Expected};
+use dialtone_domain::status_model::{self as model, Expected};
 
 /// Every prefix the view is built from.
 pub const PREFIXES: [&str; 8] = [

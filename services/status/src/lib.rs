@@ -17,7 +17,6 @@ pub mod fleet;
 pub mod hub;
 pub mod media;
 pub mod metrics;
-pub mod model;
 pub mod trunks;
 
 use std::sync::Arc;

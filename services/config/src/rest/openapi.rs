@@ -41,6 +41,8 @@ use super::{catalog, errors, phones, shapes};
         shapes::TextValue,
         shapes::PhoneProperties,
         shapes::LineProperties,
+        shapes::PhoneStatus,
+        shapes::LineStatus,
         shapes::Site,
         shapes::PhoneBase,
         errors::ErrorBody,

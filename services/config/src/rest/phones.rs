@@ -27,7 +27,13 @@ use crate::error::ConfigError;
 /// beyond, the request is refused and asks for a filter.
 pub const MAX_LISTED: usize = 50_000;
 
-const LIST_PARAMS: [&str; 10] = [
+/// The most phones a list filtered by status may match by its other filters (each one's
+/// status is read from the store).
+pub const MAX_STATUS_FILTERED: usize = 2_000;
+
+const LIST_PARAMS: [&str; 12] = [
+    "status.operationalStatus",
+    "secondaryStatus.operationalStatus",
     "pageSize",
     "pageNumber",
     "sortBy",
@@ -55,7 +61,9 @@ const LIST_PARAMS: [&str; 10] = [
         ("phoneBaseSettings.id" = Option<String>, Query, description = "Phones of this base settings profile"),
         ("phone_hardwareId" = Option<String>, Query, description = "The phone with this hardware id (MAC)"),
         ("kind" = Option<String>, Query, description = "managed, unmanaged, webrtc or remote"),
-        ("expand" = Option<String>, Query, description = "Accepted for compatibility: site and base settings names are always given"),
+        ("expand" = Option<String>, Query, description = "status: each phone's status and secondaryStatus (site and base settings names are always given)"),
+        ("status.operationalStatus" = Option<String>, Query, description = "OPERATIONAL, DEGRADED, OFFLINE or NOT_APPLICABLE (at most 2,000 phones matching the other filters)"),
+        ("secondaryStatus.operationalStatus" = Option<String>, Query, description = "The secondary edge's share: OPERATIONAL, DEGRADED or OFFLINE"),
     ),
     responses(
         (status = 200, description = "A page of phones", body = Listing<Phone>),
@@ -117,6 +125,40 @@ pub async fn list(
         }
         token = next;
     }
+    let wanted = (
+        q.get("status.operationalStatus"),
+        q.get("secondaryStatus.operationalStatus"),
+    );
+    let by_status = wanted.0.is_some() || wanted.1.is_some();
+    let expand = q
+        .get("expand")
+        .is_some_and(|e| e.split(',').any(|x| x.trim() == "status"));
+    let mut statuses: HashMap<String, shapes::StatusPair> = HashMap::new();
+    if by_status {
+        if all.len() > MAX_STATUS_FILTERED {
+            return Err(ApiError::bad_request(
+                "status.operationalStatus",
+                format!(
+                    "{} phones match the other filters; a status filter takes at most {MAX_STATUS_FILTERED} (add site.id or phoneBaseSettings.id)",
+                    all.len()
+                ),
+            ));
+        }
+        for p in &all {
+            statuses.insert(p.id.clone(), status_of(&api, p).await?);
+        }
+        all.retain(|p| {
+            let (primary, secondary) = &statuses[&p.id];
+            wanted
+                .0
+                .is_none_or(|w| primary.operational_status.eq_ignore_ascii_case(w))
+                && wanted.1.is_none_or(|w| {
+                    secondary
+                        .as_ref()
+                        .is_some_and(|s| s.operational_status.eq_ignore_ascii_case(w))
+                })
+        });
+    }
     all.sort_by(|a, b| {
         let o = match sort_by {
             "id" => a.id.cmp(&b.id),
@@ -129,12 +171,21 @@ pub async fn list(
     });
     let listing = paging::page(all, &format!("{TELEPHONY}/phones"), &q)?;
     let names = names_of(&api, &listing.entities).await?;
+    let mut entities = Vec::with_capacity(listing.entities.len());
+    for p in &listing.entities {
+        let mut out = shapes::phone_out(p, &names.of(p), &[]);
+        if expand || by_status {
+            let (primary, secondary) = match statuses.remove(&p.id) {
+                Some(s) => s,
+                None => status_of(&api, p).await?,
+            };
+            out.status = Some(primary);
+            out.secondary_status = secondary;
+        }
+        entities.push(out);
+    }
     Ok(Json(Listing {
-        entities: listing
-            .entities
-            .iter()
-            .map(|p| shapes::phone_out(p, &names.of(p), &[]))
-            .collect(),
+        entities,
         page_size: listing.page_size,
         page_number: listing.page_number,
         total: listing.total,
@@ -176,7 +227,7 @@ pub async fn create(
     Ok(Json(answer(&api, &w.phone, &w.lines).await?))
 }
 
-/// One phone.
+/// One phone, with its status.
 #[utoipa::path(
     get,
     path = "/api/v2/telephony/providers/edges/phones/{phoneId}",
@@ -195,7 +246,17 @@ pub async fn get(
 ) -> Result<Json<Phone>, ApiError> {
     api.caller(&headers, Permission::View)?;
     let p = api.core.get_phone(&id).await?;
-    Ok(Json(answer(&api, &p, &[]).await?))
+    let mut out = answer(&api, &p, &[]).await?;
+    let (primary, secondary) = status_of(&api, &p).await?;
+    out.status = Some(primary);
+    out.secondary_status = secondary;
+    Ok(Json(out))
+}
+
+/// A phone's `status` and `secondaryStatus`.
+async fn status_of(api: &RestApi, p: &pb::Phone) -> Result<shapes::StatusPair, ApiError> {
+    let view = api.core.phone_status(p).await?;
+    Ok(shapes::status_out(p, &view, api.core.realm()))
 }
 
 /// Replaces a phone with the body (what the API does not show, such as overrides and

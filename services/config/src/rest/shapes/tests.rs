@@ -191,3 +191,100 @@ fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(ms), want);
     }
 }
+
+#[test]
+fn status_reads_as_genesys_cloud_phone_statuses() {
+    use crate::phone_status::PhoneStatusView;
+    use dialtone_proto::status::v1::{EdgeRole, OperationalStatus as S};
+    let p = pb::Phone {
+        lines: vec![
+            pb::Line {
+                sip_user: "a".into(),
+                ..Default::default()
+            },
+            pb::Line {
+                sip_user: "b".into(),
+                ..Default::default()
+            },
+        ],
+        ..phone()
+    };
+    let view = |status, edges: &[(&str, EdgeRole, u32)], lines: &[&[&str]]| PhoneStatusView {
+        status,
+        edges: edges
+            .iter()
+            .map(|(n, r, c)| ((*n).to_owned(), *r, *c))
+            .collect(),
+        lines: lines
+            .iter()
+            .map(|l| l.iter().map(|n| (*n).to_owned()).collect())
+            .collect(),
+    };
+    use EdgeRole::{Primary as P, Secondary as Sec, Unexpected as U};
+    // (view, status, edgesStatus, secondary status, line reachability in status)
+    let cases = [
+        (
+            view(
+                S::Operational,
+                &[("e1", P, 2), ("e2", Sec, 2)],
+                &[&["e1", "e2"], &["e1", "e2"]],
+            ),
+            "OPERATIONAL",
+            "IN_SERVICE",
+            Some("OPERATIONAL"),
+            [true, true],
+        ),
+        (
+            view(
+                S::Degraded,
+                &[("e1", P, 2), ("e2", Sec, 1)],
+                &[&["e1", "e2"], &["e1"]],
+            ),
+            "DEGRADED",
+            "MIXED_SERVICE",
+            Some("DEGRADED"),
+            [true, true],
+        ),
+        (
+            view(S::Degraded, &[("e1", P, 0), ("e9", U, 1)], &[&["e9"], &[]]),
+            "DEGRADED",
+            "OUT_OF_SERVICE",
+            None,
+            [true, false],
+        ),
+        (
+            view(S::Offline, &[("e1", P, 0), ("e2", Sec, 0)], &[&[], &[]]),
+            "OFFLINE",
+            "OUT_OF_SERVICE",
+            Some("OFFLINE"),
+            [false, false],
+        ),
+        (
+            view(S::Offline, &[], &[&[], &[]]),
+            "OFFLINE",
+            "NO_EDGES",
+            None,
+            [false, false],
+        ),
+    ];
+    for (v, status, edges, secondary, reachable) in cases {
+        let (primary, second) = status_out(&p, &v, "dialtone");
+        assert_eq!(
+            (
+                primary.operational_status.as_str(),
+                primary.edges_status.as_str()
+            ),
+            (status, edges),
+            "{v:?}"
+        );
+        assert_eq!(
+            second.as_ref().map(|s| s.operational_status.as_str()),
+            secondary,
+            "{v:?}"
+        );
+        let got: Vec<bool> = primary.line_statuses.iter().map(|l| l.reachable).collect();
+        assert_eq!(got, reachable, "{v:?}");
+        assert_eq!(primary.line_statuses[1].address_of_record, "sip:b@dialtone");
+        assert_eq!(primary.phone_assignment_to_edge_type, "PRIMARY");
+    }
+}

@@ -1,0 +1,95 @@
+//! One phone's live status as the config role reads it for the REST API: its placement
+//! (site, edge group, secondary registration from its effective settings) and the bindings
+//! the edges hold in the store, reduced by the status role's own reducer
+//! (`dialtone_domain::status_model`), so both roles say the same of a phone.
+
+use dialtone_domain::{
+    keys, placement, settings,
+    status_model::{self, Expected},
+};
+use dialtone_proto::{
+    config::v1::{BaseSettings, Phone, PhoneKind},
+    edge::v1::Binding,
+    status::v1::{EdgeRole, OperationalStatus},
+};
+use prost::Message;
+
+use crate::{ConfigCore, error::ConfigError, error::Result};
+
+/// What the REST API shows of a phone's registration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhoneStatusView {
+    /// The phone's status.
+    pub status: OperationalStatus,
+    /// Each edge: node id, role, lines registered there (primary, secondary, then
+    /// unexpected ones).
+    pub edges: Vec<(String, EdgeRole, u32)>,
+    /// Each line: the edges holding a contact of it.
+    pub lines: Vec<Vec<String>>,
+}
+
+impl ConfigCore {
+    /// Phone `p`'s status now.
+    pub async fn phone_status(&self, p: &Phone) -> Result<PhoneStatusView> {
+        let remote = p.kind == PhoneKind::Remote as i32;
+        let base: Option<BaseSettings> = if p.base_settings_id.is_empty() {
+            None
+        } else {
+            match self.get_base_settings(&p.base_settings_id).await {
+                Ok(b) => Some(b),
+                Err(ConfigError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            }
+        };
+        let (_, effective) = settings::of_phone(base.as_ref(), p.overrides.as_ref());
+        let dual = effective.secondary_registration.unwrap_or(true);
+        let group = match self.get_site(&p.site_id).await {
+            Ok(site) if !remote => match self.get_edge_group(&site.edge_group_id).await {
+                Ok(g) => Some(g),
+                Err(ConfigError::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            Ok(_) | Err(ConfigError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        let placed = group
+            .as_ref()
+            .and_then(|g| placement::place(&p.id, &g.edges, dual));
+        let page = self
+            .store
+            .range(&keys::phone_bindings(&p.id), None, 1024)
+            .await?;
+        let registered: Vec<(u32, String)> = page
+            .kvs
+            .iter()
+            .filter(|kv| Binding::decode(kv.value.as_slice()).is_ok_and(|b| !b.contacts.is_empty()))
+            .filter_map(|kv| keys::parse_binding(&kv.key).map(|(_, l, n)| (l, n.to_owned())))
+            .collect();
+        let pairs: Vec<(u32, &str)> = registered.iter().map(|(l, n)| (*l, n.as_str())).collect();
+        let expected = Expected {
+            lines: p.lines.len() as u32,
+            primary: placed.map(|pl| pl.primary.node_id.as_str()),
+            secondary: placed.and_then(|pl| pl.secondary.map(|e| e.node_id.as_str())),
+            remote,
+            disabled: p.disabled,
+        };
+        let reduced = status_model::reduce(&expected, &pairs);
+        Ok(PhoneStatusView {
+            status: reduced.status,
+            edges: reduced
+                .edges
+                .iter()
+                .map(|e| (e.node_id.to_owned(), e.role, e.lines_registered))
+                .collect(),
+            lines: (0..p.lines.len() as u32)
+                .map(|i| {
+                    pairs
+                        .iter()
+                        .filter(|(l, _)| *l == i)
+                        .map(|(_, n)| (*n).to_owned())
+                        .collect()
+                })
+                .collect(),
+        })
+    }
+}
