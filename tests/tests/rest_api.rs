@@ -105,16 +105,7 @@ async fn rest(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
-    let addr = url.trim_start_matches("http://");
-    let auth = format!("Bearer {ADMIN_TOKEN}");
-    let (status, text) = http_request(addr, method, path, &[("Authorization", &auth)], body)
-        .await
-        .context("no answer")?;
-    ensure!(
-        (200..300).contains(&status),
-        "{method} {path}: {status} {text}"
-    );
-    Ok(serde_json::from_str(&text)?)
+    rest_as(url, ADMIN_TOKEN, method, path, body).await
 }
 
 /// A registered phone's status through the REST API is the status role's, lists filter by
@@ -238,16 +229,7 @@ async fn rest_as(
     path: &str,
     body: Option<&str>,
 ) -> anyhow::Result<serde_json::Value> {
-    let auth = format!("Bearer {token}");
-    let (status, text) = http_request(
-        url.trim_start_matches("http://"),
-        method,
-        path,
-        &[("Authorization", &auth)],
-        body,
-    )
-    .await
-    .context("no answer")?;
+    let (status, text) = call(url, token, method, path, body).await?;
     ensure!(
         (200..300).contains(&status),
         "{method} {path}: {status} {text}"
@@ -257,15 +239,25 @@ async fn rest_as(
 
 /// The status of `method` `path` with `token`.
 async fn rest_status(url: &str, token: &str, method: &str, path: &str) -> anyhow::Result<u16> {
+    Ok(call(url, token, method, path, None).await?.0)
+}
+
+/// `method` `path` with `token` and `body`: status and body.
+async fn call(
+    url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let auth = format!("Bearer {token}");
-    let (status, _) = http_request(
+    http_request(
         url.trim_start_matches("http://"),
         method,
         path,
         &[("Authorization", &auth)],
-        None,
+        body,
     )
     .await
-    .context("no answer")?;
-    Ok(status)
+    .context("no answer")
 }
