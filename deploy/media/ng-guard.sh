@@ -43,6 +43,20 @@ if [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; then
   exit 2
 fi
 
+# The edges' ng commands come from the kernel's ephemeral ports: a relay range reaching
+# into them would drop some of those (on nodes whose edges run on the node's network).
+range=/proc/sys/net/ipv4/ip_local_port_range
+if [ -r "$range" ]; then
+  # (dash's `read` cannot read /proc files: split the text instead.)
+  ports=$(cat "$range")
+  low=${ports%%[[:space:]]*}
+  high=${ports##*[[:space:]]}
+  if [ "$2" -le "$high" ] && [ "$3" -ge "$low" ]; then
+    echo "dialtone-ng-guard: the relay range $2-$3 overlaps the ephemeral ports $low-$high ($range), where ng commands come from" >&2
+    exit 2
+  fi
+fi
+
 # Declaring the table first makes the delete succeed when it is not there yet.
 nft -f - <<EOF
 table inet dialtone_ng_guard

@@ -118,6 +118,8 @@ expect("create a phone", status == 200 and phone["id"] and phone["version"] > 0,
 pid = phone["id"]
 address = phone["lines"][0]["properties"]["station_identity_address"]["value"]["instance"]
 expect("its line got an address and a password", address and phone["lines"][0].get("password"))
+expect("its device credential, once", phone.get("deviceCredentials", {}).get("password")
+       and phone["deviceCredentials"]["username"] == "0004f2aabb77", phone)
 expect("its hardware id, normalised",
        phone["properties"]["phone_hardwareId"]["value"]["instance"] == "0004f2aabb77", phone)
 status, again = call("POST", PHONES, new)
@@ -136,6 +138,8 @@ expect("update it", status == 200 and updated["name"] == "REST Front Desk"
        and updated["version"] > got["version"], (status, updated))
 expect("  its line and address kept",
        updated["lines"][0]["properties"]["station_identity_address"]["value"]["instance"] == address)
+status, bare = call("PUT", f"{PHONES}/{pid}", {k: v for k, v in updated.items() if k != "version"})
+error_body("an update without a version is refused", status, bare, 400)
 status, stale = call("PUT", f"{PHONES}/{pid}", dict(got, name="Stale"))
 error_body("an update at a stale version is a conflict", status, stale, 409)
 
@@ -148,6 +152,11 @@ status, none = call("GET", f"{PHONES}?name=Nobody")
 expect("an exact name that no phone has", status == 200 and none["total"] == 0 and none["entities"] == [])
 status, hw = call("GET", f"{PHONES}?phone_hardwareId=0004f2aabb77")
 expect("by hardware id", status == 200 and [p["id"] for p in hw["entities"]] == [pid], hw)
+status, expanded = call("GET", f"{PHONES}?expand=status&expand=lines&name=REST*")
+expect("expand, repeated as the SDKs send it", status == 200
+       and expanded["entities"][0]["status"]["operationalStatus"] == "OFFLINE", expanded)
+status, bad = call("GET", f"{PHONES}?status.operationalStatus=UP")
+error_body("an unknown status value is refused", status, bad, 400)
 status, typo = call("GET", f"{PHONES}?siteId={SITE}")
 error_body("a misspelt filter is refused, not ignored", status, typo, 400)
 
@@ -162,6 +171,13 @@ error_body("bulk reboot without phones", status, rb, 400)
 # Permissions: the same tokens as gRPC.
 status, e = call("GET", PHONES, token=None)
 error_body("no token", status, e, 401)
+req = urllib.request.Request(BASE + PHONES, data=b"x" * 1000, method="POST")
+try:
+    urllib.request.urlopen(req, timeout=30)
+    fail("a tokenless POST was served")
+except urllib.error.HTTPError as err:
+    expect("a tokenless POST is refused before its body, with WWW-Authenticate",
+           err.code == 401 and err.headers.get("WWW-Authenticate", "").startswith("Bearer"))
 status, e = call("GET", PHONES, token=VIEWER)
 expect("a viewer token lists", status == 200, status)
 status, e = call("DELETE", f"{PHONES}/{pid}", token=VIEWER)

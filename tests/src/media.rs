@@ -222,10 +222,10 @@ impl Coturn {
     pub async fn start(dir: &Path, secret: &str) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let port = free_port();
-        // Relay ports below free_port's range (10000-19999) and the tests' rtpengines'
-        // (5000-9999): coturn binds them with SO_REUSEADDR, and a later bind of a port a
-        // node holds that way would take its datagrams.
-        let base = 1_100 + 100 * (rand::random::<u16>() % 38);
+        // Relay ports above the kernel's ephemeral range (to 60999) and apart from every
+        // range the tests draw ports from: coturn binds them with SO_REUSEADDR, and a later
+        // bind of a port a node holds that way would take its datagrams.
+        let base = 61_000 + 100 * (rand::random::<u16>() % 40);
         let conf = dir.join("turnserver.conf");
         // The secret in a file, as a deployment keeps it (not on the command line).
         std::fs::write(

@@ -110,6 +110,72 @@ async fn grpc_over_mutual_tls_with_dialtonectl() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("--ca"), "{err}");
+
+    // The REST API takes the same certificate and the same client rule.
+    let api = node.api_url();
+    assert!(api.starts_with("https://127.0.0.1:"), "{api}");
+    let addr = api.trim_start_matches("https://");
+    let sites = "/api/v2/telephony/providers/edges/sites";
+    assert_eq!(
+        https_get(addr, &ca.cert, Some(&ctl), sites, &token)
+            .await
+            .unwrap(),
+        200
+    );
+    for who in [None, Some(&rogue)] {
+        let r = https_get(addr, &ca.cert, who, sites, &token).await;
+        assert!(
+            r.is_err(),
+            "the REST API served without a valid client certificate: {r:?}"
+        );
+    }
+}
+
+/// The status of `GET path` over TLS to `addr`, trusting `ca`, presenting `client` if
+/// given; an error when the handshake or the exchange fails.
+async fn https_get(
+    addr: &str,
+    ca: &std::path::Path,
+    client: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+    path: &str,
+    token: &str,
+) -> anyhow::Result<u16> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    let config = match client {
+        Some((c, k)) => builder.with_client_auth_cert(
+            CertificateDer::pem_file_iter(c)?.collect::<Result<_, _>>()?,
+            PrivateKeyDer::from_pem_file(k)?,
+        )?,
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let mut tls = connector
+        .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
+        .await?;
+    tls.write_all(
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(5), tls.read_to_end(&mut buf)).await??;
+    let head = String::from_utf8_lossy(&buf);
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no HTTP answer: {head}"))
 }
 
 #[test]

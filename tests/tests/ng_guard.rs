@@ -248,6 +248,7 @@ fn the_guard_refuses_bad_arguments() -> anyhow::Result<()> {
         (&["2223", "0", "10099"], "0 is not in 1-65535"),
         (&["2223", "10099", "10000"], "is above RELAY_PORT_MAX"),
         (&["10000", "10000", "10099"], "inside the relay range"),
+        (&["2223", "40000", "40099"], "overlaps the ephemeral ports"),
     ] {
         // Refused before nft is ever run, so this needs no namespace.
         let out = Command::new("sh").arg(&script).args(args).output()?;

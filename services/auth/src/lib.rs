@@ -117,6 +117,13 @@ impl AuthError {
     }
 }
 
+/// The token of an `Authorization` value: `Bearer TOKEN`, the scheme in any case (RFC 9110
+/// §11.1).
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
 /// The HTTP status of a gRPC code, as Google's APIs map them (`google.rpc.Code`): the one
 /// rule by which every error a role maps to a gRPC code (its crate's `code()`) reaches a
 /// REST client too.
@@ -287,7 +294,7 @@ impl Tokens {
     /// the check made before a request's body is read.
     pub fn knows(&self, authorization: Option<&str>) -> bool {
         authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .is_some_and(|t| self.by_hash.read().contains_key(&hash(t.trim())))
     }
 
@@ -321,7 +328,7 @@ impl Tokens {
         needed: Permission,
     ) -> Result<String, AuthError> {
         let token = header
-            .and_then(|h| h.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .ok_or(AuthError::Unauthenticated)?;
         let by_hash = self.by_hash.read();
         let grant = by_hash

@@ -58,11 +58,12 @@ impl ConfigCore {
         }
     }
 
-    /// The store it uses.
+    /// The SIP realm of its lines' credentials.
     pub fn realm(&self) -> &str {
         &self.realm
     }
 
+    /// The store it uses.
     pub fn store(&self) -> &Store {
         &self.store
     }

@@ -7,8 +7,10 @@ use dialtone_domain::{
     keys, placement, settings,
     status_model::{self, Expected},
 };
+use std::collections::HashMap;
+
 use dialtone_proto::{
-    config::v1::{BaseSettings, Phone, PhoneKind},
+    config::v1::{BaseSettings, EdgeGroup, Phone, PhoneKind},
     edge::v1::Binding,
     status::v1::{EdgeRole, OperationalStatus},
 };
@@ -28,33 +30,59 @@ pub struct PhoneStatusView {
     pub lines: Vec<Vec<String>>,
 }
 
+/// The profiles and edge groups phones refer to, each read once for a request about many
+/// phones.
+#[derive(Default)]
+pub struct StatusLookups {
+    bases: HashMap<String, Option<BaseSettings>>,
+    groups: HashMap<String, Option<EdgeGroup>>,
+}
+
 impl ConfigCore {
     /// Phone `p`'s status now.
     pub async fn phone_status(&self, p: &Phone) -> Result<PhoneStatusView> {
+        self.phone_status_with(p, &mut StatusLookups::default())
+            .await
+    }
+
+    /// Phone `p`'s status now, reading its profile and edge group through `lookups`.
+    pub async fn phone_status_with(
+        &self,
+        p: &Phone,
+        lookups: &mut StatusLookups,
+    ) -> Result<PhoneStatusView> {
         let remote = p.kind == PhoneKind::Remote as i32;
-        let base: Option<BaseSettings> = if p.base_settings_id.is_empty() {
-            None
-        } else {
-            match self.get_base_settings(&p.base_settings_id).await {
-                Ok(b) => Some(b),
-                Err(ConfigError::NotFound { .. }) => None,
-                Err(e) => return Err(e),
-            }
-        };
-        let (_, effective) = settings::of_phone(base.as_ref(), p.overrides.as_ref());
+        if !lookups.bases.contains_key(&p.base_settings_id) {
+            let base = if p.base_settings_id.is_empty() {
+                None
+            } else {
+                match self.get_base_settings(&p.base_settings_id).await {
+                    Ok(b) => Some(b),
+                    Err(ConfigError::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            };
+            lookups.bases.insert(p.base_settings_id.clone(), base);
+        }
+        let base = lookups.bases[&p.base_settings_id].as_ref();
+        let (_, effective) = settings::of_phone(base, p.overrides.as_ref());
         let dual = effective.secondary_registration.unwrap_or(true);
-        let group = match self.get_site(&p.site_id).await {
-            Ok(site) if !remote => match self.get_edge_group(&site.edge_group_id).await {
-                Ok(g) => Some(g),
+        if !lookups.groups.contains_key(&p.site_id) {
+            let group = match self.get_site(&p.site_id).await {
+                Ok(site) => match self.get_edge_group(&site.edge_group_id).await {
+                    Ok(g) => Some(g),
+                    Err(ConfigError::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                },
                 Err(ConfigError::NotFound { .. }) => None,
                 Err(e) => return Err(e),
-            },
-            Ok(_) | Err(ConfigError::NotFound { .. }) => None,
-            Err(e) => return Err(e),
-        };
-        let placed = group
-            .as_ref()
-            .and_then(|g| placement::place(&p.id, &g.edges, dual));
+            };
+            lookups.groups.insert(p.site_id.clone(), group);
+        }
+        let group = lookups.groups[&p.site_id].as_ref().filter(|_| !remote);
+        let placed = group.and_then(|g| placement::place(&p.id, &g.edges, dual));
+        // A phone's bindings are its lines times the edges holding them: a few, and at most
+        // MAX_LINES x the edges of a group, far below this page.
         let page = self
             .store
             .range(&keys::phone_bindings(&p.id), None, 1024)

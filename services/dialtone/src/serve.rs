@@ -215,10 +215,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                             .grpc_tls_key
                             .as_ref()
                             .context("--grpc-tls-key")?;
-                        Some(
-                            dialtone_tls::acceptor(cert, key)
-                                .context("the REST API's TLS (--grpc-tls-cert, --grpc-tls-key)")?,
-                        )
+                        // Mutual TLS when gRPC asks for it: the same clients, the same rule.
+                        let acceptor = match &cfg.grpc_security.grpc_client_ca {
+                            Some(ca) => dialtone_tls::acceptor_requiring_client_ca(cert, key, ca),
+                            None => dialtone_tls::acceptor(cert, key),
+                        };
+                        Some(acceptor.context(
+                            "the REST API's TLS (--grpc-tls-cert, --grpc-tls-key, --grpc-client-ca)",
+                        )?)
                     }
                     None => None,
                 };

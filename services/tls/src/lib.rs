@@ -57,6 +57,15 @@ pub fn server_config(
     build_server_config(cert, key, alpn, None)
 }
 
+/// How a server treats client certificates from a CA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientCerts {
+    /// Asked for, verified when presented, not required.
+    Optional,
+    /// Required: a client without one fails the handshake (mutual TLS).
+    Required,
+}
+
 /// Like [`server_config`], and asks each client for a certificate issued by one of the CA
 /// certificates in `client_ca` (PEM). A client that presents one must present a valid one
 /// (else the handshake fails); a client without one still connects, so other
@@ -67,14 +76,14 @@ pub fn server_config_with_client_ca(
     alpn: &[&[u8]],
     client_ca: &Path,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    build_server_config(cert, key, alpn, Some(client_ca))
+    build_server_config(cert, key, alpn, Some((client_ca, ClientCerts::Optional)))
 }
 
 fn build_server_config(
     cert: &Path,
     key: &Path,
     alpn: &[&[u8]],
-    client_ca: Option<&Path>,
+    client_ca: Option<(&Path, ClientCerts)>,
 ) -> Result<rustls::ServerConfig, TlsError> {
     let certs = read_certs(cert)?;
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(key, e))?;
@@ -84,7 +93,7 @@ fn build_server_config(
         .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
-        Some(ca) => {
+        Some((ca, mode)) => {
             let mut roots = rustls::RootCertStore::empty();
             for c in read_certs(ca)? {
                 roots.add(c).map_err(|e| read_err(ca, e))?;
@@ -92,8 +101,11 @@ fn build_server_config(
             let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
                 provider,
-            )
-            .allow_unauthenticated()
+            );
+            let verifier = match mode {
+                ClientCerts::Optional => verifier.allow_unauthenticated(),
+                ClientCerts::Required => verifier,
+            }
             .build()
             .map_err(|e| read_err(ca, e))?;
             builder.with_client_cert_verifier(verifier)
@@ -151,6 +163,21 @@ pub fn acceptor_with_client_ca(
         key,
         &[],
         client_ca,
+    )?)))
+}
+
+/// An acceptor that requires every client to present a certificate issued by
+/// `client_ca` (mutual TLS): a client without one fails the handshake.
+pub fn acceptor_requiring_client_ca(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<TlsAcceptor, TlsError> {
+    Ok(TlsAcceptor::from(Arc::new(build_server_config(
+        cert,
+        key,
+        &[],
+        Some((client_ca, ClientCerts::Required)),
     )?)))
 }
 

@@ -59,6 +59,7 @@ pub async fn list_sites(
 ) -> Result<Json<Listing<Site>>, ApiError> {
     api.caller(&headers, Permission::View)?;
     let q = Query::parse(&super::query_pairs(&uri)?, &PAGE_PARAMS)?;
+    let _turn = api.scan_turn().await;
     let sites = all(|t| {
         let core = api.core.clone();
         async move { core.list_sites(1000, &t).await }
@@ -111,6 +112,7 @@ pub async fn list_bases(
 ) -> Result<Json<Listing<PhoneBase>>, ApiError> {
     api.caller(&headers, Permission::View)?;
     let q = Query::parse(&super::query_pairs(&uri)?, &PAGE_PARAMS)?;
+    let _turn = api.scan_turn().await;
     let bases = all(|t| {
         let core = api.core.clone();
         async move { core.list_base_settings(1000, &t).await }

@@ -116,6 +116,7 @@ pub fn code_of(status: u16) -> &'static str {
         403 => "missing.permissions",
         404 => "not.found",
         405 => "method.not.allowed",
+        408 => "request.timeout",
         409 => "general.conflict",
         413 => "request.entity.too.large",
         429 => "too.many.requests",
@@ -135,7 +136,15 @@ impl IntoResponse for ApiError {
             tracing::debug!(context_id = %context_id, status = self.status, error = %self.message, "rest api request refused");
         }
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(self.body(context_id))).into_response()
+        let mut r = (status, Json(self.body(context_id))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 6750 §3: the scheme the client should use.
+            r.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"dialtone\""),
+            );
+        }
+        r
     }
 }
 

@@ -6,23 +6,29 @@
 //! implementation. `/api/v2/openapi.json` describes it, generated from these handlers.
 //!
 //! Layers: `shapes` (the JSON and its pure conversions), `paging` (numbered pages, pure),
-//! `errors` (the error body), `phones` and `catalog` (handlers), `server` (HTTP/1.1,
-//! optionally TLS).
+//! `status` (a phone's status shapes, pure), `errors` (the error body), `phones`,
+//! `reboot` and `catalog` (handlers), `server` (HTTP/1.1, optionally TLS).
 
 pub mod catalog;
 pub mod errors;
 pub mod openapi;
 pub mod paging;
 pub mod phones;
+pub mod reboot;
 mod server;
 pub mod shapes;
+pub mod status;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::{
     Router,
-    extract::DefaultBodyLimit,
+    extract::{DefaultBodyLimit, Request, State},
     http::{HeaderMap, Uri, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use dialtone_auth::{Permission, Tokens};
@@ -36,17 +42,38 @@ use errors::ApiError;
 /// The largest request body the API reads.
 pub const MAX_BODY: usize = 256 * 1024;
 
+/// Lists that read a whole filtered set (to sort, count and page it) running at once;
+/// more wait their turn, so a token holder cannot make the node decode the fleet many
+/// times over in parallel.
+pub const MAX_SCANS: usize = 4;
+
 /// The REST API's state: the config core and the node's tokens.
 #[derive(Clone)]
 pub struct RestApi {
     core: ConfigCore,
     tokens: Arc<Tokens>,
+    scans: Arc<tokio::sync::Semaphore>,
+    waves: Arc<tokio::sync::Semaphore>,
 }
 
 impl RestApi {
     /// The API over `core`, checking `tokens`.
     pub fn new(core: ConfigCore, tokens: Arc<Tokens>) -> Self {
-        RestApi { core, tokens }
+        RestApi {
+            core,
+            tokens,
+            scans: Arc::new(tokio::sync::Semaphore::new(MAX_SCANS)),
+            waves: Arc::new(tokio::sync::Semaphore::new(reboot::MAX_WAVES)),
+        }
+    }
+
+    /// A turn to read a whole listing (see [`MAX_SCANS`]).
+    async fn scan_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.scans
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed")
     }
 
     /// Every route, with Genesys-shaped answers for unknown paths and methods.
@@ -58,14 +85,14 @@ impl RestApi {
                 &format!("{t}/phones"),
                 get(phones::list).post(phones::create),
             )
-            .route(&format!("{t}/phones/reboot"), post(phones::reboot_many))
+            .route(&format!("{t}/phones/reboot"), post(reboot::reboot_many))
             .route(
                 &format!("{t}/phones/{{phoneId}}"),
                 get(phones::get).put(phones::replace).delete(phones::delete),
             )
             .route(
                 &format!("{t}/phones/{{phoneId}}/reboot"),
-                post(phones::reboot),
+                post(reboot::reboot),
             )
             .route(&format!("{t}/sites"), get(catalog::list_sites))
             .route(&format!("{t}/sites/{{siteId}}"), get(catalog::get_site))
@@ -83,6 +110,7 @@ impl RestApi {
             })
             .fallback(|| async { ApiError::route(404, "no such resource") })
             .layer(DefaultBodyLimit::max(MAX_BODY))
+            .layer(middleware::from_fn_with_state(self.clone(), front_door))
             .with_state(self)
     }
 
@@ -92,6 +120,27 @@ impl RestApi {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         Ok(self.tokens.authorize_header(header, needed)?)
+    }
+}
+
+/// How long a request may take, its body included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Before any handler: a request without a known bearer token is refused before its body
+/// is read (the OpenAPI document excepted), as the gRPC port's token gate does; and every
+/// request, a slow body included, ends within [`REQUEST_TIMEOUT`].
+async fn front_door(State(api): State<RestApi>, req: Request, next: Next) -> Response {
+    let public = req.uri().path() == "/api/v2/openapi.json";
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !public && !api.tokens.knows(header) {
+        return ApiError::from(dialtone_auth::AuthError::Unauthenticated).into_response();
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::route(408, "the request took too long").into_response(),
     }
 }
 

@@ -10,7 +10,7 @@ use utoipa::{
     },
 };
 
-use super::{catalog, errors, phones, shapes};
+use super::{catalog, errors, phones, reboot, shapes};
 
 /// The document.
 #[derive(OpenApi)]
@@ -25,8 +25,8 @@ use super::{catalog, errors, phones, shapes};
         phones::get,
         phones::replace,
         phones::delete,
-        phones::reboot,
-        phones::reboot_many,
+        reboot::reboot,
+        reboot::reboot_many,
         catalog::list_sites,
         catalog::get_site,
         catalog::list_bases,
@@ -42,11 +42,12 @@ use super::{catalog, errors, phones, shapes};
         shapes::PhoneProperties,
         shapes::LineProperties,
         shapes::PhoneStatus,
+        shapes::DeviceCredentials,
         shapes::LineStatus,
         shapes::Site,
         shapes::PhoneBase,
         errors::ErrorBody,
-        phones::PhonesReboot,
+        reboot::PhonesReboot,
         catalog::MetaBaseListing,
     )),
     modifiers(&Bearer)

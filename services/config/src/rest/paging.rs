@@ -10,7 +10,11 @@ pub const DEFAULT_PAGE_SIZE: u32 = 25;
 /// The most entities a page holds.
 pub const MAX_PAGE_SIZE: u32 = 500;
 
-/// A list request's query: its parameters, each known to the resource, once.
+/// Parameters a request may repeat (Genesys Cloud's SDKs send `expand=a&expand=b`).
+const REPEATABLE: [&str; 1] = ["expand"];
+
+/// A list request's query: its parameters, each known to the resource, once (but the
+/// repeatable ones, whose values are joined with commas).
 #[derive(Clone, Debug, Default)]
 pub struct Query {
     params: BTreeMap<String, String>,
@@ -21,7 +25,7 @@ impl Query {
     /// does not know (`known`) and one given twice: a misspelt filter must not silently
     /// list everything.
     pub fn parse(raw: &[(String, String)], known: &[&str]) -> Result<Self, ApiError> {
-        let mut params = BTreeMap::new();
+        let mut params: BTreeMap<String, String> = BTreeMap::new();
         for (k, v) in raw {
             if !known.contains(&k.as_str()) {
                 return Err(ApiError::bad_request(
@@ -32,8 +36,15 @@ impl Query {
                     ),
                 ));
             }
-            if params.insert(k.clone(), v.clone()).is_some() {
-                return Err(ApiError::bad_request(k, format!("'{k}' is given twice")));
+            match params.get_mut(k) {
+                Some(had) if REPEATABLE.contains(&k.as_str()) => {
+                    had.push(',');
+                    had.push_str(v);
+                }
+                Some(_) => return Err(ApiError::bad_request(k, format!("'{k}' is given twice"))),
+                None => {
+                    params.insert(k.clone(), v.clone());
+                }
             }
         }
         Ok(Query { params })
@@ -45,6 +56,11 @@ impl Query {
             .get(k)
             .map(String::as_str)
             .filter(|v| !v.is_empty())
+    }
+
+    /// Every comma-separated value of a parameter.
+    pub fn all(&self, k: &str) -> impl Iterator<Item = &str> {
+        self.get(k).into_iter().flat_map(|v| v.split(','))
     }
 
     /// A number parameter within `lo..=hi`, `default` when absent.
@@ -100,6 +116,13 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// Whether the query's page (`pageSize`, `pageNumber`) is one [`page`] takes.
+pub fn check(q: &Query) -> Result<(), ApiError> {
+    q.number("pageSize", DEFAULT_PAGE_SIZE, (1, MAX_PAGE_SIZE))?;
+    q.number("pageNumber", 1, (1, u32::MAX))?;
+    Ok(())
 }
 
 /// One page of `all` (already filtered and sorted) at `base` (the resource's path) with
@@ -195,6 +218,10 @@ mod tests {
         assert_eq!(e.status(), 400);
         let twice = [raw("pageSize", "1"), raw("pageSize", "2")].concat();
         assert!(Query::parse(&twice, &known).is_err());
+        let expands = [raw("expand", "status"), raw("expand", "lines")].concat();
+        let q = Query::parse(&expands, &["expand"]).expect("expand repeats");
+        assert_eq!(q.all("expand").collect::<Vec<_>>(), ["status", "lines"]);
+        assert!(check(&Query::parse(&raw("pageNumber", "0"), &known).expect("known")).is_err());
         for (k, v) in [("pageSize", "0"), ("pageSize", "501"), ("pageNumber", "x")] {
             let query = Query::parse(&raw(k, v), &known).expect("known");
             assert!(page(vec![1], "/x", &query).is_err(), "{k}={v}");

@@ -10,10 +10,7 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri},
 };
 use dialtone_auth::Permission;
-use dialtone_domain::actions::Act;
 use dialtone_proto::config::v1::{self as pb, MetaBase, PhoneFilter};
-use serde::Deserialize;
-use utoipa::ToSchema;
 
 use super::{
     RestApi,
@@ -21,7 +18,7 @@ use super::{
     paging::{self, Query},
     shapes::{self, Listing, Names, Phone, TELEPHONY},
 };
-use crate::error::ConfigError;
+use crate::{error::ConfigError, phone_status::StatusLookups};
 
 /// The most phones one list request may match (it reads them all to sort and count them):
 /// beyond, the request is refused and asks for a filter.
@@ -97,6 +94,12 @@ pub async fn list(
             as i32,
         None => 0,
     };
+    // A bad page is refused before anything is read.
+    paging::check(&q)?;
+    let wanted = (
+        status_param(&q, "status.operationalStatus")?,
+        status_param(&q, "secondaryStatus.operationalStatus")?,
+    );
     let filter = PhoneFilter {
         site_id: q.get("site.id").unwrap_or("").to_owned(),
         base_settings_id: q.get("phoneBaseSettings.id").unwrap_or("").to_owned(),
@@ -104,15 +107,18 @@ pub async fn list(
         name_prefix: prefix.to_owned(),
         kind,
     };
+    let _turn = api.scan_turn().await;
     let mut all = Vec::new();
+    let mut read = 0;
     let mut token = String::new();
     loop {
         let (page, next) = api.core.list_phones(filter.clone(), 1000, &token).await?;
+        read += page.len();
         all.extend(
             page.into_iter()
                 .filter(|p| exact.is_none_or(|n| p.name == n)),
         );
-        if all.len() > MAX_LISTED {
+        if read > MAX_LISTED {
             return Err(ApiError::bad_request(
                 "site.id",
                 format!(
@@ -125,14 +131,9 @@ pub async fn list(
         }
         token = next;
     }
-    let wanted = (
-        q.get("status.operationalStatus"),
-        q.get("secondaryStatus.operationalStatus"),
-    );
     let by_status = wanted.0.is_some() || wanted.1.is_some();
-    let expand = q
-        .get("expand")
-        .is_some_and(|e| e.split(',').any(|x| x.trim() == "status"));
+    let expand = q.all("expand").any(|e| e.trim() == "status");
+    let mut lookups = StatusLookups::default();
     let mut statuses: HashMap<String, shapes::StatusPair> = HashMap::new();
     if by_status {
         if all.len() > MAX_STATUS_FILTERED {
@@ -145,7 +146,7 @@ pub async fn list(
             ));
         }
         for p in &all {
-            statuses.insert(p.id.clone(), status_of(&api, p).await?);
+            statuses.insert(p.id.clone(), status_of(&api, p, &mut lookups).await?);
         }
         all.retain(|p| {
             let (primary, secondary) = &statuses[&p.id];
@@ -159,16 +160,18 @@ pub async fn list(
                 })
         });
     }
-    all.sort_by(|a, b| {
-        let o = match sort_by {
-            "id" => a.id.cmp(&b.id),
-            "dateCreated" => a.created_at_ms.cmp(&b.created_at_ms),
-            "dateModified" => a.updated_at_ms.cmp(&b.updated_at_ms),
-            _ => a.name.to_lowercase().cmp(&b.name.to_lowercase()),
-        }
-        .then_with(|| a.id.cmp(&b.id));
-        if descending { o.reverse() } else { o }
+    all.sort_by_cached_key(|p| {
+        let key = match sort_by {
+            "id" => String::new(),
+            "dateCreated" => format!("{:020}", p.created_at_ms.max(0)),
+            "dateModified" => format!("{:020}", p.updated_at_ms.max(0)),
+            _ => p.name.to_lowercase(),
+        };
+        (key, p.id.clone())
     });
+    if descending {
+        all.reverse();
+    }
     let listing = paging::page(all, &format!("{TELEPHONY}/phones"), &q)?;
     let names = names_of(&api, &listing.entities).await?;
     let mut entities = Vec::with_capacity(listing.entities.len());
@@ -177,7 +180,7 @@ pub async fn list(
         if expand || by_status {
             let (primary, secondary) = match statuses.remove(&p.id) {
                 Some(s) => s,
-                None => status_of(&api, p).await?,
+                None => status_of(&api, p, &mut lookups).await?,
             };
             out.status = Some(primary);
             out.secondary_status = secondary;
@@ -224,7 +227,9 @@ pub async fn create(
         .create_phone(shapes::phone_in(&body, pb::Phone::default())?)
         .await?;
     tracing::info!(token = %who, phone = %w.phone.id, "rest api created phone");
-    Ok(Json(answer(&api, &w.phone, &w.lines).await?))
+    let mut out = answer(&api, &w.phone, &w.lines).await?;
+    out.device_credentials = w.device.map(shapes::device_out);
+    Ok(Json(out))
 }
 
 /// One phone, with its status.
@@ -247,16 +252,34 @@ pub async fn get(
     api.caller(&headers, Permission::View)?;
     let p = api.core.get_phone(&id).await?;
     let mut out = answer(&api, &p, &[]).await?;
-    let (primary, secondary) = status_of(&api, &p).await?;
+    let (primary, secondary) = status_of(&api, &p, &mut StatusLookups::default()).await?;
     out.status = Some(primary);
     out.secondary_status = secondary;
     Ok(Json(out))
 }
 
 /// A phone's `status` and `secondaryStatus`.
-async fn status_of(api: &RestApi, p: &pb::Phone) -> Result<shapes::StatusPair, ApiError> {
-    let view = api.core.phone_status(p).await?;
+async fn status_of(
+    api: &RestApi,
+    p: &pb::Phone,
+    lookups: &mut StatusLookups,
+) -> Result<shapes::StatusPair, ApiError> {
+    let view = api.core.phone_status_with(p, lookups).await?;
     Ok(shapes::status_out(p, &view, api.core.realm()))
+}
+
+/// A status filter's value: OPERATIONAL, DEGRADED, OFFLINE or NOT_APPLICABLE.
+fn status_param<'a>(q: &'a Query, k: &str) -> Result<Option<&'a str>, ApiError> {
+    match q.get(k) {
+        None => Ok(None),
+        Some(v) => ["OPERATIONAL", "DEGRADED", "OFFLINE", "NOT_APPLICABLE"]
+            .iter()
+            .any(|s| s.eq_ignore_ascii_case(v))
+            .then_some(Some(v))
+            .ok_or_else(|| {
+                ApiError::bad_request(k, "OPERATIONAL, DEGRADED, OFFLINE or NOT_APPLICABLE")
+            }),
+    }
 }
 
 /// Replaces a phone with the body (what the API does not show, such as overrides and
@@ -289,6 +312,12 @@ pub async fn replace(
             "differs from the phone id in the path",
         ));
     }
+    if body.version.is_none_or(|v| v <= 0) {
+        return Err(ApiError::bad_request(
+            "version",
+            "is required: the version the phone was read at (a stale one gets 409)",
+        ));
+    }
     check_meta_base(&api, &body).await?;
     let current = api.core.get_phone(&id).await?;
     let w = api
@@ -296,7 +325,9 @@ pub async fn replace(
         .update_phone(shapes::phone_in(&body, current)?)
         .await?;
     tracing::info!(token = %who, phone = %id, "rest api replaced phone");
-    Ok(Json(answer(&api, &w.phone, &w.lines).await?))
+    let mut out = answer(&api, &w.phone, &w.lines).await?;
+    out.device_credentials = w.device.map(shapes::device_out);
+    Ok(Json(out))
 }
 
 /// Deletes a phone (at `version` when given: a stale one gets 409).
@@ -334,90 +365,6 @@ pub async fn delete(
     api.core.delete_phone(&id, version).await?;
     tracing::info!(token = %who, phone = %id, "rest api deleted phone");
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Restarts a phone through its edges (a NOTIFY check-sync with reboot).
-#[utoipa::path(
-    post,
-    path = "/api/v2/telephony/providers/edges/phones/{phoneId}/reboot",
-    tag = "Phones",
-    params(("phoneId" = String, Path, description = "The phone's id")),
-    responses(
-        (status = 202, description = "An edge holding the phone's registration asked it to restart"),
-        (status = 400, description = "The phone is not registered", body = ErrorBody),
-        (status = 404, description = "No such phone", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn reboot(
-    State(api): State<RestApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    let who = api.caller(&headers, Permission::Edit)?;
-    let timeout = crate::actions::timeout_of(0)?;
-    api.core
-        .act_on_phone(&id, Act::Restart, timeout, &format!("rest/{who}"))
-        .await?;
-    Ok(StatusCode::ACCEPTED)
-}
-
-/// Which phones `POST /phones/reboot` restarts: those listed, or every phone of a site.
-#[derive(Clone, Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PhonesReboot {
-    /// The phones to restart.
-    #[serde(default)]
-    pub phone_ids: Vec<String>,
-    /// Or every phone of this site.
-    #[serde(default)]
-    pub site_id: String,
-}
-
-/// Restarts many phones, paced as a reload wave (in the background; `dialtonectl phones
-/// restart --watch` follows one).
-#[utoipa::path(
-    post,
-    path = "/api/v2/telephony/providers/edges/phones/reboot",
-    tag = "Phones",
-    request_body = PhonesReboot,
-    responses(
-        (status = 202, description = "The wave started"),
-        (status = 400, description = "Neither or both of phoneIds and siteId", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn reboot_many(
-    State(api): State<RestApi>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<StatusCode, ApiError> {
-    let who = api.caller(&headers, Permission::Edit)?;
-    let body: PhonesReboot = super::json(&body)?;
-    let wave = crate::bulk::Wave::of(pb::ActOnPhonesRequest {
-        action: pb::BulkAction::Restart as i32,
-        site_id: body.site_id,
-        phone_ids: body.phone_ids,
-        ..Default::default()
-    })
-    .map_err(|e| match e {
-        // The gRPC request's field names are not this body's.
-        ConfigError::InvalidArgument { reason, .. } => {
-            ApiError::bad_request("phoneIds", format!("give phoneIds or siteId ({reason})"))
-        }
-        e => e.into(),
-    })?;
-    if let crate::bulk::Selector::Site(site) = &wave.selector {
-        api.core.get_site(site).await?;
-    }
-    tracing::info!(token = %who, act = ?wave.act, "rest api bulk phone reboot");
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let core = api.core.clone();
-    let by = format!("rest/{who}");
-    tokio::spawn(async move { core.act_on_phones(wave, &by, tx).await });
-    // The wave stops starting phones when its progress is not read: read it to the end.
-    tokio::spawn(async move { while rx.recv().await.is_some() {} });
-    Ok(StatusCode::ACCEPTED)
 }
 
 /// The names a page of phones refers to, each read once.

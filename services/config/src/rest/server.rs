@@ -34,8 +34,13 @@ pub fn serve(
     tokio::spawn(async move {
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         loop {
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
+            // Waiting for a free slot still hears the stop.
+            let slot = tokio::select! {
+                s = slots.clone().acquire_owned() => match s {
+                    Ok(s) => s,
+                    Err(_) => return,
+                },
+                _ = stop.changed() => return,
             };
             let (tcp, peer) = tokio::select! {
                 r = listener.accept() => match r {
