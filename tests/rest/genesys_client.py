@@ -104,6 +104,23 @@ expect("the base settings listing", status == 200 and base and base["phoneMetaBa
 status, site = call("GET", f"/api/v2/telephony/providers/edges/sites/{SITE}")
 expect("a site", status == 200 and site["id"] == SITE and site["name"], site)
 
+# Sites: create one from a name, rename it at its version, delete it.
+status, branch = call("POST", "/api/v2/telephony/providers/edges/sites",
+                      {"name": "REST Branch", "edgeGroup": site.get("edgeGroup"),
+                       "mediaRegions": ["eu-west"]})
+expect("create a site", status == 200 and branch["id"] == "rest-branch"
+       and branch["mediaRegions"] == ["eu-west"] and branch["version"] > 0, (status, branch))
+status, e = call("POST", "/api/v2/telephony/providers/edges/sites", {"name": "Nope"}, token=VIEWER)
+error_body("a viewer token cannot create a site", status, e, 403)
+renamed = dict(branch, name="REST Branch Office")
+status, written = call("PUT", f"/api/v2/telephony/providers/edges/sites/{branch['id']}", renamed)
+expect("rename it", status == 200 and written["name"] == "REST Branch Office"
+       and written["version"] > branch["version"], (status, written))
+status, e = call("PUT", f"/api/v2/telephony/providers/edges/sites/{branch['id']}", renamed)
+error_body("a site update at a stale version", status, e, 409)
+status, e = call("DELETE", f"/api/v2/telephony/providers/edges/sites/{branch['id']}")
+expect("delete it", status == 204, (status, e))
+
 # Create, as Genesys Cloud's examples do: name, site, base settings, meta-base, a line.
 new = {
     "name": "REST Lobby",

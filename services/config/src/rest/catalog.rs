@@ -1,12 +1,14 @@
-//! `/sites` and `/phonebasesettings` as phones refer to them (read only here: they are
-//! written over gRPC and `dialtonectl`), and the meta-bases a profile may take.
+//! `/sites` (read and written) and `/phonebasesettings` (read here; written over gRPC and
+//! `dialtonectl`) as phones refer to them, and the meta-bases a profile may take.
 
 use axum::{
     Json,
+    body::Bytes,
     extract::{Path, State},
-    http::{HeaderMap, Uri},
+    http::{HeaderMap, StatusCode, Uri},
 };
 use dialtone_auth::Permission;
+use dialtone_proto::config::v1 as pb;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -88,6 +90,110 @@ pub async fn get_site(
 ) -> Result<Json<Site>, ApiError> {
     api.caller(&headers, Permission::View)?;
     Ok(Json(shapes::site_out(&api.core.get_site(&id).await?)))
+}
+
+/// Creates a site (as gRPC's CreateSite: the `telephony:plugin:all` permission).
+#[utoipa::path(
+    post,
+    path = "/api/v2/telephony/providers/edges/sites",
+    tag = "Sites",
+    request_body = Site,
+    responses(
+        (status = 200, description = "The site", body = Site),
+        (status = 400, description = "An invalid field, or a missing edge group", body = ErrorBody),
+        (status = 409, description = "A site with this id exists", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn create_site(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Site>, ApiError> {
+    let who = api.caller(&headers, Permission::All)?;
+    let body: Site = super::json(&body)?;
+    let s = api
+        .core
+        .create_site(shapes::site_in(&body, pb::Site::default()))
+        .await?;
+    tracing::info!(token = %who, site = %s.id, "rest api created site");
+    Ok(Json(shapes::site_out(&s)))
+}
+
+/// Replaces what the API shows of a site (number plans, routes and restrictions stay);
+/// `version` is required and a stale one gets 409.
+#[utoipa::path(
+    put,
+    path = "/api/v2/telephony/providers/edges/sites/{siteId}",
+    tag = "Sites",
+    params(("siteId" = String, Path, description = "The site's id")),
+    request_body = Site,
+    responses(
+        (status = 200, description = "The site as written", body = Site),
+        (status = 400, description = "An invalid field, or no version", body = ErrorBody),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The version is stale", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn replace_site(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Site>, ApiError> {
+    let who = api.caller(&headers, Permission::All)?;
+    let body: Site = super::json(&body)?;
+    if !body.id.is_empty() && body.id != id {
+        return Err(ApiError::bad_request(
+            "id",
+            "differs from the site id in the path",
+        ));
+    }
+    if body.version <= 0 {
+        return Err(ApiError::bad_request(
+            "version",
+            "is required: the version the site was read at (a stale one gets 409)",
+        ));
+    }
+    let current = api.core.get_site(&id).await?;
+    let s = api
+        .core
+        .update_site(shapes::site_in(&body, current))
+        .await?;
+    tracing::info!(token = %who, site = %id, "rest api replaced site");
+    Ok(Json(shapes::site_out(&s)))
+}
+
+/// Deletes a site without phones (at `version` when given).
+#[utoipa::path(
+    delete,
+    path = "/api/v2/telephony/providers/edges/sites/{siteId}",
+    tag = "Sites",
+    params(
+        ("siteId" = String, Path, description = "The site's id"),
+        ("version" = Option<i64>, Query, description = "Delete only at this version"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Phones or users still belong to it", body = ErrorBody),
+        (status = 404, description = "No such site", body = ErrorBody),
+        (status = 409, description = "The version is stale", body = ErrorBody),
+    ),
+    security(("bearer" = []))
+)]
+pub async fn delete_site(
+    State(api): State<RestApi>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    uri: Uri,
+) -> Result<StatusCode, ApiError> {
+    let who = api.caller(&headers, Permission::All)?;
+    let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
+    let version = super::version_param(&q)?;
+    api.core.delete_site(&id, version).await?;
+    tracing::info!(token = %who, site = %id, "rest api deleted site");
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Lists base settings profiles.

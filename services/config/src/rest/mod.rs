@@ -5,7 +5,7 @@
 //! check) and calls the same [`ConfigCore`] function, so every rule has one
 //! implementation. `/api/v2/openapi.json` describes it, generated from these handlers.
 //!
-//! Layers: `shapes` (the JSON and its pure conversions), `paging` (numbered pages, pure),
+//! Layers: `shapes` and `sites` (the JSON and its pure conversions), `paging` (numbered pages, pure),
 //! `status` (a phone's status shapes, pure), `errors` (the error body), `phones`,
 //! `reboot` and `catalog` (handlers), `server` (HTTP/1.1, optionally TLS).
 
@@ -17,6 +17,7 @@ pub mod phones;
 pub mod reboot;
 mod server;
 pub mod shapes;
+pub mod sites;
 pub mod status;
 
 use std::sync::Arc;
@@ -94,8 +95,16 @@ impl RestApi {
                 &format!("{t}/phones/{{phoneId}}/reboot"),
                 post(reboot::reboot),
             )
-            .route(&format!("{t}/sites"), get(catalog::list_sites))
-            .route(&format!("{t}/sites/{{siteId}}"), get(catalog::get_site))
+            .route(
+                &format!("{t}/sites"),
+                get(catalog::list_sites).post(catalog::create_site),
+            )
+            .route(
+                &format!("{t}/sites/{{siteId}}"),
+                get(catalog::get_site)
+                    .put(catalog::replace_site)
+                    .delete(catalog::delete_site),
+            )
             .route(&format!("{t}/phonebasesettings"), get(catalog::list_bases))
             .route(
                 &format!("{t}/phonebasesettings/availablemetabases"),
@@ -141,6 +150,18 @@ async fn front_door(State(api): State<RestApi>, req: Request, next: Next) -> Res
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::route(408, "the request took too long").into_response(),
+    }
+}
+
+/// A delete's optional `version` (0: whatever is current).
+fn version_param(q: &paging::Query) -> Result<i64, ApiError> {
+    match q.get("version") {
+        Some(v) => v
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| ApiError::bad_request("version", "must be a positive number")),
+        None => Ok(0),
     }
 }
 

@@ -354,14 +354,7 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let who = api.caller(&headers, Permission::Delete)?;
     let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
-    let version = match q.get("version") {
-        Some(v) => v
-            .parse::<i64>()
-            .ok()
-            .filter(|v| *v > 0)
-            .ok_or_else(|| ApiError::bad_request("version", "must be a positive number"))?,
-        None => 0,
-    };
+    let version = super::version_param(&q)?;
     api.core.delete_phone(&id, version).await?;
     tracing::info!(token = %who, phone = %id, "rest api deleted phone");
     Ok(StatusCode::NO_CONTENT)

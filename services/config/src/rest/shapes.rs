@@ -176,40 +176,6 @@ pub fn device_out(d: pb::DeviceCredentials) -> DeviceCredentials {
     }
 }
 
-/// A site (`/sites`), as phones refer to it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Site {
-    /// The site's id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// Its version.
-    pub version: i64,
-    /// `active`.
-    pub state: String,
-    /// Its URI.
-    pub self_uri: String,
-}
-
-/// A base settings profile (`/phonebasesettings`), as phones refer to it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct PhoneBase {
-    /// The profile's id.
-    pub id: String,
-    /// Its name.
-    pub name: String,
-    /// Its version.
-    pub version: i64,
-    /// `active`.
-    pub state: String,
-    /// Its meta-base (model family).
-    pub phone_meta_base: EntityRef,
-    /// Its URI.
-    pub self_uri: String,
-}
-
 /// A page of entities, as Genesys Cloud lists them.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -457,29 +423,7 @@ pub fn check_meta_base(body: &Phone, base: Option<MetaBase>) -> Result<()> {
     }
 }
 
-/// A site as the API shows it.
-pub fn site_out(s: &pb::Site) -> Site {
-    Site {
-        id: s.id.clone(),
-        name: s.name.clone(),
-        version: s.version,
-        state: "active".into(),
-        self_uri: format!("{TELEPHONY}/sites/{}", s.id),
-    }
-}
-
-/// A base settings profile as the API shows it.
-pub fn base_out(b: &pb::BaseSettings) -> PhoneBase {
-    PhoneBase {
-        id: b.id.clone(),
-        name: b.name.clone(),
-        version: b.version,
-        state: "active".into(),
-        phone_meta_base: meta_base_ref(MetaBase::try_from(b.meta_base).unwrap_or_default()),
-        self_uri: format!("{TELEPHONY}/phonebasesettings/{}", b.id),
-    }
-}
-
+pub use super::sites::{PhoneBase, Site, base_out, site_in, site_out, slug};
 pub use super::status::{LineStatus, PhoneStatus, StatusPair, status_out};
 
 #[cfg(test)]

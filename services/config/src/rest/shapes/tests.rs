@@ -288,3 +288,41 @@ fn status_reads_as_genesys_cloud_phone_statuses() {
         assert_eq!(primary.phone_assignment_to_edge_type, "PRIMARY");
     }
 }
+
+#[test]
+fn sites_read_and_write_what_the_api_shows() {
+    let current = pb::Site {
+        id: "hq".into(),
+        name: "Head office".into(),
+        edge_group_id: "hq-edges".into(),
+        number_plan: "nanp".into(),
+        version: 4,
+        ..Default::default()
+    };
+    let mut body = site_out(&current);
+    assert_eq!(
+        body.edge_group.as_ref().map(|g| g.id.as_str()),
+        Some("hq-edges")
+    );
+    body.name = "HQ".into();
+    body.media_regions = vec!["eu-west".into()];
+    body.media_regions_use_latency_based = true;
+    let s = site_in(&body, current.clone());
+    assert_eq!((s.id.as_str(), s.name.as_str(), s.version), ("hq", "HQ", 4));
+    assert_eq!(s.number_plan, "nanp", "what the API does not show stays");
+    assert_eq!(
+        s.media_region_order,
+        pb::MediaRegionOrder::LowestLatency as i32
+    );
+    let new = site_in(
+        &Site {
+            name: "Branch Office #2".into(),
+            ..Default::default()
+        },
+        pb::Site::default(),
+    );
+    assert_eq!(new.id, "branch-office-2");
+    for (name, id) in [("  Lyon ", "lyon"), ("42 Main", "s-42-main"), ("--", "s")] {
+        assert_eq!(slug(name), id, "{name}");
+    }
+}
