@@ -30,6 +30,8 @@ import urllib.request
 
 import yaml
 
+import ng_guard_run
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "deploy" / "compose"
 BIN = ROOT / "target" / "debug"
@@ -257,19 +259,11 @@ def ng_guard(services):
     cmd = g["command"]
     if cmd != ["dialtone-ng-guard", ng, lo, hi]:
         return [f"ng-guard: command {cmd}, want dialtone-ng-guard {ng} {lo} {hi}"]
-    ns = f"dt-composecheck-{os.getpid()}"
-    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
-        return ["ng-guard: cannot create a network namespace (run as root)"]
-    try:
-        r = subprocess.run(["ip", "netns", "exec", ns, "sh",
-                            str(ROOT / "deploy" / "media" / "ng-guard.sh")] + cmd[1:],
-                           capture_output=True, text=True, timeout=30)
-        want = f"udp dport {ng} udp sport {lo}-{hi}"
-        if r.returncode != 0 or want not in r.stdout:
-            return [f"ng-guard: did not install '{want}': {r.stderr.strip()}"]
-        return []
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    problem, rules = ng_guard_run.drop_rules(cmd[1:])
+    want = f"udp dport {ng} udp sport {lo}-{hi}"
+    if problem or not any(want in r for r in rules):
+        return [f"ng-guard: did not install '{want}': {problem or rules}"]
+    return []
 
 
 def stop(procs):

@@ -23,6 +23,7 @@ import tempfile
 import time
 
 import helm_python
+import ng_guard_run
 import kubernetes_validate
 import yaml
 
@@ -180,25 +181,15 @@ def run_ng_guard(ds, values):
         return ["media: coturn runs without the ng-guard init container"]
     if c["command"][0] != "dialtone-ng-guard" or c["securityContext"]["capabilities"]["add"] != ["NET_ADMIN"]:
         return [f"media ng-guard: unexpected container {c['command']}"]
-    ns = f"dt-helmcheck-{os.getpid()}"
-    script = CHART.parent.parent / "deploy" / "media" / "ng-guard.sh"
-    if subprocess.run(["ip", "netns", "add", ns], capture_output=True).returncode != 0:
-        return ["media ng-guard: cannot create a network namespace (run as root)"]
-    try:
-        for _ in range(2):
-            r = subprocess.run(["ip", "netns", "exec", ns, "sh", str(script)] + c["command"][1:],
-                               capture_output=True, text=True, timeout=30)
-            if r.returncode != 0:
-                return [f"media ng-guard failed: {r.stderr.strip()}"]
-        ng = {**CHART_VALUES["media"]["rtpengine"], **v.get("rtpengine", {})}["ngPort"]
-        want = f"udp dport {ng} udp sport {coturn['relayPortMin']}-{coturn['relayPortMax']}"
-        rules = [line for line in r.stdout.splitlines() if "drop" in line]
-        if len(rules) != 1 or want not in rules[0]:
-            return [f"media ng-guard: rules {rules}, want one with '{want}'"]
-        print(f"  media ng-guard: ran twice in a network namespace; one rule: {want} drop")
-        return []
-    finally:
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    problem, rules = ng_guard_run.drop_rules(c["command"][1:], runs=2)
+    if problem:
+        return [f"media ng-guard: {problem}"]
+    ng = {**CHART_VALUES["media"]["rtpengine"], **v.get("rtpengine", {})}["ngPort"]
+    want = f"udp dport {ng} udp sport {coturn['relayPortMin']}-{coturn['relayPortMax']}"
+    if len(rules) != 1 or want not in rules[0]:
+        return [f"media ng-guard: rules {rules}, want one with '{want}'"]
+    print(f"  media ng-guard: ran twice in a network namespace; one rule: {want} drop")
+    return []
 
 
 def check(name, values):

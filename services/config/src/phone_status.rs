@@ -94,13 +94,7 @@ impl ConfigCore {
             .filter_map(|kv| keys::parse_binding(&kv.key).map(|(_, l, n)| (l, n.to_owned())))
             .collect();
         let pairs: Vec<(u32, &str)> = registered.iter().map(|(l, n)| (*l, n.as_str())).collect();
-        let expected = Expected {
-            lines: p.lines.len() as u32,
-            primary: placed.map(|pl| pl.primary.node_id.as_str()),
-            secondary: placed.and_then(|pl| pl.secondary.map(|e| e.node_id.as_str())),
-            remote,
-            disabled: p.disabled,
-        };
+        let expected = Expected::placed(p.lines.len() as u32, placed, remote, p.disabled);
         let reduced = status_model::reduce(&expected, &pairs);
         Ok(PhoneStatusView {
             status: reduced.status,

@@ -19,6 +19,25 @@ pub struct Expected<'a> {
     pub disabled: bool,
 }
 
+impl<'a> Expected<'a> {
+    /// What a phone of `lines` lines holds when placed at `placed` (none: nowhere to
+    /// register).
+    pub fn placed(
+        lines: u32,
+        placed: Option<crate::placement::Placement<'a>>,
+        remote: bool,
+        disabled: bool,
+    ) -> Self {
+        Expected {
+            lines,
+            primary: placed.map(|p| p.primary.node_id.as_str()),
+            secondary: placed.and_then(|p| p.secondary.map(|e| e.node_id.as_str())),
+            remote,
+            disabled,
+        }
+    }
+}
+
 /// One edge's share of a phone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EdgeShare<'a> {

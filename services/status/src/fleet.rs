@@ -485,13 +485,7 @@ impl Fleet {
                 }
             },
         };
-        let expected = Expected {
-            lines: c.sip_users.len() as u32,
-            primary: placed.map(|p| p.primary.node_id.as_str()),
-            secondary: placed.and_then(|p| p.secondary.map(|e| e.node_id.as_str())),
-            remote,
-            disabled: c.disabled,
-        };
+        let expected = Expected::placed(c.sip_users.len() as u32, placed, remote, c.disabled);
         let registered: Vec<(u32, &str)> = entry
             .bindings
             .iter()

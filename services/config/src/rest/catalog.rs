@@ -21,24 +21,6 @@ use super::{
 
 const PAGE_PARAMS: [&str; 2] = ["pageSize", "pageNumber"];
 
-/// Reads every page of a cursor listing.
-async fn all<T, F, Fut>(mut page: F) -> Result<Vec<T>, ApiError>
-where
-    F: FnMut(String) -> Fut,
-    Fut: std::future::Future<Output = crate::error::Result<(Vec<T>, String)>>,
-{
-    let mut out = Vec::new();
-    let mut token = String::new();
-    loop {
-        let (items, next) = page(token).await?;
-        out.extend(items);
-        if next.is_empty() || out.len() > super::phones::MAX_LISTED {
-            return Ok(out);
-        }
-        token = next;
-    }
-}
-
 /// Lists sites.
 #[utoipa::path(
     get,
@@ -62,7 +44,7 @@ pub async fn list_sites(
     api.caller(&headers, Permission::View)?;
     let q = Query::parse(&super::query_pairs(&uri)?, &PAGE_PARAMS)?;
     let _turn = api.scan_turn().await;
-    let sites = all(|t| {
+    let sites = paging::read_all("sites", |t| {
         let core = api.core.clone();
         async move { core.list_sites(1000, &t).await }
     })
@@ -219,7 +201,7 @@ pub async fn list_bases(
     api.caller(&headers, Permission::View)?;
     let q = Query::parse(&super::query_pairs(&uri)?, &PAGE_PARAMS)?;
     let _turn = api.scan_turn().await;
-    let bases = all(|t| {
+    let bases = paging::read_all("base settings profiles", |t| {
         let core = api.core.clone();
         async move { core.list_base_settings(1000, &t).await }
     })

@@ -118,6 +118,37 @@ fn escape(s: &str) -> String {
     out
 }
 
+/// The most entities one list request reads (it reads them all to sort and count them):
+/// beyond, the request is refused and asks for a filter.
+pub const MAX_LISTED: usize = 50_000;
+
+/// Every entity of a cursor listing (`page(token)` gives one page and the next token),
+/// refused with a 400 naming `what` once more than [`MAX_LISTED`] were read.
+pub async fn read_all<T, F, Fut>(what: &str, mut page: F) -> Result<Vec<T>, ApiError>
+where
+    F: FnMut(String) -> Fut,
+    Fut: std::future::Future<Output = crate::error::Result<(Vec<T>, String)>>,
+{
+    let mut out = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (items, next) = page(token).await?;
+        out.extend(items);
+        if out.len() > MAX_LISTED {
+            return Err(ApiError::bad_request(
+                "site.id",
+                format!(
+                    "more than {MAX_LISTED} {what} match; narrow the list with site.id, phoneBaseSettings.id or name"
+                ),
+            ));
+        }
+        if next.is_empty() {
+            return Ok(out);
+        }
+        token = next;
+    }
+}
+
 /// Whether the query's page (`pageSize`, `pageNumber`) is one [`page`] takes.
 pub fn check(q: &Query) -> Result<(), ApiError> {
     q.number("pageSize", DEFAULT_PAGE_SIZE, (1, MAX_PAGE_SIZE))?;

@@ -20,10 +20,6 @@ use super::{
 };
 use crate::{error::ConfigError, phone_status::StatusLookups};
 
-/// The most phones one list request may match (it reads them all to sort and count them):
-/// beyond, the request is refused and asks for a filter.
-pub const MAX_LISTED: usize = 50_000;
-
 /// The most phones a list filtered by status may match by its other filters (each one's
 /// status is read from the store).
 pub const MAX_STATUS_FILTERED: usize = 2_000;
@@ -108,29 +104,12 @@ pub async fn list(
         kind,
     };
     let _turn = api.scan_turn().await;
-    let mut all = Vec::new();
-    let mut read = 0;
-    let mut token = String::new();
-    loop {
-        let (page, next) = api.core.list_phones(filter.clone(), 1000, &token).await?;
-        read += page.len();
-        all.extend(
-            page.into_iter()
-                .filter(|p| exact.is_none_or(|n| p.name == n)),
-        );
-        if read > MAX_LISTED {
-            return Err(ApiError::bad_request(
-                "site.id",
-                format!(
-                    "more than {MAX_LISTED} phones match; narrow the list with site.id, phoneBaseSettings.id or name"
-                ),
-            ));
-        }
-        if next.is_empty() {
-            break;
-        }
-        token = next;
-    }
+    let mut all = paging::read_all("phones", |token| {
+        let (core, filter) = (api.core.clone(), filter.clone());
+        async move { core.list_phones(filter, 1000, &token).await }
+    })
+    .await?;
+    all.retain(|p| exact.is_none_or(|n| p.name == n));
     let by_status = wanted.0.is_some() || wanted.1.is_some();
     let expand = q.all("expand").any(|e| e.trim() == "status");
     let mut lookups = StatusLookups::default();
