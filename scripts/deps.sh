@@ -58,11 +58,13 @@ browser="$(dirname "$0")/../tests/browser"
 if [ "$mode" = "--test" ] && [ ! -e "$browser/node_modules/.package-lock.json" ]; then
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
-# The REST API test's Python (jsonschema checks every answer against the OpenAPI document).
+# The tests' Python: jsonschema (the REST API test checks every answer against the
+# OpenAPI document) and Playwright (the console test drives Debian's Chromium with it:
+# the pip package carries its driver, and no browser is downloaded).
 venv="${DIALTONE_TEST_VENV:-$HOME/.cache/dialtone/test-venv}"
-if [ "$mode" = "--test" ] && ! "$venv/bin/python" -c 'import jsonschema' 2>/dev/null; then
+if [ "$mode" = "--test" ] && ! "$venv/bin/python" -c 'import jsonschema, playwright' 2>/dev/null; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q 'jsonschema==4.23.0'
+  "$venv/bin/pip" install -q 'jsonschema==4.23.0' 'playwright==1.65.2'
 fi
 if [ "$mode" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest

@@ -32,5 +32,17 @@ pub(crate) use process::kill9;
 pub use process::{binary, dialtonectl, serve_refused, sipvicious, wait_or_kill};
 pub use sandbox::{
     ADD_ONLY_TOKEN, ADDER_TOKEN, ADMIN_TOKEN, ClusterSandbox, DELETE_ONLY_TOKEN, EDIT_ONLY_TOKEN,
-    VIEWER_TOKEN,
+    VIEWER_TOKEN, write_test_tokens,
 };
+
+/// The tests' Python (`scripts/deps.sh --test` makes it: jsonschema, Playwright):
+/// `$DIALTONE_TEST_VENV/bin/python`, by default under `~/.cache/dialtone/test-venv`.
+pub fn test_python() -> std::path::PathBuf {
+    std::env::var_os("DIALTONE_TEST_VENV")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(&std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/dialtone/test-venv")
+        })
+        .join("bin/python")
+}

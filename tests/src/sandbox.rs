@@ -113,17 +113,7 @@ impl ClusterSandbox {
         let dir = tempfile::tempdir()?;
         let etcd = EtcdCluster::start(members).await?;
         let tokens = dir.path().join("tokens.toml");
-        std::fs::write(
-            &tokens,
-            format!(
-                "[[token]]\nname = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\npermissions = [\"telephony:plugin:all\"]\n\
-                 [[token]]\nname = \"viewer\"\ntoken = \"{VIEWER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\"]\n\
-                 [[token]]\nname = \"adder\"\ntoken = \"{ADDER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\", \"telephony:sitesmanagedphones:add\"]\n\
-                 [[token]]\nname = \"add-only\"\ntoken = \"{ADD_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:add\"]\n\
-                 [[token]]\nname = \"edit-only\"\ntoken = \"{EDIT_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:edit\"]\n\
-                 [[token]]\nname = \"delete-only\"\ntoken = \"{DELETE_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:delete\"]\n"
-            ),
-        )?;
+        write_test_tokens(&tokens)?;
         let prefix = format!("/dialtone-test-{}/", std::process::id());
         let key_file = dir.path().join("key");
         std::fs::write(&key_file, format!("{:064x}\n", std::process::id()))?;
@@ -234,4 +224,21 @@ impl ClusterSandbox {
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
+}
+
+/// Writes the test tokens file (admin, viewer, adder, add-only, edit-only, delete-only,
+/// the tokens of this module) to `path`, for `--api-tokens`.
+pub fn write_test_tokens(path: &Path) -> anyhow::Result<()> {
+    std::fs::write(
+        path,
+        format!(
+            "[[token]]\nname = \"admin\"\ntoken = \"{ADMIN_TOKEN}\"\npermissions = [\"telephony:plugin:all\"]\n\
+                 [[token]]\nname = \"viewer\"\ntoken = \"{VIEWER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\"]\n\
+                 [[token]]\nname = \"adder\"\ntoken = \"{ADDER_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:view\", \"telephony:sitesmanagedphones:add\"]\n\
+                 [[token]]\nname = \"add-only\"\ntoken = \"{ADD_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:add\"]\n\
+                 [[token]]\nname = \"edit-only\"\ntoken = \"{EDIT_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:edit\"]\n\
+                 [[token]]\nname = \"delete-only\"\ntoken = \"{DELETE_ONLY_TOKEN}\"\npermissions = [\"telephony:sitesmanagedphones:delete\"]\n"
+        ),
+    )?;
+    Ok(())
 }

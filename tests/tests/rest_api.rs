@@ -8,17 +8,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::{Context, ensure};
 use dialtone_proto::config::v1 as pb;
-use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN, fleet, http_request};
-
-fn python() -> std::path::PathBuf {
-    std::env::var_os("DIALTONE_TEST_VENV")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/dialtone/test-venv")
-        })
-        .join("bin/python")
-}
+use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN, fleet, http_request, test_python};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_genesys_cloud_client_manages_phones_unchanged() -> anyhow::Result<()> {
@@ -41,7 +31,7 @@ async fn a_genesys_cloud_client_manages_phones_unchanged() -> anyhow::Result<()>
         "api endpoint: {url:?}"
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("rest/genesys_client.py");
-    let out = Command::new(python())
+    let out = Command::new(test_python())
         .arg(&script)
         .args([url.as_str(), ADMIN_TOKEN, VIEWER_TOKEN, "hq", "yealink"])
         .output()

@@ -298,6 +298,15 @@ impl Tokens {
             .is_some_and(|t| self.by_hash.read().contains_key(&hash(t.trim())))
     }
 
+    /// The name of the token `authorization` (`Bearer TOKEN`) carries, when it is known.
+    pub fn name_of(&self, authorization: Option<&str>) -> Option<String> {
+        let token = authorization.and_then(bearer_token)?;
+        self.by_hash
+            .read()
+            .get(&hash(token.trim()))
+            .map(|g| g.name.clone())
+    }
+
     /// Whether `token` (as sent, without `Bearer `) still grants `needed`.
     pub fn allows(&self, token: &str, needed: Permission) -> bool {
         self.by_hash

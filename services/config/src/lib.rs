@@ -8,9 +8,12 @@
 //! is ever half-written.
 
 pub mod actions;
+pub mod audit;
 pub mod bulk;
+pub mod console;
 pub mod csv_format;
 pub mod error;
+mod export;
 mod import;
 pub mod list;
 pub mod media_servers;

@@ -624,42 +624,18 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::View)?;
         let filter =
             list::normalise(req.into_inner().filter.unwrap_or_default()).map_err(Status::from)?;
-        let (tx, rx) = mpsc::channel(16);
+        let (tx, mut chunks) = mpsc::channel(16);
+        let (out, rx) = mpsc::channel(16);
         let core = self.core.clone();
+        tokio::spawn(async move { core.export_csv(filter, tx).await });
         tokio::spawn(async move {
-            let res: Result<(), ConfigError> = async {
-                let mut prefixes = std::collections::HashMap::new();
-                let mut token = String::new();
-                let mut chunk = csv_format::header();
-                loop {
-                    let (phones, next) = core.list_phones(filter.clone(), 1000, &token).await?;
-                    for p in &phones {
-                        if !prefixes.contains_key(&p.site_id) {
-                            let prefix = core
-                                .get_site(&p.site_id)
-                                .await
-                                .map(|s| s.sip_user_prefix)
-                                .unwrap_or_default();
-                            prefixes.insert(p.site_id.clone(), prefix);
-                        }
-                        chunk.extend(csv_format::row(p, &prefixes[&p.site_id]));
-                    }
-                    if tx
-                        .send(Ok(pb::ExportPhonesResponse {
-                            chunk: std::mem::take(&mut chunk),
-                        }))
-                        .await
-                        .is_err()
-                        || next.is_empty()
-                    {
-                        return Ok(());
-                    }
-                    token = next;
+            while let Some(c) = chunks.recv().await {
+                let item = c
+                    .map(|chunk| pb::ExportPhonesResponse { chunk })
+                    .map_err(Status::from);
+                if out.send(item).await.is_err() {
+                    return;
                 }
-            }
-            .await;
-            if let Err(e) = res {
-                let _ = tx.send(Err(e.into())).await;
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))

@@ -229,10 +229,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 let addr = listener.local_addr()?;
                 write_url(&data.join(API_ENDPOINT_FILE), addr, tls.is_some());
                 let rest = dialtone_config::rest::RestApi::new(core.clone(), tokens.clone());
+                // The console's pages at `/`, the REST API under `/api/v2`.
+                let console = dialtone_config::console::Console::new(rest);
                 api_task = Some(dialtone_config::rest::serve(
                     listener,
                     tls,
-                    rest.router(),
+                    console.router(),
                     stop_rx.clone(),
                 ));
             }

@@ -65,6 +65,16 @@ impl ApiError {
         self.status
     }
 
+    /// What went wrong, for a person.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The field it is about, when it names one.
+    pub fn field(&self) -> Option<&str> {
+        self.params.get("field").map(String::as_str)
+    }
+
     /// The body, with `context_id`.
     pub fn body(&self, context_id: String) -> ErrorBody {
         ErrorBody {

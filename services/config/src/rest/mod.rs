@@ -37,7 +37,10 @@ use serde::de::DeserializeOwned;
 
 pub use server::serve;
 
-use crate::ConfigCore;
+use crate::{
+    ConfigCore,
+    audit::{AuditEntry, AuditLog},
+};
 use errors::ApiError;
 
 /// The largest request body the API reads.
@@ -55,6 +58,7 @@ pub struct RestApi {
     tokens: Arc<Tokens>,
     scans: Arc<tokio::sync::Semaphore>,
     waves: Arc<tokio::sync::Semaphore>,
+    audit: Arc<AuditLog>,
 }
 
 impl RestApi {
@@ -65,7 +69,28 @@ impl RestApi {
             tokens,
             scans: Arc::new(tokio::sync::Semaphore::new(MAX_SCANS)),
             waves: Arc::new(tokio::sync::Semaphore::new(reboot::MAX_WAVES)),
+            audit: Arc::new(AuditLog::default()),
         }
+    }
+
+    /// The config core the API calls.
+    pub fn core(&self) -> &ConfigCore {
+        &self.core
+    }
+
+    /// The node's tokens.
+    pub fn tokens(&self) -> &Tokens {
+        &self.tokens
+    }
+
+    /// The node's audit log (changes through the REST API and the console).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// A turn to run a bulk wave, when fewer than [`reboot::MAX_WAVES`] are under way.
+    pub fn wave_turn(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.waves.clone().try_acquire_owned().ok()
     }
 
     /// A turn to read a whole listing (see [`MAX_SCANS`]).
@@ -147,10 +172,26 @@ async fn front_door(State(api): State<RestApi>, req: Request, next: Next) -> Res
     if !public && !api.tokens.knows(header) {
         return ApiError::from(dialtone_auth::AuthError::Unauthenticated).into_response();
     }
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+    // A change is recorded with its token's name and outcome.
+    let change = (req.method() != axum::http::Method::GET)
+        .then(|| api.tokens.name_of(header))
+        .flatten()
+        .map(|who| (who, format!("{} {}", req.method(), req.uri().path())));
+    let res = match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::route(408, "the request took too long").into_response(),
+    };
+    if let Some((who, action)) = change {
+        api.audit.record(AuditEntry {
+            at_ms: dialtone_common::clock::unix_ms_i64(),
+            who,
+            via: "rest",
+            action,
+            object: String::new(),
+            outcome: res.status().as_u16().to_string(),
+        });
     }
+    res
 }
 
 /// A delete's optional `version` (0: whatever is current).

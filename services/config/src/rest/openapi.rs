@@ -43,6 +43,7 @@ use super::{catalog, errors, phones, reboot, shapes};
         shapes::TextProperty,
         shapes::TextValue,
         shapes::PhoneProperties,
+        shapes::PhoneAssignment,
         shapes::LineProperties,
         shapes::PhoneStatus,
         shapes::DeviceCredentials,

@@ -151,9 +151,43 @@ pub struct Phone {
     /// `webrtc` or `remote`; default `managed` with a hardware id, else `unmanaged`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
+    /// Dialtone's assignment of the phone (in answers; a PUT keeps it): to a user, as a
+    /// site's common-area phone with an extension, or none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment: Option<PhoneAssignment>,
     /// The phone's URI (in answers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_uri: Option<String>,
+}
+
+/// How a phone is assigned.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PhoneAssignment {
+    /// `user` (a user's companion phone), `site` (a common-area phone) or `unassigned`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The user, for `user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The extension, for `site`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extension: Option<String>,
+}
+
+/// The API's form of an assignment.
+pub fn assignment_out(a: Option<&pb::Assignment>) -> Option<PhoneAssignment> {
+    use pb::assignment::Mode;
+    let (kind, user_id, extension) = match a.and_then(|a| a.mode.as_ref())? {
+        Mode::User(u) => ("user", Some(u.user_id.clone()), None),
+        Mode::Site(s) => ("site", None, Some(s.extension.clone())),
+        Mode::Unassigned(_) => ("unassigned", None, None),
+    };
+    Some(PhoneAssignment {
+        kind: kind.into(),
+        user_id,
+        extension,
+    })
 }
 
 /// A phone's provisioning credential (HTTP digest at the provisioning role).
@@ -332,6 +366,7 @@ pub fn phone_out(p: &pb::Phone, names: &Names, passwords: &[(u32, String)]) -> P
         status: None,
         secondary_status: None,
         device_credentials: None,
+        assignment: assignment_out(p.assignment.as_ref()),
         self_uri: Some(uri),
     }
 }

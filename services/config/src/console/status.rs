@@ -1,0 +1,308 @@
+//! Live status: the Status page (phones per site and status), and the Server-Sent Event
+//! streams that keep the Phones list, a phone's page and the Status page current without
+//! a reload. A stream reads its phones' status every second from the store, through the
+//! same reducer as the status role, and sends what changed; it ends with its session, and
+//! at most [`super::MAX_STREAMS`] run on a node.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    convert::Infallible,
+    time::{Duration, Instant},
+};
+
+use axum::{
+    extract::{RawQuery, State},
+    response::{
+        IntoResponse, Response,
+        sse::{Event, KeepAlive, Sse},
+    },
+};
+use dialtone_proto::config::v1::PhoneFilter;
+use futures::Stream;
+use maud::{Markup, html};
+use serde::Serialize;
+
+use super::{Console, Ctx, Problem, layout};
+use crate::{phone_status::StatusLookups, rest::paging};
+
+/// Phones one stream follows.
+pub const MAX_FOLLOWED: usize = 100;
+/// Phones the Status page counts; a larger fleet is counted by the status role
+/// (`dialtonectl status summary`).
+pub const MAX_COUNTED: usize = 5_000;
+/// How long a stream runs before the browser reconnects (and its session is checked).
+const STREAM_LIFE: Duration = Duration::from_secs(600);
+/// How long counts are reused by every Status page of the node.
+const COUNTS_FRESH: Duration = Duration::from_secs(2);
+
+/// One phone's status as the pages show it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Shown {
+    /// The phone's id.
+    pub id: String,
+    /// OPERATIONAL, DEGRADED, OFFLINE or NOT_APPLICABLE.
+    pub status: String,
+    /// Its primary edge.
+    pub primary: String,
+    /// Its secondary edge, and that edge's share.
+    pub secondary: String,
+    /// See `secondary`.
+    pub secondary_status: String,
+}
+
+async fn shown(c: &Console, id: &str, lookups: &mut StatusLookups) -> Option<Shown> {
+    let core = c.api.core();
+    let p = core.get_phone(id).await.ok()?;
+    let view = core.phone_status_with(&p, lookups).await.ok()?;
+    let (primary, secondary) = crate::rest::status::status_out(&p, &view, core.realm());
+    let edge = |s: &crate::rest::status::PhoneStatus| {
+        s.edge.as_ref().map(|e| e.id.clone()).unwrap_or_default()
+    };
+    Some(Shown {
+        id: id.to_owned(),
+        status: primary.operational_status.clone(),
+        primary: edge(&primary),
+        secondary: secondary.as_ref().map(edge).unwrap_or_default(),
+        secondary_status: secondary.map(|s| s.operational_status).unwrap_or_default(),
+    })
+}
+
+/// The ids a stream asks for (`ids=a,b,c`), at most [`MAX_FOLLOWED`].
+pub fn ids_of(query: &str) -> Vec<String> {
+    form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k == "ids")
+        .flat_map(|(_, v)| {
+            v.split(',')
+                .map(|s| s.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .filter(|s| !s.is_empty() && s.len() <= 64)
+        .take(MAX_FOLLOWED)
+        .collect()
+}
+
+fn stream_of<S, F>(
+    c: Console,
+    ctx: Ctx,
+    mut tick: F,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem>
+where
+    F: FnMut(Console) -> S + Send + 'static,
+    S: std::future::Future<Output = Vec<Event>> + Send,
+{
+    let turn = c
+        .streams
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| Problem::new(503, "too many live views are open on this node"))?;
+    let stream = async_stream(move |tx: tokio::sync::mpsc::Sender<Event>| async move {
+        let _turn = turn;
+        let started = Instant::now();
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        while started.elapsed() < STREAM_LIFE {
+            every.tick().await;
+            let alive = c.sessions.lock().alive(&ctx.sid, Instant::now());
+            if !alive
+                || !c.api.tokens().allows(
+                    ctx.bearer().trim_start_matches("Bearer "),
+                    dialtone_auth::Permission::View,
+                )
+            {
+                return;
+            }
+            for e in tick(c.clone()).await {
+                if tx.send(e).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A stream fed by a task through a small channel (the task stops when the client goes).
+fn async_stream<F, Fut>(task: F) -> impl Stream<Item = Result<Event, Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Event>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(task(tx));
+    futures::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok)
+}
+
+/// `GET /events/phones?ids=...`: `status` events, one per phone whose status changed
+/// (every phone at first).
+pub async fn phone_events(State(c): State<Console>, ctx: Ctx, RawQuery(q): RawQuery) -> Response {
+    let ids = ids_of(q.as_deref().unwrap_or(""));
+    // What was last sent of each phone, kept between ticks.
+    let sent = std::sync::Arc::new(tokio::sync::Mutex::new(HashMap::<String, Shown>::new()));
+    let r = stream_of(c, ctx, move |c| {
+        let (ids, sent) = (ids.clone(), sent.clone());
+        async move {
+            let mut sent = sent.lock().await;
+            let mut lookups = StatusLookups::default();
+            let mut events = Vec::new();
+            for id in &ids {
+                if let Some(s) = shown(&c, id, &mut lookups).await
+                    && sent.get(id) != Some(&s)
+                {
+                    if let Ok(e) = Event::default().event("status").json_data(&s) {
+                        events.push(e);
+                    }
+                    sent.insert(id.clone(), s);
+                }
+            }
+            events
+        }
+    });
+    match r {
+        Ok(sse) => sse.into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+/// Phones per site and status.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Site name → status → phones.
+    pub sites: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Phones counted.
+    pub counted: u64,
+    /// Whether the fleet is larger than [`MAX_COUNTED`] (then nothing is counted).
+    pub too_many: bool,
+}
+
+/// The last counts, shared by the node's Status pages.
+#[derive(Default)]
+pub struct CountsCache {
+    at: Option<Instant>,
+    counts: Counts,
+}
+
+/// The statuses the Status page has columns for.
+pub const STATUSES: [&str; 4] = ["OPERATIONAL", "DEGRADED", "OFFLINE", "NOT_APPLICABLE"];
+
+async fn counts(c: &Console) -> Result<Counts, Problem> {
+    let mut cache = c.counts.lock().await;
+    if let Some(at) = cache.at
+        && at.elapsed() < COUNTS_FRESH
+    {
+        return Ok(cache.counts.clone());
+    }
+    let core = c.api.core().clone();
+    let phones = paging::read_all("phones", |t| {
+        let core = core.clone();
+        async move { core.list_phones(PhoneFilter::default(), 1000, &t).await }
+    })
+    .await?;
+    let mut out = Counts::default();
+    if phones.len() > MAX_COUNTED {
+        out.too_many = true;
+    } else {
+        let mut names: HashMap<String, String> = HashMap::new();
+        let mut lookups = StatusLookups::default();
+        for p in &phones {
+            if !names.contains_key(&p.site_id) {
+                let name = core
+                    .get_site(&p.site_id)
+                    .await
+                    .map(|s| s.name)
+                    .unwrap_or_else(|_| p.site_id.clone());
+                names.insert(p.site_id.clone(), name);
+            }
+            let view = core.phone_status_with(p, &mut lookups).await?;
+            let (primary, _) = crate::rest::status::status_out(p, &view, core.realm());
+            *out.sites
+                .entry(names[&p.site_id].clone())
+                .or_default()
+                .entry(primary.operational_status)
+                .or_default() += 1;
+            out.counted += 1;
+        }
+    }
+    cache.at = Some(Instant::now());
+    cache.counts = out.clone();
+    Ok(out)
+}
+
+fn counts_table(counts: &Counts) -> Markup {
+    html! {
+        @if counts.too_many {
+            p class="error" { "The fleet has more than " (MAX_COUNTED) " phones: count them with " code { "dialtonectl status summary" } "." }
+        } @else {
+            table id="counts" data-live-counts="" {
+                caption { (counts.counted) " phones" }
+                thead { tr { th scope="col" { "Site" } @for s in STATUSES { th scope="col" { (layout::badge(s)) } } } }
+                tbody {
+                    @for (site, by) in &counts.sites {
+                        tr {
+                            th scope="row" { (site) }
+                            @for s in STATUSES {
+                                td data-count={ (site) "|" (s) } { (by.get(s).copied().unwrap_or(0)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /status`.
+pub async fn page(State(c): State<Console>, ctx: Ctx) -> Result<Markup, Problem> {
+    let counts = counts(&c).await?;
+    Ok(layout::page(
+        Some(&ctx),
+        "Status",
+        "/status",
+        html! {
+            p class="help" { "Phones per site and status, as the status role reduces them; the table follows changes while the page is open." }
+            (counts_table(&counts))
+        },
+    ))
+}
+
+/// `GET /events/counts`: a `counts` event whenever the counts change.
+pub async fn count_events(State(c): State<Console>, ctx: Ctx) -> Response {
+    let sent = std::sync::Arc::new(tokio::sync::Mutex::new(None::<Counts>));
+    let r = stream_of(c, ctx, move |c| {
+        let sent = sent.clone();
+        async move {
+            let Ok(now) = counts(&c).await else {
+                return Vec::new();
+            };
+            let mut sent = sent.lock().await;
+            if sent.as_ref() == Some(&now) {
+                return Vec::new();
+            }
+            let e = Event::default().event("counts").json_data(&now).ok();
+            *sent = Some(now);
+            e.into_iter().collect()
+        }
+    });
+    match r {
+        Ok(sse) => sse.into_response(),
+        Err(p) => p.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn streams_follow_a_bounded_list_of_ids() {
+        assert_eq!(ids_of("ids=a,b&ids=c"), ["a", "b", "c"]);
+        assert_eq!(ids_of("ids=&x=1"), Vec::<String>::new());
+        let many = format!(
+            "ids={}",
+            (0..500)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert_eq!(ids_of(&many).len(), MAX_FOLLOWED);
+        assert!(ids_of(&format!("ids={}", "a".repeat(65))).is_empty());
+    }
+}

@@ -1,0 +1,254 @@
+"""The admin console in a real headless Chromium (Debian's), driven by Playwright for
+Python with the system browser (no browser download).
+
+Run by tests/tests/console.rs, which starts a node over TLS with an admin and a viewer
+token and answers on stdin: this script prints JSON lines (`created` with the phone's
+id, SIP user and the password read off the page; `register`, asking for the phone to
+register; `done`) and waits for a line back where the flow needs the phone.
+
+    console_check.py BASE_URL ADMIN_TOKEN VIEWER_TOKEN EDGE_LINE AXE_JS SHOTS_DIR
+
+The flow, as an administrator would click it: log in; create an edge group, a site, a
+base settings profile (a value out of range first: the inline message) and a phone; see
+its password once (gone after a reload); watch its row turn OPERATIONAL without a
+reload while the phone registers; restart it; import a CSV and download the report; a
+viewer sees no edit control and its forged POST gets 403; an axe-core scan of every
+page finds no serious or critical violation; a screenshot of each page at 1280 px and
+at a phone's width; log out.
+"""
+
+import json
+import os
+import re
+import sys
+import tempfile
+
+from playwright.sync_api import expect, sync_playwright
+
+BASE, ADMIN, VIEWER, EDGE_LINE, AXE, SHOTS = sys.argv[1:7]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PAGES = ["/phones", "/base-settings", "/sites", "/edge-groups", "/import", "/status", "/audit"]
+
+
+def say(**event):
+    print(json.dumps(event), flush=True)
+
+
+def wait_for(word):
+    line = sys.stdin.readline().strip()
+    if line != word:
+        raise SystemExit(f"expected {word!r} from the test, got {line!r}")
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def login(context, token):
+    page = context.new_page()
+    resp = page.goto(BASE + "/phones")
+    check(page.url.startswith(BASE + "/login"), f"not sent to the login page: {page.url}")
+    h = resp.headers
+    check("script-src 'self'" in h.get("content-security-policy", ""), f"CSP: {h}")
+    check(h.get("x-frame-options") == "DENY", f"X-Frame-Options: {h}")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r".*/phones$"))
+    cookie = next(c for c in context.cookies() if c["name"] == "dialtone_session")
+    check(cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict", f"cookie: {cookie}")
+    return page
+
+
+def shoot(page, name):
+    for width, label in [(1280, "desktop"), (390, "phone")]:
+        page.set_viewport_size({"width": width, "height": 900})
+        page.screenshot(path=os.path.join(SHOTS, f"{name}-{label}.png"), full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+
+def main():
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            flow(browser)
+        except BaseException:
+            # What each page showed when the flow stopped, for whoever reads the failure.
+            for i, ctx in enumerate(browser.contexts):
+                for j, p in enumerate(ctx.pages):
+                    shot = os.path.join(SHOTS, f"failure-{i}-{j}.png")
+                    p.screenshot(path=shot, full_page=True)
+                    print(f"page {p.url} (screenshot {shot}):\n{p.inner_text('body')[:2000]}", file=sys.stderr)
+            raise
+        browser.close()
+
+
+def flow(browser):
+    if True:
+        admin_ctx = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900})
+        page = login(admin_ctx, ADMIN)
+
+        # An edge group with this node as its edge: shown up.
+        page.get_by_role("link", name="Edge groups").click()
+        page.get_by_label("Name", exact=True).fill("Main")
+        page.get_by_label(re.compile("^Edges, one per line")).fill(EDGE_LINE)
+        page.get_by_role("button", name="Add edge group").click()
+        expect(page.locator("section", has_text="Main").get_by_text("up", exact=True)).to_be_visible()
+
+        # A site on it.
+        page.get_by_role("link", name="Sites").click()
+        page.get_by_label("Name", exact=True).fill("HQ")
+        page.get_by_label("Edge group").select_option("main")
+        page.get_by_role("button", name="Add site").click()
+        expect(page.get_by_role("rowheader", name="HQ")).to_be_visible()
+
+        # A base settings profile from the generic SIP template: a DSCP out of range is
+        # refused next to its field, then saved.
+        page.get_by_role("link", name="Base Settings").click()
+        page.get_by_label("Phone meta-base").select_option("generic_sip")
+        page.get_by_role("button", name="Add").click()
+        expect(page.get_by_label("Registration period (seconds, 60-86400)")).to_have_value("3600")
+        page.get_by_label("Name", exact=True).fill("Desk")
+        dscp = page.get_by_label("SIP DSCP (0-63)")
+        dscp.fill("99")
+        page.get_by_role("button", name="Save").click()
+        expect(dscp).to_have_attribute("aria-invalid", "true")
+        expect(page.locator(".field-error")).to_contain_text("outside 0-63")
+        expect(page.get_by_label("Name", exact=True)).to_have_value("Desk")
+        dscp.fill("46")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("heading", name="Desk")).to_be_visible()
+        expect(page.get_by_role("row", name=re.compile(r"sip_dscp\s+46"))).to_be_visible()
+
+        # A phone: its password is shown once.
+        page.get_by_role("link", name="Phones").click()
+        page.get_by_role("link", name="Create phone").click()
+        page.get_by_label("Name", exact=True).fill("Desk 1")
+        page.get_by_label("Site").select_option("hq")
+        page.get_by_label("Base settings").select_option("desk")
+        page.get_by_role("button", name="Create").click()
+        expect(page.get_by_role("heading", name="Passwords: shown this once")).to_be_visible()
+        phone_id = page.url.rsplit("/", 1)[1]
+        password = page.locator(".secret-value").first.input_value()
+        user = page.locator("section", has_text="How to Register").locator("dd code").nth(1).inner_text()
+        check(len(password) >= 12, f"password {password!r}")
+        page.get_by_role("button", name="Copy").first.click()
+        shoot(page, "phone-created")
+        page.reload()
+        expect(page.get_by_role("heading", name="Passwords: shown this once")).to_have_count(0)
+        check(password not in page.content(), "the password is shown again after a reload")
+        say(event="created", id=phone_id, user=user, password=password)
+
+        # Its row turns OPERATIONAL while the page stays loaded.
+        page.get_by_role("link", name="Phones").click()
+        cell = page.locator(f'[data-status-for="{phone_id}"]')
+        expect(cell).to_contain_text("OFFLINE")
+        page.evaluate("window.__notReloaded = true")
+        say(event="register")
+        wait_for("registered")
+        expect(cell).to_contain_text("OPERATIONAL", timeout=20_000)
+        check(page.evaluate("window.__notReloaded === true"), "the page was reloaded")
+        shoot(page, "phones")
+
+        # Restart it from the list (bulk), then from its page.
+        page.get_by_label("Select Desk 1").check()
+        page.get_by_label("With the selected phones").select_option("restart")
+        page.get_by_role("button", name="Apply").click()
+        expect(page).to_have_url(re.compile(r".*/phones$"))
+        page.get_by_role("link", name="Desk 1").click()
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Restart").click()
+        expect(page).to_have_url(re.compile(f".*/phones/{phone_id}$"))
+        shoot(page, "phone")
+
+        # Import: one good row, one naming a site that does not exist; the report.
+        csv_path = os.path.join(tempfile.mkdtemp(), "phones.csv")
+        with open(csv_path, "w") as f:
+            f.write("name,kind,site_id,base_settings_id,hardware_id,lines,assignment,remote_address,disabled\n")
+            f.write("Lobby,unmanaged,hq,desk,,lobby=Lobby,,,false\n")
+            f.write("Nowhere,unmanaged,atlantis,desk,,nowhere,,,false\n")
+        page.get_by_role("link", name="Import / Export").click()
+        page.get_by_label("CSV file").set_input_files(csv_path)
+        page.get_by_role("button", name="Import").click()
+        expect(page.get_by_role("status")).to_contain_text("2 rows: 1 created, 1 failed")
+        with page.expect_download() as dl:
+            page.get_by_role("link", name=re.compile("Download the report")).click()
+        report = open(dl.value.path()).read()
+        check("created" in report and "failed" in report and "atlantis" in report, f"report: {report}")
+        shoot(page, "import")
+        with page.expect_download() as dl:
+            page.get_by_role("link", name="Download every phone (CSV)").click()
+        export = open(dl.value.path()).read()
+        check("Desk 1" in export and "Lobby" in export, f"export: {export}")
+
+        # Status counts and the audit log.
+        page.get_by_role("link", name="Status").click()
+        expect(page.get_by_role("row", name=re.compile("^HQ"))).to_be_visible()
+        page.get_by_role("link", name="Audit log").click()
+        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones"]:
+            expect(page.get_by_role("cell", name=what, exact=True).first).to_be_visible()
+
+        # Every page: screenshots, and axe-core finds nothing serious.
+        axe_ctx = browser.new_context(ignore_https_errors=True, bypass_csp=True, viewport={"width": 1280, "height": 900})
+        axe_page = login(axe_ctx, ADMIN)
+        scanned = 0
+        for path in PAGES + [f"/phones/{phone_id}", "/phones/new", "/base-settings/new?meta=generic_sip", "/base-settings/desk"]:
+            axe_page.goto(BASE + path)
+            axe_page.add_script_tag(path=AXE)
+            result = axe_page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+            bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
+            check(not bad, f"{path}: " + json.dumps([(v["id"], v["help"], [n["target"] for n in v["nodes"]]) for v in bad]))
+            scanned += 1
+            page.goto(BASE + path)
+            name = path.replace(phone_id, "detail").split("?")[0].strip("/").replace("/", "-")
+            shoot(page, name)
+        axe_page.goto(BASE + "/login")
+        axe_page.add_script_tag(path=AXE)
+        result = axe_page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        check(not [v for v in result["violations"] if v["impact"] in ("serious", "critical")], "login page")
+
+        # A viewer: no edit controls; a forged POST is refused.
+        viewer_ctx = browser.new_context(ignore_https_errors=True)
+        vpage = login(viewer_ctx, VIEWER)
+        expect(vpage.get_by_role("link", name="Create phone")).to_have_count(0)
+        expect(vpage.locator('input[name="ids"]')).to_have_count(0)
+        vpage.get_by_role("link", name="Desk 1").click()
+        expect(vpage.get_by_role("button", name="Restart")).to_have_count(0)
+        expect(vpage.get_by_role("button", name="Reset password")).to_have_count(0)
+        expect(vpage.get_by_role("button", name="Delete phone")).to_have_count(0)
+        vpage.get_by_role("link", name="Sites").click()
+        expect(vpage.get_by_role("button", name="Add site")).to_have_count(0)
+        shoot(vpage, "viewer-sites")
+        csrf = vpage.locator('form[action="/logout"] input[name="_csrf"]').input_value()
+        origin = {"Origin": BASE}
+        forged = vpage.request.post(f"{BASE}/phones/{phone_id}/act", form={"_csrf": csrf, "act": "restart"}, headers=origin, max_redirects=0)
+        check(forged.status == 403, f"a viewer's restart: {forged.status}")
+        forged = vpage.request.post(f"{BASE}/sites", form={"_csrf": csrf, "name": "Rogue", "edge_group": "main"}, headers=origin, max_redirects=0)
+        check(forged.status == 403, f"a viewer's new site: {forged.status}")
+        # Without the CSRF token, or from another site, even the admin is refused.
+        no_csrf = page.request.post(f"{BASE}/sites", form={"name": "Rogue", "edge_group": "main"}, headers=origin, max_redirects=0)
+        check(no_csrf.status == 403, f"no CSRF token: {no_csrf.status}")
+        admin_csrf = page.locator('form[action="/logout"] input[name="_csrf"]').input_value()
+        cross = page.request.post(f"{BASE}/sites", form={"_csrf": admin_csrf, "name": "Rogue", "edge_group": "main"}, headers={"Origin": "https://evil.example"}, max_redirects=0)
+        check(cross.status == 403, f"cross-site: {cross.status}")
+        page.get_by_role("link", name="Sites").click()
+        expect(page.get_by_role("rowheader", name="Rogue")).to_have_count(0)
+
+        # Logout ends the session.
+        page.get_by_role("button", name="Log out").click()
+        expect(page).to_have_url(re.compile(r".*/login$"))
+        page.goto(BASE + "/phones")
+        check(page.url.startswith(BASE + "/login"), "still logged in after logout")
+        say(event="done", scanned=scanned)
+
+
+if __name__ == "__main__":
+    main()
