@@ -1,7 +1,8 @@
 """A small client of Genesys Cloud's telephony API, written from its published shapes only
 (the Platform API's /api/v2/telephony/providers/edges/phones and /phonebasesettings, the
 Phone, PhoneBase, entity listing and ErrorBody models): list, create, get, update, delete
-and reboot a phone, read base settings and sites. Run against Dialtone unchanged, it must
+and reboot a phone; create a base settings profile from a meta-base's template, read,
+update and delete it; read, create, update and delete sites. Run against Dialtone unchanged, it must
 pass; every JSON answer it gets is also checked against the server's OpenAPI document
 (/api/v2/openapi.json) with the `jsonschema` package.
 
@@ -103,6 +104,45 @@ base = next((b for b in bases["entities"] if b["id"] == PROFILE), None)
 expect("the base settings listing", status == 200 and base and base["phoneMetaBase"]["id"], bases)
 status, site = call("GET", f"/api/v2/telephony/providers/edges/sites/{SITE}")
 expect("a site", status == 200 and site["id"] == SITE and site["name"], site)
+
+# A base settings profile, as Genesys Cloud's docs create one: read the meta-base's
+# template, post it with a name and the properties changed, read it, update it at its
+# version, delete it.
+BASES = "/api/v2/telephony/providers/edges/phonebasesettings"
+status, tpl = call("GET", f"{BASES}/template?phoneMetabaseId=generic_sip")
+expect("a meta-base's template", status == 200 and tpl["properties"]["phone_sip_dscp"]["value"]["instance"] == 24, tpl)
+props = {k: {"value": {"instance": v["value"]["instance"]}} for k, v in tpl["properties"].items()}
+props["phone_media_dscp"] = {"value": {"instance": 34}}
+status, pb = call("POST", BASES, {"name": "REST Desks", "phoneMetaBase": {"id": "generic_sip"},
+                                  "properties": props,
+                                  "lines": [{"name": "REST Desks", "lineMetaBase": {"id": "generic_sip"}}]})
+expect("create a profile from the template", status == 200 and pb["id"] and pb["version"] > 0
+       and pb["properties"]["phone_media_dscp"]["value"]["instance"] == 34
+       and pb["properties"]["phone_media_dscp"]["value"]["default"] == 46, (status, pb))
+status, got = call("GET", f"{BASES}/{pb['id']}")
+expect("read it back", status == 200 and got["properties"] == pb["properties"], got)
+status, e = call("POST", BASES, {"name": "Bad", "phoneMetaBase": {"id": "generic_sip"},
+                                 "properties": {"phone_sip_dscp": {"value": {"instance": 99}}}})
+error_body("an out-of-range property", status, e, 400)
+expect("the error names the property", e["messageParams"].get("field") == "properties.phone_sip_dscp", e)
+status, e = call("POST", BASES, {"name": "Bad", "phoneMetaBase": {"id": "generic_sip"},
+                                 "properties": {"phone_label": {"value": {"instance": "x"}}}})
+error_body("an unknown property", status, e, 400)
+status, up = call("PUT", f"{BASES}/{pb['id']}", {"name": "REST Desks 2", "version": pb["version"],
+                                                  "phoneMetaBase": {"id": "generic_sip"},
+                                                  "properties": {"phone_media_codecs": {"value": {"instance": ["audio/opus", "audio/PCMU"]}}}})
+expect("update it at its version", status == 200 and up["name"] == "REST Desks 2"
+       and up["properties"]["phone_media_codecs"]["value"]["instance"] == ["audio/opus", "audio/PCMU"]
+       and up["properties"]["phone_media_dscp"]["value"]["instance"] == 34, (status, up))
+status, e = call("PUT", f"{BASES}/{pb['id']}", {"name": "Late", "version": pb["version"],
+                                                 "phoneMetaBase": {"id": "generic_sip"}})
+error_body("an update at a stale version", status, e, 409)
+status, e = call("DELETE", f"{BASES}/{pb['id']}", token=VIEWER)
+error_body("a viewer token cannot delete a profile", status, e, 403)
+status, e = call("DELETE", f"{BASES}/{pb['id']}")
+expect("delete it", status == 204, (status, e))
+status, e = call("GET", f"{BASES}/{pb['id']}")
+error_body("it is gone", status, e, 404)
 
 # Sites: create one from a name, rename it at its version, delete it.
 status, branch = call("POST", "/api/v2/telephony/providers/edges/sites",

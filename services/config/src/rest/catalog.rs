@@ -1,5 +1,4 @@
-//! `/sites` (read and written) and `/phonebasesettings` (read here; written over gRPC and
-//! `dialtonectl`) as phones refer to them, and the meta-bases a profile may take.
+//! `/sites`: listed, read and written.
 
 use axum::{
     Json,
@@ -9,17 +8,15 @@ use axum::{
 };
 use dialtone_auth::Permission;
 use dialtone_proto::config::v1 as pb;
-use serde::Serialize;
-use utoipa::ToSchema;
 
 use super::{
     RestApi,
     errors::{ApiError, ErrorBody},
     paging::{self, Query},
-    shapes::{self, EntityRef, Listing, PhoneBase, Site, TELEPHONY},
+    shapes::{self, Listing, Site, TELEPHONY},
 };
 
-const PAGE_PARAMS: [&str; 2] = ["pageSize", "pageNumber"];
+pub(super) const PAGE_PARAMS: [&str; 2] = ["pageSize", "pageNumber"];
 
 /// Lists sites.
 #[utoipa::path(
@@ -176,91 +173,4 @@ pub async fn delete_site(
     api.core.delete_site(&id, version).await?;
     tracing::info!(token = %who, site = %id, "rest api deleted site");
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Lists base settings profiles.
-#[utoipa::path(
-    get,
-    path = "/api/v2/telephony/providers/edges/phonebasesettings",
-    tag = "Phone Base Settings",
-    params(
-        ("pageSize" = Option<u32>, Query, description = "Profiles per page, 1-500 (default 25)"),
-        ("pageNumber" = Option<u32>, Query, description = "Page, from 1"),
-    ),
-    responses(
-        (status = 200, description = "A page of profiles", body = Listing<PhoneBase>),
-        (status = 400, description = "A bad parameter", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn list_bases(
-    State(api): State<RestApi>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Result<Json<Listing<PhoneBase>>, ApiError> {
-    api.caller(&headers, Permission::View)?;
-    let q = Query::parse(&super::query_pairs(&uri)?, &PAGE_PARAMS)?;
-    let _turn = api.scan_turn().await;
-    let bases = paging::read_all("base settings profiles", |t| {
-        let core = api.core.clone();
-        async move { core.list_base_settings(1000, &t).await }
-    })
-    .await?;
-    let out = bases.iter().map(shapes::base_out).collect();
-    Ok(Json(paging::page(
-        out,
-        &format!("{TELEPHONY}/phonebasesettings"),
-        &q,
-    )?))
-}
-
-/// One base settings profile.
-#[utoipa::path(
-    get,
-    path = "/api/v2/telephony/providers/edges/phonebasesettings/{phoneBaseId}",
-    tag = "Phone Base Settings",
-    params(("phoneBaseId" = String, Path, description = "The profile's id")),
-    responses(
-        (status = 200, description = "The profile", body = PhoneBase),
-        (status = 404, description = "No such profile", body = ErrorBody),
-    ),
-    security(("bearer" = []))
-)]
-pub async fn get_base(
-    State(api): State<RestApi>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Json<PhoneBase>, ApiError> {
-    api.caller(&headers, Permission::View)?;
-    Ok(Json(shapes::base_out(
-        &api.core.get_base_settings(&id).await?,
-    )))
-}
-
-/// The meta-bases (model families) a profile may take.
-#[derive(Clone, Debug, Serialize, ToSchema)]
-pub struct MetaBaseListing {
-    /// Every meta-base.
-    pub entities: Vec<EntityRef>,
-}
-
-/// The meta-bases a base settings profile may take.
-#[utoipa::path(
-    get,
-    path = "/api/v2/telephony/providers/edges/phonebasesettings/availablemetabases",
-    tag = "Phone Base Settings",
-    responses((status = 200, description = "Every meta-base", body = MetaBaseListing)),
-    security(("bearer" = []))
-)]
-pub async fn meta_bases(
-    State(api): State<RestApi>,
-    headers: HeaderMap,
-) -> Result<Json<MetaBaseListing>, ApiError> {
-    api.caller(&headers, Permission::View)?;
-    Ok(Json(MetaBaseListing {
-        entities: dialtone_domain::settings::META_BASES
-            .iter()
-            .map(|m| shapes::meta_base_ref(*m))
-            .collect(),
-    }))
 }

@@ -9,6 +9,8 @@
 //! `status` (a phone's status shapes, pure), `errors` (the error body), `phones`,
 //! `reboot` and `catalog` (handlers), `server` (HTTP/1.1, optionally TLS).
 
+pub mod base_properties;
+pub mod bases;
 pub mod catalog;
 pub mod errors;
 pub mod openapi;
@@ -130,14 +132,23 @@ impl RestApi {
                     .put(catalog::replace_site)
                     .delete(catalog::delete_site),
             )
-            .route(&format!("{t}/phonebasesettings"), get(catalog::list_bases))
+            .route(
+                &format!("{t}/phonebasesettings"),
+                get(bases::list_bases).post(bases::create_base),
+            )
             .route(
                 &format!("{t}/phonebasesettings/availablemetabases"),
-                get(catalog::meta_bases),
+                get(bases::meta_bases),
+            )
+            .route(
+                &format!("{t}/phonebasesettings/template"),
+                get(bases::base_template),
             )
             .route(
                 &format!("{t}/phonebasesettings/{{phoneBaseId}}"),
-                get(catalog::get_base),
+                get(bases::get_base)
+                    .put(bases::replace_base)
+                    .delete(bases::delete_base),
             )
             .method_not_allowed_fallback(|| async {
                 ApiError::route(405, "this resource does not take that method")

@@ -10,7 +10,7 @@ use utoipa::{
     },
 };
 
-use super::{catalog, errors, phones, reboot, shapes};
+use super::{base_properties, bases, catalog, errors, phones, reboot, shapes};
 
 /// The document.
 #[derive(OpenApi)]
@@ -32,9 +32,13 @@ use super::{catalog, errors, phones, reboot, shapes};
         catalog::create_site,
         catalog::replace_site,
         catalog::delete_site,
-        catalog::list_bases,
-        catalog::get_base,
-        catalog::meta_bases,
+        bases::list_bases,
+        bases::get_base,
+        bases::create_base,
+        bases::replace_base,
+        bases::delete_base,
+        bases::base_template,
+        bases::meta_bases,
     ),
     components(schemas(
         shapes::Phone,
@@ -52,7 +56,9 @@ use super::{catalog, errors, phones, reboot, shapes};
         shapes::PhoneBase,
         errors::ErrorBody,
         reboot::PhonesReboot,
-        catalog::MetaBaseListing,
+        bases::MetaBaseListing,
+        base_properties::Property,
+        base_properties::PropertyValue,
     )),
     modifiers(&Bearer)
 )]

@@ -43,17 +43,26 @@ pub struct Site {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PhoneBase {
-    /// The profile's id.
+    /// The profile's id (on create: made from the name when empty).
+    #[serde(default)]
     pub id: String,
     /// Its name.
     pub name: String,
-    /// Its version.
+    /// Its version (a PUT must give the one it read).
+    #[serde(default)]
     pub version: i64,
     /// `active`.
+    #[serde(default)]
     pub state: String,
     /// Its meta-base (model family).
     pub phone_meta_base: EntityRef,
-    /// Its URI.
+    /// Its settings, as properties (`phone_sip_dscp`, `dialtone_registration_period_s`,
+    /// ...; each `{"value": {"instance": ..., "default": ...}}`, the default being the
+    /// meta-base template's). A request sets those it gives.
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, super::base_properties::Property>,
+    /// Its URI (in answers).
+    #[serde(default)]
     pub self_uri: String,
 }
 
@@ -128,12 +137,17 @@ pub fn slug(name: &str) -> String {
 
 /// A base settings profile as the API shows it.
 pub fn base_out(b: &pb::BaseSettings) -> PhoneBase {
+    let meta = MetaBase::try_from(b.meta_base).unwrap_or_default();
     PhoneBase {
         id: b.id.clone(),
         name: b.name.clone(),
         version: b.version,
         state: "active".into(),
-        phone_meta_base: meta_base_ref(MetaBase::try_from(b.meta_base).unwrap_or_default()),
+        phone_meta_base: meta_base_ref(meta),
+        properties: super::base_properties::properties_out(
+            &b.settings.clone().unwrap_or_default(),
+            &dialtone_domain::settings::template(meta),
+        ),
         self_uri: format!("{TELEPHONY}/phonebasesettings/{}", b.id),
     }
 }
