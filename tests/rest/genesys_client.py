@@ -144,6 +144,23 @@ expect("delete it", status == 204, (status, e))
 status, e = call("GET", f"{BASES}/{pb['id']}")
 error_body("it is gone", status, e, 404)
 
+# Edge groups (Genesys Cloud's EdgeGroup, with Dialtone's `edges`): create, read,
+# replace at its version, delete.
+GROUPS = "/api/v2/telephony/providers/edges/edgegroups"
+status, groups = call("GET", f"{GROUPS}?pageSize=100")
+expect("the edge group listing", status == 200 and groups["total"] >= 1, groups)
+status, g = call("POST", GROUPS, {"name": "REST Edges", "edges": [
+    {"nodeId": "rest-edge-1", "addresses": {"udp": "127.0.0.1:25060", "tcp": "127.0.0.1:25060"}}]})
+expect("create an edge group", status == 200 and g["id"] == "rest-edges" and g["edges"][0]["up"] is False, (status, g))
+status, e = call("POST", GROUPS, {"name": "No Edges", "edges": []})
+error_body("an edge group without edges", status, e, 400)
+status, g2 = call("PUT", f"{GROUPS}/{g['id']}", dict(g, name="REST Edges 2"))
+expect("replace it at its version", status == 200 and g2["name"] == "REST Edges 2" and g2["version"] > g["version"], (status, g2))
+status, e = call("PUT", f"{GROUPS}/{g['id']}", dict(g, name="Late"))
+error_body("a replace at a stale version", status, e, 409)
+status, e = call("DELETE", f"{GROUPS}/{g['id']}")
+expect("delete it", status == 204, (status, e))
+
 # Sites: create one from a name, rename it at its version, delete it.
 status, branch = call("POST", "/api/v2/telephony/providers/edges/sites",
                       {"name": "REST Branch", "edgeGroup": site.get("edgeGroup"),

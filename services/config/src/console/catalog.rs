@@ -1,7 +1,7 @@
 //! Sites and edge groups: their lists (edge group members up or down, from the members
 //! the nodes keep alive in the store) and Add forms.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use axum::{
     Form,
@@ -9,7 +9,6 @@ use axum::{
     response::{IntoResponse, Redirect, Response},
 };
 use dialtone_auth::Permission;
-use dialtone_domain::keys;
 use dialtone_proto::config::v1 as pb;
 use maud::html;
 use serde::Deserialize;
@@ -205,17 +204,7 @@ async fn groups_page(
     err: Option<&FormError>,
 ) -> Result<Response, Problem> {
     let groups = groups(c).await?;
-    let up: HashSet<String> = c
-        .api
-        .core()
-        .store()
-        .range(&keys::role_members("edge"), None, 10_000)
-        .await
-        .map_err(crate::ConfigError::from)?
-        .kvs
-        .iter()
-        .filter_map(|kv| kv.key.rsplit('/').next().map(str::to_owned))
-        .collect();
+    let up = crate::rest::edge_groups::edges_up(&c.api).await?;
     let page = layout::page(
         Some(ctx),
         "Edge groups",

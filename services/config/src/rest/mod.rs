@@ -12,6 +12,7 @@
 pub mod base_properties;
 pub mod bases;
 pub mod catalog;
+pub mod edge_groups;
 pub mod errors;
 pub mod openapi;
 pub mod paging;
@@ -131,6 +132,16 @@ impl RestApi {
                 get(catalog::get_site)
                     .put(catalog::replace_site)
                     .delete(catalog::delete_site),
+            )
+            .route(
+                &format!("{t}/edgegroups"),
+                get(edge_groups::list_groups).post(edge_groups::create_group),
+            )
+            .route(
+                &format!("{t}/edgegroups/{{edgeGroupId}}"),
+                get(edge_groups::get_group)
+                    .put(edge_groups::replace_group)
+                    .delete(edge_groups::delete_group),
             )
             .route(
                 &format!("{t}/phonebasesettings"),

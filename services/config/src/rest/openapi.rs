@@ -10,7 +10,7 @@ use utoipa::{
     },
 };
 
-use super::{base_properties, bases, catalog, errors, phones, reboot, shapes};
+use super::{base_properties, bases, catalog, edge_groups, errors, phones, reboot, shapes};
 
 /// The document.
 #[derive(OpenApi)]
@@ -32,6 +32,11 @@ use super::{base_properties, bases, catalog, errors, phones, reboot, shapes};
         catalog::create_site,
         catalog::replace_site,
         catalog::delete_site,
+        edge_groups::list_groups,
+        edge_groups::get_group,
+        edge_groups::create_group,
+        edge_groups::replace_group,
+        edge_groups::delete_group,
         bases::list_bases,
         bases::get_base,
         bases::create_base,
@@ -57,6 +62,9 @@ use super::{base_properties, bases, catalog, errors, phones, reboot, shapes};
         errors::ErrorBody,
         reboot::PhonesReboot,
         bases::MetaBaseListing,
+        edge_groups::EdgeGroup,
+        edge_groups::EdgeMember,
+        edge_groups::SipAddresses,
         base_properties::Property,
         base_properties::PropertyValue,
     )),
