@@ -189,11 +189,28 @@ def flow(browser):
         export = open(dl.value.path()).read()
         check("Desk 1" in export and "Lobby" in export, f"export: {export}")
 
+        # Migrate the profile's phones to another one: the dry run's diff, then Apply.
+        made = page.request.post(
+            f"{BASE}/api/v2/telephony/providers/edges/phonebasesettings",
+            data={"name": "Desk B", "phoneMetaBase": {"id": "generic_sip"},
+                  "properties": {"phone_sip_dscp": {"value": {"instance": 40}}}},
+            headers={"Authorization": f"Bearer {ADMIN}"})
+        check(made.status == 200, f"a second profile: {made.status} {made.text()}")
+        page.goto(BASE + "/base-settings/desk")
+        page.get_by_label("Target profile").select_option("desk-b")
+        page.get_by_role("button", name="Preview the changes").click()
+        expect(page.get_by_role("status")).to_contain_text("2 phones of Desk to Desk B: 2 would move")
+        expect(page.get_by_role("row", name=re.compile(r"^sip_dscp\s+46\s+40\s+changed"))).to_have_count(2)
+        shoot(page, "migrate-preview")
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Apply").click()
+        expect(page.get_by_role("status")).to_contain_text("2 moved")
+
         # Status counts and the audit log.
         page.get_by_role("link", name="Status").click()
         expect(page.get_by_role("row", name=re.compile("^HQ"))).to_be_visible()
         page.get_by_role("link", name="Audit log").click()
-        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones"]:
+        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones"]:
             expect(page.get_by_role("cell", name=what, exact=True).first).to_be_visible()
 
         # Every page: screenshots, and axe-core finds nothing serious.

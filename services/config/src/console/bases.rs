@@ -232,6 +232,7 @@ pub async fn detail(
 ) -> Result<Markup, Problem> {
     let b = c.api.core().get_base_settings(&id).await?;
     let meta = MetaBase::try_from(b.meta_base).unwrap_or_default();
+    let (_, targets) = super::phones::choices(&c).await?;
     let flat = b
         .settings
         .as_ref()
@@ -247,7 +248,8 @@ pub async fn detail(
                 dt { "Id" } dd { code { (b.id) } }
                 dt { "Version" } dd { (b.version) }
             }
-            p class="help" { "Change a profile with " code { "dialtonectl base-settings update" } " or the REST API; move its phones to another model with " code { "dialtonectl base-settings migrate --dry-run" } "." }
+            p class="help" { "Change a profile with " code { "dialtonectl base-settings update" } " or the REST API (" code { "PUT /api/v2/telephony/providers/edges/phonebasesettings/" (b.id) } ")." }
+            (super::migrate::form_of(&ctx, &b.id, &targets))
             table {
                 caption { "Settings" }
                 thead { tr { th scope="col" { "Setting" } th scope="col" { "Value" } } }

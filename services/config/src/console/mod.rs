@@ -28,6 +28,7 @@ mod form;
 mod import;
 mod layout;
 mod login;
+mod migrate;
 mod phone;
 mod phones;
 pub mod session;
@@ -112,6 +113,7 @@ impl Console {
             .route("/base-settings", get(bases::list).post(bases::create))
             .route("/base-settings/new", get(bases::new_form))
             .route("/base-settings/{id}", get(bases::detail))
+            .route("/base-settings/{id}/migrate", post(migrate::migrate))
             .route("/sites", get(catalog::sites).post(catalog::create_site))
             .route(
                 "/edge-groups",
