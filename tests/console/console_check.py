@@ -35,7 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-PAGES = ["/phones", "/base-settings", "/sites", "/edge-groups", "/import", "/status", "/audit"]
+PAGES = ["/phones", "/base-settings", "/sites", "/edge-groups", "/users", "/trunks", "/media-servers", "/import", "/status", "/audit"]
 
 
 def say(**event):
@@ -189,6 +189,20 @@ def flow(browser):
         export = open(dl.value.path()).read()
         check("Desk 1" in export and "Lobby" in export, f"export: {export}")
 
+        # A user, and the phone assigned to her (the User tab).
+        page.get_by_role("link", name="Users").click()
+        page.get_by_label("Name", exact=True).fill("Alice")
+        page.get_by_label("Site").select_option("hq")
+        page.get_by_label("Extension (2-10 digits)").fill("301")
+        page.get_by_role("button", name="Add user").click()
+        expect(page.get_by_role("rowheader", name="Alice")).to_be_visible()
+        page.goto(f"{BASE}/phones/{phone_id}")
+        page.get_by_label("User", exact=True).check()
+        page.get_by_label("User id (User)").fill("alice")
+        page.get_by_role("button", name="Save assignment").click()
+        page.get_by_role("link", name="Phones").click()
+        expect(page.get_by_role("row", name=re.compile("Desk 1")).get_by_role("cell", name="User alice")).to_be_visible()
+
         # Migrate the profile's phones to another one: the dry run's diff, then Apply.
         made = page.request.post(
             f"{BASE}/api/v2/telephony/providers/edges/phonebasesettings",
@@ -210,7 +224,7 @@ def flow(browser):
         page.get_by_role("link", name="Status").click()
         expect(page.get_by_role("row", name=re.compile("^HQ"))).to_be_visible()
         page.get_by_role("link", name="Audit log").click()
-        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones"]:
+        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones", "create user", "assign phone"]:
             expect(page.get_by_role("cell", name=what, exact=True).first).to_be_visible()
 
         # Every page: screenshots, and axe-core finds nothing serious.

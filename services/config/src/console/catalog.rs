@@ -59,13 +59,15 @@ async fn sites_page(
             }
             table {
                 caption { (sites.len()) " sites" }
-                thead { tr { th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Edge group" } th scope="col" { "Phones" } } }
+                thead { tr { th scope="col" { "Name" } th scope="col" { "Id" } th scope="col" { "Edge group" } th scope="col" { "Number plan" } th scope="col" { "Call patterns" } th scope="col" { "Phones" } } }
                 tbody {
                     @for s in &sites {
                         tr {
                             th scope="row" { (s.name) }
                             td { code { (s.id) } }
                             td { (group_names.get(s.edge_group_id.as_str()).copied().unwrap_or(s.edge_group_id.as_str())) }
+                            td { (s.number_plan) }
+                            td { (s.call_patterns.join(", ")) }
                             td { a href={ "/phones?site=" (form::encode(&s.id)) } { "Phones of " (s.name) } }
                         }
                     }

@@ -13,11 +13,14 @@ const CSS: &str = include_str!("assets/console.css");
 const JS: &str = include_str!("assets/console.js");
 
 /// The sections, in the navigation's order: `(path, label)`.
-pub const SECTIONS: [(&str, &str); 7] = [
+pub const SECTIONS: [(&str, &str); 10] = [
     ("/phones", "Phones"),
     ("/base-settings", "Base Settings"),
     ("/sites", "Sites"),
     ("/edge-groups", "Edge groups"),
+    ("/users", "Users"),
+    ("/trunks", "Trunks"),
+    ("/media-servers", "Media servers"),
     ("/import", "Import / Export"),
     ("/status", "Status"),
     ("/audit", "Audit log"),

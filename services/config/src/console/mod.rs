@@ -17,13 +17,15 @@
 //!
 //! Layers: `session` (sessions, pure), `layout` and `form` (HTML chrome and form helpers,
 //! pure), `settings_form` (the base settings fields table, pure), then the pages:
-//! `login`, `phones`, `phone`, `bases`, `catalog` (sites, edge groups), `import`,
+//! `login`, `phones`, `phone`, `bases`, `migrate`, `catalog` (sites, edge groups),
+//! `directory` (users, trunks, media servers), `import`,
 //! `status` (with the live streams), `audit`.
 
 mod audit_page;
 mod bases;
 mod catalog;
 mod context;
+mod directory;
 mod form;
 mod import;
 mod layout;
@@ -126,6 +128,9 @@ impl Console {
                     .layer(DefaultBodyLimit::max(import::MAX_UPLOAD)),
             )
             .route("/import/{report}", get(import::report_csv))
+            .route("/users", get(directory::users).post(directory::create_user))
+            .route("/trunks", get(directory::trunks))
+            .route("/media-servers", get(directory::media_servers))
             .route("/status", get(status::page))
             .route("/events/phones", get(status::phone_events))
             .route("/events/counts", get(status::count_events))
