@@ -220,10 +220,15 @@ def flow(browser):
         page.get_by_role("button", name="Apply").click()
         expect(page.get_by_role("status")).to_contain_text("2 moved")
 
+        # The media server dialtonectl created.
+        page.get_by_role("link", name="Media servers").click()
+        expect(page.get_by_role("row", name=re.compile("RTP East"))).to_contain_text("127.0.0.1:22222")
+
         # Status counts and the audit log.
         page.get_by_role("link", name="Status").click()
         expect(page.get_by_role("row", name=re.compile("^HQ"))).to_be_visible()
         page.get_by_role("link", name="Audit log").click()
+        expect(page.get_by_role("row", name=re.compile(r"admin\s+grpc\s+CreateMediaServer\s+ok"))).to_be_visible()
         for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones", "create user", "assign phone"]:
             expect(page.get_by_role("cell", name=what, exact=True).first).to_be_visible()
 

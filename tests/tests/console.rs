@@ -4,7 +4,8 @@
 //! The script clicks through the whole flow (edge group, site, base settings, phone, its
 //! password once, live status, restart, import, viewer refusals, axe-core on every page,
 //! logout); this side registers the phone with the phone simulator when the script asks,
-//! and checks that the restart reached the phone. Screenshots are kept under
+//! and checks that the restart reached the phone; a media server created over gRPC before
+//! shows on its page and in the audit log. Screenshots are kept under
 //! `target/console-screenshots/`.
 
 use std::{
@@ -53,6 +54,17 @@ async fn an_admin_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&shots);
     std::fs::create_dir_all(&shots)?;
     let edge_line = format!("{} udp=127.0.0.1:{}", node.node_id, node.sip.udp);
+    // A change over gRPC (dialtonectl), which the console's audit log and media servers
+    // page must show too.
+    let ctl = Command::new(dialtone_tests::binary("dialtonectl"))
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .arg(flag("ca", &ca.cert))
+        .args(["--tls-name", "localhost", "--token", ADMIN_TOKEN])
+        .args(["media-servers", "create", "rtp-east", "--name", "RTP East"])
+        .args(["--region", "east", "--ng", "127.0.0.1:22222"])
+        .output()?;
+    ensure!(ctl.status.success(), "dialtonectl: {}", String::from_utf8_lossy(&ctl.stderr));
 
     let mut script = Command::new(test_python())
         .arg(root.join("console/console_check.py"))

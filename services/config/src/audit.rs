@@ -1,7 +1,7 @@
-//! Who changed what: every change made through the console or the REST API, with the
-//! name of the token that made it, kept on the node that served it (the last
-//! [`AuditLog::CAPACITY`] entries, shown on the console's Audit page) and written to the
-//! log as `audit` events for a log pipeline to keep.
+//! Who changed what: every change asked of the config role through the console, the REST
+//! API or gRPC (`dialtonectl`), with the name of the token that asked, kept on the node
+//! that served it (the last [`AuditLog::CAPACITY`] entries, shown on the console's Audit
+//! page) and written to the log as `audit` events for a log pipeline to keep.
 
 use std::collections::VecDeque;
 
@@ -14,7 +14,7 @@ pub struct AuditEntry {
     pub at_ms: i64,
     /// The token's name.
     pub who: String,
-    /// `console` or `rest`.
+    /// `console`, `rest` or `grpc`.
     pub via: &'static str,
     /// What was asked (`create phone`, `POST /api/v2/...`).
     pub action: String,
@@ -58,9 +58,49 @@ impl AuditLog {
     }
 }
 
+/// The gRPC service whose calls change configuration.
+pub const CONFIG_SERVICE: &str = "/dialtone.config.v1.ConfigService/";
+
+/// The method a gRPC call's path names when it asks for a change (every config method
+/// but reads: `Get…`, `List…`, `Export…`).
+pub fn grpc_change(path: &str) -> Option<&str> {
+    let method = path.strip_prefix(CONFIG_SERVICE)?;
+    (!method.is_empty()
+        && !["Get", "List", "Export"]
+            .iter()
+            .any(|read| method.starts_with(read)))
+    .then_some(method)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_changes_are_told_from_reads() {
+        let cases = [
+            (
+                "/dialtone.config.v1.ConfigService/CreatePhone",
+                Some("CreatePhone"),
+            ),
+            (
+                "/dialtone.config.v1.ConfigService/ActOnPhones",
+                Some("ActOnPhones"),
+            ),
+            (
+                "/dialtone.config.v1.ConfigService/MigrateBaseSettings",
+                Some("MigrateBaseSettings"),
+            ),
+            ("/dialtone.config.v1.ConfigService/GetPhone", None),
+            ("/dialtone.config.v1.ConfigService/ListPhones", None),
+            ("/dialtone.config.v1.ConfigService/ExportPhones", None),
+            ("/dialtone.config.v1.ConfigService/", None),
+            ("/dialtone.status.v1.StatusService/WatchPhoneStatuses", None),
+        ];
+        for (path, want) in cases {
+            assert_eq!(grpc_change(path), want, "{path}");
+        }
+    }
 
     fn entry(i: usize) -> AuditEntry {
         AuditEntry {

@@ -45,6 +45,7 @@ pub struct ConfigCore {
     store: Store,
     realm: String,
     key: dialtone_domain::credentials::CredentialKey,
+    audit: std::sync::Arc<audit::AuditLog>,
 }
 
 impl ConfigCore {
@@ -58,6 +59,7 @@ impl ConfigCore {
             store,
             realm: realm.to_owned(),
             key,
+            audit: std::sync::Arc::default(),
         }
     }
 
@@ -69,5 +71,10 @@ impl ConfigCore {
     /// The store it uses.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The node's audit log, shared by gRPC, the REST API and the console.
+    pub fn audit(&self) -> &std::sync::Arc<audit::AuditLog> {
+        &self.audit
     }
 }

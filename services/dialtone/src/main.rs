@@ -9,6 +9,7 @@ mod admin;
 mod data_dir;
 mod edge_flags;
 mod etcd_flags;
+mod grpc_audit;
 mod grpc_auth;
 mod grpc_health;
 mod grpc_metrics;

@@ -191,12 +191,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         let mut router = tonic::service::Routes::builder();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut api_task = None;
+        let mut audit = None;
         if cfg.roles.iter().any(|r| r == "config") {
             let core = ConfigCore::new(
                 store.clone(),
                 &cfg.sip_realm,
                 credentials_key.clone().expect("read for the config role"),
             );
+            audit = Some(core.audit().clone());
             // Data an older Dialtone wrote: in the background, the API serves meanwhile.
             let upgrading = core.clone();
             tokio::spawn(async move {
@@ -302,6 +304,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 .trace_fn(crate::telemetry::grpc_span)
                 .layer(crate::grpc_metrics::GrpcMetricsLayer(grpc_metrics))
                 .layer(crate::grpc_auth::TokenGateLayer(tokens.clone()))
+                .layer(crate::grpc_audit::GrpcAuditLayer {
+                    log: audit,
+                    tokens: tokens.clone(),
+                })
                 .add_routes(routes)
                 .serve_with_incoming_shutdown(tokio_stream_listener(grpc), async move {
                     let _ = stop.changed().await;

@@ -61,7 +61,6 @@ pub struct RestApi {
     tokens: Arc<Tokens>,
     scans: Arc<tokio::sync::Semaphore>,
     waves: Arc<tokio::sync::Semaphore>,
-    audit: Arc<AuditLog>,
 }
 
 impl RestApi {
@@ -72,7 +71,6 @@ impl RestApi {
             tokens,
             scans: Arc::new(tokio::sync::Semaphore::new(MAX_SCANS)),
             waves: Arc::new(tokio::sync::Semaphore::new(reboot::MAX_WAVES)),
-            audit: Arc::new(AuditLog::default()),
         }
     }
 
@@ -88,7 +86,7 @@ impl RestApi {
 
     /// The node's audit log (changes through the REST API and the console).
     pub fn audit(&self) -> &AuditLog {
-        &self.audit
+        self.core.audit()
     }
 
     /// A turn to run a bulk wave, when fewer than [`reboot::MAX_WAVES`] are under way.
@@ -204,7 +202,7 @@ async fn front_door(State(api): State<RestApi>, req: Request, next: Next) -> Res
         Err(_) => ApiError::route(408, "the request took too long").into_response(),
     };
     if let Some((who, action)) = change {
-        api.audit.record(AuditEntry {
+        api.audit().record(AuditEntry {
             at_ms: dialtone_common::clock::unix_ms_i64(),
             who,
             via: "rest",
