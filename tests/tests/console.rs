@@ -64,7 +64,11 @@ async fn an_admin_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         .args(["media-servers", "create", "rtp-east", "--name", "RTP East"])
         .args(["--region", "east", "--ng", "127.0.0.1:22222"])
         .output()?;
-    ensure!(ctl.status.success(), "dialtonectl: {}", String::from_utf8_lossy(&ctl.stderr));
+    ensure!(
+        ctl.status.success(),
+        "dialtonectl: {}",
+        String::from_utf8_lossy(&ctl.stderr)
+    );
 
     let mut script = Command::new(test_python())
         .arg(root.join("console/console_check.py"))

@@ -473,7 +473,7 @@ fn print_banner(
         .filter(|_| cfg.roles.iter().any(|r| r == "config"))
         .map(|u| {
             format!(
-                "\n  api   {}/api/v2/telephony/providers/edges/phones (REST, Genesys Cloud's shapes; /api/v2/openapi.json)",
+                "\n  web   {0}/ (the console: log in with an API token)\n  api   {0}/api/v2/telephony/providers/edges/phones (REST, Genesys Cloud's shapes; /api/v2/openapi.json)",
                 u.trim()
             )
         })
