@@ -23,6 +23,11 @@ use crate::{csv_format::COLUMNS, service::MAX_IMPORT_BYTES};
 
 /// Reports kept per node; older ones are dropped.
 pub const MAX_REPORTS: usize = 32;
+/// Bytes of reports kept per node; older ones are dropped, and a larger one is not kept
+/// (its rows are still shown, the first [`SHOWN_ROWS`] of them).
+pub const MAX_REPORT_BYTES: usize = 32 << 20;
+/// Rows the report page lists (its counts cover every row).
+pub const SHOWN_ROWS: usize = 1_000;
 /// How long a report can be downloaded.
 pub const REPORT_TTL: Duration = Duration::from_secs(600);
 
@@ -40,10 +45,16 @@ struct Report {
 }
 
 impl Reports {
-    fn keep(&mut self, sid: &str, csv: Vec<u8>, now: Instant) -> String {
+    /// Keeps `csv` for session `sid`: its id, or none when it is too large to keep.
+    fn keep(&mut self, sid: &str, csv: Vec<u8>, now: Instant) -> Option<String> {
         self.kept
             .retain(|r| now.saturating_duration_since(r.at) < REPORT_TTL);
-        if self.kept.len() >= MAX_REPORTS {
+        if csv.len() > MAX_REPORT_BYTES {
+            return None;
+        }
+        while self.kept.len() >= MAX_REPORTS
+            || self.kept.iter().map(|r| r.csv.len()).sum::<usize>() + csv.len() > MAX_REPORT_BYTES
+        {
             self.kept.pop_front();
         }
         let id = super::session::random_secret();
@@ -53,7 +64,7 @@ impl Reports {
             at: now,
             csv,
         });
-        id
+        Some(id)
     }
 
     fn get(&self, id: &str, sid: &str, now: Instant) -> Option<Vec<u8>> {
@@ -123,7 +134,11 @@ pub fn report_csv_of(rows: &[ReportRow]) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
-fn import_page(ctx: &Ctx, report: Option<(&[ReportRow], &str)>, error: Option<&str>) -> Markup {
+fn import_page(
+    ctx: &Ctx,
+    report: Option<(&[ReportRow], Option<&str>)>,
+    error: Option<&str>,
+) -> Markup {
     layout::page(
         Some(ctx),
         "Import / Export",
@@ -154,11 +169,15 @@ fn import_page(ctx: &Ctx, report: Option<(&[ReportRow], &str)>, error: Option<&s
                     @let created = rows.iter().filter(|r| r.outcome == "created").count();
                     @let failed = rows.iter().filter(|r| r.outcome == "failed").count();
                     p role="status" { (rows.len()) " rows: " (created) " created, " (failed) " failed, " (rows.len() - created - failed) " existing." }
-                    p { a class="button" id="report-download" href={ "/import/" (id) } download="import-report.csv" { "Download the report (CSV, with the new passwords)" } }
+                    @match id {
+                        Some(id) => p { a class="button" id="report-download" href={ "/import/" (id) } download="import-report.csv" { "Download the report (CSV, with the new passwords)" } },
+                        None => p class="error" { "The report is too large to keep for download: run the import with " code { "dialtonectl phones import" } ", which prints it." },
+                    }
+                    @if rows.len() > SHOWN_ROWS { p class="help" { "The first " (SHOWN_ROWS) " rows are listed; the report holds them all." } }
                     table {
                         thead { tr { th scope="col" { "Row" } th scope="col" { "Outcome" } th scope="col" { "Phone" } th scope="col" { "Reason" } } }
                         tbody {
-                            @for r in rows {
+                            @for r in rows.iter().take(SHOWN_ROWS) {
                                 tr {
                                     td { (r.row) }
                                     td { (r.outcome) }
@@ -185,6 +204,9 @@ pub async fn upload(
     ctx: Ctx,
     mut parts: Multipart,
 ) -> Result<Response, Problem> {
+    // The permission before the body is read; the CSRF field (the form's first) before
+    // the file is.
+    allow(&c, &ctx, Permission::Add)?;
     let (mut csrf, mut file) = (String::new(), None);
     while let Some(field) = parts
         .next_field()
@@ -199,6 +221,7 @@ pub async fn upload(
                     .map_err(|e| Problem::new(400, e.to_string()))?
             }
             Some("file") => {
+                ctx.check_csrf(&csrf)?;
                 file = Some(
                     field
                         .bytes()
@@ -210,7 +233,6 @@ pub async fn upload(
         }
     }
     ctx.check_csrf(&csrf)?;
-    allow(&c, &ctx, Permission::Add)?;
     let Some(bytes) = file.filter(|b| !b.is_empty()) else {
         return Ok(import_page(&ctx, None, Some("choose a CSV file")).into_response());
     };
@@ -245,7 +267,7 @@ pub async fn upload(
         .reports
         .lock()
         .keep(&ctx.sid, report_csv_of(&rows), Instant::now());
-    Ok(import_page(&ctx, Some((&rows, &id)), None).into_response())
+    Ok(import_page(&ctx, Some((&rows, id.as_deref())), None).into_response())
 }
 
 /// `GET /import/{report}`: a report, or `phones.csv`, every phone.
@@ -299,7 +321,7 @@ mod tests {
     fn reports_are_the_sessions_own_and_expire() {
         let mut r = Reports::default();
         let t0 = Instant::now();
-        let id = r.keep("s1", b"x".to_vec(), t0);
+        let id = r.keep("s1", b"x".to_vec(), t0).unwrap();
         assert_eq!(r.get(&id, "s1", t0), Some(b"x".to_vec()));
         assert_eq!(r.get(&id, "s2", t0), None, "another session");
         assert_eq!(r.get(&id, "s1", t0 + REPORT_TTL), None, "expired");
@@ -307,6 +329,12 @@ mod tests {
             r.keep("s1", Vec::new(), t0);
         }
         assert_eq!(r.get(&id, "s1", t0), None, "dropped when full");
+        // Bytes are bounded too: a report too large is not kept, a large one pushes out
+        // older ones.
+        assert!(r.keep("s1", vec![0; MAX_REPORT_BYTES + 1], t0).is_none());
+        let big = r.keep("s1", vec![0; MAX_REPORT_BYTES / 2 + 1], t0).unwrap();
+        let bigger = r.keep("s1", vec![0; MAX_REPORT_BYTES / 2 + 1], t0).unwrap();
+        assert!(r.get(&big, "s1", t0).is_none() && r.get(&bigger, "s1", t0).is_some());
     }
 
     #[test]

@@ -22,9 +22,15 @@ pub struct Next {
     next: String,
 }
 
-/// A local path to go back to, never another site (`//host` or a scheme).
+/// A local path to go back to, never another site (`//host`, a scheme, or what a browser
+/// would read as one once it drops tabs and newlines: `/\t/host`).
 pub fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.contains('\\') {
+    if next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && !next.chars().any(|c| c.is_control() || c.is_whitespace())
+        && next.len() <= 2048
+    {
         next
     } else {
         "/phones"
@@ -146,6 +152,9 @@ mod tests {
             ("//evil.example/x", "/phones"),
             ("https://evil.example", "/phones"),
             ("/\\evil.example", "/phones"),
+            ("/\t/evil.example", "/phones"),
+            ("/\n/evil.example", "/phones"),
+            ("/phones?name=a b", "/phones"),
             ("", "/phones"),
         ] {
             assert_eq!(safe_next(next), want, "{next}");

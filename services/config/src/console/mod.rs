@@ -66,6 +66,7 @@ pub struct Console {
     api: RestApi,
     sessions: Arc<Mutex<session::Sessions>>,
     streams: Arc<tokio::sync::Semaphore>,
+    stream_counts: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     reports: Arc<Mutex<import::Reports>>,
     counts: Arc<tokio::sync::Mutex<status::CountsCache>>,
 }
@@ -77,6 +78,7 @@ impl Console {
             api,
             sessions: Arc::new(Mutex::new(session::Sessions::default())),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
+            stream_counts: Arc::default(),
             reports: Arc::new(Mutex::new(import::Reports::default())),
             counts: Arc::new(tokio::sync::Mutex::new(status::CountsCache::default())),
         }

@@ -90,13 +90,19 @@ where
     F: FnMut(Console) -> S + Send + 'static,
     S: std::future::Future<Output = Vec<Event>> + Send,
 {
+    let mine = SessionStream::open(&c, &ctx.sid).ok_or_else(|| {
+        Problem::new(
+            429,
+            "this session has too many live views open: close a tab",
+        )
+    })?;
     let turn = c
         .streams
         .clone()
         .try_acquire_owned()
         .map_err(|_| Problem::new(503, "too many live views are open on this node"))?;
     let stream = async_stream(move |tx: tokio::sync::mpsc::Sender<Event>| async move {
-        let _turn = turn;
+        let _turn = (turn, mine);
         let started = Instant::now();
         let mut every = tokio::time::interval(Duration::from_secs(1));
         while started.elapsed() < STREAM_LIFE {
@@ -118,6 +124,43 @@ where
         }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Live streams one session may have open (a few tabs); one session cannot take the
+/// node's [`super::MAX_STREAMS`] alone.
+pub const MAX_STREAMS_PER_SESSION: usize = 4;
+
+/// One of a session's open streams, counted until dropped.
+struct SessionStream {
+    counts: std::sync::Arc<parking_lot::Mutex<HashMap<String, usize>>>,
+    sid: String,
+}
+
+impl SessionStream {
+    fn open(c: &Console, sid: &str) -> Option<Self> {
+        let mut counts = c.stream_counts.lock();
+        let n = counts.entry(sid.to_owned()).or_default();
+        if *n >= MAX_STREAMS_PER_SESSION {
+            return None;
+        }
+        *n += 1;
+        Some(SessionStream {
+            counts: c.stream_counts.clone(),
+            sid: sid.to_owned(),
+        })
+    }
+}
+
+impl Drop for SessionStream {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock();
+        if let Some(n) = counts.get_mut(&self.sid) {
+            *n -= 1;
+            if *n == 0 {
+                counts.remove(&self.sid);
+            }
+        }
+    }
 }
 
 /// A stream fed by a task through a small channel (the task stops when the client goes).

@@ -7,11 +7,14 @@
 //!
 //! Layers: `shapes` and `sites` (the JSON and its pure conversions), `paging` (numbered pages, pure),
 //! `status` (a phone's status shapes, pure), `errors` (the error body), `phones`,
-//! `reboot` and `catalog` (handlers), `server` (HTTP/1.1, optionally TLS).
+//! `reboot`, `catalog`, `bases`, `edge_groups` and `directory` (handlers; `directory`
+//! holds Dialtone's own resources under `/api/v2/dialtone/`), `server` (HTTP/1.1,
+//! optionally TLS).
 
 pub mod base_properties;
 pub mod bases;
 pub mod catalog;
+pub mod directory;
 pub mod edge_groups;
 pub mod errors;
 pub mod openapi;
@@ -105,7 +108,7 @@ impl RestApi {
 
     /// Every route, with Genesys-shaped answers for unknown paths and methods.
     pub fn router(self) -> Router {
-        let t = shapes::TELEPHONY;
+        let (t, d) = (shapes::TELEPHONY, directory::DIALTONE);
         Router::new()
             .route("/api/v2/openapi.json", get(openapi::document))
             .route(
@@ -158,6 +161,31 @@ impl RestApi {
                 get(bases::get_base)
                     .put(bases::replace_base)
                     .delete(bases::delete_base),
+            )
+            .route(
+                &format!("{d}/users"),
+                get(directory::list_users).post(directory::create_user),
+            )
+            .route(
+                &format!("{d}/users/{{userId}}"),
+                get(directory::get_user)
+                    .put(directory::replace_user)
+                    .delete(directory::delete_user),
+            )
+            .route(
+                &format!("{d}/mediaservers"),
+                get(directory::list_media).post(directory::create_media),
+            )
+            .route(
+                &format!("{d}/mediaservers/{{mediaServerId}}"),
+                get(directory::get_media)
+                    .put(directory::replace_media)
+                    .delete(directory::delete_media),
+            )
+            .route(&format!("{d}/trunks"), get(directory::list_trunks))
+            .route(
+                &format!("{d}/trunks/{{trunkId}}"),
+                get(directory::get_trunk),
             )
             .method_not_allowed_fallback(|| async {
                 ApiError::route(405, "this resource does not take that method")

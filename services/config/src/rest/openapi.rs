@@ -10,7 +10,9 @@ use utoipa::{
     },
 };
 
-use super::{base_properties, bases, catalog, edge_groups, errors, phones, reboot, shapes};
+use super::{
+    base_properties, bases, catalog, directory, edge_groups, errors, phones, reboot, shapes,
+};
 
 /// The document.
 #[derive(OpenApi)]
@@ -37,6 +39,18 @@ use super::{base_properties, bases, catalog, edge_groups, errors, phones, reboot
         edge_groups::create_group,
         edge_groups::replace_group,
         edge_groups::delete_group,
+        directory::list_users,
+        directory::get_user,
+        directory::create_user,
+        directory::replace_user,
+        directory::delete_user,
+        directory::list_media,
+        directory::get_media,
+        directory::create_media,
+        directory::replace_media,
+        directory::delete_media,
+        directory::list_trunks,
+        directory::get_trunk,
         bases::list_bases,
         bases::get_base,
         bases::create_base,
@@ -63,6 +77,10 @@ use super::{base_properties, bases, catalog, edge_groups, errors, phones, reboot
         reboot::PhonesReboot,
         bases::MetaBaseListing,
         edge_groups::EdgeGroup,
+        directory::User,
+        directory::MediaServer,
+        directory::Trunk,
+        directory::TrunkTarget,
         edge_groups::EdgeMember,
         edge_groups::SipAddresses,
         base_properties::Property,
