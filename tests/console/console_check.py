@@ -283,6 +283,14 @@ def flow(browser):
         expect(page).to_have_url(re.compile(r".*/login$"))
         page.goto(BASE + "/phones")
         check(page.url.startswith(BASE + "/login"), "still logged in after logout")
+
+        # Guessing tokens: after 10 failures from this address, even the right token is
+        # refused for a while (429).
+        for i in range(10):
+            r = page.request.post(f"{BASE}/login", form={"token": f"dt_wrong_{i}", "next": "/phones"}, headers=origin, max_redirects=0)
+            check(r.status == 401, f"a wrong token: {r.status}")
+        r = page.request.post(f"{BASE}/login", form={"token": ADMIN, "next": "/phones"}, headers=origin, max_redirects=0)
+        check(r.status == 429, f"after 10 failures: {r.status}")
         say(event="done", scanned=scanned)
 
 

@@ -39,6 +39,17 @@ pub struct StatusLookups {
 }
 
 impl ConfigCore {
+    /// What phone `id` last fetched from the provisioning role (none: never), as that role
+    /// records it in the store.
+    pub async fn provision_state(
+        &self,
+        id: &str,
+    ) -> Result<Option<dialtone_proto::provisioning::v1::ProvisionState>> {
+        let kv = self.store().get(&keys::provision(id)).await?;
+        kv.map(|kv| crate::repo::decode(&kv, "provision state"))
+            .transpose()
+    }
+
     /// Phone `p`'s status now.
     pub async fn phone_status(&self, p: &Phone) -> Result<PhoneStatusView> {
         self.phone_status_with(p, &mut StatusLookups::default())

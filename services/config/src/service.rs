@@ -441,7 +441,7 @@ impl ConfigService for ConfigApi {
         let (to, dry_run) = (r.to_base_settings_id.clone(), r.dry_run);
         let res = self.core.migrate_base_settings(r).await;
         if let Ok(m) = &res {
-            info!(token = %who, to = %to, dry_run, phones = m.phones.len(), "base settings migration");
+            info!(token_name = %who, to = %to, dry_run, phones = m.phones.len(), "base settings migration");
         }
         ok(res)
     }
@@ -520,7 +520,7 @@ impl ConfigService for ConfigApi {
             .reset_line_password(&r.phone_id, r.line_index, r.version)
             .await;
         if res.is_ok() {
-            info!(token = %who, phone_id = %r.phone_id, line = r.line_index, "line password reset");
+            info!(token_name = %who, phone_id = %r.phone_id, line = r.line_index, "line password reset");
         }
         ok(res)
     }
@@ -536,7 +536,7 @@ impl ConfigService for ConfigApi {
             .reset_device_password(&r.phone_id, r.version)
             .await;
         if res.is_ok() {
-            info!(token = %who, phone_id = %r.phone_id, "device password reset");
+            info!(token_name = %who, phone_id = %r.phone_id, "device password reset");
         }
         ok(res)
     }
@@ -583,9 +583,9 @@ impl ConfigService for ConfigApi {
             };
             let (res, ()) = tokio::join!(core.import_phones(bytes, tx), forward);
             match res {
-                Ok(()) => info!(token = %who, "phone import finished"),
+                Ok(()) => info!(token_name = %who, "phone import finished"),
                 Err(e) => {
-                    warn!(token = %who, error = %e, "phone import failed");
+                    warn!(token_name = %who, error = %e, "phone import failed");
                     let _ = out_tx.send(Err(e.into())).await;
                 }
             }

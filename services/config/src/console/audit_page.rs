@@ -15,7 +15,7 @@ pub async fn page(State(c): State<Console>, ctx: Ctx) -> Markup {
         "Audit log",
         "/audit",
         html! {
-            p class="help" { "Changes made through this node's console and REST API (the last " (AuditLog::CAPACITY) "), newest first. Every node also writes them to its log as " code { "audit" } " events." }
+            p class="help" { "Changes asked of this node through the console, the REST API and gRPC (the last " (AuditLog::CAPACITY) "), newest first. Every node also writes them to its log as " code { "audit" } " events." }
             table {
                 thead { tr { th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Via" } th scope="col" { "What" } th scope="col" { "Object" } th scope="col" { "Outcome" } } }
                 tbody {

@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use super::{
     Console, Ctx, Problem,
+    context::allow,
     form::{self, FormError},
     layout,
-    phone::allow,
     settings_form::{self, FIELDS, Kind},
 };
 use crate::rest::{paging, shapes};
@@ -183,7 +183,7 @@ pub async fn create(
             shown.insert(fd.name, form.get(fd.name).cloned().unwrap_or_default());
         }
         (
-            axum::http::StatusCode::BAD_REQUEST,
+            err.status_code(),
             new_page(&ctx, meta, &name, &shown, Some(&err)),
         )
             .into_response()
@@ -255,7 +255,7 @@ pub async fn detail(
                 thead { tr { th scope="col" { "Setting" } th scope="col" { "Value" } } }
                 tbody {
                     @for (k, v) in &flat {
-                        tr { td { code { (k) } } td { code { (if k.contains("password") || k.contains("Password") { "(hidden)".to_owned() } else { v.to_string() }) } } }
+                        tr { td { code { (k) } } td { code { (layout::setting_value(k, &v.to_string())) } } }
                     }
                 }
             }

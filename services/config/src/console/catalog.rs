@@ -15,9 +15,9 @@ use serde::Deserialize;
 
 use super::{
     Console, Ctx, Problem,
+    context::allow,
     form::{self, FormError},
     layout,
-    phone::allow,
 };
 use crate::rest::{paging, shapes};
 
@@ -75,11 +75,7 @@ async fn sites_page(
             }
         },
     );
-    let status = if err.is_some() {
-        axum::http::StatusCode::BAD_REQUEST
-    } else {
-        axum::http::StatusCode::OK
-    };
+    let status = err.map_or(axum::http::StatusCode::OK, FormError::status_code);
     Ok((status, page).into_response())
 }
 
@@ -137,6 +133,7 @@ pub async fn create_site(
 /// An edge group's members, one per line: `node-id udp=host:port tcp=... tls=... wss=...`.
 pub fn parse_edges(text: &str) -> Result<Vec<pb::Edge>, FormError> {
     let bad = |line: usize, why: String| FormError {
+        status: 400,
         field: "edges".into(),
         message: format!("line {line}: {why}"),
     };
@@ -247,11 +244,7 @@ async fn groups_page(
             }
         },
     );
-    let status = if err.is_some() {
-        axum::http::StatusCode::BAD_REQUEST
-    } else {
-        axum::http::StatusCode::OK
-    };
+    let status = err.map_or(axum::http::StatusCode::OK, FormError::status_code);
     Ok((status, page).into_response())
 }
 

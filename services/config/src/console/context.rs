@@ -13,7 +13,7 @@ use dialtone_auth::Permission;
 use super::{Console, Problem, session};
 
 /// A logged-in request.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Ctx {
     /// The session id (from the cookie).
     pub sid: String,
@@ -30,6 +30,19 @@ pub struct Ctx {
     pub can_delete: bool,
     /// ... everything (sites, edge groups, base settings: `telephony:plugin:all`).
     pub can_all: bool,
+}
+
+// Debug never prints the session id, the CSRF token or the API token.
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("who", &self.who)
+            .field("can_add", &self.can_add)
+            .field("can_edit", &self.can_edit)
+            .field("can_delete", &self.can_delete)
+            .field("can_all", &self.can_all)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Ctx {
@@ -101,7 +114,15 @@ impl FromRequestParts<Console> for Ctx {
         else {
             return Err(to_login());
         };
-        let Some(s) = c.sessions.lock().touch(&sid, Instant::now()) else {
+        // Live status streams look at their session without using it.
+        let live_stream = parts.uri.path().starts_with("/events/");
+        let now = Instant::now();
+        let found = if live_stream {
+            c.sessions.lock().peek(&sid, now)
+        } else {
+            c.sessions.lock().touch(&sid, now)
+        };
+        let Some(s) = found else {
             return Err(to_login());
         };
         if parts.method != Method::GET && cross_site(&parts.headers) {
@@ -124,6 +145,24 @@ impl FromRequestParts<Console> for Ctx {
             token: s.token,
         })
     }
+}
+
+/// Refuses `ctx` unless its token grants `needed` (the one rule, `dialtone_auth`).
+pub fn allow(c: &Console, ctx: &Ctx, needed: Permission) -> Result<(), Problem> {
+    c.api
+        .tokens()
+        .authorize_header(Some(&ctx.bearer()), needed)
+        .map(|_| ())
+        .map_err(|e| {
+            // A refusal is a change asked for: the audit log shows who tried.
+            c.record(
+                ctx,
+                &format!("refused: needs {needed}"),
+                "",
+                "permission denied",
+            );
+            Problem::from(crate::ConfigError::from(e))
+        })
 }
 
 #[cfg(test)]

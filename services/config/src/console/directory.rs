@@ -13,10 +13,9 @@ use serde::Deserialize;
 
 use super::{
     Console, Ctx, Problem,
+    context::allow,
     form::{self, FormError},
-    layout,
-    phone::allow,
-    phones,
+    layout, phones,
 };
 use crate::rest::{paging, shapes};
 
@@ -67,11 +66,7 @@ async fn users_page(
             }
         },
     );
-    let status = if err.is_some() {
-        axum::http::StatusCode::BAD_REQUEST
-    } else {
-        axum::http::StatusCode::OK
-    };
+    let status = err.map_or(axum::http::StatusCode::OK, FormError::status_code);
     Ok((status, page).into_response())
 }
 

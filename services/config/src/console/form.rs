@@ -17,9 +17,16 @@ pub struct FormError {
     pub field: String,
     /// The message.
     pub message: String,
+    /// The HTTP status it is answered with (0: 400).
+    pub status: u16,
 }
 
 impl FormError {
+    /// The status the page with this error is answered with.
+    pub fn status_code(&self) -> axum::http::StatusCode {
+        axum::http::StatusCode::from_u16(self.status).unwrap_or(axum::http::StatusCode::BAD_REQUEST)
+    }
+
     /// The message when it is about `field`.
     pub fn about(&self, field: &str) -> Option<&str> {
         (!self.message.is_empty() && self.field.ends_with(field)).then_some(self.message.as_str())
@@ -31,6 +38,7 @@ impl From<crate::rest::errors::ApiError> for FormError {
         FormError {
             field: e.field().unwrap_or_default().to_owned(),
             message: e.message().to_owned(),
+            status: e.status(),
         }
     }
 }
@@ -123,7 +131,13 @@ mod tests {
         let e = FormError {
             field: "phone.name".into(),
             message: "taken".into(),
+            status: 409,
         };
+        assert_eq!(e.status_code(), axum::http::StatusCode::CONFLICT);
+        assert_eq!(
+            FormError::default().status_code(),
+            axum::http::StatusCode::BAD_REQUEST
+        );
         assert_eq!(e.about("name"), Some("taken"));
         assert_eq!(e.about("site"), None);
         let html = text("Name", "name", "x", true, e.about("name")).into_string();

@@ -18,7 +18,7 @@ use dialtone_auth::Permission;
 use dialtone_proto::config::v1::{self as pb, ImportOutcome, PhoneFilter};
 use maud::{Markup, html};
 
-use super::{Console, Ctx, Problem, form, layout, phone::allow};
+use super::{Console, Ctx, Problem, context::allow, form, layout};
 use crate::{csv_format::COLUMNS, service::MAX_IMPORT_BYTES};
 
 /// Reports kept per node; older ones are dropped.
@@ -28,6 +28,8 @@ pub const MAX_REPORTS: usize = 32;
 pub const MAX_REPORT_BYTES: usize = 32 << 20;
 /// Rows the report page lists (its counts cover every row).
 pub const SHOWN_ROWS: usize = 1_000;
+/// Imports a node runs at once from the console.
+pub const MAX_IMPORTS: usize = 2;
 /// How long a report can be downloaded.
 pub const REPORT_TTL: Duration = Duration::from_secs(600);
 
@@ -60,7 +62,7 @@ impl Reports {
         let id = super::session::random_secret();
         self.kept.push_back(Report {
             id: id.clone(),
-            sid: sid.to_owned(),
+            sid: super::session::key_hex(sid),
             at: now,
             csv,
         });
@@ -72,7 +74,7 @@ impl Reports {
             .iter()
             .find(|r| {
                 r.id == id
-                    && super::session::same_secret(&r.sid, sid)
+                    && super::session::same_secret(&r.sid, &super::session::key_hex(sid))
                     && now.saturating_duration_since(r.at) < REPORT_TTL
             })
             .map(|r| r.csv.clone())
@@ -205,8 +207,14 @@ pub async fn upload(
     mut parts: Multipart,
 ) -> Result<Response, Problem> {
     // The permission before the body is read; the CSRF field (the form's first) before
-    // the file is.
+    // the file is; at most MAX_IMPORTS under way (each holds its file).
     allow(&c, &ctx, Permission::Add)?;
+    let _turn = c.imports.clone().try_acquire_owned().map_err(|_| {
+        Problem::new(
+            429,
+            "imports are under way on this node: try again when one ends",
+        )
+    })?;
     let (mut csrf, mut file) = (String::new(), None);
     while let Some(field) = parts
         .next_field()
@@ -234,11 +242,16 @@ pub async fn upload(
     }
     ctx.check_csrf(&csrf)?;
     let Some(bytes) = file.filter(|b| !b.is_empty()) else {
-        return Ok(import_page(&ctx, None, Some("choose a CSV file")).into_response());
+        return Ok((
+            axum::http::StatusCode::BAD_REQUEST,
+            import_page(&ctx, None, Some("choose a CSV file")),
+        )
+            .into_response());
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel(1024);
     let core = c.api.core().clone();
-    let run = tokio::spawn(async move { core.import_phones(bytes.to_vec(), tx).await });
+    // No copy of the file: the bytes read are the bytes imported.
+    let run = tokio::spawn(async move { core.import_phones(Vec::from(bytes), tx).await });
     let mut rows = Vec::new();
     while let Some(r) = rx.recv().await {
         rows.push(report_row(&r));
@@ -293,7 +306,12 @@ pub async fn report_csv(
         allow(&c, &ctx, Permission::View)?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let core = c.api.core().clone();
-        tokio::spawn(async move { core.export_csv(PhoneFilter::default(), tx).await });
+        // A whole-fleet read: one of the REST API's few at once.
+        let turn = c.api.scan_turn().await;
+        tokio::spawn(async move {
+            let _turn = turn;
+            core.export_csv(PhoneFilter::default(), tx).await
+        });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         return Ok(attachment("phones.csv", Body::from_stream(stream)));
     }

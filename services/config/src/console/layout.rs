@@ -74,6 +74,18 @@ pub fn badge(status: &str) -> Markup {
     html! { span class=(class) { (status) } }
 }
 
+/// A setting's value as the pages show it: a password (the digest credentials the edges
+/// answer a phone's challenges with) is never shown, wherever it appears (a profile, a
+/// phone's overrides, a migration's diff); `dialtonectl` and the API show it to whoever
+/// may read the profile.
+pub fn setting_value(path: &str, value: &str) -> String {
+    if path.to_ascii_lowercase().contains("password") {
+        "(hidden)".to_owned()
+    } else {
+        value.to_owned()
+    }
+}
+
 /// The page of a request that could not be served.
 pub fn problem_page(status: StatusCode, message: &str) -> Markup {
     let title = status.canonical_reason().unwrap_or("Error");
@@ -129,6 +141,15 @@ mod tests {
             !html.contains("onclick=") && !html.contains("onload="),
             "{html}"
         );
+    }
+
+    #[test]
+    fn passwords_are_never_shown() {
+        assert_eq!(
+            setting_value("digest_auth_password", "\"1234\""),
+            "(hidden)"
+        );
+        assert_eq!(setting_value("sip_dscp", "46"), "46");
     }
 
     #[test]

@@ -2,9 +2,11 @@
 
 use std::time::Instant;
 
+use std::net::SocketAddr;
+
 use axum::{
     Form,
-    extract::{Query, State},
+    extract::{ConnectInfo, Query, State},
     http::{HeaderMap, header},
     response::{IntoResponse, Redirect, Response},
 };
@@ -14,6 +16,15 @@ use serde::Deserialize;
 
 use super::{Console, Ctx, Problem, context, layout, session};
 use crate::audit::AuditEntry;
+
+/// Failed logins from one address (an IPv6 /64) that ban it for a while; the tokens are
+/// far too long to guess, but a guess must still cost the guesser, not the node.
+pub const BANS: dialtone_auth::bans::BanPolicy = dialtone_auth::bans::BanPolicy {
+    per_source: 10,
+    per_user: 0,
+    window: std::time::Duration::from_secs(60),
+    duration: std::time::Duration::from_secs(300),
+};
 
 /// Where to go after logging in.
 #[derive(Debug, Default, Deserialize)]
@@ -76,11 +87,20 @@ pub struct LoginForm {
 /// `POST /login`: a token that may view starts a session.
 pub async fn submit(
     State(c): State<Console>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
     if context::cross_site(&headers) {
         return Problem::new(403, "a login from another site is refused").into_response();
+    }
+    let now_ms = dialtone_common::clock::unix_ms();
+    if c.login_bans.source_banned(peer.ip(), now_ms) {
+        return Problem::new(
+            429,
+            "too many failed logins from this address: try again in a few minutes",
+        )
+        .into_response();
     }
     let token = f.token.trim();
     let who = match c
@@ -90,7 +110,8 @@ pub async fn submit(
     {
         Ok(who) => who,
         Err(e) => {
-            tracing::info!(error = %e, "console login refused");
+            let banned = c.login_bans.failure(peer.ip(), "", now_ms).source;
+            tracing::warn!(error = %e, peer = %peer, banned, "console login refused");
             let status = axum::http::StatusCode::UNAUTHORIZED;
             return (
                 status,

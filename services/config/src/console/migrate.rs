@@ -2,31 +2,46 @@
 //! per-phone diff of effective settings first, then Apply, through the same core call as
 //! gRPC's MigrateBaseSettings (`telephony:sitesmanagedphones:edit`).
 
-use axum::{
-    Form,
-    extract::{Path, State},
-};
+use axum::extract::{Path, RawForm, State};
 use dialtone_auth::Permission;
 use dialtone_proto::config::v1::{
     MigrateBaseSettingsRequest, MigrationOutcome, PhoneFilter, SettingChangeKind,
 };
 use maud::{Markup, html};
-use serde::Deserialize;
 
-use super::{Console, Ctx, Problem, form, layout, phone::allow, phones};
+use super::{Console, Ctx, Problem, context::allow, form, layout, phones};
 
 /// Phones a preview lists (the counts cover them all).
 pub const SHOWN: usize = 500;
 
-/// The migrate form.
-#[derive(Debug, Deserialize)]
+/// Phones an Apply from the console may move: the ones its preview listed, sent back with
+/// it (a larger migration runs with `dialtonectl base-settings migrate`).
+pub const MAX_APPLY: usize = 2_000;
+
+/// The migrate form: `to`, and for Apply the previewed phones' `ids`.
+#[derive(Debug, Default)]
 pub struct MigrateForm {
-    #[serde(rename = "_csrf", default)]
     csrf: String,
-    #[serde(default)]
     to: String,
-    #[serde(default)]
-    apply: String,
+    apply: bool,
+    ids: Vec<String>,
+}
+
+impl MigrateForm {
+    /// From the form's body (`ids` repeats).
+    pub fn parse(body: &[u8]) -> Self {
+        let mut f = MigrateForm::default();
+        for (k, v) in form_urlencoded::parse(body) {
+            match k.as_ref() {
+                "_csrf" => f.csrf = v.into_owned(),
+                "to" => f.to = v.into_owned(),
+                "apply" => f.apply = v == "1",
+                "ids" => f.ids.push(v.into_owned()),
+                _ => {}
+            }
+        }
+        f
+    }
 }
 
 /// The migrate form of profile `from` (on its page), for a token that may edit phones.
@@ -69,20 +84,26 @@ pub async fn migrate(
     State(c): State<Console>,
     ctx: Ctx,
     Path(from): Path<String>,
-    Form(f): Form<MigrateForm>,
+    RawForm(body): RawForm,
 ) -> Result<Markup, Problem> {
+    let f = MigrateForm::parse(&body);
     ctx.check_csrf(&f.csrf)?;
     allow(&c, &ctx, Permission::Edit)?;
-    let apply = f.apply == "1";
+    let apply = f.apply;
+    if apply && (f.ids.is_empty() || f.ids.len() > MAX_APPLY) {
+        return Err(Problem::new(400, "apply the phones a preview listed"));
+    }
+    // A preview reads the profile's phones now; Apply moves exactly the phones it showed,
+    // not ones added since.
     let r = c
         .api
         .core()
         .migrate_base_settings(MigrateBaseSettingsRequest {
-            filter: Some(PhoneFilter {
+            filter: (!apply).then(|| PhoneFilter {
                 base_settings_id: from.clone(),
                 ..Default::default()
             }),
-            phone_ids: Vec::new(),
+            phone_ids: if apply { f.ids.clone() } else { Vec::new() },
             to_base_settings_id: f.to.clone(),
             dry_run: !apply,
         })
@@ -120,11 +141,16 @@ pub async fn migrate(
                 (count(MigrationOutcome::Moved)) @if apply { " moved, " } @else { " would move, " }
                 (count(MigrationOutcome::Unchanged)) " unchanged, " (count(MigrationOutcome::Failed)) " failed."
             }
-            @if !apply && count(MigrationOutcome::Moved) > 0 {
+            @if !apply && count(MigrationOutcome::Moved) > MAX_APPLY {
+                p class="help" { "More than " (MAX_APPLY) " phones move: apply with " code { "dialtonectl base-settings migrate" } "." }
+            } @else if !apply && count(MigrationOutcome::Moved) > 0 {
                 form method="post" action={ "/base-settings/" (from) "/migrate" } class="card" {
                     (form::csrf(&ctx))
                     input type="hidden" name="to" value=(f.to);
                     input type="hidden" name="apply" value="1";
+                    @for p in r.phones.iter().filter(|p| p.outcome == MigrationOutcome::Moved as i32) {
+                        input type="hidden" name="ids" value=(p.phone_id);
+                    }
                     p { "Nothing has changed yet. Apply writes these phones' new profile; each is told to fetch its configuration again." }
                     button type="submit" class="primary" data-confirm="Move these phones to the new profile?" { "Apply" }
                 }
@@ -136,7 +162,7 @@ pub async fn migrate(
                     @if !p.changes.is_empty() {
                         table {
                             thead { tr { th scope="col" { "Setting" } th scope="col" { "Before" } th scope="col" { "After" } th scope="col" { "Why" } } }
-                            tbody { @for ch in &p.changes { tr { td { code { (ch.path) } } td { code { (ch.before) } } td { code { (ch.after) } } td { (kind_name(ch.kind)) } } } }
+                            tbody { @for ch in &p.changes { tr { td { code { (ch.path) } } td { code { (layout::setting_value(&ch.path, &ch.before)) } } td { code { (layout::setting_value(&ch.path, &ch.after)) } } td { (kind_name(ch.kind)) } } } }
                         }
                     }
                 }
@@ -151,6 +177,17 @@ pub async fn migrate(
 mod tests {
     use super::*;
     use dialtone_proto::config::v1 as pb;
+
+    #[test]
+    fn apply_carries_the_previewed_phones() {
+        let f = MigrateForm::parse(b"_csrf=c&to=desk-b&apply=1&ids=p1&ids=p2");
+        assert_eq!(
+            (f.csrf.as_str(), f.to.as_str(), f.apply),
+            ("c", "desk-b", true)
+        );
+        assert_eq!(f.ids, ["p1", "p2"]);
+        assert!(!MigrateForm::parse(b"to=x").apply);
+    }
 
     #[test]
     fn names_read_as_words() {

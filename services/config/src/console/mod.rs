@@ -32,6 +32,8 @@ mod layout;
 mod login;
 mod migrate;
 mod phone;
+mod phone_edit;
+mod phone_new;
 mod phones;
 pub mod session;
 pub mod settings_form;
@@ -69,6 +71,8 @@ pub struct Console {
     stream_counts: Arc<Mutex<std::collections::HashMap<String, usize>>>,
     reports: Arc<Mutex<import::Reports>>,
     counts: Arc<tokio::sync::Mutex<status::CountsCache>>,
+    login_bans: Arc<dialtone_auth::bans::Bans>,
+    imports: Arc<tokio::sync::Semaphore>,
 }
 
 impl Console {
@@ -81,6 +85,8 @@ impl Console {
             stream_counts: Arc::default(),
             reports: Arc::new(Mutex::new(import::Reports::default())),
             counts: Arc::new(tokio::sync::Mutex::new(status::CountsCache::default())),
+            login_bans: Arc::new(dialtone_auth::bans::Bans::new(login::BANS)),
+            imports: Arc::new(tokio::sync::Semaphore::new(import::MAX_IMPORTS)),
         }
     }
 
@@ -107,13 +113,16 @@ impl Console {
             .route("/", get(|| async { Redirect::to("/phones") }))
             .route("/login", get(login::page).post(login::submit))
             .route("/logout", post(login::logout))
-            .route("/phones", get(phones::list).post(phone::create))
-            .route("/phones/new", get(phone::new_form))
+            .route("/phones", get(phones::list).post(phone_new::create))
+            .route("/phones/new", get(phone_new::new_form))
             .route("/phones/bulk", post(phones::bulk))
-            .route("/phones/{id}", get(phone::detail).post(phone::update))
-            .route("/phones/{id}/act", post(phone::act))
-            .route("/phones/{id}/reset-password", post(phone::reset_password))
-            .route("/phones/{id}/delete", post(phone::delete))
+            .route("/phones/{id}", get(phone::detail).post(phone_edit::update))
+            .route("/phones/{id}/act", post(phone_edit::act))
+            .route(
+                "/phones/{id}/reset-password",
+                post(phone_edit::reset_password),
+            )
+            .route("/phones/{id}/delete", post(phone_edit::delete))
             .route("/base-settings", get(bases::list).post(bases::create))
             .route("/base-settings/new", get(bases::new_form))
             .route("/base-settings/{id}", get(bases::detail))

@@ -153,7 +153,7 @@ pub async fn list(
     State(c): State<Console>,
     ctx: Ctx,
     RawQuery(q): RawQuery,
-) -> Result<Markup, Problem> {
+) -> Result<Response, Problem> {
     let f = Filters::parse(q.as_deref().unwrap_or(""));
     let uri: Uri = format!("{TELEPHONY}/phones?{}", f.api_query())
         .parse()
@@ -252,7 +252,12 @@ pub async fn list(
             }
         }
     };
-    Ok(layout::page(Some(&ctx), "Phones", "/phones", body))
+    let status = if error.is_some() {
+        axum::http::StatusCode::BAD_REQUEST
+    } else {
+        axum::http::StatusCode::OK
+    };
+    Ok((status, layout::page(Some(&ctx), "Phones", "/phones", body)).into_response())
 }
 
 /// `POST /phones/bulk`: the selected phones restarted, resynced or logged out, paced, in
@@ -309,15 +314,38 @@ pub async fn bulk(
     c.record(
         &ctx,
         &format!("{act:?} phones").to_lowercase(),
-        &ids.join(","),
+        &ids_summary(&ids),
         "started",
     );
     Ok(Redirect::to("/phones").into_response())
 }
 
+/// A list of phones as an audit entry names it: how many, and the first few.
+pub fn ids_summary(ids: &[String]) -> String {
+    const NAMED: usize = 5;
+    let first = ids
+        .iter()
+        .take(NAMED)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(",");
+    if ids.len() > NAMED {
+        format!("{} phones: {first},…", ids.len())
+    } else {
+        first
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_entries_name_a_few_phones() {
+        let ids: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+        assert_eq!(ids_summary(&ids[..2]), "p0,p1");
+        assert_eq!(ids_summary(&ids), "8 phones: p0,p1,p2,p3,p4,…");
+    }
 
     #[test]
     fn filters_become_the_rest_query_and_back() {

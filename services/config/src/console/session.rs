@@ -22,9 +22,12 @@ pub const IDLE: Duration = Duration::from_secs(30 * 60);
 pub const ABSOLUTE: Duration = Duration::from_secs(12 * 3600);
 /// Sessions held at once; a login beyond that ends the least recently used one.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Sessions one token may hold; its login beyond that ends its own least recently used
+/// one, so no token holder can push everyone else out.
+pub const MAX_PER_TOKEN: usize = 50;
 
 /// What a logged-in browser is.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Session {
     /// The API token it logged in with; every request is checked against the node's
     /// current tokens with it, so a revoked token ends its sessions' rights at once.
@@ -40,12 +43,31 @@ pub struct Session {
 }
 
 /// A one-shot message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Flash {
     /// The page it is for (a path); another page leaves it waiting.
     pub for_path: String,
     /// Secrets to show once: `(label, value)`.
     pub secrets: Vec<(String, String)>,
+}
+
+// Debug never prints the token, the CSRF token or a password.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("who", &self.who)
+            .field("flash", &self.flash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Flash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Flash")
+            .field("for_path", &self.for_path)
+            .field("secrets", &self.secrets.len())
+            .finish()
+    }
 }
 
 /// The sessions of one node (a console behind several config nodes needs sticky sessions;
@@ -76,6 +98,12 @@ fn key(id: &str) -> [u8; 32] {
     Sha256::digest(id.as_bytes()).into()
 }
 
+/// What other tables key a session by (import reports, stream counts): the hash of its
+/// id, hex, so none holds a usable cookie.
+pub fn key_hex(id: &str) -> String {
+    hex::encode(key(id))
+}
+
 /// Whether two secrets are equal, in time independent of where they differ.
 pub fn same_secret(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
@@ -100,6 +128,17 @@ impl Sessions {
 
     /// Starts a session for `token` (named `who`); returns its id, for the cookie.
     pub fn start(&mut self, token: &str, who: &str, now: Instant) -> String {
+        let own: Vec<([u8; 32], Instant)> = self
+            .by_hash
+            .iter()
+            .filter(|(_, s)| s.who == who)
+            .map(|(k, s)| (*k, s.last_used))
+            .collect();
+        if own.len() >= MAX_PER_TOKEN
+            && let Some((oldest, _)) = own.iter().min_by_key(|(_, t)| *t)
+        {
+            self.by_hash.remove(oldest);
+        }
         if self.by_hash.len() >= self.max {
             self.by_hash.retain(|_, s| {
                 now.saturating_duration_since(s.last_used) < self.idle
@@ -141,6 +180,15 @@ impl Sessions {
         let s = self.by_hash.get_mut(&k)?;
         s.last_used = now;
         Some(s.clone())
+    }
+
+    /// The live session `id` names, without marking it used (what a live status stream
+    /// asks: an open page must not keep an idle session alive).
+    pub fn peek(&self, id: &str, now: Instant) -> Option<Session> {
+        self.by_hash
+            .get(&key(id))
+            .filter(|s| self.live(s, now))
+            .cloned()
     }
 
     /// Whether `id` names a live session, without marking it used (live status streams
@@ -239,6 +287,10 @@ mod tests {
         t.end(&id);
         assert!(t.touch(&id, t0).is_none(), "logged out");
         assert!(t.touch("nonsense", t0).is_none());
+        // Peeking is no use: a session only peeked at goes idle.
+        let id = t.start("tok", "admin", t0);
+        assert!(t.peek(&id, t0 + Duration::from_secs(50)).is_some());
+        assert!(t.peek(&id, t0 + Duration::from_secs(61)).is_none());
     }
 
     #[test]
@@ -263,6 +315,23 @@ mod tests {
     }
 
     #[test]
+    fn one_token_cannot_push_the_others_out() {
+        let mut t = Sessions::new(Duration::from_secs(600), Duration::from_secs(600), 1000);
+        let t0 = Instant::now();
+        let admin = t.start("a", "admin", t0);
+        let first = t.start("v", "viewer", t0);
+        for i in 0..MAX_PER_TOKEN * 3 {
+            t.start("v", "viewer", t0 + Duration::from_millis(i as u64 + 1));
+        }
+        assert_eq!(t.len(), MAX_PER_TOKEN + 1);
+        assert!(
+            t.peek(&admin, t0).is_some(),
+            "another token's session stays"
+        );
+        assert!(t.peek(&first, t0).is_none(), "its own oldest went");
+    }
+
+    #[test]
     fn ids_and_csrf_tokens_are_random_and_unshared() {
         let (mut t, t0) = table();
         let a = t.start("x", "x", t0);
@@ -274,6 +343,28 @@ mod tests {
         assert!(same_secret(&sa.csrf, &sa.csrf.clone()));
         assert!(!same_secret(&sa.csrf, &sb.csrf));
         assert!(!same_secret(&sa.csrf, ""));
+    }
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let (mut t, t0) = table();
+        let id = t.start("dt_secret_token", "admin", t0);
+        t.set_flash(
+            &id,
+            Flash {
+                for_path: "/p".into(),
+                secrets: vec![("l".into(), "pw-secret".into())],
+            },
+        );
+        let s = t.touch(&id, t0).unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("dt_secret_token")
+                && !shown.contains(&s.csrf)
+                && !shown.contains("pw-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("admin"));
     }
 
     #[test]

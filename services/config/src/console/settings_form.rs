@@ -241,6 +241,7 @@ pub fn apply(
     for fd in FIELDS {
         let raw = form.get(fd.name).map(|s| s.trim()).unwrap_or("");
         let bad = |why: String| FormError {
+            status: 400,
             field: fd.name.to_owned(),
             message: format!("{}: {why}", fd.label),
         };
@@ -291,6 +292,7 @@ pub fn apply(
         }
     }
     serde_json::from_value(Value::Object(v)).map_err(|e| FormError {
+        status: 400,
         field: String::new(),
         message: format!("the settings do not fit: {e}"),
     })

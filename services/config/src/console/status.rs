@@ -23,7 +23,7 @@ use maud::{Markup, html};
 use serde::Serialize;
 
 use super::{Console, Ctx, Problem, layout};
-use crate::{phone_status::StatusLookups, rest::paging};
+use crate::phone_status::StatusLookups;
 
 /// Phones one stream follows.
 pub const MAX_FOLLOWED: usize = 100;
@@ -50,15 +50,19 @@ pub struct Shown {
     pub secondary_status: String,
 }
 
-async fn shown(c: &Console, id: &str, lookups: &mut StatusLookups) -> Option<Shown> {
+async fn shown(
+    c: &Console,
+    id: &str,
+    lookups: &mut StatusLookups,
+) -> Result<Shown, crate::ConfigError> {
     let core = c.api.core();
-    let p = core.get_phone(id).await.ok()?;
-    let view = core.phone_status_with(&p, lookups).await.ok()?;
+    let p = core.get_phone(id).await?;
+    let view = core.phone_status_with(&p, lookups).await?;
     let (primary, secondary) = crate::rest::status::status_out(&p, &view, core.realm());
     let edge = |s: &crate::rest::status::PhoneStatus| {
         s.edge.as_ref().map(|e| e.id.clone()).unwrap_or_default()
     };
-    Some(Shown {
+    Ok(Shown {
         id: id.to_owned(),
         status: primary.operational_status.clone(),
         primary: edge(&primary),
@@ -106,7 +110,11 @@ where
         let started = Instant::now();
         let mut every = tokio::time::interval(Duration::from_secs(1));
         while started.elapsed() < STREAM_LIFE {
-            every.tick().await;
+            // A closed tab ends the stream at once, not at its next event.
+            tokio::select! {
+                _ = every.tick() => {}
+                _ = tx.closed() => return,
+            }
             let alive = c.sessions.lock().alive(&ctx.sid, Instant::now());
             if !alive
                 || !c.api.tokens().allows(
@@ -126,6 +134,17 @@ where
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
+/// The answer to a stream over its limits: an event stream that only tells the browser to
+/// try again in 30 s (an EventSource given any other status gives up for good).
+fn busy(p: &Problem) -> Response {
+    let body = format!("retry: 30000\n: {}\n\n", p.message.replace('\n', " "));
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+        body,
+    )
+        .into_response()
+}
+
 /// Live streams one session may have open (a few tabs); one session cannot take the
 /// node's [`super::MAX_STREAMS`] alone.
 pub const MAX_STREAMS_PER_SESSION: usize = 4;
@@ -139,14 +158,15 @@ struct SessionStream {
 impl SessionStream {
     fn open(c: &Console, sid: &str) -> Option<Self> {
         let mut counts = c.stream_counts.lock();
-        let n = counts.entry(sid.to_owned()).or_default();
+        let key = super::session::key_hex(sid);
+        let n = counts.entry(key.clone()).or_default();
         if *n >= MAX_STREAMS_PER_SESSION {
             return None;
         }
         *n += 1;
         Some(SessionStream {
             counts: c.stream_counts.clone(),
-            sid: sid.to_owned(),
+            sid: key,
         })
     }
 }
@@ -180,16 +200,30 @@ pub async fn phone_events(State(c): State<Console>, ctx: Ctx, RawQuery(q): RawQu
     let ids = ids_of(q.as_deref().unwrap_or(""));
     // What was last sent of each phone, kept between ticks.
     let sent = std::sync::Arc::new(tokio::sync::Mutex::new(HashMap::<String, Shown>::new()));
+    let gone = std::sync::Arc::new(tokio::sync::Mutex::new(
+        std::collections::HashSet::<String>::new(),
+    ));
     let r = stream_of(c, ctx, move |c| {
-        let (ids, sent) = (ids.clone(), sent.clone());
+        let (ids, sent, gone) = (ids.clone(), sent.clone(), gone.clone());
         async move {
             let mut sent = sent.lock().await;
             let mut lookups = StatusLookups::default();
             let mut events = Vec::new();
             for id in &ids {
-                if let Some(s) = shown(&c, id, &mut lookups).await
-                    && sent.get(id) != Some(&s)
-                {
+                // A phone that is not there is not asked for again by this stream.
+                if gone.lock().await.contains(id) {
+                    continue;
+                }
+                let s = match shown(&c, id, &mut lookups).await {
+                    Ok(s) => s,
+                    Err(crate::ConfigError::NotFound { .. }) => {
+                        gone.lock().await.insert(id.clone());
+                        continue;
+                    }
+                    // The store is unreachable: the next tick tries again.
+                    Err(_) => continue,
+                };
+                if sent.get(id) != Some(&s) {
                     if let Ok(e) = Event::default().event("status").json_data(&s) {
                         events.push(e);
                     }
@@ -201,7 +235,7 @@ pub async fn phone_events(State(c): State<Console>, ctx: Ctx, RawQuery(q): RawQu
     });
     match r {
         Ok(sse) => sse.into_response(),
-        Err(p) => p.into_response(),
+        Err(p) => busy(&p),
     }
 }
 
@@ -234,11 +268,19 @@ async fn counts(c: &Console) -> Result<Counts, Problem> {
         return Ok(cache.counts.clone());
     }
     let core = c.api.core().clone();
-    let phones = paging::read_all("phones", |t| {
-        let core = core.clone();
-        async move { core.list_phones(PhoneFilter::default(), 1000, &t).await }
-    })
-    .await?;
+    // Read no further than what can be counted.
+    let mut phones = Vec::new();
+    let mut token = String::new();
+    loop {
+        let (page, next) = core
+            .list_phones(PhoneFilter::default(), 1000, &token)
+            .await?;
+        phones.extend(page);
+        if next.is_empty() || phones.len() > MAX_COUNTED {
+            break;
+        }
+        token = next;
+    }
     let mut out = Counts::default();
     if phones.len() > MAX_COUNTED {
         out.too_many = true;
@@ -326,7 +368,7 @@ pub async fn count_events(State(c): State<Console>, ctx: Ctx) -> Response {
     });
     match r {
         Ok(sse) => sse.into_response(),
-        Err(p) => p.into_response(),
+        Err(p) => busy(&p),
     }
 }
 

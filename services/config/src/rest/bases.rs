@@ -177,7 +177,7 @@ pub async fn create_base(
         })
         .await
         .map_err(settings_error)?;
-    tracing::info!(token = %who, profile = %b.id, "rest api created base settings");
+    tracing::info!(token_name = %who, profile = %b.id, "rest api created base settings");
     Ok(Json(shapes::base_out(&b)))
 }
 
@@ -229,7 +229,7 @@ pub async fn replace_base(
         .update_base_settings(b)
         .await
         .map_err(settings_error)?;
-    tracing::info!(token = %who, profile = %b.id, "rest api replaced base settings");
+    tracing::info!(token_name = %who, profile = %b.id, "rest api replaced base settings");
     Ok(Json(shapes::base_out(&b)))
 }
 
@@ -260,7 +260,7 @@ pub async fn delete_base(
     let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
     let version = super::version_param(&q)?;
     api.core.delete_base_settings(&id, version).await?;
-    tracing::info!(token = %who, profile = %id, "rest api deleted base settings");
+    tracing::info!(token_name = %who, profile = %id, "rest api deleted base settings");
     Ok(StatusCode::NO_CONTENT)
 }
 

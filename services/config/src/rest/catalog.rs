@@ -95,7 +95,7 @@ pub async fn create_site(
         .core
         .create_site(shapes::site_in(&body, pb::Site::default()))
         .await?;
-    tracing::info!(token = %who, site = %s.id, "rest api created site");
+    tracing::info!(token_name = %who, site = %s.id, "rest api created site");
     Ok(Json(shapes::site_out(&s)))
 }
 
@@ -140,7 +140,7 @@ pub async fn replace_site(
         .core
         .update_site(shapes::site_in(&body, current))
         .await?;
-    tracing::info!(token = %who, site = %id, "rest api replaced site");
+    tracing::info!(token_name = %who, site = %id, "rest api replaced site");
     Ok(Json(shapes::site_out(&s)))
 }
 
@@ -171,6 +171,6 @@ pub async fn delete_site(
     let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
     let version = super::version_param(&q)?;
     api.core.delete_site(&id, version).await?;
-    tracing::info!(token = %who, site = %id, "rest api deleted site");
+    tracing::info!(token_name = %who, site = %id, "rest api deleted site");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -234,7 +234,7 @@ pub async fn create_group(
     let who = api.caller(&headers, Permission::All)?;
     let body: EdgeGroup = super::json(&body)?;
     let g = api.core.create_edge_group(group_in(&body)).await?;
-    tracing::info!(token = %who, group = %g.id, "rest api created edge group");
+    tracing::info!(token_name = %who, group = %g.id, "rest api created edge group");
     Ok(Json(group_out(&g, &edges_up(&api).await?)))
 }
 
@@ -269,7 +269,7 @@ pub async fn replace_group(
     }
     body.id = id;
     let g = api.core.update_edge_group(group_in(&body)).await?;
-    tracing::info!(token = %who, group = %g.id, "rest api replaced edge group");
+    tracing::info!(token_name = %who, group = %g.id, "rest api replaced edge group");
     Ok(Json(group_out(&g, &edges_up(&api).await?)))
 }
 
@@ -300,7 +300,7 @@ pub async fn delete_group(
     let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
     let version = super::version_param(&q)?;
     api.core.delete_edge_group(&id, version).await?;
-    tracing::info!(token = %who, group = %id, "rest api deleted edge group");
+    tracing::info!(token_name = %who, group = %id, "rest api deleted edge group");
     Ok(StatusCode::NO_CONTENT)
 }
 

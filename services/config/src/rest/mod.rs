@@ -7,16 +7,16 @@
 //!
 //! Layers: `shapes` and `sites` (the JSON and its pure conversions), `paging` (numbered pages, pure),
 //! `status` (a phone's status shapes, pure), `errors` (the error body), `phones`,
-//! `reboot`, `catalog`, `bases`, `edge_groups` and `directory` (handlers; `directory`
-//! holds Dialtone's own resources under `/api/v2/dialtone/`), `server` (HTTP/1.1,
+//! `reboot`, `catalog`, `bases`, `edge_groups` and `directory` (handlers; `users`, `media`
+//! and `trunks` are Dialtone's own resources under `/api/v2/dialtone/`), `server` (HTTP/1.1,
 //! optionally TLS).
 
 pub mod base_properties;
 pub mod bases;
 pub mod catalog;
-pub mod directory;
 pub mod edge_groups;
 pub mod errors;
+pub mod media;
 pub mod openapi;
 pub mod paging;
 pub mod phones;
@@ -25,6 +25,8 @@ mod server;
 pub mod shapes;
 pub mod sites;
 pub mod status;
+pub mod trunks;
+pub mod users;
 
 use std::sync::Arc;
 
@@ -98,7 +100,7 @@ impl RestApi {
     }
 
     /// A turn to read a whole listing (see [`MAX_SCANS`]).
-    async fn scan_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
+    pub async fn scan_turn(&self) -> tokio::sync::OwnedSemaphorePermit {
         self.scans
             .clone()
             .acquire_owned()
@@ -108,7 +110,7 @@ impl RestApi {
 
     /// Every route, with Genesys-shaped answers for unknown paths and methods.
     pub fn router(self) -> Router {
-        let (t, d) = (shapes::TELEPHONY, directory::DIALTONE);
+        let (t, d) = (shapes::TELEPHONY, shapes::DIALTONE);
         Router::new()
             .route("/api/v2/openapi.json", get(openapi::document))
             .route(
@@ -164,29 +166,26 @@ impl RestApi {
             )
             .route(
                 &format!("{d}/users"),
-                get(directory::list_users).post(directory::create_user),
+                get(users::list_users).post(users::create_user),
             )
             .route(
                 &format!("{d}/users/{{userId}}"),
-                get(directory::get_user)
-                    .put(directory::replace_user)
-                    .delete(directory::delete_user),
+                get(users::get_user)
+                    .put(users::replace_user)
+                    .delete(users::delete_user),
             )
             .route(
                 &format!("{d}/mediaservers"),
-                get(directory::list_media).post(directory::create_media),
+                get(media::list_media).post(media::create_media),
             )
             .route(
                 &format!("{d}/mediaservers/{{mediaServerId}}"),
-                get(directory::get_media)
-                    .put(directory::replace_media)
-                    .delete(directory::delete_media),
+                get(media::get_media)
+                    .put(media::replace_media)
+                    .delete(media::delete_media),
             )
-            .route(&format!("{d}/trunks"), get(directory::list_trunks))
-            .route(
-                &format!("{d}/trunks/{{trunkId}}"),
-                get(directory::get_trunk),
-            )
+            .route(&format!("{d}/trunks"), get(trunks::list_trunks))
+            .route(&format!("{d}/trunks/{{trunkId}}"), get(trunks::get_trunk))
             .method_not_allowed_fallback(|| async {
                 ApiError::route(405, "this resource does not take that method")
             })
@@ -221,7 +220,10 @@ async fn front_door(State(api): State<RestApi>, req: Request, next: Next) -> Res
         return ApiError::from(dialtone_auth::AuthError::Unauthenticated).into_response();
     }
     // A change is recorded with its token's name and outcome.
-    let change = (req.method() != axum::http::Method::GET)
+    use axum::http::Method;
+    let writes = [Method::POST, Method::PUT, Method::PATCH, Method::DELETE];
+    let change = writes
+        .contains(req.method())
         .then(|| api.tokens.name_of(header))
         .flatten()
         .map(|who| (who, format!("{} {}", req.method(), req.uri().path())));
@@ -252,6 +254,17 @@ fn version_param(q: &paging::Query) -> Result<i64, ApiError> {
             .ok_or_else(|| ApiError::bad_request("version", "must be a positive number")),
         None => Ok(0),
     }
+}
+
+/// Refuses a replace without the version its object was read at.
+fn need_version(v: i64, what: &str) -> Result<(), ApiError> {
+    if v <= 0 {
+        return Err(ApiError::bad_request(
+            "version",
+            format!("give the version the {what} was read at"),
+        ));
+    }
+    Ok(())
 }
 
 /// The query string's pairs, decoded.

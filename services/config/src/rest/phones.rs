@@ -205,7 +205,7 @@ pub async fn create(
         .core
         .create_phone(shapes::phone_in(&body, pb::Phone::default())?)
         .await?;
-    tracing::info!(token = %who, phone = %w.phone.id, "rest api created phone");
+    tracing::info!(token_name = %who, phone = %w.phone.id, "rest api created phone");
     let mut out = answer(&api, &w.phone, &w.lines).await?;
     out.device_credentials = w.device.map(shapes::device_out);
     Ok(Json(out))
@@ -303,7 +303,7 @@ pub async fn replace(
         .core
         .update_phone(shapes::phone_in(&body, current)?)
         .await?;
-    tracing::info!(token = %who, phone = %id, "rest api replaced phone");
+    tracing::info!(token_name = %who, phone = %id, "rest api replaced phone");
     let mut out = answer(&api, &w.phone, &w.lines).await?;
     out.device_credentials = w.device.map(shapes::device_out);
     Ok(Json(out))
@@ -335,7 +335,7 @@ pub async fn delete(
     let q = Query::parse(&super::query_pairs(&uri)?, &["version"])?;
     let version = super::version_param(&q)?;
     api.core.delete_phone(&id, version).await?;
-    tracing::info!(token = %who, phone = %id, "rest api deleted phone");
+    tracing::info!(token_name = %who, phone = %id, "rest api deleted phone");
     Ok(StatusCode::NO_CONTENT)
 }
 

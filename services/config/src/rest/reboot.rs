@@ -96,7 +96,7 @@ pub async fn reboot_many(
     if let crate::bulk::Selector::Site(site) = &wave.selector {
         api.core.get_site(site).await?;
     }
-    tracing::info!(token = %who, act = ?wave.act, "rest api bulk phone reboot");
+    tracing::info!(token_name = %who, act = ?wave.act, "rest api bulk phone reboot");
     let Ok(turn) = api.waves.clone().try_acquire_owned() else {
         return Err(ApiError::route(
             429,

@@ -76,6 +76,15 @@ async fn connection<S>(stream: S, peer: SocketAddr, router: Router)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    // Each request knows its peer (`ConnectInfo`), for the console's login bans.
+    let router = tower::util::MapRequest::new(
+        router,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            req
+        },
+    );
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADERS)

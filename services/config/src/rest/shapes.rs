@@ -11,6 +11,9 @@ use crate::error::{ConfigError, Result};
 /// Where every resource lives.
 pub const TELEPHONY: &str = "/api/v2/telephony/providers/edges";
 
+/// Where Dialtone's own resources live (where Genesys Cloud has none).
+pub const DIALTONE: &str = "/api/v2/dialtone";
+
 /// A reference to another entity.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
