@@ -203,6 +203,37 @@ def flow(browser):
         page.get_by_role("link", name="Phones").click()
         expect(page.get_by_role("row", name=re.compile("Desk 1")).get_by_role("cell", name="User alice")).to_be_visible()
 
+        # The phone's overrides: a value out of range is named, then two overrides saved;
+        # an empty field inherits.
+        page.goto(f"{BASE}/phones/{phone_id}")
+        page.get_by_role("link", name="Edit overrides").click()
+        rtp = page.get_by_label("RTP DSCP (0-63)")
+        expect(rtp).to_have_value("")
+        rtp.fill("77")
+        page.get_by_role("button", name="Save overrides").click()
+        expect(rtp).to_have_attribute("aria-invalid", "true")
+        expect(page.locator(".field-error")).to_contain_text("outside 0-63")
+        rtp.fill("34")
+        page.get_by_label("Message-waiting indication").select_option("off")
+        page.get_by_role("button", name="Save overrides").click()
+        expect(page).to_have_url(re.compile(f".*/phones/{phone_id}$"))
+        overrides = page.locator("#overrides")
+        expect(overrides.get_by_role("row", name=re.compile(r"media_dscp\s+34"))).to_be_visible()
+        expect(overrides.get_by_role("row", name=re.compile(r"mwi_enabled\s+false"))).to_be_visible()
+        expect(overrides.get_by_role("row", name=re.compile("sip_dscp"))).to_have_count(0)
+
+        # The profile edited in place; a form read at an older version gets 409.
+        page.goto(BASE + "/base-settings/desk")
+        page.get_by_role("link", name="Edit", exact=True).click()
+        period = page.get_by_label("Registration period (seconds, 60-86400)")
+        expect(period).to_have_value("3600")
+        period.fill("1800")
+        page.get_by_role("button", name="Save").click()
+        expect(page.get_by_role("row", name=re.compile(r"registration_period_s\s+1800"))).to_be_visible()
+        csrf_now = page.locator('form[action="/logout"] input[name="_csrf"]').input_value()
+        stale = page.request.post(f"{BASE}/base-settings/desk", form={"_csrf": csrf_now, "version": "1", "name": "Desk", "sip_dscp": "46"}, headers={"Origin": BASE}, max_redirects=0)
+        check(stale.status == 409, f"a stale edit: {stale.status}")
+
         # Migrate the profile's phones to another one: the dry run's diff, then Apply.
         made = page.request.post(
             f"{BASE}/api/v2/telephony/providers/edges/phonebasesettings",
@@ -229,14 +260,14 @@ def flow(browser):
         expect(page.get_by_role("row", name=re.compile("^HQ"))).to_be_visible()
         page.get_by_role("link", name="Audit log").click()
         expect(page.get_by_role("row", name=re.compile(r"admin\s+grpc\s+CreateMediaServer\s+ok"))).to_be_visible()
-        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones", "create user", "assign phone"]:
+        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones", "create user", "assign phone", "edit phone overrides", "edit base settings"]:
             expect(page.get_by_role("cell", name=what, exact=True).first).to_be_visible()
 
         # Every page: screenshots, and axe-core finds nothing serious.
         axe_ctx = browser.new_context(ignore_https_errors=True, bypass_csp=True, viewport={"width": 1280, "height": 900})
         axe_page = login(axe_ctx, ADMIN)
         scanned = 0
-        for path in PAGES + [f"/phones/{phone_id}", "/phones/new", "/base-settings/new?meta=generic_sip", "/base-settings/desk"]:
+        for path in PAGES + [f"/phones/{phone_id}", f"/phones/{phone_id}/overrides", "/phones/new", "/base-settings/new?meta=generic_sip", "/base-settings/desk", "/base-settings/desk/edit"]:
             axe_page.goto(BASE + path)
             axe_page.add_script_tag(path=AXE)
             result = axe_page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
@@ -260,6 +291,7 @@ def flow(browser):
         expect(vpage.get_by_role("button", name="Restart")).to_have_count(0)
         expect(vpage.get_by_role("button", name="Reset password")).to_have_count(0)
         expect(vpage.get_by_role("button", name="Delete phone")).to_have_count(0)
+        expect(vpage.get_by_role("link", name="Edit overrides")).to_have_count(0)
         vpage.get_by_role("link", name="Sites").click()
         expect(vpage.get_by_role("button", name="Add site")).to_have_count(0)
         shoot(vpage, "viewer-sites")
@@ -269,6 +301,8 @@ def flow(browser):
         check(forged.status == 403, f"a viewer's restart: {forged.status}")
         forged = vpage.request.post(f"{BASE}/sites", form={"_csrf": csrf, "name": "Rogue", "edge_group": "main"}, headers=origin, max_redirects=0)
         check(forged.status == 403, f"a viewer's new site: {forged.status}")
+        check(vpage.goto(f"{BASE}/phones/{phone_id}/overrides").status == 403, "a viewer's overrides form")
+        check(vpage.goto(f"{BASE}/base-settings/desk/edit").status == 403, "a viewer's profile form")
         # Without the CSRF token, or from another site, even the admin is refused.
         no_csrf = page.request.post(f"{BASE}/sites", form={"name": "Rogue", "edge_group": "main"}, headers=origin, max_redirects=0)
         check(no_csrf.status == 403, f"no CSRF token: {no_csrf.status}")

@@ -149,7 +149,7 @@ async fn an_admin_runs_the_fleet_from_the_console() -> anyhow::Result<()> {
         String::from_utf8_lossy(&status.stderr)
     );
     ensure!(
-        done["scanned"].as_u64() >= Some(14),
+        done["scanned"].as_u64() >= Some(16),
         "pages scanned: {done}"
     );
     // Both restarts (the bulk one and the phone page's) reached the phone.

@@ -1,5 +1,6 @@
 //! Base Settings: the list, Add (by meta-base, from its template, with typed fields and
-//! inline messages) and a profile's settings.
+//! inline messages), a profile's settings, and Edit (the same fields, saved at the
+//! version read: a stale form gets 409).
 
 use std::collections::HashMap;
 
@@ -207,19 +208,116 @@ pub async fn create(
         }
         Err(e) => {
             c.record(&ctx, "create base settings", &name, &e.to_string());
-            let status = crate::rest::errors::ApiError::from(e);
-            if status.status() == 400 || status.status() == 409 {
-                let mut err = FormError::from(status);
-                // `base_settings.settings.sip_dscp` → the form's `sip_dscp`.
-                if let Some(f) = FIELDS.iter().find(|f| err.field.ends_with(f.name)) {
-                    err.field = f.name.to_owned();
-                } else if err.field.ends_with(".id") || err.field.ends_with(".name") {
-                    err.field = "name".into();
-                }
-                Ok(fail(err, &settings))
-            } else {
-                Err(Problem::from(status))
+            match form_error(e) {
+                Ok(err) => Ok(fail(err, &settings)),
+                Err(p) => Err(p),
             }
+        }
+    }
+}
+
+/// A refusal of the core shown on the form (400 and 409, with the field it names as the
+/// form names it), or the error page for anything else.
+fn form_error(e: crate::ConfigError) -> Result<FormError, Problem> {
+    let status = crate::rest::errors::ApiError::from(e);
+    if status.status() != 400 && status.status() != 409 {
+        return Err(Problem::from(status));
+    }
+    let mut err = FormError::from(status);
+    // `base_settings.settings.sip_dscp` → the form's `sip_dscp`.
+    if let Some(f) = FIELDS.iter().find(|f| err.field.ends_with(f.name)) {
+        err.field = f.name.to_owned();
+    } else if err.field.ends_with(".id") || err.field.ends_with(".name") {
+        err.field = "name".into();
+    }
+    Ok(err)
+}
+
+fn edit_page(
+    ctx: &Ctx,
+    b: &pb::BaseSettings,
+    name: &str,
+    values: &HashMap<&'static str, String>,
+    err: Option<&FormError>,
+) -> Markup {
+    let elsewhere = err.filter(|e| {
+        e.field.is_empty()
+            || !FIELDS.iter().any(|f| e.field.ends_with(f.name)) && !e.field.ends_with("name")
+    });
+    layout::page(
+        Some(ctx),
+        &format!("Edit base settings: {}", b.name),
+        "/base-settings",
+        html! {
+            form class="card" method="post" action={ "/base-settings/" (b.id) } novalidate {
+                (form::csrf(ctx))
+                input type="hidden" name="version" value=(b.version);
+                (form::banner(elsewhere))
+                (form::text("Name", "name", name, true, err.and_then(|e| e.about("name"))))
+                p class="help" { "Every phone of this profile gets the change; phones that apply changes without a reboot do so at once." }
+                (settings_fields(values, err))
+                button type="submit" class="primary" { "Save" }
+                " "
+                a href={ "/base-settings/" (b.id) } { "Cancel" }
+            }
+        },
+    )
+}
+
+/// `GET /base-settings/{id}/edit`.
+pub async fn edit_form(
+    State(c): State<Console>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+) -> Result<Markup, Problem> {
+    allow(&c, &ctx, Permission::All)?;
+    let b = c.api.core().get_base_settings(&id).await?;
+    let values = settings_form::values(&b.settings.clone().unwrap_or_default());
+    Ok(edit_page(&ctx, &b, &b.name, &values, None))
+}
+
+/// `POST /base-settings/{id}`: the edit form, at the version it was read.
+pub async fn update(
+    State(c): State<Console>,
+    ctx: Ctx,
+    Path(id): Path<String>,
+    RawForm(body): RawForm,
+) -> Result<Response, Problem> {
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let get = |k: &str| form.get(k).map_or("", String::as_str);
+    ctx.check_csrf(get("_csrf"))?;
+    allow(&c, &ctx, Permission::All)?;
+    let mut b = c.api.core().get_base_settings(&id).await?;
+    b.version = get("version")
+        .parse()
+        .map_err(|_| Problem::new(400, "the form has no version: reload the page"))?;
+    let name = get("name").trim().to_owned();
+    let fail = |err: FormError| {
+        let shown = FIELDS
+            .iter()
+            .map(|f| (f.name, get(f.name).to_owned()))
+            .collect();
+        (
+            err.status_code(),
+            edit_page(&ctx, &b, &name, &shown, Some(&err)),
+        )
+            .into_response()
+    };
+    let settings = match settings_form::apply(&b.settings.clone().unwrap_or_default(), &form) {
+        Ok(s) => s,
+        Err(e) => return Ok(fail(e)),
+    };
+    let mut changed = b.clone();
+    changed.name = name.clone();
+    changed.settings = Some(settings);
+    match c.api.core().update_base_settings(changed).await {
+        Ok(_) => {
+            c.record(&ctx, "edit base settings", &id, "ok");
+            Ok(Redirect::to(&format!("/base-settings/{id}")).into_response())
+        }
+        Err(e) => {
+            c.record(&ctx, "edit base settings", &id, &e.to_string());
+            form_error(e).map(fail)
         }
     }
 }
@@ -248,7 +346,10 @@ pub async fn detail(
                 dt { "Id" } dd { code { (b.id) } }
                 dt { "Version" } dd { (b.version) }
             }
-            p class="help" { "Change a profile with " code { "dialtonectl base-settings update" } " or the REST API (" code { "PUT /api/v2/telephony/providers/edges/phonebasesettings/" (b.id) } ")." }
+            @if ctx.can_all {
+                p { a class="button" href={ "/base-settings/" (b.id) "/edit" } { "Edit" } }
+            }
+            p class="help" { "Settings the form does not show (softphone audio rules, custom properties, digest algorithms) change with " code { "dialtonectl base-settings update" } " or the REST API (" code { "PUT /api/v2/telephony/providers/edges/phonebasesettings/" (b.id) } ")." }
             (super::migrate::form_of(&ctx, &b.id, &targets))
             table {
                 caption { "Settings" }

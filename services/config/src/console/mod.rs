@@ -17,9 +17,10 @@
 //!
 //! Layers: `session` (sessions, pure), `layout` and `form` (HTML chrome and form helpers,
 //! pure), `settings_form` (the base settings fields table, pure), then the pages:
-//! `login`, `phones`, `phone`, `bases`, `migrate`, `catalog` (sites, edge groups),
-//! `directory` (users, trunks, media servers), `import`,
-//! `status` (with the live streams), `audit`.
+//! `login`, `phones`, `phone` (with `phone_new`, `phone_edit` and `overrides`), `bases`
+//! (with edit), `migrate`, `catalog` (sites, edge groups), `directory` (users, trunks,
+//! media servers), `import`, `status` (with the live streams, woken by `live`'s shared
+//! watch of bindings), `audit_page`.
 
 mod audit_page;
 mod bases;
@@ -29,8 +30,10 @@ mod directory;
 mod form;
 mod import;
 mod layout;
+mod live;
 mod login;
 mod migrate;
+mod overrides;
 mod phone;
 mod phone_edit;
 mod phone_new;
@@ -58,8 +61,9 @@ use crate::{
     rest::RestApi,
 };
 
-/// Live status streams a node serves at once (each reads its phones' bindings every
-/// second); more get 503 and the browser's EventSource retries.
+/// Live status streams a node serves at once (each re-reads its phones when their
+/// bindings change, and every few seconds besides); more get 503 and the browser's
+/// EventSource retries.
 pub const MAX_STREAMS: usize = 64;
 
 /// The console's state.
@@ -73,13 +77,13 @@ pub struct Console {
     counts: Arc<tokio::sync::Mutex<status::CountsCache>>,
     login_bans: Arc<dialtone_auth::bans::Bans>,
     imports: Arc<tokio::sync::Semaphore>,
+    changes: live::BindingChanges,
 }
 
 impl Console {
     /// The console over the REST API `api` (its core, tokens and audit log).
     pub fn new(api: RestApi) -> Self {
         Console {
-            api,
             sessions: Arc::new(Mutex::new(session::Sessions::default())),
             streams: Arc::new(tokio::sync::Semaphore::new(MAX_STREAMS)),
             stream_counts: Arc::default(),
@@ -87,6 +91,8 @@ impl Console {
             counts: Arc::new(tokio::sync::Mutex::new(status::CountsCache::default())),
             login_bans: Arc::new(dialtone_auth::bans::Bans::new(login::BANS)),
             imports: Arc::new(tokio::sync::Semaphore::new(import::MAX_IMPORTS)),
+            changes: live::BindingChanges::new(api.core().store().clone()),
+            api,
         }
     }
 
@@ -123,9 +129,17 @@ impl Console {
                 post(phone_edit::reset_password),
             )
             .route("/phones/{id}/delete", post(phone_edit::delete))
+            .route(
+                "/phones/{id}/overrides",
+                get(overrides::edit).post(overrides::save),
+            )
             .route("/base-settings", get(bases::list).post(bases::create))
             .route("/base-settings/new", get(bases::new_form))
-            .route("/base-settings/{id}", get(bases::detail))
+            .route(
+                "/base-settings/{id}",
+                get(bases::detail).post(bases::update),
+            )
+            .route("/base-settings/{id}/edit", get(bases::edit_form))
             .route("/base-settings/{id}/migrate", post(migrate::migrate))
             .route("/sites", get(catalog::sites).post(catalog::create_site))
             .route(

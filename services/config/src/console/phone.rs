@@ -203,8 +203,11 @@ pub async fn detail(
         section class="card" aria-labelledby="over-h" {
             h2 id="over-h" { "Overrides of its base settings" }
             @if overrides.is_empty() { p { "None." } } @else {
-                table { thead { tr { th scope="col" { "Setting" } th scope="col" { "Value" } } }
+                table id="overrides" { thead { tr { th scope="col" { "Setting" } th scope="col" { "Value" } } }
                     tbody { @for (k, v) in &overrides { tr { td { code { (k) } } td { code { (layout::setting_value(k, &v.to_string())) } } } } } }
+            }
+            @if ctx.can_edit {
+                p { a class="button" href={ "/phones/" (id) "/overrides" } { "Edit overrides" } }
             }
         }
         @if ctx.can_delete {

@@ -228,6 +228,52 @@ pub fn values(s: &PhoneSettings) -> HashMap<&'static str, String> {
         .collect()
 }
 
+/// Field `fd`'s value as typed (`raw`, trimmed), or None when it is empty (a checkbox:
+/// `on` or `off`), or why it is refused, naming the field.
+pub fn parse(fd: &Field, raw: &str) -> Result<Option<Value>, FormError> {
+    let bad = |why: String| FormError {
+        status: 400,
+        field: fd.name.to_owned(),
+        message: format!("{}: {why}", fd.label),
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(match fd.kind {
+        Kind::Bool => match raw {
+            "on" | "true" => Value::Bool(true),
+            "off" | "false" => Value::Bool(false),
+            _ => return Err(bad(format!("'{raw}' is neither on nor off"))),
+        },
+        Kind::Int { min, max } => {
+            let n: u32 = raw
+                .parse()
+                .map_err(|_| bad(format!("'{raw}' is not a whole number")))?;
+            if !(min..=max).contains(&n) {
+                return Err(bad(format!("{n} is outside {min}-{max}")));
+            }
+            Value::from(n)
+        }
+        Kind::Text => Value::String(raw.to_owned()),
+        Kind::List => Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_owned()))
+                .collect(),
+        ),
+        Kind::Choice(options) => {
+            if !options().contains(&raw) {
+                return Err(bad(format!(
+                    "'{raw}' is not one of {}",
+                    options().join(", ")
+                )));
+            }
+            Value::String(raw.to_owned())
+        }
+    }))
+}
+
 /// `start` with the form's fields (`form`: name → value as submitted; a checkbox absent is
 /// off) set, or the first field out of range.
 pub fn apply(
@@ -240,46 +286,10 @@ pub fn apply(
     };
     for fd in FIELDS {
         let raw = form.get(fd.name).map(|s| s.trim()).unwrap_or("");
-        let bad = |why: String| FormError {
-            status: 400,
-            field: fd.name.to_owned(),
-            message: format!("{}: {why}", fd.label),
-        };
         let value = match fd.kind {
             Kind::Bool => Some(Value::Bool(!raw.is_empty())),
-            Kind::Int { min, max } if raw.is_empty() => {
-                let _ = (min, max);
-                None
-            }
-            Kind::Int { min, max } => {
-                let n: u32 = raw
-                    .parse()
-                    .map_err(|_| bad(format!("'{raw}' is not a whole number")))?;
-                if !(min..=max).contains(&n) {
-                    return Err(bad(format!("{n} is outside {min}-{max}")));
-                }
-                Some(Value::from(n))
-            }
-            Kind::Text => (!raw.is_empty()).then(|| Value::String(raw.to_owned())),
-            Kind::List => Some(Value::Array(
-                raw.split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(|s| Value::String(s.to_owned()))
-                    .collect(),
-            )),
-            Kind::Choice(options) => {
-                if raw.is_empty() {
-                    None
-                } else if options().contains(&raw) {
-                    Some(Value::String(raw.to_owned()))
-                } else {
-                    return Err(bad(format!(
-                        "'{raw}' is not one of {}",
-                        options().join(", ")
-                    )));
-                }
-            }
+            Kind::List => Some(parse(&fd, raw)?.unwrap_or_else(|| Value::Array(Vec::new()))),
+            _ => parse(&fd, raw)?,
         };
         let key = fd.name.to_owned();
         match value {

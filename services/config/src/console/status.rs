@@ -1,8 +1,10 @@
 //! Live status: the Status page (phones per site and status), and the Server-Sent Event
 //! streams that keep the Phones list, a phone's page and the Status page current without
-//! a reload. A stream reads its phones' status every second from the store, through the
-//! same reducer as the status role, and sends what changed; it ends with its session, and
-//! at most [`super::MAX_STREAMS`] run on a node.
+//! a reload. A phone stream reads its phones' status from the store, through the same
+//! reducer as the status role, the moment the node's shared watch of bindings
+//! ([`super::live`]) says one of them changed, and every [`PHONES_POLL`] besides; it
+//! sends what changed. The counts stream reads every second. A stream ends with its
+//! session, and at most [`super::MAX_STREAMS`] run on a node.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -34,6 +36,17 @@ pub const MAX_COUNTED: usize = 5_000;
 const STREAM_LIFE: Duration = Duration::from_secs(600);
 /// How long counts are reused by every Status page of the node.
 const COUNTS_FRESH: Duration = Duration::from_secs(2);
+/// How often a phone stream reads its phones when no change woke it: the safety net for
+/// changes the bindings watch does not carry (a phone's placement edited, a lagging or
+/// broken watch).
+pub const PHONES_POLL: Duration = Duration::from_secs(5);
+
+/// When a stream reads again: every `every`, and, for a stream of phones, when one of
+/// `phones` changes.
+struct Pace {
+    every: Duration,
+    phones: Option<std::collections::HashSet<String>>,
+}
 
 /// One phone's status as the pages show it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -88,10 +101,11 @@ pub fn ids_of(query: &str) -> Vec<String> {
 fn stream_of<S, F>(
     c: Console,
     ctx: Ctx,
+    pace: Pace,
     mut tick: F,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem>
 where
-    F: FnMut(Console) -> S + Send + 'static,
+    F: FnMut(Console, Option<Vec<String>>) -> S + Send + 'static,
     S: std::future::Future<Output = Vec<Event>> + Send,
 {
     let mine = SessionStream::open(&c, &ctx.sid).ok_or_else(|| {
@@ -108,12 +122,25 @@ where
     let stream = async_stream(move |tx: tokio::sync::mpsc::Sender<Event>| async move {
         let _turn = (turn, mine);
         let started = Instant::now();
-        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut every = tokio::time::interval(pace.every);
+        let mut changes = pace.phones.as_ref().map(|_| c.changes.subscribe());
+        let phones = pace.phones.unwrap_or_default();
+        let mut budget = super::live::ReadBudget::new(Instant::now());
         while started.elapsed() < STREAM_LIFE {
             // A closed tab ends the stream at once, not at its next event.
-            tokio::select! {
-                _ = every.tick() => {}
+            let only = tokio::select! {
+                _ = every.tick() => None,
+                some = super::live::next_relevant(&mut changes, &phones) => some,
                 _ = tx.closed() => return,
+            };
+            // Phones that flap are read at a bounded rate; what changed meanwhile is in
+            // the read that follows.
+            let wait = budget.take(
+                only.as_ref().map_or(phones.len().max(1), Vec::len),
+                Instant::now(),
+            );
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
             let alive = c.sessions.lock().alive(&ctx.sid, Instant::now());
             if !alive
@@ -124,7 +151,7 @@ where
             {
                 return;
             }
-            for e in tick(c.clone()).await {
+            for e in tick(c.clone(), only).await {
                 if tx.send(e).await.is_err() {
                     return;
                 }
@@ -203,8 +230,14 @@ pub async fn phone_events(State(c): State<Console>, ctx: Ctx, RawQuery(q): RawQu
     let gone = std::sync::Arc::new(tokio::sync::Mutex::new(
         std::collections::HashSet::<String>::new(),
     ));
-    let r = stream_of(c, ctx, move |c| {
-        let (ids, sent, gone) = (ids.clone(), sent.clone(), gone.clone());
+    let pace = Pace {
+        every: PHONES_POLL,
+        phones: Some(ids.iter().cloned().collect()),
+    };
+    let r = stream_of(c, ctx, pace, move |c, only| {
+        // A change names the phones to read; a poll reads them all.
+        let ids = only.unwrap_or_else(|| ids.clone());
+        let (sent, gone) = (sent.clone(), gone.clone());
         async move {
             let mut sent = sent.lock().await;
             let mut lookups = StatusLookups::default();
@@ -351,7 +384,11 @@ pub async fn page(State(c): State<Console>, ctx: Ctx) -> Result<Markup, Problem>
 /// `GET /events/counts`: a `counts` event whenever the counts change.
 pub async fn count_events(State(c): State<Console>, ctx: Ctx) -> Response {
     let sent = std::sync::Arc::new(tokio::sync::Mutex::new(None::<Counts>));
-    let r = stream_of(c, ctx, move |c| {
+    let pace = Pace {
+        every: Duration::from_secs(1),
+        phones: None,
+    };
+    let r = stream_of(c, ctx, pace, move |c, _| {
         let sent = sent.clone();
         async move {
             let Ok(now) = counts(&c).await else {
