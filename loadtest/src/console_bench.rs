@@ -5,8 +5,9 @@
 //! (defaults 100000 phones and 100 phones registered then unregistered; needs
 //! `cargo build --release --bins`).
 //!
-//! One all-in-one node on the embedded store; PHONES phones imported from CSV. Printed:
-//! - the first page of the console's Phones list (50 phones with their status, the filter
+//! One all-in-one node on the embedded store, then a config node on a one-member etcd;
+//! PHONES phones imported from CSV into each. Printed:
+//! - on both backends, the first page of the console's Phones list (50 phones with their status, the filter
 //!   choices and the page chrome, as HTML) p50/p99 over 1,000 requests, beside the same
 //!   page of the REST API (`/api/v2/telephony/providers/edges/phones?pageSize=50&expand=status`)
 //!   and of gRPC (`ListPhones`, no status) measured in the same run (target: ≤ 100 ms p99);
@@ -28,7 +29,7 @@ use std::{
 use anyhow::{Context, bail, ensure};
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
-use dialtone_tests::{ClusterSandbox, fleet};
+use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, fleet};
 use parking_lot::Mutex;
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
@@ -74,7 +75,14 @@ async fn get(addr: SocketAddr, path: &str, auth: &str) -> anyhow::Result<usize> 
     let head =
         format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}\r\nConnection: close\r\n\r\n");
     let (status, _, body) = http(addr, &head, b"").await?;
-    ensure!(status == 200, "GET {path}: {status}");
+    ensure!(
+        status == 200,
+        "GET {path}: {status} {}",
+        String::from_utf8_lossy(&body)
+            .chars()
+            .take(2000)
+            .collect::<String>()
+    );
     Ok(body.len())
 }
 
@@ -215,36 +223,30 @@ async fn registered_at(sim: &Sim, want: bool) -> anyhow::Result<Instant> {
     Ok(Instant::now())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let n: usize = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
-    let changes: usize = args.get(2).map_or(Ok(100), |s| s.parse())?;
-    ensure!(
-        changes <= 100 && changes <= n,
-        "CHANGES: at most 100, and at most PHONES"
-    );
+/// The first page of 50 phones, p50 and p99, through each client.
+struct Pages {
+    bytes: usize,
+    console: (Duration, Duration),
+    rest: (Duration, Duration),
+    grpc: (Duration, Duration),
+}
 
-    let sb = ClusterSandbox::embedded().await?;
-    let node = &sb.nodes[0];
-    let token = node.admin_token();
-    let mut c = node.config_client(&token).await?;
-    fleet::seed_site_on(&mut c, pb::PhoneSettings::default(), &sb.udp_edges(&[0])).await?;
-    let t = Instant::now();
-    let phones = fleet::import(&mut c, n, "b").await?;
-    eprintln!("imported {n} phones in {:.1} s", t.elapsed().as_secs_f64());
-    dialtone_loadtest::wait_cached_lines(node, n).await;
-
-    let addr: SocketAddr = node
-        .api_url()
+fn api_addr(node: &dialtone_tests::Node) -> anyhow::Result<SocketAddr> {
+    node.api_url()
         .trim_start_matches("http://")
         .parse()
-        .context("the API's address")?;
-    let cookie = login(addr, &token).await?;
-    let bearer = format!("Authorization: Bearer {token}");
-    let page_bytes = get(addr, "/phones", &cookie).await?;
+        .context("the API's address")
+}
 
-    let console = timed(|| async { get(addr, "/phones", &cookie).await.map(|_| ()) }).await?;
+async fn pages(
+    addr: SocketAddr,
+    token: &str,
+    cookie: &str,
+    c: &dialtone_tests::ConfigClient,
+) -> anyhow::Result<Pages> {
+    let bearer = format!("Authorization: Bearer {token}");
+    let bytes = get(addr, "/phones", cookie).await?;
+    let console = timed(|| async { get(addr, "/phones", cookie).await.map(|_| ()) }).await?;
     let rest = timed(|| async {
         get(
             addr,
@@ -267,6 +269,47 @@ async fn main() -> anyhow::Result<()> {
         }
     })
     .await?;
+    Ok(Pages {
+        bytes,
+        console,
+        rest,
+        grpc,
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
+    let changes: usize = args.get(2).map_or(Ok(100), |s| s.parse())?;
+    ensure!(
+        changes <= 100 && changes <= n,
+        "CHANGES: at most 100, and at most PHONES"
+    );
+
+    let sb = ClusterSandbox::embedded().await?;
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let mut c = node.config_client(&token).await?;
+    fleet::seed_site_on(&mut c, pb::PhoneSettings::default(), &sb.udp_edges(&[0])).await?;
+    let t = Instant::now();
+    let phones = fleet::import(&mut c, n, "b").await?;
+    eprintln!("imported {n} phones in {:.1} s", t.elapsed().as_secs_f64());
+    dialtone_loadtest::wait_cached_lines(node, n).await;
+
+    let addr = api_addr(node)?;
+    let cookie = login(addr, &token).await?;
+    let embedded = pages(addr, &token, &cookie, &c).await?;
+    let etcd = {
+        let sb = ClusterSandbox::with_etcd(1, &["config"]).await?;
+        let node = &sb.nodes[0];
+        let mut c = node.config_client(ADMIN_TOKEN).await?;
+        fleet::seed_site(&mut c, pb::PhoneSettings::default()).await?;
+        fleet::import(&mut c, n, "b").await?;
+        let addr = api_addr(node)?;
+        let cookie = login(addr, ADMIN_TOKEN).await?;
+        pages(addr, ADMIN_TOKEN, &cookie, &c).await?
+    };
 
     // Status changes: every followed phone starts OFFLINE, then each registers and
     // unregisters in turn.
@@ -325,35 +368,38 @@ async fn main() -> anyhow::Result<()> {
     page_lag.sort();
     watch_lag.sort();
 
+    println!("console over {n} phones, one node, {SAMPLES} requests per client after 10 warm-ups");
     println!(
-        "console over {n} phones (embedded store, one all-in-one node), {SAMPLES} requests per client"
+        "{:<44}{:>20}{:>20}{:>10}",
+        "first page of 50 phones, p50 / p99", "embedded", "etcd (1 member)", "target"
     );
+    let both = |a: (Duration, Duration)| format!("{} / {}", ms(a.0), ms(a.1));
+    for (what, e, d, target) in [
+        (
+            format!("console /phones (HTML, {} bytes)", embedded.bytes),
+            embedded.console,
+            etcd.console,
+            "100 ms",
+        ),
+        (
+            "REST phones?pageSize=50&expand=status".into(),
+            embedded.rest,
+            etcd.rest,
+            "",
+        ),
+        (
+            "gRPC ListPhones (no status)".into(),
+            embedded.grpc,
+            etcd.grpc,
+            "",
+        ),
+    ] {
+        println!("{what:<44}{:>20}{:>20}{target:>10}", both(e), both(d));
+    }
     println!(
-        "{:<44}{:>12}{:>12}{:>10}",
-        "first page of 50 phones", "p50", "p99", "target"
-    );
-    println!(
-        "{:<44}{:>12}{:>12}{:>10}",
-        format!("console /phones (HTML, {page_bytes} bytes)"),
-        ms(console.0),
-        ms(console.1),
-        "100 ms"
-    );
-    println!(
-        "{:<44}{:>12}{:>12}",
-        "REST phones?pageSize=50&expand=status",
-        ms(rest.0),
-        ms(rest.1)
-    );
-    println!(
-        "{:<44}{:>12}{:>12}",
-        "gRPC ListPhones (no status)",
-        ms(grpc.0),
-        ms(grpc.1)
-    );
-    println!(
-        "console/REST p99 ratio: {:.2}",
-        console.1.as_secs_f64() / rest.1.as_secs_f64()
+        "console/REST p99 ratio: {:.2} embedded, {:.2} etcd",
+        embedded.console.1.as_secs_f64() / embedded.rest.1.as_secs_f64(),
+        etcd.console.1.as_secs_f64() / etcd.rest.1.as_secs_f64()
     );
     println!(
         "status change to an open page ({} changes: {changes} phones registered, then unregistered)",

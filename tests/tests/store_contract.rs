@@ -70,6 +70,18 @@ async fn contract_kv(s: &Store) {
             .collect::<Vec<_>>(),
         [Some("p/2".into()), None, Some("a".into())]
     );
+    // Several prefixes at once, each bounded, each in key order; "p/" does not take "pp/".
+    let ranges = s
+        .range_many(&["p/".into(), "pp/".into(), "none/".into()], 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        ranges
+            .iter()
+            .map(|r| r.iter().map(|k| k.key.as_str()).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        [vec!["p/1", "p/2", "p/3"], vec!["pp/x"], vec![]]
+    );
 
     // create-if-absent
     let t = s

@@ -19,6 +19,7 @@ pub mod list;
 pub mod media_servers;
 mod migrate;
 pub mod migration_plan;
+mod name_order;
 mod objects;
 pub mod peers;
 pub mod phone_status;
@@ -46,6 +47,8 @@ pub struct ConfigCore {
     realm: String,
     key: dialtone_domain::credentials::CredentialKey,
     audit: std::sync::Arc<audit::AuditLog>,
+    names: name_order::NameOrder,
+    names_indexed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ConfigCore {
@@ -60,6 +63,8 @@ impl ConfigCore {
             realm: realm.to_owned(),
             key,
             audit: std::sync::Arc::default(),
+            names: name_order::NameOrder::default(),
+            names_indexed: std::sync::Arc::default(),
         }
     }
 

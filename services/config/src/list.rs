@@ -192,6 +192,70 @@ impl ConfigCore {
         ))
     }
 
+    /// The phones in name order (case-folded: names are unique so folded), `limit` of them
+    /// after the first `offset`, and how many phones there are, through the unique-name
+    /// index: from the node's in-memory view of it ([`crate::name_order`]) once listed,
+    /// from the store until then. None while an upgrade is still filling that index: the
+    /// caller then reads and sorts the phones itself.
+    pub async fn phones_by_name(
+        &self,
+        offset: u64,
+        limit: usize,
+    ) -> Result<Option<(Vec<Phone>, u64)>> {
+        use std::sync::atomic::Ordering;
+        if !self.names_indexed.load(Ordering::Acquire) {
+            if self
+                .store
+                .get(keys::PHONE_NAMES_BACKFILLED)
+                .await?
+                .is_none()
+            {
+                return Ok(None);
+            }
+            self.names_indexed.store(true, Ordering::Release);
+        }
+        self.names.start_once(&self.store);
+        let (ids, total) = match self.names.page(offset, limit) {
+            Some(page) => page,
+            None => self.names_from_store(offset, limit).await?,
+        };
+        let keys: Vec<String> = ids.iter().map(|id| keys::phone(id)).collect();
+        let mut out = Vec::with_capacity(keys.len());
+        // A phone deleted between the index and its read is left out of the page.
+        for kv in self.store.get_many(&keys).await?.into_iter().flatten() {
+            let mut p: Phone = decode(&kv, "phone")?;
+            p.version = kv.mod_revision;
+            out.push(p);
+        }
+        Ok(Some((out, total)))
+    }
+
+    /// [`ConfigCore::phones_by_name`]'s ids and total read from the store's index (each
+    /// read costs O(phones) on etcd: only until the in-memory view is listed).
+    async fn names_from_store(&self, offset: u64, limit: usize) -> Result<(Vec<String>, u64)> {
+        let names = keys::unique_phone_name("");
+        let total = self.store.count(&names).await?;
+        // Skipping walks the index's small entries, never the phones.
+        let mut after: Option<String> = None;
+        let mut skip = offset;
+        while skip > 0 {
+            let n = usize::try_from(skip.min(1000)).unwrap_or(1000);
+            let page = self.store.range(&names, after.as_deref(), n).await?;
+            skip = skip.saturating_sub(page.kvs.len() as u64);
+            after = page.kvs.last().map(|kv| kv.key.clone());
+            if !page.more || page.kvs.is_empty() {
+                return Ok((Vec::new(), total));
+            }
+        }
+        let page = self.store.range(&names, after.as_deref(), limit).await?;
+        let ids = page
+            .kvs
+            .iter()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .collect();
+        Ok((ids, total))
+    }
+
     /// Every phone matching a filter (for export and migration), at most `cap`.
     pub async fn all_phones(&self, filter: PhoneFilter, cap: usize) -> Result<Vec<Phone>> {
         let mut out = Vec::new();

@@ -62,7 +62,41 @@ impl ConfigCore {
         p: &Phone,
         lookups: &mut StatusLookups,
     ) -> Result<PhoneStatusView> {
-        let remote = p.kind == PhoneKind::Remote as i32;
+        let mut views = self
+            .phone_statuses(std::slice::from_ref(p), lookups)
+            .await?;
+        Ok(views.pop().unwrap_or(PhoneStatusView {
+            status: OperationalStatus::Offline,
+            edges: Vec::new(),
+            lines: Vec::new(),
+        }))
+    }
+
+    /// The status of each of `phones` now, in their order: their profiles and edge groups
+    /// read through `lookups`, and every phone's bindings in one read of the store (a
+    /// page of phones costs one request, not one per phone).
+    pub async fn phone_statuses(
+        &self,
+        phones: &[Phone],
+        lookups: &mut StatusLookups,
+    ) -> Result<Vec<PhoneStatusView>> {
+        for p in phones {
+            self.look_up(p, lookups).await?;
+        }
+        // A phone's bindings are its lines times the edges holding them: a few, and at most
+        // MAX_LINES x the edges of a group, far below this bound.
+        let prefixes: Vec<String> = phones.iter().map(|p| keys::phone_bindings(&p.id)).collect();
+        let bindings = self.store.range_many(&prefixes, 1024).await?;
+        Ok(phones
+            .iter()
+            .zip(&bindings)
+            .map(|(p, kvs)| view_of(p, lookups, kvs))
+            .collect())
+    }
+
+    /// Reads what `p`'s status depends on (its profile, its site's edge group) into
+    /// `lookups`, each once.
+    async fn look_up(&self, p: &Phone, lookups: &mut StatusLookups) -> Result<()> {
         if !lookups.bases.contains_key(&p.base_settings_id) {
             let base = if p.base_settings_id.is_empty() {
                 None
@@ -75,9 +109,6 @@ impl ConfigCore {
             };
             lookups.bases.insert(p.base_settings_id.clone(), base);
         }
-        let base = lookups.bases[&p.base_settings_id].as_ref();
-        let (_, effective) = settings::of_phone(base, p.overrides.as_ref());
-        let dual = effective.secondary_registration.unwrap_or(true);
         if !lookups.groups.contains_key(&p.site_id) {
             let group = match self.get_site(&p.site_id).await {
                 Ok(site) => match self.get_edge_group(&site.edge_group_id).await {
@@ -90,39 +121,49 @@ impl ConfigCore {
             };
             lookups.groups.insert(p.site_id.clone(), group);
         }
-        let group = lookups.groups[&p.site_id].as_ref().filter(|_| !remote);
-        let placed = group.and_then(|g| placement::place(&p.id, &g.edges, dual));
-        // A phone's bindings are its lines times the edges holding them: a few, and at most
-        // MAX_LINES x the edges of a group, far below this page.
-        let page = self
-            .store
-            .range(&keys::phone_bindings(&p.id), None, 1024)
-            .await?;
-        let registered: Vec<(u32, String)> = page
-            .kvs
+        Ok(())
+    }
+}
+
+/// Phone `p`'s status from its bindings `kvs`, with its profile and group in `lookups`.
+fn view_of(
+    p: &Phone,
+    lookups: &StatusLookups,
+    kvs: &[dialtone_store::KeyValue],
+) -> PhoneStatusView {
+    let remote = p.kind == PhoneKind::Remote as i32;
+    let base = lookups.bases.get(&p.base_settings_id).and_then(Option::as_ref);
+    let (_, effective) = settings::of_phone(base, p.overrides.as_ref());
+    let dual = effective.secondary_registration.unwrap_or(true);
+    let group = lookups
+        .groups
+        .get(&p.site_id)
+        .and_then(Option::as_ref)
+        .filter(|_| !remote);
+    let placed = group.and_then(|g| placement::place(&p.id, &g.edges, dual));
+    let registered: Vec<(u32, String)> = kvs
+        .iter()
+        .filter(|kv| Binding::decode(kv.value.as_slice()).is_ok_and(|b| !b.contacts.is_empty()))
+        .filter_map(|kv| keys::parse_binding(&kv.key).map(|(_, l, n)| (l, n.to_owned())))
+        .collect();
+    let pairs: Vec<(u32, &str)> = registered.iter().map(|(l, n)| (*l, n.as_str())).collect();
+    let expected = Expected::placed(p.lines.len() as u32, placed, remote, p.disabled);
+    let reduced = status_model::reduce(&expected, &pairs);
+    PhoneStatusView {
+        status: reduced.status,
+        edges: reduced
+            .edges
             .iter()
-            .filter(|kv| Binding::decode(kv.value.as_slice()).is_ok_and(|b| !b.contacts.is_empty()))
-            .filter_map(|kv| keys::parse_binding(&kv.key).map(|(_, l, n)| (l, n.to_owned())))
-            .collect();
-        let pairs: Vec<(u32, &str)> = registered.iter().map(|(l, n)| (*l, n.as_str())).collect();
-        let expected = Expected::placed(p.lines.len() as u32, placed, remote, p.disabled);
-        let reduced = status_model::reduce(&expected, &pairs);
-        Ok(PhoneStatusView {
-            status: reduced.status,
-            edges: reduced
-                .edges
-                .iter()
-                .map(|e| (e.node_id.to_owned(), e.role, e.lines_registered))
-                .collect(),
-            lines: (0..p.lines.len() as u32)
-                .map(|i| {
-                    pairs
-                        .iter()
-                        .filter(|(l, _)| *l == i)
-                        .map(|(_, n)| (*n).to_owned())
-                        .collect()
-                })
-                .collect(),
-        })
+            .map(|e| (e.node_id.to_owned(), e.role, e.lines_registered))
+            .collect(),
+        lines: (0..p.lines.len() as u32)
+            .map(|i| {
+                pairs
+                    .iter()
+                    .filter(|(l, _)| *l == i)
+                    .map(|(_, n)| (*n).to_owned())
+                    .collect()
+            })
+            .collect(),
     }
 }

@@ -404,6 +404,25 @@ impl EmbeddedStore {
             .collect())
     }
 
+    pub(crate) async fn range_many(
+        &self,
+        prefixes: &[String],
+        limit: usize,
+    ) -> Result<Vec<Vec<KeyValue>>, StoreError> {
+        let st = self.inner.state.read();
+        Ok(prefixes
+            .iter()
+            .map(|p| {
+                st.kvs
+                    .range::<str, _>((Bound::Included(p.as_str()), Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(p.as_str()))
+                    .take(limit)
+                    .map(|(k, e)| to_kv(k, e))
+                    .collect()
+            })
+            .collect())
+    }
+
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let key = key.to_owned();
         let this = self.clone();

@@ -159,6 +159,40 @@ impl EtcdStore {
         Ok(out)
     }
 
+    pub(crate) async fn range_many(
+        &self,
+        prefixes: &[String],
+        limit: usize,
+    ) -> Result<Vec<Vec<KeyValue>>, StoreError> {
+        let mut out = Vec::with_capacity(prefixes.len());
+        for chunk in prefixes.chunks(crate::MAX_TXN_OPS) {
+            let ops: Vec<TxnOp> = chunk
+                .iter()
+                .map(|p| {
+                    let opts = GetOptions::new().with_prefix().with_limit(limit as i64);
+                    TxnOp::get(self.full(p), Some(opts))
+                })
+                .collect();
+            let resp = self
+                .retry(true, |c| {
+                    let txn = Txn::new().and_then(ops.clone());
+                    async move { c.kv_client().txn(txn).await }
+                })
+                .await?;
+            for r in resp.op_responses() {
+                out.push(match r {
+                    TxnOpResponse::Get(g) => g
+                        .kvs()
+                        .iter()
+                        .map(|kv| self.to_kv(kv))
+                        .collect::<Result<Vec<_>, _>>()?,
+                    _ => Vec::new(),
+                });
+            }
+        }
+        Ok(out)
+    }
+
     pub(crate) async fn delete(&self, key: &str) -> Result<bool, StoreError> {
         let key = self.full(key);
         let resp = self

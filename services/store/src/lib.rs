@@ -75,6 +75,21 @@ impl Store {
             .await
     }
 
+    /// The keys under each of `prefixes` (at most `limit` each, in key order), read at one
+    /// revision in one request: for many small prefixes, such as a page of phones'
+    /// bindings.
+    pub async fn range_many(
+        &self,
+        prefixes: &[String],
+        limit: usize,
+    ) -> Result<Vec<Vec<KeyValue>>, StoreError> {
+        METRICS
+            .timed(StoreOp::RangeMany, async {
+                dispatch!(self, s => s.range_many(prefixes, limit).await)
+            })
+            .await
+    }
+
     /// Writes one key, optionally attached to a lease; returns the new revision.
     pub async fn put(
         &self,

@@ -20,6 +20,7 @@ use crate::StoreError;
 pub(crate) enum StoreOp {
     Get,
     GetMany,
+    RangeMany,
     Delete,
     Range,
     Count,
@@ -32,9 +33,10 @@ pub(crate) enum StoreOp {
     LeaseRevoke,
 }
 
-const OPS: [&str; 12] = [
+const OPS: [&str; 13] = [
     "get",
     "get_many",
+    "range_many",
     "delete",
     "range",
     "count",

@@ -159,18 +159,38 @@ pub fn check(q: &Query) -> Result<(), ApiError> {
 /// One page of `all` (already filtered and sorted) at `base` (the resource's path) with
 /// the page links Genesys Cloud gives.
 pub fn page<T>(all: Vec<T>, base: &str, q: &Query) -> Result<super::shapes::Listing<T>, ApiError> {
-    let size = q.number("pageSize", DEFAULT_PAGE_SIZE, (1, MAX_PAGE_SIZE))?;
-    let number = q.number("pageNumber", 1, (1, u32::MAX))?;
+    let (start, size) = window(q)?;
     let total = all.len() as u64;
-    let count = total.div_ceil(u64::from(size)).max(1) as u32;
-    let others = q.others();
-    let uri = |n: u32| format!("{base}?pageSize={size}&pageNumber={n}{others}");
-    let start = (u64::from(number) - 1).saturating_mul(u64::from(size));
     let entities: Vec<T> = all
         .into_iter()
         .skip(usize::try_from(start).unwrap_or(usize::MAX))
-        .take(size as usize)
+        .take(size)
         .collect();
+    listing(entities, total, base, q)
+}
+
+/// The page a query asks for: how many entities come before it, and its size.
+pub fn window(q: &Query) -> Result<(u64, usize), ApiError> {
+    let size = q.number("pageSize", DEFAULT_PAGE_SIZE, (1, MAX_PAGE_SIZE))?;
+    let number = q.number("pageNumber", 1, (1, u32::MAX))?;
+    Ok((
+        (u64::from(number) - 1).saturating_mul(u64::from(size)),
+        size as usize,
+    ))
+}
+
+/// The page `entities` (already cut by [`window`]) of `total` entities, with its links.
+pub fn listing<T>(
+    entities: Vec<T>,
+    total: u64,
+    base: &str,
+    q: &Query,
+) -> Result<super::shapes::Listing<T>, ApiError> {
+    let size = q.number("pageSize", DEFAULT_PAGE_SIZE, (1, MAX_PAGE_SIZE))?;
+    let number = q.number("pageNumber", 1, (1, u32::MAX))?;
+    let count = total.div_ceil(u64::from(size)).max(1) as u32;
+    let others = q.others();
+    let uri = |n: u32| format!("{base}?pageSize={size}&pageNumber={n}{others}");
     Ok(super::shapes::Listing {
         entities,
         page_size: size,

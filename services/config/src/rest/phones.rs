@@ -18,7 +18,7 @@ use super::{
     paging::{self, Query},
     shapes::{self, Listing, Names, Phone, TELEPHONY},
 };
-use crate::{error::ConfigError, phone_status::StatusLookups};
+use crate::{error::ConfigError, list, phone_status::StatusLookups};
 
 /// The most phones a list filtered by status may match by its other filters (each one's
 /// status is read from the store).
@@ -103,6 +103,18 @@ pub async fn list(
         name_prefix: prefix.to_owned(),
         kind,
     };
+    let by_status = wanted.0.is_some() || wanted.1.is_some();
+    let expand = q.all("expand").any(|e| e.trim() == "status");
+    // The default view (every phone, by name) reads its page alone through the name index,
+    // however large the fleet; anything else is read whole, sorted and cut below.
+    if sort_by == "name" && !descending && exact.is_none() && !by_status && list::is_empty(&filter)
+    {
+        let (offset, size) = paging::window(&q)?;
+        if let Some((phones, total)) = api.core.phones_by_name(offset, size).await? {
+            let listing = paging::listing(phones, total, &format!("{TELEPHONY}/phones"), &q)?;
+            return shown(&api, listing, expand, HashMap::new()).await;
+        }
+    }
     let _turn = api.scan_turn().await;
     let mut all = paging::read_all("phones", |token| {
         let (core, filter) = (api.core.clone(), filter.clone());
@@ -110,8 +122,6 @@ pub async fn list(
     })
     .await?;
     all.retain(|p| exact.is_none_or(|n| p.name == n));
-    let by_status = wanted.0.is_some() || wanted.1.is_some();
-    let expand = q.all("expand").any(|e| e.trim() == "status");
     let mut lookups = StatusLookups::default();
     let mut statuses: HashMap<String, shapes::StatusPair> = HashMap::new();
     if by_status {
@@ -152,15 +162,42 @@ pub async fn list(
         all.reverse();
     }
     let listing = paging::page(all, &format!("{TELEPHONY}/phones"), &q)?;
-    let names = names_of(&api, &listing.entities).await?;
+    shown(&api, listing, expand || by_status, statuses).await
+}
+
+/// A page of phones as the API shows them, with their status when `with_status` (taken
+/// from `statuses` when already read).
+async fn shown(
+    api: &RestApi,
+    listing: Listing<pb::Phone>,
+    with_status: bool,
+    mut statuses: HashMap<String, shapes::StatusPair>,
+) -> Result<Json<Listing<Phone>>, ApiError> {
+    let names = names_of(api, &listing.entities).await?;
+    if with_status {
+        // The page's statuses not read yet, in one read of their bindings.
+        let unread: Vec<pb::Phone> = listing
+            .entities
+            .iter()
+            .filter(|p| !statuses.contains_key(&p.id))
+            .cloned()
+            .collect();
+        let views = api
+            .core
+            .phone_statuses(&unread, &mut StatusLookups::default())
+            .await?;
+        for (p, view) in unread.iter().zip(&views) {
+            statuses.insert(
+                p.id.clone(),
+                shapes::status_out(p, view, api.core.realm()),
+            );
+        }
+    }
     let mut entities = Vec::with_capacity(listing.entities.len());
     for p in &listing.entities {
         let mut out = shapes::phone_out(p, &names.of(p), &[]);
-        if expand || by_status {
-            let (primary, secondary) = match statuses.remove(&p.id) {
-                Some(s) => s,
-                None => status_of(&api, p, &mut lookups).await?,
-            };
+        // Only a page asked with its status has any.
+        if let Some((primary, secondary)) = statuses.remove(&p.id) {
             out.status = Some(primary);
             out.secondary_status = secondary;
         }
