@@ -132,7 +132,10 @@ fn view_of(
     kvs: &[dialtone_store::KeyValue],
 ) -> PhoneStatusView {
     let remote = p.kind == PhoneKind::Remote as i32;
-    let base = lookups.bases.get(&p.base_settings_id).and_then(Option::as_ref);
+    let base = lookups
+        .bases
+        .get(&p.base_settings_id)
+        .and_then(Option::as_ref);
     let (_, effective) = settings::of_phone(base, p.overrides.as_ref());
     let dual = effective.secondary_registration.unwrap_or(true);
     let group = lookups

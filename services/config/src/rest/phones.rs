@@ -187,10 +187,7 @@ async fn shown(
             .phone_statuses(&unread, &mut StatusLookups::default())
             .await?;
         for (p, view) in unread.iter().zip(&views) {
-            statuses.insert(
-                p.id.clone(),
-                shapes::status_out(p, view, api.core.realm()),
-            );
+            statuses.insert(p.id.clone(), shapes::status_out(p, view, api.core.realm()));
         }
     }
     let mut entities = Vec::with_capacity(listing.entities.len());
