@@ -222,6 +222,18 @@ def flow(browser):
         expect(overrides.get_by_role("row", name=re.compile(r"mwi_enabled\s+false"))).to_be_visible()
         expect(overrides.get_by_role("row", name=re.compile("sip_dscp"))).to_have_count(0)
 
+        # A second line: its password shown once; then removed again.
+        page.goto(f"{BASE}/phones/{phone_id}")
+        page.get_by_label("Line label").fill("Second")
+        page.get_by_role("button", name="Add line").click()
+        expect(page.get_by_role("heading", name="Passwords: shown this once")).to_be_visible()
+        expect(page.get_by_text(re.compile(r"Line 2 \(.*\) SIP password"))).to_be_visible()
+        expect(page.get_by_role("cell", name="Second", exact=True)).to_be_visible()
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Remove line 2").click()
+        expect(page.get_by_role("cell", name="Second", exact=True)).to_have_count(0)
+        expect(page.get_by_role("button", name="Remove line 1")).to_have_count(0)
+
         # The profile edited in place; a form read at an older version gets 409.
         page.goto(BASE + "/base-settings/desk")
         page.get_by_role("link", name="Edit", exact=True).click()
@@ -260,7 +272,7 @@ def flow(browser):
         expect(page.get_by_role("row", name=re.compile("^HQ"))).to_be_visible()
         page.get_by_role("link", name="Audit log").click()
         expect(page.get_by_role("row", name=re.compile(r"admin\s+grpc\s+CreateMediaServer\s+ok"))).to_be_visible()
-        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones", "create user", "assign phone", "edit phone overrides", "edit base settings"]:
+        for what in ["create edge group", "create site", "create base settings", "create phone", "restart", "import phones", "migrate phones", "create user", "assign phone", "edit phone overrides", "edit base settings", "add line", "remove line"]:
             expect(page.get_by_role("cell", name=what, exact=True).first).to_be_visible()
 
         # Every page: screenshots, and axe-core finds nothing serious.

@@ -48,7 +48,7 @@ pub struct ConfigCore {
     key: dialtone_domain::credentials::CredentialKey,
     audit: std::sync::Arc<audit::AuditLog>,
     names: name_order::NameOrder,
-    names_indexed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    names_cover: std::sync::Arc<parking_lot::Mutex<Option<(std::time::Instant, bool)>>>,
 }
 
 impl ConfigCore {
@@ -64,7 +64,7 @@ impl ConfigCore {
             key,
             audit: std::sync::Arc::default(),
             names: name_order::NameOrder::default(),
-            names_indexed: std::sync::Arc::default(),
+            names_cover: std::sync::Arc::default(),
         }
     }
 

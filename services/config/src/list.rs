@@ -16,6 +16,10 @@ use crate::{
 };
 
 const MAX_SCAN: usize = 10_000;
+/// How long "every phone is named in the index" is trusted before it is counted again.
+const COVER_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+/// How soon it is counted again after it did not hold.
+const COVER_RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A filter with its hardware id normalised.
 pub fn normalise(mut f: PhoneFilter) -> Result<PhoneFilter> {
@@ -202,17 +206,8 @@ impl ConfigCore {
         offset: u64,
         limit: usize,
     ) -> Result<Option<(Vec<Phone>, u64)>> {
-        use std::sync::atomic::Ordering;
-        if !self.names_indexed.load(Ordering::Acquire) {
-            if self
-                .store
-                .get(keys::PHONE_NAMES_BACKFILLED)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            self.names_indexed.store(true, Ordering::Release);
+        if !self.names_cover_every_phone().await? {
+            return Ok(None);
         }
         self.names.start_once(&self.store);
         let (ids, total) = match self.names.page(offset, limit) {
@@ -228,6 +223,30 @@ impl ConfigCore {
             out.push(p);
         }
         Ok(Some((out, total)))
+    }
+
+    /// Whether every phone has its unique-name entry: not while an upgrade fills the
+    /// index, nor while phones from before names were unique still share a name (the
+    /// upgrade indexes one of them and reports the others). Counted both ways (each
+    /// count costs O(phones) on etcd) at most every [`COVER_RECHECK`], or
+    /// [`COVER_RETRY`] after they differed (a create between the two counts can do it).
+    async fn names_cover_every_phone(&self) -> Result<bool> {
+        use std::time::Instant;
+        if let Some((at, covered)) = *self.names_cover.lock() {
+            let fresh = if covered { COVER_RECHECK } else { COVER_RETRY };
+            if at.elapsed() < fresh {
+                return Ok(covered);
+            }
+        }
+        let covered = self
+            .store
+            .get(keys::PHONE_NAMES_BACKFILLED)
+            .await?
+            .is_some()
+            && self.store.count(keys::PHONES).await?
+                == self.store.count(&keys::unique_phone_name("")).await?;
+        *self.names_cover.lock() = Some((Instant::now(), covered));
+        Ok(covered)
     }
 
     /// [`ConfigCore::phones_by_name`]'s ids and total read from the store's index (each

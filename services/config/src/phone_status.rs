@@ -87,6 +87,8 @@ impl ConfigCore {
         // MAX_LINES x the edges of a group, far below this bound.
         let prefixes: Vec<String> = phones.iter().map(|p| keys::phone_bindings(&p.id)).collect();
         let bindings = self.store.range_many(&prefixes, 1024).await?;
+        // One list per prefix is the store's contract (its contract test checks it).
+        debug_assert_eq!(bindings.len(), phones.len());
         Ok(phones
             .iter()
             .zip(&bindings)

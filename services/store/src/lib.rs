@@ -75,9 +75,9 @@ impl Store {
             .await
     }
 
-    /// The keys under each of `prefixes` (at most `limit` each, in key order), read at one
-    /// revision in one request: for many small prefixes, such as a page of phones'
-    /// bindings.
+    /// The keys under each of `prefixes` (at most `limit` each, at least 1, in key order),
+    /// one list per prefix in their order: for many small prefixes, such as a page of
+    /// phones' bindings. On etcd, one transaction (one revision) per 128 prefixes.
     pub async fn range_many(
         &self,
         prefixes: &[String],
@@ -85,7 +85,7 @@ impl Store {
     ) -> Result<Vec<Vec<KeyValue>>, StoreError> {
         METRICS
             .timed(StoreOp::RangeMany, async {
-                dispatch!(self, s => s.range_many(prefixes, limit).await)
+                dispatch!(self, s => s.range_many(prefixes, limit.max(1)).await)
             })
             .await
     }

@@ -264,6 +264,13 @@ fn edit_page(
     )
 }
 
+/// The settings profile `b` gives its phones (its own over its template's), as its edit
+/// form shows them.
+fn shown_settings(b: &pb::BaseSettings) -> PhoneSettings {
+    let meta = MetaBase::try_from(b.meta_base).unwrap_or_default();
+    dialtone_domain::settings::effective(meta, &b.settings.clone().unwrap_or_default(), None)
+}
+
 /// `GET /base-settings/{id}/edit`.
 pub async fn edit_form(
     State(c): State<Console>,
@@ -272,7 +279,8 @@ pub async fn edit_form(
 ) -> Result<Markup, Problem> {
     allow(&c, &ctx, Permission::All)?;
     let b = c.api.core().get_base_settings(&id).await?;
-    let values = settings_form::values(&b.settings.clone().unwrap_or_default());
+    // What the profile gives its phones: its own values over its template's.
+    let values = settings_form::values(&shown_settings(&b));
     Ok(edit_page(&ctx, &b, &b.name, &values, None))
 }
 
@@ -303,7 +311,11 @@ pub async fn update(
         )
             .into_response()
     };
-    let settings = match settings_form::apply(&b.settings.clone().unwrap_or_default(), &form) {
+    let before = shown_settings(&b);
+    let stored = b.settings.clone().unwrap_or_default();
+    let settings = match settings_form::apply(&before, &form)
+        .and_then(|after| settings_form::changed_only(&stored, &before, &after))
+    {
         Ok(s) => s,
         Err(e) => return Ok(fail(e)),
     };

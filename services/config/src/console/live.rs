@@ -4,8 +4,9 @@
 //! instead of on its next poll. The watch runs only while a stream listens: it stops
 //! after the last one closes.
 //!
-//! Streams still poll, slowly, as a safety net: a lagging listener (it missed batches)
-//! re-reads everything, and so does one whose watch broke.
+//! Streams still poll, slowly, as a safety net; and a lagging listener (it missed
+//! batches) re-reads everything, as every listener does when the watch broke and started
+//! again.
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
@@ -14,7 +15,8 @@ use dialtone_store::{Store, WatchBatch};
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
-/// The phone ids of one batch of binding changes.
+/// The phone ids of one batch of binding changes; empty: unknown (the watch broke and
+/// started again), read every phone.
 pub type Changed = Arc<Vec<String>>;
 
 /// Batches a slow listener may fall behind by before it is told it lagged.
@@ -103,10 +105,12 @@ impl BindingChanges {
                             let _ = tx.send(Arc::new(phones));
                         }
                     }
-                    // Closed or broken (compacted included): the streams' safety poll
-                    // covers the gap; watch again from now.
+                    // Closed or broken (compacted included): watch again from now, and
+                    // tell every stream to read all its phones (what changed in the gap
+                    // is unknown).
                     Ok(Ok(None)) | Ok(Err(_)) => {
                         tokio::time::sleep(RETRY).await;
+                        let _ = tx.send(Arc::new(Vec::new()));
                         break;
                     }
                 }
@@ -127,6 +131,7 @@ pub async fn next_relevant(
     };
     loop {
         match r.recv().await {
+            Ok(changed) if changed.is_empty() => return None,
             Ok(changed) => {
                 let mine = relevant(&changed, ids);
                 if !mine.is_empty() {

@@ -17,7 +17,7 @@
 //!
 //! Layers: `session` (sessions, pure), `layout` and `form` (HTML chrome and form helpers,
 //! pure), `settings_form` (the base settings fields table, pure), then the pages:
-//! `login`, `phones`, `phone` (with `phone_new`, `phone_edit` and `overrides`), `bases`
+//! `login`, `phones`, `phone` (with `phone_new`, `phone_edit`, `phone_lines` and `overrides`), `bases`
 //! (with edit), `migrate`, `catalog` (sites, edge groups), `directory` (users, trunks,
 //! media servers), `import`, `status` (with the live streams, woken by `live`'s shared
 //! watch of bindings), `audit_page`.
@@ -36,6 +36,7 @@ mod migrate;
 mod overrides;
 mod phone;
 mod phone_edit;
+mod phone_lines;
 mod phone_new;
 mod phones;
 pub mod session;
@@ -112,6 +113,18 @@ impl Console {
         });
     }
 
+    /// Records a change made by `ctx` with its outcome: `ok`, or the error.
+    fn record_result<T, E: std::fmt::Display>(
+        &self,
+        ctx: &Ctx,
+        action: &str,
+        object: &str,
+        r: &Result<T, E>,
+    ) {
+        let outcome = r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into());
+        self.record(ctx, action, object, &outcome);
+    }
+
     /// The console's pages, then the REST API for every other path.
     pub fn router(self) -> Router {
         let rest = self.api.clone().router();
@@ -129,6 +142,7 @@ impl Console {
                 post(phone_edit::reset_password),
             )
             .route("/phones/{id}/delete", post(phone_edit::delete))
+            .route("/phones/{id}/lines", post(phone_lines::update))
             .route(
                 "/phones/{id}/overrides",
                 get(overrides::edit).post(overrides::save),

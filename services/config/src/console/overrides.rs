@@ -210,13 +210,12 @@ pub async fn save(
             .collect();
         (err.status_code(), page(&ctx, p, now, &typed, Some(&err))).into_response()
     };
+    // "Now" on a page sent back is what the phone has, never the refused overrides.
+    let now = effective(&c, &p).await;
     let current = p.overrides.clone().unwrap_or_default();
     let overrides = match apply(&current, &form) {
         Ok(o) => o,
-        Err(e) => {
-            let now = effective(&c, &p).await;
-            return Ok(fail(&p, &now, e));
-        }
+        Err(e) => return Ok(fail(&p, &now, e)),
     };
     p.overrides = Some(overrides);
     match core.update_phone(p.clone()).await {
@@ -231,7 +230,6 @@ pub async fn save(
             if let Some(f) = FIELDS.iter().find(|f| err.field.ends_with(f.name)) {
                 err.field = f.name.to_owned();
             }
-            let now = effective(&c, &p).await;
             Ok(fail(&p, &now, err))
         }
     }

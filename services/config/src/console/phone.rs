@@ -133,7 +133,7 @@ pub async fn detail(
         section class="card" aria-labelledby="lines-h" {
             h2 id="lines-h" { "Lines" }
             table {
-                thead { tr { th scope="col" { "#" } th scope="col" { "SIP user" } th scope="col" { "Label" } @if ctx.can_edit { th scope="col" { "Password" } } } }
+                thead { tr { th scope="col" { "#" } th scope="col" { "SIP user" } th scope="col" { "Label" } @if ctx.can_edit { th scope="col" { "Password" } th scope="col" { "Line" } } } }
                 tbody {
                     @for (i, l) in p.lines.iter().enumerate() {
                         tr {
@@ -147,11 +147,13 @@ pub async fn detail(
                                         button type="submit" data-confirm="The line's current password stops working. Reset it?" { "Reset password" }
                                     }
                                 }
+                                td { @if p.lines.len() > 1 { (super::phone_lines::remove_button(&ctx, &p, i)) } }
                             }
                         }
                     }
                 }
             }
+            @if ctx.can_edit { (super::phone_lines::add_form(&ctx, &p)) }
         }
         section class="card" aria-labelledby="edit-h" {
             h2 id="edit-h" { @if ctx.can_edit { "Edit" } @else { "Details" } }

@@ -155,12 +155,7 @@ pub async fn act(
         .core()
         .act_on_phone(&id, act, timeout, &format!("console/{}", ctx.who))
         .await;
-    c.record(
-        &ctx,
-        &f.act,
-        &id,
-        &r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
-    );
+    c.record_result(&ctx, &f.act, &id, &r);
     r?;
     Ok(Redirect::to(&format!("/phones/{id}")).into_response())
 }
@@ -179,12 +174,7 @@ pub async fn reset_password(
         .core()
         .reset_line_password(&id, f.line, f.version)
         .await;
-    c.record(
-        &ctx,
-        "reset line password",
-        &format!("{id}.{}", f.line),
-        &r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
-    );
+    c.record_result(&ctx, "reset line password", &format!("{id}.{}", f.line), &r);
     let creds = r?;
     c.sessions.lock().set_flash(
         &ctx.sid,
@@ -213,12 +203,7 @@ pub async fn delete(
     ctx.check_csrf(&f.csrf)?;
     allow(&c, &ctx, Permission::Delete)?;
     let r = c.api.core().delete_phone(&id, f.version).await;
-    c.record(
-        &ctx,
-        "delete phone",
-        &id,
-        &r.as_ref().map_or_else(|e| e.to_string(), |_| "ok".into()),
-    );
+    c.record_result(&ctx, "delete phone", &id, &r);
     r?;
     Ok(Redirect::to("/phones").into_response())
 }

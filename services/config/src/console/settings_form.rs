@@ -308,6 +308,36 @@ pub fn apply(
     })
 }
 
+/// `stored` (what a profile holds, sparse: the rest comes from its template) with only the
+/// fields the form changed taken from `after`: a field shown as `before` (the profile over
+/// its template) and submitted as it was stays as stored, unset included, so saving a
+/// form never writes the template's defaults into the profile.
+pub fn changed_only(
+    stored: &PhoneSettings,
+    before: &PhoneSettings,
+    after: &PhoneSettings,
+) -> Result<PhoneSettings, FormError> {
+    let (was, now) = (values(before), values(after));
+    let (Ok(Value::Object(mut out)), Ok(Value::Object(after))) =
+        (serde_json::to_value(stored), serde_json::to_value(after))
+    else {
+        return Ok(stored.clone());
+    };
+    for fd in FIELDS {
+        if was.get(fd.name) != now.get(fd.name) {
+            match after.get(fd.name) {
+                Some(v) => out.insert(fd.name.to_owned(), v.clone()),
+                None => out.remove(fd.name),
+            };
+        }
+    }
+    serde_json::from_value(Value::Object(out)).map_err(|e| FormError {
+        status: 400,
+        field: String::new(),
+        message: format!("the settings do not fit: {e}"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +365,40 @@ mod tests {
         assert_eq!(
             back.custom_properties, t.custom_properties,
             "hidden settings are kept"
+        );
+    }
+
+    #[test]
+    fn an_unchanged_field_stays_as_stored() {
+        use dialtone_domain::settings::effective;
+        // A sparse profile: the WebRTC template gives it WSS and dual registration.
+        let stored = PhoneSettings {
+            sip_dscp: Some(26),
+            ..Default::default()
+        };
+        let before = effective(MetaBase::Webrtc, &stored, None);
+        let mut submitted: HashMap<String, String> = values(&before)
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        // Submitted as shown: nothing is written, unset stays unset.
+        let after = apply(&before, &submitted).unwrap();
+        assert_eq!(changed_only(&stored, &before, &after).unwrap(), stored);
+        // One field changed: only it is written.
+        submitted.insert("media_dscp".into(), "34".into());
+        let after = apply(&before, &submitted).unwrap();
+        let saved = changed_only(&stored, &before, &after).unwrap();
+        assert_eq!(
+            saved,
+            PhoneSettings {
+                sip_dscp: Some(26),
+                media_dscp: Some(34),
+                ..Default::default()
+            }
+        );
+        assert_eq!(
+            effective(MetaBase::Webrtc, &saved, None).transport(),
+            before.transport()
         );
     }
 

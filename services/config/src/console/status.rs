@@ -86,6 +86,7 @@ async fn shown(
 
 /// The ids a stream asks for (`ids=a,b,c`), at most [`MAX_FOLLOWED`].
 pub fn ids_of(query: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
     form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k == "ids")
         .flat_map(|(_, v)| {
@@ -94,6 +95,8 @@ pub fn ids_of(query: &str) -> Vec<String> {
                 .collect::<Vec<_>>()
         })
         .filter(|s| !s.is_empty() && s.len() <= 64)
+        // Each phone once: a stream is charged for the phones it reads.
+        .filter(|s| seen.insert(s.clone()))
         .take(MAX_FOLLOWED)
         .collect()
 }
@@ -133,15 +136,6 @@ where
                 some = super::live::next_relevant(&mut changes, &phones) => some,
                 _ = tx.closed() => return,
             };
-            // Phones that flap are read at a bounded rate; what changed meanwhile is in
-            // the read that follows.
-            let wait = budget.take(
-                only.as_ref().map_or(phones.len().max(1), Vec::len),
-                Instant::now(),
-            );
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
             let alive = c.sessions.lock().alive(&ctx.sid, Instant::now());
             if !alive
                 || !c.api.tokens().allows(
@@ -150,6 +144,15 @@ where
                 )
             {
                 return;
+            }
+            // Phones that flap are read at a bounded rate; what changed meanwhile is in
+            // the read that follows.
+            let wait = budget.take(
+                only.as_ref().map_or(phones.len().max(1), Vec::len),
+                Instant::now(),
+            );
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
             }
             for e in tick(c.clone(), only).await {
                 if tx.send(e).await.is_err() {
@@ -305,8 +308,10 @@ async fn counts(c: &Console) -> Result<Counts, Problem> {
     let mut phones = Vec::new();
     let mut token = String::new();
     loop {
+        // Never more than one past what can be counted.
+        let want = (MAX_COUNTED + 1 - phones.len()).min(1000) as i32;
         let (page, next) = core
-            .list_phones(PhoneFilter::default(), 1000, &token)
+            .list_phones(PhoneFilter::default(), want, &token)
             .await?;
         phones.extend(page);
         if next.is_empty() || phones.len() > MAX_COUNTED {
@@ -319,8 +324,11 @@ async fn counts(c: &Console) -> Result<Counts, Problem> {
         out.too_many = true;
     } else {
         let mut names: HashMap<String, String> = HashMap::new();
-        let mut lookups = StatusLookups::default();
-        for p in &phones {
+        // Every phone's bindings in a few reads, not one each.
+        let views = core
+            .phone_statuses(&phones, &mut StatusLookups::default())
+            .await?;
+        for (p, view) in phones.iter().zip(&views) {
             if !names.contains_key(&p.site_id) {
                 let name = core
                     .get_site(&p.site_id)
@@ -329,8 +337,7 @@ async fn counts(c: &Console) -> Result<Counts, Problem> {
                     .unwrap_or_else(|_| p.site_id.clone());
                 names.insert(p.site_id.clone(), name);
             }
-            let view = core.phone_status_with(p, &mut lookups).await?;
-            let (primary, _) = crate::rest::status::status_out(p, &view, core.realm());
+            let (primary, _) = crate::rest::status::status_out(p, view, core.realm());
             *out.sites
                 .entry(names[&p.site_id].clone())
                 .or_default()
@@ -416,6 +423,7 @@ mod tests {
     #[test]
     fn streams_follow_a_bounded_list_of_ids() {
         assert_eq!(ids_of("ids=a,b&ids=c"), ["a", "b", "c"]);
+        assert_eq!(ids_of("ids=a,a,b,a"), ["a", "b"]);
         assert_eq!(ids_of("ids=&x=1"), Vec::<String>::new());
         let many = format!(
             "ids={}",

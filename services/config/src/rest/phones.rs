@@ -154,7 +154,8 @@ pub async fn list(
             "id" => String::new(),
             "dateCreated" => format!("{:020}", p.created_at_ms.max(0)),
             "dateModified" => format!("{:020}", p.updated_at_ms.max(0)),
-            _ => p.name.to_lowercase(),
+            // As the unique-name index folds it, so both paths list in one order.
+            _ => dialtone_domain::keys::fold_name(&p.name),
         };
         (key, p.id.clone())
     });
