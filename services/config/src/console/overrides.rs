@@ -165,6 +165,17 @@ async fn effective(c: &Console, p: &pb::Phone) -> HashMap<&'static str, String> 
         .collect()
 }
 
+/// Refuses a REMOTE phone: it does not register, and has no settings to override.
+fn takes_overrides(p: &pb::Phone) -> Result<(), Problem> {
+    if p.kind == pb::PhoneKind::Remote as i32 {
+        return Err(Problem::new(
+            400,
+            "a REMOTE phone does not register: it has no settings to override",
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /phones/{id}/overrides`.
 pub async fn edit(
     State(c): State<Console>,
@@ -173,6 +184,7 @@ pub async fn edit(
 ) -> Result<Markup, Problem> {
     allow(&c, &ctx, Permission::Edit)?;
     let p = c.api.core().get_phone(&id).await?;
+    takes_overrides(&p)?;
     let now = effective(&c, &p).await;
     Ok(page(
         &ctx,
@@ -196,6 +208,7 @@ pub async fn save(
     allow(&c, &ctx, Permission::Edit)?;
     let core = c.api.core();
     let mut p = core.get_phone(&id).await?;
+    takes_overrides(&p)?;
     p.version = get("version")
         .parse()
         .map_err(|_| Problem::new(400, "the form has no version: reload the page"))?;

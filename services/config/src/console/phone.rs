@@ -78,6 +78,8 @@ pub async fn detail(
         Some(Mode::Site(s)) => ("site", String::new(), s.extension.clone()),
         _ => ("unassigned", String::new(), String::new()),
     };
+    // A REMOTE phone has no lines or settings of its own to edit.
+    let remote = p.kind == pb::PhoneKind::Remote as i32;
     let body = html! {
         @if let Some(f) = &flash {
             section class="card secret" aria-labelledby="secret-h" {
@@ -153,7 +155,7 @@ pub async fn detail(
                     }
                 }
             }
-            @if ctx.can_edit { (super::phone_lines::add_form(&ctx, &p)) }
+            @if ctx.can_edit && !remote { (super::phone_lines::add_form(&ctx, &p)) }
         }
         section class="card" aria-labelledby="edit-h" {
             h2 id="edit-h" { @if ctx.can_edit { "Edit" } @else { "Details" } }
@@ -208,7 +210,7 @@ pub async fn detail(
                 table id="overrides" { thead { tr { th scope="col" { "Setting" } th scope="col" { "Value" } } }
                     tbody { @for (k, v) in &overrides { tr { td { code { (k) } } td { code { (layout::setting_value(k, &v.to_string())) } } } } } }
             }
-            @if ctx.can_edit {
+            @if ctx.can_edit && !remote {
                 p { a class="button" href={ "/phones/" (id) "/overrides" } { "Edit overrides" } }
             }
         }
