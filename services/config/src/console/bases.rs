@@ -296,9 +296,7 @@ pub async fn update(
     ctx.check_csrf(get("_csrf"))?;
     allow(&c, &ctx, Permission::All)?;
     let mut b = c.api.core().get_base_settings(&id).await?;
-    b.version = get("version")
-        .parse()
-        .map_err(|_| Problem::new(400, "the form has no version: reload the page"))?;
+    b.version = form::version_of(get("version"))?;
     let name = get("name").trim().to_owned();
     let fail = |err: FormError| {
         let shown = FIELDS

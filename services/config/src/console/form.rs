@@ -49,6 +49,12 @@ impl From<crate::ConfigError> for FormError {
     }
 }
 
+/// The version a form was read at (its hidden `version` field).
+pub fn version_of(raw: &str) -> Result<i64, super::Problem> {
+    raw.parse()
+        .map_err(|_| super::Problem::new(400, "the form has no version: reload the page"))
+}
+
 /// The banner of an error not about one field.
 pub fn banner(err: Option<&FormError>) -> Markup {
     html! {

@@ -209,9 +209,7 @@ pub async fn save(
     let core = c.api.core();
     let mut p = core.get_phone(&id).await?;
     takes_overrides(&p)?;
-    p.version = get("version")
-        .parse()
-        .map_err(|_| Problem::new(400, "the form has no version: reload the page"))?;
+    p.version = form::version_of(get("version"))?;
     let fail = |p: &pb::Phone, now: &HashMap<&'static str, String>, err: FormError| {
         // What was typed, as typed, so the admin corrects it rather than retypes it.
         let typed = FIELDS

@@ -100,25 +100,26 @@ pub async fn update(
         p.hardware_id = f.hardware.trim().to_owned();
         "edit phone"
     };
-    match core.update_phone(p.clone()).await {
-        Ok(w) => {
-            if !w.lines.is_empty() || w.device.is_some() {
-                c.sessions.lock().set_flash(
-                    &ctx.sid,
-                    Flash {
-                        for_path: format!("/phones/{id}"),
-                        secrets: secrets_of(&w),
-                    },
-                );
-            }
-            c.record(&ctx, what, &id, "ok");
-            Ok(Redirect::to(&format!("/phones/{id}")).into_response())
-        }
-        Err(e) => {
-            c.record(&ctx, what, &id, &e.to_string());
-            Err(e.into())
-        }
+    save(&c, &ctx, what, p).await
+}
+
+/// Writes phone `p` (at its version) as `action`, records it, keeps the passwords of the
+/// lines (and device credential) the write created for its page, once, and goes there.
+pub async fn save(c: &Console, ctx: &Ctx, action: &str, p: pb::Phone) -> Result<Response, Problem> {
+    let id = p.id.clone();
+    let r = c.api.core().update_phone(p).await;
+    c.record_result(ctx, action, &id, &r);
+    let w = r?;
+    if !w.lines.is_empty() || w.device.is_some() {
+        c.sessions.lock().set_flash(
+            &ctx.sid,
+            Flash {
+                for_path: format!("/phones/{id}"),
+                secrets: secrets_of(&w),
+            },
+        );
     }
+    Ok(Redirect::to(&format!("/phones/{id}")).into_response())
 }
 
 /// The action and line forms' fields.

@@ -6,14 +6,14 @@
 use axum::{
     Form,
     extract::{Path, State},
-    response::{IntoResponse, Redirect, Response},
+    response::Response,
 };
 use dialtone_auth::Permission;
 use dialtone_proto::config::v1 as pb;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{Console, Ctx, Problem, context::allow, form, phone_new::secrets_of, session::Flash};
+use super::{Console, Ctx, Problem, context::allow, form};
 
 /// The lines form's fields.
 #[derive(Debug, Deserialize)]
@@ -65,8 +65,7 @@ pub async fn update(
 ) -> Result<Response, Problem> {
     ctx.check_csrf(&f.csrf)?;
     allow(&c, &ctx, Permission::Edit)?;
-    let core = c.api.core();
-    let mut p = core.get_phone(&id).await?;
+    let mut p = c.api.core().get_phone(&id).await?;
     p.version = f.version;
     p.lines = changed(std::mem::take(&mut p.lines), &f)?;
     let action = if f.op == "add" {
@@ -74,19 +73,7 @@ pub async fn update(
     } else {
         "remove line"
     };
-    let r = core.update_phone(p).await;
-    c.record_result(&ctx, action, &id, &r);
-    let w = r?;
-    if !w.lines.is_empty() {
-        c.sessions.lock().set_flash(
-            &ctx.sid,
-            Flash {
-                for_path: format!("/phones/{id}"),
-                secrets: secrets_of(&w),
-            },
-        );
-    }
-    Ok(Redirect::to(&format!("/phones/{id}")).into_response())
+    super::phone_edit::save(&c, &ctx, action, p).await
 }
 
 /// A line's Remove button.

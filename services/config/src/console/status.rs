@@ -25,7 +25,7 @@ use maud::{Markup, html};
 use serde::Serialize;
 
 use super::{Console, Ctx, Problem, layout};
-use crate::phone_status::StatusLookups;
+use crate::phone_status::{PhoneStatusView, StatusLookups};
 
 /// Phones one stream follows.
 pub const MAX_FOLLOWED: usize = 100;
@@ -63,25 +63,19 @@ pub struct Shown {
     pub secondary_status: String,
 }
 
-async fn shown(
-    c: &Console,
-    id: &str,
-    lookups: &mut StatusLookups,
-) -> Result<Shown, crate::ConfigError> {
-    let core = c.api.core();
-    let p = core.get_phone(id).await?;
-    let view = core.phone_status_with(&p, lookups).await?;
-    let (primary, secondary) = crate::rest::status::status_out(&p, &view, core.realm());
+/// Phone `p`'s status `view` as the pages show it.
+fn shown(p: &dialtone_proto::config::v1::Phone, view: &PhoneStatusView, realm: &str) -> Shown {
+    let (primary, secondary) = crate::rest::status::status_out(p, view, realm);
     let edge = |s: &crate::rest::status::PhoneStatus| {
         s.edge.as_ref().map(|e| e.id.clone()).unwrap_or_default()
     };
-    Ok(Shown {
-        id: id.to_owned(),
+    Shown {
+        id: p.id.clone(),
         status: primary.operational_status.clone(),
         primary: edge(&primary),
         secondary: secondary.as_ref().map(edge).unwrap_or_default(),
         secondary_status: secondary.map(|s| s.operational_status).unwrap_or_default(),
-    })
+    }
 }
 
 /// The ids a stream asks for (`ids=a,b,c`), at most [`MAX_FOLLOWED`].
@@ -243,27 +237,37 @@ pub async fn phone_events(State(c): State<Console>, ctx: Ctx, RawQuery(q): RawQu
         let (sent, gone) = (sent.clone(), gone.clone());
         async move {
             let mut sent = sent.lock().await;
-            let mut lookups = StatusLookups::default();
-            let mut events = Vec::new();
+            let core = c.api.core();
+            let mut phones = Vec::with_capacity(ids.len());
             for id in &ids {
                 // A phone that is not there is not asked for again by this stream.
                 if gone.lock().await.contains(id) {
                     continue;
                 }
-                let s = match shown(&c, id, &mut lookups).await {
-                    Ok(s) => s,
+                match core.get_phone(id).await {
+                    Ok(p) => phones.push(p),
                     Err(crate::ConfigError::NotFound { .. }) => {
                         gone.lock().await.insert(id.clone());
-                        continue;
                     }
                     // The store is unreachable: the next tick tries again.
-                    Err(_) => continue,
-                };
-                if sent.get(id) != Some(&s) {
+                    Err(_) => {}
+                }
+            }
+            // Their bindings in one read; the store unreachable: the next tick tries again.
+            let Ok(views) = core
+                .phone_statuses(&phones, &mut StatusLookups::default())
+                .await
+            else {
+                return Vec::new();
+            };
+            let mut events = Vec::new();
+            for (p, view) in phones.iter().zip(&views) {
+                let s = shown(p, view, core.realm());
+                if sent.get(&p.id) != Some(&s) {
                     if let Ok(e) = Event::default().event("status").json_data(&s) {
                         events.push(e);
                     }
-                    sent.insert(id.clone(), s);
+                    sent.insert(p.id.clone(), s);
                 }
             }
             events
