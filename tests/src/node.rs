@@ -224,6 +224,13 @@ impl Node {
         self.spawn().await
     }
 
+    /// Starts the process again after [`Node::terminate`] (a rollout's new pod), with the
+    /// same flags and data dir.
+    pub async fn start_again(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(self.child.is_none(), "node {} still runs", self.node_id);
+        self.spawn().await
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())

@@ -215,7 +215,21 @@ pub async fn options_answered(
     to: &[(&str, &str, SocketAddr)],
     within: Duration,
 ) -> usize {
+    requests_answered("OPTIONS", from, to, within).await
+}
+
+/// As [`options_answered`], with MESSAGE (a short text body) or OPTIONS.
+pub async fn requests_answered(
+    method: &str,
+    from: (&str, &str),
+    to: &[(&str, &str, SocketAddr)],
+    within: Duration,
+) -> usize {
     let (from_user, password) = from;
+    let body = match method {
+        "MESSAGE" => "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
+        _ => "Content-Length: 0\r\n\r\n",
+    };
     // A line's caller: one challenge per edge, then each request its own nonce count.
     let caller = Caller::line(from_user, password).await.unwrap();
     let sock = &caller.sock;
@@ -223,7 +237,7 @@ pub async fn options_answered(
     let mut requests: Vec<(String, SocketAddr)> = Vec::with_capacity(to.len());
     for (i, (user, domain, edge)) in to.iter().enumerate() {
         let text = format!(
-            "OPTIONS sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            "{method} sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 {method}\r\n{body}",
             r = rand::random::<u32>(),
         );
         requests.push((caller.authorized(&text, *edge).await, *edge));

@@ -221,6 +221,56 @@ async fn contract_watch_lease(s: &Store) {
     assert!(s.get("l/expiring").await.unwrap().is_none());
 }
 
+/// A node's lease left to expire is taken over by the next process with the node's id,
+/// with every key on it; a lease granted with another TTL, or gone, is not.
+async fn contract_lease_takeover(s: &Store) {
+    use dialtone_store::lifecycle::NodeLease;
+    let (first, left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1").await.unwrap();
+    assert!(left.is_empty(), "a first start finds nothing: {left:?}");
+    first.put_owned("m/n1", b"member".to_vec()).await.unwrap();
+    s.put("b/p1/0/n1", b"binding".to_vec(), Some(first.lease_id()))
+        .await
+        .unwrap();
+    let info = s.lease_info(first.lease_id()).await.unwrap().unwrap();
+    assert_eq!(info.granted_ttl_s, 3);
+    assert!(info.ttl_left_s > 0 && info.ttl_left_s <= 3, "{info:?}");
+    let mut keys = info.keys.clone();
+    keys.sort();
+    assert_eq!(keys, ["b/p1/0/n1", "m/n1"]);
+
+    // A restart: the old process leaves the lease; the new one takes it and its keys over,
+    // and keeps it alive past the TTL.
+    first.leave();
+    let lease = first.lease_id();
+    drop(first);
+    let (second, mut left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1").await.unwrap();
+    left.sort();
+    assert_eq!(second.lease_id(), lease, "the lease is taken over");
+    assert_eq!(left, ["b/p1/0/n1", "m/n1"]);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        s.get("b/p1/0/n1").await.unwrap().is_some(),
+        "kept alive by the new process"
+    );
+
+    // Another TTL (the flag changed): a new lease; the old keys expire with the old one.
+    second.leave();
+    drop(second);
+    let (third, left) = NodeLease::resume(s.clone(), "n1", 4, "m/n1").await.unwrap();
+    assert_ne!(third.lease_id(), lease);
+    assert!(left.is_empty());
+    third.shutdown().await;
+
+    // A revoked lease is gone.
+    assert_eq!(
+        s.lease_info(lease).await.unwrap().map(|i| i.keys.len()),
+        Some(2)
+    );
+    s.lease_revoke(lease).await.unwrap();
+    assert_eq!(s.lease_info(lease).await.unwrap(), None);
+    assert!(s.get("b/p1/0/n1").await.unwrap().is_none());
+}
+
 /// What a follower was told, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Told {
@@ -362,6 +412,7 @@ async fn embedded_store_meets_the_contract() {
     let s = Store::Embedded(EmbeddedStore::open(dir.path()).unwrap());
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
+    contract_lease_takeover(&s).await;
     contract_follow(&s).await;
 }
 
@@ -436,6 +487,7 @@ async fn etcd_single_member_meets_the_contract() {
     let s = etcd.store("/contract/").await.unwrap();
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
+    contract_lease_takeover(&s).await;
     contract_follow(&s).await;
     // etcd compaction: a watch from before it gets the re-list signal
     let mut c = etcd_client::Client::connect(etcd.endpoints(), None)

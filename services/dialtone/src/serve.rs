@@ -57,9 +57,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(path) = &cfg.api_tokens {
         crate::grpc_auth::reload_on_change(tokens.clone(), path.clone(), Duration::from_secs(2));
     }
+    // An edge takes over the lease of the process it replaces (same node id, within the
+    // TTL), with the bindings on it; see `NodeLease::resume` and `dialtone_edge::takeover`.
+    let runs_edge = cfg.roles.iter().any(|r| r == "edge");
     let (lease_store, node, ttl) = (store.clone(), cfg.node().to_owned(), cfg.lease_ttl);
-    let lease = store_rt
-        .run(async move { NodeLease::start(lease_store, &node, ttl).await })
+    let (lease, left_on_lease) = store_rt
+        .run(async move {
+            if runs_edge {
+                let key = dialtone_domain::keys::member("edge", &node);
+                NodeLease::resume(lease_store, &node, ttl, &key).await
+            } else {
+                Ok((NodeLease::start(lease_store, &node, ttl).await?, Vec::new()))
+            }
+        })
         .await?
         .context("granting the node lease")?;
 
@@ -87,9 +97,15 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             .edge
             .settings(cfg.node(), &cfg.sip_realm, &data, cfg.etcd.is_empty())?;
         Some(Arc::new(
-            Edge::start(settings, store.clone(), lease.clone(), &data)
-                .await
-                .context("starting the sip edge")?,
+            Edge::start(
+                settings,
+                store.clone(),
+                lease.clone(),
+                &left_on_lease,
+                &data,
+            )
+            .await
+            .context("starting the sip edge")?,
         ))
     } else {
         None
@@ -314,7 +330,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 }),
         );
         shutdown_signal().await;
-        info!(node = %cfg.node(), "shutting down: draining, then revoking the lease");
+        info!(node = %cfg.node(), "shutting down: draining");
         let _ = stop_tx.send(true);
         if let Some(e) = &edge {
             e.shutdown();
@@ -333,7 +349,13 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         if let Some(m) = metrics_export {
             m.finish().await;
         }
-        lease.shutdown().await;
+        if edge.is_some() {
+            // The bindings stay for the next process with this node id (a restart, a
+            // rollout); if none comes within the TTL they expire as after a crash.
+            lease.leave();
+        } else {
+            lease.shutdown().await;
+        }
     }
     info!("stopped");
     Ok(())

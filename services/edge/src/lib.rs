@@ -33,6 +33,7 @@ mod metrics;
 mod registrar;
 mod replies;
 pub mod settings;
+mod takeover;
 mod transport;
 mod uac;
 
@@ -90,6 +91,7 @@ impl Edge {
         settings: EdgeSettings,
         store: Store,
         lease: Arc<NodeLease>,
+        left_on_lease: &[String],
         data_dir: &Path,
     ) -> Result<Self, EdgeError> {
         settings.validate()?;
@@ -164,11 +166,20 @@ impl Edge {
             SharedParts {
                 node_id: settings.node_id.clone(),
                 quiet_before_sleep_s: registrar::phone::TXN_MEMORY_S,
-                publisher,
+                publisher: publisher.clone(),
                 replies: replies.clone(),
                 stats: stats.clone(),
             },
         ));
+        // Before any listener serves: a phone's REGISTER that arrives later is newer.
+        takeover::take_back(
+            &store,
+            &directory,
+            &publisher,
+            &settings.node_id,
+            left_on_lease,
+        )
+        .await;
         let ready = Arc::new(AtomicBool::new(false));
         let credentials_task = loop {
             let registrar = directory.clone();
@@ -317,7 +328,9 @@ impl Edge {
         out
     }
 
-    /// Stops listening and stops the actors (bindings vanish with the lease revoke).
+    /// Stops listening and stops the actors. The bindings stay in the store on the node's
+    /// lease, which `dialtone serve` leaves to expire: a restart within its TTL takes them
+    /// back ([`takeover`]).
     pub fn shutdown(&self) {
         let _ = self.stop.send(true);
         for t in &self.tasks {

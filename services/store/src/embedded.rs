@@ -21,7 +21,9 @@ use tracing::{info, warn};
 
 use crate::{
     StoreError,
-    types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent},
+    types::{
+        Compare, KeyValue, LeaseId, LeaseInfo, Op, RangePage, TxnResult, WatchBatch, WatchEvent,
+    },
     wal::{Record, decode_frames, encode_frame},
 };
 
@@ -645,6 +647,20 @@ impl EmbeddedStore {
             }
             None => 0,
         }
+    }
+
+    pub(crate) async fn lease_info(&self, id: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
+        let st = self.inner.state.read();
+        let now = Instant::now();
+        Ok(st
+            .leases
+            .get(&id)
+            .filter(|l| l.deadline > now)
+            .map(|l| LeaseInfo {
+                granted_ttl_s: l.ttl,
+                ttl_left_s: l.deadline.duration_since(now).as_secs().max(1) as i64,
+                keys: l.keys.iter().cloned().collect(),
+            }))
     }
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {

@@ -2,13 +2,15 @@
 
 use etcd_client::{
     Client, CompactionOptions, Compare as EtcdCompare, CompareOp, DeleteOptions, EventType,
-    GetOptions, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp, TxnOpResponse,
-    WatchOptions, WatchStream as EtcdWatchStream,
+    GetOptions, LeaseKeepAliveStream, LeaseKeeper, LeaseTimeToLiveOptions, PutOptions, Txn, TxnOp,
+    TxnOpResponse, WatchOptions, WatchStream as EtcdWatchStream,
 };
 
 use crate::{
     StoreError, prefix_end,
-    types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent},
+    types::{
+        Compare, KeyValue, LeaseId, LeaseInfo, Op, RangePage, TxnResult, WatchBatch, WatchEvent,
+    },
 };
 
 /// A connection to an etcd cluster, with every key under `root`. Calls go to one pinned
@@ -377,6 +379,32 @@ impl EtcdStore {
             )
             .await?;
         Ok(EtcdKeepAlive { keeper, stream })
+    }
+
+    pub(crate) async fn lease_info(&self, id: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
+        let resp = self
+            .retry(false, |c| async move {
+                c.lease_client()
+                    .time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
+                    .await
+            })
+            .await?;
+        if resp.ttl() <= 0 {
+            return Ok(None);
+        }
+        let mut keys = Vec::with_capacity(resp.keys().len());
+        for k in resp.keys() {
+            let k = std::str::from_utf8(k).map_err(|_| StoreError::BadKey)?;
+            // Keys of another prefix sharing the lease are not this store's.
+            if let Some(k) = k.strip_prefix(&self.root) {
+                keys.push(k.to_owned());
+            }
+        }
+        Ok(Some(LeaseInfo {
+            granted_ttl_s: resp.granted_ttl(),
+            ttl_left_s: resp.ttl(),
+            keys,
+        }))
     }
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {

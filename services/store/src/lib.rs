@@ -22,7 +22,9 @@ pub use error::StoreError;
 pub use etcd::{EtcdSecurity, EtcdStore};
 pub use follow::{Follow, Follower};
 use metrics::{METRICS, Outcome, StoreOp};
-pub use types::{Compare, KeyValue, LeaseId, Op, RangePage, TxnResult, WatchBatch, WatchEvent};
+pub use types::{
+    Compare, KeyValue, LeaseId, LeaseInfo, Op, RangePage, TxnResult, WatchBatch, WatchEvent,
+};
 
 /// The root under which Dialtone keeps its keys unless told otherwise.
 pub const DEFAULT_ROOT: &str = "/dialtone/v1/";
@@ -252,6 +254,16 @@ impl Store {
                         LeaseKeepAlive::Etcd(Box::new(s.lease_keep_alive(lease).await?))
                     }
                 })
+            })
+            .await
+    }
+
+    /// A lease's TTLs and keys; `None` once it expired or was revoked. (Read by a node that
+    /// takes over the lease of the process it replaces: see `lifecycle::NodeLease::resume`.)
+    pub async fn lease_info(&self, lease: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
+        METRICS
+            .timed(StoreOp::LeaseInfo, async {
+                dispatch!(self, s => s.lease_info(lease).await)
             })
             .await
     }

@@ -6,7 +6,9 @@
 //! the node logs it, marks itself unhealthy, grants a new lease and writes every owned key
 //! again; subscribers are told through [`NodeLease::generation`] so roles can re-publish
 //! state they keep elsewhere. Graceful shutdown revokes the lease, so the node's keys vanish
-//! at once instead of after the TTL.
+//! at once instead of after the TTL; or leaves it to expire ([`NodeLease::leave`]), so the
+//! next process with the same node id, started within the TTL (a restart, a rollout), takes
+//! the lease and every key on it over ([`NodeLease::resume`]): an edge's bindings survive.
 
 use std::{
     collections::BTreeMap,
@@ -47,6 +49,33 @@ impl NodeLease {
     pub async fn start(store: Store, node_id: &str, ttl_s: i64) -> Result<Self, StoreError> {
         let lease = store.lease_grant(ttl_s).await?;
         info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, "node lease granted");
+        Ok(Self::keeping(store, node_id, ttl_s, lease))
+    }
+
+    /// Takes over the lease `key` hangs on, when it is still alive and was granted with
+    /// `ttl_s` (the lease of the process this one replaces under the same node id, left by
+    /// [`NodeLease::leave`] or by a crash), refreshing it at once; else grants a new one as
+    /// [`NodeLease::start`] does. Returns the lease and the keys the previous process left
+    /// on it (none for a new lease).
+    pub async fn resume(
+        store: Store,
+        node_id: &str,
+        ttl_s: i64,
+        key: &str,
+    ) -> Result<(Self, Vec<String>), StoreError> {
+        let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
+        if previous != 0
+            && let Some(info) = store.lease_info(previous).await?
+            && info.granted_ttl_s == ttl_s
+            && store.lease_keep_alive(previous).await?.refresh().await? > 0
+        {
+            info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, keys = info.keys.len(), "node lease taken over from the previous process");
+            return Ok((Self::keeping(store, node_id, ttl_s, previous), info.keys));
+        }
+        Ok((Self::start(store, node_id, ttl_s).await?, Vec::new()))
+    }
+
+    fn keeping(store: Store, node_id: &str, ttl_s: i64, lease: LeaseId) -> Self {
         let shared = Arc::new(Shared {
             store,
             node_id: node_id.to_owned(),
@@ -57,7 +86,7 @@ impl NodeLease {
             generation: watch::channel(0).0,
         });
         let keeper = tokio::spawn(keep(shared.clone()));
-        Ok(NodeLease { shared, keeper })
+        NodeLease { shared, keeper }
     }
 
     /// The current lease id.
@@ -108,6 +137,16 @@ impl NodeLease {
                 warn!(node = %self.shared.node_id, error = %e, "lease revoke failed; keys expire with the ttl")
             }
         }
+    }
+}
+
+impl NodeLease {
+    /// Stops refreshing the lease without revoking it: the node's keys stay for the rest
+    /// of the TTL, for the next process with this node id to take over
+    /// ([`NodeLease::resume`]); if none comes, they expire as after a crash.
+    pub fn leave(&self) {
+        self.keeper.abort();
+        info!(node = %self.shared.node_id, lease = %format!("{:x}", self.lease_id()), ttl_s = self.shared.ttl_s, "node lease left to expire: a restart within its ttl takes it over");
     }
 }
 

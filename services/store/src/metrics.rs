@@ -31,9 +31,10 @@ pub(crate) enum StoreOp {
     LeaseGrant,
     LeaseKeepAlive,
     LeaseRevoke,
+    LeaseInfo,
 }
 
-const OPS: [&str; 13] = [
+const OPS: [&str; 14] = [
     "get",
     "get_many",
     "range_many",
@@ -47,6 +48,7 @@ const OPS: [&str; 13] = [
     "lease_grant",
     "lease_keep_alive",
     "lease_revoke",
+    "lease_info",
 ];
 
 /// How a call ended, as a metric label.

@@ -307,6 +307,28 @@ impl Directory {
         sh.shards[sh.shard_of(id)].lock().phones.contains_key(id)
     }
 
+    /// Puts a restored phone to sleep here (see [`crate::registrar::restore`]), unless the
+    /// phone is already known (it registered meanwhile: what it sent is newer). Returns
+    /// whether it was added.
+    pub fn adopt(&self, id: &str, state: &PhoneState) -> bool {
+        let sh = &self.shared;
+        let bytes = state.encode(unix_ms() / 1000, sh.replies.nonce_lifetime_s);
+        let id: Arc<str> = id.into();
+        let mut shard = sh.shards[sh.shard_of(&id)].lock();
+        if shard.phones.contains_key(&id) {
+            return false;
+        }
+        shard.wakeups.push(Reverse((wake_at(&bytes), id.clone())));
+        shard.phones.insert(id, Slot::Asleep(bytes));
+        drop(shard);
+        sh.stats.sleeping_changed(1);
+        let none = [0; crate::metrics::TRANSPORTS.len()];
+        sh.stats
+            .bindings_changed(&none, &state.contacts_by_transport());
+        sh.stats.phones_changed(1);
+        true
+    }
+
     /// Every phone with state here.
     pub fn ids(&self) -> Vec<Arc<str>> {
         self.shared

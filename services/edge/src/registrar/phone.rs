@@ -103,11 +103,7 @@ impl PhoneActor {
 
     /// Bindings per transport (the metrics' [`crate::metrics::TRANSPORTS`] order).
     fn contacts_by_transport(&self) -> [i64; crate::metrics::TRANSPORTS.len()] {
-        let mut n = [0; crate::metrics::TRANSPORTS.len()];
-        for b in self.state.lines.iter().flat_map(|l| &l.bindings) {
-            n[b.source.transport.index()] += 1;
-        }
-        n
+        self.state.contacts_by_transport()
     }
 
     fn publish(&mut self, pos: usize, now: u64) {

@@ -35,6 +35,15 @@ impl PhoneState {
             .min()
     }
 
+    /// Bindings per transport (the metrics' [`crate::metrics::TRANSPORTS`] order).
+    pub fn contacts_by_transport(&self) -> [i64; crate::metrics::TRANSPORTS.len()] {
+        let mut n = [0; crate::metrics::TRANSPORTS.len()];
+        for b in self.lines.iter().flat_map(|l| &l.bindings) {
+            n[b.source.transport.index()] += 1;
+        }
+        n
+    }
+
     /// The sleeping form: the earliest expiry first (`u64::MAX` with no binding; read by
     /// [`wake_at`] without decoding), then every field. Nonces older than `lifetime_s` are
     /// left out.

@@ -1,0 +1,74 @@
+//! An edge restarted under the same node id takes its phones back: the keys the previous
+//! process left on the lease this one took over (`NodeLease::resume`) are read, and the
+//! bindings among them become sleeping phones again ([`crate::registrar::restore`]), before
+//! the listeners serve. Lines with nothing live left are deleted from the store.
+
+use dialtone_common::clock::unix_ms;
+use dialtone_domain::keys;
+use dialtone_proto::edge::v1 as pb;
+use dialtone_store::Store;
+use prost::Message as _;
+use tracing::{info, warn};
+
+use crate::registrar::{directory::Directory, publisher::Publisher, restore::restore};
+
+/// How many keys one read asks for.
+const READ_CHUNK: usize = 1000;
+
+/// What was taken back, for the log and the tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct TakenBack {
+    pub phones: usize,
+    pub contacts: usize,
+    pub lines_deleted: usize,
+}
+
+/// Restores the phones whose binding keys are among `left` (the keys on the lease taken
+/// over). A key that cannot be read or decoded is skipped: its phone registers again.
+pub async fn take_back(
+    store: &Store,
+    directory: &Directory,
+    publisher: &Publisher,
+    node: &str,
+    left: &[String],
+) -> TakenBack {
+    let ours: Vec<String> = left
+        .iter()
+        .filter(|k| keys::parse_binding(k).is_some_and(|(_, _, n)| n == node))
+        .cloned()
+        .collect();
+    let mut stored = Vec::with_capacity(ours.len());
+    for chunk in ours.chunks(READ_CHUNK) {
+        match store.get_many(chunk).await {
+            Ok(kvs) => stored.extend(
+                kvs.into_iter()
+                    .flatten()
+                    .filter_map(|kv| pb::Binding::decode(kv.value.as_slice()).ok()),
+            ),
+            Err(e) => {
+                warn!(error = %e, keys = chunk.len(), "reading bindings to take back failed: those phones register again")
+            }
+        }
+    }
+    let restored = restore(stored, node, unix_ms() / 1000);
+    let mut out = TakenBack::default();
+    for (phone, line) in &restored.emptied {
+        publisher.delete(keys::binding(phone, *line, node));
+        out.lines_deleted += 1;
+    }
+    for (id, state) in &restored.phones {
+        if directory.adopt(id, state) {
+            out.phones += 1;
+            out.contacts += state.lines.iter().map(|l| l.bindings.len()).sum::<usize>();
+        }
+    }
+    if !ours.is_empty() {
+        info!(
+            phones = out.phones,
+            contacts = out.contacts,
+            lines_deleted = out.lines_deleted,
+            "bindings taken back from the previous process"
+        );
+    }
+    out
+}

@@ -1,0 +1,235 @@
+//! A rolling restart of every edge, as Kubernetes performs one (SIGTERM, then a new process
+//! with the same node id): 1,000 phones registered for an hour over UDP to their primary and
+//! secondary edges stay reachable and never go OFFLINE, because a restarted edge takes its
+//! lease and its phones' bindings back instead of forgetting them. One etcd member, a
+//! config node, a status node and three edges; real processes, bounded in time.
+
+use std::{
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU32, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
+use dialtone_tests::{
+    ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN,
+    fleet::{import, import_csv, seed_site_on, wait_operational},
+    sip::requests_answered,
+};
+
+const PHONES: usize = 1000;
+/// Node indexes: 0 config, 1 status, 2-4 edges.
+const EDGES: [usize; 3] = [2, 3, 4];
+/// Requests sent by one caller at once: under the edge's 500 deliveries per source.
+const PROBE_CHUNK: usize = 400;
+
+async fn summary(st: &mut StatusClient) -> spb::SiteSummary {
+    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
+        .await
+        .expect("summaries")
+        .into_inner()
+        .sites
+        .into_iter()
+        .next()
+        .unwrap_or_default()
+}
+
+/// Sends a MESSAGE from the line `from` (SIP user, password) to every phone through the
+/// edge `via` picks for it; returns how many were answered 200 by the phone.
+async fn message_everyone(
+    from: (&str, &str),
+    specs: &[PhoneSpec],
+    via: impl Fn(&PhoneSpec) -> SocketAddr,
+) -> usize {
+    let mut answered = 0;
+    for chunk in specs.chunks(PROBE_CHUNK) {
+        let to: Vec<(&str, &str, SocketAddr)> = chunk
+            .iter()
+            .map(|p| (p.user.as_str(), p.domain.as_str(), via(p)))
+            .collect();
+        answered += requests_answered("MESSAGE", from, &to, Duration::from_secs(10)).await;
+    }
+    answered
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
+    let mut sb = ClusterSandbox::with_etcd_args(
+        1,
+        &["config", "status", "edge", "edge", "edge"],
+        &["--sip-min-expires=10"],
+    )
+    .await
+    .unwrap();
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    seed_site_on(
+        &mut cfg,
+        pb::PhoneSettings::default(),
+        &sb.udp_edges(&EDGES),
+    )
+    .await
+    .unwrap();
+    let created = import(&mut cfg, PHONES, "roll").await.unwrap();
+    // The sender: a phone with an extension (an unassigned phone may not send MESSAGE).
+    let mut row = import_csv(
+        &mut cfg,
+        "name,kind,site_id,base_settings_id,lines,assignment\nSender,unmanaged,hq,desk,sender,site:9999\n",
+        1 << 20,
+    )
+    .await
+    .unwrap()
+    .remove(0);
+    let line = row.credentials.remove(0);
+    let from = (line.sip_user.as_str(), line.password.as_str());
+    // Registered too, so every phone of the site is expected OPERATIONAL.
+    let sender = sb.dual_registered(
+        &EDGES,
+        &(
+            row.phone_id.clone(),
+            line.sip_user.clone(),
+            line.password.clone(),
+        ),
+    );
+    let specs: Vec<PhoneSpec> = created
+        .iter()
+        .map(|p| sb.dual_registered(&EDGES, p))
+        .collect();
+    let everyone: Vec<PhoneSpec> = specs.iter().cloned().chain([sender]).collect();
+    // Edges learn of the imported phones through their watch; give them a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sim = Sim::start(
+        SimConfig {
+            expires: 3600,
+            sockets: 4,
+            start_rate: 500,
+            timeout: Duration::from_secs(2),
+            ..SimConfig::default()
+        },
+        everyone.clone(),
+    )
+    .await
+    .unwrap();
+    let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
+    assert!(
+        wait_operational(&mut st, PHONES as u32 + 1, Duration::from_secs(60)).await,
+        "fleet never OPERATIONAL: {:?}",
+        summary(&mut st).await
+    );
+
+    // Watch the fleet all along: the most phones ever OFFLINE, and the fewest OPERATIONAL.
+    let (worst_offline, fewest_operational) = (
+        Arc::new(AtomicU32::new(0)),
+        Arc::new(AtomicU32::new(u32::MAX)),
+    );
+    let done = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (offline, operational, done) = (
+            worst_offline.clone(),
+            fewest_operational.clone(),
+            done.clone(),
+        );
+        let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
+        tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let s = summary(&mut st).await;
+                offline.fetch_max(s.offline, Ordering::Relaxed);
+                operational.fetch_min(s.operational, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    for &victim in &EDGES {
+        let addr = sb.udp(victim);
+        let node_id = sb.nodes[victim].node_id.clone();
+        let held: Vec<&PhoneSpec> = everyone
+            .iter()
+            .filter(|p| p.registrars.contains(&addr))
+            .collect();
+        assert!(!held.is_empty());
+
+        // SIGTERM, as a rollout does, and the new process at once (same node id, within the
+        // lease TTL of 3 s); meanwhile every phone is reached through its other edge.
+        let stopped = Instant::now();
+        assert!(sb.nodes[victim].terminate().unwrap().success());
+        let exited = stopped.elapsed();
+        let probe = {
+            let specs = specs.clone();
+            let (user, password) = (from.0.to_owned(), from.1.to_owned());
+            tokio::spawn(async move {
+                message_everyone((&user, &password), &specs, |p| {
+                    *p.registrars
+                        .iter()
+                        .find(|a| **a != addr)
+                        .expect("two edges")
+                })
+                .await
+            })
+        };
+        sb.nodes[victim].start_again().await.unwrap();
+        let back = stopped.elapsed();
+        assert_eq!(
+            probe.await.unwrap(),
+            PHONES,
+            "{node_id} restarting: MESSAGEs lost"
+        );
+        eprintln!(
+            "{node_id}: exited {exited:?} after SIGTERM, back after {back:?}; every phone reached meanwhile"
+        );
+
+        // It took its phones back from the store.
+        let mut edge = sb.nodes[victim].edge_client(ADMIN_TOKEN).await.unwrap();
+        for p in &held {
+            let bindings = edge
+                .list_bindings(epb::ListBindingsRequest {
+                    phone_id: p.phone_id.clone(),
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .bindings;
+            assert!(
+                bindings.iter().any(|b| !b.contacts.is_empty()),
+                "{node_id} forgot phone {} across its restart",
+                p.phone_id
+            );
+        }
+        let taken_back = sb.nodes[victim]
+            .metric("dialtone_edge_registered_phones", &node_id)
+            .await;
+        assert_eq!(
+            taken_back,
+            Some(held.len() as i64),
+            "{node_id} counts the phones it took back"
+        );
+
+        // Through the restarted edge: it delivers to the phones it holds itself, and hands
+        // the others to their edges.
+        let answered = message_everyone(from, &specs, |_| addr).await;
+        assert_eq!(answered, PHONES, "through {node_id} after its restart");
+    }
+
+    done.store(true, Ordering::Relaxed);
+    watcher.await.unwrap();
+    let (offline, operational) = (
+        worst_offline.load(Ordering::Relaxed),
+        fewest_operational.load(Ordering::Relaxed),
+    );
+    eprintln!(
+        "during the rolling restart: at most {offline} OFFLINE, at least {operational} OPERATIONAL"
+    );
+    assert_eq!(
+        offline, 0,
+        "a phone went OFFLINE during the rolling restart"
+    );
+    assert_eq!(
+        operational,
+        PHONES as u32 + 1,
+        "bindings were lost: a phone went DEGRADED during the rolling restart"
+    );
+    sim.stop(false, 1).await;
+}
