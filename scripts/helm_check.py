@@ -192,6 +192,54 @@ def run_ng_guard(ds, values):
     return []
 
 
+class UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a mapping naming a key twice (Kubernetes would keep one
+    of them silently; yaml.safe_load keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def pod_spec(doc):
+    """The pod spec of a workload (Deployment, StatefulSet, DaemonSet, Job), else None."""
+    return dig(doc, "spec.template.spec")
+
+
+def house_rules(docs, values):
+    """What every rendering must hold, whatever the values: pods mount no API token,
+    PodDisruptionBudgets never block a drain, a DaemonSet edge's id is its node's name, and
+    each ServiceMonitor names the job the alert rules and dashboards select."""
+    problems = []
+    services = [d for d in docs if d.get("kind") == "Service"]
+    for d in docs:
+        kind, name = d.get("kind"), dig(d, "metadata.name")
+        spec = pod_spec(d)
+        if spec is not None and spec.get("automountServiceAccountToken") is not False:
+            problems.append(f"{kind} {name}: mounts a ServiceAccount token")
+        if kind == "PodDisruptionBudget" and "minAvailable" in d["spec"]:
+            problems.append(f"PodDisruptionBudget {name}: minAvailable blocks a drain at one replica")
+        if kind == "DaemonSet" and name.endswith("-edge"):
+            env = {e["name"] for e in spec["containers"][0]["env"]}
+            if "DIALTONE_NODE_ID" in env or "DIALTONE_NODE_NAME" not in env:
+                problems.append(f"DaemonSet {name}: the edge id must come from the node name")
+        if kind == "ServiceMonitor":
+            label = dig(d, "spec.jobLabel")
+            want = dig(d, "spec.selector.matchLabels") or {}
+            jobs = {dig(s, "metadata.labels").get(label) for s in services
+                    if want.items() <= (dig(s, "metadata.labels") or {}).items()}
+            if not label or not jobs or not all(j and j.startswith("dialtone-") for j in jobs):
+                problems.append(f"ServiceMonitor {name}: jobs {jobs} (jobLabel {label!r}); "
+                                "the alert rules select job=\"dialtone-<role>\"")
+    return problems
+
+
 def check(name, values):
     problems = []
     report = helm_python.lint(str(CHART), values, strict=True, kube_version="v" + KUBE_VERSION)
@@ -207,12 +255,19 @@ def check(name, values):
     finally:
         chart.close()
     kinds = []
+    docs = []
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml"):
             continue
-        for doc in yaml.safe_load_all(text):
+        try:
+            loaded = list(yaml.load_all(text, Loader=UniqueKeyLoader))
+        except yaml.YAMLError as e:
+            problems.append(f"{path}: {e}")
+            continue
+        for doc in loaded:
             if not doc:
                 continue
+            docs.append(doc)
             kind = (doc.get("apiVersion"), doc.get("kind"))
             if kind[1] == "Job" and dig(doc, "metadata.name") == "dt-dialtone-edge-group":
                 problems += run_edge_group_job(doc, values)
@@ -229,7 +284,37 @@ def check(name, values):
                 kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
             except kubernetes_validate.ValidationError as e:
                 problems.append(f"{path}: {kind[1]} {dig(doc, 'metadata.name')}: {e.message}")
+    problems += house_rules(docs, values)
     print(f"{name}: {len(kinds)} manifests ({', '.join(kinds)})")
+    return problems
+
+
+def render(values):
+    """The chart rendered offline (as helm template, Argo CD and Flux do): path -> text."""
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        return chart.render(chart.merge_values(values), name="dt", namespace="voice",
+                            is_install=True)
+    finally:
+        chart.close()
+
+
+def gitops_problems():
+    """GitOps: with secrets.autoGenerate=false two offline renders are identical (no key
+    rotates on a sync), and a Secret left unnamed fails the render, naming its value."""
+    problems = []
+    values = yaml.safe_load((CHART / "ci" / "gitops-values.yaml").read_text())
+    if render(values) != render(values):
+        problems.append("gitops: two renders of ci/gitops-values.yaml differ")
+    missing = {**values, "secrets": {**values["secrets"], "apiTokens": {"existingSecret": ""}}}
+    try:
+        render(missing)
+        problems.append("gitops: autoGenerate=false rendered without secrets.apiTokens.existingSecret")
+    except helm_python.HelmError as e:
+        if "secrets.apiTokens.existingSecret" not in str(e):
+            problems.append(f"gitops: the failure does not name the value: {e}")
+    if not problems:
+        print("  gitops: two offline renders identical; an unnamed Secret fails, naming it")
     return problems
 
 
@@ -242,6 +327,9 @@ def main():
         for p in check(name, values):
             failed = True
             print(f"  {name}: {p}")
+    for p in gitops_problems():
+        failed = True
+        print(f"  {p}")
     # A value of the wrong type must be refused by the schema, naming the key.
     chart = helm_python.Chart.load(str(CHART))
     try:

@@ -120,12 +120,9 @@ Arguments: root, token.
 {{- if eq (int .) 0 -}}off{{- else -}}0.0.0.0:{{ . }}{{- end -}}
 {{- end -}}
 
-{{/* Environment shared by every Dialtone container: node id, store, secrets, telemetry. */}}
+{{/* Environment shared by every Dialtone container: store, secrets, telemetry (each
+workload sets its node id: the pod name, or a DaemonSet edge's Kubernetes node name). */}}
 {{- define "dialtone.commonEnv" -}}
-- name: DIALTONE_NODE_ID
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.name
 - name: DIALTONE_CONFIG
   value: /etc/dialtone/dialtone.toml
 - name: DIALTONE_ETCD
@@ -206,7 +203,7 @@ Arguments: root, token.
 {{- if and .Values.etcd.enabled .Values.etcd.tls.enabled }}
 - name: etcd-tls
   secret:
-    secretName: {{ include "dialtone.fullname" . }}-etcd-tls
+    secretName: {{ include "dialtone.etcdTlsSecret" . }}
     # The CA and Dialtone's client certificate only, never the members' key.
     items:
       - key: ca.crt
@@ -275,4 +272,87 @@ readinessProbe:
   initialDelaySeconds: {{ .probes.readiness.initialDelaySeconds }}
   periodSeconds: {{ .probes.readiness.periodSeconds }}
   failureThreshold: {{ .probes.readiness.failureThreshold }}
+{{- end -}}
+
+{{/* The ServiceAccount of every Dialtone pod. */}}
+{{- define "dialtone.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "dialtone.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels and annotations every Dialtone pod gets (podLabels, podAnnotations), under
+its own selector labels. Arguments: root, component. */}}
+{{- define "dialtone.podMetadata" -}}
+labels:
+  {{- include "dialtone.selectorLabels" (dict "root" .root "component" .component) | nindent 2 }}
+  {{- with .root.Values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end -}}
+
+{{/* Where a pod runs and as whom: ServiceAccount (no API token: Dialtone never calls the
+Kubernetes API), priority class, node selector, tolerations, affinity and topology spread.
+With `spread` (edges and etcd), an empty affinity means soft anti-affinity by host and an
+empty topologySpreadConstraints a soft spread over zones, so one node or zone lost takes
+one edge or member, not several. Arguments: root, component, values (the role's block),
+spread. */}}
+{{- define "dialtone.podScheduling" -}}
+{{- $v := .values }}
+{{- $selector := dict "matchLabels" (fromYaml (include "dialtone.selectorLabels" (dict "root" .root "component" .component))) }}
+serviceAccountName: {{ include "dialtone.serviceAccountName" .root }}
+automountServiceAccountToken: false
+{{- with .root.Values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if .spread }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            {{- toYaml $selector | nindent 12 }}
+{{- end }}
+{{- if $v.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml $v.topologySpreadConstraints | nindent 2 }}
+{{- else if .spread }}
+topologySpreadConstraints:
+  - maxSkew: 1
+    topologyKey: topology.kubernetes.io/zone
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      {{- toYaml $selector | nindent 6 }}
+{{- end }}
+{{- end -}}
+
+{{/* The etcd TLS Secret (CA, member and client certificates): etcd.tls.existingSecret, or
+the one the chart generates. */}}
+{{- define "dialtone.etcdTlsSecret" -}}
+{{- default (printf "%s-etcd-tls" (include "dialtone.fullname" .)) .Values.etcd.tls.existingSecret -}}
+{{- end -}}
+
+{{/* Fails the render when secrets.autoGenerate is off and a Secret the release needs is
+not named: under GitOps (helm template, Argo CD, Flux) the chart cannot look up what it
+generated before, so generating would rotate the keys on every sync and change every
+phone's password. */}}
+{{- define "dialtone.requireSecret" -}}
+{{- if and (not .root.Values.secrets.autoGenerate) (not .existing) -}}
+{{- fail (printf "%s is required with secrets.autoGenerate=false (GitOps: create the Secret yourself, e.g. with sealed-secrets or external-secrets; see the chart README)" .value) -}}
+{{- end -}}
 {{- end -}}

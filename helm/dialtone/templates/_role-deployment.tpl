@@ -30,10 +30,12 @@ spec:
       {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 6 }}
   template:
     metadata:
-      labels:
-        {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 8 }}
+      {{- include "dialtone.podMetadata" (dict "root" $root "component" $role) | nindent 6 }}
       annotations:
         checksum/config: {{ include (print $root.Template.BasePath "/configmap.yaml") $root | sha256sum }}
+        {{- with $root.Values.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
     spec:
       {{- with $root.Values.imagePullSecrets }}
       imagePullSecrets:
@@ -48,6 +50,10 @@ spec:
           imagePullPolicy: {{ $root.Values.image.pullPolicy }}
           args: [serve]
           env:
+            - name: DIALTONE_NODE_ID
+              valueFrom:
+                fieldRef:
+                  fieldPath: metadata.name
             {{- include "dialtone.commonEnv" $root | nindent 12 }}
             - name: DIALTONE_ROLES
               value: {{ $role }}
@@ -151,18 +157,7 @@ spec:
             secretName: {{ include "dialtone.turnSecret" $root }}
         {{- end }}
         {{- end }}
-      {{- with $c.nodeSelector }}
-      nodeSelector:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $c.tolerations }}
-      tolerations:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
-      {{- with $c.affinity }}
-      affinity:
-        {{- toYaml . | nindent 8 }}
-      {{- end }}
+      {{- include "dialtone.podScheduling" (dict "root" $root "component" $role "values" $c "spread" false) | nindent 6 }}
 ---
 apiVersion: v1
 kind: Service
@@ -171,6 +166,9 @@ metadata:
   labels:
     {{- include "dialtone.labels" $root | nindent 4 }}
     app.kubernetes.io/component: {{ $role }}
+    # The Prometheus job of its metrics (the ServiceMonitor's jobLabel), as the alert rules
+    # and dashboards in deploy/ select them.
+    dialtone.io/job: dialtone-{{ $role }}
   {{- with $c.service.annotations }}
   annotations:
     {{- toYaml . | nindent 4 }}
@@ -231,7 +229,9 @@ metadata:
   labels:
     {{- include "dialtone.labels" $root | nindent 4 }}
 spec:
-  minAvailable: {{ $c.pdb.minAvailable }}
+  # At most one pod down at a time; with one replica a drain still proceeds (a
+  # minAvailable of 1 would block it for ever).
+  maxUnavailable: {{ $c.pdb.maxUnavailable }}
   selector:
     matchLabels:
       {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 6 }}
@@ -248,9 +248,11 @@ metadata:
     {{- toYaml . | nindent 4 }}
     {{- end }}
 spec:
+  jobLabel: dialtone.io/job
   selector:
     matchLabels:
       {{- include "dialtone.selectorLabels" (dict "root" $root "component" $role) | nindent 6 }}
+      dialtone.io/job: dialtone-{{ $role }}
   endpoints:
     - port: admin
       path: /metrics
