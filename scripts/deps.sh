@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what building and testing Dialtone need on Debian, if missing:
+# Installs what building and testing Dialtone need on Debian, if missing: Rust (rustup),
 # protoc and its well-known types (etcd-client's build script needs them) and, with --test, what the tests run for
 # real: etcd, SIPp, socat (a TLS tunnel for SIPp, which Debian builds without TLS),
 # sipvicious (the attacker's tools), baresip and linphonec (real softphones), rtpengine
@@ -13,6 +13,22 @@
 set -euo pipefail
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
+# Rust itself, with rustup (stable, its default profile: rustfmt and clippy included), when
+# no cargo is found; the callers source ~/.cargo/env after this script.
+if ! command -v cargo >/dev/null && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+  echo "installing: rust (rustup, stable)" >&2
+  if ! command -v curl >/dev/null; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends curl ca-certificates build-essential >/dev/null
+  fi
+  command -v cc >/dev/null || {
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends build-essential >/dev/null
+  }
+  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile default >/dev/null
+fi
+# shellcheck source=/dev/null
+[ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 need=()
 command -v protoc >/dev/null || need+=(protobuf-compiler)
 # protoc's well-known types (google/protobuf/descriptor.proto, which etcd's protos import)
