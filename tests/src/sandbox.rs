@@ -110,6 +110,18 @@ impl ClusterSandbox {
         extra_args: &[&str],
         binaries: &[Option<PathBuf>],
     ) -> anyhow::Result<Self> {
+        Self::with_etcd_lease_ttl(members, roles, extra_args, binaries, 3).await
+    }
+
+    /// Like [`ClusterSandbox::with_etcd_binaries`], with every node's lease TTL (3 s
+    /// elsewhere, so a dead node is noticed quickly).
+    pub async fn with_etcd_lease_ttl(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+        binaries: &[Option<PathBuf>],
+        lease_ttl: u32,
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let etcd = EtcdCluster::start(members).await?;
         let tokens = dir.path().join("tokens.toml");
@@ -125,7 +137,7 @@ impl ClusterSandbox {
                 etcd: etcd.all_endpoints(),
                 store_prefix: prefix.clone(),
                 tokens_file: Some(tokens.clone()),
-                lease_ttl: 3,
+                lease_ttl,
                 key_file: Some(key_file.clone()),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
                 env: vec![],

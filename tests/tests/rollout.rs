@@ -58,10 +58,13 @@ async fn message_everyone(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
-    let mut sb = ClusterSandbox::with_etcd_args(
+    // The production default lease TTL (10 s): how long a restart may take.
+    let mut sb = ClusterSandbox::with_etcd_lease_ttl(
         1,
         &["config", "status", "edge", "edge", "edge"],
         &["--sip-min-expires=10"],
+        &[],
+        10,
     )
     .await
     .unwrap();
@@ -153,7 +156,7 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
         assert!(!held.is_empty());
 
         // SIGTERM, as a rollout does, and the new process at once (same node id, within the
-        // lease TTL of 3 s); meanwhile every phone is reached through its other edge.
+        // lease TTL); meanwhile every phone is reached through its other edge.
         let stopped = Instant::now();
         assert!(sb.nodes[victim].terminate().unwrap().success());
         let exited = stopped.elapsed();
@@ -182,6 +185,12 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
         );
 
         // It took its phones back from the store.
+        assert!(
+            sb.nodes[victim]
+                .log_text()
+                .contains("taken over from the previous process"),
+            "{node_id} did not take its lease over"
+        );
         let mut edge = sb.nodes[victim].edge_client(ADMIN_TOKEN).await.unwrap();
         for p in &held {
             let bindings = edge

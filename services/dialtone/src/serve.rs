@@ -349,9 +349,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         if let Some(m) = metrics_export {
             m.finish().await;
         }
-        if edge.is_some() {
+        if let Some(e) = &edge {
             // The bindings stay for the next process with this node id (a restart, a
-            // rollout); if none comes within the TTL they expire as after a crash.
+            // rollout); if none comes within the TTL they expire as after a crash. What
+            // the phones were last told is written first.
+            e.published(Duration::from_secs(cfg.lease_ttl.max(2) as u64 / 2))
+                .await;
             lease.leave();
         } else {
             lease.shutdown().await;

@@ -73,6 +73,9 @@ use crate::{
 
 /// A running edge.
 pub struct Edge {
+    /// Tells the binding publisher to write what is queued and end (at shutdown).
+    publisher_stop: watch::Sender<bool>,
+    publisher_task: parking_lot::Mutex<Option<JoinHandle<()>>>,
     handler: Arc<Dispatcher>,
     action_counts: Arc<actions::ActionCounts>,
     ready: Arc<AtomicBool>,
@@ -149,7 +152,9 @@ impl Edge {
             max_expires: settings.max_expires,
             digest_bound: settings.digest_bound,
         })));
-        let (publisher, publisher_task) = registrar::publisher::spawn(store.clone(), lease.clone());
+        let (publisher_stop, publisher_stop_rx) = watch::channel(false);
+        let (publisher, publisher_task) =
+            registrar::publisher::spawn(store.clone(), lease.clone(), publisher_stop_rx);
         let replies = Arc::new(Replies {
             responder: Responder {
                 to_tag: format!("{:08x}", rand::random::<u32>()),
@@ -201,7 +206,6 @@ impl Edge {
         };
         info!(lines = cache.read().lines(), "credentials cache loaded");
         let mut tasks = vec![
-            publisher_task,
             credentials_task,
             republish_on_new_lease(lease.clone(), directory.clone()),
         ];
@@ -269,6 +273,8 @@ impl Edge {
             tasks.push(task);
         }
         Ok(Edge {
+            publisher_stop,
+            publisher_task: parking_lot::Mutex::new(Some(publisher_task)),
             handler,
             action_counts,
             ready,
@@ -337,6 +343,20 @@ impl Edge {
             t.abort();
         }
         self.handler.directory.stop();
+        let _ = self.publisher_stop.send(true);
+    }
+
+    /// Waits (at most `within`) for the bindings queued before [`Edge::shutdown`] to reach
+    /// the store: the next process with this node id takes back what is there.
+    pub async fn published(&self, within: std::time::Duration) {
+        let task = self.publisher_task.lock().take();
+        if let Some(task) = task
+            && tokio::time::timeout(within, task).await.is_err()
+        {
+            warn!(
+                "bindings still queued at shutdown were not written: those phones register again"
+            );
+        }
     }
 }
 

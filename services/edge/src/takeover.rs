@@ -1,12 +1,15 @@
 //! An edge restarted under the same node id takes its phones back: the keys the previous
 //! process left on the lease this one took over (`NodeLease::resume`) are read, and the
 //! bindings among them become sleeping phones again ([`crate::registrar::restore`]), before
-//! the listeners serve. Lines with nothing live left are deleted from the store.
+//! the listeners serve. Lines with nothing live left are deleted from the store, and so is
+//! every other key left on the lease that this process does not take back (a binding that
+//! could not be read, another role's or the edge's health records): the lease now lives on
+//! with this process, and would keep them alive for ever.
 
 use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
 use dialtone_proto::edge::v1 as pb;
-use dialtone_store::Store;
+use dialtone_store::{MAX_TXN_OPS, Op, Store};
 use prost::Message as _;
 use tracing::{info, warn};
 
@@ -21,6 +24,8 @@ pub struct TakenBack {
     pub phones: usize,
     pub contacts: usize,
     pub lines_deleted: usize,
+    /// Other keys left on the lease, deleted.
+    pub others_deleted: usize,
 }
 
 /// Restores the phones whose binding keys are among `left` (the keys on the lease taken
@@ -56,17 +61,39 @@ pub async fn take_back(
         publisher.delete(keys::binding(phone, *line, node));
         out.lines_deleted += 1;
     }
+    let mut kept = std::collections::HashSet::new();
+    kept.insert(keys::member("edge", node));
     for (id, state) in &restored.phones {
         if directory.adopt(id, state) {
             out.phones += 1;
             out.contacts += state.lines.iter().map(|l| l.bindings.len()).sum::<usize>();
+            kept.extend(state.lines.iter().map(|l| keys::binding(id, l.index, node)));
         }
     }
-    if !ours.is_empty() {
+    let emptied: std::collections::HashSet<String> = restored
+        .emptied
+        .iter()
+        .map(|(p, l)| keys::binding(p, *l, node))
+        .collect();
+    let others: Vec<&String> = left
+        .iter()
+        .filter(|k| !kept.contains(*k) && !emptied.contains(*k))
+        .collect();
+    for chunk in others.chunks(MAX_TXN_OPS) {
+        let ops = chunk.iter().map(|k| Op::Delete((*k).clone())).collect();
+        match store.txn(Vec::new(), ops).await {
+            Ok(_) => out.others_deleted += chunk.len(),
+            Err(e) => {
+                warn!(error = %e, keys = chunk.len(), "deleting keys left on the lease failed: they live on with it")
+            }
+        }
+    }
+    if !left.is_empty() {
         info!(
             phones = out.phones,
             contacts = out.contacts,
             lines_deleted = out.lines_deleted,
+            others_deleted = out.others_deleted,
             "bindings taken back from the previous process"
         );
     }

@@ -383,7 +383,7 @@ impl EtcdStore {
 
     pub(crate) async fn lease_info(&self, id: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
         let resp = self
-            .retry(false, |c| async move {
+            .retry(true, |c| async move {
                 c.lease_client()
                     .time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
                     .await

@@ -64,11 +64,24 @@ impl NodeLease {
         key: &str,
     ) -> Result<(Self, Vec<String>), StoreError> {
         let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
-        if previous != 0
-            && let Some(info) = store.lease_info(previous).await?
-            && info.granted_ttl_s == ttl_s
-            && store.lease_keep_alive(previous).await?.refresh().await? > 0
-        {
+        // Anything that fails here (etcd answers a lease's key list in one message, which
+        // tonic caps at 4 MB: about 50,000 keys) starts afresh: the keys then expire
+        // with the old lease and the phones register again, as after a crash.
+        let info = match previous {
+            0 => None,
+            id => store.lease_info(id).await.unwrap_or_else(|e| {
+                warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's lease could not be read: granting a new one");
+                None
+            }),
+        };
+        let refreshed = match &info {
+            Some(i) if i.granted_ttl_s == ttl_s => match store.lease_keep_alive(previous).await {
+                Ok(mut k) => k.refresh().await.is_ok_and(|left| left > 0),
+                Err(_) => false,
+            },
+            _ => false,
+        };
+        if let Some(info) = info.filter(|_| refreshed) {
             info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, keys = info.keys.len(), "node lease taken over from the previous process");
             return Ok((Self::keeping(store, node_id, ttl_s, previous), info.keys));
         }

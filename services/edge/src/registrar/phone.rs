@@ -538,5 +538,6 @@ fn to_proto(phone: &str, line: &LineState, node: &str) -> pb::Binding {
             })
             .collect(),
         updated_at_ms: unix_ms() as i64,
+        republish_after_s: line.republish_after as i64,
     }
 }

@@ -1,12 +1,17 @@
 //! Publishes bindings to `bindings/{phone}/{line}/{node}` on the node's lease, off the
 //! REGISTER path: phone actors queue changes, this task coalesces them by key (the latest
 //! wins) and writes them in transactions of at most the store's op limit. When the store is
-//! unreachable, changes wait and are retried; nothing a phone was told is re-ordered.
+//! unreachable, changes wait and are retried; nothing a phone was told is re-ordered. When
+//! told to stop (the edge shuts down), it writes what is queued and ends, so the next
+//! process with this node id takes back what the phones were last told.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use dialtone_store::{MAX_TXN_OPS, Op, Store, lifecycle::NodeLease};
-use tokio::{sync::mpsc, task::JoinHandle};
+use tokio::{
+    sync::{mpsc, watch},
+    task::JoinHandle,
+};
 use tracing::{info, warn};
 
 /// A queued change: a value to put, or `None` to delete.
@@ -41,8 +46,12 @@ impl Publisher {
 /// Most changes taken off the queue before writing.
 const DRAIN: usize = 8 * MAX_TXN_OPS;
 
-/// Starts the publishing task.
-pub fn spawn(store: Store, lease: Arc<NodeLease>) -> (Publisher, JoinHandle<()>) {
+/// Starts the publishing task; it ends once `stop` turns true and the queue is written.
+pub fn spawn(
+    store: Store,
+    lease: Arc<NodeLease>,
+    mut stop: watch::Receiver<bool>,
+) -> (Publisher, JoinHandle<()>) {
     #[expect(
         clippy::disallowed_methods,
         reason = "fed only by this edge's phone actors, one change per binding change, which admission and the per-phone rate bound; the task drains it into a map keyed by binding (up to DRAIN keys at a time while the store fails)"
@@ -51,13 +60,29 @@ pub fn spawn(store: Store, lease: Arc<NodeLease>) -> (Publisher, JoinHandle<()>)
     let task = tokio::spawn(async move {
         let mut pending: HashMap<String, Option<Vec<u8>>> = HashMap::new();
         let mut failing = false;
+        let mut stopping = false;
         loop {
             if pending.is_empty() {
-                match rx.recv().await {
-                    Some((k, v)) => {
-                        pending.insert(k, v);
+                if stopping {
+                    match rx.try_recv() {
+                        Ok((k, v)) => {
+                            pending.insert(k, v);
+                        }
+                        Err(_) => return,
                     }
-                    None => return,
+                } else {
+                    tokio::select! {
+                        m = rx.recv() => match m {
+                            Some((k, v)) => {
+                                pending.insert(k, v);
+                            }
+                            None => return,
+                        },
+                        _ = stop.wait_for(|s| *s) => {
+                            stopping = true;
+                            continue;
+                        }
+                    }
                 }
             }
             while pending.len() < DRAIN {

@@ -6,10 +6,12 @@
 //! restart without registering again. Pure: stored bindings in, phone states out.
 //!
 //! What the store does not keep is rebuilt conservatively:
-//! - **Expiry.** A refresh that changed nothing is published only once half the
-//!   registration period has passed since the last write, so a stored expiry can lag the
-//!   real one by up to half a period. A restored contact expires at the stored expiry plus
-//!   half the period it was published with: the latest the phone can have been granted.
+//! - **Expiry.** A refresh that changed nothing is published only once the line's
+//!   republish interval (half the edge's default registration period, stored with the
+//!   binding) has passed since the last write, so a stored expiry can lag the real one by
+//!   that much. A restored contact expires that much later: the latest the phone can have
+//!   been granted. (A binding written by an older edge, without the interval, gets half
+//!   of what was left of the contact when written.)
 //! - **Call-ID and CSeq** are not stored. A restored binding has neither, so the phone's
 //!   next REGISTER (its own Call-ID) replaces it as a new registration would.
 //! - **WS and WSS** contacts are dropped: their connection closed with the old process,
@@ -46,10 +48,11 @@ pub fn restore(bindings: impl IntoIterator<Item = pb::Binding>, node: &str, now:
             continue;
         }
         let published_at = (b.updated_at_ms / 1000).max(0) as u64;
+        let lag = u64::try_from(b.republish_after_s).ok().filter(|l| *l > 0);
         let live: Vec<Binding> = b
             .contacts
             .iter()
-            .filter_map(|c| contact(c, published_at, now))
+            .filter_map(|c| contact(c, published_at, lag, now))
             .collect();
         if live.is_empty() {
             out.emptied.push((b.phone_id, b.line_index));
@@ -81,7 +84,7 @@ pub fn restore(bindings: impl IntoIterator<Item = pb::Binding>, node: &str, now:
 
 /// One stored contact as a live binding, or `None` when it expired, came over WS/WSS or
 /// names no flow.
-fn contact(c: &pb::Contact, published_at: u64, now: u64) -> Option<Binding> {
+fn contact(c: &pb::Contact, published_at: u64, lag: Option<u64>, now: u64) -> Option<Binding> {
     let transport = match SipTransport::try_from(c.transport).ok()? {
         SipTransport::Udp => Transport::Udp,
         SipTransport::Tcp => Transport::Tcp,
@@ -89,7 +92,7 @@ fn contact(c: &pb::Contact, published_at: u64, now: u64) -> Option<Binding> {
         SipTransport::Ws | SipTransport::Wss | SipTransport::Unspecified => return None,
     };
     let stored = u64::try_from(c.expires_at_s).ok()?;
-    let expires_at = stored + stored.saturating_sub(published_at) / 2;
+    let expires_at = stored + lag.unwrap_or(stored.saturating_sub(published_at) / 2);
     if expires_at <= now {
         return None;
     }
@@ -134,8 +137,9 @@ mod tests {
             sip_user: format!("{phone}-{line}"),
             node_id: node.into(),
             contacts,
-            // Published 1,000 s ago.
+            // Published 1,000 s ago, by an edge that did not store its interval.
             updated_at_ms: ((NOW - 1000) * 1000) as i64,
+            republish_after_s: 0,
         }
     }
 
@@ -172,6 +176,16 @@ mod tests {
                 vec![binding("p1", 0, "e1", vec![udp(NOW - 1000)])],
                 vec![],
                 vec![("p1", 0)],
+            ),
+            (
+                "the stored republish interval wins: a phone asking for 300 s on an edge \
+                 whose default period is 3,600 s may be refreshed 1,800 s unpublished",
+                vec![pb::Binding {
+                    republish_after_s: 1800,
+                    ..binding("p1", 0, "e1", vec![udp(NOW - 1000 + 300)])
+                }],
+                vec![("p1", vec![(0, vec![NOW - 700 + 1800])])],
+                vec![],
             ),
             (
                 "another node's binding is not ours",
