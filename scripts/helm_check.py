@@ -30,7 +30,12 @@ import yaml
 CHART = pathlib.Path(__file__).resolve().parent.parent / "helm" / "dialtone"
 KUBE_VERSION = "1.30.0"
 CHART_VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
-CUSTOM = {("monitoring.coreos.com/v1", "ServiceMonitor"): ["spec.selector", "spec.endpoints"]}
+CUSTOM = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): ["spec.selector", "spec.endpoints"],
+    ("monitoring.coreos.com/v1", "PrometheusRule"): ["spec.groups"],
+}
+ALERTS = CHART.parent.parent / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARDS = CHART.parent.parent / "deploy" / "grafana"
 
 
 def dig(obj, dotted):
@@ -240,6 +245,26 @@ def house_rules(docs, values):
     return problems
 
 
+def monitoring_problems(docs):
+    """The PrometheusRule carries exactly deploy/prometheus/alerts.yml's rules (each with
+    its runbook), and the dashboard ConfigMaps exactly deploy/grafana's dashboards."""
+    problems = []
+    for d in docs:
+        if d.get("kind") == "PrometheusRule":
+            want = yaml.safe_load(ALERTS.read_text())["groups"]
+            if d["spec"]["groups"] != want:
+                problems.append("PrometheusRule: its groups differ from deploy/prometheus/alerts.yml")
+            for g in d["spec"]["groups"]:
+                for r in g["rules"]:
+                    if "runbook_url" not in r.get("annotations", {}):
+                        problems.append(f"PrometheusRule: {r.get('alert')} has no runbook_url")
+        if d.get("kind") == "ConfigMap" and "-dashboard-" in dig(d, "metadata.name"):
+            for f, text in d["data"].items():
+                if json.loads(text) != json.loads((DASHBOARDS / f).read_text()):
+                    problems.append(f"dashboard ConfigMap: {f} differs from deploy/grafana/{f}")
+    return problems
+
+
 def check(name, values):
     problems = []
     report = helm_python.lint(str(CHART), values, strict=True, kube_version="v" + KUBE_VERSION)
@@ -285,6 +310,7 @@ def check(name, values):
             except kubernetes_validate.ValidationError as e:
                 problems.append(f"{path}: {kind[1]} {dig(doc, 'metadata.name')}: {e.message}")
     problems += house_rules(docs, values)
+    problems += monitoring_problems(docs)
     print(f"{name}: {len(kinds)} manifests ({', '.join(kinds)})")
     return problems
 

@@ -2,6 +2,11 @@
 //!
 //! Messages also implement canonical proto3 JSON (`serde`) through pbjson.
 
+/// Every service and message above, as an encoded `FileDescriptorSet`: what a node's
+/// `grpc.reflection.v1` serves to grpcurl and other tools.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/dialtone_descriptor.bin"));
+
 /// `dialtone.config.v1`: sites, edge groups, base settings, phones.
 pub mod config {
     pub mod v1 {

@@ -92,3 +92,156 @@ async fn every_node_answers_health_checks_without_a_token() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Each certificate a node serves is a gauge of when it expires, by use, read from the
+/// files it loaded: what `DialtoneCertificateExpiring` alerts on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_export_when_their_certificates_expire() {
+    let tls = tempfile::tempdir().unwrap();
+    let (https_cert, https_key) = dialtone_tls::dev_pair(tls.path(), "provisioning").unwrap();
+    let (sip_cert, sip_key) = dialtone_tls::dev_pair(&tls.path().join("sip"), "edge").unwrap();
+    let args: Vec<String> = vec![
+        format!("--provisioning-tls-cert={}", https_cert.display()),
+        format!("--provisioning-tls-key={}", https_key.display()),
+        format!("--sip-tls-cert={}", sip_cert.display()),
+        format!("--sip-tls-key={}", sip_key.display()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let sb = ClusterSandbox::embedded_with(&args).await.unwrap();
+    let now = dialtone_common::clock::unix_ms_i64() / 1000;
+    for (used, file) in [("https", &https_cert), ("sip", &sip_cert)] {
+        let got = sb.nodes[0]
+            .metric(
+                "dialtone_tls_certificate_expiry_timestamp_seconds",
+                &format!("use=\"{used}\""),
+            )
+            .await;
+        let want = dialtone_tls::certificate_expiry(file).unwrap();
+        assert_eq!(got, Some(want), "{used}");
+        assert!(
+            want > now,
+            "{used}: a fresh certificate expires in the future"
+        );
+    }
+    // No gRPC certificate: no gRPC series.
+    assert_eq!(
+        sb.nodes[0]
+            .metric(
+                "dialtone_tls_certificate_expiry_timestamp_seconds",
+                "use=\"grpc\""
+            )
+            .await,
+        None
+    );
+}
+
+/// `/metrics` of a node running every role: each family has one `# HELP` and one `# TYPE`,
+/// before its samples, and every sample belongs to a family so declared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_family_is_described_once() {
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let (_, text) = sb.nodes[0].http_get("/metrics").await.unwrap();
+    let (mut help, mut kind) = (
+        std::collections::HashMap::new(),
+        std::collections::HashMap::new(),
+    );
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            if help.insert(name.to_owned(), ()).is_some() {
+                problems.push(format!("{name}: HELP twice"));
+            }
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut parts = rest.split(' ');
+            let (name, t) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+            if kind.insert(name.to_owned(), t.to_owned()).is_some() {
+                problems.push(format!("{name}: TYPE twice"));
+            }
+        } else if !line.is_empty() && !line.starts_with('#') {
+            let sample = line.split(['{', ' ']).next().unwrap();
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| {
+                    sample
+                        .strip_suffix(s)
+                        .filter(|f| kind.get(*f).is_some_and(|t| t == "histogram"))
+                })
+                .unwrap_or(sample);
+            if !kind.contains_key(family) || !help.contains_key(family) {
+                problems.push(format!(
+                    "{family}: a sample without HELP and TYPE before it"
+                ));
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(
+        text.contains("dialtone_edge_bindings{"),
+        "the edge's families are served"
+    );
+}
+
+/// `grpc.reflection.v1` lists and describes every service (grpcurl needs no .proto), with
+/// a token like every service but health.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_describe_their_services_by_reflection() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let channel = Channel::from_shared(sb.nodes[0].grpc_url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let ask = |token: Option<String>, req: MessageRequest| {
+        let channel = channel.clone();
+        async move {
+            let mut c = ServerReflectionClient::new(channel);
+            let mut r = tonic::Request::new(tokio_stream::iter([ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(req),
+            }]));
+            if let Some(t) = token {
+                r.metadata_mut()
+                    .insert("authorization", format!("Bearer {t}").parse().unwrap());
+            }
+            let mut answers = c.server_reflection_info(r).await?.into_inner();
+            Ok::<_, tonic::Status>(answers.message().await?.and_then(|a| a.message_response))
+        }
+    };
+    let token = Some(sb.nodes[0].admin_token());
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        ask(token.clone(), MessageRequest::ListServices(String::new()))
+            .await
+            .unwrap()
+    else {
+        panic!("no service list");
+    };
+    let names: Vec<&str> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for want in [
+        "dialtone.config.v1.ConfigService",
+        "dialtone.edge.v1.EdgeService",
+        "dialtone.status.v1.StatusService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    let Some(MessageResponse::FileDescriptorResponse(files)) = ask(
+        token,
+        MessageRequest::FileContainingSymbol("dialtone.config.v1.ConfigService".into()),
+    )
+    .await
+    .unwrap() else {
+        panic!("no descriptor");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+    let refused = ask(None, MessageRequest::ListServices(String::new()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+}

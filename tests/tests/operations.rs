@@ -219,7 +219,7 @@ async fn prometheus_scrapes_evaluates_the_alerts_and_answers_the_dashboards() {
             .iter()
             .flat_map(|g| g["rules"].as_array().unwrap().clone())
             .collect();
-        assert_eq!(rules.len(), 9, "{body}");
+        assert_eq!(rules.len(), 11, "{body}");
         let evaluated = rules.iter().all(|r| r["health"] == "ok");
         if evaluated {
             let firing: Vec<&Value> = rules.iter().filter(|r| r["state"] == "firing").collect();

@@ -27,6 +27,9 @@ pub struct Health {
     pub status: Option<Arc<dialtone_status::StatusRole>>,
     /// Durations of the gRPC calls this node served.
     pub grpc: Arc<crate::grpc_metrics::GrpcMetrics>,
+    /// The certificates this node serves (`sip`, `https`, `grpc`) and when each expires,
+    /// Unix seconds: read once at start, since the listeners keep what they loaded.
+    pub certificates: Vec<(&'static str, i64)>,
 }
 
 impl Health {
@@ -105,6 +108,15 @@ pub async fn render(h: &Health) -> String {
         h.node,
         h.store.backend()
     ));
+    if !h.certificates.is_empty() {
+        out.push_str("# HELP dialtone_tls_certificate_expiry_timestamp_seconds When each TLS certificate the node serves expires (notAfter), Unix seconds, by use: sip (TLS and WSS), https (provisioning), grpc.\n# TYPE dialtone_tls_certificate_expiry_timestamp_seconds gauge\n");
+        for (used, at) in &h.certificates {
+            out.push_str(&format!(
+                "dialtone_tls_certificate_expiry_timestamp_seconds{{node=\"{}\",use=\"{used}\"}} {at}\n",
+                h.node
+            ));
+        }
+    }
     out.push_str("# HELP dialtone_store_up Whether the store answered a read within 1 s.\n# TYPE dialtone_store_up gauge\n");
     out.push_str(&format!("dialtone_store_up {}\n", u8::from(store)));
     out.push_str("# HELP dialtone_lease_alive Whether the node's lease is alive.\n# TYPE dialtone_lease_alive gauge\n");

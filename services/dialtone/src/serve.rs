@@ -193,6 +193,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             provisioning: provisioning.clone(),
             status: status.clone(),
             grpc: grpc_metrics.clone(),
+            certificates: served_certificates(&cfg)?,
         };
         let metrics_export = {
             let h = health.clone();
@@ -269,6 +270,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             router.add_service(s.api(tokens.clone()));
         }
         router.add_service(crate::grpc_health::HealthService::server(health.clone()));
+        // grpcurl, Postman and the like list and describe the services without a .proto
+        // (grpc.reflection.v1; with a token, like every service but health).
+        router.add_service(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(dialtone_proto::FILE_DESCRIPTOR_SET)
+                .build_v1()
+                .context("building the gRPC reflection service")?,
+        );
         let routes = router.routes();
         let admin_task = {
             let mut stop = stop_rx.clone();
@@ -362,6 +371,37 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     info!("stopped");
     Ok(())
+}
+
+/// The certificate files this node serves, by use, with when each expires (for the expiry
+/// gauge and its alert). A dev-mode certificate generated in the data dir is left out.
+fn served_certificates(cfg: &ServeConfig) -> anyhow::Result<Vec<(&'static str, i64)>> {
+    let runs = |role: &str| cfg.roles.iter().any(|r| r == role);
+    let files = [
+        (
+            "sip",
+            cfg.edge.sip_tls_cert.as_ref().filter(|_| {
+                runs("edge") && (cfg.edge.sip_tls != "off" || cfg.edge.sip_wss != "off")
+            }),
+        ),
+        (
+            "https",
+            cfg.provisioning
+                .provisioning_tls_cert
+                .as_ref()
+                .filter(|_| runs("provisioning")),
+        ),
+        ("grpc", cfg.grpc_security.grpc_tls_cert.as_ref()),
+    ];
+    let mut out = Vec::new();
+    for (used, file) in files {
+        if let Some(file) = file {
+            let at = dialtone_tls::certificate_expiry(file)
+                .with_context(|| format!("reading the {used} certificate's expiry"))?;
+            out.push((used, at));
+        }
+    }
+    Ok(out)
 }
 
 fn tokio_stream_listener(l: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {

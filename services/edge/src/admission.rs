@@ -118,13 +118,13 @@ impl Admission {
 impl Admission {
     /// Prometheus text: what is held now and what was refused, as `{name}_open` and
     /// `{name}_refused_total{reason}`.
-    pub fn render(&self, name: &str, node: &str, out: &mut String) {
+    pub fn render(&self, name: &str, what: &str, node: &str, out: &mut String) {
         use std::fmt::Write;
         let (full, source_full) = self.refused();
         let _ = write!(
             out,
-            "# TYPE {name}_open gauge\n{name}_open{{node=\"{node}\"}} {}\n\
-             # TYPE {name}_refused_total counter\n\
+            "# HELP {name}_open {what} open now.\n# TYPE {name}_open gauge\n{name}_open{{node=\"{node}\"}} {}\n\
+             # HELP {name}_refused_total {what} refused: every slot taken (full), or the source's (source_full).\n# TYPE {name}_refused_total counter\n\
              {name}_refused_total{{node=\"{node}\",reason=\"full\"}} {full}\n\
              {name}_refused_total{{node=\"{node}\",reason=\"source_full\"}} {source_full}\n",
             self.open()

@@ -321,13 +321,21 @@ impl Edge {
             .render(&self.node_id, lines, h.bans.active(unix_ms()));
         self.action_counts.render(None, &mut out);
         h.delivery.render(&self.node_id, &mut out);
-        h.admission
-            .render("dialtone_edge_connections", &self.node_id, &mut out);
-        h.delivery
-            .admission
-            .render("dialtone_edge_deliveries_held", &self.node_id, &mut out);
+        h.admission.render(
+            "dialtone_edge_connections",
+            "Stream connections (TCP, TLS, WS, WSS)",
+            &self.node_id,
+            &mut out,
+        );
+        h.delivery.admission.render(
+            "dialtone_edge_deliveries_held",
+            "Requests for phones being delivered",
+            &self.node_id,
+            &mut out,
+        );
         h.delivery.lingering.render(
             "dialtone_edge_transactions_lingering",
+            "Final answers kept for retransmissions after a delivery ended",
             &self.node_id,
             &mut out,
         );

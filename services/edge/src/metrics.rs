@@ -172,6 +172,7 @@ impl Stats {
         self.phones.load(Relaxed)
     }
     /// Live bindings over every transport.
+    #[cfg(test)]
     pub fn bindings(&self) -> i64 {
         self.bindings_by_transport
             .iter()
@@ -182,7 +183,7 @@ impl Stats {
     /// Prometheus text exposition.
     pub fn render(&self, node: &str, lines_cached: usize, active_bans: (usize, usize)) -> String {
         let mut o = String::new();
-        o.push_str("# TYPE dialtone_sip_requests_total counter\n");
+        o.push_str("# HELP dialtone_sip_requests_total SIP requests the edge received, by method.\n# TYPE dialtone_sip_requests_total counter\n");
         for (i, m) in METHODS.iter().chain(["other"].iter()).enumerate() {
             o.push_str(&format!(
                 "dialtone_sip_requests_total{{node=\"{node}\",method=\"{m}\"}} {}\n",
@@ -191,14 +192,14 @@ impl Stats {
         }
         RESPONSES.render(node, &mut o);
         o.push_str(&format!(
-            "# TYPE dialtone_sip_malformed_total counter\ndialtone_sip_malformed_total{{node=\"{node}\"}} {}\n",
+            "# HELP dialtone_sip_malformed_total SIP messages the edge could not parse (answered 400 or dropped).\n# TYPE dialtone_sip_malformed_total counter\ndialtone_sip_malformed_total{{node=\"{node}\"}} {}\n",
             self.malformed.load(Relaxed)
         ));
         o.push_str(&format!(
-            "# TYPE dialtone_registrations_accepted_total counter\ndialtone_registrations_accepted_total{{node=\"{node}\"}} {}\n",
+            "# HELP dialtone_registrations_accepted_total REGISTERs answered 200.\n# TYPE dialtone_registrations_accepted_total counter\ndialtone_registrations_accepted_total{{node=\"{node}\"}} {}\n",
             self.registered.load(Relaxed)
         ));
-        o.push_str("# TYPE dialtone_registrations_rejected_total counter\n");
+        o.push_str("# HELP dialtone_registrations_rejected_total REGISTERs refused, by reason.\n# TYPE dialtone_registrations_rejected_total counter\n");
         for (i, r) in Reason::ALL.iter().enumerate() {
             o.push_str(&format!(
                 "dialtone_registrations_rejected_total{{node=\"{node}\",reason=\"{}\"}} {}\n",
@@ -206,7 +207,7 @@ impl Stats {
                 self.rejected[i].load(Relaxed)
             ));
         }
-        o.push_str("# TYPE dialtone_auth_successes_total counter\n");
+        o.push_str("# HELP dialtone_auth_successes_total Digest authentications that succeeded, by algorithm.\n# TYPE dialtone_auth_successes_total counter\n");
         for alg in [Algorithm::Md5, Algorithm::Sha256] {
             o.push_str(&format!(
                 "dialtone_auth_successes_total{{node=\"{node}\",algorithm=\"{}\"}} {}\n",
@@ -214,49 +215,64 @@ impl Stats {
                 self.authenticated[alg as usize].load(Relaxed)
             ));
         }
-        for (name, kind, v) in [
+        for (name, kind, help, v) in [
             (
                 "dialtone_auth_challenges_total",
                 "counter",
+                "Digest challenges sent (401 and 407).",
                 self.challenges.load(Relaxed) as i64,
             ),
             (
                 "dialtone_sip_retransmissions_absorbed_total",
                 "counter",
+                "Retransmitted requests answered from their transaction, not handled again.",
                 self.retransmissions.load(Relaxed) as i64,
             ),
             (
                 "dialtone_auth_bans_total",
                 "counter",
+                "Temporary bans of a source or a SIP user for repeated authentication failures.",
                 self.bans.load(Relaxed) as i64,
             ),
-            ("dialtone_edge_bindings", "gauge", self.bindings()),
-            ("dialtone_edge_registered_phones", "gauge", self.phones()),
+            (
+                "dialtone_edge_registered_phones",
+                "gauge",
+                "Phones with at least one live binding on this edge.",
+                self.phones(),
+            ),
             (
                 "dialtone_edge_sleeping_phones",
                 "gauge",
+                "Registered phones kept as compact state, their actor stopped until their next message.",
                 self.sleeping.load(Relaxed),
             ),
-            ("dialtone_edge_cached_lines", "gauge", lines_cached as i64),
+            (
+                "dialtone_edge_cached_lines",
+                "gauge",
+                "Lines in the credentials cache (phones' SIP users the edge can authenticate).",
+                lines_cached as i64,
+            ),
             (
                 "dialtone_auth_active_source_bans",
                 "gauge",
+                "Sources banned now.",
                 active_bans.0 as i64,
             ),
             (
                 "dialtone_auth_active_user_bans",
                 "gauge",
+                "SIP users banned now.",
                 active_bans.1 as i64,
             ),
         ] {
             o.push_str(&format!(
-                "# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {v}\n"
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {v}\n"
             ));
         }
-        o.push_str("# HELP dialtone_edge_bindings_by_transport Live bindings by the transport they registered over.\n# TYPE dialtone_edge_bindings_by_transport gauge\n");
+        o.push_str("# HELP dialtone_edge_bindings Live bindings (registered contacts), by the transport they registered over.\n# TYPE dialtone_edge_bindings gauge\n");
         for (t, n) in TRANSPORTS.iter().zip(&self.bindings_by_transport) {
             o.push_str(&format!(
-                "dialtone_edge_bindings_by_transport{{node=\"{node}\",transport=\"{t}\"}} {}\n",
+                "dialtone_edge_bindings{{node=\"{node}\",transport=\"{t}\"}} {}\n",
                 n.load(Relaxed)
             ));
         }

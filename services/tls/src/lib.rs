@@ -11,8 +11,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
+mod der;
 mod names;
+mod validity;
 pub use names::certificate_names;
+pub use validity::not_after;
 
 /// Why TLS material cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +119,16 @@ fn build_server_config(
         .map_err(|e| TlsError::Mismatch(e.to_string()))?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+/// When the first certificate of a PEM file (the server's own, first in its chain)
+/// expires, Unix seconds.
+pub fn certificate_expiry(cert: &Path) -> Result<i64, TlsError> {
+    let certs = read_certs(cert)?;
+    let first = certs
+        .first()
+        .ok_or_else(|| TlsError::NoCertificate(cert.to_owned()))?;
+    not_after(first).ok_or_else(|| read_err(cert, "its validity cannot be read"))
 }
 
 /// A client configuration that trusts the certificates of a PEM bundle (`roots`: a CA

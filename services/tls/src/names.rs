@@ -8,33 +8,7 @@ const CN: &[u8] = &[0x55, 0x04, 0x03];
 /// OID 2.5.29.17 (subjectAltName).
 const SAN: &[u8] = &[0x55, 0x1d, 0x11];
 
-/// One DER element: (tag, content, what follows). None when malformed.
-fn tlv(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = buf.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The elements of a constructed value's content, in order (stops at the first malformed).
-fn elements(mut buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
-    std::iter::from_fn(move || {
-        let (tag, content, rest) = tlv(buf)?;
-        buf = rest;
-        Some((tag, content))
-    })
-}
+use crate::der::{elements, tlv};
 
 /// Directory-string types a CN may use: UTF8String, PrintableString, TeletexString,
 /// IA5String.
