@@ -323,3 +323,120 @@ fn serve_refuses_invalid_values_naming_them() {
     }
     assert!(!dir.path().join("store").exists(), "nothing started");
 }
+
+/// `-o yaml` and `-o name` print the document as YAML or its ids, `--no-headers` drops a
+/// table's header, each kind of failure has its exit status, and `completion` needs no server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialtonectl_prints_for_scripts_and_says_why_it_failed() {
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let data_dir = sb.nodes[0].data_dir.clone();
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let out = Command::new(binary("dialtonectl"))
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .args(args)
+            .env_remove("DIALTONE_SERVER")
+            .env_remove("DIALTONE_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, out) = run(&[], args);
+        assert_eq!(code, Some(0), "{args:?}");
+        out
+    };
+    ok(&[
+        "edge-groups",
+        "create",
+        "main",
+        "--edge",
+        "edge-1=udp://127.0.0.1:5060",
+    ]);
+    for site in ["hq", "branch"] {
+        ok(&[
+            "sites",
+            "create",
+            site,
+            "--edge-group",
+            "main",
+            "--name",
+            site,
+        ]);
+    }
+    let yaml = ok(&["-o", "yaml", "sites", "get", "hq"]);
+    assert!(
+        yaml.contains("id: hq\n") && yaml.contains("edge_group_id: main\n"),
+        "{yaml}"
+    );
+    assert_eq!(ok(&["-o", "name", "sites", "list"]), "branch\nhq\n");
+    let table = ok(&["sites", "list"]);
+    let bare = ok(&["--no-headers", "sites", "list"]);
+    assert_eq!(table.lines().count(), 3, "{table}");
+    assert_eq!(
+        bare.lines().collect::<Vec<_>>(),
+        table.lines().skip(1).collect::<Vec<_>>()
+    );
+
+    /// (what, environment, arguments, exit status)
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str], i32);
+    let cases: &[Case] = &[
+        ("not found", &[], &["sites", "get", "nowhere"], 3),
+        (
+            "conflict",
+            &[],
+            &[
+                "sites",
+                "create",
+                "hq",
+                "--edge-group",
+                "main",
+                "--name",
+                "again",
+            ],
+            5,
+        ),
+        (
+            "a value the server refuses",
+            &[],
+            &[
+                "sites",
+                "create",
+                "Bad Id!",
+                "--edge-group",
+                "main",
+                "--name",
+                "x",
+            ],
+            2,
+        ),
+        (
+            "an unknown token",
+            &[("DIALTONE_TOKEN", "dt_nobody")],
+            &["sites", "list"],
+            4,
+        ),
+        (
+            "no server there",
+            &[("DIALTONE_SERVER", "http://127.0.0.1:9")],
+            &["sites", "list"],
+            6,
+        ),
+    ];
+    for (what, env, args, want) in cases {
+        assert_eq!(run(env, args).0, Some(*want), "{what}");
+    }
+    let (code, script) = run(
+        &[("DIALTONE_SERVER", "http://127.0.0.1:9")],
+        &["completion", "bash"],
+    );
+    assert_eq!(code, Some(0));
+    assert!(
+        script.contains("dialtonectl") && script.contains("complete"),
+        "{script}"
+    );
+}

@@ -5,6 +5,7 @@
 //! (or `DIALTONE_SERVER` / `DIALTONE_TOKEN`).
 
 mod commands;
+mod encode;
 mod output;
 
 use std::path::PathBuf;
@@ -16,11 +17,11 @@ use tonic::{
     metadata::MetadataValue, service::interceptor::InterceptedService, transport::Channel,
 };
 
-use crate::output::Format;
+use crate::output::OutputArg;
 
 /// Dialtone admin CLI.
 #[derive(Parser, Debug)]
-#[command(name = "dialtonectl", version, about, long_about = None)]
+#[command(name = "dialtonectl", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
     /// gRPC endpoint of any config node (default: from the data dir's `endpoint` file).
     #[arg(long, global = true, env = "DIALTONE_SERVER")]
@@ -46,9 +47,38 @@ pub struct Cli {
     tls_name: Option<String>,
     /// Output format.
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
-    output: Format,
+    output: OutputArg,
+    /// Tables without their header line.
+    #[arg(long, global = true)]
+    no_headers: bool,
     #[command(subcommand)]
     command: commands::Command,
+}
+
+/// What the exit status says, for scripts.
+const EXIT_CODES: &str = "Exit status: 0 done; 1 failed (anything else); 2 bad input \
+(invalid arguments, or a value the server refused); 3 not found; 4 not allowed (no or \
+unknown token, or a token without the permission); 5 conflict (already exists, or changed \
+since read: read it again); 6 unavailable (the server cannot be reached or is not ready: \
+try again).";
+
+/// The exit status of a failed command (see [`EXIT_CODES`]).
+fn exit_code(e: &anyhow::Error) -> u8 {
+    use tonic::Code;
+    let Some(status) = e.chain().find_map(|c| c.downcast_ref::<tonic::Status>()) else {
+        let unreachable = e
+            .chain()
+            .any(|c| c.downcast_ref::<tonic::transport::Error>().is_some());
+        return if unreachable { 6 } else { 1 };
+    };
+    match status.code() {
+        Code::InvalidArgument | Code::OutOfRange => 2,
+        Code::NotFound => 3,
+        Code::Unauthenticated | Code::PermissionDenied => 4,
+        Code::AlreadyExists | Code::Aborted | Code::FailedPrecondition => 5,
+        Code::Unavailable | Code::DeadlineExceeded | Code::ResourceExhausted => 6,
+        _ => 1,
+    }
 }
 
 /// A config client that adds the bearer token to every call.
@@ -159,6 +189,17 @@ fn tls_config(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    let format = output::configure(cli.output, cli.no_headers);
+    if let commands::Command::Completion { shell } = cli.command {
+        use clap::CommandFactory;
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "dialtonectl",
+            &mut std::io::stdout(),
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     let result = async {
         let (channel, auth) = connect(&cli).await?;
         if let commands::Command::Edge(cmd) = cli.command {
@@ -166,20 +207,20 @@ async fn main() -> std::process::ExitCode {
                 dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient::with_interceptor(
                     channel, auth,
                 );
-            return commands::edge::run(c, cli.output, cmd).await;
+            return commands::edge::run(c, format, cmd).await;
         }
         if let commands::Command::Phones(commands::PhoneCmd::HowToRegister { id }) = cli.command {
             let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
-            return commands::provisioning::how_to_register(c, cli.output, id).await;
+            return commands::provisioning::how_to_register(c, format, id).await;
         }
         if let commands::Command::Provisioning(cmd) = cli.command {
             let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
-            return commands::provisioning::run(c, cli.output, cmd).await;
+            return commands::provisioning::run(c, format, cmd).await;
         }
         if let commands::Command::Status { cmd, filters } = cli.command {
             let c = dialtone_proto::status::v1::status_service_client::StatusServiceClient::with_interceptor(channel, auth)
                 .max_decoding_message_size(64 << 20);
-            return commands::status::run(c, cli.output, cmd, filters).await;
+            return commands::status::run(c, format, cmd, filters).await;
         }
         let mut client = ConfigServiceClient::with_interceptor(channel.clone(), auth.clone())
             .max_decoding_message_size(64 << 20)
@@ -193,15 +234,15 @@ async fn main() -> std::process::ExitCode {
                 .max_decoding_message_size(64 << 20);
             return match cmd {
                 commands::PhoneCmd::List(a) => {
-                    commands::phone_list::list(&mut client, &mut status, cli.output, a).await
+                    commands::phone_list::list(&mut client, &mut status, format, a).await
                 }
                 commands::PhoneCmd::Get { id } => {
-                    commands::phone_list::get(&mut client, &mut status, cli.output, id).await
+                    commands::phone_list::get(&mut client, &mut status, format, id).await
                 }
                 _ => unreachable!("matched above"),
             };
         }
-        commands::run(client, cli.output, cli.command).await
+        commands::run(client, format, cli.command).await
     }
     .await;
     match result {
@@ -211,7 +252,7 @@ async fn main() -> std::process::ExitCode {
                 Some(s) => eprintln!("error: {:?}: {}", s.code(), s.message()),
                 None => eprintln!("error: {e:#}"),
             }
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(exit_code(&e))
         }
     }
 }

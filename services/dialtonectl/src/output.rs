@@ -1,14 +1,51 @@
-//! Tables and JSON.
+//! Tables and documents (JSON, YAML or ids: [`crate::encode`]).
+
+use std::sync::{
+    OnceLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use serde::Serialize;
 
-/// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+use crate::encode::{Encoding, encode};
+
+/// What a command prints: a table, or a document (its encoding is set once from `-o`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
+    /// Aligned columns.
+    Table,
+    /// One document, in the encoding `-o` chose.
+    Json,
+}
+
+/// `-o`: the output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputArg {
     /// Aligned columns.
     Table,
     /// Canonical proto3 JSON (one document).
     Json,
+    /// The same document as YAML.
+    Yaml,
+    /// Only the ids of what the document holds, one per line (for shell loops).
+    Name,
+}
+
+static ENCODING: OnceLock<Encoding> = OnceLock::new();
+static NO_HEADERS: AtomicBool = AtomicBool::new(false);
+
+/// Sets the output from the command line, once, before any command prints; returns what
+/// commands are given.
+pub fn configure(arg: OutputArg, no_headers: bool) -> Format {
+    NO_HEADERS.store(no_headers, Ordering::Relaxed);
+    let (format, encoding) = match arg {
+        OutputArg::Table => (Format::Table, Encoding::Json),
+        OutputArg::Json => (Format::Json, Encoding::Json),
+        OutputArg::Yaml => (Format::Json, Encoding::Yaml),
+        OutputArg::Name => (Format::Json, Encoding::Name),
+    };
+    let _ = ENCODING.set(encoding);
+    format
 }
 
 /// Prints rows as aligned columns.
@@ -27,15 +64,18 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
             .collect();
         println!("{}", s.join("  ").trim_end());
     };
-    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    if !NO_HEADERS.load(Ordering::Relaxed) {
+        line(headers.iter().map(|h| h.to_uppercase()).collect());
+    }
     for r in rows {
         line(r);
     }
 }
 
-/// Prints a value as pretty JSON.
+/// Prints a value as one document: pretty JSON, YAML or its ids (`-o`).
 pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    let encoding = *ENCODING.get().unwrap_or(&Encoding::Json);
+    print!("{}", encode(&serde_json::to_value(v)?, encoding));
     Ok(())
 }
 

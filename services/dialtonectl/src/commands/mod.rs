@@ -81,6 +81,13 @@ pub enum Command {
         #[arg(long, default_value = "")]
         role: String,
     },
+    /// Prints a shell completion script: `source <(dialtonectl completion bash)`, or save it
+    /// where your shell loads completions (zsh: a `_dialtonectl` file in `$fpath`; fish:
+    /// `~/.config/fish/completions/dialtonectl.fish`).
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -126,6 +133,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
             unreachable!("provisioning commands use the provisioning client")
         }
         Command::Status { .. } => unreachable!("status commands use the status client"),
+        Command::Completion { .. } => unreachable!("printed before connecting"),
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::Peers(cmd) => peers::run(&mut c, out, cmd).await,
