@@ -9,6 +9,7 @@
 
 pub mod actions;
 pub mod audit;
+pub mod backup;
 pub mod bulk;
 pub mod console;
 pub mod csv_format;

@@ -616,6 +616,56 @@ impl ConfigService for ConfigApi {
         Ok(Response::new(Box::pin(progress)))
     }
 
+    type CreateBackupStream = Stream2<pb::BackupChunk>;
+    async fn create_backup(
+        &self,
+        req: Request<pb::CreateBackupRequest>,
+    ) -> Result<Response<Self::CreateBackupStream>, Status> {
+        let who = self.auth(&req, Permission::All)?;
+        let chunks = self.core.create_backup().await.map_err(Status::from)?;
+        let entries: usize = chunks.iter().map(|c| c.entries.len()).sum();
+        info!(token_name = %who, entries, revision = chunks[0].revision, "backup created");
+        Ok(Response::new(Box::pin(tokio_stream::iter(
+            chunks.into_iter().map(Ok),
+        ))))
+    }
+
+    async fn restore_backup(
+        &self,
+        req: Request<Streaming<pb::RestoreBackupRequest>>,
+    ) -> Result<Response<pb::RestoreBackupResponse>, Status> {
+        use prost::Message as _;
+        let who = self.auth(&req, Permission::All)?;
+        let mut incoming = req.into_inner();
+        let (mut chunks, mut dry_run, mut bytes) = (Vec::new(), None, 0);
+        while let Some(m) = incoming.message().await? {
+            dry_run.get_or_insert(m.dry_run);
+            if let Some(c) = m.chunk {
+                bytes += c.encoded_len();
+                if bytes > crate::backup::MAX_RESTORE_BYTES {
+                    return Err(ConfigError::invalid(
+                        "chunk",
+                        format!(
+                            "the backup exceeds {} bytes",
+                            crate::backup::MAX_RESTORE_BYTES
+                        ),
+                    )
+                    .into());
+                }
+                chunks.push(c);
+            }
+        }
+        let dry_run = dry_run.unwrap_or(false);
+        let r = self.core.restore_backup(chunks, dry_run).await;
+        match &r {
+            Ok(r) => {
+                info!(token_name = %who, dry_run, written = r.written, unchanged = r.unchanged, revision = r.backup_revision, "backup restored")
+            }
+            Err(e) => warn!(token_name = %who, dry_run, error = %e, "backup not restored"),
+        }
+        ok(r)
+    }
+
     type ExportPhonesStream = Stream2<pb::ExportPhonesResponse>;
     async fn export_phones(
         &self,

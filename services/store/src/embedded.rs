@@ -436,6 +436,24 @@ impl EmbeddedStore {
         .map_err(|_| StoreError::Closed)?
     }
 
+    /// Every key under `prefixes` at one revision: read under one lock.
+    pub(crate) async fn snapshot(
+        &self,
+        prefixes: &[String],
+    ) -> Result<(i64, Vec<KeyValue>), StoreError> {
+        let st = self.inner.state.read();
+        let mut out = Vec::new();
+        for p in prefixes {
+            out.extend(
+                st.kvs
+                    .range::<str, _>((Bound::Included(p.as_str()), Bound::Unbounded))
+                    .take_while(|(k, _)| k.starts_with(p.as_str()))
+                    .map(|(k, e)| to_kv(k, e)),
+            );
+        }
+        Ok((st.revision, out))
+    }
+
     pub(crate) async fn range(
         &self,
         prefix: &str,

@@ -206,6 +206,52 @@ impl EtcdStore {
         Ok(resp.deleted() > 0)
     }
 
+    /// Every key under `prefixes` at one revision: the first page's, every later page read
+    /// at it (etcd keeps the history until a compaction; one in between fails the read with
+    /// `Compacted`, and the caller tries again).
+    pub(crate) async fn snapshot(
+        &self,
+        prefixes: &[String],
+    ) -> Result<(i64, Vec<KeyValue>), StoreError> {
+        const PAGE: i64 = 1000;
+        let mut revision = 0;
+        let mut out = Vec::new();
+        for prefix in prefixes {
+            let full = self.full(prefix);
+            let end = prefix_end(full.as_bytes());
+            let mut start = full.into_bytes();
+            loop {
+                let mut opts = GetOptions::new().with_range(end.clone()).with_limit(PAGE);
+                if revision > 0 {
+                    opts = opts.with_revision(revision);
+                }
+                let resp = self
+                    .retry(true, |c| {
+                        let (start, opts) = (start.clone(), opts.clone());
+                        async move { c.kv_client().get(start, Some(opts)).await }
+                    })
+                    .await?;
+                if revision == 0 {
+                    revision = resp.header().map_or(0, |h| h.revision());
+                }
+                for kv in resp.kvs() {
+                    out.push(self.to_kv(kv)?);
+                }
+                match resp.kvs().last() {
+                    Some(last) if resp.more() => {
+                        start = last.key().to_vec();
+                        start.push(0);
+                    }
+                    _ => break,
+                }
+            }
+        }
+        if revision == 0 {
+            revision = self.revision().await?;
+        }
+        Ok((revision, out))
+    }
+
     pub(crate) async fn range(
         &self,
         prefix: &str,

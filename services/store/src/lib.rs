@@ -175,6 +175,17 @@ impl Store {
         }
     }
 
+    /// Every key under each of `prefixes`, all as of one revision (returned with them): a
+    /// consistent copy, for a backup. Holds them all in memory.
+    pub async fn snapshot(&self, prefixes: &[&str]) -> Result<(i64, Vec<KeyValue>), StoreError> {
+        let prefixes: Vec<String> = prefixes.iter().map(|p| (*p).to_owned()).collect();
+        METRICS
+            .timed(StoreOp::Range, async {
+                dispatch!(self, s => s.snapshot(&prefixes).await)
+            })
+            .await
+    }
+
     /// Number of keys under `prefix`.
     pub async fn count(&self, prefix: &str) -> Result<u64, StoreError> {
         METRICS

@@ -1,5 +1,6 @@
 //! The commands, one module per noun.
 
+mod backup;
 mod base_settings;
 pub mod edge;
 mod edge_groups;
@@ -75,6 +76,9 @@ pub enum Command {
         #[command(flatten)]
         filters: status::Filters,
     },
+    /// Backups of the configuration: `create -f FILE`, `restore -f FILE [--dry-run]`.
+    #[command(subcommand)]
+    Backup(backup::BackupCmd),
     /// Live cluster members.
     Members {
         /// Only this role.
@@ -142,6 +146,7 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
         Command::Trunks(cmd) => trunks::run(&mut c, out, cmd).await,
         Command::BaseSettings(cmd) => base_settings::run(&mut c, out, cmd).await,
         Command::Phones(cmd) => phones::run(&mut c, out, cmd).await,
+        Command::Backup(cmd) => backup::run(&mut c, out, cmd).await,
         Command::Members { role } => {
             let r = c
                 .list_members(pb::ListMembersRequest { role })
