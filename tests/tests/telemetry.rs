@@ -328,3 +328,68 @@ async fn metrics_are_exported_over_otlp_as_the_scrape_shows_them() {
     drop(exports);
     server.abort();
 }
+
+/// `--log-format json`: one JSON object per line, and a line logged while serving a call
+/// carries the call's trace id (the caller's, continued), so a log line leads to its trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_trace_of_the_call_they_belong_to() {
+    let receiver = Receiver::default();
+    let (endpoint, _server) = serve(tonic::service::Routes::new(TraceServiceServer::new(
+        receiver.clone(),
+    )))
+    .await;
+    let sb = ClusterSandbox::embedded_with_env(
+        &["--log-format=json"],
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())],
+    )
+    .await
+    .unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    let trace_id = "5cf92f3577b34da6a3ce929d0e0e4737";
+    let mut req = tonic::Request::new(cpb::CreateEdgeGroupRequest {
+        edge_group: Some(cpb::EdgeGroup {
+            id: "traced".into(),
+            name: "Traced".into(),
+            edges: vec![cpb::Edge {
+                node_id: "e1".into(),
+                addresses: Some(cpb::SipAddresses {
+                    udp: "127.0.0.1:5060".into(),
+                    ..Default::default()
+                }),
+            }],
+            ..Default::default()
+        }),
+    });
+    req.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-00f067aa0ba902b7-01")
+            .parse()
+            .unwrap(),
+    );
+    c.create_edge_group(req).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = sb.nodes[0].log_text();
+        let lines: Vec<serde_json::Value> = log
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .all(|l| l["level"].is_string() && l["timestamp"].is_string()),
+            "{log}"
+        );
+        if let Some(l) = lines.iter().find(|l| l["trace_id"] == trace_id) {
+            assert!(l["span_id"].as_str().is_some_and(|s| s.len() == 16), "{l}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no log line of the call carries its trace id:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -133,6 +133,7 @@ pub async fn render(h: &Health) -> String {
     ));
     out.push_str("# HELP process_start_time_seconds Start time of the process.\n# TYPE process_start_time_seconds gauge\n");
     out.push_str(&format!("process_start_time_seconds {started}\n"));
+    crate::process_metrics::render(&mut out);
     out.push_str(&h.grpc.render());
     out.push_str(&dialtone_store::metrics::render());
     if let Some(p) = &h.provisioning {

@@ -14,7 +14,9 @@ mod grpc_auth;
 mod grpc_health;
 mod grpc_metrics;
 mod grpc_tls_flags;
+mod json_logs;
 mod otlp_metrics;
+mod process_metrics;
 mod prom_text;
 mod provisioning_flags;
 mod secret_file;
@@ -69,7 +71,7 @@ fn main() -> std::process::ExitCode {
     };
     let telemetry = {
         let _in_runtime = rt.enter();
-        telemetry::Telemetry::init(&cfg.log, cfg.node())
+        telemetry::Telemetry::init(&cfg.log, cfg.log_format, cfg.node())
     };
     let code = match rt.block_on(serve::run(cfg)) {
         Ok(()) => std::process::ExitCode::SUCCESS,

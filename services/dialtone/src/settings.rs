@@ -101,6 +101,10 @@ pub struct ServeConfig {
     /// Log filter (tracing EnvFilter syntax), e.g. `info` or `dialtone_store=debug,info`.
     #[arg(long, env = "DIALTONE_LOG", default_value = "info")]
     pub log: String,
+    /// How log lines look: `text` (for people) or `json` (one object per line, with the
+    /// trace and span ids when traces are exported).
+    #[arg(long, env = "DIALTONE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(flatten)]
     pub grpc_security: crate::grpc_tls_flags::GrpcTlsFlags,
     /// What `grpc_security` names, read and checked by validation.

@@ -27,6 +27,15 @@ fn export_requested() -> bool {
     .any(|v| std::env::var(v).is_ok_and(|s| !s.is_empty()))
 }
 
+/// How log lines look (`--log-format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line ([`crate::json_logs`]).
+    Json,
+}
+
 /// What must be flushed on shutdown.
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
@@ -35,9 +44,15 @@ pub struct Telemetry {
 impl Telemetry {
     /// Installs the global subscriber. Call inside the Tokio runtime (the OTLP channel's
     /// background task lives there).
-    pub fn init(log_filter: &str, node_id: &str) -> Self {
+    pub fn init(log_filter: &str, format: LogFormat, node_id: &str) -> Self {
         let filter = EnvFilter::try_new(log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-        let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let text = (format == LogFormat::Text)
+            .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
+        let json = (format == LogFormat::Json).then(|| {
+            tracing_subscriber::fmt::layer()
+                .event_format(crate::json_logs::JsonLines)
+                .with_writer(std::io::stderr)
+        });
         let tracer = export_requested()
             .then(|| tracer_provider(node_id))
             .flatten();
@@ -48,10 +63,11 @@ impl Telemetry {
                 .with_tracer(p.tracer("dialtone"))
                 .with_filter(EnvFilter::new("info,dialtone_edge=debug"))
         });
-        tracing_subscriber::registry()
-            .with(fmt.with_filter(filter))
-            .with(otel)
-            .init();
+        let logs = text
+            .map(|l| l.boxed())
+            .or_else(|| json.map(|l| l.boxed()))
+            .map(|l| l.with_filter(filter));
+        tracing_subscriber::registry().with(logs).with(otel).init();
         if tracer.is_some() {
             global::set_text_map_propagator(TraceContextPropagator::new());
             tracing::info!(node = node_id, "exporting traces over otlp");
