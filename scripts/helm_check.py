@@ -128,6 +128,37 @@ def run_edge_group_job(job, values):
         return problems
 
 
+def run_backup_cronjob(cronjob, values):
+    """Runs the backup CronJob's container command (its shell line, the real dialtonectl)
+    against a local config node three times with KEEP=2 into a temporary directory; checks
+    two backups are left and that the newest restores (a dry run) into the same node."""
+    if not built():
+        return ["backup cronjob: target/debug/dialtone(ctl) not built"]
+    c = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    with config_node() as node, tempfile.TemporaryDirectory() as backups:
+        if node is None:
+            return ["backup cronjob: the config node did not start"]
+        env = {e["name"]: e.get("value", "") for e in c["env"]}
+        env.update(node)
+        env.update(BACKUP_DIR=backups, KEEP="2")
+        for attempt in range(3):
+            r = subprocess.run(c["command"] + c["args"], env=env, capture_output=True, text=True,
+                               timeout=60)
+            if r.returncode != 0:
+                return [f"backup cronjob (run {attempt + 1}) failed: {r.stderr.strip()}"]
+            time.sleep(1.1)  # a new file name each second
+        files = sorted(pathlib.Path(backups).glob("dialtone-*.backup"))
+        if len(files) != 2:
+            return [f"backup cronjob: {len(files)} backups left with KEEP=2: {files}"]
+        r = subprocess.run([str(BIN / "dialtonectl"), "backup", "restore", "-f", str(files[-1]),
+                            "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0 or "would write 0 entries" not in r.stdout:
+            return [f"backup cronjob: its backup does not restore: {r.stdout} {r.stderr}"]
+        print(f"  backup cronjob: ran three times against a real config node; kept the newest "
+              f"two; the newest restores (dry run)")
+        return []
+
+
 def run_media_register(ds, values):
     """Runs the media DaemonSet's `register` init container (its shell command, the real
     dialtonectl) against a local config node, as the pod of node `Node-7.Example` at
@@ -213,7 +244,12 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def pod_spec(doc):
-    """The pod spec of a workload (Deployment, StatefulSet, DaemonSet, Job), else None."""
+    """The pod spec of a workload (Pod, Deployment, StatefulSet, DaemonSet, Job, CronJob),
+    else None."""
+    if doc.get("kind") == "Pod":
+        return doc.get("spec")
+    if doc.get("kind") == "CronJob":
+        return dig(doc, "spec.jobTemplate.spec.template.spec")
     return dig(doc, "spec.template.spec")
 
 
@@ -239,7 +275,8 @@ def house_rules(docs, values):
             want = dig(d, "spec.selector.matchLabels") or {}
             jobs = {dig(s, "metadata.labels").get(label) for s in services
                     if want.items() <= (dig(s, "metadata.labels") or {}).items()}
-            if not label or not jobs or not all(j and j.startswith("dialtone-") for j in jobs):
+            if not label or not jobs or not all(j and (j.startswith("dialtone-") or j == "etcd")
+                                                for j in jobs):
                 problems.append(f"ServiceMonitor {name}: jobs {jobs} (jobLabel {label!r}); "
                                 "the alert rules select job=\"dialtone-<role>\"")
     return problems
@@ -296,6 +333,8 @@ def check(name, values):
             kind = (doc.get("apiVersion"), doc.get("kind"))
             if kind[1] == "Job" and dig(doc, "metadata.name") == "dt-dialtone-edge-group":
                 problems += run_edge_group_job(doc, values)
+            if kind[1] == "CronJob" and dig(doc, "metadata.name") == "dt-dialtone-backup":
+                problems += run_backup_cronjob(doc, values)
             if kind[1] == "DaemonSet" and dig(doc, "metadata.name") == "dt-dialtone-media":
                 problems += run_media_register(doc, values)
                 problems += run_ng_guard(doc, values)
