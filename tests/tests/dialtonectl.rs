@@ -368,6 +368,40 @@ async fn dialtonectl_prints_for_scripts_and_says_why_it_failed() {
             site,
         ]);
     }
+    // A phone found by its SIP user or its MAC address, in any spelling.
+    ok(&["base-settings", "create", "desk", "--meta-base", "poly-vvx"]);
+    ok(&[
+        "phones",
+        "create",
+        "--name",
+        "Desk 1",
+        "--kind",
+        "managed",
+        "--site",
+        "hq",
+        "--base-settings",
+        "desk",
+        "--hardware-id",
+        "00:04:f2:aa:bb:01",
+        "--line",
+        "1001",
+    ]);
+    let id = ok(&["-o", "name", "phones", "list"]);
+    let phone: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "phones", "get", id.trim()])).unwrap();
+    let user = phone["lines"][0]["sip_user"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ok(&["-o", "name", "phones", "list", "--sip-user", &user]),
+        id
+    );
+    assert_eq!(
+        ok(&["-o", "name", "phones", "list", "--mac", "0004F2AABB01"]),
+        id
+    );
+    assert_eq!(
+        ok(&["-o", "name", "phones", "list", "--sip-user", "nobody"]),
+        ""
+    );
     let yaml = ok(&["-o", "yaml", "sites", "get", "hq"]);
     assert!(
         yaml.contains("id: hq\n") && yaml.contains("edge_group_id: main\n"),

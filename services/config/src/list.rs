@@ -40,6 +40,7 @@ pub fn matches(f: &PhoneFilter, p: &Phone) -> bool {
         && (f.kind == 0 || p.kind == f.kind)
         && (f.name_prefix.is_empty() || p.name.starts_with(&f.name_prefix))
         && (f.hardware_id.is_empty() || p.hardware_id == f.hardware_id)
+        && (f.sip_user.is_empty() || p.lines.iter().any(|l| l.sip_user == f.sip_user))
 }
 
 /// Whether the filter selects anything narrower than "every phone".
@@ -49,6 +50,7 @@ pub fn is_empty(f: &PhoneFilter) -> bool {
         && f.kind == 0
         && f.name_prefix.is_empty()
         && f.hardware_id.is_empty()
+        && f.sip_user.is_empty()
 }
 
 /// The prefix to walk for a filter, and whether its entries are the phones themselves.
@@ -100,7 +102,14 @@ impl ConfigCore {
         let filter = normalise(filter)?;
         let limit = repo::page_size(page_size)?;
         if !filter.hardware_id.is_empty() {
-            return self.list_by_hardware(&filter).await;
+            return self
+                .list_by_index(&filter, &keys::hardware(&filter.hardware_id))
+                .await;
+        }
+        if !filter.sip_user.is_empty() {
+            return self
+                .list_by_index(&filter, &keys::sip_user(&filter.sip_user))
+                .await;
         }
         let (prefix, direct) = walk_prefix(&filter);
         // Every index but the name index ends in the phone id (a UUID: uniform hex).
@@ -177,8 +186,14 @@ impl ConfigCore {
         }
     }
 
-    async fn list_by_hardware(&self, filter: &PhoneFilter) -> Result<(Vec<Phone>, String)> {
-        let Some(idx) = self.store.get(&keys::hardware(&filter.hardware_id)).await? else {
+    /// The one phone a unique index entry (`index`: its hardware id's or SIP user's) names,
+    /// if it passes the rest of the filter.
+    async fn list_by_index(
+        &self,
+        filter: &PhoneFilter,
+        index: &str,
+    ) -> Result<(Vec<Phone>, String)> {
+        let Some(idx) = self.store.get(index).await? else {
             return Ok((Vec::new(), String::new()));
         };
         let id = String::from_utf8_lossy(&idx.value).into_owned();

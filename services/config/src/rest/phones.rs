@@ -102,6 +102,7 @@ pub async fn list(
         hardware_id: q.get("phone_hardwareId").unwrap_or("").to_owned(),
         name_prefix: prefix.to_owned(),
         kind,
+        sip_user: String::new(),
     };
     let by_status = wanted.0.is_some() || wanted.1.is_some();
     let expand = q.all("expand").any(|e| e.trim() == "status");

@@ -118,7 +118,7 @@ pub async fn list(
                 r.next_page_token
             }
             Some(want) => {
-                if f.kind != 0 || !f.hardware_id.is_empty() {
+                if f.kind != 0 || !f.hardware_id.is_empty() || !f.sip_user.is_empty() {
                     bail!("--status combines with --site, --base-settings and --name-prefix only");
                 }
                 let r = s

@@ -171,9 +171,13 @@ pub struct FilterArgs {
     /// Only names starting with this.
     #[arg(long)]
     name_prefix: Option<String>,
-    /// Only this hardware id.
-    #[arg(long)]
+    /// Only the phone with this hardware id (its MAC address or FQDN, in any common
+    /// spelling).
+    #[arg(long, visible_alias = "mac")]
     hardware_id: Option<String>,
+    /// Only the phone one of whose lines registers as this SIP user.
+    #[arg(long)]
+    sip_user: Option<String>,
 }
 
 /// Every page of a `List*` call that takes a `ListRequest`.
@@ -192,6 +196,7 @@ pub(crate) fn filter(f: FilterArgs) -> anyhow::Result<pb::PhoneFilter> {
         kind: f.kind.as_deref().map(parse_kind).transpose()?.unwrap_or(0),
         name_prefix: f.name_prefix.unwrap_or_default(),
         hardware_id: f.hardware_id.unwrap_or_default(),
+        sip_user: f.sip_user.unwrap_or_default(),
     })
 }
 
