@@ -122,6 +122,28 @@ impl ClusterSandbox {
         binaries: &[Option<PathBuf>],
         lease_ttl: u32,
     ) -> anyhow::Result<Self> {
+        Self::start_on_etcd(members, roles, extra_args, binaries, lease_ttl, &[]).await
+    }
+
+    /// Like [`ClusterSandbox::with_etcd_args`], node `i` with the environment `env[i]` too
+    /// (settings that differ per node, as `DIALTONE_*` variables).
+    pub async fn with_etcd_env(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+        env: &[&[(&str, &str)]],
+    ) -> anyhow::Result<Self> {
+        Self::start_on_etcd(members, roles, extra_args, &[], 3, env).await
+    }
+
+    async fn start_on_etcd(
+        members: usize,
+        roles: &[&str],
+        extra_args: &[&str],
+        binaries: &[Option<PathBuf>],
+        lease_ttl: u32,
+        env: &[&[(&str, &str)]],
+    ) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let etcd = EtcdCluster::start(members).await?;
         let tokens = dir.path().join("tokens.toml");
@@ -140,7 +162,14 @@ impl ClusterSandbox {
                 lease_ttl,
                 key_file: Some(key_file.clone()),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
-                env: vec![],
+                env: env
+                    .get(i)
+                    .map(|e| {
+                        e.iter()
+                            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 binary: binaries.get(i).cloned().flatten(),
             };
             nodes.push(Node::start(&spec, dir.path().join(format!("node-{i}"))).await?);

@@ -482,3 +482,100 @@ async fn new_calls_go_through_the_living_edge_when_one_dies() {
     );
     sim.stop(false, 1).await;
 }
+
+/// Behind a load balancer or NAT (`--sip-external-address`): the Record-Route of a call
+/// names each edge by the address phones reach it at, not its listener, and the caller's
+/// ACK and BYE, arriving at the listener with those routes (as a load balancer delivers
+/// them), are routed to the phone. Edge-to-edge hand-offs still use the member records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edges_behind_a_load_balancer_route_calls_by_their_external_address() {
+    // Addresses nobody listens on: only the headers name them.
+    let external = ["192.0.2.11:30060", "192.0.2.12:30060"];
+    let (udp1, udp2) = (
+        format!("udp={}", external[0]),
+        format!("udp={}", external[1]),
+    );
+    let sb = ClusterSandbox::with_etcd_env(
+        1,
+        &["config,status", "edge", "edge"],
+        &["--sip-min-expires=10"],
+        &[
+            &[],
+            &[("DIALTONE_SIP_EXTERNAL_ADDRESS", udp1.as_str())],
+            &[("DIALTONE_SIP_EXTERNAL_ADDRESS", udp2.as_str())],
+        ],
+    )
+    .await
+    .unwrap();
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    dialtone_tests::fleet::seed_site_on(
+        &mut cfg,
+        pb::PhoneSettings::default(),
+        &sb.udp_edges(&[1, 2]),
+    )
+    .await
+    .unwrap();
+    let phones = import(&mut cfg, 2, "lb").await.unwrap();
+    let (caller_line, callee) = (&phones[0], &phones[1]);
+    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
+        .await
+        .unwrap();
+    update_phone(&mut cfg, &callee.0, at_extension("202"))
+        .await
+        .unwrap();
+    let spec = sb.dual_registered(&[1, 2], callee);
+    let sim = Sim::start(
+        SimConfig {
+            expires: 30,
+            sockets: 1,
+            ..SimConfig::default()
+        },
+        vec![spec.clone()],
+    )
+    .await
+    .unwrap();
+    let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
+    assert!(wait_operational(&mut st, 1, Duration::from_secs(10)).await);
+    let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
+    let real = |ext: &str| {
+        if ext == external[0] {
+            sb.udp(1)
+        } else {
+            sb.udp(2)
+        }
+    };
+    for edge in [spec.registrars[0], spec.registrars[1]] {
+        let (invite, responses) = call(&caller, "202", edge).await;
+        let ok = responses.last().unwrap();
+        assert_eq!(status(ok), 200, "{responses:?}");
+        let routes = headers(ok, "record-route").join(",");
+        let named: Vec<&str> = external
+            .iter()
+            .copied()
+            .filter(|e| routes.contains(e))
+            .collect();
+        assert!(!named.is_empty(), "an external address in {routes}");
+        for e in [sb.udp(1), sb.udp(2)] {
+            assert!(!routes.contains(&e.to_string()), "a listener in {routes}");
+        }
+        let target = format!("sip:{}@127.0.0.1", callee.1);
+        let others = sim.stats().received[4].load(Relaxed);
+        // The first route names the external address; the load balancer delivers to the
+        // listener behind it.
+        let (ack, hop) = in_dialog(&invite, ok, "ACK", 1, &target);
+        let hop = real(&hop.to_string());
+        caller.send_raw(&ack, hop).await;
+        let (bye, _) = in_dialog(&invite, ok, "BYE", 2, &target);
+        caller.send_raw(&bye, hop).await;
+        assert_eq!(
+            caller.codes("BYE", Duration::from_secs(5)).await.last(),
+            Some(&200),
+            "the phone answers the BYE through {edge}"
+        );
+        assert_eq!(
+            sim.stats().received[4].load(Relaxed),
+            others + 2,
+            "ACK and BYE"
+        );
+    }
+}

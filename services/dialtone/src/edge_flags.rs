@@ -9,7 +9,7 @@ use std::{
 
 use clap::Args;
 use dialtone_edge::{BanPolicy, EdgeSettings, Listeners, settings::parse_algorithms};
-use dialtone_sip::digest::NonceKey;
+use dialtone_sip::{digest::NonceKey, transport::Transport};
 
 /// File in the data dir holding the generated nonce key (dev mode, mode 0600).
 pub const NONCE_KEY_FILE: &str = "sip-nonce-key";
@@ -117,6 +117,16 @@ pub struct EdgeFlags {
     /// into the edge's member record, Via and Contact.
     #[arg(long, env = "DIALTONE_SIP_ADVERTISE_IP", value_name = "IP")]
     pub sip_advertise_ip: Option<std::net::IpAddr>,
+    /// Where phones and carriers reach this edge when that differs from its listeners and
+    /// --sip-advertise-ip (a load balancer's or NAT's address, a NodePort), per transport:
+    /// `udp=203.0.113.7:5060,tls=203.0.113.7:5061`. Written into the Via, Contact and
+    /// Record-Route of what the edge sends them; other edges keep using the member record.
+    #[arg(
+        long,
+        env = "DIALTONE_SIP_EXTERNAL_ADDRESS",
+        value_name = "TRANSPORT=IP:PORT,..."
+    )]
+    pub sip_external_address: Option<String>,
     /// Server header on responses (none by default).
     #[arg(long, env = "DIALTONE_SIP_SERVER_HEADER")]
     pub sip_server_header: Option<String>,
@@ -197,9 +207,32 @@ impl EdgeFlags {
             NONCE_KEY_FILE,
             dev,
         )?);
+        let listeners = self.listeners()?;
+        let external = match &self.sip_external_address {
+            Some(text) => dialtone_edge::parse_external(text).map_err(|e| {
+                anyhow::anyhow!("invalid value '{text}' for '--sip-external-address': {e}")
+            })?,
+            None => Default::default(),
+        };
+        for t in external.keys() {
+            let on = match t {
+                Transport::Udp => listeners.udp.is_some(),
+                Transport::Tcp => listeners.tcp.is_some(),
+                Transport::Tls => listeners.tls.is_some(),
+                Transport::Ws => listeners.ws.is_some(),
+                Transport::Wss => listeners.wss.is_some(),
+            };
+            anyhow::ensure!(
+                on,
+                "invalid value for '--sip-external-address': {} is not listened on (--sip-{})",
+                t.name(),
+                t.name()
+            );
+        }
         let s = EdgeSettings {
             node_id: node_id.to_owned(),
-            listeners: self.listeners()?,
+            listeners,
+            external,
             advertise_ip: self.sip_advertise_ip,
             tls_cert: self.sip_tls_cert.clone(),
             tls_key: self.sip_tls_key.clone(),

@@ -33,6 +33,7 @@ mod metrics;
 mod registrar;
 mod replies;
 pub mod settings;
+pub use replies::parse_external;
 mod takeover;
 mod transport;
 mod uac;
@@ -220,7 +221,7 @@ impl Edge {
             flows: flows.clone(),
             settings: settings.clone(),
             replies: replies.clone(),
-            local: Listening(addresses.clone()),
+            local: Listening::new(addresses.clone()).with_external(settings.external.clone()),
             store: Some(store.clone()),
             runtime: tokio::runtime::Handle::current(),
             ng: Some(ng),
@@ -234,7 +235,7 @@ impl Edge {
             stats,
             settings: settings.clone(),
             replies,
-            local: Listening(addresses.clone()),
+            local: Listening::new(addresses.clone()).with_external(settings.external.clone()),
         });
         handler
             .flows()

@@ -211,17 +211,78 @@ fn with_http_date<R>(f: impl FnOnce(&str) -> R) -> R {
     })
 }
 
-/// The edge's own listener of each transport (as bound; the dispatcher, delivery and the
-/// API build the Via and Contact of the edge's requests from one).
+/// The edge's own listener of each transport (the dispatcher, delivery and the API build
+/// the Via, Contact and Record-Route of the edge's requests from one): where the other
+/// edges reach it (its member record's address), and where phones and carriers do, which
+/// differs behind a load balancer or NAT (`--sip-external-address`).
 #[derive(Clone, Debug, Default)]
-pub struct Listening(pub HashMap<Transport, SocketAddr>);
+pub struct Listening {
+    internal: HashMap<Transport, SocketAddr>,
+    external: HashMap<Transport, SocketAddr>,
+}
 
 impl Listening {
-    /// The edge's own listener of `transport`, if it listens on it.
+    /// Listeners reached at the same address by everyone.
+    pub fn new(internal: HashMap<Transport, SocketAddr>) -> Self {
+        Listening {
+            internal,
+            external: HashMap::new(),
+        }
+    }
+
+    /// With the addresses phones and carriers reach some transports at instead.
+    pub fn with_external(mut self, external: HashMap<Transport, SocketAddr>) -> Self {
+        self.external = external;
+        self
+    }
+
+    /// The edge's listener of `transport` as phones and carriers reach it (for what the
+    /// edge writes towards them, and Record-Route, which both sides of a dialog follow).
     pub fn of(&self, transport: Transport) -> Option<Local> {
-        let addr = *self.0.get(&transport)?;
+        let addr = *self.internal.get(&transport)?;
+        let addr = self.external.get(&transport).copied().unwrap_or(addr);
         Some(Local { transport, addr })
     }
+
+    /// Whether `at` names one of this edge's listeners, by either address.
+    pub fn is_own(&self, at: crate::flow::FlowSource) -> bool {
+        self.internal.get(&at.transport) == Some(&at.addr)
+            || self.external.get(&at.transport) == Some(&at.addr)
+    }
+}
+
+/// `--sip-external-address`: `transport=ip:port` pairs, comma-separated (`udp=203.0.113.7:5060,
+/// tls=203.0.113.7:5061`). Pure.
+pub fn parse_external(text: &str) -> Result<HashMap<Transport, SocketAddr>, String> {
+    let mut out = HashMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (t, addr) = item
+            .split_once('=')
+            .ok_or_else(|| format!("'{item}' is not transport=ip:port"))?;
+        let transport = match t.trim().to_ascii_lowercase().as_str() {
+            "udp" => Transport::Udp,
+            "tcp" => Transport::Tcp,
+            "tls" => Transport::Tls,
+            "ws" => Transport::Ws,
+            "wss" => Transport::Wss,
+            other => {
+                return Err(format!(
+                    "unknown transport '{other}' (udp, tcp, tls, ws, wss)"
+                ));
+            }
+        };
+        let addr: SocketAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("'{}' is not ip:port", addr.trim()))?;
+        if addr.ip().is_unspecified() || addr.port() == 0 {
+            return Err(format!("'{addr}' is not an address phones can reach"));
+        }
+        if out.insert(transport, addr).is_some() {
+            return Err(format!("{} given twice", transport.name()));
+        }
+    }
+    Ok(out)
 }
 
 /// One of the edge's own listeners, for the Via and Contact of requests the edge sends.
@@ -232,13 +293,21 @@ pub struct Local {
 }
 
 impl Local {
-    /// `SIP/2.0/UDP 127.0.0.1:5060`: a Via without its branch.
+    /// `SIP/2.0/UDP 127.0.0.1:5060;rport`: a Via without its branch. Over UDP it asks for
+    /// the answer at the address and port the request came from (RFC 3581): the edge may
+    /// name an address it is not bound at (`--sip-external-address`, behind a load
+    /// balancer or NAT), and the answer must still reach the socket that sent it.
     pub fn via(&self) -> String {
         format!(
-            "SIP/2.0/{} {}:{}",
+            "SIP/2.0/{} {}:{}{}",
             self.transport.via_name(),
             fmt_ip(self.addr),
-            self.addr.port()
+            self.addr.port(),
+            if self.transport == Transport::Udp {
+                ";rport"
+            } else {
+                ""
+            }
         )
     }
 
@@ -316,6 +385,58 @@ mod tests {
 
     fn register() -> Message {
         dialtone_sip::parse(b"REGISTER sip:e SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\nFrom: <sip:u@e>;tag=1\r\nTo: <sip:u@e>\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nPath: <sip:p1;lr>\r\nContent-Length: 0\r\n\r\n").unwrap()
+    }
+
+    #[test]
+    fn external_addresses_are_read_per_transport() {
+        use super::parse_external;
+        let ok = parse_external(" udp=203.0.113.7:5060, TLS=[2001:db8::7]:5061 ").unwrap();
+        assert_eq!(ok[&Transport::Udp].to_string(), "203.0.113.7:5060");
+        assert_eq!(ok[&Transport::Tls].to_string(), "[2001:db8::7]:5061");
+        assert!(parse_external("").unwrap().is_empty());
+        for (bad, why) in [
+            ("udp", "is not transport=ip:port"),
+            ("sctp=1.2.3.4:5060", "unknown transport 'sctp'"),
+            ("udp=sip.example.com:5060", "is not ip:port"),
+            ("udp=0.0.0.0:5060", "not an address phones can reach"),
+            ("udp=1.2.3.4:0", "not an address phones can reach"),
+            ("udp=1.2.3.4:1,udp=1.2.3.4:2", "udp given twice"),
+        ] {
+            let e = parse_external(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn phones_see_the_external_address_edges_the_internal_one() {
+        use super::Listening;
+        use crate::flow::FlowSource;
+        let internal: SocketAddr = "10.0.0.5:5060".parse().unwrap();
+        let external: SocketAddr = "203.0.113.7:30060".parse().unwrap();
+        let l = Listening::new([(Transport::Udp, internal), (Transport::Tcp, internal)].into())
+            .with_external([(Transport::Udp, external)].into());
+        assert_eq!(l.of(Transport::Udp).unwrap().addr, external);
+        assert_eq!(
+            l.of(Transport::Tcp).unwrap().addr,
+            internal,
+            "no external: the listener"
+        );
+        assert!(l.of(Transport::Tls).is_none());
+        for (at, own) in [
+            ((Transport::Udp, external), true),
+            ((Transport::Udp, internal), true),
+            ((Transport::Tcp, external), false),
+            (
+                (Transport::Udp, "203.0.113.8:30060".parse().unwrap()),
+                false,
+            ),
+        ] {
+            let at = FlowSource {
+                transport: at.0,
+                addr: at.1,
+            };
+            assert_eq!(l.is_own(at), own, "{at}");
+        }
     }
 
     #[test]
@@ -397,7 +518,7 @@ mod tests {
             (
                 Transport::Udp,
                 "127.0.0.1:5060",
-                "SIP/2.0/UDP 127.0.0.1:5060",
+                "SIP/2.0/UDP 127.0.0.1:5060;rport",
                 "<sip:d@127.0.0.1:5060;transport=udp>",
             ),
             (

@@ -32,6 +32,10 @@ pub struct EdgeSettings {
     /// (`0.0.0.0`, `::`): written into its member record (other edges forward to it there)
     /// and into the Via and Contact of the requests it sends. A pod's IP in Kubernetes.
     pub advertise_ip: Option<std::net::IpAddr>,
+    /// Where phones and carriers reach each transport when that differs from the listener
+    /// (a load balancer's or NAT's address): written into the Via, Contact and
+    /// Record-Route of what the edge sends them. Other edges still use the listener.
+    pub external: std::collections::HashMap<crate::flow::Transport, std::net::SocketAddr>,
     /// PEM certificate chain and key for TLS and WSS.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,

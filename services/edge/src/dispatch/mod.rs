@@ -231,11 +231,7 @@ impl Dispatcher {
                 &m,
                 &self.settings.nonce_key,
                 peer.source(),
-                |at| {
-                    self.local
-                        .of(at.transport)
-                        .is_some_and(|l| l.addr == at.addr)
-                },
+                |at| self.local.is_own(at),
             )
         {
             // What a phone asserts of its own identity does not pass within a dialog either;

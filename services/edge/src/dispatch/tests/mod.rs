@@ -63,6 +63,7 @@ fn settings(notify_timeout: Duration) -> EdgeSettings {
             ..Default::default()
         },
         advertise_ip: None,
+        external: Default::default(),
         tls_cert: None,
         tls_key: None,
         tls_client_ca: None,
@@ -175,7 +176,7 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         },
     ));
     let flows = Arc::new(Flows::default());
-    let local = || Listening([(Transport::Tcp, EDGE.parse().unwrap())].into());
+    let local = || Listening::new([(Transport::Tcp, EDGE.parse().unwrap())].into());
     let delivery = Arc::new(Delivery::new(DeliveryParts {
         cache: cache.clone(),
         directory: directory.clone(),
