@@ -34,6 +34,23 @@ fn ctl((server, token): (&str, &str), args: &[&str]) -> (i32, String) {
     (code, text)
 }
 
+/// `backup restore -f file` into `node`, which must succeed: its JSON report.
+fn restored(node: (&str, &str), file: &Path) -> serde_json::Value {
+    let (code, out) = ctl(
+        node,
+        &[
+            "-o",
+            "json",
+            "backup",
+            "restore",
+            "-f",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    serde_json::from_str(&out).unwrap()
+}
+
 /// A backup file's entries and revision.
 fn read_backup(file: &Path) -> (i64, BTreeMap<String, Vec<u8>>) {
     let bytes = std::fs::read(file).unwrap();
@@ -100,19 +117,7 @@ async fn a_backup_restores_into_an_empty_store_on_either_backend() {
     let (_, out) = ctl(dst, &["-o", "name", "phones", "list"]);
     assert_eq!(out.trim(), "", "a dry run writes nothing");
 
-    let (code, out) = ctl(
-        dst,
-        &[
-            "-o",
-            "json",
-            "backup",
-            "restore",
-            "-f",
-            first.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = restored(dst, &first);
     assert_eq!(r["entries_by_kind"]["phones"], 200, "{r}");
     let (_, listed) = ctl(dst, &["-o", "name", "phones", "list", "--all"]);
     assert_eq!(listed.lines().count(), 200, "{listed}");
@@ -143,19 +148,7 @@ async fn a_backup_restores_into_an_empty_store_on_either_backend() {
     assert_eq!(listed_there, listed);
 
     // A second restore writes nothing.
-    let (code, out) = ctl(
-        dst,
-        &[
-            "-o",
-            "json",
-            "backup",
-            "restore",
-            "-f",
-            first.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(code, 0, "{out}");
-    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = restored(dst, &first);
     let count = |field: &str| r[field].as_u64().unwrap_or(0);
     assert_eq!(
         (count("written"), count("unchanged")),

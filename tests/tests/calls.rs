@@ -21,6 +21,20 @@ use dialtone_tests::{
     softphones::Softphone,
 };
 
+/// One simulated phone registering every 30 s to its edges, answering calls.
+async fn one_phone(spec: &dialtone_phonesim::PhoneSpec) -> Sim {
+    Sim::start(
+        SimConfig {
+            expires: 30,
+            sockets: 1,
+            ..SimConfig::default()
+        },
+        vec![spec.clone()],
+    )
+    .await
+    .unwrap()
+}
+
 /// The final code of an INVITE for `dialled` sent through `edge`, with every code seen.
 async fn dial(caller: &Caller, dialled: &str, edge: SocketAddr) -> Vec<u16> {
     call(caller, dialled, edge)
@@ -83,16 +97,7 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     );
 
     let spec = sb.dual_registered(&[1, 2], callee);
-    let sim = Sim::start(
-        SimConfig {
-            expires: 30,
-            sockets: 1,
-            ..SimConfig::default()
-        },
-        vec![spec.clone()],
-    )
-    .await
-    .unwrap();
+    let sim = one_phone(&spec).await;
     let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
     let stats = sim.stats();
     assert!(
@@ -524,16 +529,7 @@ async fn edges_behind_a_load_balancer_route_calls_by_their_external_address() {
         .await
         .unwrap();
     let spec = sb.dual_registered(&[1, 2], callee);
-    let sim = Sim::start(
-        SimConfig {
-            expires: 30,
-            sockets: 1,
-            ..SimConfig::default()
-        },
-        vec![spec.clone()],
-    )
-    .await
-    .unwrap();
+    let sim = one_phone(&spec).await;
     let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
     assert!(wait_operational(&mut st, 1, Duration::from_secs(10)).await);
     let caller = Caller::line(&caller_line.1, &caller_line.2).await.unwrap();
@@ -572,6 +568,7 @@ async fn edges_behind_a_load_balancer_route_calls_by_their_external_address() {
             Some(&200),
             "the phone answers the BYE through {edge}"
         );
+        tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(
             sim.stats().received[4].load(Relaxed),
             others + 2,

@@ -26,11 +26,27 @@ pub const PREFIXES: [&str; 4] = ["config/", "index/", "upgrades/", "provision/"]
 const CHUNK_ENTRIES: usize = 1000;
 const CHUNK_BYTES: usize = 1 << 20;
 
-/// The largest backup a restore takes, in bytes of keys and values (it is held in memory).
-pub const MAX_RESTORE_BYTES: usize = 512 << 20;
+/// The largest backup a restore takes, in bytes of keys and values (it is held in memory,
+/// a few times over while it is checked).
+pub const MAX_RESTORE_BYTES: usize = 256 << 20;
+
+/// Most bytes of values one restore transaction writes (etcd refuses requests over 1.5 MiB
+/// by default).
+const WRITE_BYTES: usize = 1 << 20;
 
 /// One backup or restore at a time on a node: each holds the configuration in memory.
 static ONE_AT_A_TIME: Semaphore = Semaphore::const_new(1);
+
+/// Takes this node's one backup-or-restore slot, or refuses at once (before a restore's
+/// upload is read, so waiting restores hold no memory). Held until dropped.
+pub fn begin() -> Result<tokio::sync::SemaphorePermit<'static>> {
+    ONE_AT_A_TIME
+        .try_acquire()
+        .map_err(|_| ConfigError::Contended {
+            kind: "backup",
+            id: "this node".into(),
+        })
+}
 
 /// The kind an entry is counted under: `sites`, `phones`, ... for `config/{kind}/...`, else
 /// the key's first segment.
@@ -160,10 +176,14 @@ pub fn gather(
 }
 
 impl ConfigCore {
-    /// A consistent copy of the configuration, in chunks.
+    /// A consistent copy of the configuration, in chunks. The caller holds [`begin`]'s slot.
     pub async fn create_backup(&self) -> Result<Vec<BackupChunk>> {
-        let _one = ONE_AT_A_TIME.acquire().await.map_err(|_| busy())?;
-        let (revision, kvs) = self.store.snapshot(&PREFIXES).await?;
+        // etcd may compact the revision being read between two pages: once more from a new
+        // one (the next compaction is a configured interval away).
+        let (revision, kvs) = match self.store.snapshot(&PREFIXES).await {
+            Ok(s) => s,
+            Err(_) => self.store.snapshot(&PREFIXES).await?,
+        };
         let entries = kvs
             .into_iter()
             .map(|kv| BackupEntry {
@@ -179,13 +199,15 @@ impl ConfigCore {
         ))
     }
 
-    /// Writes a backup's entries (or plans it only); see the module docs.
+    /// Writes a backup's entries (or plans it only); see the module docs. The caller holds
+    /// [`begin`]'s slot. The indexes are written first, each batch only where its keys are
+    /// still absent: a restore that stops part way (a racing write, the store away) leaves
+    /// no object without its uniqueness entries, and running it again writes the rest.
     pub async fn restore_backup(
         &self,
         chunks: Vec<BackupChunk>,
         dry_run: bool,
     ) -> Result<RestoreBackupResponse> {
-        let _one = ONE_AT_A_TIME.acquire().await.map_err(|_| busy())?;
         let (revision, backup) = gather(chunks)?;
         let keys: Vec<String> = backup.keys().cloned().collect();
         let mut existing = HashMap::new();
@@ -194,11 +216,12 @@ impl ConfigCore {
                 existing.insert(kv.key, kv.value);
             }
         }
-        let plan = plan(&backup, &existing)?;
+        let mut plan = plan(&backup, &existing)?;
+        plan.write.sort_by_key(|k| !k.starts_with("index/"));
         if !dry_run {
             // Each key is created only if still absent: a write racing the restore makes
             // its batch fail instead of being overwritten.
-            for part in plan.write.chunks(MAX_TXN_OPS / 2) {
+            for part in batches(&plan.write, |k| k.len() + backup[k].len()) {
                 let compares = part.iter().map(|k| Compare::Absent(k.clone())).collect();
                 let ops = part
                     .iter()
@@ -229,11 +252,23 @@ impl ConfigCore {
     }
 }
 
-fn busy() -> ConfigError {
-    ConfigError::Unusable {
-        field: "backup".into(),
-        reason: "the node is shutting down".into(),
+/// `keys` in batches of at most half the store's op limit (each key is also a compare)
+/// and about [`WRITE_BYTES`] (a single larger entry goes alone).
+fn batches(keys: &[String], size: impl Fn(&String) -> usize) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, k) in keys.iter().enumerate() {
+        let n = size(k);
+        if i > start && (i - start == MAX_TXN_OPS / 2 || bytes + n > WRITE_BYTES) {
+            out.push(&keys[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += n;
     }
+    if start < keys.len() {
+        out.push(&keys[start..]);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -245,6 +280,18 @@ mod tests {
             key: key.into(),
             value: value.as_bytes().to_vec(),
         }
+    }
+
+    #[test]
+    fn writes_go_in_bounded_batches() {
+        let keys: Vec<String> = (0..150).map(|i| format!("config/phones/{i:03}")).collect();
+        let sizes = |b: Vec<&[String]>| b.iter().map(|p| p.len()).collect::<Vec<_>>();
+        assert_eq!(sizes(batches(&keys, |_| 100)), [64, 64, 22]);
+        // 400 KiB each: two fit under 1 MiB.
+        assert_eq!(sizes(batches(&keys[..5], |_| 400 << 10)), [2, 2, 1]);
+        // One larger than the bound goes alone.
+        assert_eq!(sizes(batches(&keys[..2], |_| 2 << 20)), [1, 1]);
+        assert!(batches(&[], |_| 1).is_empty());
     }
 
     #[test]

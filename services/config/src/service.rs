@@ -622,6 +622,7 @@ impl ConfigService for ConfigApi {
         req: Request<pb::CreateBackupRequest>,
     ) -> Result<Response<Self::CreateBackupStream>, Status> {
         let who = self.auth(&req, Permission::All)?;
+        let _slot = crate::backup::begin()?;
         let chunks = self.core.create_backup().await.map_err(Status::from)?;
         let entries: usize = chunks.iter().map(|c| c.entries.len()).sum();
         info!(token_name = %who, entries, revision = chunks[0].revision, "backup created");
@@ -636,6 +637,8 @@ impl ConfigService for ConfigApi {
     ) -> Result<Response<pb::RestoreBackupResponse>, Status> {
         use prost::Message as _;
         let who = self.auth(&req, Permission::All)?;
+        // Before the upload is read: a second restore waits holding nothing.
+        let _slot = crate::backup::begin()?;
         let mut incoming = req.into_inner();
         let (mut chunks, mut dry_run, mut bytes) = (Vec::new(), None, 0);
         while let Some(m) = incoming.message().await? {

@@ -70,13 +70,24 @@ where
         }
         if let Some(span) = ctx.lookup_current() {
             line.insert("span".into(), span.name().into());
-            // Only a span the OpenTelemetry layer follows has ids (traces exported).
-            let cx = tracing::Span::current().context();
-            let sc = cx.span().span_context().clone();
-            if sc.is_valid() {
-                line.insert("trace_id".into(), sc.trace_id().to_string().into());
-                line.insert("span_id".into(), sc.span_id().to_string().into());
+            // The span's own fields (rpc.method, phone.id, ...), as the text format shows
+            // them.
+            if let Some(f) = span
+                .extensions()
+                .get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                .filter(|f| !f.is_empty())
+            {
+                line.insert("span_fields".into(), f.fields.as_str().into());
             }
+        }
+        // Asked of the span the event is in even when this layer's filter hides it (the
+        // edge's SIP transaction spans are debug, exported at any log level): only a span
+        // the OpenTelemetry layer follows has ids (traces exported).
+        let cx = tracing::Span::current().context();
+        let sc = cx.span().span_context().clone();
+        if sc.is_valid() {
+            line.insert("trace_id".into(), sc.trace_id().to_string().into());
+            line.insert("span_id".into(), sc.span_id().to_string().into());
         }
         writeln!(
             writer,

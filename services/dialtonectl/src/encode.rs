@@ -21,7 +21,9 @@ pub fn encode(v: &Value, encoding: Encoding) -> String {
             s
         }
         Encoding::Yaml => {
-            let mut s = String::new();
+            // Each document marked: a command that prints several (a summary, then the
+            // phones) still prints one valid YAML stream.
+            let mut s = String::from("---\n");
             yaml(v, 0, &mut s);
             if !s.ends_with('\n') {
                 s.push('\n');
@@ -64,12 +66,13 @@ fn scalar(v: &Value) -> String {
         Value::String(s) => {
             let plain = !s.is_empty()
                 && !s.starts_with(|c: char| {
-                    c.is_ascii_digit() || "-+.!&*?|>'\"%@`#,[]{}:~ ".contains(c)
+                    c.is_ascii_digit() || "-+.!&*?|>'\"%@`#,[]{}:~ \t".contains(c)
                 })
-                && !s.ends_with(' ')
+                && !s.ends_with([' ', '\t', ':'])
                 && !s.contains(": ")
+                && !s.contains(":\t")
                 && !s.contains(" #")
-                && !s.contains('\n')
+                && !s.chars().any(char::is_control)
                 && !matches!(
                     s.to_ascii_lowercase().as_str(),
                     "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n" | "~"
@@ -168,9 +171,15 @@ mod tests {
                 "- id: a\n  v:\n  - 1\n  - 2\n- - 3\n",
             ),
             (json!("plain"), "plain\n"),
+            // Ends with a colon, holds a tab after one, a control character, or edges of
+            // white space: quoted.
+            (
+                json!({"a": "fe80::", "b": "x:\ty", "c": "a\rb", "d": " pad", "e": "\tx"}),
+                "a: \"fe80::\"\nb: \"x:\\ty\"\nc: \"a\\rb\"\nd: \" pad\"\ne: \"\\tx\"\n",
+            ),
         ];
         for (v, want) in cases {
-            assert_eq!(encode(&v, Encoding::Yaml), want, "{v}");
+            assert_eq!(encode(&v, Encoding::Yaml), format!("---\n{want}"), "{v}");
         }
     }
 

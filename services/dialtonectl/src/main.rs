@@ -56,11 +56,12 @@ pub struct Cli {
 }
 
 /// What the exit status says, for scripts.
-const EXIT_CODES: &str = "Exit status: 0 done; 1 failed (anything else); 2 bad input \
-(invalid arguments, or a value the server refused); 3 not found; 4 not allowed (no or \
-unknown token, or a token without the permission); 5 conflict (already exists, or changed \
-since read: read it again); 6 unavailable (the server cannot be reached or is not ready: \
-try again).";
+const EXIT_CODES: &str = "Exit status: 0 done; 1 failed (anything else, including a \
+combination of flags dialtonectl itself refuses); 2 bad input (a command line that does \
+not parse, or a value the server refused); 3 not found; 4 not allowed (no or unknown \
+token, or a token without the permission); 5 conflict or precondition (already exists, \
+changed since read, in use, or not possible now, e.g. a phone with no registration); 6 \
+unavailable (the server cannot be reached or is not ready: try again).";
 
 /// The exit status of a failed command (see [`EXIT_CODES`]).
 fn exit_code(e: &anyhow::Error) -> u8 {

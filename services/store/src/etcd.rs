@@ -207,8 +207,8 @@ impl EtcdStore {
     }
 
     /// Every key under `prefixes` at one revision: the first page's, every later page read
-    /// at it (etcd keeps the history until a compaction; one in between fails the read with
-    /// `Compacted`, and the caller tries again).
+    /// at it (etcd keeps the history until a compaction; one in between fails the read,
+    /// and the caller may try again).
     pub(crate) async fn snapshot(
         &self,
         prefixes: &[String],

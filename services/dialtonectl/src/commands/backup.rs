@@ -1,6 +1,6 @@
 //! `dialtonectl backup create|restore`: the configuration to a file and back. The file is
-//! the server's `BackupChunk`s, each length-delimited, in order (created mode 0600: it holds
-//! every phone's password hashes).
+//! the server's `BackupChunk`s, each length-delimited, in order (mode 0600: it holds every
+//! phone's password hashes; written whole or not at all).
 
 use std::{
     io::{Read, Write},
@@ -124,15 +124,29 @@ async fn restore(c: &mut Client, out: Format, file: PathBuf, dry_run: bool) -> a
     }
 }
 
+/// Writes `bytes` to `file` whole or not at all: into a new file beside it (mode 0600 from
+/// the start: it holds password hashes), synced, then renamed over `file`. A full disk
+/// leaves no partial backup under the name.
 fn write_private(file: &PathBuf, bytes: &[u8]) -> anyhow::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(file)
-        .with_context(|| format!("creating {}", file.display()))?;
-    f.write_all(bytes)
-        .with_context(|| format!("writing {}", file.display()))
+    let name = file
+        .file_name()
+        .with_context(|| format!("'{}' names no file", file.display()))?;
+    let tmp = file.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let _ = std::fs::remove_file(&tmp);
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new()
+            .create_new(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, file)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", file.display()));
+    }
+    Ok(())
 }
