@@ -88,6 +88,31 @@ def built():
     return (BIN / "dialtone").exists() and (BIN / "dialtonectl").exists()
 
 
+def is_ipv4(host):
+    parts = host.split(".")
+    return len(parts) == 4 and all(p.isdigit() for p in parts)
+
+
+EDGE_STS = {}
+
+
+def external_address_of(values, i):
+    """What the edge StatefulSet's start line exports as DIALTONE_SIP_EXTERNAL_ADDRESS in
+    pod `i` (its shell line run with that pod's name), or None."""
+    sts = EDGE_STS.get("doc")
+    if sts is None:
+        return None
+    c = sts["spec"]["template"]["spec"]["containers"][0]
+    if c.get("command") != ["/bin/sh", "-ec"]:
+        return None
+    env = {e["name"]: e.get("value", "") for e in c["env"] if "value" in e}
+    env["POD_NAME"] = f"dt-dialtone-edge-{i}"
+    # The same line, with `exec dialtone serve` replaced by printing what it exported.
+    line = c["args"][0].replace("exec dialtone serve", 'printf %s "${DIALTONE_SIP_EXTERNAL_ADDRESS:-}"')
+    r = subprocess.run(["/bin/sh", "-ec", line], env=env, capture_output=True, text=True, timeout=10)
+    return r.stdout or None
+
+
 def run_edge_group_job(job, values):
     """Runs the Job's container command against a local config node; returns problems."""
     if not built():
@@ -120,6 +145,18 @@ def run_edge_group_job(job, values):
             a = e.get("addresses", {})
             if a.get("udp") != f"{host}:5060" or a.get("tls") != f"{host}:5061":
                 problems.append(f"edge-group job: {e.get('node_id')} has addresses {a}")
+        # Each edge pod's external address, picked by ordinal by its start line: what the
+        # group publishes for it, when its host is an IP.
+        for i, (e, host) in enumerate(zip(edges, g["hosts"])):
+            a = e.get("addresses", {})
+            published = ",".join(f"{t}={a[t]}" for t in ("udp", "tcp", "tls", "ws", "wss")
+                                 if a.get(t))
+            ext = external_address_of(values, i)
+            want = published if is_ipv4(host) else None
+            if ext != want:
+                problems.append(f"edge {i}: external address {ext!r}, want {want!r}")
+        if not problems:
+            print(f"  edge pods: external addresses {[external_address_of(values, i) for i in range(len(g['hosts']))]}")
         if group.get("name") != g["name"]:
             problems.append(f"edge-group job: name {group.get('name')!r}, want {g['name']!r}")
         if not problems:
@@ -318,6 +355,14 @@ def check(name, values):
         chart.close()
     kinds = []
     docs = []
+    # The edge StatefulSet first: the edge-group Job's check runs its pods' start line.
+    EDGE_STS.clear()
+    for path, text in rendered.items():
+        if not path.endswith("edge.yaml"):
+            continue
+        for doc in yaml.safe_load_all(text):
+            if doc and doc.get("kind") == "StatefulSet" and dig(doc, "metadata.name") == "dt-dialtone-edge":
+                EDGE_STS["doc"] = doc
     for path, text in sorted(rendered.items()):
         if not path.endswith(".yaml"):
             continue

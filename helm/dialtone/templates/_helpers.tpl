@@ -356,3 +356,22 @@ phone's password. */}}
 {{- fail (printf "%s is required with secrets.autoGenerate=false (GitOps: create the Secret yourself, e.g. with sealed-secrets or external-secrets; see the chart README)" .value) -}}
 {{- end -}}
 {{- end -}}
+
+{{/* The address phones reach StatefulSet edge `i` at, per transport: `t=host:port,...` of
+edgeGroup.hosts[i] with the container port, or the node port with a NodePort Service. What
+the edge-group Job publishes, and (when the host is an IP) the edge's
+--sip-external-address. Arguments: root, i, host. */}}
+{{- define "dialtone.edgeAddresses" -}}
+{{- $e := .root.Values.edge }}
+{{- $per := index (append $e.service.perEdge dict) (min .i (len $e.service.perEdge)) | default dict }}
+{{- $nodePorts := $per.nodePorts | default dict }}
+{{- $out := list }}
+{{- range $t := list "udp" "tcp" "tls" "ws" "wss" }}
+{{- $port := int (index $e.sip (printf "%sPort" $t)) }}
+{{- if ne $port 0 }}
+{{- if and (eq $e.service.type "NodePort") (index $nodePorts $t) }}{{ $port = int (index $nodePorts $t) }}{{ end }}
+{{- $out = append $out (printf "%s=%s:%d" $t $.host $port) }}
+{{- end }}
+{{- end }}
+{{- join "," $out -}}
+{{- end -}}
