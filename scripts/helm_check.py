@@ -440,6 +440,14 @@ def main():
     for p in gitops_problems():
         failed = True
         print(f"  {p}")
+    # The README's values table is what values.yaml documents.
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "helm_values_table.py")],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        failed = True
+        print(f"  {r.stderr.strip()}")
+    else:
+        print("  values table: the chart README lists every value of values.yaml")
     # A value of the wrong type must be refused by the schema, naming the key.
     chart = helm_python.Chart.load(str(CHART))
     try:
