@@ -245,3 +245,39 @@ async fn nodes_describe_their_services_by_reflection() {
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
 }
+
+/// Open stream connections are counted by transport, and counted out when they close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_are_counted_by_transport() {
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let node = &sb.nodes[0];
+    let open = |transport: &'static str| async move {
+        node.metric(
+            "dialtone_edge_connections_open",
+            &format!("transport=\"{transport}\""),
+        )
+        .await
+    };
+    assert_eq!(open("tcp").await, Some(0));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", node.sip.tcp))
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open("tcp").await != Some(1) {
+        assert!(
+            Instant::now() < deadline,
+            "the connection was never counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(open("tls").await, Some(0));
+    drop(tcp);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while open("tcp").await != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the closed connection is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -120,14 +120,23 @@ impl Admission {
     /// `{name}_refused_total{reason}`.
     pub fn render(&self, name: &str, what: &str, node: &str, out: &mut String) {
         use std::fmt::Write;
+        let _ = write!(
+            out,
+            "# HELP {name}_open {what} open now.\n# TYPE {name}_open gauge\n{name}_open{{node=\"{node}\"}} {}\n",
+            self.open()
+        );
+        self.render_refused(name, what, node, out);
+    }
+
+    /// Only the refusals (where the open count is kept elsewhere, by transport).
+    pub fn render_refused(&self, name: &str, what: &str, node: &str, out: &mut String) {
+        use std::fmt::Write;
         let (full, source_full) = self.refused();
         let _ = write!(
             out,
-            "# HELP {name}_open {what} open now.\n# TYPE {name}_open gauge\n{name}_open{{node=\"{node}\"}} {}\n\
-             # HELP {name}_refused_total {what} refused: every slot taken (full), or the source's (source_full).\n# TYPE {name}_refused_total counter\n\
+            "# HELP {name}_refused_total {what} refused: every slot taken (full), or the source's (source_full).\n# TYPE {name}_refused_total counter\n\
              {name}_refused_total{{node=\"{node}\",reason=\"full\"}} {full}\n\
              {name}_refused_total{{node=\"{node}\",reason=\"source_full\"}} {source_full}\n",
-            self.open()
         );
     }
 }

@@ -322,7 +322,8 @@ impl Edge {
             .render(&self.node_id, lines, h.bans.active(unix_ms()));
         self.action_counts.render(None, &mut out);
         h.delivery.render(&self.node_id, &mut out);
-        h.admission.render(
+        // Open connections are counted by transport in the stats.
+        h.admission.render_refused(
             "dialtone_edge_connections",
             "Stream connections (TCP, TLS, WS, WSS)",
             &self.node_id,

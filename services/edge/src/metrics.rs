@@ -108,11 +108,39 @@ pub struct Stats {
     retransmissions: AtomicU64,
     bans: AtomicU64,
     bindings_by_transport: [AtomicI64; TRANSPORTS.len()],
+    /// Stream connections accepted and open now, by transport.
+    connections_by_transport: [AtomicI64; TRANSPORTS.len()],
     phones: AtomicI64,
     sleeping: AtomicI64,
 }
 
+/// One accepted connection in [`Stats`]' count of open ones, until dropped (held by the
+/// connection's task, so however it ends it is counted out).
+pub struct OpenConnection {
+    stats: std::sync::Arc<Stats>,
+    index: usize,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.stats.connections_by_transport[self.index].fetch_sub(1, Relaxed);
+    }
+}
+
 impl Stats {
+    /// Counts a connection accepted over `transport` as open until the guard drops.
+    pub fn connection_opened(
+        self: &std::sync::Arc<Self>,
+        transport: dialtone_sip::transport::Transport,
+    ) -> OpenConnection {
+        let index = transport.index();
+        self.connections_by_transport[index].fetch_add(1, Relaxed);
+        OpenConnection {
+            stats: self.clone(),
+            index,
+        }
+    }
+
     pub fn request(&self, method: &str) {
         let i = METHODS
             .iter()
@@ -267,6 +295,17 @@ impl Stats {
         ] {
             o.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{node=\"{node}\"}} {v}\n"
+            ));
+        }
+        o.push_str("# HELP dialtone_edge_connections_open Stream connections accepted and open now, by transport.\n# TYPE dialtone_edge_connections_open gauge\n");
+        for (t, n) in TRANSPORTS
+            .iter()
+            .zip(&self.connections_by_transport)
+            .skip(1)
+        {
+            o.push_str(&format!(
+                "dialtone_edge_connections_open{{node=\"{node}\",transport=\"{t}\"}} {}\n",
+                n.load(Relaxed)
             ));
         }
         o.push_str("# HELP dialtone_edge_bindings Live bindings (registered contacts), by the transport they registered over.\n# TYPE dialtone_edge_bindings gauge\n");

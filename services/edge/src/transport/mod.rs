@@ -114,10 +114,11 @@ where
             // The socket's descriptor, to mark its packets once a phone registers over it
             // (the connection's halves keep it open while they are served).
             let fd = Some(tcp.as_raw_fd());
+            let open = handler.stats.connection_opened(transport);
             let handler = handler.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let (_permit, _open) = (permit, open);
                 match tls {
                     None => serve(Box::new(tcp), addr, plain, None, handler, fd).await,
                     Some(acceptor) => {
