@@ -9,7 +9,7 @@ use std::{
 
 use clap::Args;
 use dialtone_edge::{BanPolicy, EdgeSettings, Listeners, settings::parse_algorithms};
-use dialtone_sip::{digest::NonceKey, transport::Transport};
+use dialtone_sip::digest::NonceKey;
 
 /// File in the data dir holding the generated nonce key (dev mode, mode 0600).
 pub const NONCE_KEY_FILE: &str = "sip-nonce-key";
@@ -215,15 +215,8 @@ impl EdgeFlags {
             None => Default::default(),
         };
         for t in external.keys() {
-            let on = match t {
-                Transport::Udp => listeners.udp.is_some(),
-                Transport::Tcp => listeners.tcp.is_some(),
-                Transport::Tls => listeners.tls.is_some(),
-                Transport::Ws => listeners.ws.is_some(),
-                Transport::Wss => listeners.wss.is_some(),
-            };
             anyhow::ensure!(
-                on,
+                listeners.of(*t).is_some(),
                 "invalid value for '--sip-external-address': {} is not listened on (--sip-{})",
                 t.name(),
                 t.name()

@@ -92,7 +92,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     };
 
     let lease = Arc::new(lease);
-    let edge = if cfg.roles.iter().any(|r| r == "edge") {
+    let edge = if runs_edge {
         let settings = cfg
             .edge
             .settings(cfg.node(), &cfg.sip_realm, &data, cfg.etcd.is_empty())?;

@@ -46,13 +46,12 @@ impl Telemetry {
     /// background task lives there).
     pub fn init(log_filter: &str, format: LogFormat, node_id: &str) -> Self {
         let filter = EnvFilter::try_new(log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-        let text = (format == LogFormat::Text)
-            .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr));
-        let json = (format == LogFormat::Json).then(|| {
-            tracing_subscriber::fmt::layer()
-                .event_format(crate::json_logs::JsonLines)
-                .with_writer(std::io::stderr)
-        });
+        let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+        let logs = match format {
+            LogFormat::Text => layer.boxed(),
+            LogFormat::Json => layer.event_format(crate::json_logs::JsonLines).boxed(),
+        }
+        .with_filter(filter);
         let tracer = export_requested()
             .then(|| tracer_provider(node_id))
             .flatten();
@@ -63,10 +62,6 @@ impl Telemetry {
                 .with_tracer(p.tracer("dialtone"))
                 .with_filter(EnvFilter::new("info,dialtone_edge=debug"))
         });
-        let logs = text
-            .map(|l| l.boxed())
-            .or_else(|| json.map(|l| l.boxed()))
-            .map(|l| l.with_filter(filter));
         tracing_subscriber::registry().with(logs).with(otel).init();
         if tracer.is_some() {
             global::set_text_map_propagator(TraceContextPropagator::new());

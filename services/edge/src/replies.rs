@@ -259,18 +259,9 @@ pub fn parse_external(text: &str) -> Result<HashMap<Transport, SocketAddr>, Stri
         let (t, addr) = item
             .split_once('=')
             .ok_or_else(|| format!("'{item}' is not transport=ip:port"))?;
-        let transport = match t.trim().to_ascii_lowercase().as_str() {
-            "udp" => Transport::Udp,
-            "tcp" => Transport::Tcp,
-            "tls" => Transport::Tls,
-            "ws" => Transport::Ws,
-            "wss" => Transport::Wss,
-            other => {
-                return Err(format!(
-                    "unknown transport '{other}' (udp, tcp, tls, ws, wss)"
-                ));
-            }
-        };
+        let name = t.trim().to_ascii_lowercase();
+        let transport = Transport::from_name(&name)
+            .ok_or_else(|| format!("unknown transport '{name}' (udp, tcp, tls, ws, wss)"))?;
         let addr: SocketAddr = addr
             .trim()
             .parse()

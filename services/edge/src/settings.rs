@@ -22,6 +22,20 @@ pub struct Listeners {
     pub wss: Option<SocketAddr>,
 }
 
+impl Listeners {
+    /// Where `transport` listens, if it does.
+    pub fn of(&self, transport: dialtone_sip::transport::Transport) -> Option<SocketAddr> {
+        use dialtone_sip::transport::Transport;
+        match transport {
+            Transport::Udp => self.udp,
+            Transport::Tcp => self.tcp,
+            Transport::Tls => self.tls,
+            Transport::Ws => self.ws,
+            Transport::Wss => self.wss,
+        }
+    }
+}
+
 /// Everything the edge needs.
 #[derive(Clone, Debug)]
 pub struct EdgeSettings {

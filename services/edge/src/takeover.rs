@@ -57,10 +57,15 @@ pub async fn take_back(
     }
     let restored = restore(stored, node, unix_ms() / 1000);
     let mut out = TakenBack::default();
-    for (phone, line) in &restored.emptied {
-        publisher.delete(keys::binding(phone, *line, node));
-        out.lines_deleted += 1;
+    let emptied: std::collections::HashSet<String> = restored
+        .emptied
+        .iter()
+        .map(|(p, l)| keys::binding(p, *l, node))
+        .collect();
+    for key in &emptied {
+        publisher.delete(key.clone());
     }
+    out.lines_deleted = emptied.len();
     let mut kept = std::collections::HashSet::new();
     kept.insert(keys::member("edge", node));
     for (id, state) in &restored.phones {
@@ -70,11 +75,6 @@ pub async fn take_back(
             kept.extend(state.lines.iter().map(|l| keys::binding(id, l.index, node)));
         }
     }
-    let emptied: std::collections::HashSet<String> = restored
-        .emptied
-        .iter()
-        .map(|(p, l)| keys::binding(p, *l, node))
-        .collect();
     let others: Vec<&String> = left
         .iter()
         .filter(|k| !kept.contains(*k) && !emptied.contains(*k))

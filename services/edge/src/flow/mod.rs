@@ -41,6 +41,19 @@ pub fn proto(t: Transport) -> SipTransport {
     }
 }
 
+/// The transport a proto names, inverse of [`proto`] (none for `UNSPECIFIED` or an
+/// unknown number).
+pub fn from_proto(t: i32) -> Option<Transport> {
+    Some(match SipTransport::try_from(t).ok()? {
+        SipTransport::Udp => Transport::Udp,
+        SipTransport::Tcp => Transport::Tcp,
+        SipTransport::Tls => Transport::Tls,
+        SipTransport::Ws => Transport::Ws,
+        SipTransport::Wss => Transport::Wss,
+        SipTransport::Unspecified => return None,
+    })
+}
+
 /// A way back to a peer.
 #[derive(Clone, Debug)]
 pub enum Replier {

@@ -21,11 +21,11 @@
 
 use std::collections::BTreeMap;
 
-use dialtone_proto::edge::v1::{self as pb, SipTransport};
+use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::registration::Binding;
 
 use crate::{
-    flow::{FlowSource, Transport},
+    flow::{FlowSource, from_proto},
     registrar::sleeping::{LineState, PhoneState},
 };
 
@@ -85,12 +85,7 @@ pub fn restore(bindings: impl IntoIterator<Item = pb::Binding>, node: &str, now:
 /// One stored contact as a live binding, or `None` when it expired, came over WS/WSS or
 /// names no flow.
 fn contact(c: &pb::Contact, published_at: u64, lag: Option<u64>, now: u64) -> Option<Binding> {
-    let transport = match SipTransport::try_from(c.transport).ok()? {
-        SipTransport::Udp => Transport::Udp,
-        SipTransport::Tcp => Transport::Tcp,
-        SipTransport::Tls => Transport::Tls,
-        SipTransport::Ws | SipTransport::Wss | SipTransport::Unspecified => return None,
-    };
+    let transport = from_proto(c.transport).filter(|t| !t.connection_bound())?;
     let stored = u64::try_from(c.expires_at_s).ok()?;
     let expires_at = stored + lag.unwrap_or(stored.saturating_sub(published_at) / 2);
     if expires_at <= now {
@@ -116,6 +111,7 @@ fn contact(c: &pb::Contact, published_at: u64, lag: Option<u64>, now: u64) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dialtone_proto::edge::v1::SipTransport;
 
     const NOW: u64 = 1_000_000;
 
