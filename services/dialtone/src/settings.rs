@@ -84,7 +84,7 @@ pub struct ServeConfig {
     /// TTL of the node's lease in seconds (2-60): how long a dead node's records linger.
     #[arg(long, env = "DIALTONE_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,
-    /// API token file (TOML, see the README). Without it, with the embedded store, an admin
+    /// API token file (TOML, see docs/api.md "API tokens"). Without it, with the embedded store, an admin
     /// token is generated on first start and stored in --data-dir/admin-token.
     #[arg(long, env = "DIALTONE_API_TOKENS", value_name = "FILE")]
     pub api_tokens: Option<PathBuf>,
