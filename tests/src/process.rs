@@ -19,6 +19,9 @@ pub fn dialtonectl(data_dir: &Path, args: &[&str]) -> (bool, String, String) {
         .args(args)
         .env_remove("DIALTONE_SERVER")
         .env_remove("DIALTONE_TOKEN")
+        .env_remove("DIALTONE_CONTEXT")
+        // No contexts file: the machine's own must not steer the tests.
+        .env("DIALTONE_CONTEXTS_FILE", data_dir.join("no-contexts.toml"))
         .output()
         .expect("dialtonectl runs");
     (

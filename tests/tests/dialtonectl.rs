@@ -337,6 +337,8 @@ async fn dialtonectl_prints_for_scripts_and_says_why_it_failed() {
             .args(args)
             .env_remove("DIALTONE_SERVER")
             .env_remove("DIALTONE_TOKEN")
+            .env_remove("DIALTONE_CONTEXT")
+            .env("DIALTONE_CONTEXTS_FILE", data_dir.join("no-contexts.toml"))
             .envs(env.iter().copied())
             .output()
             .unwrap();
@@ -460,10 +462,32 @@ async fn dialtonectl_prints_for_scripts_and_says_why_it_failed() {
             &["sites", "list"],
             6,
         ),
+        (
+            "a value dialtonectl refuses",
+            &[],
+            &["phones", "update", id.trim(), "--assign", "desk:1"],
+            2,
+        ),
+        (
+            "flags dialtonectl refuses together",
+            &[("DIALTONE_CA", "/etc/hostname")],
+            &["sites", "list"],
+            2,
+        ),
     ];
     for (what, env, args, want) in cases {
         assert_eq!(run(env, args).0, Some(*want), "{what}");
     }
+    // Members by node id; the wide phone table has the version and edges columns.
+    let members = ok(&["-o", "name", "members"]);
+    assert!(!members.is_empty() && !members.contains(' '), "{members}");
+    let wide = ok(&["-o", "wide", "phones", "list"]);
+    let header = wide.lines().next().unwrap_or_default();
+    assert!(
+        header.contains("VERSION") && header.contains("USER AGENT"),
+        "{wide}"
+    );
+    assert!(!ok(&["phones", "list"]).contains("VERSION"));
     let (code, script) = run(
         &[("DIALTONE_SERVER", "http://127.0.0.1:9")],
         &["completion", "bash"],
@@ -472,5 +496,132 @@ async fn dialtonectl_prints_for_scripts_and_says_why_it_failed() {
     assert!(
         script.contains("dialtonectl") && script.contains("complete"),
         "{script}"
+    );
+}
+
+/// Named contexts: `context set` saves the connection flags, a command then needs none (not
+/// even a local data dir), each API goes to its own endpoint, flags win over the context,
+/// and an unknown context or a token on the command line is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialtonectl_contexts_name_clusters() {
+    let sb = ClusterSandbox::embedded().await.unwrap();
+    let node = &sb.nodes[0];
+    let endpoint = std::fs::read_to_string(node.data_dir.join("endpoint")).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let contexts = home.path().join("config/dialtone/config.toml");
+    // An empty data dir: without a context there is no server to find.
+    let empty = home.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(binary("dialtonectl"))
+            .arg("--data-dir")
+            .arg(&empty)
+            .args(args)
+            .env_remove("DIALTONE_SERVER")
+            .env_remove("DIALTONE_TOKEN")
+            .env_remove("DIALTONE_CONTEXT")
+            .env_remove("DIALTONE_CA")
+            .env("DIALTONE_CONTEXTS_FILE", &contexts)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let ok = |args: &[&str]| {
+        let (code, out, err) = run(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        out
+    };
+    let (code, _, err) = run(&["sites", "list"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no --server, --context or current context"),
+        "{err}"
+    );
+
+    let token = node.data_dir.join("admin-token");
+    let token = token.to_str().unwrap();
+    ok(&[
+        "context",
+        "set",
+        "lab",
+        "--server",
+        endpoint.trim(),
+        "--token-file",
+        token,
+    ]);
+    let mode = std::fs::metadata(&contexts).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The first context is the current one: no connection flags needed.
+    ok(&[
+        "edge-groups",
+        "create",
+        "main",
+        "--edge",
+        "e1=udp://127.0.0.1:5060",
+    ]);
+    assert_eq!(ok(&["-o", "name", "edge-groups", "list"]), "main\n");
+    // A second context whose status node is elsewhere (nothing listens there): the config
+    // API still answers, status commands go to the dead node.
+    ok(&[
+        "context",
+        "set",
+        "split",
+        "--server",
+        endpoint.trim(),
+        "--token-file",
+        token,
+        "--status-server",
+        "http://127.0.0.1:9",
+    ]);
+    let listed = ok(&["context", "list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with('*') && l.contains("lab")),
+        "{listed}"
+    );
+    assert_eq!(
+        ok(&["--context", "split", "-o", "name", "sites", "list"]),
+        ""
+    );
+    assert_eq!(run(&["--context", "split", "status", "summary"]).0, Some(6));
+    ok(&["context", "use", "split"]);
+    assert_eq!(run(&["status", "summary"]).0, Some(6));
+    // A flag wins over the context.
+    ok(&["--server", endpoint.trim(), "status", "summary"]);
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(&["-o", "json", "context", "show"])).unwrap();
+    assert_eq!(shown["name"], "split");
+    assert_eq!(shown["status"], "http://127.0.0.1:9");
+    assert_eq!(shown["token-file"], token);
+    // Refused: an unknown context, a token kept in the file, a file that does not parse.
+    assert_eq!(run(&["--context", "nope", "sites", "list"]).0, Some(2));
+    assert_eq!(
+        run(&[
+            "context",
+            "set",
+            "x",
+            "--server",
+            "http://a:1",
+            "--token",
+            "t"
+        ])
+        .0,
+        Some(2)
+    );
+    assert_eq!(run(&["context", "use", "nope"]).0, Some(2));
+    ok(&["context", "delete", "split"]);
+    // The current context deleted: none is used, and this data dir has no server.
+    assert_eq!(run(&["edge-groups", "list"]).0, Some(1));
+    ok(&["--context", "lab", "edge-groups", "list"]);
+    std::fs::write(&contexts, "[contexts.a]\ntoken = \"secret\"\n").unwrap();
+    let (code, _, err) = run(&["sites", "list"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("invalid contexts file") && err.contains("token"),
+        "{err}"
     );
 }

@@ -34,16 +34,23 @@ pub fn encode(v: &Value, encoding: Encoding) -> String {
     }
 }
 
-/// The ids a document names: its own `id`, or that of the one object it wraps (`{"phone":
-/// {...}}`), or those of the objects of its list (`[...]`, or `{"phones": [...],
-/// "next_page_token"}`).
+/// The keys that name an object, in order: its `id`, else the id of what it describes
+/// (a phone's status, a member node, a media server's status, a site's summary).
+const NAMING_KEYS: [&str; 5] = ["id", "phone_id", "node_id", "media_server_id", "site_id"];
+
+/// The ids a document names: its own (a [`NAMING_KEYS`] key), or that of the one object it
+/// wraps (`{"phone": {...}}`), or those of the objects of its list (`[...]`, or `{"phones":
+/// [...], "next_page_token"}`).
 fn ids(v: &Value) -> Vec<String> {
     let m = match v {
         Value::Object(m) => m,
         Value::Array(items) => return items.iter().flat_map(ids).collect(),
         _ => return Vec::new(),
     };
-    if let Some(id) = m.get("id").and_then(Value::as_str) {
+    if let Some(id) = NAMING_KEYS
+        .iter()
+        .find_map(|k| m.get(*k).and_then(Value::as_str))
+    {
         return vec![id.to_owned()];
     }
     let lists: Vec<&Vec<Value>> = m.values().filter_map(Value::as_array).collect();
@@ -200,6 +207,16 @@ mod tests {
                 "p1\n",
             ),
             (json!(3), ""),
+            // Members by node, statuses by phone (not by the site they also name).
+            (
+                json!({"members": [{"node_id": "edge-1", "role": "edge"}]}),
+                "edge-1\n",
+            ),
+            (
+                json!({"statuses": [{"phone_id": "p1", "site_id": "hq"}], "revision": 4}),
+                "p1\n",
+            ),
+            (json!({"sites": [{"site_id": "hq", "total": 3}]}), "hq\n"),
         ];
         for (v, want) in cases {
             assert_eq!(encode(&v, Encoding::Name), want, "{v}");

@@ -1,14 +1,16 @@
 //! `dialtonectl`: the admin CLI over Dialtone's gRPC APIs.
 //!
-//! It finds the server and token by itself in the all-in-one dev mode (the files
-//! `dialtone serve` writes into its data dir); otherwise pass `--server` and `--token`
-//! (or `DIALTONE_SERVER` / `DIALTONE_TOKEN`).
+//! Where it connects, in order: the flags (or their `DIALTONE_…` environment); the named
+//! context (`--context`, else the contexts file's current one: `context.rs`); the local
+//! all-in-one `dialtone serve` (the `endpoint` and `admin-token` files in its data dir).
 
 mod commands;
+mod context;
 mod encode;
 mod output;
+mod refuse;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Parser;
@@ -23,12 +25,31 @@ use crate::output::OutputArg;
 #[derive(Parser, Debug)]
 #[command(name = "dialtonectl", version, about, long_about = None, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// gRPC endpoint of any config node (default: from the data dir's `endpoint` file).
+    /// The named context to use (default: the contexts file's `current-context`; without
+    /// one, the local `dialtone serve`'s data dir). See `dialtonectl context --help`.
+    #[arg(long, global = true, env = "DIALTONE_CONTEXT")]
+    context: Option<String>,
+    /// The contexts file.
+    #[arg(
+        long,
+        global = true,
+        env = "DIALTONE_CONTEXTS_FILE",
+        value_name = "FILE",
+        default_value_os_t = commands::context::default_path()
+    )]
+    contexts_file: PathBuf,
+    /// gRPC endpoint of the node the command talks to (a config node; for `status`,
+    /// `provisioning` and `edge`, a node with that role). Default: the context's, else the
+    /// data dir's `endpoint` file.
     #[arg(long, global = true, env = "DIALTONE_SERVER")]
     server: Option<String>,
-    /// API token (default: the data dir's generated `admin-token`).
+    /// API token (default: the context's token file, else the data dir's generated
+    /// `admin-token`).
     #[arg(long, global = true, env = "DIALTONE_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the API token (keeps it out of the command line and the environment).
+    #[arg(long, global = true, env = "DIALTONE_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Data dir of a local `dialtone serve` (default: $XDG_DATA_HOME/dialtone).
     #[arg(long, global = true, env = "DIALTONE_DATA_DIR")]
     data_dir: Option<PathBuf>,
@@ -45,7 +66,7 @@ pub struct Cli {
     /// Name to verify the server's certificate against (default: the --server host).
     #[arg(long, global = true, env = "DIALTONE_TLS_NAME")]
     tls_name: Option<String>,
-    /// Output format.
+    /// Output format (`wide`: tables with more columns).
     #[arg(short = 'o', long, global = true, value_enum, default_value = "table")]
     output: OutputArg,
     /// Tables without their header line.
@@ -66,6 +87,11 @@ unavailable (the server cannot be reached or is not ready: try again).";
 /// The exit status of a failed command (see [`EXIT_CODES`]).
 fn exit_code(e: &anyhow::Error) -> u8 {
     use tonic::Code;
+    if e.chain()
+        .any(|c| c.downcast_ref::<refuse::BadInput>().is_some())
+    {
+        return 2;
+    }
     let Some(status) = e.chain().find_map(|c| c.downcast_ref::<tonic::Status>()) else {
         let unreachable = e
             .chain()
@@ -111,75 +137,99 @@ fn data_dir(cli: &Cli) -> PathBuf {
     })
 }
 
-async fn connect(cli: &Cli) -> anyhow::Result<(Channel, Auth)> {
+/// The connection flags as the contexts see them.
+fn given(cli: &Cli) -> context::Given {
+    context::Given {
+        context: cli.context.clone(),
+        server: cli.server.clone(),
+        token: cli.token.clone(),
+        token_file: cli.token_file.clone(),
+        ca: cli.ca.clone(),
+        cert: cli.cert.clone(),
+        key: cli.key.clone(),
+        tls_name: cli.tls_name.clone(),
+    }
+}
+
+/// Where `api` is reached, from the flags, the context and the local data dir.
+fn target(cli: &Cli, api: context::Api) -> anyhow::Result<context::Target> {
+    let file = commands::context::load(&cli.contexts_file)?;
+    let base = cli.contexts_file.parent().unwrap_or(Path::new("."));
+    let mut t = context::resolve(&given(cli), file.as_ref(), base, api)?;
     let dir = data_dir(cli);
-    let server = match &cli.server {
-        Some(s) => s.clone(),
-        None => std::fs::read_to_string(dir.join("endpoint"))
+    let local = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path)
             .map(|s| s.trim().to_owned())
             .with_context(|| {
                 format!(
-                    "no --server given and no {} (is `dialtone serve` running?)",
-                    dir.join("endpoint").display()
+                    "no --server, --context or current context, and no {} (is `dialtone \
+                     serve` running?)",
+                    path.display()
                 )
-            })?,
+            })
     };
-    let token = match &cli.token {
-        Some(t) => t.clone(),
-        None => std::fs::read_to_string(dir.join("admin-token"))
+    if t.server.is_none() {
+        t.server = Some(local("endpoint")?);
+    }
+    if t.token.is_none() {
+        t.token = Some(context::Token::Inline(local("admin-token")?));
+    }
+    Ok(t)
+}
+
+/// A channel to `api` (lazy: the first call connects, and fails as that call).
+fn connect(cli: &Cli, api: context::Api) -> anyhow::Result<(Channel, Auth, String)> {
+    let t = target(cli, api)?;
+    let server = t.server.clone().unwrap_or_default();
+    let token = match &t.token {
+        Some(context::Token::Inline(s)) => s.clone(),
+        Some(context::Token::File(p)) => std::fs::read_to_string(p)
             .map(|s| s.trim().to_owned())
-            .with_context(|| {
-                format!(
-                    "no --token given and no {}",
-                    dir.join("admin-token").display()
-                )
-            })?,
+            .with_context(|| format!("reading the token file {}", p.display()))?,
+        None => unreachable!("target() fills the token"),
     };
     let mut endpoint = Channel::from_shared(server.clone())
-        .with_context(|| format!("invalid --server '{server}'"))?
+        .map_err(|e| refuse::BadInput::new(format!("invalid --server '{server}': {e}")))?
         .connect_timeout(std::time::Duration::from_secs(3));
-    if let Some(tls) = tls_config(cli, &server)? {
+    if let Some(tls) = tls_config(&t, &server)? {
         endpoint = endpoint
             .tls_config(tls)
             .with_context(|| format!("invalid TLS settings for {server}"))?;
     }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach {server}"))?;
     let header: MetadataValue<_> = format!("Bearer {token}")
         .parse()
-        .context("the token has characters a header cannot carry")?;
-    Ok((channel, Auth(header)))
+        .map_err(|_| refuse::BadInput::new("the token has characters a header cannot carry"))?;
+    Ok((endpoint.connect_lazy(), Auth(header), server))
 }
 
 /// TLS for an `https://` server: its CA (--ca, or the local server's data dir CA), and a
 /// client certificate when given.
 fn tls_config(
-    cli: &Cli,
+    cli: &context::Target,
     server: &str,
 ) -> anyhow::Result<Option<tonic::transport::ClientTlsConfig>> {
     use tonic::transport::{Certificate, ClientTlsConfig, Identity};
     let read = |flag: &str, p: &PathBuf| {
-        std::fs::read(p).with_context(|| format!("invalid value '{}' for '--{flag}'", p.display()))
+        std::fs::read(p)
+            .map_err(|e| refuse::BadInput::new(format!("invalid --{flag} '{}': {e}", p.display())))
     };
     if !server.starts_with("https://") {
         if cli.ca.is_some() || cli.cert.is_some() {
-            anyhow::bail!("'--ca' and '--cert' need an https:// --server");
+            refuse::refuse!("'--ca' and '--cert' need an https:// --server");
         }
         return Ok(None);
     }
-    let ca = cli
-        .ca
-        .as_ref()
-        .context("an https:// --server needs '--ca' (the CA of its --grpc-tls-cert)")?;
+    let Some(ca) = cli.ca.as_ref() else {
+        refuse::refuse!("an https:// --server needs '--ca' (the CA of its --grpc-tls-cert)");
+    };
     let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca", ca)?));
     match (&cli.cert, &cli.key) {
         (Some(c), Some(k)) => {
             tls = tls.identity(Identity::from_pem(read("cert", c)?, read("key", k)?));
         }
         (None, None) => {}
-        _ => anyhow::bail!("'--cert' and '--key' go together"),
+        _ => refuse::refuse!("'--cert' and '--key' go together"),
     }
     if let Some(name) = &cli.tls_name {
         tls = tls.domain_name(name.clone());
@@ -202,45 +252,76 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     let result = async {
-        let (channel, auth) = connect(&cli).await?;
-        if let commands::Command::Edge(cmd) = cli.command {
-            let c =
-                dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient::with_interceptor(
+        use context::Api;
+        if let commands::Command::Context(cmd) = cli.command {
+            let saved = commands::context::Saved {
+                server: cli.server,
+                token: cli.token,
+                token_file: cli.token_file,
+                ca: cli.ca,
+                cert: cli.cert,
+                key: cli.key,
+                tls_name: cli.tls_name,
+            };
+            return commands::context::run(&cli.contexts_file, format, cmd, saved);
+        }
+        use commands::{Command, PhoneCmd};
+        let api = match &cli.command {
+            Command::Edge(_) => Api::Edge,
+            Command::Provisioning(_) | Command::Phones(PhoneCmd::HowToRegister { .. }) => {
+                Api::Provisioning
+            }
+            Command::Status { .. } => Api::Status,
+            _ => Api::Config,
+        };
+        let (channel, auth, server) = connect(&cli, api)?;
+        // The Phones list and a phone's page show the live status too (from the context's
+        // status node when it names one apart).
+        let status_channel = match &cli.command {
+            Command::Phones(PhoneCmd::List(_) | PhoneCmd::Get { .. }) => {
+                match connect(&cli, Api::Status)? {
+                    (c, a, s) if s != server => Some((c, a)),
+                    _ => Some((channel.clone(), auth.clone())),
+                }
+            }
+            _ => None,
+        };
+        match cli.command {
+            Command::Edge(cmd) => {
+                let c = dialtone_proto::edge::v1::edge_service_client::EdgeServiceClient::with_interceptor(
                     channel, auth,
                 );
-            return commands::edge::run(c, format, cmd).await;
+                return commands::edge::run(c, format, cmd).await;
+            }
+            Command::Phones(PhoneCmd::HowToRegister { id }) => {
+                let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
+                return commands::provisioning::how_to_register(c, format, id).await;
+            }
+            Command::Provisioning(cmd) => {
+                let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
+                return commands::provisioning::run(c, format, cmd).await;
+            }
+            Command::Status { cmd, filters } => {
+                let c = dialtone_proto::status::v1::status_service_client::StatusServiceClient::with_interceptor(channel, auth)
+                    .max_decoding_message_size(64 << 20);
+                return commands::status::run(c, format, cmd, filters).await;
+            }
+            _ => {}
         }
-        if let commands::Command::Phones(commands::PhoneCmd::HowToRegister { id }) = cli.command {
-            let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
-            return commands::provisioning::how_to_register(c, format, id).await;
-        }
-        if let commands::Command::Provisioning(cmd) = cli.command {
-            let c = dialtone_proto::provisioning::v1::provisioning_service_client::ProvisioningServiceClient::with_interceptor(channel, auth);
-            return commands::provisioning::run(c, format, cmd).await;
-        }
-        if let commands::Command::Status { cmd, filters } = cli.command {
-            let c = dialtone_proto::status::v1::status_service_client::StatusServiceClient::with_interceptor(channel, auth)
-                .max_decoding_message_size(64 << 20);
-            return commands::status::run(c, format, cmd, filters).await;
-        }
-        let mut client = ConfigServiceClient::with_interceptor(channel.clone(), auth.clone())
+        let mut client = ConfigServiceClient::with_interceptor(channel, auth)
             .max_decoding_message_size(64 << 20)
             .max_encoding_message_size(16 << 20);
-        // The Phones list and a phone's page show the live status too.
-        if let commands::Command::Phones(
-            cmd @ (commands::PhoneCmd::List(_) | commands::PhoneCmd::Get { .. }),
-        ) = cli.command
-        {
+        if let Some((channel, auth)) = status_channel {
             let mut status = dialtone_proto::status::v1::status_service_client::StatusServiceClient::with_interceptor(channel, auth)
                 .max_decoding_message_size(64 << 20);
-            return match cmd {
-                commands::PhoneCmd::List(a) => {
+            return match cli.command {
+                Command::Phones(PhoneCmd::List(a)) => {
                     commands::phone_list::list(&mut client, &mut status, format, a).await
                 }
-                commands::PhoneCmd::Get { id } => {
+                Command::Phones(PhoneCmd::Get { id }) => {
                     commands::phone_list::get(&mut client, &mut status, format, id).await
                 }
-                _ => unreachable!("matched above"),
+                _ => unreachable!("a status channel is made for these only"),
             };
         }
         commands::run(client, format, cli.command).await

@@ -23,6 +23,8 @@ pub enum Format {
 pub enum OutputArg {
     /// Aligned columns.
     Table,
+    /// Aligned columns, with more of them (versions, status details).
+    Wide,
     /// Canonical proto3 JSON (one document).
     Json,
     /// The same document as YAML.
@@ -33,13 +35,15 @@ pub enum OutputArg {
 
 static ENCODING: OnceLock<Encoding> = OnceLock::new();
 static NO_HEADERS: AtomicBool = AtomicBool::new(false);
+static WIDE: AtomicBool = AtomicBool::new(false);
 
 /// Sets the output from the command line, once, before any command prints; returns what
 /// commands are given.
 pub fn configure(arg: OutputArg, no_headers: bool) -> Format {
     NO_HEADERS.store(no_headers, Ordering::Relaxed);
+    WIDE.store(arg == OutputArg::Wide, Ordering::Relaxed);
     let (format, encoding) = match arg {
-        OutputArg::Table => (Format::Table, Encoding::Json),
+        OutputArg::Table | OutputArg::Wide => (Format::Table, Encoding::Json),
         OutputArg::Json => (Format::Json, Encoding::Json),
         OutputArg::Yaml => (Format::Json, Encoding::Yaml),
         OutputArg::Name => (Format::Json, Encoding::Name),
@@ -69,6 +73,23 @@ pub fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
     for r in rows {
         line(r);
+    }
+}
+
+/// Whether tables show their wide columns (`-o wide`).
+pub fn wide() -> bool {
+    WIDE.load(Ordering::Relaxed)
+}
+
+/// Prints one item of a stream: a line of compact JSON (`-o json`: one object per line, as
+/// `jq` reads a stream), else as [`json`] prints a document.
+pub fn stream_item<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    match *ENCODING.get().unwrap_or(&Encoding::Json) {
+        Encoding::Json => {
+            println!("{}", serde_json::to_string(v)?);
+            Ok(())
+        }
+        _ => json(v),
     }
 }
 

@@ -1,6 +1,5 @@
 //! `dialtonectl base-settings`.
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{DeleteArgs, all_pages, parse_settings};
@@ -9,6 +8,7 @@ use dialtone_proto::config::v1 as pb;
 use crate::{
     Client,
     output::{Format, enum_name, json, table},
+    refuse::OrRefuse,
 };
 
 #[derive(Subcommand, Debug)]
@@ -96,7 +96,7 @@ fn base_from(a: BaseArgs) -> anyhow::Result<pb::BaseSettings> {
         "META_BASE_{}",
         a.meta_base.to_ascii_uppercase().replace('-', "_")
     ))
-    .with_context(|| format!("invalid --meta-base '{}'", a.meta_base))?;
+    .or_refuse(|| format!("invalid --meta-base '{}'", a.meta_base))?;
     Ok(pb::BaseSettings {
         id: a.id,
         name: a.name,

@@ -1,6 +1,5 @@
 //! `dialtonectl edge-groups`.
 
-use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
 use super::{DeleteArgs, all_pages};
@@ -9,6 +8,7 @@ use dialtone_proto::config::v1 as pb;
 use crate::{
     Client,
     output::{Format, json, table},
+    refuse::{OrRefuse, refuse},
 };
 
 #[derive(Subcommand, Debug)]
@@ -43,10 +43,10 @@ pub struct EdgeGroupArgs {
 fn parse_edge(s: &str) -> anyhow::Result<pb::Edge> {
     let (node, addrs) = s
         .split_once('=')
-        .with_context(|| format!("invalid --edge '{s}': use NODE=udp://HOST:PORT,..."))?;
+        .or_refuse(|| format!("invalid --edge '{s}': use NODE=udp://HOST:PORT,..."))?;
     let mut a = pb::SipAddresses::default();
     for part in addrs.split(',') {
-        let (t, hp) = part.split_once("://").with_context(|| {
+        let (t, hp) = part.split_once("://").or_refuse(|| {
             format!("invalid address '{part}' in --edge: use TRANSPORT://HOST:PORT")
         })?;
         let slot = match t {
@@ -55,7 +55,7 @@ fn parse_edge(s: &str) -> anyhow::Result<pb::Edge> {
             "tls" => &mut a.tls,
             "ws" => &mut a.ws,
             "wss" => &mut a.wss,
-            other => bail!("invalid transport '{other}' in --edge: use udp, tcp, tls, ws or wss"),
+            other => refuse!("invalid transport '{other}' in --edge: use udp, tcp, tls, ws or wss"),
         };
         *slot = hp.to_owned();
     }

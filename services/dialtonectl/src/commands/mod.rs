@@ -2,6 +2,7 @@
 
 mod backup;
 mod base_settings;
+pub mod context;
 pub mod edge;
 mod edge_groups;
 mod explain;
@@ -16,13 +17,13 @@ pub mod status;
 mod trunks;
 mod users;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
     Client,
     output::{Format, json, table},
+    refuse::OrRefuse,
 };
 
 pub use base_settings::BaseCmd;
@@ -76,6 +77,10 @@ pub enum Command {
         #[command(flatten)]
         filters: status::Filters,
     },
+    /// Named contexts (each cluster's endpoints, token file and CA) in
+    /// ~/.config/dialtone/config.toml: `list`, `use NAME`, `show`, `set NAME`, `delete NAME`.
+    #[command(subcommand)]
+    Context(context::ContextCmd),
     /// Backups of the configuration: `create -f FILE`, `restore -f FILE [--dry-run]`.
     #[command(subcommand)]
     Backup(backup::BackupCmd),
@@ -127,7 +132,7 @@ macro_rules! all_pages {
 pub(crate) use all_pages;
 
 pub(crate) fn parse_settings(s: &str, flag: &str) -> anyhow::Result<pb::PhoneSettings> {
-    serde_json::from_str(s).with_context(|| format!("invalid {flag} JSON (PhoneSettings fields)"))
+    serde_json::from_str(s).or_refuse(|| format!("invalid {flag} JSON (PhoneSettings fields)"))
 }
 
 pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()> {
@@ -137,7 +142,9 @@ pub async fn run(mut c: Client, out: Format, cmd: Command) -> anyhow::Result<()>
             unreachable!("provisioning commands use the provisioning client")
         }
         Command::Status { .. } => unreachable!("status commands use the status client"),
-        Command::Completion { .. } => unreachable!("printed before connecting"),
+        Command::Completion { .. } | Command::Context(_) => {
+            unreachable!("run before connecting")
+        }
         Command::EdgeGroups(cmd) => edge_groups::run(&mut c, out, cmd).await,
         Command::Sites(cmd) => sites::run(&mut c, out, cmd).await,
         Command::Peers(cmd) => peers::run(&mut c, out, cmd).await,

@@ -7,7 +7,6 @@
 //! role drives it (it filters by status, site, profile and name prefix) and the
 //! configuration is read for each phone listed.
 
-use anyhow::bail;
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use tonic::Code;
 
@@ -15,7 +14,8 @@ use super::phones::{FilterArgs, PHONE_HEADERS, filter, phone_rows};
 use crate::{
     Client, StatusClient,
     commands::status::{parse_status, status_name},
-    output::{Format, json, table},
+    output::{Format, json, table, wide},
+    refuse::refuse,
 };
 
 /// `phones list`.
@@ -78,11 +78,20 @@ fn print(out: Format, phones: &[pb::Phone], statuses: &[spb::PhoneStatus]) -> an
     }
     let mut headers = PHONE_HEADERS.to_vec();
     headers.insert(2, "status");
+    if wide() {
+        headers.extend(["version", "edges", "user agent"]);
+    }
     let rows = phone_rows(phones)
         .into_iter()
         .zip(phones)
         .map(|(mut row, p)| {
             row.insert(2, status_cell(statuses, &p.id));
+            if wide() {
+                let st = statuses.iter().find(|s| s.phone_id == p.id);
+                row.push(p.version.to_string());
+                row.push(st.map(super::status::edges_cell).unwrap_or_default());
+                row.push(st.map(|s| s.user_agent.clone()).unwrap_or_default());
+            }
             row
         })
         .collect();
@@ -119,7 +128,9 @@ pub async fn list(
             }
             Some(want) => {
                 if f.kind != 0 || !f.hardware_id.is_empty() || !f.sip_user.is_empty() {
-                    bail!("--status combines with --site, --base-settings and --name-prefix only");
+                    refuse!(
+                        "--status combines with --site, --base-settings and --name-prefix only"
+                    );
                 }
                 let r = s
                     .list_phone_statuses(spb::ListPhoneStatusesRequest {

@@ -2,7 +2,8 @@
 
 use std::{io::Write, path::PathBuf};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
 use clap::{Args, Subcommand};
 
 use super::{DeleteArgs, parse_settings};
@@ -11,6 +12,7 @@ use dialtone_proto::config::v1::{self as pb, assignment::Mode};
 use crate::{
     Client,
     output::{Format, enum_name, json, table},
+    refuse::{OrRefuse, refuse},
 };
 
 #[derive(Subcommand, Debug)]
@@ -59,7 +61,7 @@ pub enum PhoneCmd {
     Resync(ActionArgs),
     /// Log a phone out: every edge holding a binding drops them; prints how many.
     Logout(ActionArgs),
-    /// Import phones from CSV (columns in the README). Generated passwords go to --report.
+    /// Import phones from CSV (columns in docs/api.md). Generated passwords go to --report.
     Import {
         /// The CSV file.
         file: PathBuf,
@@ -183,9 +185,7 @@ pub struct FilterArgs {
 /// Every page of a `List*` call that takes a `ListRequest`.
 fn parse_kind(s: &str) -> anyhow::Result<i32> {
     let k = pb::PhoneKind::from_str_name(&format!("PHONE_KIND_{}", s.to_ascii_uppercase()))
-        .with_context(|| {
-            format!("invalid --kind '{s}': use managed, unmanaged, webrtc or remote")
-        })?;
+        .or_refuse(|| format!("invalid --kind '{s}': use managed, unmanaged, webrtc or remote"))?;
     Ok(k as i32)
 }
 
@@ -201,12 +201,13 @@ pub(crate) fn filter(f: FilterArgs) -> anyhow::Result<pb::PhoneFilter> {
 }
 
 fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        a.line_passwords.len() <= a.lines.len(),
-        "each --line-password needs a --line at the same position ({} passwords, {} lines)",
-        a.line_passwords.len(),
-        a.lines.len()
-    );
+    if a.line_passwords.len() > a.lines.len() {
+        refuse!(
+            "each --line-password needs a --line at the same position ({} passwords, {} lines)",
+            a.line_passwords.len(),
+            a.lines.len()
+        );
+    }
     if let Some(v) = a.name {
         p.name = v;
     }
@@ -248,14 +249,14 @@ fn apply_phone_args(p: &mut pb::Phone, a: PhoneArgs) -> anyhow::Result<()> {
                 ..Default::default()
             }),
             _ if v == "unassigned" => Mode::Unassigned(pb::Unassigned {}),
-            _ => bail!("invalid --assign '{v}': use user:ID, site:EXTENSION or unassigned"),
+            _ => refuse!("invalid --assign '{v}': use user:ID, site:EXTENSION or unassigned"),
         };
         p.assignment = Some(pb::Assignment { mode: Some(mode) });
     }
     let own_rules = a.caller_id.is_some() || !a.call_patterns.is_empty() || !a.allow.is_empty();
     if own_rules {
         let Some(Mode::Site(s)) = p.assignment.as_mut().and_then(|a| a.mode.as_mut()) else {
-            bail!(
+            refuse!(
                 "--caller-id, --call-pattern and --allow are for site-assigned phones (--assign site:EXTENSION)"
             );
         };
@@ -300,7 +301,7 @@ pub(crate) fn parse_allow(allow: &[String]) -> anyhow::Result<Option<pb::CallRes
             "international" => r.allow_international = true,
             "premium" => r.allow_premium = true,
             "none" => {}
-            _ => bail!(
+            _ => refuse!(
                 "invalid --allow '{a}': use external, international, premium, none or inherit"
             ),
         }
@@ -563,10 +564,9 @@ async fn act_on_many(c: &mut Client, out: Format, a: ActionArgs, what: Act) -> a
 
 async fn act(c: &mut Client, out: Format, a: ActionArgs, what: Act) -> anyhow::Result<()> {
     let Some(id) = a.id.clone() else {
-        anyhow::ensure!(
-            a.site.is_some() || a.base_settings.is_some() || !a.phones.is_empty(),
-            "name a phone id, or --site, --base-settings or --phone"
-        );
+        if a.site.is_none() && a.base_settings.is_none() && a.phones.is_empty() {
+            refuse!("name a phone id, or --site, --base-settings or --phone");
+        }
         return act_on_many(c, out, a, what).await;
     };
     let req = pb::PhoneActionRequest {

@@ -1,6 +1,5 @@
 //! `dialtonectl sites`.
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::{DeleteArgs, all_pages};
@@ -9,6 +8,7 @@ use dialtone_proto::config::v1 as pb;
 use crate::{
     Client,
     output::{Format, enum_name, json, table},
+    refuse::OrRefuse,
 };
 
 #[derive(Subcommand, Debug)]
@@ -102,7 +102,7 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
         "MEDIA_RELAY_{}",
         a.media_relay.to_ascii_uppercase()
     ))
-    .with_context(|| {
+    .or_refuse(|| {
         format!(
             "invalid --media-relay '{}': use auto, always or never",
             a.media_relay
@@ -112,7 +112,7 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
         "MEDIA_ANCHORING_{}",
         a.media_anchoring.to_ascii_uppercase().replace('-', "_")
     ))
-    .with_context(|| {
+    .or_refuse(|| {
         format!(
             "invalid --media-anchoring '{}': use when-needed, always or never",
             a.media_anchoring
@@ -122,7 +122,7 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
         "MEDIA_REGION_ORDER_{}",
         a.media_region_order.to_ascii_uppercase().replace('-', "_")
     ))
-    .with_context(|| {
+    .or_refuse(|| {
         format!(
             "invalid --media-region-order '{}': use preference or lowest-latency",
             a.media_region_order
@@ -157,14 +157,14 @@ fn site_from(a: SiteArgs) -> anyhow::Result<pb::Site> {
 
 /// `KINDS=TRUNKS[@SECONDS]` as a route.
 fn parse_route(r: &str) -> anyhow::Result<pb::OutboundRoute> {
-    let (kinds, rest) = r.split_once('=').with_context(|| {
+    let (kinds, rest) = r.split_once('=').or_refuse(|| {
         format!("invalid --route '{r}': use KINDS=TRUNKS[@SECONDS], e.g. national=carrier-a")
     })?;
     let (trunks, timeout) = match rest.split_once('@') {
         Some((t, s)) => (
             t,
             s.parse()
-                .with_context(|| format!("invalid --route '{r}': '{s}' is not seconds"))?,
+                .or_refuse(|| format!("invalid --route '{r}': '{s}' is not seconds"))?,
         ),
         None => (rest, 0),
     };

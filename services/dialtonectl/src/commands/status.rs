@@ -13,7 +13,7 @@ use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 use crate::{
     Auth,
-    output::{Format, enum_name, json, ms_ago, table},
+    output::{Format, enum_name, json, ms_ago, stream_item, table, wide},
 };
 
 type Client = StatusServiceClient<InterceptedService<Channel, Auth>>;
@@ -95,7 +95,7 @@ pub(crate) fn status_name(s: i32) -> String {
 }
 
 /// `node-1 (primary, 1/1, 3m ago)` per edge.
-fn edges_cell(s: &pb::PhoneStatus) -> String {
+pub(crate) fn edges_cell(s: &pb::PhoneStatus) -> String {
     s.edges
         .iter()
         .map(|e| {
@@ -115,7 +115,7 @@ fn edges_cell(s: &pb::PhoneStatus) -> String {
 }
 
 fn phone_row(s: &pb::PhoneStatus) -> Vec<String> {
-    vec![
+    let mut row = vec![
         s.phone_id.clone(),
         s.name.clone(),
         s.site_id.clone(),
@@ -123,7 +123,11 @@ fn phone_row(s: &pb::PhoneStatus) -> Vec<String> {
         ms_ago(s.status_since_ms),
         edges_cell(s),
         s.user_agent.clone(),
-    ]
+    ];
+    if wide() {
+        row.extend(wide_cells(s));
+    }
+    row
 }
 
 const PHONE_COLUMNS: [&str; 7] = [
@@ -135,6 +139,45 @@ const PHONE_COLUMNS: [&str; 7] = [
     "edges",
     "user agent",
 ];
+
+/// What `-o wide` adds to a phone's status row.
+const WIDE_COLUMNS: [&str; 5] = ["kind", "base settings", "config", "fetched", "problem"];
+
+/// The wide cells: the phone's kind and profile, its configuration (the version applied,
+/// `→ desired` while it drifts) and last fetch, and a placement or provisioning problem.
+pub(crate) fn wide_cells(s: &pb::PhoneStatus) -> Vec<String> {
+    let kind = dialtone_proto::config::v1::PhoneKind::try_from(s.kind)
+        .map(|k| enum_name(k.as_str_name(), "PHONE_KIND_"))
+        .unwrap_or_default();
+    let (config, fetched, error) = match &s.provisioning {
+        Some(p) if p.drift => (
+            format!("{} → {}", p.applied_version, p.desired_version),
+            ms_ago(p.last_fetch_ms),
+            p.last_error.clone(),
+        ),
+        Some(p) => (
+            p.applied_version.clone(),
+            ms_ago(p.last_fetch_ms),
+            p.last_error.clone(),
+        ),
+        None => (String::new(), String::new(), String::new()),
+    };
+    let problem = [s.placement_problem.as_str(), error.as_str()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    vec![kind, s.base_settings_id.clone(), config, fetched, problem]
+}
+
+/// The status table's columns (with the wide ones under `-o wide`).
+fn phone_columns() -> Vec<&'static str> {
+    let mut c = PHONE_COLUMNS.to_vec();
+    if wide() {
+        c.extend(WIDE_COLUMNS);
+    }
+    c
+}
 
 fn summary_rows(r: &pb::GetSiteSummariesResponse) -> Vec<Vec<String>> {
     r.sites
@@ -199,7 +242,7 @@ async fn live(mut c: Client, out: Format, f: Filters) -> anyhow::Result<()> {
         table(&SUMMARY_COLUMNS, summary_rows(&summary));
         println!();
         table(
-            &PHONE_COLUMNS,
+            &phone_columns(),
             phones.statuses.iter().map(phone_row).collect(),
         );
         if !phones.next_page_token.is_empty() {
@@ -219,7 +262,7 @@ async fn live(mut c: Client, out: Format, f: Filters) -> anyhow::Result<()> {
 /// One phone's status as tables: the phone's row, then each line's contacts, placement
 /// and provisioning problems.
 pub(crate) fn print_phone(s: &pb::PhoneStatus) {
-    table(&PHONE_COLUMNS, vec![phone_row(s)]);
+    table(&phone_columns(), vec![phone_row(s)]);
     println!();
     table(
         &["line", "aor", "reachable", "edge", "contact", "source"],
@@ -413,7 +456,7 @@ pub async fn run(
                     continue;
                 }
                 if out == Format::Json {
-                    println!("{}", serde_json::to_string(&change)?);
+                    stream_item(&change)?;
                     continue;
                 }
                 match (&change.status, change.removed, change.synced) {

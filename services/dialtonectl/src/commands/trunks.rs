@@ -1,6 +1,7 @@
 //! `dialtonectl trunks`.
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+
 use clap::{Args, Subcommand};
 
 use super::{DeleteArgs, all_pages};
@@ -9,6 +10,7 @@ use dialtone_proto::config::v1 as pb;
 use crate::{
     Client,
     output::{Format, json, table},
+    refuse::{OrRefuse, refuse},
 };
 
 #[derive(Subcommand, Debug)]
@@ -92,14 +94,14 @@ pub struct TrunkArgs {
 
 /// `NUMBERS=KIND:TARGET` as a DID entry.
 fn parse_did(d: &str) -> anyhow::Result<pb::Did> {
-    let (numbers, target) = d.split_once('=').with_context(|| {
+    let (numbers, target) = d.split_once('=').or_refuse(|| {
         format!("invalid --did '{d}': use NUMBERS=phone:ID, user:ID or ext:SITE/EXTENSION")
     })?;
     let target = match target.split_once(':') {
         Some(("phone", id)) => pb::did::Target::PhoneId(id.into()),
         Some(("user", id)) => pb::did::Target::UserId(id.into()),
         Some(("ext", e)) => pb::did::Target::Extension(e.into()),
-        _ => bail!("invalid --did '{d}': the target is phone:ID, user:ID or ext:SITE/EXTENSION"),
+        _ => refuse!("invalid --did '{d}': the target is phone:ID, user:ID or ext:SITE/EXTENSION"),
     };
     Ok(pb::Did {
         numbers: numbers.into(),
