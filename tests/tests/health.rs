@@ -281,3 +281,62 @@ async fn open_connections_are_counted_by_transport() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// SIP transactions are timed by method, from the request's arrival to the edge's final
+/// answer: a registration's two REGISTERs (the challenge, then the 200) once each, and an
+/// answer resent to a retransmission not again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sip_transactions_are_timed_by_method() {
+    use dialtone_tests::{
+        fleet::{add_phone, seed_site},
+        sip::{UdpPhone, headers, status},
+    };
+    let sb = ClusterSandbox::embedded_with(&["--sip-digest-algorithms=sha-256,md5"])
+        .await
+        .unwrap();
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let mut c = node.config_client(&token).await.unwrap();
+    seed_site(&mut c, Default::default()).await.unwrap();
+    let mut e = node.edge_client(&token).await.unwrap();
+    let p = add_phone(&mut c, &mut e, "timed", "timed").await.unwrap();
+    let series = |suffix: &'static str, labels: &'static str| async move {
+        node.metric(
+            &format!("dialtone_sip_transaction_duration_seconds_{suffix}"),
+            labels,
+        )
+        .await
+    };
+    assert_eq!(series("count", "method=\"REGISTER\"").await, Some(0));
+
+    let edge = std::net::SocketAddr::from(([127, 0, 0, 1], node.sip.udp));
+    let mut phone = UdpPhone::new(edge, &p.sip_user, &p.password).await.unwrap();
+    let first = phone.register_text(300, None);
+    phone.send(&first).await.unwrap();
+    let challenge = phone.recv(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(status(&challenge), 401, "{challenge}");
+    let www = headers(&challenge, "www-authenticate")
+        .into_iter()
+        .find(|h| h.contains("MD5"))
+        .unwrap()
+        .to_owned();
+    let second = phone.register_text(300, Some(&www));
+    for _ in 0..2 {
+        // The second time, a retransmission: answered again from the transaction.
+        phone.send(&second).await.unwrap();
+        let ok = phone.recv(Duration::from_secs(3)).await.unwrap();
+        assert_eq!(status(&ok), 200, "{ok}");
+    }
+    assert_eq!(series("count", "method=\"REGISTER\"").await, Some(2));
+    // Both answered within a second (a loaded CI machine is slow, not that slow), and the
+    // buckets add up to the count.
+    assert_eq!(
+        series("bucket", "method=\"REGISTER\",le=\"1\"").await,
+        Some(2)
+    );
+    assert_eq!(
+        series("bucket", "method=\"REGISTER\",le=\"+Inf\"").await,
+        Some(2)
+    );
+    assert_eq!(series("count", "method=\"INVITE\"").await, Some(0));
+}

@@ -27,7 +27,7 @@ use dialtone_sip::{
 use super::{Delivery, Hop, Outcome, calls, forwarding::FORWARDED_CANONICAL, responses::Responses};
 use crate::{
     admission::Permit,
-    flow::{FlowSource, Replier, Transport},
+    flow::{Answer, FlowSource, Transport},
     replies::new_branch,
 };
 
@@ -178,7 +178,7 @@ impl Delivery {
         self: Arc<Self>,
         m: Message,
         src: Source,
-        upstream: Replier,
+        upstream: Answer,
         (onward, untrusted): (Onward, bool),
         permit: Permit,
     ) {

@@ -55,7 +55,7 @@ use crate::{
     credentials::CredentialCache,
     credentials::LineEntry,
     credentials::trunks::DigestAuth,
-    flow::{FlowSource, Flows, Replier, Transport},
+    flow::{Answer, FlowSource, Flows, Replier, Transport},
     registrar::{directory::Directory, phone::Contacts},
     replies::{Listening, Replies},
     settings::EdgeSettings,
@@ -372,7 +372,7 @@ impl Delivery {
     /// CANCEL for a request being delivered: 200, and the CANCEL passed on to every
     /// branch, with the CANCEL's `Reason`. False when no delivery matches (the caller
     /// answers 481).
-    pub(crate) fn cancel(&self, m: &Message, src: &Source, reply: &Replier) -> bool {
+    pub(crate) fn cancel(&self, m: &Message, src: &Source, reply: &Answer) -> bool {
         let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
@@ -398,25 +398,25 @@ impl Delivery {
     /// A retransmission of a request being delivered, from where it first came: answered
     /// with the last answer (or nothing yet) before the trust boundary, which counts each
     /// nonce and marker once. True when it was one.
-    pub(crate) fn retransmission(&self, m: &Message, src: &Source, upstream: &Replier) -> bool {
+    pub(crate) fn retransmission(&self, m: &Message, src: &Source, upstream: &Answer) -> bool {
         let Some(txn) = self.delivery_of(m, src) else {
             return false;
         };
         if let Some(last) = txn.last.lock().clone() {
-            upstream.send(last);
+            upstream.resend(last);
         }
         true
     }
 
     /// Opens the transaction of a request to relay: its key and state, or none when it is a
     /// retransmission of one under way (answered here with the last answer, if any).
-    fn open(&self, m: &Message, src: Source, upstream: &Replier) -> Option<(String, Arc<Txn>)> {
+    fn open(&self, m: &Message, src: Source, upstream: &Answer) -> Option<(String, Arc<Txn>)> {
         let key = branch_of(m)?;
         let mut txns = self.txns.lock();
         if let Some(t) = txns.get(&key) {
             // A retransmission: the last answer again, or nothing yet.
             if let Some(last) = t.last.lock().clone() {
-                upstream.send(last);
+                upstream.resend(last);
             }
             return None;
         }
@@ -443,7 +443,7 @@ impl Delivery {
         m: Message,
         src: Source,
         origin: Origin,
-        upstream: Replier,
+        upstream: Answer,
         lines: Vec<Arc<LineEntry>>,
         permit: Permit,
     ) {

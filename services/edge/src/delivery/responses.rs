@@ -10,7 +10,7 @@ use dialtone_sip::{Message, StartLine, proxy::forward_response_with, response::S
 use parking_lot::Mutex;
 
 use super::Txn;
-use crate::{flow::Replier, replies::Responder};
+use crate::{flow::Answer, replies::Responder};
 
 /// Why the edge cancels its pending branches, as the `Reason` header of their CANCEL says.
 pub const ANSWERED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
@@ -38,7 +38,7 @@ pub(super) struct Responses<'a> {
     pub request: &'a Message,
     pub src: Source,
     pub txn: &'a Txn,
-    pub upstream: &'a Replier,
+    pub upstream: &'a Answer,
     pub responder: &'a Responder,
     /// Whether the request is an INVITE (forked 2xx and cancels apply to INVITEs only).
     invite: bool,
@@ -66,7 +66,7 @@ impl<'a> Responses<'a> {
         request: &'a Message,
         src: Source,
         txn: &'a Txn,
-        upstream: &'a Replier,
+        upstream: &'a Answer,
         responder: &'a Responder,
     ) -> Self {
         let invite =

@@ -23,7 +23,7 @@ use super::{
 use crate::{
     admission::Permit,
     credentials::trunks::TrunkPlan,
-    flow::{FlowSource, Replier, Transport},
+    flow::{Answer, FlowSource, Transport},
 };
 
 impl Delivery {
@@ -38,7 +38,7 @@ impl Delivery {
         m: Message,
         src: Source,
         inbound: FlowSource,
-        upstream: Replier,
+        upstream: Answer,
         number: String,
         plan: TrunkPlan,
         permit: Permit,

@@ -7,7 +7,7 @@ use dialtone_sip::{Message, response::Source};
 use super::Dispatcher;
 use crate::{
     delivery::in_dialog::{Onward, Refused},
-    flow::Replier,
+    flow::Answer,
 };
 
 impl Dispatcher {
@@ -17,7 +17,7 @@ impl Dispatcher {
         method: &str,
         route: Result<Onward, Refused>,
         src: Source,
-        reply: Replier,
+        reply: Answer,
         trusted: bool,
     ) {
         // The ACK of a non-2xx answer this edge relayed was acknowledged hop by hop

@@ -29,8 +29,9 @@ use crate::{
     credentials::{CredentialCache, LineEntry},
     delivery::{Delivery, forwarding::Seen},
     dispatch::boundary::Sender,
-    flow::{FlowSource, Flows, Peer, Replier, Transport},
+    flow::{Answer, FlowSource, Flows, Peer, Replier, Transport},
     metrics::Stats,
+    metrics::transactions::TxClock,
     registrar::directory::Directory,
     registrar::phone::Forget,
     replies::{ALLOW, Listening, Replies, UNASSIGNED_REASON},
@@ -176,6 +177,7 @@ impl Dispatcher {
 
     /// Handles one message.
     pub fn handle(&self, bytes: &[u8], peer: &Peer) {
+        let arrived = std::time::Instant::now();
         let now_ms = unix_ms();
         if self.bans.source_banned(peer.addr.ip(), now_ms) {
             return;
@@ -210,7 +212,10 @@ impl Dispatcher {
         let _in_span = span.enter();
         let src = Source::from(peer.addr);
         let top_via = m.top_via();
-        let reply = response_replier(top_via.as_ref(), peer);
+        let reply = Answer::new(
+            response_replier(top_via.as_ref(), peer),
+            TxClock::start(&method, arrived),
+        );
         match verdict {
             Verdict::Accept => {}
             Verdict::Drop { .. } => return,
@@ -398,7 +403,7 @@ impl Dispatcher {
         m: Message,
         src: Source,
         peer: &Peer,
-        reply: Replier,
+        reply: Answer,
         lines: Vec<Arc<LineEntry>>,
         sender: &Sender,
     ) {
@@ -467,7 +472,7 @@ impl Dispatcher {
         admitted: Result<Permit, admission::Refused>,
         m: &Message,
         src: &Source,
-        reply: &Replier,
+        reply: &Answer,
     ) -> Option<Permit> {
         match admitted {
             Ok(p) => Some(p),

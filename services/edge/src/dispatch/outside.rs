@@ -14,7 +14,7 @@ use dialtone_sip::{Message, response::Source};
 use super::Dispatcher;
 use crate::{
     credentials::{LineEntry, calling::without_site, trunks::TrunkPlan},
-    flow::{Peer, Replier},
+    flow::{Answer, Peer},
     replies::UNASSIGNED_REASON,
 };
 
@@ -82,7 +82,7 @@ impl Dispatcher {
         plan: TrunkPlan,
         src: Source,
         peer: &Peer,
-        reply: Replier,
+        reply: Answer,
     ) {
         let admitted = if plan.emergency {
             self.delivery.admission.admit_trusted()
@@ -106,7 +106,7 @@ impl Dispatcher {
         decision: &Decision,
         src: Source,
         peer: &Peer,
-        reply: Replier,
+        reply: Answer,
     ) {
         if let Decision::Allow { kind, number } = decision
             && let Some(plan) = self.cache.read().trunk_plan(&caller.phone_id, *kind)

@@ -5,7 +5,7 @@ use dialtone_sip::{Message, addressing::Party, response::Source, transaction::se
 
 use super::Dispatcher;
 use crate::{
-    flow::{Peer, Replier},
+    flow::{Answer, Peer},
     metrics::Reason,
     registrar::phone::{Register, RegisterJob},
     replies::ChallengeKind,
@@ -17,7 +17,7 @@ impl Dispatcher {
         m: Message,
         peer: &Peer,
         src: Source,
-        reply: Replier,
+        reply: Answer,
         now_ms: u64,
     ) {
         // The verdict read the To already.

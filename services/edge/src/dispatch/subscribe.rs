@@ -8,7 +8,7 @@ use dialtone_sip::{
 
 use super::Dispatcher;
 use crate::{
-    flow::{Peer, Replier},
+    flow::{Answer, Peer},
     replies::{ChallengeKind, OutRequest, new_branch},
 };
 
@@ -21,7 +21,7 @@ impl Dispatcher {
         m: Message,
         peer: &Peer,
         src: Source,
-        reply: Replier,
+        reply: Answer,
         now_ms: u64,
     ) {
         let event = event_package(m.get("event").unwrap_or(""));

@@ -1,14 +1,16 @@
 //! The ground floor of the edge: what a message came over and how to answer it. Value
-//! types ([`Transport`], [`Peer`], [`Replier`]) and the table of open flows ([`Flows`]),
+//! types ([`Transport`], [`Peer`], [`Replier`], a request's timed [`Answer`]) and the table of open flows ([`Flows`]),
 //! plus the two ways a reply leaves: the per-thread UDP outbox ([`udp_out`], sent in
 //! batches by [`udp_batch`]) and a stream connection's byte-bounded queue
 //! ([`write_queue`]). Everything above (transport, registrar, delivery, dispatch) speaks
 //! these; nothing here knows SIP beyond a transport's name.
 
+mod answer;
 pub(crate) mod udp_batch;
 pub(crate) mod udp_out;
 pub(crate) mod write_queue;
 
+pub use answer::Answer;
 pub use dialtone_sip::transport::{FlowSource, Transport};
 
 use std::{

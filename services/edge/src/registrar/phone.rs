@@ -18,7 +18,7 @@ use prost::Message as _;
 
 use crate::{
     credentials::LineEntry,
-    flow::{FlowSource, Replier, proto},
+    flow::{Answer, FlowSource, proto},
     metrics::Reason,
     registrar::sleeping::{LineState, PhoneState},
     registrar::{directory::ActorShared, pending::Pending},
@@ -266,7 +266,7 @@ pub struct RegisterJob {
     /// Identifies the transaction (branch, source, method) for retransmissions.
     pub txn: u64,
     pub src: Source,
-    pub reply: Replier,
+    pub reply: Answer,
 }
 
 #[derive(Message)]
@@ -316,7 +316,7 @@ impl Handler<Register> for PhoneActor {
                 }
             };
             sh.stats.retransmission();
-            job.reply.send(bytes);
+            job.reply.resend(bytes);
             return;
         }
         if !self.state.nonce_counts.accept_hashed(

@@ -113,7 +113,10 @@ async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, Str
         nonce: 42,
         nc,
         src: Source::from(from),
-        reply: Replier::Stream(tx),
+        reply: crate::flow::Answer::new(
+            Replier::Stream(tx),
+            crate::metrics::transactions::TxClock::start("REGISTER", std::time::Instant::now()),
+        ),
     };
     h.directory
         .tell_or_start(&h.entry.phone_id, Register(Box::new(job)));

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
 use dialtone_sip::digest::Algorithm;
 
+pub mod transactions;
+
 /// Why a registration was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
@@ -50,7 +52,7 @@ impl Reason {
 }
 
 /// SIP methods counted by name; others count as "other".
-const METHODS: [&str; 8] = [
+const METHODS: [&str; 13] = [
     "REGISTER",
     "OPTIONS",
     "SUBSCRIBE",
@@ -59,6 +61,11 @@ const METHODS: [&str; 8] = [
     "ACK",
     "BYE",
     "CANCEL",
+    "MESSAGE",
+    "INFO",
+    "REFER",
+    "UPDATE",
+    "PRACK",
 ];
 
 /// Responses the edge sent itself, by class (1xx-6xx): process-wide, as one process runs
@@ -219,6 +226,7 @@ impl Stats {
             ));
         }
         RESPONSES.render(node, &mut o);
+        transactions::render(node, &mut o);
         o.push_str(&format!(
             "# HELP dialtone_sip_malformed_total SIP messages the edge could not parse (answered 400 or dropped).\n# TYPE dialtone_sip_malformed_total counter\ndialtone_sip_malformed_total{{node=\"{node}\"}} {}\n",
             self.malformed.load(Relaxed)
