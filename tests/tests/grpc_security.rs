@@ -194,3 +194,147 @@ fn plaintext_grpc_on_a_non_loopback_address_refuses_to_start() {
         "{err}"
     );
 }
+
+/// Whether a TLS handshake with `addr` succeeds trusting only `ca` (as `localhost`).
+async fn handshake(addr: std::net::SocketAddr, ca: &std::path::Path) -> anyhow::Result<()> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        connector.connect(ServerName::try_from("localhost")?.to_owned(), tcp),
+    )
+    .await??;
+    Ok(())
+}
+
+/// A renewed certificate is served without a restart on every TLS port (gRPC, REST, SIP
+/// over TLS and WSS, provisioning HTTPS); a connection open keeps working; files that do
+/// not load leave the renewed certificate serving, and are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_certificates_are_served_without_a_restart() {
+    use std::{
+        net::SocketAddr,
+        time::{Duration, Instant},
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let old_dir = dir.path().join("old");
+    let new_dir = dir.path().join("new");
+    std::fs::create_dir_all(&old_dir).unwrap();
+    std::fs::create_dir_all(&new_dir).unwrap();
+    let old_ca = TestCa::new(&old_dir, "old ca");
+    let new_ca = TestCa::new(&new_dir, "renewing ca");
+    let (cert, key) = old_ca.issue("server", "localhost", &["localhost", "127.0.0.1"], false);
+    let flag = |name: &str, p: &std::path::Path| format!("--{name}={}", p.display());
+    let sb = ClusterSandbox::embedded_with(&[
+        &flag("grpc-tls-cert", &cert),
+        &flag("grpc-tls-key", &key),
+        &flag("sip-tls-cert", &cert),
+        &flag("sip-tls-key", &key),
+        &flag("provisioning-tls-cert", &cert),
+        &flag("provisioning-tls-key", &key),
+        "--tls-reload-interval=1",
+    ])
+    .await
+    .unwrap();
+    let node = &sb.nodes[0];
+    let token = node.admin_token();
+    let url = node.grpc_url.replace("http://", "https://");
+    let local = |port: u16| SocketAddr::from(([127, 0, 0, 1], port));
+    let api: SocketAddr = node
+        .api_url()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let grpc: SocketAddr = url.trim_start_matches("https://").parse().unwrap();
+    let ports = [
+        ("grpc", grpc),
+        ("rest", api),
+        ("sip tls", local(node.sip.tls)),
+        ("sip wss", local(node.sip.wss)),
+        ("provisioning", local(node.https)),
+    ];
+    for (what, addr) in ports {
+        handshake(addr, &old_ca.cert)
+            .await
+            .unwrap_or_else(|e| panic!("{what} serves the first certificate: {e:#}"));
+    }
+    let mut open = client(&url, &old_ca.cert, None).await.unwrap();
+    open.list_sites(bearer(&token, cpb::ListRequest::default()))
+        .await
+        .unwrap();
+
+    // Renewed as a Secret volume is: new files renamed over the old ones, the key last.
+    let (new_cert, new_key) =
+        new_ca.issue("server", "localhost", &["localhost", "127.0.0.1"], false);
+    let swap = |from: &std::path::Path, to: &std::path::Path| {
+        let tmp = to.with_extension("swap");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    swap(&new_cert, &cert);
+    swap(&new_key, &key);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for (what, addr) in ports {
+        while let Err(e) = handshake(addr, &new_ca.cert).await {
+            assert!(
+                Instant::now() < deadline,
+                "{what} never served the renewed certificate: {e:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(
+            handshake(addr, &old_ca.cert).await.is_err(),
+            "{what} still serves the old certificate"
+        );
+    }
+    // The connection made before the renewal still works; new ones verify with the new CA.
+    open.list_sites(bearer(&token, cpb::ListRequest::default()))
+        .await
+        .unwrap();
+    let mut renewed = client(&url, &new_ca.cert, None).await.unwrap();
+    renewed
+        .list_sites(bearer(&token, cpb::ListRequest::default()))
+        .await
+        .unwrap();
+    assert!(
+        node.metric("dialtone_tls_certificate_reloads_total", "result=\"ok\"")
+            .await
+            .unwrap_or(0)
+            >= 1
+    );
+
+    // A certificate file that does not parse: the renewed pair keeps serving; counted.
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node
+        .metric(
+            "dialtone_tls_certificate_reloads_total",
+            "result=\"failed\"",
+        )
+        .await
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the broken file was never seen");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (what, addr) in ports {
+        handshake(addr, &new_ca.cert)
+            .await
+            .unwrap_or_else(|e| panic!("{what} stopped serving: {e:#}"));
+    }
+    assert!(
+        node.log_text()
+            .contains("tls certificate files changed but do not load")
+    );
+}

@@ -27,9 +27,9 @@ pub struct Health {
     pub status: Option<Arc<dialtone_status::StatusRole>>,
     /// Durations of the gRPC calls this node served.
     pub grpc: Arc<crate::grpc_metrics::GrpcMetrics>,
-    /// The certificates this node serves (`sip`, `https`, `grpc`) and when each expires,
-    /// Unix seconds: read once at start, since the listeners keep what they loaded.
-    pub certificates: Vec<(&'static str, i64)>,
+    /// The certificate files this node serves (`sip`, `https`, `grpc`); their expiry is
+    /// that of the certificate served now (`dialtone_tls::reload`).
+    pub certificates: Vec<(&'static str, std::path::PathBuf)>,
 }
 
 impl Health {
@@ -110,13 +110,24 @@ pub async fn render(h: &Health) -> String {
     ));
     if !h.certificates.is_empty() {
         out.push_str("# HELP dialtone_tls_certificate_expiry_timestamp_seconds When each TLS certificate the node serves expires (notAfter), Unix seconds, by use: sip (TLS and WSS), https (provisioning), grpc.\n# TYPE dialtone_tls_certificate_expiry_timestamp_seconds gauge\n");
-        for (used, at) in &h.certificates {
+        for (used, file) in &h.certificates {
+            // The certificate served now (reloaded when its files change), else the file's.
+            let Some(at) = dialtone_tls::reload::served_expiry(file)
+                .or_else(|| dialtone_tls::certificate_expiry(file).ok())
+            else {
+                continue;
+            };
             out.push_str(&format!(
                 "dialtone_tls_certificate_expiry_timestamp_seconds{{node=\"{}\",use=\"{used}\"}} {at}\n",
                 h.node
             ));
         }
     }
+    let (reloaded, failed) = dialtone_tls::reload::reloads();
+    out.push_str(&format!(
+        "# HELP dialtone_tls_certificate_reloads_total Certificate files that changed and were served from then on (ok), or did not load and left the previous certificate serving (failed).\n# TYPE dialtone_tls_certificate_reloads_total counter\ndialtone_tls_certificate_reloads_total{{node=\"{node}\",result=\"ok\"}} {reloaded}\ndialtone_tls_certificate_reloads_total{{node=\"{node}\",result=\"failed\"}} {failed}\n",
+        node = h.node
+    ));
     out.push_str("# HELP dialtone_store_up Whether the store answered a read within 1 s.\n# TYPE dialtone_store_up gauge\n");
     out.push_str(&format!("dialtone_store_up {}\n", u8::from(store)));
     out.push_str("# HELP dialtone_lease_alive Whether the node's lease is alive.\n# TYPE dialtone_lease_alive gauge\n");

@@ -5,7 +5,7 @@
 //! plaintext non-loopback listen refuses to start unless `--insecure-grpc` says the network
 //! encrypts (a service mesh).
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -27,16 +27,11 @@ pub struct GrpcTlsFlags {
     pub insecure_grpc: bool,
 }
 
-/// The gRPC port's TLS material, read at start.
+/// The gRPC port's TLS, checked at start: its certificate is served through
+/// `dialtone_tls`'s reloading resolver (see `grpc_incoming`).
 #[derive(Clone, Debug)]
 pub struct GrpcTls {
-    pub cert_pem: Vec<u8>,
-    pub key_pem: Vec<u8>,
-    pub client_ca_pem: Option<Vec<u8>>,
-}
-
-fn read(flag: &str, p: &PathBuf) -> anyhow::Result<Vec<u8>> {
-    std::fs::read(p).with_context(|| format!("invalid value '{}' for '--{flag}'", p.display()))
+    pub config: Arc<rustls::ServerConfig>,
 }
 
 impl GrpcTlsFlags {
@@ -45,22 +40,17 @@ impl GrpcTlsFlags {
         let tls = match (&self.grpc_tls_cert, &self.grpc_tls_key) {
             (Some(c), Some(k)) => {
                 // Parsed and matched here, so a bad file stops the process before it
-                // announces itself, naming the flags.
-                let parsed = match &self.grpc_client_ca {
-                    None => dialtone_tls::server_config(c, k, &[]),
-                    Some(ca) => dialtone_tls::server_config_with_client_ca(c, k, &[], ca),
-                };
-                parsed.context(
+                // announces itself, naming the flags. gRPC is HTTP/2.
+                let alpn: &[&[u8]] = &[b"h2"];
+                let config = match &self.grpc_client_ca {
+                    None => dialtone_tls::server_config(c, k, alpn),
+                    Some(ca) => dialtone_tls::server_config_requiring_client_ca(c, k, alpn, ca),
+                }
+                .context(
                     "invalid value for '--grpc-tls-cert', '--grpc-tls-key' or '--grpc-client-ca'",
                 )?;
                 Some(GrpcTls {
-                    cert_pem: read("grpc-tls-cert", c)?,
-                    key_pem: read("grpc-tls-key", k)?,
-                    client_ca_pem: self
-                        .grpc_client_ca
-                        .as_ref()
-                        .map(|ca| read("grpc-client-ca", ca))
-                        .transpose()?,
+                    config: Arc::new(config),
                 })
             }
             (None, None) => None,

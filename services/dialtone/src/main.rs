@@ -12,6 +12,7 @@ mod etcd_flags;
 mod grpc_audit;
 mod grpc_auth;
 mod grpc_health;
+mod grpc_incoming;
 mod grpc_metrics;
 mod grpc_tls_flags;
 mod json_logs;
@@ -24,6 +25,7 @@ mod serve;
 mod settings;
 mod store_runtime;
 mod telemetry;
+mod tls_reload;
 
 use std::ffi::OsString;
 

@@ -207,6 +207,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         };
         let mut router = tonic::service::Routes::builder();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(crate::tls_reload::run(
+            Duration::from_secs(cfg.tls_reload_interval),
+            stop_rx.clone(),
+        ));
         let mut api_task = None;
         let mut audit = None;
         if cfg.roles.iter().any(|r| r == "config") {
@@ -300,44 +304,34 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             provisioning.as_deref(),
         );
         let mut stop = stop_rx.clone();
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(t) = &cfg.grpc_tls {
-            // A handshake that does not finish within 10 s is dropped (idle connections
-            // would otherwise pile up in the handshake queue).
-            let mut tls = tonic::transport::ServerTlsConfig::new()
-                .identity(tonic::transport::Identity::from_pem(
-                    &t.cert_pem,
-                    &t.key_pem,
-                ))
-                .timeout(Duration::from_secs(10));
-            if let Some(ca) = &t.client_ca_pem {
-                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(ca));
-            }
-            builder = builder
-                .tls_config(tls)
-                .context("invalid '--grpc-tls-cert', '--grpc-tls-key' or '--grpc-client-ca'")?;
-        }
-        let grpc_task = tokio::spawn(
-            builder
-                // Bounded work per client: streams per connection, calls in progress per
-                // connection, and dead peers found by keep-alives.
-                .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
-                .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
-                .http2_keepalive_interval(Some(Duration::from_secs(30)))
-                .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-                .tcp_keepalive(Some(Duration::from_secs(60)))
-                .trace_fn(crate::telemetry::grpc_span)
-                .layer(crate::grpc_metrics::GrpcMetricsLayer(grpc_metrics))
-                .layer(crate::grpc_auth::TokenGateLayer(tokens.clone()))
-                .layer(crate::grpc_audit::GrpcAuditLayer {
-                    log: audit,
-                    tokens: tokens.clone(),
-                })
-                .add_routes(routes)
-                .serve_with_incoming_shutdown(tokio_stream_listener(grpc), async move {
-                    let _ = stop.changed().await;
-                }),
-        );
+        let router = tonic::transport::Server::builder()
+            // Bounded work per client: streams per connection, calls in progress per
+            // connection, and dead peers found by keep-alives.
+            .max_concurrent_streams(Some(GRPC_MAX_STREAMS))
+            .concurrency_limit_per_connection(GRPC_MAX_STREAMS as usize)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .tcp_keepalive(Some(Duration::from_secs(60)))
+            .trace_fn(crate::telemetry::grpc_span)
+            .layer(crate::grpc_metrics::GrpcMetricsLayer(grpc_metrics))
+            .layer(crate::grpc_auth::TokenGateLayer(tokens.clone()))
+            .layer(crate::grpc_audit::GrpcAuditLayer {
+                log: audit,
+                tokens: tokens.clone(),
+            })
+            .add_routes(routes);
+        let stopped = async move {
+            let _ = stop.changed().await;
+        };
+        let grpc_task = match &cfg.grpc_tls {
+            Some(t) => tokio::spawn(router.serve_with_incoming_shutdown(
+                crate::grpc_incoming::tls_incoming(grpc, t.config.clone()),
+                stopped,
+            )),
+            None => tokio::spawn(
+                router.serve_with_incoming_shutdown(tokio_stream_listener(grpc), stopped),
+            ),
+        };
         shutdown_signal().await;
         info!(node = %cfg.node(), "shutting down: draining");
         let _ = stop_tx.send(true);
@@ -373,9 +367,12 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The certificate files this node serves, by use, with when each expires (for the expiry
-/// gauge and its alert). A dev-mode certificate generated in the data dir is left out.
-fn served_certificates(cfg: &ServeConfig) -> anyhow::Result<Vec<(&'static str, i64)>> {
+/// The certificate files this node serves, by use (for the expiry gauge and its alert),
+/// each checked readable at start. A dev-mode certificate generated in the data dir is left
+/// out.
+fn served_certificates(
+    cfg: &ServeConfig,
+) -> anyhow::Result<Vec<(&'static str, std::path::PathBuf)>> {
     let runs = |role: &str| cfg.roles.iter().any(|r| r == role);
     let files = [
         (
@@ -396,9 +393,9 @@ fn served_certificates(cfg: &ServeConfig) -> anyhow::Result<Vec<(&'static str, i
     let mut out = Vec::new();
     for (used, file) in files {
         if let Some(file) = file {
-            let at = dialtone_tls::certificate_expiry(file)
+            dialtone_tls::certificate_expiry(file)
                 .with_context(|| format!("reading the {used} certificate's expiry"))?;
-            out.push((used, at));
+            out.push((used, file.clone()));
         }
     }
     Ok(out)

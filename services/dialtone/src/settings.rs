@@ -84,6 +84,11 @@ pub struct ServeConfig {
     /// TTL of the node's lease in seconds (2-60): how long a dead node's records linger.
     #[arg(long, env = "DIALTONE_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,
+    /// How often (seconds, 1-3600) the TLS listeners' certificate files are looked at: a
+    /// renewed certificate (a new Secret from cert-manager, a replaced file) is served from
+    /// the next handshake, without a restart.
+    #[arg(long, env = "DIALTONE_TLS_RELOAD_INTERVAL", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub tls_reload_interval: u64,
     /// API token file (TOML, see docs/api.md "API tokens"). Without it, with the embedded store, an admin
     /// token is generated on first start and stored in --data-dir/admin-token.
     #[arg(long, env = "DIALTONE_API_TOKENS", value_name = "FILE")]

@@ -1,18 +1,21 @@
 //! TLS material for Dialtone's listeners (SIP over TLS and WSS at the edge, HTTPS at the
 //! provisioning server): a PEM certificate chain and key from files, or, in the all-in-one
-//! dev mode, a self-signed pair generated once into the data dir.
+//! dev mode, a self-signed pair generated once into the data dir. Every server
+//! configuration serves its pair through [`reload::CertFiles`], so a renewed certificate is
+//! served without a restart once [`reload::reload_changed`] sees its files change.
 
 use std::{
     path::{Path, PathBuf},
     sync::Arc,
 };
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+use rustls::pki_types::{CertificateDer, pem::PemObject};
 use tokio_rustls::TlsAcceptor;
 use tracing::info;
 
 mod der;
 mod names;
+pub mod reload;
 mod validity;
 pub use names::certificate_names;
 pub use validity::not_after;
@@ -88,8 +91,7 @@ fn build_server_config(
     alpn: &[&[u8]],
     client_ca: Option<(&Path, ClientCerts)>,
 ) -> Result<rustls::ServerConfig, TlsError> {
-    let certs = read_certs(cert)?;
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| read_err(key, e))?;
+    let files = reload::CertFiles::load(cert, key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -114,9 +116,7 @@ fn build_server_config(
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder
-        .with_single_cert(certs, key_der)
-        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    let mut config = builder.with_cert_resolver(files);
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
 }
@@ -177,6 +177,17 @@ pub fn acceptor_with_client_ca(
         &[],
         client_ca,
     )?)))
+}
+
+/// Like [`server_config_with_client_ca`], but a client without a certificate from
+/// `client_ca` fails the handshake (mutual TLS).
+pub fn server_config_requiring_client_ca(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+    client_ca: &Path,
+) -> Result<rustls::ServerConfig, TlsError> {
+    build_server_config(cert, key, alpn, Some((client_ca, ClientCerts::Required)))
 }
 
 /// An acceptor that requires every client to present a certificate issued by
