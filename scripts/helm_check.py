@@ -292,8 +292,10 @@ def pod_spec(doc):
 
 def house_rules(docs, values):
     """What every rendering must hold, whatever the values: pods mount no API token,
-    PodDisruptionBudgets never block a drain, a DaemonSet edge's id is its node's name, and
-    each ServiceMonitor names the job the alert rules and dashboards select."""
+    PodDisruptionBudgets never block a drain, a DaemonSet edge's id is its node's name,
+    each ServiceMonitor names the job the alert rules and dashboards select, every file an
+    environment variable names under /etc/dialtone is mounted, and the OTLP headers (a
+    collector's credentials) come from a Secret, never a literal value."""
     problems = []
     services = [d for d in docs if d.get("kind") == "Service"]
     for d in docs:
@@ -301,6 +303,15 @@ def house_rules(docs, values):
         spec = pod_spec(d)
         if spec is not None and spec.get("automountServiceAccountToken") is not False:
             problems.append(f"{kind} {name}: mounts a ServiceAccount token")
+        for c in (spec or {}).get("containers", []):
+            mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+            for e in c.get("env", []):
+                value = e.get("value") or ""
+                if value.startswith("/etc/dialtone/") and not any(
+                        value == m or value.startswith(m.rstrip("/") + "/") for m in mounts):
+                    problems.append(f"{kind} {name}: {e['name']} names {value}, which no volume mounts")
+                if e["name"].endswith("_HEADERS") and "value" in e:
+                    problems.append(f"{kind} {name}: {e['name']} is a literal value, not a Secret's")
         if kind == "PodDisruptionBudget" and "minAvailable" in d["spec"]:
             problems.append(f"PodDisruptionBudget {name}: minAvailable blocks a drain at one replica")
         if kind == "DaemonSet" and name.endswith("-edge"):

@@ -394,3 +394,128 @@ async fn json_logs_carry_the_trace_of_the_call_they_belong_to() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// One export a collector saw: its signal, and its `authorization` and `x-tenant` headers.
+type Export = (&'static str, Option<String>, Option<String>);
+
+/// What a collector over TLS saw of each export.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<Vec<Export>>>);
+
+impl Seen {
+    fn record<T>(&self, signal: &'static str, req: &tonic::Request<T>) {
+        let header = |name: &str| {
+            req.metadata()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        self.0
+            .lock()
+            .push((signal, header("authorization"), header("x-tenant")));
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Seen {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record("traces", &req);
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+#[tonic::async_trait]
+impl MetricsService for Seen {
+    async fn export(
+        &self,
+        req: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.record("metrics", &req);
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// Both exporters reach a collector over TLS that requires a client certificate, verified
+/// with the named CA, carrying the headers OTEL_EXPORTER_OTLP_HEADERS gives (which the
+/// node never logs); a header that does not parse stops the node at start, naming the
+/// variable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_goes_over_tls_with_headers() {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dialtone_tests::pki::TestCa::new(dir.path(), "collector ca");
+    let (cert, key) = ca.issue("collector", "localhost", &["localhost", "127.0.0.1"], false);
+    let (client_cert, client_key) = ca.issue("node", "dialtone", &[], true);
+    let seen = Seen::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("https://{}", listener.local_addr().unwrap());
+    let tls = ServerTlsConfig::new()
+        .identity(Identity::from_pem(
+            std::fs::read(&cert).unwrap(),
+            std::fs::read(&key).unwrap(),
+        ))
+        .client_ca_root(Certificate::from_pem(std::fs::read(&ca.cert).unwrap()));
+    let routes = tonic::service::Routes::new(TraceServiceServer::new(seen.clone()))
+        .add_service(MetricsServiceServer::new(seen.clone()));
+    let _server = tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .tls_config(tls)
+            .unwrap()
+            .add_routes(routes)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await;
+    });
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let (ca_file, cert_file, key_file) = (path(&ca.cert), path(&client_cert), path(&client_key));
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_CERTIFICATE", ca_file.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", cert_file.as_str()),
+        ("OTEL_EXPORTER_OTLP_CLIENT_KEY", key_file.as_str()),
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "authorization=Bearer%20s3cret-otlp,x-tenant=acme",
+        ),
+        ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200"),
+    ];
+    let sb = ClusterSandbox::embedded_with_env(&[], &env).await.unwrap();
+    let token = sb.nodes[0].admin_token();
+    let mut c = sb.nodes[0].config_client(&token).await.unwrap();
+    c.list_sites(cpb::ListRequest::default()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for signal in ["metrics", "traces"] {
+        loop {
+            let got = seen.0.lock().iter().find(|(s, ..)| *s == signal).cloned();
+            if let Some((_, auth, tenant)) = got {
+                assert_eq!(auth.as_deref(), Some("Bearer s3cret-otlp"), "{signal}");
+                assert_eq!(tenant.as_deref(), Some("acme"), "{signal}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {signal} export reached the collector over TLS:\n{}",
+                sb.nodes[0].log_text()
+            );
+            c.list_sites(cpb::ListRequest::default()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(!sb.nodes[0].log_text().contains("s3cret-otlp"));
+    drop(sb);
+
+    // A header that does not parse: the node does not start, and says which variable.
+    let bad = ClusterSandbox::embedded_with_env(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization"),
+        ],
+    )
+    .await;
+    let e = format!("{:#}", bad.err().expect("a node started with a bad header"));
+    assert!(e.contains("invalid OTEL_EXPORTER_OTLP_HEADERS"), "{e}");
+}

@@ -178,6 +178,23 @@ workload sets its node id: the pod name, or a DaemonSet edge's Kubernetes node n
   value: {{ .Values.telemetry.samplingRatio | quote }}
 - name: OTEL_RESOURCE_ATTRIBUTES
   value: {{ printf "k8s.namespace.name=%s,k8s.pod.name=$(DIALTONE_NODE_ID)%s" .Release.Namespace (ternary (printf ",%s" .Values.telemetry.resourceAttributes) "" (ne .Values.telemetry.resourceAttributes "")) | quote }}
+{{- with .Values.telemetry.headers.secretName }}
+- name: OTEL_EXPORTER_OTLP_HEADERS
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.telemetry.headers.key }}
+{{- end }}
+{{- if .Values.telemetry.tls.secretName }}
+- name: OTEL_EXPORTER_OTLP_CERTIFICATE
+  value: /etc/dialtone/otlp-tls/ca.crt
+{{- if .Values.telemetry.tls.clientCertificate }}
+- name: OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE
+  value: /etc/dialtone/otlp-tls/tls.crt
+- name: OTEL_EXPORTER_OTLP_CLIENT_KEY
+  value: /etc/dialtone/otlp-tls/tls.key
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -226,6 +243,11 @@ workload sets its node id: the pod name, or a DaemonSet edge's Kubernetes node n
       - key: password
         path: password
 {{- end }}
+{{- if and .Values.telemetry.otlpEndpoint .Values.telemetry.tls.secretName }}
+- name: otlp-tls
+  secret:
+    secretName: {{ .Values.telemetry.tls.secretName }}
+{{- end }}
 {{- end -}}
 
 {{/* Mounts of the shared volumes. */}}
@@ -252,6 +274,11 @@ workload sets its node id: the pod name, or a DaemonSet edge's Kubernetes node n
 {{- if and (not .Values.etcd.enabled) .Values.externalEtcd.auth.secretName }}
 - name: etcd-auth
   mountPath: /etc/dialtone/etcd-auth
+  readOnly: true
+{{- end }}
+{{- if and .Values.telemetry.otlpEndpoint .Values.telemetry.tls.secretName }}
+- name: otlp-tls
+  mountPath: /etc/dialtone/otlp-tls
   readOnly: true
 {{- end }}
 {{- end -}}

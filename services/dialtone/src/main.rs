@@ -16,6 +16,7 @@ mod grpc_incoming;
 mod grpc_metrics;
 mod grpc_tls_flags;
 mod json_logs;
+mod otlp_env;
 mod otlp_metrics;
 mod process_metrics;
 mod prom_text;

@@ -5,8 +5,9 @@
 //! carry. One source of truth: a scrape and an export of the same moment agree. A last
 //! export runs at shutdown.
 //!
-//! Enabled by `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT` (plain
-//! `http://` gRPC, like the trace exporter), disabled by `OTEL_METRICS_EXPORTER=none`.
+//! Enabled by `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`
+//! (`http://`, or `https://` with the TLS and headers of [`crate::otlp_env`], like the trace
+//! exporter), disabled by `OTEL_METRICS_EXPORTER=none`.
 
 use std::{future::Future, pin::Pin, time::Duration};
 
@@ -69,11 +70,21 @@ pub struct MetricsExport {
 impl MetricsExport {
     /// Starts exporting when the environment asks for it.
     pub fn start(resource: &opentelemetry_sdk::Resource, render: Render) -> Option<Self> {
-        let cfg = ExportConfig::from_vars(|v| std::env::var(v).ok())?;
-        let channel = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
-            Ok(e) => e.timeout(cfg.timeout).connect_lazy(),
+        let var = |v: &str| std::env::var(v).ok();
+        let cfg = ExportConfig::from_vars(var)?;
+        let channel = match channel(&cfg, &var) {
+            Ok(c) => c,
             Err(e) => {
-                warn!(endpoint = %cfg.endpoint, error = %e, "otlp metrics exporter not started");
+                warn!(endpoint = %cfg.endpoint, error = %format!("{e:#}"), "otlp metrics exporter not started");
+                return None;
+            }
+        };
+        let headers = match crate::otlp_env::headers(crate::otlp_env::Signal::Metrics, &var)
+            .and_then(|h| metadata(&h))
+        {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "otlp metrics exporter not started");
                 return None;
             }
         };
@@ -81,7 +92,16 @@ impl MetricsExport {
         let (stop, mut stopped) = oneshot::channel();
         info!(endpoint = %cfg.endpoint, interval_ms = cfg.interval.as_millis() as u64, "exporting metrics over otlp");
         let task = tokio::spawn(async move {
-            let mut client = MetricsServiceClient::new(channel);
+            let mut client = MetricsServiceClient::with_interceptor(
+                channel,
+                move |mut req: tonic::Request<()>| {
+                    // The collector's headers (an authorization, a tenant) on every export.
+                    for (k, v) in &headers {
+                        req.metadata_mut().insert(k.clone(), v.clone());
+                    }
+                    Ok(req)
+                },
+            );
             let start_ns = now_ns();
             let mut tick = tokio::time::interval(cfg.interval);
             tick.tick().await;
@@ -110,6 +130,40 @@ impl MetricsExport {
         let _ = self.stop.send(());
         let _ = tokio::time::timeout(Duration::from_secs(5), self.task).await;
     }
+}
+
+/// The channel to the collector: TLS for an `https://` endpoint.
+fn channel(
+    cfg: &ExportConfig,
+    var: &impl Fn(&str) -> Option<String>,
+) -> anyhow::Result<tonic::transport::Channel> {
+    let mut endpoint = tonic::transport::Endpoint::from_shared(cfg.endpoint.clone())?;
+    if cfg.endpoint.starts_with("https://") {
+        let files = crate::otlp_env::tls_files(crate::otlp_env::Signal::Metrics, var)?;
+        endpoint = endpoint.tls_config(crate::otlp_env::client_tls(&files)?)?;
+    }
+    Ok(endpoint.timeout(cfg.timeout).connect_lazy())
+}
+
+type Metadata = Vec<(
+    tonic::metadata::MetadataKey<tonic::metadata::Ascii>,
+    tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+)>;
+
+/// The headers as gRPC metadata (the names and values `otlp_env` checked).
+fn metadata(headers: &[(String, String)]) -> anyhow::Result<Metadata> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            let key = k
+                .parse()
+                .map_err(|_| anyhow::anyhow!("invalid header name '{k}'"))?;
+            let value = v
+                .parse()
+                .map_err(|_| anyhow::anyhow!("the value of header '{k}' is not ASCII"))?;
+            Ok((key, value))
+        })
+        .collect()
 }
 
 fn now_ns() -> u64 {

@@ -217,6 +217,8 @@ impl ServeConfig {
         // Read and checked here so a bad file stops the process at start, naming its flag.
         self.etcd_secured = self.etcd_security.security(&self.etcd)?;
         self.grpc_tls = self.grpc_security.tls(self.listen_grpc)?;
+        // The OTLP exporters' headers and TLS files (standard OTEL_ variables).
+        crate::otlp_env::check(&|v| std::env::var(v).ok())?;
         // The REST API carries the same tokens: the same rule.
         if self.roles.iter().any(|r| r == "config" || r == "all")
             && self.grpc_tls.is_none()

@@ -5,7 +5,7 @@
 //! `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`; `OTEL_TRACES_EXPORTER=none`
 //! turns trace export off. Metrics are exported by [`crate::otlp_metrics`]. Without an endpoint nothing
 //! is exported and no OpenTelemetry layer is installed, so spans cost what plain `tracing`
-//! spans cost. Incoming gRPC calls continue the caller's W3C trace context (`traceparent`).
+//! spans cost. Headers and TLS for the collector: [`crate::otlp_env`]. Incoming gRPC calls continue the caller's W3C trace context (`traceparent`).
 
 use opentelemetry::{KeyValue, global, trace::TracerProvider as _};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
@@ -81,10 +81,31 @@ impl Telemetry {
 }
 
 fn tracer_provider(node_id: &str) -> Option<SdkTracerProvider> {
-    let exporter = match opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
-        .build()
-    {
+    use opentelemetry_otlp::WithTonicConfig as _;
+    // Headers (OTEL_EXPORTER_OTLP_[TRACES_]HEADERS) the SDK reads itself; TLS files it
+    // does not: an https:// collector is verified with OTEL_EXPORTER_OTLP_CERTIFICATE (or
+    // the system's CA bundle), with a client certificate when one is named (`otlp_env`).
+    let var = |v: &str| std::env::var(v).ok();
+    let endpoint = [
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]
+    .iter()
+    .find_map(|v| var(v).filter(|s| !s.trim().is_empty()))
+    .unwrap_or_default();
+    let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+    if endpoint.trim().starts_with("https://") {
+        let tls = crate::otlp_env::tls_files(crate::otlp_env::Signal::Traces, &var)
+            .and_then(|f| crate::otlp_env::client_tls(&f));
+        match tls {
+            Ok(tls) => builder = builder.with_tls_config(tls),
+            Err(e) => {
+                eprintln!("dialtone: otlp exporter not started: {e:#}");
+                return None;
+            }
+        }
+    }
+    let exporter = match builder.build() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("dialtone: otlp exporter not started: {e}");
