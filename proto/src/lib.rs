@@ -7,6 +7,42 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/dialtone_descriptor.bin"));
 
+/// Every message's top-level fields (name, number), read once from [`FILE_DESCRIPTOR_SET`].
+static FIELDS: std::sync::LazyLock<std::collections::HashMap<String, Vec<(String, u32)>>> =
+    std::sync::LazyLock::new(|| {
+        use prost::Message as _;
+        let set = prost_types::FileDescriptorSet::decode(FILE_DESCRIPTOR_SET)
+            .expect("the descriptor set compiled into this crate decodes");
+        let mut out = std::collections::HashMap::new();
+        for file in &set.file {
+            for m in &file.message_type {
+                let fields = m
+                    .field
+                    .iter()
+                    .map(|f| (f.name().to_owned(), f.number() as u32))
+                    .collect();
+                out.insert(format!("{}.{}", file.package(), m.name()), fields);
+            }
+        }
+        out
+    });
+
+/// The top-level fields (proto name, number) of the message `full_name` (e.g.
+/// `dialtone.config.v1.Site`) as this build knows them: what an update mask may name, and
+/// what a node can tell from the fields a newer release added.
+pub fn message_fields(full_name: &str) -> &'static [(String, u32)] {
+    FIELDS.get(full_name).map(Vec::as_slice).unwrap_or(&[])
+}
+
+/// Every top-level field name of `full_name`: the update mask of a whole-object update that
+/// replaces what this build knows, and leaves a newer release's fields as they are.
+pub fn all_fields(full_name: &str) -> Vec<String> {
+    message_fields(full_name)
+        .iter()
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 /// `dialtone.config.v1`: sites, edge groups, base settings, phones.
 pub mod config {
     pub mod v1 {

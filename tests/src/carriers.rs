@@ -258,9 +258,12 @@ pub async fn route_out(c: &mut ConfigClient, international: bool, routes: Vec<pb
         ..Default::default()
     });
     hq.outbound_routes = routes;
-    c.update_site(pb::UpdateSiteRequest { site: Some(hq) })
-        .await
-        .unwrap();
+    c.update_site(pb::UpdateSiteRequest {
+        update_mask: crate::whole(),
+        site: Some(hq),
+    })
+    .await
+    .unwrap();
 }
 
 /// `caller`'s call to `dialled` through `edge`, placed again until it is answered (the

@@ -108,6 +108,7 @@ pub async fn change_profile(
         .into_inner();
     f(base.settings.get_or_insert_default());
     c.update_base_settings(pb::UpdateBaseSettingsRequest {
+        update_mask: crate::whole(),
         base_settings: Some(base),
     })
     .await?;
@@ -291,11 +292,12 @@ pub async fn update_phone(
         .await?
         .into_inner();
     change(&mut phone);
-    Ok(
-        c.update_phone(pb::UpdatePhoneRequest { phone: Some(phone) })
-            .await?
-            .into_inner(),
-    )
+    Ok(c.update_phone(pb::UpdatePhoneRequest {
+        update_mask: crate::whole(),
+        phone: Some(phone),
+    })
+    .await?
+    .into_inner())
 }
 
 /// An edit making a phone its site's phone at `extension` (for [`update_phone`]).

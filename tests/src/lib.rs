@@ -35,6 +35,11 @@ pub use sandbox::{
     VIEWER_TOKEN, write_test_tokens,
 };
 
+/// The update mask of a read-modify-write update: the whole object.
+pub fn whole() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
 /// The tests' Python (`scripts/deps.sh --test` makes it: jsonschema, Playwright):
 /// `$DIALTONE_TEST_VENV/bin/python`, by default under `~/.cache/dialtone/test-venv`.
 pub fn test_python() -> std::path::PathBuf {

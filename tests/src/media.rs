@@ -40,8 +40,11 @@ pub async fn serve_hq(
         .into_inner();
     hq.media_regions = vec!["local".into()];
     site(&mut hq);
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
-        .await?;
+    cfg.update_site(pb::UpdateSiteRequest {
+        update_mask: crate::whole(),
+        site: Some(hq),
+    })
+    .await?;
     Ok(())
 }
 

@@ -185,9 +185,12 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         allow_external: true,
         ..Default::default()
     });
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(hq) })
-        .await
-        .unwrap();
+    cfg.update_site(pb::UpdateSiteRequest {
+        update_mask: dialtone_tests::whole(),
+        site: Some(hq),
+    })
+    .await
+    .unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     let national = loop {
         let (_, r) = call(&caller, "2125551234", spec.registrars[0]).await;
@@ -305,7 +308,10 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
         .into_inner();
     branch.site_code = "81".into();
     let taken = cfg
-        .update_site(pb::UpdateSiteRequest { site: Some(branch) })
+        .update_site(pb::UpdateSiteRequest {
+            update_mask: dialtone_tests::whole(),
+            site: Some(branch),
+        })
         .await
         .unwrap_err();
     assert_eq!(taken.code(), tonic::Code::AlreadyExists, "{taken:?}");

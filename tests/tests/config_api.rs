@@ -284,6 +284,7 @@ async fn an_update_at_a_stale_version_is_aborted(c: &mut ConfigClient) {
     p1.name = "Stale east".into();
     let updated = c
         .update_phone(pb::UpdatePhoneRequest {
+            update_mask: dialtone_tests::whole(),
             phone: Some(p1.clone()),
         })
         .await
@@ -293,8 +294,11 @@ async fn an_update_at_a_stale_version_is_aborted(c: &mut ConfigClient) {
         .unwrap();
     assert!(updated.version > got.version);
     let (k, m) = code(
-        c.update_phone(pb::UpdatePhoneRequest { phone: Some(p1) })
-            .await,
+        c.update_phone(pb::UpdatePhoneRequest {
+            update_mask: dialtone_tests::whole(),
+            phone: Some(p1),
+        })
+        .await,
     );
     assert_eq!(k, Code::Aborted, "{m}");
 }
@@ -312,7 +316,10 @@ async fn a_new_line_gets_a_password_and_the_old_keeps_its_own(c: &mut ConfigClie
         ..Default::default()
     });
     let r = c
-        .update_phone(pb::UpdatePhoneRequest { phone: Some(p2) })
+        .update_phone(pb::UpdatePhoneRequest {
+            update_mask: dialtone_tests::whole(),
+            phone: Some(p2),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -855,6 +862,7 @@ async fn phone_names_are_unique_in_the_organisation(c: &mut ConfigClient) {
     // A rename to the taken name is refused and changes nothing...
     let (k, msg) = code(
         c.update_phone(pb::UpdatePhoneRequest {
+            update_mask: dialtone_tests::whole(),
             phone: Some(pb::Phone {
                 name: "RECEPTION DESK".into(),
                 ..second.clone()
@@ -867,6 +875,7 @@ async fn phone_names_are_unique_in_the_organisation(c: &mut ConfigClient) {
     // ... a change of case only is the same name, and a rename frees the old one.
     let first = c
         .update_phone(pb::UpdatePhoneRequest {
+            update_mask: dialtone_tests::whole(),
             phone: Some(pb::Phone {
                 name: "RECEPTION desk".into(),
                 ..first
@@ -878,6 +887,7 @@ async fn phone_names_are_unique_in_the_organisation(c: &mut ConfigClient) {
         .phone
         .unwrap();
     c.update_phone(pb::UpdatePhoneRequest {
+        update_mask: dialtone_tests::whole(),
         phone: Some(pb::Phone {
             name: "Front desk".into(),
             ..first.clone()
@@ -1417,4 +1427,120 @@ async fn names_of_phones_from_before_are_indexed_on_start() {
         .await,
     );
     assert_eq!(k, Code::AlreadyExists, "{msg}");
+}
+
+/// Updates change what their mask names and keep the rest: with no mask, the fields the
+/// update sets (a client that does not know a field never clears it); a named field is
+/// cleared; a name this release does not know is refused, changing nothing. And a write
+/// keeps the fields of a newer release that this node does not know (as an older node does
+/// in a rolling upgrade): here field 99 of a site, put in the store as a newer node would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_change_only_what_their_mask_names() {
+    let sb = ClusterSandbox::with_etcd(1, &["config"]).await.unwrap();
+    let mut c = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    dialtone_tests::fleet::seed_site(&mut c, pb::PhoneSettings::default())
+        .await
+        .unwrap();
+    let get = |c: &mut ConfigClient| {
+        let mut c = c.clone();
+        async move {
+            c.get_site(pb::GetRequest { id: "hq".into() })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let mut hq = get(&mut c).await;
+    hq.default_outbound_caller_id = "+15550100".into();
+    hq.media_regions = vec!["eu".into()];
+    c.update_site(pb::UpdateSiteRequest {
+        site: Some(hq),
+        update_mask: vec!["*".into()],
+    })
+    .await
+    .unwrap();
+
+    // No mask: what the update sets.
+    c.update_site(pb::UpdateSiteRequest {
+        site: Some(pb::Site {
+            id: "hq".into(),
+            name: "Head office".into(),
+            ..Default::default()
+        }),
+        update_mask: vec![],
+    })
+    .await
+    .unwrap();
+    let hq = get(&mut c).await;
+    assert_eq!(hq.name, "Head office");
+    assert_eq!(hq.default_outbound_caller_id, "+15550100");
+    assert_eq!(hq.media_regions, ["eu"]);
+    assert_eq!(hq.edge_group_id, "eg");
+
+    // A named field is cleared, the others kept.
+    c.update_site(pb::UpdateSiteRequest {
+        site: Some(pb::Site {
+            id: "hq".into(),
+            version: hq.version,
+            ..Default::default()
+        }),
+        update_mask: vec!["default_outbound_caller_id".into()],
+    })
+    .await
+    .unwrap();
+    let hq = get(&mut c).await;
+    assert_eq!(hq.default_outbound_caller_id, "");
+    assert_eq!(
+        (hq.name.as_str(), hq.media_regions.len()),
+        ("Head office", 1)
+    );
+
+    // Refused, naming the mask: a field of no release, a path inside a field; a stale
+    // version still fails as before.
+    for (mask, version, code) in [
+        ("colour", 0, Code::InvalidArgument),
+        ("call_restrictions.allow_premium", 0, Code::InvalidArgument),
+        ("name", hq.version - 1, Code::Aborted),
+    ] {
+        let e = c
+            .update_site(pb::UpdateSiteRequest {
+                site: Some(pb::Site {
+                    id: "hq".into(),
+                    name: "Never".into(),
+                    version,
+                    ..Default::default()
+                }),
+                update_mask: vec![mask.into()],
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), code, "{mask}: {e:?}");
+        if code == Code::InvalidArgument {
+            assert!(e.message().contains("update_mask"), "{e:?}");
+        }
+    }
+    assert_eq!(get(&mut c).await.name, "Head office");
+
+    // A newer release's field 99 (a string), written as a newer node would.
+    let store = sb.store().await.unwrap();
+    let key = dialtone_domain::keys::site("hq");
+    let newer = [0x9a, 0x06, 0x03, b'n', b'e', b'w'];
+    let mut value = store.get(&key).await.unwrap().unwrap().value;
+    value.extend_from_slice(&newer);
+    store.put(&key, value, None).await.unwrap();
+    // Whole-object writes of this node (all its fields, as dialtonectl sends) keep it.
+    let mut hq = get(&mut c).await;
+    hq.name = "Renamed".into();
+    c.update_site(pb::UpdateSiteRequest {
+        site: Some(hq),
+        update_mask: dialtone_proto::all_fields("dialtone.config.v1.Site"),
+    })
+    .await
+    .unwrap();
+    let stored = store.get(&key).await.unwrap().unwrap().value;
+    assert!(
+        stored.windows(newer.len()).any(|w| w == newer),
+        "the newer release's field was erased"
+    );
+    assert_eq!(get(&mut c).await.name, "Renamed");
 }

@@ -104,6 +104,7 @@ async fn the_edge_marks_a_phones_sip_packets_with_its_profiles_dscp() {
         .into_inner();
     desk.settings.get_or_insert_default().sip_dscp = Some(46);
     c.update_base_settings(pb::UpdateBaseSettingsRequest {
+        update_mask: dialtone_tests::whole(),
         base_settings: Some(desk),
     })
     .await

@@ -392,6 +392,7 @@ async fn managed_phones_boot_register_follow_changes_and_apply_audio_rules() {
     });
     let edges = group.edges.clone();
     cfg.update_edge_group(pb::UpdateEdgeGroupRequest {
+        update_mask: dialtone_tests::whole(),
         edge_group: Some(group),
     })
     .await

@@ -113,9 +113,12 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
         .into_inner();
     site.media_regions = vec!["local".into()];
     site.media_anchoring = pb::MediaAnchoring::Always as i32;
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
-        .await
-        .unwrap();
+    cfg.update_site(pb::UpdateSiteRequest {
+        update_mask: dialtone_tests::whole(),
+        site: Some(site),
+    })
+    .await
+    .unwrap();
 
     let phones = softphones_at(&mut cfg, &["201", "202"], "media")
         .await
@@ -289,9 +292,12 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         .unwrap()
         .into_inner();
     site.media_anchoring = pb::MediaAnchoring::Always as i32;
-    cfg.update_site(pb::UpdateSiteRequest { site: Some(site) })
-        .await
-        .unwrap();
+    cfg.update_site(pb::UpdateSiteRequest {
+        update_mask: dialtone_tests::whole(),
+        site: Some(site),
+    })
+    .await
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let invite = phone.text("INVITE", "201", &branch(), "INVITE");
     phone.send(&invite, edge).await;

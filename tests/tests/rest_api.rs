@@ -69,6 +69,7 @@ async fn a_genesys_cloud_client_manages_phones_unchanged() -> anyhow::Result<()>
     let mut renamed = p.clone();
     renamed.name = "Renamed over gRPC".into();
     c.update_phone(pb::UpdatePhoneRequest {
+        update_mask: dialtone_tests::whole(),
         phone: Some(renamed),
     })
     .await?;

@@ -357,9 +357,12 @@ async fn config_changes_reach_the_edge_within_a_second() {
     for disabled in [true, false] {
         let mut phone = get(&mut c).await;
         phone.disabled = disabled;
-        c.update_phone(cpb::UpdatePhoneRequest { phone: Some(phone) })
-            .await
-            .unwrap();
+        c.update_phone(cpb::UpdatePhoneRequest {
+            update_mask: dialtone_tests::whole(),
+            phone: Some(phone),
+        })
+        .await
+        .unwrap();
         if disabled {
             assert!(wait_contacts(&mut e, &p.phone_id, 0, Duration::from_secs(1)).await);
         }

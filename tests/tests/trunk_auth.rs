@@ -145,9 +145,12 @@ async fn trunks_register_and_answer_carrier_challenges() {
         numbers: "+15551240000".into(),
         target: Some(pb::did::Target::Extension("hq/202".into())),
     });
-    cfg.update_trunk(pb::UpdateTrunkRequest { trunk: Some(read) })
-        .await
-        .unwrap();
+    cfg.update_trunk(pb::UpdateTrunkRequest {
+        update_mask: dialtone_tests::whole(),
+        trunk: Some(read),
+    })
+    .await
+    .unwrap();
     let sim = registered_callee(&sb, callee).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     let did = [("did", "+15551240000")];
@@ -218,6 +221,7 @@ async fn trunks_register_and_answer_carrier_challenges() {
     current.registration = None;
     let refused = cfg
         .update_trunk(pb::UpdateTrunkRequest {
+            update_mask: dialtone_tests::whole(),
             trunk: Some(current.clone()),
         })
         .await
@@ -226,6 +230,7 @@ async fn trunks_register_and_answer_carrier_challenges() {
     assert!(refused.message().contains("password"), "{refused:?}");
     current.credentials.as_mut().unwrap().password = "s3cret".into();
     cfg.update_trunk(pb::UpdateTrunkRequest {
+        update_mask: dialtone_tests::whole(),
         trunk: Some(current),
     })
     .await

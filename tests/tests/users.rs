@@ -215,6 +215,7 @@ async fn users_share_extensions_with_phones_and_keep_their_companions_consistent
     assert!(msg.contains("2 phones"), "{msg}");
     let (code, _) = refused(
         c.update_user(pb::UpdateUserRequest {
+            update_mask: dialtone_tests::whole(),
             user: Some(user("alice@example.com", "", "")),
         })
         .await,
@@ -233,6 +234,7 @@ async fn users_share_extensions_with_phones_and_keep_their_companions_consistent
     // A stale version is aborted; a new extension frees the old one at once.
     let (code, _) = refused(
         c.update_user(pb::UpdateUserRequest {
+            update_mask: dialtone_tests::whole(),
             user: Some(pb::User {
                 version: alice.version - 1,
                 ..user("alice@example.com", "hq", "2009")
@@ -243,6 +245,7 @@ async fn users_share_extensions_with_phones_and_keep_their_companions_consistent
     assert_eq!(code, Code::Aborted);
     let moved = c
         .update_user(pb::UpdateUserRequest {
+            update_mask: dialtone_tests::whole(),
             user: Some(pb::User {
                 version: alice.version,
                 ..user("alice@example.com", "hq", "2009")

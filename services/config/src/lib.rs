@@ -15,6 +15,7 @@ pub mod console;
 pub mod csv_format;
 pub mod error;
 mod export;
+pub mod field_mask;
 mod import;
 pub mod list;
 pub mod media_servers;
@@ -53,6 +54,16 @@ pub struct ConfigCore {
 }
 
 impl ConfigCore {
+    /// What an update with `update_mask` writes: the stored object with the fields the mask
+    /// names (none: those the update sets) taken from `update` ([`field_mask`]).
+    pub async fn masked<M: field_mask::Stored>(
+        &self,
+        update: M,
+        mask: &[String],
+    ) -> error::Result<M> {
+        repo::masked(&self.store, update, mask).await
+    }
+
     /// A config core writing credentials for `realm`, deriving passwords from `key`.
     pub fn new(
         store: Store,

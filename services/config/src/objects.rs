@@ -15,8 +15,12 @@ use dialtone_store::{Compare, Op};
 use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
+    field_mask::{Stored, Unknown, fields_of},
     peers::validate_peer,
-    repo::{self, Users, explain_guard, must_load, must_load_at, put, put_index, version_guard},
+    repo::{
+        self, Users, explain_guard, must_load, must_load_at, must_load_keeping, put, put_index,
+        put_keeping, version_guard,
+    },
     settings,
     trunks::{route_deletes, route_writes},
     validate,
@@ -330,8 +334,8 @@ impl ConfigCore {
     pub async fn update_site(&self, mut s: Site) -> Result<Site> {
         validate_site(&s)?;
         let key = keys::site(&s.id);
-        let (current, current_version): (Site, i64) =
-            must_load(&self.store, &key, "site", &s.id).await?;
+        let (current, current_version, unknown): (Site, i64, _) =
+            must_load_keeping(&self.store, &key, "site", &s.id).await?;
         let version = if s.version > 0 {
             s.version
         } else {
@@ -343,7 +347,7 @@ impl ConfigCore {
             version_guard(&key, version),
             Compare::Exists(keys::edge_group(&s.edge_group_id)),
         ];
-        let mut ops = vec![put(key.clone(), &s)];
+        let mut ops = vec![put_keeping(key.clone(), &s, &unknown)];
         if current.site_code != s.site_code {
             if !current.site_code.is_empty() {
                 ops.push(Op::Delete(keys::site_code(&current.site_code)));
@@ -512,8 +516,9 @@ impl ConfigCore {
         Ok(r.revision)
     }
 
-    /// Replaces an object at `version` (0: any); returns the new version.
-    pub(crate) async fn put_guarded<M: prost::Message>(
+    /// Replaces an object at `version` (0: any), keeping the stored fields this binary
+    /// does not know; returns the new version.
+    pub(crate) async fn put_guarded<M: Stored>(
         &self,
         key: &str,
         version: i64,
@@ -521,8 +526,19 @@ impl ConfigCore {
         kind: &'static str,
         id: &str,
     ) -> Result<i64> {
-        self.write_guarded(key, version, put(key.to_owned(), msg), kind, id)
-            .await
+        let unknown = match self.store.get(key).await? {
+            Some(kv) => Unknown::of(&kv.value, fields_of::<M>()),
+            // Gone: the guarded write says so.
+            None => Unknown::default(),
+        };
+        self.write_guarded(
+            key,
+            version,
+            put_keeping(key.to_owned(), msg, &unknown),
+            kind,
+            id,
+        )
+        .await
     }
 
     /// Applies `op` to the object at `key` if it is at `version` (0: any); returns the

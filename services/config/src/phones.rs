@@ -19,8 +19,8 @@ use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
     repo::{
-        explain_guard, load, must_load, must_load_at, now_ms, put, put_index, release_owned,
-        version_guard,
+        explain_guard, load, must_load, must_load_at, must_load_keeping, now_ms, put, put_index,
+        put_keeping, release_owned, version_guard,
     },
     settings, validate,
 };
@@ -503,8 +503,8 @@ impl ConfigCore {
     /// its device when the update gave it its first one.
     pub async fn update_phone(&self, mut p: Phone) -> Result<Written> {
         let key = keys::phone(&p.id);
-        let (current, current_version): (Phone, i64) =
-            must_load(&self.store, &key, "phone", &p.id).await?;
+        let (current, current_version, unknown): (Phone, i64, _) =
+            must_load_keeping(&self.store, &key, "phone", &p.id).await?;
         if p.kind != current.kind {
             return Err(ConfigError::invalid(
                 "phone.kind",
@@ -574,7 +574,7 @@ impl ConfigCore {
         if !p.base_settings_id.is_empty() {
             compares.push(Compare::Exists(keys::base_settings(&p.base_settings_id)));
         }
-        let mut ops = vec![put(key.clone(), &p)];
+        let mut ops = vec![put_keeping(key.clone(), &p, &unknown)];
         if p.hardware_id != current.hardware_id {
             if !current.hardware_id.is_empty() {
                 ops.push(Op::Delete(keys::hardware(&current.hardware_id)));

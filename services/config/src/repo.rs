@@ -3,7 +3,10 @@
 use dialtone_store::{Compare, KeyValue, Op, Store};
 use prost::Message;
 
-use crate::error::{ConfigError, Result};
+use crate::{
+    error::{ConfigError, Result},
+    field_mask::{self, MaskError, Stored, Unknown, fields_of},
+};
 
 /// A reverse index whose entries keep an object from being deleted.
 pub(crate) struct Users {
@@ -60,6 +63,85 @@ pub async fn must_load_at<M: Message + Default>(
 ) -> Result<(M, i64)> {
     let (m, current) = must_load(store, key, kind, id).await?;
     Ok((m, if version > 0 { version } else { current }))
+}
+
+/// [`must_load`], with the stored fields this binary does not know (a newer release's), for
+/// [`put_keeping`] to write back.
+pub async fn must_load_keeping<M: Stored>(
+    store: &Store,
+    key: &str,
+    kind: &'static str,
+    id: &str,
+) -> Result<(M, i64, Unknown)> {
+    let kv = store.get(key).await?.ok_or_else(|| ConfigError::NotFound {
+        kind,
+        id: id.to_owned(),
+    })?;
+    let m = decode(&kv, kind)?;
+    let unknown = Unknown::of(&kv.value, fields_of::<M>());
+    Ok((m, kv.mod_revision, unknown))
+}
+
+/// [`must_load_at`], with the stored fields this binary does not know (see
+/// [`must_load_keeping`]).
+pub async fn must_load_at_keeping<M: Stored>(
+    store: &Store,
+    key: &str,
+    kind: &'static str,
+    id: &str,
+    version: i64,
+) -> Result<(M, i64, Unknown)> {
+    let (m, current, unknown) = must_load_keeping(store, key, kind, id).await?;
+    Ok((m, if version > 0 { version } else { current }, unknown))
+}
+
+/// [`put`], followed by the fields of the stored object this binary does not know.
+pub fn put_keeping<M: Message>(key: String, msg: &M, unknown: &Unknown) -> Op {
+    Op::Put {
+        key,
+        value: unknown.appended_to(msg.encode_to_vec()),
+        lease: None,
+    }
+}
+
+/// What an update with `mask` writes: the stored object with the fields the mask names
+/// taken from `update` (see [`crate::field_mask`]); `id` and `version` always come from the
+/// update. The stored value is read here and guarded by the write that follows (its
+/// version), so a change in between fails that write.
+pub async fn masked<M: Stored>(store: &Store, update: M, mask: &[String]) -> Result<M> {
+    let kind = M::KIND;
+    let kv = store
+        .get(&M::key(update.id()))
+        .await?
+        .ok_or_else(|| ConfigError::NotFound {
+            kind,
+            id: update.id().to_owned(),
+        })?;
+    let bytes = update.encode_to_vec();
+    let refused = |e: MaskError| match e {
+        MaskError::UnknownField(f) => ConfigError::invalid(
+            "update_mask",
+            format!("'{f}' is not a field of {kind} (in this release)"),
+        ),
+        MaskError::Nested(f) => ConfigError::invalid(
+            "update_mask",
+            format!("'{f}': only whole top-level fields can be named"),
+        ),
+        MaskError::Malformed => {
+            ConfigError::invalid("update_mask", "the stored object does not decode")
+        }
+    };
+    let set = field_mask::present(&bytes).map_err(refused)?;
+    let replaced =
+        field_mask::replaced(fields_of::<M>(), mask, &set, &["id", "version"]).map_err(refused)?;
+    let merged = field_mask::merge(&kv.value, &bytes, &replaced).map_err(refused)?;
+    decode(
+        &KeyValue {
+            value: merged,
+            ..kv
+        },
+        kind,
+    )
 }
 
 /// The compare guarding a write to an existing object at `version` (0: any version).

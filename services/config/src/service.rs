@@ -95,8 +95,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdatePeerRequest>,
     ) -> Result<Response<pb::Peer>, Status> {
         self.auth(&req, Permission::All)?;
-        let p = field(req.into_inner().peer, "peer")?;
-        ok(self.core.update_peer(p).await)
+        let r = req.into_inner();
+        let p = field(r.peer, "peer")?;
+        ok(async {
+            let p = self.core.masked(p, &r.update_mask).await?;
+            self.core.update_peer(p).await
+        }
+        .await)
     }
     async fn delete_peer(
         &self,
@@ -143,8 +148,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdateMediaServerRequest>,
     ) -> Result<Response<pb::MediaServer>, Status> {
         self.auth(&req, Permission::All)?;
-        let m = field(req.into_inner().media_server, "media_server")?;
-        ok(self.core.update_media_server(m).await)
+        let r = req.into_inner();
+        let m = field(r.media_server, "media_server")?;
+        ok(async {
+            let m = self.core.masked(m, &r.update_mask).await?;
+            self.core.update_media_server(m).await
+        }
+        .await)
     }
     async fn delete_media_server(
         &self,
@@ -194,8 +204,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdateTrunkRequest>,
     ) -> Result<Response<pb::Trunk>, Status> {
         self.auth(&req, Permission::All)?;
-        let t = field(req.into_inner().trunk, "trunk")?;
-        ok(self.core.update_trunk(t).await)
+        let r = req.into_inner();
+        let t = field(r.trunk, "trunk")?;
+        ok(async {
+            let t = self.core.masked(t, &r.update_mask).await?;
+            self.core.update_trunk(t).await
+        }
+        .await)
     }
     async fn delete_trunk(
         &self,
@@ -239,8 +254,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdateUserRequest>,
     ) -> Result<Response<pb::User>, Status> {
         self.auth(&req, Permission::All)?;
-        let u = field(req.into_inner().user, "user")?;
-        ok(self.core.update_user(u).await)
+        let r = req.into_inner();
+        let u = field(r.user, "user")?;
+        ok(async {
+            let u = self.core.masked(u, &r.update_mask).await?;
+            self.core.update_user(u).await
+        }
+        .await)
     }
     async fn delete_user(
         &self,
@@ -287,8 +307,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdateEdgeGroupRequest>,
     ) -> Result<Response<pb::EdgeGroup>, Status> {
         self.auth(&req, Permission::All)?;
-        let g = field(req.into_inner().edge_group, "edge_group")?;
-        ok(self.core.update_edge_group(g).await)
+        let r = req.into_inner();
+        let g = field(r.edge_group, "edge_group")?;
+        ok(async {
+            let g = self.core.masked(g, &r.update_mask).await?;
+            self.core.update_edge_group(g).await
+        }
+        .await)
     }
     async fn delete_edge_group(
         &self,
@@ -337,8 +362,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdateSiteRequest>,
     ) -> Result<Response<pb::Site>, Status> {
         self.auth(&req, Permission::All)?;
-        let s = field(req.into_inner().site, "site")?;
-        ok(self.core.update_site(s).await)
+        let r = req.into_inner();
+        let s = field(r.site, "site")?;
+        ok(async {
+            let s = self.core.masked(s, &r.update_mask).await?;
+            self.core.update_site(s).await
+        }
+        .await)
     }
     async fn delete_site(
         &self,
@@ -400,8 +430,13 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdateBaseSettingsRequest>,
     ) -> Result<Response<pb::BaseSettings>, Status> {
         self.auth(&req, Permission::All)?;
-        let b = field(req.into_inner().base_settings, "base_settings")?;
-        ok(self.core.update_base_settings(b).await)
+        let r = req.into_inner();
+        let b = field(r.base_settings, "base_settings")?;
+        ok(async {
+            let b = self.core.masked(b, &r.update_mask).await?;
+            self.core.update_base_settings(b).await
+        }
+        .await)
     }
     async fn delete_base_settings(
         &self,
@@ -471,16 +506,18 @@ impl ConfigService for ConfigApi {
         req: Request<pb::UpdatePhoneRequest>,
     ) -> Result<Response<pb::UpdatePhoneResponse>, Status> {
         self.auth(&req, Permission::Edit)?;
-        let p = field(req.into_inner().phone, "phone")?;
-        ok(self
-            .core
-            .update_phone(p)
-            .await
-            .map(|w| pb::UpdatePhoneResponse {
-                phone: Some(w.phone),
-                credentials: w.lines,
-                device_credentials: w.device,
-            }))
+        let r = req.into_inner();
+        let p = field(r.phone, "phone")?;
+        ok(async {
+            let p = self.core.masked(p, &r.update_mask).await?;
+            self.core.update_phone(p).await
+        }
+        .await
+        .map(|w| pb::UpdatePhoneResponse {
+            phone: Some(w.phone),
+            credentials: w.lines,
+            device_credentials: w.device,
+        }))
     }
     async fn delete_phone(
         &self,

@@ -17,7 +17,10 @@ use dialtone_store::{Compare, Op};
 use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
-    repo::{self, Users, explain_guard, must_load, must_load_at, put, put_index, version_guard},
+    repo::{
+        self, Users, explain_guard, must_load, must_load_at, must_load_at_keeping, put, put_index,
+        put_keeping, version_guard,
+    },
     validate,
 };
 
@@ -440,12 +443,12 @@ impl ConfigCore {
         validate_trunk(&t)?;
         let key = keys::trunk(&t.id);
         let version = std::mem::take(&mut t.version);
-        let (current, version): (Trunk, i64) =
-            must_load_at(&self.store, &key, "trunk", &t.id, version).await?;
+        let (current, version, unknown): (Trunk, i64, _) =
+            must_load_at_keeping(&self.store, &key, "trunk", &t.id, version).await?;
         keep_password(&mut t, Some(&current))?;
         let mut compares = vec![version_guard(&key, version)];
         compares.extend(Self::trunk_references(&t));
-        let mut ops = vec![put(key.clone(), &t)];
+        let mut ops = vec![put_keeping(key.clone(), &t, &unknown)];
         if current.peer_id != t.peer_id {
             ops.push(Op::Delete(format!(
                 "{}{}",

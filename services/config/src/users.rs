@@ -13,8 +13,8 @@ use crate::{
     error::{ConfigError, Result, check},
     objects::validate_call_patterns,
     repo::{
-        self, Users, explain_guard, load, must_load, must_load_at, put, put_index, release_owned,
-        version_guard,
+        self, Users, explain_guard, load, must_load, must_load_at, must_load_at_keeping, put,
+        put_index, put_keeping, release_owned, version_guard,
     },
     validate,
 };
@@ -173,11 +173,11 @@ impl ConfigCore {
         validate_user(&u)?;
         let key = keys::user(&u.id);
         let version = std::mem::take(&mut u.version);
-        let (current, version): (User, i64) =
-            must_load_at(&self.store, &key, "user", &u.id, version).await?;
+        let (current, version, unknown): (User, i64, _) =
+            must_load_at_keeping(&self.store, &key, "user", &u.id, version).await?;
         self.user_site(&u).await?;
         let mut compares = vec![version_guard(&key, version)];
-        let mut ops = vec![put(key.clone(), &u)];
+        let mut ops = vec![put_keeping(key.clone(), &u, &unknown)];
         if !u.site_id.is_empty() {
             compares.push(Compare::Exists(keys::site(&u.site_id)));
         }

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, parse_settings};
+use super::{DeleteArgs, all_pages, parse_settings, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -126,6 +126,7 @@ async fn write(c: &mut Client, a: BaseArgs, create: bool) -> anyhow::Result<pb::
     } else {
         let req = pb::UpdateBaseSettingsRequest {
             base_settings: Some(sent.clone()),
+            update_mask: replace_known("BaseSettings"),
         };
         c.update_base_settings(req).await?
     };

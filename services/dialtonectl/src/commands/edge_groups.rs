@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages};
+use super::{DeleteArgs, all_pages, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -117,6 +117,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::Resu
             show(vec![
                 c.update_edge_group(pb::UpdateEdgeGroupRequest {
                     edge_group: Some(g),
+                    update_mask: replace_known("EdgeGroup"),
                 })
                 .await?
                 .into_inner(),

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages};
+use super::{DeleteArgs, all_pages, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -110,6 +110,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: MediaServerCmd) -> anyhow::Re
         MediaServerCmd::Update(a) => show(vec![
             c.update_media_server(pb::UpdateMediaServerRequest {
                 media_server: Some(media_server_from(a)),
+                update_mask: replace_known("MediaServer"),
             })
             .await?
             .into_inner(),

@@ -131,6 +131,13 @@ macro_rules! all_pages {
 
 pub(crate) use all_pages;
 
+/// The update mask of a command that replaces an object's fields: every field of
+/// `dialtone.config.v1.{message}` this build knows. A newer server keeps the fields it
+/// added, which this build would otherwise clear.
+pub(crate) fn replace_known(message: &str) -> Vec<String> {
+    dialtone_proto::all_fields(&format!("dialtone.config.v1.{message}"))
+}
+
 pub(crate) fn parse_settings(s: &str, flag: &str) -> anyhow::Result<pb::PhoneSettings> {
     serde_json::from_str(s).or_refuse(|| format!("invalid {flag} JSON (PhoneSettings fields)"))
 }

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages};
+use super::{DeleteArgs, all_pages, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -109,6 +109,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: PeerCmd) -> anyhow::Result<()
         PeerCmd::Update(a) => show(vec![
             c.update_peer(pb::UpdatePeerRequest {
                 peer: Some(peer_from(a)),
+                update_mask: replace_known("Peer"),
             })
             .await?
             .into_inner(),

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, parse_settings};
+use super::{DeleteArgs, parse_settings, replace_known};
 use dialtone_proto::config::v1::{self as pb, assignment::Mode};
 
 use crate::{
@@ -426,7 +426,10 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
             let mut p = c.get_phone(pb::GetRequest { id }).await?.into_inner();
             apply_phone_args(&mut p, args)?;
             let r = c
-                .update_phone(pb::UpdatePhoneRequest { phone: Some(p) })
+                .update_phone(pb::UpdatePhoneRequest {
+                    phone: Some(p),
+                    update_mask: replace_known("Phone"),
+                })
                 .await?
                 .into_inner();
             print_result(

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages};
+use super::{DeleteArgs, all_pages, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -220,6 +220,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()
         SiteCmd::Update(a) => show(vec![
             c.update_site(pb::UpdateSiteRequest {
                 site: Some(site_from(a)?),
+                update_mask: replace_known("Site"),
             })
             .await?
             .into_inner(),

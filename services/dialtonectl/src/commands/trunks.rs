@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages};
+use super::{DeleteArgs, all_pages, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -242,6 +242,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: TrunkCmd) -> anyhow::Result<(
         TrunkCmd::Update(a) => show(vec![
             c.update_trunk(pb::UpdateTrunkRequest {
                 trunk: Some(trunk_from(a)?),
+                update_mask: replace_known("Trunk"),
             })
             .await?
             .into_inner(),

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, phones::parse_allow};
+use super::{DeleteArgs, all_pages, phones::parse_allow, replace_known};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -139,6 +139,7 @@ pub async fn run(c: &mut Client, out: Format, cmd: UserCmd) -> anyhow::Result<()
         UserCmd::Update(a) => show(vec![
             c.update_user(pb::UpdateUserRequest {
                 user: Some(user_from(a)?),
+                update_mask: replace_known("User"),
             })
             .await?
             .into_inner(),
