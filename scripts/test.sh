@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine: installs what is missing, checks the
 # house rules (rustfmt, and clippy with the lints of Cargo.toml's [workspace.lints] and
-# clippy.toml), builds the binaries the cluster tests start, runs every test with nextest,
+# clippy.toml), builds the binaries the cluster tests start (and the previous release's
+# `dialtone`, from this clone's history, for the upgrade test), runs every test with nextest,
 # then checks the deployment files (Prometheus rules with promtool, the Helm chart with
 # helm-python-sdk and kubernetes-validate).
 set -euo pipefail
@@ -12,6 +13,9 @@ bash scripts/deps.sh --test
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
+# The previous release's `dialtone`, for the rolling-upgrade test; before this build's
+# binaries, as building it replaces target/debug/dialtone.
+bash scripts/previous-release.sh
 cargo build --bins
 cargo nextest run --workspace --no-fail-fast "$@"
 bash scripts/deploy-check.sh

@@ -231,6 +231,14 @@ impl Node {
         self.spawn().await
     }
 
+    /// Starts the process again after [`Node::terminate`] from another build of `dialtone`
+    /// (`None`: this workspace's), with the same flags and data dir: a rolling upgrade's
+    /// new pod.
+    pub async fn start_again_as(&mut self, binary: Option<PathBuf>) -> anyhow::Result<()> {
+        self.binary = binary;
+        self.start_again().await
+    }
+
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(|c| c.id())
