@@ -119,12 +119,13 @@ pub struct EdgeFlags {
     pub sip_advertise_ip: Option<std::net::IpAddr>,
     /// Where phones and carriers reach this edge when that differs from its listeners and
     /// --sip-advertise-ip (a load balancer's or NAT's address, a NodePort), per transport:
-    /// `udp=203.0.113.7:5060,tls=203.0.113.7:5061`. Written into the Via, Contact and
+    /// `udp=203.0.113.7:5060,tls=sip-1.example.net:5061`. Written into the Via, Contact and
     /// Record-Route of what the edge sends them; other edges keep using the member record.
+    /// A DNS name is resolved once, at start (an IPv4 address preferred).
     #[arg(
         long,
         env = "DIALTONE_SIP_EXTERNAL_ADDRESS",
-        value_name = "TRANSPORT=IP:PORT,..."
+        value_name = "TRANSPORT=HOST:PORT,..."
     )]
     pub sip_external_address: Option<String>,
     /// Server header on responses (none by default).
@@ -209,9 +210,18 @@ impl EdgeFlags {
         )?);
         let listeners = self.listeners()?;
         let external = match &self.sip_external_address {
-            Some(text) => dialtone_edge::parse_external(text).map_err(|e| {
-                anyhow::anyhow!("invalid value '{text}' for '--sip-external-address': {e}")
-            })?,
+            Some(text) => {
+                let refused = |e: String| {
+                    anyhow::anyhow!("invalid value '{text}' for '--sip-external-address': {e}")
+                };
+                let given = dialtone_edge::parse_external(text).map_err(refused)?;
+                // DNS names (a cloud load balancer's hostname) resolved once, here.
+                dialtone_edge::resolve_external(given, |host, port| {
+                    use std::net::ToSocketAddrs;
+                    (host, port).to_socket_addrs().map(Iterator::collect)
+                })
+                .map_err(refused)?
+            }
             None => Default::default(),
         };
         for t in external.keys() {

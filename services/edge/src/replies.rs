@@ -251,31 +251,6 @@ impl Listening {
     }
 }
 
-/// `--sip-external-address`: `transport=ip:port` pairs, comma-separated (`udp=203.0.113.7:5060,
-/// tls=203.0.113.7:5061`). Pure.
-pub fn parse_external(text: &str) -> Result<HashMap<Transport, SocketAddr>, String> {
-    let mut out = HashMap::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (t, addr) = item
-            .split_once('=')
-            .ok_or_else(|| format!("'{item}' is not transport=ip:port"))?;
-        let name = t.trim().to_ascii_lowercase();
-        let transport = Transport::from_name(&name)
-            .ok_or_else(|| format!("unknown transport '{name}' (udp, tcp, tls, ws, wss)"))?;
-        let addr: SocketAddr = addr
-            .trim()
-            .parse()
-            .map_err(|_| format!("'{}' is not ip:port", addr.trim()))?;
-        if addr.ip().is_unspecified() || addr.port() == 0 {
-            return Err(format!("'{addr}' is not an address phones can reach"));
-        }
-        if out.insert(transport, addr).is_some() {
-            return Err(format!("{} given twice", transport.name()));
-        }
-    }
-    Ok(out)
-}
-
 /// One of the edge's own listeners, for the Via and Contact of requests the edge sends.
 #[derive(Clone, Copy, Debug)]
 pub struct Local {
@@ -376,26 +351,6 @@ mod tests {
 
     fn register() -> Message {
         dialtone_sip::parse(b"REGISTER sip:e SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\nFrom: <sip:u@e>;tag=1\r\nTo: <sip:u@e>\r\nCall-ID: c\r\nCSeq: 2 REGISTER\r\nPath: <sip:p1;lr>\r\nContent-Length: 0\r\n\r\n").unwrap()
-    }
-
-    #[test]
-    fn external_addresses_are_read_per_transport() {
-        use super::parse_external;
-        let ok = parse_external(" udp=203.0.113.7:5060, TLS=[2001:db8::7]:5061 ").unwrap();
-        assert_eq!(ok[&Transport::Udp].to_string(), "203.0.113.7:5060");
-        assert_eq!(ok[&Transport::Tls].to_string(), "[2001:db8::7]:5061");
-        assert!(parse_external("").unwrap().is_empty());
-        for (bad, why) in [
-            ("udp", "is not transport=ip:port"),
-            ("sctp=1.2.3.4:5060", "unknown transport 'sctp'"),
-            ("udp=sip.example.com:5060", "is not ip:port"),
-            ("udp=0.0.0.0:5060", "not an address phones can reach"),
-            ("udp=1.2.3.4:0", "not an address phones can reach"),
-            ("udp=1.2.3.4:1,udp=1.2.3.4:2", "udp given twice"),
-        ] {
-            let e = parse_external(bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
-        }
     }
 
     #[test]
