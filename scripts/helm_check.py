@@ -113,6 +113,35 @@ def external_address_of(values, i):
     return r.stdout or None
 
 
+def check_daemonset_external(ds, values):
+    """Runs a DaemonSet edge's start line for a node listed in edge.externalHosts and for
+    one that is not: each exports the --sip-external-address its host and the edge's ports
+    give (the template's name for the unlisted node)."""
+    e = values.get("edge", {})
+    c = ds["spec"]["template"]["spec"]["containers"][0]
+    if not (e.get("externalHosts") or e.get("externalHostTemplate")):
+        return []
+    if c.get("command") != ["/bin/sh", "-ec"]:
+        return ["edge DaemonSet: externalHosts set but no start line picks them"]
+    sip = {**{"udpPort": 5060, "tcpPort": 5060}, **e.get("sip", {})}
+    ports = [(t, sip.get(f"{t}Port", 0)) for t in ("udp", "tcp", "tls", "ws", "wss")]
+    problems, seen = [], []
+    listed = list((e.get("externalHosts") or {}).items())[:1]
+    template = e.get("externalHostTemplate", "")
+    for node, want_host in listed + [("node-unlisted", template.replace("{node}", "node-unlisted"))]:
+        env = {x["name"]: x.get("value", "") for x in c["env"] if "value" in x}
+        env["DIALTONE_NODE_NAME"] = node
+        line = c["args"][0].replace("exec dialtone serve", 'printf %s "${DIALTONE_SIP_EXTERNAL_ADDRESS:-}"')
+        r = subprocess.run(["/bin/sh", "-ec", line], env=env, capture_output=True, text=True, timeout=10)
+        want = ",".join(f"{t}={want_host}:{p}" for t, p in ports if p) if want_host else ""
+        seen.append(r.stdout)
+        if r.stdout != want:
+            problems.append(f"edge DaemonSet on {node}: external address {r.stdout!r}, want {want!r}")
+    if not problems:
+        print(f"  edge DaemonSet: external addresses by node {seen}")
+    return problems
+
+
 def run_edge_group_job(job, values):
     """Runs the Job's container command against a local config node; returns problems."""
     if not built():
@@ -146,13 +175,13 @@ def run_edge_group_job(job, values):
             if a.get("udp") != f"{host}:5060" or a.get("tls") != f"{host}:5061":
                 problems.append(f"edge-group job: {e.get('node_id')} has addresses {a}")
         # Each edge pod's external address, picked by ordinal by its start line: what the
-        # group publishes for it, when its host is an IP.
+        # group publishes for it (an IP, or a DNS name the edge resolves at start).
         for i, (e, host) in enumerate(zip(edges, g["hosts"])):
             a = e.get("addresses", {})
             published = ",".join(f"{t}={a[t]}" for t in ("udp", "tcp", "tls", "ws", "wss")
                                  if a.get(t))
             ext = external_address_of(values, i)
-            want = published if is_ipv4(host) else None
+            want = published
             if ext != want:
                 problems.append(f"edge {i}: external address {ext!r}, want {want!r}")
         if not problems:
@@ -391,6 +420,8 @@ def check(name, values):
                 problems += run_edge_group_job(doc, values)
             if kind[1] == "CronJob" and dig(doc, "metadata.name") == "dt-dialtone-backup":
                 problems += run_backup_cronjob(doc, values)
+            if kind[1] == "DaemonSet" and dig(doc, "metadata.name") == "dt-dialtone-edge":
+                problems += check_daemonset_external(doc, values)
             if kind[1] == "DaemonSet" and dig(doc, "metadata.name") == "dt-dialtone-media":
                 problems += run_media_register(doc, values)
                 problems += run_ng_guard(doc, values)
