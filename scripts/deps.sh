@@ -37,6 +37,8 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 mode="${1:-}"
 if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v etcd >/dev/null || need+=(etcd-server)
+  # etcdctl: the chart check runs the etcd snapshot CronJob's command for real.
+  command -v etcdctl >/dev/null || need+=(etcd-client)
   command -v sipp >/dev/null || need+=(sip-tester)
   command -v socat >/dev/null || need+=(socat)
   command -v svwar >/dev/null || need+=(sipvicious)

@@ -17,6 +17,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -140,6 +141,65 @@ def check_daemonset_external(ds, values):
     if not problems:
         print(f"  edge DaemonSet: external addresses by node {seen}")
     return problems
+
+
+def free_port():
+    """A loopback port the OS just handed out."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_etcd_snapshot(cronjob, values):
+    """Runs the etcd snapshot CronJob for real, three times with KEEP=2: its etcdctl command
+    against a local etcd member (the chart's TLS and endpoint aside), then its shell line;
+    checks two snapshots are left, named by time, and that etcdctl reads the newest."""
+    spec = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    save, keep = spec["initContainers"][0], spec["containers"][0]
+    if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
+        return ["etcd snapshot: etcd and etcdctl are needed (scripts/deps.sh --test)"]
+    with tempfile.TemporaryDirectory() as data, tempfile.TemporaryDirectory() as snapshots:
+        port = free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        member = subprocess.Popen(
+            ["etcd", "--data-dir", data, "--listen-client-urls", endpoint,
+             "--advertise-client-urls", endpoint, "--listen-peer-urls",
+             f"http://127.0.0.1:{free_port()}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            env = {"ETCDCTL_API": "3", "ETCDCTL_ENDPOINTS": endpoint, "PATH": os.environ["PATH"]}
+            deadline = time.time() + 20
+            while subprocess.run(["etcdctl", "put", "dialtone/probe", "1"], env=env,
+                                 capture_output=True).returncode != 0:
+                if time.time() > deadline:
+                    return ["etcd snapshot: the local etcd member did not start"]
+                time.sleep(0.2)
+            command = [a.replace("/snapshots", snapshots) for a in save["command"]]
+            shell_env = {e["name"]: e.get("value", "") for e in keep["env"]}
+            shell_env.update(SNAPSHOT_DIR=snapshots, KEEP="2", PATH=os.environ["PATH"])
+            for attempt in range(3):
+                r = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    return [f"etcd snapshot (run {attempt + 1}): etcdctl failed: {r.stderr.strip()}"]
+                r = subprocess.run(keep["command"] + keep["args"], env=shell_env,
+                                   capture_output=True, text=True, timeout=60)
+                if r.returncode != 0:
+                    return [f"etcd snapshot (run {attempt + 1}): naming failed: {r.stderr.strip()}"]
+                time.sleep(1.1)  # a new name each second
+            files = sorted(pathlib.Path(snapshots).glob("etcd-*.db"))
+            left = sorted(p.name for p in pathlib.Path(snapshots).iterdir())
+            if len(files) != 2 or len(left) != 2:
+                return [f"etcd snapshot: {left} left with KEEP=2"]
+            r = subprocess.run(["etcdctl", "snapshot", "status", str(files[-1])], env=env,
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                return [f"etcd snapshot: the newest does not read: {r.stderr.strip()}"]
+        finally:
+            member.terminate()
+            member.wait(timeout=10)
+    print("  etcd snapshot: ran three times against a real etcd; kept the newest two, which "
+          "etcdctl reads")
+    return []
 
 
 def run_edge_group_job(job, values):
@@ -418,6 +478,8 @@ def check(name, values):
             kind = (doc.get("apiVersion"), doc.get("kind"))
             if kind[1] == "Job" and dig(doc, "metadata.name") == "dt-dialtone-edge-group":
                 problems += run_edge_group_job(doc, values)
+            if kind[1] == "CronJob" and dig(doc, "metadata.name") == "dt-dialtone-etcd-snapshot":
+                problems += run_etcd_snapshot(doc, values)
             if kind[1] == "CronJob" and dig(doc, "metadata.name") == "dt-dialtone-backup":
                 problems += run_backup_cronjob(doc, values)
             if kind[1] == "DaemonSet" and dig(doc, "metadata.name") == "dt-dialtone-edge":
