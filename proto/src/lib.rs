@@ -34,6 +34,8 @@ pub fn message_fields(full_name: &str) -> &'static [(String, u32)] {
     FIELDS.get(full_name).map(Vec::as_slice).unwrap_or(&[])
 }
 
+pub mod wire;
+
 /// Every top-level field name of `full_name`: the update mask of a whole-object update that
 /// replaces what this build knows, and leaves a newer release's fields as they are.
 pub fn all_fields(full_name: &str) -> Vec<String> {

@@ -54,14 +54,34 @@ pub struct ConfigCore {
 }
 
 impl ConfigCore {
-    /// What an update with `update_mask` writes: the stored object with the fields the mask
-    /// names (none: those the update sets) taken from `update` ([`field_mask`]).
-    pub async fn masked<M: field_mask::Stored>(
+    /// Writes an update with `update_mask` through `write` (the kind's update): the stored
+    /// object with the fields the mask names (none: those the update sets) taken from
+    /// `update` ([`field_mask`]). An update that gives no version is guarded by the one it
+    /// was merged with, and merged again (a few times) when another write came first.
+    pub async fn update_masked<M, T, F, Fut>(
         &self,
         update: M,
         mask: &[String],
-    ) -> error::Result<M> {
-        repo::masked(&self.store, update, mask).await
+        write: F,
+    ) -> error::Result<T>
+    where
+        M: field_mask::Stored + Clone,
+        F: Fn(M) -> Fut,
+        Fut: std::future::Future<Output = error::Result<T>>,
+    {
+        let any_version = update.version() == 0;
+        let mut attempts = 0;
+        loop {
+            let merged = repo::masked(&self.store, update.clone(), mask).await?;
+            match write(merged).await {
+                Err(error::ConfigError::Aborted { .. } | error::ConfigError::Contended { .. })
+                    if any_version && attempts < 4 =>
+                {
+                    attempts += 1;
+                }
+                r => return r,
+            }
+        }
     }
 
     /// A config core writing credentials for `realm`, deriving passwords from `key`.

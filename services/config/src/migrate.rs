@@ -14,7 +14,7 @@ use crate::{
     ConfigCore,
     error::{ConfigError, Result},
     list, migration_plan,
-    repo::{self, load, must_load, put, put_index},
+    repo::{self, load, must_load, put_index},
 };
 
 /// Most phones one migration may touch.
@@ -140,8 +140,10 @@ impl ConfigCore {
         p.overrides = plan.overrides;
         p.version = 0;
         p.updated_at_ms = repo::now_ms();
+        // Kept from the version the migration was planned on (the write is guarded by it).
+        let unknown = repo::unknown_at::<Phone>(&self.store, &key).await?;
         let ops = vec![
-            put(key.clone(), &p),
+            repo::put_keeping(key.clone(), &p, &unknown),
             Op::Delete(old_idx),
             put_index(format!("{}{}", keys::base_phones(&to.id), p.id), ""),
         ];

@@ -20,7 +20,7 @@ use crate::{
     error::{ConfigError, Result, check},
     repo::{
         explain_guard, load, must_load, must_load_at, must_load_keeping, now_ms, put, put_index,
-        put_keeping, release_owned, version_guard,
+        put_keeping, release_owned, unknown_at, version_guard,
     },
     settings, validate,
 };
@@ -661,11 +661,13 @@ impl ConfigCore {
     async fn put_if_version(&self, p: &mut Phone, version: i64) -> Result<()> {
         let key = keys::phone(&p.id);
         p.updated_at_ms = now_ms();
+        // Read here and written at `version` only: what it keeps is that version's.
+        let unknown = unknown_at::<Phone>(&self.store, &key).await?;
         let r = self
             .store
             .txn(
                 vec![version_guard(&key, version)],
-                vec![put(key.clone(), p)],
+                vec![put_keeping(key.clone(), p, &unknown)],
             )
             .await?;
         if !r.succeeded {

@@ -104,14 +104,25 @@ pub fn put_keeping<M: Message>(key: String, msg: &M, unknown: &Unknown) -> Op {
     }
 }
 
+/// The stored fields of `M` at `key` this binary does not know (none when it is gone), for a
+/// write guarded at the version they were read at.
+pub async fn unknown_at<M: Stored>(store: &Store, key: &str) -> Result<Unknown> {
+    Ok(match store.get(key).await? {
+        Some(kv) => Unknown::of(&kv.value, fields_of::<M>()),
+        None => Unknown::default(),
+    })
+}
+
 /// What an update with `mask` writes: the stored object with the fields the mask names
-/// taken from `update` (see [`crate::field_mask`]); `id` and `version` always come from the
-/// update. The stored value is read here and guarded by the write that follows (its
-/// version), so a change in between fails that write.
+/// taken from `update` (see [`crate::field_mask`]); `id` always comes from the update, and
+/// its `version` too, or when it gives none (0), the version just read: the write that
+/// follows is then guarded by it, so a change made in between (to any field) fails the
+/// write instead of being overwritten with what was read.
 pub async fn masked<M: Stored>(store: &Store, update: M, mask: &[String]) -> Result<M> {
     let kind = M::KIND;
+    let key = M::key(update.id());
     let kv = store
-        .get(&M::key(update.id()))
+        .get(&key)
         .await?
         .ok_or_else(|| ConfigError::NotFound {
             kind,
@@ -127,14 +138,23 @@ pub async fn masked<M: Stored>(store: &Store, update: M, mask: &[String]) -> Res
             "update_mask",
             format!("'{f}': only whole top-level fields can be named"),
         ),
-        MaskError::Malformed => {
-            ConfigError::invalid("update_mask", "the stored object does not decode")
-        }
+        // The stored value decoded just below: only a wire form prost reads and this
+        // reader does not (groups) gets here.
+        MaskError::Malformed => ConfigError::invalid(
+            "update_mask",
+            format!("the stored {kind} cannot be merged field by field"),
+        ),
     };
+    // A stored value that does not decode is the server's fault, said as such.
+    let _: M = decode(&kv, kind)?;
     let set = field_mask::present(&bytes).map_err(refused)?;
     let replaced =
         field_mask::replaced(fields_of::<M>(), mask, &set, &["id", "version"]).map_err(refused)?;
-    let merged = field_mask::merge(&kv.value, &bytes, &replaced).map_err(refused)?;
+    let mut merged = field_mask::merge(&kv.value, &bytes, &replaced).map_err(refused)?;
+    let version = fields_of::<M>().iter().find(|(n, _)| n == "version");
+    if let (Some((_, number)), false) = (version, set.contains(&version.map_or(0, |v| v.1))) {
+        field_mask::push_varint_field(&mut merged, *number, kv.mod_revision as u64);
+    }
     decode(
         &KeyValue {
             value: merged,

@@ -97,11 +97,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let p = field(r.peer, "peer")?;
-        ok(async {
-            let p = self.core.masked(p, &r.update_mask).await?;
-            self.core.update_peer(p).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(p, &r.update_mask, |p| self.core.update_peer(p))
+            .await)
     }
     async fn delete_peer(
         &self,
@@ -150,11 +149,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let m = field(r.media_server, "media_server")?;
-        ok(async {
-            let m = self.core.masked(m, &r.update_mask).await?;
-            self.core.update_media_server(m).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(m, &r.update_mask, |m| self.core.update_media_server(m))
+            .await)
     }
     async fn delete_media_server(
         &self,
@@ -206,11 +204,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let t = field(r.trunk, "trunk")?;
-        ok(async {
-            let t = self.core.masked(t, &r.update_mask).await?;
-            self.core.update_trunk(t).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(t, &r.update_mask, |t| self.core.update_trunk(t))
+            .await)
     }
     async fn delete_trunk(
         &self,
@@ -256,11 +253,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let u = field(r.user, "user")?;
-        ok(async {
-            let u = self.core.masked(u, &r.update_mask).await?;
-            self.core.update_user(u).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(u, &r.update_mask, |u| self.core.update_user(u))
+            .await)
     }
     async fn delete_user(
         &self,
@@ -309,11 +305,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let g = field(r.edge_group, "edge_group")?;
-        ok(async {
-            let g = self.core.masked(g, &r.update_mask).await?;
-            self.core.update_edge_group(g).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(g, &r.update_mask, |g| self.core.update_edge_group(g))
+            .await)
     }
     async fn delete_edge_group(
         &self,
@@ -364,11 +359,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let s = field(r.site, "site")?;
-        ok(async {
-            let s = self.core.masked(s, &r.update_mask).await?;
-            self.core.update_site(s).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(s, &r.update_mask, |s| self.core.update_site(s))
+            .await)
     }
     async fn delete_site(
         &self,
@@ -432,11 +426,10 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::All)?;
         let r = req.into_inner();
         let b = field(r.base_settings, "base_settings")?;
-        ok(async {
-            let b = self.core.masked(b, &r.update_mask).await?;
-            self.core.update_base_settings(b).await
-        }
-        .await)
+        ok(self
+            .core
+            .update_masked(b, &r.update_mask, |b| self.core.update_base_settings(b))
+            .await)
     }
     async fn delete_base_settings(
         &self,
@@ -508,16 +501,15 @@ impl ConfigService for ConfigApi {
         self.auth(&req, Permission::Edit)?;
         let r = req.into_inner();
         let p = field(r.phone, "phone")?;
-        ok(async {
-            let p = self.core.masked(p, &r.update_mask).await?;
-            self.core.update_phone(p).await
-        }
-        .await
-        .map(|w| pb::UpdatePhoneResponse {
-            phone: Some(w.phone),
-            credentials: w.lines,
-            device_credentials: w.device,
-        }))
+        ok(self
+            .core
+            .update_masked(p, &r.update_mask, |p| self.core.update_phone(p))
+            .await
+            .map(|w| pb::UpdatePhoneResponse {
+                phone: Some(w.phone),
+                credentials: w.lines,
+                device_credentials: w.device,
+            }))
     }
     async fn delete_phone(
         &self,

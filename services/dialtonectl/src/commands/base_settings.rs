@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, parse_settings, replace_known};
+use super::{DeleteArgs, all_pages, changed, parse_settings};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -124,9 +124,10 @@ async fn write(c: &mut Client, a: BaseArgs, create: bool) -> anyhow::Result<pb::
         };
         c.create_base_settings(req).await?
     } else {
+        let update_mask = changed!(c, get_base_settings, "BaseSettings", sent);
         let req = pb::UpdateBaseSettingsRequest {
             base_settings: Some(sent.clone()),
-            update_mask: replace_known("BaseSettings"),
+            update_mask,
         };
         c.update_base_settings(req).await?
     };

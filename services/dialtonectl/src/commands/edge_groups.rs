@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, replace_known};
+use super::{DeleteArgs, all_pages, changed};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -114,10 +114,11 @@ pub async fn run(c: &mut Client, out: Format, cmd: EdgeGroupCmd) -> anyhow::Resu
         }
         EdgeGroupCmd::Update(a) => {
             let g = edge_group_from(a)?;
+            let update_mask = changed!(c, get_edge_group, "EdgeGroup", g);
             show(vec![
                 c.update_edge_group(pb::UpdateEdgeGroupRequest {
                     edge_group: Some(g),
-                    update_mask: replace_known("EdgeGroup"),
+                    update_mask,
                 })
                 .await?
                 .into_inner(),

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, replace_known};
+use super::{DeleteArgs, all_pages, changed};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -107,14 +107,18 @@ pub async fn run(c: &mut Client, out: Format, cmd: MediaServerCmd) -> anyhow::Re
             .await?
             .into_inner(),
         ]),
-        MediaServerCmd::Update(a) => show(vec![
-            c.update_media_server(pb::UpdateMediaServerRequest {
-                media_server: Some(media_server_from(a)),
-                update_mask: replace_known("MediaServer"),
-            })
-            .await?
-            .into_inner(),
-        ]),
+        MediaServerCmd::Update(a) => {
+            let new = media_server_from(a);
+            let update_mask = changed!(c, get_media_server, "MediaServer", new);
+            show(vec![
+                c.update_media_server(pb::UpdateMediaServerRequest {
+                    media_server: Some(new),
+                    update_mask,
+                })
+                .await?
+                .into_inner(),
+            ])
+        }
         MediaServerCmd::Get { id } => {
             let item = c
                 .get_media_server(pb::GetRequest { id })

@@ -131,12 +131,37 @@ macro_rules! all_pages {
 
 pub(crate) use all_pages;
 
-/// The update mask of a command that replaces an object's fields: every field of
-/// `dialtone.config.v1.{message}` this build knows. A newer server keeps the fields it
-/// added, which this build would otherwise clear.
-pub(crate) fn replace_known(message: &str) -> Vec<String> {
-    dialtone_proto::all_fields(&format!("dialtone.config.v1.{message}"))
+/// The update mask of an update turning `current` into `new` (`dialtone.config.v1.{message}`
+/// objects): the fields whose value it changes. Fields this build does not know are never
+/// named, so a newer server keeps what it added, and an older one is not asked to change
+/// what it cannot store.
+pub(crate) fn changed_fields<M: prost::Message>(
+    message: &str,
+    current: &M,
+    new: &M,
+) -> Vec<String> {
+    dialtone_proto::wire::changed_fields(
+        &format!("dialtone.config.v1.{message}"),
+        &current.encode_to_vec(),
+        &new.encode_to_vec(),
+    )
 }
+
+/// `changed!(client, get_site, "Site", new)`: reads the object `new` updates (by its id)
+/// and gives the update mask of the change ([`changed_fields`]).
+macro_rules! changed {
+    ($c:expr, $get:ident, $kind:literal, $new:expr) => {{
+        let current = $c
+            .$get(dialtone_proto::config::v1::GetRequest {
+                id: $new.id.clone(),
+            })
+            .await?
+            .into_inner();
+        $crate::commands::changed_fields($kind, &current, &$new)
+    }};
+}
+
+pub(crate) use changed;
 
 pub(crate) fn parse_settings(s: &str, flag: &str) -> anyhow::Result<pb::PhoneSettings> {
     serde_json::from_str(s).or_refuse(|| format!("invalid {flag} JSON (PhoneSettings fields)"))

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, replace_known};
+use super::{DeleteArgs, all_pages, changed};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -106,14 +106,18 @@ pub async fn run(c: &mut Client, out: Format, cmd: PeerCmd) -> anyhow::Result<()
             .await?
             .into_inner(),
         ]),
-        PeerCmd::Update(a) => show(vec![
-            c.update_peer(pb::UpdatePeerRequest {
-                peer: Some(peer_from(a)),
-                update_mask: replace_known("Peer"),
-            })
-            .await?
-            .into_inner(),
-        ]),
+        PeerCmd::Update(a) => {
+            let new = peer_from(a);
+            let update_mask = changed!(c, get_peer, "Peer", new);
+            show(vec![
+                c.update_peer(pb::UpdatePeerRequest {
+                    peer: Some(new),
+                    update_mask,
+                })
+                .await?
+                .into_inner(),
+            ])
+        }
         PeerCmd::Get { id } => {
             let item = c.get_peer(pb::GetRequest { id }).await?.into_inner();
             if out == Format::Json {

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, parse_settings, replace_known};
+use super::{DeleteArgs, changed_fields, parse_settings};
 use dialtone_proto::config::v1::{self as pb, assignment::Mode};
 
 use crate::{
@@ -423,12 +423,14 @@ pub async fn run(c: &mut Client, out: Format, cmd: PhoneCmd) -> anyhow::Result<(
             )
         }
         PhoneCmd::Update { id, args } => {
-            let mut p = c.get_phone(pb::GetRequest { id }).await?.into_inner();
+            let current = c.get_phone(pb::GetRequest { id }).await?.into_inner();
+            let mut p = current.clone();
             apply_phone_args(&mut p, args)?;
+            let update_mask = changed_fields("Phone", &current, &p);
             let r = c
                 .update_phone(pb::UpdatePhoneRequest {
                     phone: Some(p),
-                    update_mask: replace_known("Phone"),
+                    update_mask,
                 })
                 .await?
                 .into_inner();

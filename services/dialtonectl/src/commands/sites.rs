@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, replace_known};
+use super::{DeleteArgs, all_pages, changed};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -217,14 +217,18 @@ pub async fn run(c: &mut Client, out: Format, cmd: SiteCmd) -> anyhow::Result<()
             .await?
             .into_inner(),
         ]),
-        SiteCmd::Update(a) => show(vec![
-            c.update_site(pb::UpdateSiteRequest {
-                site: Some(site_from(a)?),
-                update_mask: replace_known("Site"),
-            })
-            .await?
-            .into_inner(),
-        ]),
+        SiteCmd::Update(a) => {
+            let new = site_from(a)?;
+            let update_mask = changed!(c, get_site, "Site", new);
+            show(vec![
+                c.update_site(pb::UpdateSiteRequest {
+                    site: Some(new),
+                    update_mask,
+                })
+                .await?
+                .into_inner(),
+            ])
+        }
         SiteCmd::Get { id } => {
             let item = c.get_site(pb::GetRequest { id }).await?.into_inner();
             if out == Format::Json {

@@ -4,7 +4,7 @@ use anyhow::Context;
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, replace_known};
+use super::{DeleteArgs, all_pages, changed};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -239,14 +239,18 @@ pub async fn run(c: &mut Client, out: Format, cmd: TrunkCmd) -> anyhow::Result<(
             .await?
             .into_inner(),
         ]),
-        TrunkCmd::Update(a) => show(vec![
-            c.update_trunk(pb::UpdateTrunkRequest {
-                trunk: Some(trunk_from(a)?),
-                update_mask: replace_known("Trunk"),
-            })
-            .await?
-            .into_inner(),
-        ]),
+        TrunkCmd::Update(a) => {
+            let new = trunk_from(a)?;
+            let update_mask = changed!(c, get_trunk, "Trunk", new);
+            show(vec![
+                c.update_trunk(pb::UpdateTrunkRequest {
+                    trunk: Some(new),
+                    update_mask,
+                })
+                .await?
+                .into_inner(),
+            ])
+        }
         TrunkCmd::Get { id } => {
             let item = c.get_trunk(pb::GetRequest { id }).await?.into_inner();
             if out == Format::Json {

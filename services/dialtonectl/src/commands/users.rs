@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::{DeleteArgs, all_pages, phones::parse_allow, replace_known};
+use super::{DeleteArgs, all_pages, changed, phones::parse_allow};
 use dialtone_proto::config::v1 as pb;
 
 use crate::{
@@ -136,14 +136,18 @@ pub async fn run(c: &mut Client, out: Format, cmd: UserCmd) -> anyhow::Result<()
             .await?
             .into_inner(),
         ]),
-        UserCmd::Update(a) => show(vec![
-            c.update_user(pb::UpdateUserRequest {
-                user: Some(user_from(a)?),
-                update_mask: replace_known("User"),
-            })
-            .await?
-            .into_inner(),
-        ]),
+        UserCmd::Update(a) => {
+            let new = user_from(a)?;
+            let update_mask = changed!(c, get_user, "User", new);
+            show(vec![
+                c.update_user(pb::UpdateUserRequest {
+                    user: Some(new),
+                    update_mask,
+                })
+                .await?
+                .into_inner(),
+            ])
+        }
         UserCmd::Get { id } => {
             let item = c.get_user(pb::GetRequest { id }).await?.into_inner();
             if out == Format::Json {
