@@ -590,8 +590,20 @@ async fn dialtonectl_contexts_name_clusters() {
     assert_eq!(run(&["--context", "split", "status", "summary"]).0, Some(6));
     ok(&["context", "use", "split"]);
     assert_eq!(run(&["status", "summary"]).0, Some(6));
-    // A flag wins over the context.
-    ok(&["--server", endpoint.trim(), "status", "summary"]);
+    // A flag wins over the context; --server alone uses no context (so its token is not
+    // sent to another server): here the empty data dir has none.
+    ok(&[
+        "--context",
+        "split",
+        "--server",
+        endpoint.trim(),
+        "status",
+        "summary",
+    ]);
+    assert_eq!(
+        run(&["--server", endpoint.trim(), "status", "summary"]).0,
+        Some(1)
+    );
     let shown: serde_json::Value =
         serde_json::from_str(&ok(&["-o", "json", "context", "show"])).unwrap();
     assert_eq!(shown["name"], "split");

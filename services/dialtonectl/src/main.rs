@@ -157,23 +157,30 @@ fn target(cli: &Cli, api: context::Api) -> anyhow::Result<context::Target> {
     let base = cli.contexts_file.parent().unwrap_or(Path::new("."));
     let mut t = context::resolve(&given(cli), file.as_ref(), base, api)?;
     let dir = data_dir(cli);
-    let local = |name: &str| {
+    let local = |name: &str, missing: &str| {
         let path = dir.join(name);
         std::fs::read_to_string(&path)
             .map(|s| s.trim().to_owned())
             .with_context(|| {
                 format!(
-                    "no --server, --context or current context, and no {} (is `dialtone \
-                     serve` running?)",
+                    "{missing}, and no {} (is `dialtone serve` running?)",
                     path.display()
                 )
             })
     };
     if t.server.is_none() {
-        t.server = Some(local("endpoint")?);
+        t.server = Some(local(
+            "endpoint",
+            "no --server, --context or current context",
+        )?);
     }
     if t.token.is_none() {
-        t.token = Some(context::Token::Inline(local("admin-token")?));
+        let missing = if t.context.is_none() && cli.server.is_some() {
+            "no --token or --token-file (a --server without --context uses no context)"
+        } else {
+            "no --token or --token-file, and no token file in the context"
+        };
+        t.token = Some(context::Token::Inline(local("admin-token", missing)?));
     }
     Ok(t)
 }
@@ -253,15 +260,10 @@ async fn main() -> std::process::ExitCode {
     }
     let result = async {
         use context::Api;
-        if let commands::Command::Context(cmd) = cli.command {
-            let saved = commands::context::Saved {
-                server: cli.server,
-                token: cli.token,
-                token_file: cli.token_file,
-                ca: cli.ca,
-                cert: cli.cert,
-                key: cli.key,
-                tls_name: cli.tls_name,
+        if matches!(cli.command, commands::Command::Context(_)) {
+            let saved = given(&cli);
+            let commands::Command::Context(cmd) = cli.command else {
+                unreachable!("matched above")
             };
             return commands::context::run(&cli.contexts_file, format, cmd, saved);
         }

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use serde::Serialize;
 
 use crate::{
-    context::{self, Context, ContextFile},
+    context::{self, Context, ContextFile, Given},
     output::{Format, json, table},
     refuse::refuse,
 };
@@ -41,17 +41,6 @@ pub struct SetArgs {
     /// The edge node `dialtonectl edge` asks (default: the config API's).
     #[arg(long, value_name = "URL")]
     edge_server: Option<String>,
-}
-
-/// The connection flags `context set` saves (the global ones).
-pub struct Saved {
-    pub server: Option<String>,
-    pub token: Option<String>,
-    pub token_file: Option<PathBuf>,
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
-    pub tls_name: Option<String>,
 }
 
 /// The contexts file: `--contexts-file`, else `$XDG_CONFIG_HOME/dialtone/config.toml`
@@ -104,7 +93,8 @@ struct Listed<'a> {
     context: &'a Context,
 }
 
-pub fn run(path: &Path, out: Format, cmd: ContextCmd, saved: Saved) -> anyhow::Result<()> {
+/// Runs `cmd` on the file at `path`; `set` saves the connection flags given (`saved`).
+pub fn run(path: &Path, out: Format, cmd: ContextCmd, saved: Given) -> anyhow::Result<()> {
     let mut file = load(path)?.unwrap_or_default();
     match cmd {
         ContextCmd::List => {
