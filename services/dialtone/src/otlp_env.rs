@@ -74,8 +74,8 @@ pub fn headers(
         }
         let value = percent_decode(value.trim())
             .with_context(|| format!("invalid {name}: the value of '{key}'"))?;
-        if value.bytes().any(|b| b.is_ascii_control()) {
-            bail!("invalid {name}: the value of '{key}' holds a control character");
+        if !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            bail!("invalid {name}: the value of '{key}' holds a character a header cannot carry");
         }
         out.push((key, value));
     }
@@ -151,12 +151,15 @@ pub fn client_tls(files: &TlsFiles) -> anyhow::Result<tonic::transport::ClientTl
     Ok(tls)
 }
 
-/// Checks every variable both exporters would read (called at start).
+/// Checks every variable both exporters would read (called at start): headers, and the
+/// TLS files of an `https://` endpoint (the system's bundle when no CA is named) or any
+/// named at all.
 pub fn check(var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     for signal in [Signal::Traces, Signal::Metrics] {
         headers(signal, var)?;
         let files = tls_files(signal, var)?;
-        if files.ca.is_some() || files.client.is_some() {
+        let https = lookup(signal, "ENDPOINT", var).is_some_and(|(_, v)| v.starts_with("https://"));
+        if https || files.ca.is_some() || files.client.is_some() {
             client_tls(&files)?;
         }
     }
@@ -233,7 +236,7 @@ mod tests {
             (
                 &[("OTEL_EXPORTER_OTLP_HEADERS", "a=x%0Ay")],
                 Signal::Traces,
-                Err("invalid OTEL_EXPORTER_OTLP_HEADERS: the value of 'a' holds a control"),
+                Err("invalid OTEL_EXPORTER_OTLP_HEADERS: the value of 'a' holds a character"),
             ),
         ];
         for (env, signal, want) in cases {

@@ -6,8 +6,8 @@ use crate::metrics::transactions::TxClock;
 
 use super::Replier;
 
-/// A request's way back, timed.
-#[derive(Clone, Debug)]
+/// A request's way back, timed. Not `Clone`: one clock per request, stopped once.
+#[derive(Debug)]
 pub struct Answer {
     flow: Replier,
     clock: TxClock,
