@@ -127,7 +127,8 @@ def check_daemonset_external(ds, values):
     sip = {**{"udpPort": 5060, "tcpPort": 5060}, **e.get("sip", {})}
     ports = [(t, sip.get(f"{t}Port", 0)) for t in ("udp", "tcp", "tls", "ws", "wss")]
     problems, seen = [], []
-    listed = list((e.get("externalHosts") or {}).items())[:1]
+    # Each listed node (IPv6 hosts bracketed), then one the template names.
+    listed = [(n, f"[{h}]" if ":" in h else h) for n, h in (e.get("externalHosts") or {}).items()]
     template = e.get("externalHostTemplate", "")
     for node, want_host in listed + [("node-unlisted", template.replace("{node}", "node-unlisted"))]:
         env = {x["name"]: x.get("value", "") for x in c["env"] if "value" in x}
@@ -241,7 +242,8 @@ def run_edge_group_job(job, values):
             published = ",".join(f"{t}={a[t]}" for t in ("udp", "tcp", "tls", "ws", "wss")
                                  if a.get(t))
             ext = external_address_of(values, i)
-            want = published
+            named = not is_ipv4(host) and ":" not in host
+            want = None if named and not g.get("externalAddressFromNames") else published
             if ext != want:
                 problems.append(f"edge {i}: external address {ext!r}, want {want!r}")
         if not problems:

@@ -397,7 +397,8 @@ the edge-group Job publishes, and (when the host is an IP) the edge's
 {{- $port := int (index $e.sip (printf "%sPort" $t)) }}
 {{- if ne $port 0 }}
 {{- if and (eq $e.service.type "NodePort") (index $nodePorts $t) }}{{ $port = int (index $nodePorts $t) }}{{ end }}
-{{- $out = append $out (printf "%s=%s:%d" $t $.host $port) }}
+{{- $host := ternary (printf "[%s]" $.host) $.host (contains ":" $.host) }}
+{{- $out = append $out (printf "%s=%s:%d" $t $host $port) }}
 {{- end }}
 {{- end }}
 {{- join "," $out -}}
