@@ -396,3 +396,67 @@ pub async fn phone_at(
         version: 0,
     })
 }
+
+/// The fleet watched through a status node while something is done to the cluster: the
+/// most phones of site `hq` ever OFFLINE and the fewest ever OPERATIONAL, from a summary
+/// every 100 ms (a summary that fails, as while the status node itself restarts, is
+/// skipped).
+pub struct FleetWatch {
+    offline: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    operational: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FleetWatch {
+    /// Starts watching through `st`.
+    pub fn start(mut st: StatusClient) -> Self {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU32, Ordering},
+        };
+        let offline = Arc::new(AtomicU32::new(0));
+        let operational = Arc::new(AtomicU32::new(u32::MAX));
+        let done = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (offline, operational, done) = (offline.clone(), operational.clone(), done.clone());
+            tokio::spawn(async move {
+                while !done.load(Ordering::Relaxed) {
+                    if let Some(s) = hq_summary(&mut st).await {
+                        offline.fetch_max(s.offline, Ordering::Relaxed);
+                        operational.fetch_min(s.operational, Ordering::Relaxed);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        };
+        FleetWatch {
+            offline,
+            operational,
+            done,
+            task,
+        }
+    }
+
+    /// Stops watching: (the most OFFLINE, the fewest OPERATIONAL) seen.
+    pub async fn finish(self) -> (u32, u32) {
+        use std::sync::atomic::Ordering;
+        self.done.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        (
+            self.offline.load(Ordering::Relaxed),
+            self.operational.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Site `hq`'s summary, or none when the status node does not answer.
+pub async fn hq_summary(st: &mut StatusClient) -> Option<spb::SiteSummary> {
+    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
+        .await
+        .ok()?
+        .into_inner()
+        .sites
+        .into_iter()
+        .find(|s| s.site_id == "hq")
+}

@@ -16,6 +16,19 @@ pub async fn http_request(
     headers: &[(&str, &str)],
     body: Option<&str>,
 ) -> Option<(u16, String)> {
+    http_request_within(addr, method, path, headers, body, Duration::from_secs(3)).await
+}
+
+/// [`http_request`], the answer awaited for `within` (a request that reads a whole large
+/// fleet takes longer on a loaded machine than an admin endpoint).
+pub async fn http_request_within(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+    within: Duration,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
         .await
@@ -35,7 +48,7 @@ pub async fn http_request(
     }
     s.write_all(req.as_bytes()).await.ok()?;
     let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut buf))
+    tokio::time::timeout(within, s.read_to_end(&mut buf))
         .await
         .ok()?
         .ok()?;

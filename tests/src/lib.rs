@@ -25,7 +25,7 @@ mod sandbox;
 
 pub use clients::{BearerAuth, ConfigClient, EdgeClient, ProvisioningClient, StatusClient};
 pub use etcd::{EtcdCluster, EtcdMember};
-pub use http::{http_get, http_request};
+pub use http::{http_get, http_request, http_request_within};
 pub use node::{Node, NodeSpec};
 pub use ports::{SipPorts, free_port, free_port_pair};
 pub(crate) use process::kill9;

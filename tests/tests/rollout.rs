@@ -6,18 +6,14 @@
 
 use std::{
     net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
     time::{Duration, Instant},
 };
 
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
-use dialtone_proto::{config::v1 as pb, edge::v1 as epb, status::v1 as spb};
+use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
-    ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN,
-    fleet::{import, import_csv, seed_site_on, wait_operational},
+    ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
+    fleet::{FleetWatch, hq_summary, import, import_csv, seed_site_on, wait_operational},
     sip::requests_answered,
 };
 
@@ -26,17 +22,6 @@ const PHONES: usize = 1000;
 const EDGES: [usize; 3] = [2, 3, 4];
 /// Requests sent by one caller at once: under the edge's 500 deliveries per source.
 const PROBE_CHUNK: usize = 400;
-
-async fn summary(st: &mut StatusClient) -> spb::SiteSummary {
-    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
-        .await
-        .expect("summaries")
-        .into_inner()
-        .sites
-        .into_iter()
-        .next()
-        .unwrap_or_default()
-}
 
 /// Sends a MESSAGE from the line `from` (SIP user, password) to every phone through the
 /// edge `via` picks for it; returns how many were answered 200 by the phone.
@@ -120,31 +105,11 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
     assert!(
         wait_operational(&mut st, PHONES as u32 + 1, Duration::from_secs(60)).await,
         "fleet never OPERATIONAL: {:?}",
-        summary(&mut st).await
+        hq_summary(&mut st).await
     );
 
     // Watch the fleet all along: the most phones ever OFFLINE, and the fewest OPERATIONAL.
-    let (worst_offline, fewest_operational) = (
-        Arc::new(AtomicU32::new(0)),
-        Arc::new(AtomicU32::new(u32::MAX)),
-    );
-    let done = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (offline, operational, done) = (
-            worst_offline.clone(),
-            fewest_operational.clone(),
-            done.clone(),
-        );
-        let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                let s = summary(&mut st).await;
-                offline.fetch_max(s.offline, Ordering::Relaxed);
-                operational.fetch_min(s.operational, Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let watch = FleetWatch::start(sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap());
 
     for &victim in &EDGES {
         let addr = sb.udp(victim);
@@ -222,12 +187,7 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
         assert_eq!(answered, PHONES, "through {node_id} after its restart");
     }
 
-    done.store(true, Ordering::Relaxed);
-    watcher.await.unwrap();
-    let (offline, operational) = (
-        worst_offline.load(Ordering::Relaxed),
-        fewest_operational.load(Ordering::Relaxed),
-    );
+    let (offline, operational) = watch.finish().await;
     eprintln!(
         "during the rolling restart: at most {offline} OFFLINE, at least {operational} OPERATIONAL"
     );

@@ -8,21 +8,13 @@
 //! goes OFFLINE or DEGRADED, and what was configured before and during the upgrade is all
 //! there at the end.
 
-use std::{
-    net::SocketAddr,
-    path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicBool, AtomicU32, Ordering},
-    },
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
-use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb, status::v1 as spb};
+use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
 use dialtone_tests::{
-    ADMIN_TOKEN, ClusterSandbox, ConfigClient, Node, StatusClient, VIEWER_TOKEN, binary,
-    fleet::{import, import_csv, seed_site_on, wait_operational},
+    ADMIN_TOKEN, ClusterSandbox, ConfigClient, Node, VIEWER_TOKEN, binary,
+    fleet::{FleetWatch, hq_summary, import, import_csv, seed_site_on, wait_operational},
     sip::requests_answered,
 };
 
@@ -47,21 +39,15 @@ fn previous_release() -> PathBuf {
     p
 }
 
-/// Whether `node` runs this build: a family only this release serves.
-async fn runs_this_release(node: &Node) -> bool {
-    node.metric("dialtone_tls_certificate_reloads_total", "result=\"ok\"")
-        .await
-        .is_some()
+/// The build `node` runs: its process's executable.
+fn executable(node: &Node) -> PathBuf {
+    let pid = node.pid().expect("the node runs");
+    std::fs::read_link(format!("/proc/{pid}/exe")).expect("its executable")
 }
 
-async fn summary(st: &mut StatusClient) -> Option<spb::SiteSummary> {
-    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
-        .await
-        .ok()?
-        .into_inner()
-        .sites
-        .into_iter()
-        .find(|s| s.site_id == "hq")
+/// Whether `node` runs this workspace's build.
+fn runs_this_release(node: &Node) -> bool {
+    executable(node) == binary("dialtone").canonicalize().expect("the build")
 }
 
 /// MESSAGEs from `from` to every phone, each through the edge `via` picks; how many
@@ -135,7 +121,7 @@ async fn a_rolling_upgrade_from_the_previous_release_keeps_the_fleet_operational
     .unwrap();
     for node in &sb.nodes {
         assert!(
-            !runs_this_release(node).await,
+            !runs_this_release(node),
             "{} does not run the previous release",
             node.node_id
         );
@@ -185,33 +171,12 @@ async fn a_rolling_upgrade_from_the_previous_release_keeps_the_fleet_operational
     assert!(
         wait_operational(&mut st, PHONES as u32 + 1, Duration::from_secs(60)).await,
         "fleet never OPERATIONAL on the previous release: {:?}",
-        summary(&mut st).await
+        hq_summary(&mut st).await
     );
     write_site(&mut cfg, 0).await;
 
     // The fleet watched all along (through the status node, except while it restarts).
-    let (worst_offline, fewest_operational) = (
-        Arc::new(AtomicU32::new(0)),
-        Arc::new(AtomicU32::new(u32::MAX)),
-    );
-    let done = Arc::new(AtomicBool::new(false));
-    let watcher = {
-        let (offline, operational, done) = (
-            worst_offline.clone(),
-            fewest_operational.clone(),
-            done.clone(),
-        );
-        let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
-        tokio::spawn(async move {
-            while !done.load(Ordering::Relaxed) {
-                if let Some(s) = summary(&mut st).await {
-                    offline.fetch_max(s.offline, Ordering::Relaxed);
-                    operational.fetch_min(s.operational, Ordering::Relaxed);
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let watch = FleetWatch::start(sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap());
 
     for (step, node) in (0..ROLES.len()).enumerate() {
         let name = format!("{} ({})", sb.nodes[node].node_id, ROLES[node]);
@@ -231,7 +196,7 @@ async fn a_rolling_upgrade_from_the_previous_release_keeps_the_fleet_operational
         });
         sb.nodes[node].start_again_as(None).await.unwrap();
         assert!(
-            runs_this_release(&sb.nodes[node]).await,
+            runs_this_release(&sb.nodes[node]),
             "{name} does not run this release"
         );
         if let Some(probe) = probe {
@@ -262,17 +227,12 @@ async fn a_rolling_upgrade_from_the_previous_release_keeps_the_fleet_operational
         eprintln!("upgraded {name}: every phone reached, configuration written");
     }
 
-    done.store(true, Ordering::Relaxed);
-    watcher.await.unwrap();
+    let (offline, operational) = watch.finish().await;
     let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
     assert!(
         wait_operational(&mut st, PHONES as u32 + 1, Duration::from_secs(30)).await,
         "fleet not OPERATIONAL after the upgrade: {:?}",
-        summary(&mut st).await
-    );
-    let (offline, operational) = (
-        worst_offline.load(Ordering::Relaxed),
-        fewest_operational.load(Ordering::Relaxed),
+        hq_summary(&mut st).await
     );
     eprintln!("during the upgrade: at most {offline} OFFLINE, at least {operational} OPERATIONAL");
     assert_eq!(offline, 0, "a phone went OFFLINE during the upgrade");
