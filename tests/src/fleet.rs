@@ -460,3 +460,54 @@ pub async fn hq_summary(st: &mut StatusClient) -> Option<spb::SiteSummary> {
         .into_iter()
         .find(|s| s.site_id == "hq")
 }
+
+/// A site's fleet for the restart and upgrade tests: `n` phones imported as `{prefix}-*`,
+/// and a sender with an extension (an unassigned phone may not send MESSAGE), each to
+/// register to its primary and secondary edge among `edges` (node indexes).
+pub struct DualFleet {
+    /// The imported phones: (phone id, SIP user, password).
+    pub created: Vec<(String, String, String)>,
+    /// The imported phones as the simulator registers them.
+    pub specs: Vec<dialtone_phonesim::PhoneSpec>,
+    /// `specs` and the sender: every phone of the site, so all are expected OPERATIONAL.
+    pub everyone: Vec<dialtone_phonesim::PhoneSpec>,
+    /// The sender's SIP user and password.
+    pub from: (String, String),
+}
+
+impl DualFleet {
+    /// Imports the fleet into site `hq` (seeded with its edge group).
+    pub async fn import(
+        sb: &crate::ClusterSandbox,
+        cfg: &mut ConfigClient,
+        edges: &[usize],
+        n: usize,
+        prefix: &str,
+    ) -> anyhow::Result<Self> {
+        let created = import(cfg, n, prefix).await?;
+        let mut row = import_csv(
+            cfg,
+            "name,kind,site_id,base_settings_id,lines,assignment\nSender,unmanaged,hq,desk,sender,site:9999\n",
+            1 << 20,
+        )
+        .await?
+        .remove(0);
+        let line = row.credentials.remove(0);
+        let from = (line.sip_user, line.password);
+        let sender = sb.dual_registered(
+            edges,
+            &(row.phone_id.clone(), from.0.clone(), from.1.clone()),
+        );
+        let specs: Vec<_> = created
+            .iter()
+            .map(|p| sb.dual_registered(edges, p))
+            .collect();
+        let everyone = specs.iter().cloned().chain([sender]).collect();
+        Ok(DualFleet {
+            created,
+            specs,
+            everyone,
+            from,
+        })
+    }
+}

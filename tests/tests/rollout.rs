@@ -13,7 +13,7 @@ use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{FleetWatch, hq_summary, import, import_csv, seed_site_on, wait_operational},
+    fleet::{DualFleet, FleetWatch, hq_summary, seed_site_on, wait_operational},
     sip::requests_answered,
 };
 
@@ -61,32 +61,14 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
     )
     .await
     .unwrap();
-    let created = import(&mut cfg, PHONES, "roll").await.unwrap();
-    // The sender: a phone with an extension (an unassigned phone may not send MESSAGE).
-    let mut row = import_csv(
-        &mut cfg,
-        "name,kind,site_id,base_settings_id,lines,assignment\nSender,unmanaged,hq,desk,sender,site:9999\n",
-        1 << 20,
-    )
-    .await
-    .unwrap()
-    .remove(0);
-    let line = row.credentials.remove(0);
-    let from = (line.sip_user.as_str(), line.password.as_str());
-    // Registered too, so every phone of the site is expected OPERATIONAL.
-    let sender = sb.dual_registered(
-        &EDGES,
-        &(
-            row.phone_id.clone(),
-            line.sip_user.clone(),
-            line.password.clone(),
-        ),
-    );
-    let specs: Vec<PhoneSpec> = created
-        .iter()
-        .map(|p| sb.dual_registered(&EDGES, p))
-        .collect();
-    let everyone: Vec<PhoneSpec> = specs.iter().cloned().chain([sender]).collect();
+    let DualFleet {
+        created: _,
+        specs,
+        everyone,
+        from,
+    } = DualFleet::import(&sb, &mut cfg, &EDGES, PHONES, "roll")
+        .await
+        .unwrap();
     // Edges learn of the imported phones through their watch; give them a moment.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sim = Sim::start(
@@ -183,7 +165,7 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
 
         // Through the restarted edge: it delivers to the phones it holds itself, and hands
         // the others to their edges.
-        let answered = message_everyone(from, &specs, |_| addr).await;
+        let answered = message_everyone((&from.0, &from.1), &specs, |_| addr).await;
         assert_eq!(answered, PHONES, "through {node_id} after its restart");
     }
 

@@ -14,7 +14,7 @@ use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
 use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, ConfigClient, Node, VIEWER_TOKEN, binary,
-    fleet::{FleetWatch, hq_summary, import, import_csv, seed_site_on, wait_operational},
+    fleet::{DualFleet, FleetWatch, hq_summary, seed_site_on, wait_operational},
     sip::requests_answered,
 };
 
@@ -134,26 +134,14 @@ async fn a_rolling_upgrade_from_the_previous_release_keeps_the_fleet_operational
     )
     .await
     .unwrap();
-    let created = import(&mut cfg, PHONES, "upg").await.unwrap();
-    let mut row = import_csv(
-        &mut cfg,
-        "name,kind,site_id,base_settings_id,lines,assignment\nSender,unmanaged,hq,desk,sender,site:9999\n",
-        1 << 20,
-    )
-    .await
-    .unwrap()
-    .remove(0);
-    let line = row.credentials.remove(0);
-    let from = (line.sip_user.clone(), line.password.clone());
-    let sender = sb.dual_registered(
-        &EDGES,
-        &(row.phone_id.clone(), from.0.clone(), from.1.clone()),
-    );
-    let specs: Vec<PhoneSpec> = created
-        .iter()
-        .map(|p| sb.dual_registered(&EDGES, p))
-        .collect();
-    let everyone: Vec<PhoneSpec> = specs.iter().cloned().chain([sender]).collect();
+    let DualFleet {
+        created,
+        specs,
+        everyone,
+        from,
+    } = DualFleet::import(&sb, &mut cfg, &EDGES, PHONES, "upg")
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let sim = Sim::start(
         SimConfig {
