@@ -15,7 +15,7 @@ use dialtone_store::{Compare, Op};
 use crate::{
     ConfigCore,
     error::{ConfigError, Result, check},
-    field_mask::{Stored, Unknown, fields_of},
+    field_mask::Stored,
     peers::validate_peer,
     repo::{
         self, Users, explain_guard, must_load, must_load_at, must_load_keeping, put, put_index,
@@ -526,11 +526,8 @@ impl ConfigCore {
         kind: &'static str,
         id: &str,
     ) -> Result<i64> {
-        let unknown = match self.store.get(key).await? {
-            Some(kv) => Unknown::of(&kv.value, fields_of::<M>()),
-            // Gone: the guarded write says so.
-            None => Unknown::default(),
-        };
+        // Gone: nothing to keep, and the guarded write says so.
+        let unknown = repo::unknown_at::<M>(&self.store, key).await?;
         self.write_guarded(
             key,
             version,

@@ -47,6 +47,11 @@ fn lookup(
     })
 }
 
+/// The collector's endpoint for `signal` (the signal's own variable, else the general one).
+pub fn endpoint(signal: Signal, var: &impl Fn(&str) -> Option<String>) -> Option<String> {
+    lookup(signal, "ENDPOINT", var).map(|(_, v)| v)
+}
+
 /// The headers to send with every export: `key=value` pairs separated by commas, values
 /// percent-decoded (W3C Baggage's format, as the OpenTelemetry specification says).
 pub fn headers(
@@ -158,7 +163,7 @@ pub fn check(var: &impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
     for signal in [Signal::Traces, Signal::Metrics] {
         headers(signal, var)?;
         let files = tls_files(signal, var)?;
-        let https = lookup(signal, "ENDPOINT", var).is_some_and(|(_, v)| v.starts_with("https://"));
+        let https = endpoint(signal, var).is_some_and(|v| v.starts_with("https://"));
         if https || files.ca.is_some() || files.client.is_some() {
             client_tls(&files)?;
         }

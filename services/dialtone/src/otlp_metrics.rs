@@ -45,8 +45,7 @@ impl ExportConfig {
         if set("OTEL_METRICS_EXPORTER").is_some_and(|v| v.trim() == "none") {
             return None;
         }
-        let endpoint = set("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-            .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))?;
+        let endpoint = crate::otlp_env::endpoint(crate::otlp_env::Signal::Metrics, &var)?;
         let millis = |name: &str, default: u64| {
             set(name)
                 .and_then(|v| v.trim().parse::<u64>().ok())
@@ -54,7 +53,7 @@ impl ExportConfig {
                 .map_or(Duration::from_millis(default), Duration::from_millis)
         };
         Some(ExportConfig {
-            endpoint: endpoint.trim().to_owned(),
+            endpoint,
             interval: millis("OTEL_METRIC_EXPORT_INTERVAL", 60_000),
             timeout: millis("OTEL_METRIC_EXPORT_TIMEOUT", 30_000),
         })

@@ -86,15 +86,9 @@ fn tracer_provider(node_id: &str) -> Option<SdkTracerProvider> {
     // does not: an https:// collector is verified with OTEL_EXPORTER_OTLP_CERTIFICATE (or
     // the system's CA bundle), with a client certificate when one is named (`otlp_env`).
     let var = |v: &str| std::env::var(v).ok();
-    let endpoint = [
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-    ]
-    .iter()
-    .find_map(|v| var(v).filter(|s| !s.trim().is_empty()))
-    .unwrap_or_default();
+    let endpoint = crate::otlp_env::endpoint(crate::otlp_env::Signal::Traces, &var);
     let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-    if endpoint.trim().starts_with("https://") {
+    if endpoint.is_some_and(|e| e.starts_with("https://")) {
         let tls = crate::otlp_env::tls_files(crate::otlp_env::Signal::Traces, &var)
             .and_then(|f| crate::otlp_env::client_tls(&f));
         match tls {

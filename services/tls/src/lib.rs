@@ -85,6 +85,17 @@ pub fn server_config_with_client_ca(
     build_server_config(cert, key, alpn, Some((client_ca, ClientCerts::Optional)))
 }
 
+/// Like [`server_config_with_client_ca`], but a client without a certificate from
+/// `client_ca` fails the handshake (mutual TLS).
+pub fn server_config_requiring_client_ca(
+    cert: &Path,
+    key: &Path,
+    alpn: &[&[u8]],
+    client_ca: &Path,
+) -> Result<rustls::ServerConfig, TlsError> {
+    build_server_config(cert, key, alpn, Some((client_ca, ClientCerts::Required)))
+}
+
 fn build_server_config(
     cert: &Path,
     key: &Path,
@@ -179,17 +190,6 @@ pub fn acceptor_with_client_ca(
     )?)))
 }
 
-/// Like [`server_config_with_client_ca`], but a client without a certificate from
-/// `client_ca` fails the handshake (mutual TLS).
-pub fn server_config_requiring_client_ca(
-    cert: &Path,
-    key: &Path,
-    alpn: &[&[u8]],
-    client_ca: &Path,
-) -> Result<rustls::ServerConfig, TlsError> {
-    build_server_config(cert, key, alpn, Some((client_ca, ClientCerts::Required)))
-}
-
 /// An acceptor that requires every client to present a certificate issued by
 /// `client_ca` (mutual TLS): a client without one fails the handshake.
 pub fn acceptor_requiring_client_ca(
@@ -197,12 +197,9 @@ pub fn acceptor_requiring_client_ca(
     key: &Path,
     client_ca: &Path,
 ) -> Result<TlsAcceptor, TlsError> {
-    Ok(TlsAcceptor::from(Arc::new(build_server_config(
-        cert,
-        key,
-        &[],
-        Some((client_ca, ClientCerts::Required)),
-    )?)))
+    Ok(TlsAcceptor::from(Arc::new(
+        server_config_requiring_client_ca(cert, key, &[], client_ca)?,
+    )))
 }
 
 /// Writes a self-signed certificate for localhost and 127.0.0.1 into `dir` as

@@ -51,8 +51,9 @@ impl Reason {
     }
 }
 
-/// SIP methods counted by name; others count as "other".
-const METHODS: [&str; 13] = [
+/// SIP methods counted (and timed) by name; others count as "other", at index
+/// `METHODS.len()`.
+pub(crate) const METHODS: [&str; 13] = [
     "REGISTER",
     "OPTIONS",
     "SUBSCRIBE",
@@ -67,6 +68,14 @@ const METHODS: [&str; 13] = [
     "UPDATE",
     "PRACK",
 ];
+
+/// `method`'s index in [`METHODS`], or `METHODS.len()` for any other.
+pub(crate) fn method_index(method: &str) -> usize {
+    METHODS
+        .iter()
+        .position(|m| *m == method)
+        .unwrap_or(METHODS.len())
+}
 
 /// Responses the edge sent itself, by class (1xx-6xx): process-wide, as one process runs
 /// at most one edge. Relayed answers of phones are counted with the deliveries.
@@ -149,11 +158,7 @@ impl Stats {
     }
 
     pub fn request(&self, method: &str) {
-        let i = METHODS
-            .iter()
-            .position(|m| *m == method)
-            .unwrap_or(METHODS.len());
-        self.requests[i].fetch_add(1, Relaxed);
+        self.requests[method_index(method)].fetch_add(1, Relaxed);
     }
     pub fn malformed(&self) {
         self.malformed.fetch_add(1, Relaxed);

@@ -14,21 +14,7 @@ use std::{
 
 use dialtone_metrics::Histogram;
 
-/// The methods timed by name (others as "other"); ACK has no response to time.
-pub const TIMED: [&str; 12] = [
-    "REGISTER",
-    "INVITE",
-    "BYE",
-    "CANCEL",
-    "OPTIONS",
-    "SUBSCRIBE",
-    "NOTIFY",
-    "MESSAGE",
-    "INFO",
-    "REFER",
-    "UPDATE",
-    "PRACK",
-];
+use super::{METHODS, method_index};
 
 /// Bounds (seconds): the usual latencies, then up to a non-INVITE transaction's 32 s
 /// timeout (RFC 3261 Timer F).
@@ -36,8 +22,13 @@ pub const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 32.0,
 ];
 
-static DURATIONS: LazyLock<Vec<Histogram>> =
-    LazyLock::new(|| (0..=TIMED.len()).map(|_| Histogram::new(BUCKETS)).collect());
+/// One histogram per method of [`METHODS`] and "other" (ACK's stays empty: nothing answers
+/// an ACK, and it is not rendered).
+static DURATIONS: LazyLock<Vec<Histogram>> = LazyLock::new(|| {
+    (0..=METHODS.len())
+        .map(|_| Histogram::new(BUCKETS))
+        .collect()
+});
 
 /// One request's clock: started when it arrived, stopped by the first response that ends
 /// the wait (see the module). Clones share nothing: each path that answers holds one.
@@ -63,13 +54,9 @@ impl Clone for TxClock {
 impl TxClock {
     /// A clock for a request of `method` that arrived at `since`.
     pub fn start(method: &str, since: Instant) -> Self {
-        let i = TIMED
-            .iter()
-            .position(|m| *m == method)
-            .unwrap_or(TIMED.len());
         Self {
             since,
-            method: i as u8,
+            method: method_index(method) as u8,
             invite: method == "INVITE",
             // Nothing answers an ACK: a clock that never runs.
             stopped: AtomicBool::new(method == "ACK"),
@@ -112,7 +99,10 @@ pub fn render(node: &str, out: &mut String) {
         "From a request's arrival to the final response the edge sent for it (its own or \
          relayed), by method; for INVITE, to its first response other than 100 Trying.",
     );
-    for (i, m) in TIMED.iter().chain(["other"].iter()).enumerate() {
+    for (i, m) in METHODS.iter().chain(["other"].iter()).enumerate() {
+        if *m == "ACK" {
+            continue;
+        }
         DURATIONS[i].render(
             "dialtone_sip_transaction_duration_seconds",
             &format!("node=\"{node}\",method=\"{m}\""),
@@ -160,7 +150,7 @@ mod tests {
     #[test]
     fn a_request_is_timed_once() {
         // Process-wide histograms: this test alone uses "PRACK".
-        let prack = TIMED.iter().position(|m| *m == "PRACK").unwrap();
+        let prack = method_index("PRACK");
         let before = DURATIONS[prack].count();
         let clock = TxClock::start("PRACK", Instant::now());
         clock.sent(b"SIP/2.0 100 Trying\r\n\r\n");
@@ -174,9 +164,15 @@ mod tests {
             "dialtone_sip_transaction_duration_seconds_count{{node=\"e1\",method=\"PRACK\"}} {}",
             before + 1
         )));
-        // An ACK's clock never runs.
+        // An ACK's clock never runs, and ACK has no series.
         let ack = TxClock::start("ACK", Instant::now());
         ack.sent(b"SIP/2.0 200 OK\r\n\r\n");
-        assert_eq!(DURATIONS[TIMED.len()].count(), 0);
+        assert_eq!(DURATIONS[method_index("ACK")].count(), 0);
+        assert_eq!(
+            DURATIONS[METHODS.len()].count(),
+            0,
+            "nor is it counted as other"
+        );
+        assert!(!text.contains("method=\"ACK\""));
     }
 }
