@@ -476,6 +476,35 @@ pub struct DualFleet {
 }
 
 impl DualFleet {
+    /// Registers every phone (Expires 3600, over `sockets` sockets at `start_rate` a
+    /// second) once the edges have learnt of them, and waits up to 60 s until the status
+    /// role `st` shows all OPERATIONAL: the running simulator, or which phones were not.
+    pub async fn register(
+        &self,
+        sockets: usize,
+        start_rate: u32,
+        st: &mut StatusClient,
+    ) -> anyhow::Result<dialtone_phonesim::Sim> {
+        // Edges learn of the imported phones through their watch; give them a moment.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let sim = dialtone_phonesim::Sim::start(
+            dialtone_phonesim::SimConfig {
+                expires: 3600,
+                sockets,
+                start_rate,
+                timeout: Duration::from_secs(2),
+                ..dialtone_phonesim::SimConfig::default()
+            },
+            self.everyone.clone(),
+        )
+        .await?;
+        let n = self.everyone.len() as u32;
+        if !wait_operational(st, n, Duration::from_secs(60)).await {
+            anyhow::bail!("fleet never OPERATIONAL: {:?}", hq_summary(st).await);
+        }
+        Ok(sim)
+    }
+
     /// Imports the fleet into site `hq` (seeded with its edge group).
     pub async fn import(
         sb: &crate::ClusterSandbox,

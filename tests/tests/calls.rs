@@ -71,17 +71,27 @@ async fn answered_once(caller: &Caller, sim: &Sim, dialled: &str, edge: SocketAd
     );
 }
 
+/// `n` phones imported as `{prefix}-*`, the first at extension 201 (the caller's line) and
+/// the second at 202 (the callee).
+async fn at_201_and_202(
+    cfg: &mut dialtone_tests::ConfigClient,
+    n: usize,
+    prefix: &str,
+) -> Vec<(String, String, String)> {
+    let phones = import(cfg, n, prefix).await.unwrap();
+    for (phone, extension) in phones.iter().zip(["201", "202"]) {
+        update_phone(cfg, &phone.0, at_extension(extension))
+            .await
+            .unwrap();
+    }
+    phones
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     let (sb, mut cfg) = ClusterSandbox::two_edges(&[]).await.unwrap();
-    let phones = import(&mut cfg, 3, "ext").await.unwrap();
+    let phones = at_201_and_202(&mut cfg, 3, "ext").await;
     let (caller_line, callee, other) = (&phones[0], &phones[1], &phones[2]);
-    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
-        .await
-        .unwrap();
-    update_phone(&mut cfg, &callee.0, at_extension("202"))
-        .await
-        .unwrap();
 
     // Extensions are unique within a site: the config API says who holds one.
     let taken = update_phone(&mut cfg, &other.0, at_extension("202"))
@@ -447,14 +457,8 @@ async fn baresip_and_linphonec_call_each_other_by_extension_across_two_edges() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_calls_go_through_the_living_edge_when_one_dies() {
     let (mut sb, mut cfg) = ClusterSandbox::two_edges(&[]).await.unwrap();
-    let phones = import(&mut cfg, 2, "die").await.unwrap();
+    let phones = at_201_and_202(&mut cfg, 2, "die").await;
     let (caller_line, callee) = (&phones[0], &phones[1]);
-    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
-        .await
-        .unwrap();
-    update_phone(&mut cfg, &callee.0, at_extension("202"))
-        .await
-        .unwrap();
     let spec = sb.dual_registered(&[1, 2], callee);
     let index = |addr: SocketAddr| if addr == sb.udp(1) { 1 } else { 2 };
     let primary = index(spec.registrars[0]);
@@ -528,14 +532,8 @@ async fn edges_behind_a_load_balancer_route_calls_by_their_external_address() {
     )
     .await
     .unwrap();
-    let phones = import(&mut cfg, 2, "lb").await.unwrap();
+    let phones = at_201_and_202(&mut cfg, 2, "lb").await;
     let (caller_line, callee) = (&phones[0], &phones[1]);
-    update_phone(&mut cfg, &caller_line.0, at_extension("201"))
-        .await
-        .unwrap();
-    update_phone(&mut cfg, &callee.0, at_extension("202"))
-        .await
-        .unwrap();
     let spec = sb.dual_registered(&[1, 2], callee);
     let sim = one_phone(&spec).await;
     let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();

@@ -131,6 +131,29 @@ async fn grpc_over_mutual_tls_with_dialtonectl() {
     }
 }
 
+/// A TLS client trusting only `ca`, presenting `client` if given.
+fn client_config(
+    ca: &std::path::Path,
+    client: Option<&(std::path::PathBuf, std::path::PathBuf)>,
+) -> anyhow::Result<rustls::ClientConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca)? {
+        roots.add(c?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots);
+    Ok(match client {
+        Some((c, k)) => builder.with_client_auth_cert(
+            CertificateDer::pem_file_iter(c)?.collect::<Result<_, _>>()?,
+            PrivateKeyDer::from_pem_file(k)?,
+        )?,
+        None => builder.with_no_client_auth(),
+    })
+}
+
 /// The status of `GET path` over TLS to `addr`, trusting `ca`, presenting `client` if
 /// given; an error when the handshake or the exchange fails.
 async fn https_get(
@@ -140,25 +163,11 @@ async fn https_get(
     path: &str,
     token: &str,
 ) -> anyhow::Result<u16> {
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, pem::PemObject};
+    use rustls::pki_types::ServerName;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca)? {
-        roots.add(c?)?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
-    let config = match client {
-        Some((c, k)) => builder.with_client_auth_cert(
-            CertificateDer::pem_file_iter(c)?.collect::<Result<_, _>>()?,
-            PrivateKeyDer::from_pem_file(k)?,
-        )?,
-        None => builder.with_no_client_auth(),
-    };
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector =
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config(ca, client)?));
     let mut tls = connector
         .connect(ServerName::try_from("localhost")?.to_owned(), tcp)
         .await?;
@@ -197,18 +206,9 @@ fn plaintext_grpc_on_a_non_loopback_address_refuses_to_start() {
 
 /// Whether a TLS handshake with `addr` succeeds trusting only `ca` (as `localhost`).
 async fn handshake(addr: std::net::SocketAddr, ca: &std::path::Path) -> anyhow::Result<()> {
-    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca)? {
-        roots.add(c?)?;
-    }
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    use rustls::pki_types::ServerName;
     let tcp = tokio::net::TcpStream::connect(addr).await?;
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client_config(ca, None)?));
     tokio::time::timeout(
         std::time::Duration::from_secs(5),
         connector.connect(ServerName::try_from("localhost")?.to_owned(), tcp),

@@ -9,11 +9,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_phonesim::PhoneSpec;
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{DualFleet, FleetWatch, hq_summary, seed_site_on, wait_operational},
+    fleet::{DualFleet, FleetWatch, seed_site_on},
     sip::requests_answered,
 };
 
@@ -61,34 +61,20 @@ async fn a_rolling_restart_of_every_edge_keeps_every_phone_reachable() {
     )
     .await
     .unwrap();
+    let fleet = DualFleet::import(&sb, &mut cfg, &EDGES, PHONES, "roll")
+        .await
+        .unwrap();
+    let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
+    let sim = fleet
+        .register(4, 500, &mut st)
+        .await
+        .expect("the fleet registered");
     let DualFleet {
-        created: _,
         specs,
         everyone,
         from,
-    } = DualFleet::import(&sb, &mut cfg, &EDGES, PHONES, "roll")
-        .await
-        .unwrap();
-    // Edges learn of the imported phones through their watch; give them a moment.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let sim = Sim::start(
-        SimConfig {
-            expires: 3600,
-            sockets: 4,
-            start_rate: 500,
-            timeout: Duration::from_secs(2),
-            ..SimConfig::default()
-        },
-        everyone.clone(),
-    )
-    .await
-    .unwrap();
-    let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
-    assert!(
-        wait_operational(&mut st, PHONES as u32 + 1, Duration::from_secs(60)).await,
-        "fleet never OPERATIONAL: {:?}",
-        hq_summary(&mut st).await
-    );
+        ..
+    } = fleet;
 
     // Watch the fleet all along: the most phones ever OFFLINE, and the fewest OPERATIONAL.
     let watch = FleetWatch::start(sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap());

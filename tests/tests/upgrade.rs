@@ -10,7 +10,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use dialtone_phonesim::{PhoneSpec, Sim, SimConfig};
+use dialtone_phonesim::PhoneSpec;
 use dialtone_proto::{config::v1 as pb, provisioning::v1 as ppb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, ConfigClient, Node, VIEWER_TOKEN, binary,
@@ -134,33 +134,20 @@ async fn a_rolling_upgrade_from_the_previous_release_keeps_the_fleet_operational
     )
     .await
     .unwrap();
+    let fleet = DualFleet::import(&sb, &mut cfg, &EDGES, PHONES, "upg")
+        .await
+        .unwrap();
+    let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
+    let sim = fleet
+        .register(2, 300, &mut st)
+        .await
+        .expect("the fleet registered on the previous release");
     let DualFleet {
         created,
         specs,
-        everyone,
         from,
-    } = DualFleet::import(&sb, &mut cfg, &EDGES, PHONES, "upg")
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let sim = Sim::start(
-        SimConfig {
-            expires: 3600,
-            sockets: 2,
-            start_rate: 300,
-            timeout: Duration::from_secs(2),
-            ..SimConfig::default()
-        },
-        everyone.clone(),
-    )
-    .await
-    .unwrap();
-    let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await.unwrap();
-    assert!(
-        wait_operational(&mut st, PHONES as u32 + 1, Duration::from_secs(60)).await,
-        "fleet never OPERATIONAL on the previous release: {:?}",
-        hq_summary(&mut st).await
-    );
+        ..
+    } = fleet;
     write_site(&mut cfg, 0).await;
 
     // The fleet watched all along (through the status node, except while it restarts).
