@@ -36,15 +36,6 @@ pub fn message_fields(full_name: &str) -> &'static [(String, u32)] {
 
 pub mod wire;
 
-/// Every top-level field name of `full_name`: the update mask of a whole-object update that
-/// replaces what this build knows, and leaves a newer release's fields as they are.
-pub fn all_fields(full_name: &str) -> Vec<String> {
-    message_fields(full_name)
-        .iter()
-        .map(|(n, _)| n.clone())
-        .collect()
-}
-
 /// `dialtone.config.v1`: sites, edge groups, base settings, phones.
 pub mod config {
     pub mod v1 {

@@ -1528,12 +1528,12 @@ async fn updates_change_only_what_their_mask_names() {
     let mut value = store.get(&key).await.unwrap().unwrap().value;
     value.extend_from_slice(&newer);
     store.put(&key, value, None).await.unwrap();
-    // Whole-object writes of this node (all its fields, as dialtonectl sends) keep it.
+    // A whole-object write of this node (every field it knows) keeps it.
     let mut hq = get(&mut c).await;
     hq.name = "Renamed".into();
     c.update_site(pb::UpdateSiteRequest {
         site: Some(hq),
-        update_mask: dialtone_proto::all_fields("dialtone.config.v1.Site"),
+        update_mask: vec!["*".into()],
     })
     .await
     .unwrap();

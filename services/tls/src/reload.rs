@@ -121,11 +121,6 @@ impl CertFiles {
         }
     }
 
-    /// The certificate file.
-    pub fn cert_path(&self) -> &Path {
-        &self.cert
-    }
-
     /// When the certificate served now expires (notAfter), Unix seconds.
     pub fn expiry(&self) -> Option<i64> {
         self.read().expiry
