@@ -216,6 +216,23 @@ fn same_binding(b: &Binding, c: &ContactRequest) -> bool {
     }
 }
 
+/// Whether new contact `c` of `req` takes the place of binding `b`: the same registration
+/// (same Call-ID, an older CSeq, neither under RFC 5626's instance) that came over a
+/// connection from another address. A phone over TCP or TLS whose connection broke
+/// reconnects from a new port, and its Contact names that port: the old contact is
+/// reached through a connection that is gone, so keeping it would only count against the
+/// line's contacts until it expired (three reconnects within an hour, and the phone was
+/// refused).
+fn moved_connection(b: &Binding, c: &ContactRequest, req: &Register) -> bool {
+    c.instance.is_none()
+        && b.instance.is_none()
+        && b.uri != c.uri
+        && b.call_id == req.call_id
+        && b.cseq < req.cseq
+        && b.source.transport.is_stream()
+        && b.source != req.source
+}
+
 /// The expiry contact `c` of `req` asks for: its own, else the request's, else the line's
 /// default.
 fn asked(c: &ContactRequest, req: &Register, policy: &Policy) -> u32 {
@@ -353,11 +370,14 @@ pub fn register(current: &[Binding], req: &Register, policy: &Policy, now: u64) 
                     });
                 }
                 let granted = asked.min(policy.max_expires);
-                let found = next.iter().position(|b| same_binding(b, c));
+                let mut found = next.iter().position(|b| same_binding(b, c));
                 if let Some(i) = found
                     && not_newer(&next[i], req)
                 {
                     return Outcome::Refused(Refusal::OutOfOrder);
+                }
+                if found.is_none() && granted > 0 {
+                    found = next.iter().position(|b| moved_connection(b, c, req));
                 }
                 match (found, granted) {
                     (Some(i), 0) => {
@@ -760,6 +780,89 @@ mod tests {
             10,
         ));
         assert_eq!((b.len(), b[0].call_id.as_str()), (1, "other"));
+    }
+
+    #[test]
+    fn a_phone_reconnecting_over_a_stream_replaces_its_old_contact() {
+        // (first source, second source, same Call-ID, instance, bindings after)
+        let cases = [
+            // TCP reconnect from a new port, same registration: replaced.
+            ("tcp:192.0.2.1:40001", "tcp:192.0.2.1:40002", true, None, 1),
+            ("tls:192.0.2.1:40001", "tls:192.0.2.1:40002", true, None, 1),
+            ("tcp:192.0.2.1:40001", "tls:192.0.2.1:40002", true, None, 1),
+            // Another registration (another Call-ID) of the line: a second contact.
+            ("tcp:192.0.2.1:40001", "tcp:192.0.2.1:40002", false, None, 2),
+            // Over UDP the old contact may still be reached: a second contact.
+            ("udp:192.0.2.1:40001", "udp:192.0.2.1:40002", true, None, 2),
+            // The same connection naming a second contact: a second contact.
+            ("tcp:192.0.2.1:40001", "tcp:192.0.2.1:40001", true, None, 2),
+            // RFC 5626 flows are keyed by instance and reg-id instead.
+            (
+                "tcp:192.0.2.1:40001",
+                "tcp:192.0.2.1:40002",
+                true,
+                Some("\"<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>\""),
+                1,
+            ),
+        ];
+        for (first, second, same_call, instance, want) in cases {
+            let contact = |uri| ContactRequest {
+                uri,
+                expires: Some(600),
+                instance,
+                reg_id: instance.map(|_| 1),
+                q: None,
+            };
+            let mut r1 = req(
+                "c1",
+                1,
+                None,
+                Contacts::List(vec![contact("sip:a@h:40001")]),
+            );
+            r1.source = first.parse().unwrap();
+            let (b, _) = ok(register(&[], &r1, &POLICY, 0));
+            let call = if same_call { "c1" } else { "c2" };
+            let mut r2 = req(
+                call,
+                2,
+                None,
+                Contacts::List(vec![contact("sip:a@h:40002")]),
+            );
+            r2.source = second.parse().unwrap();
+            let (b, changed) = ok(register(&b, &r2, &POLICY, 1));
+            assert_eq!(
+                b.len(),
+                want,
+                "{first} then {second}, same call {same_call}"
+            );
+            assert!(changed);
+            assert!(
+                b.iter()
+                    .any(|b| b.uri == "sip:a@h:40002" && b.source == r2.source)
+            );
+            // Applied in place, the same.
+            let mut in_place = ok(register(&[], &r1, &POLICY, 0)).0;
+            apply(&mut in_place, &r2, &POLICY, 1).unwrap();
+            assert_eq!(in_place, b);
+        }
+        // An older CSeq does not move it (a delayed REGISTER of the old connection).
+        let mut r1 = req(
+            "c1",
+            5,
+            None,
+            Contacts::List(vec![contact("sip:a@h:40001", Some(600))]),
+        );
+        r1.source = "tcp:192.0.2.1:40001".parse().unwrap();
+        let (b, _) = ok(register(&[], &r1, &POLICY, 0));
+        let mut r2 = req(
+            "c1",
+            4,
+            None,
+            Contacts::List(vec![contact("sip:a@h:40002", Some(600))]),
+        );
+        r2.source = "tcp:192.0.2.1:40002".parse().unwrap();
+        let (b, _) = ok(register(&b, &r2, &POLICY, 1));
+        assert_eq!(b.len(), 2);
     }
 
     #[test]

@@ -55,6 +55,11 @@ impl Transport {
         self as usize
     }
 
+    /// Whether the transport runs over a connection (TCP, TLS, WS, WSS).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
     /// Whether a flow of this transport only lives as long as its connection, so the
     /// edge cannot reach the phone once it closes (browsers cannot accept connections).
     pub fn connection_bound(self) -> bool {
