@@ -3,13 +3,21 @@
 //! cannot just be dropped when the peer does not read: as Kamailio does past
 //! `tcp_conn_wq_max`, the connection is closed instead (its phone reconnects and
 //! registers again), and the edge's memory stays flat whatever the peer does.
+//!
+//! A queue costs a connection about 150 bytes while empty (a lock, a list that holds no
+//! room when empty and two wake-ups): it lives as long as the connection, so a fleet of
+//! idle phones over TCP pays it once per phone.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
-use tokio::sync::mpsc;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
 
 /// Bytes queued for one connection before it is closed.
 pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
@@ -17,79 +25,158 @@ pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
 /// Messages queued for one connection (the byte bound usually comes first).
 const MAX_QUEUED_MESSAGES: usize = 1024;
 
+/// What the senders and the writer share.
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the writer (a message queued, or the queue closing).
+    to_writer: Notify,
+    /// Wakes those waiting for the writer to stop.
+    writer_stopped: Notify,
+    /// Senders alive: when the last goes, the queue closes after what it holds.
+    senders: AtomicUsize,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    messages: VecDeque<Vec<u8>>,
+    bytes: usize,
+    /// The writer stops once the queue is empty.
+    closing: bool,
+    /// The writer has stopped.
+    stopped: bool,
+}
+
 /// The sending side: cloned into the flow table and every replier of the connection.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct QueueTx {
-    tx: mpsc::Sender<Vec<u8>>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 /// The writer's side.
 #[derive(Debug)]
 pub struct QueueRx {
-    rx: mpsc::Receiver<Vec<u8>>,
-    queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 }
 
 /// A new queue.
 pub fn queue() -> (QueueTx, QueueRx) {
-    let (tx, rx) = mpsc::channel(MAX_QUEUED_MESSAGES);
-    let queued = Arc::new(AtomicUsize::new(0));
+    let shared = Arc::new(Shared {
+        senders: AtomicUsize::new(1),
+        ..Shared::default()
+    });
     (
         QueueTx {
-            tx,
-            queued: queued.clone(),
+            shared: shared.clone(),
         },
-        QueueRx { rx, queued },
+        QueueRx { shared },
     )
+}
+
+impl Clone for QueueTx {
+    fn clone(&self) -> Self {
+        self.shared.senders.fetch_add(1, Ordering::Relaxed);
+        QueueTx {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for QueueTx {
+    fn drop(&mut self) {
+        if self.shared.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.close();
+        }
+    }
 }
 
 impl QueueTx {
     /// Queues `bytes` for the writer; false when the connection is closed or closing (a
-    /// full queue closes it: the writer stops at the empty message that says so).
+    /// full queue closes it: the writer stops once it has written what the queue held).
     pub fn send(&self, bytes: Vec<u8>) -> bool {
-        let len = bytes.len();
-        if len == 0 {
+        if bytes.is_empty() {
             return true;
         }
-        let before = self.queued.fetch_add(len, Ordering::Relaxed);
-        if before + len <= MAX_QUEUED_BYTES && self.tx.try_send(bytes).is_ok() {
-            return true;
+        let mut st = self.shared.state.lock();
+        if st.closing || st.stopped {
+            return false;
         }
-        self.queued.fetch_sub(len, Ordering::Relaxed);
-        self.close();
-        false
+        if st.bytes + bytes.len() > MAX_QUEUED_BYTES || st.messages.len() >= MAX_QUEUED_MESSAGES {
+            st.closing = true;
+            drop(st);
+            self.shared.to_writer.notify_one();
+            return false;
+        }
+        st.bytes += bytes.len();
+        st.messages.push_back(bytes);
+        drop(st);
+        self.shared.to_writer.notify_one();
+        true
     }
 
-    /// Asks the writer to stop (and so the connection to close).
+    /// Asks the writer to stop (and so the connection to close) once it has written what
+    /// is queued.
     pub fn close(&self) {
-        // When even this does not fit, the writer is far behind and sees the full queue's
-        // bytes refused anyway: the reader stops on the next send that fails.
-        let _ = self.tx.try_send(Vec::new());
+        self.shared.state.lock().closing = true;
+        self.shared.to_writer.notify_one();
     }
 
     /// Resolves when the writer has stopped.
     pub async fn closed(&self) {
-        self.tx.closed().await;
+        loop {
+            let stopped = self.shared.writer_stopped.notified();
+            tokio::pin!(stopped);
+            stopped.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            stopped.await;
+        }
     }
 
     /// Whether the writer has stopped.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.state.lock().stopped
     }
 
     /// Whether `other` queues for the same connection.
     pub fn same_queue(&self, other: &QueueTx) -> bool {
-        self.tx.same_channel(&other.tx)
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 }
 
 impl QueueRx {
     /// The next message to write; None once the connection is to close.
     pub async fn next(&mut self) -> Option<Vec<u8>> {
-        let bytes = self.rx.recv().await.filter(|b| !b.is_empty())?;
-        self.queued.fetch_sub(bytes.len(), Ordering::Relaxed);
-        Some(bytes)
+        loop {
+            {
+                let mut st = self.shared.state.lock();
+                if let Some(b) = st.messages.pop_front() {
+                    st.bytes -= b.len();
+                    if st.messages.is_empty() && st.messages.capacity() > 4 {
+                        // A burst went through: an idle connection holds no room.
+                        st.messages = VecDeque::new();
+                    }
+                    return Some(b);
+                }
+                if st.closing {
+                    return None;
+                }
+            }
+            // A send between the look above and this wait leaves its wake-up stored.
+            self.shared.to_writer.notified().await;
+        }
+    }
+}
+
+impl Drop for QueueRx {
+    fn drop(&mut self) {
+        let mut st = self.shared.state.lock();
+        st.stopped = true;
+        st.messages = VecDeque::new();
+        st.bytes = 0;
+        drop(st);
+        self.shared.writer_stopped.notify_waiters();
     }
 }
 

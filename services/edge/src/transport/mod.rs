@@ -122,7 +122,10 @@ where
                 match tls {
                     None => serve(Box::new(tcp), addr, plain, None, handler, fd).await,
                     Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                        // Boxed: the handshake's state is freed once it is done, instead
+                        // of sizing every connection's task (TCP ones too) to hold it.
+                        let handshake = Box::pin(acceptor.accept(tcp));
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
                             Ok(Ok(s)) => {
                                 // A client certificate (verified against --sip-tls-client-ca)
                                 // names who this connection is, for the trust boundary.

@@ -1,16 +1,19 @@
 //! SIP over TCP and TLS: one task per connection reads bytes, frames them by Content-Length
 //! ([`dialtone_sip::stream::Framer`], which looks at each byte once), answers keep-alive
 //! pings, and hands each message to the handler; a writer task sends what the handler and
-//! the phone actors queue (bounded, each write timed).
+//! the phone actors queue (bounded, each write timed). An idle connection holds no read
+//! buffer: bytes are read through one buffer per runtime thread.
 
 use std::{
+    cell::RefCell,
     net::SocketAddr,
     os::fd::RawFd,
     sync::{Arc, atomic::Ordering},
+    task::Poll,
 };
 
 use dialtone_sip::stream::{Frame, Framer, PONG};
-use tokio::{io::AsyncReadExt, net::TcpListener, sync::watch, task::JoinHandle};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, warn};
 
@@ -113,15 +116,13 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
     let mut framer = Framer::default();
     let opened = tokio::time::Instant::now();
     'read: loop {
-        // Read straight into the buffer: no per-connection read chunk besides it.
-        buf.reserve(4096);
         let Some(timeout) = read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
         else {
             debug!(peer = %addr, "closing stream: never authenticated");
             break;
         };
         let n = tokio::select! {
-            r = tokio::time::timeout(timeout, rd.read_buf(&mut buf)) => match r {
+            r = tokio::time::timeout(timeout, read_some(&mut rd, &mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(n)) => n,
             },
@@ -148,10 +149,11 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
                 }
             }
         }
-        buf.drain(..start);
-        if buf.is_empty() && buf.capacity() > 64 * 1024 {
-            // A large message went through: give its room back.
+        if start == buf.len() {
+            // Every byte read was used: an idle connection holds no buffer.
             buf = Vec::new();
+        } else {
+            buf.drain(..start);
         }
     }
     flows.close(transport, addr, &tx);
@@ -159,6 +161,35 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
     drop(tx);
     let _ = writer.await;
     handler.flow_closed(transport, addr);
+}
+
+thread_local! {
+    /// Where a runtime thread reads a connection's bytes: one buffer per thread instead of
+    /// one per connection (most of which are idle phones), as large as a TLS record.
+    static SCRATCH: RefCell<Box<[u8]>> = RefCell::new(vec![0; 16 * 1024].into_boxed_slice());
+}
+
+/// Reads what `rd` has (at least a byte, or 0 at its end) and appends it to `buf`,
+/// through the thread's [`SCRATCH`]: a connection keeps only the bytes of a message not
+/// yet whole.
+async fn read_some<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        SCRATCH.with_borrow_mut(|scratch| {
+            let mut chunk = tokio::io::ReadBuf::new(scratch);
+            match std::pin::Pin::new(&mut *rd).poll_read(cx, &mut chunk) {
+                Poll::Ready(Ok(())) => {
+                    buf.extend_from_slice(chunk.filled());
+                    Poll::Ready(Ok(chunk.filled().len()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    })
+    .await
 }
 
 /// Connections from the edge to carriers' TCP and TLS trunk targets (the
