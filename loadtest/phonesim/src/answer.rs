@@ -161,7 +161,7 @@ impl Inner {
             *p.registrars[r].lock() = *new;
             *p.regs[r].lock() = Registration::new(r);
             p.until_ms[r].store(0, Relaxed);
-            p.wake[r].notify_one();
+            p.wake_now(r);
             self.stats.moved.fetch_add(1, Relaxed);
         }
     }
@@ -173,7 +173,7 @@ impl Inner {
         for r in 0..p.regs.len() {
             *p.regs[r].lock() = Registration::new(r);
             p.until_ms[r].store(0, Relaxed);
-            p.wake[r].notify_one();
+            p.wake_now(r);
         }
         self.stats.rebooted.fetch_add(1, Relaxed);
     }

@@ -90,8 +90,14 @@ pub struct SimConfig {
     pub provisioning: Option<managed::ProvisioningSource>,
     /// The audio devices softphones list at start.
     pub devices: Devices,
-    /// UDP (shared sockets) or TCP (a connection per phone and registrar).
+    /// UDP (shared sockets), TCP or TLS (a connection per phone and registrar).
     pub transport: SimTransport,
+    /// TLS fleets: the client configuration (the registrars' certificates are checked for
+    /// their IP address).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// After a lost connection, a phone registers again after a random wait up to this
+    /// long (RFC 5626's flow recovery, spread as real phones' backoff spreads it).
+    pub reconnect_spread: Duration,
 }
 
 /// Where a phone's answers go, owned so that one can be sent later (a delayed answer).
@@ -125,6 +131,8 @@ pub enum SimTransport {
     /// One TCP connection per phone and registrar, kept open (its flow), re-opened after a
     /// loss; requests delivered to the phone come back over it.
     Tcp,
+    /// As TCP, under TLS.
+    Tls,
 }
 
 impl SimTransport {
@@ -133,6 +141,7 @@ impl SimTransport {
         match self {
             SimTransport::Udp => "UDP",
             SimTransport::Tcp => "TCP",
+            SimTransport::Tls => "TLS",
         }
     }
 }
@@ -150,6 +159,8 @@ impl Default for SimConfig {
             provisioning: None,
             devices: Devices::default(),
             transport: SimTransport::Udp,
+            tls: None,
+            reconnect_spread: Duration::from_secs(1),
         }
     }
 }
@@ -168,8 +179,11 @@ struct Phone {
     /// Per registrar: milliseconds (since start) until which the registration holds.
     until_ms: Vec<AtomicU64>,
     regs: Vec<Mutex<Registration>>,
-    /// Per registrar: wakes the refresh loop early (after a reboot).
+    /// Per registrar: wakes the refresh loop early (after a reboot or a lost connection).
     wake: Vec<Notify>,
+    /// Per registrar: wakes asked for so far, so that a wake asked for before the last
+    /// registration started is not taken as a new one.
+    wakes: Vec<AtomicU64>,
     /// A softphone's audio state.
     audio: Option<Mutex<AudioState>>,
     /// A managed phone's document ETag.
@@ -181,6 +195,12 @@ struct Phone {
 }
 
 impl Phone {
+    /// Wakes registration `which`'s refresh loop now.
+    fn wake_now(&self, which: usize) {
+        self.wakes[which].fetch_add(1, Relaxed);
+        self.wake[which].notify_one();
+    }
+
     /// Where registration `which` goes now.
     fn registrar(&self, which: usize) -> SocketAddr {
         *self.registrars[which].lock()
@@ -210,11 +230,42 @@ struct Inner {
     stopping: AtomicBool,
     /// The registration tasks, aborted at stop.
     children: Mutex<Vec<JoinHandle<()>>>,
-    /// The TCP connections' writer and reader tasks, closed at stop once the last
-    /// de-registration was answered over them.
-    connections: Mutex<Vec<JoinHandle<()>>>,
     /// INVITEs ringing until cancelled, by Via branch: the request and our To tag.
     ringing: Mutex<HashMap<String, (Message, String)>>,
+}
+
+/// The fleet's counters at one moment, or their growth since one ([`Sim::since`]).
+#[derive(Debug, Clone)]
+pub struct Mark {
+    /// Registrations completed.
+    pub registered: u64,
+    /// Failures by kind: timeout, forbidden, rejected, io.
+    pub failed: [u64; 4],
+    /// Latency histogram counts ([`Histogram::quantile_ms`]).
+    pub latency: Vec<u64>,
+    /// When the mark was taken.
+    pub at: Instant,
+}
+
+impl Mark {
+    /// One report line: registrations, p50/p90/p99/max and failures.
+    pub fn line(&self) -> String {
+        let q =
+            |x| Histogram::quantile_ms(&self.latency, x).map_or("-".into(), |v| format!("{v:.1}"));
+        format!(
+            "registrations {} p50 {} ms p90 {} ms p99 {} ms max {} ms; failures: timeout {}, forbidden {}, rejected {}, io {}; {:.1} s",
+            self.registered,
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0),
+            self.failed[0],
+            self.failed[1],
+            self.failed[2],
+            self.failed[3],
+            self.at.elapsed().as_secs_f64()
+        )
+    }
 }
 
 /// A running fleet.
@@ -278,7 +329,7 @@ impl Inner {
     ) -> Result<u32, Failure> {
         let registrar = p.registrar(which);
         let link = match self.cfg.transport {
-            SimTransport::Tcp => Some(self.tcp_link(p, which).await?),
+            SimTransport::Tcp | SimTransport::Tls => Some(self.tcp_link(p, which).await?),
             SimTransport::Udp => None,
         };
         let local = link
@@ -350,9 +401,13 @@ impl Inner {
                 }
                 403 => {
                     p.regs[which].lock().challenge = None;
+                    first_answer(&resp);
                     return Err(Failure::Forbidden);
                 }
-                _ => return Err(Failure::Rejected),
+                _ => {
+                    first_answer(&resp);
+                    return Err(Failure::Rejected);
+                }
             }
         }
         Err(Failure::Rejected)
@@ -364,6 +419,7 @@ impl Inner {
         let mut backoff = Duration::from_millis(500);
         while !self.stopping.load(Relaxed) {
             let t0 = Instant::now();
+            let wakes = p.wakes[which].load(Relaxed);
             match self.register(p, which, self.cfg.expires).await {
                 Ok(granted) => {
                     self.stats.latency.record(t0.elapsed());
@@ -373,9 +429,16 @@ impl Inner {
                     // Refresh at half the expiry, spread by ±10 % so refreshes do not bunch.
                     let half = f64::from(granted.max(2)) / 2.0;
                     let jitter = 0.9 + rand::random::<f64>() * 0.2;
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs_f64(half * jitter)) => {}
-                        _ = p.wake[which].notified() => {}
+                    let refresh = tokio::time::sleep(Duration::from_secs_f64(half * jitter));
+                    tokio::pin!(refresh);
+                    loop {
+                        tokio::select! {
+                            _ = &mut refresh => break,
+                            // A wake asked for before this registration started is stale.
+                            _ = p.wake[which].notified() => if p.wakes[which].load(Relaxed) != wakes {
+                                break;
+                            },
+                        }
                     }
                 }
                 Err(f) => {
@@ -390,6 +453,22 @@ impl Inner {
         }
     }
 
+    /// Registration `which` of phone `phone` lost its connection: it is gone as far as the
+    /// phone knows, and the phone registers again over a new one after a random wait
+    /// within [`SimConfig::reconnect_spread`].
+    pub(crate) fn flow_lost(self: &Arc<Self>, phone: usize, which: usize) {
+        if self.stopping.load(Relaxed) {
+            return;
+        }
+        self.phones[phone].until_ms[which].store(0, Relaxed);
+        let wait = self.cfg.reconnect_spread.mul_f64(rand::random::<f64>());
+        let me = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            me.phones[phone].wake_now(which);
+        });
+    }
+
     /// Reads one socket: responses go to their transactions, requests get answered.
     async fn receive(self: Arc<Self>, socket: usize) {
         let sock = self.sockets[socket].clone();
@@ -402,6 +481,19 @@ impl Inner {
             let send = Reply::Udp(sock.clone(), from);
             self.on_message(m, from, &self.pending[socket], &send);
         }
+    }
+}
+
+/// Prints the first refusal of each status code (the counters count them all).
+fn first_answer(resp: &Message) {
+    static SAID: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let StartLine::Response { code, reason, .. } = &resp.start else {
+        return;
+    };
+    let mut said = SAID.lock();
+    if !said.contains(code) {
+        said.push(*code);
+        eprintln!("a REGISTER was answered {code} {reason} (said once per code)");
     }
 }
 
@@ -439,6 +531,7 @@ impl Sim {
                     .map(|r| Mutex::new(Registration::new(r)))
                     .collect(),
                 wake: spec.registrars.iter().map(|_| Notify::new()).collect(),
+                wakes: spec.registrars.iter().map(|_| AtomicU64::new(0)).collect(),
                 audio: spec
                     .managed
                     .as_ref()
@@ -465,7 +558,6 @@ impl Sim {
             started: Instant::now(),
             stopping: AtomicBool::new(false),
             children: Mutex::default(),
-            connections: Mutex::default(),
             ringing: Mutex::default(),
         });
         let mut tasks: Vec<JoinHandle<()>> = (0..n_sockets)
@@ -557,6 +649,50 @@ impl Sim {
         Some(a.incoming())
     }
 
+    /// Drops every open connection at once, as a network blip or a load balancer losing
+    /// its flows would; each phone registers again after a random wait within
+    /// [`SimConfig::reconnect_spread`]. Returns how many were dropped.
+    pub async fn drop_connections(&self) -> usize {
+        let mut dropped = 0;
+        for (i, p) in self.inner.phones.iter().enumerate() {
+            for (which, slot) in p.tcp.iter().enumerate() {
+                if let Some(link) = slot.lock().await.take() {
+                    link.drop_connection();
+                    self.inner.flow_lost(i, which);
+                    dropped += 1;
+                }
+            }
+        }
+        dropped
+    }
+
+    /// The counters now, to measure a wave against ([`Sim::since`]).
+    pub fn mark(&self) -> Mark {
+        let s = &self.inner.stats;
+        Mark {
+            registered: s.registered.load(Relaxed),
+            failed: s.failed.each_ref().map(|f| f.load(Relaxed)),
+            latency: s.latency.snapshot(),
+            at: Instant::now(),
+        }
+    }
+
+    /// What happened since `mark`: registrations, their latency quantiles and failures.
+    pub fn since(&self, mark: &Mark) -> Mark {
+        let now = self.mark();
+        Mark {
+            registered: now.registered - mark.registered,
+            failed: std::array::from_fn(|i| now.failed[i] - mark.failed[i]),
+            latency: now
+                .latency
+                .iter()
+                .zip(&mark.latency)
+                .map(|(a, b)| a - b)
+                .collect(),
+            at: mark.at,
+        }
+    }
+
     /// Whether phone `index` holds a live registration with registrar `which`.
     pub fn is_registered(&self, index: usize, which: usize) -> bool {
         let p = &self.inner.phones[index];
@@ -594,8 +730,12 @@ impl Sim {
                 let _ = j.await;
             }
         }
-        for t in self.inner.connections.lock().drain(..) {
-            t.abort();
+        for p in &self.inner.phones {
+            for slot in &p.tcp {
+                if let Some(link) = slot.lock().await.take() {
+                    link.drop_connection();
+                }
+            }
         }
         for t in &self.tasks {
             t.abort();

@@ -92,10 +92,28 @@ enum Cmd {
         /// UDP sockets shared by the phones.
         #[arg(long, default_value_t = 16)]
         sockets: usize,
-        /// `udp` (shared sockets) or `tcp` (a connection per phone and registrar; mind the
-        /// open-files limit: two per phone).
-        #[arg(long, default_value = "udp", value_parser = ["udp", "tcp"])]
+        /// `udp` (shared sockets), `tcp` or `tls` (a connection per phone and registrar;
+        /// mind the open-files limit: two per phone).
+        #[arg(long, default_value = "udp", value_parser = ["udp", "tcp", "tls"])]
         transport: String,
+        /// PEM certificate(s) to trust for the edges' SIP over TLS (checked for the edge's
+        /// IP address); `--transport tls` needs it.
+        #[arg(long)]
+        sip_ca: Option<PathBuf>,
+        /// Local address the phones' sockets bind (several simulators on 127.0.0.x
+        /// spread their connections over more source addresses).
+        #[arg(long, default_value = "127.0.0.1")]
+        bind_ip: std::net::IpAddr,
+        /// After a lost TCP/TLS connection, a phone registers again after a random wait up
+        /// to this many milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        reconnect_spread_ms: u64,
+        /// Reconnect waves, driven from stdin: once every phone is registered, print
+        /// `ready`; then each `wave` line drops every connection at once and prints the
+        /// wave's registrations, latency and failures once every phone is registered
+        /// again (or after --duration seconds); `stop` or the end of stdin stops.
+        #[arg(long)]
+        waves: bool,
         /// Final answer to INVITEs (after 180 when 2xx).
         #[arg(long, default_value_t = 200)]
         invite_answer: u16,
@@ -298,6 +316,60 @@ async fn load(path: &PathBuf) -> anyhow::Result<Vec<PhoneSpec>> {
     Ok(phones)
 }
 
+/// Waits (up to `within`) until every phone holds every registration; whether it did.
+async fn all_registered(sim: &Sim, within: Duration) -> bool {
+    let until = std::time::Instant::now() + within;
+    loop {
+        let s = sim.sample();
+        if s.full as usize == sim.len() {
+            return true;
+        }
+        if std::time::Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `run --waves`: the first registration of the fleet, then one reconnect wave per `wave`
+/// line on stdin, each reported on one line.
+async fn run_waves(sim: &Sim, within: Duration) -> anyhow::Result<()> {
+    let start = sim.mark();
+    let done = all_registered(sim, within).await;
+    println!("ready: all-registered {done}; {}", sim.since(&start).line());
+    // Stdin is read on a thread of its own (blocking reads), a line at a time.
+    let (tx, mut lines) = tokio::sync::mpsc::channel::<String>(4);
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.blocking_send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut n = 0;
+    while let Some(line) = lines.recv().await {
+        match line.trim() {
+            "wave" => {
+                n += 1;
+                let mark = sim.mark();
+                let dropped = sim.drop_connections().await;
+                // Give the phones' flow-loss handlers time to mark their registrations gone.
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let done = all_registered(sim, within).await;
+                println!(
+                    "wave {n}: dropped {dropped}; all-registered {done}; {}",
+                    sim.since(&mark).line()
+                );
+            }
+            "stop" => break,
+            "" => {}
+            other => eprintln!("unknown command {other:?} (wave or stop)"),
+        }
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
@@ -340,7 +412,18 @@ async fn main() -> anyhow::Result<()> {
             no_unregister,
             provisioning,
             ca,
+            sip_ca,
+            bind_ip,
+            reconnect_spread_ms,
+            waves,
         } => {
+            let tls = match (&transport[..], sip_ca) {
+                ("tls", Some(ca)) => Some(client_config(
+                    &std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?,
+                )?),
+                ("tls", None) => bail!("--transport tls needs --sip-ca"),
+                _ => None,
+            };
             let source = match (provisioning, ca) {
                 (Some(addr), Some(ca)) => Some(ProvisioningSource {
                     addr,
@@ -362,16 +445,24 @@ async fn main() -> anyhow::Result<()> {
                     start_rate: rate,
                     invite_answer,
                     provisioning: source,
-                    transport: if transport == "tcp" {
-                        SimTransport::Tcp
-                    } else {
-                        SimTransport::Udp
+                    transport: match &transport[..] {
+                        "tcp" => SimTransport::Tcp,
+                        "tls" => SimTransport::Tls,
+                        _ => SimTransport::Udp,
                     },
+                    tls,
+                    bind_ip,
+                    reconnect_spread: Duration::from_millis(reconnect_spread_ms),
                     ..SimConfig::default()
                 },
                 phones,
             )
             .await?;
+            if waves {
+                run_waves(&sim, Duration::from_secs(duration)).await?;
+                sim.stop(!no_unregister, 512).await;
+                return Ok(());
+            }
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             tick.tick().await;
             for _ in 0..duration {

@@ -1,7 +1,11 @@
-//! TCP fleets: one connection per phone and registrar, opened at the first REGISTER and
-//! kept (it is the phone's flow: the edge delivers requests back over it), re-opened after
-//! a loss. Messages are framed by Content-Length (`dialtone_sip::stream`); keep-alive pings
-//! are answered. No retransmissions: TCP is reliable, so a transaction just waits.
+//! TCP and TLS fleets: one connection per phone and registrar, opened at the first REGISTER
+//! and kept (it is the phone's flow: the edge delivers requests back over it), re-opened
+//! after a loss. Messages are framed by Content-Length (`dialtone_sip::stream`); keep-alive
+//! pings are answered. No retransmissions: TCP is reliable, so a transaction just waits.
+//!
+//! A lost connection is what RFC 5626 calls a flow failure: the phone registers again over
+//! a new one, after a random wait within [`crate::SimConfig::reconnect_spread`] so that a
+//! whole site losing its connections at once comes back at a rate, not in one burst.
 
 use std::{
     net::SocketAddr,
@@ -22,7 +26,11 @@ use tokio::{
     sync::{mpsc, oneshot},
 };
 
-use crate::{Inner, Pending, Phone, stats::Failure};
+use crate::{Inner, Pending, Phone, SimTransport, stats::Failure};
+
+/// A connection's bytes, plain or under TLS.
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// Largest message read from a registrar.
 const MAX_MESSAGE: usize = 65_535;
@@ -37,6 +45,8 @@ pub(crate) struct TcpLink {
     alive: Arc<AtomicBool>,
     /// The registrar it goes to.
     peer: SocketAddr,
+    /// Its reader and writer, aborted when the simulator drops the connection.
+    tasks: Arc<[tokio::task::AbortHandle; 2]>,
 }
 
 impl TcpLink {
@@ -63,6 +73,28 @@ impl TcpLink {
     }
 }
 
+/// Prints the first failure of each kind (the counters count them all); an IO failure.
+fn said_once(what: &str, to: SocketAddr, e: &std::io::Error) -> Failure {
+    static SAID: parking_lot::Mutex<Vec<String>> = parking_lot::Mutex::new(Vec::new());
+    let mut said = SAID.lock();
+    if !said.iter().any(|w| w == what) {
+        said.push(what.to_owned());
+        eprintln!("{what} to {to} failed: {e} (said once)");
+    }
+    Failure::Io
+}
+
+impl TcpLink {
+    /// Closes the connection now, as a network blip would (the phone is not told).
+    pub(crate) fn drop_connection(&self) {
+        self.alive.store(false, Relaxed);
+        for t in self.tasks.iter() {
+            t.abort();
+        }
+        self.pending.lock().clear();
+    }
+}
+
 impl Inner {
     /// The phone's live connection to registrar `which`, opened when there is none.
     pub(crate) async fn tcp_link(
@@ -83,29 +115,51 @@ impl Inner {
         } else {
             TcpSocket::new_v6()
         }
-        .map_err(|_| Failure::Io)?;
+        .map_err(|e| said_once("opening a socket", registrar, &e))?;
+        // The port is chosen at connect, by the whole address pair: binding port 0 first
+        // makes the kernel search the port range for one no socket on the address holds,
+        // a search as long as the sockets bound (quadratic over a fleet of connections).
+        let no_port: libc::c_int = 1;
+        // SAFETY: a valid option of the right size on the socket this owns.
+        unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                std::ptr::addr_of!(no_port).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         socket
             .bind(SocketAddr::new(self.cfg.bind_ip, 0))
-            .map_err(|_| Failure::Io)?;
+            .map_err(|e| said_once("binding", registrar, &e))?;
         let stream = tokio::time::timeout(self.cfg.timeout, socket.connect(registrar))
             .await
             .map_err(|_| Failure::Timeout)?
-            .map_err(|_| Failure::Io)?;
+            .map_err(|e| said_once("connecting", registrar, &e))?;
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().map_err(|_| Failure::Io)?;
-        let (mut rd, mut wr) = stream.into_split();
+        let io: Box<dyn Io> = match (self.cfg.transport, &self.cfg.tls) {
+            (SimTransport::Tls, Some(tls)) => {
+                let name = rustls::pki_types::ServerName::IpAddress(registrar.ip().into());
+                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                let s = tokio::time::timeout(self.cfg.timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| Failure::Timeout)?
+                    .map_err(|e| said_once("a tls handshake", registrar, &e))?;
+                Box::new(s)
+            }
+            (SimTransport::Tls, None) => return Err(Failure::Io),
+            _ => Box::new(stream),
+        };
+        let (mut rd, mut wr) = tokio::io::split(io);
         #[expect(
             clippy::disallowed_methods,
             reason = "one simulated phone's own requests on its own connection, a handful in flight"
         )]
         let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let link = TcpLink {
-            tx: tx.clone(),
-            local,
-            pending: Arc::new(Pending::default()),
-            alive: Arc::new(AtomicBool::new(true)),
-            peer: registrar,
-        };
+        let pending = Arc::new(Pending::default());
+        let alive = Arc::new(AtomicBool::new(true));
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
@@ -113,11 +167,13 @@ impl Inner {
                 }
             }
         });
-        let (me, reader) = (self.clone(), link.clone());
+        let (me, reader_pending, reader_alive) = (self.clone(), pending.clone(), alive.clone());
+        let reply_tx = tx.clone();
+        let phone = self.by_user[&p.spec.user];
         let reading = tokio::spawn(async move {
             let mut buf = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16 << 10];
-            let send = crate::Reply::Tcp(tx);
+            let send = crate::Reply::Tcp(reply_tx);
             'read: loop {
                 match rd.read(&mut chunk).await {
                     Ok(0) | Err(_) => break,
@@ -135,7 +191,7 @@ impl Inner {
                         }
                         Ok(Some(Frame::Message(n))) => {
                             if let Ok(m) = parse(&buf[..n]) {
-                                me.on_message(m, registrar, &reader.pending, &send);
+                                me.on_message(m, registrar, &reader_pending, &send);
                             }
                             buf.drain(..n);
                         }
@@ -143,12 +199,20 @@ impl Inner {
                     }
                 }
             }
-            // The flow is gone: waiting transactions fail now, the next REGISTER reconnects.
-            reader.alive.store(false, Relaxed);
-            reader.pending.lock().clear();
+            // The flow is gone: waiting transactions fail now, and the phone registers again
+            // over a new connection.
+            reader_alive.store(false, Relaxed);
+            reader_pending.lock().clear();
+            me.flow_lost(phone, which);
         });
-        // Stopping the fleet closes its connections (after de-registering over them).
-        self.connections.lock().extend([writer, reading]);
+        let link = TcpLink {
+            tx,
+            local,
+            pending,
+            alive,
+            peer: registrar,
+            tasks: Arc::new([writer.abort_handle(), reading.abort_handle()]),
+        };
         *slot = Some(link.clone());
         Ok(link)
     }
