@@ -26,10 +26,7 @@ use tokio::{
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info};
 
-use crate::{
-    dispatch::Dispatcher,
-    flow::{FlowControl, write_queue},
-};
+use crate::dispatch::Dispatcher;
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,63 +112,90 @@ where
             // (the connection's halves keep it open while they are served).
             let fd = Some(tcp.as_raw_fd());
             let open = handler.stats.connection_opened(transport);
+            let guards = (permit, open);
             let handler = handler.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                let (_permit, _open) = (permit, open);
-                match tls {
-                    None => serve(Box::new(tcp), addr, plain, None, handler, fd).await,
-                    Some(acceptor) => {
-                        // Boxed: the handshake's state is freed once it is done, instead
-                        // of sizing every connection's task (TCP ones too) to hold it.
-                        let handshake = Box::pin(acceptor.accept(tcp));
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
-                            Ok(Ok(s)) => {
-                                // A client certificate (verified against --sip-tls-client-ca)
-                                // names who this connection is, for the trust boundary.
-                                let names: Option<Arc<[String]>> = s
-                                    .get_ref()
-                                    .1
-                                    .peer_certificates()
-                                    .and_then(|c| c.first())
-                                    .map(|c| dialtone_tls::certificate_names(c).into());
-                                serve(Box::new(s), addr, secure, names, handler, fd).await
-                            }
-                            Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
-                            Err(_) => debug!(peer = %addr, "tls handshake timed out"),
-                        }
-                    }
+            // Two tasks of their own shapes: a TCP connection's task is not sized to hold
+            // a TLS handshake.
+            match &tls {
+                None => {
+                    tokio::spawn(serve_plain(tcp, addr, plain, handler, fd, serve, guards));
                 }
-            });
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let conn = (tcp, addr, secure, fd);
+                    tokio::spawn(serve_secure(conn, acceptor, handler, serve, guards));
+                }
+            }
         }
     })
 }
 
-/// A stream connection's writer: writes what is queued, each message within
-/// [`WRITE_TIMEOUT`], until the queue says to close or a write fails or stalls; then shuts
-/// the connection down (its reader sees the queue closed and stops too).
-pub(crate) async fn write_queued<W: AsyncWrite + Unpin>(
-    mut wr: W,
-    mut rx: write_queue::QueueRx,
+/// What an accepted connection holds while it is served: its admission and its place in
+/// the open-connections gauge.
+type Held = (crate::admission::Permit, crate::metrics::OpenConnection);
+
+/// Serves an accepted plain connection.
+async fn serve_plain<F, Fut>(
+    tcp: tokio::net::TcpStream,
     addr: SocketAddr,
-    (control, fd): (Arc<FlowControl>, Option<RawFd>),
-) {
-    use tokio::io::AsyncWriteExt;
-    let mut marked = 0;
-    while let Some(bytes) = rx.next().await {
-        // SAFETY: `wr` holds the connection open, so `fd` is still its socket.
-        unsafe { control.apply_dscp(fd, &mut marked) };
-        match tokio::time::timeout(WRITE_TIMEOUT, wr.write_all(&bytes)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => break,
-            Err(_) => {
-                debug!(peer = %addr, "closing stream: the peer does not read");
-                break;
-            }
+    transport: Transport,
+    handler: Arc<Dispatcher>,
+    fd: Option<RawFd>,
+    serve: F,
+    held: Held,
+) where
+    F: Fn(
+        Box<dyn Io>,
+        SocketAddr,
+        Transport,
+        Option<Arc<[String]>>,
+        Arc<Dispatcher>,
+        Option<RawFd>,
+    ) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let _held = held;
+    serve(Box::new(tcp), addr, transport, None, handler, fd).await
+}
+
+/// Serves an accepted TLS connection once its handshake is done (within
+/// [`HANDSHAKE_TIMEOUT`]).
+async fn serve_secure<F, Fut>(
+    (tcp, addr, transport, fd): (tokio::net::TcpStream, SocketAddr, Transport, Option<RawFd>),
+    acceptor: TlsAcceptor,
+    handler: Arc<Dispatcher>,
+    serve: F,
+    held: Held,
+) where
+    F: Fn(
+        Box<dyn Io>,
+        SocketAddr,
+        Transport,
+        Option<Arc<[String]>>,
+        Arc<Dispatcher>,
+        Option<RawFd>,
+    ) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let _held = held;
+    // Boxed: the handshake's state is freed once it is done, instead of sizing the
+    // connection's task to hold it.
+    let handshake = Box::pin(acceptor.accept(tcp));
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(s)) => {
+            // A client certificate (verified against --sip-tls-client-ca) names who this
+            // connection is, for the trust boundary.
+            let names: Option<Arc<[String]>> = s
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| dialtone_tls::certificate_names(c).into());
+            serve(Box::new(s), addr, transport, names, handler, fd).await
         }
+        Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
+        Err(_) => debug!(peer = %addr, "tls handshake timed out"),
     }
-    drop(rx);
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, wr.shutdown()).await;
 }
 
 #[cfg(test)]

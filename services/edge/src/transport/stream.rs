@@ -1,8 +1,8 @@
 //! SIP over TCP and TLS: one task per connection reads bytes, frames them by Content-Length
 //! ([`dialtone_sip::stream::Framer`], which looks at each byte once), answers keep-alive
-//! pings, and hands each message to the handler; a writer task sends what the handler and
-//! the phone actors queue (bounded, each write timed). An idle connection holds no read
-//! buffer: bytes are read through one buffer per runtime thread.
+//! pings, and hands each message to the handler; the same task writes what the handler and
+//! the phone actors queue (bounded, each write timed). An idle connection holds one task,
+//! its queue and no read buffer: bytes are read through one buffer per runtime thread.
 
 use std::{
     cell::RefCell,
@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use crate::flow::{FlowControl, FlowSource, write_queue::QueueTx};
 
-use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, accept, read_timeout, write_queued};
+use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout};
 use crate::{dispatch::Dispatcher, error::EdgeError};
 
 pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
@@ -63,10 +63,10 @@ async fn connection<S: Io>(
     served.await
 }
 
-/// Opens the flow of a connection (its writer started, its queue in the flows table) and
-/// returns its queue and the future that reads it; `control` holds its idle timeout from
-/// the start ([`NOT_AUTHENTICATED`]: an accepted connection yet to prove itself) and `fd` is
-/// its socket, marked when a phone registers over it (none: never marked).
+/// Opens the flow of a connection (its queue in the flows table) and returns its queue and
+/// the future that serves it; `control` holds its idle timeout from the start
+/// ([`NOT_AUTHENTICATED`]: an accepted connection yet to prove itself) and `fd` is its
+/// socket, marked when a phone registers over it (none: never marked).
 fn open<S: Io>(
     io: S,
     addr: SocketAddr,
@@ -78,31 +78,50 @@ fn open<S: Io>(
     crate::flow::write_queue::QueueTx,
     impl Future<Output = ()> + Send + 'static,
 ) {
-    let (rd, wr) = tokio::io::split(io);
     let (tx, rx) = crate::flow::write_queue::queue();
-    let writer = tokio::spawn(write_queued(wr, rx, addr, (control.clone(), fd)));
     handler.flows().open(transport, addr, tx.clone());
     let queue = tx.clone();
-    let served = read(rd, tx, writer, addr, transport, tls_names, handler, control);
+    let flow = Flow {
+        addr,
+        transport,
+        handler,
+        control,
+        fd,
+    };
+    let served = serve_flow(io, tx, rx, tls_names, flow);
     (queue, served)
 }
 
-/// Reads one connection's messages into the handler until it closes, fails framing, idles
-/// out or stops reading; then closes its flow.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one connection's parts, each used once"
-)]
-async fn read<R: tokio::io::AsyncRead + Unpin>(
-    mut rd: R,
-    tx: crate::flow::write_queue::QueueTx,
-    writer: JoinHandle<()>,
+/// One connection's identity and what serves it.
+struct Flow {
     addr: SocketAddr,
     transport: Transport,
-    tls_names: Option<Arc<[String]>>,
     handler: Arc<Dispatcher>,
     control: Arc<FlowControl>,
+    fd: Option<RawFd>,
+}
+
+/// Serves one connection in one task: reads its messages into the handler and writes what
+/// the handler and the phone actors queue (each write within [`WRITE_TIMEOUT`]), until it
+/// closes, fails framing, idles out, stops reading or its queue closes; then closes its
+/// flow. One task, not a reader and a writer: a connection's task is most of what an idle
+/// phone over TCP costs. A write holds up reading that connection only, and SIP messages
+/// are far smaller than the socket's buffers.
+async fn serve_flow<S: Io>(
+    mut io: S,
+    tx: crate::flow::write_queue::QueueTx,
+    mut rx: crate::flow::write_queue::QueueRx,
+    tls_names: Option<Arc<[String]>>,
+    flow: Flow,
 ) {
+    use tokio::io::AsyncWriteExt;
+    let Flow {
+        addr,
+        transport,
+        handler,
+        control,
+        fd,
+    } = flow;
     let flows = handler.flows().clone();
     let peer = Peer {
         transport,
@@ -114,20 +133,34 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
     let max = handler.max_message_bytes();
     let mut buf: Vec<u8> = Vec::new();
     let mut framer = Framer::default();
+    let mut marked = 0;
     let opened = tokio::time::Instant::now();
-    'read: loop {
+    'serve: loop {
         let Some(timeout) = read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
         else {
             debug!(peer = %addr, "closing stream: never authenticated");
             break;
         };
+        // Both are cancel-safe: a read that lost the race consumed nothing, and a message
+        // is taken off the queue only when it is returned.
         let n = tokio::select! {
-            r = tokio::time::timeout(timeout, read_some(&mut rd, &mut buf)) => match r {
+            r = tokio::time::timeout(timeout, read_some(&mut io, &mut buf)) => match r {
                 Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(n)) => n,
             },
-            // The writer gave up on a peer that does not read.
-            _ = tx.closed() => break,
+            out = rx.next() => {
+                let Some(bytes) = out else { break };
+                // SAFETY: `io` holds the connection open, so `fd` is still its socket.
+                unsafe { control.apply_dscp(fd, &mut marked) };
+                match tokio::time::timeout(WRITE_TIMEOUT, io.write_all(&bytes)).await {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        debug!(peer = %addr, "closing stream: the peer does not read");
+                        break;
+                    }
+                }
+            }
         };
         debug_assert!(n > 0);
         let mut start = 0;
@@ -145,7 +178,7 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
                 }
                 Err(e) => {
                     debug!(peer = %addr, error = %e, "closing stream: framing");
-                    break 'read;
+                    break 'serve;
                 }
             }
         }
@@ -159,7 +192,8 @@ async fn read<R: tokio::io::AsyncRead + Unpin>(
     flows.close(transport, addr, &tx);
     drop(peer);
     drop(tx);
-    let _ = writer.await;
+    drop(rx);
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, io.shutdown()).await;
     handler.flow_closed(transport, addr);
 }
 
