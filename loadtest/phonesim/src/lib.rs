@@ -175,6 +175,8 @@ struct Registration {
 
 struct Phone {
     spec: PhoneSpec,
+    /// Its place in the fleet.
+    index: usize,
     socket: usize,
     /// Per registrar: milliseconds (since start) until which the registration holds.
     until_ms: Vec<AtomicU64>,
@@ -525,6 +527,7 @@ impl Sim {
             .into_iter()
             .enumerate()
             .map(|(i, spec)| Phone {
+                index: i,
                 socket: i % n_sockets,
                 until_ms: spec.registrars.iter().map(|_| AtomicU64::new(0)).collect(),
                 regs: (0..spec.registrars.len())
@@ -657,9 +660,12 @@ impl Sim {
         for (i, p) in self.inner.phones.iter().enumerate() {
             for (which, slot) in p.tcp.iter().enumerate() {
                 if let Some(link) = slot.lock().await.take() {
+                    // A link whose reader already ended has had its loss handled.
+                    if link.is_alive() {
+                        self.inner.flow_lost(i, which);
+                        dropped += 1;
+                    }
                     link.drop_connection();
-                    self.inner.flow_lost(i, which);
-                    dropped += 1;
                 }
             }
         }

@@ -85,6 +85,11 @@ fn said_once(what: &str, to: SocketAddr, e: &std::io::Error) -> Failure {
 }
 
 impl TcpLink {
+    /// Whether the connection is still open as far as the phone knows.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Relaxed)
+    }
+
     /// Closes the connection now, as a network blip would (the phone is not told).
     pub(crate) fn drop_connection(&self) {
         self.alive.store(false, Relaxed);
@@ -108,6 +113,10 @@ impl Inner {
             && l.peer == p.registrar(which)
         {
             return Ok(l.clone());
+        }
+        // A link to a registrar the phone left is closed here, without counting as a loss.
+        if let Some(old) = slot.take() {
+            old.drop_connection();
         }
         let registrar = p.registrar(which);
         let socket = if registrar.is_ipv4() {
@@ -169,7 +178,7 @@ impl Inner {
         });
         let (me, reader_pending, reader_alive) = (self.clone(), pending.clone(), alive.clone());
         let reply_tx = tx.clone();
-        let phone = self.by_user[&p.spec.user];
+        let phone = p.index;
         let reading = tokio::spawn(async move {
             let mut buf = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16 << 10];
@@ -201,9 +210,10 @@ impl Inner {
             }
             // The flow is gone: waiting transactions fail now, and the phone registers again
             // over a new connection.
-            reader_alive.store(false, Relaxed);
-            reader_pending.lock().clear();
-            me.flow_lost(phone, which);
+            if reader_alive.swap(false, Relaxed) {
+                reader_pending.lock().clear();
+                me.flow_lost(phone, which);
+            }
         });
         let link = TcpLink {
             tx,

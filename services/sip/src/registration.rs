@@ -222,7 +222,9 @@ fn same_binding(b: &Binding, c: &ContactRequest) -> bool {
 /// reconnects from a new port, and its Contact names that port: the old contact is
 /// reached through a connection that is gone, so keeping it would only count against the
 /// line's contacts until it expired (three reconnects within an hour, and the phone was
-/// refused).
+/// refused). A phone that registers one Call-ID over two connections at once (two
+/// interfaces, without RFC 5626) keeps one contact, the latest: such a phone needs
+/// RFC 5626's instance and reg-id, or a Call-ID per connection.
 fn moved_connection(b: &Binding, c: &ContactRequest, req: &Register) -> bool {
     c.instance.is_none()
         && b.instance.is_none()

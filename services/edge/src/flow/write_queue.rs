@@ -1,11 +1,11 @@
-//! The queue between a stream connection's readers (the handler, the phone actors) and its
-//! writer task, bounded in bytes. SIP over a stream has no retransmissions, so an answer
+//! The queue between what answers over a stream connection (the handler, the phone actors)
+//! and the task that writes the connection, bounded in bytes. SIP over a stream has no retransmissions, so an answer
 //! cannot just be dropped when the peer does not read: as Kamailio does past
 //! `tcp_conn_wq_max`, the connection is closed instead (its phone reconnects and
 //! registers again), and the edge's memory stays flat whatever the peer does.
 //!
-//! A queue costs a connection about 150 bytes while empty (a lock, a list that holds no
-//! room when empty and two wake-ups): it lives as long as the connection, so a fleet of
+//! A queue costs a connection about 250 bytes while idle (a lock, a list that keeps room
+//! for at most four messages once emptied, and two wake-ups): it lives as long as the connection, so a fleet of
 //! idle phones over TCP pays it once per phone.
 
 use std::{

@@ -59,6 +59,39 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
+/// How a transport serves an accepted connection once it is bytes (after the TLS
+/// handshake, if any): its IO, address, transport, the names of its client certificate,
+/// the handler and its socket (to mark its packets).
+pub(crate) trait Serve<Fut>:
+    Fn(
+        Box<dyn Io>,
+        SocketAddr,
+        Transport,
+        Option<Arc<[String]>>,
+        Arc<Dispatcher>,
+        Option<RawFd>,
+    ) -> Fut
+    + Copy
+    + Send
+    + 'static
+{
+}
+
+impl<F, Fut> Serve<Fut> for F where
+    F: Fn(
+            Box<dyn Io>,
+            SocketAddr,
+            Transport,
+            Option<Arc<[String]>>,
+            Arc<Dispatcher>,
+            Option<RawFd>,
+        ) -> Fut
+        + Copy
+        + Send
+        + 'static
+{
+}
+
 /// Accepts connections until `stop`, each served by `serve` in its own task: after a TLS
 /// handshake as `secure` when `tls` is set, else as `plain`. Used by TCP/TLS and WS/WSS. A
 /// banned source, or one past the connection caps, is closed at once.
@@ -71,17 +104,7 @@ pub(crate) fn accept<F, Fut>(
     serve: F,
 ) -> JoinHandle<()>
 where
-    F: Fn(
-            Box<dyn Io>,
-            SocketAddr,
-            Transport,
-            Option<Arc<[String]>>,
-            Arc<Dispatcher>,
-            Option<RawFd>,
-        ) -> Fut
-        + Copy
-        + Send
-        + 'static,
+    F: Serve<Fut>,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let transport = if tls.is_some() { secure } else { plain };
@@ -109,13 +132,13 @@ where
             };
             let _ = tcp.set_nodelay(true);
             // The socket's descriptor, to mark its packets once a phone registers over it
-            // (the connection's halves keep it open while they are served).
+            // (the connection's task keeps it open while it is served).
             let fd = Some(tcp.as_raw_fd());
             let open = handler.stats.connection_opened(transport);
             let guards = (permit, open);
             let handler = handler.clone();
-            // Two tasks of their own shapes: a TCP connection's task is not sized to hold
-            // a TLS handshake.
+            // Two kinds of task: a TCP connection's task is not sized to hold a TLS
+            // handshake.
             match &tls {
                 None => {
                     tokio::spawn(serve_plain(tcp, addr, plain, handler, fd, serve, guards));
@@ -144,14 +167,7 @@ async fn serve_plain<F, Fut>(
     serve: F,
     held: Held,
 ) where
-    F: Fn(
-        Box<dyn Io>,
-        SocketAddr,
-        Transport,
-        Option<Arc<[String]>>,
-        Arc<Dispatcher>,
-        Option<RawFd>,
-    ) -> Fut,
+    F: Serve<Fut>,
     Fut: Future<Output = ()>,
 {
     let _held = held;
@@ -167,14 +183,7 @@ async fn serve_secure<F, Fut>(
     serve: F,
     held: Held,
 ) where
-    F: Fn(
-        Box<dyn Io>,
-        SocketAddr,
-        Transport,
-        Option<Arc<[String]>>,
-        Arc<Dispatcher>,
-        Option<RawFd>,
-    ) -> Fut,
+    F: Serve<Fut>,
     Fut: Future<Output = ()>,
 {
     let _held = held;

@@ -106,7 +106,9 @@ struct Flow {
 /// closes, fails framing, idles out, stops reading or its queue closes; then closes its
 /// flow. One task, not a reader and a writer: a connection's task is most of what an idle
 /// phone over TCP costs. A write holds up reading that connection only, and SIP messages
-/// are far smaller than the socket's buffers.
+/// are far smaller than the socket's buffers; a write still stuck after [`WRITE_TIMEOUT`]
+/// closes the connection, as before (on a busy carrier trunk, reading its answers waits
+/// for that write meanwhile).
 async fn serve_flow<S: Io>(
     mut io: S,
     tx: crate::flow::write_queue::QueueTx,
@@ -135,24 +137,36 @@ async fn serve_flow<S: Io>(
     let mut framer = Framer::default();
     let mut marked = 0;
     let opened = tokio::time::Instant::now();
+    // When the next read must have come: only a read moves it (writes to a peer that
+    // never sends do not keep its connection), and before a REGISTER over it is
+    // authenticated it never passes the connection's unauthenticated lifetime.
+    let read_by = |opened: tokio::time::Instant| {
+        read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
+            .map(|t| tokio::time::Instant::now() + t)
+    };
+    let mut deadline = read_by(opened);
+    let mut peer_closed = false;
     'serve: loop {
-        let Some(timeout) = read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
-        else {
+        let Some(by) = deadline else {
             debug!(peer = %addr, "closing stream: never authenticated");
             break;
         };
         // Both are cancel-safe: a read that lost the race consumed nothing, and a message
         // is taken off the queue only when it is returned.
         let n = tokio::select! {
-            r = tokio::time::timeout(timeout, read_some(&mut io, &mut buf)) => match r {
-                Ok(Ok(0)) | Ok(Err(_)) | Err(_) => break,
+            r = tokio::time::timeout_at(by, read_some(&mut io, &mut buf)) => match r {
+                Ok(Ok(0)) => {
+                    peer_closed = true;
+                    break;
+                }
+                Ok(Err(_)) | Err(_) => break,
                 Ok(Ok(n)) => n,
             },
             out = rx.next() => {
                 let Some(bytes) = out else { break };
                 // SAFETY: `io` holds the connection open, so `fd` is still its socket.
                 unsafe { control.apply_dscp(fd, &mut marked) };
-                match tokio::time::timeout(WRITE_TIMEOUT, io.write_all(&bytes)).await {
+                match tokio::time::timeout(WRITE_TIMEOUT, write_out(&mut io, &bytes)).await {
                     Ok(Ok(())) => continue,
                     Ok(Err(_)) => break,
                     Err(_) => {
@@ -188,13 +202,35 @@ async fn serve_flow<S: Io>(
         } else {
             buf.drain(..start);
         }
+        deadline = read_by(opened);
     }
     flows.close(transport, addr, &tx);
     drop(peer);
     drop(tx);
+    if peer_closed {
+        // A peer that only closed its sending side still reads: the answers to its last
+        // requests (phone actors answer after the read) go out until every sender is
+        // gone, within one write's time.
+        let drain = async {
+            while let Some(bytes) = rx.next().await {
+                if write_out(&mut io, &bytes).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(WRITE_TIMEOUT, drain).await;
+    }
     drop(rx);
     let _ = tokio::time::timeout(WRITE_TIMEOUT, io.shutdown()).await;
     handler.flow_closed(transport, addr);
+}
+
+/// Writes one message and flushes it: over TLS a write may leave encrypted bytes in
+/// rustls' buffer when the socket is full, and nothing else would push them out.
+async fn write_out<S: Io>(io: &mut S, bytes: &[u8]) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    io.write_all(bytes).await?;
+    io.flush().await
 }
 
 thread_local! {
