@@ -1,12 +1,13 @@
 //! The queue between what answers over a stream connection (the handler, the phone actors)
-//! and the task that writes the connection, bounded in bytes. SIP over a stream has no retransmissions, so an answer
-//! cannot just be dropped when the peer does not read: as Kamailio does past
-//! `tcp_conn_wq_max`, the connection is closed instead (its phone reconnects and
-//! registers again), and the edge's memory stays flat whatever the peer does.
+//! and the task that writes the connection, bounded in bytes. SIP over a stream has no
+//! retransmissions, so an answer cannot just be dropped when the peer does not read: as
+//! Kamailio does past `tcp_conn_wq_max`, the connection is closed instead (its phone
+//! reconnects and registers again), and the edge's memory stays flat whatever the peer
+//! does.
 //!
 //! A queue costs a connection about 250 bytes while idle (a lock, a list that keeps room
-//! for at most four messages once emptied, and two wake-ups): it lives as long as the connection, so a fleet of
-//! idle phones over TCP pays it once per phone.
+//! for at most four messages once emptied, and two wake-ups): it lives as long as the
+//! connection, so a fleet of idle phones over TCP pays it once per phone.
 
 use std::{
     collections::VecDeque,
@@ -154,7 +155,8 @@ impl QueueRx {
                 if let Some(b) = st.messages.pop_front() {
                     st.bytes -= b.len();
                     if st.messages.is_empty() && st.messages.capacity() > 4 {
-                        // A burst went through: an idle connection holds no room.
+                        // A burst went through: an idle connection keeps room for four
+                        // messages at most.
                         st.messages = VecDeque::new();
                     }
                     return Some(b);

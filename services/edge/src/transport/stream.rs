@@ -140,11 +140,11 @@ async fn serve_flow<S: Io>(
     // When the next read must have come: only a read moves it (writes to a peer that
     // never sends do not keep its connection), and before a REGISTER over it is
     // authenticated it never passes the connection's unauthenticated lifetime.
-    let read_by = |opened: tokio::time::Instant| {
+    let read_by = || {
         read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
             .map(|t| tokio::time::Instant::now() + t)
     };
-    let mut deadline = read_by(opened);
+    let mut deadline = read_by();
     let mut peer_closed = false;
     'serve: loop {
         let Some(by) = deadline else {
@@ -202,7 +202,7 @@ async fn serve_flow<S: Io>(
         } else {
             buf.drain(..start);
         }
-        deadline = read_by(opened);
+        deadline = read_by();
     }
     flows.close(transport, addr, &tx);
     drop(peer);
