@@ -677,8 +677,18 @@ impl EmbeddedStore {
             .map(|l| LeaseInfo {
                 granted_ttl_s: l.ttl,
                 ttl_left_s: l.deadline.duration_since(now).as_secs().max(1) as i64,
-                keys: l.keys.iter().cloned().collect(),
             }))
+    }
+
+    pub(crate) async fn lease_keys(&self, id: LeaseId) -> Result<Vec<String>, StoreError> {
+        let st = self.inner.state.read();
+        let now = Instant::now();
+        Ok(st
+            .leases
+            .get(&id)
+            .filter(|l| l.deadline > now)
+            .map(|l| l.keys.iter().cloned().collect())
+            .unwrap_or_default())
     }
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {

@@ -430,14 +430,35 @@ impl EtcdStore {
     pub(crate) async fn lease_info(&self, id: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
         let resp = self
             .retry(true, |c| async move {
-                c.lease_client()
-                    .time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
-                    .await
+                c.lease_client().time_to_live(id, None).await
             })
             .await?;
         if resp.ttl() <= 0 {
             return Ok(None);
         }
+        Ok(Some(LeaseInfo {
+            granted_ttl_s: resp.granted_ttl(),
+            ttl_left_s: resp.ttl(),
+        }))
+    }
+
+    pub(crate) async fn lease_keys(&self, id: LeaseId) -> Result<Vec<String>, StoreError> {
+        let listed = self
+            .retry(true, |c| async move {
+                c.lease_client()
+                    .time_to_live(id, Some(LeaseTimeToLiveOptions::new().with_keys()))
+                    .await
+            })
+            .await;
+        let resp = match listed {
+            // etcd answers a lease's keys in one message, and etcd-client 0.21's lease
+            // client keeps tonic's 4 MB limit on it (about 50,000 keys): more are found by
+            // reading this store's keys, keys only, in pages.
+            Err(etcd_client::Error::GRpcStatus(s)) if s.code() == tonic::Code::OutOfRange => {
+                return self.scan_lease_keys(id).await;
+            }
+            other => other?,
+        };
         let mut keys = Vec::with_capacity(resp.keys().len());
         for k in resp.keys() {
             let k = std::str::from_utf8(k).map_err(|_| StoreError::BadKey)?;
@@ -446,11 +467,47 @@ impl EtcdStore {
                 keys.push(k.to_owned());
             }
         }
-        Ok(Some(LeaseInfo {
-            granted_ttl_s: resp.granted_ttl(),
-            ttl_left_s: resp.ttl(),
-            keys,
-        }))
+        Ok(keys)
+    }
+
+    /// Every key of this store's root attached to lease `id`, read keys only in pages of
+    /// [`SCAN_PAGE`] (at 100 bytes a key, a page is about 2 MB).
+    async fn scan_lease_keys(&self, id: LeaseId) -> Result<Vec<String>, StoreError> {
+        let end = prefix_end(self.root.as_bytes());
+        // etcd takes no empty key: "\0" starts a range at the first key.
+        let mut start = match self.root.as_str() {
+            "" => vec![0],
+            root => root.as_bytes().to_vec(),
+        };
+        let mut keys = Vec::new();
+        loop {
+            let opts = GetOptions::new()
+                .with_range(end.clone())
+                .with_limit(SCAN_PAGE)
+                .with_keys_only();
+            let resp = self
+                .retry(true, |c| {
+                    let (start, opts) = (start.clone(), opts.clone());
+                    async move {
+                        c.kv_client()
+                            .max_decoding_message_size(MAX_WATCH_MESSAGE)
+                            .get(start, Some(opts))
+                            .await
+                    }
+                })
+                .await?;
+            for kv in resp.kvs().iter().filter(|kv| kv.lease() == id) {
+                let k = kv.key_str().map_err(|_| StoreError::BadKey)?;
+                keys.push(k.strip_prefix(&self.root).unwrap_or(k).to_owned());
+            }
+            match resp.kvs().last() {
+                Some(last) if resp.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok(keys),
+            }
+        }
     }
 
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
@@ -460,6 +517,9 @@ impl EtcdStore {
         Ok(())
     }
 }
+
+/// Keys per page when a lease's keys are found by reading the store's keys.
+const SCAN_PAGE: i64 = 20_000;
 
 /// Largest watch response accepted. One revision's events arrive in one message, and a
 /// lease that expires deletes every key on it in one revision: an edge holding 100,000

@@ -269,12 +269,23 @@ impl Store {
             .await
     }
 
-    /// A lease's TTLs and keys; `None` once it expired or was revoked. (Read by a node that
-    /// takes over the lease of the process it replaces: see `lifecycle::NodeLease::resume`.)
+    /// A lease's TTLs; `None` once it expired or was revoked. (Read by a node that takes
+    /// over the lease of the process it replaces: see `lifecycle::NodeLease::resume`.)
     pub async fn lease_info(&self, lease: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
         METRICS
             .timed(StoreOp::LeaseInfo, async {
                 dispatch!(self, s => s.lease_info(lease).await)
+            })
+            .await
+    }
+
+    /// The keys attached to a lease, relative to the store's root, in no particular order
+    /// (none once it is gone). Any number of them: an edge's lease holds every binding it
+    /// keeps, hundreds of thousands.
+    pub async fn lease_keys(&self, lease: LeaseId) -> Result<Vec<String>, StoreError> {
+        METRICS
+            .timed(StoreOp::LeaseKeys, async {
+                dispatch!(self, s => s.lease_keys(lease).await)
             })
             .await
     }

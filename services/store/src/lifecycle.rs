@@ -64,9 +64,8 @@ impl NodeLease {
         key: &str,
     ) -> Result<(Self, Vec<String>), StoreError> {
         let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
-        // Anything that fails here (etcd answers a lease's key list in one message, which
-        // tonic caps at 4 MB: about 50,000 keys) starts afresh: the keys then expire
-        // with the old lease and the phones register again, as after a crash.
+        // Anything that fails here starts afresh: the keys then expire with the old lease
+        // and the phones register again, as after a crash.
         let info = match previous {
             0 => None,
             id => store.lease_info(id).await.unwrap_or_else(|e| {
@@ -81,11 +80,27 @@ impl NodeLease {
             },
             _ => false,
         };
-        if let Some(info) = info.filter(|_| refreshed) {
-            info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, keys = info.keys.len(), "node lease taken over from the previous process");
-            return Ok((Self::keeping(store, node_id, ttl_s, previous), info.keys));
+        if !refreshed {
+            return Ok((Self::start(store, node_id, ttl_s).await?, Vec::new()));
         }
-        Ok((Self::start(store, node_id, ttl_s).await?, Vec::new()))
+        // Kept alive from here on: reading hundreds of thousands of keys may take longer
+        // than the lease has left.
+        let lease = Self::keeping(store.clone(), node_id, ttl_s, previous);
+        match store.lease_keys(previous).await {
+            Ok(keys) => {
+                info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, keys = keys.len(), "node lease taken over from the previous process");
+                Ok((lease, keys))
+            }
+            Err(e) => {
+                // Keys this process cannot name would live on with the lease for ever.
+                warn!(node = node_id, lease = %format!("{previous:x}"), error = %e, "the previous process's keys could not be read: revoking its lease and granting a new one");
+                drop(lease);
+                if let Err(e) = store.lease_revoke(previous).await {
+                    warn!(node = node_id, lease = %format!("{previous:x}"), error = %e, "revoking the previous process's lease failed: its keys expire with it");
+                }
+                Ok((Self::start(store, node_id, ttl_s).await?, Vec::new()))
+            }
+        }
     }
 
     fn keeping(store: Store, node_id: &str, ttl_s: i64, lease: LeaseId) -> Self {

@@ -32,9 +32,10 @@ pub(crate) enum StoreOp {
     LeaseKeepAlive,
     LeaseRevoke,
     LeaseInfo,
+    LeaseKeys,
 }
 
-const OPS: [&str; 14] = [
+const OPS: [&str; 15] = [
     "get",
     "get_many",
     "range_many",
@@ -49,6 +50,7 @@ const OPS: [&str; 14] = [
     "lease_keep_alive",
     "lease_revoke",
     "lease_info",
+    "lease_keys",
 ];
 
 /// How a call ended, as a metric label.

@@ -3,15 +3,13 @@
 /// A lease id.
 pub type LeaseId = i64;
 
-/// A live lease: its TTLs and the keys hanging on it.
+/// A live lease's TTLs (its keys: [`crate::Store::lease_keys`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LeaseInfo {
     /// The TTL it was granted with, seconds.
     pub granted_ttl_s: i64,
     /// Seconds left before it expires.
     pub ttl_left_s: i64,
-    /// The keys attached to it, relative to the store's root, in no particular order.
-    pub keys: Vec<String>,
 }
 
 /// One key with its value and revisions.
