@@ -7,11 +7,15 @@ use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::status::v1::{
     self as pb, OperationalStatus, StatusChange, status_service_server::StatusService,
 };
+use prost::Message as _;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use crate::{error::StatusError, hub::Hub};
+use crate::{
+    error::StatusError,
+    hub::{EncodedChange, Hub},
+};
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, Status>> + Send + 'static>>;
 
@@ -117,7 +121,7 @@ impl StatusApi {
         &self,
         after: i64,
         site: &str,
-    ) -> (Vec<StatusChange>, broadcast::Receiver<Arc<StatusChange>>) {
+    ) -> (Vec<StatusChange>, broadcast::Receiver<EncodedChange>) {
         let st = self.hub.state.read();
         let rx = self.hub.tx.subscribe();
         if let Some(mut changes) = st.since(after) {
@@ -269,8 +273,14 @@ impl StatusService for StatusApi {
                     }
                 };
                 match next {
-                    Ok(c) if in_site(&c, &site_id) => pending.push((*c).clone()),
-                    Ok(_) => {}
+                    // Encoded by the hub from a message: it decodes.
+                    Ok(bytes) => {
+                        if let Ok(c) = StatusChange::decode(&bytes[..])
+                            && in_site(&c, &site_id)
+                        {
+                            pending.push(c);
+                        }
+                    }
                     // Fell too far behind: start over from a fresh snapshot.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         (pending, rx) = api.start_watch(0, &site_id);

@@ -26,6 +26,8 @@ use tracing::warn;
 
 use dialtone_domain::status_model::{self as model, Expected};
 
+use crate::intern::Interner;
+
 /// Every prefix the view is built from.
 pub const PREFIXES: [&str; 8] = [
     keys::SITES,
@@ -38,16 +40,22 @@ pub const PREFIXES: [&str; 8] = [
     keys::MEDIA_HEALTH,
 ];
 
+// The view holds every phone of the fleet, so its layout is its memory (docs/capacity.md):
+// strings many phones share (site, profile and edge ids, user agents) are kept once
+// ([`Interner`]), lists are boxed slices of their exact length (a `Vec` grown by a push
+// keeps room for four), what most phones lack (a provisioning record) is boxed, and a
+// contact keeps no copy of its edge's id. `loadtest`'s `status-footprint` prints the bytes.
+
 /// What the view keeps of a phone's configuration.
 #[derive(Debug)]
 struct PhoneFacts {
-    name: String,
-    site_id: String,
-    base_id: String,
+    name: Box<str>,
+    site_id: Arc<str>,
+    base_id: Arc<str>,
     kind: i32,
     disabled: bool,
     secondary_override: Option<bool>,
-    sip_users: Vec<String>,
+    sip_users: Box<[Box<str>]>,
 }
 
 /// What the view keeps of one binding (one line of a phone on one edge).
@@ -55,9 +63,18 @@ struct PhoneFacts {
 struct BindingFacts {
     line: u32,
     node_id: Arc<str>,
-    contacts: Vec<LineContact>,
-    user_agent: String,
+    /// Sorted by URI.
+    contacts: Box<[ContactFacts]>,
+    user_agent: Arc<str>,
     updated_at_ms: i64,
+}
+
+/// One contact of a binding (its edge is the binding's).
+#[derive(Debug)]
+struct ContactFacts {
+    uri: Box<str>,
+    source: Box<str>,
+    transport: i32,
 }
 
 /// The last status published for a phone.
@@ -66,16 +83,18 @@ struct Published {
     fingerprint: u64,
     status: OperationalStatus,
     since_ms: i64,
-    edges: Vec<(String, u32, i64)>,
-    site_id: String,
+    /// (edge, lines registered there, since when).
+    edges: Box<[(Arc<str>, u32, i64)]>,
+    site_id: Arc<str>,
     revision: i64,
 }
 
 #[derive(Debug, Default)]
 struct PhoneEntry {
     config: Option<PhoneFacts>,
-    bindings: Vec<BindingFacts>,
-    provision: Option<ProvisioningStatus>,
+    /// Sorted by (line, edge).
+    bindings: Box<[BindingFacts]>,
+    provision: Option<Box<ProvisioningStatus>>,
     published: Option<Published>,
 }
 
@@ -91,9 +110,11 @@ pub struct Fleet {
     /// Profile id → its (template-merged) secondary registration setting, and whether its
     /// phones fail over instead, whatever their overrides say (AudioCodes).
     bases: HashMap<String, (Option<bool>, bool)>,
-    phones: BTreeMap<String, PhoneEntry>,
+    /// Boxed: a B-tree node has room for eleven entries, most of it empty. The ids are
+    /// shared with the hub's history ([`Fleet::shared_id`]).
+    phones: BTreeMap<Arc<str>, Box<PhoneEntry>>,
     counts: BTreeMap<String, Counts>,
-    node_ids: HashMap<String, Arc<str>>,
+    names: Interner,
     revision: i64,
     /// `updated_at_ms` of the bindings written since [`Fleet::take_binding_writes`] (the
     /// watch lag is measured from them without decoding the bindings twice).
@@ -121,7 +142,7 @@ impl Fleet {
             bases: HashMap::new(),
             phones: BTreeMap::new(),
             counts: BTreeMap::new(),
-            node_ids: HashMap::new(),
+            names: Interner::default(),
             revision: 0,
             binding_writes: Vec::new(),
             trunk_health: BTreeMap::new(),
@@ -162,6 +183,11 @@ impl Fleet {
         &self.counts
     }
 
+    /// The entry of phone `id`, made empty when the view has none.
+    fn entry(&mut self, id: &str) -> &mut PhoneEntry {
+        self.phones.entry(id.into()).or_default()
+    }
+
     /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
     /// whether everything must be re-reduced, else the phone touched.
     fn absorb(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
@@ -185,42 +211,40 @@ impl Fleet {
             return Touched::Nothing;
         }
         if let Some(id) = key.strip_prefix(keys::PHONES) {
+            let names = &mut self.names;
             let facts = value
                 .and_then(|v| decode::<Phone>(key, v))
                 .map(|p| PhoneFacts {
                     secondary_override: p.overrides.as_ref().and_then(|o| o.secondary_registration),
-                    name: p.name,
-                    site_id: p.site_id,
-                    base_id: p.base_settings_id,
+                    name: p.name.into(),
+                    site_id: names.get(&p.site_id),
+                    base_id: names.get(&p.base_settings_id),
                     kind: p.kind,
                     disabled: p.disabled,
-                    sip_users: p.lines.into_iter().map(|l| l.sip_user).collect(),
+                    sip_users: p.lines.into_iter().map(|l| l.sip_user.into()).collect(),
                 });
-            self.phones.entry(id.to_owned()).or_default().config = facts;
+            self.entry(id).config = facts;
             return Touched::Phone(id.to_owned());
         }
         if key.starts_with(keys::BINDINGS) {
             let Some((id, line, node)) = keys::parse_binding(key) else {
                 return Touched::Nothing;
             };
-            let node_id = self
-                .node_ids
-                .entry(node.to_owned())
-                .or_insert_with(|| Arc::from(node))
-                .clone();
-            let entry = self.phones.entry(id.to_owned()).or_default();
-            entry
-                .bindings
-                .retain(|b| !(b.line == line && *b.node_id == *node));
-            if let Some(b) = value.and_then(|v| decode::<Binding>(key, v)) {
+            let fresh = value.and_then(|v| decode::<Binding>(key, v)).map(|b| {
                 if b.updated_at_ms > 0 {
                     self.binding_writes.push(b.updated_at_ms);
                 }
-                entry.bindings.push(binding_facts(line, node_id, b));
-                entry
-                    .bindings
-                    .sort_by(|a, b| (a.line, &a.node_id).cmp(&(b.line, &b.node_id)));
-            }
+                binding_facts(&mut self.names, line, node, b)
+            });
+            let entry = self.entry(id);
+            let mut bindings: Vec<BindingFacts> = std::mem::take(&mut entry.bindings)
+                .into_vec()
+                .into_iter()
+                .filter(|b| !(b.line == line && *b.node_id == *node))
+                .chain(fresh)
+                .collect();
+            bindings.sort_by(|a, b| (a.line, &a.node_id).cmp(&(b.line, &b.node_id)));
+            entry.bindings = bindings.into_boxed_slice();
             return Touched::Phone(id.to_owned());
         }
         if let Some(id) = key.strip_prefix(keys::PROVISION) {
@@ -233,8 +257,9 @@ impl Fleet {
                     last_fetch_ms: s.last_fetch_ms,
                     last_error: s.last_error,
                     last_error_ms: s.last_error_ms,
-                });
-            self.phones.entry(id.to_owned()).or_default().provision = p;
+                })
+                .map(Box::new);
+            self.entry(id).provision = p;
             return Touched::Phone(id.to_owned());
         }
         if let Some(id) = key.strip_prefix(keys::SITES) {
@@ -313,7 +338,7 @@ impl Fleet {
     /// Re-reduces every phone after a complete listing read at `revision`.
     pub fn settle(&mut self, revision: i64, now_ms: i64) -> Vec<StatusChange> {
         self.revision = self.revision.max(revision);
-        let ids: Vec<String> = self.phones.keys().cloned().collect();
+        let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
         ids.iter()
             .filter_map(|id| self.republish(id, now_ms))
             .collect()
@@ -332,9 +357,11 @@ impl Fleet {
         self.bases = fresh.bases;
         self.trunk_health = fresh.trunk_health;
         self.media_health = fresh.media_health;
+        // The fresh listing's names; what was published keeps its own until republished.
+        self.names = fresh.names;
         for e in self.phones.values_mut() {
             e.config = None;
-            e.bindings.clear();
+            e.bindings = Box::default();
             e.provision = None;
         }
         for (id, e) in fresh.phones {
@@ -381,7 +408,7 @@ impl Fleet {
                     };
                     for e in &mut st.edges {
                         e.since_ms = old
-                            .and_then(|o| o.edges.iter().find(|(n, ..)| *n == e.node_id))
+                            .and_then(|o| o.edges.iter().find(|(n, ..)| **n == *e.node_id))
                             .filter(|(_, lines, _)| *lines == e.lines_registered)
                             .map_or(now_ms, |(_, _, since)| *since);
                     }
@@ -394,9 +421,12 @@ impl Fleet {
                         edges: st
                             .edges
                             .iter()
-                            .map(|e| (e.node_id.clone(), e.lines_registered, e.since_ms))
+                            .map(|e| {
+                                let node = self.names.get(&e.node_id);
+                                (node, e.lines_registered, e.since_ms)
+                            })
                             .collect(),
-                        site_id: st.site_id.clone(),
+                        site_id: self.names.get(&st.site_id),
                         revision,
                     });
                     Some(StatusChange {
@@ -414,6 +444,13 @@ impl Fleet {
         change
     }
 
+    /// The view's copy of phone id `id` (a new one for a phone it no longer holds).
+    pub fn shared_id(&self, id: &str) -> Arc<str> {
+        self.phones
+            .get_key_value(id)
+            .map_or_else(|| Arc::from(id), |(k, _)| k.clone())
+    }
+
     /// The status of a configured phone as last published (with its since-times).
     pub fn get(&self, id: &str) -> Option<PhoneStatus> {
         let published = self.phones.get(id)?.published.as_ref()?;
@@ -423,7 +460,7 @@ impl Fleet {
             e.since_ms = published
                 .edges
                 .iter()
-                .find(|(n, ..)| *n == e.node_id)
+                .find(|(n, ..)| **n == *e.node_id)
                 .map_or(0, |(_, _, s)| *s);
         }
         st.revision = published.revision;
@@ -442,19 +479,19 @@ impl Fleet {
         self.phones
             .range::<str, _>((start, Unbounded))
             .filter(|(_, e)| e.published.is_some())
-            .map(|(id, _)| id.as_str())
+            .map(|(id, _)| &**id)
     }
 
     /// The site and status last published for a phone (cheap, for filters).
     pub fn published(&self, id: &str) -> Option<(&str, OperationalStatus)> {
         let p = self.phones.get(id)?.published.as_ref()?;
-        Some((p.site_id.as_str(), p.status))
+        Some((&*p.site_id, p.status))
     }
 
     /// A configured phone's name and base settings profile (cheap, for filters).
     pub fn identity(&self, id: &str) -> Option<(&str, &str)> {
         let c = self.phones.get(id)?.config.as_ref()?;
-        Some((c.name.as_str(), c.base_id.as_str()))
+        Some((&*c.name, &*c.base_id))
     }
 
     /// The phone's status without since-times and revision; none when it is not configured.
@@ -462,10 +499,10 @@ impl Fleet {
         let entry = self.phones.get(id)?;
         let c = entry.config.as_ref()?;
         let remote = c.kind == PhoneKind::Remote as i32;
-        let (base_dual, fails_over) = self.bases.get(&c.base_id).copied().unwrap_or_default();
+        let (base_dual, fails_over) = self.bases.get(&*c.base_id).copied().unwrap_or_default();
         let dual = !fails_over && c.secondary_override.or(base_dual).unwrap_or(true);
         let mut placement_problem = String::new();
-        let placed = match self.sites.get(&c.site_id) {
+        let placed = match self.sites.get(&*c.site_id) {
             _ if remote => None,
             None => {
                 placement_problem = format!("site {} does not exist", c.site_id);
@@ -502,11 +539,18 @@ impl Fleet {
                     .bindings
                     .iter()
                     .filter(|b| b.line == i as u32)
-                    .flat_map(|b| b.contacts.iter().cloned())
+                    .flat_map(|b| {
+                        b.contacts.iter().map(|c| LineContact {
+                            node_id: b.node_id.to_string(),
+                            uri: c.uri.to_string(),
+                            transport: c.transport,
+                            source: c.source.to_string(),
+                        })
+                    })
                     .collect();
                 LineStatus {
                     line_index: i as u32,
-                    sip_user: user.clone(),
+                    sip_user: user.to_string(),
                     aor: format!("sip:{user}@{}", self.realm),
                     reachable: !contacts.is_empty(),
                     contacts,
@@ -517,12 +561,12 @@ impl Fleet {
             .bindings
             .iter()
             .max_by_key(|b| b.updated_at_ms)
-            .map(|b| b.user_agent.clone())
+            .map(|b| b.user_agent.to_string())
             .unwrap_or_default();
         Some(PhoneStatus {
             phone_id: id.to_owned(),
-            name: c.name.clone(),
-            site_id: c.site_id.clone(),
+            name: c.name.to_string(),
+            site_id: c.site_id.to_string(),
             kind: c.kind,
             status: reduced.status as i32,
             status_since_ms: 0,
@@ -542,34 +586,29 @@ impl Fleet {
             user_agent,
             disabled: c.disabled,
             placement_problem,
-            provisioning: entry.provision.clone(),
+            provisioning: entry.provision.as_deref().cloned(),
             revision: 0,
-            base_settings_id: c.base_id.clone(),
+            base_settings_id: c.base_id.to_string(),
         })
     }
 }
 
-fn binding_facts(line: u32, node_id: Arc<str>, b: Binding) -> BindingFacts {
-    let user_agent = b
-        .contacts
-        .first()
-        .map(|c| c.user_agent.clone())
-        .unwrap_or_default();
-    let mut contacts: Vec<LineContact> = b
+fn binding_facts(names: &mut Interner, line: u32, node: &str, b: Binding) -> BindingFacts {
+    let user_agent = names.get(b.contacts.first().map_or("", |c| &c.user_agent));
+    let mut contacts: Vec<ContactFacts> = b
         .contacts
         .into_iter()
-        .map(|c| LineContact {
-            node_id: node_id.to_string(),
-            uri: c.uri,
+        .map(|c| ContactFacts {
+            uri: c.uri.into(),
+            source: c.source.into(),
             transport: c.transport,
-            source: c.source,
         })
         .collect();
     contacts.sort_by(|a, b| a.uri.cmp(&b.uri));
     BindingFacts {
         line,
-        node_id,
-        contacts,
+        node_id: names.get(node),
+        contacts: contacts.into_boxed_slice(),
         user_agent,
         updated_at_ms: b.updated_at_ms,
     }

@@ -14,6 +14,7 @@ use std::{
 use dialtone_proto::status::v1::StatusChange;
 use dialtone_store::{Follow, Follower, KeyValue, Store, StoreError, WatchBatch, WatchEvent};
 use parking_lot::RwLock;
+use prost::Message as _;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
@@ -22,9 +23,14 @@ use crate::{
 };
 
 /// Changes remembered for watchers that resume.
-const HISTORY: usize = 100_000;
+pub const HISTORY: usize = 100_000;
 /// Changes buffered per live watcher before it falls behind (and gets a fresh snapshot).
-const CHANNEL: usize = 16_384;
+/// The broadcast channel holds the last this many changes whether or not anyone watches,
+/// so it carries them encoded: about 350 bytes each instead of 1.2 KB in 20 allocations.
+pub const CHANNEL: usize = 16_384;
+
+/// A [`StatusChange`], protobuf-encoded, as the broadcast channel carries it.
+pub type EncodedChange = Arc<[u8]>;
 /// Keys per listing page.
 const PAGE: usize = 1_000;
 
@@ -33,7 +39,8 @@ pub struct State {
     /// The view.
     pub fleet: Fleet,
     /// (revision, phone id) of each change: a resuming watcher is sent the phones' current
-    /// statuses, so the history keeps no status (it costs ~60 bytes a change, not ~1 KB).
+    /// statuses, so the history keeps no status, and the id is the view's own copy (24
+    /// bytes a change, not ~1 KB).
     history: VecDeque<(i64, Arc<str>)>,
     /// Changes after this revision are all in `history`.
     floor: i64,
@@ -74,16 +81,16 @@ impl State {
         )
     }
 
-    fn record(&mut self, tx: &broadcast::Sender<Arc<StatusChange>>, changes: Vec<StatusChange>) {
+    fn record(&mut self, tx: &broadcast::Sender<EncodedChange>, changes: Vec<StatusChange>) {
         for c in changes {
             if self.history.len() == HISTORY
                 && let Some((r, _)) = self.history.pop_front()
             {
                 self.floor = self.floor.max(r);
             }
-            self.history
-                .push_back((c.revision, Arc::from(c.phone_id.as_str())));
-            let _ = tx.send(Arc::new(c));
+            let id = self.fleet.shared_id(&c.phone_id);
+            self.history.push_back((c.revision, id));
+            let _ = tx.send(c.encode_to_vec().into());
         }
     }
 }
@@ -94,7 +101,7 @@ pub struct Hub {
     pub state: RwLock<State>,
     /// Live changes (sent while the state's write lock is held, so a watcher that
     /// subscribes under the read lock misses nothing and sees nothing twice).
-    pub tx: broadcast::Sender<Arc<StatusChange>>,
+    pub tx: broadcast::Sender<EncodedChange>,
     ready: Arc<AtomicBool>,
     /// Counters and the watch-lag histogram.
     pub metrics: Metrics,

@@ -15,6 +15,7 @@ pub mod api;
 pub mod error;
 pub mod fleet;
 pub mod hub;
+mod intern;
 pub mod media;
 pub mod metrics;
 pub mod trunks;
