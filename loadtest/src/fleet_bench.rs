@@ -28,6 +28,47 @@ use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN, fl
 use parking_lot::Mutex;
 
 const EDGES: [usize; 3] = [2, 3, 4];
+/// The phones' registration period, seconds.
+const EXPIRES: u32 = 600;
+/// Requests to the killed edge's phones sent from one source address.
+const PROBES_PER_SOURCE: usize = 400;
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / 1_048_576.0
+}
+
+/// What etcd's `/metrics` says of its keys, its database and its writes so far.
+#[derive(Debug, Default)]
+struct EtcdFigures {
+    keys: u64,
+    db_bytes: u64,
+    db_in_use_bytes: u64,
+    puts: u64,
+    deletes: u64,
+}
+
+async fn etcd_metrics(client_url: &str) -> anyhow::Result<EtcdFigures> {
+    let addr = client_url.trim_start_matches("http://");
+    let (_, text) = dialtone_tests::http_get(addr, "/metrics")
+        .await
+        .context("etcd's /metrics did not answer")?;
+    let mut f = EtcdFigures::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
+        match name {
+            "etcd_debugging_mvcc_keys_total" => f.keys = value,
+            "etcd_mvcc_db_total_size_in_bytes" => f.db_bytes = value,
+            "etcd_mvcc_db_total_size_in_use_in_bytes" => f.db_in_use_bytes = value,
+            "etcd_mvcc_put_total" => f.puts = value,
+            "etcd_mvcc_delete_total" => f.deletes = value,
+            _ => {}
+        }
+    }
+    Ok(f)
+}
 
 fn now_ms() -> i64 {
     dialtone_common::clock::unix_ms_i64()
@@ -110,12 +151,18 @@ async fn main() -> anyhow::Result<()> {
         .watch_phone_statuses(spb::WatchPhoneStatusesRequest::default())
         .await?
         .into_inner();
+    // Snapshots after the first: the watcher fell behind the status role's channel and
+    // was sent the whole fleet again (which the role builds in memory).
+    let resyncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let watcher = {
-        let lags = lags.clone();
+        let (lags, resyncs) = (lags.clone(), resyncs.clone());
         tokio::spawn(async move {
             let mut synced = false;
             while let Ok(Some(c)) = watch.message().await {
                 if c.synced {
+                    if synced {
+                        resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     synced = true;
                     continue;
                 }
@@ -138,7 +185,7 @@ async fn main() -> anyhow::Result<()> {
     let sim_specs = specs.clone();
     let sim = Sim::start(
         SimConfig {
-            expires: 600,
+            expires: EXPIRES,
             sockets: 64,
             start_rate: rate,
             timeout: Duration::from_secs(8),
@@ -186,17 +233,51 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(-1)
     };
     println!(
-        "status watch lag (edge writes a binding → a watcher has the new status), {} changes: p50 {} ms, p99 {} ms, max {} ms (target p99 < 200 ms)",
+        "status watch lag (edge writes a binding → a watcher has the new status), {} changes: p50 {} ms, p99 {} ms, max {} ms (target p99 < 200 ms); fresh snapshots after falling behind: {}",
         l.len(),
         pct(0.5),
         pct(0.99),
-        l.last().copied().unwrap_or(-1)
+        l.last().copied().unwrap_or(-1),
+        resyncs.load(std::sync::atomic::Ordering::Relaxed)
     );
     let pss_full = pss(&[status_pid]);
     println!(
         "status role memory: {:.0} MiB for {phones} phones, {:.0} bytes per phone (PSS growth from an empty fleet)",
         pss_full as f64 / 1048576.0,
         (pss_full.saturating_sub(pss_empty)) as f64 / phones as f64
+    );
+    let etcd_url = sb.etcd.as_ref().context("etcd")?.members[0]
+        .client_url
+        .clone();
+    let etcd_pid = sb.etcd.as_ref().and_then(|e| e.members[0].pid());
+    let mut memory: Vec<String> = ["config,provisioning", "status", "edge", "edge", "edge"]
+        .iter()
+        .zip(&sb.nodes)
+        .filter_map(|(role, n)| Some(format!("{role} {:.0} MiB", mib(pss(&[n.pid()?])))))
+        .collect();
+    memory.extend(etcd_pid.map(|p| format!("etcd {:.0} MiB", mib(pss(&[p])))));
+    memory.push(format!(
+        "phonesim (this process) {:.0} MiB",
+        mib(pss(&[std::process::id()]))
+    ));
+    println!("memory (PSS): {}", memory.join(", "));
+    let etcd_before = etcd_metrics(&etcd_url).await?;
+    let steady = Duration::from_secs(
+        std::env::var("FLEET_BENCH_STEADY_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(30),
+    );
+    tokio::time::sleep(steady).await;
+    let etcd_after = etcd_metrics(&etcd_url).await?;
+    println!(
+        "etcd: {} keys, database {:.0} MiB ({:.0} MiB in use); {:.1} writes/s over the {steady:?} after the ramp (phones refresh every {} s)",
+        etcd_after.keys,
+        mib(etcd_after.db_bytes),
+        mib(etcd_after.db_in_use_bytes),
+        (etcd_after.puts + etcd_after.deletes - etcd_before.puts - etcd_before.deletes) as f64
+            / steady.as_secs_f64(),
+        EXPIRES / 2,
     );
 
     // Up to 2,000 of the victim's phones are asked for (OPTIONS, through their other edge)
@@ -218,16 +299,59 @@ async fn main() -> anyhow::Result<()> {
     // Asked by one of the fleet's lines, which proves itself to each edge (407).
     let asker = (sim_specs[0].user.clone(), sim_specs[0].password.clone());
 
+    // A config read every 20 ms while etcd deletes the victim's bindings with its lease:
+    // etcd must stay responsive.
+    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let reads = {
+        let reading = reading.clone();
+        let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await?;
+        let id = sim_specs[0].phone_id.clone();
+        tokio::spawn(async move {
+            let mut took = Vec::new();
+            while reading.load(std::sync::atomic::Ordering::Relaxed) {
+                let t = Instant::now();
+                let ok = cfg
+                    .get_phone(pb::GetRequest { id: id.clone() })
+                    .await
+                    .is_ok();
+                took.push((t.elapsed(), ok));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            took
+        })
+    };
+
     // kill -9 an edge: time until every phone it held is DEGRADED; never OFFLINE.
     let t0 = Instant::now();
     sb.nodes[EDGES[0]].kill9();
+    // From five loopback addresses at once: an edge lets one source have at most 500
+    // deliveries under way, and a burst of 2,000 from one would be refused past that.
     let probing = tokio::spawn(async move {
-        let refs: Vec<(&str, &str, SocketAddr)> = probes
-            .iter()
-            .map(|(u, d, a)| (u.as_str(), d.as_str(), *a))
-            .collect();
-        let from = (asker.0.as_str(), asker.1.as_str());
-        dialtone_tests::sip::options_answered(from, &refs, Duration::from_secs(10)).await
+        let askers = probes
+            .chunks(PROBES_PER_SOURCE)
+            .enumerate()
+            .map(|(i, chunk)| {
+                let refs: Vec<(&str, &str, SocketAddr)> = chunk
+                    .iter()
+                    .map(|(u, d, a)| (u.as_str(), d.as_str(), *a))
+                    .collect();
+                let (ip, asker) = (format!("127.0.0.{}", 2 + i), &asker);
+                async move {
+                    let from = (asker.0.as_str(), asker.1.as_str());
+                    dialtone_tests::sip::requests_answered_at(
+                        &ip,
+                        "OPTIONS",
+                        from,
+                        &refs,
+                        Duration::from_secs(10),
+                    )
+                    .await
+                }
+            });
+        futures::future::join_all(askers)
+            .await
+            .into_iter()
+            .sum::<usize>()
     });
     let mut worst_offline = 0;
     let took = loop {
@@ -243,6 +367,22 @@ async fn main() -> anyhow::Result<()> {
     };
     println!(
         "kill -9 of {victim} (lease TTL 3 s): all {held_by_victim} phones it held DEGRADED after {took:.2?}; phones OFFLINE meanwhile: {worst_offline}"
+    );
+    reading.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut reads = reads.await?;
+    let failed = reads.iter().filter(|(_, ok)| !ok).count();
+    reads.sort();
+    let at = |p: f64| {
+        reads
+            .get(((reads.len() as f64 * p) as usize).min(reads.len().saturating_sub(1)))
+            .map_or(f64::NAN, |(d, _)| d.as_secs_f64() * 1000.0)
+    };
+    println!(
+        "config reads (GetPhone) from the kill until every phone was DEGRADED: {}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, failed {failed}",
+        reads.len(),
+        at(0.5),
+        at(0.99),
+        at(1.0)
     );
     let answered = probing.await?;
     println!(

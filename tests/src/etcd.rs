@@ -19,6 +19,13 @@ pub struct EtcdMember {
     child: Option<Child>,
 }
 
+impl EtcdMember {
+    /// The member's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
 /// A real etcd cluster of N members on loopback.
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
@@ -149,6 +156,14 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
             state,
             "--initial-cluster-token",
             "dialtone-test",
+        ])
+        // History compacted past 100,000 revisions, as the Helm chart runs it, so a fleet's
+        // refreshes do not fill the backend; and room for a million phones' keys (the
+        // chart's `etcd.quotaBackendBytes`).
+        .args([
+            "--auto-compaction-mode=revision",
+            "--auto-compaction-retention=100000",
+            "--quota-backend-bytes=8589934592",
         ])
         .args([
             "--heartbeat-interval",

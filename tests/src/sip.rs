@@ -225,20 +225,34 @@ pub async fn requests_answered(
     to: &[(&str, &str, SocketAddr)],
     within: Duration,
 ) -> usize {
+    requests_answered_at("127.0.0.1", method, from, to, within).await
+}
+
+/// As [`requests_answered`], sent from loopback address `ip` (127.0.0.x). An edge lets one
+/// source have at most 500 deliveries under way (`docs/security.md`): more at once are
+/// sent from several addresses.
+pub async fn requests_answered_at(
+    ip: &str,
+    method: &str,
+    from: (&str, &str),
+    to: &[(&str, &str, SocketAddr)],
+    within: Duration,
+) -> usize {
     let (from_user, password) = from;
     let body = match method {
         "MESSAGE" => "Content-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
         _ => "Content-Length: 0\r\n\r\n",
     };
     // A line's caller: one challenge per edge, then each request its own nonce count.
-    let caller = Caller::line(from_user, password).await.unwrap();
+    let caller = Caller::line_at(ip, from_user, password).await.unwrap();
     let sock = &caller.sock;
     let local = sock.local_addr().unwrap();
     let mut requests: Vec<(String, SocketAddr)> = Vec::with_capacity(to.len());
     for (i, (user, domain, edge)) in to.iter().enumerate() {
         let text = format!(
-            "{method} sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}\r\nCSeq: 1 {method}\r\n{body}",
+            "{method} sip:{user}@{domain} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKf{i}x{r:08x}\r\nMax-Forwards: 70\r\nFrom: <sip:{from_user}@{domain}>;tag=p{i}\r\nTo: <sip:{user}@{domain}>\r\nCall-ID: probe-{i}-{port}\r\nCSeq: 1 {method}\r\n{body}",
             r = rand::random::<u32>(),
+            port = local.port(),
         );
         requests.push((caller.authorized(&text, *edge).await, *edge));
     }
@@ -254,7 +268,7 @@ pub async fn requests_answered(
         }
         if now >= resend {
             for (i, (text, edge)) in requests.iter().enumerate() {
-                if !answered.contains(&format!("probe-{i}")) {
+                if !answered.contains(&format!("probe-{i}-{}", local.port())) {
                     let _ = sock.send_to(text.as_bytes(), edge).await;
                 }
             }
@@ -308,7 +322,12 @@ impl Caller {
 
     /// One of our lines (`user`, `password`), calling from a port the OS picks.
     pub async fn line(user: &str, password: &str) -> anyhow::Result<Self> {
-        let mut c = Self::new().await?;
+        Self::line_at("127.0.0.1", user, password).await
+    }
+
+    /// [`Caller::line`] on another loopback address (127.0.0.x).
+    pub async fn line_at(ip: &str, user: &str, password: &str) -> anyhow::Result<Self> {
+        let mut c = Self::new_at(ip).await?;
         c.from = format!("{user}@dialtone");
         c.add_line(user, password);
         Ok(c)
