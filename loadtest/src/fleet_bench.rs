@@ -8,10 +8,13 @@
 //!
 //! Printed: the registration ramp (a line every 5 s); the status watch lag (from an edge
 //! writing a binding to a status watcher receiving the phone's new status) p50/p99 over the
-//! ramp; the status role's memory per phone (PSS growth from an empty fleet to every phone
-//! configured and registered twice); then the time from kill -9 of an edge to every phone it
-//! held shown DEGRADED, with the number of phones that were ever OFFLINE meanwhile, and how
-//! many of the requests sent to those phones right after the kill were lost.
+//! ramp, and how often the watcher fell behind; the status role's memory per phone (PSS
+//! growth from an empty fleet to every phone configured and registered twice); each
+//! process's memory; etcd's keys, database size and write rate over `FLEET_BENCH_STEADY_S`
+//! seconds (default 30) after the ramp; then the time from kill -9 of an edge to every phone
+//! it held shown DEGRADED, with the number of phones that were ever OFFLINE meanwhile, the
+//! latency of config reads meanwhile, and how many of the requests sent to those phones
+//! right after the kill were lost.
 
 use std::{
     net::SocketAddr,

@@ -3,9 +3,10 @@
 //! secondary edge, one contact per binding) from the store changes the role would receive,
 //! and prints the heap bytes the view holds after each kind of input, counted by a global
 //! allocator that wraps mimalloc (the allocator `dialtone` runs with), and what the
-//! process's PSS grew by; then, from a second build with the hub's retention
-//! (the last `hub::CHANNEL` changes in its broadcast channel, the last `hub::HISTORY`
-//! (revision, phone) pairs), what those hold: fixed costs, whatever the fleet's size.
+//! process's PSS grew by; then, from a second build with the most the hub retains (
+//! `hub::CHANNEL` changes in its broadcast channel, as when a watcher lags by all of it,
+//! and the last `hub::HISTORY` (revision, phone) pairs), what those hold: bounded costs,
+//! whatever the fleet's size.
 //!
 //! `cargo run --release -p dialtone-loadtest --bin status-footprint -- [PHONES]` (default
 //! 100000). No cluster, no clock: the same build and PHONES print the same figures, so a
@@ -298,7 +299,7 @@ fn main() -> anyhow::Result<()> {
     drop(retention);
     let freed = before.0 - live().0;
     println!(
-        "the hub's retention: the last {ring} changes and {history} history entries hold {:.1} MiB ({:.0} B/phone at {phones} phones, {:.0} B/phone at 1,000,000)",
+        "the hub's retention at most (a watcher lagging by the whole channel): {ring} changes and {history} history entries hold {:.1} MiB ({:.0} B/phone at {phones} phones, {:.0} B/phone at 1,000,000)",
         freed as f64 / 1_048_576.0,
         freed as f64 / phones.max(1) as f64,
         freed as f64 / 1e6

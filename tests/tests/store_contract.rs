@@ -582,8 +582,9 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
         .put_owned("members/edge/edge-1", b"member".to_vec())
         .await
         .unwrap();
-    // 90,000 keys of 66 bytes: about 6 MB listed at once.
-    const KEYS: usize = 90_000;
+    // 110,000 keys of 66 bytes: about 7 MB listed at once, and more than one page of the
+    // scan that finds them instead.
+    const KEYS: usize = 110_000;
     for chunk in (0..KEYS)
         .collect::<Vec<_>>()
         .chunks(dialtone_store::MAX_TXN_OPS)
@@ -598,8 +599,12 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
             .collect();
         s.txn(Vec::new(), ops).await.unwrap();
     }
-    // Keys of another lease and no lease are not the edge's.
-    s.put("bindings/other/0/edge-2", b"b".to_vec(), None)
+    // Keys of another lease and of none are not the edge's.
+    let other = s.lease_grant(30).await.unwrap();
+    s.put("bindings/other/0/edge-2", b"b".to_vec(), Some(other))
+        .await
+        .unwrap();
+    s.put("config/phones/other", b"p".to_vec(), None)
         .await
         .unwrap();
     first.leave();
@@ -616,5 +621,6 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     assert_eq!(left.len(), KEYS + 1, "each key once");
     assert!(left.contains(&"members/edge/edge-1".to_owned()));
     assert!(!left.contains(&"bindings/other/0/edge-2".to_owned()));
+    assert!(!left.contains(&"config/phones/other".to_owned()));
     second.shutdown().await;
 }

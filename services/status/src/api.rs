@@ -11,6 +11,7 @@ use prost::Message as _;
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
+use tracing::warn;
 
 use crate::{
     error::StatusError,
@@ -273,14 +274,12 @@ impl StatusService for StatusApi {
                     }
                 };
                 match next {
-                    // Encoded by the hub from a message: it decodes.
-                    Ok(bytes) => {
-                        if let Ok(c) = StatusChange::decode(&bytes[..])
-                            && in_site(&c, &site_id)
-                        {
-                            pending.push(c);
-                        }
-                    }
+                    Ok(bytes) => match StatusChange::decode(&bytes[..]) {
+                        Ok(c) if in_site(&c, &site_id) => pending.push(c),
+                        Ok(_) => {}
+                        // The hub encoded it from a message: not expected.
+                        Err(e) => warn!(error = %e, "a status change did not decode"),
+                    },
                     // Fell too far behind: start over from a fresh snapshot.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         (pending, rx) = api.start_watch(0, &site_id);

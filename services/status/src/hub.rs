@@ -25,8 +25,9 @@ use crate::{
 /// Changes remembered for watchers that resume.
 pub const HISTORY: usize = 100_000;
 /// Changes buffered per live watcher before it falls behind (and gets a fresh snapshot).
-/// The broadcast channel holds the last this many changes whether or not anyone watches,
-/// so it carries them encoded: about 350 bytes each instead of 1.2 KB in 20 allocations.
+/// The broadcast channel holds each change until every watcher has read it: up to this
+/// many when one lags, so it carries them encoded, about 350 bytes each instead of 1.2 KB
+/// in 20 allocations.
 pub const CHANNEL: usize = 16_384;
 
 /// A [`StatusChange`], protobuf-encoded, as the broadcast channel carries it.
@@ -90,7 +91,10 @@ impl State {
             }
             let id = self.fleet.shared_id(&c.phone_id);
             self.history.push_back((c.revision, id));
-            let _ = tx.send(c.encode_to_vec().into());
+            // Nobody to encode for: a watcher that subscribes later starts from the state.
+            if tx.receiver_count() > 0 {
+                let _ = tx.send(c.encode_to_vec().into());
+            }
         }
     }
 }

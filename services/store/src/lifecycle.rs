@@ -87,6 +87,12 @@ impl NodeLease {
         // than the lease has left.
         let lease = Self::keeping(store.clone(), node_id, ttl_s, previous);
         match store.lease_keys(previous).await {
+            // The keeper lost the lease while its keys were read and re-registered on a
+            // new one: they are gone with it.
+            Ok(_) if lease.lease_id() != previous => {
+                warn!(node = node_id, lease = %format!("{previous:x}"), "the previous process's lease was lost while its keys were read: they expired with it");
+                Ok((lease, Vec::new()))
+            }
             Ok(keys) => {
                 info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, keys = keys.len(), "node lease taken over from the previous process");
                 Ok((lease, keys))
