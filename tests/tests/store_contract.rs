@@ -524,6 +524,30 @@ async fn etcd_three_members_lose_one_mid_test() {
     contract_follow(&s).await;
 }
 
+/// Puts `n` keys named by `key` on `lease`, as many to a transaction as etcd takes.
+async fn put_on_lease(
+    s: &Store,
+    n: usize,
+    lease: dialtone_store::LeaseId,
+    value: &[u8],
+    key: impl Fn(usize) -> String,
+) {
+    for chunk in (0..n)
+        .collect::<Vec<_>>()
+        .chunks(dialtone_store::MAX_TXN_OPS)
+    {
+        let ops = chunk
+            .iter()
+            .map(|i| Op::Put {
+                key: key(*i),
+                value: value.to_vec(),
+                lease: Some(lease),
+            })
+            .collect();
+        s.txn(Vec::new(), ops).await.unwrap();
+    }
+}
+
 /// A lease that expires deletes every key on it in one revision, and etcd sends that
 /// revision's events in one watch message: with an edge's worth of bindings it is larger
 /// than gRPC's default 4 MB, and a watcher must still get it (the status role watches
@@ -535,20 +559,10 @@ async fn etcd_watchers_get_a_large_lease_expiry() {
     let lease = s.lease_grant(60).await.unwrap();
     const KEYS: usize = 40_000;
     let value = vec![b'x'; 120];
-    for chunk in (0..KEYS)
-        .collect::<Vec<_>>()
-        .chunks(dialtone_store::MAX_TXN_OPS)
-    {
-        let ops = chunk
-            .iter()
-            .map(|i| Op::Put {
-                key: format!("bindings/{i:08}/0/edge-1"),
-                value: value.clone(),
-                lease: Some(lease),
-            })
-            .collect();
-        s.txn(Vec::new(), ops).await.unwrap();
-    }
+    put_on_lease(&s, KEYS, lease, &value, |i| {
+        format!("bindings/{i:08}/0/edge-1")
+    })
+    .await;
     let mut w = s.watch("bindings/", 0).await.unwrap();
     s.lease_revoke(lease).await.unwrap();
     let mut deleted = 0;
@@ -585,20 +599,10 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     // 110,000 keys of 66 bytes: about 7 MB listed at once, and more than one page of the
     // scan that finds them instead.
     const KEYS: usize = 110_000;
-    for chunk in (0..KEYS)
-        .collect::<Vec<_>>()
-        .chunks(dialtone_store::MAX_TXN_OPS)
-    {
-        let ops = chunk
-            .iter()
-            .map(|i| Op::Put {
-                key: format!("bindings/{i:08x}-4f1c-4a2b-9c3d-0123456789ab/0/edge-1"),
-                value: b"b".to_vec(),
-                lease: Some(first.lease_id()),
-            })
-            .collect();
-        s.txn(Vec::new(), ops).await.unwrap();
-    }
+    put_on_lease(&s, KEYS, first.lease_id(), b"b", |i| {
+        format!("bindings/{i:08x}-4f1c-4a2b-9c3d-0123456789ab/0/edge-1")
+    })
+    .await;
     // Keys of another lease and of none are not the edge's.
     let other = s.lease_grant(30).await.unwrap();
     s.put("bindings/other/0/edge-2", b"b".to_vec(), Some(other))

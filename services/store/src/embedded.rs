@@ -667,27 +667,26 @@ impl EmbeddedStore {
         }
     }
 
-    pub(crate) async fn lease_info(&self, id: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
+    /// What `read` makes of lease `id` while it is alive (its deadline not passed).
+    fn live_lease<T>(&self, id: LeaseId, read: impl FnOnce(&Lease, Instant) -> T) -> Option<T> {
         let st = self.inner.state.read();
         let now = Instant::now();
-        Ok(st
-            .leases
+        st.leases
             .get(&id)
             .filter(|l| l.deadline > now)
-            .map(|l| LeaseInfo {
-                granted_ttl_s: l.ttl,
-                ttl_left_s: l.deadline.duration_since(now).as_secs().max(1) as i64,
-            }))
+            .map(|l| read(l, now))
+    }
+
+    pub(crate) async fn lease_info(&self, id: LeaseId) -> Result<Option<LeaseInfo>, StoreError> {
+        Ok(self.live_lease(id, |l, now| LeaseInfo {
+            granted_ttl_s: l.ttl,
+            ttl_left_s: l.deadline.duration_since(now).as_secs().max(1) as i64,
+        }))
     }
 
     pub(crate) async fn lease_keys(&self, id: LeaseId) -> Result<Vec<String>, StoreError> {
-        let st = self.inner.state.read();
-        let now = Instant::now();
-        Ok(st
-            .leases
-            .get(&id)
-            .filter(|l| l.deadline > now)
-            .map(|l| l.keys.iter().cloned().collect())
+        Ok(self
+            .live_lease(id, |l, _| l.keys.iter().cloned().collect())
             .unwrap_or_default())
     }
 
