@@ -7,16 +7,11 @@ use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::status::v1::{
     self as pb, OperationalStatus, StatusChange, status_service_server::StatusService,
 };
-use prost::Message as _;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
-use tracing::warn;
 
-use crate::{
-    error::StatusError,
-    hub::{EncodedChange, Hub},
-};
+use crate::{error::StatusError, hub::Hub, watch};
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, Status>> + Send + 'static>>;
 
@@ -115,46 +110,6 @@ impl StatusApi {
             revision: fleet.revision(),
         })
     }
-
-    /// The snapshot (or the remembered changes) a watch starts with, and its live feed,
-    /// taken under one read lock so nothing falls between them.
-    fn start_watch(
-        &self,
-        after: i64,
-        site: &str,
-    ) -> (Vec<StatusChange>, broadcast::Receiver<EncodedChange>) {
-        let st = self.hub.state.read();
-        let rx = self.hub.tx.subscribe();
-        if let Some(mut changes) = st.since(after) {
-            changes.retain(|c| in_site(c, site));
-            return (changes, rx);
-        }
-        let fleet = &st.fleet;
-        let mut out: Vec<StatusChange> = fleet
-            .ids_after("")
-            .filter(|id| site.is_empty() || fleet.published(id).is_some_and(|(s, _)| s == site))
-            .filter_map(|id| fleet.get(id))
-            .map(|s| StatusChange {
-                phone_id: s.phone_id.clone(),
-                revision: s.revision,
-                status: Some(s),
-                snapshot: true,
-                ..Default::default()
-            })
-            .collect();
-        out.push(StatusChange {
-            revision: fleet.revision(),
-            synced: true,
-            ..Default::default()
-        });
-        (out, rx)
-    }
-}
-
-/// Whether a change concerns a watcher of `site` (removals concern everyone: the removed
-/// phone's site is gone with it).
-fn in_site(c: &StatusChange, site: &str) -> bool {
-    site.is_empty() || c.removed || c.status.as_ref().is_some_and(|s| s.site_id == site)
 }
 
 #[tonic::async_trait]
@@ -242,52 +197,19 @@ impl StatusService for StatusApi {
         self.authorize(&req)?;
         // A watch outlives its first check: it ends when its token stops granting View.
         let token = dialtone_auth::bearer(&req).unwrap_or_default();
-        let mut token_changes = self.tokens.changes();
         let pb::WatchPhoneStatusesRequest {
             after_revision,
             site_id,
         } = req.into_inner();
-        let (first, mut rx) = self.start_watch(after_revision, &site_id);
         let (tx, out) = mpsc::channel(256);
-        let api = StatusApi {
-            hub: self.hub.clone(),
-            tokens: self.tokens.clone(),
-        };
-        tokio::spawn(async move {
-            let mut pending = first;
-            loop {
-                for c in pending.drain(..) {
-                    if tx.send(Ok(c)).await.is_err() {
-                        return;
-                    }
-                }
-                let next = tokio::select! {
-                    n = rx.recv() => n,
-                    changed = token_changes.changed() => {
-                        if changed.is_err() || !api.tokens.allows(&token, Permission::View) {
-                            let _ = tx
-                                .send(Err(Status::unauthenticated("the token was revoked")))
-                                .await;
-                            return;
-                        }
-                        continue;
-                    }
-                };
-                match next {
-                    Ok(bytes) => match StatusChange::decode(&bytes[..]) {
-                        Ok(c) if in_site(&c, &site_id) => pending.push(c),
-                        Ok(_) => {}
-                        // The hub encoded it from a message: not expected.
-                        Err(e) => warn!(error = %e, "a status change did not decode"),
-                    },
-                    // Fell too far behind: start over from a fresh snapshot.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        (pending, rx) = api.start_watch(0, &site_id);
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return,
-                }
-            }
-        });
+        tokio::spawn(watch::serve(
+            self.hub.clone(),
+            self.tokens.clone(),
+            token,
+            after_revision,
+            site_id,
+            tx,
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(out))))
     }
 }

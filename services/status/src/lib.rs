@@ -4,7 +4,8 @@
 //! summaries, a watch that resumes from a revision) and as metrics.
 //!
 //! Pure: [`model`] (the reducer), [`trunks`] (trunk states from the edges' keep-alives). State: [`fleet`] (the view). IO: [`hub`] (listing and
-//! one watch of the store, history and broadcast), [`api`] (gRPC).
+//! one watch of the store, history and broadcast), [`api`] (gRPC), `watch` (a watch's
+//! paged snapshot and live feed).
 //!
 //! The view is rebuilt from the store on start; it is derived state, never written back.
 //! One ordered watch feeds it instead of an actor per phone (DESIGN.md's general pattern):
@@ -19,6 +20,7 @@ mod intern;
 pub mod media;
 pub mod metrics;
 pub mod trunks;
+mod watch;
 
 use std::sync::Arc;
 
