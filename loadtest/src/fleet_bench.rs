@@ -147,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
     }
     // Let the edges' credential caches take the import in.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let pss_imported = pss(&[status_pid]);
 
     // Watch lag: every status a binding write caused, from that write to its arrival here.
     let lags = Arc::new(Mutex::new(Vec::<i64>::with_capacity(2 * phones)));
@@ -157,8 +158,9 @@ async fn main() -> anyhow::Result<()> {
     // Snapshots after the first: the watcher fell behind the status role's channel and
     // was sent the whole fleet again (which the role builds in memory).
     let resyncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let first_sync = Arc::new(tokio::sync::Notify::new());
     let watcher = {
-        let (lags, resyncs) = (lags.clone(), resyncs.clone());
+        let (lags, resyncs, first_sync) = (lags.clone(), resyncs.clone(), first_sync.clone());
         tokio::spawn(async move {
             let mut synced = false;
             while let Ok(Some(c)) = watch.message().await {
@@ -167,6 +169,7 @@ async fn main() -> anyhow::Result<()> {
                         resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     synced = true;
+                    first_sync.notify_one();
                     continue;
                 }
                 let Some(s) = c.status.filter(|_| synced) else {
@@ -185,6 +188,16 @@ async fn main() -> anyhow::Result<()> {
         })
     };
 
+    // The watcher's first snapshot (every phone, OFFLINE) is built in the status role's
+    // memory and sent before the ramp: what it leaves behind is read apart.
+    first_sync.notified().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pss_snapshot = pss(&[status_pid]);
+    println!(
+        "status role after the import: {:.0} B per phone; after a watcher's first snapshot: {:.0} B per phone (PSS growth from an empty fleet)",
+        pss_imported.saturating_sub(pss_empty) as f64 / phones as f64,
+        pss_snapshot.saturating_sub(pss_empty) as f64 / phones as f64
+    );
     let sim_specs = specs.clone();
     let sim = Sim::start(
         SimConfig {
