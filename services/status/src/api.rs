@@ -194,8 +194,10 @@ impl StatusService for StatusApi {
         &self,
         req: Request<pb::WatchPhoneStatusesRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
+        // A watch outlives its first check: it ends when its token stops granting View
+        // (changes subscribed to before the check, so none falls between).
+        let token_changes = self.tokens.changes();
         self.authorize(&req)?;
-        // A watch outlives its first check: it ends when its token stops granting View.
         let token = dialtone_auth::bearer(&req).unwrap_or_default();
         let pb::WatchPhoneStatusesRequest {
             after_revision,
@@ -205,7 +207,7 @@ impl StatusService for StatusApi {
         tokio::spawn(watch::serve(
             self.hub.clone(),
             self.tokens.clone(),
-            token,
+            (token, token_changes),
             after_revision,
             site_id,
             tx,

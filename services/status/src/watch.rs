@@ -105,8 +105,12 @@ impl SentPages {
     }
 
     /// Whether a change of `phone` at `revision` was already shown by the page that
-    /// holds the phone (read at or after the change). Once a change comes after every
-    /// page, none can have been shown any more and the pages are forgotten.
+    /// holds the phone (read after the change). A change at the very revision a page was
+    /// read at is sent again: etcd stamps the batches of a watch catching up with the
+    /// store's current revision, so two batches may carry the same revision and a page
+    /// read between them showed only the first (the second's changes are then sent, the
+    /// first's repeated, harmlessly). Once a change comes after every page, none can have
+    /// been shown any more and the pages are forgotten.
     pub(crate) fn shown(&mut self, phone: &str, revision: i64) -> bool {
         let Some(end) = self.end else {
             return false;
@@ -120,21 +124,22 @@ impl SentPages {
             self.pages.clear();
             self.end = None;
         }
-        revision <= read_at
+        revision < read_at
     }
 }
 
 /// Runs a watch: its start, then live changes, into `tx`, until the watcher leaves, its
 /// token stops granting View, or the status role stops.
+/// `token_changes` was subscribed to before the token was first checked, so a
+/// revocation between that check and this task is seen.
 pub(crate) async fn serve(
     hub: Arc<Hub>,
     tokens: Arc<Tokens>,
-    token: String,
+    (token, mut token_changes): (String, tokio::sync::watch::Receiver<u64>),
     after: i64,
     site: String,
     tx: mpsc::Sender<Result<StatusChange, Status>>,
 ) {
-    let mut token_changes = tokens.changes();
     let (mut first, mut rx) = start(&hub, after, &site);
     loop {
         let mut sent = SentPages::default();
@@ -233,12 +238,13 @@ mod tests {
         };
         for (phone, revision, shown) in [
             ("a", 9, true),
-            ("c", 10, true),
+            ("c", 10, false),
             ("c", 11, false),
             ("d", 11, true),
-            ("f", 12, true),
+            ("f", 12, false),
             ("f", 13, false),
-            ("g", 15, true),
+            ("g", 14, true),
+            ("g", 15, false),
             ("z", 14, true),
             ("z", 16, false),
         ] {
@@ -255,7 +261,7 @@ mod tests {
         let mut s = SentPages::default();
         s.page("m".into(), 10);
         s.end(12);
-        assert!(s.shown("a", 10));
+        assert!(s.shown("a", 9));
         assert!(!s.shown("x", 13), "after every page");
         assert!(!s.shown("a", 9), "forgotten: nothing is held back any more");
     }
