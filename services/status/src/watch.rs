@@ -224,7 +224,86 @@ pub(crate) async fn serve(
 
 #[cfg(test)]
 mod tests {
+    use dialtone_domain::keys;
+    use dialtone_proto::config::v1::{EdgeGroup, Line, Phone, Site};
+
     use super::*;
+
+    /// A fleet of `n` configured phones, every third at site "b", the rest at "a".
+    fn fleet(n: usize) -> Fleet {
+        let mut f = Fleet::new("example.com");
+        let mut kvs: Vec<(String, Vec<u8>)> = ["a", "b"]
+            .iter()
+            .map(|s| {
+                let site = Site {
+                    id: (*s).into(),
+                    edge_group_id: "g".into(),
+                    ..Default::default()
+                };
+                (format!("{}{s}", keys::SITES), site.encode_to_vec())
+            })
+            .collect();
+        let group = EdgeGroup {
+            id: "g".into(),
+            ..Default::default()
+        };
+        kvs.push((format!("{}g", keys::EDGE_GROUPS), group.encode_to_vec()));
+        for i in 0..n {
+            let p = Phone {
+                id: format!("p{i:05}"),
+                name: format!("phone {i}"),
+                site_id: if i % 3 == 0 { "b" } else { "a" }.into(),
+                lines: vec![Line {
+                    sip_user: format!("u{i}"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            kvs.push((keys::phone(&p.id), p.encode_to_vec()));
+        }
+        f.load(kvs.iter().map(|(k, v)| (k.as_str(), v.as_slice())));
+        f.settle(1, 0);
+        f
+    }
+
+    /// Every phone the pages hold, in order, and the pages' sizes.
+    fn page_through(f: &Fleet, site: &str) -> (Vec<String>, Vec<usize>) {
+        let (mut ids, mut sizes, mut after) = (Vec::new(), Vec::new(), String::new());
+        loop {
+            let (page, more) = snapshot_page(f, &after, site);
+            sizes.push(page.len());
+            assert!(page.iter().all(|c| c.snapshot && c.status.is_some()));
+            ids.extend(page.into_iter().map(|c| c.phone_id));
+            match more {
+                Some(last) => after = last,
+                None => return (ids, sizes),
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_in_pages_holds_every_phone_once_in_order() {
+        let f = fleet(2 * SNAPSHOT_PAGE + 100);
+        let (ids, sizes) = page_through(&f, "");
+        assert_eq!(sizes, [SNAPSHOT_PAGE, SNAPSHOT_PAGE, 100]);
+        let want: Vec<String> = (0..2 * SNAPSHOT_PAGE + 100)
+            .map(|i| format!("p{i:05}"))
+            .collect();
+        assert_eq!(ids, want);
+
+        // A site's watcher: pages still read SNAPSHOT_PAGE phones, and keep that site's.
+        let (ids, sizes) = page_through(&f, "b");
+        assert_eq!(sizes.len(), 3);
+        let want: Vec<String> = (0..2 * SNAPSHOT_PAGE + 100)
+            .filter(|i| i % 3 == 0)
+            .map(|i| format!("p{i:05}"))
+            .collect();
+        assert_eq!(ids, want);
+
+        // A fleet of exactly one page ends with an empty one.
+        let (ids, sizes) = page_through(&fleet(SNAPSHOT_PAGE), "");
+        assert_eq!((ids.len(), sizes), (SNAPSHOT_PAGE, vec![SNAPSHOT_PAGE, 0]));
+    }
 
     #[test]
     fn a_change_a_page_already_showed_is_not_sent_again() {
