@@ -59,38 +59,22 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
-/// How a transport serves an accepted connection once it is bytes (after the TLS
-/// handshake, if any): its IO, address, transport, the names of its client certificate,
-/// the handler and its socket (to mark its packets).
-pub(crate) trait Serve<Fut>:
-    Fn(
-        Box<dyn Io>,
-        SocketAddr,
-        Transport,
-        Option<Arc<[String]>>,
-        Arc<Dispatcher>,
-        Option<RawFd>,
-    ) -> Fut
-    + Copy
-    + Send
-    + 'static
-{
+/// An accepted connection once it is bytes (after the TLS handshake, if any).
+pub(crate) struct Accepted {
+    pub io: Box<dyn Io>,
+    pub addr: SocketAddr,
+    pub transport: Transport,
+    /// The names of its client certificate (TLS with `--sip-tls-client-ca` only).
+    pub tls_names: Option<Arc<[String]>>,
+    pub handler: Arc<Dispatcher>,
+    /// Its socket, to mark its packets.
+    pub fd: Option<RawFd>,
 }
 
-impl<F, Fut> Serve<Fut> for F where
-    F: Fn(
-            Box<dyn Io>,
-            SocketAddr,
-            Transport,
-            Option<Arc<[String]>>,
-            Arc<Dispatcher>,
-            Option<RawFd>,
-        ) -> Fut
-        + Copy
-        + Send
-        + 'static
-{
-}
+/// How a transport serves an accepted connection.
+pub(crate) trait Serve<Fut>: Fn(Accepted) -> Fut + Copy + Send + 'static {}
+
+impl<F, Fut> Serve<Fut> for F where F: Fn(Accepted) -> Fut + Copy + Send + 'static {}
 
 /// Accepts connections until `stop`, each served by `serve` in its own task: after a TLS
 /// handshake as `secure` when `tls` is set, else as `plain`. Used by TCP/TLS and WS/WSS. A
@@ -171,7 +155,15 @@ async fn serve_plain<F, Fut>(
     Fut: Future<Output = ()>,
 {
     let _held = held;
-    serve(Box::new(tcp), addr, transport, None, handler, fd).await
+    serve(Accepted {
+        io: Box::new(tcp),
+        addr,
+        transport,
+        tls_names: None,
+        handler,
+        fd,
+    })
+    .await
 }
 
 /// Serves an accepted TLS connection once its handshake is done (within
@@ -194,13 +186,21 @@ async fn serve_secure<F, Fut>(
         Ok(Ok(s)) => {
             // A client certificate (verified against --sip-tls-client-ca) names who this
             // connection is, for the trust boundary.
-            let names: Option<Arc<[String]>> = s
+            let tls_names: Option<Arc<[String]>> = s
                 .get_ref()
                 .1
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| dialtone_tls::certificate_names(c).into());
-            serve(Box::new(s), addr, transport, names, handler, fd).await
+            serve(Accepted {
+                io: Box::new(s),
+                addr,
+                transport,
+                tls_names,
+                handler,
+                fd,
+            })
+            .await
         }
         Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
         Err(_) => debug!(peer = %addr, "tls handshake timed out"),

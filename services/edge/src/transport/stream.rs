@@ -21,7 +21,9 @@ use std::collections::HashMap;
 
 use crate::flow::{FlowControl, FlowSource, write_queue::QueueTx};
 
-use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout};
+use super::{
+    Accepted, Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout,
+};
 use crate::{dispatch::Dispatcher, error::EdgeError};
 
 pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
@@ -38,25 +40,20 @@ pub fn serve(
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let transports = (Transport::Tcp, Transport::Tls);
-    accept(
-        listener,
-        tls,
-        transports,
-        handler,
-        stop,
-        connection::<Box<dyn Io>>,
-    )
+    accept(listener, tls, transports, handler, stop, connection)
 }
 
 /// Serves one accepted connection until it closes, fails framing, idles out or stops
 /// reading.
-async fn connection<S: Io>(
-    io: S,
-    addr: SocketAddr,
-    transport: Transport,
-    tls_names: Option<Arc<[String]>>,
-    handler: Arc<Dispatcher>,
-    fd: Option<RawFd>,
+async fn connection(
+    Accepted {
+        io,
+        addr,
+        transport,
+        tls_names,
+        handler,
+        fd,
+    }: Accepted,
 ) {
     let control = FlowControl::new(NOT_AUTHENTICATED);
     let (_, served) = open(io, addr, transport, tls_names, handler, (control, fd));

@@ -3,8 +3,6 @@
 //! timeout follows the line's persistent-connection timeout once a line registers over it.
 
 use std::{
-    net::SocketAddr,
-    os::fd::RawFd,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -20,7 +18,9 @@ use tokio_tungstenite::tungstenite::{
 };
 use tracing::debug;
 
-use super::{Io, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout};
+use super::{
+    Accepted, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout,
+};
 use crate::{dispatch::Dispatcher, flow::FlowControl};
 
 /// How long the WebSocket upgrade may take once the connection (and TLS) is up.
@@ -34,14 +34,7 @@ pub fn serve(
     stop: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let transports = (Transport::Ws, Transport::Wss);
-    accept(
-        listener,
-        tls,
-        transports,
-        handler,
-        stop,
-        connection::<Box<dyn Io>>,
-    )
+    accept(listener, tls, transports, handler, stop, connection)
 }
 
 /// Whether an upgrade with this `Origin` may go on: one without (a phone, not a browser
@@ -90,13 +83,15 @@ fn select_sip(
     Ok(resp)
 }
 
-async fn connection<S: Io>(
-    io: S,
-    addr: SocketAddr,
-    transport: Transport,
-    tls_names: Option<Arc<[String]>>,
-    handler: Arc<Dispatcher>,
-    fd: Option<RawFd>,
+async fn connection(
+    Accepted {
+        io,
+        addr,
+        transport,
+        tls_names,
+        handler,
+        fd,
+    }: Accepted,
 ) {
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
