@@ -15,23 +15,22 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout},
-    collections::VecDeque,
-    sync::{
-        Arc,
-        atomic::{AtomicI64, Ordering},
-    },
+    sync::atomic::{AtomicI64, Ordering},
 };
 
 use dialtone_domain::{keys, placement};
 use dialtone_loadtest::procfs::pss;
-use dialtone_proto::status::v1::StatusChange;
 use dialtone_proto::{
     config::v1::{BaseSettings, Edge, EdgeGroup, Line, MetaBase, Phone, PhoneKind, Site},
     edge::v1::{Binding, Contact, SipTransport},
     provisioning::v1::ProvisionState,
 };
-use dialtone_status::{fleet::Fleet, hub};
+use dialtone_status::{
+    fleet::Fleet,
+    hub::{self, State},
+};
 use prost::Message;
+use tokio::sync::broadcast;
 
 /// Counts live heap bytes (as requested) and live allocations, allocating with mimalloc.
 struct Counting;
@@ -223,87 +222,76 @@ fn inputs(phones: usize) -> Inputs {
     }
 }
 
-/// What the hub keeps of the changes besides the view.
-#[derive(Default)]
-struct Retention {
-    ring: VecDeque<hub::EncodedChange>,
-    history: VecDeque<(i64, Arc<str>)>,
-}
-
-impl Retention {
-    fn keep(&mut self, changes: Vec<StatusChange>, fleet: &Fleet) {
-        for c in changes {
-            if self.ring.len() == hub::CHANNEL {
-                self.ring.pop_front();
-            }
-            if self.history.len() == hub::HISTORY {
-                self.history.pop_front();
-            }
-            self.history
-                .push_back((c.revision, fleet.shared_id(&c.phone_id)));
-            self.ring.push_back(c.encode_to_vec().into());
-        }
-    }
-}
-
-/// Applies every input, one change per batch as the watch delivers a registration ramp;
-/// with `retention`, the changes are kept as the hub keeps them, else dropped. Prints each
-/// phase's growth when `print`.
+/// Applies every input to a status role's state, one change per batch as the watch
+/// delivers a registration ramp; with `tx`, the changes are recorded as the hub records
+/// them, else dropped. Prints each phase's growth when `print`; returns the state and the
+/// bytes it grew by.
 fn build(
     inputs: &Inputs,
     phones: usize,
-    mut retention: Option<&mut Retention>,
+    tx: Option<&broadcast::Sender<hub::EncodedChange>>,
     print: bool,
-) -> Fleet {
+) -> (State, i64) {
     let start = reading();
-    let mut fleet = Fleet::new("dialtone.test");
+    let mut state = State::new(Fleet::new("dialtone.test"));
     let mut revision = 1;
     let setup = inputs.setup.iter().map(|(k, v)| (k.as_str(), Some(&v[..])));
-    drop(fleet.apply(setup, revision, 0));
+    drop(state.fleet.apply(setup, revision, 0));
     for (what, changes) in &inputs.phases {
         let before = reading();
         for (key, value) in changes {
             revision += 1;
-            let changes = fleet.apply([(key.as_str(), Some(&value[..]))], revision, revision);
-            if let Some(r) = retention.as_deref_mut() {
-                r.keep(changes, &fleet);
+            let changes = state
+                .fleet
+                .apply([(key.as_str(), Some(&value[..]))], revision, revision);
+            if let Some(tx) = tx {
+                state.record(tx, changes);
             }
         }
-        fleet.take_binding_writes();
+        state.fleet.take_binding_writes();
         if print {
             report(what, phones, before, reading());
         }
     }
+    let end = reading();
     if print {
-        report("the view, every input", phones, start, reading());
+        report("the view, every input", phones, start, end);
     }
-    fleet
+    (state, end.0 - start.0)
 }
 
 fn main() -> anyhow::Result<()> {
     let phones: usize = std::env::args().nth(1).map_or(Ok(100_000), |s| s.parse())?;
     let inputs = inputs(phones);
-    let fleet = build(&inputs, phones, None, true);
-    let counts = fleet.counts().values().next().copied().unwrap_or_default();
+    let (state, view) = build(&inputs, phones, None, true);
+    let counts = state
+        .fleet
+        .counts()
+        .values()
+        .next()
+        .copied()
+        .unwrap_or_default();
     anyhow::ensure!(
         counts[0] as usize == phones,
         "expected {phones} OPERATIONAL phones, the view counts {counts:?}"
     );
     println!("{phones} phones, all OPERATIONAL in the view");
-    drop(fleet);
+    drop(state);
 
-    let mut retention = Retention::default();
-    let fleet = build(&inputs, phones, Some(&mut retention), false);
-    let (ring, history) = (retention.ring.len(), retention.history.len());
-    let before = live();
-    drop(retention);
-    let freed = before.0 - live().0;
+    // Again, recorded by the hub's own code, with a watcher that never reads: the channel
+    // then holds all it can, and the history fills. The view grows as before, so the
+    // difference is what the hub retains.
+    let (tx, rx) = broadcast::channel(hub::CHANNEL);
+    let (state, total) = build(&inputs, phones, Some(&tx), false);
+    let retained = total - view;
     println!(
-        "the hub's retention at most (a watcher lagging by the whole channel): {ring} changes and {history} history entries hold {:.1} MiB ({:.0} B/phone at {phones} phones, {:.0} B/phone at 1,000,000)",
-        freed as f64 / 1_048_576.0,
-        freed as f64 / phones.max(1) as f64,
-        freed as f64 / 1e6
+        "the hub's retention at most (a watcher lagging by the whole channel): {} changes in the channel and at most {} in the history hold {:.1} MiB ({:.0} B/phone at {phones} phones, {:.0} B/phone at 1,000,000)",
+        rx.len().min(hub::CHANNEL),
+        hub::HISTORY,
+        retained as f64 / 1_048_576.0,
+        retained as f64 / phones.max(1) as f64,
+        retained as f64 / 1e6
     );
-    drop(fleet);
+    drop((state, rx));
     Ok(())
 }

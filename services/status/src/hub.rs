@@ -82,7 +82,18 @@ impl State {
         )
     }
 
-    fn record(&mut self, tx: &broadcast::Sender<EncodedChange>, changes: Vec<StatusChange>) {
+    /// A state holding `fleet`, with no change remembered yet.
+    pub fn new(fleet: Fleet) -> Self {
+        Self {
+            fleet,
+            history: VecDeque::new(),
+            floor: 0,
+        }
+    }
+
+    /// Remembers `changes` (just made by the view) and sends them to live watchers.
+    /// Public for `loadtest`'s `status-footprint`, which measures what this retains.
+    pub fn record(&mut self, tx: &broadcast::Sender<EncodedChange>, changes: Vec<StatusChange>) {
         for c in changes {
             if self.history.len() == HISTORY
                 && let Some((r, _)) = self.history.pop_front()
@@ -123,11 +134,7 @@ impl Hub {
         realm: &str,
     ) -> Result<(Arc<Self>, JoinHandle<()>), StoreError> {
         let hub = Arc::new(Self {
-            state: RwLock::new(State {
-                fleet: Fleet::new(realm),
-                history: VecDeque::new(),
-                floor: 0,
-            }),
+            state: RwLock::new(State::new(Fleet::new(realm))),
             tx: broadcast::channel(CHANNEL).0,
             ready: Arc::new(AtomicBool::new(false)),
             metrics: Metrics::default(),
