@@ -28,7 +28,10 @@ use dialtone_proto::{
 use dialtone_status::{
     fleet::Fleet,
     hub::{self, State},
+    metrics::Metrics,
 };
+use dialtone_store::WatchEvent;
+use parking_lot::RwLock;
 use prost::Message;
 use tokio::sync::broadcast;
 
@@ -260,6 +263,48 @@ fn build(
     (state, end.0 - start.0)
 }
 
+/// Deletes every binding on the first edge in one batch, as etcd delivers the expiry of
+/// the lease they hang on, through the hub's own `apply_in_parts` with a watcher
+/// subscribed (that never reads), and prints how long the view took: what a killed edge
+/// costs the status role before its phones show DEGRADED.
+fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
+    let edge = format!("/{}", EDGES[0]);
+    let gone: Vec<WatchEvent> = inputs
+        .phases
+        .iter()
+        .flat_map(|(_, changes)| changes)
+        .filter(|(k, _)| k.starts_with(keys::BINDINGS) && k.ends_with(&edge))
+        .map(|(k, _)| WatchEvent::Delete {
+            key: k.clone(),
+            mod_revision: i64::MAX / 2,
+        })
+        .collect();
+    let state = RwLock::new(state);
+    let (tx, _watcher) = broadcast::channel(hub::CHANNEL);
+    let metrics = Metrics::default();
+    let started = std::time::Instant::now();
+    hub::apply_in_parts(&state, &tx, &metrics, &gone, i64::MAX / 2);
+    let took = started.elapsed();
+    let state = state.into_inner();
+    let counts = state
+        .fleet
+        .counts()
+        .values()
+        .next()
+        .copied()
+        .unwrap_or_default();
+    println!(
+        "{} bindings of {} deleted in one batch: applied in {:.2} s ({:.2} µs a binding, parts of {}); {} of {phones} phones now DEGRADED",
+        gone.len(),
+        EDGES[0],
+        took.as_secs_f64(),
+        took.as_secs_f64() * 1e6 / gone.len().max(1) as f64,
+        hub::PART,
+        counts[1],
+    );
+    state
+}
+
 fn main() -> anyhow::Result<()> {
     let phones: usize = std::env::args().nth(1).map_or(Ok(100_000), |s| s.parse())?;
     let inputs = inputs(phones);
@@ -276,7 +321,7 @@ fn main() -> anyhow::Result<()> {
         "expected {phones} OPERATIONAL phones, the view counts {counts:?}"
     );
     println!("{phones} phones, all OPERATIONAL in the view");
-    drop(state);
+    drop(revoke(state, &inputs, phones));
 
     // Again, recorded by the hub's own code, with a watcher that never reads: the channel
     // then holds all it can, and the history fills. The view grows as before, so the

@@ -128,7 +128,8 @@ pub struct Fleet {
 /// What a key change touches.
 enum Touched {
     Nothing,
-    Phone(String),
+    /// The view's own copy of the phone's id.
+    Phone(Arc<str>),
     Everyone,
 }
 
@@ -183,9 +184,20 @@ impl Fleet {
         &self.counts
     }
 
-    /// The entry of phone `id`, made empty when the view has none.
-    fn entry(&mut self, id: &str) -> &mut PhoneEntry {
-        self.phones.entry(id.into()).or_default()
+    /// The entry of phone `id` (made empty when the view has none) and the view's copy of
+    /// its id. Looked up before inserting: a batch of a million changes to phones the view
+    /// holds allocates no key.
+    fn entry(&mut self, id: &str) -> (Arc<str>, &mut PhoneEntry) {
+        if !self.phones.contains_key(id) {
+            self.phones.insert(id.into(), Box::default());
+        }
+        use std::ops::Bound::Included;
+        let (key, entry) = self
+            .phones
+            .range_mut::<str, _>((Included(id), Included(id)))
+            .next()
+            .expect("inserted above");
+        (key.clone(), entry)
     }
 
     /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
@@ -223,8 +235,9 @@ impl Fleet {
                     disabled: p.disabled,
                     sip_users: p.lines.into_iter().map(|l| l.sip_user.into()).collect(),
                 });
-            self.entry(id).config = facts;
-            return Touched::Phone(id.to_owned());
+            let (id, entry) = self.entry(id);
+            entry.config = facts;
+            return Touched::Phone(id);
         }
         if key.starts_with(keys::BINDINGS) {
             let Some((id, line, node)) = keys::parse_binding(key) else {
@@ -236,7 +249,7 @@ impl Fleet {
                 }
                 binding_facts(&mut self.names, line, node, b)
             });
-            let entry = self.entry(id);
+            let (id, entry) = self.entry(id);
             let mut bindings: Vec<BindingFacts> = std::mem::take(&mut entry.bindings)
                 .into_vec()
                 .into_iter()
@@ -245,7 +258,7 @@ impl Fleet {
                 .collect();
             bindings.sort_by(|a, b| (a.line, &a.node_id).cmp(&(b.line, &b.node_id)));
             entry.bindings = bindings.into_boxed_slice();
-            return Touched::Phone(id.to_owned());
+            return Touched::Phone(id);
         }
         if let Some(id) = key.strip_prefix(keys::PROVISION) {
             let p = value
@@ -259,8 +272,9 @@ impl Fleet {
                     last_error_ms: s.last_error_ms,
                 })
                 .map(Box::new);
-            self.entry(id).provision = p;
-            return Touched::Phone(id.to_owned());
+            let (id, entry) = self.entry(id);
+            entry.provision = p;
+            return Touched::Phone(id);
         }
         if let Some(id) = key.strip_prefix(keys::SITES) {
             match value.and_then(|v| decode::<Site>(key, v)) {
@@ -301,7 +315,26 @@ impl Fleet {
         revision: i64,
         now_ms: i64,
     ) -> Vec<StatusChange> {
-        let mut touched: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        self.apply_part(changes, revision, now_ms, &mut |_, c| out.push(c));
+        self.advance(revision);
+        out
+    }
+
+    /// Applies part of a batch that brings the view to `revision`, handing each phone whose
+    /// status changed to `sink` (the view's copy of its id, and its change stamped with
+    /// `revision`) as it is re-reduced, instead of
+    /// collecting them: a lease's expiry changes hundreds of thousands of phones at once.
+    /// The view's own revision stays where it was until [`Fleet::advance`], so a batch
+    /// applied in parts reads as not yet applied until its last part is.
+    pub fn apply_part<'k>(
+        &mut self,
+        changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
+        revision: i64,
+        now_ms: i64,
+        sink: &mut dyn FnMut(&Arc<str>, StatusChange),
+    ) {
+        let mut touched: Vec<Arc<str>> = Vec::new();
         let mut everyone = false;
         for (key, value) in changes {
             match self.absorb(key, value) {
@@ -310,16 +343,32 @@ impl Fleet {
                 Touched::Everyone => everyone = true,
             }
         }
-        self.revision = self.revision.max(revision);
         if everyone {
-            return self.settle(revision, now_ms);
+            let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
+            return self.republish_all(&ids, revision, now_ms, sink);
         }
-        touched.sort();
+        touched.sort_unstable();
         touched.dedup();
-        touched
-            .iter()
-            .filter_map(|id| self.republish(id, now_ms))
-            .collect()
+        self.republish_all(&touched, revision, now_ms, sink);
+    }
+
+    /// Raises the view's revision to `revision` (a batch's last part is applied).
+    pub fn advance(&mut self, revision: i64) {
+        self.revision = self.revision.max(revision);
+    }
+
+    fn republish_all(
+        &mut self,
+        ids: &[Arc<str>],
+        revision: i64,
+        now_ms: i64,
+        sink: &mut dyn FnMut(&Arc<str>, StatusChange),
+    ) {
+        for id in ids {
+            if let Some(c) = self.republish(id, revision, now_ms) {
+                sink(id, c);
+            }
+        }
     }
 
     /// When the edges wrote the bindings applied since the last call (edge clock, Unix ms).
@@ -337,11 +386,11 @@ impl Fleet {
 
     /// Re-reduces every phone after a complete listing read at `revision`.
     pub fn settle(&mut self, revision: i64, now_ms: i64) -> Vec<StatusChange> {
-        self.revision = self.revision.max(revision);
+        self.advance(revision);
         let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
-        ids.iter()
-            .filter_map(|id| self.republish(id, now_ms))
-            .collect()
+        let mut out = Vec::new();
+        self.republish_all(&ids, self.revision, now_ms, &mut |_, c| out.push(c));
+        out
     }
 
     /// Replaces every input with those of `fresh` (a complete listing read at `revision`)
@@ -373,10 +422,9 @@ impl Fleet {
         self.settle(revision, now_ms)
     }
 
-    /// Re-reduces one phone; returns its change when its status differs from the one
-    /// published.
-    fn republish(&mut self, id: &str, now_ms: i64) -> Option<StatusChange> {
-        let revision = self.revision;
+    /// Re-reduces one phone; returns its change, stamped with `revision`, when its status
+    /// differs from the one published.
+    fn republish(&mut self, id: &str, revision: i64, now_ms: i64) -> Option<StatusChange> {
         let fresh = self.compute(id);
         let entry = self.phones.get_mut(id)?;
         let change = match (fresh, entry.published.take()) {
@@ -612,6 +660,17 @@ fn binding_facts(names: &mut Interner, line: u32, node: &str, b: Binding) -> Bin
         user_agent,
         updated_at_ms: b.updated_at_ms,
     }
+}
+
+/// The phone a key is about (its own key when it is about no phone): a batch is cut into
+/// parts only where this changes, so no phone is seen half-changed.
+pub fn phone_of(key: &str) -> &str {
+    if let Some((id, ..)) = keys::parse_binding(key) {
+        return id;
+    }
+    key.strip_prefix(keys::PHONES)
+        .or_else(|| key.strip_prefix(keys::PROVISION))
+        .unwrap_or(key)
 }
 
 /// Each edge's latest binding write (kept out of the fingerprint: refreshes move it).

@@ -13,7 +13,7 @@ use std::{
 
 use dialtone_proto::status::v1::StatusChange;
 use dialtone_store::{Follow, Follower, KeyValue, Store, StoreError, WatchBatch, WatchEvent};
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 use prost::Message as _;
 use tokio::{sync::broadcast, task::JoinHandle};
 
@@ -32,6 +32,12 @@ pub const CHANNEL: usize = 16_384;
 
 /// A [`StatusChange`], protobuf-encoded, as the broadcast channel carries it.
 pub type EncodedChange = Arc<[u8]>;
+/// Most changes applied under one hold of the write lock. A dead edge's lease takes all its
+/// bindings in one revision (666,000 of them at a million phones): applied whole, that held
+/// every reader (site summaries, a phone's status, a new watcher's page) for seconds.
+/// Applied in parts of this many, with the lock handed to waiting readers between them, a
+/// reader waits for one part.
+pub const PART: usize = 4_096;
 /// Keys per listing page.
 const PAGE: usize = 1_000;
 
@@ -43,19 +49,25 @@ pub struct State {
     /// statuses, so the history keeps no status, and the id is the view's own copy (24
     /// bytes a change, not ~1 KB).
     history: VecDeque<(i64, Arc<str>)>,
-    /// Changes after this revision are all in `history`.
+    /// Changes after this revision are all in `history` (the first listing's revision).
     floor: i64,
+    /// The latest revision of a change dropped from `history`: changes at a later one are
+    /// all there.
+    dropped: i64,
 }
 
 impl State {
-    /// The phones that changed after `revision`, each with its current status (or its
-    /// removal), in the order of their last change; none when those changes are no longer
-    /// all remembered.
+    /// The phones that changed at or after `revision`, each with its current status (or
+    /// its removal), in the order of their last change; none when those changes are no
+    /// longer all remembered. At, not only after: a batch applied in parts ([`PART`])
+    /// stamps every part with its revision, so a watcher that saw the first part's changes
+    /// and resumes from their revision is owed the other parts' (and is sent the first
+    /// part's again, which a status being current makes harmless).
     pub fn since(&self, revision: i64) -> Option<Vec<StatusChange>> {
-        if revision < self.floor || revision <= 0 {
+        if revision < self.floor || revision <= self.dropped || revision <= 0 {
             return None;
         }
-        let start = self.history.partition_point(|(r, _)| *r <= revision);
+        let start = self.history.partition_point(|(r, _)| *r < revision);
         let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         for (r, id) in self.history.range(start..) {
             last.insert(id, *r);
@@ -88,6 +100,7 @@ impl State {
             fleet,
             history: VecDeque::new(),
             floor: 0,
+            dropped: 0,
         }
     }
 
@@ -95,19 +108,73 @@ impl State {
     /// Public for `loadtest`'s `status-footprint`, which measures what this retains.
     pub fn record(&mut self, tx: &broadcast::Sender<EncodedChange>, changes: Vec<StatusChange>) {
         for c in changes {
-            if self.history.len() == HISTORY
-                && let Some((r, _)) = self.history.pop_front()
-            {
-                self.floor = self.floor.max(r);
-            }
             let id = self.fleet.shared_id(&c.phone_id);
-            self.history.push_back((c.revision, id));
-            // Nobody to encode for: a watcher that subscribes later starts from the state.
-            if tx.receiver_count() > 0 {
-                let _ = tx.send(c.encode_to_vec().into());
-            }
+            remember(&mut self.history, &mut self.dropped, tx, id, c);
         }
     }
+
+    /// Applies part of a batch that brings the view to `revision` ([`Fleet::apply_part`]),
+    /// remembering each change and sending it to live watchers as it is made; returns how
+    /// many phones changed. Public for `status-footprint`, which times it.
+    pub fn apply_part<'k>(
+        &mut self,
+        tx: &broadcast::Sender<EncodedChange>,
+        changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
+        revision: i64,
+        now_ms: i64,
+    ) -> usize {
+        let (history, dropped) = (&mut self.history, &mut self.dropped);
+        let mut changed = 0;
+        self.fleet
+            .apply_part(changes, revision, now_ms, &mut |id, c| {
+                changed += 1;
+                remember(history, dropped, tx, id.clone(), c);
+            });
+        changed
+    }
+}
+
+/// Remembers one change (`id` is the view's copy of its phone's id) and sends it to live
+/// watchers.
+fn remember(
+    history: &mut VecDeque<(i64, Arc<str>)>,
+    dropped: &mut i64,
+    tx: &broadcast::Sender<EncodedChange>,
+    id: Arc<str>,
+    change: StatusChange,
+) {
+    if history.len() == HISTORY
+        && let Some((r, _)) = history.pop_front()
+    {
+        *dropped = (*dropped).max(r);
+    }
+    history.push_back((change.revision, id));
+    // Nobody to encode for: a watcher that subscribes later starts from the state.
+    if tx.receiver_count() > 0 {
+        let _ = tx.send(change.encode_to_vec().into());
+    }
+}
+
+/// Where a batch of changes to `keys` is cut into parts of about `size`: each part's end
+/// (exclusive), the last one `keys.len()` (one empty part for no keys). A cut falls only
+/// between two phones' keys ([`fleet::phone_of`]), so a part may run past `size` to finish
+/// a phone and no phone is seen half-changed.
+pub fn part_ends(keys: &[&str], size: usize) -> Vec<usize> {
+    let size = size.max(1);
+    let mut ends = Vec::new();
+    let mut start = 0;
+    while start < keys.len() {
+        let mut end = (start + size).min(keys.len());
+        while end < keys.len() && fleet::phone_of(keys[end - 1]) == fleet::phone_of(keys[end]) {
+            end += 1;
+        }
+        ends.push(end);
+        start = end;
+    }
+    if ends.is_empty() {
+        ends.push(0);
+    }
+    ends
 }
 
 /// The status role's shared state.
@@ -156,20 +223,51 @@ impl Hub {
         self.ready.load(Ordering::Acquire)
     }
 
+    /// Applies a batch in parts ([`PART`]), handing the lock to waiting readers between
+    /// them; the view's revision moves once the last part is in. A batch of more than one
+    /// part runs off the async workers, which it would otherwise hold for seconds.
     fn absorb(&self, events: Vec<WatchEvent>, revision: i64) {
-        let now = now_ms();
+        let multi_thread = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        let apply = || apply_in_parts(&self.state, &self.tx, &self.metrics, &events, revision);
+        if events.len() > PART && multi_thread {
+            tokio::task::block_in_place(apply);
+        } else {
+            apply();
+        }
+    }
+}
+
+/// Applies a batch of store changes that brings the view to `revision` in parts ([`PART`]),
+/// handing the lock to waiting readers between them; the view's revision moves once the
+/// last part is in. Public for `status-footprint`, which times it.
+pub fn apply_in_parts(
+    state: &RwLock<State>,
+    tx: &broadcast::Sender<EncodedChange>,
+    metrics: &Metrics,
+    events: &[WatchEvent],
+    revision: i64,
+) {
+    let now = now_ms();
+    let keys: Vec<&str> = events.iter().map(WatchEvent::key).collect();
+    let mut start = 0;
+    for end in part_ends(&keys, PART) {
         // Keys outside the view's prefixes (indexes, members, actions) are ignored by it.
-        let changes = events.iter().map(|ev| match ev {
+        let changes = events[start..end].iter().map(|ev| match ev {
             WatchEvent::Put(kv) => (kv.key.as_str(), Some(kv.value.as_slice())),
             WatchEvent::Delete { key, .. } => (key.as_str(), None),
         });
-        let mut st = self.state.write();
-        let changes = st.fleet.apply(changes, revision, now);
-        for written in st.fleet.take_binding_writes() {
-            self.metrics.observe_binding_lag(written, now);
+        let mut st = state.write();
+        let changed = st.apply_part(tx, changes, revision, now);
+        if end == events.len() {
+            st.fleet.advance(revision);
         }
-        self.metrics.count_changes(changes.len());
-        st.record(&self.tx, changes);
+        for written in st.fleet.take_binding_writes() {
+            metrics.observe_binding_lag(written, now);
+        }
+        metrics.count_changes(changed);
+        RwLockWriteGuard::unlock_fair(st);
+        start = end;
     }
 }
 
@@ -215,3 +313,7 @@ impl Follower for HubFollower {
         self.hub.absorb(Vec::new(), revision);
     }
 }
+
+#[cfg(test)]
+#[path = "hub_tests.rs"]
+mod tests;

@@ -1,0 +1,113 @@
+use dialtone_domain::keys;
+use dialtone_proto::config::v1::{Line, Phone};
+
+use super::*;
+
+#[test]
+fn a_batch_is_cut_into_parts_only_between_phones() {
+    let b = |phone: &str, line: u32| keys::binding(phone, line, "edge-a");
+    let (a0, a1, b0, c0) = (b("a", 0), b("a", 1), b("b", 0), b("c", 0));
+    let (pa, pb) = (keys::phone("a"), keys::phone("b"));
+    let cases: Vec<(&str, Vec<&str>, usize, Vec<usize>)> = vec![
+        ("no keys: one empty part", vec![], 2, vec![0]),
+        ("fewer keys than a part", vec![&a0, &b0], 4, vec![2]),
+        ("one phone a key", vec![&a0, &b0, &c0], 1, vec![1, 2, 3]),
+        (
+            "a phone's lines stay together",
+            vec![&a0, &a1, &b0, &c0],
+            1,
+            vec![2, 3, 4],
+        ),
+        (
+            "a phone's configuration and bindings stay together",
+            vec![&pa, &a0, &a1, &pb, &b0],
+            2,
+            vec![3, 5],
+        ),
+        (
+            "keys about no phone cut anywhere",
+            vec!["config/sites/hq", "config/sites/lab", &a0],
+            1,
+            vec![1, 2, 3],
+        ),
+        ("size 0 counts as 1", vec![&a0, &b0], 0, vec![1, 2]),
+    ];
+    for (name, keys, size, want) in cases {
+        assert_eq!(part_ends(&keys, size), want, "{name}");
+    }
+}
+
+fn phone_put(i: usize, revision: i64) -> WatchEvent {
+    let p = Phone {
+        id: format!("p{i:05}"),
+        name: format!("phone {i}"),
+        site_id: "hq".into(),
+        lines: vec![Line {
+            sip_user: format!("u{i}"),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    WatchEvent::Put(KeyValue {
+        key: keys::phone(&p.id),
+        value: p.encode_to_vec(),
+        mod_revision: revision,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_batch_of_several_parts_is_stamped_with_its_revision_and_resumable_from_it() {
+    let phones = PART * 2 + 10;
+    let state = RwLock::new(State::new(Fleet::new("example.com")));
+    let (tx, mut watcher) = broadcast::channel(phones * 2);
+    let metrics = Metrics::default();
+    let first: Vec<WatchEvent> = (0..10).map(|i| phone_put(i, 5)).collect();
+    apply_in_parts(&state, &tx, &metrics, &first, 5);
+    state.write().floor = 5;
+    let batch: Vec<WatchEvent> = (10..phones).map(|i| phone_put(i, 7)).collect();
+    apply_in_parts(&state, &tx, &metrics, &batch, 7);
+
+    let mut seen = Vec::new();
+    while let Ok(c) = watcher.try_recv() {
+        seen.push(StatusChange::decode(&c[..]).expect("encoded change"));
+    }
+    assert_eq!(seen.len(), phones, "every phone's change sent once");
+    assert!(seen[..10].iter().all(|c| c.revision == 5));
+    assert!(
+        seen[10..].iter().all(|c| c.revision == 7),
+        "every part carries the batch's revision"
+    );
+
+    let st = state.read();
+    assert_eq!(st.fleet.revision(), 7);
+    assert_eq!(st.fleet.len(), phones);
+    let since = |r| st.since(r).map(|c| c.len());
+    assert_eq!(
+        since(7),
+        Some(phones - 10),
+        "resuming from the batch's revision sends every part of it"
+    );
+    assert_eq!(since(6), Some(phones - 10));
+    assert_eq!(since(5), Some(phones));
+    assert_eq!(since(8), Some(0));
+    assert_eq!(since(4), None, "before the first listing");
+}
+
+#[test]
+fn a_resume_from_a_revision_partly_dropped_from_the_history_is_refused() {
+    let state = RwLock::new(State::new(Fleet::new("example.com")));
+    let (tx, _) = broadcast::channel(16);
+    let metrics = Metrics::default();
+    state.write().floor = 1;
+    let full: Vec<WatchEvent> = (0..HISTORY).map(|i| phone_put(i, 2)).collect();
+    apply_in_parts(&state, &tx, &metrics, &full, 2);
+    apply_in_parts(&state, &tx, &metrics, &[phone_put(HISTORY, 3)], 3);
+    let st = state.read();
+    assert_eq!(
+        st.since(2).map(|c| c.len()),
+        None,
+        "one change at 2 was dropped"
+    );
+    assert_eq!(st.since(3).map(|c| c.len()), Some(1));
+}
