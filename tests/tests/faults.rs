@@ -206,6 +206,75 @@ async fn edges_die_and_restart_without_a_phone_going_offline() {
     sim.stop(false, 1).await;
 }
 
+/// The leases an edge's bindings hang on (`node-leases/{node}`) and its bindings' leases.
+async fn binding_leases(store: &dialtone_store::Store, node: &str) -> (Vec<i64>, Vec<i64>) {
+    use dialtone_store::lifecycle::shards::parse_ids;
+    let record = store
+        .get(&dialtone_domain::keys::node_leases(node))
+        .await
+        .unwrap()
+        .expect("the edge records its binding leases");
+    let (_, bindings) = store.snapshot(&["bindings/"]).await.unwrap();
+    let on = bindings
+        .iter()
+        .filter(|kv| kv.key.ends_with(&format!("/{node}")))
+        .map(|kv| kv.lease)
+        .collect();
+    (parse_ids(&record.value), on)
+}
+
+/// One of an edge's binding leases lost (revoked by another party, as etcd does when
+/// keep-alives stop reaching it): the edge notices at its next refresh, moves to new leases
+/// and writes every binding again, well before the phones' next refresh would, and no
+/// phone goes OFFLINE meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_loses_a_binding_lease_writes_its_bindings_again() {
+    let (sb, _sim, mut st, _tls, _specs) = fleet().await;
+    let store = sb.store().await.unwrap();
+    let node = sb.nodes[EDGES[0]].node_id.clone();
+    let (leases, on) = binding_leases(&store, &node).await;
+    assert!(leases.len() > 1, "an edge spreads its bindings: {leases:?}");
+    assert!(
+        on.iter().all(|l| leases.contains(l)),
+        "every binding on a recorded lease"
+    );
+    let held = on.len();
+    let lost = on[0];
+    let revoked = Instant::now();
+    store.lease_revoke(lost).await.unwrap();
+    loop {
+        let (now, on) = binding_leases(&store, &node).await;
+        if !now.contains(&lost) && on.len() == held && on.iter().all(|l| now.contains(l)) {
+            assert_eq!(now.len(), leases.len());
+            assert!(now.iter().all(|l| !leases.contains(l)), "every lease new");
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "bindings not written again within 5 s: {} of {held} on the new leases\n{}",
+            on.iter().filter(|l| now.contains(l)).count(),
+            sb.nodes[EDGES[0]].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "binding lease lost: every binding written again after {:?}",
+        revoked.elapsed()
+    );
+    until_never_offline(
+        &mut st,
+        Duration::from_secs(10),
+        "after the lost lease",
+        |s| s.operational as usize == PHONES,
+    )
+    .await;
+    assert!(
+        sb.nodes[EDGES[0]]
+            .log_text()
+            .contains("lease lost: expired")
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
     let (mut sb, sim, mut st, _tls, _) = fleet().await;

@@ -224,8 +224,10 @@ async fn contract_watch_lease(s: &Store) {
 /// A node's lease left to expire is taken over by the next process with the node's id,
 /// with every key on it; a lease granted with another TTL, or gone, is not.
 async fn contract_lease_takeover(s: &Store) {
-    use dialtone_store::lifecycle::NodeLease;
-    let (first, left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1").await.unwrap();
+    use dialtone_store::lifecycle::{NodeLease, Shards};
+    let (first, left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE)
+        .await
+        .unwrap();
     assert!(left.is_empty(), "a first start finds nothing: {left:?}");
     first.put_owned("m/n1", b"member".to_vec()).await.unwrap();
     s.put("b/p1/0/n1", b"binding".to_vec(), Some(first.lease_id()))
@@ -243,7 +245,9 @@ async fn contract_lease_takeover(s: &Store) {
     first.leave();
     let lease = first.lease_id();
     drop(first);
-    let (second, mut left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1").await.unwrap();
+    let (second, mut left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE)
+        .await
+        .unwrap();
     left.sort();
     assert_eq!(second.lease_id(), lease, "the lease is taken over");
     assert_eq!(left, ["b/p1/0/n1", "m/n1"]);
@@ -256,7 +260,9 @@ async fn contract_lease_takeover(s: &Store) {
     // Another TTL (the flag changed): a new lease; the old keys expire with the old one.
     second.leave();
     drop(second);
-    let (third, left) = NodeLease::resume(s.clone(), "n1", 4, "m/n1").await.unwrap();
+    let (third, left) = NodeLease::resume(s.clone(), "n1", 4, "m/n1", Shards::NONE)
+        .await
+        .unwrap();
     assert_ne!(third.lease_id(), lease);
     assert!(left.is_empty());
     third.shutdown().await;
@@ -267,6 +273,90 @@ async fn contract_lease_takeover(s: &Store) {
     assert_eq!(s.lease_info(lease).await.unwrap(), None);
     assert!(s.lease_keys(lease).await.unwrap().is_empty());
     assert!(s.get("b/p1/0/n1").await.unwrap().is_none());
+}
+
+/// An edge's binding leases are recorded on its main lease and taken over with it by the
+/// next process with its node id, every phone on the lease it was on; a binding lease lost
+/// meanwhile is replaced by a new one, its keys gone.
+async fn contract_binding_lease_takeover(s: &Store) {
+    use dialtone_store::lifecycle::{NodeLease, Shards, shards::parse_ids};
+    let shards = Shards {
+        count: 4,
+        key: "nl/n2",
+    };
+    let (first, left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "a first start finds nothing: {left:?}");
+    first.put_owned("m/n2", b"member".to_vec()).await.unwrap();
+    let leases = first.leases();
+    assert_eq!(leases.len(), 5, "the main lease and four binding leases");
+    let recorded = s.get("nl/n2").await.unwrap().unwrap();
+    assert_eq!(recorded.lease, leases[0], "recorded on the main lease");
+    assert_eq!(parse_ids(&recorded.value), leases[1..]);
+    let phones: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
+    let on: Vec<i64> = phones.iter().map(|p| first.binding_lease(p)).collect();
+    for (p, lease) in phones.iter().zip(&on) {
+        s.put(&format!("b/{p}/0/n2"), b"binding".to_vec(), Some(*lease))
+            .await
+            .unwrap();
+    }
+    let used: std::collections::BTreeSet<i64> = on.iter().copied().collect();
+    assert_eq!(used.len(), 4, "40 phones spread over every binding lease");
+    assert!(!used.contains(&leases[0]), "no binding on the main lease");
+
+    // A restart, with one binding lease lost meanwhile.
+    first.leave();
+    drop(first);
+    let lost = leases[1];
+    s.lease_revoke(lost).await.unwrap();
+    let (second, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
+        .await
+        .unwrap();
+    let now = second.leases();
+    assert_eq!(now[0], leases[0], "the main lease is taken over");
+    assert_eq!(
+        now[2..],
+        leases[2..],
+        "so are the binding leases still alive"
+    );
+    assert!(
+        now[1] != lost && !leases.contains(&now[1]),
+        "a new one for the lost one"
+    );
+    left.sort();
+    let mut want: Vec<String> = phones
+        .iter()
+        .zip(&on)
+        .filter(|(_, l)| **l != lost)
+        .map(|(p, _)| format!("b/{p}/0/n2"))
+        .chain(["m/n2".to_owned(), "nl/n2".to_owned()])
+        .collect();
+    want.sort();
+    assert_eq!(left, want, "every key left on the leases taken over");
+    assert_eq!(
+        parse_ids(&s.get("nl/n2").await.unwrap().unwrap().value),
+        now[1..],
+        "the record names the leases now held"
+    );
+    for (p, lease) in phones.iter().zip(&on).filter(|(_, l)| **l != lost) {
+        assert_eq!(second.binding_lease(p), *lease, "{p} stays on its lease");
+    }
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        s.get(&left[0]).await.unwrap().is_some(),
+        "kept alive by the new process"
+    );
+
+    second.shutdown().await;
+    for lease in now {
+        assert_eq!(
+            s.lease_info(lease).await.unwrap(),
+            None,
+            "revoked at shutdown"
+        );
+    }
+    assert_eq!(s.count("b/").await.unwrap(), 0);
 }
 
 /// What a follower was told, in order.
@@ -411,6 +501,7 @@ async fn embedded_store_meets_the_contract() {
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
     contract_lease_takeover(&s).await;
+    contract_binding_lease_takeover(&s).await;
     contract_follow(&s).await;
 }
 
@@ -486,6 +577,7 @@ async fn etcd_single_member_meets_the_contract() {
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
     contract_lease_takeover(&s).await;
+    contract_binding_lease_takeover(&s).await;
     contract_follow(&s).await;
     // etcd compaction: a watch from before it gets the re-list signal
     let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
@@ -586,12 +678,13 @@ async fn etcd_watchers_get_a_large_lease_expiry() {
 /// keys: the keys are still all found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds() {
-    use dialtone_store::lifecycle::NodeLease;
+    use dialtone_store::lifecycle::{NodeLease, Shards};
     let etcd = EtcdCluster::start(1).await.unwrap();
     let s = etcd.store("/takeover/").await.unwrap();
-    let (first, _) = NodeLease::resume(s.clone(), "edge-1", 30, "members/edge/edge-1")
-        .await
-        .unwrap();
+    let (first, _) =
+        NodeLease::resume(s.clone(), "edge-1", 30, "members/edge/edge-1", Shards::NONE)
+            .await
+            .unwrap();
     first
         .put_owned("members/edge/edge-1", b"member".to_vec())
         .await
@@ -614,9 +707,10 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     first.leave();
     let lease = first.lease_id();
     drop(first);
-    let (second, left) = NodeLease::resume(s.clone(), "edge-1", 30, "members/edge/edge-1")
-        .await
-        .unwrap();
+    let (second, left) =
+        NodeLease::resume(s.clone(), "edge-1", 30, "members/edge/edge-1", Shards::NONE)
+            .await
+            .unwrap();
     assert_eq!(second.lease_id(), lease, "the lease is taken over");
     assert_eq!(left.len(), KEYS + 1);
     let mut left = left;

@@ -12,7 +12,10 @@ use dialtone_auth::{Permission, Tokens};
 use dialtone_config::{ConfigApi, ConfigCore};
 use dialtone_edge::{Edge, Transport};
 use dialtone_proto::config::v1::{Member, SipAddresses};
-use dialtone_store::{EmbeddedStore, EtcdStore, Store, lifecycle::NodeLease};
+use dialtone_store::{
+    EmbeddedStore, EtcdStore, Store,
+    lifecycle::{NodeLease, Shards},
+};
 use prost::Message;
 use tracing::{info, warn};
 
@@ -65,7 +68,11 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .run(async move {
             if runs_edge {
                 let key = dialtone_domain::keys::member("edge", &node);
-                NodeLease::resume(lease_store, &node, ttl, &key).await
+                let shards = Shards {
+                    count: dialtone_edge::BINDING_LEASES,
+                    key: &dialtone_domain::keys::node_leases(&node),
+                };
+                NodeLease::resume(lease_store, &node, ttl, &key, shards).await
             } else {
                 Ok((NodeLease::start(lease_store, &node, ttl).await?, Vec::new()))
             }

@@ -48,6 +48,8 @@ pub const TRUNKS: &str = "config/trunks/";
 pub const MEDIA_SERVERS: &str = "config/media-servers/";
 /// Every node's membership record, `members/{role}/{node}`.
 pub const MEMBERS: &str = "members/";
+/// Every edge's record of its binding leases, `node-leases/{node}`.
+pub const NODE_LEASES: &str = "node-leases/";
 /// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
 pub const BINDINGS: &str = "bindings/";
 /// Every provisioning record, `provision/{phone}`.
@@ -95,6 +97,11 @@ pub fn provision(id: &str) -> String {
 /// The members of one role, `members/{role}/`.
 pub fn role_members(role: &str) -> String {
     format!("{MEMBERS}{role}/")
+}
+/// The record of one edge's binding leases (on its main lease): the next process with
+/// its node id takes them over.
+pub fn node_leases(node: &str) -> String {
+    format!("{NODE_LEASES}{node}")
 }
 /// One node's membership record (on its lease).
 pub fn member(role: &str, node: &str) -> String {

@@ -68,6 +68,7 @@ pub async fn take_back(
     out.lines_deleted = emptied.len();
     let mut kept = std::collections::HashSet::new();
     kept.insert(keys::member("edge", node));
+    kept.insert(keys::node_leases(node));
     for (id, state) in &restored.phones {
         if directory.adopt(id, state) {
             out.phones += 1;

@@ -1,14 +1,24 @@
-//! A node's one lease and everything it owns.
+//! A node's leases and everything it owns.
 //!
-//! Each process holds ONE lease and hangs every key it owns on it (its membership records
-//! `members/{role}/{node}`, an edge's bindings). The keeper refreshes the lease at a third of
-//! its TTL. When the lease is lost (etcd says TTL 0, or no refresh succeeded for a whole TTL)
-//! the node logs it, marks itself unhealthy, grants a new lease and writes every owned key
-//! again; subscribers are told through [`NodeLease::generation`] so roles can re-publish
-//! state they keep elsewhere. Graceful shutdown revokes the lease, so the node's keys vanish
-//! at once instead of after the TTL; or leaves it to expire ([`NodeLease::leave`]), so the
-//! next process with the same node id, started within the TTL (a restart, a rollout), takes
-//! the lease and every key on it over ([`NodeLease::resume`]): an edge's bindings survive.
+//! Each process holds a main lease and hangs every key it owns on it (its membership records
+//! `members/{role}/{node}`, an edge's health records). An edge also holds binding leases
+//! ([`Shards`]) and hangs each phone's bindings on one of them, chosen by the phone's id
+//! ([`NodeLease::binding_lease`]): when the edge dies, etcd revokes each binding lease in a
+//! transaction of its own, a few thousand keys each, where one lease for all its bindings
+//! was one transaction of all of them (666,000 at a million phones), during which etcd
+//! answered nothing else for seconds (`loadtest`'s `lease-bench`).
+//!
+//! The keeper refreshes every lease at a third of the TTL. When one is lost (etcd says TTL
+//! 0, or no refresh succeeded for a whole TTL) the node logs it, marks itself unhealthy,
+//! grants new leases and writes every owned key again; subscribers are told through
+//! [`NodeLease::generation`] so roles can re-publish state they keep elsewhere (an edge's
+//! bindings). Graceful shutdown revokes the leases, so the node's keys vanish at once
+//! instead of after the TTL; or leaves them to expire ([`NodeLease::leave`]), so the next
+//! process with the same node id, started within the TTL (a restart, a rollout), takes the
+//! leases and every key on them over ([`NodeLease::resume`]): an edge's bindings survive.
+
+mod keeper;
+pub mod shards;
 
 use std::{
     collections::BTreeMap,
@@ -16,29 +26,93 @@ use std::{
         Arc,
         atomic::{AtomicBool, AtomicI64, Ordering},
     },
-    time::{Duration, Instant},
 };
 
+use futures::future::join_all;
 use parking_lot::Mutex;
 use tokio::{sync::watch, task::JoinHandle};
 use tracing::{info, warn};
 
-use crate::{
-    LeaseId, Store, StoreError,
-    metrics::{self, KeepAliveOutcome},
-};
+use crate::{LeaseId, Store, StoreError};
+
+/// The binding leases a node holds besides its main lease.
+#[derive(Clone, Copy, Debug)]
+pub struct Shards<'a> {
+    /// How many (0: bindings hang on the main lease).
+    pub count: usize,
+    /// The owned key their ids are recorded under ([`shards::encode_ids`]), for the next
+    /// process with this node id to take them over.
+    pub key: &'a str,
+}
+
+impl Shards<'_> {
+    /// No binding leases.
+    pub const NONE: Shards<'static> = Shards { count: 0, key: "" };
+}
 
 struct Shared {
     store: Store,
     node_id: String,
     ttl_s: i64,
     lease: AtomicI64,
+    /// The binding leases, in shard order; replaced whole on re-registration.
+    shards: Mutex<Arc<[LeaseId]>>,
+    /// Where the binding leases are recorded (empty: they are not).
+    shards_key: String,
     alive: AtomicBool,
     owned: Mutex<BTreeMap<String, Vec<u8>>>,
     generation: watch::Sender<u64>,
 }
 
-/// The node's lease; see the module docs.
+impl Shared {
+    fn shard_count(&self) -> usize {
+        self.shards.lock().len()
+    }
+
+    /// The main lease, then the binding leases.
+    fn leases(&self) -> Vec<LeaseId> {
+        let shards = self.shards.lock().clone();
+        std::iter::once(self.lease.load(Ordering::Acquire))
+            .chain(shards.iter().copied())
+            .collect()
+    }
+
+    /// Switches to new leases, updating the owned record of the binding leases.
+    fn install(&self, main: LeaseId, shards: &[LeaseId]) {
+        self.lease.store(main, Ordering::Release);
+        *self.shards.lock() = shards.into();
+        if !self.shards_key.is_empty() {
+            self.owned
+                .lock()
+                .insert(self.shards_key.clone(), shards::encode_ids(shards));
+        }
+    }
+
+    fn owned_keys(&self) -> Vec<(String, Vec<u8>)> {
+        self.owned
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    /// Marks the node unhealthy; returns whether it was healthy.
+    fn mark_lost(&self) -> bool {
+        self.alive.swap(false, Ordering::AcqRel)
+    }
+
+    /// Marks the node healthy and tells subscribers to re-publish.
+    fn mark_alive(&self) {
+        self.alive.store(true, Ordering::Release);
+        self.generation.send_modify(|g| *g += 1);
+    }
+}
+
+/// The node's leases; see the module docs.
 pub struct NodeLease {
     shared: Arc<Shared>,
     keeper: JoinHandle<()>,
@@ -47,90 +121,177 @@ pub struct NodeLease {
 impl NodeLease {
     /// Grants the node's lease and starts keeping it alive.
     pub async fn start(store: Store, node_id: &str, ttl_s: i64) -> Result<Self, StoreError> {
-        let lease = store.lease_grant(ttl_s).await?;
-        info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, "node lease granted");
-        Ok(Self::keeping(store, node_id, ttl_s, lease))
+        Self::start_with(store, node_id, ttl_s, Shards::NONE).await
     }
 
-    /// Takes over the lease `key` hangs on, when it is still alive and was granted with
-    /// `ttl_s` (the lease of the process this one replaces under the same node id, left by
-    /// [`NodeLease::leave`] or by a crash), refreshing it at once; else grants a new one as
-    /// [`NodeLease::start`] does. Returns the lease and the keys the previous process left
-    /// on it (none for a new lease).
+    /// Grants the node's main lease and `shards.count` binding leases, records the binding
+    /// leases under `shards.key` and starts keeping them all alive.
+    pub async fn start_with(
+        store: Store,
+        node_id: &str,
+        ttl_s: i64,
+        shards: Shards<'_>,
+    ) -> Result<Self, StoreError> {
+        let lease = store.lease_grant(ttl_s).await?;
+        let bindings = grant(&store, ttl_s, shards.count).await?;
+        info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, binding_leases = bindings.len(), "node lease granted");
+        let node = Self::keeping(store, node_id, ttl_s, lease, &bindings, shards.key);
+        node.record_shards().await?;
+        Ok(node)
+    }
+
+    /// Takes over the leases of the process this one replaces under the same node id (left
+    /// by [`NodeLease::leave`] or by a crash): the main lease `key` hangs on, when it is
+    /// still alive and was granted with `ttl_s`, and the binding leases recorded under
+    /// `shards.key` that still are (a lost one is replaced by a new lease: its keys are
+    /// gone); refreshes them at once. Else grants new ones as [`NodeLease::start_with`]
+    /// does. Returns the node's leases and the keys the previous process left on them (none
+    /// for new leases).
     pub async fn resume(
         store: Store,
         node_id: &str,
         ttl_s: i64,
         key: &str,
+        shards: Shards<'_>,
     ) -> Result<(Self, Vec<String>), StoreError> {
         let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
-        // Anything that fails here starts afresh: the keys then expire with the old lease
+        // Anything that fails here starts afresh: the keys then expire with the old leases
         // and the phones register again, as after a crash.
-        let info = match previous {
-            0 => None,
-            id => store.lease_info(id).await.unwrap_or_else(|e| {
-                warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's lease could not be read: granting a new one");
-                None
-            }),
-        };
-        let refreshed = match &info {
-            Some(i) if i.granted_ttl_s == ttl_s => match store.lease_keep_alive(previous).await {
-                Ok(mut k) => k.refresh().await.is_ok_and(|left| left > 0),
-                Err(_) => false,
-            },
-            _ => false,
-        };
-        if !refreshed {
-            return Ok((Self::start(store, node_id, ttl_s).await?, Vec::new()));
+        if previous == 0 || !take_over(&store, node_id, ttl_s, previous).await {
+            return Ok((
+                Self::start_with(store, node_id, ttl_s, shards).await?,
+                Vec::new(),
+            ));
         }
+        let recorded = match shards.count {
+            0 => Vec::new(),
+            _ => store
+                .get(shards.key)
+                .await
+                .ok()
+                .flatten()
+                .filter(|kv| kv.lease == previous)
+                .map_or_else(Vec::new, |kv| shards::parse_ids(&kv.value)),
+        };
+        let taken = join_all(
+            recorded
+                .iter()
+                .map(|id| take_over(&store, node_id, ttl_s, *id)),
+        )
+        .await;
+        let mut bindings: Vec<LeaseId> = Vec::with_capacity(shards.count.max(recorded.len()));
+        let mut taken_over = vec![previous];
+        for (id, taken) in recorded.iter().zip(taken) {
+            if taken {
+                bindings.push(*id);
+                taken_over.push(*id);
+            } else {
+                warn!(node = node_id, lease = %format!("{id:x}"), "a binding lease of the previous process is gone: its phones register again");
+                bindings.push(store.lease_grant(ttl_s).await?);
+            }
+        }
+        // More binding leases than the previous process held (the setting grew): new ones.
+        // Fewer: every one it held is kept, so no phone's binding is lost.
+        let more = shards.count.saturating_sub(bindings.len());
+        bindings.extend(grant(&store, ttl_s, more).await?);
         // Kept alive from here on: reading hundreds of thousands of keys may take longer
-        // than the lease has left.
-        let lease = Self::keeping(store.clone(), node_id, ttl_s, previous);
-        match store.lease_keys(previous).await {
-            // The keeper lost the lease while its keys were read and re-registered on a
-            // new one: they are gone with it.
-            Ok(_) if lease.lease_id() != previous => {
-                warn!(node = node_id, lease = %format!("{previous:x}"), "the previous process's lease was lost while its keys were read: they expired with it");
-                Ok((lease, Vec::new()))
-            }
-            Ok(keys) => {
-                info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, keys = keys.len(), "node lease taken over from the previous process");
-                Ok((lease, keys))
-            }
-            Err(e) => {
-                // Keys this process cannot name would live on with the lease for ever.
-                warn!(node = node_id, lease = %format!("{previous:x}"), error = %e, "the previous process's keys could not be read: revoking its lease and granting a new one");
-                drop(lease);
-                if let Err(e) = store.lease_revoke(previous).await {
-                    warn!(node = node_id, lease = %format!("{previous:x}"), error = %e, "revoking the previous process's lease failed: its keys expire with it");
+        // than the leases have left.
+        let lease = Self::keeping(
+            store.clone(),
+            node_id,
+            ttl_s,
+            previous,
+            &bindings,
+            shards.key,
+        );
+        let mut keys = Vec::new();
+        for id in &taken_over {
+            match store.lease_keys(*id).await {
+                Ok(k) => keys.extend(k),
+                Err(e) => {
+                    // Keys this process cannot name would live on with the leases for ever.
+                    warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's keys could not be read: revoking its leases and granting new ones");
+                    drop(lease);
+                    for id in &taken_over {
+                        if let Err(e) = store.lease_revoke(*id).await {
+                            warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "revoking the previous process's lease failed: its keys expire with it");
+                        }
+                    }
+                    return Ok((
+                        Self::start_with(store, node_id, ttl_s, shards).await?,
+                        Vec::new(),
+                    ));
                 }
-                Ok((Self::start(store, node_id, ttl_s).await?, Vec::new()))
             }
         }
+        // The keeper lost the leases while their keys were read and re-registered on new
+        // ones: the keys are gone with them.
+        if lease.lease_id() != previous {
+            warn!(node = node_id, lease = %format!("{previous:x}"), "the previous process's lease was lost while its keys were read: they expired with it");
+            return Ok((lease, Vec::new()));
+        }
+        lease.record_shards().await?;
+        info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, binding_leases = taken_over.len() - 1, keys = keys.len(), "node lease taken over from the previous process");
+        Ok((lease, keys))
     }
 
-    fn keeping(store: Store, node_id: &str, ttl_s: i64, lease: LeaseId) -> Self {
+    fn keeping(
+        store: Store,
+        node_id: &str,
+        ttl_s: i64,
+        lease: LeaseId,
+        bindings: &[LeaseId],
+        shards_key: &str,
+    ) -> Self {
         let shared = Arc::new(Shared {
             store,
             node_id: node_id.to_owned(),
             ttl_s,
             lease: AtomicI64::new(lease),
+            shards: Mutex::new(Arc::from([])),
+            shards_key: shards_key.to_owned(),
             alive: AtomicBool::new(true),
             owned: Mutex::new(BTreeMap::new()),
             generation: watch::channel(0).0,
         });
-        let keeper = tokio::spawn(keep(shared.clone()));
+        shared.install(lease, bindings);
+        let keeper = tokio::spawn(keeper::keep(shared.clone()));
         NodeLease { shared, keeper }
     }
 
-    /// The current lease id.
+    /// Writes the record of the binding leases (when there are some to record).
+    async fn record_shards(&self) -> Result<(), StoreError> {
+        let key = &self.shared.shards_key;
+        if key.is_empty() || self.shared.shard_count() == 0 {
+            return Ok(());
+        }
+        let record = shards::encode_ids(&self.shared.shards.lock());
+        self.put_owned(key, record).await
+    }
+
+    /// The current main lease id.
     pub fn lease_id(&self) -> LeaseId {
         self.shared.lease.load(Ordering::Acquire)
     }
 
+    /// The lease phone `phone`'s bindings hang on: its binding lease, or the main lease
+    /// when the node holds none.
+    pub fn binding_lease(&self, phone: &str) -> LeaseId {
+        let shards = self.shared.shards.lock();
+        match shards.len() {
+            0 => self.lease_id(),
+            n => shards[shards::shard_of(phone, n)],
+        }
+    }
+
+    /// Every lease the node holds: the main one, then the binding leases.
+    pub fn leases(&self) -> Vec<LeaseId> {
+        self.shared.leases()
+    }
+
     /// Whether the lease is known to be alive (false between a loss and re-registration).
     pub fn is_alive(&self) -> bool {
-        self.shared.alive.load(Ordering::Acquire)
+        self.shared.is_alive()
     }
 
     /// A counter bumped every time the node re-registered on a new lease.
@@ -159,24 +320,27 @@ impl NodeLease {
         Ok(())
     }
 
-    /// Stops the keeper and revokes the lease: every owned key disappears at once.
+    /// Stops the keeper and revokes the leases: every owned key and binding disappears at
+    /// once.
     pub async fn shutdown(&self) {
         self.keeper.abort();
-        let lease = self.lease_id();
-        match self.shared.store.lease_revoke(lease).await {
-            Ok(()) => {
-                info!(node = %self.shared.node_id, lease = %format!("{lease:x}"), "node lease revoked")
-            }
-            Err(e) => {
-                warn!(node = %self.shared.node_id, error = %e, "lease revoke failed; keys expire with the ttl")
+        // The binding leases first: the main one holds the record of them.
+        let mut leases = self.leases();
+        leases.rotate_left(1);
+        for lease in leases {
+            match self.shared.store.lease_revoke(lease).await {
+                Ok(()) => {
+                    info!(node = %self.shared.node_id, lease = %format!("{lease:x}"), "node lease revoked")
+                }
+                Err(e) => {
+                    warn!(node = %self.shared.node_id, lease = %format!("{lease:x}"), error = %e, "lease revoke failed; keys expire with the ttl")
+                }
             }
         }
     }
-}
 
-impl NodeLease {
-    /// Stops refreshing the lease without revoking it: the node's keys stay for the rest
-    /// of the TTL, for the next process with this node id to take over
+    /// Stops refreshing the leases without revoking them: the node's keys stay for the
+    /// rest of the TTL, for the next process with this node id to take over
     /// ([`NodeLease::resume`]); if none comes, they expire as after a crash.
     pub fn leave(&self) {
         self.keeper.abort();
@@ -190,110 +354,26 @@ impl Drop for NodeLease {
     }
 }
 
-/// Keeps the lease alive; on loss, re-registers on a new one.
-async fn keep(shared: Arc<Shared>) {
-    let interval = Duration::from_millis((shared.ttl_s as u64 * 1000 / 3).max(100));
-    let ttl = Duration::from_secs(shared.ttl_s as u64);
-    let mut keep_alive = None;
-    let mut last_ok = Instant::now();
-    loop {
-        tokio::time::sleep(interval).await;
-        let lease = shared.lease.load(Ordering::Acquire);
-        if keep_alive.is_none() {
-            keep_alive = shared
-                .store
-                .lease_keep_alive(lease)
-                .await
-                .map_err(|e| {
-                    warn!(node = %shared.node_id, error = %e, "lease keep-alive could not open");
-                })
-                .ok();
-        }
-        let outcome = match keep_alive.as_mut() {
-            Some(k) => {
-                Some(tokio::time::timeout(interval.max(Duration::from_secs(1)), k.refresh()).await)
-            }
-            None => None,
-        };
-        let lost = match outcome {
-            Some(outcome) => match outcome {
-                Ok(Ok(ttl_left)) if ttl_left > 0 => {
-                    metrics::keep_alive(KeepAliveOutcome::Ok);
-                    last_ok = Instant::now();
-                    // Declared lost while etcd was unreachable, yet the lease survived (etcd
-                    // extends every lease when a new leader is elected): write the owned
-                    // keys again on it, so nothing a half-done re-registration missed stays
-                    // missing, and become healthy again.
-                    if !shared.alive.load(Ordering::Acquire) && rewrite(&shared, lease).await {
-                        info!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease survived the outage: owned keys written again");
-                    }
-                    false
-                }
-                Ok(Ok(_)) => {
-                    warn!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease lost: expired");
-                    true
-                }
-                Ok(Err(e)) => {
-                    warn!(node = %shared.node_id, error = %e, "lease keep-alive failed");
-                    metrics::keep_alive(KeepAliveOutcome::Failed);
-                    keep_alive = None;
-                    last_ok.elapsed() >= ttl
-                }
-                Err(_) => {
-                    warn!(node = %shared.node_id, "lease keep-alive timed out");
-                    metrics::keep_alive(KeepAliveOutcome::Failed);
-                    keep_alive = None;
-                    last_ok.elapsed() >= ttl
-                }
-            },
-            None => last_ok.elapsed() >= ttl,
-        };
-        if lost {
-            metrics::keep_alive(KeepAliveOutcome::Lost);
-            if shared.alive.swap(false, Ordering::AcqRel) {
-                warn!(node = %shared.node_id, lease = %format!("{lease:x}"), "lease lost: every owned key must be written again");
-            }
-            keep_alive = None;
-            if reregister(&shared).await {
-                last_ok = Instant::now();
-            }
-        }
-    }
+/// Grants `count` leases at once.
+async fn grant(store: &Store, ttl_s: i64, count: usize) -> Result<Vec<LeaseId>, StoreError> {
+    join_all((0..count).map(|_| store.lease_grant(ttl_s)))
+        .await
+        .into_iter()
+        .collect()
 }
 
-/// Grants a new lease and writes every owned key on it. Returns whether it succeeded.
-async fn reregister(shared: &Shared) -> bool {
-    let lease = match shared.store.lease_grant(shared.ttl_s).await {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(node = %shared.node_id, error = %e, "new lease could not be granted; retrying");
-            return false;
-        }
-    };
-    shared.lease.store(lease, Ordering::Release);
-    let ok = rewrite(shared, lease).await;
-    if ok {
-        info!(node = %shared.node_id, lease = %format!("{lease:x}"), "node re-registered on a new lease");
+/// Refreshes lease `id` when it is alive and was granted with `ttl_s`; returns whether it
+/// was (and so is now this process's).
+async fn take_over(store: &Store, node_id: &str, ttl_s: i64, id: LeaseId) -> bool {
+    let info = store.lease_info(id).await.unwrap_or_else(|e| {
+        warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's lease could not be read: granting a new one");
+        None
+    });
+    match info {
+        Some(i) if i.granted_ttl_s == ttl_s => match store.lease_keep_alive(id).await {
+            Ok(mut k) => k.refresh().await.is_ok_and(|left| left > 0),
+            Err(_) => false,
+        },
+        _ => false,
     }
-    ok
-}
-
-/// Writes every owned key on `lease`; on success the node is healthy again and subscribers
-/// are told to re-publish. Returns whether it succeeded.
-async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
-    let owned: Vec<(String, Vec<u8>)> = shared
-        .owned
-        .lock()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    for (key, value) in &owned {
-        if let Err(e) = shared.store.put(key, value.clone(), Some(lease)).await {
-            warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");
-            return false;
-        }
-    }
-    shared.alive.store(true, Ordering::Release);
-    shared.generation.send_modify(|g| *g += 1);
-    true
 }

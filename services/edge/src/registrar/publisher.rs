@@ -1,4 +1,5 @@
-//! Publishes bindings to `bindings/{phone}/{line}/{node}` on the node's lease, off the
+//! Publishes bindings to `bindings/{phone}/{line}/{node}` on the node's binding lease for
+//! the phone ([`NodeLease::binding_lease`]), off the
 //! REGISTER path: phone actors queue changes, this task coalesces them by key (the latest
 //! wins) and writes them in transactions of at most the store's op limit. When the store is
 //! unreachable, changes wait and are retried; nothing a phone was told is re-ordered. When
@@ -7,6 +8,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use dialtone_domain::keys;
 use dialtone_store::{MAX_TXN_OPS, Op, Store, lifecycle::NodeLease};
 use tokio::{
     sync::{mpsc, watch},
@@ -94,14 +96,16 @@ pub fn spawn(
                 }
             }
             let keys: Vec<String> = pending.keys().take(MAX_TXN_OPS).cloned().collect();
-            let lease_id = lease.lease_id();
             let ops: Vec<Op> = keys
                 .iter()
                 .map(|k| match &pending[k] {
                     Some(v) => Op::Put {
                         key: k.clone(),
                         value: v.clone(),
-                        lease: Some(lease_id),
+                        lease: Some(match keys::parse_binding(k) {
+                            Some((phone, ..)) => lease.binding_lease(phone),
+                            None => lease.lease_id(),
+                        }),
                     },
                     None => Op::Delete(k.clone()),
                 })
