@@ -380,20 +380,36 @@ impl Edge {
     }
 }
 
-/// After the node re-registered on a new lease its old binding keys are gone: every actor
-/// writes its bindings again.
+/// After a binding lease was lost and replaced its binding keys are gone: the actors of
+/// its phones write their bindings again, on the new lease. Compared with counters of 0,
+/// so a replacement made before this task subscribed (while the edge started) is not
+/// missed.
 fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> JoinHandle<()> {
-    let mut generation = lease.generation();
+    let mut generations = lease.binding_generations();
     tokio::spawn(async move {
-        while generation.changed().await.is_ok() {
-            // Sleeping phones wake for it and fall asleep again later.
-            let phones = directory.ids();
-            info!(
-                phones = phones.len(),
-                "republishing bindings on the new lease"
-            );
-            for id in phones {
-                directory.tell(&id, registrar::phone::Republish);
+        let mut seen: Vec<u64> = vec![0; generations.borrow().len()];
+        loop {
+            let now = generations.borrow_and_update().clone();
+            let replaced: Vec<bool> = now.iter().zip(&seen).map(|(n, s)| n != s).collect();
+            if replaced.iter().any(|r| *r) {
+                // Sleeping phones wake for it and fall asleep again later.
+                let phones: Vec<Arc<str>> = directory
+                    .ids()
+                    .into_iter()
+                    .filter(|id| replaced.get(lease.shard_of(id)).is_some_and(|r| *r))
+                    .collect();
+                info!(
+                    phones = phones.len(),
+                    binding_leases = replaced.iter().filter(|r| **r).count(),
+                    "republishing bindings on new leases"
+                );
+                for id in phones {
+                    directory.tell(&id, registrar::phone::Republish);
+                }
+                seen = now.to_vec();
+            }
+            if generations.changed().await.is_err() {
+                return;
             }
         }
     })

@@ -30,7 +30,10 @@ use std::{
 
 use futures::future::join_all;
 use parking_lot::Mutex;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{
+    sync::{Notify, watch},
+    task::JoinHandle,
+};
 use tracing::{info, warn};
 
 use crate::{LeaseId, Store, StoreError};
@@ -62,9 +65,65 @@ struct Shared {
     alive: AtomicBool,
     owned: Mutex<BTreeMap<String, Vec<u8>>>,
     generation: watch::Sender<u64>,
+    /// How often each binding lease was replaced (one counter for the main lease when
+    /// the bindings hang on it).
+    binding_generations: watch::Sender<Arc<[u64]>>,
+    /// Wakes the keeper for a round now.
+    check: Notify,
 }
 
 impl Shared {
+    fn main(&self) -> LeaseId {
+        self.lease.load(Ordering::Acquire)
+    }
+
+    /// Puts new leases in at `replaced` (indexes into [`Shared::leases`]).
+    fn replace(&self, replaced: &[(usize, LeaseId)]) {
+        let mut shards = self.shards.lock().to_vec();
+        let mut main = self.main();
+        for (i, id) in replaced {
+            match i {
+                0 => main = *id,
+                i => shards[i - 1] = *id,
+            }
+        }
+        self.install(main, &shards);
+    }
+
+    /// Writes the owned record of the binding leases on the main lease, again if the
+    /// leases changed meanwhile (the keeper replaced one).
+    async fn write_record(&self) -> Result<(), StoreError> {
+        if self.shards_key.is_empty() {
+            return Ok(());
+        }
+        loop {
+            let before = self.leases();
+            let record = self.owned.lock().get(&self.shards_key).cloned();
+            let Some(record) = record else {
+                return Ok(());
+            };
+            self.store
+                .put(&self.shards_key, record, Some(before[0]))
+                .await?;
+            if self.leases() == before {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Tells subscribers the bindings of binding leases `shards` must be written again.
+    fn bindings_replaced(&self, shards: &[usize]) {
+        self.binding_generations.send_modify(|g| {
+            let mut next = g.to_vec();
+            for s in shards {
+                if let Some(n) = next.get_mut(*s) {
+                    *n += 1;
+                }
+            }
+            *g = next.into();
+        });
+    }
+
     fn shard_count(&self) -> usize {
         self.shards.lock().len()
     }
@@ -154,10 +213,11 @@ impl NodeLease {
         key: &str,
         shards: Shards<'_>,
     ) -> Result<(Self, Vec<String>), StoreError> {
+        // A lease that is gone, or was granted with another TTL (the flag changed), starts
+        // afresh: its keys expire with it and its phones register again, as after a crash.
+        // A store that cannot tell is an error: the leases may be alive and hold bindings.
         let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
-        // Anything that fails here starts afresh: the keys then expire with the old leases
-        // and the phones register again, as after a crash.
-        if previous == 0 || !take_over(&store, node_id, ttl_s, previous).await {
+        if previous == 0 || !take_over(&store, ttl_s, previous).await? {
             return Ok((
                 Self::start_with(store, node_id, ttl_s, shards).await?,
                 Vec::new(),
@@ -167,33 +227,32 @@ impl NodeLease {
             0 => Vec::new(),
             _ => store
                 .get(shards.key)
-                .await
-                .ok()
-                .flatten()
+                .await?
                 .filter(|kv| kv.lease == previous)
                 .map_or_else(Vec::new, |kv| shards::parse_ids(&kv.value)),
         };
-        let taken = join_all(
-            recorded
-                .iter()
-                .map(|id| take_over(&store, node_id, ttl_s, *id)),
-        )
-        .await;
-        let mut bindings: Vec<LeaseId> = Vec::with_capacity(shards.count.max(recorded.len()));
+        let taken = join_all(recorded.iter().map(|id| take_over(&store, ttl_s, *id))).await;
         let mut taken_over = vec![previous];
+        let mut bindings: Vec<Option<LeaseId>> = Vec::with_capacity(recorded.len());
         for (id, taken) in recorded.iter().zip(taken) {
-            if taken {
-                bindings.push(*id);
+            if taken? {
+                bindings.push(Some(*id));
                 taken_over.push(*id);
             } else {
                 warn!(node = node_id, lease = %format!("{id:x}"), "a binding lease of the previous process is gone: its phones register again");
-                bindings.push(store.lease_grant(ttl_s).await?);
+                bindings.push(None);
             }
         }
-        // More binding leases than the previous process held (the setting grew): new ones.
-        // Fewer: every one it held is kept, so no phone's binding is lost.
+        // Lost ones replaced in their shards; more than the previous process held (the
+        // setting grew) granted. Fewer: every one it held is kept, so no binding is lost.
+        let missing = bindings.iter().filter(|b| b.is_none()).count();
         let more = shards.count.saturating_sub(bindings.len());
-        bindings.extend(grant(&store, ttl_s, more).await?);
+        let mut granted = grant(&store, ttl_s, missing + more).await?.into_iter();
+        let bindings: Vec<LeaseId> = bindings
+            .into_iter()
+            .chain(std::iter::repeat_n(None, more))
+            .map(|b| b.or_else(|| granted.next()).expect("granted enough"))
+            .collect();
         // Kept alive from here on: reading hundreds of thousands of keys may take longer
         // than the leases have left.
         let lease = Self::keeping(
@@ -253,6 +312,8 @@ impl NodeLease {
             alive: AtomicBool::new(true),
             owned: Mutex::new(BTreeMap::new()),
             generation: watch::channel(0).0,
+            binding_generations: watch::channel(vec![0; bindings.len().max(1)].into()).0,
+            check: Notify::new(),
         });
         shared.install(lease, bindings);
         let keeper = tokio::spawn(keeper::keep(shared.clone()));
@@ -261,17 +322,35 @@ impl NodeLease {
 
     /// Writes the record of the binding leases (when there are some to record).
     async fn record_shards(&self) -> Result<(), StoreError> {
-        let key = &self.shared.shards_key;
-        if key.is_empty() || self.shared.shard_count() == 0 {
+        if self.shared.shard_count() == 0 {
             return Ok(());
         }
-        let record = shards::encode_ids(&self.shared.shards.lock());
-        self.put_owned(key, record).await
+        self.shared.write_record().await
     }
 
     /// The current main lease id.
     pub fn lease_id(&self) -> LeaseId {
         self.shared.lease.load(Ordering::Acquire)
+    }
+
+    /// The shard of phone `phone`: the index of its binding lease, and of its counter in
+    /// [`NodeLease::binding_generations`] (0 when the node holds no binding leases).
+    pub fn shard_of(&self, phone: &str) -> usize {
+        shards::shard_of(phone, self.shared.shard_count())
+    }
+
+    /// A counter per binding lease (one for the main lease when the bindings hang on it),
+    /// bumped when it was lost and replaced: the bindings of its phones are gone and must
+    /// be written again. Counters start at 0, so a subscriber that compares with zeros
+    /// misses no replacement made before it subscribed.
+    pub fn binding_generations(&self) -> watch::Receiver<Arc<[u64]>> {
+        self.shared.binding_generations.subscribe()
+    }
+
+    /// Asks the keeper for a round of refreshes now (a write found a lease gone): a lost
+    /// lease is replaced without waiting for the next round.
+    pub fn check_now(&self) {
+        self.shared.check.notify_one();
     }
 
     /// The lease phone `phone`'s bindings hang on: its binding lease, or the main lease
@@ -294,7 +373,8 @@ impl NodeLease {
         self.shared.is_alive()
     }
 
-    /// A counter bumped every time the node re-registered on a new lease.
+    /// A counter bumped every time the node wrote its owned keys again (on a new main
+    /// lease, or after an outage it survived).
     pub fn generation(&self) -> watch::Receiver<u64> {
         self.shared.generation.subscribe()
     }
@@ -364,16 +444,11 @@ async fn grant(store: &Store, ttl_s: i64, count: usize) -> Result<Vec<LeaseId>, 
 
 /// Refreshes lease `id` when it is alive and was granted with `ttl_s`; returns whether it
 /// was (and so is now this process's).
-async fn take_over(store: &Store, node_id: &str, ttl_s: i64, id: LeaseId) -> bool {
-    let info = store.lease_info(id).await.unwrap_or_else(|e| {
-        warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's lease could not be read: granting a new one");
-        None
-    });
-    match info {
-        Some(i) if i.granted_ttl_s == ttl_s => match store.lease_keep_alive(id).await {
-            Ok(mut k) => k.refresh().await.is_ok_and(|left| left > 0),
-            Err(_) => false,
-        },
-        _ => false,
+async fn take_over(store: &Store, ttl_s: i64, id: LeaseId) -> Result<bool, StoreError> {
+    match store.lease_info(id).await? {
+        Some(i) if i.granted_ttl_s == ttl_s => {
+            Ok(store.lease_keep_alive(id).await?.refresh().await? > 0)
+        }
+        _ => Ok(false),
     }
 }

@@ -9,7 +9,7 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use dialtone_domain::keys;
-use dialtone_store::{MAX_TXN_OPS, Op, Store, lifecycle::NodeLease};
+use dialtone_store::{MAX_TXN_OPS, Op, Store, StoreError, lifecycle::NodeLease};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
@@ -121,6 +121,11 @@ pub fn spawn(
                     }
                 }
                 Err(e) => {
+                    // A lease a binding was put on is gone: the keeper replaces it now
+                    // instead of at its next round, and the retry puts it on the new one.
+                    if matches!(e, StoreError::LeaseNotFound(_)) {
+                        lease.check_now();
+                    }
                     if !failing {
                         warn!(error = %e, pending = pending.len(), "binding publication failed; retrying");
                         failing = true;

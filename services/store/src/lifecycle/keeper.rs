@@ -1,4 +1,11 @@
-//! Keeps a node's leases alive, and re-registers the node on new ones when they are lost.
+//! Keeps a node's leases alive, each on its own: a lease is lost when etcd says it expired
+//! or none of its refreshes succeeded for a whole TTL, and only a lost lease is replaced.
+//! A lost main lease is replaced and the owned keys written again on the new one; a lost
+//! binding lease is replaced in its shard and its phones' bindings written again
+//! ([`super::NodeLease::binding_generations`]). Replacing every lease when one is lost
+//! would abandon the others, whose bindings then expire before they are all written
+//! again: `fleet-bench` saw 669,000 phones OFFLINE that way, at a million phones, when the
+//! refreshes of the edges left alive waited behind etcd deleting a dead edge's bindings.
 
 use std::time::{Duration, Instant};
 
@@ -11,66 +18,86 @@ use crate::{
     metrics::{self, KeepAliveOutcome},
 };
 
-/// What one round of refreshes found.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Round {
-    /// Every lease refreshed.
+/// What became of one lease in a round of refreshes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Fate {
     Kept,
-    /// etcd said at least one lease no longer exists.
-    Expired,
-    /// At least one refresh failed or timed out (and none expired).
+    /// The refresh failed, but the lease was refreshed within the TTL: it may still live.
     Failed,
+    /// etcd said it no longer exists, or nothing refreshed it for a whole TTL.
+    Lost,
 }
 
-/// The round's outcome from each lease's refresh (`Some(ttl left)`, `None` when it failed).
-pub(super) fn round(refreshes: &[Option<i64>]) -> Round {
-    if refreshes
-        .iter()
-        .any(|r| matches!(r, Some(left) if *left <= 0))
-    {
-        Round::Expired
-    } else if refreshes.iter().all(Option::is_some) {
-        Round::Kept
-    } else {
-        Round::Failed
+/// A lease's fate from its refresh (`Some(ttl left)`, `None` when it failed) and how long
+/// ago it was last refreshed.
+pub(super) fn fate(refresh: Option<i64>, since_ok: Duration, ttl: Duration) -> Fate {
+    match refresh {
+        Some(left) if left > 0 => Fate::Kept,
+        Some(_) => Fate::Lost,
+        None if since_ok >= ttl => Fate::Lost,
+        None => Fate::Failed,
     }
 }
 
-/// Keeps the main lease and the binding leases alive, refreshed together at a third of the
-/// TTL (at once, not one after another: a hundred refreshes in a row under load can take
-/// longer than the TTL); on loss of any, re-registers on new ones.
+/// One lease as the keeper keeps it.
+struct Kept {
+    id: LeaseId,
+    stream: Option<LeaseKeepAlive>,
+    last_ok: Instant,
+}
+
+/// Refreshes every lease at once at a third of the TTL (one after another, a hundred
+/// refreshes under load can take longer than the TTL), or at once when told a lease may be
+/// gone ([`super::NodeLease::check_now`]); replaces what is lost.
 pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
+    let shared = &*shared;
     let interval = Duration::from_millis((shared.ttl_s as u64 * 1000 / 3).max(100));
     let ttl = Duration::from_secs(shared.ttl_s as u64);
-    let mut kept: Vec<LeaseId> = Vec::new();
-    let mut keepers: Vec<Option<LeaseKeepAlive>> = Vec::new();
-    let mut last_ok = Instant::now();
+    let limit = interval.max(Duration::from_secs(1));
+    let mut kept: Vec<Kept> = Vec::new();
     loop {
-        tokio::time::sleep(interval).await;
-        let leases = shared.leases();
-        if leases != kept {
-            keepers = leases.iter().map(|_| None).collect();
-            kept = leases.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shared.check.notified() => {}
         }
-        let shared = &*shared;
-        let opened = join_all(keepers.iter().zip(&leases).map(|(k, id)| async move {
-            match k {
+        let leases = shared.leases();
+        if kept.len() != leases.len() {
+            kept.clear();
+        }
+        for (i, id) in leases.iter().enumerate() {
+            match kept.get_mut(i) {
+                Some(k) if k.id == *id => {}
+                Some(k) => {
+                    *k = Kept {
+                        id: *id,
+                        stream: None,
+                        last_ok: Instant::now(),
+                    }
+                }
+                None => kept.push(Kept {
+                    id: *id,
+                    stream: None,
+                    last_ok: Instant::now(),
+                }),
+            }
+        }
+        let opened = join_all(kept.iter().map(|k| async move {
+            match k.stream {
                 Some(_) => None,
-                None => Some(shared.store.lease_keep_alive(*id).await.map_err(|e| {
-                    warn!(node = %shared.node_id, lease = %format!("{id:x}"), error = %e, "lease keep-alive could not open");
+                None => Some(shared.store.lease_keep_alive(k.id).await.map_err(|e| {
+                    warn!(node = %shared.node_id, lease = %format!("{:x}", k.id), error = %e, "lease keep-alive could not open");
                 })),
             }
         }))
         .await;
-        for (k, opened) in keepers.iter_mut().zip(opened) {
+        for (k, opened) in kept.iter_mut().zip(opened) {
             if let Some(opened) = opened {
-                *k = opened.ok();
+                k.stream = opened.ok();
             }
         }
-        let limit = interval.max(Duration::from_secs(1));
-        let refreshes = join_all(keepers.iter_mut().map(|k| async move {
-            match k {
-                Some(k) => match tokio::time::timeout(limit, k.refresh()).await {
+        let refreshes = join_all(kept.iter_mut().map(|k| async move {
+            match &mut k.stream {
+                Some(s) => match tokio::time::timeout(limit, s.refresh()).await {
                     Ok(Ok(left)) => Some(left),
                     Ok(Err(_)) | Err(_) => None,
                 },
@@ -78,76 +105,103 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             }
         }))
         .await;
-        for (k, r) in keepers.iter_mut().zip(&refreshes) {
-            if r.is_none() {
-                *k = None;
+        let now = Instant::now();
+        let mut lost = Vec::new();
+        let mut failed = 0;
+        for (i, (k, refresh)) in kept.iter_mut().zip(refreshes).enumerate() {
+            match fate(refresh, now - k.last_ok, ttl) {
+                Fate::Kept => k.last_ok = now,
+                Fate::Failed => {
+                    k.stream = None;
+                    failed += 1;
+                }
+                Fate::Lost => {
+                    k.stream = None;
+                    lost.push(i);
+                }
             }
         }
         let main = leases[0];
-        let lost = match round(&refreshes) {
-            Round::Kept => {
-                metrics::keep_alive(KeepAliveOutcome::Ok);
-                last_ok = Instant::now();
-                // Declared lost while etcd was unreachable, yet the leases survived (etcd
-                // extends every lease when a new leader is elected): write the owned keys
-                // again on them, so nothing a half-done re-registration missed stays
-                // missing, and become healthy again.
-                if !shared.is_alive() && rewrite(shared, main).await {
-                    info!(node = %shared.node_id, lease = %format!("{main:x}"), "lease survived the outage: owned keys written again");
-                }
-                false
+        if lost.is_empty() && failed == 0 {
+            metrics::keep_alive(KeepAliveOutcome::Ok);
+            // Declared lost while etcd was unreachable, yet the main lease survived (etcd
+            // extends every lease when a new leader is elected), or a re-registration was
+            // cut short: write the owned keys again on it and become healthy again.
+            if !shared.is_alive() && rewrite(shared, main).await {
+                info!(node = %shared.node_id, lease = %format!("{main:x}"), "owned keys written again: the node is healthy");
             }
-            Round::Expired => {
-                warn!(node = %shared.node_id, lease = %format!("{main:x}"), "lease lost: expired");
-                true
-            }
-            Round::Failed => {
-                let failed = refreshes.iter().filter(|r| r.is_none()).count();
-                warn!(node = %shared.node_id, failed, leases = leases.len(), "lease keep-alive failed");
-                metrics::keep_alive(KeepAliveOutcome::Failed);
-                last_ok.elapsed() >= ttl
-            }
-        };
-        if lost {
-            metrics::keep_alive(KeepAliveOutcome::Lost);
-            if shared.mark_lost() {
-                warn!(node = %shared.node_id, lease = %format!("{main:x}"), "lease lost: every owned key must be written again");
-            }
-            if reregister(shared).await {
-                last_ok = Instant::now();
-            }
+            continue;
         }
+        if failed > 0 {
+            warn!(node = %shared.node_id, failed, leases = leases.len(), "lease keep-alive failed");
+            metrics::keep_alive(KeepAliveOutcome::Failed);
+        }
+        if lost.is_empty() {
+            continue;
+        }
+        metrics::keep_alive(KeepAliveOutcome::Lost);
+        warn!(node = %shared.node_id, lease = %format!("{main:x}"), lost = lost.len(), main_lost = lost.contains(&0), "lease lost: expired");
+        replace(shared, &lost).await;
     }
 }
 
-/// Grants a new main lease and new binding leases and writes every owned key on the main
-/// one. Returns whether it succeeded.
-async fn reregister(shared: &Shared) -> bool {
-    let grants =
-        join_all((0..=shared.shard_count()).map(|_| shared.store.lease_grant(shared.ttl_s)))
-            .await
-            .into_iter()
-            .collect::<Result<Vec<LeaseId>, _>>();
-    let leases = match grants {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(node = %shared.node_id, error = %e, "new leases could not be granted; retrying");
-            return false;
-        }
-    };
-    let main = leases[0];
-    shared.install(main, &leases[1..]);
-    let ok = rewrite(shared, main).await;
-    if ok {
-        info!(node = %shared.node_id, lease = %format!("{main:x}"), binding_leases = leases.len() - 1, "node re-registered on a new lease");
+/// Replaces the leases at `lost` (indexes into [`Shared::leases`]: 0 the main lease, `i`
+/// binding lease `i - 1`) with new ones, writes the owned keys again when the main lease
+/// was among them (else the record of the binding leases), and asks for the lost binding
+/// leases' bindings to be written again. What fails is retried at the next round.
+async fn replace(shared: &Shared, lost: &[usize]) {
+    let main_lost = lost.contains(&0);
+    if main_lost && shared.mark_lost() {
+        warn!(node = %shared.node_id, "main lease lost: every owned key must be written again");
     }
-    ok
+    let grants = join_all(lost.iter().map(|_| shared.store.lease_grant(shared.ttl_s))).await;
+    let mut granted = Vec::with_capacity(lost.len());
+    for (i, g) in lost.iter().zip(grants) {
+        match g {
+            Ok(id) => granted.push((*i, id)),
+            Err(e) => {
+                warn!(node = %shared.node_id, error = %e, "new lease could not be granted; retrying");
+                // Granted ones are used; the rest are found lost again next round.
+            }
+        }
+    }
+    if granted.is_empty() {
+        return;
+    }
+    let shards: Vec<usize> = granted
+        .iter()
+        .filter(|(i, _)| *i > 0)
+        .map(|(i, _)| i - 1)
+        .collect();
+    shared.replace(&granted);
+    let main = shared.main();
+    let main_replaced = granted.iter().any(|(i, _)| *i == 0);
+    if main_replaced {
+        if rewrite(shared, main).await {
+            info!(node = %shared.node_id, lease = %format!("{main:x}"), "node re-registered on a new lease");
+        }
+    } else if !main_lost && let Err(e) = shared.write_record().await {
+        // The owned record already names the new leases: unhealthy until the next round
+        // writes every owned key again.
+        warn!(node = %shared.node_id, error = %e, "recording the new binding leases failed; retrying");
+        shared.mark_lost();
+    }
+    if !shards.is_empty() {
+        info!(node = %shared.node_id, binding_leases = shards.len(), "binding leases replaced: their bindings are written again");
+        shared.bindings_replaced(&shards);
+    } else if main_replaced && shared.shard_count() == 0 {
+        // The bindings hung on the main lease.
+        shared.bindings_replaced(&[0]);
+    }
 }
 
-/// Writes every owned key on `lease`; on success the node is healthy again and subscribers
-/// are told to re-publish. Returns whether it succeeded.
+/// Writes every owned key on `lease`, the record of the binding leases first (a process
+/// that takes the main lease over finds the binding leases through it); on success the
+/// node is healthy again. Returns whether it succeeded.
 pub(super) async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
-    for (key, value) in shared.owned_keys() {
+    let mut owned = shared.owned_keys();
+    owned.sort_by_key(|(k, _)| *k != shared.shards_key);
+    for (key, value) in owned {
         if let Err(e) = shared.store.put(&key, value, Some(lease)).await {
             warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");
             return false;
@@ -162,25 +216,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_round_is_kept_only_when_every_lease_is() {
-        let cases: Vec<(&str, Vec<Option<i64>>, Round)> = vec![
-            ("the main lease alone", vec![Some(3)], Round::Kept),
-            ("every lease", vec![Some(3), Some(2), Some(3)], Round::Kept),
-            (
-                "one expired",
-                vec![Some(3), Some(0), Some(3)],
-                Round::Expired,
-            ),
-            (
-                "expired outweighs failed",
-                vec![None, Some(0), Some(3)],
-                Round::Expired,
-            ),
-            ("one failed", vec![Some(3), None, Some(3)], Round::Failed),
-            ("the main one failed", vec![None, Some(3)], Round::Failed),
+    fn a_lease_is_lost_only_when_expired_or_unrefreshed_for_a_ttl() {
+        let ttl = Duration::from_secs(3);
+        let s = Duration::from_secs;
+        let cases: Vec<(&str, Option<i64>, Duration, Fate)> = vec![
+            ("refreshed", Some(3), s(1), Fate::Kept),
+            ("refreshed late", Some(1), s(10), Fate::Kept),
+            ("expired", Some(0), s(0), Fate::Lost),
+            ("failed, refreshed a second ago", None, s(1), Fate::Failed),
+            ("failed for a whole ttl", None, s(3), Fate::Lost),
         ];
-        for (name, refreshes, want) in cases {
-            assert_eq!(round(&refreshes), want, "{name}");
+        for (name, refresh, since_ok, want) in cases {
+            assert_eq!(fate(refresh, since_ok, ttl), want, "{name}");
         }
     }
 }
