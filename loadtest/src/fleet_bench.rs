@@ -11,10 +11,12 @@
 //! ramp, and how often the watcher fell behind; the status role's memory per phone (PSS
 //! growth from an empty fleet to every phone configured and registered twice); each
 //! process's memory; etcd's keys, database size and write rate over `FLEET_BENCH_STEADY_S`
-//! seconds (default 30) after the ramp; then the time from kill -9 of an edge to every phone
-//! it held shown DEGRADED, with the number of phones that were ever OFFLINE meanwhile, the
-//! latency of config reads meanwhile, and how many of the requests sent to those phones
-//! right after the kill were lost.
+//! seconds (default 30) after the ramp; how often each node found a lease of its own expired
+//! (etcd answered none of its refreshes for a TTL); then the time from kill -9 of an edge
+//! (lease TTL `FLEET_BENCH_LEASE_TTL`, default 3 s) to every phone it held shown DEGRADED,
+//! with the number of phones that were ever OFFLINE meanwhile, the latency of config reads
+//! meanwhile, and how many of the requests sent to those phones right after the kill were
+//! lost.
 
 use std::{
     net::SocketAddr,
@@ -35,6 +37,32 @@ const EDGES: [usize; 3] = [2, 3, 4];
 const EXPIRES: u32 = 600;
 /// Requests to the killed edge's phones sent from one source address.
 const PROBES_PER_SOURCE: usize = 400;
+
+/// How often each node found a lease of its own expired (its log's "lease lost"): etcd
+/// answered none of its refreshes for a whole TTL.
+fn leases_lost(sb: &ClusterSandbox) -> String {
+    let lost: Vec<String> = sb
+        .nodes
+        .iter()
+        .map(|n| {
+            let times = n.log_text().matches("lease lost: expired").count();
+            format!("{} {times}", n.node_id)
+        })
+        .collect();
+    format!("leases found expired, by node: {}", lost.join(", "))
+}
+
+/// Copies every node's log to `FLEET_BENCH_LOGS` (a directory), when set: the sandbox and
+/// its logs go when the benchmark ends.
+fn keep_logs(sb: &ClusterSandbox) {
+    let Ok(dir) = std::env::var("FLEET_BENCH_LOGS") else {
+        return;
+    };
+    let _ = std::fs::create_dir_all(&dir);
+    for n in &sb.nodes {
+        let _ = std::fs::write(format!("{dir}/{}.log", n.node_id), n.log_text());
+    }
+}
 
 fn mib(bytes: u64) -> f64 {
     bytes as f64 / 1_048_576.0
@@ -90,15 +118,20 @@ async fn main() -> anyhow::Result<()> {
     let phones: usize = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
     let rate: u32 = args.get(2).map_or(Ok(2000), |s| s.parse())?;
 
+    // 3 s by default, so a dead edge is noticed quickly; the chart's default is 10 s.
+    let lease_ttl: u32 = std::env::var("FLEET_BENCH_LEASE_TTL").map_or(Ok(3), |s| s.parse())?;
+
     let tls = tempfile::tempdir()?;
     let (cert, key) = dialtone_tls::dev_pair(tls.path(), "provisioning")?;
-    let mut sb = ClusterSandbox::with_etcd_args(
+    let mut sb = ClusterSandbox::with_etcd_lease_ttl(
         1,
         &["config,provisioning", "status", "edge", "edge", "edge"],
         &[
             &format!("--provisioning-tls-cert={}", cert.display()),
             &format!("--provisioning-tls-key={}", key.display()),
         ],
+        &[],
+        lease_ttl,
     )
     .await?;
     let status_pid = sb.nodes[1].pid().context("status pid")?;
@@ -295,6 +328,7 @@ async fn main() -> anyhow::Result<()> {
             / steady.as_secs_f64(),
         EXPIRES / 2,
     );
+    println!("before the kill: {}", leases_lost(&sb));
 
     // Up to 2,000 of the victim's phones are asked for (OPTIONS, through their other edge)
     // right after the kill: how many requests are lost in the window.
@@ -372,17 +406,24 @@ async fn main() -> anyhow::Result<()> {
     let mut worst_offline = 0;
     let took = loop {
         let s = summary(&mut st).await;
+        if s.offline > worst_offline {
+            eprintln!("{:.2?} after the kill: {s:?}", t0.elapsed());
+        }
         worst_offline = worst_offline.max(s.offline);
         if s.degraded >= held_by_victim {
             break t0.elapsed();
         }
         if t0.elapsed() > Duration::from_secs(60) {
-            anyhow::bail!("phones not DEGRADED after 60 s: {s:?}");
+            keep_logs(&sb);
+            anyhow::bail!(
+                "phones not DEGRADED after 60 s: {s:?}; {}",
+                leases_lost(&sb)
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     println!(
-        "kill -9 of {victim} (lease TTL 3 s): all {held_by_victim} phones it held DEGRADED after {took:.2?}; phones OFFLINE meanwhile: {worst_offline}"
+        "kill -9 of {victim} (lease TTL {lease_ttl} s): all {held_by_victim} phones it held DEGRADED after {took:.2?}; phones OFFLINE meanwhile: {worst_offline}"
     );
     reading.store(false, std::sync::atomic::Ordering::Relaxed);
     let mut reads = reads.await?;
@@ -405,6 +446,8 @@ async fn main() -> anyhow::Result<()> {
         "requests sent to {sent} of its phones through their other edge right after the kill: {answered} answered, {} lost (target 0)",
         sent - answered
     );
+    println!("{}", leases_lost(&sb));
+    keep_logs(&sb);
     watcher.abort();
     sim.stop(false, 1).await;
     Ok(())

@@ -65,7 +65,7 @@ async fn until_never_offline(
     }
 }
 
-/// Starts the cluster, seeds PHONES phones and registers them all.
+/// What [`fleet`] starts.
 type Fleet = (
     ClusterSandbox,
     Sim,
@@ -74,7 +74,9 @@ type Fleet = (
     Vec<PhoneSpec>,
 );
 
-async fn fleet() -> Fleet {
+/// Starts the cluster (each edge with `binding_leases` binding leases), seeds PHONES phones
+/// and registers them all.
+async fn fleet(binding_leases: u32) -> Fleet {
     let tls = tempfile::tempdir().unwrap();
     let (cert, key) = dialtone_tls::dev_pair(tls.path(), "provisioning").unwrap();
     let sb = ClusterSandbox::with_etcd_args(
@@ -82,6 +84,7 @@ async fn fleet() -> Fleet {
         &["config,provisioning", "status", "edge", "edge", "edge"],
         &[
             "--sip-min-expires=10",
+            &format!("--binding-leases={binding_leases}"),
             &format!("--provisioning-tls-cert={}", cert.display()),
             &format!("--provisioning-tls-key={}", key.display()),
         ],
@@ -137,7 +140,8 @@ async fn fleet() -> Fleet {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edges_die_and_restart_without_a_phone_going_offline() {
-    let (mut sb, sim, mut st, _tls, specs) = fleet().await;
+    // With binding leases: a restart takes them over with the bindings on them.
+    let (mut sb, sim, mut st, _tls, specs) = fleet(8).await;
 
     // kill -9 one edge: every phone it holds (as primary or secondary) goes DEGRADED within
     // the lease TTL (3 s) + 2 s, and none goes OFFLINE.
@@ -230,7 +234,7 @@ async fn binding_leases(store: &dialtone_store::Store, node: &str) -> (Vec<i64>,
 /// record and the record of its binding leases again, and its bindings stay where they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edge_that_loses_a_lease_replaces_that_lease_alone() {
-    let (sb, _sim, mut st, _tls, _specs) = fleet().await;
+    let (sb, _sim, mut st, _tls, _specs) = fleet(8).await;
     let store = sb.store().await.unwrap();
     let node = sb.nodes[EDGES[0]].node_id.clone();
     let (leases, on) = binding_leases(&store, &node).await;
@@ -316,7 +320,7 @@ async fn an_edge_that_loses_a_lease_replaces_that_lease_alone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
-    let (mut sb, sim, mut st, _tls, _) = fleet().await;
+    let (mut sb, sim, mut st, _tls, _) = fleet(0).await;
     let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
 
     // One member of three dies: writes acknowledged meanwhile all survive, and every

@@ -69,7 +69,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             if runs_edge {
                 let key = dialtone_domain::keys::member("edge", &node);
                 let shards = Shards {
-                    count: dialtone_edge::BINDING_LEASES,
+                    count: cfg.binding_leases as usize,
                     key: &dialtone_domain::keys::node_leases(&node),
                 };
                 NodeLease::resume(lease_store, &node, ttl, &key, shards).await

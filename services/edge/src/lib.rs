@@ -61,15 +61,6 @@ pub use error::EdgeError;
 pub use flow::Transport;
 pub use settings::{BanPolicy, EdgeSettings, Listeners};
 
-/// The binding leases an edge spreads its phones' bindings over, by phone id (besides the
-/// main lease its membership and health records hang on; `dialtone_store::lifecycle`).
-/// When an edge dies etcd revokes each in a transaction of its own, at most 16 at once,
-/// and answers nothing else while one applies. `lease-bench 666000` (an edge of a
-/// million-phone fleet), one run each: with 1 lease the longest config read meanwhile was
-/// cut off at 5 s; with 16, 3.7 s; with 64, 864 ms; with 128, 553 ms (5,200 bindings a
-/// lease). Refreshing 128 leases costs etcd about 130 small requests a TTL/3 per edge.
-pub const BINDING_LEASES: usize = 128;
-
 use crate::{
     credentials::sync::CredentialsFollower,
     credentials::{CredentialCache, Limits},

@@ -423,7 +423,11 @@ impl EtcdStore {
                 true,
                 |c| async move { c.lease_client().keep_alive(id).await },
             )
-            .await?;
+            .await
+            .map_err(|e| match lease_error(e) {
+                StoreError::LeaseNotFound(_) => StoreError::LeaseNotFound(id),
+                e => e,
+            })?;
         Ok(EtcdKeepAlive { keeper, stream })
     }
 
@@ -548,6 +552,10 @@ fn retriable(e: &etcd_client::Error, idempotent: bool) -> bool {
 fn lease_error(e: etcd_client::Error) -> StoreError {
     match &e {
         etcd_client::Error::GRpcStatus(s) if s.message().contains("lease not found") => {
+            StoreError::LeaseNotFound(0)
+        }
+        // Opening a keep-alive for a lease that is gone.
+        etcd_client::Error::LeaseKeepAliveError(m) if m.contains("lease not found") => {
             StoreError::LeaseNotFound(0)
         }
         _ => StoreError::Etcd(e),

@@ -69,7 +69,7 @@ pub enum StatusCmd {
         /// Only phones of this site.
         #[arg(long, default_value = "")]
         site: String,
-        /// Resume after this revision (the last one printed).
+        /// Resume from this revision (the last one printed): phones changed at or after it.
         #[arg(long, default_value_t = 0)]
         after_revision: i64,
         /// Skip the initial snapshot (print changes only).

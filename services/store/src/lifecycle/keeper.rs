@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use super::Shared;
 use crate::{
-    LeaseId, LeaseKeepAlive,
+    LeaseId, LeaseKeepAlive, StoreError,
     metrics::{self, KeepAliveOutcome},
 };
 
@@ -84,15 +84,20 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         let opened = join_all(kept.iter().map(|k| async move {
             match k.stream {
                 Some(_) => None,
-                None => Some(shared.store.lease_keep_alive(k.id).await.map_err(|e| {
-                    warn!(node = %shared.node_id, lease = %format!("{:x}", k.id), error = %e, "lease keep-alive could not open");
+                None => Some(shared.store.lease_keep_alive(k.id).await.inspect_err(|e| {
+                    if !matches!(e, StoreError::LeaseNotFound(_)) {
+                        warn!(node = %shared.node_id, lease = %format!("{:x}", k.id), error = %e, "lease keep-alive could not open");
+                    }
                 })),
             }
         }))
         .await;
-        for (k, opened) in kept.iter_mut().zip(opened) {
-            if let Some(opened) = opened {
-                k.stream = opened.ok();
+        let mut gone = Vec::new();
+        for (i, (k, opened)) in kept.iter_mut().zip(opened).enumerate() {
+            match opened {
+                Some(Ok(stream)) => k.stream = Some(stream),
+                Some(Err(StoreError::LeaseNotFound(_))) => gone.push(i),
+                Some(Err(_)) | None => {}
             }
         }
         let refreshes = join_all(kept.iter_mut().map(|k| async move {
@@ -109,6 +114,8 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         let mut lost = Vec::new();
         let mut failed = 0;
         for (i, (k, refresh)) in kept.iter_mut().zip(refreshes).enumerate() {
+            // A keep-alive that could not open because the lease is gone: expired.
+            let refresh = if gone.contains(&i) { Some(0) } else { refresh };
             match fate(refresh, now - k.last_ok, ttl) {
                 Fate::Kept => k.last_ok = now,
                 Fate::Failed => {
