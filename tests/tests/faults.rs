@@ -318,6 +318,58 @@ async fn an_edge_that_loses_a_lease_replaces_that_lease_alone() {
     .await;
 }
 
+/// With no binding leases (the default) an edge's bindings hang on its own lease: that lease
+/// lost, the edge writes its member record and every binding again on a new one, and no
+/// phone goes OFFLINE meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_that_loses_its_lease_writes_its_bindings_again() {
+    let (sb, _sim, mut st, _tls, _specs) = fleet(0).await;
+    let store = sb.store().await.unwrap();
+    let node = sb.nodes[EDGES[0]].node_id.clone();
+    let member = dialtone_domain::keys::member("edge", &node);
+    let mine = |bindings: &[dialtone_store::KeyValue]| -> Vec<i64> {
+        bindings
+            .iter()
+            .filter(|kv| kv.key.ends_with(&format!("/{node}")))
+            .map(|kv| kv.lease)
+            .collect()
+    };
+    let lease = store.get(&member).await.unwrap().unwrap().lease;
+    let held = mine(&store.snapshot(&["bindings/"]).await.unwrap().1);
+    assert!(
+        !held.is_empty() && held.iter().all(|l| *l == lease),
+        "{held:?}"
+    );
+    store.lease_revoke(lease).await.unwrap();
+    let revoked = Instant::now();
+    loop {
+        let now = store.get(&member).await.unwrap().map(|kv| kv.lease);
+        let on = mine(&store.snapshot(&["bindings/"]).await.unwrap().1);
+        if let Some(now) = now
+            && on.len() == held.len()
+            && on.iter().all(|l| *l == now)
+        {
+            assert_ne!(now, lease, "a new lease");
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "{} of {} bindings written again within 5 s\n{}",
+            on.len(),
+            held.len(),
+            sb.nodes[EDGES[0]].log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until_never_offline(
+        &mut st,
+        Duration::from_secs(10),
+        "after the lost lease",
+        |s| s.operational as usize == PHONES,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
     let (mut sb, sim, mut st, _tls, _) = fleet(0).await;

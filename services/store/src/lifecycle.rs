@@ -1,21 +1,24 @@
 //! A node's leases and everything it owns.
 //!
 //! Each process holds a main lease and hangs every key it owns on it (its membership records
-//! `members/{role}/{node}`, an edge's health records). An edge also holds binding leases
-//! ([`Shards`]) and hangs each phone's bindings on one of them, chosen by the phone's id
-//! ([`NodeLease::binding_lease`]): when the edge dies, etcd revokes each binding lease in a
-//! transaction of its own, a few thousand keys each, where one lease for all its bindings
-//! was one transaction of all of them (666,000 at a million phones), during which etcd
-//! answered nothing else for seconds (`loadtest`'s `lease-bench`).
+//! `members/{role}/{node}`, an edge's health records), and an edge its bindings too. An edge
+//! may also hold binding leases ([`Shards`], `--binding-leases`) and hang each phone's
+//! bindings on one of them, chosen by the phone's id ([`NodeLease::binding_lease`]): when
+//! the edge dies, etcd revokes each binding lease in a transaction of its own, a few
+//! thousand keys each, where one lease for all its bindings is one transaction of all of
+//! them (666,000 at a million phones), during which etcd answers nothing else for seconds
+//! (`loadtest`'s `lease-bench`).
 //!
-//! The keeper refreshes every lease at a third of the TTL. When one is lost (etcd says TTL
-//! 0, or no refresh succeeded for a whole TTL) the node logs it, marks itself unhealthy,
-//! grants new leases and writes every owned key again; subscribers are told through
-//! [`NodeLease::generation`] so roles can re-publish state they keep elsewhere (an edge's
-//! bindings). Graceful shutdown revokes the leases, so the node's keys vanish at once
-//! instead of after the TTL; or leaves them to expire ([`NodeLease::leave`]), so the next
-//! process with the same node id, started within the TTL (a restart, a rollout), takes the
-//! leases and every key on them over ([`NodeLease::resume`]): an edge's bindings survive.
+//! The keeper (`lifecycle/keeper.rs`) refreshes every lease at a third of the TTL, each on
+//! its own, and replaces only a lost one (etcd says TTL 0, or no refresh succeeded for a
+//! whole TTL): the main lease lost, the node is unhealthy until it has written every owned
+//! key again on a new one ([`NodeLease::generation`] counts those rewrites); a lease that
+//! bindings hang on lost, its counter in [`NodeLease::binding_generations`] moves and the
+//! edge writes those bindings again. Graceful shutdown revokes the leases, so the node's
+//! keys vanish at once instead of after the TTL; or leaves them to expire
+//! ([`NodeLease::leave`]), so the next process with the same node id, started within the
+//! TTL (a restart, a rollout), takes the leases and every key on them over
+//! ([`NodeLease::resume`]): an edge's bindings survive.
 
 mod keeper;
 pub mod shards;
@@ -58,7 +61,7 @@ struct Shared {
     node_id: String,
     ttl_s: i64,
     lease: AtomicI64,
-    /// The binding leases, in shard order; replaced whole on re-registration.
+    /// The binding leases, in shard order; a lost one is replaced in its place.
     shards: Mutex<Arc<[LeaseId]>>,
     /// Where the binding leases are recorded (empty: they are not).
     shards_key: String,
@@ -140,7 +143,7 @@ impl Shared {
     fn install(&self, main: LeaseId, shards: &[LeaseId]) {
         self.lease.store(main, Ordering::Release);
         *self.shards.lock() = shards.into();
-        if !self.shards_key.is_empty() {
+        if !self.shards_key.is_empty() && !shards.is_empty() {
             self.owned
                 .lock()
                 .insert(self.shards_key.clone(), shards::encode_ids(shards));
@@ -447,7 +450,12 @@ async fn grant(store: &Store, ttl_s: i64, count: usize) -> Result<Vec<LeaseId>, 
 async fn take_over(store: &Store, ttl_s: i64, id: LeaseId) -> Result<bool, StoreError> {
     match store.lease_info(id).await? {
         Some(i) if i.granted_ttl_s == ttl_s => {
-            Ok(store.lease_keep_alive(id).await?.refresh().await? > 0)
+            // It may expire between the two calls: gone, not an error.
+            match store.lease_keep_alive(id).await {
+                Ok(mut k) => Ok(k.refresh().await? > 0),
+                Err(StoreError::LeaseNotFound(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
         }
         _ => Ok(false),
     }
