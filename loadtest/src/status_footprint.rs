@@ -263,6 +263,17 @@ fn build(
     (state, end.0 - start.0)
 }
 
+/// The view's counts by status of its one site.
+fn site_counts(state: &State) -> dialtone_status::fleet::Counts {
+    state
+        .fleet
+        .counts()
+        .values()
+        .next()
+        .copied()
+        .unwrap_or_default()
+}
+
 /// Deletes every binding on the first edge in one batch, as etcd delivers the expiry of
 /// the lease they hang on, through the hub's own `apply_in_parts` with a watcher
 /// subscribed (that never reads), and prints how long the view took: what a killed edge
@@ -286,13 +297,7 @@ fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     hub::apply_in_parts(&state, &tx, &metrics, &gone, i64::MAX / 2);
     let took = started.elapsed();
     let state = state.into_inner();
-    let counts = state
-        .fleet
-        .counts()
-        .values()
-        .next()
-        .copied()
-        .unwrap_or_default();
+    let counts = site_counts(&state);
     println!(
         "{} bindings of {} deleted in one batch: applied in {:.2} s ({:.2} µs a binding, parts of {}); {} of {phones} phones now DEGRADED",
         gone.len(),
@@ -309,13 +314,7 @@ fn main() -> anyhow::Result<()> {
     let phones: usize = std::env::args().nth(1).map_or(Ok(100_000), |s| s.parse())?;
     let inputs = inputs(phones);
     let (state, view) = build(&inputs, phones, None, true);
-    let counts = state
-        .fleet
-        .counts()
-        .values()
-        .next()
-        .copied()
-        .unwrap_or_default();
+    let counts = site_counts(&state);
     anyhow::ensure!(
         counts[0] as usize == phones,
         "expected {phones} OPERATIONAL phones, the view counts {counts:?}"

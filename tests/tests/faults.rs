@@ -210,6 +210,16 @@ async fn edges_die_and_restart_without_a_phone_going_offline() {
     sim.stop(false, 1).await;
 }
 
+/// The lease of each binding edge `node` holds.
+async fn leases_of_bindings(store: &dialtone_store::Store, node: &str) -> Vec<i64> {
+    let (_, bindings) = store.snapshot(&["bindings/"]).await.unwrap();
+    bindings
+        .iter()
+        .filter(|kv| kv.key.ends_with(&format!("/{node}")))
+        .map(|kv| kv.lease)
+        .collect()
+}
+
 /// The leases an edge's bindings hang on (`node-leases/{node}`) and its bindings' leases.
 async fn binding_leases(store: &dialtone_store::Store, node: &str) -> (Vec<i64>, Vec<i64>) {
     use dialtone_store::lifecycle::shards::parse_ids;
@@ -218,13 +228,10 @@ async fn binding_leases(store: &dialtone_store::Store, node: &str) -> (Vec<i64>,
         .await
         .unwrap()
         .expect("the edge records its binding leases");
-    let (_, bindings) = store.snapshot(&["bindings/"]).await.unwrap();
-    let on = bindings
-        .iter()
-        .filter(|kv| kv.key.ends_with(&format!("/{node}")))
-        .map(|kv| kv.lease)
-        .collect();
-    (parse_ids(&record.value), on)
+    (
+        parse_ids(&record.value),
+        leases_of_bindings(store, node).await,
+    )
 }
 
 /// One of an edge's binding leases lost (revoked by another party, as etcd does when
@@ -327,15 +334,8 @@ async fn an_edge_that_loses_its_lease_writes_its_bindings_again() {
     let store = sb.store().await.unwrap();
     let node = sb.nodes[EDGES[0]].node_id.clone();
     let member = dialtone_domain::keys::member("edge", &node);
-    let mine = |bindings: &[dialtone_store::KeyValue]| -> Vec<i64> {
-        bindings
-            .iter()
-            .filter(|kv| kv.key.ends_with(&format!("/{node}")))
-            .map(|kv| kv.lease)
-            .collect()
-    };
     let lease = store.get(&member).await.unwrap().unwrap().lease;
-    let held = mine(&store.snapshot(&["bindings/"]).await.unwrap().1);
+    let held = leases_of_bindings(&store, &node).await;
     assert!(
         !held.is_empty() && held.iter().all(|l| *l == lease),
         "{held:?}"
@@ -344,7 +344,7 @@ async fn an_edge_that_loses_its_lease_writes_its_bindings_again() {
     let revoked = Instant::now();
     loop {
         let now = store.get(&member).await.unwrap().map(|kv| kv.lease);
-        let on = mine(&store.snapshot(&["bindings/"]).await.unwrap().1);
+        let on = leases_of_bindings(&store, &node).await;
         if let Some(now) = now
             && on.len() == held.len()
             && on.iter().all(|l| *l == now)

@@ -323,8 +323,8 @@ impl Fleet {
 
     /// Applies part of a batch that brings the view to `revision`, handing each phone whose
     /// status changed to `sink` (the view's copy of its id, and its change stamped with
-    /// `revision`) as it is re-reduced, instead of
-    /// collecting them: a lease's expiry changes hundreds of thousands of phones at once.
+    /// `revision`) as it is re-reduced, instead of collecting them: a lease's expiry changes
+    /// hundreds of thousands of phones at once.
     /// The view's own revision stays where it was until [`Fleet::advance`], so a batch
     /// applied in parts reads as not yet applied until its last part is.
     pub fn apply_part<'k>(
@@ -344,8 +344,7 @@ impl Fleet {
             }
         }
         if everyone {
-            let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
-            return self.republish_all(&ids, revision, now_ms, sink);
+            return self.republish_every_phone(revision, now_ms, sink);
         }
         touched.sort_unstable();
         touched.dedup();
@@ -355,6 +354,16 @@ impl Fleet {
     /// Raises the view's revision to `revision` (a batch's last part is applied).
     pub fn advance(&mut self, revision: i64) {
         self.revision = self.revision.max(revision);
+    }
+
+    fn republish_every_phone(
+        &mut self,
+        revision: i64,
+        now_ms: i64,
+        sink: &mut dyn FnMut(&Arc<str>, StatusChange),
+    ) {
+        let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
+        self.republish_all(&ids, revision, now_ms, sink);
     }
 
     fn republish_all(
@@ -387,9 +396,8 @@ impl Fleet {
     /// Re-reduces every phone after a complete listing read at `revision`.
     pub fn settle(&mut self, revision: i64, now_ms: i64) -> Vec<StatusChange> {
         self.advance(revision);
-        let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
         let mut out = Vec::new();
-        self.republish_all(&ids, self.revision, now_ms, &mut |_, c| out.push(c));
+        self.republish_every_phone(self.revision, now_ms, &mut |_, c| out.push(c));
         out
     }
 

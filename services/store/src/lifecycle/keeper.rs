@@ -61,62 +61,25 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             _ = shared.check.notified() => {}
         }
         let leases = shared.leases();
+        let fresh = |id: &LeaseId| Kept {
+            id: *id,
+            stream: None,
+            last_ok: Instant::now(),
+        };
         if kept.len() != leases.len() {
-            kept.clear();
+            kept = leases.iter().map(fresh).collect();
         }
-        for (i, id) in leases.iter().enumerate() {
-            match kept.get_mut(i) {
-                Some(k) if k.id == *id => {}
-                Some(k) => {
-                    *k = Kept {
-                        id: *id,
-                        stream: None,
-                        last_ok: Instant::now(),
-                    }
-                }
-                None => kept.push(Kept {
-                    id: *id,
-                    stream: None,
-                    last_ok: Instant::now(),
-                }),
+        for (k, id) in kept.iter_mut().zip(&leases) {
+            if k.id != *id {
+                *k = fresh(id);
             }
         }
-        let opened = join_all(kept.iter().map(|k| async move {
-            match k.stream {
-                Some(_) => None,
-                None => Some(shared.store.lease_keep_alive(k.id).await.inspect_err(|e| {
-                    if !matches!(e, StoreError::LeaseNotFound(_)) {
-                        warn!(node = %shared.node_id, lease = %format!("{:x}", k.id), error = %e, "lease keep-alive could not open");
-                    }
-                })),
-            }
-        }))
-        .await;
-        let mut gone = Vec::new();
-        for (i, (k, opened)) in kept.iter_mut().zip(opened).enumerate() {
-            match opened {
-                Some(Ok(stream)) => k.stream = Some(stream),
-                Some(Err(StoreError::LeaseNotFound(_))) => gone.push(i),
-                Some(Err(_)) | None => {}
-            }
-        }
-        let refreshes = join_all(kept.iter_mut().map(|k| async move {
-            match &mut k.stream {
-                Some(s) => match tokio::time::timeout(limit, s.refresh()).await {
-                    Ok(Ok(left)) => Some(left),
-                    Ok(Err(_)) | Err(_) => None,
-                },
-                None => None,
-            }
-        }))
-        .await;
+        let refreshes = join_all(kept.iter_mut().map(|k| refresh(shared, k, limit))).await;
         let now = Instant::now();
         let mut lost = Vec::new();
         let mut failed = 0;
-        for (i, (k, refresh)) in kept.iter_mut().zip(refreshes).enumerate() {
-            // A keep-alive that could not open because the lease is gone: expired.
-            let refresh = if gone.contains(&i) { Some(0) } else { refresh };
-            match fate(refresh, now - k.last_ok, ttl) {
+        for (i, (k, refreshed)) in kept.iter_mut().zip(refreshes).enumerate() {
+            match fate(refreshed, now - k.last_ok, ttl) {
                 Fate::Kept => k.last_ok = now,
                 Fate::Failed => {
                     k.stream = None;
@@ -149,6 +112,27 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         metrics::keep_alive(KeepAliveOutcome::Lost);
         warn!(node = %shared.node_id, lease = %format!("{main:x}"), lost = lost.len(), main_lost = lost.contains(&0), "lease lost: expired");
         replace(shared, &lost).await;
+    }
+}
+
+/// Refreshes one lease, opening its keep-alive first when it has none; returns the TTL
+/// left (0 when the lease is gone, a keep-alive that cannot open for it included), none
+/// when the refresh failed.
+async fn refresh(shared: &Shared, k: &mut Kept, limit: Duration) -> Option<i64> {
+    if k.stream.is_none() {
+        match shared.store.lease_keep_alive(k.id).await {
+            Ok(stream) => k.stream = Some(stream),
+            Err(StoreError::LeaseNotFound(_)) => return Some(0),
+            Err(e) => {
+                warn!(node = %shared.node_id, lease = %format!("{:x}", k.id), error = %e, "lease keep-alive could not open");
+                return None;
+            }
+        }
+    }
+    let stream = k.stream.as_mut()?;
+    match tokio::time::timeout(limit, stream.refresh()).await {
+        Ok(Ok(left)) => Some(left),
+        Ok(Err(_)) | Err(_) => None,
     }
 }
 
