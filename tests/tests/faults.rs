@@ -370,6 +370,93 @@ async fn an_edge_that_loses_its_lease_writes_its_bindings_again() {
     .await;
 }
 
+/// An edge's membership record goes first when it dies (its lease expires 2 s before the
+/// binding leases), and its bindings stop counting then, in the status role and in the
+/// REST API alike: its phones read DEGRADED while etcd still holds their bindings, where
+/// deleting hundreds of thousands of them takes seconds. Here the record is deleted by
+/// hand, so the bindings stay for as long as the test looks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_without_its_membership_record_counts_for_nothing() {
+    // The default: one binding lease besides the node's.
+    let (sb, _sim, mut st, _tls, _specs) = fleet(1).await;
+    let store = sb.store().await.unwrap();
+    let node = sb.nodes[EDGES[0]].node_id.clone();
+    let member = store
+        .get(&dialtone_domain::keys::member("edge", &node))
+        .await
+        .unwrap()
+        .unwrap();
+    let (recorded, held) = binding_leases(&store, &node).await;
+    assert_eq!(recorded.len(), 1);
+    assert!(held.iter().all(|l| *l == recorded[0]), "{held:?}");
+    let ttl = |lease| {
+        let store = store.clone();
+        async move {
+            store
+                .lease_info(lease)
+                .await
+                .unwrap()
+                .unwrap()
+                .granted_ttl_s
+        }
+    };
+    assert_eq!(
+        ttl(recorded[0]).await,
+        ttl(member.lease).await + dialtone_store::lifecycle::BINDING_GRACE_S,
+        "the binding lease outlives the node's"
+    );
+
+    assert!(store.delete(&member.key).await.unwrap());
+    let gone = Instant::now();
+    let degraded = until_never_offline(&mut st, Duration::from_secs(5), "record gone", |s| {
+        s.degraded as usize == held.len() && s.operational as usize == PHONES - held.len()
+    })
+    .await;
+    eprintln!(
+        "membership record deleted: {} phones DEGRADED after {degraded:?}",
+        held.len()
+    );
+    assert_eq!(
+        leases_of_bindings(&store, &node).await.len(),
+        held.len(),
+        "every binding is still in the store"
+    );
+    // The REST API says the same of one of them.
+    let phone = store
+        .snapshot(&["bindings/"])
+        .await
+        .unwrap()
+        .1
+        .into_iter()
+        .find(|kv| kv.key.ends_with(&format!("/{node}")))
+        .and_then(|kv| dialtone_domain::keys::parse_binding(&kv.key).map(|(p, ..)| p.to_owned()))
+        .unwrap();
+    let api = sb.nodes[0].api_url();
+    let (code, body) = dialtone_tests::http_request(
+        api.trim_start_matches("http://"),
+        "GET",
+        &format!("/api/v2/telephony/providers/edges/phones/{phone}"),
+        &[("authorization", &format!("Bearer {VIEWER_TOKEN}"))],
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["status"]["operationalStatus"], "DEGRADED", "{json}");
+    assert!(gone.elapsed() < Duration::from_secs(5));
+
+    // The record back: every phone OPERATIONAL again, nothing written again.
+    store
+        .put(&member.key, member.value.clone(), Some(member.lease))
+        .await
+        .unwrap();
+    until_never_offline(&mut st, Duration::from_secs(5), "record back", |s| {
+        s.operational as usize == PHONES
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
     let (mut sb, sim, mut st, _tls, _) = fleet(0).await;

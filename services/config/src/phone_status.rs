@@ -1,13 +1,14 @@
 //! One phone's live status as the config role reads it for the REST API: its placement
 //! (site, edge group, secondary registration from its effective settings) and the bindings
 //! the edges hold in the store, reduced by the status role's own reducer
-//! (`dialtone_domain::status_model`), so both roles say the same of a phone.
+//! (`dialtone_domain::status_model`), so both roles say the same of a phone: a binding
+//! counts only while its edge has a membership record, as in the status role.
 
 use dialtone_domain::{
     keys, placement, settings,
     status_model::{self, Expected},
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use dialtone_proto::{
     config::v1::{BaseSettings, EdgeGroup, Phone, PhoneKind},
@@ -36,6 +37,8 @@ pub struct PhoneStatusView {
 pub struct StatusLookups {
     bases: HashMap<String, Option<BaseSettings>>,
     groups: HashMap<String, Option<EdgeGroup>>,
+    /// The edges up ([`ConfigCore::edges_up`]), read with the first phone.
+    edges_up: Option<HashSet<String>>,
 }
 
 impl ConfigCore {
@@ -48,6 +51,17 @@ impl ConfigCore {
         let kv = self.store().get(&keys::provision(id)).await?;
         kv.map(|kv| crate::repo::decode(&kv, "provision state"))
             .transpose()
+    }
+
+    /// The edges that are up: those whose membership record the store holds (it goes
+    /// with an edge's lease, before its bindings do).
+    pub async fn edges_up(&self) -> Result<HashSet<String>> {
+        let page = self.store().range(keys::EDGE_MEMBERS, None, 10_000).await?;
+        Ok(page
+            .kvs
+            .iter()
+            .filter_map(|kv| kv.key.strip_prefix(keys::EDGE_MEMBERS).map(str::to_owned))
+            .collect())
     }
 
     /// Phone `p`'s status now.
@@ -82,6 +96,9 @@ impl ConfigCore {
     ) -> Result<Vec<PhoneStatusView>> {
         for p in phones {
             self.look_up(p, lookups).await?;
+        }
+        if lookups.edges_up.is_none() && !phones.is_empty() {
+            lookups.edges_up = Some(self.edges_up().await?);
         }
         // A phone's bindings are its lines times the edges holding them: a few, and at most
         // MAX_LINES x the edges of a group, far below this bound.
@@ -146,10 +163,13 @@ fn view_of(
         .and_then(Option::as_ref)
         .filter(|_| !remote);
     let placed = group.and_then(|g| placement::place(&p.id, &g.edges, dual));
+    let up = |node: &str| lookups.edges_up.as_ref().is_some_and(|u| u.contains(node));
     let registered: Vec<(u32, String)> = kvs
         .iter()
         .filter(|kv| Binding::decode(kv.value.as_slice()).is_ok_and(|b| !b.contacts.is_empty()))
-        .filter_map(|kv| keys::parse_binding(&kv.key).map(|(_, l, n)| (l, n.to_owned())))
+        .filter_map(|kv| keys::parse_binding(&kv.key))
+        .filter(|(_, _, n)| up(n))
+        .map(|(_, l, n)| (l, n.to_owned()))
         .collect();
     let pairs: Vec<(u32, &str)> = registered.iter().map(|(l, n)| (*l, n.as_str())).collect();
     let expected = Expected::placed(p.lines.len() as u32, placed, remote, p.disabled);

@@ -84,14 +84,16 @@ pub struct ServeConfig {
     /// TTL of the node's lease in seconds (2-60): how long a dead node's records linger.
     #[arg(long, env = "DIALTONE_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,
-    /// Leases an edge spreads its phones' bindings over, by phone id, besides its own
-    /// (0-1024; 0: the bindings hang on the node's lease). When an edge dies etcd deletes
-    /// each lease's bindings in one transaction and answers nothing else meanwhile: 666,000
-    /// bindings on one lease held config reads for 5 s, on 128 leases for 0.55 s
-    /// (`lease-bench`). But every lease is refreshed every TTL/3, and with 128 on each of
-    /// three edges etcd 3.4 on 2 cores stalled for seconds under a registration ramp,
-    /// until every node's lease expired (`fleet-bench 500000`): off by default.
-    #[arg(long, env = "DIALTONE_BINDING_LEASES", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=1024))]
+    /// Leases an edge hangs its phones' bindings on, chosen by phone id, besides its own
+    /// (0-1024; 0: on the node's lease, with its membership record). Binding leases live 2 s
+    /// longer than the node's lease, so when an edge dies its membership record goes first,
+    /// in a transaction of its own, and the status role shows its phones DEGRADED at the
+    /// TTL; with 0 that waits for etcd to delete every binding (seconds at 300,000). More
+    /// than one splits etcd's deletions (666,000 bindings on one lease held config reads
+    /// for 5 s, on 128 for 0.55 s: `lease-bench`), but each lease is refreshed every TTL/3,
+    /// and with 128 on each of three edges etcd 3.4 on 2 cores stalled under a registration
+    /// ramp until every node's lease expired (`fleet-bench 500000`).
+    #[arg(long, env = "DIALTONE_BINDING_LEASES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub binding_leases: u32,
     /// How often (seconds, 1-3600) the TLS listeners' certificate files are looked at: a
     /// renewed certificate (a new Secret from cert-manager, a replaced file) is served from

@@ -48,6 +48,8 @@ pub const TRUNKS: &str = "config/trunks/";
 pub const MEDIA_SERVERS: &str = "config/media-servers/";
 /// Every node's membership record, `members/{role}/{node}`.
 pub const MEMBERS: &str = "members/";
+/// Under [`MEMBERS`]: the edges' membership records (`role_members("edge")`).
+pub const EDGE_MEMBERS: &str = "members/edge/";
 /// Every edge's record of its binding leases, `node-leases/{node}`.
 pub const NODE_LEASES: &str = "node-leases/";
 /// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
@@ -233,6 +235,7 @@ mod tests {
         }
         assert!(member("edge", "n1").starts_with(&role_members("edge")));
         assert!(role_members("edge").starts_with(MEMBERS));
+        assert_eq!(role_members("edge"), EDGE_MEMBERS);
         for k in [
             SITES,
             EDGE_GROUPS,

@@ -4,9 +4,15 @@
 //! re-reduces the phones it touches; a phone whose status changed gets the revision of the
 //! change, fresh since-times and a [`StatusChange`]. State only: no IO, no clock (the
 //! caller passes the time).
+//!
+//! A binding counts only while its edge has a membership record (`members/edge/{node}`):
+//! when an edge dies, the record goes with its lease, and its phones read DEGRADED or
+//! OFFLINE at once, not after etcd has deleted every binding on its leases, which takes
+//! seconds at hundreds of thousands (binding leases outlive the node's lease for that:
+//! `dialtone_store::lifecycle`). The config role's REST view follows the same rule.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, HashSet},
     hash::{Hash, Hasher},
     sync::Arc,
 };
@@ -29,7 +35,8 @@ use dialtone_domain::status_model::{self as model, Expected};
 use crate::intern::Interner;
 
 /// Every prefix the view is built from.
-pub const PREFIXES: [&str; 8] = [
+pub const PREFIXES: [&str; 9] = [
+    keys::EDGE_MEMBERS,
     keys::SITES,
     keys::EDGE_GROUPS,
     keys::BASE_SETTINGS,
@@ -123,6 +130,8 @@ pub struct Fleet {
     trunk_health: BTreeMap<String, TrunkHealth>,
     /// Each edge's media server pings, by node id.
     media_health: BTreeMap<String, MediaHealth>,
+    /// The edges with a membership record: only their bindings count.
+    members: HashSet<Arc<str>>,
 }
 
 /// What a key change touches.
@@ -130,8 +139,13 @@ enum Touched {
     Nothing,
     /// The view's own copy of the phone's id.
     Phone(Arc<str>),
+    /// Every phone with a binding on this edge (its membership record came or went).
+    Edge(Arc<str>),
     Everyone,
 }
+
+/// The phones a part of a batch touched, to re-reduce ([`Fleet::republish_all`]).
+pub type Touches = Vec<Arc<str>>;
 
 impl Fleet {
     /// An empty view; `realm` makes the lines' AORs.
@@ -148,6 +162,7 @@ impl Fleet {
             binding_writes: Vec::new(),
             trunk_health: BTreeMap::new(),
             media_health: BTreeMap::new(),
+            members: HashSet::new(),
         }
     }
 
@@ -221,6 +236,18 @@ impl Fleet {
                 None => self.media_health.remove(node),
             };
             return Touched::Nothing;
+        }
+        if let Some(node) = key.strip_prefix(keys::EDGE_MEMBERS) {
+            let node = self.names.get(node);
+            let changed = match value {
+                Some(_) => self.members.insert(node.clone()),
+                None => self.members.remove(&node),
+            };
+            return if changed {
+                Touched::Edge(node)
+            } else {
+                Touched::Nothing
+            };
         }
         if let Some(id) = key.strip_prefix(keys::PHONES) {
             let names = &mut self.names;
@@ -334,21 +361,43 @@ impl Fleet {
         now_ms: i64,
         sink: &mut dyn FnMut(&Arc<str>, StatusChange),
     ) {
+        let touched = self.absorb_part(changes);
+        self.republish_all(&touched, revision, now_ms, sink);
+    }
+
+    /// Takes part of a batch in without re-reducing; returns the phones it touched, sorted,
+    /// for [`Fleet::republish_all`]: an edge that departs touches every phone bound to it,
+    /// a site, group or profile change every phone, so the caller may re-reduce them in
+    /// parts.
+    pub fn absorb_part<'k>(
+        &mut self,
+        changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
+    ) -> Touches {
         let mut touched: Vec<Arc<str>> = Vec::new();
+        let mut edges: Vec<Arc<str>> = Vec::new();
         let mut everyone = false;
         for (key, value) in changes {
             match self.absorb(key, value) {
                 Touched::Nothing => {}
                 Touched::Phone(id) => touched.push(id),
+                Touched::Edge(node) => edges.push(node),
                 Touched::Everyone => everyone = true,
             }
         }
         if everyone {
-            return self.republish_every_phone(revision, now_ms, sink);
+            return self.phones.keys().cloned().collect();
+        }
+        if !edges.is_empty() {
+            touched.extend(
+                self.phones
+                    .iter()
+                    .filter(|(_, e)| e.bindings.iter().any(|b| edges.contains(&b.node_id)))
+                    .map(|(id, _)| id.clone()),
+            );
         }
         touched.sort_unstable();
         touched.dedup();
-        self.republish_all(&touched, revision, now_ms, sink);
+        touched
     }
 
     /// Raises the view's revision to `revision` (a batch's last part is applied).
@@ -366,7 +415,9 @@ impl Fleet {
         self.republish_all(&ids, revision, now_ms, sink);
     }
 
-    fn republish_all(
+    /// Re-reduces phones `ids`, handing each whose status changed to `sink` stamped with
+    /// `revision`.
+    pub fn republish_all(
         &mut self,
         ids: &[Arc<str>],
         revision: i64,
@@ -414,6 +465,7 @@ impl Fleet {
         self.bases = fresh.bases;
         self.trunk_health = fresh.trunk_health;
         self.media_health = fresh.media_health;
+        self.members = fresh.members;
         // The fresh listing's names; what was published keeps its own until republished.
         self.names = fresh.names;
         for e in self.phones.values_mut() {
@@ -579,9 +631,13 @@ impl Fleet {
             },
         };
         let expected = Expected::placed(c.sip_users.len() as u32, placed, remote, c.disabled);
-        let registered: Vec<(u32, &str)> = entry
-            .bindings
-            .iter()
+        let live = || {
+            entry
+                .bindings
+                .iter()
+                .filter(|b| self.members.contains(&*b.node_id))
+        };
+        let registered: Vec<(u32, &str)> = live()
             .filter(|b| !b.contacts.is_empty())
             .map(|b| (b.line, &*b.node_id))
             .collect();
@@ -591,9 +647,7 @@ impl Fleet {
             .iter()
             .enumerate()
             .map(|(i, user)| {
-                let contacts: Vec<LineContact> = entry
-                    .bindings
-                    .iter()
+                let contacts: Vec<LineContact> = live()
                     .filter(|b| b.line == i as u32)
                     .flat_map(|b| {
                         b.contacts.iter().map(|c| LineContact {
@@ -613,9 +667,7 @@ impl Fleet {
                 }
             })
             .collect();
-        let user_agent = entry
-            .bindings
-            .iter()
+        let user_agent = live()
             .max_by_key(|b| b.updated_at_ms)
             .map(|b| b.user_agent.to_string())
             .unwrap_or_default();

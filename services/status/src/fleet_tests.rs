@@ -66,7 +66,8 @@ fn site() -> Site {
     }
 }
 
-/// A fleet with site hq → group main (edges a, b, c), profile desk and phone p1.
+/// A fleet with site hq → group main (edges a, b, c, each with its membership record),
+/// profile desk and phone p1.
 fn fleet() -> (Fleet, String, String) {
     let mut f = Fleet::new("example.com");
     let group = group();
@@ -87,6 +88,9 @@ fn fleet() -> (Fleet, String, String) {
             ("config/sites/hq", Some(&site.encode_to_vec()[..])),
             ("config/base-settings/desk", Some(&base.encode_to_vec()[..])),
             ("config/phones/p1", Some(&phone(&["1001"])[..])),
+            ("members/edge/a", Some(&b"m"[..])),
+            ("members/edge/b", Some(&b"m"[..])),
+            ("members/edge/c", Some(&b"m"[..])),
         ],
         10,
         1_000,
@@ -264,8 +268,102 @@ fn a_relisting_reports_only_real_differences() {
         ("config/edge-groups/main", &g[..]),
         ("config/sites/hq", &s[..]),
         (key.as_str(), &b[..]),
+        ("members/edge/a", b"m"),
+        ("members/edge/b", b"m"),
+        ("members/edge/c", b"m"),
     ]);
     let ch = f.replace_inputs(fresh, 20, 9_000);
     assert!(ch.is_empty(), "{ch:?}");
     assert_eq!(status(&f), before);
+}
+
+#[test]
+fn a_binding_counts_only_while_its_edge_has_a_membership_record() {
+    let (mut f, primary, secondary) = fleet();
+    let b = binding("Poly/1");
+    let (key_p, key_s) = (
+        keys::binding("p1", 0, &primary),
+        keys::binding("p1", 0, &secondary),
+    );
+    let (member_p, member_s) = (
+        keys::member("edge", &primary),
+        keys::member("edge", &secondary),
+    );
+    f.apply(
+        [
+            (key_p.as_str(), Some(&b[..])),
+            (key_s.as_str(), Some(&b[..])),
+        ],
+        11,
+        2_000,
+    );
+    assert_eq!(status(&f).status(), OperationalStatus::Operational);
+
+    let m: &[u8] = b"member";
+    // (what happens, the key, its value, the phone's status after it: none when no
+    // change is published)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Option<&'a [u8]>,
+        Option<OperationalStatus>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "the primary's lease expires",
+            &member_p,
+            None,
+            Some(OperationalStatus::Degraded),
+        ),
+        ("its bindings then expire too", &key_p, None, None),
+        (
+            "the secondary's lease expires",
+            &member_s,
+            None,
+            Some(OperationalStatus::Offline),
+        ),
+        (
+            "the secondary comes back, bindings kept",
+            &member_s,
+            Some(m),
+            Some(OperationalStatus::Degraded),
+        ),
+        ("its record is written again", &member_s, Some(m), None),
+        (
+            "an edge with no binding of the phone goes",
+            &member_p,
+            None,
+            None,
+        ),
+        (
+            "a binding on an edge with no record",
+            &key_p,
+            Some(&b[..]),
+            None,
+        ),
+        (
+            "that edge's record comes",
+            &member_p,
+            Some(m),
+            Some(OperationalStatus::Operational),
+        ),
+    ];
+    for (i, (name, key, value, want)) in cases.into_iter().enumerate() {
+        let ch = f.apply([(key, value)], 12 + i as i64, 3_000);
+        match want {
+            Some(want) => {
+                assert_eq!(ch.len(), 1, "{name}");
+                assert_eq!(ch[0].status.as_ref().unwrap().status(), want, "{name}");
+            }
+            None => assert!(ch.is_empty(), "{name}: {ch:?}"),
+        }
+    }
+    f.apply([(member_p.as_str(), None)], 30, 4_000);
+    let st = status(&f);
+    assert_eq!(
+        st.lines[0].contacts.len(),
+        1,
+        "a gone edge's contact is not shown"
+    );
+    assert_eq!(st.lines[0].contacts[0].node_id, secondary);
 }

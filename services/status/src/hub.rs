@@ -123,10 +123,23 @@ impl State {
         revision: i64,
         now_ms: i64,
     ) -> usize {
+        let touched = self.fleet.absorb_part(changes);
+        self.republish(tx, &touched, revision, now_ms)
+    }
+
+    /// Re-reduces phones `ids` ([`Fleet::republish_all`]), remembering each change and
+    /// sending it to live watchers; returns how many phones changed.
+    fn republish(
+        &mut self,
+        tx: &broadcast::Sender<EncodedChange>,
+        ids: &[Arc<str>],
+        revision: i64,
+        now_ms: i64,
+    ) -> usize {
         let (history, dropped) = (&mut self.history, &mut self.dropped);
         let mut changed = 0;
         self.fleet
-            .apply_part(changes, revision, now_ms, &mut |id, c| {
+            .republish_all(ids, revision, now_ms, &mut |id, c| {
                 changed += 1;
                 remember(history, dropped, tx, id.clone(), c);
             });
@@ -225,12 +238,14 @@ impl Hub {
 
     /// Applies a batch in parts ([`PART`]), handing the lock to waiting readers between
     /// them; the view's revision moves once the last part is in. A batch of more than one
-    /// part runs off the async workers, which it would otherwise hold for seconds.
+    /// part, or one that may touch every phone of an edge or of the fleet, runs off the
+    /// async workers, which it would otherwise hold for seconds.
     fn absorb(&self, events: Vec<WatchEvent>, revision: i64) {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let apply = || apply_in_parts(&self.state, &self.tx, &self.metrics, &events, revision);
-        if events.len() > PART && multi_thread {
+        let wide = events.len() > PART || events.iter().any(|e| !touches_one_phone(e.key()));
+        if wide && multi_thread {
             tokio::task::block_in_place(apply);
         } else {
             apply();
@@ -238,9 +253,25 @@ impl Hub {
     }
 }
 
+/// Whether a change of `key` re-reduces at most one phone (not an edge's membership, a
+/// site, an edge group or a profile).
+fn touches_one_phone(key: &str) -> bool {
+    use dialtone_domain::keys;
+    ![
+        keys::EDGE_MEMBERS,
+        keys::SITES,
+        keys::EDGE_GROUPS,
+        keys::BASE_SETTINGS,
+    ]
+    .iter()
+    .any(|p| key.starts_with(p))
+}
+
 /// Applies a batch of store changes that brings the view to `revision` in parts ([`PART`]),
 /// handing the lock to waiting readers between them; the view's revision moves once the
-/// last part is in. Public for `status-footprint`, which times it.
+/// last part is in. The phones a part touches are re-reduced in parts of [`PART`] too: a
+/// departed edge's membership record is one key and touches every phone bound to it.
+/// Public for `status-footprint`, which times it.
 pub fn apply_in_parts(
     state: &RwLock<State>,
     tx: &broadcast::Sender<EncodedChange>,
@@ -252,20 +283,28 @@ pub fn apply_in_parts(
     let keys: Vec<&str> = events.iter().map(WatchEvent::key).collect();
     let mut start = 0;
     for end in part_ends(&keys, PART) {
-        // Keys outside the view's prefixes (indexes, members, actions) are ignored by it.
+        // Keys outside the view's prefixes (indexes, other roles' members, actions) are
+        // ignored by it.
         let changes = events[start..end].iter().map(|ev| match ev {
             WatchEvent::Put(kv) => (kv.key.as_str(), Some(kv.value.as_slice())),
             WatchEvent::Delete { key, .. } => (key.as_str(), None),
         });
         let mut st = state.write();
-        let changed = st.apply_part(tx, changes, revision, now);
-        if end == events.len() {
-            st.fleet.advance(revision);
-        }
+        let touched = st.fleet.absorb_part(changes);
         for written in st.fleet.take_binding_writes() {
             metrics.observe_binding_lag(written, now);
         }
-        metrics.count_changes(changed);
+        let mut chunks = touched.chunks(PART).peekable();
+        while let Some(ids) = chunks.next() {
+            metrics.count_changes(st.republish(tx, ids, revision, now));
+            if chunks.peek().is_some() {
+                RwLockWriteGuard::unlock_fair(st);
+                st = state.write();
+            }
+        }
+        if end == events.len() {
+            st.fleet.advance(revision);
+        }
         RwLockWriteGuard::unlock_fair(st);
         start = end;
     }

@@ -111,3 +111,58 @@ fn a_resume_from_a_revision_partly_dropped_from_the_history_is_refused() {
     );
     assert_eq!(st.since(3).map(|c| c.len()), Some(1));
 }
+
+#[test]
+fn a_departed_edge_republishes_its_phones_in_parts_at_the_revision_of_its_record() {
+    let phones = PART * 2 + 10;
+    let state = RwLock::new(State::new(Fleet::new("example.com")));
+    let (tx, mut watcher) = broadcast::channel(phones * 4);
+    let metrics = Metrics::default();
+    let member = keys::member("edge", "e1");
+    let put = |key: String, value: Vec<u8>| {
+        WatchEvent::Put(KeyValue {
+            key,
+            value,
+            mod_revision: 5,
+            ..Default::default()
+        })
+    };
+    let binding = dialtone_proto::edge::v1::Binding {
+        contacts: vec![dialtone_proto::edge::v1::Contact {
+            uri: "sip:u@10.0.0.9".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut first = vec![put(member.clone(), b"m".to_vec())];
+    for i in 0..phones {
+        first.push(phone_put(i, 5));
+        first.push(put(
+            keys::binding(&format!("p{i:05}"), 0, "e1"),
+            binding.clone(),
+        ));
+    }
+    apply_in_parts(&state, &tx, &metrics, &first, 5);
+    while watcher.try_recv().is_ok() {}
+
+    let gone = [WatchEvent::Delete {
+        key: member,
+        mod_revision: 9,
+    }];
+    apply_in_parts(&state, &tx, &metrics, &gone, 9);
+    let mut seen = Vec::new();
+    while let Ok(c) = watcher.try_recv() {
+        seen.push(StatusChange::decode(&c[..]).expect("encoded change"));
+    }
+    assert_eq!(seen.len(), phones, "every phone bound to the edge, once");
+    assert!(seen.iter().all(|c| c.revision == 9));
+    assert!(
+        seen.iter()
+            .all(|c| c.status.as_ref().unwrap().lines[0].contacts.is_empty()),
+        "the departed edge's contacts are not shown"
+    );
+    let st = state.read();
+    assert_eq!(st.fleet.revision(), 9);
+    assert_eq!(st.since(9).map(|c| c.len()), Some(phones));
+}

@@ -9,6 +9,11 @@
 //! them (666,000 at a million phones), during which etcd answers nothing else for seconds
 //! (`loadtest`'s `lease-bench`).
 //!
+//! Binding leases are granted [`BINDING_GRACE_S`] longer than the main lease, so a dead
+//! edge's main lease, with its membership record on it, expires first and is revoked in a
+//! transaction of a key or two: the status role sees the edge gone and its phones DEGRADED
+//! at the TTL, not after etcd has deleted every binding.
+//!
 //! The keeper (`lifecycle/keeper.rs`) refreshes every lease at a third of the TTL, each on
 //! its own, and replaces only a lost one (etcd says TTL 0, or no refresh succeeded for a
 //! whole TTL): the main lease lost, the node is unhealthy until it has written every owned
@@ -54,6 +59,16 @@ pub struct Shards<'a> {
 impl Shards<'_> {
     /// No binding leases.
     pub const NONE: Shards<'static> = Shards { count: 0, key: "" };
+}
+
+/// How much longer than the main lease a binding lease lives (seconds): when a node dies,
+/// its main lease, a key or two, is revoked before the bindings (etcd revokes leases that
+/// expire together concurrently, and a big one delays the small one's deletion by seconds).
+pub const BINDING_GRACE_S: i64 = 2;
+
+/// The TTL binding leases are granted with when the main lease's is `ttl_s`.
+pub fn binding_ttl_s(ttl_s: i64) -> i64 {
+    ttl_s + BINDING_GRACE_S
 }
 
 struct Shared {
@@ -195,7 +210,7 @@ impl NodeLease {
         shards: Shards<'_>,
     ) -> Result<Self, StoreError> {
         let lease = store.lease_grant(ttl_s).await?;
-        let bindings = grant(&store, ttl_s, shards.count).await?;
+        let bindings = grant(&store, binding_ttl_s(ttl_s), shards.count).await?;
         info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, binding_leases = bindings.len(), "node lease granted");
         let node = Self::keeping(store, node_id, ttl_s, lease, &bindings, shards.key);
         node.record_shards().await?;
@@ -234,7 +249,14 @@ impl NodeLease {
                 .filter(|kv| kv.lease == previous)
                 .map_or_else(Vec::new, |kv| shards::parse_ids(&kv.value)),
         };
-        let taken = join_all(recorded.iter().map(|id| take_over(&store, ttl_s, *id))).await;
+        // Granted by this version (the main TTL and the grace) or by one before the grace.
+        let taken = join_all(recorded.iter().map(|id| async {
+            Ok::<_, StoreError>(
+                take_over(&store, binding_ttl_s(ttl_s), *id).await?
+                    || take_over(&store, ttl_s, *id).await?,
+            )
+        }))
+        .await;
         let mut taken_over = vec![previous];
         let mut bindings: Vec<Option<LeaseId>> = Vec::with_capacity(recorded.len());
         for (id, taken) in recorded.iter().zip(taken) {
@@ -250,7 +272,9 @@ impl NodeLease {
         // setting grew) granted. Fewer: every one it held is kept, so no binding is lost.
         let missing = bindings.iter().filter(|b| b.is_none()).count();
         let more = shards.count.saturating_sub(bindings.len());
-        let mut granted = grant(&store, ttl_s, missing + more).await?.into_iter();
+        let mut granted = grant(&store, binding_ttl_s(ttl_s), missing + more)
+            .await?
+            .into_iter();
         let bindings: Vec<LeaseId> = bindings
             .into_iter()
             .chain(std::iter::repeat_n(None, more))

@@ -13,7 +13,6 @@ use axum::{
     http::{HeaderMap, StatusCode, Uri},
 };
 use dialtone_auth::Permission;
-use dialtone_domain::keys;
 use dialtone_proto::config::v1 as pb;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,7 +24,6 @@ use super::{
     paging::{self, Query},
     shapes::{self, Listing, TELEPHONY},
 };
-use crate::error::ConfigError;
 
 /// An edge group.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -141,17 +139,7 @@ pub fn group_in(body: &EdgeGroup) -> pb::EdgeGroup {
 
 /// The edge nodes that are up: those whose membership the store holds.
 pub async fn edges_up(api: &RestApi) -> Result<HashSet<String>, ApiError> {
-    let page = api
-        .core
-        .store()
-        .range(&keys::role_members("edge"), None, 10_000)
-        .await
-        .map_err(ConfigError::from)?;
-    Ok(page
-        .kvs
-        .iter()
-        .filter_map(|kv| kv.key.rsplit('/').next().map(str::to_owned))
-        .collect())
+    Ok(api.core.edges_up().await?)
 }
 
 /// Lists edge groups.

@@ -145,7 +145,14 @@ async fn replace(shared: &Shared, lost: &[usize]) {
     if main_lost && shared.mark_lost() {
         warn!(node = %shared.node_id, "main lease lost: every owned key must be written again");
     }
-    let grants = join_all(lost.iter().map(|_| shared.store.lease_grant(shared.ttl_s))).await;
+    let grants = join_all(lost.iter().map(|i| {
+        let ttl_s = match i {
+            0 => shared.ttl_s,
+            _ => super::binding_ttl_s(shared.ttl_s),
+        };
+        shared.store.lease_grant(ttl_s)
+    }))
+    .await;
     let mut granted = Vec::with_capacity(lost.len());
     for (i, g) in lost.iter().zip(grants) {
         match g {
