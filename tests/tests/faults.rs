@@ -325,7 +325,7 @@ async fn an_edge_that_loses_a_lease_replaces_that_lease_alone() {
     .await;
 }
 
-/// With no binding leases (the default) an edge's bindings hang on its own lease: that lease
+/// With no binding leases (`--binding-leases 0`) an edge's bindings hang on its own lease: that lease
 /// lost, the edge writes its member record and every binding again on a new one, and no
 /// phone goes OFFLINE meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,7 +53,9 @@ impl Act {
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 /// The edges holding a live binding of `phone`, by node id (binding keys are
-/// `bindings/{phone}/{line}/{node}`, on each edge's lease).
+/// `bindings/{phone}/{line}/{node}`, on each edge's leases): only edges whose membership
+/// record `members/edge/{node}` exists, as the status role counts them (a dead edge's
+/// record goes with its node lease, its bindings a little later).
 pub async fn holders(store: &Store, phone: &str) -> Result<Vec<String>, StoreError> {
     let prefix = keys::phone_bindings(phone);
     let page = store.range(&prefix, None, 256).await?;
@@ -65,7 +67,13 @@ pub async fn holders(store: &Store, phone: &str) -> Result<Vec<String>, StoreErr
         .collect();
     nodes.sort();
     nodes.dedup();
-    Ok(nodes)
+    let members: Vec<String> = nodes.iter().map(|n| keys::member("edge", n)).collect();
+    let up = store.get_many(&members).await?;
+    Ok(nodes
+        .into_iter()
+        .zip(up)
+        .filter_map(|(n, m)| m.map(|_| n))
+        .collect())
 }
 
 /// `holders` in the order they are asked: as `placement` (primary, secondary) lists them,

@@ -12,8 +12,7 @@
 //! `dialtone_store::lifecycle`). The config role's REST view follows the same rule.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
-    hash::{Hash, Hasher},
+    collections::{BTreeMap, HashMap},
     sync::Arc,
 };
 
@@ -130,8 +129,9 @@ pub struct Fleet {
     trunk_health: BTreeMap<String, TrunkHealth>,
     /// Each edge's media server pings, by node id.
     media_health: BTreeMap<String, MediaHealth>,
-    /// The edges with a membership record: only their bindings count.
-    members: HashSet<Arc<str>>,
+    /// The edges with a membership record: only their bindings count. A few, so a list;
+    /// the ids are the interner's, like the bindings' ([`Members::contains`]).
+    members: Members,
 }
 
 /// What a key change touches.
@@ -162,7 +162,7 @@ impl Fleet {
             binding_writes: Vec::new(),
             trunk_health: BTreeMap::new(),
             media_health: BTreeMap::new(),
-            members: HashSet::new(),
+            members: Members::default(),
         }
     }
 
@@ -485,8 +485,15 @@ impl Fleet {
     /// Re-reduces one phone; returns its change, stamped with `revision`, when its status
     /// differs from the one published.
     fn republish(&mut self, id: &str, revision: i64, now_ms: i64) -> Option<StatusChange> {
-        let fresh = self.compute(id);
+        let context = Context {
+            realm: &self.realm,
+            sites: &self.sites,
+            groups: &self.groups,
+            bases: &self.bases,
+            members: &self.members,
+        };
         let entry = self.phones.get_mut(id)?;
+        let fresh = context.compute(id, entry);
         let change = match (fresh, entry.published.take()) {
             (None, None) => None,
             (None, Some(old)) => {
@@ -521,7 +528,7 @@ impl Fleet {
                             .map_or(now_ms, |(_, _, since)| *since);
                     }
                     st.revision = revision;
-                    fill_binding_times(&mut st, &entry.bindings);
+                    fill_binding_times(&mut st, &entry.bindings, context.members);
                     entry.published = Some(Published {
                         fingerprint,
                         status,
@@ -572,7 +579,7 @@ impl Fleet {
                 .map_or(0, |(_, _, s)| *s);
         }
         st.revision = published.revision;
-        fill_binding_times(&mut st, &self.phones.get(id)?.bindings);
+        fill_binding_times(&mut st, &self.phones.get(id)?.bindings, &self.members);
         Some(st)
     }
 
@@ -604,7 +611,35 @@ impl Fleet {
 
     /// The phone's status without since-times and revision; none when it is not configured.
     fn compute(&self, id: &str) -> Option<PhoneStatus> {
-        let entry = self.phones.get(id)?;
+        self.context().compute(id, self.phones.get(id)?)
+    }
+
+    /// What a phone's status is reduced against besides its own entry.
+    fn context(&self) -> Context<'_> {
+        Context {
+            realm: &self.realm,
+            sites: &self.sites,
+            groups: &self.groups,
+            bases: &self.bases,
+            members: &self.members,
+        }
+    }
+}
+
+/// What a phone's status is reduced against besides its own entry, borrowed apart from the
+/// phones so one lookup of a phone serves both its reduction and its update.
+struct Context<'a> {
+    realm: &'a str,
+    sites: &'a HashMap<String, String>,
+    groups: &'a HashMap<String, EdgeGroup>,
+    bases: &'a HashMap<String, (Option<bool>, bool)>,
+    members: &'a Members,
+}
+
+impl Context<'_> {
+    /// Phone `id`'s status from its `entry`, without since-times and revision; none when
+    /// it is not configured.
+    fn compute(&self, id: &str, entry: &PhoneEntry) -> Option<PhoneStatus> {
         let c = entry.config.as_ref()?;
         let remote = c.kind == PhoneKind::Remote as i32;
         let (base_dual, fails_over) = self.bases.get(&*c.base_id).copied().unwrap_or_default();
@@ -631,13 +666,14 @@ impl Fleet {
             },
         };
         let expected = Expected::placed(c.sip_users.len() as u32, placed, remote, c.disabled);
-        let live = || {
-            entry
-                .bindings
-                .iter()
-                .filter(|b| self.members.contains(&*b.node_id))
-        };
-        let registered: Vec<(u32, &str)> = live()
+        // Each binding's edge looked up once (a phone has a few bindings).
+        let live: Vec<&BindingFacts> = entry
+            .bindings
+            .iter()
+            .filter(|b| self.members.contains(&b.node_id))
+            .collect();
+        let registered: Vec<(u32, &str)> = live
+            .iter()
             .filter(|b| !b.contacts.is_empty())
             .map(|b| (b.line, &*b.node_id))
             .collect();
@@ -647,34 +683,36 @@ impl Fleet {
             .iter()
             .enumerate()
             .map(|(i, user)| {
-                let contacts: Vec<LineContact> = live()
+                let contacts: Vec<LineContact> = live
+                    .iter()
                     .filter(|b| b.line == i as u32)
                     .flat_map(|b| {
                         b.contacts.iter().map(|c| LineContact {
-                            node_id: b.node_id.to_string(),
-                            uri: c.uri.to_string(),
+                            node_id: String::from(&*b.node_id),
+                            uri: String::from(&*c.uri),
                             transport: c.transport,
-                            source: c.source.to_string(),
+                            source: String::from(&*c.source),
                         })
                     })
                     .collect();
                 LineStatus {
                     line_index: i as u32,
-                    sip_user: user.to_string(),
-                    aor: format!("sip:{user}@{}", self.realm),
+                    sip_user: String::from(&**user),
+                    aor: ["sip:", user, "@", self.realm].concat(),
                     reachable: !contacts.is_empty(),
                     contacts,
                 }
             })
             .collect();
-        let user_agent = live()
+        let user_agent = live
+            .iter()
             .max_by_key(|b| b.updated_at_ms)
-            .map(|b| b.user_agent.to_string())
+            .map(|b| String::from(&*b.user_agent))
             .unwrap_or_default();
         Some(PhoneStatus {
             phone_id: id.to_owned(),
-            name: c.name.to_string(),
-            site_id: c.site_id.to_string(),
+            name: String::from(&*c.name),
+            site_id: String::from(&*c.site_id),
             kind: c.kind,
             status: reduced.status as i32,
             status_since_ms: 0,
@@ -696,7 +734,7 @@ impl Fleet {
             placement_problem,
             provisioning: entry.provision.as_deref().cloned(),
             revision: 0,
-            base_settings_id: c.base_id.to_string(),
+            base_settings_id: String::from(&*c.base_id),
         })
     }
 }
@@ -733,23 +771,58 @@ pub fn phone_of(key: &str) -> &str {
         .unwrap_or(key)
 }
 
-/// Each edge's latest binding write (kept out of the fingerprint: refreshes move it).
-fn fill_binding_times(st: &mut PhoneStatus, bindings: &[BindingFacts]) {
+/// Each edge's latest binding write (kept out of the fingerprint: refreshes move it); none
+/// for an edge without its membership record, whose bindings do not count.
+fn fill_binding_times(st: &mut PhoneStatus, bindings: &[BindingFacts], members: &Members) {
     for e in &mut st.edges {
         e.binding_updated_at_ms = bindings
             .iter()
-            .filter(|b| *b.node_id == *e.node_id)
+            .filter(|b| *b.node_id == *e.node_id && members.contains(&b.node_id))
             .map(|b| b.updated_at_ms)
             .max()
             .unwrap_or(0);
     }
 }
 
-/// A hash of everything a status says except its since-times and revision.
+/// A hash of everything a status says except its since-times and revision: of its
+/// encoding, into a buffer kept for the next (an edge's departure fingerprints hundreds of
+/// thousands of phones at once).
 fn fingerprint(st: &PhoneStatus) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    st.encode_to_vec().hash(&mut h);
-    h.finish()
+    use std::{cell::RefCell, hash::BuildHasher};
+    thread_local!(static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
+    BUF.with_borrow_mut(|buf| {
+        buf.clear();
+        st.encode(buf).expect("a Vec grows");
+        foldhash::quality::FixedState::with_seed(0).hash_one(&buf[..])
+    })
+}
+
+/// The edges with a membership record.
+#[derive(Debug, Default)]
+struct Members(Vec<Arc<str>>);
+
+impl Members {
+    /// Adds edge `node`; returns whether it was not there.
+    fn insert(&mut self, node: Arc<str>) -> bool {
+        let new = !self.0.contains(&node);
+        if new {
+            self.0.push(node);
+        }
+        new
+    }
+
+    /// Removes edge `node`; returns whether it was there.
+    fn remove(&mut self, node: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|m| **m != *node);
+        self.0.len() != before
+    }
+
+    /// Whether edge `node` has a record: the interner's copy of its id is compared by
+    /// address first, then by value.
+    fn contains(&self, node: &Arc<str>) -> bool {
+        self.0.iter().any(|m| Arc::ptr_eq(m, node)) || self.0.iter().any(|m| **m == **node)
+    }
 }
 
 fn bump(counts: &mut BTreeMap<String, Counts>, site: &str, status: OperationalStatus, by: i32) {

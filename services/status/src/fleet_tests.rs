@@ -280,6 +280,12 @@ fn a_relisting_reports_only_real_differences() {
 #[test]
 fn a_binding_counts_only_while_its_edge_has_a_membership_record() {
     let (mut f, primary, secondary) = fleet();
+    // The group's third edge holds none of p1's bindings.
+    let third = ["a", "b", "c"]
+        .into_iter()
+        .find(|n| *n != primary && *n != secondary)
+        .map(|n| keys::member("edge", n))
+        .unwrap();
     let b = binding("Poly/1");
     let (key_p, key_s) = (
         keys::binding("p1", 0, &primary),
@@ -331,7 +337,7 @@ fn a_binding_counts_only_while_its_edge_has_a_membership_record() {
         ("its record is written again", &member_s, Some(m), None),
         (
             "an edge with no binding of the phone goes",
-            &member_p,
+            &third,
             None,
             None,
         ),

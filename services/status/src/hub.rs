@@ -113,20 +113,6 @@ impl State {
         }
     }
 
-    /// Applies part of a batch that brings the view to `revision` ([`Fleet::apply_part`]),
-    /// remembering each change and sending it to live watchers as it is made; returns how
-    /// many phones changed. Public for `status-footprint`, which times it.
-    pub fn apply_part<'k>(
-        &mut self,
-        tx: &broadcast::Sender<EncodedChange>,
-        changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
-        revision: i64,
-        now_ms: i64,
-    ) -> usize {
-        let touched = self.fleet.absorb_part(changes);
-        self.republish(tx, &touched, revision, now_ms)
-    }
-
     /// Re-reduces phones `ids` ([`Fleet::republish_all`]), remembering each change and
     /// sending it to live watchers; returns how many phones changed.
     fn republish(

@@ -249,13 +249,14 @@ impl NodeLease {
                 .filter(|kv| kv.lease == previous)
                 .map_or_else(Vec::new, |kv| shards::parse_ids(&kv.value)),
         };
-        // Granted by this version (the main TTL and the grace) or by one before the grace.
-        let taken = join_all(recorded.iter().map(|id| async {
-            Ok::<_, StoreError>(
-                take_over(&store, binding_ttl_s(ttl_s), *id).await?
-                    || take_over(&store, ttl_s, *id).await?,
-            )
-        }))
+        // One granted with another TTL (the flag changed, or a release before the grace)
+        // starts afresh, as the main lease does: its phones register again.
+        let binding_ttl = binding_ttl_s(ttl_s);
+        let taken = join_all(
+            recorded
+                .iter()
+                .map(|id| take_over(&store, binding_ttl, *id)),
+        )
         .await;
         let mut taken_over = vec![previous];
         let mut bindings: Vec<Option<LeaseId>> = Vec::with_capacity(recorded.len());

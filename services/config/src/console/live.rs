@@ -1,7 +1,9 @@
 //! Which phones' registrations just changed, for the live status streams: one watch of
 //! the bindings the edges write (`bindings/{phone}/{line}/{node}`) per node, shared by
 //! every open stream, so a stream re-reads its phones the moment one of them changes
-//! instead of on its next poll. The watch runs only while a stream listens: it stops
+//! instead of on its next poll. A binding counts only while its edge's membership record
+//! exists (`members/edge/{node}`), so a record that comes or goes (an edge died, or came
+//! back) tells every stream to re-read all its phones. The watch runs only while a stream listens: it stops
 //! after the last one closes.
 //!
 //! Streams still poll, slowly, as a safety net; and a lagging listener (it missed
@@ -79,7 +81,11 @@ impl BindingChanges {
 
     async fn run(self, tx: broadcast::Sender<Changed>) {
         loop {
-            let mut watch = match self.store.watch(keys::BINDINGS, 0).await {
+            let watches = futures::future::try_join(
+                self.store.watch(keys::BINDINGS, 0),
+                self.store.watch(keys::EDGE_MEMBERS, 0),
+            );
+            let (mut watch, mut members) = match watches.await {
                 Ok(w) => w,
                 Err(e) => {
                     tracing::debug!(error = %e, "console binding watch failed to start");
@@ -91,24 +97,35 @@ impl BindingChanges {
                 }
             };
             loop {
-                let next = tokio::time::timeout(IDLE_CHECK, watch.next()).await;
+                // (whether it is the membership records' watch, what it said)
+                let next = tokio::time::timeout(IDLE_CHECK, async {
+                    tokio::select! {
+                        b = watch.next() => (false, b),
+                        m = members.next() => (true, m),
+                    }
+                })
+                .await;
                 if self.retire_if_idle(&tx) {
                     return;
                 }
                 match next {
                     // Quiet: nothing to say, and someone still listens.
                     Err(_) => continue,
-                    Ok(Ok(Some(batch))) => {
+                    Ok((false, Ok(Some(batch)))) => {
                         let phones = phones_of(&batch);
                         if !phones.is_empty() {
                             // No listener is not an error here: the next round retires.
                             let _ = tx.send(Arc::new(phones));
                         }
                     }
+                    // An edge came or went: every phone bound to it changed.
+                    Ok((true, Ok(Some(_)))) => {
+                        let _ = tx.send(Arc::new(Vec::new()));
+                    }
                     // Closed or broken (compacted included): watch again from now, and
                     // tell every stream to read all its phones (what changed in the gap
                     // is unknown).
-                    Ok(Ok(None)) | Ok(Err(_)) => {
+                    Ok((_, Ok(None))) | Ok((_, Err(_))) => {
                         tokio::time::sleep(RETRY).await;
                         let _ = tx.send(Arc::new(Vec::new()));
                         break;
