@@ -16,7 +16,9 @@
 //! (lease TTL `FLEET_BENCH_LEASE_TTL`, default 3 s) to every phone it held shown DEGRADED,
 //! with the number of phones that were ever OFFLINE meanwhile, the latency of config reads
 //! meanwhile, and how many of the requests sent to those phones right after the kill were
-//! lost.
+//! lost; then a power cut of every edge and the fleet's return (`power_cut.rs`).
+
+mod power_cut;
 
 use std::{
     net::SocketAddr,
@@ -447,8 +449,9 @@ async fn main() -> anyhow::Result<()> {
         sent - answered
     );
     println!("{}", leases_lost(&sb));
-    keep_logs(&sb);
     watcher.abort();
+    power_cut::run(&mut sb, &sim, &mut st, phones, &etcd_url).await?;
+    keep_logs(&sb);
     sim.stop(false, 1).await;
     Ok(())
 }

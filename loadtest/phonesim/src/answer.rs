@@ -168,7 +168,7 @@ impl Inner {
 
     /// Forgets every registration of phone `i` (new Call-IDs, no challenge) and registers
     /// again at once.
-    fn reboot(&self, i: usize) {
+    pub(crate) fn reboot(&self, i: usize) {
         let p = &self.phones[i];
         for r in 0..p.regs.len() {
             *p.regs[r].lock() = Registration::new(r);

@@ -171,6 +171,8 @@ struct Registration {
     cseq: u32,
     /// The last challenge and the nonce count used with it.
     challenge: Option<(String, u32)>,
+    /// How long the last 503 asked the phone to wait (`Retry-After`), until it has.
+    retry_after: Option<Duration>,
 }
 
 struct Phone {
@@ -215,6 +217,7 @@ impl Registration {
             call_id: format!("{:016x}-{registrar}@phonesim", rand::random::<u64>()),
             cseq: 0,
             challenge: None,
+            retry_after: None,
         }
     }
 }
@@ -406,6 +409,15 @@ impl Inner {
                     first_answer(&resp);
                     return Err(Failure::Forbidden);
                 }
+                503 => {
+                    let wait = retry_after(&resp);
+                    self.stats.unavailable[0].fetch_add(1, Relaxed);
+                    if wait.is_some() {
+                        self.stats.unavailable[1].fetch_add(1, Relaxed);
+                    }
+                    p.regs[which].lock().retry_after = wait;
+                    return Err(Failure::Rejected);
+                }
                 _ => {
                     first_answer(&resp);
                     return Err(Failure::Rejected);
@@ -448,7 +460,8 @@ impl Inner {
                     if p.until_ms[which].load(Relaxed) <= self.now_ms() {
                         p.until_ms[which].store(0, Relaxed);
                     }
-                    tokio::time::sleep(backoff).await;
+                    let told = p.regs[which].lock().retry_after.take();
+                    tokio::time::sleep(retry_wait(told, backoff, rand::random())).await;
                     backoff = (backoff * 2).min(Duration::from_secs(8));
                 }
             }
@@ -484,6 +497,31 @@ impl Inner {
             self.on_message(m, from, &self.pending[socket], &send);
         }
     }
+}
+
+/// How long a phone waits before trying again after a failed REGISTER, `draw` a random
+/// number in [0, 1): told a Retry-After (RFC 3261 §21.5.4), no less, and up to half as
+/// much again, so a fleet told the same at once comes back spread out; else its backoff,
+/// doubled at each failure, drawn from the upper half as RFC 5626 §4.5 does, so phones
+/// that failed together do not retry together. Pure.
+pub fn retry_wait(retry_after: Option<Duration>, backoff: Duration, draw: f64) -> Duration {
+    let draw = draw.clamp(0.0, 1.0);
+    match retry_after {
+        Some(told) => told.mul_f64(1.0 + draw * 0.5),
+        None => backoff.mul_f64(0.5 + draw * 0.5),
+    }
+}
+
+/// A 503's `Retry-After` (seconds, a comment and parameters ignored), when it has one;
+/// capped at an hour.
+fn retry_after(resp: &Message) -> Option<Duration> {
+    let v = resp.get("retry-after")?;
+    let secs: u64 = v
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs.min(3600)))
 }
 
 /// Prints the first refusal of each status code (the counters count them all).
@@ -672,6 +710,25 @@ impl Sim {
         dropped
     }
 
+    /// Power comes back to the whole fleet: every phone boots and registers from scratch
+    /// (new Call-IDs, no challenge), one after another spread evenly over `spread`, as
+    /// desk phones finishing their boot over a minute or so. Returns at once.
+    pub fn power_cut(&self, spread: Duration) {
+        let inner = self.inner.clone();
+        let n = inner.phones.len().max(1);
+        let task = tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            for i in 0..inner.phones.len() {
+                if inner.stopping.load(Relaxed) {
+                    return;
+                }
+                tokio::time::sleep_until(start + spread.mul_f64(i as f64 / n as f64)).await;
+                inner.reboot(i);
+            }
+        });
+        self.inner.children.lock().push(task);
+    }
+
     /// The counters now, to measure a wave against ([`Sim::since`]).
     pub fn mark(&self) -> Mark {
         let s = &self.inner.stats;
@@ -751,9 +808,59 @@ impl Sim {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use dialtone_sip::parse;
 
-    use super::granted;
+    use super::{granted, retry_after, retry_wait};
+
+    #[test]
+    fn a_phone_waits_as_told_or_backs_off_with_jitter() {
+        let s = Duration::from_secs;
+        // (retry-after, backoff, draw, wait)
+        let cases = [
+            (Some(s(10)), s(1), 0.0, s(10)),
+            (
+                Some(s(10)),
+                s(1),
+                0.999_999,
+                Duration::from_secs_f64(14.999_995),
+            ),
+            (None, s(4), 0.0, s(2)),
+            (None, s(4), 0.5, s(3)),
+            (None, s(4), 7.0, s(4)),
+        ];
+        for (told, backoff, draw, want) in cases {
+            let got = retry_wait(told, backoff, draw);
+            assert!(
+                got.abs_diff(want) < Duration::from_millis(1),
+                "{told:?} {backoff:?} {draw}: {got:?}, want {want:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_503_says_how_long_to_wait() {
+        let resp = |extra: &str| {
+            parse(format!("SIP/2.0 503 Service Unavailable\r\nVia: SIP/2.0/UDP a;branch=z9hG4bKx\r\n{extra}Content-Length: 0\r\n\r\n").as_bytes()).unwrap()
+        };
+        let cases = [
+            ("Retry-After: 5\r\n", Some(5)),
+            (
+                "Retry-After: 18000 (a long while);duration=3600\r\n",
+                Some(3600),
+            ),
+            ("Retry-After: soon\r\n", None),
+            ("", None),
+        ];
+        for (extra, want) in cases {
+            assert_eq!(
+                retry_after(&resp(extra)),
+                want.map(Duration::from_secs),
+                "{extra:?}"
+            );
+        }
+    }
 
     #[test]
     fn the_expiry_granted_to_our_contact() {

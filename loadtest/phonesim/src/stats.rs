@@ -107,6 +107,9 @@ pub struct Stats {
     pub misdelivered: AtomicU64,
     /// Ringing INVITEs cancelled because another phone answered (`Reason: SIP;cause=200`).
     pub cancelled_elsewhere: AtomicU64,
+    /// REGISTERs answered 503 (an edge shedding load; counted in `failed` too), and of
+    /// those the ones with a Retry-After, which the phone then waited for.
+    pub unavailable: [AtomicU64; 2],
 }
 
 impl Stats {

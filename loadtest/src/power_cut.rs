@@ -1,0 +1,134 @@
+//! `fleet-bench`'s last phase, a power cut: every edge dies at once (kill -9), stays down
+//! until its leases expire and the whole fleet is OFFLINE, and comes back; then every phone
+//! boots and registers from scratch, the boots spread evenly over
+//! `FLEET_BENCH_POWER_SPREAD_S` seconds (default 60), as a site's desk phones come back
+//! when the power does. Printed: the time from the first boot until 99 % and 100 % of the
+//! phones are OPERATIONAL, the peak registrations a second (phonesim) and etcd writes a
+//! second (its `/metrics`, sampled every second), the failed attempts, and the 503s the
+//! edges answered (with and without Retry-After; phonesim waits as told, and backs off
+//! with jitter otherwise).
+
+use std::{
+    sync::atomic::Ordering::Relaxed,
+    time::{Duration, Instant},
+};
+
+use dialtone_phonesim::Sim;
+use dialtone_tests::{ClusterSandbox, StatusClient};
+
+use super::{EDGES, etcd_metrics, summary};
+
+/// How long the fleet may take to come back before the phase gives up.
+const COME_BACK_LIMIT: Duration = Duration::from_secs(600);
+
+/// Runs the phase; `phones` is the fleet's size.
+pub async fn run(
+    sb: &mut ClusterSandbox,
+    sim: &Sim,
+    st: &mut StatusClient,
+    phones: usize,
+    etcd_url: &str,
+) -> anyhow::Result<()> {
+    let spread = Duration::from_secs(
+        std::env::var("FLEET_BENCH_POWER_SPREAD_S")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(60),
+    );
+    let cut = Instant::now();
+    for &i in &EDGES {
+        sb.nodes[i].kill9();
+    }
+    // Down until every lease is gone: the phones' registrations with it.
+    loop {
+        let s = summary(st).await;
+        if s.offline as usize >= phones {
+            break;
+        }
+        anyhow::ensure!(
+            cut.elapsed() < COME_BACK_LIMIT,
+            "the fleet not OFFLINE {COME_BACK_LIMIT:?} after every edge died: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // And the binding leases, which outlive the edges' own by 2 s, with a margin.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let down = cut.elapsed();
+    for &i in &EDGES {
+        sb.nodes[i].restart().await?;
+    }
+    let restarted = cut.elapsed();
+
+    let stats = sim.stats();
+    let failed_before: Vec<u64> = stats.failed.iter().map(|f| f.load(Relaxed)).collect();
+    let unavailable_before: Vec<u64> = stats.unavailable.iter().map(|f| f.load(Relaxed)).collect();
+    let t0 = Instant::now();
+    sim.power_cut(spread);
+    let (mut t99, mut t100) = (None, None);
+    let mut last = (
+        Instant::now(),
+        stats.registered.load(Relaxed),
+        etcd_metrics(etcd_url).await?,
+    );
+    let (mut peak_reg, mut peak_writes) = (0.0f64, 0.0f64);
+    while t100.is_none() {
+        anyhow::ensure!(
+            t0.elapsed() < spread + COME_BACK_LIMIT,
+            "not every phone OPERATIONAL {:?} after the first boot: {:?}",
+            t0.elapsed(),
+            summary(st).await
+        );
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let s = summary(st).await;
+        let operational = s.operational as usize;
+        if t99.is_none() && operational * 100 >= phones * 99 {
+            t99 = Some(t0.elapsed());
+        }
+        if operational >= phones {
+            t100 = Some(t0.elapsed());
+        }
+        let now = (
+            Instant::now(),
+            stats.registered.load(Relaxed),
+            etcd_metrics(etcd_url).await?,
+        );
+        let secs = now.0.duration_since(last.0).as_secs_f64();
+        peak_reg = peak_reg.max((now.1 - last.1) as f64 / secs);
+        let writes = |f: &super::EtcdFigures| f.puts + f.deletes;
+        peak_writes = peak_writes.max(writes(&now.2).saturating_sub(writes(&last.2)) as f64 / secs);
+        last = now;
+        eprintln!(
+            "t={:6.1}s after the first boot: operational={operational} degraded={} offline={}",
+            t0.elapsed().as_secs_f64(),
+            s.degraded,
+            s.offline
+        );
+    }
+    let failed: Vec<u64> = stats
+        .failed
+        .iter()
+        .zip(&failed_before)
+        .map(|(f, b)| f.load(Relaxed) - b)
+        .collect();
+    let unavailable: Vec<u64> = stats
+        .unavailable
+        .iter()
+        .zip(&unavailable_before)
+        .map(|(f, b)| f.load(Relaxed) - b)
+        .collect();
+    let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
+    println!(
+        "power cut: every edge killed, the fleet OFFLINE after {:.1} s, the edges back after {:.1} s; {phones} phones booting over {spread:?}: 99 % OPERATIONAL {:.1} s after the first boot, 100 % after {:.1} s; peak {peak_reg:.0} registrations/s (phonesim), {peak_writes:.0} etcd writes/s; failed attempts: {} timed out, {} forbidden, {} refused, {} socket errors; 503 answers {} ({} with Retry-After)",
+        down.as_secs_f64(),
+        restarted.as_secs_f64(),
+        secs(t99),
+        secs(t100),
+        failed[0],
+        failed[1],
+        failed[2],
+        failed[3],
+        unavailable[0],
+        unavailable[1],
+    );
+    Ok(())
+}
