@@ -1,5 +1,6 @@
 //! `fleet-bench`'s last phase, a power cut: every edge dies at once (kill -9), stays down
-//! until its leases expire and the whole fleet is OFFLINE, and comes back; then every phone
+//! until its leases expire, the whole fleet is OFFLINE and etcd has deleted every binding,
+//! and comes back; then every phone
 //! boots and registers from scratch, the boots spread evenly over
 //! `FLEET_BENCH_POWER_SPREAD_S` seconds (default 60), as a site's desk phones come back
 //! when the power does. Printed: the time from the first boot until 99 % and 100 % of the
@@ -51,11 +52,24 @@ pub async fn run(
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // And the binding leases, which outlive the edges' own by 2 s, with a margin.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // And the binding leases, which outlive the edges' own by 2 s: down until etcd has
+    // deleted every binding (its key count still for 3 s).
+    let mut keys = etcd_metrics(etcd_url).await?.keys;
+    let mut still = 0;
+    while still < 3 {
+        anyhow::ensure!(
+            cut.elapsed() < COME_BACK_LIMIT,
+            "etcd still deleting {COME_BACK_LIMIT:?} after every edge died"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = etcd_metrics(etcd_url).await.map_or(keys + 1, |f| f.keys);
+        still = if now == keys { still + 1 } else { 0 };
+        keys = now;
+    }
     let down = cut.elapsed();
     for &i in &EDGES {
-        sb.nodes[i].restart().await?;
+        // Each loads every line's credentials before it is ready.
+        sb.nodes[i].restart_within(COME_BACK_LIMIT).await?;
     }
     let restarted = cut.elapsed();
 

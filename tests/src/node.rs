@@ -131,6 +131,11 @@ impl Node {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        self.spawn_within(Duration::from_secs(30)).await
+    }
+
+    /// Starts the process and waits up to `ready` for /readyz.
+    async fn spawn_within(&mut self, ready: Duration) -> anyhow::Result<()> {
         std::fs::create_dir_all(&self.data_dir)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -145,7 +150,7 @@ impl Node {
             .stderr(log)
             .spawn()?;
         self.child = Some(child);
-        self.wait_ready(Duration::from_secs(30)).await
+        self.wait_ready(ready).await
     }
 
     /// Waits until /readyz answers 200.
@@ -222,6 +227,13 @@ impl Node {
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.kill9();
         self.spawn().await
+    }
+
+    /// [`Node::restart`], waiting up to `ready` for it to be ready (an edge loading a large
+    /// fleet's credentials from a busy etcd takes longer than the usual 30 s).
+    pub async fn restart_within(&mut self, ready: Duration) -> anyhow::Result<()> {
+        self.kill9();
+        self.spawn_within(ready).await
     }
 
     /// Starts the process again after [`Node::terminate`] (a rollout's new pod), with the
