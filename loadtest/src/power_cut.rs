@@ -74,7 +74,7 @@ pub async fn run(
     let restarted = cut.elapsed();
 
     let stats = sim.stats();
-    let failed_before: Vec<u64> = stats.failed.iter().map(|f| f.load(Relaxed)).collect();
+    let mark = sim.mark();
     let unavailable_before: Vec<u64> = stats.unavailable.iter().map(|f| f.load(Relaxed)).collect();
     let t0 = Instant::now();
     sim.power_cut(spread);
@@ -118,12 +118,7 @@ pub async fn run(
             s.offline
         );
     }
-    let failed: Vec<u64> = stats
-        .failed
-        .iter()
-        .zip(&failed_before)
-        .map(|(f, b)| f.load(Relaxed) - b)
-        .collect();
+    let failed = sim.since(&mark).failed;
     let unavailable: Vec<u64> = stats
         .unavailable
         .iter()
