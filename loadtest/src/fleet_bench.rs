@@ -40,18 +40,26 @@ const EXPIRES: u32 = 600;
 /// Requests to the killed edge's phones sent from one source address.
 const PROBES_PER_SOURCE: usize = 400;
 
-/// How often each node found a lease of its own expired (its log's "lease lost"): etcd
-/// answered none of its refreshes for a whole TTL.
-fn leases_lost(sb: &ClusterSandbox) -> String {
+/// How often each node found a lease of its own expired (its log's "lease lost": etcd said
+/// so, and it was replaced) and its main lease unrefreshed for a whole TTL (kept, the node
+/// unhealthy meanwhile).
+pub(crate) fn leases_lost(sb: &ClusterSandbox) -> String {
     let lost: Vec<String> = sb
         .nodes
         .iter()
         .map(|n| {
-            let times = n.log_text().matches("lease lost: expired").count();
-            format!("{} {times}", n.node_id)
+            let log = n.log_text();
+            let expired = log.matches("lease lost: expired").count();
+            let stale = log
+                .matches("main lease not refreshed for a whole ttl")
+                .count();
+            format!("{} {expired}/{stale}", n.node_id)
         })
         .collect();
-    format!("leases found expired, by node: {}", lost.join(", "))
+    format!(
+        "leases found expired / main lease unrefreshed for a TTL, by node: {}",
+        lost.join(", ")
+    )
 }
 
 /// Copies every node's log to `FLEET_BENCH_LOGS` (a directory), when set: the sandbox and
@@ -450,8 +458,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{}", leases_lost(&sb));
     watcher.abort();
-    power_cut::run(&mut sb, &sim, &mut st, phones, &etcd_url).await?;
+    let cut = power_cut::run(&mut sb, &sim, &mut st, phones, &etcd_url).await;
     keep_logs(&sb);
+    cut?;
     sim.stop(false, 1).await;
     Ok(())
 }

@@ -67,9 +67,15 @@ pub async fn run(
         keys = now;
     }
     let down = cut.elapsed();
-    for &i in &EDGES {
-        // Each loads every line's credentials before it is ready.
-        sb.nodes[i].restart_within(COME_BACK_LIMIT).await?;
+    // Together, as after a power cut; each loads every line's credentials before it is ready.
+    let restarts = sb
+        .nodes
+        .iter_mut()
+        .enumerate()
+        .filter(|(i, _)| EDGES.contains(i))
+        .map(|(_, n)| n.restart_within(COME_BACK_LIMIT));
+    for r in futures::future::join_all(restarts).await {
+        r?;
     }
     let restarted = cut.elapsed();
 
@@ -118,6 +124,7 @@ pub async fn run(
             s.offline
         );
     }
+    eprintln!("{}", super::leases_lost(sb));
     let failed = sim.since(&mark).failed;
     let unavailable: Vec<u64> = stats
         .unavailable

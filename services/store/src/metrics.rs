@@ -84,7 +84,7 @@ pub enum KeepAliveOutcome {
     Ok,
     /// The call failed or timed out (the lease may still live).
     Failed,
-    /// The lease was gone (expired, or no refresh succeeded for a whole TTL).
+    /// etcd said the lease was gone (expired).
     Lost,
 }
 
