@@ -83,6 +83,24 @@ impl EtcdCluster {
         }
     }
 
+    /// Freezes member `i` (SIGSTOP): it holds its connections and answers nothing, as a
+    /// member starved of CPU or disk does, until [`EtcdCluster::resume`].
+    pub fn pause(&self, i: usize) {
+        self.signal(i, libc::SIGSTOP);
+    }
+
+    /// Lets a paused member run again (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, libc::SIGCONT);
+    }
+
+    fn signal(&self, i: usize, sig: i32) {
+        if let Some(pid) = self.members[i].pid() {
+            // SAFETY: a signal to a child this cluster spawned and still holds.
+            unsafe { libc::kill(pid as i32, sig) };
+        }
+    }
+
     /// Restarts member `i` on its old data.
     pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
         let initial = self

@@ -164,6 +164,14 @@ pub struct EdgeFlags {
     /// it and answers 480.
     #[arg(long, env = "DIALTONE_SIP_INVITE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub sip_invite_timeout: u64,
+    /// Seconds of binding writes the edge may have waiting for the store (at the rate the
+    /// store has been taking them) before it sheds load: REGISTERs are then answered 503
+    /// with a Retry-After of about the time the queue needs to drain, before any digest is
+    /// checked, so the phones come back paced (after a power cut, a whole site at once)
+    /// and no more registrations are acknowledged than the store can keep up with. 0:
+    /// never shed (0-600).
+    #[arg(long, env = "DIALTONE_SIP_REGISTER_BACKLOG", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub sip_register_backlog: u64,
 }
 
 fn listener(flag: &str, v: &str) -> anyhow::Result<Option<SocketAddr>> {
@@ -261,6 +269,9 @@ impl EdgeFlags {
             connections: dialtone_edge::SourceLimits {
                 total: self.sip_max_connections,
                 per_source: self.sip_max_connections_per_source,
+            },
+            register_backlog: dialtone_edge::BacklogLimit {
+                wait: Duration::from_secs(self.sip_register_backlog),
             },
             ws_allowed_origins: self
                 .sip_ws_allowed_origins

@@ -59,6 +59,7 @@ use tracing::{info, warn};
 pub use admission::SourceLimits;
 pub use error::EdgeError;
 pub use flow::Transport;
+pub use registrar::backlog::BacklogLimit;
 pub use settings::{BanPolicy, EdgeSettings, Listeners};
 
 use crate::{
@@ -342,6 +343,7 @@ impl Edge {
             &self.node_id,
             &mut out,
         );
+        h.directory.backlog().render(&self.node_id, &mut out);
         out
     }
 

@@ -90,6 +90,9 @@ pub struct EdgeSettings {
     pub ws_allowed_origins: Vec<String>,
     /// Caps on stream connections (TCP, TLS, WS, WSS) open at once.
     pub connections: crate::admission::SourceLimits,
+    /// How far the bindings' publication may fall behind the store before REGISTERs are
+    /// answered 503 with Retry-After (`registrar::backlog`).
+    pub register_backlog: crate::registrar::backlog::BacklogLimit,
 }
 
 impl EdgeSettings {

@@ -1,5 +1,7 @@
-//! REGISTER: authenticated here (digest, bans, the nonce's scope), then handed to the
-//! phone's actor in the registrar, which checks the nonce count and reduces the bindings.
+//! REGISTER: turned away first when the edge sheds load (its bindings' publication too far
+//! behind the store: `registrar::backlog`), authenticated here (digest, bans, the nonce's
+//! scope), then handed to the phone's actor in the registrar, which checks the nonce count
+//! and reduces the bindings.
 
 use dialtone_sip::{Message, addressing::Party, response::Source, transaction::server_key};
 
@@ -7,7 +9,10 @@ use super::Dispatcher;
 use crate::{
     flow::{Answer, Peer},
     metrics::Reason,
-    registrar::phone::{Register, RegisterJob},
+    registrar::{
+        backlog,
+        phone::{Register, RegisterJob},
+    },
     replies::ChallengeKind,
 };
 
@@ -20,6 +25,24 @@ impl Dispatcher {
         reply: Answer,
         now_ms: u64,
     ) {
+        // Before anything is spent on it: no digest, no nonce, no actor.
+        let queue = self.directory.backlog();
+        if let Some(after) = backlog::shed(
+            queue.len(),
+            queue.rate(),
+            self.settings.register_backlog,
+            rand::random::<f64>(),
+        ) {
+            self.stats.rejected(Reason::Overloaded);
+            reply.send(self.responder().reply(
+                &m,
+                &src,
+                503,
+                "Service Unavailable",
+                vec![("Retry-After", after.to_string())],
+            ));
+            return;
+        }
         // The verdict read the To already.
         let user = match m.addressing().map(|a| a.to) {
             Ok(Party {
@@ -92,6 +115,7 @@ impl Dispatcher {
                 txn,
                 src,
                 reply,
+                reserved: queue.reserve(),
             })),
         );
     }

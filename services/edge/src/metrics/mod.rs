@@ -21,10 +21,13 @@ pub enum Reason {
     /// A request for a phone from no authenticated line, edge or trusted peer (a forged
     /// forwarding marker, a check-sync NOTIFY from outside).
     Untrusted,
+    /// Shed: more bindings waiting for the store than it takes in the backlog limit (503
+    /// with Retry-After).
+    Overloaded,
 }
 
 impl Reason {
-    const ALL: [Reason; 9] = [
+    const ALL: [Reason; 10] = [
         Reason::BadCredentials,
         Reason::Banned,
         Reason::Replay,
@@ -34,6 +37,7 @@ impl Reason {
         Reason::TooManyBindings,
         Reason::UnknownDomain,
         Reason::Untrusted,
+        Reason::Overloaded,
     ];
 
     fn label(self) -> &'static str {
@@ -47,6 +51,7 @@ impl Reason {
             Reason::TooManyBindings => "too_many_bindings",
             Reason::UnknownDomain => "unknown_domain",
             Reason::Untrusted => "untrusted",
+            Reason::Overloaded => "overloaded",
         }
     }
 }

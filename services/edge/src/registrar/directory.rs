@@ -240,6 +240,11 @@ impl Directory {
         Directory { systems, shared }
     }
 
+    /// How far the publication of the phones' bindings is behind the store.
+    pub fn backlog(&self) -> &Arc<super::backlog::Backlog> {
+        self.shared.publisher.backlog()
+    }
+
     /// The actor threads.
     pub fn arbiters(&self) -> &[ArbiterHandle] {
         &self.shared.arbiters

@@ -6,6 +6,7 @@
 //! one entry point of that protocol): the directory counts messages on their way to an
 //! actor so it never puts a phone to sleep with one still in flight.
 
+pub(crate) mod backlog;
 pub(crate) mod directory;
 pub(crate) mod pending;
 pub(crate) mod phone;

@@ -267,6 +267,9 @@ pub struct RegisterJob {
     pub txn: u64,
     pub src: Source,
     pub reply: Answer,
+    /// Counts the job in the edge's backlog until it is handled (dropped).
+    #[expect(dead_code, reason = "held for its Drop")]
+    pub reserved: super::backlog::Reserved,
 }
 
 #[derive(Message)]

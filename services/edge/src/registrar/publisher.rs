@@ -16,6 +16,8 @@ use tokio::{
 };
 use tracing::{info, warn};
 
+use super::backlog::Backlog;
+
 /// A queued change: a value to put, or `None` to delete.
 pub(crate) type Change = (String, Option<Vec<u8>>);
 
@@ -23,15 +25,30 @@ pub(crate) type Change = (String, Option<Vec<u8>>);
 #[derive(Clone, Debug)]
 pub struct Publisher {
     tx: mpsc::UnboundedSender<Change>,
+    backlog: Arc<Backlog>,
 }
 
 impl Publisher {
     pub fn put(&self, key: String, value: Vec<u8>) {
-        let _ = self.tx.send((key, Some(value)));
+        self.send((key, Some(value)));
     }
 
     pub fn delete(&self, key: String) {
-        let _ = self.tx.send((key, None));
+        self.send((key, None));
+    }
+
+    /// Counted before it is sent, so the task never takes a change it has not counted
+    /// (the count would wrap below zero).
+    fn send(&self, change: Change) {
+        self.backlog.queued();
+        if self.tx.send(change).is_err() {
+            self.backlog.unqueued();
+        }
+    }
+
+    /// How far the publication is behind.
+    pub fn backlog(&self) -> &Arc<Backlog> {
+        &self.backlog
     }
 }
 
@@ -41,7 +58,8 @@ impl Publisher {
     pub(crate) fn capturing() -> (Publisher, mpsc::UnboundedReceiver<Change>) {
         #[expect(clippy::disallowed_methods, reason = "a unit test's capture")]
         let (tx, rx) = mpsc::unbounded_channel();
-        (Publisher { tx }, rx)
+        let backlog = Arc::default();
+        (Publisher { tx, backlog }, rx)
     }
 }
 
@@ -59,16 +77,20 @@ pub fn spawn(
         reason = "fed only by this edge's phone actors, one change per binding change, which admission and the per-phone rate bound; the task drains it into a map keyed by binding (up to DRAIN keys at a time while the store fails)"
     )]
     let (tx, mut rx) = mpsc::unbounded_channel::<Change>();
+    let backlog = Arc::new(Backlog::default());
+    let gauge = backlog.clone();
     let task = tokio::spawn(async move {
         let mut pending: HashMap<String, Option<Vec<u8>>> = HashMap::new();
         let mut failing = false;
         let mut stopping = false;
         loop {
+            let mut taken = 0;
             if pending.is_empty() {
                 if stopping {
                     match rx.try_recv() {
                         Ok((k, v)) => {
                             pending.insert(k, v);
+                            taken += 1;
                         }
                         Err(_) => return,
                     }
@@ -77,6 +99,7 @@ pub fn spawn(
                         m = rx.recv() => match m {
                             Some((k, v)) => {
                                 pending.insert(k, v);
+                                taken += 1;
                             }
                             None => return,
                         },
@@ -91,10 +114,12 @@ pub fn spawn(
                 match rx.try_recv() {
                     Ok((k, v)) => {
                         pending.insert(k, v);
+                        taken += 1;
                     }
                     Err(_) => break,
                 }
             }
+            gauge.taken(taken, pending.len());
             let keys: Vec<String> = pending.keys().take(MAX_TXN_OPS).cloned().collect();
             let ops: Vec<Op> = keys
                 .iter()
@@ -110,11 +135,13 @@ pub fn spawn(
                     None => Op::Delete(k.clone()),
                 })
                 .collect();
+            let started = std::time::Instant::now();
             match store.txn(Vec::new(), ops).await {
                 Ok(_) => {
                     for k in &keys {
                         pending.remove(k);
                     }
+                    gauge.written(keys.len(), started.elapsed(), pending.len());
                     if failing {
                         info!("binding publication resumed");
                         failing = false;
@@ -136,5 +163,5 @@ pub fn spawn(
             }
         }
     });
-    (Publisher { tx }, task)
+    (Publisher { tx, backlog }, task)
 }

@@ -117,6 +117,7 @@ async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, Str
             Replier::Stream(tx),
             crate::metrics::transactions::TxClock::start("REGISTER", std::time::Instant::now()),
         ),
+        reserved: h.directory.backlog().reserve(),
     };
     h.directory
         .tell_or_start(&h.entry.phone_id, Register(Box::new(job)));

@@ -53,6 +53,8 @@ const CAROL: [(&str, &str, &str); 2] = [
 pub(crate) struct Harness {
     pub dispatcher: Arc<Dispatcher>,
     pub flows: Arc<Flows>,
+    /// The bindings the registrar publishes (kept open, so the backlog counts them).
+    _published: tokio::sync::mpsc::UnboundedReceiver<crate::registrar::publisher::Change>,
 }
 
 fn settings(notify_timeout: Duration) -> EdgeSettings {
@@ -84,6 +86,9 @@ fn settings(notify_timeout: Duration) -> EdgeSettings {
         connections: crate::admission::SourceLimits {
             total: 100,
             per_source: 100,
+        },
+        register_backlog: crate::registrar::backlog::BacklogLimit {
+            wait: Duration::from_secs(5),
         },
     }
 }
@@ -164,7 +169,7 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         nonce_lifetime_s: settings.nonce_lifetime.as_secs(),
         stats: stats.clone(),
     });
-    let (publisher, _published) = Publisher::capturing();
+    let (publisher, published) = Publisher::capturing();
     let directory = Arc::new(Directory::start(
         1,
         SharedParts {
@@ -199,7 +204,11 @@ pub(crate) fn harness(notify_timeout: Duration) -> Harness {
         replies,
         local: local(),
     });
-    Harness { dispatcher, flows }
+    Harness {
+        dispatcher,
+        flows,
+        _published: published,
+    }
 }
 
 /// A phone on a TCP flow of its own, as far as the edge can tell.
@@ -394,6 +403,45 @@ async fn malformed_and_unknown_requests_get_their_error() {
 async fn a_register_is_challenged_then_handed_to_the_registrar() {
     let h = harness(Duration::from_secs(2));
     let mut p = Phone::new(&h, "alice", "127.0.0.1:40003");
+    assert_eq!(p.register(&h).await, "SIP/2.0 200 OK");
+}
+
+#[tokio::test]
+async fn a_register_is_turned_away_with_retry_after_while_the_bindings_wait_for_the_store() {
+    let h = harness(Duration::from_secs(2));
+    let mut p = Phone::new(&h, "alice", "127.0.0.1:40013");
+    let backlog = h.dispatcher.directory.backlog();
+    // 5,000 bindings waiting, the store not having taken one yet: 50 s at the least rate
+    // assumed, past the 5 s limit.
+    for _ in 0..5_000 {
+        backlog.queued();
+    }
+    let ruri = format!("sip:{REALM}");
+    p.send(
+        &h,
+        &p.request("REGISTER", &ruri, "z9hG4bKs1", 1, "Expires: 600\r\n"),
+    );
+    let shed = p.next().await;
+    assert_eq!(status(&shed), "SIP/2.0 503 Service Unavailable", "{shed}");
+    let after: u32 = header(&shed, "Retry-After")
+        .expect("a Retry-After")
+        .parse()
+        .unwrap();
+    assert!(
+        (50..=75).contains(&after),
+        "the drain time and up to half again: {after}"
+    );
+    assert!(
+        header(&shed, "WWW-Authenticate").is_none(),
+        "no challenge, no nonce spent: {shed}"
+    );
+    let metrics = h.dispatcher.stats.render("edge-test", 0, (0, 0));
+    assert!(
+        metrics.contains("reason=\"overloaded\"} 1"),
+        "counted as shed: {metrics}"
+    );
+    // The store catches up: the phone is let in again.
+    backlog.taken(5_000, 0);
     assert_eq!(p.register(&h).await, "SIP/2.0 200 OK");
 }
 

@@ -1,0 +1,228 @@
+//! How far the binding publisher is behind the store, and whether a REGISTER should be
+//! turned away for it.
+//!
+//! A phone is answered 200 before its binding is stored (the publisher writes it off the
+//! REGISTER path), so when registrations arrive faster than etcd takes their writes (every
+//! phone of a site booting after a power cut), the changes queue in the publisher: each is
+//! a registration acknowledged but not yet seen by the status role or the other edges, and
+//! lost if the edge dies. Past [`BacklogLimit::wait`] of queued writes at the rate the store
+//! has been taking them, the edge sheds load: REGISTERs are answered 503 with a Retry-After
+//! of about the time the queue needs to drain, before any authentication or phone state is
+//! spent on them (RFC 3261 §21.5.4; phones wait that long, as phonesim does). The queue then
+//! stays near the limit instead of growing without bound, and the phones come back paced.
+//!
+//! State: three counters the publisher keeps ([`Backlog`]); the decision ([`shed`]) is pure.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
+    },
+    time::Duration,
+};
+
+/// Queued changes below which nothing is shed whatever the rate: one drain's worth, so a
+/// burst the publisher takes in one go never sheds, nor does a store that was idle.
+pub const FLOOR: usize = 1024;
+
+/// The rate assumed before the store has taken a write, and the least assumed after
+/// (writes a second): a store that took nothing for a while is not taken for one that
+/// takes nothing at all.
+const MIN_RATE: f64 = 100.0;
+
+/// The longest Retry-After given, seconds.
+pub const MAX_RETRY_AFTER_S: u32 = 120;
+
+/// The publisher's queue as the REGISTER path sees it.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// Changes sent by phone actors and not yet taken off the channel.
+    queued: AtomicUsize,
+    /// Changes taken off the channel and not yet written (coalesced by key).
+    held: AtomicUsize,
+    /// REGISTERs handed to phone actors and not yet handled ([`Reserved`]): each may queue
+    /// a change, and a wave of them reaches the actors before the first is published.
+    in_hand: AtomicUsize,
+    /// The store's write rate, writes a second (f64 bits), averaged over transactions.
+    rate: AtomicU64,
+}
+
+impl Backlog {
+    /// A change was queued.
+    pub(crate) fn queued(&self) {
+        self.queued.fetch_add(1, Relaxed);
+    }
+
+    /// A change counted by [`Backlog::queued`] was not sent after all (the publisher ended).
+    pub(crate) fn unqueued(&self) {
+        self.queued.fetch_sub(1, Relaxed);
+    }
+
+    /// `n` changes were taken off the channel; `held` are waiting to be written now.
+    pub(crate) fn taken(&self, n: usize, held: usize) {
+        self.queued.fetch_sub(n, Relaxed);
+        self.held.store(held, Relaxed);
+    }
+
+    /// The store took `n` writes in `took`; `held` are still waiting.
+    pub(crate) fn written(&self, n: usize, took: Duration, held: usize) {
+        self.held.store(held, Relaxed);
+        let sample = n as f64 / took.as_secs_f64().max(1e-3);
+        let old = f64::from_bits(self.rate.load(Relaxed));
+        // A fifth of each sample: a few dozen transactions make the average.
+        let rate = if old == 0.0 {
+            sample
+        } else {
+            old + (sample - old) / 5.0
+        };
+        self.rate.store(rate.to_bits(), Relaxed);
+    }
+
+    /// A REGISTER is handed to its phone's actor: it counts until the job is dropped.
+    pub fn reserve(self: &Arc<Self>) -> Reserved {
+        self.in_hand.fetch_add(1, Relaxed);
+        Reserved(self.clone())
+    }
+
+    /// Changes waiting, in the channel and in hand, and REGISTERs that may add one.
+    pub fn len(&self) -> usize {
+        self.queued.load(Relaxed) + self.held.load(Relaxed) + self.in_hand.load(Relaxed)
+    }
+
+    /// The store's recent write rate, writes a second (0 before the first write).
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(Relaxed))
+    }
+
+    /// Prometheus text: the queue and the rate (REGISTERs shed for them are counted in
+    /// `dialtone_registrations_rejected_total{reason="overloaded"}`).
+    pub fn render(&self, node: &str, out: &mut String) {
+        use std::fmt::Write;
+        let _ = write!(
+            out,
+            "# HELP dialtone_edge_binding_backlog Binding changes waiting to be written to the store.\n# TYPE dialtone_edge_binding_backlog gauge\ndialtone_edge_binding_backlog{{node=\"{node}\"}} {}\n\
+             # HELP dialtone_edge_binding_write_rate Binding writes a second the store has recently taken.\n# TYPE dialtone_edge_binding_write_rate gauge\ndialtone_edge_binding_write_rate{{node=\"{node}\"}} {:.0}\n",
+            self.len(),
+            self.rate()
+        );
+    }
+}
+
+/// A REGISTER on its way to its phone's actor, counted in the backlog until dropped.
+#[derive(Debug)]
+pub struct Reserved(Arc<Backlog>);
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.0.in_hand.fetch_sub(1, Relaxed);
+    }
+}
+
+/// How much backlog the edge accepts before it sheds REGISTERs (`--sip-register-backlog`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BacklogLimit {
+    /// The longest the queue may take to drain at the store's rate (zero: never shed).
+    pub wait: Duration,
+}
+
+/// Whether to turn a REGISTER away, and the Retry-After (seconds) to give it: `queued`
+/// changes waiting, the store taking `rate` a second, `jitter` in [0, 1) drawn per request
+/// so the phones turned away together come back spread over up to half as long again.
+pub fn shed(queued: usize, rate: f64, limit: BacklogLimit, jitter: f64) -> Option<u32> {
+    if limit.wait.is_zero() || queued <= FLOOR {
+        return None;
+    }
+    let drain_s = queued as f64 / rate.max(MIN_RATE);
+    if drain_s <= limit.wait.as_secs_f64() {
+        return None;
+    }
+    let after = (drain_s * (1.0 + jitter.clamp(0.0, 1.0) / 2.0)).ceil();
+    Some((after as u32).clamp(1, MAX_RETRY_AFTER_S))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_are_shed_only_past_the_time_the_queue_needs_to_drain() {
+        let five = BacklogLimit {
+            wait: Duration::from_secs(5),
+        };
+        let off = BacklogLimit {
+            wait: Duration::ZERO,
+        };
+        // (case, queued, rate, limit, jitter, Retry-After)
+        type Case = (&'static str, usize, f64, BacklogLimit, f64, Option<u32>);
+        let cases: Vec<Case> = vec![
+            ("empty", 0, 2000.0, five, 0.0, None),
+            (
+                "one drain's worth, a slow store",
+                FLOOR,
+                1.0,
+                five,
+                0.0,
+                None,
+            ),
+            ("within the wait", 9_000, 2000.0, five, 0.0, None),
+            ("exactly the wait", 10_000, 2000.0, five, 0.0, None),
+            (
+                "past it: the drain time",
+                12_000,
+                2000.0,
+                five,
+                0.0,
+                Some(6),
+            ),
+            (
+                "jitter adds up to half",
+                12_000,
+                2000.0,
+                five,
+                0.99,
+                Some(9),
+            ),
+            (
+                "no rate yet: the least assumed",
+                2_000,
+                0.0,
+                five,
+                0.0,
+                Some(20),
+            ),
+            (
+                "a stalled store: capped",
+                1_000_000,
+                100.0,
+                five,
+                0.0,
+                Some(120),
+            ),
+            ("shedding off", 1_000_000, 1.0, off, 0.0, None),
+        ];
+        for (name, queued, rate, limit, jitter, want) in cases {
+            assert_eq!(shed(queued, rate, limit, jitter), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_backlog_counts_the_channel_and_the_hand_and_averages_the_rate() {
+        let b = Backlog::default();
+        for _ in 0..10 {
+            b.queued();
+        }
+        assert_eq!(b.len(), 10);
+        b.taken(10, 7); // three coalesced
+        assert_eq!(b.len(), 7);
+        b.written(7, Duration::from_millis(7), 0);
+        assert_eq!(b.len(), 0);
+        assert_eq!(b.rate(), 1000.0, "the first sample is the rate");
+        b.written(10, Duration::from_millis(5), 0);
+        assert_eq!(b.rate(), 1200.0, "a fifth of the way to 2000");
+        let b = Arc::new(b);
+        let r = b.reserve();
+        assert_eq!(b.len(), 1, "a REGISTER on its way counts");
+        drop(r);
+        assert_eq!(b.len(), 0);
+    }
+}
