@@ -1,5 +1,6 @@
 //! REGISTER: turned away first when the edge sheds load (its bindings' publication too far
-//! behind the store: `registrar::backlog`), authenticated here (digest, bans, the nonce's
+//! behind the store: `registrar::backlog`) and the phone has no state here, authenticated
+//! here (digest, bans, the nonce's
 //! scope), then handed to the phone's actor in the registrar, which checks the nonce count
 //! and reduces the bindings.
 
@@ -25,24 +26,6 @@ impl Dispatcher {
         reply: Answer,
         now_ms: u64,
     ) {
-        // Before anything is spent on it: no digest, no nonce, no actor.
-        let queue = self.directory.backlog();
-        if let Some(after) = backlog::shed(
-            queue.len(),
-            queue.rate(),
-            self.settings.register_backlog,
-            rand::random::<f64>(),
-        ) {
-            self.stats.rejected(Reason::Overloaded);
-            reply.send(self.responder().reply(
-                &m,
-                &src,
-                503,
-                "Service Unavailable",
-                vec![("Retry-After", after.to_string())],
-            ));
-            return;
-        }
         // The verdict read the To already.
         let user = match m.addressing().map(|a| a.to) {
             Ok(Party {
@@ -62,6 +45,9 @@ impl Dispatcher {
                 return;
             }
         };
+        if self.shed(&m, user, &src, &reply) {
+            return;
+        }
         let (entry, nonce, nc) = match self.authenticate(
             &m,
             "REGISTER",
@@ -115,8 +101,41 @@ impl Dispatcher {
                 txn,
                 src,
                 reply,
-                reserved: queue.reserve(),
+                reserved: self.directory.backlog().reserve(),
             })),
         );
+    }
+
+    /// Turns the REGISTER away (503 with Retry-After) when the edge sheds load and the
+    /// phone has no state here: a phone registered on this edge keeps refreshing (and its
+    /// retransmissions get their answers), only phones arriving are paced. Before anything
+    /// is spent on it: no digest, no nonce, no actor. Returns whether it was turned away.
+    fn shed(&self, m: &Message, user: &str, src: &Source, reply: &Answer) -> bool {
+        let queue = self.directory.backlog();
+        let Some(after) = backlog::shed(
+            queue.len(),
+            queue.rate(),
+            self.settings.register_backlog,
+            rand::random::<f64>(),
+        ) else {
+            return false;
+        };
+        let known = self
+            .cache
+            .read()
+            .lookup(user)
+            .is_some_and(|e| self.directory.has(&e.phone_id));
+        if known {
+            return false;
+        }
+        self.stats.rejected(Reason::Overloaded);
+        reply.send(self.responder().reply(
+            m,
+            src,
+            503,
+            "Service Unavailable",
+            vec![("Retry-After", after.to_string())],
+        ));
+        true
     }
 }

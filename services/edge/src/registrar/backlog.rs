@@ -6,19 +6,23 @@
 //! phone of a site booting after a power cut), the changes queue in the publisher: each is
 //! a registration acknowledged but not yet seen by the status role or the other edges, and
 //! lost if the edge dies. Past [`BacklogLimit::wait`] of queued writes at the rate the store
-//! has been taking them, the edge sheds load: REGISTERs are answered 503 with a Retry-After
-//! of about the time the queue needs to drain, before any authentication or phone state is
-//! spent on them (RFC 3261 §21.5.4; phones wait that long, as phonesim does). The queue then
-//! stays near the limit instead of growing without bound, and the phones come back paced.
+//! has been taking them (less while a write hangs), the edge sheds load: REGISTERs of
+//! phones with no state on this edge are answered 503 with a Retry-After of about the time
+//! the queue needs to drain, before any authentication or phone state is spent on them
+//! (RFC 3261 §21.5.4; phones wait that long, as phonesim does). Phones registered here
+//! keep refreshing, so shedding never expires a binding, and a retransmitted REGISTER still
+//! gets its answer; during an etcd outage the edge keeps them registered from its caches
+//! and admits new phones only up to the limit. The queue then stays near the limit instead
+//! of growing with every phone that arrives, and the phones come back paced.
 //!
-//! State: three counters the publisher keeps ([`Backlog`]); the decision ([`shed`]) is pure.
+//! State: counters the publisher and the dispatcher keep ([`Backlog`]); the decision ([`shed`]) is pure.
 
 use std::{
     sync::{
         Arc,
         atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 /// Queued changes below which nothing is shed whatever the rate: one drain's worth, so a
@@ -34,7 +38,7 @@ const MIN_RATE: f64 = 100.0;
 pub const MAX_RETRY_AFTER_S: u32 = 120;
 
 /// The publisher's queue as the REGISTER path sees it.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Backlog {
     /// Changes sent by phone actors and not yet taken off the channel.
     queued: AtomicUsize,
@@ -45,6 +49,27 @@ pub struct Backlog {
     in_hand: AtomicUsize,
     /// The store's write rate, writes a second (f64 bits), averaged over transactions.
     rate: AtomicU64,
+    /// The transaction being written: its writes, and since when the publisher has been
+    /// writing without success (ms after `epoch`, 0: it is not). A store that stalls or
+    /// fails takes nothing, so the rate it took before says nothing of it: the writes in
+    /// flight over that time bound the rate meanwhile (through retries, an outage too).
+    flight_ops: AtomicUsize,
+    flight_since_ms: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog {
+            queued: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            in_hand: AtomicUsize::new(0),
+            rate: AtomicU64::new(0),
+            flight_ops: AtomicUsize::new(0),
+            flight_since_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Backlog {
@@ -60,12 +85,23 @@ impl Backlog {
 
     /// `n` changes were taken off the channel; `held` are waiting to be written now.
     pub(crate) fn taken(&self, n: usize, held: usize) {
-        self.queued.fetch_sub(n, Relaxed);
+        // Held first: the changes are never out of both counts at once.
         self.held.store(held, Relaxed);
+        self.queued.fetch_sub(n, Relaxed);
+    }
+
+    /// A transaction of `n` writes is sent (a retry keeps the time of the first try).
+    pub(crate) fn writing(&self, n: usize) {
+        self.flight_ops.store(n, Relaxed);
+        if self.flight_since_ms.load(Relaxed) == 0 {
+            let ms = self.epoch.elapsed().as_millis() as u64;
+            self.flight_since_ms.store(ms.max(1), Relaxed);
+        }
     }
 
     /// The store took `n` writes in `took`; `held` are still waiting.
     pub(crate) fn written(&self, n: usize, took: Duration, held: usize) {
+        self.flight_since_ms.store(0, Relaxed);
         self.held.store(held, Relaxed);
         let sample = n as f64 / took.as_secs_f64().max(1e-3);
         let old = f64::from_bits(self.rate.load(Relaxed));
@@ -89,9 +125,22 @@ impl Backlog {
         self.queued.load(Relaxed) + self.held.load(Relaxed) + self.in_hand.load(Relaxed)
     }
 
-    /// The store's recent write rate, writes a second (0 before the first write).
+    /// The store's write rate, writes a second: its recent average, or less while the
+    /// publisher has been writing without success for longer than that rate explains (0
+    /// before the first write).
     pub fn rate(&self) -> f64 {
-        f64::from_bits(self.rate.load(Relaxed))
+        let average = f64::from_bits(self.rate.load(Relaxed));
+        let since = self.flight_since_ms.load(Relaxed);
+        if since == 0 {
+            return average;
+        }
+        let age_s = (self.epoch.elapsed().as_millis() as u64).saturating_sub(since) as f64 / 1e3;
+        let bound = self.flight_ops.load(Relaxed) as f64 / age_s.max(1e-3);
+        if average == 0.0 {
+            bound
+        } else {
+            average.min(bound)
+        }
     }
 
     /// Prometheus text: the queue and the rate (REGISTERs shed for them are counted in
@@ -219,6 +268,21 @@ mod tests {
         assert_eq!(b.rate(), 1000.0, "the first sample is the rate");
         b.written(10, Duration::from_millis(5), 0);
         assert_eq!(b.rate(), 1200.0, "a fifth of the way to 2000");
+        // A transaction in flight for longer than the average explains bounds the rate.
+        b.writing(128);
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(
+            b.rate() < 700.0,
+            "128 writes in flight for 200 ms or more: {}",
+            b.rate()
+        );
+        b.writing(128);
+        assert!(b.rate() < 700.0, "a retry keeps the time of the first try");
+        b.written(0, Duration::from_millis(5), 0);
+        assert!(
+            b.rate() < 1200.0,
+            "written: the average again, with its sample"
+        );
         let b = Arc::new(b);
         let r = b.reserve();
         assert_eq!(b.len(), 1, "a REGISTER on its way counts");

@@ -5,7 +5,9 @@
 //! Replacing it then would abandon it with its bindings still on it: etcd deletes them all
 //! when it expires (seconds of stall at 300,000 keys), and the edge writes them all again,
 //! load that slows etcd further. `fleet-bench`'s power cut at 500,000 phones saw that
-//! spiral: every node's leases "lost" 24 to 29 times while etcd was merely busy.
+//! spiral: every node's leases "lost" 24 to 29 times while etcd was merely busy. A stale
+//! lease is looked up (`TimeToLive`) each round, so one whose refreshes fail for another
+//! reason while etcd answers is still found gone and replaced.
 //! A lost main lease is replaced and the owned keys written again on the new one; a lost
 //! binding lease is replaced in its shard and its phones' bindings written again
 //! ([`super::NodeLease::binding_generations`]). Replacing every lease when one is lost
@@ -86,6 +88,7 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         let refreshes = join_all(kept.iter_mut().map(|k| refresh(shared, k, limit))).await;
         let now = Instant::now();
         let mut lost = Vec::new();
+        let mut stale = Vec::new();
         let mut failed = 0;
         for (i, (k, refreshed)) in kept.iter_mut().zip(refreshes).enumerate() {
             match fate(refreshed, now - k.last_ok, ttl) {
@@ -97,6 +100,7 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                 Fate::Stale => {
                     k.stream = None;
                     failed += 1;
+                    stale.push(i);
                     if i == 0 && shared.mark_lost() {
                         warn!(node = %shared.node_id, "main lease not refreshed for a whole ttl: unhealthy until etcd answers");
                     }
@@ -105,6 +109,20 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                     k.stream = None;
                     lost.push(i);
                 }
+            }
+        }
+        // Refreshes that fail for another reason than a slow etcd (a keep-alive that cannot
+        // open): ask etcd whether a stale lease still lives.
+        let asked = join_all(stale.iter().map(|&i| {
+            let id = kept[i].id;
+            tokio::time::timeout(limit, shared.store.lease_info(id))
+        }))
+        .await;
+        for (&i, answer) in stale.iter().zip(asked) {
+            if let Ok(Ok(info)) = answer
+                && info.is_none_or(|l| l.ttl_left_s <= 0)
+            {
+                lost.push(i);
             }
         }
         let main = leases[0];
