@@ -149,6 +149,43 @@ async fn contract_kv(s: &Store) {
     ));
 }
 
+/// A listing in pages holds every key under the prefix once, in key order, whatever the
+/// keys look like (it walks windows of hex ids past the first page).
+async fn contract_list_pages(s: &Store) {
+    let mut want: Vec<String> = (0..600u32)
+        .map(|i| format!("l/{:08x}-{i}", i.wrapping_mul(0x9e37_79b9)))
+        .collect();
+    for odd in [
+        "-first", "0g", "AB", "sim-1", "zz", "ff", "ffff", "00", "fe", "01",
+    ] {
+        want.push(format!("l/{odd}"));
+    }
+    for chunk in want.chunks(100) {
+        let ops = chunk.iter().map(|k| put(k, "v")).collect();
+        assert!(s.txn(vec![], ops).await.unwrap().succeeded);
+    }
+    // Neighbours outside the prefix.
+    s.put("l0", b"x".to_vec(), None).await.unwrap();
+    s.put("k/ff", b"x".to_vec(), None).await.unwrap();
+    want.sort();
+    for page in [7, 1000] {
+        let mut got = Vec::new();
+        let rev = s
+            .list_pages("l/", page, |kvs| {
+                got.extend(kvs.into_iter().map(|kv| kv.key));
+            })
+            .await
+            .unwrap();
+        assert_eq!(got, want, "pages of {page}");
+        assert!(rev <= s.revision().await.unwrap());
+    }
+    let mut none = 0;
+    s.list_pages("nothing/", 7, |kvs| none += kvs.len())
+        .await
+        .unwrap();
+    assert_eq!(none, 0);
+}
+
 /// Watches from now and from a past revision, and leases.
 async fn contract_watch_lease(s: &Store) {
     let start = s.revision().await.unwrap() + 1;
@@ -503,6 +540,7 @@ async fn embedded_store_meets_the_contract() {
     contract_lease_takeover(&s).await;
     contract_binding_lease_takeover(&s).await;
     contract_follow(&s).await;
+    contract_list_pages(&s).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -579,6 +617,7 @@ async fn etcd_single_member_meets_the_contract() {
     contract_lease_takeover(&s).await;
     contract_binding_lease_takeover(&s).await;
     contract_follow(&s).await;
+    contract_list_pages(&s).await;
     // etcd compaction: a watch from before it gets the re-list signal
     let mut c = etcd_client::Client::connect(etcd.endpoints(), None)
         .await

@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod metrics;
 mod types;
 mod wal;
+mod windows;
 
 pub use embedded::EmbeddedStore;
 pub use error::StoreError;
@@ -152,9 +153,11 @@ impl Store {
             .await
     }
 
-    /// Reads every key under `prefix` in pages of `page` keys, handing each page to `f`.
-    /// Returns the lowest revision a page was read at: a watch from that revision + 1 misses
-    /// nothing (changes made while listing are then seen twice, in order).
+    /// Reads every key under `prefix` in pages of `page` keys, handing each page to `f`;
+    /// past the first page, window by window of the key space (`windows.rs`: a page then
+    /// costs etcd its window's keys, not every key left). Returns the lowest revision a page
+    /// was read at: a watch from that revision + 1 misses nothing (changes made while
+    /// listing are then seen twice, in order).
     pub async fn list_pages(
         &self,
         prefix: &str,
@@ -163,14 +166,26 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let mut revision = i64::MAX;
         let mut after: Option<String> = None;
+        let mut span = windows::Span::Whole;
         loop {
-            let p = self.range(prefix, after.as_deref(), page).await?;
+            let p = match span.end(prefix) {
+                Some(end) => {
+                    self.range_until(prefix, after.as_deref(), &end, page)
+                        .await?
+                }
+                None => self.range(prefix, after.as_deref(), page).await?,
+            };
             revision = revision.min(p.revision);
-            after = p.kvs.last().map(|kv| kv.key.clone());
-            let done = !p.more || p.kvs.is_empty();
+            if let Some(kv) = p.kvs.last() {
+                after = Some(kv.key.clone());
+            }
+            // A page that says more but holds nothing cannot move the cursor.
+            let more = p.more && !p.kvs.is_empty();
             f(p.kvs);
-            if done {
-                return Ok(revision);
+            let last = after.as_deref().and_then(|k| k.strip_prefix(prefix));
+            match span.next(more, last) {
+                Some(next) => span = next,
+                None => return Ok(revision),
             }
         }
     }
