@@ -760,6 +760,23 @@ fn binding_facts(names: &mut Interner, line: u32, node: &str, b: Binding) -> Bin
     }
 }
 
+/// The prefixes whose keys re-reduce many phones when they change: an edge's membership
+/// record (every phone bound to it), a site, an edge group, a profile (every phone).
+/// [`Fleet::absorb`] answers `Touched::Edge` or `Touched::Everyone` for these and only
+/// these (`fleet_tests` holds it to that).
+const WIDE: [&str; 4] = [
+    keys::EDGE_MEMBERS,
+    keys::SITES,
+    keys::EDGE_GROUPS,
+    keys::BASE_SETTINGS,
+];
+
+/// Whether a change of `key` may re-reduce more than one phone (the hub then applies it
+/// off the async workers).
+pub fn touches_many_phones(key: &str) -> bool {
+    WIDE.iter().any(|p| key.starts_with(p))
+}
+
 /// The phone a key is about (its own key when it is about no phone): a batch is cut into
 /// parts only where this changes, so no phone is seen half-changed.
 pub fn phone_of(key: &str) -> &str {

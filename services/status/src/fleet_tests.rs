@@ -373,3 +373,33 @@ fn a_binding_counts_only_while_its_edge_has_a_membership_record() {
     );
     assert_eq!(st.lines[0].contacts[0].node_id, secondary);
 }
+
+#[test]
+fn only_the_wide_prefixes_touch_many_phones() {
+    // Each key of the view, as written and as deleted: absorb says it touches many phones
+    // (an edge's or everyone's) exactly when the hub is told so.
+    let mut f = Fleet::new("");
+    let puts: Vec<(String, Vec<u8>)> = vec![
+        (format!("{}edge-1", keys::EDGE_MEMBERS), Vec::new()),
+        (format!("{}hq", keys::SITES), Vec::new()),
+        (format!("{}eg", keys::EDGE_GROUPS), Vec::new()),
+        (format!("{}desk", keys::BASE_SETTINGS), Vec::new()),
+        (format!("{}{PHONE}", keys::PHONES), phone(&["1001"])),
+        (format!("{}{PHONE}/0/edge-1", keys::BINDINGS), binding("ua")),
+        (format!("{}{PHONE}", keys::PROVISION), Vec::new()),
+        (format!("{}edge-1", keys::TRUNK_HEALTH), Vec::new()),
+        (format!("{}edge-1", keys::MEDIA_HEALTH), Vec::new()),
+        ("actions/x".to_owned(), Vec::new()),
+    ];
+    for (key, value) in &puts {
+        for v in [Some(&value[..]), None] {
+            let many = matches!(f.absorb(key, v), Touched::Edge(_) | Touched::Everyone);
+            assert_eq!(
+                many,
+                touches_many_phones(key),
+                "{key} ({})",
+                if v.is_some() { "put" } else { "delete" }
+            );
+        }
+    }
+}

@@ -230,27 +230,14 @@ impl Hub {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
         let apply = || apply_in_parts(&self.state, &self.tx, &self.metrics, &events, revision);
-        let wide = events.len() > PART || events.iter().any(|e| !touches_one_phone(e.key()));
+        let wide =
+            events.len() > PART || events.iter().any(|e| fleet::touches_many_phones(e.key()));
         if wide && multi_thread {
             tokio::task::block_in_place(apply);
         } else {
             apply();
         }
     }
-}
-
-/// Whether a change of `key` re-reduces at most one phone (not an edge's membership, a
-/// site, an edge group or a profile).
-fn touches_one_phone(key: &str) -> bool {
-    use dialtone_domain::keys;
-    ![
-        keys::EDGE_MEMBERS,
-        keys::SITES,
-        keys::EDGE_GROUPS,
-        keys::BASE_SETTINGS,
-    ]
-    .iter()
-    .any(|p| key.starts_with(p))
 }
 
 /// Applies a batch of store changes that brings the view to `revision` in parts ([`PART`]),
