@@ -164,8 +164,9 @@ pub struct EdgeFlags {
     /// it and answers 480.
     #[arg(long, env = "DIALTONE_SIP_INVITE_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub sip_invite_timeout: u64,
-    /// Seconds of binding writes the edge may have waiting for the store (at the rate the
-    /// store has been taking them) before it sheds load: REGISTERs are then answered 503
+    /// Seconds the edge's queue of binding writes may take to reach the store (the time the
+    /// write being sent has been hanging, plus the queue at the rate the store has recently
+    /// taken writes) before it sheds load: REGISTERs are then answered 503
     /// with a Retry-After of about the time the queue needs to drain, before any digest is
     /// checked, so the phones come back paced (after a power cut, a whole site at once)
     /// and no more registrations are acknowledged than the store can keep up with. 0:

@@ -115,6 +115,7 @@ impl Dispatcher {
         let Some(after) = backlog::shed(
             queue.len(),
             queue.rate(),
+            queue.stalled(),
             self.settings.register_backlog,
             rand::random::<f64>(),
         ) else {

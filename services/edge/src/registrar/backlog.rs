@@ -5,8 +5,9 @@
 //! REGISTER path), so when registrations arrive faster than etcd takes their writes (every
 //! phone of a site booting after a power cut), the changes queue in the publisher: each is
 //! a registration acknowledged but not yet seen by the status role or the other edges, and
-//! lost if the edge dies. Past [`BacklogLimit::wait`] of queued writes at the rate the store
-//! has been taking them (less while a write hangs), the edge sheds load: REGISTERs of
+//! lost if the edge dies. When the queue would take more than [`BacklogLimit::wait`] to be
+//! written (at the rate the store has been taking writes, after the time a write has been
+//! hanging, if one is), the edge sheds load: REGISTERs of
 //! phones with no state on this edge are answered 503 with a Retry-After of about the time
 //! the queue needs to drain, before any authentication or phone state is spent on them
 //! (RFC 3261 §21.5.4; phones wait that long, as phonesim does). Phones registered here
@@ -49,12 +50,10 @@ pub struct Backlog {
     in_hand: AtomicUsize,
     /// The store's write rate, writes a second (f64 bits), averaged over transactions.
     rate: AtomicU64,
-    /// The transaction being written: its writes, and since when the publisher has been
-    /// writing without success (ms after `epoch`, 0: it is not). A store that stalls or
-    /// fails takes nothing, so the rate it took before says nothing of it: the writes in
-    /// flight over that time bound the rate meanwhile (through retries, an outage too).
-    flight_ops: AtomicUsize,
-    flight_since_ms: AtomicU64,
+    /// Since when the publisher has been writing without success (ms after `epoch`, 0: it
+    /// is not): a store that stalls or fails takes nothing, and the queue waits that long
+    /// before the rate it took before applies again (through retries: an outage too).
+    stalled_since_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -65,8 +64,7 @@ impl Default for Backlog {
             held: AtomicUsize::new(0),
             in_hand: AtomicUsize::new(0),
             rate: AtomicU64::new(0),
-            flight_ops: AtomicUsize::new(0),
-            flight_since_ms: AtomicU64::new(0),
+            stalled_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         }
     }
@@ -90,18 +88,17 @@ impl Backlog {
         self.queued.fetch_sub(n, Relaxed);
     }
 
-    /// A transaction of `n` writes is sent (a retry keeps the time of the first try).
-    pub(crate) fn writing(&self, n: usize) {
-        self.flight_ops.store(n, Relaxed);
-        if self.flight_since_ms.load(Relaxed) == 0 {
+    /// A transaction is sent (a retry keeps the time of the first try).
+    pub(crate) fn writing(&self) {
+        if self.stalled_since_ms.load(Relaxed) == 0 {
             let ms = self.epoch.elapsed().as_millis() as u64;
-            self.flight_since_ms.store(ms.max(1), Relaxed);
+            self.stalled_since_ms.store(ms.max(1), Relaxed);
         }
     }
 
     /// The store took `n` writes in `took`; `held` are still waiting.
     pub(crate) fn written(&self, n: usize, took: Duration, held: usize) {
-        self.flight_since_ms.store(0, Relaxed);
+        self.stalled_since_ms.store(0, Relaxed);
         self.held.store(held, Relaxed);
         let sample = n as f64 / took.as_secs_f64().max(1e-3);
         let old = f64::from_bits(self.rate.load(Relaxed));
@@ -125,21 +122,19 @@ impl Backlog {
         self.queued.load(Relaxed) + self.held.load(Relaxed) + self.in_hand.load(Relaxed)
     }
 
-    /// The store's write rate, writes a second: its recent average, or less while the
-    /// publisher has been writing without success for longer than that rate explains (0
+    /// The store's write rate, writes a second, averaged over recent transactions (0
     /// before the first write).
     pub fn rate(&self) -> f64 {
-        let average = f64::from_bits(self.rate.load(Relaxed));
-        let since = self.flight_since_ms.load(Relaxed);
-        if since == 0 {
-            return average;
-        }
-        let age_s = (self.epoch.elapsed().as_millis() as u64).saturating_sub(since) as f64 / 1e3;
-        let bound = self.flight_ops.load(Relaxed) as f64 / age_s.max(1e-3);
-        if average == 0.0 {
-            bound
-        } else {
-            average.min(bound)
+        f64::from_bits(self.rate.load(Relaxed))
+    }
+
+    /// How long the write being sent has been waiting for the store (through retries).
+    pub fn stalled(&self) -> Duration {
+        match self.stalled_since_ms.load(Relaxed) {
+            0 => Duration::ZERO,
+            since => Duration::from_millis(
+                (self.epoch.elapsed().as_millis() as u64).saturating_sub(since),
+            ),
         }
     }
 
@@ -175,13 +170,22 @@ pub struct BacklogLimit {
 }
 
 /// Whether to turn a REGISTER away, and the Retry-After (seconds) to give it: `queued`
-/// changes waiting, the store taking `rate` a second, `jitter` in [0, 1) drawn per request
-/// so the phones turned away together come back spread over up to half as long again.
-pub fn shed(queued: usize, rate: f64, limit: BacklogLimit, jitter: f64) -> Option<u32> {
+/// changes waiting, the store taking `rate` a second and its current write waiting for
+/// `stalled`, `jitter` in [0, 1) drawn per request so the phones turned away together come
+/// back spread over up to half as long again. The queue drains in `stalled` plus `queued`
+/// at `rate`: a hiccup of a second delays it a second, a store frozen for longer than the
+/// limit sheds whatever the queue.
+pub fn shed(
+    queued: usize,
+    rate: f64,
+    stalled: Duration,
+    limit: BacklogLimit,
+    jitter: f64,
+) -> Option<u32> {
     if limit.wait.is_zero() || queued <= FLOOR {
         return None;
     }
-    let drain_s = queued as f64 / rate.max(MIN_RATE);
+    let drain_s = stalled.as_secs_f64() + queued as f64 / rate.max(MIN_RATE);
     if drain_s <= limit.wait.as_secs_f64() {
         return None;
     }
@@ -201,56 +205,33 @@ mod tests {
         let off = BacklogLimit {
             wait: Duration::ZERO,
         };
-        // (case, queued, rate, limit, jitter, Retry-After)
-        type Case = (&'static str, usize, f64, BacklogLimit, f64, Option<u32>);
+        let s = Duration::from_secs;
+        // (case, queued, rate, stalled, limit, jitter, Retry-After)
+        type Case = (
+            &'static str,
+            usize,
+            f64,
+            Duration,
+            BacklogLimit,
+            f64,
+            Option<u32>,
+        );
+        #[rustfmt::skip]
         let cases: Vec<Case> = vec![
-            ("empty", 0, 2000.0, five, 0.0, None),
-            (
-                "one drain's worth, a slow store",
-                FLOOR,
-                1.0,
-                five,
-                0.0,
-                None,
-            ),
-            ("within the wait", 9_000, 2000.0, five, 0.0, None),
-            ("exactly the wait", 10_000, 2000.0, five, 0.0, None),
-            (
-                "past it: the drain time",
-                12_000,
-                2000.0,
-                five,
-                0.0,
-                Some(6),
-            ),
-            (
-                "jitter adds up to half",
-                12_000,
-                2000.0,
-                five,
-                0.99,
-                Some(9),
-            ),
-            (
-                "no rate yet: the least assumed",
-                2_000,
-                0.0,
-                five,
-                0.0,
-                Some(20),
-            ),
-            (
-                "a stalled store: capped",
-                1_000_000,
-                100.0,
-                five,
-                0.0,
-                Some(120),
-            ),
-            ("shedding off", 1_000_000, 1.0, off, 0.0, None),
+            ("empty", 0, 2000.0, s(0), five, 0.0, None),
+            ("one drain's worth, a frozen store", FLOOR, 1.0, s(60), five, 0.0, None),
+            ("within the wait", 9_000, 2000.0, s(0), five, 0.0, None),
+            ("exactly the wait", 10_000, 2000.0, s(0), five, 0.0, None),
+            ("past it: the drain time", 12_000, 2000.0, s(0), five, 0.0, Some(6)),
+            ("jitter adds up to half", 12_000, 2000.0, s(0), five, 0.99, Some(9)),
+            ("a hiccup of a second: within", 2_000, 2000.0, s(1), five, 0.0, None),
+            ("stalled past the wait", 2_000, 2000.0, s(5), five, 0.0, Some(6)),
+            ("no rate yet: the least assumed", 2_000, 0.0, s(0), five, 0.0, Some(20)),
+            ("a slow store: capped", 1_000_000, 100.0, s(0), five, 0.0, Some(120)),
+            ("shedding off", 1_000_000, 1.0, s(600), off, 0.0, None),
         ];
-        for (name, queued, rate, limit, jitter, want) in cases {
-            assert_eq!(shed(queued, rate, limit, jitter), want, "{name}");
+        for (name, queued, rate, stalled, limit, jitter, want) in cases {
+            assert_eq!(shed(queued, rate, stalled, limit, jitter), want, "{name}");
         }
     }
 
@@ -263,26 +244,24 @@ mod tests {
         assert_eq!(b.len(), 10);
         b.taken(10, 7); // three coalesced
         assert_eq!(b.len(), 7);
+        b.writing();
         b.written(7, Duration::from_millis(7), 0);
         assert_eq!(b.len(), 0);
         assert_eq!(b.rate(), 1000.0, "the first sample is the rate");
+        assert_eq!(b.stalled(), Duration::ZERO, "written: nothing waits");
         b.written(10, Duration::from_millis(5), 0);
         assert_eq!(b.rate(), 1200.0, "a fifth of the way to 2000");
-        // A transaction in flight for longer than the average explains bounds the rate.
-        b.writing(128);
+        // A write that waits, and its retry: the stall counts from the first try.
+        b.writing();
         std::thread::sleep(Duration::from_millis(200));
+        b.writing();
         assert!(
-            b.rate() < 700.0,
-            "128 writes in flight for 200 ms or more: {}",
-            b.rate()
+            b.stalled() >= Duration::from_millis(190),
+            "{:?}",
+            b.stalled()
         );
-        b.writing(128);
-        assert!(b.rate() < 700.0, "a retry keeps the time of the first try");
-        b.written(0, Duration::from_millis(5), 0);
-        assert!(
-            b.rate() < 1200.0,
-            "written: the average again, with its sample"
-        );
+        b.written(10, Duration::from_millis(5), 0);
+        assert_eq!(b.stalled(), Duration::ZERO);
         let b = Arc::new(b);
         let r = b.reserve();
         assert_eq!(b.len(), 1, "a REGISTER on its way counts");

@@ -136,7 +136,7 @@ pub fn spawn(
                 })
                 .collect();
             let started = std::time::Instant::now();
-            gauge.writing(ops.len());
+            gauge.writing();
             match store.txn(Vec::new(), ops).await {
                 Ok(_) => {
                     for k in &keys {
