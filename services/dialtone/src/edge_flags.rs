@@ -167,7 +167,8 @@ pub struct EdgeFlags {
     /// Seconds the edge's queue of binding writes may take to reach the store (the time the
     /// write being sent has been hanging, plus the queue at the rate the store has recently
     /// taken writes) before it sheds load: REGISTERs are then answered 503
-    /// with a Retry-After of about the time the queue needs to drain, before any digest is
+    /// with a Retry-After of the time the queue takes to write at that rate (at least this
+    /// limit), before any digest is
     /// checked, so the phones come back paced (after a power cut, a whole site at once)
     /// and no more registrations are acknowledged than the store can keep up with. 0:
     /// never shed (0-600).

@@ -437,12 +437,14 @@ impl EtcdStore {
                 c.lease_client().time_to_live(id, None).await
             })
             .await?;
-        if resp.ttl() <= 0 {
+        // -1: no such lease. 0: alive with less than a second left (etcd rounds down), as
+        // the embedded store says 1.
+        if resp.ttl() < 0 {
             return Ok(None);
         }
         Ok(Some(LeaseInfo {
             granted_ttl_s: resp.granted_ttl(),
-            ttl_left_s: resp.ttl(),
+            ttl_left_s: resp.ttl().max(1),
         }))
     }
 

@@ -121,11 +121,9 @@ impl Dispatcher {
         ) else {
             return false;
         };
-        let known = self
-            .cache
-            .read()
-            .lookup(user)
-            .is_some_and(|e| self.directory.has(&e.phone_id));
+        // The cache's lock is not held while the directory's shard is looked at.
+        let phone = self.cache.read().lookup(user).map(|e| e.phone_id.clone());
+        let known = phone.is_some_and(|id| self.directory.has(&id));
         if known {
             return false;
         }

@@ -8,8 +8,8 @@
 //! lost if the edge dies. When the queue would take more than [`BacklogLimit::wait`] to be
 //! written (at the rate the store has been taking writes, after the time a write has been
 //! hanging, if one is), the edge sheds load: REGISTERs of
-//! phones with no state on this edge are answered 503 with a Retry-After of about the time
-//! the queue needs to drain, before any authentication or phone state is spent on them
+//! phones with no state on this edge are answered 503 with a Retry-After of the time
+//! the queue takes to write at that rate (at least the limit), before any authentication or phone state is spent on them
 //! (RFC 3261 §21.5.4; phones wait that long, as phonesim does). Phones registered here
 //! keep refreshing, so shedding never expires a binding, and a retransmitted REGISTER still
 //! gets its answer; during an etcd outage the edge keeps them registered from its caches
@@ -174,7 +174,8 @@ pub struct BacklogLimit {
 /// `stalled`, `jitter` in [0, 1) drawn per request so the phones turned away together come
 /// back spread over up to half as long again. The queue drains in `stalled` plus `queued`
 /// at `rate`: a hiccup of a second delays it a second, a store frozen for longer than the
-/// limit sheds whatever the queue.
+/// limit sheds whatever the queue. The Retry-After is the time to write the queue at
+/// `rate` (at least the limit).
 pub fn shed(
     queued: usize,
     rate: f64,
@@ -185,11 +186,15 @@ pub fn shed(
     if limit.wait.is_zero() || queued <= FLOOR {
         return None;
     }
-    let drain_s = stalled.as_secs_f64() + queued as f64 / rate.max(MIN_RATE);
-    if drain_s <= limit.wait.as_secs_f64() {
+    let write_s = queued as f64 / rate.max(MIN_RATE);
+    if stalled.as_secs_f64() + write_s <= limit.wait.as_secs_f64() {
         return None;
     }
-    let after = (drain_s * (1.0 + jitter.clamp(0.0, 1.0) / 2.0)).ceil();
+    // Come back when the queue is written once the store takes writes again (not after the
+    // stall so far: an outage of a minute would send every phone away for two), and no
+    // sooner than the limit.
+    let after =
+        (write_s.max(limit.wait.as_secs_f64()) * (1.0 + jitter.clamp(0.0, 1.0) / 2.0)).ceil();
     Some((after as u32).clamp(1, MAX_RETRY_AFTER_S))
 }
 
@@ -225,7 +230,8 @@ mod tests {
             ("past it: the drain time", 12_000, 2000.0, s(0), five, 0.0, Some(6)),
             ("jitter adds up to half", 12_000, 2000.0, s(0), five, 0.99, Some(9)),
             ("a hiccup of a second: within", 2_000, 2000.0, s(1), five, 0.0, None),
-            ("stalled past the wait", 2_000, 2000.0, s(5), five, 0.0, Some(6)),
+            ("stalled past the wait: back after the limit", 2_000, 2000.0, s(5), five, 0.0, Some(5)),
+            ("a long outage: the queue's time, not the outage's", 20_000, 2000.0, s(100), five, 0.0, Some(10)),
             ("no rate yet: the least assumed", 2_000, 0.0, s(0), five, 0.0, Some(20)),
             ("a slow store: capped", 1_000_000, 100.0, s(0), five, 0.0, Some(120)),
             ("shedding off", 1_000_000, 1.0, s(600), off, 0.0, None),

@@ -119,9 +119,7 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         }))
         .await;
         for (&i, answer) in stale.iter().zip(asked) {
-            if let Ok(Ok(info)) = answer
-                && info.is_none_or(|l| l.ttl_left_s <= 0)
-            {
+            if let Ok(Ok(None)) = answer {
                 lost.push(i);
             }
         }
