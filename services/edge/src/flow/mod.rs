@@ -219,8 +219,13 @@ pub struct Flows {
 }
 
 impl Flows {
-    pub fn set_udp(&self, socket: Arc<UdpSocket>) {
-        *self.udp.lock() = Some(socket);
+    /// Makes `socket` the one answers to UDP flows go out of, unless one already is. Every
+    /// receive loop offers its socket before its first read (they share one address): a
+    /// request read by whichever loop starts first then finds a socket to reach phones
+    /// through (a forwarded request read before any was set found no flow, and was answered
+    /// 480 although the phone was registered, when an edge restarted under load).
+    pub fn offer_udp(&self, socket: &Arc<UdpSocket>) {
+        self.udp.lock().get_or_insert_with(|| socket.clone());
     }
 
     pub fn open(&self, t: Transport, addr: SocketAddr, tx: FlowSender) {

@@ -50,8 +50,9 @@ pub fn bind(addr: SocketAddr, n: usize) -> Result<Vec<std::net::UdpSocket>, Edge
     Ok(out)
 }
 
-/// Runs one receive loop per socket, each on its own actor arbiter. The first socket is
-/// also returned, registered on the first arbiter, for requests the edge sends itself.
+/// Runs one receive loop per socket, each on its own actor arbiter. The socket of the loop
+/// that starts first is also the one the edge sends its own requests and forwarded answers
+/// out of (`Flows::offer_udp`, before any loop reads).
 pub fn serve(
     sockets: Vec<std::net::UdpSocket>,
     arbiters: &[ArbiterHandle],
@@ -70,9 +71,7 @@ pub fn serve(
                     return;
                 }
             };
-            if i == 0 {
-                handler.flows().set_udp(socket.clone());
-            }
+            handler.flows().offer_udp(&socket);
             let fd = socket.as_raw_fd();
             crate::flow::udp_out::install(fd);
             let mut batch = Batch::default();
