@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use dialtone_phonesim::Sim;
+use dialtone_phonesim::{Mark, Sim};
 use dialtone_tests::{ClusterSandbox, StatusClient};
 
 use super::{EDGES, etcd_metrics, summary};
@@ -81,7 +81,6 @@ pub async fn run(
 
     let stats = sim.stats();
     let mark = sim.mark();
-    let unavailable_before: Vec<u64> = stats.unavailable.iter().map(|f| f.load(Relaxed)).collect();
     let t0 = Instant::now();
     sim.power_cut(spread);
     let (mut t99, mut t100) = (None, None);
@@ -125,13 +124,11 @@ pub async fn run(
         );
     }
     eprintln!("{}", super::leases_lost(sb));
-    let failed = sim.since(&mark).failed;
-    let unavailable: Vec<u64> = stats
-        .unavailable
-        .iter()
-        .zip(&unavailable_before)
-        .map(|(f, b)| f.load(Relaxed) - b)
-        .collect();
+    let Mark {
+        failed,
+        unavailable,
+        ..
+    } = sim.since(&mark);
     let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
     println!(
         "power cut: every edge killed, the fleet OFFLINE after {:.1} s, the edges back after {:.1} s; {phones} phones booting over {spread:?}: 99 % OPERATIONAL {:.1} s after the first boot, 100 % after {:.1} s; peak {peak_reg:.0} registrations/s (phonesim), {peak_writes:.0} etcd writes/s; failed attempts: {} timed out, {} forbidden, {} refused, {} socket errors; 503 answers {} ({} with Retry-After)",

@@ -246,6 +246,9 @@ pub struct Mark {
     pub registered: u64,
     /// Failures by kind: timeout, forbidden, rejected, io.
     pub failed: [u64; 4],
+    /// REGISTERs answered 503, and of those the ones with a Retry-After
+    /// ([`Stats::unavailable`]).
+    pub unavailable: [u64; 2],
     /// Latency histogram counts ([`Histogram::quantile_ms`]).
     pub latency: Vec<u64>,
     /// When the mark was taken.
@@ -735,17 +738,20 @@ impl Sim {
         Mark {
             registered: s.registered.load(Relaxed),
             failed: s.failed.each_ref().map(|f| f.load(Relaxed)),
+            unavailable: s.unavailable.each_ref().map(|f| f.load(Relaxed)),
             latency: s.latency.snapshot(),
             at: Instant::now(),
         }
     }
 
-    /// What happened since `mark`: registrations, their latency quantiles and failures.
+    /// What happened since `mark`: registrations, their latency quantiles, failures and
+    /// 503s.
     pub fn since(&self, mark: &Mark) -> Mark {
         let now = self.mark();
         Mark {
             registered: now.registered - mark.registered,
             failed: std::array::from_fn(|i| now.failed[i] - mark.failed[i]),
+            unavailable: std::array::from_fn(|i| now.unavailable[i] - mark.unavailable[i]),
             latency: now
                 .latency
                 .iter()
