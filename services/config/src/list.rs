@@ -74,11 +74,7 @@ fn window_end(prefix: &str, after: Option<&str>, width: u32) -> Option<String> {
     let bucket = if suffix.is_empty() {
         0
     } else {
-        let head = suffix.get(..2).filter(|h| {
-            h.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })?;
-        u32::from_str_radix(head, 16).ok()?
+        u32::from(dialtone_store::window_of(suffix)?)
     };
     let hi = bucket + width;
     (hi < 256).then(|| format!("{prefix}{hi:02x}"))

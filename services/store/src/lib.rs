@@ -26,6 +26,7 @@ use metrics::{METRICS, Outcome, StoreOp};
 pub use types::{
     Compare, KeyValue, LeaseId, LeaseInfo, Op, RangePage, TxnResult, WatchBatch, WatchEvent,
 };
+pub use windows::window_of;
 
 /// The root under which Dialtone keeps its keys unless told otherwise.
 pub const DEFAULT_ROOT: &str = "/dialtone/v1/";

@@ -49,8 +49,9 @@ impl Span {
 }
 
 /// The window a key suffix falls in by its first two hex digits (lowercase, as ids are
-/// written); none when it does not start with them.
-fn window_of(suffix: &str) -> Option<u8> {
+/// written); none when it does not start with them. Also the config role's windows over
+/// its indexes (`list.rs`).
+pub fn window_of(suffix: &str) -> Option<u8> {
     let head = suffix.get(..2)?;
     if !head
         .bytes()
