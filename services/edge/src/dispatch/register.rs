@@ -117,7 +117,7 @@ impl Dispatcher {
             queue.rate(),
             queue.stalled(),
             self.settings.register_backlog,
-            rand::random::<f64>(),
+            rand::random::<f64>,
         ) else {
             return false;
         };

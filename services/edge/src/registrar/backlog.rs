@@ -171,8 +171,9 @@ pub struct BacklogLimit {
 
 /// Whether to turn a REGISTER away, and the Retry-After (seconds) to give it: `queued`
 /// changes waiting, the store taking `rate` a second and its current write waiting for
-/// `stalled`, `jitter` in [0, 1) drawn per request so the phones turned away together come
-/// back spread over up to half as long again. The queue drains in `stalled` plus `queued`
+/// `stalled`, `jitter` drawing a number in [0, 1) for each REGISTER turned away (only
+/// then: the REGISTER path draws nothing while the edge keeps up), so the phones turned
+/// away together come back spread over up to half as long again. The queue drains in `stalled` plus `queued`
 /// at `rate`: a hiccup of a second delays it a second, a store frozen for longer than the
 /// limit sheds whatever the queue. The Retry-After is the time to write the queue at
 /// `rate` (at least the limit).
@@ -181,7 +182,7 @@ pub fn shed(
     rate: f64,
     stalled: Duration,
     limit: BacklogLimit,
-    jitter: f64,
+    jitter: impl FnOnce() -> f64,
 ) -> Option<u32> {
     if limit.wait.is_zero() || queued <= FLOOR {
         return None;
@@ -194,7 +195,7 @@ pub fn shed(
     // stall so far: an outage of a minute would send every phone away for two), and no
     // sooner than the limit.
     let after =
-        (write_s.max(limit.wait.as_secs_f64()) * (1.0 + jitter.clamp(0.0, 1.0) / 2.0)).ceil();
+        (write_s.max(limit.wait.as_secs_f64()) * (1.0 + jitter().clamp(0.0, 1.0) / 2.0)).ceil();
     Some((after as u32).clamp(1, MAX_RETRY_AFTER_S))
 }
 
@@ -237,7 +238,11 @@ mod tests {
             ("shedding off", 1_000_000, 1.0, s(600), off, 0.0, None),
         ];
         for (name, queued, rate, stalled, limit, jitter, want) in cases {
-            assert_eq!(shed(queued, rate, stalled, limit, jitter), want, "{name}");
+            assert_eq!(
+                shed(queued, rate, stalled, limit, || jitter),
+                want,
+                "{name}"
+            );
         }
     }
 
