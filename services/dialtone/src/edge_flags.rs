@@ -166,12 +166,11 @@ pub struct EdgeFlags {
     pub sip_invite_timeout: u64,
     /// Seconds the edge's queue of binding writes may take to reach the store (the time the
     /// write being sent has been hanging, plus the queue at the rate the store has recently
-    /// taken writes) before it sheds load: REGISTERs are then answered 503
-    /// with a Retry-After of the time the queue takes to write at that rate (at least this
-    /// limit), before any digest is
-    /// checked, so the phones come back paced (after a power cut, a whole site at once)
-    /// and no more registrations are acknowledged than the store can keep up with. 0:
-    /// never shed (0-600).
+    /// taken writes) before it sheds load: REGISTERs of phones with no state on the edge are
+    /// then answered 503 with a Retry-After of the time the queue takes to write at that
+    /// rate (at least this limit), before any digest is checked, so the phones come back
+    /// paced (after a power cut, a whole site at once) and no more registrations are
+    /// acknowledged than the store can keep up with. 0: never shed (0-600).
     #[arg(long, env = "DIALTONE_SIP_REGISTER_BACKLOG", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub sip_register_backlog: u64,
 }

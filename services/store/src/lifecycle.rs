@@ -17,8 +17,8 @@
 //! The keeper (`lifecycle/keeper.rs`) refreshes every lease at a third of the TTL, each on
 //! its own, and replaces only a lost one (etcd says TTL 0; one that no refresh reached for
 //! a whole TTL leaves the node unhealthy but is kept, since a slow etcd still holds it and
-//! every key on it): the main lease lost, the node is unhealthy until it has written every owned
-//! key again on a new one ([`NodeLease::generation`] counts those rewrites); a lease that
+//! every key on it): the main lease lost, the node is unhealthy until it has written every
+//! owned key again on a new one ([`NodeLease::generation`] counts those rewrites); a lease that
 //! bindings hang on lost, its counter in [`NodeLease::binding_generations`] moves and the
 //! edge writes those bindings again. Graceful shutdown revokes the leases, so the node's
 //! keys vanish at once instead of after the TTL; or leaves them to expire

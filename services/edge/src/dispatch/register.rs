@@ -1,8 +1,7 @@
 //! REGISTER: turned away first when the edge sheds load (its bindings' publication too far
 //! behind the store: `registrar::backlog`) and the phone has no state here, authenticated
-//! here (digest, bans, the nonce's
-//! scope), then handed to the phone's actor in the registrar, which checks the nonce count
-//! and reduces the bindings.
+//! here (digest, bans, the nonce's scope), then handed to the phone's actor in the
+//! registrar, which checks the nonce count and reduces the bindings.
 
 use dialtone_sip::{Message, addressing::Party, response::Source, transaction::server_key};
 

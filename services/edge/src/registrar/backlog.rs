@@ -7,16 +7,17 @@
 //! a registration acknowledged but not yet seen by the status role or the other edges, and
 //! lost if the edge dies. When the queue would take more than [`BacklogLimit::wait`] to be
 //! written (at the rate the store has been taking writes, after the time a write has been
-//! hanging, if one is), the edge sheds load: REGISTERs of
-//! phones with no state on this edge are answered 503 with a Retry-After of the time
-//! the queue takes to write at that rate (at least the limit), before any authentication or phone state is spent on them
-//! (RFC 3261 §21.5.4; phones wait that long, as phonesim does). Phones registered here
+//! hanging, if one is), the edge sheds load: REGISTERs of phones with no state on this edge
+//! are answered 503 with a Retry-After of the time the queue takes to write at that rate
+//! (at least the limit), before any authentication or phone state is spent on them (RFC
+//! 3261 §21.5.4; phones wait that long, as phonesim does). Phones registered here
 //! keep refreshing, so shedding never expires a binding, and a retransmitted REGISTER still
 //! gets its answer; during an etcd outage the edge keeps them registered from its caches
 //! and admits new phones only up to the limit. The queue then stays near the limit instead
 //! of growing with every phone that arrives, and the phones come back paced.
 //!
-//! State: counters the publisher and the dispatcher keep ([`Backlog`]); the decision ([`shed`]) is pure.
+//! State: counters the publisher and the dispatcher keep ([`Backlog`]); the decision
+//! ([`shed`]) is pure.
 
 use std::{
     sync::{
