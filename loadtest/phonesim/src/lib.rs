@@ -196,6 +196,9 @@ struct Phone {
     tcp: Vec<tokio::sync::Mutex<Option<tcp::TcpLink>>>,
     /// Per registrar: its address now (a managed phone's configuration may move it).
     registrars: Vec<Mutex<SocketAddr>>,
+    /// Its TLS sessions (TLS fleets): each phone resumes its own, as a real phone does,
+    /// instead of the fleet sharing one cache keyed by the registrar's name.
+    tls_sessions: std::sync::OnceLock<Arc<rustls::client::ClientSessionMemoryCache>>,
 }
 
 impl Phone {
@@ -589,6 +592,7 @@ impl Sim {
                     .map(|_| tokio::sync::Mutex::new(None))
                     .collect(),
                 registrars: spec.registrars.iter().map(|a| Mutex::new(*a)).collect(),
+                tls_sessions: std::sync::OnceLock::new(),
                 spec,
             })
             .collect();

@@ -151,7 +151,13 @@ impl Inner {
         let io: Box<dyn Io> = match (self.cfg.transport, &self.cfg.tls) {
             (SimTransport::Tls, Some(tls)) => {
                 let name = rustls::pki_types::ServerName::IpAddress(registrar.ip().into());
-                let connector = tokio_rustls::TlsConnector::from(tls.clone());
+                // The phone's own session cache: one session per registrar it uses.
+                let sessions = p.tls_sessions.get_or_init(|| {
+                    Arc::new(rustls::client::ClientSessionMemoryCache::new(p.tcp.len()))
+                });
+                let mut config = (**tls).clone();
+                config.resumption = rustls::client::Resumption::store(sessions.clone());
+                let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
                 let s = tokio::time::timeout(self.cfg.timeout, connector.connect(name, stream))
                     .await
                     .map_err(|_| Failure::Timeout)?

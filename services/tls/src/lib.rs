@@ -37,6 +37,9 @@ pub enum TlsError {
     /// rustls refused the pair.
     #[error("certificate and key do not match: {0}")]
     Mismatch(String),
+    /// The session ticket key could not be made (the system's random source failed).
+    #[error("making a session ticket key: {0}")]
+    Tickets(String),
     /// The dev pair could not be generated or written.
     #[error("generating a dev certificate in {path}: {reason}")]
     Generate {
@@ -170,24 +173,28 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// `config` resuming TLS 1.3 sessions from stateless tickets: each full handshake gives
+/// the client one ticket, sealed under a key of this process's own (random, rotated by
+/// rustls every 6 hours), and the server keeps nothing per session. A client that comes
+/// back with its ticket (a phone whose connection dropped) skips the certificate and its
+/// signature; key exchange still runs, so a resumed session keeps forward secrecy. The
+/// ticket carries the client's certificate chain, so a resumed session knows its client
+/// as the full handshake did. Another process cannot open the tickets (the client then
+/// makes a full handshake).
+pub fn with_session_tickets(
+    mut config: rustls::ServerConfig,
+) -> Result<rustls::ServerConfig, TlsError> {
+    config.ticketer =
+        rustls::crypto::ring::Ticketer::new().map_err(|e| TlsError::Tickets(e.to_string()))?;
+    config.send_tls13_tickets = 1;
+    // Tickets replace the stateful cache: no session is held on the server.
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(config)
+}
+
 /// An acceptor from PEM files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(server_config(cert, key, &[])?)))
-}
-
-/// An acceptor that also asks clients for a certificate from `client_ca` (optional for the
-/// client; verified when presented: see [`server_config_with_client_ca`]).
-pub fn acceptor_with_client_ca(
-    cert: &Path,
-    key: &Path,
-    client_ca: &Path,
-) -> Result<TlsAcceptor, TlsError> {
-    Ok(TlsAcceptor::from(Arc::new(server_config_with_client_ca(
-        cert,
-        key,
-        &[],
-        client_ca,
-    )?)))
 }
 
 /// An acceptor that requires every client to present a certificate issued by

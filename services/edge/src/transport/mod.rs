@@ -4,6 +4,8 @@
 
 pub(crate) mod stream;
 pub(crate) mod tls;
+pub(crate) mod tls_session;
+pub(crate) mod tls_stream;
 pub(crate) mod udp;
 pub(crate) mod ws;
 
@@ -181,14 +183,13 @@ async fn serve_secure<F, Fut>(
     let _held = held;
     // Boxed: the handshake's state is freed once it is done, instead of sizing the
     // connection's task to hold it.
-    let handshake = Box::pin(acceptor.accept(tcp));
+    let handshake = Box::pin(tls_stream::accept(tcp, acceptor.config().clone()));
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(s)) => {
             // A client certificate (verified against --sip-tls-client-ca) names who this
             // connection is, for the trust boundary.
             let tls_names: Option<Arc<[String]>> = s
-                .get_ref()
-                .1
+                .session()
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| dialtone_tls::certificate_names(c).into());

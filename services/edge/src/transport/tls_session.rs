@@ -1,0 +1,274 @@
+//! A server-side TLS session over rustls' unbuffered API, without IO: TLS bytes in,
+//! plaintext and TLS bytes out. The edge keeps its own buffers instead of rustls' (whose
+//! buffered connection holds a 4 KiB receive buffer for as long as the connection lives):
+//! each is empty, holding no allocation, while a phone's connection idles between
+//! messages, which is most of the time.
+//!
+//! [`super::tls_stream`] does the socket IO around it.
+
+use std::{io, sync::Arc};
+
+use rustls::{
+    ServerConfig,
+    server::UnbufferedServerConnection,
+    unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus},
+};
+
+/// TLS bytes a session may hold before it processes them: a handshake message may span
+/// records up to 64 KiB (rustls' own limit), then one more read.
+pub const MAX_INCOMING: usize = 64 * 1024 + READ_SIZE;
+
+/// How much a read from the socket asks for: a whole TLS record (16 KiB of data, its
+/// header and its AEAD overhead).
+pub const READ_SIZE: usize = 16 * 1024 + 512;
+
+/// Where processing stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// Everything received was processed: more bytes are needed to go on (a record not yet
+    /// whole, or the handshake waiting for the peer). Data given to send was encrypted.
+    NeedBytes,
+    /// Both sides said close_notify: nothing more flows.
+    Closed,
+}
+
+/// One server connection's TLS state and its buffers.
+pub struct TlsSession {
+    conn: UnbufferedServerConnection,
+    /// TLS bytes received and not yet processed (a record not yet whole).
+    incoming: Vec<u8>,
+    /// Decrypted bytes not yet read, from `plain_at` on.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// TLS bytes to send, from `out_at` on.
+    outgoing: Vec<u8>,
+    out_at: usize,
+    /// The peer said close_notify: no more data comes.
+    peer_closed: bool,
+    /// This side's close_notify is queued.
+    close_queued: bool,
+}
+
+impl TlsSession {
+    /// A session about to take a client's handshake.
+    pub fn new(config: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
+        Ok(TlsSession {
+            conn: UnbufferedServerConnection::new(config)?,
+            incoming: Vec::new(),
+            plain: Vec::new(),
+            plain_at: 0,
+            outgoing: Vec::new(),
+            out_at: 0,
+            peer_closed: false,
+            close_queued: false,
+        })
+    }
+
+    /// Whether the handshake is still going on.
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// The client's certificate chain, when it presented one.
+    pub fn peer_certificates(&self) -> Option<&[rustls::pki_types::CertificateDer<'static>]> {
+        self.conn.peer_certificates()
+    }
+
+    /// Whether the peer said close_notify (after any data it sent before).
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Room at the end of the incoming bytes for the next read of the socket (the caller
+    /// truncates it to what it read with [`TlsSession::received`]); an error once the
+    /// session holds [`MAX_INCOMING`] bytes it cannot process.
+    pub fn room(&mut self) -> io::Result<&mut [u8]> {
+        let held = self.incoming.len();
+        if held >= MAX_INCOMING {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "tls: too many bytes without a whole record",
+            ));
+        }
+        self.incoming.resize(held + READ_SIZE, 0);
+        Ok(&mut self.incoming[held..])
+    }
+
+    /// Keeps `n` bytes of the room given by [`TlsSession::room`] (0: the read gave none,
+    /// and an empty buffer gives its allocation back).
+    pub fn received(&mut self, n: usize) {
+        let held = self.incoming.len() - READ_SIZE;
+        self.incoming.truncate(held + n);
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+    }
+
+    /// Decrypted bytes not yet read.
+    pub fn plain(&self) -> &[u8] {
+        &self.plain[self.plain_at..]
+    }
+
+    /// Marks `n` bytes of [`TlsSession::plain`] read.
+    pub fn consume_plain(&mut self, n: usize) {
+        self.plain_at += n;
+        if self.plain_at >= self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_at = 0;
+        }
+    }
+
+    /// TLS bytes to send.
+    pub fn outgoing(&self) -> &[u8] {
+        &self.outgoing[self.out_at..]
+    }
+
+    /// Marks `n` bytes of [`TlsSession::outgoing`] sent.
+    pub fn consume_outgoing(&mut self, n: usize) {
+        self.out_at += n;
+        if self.out_at >= self.outgoing.len() {
+            self.outgoing = Vec::new();
+            self.out_at = 0;
+        }
+    }
+
+    /// Processes what was received: decrypts data into [`TlsSession::plain`] and queues
+    /// what the protocol answers (handshake flights, session tickets, key updates) into
+    /// [`TlsSession::outgoing`]; then, once data may flow, encrypts `send` and, with
+    /// `close`, queues close_notify (once). Sending once closed is an error.
+    pub fn process(&mut self, mut send: Option<&[u8]>, close: bool) -> io::Result<Stop> {
+        loop {
+            let TlsSession {
+                conn,
+                incoming,
+                plain,
+                outgoing,
+                peer_closed,
+                close_queued,
+                ..
+            } = self;
+            let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
+            let state = match state {
+                Ok(s) => s,
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+            };
+            let stop = match state {
+                ConnectionState::ReadTraffic(mut r) => {
+                    while let Some(record) = r.next_record() {
+                        let record = record.map_err(invalid)?;
+                        discard += record.discard;
+                        plain.extend_from_slice(record.payload);
+                    }
+                    None
+                }
+                ConnectionState::ReadEarlyData(mut r) => {
+                    // Never offered (no early data in the configuration); read as data.
+                    while let Some(record) = r.next_record() {
+                        let record = record.map_err(invalid)?;
+                        discard += record.discard;
+                        plain.extend_from_slice(record.payload);
+                    }
+                    None
+                }
+                ConnectionState::EncodeTlsData(mut e) => {
+                    append(outgoing, 1024, |buf| match e.encode(buf) {
+                        Ok(n) => Ok(n),
+                        Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                        Err(_) => Err(None),
+                    })?;
+                    None
+                }
+                // Queued in `outgoing`, which goes out in order before anything queued after
+                // it: for rustls that is as good as sent.
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    None
+                }
+                ConnectionState::PeerClosed => {
+                    *peer_closed = true;
+                    None
+                }
+                ConnectionState::Closed => Some(Stop::Closed),
+                ConnectionState::BlockedHandshake => Some(Stop::NeedBytes),
+                ConnectionState::WriteTraffic(mut w) => {
+                    if let Some(data) = send.take() {
+                        // A record per 16 KiB, each with a header, a content type and a tag.
+                        let room = data.len() + (data.len() / (16 * 1024) + 1) * 64;
+                        append(outgoing, room, |buf| match w.encrypt(data, buf) {
+                            Ok(n) => Ok(n),
+                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                            Err(_) => Err(None),
+                        })?;
+                    }
+                    if close && !*close_queued {
+                        append(outgoing, 64, |buf| match w.queue_close_notify(buf) {
+                            Ok(n) => Ok(n),
+                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                            Err(_) => Err(None),
+                        })?;
+                        *close_queued = true;
+                    }
+                    Some(Stop::NeedBytes)
+                }
+                _ => return Err(invalid("tls: a state the edge does not handle")),
+            };
+            incoming.drain(..discard.min(incoming.len()));
+            if let Some(stop) = stop {
+                if incoming.is_empty() {
+                    *incoming = Vec::new();
+                }
+                if send.is_some() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::BrokenPipe,
+                        "tls: the connection is closed",
+                    ));
+                }
+                return Ok(stop);
+            }
+        }
+    }
+
+    /// After a failed [`TlsSession::process`]: queues the alert rustls has for the peer,
+    /// if any, so the peer learns why (best effort).
+    pub fn queue_alert(&mut self) {
+        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+        if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
+            let _ = append(&mut self.outgoing, 64, |buf| match e.encode(buf) {
+                Ok(n) => Ok(n),
+                Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
+                Err(_) => Err(None),
+            });
+        }
+    }
+}
+
+fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
+}
+
+/// Appends to `out` what `write` puts into a buffer of `room` bytes, growing the room to
+/// what `write` says it needs (`Err(Some(size))`) and failing on anything else.
+fn append(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> io::Result<()> {
+    let start = out.len();
+    loop {
+        out.resize(start + room, 0);
+        match write(&mut out[start..]) {
+            Ok(n) => {
+                out.truncate(start + n);
+                return Ok(());
+            }
+            Err(Some(needed)) if needed > room => room = needed,
+            Err(_) => {
+                out.truncate(start);
+                return Err(invalid("tls: a record could not be encoded"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
