@@ -5,7 +5,10 @@
 //! registering again within the time the first wave took).
 //!
 //! `cargo build --release --bins && target/release/stream-bench [PHONES] [TRANSPORTS] [WAVES] [RATE]`
-//! (defaults 10000, `tcp,tls`, 3, 2000; Kamailio from `scripts/deps.sh --bench`).
+//! (defaults 10000, `tcp,tls`, 3, 2000, RATE in all; Kamailio from `scripts/deps.sh
+//! --bench`). With `STREAM_BENCH_BASELINE=PATH` (another build of `dialtone`), each
+//! transport also runs on a cluster of that build, after this build's, with this build's
+//! `phonesim`: a same-run comparison of two builds.
 //!
 //! This machine allows a process 20,000 open files, and a phone's connection is one on each
 //! side: so PHONES are split into groups of at most [`GROUP`], each group with its own edge
@@ -368,28 +371,35 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let waves: usize = args.get(2).map_or(Ok(3), |s| s.parse())?;
     let rate: u32 = args.get(3).map_or(Ok(2000), |s| s.parse())?;
+    let baseline = std::env::var_os("STREAM_BENCH_BASELINE").map(PathBuf::from);
     let mut outcomes = Vec::new();
     for transport in &transports {
-        // A cluster of its own for each transport: what one transport's phones leave
+        // A cluster of its own for each transport (and build): what one run's phones leave
         // behind (their bindings, the allocator's kept pages) would count against the next.
-        outcomes.extend(measure(transport, phones, waves, rate).await?);
+        outcomes.extend(measure(transport, phones, waves, rate, None).await?);
+        if let Some(b) = &baseline {
+            outcomes.extend(measure(transport, phones, waves, rate, Some(b)).await?);
+        }
     }
     print(&outcomes);
     Ok(())
 }
 
-/// One transport's run on a fresh cluster (and, over TCP, Kamailio).
+/// One transport's run on a fresh cluster of this build (and, over TCP, Kamailio), or of
+/// the `baseline` build of `dialtone` (`STREAM_BENCH_BASELINE`; no Kamailio then).
 async fn measure(
     transport: &str,
     phones: usize,
     waves: usize,
     rate: u32,
+    baseline: Option<&Path>,
 ) -> anyhow::Result<Vec<(String, Outcome)>> {
     let groups = phones.div_ceil(GROUP).max(1);
 
     let mut roles = vec!["config"];
     roles.extend(std::iter::repeat_n("edge", groups));
-    let sb = ClusterSandbox::with_etcd_args(
+    let binaries = vec![baseline.map(Path::to_path_buf); roles.len()];
+    let sb = ClusterSandbox::with_etcd_binaries(
         1,
         &roles,
         &[
@@ -397,8 +407,14 @@ async fn measure(
             "--sip-max-connections=19000",
             "--sip-max-connections-per-source=19000",
         ],
+        &binaries,
     )
     .await?;
+    let server = if baseline.is_some() {
+        "baseline"
+    } else {
+        "dialtone"
+    };
     let dir = sb.dir().to_path_buf();
     let mut c = sb.nodes[0]
         .config_client(dialtone_tests::ADMIN_TOKEN)
@@ -421,7 +437,7 @@ async fn measure(
         .map(|(_, u, p)| (u.clone(), p.clone()))
         .collect();
     let kam_port = free_port_pair();
-    let kam = if transport != "tcp" {
+    let kam = if transport != "tcp" || baseline.is_some() {
         None
     } else {
         match kamailio::start(
@@ -471,7 +487,7 @@ async fn measure(
         };
         let pids = edge_pids.clone();
         let o = drive(
-            "dialtone",
+            server,
             files,
             (transport, ca.as_deref()),
             (rate, waves),

@@ -173,14 +173,16 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
-/// `config` resuming TLS 1.3 sessions from stateless tickets: each full handshake gives
-/// the client one ticket, sealed under a key of this process's own (random, rotated by
-/// rustls every 6 hours), and the server keeps nothing per session. A client that comes
-/// back with its ticket (a phone whose connection dropped) skips the certificate and its
-/// signature; key exchange still runs, so a resumed session keeps forward secrecy. The
-/// ticket carries the client's certificate chain, so a resumed session knows its client
-/// as the full handshake did. Another process cannot open the tickets (the client then
-/// makes a full handshake).
+/// `config` resuming sessions from stateless tickets: each full handshake gives the client
+/// one ticket, sealed under a key of this process's own (random, rotated by rustls every 6
+/// hours, the previous one still accepted), and the server keeps nothing per session. A
+/// client that comes back with its ticket (a phone whose connection dropped) skips the
+/// certificate and its signature. Under TLS 1.3 the key exchange still runs, so a resumed
+/// session keeps forward secrecy; a TLS 1.2 resumption reuses the sealed master secret,
+/// so whoever holds the process's ticket key can read the sessions resumed under it (as
+/// with any TLS 1.2 server issuing tickets). Another process cannot open the tickets (the
+/// client then makes a full handshake). Not for a configuration whose client certificates
+/// identify the client: a resumed session takes the chain from the ticket unchecked.
 pub fn with_session_tickets(
     mut config: rustls::ServerConfig,
 ) -> Result<rustls::ServerConfig, TlsError> {

@@ -9,7 +9,7 @@ use crate::error::EdgeError;
 
 /// An acceptor from PEM files; with `client_ca`, clients may present a certificate it
 /// issued, whose names then identify a trusted peer (see [`crate::dispatch::boundary`]).
-/// Phones resume their sessions from stateless tickets
+/// Without `client_ca`, phones resume their sessions from stateless tickets
 /// ([`dialtone_tls::with_session_tickets`]): a phone reconnecting after its connection
 /// dropped costs the edge no signature, and the edge keeps nothing per session.
 pub fn acceptor(
@@ -18,10 +18,15 @@ pub fn acceptor(
     client_ca: Option<&Path>,
 ) -> Result<TlsAcceptor, EdgeError> {
     let config = match client_ca {
-        None => dialtone_tls::server_config(cert, key, &[]),
+        None => {
+            dialtone_tls::server_config(cert, key, &[]).and_then(dialtone_tls::with_session_tickets)
+        }
+        // No tickets where a client certificate is an identity: a resumed session takes
+        // its client's chain from the ticket without checking it again, and each
+        // resumption would renew it, so a trusted peer's certificate could outlive its
+        // expiry. Every connection verifies it afresh instead.
         Some(ca) => dialtone_tls::server_config_with_client_ca(cert, key, &[], ca),
     }
-    .and_then(dialtone_tls::with_session_tickets)
     .map_err(|e| EdgeError::Tls(e.to_string()))?;
     Ok(TlsAcceptor::from(std::sync::Arc::new(config)))
 }

@@ -14,12 +14,12 @@ use rustls::{
     unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus},
 };
 
-/// TLS bytes a session may hold before it processes them: a handshake message may span
-/// records up to 64 KiB (rustls' own limit), then one more read.
+/// TLS bytes a session may hold unprocessed: a handshake message may span records up to
+/// 64 KiB (rustls' own limit), then one more read.
 pub const MAX_INCOMING: usize = 64 * 1024 + READ_SIZE;
 
-/// How much a read from the socket asks for: a whole TLS record (16 KiB of data, its
-/// header and its AEAD overhead).
+/// How much a read from the socket asks for at most: a whole TLS record (16 KiB of data,
+/// its header and its AEAD overhead).
 pub const READ_SIZE: usize = 16 * 1024 + 512;
 
 /// Where processing stopped.
@@ -79,29 +79,19 @@ impl TlsSession {
         self.peer_closed
     }
 
-    /// Room at the end of the incoming bytes for the next read of the socket (the caller
-    /// truncates it to what it read with [`TlsSession::received`]); an error once the
-    /// session holds [`MAX_INCOMING`] bytes it cannot process.
-    pub fn room(&mut self) -> io::Result<&mut [u8]> {
-        let held = self.incoming.len();
-        if held >= MAX_INCOMING {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "tls: too many bytes without a whole record",
-            ));
+    /// Takes bytes read from the socket; an error (and nothing kept) when the session
+    /// would hold more than [`MAX_INCOMING`] bytes it cannot process.
+    pub fn received(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if self.incoming.len() + bytes.len() > MAX_INCOMING {
+            return Err(invalid("tls: too many bytes without a whole record"));
         }
-        self.incoming.resize(held + READ_SIZE, 0);
-        Ok(&mut self.incoming[held..])
+        self.incoming.extend_from_slice(bytes);
+        Ok(())
     }
 
-    /// Keeps `n` bytes of the room given by [`TlsSession::room`] (0: the read gave none,
-    /// and an empty buffer gives its allocation back).
-    pub fn received(&mut self, n: usize) {
-        let held = self.incoming.len() - READ_SIZE;
-        self.incoming.truncate(held + n);
-        if self.incoming.is_empty() {
-            self.incoming = Vec::new();
-        }
+    /// Whether received bytes wait for the rest of their record.
+    pub fn holds_partial(&self) -> bool {
+        !self.incoming.is_empty()
     }
 
     /// Decrypted bytes not yet read.
@@ -136,7 +126,27 @@ impl TlsSession {
     /// what the protocol answers (handshake flights, session tickets, key updates) into
     /// [`TlsSession::outgoing`]; then, once data may flow, encrypts `send` and, with
     /// `close`, queues close_notify (once). Sending once closed is an error.
-    pub fn process(&mut self, mut send: Option<&[u8]>, close: bool) -> io::Result<Stop> {
+    pub fn process(&mut self, send: Option<&[u8]>, close: bool) -> io::Result<Stop> {
+        // rustls stops after each record; what it is done with is dropped from the front
+        // once, at the end, instead of after each record (which would move what is left
+        // once per record: quadratic in a read of many small records).
+        let mut done = 0;
+        let result = self.process_from(&mut done, send, close);
+        self.incoming.drain(..done.min(self.incoming.len()));
+        if self.incoming.is_empty() {
+            self.incoming = Vec::new();
+        }
+        result
+    }
+
+    /// [`TlsSession::process`] from `done` bytes into the incoming ones, moving `done` past
+    /// what rustls is finished with (on an error too).
+    fn process_from(
+        &mut self,
+        done: &mut usize,
+        mut send: Option<&[u8]>,
+        close: bool,
+    ) -> io::Result<Stop> {
         loop {
             let TlsSession {
                 conn,
@@ -147,10 +157,14 @@ impl TlsSession {
                 close_queued,
                 ..
             } = self;
-            let UnbufferedStatus { mut discard, state } = conn.process_tls_records(incoming);
+            let UnbufferedStatus { mut discard, state } =
+                conn.process_tls_records(&mut incoming[*done..]);
             let state = match state {
                 Ok(s) => s,
-                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+                Err(e) => {
+                    *done += discard;
+                    return Err(invalid(e));
+                }
             };
             let stop = match state {
                 ConnectionState::ReadTraffic(mut r) => {
@@ -171,11 +185,7 @@ impl TlsSession {
                     None
                 }
                 ConnectionState::EncodeTlsData(mut e) => {
-                    append(outgoing, 1024, |buf| match e.encode(buf) {
-                        Ok(n) => Ok(n),
-                        Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                        Err(_) => Err(None),
-                    })?;
+                    encode(outgoing, &mut e)?;
                     None
                 }
                 // Queued in `outgoing`, which goes out in order before anything queued after
@@ -212,11 +222,8 @@ impl TlsSession {
                 }
                 _ => return Err(invalid("tls: a state the edge does not handle")),
             };
-            incoming.drain(..discard.min(incoming.len()));
+            *done += discard;
             if let Some(stop) = stop {
-                if incoming.is_empty() {
-                    *incoming = Vec::new();
-                }
                 if send.is_some() {
                     return Err(io::Error::new(
                         io::ErrorKind::BrokenPipe,
@@ -228,18 +235,40 @@ impl TlsSession {
         }
     }
 
-    /// After a failed [`TlsSession::process`]: queues the alert rustls has for the peer,
-    /// if any, so the peer learns why (best effort).
+    /// After a failed [`TlsSession::process`]: queues what rustls has for the peer (its
+    /// alert, behind a key update if one was waiting), so the peer learns why (best
+    /// effort). Only while rustls holds records to send: each call then hands one over
+    /// before it would look at received bytes again (which, after a fatal error, it must
+    /// not: it would deframe the same bad bytes, and an empty buffer would not match its
+    /// place in them).
     pub fn queue_alert(&mut self) {
-        let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
-        if let Ok(ConnectionState::EncodeTlsData(mut e)) = state {
-            let _ = append(&mut self.outgoing, 64, |buf| match e.encode(buf) {
-                Ok(n) => Ok(n),
-                Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                Err(_) => Err(None),
-            });
+        for _ in 0..4 {
+            if !self.conn.wants_write() {
+                break;
+            }
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            match state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    if encode(&mut self.outgoing, &mut e).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
         }
     }
+}
+
+/// Appends the handshake record rustls has ready to `out`.
+fn encode<D>(
+    out: &mut Vec<u8>,
+    e: &mut rustls::unbuffered::EncodeTlsData<'_, D>,
+) -> io::Result<()> {
+    append(out, 1024, |buf| match e.encode(buf) {
+        Ok(n) => Ok(n),
+        Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
+        Err(_) => Err(None),
+    })
 }
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {

@@ -16,10 +16,18 @@ use tokio::{
     net::TcpStream,
 };
 
-use super::tls_session::{Stop, TlsSession};
+use super::tls_session::{READ_SIZE, Stop, TlsSession};
 
 /// Encrypted bytes a writer may queue before a write waits for the socket.
 const MAX_QUEUED: usize = 64 * 1024;
+
+thread_local! {
+    /// Where a runtime thread reads TLS connections' bytes (a record at most), instead of a
+    /// buffer per connection. Not the plain streams' buffer: a TLS read happens inside
+    /// theirs.
+    static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+        std::cell::RefCell::new(vec![0; READ_SIZE].into_boxed_slice());
+}
 
 /// A server TLS connection over a TCP socket.
 pub struct TlsStream {
@@ -71,19 +79,23 @@ impl TlsStream {
     fn process(&mut self, send: Option<&[u8]>, close: bool) -> io::Result<Stop> {
         self.session.process(send, close).inspect_err(|_| {
             self.session.queue_alert();
-            let _ = self.tcp.try_write(self.session.outgoing());
+            if let Ok(n) = self.tcp.try_write(self.session.outgoing()) {
+                self.session.consume_outgoing(n);
+            }
         })
     }
 
-    /// Reads what the socket has into the session (`eof` at its end).
+    /// Reads what the socket has into the session (`eof` at its end), through the
+    /// thread's [`SCRATCH`]: the session keeps only bytes that do not make a record yet.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let room = self.session.room()?;
-        let mut buf = ReadBuf::new(room);
-        let polled = Pin::new(&mut self.tcp).poll_read(cx, &mut buf);
-        let n = buf.filled().len();
-        self.session.received(n);
-        ready!(polled)?;
-        self.eof |= n == 0;
+        let (tcp, session) = (&mut self.tcp, &mut self.session);
+        let n = SCRATCH.with_borrow_mut(|scratch| {
+            let mut buf = ReadBuf::new(scratch);
+            ready!(Pin::new(tcp).poll_read(cx, &mut buf))?;
+            session.received(buf.filled())?;
+            Poll::Ready(Ok::<_, io::Error>(buf.filled().len()))
+        });
+        self.eof |= ready!(n)? == 0;
         Poll::Ready(Ok(()))
     }
 
@@ -115,8 +127,16 @@ impl AsyncRead for TlsStream {
                 this.session.consume_plain(n);
                 return Poll::Ready(Ok(()));
             }
-            if this.session.peer_closed() || this.eof {
+            if this.session.peer_closed() {
                 return Poll::Ready(Ok(()));
+            }
+            if this.eof {
+                // A peer may close without close_notify (SIP is framed by its own
+                // lengths), but not in the middle of a record.
+                return Poll::Ready(match this.session.holds_partial() {
+                    false => Ok(()),
+                    true => Err(io::ErrorKind::UnexpectedEof.into()),
+                });
             }
             // What processing queued (a key update, session tickets) goes out when the
             // socket takes it; else with the next write.
@@ -231,6 +251,10 @@ mod tests {
         let (cert, key) = dialtone_tls::dev_pair(dir.path(), "edge").unwrap();
         let acceptor = crate::transport::tls::acceptor(&cert, &key, None).unwrap();
         let server = acceptor.config().clone();
+        assert!(server.ticketer.enabled());
+        // Where client certificates are identities, none: each connection checks its own.
+        let with_ca = crate::transport::tls::acceptor(&cert, &key, Some(&cert)).unwrap();
+        assert!(!with_ca.config().ticketer.enabled());
         let client = Arc::new(dialtone_tls::client_config(&cert).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -38,9 +38,7 @@ impl Pair {
         }
         let mut stop = self.server.process(None, false)?;
         for piece in wire.chunks(chunk.min(READ_SIZE)) {
-            let room = self.server.room()?;
-            room[..piece.len()].copy_from_slice(piece);
-            self.server.received(piece.len());
+            self.server.received(piece)?;
             stop = self.server.process(None, false)?;
         }
         Ok(stop)
@@ -154,72 +152,125 @@ fn close_notify_from_the_peer_ends_its_data_and_ours_closes_the_session() {
 }
 
 #[test]
-fn garbage_is_an_error_with_an_alert_for_the_peer() {
-    for garbage in [
-        &b"REGISTER sip:x SIP/2.0\r\n\r\n"[..],
-        &[0x16, 0x03, 0x01, 0xff, 0xff],
-    ] {
+fn bad_input_is_an_error_with_an_alert_for_the_peer_when_rustls_has_one() {
+    // (what, bytes, whether rustls queues an alert for it)
+    let cases: [(&str, Vec<u8>, bool); 4] = [
+        (
+            "plain SIP",
+            b"REGISTER sip:x SIP/2.0\r\n\r\n".to_vec(),
+            true,
+        ),
+        (
+            "a record longer than any",
+            vec![0x16, 0x03, 0x01, 0xff, 0xff],
+            true,
+        ),
+        // A handshake message announced past rustls' 64 KiB, in a record of its own: the
+        // error comes back without an alert queued (asking for one after it once
+        // panicked).
+        (
+            "a handshake message of 64 KiB",
+            vec![0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x01, 0x00, 0x00],
+            false,
+        ),
+        (
+            "application data before any handshake",
+            vec![0x17, 0x03, 0x03, 0x00, 0x01, 0x00],
+            true,
+        ),
+    ];
+    for (what, bytes, alert) in cases {
         let mut p = pair();
-        let room = p.server.room().unwrap();
-        room[..garbage.len()].copy_from_slice(garbage);
-        p.server.received(garbage.len());
-        let mut outcome = p.server.process(None, false);
-        // A record header announcing more than a record may hold fails at once; anything
-        // else fails once the header is read.
-        if outcome.is_ok() {
-            outcome = p.deliver_to_server(usize::MAX);
-        }
-        let err = outcome.unwrap_err();
-        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{garbage:?}");
+        p.server.received(&bytes).unwrap();
+        let err = p.server.process(None, false).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{what}");
         p.server.queue_alert();
-        assert!(!p.server.outgoing().is_empty(), "{garbage:?}: no alert");
+        let out = p.server.outgoing().to_vec();
+        assert_eq!(out.first() == Some(&0x15), alert, "{what}: {out:?}");
+        // Asked again, rustls has nothing more to say and nothing breaks.
+        p.server.queue_alert();
+        assert_eq!(p.server.outgoing(), out, "{what}");
     }
 }
 
 #[test]
-fn a_handshake_message_spanning_records_is_bounded() {
+fn a_handshake_message_over_64_kib_is_refused_before_it_is_whole() {
     let mut p = pair();
-    // A ClientHello announced as 64 KiB, sent as full records of 16 KiB: rustls joins them
-    // in the session's buffer, and fails the message (it is no ClientHello) once whole.
+    // A ClientHello announced as 64 KiB and one byte, sent as full records of 16 KiB.
+    let mut body = vec![0x01, 0x01, 0x00, 0x00];
+    body.resize(0x1_0004, 0);
     let mut wire = Vec::new();
-    let mut body = vec![0x01, 0x00, 0xff, 0xff];
-    body.resize(0x1_0003, 0);
     for part in body.chunks(16 * 1024) {
         wire.extend_from_slice(&[0x16, 0x03, 0x01]);
         wire.extend_from_slice(&(part.len() as u16).to_be_bytes());
         wire.extend_from_slice(part);
     }
-    let mut outcome = Ok(Stop::NeedBytes);
-    for piece in wire.chunks(READ_SIZE) {
-        let room = p.server.room().unwrap();
-        room[..piece.len()].copy_from_slice(piece);
-        p.server.received(piece.len());
-        assert!(p.server.incoming.len() <= MAX_INCOMING);
-        outcome = p.server.process(None, false);
-        if outcome.is_err() {
-            break;
-        }
-    }
-    assert_eq!(outcome.unwrap_err().kind(), io::ErrorKind::InvalidData);
+    let mut fed = 0;
+    let err = wire
+        .chunks(READ_SIZE)
+        .find_map(|piece| {
+            fed += piece.len();
+            p.server
+                .received(piece)
+                .and_then(|()| p.server.process(None, false))
+                .err()
+        })
+        .expect("refused");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    assert!(
+        fed < wire.len(),
+        "refused only once whole ({fed} of {})",
+        wire.len()
+    );
 }
 
 #[test]
-fn bytes_left_unprocessed_are_bounded() {
+fn bytes_that_make_no_record_are_bounded() {
     let mut p = pair();
     let mut held = 0;
     let err = loop {
-        match p.server.room() {
-            Ok(room) => {
-                let n = room.len();
-                p.server.received(n);
-                held += n;
-            }
+        match p.server.received(&[0; 1000]) {
+            Ok(()) => held += 1000,
             Err(e) => break e,
         }
     };
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     assert!(
-        (MAX_INCOMING..MAX_INCOMING + READ_SIZE).contains(&held),
+        held <= MAX_INCOMING && held + 1000 > MAX_INCOMING,
         "held {held}"
     );
+    assert_eq!(
+        p.server.incoming.len(),
+        held,
+        "the refused bytes were not kept"
+    );
+}
+
+#[test]
+fn many_small_records_in_one_read_are_all_read() {
+    let mut p = pair();
+    p.handshake();
+    // One byte per record: rustls stops after each one.
+    let mut wire = Vec::new();
+    for i in 0..700u32 {
+        p.client.writer().write_all(&[(i % 251) as u8]).unwrap();
+        while p.client.wants_write() {
+            p.client.write_tls(&mut wire).unwrap();
+        }
+    }
+    p.server
+        .received(&wire[..wire.len().min(READ_SIZE)])
+        .unwrap();
+    p.server.process(None, false).unwrap();
+    let expected: Vec<u8> = (0..700u32).map(|i| (i % 251) as u8).collect();
+    let got = p.server_reads();
+    assert!(!got.is_empty() && expected.starts_with(&got));
+    p.server
+        .received(&wire[READ_SIZE.min(wire.len())..])
+        .unwrap();
+    p.server.process(None, false).unwrap();
+    let mut all = got;
+    all.extend(p.server_reads());
+    assert_eq!(all, expected);
+    assert!(holds_nothing(&p.server));
 }
