@@ -37,12 +37,10 @@ pub struct TlsSession {
     conn: UnbufferedServerConnection,
     /// TLS bytes received and not yet processed (a record not yet whole).
     incoming: Vec<u8>,
-    /// Decrypted bytes not yet read, from `plain_at` on.
-    plain: Vec<u8>,
-    plain_at: usize,
-    /// TLS bytes to send, from `out_at` on.
-    outgoing: Vec<u8>,
-    out_at: usize,
+    /// Decrypted bytes not yet read.
+    plain: Drained,
+    /// TLS bytes to send.
+    outgoing: Drained,
     /// The peer said close_notify: no more data comes.
     peer_closed: bool,
     /// This side's close_notify is queued.
@@ -55,10 +53,8 @@ impl TlsSession {
         Ok(TlsSession {
             conn: UnbufferedServerConnection::new(config)?,
             incoming: Vec::new(),
-            plain: Vec::new(),
-            plain_at: 0,
-            outgoing: Vec::new(),
-            out_at: 0,
+            plain: Drained::default(),
+            outgoing: Drained::default(),
             peer_closed: false,
             close_queued: false,
         })
@@ -96,30 +92,22 @@ impl TlsSession {
 
     /// Decrypted bytes not yet read.
     pub fn plain(&self) -> &[u8] {
-        &self.plain[self.plain_at..]
+        self.plain.pending()
     }
 
     /// Marks `n` bytes of [`TlsSession::plain`] read.
     pub fn consume_plain(&mut self, n: usize) {
-        self.plain_at += n;
-        if self.plain_at >= self.plain.len() {
-            self.plain = Vec::new();
-            self.plain_at = 0;
-        }
+        self.plain.consume(n);
     }
 
     /// TLS bytes to send.
     pub fn outgoing(&self) -> &[u8] {
-        &self.outgoing[self.out_at..]
+        self.outgoing.pending()
     }
 
     /// Marks `n` bytes of [`TlsSession::outgoing`] sent.
     pub fn consume_outgoing(&mut self, n: usize) {
-        self.out_at += n;
-        if self.out_at >= self.outgoing.len() {
-            self.outgoing = Vec::new();
-            self.out_at = 0;
-        }
+        self.outgoing.consume(n);
     }
 
     /// Processes what was received: decrypts data into [`TlsSession::plain`] and queues
@@ -171,7 +159,7 @@ impl TlsSession {
                     while let Some(record) = r.next_record() {
                         let record = record.map_err(invalid)?;
                         discard += record.discard;
-                        plain.extend_from_slice(record.payload);
+                        plain.buf.extend_from_slice(record.payload);
                     }
                     None
                 }
@@ -180,12 +168,12 @@ impl TlsSession {
                     while let Some(record) = r.next_record() {
                         let record = record.map_err(invalid)?;
                         discard += record.discard;
-                        plain.extend_from_slice(record.payload);
+                        plain.buf.extend_from_slice(record.payload);
                     }
                     None
                 }
                 ConnectionState::EncodeTlsData(mut e) => {
-                    encode(outgoing, &mut e)?;
+                    encode(&mut outgoing.buf, &mut e)?;
                     None
                 }
                 // Queued in `outgoing`, which goes out in order before anything queued after
@@ -204,17 +192,13 @@ impl TlsSession {
                     if let Some(data) = send.take() {
                         // A record per 16 KiB, each with a header, a content type and a tag.
                         let room = data.len() + (data.len() / (16 * 1024) + 1) * 64;
-                        append(outgoing, room, |buf| match w.encrypt(data, buf) {
-                            Ok(n) => Ok(n),
-                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                            Err(_) => Err(None),
+                        append(&mut outgoing.buf, room, |buf| {
+                            w.encrypt(data, buf).map_err(encrypt_needs)
                         })?;
                     }
                     if close && !*close_queued {
-                        append(outgoing, 64, |buf| match w.queue_close_notify(buf) {
-                            Ok(n) => Ok(n),
-                            Err(EncryptError::InsufficientSize(s)) => Err(Some(s.required_size)),
-                            Err(_) => Err(None),
+                        append(&mut outgoing.buf, 64, |buf| {
+                            w.queue_close_notify(buf).map_err(encrypt_needs)
                         })?;
                         *close_queued = true;
                     }
@@ -249,7 +233,7 @@ impl TlsSession {
             let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
-                    if encode(&mut self.outgoing, &mut e).is_err() {
+                    if encode(&mut self.outgoing.buf, &mut e).is_err() {
                         break;
                     }
                 }
@@ -259,16 +243,47 @@ impl TlsSession {
     }
 }
 
+/// Bytes written at the end and consumed from the front, given back (no allocation) once
+/// all are consumed.
+#[derive(Default)]
+struct Drained {
+    buf: Vec<u8>,
+    /// Where the bytes not yet consumed start.
+    at: usize,
+}
+
+impl Drained {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.at..]
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at += n;
+        if self.at >= self.buf.len() {
+            *self = Drained::default();
+        }
+    }
+}
+
 /// Appends the handshake record rustls has ready to `out`.
 fn encode<D>(
     out: &mut Vec<u8>,
     e: &mut rustls::unbuffered::EncodeTlsData<'_, D>,
 ) -> io::Result<()> {
-    append(out, 1024, |buf| match e.encode(buf) {
-        Ok(n) => Ok(n),
-        Err(EncodeError::InsufficientSize(s)) => Err(Some(s.required_size)),
-        Err(_) => Err(None),
+    append(out, 1024, |buf| {
+        e.encode(buf).map_err(|e| match e {
+            EncodeError::InsufficientSize(s) => Some(s.required_size),
+            EncodeError::AlreadyEncoded => None,
+        })
     })
+}
+
+/// The room an encryption asked for, if that is why it failed.
+fn encrypt_needs(e: EncryptError) -> Option<usize> {
+    match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        EncryptError::EncryptExhausted => None,
+    }
 }
 
 fn invalid(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {

@@ -78,7 +78,7 @@ impl Pair {
 
 /// Whether the session holds no buffer at all (what an idle phone's connection costs).
 fn holds_nothing(s: &TlsSession) -> bool {
-    s.incoming.capacity() == 0 && s.plain.capacity() == 0 && s.outgoing.capacity() == 0
+    s.incoming.capacity() == 0 && s.plain.buf.capacity() == 0 && s.outgoing.buf.capacity() == 0
 }
 
 #[test]
