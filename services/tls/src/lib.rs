@@ -194,6 +194,15 @@ pub fn with_session_tickets(
     Ok(config)
 }
 
+/// `config` resuming no session: no tickets (stateful or not) and no session cache, so
+/// every connection makes a full handshake and its client certificate is verified each
+/// time (a resumed session would take the chain from its ticket or cache unchecked).
+pub fn without_resumption(mut config: rustls::ServerConfig) -> rustls::ServerConfig {
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
+    config
+}
+
 /// An acceptor from PEM files.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     Ok(TlsAcceptor::from(Arc::new(server_config(cert, key, &[])?)))

@@ -21,11 +21,12 @@ pub fn acceptor(
         None => {
             dialtone_tls::server_config(cert, key, &[]).and_then(dialtone_tls::with_session_tickets)
         }
-        // No tickets where a client certificate is an identity: a resumed session takes
-        // its client's chain from the ticket without checking it again, and each
-        // resumption would renew it, so a trusted peer's certificate could outlive its
-        // expiry. Every connection verifies it afresh instead.
-        Some(ca) => dialtone_tls::server_config_with_client_ca(cert, key, &[], ca),
+        // No resumption where a client certificate is an identity: a resumed session
+        // takes its client's chain from the ticket or cache without checking it again,
+        // and each resumption would renew it, so a trusted peer's certificate could
+        // outlive its expiry. Every connection verifies it afresh instead.
+        Some(ca) => dialtone_tls::server_config_with_client_ca(cert, key, &[], ca)
+            .map(dialtone_tls::without_resumption),
     }
     .map_err(|e| EdgeError::Tls(e.to_string()))?;
     Ok(TlsAcceptor::from(std::sync::Arc::new(config)))

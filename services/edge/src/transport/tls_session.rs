@@ -45,6 +45,9 @@ pub struct TlsSession {
     peer_closed: bool,
     /// This side's close_notify is queued.
     close_queued: bool,
+    /// Processing failed: rustls is not asked again (it would take the same bad record
+    /// for a second fatal error).
+    failed: bool,
 }
 
 impl TlsSession {
@@ -57,6 +60,7 @@ impl TlsSession {
             outgoing: Drained::default(),
             peer_closed: false,
             close_queued: false,
+            failed: false,
         })
     }
 
@@ -115,14 +119,21 @@ impl TlsSession {
     /// [`TlsSession::outgoing`]; then, once data may flow, encrypts `send` and, with
     /// `close`, queues close_notify (once). Sending once closed is an error.
     pub fn process(&mut self, send: Option<&[u8]>, close: bool) -> io::Result<Stop> {
+        if self.failed {
+            return Err(invalid("tls: the session failed"));
+        }
         // rustls stops after each record; what it is done with is dropped from the front
         // once, at the end, instead of after each record (which would move what is left
         // once per record: quadratic in a read of many small records).
         let mut done = 0;
         let result = self.process_from(&mut done, send, close);
+        self.failed = result.is_err();
         self.incoming.drain(..done.min(self.incoming.len()));
         if self.incoming.is_empty() {
             self.incoming = Vec::new();
+        } else if self.incoming.capacity() > 2 * self.incoming.len() + READ_SIZE {
+            // A record's first bytes held after a large read keep no more than they need.
+            self.incoming.shrink_to_fit();
         }
         result
     }
@@ -145,20 +156,16 @@ impl TlsSession {
                 close_queued,
                 ..
             } = self;
-            let UnbufferedStatus { mut discard, state } =
+            let UnbufferedStatus { discard, state } =
                 conn.process_tls_records(&mut incoming[*done..]);
-            let state = match state {
-                Ok(s) => s,
-                Err(e) => {
-                    *done += discard;
-                    return Err(invalid(e));
-                }
-            };
+            // Counted now, so an early return below still drops what rustls is done with.
+            *done += discard;
+            let state = state.map_err(invalid)?;
             let stop = match state {
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(record) = r.next_record() {
                         let record = record.map_err(invalid)?;
-                        discard += record.discard;
+                        *done += record.discard;
                         plain.buf.extend_from_slice(record.payload);
                     }
                     None
@@ -167,7 +174,7 @@ impl TlsSession {
                     // Never offered (no early data in the configuration); read as data.
                     while let Some(record) = r.next_record() {
                         let record = record.map_err(invalid)?;
-                        discard += record.discard;
+                        *done += record.discard;
                         plain.buf.extend_from_slice(record.payload);
                     }
                     None
@@ -206,7 +213,6 @@ impl TlsSession {
                 }
                 _ => return Err(invalid("tls: a state the edge does not handle")),
             };
-            *done += discard;
             if let Some(stop) = stop {
                 if send.is_some() {
                     return Err(io::Error::new(

@@ -254,7 +254,9 @@ mod tests {
         assert!(server.ticketer.enabled());
         // Where client certificates are identities, none: each connection checks its own.
         let with_ca = crate::transport::tls::acceptor(&cert, &key, Some(&cert)).unwrap();
-        assert!(!with_ca.config().ticketer.enabled());
+        let with_ca = with_ca.config();
+        assert!(!with_ca.ticketer.enabled());
+        assert!(!with_ca.session_storage.can_cache() && with_ca.send_tls13_tickets == 0);
         let client = Arc::new(dialtone_tls::client_config(&cert).unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

@@ -187,8 +187,11 @@ fn bad_input_is_an_error_with_an_alert_for_the_peer_when_rustls_has_one() {
         p.server.queue_alert();
         let out = p.server.outgoing().to_vec();
         assert_eq!(out.first() == Some(&0x15), alert, "{what}: {out:?}");
-        // Asked again, rustls has nothing more to say and nothing breaks.
+        // Asked again, rustls has nothing more to say and nothing breaks; a failed session
+        // neither processes (a second fatal alert) nor encrypts any more.
         p.server.queue_alert();
+        assert!(p.server.process(None, true).is_err(), "{what}");
+        assert!(p.server.process(Some(b"data"), false).is_err(), "{what}");
         assert_eq!(p.server.outgoing(), out, "{what}");
     }
 }
