@@ -290,6 +290,10 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 .context("building the gRPC reflection service")?,
         );
         let routes = router.routes();
+        // Written before the admin port serves: once /readyz can say 200, dialtonectl and
+        // scripts find the endpoint (written after it, a test that saw the node ready
+        // found no file).
+        write_endpoint(&data, grpc_addr, cfg.grpc_tls.is_some());
         let admin_task = {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
@@ -300,7 +304,6 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     .await
             })
         };
-        write_endpoint(&data, grpc_addr, cfg.grpc_tls.is_some());
         print_banner(
             &cfg,
             &data,
