@@ -174,10 +174,10 @@ pub struct BacklogLimit {
 /// changes waiting, the store taking `rate` a second and its current write waiting for
 /// `stalled`, `jitter` drawing a number in [0, 1) for each REGISTER turned away (only
 /// then: the REGISTER path draws nothing while the edge keeps up), so the phones turned
-/// away together come back spread over up to half as long again. The queue drains in `stalled` plus `queued`
-/// at `rate`: a hiccup of a second delays it a second, a store frozen for longer than the
-/// limit sheds whatever the queue. The Retry-After is the time to write the queue at
-/// `rate` (at least the limit).
+/// away together come back spread over up to half as long again. The queue drains in
+/// `stalled` plus `queued` at `rate`: a hiccup of a second delays it a second, a store
+/// frozen for longer than the limit sheds whatever the queue. The Retry-After is the time
+/// to write the queue at `rate` (at least the limit).
 pub fn shed(
     queued: usize,
     rate: f64,

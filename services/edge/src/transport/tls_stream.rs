@@ -7,7 +7,7 @@ use std::{
     io,
     pin::Pin,
     sync::Arc,
-    task::{Context, Poll, Waker, ready},
+    task::{Context, Poll, ready},
 };
 
 use rustls::ServerConfig;
@@ -35,9 +35,6 @@ pub struct TlsStream {
     session: TlsSession,
     /// The socket said end of file.
     eof: bool,
-    /// A reader waiting for the socket, woken when a write's processing decrypted data
-    /// for it instead.
-    reader: Option<Waker>,
 }
 
 /// Takes a client's TLS handshake over `tcp` (the caller bounds how long it may take).
@@ -47,7 +44,6 @@ pub async fn accept(tcp: TcpStream, config: Arc<ServerConfig>) -> io::Result<Tls
         tcp,
         session,
         eof: false,
-        reader: None,
     };
     std::future::poll_fn(|cx| stream.poll_handshake(cx)).await?;
     Ok(stream)
@@ -149,10 +145,7 @@ impl AsyncRead for TlsStream {
             if !this.session.plain().is_empty() || this.session.peer_closed() {
                 continue;
             }
-            if this.poll_fill(cx)?.is_pending() {
-                this.reader = Some(cx.waker().clone());
-                return Poll::Pending;
-            }
+            ready!(this.poll_fill(cx))?;
         }
     }
 }
@@ -167,14 +160,10 @@ impl AsyncWrite for TlsStream {
         if this.session.outgoing().len() >= MAX_QUEUED {
             ready!(this.poll_write_out(cx))?;
         }
-        let had_plain = !this.session.plain().is_empty();
+        // Decrypts nothing a reader waits for: bytes come in only through a read (or the
+        // handshake), which processes every whole record before it waits, so what is left
+        // is at most the start of one.
         this.process(Some(data), false)?;
-        if !had_plain && !this.session.plain().is_empty() {
-            // Processing for the write decrypted what a reader waits for.
-            if let Some(w) = this.reader.take() {
-                w.wake();
-            }
-        }
         if let Poll::Ready(Err(e)) = this.poll_write_out(cx) {
             return Poll::Ready(Err(e));
         }
