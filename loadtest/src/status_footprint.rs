@@ -15,7 +15,7 @@
 
 use std::{
     alloc::{GlobalAlloc, Layout},
-    sync::atomic::{AtomicI64, Ordering},
+    sync::atomic::{AtomicBool, AtomicI64, Ordering},
 };
 
 use dialtone_domain::{keys, placement};
@@ -40,25 +40,34 @@ struct Counting;
 
 static BYTES: AtomicI64 = AtomicI64::new(0);
 static BLOCKS: AtomicI64 = AtomicI64::new(0);
+/// Off while `revoke` times the hub: the counters are atomics every thread shares, and the
+/// threads re-reducing phones at once would contend for them as the role's never do.
+static COUNTING: AtomicBool = AtomicBool::new(true);
 
 static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 // SAFETY: every call is forwarded to mimalloc with the caller's layout unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        BYTES.fetch_add(l.size() as i64, Ordering::Relaxed);
-        BLOCKS.fetch_add(1, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            BYTES.fetch_add(l.size() as i64, Ordering::Relaxed);
+            BLOCKS.fetch_add(1, Ordering::Relaxed);
+        }
         // SAFETY: forwarded as is.
         unsafe { INNER.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        BYTES.fetch_sub(l.size() as i64, Ordering::Relaxed);
-        BLOCKS.fetch_sub(1, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            BYTES.fetch_sub(l.size() as i64, Ordering::Relaxed);
+            BLOCKS.fetch_sub(1, Ordering::Relaxed);
+        }
         // SAFETY: forwarded as is.
         unsafe { INNER.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
-        BYTES.fetch_add(new as i64 - l.size() as i64, Ordering::Relaxed);
+        if COUNTING.load(Ordering::Relaxed) {
+            BYTES.fetch_add(new as i64 - l.size() as i64, Ordering::Relaxed);
+        }
         // SAFETY: forwarded as is.
         unsafe { INNER.realloc(p, l, new) }
     }
@@ -304,6 +313,7 @@ fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     let state = RwLock::new(state);
     let (tx, _watcher) = broadcast::channel(hub::CHANNEL);
     let metrics = Metrics::default();
+    COUNTING.store(false, Ordering::Relaxed);
     let started = std::time::Instant::now();
     hub::apply_in_parts(&state, &tx, &metrics, &member, i64::MAX / 2 - 1);
     let took = started.elapsed();
@@ -317,6 +327,7 @@ fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     let started = std::time::Instant::now();
     hub::apply_in_parts(&state, &tx, &metrics, &gone, i64::MAX / 2);
     let took = started.elapsed();
+    COUNTING.store(true, Ordering::Relaxed);
     let state = state.into_inner();
     let counts = site_counts(&state);
     println!(

@@ -16,22 +16,25 @@ use std::{
     sync::Arc,
 };
 
-use dialtone_domain::{keys, placement, settings};
+use dialtone_domain::{keys, settings};
 use dialtone_proto::{
-    config::v1::{BaseSettings, EdgeGroup, MetaBase, Phone, PhoneKind, Site},
+    config::v1::{BaseSettings, EdgeGroup, MetaBase, Phone, Site},
     edge::v1::{Binding, MediaHealth, TrunkHealth},
     provisioning::v1::ProvisionState,
     status::v1::{
-        EdgeStatus, LineContact, LineStatus, MediaServerStatus, OperationalStatus, PhoneStatus,
-        ProvisioningStatus, StatusChange, TrunkStatus,
+        MediaServerStatus, OperationalStatus, PhoneStatus, ProvisioningStatus, StatusChange,
+        TrunkStatus,
     },
 };
 use prost::Message;
 use tracing::warn;
 
-use dialtone_domain::status_model::{self as model, Expected};
-
-use crate::intern::Interner;
+pub use crate::reduce::{Form, Handed};
+use crate::{
+    intern::Interner,
+    reduce::{self, Context, Placed},
+    republish,
+};
 
 /// Every prefix the view is built from.
 pub const PREFIXES: [&str; 9] = [
@@ -54,54 +57,56 @@ pub const PREFIXES: [&str; 9] = [
 
 /// What the view keeps of a phone's configuration.
 #[derive(Debug)]
-struct PhoneFacts {
-    name: Box<str>,
-    site_id: Arc<str>,
-    base_id: Arc<str>,
-    kind: i32,
-    disabled: bool,
-    secondary_override: Option<bool>,
-    sip_users: Box<[Box<str>]>,
+pub(crate) struct PhoneFacts {
+    pub(crate) name: Box<str>,
+    pub(crate) site_id: Arc<str>,
+    pub(crate) base_id: Arc<str>,
+    pub(crate) kind: i32,
+    pub(crate) disabled: bool,
+    pub(crate) secondary_override: Option<bool>,
+    pub(crate) sip_users: Box<[Box<str>]>,
 }
 
 /// What the view keeps of one binding (one line of a phone on one edge).
 #[derive(Debug)]
-struct BindingFacts {
-    line: u32,
-    node_id: Arc<str>,
+pub(crate) struct BindingFacts {
+    pub(crate) line: u32,
+    pub(crate) node_id: Arc<str>,
     /// Sorted by URI.
-    contacts: Box<[ContactFacts]>,
-    user_agent: Arc<str>,
-    updated_at_ms: i64,
+    pub(crate) contacts: Box<[ContactFacts]>,
+    pub(crate) user_agent: Arc<str>,
+    pub(crate) updated_at_ms: i64,
 }
 
 /// One contact of a binding (its edge is the binding's).
 #[derive(Debug)]
-struct ContactFacts {
-    uri: Box<str>,
-    source: Box<str>,
-    transport: i32,
+pub(crate) struct ContactFacts {
+    pub(crate) uri: Box<str>,
+    pub(crate) source: Box<str>,
+    pub(crate) transport: i32,
 }
 
 /// The last status published for a phone.
 #[derive(Debug)]
-struct Published {
-    fingerprint: u64,
-    status: OperationalStatus,
-    since_ms: i64,
+pub(crate) struct Published {
+    pub(crate) fingerprint: u64,
+    pub(crate) status: OperationalStatus,
+    pub(crate) since_ms: i64,
     /// (edge, lines registered there, since when).
-    edges: Box<[(Arc<str>, u32, i64)]>,
-    site_id: Arc<str>,
-    revision: i64,
+    pub(crate) edges: Box<[(Arc<str>, u32, i64)]>,
+    pub(crate) site_id: Arc<str>,
+    pub(crate) revision: i64,
 }
 
 #[derive(Debug, Default)]
-struct PhoneEntry {
-    config: Option<PhoneFacts>,
+pub(crate) struct PhoneEntry {
+    pub(crate) config: Option<PhoneFacts>,
     /// Sorted by (line, edge).
-    bindings: Box<[BindingFacts]>,
-    provision: Option<Box<ProvisioningStatus>>,
-    published: Option<Published>,
+    pub(crate) bindings: Box<[BindingFacts]>,
+    pub(crate) provision: Option<Box<ProvisioningStatus>>,
+    pub(crate) published: Option<Published>,
+    /// Where it was last placed, while nothing placement reads has changed since.
+    pub(crate) placed: Placed,
 }
 
 /// Per-site counts by status.
@@ -132,6 +137,9 @@ pub struct Fleet {
     /// The edges with a membership record: only their bindings count. A few, so a list;
     /// the ids are the interner's, like the bindings' ([`Members::contains`]).
     members: Members,
+    /// Moves whenever a site, edge group or profile changes or the inputs are replaced:
+    /// a phone's cached placement ([`Placed`]) holds only within the epoch it was found in.
+    epoch: u32,
 }
 
 /// What a key change touches.
@@ -163,6 +171,7 @@ impl Fleet {
             trunk_health: BTreeMap::new(),
             media_health: BTreeMap::new(),
             members: Members::default(),
+            epoch: 1,
         }
     }
 
@@ -216,8 +225,19 @@ impl Fleet {
     }
 
     /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
-    /// whether everything must be re-reduced, else the phone touched.
+    /// whether everything must be re-reduced, else the phone touched. A change that
+    /// touches every phone may move any phone's placement, so none cached holds after it.
     fn absorb(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
+        let touched = self.absorb_key(key, value);
+        if matches!(touched, Touched::Everyone) {
+            self.next_epoch();
+        }
+        touched
+    }
+
+    /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
+    /// whether everything must be re-reduced, else the phone touched.
+    fn absorb_key(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
         fn decode<M: Message + Default>(key: &str, v: &[u8]) -> Option<M> {
             M::decode(v)
                 .inspect_err(|e| warn!(key, error = %e, "undecodable value in the store"))
@@ -264,6 +284,7 @@ impl Fleet {
                 });
             let (id, entry) = self.entry(id);
             entry.config = facts;
+            entry.placed = Placed::default();
             return Touched::Phone(id);
         }
         if key.starts_with(keys::BINDINGS) {
@@ -335,34 +356,17 @@ impl Fleet {
     }
 
     /// Applies a batch of changes that brings the view to `revision`; returns the phones
-    /// whose status changed, in the order they changed.
+    /// whose status changed, in id order.
     pub fn apply<'k>(
         &mut self,
         changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
         revision: i64,
         now_ms: i64,
     ) -> Vec<StatusChange> {
-        let mut out = Vec::new();
-        self.apply_part(changes, revision, now_ms, &mut |_, c| out.push(c));
+        let touched = self.absorb_part(changes);
+        let out = self.changes_of(&touched, revision, now_ms);
         self.advance(revision);
         out
-    }
-
-    /// Applies part of a batch that brings the view to `revision`, handing each phone whose
-    /// status changed to `sink` (the view's copy of its id, and its change stamped with
-    /// `revision`) as it is re-reduced, instead of collecting them: a lease's expiry changes
-    /// hundreds of thousands of phones at once.
-    /// The view's own revision stays where it was until [`Fleet::advance`], so a batch
-    /// applied in parts reads as not yet applied until its last part is.
-    pub fn apply_part<'k>(
-        &mut self,
-        changes: impl IntoIterator<Item = (&'k str, Option<&'k [u8]>)>,
-        revision: i64,
-        now_ms: i64,
-        sink: &mut dyn FnMut(&Arc<str>, StatusChange),
-    ) {
-        let touched = self.absorb_part(changes);
-        self.republish_all(&touched, revision, now_ms, sink);
     }
 
     /// Takes part of a batch in without re-reducing; returns the phones it touched, sorted,
@@ -400,35 +404,62 @@ impl Fleet {
         touched
     }
 
+    /// Forgets every phone's cached placement: what placement reads has changed.
+    fn next_epoch(&mut self) {
+        self.epoch = self.epoch.checked_add(1).unwrap_or(1);
+    }
+
     /// Raises the view's revision to `revision` (a batch's last part is applied).
     pub fn advance(&mut self, revision: i64) {
         self.revision = self.revision.max(revision);
     }
 
-    fn republish_every_phone(
-        &mut self,
-        revision: i64,
-        now_ms: i64,
-        sink: &mut dyn FnMut(&Arc<str>, StatusChange),
-    ) {
-        let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
-        self.republish_all(&ids, revision, now_ms, sink);
-    }
-
-    /// Re-reduces phones `ids`, handing each whose status changed to `sink` stamped with
-    /// `revision`.
+    /// Re-reduces phones `ids` (sorted, no repeats: [`Fleet::absorb_part`]'s), handing each
+    /// whose status changed to `sink` stamped with `revision`, in id order and in the form
+    /// asked for. Many phones are re-reduced on several threads
+    /// ([`crate::republish`]).
     pub fn republish_all(
         &mut self,
         ids: &[Arc<str>],
         revision: i64,
         now_ms: i64,
-        sink: &mut dyn FnMut(&Arc<str>, StatusChange),
+        form: Form,
+        sink: &mut dyn FnMut(&Arc<str>, Handed),
     ) {
-        for id in ids {
-            if let Some(c) = self.republish(id, revision, now_ms) {
-                sink(id, c);
+        let Fleet {
+            realm,
+            sites,
+            groups,
+            bases,
+            phones,
+            counts,
+            names,
+            members,
+            epoch,
+            ..
+        } = self;
+        let context = Context {
+            realm,
+            sites,
+            groups,
+            bases,
+            members,
+            names,
+            epoch: *epoch,
+        };
+        let rereduced = republish::rereduce(&context, phones, ids, revision, now_ms, form);
+        republish::finish(phones, counts, names, ids, rereduced, sink);
+    }
+
+    /// Re-reduces phones `ids` ([`Fleet::republish_all`]); returns their changes.
+    fn changes_of(&mut self, ids: &[Arc<str>], revision: i64, now_ms: i64) -> Vec<StatusChange> {
+        let mut out = Vec::new();
+        self.republish_all(ids, revision, now_ms, Form::Change, &mut |_, h| {
+            if let Handed::Change(c) = h {
+                out.push(*c);
             }
-        }
+        });
+        out
     }
 
     /// When the edges wrote the bindings applied since the last call (edge clock, Unix ms).
@@ -447,9 +478,8 @@ impl Fleet {
     /// Re-reduces every phone after a complete listing read at `revision`.
     pub fn settle(&mut self, revision: i64, now_ms: i64) -> Vec<StatusChange> {
         self.advance(revision);
-        let mut out = Vec::new();
-        self.republish_every_phone(self.revision, now_ms, &mut |_, c| out.push(c));
-        out
+        let ids: Vec<Arc<str>> = self.phones.keys().cloned().collect();
+        self.changes_of(&ids, self.revision, now_ms)
     }
 
     /// Replaces every input with those of `fresh` (a complete listing read at `revision`)
@@ -466,6 +496,7 @@ impl Fleet {
         self.trunk_health = fresh.trunk_health;
         self.media_health = fresh.media_health;
         self.members = fresh.members;
+        self.next_epoch();
         // The fresh listing's names; what was published keeps its own until republished.
         self.names = fresh.names;
         for e in self.phones.values_mut() {
@@ -480,83 +511,6 @@ impl Fleet {
             mine.provision = e.provision;
         }
         self.settle(revision, now_ms)
-    }
-
-    /// Re-reduces one phone; returns its change, stamped with `revision`, when its status
-    /// differs from the one published.
-    fn republish(&mut self, id: &str, revision: i64, now_ms: i64) -> Option<StatusChange> {
-        let context = Context {
-            realm: &self.realm,
-            sites: &self.sites,
-            groups: &self.groups,
-            bases: &self.bases,
-            members: &self.members,
-        };
-        let entry = self.phones.get_mut(id)?;
-        let fresh = context.compute(id, entry);
-        let change = match (fresh, entry.published.take()) {
-            (None, None) => None,
-            (None, Some(old)) => {
-                bump(&mut self.counts, &old.site_id, old.status, -1);
-                Some(StatusChange {
-                    removed: true,
-                    phone_id: id.to_owned(),
-                    revision,
-                    ..Default::default()
-                })
-            }
-            (Some(mut st), old) => {
-                let fingerprint = fingerprint(&st);
-                if old.as_ref().is_some_and(|o| o.fingerprint == fingerprint) {
-                    entry.published = old;
-                    None
-                } else {
-                    let old = old.as_ref();
-                    let status = st.status();
-                    if let Some(o) = old {
-                        bump(&mut self.counts, &o.site_id, o.status, -1);
-                    }
-                    bump(&mut self.counts, &st.site_id, status, 1);
-                    st.status_since_ms = match old {
-                        Some(o) if o.status == status => o.since_ms,
-                        _ => now_ms,
-                    };
-                    for e in &mut st.edges {
-                        e.since_ms = old
-                            .and_then(|o| o.edges.iter().find(|(n, ..)| **n == *e.node_id))
-                            .filter(|(_, lines, _)| *lines == e.lines_registered)
-                            .map_or(now_ms, |(_, _, since)| *since);
-                    }
-                    st.revision = revision;
-                    fill_binding_times(&mut st, &entry.bindings, context.members);
-                    entry.published = Some(Published {
-                        fingerprint,
-                        status,
-                        since_ms: st.status_since_ms,
-                        edges: st
-                            .edges
-                            .iter()
-                            .map(|e| {
-                                let node = self.names.get(&e.node_id);
-                                (node, e.lines_registered, e.since_ms)
-                            })
-                            .collect(),
-                        site_id: self.names.get(&st.site_id),
-                        revision,
-                    });
-                    Some(StatusChange {
-                        phone_id: id.to_owned(),
-                        revision,
-                        status: Some(st),
-                        ..Default::default()
-                    })
-                }
-            }
-        };
-        if entry.config.is_none() && entry.bindings.is_empty() && entry.provision.is_none() {
-            self.phones.remove(id);
-        }
-        change
     }
 
     /// The view's copy of phone id `id` (a new one for a phone it no longer holds).
@@ -579,7 +533,7 @@ impl Fleet {
                 .map_or(0, |(_, _, s)| *s);
         }
         st.revision = published.revision;
-        fill_binding_times(&mut st, &self.phones.get(id)?.bindings, &self.members);
+        reduce::fill_binding_times(&mut st, &self.phones.get(id)?.bindings, &self.members);
         Some(st)
     }
 
@@ -611,7 +565,8 @@ impl Fleet {
 
     /// The phone's status without since-times and revision; none when it is not configured.
     fn compute(&self, id: &str) -> Option<PhoneStatus> {
-        self.context().compute(id, self.phones.get(id)?)
+        let entry = self.phones.get(id)?;
+        self.context().compute(id, entry, &mut entry.placed.clone())
     }
 
     /// What a phone's status is reduced against besides its own entry.
@@ -622,120 +577,9 @@ impl Fleet {
             groups: &self.groups,
             bases: &self.bases,
             members: &self.members,
+            names: &self.names,
+            epoch: self.epoch,
         }
-    }
-}
-
-/// What a phone's status is reduced against besides its own entry, borrowed apart from the
-/// phones so one lookup of a phone serves both its reduction and its update.
-struct Context<'a> {
-    realm: &'a str,
-    sites: &'a HashMap<String, String>,
-    groups: &'a HashMap<String, EdgeGroup>,
-    bases: &'a HashMap<String, (Option<bool>, bool)>,
-    members: &'a Members,
-}
-
-impl Context<'_> {
-    /// Phone `id`'s status from its `entry`, without since-times and revision; none when
-    /// it is not configured.
-    fn compute(&self, id: &str, entry: &PhoneEntry) -> Option<PhoneStatus> {
-        let c = entry.config.as_ref()?;
-        let remote = c.kind == PhoneKind::Remote as i32;
-        let (base_dual, fails_over) = self.bases.get(&*c.base_id).copied().unwrap_or_default();
-        let dual = !fails_over && c.secondary_override.or(base_dual).unwrap_or(true);
-        let mut placement_problem = String::new();
-        let placed = match self.sites.get(&*c.site_id) {
-            _ if remote => None,
-            None => {
-                placement_problem = format!("site {} does not exist", c.site_id);
-                None
-            }
-            Some(group_id) => match self.groups.get(group_id) {
-                None => {
-                    placement_problem = format!("edge group {group_id} does not exist");
-                    None
-                }
-                Some(g) => {
-                    let p = placement::place(id, &g.edges, dual);
-                    if p.is_none() {
-                        placement_problem = format!("edge group {group_id} has no edges");
-                    }
-                    p
-                }
-            },
-        };
-        let expected = Expected::placed(c.sip_users.len() as u32, placed, remote, c.disabled);
-        // Each binding's edge looked up once (a phone has a few bindings).
-        let live: Vec<&BindingFacts> = entry
-            .bindings
-            .iter()
-            .filter(|b| self.members.contains(&b.node_id))
-            .collect();
-        let registered: Vec<(u32, &str)> = live
-            .iter()
-            .filter(|b| !b.contacts.is_empty())
-            .map(|b| (b.line, &*b.node_id))
-            .collect();
-        let reduced = model::reduce(&expected, &registered);
-        let lines = c
-            .sip_users
-            .iter()
-            .enumerate()
-            .map(|(i, user)| {
-                let contacts: Vec<LineContact> = live
-                    .iter()
-                    .filter(|b| b.line == i as u32)
-                    .flat_map(|b| {
-                        b.contacts.iter().map(|c| LineContact {
-                            node_id: String::from(&*b.node_id),
-                            uri: String::from(&*c.uri),
-                            transport: c.transport,
-                            source: String::from(&*c.source),
-                        })
-                    })
-                    .collect();
-                LineStatus {
-                    line_index: i as u32,
-                    sip_user: String::from(&**user),
-                    aor: ["sip:", user, "@", self.realm].concat(),
-                    reachable: !contacts.is_empty(),
-                    contacts,
-                }
-            })
-            .collect();
-        let user_agent = live
-            .iter()
-            .max_by_key(|b| b.updated_at_ms)
-            .map(|b| String::from(&*b.user_agent))
-            .unwrap_or_default();
-        Some(PhoneStatus {
-            phone_id: id.to_owned(),
-            name: String::from(&*c.name),
-            site_id: String::from(&*c.site_id),
-            kind: c.kind,
-            status: reduced.status as i32,
-            status_since_ms: 0,
-            edges: reduced
-                .edges
-                .iter()
-                .map(|e| EdgeStatus {
-                    node_id: e.node_id.to_owned(),
-                    role: e.role as i32,
-                    lines_registered: e.lines_registered,
-                    registered: expected.lines > 0 && e.lines_registered >= expected.lines,
-                    since_ms: 0,
-                    binding_updated_at_ms: 0,
-                })
-                .collect(),
-            lines,
-            user_agent,
-            disabled: c.disabled,
-            placement_problem,
-            provisioning: entry.provision.as_deref().cloned(),
-            revision: 0,
-            base_settings_id: String::from(&*c.base_id),
-        })
     }
 }
 
@@ -788,35 +632,9 @@ pub fn phone_of(key: &str) -> &str {
         .unwrap_or(key)
 }
 
-/// Each edge's latest binding write (kept out of the fingerprint: refreshes move it); none
-/// for an edge without its membership record, whose bindings do not count.
-fn fill_binding_times(st: &mut PhoneStatus, bindings: &[BindingFacts], members: &Members) {
-    for e in &mut st.edges {
-        e.binding_updated_at_ms = bindings
-            .iter()
-            .filter(|b| *b.node_id == *e.node_id && members.contains(&b.node_id))
-            .map(|b| b.updated_at_ms)
-            .max()
-            .unwrap_or(0);
-    }
-}
-
-/// A hash of everything a status says except its since-times and revision: of its
-/// encoding, into a buffer kept for the next (an edge's departure fingerprints hundreds of
-/// thousands of phones at once).
-fn fingerprint(st: &PhoneStatus) -> u64 {
-    use std::{cell::RefCell, hash::BuildHasher};
-    thread_local!(static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
-    BUF.with_borrow_mut(|buf| {
-        buf.clear();
-        st.encode(buf).expect("a Vec grows");
-        foldhash::quality::FixedState::with_seed(0).hash_one(&buf[..])
-    })
-}
-
 /// The edges with a membership record.
 #[derive(Debug, Default)]
-struct Members(Vec<Arc<str>>);
+pub(crate) struct Members(Vec<Arc<str>>);
 
 impl Members {
     /// Adds edge `node`; returns whether it was not there.
@@ -837,23 +655,8 @@ impl Members {
 
     /// Whether edge `node` has a record: the interner's copy of its id is compared by
     /// address first, then by value.
-    fn contains(&self, node: &Arc<str>) -> bool {
+    pub(crate) fn contains(&self, node: &Arc<str>) -> bool {
         self.0.iter().any(|m| Arc::ptr_eq(m, node)) || self.0.iter().any(|m| **m == **node)
-    }
-}
-
-fn bump(counts: &mut BTreeMap<String, Counts>, site: &str, status: OperationalStatus, by: i32) {
-    let slot = match status {
-        OperationalStatus::Operational => 0,
-        OperationalStatus::Degraded => 1,
-        OperationalStatus::Offline => 2,
-        OperationalStatus::NotApplicable => 3,
-        OperationalStatus::Unspecified => 4,
-    };
-    let c = counts.entry(site.to_owned()).or_default();
-    c[slot] = c[slot].saturating_add_signed(by);
-    if c.iter().all(|n| *n == 0) {
-        counts.remove(site);
     }
 }
 

@@ -1,5 +1,6 @@
+use dialtone_domain::placement;
 use dialtone_proto::{
-    config::v1::{Edge, Line, PhoneSettings},
+    config::v1::{Edge, Line, PhoneKind, PhoneSettings},
     edge::v1::Contact,
     status::v1::EdgeRole,
 };
@@ -402,4 +403,110 @@ fn only_the_wide_prefixes_touch_many_phones() {
             );
         }
     }
+}
+
+/// `n` phones `p0000…` with one line each, bound to their primary and secondary edge of
+/// the fleet of [`fleet`] (every edge with its record): the keys and values, in id order.
+fn many_bound_phones(n: usize) -> Vec<(String, Vec<u8>)> {
+    let group = group();
+    let mut kvs = Vec::new();
+    for i in 0..n {
+        let id = format!("p{i:04}");
+        let p = Phone {
+            id: id.clone(),
+            name: format!("Desk {i}"),
+            site_id: "hq".into(),
+            base_settings_id: "desk".into(),
+            lines: vec![Line {
+                sip_user: format!("{}", 2000 + i),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        kvs.push((keys::phone(&id), p.encode_to_vec()));
+        for node in placement::node_ids(&id, &group.edges, true) {
+            kvs.push((keys::binding(&id, 0, &node), binding("Poly/1")));
+        }
+    }
+    kvs
+}
+
+#[test]
+fn an_edge_leaving_many_phones_reads_as_each_phone_leaving_alone() {
+    // Enough phones that a departed edge's are re-reduced on several threads
+    // (crate::republish); the same fleet re-reduced phone by phone is the reference.
+    let phones = many_bound_phones(3_000);
+    let build = || {
+        let (mut f, ..) = fleet();
+        f.apply(
+            phones.iter().map(|(k, v)| (k.as_str(), Some(&v[..]))),
+            11,
+            2_000,
+        );
+        f
+    };
+    let (mut together, mut alone) = (build(), build());
+    let bound_to_a: Vec<&str> = phones
+        .iter()
+        .filter(|(k, _)| k.starts_with(keys::BINDINGS) && k.ends_with("/a"))
+        .map(|(k, _)| keys::parse_binding(k).unwrap().0)
+        .collect();
+    assert!(bound_to_a.len() > 1_500, "{}", bound_to_a.len());
+
+    let changes = together.apply([("members/edge/a", None)], 12, 3_000);
+    let ids: Vec<&str> = changes.iter().map(|c| c.phone_id.as_str()).collect();
+    assert_eq!(ids, bound_to_a, "one change a bound phone, in id order");
+
+    // The reference: the record gone from a fleet where the phones are then touched one
+    // at a time (a rewrite of each phone's configuration re-reduces it alone).
+    alone.members.remove("a");
+    for id in &bound_to_a {
+        let (k, v) = phones.iter().find(|(k, _)| *k == keys::phone(id)).unwrap();
+        let one = alone.apply([(k.as_str(), Some(&v[..]))], 12, 3_000);
+        assert_eq!(one.len(), 1, "{id}");
+        assert_eq!(one[0], changes[ids.binary_search(id).unwrap()], "{id}");
+    }
+    assert_eq!(together.counts(), alone.counts());
+    let site = together.counts()["hq"];
+    assert_eq!(site[1] as usize, bound_to_a.len(), "DEGRADED: {site:?}");
+    assert_eq!(site[0] as usize, 3_000 - bound_to_a.len(), "{site:?}");
+    assert_eq!(site[2], 1, "p1, never registered, OFFLINE: {site:?}");
+    for (k, _) in phones.iter().filter(|(k, _)| k.starts_with(keys::PHONES)) {
+        let id = &k[keys::PHONES.len()..];
+        assert_eq!(together.get(id), alone.get(id), "{id}");
+    }
+}
+
+#[test]
+fn a_group_change_moves_cached_placements() {
+    let (mut f, primary, _) = fleet();
+    let key_p = keys::binding("p1", 0, &primary);
+    f.apply([(key_p.as_str(), Some(&binding("x")[..]))], 11, 2_000);
+    assert_eq!(status(&f).status(), OperationalStatus::Degraded);
+    // The group now holds only edges d and e: the phone's placement (cached when it was
+    // re-reduced above) must move with it.
+    let mut g = group();
+    g.edges = ["d", "e"]
+        .iter()
+        .map(|n| Edge {
+            node_id: (*n).into(),
+            ..Default::default()
+        })
+        .collect();
+    f.apply(
+        [("config/edge-groups/main", Some(&g.encode_to_vec()[..]))],
+        12,
+        3_000,
+    );
+    let want = placement::node_ids(PHONE, &g.edges, true);
+    let st = status(&f);
+    let expected: Vec<&str> = st
+        .edges
+        .iter()
+        .filter(|e| e.role() != EdgeRole::Unexpected)
+        .map(|e| e.node_id.as_str())
+        .collect();
+    assert_eq!(expected, want, "{st:?}");
+    let old = st.edges.iter().find(|e| e.node_id == primary).unwrap();
+    assert_eq!(old.role(), EdgeRole::Unexpected, "{st:?}");
 }

@@ -18,7 +18,7 @@ use prost::Message as _;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use crate::{
-    fleet::{self, Fleet},
+    fleet::{self, Fleet, Form, Handed},
     metrics::Metrics,
 };
 
@@ -109,7 +109,16 @@ impl State {
     pub fn record(&mut self, tx: &broadcast::Sender<EncodedChange>, changes: Vec<StatusChange>) {
         for c in changes {
             let id = self.fleet.shared_id(&c.phone_id);
-            remember(&mut self.history, &mut self.dropped, tx, id, c);
+            // Nobody to encode for: a watcher that subscribes later starts from the state.
+            let encoded = (tx.receiver_count() > 0).then(|| c.encode_to_vec().into());
+            remember(
+                &mut self.history,
+                &mut self.dropped,
+                tx,
+                id,
+                c.revision,
+                encoded,
+            );
         }
     }
 
@@ -124,33 +133,44 @@ impl State {
     ) -> usize {
         let (history, dropped) = (&mut self.history, &mut self.dropped);
         let mut changed = 0;
+        // Nobody to encode for: a watcher that subscribes later starts from the state.
+        let form = if tx.receiver_count() > 0 {
+            Form::Encoded
+        } else {
+            Form::Bare
+        };
         self.fleet
-            .republish_all(ids, revision, now_ms, &mut |id, c| {
+            .republish_all(ids, revision, now_ms, form, &mut |id, handed| {
                 changed += 1;
-                remember(history, dropped, tx, id.clone(), c);
+                let encoded = match handed {
+                    Handed::Encoded(bytes) => Some(bytes),
+                    Handed::Change(c) => Some(c.encode_to_vec().into()),
+                    Handed::Bare => None,
+                };
+                remember(history, dropped, tx, id.clone(), revision, encoded);
             });
         changed
     }
 }
 
-/// Remembers one change (`id` is the view's copy of its phone's id) and sends it to live
-/// watchers.
+/// Remembers one change (`id` is the view's copy of its phone's id) at `revision`, and
+/// sends it, `encoded`, to live watchers.
 fn remember(
     history: &mut VecDeque<(i64, Arc<str>)>,
     dropped: &mut i64,
     tx: &broadcast::Sender<EncodedChange>,
     id: Arc<str>,
-    change: StatusChange,
+    revision: i64,
+    encoded: Option<EncodedChange>,
 ) {
     if history.len() == HISTORY
         && let Some((r, _)) = history.pop_front()
     {
         *dropped = (*dropped).max(r);
     }
-    history.push_back((change.revision, id));
-    // Nobody to encode for: a watcher that subscribes later starts from the state.
-    if tx.receiver_count() > 0 {
-        let _ = tx.send(change.encode_to_vec().into());
+    history.push_back((revision, id));
+    if let Some(encoded) = encoded {
+        let _ = tx.send(encoded);
     }
 }
 

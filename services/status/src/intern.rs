@@ -21,6 +21,11 @@ impl Default for Interner {
 }
 
 impl Interner {
+    /// The one copy of `s`, when the set has it (for readers sharing the set).
+    pub(crate) fn find(&self, s: &str) -> Option<Arc<str>> {
+        self.set.get(s).cloned()
+    }
+
     /// The one copy of `s`.
     pub(crate) fn get(&mut self, s: &str) -> Arc<str> {
         if let Some(a) = self.set.get(s) {
@@ -49,6 +54,8 @@ mod tests {
         assert!(Arc::ptr_eq(&a, &b));
         assert!(!Arc::ptr_eq(&a, &c));
         assert_eq!(&*c, "edge-2");
+        assert!(Arc::ptr_eq(&names.find("edge-1").unwrap(), &a));
+        assert!(names.find("edge-3").is_none());
     }
 
     #[test]

@@ -19,6 +19,8 @@ pub mod hub;
 mod intern;
 pub mod media;
 pub mod metrics;
+mod reduce;
+mod republish;
 pub mod trunks;
 mod watch;
 

@@ -1,0 +1,232 @@
+//! Re-reduces many phones of the view at once. A departed edge touches every phone bound
+//! to it (666,000 at a million phones), so: the phones' entries are found by one walk over
+//! the view in id order, not a lookup each; they are re-reduced in place on several
+//! threads, each its own share ([`Context::rereduce`] reads nothing another phone's
+//! re-reduction writes); then, on the caller's thread and in id order, what the phones
+//! share is finished (per-site counts, names, entries left empty) and each change handed
+//! on. A few phones, or phones scattered over a large view, are looked up one by one on
+//! the caller's thread.
+
+use std::{collections::BTreeMap, ops::Bound::Included, sync::Arc};
+
+use crate::{
+    fleet::{Counts, PhoneEntry},
+    intern::Interner,
+    reduce::{Context, Form, Handed, Rereduced, Tally},
+};
+
+/// The view's phones by id.
+pub(crate) type Phones = BTreeMap<Arc<str>, Box<PhoneEntry>>;
+
+/// Fewest phones worth a thread of their own (a thread costs tens of microseconds to
+/// start; a phone's re-reduction a few).
+const SHARE: usize = 512;
+/// Entries a walk may pass over for each phone it finds before looking the phones up
+/// instead: passing an entry costs nanoseconds, a lookup in a view of a million about a
+/// microsecond.
+const PASSED_PER_PHONE: usize = 32;
+/// Most threads one re-reduction uses (of rayon's pool, one a core).
+const MOST_THREADS: usize = 8;
+
+/// Re-reduces phones `ids` (sorted, no repeats) in place; returns what each changed, in
+/// the order of `ids` (none for a phone the view does not hold).
+pub(crate) fn rereduce(
+    context: &Context<'_>,
+    phones: &mut Phones,
+    ids: &[Arc<str>],
+    revision: i64,
+    now_ms: i64,
+    form: Form,
+) -> (Vec<Option<Rereduced>>, Tally) {
+    let one = |id: &Arc<str>, entry: Option<&mut PhoneEntry>, tally: &mut Tally| {
+        entry.map(|e| context.rereduce(id, e, revision, now_ms, form, tally))
+    };
+    if ids.len() < SHARE || !dense(phones, ids) {
+        let mut tally = Tally::default();
+        let out = ids
+            .iter()
+            .map(|id| one(id, phones.get_mut(&**id).map(|e| &mut **e), &mut tally))
+            .collect();
+        return (out, tally);
+    }
+    let mut entries = walk(phones, ids);
+    let threads = rayon_core::current_num_threads()
+        .min(MOST_THREADS)
+        .min(ids.len() / SHARE)
+        .max(1);
+    let per = ids.len().div_ceil(threads);
+    let shares = ids.chunks(per).zip(entries.chunks_mut(per));
+    let run = |(ids, entries): (&[Arc<str>], &mut [Option<&mut PhoneEntry>])| {
+        let mut tally = Tally::default();
+        let out: Vec<_> = ids
+            .iter()
+            .zip(entries)
+            .map(|(id, e)| one(id, e.as_deref_mut(), &mut tally))
+            .collect();
+        (out, tally)
+    };
+    let mut parts: Vec<(Vec<Option<Rereduced>>, Tally)> = Vec::new();
+    parts.resize_with(threads, Default::default);
+    rayon_core::scope(|s| {
+        for (share, out) in shares.zip(parts.iter_mut()) {
+            s.spawn(move |_| *out = run(share));
+        }
+    });
+    let mut tally = Tally::default();
+    let mut out = Vec::with_capacity(ids.len());
+    for (part, t) in parts {
+        out.extend(part);
+        tally.merge(t);
+    }
+    (out, tally)
+}
+
+/// Whether the view's entries from the first of `ids` to the last are few enough to walk.
+fn dense(phones: &Phones, ids: &[Arc<str>]) -> bool {
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+        return false;
+    };
+    let most = ids.len() * PASSED_PER_PHONE;
+    phones
+        .range::<str, _>((Included(&**first), Included(&**last)))
+        .take(most + 1)
+        .count()
+        <= most
+}
+
+/// The entries of `ids` (sorted, no repeats), found by walking the view once.
+fn walk<'v>(phones: &'v mut Phones, ids: &[Arc<str>]) -> Vec<Option<&'v mut PhoneEntry>> {
+    let mut out = Vec::with_capacity(ids.len());
+    let (Some(first), Some(last)) = (ids.first(), ids.last()) else {
+        return out;
+    };
+    let mut entries = phones
+        .range_mut::<str, _>((Included(&**first), Included(&**last)))
+        .peekable();
+    for id in ids {
+        while entries.next_if(|(k, _)| ***k < **id).is_some() {}
+        out.push(
+            entries
+                .next_if(|(k, _)| ***k == **id)
+                .map(|(_, e)| &mut **e),
+        );
+    }
+    out
+}
+
+/// Finishes what re-reducing `ids` changed (in the order of `ids`, with `tally` its
+/// counts) and hands each change to `sink`.
+pub(crate) fn finish(
+    phones: &mut Phones,
+    counts: &mut BTreeMap<String, Counts>,
+    names: &mut Interner,
+    ids: &[Arc<str>],
+    (rereduced, tally): (Vec<Option<Rereduced>>, Tally),
+    sink: &mut dyn FnMut(&Arc<str>, Handed),
+) {
+    for (site, by) in tally.0 {
+        count(counts, &site, by);
+    }
+    for (id, r) in ids.iter().zip(rereduced) {
+        let Some(r) = r else { continue };
+        if r.empty {
+            phones.remove(&**id);
+        } else if r.unnamed
+            && let Some(published) = phones.get_mut(&**id).and_then(|e| e.published.as_mut())
+        {
+            for (node, ..) in &mut published.edges {
+                *node = names.get(node);
+            }
+        }
+        if let Some(handed) = r.handed {
+            sink(id, handed);
+        }
+    }
+}
+
+/// Adds `by` (by status, in [`crate::reduce::slot`]'s order) to a site's counts; a site counting no phone is
+/// dropped.
+fn count(counts: &mut BTreeMap<String, Counts>, site: &str, by: [i64; 5]) {
+    if by.iter().all(|n| *n == 0) {
+        return;
+    }
+    if !counts.contains_key(site) {
+        counts.insert(site.to_owned(), Counts::default());
+    }
+    let c = counts.get_mut(site).expect("inserted above");
+    for (n, b) in c.iter_mut().zip(by) {
+        *n = u32::try_from((i64::from(*n) + b).max(0)).unwrap_or(u32::MAX);
+    }
+    if c.iter().all(|n| *n == 0) {
+        counts.remove(site);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(ids: &[&str]) -> Phones {
+        ids.iter()
+            .map(|id| (Arc::<str>::from(*id), Box::default()))
+            .collect()
+    }
+
+    fn ids(ids: &[&str]) -> Vec<Arc<str>> {
+        ids.iter().map(|id| Arc::from(*id)).collect()
+    }
+
+    #[test]
+    fn a_walk_finds_each_phone_the_view_holds() {
+        let mut phones = view(&["a", "b", "c", "d", "e"]);
+        // (asked for, which were found)
+        let cases: [(&[&str], &[bool]); 5] = [
+            (&["a", "c", "e"], &[true, true, true]),
+            (&["b"], &[true]),
+            (&["a", "bb", "d", "z"], &[true, false, true, false]),
+            (&["0", "a"], &[false, true]),
+            (&[], &[]),
+        ];
+        for (asked, found) in cases {
+            let got: Vec<bool> = walk(&mut phones, &ids(asked))
+                .iter()
+                .map(Option::is_some)
+                .collect();
+            assert_eq!(got, found, "{asked:?}");
+        }
+    }
+
+    #[test]
+    fn only_phones_close_together_are_walked() {
+        let all: Vec<String> = (0..1_000).map(|i| format!("p{i:04}")).collect();
+        let phones = view(&all.iter().map(String::as_str).collect::<Vec<_>>());
+        let every = |step: usize| -> Vec<Arc<str>> {
+            all.iter()
+                .step_by(step)
+                .map(|id| Arc::from(id.as_str()))
+                .collect()
+        };
+        assert!(dense(&phones, &every(1)));
+        assert!(dense(&phones, &every(PASSED_PER_PHONE)));
+        // Two phones 999 apart: a walk would pass 500 entries for each.
+        assert!(!dense(&phones, &every(999)));
+        assert!(!dense(&phones, &[]));
+    }
+
+    #[test]
+    fn counts_take_sums_and_drop_sites_counting_nobody() {
+        let mut counts = BTreeMap::new();
+        // (site, change by status, that site's counts after; none when dropped)
+        let cases: [(&str, [i64; 5], Option<Counts>); 5] = [
+            ("hq", [3, 1, 0, 0, 0], Some([3, 1, 0, 0, 0])),
+            ("hq", [-1, 1, 0, 0, 0], Some([2, 2, 0, 0, 0])),
+            ("hq", [0; 5], Some([2, 2, 0, 0, 0])),
+            ("branch", [0; 5], None),
+            ("hq", [-2, -2, 0, 0, 0], None),
+        ];
+        for (site, by, want) in cases {
+            count(&mut counts, site, by);
+            assert_eq!(counts.get(site).copied(), want, "{site} {by:?}");
+        }
+    }
+}
