@@ -8,12 +8,14 @@ use dialtone_proto::status::v1::{
     self as pb, OperationalStatus, StatusChange, status_service_server::StatusService,
 };
 use tokio::sync::mpsc;
-use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_stream::{Stream, StreamExt as _, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status};
 
-use crate::{error::StatusError, hub::Hub, watch};
+use crate::{error::StatusError, hub::Hub, watch, wire::Wire};
 
 type ChangeStream = Pin<Box<dyn Stream<Item = Result<StatusChange, Status>> + Send + 'static>>;
+/// A watch's changes as they go on the wire ([`Wire`]).
+pub(crate) type WireStream = Pin<Box<dyn Stream<Item = Result<Wire, Status>> + Send + 'static>>;
 
 /// Default and largest page sizes of a listing.
 const PAGE_DEFAULT: usize = 100;
@@ -190,10 +192,28 @@ impl StatusService for StatusApi {
 
     type WatchPhoneStatusesStream = ChangeStream;
 
+    /// Served by [`crate::server::StatusServer`] from [`StatusApi::watch`], which writes
+    /// the hub's encoded changes as they are; this decodes them, for a `StatusServiceServer`
+    /// built on the API directly.
     async fn watch_phone_statuses(
         &self,
         req: Request<pb::WatchPhoneStatusesRequest>,
     ) -> Result<Response<ChangeStream>, Status> {
+        let wires = self.watch(req)?;
+        let changes = wires.map(|w| {
+            w?.into_message()
+                .map_err(|e| Status::internal(format!("a status change did not decode: {e}")))
+        });
+        Ok(Response::new(Box::pin(changes)))
+    }
+}
+
+impl StatusApi {
+    /// A watch: its start, then live changes ([`watch::serve`]).
+    pub(crate) fn watch(
+        &self,
+        req: Request<pb::WatchPhoneStatusesRequest>,
+    ) -> Result<WireStream, Status> {
         // A watch outlives its first check: it ends when its token stops granting View
         // (changes subscribed to before the check, so none falls between).
         let token_changes = self.tokens.changes();
@@ -212,6 +232,6 @@ impl StatusService for StatusApi {
             site_id,
             tx,
         ));
-        Ok(Response::new(Box::pin(ReceiverStream::new(out))))
+        Ok(Box::pin(ReceiverStream::new(out)))
     }
 }

@@ -21,13 +21,14 @@ pub mod media;
 pub mod metrics;
 mod reduce;
 mod republish;
+pub mod server;
 pub mod trunks;
 mod watch;
+mod wire;
 
 use std::sync::Arc;
 
 use dialtone_auth::Tokens;
-use dialtone_proto::status::v1::status_service_server::StatusServiceServer;
 use dialtone_store::Store;
 use tokio::task::JoinHandle;
 use tracing::info;
@@ -60,8 +61,8 @@ impl StatusRole {
     }
 
     /// The gRPC service.
-    pub fn api(&self, tokens: Arc<Tokens>) -> StatusServiceServer<api::StatusApi> {
-        StatusServiceServer::new(api::StatusApi::new(self.hub.clone(), tokens))
+    pub fn api(&self, tokens: Arc<Tokens>) -> server::StatusServer {
+        server::StatusServer::new(api::StatusApi::new(self.hub.clone(), tokens))
     }
 
     /// Prometheus text of the role's metrics.

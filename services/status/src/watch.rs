@@ -21,6 +21,7 @@ use tracing::warn;
 use crate::{
     fleet::Fleet,
     hub::{EncodedChange, Hub},
+    wire::{ChangeHead, Wire},
 };
 
 /// Phones read per page of a watch's snapshot.
@@ -138,7 +139,7 @@ pub(crate) async fn serve(
     (token, mut token_changes): (String, tokio::sync::watch::Receiver<u64>),
     after: i64,
     site: String,
-    tx: mpsc::Sender<Result<StatusChange, Status>>,
+    tx: mpsc::Sender<Result<Wire, Status>>,
 ) {
     let (mut first, mut rx) = start(&hub, after, &site);
     loop {
@@ -146,7 +147,7 @@ pub(crate) async fn serve(
         match first {
             Start::Resume(changes) => {
                 for c in changes {
-                    if tx.send(Ok(c)).await.is_err() {
+                    if tx.send(Ok(Wire::Message(Box::new(c)))).await.is_err() {
                         return;
                     }
                 }
@@ -160,7 +161,7 @@ pub(crate) async fn serve(
                         (page, more, st.fleet.revision())
                     };
                     for c in page {
-                        if tx.send(Ok(c)).await.is_err() {
+                        if tx.send(Ok(Wire::Message(Box::new(c)))).await.is_err() {
                             return;
                         }
                     }
@@ -182,7 +183,7 @@ pub(crate) async fn serve(
                     synced: true,
                     ..Default::default()
                 };
-                if tx.send(Ok(synced)).await.is_err() {
+                if tx.send(Ok(Wire::Message(Box::new(synced)))).await.is_err() {
                     return;
                 }
             }
@@ -201,9 +202,10 @@ pub(crate) async fn serve(
                 }
             };
             match next {
-                Ok(bytes) => match StatusChange::decode(&bytes[..]) {
-                    Ok(c) if in_site(&c, &site) && !sent.shown(&c.phone_id, c.revision) => {
-                        if tx.send(Ok(c)).await.is_err() {
+                // Only what the filters read is decoded; the bytes go out as they are.
+                Ok(bytes) => match ChangeHead::decode(&bytes[..]) {
+                    Ok(c) if c.in_site(&site) && !sent.shown(&c.phone_id, c.revision) => {
+                        if tx.send(Ok(Wire::Encoded(bytes))).await.is_err() {
                             return;
                         }
                     }

@@ -1,0 +1,119 @@
+//! What a status watch writes to its watcher. The hub encodes each change once, for every
+//! watcher ([`crate::hub::EncodedChange`]); a watch filters it by a few fields read from
+//! those bytes ([`ChangeHead`]) and writes the bytes as they are ([`Wire::Encoded`]),
+//! instead of decoding the whole status and encoding it again for each watcher. A
+//! departed edge changes hundreds of thousands of phones at once, and every watcher
+//! (consoles, dashboards) is sent each of them.
+
+use std::sync::Arc;
+
+use dialtone_proto::status::v1::StatusChange;
+use prost::{
+    DecodeError, Message,
+    bytes::{Buf, BufMut},
+    encoding::{DecodeContext, WireType},
+};
+
+/// A status change as a watch sends it: the wire format is `StatusChange`'s either way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Wire {
+    /// A change built for this watcher (a snapshot page, a resumed watch); boxed, as a
+    /// watch's queue holds many of the other kind.
+    Message(Box<StatusChange>),
+    /// A change the hub encoded once for every watcher: a `StatusChange`'s encoding.
+    Encoded(Arc<[u8]>),
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        Self::Message(Box::default())
+    }
+}
+
+impl Wire {
+    /// The change, decoded (for callers that need the message itself).
+    pub fn into_message(self) -> Result<StatusChange, DecodeError> {
+        match self {
+            Self::Message(c) => Ok(*c),
+            Self::Encoded(bytes) => StatusChange::decode(&bytes[..]),
+        }
+    }
+}
+
+// A `Wire` is encoded as the `StatusChange` it stands for: an encoded change is written as
+// its bytes. Decoding one (which the server never does) reads a `StatusChange`.
+impl Message for Wire {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        match self {
+            Self::Message(c) => c.encode_raw(buf),
+            Self::Encoded(bytes) => buf.put_slice(bytes),
+        }
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        if let Self::Encoded(bytes) = self {
+            *self = Self::Message(Box::new(StatusChange::decode(&bytes[..])?));
+        }
+        match self {
+            Self::Message(c) => c.merge_field(tag, wire_type, buf, ctx),
+            Self::Encoded(_) => unreachable!("made a message above"),
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        match self {
+            Self::Message(c) => c.encoded_len(),
+            Self::Encoded(bytes) => bytes.len(),
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The fields of an encoded `StatusChange` a watch filters on, decoded without the rest of
+/// the status (prost skips the fields a message does not declare). The tags are
+/// `StatusChange`'s and `PhoneStatus`'s (`wire_tests` holds them to that).
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct ChangeHead {
+    /// `StatusChange.status`, of which only the site.
+    #[prost(message, optional, tag = "1")]
+    pub(crate) status: Option<StatusHead>,
+    /// `StatusChange.removed`.
+    #[prost(bool, tag = "2")]
+    pub(crate) removed: bool,
+    /// `StatusChange.phone_id`.
+    #[prost(string, tag = "3")]
+    pub(crate) phone_id: String,
+    /// `StatusChange.revision`.
+    #[prost(int64, tag = "4")]
+    pub(crate) revision: i64,
+}
+
+/// The site of a `PhoneStatus`.
+#[derive(Clone, PartialEq, Message)]
+pub(crate) struct StatusHead {
+    /// `PhoneStatus.site_id`.
+    #[prost(string, tag = "3")]
+    pub(crate) site_id: String,
+}
+
+impl ChangeHead {
+    /// Whether the change concerns a watcher of `site` (every site when empty; removals
+    /// concern everyone: the removed phone's site is gone with it), as
+    /// [`crate::watch::in_site`] says of a whole change.
+    pub(crate) fn in_site(&self, site: &str) -> bool {
+        site.is_empty() || self.removed || self.status.as_ref().is_some_and(|s| s.site_id == site)
+    }
+}
+
+#[cfg(test)]
+#[path = "wire_tests.rs"]
+mod tests;

@@ -1,0 +1,84 @@
+use dialtone_proto::status::v1::{EdgeStatus, OperationalStatus, PhoneStatus};
+
+use super::*;
+
+fn changes() -> Vec<(&'static str, StatusChange)> {
+    let status = PhoneStatus {
+        phone_id: "p1".into(),
+        name: "Desk".into(),
+        site_id: "hq".into(),
+        status: OperationalStatus::Degraded as i32,
+        edges: vec![EdgeStatus {
+            node_id: "edge-a".into(),
+            lines_registered: 1,
+            ..Default::default()
+        }],
+        revision: 41,
+        ..Default::default()
+    };
+    vec![
+        (
+            "a status",
+            StatusChange {
+                phone_id: "p1".into(),
+                revision: 41,
+                status: Some(status),
+                ..Default::default()
+            },
+        ),
+        (
+            "a removal",
+            StatusChange {
+                phone_id: "p2".into(),
+                revision: 42,
+                removed: true,
+                ..Default::default()
+            },
+        ),
+        (
+            "the end of a snapshot",
+            StatusChange {
+                revision: 43,
+                synced: true,
+                ..Default::default()
+            },
+        ),
+        ("nothing", StatusChange::default()),
+    ]
+}
+
+#[test]
+fn an_encoded_change_goes_out_as_the_change_it_is() {
+    for (name, c) in changes() {
+        let bytes: Arc<[u8]> = c.encode_to_vec().into();
+        for wire in [
+            Wire::Message(Box::new(c.clone())),
+            Wire::Encoded(bytes.clone()),
+        ] {
+            assert_eq!(wire.encoded_len(), bytes.len(), "{name}");
+            assert_eq!(wire.encode_to_vec(), &bytes[..], "{name}");
+            let decoded = Wire::decode(&bytes[..]).unwrap();
+            assert_eq!(decoded, Wire::Message(Box::new(c.clone())), "{name}");
+            assert_eq!(wire.into_message().unwrap(), c, "{name}");
+        }
+    }
+    let bad = Wire::Encoded(Arc::from(&[0x0a, 0x05, 0x01][..]));
+    assert!(bad.into_message().is_err(), "a truncated status");
+}
+
+#[test]
+fn a_head_reads_what_a_watch_filters_on() {
+    for (name, c) in changes() {
+        let head = ChangeHead::decode(&c.encode_to_vec()[..]).unwrap();
+        assert_eq!(head.phone_id, c.phone_id, "{name}");
+        assert_eq!(head.revision, c.revision, "{name}");
+        assert_eq!(head.removed, c.removed, "{name}");
+        for site in ["", "hq", "branch"] {
+            assert_eq!(
+                head.in_site(site),
+                crate::watch::in_site(&c, site),
+                "{name}, site {site:?}"
+            );
+        }
+    }
+}
