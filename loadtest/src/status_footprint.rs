@@ -296,12 +296,19 @@ fn site_counts(state: &State) -> dialtone_status::fleet::Counts {
 /// Prints how long the view took for each.
 fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     let edge = format!("/{}", EDGES[0]);
-    let gone: Vec<WatchEvent> = inputs
+    // In key order, as etcd deletes a revoked lease's keys (it sorts them, so every member
+    // deletes them in the same order).
+    let mut gone: Vec<&String> = inputs
         .phases
         .iter()
         .flat_map(|(_, changes)| changes)
-        .filter(|(k, _)| k.starts_with(keys::BINDINGS) && k.ends_with(&edge))
-        .map(|(k, _)| WatchEvent::Delete {
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(keys::BINDINGS) && k.ends_with(&edge))
+        .collect();
+    gone.sort();
+    let gone: Vec<WatchEvent> = gone
+        .into_iter()
+        .map(|k| WatchEvent::Delete {
             key: k.clone(),
             mod_revision: i64::MAX / 2,
         })

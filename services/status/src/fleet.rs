@@ -392,12 +392,7 @@ impl Fleet {
             return self.phones.keys().cloned().collect();
         }
         if !edges.is_empty() {
-            touched.extend(
-                self.phones
-                    .iter()
-                    .filter(|(_, e)| e.bindings.iter().any(|b| edges.contains(&b.node_id)))
-                    .map(|(id, _)| id.clone()),
-            );
+            touched.extend(republish::bound_to(&self.phones, &edges));
         }
         touched.sort_unstable();
         touched.dedup();

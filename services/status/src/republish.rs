@@ -7,7 +7,11 @@
 //! on. A few phones, or phones scattered over a large view, are looked up one by one on
 //! the caller's thread.
 
-use std::{collections::BTreeMap, ops::Bound::Included, sync::Arc};
+use std::{
+    collections::BTreeMap,
+    ops::Bound::{Excluded, Included, Unbounded},
+    sync::Arc,
+};
 
 use crate::{
     fleet::{Counts, PhoneEntry},
@@ -79,6 +83,41 @@ pub(crate) fn rereduce(
         tally.merge(t);
     }
     (out, tally)
+}
+
+/// The phones with a binding on one of `edges`, in id order. A million phones are looked
+/// through in ranges, one a thread: reading each phone's bindings is a few cache misses.
+pub(crate) fn bound_to(phones: &Phones, edges: &[Arc<str>]) -> Vec<Arc<str>> {
+    let bound = |id: &Arc<str>, e: &PhoneEntry| {
+        e.bindings
+            .iter()
+            .any(|b| edges.contains(&b.node_id))
+            .then(|| id.clone())
+    };
+    let threads = rayon_core::current_num_threads()
+        .min(MOST_THREADS)
+        .min(phones.len() / (SHARE * 16))
+        .max(1);
+    if threads == 1 {
+        return phones.iter().filter_map(|(id, e)| bound(id, e)).collect();
+    }
+    // Where each range starts: walking the keys alone touches no phone's entry.
+    let step = phones.len().div_ceil(threads);
+    let starts: Vec<&Arc<str>> = phones.keys().step_by(step).collect();
+    let mut parts: Vec<Vec<Arc<str>>> = vec![Vec::new(); starts.len()];
+    rayon_core::scope(|s| {
+        for (i, out) in parts.iter_mut().enumerate() {
+            let from = Included(&**starts[i]);
+            let to = starts.get(i + 1).map_or(Unbounded, |k| Excluded(&***k));
+            s.spawn(move |_| {
+                *out = phones
+                    .range::<str, _>((from, to))
+                    .filter_map(|(id, e)| bound(id, e))
+                    .collect();
+            });
+        }
+    });
+    parts.concat()
 }
 
 /// Whether the view's entries from the first of `ids` to the last are few enough to walk.
@@ -211,6 +250,43 @@ mod tests {
         // Two phones 999 apart: a walk would pass 500 entries for each.
         assert!(!dense(&phones, &every(999)));
         assert!(!dense(&phones, &[]));
+    }
+
+    #[test]
+    fn the_phones_bound_to_an_edge_are_found_in_every_range() {
+        // Enough phones for several ranges (SHARE * 16 a thread); phone i is bound to edge
+        // i % 3, and every seventh also to edge 3.
+        let edges: Vec<Arc<str>> = (0..4).map(|e| Arc::from(format!("edge-{e}"))).collect();
+        let binding = |node: &Arc<str>| crate::fleet::BindingFacts {
+            line: 0,
+            node_id: node.clone(),
+            contacts: Box::default(),
+            user_agent: Arc::from(""),
+            updated_at_ms: 0,
+        };
+        let phones: Phones = (0..SHARE * 16 * 3 + 5)
+            .map(|i| {
+                let mut bindings = vec![binding(&edges[i % 3])];
+                if i % 7 == 0 {
+                    bindings.push(binding(&edges[3]));
+                }
+                let entry = PhoneEntry {
+                    bindings: bindings.into_boxed_slice(),
+                    ..Default::default()
+                };
+                (Arc::from(format!("p{i:06}")), Box::new(entry))
+            })
+            .collect();
+        let cases: [&[usize]; 4] = [&[0], &[3], &[1, 3], &[]];
+        for wanted in cases {
+            let asked: Vec<Arc<str>> = wanted.iter().map(|e| edges[*e].clone()).collect();
+            let want: Vec<Arc<str>> = phones
+                .iter()
+                .filter(|(_, e)| e.bindings.iter().any(|b| asked.contains(&b.node_id)))
+                .map(|(id, _)| id.clone())
+                .collect();
+            assert_eq!(bound_to(&phones, &asked), want, "edges {wanted:?}");
+        }
     }
 
     #[test]
