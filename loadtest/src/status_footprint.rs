@@ -41,7 +41,9 @@ struct Counting;
 static BYTES: AtomicI64 = AtomicI64::new(0);
 static BLOCKS: AtomicI64 = AtomicI64::new(0);
 /// Off while `revoke` times the hub: the counters are atomics every thread shares, and the
-/// threads re-reducing phones at once would contend for them as the role's never do.
+/// threads re-reducing phones at once would contend for them as the role's never do. After
+/// that window the counters no longer say what is live (its frees were not subtracted),
+/// so every figure printed is a difference between two readings of one phase.
 static COUNTING: AtomicBool = AtomicBool::new(true);
 
 static INNER: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -325,8 +327,9 @@ fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     hub::apply_in_parts(&state, &tx, &metrics, &member, i64::MAX / 2 - 1);
     let took = started.elapsed();
     let degraded = site_counts(&state.read())[1];
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "the membership record of {} deleted: applied in {:.2} s ({:.2} µs a phone re-reduced); {degraded} of {phones} phones now DEGRADED",
+        "the membership record of {} deleted: applied in {:.2} s ({:.2} µs a phone re-reduced, wall time on {cores} cores); {degraded} of {phones} phones now DEGRADED",
         EDGES[0],
         took.as_secs_f64(),
         took.as_secs_f64() * 1e6 / f64::from(degraded.max(1)),

@@ -401,7 +401,13 @@ impl Fleet {
 
     /// Forgets every phone's cached placement: what placement reads has changed.
     fn next_epoch(&mut self) {
-        self.epoch = self.epoch.checked_add(1).unwrap_or(1);
+        self.epoch = self.epoch.checked_add(1).unwrap_or_else(|| {
+            // After four billion changes the epochs start again: none cached may match.
+            for e in self.phones.values_mut() {
+                e.placed = Placed::default();
+            }
+            1
+        });
     }
 
     /// Raises the view's revision to `revision` (a batch's last part is applied).
@@ -413,7 +419,7 @@ impl Fleet {
     /// whose status changed to `sink` stamped with `revision`, in id order and in the form
     /// asked for. Many phones are re-reduced on several threads
     /// ([`crate::republish`]).
-    pub fn republish_all(
+    pub(crate) fn republish_all(
         &mut self,
         ids: &[Arc<str>],
         revision: i64,

@@ -477,36 +477,75 @@ fn an_edge_leaving_many_phones_reads_as_each_phone_leaving_alone() {
     }
 }
 
-#[test]
-fn a_group_change_moves_cached_placements() {
-    let (mut f, primary, _) = fleet();
-    let key_p = keys::binding("p1", 0, &primary);
-    f.apply([(key_p.as_str(), Some(&binding("x")[..]))], 11, 2_000);
-    assert_eq!(status(&f).status(), OperationalStatus::Degraded);
-    // The group now holds only edges d and e: the phone's placement (cached when it was
-    // re-reduced above) must move with it.
+/// The group with its edges in this order.
+fn group_of(edges: &[&str]) -> EdgeGroup {
     let mut g = group();
-    g.edges = ["d", "e"]
+    g.edges = edges
         .iter()
         .map(|n| Edge {
             node_id: (*n).into(),
             ..Default::default()
         })
         .collect();
+    g
+}
+
+/// Phone p1's (primary, secondary) as its status shows them.
+fn roles(f: &Fleet) -> (String, String) {
+    let st = status(f);
+    let of = |role| {
+        st.edges
+            .iter()
+            .find(|e| e.role() == role)
+            .map(|e| e.node_id.clone())
+            .unwrap_or_default()
+    };
+    (of(EdgeRole::Primary), of(EdgeRole::Secondary))
+}
+
+#[test]
+fn a_group_change_or_a_relisting_moves_cached_placements() {
+    let (mut f, primary, secondary) = fleet();
+    let key_p = keys::binding("p1", 0, &primary);
+    f.apply([(key_p.as_str(), Some(&binding("x")[..]))], 11, 2_000);
+    assert_eq!(roles(&f), (primary.clone(), secondary.clone()));
+    // The same edges in another order place the phone on the same edges, at other places
+    // in the list: a placement cached as places in the old list would swap them.
+    for (i, order) in [["c", "b", "a"], ["b", "c", "a"], ["a", "b", "c"]]
+        .into_iter()
+        .enumerate()
+    {
+        let g = group_of(&order).encode_to_vec();
+        f.apply(
+            [("config/edge-groups/main", Some(&g[..]))],
+            12 + i as i64,
+            3_000,
+        );
+        assert_eq!(roles(&f), (primary.clone(), secondary.clone()), "{order:?}");
+    }
+    // Edges d and e only: the phone moves to them.
+    let g = group_of(&["d", "e"]);
     f.apply(
         [("config/edge-groups/main", Some(&g.encode_to_vec()[..]))],
-        12,
-        3_000,
+        20,
+        4_000,
     );
     let want = placement::node_ids(PHONE, &g.edges, true);
-    let st = status(&f);
-    let expected: Vec<&str> = st
-        .edges
-        .iter()
-        .filter(|e| e.role() != EdgeRole::Unexpected)
-        .map(|e| e.node_id.as_str())
-        .collect();
-    assert_eq!(expected, want, "{st:?}");
-    let old = st.edges.iter().find(|e| e.node_id == primary).unwrap();
-    assert_eq!(old.role(), EdgeRole::Unexpected, "{st:?}");
+    assert_eq!(roles(&f), (want[0].clone(), want[1].clone()));
+
+    // A relisting with the group reversed again: placements found before it do not hold.
+    let (site, p, b) = (site().encode_to_vec(), phone(&["1001"]), binding("x"));
+    let g = group_of(&["c", "b", "a"]).encode_to_vec();
+    let mut fresh = Fleet::new("");
+    fresh.load([
+        ("config/phones/p1", &p[..]),
+        ("config/edge-groups/main", &g[..]),
+        ("config/sites/hq", &site[..]),
+        (key_p.as_str(), &b[..]),
+        ("members/edge/a", b"m"),
+        ("members/edge/b", b"m"),
+        ("members/edge/c", b"m"),
+    ]);
+    f.replace_inputs(fresh, 30, 9_000);
+    assert_eq!(roles(&f), (primary, secondary));
 }

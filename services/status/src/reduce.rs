@@ -60,7 +60,7 @@ impl Handed {
 #[derive(Debug)]
 pub(crate) struct Rereduced {
     /// Whether its published edges hold a name the view's interner did not have yet.
-    pub(crate) unnamed: bool,
+    pub(crate) needs_interning: bool,
     /// Whether its entry holds nothing any more.
     pub(crate) empty: bool,
     /// The change, when its status changed.
@@ -68,8 +68,8 @@ pub(crate) struct Rereduced {
 }
 
 /// Changes to the per-site counts by status, summed over many phones before the view
-/// takes them in: phones re-reduced on several threads then touch no counter (or
-/// reference count) they share, save once per site.
+/// takes them in: phones re-reduced on several threads then share no counter, and a
+/// site's name is cloned once a thread, not once a phone.
 #[derive(Debug, Default)]
 pub(crate) struct Tally(pub(crate) HashMap<Arc<str>, [i64; 5]>);
 
@@ -185,13 +185,13 @@ impl Context<'_> {
         form: Form,
         tally: &mut Tally,
     ) -> Rereduced {
-        let mut placed = entry.placed;
+        let mut cache = entry.placed;
         let fresh = self
-            .compute(id, entry, &mut placed)
+            .compute(id, entry, &mut cache)
             .map(|st| (fingerprint(&st), st));
-        entry.placed = placed;
+        entry.placed = cache;
         let mut out = Rereduced {
-            unnamed: false,
+            needs_interning: false,
             empty: false,
             handed: None,
         };
@@ -243,7 +243,7 @@ impl Context<'_> {
                         let node = match old_edges.iter().position(|(n, ..)| **n == *e.node_id) {
                             Some(i) => old_edges.swap_remove(i).0,
                             None => self.names.find(&e.node_id).unwrap_or_else(|| {
-                                out.unnamed = true;
+                                out.needs_interning = true;
                                 Arc::from(e.node_id.as_str())
                             }),
                         };
@@ -280,13 +280,13 @@ impl Context<'_> {
     }
 
     /// Phone `id`'s status from its `entry`, without since-times and revision; none when
-    /// it is not configured. Its placement is taken from `placed` when that is current,
+    /// it is not configured. Its placement is taken from `cache` when that is current,
     /// else found and left there.
     pub(crate) fn compute(
         &self,
         id: &str,
         entry: &PhoneEntry,
-        placed: &mut Placed,
+        cache: &mut Placed,
     ) -> Option<PhoneStatus> {
         let c = entry.config.as_ref()?;
         let remote = c.kind == PhoneKind::Remote as i32;
@@ -305,10 +305,10 @@ impl Context<'_> {
                     None
                 }
                 Some(g) => {
-                    let p = placed.get(&g.edges, self.epoch).or_else(|| {
+                    let p = cache.get(&g.edges, self.epoch).or_else(|| {
                         let p = placement::place(id, &g.edges, dual);
                         if let Some(fresh) = p.and_then(|p| Placed::of(p, &g.edges, self.epoch)) {
-                            *placed = fresh;
+                            *cache = fresh;
                         }
                         p
                     });

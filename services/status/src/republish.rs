@@ -10,8 +10,11 @@
 use std::{
     collections::BTreeMap,
     ops::Bound::{Excluded, Included, Unbounded},
-    sync::Arc,
+    sync::{Arc, OnceLock},
 };
+
+use rayon_core::{ThreadPool, ThreadPoolBuilder};
+use tracing::warn;
 
 use crate::{
     fleet::{Counts, PhoneEntry},
@@ -22,15 +25,54 @@ use crate::{
 /// The view's phones by id.
 pub(crate) type Phones = BTreeMap<Arc<str>, Box<PhoneEntry>>;
 
-/// Fewest phones worth a thread of their own (a thread costs tens of microseconds to
-/// start; a phone's re-reduction a few).
+/// Fewest phones worth a share of their own (waking a pool thread costs microseconds; a
+/// phone's re-reduction a few).
 const SHARE: usize = 512;
 /// Entries a walk may pass over for each phone it finds before looking the phones up
 /// instead: passing an entry costs nanoseconds, a lookup in a view of a million about a
 /// microsecond.
 const PASSED_PER_PHONE: usize = 32;
-/// Most threads one re-reduction uses (of rayon's pool, one a core).
+/// Most threads phones are re-reduced on.
 const MOST_THREADS: usize = 8;
+
+/// The threads phones are re-reduced on: one a core up to [`MOST_THREADS`], named
+/// `status-reduce-{i}`, started by the first re-reduction of many phones; none on one
+/// core, or when they could not be started (everything then runs on the caller's thread).
+fn pool() -> Option<&'static ThreadPool> {
+    static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = cores.min(MOST_THREADS);
+        if threads < 2 {
+            return None;
+        }
+        ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("status-reduce-{i}"))
+            .build()
+            .inspect_err(|e| warn!(error = %e, "no threads to re-reduce phones on: using one"))
+            .ok()
+    })
+    .as_ref()
+}
+
+/// How many threads [`run_all`] runs jobs on at once.
+fn threads() -> usize {
+    pool().map_or(1, ThreadPool::current_num_threads)
+}
+
+/// Runs `jobs` at once on the pool and returns when all are done; one after another on
+/// the caller's thread when there is no pool or a single job.
+fn run_all<'a>(jobs: Vec<impl FnOnce() + Send + 'a>) {
+    match pool() {
+        Some(pool) if jobs.len() > 1 => pool.scope(|s| {
+            for job in jobs {
+                s.spawn(move |_| job());
+            }
+        }),
+        _ => jobs.into_iter().for_each(|job| job()),
+    }
+}
 
 /// Re-reduces phones `ids` (sorted, no repeats) in place; returns what each changed, in
 /// the order of `ids` (none for a phone the view does not hold).
@@ -42,6 +84,10 @@ pub(crate) fn rereduce(
     now_ms: i64,
     form: Form,
 ) -> (Vec<Option<Rereduced>>, Tally) {
+    debug_assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids sorted, no repeats"
+    );
     let one = |id: &Arc<str>, entry: Option<&mut PhoneEntry>, tally: &mut Tally| {
         entry.map(|e| context.rereduce(id, e, revision, now_ms, form, tally))
     };
@@ -54,13 +100,9 @@ pub(crate) fn rereduce(
         return (out, tally);
     }
     let mut entries = walk(phones, ids);
-    let threads = rayon_core::current_num_threads()
-        .min(MOST_THREADS)
-        .min(ids.len() / SHARE)
-        .max(1);
-    let per = ids.len().div_ceil(threads);
-    let shares = ids.chunks(per).zip(entries.chunks_mut(per));
-    let run = |(ids, entries): (&[Arc<str>], &mut [Option<&mut PhoneEntry>])| {
+    let shares = threads().min(ids.len() / SHARE).max(1);
+    let per = ids.len().div_ceil(shares);
+    let run = &|(ids, entries): (&[Arc<str>], &mut [Option<&mut PhoneEntry>])| {
         let mut tally = Tally::default();
         let out: Vec<_> = ids
             .iter()
@@ -70,12 +112,14 @@ pub(crate) fn rereduce(
         (out, tally)
     };
     let mut parts: Vec<(Vec<Option<Rereduced>>, Tally)> = Vec::new();
-    parts.resize_with(threads, Default::default);
-    rayon_core::scope(|s| {
-        for (share, out) in shares.zip(parts.iter_mut()) {
-            s.spawn(move |_| *out = run(share));
-        }
-    });
+    parts.resize_with(shares, Default::default);
+    let jobs: Vec<_> = ids
+        .chunks(per)
+        .zip(entries.chunks_mut(per))
+        .zip(parts.iter_mut())
+        .map(|(share, out)| move || *out = run(share))
+        .collect();
+    run_all(jobs);
     let mut tally = Tally::default();
     let mut out = Vec::with_capacity(ids.len());
     for (part, t) in parts {
@@ -88,35 +132,42 @@ pub(crate) fn rereduce(
 /// The phones with a binding on one of `edges`, in id order. A million phones are looked
 /// through in ranges, one a thread: reading each phone's bindings is a few cache misses.
 pub(crate) fn bound_to(phones: &Phones, edges: &[Arc<str>]) -> Vec<Arc<str>> {
+    bound_to_in_ranges(phones, edges, threads().min(phones.len() / (SHARE * 16)))
+}
+
+/// [`bound_to`], the view cut into `ranges` ranges.
+fn bound_to_in_ranges(phones: &Phones, edges: &[Arc<str>], ranges: usize) -> Vec<Arc<str>> {
     let bound = |id: &Arc<str>, e: &PhoneEntry| {
         e.bindings
             .iter()
             .any(|b| edges.contains(&b.node_id))
             .then(|| id.clone())
     };
-    let threads = rayon_core::current_num_threads()
-        .min(MOST_THREADS)
-        .min(phones.len() / (SHARE * 16))
-        .max(1);
-    if threads == 1 {
+    if ranges < 2 {
         return phones.iter().filter_map(|(id, e)| bound(id, e)).collect();
     }
     // Where each range starts: walking the keys alone touches no phone's entry.
-    let step = phones.len().div_ceil(threads);
-    let starts: Vec<&Arc<str>> = phones.keys().step_by(step).collect();
+    let starts: Vec<&Arc<str>> = phones
+        .keys()
+        .step_by(phones.len().div_ceil(ranges))
+        .collect();
     let mut parts: Vec<Vec<Arc<str>>> = vec![Vec::new(); starts.len()];
-    rayon_core::scope(|s| {
-        for (i, out) in parts.iter_mut().enumerate() {
+    let jobs: Vec<_> = parts
+        .iter_mut()
+        .enumerate()
+        .map(|(i, out)| {
             let from = Included(&**starts[i]);
             let to = starts.get(i + 1).map_or(Unbounded, |k| Excluded(&***k));
-            s.spawn(move |_| {
+            let bound = &bound;
+            move || {
                 *out = phones
                     .range::<str, _>((from, to))
                     .filter_map(|(id, e)| bound(id, e))
                     .collect();
-            });
-        }
-    });
+            }
+        })
+        .collect();
+    run_all(jobs);
     parts.concat()
 }
 
@@ -170,7 +221,7 @@ pub(crate) fn finish(
         let Some(r) = r else { continue };
         if r.empty {
             phones.remove(&**id);
-        } else if r.unnamed
+        } else if r.needs_interning
             && let Some(published) = phones.get_mut(&**id).and_then(|e| e.published.as_mut())
         {
             for (node, ..) in &mut published.edges {
@@ -285,7 +336,10 @@ mod tests {
                 .filter(|(_, e)| e.bindings.iter().any(|b| asked.contains(&b.node_id)))
                 .map(|(id, _)| id.clone())
                 .collect();
-            assert_eq!(bound_to(&phones, &asked), want, "edges {wanted:?}");
+            for ranges in [1, 2, 4, 7] {
+                let got = bound_to_in_ranges(&phones, &asked, ranges);
+                assert_eq!(got, want, "edges {wanted:?}, {ranges} ranges");
+            }
         }
     }
 

@@ -29,6 +29,9 @@ use crate::{
 const WATCH: &str = "/dialtone.status.v1.StatusService/WatchPhoneStatuses";
 
 /// The status service: [`StatusServiceServer`] with its watch served with [`Wire`] items.
+/// The watch is served with tonic's defaults (no compression, no size limit on what it
+/// sends), as the generated server serves every method here: a limit or compression set
+/// on `generated` would have to be set on the watch's `Grpc` too.
 #[derive(Clone)]
 pub struct StatusServer {
     api: Arc<StatusApi>,
