@@ -192,7 +192,7 @@ impl StatusService for StatusApi {
 
     type WatchPhoneStatusesStream = ChangeStream;
 
-    /// Served by [`crate::server::StatusServer`] from [`StatusApi::watch`], which writes
+    /// Served by the node's `StatusServer` (`server.rs`) from [`StatusApi::watch`], which writes
     /// the hub's encoded changes as they are; this decodes them, for a `StatusServiceServer`
     /// built on the API directly.
     async fn watch_phone_statuses(

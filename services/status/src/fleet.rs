@@ -29,10 +29,15 @@ use dialtone_proto::{
 use prost::Message;
 use tracing::warn;
 
-pub use crate::reduce::{Form, Handed};
+pub use crate::{
+    entry::Counts,
+    reduce::{Form, Handed},
+};
 use crate::{
+    entry::{BindingFacts, ContactFacts, Members, PhoneEntry, PhoneFacts},
     intern::Interner,
-    reduce::{self, Context, Placed},
+    placed::Placed,
+    reduce::{self, Context},
     republish,
 };
 
@@ -48,69 +53,6 @@ pub const PREFIXES: [&str; 9] = [
     keys::TRUNK_HEALTH,
     keys::MEDIA_HEALTH,
 ];
-
-// The view holds every phone of the fleet, so its layout is its memory (docs/capacity.md):
-// strings many phones share (site, profile and edge ids, user agents) are kept once
-// ([`Interner`]), lists are boxed slices of their exact length (a `Vec` grown by a push
-// keeps room for four), what most phones lack (a provisioning record) is boxed, and a
-// contact keeps no copy of its edge's id. `loadtest`'s `status-footprint` prints the bytes.
-
-/// What the view keeps of a phone's configuration.
-#[derive(Debug)]
-pub(crate) struct PhoneFacts {
-    pub(crate) name: Box<str>,
-    pub(crate) site_id: Arc<str>,
-    pub(crate) base_id: Arc<str>,
-    pub(crate) kind: i32,
-    pub(crate) disabled: bool,
-    pub(crate) secondary_override: Option<bool>,
-    pub(crate) sip_users: Box<[Box<str>]>,
-}
-
-/// What the view keeps of one binding (one line of a phone on one edge).
-#[derive(Debug)]
-pub(crate) struct BindingFacts {
-    pub(crate) line: u32,
-    pub(crate) node_id: Arc<str>,
-    /// Sorted by URI.
-    pub(crate) contacts: Box<[ContactFacts]>,
-    pub(crate) user_agent: Arc<str>,
-    pub(crate) updated_at_ms: i64,
-}
-
-/// One contact of a binding (its edge is the binding's).
-#[derive(Debug)]
-pub(crate) struct ContactFacts {
-    pub(crate) uri: Box<str>,
-    pub(crate) source: Box<str>,
-    pub(crate) transport: i32,
-}
-
-/// The last status published for a phone.
-#[derive(Debug)]
-pub(crate) struct Published {
-    pub(crate) fingerprint: u64,
-    pub(crate) status: OperationalStatus,
-    pub(crate) since_ms: i64,
-    /// (edge, lines registered there, since when).
-    pub(crate) edges: Box<[(Arc<str>, u32, i64)]>,
-    pub(crate) site_id: Arc<str>,
-    pub(crate) revision: i64,
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct PhoneEntry {
-    pub(crate) config: Option<PhoneFacts>,
-    /// Sorted by (line, edge).
-    pub(crate) bindings: Box<[BindingFacts]>,
-    pub(crate) provision: Option<Box<ProvisioningStatus>>,
-    pub(crate) published: Option<Published>,
-    /// Where it was last placed, while nothing placement reads has changed since.
-    pub(crate) placed: Placed,
-}
-
-/// Per-site counts by status.
-pub type Counts = [u32; 5];
 
 /// The fleet as the status role sees it.
 #[derive(Debug)]
@@ -631,34 +573,6 @@ pub fn phone_of(key: &str) -> &str {
     key.strip_prefix(keys::PHONES)
         .or_else(|| key.strip_prefix(keys::PROVISION))
         .unwrap_or(key)
-}
-
-/// The edges with a membership record.
-#[derive(Debug, Default)]
-pub(crate) struct Members(Vec<Arc<str>>);
-
-impl Members {
-    /// Adds edge `node`; returns whether it was not there.
-    fn insert(&mut self, node: Arc<str>) -> bool {
-        let new = !self.0.contains(&node);
-        if new {
-            self.0.push(node);
-        }
-        new
-    }
-
-    /// Removes edge `node`; returns whether it was there.
-    fn remove(&mut self, node: &str) -> bool {
-        let before = self.0.len();
-        self.0.retain(|m| **m != *node);
-        self.0.len() != before
-    }
-
-    /// Whether edge `node` has a record: the interner's copy of its id is compared by
-    /// address first, then by value.
-    pub(crate) fn contains(&self, node: &Arc<str>) -> bool {
-        self.0.iter().any(|m| Arc::ptr_eq(m, node)) || self.0.iter().any(|m| **m == **node)
-    }
 }
 
 #[cfg(test)]

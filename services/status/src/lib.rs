@@ -13,12 +13,14 @@
 //! resume after either side restarts without missing a change.
 
 pub mod api;
+mod entry;
 pub mod error;
 pub mod fleet;
 pub mod hub;
 mod intern;
 pub mod media;
 pub mod metrics;
+mod placed;
 mod reduce;
 mod republish;
 pub mod server;

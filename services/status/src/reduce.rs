@@ -1,7 +1,7 @@
 //! One phone's status from its entry in the view: what it is (`Context::compute`), and
 //! what re-reducing it changes (`Context::rereduce`: its published status, and what the
 //! view must finish). Reads only the phone's own entry and what every phone is reduced
-//! against, so [`crate::republish`] re-reduces many phones at once on several threads.
+//! against, so `republish.rs` re-reduces many phones at once on several threads.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -10,7 +10,7 @@ use dialtone_domain::{
     status_model::{self as model, Expected},
 };
 use dialtone_proto::{
-    config::v1::{Edge, EdgeGroup, PhoneKind},
+    config::v1::{EdgeGroup, PhoneKind},
     status::v1::{
         EdgeStatus, LineContact, LineStatus, OperationalStatus, PhoneStatus, StatusChange,
     },
@@ -18,8 +18,9 @@ use dialtone_proto::{
 use prost::Message as _;
 
 use crate::{
-    fleet::{BindingFacts, Members, PhoneEntry, Published},
+    entry::{BindingFacts, Members, PhoneEntry, Published},
     intern::Interner,
+    placed::Placed,
 };
 
 /// How a caller wants each changed phone handed over.
@@ -96,7 +97,7 @@ impl Tally {
     }
 }
 
-/// The place of `status` in the per-site counts ([`crate::fleet::Counts`]).
+/// The place of `status` in the per-site counts ([`crate::entry::Counts`]).
 pub(crate) fn slot(status: OperationalStatus) -> usize {
     match status {
         OperationalStatus::Operational => 0,
@@ -118,56 +119,6 @@ pub(crate) struct Context<'a> {
     pub(crate) names: &'a Interner,
     /// The view's epoch: a phone's [`Placed`] from another is stale.
     pub(crate) epoch: u32,
-}
-
-/// A phone's placement as indices into its edge group's edges, found in the view's epoch
-/// `epoch` (0: none). Placing a phone hashes it with every edge of its group (SHA-256), a
-/// quarter of a re-reduction's time; an edge's departure re-reduces every phone bound to
-/// it but moves no placement.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Placed {
-    epoch: u32,
-    primary: u16,
-    /// [`Placed::NONE`] for no secondary.
-    secondary: u16,
-}
-
-impl Placed {
-    const NONE: u16 = u16::MAX;
-
-    /// `placement` over `edges` as indices, stamped with `epoch`; none for a group too
-    /// large to index.
-    fn of(placement: placement::Placement<'_>, edges: &[Edge], epoch: u32) -> Option<Self> {
-        let index = |edge: &Edge| {
-            edges
-                .iter()
-                .position(|e| std::ptr::eq(e, edge))
-                .and_then(|i| u16::try_from(i).ok())
-                .filter(|i| *i != Self::NONE)
-        };
-        Some(Self {
-            epoch,
-            primary: index(placement.primary)?,
-            secondary: match placement.secondary {
-                Some(e) => index(e)?,
-                None => Self::NONE,
-            },
-        })
-    }
-
-    /// The placement over `edges` it stands for, when found in `epoch`.
-    fn get<'g>(&self, edges: &'g [Edge], epoch: u32) -> Option<placement::Placement<'g>> {
-        if self.epoch != epoch || epoch == 0 {
-            return None;
-        }
-        Some(placement::Placement {
-            primary: edges.get(usize::from(self.primary))?,
-            secondary: match self.secondary {
-                Self::NONE => None,
-                i => Some(edges.get(usize::from(i))?),
-            },
-        })
-    }
 }
 
 impl Context<'_> {
@@ -421,28 +372,4 @@ fn fingerprint(st: &PhoneStatus) -> u64 {
         st.encode(buf).expect("a Vec grows");
         foldhash::quality::FixedState::with_seed(0).hash_one(&buf[..])
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cached_placement_holds_only_in_its_epoch() {
-        let edges: Vec<Edge> = ["a", "b", "c"]
-            .iter()
-            .map(|n| Edge {
-                node_id: (*n).into(),
-                ..Default::default()
-            })
-            .collect();
-        for dual in [true, false] {
-            let p = placement::place("phone-1", &edges, dual).unwrap();
-            let cached = Placed::of(p, &edges, 7).unwrap();
-            assert_eq!(cached.get(&edges, 7), Some(p), "dual {dual}");
-            assert_eq!(cached.get(&edges, 8), None, "another epoch");
-            assert_eq!(cached.get(&edges[..0], 7), None, "a group that shrank");
-        }
-        assert_eq!(Placed::default().get(&edges, 0), None, "never placed");
-    }
 }

@@ -17,7 +17,7 @@ use rayon_core::{ThreadPool, ThreadPoolBuilder};
 use tracing::warn;
 
 use crate::{
-    fleet::{Counts, PhoneEntry},
+    entry::{Counts, PhoneEntry},
     intern::Interner,
     reduce::{Context, Form, Handed, Rereduced, Tally},
 };
@@ -234,8 +234,8 @@ pub(crate) fn finish(
     }
 }
 
-/// Adds `by` (by status, in [`crate::reduce::slot`]'s order) to a site's counts; a site counting no phone is
-/// dropped.
+/// Adds `by` (by status, in [`crate::reduce::slot`]'s order) to a site's counts; a site
+/// counting no phone is dropped.
 fn count(counts: &mut BTreeMap<String, Counts>, site: &str, by: [i64; 5]) {
     if by.iter().all(|n| *n == 0) {
         return;
@@ -308,7 +308,7 @@ mod tests {
         // Enough phones for several ranges (SHARE * 16 a thread); phone i is bound to edge
         // i % 3, and every seventh also to edge 3.
         let edges: Vec<Arc<str>> = (0..4).map(|e| Arc::from(format!("edge-{e}"))).collect();
-        let binding = |node: &Arc<str>| crate::fleet::BindingFacts {
+        let binding = |node: &Arc<str>| crate::entry::BindingFacts {
             line: 0,
             node_id: node.clone(),
             contacts: Box::default(),

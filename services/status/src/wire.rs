@@ -1,5 +1,5 @@
 //! What a status watch writes to its watcher. The hub encodes each change once, for every
-//! watcher ([`crate::hub::EncodedChange`]); a watch filters it by a few fields read from
+//! watcher (the hub's `EncodedChange`); a watch filters it by a few fields read from
 //! those bytes ([`ChangeHead`]) and writes the bytes as they are ([`Wire::Encoded`]),
 //! instead of decoding the whole status and encoding it again for each watcher. A
 //! departed edge changes hundreds of thousands of phones at once, and every watcher
@@ -108,7 +108,7 @@ pub(crate) struct StatusHead {
 impl ChangeHead {
     /// Whether the change concerns a watcher of `site` (every site when empty; removals
     /// concern everyone: the removed phone's site is gone with it), as
-    /// [`crate::watch::in_site`] says of a whole change.
+    /// the watch's `in_site` says of a whole change.
     pub(crate) fn in_site(&self, site: &str) -> bool {
         site.is_empty() || self.removed || self.status.as_ref().is_some_and(|s| s.site_id == site)
     }
