@@ -16,6 +16,7 @@ use dialtone_store::{Follow, Follower, KeyValue, Store, StoreError, WatchBatch, 
 use parking_lot::{RwLock, RwLockWriteGuard};
 use prost::Message as _;
 use tokio::{sync::broadcast, task::JoinHandle};
+use tracing::info;
 
 use crate::{
     fleet::{self, Fleet, Form, Handed},
@@ -273,6 +274,8 @@ pub fn apply_in_parts(
     revision: i64,
 ) {
     let now = now_ms();
+    let started = std::time::Instant::now();
+    let (mut rereduced, mut changed) = (0, 0);
     let keys: Vec<&str> = events.iter().map(WatchEvent::key).collect();
     let mut start = 0;
     for end in part_ends(&keys, PART) {
@@ -289,7 +292,9 @@ pub fn apply_in_parts(
         }
         let mut chunks = touched.chunks(PART).peekable();
         while let Some(ids) = chunks.next() {
-            metrics.count_changes(st.republish(tx, ids, revision, now));
+            let n = st.republish(tx, ids, revision, now);
+            metrics.count_changes(n);
+            (rereduced, changed) = (rereduced + ids.len(), changed + n);
             if chunks.peek().is_some() {
                 RwLockWriteGuard::unlock_fair(st);
                 st = state.write();
@@ -300,6 +305,17 @@ pub fn apply_in_parts(
         }
         RwLockWriteGuard::unlock_fair(st);
         start = end;
+    }
+    // What a dead edge, a site or group change or a catch-up costs the role: said once.
+    if rereduced > PART {
+        info!(
+            revision,
+            keys = events.len(),
+            rereduced,
+            changed,
+            took_ms = started.elapsed().as_millis() as u64,
+            "applied a change of many phones"
+        );
     }
 }
 
