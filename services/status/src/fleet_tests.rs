@@ -248,19 +248,12 @@ fn placement_problems_are_named() {
     assert_eq!(status(&f).placement_problem, "site hq does not exist");
 }
 
-#[test]
-fn a_relisting_reports_only_real_differences() {
-    let (mut f, primary, _) = fleet();
-    let key = keys::binding("p1", 0, &primary);
-    f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
-    let before = status(&f);
-    // The same inputs listed again: nothing changed.
-    let group = group();
-    let site = site();
+/// A listing of [`fleet`]'s inputs with `group` and p1's binding `key`.
+fn listed(group: &EdgeGroup, key: &str) -> Fleet {
     let mut fresh = Fleet::new("");
     let (g, s, p, b) = (
         group.encode_to_vec(),
-        site.encode_to_vec(),
+        site().encode_to_vec(),
         phone(&["1001"]),
         binding("x"),
     );
@@ -268,12 +261,22 @@ fn a_relisting_reports_only_real_differences() {
         ("config/phones/p1", &p[..]),
         ("config/edge-groups/main", &g[..]),
         ("config/sites/hq", &s[..]),
-        (key.as_str(), &b[..]),
+        (key, &b[..]),
         ("members/edge/a", b"m"),
         ("members/edge/b", b"m"),
         ("members/edge/c", b"m"),
     ]);
-    let ch = f.replace_inputs(fresh, 20, 9_000);
+    fresh
+}
+
+#[test]
+fn a_relisting_reports_only_real_differences() {
+    let (mut f, primary, _) = fleet();
+    let key = keys::binding("p1", 0, &primary);
+    f.apply([(key.as_str(), Some(&binding("x")[..]))], 11, 2_000);
+    let before = status(&f);
+    // The same inputs listed again: nothing changed.
+    let ch = f.replace_inputs(listed(&group(), &key), 20, 9_000);
     assert!(ch.is_empty(), "{ch:?}");
     assert_eq!(status(&f), before);
 }
@@ -534,18 +537,6 @@ fn a_group_change_or_a_relisting_moves_cached_placements() {
     assert_eq!(roles(&f), (want[0].clone(), want[1].clone()));
 
     // A relisting with the group reversed again: placements found before it do not hold.
-    let (site, p, b) = (site().encode_to_vec(), phone(&["1001"]), binding("x"));
-    let g = group_of(&["c", "b", "a"]).encode_to_vec();
-    let mut fresh = Fleet::new("");
-    fresh.load([
-        ("config/phones/p1", &p[..]),
-        ("config/edge-groups/main", &g[..]),
-        ("config/sites/hq", &site[..]),
-        (key_p.as_str(), &b[..]),
-        ("members/edge/a", b"m"),
-        ("members/edge/b", b"m"),
-        ("members/edge/c", b"m"),
-    ]);
-    f.replace_inputs(fresh, 30, 9_000);
+    f.replace_inputs(listed(&group_of(&["c", "b", "a"]), &key_p), 30, 9_000);
     assert_eq!(roles(&f), (primary, secondary));
 }
