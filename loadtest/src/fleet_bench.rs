@@ -215,7 +215,9 @@ async fn main() -> anyhow::Result<()> {
                     first_sync.notify_one();
                     continue;
                 }
-                let Some(s) = c.status.filter(|_| synced) else {
+                // A snapshot's statuses are sent again, not changed: a fresh snapshot (a
+                // resync, counted above) would add every phone's age as if it were a lag.
+                let Some(s) = c.status.filter(|_| synced && !c.snapshot) else {
                     continue;
                 };
                 let newest = s
