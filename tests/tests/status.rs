@@ -270,3 +270,68 @@ async fn status_follows_dual_registration_an_edge_kill_and_its_own_restart() {
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::NotFound);
 }
+
+/// A watcher that stops reading while 30,000 phones are created falls behind the status
+/// role's channel (16,384 changes); it is resumed from the last revision it had whole
+/// with the phones changed since (here from the history), not sent the whole fleet again,
+/// and misses none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_that_falls_behind_is_sent_what_it_missed_not_the_fleet_again() {
+    const PHONES: usize = 30_000;
+    let sb = ClusterSandbox::with_etcd(1, &["config,status"])
+        .await
+        .unwrap();
+    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    seed_site_on(
+        &mut cfg,
+        pb::PhoneSettings::default(),
+        &[("edge-x", "127.0.0.1:5999".to_owned())],
+    )
+    .await
+    .unwrap();
+    let mut st = sb.nodes[0].status_client(VIEWER_TOKEN).await.unwrap();
+    let mut watch = st
+        .watch_phone_statuses(spb::WatchPhoneStatusesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    loop {
+        let c = watch.message().await.unwrap().expect("open");
+        if c.synced {
+            break;
+        }
+    }
+    // The watcher reads nothing while every phone is created.
+    let imported = dialtone_tests::fleet::import(&mut cfg, PHONES, "9")
+        .await
+        .unwrap();
+    let resumes = |from: &'static str| {
+        let node = &sb.nodes[0];
+        async move {
+            let label = format!("from=\"{from}\"");
+            node.metric("dialtone_status_watch_resumes_total", &label)
+                .await
+                .unwrap_or(0)
+        }
+    };
+    let mut missing: std::collections::HashSet<String> =
+        imported.into_iter().map(|(id, ..)| id).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !missing.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let c = tokio::time::timeout(left, watch.message())
+            .await
+            .unwrap_or_else(|_| panic!("{} phones never sent", missing.len()))
+            .unwrap()
+            .expect("open");
+        assert!(!c.snapshot, "the whole fleet sent again: {c:?}");
+        if c.status.is_some() {
+            missing.remove(&c.phone_id);
+        }
+    }
+    assert!(
+        resumes("history").await >= 1,
+        "the watcher never fell behind"
+    );
+    assert_eq!(resumes("snapshot").await, 0);
+}

@@ -79,6 +79,10 @@ pub struct Fleet {
     /// The edges with a membership record: only their bindings count. A few, so a list;
     /// the ids are the interner's, like the bindings' ([`Members::contains`]).
     members: Members,
+    /// The latest revision at which a phone's status was removed (or the inputs were
+    /// replaced, which may have removed phones unseen): a watcher resuming from before it
+    /// is sent the whole fleet, not only the phones changed since.
+    last_removal: i64,
     /// Moves whenever a site, edge group or profile changes or the inputs are replaced:
     /// a phone's cached placement ([`Placed`]) holds only within the epoch it was found in.
     epoch: u32,
@@ -113,6 +117,7 @@ impl Fleet {
             trunk_health: BTreeMap::new(),
             media_health: BTreeMap::new(),
             members: Members::default(),
+            last_removal: 0,
             epoch: 1,
         }
     }
@@ -391,7 +396,9 @@ impl Fleet {
             epoch: *epoch,
         };
         let rereduced = republish::rereduce(&context, phones, ids, revision, now_ms, form);
-        republish::finish(phones, counts, names, ids, rereduced, sink);
+        if republish::finish(phones, counts, names, ids, rereduced, sink) {
+            self.last_removal = self.last_removal.max(revision);
+        }
     }
 
     /// Re-reduces phones `ids` ([`Fleet::republish_all`]); returns their changes.
@@ -440,6 +447,7 @@ impl Fleet {
         self.media_health = fresh.media_health;
         self.members = fresh.members;
         self.next_epoch();
+        self.last_removal = self.last_removal.max(revision);
         // The fresh listing's names; what was published keeps its own until republished.
         self.names = fresh.names;
         for e in self.phones.values_mut() {
@@ -492,6 +500,17 @@ impl Fleet {
             .range::<str, _>((start, Unbounded))
             .filter(|(_, e)| e.published.is_some())
             .map(|(id, _)| &**id)
+    }
+
+    /// The revision of a phone's status as last published (cheap, for filters).
+    pub fn revision_of(&self, id: &str) -> Option<i64> {
+        Some(self.phones.get(id)?.published.as_ref()?.revision)
+    }
+
+    /// The latest revision at which a phone's status was removed, or the inputs were
+    /// replaced by a listing (which may remove phones unseen).
+    pub fn last_removal(&self) -> i64 {
+        self.last_removal
     }
 
     /// The site and status last published for a phone (cheap, for filters).

@@ -64,6 +64,9 @@ pub(crate) struct Rereduced {
     pub(crate) needs_interning: bool,
     /// Whether its entry holds nothing any more.
     pub(crate) empty: bool,
+    /// Whether its status was removed (a watcher resuming from before cannot read that
+    /// from the view: it must be sent the whole fleet).
+    pub(crate) removed: bool,
     /// The change, when its status changed.
     pub(crate) handed: Option<Handed>,
 }
@@ -144,12 +147,14 @@ impl Context<'_> {
         let mut out = Rereduced {
             needs_interning: false,
             empty: false,
+            removed: false,
             handed: None,
         };
         match (fresh, entry.published.take()) {
             (None, None) => {}
             (None, Some(old)) => {
                 tally.add(&old.site_id, old.status, -1);
+                out.removed = true;
                 let change = StatusChange {
                     removed: true,
                     phone_id: id.to_owned(),

@@ -205,7 +205,7 @@ fn walk<'v>(phones: &'v mut Phones, ids: &[Arc<str>]) -> Vec<Option<&'v mut Phon
 }
 
 /// Finishes what re-reducing `ids` changed (in the order of `ids`, with `tally` its
-/// counts) and hands each change to `sink`.
+/// counts) and hands each change to `sink`; returns whether a phone's status was removed.
 pub(crate) fn finish(
     phones: &mut Phones,
     counts: &mut BTreeMap<String, Counts>,
@@ -213,12 +213,14 @@ pub(crate) fn finish(
     ids: &[Arc<str>],
     (rereduced, tally): (Vec<Option<Rereduced>>, Tally),
     sink: &mut dyn FnMut(&Arc<str>, Handed),
-) {
+) -> bool {
+    let mut removed = false;
     for (site, by) in tally.0 {
         count(counts, &site, by);
     }
     for (id, r) in ids.iter().zip(rereduced) {
         let Some(r) = r else { continue };
+        removed |= r.removed;
         if r.empty {
             phones.remove(&**id);
         } else if r.needs_interning
@@ -232,6 +234,7 @@ pub(crate) fn finish(
             sink(id, handed);
         }
     }
+    removed
 }
 
 /// Adds `by` (by status, in [`crate::reduce::slot`]'s order) to a site's counts; a site

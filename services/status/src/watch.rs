@@ -21,6 +21,7 @@ use tracing::warn;
 use crate::{
     fleet::Fleet,
     hub::{EncodedChange, Hub},
+    metrics::Resumed,
     wire::{ChangeHead, Wire},
 };
 
@@ -28,16 +29,21 @@ use crate::{
 pub const SNAPSHOT_PAGE: usize = 512;
 
 /// How a watch starts.
+#[derive(Debug, PartialEq)]
 pub(crate) enum Start {
     /// The phones changed since the revision asked for, with their current statuses.
     Resume(Vec<StatusChange>),
-    /// The whole fleet, read in pages; the view was at this revision when the live feed
-    /// was subscribed to.
-    Snapshot(i64),
+    /// The fleet read in pages: every phone (`from` 0, a snapshot), or only the phones
+    /// whose status changed at or after revision `from`. The view was at revision
+    /// `subscribed_at` when the live feed was subscribed to.
+    Pages { from: i64, subscribed_at: i64 },
 }
 
 /// What a watch starts from and its live feed, taken under one read lock so nothing
-/// falls between them.
+/// falls between them. A watcher resuming from `after` is sent the changes since from the
+/// history when it still holds them all; else the phones whose status changed at or after
+/// it, read from the view (each status carries its revision), unless a phone may have
+/// been removed since (a removal leaves no status to read: the whole fleet then).
 pub(crate) fn start(
     hub: &Hub,
     after: i64,
@@ -45,12 +51,36 @@ pub(crate) fn start(
 ) -> (Start, broadcast::Receiver<EncodedChange>) {
     let st = hub.state.read();
     let rx = hub.tx.subscribe();
-    match st.since(after) {
-        Some(mut changes) => {
-            changes.retain(|c| in_site(c, site));
-            (Start::Resume(changes), rx)
-        }
-        None => (Start::Snapshot(st.fleet.revision()), rx),
+    let mut first = plan(
+        st.since(after),
+        after,
+        st.fleet.last_removal(),
+        st.fleet.revision(),
+    );
+    if let Start::Resume(changes) = &mut first {
+        changes.retain(|c| in_site(c, site));
+    }
+    (first, rx)
+}
+
+/// How a watch resuming from `after` starts, given the history's changes since (none
+/// when it no longer holds them all), the latest removal and the view's revision.
+fn plan(
+    since: Option<Vec<StatusChange>>,
+    after: i64,
+    last_removal: i64,
+    subscribed_at: i64,
+) -> Start {
+    match since {
+        Some(changes) => Start::Resume(changes),
+        None if after > 0 && last_removal < after => Start::Pages {
+            from: after,
+            subscribed_at,
+        },
+        None => Start::Pages {
+            from: 0,
+            subscribed_at,
+        },
     }
 }
 
@@ -62,22 +92,26 @@ pub(crate) fn in_site(c: &StatusChange, site: &str) -> bool {
 
 /// One page of a snapshot: the statuses of the next [`SNAPSHOT_PAGE`] phones after
 /// `after` (exclusive, "" for the start) that are in `site` (every site when empty), and
-/// the last phone read when the fleet goes on after it.
+/// the last phone read when the fleet goes on after it. With `from` above 0, only the
+/// phones whose status changed at or after revision `from`, sent as changes, not as a
+/// snapshot.
 pub(crate) fn snapshot_page(
     fleet: &Fleet,
     after: &str,
     site: &str,
+    from: i64,
 ) -> (Vec<StatusChange>, Option<String>) {
     let ids: Vec<&str> = fleet.ids_after(after).take(SNAPSHOT_PAGE).collect();
     let page = ids
         .iter()
+        .filter(|id| from == 0 || fleet.revision_of(id).is_some_and(|r| r >= from))
         .filter(|id| site.is_empty() || fleet.published(id).is_some_and(|(s, _)| s == site))
         .filter_map(|id| fleet.get(id))
         .map(|s| StatusChange {
             phone_id: s.phone_id.clone(),
             revision: s.revision,
             status: Some(s),
-            snapshot: true,
+            snapshot: from == 0,
             ..Default::default()
         })
         .collect();
@@ -137,27 +171,36 @@ pub(crate) async fn serve(
     hub: Arc<Hub>,
     tokens: Arc<Tokens>,
     (token, mut token_changes): (String, tokio::sync::watch::Receiver<u64>),
-    after: i64,
+    mut after: i64,
     site: String,
     tx: mpsc::Sender<Result<Wire, Status>>,
 ) {
     let (mut first, mut rx) = start(&hub, after, &site);
+    // Every change before this revision has reached the watcher (changes at it may not
+    // all have: a batch applied in parts stamps each part with its revision). A watcher
+    // that falls behind resumes from it.
+    let mut seen;
     loop {
         let mut sent = SentPages::default();
         match first {
             Start::Resume(changes) => {
+                seen = after;
                 for c in changes {
                     if tx.send(Ok(Wire::Message(Box::new(c)))).await.is_err() {
                         return;
                     }
                 }
             }
-            Start::Snapshot(subscribed_at) => {
+            Start::Pages {
+                from,
+                subscribed_at,
+            } => {
+                seen = subscribed_at;
                 let mut after = String::new();
                 loop {
                     let (page, more, revision) = {
                         let st = hub.state.read();
-                        let (page, more) = snapshot_page(&st.fleet, &after, &site);
+                        let (page, more) = snapshot_page(&st.fleet, &after, &site, from);
                         (page, more, st.fleet.revision())
                     };
                     for c in page {
@@ -205,17 +248,25 @@ pub(crate) async fn serve(
                 // Only what the filters read is decoded; the bytes go out as they are.
                 Ok(bytes) => match ChangeHead::decode(&bytes[..]) {
                     Ok(c) if c.in_site(&site) && !sent.shown(&c.phone_id, c.revision) => {
+                        seen = c.revision;
                         if tx.send(Ok(Wire::Encoded(bytes))).await.is_err() {
                             return;
                         }
                     }
-                    Ok(_) => {}
+                    Ok(c) => seen = c.revision,
                     // The hub encoded it from a message: not expected.
                     Err(e) => warn!(error = %e, "a status change did not decode"),
                 },
-                // Fell too far behind: start over from a fresh snapshot.
+                // Fell too far behind: start again from the last revision it has whole
+                // (the phones changed since, or the whole fleet).
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    (first, rx) = start(&hub, 0, &site);
+                    (first, rx) = start(&hub, seen, &site);
+                    hub.metrics.count_resume(match first {
+                        Start::Resume(_) => Resumed::History,
+                        Start::Pages { from: 0, .. } => Resumed::Snapshot,
+                        Start::Pages { .. } => Resumed::Changed,
+                    });
+                    after = seen;
                     break;
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
@@ -270,11 +321,19 @@ mod tests {
 
     /// Every phone the pages hold, in order, and the pages' sizes.
     fn page_through(f: &Fleet, site: &str) -> (Vec<String>, Vec<usize>) {
+        page_through_from(f, site, 0)
+    }
+
+    /// [`page_through`], of the phones changed at or after `from` (every phone: 0).
+    fn page_through_from(f: &Fleet, site: &str, from: i64) -> (Vec<String>, Vec<usize>) {
         let (mut ids, mut sizes, mut after) = (Vec::new(), Vec::new(), String::new());
         loop {
-            let (page, more) = snapshot_page(f, &after, site);
+            let (page, more) = snapshot_page(f, &after, site, from);
             sizes.push(page.len());
-            assert!(page.iter().all(|c| c.snapshot && c.status.is_some()));
+            assert!(
+                page.iter()
+                    .all(|c| c.snapshot == (from == 0) && c.status.is_some())
+            );
             ids.extend(page.into_iter().map(|c| c.phone_id));
             match more {
                 Some(last) => after = last,
@@ -305,6 +364,67 @@ mod tests {
         // A fleet of exactly one page ends with an empty one.
         let (ids, sizes) = page_through(&fleet(SNAPSHOT_PAGE), "");
         assert_eq!((ids.len(), sizes), (SNAPSHOT_PAGE, vec![SNAPSHOT_PAGE, 0]));
+    }
+
+    #[test]
+    fn a_watcher_behind_is_sent_only_the_phones_changed_since() {
+        let mut f = fleet(2 * SNAPSHOT_PAGE + 100);
+        assert_eq!(f.last_removal(), 0);
+        // Phones renamed at revisions 5 and 7 (every phone's status is at 1 before).
+        let renamed = |i: usize| {
+            let p = Phone {
+                id: format!("p{i:05}"),
+                name: format!("renamed {i}"),
+                site_id: if i.is_multiple_of(3) { "b" } else { "a" }.into(),
+                lines: vec![Line {
+                    sip_user: format!("u{i}"),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            (keys::phone(&p.id), p.encode_to_vec())
+        };
+        let at5 = [renamed(3), renamed(700)];
+        let at7 = [renamed(4), renamed(1_000)];
+        f.apply(at5.iter().map(|(k, v)| (k.as_str(), Some(&v[..]))), 5, 0);
+        f.apply(at7.iter().map(|(k, v)| (k.as_str(), Some(&v[..]))), 7, 0);
+        // (from, site, the phones sent)
+        let cases: [(i64, &str, &[&str]); 5] = [
+            (5, "", &["p00003", "p00004", "p00700", "p01000"]),
+            (6, "", &["p00004", "p01000"]),
+            (7, "", &["p00004", "p01000"]),
+            (8, "", &[]),
+            (5, "b", &["p00003"]),
+        ];
+        for (from, site, want) in cases {
+            let (ids, _) = page_through_from(&f, site, from);
+            assert_eq!(ids, want, "from {from}, site {site:?}");
+        }
+        // A removal cannot be read from the view: whoever resumes from before it is sent
+        // the whole fleet.
+        f.apply([(keys::phone("p00010").as_str(), None)], 9, 0);
+        assert_eq!(f.last_removal(), 9);
+    }
+
+    #[test]
+    fn a_watch_resumes_from_the_history_else_the_changed_phones_else_everything() {
+        let held = || Some(vec![StatusChange::default()]);
+        let pages = |from| Start::Pages {
+            from,
+            subscribed_at: 50,
+        };
+        // (the history's changes since, after, the latest removal, how it starts)
+        let cases = [
+            (held(), 40, 0, Start::Resume(vec![StatusChange::default()])),
+            (None, 40, 0, pages(40)),
+            (None, 40, 39, pages(40)),
+            (None, 40, 40, pages(0)),
+            (None, 40, 45, pages(0)),
+            (None, 0, 0, pages(0)),
+        ];
+        for (i, (since, after, removal, want)) in cases.into_iter().enumerate() {
+            assert_eq!(plan(since, after, removal, 50), want, "case {i}");
+        }
     }
 
     #[test]
