@@ -198,8 +198,10 @@ async fn main() -> anyhow::Result<()> {
         .watch_phone_statuses(spb::WatchPhoneStatusesRequest::default())
         .await?
         .into_inner();
-    // Snapshots after the first: the watcher fell behind the status role's channel and
-    // was sent the whole fleet again (which the role builds in memory).
+    // `synced` markers after the first: the watcher fell behind the status role's channel
+    // and was sent the phones changed since, or the whole fleet again (the role's
+    // `dialtone_status_watch_resumes_total` says which; a resume from its history sends
+    // no marker).
     let resyncs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let first_sync = Arc::new(tokio::sync::Notify::new());
     let watcher = {
@@ -294,7 +296,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(-1)
     };
     println!(
-        "status watch lag (edge writes a binding → a watcher has the new status), {} changes: p50 {} ms, p99 {} ms, max {} ms (target p99 < 200 ms); fresh snapshots after falling behind: {}",
+        "status watch lag (edge writes a binding → a watcher has the new status), {} changes: p50 {} ms, p99 {} ms, max {} ms (target p99 < 200 ms); resumes after falling behind (a synced marker again): {}",
         l.len(),
         pct(0.5),
         pct(0.99),

@@ -25,7 +25,7 @@ use crate::{
 
 /// Changes remembered for watchers that resume.
 pub const HISTORY: usize = 100_000;
-/// Changes buffered per live watcher before it falls behind (and gets a fresh snapshot).
+/// Changes buffered per live watcher before it falls behind (and is resumed: `watch.rs`).
 /// The broadcast channel holds each change until every watcher has read it: up to this
 /// many when one lags, so it carries them encoded, about 350 bytes each instead of 1.2 KB
 /// in 20 allocations.
@@ -65,9 +65,7 @@ impl State {
     /// and resumes from their revision is owed the other parts' (and is sent the first
     /// part's again, which a status being current makes harmless).
     pub fn since(&self, revision: i64) -> Option<Vec<StatusChange>> {
-        if revision < self.floor || revision <= self.dropped || revision <= 0 {
-            return None;
-        }
+        self.held_since(revision)?;
         let start = self.history.partition_point(|(r, _)| *r < revision);
         let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         for (r, id) in self.history.range(start..) {
@@ -93,6 +91,16 @@ impl State {
                 })
                 .collect(),
         )
+    }
+
+    /// How many changes at or after `revision` the history holds, when it holds them all
+    /// ([`State::since`] without building a status).
+    pub fn held_since(&self, revision: i64) -> Option<usize> {
+        if revision < self.floor || revision <= self.dropped || revision <= 0 {
+            return None;
+        }
+        let start = self.history.partition_point(|(r, _)| *r < revision);
+        Some(self.history.len() - start)
     }
 
     /// A state holding `fleet`, with no change remembered yet.

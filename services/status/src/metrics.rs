@@ -16,7 +16,7 @@ const BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0
 
 /// How a watcher that fell behind was resumed: from the history, with the phones
 /// changed since read from the view, with the whole fleet again.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Resumed {
     /// From the history of changes.
     History,
@@ -105,7 +105,7 @@ impl Metrics {
             out,
             "# HELP dialtone_status_watchers Open status watch streams.\n# TYPE dialtone_status_watchers gauge\ndialtone_status_watchers {watchers}"
         );
-        out.push_str("# HELP dialtone_status_watch_resumes_total Watchers that fell behind the live changes, by how they were resumed (history: from the history of changes; changed: the phones changed since, read from the view; snapshot: the whole fleet again).\n# TYPE dialtone_status_watch_resumes_total counter\n");
+        out.push_str("# HELP dialtone_status_watch_resumes_total Watches resumed after falling behind the live changes, by how (history: from the history of changes; changed: the phones changed since, read from the view; snapshot: the whole fleet again).\n# TYPE dialtone_status_watch_resumes_total counter\n");
         for how in Resumed::ALL {
             let _ = writeln!(
                 out,

@@ -28,59 +28,69 @@ use crate::{
 /// Phones read per page of a watch's snapshot.
 pub const SNAPSHOT_PAGE: usize = 512;
 
+/// Most changes a watch resumes with from the history at once: each phone's status is
+/// built under the view's read lock, which holds the follower back. Past it, the phones
+/// changed since are read from the view in pages.
+const RESUME_MOST: usize = 4 * SNAPSHOT_PAGE;
+
 /// How a watch starts.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Start {
-    /// The phones changed since the revision asked for, with their current statuses.
-    Resume(Vec<StatusChange>),
+    /// The phones changed since the revision asked for, with their current statuses; the
+    /// view was at revision `subscribed_at` when the live feed was subscribed to.
+    Resume {
+        changes: Vec<StatusChange>,
+        subscribed_at: i64,
+    },
     /// The fleet read in pages: every phone (`from` 0, a snapshot), or only the phones
-    /// whose status changed at or after revision `from`. The view was at revision
-    /// `subscribed_at` when the live feed was subscribed to.
+    /// whose status changed at or after revision `from`.
     Pages { from: i64, subscribed_at: i64 },
 }
 
 /// What a watch starts from and its live feed, taken under one read lock so nothing
-/// falls between them. A watcher resuming from `after` is sent the changes since from the
-/// history when it still holds them all; else the phones whose status changed at or after
-/// it, read from the view (each status carries its revision), unless a phone may have
-/// been removed since (a removal leaves no status to read: the whole fleet then).
+/// falls between them ([`plan`] says how).
 pub(crate) fn start(
     hub: &Hub,
     after: i64,
     site: &str,
-) -> (Start, broadcast::Receiver<EncodedChange>) {
+) -> (Start, Resumed, broadcast::Receiver<EncodedChange>) {
     let st = hub.state.read();
     let rx = hub.tx.subscribe();
-    let mut first = plan(
-        st.since(after),
-        after,
-        st.fleet.last_removal(),
-        st.fleet.revision(),
-    );
-    if let Start::Resume(changes) = &mut first {
-        changes.retain(|c| in_site(c, site));
-    }
-    (first, rx)
-}
-
-/// How a watch resuming from `after` starts, given the history's changes since (none
-/// when it no longer holds them all), the latest removal and the view's revision.
-fn plan(
-    since: Option<Vec<StatusChange>>,
-    after: i64,
-    last_removal: i64,
-    subscribed_at: i64,
-) -> Start {
-    match since {
-        Some(changes) => Start::Resume(changes),
-        None if after > 0 && last_removal < after => Start::Pages {
+    let subscribed_at = st.fleet.revision();
+    let how = plan(st.held_since(after), after, st.fleet.last_removal());
+    let first = match how {
+        Resumed::History => {
+            let mut changes = st.since(after).unwrap_or_default();
+            changes.retain(|c| in_site(c, site));
+            Start::Resume {
+                changes,
+                subscribed_at,
+            }
+        }
+        Resumed::Changed => Start::Pages {
             from: after,
             subscribed_at,
         },
-        None => Start::Pages {
+        Resumed::Snapshot => Start::Pages {
             from: 0,
             subscribed_at,
         },
+    };
+    (first, how, rx)
+}
+
+/// How a watch resuming from `after` starts, given how many changes since the history
+/// holds (none when it no longer holds them all) and the latest removal: from the history
+/// when it holds a few; else with the phones whose status changed at or after `after`,
+/// read from the view (each status carries its revision); else, when a phone may have
+/// been removed since (a removal leaves no status to read) or there is nothing to resume
+/// from, with every phone. A removal since with many changes held: from the history.
+fn plan(held: Option<usize>, after: i64, last_removal: i64) -> Resumed {
+    let removed_since = last_removal >= after;
+    match held {
+        Some(n) if n <= RESUME_MOST || removed_since => Resumed::History,
+        _ if after > 0 && !removed_since => Resumed::Changed,
+        _ => Resumed::Snapshot,
     }
 }
 
@@ -126,6 +136,8 @@ pub(crate) struct SentPages {
     pages: Vec<(String, i64)>,
     /// The revision the last page, which read to the end of the fleet, was read at.
     end: Option<i64>,
+    /// The pages held only the phones changed since a revision, not every phone.
+    pub(crate) changed_only: bool,
 }
 
 impl SentPages {
@@ -137,6 +149,20 @@ impl SentPages {
     /// The last page, read to the end of the fleet at `revision`.
     pub(crate) fn end(&mut self, revision: i64) {
         self.end = Some(revision);
+    }
+
+    /// Whether a live change of `phone` at `revision` is held back: the page holding the
+    /// phone showed it ([`SentPages::shown`]). A removal is not shown by pages of changed
+    /// phones only (a removed phone is left out of them, not shown removed), so there it is
+    /// held back only when the phone is `published` again (its page then showed it back).
+    pub(crate) fn hides(
+        &mut self,
+        phone: &str,
+        revision: i64,
+        removed: bool,
+        published: impl FnOnce() -> bool,
+    ) -> bool {
+        self.shown(phone, revision) && !(removed && self.changed_only && !published())
     }
 
     /// Whether a change of `phone` at `revision` was already shown by the page that
@@ -175,7 +201,7 @@ pub(crate) async fn serve(
     site: String,
     tx: mpsc::Sender<Result<Wire, Status>>,
 ) {
-    let (mut first, mut rx) = start(&hub, after, &site);
+    let (mut first, _, mut rx) = start(&hub, after, &site);
     // Every change before this revision has reached the watcher (changes at it may not
     // all have: a batch applied in parts stamps each part with its revision). A watcher
     // that falls behind resumes from it.
@@ -183,8 +209,12 @@ pub(crate) async fn serve(
     loop {
         let mut sent = SentPages::default();
         match first {
-            Start::Resume(changes) => {
-                seen = after;
+            Start::Resume {
+                changes,
+                subscribed_at,
+            } => {
+                // Every change up to the view's revision then is in `changes`.
+                seen = after.max(subscribed_at);
                 for c in changes {
                     if tx.send(Ok(Wire::Message(Box::new(c)))).await.is_err() {
                         return;
@@ -195,7 +225,8 @@ pub(crate) async fn serve(
                 from,
                 subscribed_at,
             } => {
-                seen = subscribed_at;
+                seen = from.max(subscribed_at);
+                sent.changed_only = from > 0;
                 let mut after = String::new();
                 loop {
                     let (page, more, revision) = {
@@ -247,7 +278,12 @@ pub(crate) async fn serve(
             match next {
                 // Only what the filters read is decoded; the bytes go out as they are.
                 Ok(bytes) => match ChangeHead::decode(&bytes[..]) {
-                    Ok(c) if c.in_site(&site) && !sent.shown(&c.phone_id, c.revision) => {
+                    Ok(c)
+                        if c.in_site(&site)
+                            && !sent.hides(&c.phone_id, c.revision, c.removed, || {
+                                hub.state.read().fleet.revision_of(&c.phone_id).is_some()
+                            }) =>
+                    {
                         seen = c.revision;
                         if tx.send(Ok(Wire::Encoded(bytes))).await.is_err() {
                             return;
@@ -260,12 +296,9 @@ pub(crate) async fn serve(
                 // Fell too far behind: start again from the last revision it has whole
                 // (the phones changed since, or the whole fleet).
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    (first, rx) = start(&hub, seen, &site);
-                    hub.metrics.count_resume(match first {
-                        Start::Resume(_) => Resumed::History,
-                        Start::Pages { from: 0, .. } => Resumed::Snapshot,
-                        Start::Pages { .. } => Resumed::Changed,
-                    });
+                    let how;
+                    (first, how, rx) = start(&hub, seen, &site);
+                    hub.metrics.count_resume(how);
                     after = seen;
                     break;
                 }
@@ -408,23 +441,57 @@ mod tests {
 
     #[test]
     fn a_watch_resumes_from_the_history_else_the_changed_phones_else_everything() {
-        let held = || Some(vec![StatusChange::default()]);
-        let pages = |from| Start::Pages {
-            from,
-            subscribed_at: 50,
-        };
-        // (the history's changes since, after, the latest removal, how it starts)
+        let many = RESUME_MOST + 1;
+        // (changes the history holds since, after, the latest removal, how it starts)
         let cases = [
-            (held(), 40, 0, Start::Resume(vec![StatusChange::default()])),
-            (None, 40, 0, pages(40)),
-            (None, 40, 39, pages(40)),
-            (None, 40, 40, pages(0)),
-            (None, 40, 45, pages(0)),
-            (None, 0, 0, pages(0)),
+            (Some(10), 40, 0, Resumed::History),
+            (Some(RESUME_MOST), 40, 0, Resumed::History),
+            (Some(many), 40, 0, Resumed::Changed),
+            (Some(many), 40, 40, Resumed::History),
+            (None, 40, 0, Resumed::Changed),
+            (None, 40, 39, Resumed::Changed),
+            (None, 40, 40, Resumed::Snapshot),
+            (None, 40, 45, Resumed::Snapshot),
+            (None, 0, 0, Resumed::Snapshot),
         ];
-        for (i, (since, after, removal, want)) in cases.into_iter().enumerate() {
-            assert_eq!(plan(since, after, removal, 50), want, "case {i}");
+        for (held, after, removal, want) in cases {
+            assert_eq!(
+                plan(held, after, removal),
+                want,
+                "{held:?} held since {after}, removal at {removal}"
+            );
         }
+    }
+
+    #[test]
+    fn a_removal_is_held_back_only_when_a_page_showed_it() {
+        // Pages: (.., "m"] read at 10, the rest at 12.
+        let pages = |changed_only| {
+            let mut s = SentPages {
+                changed_only,
+                ..Default::default()
+            };
+            s.page("m".into(), 10);
+            s.end(12);
+            s
+        };
+        // (pages of changed phones only, removed, published now, held back)
+        let cases = [
+            (false, false, true, true),
+            (false, true, false, true),
+            (true, false, true, true),
+            (true, true, true, true),
+            (true, true, false, false),
+        ];
+        for (changed_only, removed, published, held) in cases {
+            assert_eq!(
+                pages(changed_only).hides("c", 9, removed, || published),
+                held,
+                "changed only {changed_only}, removed {removed}, published {published}"
+            );
+        }
+        // Not shown by a page: never held back.
+        assert!(!pages(true).hides("c", 11, true, || true));
     }
 
     #[test]
