@@ -80,7 +80,7 @@ impl StatusApi {
         let mut statuses = Vec::new();
         let mut next_page_token = String::new();
         for id in candidates {
-            let Some((site, status)) = fleet.published(id) else {
+            let Some((site, status, _)) = fleet.published(id) else {
                 continue;
             };
             let Some((name, base)) = fleet.identity(id) else {

@@ -502,21 +502,16 @@ impl Fleet {
             .map(|(id, _)| &**id)
     }
 
-    /// The revision of a phone's status as last published (cheap, for filters).
-    pub fn revision_of(&self, id: &str) -> Option<i64> {
-        Some(self.phones.get(id)?.published.as_ref()?.revision)
-    }
-
     /// The latest revision at which a phone's status was removed, or the inputs were
     /// replaced by a listing (which may remove phones unseen).
     pub fn last_removal(&self) -> i64 {
         self.last_removal
     }
 
-    /// The site and status last published for a phone (cheap, for filters).
-    pub fn published(&self, id: &str) -> Option<(&str, OperationalStatus)> {
+    /// The site, status and revision last published for a phone (cheap, for filters).
+    pub fn published(&self, id: &str) -> Option<(&str, OperationalStatus, i64)> {
         let p = self.phones.get(id)?.published.as_ref()?;
-        Some((&*p.site_id, p.status))
+        Some((&*p.site_id, p.status, p.revision))
     }
 
     /// A configured phone's name and base settings profile (cheap, for filters).

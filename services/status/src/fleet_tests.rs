@@ -45,9 +45,14 @@ fn binding(ua: &str) -> Vec<u8> {
 
 /// Group main: edges a, b, c.
 fn group() -> EdgeGroup {
+    group_of(&["a", "b", "c"])
+}
+
+/// Group main with these edges, in this order.
+fn group_of(edges: &[&str]) -> EdgeGroup {
     EdgeGroup {
         id: "main".into(),
-        edges: ["a", "b", "c"]
+        edges: edges
             .iter()
             .map(|n| Edge {
                 node_id: (*n).into(),
@@ -478,19 +483,6 @@ fn an_edge_leaving_many_phones_reads_as_each_phone_leaving_alone() {
         let id = &k[keys::PHONES.len()..];
         assert_eq!(together.get(id), alone.get(id), "{id}");
     }
-}
-
-/// The group with its edges in this order.
-fn group_of(edges: &[&str]) -> EdgeGroup {
-    let mut g = group();
-    g.edges = edges
-        .iter()
-        .map(|n| Edge {
-            node_id: (*n).into(),
-            ..Default::default()
-        })
-        .collect();
-    g
 }
 
 /// Phone p1's (primary, secondary) as its status shows them.

@@ -14,7 +14,6 @@ use std::{
 use dialtone_proto::status::v1::StatusChange;
 use dialtone_store::{Follow, Follower, KeyValue, Store, StoreError, WatchBatch, WatchEvent};
 use parking_lot::{RwLock, RwLockWriteGuard};
-use prost::Message as _;
 use tokio::{sync::broadcast, task::JoinHandle};
 use tracing::info;
 
@@ -65,8 +64,7 @@ impl State {
     /// and resumes from their revision is owed the other parts' (and is sent the first
     /// part's again, which a status being current makes harmless).
     pub fn since(&self, revision: i64) -> Option<Vec<StatusChange>> {
-        self.held_since(revision)?;
-        let start = self.history.partition_point(|(r, _)| *r < revision);
+        let start = self.history.len() - self.held_since(revision)?;
         let mut last: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
         for (r, id) in self.history.range(start..) {
             last.insert(id, *r);
@@ -118,14 +116,14 @@ impl State {
     pub fn record(&mut self, tx: &broadcast::Sender<EncodedChange>, changes: Vec<StatusChange>) {
         for c in changes {
             let id = self.fleet.shared_id(&c.phone_id);
-            // Nobody to encode for: a watcher that subscribes later starts from the state.
-            let encoded = (tx.receiver_count() > 0).then(|| c.encode_to_vec().into());
+            let revision = c.revision;
+            let encoded = Handed::of(c, form_for(tx)).into_encoded();
             remember(
                 &mut self.history,
                 &mut self.dropped,
                 tx,
                 id,
-                c.revision,
+                revision,
                 encoded,
             );
         }
@@ -142,23 +140,23 @@ impl State {
     ) -> usize {
         let (history, dropped) = (&mut self.history, &mut self.dropped);
         let mut changed = 0;
-        // Nobody to encode for: a watcher that subscribes later starts from the state.
-        let form = if tx.receiver_count() > 0 {
-            Form::Encoded
-        } else {
-            Form::Bare
-        };
         self.fleet
-            .republish_all(ids, revision, now_ms, form, &mut |id, handed| {
+            .republish_all(ids, revision, now_ms, form_for(tx), &mut |id, handed| {
                 changed += 1;
-                let encoded = match handed {
-                    Handed::Encoded(bytes) => Some(bytes),
-                    Handed::Change(c) => Some(c.encode_to_vec().into()),
-                    Handed::Bare => None,
-                };
+                let encoded = handed.into_encoded();
                 remember(history, dropped, tx, id.clone(), revision, encoded);
             });
         changed
+    }
+}
+
+/// How changes are wanted for the live watchers on `tx`: encoded, or not at all when there
+/// is nobody to encode for (a watcher that subscribes later starts from the state).
+fn form_for(tx: &broadcast::Sender<EncodedChange>) -> Form {
+    if tx.receiver_count() > 0 {
+        Form::Encoded
+    } else {
+        Form::Bare
     }
 }
 

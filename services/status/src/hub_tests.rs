@@ -1,5 +1,6 @@
 use dialtone_domain::keys;
 use dialtone_proto::config::v1::{Line, Phone};
+use prost::Message as _;
 
 use super::*;
 

@@ -47,11 +47,21 @@ pub enum Handed {
 }
 
 impl Handed {
-    fn of(change: StatusChange, form: Form) -> Self {
+    /// `change` in the form asked for.
+    pub(crate) fn of(change: StatusChange, form: Form) -> Self {
         match form {
             Form::Change => Self::Change(Box::new(change)),
             Form::Encoded => Self::Encoded(change.encode_to_vec().into()),
             Form::Bare => Self::Bare,
+        }
+    }
+
+    /// The change's encoding (made now for [`Handed::Change`]); none for [`Handed::Bare`].
+    pub(crate) fn into_encoded(self) -> Option<Arc<[u8]>> {
+        match self {
+            Self::Change(c) => Some(c.encode_to_vec().into()),
+            Self::Encoded(bytes) => Some(bytes),
+            Self::Bare => None,
         }
     }
 }

@@ -114,8 +114,11 @@ pub(crate) fn snapshot_page(
     let ids: Vec<&str> = fleet.ids_after(after).take(SNAPSHOT_PAGE).collect();
     let page = ids
         .iter()
-        .filter(|id| from == 0 || fleet.revision_of(id).is_some_and(|r| r >= from))
-        .filter(|id| site.is_empty() || fleet.published(id).is_some_and(|(s, _)| s == site))
+        .filter(|id| {
+            fleet
+                .published(id)
+                .is_some_and(|(s, _, r)| (site.is_empty() || s == site) && r >= from)
+        })
         .filter_map(|id| fleet.get(id))
         .map(|s| StatusChange {
             phone_id: s.phone_id.clone(),
@@ -281,7 +284,7 @@ pub(crate) async fn serve(
                     Ok(c)
                         if c.in_site(&site)
                             && !sent.hides(&c.phone_id, c.revision, c.removed, || {
-                                hub.state.read().fleet.revision_of(&c.phone_id).is_some()
+                                hub.state.read().fleet.published(&c.phone_id).is_some()
                             }) =>
                     {
                         seen = c.revision;
