@@ -61,7 +61,7 @@ impl Rtpengine {
     /// Starts one named `name` (its log in `dir`), with media ports in a range of 100
     /// below the ephemeral range, and waits until it answers `ping`.
     pub async fn start(dir: &Path, name: &str) -> anyhow::Result<Self> {
-        let base = 5_000 + 100 * (rand::random::<u16>() % 50);
+        let base = crate::ports::free_block(5_000, 50, 100);
         Self::start_with_ports(dir, name, (base, base + 99), 6).await
     }
 
@@ -228,7 +228,7 @@ impl Coturn {
         // Relay ports above the kernel's ephemeral range (to 60999) and apart from every
         // range the tests draw ports from: coturn binds them with SO_REUSEADDR, and a later
         // bind of a port a node holds that way would take its datagrams.
-        let base = 61_000 + 100 * (rand::random::<u16>() % 40);
+        let base = crate::ports::free_block(61_000, 40, 100);
         let conf = dir.join("turnserver.conf");
         // The secret in a file, as a deployment keeps it (not on the command line).
         std::fs::write(

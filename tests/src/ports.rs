@@ -1,32 +1,71 @@
 //! Loopback ports for the processes a test starts, picked free.
+//!
+//! nextest runs every test in a process of its own, so a port one test picked and released
+//! for its child (or freed for a moment by restarting a node on it) could be picked by
+//! another test's process at the same time: that once failed a restarted node with
+//! EADDRINUSE. A port handed out here is therefore also reserved for as long as this test
+//! process lives, by an abstract Unix socket named after it (Linux frees the name when the
+//! process exits, however it exits, and leaves no file behind); another test process skips
+//! a reserved port without touching it.
 
 use parking_lot::Mutex;
-use std::collections::HashSet;
 use std::net::{TcpListener, UdpSocket};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixListener};
 
-/// Ports this test process has handed out, so that it never hands one out twice.
-static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+/// The reservations this test process holds, kept open until it exits.
+static RESERVED: Mutex<Vec<UnixListener>> = Mutex::new(Vec::new());
 
-/// A port free on TCP and UDP of 127.0.0.1, released for the child to bind. Drawn from
-/// 10000-19999, below Linux's ephemeral range (32768-60999) and below
-/// [`free_port_pair`]'s: a port the OS picks for `bind(0)` is an ephemeral one, which the
-/// kernel may give to any outgoing connection (a node's own etcd client, say) between its
-/// release here and the child's bind, and that once failed a node with EADDRINUSE.
+/// Reserves `port` for this process among every test process on the machine; false if
+/// one (this one included) already holds it.
+fn reserve(port: u16) -> bool {
+    let name = format!("dialtone-test-port-{port}");
+    let Ok(addr) = SocketAddr::from_abstract_name(name.as_bytes()) else {
+        return false;
+    };
+    match UnixListener::bind_addr(&addr) {
+        Ok(listener) => {
+            RESERVED.lock().push(listener);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Whether `port` can be bound on TCP and UDP of 127.0.0.1 right now.
+fn bindable(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A port free on TCP and UDP of 127.0.0.1, released for the child to bind and reserved
+/// for this test process. Drawn from 10000-19999, below Linux's ephemeral range
+/// (32768-60999) and below [`free_port_pair`]'s: a port the OS picks for `bind(0)` is an
+/// ephemeral one, which the kernel may give to any outgoing connection (a node's own etcd
+/// client, say) between its release here and the child's bind.
 pub fn free_port() -> u16 {
-    let mut given = GIVEN.lock();
-    let given = given.get_or_insert_with(HashSet::new);
     for _ in 0..500 {
         let p = 10_000 + rand::random::<u16>() % 10_000;
-        if given.contains(&p) {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", p)).is_ok() && UdpSocket::bind(("127.0.0.1", p)).is_ok()
-        {
-            given.insert(p);
+        // A port held by something outside the tests keeps its reservation, so it is
+        // not tried again.
+        if reserve(p) && bindable(p) {
             return p;
         }
     }
     panic!("no free port below the ephemeral range")
+}
+
+/// The first port of a block of `size` ports, one of `blocks` from `first` on, that no
+/// other test process holds (a media daemon's port range: rtpengine's, coturn's relays),
+/// reserved for this test process as [`free_port`]'s are. The ports are not bound to
+/// check them: the daemon binds what it needs within the block as it goes.
+pub fn free_block(first: u16, blocks: u16, size: u16) -> u16 {
+    for _ in 0..(4 * blocks) {
+        let base = first + size * (rand::random::<u16>() % blocks);
+        if reserve(base) {
+            return base;
+        }
+    }
+    panic!("every block of {size} ports from {first} is held by another test")
 }
 
 /// Where a node's SIP edge listens (127.0.0.1, OS-chosen ports; UDP and TCP share one).
@@ -54,18 +93,44 @@ impl SipPorts {
 }
 
 /// A port free on both TCP and UDP of 127.0.0.1 (SIP uses the same number for both), and
-/// the next one free on TCP too (baresip listens for TLS there). Drawn below Linux's
+/// the next one free on TCP too (baresip listens for TLS there), both reserved for this
+/// test process as [`free_port`]'s are. Drawn below Linux's
 /// ephemeral range (32768-60999), so the outgoing connections other tests open at the
 /// same time cannot take it between this check and the bind of whoever uses it.
 pub fn free_port_pair() -> u16 {
     for _ in 0..200 {
         let p = 20_000 + 2 * (rand::random::<u16>() % 6_000);
-        let free = std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok();
-        if free {
+        // Both reserved (p is even, so no other pair holds p + 1); a pair whose ports
+        // are held outside the tests keeps its reservations and is not tried again.
+        if reserve(p)
+            && reserve(p + 1)
+            && bindable(p)
+            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
             return p;
         }
     }
     panic!("no port free on both tcp and udp")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The abstract socket namespace is the machine's (its network namespace's), so a
+    // name this process holds cannot be bound again by this process or any other.
+    #[test]
+    fn a_port_handed_out_stays_reserved_until_the_process_exits() {
+        let p = free_port();
+        assert!(!reserve(p), "port {p} reserved twice");
+        let pair = free_port_pair();
+        assert!(
+            !reserve(pair) && !reserve(pair + 1),
+            "pair {pair} reserved twice"
+        );
+        let block = free_block(5_000, 50, 100);
+        assert!(!reserve(block), "block {block} reserved twice");
+        let others: Vec<u16> = (0..50).map(|_| free_port()).collect();
+        assert!(!others.contains(&p), "port {p} handed out twice");
+    }
 }
