@@ -532,7 +532,7 @@ fn sanitize_reason(r: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 #[cfg(test)]
 mod reason_tests {

@@ -101,6 +101,14 @@ impl Replier {
 }
 
 impl Replier {
+    /// The queue of the connection it answers over (none: UDP).
+    pub fn queue(&self) -> Option<&write_queue::QueueTx> {
+        match self {
+            Replier::Stream(tx) => Some(tx),
+            Replier::Udp { .. } => None,
+        }
+    }
+
     /// This replier with its datagrams marked with `dscp` (a phone profile's SIP DSCP). A
     /// stream connection is marked as a whole instead, when a REGISTER over it is
     /// authenticated ([`FlowControl`]).

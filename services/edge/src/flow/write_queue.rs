@@ -5,9 +5,11 @@
 //! reconnects and registers again), and the edge's memory stays flat whatever the peer
 //! does.
 //!
-//! A queue costs a connection about 250 bytes while idle (a lock, a list that keeps room
-//! for at most four messages once emptied, and two wake-ups): it lives as long as the
-//! connection, so a fleet of idle phones over TCP pays it once per phone.
+//! A queue costs a connection about 200 bytes while idle (a lock, a list that keeps room
+//! for at most four messages once emptied, the writer's waker and one wake-up for those
+//! waiting for it to stop): it lives as long as the connection, so a fleet of idle phones
+//! over TCP pays it once per phone. The writer waits through [`QueueRx::poll_next`], whose
+//! waker lives here, so waiting costs the connection's task nothing.
 
 use std::{
     collections::VecDeque,
@@ -15,6 +17,7 @@ use std::{
         Arc,
         atomic::{AtomicUsize, Ordering},
     },
+    task::{Context, Poll, Waker},
 };
 
 use parking_lot::Mutex;
@@ -30,8 +33,6 @@ const MAX_QUEUED_MESSAGES: usize = 1024;
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
-    /// Wakes the writer (a message queued, or the queue closing).
-    to_writer: Notify,
     /// Wakes those waiting for the writer to stop.
     writer_stopped: Notify,
     /// Senders alive: when the last goes, the queue closes after what it holds.
@@ -46,6 +47,22 @@ struct State {
     closing: bool,
     /// The writer has stopped.
     stopped: bool,
+    /// Woken when a message is queued or the queue closes: the writer waiting for either.
+    writer: Option<Waker>,
+}
+
+impl State {
+    /// The writer's waker, taken to wake it once the lock is released.
+    fn wake_writer(&mut self) -> Option<Waker> {
+        self.writer.take()
+    }
+}
+
+/// Wakes the writer, if it waits.
+fn wake(writer: Option<Waker>) {
+    if let Some(w) = writer {
+        w.wake();
+    }
 }
 
 /// The sending side: cloned into the flow table and every replier of the connection.
@@ -104,22 +121,27 @@ impl QueueTx {
         }
         if st.bytes + bytes.len() > MAX_QUEUED_BYTES || st.messages.len() >= MAX_QUEUED_MESSAGES {
             st.closing = true;
+            let writer = st.wake_writer();
             drop(st);
-            self.shared.to_writer.notify_one();
+            wake(writer);
             return false;
         }
         st.bytes += bytes.len();
         st.messages.push_back(bytes);
+        let writer = st.wake_writer();
         drop(st);
-        self.shared.to_writer.notify_one();
+        wake(writer);
         true
     }
 
     /// Asks the writer to stop (and so the connection to close) once it has written what
     /// is queued.
     pub fn close(&self) {
-        self.shared.state.lock().closing = true;
-        self.shared.to_writer.notify_one();
+        let mut st = self.shared.state.lock();
+        st.closing = true;
+        let writer = st.wake_writer();
+        drop(st);
+        wake(writer);
     }
 
     /// Resolves when the writer has stopped.
@@ -148,26 +170,33 @@ impl QueueTx {
 
 impl QueueRx {
     /// The next message to write; None once the connection is to close.
-    pub async fn next(&mut self) -> Option<Vec<u8>> {
-        loop {
-            {
-                let mut st = self.shared.state.lock();
-                if let Some(b) = st.messages.pop_front() {
-                    st.bytes -= b.len();
-                    if st.messages.is_empty() && st.messages.capacity() > 4 {
-                        // A burst went through: an idle connection keeps room for four
-                        // messages at most.
-                        st.messages = VecDeque::new();
-                    }
-                    return Some(b);
-                }
-                if st.closing {
-                    return None;
-                }
+    pub fn next(&mut self) -> impl Future<Output = Option<Vec<u8>>> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
+    /// The next message to write (None once the connection is to close), or Pending with
+    /// `cx`'s waker kept until a message is queued or the queue closes. Cancel-safe: a
+    /// message leaves the queue only when it is returned.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Vec<u8>>> {
+        let mut st = self.shared.state.lock();
+        if let Some(b) = st.messages.pop_front() {
+            st.bytes -= b.len();
+            if st.messages.is_empty() && st.messages.capacity() > 4 {
+                // A burst went through: an idle connection keeps room for four messages
+                // at most.
+                st.messages = VecDeque::new();
             }
-            // A send between the look above and this wait leaves its wake-up stored.
-            self.shared.to_writer.notified().await;
+            return Poll::Ready(Some(b));
         }
+        if st.closing {
+            return Poll::Ready(None);
+        }
+        // Under the lock a send takes too: one after this look finds the waker.
+        match &mut st.writer {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 }
 
@@ -177,6 +206,7 @@ impl Drop for QueueRx {
         st.stopped = true;
         st.messages = VecDeque::new();
         st.bytes = 0;
+        st.writer = None;
         drop(st);
         self.shared.writer_stopped.notify_waiters();
     }
@@ -185,6 +215,28 @@ impl Drop for QueueRx {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_waiting_writer_is_woken_by_a_message_and_by_closing() {
+        let (tx, mut rx) = queue();
+        let writer = tokio::spawn(async move {
+            let first = rx.next().await;
+            let second = rx.next().await;
+            (first, second)
+        });
+        // The writer waits on an empty queue before anything is sent.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!writer.is_finished());
+        assert!(tx.send(b"x".to_vec()));
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        tx.close();
+        let (first, second) = tokio::time::timeout(std::time::Duration::from_secs(2), writer)
+            .await
+            .expect("the writer was not woken")
+            .unwrap();
+        assert_eq!(first.as_deref(), Some(&b"x"[..]));
+        assert_eq!(second, None);
+    }
 
     #[tokio::test]
     async fn a_full_queue_closes_the_connection() {

@@ -71,6 +71,8 @@ pub(crate) struct Accepted {
     pub handler: Arc<Dispatcher>,
     /// Its socket, to mark its packets.
     pub fd: Option<RawFd>,
+    /// Its admission and its place in the open-connections gauge, held while it is served.
+    pub held: Held,
 }
 
 /// How a transport serves an accepted connection.
@@ -123,16 +125,25 @@ where
             let open = handler.stats.connection_opened(transport);
             let guards = (permit, open);
             let handler = handler.clone();
-            // Two kinds of task: a TCP connection's task is not sized to hold a TLS
-            // handshake.
+            // A connection's task is what `serve` returns and nothing around it (an idle
+            // phone's connection is mostly its task): a TLS handshake runs in a task of
+            // its own, which spawns the connection's once done.
             match &tls {
                 None => {
-                    tokio::spawn(serve_plain(tcp, addr, plain, handler, fd, serve, guards));
+                    tokio::spawn(serve(Accepted {
+                        io: Box::new(tcp),
+                        addr,
+                        transport: plain,
+                        tls_names: None,
+                        handler,
+                        fd,
+                        held: guards,
+                    }));
                 }
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
                     let conn = (tcp, addr, secure, fd);
-                    tokio::spawn(serve_secure(conn, acceptor, handler, serve, guards));
+                    tokio::spawn(handshake(conn, acceptor, handler, serve, guards));
                 }
             }
         }
@@ -141,36 +152,11 @@ where
 
 /// What an accepted connection holds while it is served: its admission and its place in
 /// the open-connections gauge.
-type Held = (crate::admission::Permit, crate::metrics::OpenConnection);
+pub(crate) type Held = (crate::admission::Permit, crate::metrics::OpenConnection);
 
-/// Serves an accepted plain connection.
-async fn serve_plain<F, Fut>(
-    tcp: tokio::net::TcpStream,
-    addr: SocketAddr,
-    transport: Transport,
-    handler: Arc<Dispatcher>,
-    fd: Option<RawFd>,
-    serve: F,
-    held: Held,
-) where
-    F: Serve<Fut>,
-    Fut: Future<Output = ()>,
-{
-    let _held = held;
-    serve(Accepted {
-        io: Box::new(tcp),
-        addr,
-        transport,
-        tls_names: None,
-        handler,
-        fd,
-    })
-    .await
-}
-
-/// Serves an accepted TLS connection once its handshake is done (within
-/// [`HANDSHAKE_TIMEOUT`]).
-async fn serve_secure<F, Fut>(
+/// Does an accepted connection's TLS handshake (within [`HANDSHAKE_TIMEOUT`]) and, once
+/// done, spawns the task that serves it.
+async fn handshake<F, Fut>(
     (tcp, addr, transport, fd): (tokio::net::TcpStream, SocketAddr, Transport, Option<RawFd>),
     acceptor: TlsAcceptor,
     handler: Arc<Dispatcher>,
@@ -178,12 +164,9 @@ async fn serve_secure<F, Fut>(
     held: Held,
 ) where
     F: Serve<Fut>,
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = ()> + Send + 'static,
 {
-    let _held = held;
-    // Boxed: the handshake's state is freed once it is done, instead of sizing the
-    // connection's task to hold it.
-    let handshake = Box::pin(tls_stream::accept(tcp, acceptor.config().clone()));
+    let handshake = tls_stream::accept(tcp, acceptor.config().clone());
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(s)) => {
             // A client certificate (verified against --sip-tls-client-ca) names who this
@@ -193,15 +176,15 @@ async fn serve_secure<F, Fut>(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| dialtone_tls::certificate_names(c).into());
-            serve(Accepted {
+            tokio::spawn(serve(Accepted {
                 io: Box::new(s),
                 addr,
                 transport,
                 tls_names,
                 handler,
                 fd,
-            })
-            .await
+                held,
+            }));
         }
         Ok(Err(e)) => debug!(peer = %addr, error = %e, "tls handshake failed"),
         Err(_) => debug!(peer = %addr, "tls handshake timed out"),

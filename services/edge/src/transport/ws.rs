@@ -91,6 +91,7 @@ async fn connection(
         tls_names,
         handler,
         fd,
+        held: _held,
     }: Accepted,
 ) {
     let mut config = WebSocketConfig::default();
