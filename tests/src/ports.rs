@@ -16,20 +16,17 @@ use std::os::unix::net::{SocketAddr, UnixListener};
 /// The reservations this test process holds, kept open until it exits.
 static RESERVED: Mutex<Vec<UnixListener>> = Mutex::new(Vec::new());
 
-/// Reserves `port` for this process among every test process on the machine; false if
-/// one (this one included) already holds it.
-fn reserve(port: u16) -> bool {
-    let name = format!("dialtone-test-port-{port}");
-    let Ok(addr) = SocketAddr::from_abstract_name(name.as_bytes()) else {
-        return false;
-    };
-    match UnixListener::bind_addr(&addr) {
-        Ok(listener) => {
-            RESERVED.lock().push(listener);
-            true
-        }
-        Err(_) => false,
-    }
+/// Reserves the name `name` for this process among every test process on the machine
+/// (none: one, this one included, already holds it). Keep what it returns for as long as
+/// the reservation should hold.
+fn reserve_name(name: &str) -> Option<UnixListener> {
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).ok()?;
+    UnixListener::bind_addr(&addr).ok()
+}
+
+/// Keeps `reservation` until this process exits; whether there was one.
+fn keep(reservation: Option<UnixListener>) -> bool {
+    reservation.map(|r| RESERVED.lock().push(r)).is_some()
 }
 
 /// Whether `port` can be bound on TCP and UDP of 127.0.0.1 right now.
@@ -45,9 +42,12 @@ fn bindable(port: u16) -> bool {
 pub fn free_port() -> u16 {
     for _ in 0..500 {
         let p = 10_000 + rand::random::<u16>() % 10_000;
-        // A port held by something outside the tests keeps its reservation, so it is
-        // not tried again.
-        if reserve(p) && bindable(p) {
+        let Some(reservation) = reserve_name(&format!("dialtone-test-port-{p}")) else {
+            continue;
+        };
+        // A port held by something outside the tests is let go, not handed out.
+        if bindable(p) {
+            keep(Some(reservation));
             return p;
         }
     }
@@ -56,16 +56,18 @@ pub fn free_port() -> u16 {
 
 /// The first port of a block of `size` ports, one of `blocks` from `first` on, that no
 /// other test process holds (a media daemon's port range: rtpengine's, coturn's relays),
-/// reserved for this test process as [`free_port`]'s are. The ports are not bound to
+/// reserved for this test process as [`free_port`]'s are (under the block's own name: no
+/// block overlaps the ranges single ports are drawn from). The ports are not bound to
 /// check them: the daemon binds what it needs within the block as it goes.
 pub fn free_block(first: u16, blocks: u16, size: u16) -> u16 {
-    for _ in 0..(4 * blocks) {
-        let base = first + size * (rand::random::<u16>() % blocks);
-        if reserve(base) {
-            return base;
-        }
-    }
-    panic!("every block of {size} ports from {first} is held by another test")
+    // Every block is tried once, from a random one on.
+    let from = rand::random::<u16>() % blocks;
+    (0..blocks)
+        .map(|i| first + size * ((from + i) % blocks))
+        .find(|base| keep(reserve_name(&format!("dialtone-test-block-{base}-{size}"))))
+        .unwrap_or_else(|| {
+            panic!("every block of {size} ports from {first} is held by another test")
+        })
 }
 
 /// Where a node's SIP edge listens (127.0.0.1, OS-chosen ports; UDP and TCP share one).
@@ -100,13 +102,17 @@ impl SipPorts {
 pub fn free_port_pair() -> u16 {
     for _ in 0..200 {
         let p = 20_000 + 2 * (rand::random::<u16>() % 6_000);
-        // Both reserved (p is even, so no other pair holds p + 1); a pair whose ports
-        // are held outside the tests keeps its reservations and is not tried again.
-        if reserve(p)
-            && reserve(p + 1)
-            && bindable(p)
-            && TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
+        // Both reserved (p is even, so no other pair holds p + 1); a pair held by
+        // something outside the tests is let go, not handed out.
+        let (Some(first), Some(second)) = (
+            reserve_name(&format!("dialtone-test-port-{p}")),
+            reserve_name(&format!("dialtone-test-port-{}", p + 1)),
+        ) else {
+            continue;
+        };
+        if bindable(p) && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            keep(Some(first));
+            keep(Some(second));
             return p;
         }
     }
@@ -117,20 +123,36 @@ pub fn free_port_pair() -> u16 {
 mod tests {
     use super::*;
 
+    /// Whether another reservation of `name` fails (this process already holds it).
+    fn held(name: String) -> bool {
+        reserve_name(&name).is_none()
+    }
+
     // The abstract socket namespace is the machine's (its network namespace's), so a
     // name this process holds cannot be bound again by this process or any other.
     #[test]
     fn a_port_handed_out_stays_reserved_until_the_process_exits() {
         let p = free_port();
-        assert!(!reserve(p), "port {p} reserved twice");
+        assert!(held(format!("dialtone-test-port-{p}")), "port {p}");
         let pair = free_port_pair();
+        assert!(held(format!("dialtone-test-port-{pair}")), "pair {pair}");
         assert!(
-            !reserve(pair) && !reserve(pair + 1),
-            "pair {pair} reserved twice"
+            held(format!("dialtone-test-port-{}", pair + 1)),
+            "pair {pair}"
         );
-        let block = free_block(5_000, 50, 100);
-        assert!(!reserve(block), "block {block} reserved twice");
         let others: Vec<u16> = (0..50).map(|_| free_port()).collect();
         assert!(!others.contains(&p), "port {p} handed out twice");
+    }
+
+    // Blocks of a size no test uses, so the other tests' blocks are left alone.
+    #[test]
+    fn every_block_is_handed_out_once_then_none_is_left() {
+        let mut blocks: Vec<u16> = (0..8).map(|_| free_block(1_000, 8, 7)).collect();
+        for b in &blocks {
+            assert!(held(format!("dialtone-test-block-{b}-7")), "block {b}");
+        }
+        blocks.sort_unstable();
+        assert_eq!(blocks, (0..8).map(|i| 1_000 + 7 * i).collect::<Vec<_>>());
+        assert!(std::panic::catch_unwind(|| free_block(1_000, 8, 7)).is_err());
     }
 }

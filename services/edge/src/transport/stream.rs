@@ -46,8 +46,9 @@ pub fn serve(
     accept(listener, tls, transports, handler, stop, connection)
 }
 
-/// Serves one accepted connection until it closes, fails framing, idles out or stops
-/// reading: the future is the connection's task, and nothing around it.
+/// Opens the flow of an accepted connection (its queue in the flows table) and returns the
+/// future that serves it until it closes, fails framing, idles out or stops reading: the
+/// connection's task, and nothing around it.
 fn connection(
     Accepted {
         io,
@@ -154,21 +155,20 @@ fn serve_flow<S: Io>(
             // Each is cancel-safe: a read that lost the race consumed nothing, and a
             // message is taken off the queue only when it is returned.
             let queued = tokio::select! {
-                r = read_some(&mut io, &mut buf) => match r {
+                r = read_some(&mut io, &mut buf, timer.as_mut()) => match r {
                     Ok(0) => {
                         peer_closed = true;
                         break;
                     }
                     // What was read is framed below.
                     Ok(_) => None,
+                    // A failed read, or nothing read within the idle timeout.
                     Err(_) => break,
                 },
                 out = rx.next() => match out {
                     Some(bytes) => Some(bytes),
                     None => break,
                 },
-                // Nothing read within the idle timeout.
-                () = &mut timer => break,
             };
             if let Some(bytes) = queued {
                 // SAFETY: `io` holds the connection open, so `fd` is still its socket.
@@ -177,6 +177,8 @@ fn serve_flow<S: Io>(
                     .as_mut()
                     .reset(tokio::time::Instant::now() + WRITE_TIMEOUT);
                 tokio::select! {
+                    // A write done in time is not lost to a late look at the timer.
+                    biased;
                     r = write_out(&mut io, &bytes) => match r {
                         Ok(()) => continue,
                         Err(_) => break,
@@ -287,13 +289,15 @@ thread_local! {
 
 /// Reads what `rd` has (at least a byte, or 0 at its end) and appends it to `buf`,
 /// through the thread's [`SCRATCH`]: a connection keeps only the bytes of a message not
-/// yet whole.
+/// yet whole. Fails with `TimedOut` once `idle` fires with nothing read; the read is
+/// polled first, so bytes that came in time are not lost to a late poll.
 fn read_some<'a, R: tokio::io::AsyncRead + Unpin>(
     rd: &'a mut R,
     buf: &'a mut Vec<u8>,
+    mut idle: std::pin::Pin<&'a mut tokio::time::Sleep>,
 ) -> impl Future<Output = std::io::Result<usize>> + 'a {
     std::future::poll_fn(move |cx| {
-        SCRATCH.with_borrow_mut(|scratch| {
+        let read = SCRATCH.with_borrow_mut(|scratch| {
             let mut chunk = tokio::io::ReadBuf::new(scratch);
             match std::pin::Pin::new(&mut *rd).poll_read(cx, &mut chunk) {
                 Poll::Ready(Ok(())) => {
@@ -303,7 +307,14 @@ fn read_some<'a, R: tokio::io::AsyncRead + Unpin>(
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
-        })
+        });
+        match read {
+            Poll::Pending => idle
+                .as_mut()
+                .poll(cx)
+                .map(|()| Err(std::io::ErrorKind::TimedOut.into())),
+            done => done,
+        }
     })
 }
 
@@ -442,7 +453,7 @@ mod tests {
     /// What an idle phone's connection costs is mostly its task: tokio allocates the
     /// future with 112 bytes of its own, in steps of 128. At 528 bytes the task takes 640;
     /// it took 1,152 when the accept loop's wrapper, the argument copies of `async fn`s,
-    /// a timer a wait and the closing's state were in it. A change that grows it past a
+    /// a timer for each wait and the closing's state were in it. A change that grows it past a
     /// step costs 128 bytes a phone: make it fit, or change this knowingly.
     #[tokio::test]
     async fn an_idle_connections_task_fits_640_bytes() {
