@@ -247,8 +247,66 @@ async fn status_follows_dual_registration_an_edge_kill_and_its_own_restart() {
     let c = next_for(&mut w, &phone.phone_id).await;
     assert!(c.snapshot);
 
-    // Deleting the phone is reported as a removal.
+    // Moved to another site: the old site's watcher hears that it left, the new site's
+    // that it came, and so does a watcher of the old site resuming from before the move.
     cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
+    cfg.create_site(pb::CreateSiteRequest {
+        site: Some(pb::Site {
+            id: "annex".into(),
+            name: "Annex".into(),
+            edge_group_id: "eg".into(),
+            ..Default::default()
+        }),
+    })
+    .await
+    .unwrap();
+    let watcher = st.clone();
+    let site_watch = |site: &str, after_revision| {
+        let mut st = watcher.clone();
+        let site_id = site.to_owned();
+        async move {
+            st.watch_phone_statuses(spb::WatchPhoneStatusesRequest {
+                after_revision,
+                site_id,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    let mut hq = site_watch("hq", 0).await;
+    let mut annex = site_watch("annex", 0).await;
+    assert!(next_for(&mut hq, &phone.phone_id).await.snapshot);
+    let before_move = get(&mut st, &phone.phone_id).await.revision;
+    dialtone_tests::fleet::update_phone(&mut cfg, &phone.phone_id, |p| {
+        p.site_id = "annex".into();
+    })
+    .await
+    .unwrap();
+    let left = next_for(&mut hq, &phone.phone_id).await;
+    assert_eq!(left.left_site, "hq", "{left:?}");
+    assert_eq!(left.status.as_ref().unwrap().site_id, "annex");
+    let came = next_for(&mut annex, &phone.phone_id).await;
+    assert_eq!(came.revision, left.revision);
+    assert_eq!(came.status.as_ref().unwrap().site_id, "annex");
+    // A watcher of hq resuming from before the move is sent hq's phones again (neither
+    // the history nor the view knows the phone was there): the moved one is not among
+    // them. A watcher of every site resumes from the history.
+    assert!(before_move < left.revision);
+    let mut resumed = site_watch("hq", left.revision).await;
+    let first = tokio::time::timeout(Duration::from_secs(5), resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(first.synced && first.phone_id.is_empty(), "{first:?}");
+    let mut everyone = site_watch("", left.revision).await;
+    let again = next_for(&mut everyone, &phone.phone_id).await;
+    assert!(!again.snapshot, "{again:?}");
+    assert_eq!(again.status.unwrap().site_id, "annex");
+    drop((hq, annex, resumed, everyone));
+
+    // Deleting the phone is reported as a removal.
     cfg.delete_phone(pb::DeleteRequest {
         id: phone.phone_id.clone(),
         version: 0,

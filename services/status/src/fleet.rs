@@ -83,6 +83,10 @@ pub struct Fleet {
     /// replaced, which may have removed phones unseen): a watcher resuming from before it
     /// is sent the whole fleet, not only the phones changed since.
     last_removal: i64,
+    /// The latest revision at which a phone's status moved to another site (or the inputs
+    /// were replaced): a site's watcher resuming from before it is sent the site's phones
+    /// again, since neither the view nor the history knows the phone was there.
+    last_move: i64,
     /// Moves whenever a site, edge group or profile changes or the inputs are replaced:
     /// a phone's cached placement ([`Placed`]) holds only within the epoch it was found in.
     epoch: u32,
@@ -118,6 +122,7 @@ impl Fleet {
             media_health: BTreeMap::new(),
             members: Members::default(),
             last_removal: 0,
+            last_move: 0,
             epoch: 1,
         }
     }
@@ -396,8 +401,12 @@ impl Fleet {
             epoch: *epoch,
         };
         let rereduced = republish::rereduce(&context, phones, ids, revision, now_ms, form);
-        if republish::finish(phones, counts, names, ids, rereduced, sink) {
+        let departures = republish::finish(phones, counts, names, ids, rereduced, sink);
+        if departures.removed {
             self.last_removal = self.last_removal.max(revision);
+        }
+        if departures.moved {
+            self.last_move = self.last_move.max(revision);
         }
     }
 
@@ -448,6 +457,7 @@ impl Fleet {
         self.members = fresh.members;
         self.next_epoch();
         self.last_removal = self.last_removal.max(revision);
+        self.last_move = self.last_move.max(revision);
         // The fresh listing's names; what was published keeps its own until republished.
         self.names = fresh.names;
         for e in self.phones.values_mut() {
@@ -506,6 +516,12 @@ impl Fleet {
     /// replaced by a listing (which may remove phones unseen).
     pub fn last_removal(&self) -> i64 {
         self.last_removal
+    }
+
+    /// The latest revision at which a phone's status moved to another site, or the inputs
+    /// were replaced by a listing (which may move phones unseen).
+    pub fn last_move(&self) -> i64 {
+        self.last_move
     }
 
     /// The site, status and revision last published for a phone (cheap, for filters).

@@ -532,3 +532,49 @@ fn a_group_change_or_a_relisting_moves_cached_placements() {
     f.replace_inputs(listed(&group_of(&["c", "b", "a"]), &key_p), 30, 9_000);
     assert_eq!(roles(&f), (primary, secondary));
 }
+
+#[test]
+fn a_phone_moved_to_another_site_names_the_site_it_left() {
+    let (mut f, _, _) = fleet();
+    let branch = Site {
+        id: "branch".into(),
+        ..site()
+    };
+    f.apply(
+        [("config/sites/branch", Some(&branch.encode_to_vec()[..]))],
+        11,
+        2_000,
+    );
+    assert_eq!(f.last_move(), 0);
+    let moved = Phone {
+        site_id: "branch".into(),
+        ..Phone::decode(&phone(&["1001"])[..]).unwrap()
+    };
+    let ch = f.apply(
+        [("config/phones/p1", Some(&moved.encode_to_vec()[..]))],
+        12,
+        3_000,
+    );
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].left_site, "hq");
+    assert_eq!(ch[0].status.as_ref().unwrap().site_id, "branch");
+    // A site's watcher resuming from before cannot read the departure from the view.
+    assert_eq!((f.last_move(), f.last_removal()), (12, 0));
+    // The watchers of both sites hear of it; another site's do not.
+    for (site, heard) in [("hq", true), ("branch", true), ("annex", false), ("", true)] {
+        assert_eq!(crate::watch::in_site(&ch[0], site), heard, "{site:?}");
+    }
+    // A change that keeps the site names none.
+    let renamed = Phone {
+        name: "Desk 2".into(),
+        ..moved
+    };
+    let ch = f.apply(
+        [("config/phones/p1", Some(&renamed.encode_to_vec()[..]))],
+        13,
+        4_000,
+    );
+    assert_eq!(ch.len(), 1);
+    assert_eq!(ch[0].left_site, "");
+    assert_eq!(f.last_move(), 12);
+}

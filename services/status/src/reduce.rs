@@ -77,6 +77,10 @@ pub(crate) struct Rereduced {
     /// Whether its status was removed (a watcher resuming from before cannot read that
     /// from the view: it must be sent the whole fleet).
     pub(crate) removed: bool,
+    /// Whether its status moved to another site (a watcher of the site it left resuming
+    /// from before cannot read that from the view or the history: it must be sent the
+    /// site's phones again).
+    pub(crate) moved: bool,
     /// The change, when its status changed.
     pub(crate) handed: Option<Handed>,
 }
@@ -158,6 +162,7 @@ impl Context<'_> {
             needs_interning: false,
             empty: false,
             removed: false,
+            moved: false,
             handed: None,
         };
         match (fresh, entry.published.take()) {
@@ -217,6 +222,11 @@ impl Context<'_> {
                     })
                     .collect();
                 // The site of a status is its configuration's, already the interner's.
+                let left_site = old_site
+                    .as_ref()
+                    .filter(|s| ***s != *st.site_id)
+                    .map(|s| s.to_string());
+                out.moved = left_site.is_some();
                 let site_id = match (old_site, &entry.config) {
                     (Some(s), _) if *s == *st.site_id => s,
                     (_, Some(c)) => c.site_id.clone(),
@@ -235,6 +245,7 @@ impl Context<'_> {
                     phone_id: id.to_owned(),
                     revision,
                     status: Some(st),
+                    left_site: left_site.unwrap_or_default(),
                     ..Default::default()
                 };
                 out.handed = Some(Handed::of(change, form));

@@ -205,7 +205,8 @@ fn walk<'v>(phones: &'v mut Phones, ids: &[Arc<str>]) -> Vec<Option<&'v mut Phon
 }
 
 /// Finishes what re-reducing `ids` changed (in the order of `ids`, with `tally` its
-/// counts) and hands each change to `sink`; returns whether a phone's status was removed.
+/// counts) and hands each change to `sink`; says whether a phone's status was removed,
+/// and whether one moved to another site.
 pub(crate) fn finish(
     phones: &mut Phones,
     counts: &mut BTreeMap<String, Counts>,
@@ -213,14 +214,15 @@ pub(crate) fn finish(
     ids: &[Arc<str>],
     (rereduced, tally): (Vec<Option<Rereduced>>, Tally),
     sink: &mut dyn FnMut(&Arc<str>, Handed),
-) -> bool {
-    let mut removed = false;
+) -> Departures {
+    let mut departures = Departures::default();
     for (site, by) in tally.0 {
         count(counts, &site, by);
     }
     for (id, r) in ids.iter().zip(rereduced) {
         let Some(r) = r else { continue };
-        removed |= r.removed;
+        departures.removed |= r.removed;
+        departures.moved |= r.moved;
         if r.empty {
             phones.remove(&**id);
         } else if r.needs_interning
@@ -234,7 +236,17 @@ pub(crate) fn finish(
             sink(id, handed);
         }
     }
-    removed
+    departures
+}
+
+/// What a re-reduction did that a watcher resuming from before it cannot read from the
+/// view ([`finish`]).
+#[derive(Debug, Default)]
+pub(crate) struct Departures {
+    /// A phone's status was removed.
+    pub(crate) removed: bool,
+    /// A phone's status moved to another site.
+    pub(crate) moved: bool,
 }
 
 /// Adds `by` (by status, in [`crate::reduce::slot`]'s order) to a site's counts; a site

@@ -57,7 +57,18 @@ pub(crate) fn start(
     let st = hub.state.read();
     let rx = hub.tx.subscribe();
     let subscribed_at = st.fleet.revision();
-    let how = plan(st.held_since(after), after, st.fleet.last_removal());
+    // Only a site's watcher misses a phone that left the site.
+    let last_move = if site.is_empty() {
+        0
+    } else {
+        st.fleet.last_move()
+    };
+    let how = plan(
+        st.held_since(after),
+        after,
+        st.fleet.last_removal(),
+        last_move,
+    );
     let first = match how {
         Resumed::History => {
             let mut changes = st.since(after).unwrap_or_default();
@@ -84,8 +95,14 @@ pub(crate) fn start(
 /// when it holds a few; else with the phones whose status changed at or after `after`,
 /// read from the view (each status carries its revision); else, when a phone may have
 /// been removed since (a removal leaves no status to read) or there is nothing to resume
-/// from, with every phone. A removal since with many changes held: from the history.
-fn plan(held: Option<usize>, after: i64, last_removal: i64) -> Resumed {
+/// from, with every phone. A removal since with many changes held: from the history. A
+/// site's watcher after a phone moved to another site since (`last_move`; 0 for a watcher
+/// of every site): with every phone of the site, since the history and the view both
+/// hold the phone under its new site only.
+fn plan(held: Option<usize>, after: i64, last_removal: i64, last_move: i64) -> Resumed {
+    if after > 0 && last_move >= after {
+        return Resumed::Snapshot;
+    }
     let removed_since = last_removal >= after;
     match held {
         Some(n) if n <= RESUME_MOST || removed_since => Resumed::History,
@@ -95,9 +112,12 @@ fn plan(held: Option<usize>, after: i64, last_removal: i64) -> Resumed {
 }
 
 /// Whether a change concerns a watcher of `site` (removals concern everyone: the removed
-/// phone's site is gone with it).
+/// phone's site is gone with it; a phone that left a site concerns that site's watchers).
 pub(crate) fn in_site(c: &StatusChange, site: &str) -> bool {
-    site.is_empty() || c.removed || c.status.as_ref().is_some_and(|s| s.site_id == site)
+    site.is_empty()
+        || c.removed
+        || c.left_site == site
+        || c.status.as_ref().is_some_and(|s| s.site_id == site)
 }
 
 /// One page of a snapshot: the statuses of the next [`SNAPSHOT_PAGE`] phones after
@@ -445,23 +465,28 @@ mod tests {
     #[test]
     fn a_watch_resumes_from_the_history_else_the_changed_phones_else_everything() {
         let many = RESUME_MOST + 1;
-        // (changes the history holds since, after, the latest removal, how it starts)
+        // (changes the history holds since, after, the latest removal, the latest move
+        // out of the watcher's site, how it starts)
         let cases = [
-            (Some(10), 40, 0, Resumed::History),
-            (Some(RESUME_MOST), 40, 0, Resumed::History),
-            (Some(many), 40, 0, Resumed::Changed),
-            (Some(many), 40, 40, Resumed::History),
-            (None, 40, 0, Resumed::Changed),
-            (None, 40, 39, Resumed::Changed),
-            (None, 40, 40, Resumed::Snapshot),
-            (None, 40, 45, Resumed::Snapshot),
-            (None, 0, 0, Resumed::Snapshot),
+            (Some(10), 40, 0, 0, Resumed::History),
+            (Some(RESUME_MOST), 40, 0, 0, Resumed::History),
+            (Some(many), 40, 0, 0, Resumed::Changed),
+            (Some(many), 40, 40, 0, Resumed::History),
+            (None, 40, 0, 0, Resumed::Changed),
+            (None, 40, 39, 0, Resumed::Changed),
+            (None, 40, 40, 0, Resumed::Snapshot),
+            (None, 40, 45, 0, Resumed::Snapshot),
+            (None, 0, 0, 0, Resumed::Snapshot),
+            (Some(10), 40, 0, 39, Resumed::History),
+            (Some(10), 40, 0, 40, Resumed::Snapshot),
+            (None, 40, 0, 45, Resumed::Snapshot),
+            (None, 0, 0, 5, Resumed::Snapshot),
         ];
-        for (held, after, removal, want) in cases {
+        for (held, after, removal, moved, want) in cases {
             assert_eq!(
-                plan(held, after, removal),
+                plan(held, after, removal, moved),
                 want,
-                "{held:?} held since {after}, removal at {removal}"
+                "{held:?} held since {after}, removal at {removal}, move at {moved}"
             );
         }
     }

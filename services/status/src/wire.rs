@@ -95,6 +95,9 @@ pub(crate) struct ChangeHead {
     /// `StatusChange.revision`.
     #[prost(int64, tag = "4")]
     pub(crate) revision: i64,
+    /// `StatusChange.left_site`.
+    #[prost(string, tag = "7")]
+    pub(crate) left_site: String,
 }
 
 /// The site of a `PhoneStatus`.
@@ -107,10 +110,14 @@ pub(crate) struct StatusHead {
 
 impl ChangeHead {
     /// Whether the change concerns a watcher of `site` (every site when empty; removals
-    /// concern everyone: the removed phone's site is gone with it), as
-    /// the watch's `in_site` says of a whole change.
+    /// concern everyone: the removed phone's site is gone with it; a phone that left a
+    /// site concerns that site's watchers), as the watch's `in_site` says of a whole
+    /// change.
     pub(crate) fn in_site(&self, site: &str) -> bool {
-        site.is_empty() || self.removed || self.status.as_ref().is_some_and(|s| s.site_id == site)
+        site.is_empty()
+            || self.removed
+            || self.left_site == site
+            || self.status.as_ref().is_some_and(|s| s.site_id == site)
     }
 }
 

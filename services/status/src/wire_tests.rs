@@ -16,6 +16,10 @@ fn changes() -> Vec<(&'static str, StatusChange)> {
         revision: 41,
         ..Default::default()
     };
+    let moved = PhoneStatus {
+        site_id: "branch".into(),
+        ..status.clone()
+    };
     vec![
         (
             "a status",
@@ -23,6 +27,16 @@ fn changes() -> Vec<(&'static str, StatusChange)> {
                 phone_id: "p1".into(),
                 revision: 41,
                 status: Some(status),
+                ..Default::default()
+            },
+        ),
+        (
+            "a phone that left hq for branch",
+            StatusChange {
+                phone_id: "p1".into(),
+                revision: 44,
+                status: Some(moved),
+                left_site: "hq".into(),
                 ..Default::default()
             },
         ),
@@ -73,7 +87,8 @@ fn a_head_reads_what_a_watch_filters_on() {
         assert_eq!(head.phone_id, c.phone_id, "{name}");
         assert_eq!(head.revision, c.revision, "{name}");
         assert_eq!(head.removed, c.removed, "{name}");
-        for site in ["", "hq", "branch"] {
+        assert_eq!(head.left_site, c.left_site, "{name}");
+        for site in ["", "hq", "branch", "annex"] {
             assert_eq!(
                 head.in_site(site),
                 crate::watch::in_site(&c, site),

@@ -66,7 +66,8 @@ pub enum StatusCmd {
     MediaServers,
     /// Streams status changes as they happen (a snapshot first unless resuming).
     Watch {
-        /// Only phones of this site.
+        /// Only phones of this site (and those that leave it: printed with "(left SITE)",
+        /// their line naming the site they went to).
         #[arg(long, default_value = "")]
         site: String,
         /// Resume from this revision (the last one printed): phones changed at or after it.
@@ -467,6 +468,17 @@ pub async fn run(
                     (_, true, _) => {
                         println!("{:>8}  {}  removed", change.revision, change.phone_id)
                     }
+                    // A phone that left a site: its status names the site it went to.
+                    (Some(s), _, _) if !change.left_site.is_empty() => println!(
+                        "{:>8}  {}  {}  {}  {}  {}  (left {})",
+                        change.revision,
+                        s.phone_id,
+                        s.site_id,
+                        status_name(s.status),
+                        edges_cell(s),
+                        s.name,
+                        change.left_site
+                    ),
                     (Some(s), _, _) => println!(
                         "{:>8}  {}  {}  {}  {}  {}",
                         change.revision,
