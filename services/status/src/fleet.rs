@@ -83,10 +83,11 @@ pub struct Fleet {
     /// replaced, which may have removed phones unseen): a watcher resuming from before it
     /// is sent the whole fleet, not only the phones changed since.
     last_removal: i64,
-    /// The latest revision at which a phone's status moved to another site (or the inputs
-    /// were replaced): a site's watcher resuming from before it is sent the site's phones
-    /// again, since neither the view nor the history knows the phone was there.
-    last_move: i64,
+    /// The latest revision at which a phone's status left each site for another: a watcher
+    /// of that site resuming from before it is sent the site's phones again, since neither
+    /// the view nor the history knows the phone was there. One entry a site a phone ever
+    /// left (a relisting finds moves as any change: its phones keep what was published).
+    last_moves: HashMap<Arc<str>, i64>,
     /// Moves whenever a site, edge group or profile changes or the inputs are replaced:
     /// a phone's cached placement ([`Placed`]) holds only within the epoch it was found in.
     epoch: u32,
@@ -122,7 +123,7 @@ impl Fleet {
             media_health: BTreeMap::new(),
             members: Members::default(),
             last_removal: 0,
-            last_move: 0,
+            last_moves: HashMap::new(),
             epoch: 1,
         }
     }
@@ -405,8 +406,9 @@ impl Fleet {
         if departures.removed {
             self.last_removal = self.last_removal.max(revision);
         }
-        if departures.moved {
-            self.last_move = self.last_move.max(revision);
+        for site in departures.left {
+            let last = self.last_moves.entry(site).or_default();
+            *last = (*last).max(revision);
         }
     }
 
@@ -457,7 +459,6 @@ impl Fleet {
         self.members = fresh.members;
         self.next_epoch();
         self.last_removal = self.last_removal.max(revision);
-        self.last_move = self.last_move.max(revision);
         // The fresh listing's names; what was published keeps its own until republished.
         self.names = fresh.names;
         for e in self.phones.values_mut() {
@@ -518,10 +519,9 @@ impl Fleet {
         self.last_removal
     }
 
-    /// The latest revision at which a phone's status moved to another site, or the inputs
-    /// were replaced by a listing (which may move phones unseen).
-    pub fn last_move(&self) -> i64 {
-        self.last_move
+    /// The latest revision at which a phone's status left `site` for another (0: none).
+    pub fn last_move_from(&self, site: &str) -> i64 {
+        self.last_moves.get(site).copied().unwrap_or(0)
     }
 
     /// The site, status and revision last published for a phone (cheap, for filters).

@@ -545,7 +545,7 @@ fn a_phone_moved_to_another_site_names_the_site_it_left() {
         11,
         2_000,
     );
-    assert_eq!(f.last_move(), 0);
+    assert_eq!(f.last_move_from("hq"), 0);
     let moved = Phone {
         site_id: "branch".into(),
         ..Phone::decode(&phone(&["1001"])[..]).unwrap()
@@ -559,7 +559,12 @@ fn a_phone_moved_to_another_site_names_the_site_it_left() {
     assert_eq!(ch[0].left_site, "hq");
     assert_eq!(ch[0].status.as_ref().unwrap().site_id, "branch");
     // A site's watcher resuming from before cannot read the departure from the view.
-    assert_eq!((f.last_move(), f.last_removal()), (12, 0));
+    assert_eq!((f.last_move_from("hq"), f.last_removal()), (12, 0));
+    assert_eq!(
+        f.last_move_from("branch"),
+        0,
+        "a phone that came is not news"
+    );
     // The watchers of both sites hear of it; another site's do not.
     for (site, heard) in [("hq", true), ("branch", true), ("annex", false), ("", true)] {
         assert_eq!(crate::watch::in_site(&ch[0], site), heard, "{site:?}");
@@ -576,5 +581,5 @@ fn a_phone_moved_to_another_site_names_the_site_it_left() {
     );
     assert_eq!(ch.len(), 1);
     assert_eq!(ch[0].left_site, "");
-    assert_eq!(f.last_move(), 12);
+    assert_eq!(f.last_move_from("hq"), 12);
 }

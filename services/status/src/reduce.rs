@@ -77,10 +77,10 @@ pub(crate) struct Rereduced {
     /// Whether its status was removed (a watcher resuming from before cannot read that
     /// from the view: it must be sent the whole fleet).
     pub(crate) removed: bool,
-    /// Whether its status moved to another site (a watcher of the site it left resuming
-    /// from before cannot read that from the view or the history: it must be sent the
-    /// site's phones again).
-    pub(crate) moved: bool,
+    /// The site its status moved from, when it moved to another (a watcher of that site
+    /// resuming from before cannot read the move from the view or the history: it must
+    /// be sent the site's phones again).
+    pub(crate) left: Option<Arc<str>>,
     /// The change, when its status changed.
     pub(crate) handed: Option<Handed>,
 }
@@ -162,7 +162,7 @@ impl Context<'_> {
             needs_interning: false,
             empty: false,
             removed: false,
-            moved: false,
+            left: None,
             handed: None,
         };
         match (fresh, entry.published.take()) {
@@ -222,11 +222,8 @@ impl Context<'_> {
                     })
                     .collect();
                 // The site of a status is its configuration's, already the interner's.
-                let left_site = old_site
-                    .as_ref()
-                    .filter(|s| ***s != *st.site_id)
-                    .map(|s| s.to_string());
-                out.moved = left_site.is_some();
+                out.left = old_site.clone().filter(|s| **s != *st.site_id);
+                let left_site = out.left.as_ref().map(|s| s.to_string());
                 let site_id = match (old_site, &entry.config) {
                     (Some(s), _) if *s == *st.site_id => s,
                     (_, Some(c)) => c.site_id.clone(),

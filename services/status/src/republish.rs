@@ -206,7 +206,7 @@ fn walk<'v>(phones: &'v mut Phones, ids: &[Arc<str>]) -> Vec<Option<&'v mut Phon
 
 /// Finishes what re-reducing `ids` changed (in the order of `ids`, with `tally` its
 /// counts) and hands each change to `sink`; says whether a phone's status was removed,
-/// and whether one moved to another site.
+/// and which sites phones moved from.
 pub(crate) fn finish(
     phones: &mut Phones,
     counts: &mut BTreeMap<String, Counts>,
@@ -222,7 +222,11 @@ pub(crate) fn finish(
     for (id, r) in ids.iter().zip(rereduced) {
         let Some(r) = r else { continue };
         departures.removed |= r.removed;
-        departures.moved |= r.moved;
+        if let Some(site) = r.left
+            && !departures.left.contains(&site)
+        {
+            departures.left.push(site);
+        }
         if r.empty {
             phones.remove(&**id);
         } else if r.needs_interning
@@ -245,8 +249,8 @@ pub(crate) fn finish(
 pub(crate) struct Departures {
     /// A phone's status was removed.
     pub(crate) removed: bool,
-    /// A phone's status moved to another site.
-    pub(crate) moved: bool,
+    /// The sites phones' statuses moved from (to another site), each once.
+    pub(crate) left: Vec<Arc<str>>,
 }
 
 /// Adds `by` (by status, in [`crate::reduce::slot`]'s order) to a site's counts; a site

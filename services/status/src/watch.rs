@@ -61,7 +61,7 @@ pub(crate) fn start(
     let last_move = if site.is_empty() {
         0
     } else {
-        st.fleet.last_move()
+        st.fleet.last_move_from(site)
     };
     let how = plan(
         st.held_since(after),
@@ -96,9 +96,9 @@ pub(crate) fn start(
 /// read from the view (each status carries its revision); else, when a phone may have
 /// been removed since (a removal leaves no status to read) or there is nothing to resume
 /// from, with every phone. A removal since with many changes held: from the history. A
-/// site's watcher after a phone moved to another site since (`last_move`; 0 for a watcher
-/// of every site): with every phone of the site, since the history and the view both
-/// hold the phone under its new site only.
+/// site's watcher after a phone left its site since (`last_move`, the latest such move;
+/// 0 for a watcher of every site): with every phone of the site, since the history and
+/// the view both hold the phone under its new site only.
 fn plan(held: Option<usize>, after: i64, last_removal: i64, last_move: i64) -> Resumed {
     if after > 0 && last_move >= after {
         return Resumed::Snapshot;
@@ -175,17 +175,19 @@ impl SentPages {
     }
 
     /// Whether a live change of `phone` at `revision` is held back: the page holding the
-    /// phone showed it ([`SentPages::shown`]). A removal is not shown by pages of changed
-    /// phones only (a removed phone is left out of them, not shown removed), so there it is
-    /// held back only when the phone is `published` again (its page then showed it back).
+    /// phone showed it ([`SentPages::shown`]). A change that takes the phone out of the
+    /// watcher's view (`gone`: a removal, or a move out of the watcher's site) is not shown
+    /// by pages of changed phones only (such a phone is left out of them, not shown gone),
+    /// so there it is held back only when the phone is in the watcher's view again,
+    /// `present` (its page then showed it back).
     pub(crate) fn hides(
         &mut self,
         phone: &str,
         revision: i64,
-        removed: bool,
-        published: impl FnOnce() -> bool,
+        gone: bool,
+        present: impl FnOnce() -> bool,
     ) -> bool {
-        self.shown(phone, revision) && !(removed && self.changed_only && !published())
+        self.shown(phone, revision) && !(gone && self.changed_only && !present())
     }
 
     /// Whether a change of `phone` at `revision` was already shown by the page that
@@ -303,8 +305,12 @@ pub(crate) async fn serve(
                 Ok(bytes) => match ChangeHead::decode(&bytes[..]) {
                     Ok(c)
                         if c.in_site(&site)
-                            && !sent.hides(&c.phone_id, c.revision, c.removed, || {
-                                hub.state.read().fleet.published(&c.phone_id).is_some()
+                            && !sent.hides(&c.phone_id, c.revision, c.gone_from(&site), || {
+                                hub.state
+                                    .read()
+                                    .fleet
+                                    .published(&c.phone_id)
+                                    .is_some_and(|(s, ..)| site.is_empty() || s == site)
                             }) =>
                     {
                         seen = c.revision;
@@ -503,7 +509,8 @@ mod tests {
             s.end(12);
             s
         };
-        // (pages of changed phones only, removed, published now, held back)
+        // (pages of changed phones only, gone from the watcher's view (removed, or moved
+        // out of its site), in its view now, held back)
         let cases = [
             (false, false, true, true),
             (false, true, false, true),
@@ -511,11 +518,11 @@ mod tests {
             (true, true, true, true),
             (true, true, false, false),
         ];
-        for (changed_only, removed, published, held) in cases {
+        for (changed_only, gone, present, held) in cases {
             assert_eq!(
-                pages(changed_only).hides("c", 9, removed, || published),
+                pages(changed_only).hides("c", 9, gone, || present),
                 held,
-                "changed only {changed_only}, removed {removed}, published {published}"
+                "changed only {changed_only}, gone {gone}, present {present}"
             );
         }
         // Not shown by a page: never held back.

@@ -119,6 +119,12 @@ impl ChangeHead {
             || self.left_site == site
             || self.status.as_ref().is_some_and(|s| s.site_id == site)
     }
+
+    /// Whether the change takes the phone out of the view of a watcher of `site` (every
+    /// site when empty): a removal, or a move out of that site.
+    pub(crate) fn gone_from(&self, site: &str) -> bool {
+        self.removed || (!site.is_empty() && self.left_site == site)
+    }
 }
 
 #[cfg(test)]

@@ -97,3 +97,22 @@ fn a_head_reads_what_a_watch_filters_on() {
         }
     }
 }
+
+#[test]
+fn a_change_takes_a_phone_out_of_the_view_of_the_watchers_it_leaves() {
+    let by_name: std::collections::HashMap<_, _> = changes().into_iter().collect();
+    let head = |name: &str| ChangeHead::decode(&by_name[name].encode_to_vec()[..]).unwrap();
+    // (change, watcher's site, gone from its view)
+    let cases = [
+        ("a status", "hq", false),
+        ("a status", "", false),
+        ("a removal", "hq", true),
+        ("a removal", "", true),
+        ("a phone that left hq for branch", "hq", true),
+        ("a phone that left hq for branch", "branch", false),
+        ("a phone that left hq for branch", "", false),
+    ];
+    for (name, site, gone) in cases {
+        assert_eq!(head(name).gone_from(site), gone, "{name}, site {site:?}");
+    }
+}

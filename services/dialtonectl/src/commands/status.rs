@@ -66,11 +66,12 @@ pub enum StatusCmd {
     MediaServers,
     /// Streams status changes as they happen (a snapshot first unless resuming).
     Watch {
-        /// Only phones of this site (and those that leave it: printed with "(left SITE)",
-        /// their line naming the site they went to).
+        /// Only phones of this site, and those that leave it (a phone that moved prints
+        /// "(left OLD)" after the site it went to).
         #[arg(long, default_value = "")]
         site: String,
-        /// Resume from this revision (the last one printed): phones changed at or after it.
+        /// Resume from this revision (the last one printed): phones changed at or after it
+        /// (a snapshot again when phones were deleted since or, with --site, left it).
         #[arg(long, default_value_t = 0)]
         after_revision: i64,
         /// Skip the initial snapshot (print changes only).
