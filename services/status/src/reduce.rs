@@ -222,7 +222,9 @@ impl Context<'_> {
                     })
                     .collect();
                 // The site of a status is its configuration's, already the interner's.
-                out.left = old_site.clone().filter(|s| **s != *st.site_id);
+                // Cloned only when it moved: threads re-reducing a site's phones at once
+                // would contend for its name's reference count.
+                out.left = old_site.as_ref().filter(|s| ***s != *st.site_id).cloned();
                 let left_site = out.left.as_ref().map(|s| s.to_string());
                 let site_id = match (old_site, &entry.config) {
                     (Some(s), _) if *s == *st.site_id => s,
