@@ -24,9 +24,19 @@ fn reserve_name(name: &str) -> Option<UnixListener> {
     UnixListener::bind_addr(&addr).ok()
 }
 
-/// Keeps `reservation` until this process exits; whether there was one.
-fn keep(reservation: Option<UnixListener>) -> bool {
-    reservation.map(|r| RESERVED.lock().push(r)).is_some()
+/// Keeps `reservation` until this process exits.
+fn keep(reservation: UnixListener) {
+    RESERVED.lock().push(reservation);
+}
+
+/// The name that reserves a single port.
+fn port_name(port: u16) -> String {
+    format!("dialtone-test-port-{port}")
+}
+
+/// The name that reserves the block of `size` ports from `base`.
+fn block_name(base: u16, size: u16) -> String {
+    format!("dialtone-test-block-{base}-{size}")
 }
 
 /// Whether `port` can be bound on TCP and UDP of 127.0.0.1 right now.
@@ -42,12 +52,12 @@ fn bindable(port: u16) -> bool {
 pub fn free_port() -> u16 {
     for _ in 0..500 {
         let p = 10_000 + rand::random::<u16>() % 10_000;
-        let Some(reservation) = reserve_name(&format!("dialtone-test-port-{p}")) else {
+        let Some(reservation) = reserve_name(&port_name(p)) else {
             continue;
         };
         // A port held by something outside the tests is let go, not handed out.
         if bindable(p) {
-            keep(Some(reservation));
+            keep(reservation);
             return p;
         }
     }
@@ -64,7 +74,7 @@ pub fn free_block(first: u16, blocks: u16, size: u16) -> u16 {
     let from = rand::random::<u16>() % blocks;
     (0..blocks)
         .map(|i| first + size * ((from + i) % blocks))
-        .find(|base| keep(reserve_name(&format!("dialtone-test-block-{base}-{size}"))))
+        .find(|base| reserve_name(&block_name(*base, size)).map(keep).is_some())
         .unwrap_or_else(|| {
             panic!("every block of {size} ports from {first} is held by another test")
         })
@@ -104,15 +114,14 @@ pub fn free_port_pair() -> u16 {
         let p = 20_000 + 2 * (rand::random::<u16>() % 6_000);
         // Both reserved (p is even, so no other pair holds p + 1); a pair held by
         // something outside the tests is let go, not handed out.
-        let (Some(first), Some(second)) = (
-            reserve_name(&format!("dialtone-test-port-{p}")),
-            reserve_name(&format!("dialtone-test-port-{}", p + 1)),
-        ) else {
+        let (Some(first), Some(second)) =
+            (reserve_name(&port_name(p)), reserve_name(&port_name(p + 1)))
+        else {
             continue;
         };
         if bindable(p) && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            keep(Some(first));
-            keep(Some(second));
+            keep(first);
+            keep(second);
             return p;
         }
     }
@@ -133,13 +142,10 @@ mod tests {
     #[test]
     fn a_port_handed_out_stays_reserved_until_the_process_exits() {
         let p = free_port();
-        assert!(held(format!("dialtone-test-port-{p}")), "port {p}");
+        assert!(held(port_name(p)), "port {p}");
         let pair = free_port_pair();
-        assert!(held(format!("dialtone-test-port-{pair}")), "pair {pair}");
-        assert!(
-            held(format!("dialtone-test-port-{}", pair + 1)),
-            "pair {pair}"
-        );
+        assert!(held(port_name(pair)), "pair {pair}");
+        assert!(held(port_name(pair + 1)), "pair {pair}");
         let others: Vec<u16> = (0..50).map(|_| free_port()).collect();
         assert!(!others.contains(&p), "port {p} handed out twice");
     }
@@ -149,7 +155,7 @@ mod tests {
     fn every_block_is_handed_out_once_then_none_is_left() {
         let mut blocks: Vec<u16> = (0..8).map(|_| free_block(1_000, 8, 7)).collect();
         for b in &blocks {
-            assert!(held(format!("dialtone-test-block-{b}-7")), "block {b}");
+            assert!(held(block_name(*b, 7)), "block {b}");
         }
         blocks.sort_unstable();
         assert_eq!(blocks, (0..8).map(|i| 1_000 + 7 * i).collect::<Vec<_>>());

@@ -51,15 +51,11 @@ struct State {
     writer: Option<Waker>,
 }
 
-impl State {
-    /// The writer's waker, taken to wake it once the lock is released.
-    fn wake_writer(&mut self) -> Option<Waker> {
-        self.writer.take()
-    }
-}
-
-/// Wakes the writer, if it waits.
-fn wake(writer: Option<Waker>) {
+/// Releases the queue's lock `st`, then wakes the writer if it waits (woken under the
+/// lock, it would only wait for it).
+fn unlock_and_wake_writer(mut st: parking_lot::MutexGuard<'_, State>) {
+    let writer = st.writer.take();
+    drop(st);
     if let Some(w) = writer {
         w.wake();
     }
@@ -121,16 +117,12 @@ impl QueueTx {
         }
         if st.bytes + bytes.len() > MAX_QUEUED_BYTES || st.messages.len() >= MAX_QUEUED_MESSAGES {
             st.closing = true;
-            let writer = st.wake_writer();
-            drop(st);
-            wake(writer);
+            unlock_and_wake_writer(st);
             return false;
         }
         st.bytes += bytes.len();
         st.messages.push_back(bytes);
-        let writer = st.wake_writer();
-        drop(st);
-        wake(writer);
+        unlock_and_wake_writer(st);
         true
     }
 
@@ -139,9 +131,7 @@ impl QueueTx {
     pub fn close(&self) {
         let mut st = self.shared.state.lock();
         st.closing = true;
-        let writer = st.wake_writer();
-        drop(st);
-        wake(writer);
+        unlock_and_wake_writer(st);
     }
 
     /// Resolves when the writer has stopped.
