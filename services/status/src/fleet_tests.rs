@@ -583,3 +583,105 @@ fn a_phone_moved_to_another_site_names_the_site_it_left() {
     assert_eq!(ch[0].left_site, "");
     assert_eq!(f.last_move_from("hq"), 12);
 }
+
+#[test]
+fn a_status_built_over_another_phones_equals_one_built_afresh() {
+    // Phones of different shapes: two lines, one with two contacts; no binding; a site
+    // that does not exist; a provisioning record; remote; one line with a binding on an
+    // edge without a membership record.
+    let (mut f, primary, secondary) = fleet();
+    let two_contacts = Binding {
+        phone_id: "p2".into(),
+        contacts: ["sip:2001@10.0.0.7:5060", "sip:2001@10.0.0.8:5062"]
+            .iter()
+            .map(|uri| Contact {
+                uri: (*uri).into(),
+                source: "10.0.0.7:5060".into(),
+                user_agent: "Yealink".into(),
+                expires_at_s: 1,
+                ..Default::default()
+            })
+            .collect(),
+        updated_at_ms: 2_000,
+        ..Default::default()
+    };
+    let with = |id: &str, site: &str, kind: PhoneKind, lines: &[&str]| {
+        Phone {
+            id: id.into(),
+            name: format!("Phone {id}"),
+            site_id: site.into(),
+            base_settings_id: "desk".into(),
+            kind: kind as i32,
+            lines: lines
+                .iter()
+                .map(|u| Line {
+                    sip_user: (*u).into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    };
+    let provisioned = ProvisionState {
+        applied_version: "v3".into(),
+        desired_version: "v4".into(),
+        last_error: "timed out".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let kvs: Vec<(String, Vec<u8>)> = vec![
+        (keys::binding("p1", 0, &primary), binding("Poly/1")),
+        (keys::binding("p1", 0, &secondary), binding("Poly/2")),
+        (
+            keys::phone("p2"),
+            with("p2", "hq", PhoneKind::Unmanaged, &["2001", "2002"]),
+        ),
+        (
+            keys::binding("p2", 1, &primary),
+            two_contacts.encode_to_vec(),
+        ),
+        (
+            keys::phone("p3"),
+            with("p3", "hq", PhoneKind::Unmanaged, &[]),
+        ),
+        (
+            keys::phone("p4"),
+            with("p4", "nowhere", PhoneKind::Unmanaged, &["4001"]),
+        ),
+        (keys::provision("p4"), provisioned),
+        (
+            keys::phone("p5"),
+            with("p5", "hq", PhoneKind::Remote, &["5001"]),
+        ),
+        (
+            keys::phone("p6"),
+            with("p6", "hq", PhoneKind::Unmanaged, &["6001"]),
+        ),
+        (keys::binding("p6", 0, "gone"), binding("Poly/6")),
+    ];
+    f.apply(
+        kvs.iter().map(|(k, v)| (k.as_str(), Some(&v[..]))),
+        20,
+        2_000,
+    );
+    let ids = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let context = f.context();
+    let afresh = |id: &str| {
+        let entry = &f.phones[id];
+        context
+            .compute(id, entry, &mut entry.placed.clone())
+            .unwrap()
+    };
+    for before in ids {
+        for id in ids {
+            let mut st = afresh(before);
+            let entry = &f.phones[id];
+            assert!(context.compute_into(id, entry, &mut entry.placed.clone(), &mut st));
+            assert_eq!(st, afresh(id), "{id} built over {before}");
+        }
+    }
+    assert!(!afresh("p4").placement_problem.is_empty());
+    assert_eq!(afresh("p2").lines[1].contacts.len(), 2);
+    assert!(afresh("p4").provisioning.is_some());
+}

@@ -13,6 +13,7 @@
 //! resume after either side restarts without missing a change.
 
 pub mod api;
+mod compute;
 mod entry;
 pub mod error;
 pub mod fleet;
@@ -21,6 +22,7 @@ mod intern;
 pub mod media;
 pub mod metrics;
 mod placed;
+mod prefetch;
 mod reduce;
 mod republish;
 pub mod server;

@@ -1,26 +1,20 @@
-//! One phone's status from its entry in the view: what it is (`Context::compute`), and
-//! what re-reducing it changes (`Context::rereduce`: its published status, and what the
+//! One phone's status from its entry in the view: what it is (`Context::compute`, in
+//! `compute.rs`), and what re-reducing it changes (`Context::rereduce`: its published status, and what the
 //! view must finish). Reads only the phone's own entry and what every phone is reduced
 //! against, so `republish.rs` re-reduces many phones at once on several threads.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{cell::RefCell, collections::HashMap, sync::Arc};
 
-use dialtone_domain::{
-    placement,
-    status_model::{self as model, Expected},
-};
 use dialtone_proto::{
-    config::v1::{EdgeGroup, PhoneKind},
-    status::v1::{
-        EdgeStatus, LineContact, LineStatus, OperationalStatus, PhoneStatus, StatusChange,
-    },
+    config::v1::EdgeGroup,
+    status::v1::{OperationalStatus, PhoneStatus, StatusChange},
 };
 use prost::Message as _;
 
 use crate::{
     entry::{BindingFacts, Members, PhoneEntry, Published},
     intern::Interner,
-    placed::Placed,
+    wire::ChangeParts,
 };
 
 /// How a caller wants each changed phone handed over.
@@ -52,6 +46,16 @@ impl Handed {
         match form {
             Form::Change => Self::Change(Box::new(change)),
             Form::Encoded => Self::Encoded(change.encode_to_vec().into()),
+            Form::Bare => Self::Bare,
+        }
+    }
+
+    /// The change `parts` stand for, in the form asked for; `buf` is the caller's to keep
+    /// for the next change.
+    pub(crate) fn of_parts(parts: ChangeParts<'_>, form: Form, buf: &mut Vec<u8>) -> Self {
+        match form {
+            Form::Change => Self::Change(Box::new(parts.to_change())),
+            Form::Encoded => Self::Encoded(parts.encode(buf)),
             Form::Bare => Self::Bare,
         }
     }
@@ -153,220 +157,146 @@ impl Context<'_> {
         form: Form,
         tally: &mut Tally,
     ) -> Rereduced {
-        let mut cache = entry.placed;
-        let fresh = self
-            .compute(id, entry, &mut cache)
-            .map(|st| (fingerprint(&st), st));
-        entry.placed = cache;
-        let mut out = Rereduced {
-            needs_interning: false,
-            empty: false,
-            removed: false,
-            left: None,
-            handed: None,
-        };
-        match (fresh, entry.published.take()) {
-            (None, None) => {}
-            (None, Some(old)) => {
-                tally.add(&old.site_id, old.status, -1);
-                out.removed = true;
-                let change = StatusChange {
-                    removed: true,
-                    phone_id: id.to_owned(),
-                    revision,
-                    ..Default::default()
-                };
-                out.handed = Some(Handed::of(change, form));
-            }
-            (Some((fingerprint, _)), Some(old)) if old.fingerprint == fingerprint => {
-                entry.published = Some(old);
-            }
-            (Some((fingerprint, mut st)), old) => {
-                let status = st.status();
-                let (old_site, mut old_edges) = match old {
-                    Some(o) => {
-                        tally.add(&o.site_id, o.status, -1);
-                        st.status_since_ms = if o.status == status {
-                            o.since_ms
-                        } else {
-                            now_ms
-                        };
-                        (Some(o.site_id), o.edges.into_vec())
-                    }
-                    None => {
-                        st.status_since_ms = now_ms;
-                        (None, Vec::new())
-                    }
-                };
-                for e in &mut st.edges {
-                    e.since_ms = old_edges
-                        .iter()
-                        .find(|(n, ..)| **n == *e.node_id)
-                        .filter(|(_, lines, _)| *lines == e.lines_registered)
-                        .map_or(now_ms, |(_, _, since)| *since);
+        // The status is built into this thread's scratch status and encoded from there:
+        // its strings and lists keep their room from phone to phone (`compute.rs`).
+        thread_local!(static SCRATCH: RefCell<(PhoneStatus, Vec<u8>)> = RefCell::default());
+        SCRATCH.with_borrow_mut(|(st, buf)| {
+            let mut out = Rereduced {
+                needs_interning: false,
+                empty: false,
+                removed: false,
+                left: None,
+                handed: None,
+            };
+            let mut cache = entry.placed;
+            let fresh = self
+                .compute_into(id, entry, &mut cache, st)
+                .then(|| fingerprint(st, buf));
+            entry.placed = cache;
+            match (fresh, entry.published.take()) {
+                (None, None) => {}
+                (None, Some(old)) => {
+                    tally.add(&old.site_id, old.status, -1);
+                    out.removed = true;
+                    let change = ChangeParts {
+                        removed: true,
+                        phone_id: id,
+                        revision,
+                        ..Default::default()
+                    };
+                    out.handed = Some(Handed::of_parts(change, form, buf));
                 }
-                st.revision = revision;
-                fill_binding_times(&mut st, &entry.bindings, self.members);
-                let edges = st
-                    .edges
-                    .iter()
-                    .map(|e| {
-                        let node = match old_edges.iter().position(|(n, ..)| **n == *e.node_id) {
-                            Some(i) => old_edges.swap_remove(i).0,
-                            None => self.names.find(&e.node_id).unwrap_or_else(|| {
-                                out.needs_interning = true;
-                                Arc::from(e.node_id.as_str())
-                            }),
-                        };
-                        (node, e.lines_registered, e.since_ms)
-                    })
-                    .collect();
-                // The site of a status is its configuration's, already the interner's.
-                // Cloned only when it moved: threads re-reducing a site's phones at once
-                // would contend for its name's reference count.
-                out.left = old_site.as_ref().filter(|s| ***s != *st.site_id).cloned();
-                let left_site = out.left.as_ref().map(|s| s.to_string());
-                let site_id = match (old_site, &entry.config) {
-                    (Some(s), _) if *s == *st.site_id => s,
-                    (_, Some(c)) => c.site_id.clone(),
-                    (_, None) => Arc::from(st.site_id.as_str()),
-                };
-                tally.add(&site_id, status, 1);
-                entry.published = Some(Published {
-                    fingerprint,
-                    status,
-                    since_ms: st.status_since_ms,
-                    edges,
-                    site_id,
-                    revision,
-                });
-                let change = StatusChange {
-                    phone_id: id.to_owned(),
-                    revision,
-                    status: Some(st),
-                    left_site: left_site.unwrap_or_default(),
-                    ..Default::default()
-                };
-                out.handed = Some(Handed::of(change, form));
-            }
-        }
-        out.empty =
-            entry.config.is_none() && entry.bindings.is_empty() && entry.provision.is_none();
-        out
-    }
-
-    /// Phone `id`'s status from its `entry`, without since-times and revision; none when
-    /// it is not configured. Its placement is taken from `cache` when that is current,
-    /// else found and left there.
-    pub(crate) fn compute(
-        &self,
-        id: &str,
-        entry: &PhoneEntry,
-        cache: &mut Placed,
-    ) -> Option<PhoneStatus> {
-        let c = entry.config.as_ref()?;
-        let remote = c.kind == PhoneKind::Remote as i32;
-        let (base_dual, fails_over) = self.bases.get(&*c.base_id).copied().unwrap_or_default();
-        let dual = !fails_over && c.secondary_override.or(base_dual).unwrap_or(true);
-        let mut placement_problem = String::new();
-        let placed = match self.sites.get(&*c.site_id) {
-            _ if remote => None,
-            None => {
-                placement_problem = format!("site {} does not exist", c.site_id);
-                None
-            }
-            Some(group_id) => match self.groups.get(group_id) {
-                None => {
-                    placement_problem = format!("edge group {group_id} does not exist");
-                    None
+                (Some(fingerprint), Some(old)) if old.fingerprint == fingerprint => {
+                    entry.published = Some(old);
                 }
-                Some(g) => {
-                    let p = cache.get(&g.edges, self.epoch).or_else(|| {
-                        let p = placement::place(id, &g.edges, dual);
-                        if let Some(fresh) = p.and_then(|p| Placed::of(p, &g.edges, self.epoch)) {
-                            *cache = fresh;
-                        }
-                        p
+                (Some(fingerprint), old) => {
+                    let p = self.publish(st, entry, old, revision, now_ms, tally);
+                    out.needs_interning = p.needs_interning;
+                    entry.published = Some(Published {
+                        fingerprint,
+                        ..p.published
                     });
-                    if p.is_none() {
-                        placement_problem = format!("edge group {group_id} has no edges");
-                    }
-                    p
+                    let change = ChangeParts {
+                        status: Some(st),
+                        phone_id: id,
+                        revision,
+                        left_site: p.left.as_deref().unwrap_or_default(),
+                        ..Default::default()
+                    };
+                    out.handed = Some(Handed::of_parts(change, form, buf));
+                    out.left = p.left;
                 }
-            },
-        };
-        let expected = Expected::placed(c.sip_users.len() as u32, placed, remote, c.disabled);
-        // Each binding's edge looked up once (a phone has a few bindings).
-        let live: Vec<&BindingFacts> = entry
-            .bindings
-            .iter()
-            .filter(|b| self.members.contains(&b.node_id))
-            .collect();
-        let registered: Vec<(u32, &str)> = live
-            .iter()
-            .filter(|b| !b.contacts.is_empty())
-            .map(|b| (b.line, &*b.node_id))
-            .collect();
-        let reduced = model::reduce(&expected, &registered);
-        let lines = c
-            .sip_users
-            .iter()
-            .enumerate()
-            .map(|(i, user)| {
-                let contacts: Vec<LineContact> = live
-                    .iter()
-                    .filter(|b| b.line == i as u32)
-                    .flat_map(|b| {
-                        b.contacts.iter().map(|c| LineContact {
-                            node_id: String::from(&*b.node_id),
-                            uri: String::from(&*c.uri),
-                            transport: c.transport,
-                            source: String::from(&*c.source),
-                        })
-                    })
-                    .collect();
-                LineStatus {
-                    line_index: i as u32,
-                    sip_user: String::from(&**user),
-                    aor: ["sip:", user, "@", self.realm].concat(),
-                    reachable: !contacts.is_empty(),
-                    contacts,
-                }
-            })
-            .collect();
-        let user_agent = live
-            .iter()
-            .max_by_key(|b| b.updated_at_ms)
-            .map(|b| String::from(&*b.user_agent))
-            .unwrap_or_default();
-        Some(PhoneStatus {
-            phone_id: id.to_owned(),
-            name: String::from(&*c.name),
-            site_id: String::from(&*c.site_id),
-            kind: c.kind,
-            status: reduced.status as i32,
-            status_since_ms: 0,
-            edges: reduced
-                .edges
-                .iter()
-                .map(|e| EdgeStatus {
-                    node_id: e.node_id.to_owned(),
-                    role: e.role as i32,
-                    lines_registered: e.lines_registered,
-                    registered: expected.lines > 0 && e.lines_registered >= expected.lines,
-                    since_ms: 0,
-                    binding_updated_at_ms: 0,
-                })
-                .collect(),
-            lines,
-            user_agent,
-            disabled: c.disabled,
-            placement_problem,
-            provisioning: entry.provision.as_deref().cloned(),
-            revision: 0,
-            base_settings_id: String::from(&*c.base_id),
+            }
+            out.empty =
+                entry.config.is_none() && entry.bindings.is_empty() && entry.provision.is_none();
+            out
         })
     }
+
+    /// Stamps `st`, the phone's fresh status, with its since-times (kept from `old` where
+    /// nothing moved), `revision` and binding times, counts it in `tally`, and returns
+    /// what the view keeps of it (its fingerprint left for the caller to set).
+    fn publish(
+        &self,
+        st: &mut PhoneStatus,
+        entry: &PhoneEntry,
+        old: Option<Published>,
+        revision: i64,
+        now_ms: i64,
+        tally: &mut Tally,
+    ) -> Publication {
+        let status = st.status();
+        let mut needs_interning = false;
+        let (old_site, mut old_edges) = match old {
+            Some(o) => {
+                tally.add(&o.site_id, o.status, -1);
+                st.status_since_ms = if o.status == status {
+                    o.since_ms
+                } else {
+                    now_ms
+                };
+                (Some(o.site_id), o.edges.into_vec())
+            }
+            None => {
+                st.status_since_ms = now_ms;
+                (None, Vec::new())
+            }
+        };
+        for e in &mut st.edges {
+            e.since_ms = old_edges
+                .iter()
+                .find(|(n, ..)| **n == *e.node_id)
+                .filter(|(_, lines, _)| *lines == e.lines_registered)
+                .map_or(now_ms, |(_, _, since)| *since);
+        }
+        st.revision = revision;
+        fill_binding_times(st, &entry.bindings, self.members);
+        let edges = st
+            .edges
+            .iter()
+            .map(|e| {
+                let node = match old_edges.iter().position(|(n, ..)| **n == *e.node_id) {
+                    Some(i) => old_edges.swap_remove(i).0,
+                    None => self.names.find(&e.node_id).unwrap_or_else(|| {
+                        needs_interning = true;
+                        Arc::from(e.node_id.as_str())
+                    }),
+                };
+                (node, e.lines_registered, e.since_ms)
+            })
+            .collect();
+        // The site of a status is its configuration's, already the interner's. Cloned
+        // only when it moved: threads re-reducing a site's phones at once would contend
+        // for its name's reference count.
+        let left = old_site.as_ref().filter(|s| ***s != *st.site_id).cloned();
+        let site_id = match (old_site, &entry.config) {
+            (Some(s), _) if *s == *st.site_id => s,
+            (_, Some(c)) => c.site_id.clone(),
+            (_, None) => Arc::from(st.site_id.as_str()),
+        };
+        tally.add(&site_id, status, 1);
+        Publication {
+            published: Published {
+                fingerprint: 0,
+                status,
+                since_ms: st.status_since_ms,
+                edges,
+                site_id,
+                revision,
+            },
+            needs_interning,
+            left,
+        }
+    }
+}
+
+/// A phone's status as the view keeps it once published ([`Context::publish`]).
+struct Publication {
+    published: Published,
+    /// Its edges hold a name the interner did not have.
+    needs_interning: bool,
+    /// The site it moved from, when it moved to another.
+    left: Option<Arc<str>>,
 }
 
 /// Each edge's latest binding write (kept out of the fingerprint: refreshes move it); none
@@ -387,14 +317,11 @@ pub(crate) fn fill_binding_times(
 }
 
 /// A hash of everything a status says except its since-times and revision: of its
-/// encoding, into a buffer each thread keeps for the next (an edge's departure
+/// encoding, into `buf` (the thread's, kept for the next phone: an edge's departure
 /// fingerprints hundreds of thousands of phones at once).
-fn fingerprint(st: &PhoneStatus) -> u64 {
-    use std::{cell::RefCell, hash::BuildHasher};
-    thread_local!(static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) });
-    BUF.with_borrow_mut(|buf| {
-        buf.clear();
-        st.encode(buf).expect("a Vec grows");
-        foldhash::quality::FixedState::with_seed(0).hash_one(&buf[..])
-    })
+fn fingerprint(st: &PhoneStatus, buf: &mut Vec<u8>) -> u64 {
+    use std::hash::BuildHasher;
+    buf.clear();
+    st.encode(buf).expect("a Vec grows");
+    foldhash::quality::FixedState::with_seed(0).hash_one(&buf[..])
 }

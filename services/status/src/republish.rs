@@ -19,6 +19,7 @@ use tracing::warn;
 use crate::{
     entry::{Counts, PhoneEntry},
     intern::Interner,
+    prefetch,
     reduce::{Context, Form, Handed, Rereduced, Tally},
 };
 
@@ -104,11 +105,20 @@ pub(crate) fn rereduce(
     let per = ids.len().div_ceil(shares);
     let run = &|(ids, entries): (&[Arc<str>], &mut [Option<&mut PhoneEntry>])| {
         let mut tally = Tally::default();
-        let out: Vec<_> = ids
-            .iter()
-            .zip(entries)
-            .map(|(id, e)| one(id, e.as_deref_mut(), &mut tally))
-            .collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for i in 0..ids.len() {
+            let ahead = |n: usize| entries.get(i + n).and_then(Option::as_deref);
+            if let Some(e) = ahead(prefetch::ENTRY) {
+                prefetch::entry(e);
+            }
+            if let Some(e) = ahead(prefetch::OWNED) {
+                prefetch::owned(e);
+            }
+            if let Some(e) = ahead(prefetch::NESTED) {
+                prefetch::nested(e);
+            }
+            out.push(one(&ids[i], entries[i].as_deref_mut(), &mut tally));
+        }
         (out, tally)
     };
     let mut parts: Vec<(Vec<Option<Rereduced>>, Tally)> = Vec::new();
@@ -144,7 +154,9 @@ fn bound_to_in_ranges(phones: &Phones, edges: &[Arc<str>], ranges: usize) -> Vec
             .then(|| id.clone())
     };
     if ranges < 2 {
-        return phones.iter().filter_map(|(id, e)| bound(id, e)).collect();
+        return prefetched(phones.range::<str, _>(..))
+            .filter_map(|(id, e)| bound(id, e))
+            .collect();
     }
     // Where each range starts: walking the keys alone touches no phone's entry.
     let starts: Vec<&Arc<str>> = phones
@@ -160,8 +172,7 @@ fn bound_to_in_ranges(phones: &Phones, edges: &[Arc<str>], ranges: usize) -> Vec
             let to = starts.get(i + 1).map_or(Unbounded, |k| Excluded(&***k));
             let bound = &bound;
             move || {
-                *out = phones
-                    .range::<str, _>((from, to))
+                *out = prefetched(phones.range::<str, _>((from, to)))
                     .filter_map(|(id, e)| bound(id, e))
                     .collect();
             }
@@ -169,6 +180,24 @@ fn bound_to_in_ranges(phones: &Phones, edges: &[Arc<str>], ranges: usize) -> Vec
         .collect();
     run_all(jobs);
     parts.concat()
+}
+
+/// The view's entries in `range`, each asked of the CPU a few entries before it is read,
+/// and its bindings after that ([`prefetch`]).
+fn prefetched<'v>(
+    range: std::collections::btree_map::Range<'v, Arc<str>, Box<PhoneEntry>>,
+) -> impl Iterator<Item = (&'v Arc<str>, &'v PhoneEntry)> {
+    let mut entries = range.clone().skip(prefetch::ENTRY);
+    let mut bindings = range.clone().skip(prefetch::OWNED);
+    range.map(move |(id, e)| {
+        if let Some((_, ahead)) = entries.next() {
+            prefetch::entry(ahead);
+        }
+        if let Some((_, ahead)) = bindings.next() {
+            prefetch::bindings(ahead);
+        }
+        (id, &**e)
+    })
 }
 
 /// Whether the view's entries from the first of `ids` to the last are few enough to walk.
@@ -193,13 +222,15 @@ fn walk<'v>(phones: &'v mut Phones, ids: &[Arc<str>]) -> Vec<Option<&'v mut Phon
     let mut entries = phones
         .range_mut::<str, _>((Included(&**first), Included(&**last)))
         .peekable();
+    // The ids are mostly the view's own (`bound_to`'s, `absorb_part`'s): the same
+    // address is the same id, found without reading either's bytes.
+    let same = |k: &Arc<str>, id: &Arc<str>| Arc::ptr_eq(k, id) || **k == **id;
     for id in ids {
-        while entries.next_if(|(k, _)| ***k < **id).is_some() {}
-        out.push(
-            entries
-                .next_if(|(k, _)| ***k == **id)
-                .map(|(_, e)| &mut **e),
-        );
+        while entries
+            .next_if(|(k, _)| !Arc::ptr_eq(k, id) && ***k < **id)
+            .is_some()
+        {}
+        out.push(entries.next_if(|(k, _)| same(k, id)).map(|(_, e)| &mut **e));
     }
     out
 }

@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use dialtone_proto::status::v1::StatusChange;
+use dialtone_proto::status::v1::{PhoneStatus, StatusChange};
 use prost::{
     DecodeError, Message,
     bytes::{Buf, BufMut},
-    encoding::{DecodeContext, WireType},
+    encoding::{self, DecodeContext, WireType},
 };
 
 /// A status change as a watch sends it: the wire format is `StatusChange`'s either way.
@@ -75,6 +75,63 @@ impl Message for Wire {
 
     fn clear(&mut self) {
         *self = Self::default();
+    }
+}
+
+/// What a `StatusChange` made by the view says (no snapshot, no sync marker), borrowed:
+/// the view encodes a change from its parts, with no `StatusChange` (and no copy of the
+/// phone's id) built for it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ChangeParts<'a> {
+    /// `StatusChange.status`.
+    pub(crate) status: Option<&'a PhoneStatus>,
+    /// `StatusChange.removed`.
+    pub(crate) removed: bool,
+    /// `StatusChange.phone_id`.
+    pub(crate) phone_id: &'a str,
+    /// `StatusChange.revision`.
+    pub(crate) revision: i64,
+    /// `StatusChange.left_site`.
+    pub(crate) left_site: &'a str,
+}
+
+impl ChangeParts<'_> {
+    /// The change's encoding, byte for byte prost's of the `StatusChange` it stands for
+    /// (fields in tag order, defaults left out); `buf` is cleared first and kept by the
+    /// caller for the next.
+    pub(crate) fn encode(&self, buf: &mut Vec<u8>) -> Arc<[u8]> {
+        fn string(tag: u32, value: &str, buf: &mut Vec<u8>) {
+            if !value.is_empty() {
+                encoding::encode_key(tag, WireType::LengthDelimited, buf);
+                encoding::encode_varint(value.len() as u64, buf);
+                buf.put_slice(value.as_bytes());
+            }
+        }
+        buf.clear();
+        if let Some(status) = self.status {
+            encoding::message::encode(1, status, buf);
+        }
+        if self.removed {
+            encoding::bool::encode(2, &true, buf);
+        }
+        string(3, self.phone_id, buf);
+        if self.revision != 0 {
+            encoding::int64::encode(4, &self.revision, buf);
+        }
+        string(7, self.left_site, buf);
+        Arc::from(&buf[..])
+    }
+
+    /// The `StatusChange` it stands for.
+    pub(crate) fn to_change(self) -> StatusChange {
+        StatusChange {
+            status: self.status.cloned(),
+            removed: self.removed,
+            phone_id: self.phone_id.to_owned(),
+            revision: self.revision,
+            left_site: self.left_site.to_owned(),
+            ..Default::default()
+        }
     }
 }
 
