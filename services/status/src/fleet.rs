@@ -349,6 +349,7 @@ impl Fleet {
             if touched.is_empty() {
                 // In id order, each once, already: sorting 666,000 ids again would read
                 // each id's bytes, a cache miss apiece.
+                debug_assert!(bound.is_sorted(), "bound_to walks the view in order");
                 return bound;
             }
             touched.extend(bound);

@@ -588,7 +588,8 @@ fn a_phone_moved_to_another_site_names_the_site_it_left() {
 fn a_status_built_over_another_phones_equals_one_built_afresh() {
     // Phones of different shapes: two lines, one with two contacts; no binding; a site
     // that does not exist; a provisioning record; remote; one line with a binding on an
-    // edge without a membership record.
+    // edge without a membership record; disabled. Each built over a status stamped as
+    // re-reducing leaves the thread's scratch.
     let (mut f, primary, secondary) = fleet();
     let two_contacts = Binding {
         phone_id: "p2".into(),
@@ -659,13 +660,21 @@ fn a_status_built_over_another_phones_equals_one_built_afresh() {
             with("p6", "hq", PhoneKind::Unmanaged, &["6001"]),
         ),
         (keys::binding("p6", 0, "gone"), binding("Poly/6")),
+        (
+            keys::phone("p7"),
+            Phone {
+                disabled: true,
+                ..Phone::decode(&with("p7", "hq", PhoneKind::Unmanaged, &["7001"])[..]).unwrap()
+            }
+            .encode_to_vec(),
+        ),
     ];
     f.apply(
         kvs.iter().map(|(k, v)| (k.as_str(), Some(&v[..]))),
         20,
         2_000,
     );
-    let ids = ["p1", "p2", "p3", "p4", "p5", "p6"];
+    let ids = ["p1", "p2", "p3", "p4", "p5", "p6", "p7"];
     let context = f.context();
     let afresh = |id: &str| {
         let entry = &f.phones[id];
@@ -675,7 +684,13 @@ fn a_status_built_over_another_phones_equals_one_built_afresh() {
     };
     for before in ids {
         for id in ids {
+            // As re-reducing leaves it: stamped with since-times, revision, binding times.
             let mut st = afresh(before);
+            st.status_since_ms = 7;
+            st.revision = 7;
+            for e in &mut st.edges {
+                (e.since_ms, e.binding_updated_at_ms) = (7, 7);
+            }
             let entry = &f.phones[id];
             assert!(context.compute_into(id, entry, &mut entry.placed.clone(), &mut st));
             assert_eq!(st, afresh(id), "{id} built over {before}");
@@ -684,4 +699,6 @@ fn a_status_built_over_another_phones_equals_one_built_afresh() {
     assert!(!afresh("p4").placement_problem.is_empty());
     assert_eq!(afresh("p2").lines[1].contacts.len(), 2);
     assert!(afresh("p4").provisioning.is_some());
+    assert!(afresh("p7").disabled);
+    assert!(!afresh("p1").edges.is_empty());
 }

@@ -1,6 +1,6 @@
-//! One phone's status from its entry in the view: what it is (`Context::compute`, in
-//! `compute.rs`), and what re-reducing it changes (`Context::rereduce`: its published status, and what the
-//! view must finish). Reads only the phone's own entry and what every phone is reduced
+//! What re-reducing a phone changes (`Context::rereduce`): its published status, its
+//! per-site counts and its change, and what the view must finish; the status itself is
+//! built by `compute.rs`. Reads only the phone's own entry and what every phone is reduced
 //! against, so `republish.rs` re-reduces many phones at once on several threads.
 
 use std::{cell::RefCell, collections::HashMap, sync::Arc};
@@ -159,6 +159,8 @@ impl Context<'_> {
     ) -> Rereduced {
         // The status is built into this thread's scratch status and encoded from there:
         // its strings and lists keep their room from phone to phone (`compute.rs`).
+        // Nothing in the closure calls back into the pool or the sink, which could borrow
+        // the scratch again.
         thread_local!(static SCRATCH: RefCell<(PhoneStatus, Vec<u8>)> = RefCell::default());
         SCRATCH.with_borrow_mut(|(st, buf)| {
             let mut out = Rereduced {

@@ -223,7 +223,8 @@ fn walk<'v>(phones: &'v mut Phones, ids: &[Arc<str>]) -> Vec<Option<&'v mut Phon
         .range_mut::<str, _>((Included(&**first), Included(&**last)))
         .peekable();
     // The ids are mostly the view's own (`bound_to`'s, `absorb_part`'s): the same
-    // address is the same id, found without reading either's bytes.
+    // address is the same id, matched without reading either's bytes (entries passed
+    // over are still compared by value).
     let same = |k: &Arc<str>, id: &Arc<str>| Arc::ptr_eq(k, id) || **k == **id;
     for id in ids {
         while entries

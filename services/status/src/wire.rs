@@ -3,7 +3,8 @@
 //! those bytes ([`ChangeHead`]) and writes the bytes as they are ([`Wire::Encoded`]),
 //! instead of decoding the whole status and encoding it again for each watcher. A
 //! departed edge changes hundreds of thousands of phones at once, and every watcher
-//! (consoles, dashboards) is sent each of them.
+//! (consoles, dashboards) is sent each of them. The view encodes each change from its
+//! borrowed parts ([`ChangeParts`]), the bytes prost would write for it.
 
 use std::sync::Arc;
 
