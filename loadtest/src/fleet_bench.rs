@@ -16,7 +16,9 @@
 //! (lease TTL `FLEET_BENCH_LEASE_TTL`, default 3 s) to every phone it held shown DEGRADED,
 //! with the number of phones that were ever OFFLINE meanwhile, the latency of config reads
 //! meanwhile, and how many of the requests sent to those phones right after the kill were
-//! lost; then a power cut of every edge and the fleet's return (`power_cut.rs`).
+//! lost; then a power cut of every edge and the fleet's return (`power_cut.rs`; not run
+//! with `FLEET_BENCH_POWER_CUT=0`). With `FLEET_BENCH_LOGS` (a directory) every node's log
+//! is copied there after the kill and after the power cut.
 
 mod power_cut;
 
@@ -462,6 +464,13 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{}", leases_lost(&sb));
     watcher.abort();
+    // Kept now too: the power cut of a large fleet may be stopped by hand, or not run.
+    keep_logs(&sb);
+    if std::env::var("FLEET_BENCH_POWER_CUT").is_ok_and(|v| v == "0") {
+        println!("power cut not run (FLEET_BENCH_POWER_CUT=0)");
+        sim.stop(false, 1).await;
+        return Ok(());
+    }
     let cut = power_cut::run(&mut sb, &sim, &mut st, phones, &etcd_url).await;
     keep_logs(&sb);
     cut?;

@@ -11,11 +11,20 @@ const PHONE: &str = "p1";
 
 fn phone(lines: &[&str]) -> Vec<u8> {
     Phone {
-        id: PHONE.into(),
         name: "Desk".into(),
-        site_id: "hq".into(),
+        ..phone_of(PHONE, "hq", PhoneKind::Unmanaged, lines)
+    }
+    .encode_to_vec()
+}
+
+/// Phone `id` of site `site` and profile desk, with these lines' SIP users.
+fn phone_of(id: &str, site: &str, kind: PhoneKind, lines: &[&str]) -> Phone {
+    Phone {
+        id: id.into(),
+        name: format!("Phone {id}"),
+        site_id: site.into(),
         base_settings_id: "desk".into(),
-        kind: PhoneKind::Unmanaged as i32,
+        kind: kind as i32,
         lines: lines
             .iter()
             .map(|u| Line {
@@ -25,7 +34,6 @@ fn phone(lines: &[&str]) -> Vec<u8> {
             .collect(),
         ..Default::default()
     }
-    .encode_to_vec()
 }
 
 fn binding(ua: &str) -> Vec<u8> {
@@ -607,22 +615,7 @@ fn a_status_built_over_another_phones_equals_one_built_afresh() {
         ..Default::default()
     };
     let with = |id: &str, site: &str, kind: PhoneKind, lines: &[&str]| {
-        Phone {
-            id: id.into(),
-            name: format!("Phone {id}"),
-            site_id: site.into(),
-            base_settings_id: "desk".into(),
-            kind: kind as i32,
-            lines: lines
-                .iter()
-                .map(|u| Line {
-                    sip_user: (*u).into(),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        }
-        .encode_to_vec()
+        phone_of(id, site, kind, lines).encode_to_vec()
     };
     let provisioned = ProvisionState {
         applied_version: "v3".into(),
@@ -664,7 +657,7 @@ fn a_status_built_over_another_phones_equals_one_built_afresh() {
             keys::phone("p7"),
             Phone {
                 disabled: true,
-                ..Phone::decode(&with("p7", "hq", PhoneKind::Unmanaged, &["7001"])[..]).unwrap()
+                ..phone_of("p7", "hq", PhoneKind::Unmanaged, &["7001"])
             }
             .encode_to_vec(),
         ),
