@@ -84,15 +84,7 @@ pub async fn seed_site_on(
         }),
     })
     .await?;
-    c.create_site(pb::CreateSiteRequest {
-        site: Some(pb::Site {
-            id: "hq".into(),
-            name: "HQ".into(),
-            edge_group_id: "eg".into(),
-            ..Default::default()
-        }),
-    })
-    .await?;
+    create_site(c, "hq", "HQ", "eg").await?;
     create_profile(c, "desk", "Desk", pb::MetaBase::GenericSip, settings).await
 }
 
@@ -130,6 +122,25 @@ pub async fn create_profile(
             meta_base: meta as i32,
             settings: Some(settings),
             version: 0,
+        }),
+    })
+    .await?;
+    Ok(())
+}
+
+/// Creates site `id` named `name` on edge group `group`.
+pub async fn create_site(
+    c: &mut ConfigClient,
+    id: &str,
+    name: &str,
+    group: &str,
+) -> anyhow::Result<()> {
+    c.create_site(pb::CreateSiteRequest {
+        site: Some(pb::Site {
+            id: id.into(),
+            name: name.into(),
+            edge_group_id: group.into(),
+            ..Default::default()
         }),
     })
     .await?;

@@ -288,16 +288,9 @@ async fn a_line_dials_an_extension_of_its_site_through_either_edge() {
     );
 
     // A caller of another site dialling 203 reaches no one (extensions are per site).
-    cfg.create_site(pb::CreateSiteRequest {
-        site: Some(pb::Site {
-            id: "branch".into(),
-            name: "Branch".into(),
-            edge_group_id: "eg".into(),
-            ..Default::default()
-        }),
-    })
-    .await
-    .unwrap();
+    dialtone_tests::fleet::create_site(&mut cfg, "branch", "Branch", "eg")
+        .await
+        .unwrap();
     update_phone(&mut cfg, &caller_line.0, |p| {
         p.site_id = "branch".into();
         at_extension("201")(p);

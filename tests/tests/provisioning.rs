@@ -82,16 +82,9 @@ async fn seed(c: &mut ConfigClient) -> Fleet {
     })
     .await
     .unwrap();
-    c.create_site(pb::CreateSiteRequest {
-        site: Some(pb::Site {
-            id: "hq".into(),
-            name: "HQ".into(),
-            edge_group_id: "eg".into(),
-            ..Default::default()
-        }),
-    })
-    .await
-    .unwrap();
+    dialtone_tests::fleet::create_site(c, "hq", "HQ", "eg")
+        .await
+        .unwrap();
     for (id, meta, settings) in [
         ("vvx", pb::MetaBase::PolyVvx, pb::PhoneSettings::default()),
         ("yea", pb::MetaBase::Yealink, pb::PhoneSettings::default()),

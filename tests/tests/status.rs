@@ -15,7 +15,7 @@ use dialtone_proto::{
 };
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN,
-    fleet::{add_phone, seed_site_on},
+    fleet::{add_phone, create_site, seed_site_on},
     sip::{UdpPhone, status},
 };
 use tokio_stream::StreamExt;
@@ -250,16 +250,7 @@ async fn status_follows_dual_registration_an_edge_kill_and_its_own_restart() {
     // Moved to another site: the old site's watcher hears that it left, the new site's
     // that it came, and so does a watcher of the old site resuming from before the move.
     cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    cfg.create_site(pb::CreateSiteRequest {
-        site: Some(pb::Site {
-            id: "annex".into(),
-            name: "Annex".into(),
-            edge_group_id: "eg".into(),
-            ..Default::default()
-        }),
-    })
-    .await
-    .unwrap();
+    create_site(&mut cfg, "annex", "Annex", "eg").await.unwrap();
     let watcher = st.clone();
     let site_watch = |site: &str, after_revision| {
         let mut st = watcher.clone();
