@@ -323,3 +323,104 @@ async fn calls_go_out_through_trunks_and_come_in_by_did() {
     caller.send_raw(&bye, hop).await;
     stop(carrier_b);
 }
+
+/// A trunk may name up to 1,000 DIDs, each a phone of its own: more targets than one
+/// store transaction compares. Written, read back, updated; one missing phone among them
+/// is named, and neither write lands then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trunk_names_a_thousand_phones_and_a_missing_one_is_named() {
+    let (_sb, mut cfg, _dir) = carrier_bed(&[]).await;
+    cfg.create_peer(pb::CreatePeerRequest {
+        peer: Some(peer("carrier-sbc", "127.0.0.2")),
+    })
+    .await
+    .unwrap();
+    let phones = import(&mut cfg, 1000, "did").await.unwrap();
+    let dids = |missing: Option<usize>| -> Vec<pb::Did> {
+        phones
+            .iter()
+            .enumerate()
+            .map(|(i, (id, ..))| pb::Did {
+                numbers: format!("+1555400{i:04}"),
+                target: Some(pb::did::Target::PhoneId(if missing == Some(i) {
+                    "no-such-phone".into()
+                } else {
+                    id.clone()
+                })),
+            })
+            .collect()
+    };
+    let target: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+
+    let refused = cfg
+        .create_trunk(pb::CreateTrunkRequest {
+            trunk: Some(trunk("big", "carrier-sbc", target, dids(Some(777)))),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("trunk.dids[777].phone_id"),
+        "{refused:?}"
+    );
+    let absent = cfg
+        .get_trunk(pb::GetRequest { id: "big".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(absent.code(), tonic::Code::NotFound, "nothing was written");
+
+    let created = cfg
+        .create_trunk(pb::CreateTrunkRequest {
+            trunk: Some(trunk("big", "carrier-sbc", target, dids(None))),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let read = cfg
+        .get_trunk(pb::GetRequest { id: "big".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(read.dids.len(), 1000);
+    assert_eq!(read.dids, dids(None));
+
+    let mut changed = read.clone();
+    changed.dids = dids(Some(3));
+    let refused = cfg
+        .update_trunk(pb::UpdateTrunkRequest {
+            trunk: Some(changed.clone()),
+            update_mask: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("trunk.dids[3].phone_id"),
+        "{refused:?}"
+    );
+    let kept = cfg
+        .get_trunk(pb::GetRequest { id: "big".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.version, created.version, "the update did not land");
+
+    changed.dids = dids(None)[..999].to_vec();
+    let updated = cfg
+        .update_trunk(pb::UpdateTrunkRequest {
+            trunk: Some(changed),
+            update_mask: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.dids.len(), 999);
+}

@@ -27,6 +27,29 @@ use crate::{
 /// Most DID entries of one trunk, and most routes of one site.
 const MAX_DIDS: usize = 1000;
 const MAX_ROUTES: usize = 16;
+/// Most different trunks a site's routes name in all. A site write compares each exists
+/// and moves each one's index entry in one store transaction (at most `MAX_TXN_OPS`
+/// compares and ops): an update replacing every trunk deletes and adds 2 × 32 entries
+/// beside the site's own 5 at most.
+const MAX_ROUTED_TRUNKS: usize = 32;
+/// Most compares of a trunk write's references (its peer and its DIDs' targets) in its
+/// transaction, beside the trunk's own guard.
+const REFERENCE_COMPARES: usize = dialtone_store::MAX_TXN_OPS - 1;
+
+/// The keys of the phones, users and sites `t`'s DIDs name, each once, in DID order.
+fn did_target_keys(t: &Trunk) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    t.dids
+        .iter()
+        .filter_map(|d| match &d.target {
+            Some(Target::PhoneId(p)) => Some(keys::phone(p)),
+            Some(Target::UserId(u)) => Some(keys::user(u)),
+            Some(Target::Extension(e)) => site_extension(e).ok().map(|(site, _)| keys::site(site)),
+            None => None,
+        })
+        .filter(|k| seen.insert(k.clone()))
+        .collect()
+}
 
 /// Checks a trunk: id, name, peer, 1-8 UDP, TCP or TLS targets, keep-alive interval, DIDs (each one
 /// number or range, one target each, none overlapping).
@@ -251,7 +274,8 @@ pub fn site_extension(e: &str) -> std::result::Result<(&str, &str), String> {
 }
 
 /// Checks a site's outbound routes: at most 16, each with 1-5 distinct kinds and 1-8
-/// distinct trunk ids, and a no-answer timeout of 0 or 5-300 s.
+/// distinct trunk ids, and a no-answer timeout of 0 or 5-300 s; at most
+/// [`MAX_ROUTED_TRUNKS`] trunks in all.
 pub fn validate_routes(s: &Site) -> Result<()> {
     if s.outbound_routes.len() > MAX_ROUTES {
         return Err(ConfigError::invalid(
@@ -302,6 +326,12 @@ pub fn validate_routes(s: &Site) -> Result<()> {
                 validate::range(r.no_answer_timeout_s, 5, 300),
             )?;
         }
+    }
+    if routed_trunks(s).len() > MAX_ROUTED_TRUNKS {
+        return Err(ConfigError::invalid(
+            "site.outbound_routes",
+            format!("name at most {MAX_ROUTED_TRUNKS} different trunks in all"),
+        ));
     }
     Ok(())
 }
@@ -354,26 +384,24 @@ impl ConfigCore {
         Ok(())
     }
 
-    /// The compares a trunk write carries: its peer, and its DIDs' phones, users and sites
-    /// exist.
-    fn trunk_references(t: &Trunk) -> Vec<Compare> {
-        let mut c = vec![Compare::Exists(keys::peer(&t.peer_id))];
-        for d in &t.dids {
-            let key = match &d.target {
-                Some(Target::PhoneId(p)) => keys::phone(p),
-                Some(Target::UserId(u)) => keys::user(u),
-                Some(Target::Extension(e)) => match site_extension(e) {
-                    Ok((site, _)) => keys::site(site),
-                    Err(_) => continue,
-                },
-                None => continue,
-            };
-            let exists = Compare::Exists(key);
-            if !c.contains(&exists) {
-                c.push(exists);
-            }
+    /// The compares a trunk write carries: its peer exists, and its DIDs' phones, users
+    /// and sites do. A trunk may name up to 1,000 of those, more than one transaction
+    /// takes: past [`REFERENCE_COMPARES`] they are read now instead, and only the peer is
+    /// compared at the write. A target deleted in between is then as one deleted right
+    /// after the write, which a DID allows (its calls get 404).
+    async fn trunk_references(&self, t: &Trunk) -> Result<Vec<Compare>> {
+        let peer = Compare::Exists(keys::peer(&t.peer_id));
+        let targets = did_target_keys(t);
+        if targets.len() < REFERENCE_COMPARES {
+            return Ok(std::iter::once(peer)
+                .chain(targets.into_iter().map(Compare::Exists))
+                .collect());
         }
-        c
+        let found = self.store.get_many(&targets).await?;
+        if found.iter().any(Option::is_none) {
+            self.explain_trunk_references(t).await?;
+        }
+        Ok(vec![peer])
     }
 
     /// Which reference of `t` is missing, after a write failed.
@@ -408,7 +436,7 @@ impl ConfigCore {
         t.version = 0;
         let key = keys::trunk(&t.id);
         let mut compares = vec![Compare::Absent(key.clone())];
-        compares.extend(Self::trunk_references(&t));
+        compares.extend(self.trunk_references(&t).await?);
         let ops = vec![
             put(key.clone(), &t),
             put_index(format!("{}{}", keys::peer_trunks(&t.peer_id), t.id), ""),
@@ -447,7 +475,7 @@ impl ConfigCore {
             must_load_at_keeping(&self.store, &key, "trunk", &t.id, version).await?;
         keep_password(&mut t, Some(&current))?;
         let mut compares = vec![version_guard(&key, version)];
-        compares.extend(Self::trunk_references(&t));
+        compares.extend(self.trunk_references(&t).await?);
         let mut ops = vec![put_keeping(key.clone(), &t, &unknown)];
         if current.peer_id != t.peer_id {
             ops.push(Op::Delete(format!(
@@ -708,6 +736,22 @@ mod tests {
             route(&["national", "international"], &["carrier"]),
         ]);
         validate_routes(&ok).unwrap();
+        // Routes of 8 trunks each, `n` different trunks in all.
+        let many_trunks = |n: usize| -> Vec<OutboundRoute> {
+            let ids: Vec<String> = (0..n).map(|i| format!("t{i}")).collect();
+            ids.chunks(8)
+                .map(|c| OutboundRoute {
+                    kinds: vec!["national".into()],
+                    trunk_ids: c.to_vec(),
+                    no_answer_timeout_s: 0,
+                })
+                .collect()
+        };
+        validate_routes(&site(many_trunks(32))).unwrap();
+        // Replacing 32 trunks by 32 others fits one transaction.
+        let others = site(many_trunks(64)[4..].to_vec());
+        let (compares, ops) = route_writes(&site(many_trunks(32)), Some(&others));
+        assert_eq!((compares.len(), ops.len()), (32, 64));
         let cases = [
             (
                 site(vec![route(&[], &["a"])]),
@@ -732,6 +776,7 @@ mod tests {
                 }]),
                 "site.outbound_routes[0].no_answer_timeout_s",
             ),
+            (site(many_trunks(33)), "site.outbound_routes"),
         ];
         for (s, want) in cases {
             assert_eq!(field(validate_routes(&s)), want, "{s:?}");
