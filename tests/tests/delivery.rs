@@ -366,6 +366,31 @@ async fn requests_reach_a_phone_once_through_either_edge() {
         Some(&200)
     );
     assert_eq!(received(&sim, 1), before + 1);
+    // That request waited for the dead primary to say nothing; the next goes straight to
+    // the binding here: the secondary hands nothing more to the silent edge.
+    let secondary_node = &sb.nodes[3 - primary_index];
+    let unanswered = || secondary_node.metric("dialtone_edge_deliveries_total", "edge_unanswered");
+    assert_eq!(
+        unanswered().await,
+        Some(1),
+        "the dead primary was tried first"
+    );
+    caller
+        .send(
+            &caller.text("OPTIONS", &answering.user, &branch(), "OPTIONS"),
+            secondary,
+        )
+        .await;
+    assert_eq!(
+        caller.codes("OPTIONS", Duration::from_secs(6)).await.last(),
+        Some(&200)
+    );
+    assert_eq!(received(&sim, 1), before + 2);
+    assert_eq!(
+        unanswered().await,
+        Some(1),
+        "the silent edge was tried again"
+    );
 
     // A restart meanwhile: the dead primary does not report, so the secondary sends it.
     let results = act(cfg.restart_phone(ask(&answering.phone_id, 6000)).await).unwrap();

@@ -290,6 +290,9 @@ impl Delivery {
                         continue;
                     }
                     answered = true;
+                    if let Some(node) = to_edge.as_deref() {
+                        self.hints.edge_answered(node);
+                    }
                     if code < 200 {
                         if matches!(cancelling, Cancelling::Pending(_)) {
                             cancelling = self.send_cancel(&sent, &replier, cancelling);
@@ -408,7 +411,12 @@ impl Delivery {
                         continue;
                     }
                     self.forget(&branch, &challenged);
-                    if to_edge.is_some() && wait == HOP_TIMEOUT && !answered {
+                    if let Some(node) = to_edge.as_deref()
+                        && wait == HOP_TIMEOUT
+                        && !answered
+                    {
+                        self.count(Outcome::EdgeUnanswered);
+                        self.hints.edge_silent(node, std::time::Instant::now());
                         // That edge may still be alive but slow: make sure it rings no one.
                         if invite {
                             self.send_cancel(&sent, &replier, Cancelling::Pending(None));

@@ -24,11 +24,13 @@ mod late_offer;
 pub(crate) mod media;
 pub(crate) mod media_health;
 mod responses;
+mod targets;
 pub(crate) mod trunk_health;
 mod trunks;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
 use responses::Responses;
+use targets::Hints;
 
 use std::{
     collections::HashMap,
@@ -37,7 +39,7 @@ use std::{
         Arc,
         atomic::{AtomicU16, Ordering::Relaxed},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use dialtone_domain::keys;
@@ -154,7 +156,7 @@ pub(crate) struct Delivery {
     /// Our branch → the responses of the request we forwarded.
     clients: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
     /// By [`Outcome`], in its order.
-    counts: Counters<8>,
+    counts: Counters<9>,
     /// Calls up and how INVITEs ended, for metrics.
     pub(crate) calls: calls::Calls,
     /// Which carrier trunk targets answer their keep-alives.
@@ -163,6 +165,8 @@ pub(crate) struct Delivery {
     pub(crate) media_health: media_health::MediaHealth,
     /// Late offers whose answer (in the ACK) the media server waits for.
     pub(crate) late_answers: late_offer::LateAnswers,
+    /// What the edge lately learnt of the store and of the other edges.
+    hints: Hints,
     parts: DeliveryParts,
 }
 
@@ -186,9 +190,10 @@ impl Delivery {
             trunk_health: trunk_health::TrunkHealth::default(),
             media_health: media_health::MediaHealth::default(),
             late_answers: late_offer::LateAnswers::default(),
+            hints: Hints::default(),
             counts: Counters::new(
                 "dialtone_edge_deliveries_total",
-                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route; calls out: sent to a carrier trunk target, moved on to the next target (408, 5xx, no answer).",
+                "Requests for phones by outcome: delivered over a local flow, handed to the edge holding the binding, no live binding, no answer, ringing past the INVITE timeout, relayed within a dialog along the edge's Record-Route; calls out: sent to a carrier trunk target, moved on to the next target (408, 5xx, no answer); handed to another edge that answered nothing in time (the next binding is tried, and that edge last for a while).",
                 "outcome",
                 [
                     "local",
@@ -199,6 +204,7 @@ impl Delivery {
                     "in_dialog",
                     "trunk",
                     "trunk_failover",
+                    "edge_unanswered",
                 ],
             ),
         }
@@ -206,8 +212,9 @@ impl Delivery {
 }
 
 /// Delivered over a local flow, handed to another edge, no live binding (480), no answer
-/// (408), ringing past the INVITE timeout (480), relayed within a dialog: the labels of
-/// `Delivery::counts`.
+/// (408), ringing past the INVITE timeout (480), relayed within a dialog, sent to a trunk
+/// target, moved on from one, handed to an edge that answered nothing in time: the labels
+/// of `Delivery::counts`.
 #[derive(Clone, Copy)]
 enum Outcome {
     Local = 0,
@@ -218,6 +225,7 @@ enum Outcome {
     InDialog = 5,
     Trunk = 6,
     TrunkFailover = 7,
+    EdgeUnanswered = 8,
 }
 
 impl Delivery {
@@ -679,6 +687,7 @@ impl Delivery {
 
     /// The bindings a request for `line` may go to, best first: the primary edge's, the
     /// secondary's, then the freshest others (a request from another edge: local only).
+    /// What is asked of the store, and the order, are [`targets`]'s.
     async fn targets(&self, from_edge: bool, line: &LineEntry) -> Vec<Target> {
         let local = match self.directory.ask(&line.phone_id, Contacts) {
             None => Vec::new(),
@@ -694,21 +703,19 @@ impl Delivery {
                 replier: replier.marked(line.sip_dscp),
             })
         };
-        if from_edge {
-            return local_target().into_iter().collect();
-        }
-        let Some(store) = &self.store else {
+        let me = self.settings.node_id.as_str();
+        let placement = self.cache.read().placement(&line.phone_id);
+        let now = Instant::now();
+        let facts = targets::Facts {
+            from_edge,
+            has_store: self.store.is_some(),
+            primary_here: placement.first().is_some_and(|o| o == me),
+            local: local_target().is_some(),
+            store_quiet: self.hints.store_quiet(now),
+        };
+        let (Some(store), Some(wait)) = (&self.store, targets::lookup(facts).wait()) else {
             return local_target().into_iter().collect();
         };
-        let me = self.settings.node_id.as_str();
-        let order = self.cache.read().placement(&line.phone_id);
-        // This edge is the phone's primary and holds a binding: that one comes first, and a
-        // local delivery is never passed over for the next, so the store need not be asked.
-        if order.first().is_some_and(|o| o == me)
-            && let Some(t) = local_target()
-        {
-            return vec![t];
-        }
         let prefix = keys::line_bindings(&line.phone_id, line.line_index);
         // Store reads run on the main runtime: this may be an actor thread, which must never
         // wait on the embedded store's lock while it syncs a write.
@@ -716,13 +723,19 @@ impl Delivery {
             let (store, prefix) = (store.clone(), prefix.clone());
             self.runtime
                 .spawn(async move { store.range(&prefix, None, 64).await })
-                .await
         };
-        let mut holders: Vec<(String, i64)> = range
-            .ok()
-            .and_then(Result::ok)
-            .map(|p| p.kvs)
-            .unwrap_or_default()
+        let range = match wait {
+            Some(d) => tokio::time::timeout(d, range).await.ok(),
+            None => Some(range.await),
+        };
+        let kvs = match range {
+            Some(Ok(Ok(page))) => page.kvs,
+            _ => {
+                self.hints.store_failed(now);
+                Vec::new()
+            }
+        };
+        let mut holders: Vec<(String, i64)> = kvs
             .into_iter()
             .filter_map(|kv| {
                 let node = kv.key.strip_prefix(&prefix)?.to_owned();
@@ -733,14 +746,8 @@ impl Delivery {
         if local_target().is_some() {
             holders.push((me.to_owned(), i64::MAX));
         }
-        holders.sort_by_key(|(node, at)| {
-            (
-                order.iter().position(|o| o == node).unwrap_or(usize::MAX),
-                std::cmp::Reverse(*at),
-            )
-        });
         let mut out = Vec::new();
-        for (node, _) in holders {
+        for node in targets::order(holders, &placement, |n| self.hints.is_silent(n, now)) {
             if node == me {
                 out.extend(local_target());
             } else {
