@@ -30,10 +30,14 @@ use std::{
 
 use anyhow::Context;
 use dialtone_domain::placement;
-use dialtone_loadtest::procfs::pss;
+use dialtone_loadtest::{
+    etcd_figures::{etcd_metrics, mib},
+    procfs::pss,
+    reads::Reads,
+};
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
-use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, StatusClient, VIEWER_TOKEN, fleet};
+use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN, fleet};
 use parking_lot::Mutex;
 
 const EDGES: [usize; 3] = [2, 3, 4];
@@ -76,52 +80,8 @@ fn keep_logs(sb: &ClusterSandbox) {
     }
 }
 
-fn mib(bytes: u64) -> f64 {
-    bytes as f64 / 1_048_576.0
-}
-
-/// What etcd's `/metrics` says of its keys, its database and its writes so far.
-#[derive(Debug, Default)]
-struct EtcdFigures {
-    keys: u64,
-    db_bytes: u64,
-    db_in_use_bytes: u64,
-    puts: u64,
-    deletes: u64,
-}
-
-async fn etcd_metrics(client_url: &str) -> anyhow::Result<EtcdFigures> {
-    let addr = client_url.trim_start_matches("http://");
-    let (_, text) = dialtone_tests::http_get(addr, "/metrics")
-        .await
-        .context("etcd's /metrics did not answer")?;
-    let mut f = EtcdFigures::default();
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((name, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let value = value.parse::<f64>().unwrap_or(0.0) as u64;
-        match name {
-            "etcd_debugging_mvcc_keys_total" => f.keys = value,
-            "etcd_mvcc_db_total_size_in_bytes" => f.db_bytes = value,
-            "etcd_mvcc_db_total_size_in_use_in_bytes" => f.db_in_use_bytes = value,
-            "etcd_mvcc_put_total" => f.puts = value,
-            "etcd_mvcc_delete_total" => f.deletes = value,
-            _ => {}
-        }
-    }
-    Ok(f)
-}
-
 fn now_ms() -> i64 {
     dialtone_common::clock::unix_ms_i64()
-}
-
-async fn summary(st: &mut StatusClient) -> spb::SiteSummary {
-    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
-        .await
-        .map(|r| r.into_inner().sites.into_iter().next().unwrap_or_default())
-        .unwrap_or_default()
 }
 
 #[tokio::main]
@@ -187,7 +147,7 @@ async fn main() -> anyhow::Result<()> {
         })
         .collect();
     let mut st = sb.nodes[1].status_client(VIEWER_TOKEN).await?;
-    while (summary(&mut st).await.total as usize) < phones {
+    while (fleet::site_summary(&mut st).await.total as usize) < phones {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Let the edges' credential caches take the import in.
@@ -263,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let s = sim.sample();
-        let sum = summary(&mut st).await;
+        let sum = fleet::site_summary(&mut st).await;
         println!(
             "{}  status: operational={} degraded={} offline={}",
             s.line(),
@@ -340,8 +300,7 @@ async fn main() -> anyhow::Result<()> {
         etcd_after.keys,
         mib(etcd_after.db_bytes),
         mib(etcd_after.db_in_use_bytes),
-        (etcd_after.puts + etcd_after.deletes - etcd_before.puts - etcd_before.deletes) as f64
-            / steady.as_secs_f64(),
+        (etcd_after.writes() - etcd_before.writes()) as f64 / steady.as_secs_f64(),
         EXPIRES / 2,
     );
     println!("before the kill: {}", leases_lost(&sb));
@@ -367,25 +326,10 @@ async fn main() -> anyhow::Result<()> {
 
     // A config read every 20 ms while etcd deletes the victim's bindings with its lease:
     // etcd must stay responsive.
-    let reading = Arc::new(std::sync::atomic::AtomicBool::new(true));
-    let reads = {
-        let reading = reading.clone();
-        let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await?;
-        let id = sim_specs[0].phone_id.clone();
-        tokio::spawn(async move {
-            let mut took = Vec::new();
-            while reading.load(std::sync::atomic::Ordering::Relaxed) {
-                let t = Instant::now();
-                let ok = cfg
-                    .get_phone(pb::GetRequest { id: id.clone() })
-                    .await
-                    .is_ok();
-                took.push((t.elapsed(), ok));
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            took
-        })
-    };
+    let reads = Reads::start(
+        sb.nodes[0].config_client(ADMIN_TOKEN).await?,
+        sim_specs[0].phone_id.clone(),
+    );
 
     // kill -9 an edge: time until every phone it held is DEGRADED; never OFFLINE.
     let t0 = Instant::now();
@@ -421,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
     });
     let mut worst_offline = 0;
     let took = loop {
-        let s = summary(&mut st).await;
+        let s = fleet::site_summary(&mut st).await;
         if s.offline > worst_offline {
             eprintln!("{:.2?} after the kill: {s:?}", t0.elapsed());
         }
@@ -441,21 +385,9 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "kill -9 of {victim} (lease TTL {lease_ttl} s): all {held_by_victim} phones it held DEGRADED after {took:.2?}; phones OFFLINE meanwhile: {worst_offline}"
     );
-    reading.store(false, std::sync::atomic::Ordering::Relaxed);
-    let mut reads = reads.await?;
-    let failed = reads.iter().filter(|(_, ok)| !ok).count();
-    reads.sort();
-    let at = |p: f64| {
-        reads
-            .get(((reads.len() as f64 * p) as usize).min(reads.len().saturating_sub(1)))
-            .map_or(f64::NAN, |(d, _)| d.as_secs_f64() * 1000.0)
-    };
     println!(
-        "config reads (GetPhone) from the kill until every phone was DEGRADED: {}, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, failed {failed}",
-        reads.len(),
-        at(0.5),
-        at(0.99),
-        at(1.0)
+        "config reads (GetPhone) from the kill until every phone was DEGRADED: {}",
+        reads.stop().await?
     );
     let answered = probing.await?;
     println!(

@@ -1,7 +1,9 @@
 //! Shared pieces of the benchmarks.
 
+pub mod etcd_figures;
 pub mod kamailio;
 pub mod procfs;
+pub mod reads;
 pub mod sipp_stats;
 
 use std::time::Duration;

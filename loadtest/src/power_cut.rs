@@ -13,10 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use dialtone_loadtest::etcd_figures::etcd_metrics;
 use dialtone_phonesim::{Mark, Sim};
 use dialtone_tests::{ClusterSandbox, StatusClient};
 
-use super::{EDGES, etcd_metrics, summary};
+use super::EDGES;
 
 /// How long the fleet may take to come back before the phase gives up.
 const COME_BACK_LIMIT: Duration = Duration::from_secs(600);
@@ -41,7 +42,7 @@ pub async fn run(
     }
     // Down until every lease is gone: the phones' registrations with it.
     loop {
-        let s = summary(st).await;
+        let s = dialtone_tests::fleet::site_summary(st).await;
         if s.offline as usize >= phones {
             break;
         }
@@ -94,10 +95,10 @@ pub async fn run(
             t0.elapsed() < spread + COME_BACK_LIMIT,
             "not every phone OPERATIONAL {:?} after the first boot: {:?}",
             t0.elapsed(),
-            summary(st).await
+            dialtone_tests::fleet::site_summary(st).await
         );
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let s = summary(st).await;
+        let s = dialtone_tests::fleet::site_summary(st).await;
         let operational = s.operational as usize;
         if t99.is_none() && operational * 100 >= phones * 99 {
             t99 = Some(t0.elapsed());
@@ -112,8 +113,7 @@ pub async fn run(
         );
         let secs = now.0.duration_since(last.0).as_secs_f64();
         peak_reg = peak_reg.max((now.1 - last.1) as f64 / secs);
-        let writes = |f: &super::EtcdFigures| f.puts + f.deletes;
-        peak_writes = peak_writes.max(writes(&now.2).saturating_sub(writes(&last.2)) as f64 / secs);
+        peak_writes = peak_writes.max(now.2.writes().saturating_sub(last.2.writes()) as f64 / secs);
         last = now;
         eprintln!(
             "t={:6.1}s after the first boot: operational={operational} degraded={} offline={}",

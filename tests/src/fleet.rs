@@ -13,18 +13,19 @@ use dialtone_proto::{
 
 use crate::{ConfigClient, EdgeClient, StatusClient};
 
+/// The first site's summary (all zero when there is none or the role does not answer).
+pub async fn site_summary(st: &mut StatusClient) -> spb::SiteSummary {
+    st.get_site_summaries(spb::GetSiteSummariesRequest::default())
+        .await
+        .map(|r| r.into_inner().sites.into_iter().next().unwrap_or_default())
+        .unwrap_or_default()
+}
+
 /// Whether the first site's summary counts `n` OPERATIONAL phones within `within`.
 pub async fn wait_operational(st: &mut StatusClient, n: u32, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     loop {
-        let summaries = st
-            .get_site_summaries(spb::GetSiteSummariesRequest::default())
-            .await;
-        let operational = summaries
-            .ok()
-            .and_then(|s| s.into_inner().sites.first().map(|s| s.operational))
-            .unwrap_or(0);
-        if operational >= n {
+        if site_summary(st).await.operational >= n {
             return true;
         }
         if Instant::now() > deadline {
@@ -253,10 +254,31 @@ pub async fn import(
     n: usize,
     prefix: &str,
 ) -> anyhow::Result<Vec<(String, String, String)>> {
+    import_assigned(c, n, prefix, |_| "unassigned".into()).await
+}
+
+/// Like [`import`], phone `i` assigned to extension `first + i` of site `hq` (a phone
+/// places calls only once it is assigned).
+pub async fn import_at_extensions(
+    c: &mut ConfigClient,
+    n: usize,
+    prefix: &str,
+    first: usize,
+) -> anyhow::Result<Vec<(String, String, String)>> {
+    import_assigned(c, n, prefix, |i| format!("site:{}", first + i)).await
+}
+
+async fn import_assigned(
+    c: &mut ConfigClient,
+    n: usize,
+    prefix: &str,
+    assignment: impl Fn(usize) -> String,
+) -> anyhow::Result<Vec<(String, String, String)>> {
     let mut csv = String::from("name,kind,site_id,base_settings_id,lines,assignment\n");
     for i in 0..n {
         csv.push_str(&format!(
-            "{prefix} {i},unmanaged,hq,desk,{prefix}{i:06},unassigned\n"
+            "{prefix} {i},unmanaged,hq,desk,{prefix}{i:06},{}\n",
+            assignment(i)
         ));
     }
     let mut out = Vec::with_capacity(n);
