@@ -718,30 +718,27 @@ impl Delivery {
         };
         let prefix = keys::line_bindings(&line.phone_id, line.line_index);
         // Store reads run on the main runtime: this may be an actor thread, which must never
-        // wait on the embedded store's lock while it syncs a write.
-        let range = {
-            let (store, prefix) = (store.clone(), prefix.clone());
+        // wait on the embedded store's lock while it syncs a write. Only one task, which
+        // does every read, so that a bounded wait covers them all and cancels them all.
+        let found = {
+            let (store, prefix, me) = (store.clone(), prefix.clone(), me.to_owned());
             self.runtime
-                .spawn(async move { store.range(&prefix, None, 64).await })
+                .spawn(async move { other_bindings(&store, &prefix, &me).await })
         };
-        let range = match wait {
-            Some(d) => tokio::time::timeout(d, range).await.ok(),
-            None => Some(range.await),
+        let found = match wait {
+            Some(d) => targets::bounded(found, d).await,
+            None => found.await.ok(),
         };
-        let kvs = match range {
-            Some(Ok(Ok(page))) => page.kvs,
+        let others = match found {
+            Some(Ok(others)) => others,
             _ => {
-                self.hints.store_failed(now);
+                self.hints.store_failed(Instant::now());
                 Vec::new()
             }
         };
-        let mut holders: Vec<(String, i64)> = kvs
-            .into_iter()
-            .filter_map(|kv| {
-                let node = kv.key.strip_prefix(&prefix)?.to_owned();
-                let b = Binding::decode(kv.value.as_slice()).ok()?;
-                (!b.contacts.is_empty() && node != me).then_some((node, b.updated_at_ms))
-            })
+        let mut holders: Vec<(String, i64)> = others
+            .iter()
+            .map(|(node, at, _)| (node.clone(), *at))
             .collect();
         if local_target().is_some() {
             holders.push((me.to_owned(), i64::MAX));
@@ -750,19 +747,37 @@ impl Delivery {
         for node in targets::order(holders, &placement, |n| self.hints.is_silent(n, now)) {
             if node == me {
                 out.extend(local_target());
-            } else {
-                let (store, at) = (store.clone(), node.clone());
-                let addr = self
-                    .runtime
-                    .spawn(async move { edge_udp_address(&store, &at).await })
-                    .await;
-                if let Ok(Some(addr)) = addr {
-                    out.push(Target::Edge { node, addr });
-                }
+            } else if let Some((_, _, Some(addr))) = others.iter().find(|(n, ..)| *n == node) {
+                out.push(Target::Edge { node, addr: *addr });
             }
         }
         out
     }
+}
+
+/// The other edges holding a live binding under `prefix` (a line's): each with its
+/// binding's last write and the address it takes SIP over UDP at (none when its member
+/// record cannot be read).
+async fn other_bindings(
+    store: &Store,
+    prefix: &str,
+    me: &str,
+) -> Result<Vec<(String, i64, Option<SocketAddr>)>, dialtone_store::StoreError> {
+    let page = store.range(prefix, None, 64).await?;
+    let mut out = Vec::new();
+    for kv in page.kvs {
+        let Some(node) = kv.key.strip_prefix(prefix) else {
+            continue;
+        };
+        let Ok(b) = Binding::decode(kv.value.as_slice()) else {
+            continue;
+        };
+        if !b.contacts.is_empty() && node != me {
+            let addr = edge_udp_address(store, node).await;
+            out.push((node.to_owned(), b.updated_at_ms, addr));
+        }
+    }
+    Ok(out)
 }
 
 /// Where another edge takes SIP over UDP, from its member record.

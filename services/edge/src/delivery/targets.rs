@@ -1,12 +1,12 @@
 //! Which of a line's bindings a request tries, in what order: the phone's primary edge's,
 //! its secondary's, then the freshest elsewhere. The store says where the other bindings
 //! are. When this edge holds one itself, the store's answer only orders the attempts, so it
-//! is waited for briefly ([`ORDER_WAIT`]), and not asked at all for [`STORE_QUIET`] after it
-//! failed to answer in time: during an etcd outage, or while etcd deletes a dead edge's
-//! bindings, a call goes over the binding here instead of waiting on etcd. An edge that
-//! let a hop go unanswered (it may have just died, its bindings not yet expired) is tried
-//! after every other for [`SILENT_FOR`], so only the first request for its phones waits
-//! for it.
+//! is waited for briefly ([`ORDER_WAIT`], the reads cancelled past it), and not asked at
+//! all for [`STORE_QUIET`] after it failed to answer in time: during an etcd outage, or
+//! while etcd deletes a dead edge's bindings, a call goes over the binding here instead of
+//! waiting on etcd. An edge that let a hop go unanswered (it may have just died, its
+//! bindings not yet expired) is tried after every other for [`SILENT_FOR`], so only the
+//! first request for its phones waits for it.
 //!
 //! The decisions are pure ([`lookup`], [`order`]); [`Hints`] holds what the edge lately
 //! learnt; `Delivery::targets` (`mod.rs`) does the IO.
@@ -24,9 +24,24 @@ use parking_lot::Mutex;
 pub(crate) const ORDER_WAIT: Duration = Duration::from_millis(100);
 /// How long, after the store did not answer in time, requests with a binding here skip it.
 pub(crate) const STORE_QUIET: Duration = Duration::from_secs(1);
-/// How long an edge that let a hop go unanswered is tried last: past the longest lease TTL
-/// a chart sets (its bindings go with its lease), and answering anything clears it.
-pub(crate) const SILENT_FOR: Duration = Duration::from_secs(30);
+/// How long an edge that let a hop go unanswered is tried last: the default lease TTL, by
+/// which a dead edge's bindings have gone with its lease (with a longer TTL it is tried
+/// again after this, one more request waiting for it), and answering anything clears it.
+/// Kept short because a request delivered here is never passed on when the phone does
+/// not answer: a live primary wrongly thought silent is not tried meanwhile.
+pub(crate) const SILENT_FOR: Duration = Duration::from_secs(10);
+
+/// `task`'s result if it comes within `wait`; else it is cancelled (its store reads do not
+/// go on piling up behind a stalled etcd) and there is none.
+pub(crate) async fn bounded<T>(mut task: tokio::task::JoinHandle<T>, wait: Duration) -> Option<T> {
+    match tokio::time::timeout(wait, &mut task).await {
+        Ok(done) => done.ok(),
+        Err(_) => {
+            task.abort();
+            None
+        }
+    }
+}
 
 /// What a request asks the store for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -227,6 +242,20 @@ mod tests {
             let got = order(holders.clone(), &placement, |n| silent.contains(&n));
             assert_eq!(got, want, "silent {silent:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_bounded_task_is_cancelled_past_its_wait() {
+        let quick = tokio::spawn(async { 7 });
+        assert_eq!(bounded(quick, Duration::from_secs(5)).await, Some(7));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let slow = tokio::spawn(async move {
+            let _tx = tx;
+            std::future::pending::<()>().await;
+        });
+        assert_eq!(bounded(slow, Duration::from_millis(10)).await, None);
+        // The task was dropped: its end of the channel with it.
+        assert!(rx.await.is_err());
     }
 
     #[test]
