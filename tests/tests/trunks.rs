@@ -413,6 +413,23 @@ async fn a_trunk_names_a_thousand_phones_and_a_missing_one_is_named() {
         .into_inner();
     assert_eq!(kept.version, created.version, "the update did not land");
 
+    // Either side of what one transaction compares (the peer and 126 targets beside the
+    // trunk's own key): both written.
+    for (id, n) in [("edge-126", 126), ("edge-127", 127)] {
+        let mut some: Vec<pb::Did> = dids(None)[..n].to_vec();
+        for d in &mut some {
+            d.numbers = d.numbers.replace("+1555400", &format!("+1555{n}"));
+        }
+        let written = cfg
+            .create_trunk(pb::CreateTrunkRequest {
+                trunk: Some(trunk(id, "carrier-sbc", target, some)),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(written.dids.len(), n);
+    }
+
     changed.dids = dids(None)[..999].to_vec();
     let updated = cfg
         .update_trunk(pb::UpdateTrunkRequest {
