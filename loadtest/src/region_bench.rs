@@ -20,7 +20,8 @@
 //! 1. each region's import and registration ramp, and its etcd's keys and database size;
 //! 2. call setup (INVITE with credentials → 200; each call then ACKed and hung up), CALLS
 //!    calls of each kind one after another: east → east (an extension), east → west and
-//!    west → east (a national number, through the trunk), west → west: p50, p99, failures;
+//!    west → east (a national number, through the trunk), west → west: p50, p99, max,
+//!    failures;
 //! 3. kill -9 of one of east's edges (its bindings, every east phone's, revoked in east's
 //!    etcd): the time until every east phone is DEGRADED, and meanwhile config reads in
 //!    each region (GetPhone every 20 ms) and calls west → west and west → east;
@@ -181,7 +182,11 @@ async fn link(r: &mut Region, other: &Region, callees: usize) -> anyhow::Result<
 /// time (INVITE → 200), or the final response it ended with (none within 5 s: empty).
 async fn one_call(caller: &Caller, dialled: &str, edge: SocketAddr) -> Result<Duration, String> {
     let t = Instant::now();
-    let (invite, responses) = sip::call(caller, dialled, edge).await;
+    let invite = caller.text("INVITE", dialled, &sip::branch(), "INVITE");
+    caller.send(&invite, edge).await;
+    let call_id = sip::headers(&invite, "call-id")[0].to_owned();
+    let answers = |method| caller.call_responses(&call_id, method, Duration::from_secs(5));
+    let responses = answers("INVITE").await;
     let took = t.elapsed();
     match responses.last() {
         Some(ok) if sip::status(ok) == 200 => {
@@ -190,7 +195,7 @@ async fn one_call(caller: &Caller, dialled: &str, edge: SocketAddr) -> Result<Du
             caller.send_raw(&ack, hop).await;
             let (bye, hop) = sip::in_dialog(&invite, ok, "BYE", 2, &target);
             caller.send_raw(&bye, hop).await;
-            caller.codes("BYE", Duration::from_secs(2)).await;
+            answers("BYE").await;
             Ok(took)
         }
         last => Err(last.cloned().unwrap_or_default()),
@@ -233,11 +238,12 @@ impl Calls {
         failed.sort();
         failed.dedup();
         format!(
-            "{}: {} answered, setup p50 {:.1} ms, p99 {:.1} ms; {} not answered{}",
+            "{}: {} answered, setup p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; {} not answered{}",
             self.label,
             setups.len(),
             ms(0.5),
             ms(0.99),
+            ms(1.0),
             not_answered,
             if failed.is_empty() {
                 String::new()
@@ -376,12 +382,16 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 3. One of east's edges dies: etcd revokes its lease and every east phone's binding.
-    let reads = [east.reads().await?, west.reads().await?];
+    // Callers of their own, each proven to its edge (a first call) before the window.
     let during = kinds(&east, &west, callees, ["127.0.0.5"; 4]).await?;
+    let watched = [&during[3], &during[2]];
+    for c in watched {
+        c.warm_up().await?;
+    }
+    let reads = [east.reads().await?, west.reads().await?];
     let on = Arc::new(AtomicBool::new(true));
     let t0 = Instant::now();
     east.sb.nodes[2].kill9();
-    let watched = [&during[3], &during[2]];
     let (lines, took) = tokio::join!(calling(&watched, usize::MAX, &on), async {
         let took = loop {
             let s = fleet::site_summary(&mut east.st).await;
@@ -411,8 +421,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // 4. East's etcd dies; east's surviving edge serves from what it holds.
-    let reads = [east.reads().await?, west.reads().await?];
     let during = kinds(&east, &west, callees, ["127.0.0.6"; 4]).await?;
+    for c in &during {
+        c.warm_up().await?;
+    }
+    let reads = [east.reads().await?, west.reads().await?];
     let on = Arc::new(AtomicBool::new(true));
     east.sb.etcd.as_mut().context("etcd")?.kill(0);
     let stopper = {

@@ -440,6 +440,26 @@ impl Caller {
 
     /// Responses until a final one for `cseq_method` (or `within` passes), whole.
     pub async fn responses(&self, cseq_method: &str, within: Duration) -> Vec<String> {
+        self.responses_in(None, cseq_method, within).await
+    }
+
+    /// Like [`Caller::responses`], of call `call_id` only: a late answer to an earlier call
+    /// on this socket is passed over.
+    pub async fn call_responses(
+        &self,
+        call_id: &str,
+        cseq_method: &str,
+        within: Duration,
+    ) -> Vec<String> {
+        self.responses_in(Some(call_id), cseq_method, within).await
+    }
+
+    async fn responses_in(
+        &self,
+        call_id: Option<&str>,
+        cseq_method: &str,
+        within: Duration,
+    ) -> Vec<String> {
         let deadline = Instant::now() + within;
         let mut out = Vec::new();
         let mut buf = vec![0u8; 65535];
@@ -453,6 +473,7 @@ impl Caller {
             if !headers(&msg, "cseq")
                 .iter()
                 .any(|c| c.ends_with(cseq_method))
+                || call_id.is_some_and(|id| !headers(&msg, "call-id").contains(&id))
             {
                 continue;
             }
