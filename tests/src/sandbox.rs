@@ -247,9 +247,27 @@ impl ClusterSandbox {
         roles: &str,
         extra: &[&str],
     ) -> anyhow::Result<(Self, crate::ConfigClient)> {
+        Self::two_edges_on(roles, extra, 3).await
+    }
+
+    /// Like [`ClusterSandbox::two_edges`], every node's lease `lease_ttl` seconds (a dead
+    /// edge's bindings stay listed that long).
+    pub async fn two_edges_with_lease_ttl(
+        extra: &[&str],
+        lease_ttl: u32,
+    ) -> anyhow::Result<(Self, crate::ConfigClient)> {
+        Self::two_edges_on("config,status", extra, lease_ttl).await
+    }
+
+    async fn two_edges_on(
+        roles: &str,
+        extra: &[&str],
+        lease_ttl: u32,
+    ) -> anyhow::Result<(Self, crate::ConfigClient)> {
         let mut args = vec!["--sip-min-expires=10"];
         args.extend_from_slice(extra);
-        let sb = Self::with_etcd_args(1, &[roles, "edge", "edge"], &args).await?;
+        let sb =
+            Self::with_etcd_lease_ttl(1, &[roles, "edge", "edge"], &args, &[], lease_ttl).await?;
         let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await?;
         let edges = sb.udp_edges(&[1, 2]);
         crate::fleet::seed_site_on(

@@ -16,25 +16,16 @@ use dialtone_phonesim::{Sim, SimConfig, SimTransport};
 use dialtone_proto::{config::v1 as pb, edge::v1 as epb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN,
-    fleet::{assign_to_user, contacts, import, seed_site_on, wait_operational},
+    fleet::{assign_to_user, contacts, import, wait_operational},
     sip::{Caller, branch, headers, status},
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_reach_a_phone_once_through_either_edge() {
-    let mut sb = ClusterSandbox::with_etcd_args(
-        1,
-        &["config,status", "edge", "edge"],
-        &["--sip-min-expires=10", "--sip-invite-timeout=3"],
-    )
-    .await
-    .unwrap();
-    let udp = |i: usize| sb.udp(i);
-    let edges = sb.udp_edges(&[1, 2]);
-    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+    let (mut sb, mut cfg) = ClusterSandbox::two_edges(&["--sip-invite-timeout=3"])
         .await
         .unwrap();
+    let udp = |i: usize| sb.udp(i);
     let phones = import(&mut cfg, 5, "dlv").await.unwrap();
     let spec = |phone| sb.dual_registered(&[1, 2], phone);
     let (answering, ringing, absent) = (spec(&phones[0]), spec(&phones[1]), &phones[2]);
@@ -415,18 +406,7 @@ async fn requests_reach_a_phone_once_through_either_edge() {
 /// request for its phones through the other edge waits the hop timeout for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_edge_is_tried_last_once_it_let_a_request_go_unanswered() {
-    let mut sb = ClusterSandbox::with_etcd_lease_ttl(
-        1,
-        &["config,status", "edge", "edge"],
-        &["--sip-min-expires=10"],
-        &[],
-        20,
-    )
-    .await
-    .unwrap();
-    let edges = sb.udp_edges(&[1, 2]);
-    let mut cfg = sb.nodes[0].config_client(ADMIN_TOKEN).await.unwrap();
-    seed_site_on(&mut cfg, pb::PhoneSettings::default(), &edges)
+    let (mut sb, mut cfg) = ClusterSandbox::two_edges_with_lease_ttl(&[], 20)
         .await
         .unwrap();
     let phones = import(&mut cfg, 2, "sil").await.unwrap();
