@@ -6,7 +6,7 @@
 //! while etcd deletes a dead edge's bindings, a call goes over the binding here instead of
 //! waiting on etcd. An edge that let a hop go unanswered (it may have just died, its
 //! bindings not yet expired) is tried after every other for [`SILENT_FOR`], so only the
-//! first request for its phones waits for it.
+//! requests sent while the first one waits for it wait too.
 //!
 //! The decisions are pure ([`lookup`], [`order`]); [`Hints`] holds what the edge lately
 //! learnt; `Delivery::targets` (`mod.rs`) does the IO.
