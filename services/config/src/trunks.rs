@@ -11,7 +11,7 @@ use dialtone_domain::{
     keys,
     trunks::{Numbers, first_overlap},
 };
-use dialtone_proto::config::v1::{Site, Trunk, did::Target};
+use dialtone_proto::config::v1::{Did, Site, Trunk, did::Target};
 use dialtone_store::{Compare, Op};
 
 use crate::{
@@ -36,17 +36,24 @@ const MAX_ROUTED_TRUNKS: usize = 32;
 /// transaction, beside the trunk's own guard.
 const REFERENCE_COMPARES: usize = dialtone_store::MAX_TXN_OPS - 1;
 
+/// What a DID's target names: its key, the DID's field naming it, its kind and its id.
+fn did_target(d: &Did) -> Option<(String, &'static str, &'static str, &str)> {
+    match &d.target {
+        Some(Target::PhoneId(p)) => Some((keys::phone(p), "phone_id", "phone", p.as_str())),
+        Some(Target::UserId(u)) => Some((keys::user(u), "user_id", "user", u.as_str())),
+        Some(Target::Extension(e)) => site_extension(e)
+            .ok()
+            .map(|(site, _)| (keys::site(site), "extension", "site", site)),
+        None => None,
+    }
+}
+
 /// The keys of the phones, users and sites `t`'s DIDs name, each once, in DID order.
 fn did_target_keys(t: &Trunk) -> Vec<String> {
     let mut seen = BTreeSet::new();
     t.dids
         .iter()
-        .filter_map(|d| match &d.target {
-            Some(Target::PhoneId(p)) => Some(keys::phone(p)),
-            Some(Target::UserId(u)) => Some(keys::user(u)),
-            Some(Target::Extension(e)) => site_extension(e).ok().map(|(site, _)| keys::site(site)),
-            None => None,
-        })
+        .filter_map(|d| did_target(d).map(|(key, ..)| key))
         .filter(|k| seen.insert(k.clone()))
         .collect()
 }
@@ -386,8 +393,8 @@ impl ConfigCore {
 
     /// The compares a trunk write carries: its peer exists, and its DIDs' phones, users
     /// and sites do. A trunk may name up to 1,000 of those, more than one transaction
-    /// takes: past [`REFERENCE_COMPARES`] they are read now instead, and only the peer is
-    /// compared at the write. A target deleted in between is then as one deleted right
+    /// takes: past [`REFERENCE_COMPARES`] they are read now instead (a missing one named),
+    /// and only the peer is compared at the write. A target deleted in between is then as one deleted right
     /// after the write, which a DID allows (its calls get 404).
     async fn trunk_references(&self, t: &Trunk) -> Result<Vec<Compare>> {
         let peer = Compare::Exists(keys::peer(&t.peer_id));
@@ -397,29 +404,31 @@ impl ConfigCore {
                 .chain(targets.into_iter().map(Compare::Exists))
                 .collect());
         }
-        let found = self.store.get_many(&targets).await?;
-        if found.iter().any(Option::is_none) {
-            self.explain_trunk_references(t).await?;
-        }
+        self.explain_trunk_references(t).await?;
         Ok(vec![peer])
     }
 
-    /// Which reference of `t` is missing, after a write failed.
+    /// Which reference of `t` is missing (its peer first, then its DIDs' targets in
+    /// order), all read at once: after a write failed, or before one whose targets are too
+    /// many to compare.
     async fn explain_trunk_references(&self, t: &Trunk) -> Result<()> {
-        if self.store.get(&keys::peer(&t.peer_id)).await?.is_none() {
+        let peer = keys::peer(&t.peer_id);
+        let mut wanted = vec![peer.clone()];
+        wanted.extend(did_target_keys(t));
+        let found = self.store.get_many(&wanted).await?;
+        let missing: BTreeSet<&str> = wanted
+            .iter()
+            .zip(&found)
+            .filter(|(_, kv)| kv.is_none())
+            .map(|(k, _)| k.as_str())
+            .collect();
+        if missing.contains(peer.as_str()) {
             return Err(ConfigError::missing("trunk.peer_id", "peer", &t.peer_id));
         }
         for (i, d) in t.dids.iter().enumerate() {
-            let (key, field, kind, id) = match &d.target {
-                Some(Target::PhoneId(p)) => (keys::phone(p), "phone_id", "phone", p.as_str()),
-                Some(Target::UserId(u)) => (keys::user(u), "user_id", "user", u.as_str()),
-                Some(Target::Extension(e)) => match site_extension(e) {
-                    Ok((site, _)) => (keys::site(site), "extension", "site", site),
-                    Err(_) => continue,
-                },
-                None => continue,
-            };
-            if self.store.get(&key).await?.is_none() {
+            if let Some((key, field, kind, id)) = did_target(d)
+                && missing.contains(key.as_str())
+            {
                 return Err(ConfigError::missing(
                     &format!("trunk.dids[{i}].{field}"),
                     kind,
