@@ -389,7 +389,7 @@ async fn main() -> anyhow::Result<()> {
         c.warm_up().await?;
     }
     let reads = [east.reads().await?, west.reads().await?];
-    let on = Arc::new(AtomicBool::new(true));
+    let on = AtomicBool::new(true);
     let t0 = Instant::now();
     east.sb.nodes[2].kill9();
     let (lines, took) = tokio::join!(calling(&watched, usize::MAX, &on), async {
