@@ -68,6 +68,14 @@ pub(crate) struct PhoneEntry {
     pub(crate) placed: Placed,
 }
 
+impl PhoneEntry {
+    /// Nothing is known of the phone (no configuration, binding or provisioning): the
+    /// view drops it once re-reduced.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.config.is_none() && self.bindings.is_empty() && self.provision.is_none()
+    }
+}
+
 /// Per-site counts by status: [operational, degraded, offline, not applicable, other].
 pub type Counts = [u32; 5];
 
@@ -90,6 +98,11 @@ impl Members {
         let before = self.0.len();
         self.0.retain(|m| **m != *node);
         self.0.len() != before
+    }
+
+    /// Whether edge `node` has a record, by name.
+    pub(crate) fn contains_name(&self, node: &str) -> bool {
+        self.0.iter().any(|m| **m == *node)
     }
 
     /// Whether edge `node` has a record: the interner's copy of its id is compared by

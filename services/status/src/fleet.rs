@@ -244,6 +244,7 @@ impl Fleet {
             let Some((id, line, node)) = keys::parse_binding(key) else {
                 return Touched::Nothing;
             };
+            let counted = self.members.contains_name(node);
             let fresh = value.and_then(|v| decode::<Binding>(key, v)).map(|b| {
                 if b.updated_at_ms > 0 {
                     self.binding_writes.push(b.updated_at_ms);
@@ -259,6 +260,14 @@ impl Fleet {
                 .collect();
             bindings.sort_by(|a, b| (a.line, &a.node_id).cmp(&(b.line, &b.node_id)));
             entry.bindings = bindings.into_boxed_slice();
+            // A binding on an edge without its membership record counts nowhere in a
+            // status: its change changes none. A dead edge's bindings are deleted seconds
+            // after its record, hundreds of thousands at once, each re-reduced for nothing
+            // before. An entry left with nothing (no configuration, provisioning or
+            // binding) is still re-reduced, so the view drops it.
+            if !counted && !entry.is_empty() {
+                return Touched::Nothing;
+            }
             return Touched::Phone(id);
         }
         if let Some(id) = key.strip_prefix(keys::PROVISION) {

@@ -695,3 +695,63 @@ fn a_status_built_over_another_phones_equals_one_built_afresh() {
     assert!(afresh("p7").disabled);
     assert!(!afresh("p1").edges.is_empty());
 }
+
+#[test]
+fn a_binding_on_an_edge_without_its_record_touches_no_phone() {
+    // A dead edge's bindings go seconds after its record, hundreds of thousands at once:
+    // none of them changes a status, so none is re-reduced, unless it was the last thing
+    // the view knew of its phone (then the phone goes from the view).
+    let (mut f, primary, secondary) = fleet();
+    let b = binding("Poly/1");
+    let (key_p, key_s) = (
+        keys::binding("p1", 0, &primary),
+        keys::binding("p1", 0, &secondary),
+    );
+    let member_p = keys::member("edge", &primary);
+    let touches = |f: &mut Fleet, key: &str, value: Option<&[u8]>| {
+        matches!(f.absorb(key, value), Touched::Phone(_))
+    };
+    // (what happens, the key, its value, whether the phone is re-reduced)
+    let cases: Vec<(&str, &str, Option<&[u8]>, bool)> = vec![
+        (
+            "a binding on an edge with its record",
+            &key_p,
+            Some(&b),
+            true,
+        ),
+        ("another edge's", &key_s, Some(&b), true),
+        ("the first edge's record goes", &member_p, None, false),
+        (
+            "its binding is refreshed meanwhile",
+            &key_p,
+            Some(&b),
+            false,
+        ),
+        ("its binding expires", &key_p, None, false),
+        ("the other edge's binding expires", &key_s, None, true),
+        (
+            "a binding written before its edge's record",
+            &key_p,
+            Some(&b),
+            false,
+        ),
+    ];
+    for (name, key, value, want) in cases {
+        assert_eq!(touches(&mut f, key, value), want, "{name}");
+    }
+    // The record comes: the binding written before it counts.
+    let ch = f.apply([(member_p.as_str(), Some(&b"m"[..]))], 20, 2_000);
+    assert_eq!(ch.len(), 1);
+    assert_eq!(
+        ch[0].status.as_ref().unwrap().status(),
+        OperationalStatus::Degraded
+    );
+
+    // A phone deleted while a dead edge still held its binding: that binding's expiry is
+    // the last the view knew of it, and the phone goes.
+    f.apply([(member_p.as_str(), None)], 21, 3_000);
+    f.apply([("config/phones/p1", None)], 22, 3_000);
+    assert_eq!(f.phones.len(), 1, "the binding keeps an entry");
+    f.apply([(key_p.as_str(), None)], 23, 4_000);
+    assert_eq!(f.phones.len(), 0, "the last binding went");
+}

@@ -209,8 +209,7 @@ impl Context<'_> {
                     out.left = p.left;
                 }
             }
-            out.empty =
-                entry.config.is_none() && entry.bindings.is_empty() && entry.provision.is_none();
+            out.empty = entry.is_empty();
             out
         })
     }
