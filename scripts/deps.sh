@@ -36,7 +36,6 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 [ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 mode="${1:-}"
 if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
-  command -v etcd >/dev/null || need+=(etcd-server)
   # etcdctl: the chart check runs the etcd snapshot CronJob's command for real.
   command -v etcdctl >/dev/null || need+=(etcd-client)
   command -v sipp >/dev/null || need+=(sip-tester)
@@ -55,6 +54,30 @@ if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
   command -v npm >/dev/null || need+=(nodejs npm)
   command -v promtool >/dev/null || need+=(prometheus)
   python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+fi
+# etcd 3.5, the release the chart and compose run (Debian 12's etcd-server is 3.4, whose
+# compactions and revokes behave differently at scale): Debian 13's etcd-server, fetched
+# with apt through a sources list of this script's own (verified with Debian's archive
+# keys; nothing is added to the system's sources) and its binary installed as
+# /usr/local/bin/etcd, ahead of any /usr/bin/etcd on the PATH.
+etcd35() {
+  etcd --version 2>/dev/null | grep -q '^etcd Version: 3\.5\.'
+}
+if { [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; } && ! etcd35; then
+  echo "installing: etcd 3.5 (Debian 13's etcd-server) as /usr/local/bin/etcd" >&2
+  apt_dir="$(mktemp -d)"
+  mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
+  own_apt=(-qq -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=-"
+    -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+    -o "Debug::NoLocking=1" -o "APT::Sandbox::User=$(id -un)")
+  apt-get "${own_apt[@]}" update
+  (cd "$apt_dir" && apt-get "${own_apt[@]}" download etcd-server)
+  dpkg-deb -x "$apt_dir"/etcd-server_*.deb "$apt_dir/root"
+  $sudo install -m 0755 "$apt_dir/root/usr/bin/etcd" /usr/local/bin/etcd
+  rm -rf "$apt_dir"
+  hash -r
+  etcd35 || { echo "etcd 3.5 did not install: $(etcd --version | head -1)" >&2; exit 1; }
 fi
 if [ "$mode" = "--bench" ]; then
   command -v kamailio >/dev/null || need+=(kamailio)

@@ -2,8 +2,8 @@
 //! single-member etcd, in one run, and prints both side by side.
 //!
 //! `cargo run --release -p dialtone-loadtest --bin import-bench -- [PHONES]` (default 100000;
-//! needs `cargo build --release --bins` and Debian's etcd-server). Targets (issue 2): import
-//! ≤ 20 s embedded, ≤ 60 s etcd; first-page list p99 ≤ 20 ms.
+//! needs `cargo build --release --bins` and etcd 3.5: `scripts/deps.sh --bench`). Targets
+//! (issue 2): import ≤ 20 s embedded, ≤ 60 s etcd; first-page list p99 ≤ 20 ms.
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //!
 //! `cargo build --release --bins && target/release/region-bench [PHONES] [RATE] [CALLS]`
 //! (defaults 100000 phones a region, each region's phones started at 1000 a second, 200
-//! calls of each kind; needs Debian's `etcd-server`).
+//! calls of each kind; needs etcd 3.5: `scripts/deps.sh --bench`).
 //!
 //! Each region (`east`, `west`) is what the call tests stand on: one etcd member, a
 //! config+status node and two edges, separate processes; its site `hq` is placed on its

@@ -151,7 +151,7 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
         .create(true)
         .append(true)
         .open(dir.join(format!("{}.log", m.name)))?;
-    Command::new("etcd")
+    Command::new(etcd_binary())
         .args(["--name", &m.name])
         .arg("--data-dir")
         .arg(&data)
@@ -191,12 +191,23 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
             "--logger",
             "zap",
             "--log-level",
-            "error",
         ])
+        .arg(log_level())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
-        .context("starting etcd (install Debian's etcd-server)")
+        .context("starting etcd (scripts/deps.sh --test installs it)")
+}
+
+/// The etcd to run: `DIALTONE_TEST_ETCD` (a path), else `etcd` on the PATH.
+fn etcd_binary() -> String {
+    std::env::var("DIALTONE_TEST_ETCD").unwrap_or_else(|_| "etcd".to_owned())
+}
+
+/// etcd's log level: `error`, or `DIALTONE_TEST_ETCD_LOG_LEVEL` (`info` shows each
+/// compaction and every request that took too long, for a benchmark's investigation).
+fn log_level() -> String {
+    std::env::var("DIALTONE_TEST_ETCD_LOG_LEVEL").unwrap_or_else(|_| "error".to_owned())
 }
 
 impl Drop for EtcdCluster {

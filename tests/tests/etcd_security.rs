@@ -70,7 +70,7 @@ fn start_etcd(dir: &Path, pki: &Pki) -> (Etcd, String) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("etcd (apt install etcd-server)");
+        .expect("etcd (scripts/deps.sh --test installs it)");
     (Etcd(child), client)
 }
 
