@@ -4,21 +4,24 @@
 //!
 //! `cargo run --release -p dialtone-loadtest --bin fleet-bench -- [PHONES] [RATE]`
 //! (defaults 100000 phones started at 2000 per second; needs `cargo build --release --bins`
-//! and Debian's `etcd-server`).
+//! and etcd 3.5: `scripts/deps.sh --bench`).
 //!
 //! Printed: the registration ramp (a line every 5 s); the status watch lag (from an edge
 //! writing a binding to a status watcher receiving the phone's new status) p50/p99 over the
 //! ramp, and how often the watcher fell behind; the status role's memory per phone (PSS
 //! growth from an empty fleet to every phone configured and registered twice); each
 //! process's memory; etcd's keys, database size and write rate over `FLEET_BENCH_STEADY_S`
-//! seconds (default 30) after the ramp; how often each node found a lease of its own expired
-//! (etcd answered none of its refreshes for a TTL); then the time from kill -9 of an edge
+//! seconds (default 30) after the ramp, and its write-ahead log's fsyncs (how many took over
+//! 1 s: a disk stall, during which etcd applies nothing); how often each node found a
+//! lease of its own expired (etcd answered none of its refreshes for a TTL); then the time from kill -9 of an edge
 //! (lease TTL `FLEET_BENCH_LEASE_TTL`, default 3 s) to every phone it held shown DEGRADED,
 //! with the number of phones that were ever OFFLINE meanwhile, the latency of config reads
-//! meanwhile, and how many of the requests sent to those phones right after the kill were
-//! lost; then a power cut of every edge and the fleet's return (`power_cut.rs`; not run
+//! meanwhile and from then until etcd has deleted the edge's bindings with their leases
+//! (the revoke), and how many of the requests sent to those phones right after the kill
+//! were lost; then a power cut of every edge and the fleet's return (`power_cut.rs`; not run
 //! with `FLEET_BENCH_POWER_CUT=0`). With `FLEET_BENCH_LOGS` (a directory) every node's log
-//! is copied there after the kill and after the power cut.
+//! and etcd's are copied there after the kill and after the power cut; etcd logs errors
+//! only unless `DIALTONE_TEST_ETCD_LOG_LEVEL=info` (its compactions, its slow requests).
 
 mod power_cut;
 
@@ -29,7 +32,7 @@ use std::{
 };
 
 use anyhow::Context;
-use dialtone_domain::placement;
+use dialtone_domain::{keys, placement};
 use dialtone_loadtest::{
     etcd_figures::{etcd_metrics, mib},
     procfs::pss,
@@ -37,6 +40,7 @@ use dialtone_loadtest::{
 };
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_store::{LeaseId, Store, lifecycle::shards};
 use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN, fleet};
 use parking_lot::Mutex;
 
@@ -68,8 +72,8 @@ pub(crate) fn leases_lost(sb: &ClusterSandbox) -> String {
     )
 }
 
-/// Copies every node's log to `FLEET_BENCH_LOGS` (a directory), when set: the sandbox and
-/// its logs go when the benchmark ends.
+/// Copies every node's log and etcd's to `FLEET_BENCH_LOGS` (a directory), when set: the
+/// sandbox and its logs go when the benchmark ends.
 fn keep_logs(sb: &ClusterSandbox) {
     let Ok(dir) = std::env::var("FLEET_BENCH_LOGS") else {
         return;
@@ -78,6 +82,27 @@ fn keep_logs(sb: &ClusterSandbox) {
     for n in &sb.nodes {
         let _ = std::fs::write(format!("{dir}/{}.log", n.node_id), n.log_text());
     }
+    if let Some(etcd) = &sb.etcd {
+        for m in &etcd.members {
+            let log = etcd.dir().join(format!("{}.log", m.name));
+            let _ = std::fs::copy(log, format!("{dir}/etcd-{}.log", m.name));
+        }
+    }
+}
+
+/// The leases edge `node`'s bindings hang on: its binding leases (`node-leases/{node}`),
+/// else its node lease (`--binding-leases 0`), the lease of its membership record.
+async fn binding_leases(store: &Store, node: &str) -> anyhow::Result<Vec<LeaseId>> {
+    let record = store.get(&keys::node_leases(node)).await?;
+    let ids = record.map_or_else(Vec::new, |kv| shards::parse_ids(&kv.value));
+    if !ids.is_empty() {
+        return Ok(ids);
+    }
+    let member = store
+        .get(&keys::member("edge", node))
+        .await?
+        .with_context(|| format!("{node} has no membership record"))?;
+    Ok(vec![member.lease])
 }
 
 fn now_ms() -> i64 {
@@ -303,6 +328,12 @@ async fn main() -> anyhow::Result<()> {
         (etcd_after.writes() - etcd_before.writes()) as f64 / steady.as_secs_f64(),
         EXPIRES / 2,
     );
+    // A disk stall shows here: etcd applies nothing while its WAL's fsync waits, and a
+    // lease shorter than the wait expires.
+    println!(
+        "etcd so far (import and ramp): {}",
+        etcd_after.wal_fsync_summary()
+    );
     println!("before the kill: {}", leases_lost(&sb));
 
     // Up to 2,000 of the victim's phones are asked for (OPTIONS, through their other edge)
@@ -324,8 +355,13 @@ async fn main() -> anyhow::Result<()> {
     // Asked by one of the fleet's lines, which proves itself to each edge (407).
     let asker = (sim_specs[0].user.clone(), sim_specs[0].password.clone());
 
-    // A config read every 20 ms while etcd deletes the victim's bindings with its lease:
-    // etcd must stay responsive.
+    // The leases the victim's bindings hang on: etcd has deleted them all once these are
+    // gone.
+    let store = sb.store().await?;
+    let victim_leases = binding_leases(&store, &victim).await?;
+
+    // A config read every 20 ms from the kill until etcd has deleted the victim's
+    // bindings with their leases: etcd must stay responsive.
     let reads = Reads::start(
         sb.nodes[0].config_client(ADMIN_TOKEN).await?,
         sim_specs[0].phone_id.clone(),
@@ -385,9 +421,27 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "kill -9 of {victim} (lease TTL {lease_ttl} s): all {held_by_victim} phones it held DEGRADED after {took:.2?}; phones OFFLINE meanwhile: {worst_offline}"
     );
+    let degraded_at = Instant::now();
+    let deleted = loop {
+        let mut left = 0;
+        for lease in &victim_leases {
+            left += usize::from(store.lease_info(*lease).await.map_or(true, |l| l.is_some()));
+        }
+        if left == 0 {
+            break t0.elapsed();
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            anyhow::bail!("{left} of {victim}'s binding leases still there after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let (until_degraded, until_deleted) = reads.stop_split(degraded_at).await?;
     println!(
-        "config reads (GetPhone) from the kill until every phone was DEGRADED: {}",
-        reads.stop().await?
+        "config reads (GetPhone) from the kill until every phone was DEGRADED: {until_degraded}"
+    );
+    println!(
+        "its bindings deleted with their {} lease(s) {deleted:.2?} after the kill; config reads from DEGRADED until then: {until_deleted}",
+        victim_leases.len()
     );
     let answered = probing.await?;
     println!(
@@ -395,6 +449,10 @@ async fn main() -> anyhow::Result<()> {
         sent - answered
     );
     println!("{}", leases_lost(&sb));
+    println!(
+        "etcd so far (with the kill): {}",
+        etcd_metrics(&etcd_url).await?.wal_fsync_summary()
+    );
     watcher.abort();
     // Kept now too: the power cut of a large fleet may be stopped by hand, or not run.
     keep_logs(&sb);

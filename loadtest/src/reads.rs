@@ -16,7 +16,8 @@ use dialtone_tests::ConfigClient;
 /// Reads running in the background until [`Reads::stop`].
 pub struct Reads {
     reading: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<Vec<(Duration, bool)>>,
+    /// Each read: when it started, how long it took, whether it was answered.
+    task: tokio::task::JoinHandle<Vec<(Instant, Duration, bool)>>,
 }
 
 impl Reads {
@@ -32,7 +33,7 @@ impl Reads {
                     .get_phone(pb::GetRequest { id: id.clone() })
                     .await
                     .is_ok();
-                took.push((t.elapsed(), ok));
+                took.push((t, t.elapsed(), ok));
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             took
@@ -44,7 +45,23 @@ impl Reads {
     /// failed, as a line's end.
     pub async fn stop(self) -> anyhow::Result<String> {
         self.reading.store(false, Relaxed);
-        Ok(summary(self.task.await?))
+        let reads = self.task.await?;
+        Ok(summary(
+            reads.into_iter().map(|(_, d, ok)| (d, ok)).collect(),
+        ))
+    }
+
+    /// Stops reading: [`Reads::stop`]'s line for the reads started before `at`, and for
+    /// those started from it.
+    pub async fn stop_split(self, at: Instant) -> anyhow::Result<(String, String)> {
+        self.reading.store(false, Relaxed);
+        let (before, after): (Vec<_>, Vec<_>) =
+            self.task.await?.into_iter().partition(|(t, ..)| *t < at);
+        let strip = |v: Vec<(Instant, Duration, bool)>| v.into_iter().map(|(_, d, ok)| (d, ok));
+        Ok((
+            summary(strip(before).collect()),
+            summary(strip(after).collect()),
+        ))
     }
 }
 
