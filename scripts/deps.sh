@@ -61,11 +61,12 @@ fi
 # keys; nothing is added to the system's sources) and its binary installed as
 # /usr/local/bin/etcd, ahead of any /usr/bin/etcd on the PATH.
 etcd35() {
-  etcd --version 2>/dev/null | grep -q '^etcd Version: 3\.5\.'
+  [[ "$(etcd --version 2>/dev/null)" == "etcd Version: 3.5."* ]]
 }
 if { [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; } && ! etcd35; then
   echo "installing: etcd 3.5 (Debian 13's etcd-server) as /usr/local/bin/etcd" >&2
   apt_dir="$(mktemp -d)"
+  trap 'rm -rf "$apt_dir"' EXIT
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
   own_apt=(-qq -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o "Dir::Etc::SourceParts=-"

@@ -24,13 +24,12 @@ impl EtcdFigures {
 
     /// The WAL's fsyncs that took longer than `secs` (a bucket bound: 0.001 × 2ⁿ): a
     /// disk stall. etcd applies nothing meanwhile, and leases shorter than it expire.
-    pub fn wal_fsyncs_over(&self, secs: f64) -> u64 {
-        let within = self
-            .wal_fsync_buckets
+    /// None when etcd has no such bucket.
+    pub fn wal_fsyncs_over(&self, secs: f64) -> Option<u64> {
+        self.wal_fsync_buckets
             .iter()
             .find(|(le, _)| (*le - secs).abs() < 1e-9)
-            .map_or(0, |(_, n)| *n);
-        self.wal_fsyncs.saturating_sub(within)
+            .map(|(_, within)| self.wal_fsyncs.saturating_sub(*within))
     }
 
     /// A bound on the slowest WAL fsync: the lowest bucket holding them all (none when
@@ -49,10 +48,12 @@ impl EtcdFigures {
         let slowest = self
             .slowest_wal_fsync_within()
             .map_or("none".to_owned(), |s| format!("at most {s} s"));
+        let over = self
+            .wal_fsyncs_over(1.024)
+            .map_or("?".to_owned(), |n| n.to_string());
         format!(
-            "{} WAL fsyncs, {} over 1 s, the slowest {slowest}",
+            "{} WAL fsyncs, {over} over 1 s, the slowest {slowest}",
             self.wal_fsyncs,
-            self.wal_fsyncs_over(1.024),
         )
     }
 }
@@ -132,7 +133,8 @@ mod tests {
                     etcd_disk_wal_fsync_duration_seconds_bucket{le=\"+Inf\"} 1000\n\
                     etcd_disk_wal_fsync_duration_seconds_count 1000\n";
         let f = parse(text);
-        assert_eq!(f.wal_fsyncs_over(1.024), 2);
+        assert_eq!(f.wal_fsyncs_over(1.024), Some(2));
+        assert_eq!(f.wal_fsyncs_over(0.256), None, "no such bucket");
         assert_eq!(f.slowest_wal_fsync_within(), Some(4.096));
         assert_eq!(
             f.wal_fsync_summary(),

@@ -52,7 +52,8 @@ impl Reads {
     }
 
     /// Stops reading: [`Reads::stop`]'s line for the reads started before `at`, and for
-    /// those started from it.
+    /// those started from it (a read started before `at` and answered after counts in the
+    /// first).
     pub async fn stop_split(self, at: Instant) -> anyhow::Result<(String, String)> {
         self.reading.store(false, Relaxed);
         let (before, after): (Vec<_>, Vec<_>) =

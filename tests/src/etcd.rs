@@ -199,7 +199,8 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
         .context("starting etcd (scripts/deps.sh --test installs it)")
 }
 
-/// The etcd to run: `DIALTONE_TEST_ETCD` (a path), else `etcd` on the PATH.
+/// The etcd the sandbox's clusters run: `DIALTONE_TEST_ETCD` (a path), else `etcd` on the
+/// PATH (which the TLS test, the chart and the compose checks run in any case).
 fn etcd_binary() -> String {
     std::env::var("DIALTONE_TEST_ETCD").unwrap_or_else(|_| "etcd".to_owned())
 }

@@ -94,10 +94,14 @@ pub struct Fleet {
 }
 
 /// What a key change touches.
-enum Touched {
+enum Touched<'k> {
     Nothing,
     /// The view's own copy of the phone's id.
     Phone(Arc<str>),
+    /// A binding of the phone on edge `.1`, which has no membership record now: it changes
+    /// nothing, unless that record came or went in the same part (the phones bound to
+    /// such an edge are found at the part's end, when the binding may be gone already).
+    Uncounted(Arc<str>, &'k str),
     /// Every phone with a binding on this edge (its membership record came or went).
     Edge(Arc<str>),
     Everyone,
@@ -180,7 +184,7 @@ impl Fleet {
     /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
     /// whether everything must be re-reduced, else the phone touched. A change that
     /// touches every phone may move any phone's placement, so none cached holds after it.
-    fn absorb(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
+    fn absorb<'k>(&mut self, key: &'k str, value: Option<&[u8]>) -> Touched<'k> {
         let touched = self.absorb_key(key, value);
         if matches!(touched, Touched::Everyone) {
             self.next_epoch();
@@ -190,7 +194,7 @@ impl Fleet {
 
     /// Applies one change of a key (`value` none: deleted) without re-reducing; returns
     /// whether everything must be re-reduced, else the phone touched.
-    fn absorb_key(&mut self, key: &str, value: Option<&[u8]>) -> Touched {
+    fn absorb_key<'k>(&mut self, key: &'k str, value: Option<&[u8]>) -> Touched<'k> {
         fn decode<M: Message + Default>(key: &str, v: &[u8]) -> Option<M> {
             M::decode(v)
                 .inspect_err(|e| warn!(key, error = %e, "undecodable value in the store"))
@@ -266,7 +270,7 @@ impl Fleet {
             // before. An entry left with nothing (no configuration, provisioning or
             // binding) is still re-reduced, so the view drops it.
             if !counted && !entry.is_empty() {
-                return Touched::Nothing;
+                return Touched::Uncounted(id, node);
             }
             return Touched::Phone(id);
         }
@@ -341,11 +345,13 @@ impl Fleet {
     ) -> Touches {
         let mut touched: Vec<Arc<str>> = Vec::new();
         let mut edges: Vec<Arc<str>> = Vec::new();
+        let mut uncounted: Vec<(Arc<str>, &str)> = Vec::new();
         let mut everyone = false;
         for (key, value) in changes {
             match self.absorb(key, value) {
                 Touched::Nothing => {}
                 Touched::Phone(id) => touched.push(id),
+                Touched::Uncounted(id, node) => uncounted.push((id, node)),
                 Touched::Edge(node) => edges.push(node),
                 Touched::Everyone => everyone = true,
             }
@@ -353,6 +359,14 @@ impl Fleet {
         if everyone {
             return self.phones.keys().cloned().collect();
         }
+        // A binding on an edge whose record went in this part: gone before `bound_to`
+        // looks, its phone is re-reduced all the same.
+        touched.extend(
+            uncounted
+                .into_iter()
+                .filter(|(_, node)| edges.iter().any(|e| **e == **node))
+                .map(|(id, _)| id),
+        );
         if !edges.is_empty() {
             let bound = republish::bound_to(&self.phones, &edges);
             if touched.is_empty() {

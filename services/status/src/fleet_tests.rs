@@ -755,3 +755,50 @@ fn a_binding_on_an_edge_without_its_record_touches_no_phone() {
     f.apply([(key_p.as_str(), None)], 23, 4_000);
     assert_eq!(f.phones.len(), 0, "the last binding went");
 }
+
+#[test]
+fn an_edge_and_its_binding_gone_in_one_part_still_move_the_phone() {
+    // A watch that fell behind hands over the record's deletion and, revisions later, the
+    // binding's in one batch: the phone bound to that edge is found at the part's end,
+    // when the binding is gone already, and must be re-reduced all the same.
+    let (mut f, primary, secondary) = fleet();
+    let b = binding("Poly/1");
+    let (key_p, key_s) = (
+        keys::binding("p1", 0, &primary),
+        keys::binding("p1", 0, &secondary),
+    );
+    f.apply(
+        [
+            (key_p.as_str(), Some(&b[..])),
+            (key_s.as_str(), Some(&b[..])),
+        ],
+        11,
+        2_000,
+    );
+    assert_eq!(status(&f).status(), OperationalStatus::Operational);
+    let member_p = keys::member("edge", &primary);
+    let ch = f.apply(
+        [(member_p.as_str(), None), (key_p.as_str(), None)],
+        12,
+        3_000,
+    );
+    assert_eq!(ch.len(), 1, "{ch:?}");
+    assert_eq!(
+        ch[0].status.as_ref().unwrap().status(),
+        OperationalStatus::Degraded
+    );
+    // Gone and back in one part (a lost lease replaced), the binding rewritten between.
+    let ch = f.apply(
+        [
+            (key_p.as_str(), Some(&b[..])),
+            (member_p.as_str(), Some(&b"m"[..])),
+        ],
+        13,
+        4_000,
+    );
+    assert_eq!(ch.len(), 1, "{ch:?}");
+    assert_eq!(
+        ch[0].status.as_ref().unwrap().status(),
+        OperationalStatus::Operational
+    );
+}
