@@ -98,10 +98,12 @@ enum Touched<'k> {
     Nothing,
     /// The view's own copy of the phone's id.
     Phone(Arc<str>),
-    /// A binding of the phone on edge `.1`, which has no membership record now: it changes
-    /// nothing, unless that record came or went in the same part (the phones bound to
-    /// such an edge are found at the part's end, when the binding may be gone already).
-    Uncounted(Arc<str>, &'k str),
+    /// A binding of phone `.0` on edge `.1`, which has no membership record now: it
+    /// changes nothing, unless that record came or went in the same part (the phones bound
+    /// to such an edge are found at the part's end, when the binding may be gone already).
+    /// Ids, not the view's copy: holding hundreds of thousands of those to drop later
+    /// would touch each one's memory twice.
+    Uncounted(&'k str, &'k str),
     /// Every phone with a binding on this edge (its membership record came or went).
     Edge(Arc<str>),
     Everyone,
@@ -245,7 +247,7 @@ impl Fleet {
             return Touched::Phone(id);
         }
         if key.starts_with(keys::BINDINGS) {
-            let Some((id, line, node)) = keys::parse_binding(key) else {
+            let Some((phone, line, node)) = keys::parse_binding(key) else {
                 return Touched::Nothing;
             };
             let counted = self.members.contains_name(node);
@@ -255,7 +257,7 @@ impl Fleet {
                 }
                 binding_facts(&mut self.names, line, node, b)
             });
-            let (id, entry) = self.entry(id);
+            let (id, entry) = self.entry(phone);
             let mut bindings: Vec<BindingFacts> = std::mem::take(&mut entry.bindings)
                 .into_vec()
                 .into_iter()
@@ -270,7 +272,7 @@ impl Fleet {
             // before. An entry left with nothing (no configuration, provisioning or
             // binding) is still re-reduced, so the view drops it.
             if !counted && !entry.is_empty() {
-                return Touched::Uncounted(id, node);
+                return Touched::Uncounted(phone, node);
             }
             return Touched::Phone(id);
         }
@@ -345,7 +347,7 @@ impl Fleet {
     ) -> Touches {
         let mut touched: Vec<Arc<str>> = Vec::new();
         let mut edges: Vec<Arc<str>> = Vec::new();
-        let mut uncounted: Vec<(Arc<str>, &str)> = Vec::new();
+        let mut uncounted: Vec<(&str, &str)> = Vec::new();
         let mut everyone = false;
         for (key, value) in changes {
             match self.absorb(key, value) {
@@ -361,12 +363,14 @@ impl Fleet {
         }
         // A binding on an edge whose record went in this part: gone before `bound_to`
         // looks, its phone is re-reduced all the same.
-        touched.extend(
-            uncounted
-                .into_iter()
-                .filter(|(_, node)| edges.iter().any(|e| **e == **node))
-                .map(|(id, _)| id),
-        );
+        for (phone, _) in uncounted
+            .into_iter()
+            .filter(|(_, node)| edges.iter().any(|e| **e == **node))
+        {
+            if let Some((id, _)) = self.phones.get_key_value(phone) {
+                touched.push(id.clone());
+            }
+        }
         if !edges.is_empty() {
             let bound = republish::bound_to(&self.phones, &edges);
             if touched.is_empty() {
