@@ -89,10 +89,10 @@ pub struct ServeConfig {
     /// longer than the node's lease, so when an edge dies its membership record goes first,
     /// in a transaction of its own, and the status role shows its phones DEGRADED at the
     /// TTL; with 0 that waits for etcd to delete every binding (seconds at 300,000). More
-    /// than one splits etcd's deletions (666,000 bindings on one lease held config reads
-    /// for 5 s, on 128 for 0.55 s: `lease-bench`), but each lease is refreshed every TTL/3,
-    /// and with 128 on each of three edges etcd 3.4 on 2 cores stalled under a registration
-    /// ramp until every node's lease expired (`fleet-bench 500000`).
+    /// than one splits etcd's deletions, which it runs at most 16 leases at a time: under
+    /// etcd 3.5, one lease of 666,000 bindings held etcd 11 s, so every other node's lease
+    /// expired; on 256 leases an edge none did (`fleet-bench 1000000`). Each lease is
+    /// refreshed every TTL/3: raise it for an edge past about 100,000 bindings.
     #[arg(long, env = "DIALTONE_BINDING_LEASES", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub binding_leases: u32,
     /// How often (seconds, 1-3600) the TLS listeners' certificate files are looked at: a
