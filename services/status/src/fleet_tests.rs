@@ -117,6 +117,14 @@ fn fleet() -> (Fleet, String, String) {
     (f, primary, secondary)
 }
 
+/// The keys of p1's line on its primary and its secondary edge.
+fn binding_keys(primary: &str, secondary: &str) -> (String, String) {
+    (
+        keys::binding(PHONE, 0, primary),
+        keys::binding(PHONE, 0, secondary),
+    )
+}
+
 fn status(f: &Fleet) -> PhoneStatus {
     f.get(PHONE).unwrap()
 }
@@ -304,10 +312,7 @@ fn a_binding_counts_only_while_its_edge_has_a_membership_record() {
         .map(|n| keys::member("edge", n))
         .unwrap();
     let b = binding("Poly/1");
-    let (key_p, key_s) = (
-        keys::binding("p1", 0, &primary),
-        keys::binding("p1", 0, &secondary),
-    );
+    let (key_p, key_s) = binding_keys(&primary, &secondary);
     let (member_p, member_s) = (
         keys::member("edge", &primary),
         keys::member("edge", &secondary),
@@ -703,10 +708,7 @@ fn a_binding_on_an_edge_without_its_record_touches_no_phone() {
     // the view knew of its phone (then the phone goes from the view).
     let (mut f, primary, secondary) = fleet();
     let b = binding("Poly/1");
-    let (key_p, key_s) = (
-        keys::binding("p1", 0, &primary),
-        keys::binding("p1", 0, &secondary),
-    );
+    let (key_p, key_s) = binding_keys(&primary, &secondary);
     let member_p = keys::member("edge", &primary);
     let touches = |f: &mut Fleet, key: &str, value: Option<&[u8]>| {
         matches!(f.absorb(key, value), Touched::Phone(_))
@@ -763,10 +765,7 @@ fn an_edge_and_its_binding_gone_in_one_part_still_move_the_phone() {
     // when the binding is gone already, and must be re-reduced all the same.
     let (mut f, primary, secondary) = fleet();
     let b = binding("Poly/1");
-    let (key_p, key_s) = (
-        keys::binding("p1", 0, &primary),
-        keys::binding("p1", 0, &secondary),
-    );
+    let (key_p, key_s) = binding_keys(&primary, &secondary);
     f.apply(
         [
             (key_p.as_str(), Some(&b[..])),
