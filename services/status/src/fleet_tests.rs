@@ -125,6 +125,19 @@ fn binding_keys(primary: &str, secondary: &str) -> (String, String) {
     )
 }
 
+/// Registers p1's line on both its edges (binding `b`, revision 11): OPERATIONAL. Returns
+/// the two binding keys.
+fn registered_twice(f: &mut Fleet, primary: &str, secondary: &str, b: &[u8]) -> (String, String) {
+    let (key_p, key_s) = binding_keys(primary, secondary);
+    f.apply(
+        [(key_p.as_str(), Some(b)), (key_s.as_str(), Some(b))],
+        11,
+        2_000,
+    );
+    assert_eq!(status(f).status(), OperationalStatus::Operational);
+    (key_p, key_s)
+}
+
 fn status(f: &Fleet) -> PhoneStatus {
     f.get(PHONE).unwrap()
 }
@@ -312,20 +325,11 @@ fn a_binding_counts_only_while_its_edge_has_a_membership_record() {
         .map(|n| keys::member("edge", n))
         .unwrap();
     let b = binding("Poly/1");
-    let (key_p, key_s) = binding_keys(&primary, &secondary);
+    let (key_p, _) = registered_twice(&mut f, &primary, &secondary, &b);
     let (member_p, member_s) = (
         keys::member("edge", &primary),
         keys::member("edge", &secondary),
     );
-    f.apply(
-        [
-            (key_p.as_str(), Some(&b[..])),
-            (key_s.as_str(), Some(&b[..])),
-        ],
-        11,
-        2_000,
-    );
-    assert_eq!(status(&f).status(), OperationalStatus::Operational);
 
     let m: &[u8] = b"member";
     // (what happens, the key, its value, the phone's status after it: none when no
@@ -765,16 +769,7 @@ fn an_edge_and_its_binding_gone_in_one_part_still_move_the_phone() {
     // when the binding is gone already, and must be re-reduced all the same.
     let (mut f, primary, secondary) = fleet();
     let b = binding("Poly/1");
-    let (key_p, key_s) = binding_keys(&primary, &secondary);
-    f.apply(
-        [
-            (key_p.as_str(), Some(&b[..])),
-            (key_s.as_str(), Some(&b[..])),
-        ],
-        11,
-        2_000,
-    );
-    assert_eq!(status(&f).status(), OperationalStatus::Operational);
+    let (key_p, _) = registered_twice(&mut f, &primary, &secondary, &b);
     let member_p = keys::member("edge", &primary);
     let ch = f.apply(
         [(member_p.as_str(), None), (key_p.as_str(), None)],
