@@ -66,6 +66,7 @@ etcd35() {
 if { [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; } && ! etcd35; then
   echo "installing: etcd 3.5 (Debian 13's etcd-server) as /usr/local/bin/etcd" >&2
   apt_dir="$(mktemp -d)"
+  # Removed when the script ends, whether or not the install went through.
   trap 'rm -rf "$apt_dir"' EXIT
   mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main" >"$apt_dir/sources.list"
@@ -76,7 +77,6 @@ if { [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; } && ! etcd35; then
   (cd "$apt_dir" && apt-get "${own_apt[@]}" download etcd-server)
   dpkg-deb -x "$apt_dir"/etcd-server_*.deb "$apt_dir/root"
   $sudo install -m 0755 "$apt_dir/root/usr/bin/etcd" /usr/local/bin/etcd
-  rm -rf "$apt_dir"
   hash -r
   etcd35 || { echo "etcd 3.5 did not install: $(etcd --version | head -1)" >&2; exit 1; }
 fi

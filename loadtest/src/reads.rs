@@ -45,10 +45,7 @@ impl Reads {
     /// failed, as a line's end.
     pub async fn stop(self) -> anyhow::Result<String> {
         self.reading.store(false, Relaxed);
-        let reads = self.task.await?;
-        Ok(summary(
-            reads.into_iter().map(|(_, d, ok)| (d, ok)).collect(),
-        ))
+        Ok(summary(timings(self.task.await?)))
     }
 
     /// Stops reading: [`Reads::stop`]'s line for the reads started before `at`, and for
@@ -58,12 +55,13 @@ impl Reads {
         self.reading.store(false, Relaxed);
         let (before, after): (Vec<_>, Vec<_>) =
             self.task.await?.into_iter().partition(|(t, ..)| *t < at);
-        let strip = |v: Vec<(Instant, Duration, bool)>| v.into_iter().map(|(_, d, ok)| (d, ok));
-        Ok((
-            summary(strip(before).collect()),
-            summary(strip(after).collect()),
-        ))
+        Ok((summary(timings(before)), summary(timings(after))))
     }
+}
+
+/// Reads as [`summary`] takes them: their start left out.
+fn timings(reads: Vec<(Instant, Duration, bool)>) -> Vec<(Duration, bool)> {
+    reads.into_iter().map(|(_, d, ok)| (d, ok)).collect()
 }
 
 /// `reads` (time taken, answered) summed up: their count, p50 / p99 / max, failures.

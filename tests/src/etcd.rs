@@ -151,7 +151,7 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
         .create(true)
         .append(true)
         .open(dir.join(format!("{}.log", m.name)))?;
-    Command::new(etcd_binary())
+    Command::new(env_or("DIALTONE_TEST_ETCD", "etcd"))
         .args(["--name", &m.name])
         .arg("--data-dir")
         .arg(&data)
@@ -192,23 +192,20 @@ fn spawn_etcd(m: &EtcdMember, dir: &Path, initial: &str) -> anyhow::Result<Child
             "zap",
             "--log-level",
         ])
-        .arg(log_level())
+        .arg(env_or("DIALTONE_TEST_ETCD_LOG_LEVEL", "error"))
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
         .context("starting etcd (scripts/deps.sh --test installs it)")
 }
 
-/// The etcd the sandbox's clusters run: `DIALTONE_TEST_ETCD` (a path), else `etcd` on the
-/// PATH (which the TLS test, the chart and the compose checks run in any case).
-fn etcd_binary() -> String {
-    std::env::var("DIALTONE_TEST_ETCD").unwrap_or_else(|_| "etcd".to_owned())
-}
-
-/// etcd's log level: `error`, or `DIALTONE_TEST_ETCD_LOG_LEVEL` (`info` shows each
-/// compaction and every request that took too long, for a benchmark's investigation).
-fn log_level() -> String {
-    std::env::var("DIALTONE_TEST_ETCD_LOG_LEVEL").unwrap_or_else(|_| "error".to_owned())
+/// Environment variable `name`, else `default`. The sandbox's etcd is
+/// `DIALTONE_TEST_ETCD` (a path; else `etcd` on the PATH, which the TLS test, the chart and
+/// the compose checks run in any case), logging at `DIALTONE_TEST_ETCD_LOG_LEVEL` (`error`;
+/// `info` shows each compaction and every request that took too long, for a benchmark's
+/// investigation).
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
 }
 
 impl Drop for EtcdCluster {

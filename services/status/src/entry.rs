@@ -108,6 +108,6 @@ impl Members {
     /// Whether edge `node` has a record: the interner's copy of its id is compared by
     /// address first, then by value.
     pub(crate) fn contains(&self, node: &Arc<str>) -> bool {
-        self.0.iter().any(|m| Arc::ptr_eq(m, node)) || self.0.iter().any(|m| **m == **node)
+        self.0.iter().any(|m| Arc::ptr_eq(m, node)) || self.contains_name(node)
     }
 }

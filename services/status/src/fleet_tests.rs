@@ -138,6 +138,12 @@ fn registered_twice(f: &mut Fleet, primary: &str, secondary: &str, b: &[u8]) -> 
     (key_p, key_s)
 }
 
+/// The status of the one change `ch` holds.
+fn the_one_status(ch: &[StatusChange]) -> OperationalStatus {
+    assert_eq!(ch.len(), 1, "{ch:?}");
+    ch[0].status.as_ref().unwrap().status()
+}
+
 fn status(f: &Fleet) -> PhoneStatus {
     f.get(PHONE).unwrap()
 }
@@ -747,11 +753,7 @@ fn a_binding_on_an_edge_without_its_record_touches_no_phone() {
     }
     // The record comes: the binding written before it counts.
     let ch = f.apply([(member_p.as_str(), Some(&b"m"[..]))], 20, 2_000);
-    assert_eq!(ch.len(), 1);
-    assert_eq!(
-        ch[0].status.as_ref().unwrap().status(),
-        OperationalStatus::Degraded
-    );
+    assert_eq!(the_one_status(&ch), OperationalStatus::Degraded);
 
     // A phone deleted while a dead edge still held its binding: that binding's expiry is
     // the last the view knew of it, and the phone goes.
@@ -776,11 +778,7 @@ fn an_edge_and_its_binding_gone_in_one_part_still_move_the_phone() {
         12,
         3_000,
     );
-    assert_eq!(ch.len(), 1, "{ch:?}");
-    assert_eq!(
-        ch[0].status.as_ref().unwrap().status(),
-        OperationalStatus::Degraded
-    );
+    assert_eq!(the_one_status(&ch), OperationalStatus::Degraded);
     // Gone and back in one part (a lost lease replaced), the binding rewritten between.
     let ch = f.apply(
         [
@@ -790,9 +788,5 @@ fn an_edge_and_its_binding_gone_in_one_part_still_move_the_phone() {
         13,
         4_000,
     );
-    assert_eq!(ch.len(), 1, "{ch:?}");
-    assert_eq!(
-        ch[0].status.as_ref().unwrap().status(),
-        OperationalStatus::Operational
-    );
+    assert_eq!(the_one_status(&ch), OperationalStatus::Operational);
 }
