@@ -462,10 +462,11 @@ async fn main() -> anyhow::Result<()> {
         if left == 0 {
             break t0.elapsed();
         }
-        if t0.elapsed() > Duration::from_secs(120) {
+        // Binding leases expire up to 2 + 120 s after the node's (`BINDING_SPREAD_S`).
+        if t0.elapsed() > Duration::from_secs(240) {
             keep_logs(&sb);
             anyhow::bail!(
-                "{left} of {victim}'s binding leases still hold keys 120 s after the kill"
+                "{left} of {victim}'s binding leases still hold keys 240 s after the kill"
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

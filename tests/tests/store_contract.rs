@@ -314,9 +314,10 @@ async fn contract_lease_takeover(s: &Store) {
     assert!(s.get("b/p1/0/n1").await.unwrap().is_none());
 }
 
-/// An edge's binding leases are recorded on its main lease and taken over with it by the
-/// next process with its node id, every phone on the lease it was on; a binding lease lost
-/// meanwhile is replaced by a new one, its keys gone.
+/// An edge's binding leases are recorded on the last of them, the longest-lived, and taken
+/// over by the next process with its node id, every phone on the lease it was on: with the
+/// main lease, or alone once the main lease has expired. A binding lease lost meanwhile is
+/// replaced by a new one, its keys gone.
 async fn contract_binding_lease_takeover(s: &Store) {
     use dialtone_store::lifecycle::{NodeLease, Shards, shards::parse_ids};
     let shards = Shards {
@@ -331,7 +332,15 @@ async fn contract_binding_lease_takeover(s: &Store) {
     let leases = first.leases();
     assert_eq!(leases.len(), 5, "the main lease and four binding leases");
     let recorded = s.get("nl/n2").await.unwrap().unwrap();
-    assert_eq!(recorded.lease, leases[0], "recorded on the main lease");
+    assert_eq!(
+        recorded.lease, leases[4],
+        "recorded on the last binding lease"
+    );
+    let mut ttls = Vec::new();
+    for lease in &leases {
+        ttls.push(s.lease_info(*lease).await.unwrap().unwrap().granted_ttl_s);
+    }
+    assert_eq!(ttls, [3, 5, 35, 65, 95], "each binding lease expires apart");
     assert_eq!(parse_ids(&recorded.value), leases[1..]);
     let phones: Vec<String> = (0..40).map(|i| format!("p{i}")).collect();
     let on: Vec<i64> = phones.iter().map(|p| first.binding_lease(p)).collect();
@@ -387,8 +396,36 @@ async fn contract_binding_lease_takeover(s: &Store) {
         "kept alive by the new process"
     );
 
-    second.shutdown().await;
-    for lease in now {
+    // A restart after the main lease expired (revoked here, with the membership record on
+    // it): the binding leases still alive are taken over with their bindings.
+    second.leave();
+    drop(second);
+    s.lease_revoke(now[0]).await.unwrap();
+    let (third, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
+        .await
+        .unwrap();
+    let then = third.leases();
+    assert!(!now.contains(&then[0]), "a new main lease");
+    assert_eq!(then[1..], now[1..], "the binding leases taken over");
+    left.sort();
+    let mut want: Vec<String> = phones
+        .iter()
+        .zip(&on)
+        .filter(|(_, l)| **l != lost)
+        .map(|(p, _)| format!("b/{p}/0/n2"))
+        .chain(["nl/n2".to_owned()])
+        .collect();
+    want.sort();
+    assert_eq!(
+        left, want,
+        "the bindings and their record, the member record gone"
+    );
+    let record = s.get("nl/n2").await.unwrap().unwrap();
+    assert_eq!(parse_ids(&record.value), then[1..]);
+    assert_eq!(record.lease, then[4]);
+
+    third.shutdown().await;
+    for lease in then {
         assert_eq!(
             s.lease_info(lease).await.unwrap(),
             None,

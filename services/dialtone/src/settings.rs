@@ -88,11 +88,12 @@ pub struct ServeConfig {
     /// (0-1024; 0: on the node's lease, with its membership record). Binding leases live 2 s
     /// longer than the node's lease, so when an edge dies its membership record goes first,
     /// in a transaction of its own, and the status role shows its phones DEGRADED at the
-    /// TTL. etcd then deletes each lease's bindings in a transaction of its own, at most 16
-    /// leases at a time, and under etcd 3.5 a lease refresh waits for those deletions: one
-    /// lease of 666,000 bindings held etcd 11 s and every other node's lease expired; on
-    /// 256 leases an edge none did (`fleet-bench 1000000`). Keep an edge's bindings under
-    /// about 3,000 a lease (256 hold 768,000). Each lease is refreshed every TTL/3.
+    /// TTL; each lives up to 30 s longer again, spread by shard, so etcd then deletes the
+    /// bindings a few leases at a time. etcd 3.5 answers a lease refresh only once it has
+    /// applied what it committed: one lease of 666,000 bindings held etcd 11 s and every
+    /// other node's lease expired (`fleet-bench 1000000`). Keep an edge's bindings under
+    /// about 3,000 a lease (256 hold 768,000). Each lease is refreshed every TTL/3. A
+    /// restart after the node's lease expired still takes over the binding leases alive.
     #[arg(long, env = "DIALTONE_BINDING_LEASES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub binding_leases: u32,
     /// How often (seconds, 1-3600) the TLS listeners' certificate files are looked at: a

@@ -12,7 +12,11 @@
 //! Binding leases are granted [`BINDING_GRACE_S`] longer than the main lease, so a dead
 //! edge's main lease, with its membership record on it, expires first and is revoked in a
 //! transaction of a key or two: the status role sees the edge gone and its phones DEGRADED
-//! at the TTL, not after etcd has deleted every binding.
+//! at the TTL, not after etcd has deleted every binding. Their TTLs are spread over
+//! [`BINDING_SPREAD_S`] more, so etcd deletes a dead edge's bindings a few leases at a
+//! time and goes on answering lease refreshes meanwhile. Their record (`node-leases/{node}`)
+//! hangs on the last, longest-lived one: a process started after the main lease expired
+//! still takes over those alive, with their bindings.
 //!
 //! The keeper (`lifecycle/keeper.rs`) refreshes every lease at a third of the TTL, each on
 //! its own, and replaces only a lost one (etcd says TTL 0; one that no refresh reached for
@@ -28,6 +32,8 @@
 
 mod keeper;
 pub mod shards;
+
+pub use shards::{BINDING_GRACE_S, BINDING_SPREAD_S, binding_ttl_s, is_binding_ttl};
 
 use std::{
     collections::BTreeMap,
@@ -52,24 +58,14 @@ use crate::{LeaseId, Store, StoreError};
 pub struct Shards<'a> {
     /// How many (0: bindings hang on the main lease).
     pub count: usize,
-    /// The owned key their ids are recorded under ([`shards::encode_ids`]), for the next
-    /// process with this node id to take them over.
+    /// The key their ids are recorded under ([`shards::encode_ids`]), on the last of them,
+    /// for the next process with this node id to take them over.
     pub key: &'a str,
 }
 
 impl Shards<'_> {
     /// No binding leases.
     pub const NONE: Shards<'static> = Shards { count: 0, key: "" };
-}
-
-/// How much longer than the main lease a binding lease lives (seconds): when a node dies,
-/// its main lease, a key or two, is revoked before the bindings (etcd revokes leases that
-/// expire together concurrently, and a big one delays the small one's deletion by seconds).
-pub const BINDING_GRACE_S: i64 = 2;
-
-/// The TTL binding leases are granted with when the main lease's is `ttl_s`.
-pub fn binding_ttl_s(ttl_s: i64) -> i64 {
-    ttl_s + BINDING_GRACE_S
 }
 
 struct Shared {
@@ -79,7 +75,7 @@ struct Shared {
     lease: AtomicI64,
     /// The binding leases, in shard order; a lost one is replaced in its place.
     shards: Mutex<Arc<[LeaseId]>>,
-    /// Where the binding leases are recorded (empty: they are not).
+    /// Where the binding leases are recorded, on the last of them (empty: they are not).
     shards_key: String,
     alive: AtomicBool,
     owned: Mutex<BTreeMap<String, Vec<u8>>>,
@@ -109,21 +105,21 @@ impl Shared {
         self.install(main, &shards);
     }
 
-    /// Writes the owned record of the binding leases on the main lease, again if the
-    /// leases changed meanwhile (the keeper replaced one).
+    /// Writes the record of the binding leases on the last of them, the longest-lived
+    /// (so the next process with this node id finds those still alive after its main lease
+    /// expired), again if the leases changed meanwhile (the keeper replaced one).
     async fn write_record(&self) -> Result<(), StoreError> {
         if self.shards_key.is_empty() {
             return Ok(());
         }
         loop {
             let before = self.leases();
-            let record = self.owned.lock().get(&self.shards_key).cloned();
-            let Some(record) = record else {
+            let binding = &before[1..];
+            let Some(&last) = binding.last() else {
                 return Ok(());
             };
-            self.store
-                .put(&self.shards_key, record, Some(before[0]))
-                .await?;
+            let record = shards::encode_ids(binding);
+            self.store.put(&self.shards_key, record, Some(last)).await?;
             if self.leases() == before {
                 return Ok(());
             }
@@ -155,15 +151,10 @@ impl Shared {
             .collect()
     }
 
-    /// Switches to new leases, updating the owned record of the binding leases.
+    /// Switches to new leases (the record of the binding leases is the caller's to write).
     fn install(&self, main: LeaseId, shards: &[LeaseId]) {
         self.lease.store(main, Ordering::Release);
         *self.shards.lock() = shards.into();
-        if !self.shards_key.is_empty() && !shards.is_empty() {
-            self.owned
-                .lock()
-                .insert(self.shards_key.clone(), shards::encode_ids(shards));
-        }
     }
 
     fn owned_keys(&self) -> Vec<(String, Vec<u8>)> {
@@ -211,7 +202,8 @@ impl NodeLease {
         shards: Shards<'_>,
     ) -> Result<Self, StoreError> {
         let lease = store.lease_grant(ttl_s).await?;
-        let bindings = grant(&store, binding_ttl_s(ttl_s), shards.count).await?;
+        let ttls = (0..shards.count).map(|i| binding_ttl_s(ttl_s, i, shards.count));
+        let bindings = grant(&store, ttls).await?;
         info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, binding_leases = bindings.len(), "node lease granted");
         let node = Self::keeping(store, node_id, ttl_s, lease, &bindings, shards.key);
         node.record_shards().await?;
@@ -221,10 +213,11 @@ impl NodeLease {
     /// Takes over the leases of the process this one replaces under the same node id (left
     /// by [`NodeLease::leave`] or by a crash): the main lease `key` hangs on, when it is
     /// still alive and was granted with `ttl_s`, and the binding leases recorded under
-    /// `shards.key` that still are (a lost one is replaced by a new lease: its keys are
-    /// gone); refreshes them at once. Else grants new ones as [`NodeLease::start_with`]
-    /// does. Returns the node's leases and the keys the previous process left on them (none
-    /// for new leases).
+    /// `shards.key` that still are, even once the main lease has expired (they outlive it:
+    /// [`BINDING_SPREAD_S`]). A lost one is replaced by a new lease (its keys are gone);
+    /// they are refreshed at once. With nothing alive, grants new ones as
+    /// [`NodeLease::start_with`] does. Returns the node's leases and the keys the previous
+    /// process left on the leases taken over.
     pub async fn resume(
         store: Store,
         node_id: &str,
@@ -236,30 +229,27 @@ impl NodeLease {
         // afresh: its keys expire with it and its phones register again, as after a crash.
         // A store that cannot tell is an error: the leases may be alive and hold bindings.
         let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
-        if previous == 0 || !take_over(&store, ttl_s, previous).await? {
-            return Ok((
-                Self::start_with(store, node_id, ttl_s, shards).await?,
-                Vec::new(),
-            ));
-        }
+        let main_taken = previous != 0 && take_over(&store, previous, |t| t == ttl_s).await?;
+        // The record hangs on one of the leases it names (on the main lease, written by a
+        // release before the spread): one on another lease is not this node's.
         let recorded = match shards.count {
             0 => Vec::new(),
-            _ => store
-                .get(shards.key)
-                .await?
-                .filter(|kv| kv.lease == previous)
-                .map_or_else(Vec::new, |kv| shards::parse_ids(&kv.value)),
+            _ => store.get(shards.key).await?.map_or_else(Vec::new, |kv| {
+                let ids = shards::parse_ids(&kv.value);
+                let own = ids.contains(&kv.lease) || (main_taken && kv.lease == previous);
+                if own { ids } else { Vec::new() }
+            }),
         };
-        // One granted with another TTL (the flag changed, or a release before the grace)
-        // starts afresh, as the main lease does: its phones register again.
-        let binding_ttl = binding_ttl_s(ttl_s);
         let taken = join_all(
             recorded
                 .iter()
-                .map(|id| take_over(&store, binding_ttl, *id)),
+                .map(|id| take_over(&store, *id, |t| is_binding_ttl(ttl_s, t))),
         )
         .await;
-        let mut taken_over = vec![previous];
+        let mut taken_over = Vec::new();
+        if main_taken {
+            taken_over.push(previous);
+        }
         let mut bindings: Vec<Option<LeaseId>> = Vec::with_capacity(recorded.len());
         for (id, taken) in recorded.iter().zip(taken) {
             if taken? {
@@ -270,28 +260,34 @@ impl NodeLease {
                 bindings.push(None);
             }
         }
+        if taken_over.is_empty() {
+            return Ok((
+                Self::start_with(store, node_id, ttl_s, shards).await?,
+                Vec::new(),
+            ));
+        }
+        let main = match main_taken {
+            true => previous,
+            false => store.lease_grant(ttl_s).await?,
+        };
         // Lost ones replaced in their shards; more than the previous process held (the
         // setting grew) granted. Fewer: every one it held is kept, so no binding is lost.
-        let missing = bindings.iter().filter(|b| b.is_none()).count();
-        let more = shards.count.saturating_sub(bindings.len());
-        let mut granted = grant(&store, binding_ttl_s(ttl_s), missing + more)
-            .await?
-            .into_iter();
-        let bindings: Vec<LeaseId> = bindings
-            .into_iter()
-            .chain(std::iter::repeat_n(None, more))
-            .map(|b| b.or_else(|| granted.next()).expect("granted enough"))
-            .collect();
+        let count = shards.count.max(bindings.len());
+        bindings.resize(count, None);
+        let wanted: Vec<usize> = (0..count).filter(|i| bindings[*i].is_none()).collect();
+        let granted = grant(
+            &store,
+            wanted.iter().map(|i| binding_ttl_s(ttl_s, *i, count)),
+        )
+        .await?;
+        for (i, id) in wanted.into_iter().zip(granted) {
+            bindings[i] = Some(id);
+        }
+        let bindings: Vec<LeaseId> = bindings.into_iter().map(|b| b.expect("granted")).collect();
         // Kept alive from here on: reading hundreds of thousands of keys may take longer
         // than the leases have left.
-        let lease = Self::keeping(
-            store.clone(),
-            node_id,
-            ttl_s,
-            previous,
-            &bindings,
-            shards.key,
-        );
+        let lease = Self::keeping(store.clone(), node_id, ttl_s, main, &bindings, shards.key);
+        let held = lease.leases();
         let mut keys = Vec::new();
         for id in &taken_over {
             match store.lease_keys(*id).await {
@@ -312,14 +308,14 @@ impl NodeLease {
                 }
             }
         }
-        // The keeper lost the leases while their keys were read and re-registered on new
-        // ones: the keys are gone with them.
-        if lease.lease_id() != previous {
-            warn!(node = node_id, lease = %format!("{previous:x}"), "the previous process's lease was lost while its keys were read: they expired with it");
+        // The keeper lost a lease while its keys were read and replaced it: the keys on it
+        // are gone, and the others are written again as the node's are after a loss.
+        if lease.leases() != held {
+            warn!(node = node_id, lease = %format!("{main:x}"), "a lease of the previous process was lost while its keys were read: they expired with it");
             return Ok((lease, Vec::new()));
         }
         lease.record_shards().await?;
-        info!(node = node_id, lease = %format!("{previous:x}"), ttl_s, binding_leases = taken_over.len() - 1, keys = keys.len(), "node lease taken over from the previous process");
+        info!(node = node_id, lease = %format!("{main:x}"), ttl_s, main_taken_over = main_taken, binding_leases = taken_over.len() - usize::from(main_taken), keys = keys.len(), "node leases taken over from the previous process");
         Ok((lease, keys))
     }
 
@@ -433,7 +429,7 @@ impl NodeLease {
     /// once.
     pub async fn shutdown(&self) {
         self.keeper.abort();
-        // The binding leases first: the main one holds the record of them.
+        // The binding leases first, so the bindings go before the membership record.
         let mut leases = self.leases();
         leases.rotate_left(1);
         for lease in leases {
@@ -463,19 +459,23 @@ impl Drop for NodeLease {
     }
 }
 
-/// Grants `count` leases at once.
-async fn grant(store: &Store, ttl_s: i64, count: usize) -> Result<Vec<LeaseId>, StoreError> {
-    join_all((0..count).map(|_| store.lease_grant(ttl_s)))
+/// Grants a lease of each TTL in `ttls` at once.
+async fn grant(store: &Store, ttls: impl Iterator<Item = i64>) -> Result<Vec<LeaseId>, StoreError> {
+    join_all(ttls.map(|ttl_s| store.lease_grant(ttl_s)))
         .await
         .into_iter()
         .collect()
 }
 
-/// Refreshes lease `id` when it is alive and was granted with `ttl_s`; returns whether it
-/// was (and so is now this process's).
-async fn take_over(store: &Store, ttl_s: i64, id: LeaseId) -> Result<bool, StoreError> {
+/// Refreshes lease `id` when it is alive and was granted with a TTL `ttl_fits`; returns
+/// whether it was (and so is now this process's).
+async fn take_over(
+    store: &Store,
+    id: LeaseId,
+    ttl_fits: impl Fn(i64) -> bool,
+) -> Result<bool, StoreError> {
     match store.lease_info(id).await? {
-        Some(i) if i.granted_ttl_s == ttl_s => {
+        Some(i) if ttl_fits(i.granted_ttl_s) => {
             // It may expire between the two calls: gone, not an error.
             match store.lease_keep_alive(id).await {
                 Ok(mut k) => Ok(k.refresh().await? > 0),

@@ -180,7 +180,7 @@ async fn replace(shared: &Shared, lost: &[usize]) {
     let grants = join_all(lost.iter().map(|i| {
         let ttl_s = match i {
             0 => shared.ttl_s,
-            _ => super::binding_ttl_s(shared.ttl_s),
+            i => super::binding_ttl_s(shared.ttl_s, i - 1, shared.shard_count()),
         };
         shared.store.lease_grant(ttl_s)
     }))
@@ -225,13 +225,15 @@ async fn replace(shared: &Shared, lost: &[usize]) {
     }
 }
 
-/// Writes every owned key on `lease`, the record of the binding leases first (a process
-/// that takes the main lease over finds the binding leases through it); on success the
-/// node is healthy again. Returns whether it succeeded.
+/// Writes the record of the binding leases (a process that takes them over finds them
+/// through it), then every owned key on `lease`; on success the node is healthy again.
+/// Returns whether it succeeded.
 pub(super) async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
-    let mut owned = shared.owned_keys();
-    owned.sort_by_key(|(k, _)| *k != shared.shards_key);
-    for (key, value) in owned {
+    if let Err(e) = shared.write_record().await {
+        warn!(node = %shared.node_id, error = %e, "recording the binding leases failed; retrying");
+        return false;
+    }
+    for (key, value) in shared.owned_keys() {
         if let Err(e) = shared.store.put(&key, value, Some(lease)).await {
             warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");
             return false;

@@ -1,5 +1,5 @@
-//! Which binding lease a phone's keys hang on, and how a node records its binding leases:
-//! pure, no store.
+//! Which binding lease a phone's keys hang on, how long each lives, and how a node records
+//! its binding leases: pure, no store.
 
 use crate::LeaseId;
 
@@ -12,6 +12,36 @@ pub fn shard_of(phone: &str, shards: usize) -> usize {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     (h % shards.max(1) as u64) as usize
+}
+
+/// How much longer than the main lease a binding lease lives (seconds): when a node dies,
+/// its main lease, a key or two, is revoked before the bindings (etcd revokes leases that
+/// expire together concurrently, and a big one delays the small one's deletion by seconds).
+pub const BINDING_GRACE_S: i64 = 2;
+
+/// Over how many seconds past the grace a node's binding leases' TTLs are spread (shard
+/// `i` of `n` lives `i * BINDING_SPREAD_S / n` longer than shard 0), so that when it dies
+/// etcd deletes its bindings a few leases at a time, no faster than it can apply them.
+/// etcd 3.5 answers a lease refresh only once it has applied what it committed before it,
+/// waiting at most 1 s; it revokes up to 16 expired leases at once. At a million phones on
+/// two busy cores a lease of 2,600 bindings took 100-250 ms to revoke, so expiring
+/// together (or spread over 30 s, faster than etcd applied them) they kept every refresh
+/// failing for the 30-50 s the deletion took, and other nodes' leases expired. Spread
+/// over 120 s, 256 leases expire about two a second.
+pub const BINDING_SPREAD_S: i64 = 120;
+
+/// The TTL binding lease `shard` of `count` is granted with when the main lease's is
+/// `ttl_s`: [`BINDING_GRACE_S`] longer, and the shard's share of [`BINDING_SPREAD_S`].
+pub fn binding_ttl_s(ttl_s: i64, shard: usize, count: usize) -> i64 {
+    let spread = shard.min(count) as i64 * BINDING_SPREAD_S / count.max(1) as i64;
+    ttl_s + BINDING_GRACE_S + spread
+}
+
+/// Whether `granted` is a TTL a binding lease of a node whose main lease's TTL is `ttl_s`
+/// is granted with (of any shard, in any count: a restart with another count keeps it).
+pub fn is_binding_ttl(ttl_s: i64, granted: i64) -> bool {
+    let first = ttl_s + BINDING_GRACE_S;
+    (first..first + BINDING_SPREAD_S).contains(&granted)
 }
 
 /// The record of a node's binding leases: their ids in hex, comma-separated, in shard order.
@@ -57,6 +87,49 @@ mod tests {
             min >= Some(&800) && max <= Some(&1200),
             "1,000 a shard give or take a fifth: {per_shard:?}"
         );
+    }
+
+    #[test]
+    fn binding_leases_outlive_the_node_lease_and_expire_apart() {
+        // (ttl, shard, count, ttl of the shard's lease)
+        let cases: Vec<(i64, usize, usize, i64)> = vec![
+            (10, 0, 1, 12),
+            (10, 0, 256, 12),
+            (10, 2, 256, 12),
+            (10, 3, 256, 13),
+            (10, 128, 256, 72),
+            (10, 255, 256, 131),
+            (3, 255, 256, 124),
+            (3, 1, 2, 65),
+            (3, 7, 8, 110),
+            (10, 300, 256, 132),
+            (10, 0, 0, 12),
+        ];
+        for (ttl, shard, count, want) in cases {
+            let got = binding_ttl_s(ttl, shard, count);
+            assert_eq!(got, want, "ttl {ttl}, shard {shard} of {count}");
+            if shard < count {
+                assert!(is_binding_ttl(ttl, got), "{got} is a binding ttl of {ttl}");
+            }
+        }
+        for (ttl, granted, is) in [
+            (10, 10, false),
+            (10, 11, false),
+            (10, 12, true),
+            (10, 131, true),
+            (10, 132, false),
+            (3, 5, true),
+            (3, 124, true),
+        ] {
+            assert_eq!(
+                is_binding_ttl(ttl, granted),
+                is,
+                "ttl {ttl}, granted {granted}"
+            );
+        }
+        let spread: std::collections::BTreeSet<i64> =
+            (0..256).map(|i| binding_ttl_s(10, i, 256)).collect();
+        assert_eq!(spread.len(), 120, "256 leases over 120 distinct seconds");
     }
 
     #[test]
