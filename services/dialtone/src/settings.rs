@@ -88,7 +88,7 @@ pub struct ServeConfig {
     /// (0-1024; 0: on the node's lease, with its membership record). Binding leases live 2 s
     /// longer than the node's lease, so when an edge dies its membership record goes first,
     /// in a transaction of its own, and the status role shows its phones DEGRADED at the
-    /// TTL; each lives up to 30 s longer again, spread by shard, so etcd then deletes the
+    /// TTL; each lives up to 120 s longer again, spread by shard, so etcd then deletes the
     /// bindings a few leases at a time. etcd 3.5 answers a lease refresh only once it has
     /// applied what it committed: one lease of 666,000 bindings held etcd 11 s and every
     /// other node's lease expired (`fleet-bench 1000000`). Keep an edge's bindings under

@@ -100,8 +100,8 @@ pub fn provision(id: &str) -> String {
 pub fn role_members(role: &str) -> String {
     format!("{MEMBERS}{role}/")
 }
-/// The record of one edge's binding leases (on its main lease): the next process with
-/// its node id takes them over.
+/// The record of one edge's binding leases (on the last of them, the longest-lived): the
+/// next process with its node id takes them over.
 pub fn node_leases(node: &str) -> String {
     format!("{NODE_LEASES}{node}")
 }

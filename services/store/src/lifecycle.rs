@@ -225,20 +225,28 @@ impl NodeLease {
         key: &str,
         shards: Shards<'_>,
     ) -> Result<(Self, Vec<String>), StoreError> {
-        // A lease that is gone, or was granted with another TTL (the flag changed), starts
-        // afresh: its keys expire with it and its phones register again, as after a crash.
-        // A store that cannot tell is an error: the leases may be alive and hold bindings.
+        // A main lease that is gone, or was granted with another TTL (the flag changed),
+        // is not taken over: its keys expire with it and its phones register again, as
+        // after a crash. A store that cannot tell is an error: the leases may be alive and
+        // hold bindings.
         let previous = store.get(key).await?.map_or(0, |kv| kv.lease);
         let main_taken = previous != 0 && take_over(&store, previous, |t| t == ttl_s).await?;
         // The record hangs on one of the leases it names (on the main lease, written by a
         // release before the spread): one on another lease is not this node's.
-        let recorded = match shards.count {
-            0 => Vec::new(),
-            _ => store.get(shards.key).await?.map_or_else(Vec::new, |kv| {
+        let recorded = match shards.key {
+            "" => Vec::new(),
+            key => store.get(key).await?.map_or_else(Vec::new, |kv| {
                 let ids = shards::parse_ids(&kv.value);
                 let own = ids.contains(&kv.lease) || (main_taken && kv.lease == previous);
                 if own { ids } else { Vec::new() }
             }),
+        };
+        // Binding leases not taken over (none wanted, or granted with a TTL that no longer
+        // fits) would live on for up to two minutes with their bindings, counted as this
+        // node's once it is a member again, though it holds none of those phones: revoked.
+        let (recorded, mut abandoned) = match shards.count {
+            0 => (Vec::new(), recorded),
+            _ => (recorded, Vec::new()),
         };
         let taken = join_all(
             recorded
@@ -256,10 +264,12 @@ impl NodeLease {
                 bindings.push(Some(*id));
                 taken_over.push(*id);
             } else {
-                warn!(node = node_id, lease = %format!("{id:x}"), "a binding lease of the previous process is gone: its phones register again");
+                warn!(node = node_id, lease = %format!("{id:x}"), "a binding lease of the previous process is not taken over: its phones register again");
                 bindings.push(None);
+                abandoned.push(*id);
             }
         }
+        revoke_paced(store.clone(), node_id, abandoned);
         if taken_over.is_empty() {
             return Ok((
                 Self::start_with(store, node_id, ttl_s, shards).await?,
@@ -308,11 +318,11 @@ impl NodeLease {
                 }
             }
         }
-        // The keeper lost a lease while its keys were read and replaced it: the keys on it
-        // are gone, and the others are written again as the node's are after a loss.
+        // A lease the keeper found lost while its keys were read took them with it: they
+        // are still handed over (the edge skips a key it cannot read), so the keys on the
+        // leases alive are taken back or deleted, not left on them for ever.
         if lease.leases() != held {
-            warn!(node = node_id, lease = %format!("{main:x}"), "a lease of the previous process was lost while its keys were read: they expired with it");
-            return Ok((lease, Vec::new()));
+            warn!(node = node_id, lease = %format!("{main:x}"), "a lease of the previous process was lost while its keys were read: its keys expired with it");
         }
         lease.record_shards().await?;
         info!(node = node_id, lease = %format!("{main:x}"), ttl_s, main_taken_over = main_taken, binding_leases = taken_over.len() - usize::from(main_taken), keys = keys.len(), "node leases taken over from the previous process");
@@ -457,6 +467,29 @@ impl Drop for NodeLease {
     fn drop(&mut self) {
         self.keeper.abort();
     }
+}
+
+/// Revokes `leases` one after another in a task of its own: each revoke waits for etcd to
+/// apply it, so a hundred leases of thousands of keys never queue up in etcd at once
+/// (see [`BINDING_SPREAD_S`]). One already gone is fine.
+fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>) {
+    if leases.is_empty() {
+        return;
+    }
+    let node_id = node_id.to_owned();
+    tokio::spawn(async move {
+        let mut revoked = 0;
+        for id in &leases {
+            match store.lease_revoke(*id).await {
+                Ok(()) => revoked += 1,
+                Err(StoreError::LeaseNotFound(_)) => {}
+                Err(e) => {
+                    warn!(node = %node_id, lease = %format!("{id:x}"), error = %e, "revoking a binding lease not taken over failed: it expires with its ttl")
+                }
+            }
+        }
+        info!(node = %node_id, revoked, of = leases.len(), "binding leases not taken over revoked");
+    });
 }
 
 /// Grants a lease of each TTL in `ttls` at once.

@@ -226,18 +226,22 @@ async fn replace(shared: &Shared, lost: &[usize]) {
 }
 
 /// Writes the record of the binding leases (a process that takes them over finds them
-/// through it), then every owned key on `lease`; on success the node is healthy again.
-/// Returns whether it succeeded.
+/// through it) and every owned key on `lease`; on success the node is healthy again.
+/// Returns whether it succeeded. The owned keys are written even when the record is not
+/// (its lease lost too and not replaced yet): the node's membership does not wait for it.
 pub(super) async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
-    if let Err(e) = shared.write_record().await {
+    let recorded = shared.write_record().await;
+    if let Err(e) = &recorded {
         warn!(node = %shared.node_id, error = %e, "recording the binding leases failed; retrying");
-        return false;
     }
     for (key, value) in shared.owned_keys() {
         if let Err(e) = shared.store.put(&key, value, Some(lease)).await {
             warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");
             return false;
         }
+    }
+    if recorded.is_err() {
+        return false;
     }
     shared.mark_alive();
     true
