@@ -446,15 +446,46 @@ async fn contract_binding_lease_takeover(s: &Store) {
     assert_eq!(parse_ids(&record.value), then[1..]);
     assert_eq!(record.lease, then[4]);
 
-    third.shutdown().await;
-    for lease in then {
-        assert_eq!(
-            s.lease_info(lease).await.unwrap(),
-            None,
-            "revoked at shutdown"
-        );
+    // A restart without binding leases (`--binding-leases 0`): the main lease is taken
+    // over, the binding leases are not, and they are revoked (one at a time) rather than
+    // left to live on with bindings this process does not hold.
+    third.put_owned("m/n2", b"member".to_vec()).await.unwrap();
+    third.leave();
+    drop(third);
+    let (fourth, left) = NodeLease::resume(
+        s.clone(),
+        "n2",
+        3,
+        "m/n2",
+        Shards {
+            count: 0,
+            key: "nl/n2",
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(fourth.leases(), [then[0]], "the main lease alone");
+    assert_eq!(left, ["m/n2".to_owned()]);
+    let started = std::time::Instant::now();
+    for lease in &then[1..] {
+        while s.lease_info(*lease).await.unwrap().is_some() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "the binding leases not taken over are revoked"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
-    assert_eq!(s.count("b/").await.unwrap(), 0);
+    assert_eq!(s.count("b/").await.unwrap(), 0, "with their bindings");
+    assert!(s.get("nl/n2").await.unwrap().is_none(), "and their record");
+
+    fourth.shutdown().await;
+    assert_eq!(
+        s.lease_info(then[0]).await.unwrap(),
+        None,
+        "revoked at shutdown"
+    );
+    assert!(s.get("m/n2").await.unwrap().is_none());
 }
 
 /// What a follower was told, in order.

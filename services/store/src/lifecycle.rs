@@ -469,9 +469,14 @@ impl Drop for NodeLease {
     }
 }
 
-/// Revokes `leases` one after another in a task of its own: each revoke waits for etcd to
-/// apply it, so a hundred leases of thousands of keys never queue up in etcd at once
-/// (see [`BINDING_SPREAD_S`]). One already gone is fine.
+/// How long [`revoke_paced`] waits between two revokes: about the pace a dead edge's 256
+/// binding leases expire at ([`BINDING_SPREAD_S`]).
+const REVOKE_PACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Revokes `leases` one after another in a task of its own, [`REVOKE_PACE`] apart: each
+/// revoke of thousands of keys holds etcd's apply loop, and etcd 3.5 makes every lease
+/// refresh wait for it (1 s at most), so they must not queue up in etcd at once (see [`BINDING_SPREAD_S`]). One
+/// already gone is fine.
 fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>) {
     if leases.is_empty() {
         return;
@@ -479,7 +484,10 @@ fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>) {
     let node_id = node_id.to_owned();
     tokio::spawn(async move {
         let mut revoked = 0;
-        for id in &leases {
+        for (i, id) in leases.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(REVOKE_PACE).await;
+            }
             match store.lease_revoke(*id).await {
                 Ok(()) => revoked += 1,
                 Err(StoreError::LeaseNotFound(_)) => {}

@@ -24,10 +24,10 @@ pub const BINDING_GRACE_S: i64 = 2;
 /// etcd deletes its bindings a few leases at a time, no faster than it can apply them.
 /// etcd 3.5 answers a lease refresh only once it has applied what it committed before it,
 /// waiting at most 1 s; it revokes up to 16 expired leases at once. At a million phones on
-/// two busy cores a lease of 2,600 bindings took 100-250 ms to revoke, so expiring
-/// together (or spread over 30 s, faster than etcd applied them) they kept every refresh
-/// failing for the 30-50 s the deletion took, and other nodes' leases expired. Spread
-/// over 120 s, 256 leases expire about two a second.
+/// two busy cores a lease of 2,600 bindings took 100 ms to 1.4 s to revoke, so expiring
+/// together (or spread over 30 s, faster than etcd applied them) they kept refreshes
+/// failing for 23-43 s, and other nodes' leases expired. Spread over 120 s, 256 leases
+/// expire about two a second, and none did.
 pub const BINDING_SPREAD_S: i64 = 120;
 
 /// The TTL binding lease `shard` of `count` is granted with when the main lease's is
