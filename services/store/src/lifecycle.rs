@@ -475,8 +475,8 @@ const REVOKE_PACE: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Revokes `leases` one after another in a task of its own, [`REVOKE_PACE`] apart: each
 /// revoke of thousands of keys holds etcd's apply loop, and etcd 3.5 makes every lease
-/// refresh wait for it (1 s at most), so they must not queue up in etcd at once (see [`BINDING_SPREAD_S`]). One
-/// already gone is fine.
+/// refresh wait for it (1 s at most), so they must not queue up in etcd at once (see
+/// [`BINDING_SPREAD_S`]). One already gone is fine.
 fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>) {
     if leases.is_empty() {
         return;
