@@ -462,7 +462,7 @@ async fn main() -> anyhow::Result<()> {
         if left == 0 {
             break t0.elapsed();
         }
-        // Binding leases expire up to 2 + 120 s after the node's (`BINDING_SPREAD_S`).
+        // Binding leases expire up to 2 + 30 + 120 s after the node's (`binding_ttl_s`).
         if t0.elapsed() > Duration::from_secs(240) {
             keep_logs(&sb);
             anyhow::bail!(

@@ -18,8 +18,9 @@
 //! hangs on the last, longest-lived one: a process started after the main lease expired
 //! still takes over those alive, with their bindings.
 //!
-//! The keeper (`lifecycle/keeper.rs`) refreshes every lease at a third of the TTL, each on
-//! its own, and replaces only a lost one (etcd says TTL 0; one that no refresh reached for
+//! The keeper (`lifecycle/keeper.rs`) refreshes the main lease at a third of the TTL and the
+//! binding leases, all together, every [`BINDING_REFRESH_S`] or so (they are granted that
+//! much longer), each on its own, and replaces only a lost one (etcd says TTL 0; one that no refresh reached for
 //! a whole TTL leaves the node unhealthy but is kept, since a slow etcd still holds it and
 //! every key on it): the main lease lost, the node is unhealthy until it has written every
 //! owned key again on a new one ([`NodeLease::generation`] counts those rewrites); a lease that
@@ -33,7 +34,9 @@
 mod keeper;
 pub mod shards;
 
-pub use shards::{BINDING_GRACE_S, BINDING_SPREAD_S, binding_ttl_s, is_binding_ttl};
+pub use shards::{
+    BINDING_GRACE_S, BINDING_REFRESH_S, BINDING_SPREAD_S, binding_ttl_s, is_binding_ttl,
+};
 
 use std::{
     collections::BTreeMap,

@@ -14,13 +14,16 @@
 //! would abandon the others, whose bindings then expire before they are all written
 //! again: `fleet-bench` saw 669,000 phones OFFLINE that way, at a million phones, when the
 //! refreshes of the edges left alive waited behind etcd deleting a dead edge's bindings.
+//! Binding leases are granted [`super::BINDING_REFRESH_S`] longer and refreshed all
+//! together that much less often than the main lease ([`binding_gap`]): 256 of them at a
+//! third of the TTL were most of what an edge sent etcd in steady state.
 
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::Shared;
+use super::{BINDING_GRACE_S, Shared};
 use crate::{
     LeaseId, LeaseKeepAlive, StoreError,
     metrics::{self, KeepAliveOutcome},
@@ -39,8 +42,8 @@ pub(super) enum Fate {
     Lost,
 }
 
-/// A lease's fate from its refresh (`Some(ttl left)`, `None` when it failed) and how long
-/// ago it was last refreshed.
+/// A lease's fate from its refresh (`Some(ttl left)`, `None` when it failed), how long ago
+/// it was last refreshed and its TTL.
 pub(super) fn fate(refresh: Option<i64>, since_ok: Duration, ttl: Duration) -> Fate {
     match refresh {
         Some(left) if left > 0 => Fate::Kept,
@@ -50,32 +53,62 @@ pub(super) fn fate(refresh: Option<i64>, since_ok: Duration, ttl: Duration) -> F
     }
 }
 
+/// How long the binding leases may go between two rounds that refresh them all, when they
+/// last answered TTLs `ttls` (none: not refreshed yet) and the main lease's is `ttl`,
+/// refreshed at rounds `interval` apart: as long as the shortest-lived of them, refreshed
+/// just before the node died, still outlives the main lease by [`BINDING_GRACE_S`], with
+/// two rounds to spare (a round late, a round long). Leases granted before
+/// [`super::BINDING_REFRESH_S`] (a takeover from an older release) leave no such room and
+/// are refreshed every round, as is any lease whose TTL is not known yet.
+pub(super) fn binding_gap(
+    ttls: impl Iterator<Item = Option<Duration>>,
+    ttl: Duration,
+    interval: Duration,
+) -> Duration {
+    let spare = ttl + Duration::from_secs(BINDING_GRACE_S as u64) + 2 * interval;
+    let mut gap: Option<Duration> = None;
+    for t in ttls {
+        let Some(t) = t else {
+            return Duration::ZERO;
+        };
+        let g = t.saturating_sub(spare);
+        gap = Some(gap.map_or(g, |was| was.min(g)));
+    }
+    gap.unwrap_or(Duration::ZERO)
+}
+
 /// One lease as the keeper keeps it.
 struct Kept {
     id: LeaseId,
     stream: Option<LeaseKeepAlive>,
     last_ok: Instant,
+    /// The TTL its last refresh answered (its granted TTL); none before one.
+    ttl: Option<Duration>,
 }
 
-/// Refreshes every lease at once at a third of the TTL (one after another, a hundred
-/// refreshes under load can take longer than the TTL), or at once when told a lease may be
-/// gone ([`super::NodeLease::check_now`]); replaces what is lost.
+/// Refreshes the main lease at a third of the TTL, and the binding leases all at once
+/// (one after another, a hundred refreshes under load can take longer than the TTL) as
+/// seldom as their TTLs allow ([`binding_gap`]); a lease whose refresh failed at the next
+/// round; every lease at once when told one may be gone
+/// ([`super::NodeLease::check_now`]). Replaces what is lost.
 pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
     let shared = &*shared;
     let interval = Duration::from_millis((shared.ttl_s as u64 * 1000 / 3).max(100));
     let ttl = Duration::from_secs(shared.ttl_s as u64);
     let limit = interval.max(Duration::from_secs(1));
     let mut kept: Vec<Kept> = Vec::new();
+    let mut bindings_refreshed: Option<Instant> = None;
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = shared.check.notified() => {}
-        }
+        let checking = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = shared.check.notified() => true,
+        };
         let leases = shared.leases();
         let fresh = |id: &LeaseId| Kept {
             id: *id,
             stream: None,
             last_ok: Instant::now(),
+            ttl: None,
         };
         if kept.len() != leases.len() {
             kept = leases.iter().map(fresh).collect();
@@ -85,14 +118,31 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                 *k = fresh(id);
             }
         }
-        let refreshes = join_all(kept.iter_mut().map(|k| refresh(shared, k, limit))).await;
+        let gap = binding_gap(kept.iter().skip(1).map(|k| k.ttl), ttl, interval);
+        let bindings_due = checking || bindings_refreshed.is_none_or(|at| at.elapsed() >= gap);
+        if bindings_due {
+            bindings_refreshed = Some(Instant::now());
+        }
+        // The main lease, and a binding lease when they are due or its last refresh failed
+        // (it has no keep-alive open then).
+        let refreshes = join_all(kept.iter_mut().enumerate().map(|(i, k)| async move {
+            match i == 0 || bindings_due || k.stream.is_none() {
+                true => Some(refresh(shared, k, limit).await),
+                false => None,
+            }
+        }))
+        .await;
         let now = Instant::now();
         let mut lost = Vec::new();
         let mut stale = Vec::new();
         let mut failed = 0;
-        for (i, (k, refreshed)) in kept.iter_mut().zip(refreshes).enumerate() {
-            match fate(refreshed, now - k.last_ok, ttl) {
-                Fate::Kept => k.last_ok = now,
+        let refreshed = kept.iter_mut().zip(refreshes).enumerate();
+        for (i, (k, refreshed)) in refreshed.filter_map(|(i, (k, r))| Some((i, (k, r?)))) {
+            match fate(refreshed, now - k.last_ok, k.ttl.unwrap_or(ttl)) {
+                Fate::Kept => {
+                    k.last_ok = now;
+                    k.ttl = refreshed.map(|left| Duration::from_secs(left.max(0) as u64));
+                }
                 Fate::Failed => {
                     k.stream = None;
                     failed += 1;
@@ -250,6 +300,47 @@ pub(super) async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn binding_leases_go_unrefreshed_as_long_as_the_shortest_lived_allows() {
+        let s = |n: u64| Some(Duration::from_secs(n));
+        let (ttl, round) = (Duration::from_secs(3), Duration::from_secs(1));
+        // (binding leases' TTLs, how long they may go unrefreshed)
+        let cases: Vec<(&str, Vec<Option<Duration>>, Duration)> = vec![
+            ("none", vec![], Duration::ZERO),
+            ("not refreshed yet", vec![None], Duration::ZERO),
+            (
+                "3 + 2 + 30: 30 less two rounds",
+                vec![s(35)],
+                Duration::from_secs(28),
+            ),
+            (
+                "spread: the shortest-lived",
+                vec![s(154), s(35), s(95)],
+                Duration::from_secs(28),
+            ),
+            ("one not known yet", vec![s(35), None], Duration::ZERO),
+            (
+                "granted before BINDING_REFRESH_S: every round",
+                vec![s(5), s(35)],
+                Duration::ZERO,
+            ),
+            (
+                "a longer-lived lease alone",
+                vec![s(65)],
+                Duration::from_secs(58),
+            ),
+        ];
+        for (name, ttls, want) in cases {
+            assert_eq!(binding_gap(ttls.into_iter(), ttl, round), want, "{name}");
+        }
+        let (ttl, round) = (Duration::from_secs(10), Duration::from_millis(3333));
+        assert_eq!(
+            binding_gap([s(42)].into_iter(), ttl, round),
+            Duration::from_millis(23_334),
+            "the chart's 10 s TTL: 42 - 10 - 2 - 2 rounds of 3.333 s"
+        );
+    }
 
     #[test]
     fn a_lease_is_lost_only_when_etcd_says_it_expired() {

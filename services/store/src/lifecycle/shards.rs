@@ -30,18 +30,28 @@ pub const BINDING_GRACE_S: i64 = 2;
 /// expire about two a second, and none did.
 pub const BINDING_SPREAD_S: i64 = 120;
 
+/// How long binding leases may go unrefreshed (seconds), all of them refreshed together so
+/// that their spread holds, where the main lease is refreshed at a third of its TTL. They
+/// are granted that much longer, so one refreshed that long before its node died still
+/// outlives the main lease by the grace. Refreshing 256 binding leases at a third of a
+/// 3 s TTL, three edges sent etcd 771 refreshes a second; every 30 s, about 30.
+pub const BINDING_REFRESH_S: i64 = 30;
+
 /// The TTL binding lease `shard` of `count` is granted with when the main lease's is
-/// `ttl_s`: [`BINDING_GRACE_S`] longer, and the shard's share of [`BINDING_SPREAD_S`].
+/// `ttl_s`: [`BINDING_GRACE_S`] and [`BINDING_REFRESH_S`] longer, and the shard's share of
+/// [`BINDING_SPREAD_S`].
 pub fn binding_ttl_s(ttl_s: i64, shard: usize, count: usize) -> i64 {
     let spread = shard.min(count) as i64 * BINDING_SPREAD_S / count.max(1) as i64;
-    ttl_s + BINDING_GRACE_S + spread
+    ttl_s + BINDING_GRACE_S + BINDING_REFRESH_S + spread
 }
 
 /// Whether `granted` is a TTL a binding lease of a node whose main lease's TTL is `ttl_s`
-/// is granted with (of any shard, in any count: a restart with another count keeps it).
+/// is granted with (of any shard, in any count: a restart with another count keeps it),
+/// or was by a release that refreshed them as often as the main lease (no
+/// [`BINDING_REFRESH_S`]): the keeper refreshes a lease as often as its TTL needs.
 pub fn is_binding_ttl(ttl_s: i64, granted: i64) -> bool {
     let first = ttl_s + BINDING_GRACE_S;
-    (first..first + BINDING_SPREAD_S).contains(&granted)
+    (first..first + BINDING_REFRESH_S + BINDING_SPREAD_S).contains(&granted)
 }
 
 /// The record of a node's binding leases: their ids in hex, comma-separated, in shard order.
@@ -93,17 +103,17 @@ mod tests {
     fn binding_leases_outlive_the_node_lease_and_expire_apart() {
         // (ttl, shard, count, ttl of the shard's lease)
         let cases: Vec<(i64, usize, usize, i64)> = vec![
-            (10, 0, 1, 12),
-            (10, 0, 256, 12),
-            (10, 2, 256, 12),
-            (10, 3, 256, 13),
-            (10, 128, 256, 72),
-            (10, 255, 256, 131),
-            (3, 255, 256, 124),
-            (3, 1, 2, 65),
-            (3, 7, 8, 110),
-            (10, 300, 256, 132),
-            (10, 0, 0, 12),
+            (10, 0, 1, 42),
+            (10, 0, 256, 42),
+            (10, 2, 256, 42),
+            (10, 3, 256, 43),
+            (10, 128, 256, 102),
+            (10, 255, 256, 161),
+            (3, 255, 256, 154),
+            (3, 1, 2, 95),
+            (3, 7, 8, 140),
+            (10, 300, 256, 162),
+            (10, 0, 0, 42),
         ];
         for (ttl, shard, count, want) in cases {
             let got = binding_ttl_s(ttl, shard, count);
@@ -115,11 +125,14 @@ mod tests {
         for (ttl, granted, is) in [
             (10, 10, false),
             (10, 11, false),
+            // Granted by a release before BINDING_REFRESH_S.
             (10, 12, true),
             (10, 131, true),
-            (10, 132, false),
+            (10, 161, true),
+            (10, 162, false),
             (3, 5, true),
-            (3, 124, true),
+            (3, 154, true),
+            (3, 155, false),
         ] {
             assert_eq!(
                 is_binding_ttl(ttl, granted),
