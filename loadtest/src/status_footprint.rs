@@ -294,7 +294,8 @@ fn site_counts(state: &State) -> dialtone_status::fleet::Counts {
 /// What a killed edge costs the status role before its phones show DEGRADED, through the
 /// hub's own `apply_in_parts` with a watcher subscribed (that never reads): the first
 /// edge's membership record deleted (its node lease expired), then every binding on it in
-/// one batch, as etcd delivers the expiry of the binding lease they hang on 2 s later.
+/// one batch, as etcd delivers the expiry of the binding lease they hang on, 2 s or more
+/// later.
 /// Prints how long the view took for each.
 fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     let edge = format!("/{}", EDGES[0]);

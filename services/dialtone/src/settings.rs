@@ -85,15 +85,16 @@ pub struct ServeConfig {
     #[arg(long, env = "DIALTONE_LEASE_TTL", default_value_t = 10, value_parser = clap::value_parser!(i64).range(2..=60))]
     pub lease_ttl: i64,
     /// Leases an edge hangs its phones' bindings on, chosen by phone id, besides its own
-    /// (0-1024; 0: on the node's lease, with its membership record). Binding leases live 2 s
-    /// longer than the node's lease, so when an edge dies its membership record goes first,
-    /// in a transaction of its own, and the status role shows its phones DEGRADED at the
-    /// TTL; each lives up to 120 s longer again, spread by shard, so etcd then deletes the
-    /// bindings a few leases at a time. etcd 3.5 answers a lease refresh only once it has
-    /// applied what it committed: one lease of 666,000 bindings held etcd 11 s and every
+    /// (0-1024; 0: on the node's lease, with its membership record). Binding leases outlive
+    /// the node's lease by 2 s at least, so when an edge dies its membership record goes
+    /// first, in a transaction of its own, and the status role shows its phones DEGRADED at
+    /// the TTL; each lives up to 120 s longer again, spread by shard, so etcd then deletes
+    /// the bindings a few leases at a time. etcd 3.5 answers a lease refresh only once it
+    /// has applied what it committed: one lease of 666,000 bindings held etcd 11 s and every
     /// other node's lease expired (`fleet-bench 1000000`). Keep an edge's bindings under
-    /// about 3,000 a lease (256 hold 768,000). Each lease is refreshed every TTL/3. A
-    /// restart after the node's lease expired still takes over the binding leases alive.
+    /// about 3,000 a lease (256 hold 768,000). The node's lease is refreshed every TTL/3,
+    /// the binding leases, granted 30 s longer for it, all together every 30 s. A restart
+    /// after the node's lease expired still takes over the binding leases alive.
     #[arg(long, env = "DIALTONE_BINDING_LEASES", default_value_t = 256, value_parser = clap::value_parser!(u32).range(0..=1024))]
     pub binding_leases: u32,
     /// How often (seconds, 1-3600) the TLS listeners' certificate files are looked at: a

@@ -9,8 +9,9 @@
 //! them (666,000 at a million phones), during which etcd answers nothing else for seconds
 //! (`loadtest`'s `lease-bench`).
 //!
-//! Binding leases are granted [`BINDING_GRACE_S`] longer than the main lease, so a dead
-//! edge's main lease, with its membership record on it, expires first and is revoked in a
+//! Binding leases are granted [`BINDING_GRACE_S`] longer than the main lease (and more, to
+//! go unrefreshed for [`BINDING_REFRESH_S`]), so a dead edge's main lease, with its
+//! membership record on it, expires first and is revoked in a
 //! transaction of a key or two: the status role sees the edge gone and its phones DEGRADED
 //! at the TTL, not after etcd has deleted every binding. Their TTLs are spread over
 //! [`BINDING_SPREAD_S`] more, so etcd deletes a dead edge's bindings a few leases at a
@@ -18,10 +19,10 @@
 //! hangs on the last, longest-lived one: a process started after the main lease expired
 //! still takes over those alive, with their bindings.
 //!
-//! The keeper (`lifecycle/keeper.rs`) refreshes the main lease at a third of the TTL and the
-//! binding leases, all together, every [`BINDING_REFRESH_S`] or so (they are granted that
-//! much longer), each on its own, and replaces only a lost one (etcd says TTL 0; one that no refresh reached for
-//! a whole TTL leaves the node unhealthy but is kept, since a slow etcd still holds it and
+//! The keeper (`lifecycle/keeper.rs`) refreshes the main lease at a third of the TTL and
+//! the binding leases, all together, every [`BINDING_REFRESH_S`], each on its own, and
+//! replaces only a lost one (etcd says TTL 0; the main lease that no refresh reached for a
+//! whole TTL leaves the node unhealthy but is kept, since a slow etcd still holds it and
 //! every key on it): the main lease lost, the node is unhealthy until it has written every
 //! owned key again on a new one ([`NodeLease::generation`] counts those rewrites); a lease that
 //! bindings hang on lost, its counter in [`NodeLease::binding_generations`] moves and the
@@ -245,7 +246,7 @@ impl NodeLease {
             }),
         };
         // Binding leases not taken over (none wanted, or granted with a TTL that no longer
-        // fits) would live on for up to two minutes with their bindings, counted as this
+        // fits) would live on for minutes (`binding_ttl_s`) with their bindings, counted as this
         // node's once it is a member again, though it holds none of those phones: revoked.
         let (recorded, mut abandoned) = match shards.count {
             0 => (Vec::new(), recorded),

@@ -15,7 +15,7 @@
 //! again: `fleet-bench` saw 669,000 phones OFFLINE that way, at a million phones, when the
 //! refreshes of the edges left alive waited behind etcd deleting a dead edge's bindings.
 //! Binding leases are granted [`super::BINDING_REFRESH_S`] longer and refreshed all
-//! together that much less often than the main lease ([`binding_gap`]): 256 of them at a
+//! together that much less often than the main lease ([`binding_schedule`]): 256 of them at a
 //! third of the TTL were most of what an edge sent etcd in steady state.
 
 use std::time::{Duration, Instant};
@@ -23,7 +23,10 @@ use std::time::{Duration, Instant};
 use futures::future::join_all;
 use tracing::{info, warn};
 
-use super::{BINDING_GRACE_S, Shared};
+use super::{
+    BINDING_REFRESH_S, Shared,
+    shards::{keeper_round, refresh_limit, unrefreshed_for},
+};
 use crate::{
     LeaseId, LeaseKeepAlive, StoreError,
     metrics::{self, KeepAliveOutcome},
@@ -53,28 +56,20 @@ pub(super) fn fate(refresh: Option<i64>, since_ok: Duration, ttl: Duration) -> F
     }
 }
 
-/// How long the binding leases may go between two rounds that refresh them all, when they
-/// last answered TTLs `ttls` (none: not refreshed yet) and the main lease's is `ttl`,
-/// refreshed at rounds `interval` apart: as long as the shortest-lived of them, refreshed
-/// just before the node died, still outlives the main lease by [`BINDING_GRACE_S`], with
-/// two rounds to spare (a round late, a round long). Leases granted before
-/// [`super::BINDING_REFRESH_S`] (a takeover from an older release) leave no such room and
-/// are refreshed every round, as is any lease whose TTL is not known yet.
-pub(super) fn binding_gap(
-    ttls: impl Iterator<Item = Option<Duration>>,
-    ttl: Duration,
-    interval: Duration,
-) -> Duration {
-    let spare = ttl + Duration::from_secs(BINDING_GRACE_S as u64) + 2 * interval;
-    let mut gap: Option<Duration> = None;
-    for t in ttls {
-        let Some(t) = t else {
-            return Duration::ZERO;
-        };
-        let g = t.saturating_sub(spare);
-        gap = Some(gap.map_or(g, |was| was.min(g)));
-    }
-    gap.unwrap_or(Duration::ZERO)
+/// Which binding leases are refreshed together, and how long they may go between two such
+/// rounds, from the TTL each last answered (none: not refreshed yet) when the main lease's
+/// is `ttl_s`: those granted room to go unrefreshed for at least half of
+/// [`BINDING_REFRESH_S`] ([`unrefreshed_for`]), as long as the least of them allows. The
+/// others, not refreshed yet or granted by a release without that room, are refreshed every
+/// round (were they in, none could go longer than the least of them).
+pub(super) fn binding_schedule(ttls: &[Option<Duration>], ttl_s: i64) -> (Duration, Vec<bool>) {
+    let least = Duration::from_secs(BINDING_REFRESH_S as u64 / 2);
+    let room: Vec<Option<Duration>> = ttls
+        .iter()
+        .map(|t| t.map(|t| unrefreshed_for(t, ttl_s)).filter(|r| *r >= least))
+        .collect();
+    let gap = room.iter().flatten().min().copied().unwrap_or_default();
+    (gap, room.iter().map(Option::is_some).collect())
 }
 
 /// One lease as the keeper keeps it.
@@ -88,14 +83,14 @@ struct Kept {
 
 /// Refreshes the main lease at a third of the TTL, and the binding leases all at once
 /// (one after another, a hundred refreshes under load can take longer than the TTL) as
-/// seldom as their TTLs allow ([`binding_gap`]); a lease whose refresh failed at the next
+/// seldom as their TTLs allow ([`binding_schedule`]); a lease whose refresh failed at the next
 /// round; every lease at once when told one may be gone
 /// ([`super::NodeLease::check_now`]). Replaces what is lost.
 pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
     let shared = &*shared;
-    let interval = Duration::from_millis((shared.ttl_s as u64 * 1000 / 3).max(100));
+    let interval = keeper_round(shared.ttl_s);
     let ttl = Duration::from_secs(shared.ttl_s as u64);
-    let limit = interval.max(Duration::from_secs(1));
+    let limit = refresh_limit(shared.ttl_s);
     let mut kept: Vec<Kept> = Vec::new();
     let mut bindings_refreshed: Option<Instant> = None;
     loop {
@@ -118,17 +113,24 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                 *k = fresh(id);
             }
         }
-        let gap = binding_gap(kept.iter().skip(1).map(|k| k.ttl), ttl, interval);
+        let ttls: Vec<Option<Duration>> = kept.iter().skip(1).map(|k| k.ttl).collect();
+        let (gap, together) = binding_schedule(&ttls, shared.ttl_s);
         let bindings_due = checking || bindings_refreshed.is_none_or(|at| at.elapsed() >= gap);
         if bindings_due {
             bindings_refreshed = Some(Instant::now());
         }
-        // The main lease, and a binding lease when they are due or its last refresh failed
-        // (it has no keep-alive open then).
-        let refreshes = join_all(kept.iter_mut().enumerate().map(|(i, k)| async move {
-            match i == 0 || bindings_due || k.stream.is_none() {
-                true => Some(refresh(shared, k, limit).await),
-                false => None,
+        // The main lease; a binding lease refreshed with the others when they are due, else
+        // every round, and at the next round when its last refresh failed (it has no
+        // keep-alive open then).
+        let due =
+            |i: usize, k: &Kept| i == 0 || bindings_due || k.stream.is_none() || !together[i - 1];
+        let refreshes = join_all(kept.iter_mut().enumerate().map(|(i, k)| {
+            let due = due(i, k);
+            async move {
+                match due {
+                    true => Some(refresh(shared, k, limit).await),
+                    false => None,
+                }
             }
         }))
         .await;
@@ -202,7 +204,12 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
 /// when the refresh failed.
 async fn refresh(shared: &Shared, k: &mut Kept, limit: Duration) -> Option<i64> {
     if k.stream.is_none() {
-        match shared.store.lease_keep_alive(k.id).await {
+        // Bounded as the refresh is: opening one retries for seconds.
+        let Ok(opened) = tokio::time::timeout(limit, shared.store.lease_keep_alive(k.id)).await
+        else {
+            return None;
+        };
+        match opened {
             Ok(stream) => k.stream = Some(stream),
             Err(StoreError::LeaseNotFound(_)) => return Some(0),
             Err(e) => {
@@ -302,44 +309,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn binding_leases_go_unrefreshed_as_long_as_the_shortest_lived_allows() {
+    fn binding_leases_with_room_are_refreshed_together_as_seldom_as_the_least_allows() {
         let s = |n: u64| Some(Duration::from_secs(n));
-        let (ttl, round) = (Duration::from_secs(3), Duration::from_secs(1));
-        // (binding leases' TTLs, how long they may go unrefreshed)
-        let cases: Vec<(&str, Vec<Option<Duration>>, Duration)> = vec![
-            ("none", vec![], Duration::ZERO),
-            ("not refreshed yet", vec![None], Duration::ZERO),
+        let d = Duration::from_secs;
+        // (binding leases' TTLs at a 3 s main TTL, how long the group goes unrefreshed,
+        // which are in it)
+        type Case = (&'static str, Vec<Option<Duration>>, Duration, Vec<bool>);
+        let cases: Vec<Case> = vec![
+            ("none", vec![], Duration::ZERO, vec![]),
+            ("not refreshed yet", vec![None], Duration::ZERO, vec![false]),
+            ("shard 0: 3 + 2 + 30 + 4", vec![s(39)], d(30), vec![true]),
             (
-                "3 + 2 + 30: 30 less two rounds",
-                vec![s(35)],
-                Duration::from_secs(28),
+                "spread: as long as the shortest-lived allows",
+                vec![s(158), s(39), s(99)],
+                d(30),
+                vec![true, true, true],
             ),
             (
-                "spread: the shortest-lived",
-                vec![s(154), s(35), s(95)],
-                Duration::from_secs(28),
-            ),
-            ("one not known yet", vec![s(35), None], Duration::ZERO),
-            (
-                "granted before BINDING_REFRESH_S: every round",
-                vec![s(5), s(35)],
-                Duration::ZERO,
+                "one not known yet: every round until it is",
+                vec![s(39), None],
+                d(30),
+                vec![true, false],
             ),
             (
-                "a longer-lived lease alone",
-                vec![s(65)],
-                Duration::from_secs(58),
+                "taken over from a release without the room: 5 s every round, 65 s in",
+                vec![s(5), s(20), s(24), s(65), s(39)],
+                d(15),
+                vec![false, false, true, true, true],
             ),
         ];
-        for (name, ttls, want) in cases {
-            assert_eq!(binding_gap(ttls.into_iter(), ttl, round), want, "{name}");
+        for (name, ttls, gap, together) in cases {
+            assert_eq!(binding_schedule(&ttls, 3), (gap, together), "{name}");
         }
-        let (ttl, round) = (Duration::from_secs(10), Duration::from_millis(3333));
-        assert_eq!(
-            binding_gap([s(42)].into_iter(), ttl, round),
-            Duration::from_millis(23_334),
-            "the chart's 10 s TTL: 42 - 10 - 2 - 2 rounds of 3.333 s"
-        );
     }
 
     #[test]

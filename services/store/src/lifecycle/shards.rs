@@ -1,6 +1,8 @@
 //! Which binding lease a phone's keys hang on, how long each lives, and how a node records
 //! its binding leases: pure, no store.
 
+use std::time::Duration;
+
 use crate::LeaseId;
 
 /// The shard of `phone` among `shards` (FNV-1a of the id: stable across processes and
@@ -31,27 +33,59 @@ pub const BINDING_GRACE_S: i64 = 2;
 pub const BINDING_SPREAD_S: i64 = 120;
 
 /// How long binding leases may go unrefreshed (seconds), all of them refreshed together so
-/// that their spread holds, where the main lease is refreshed at a third of its TTL. They
-/// are granted that much longer, so one refreshed that long before its node died still
-/// outlives the main lease by the grace. Refreshing 256 binding leases at a third of a
-/// 3 s TTL, three edges sent etcd 771 refreshes a second; every 30 s, about 30.
+/// that their spread holds, where the main lease is refreshed every [`keeper_round`]. They
+/// are granted that much longer (and [`refresh_slack`]), so one refreshed that long before
+/// its node died still outlives the main lease by the grace. Refreshing 256 binding
+/// leases at a third of a 3 s TTL, three edges sent etcd 771 refreshes a second.
 pub const BINDING_REFRESH_S: i64 = 30;
 
+/// How often the keeper refreshes the main lease: a third of its TTL (at least 100 ms).
+pub fn keeper_round(ttl_s: i64) -> Duration {
+    Duration::from_millis((ttl_s.max(0) as u64 * 1000 / 3).max(100))
+}
+
+/// How long the keeper waits for one refresh, or one lookup: a round, at least 1 s.
+pub fn refresh_limit(ttl_s: i64) -> Duration {
+    keeper_round(ttl_s).max(Duration::from_secs(1))
+}
+
+/// How much later than due a binding lease's refresh may reach etcd: its round may start a
+/// round late, after a round that took its longest (a refresh and a lookup, each up to
+/// [`refresh_limit`]), and take up to a refresh limit itself.
+pub fn refresh_slack(ttl_s: i64) -> Duration {
+    2 * keeper_round(ttl_s) + 2 * refresh_limit(ttl_s)
+}
+
 /// The TTL binding lease `shard` of `count` is granted with when the main lease's is
-/// `ttl_s`: [`BINDING_GRACE_S`] and [`BINDING_REFRESH_S`] longer, and the shard's share of
-/// [`BINDING_SPREAD_S`].
+/// `ttl_s`: [`BINDING_GRACE_S`], [`BINDING_REFRESH_S`] and [`refresh_slack`] (rounded up)
+/// longer, and the shard's share of [`BINDING_SPREAD_S`].
 pub fn binding_ttl_s(ttl_s: i64, shard: usize, count: usize) -> i64 {
     let spread = shard.min(count) as i64 * BINDING_SPREAD_S / count.max(1) as i64;
-    ttl_s + BINDING_GRACE_S + BINDING_REFRESH_S + spread
+    first_binding_ttl_s(ttl_s) + spread
+}
+
+/// The TTL of a node's shortest-lived binding lease (shard 0).
+fn first_binding_ttl_s(ttl_s: i64) -> i64 {
+    let slack = refresh_slack(ttl_s).as_millis().div_ceil(1000) as i64;
+    ttl_s + BINDING_GRACE_S + BINDING_REFRESH_S + slack
 }
 
 /// Whether `granted` is a TTL a binding lease of a node whose main lease's TTL is `ttl_s`
 /// is granted with (of any shard, in any count: a restart with another count keeps it),
-/// or was by a release that refreshed them as often as the main lease (no
-/// [`BINDING_REFRESH_S`]): the keeper refreshes a lease as often as its TTL needs.
+/// or was by a release that refreshed them as often as the main lease (with no
+/// [`BINDING_REFRESH_S`]): the keeper refreshes a lease as often as its TTL needs
+/// ([`unrefreshed_for`]).
 pub fn is_binding_ttl(ttl_s: i64, granted: i64) -> bool {
-    let first = ttl_s + BINDING_GRACE_S;
-    (first..first + BINDING_REFRESH_S + BINDING_SPREAD_S).contains(&granted)
+    (ttl_s + BINDING_GRACE_S..first_binding_ttl_s(ttl_s) + BINDING_SPREAD_S).contains(&granted)
+}
+
+/// How long a binding lease granted `lease_ttl` may go between refreshes when the main
+/// lease's TTL is `ttl_s`: as long as, refreshed that late ([`refresh_slack`] included),
+/// it still outlives a main lease refreshed just before the node died by the grace. Zero
+/// for a lease granted without that room.
+pub fn unrefreshed_for(lease_ttl: Duration, ttl_s: i64) -> Duration {
+    let main = Duration::from_secs((ttl_s + BINDING_GRACE_S).max(0) as u64);
+    lease_ttl.saturating_sub(main + refresh_slack(ttl_s))
 }
 
 /// The record of a node's binding leases: their ids in hex, comma-separated, in shard order.
@@ -102,18 +136,22 @@ mod tests {
     #[test]
     fn binding_leases_outlive_the_node_lease_and_expire_apart() {
         // (ttl, shard, count, ttl of the shard's lease)
+        // At 10 s: 2 s of grace, 30 to go unrefreshed, 14 of slack (13.3 rounded up).
+        // At 3 s: 2 + 30 + 4.
         let cases: Vec<(i64, usize, usize, i64)> = vec![
-            (10, 0, 1, 42),
-            (10, 0, 256, 42),
-            (10, 2, 256, 42),
-            (10, 3, 256, 43),
-            (10, 128, 256, 102),
-            (10, 255, 256, 161),
-            (3, 255, 256, 154),
-            (3, 1, 2, 95),
-            (3, 7, 8, 140),
-            (10, 300, 256, 162),
-            (10, 0, 0, 42),
+            (10, 0, 1, 56),
+            (10, 0, 256, 56),
+            (10, 2, 256, 56),
+            (10, 3, 256, 57),
+            (10, 128, 256, 116),
+            (10, 255, 256, 175),
+            (3, 0, 256, 39),
+            (3, 255, 256, 158),
+            (3, 1, 2, 99),
+            (3, 7, 8, 144),
+            (10, 300, 256, 176),
+            (10, 0, 0, 56),
+            (2, 0, 1, 38),
         ];
         for (ttl, shard, count, want) in cases {
             let got = binding_ttl_s(ttl, shard, count);
@@ -128,11 +166,11 @@ mod tests {
             // Granted by a release before BINDING_REFRESH_S.
             (10, 12, true),
             (10, 131, true),
-            (10, 161, true),
-            (10, 162, false),
+            (10, 175, true),
+            (10, 176, false),
             (3, 5, true),
-            (3, 154, true),
-            (3, 155, false),
+            (3, 158, true),
+            (3, 159, false),
         ] {
             assert_eq!(
                 is_binding_ttl(ttl, granted),
@@ -143,6 +181,39 @@ mod tests {
         let spread: std::collections::BTreeSet<i64> =
             (0..256).map(|i| binding_ttl_s(10, i, 256)).collect();
         assert_eq!(spread.len(), 120, "256 leases over 120 distinct seconds");
+    }
+
+    #[test]
+    fn a_binding_lease_goes_unrefreshed_as_long_as_it_still_outlives_the_main_lease() {
+        let s = Duration::from_secs;
+        assert_eq!(keeper_round(3), s(1));
+        assert_eq!(keeper_round(0), Duration::from_millis(100));
+        assert_eq!(refresh_limit(2), s(1), "a round of 667 ms waits 1 s");
+        assert_eq!(refresh_slack(3), s(4));
+        // (main lease's TTL, binding lease's TTL, how long it may go unrefreshed)
+        let cases: Vec<(i64, Duration, Duration)> = vec![
+            (3, s(39), s(30)),
+            (3, s(158), s(149)),
+            (10, s(56), Duration::from_millis(30_668)),
+            // A release before BINDING_REFRESH_S: shard 0 none, a later shard some.
+            (3, s(5), Duration::ZERO),
+            (3, s(65), s(56)),
+            (3, s(3), Duration::ZERO),
+        ];
+        for (ttl, lease, want) in cases {
+            assert_eq!(
+                unrefreshed_for(lease, ttl),
+                want,
+                "ttl {ttl}, lease {lease:?}"
+            );
+        }
+        for ttl in [2, 3, 10, 30, 60] {
+            let first = s(binding_ttl_s(ttl, 0, 256) as u64);
+            assert!(
+                unrefreshed_for(first, ttl) >= s(BINDING_REFRESH_S as u64),
+                "every TTL leaves shard 0 {BINDING_REFRESH_S} s: ttl {ttl}"
+            );
+        }
     }
 
     #[test]
