@@ -52,19 +52,19 @@ pub async fn run(
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // And the binding leases, which outlive the edges' own by 2 s: down until etcd has
-    // deleted every binding (its key count still for 3 s).
-    let mut keys = etcd_metrics(etcd_url).await?.keys;
-    let mut still = 0;
-    while still < 3 {
+    // And the binding leases, which outlive the edges' own (`binding_ttl_s`, minutes with
+    // the spread): down until etcd has deleted every binding, so the edges start cold.
+    let store = sb.store().await?;
+    loop {
+        // A count etcd cannot answer in time counts as bindings left.
+        if let Ok(0) = store.count(dialtone_domain::keys::BINDINGS).await {
+            break;
+        }
         anyhow::ensure!(
             cut.elapsed() < COME_BACK_LIMIT,
-            "etcd still deleting {COME_BACK_LIMIT:?} after every edge died"
+            "etcd still holds bindings {COME_BACK_LIMIT:?} after every edge died"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-        let now = etcd_metrics(etcd_url).await.map_or(keys + 1, |f| f.keys);
-        still = if now == keys { still + 1 } else { 0 };
-        keys = now;
     }
     let down = cut.elapsed();
     // Together, as after a power cut; each loads every line's credentials before it is ready.
