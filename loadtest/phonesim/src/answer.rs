@@ -170,6 +170,7 @@ impl Inner {
     /// again at once.
     pub(crate) fn reboot(&self, i: usize) {
         let p = &self.phones[i];
+        p.off.store(false, Relaxed);
         for r in 0..p.regs.len() {
             *p.regs[r].lock() = Registration::new(r);
             p.until_ms[r].store(0, Relaxed);

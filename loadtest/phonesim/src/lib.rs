@@ -179,6 +179,8 @@ struct Phone {
     spec: PhoneSpec,
     /// Its place in the fleet.
     index: usize,
+    /// Off ([`Sim::power_off`]): it sends nothing until it boots again.
+    off: AtomicBool,
     socket: usize,
     /// Per registrar: milliseconds (since start) until which the registration holds.
     until_ms: Vec<AtomicU64>,
@@ -438,6 +440,13 @@ impl Inner {
         let p = &self.phones[phone];
         let mut backoff = Duration::from_millis(500);
         while !self.stopping.load(Relaxed) {
+            // Off: nothing until it boots (a boot sets it on before it wakes this loop, and
+            // a wake with no one waiting is kept for the next wait).
+            if p.off.load(Relaxed) {
+                p.wake[which].notified().await;
+                backoff = Duration::from_millis(500);
+                continue;
+            }
             let t0 = Instant::now();
             let wakes = p.wakes[which].load(Relaxed);
             match self.register(p, which, self.cfg.expires).await {
@@ -572,6 +581,7 @@ impl Sim {
             .enumerate()
             .map(|(i, spec)| Phone {
                 index: i,
+                off: AtomicBool::new(false),
                 socket: i % n_sockets,
                 until_ms: spec.registrars.iter().map(|_| AtomicU64::new(0)).collect(),
                 regs: (0..spec.registrars.len())
@@ -715,6 +725,19 @@ impl Sim {
             }
         }
         dropped
+    }
+
+    /// The power goes at the whole fleet's site: every phone stops at once, sending nothing
+    /// (no refresh, no retry) until [`Sim::power_cut`] boots it; a transaction in flight
+    /// ends by itself. Phones left on through an outage of their edges would instead all
+    /// retry, backed off up to 8 s, and rush the edges together when they return.
+    pub fn power_off(&self) {
+        for p in &self.inner.phones {
+            p.off.store(true, Relaxed);
+            for until in &p.until_ms {
+                until.store(0, Relaxed);
+            }
+        }
     }
 
     /// Power comes back to the whole fleet: every phone boots and registers from scratch
