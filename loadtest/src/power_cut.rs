@@ -56,17 +56,22 @@ pub async fn run(
     }
     // And the binding leases, which outlive the edges' own (`binding_ttl_s`, minutes with
     // the spread): down until etcd has deleted every binding, so the edges start cold.
+    // Watched through the records of the binding leases, a key an edge on the last,
+    // longest-lived of them (a count of the bindings walks every one left: a million
+    // keys a second while etcd revokes), then checked with one count every few seconds.
+    // A count etcd cannot answer in time counts as keys left.
     let store = sb.store().await?;
-    loop {
-        // A count etcd cannot answer in time counts as bindings left.
-        if let Ok(0) = store.count(dialtone_domain::keys::BINDINGS).await {
-            break;
+    for (prefix, every) in [
+        (dialtone_domain::keys::NODE_LEASES, Duration::from_secs(1)),
+        (dialtone_domain::keys::BINDINGS, Duration::from_secs(5)),
+    ] {
+        while store.count(prefix).await.map_or(true, |n| n > 0) {
+            anyhow::ensure!(
+                cut.elapsed() < COME_BACK_LIMIT,
+                "etcd still holds {prefix} keys {COME_BACK_LIMIT:?} after every edge died"
+            );
+            tokio::time::sleep(every).await;
         }
-        anyhow::ensure!(
-            cut.elapsed() < COME_BACK_LIMIT,
-            "etcd still holds bindings {COME_BACK_LIMIT:?} after every edge died"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let down = cut.elapsed();
     // Together, as after a power cut; each loads every line's credentials before it is ready.
@@ -132,7 +137,7 @@ pub async fn run(
     } = sim.since(&mark);
     let secs = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64());
     println!(
-        "power cut: every edge killed, the fleet OFFLINE after {:.1} s, the edges back after {:.1} s; {phones} phones booting over {spread:?}: 99 % OPERATIONAL {:.1} s after the first boot, 100 % after {:.1} s; peak {peak_reg:.0} registrations/s (phonesim), {peak_writes:.0} etcd writes/s; failed attempts: {} timed out, {} forbidden, {} refused, {} socket errors; 503 answers {} ({} with Retry-After)",
+        "power cut: every edge killed, every binding gone after {:.1} s, the edges back after {:.1} s; {phones} phones booting over {spread:?}: 99 % OPERATIONAL {:.1} s after the first boot, 100 % after {:.1} s; peak {peak_reg:.0} registrations/s (phonesim), {peak_writes:.0} etcd writes/s; failed attempts: {} timed out, {} forbidden, {} refused, {} socket errors; 503 answers {} ({} with Retry-After)",
         down.as_secs_f64(),
         restarted.as_secs_f64(),
         secs(t99),

@@ -49,9 +49,11 @@ pub fn refresh_limit(ttl_s: i64) -> Duration {
     keeper_round(ttl_s).max(Duration::from_secs(1))
 }
 
-/// How much later than due a binding lease's refresh may reach etcd: its round may start a
-/// round late, after a round that took its longest (a refresh and a lookup, each up to
-/// [`refresh_limit`]), and take up to a refresh limit itself.
+/// How much later than due a binding lease's refresh may reach etcd, allowed for in its TTL:
+/// two rounds and two refresh waits ([`refresh_limit`]), a round late after a round that
+/// spent a refresh and a lookup at their longest. Not a bound: a round that also opens
+/// keep-alives or replaces leases takes longer when etcd is slower than that, and then
+/// the 2 s grace ([`BINDING_GRACE_S`]) is what is left.
 pub fn refresh_slack(ttl_s: i64) -> Duration {
     2 * keeper_round(ttl_s) + 2 * refresh_limit(ttl_s)
 }
