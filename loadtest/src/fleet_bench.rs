@@ -453,7 +453,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let degraded_at = Instant::now();
     // Asked until etcd answers that every sample is gone (a read it cannot answer in time
-    // counts as not gone yet).
+    // counts as not gone yet), for as long as the longest-lived binding lease lives and two
+    // minutes more: one run's check, stalled outside etcd, saw the last binding gone 77 s
+    // after that lease's TTL.
+    let limit = Duration::from_secs(shards::binding_ttl_s(lease_ttl.into(), 255, 256) as u64 + 120);
     let deleted = loop {
         let left = match store.get_many(&victim_samples).await {
             Ok(kvs) => kvs.iter().filter(|kv| kv.is_some()).count(),
@@ -462,10 +465,6 @@ async fn main() -> anyhow::Result<()> {
         if left == 0 {
             break t0.elapsed();
         }
-        // The longest-lived binding lease, and two minutes more: one run's check, stalled
-        // outside etcd, saw the last binding gone 77 s after that lease's TTL.
-        let limit =
-            Duration::from_secs(shards::binding_ttl_s(lease_ttl.into(), 255, 256) as u64 + 120);
         if t0.elapsed() > limit {
             keep_logs(&sb);
             anyhow::bail!(
