@@ -153,14 +153,14 @@ impl Inner {
     /// registrations stays what it booted with.
     async fn follow(self: &Arc<Self>, i: usize, registrars: &[SocketAddr]) {
         let p = &self.phones[i];
-        for (r, new) in registrars.iter().enumerate().take(p.registrars.len()) {
+        for (r, new) in registrars.iter().enumerate().take(p.regs.len()) {
             if p.registrar(r) == *new {
                 continue;
             }
             let _ = self.register(p, r, 0).await;
-            *p.registrars[r].lock() = *new;
-            *p.regs[r].lock() = Registration::new(r);
-            p.until_ms[r].store(0, Relaxed);
+            *p.regs[r].registrar.lock() = *new;
+            *p.regs[r].reg.lock() = Registration::new(r);
+            p.regs[r].until_ms.store(0, Relaxed);
             p.wake_now(r);
             self.stats.moved.fetch_add(1, Relaxed);
         }
@@ -172,8 +172,8 @@ impl Inner {
         let p = &self.phones[i];
         p.off.store(false, Relaxed);
         for r in 0..p.regs.len() {
-            *p.regs[r].lock() = Registration::new(r);
-            p.until_ms[r].store(0, Relaxed);
+            *p.regs[r].reg.lock() = Registration::new(r);
+            p.regs[r].until_ms.store(0, Relaxed);
             p.wake_now(r);
         }
         self.stats.rebooted.fetch_add(1, Relaxed);

@@ -107,7 +107,7 @@ impl Inner {
         p: &Phone,
         which: usize,
     ) -> Result<TcpLink, Failure> {
-        let mut slot = p.tcp[which].lock().await;
+        let mut slot = p.regs[which].tcp.lock().await;
         if let Some(l) = slot.as_ref()
             && l.alive.load(Relaxed)
             && l.peer == p.registrar(which)
@@ -153,7 +153,7 @@ impl Inner {
                 let name = rustls::pki_types::ServerName::IpAddress(registrar.ip().into());
                 // The phone's own session cache: one session per registrar it uses.
                 let sessions = p.tls_sessions.get_or_init(|| {
-                    Arc::new(rustls::client::ClientSessionMemoryCache::new(p.tcp.len()))
+                    Arc::new(rustls::client::ClientSessionMemoryCache::new(p.regs.len()))
                 });
                 let mut config = (**tls).clone();
                 config.resumption = rustls::client::Resumption::store(sessions.clone());
