@@ -35,12 +35,12 @@ use anyhow::Context;
 use dialtone_domain::{keys, placement};
 use dialtone_loadtest::{
     etcd_figures::{etcd_metrics, mib},
-    procfs::pss,
+    procfs::{MemoryPressure, pss},
     reads::Reads,
 };
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
-use dialtone_store::{LeaseId, Store, lifecycle::shards};
+use dialtone_store::{KeyValue, LeaseId, Store, lifecycle::shards};
 use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN, fleet};
 use parking_lot::Mutex;
 
@@ -49,6 +49,8 @@ const EDGES: [usize; 3] = [2, 3, 4];
 const EXPIRES: u32 = 600;
 /// Requests to the killed edge's phones sent from one source address.
 const PROBES_PER_SOURCE: usize = 400;
+/// The killed edge's phones looked through for a binding on each of its leases.
+const SAMPLED_PHONES: usize = 100_000;
 
 /// How often each node found a lease of its own expired (its log's "lease lost": etcd said
 /// so, and it was replaced) and its main lease unrefreshed for a whole TTL (kept, the node
@@ -109,7 +111,7 @@ async fn binding_samples<'a>(
         leases.push(member.lease);
     }
     let mut samples = Vec::with_capacity(leases.len());
-    for phone in phones.take(100_000) {
+    for phone in phones.take(SAMPLED_PHONES) {
         let key = keys::binding(phone, 0, node);
         if let Some(kv) = store.get(&key).await?
             && let Some(i) = leases.iter().position(|l| *l == kv.lease)
@@ -127,6 +129,22 @@ async fn binding_samples<'a>(
     )
 }
 
+/// What etcd says of the leases of the first few of `left` (sample keys still there).
+async fn leases_left(store: &Store, left: impl Iterator<Item = &KeyValue>) -> String {
+    let mut out = Vec::new();
+    for kv in left.take(3) {
+        out.push(match store.lease_info(kv.lease).await {
+            Ok(Some(i)) => format!(
+                "lease {:x}: granted {} s, {} s left",
+                kv.lease, i.granted_ttl_s, i.ttl_left_s
+            ),
+            Ok(None) => format!("lease {:x}: gone, its key still there", kv.lease),
+            Err(e) => format!("lease {:x}: not read ({e})", kv.lease),
+        });
+    }
+    out.join("; ")
+}
+
 fn now_ms() -> i64 {
     dialtone_common::clock::unix_ms_i64()
 }
@@ -139,6 +157,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 3 s by default, so a dead edge is noticed quickly; the chart's default is 10 s.
     let lease_ttl: u32 = std::env::var("FLEET_BENCH_LEASE_TTL").map_or(Ok(3), |s| s.parse())?;
+    // What the machine waits for memory from here on: at a million phones every process
+    // together comes close to this machine's memory, and a stall of the whole machine
+    // looks like a stall of whichever process was being timed.
+    let pressure_start = MemoryPressure::now();
 
     let tls = tempfile::tempdir()?;
     let (cert, key) = dialtone_tls::dev_pair(tls.path(), "provisioning")?;
@@ -254,18 +276,58 @@ async fn main() -> anyhow::Result<()> {
         pss_imported.saturating_sub(pss_empty) as f64 / phones as f64,
         pss_snapshot.saturating_sub(pss_empty) as f64 / phones as f64
     );
-    let sim_specs = specs.clone();
-    let sim = Sim::start(
-        SimConfig {
-            expires: EXPIRES,
-            sockets: 64,
-            start_rate: rate,
-            timeout: Duration::from_secs(8),
-            ..SimConfig::default()
-        },
-        specs,
-    )
-    .await?;
+    // What the kill phase needs of the fleet, taken before the simulator takes the fleet
+    // (a copy of a million phones' specs is half a gigabyte on a machine short of memory).
+    // Up to 2,000 of the victim's phones are asked for (OPTIONS, through their other edge)
+    // right after the kill: how many requests are lost in the window.
+    let of_victim = || specs.iter().filter(|p| p.registrars.contains(&victim_addr));
+    let probes: Vec<(String, String, SocketAddr)> = of_victim()
+        .take(2000)
+        .map(|p| {
+            let other = *p
+                .registrars
+                .iter()
+                .find(|a| **a != victim_addr)
+                .expect("two edges");
+            (p.user.clone(), p.domain.clone(), other)
+        })
+        .collect();
+    let victim_phones: Vec<String> = of_victim()
+        .take(SAMPLED_PHONES)
+        .map(|p| p.phone_id.clone())
+        .collect();
+    // Asked by one of the fleet's lines, which proves itself to each edge (407).
+    let asker = (specs[0].user.clone(), specs[0].password.clone());
+    let read_phone = specs[0].phone_id.clone();
+    // The phones run on threads of their own: a dead edge's phones retrying can keep a
+    // runtime's every thread busy, and the bench's clients (the config reads, the deletion
+    // check, the status watcher) would then wait behind them, timing the simulator, not
+    // Dialtone (one run's check stalled 87 s, its reads up to 34 s). Never dropped: a
+    // runtime may not be dropped from async code.
+    let sim_rt: &'static tokio::runtime::Runtime = Box::leak(Box::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("phonesim")
+            .enable_all()
+            .build()?,
+    ));
+    let sim = sim_rt
+        .spawn(Sim::start(
+            SimConfig {
+                expires: EXPIRES,
+                sockets: 64,
+                start_rate: rate,
+                timeout: Duration::from_secs(8),
+                // A failed registration is tried again as desk phones do (Yealink every
+                // 30 s by default, Snom after 300 s), not within seconds: a dead edge's
+                // 666,000 phones retrying every few seconds are a load no fleet makes.
+                retry_first: Duration::from_secs(30),
+                retry_most: Duration::from_secs(300),
+                ..SimConfig::default()
+            },
+            specs,
+        ))
+        .await??;
     let start = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -356,46 +418,24 @@ async fn main() -> anyhow::Result<()> {
         "etcd so far (import and ramp): {}",
         etcd_after.wal_fsync_summary()
     );
+    println!(
+        "machine so far (import and ramp): {}",
+        MemoryPressure::now().since(&pressure_start)
+    );
     println!("before the kill: {}", leases_lost(&sb));
+    let pressure_kill = MemoryPressure::now();
 
-    // Up to 2,000 of the victim's phones are asked for (OPTIONS, through their other edge)
-    // right after the kill: how many requests are lost in the window.
-    let probes: Vec<(String, String, SocketAddr)> = sim_specs
-        .iter()
-        .filter(|p| p.registrars.contains(&victim_addr))
-        .take(2000)
-        .map(|p| {
-            let other = *p
-                .registrars
-                .iter()
-                .find(|a| **a != victim_addr)
-                .expect("two edges");
-            (p.user.clone(), p.domain.clone(), other)
-        })
-        .collect();
     let sent = probes.len();
-    // Asked by one of the fleet's lines, which proves itself to each edge (407).
-    let asker = (sim_specs[0].user.clone(), sim_specs[0].password.clone());
 
     // The leases the victim's bindings hang on: etcd has deleted them all once these are
     // gone.
     let store = sb.store().await?;
-    let victim_samples = binding_samples(
-        &store,
-        &victim,
-        sim_specs
-            .iter()
-            .filter(|p| p.registrars.contains(&victim_addr))
-            .map(|p| p.phone_id.as_str()),
-    )
-    .await?;
+    let victim_samples =
+        binding_samples(&store, &victim, victim_phones.iter().map(String::as_str)).await?;
 
     // A config read every 20 ms from the kill until etcd has deleted the victim's
     // bindings with their leases: etcd must stay responsive.
-    let reads = Reads::start(
-        sb.nodes[0].config_client(ADMIN_TOKEN).await?,
-        sim_specs[0].phone_id.clone(),
-    );
+    let reads = Reads::start(sb.nodes[0].config_client(ADMIN_TOKEN).await?, read_phone);
 
     // kill -9 an edge: time until every phone it held is DEGRADED; never OFFLINE.
     let t0 = Instant::now();
@@ -457,13 +497,29 @@ async fn main() -> anyhow::Result<()> {
     // minutes more: one run's check, stalled outside etcd, saw the last binding gone 77 s
     // after that lease's TTL.
     let limit = Duration::from_secs(shards::binding_ttl_s(lease_ttl.into(), 255, 256) as u64 + 120);
+    // Every 10 s it says what it found: two runs' checks passed late or never with etcd
+    // logging nothing, and a failed read counts as every sample left.
+    let mut report_at = Duration::from_secs(10);
     let deleted = loop {
-        let left = match store.get_many(&victim_samples).await {
+        let read = store.get_many(&victim_samples).await;
+        let left = match &read {
             Ok(kvs) => kvs.iter().filter(|kv| kv.is_some()).count(),
             Err(_) => victim_samples.len(),
         };
         if left == 0 {
             break t0.elapsed();
+        }
+        if t0.elapsed() >= report_at {
+            report_at += Duration::from_secs(10);
+            let found = match &read {
+                Ok(kvs) => leases_left(&store, kvs.iter().flatten()).await,
+                Err(e) => format!("the read failed: {e}"),
+            };
+            eprintln!(
+                "{:.1?} after the kill: {left} of {} sampled leases still hold keys; {found}",
+                t0.elapsed(),
+                victim_samples.len()
+            );
         }
         if t0.elapsed() > limit {
             keep_logs(&sb);
@@ -490,6 +546,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "etcd so far (with the kill): {}",
         etcd_metrics(&etcd_url).await?.wal_fsync_summary()
+    );
+    println!(
+        "machine during the kill phase: {}",
+        MemoryPressure::now().since(&pressure_kill)
     );
     watcher.abort();
     // Kept now too: the power cut of a large fleet may be stopped by hand, or not run.

@@ -54,3 +54,102 @@ pub fn pss(pids: &[u32]) -> u64 {
         .sum::<u64>()
         * 1024
 }
+
+/// What the machine spent waiting for memory, from the kernel's pressure stall information
+/// (`/proc/pressure/memory`) and its page counters (`/proc/vmstat`): when memory runs
+/// short, pages the processes still use (etcd's memory-mapped database among them) are
+/// dropped and read back from disk, and every process on the machine stalls meanwhile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryPressure {
+    /// Time some task waited for memory, microseconds.
+    pub some_us: u64,
+    /// Time every non-idle task waited for memory at once, microseconds.
+    pub full_us: u64,
+    /// File pages read back soon after they were dropped.
+    pub refaults: u64,
+    /// Page faults that had to read from disk.
+    pub major_faults: u64,
+}
+
+impl MemoryPressure {
+    /// The figures now (zeros where the kernel does not give them).
+    pub fn now() -> Self {
+        let read = |p| std::fs::read_to_string(p).unwrap_or_default();
+        Self::parse(&read("/proc/pressure/memory"), &read("/proc/vmstat"))
+    }
+
+    /// From the text of `/proc/pressure/memory` and `/proc/vmstat`. Pure.
+    pub fn parse(pressure: &str, vmstat: &str) -> Self {
+        let total = |kind: &str| {
+            pressure
+                .lines()
+                .find(|l| l.starts_with(kind))
+                .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("total=")))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0)
+        };
+        let counter = |name: &str| {
+            vmstat
+                .lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        MemoryPressure {
+            some_us: total("some "),
+            full_us: total("full "),
+            refaults: counter("workingset_refault_file"),
+            major_faults: counter("pgmajfault"),
+        }
+    }
+
+    /// One line of what the machine waited for since `before`.
+    pub fn since(&self, before: &Self) -> String {
+        format!(
+            "memory stalls: some {:.1} s, full {:.1} s; {} file pages read back after being dropped, {} major faults",
+            self.some_us.saturating_sub(before.some_us) as f64 / 1e6,
+            self.full_us.saturating_sub(before.full_us) as f64 / 1e6,
+            self.refaults.saturating_sub(before.refaults),
+            self.major_faults.saturating_sub(before.major_faults),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MemoryPressure;
+
+    #[test]
+    fn memory_pressure_is_read_from_the_kernels_counters() {
+        let pressure = "some avg10=0.00 avg60=0.00 avg300=0.00 total=58736555\n\
+                        full avg10=0.00 avg60=0.00 avg300=0.00 total=27773064\n";
+        let vmstat = "workingset_refault_anon 3\nworkingset_refault_file 18334675\npgmajfault 1827522\npgmajfault_x 9\n";
+        // (pressure, vmstat, expected)
+        let cases = [
+            (
+                pressure,
+                vmstat,
+                MemoryPressure {
+                    some_us: 58_736_555,
+                    full_us: 27_773_064,
+                    refaults: 18_334_675,
+                    major_faults: 1_827_522,
+                },
+            ),
+            ("", "", MemoryPressure::default()),
+            ("some total=x\n", "pgmajfault\n", MemoryPressure::default()),
+        ];
+        for (p, v, want) in cases {
+            assert_eq!(MemoryPressure::parse(p, v), want, "{p:?} {v:?}");
+        }
+        let later = MemoryPressure {
+            some_us: 60_236_555,
+            full_us: 28_273_064,
+            refaults: 18_334_685,
+            major_faults: 1_827_522,
+        };
+        assert_eq!(
+            later.since(&MemoryPressure::parse(pressure, vmstat)),
+            "memory stalls: some 1.5 s, full 0.5 s; 10 file pages read back after being dropped, 0 major faults"
+        );
+    }
+}
