@@ -473,7 +473,8 @@ impl Inner {
     /// Keeps one registration alive until the fleet stops.
     async fn keep_registered(self: Arc<Self>, phone: usize, which: usize) {
         let p = &self.phones[phone];
-        let first = self.cfg.retry_first;
+        // Never zero: a phone refused at once would otherwise retry in a loop.
+        let first = self.cfg.retry_first.max(Duration::from_millis(1));
         let mut backoff = first;
         while !self.stopping.load(Relaxed) {
             // Off: nothing until it boots (a boot sets it on before it wakes this loop, and
@@ -499,17 +500,8 @@ impl Inner {
                     // Refresh at half the expiry, spread by ±10 % so refreshes do not bunch.
                     let half = f64::from(granted.max(2)) / 2.0;
                     let jitter = 0.9 + rand::random::<f64>() * 0.2;
-                    let refresh = tokio::time::sleep(Duration::from_secs_f64(half * jitter));
-                    tokio::pin!(refresh);
-                    loop {
-                        tokio::select! {
-                            _ = &mut refresh => break,
-                            // A wake asked for before this registration started is stale.
-                            _ = p.regs[which].wake.notified() => if p.regs[which].wakes.load(Relaxed) != wakes {
-                                break;
-                            },
-                        }
-                    }
+                    let refresh = Duration::from_secs_f64(half * jitter);
+                    wait_or_wake(p, which, refresh, wakes).await;
                 }
                 Err(f) => {
                     self.stats.fail(f);
@@ -517,8 +509,14 @@ impl Inner {
                         p.regs[which].until_ms.store(0, Relaxed);
                     }
                     let told = p.regs[which].reg.lock().retry_after.take();
-                    tokio::time::sleep(retry_wait(told, backoff, rand::random())).await;
-                    backoff = (backoff * 2).min(self.cfg.retry_most.max(first));
+                    let wait = retry_wait(told, backoff, rand::random());
+                    // A reboot, a lost connection or a move starts afresh, as a phone
+                    // would: with the backoff of a phone that has not failed.
+                    backoff = if wait_or_wake(p, which, wait, wakes).await {
+                        first
+                    } else {
+                        (backoff * 2).min(self.cfg.retry_most.max(first))
+                    };
                 }
             }
         }
@@ -534,7 +532,7 @@ impl Inner {
         self.phones[phone].regs[which].until_ms.store(0, Relaxed);
         let wait = self.cfg.reconnect_spread.mul_f64(rand::random::<f64>());
         let me = self.clone();
-        tokio::spawn(async move {
+        self.rt.spawn(async move {
             tokio::time::sleep(wait).await;
             me.phones[phone].wake_now(which);
         });
@@ -551,6 +549,23 @@ impl Inner {
             let Ok(m) = parse(&buf[..n]) else { continue };
             let send = Reply::Udp(sock.clone(), from);
             self.on_message(m, from, &self.pending[socket], &send);
+        }
+    }
+}
+
+/// Waits `wait`, or less when registration `which` of `p` is woken (a reboot, a lost
+/// connection, a move) by a wake asked for since `wakes` were counted: a wake asked for
+/// before the registration started is stale. Says whether it was woken.
+async fn wait_or_wake(p: &Phone, which: usize, wait: Duration, wakes: u64) -> bool {
+    let leg = &p.regs[which];
+    let sleep = tokio::time::sleep(wait);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return false,
+            _ = leg.wake.notified() => if leg.wakes.load(Relaxed) != wakes {
+                return true;
+            },
         }
     }
 }

@@ -108,6 +108,15 @@ enum Cmd {
         /// to this many milliseconds.
         #[arg(long, default_value_t = 1000)]
         reconnect_spread_ms: u64,
+        /// After a failed registration (no Retry-After), a phone waits between half this
+        /// many milliseconds and this many, doubled at each failure up to
+        /// --retry-most-ms. Desk phones wait tens of seconds (Yealink retries every 30 s
+        /// by default).
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+        retry_first_ms: u64,
+        /// The longest wait between failed registrations, milliseconds.
+        #[arg(long, default_value_t = 8000, value_parser = clap::value_parser!(u64).range(1..))]
+        retry_most_ms: u64,
         /// Reconnect waves, driven from stdin: once every phone is registered, print
         /// `ready`; then each `wave` line drops every connection at once and prints the
         /// wave's registrations, latency and failures once every phone is registered
@@ -415,6 +424,8 @@ async fn main() -> anyhow::Result<()> {
             sip_ca,
             bind_ip,
             reconnect_spread_ms,
+            retry_first_ms,
+            retry_most_ms,
             waves,
         } => {
             let tls = match (&transport[..], sip_ca) {
@@ -453,6 +464,8 @@ async fn main() -> anyhow::Result<()> {
                     tls,
                     bind_ip,
                     reconnect_spread: Duration::from_millis(reconnect_spread_ms),
+                    retry_first: Duration::from_millis(retry_first_ms),
+                    retry_most: Duration::from_millis(retry_most_ms),
                     ..SimConfig::default()
                 },
                 phones,
