@@ -510,7 +510,7 @@ async fn main() -> anyhow::Result<()> {
             break t0.elapsed();
         }
         if t0.elapsed() >= report_at {
-            report_at += Duration::from_secs(10);
+            report_at = t0.elapsed() + Duration::from_secs(10);
             let found = match &read {
                 Ok(kvs) => leases_left(&store, kvs.iter().flatten()).await,
                 Err(e) => format!("the read failed: {e}"),

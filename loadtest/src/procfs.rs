@@ -61,6 +61,8 @@ pub fn pss(pids: &[u32]) -> u64 {
 /// dropped and read back from disk, and every process on the machine stalls meanwhile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryPressure {
+    /// Whether the kernel gives pressure stall information at all (`CONFIG_PSI`).
+    pub reported: bool,
     /// Time some task waited for memory, microseconds.
     pub some_us: u64,
     /// Time every non-idle task waited for memory at once, microseconds.
@@ -95,6 +97,7 @@ impl MemoryPressure {
                 .unwrap_or(0)
         };
         MemoryPressure {
+            reported: pressure.lines().any(|l| l.starts_with("some ")),
             some_us: total("some "),
             full_us: total("full "),
             refaults: counter("workingset_refault_file"),
@@ -104,10 +107,17 @@ impl MemoryPressure {
 
     /// One line of what the machine waited for since `before`.
     pub fn since(&self, before: &Self) -> String {
+        let stalls = if self.reported && before.reported {
+            format!(
+                "memory stalls: some {:.1} s, full {:.1} s",
+                self.some_us.saturating_sub(before.some_us) as f64 / 1e6,
+                self.full_us.saturating_sub(before.full_us) as f64 / 1e6,
+            )
+        } else {
+            "memory stalls: not reported by this kernel".to_owned()
+        };
         format!(
-            "memory stalls: some {:.1} s, full {:.1} s; {} file pages read back after being dropped, {} major faults",
-            self.some_us.saturating_sub(before.some_us) as f64 / 1e6,
-            self.full_us.saturating_sub(before.full_us) as f64 / 1e6,
+            "{stalls}; {} file pages read back after being dropped, {} major faults",
             self.refaults.saturating_sub(before.refaults),
             self.major_faults.saturating_sub(before.major_faults),
         )
@@ -122,13 +132,15 @@ mod tests {
     fn memory_pressure_is_read_from_the_kernels_counters() {
         let pressure = "some avg10=0.00 avg60=0.00 avg300=0.00 total=58736555\n\
                         full avg10=0.00 avg60=0.00 avg300=0.00 total=27773064\n";
-        let vmstat = "workingset_refault_anon 3\nworkingset_refault_file 18334675\npgmajfault 1827522\npgmajfault_x 9\n";
+        // A counter whose name starts with another's is not taken for it.
+        let vmstat = "workingset_refault_anon 3\nworkingset_refault_file 18334675\npgmajfault5 9\npgmajfault 1827522\n";
         // (pressure, vmstat, expected)
         let cases = [
             (
                 pressure,
                 vmstat,
                 MemoryPressure {
+                    reported: true,
                     some_us: 58_736_555,
                     full_us: 27_773_064,
                     refaults: 18_334_675,
@@ -136,12 +148,20 @@ mod tests {
                 },
             ),
             ("", "", MemoryPressure::default()),
-            ("some total=x\n", "pgmajfault\n", MemoryPressure::default()),
+            (
+                "some total=x\n",
+                "pgmajfault\n",
+                MemoryPressure {
+                    reported: true,
+                    ..MemoryPressure::default()
+                },
+            ),
         ];
         for (p, v, want) in cases {
             assert_eq!(MemoryPressure::parse(p, v), want, "{p:?} {v:?}");
         }
         let later = MemoryPressure {
+            reported: true,
             some_us: 60_236_555,
             full_us: 28_273_064,
             refaults: 18_334_685,
@@ -150,6 +170,10 @@ mod tests {
         assert_eq!(
             later.since(&MemoryPressure::parse(pressure, vmstat)),
             "memory stalls: some 1.5 s, full 0.5 s; 10 file pages read back after being dropped, 0 major faults"
+        );
+        assert_eq!(
+            MemoryPressure::default().since(&MemoryPressure::default()),
+            "memory stalls: not reported by this kernel; 0 file pages read back after being dropped, 0 major faults"
         );
     }
 }
