@@ -9,7 +9,7 @@ use std::{net::SocketAddr, sync::Arc, sync::atomic::Ordering::Relaxed};
 use dialtone_sip::message::{Message, StartLine};
 use dialtone_softphone::Incoming;
 
-use crate::{Inner, Pending, Registration, Reply, managed, txn_key, wire, wire::Answer};
+use crate::{Inner, Pending, Reply, managed, txn_key, wire, wire::Answer};
 
 impl Inner {
     /// One message from `from` (over UDP or a TCP link): a response goes to its
@@ -159,8 +159,7 @@ impl Inner {
             }
             let _ = self.register(p, r, 0).await;
             *p.regs[r].registrar.lock() = *new;
-            *p.regs[r].reg.lock() = Registration::new(r);
-            p.regs[r].until_ms.store(0, Relaxed);
+            p.regs[r].start_afresh(r);
             p.wake_now(r);
             self.stats.moved.fetch_add(1, Relaxed);
         }
@@ -172,8 +171,7 @@ impl Inner {
         let p = &self.phones[i];
         p.off.store(false, Relaxed);
         for r in 0..p.regs.len() {
-            *p.regs[r].reg.lock() = Registration::new(r);
-            p.regs[r].until_ms.store(0, Relaxed);
+            p.regs[r].start_afresh(r);
             p.wake_now(r);
         }
         self.stats.rebooted.fetch_add(1, Relaxed);

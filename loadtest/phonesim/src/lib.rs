@@ -234,6 +234,15 @@ impl Leg {
     }
 }
 
+impl Leg {
+    /// Forgets registration `which` (a new Call-ID, no challenge, not registered): the
+    /// phone booted again or moved to another registrar.
+    fn start_afresh(&self, which: usize) {
+        *self.reg.lock() = Registration::new(which);
+        self.until_ms.store(0, Relaxed);
+    }
+}
+
 impl Phone {
     /// Wakes registration `which`'s refresh loop now.
     fn wake_now(&self, which: usize) {
@@ -473,19 +482,21 @@ impl Inner {
     /// Keeps one registration alive until the fleet stops.
     async fn keep_registered(self: Arc<Self>, phone: usize, which: usize) {
         let p = &self.phones[phone];
+        let leg = &p.regs[which];
         // Never zero: a phone refused at once would otherwise retry in a loop.
         let first = self.cfg.retry_first.max(Duration::from_millis(1));
+        let most = self.cfg.retry_most.max(first);
         let mut backoff = first;
         while !self.stopping.load(Relaxed) {
             // Off: nothing until it boots (a boot sets it on before it wakes this loop, and
             // a wake with no one waiting is kept for the next wait).
             if p.off.load(Relaxed) {
-                p.regs[which].wake.notified().await;
+                leg.wake.notified().await;
                 backoff = first;
                 continue;
             }
             let t0 = Instant::now();
-            let wakes = p.regs[which].wakes.load(Relaxed);
+            let wakes = leg.wakes.load(Relaxed);
             // Boxed: the task lives as long as the phone and mostly sleeps, and a
             // transaction's state (2 KB) would otherwise be part of it for good (two tasks
             // a phone, a million phones).
@@ -493,9 +504,8 @@ impl Inner {
                 Ok(granted) => {
                     self.stats.latency.record(t0.elapsed());
                     self.stats.registered.fetch_add(1, Relaxed);
-                    p.regs[which]
-                        .until_ms
-                        .store(self.now_ms() + u64::from(granted) * 1000, Relaxed);
+                    let until = self.now_ms() + u64::from(granted) * 1000;
+                    leg.until_ms.store(until, Relaxed);
                     backoff = first;
                     // Refresh at half the expiry, spread by ±10 % so refreshes do not bunch.
                     let half = f64::from(granted.max(2)) / 2.0;
@@ -505,17 +515,17 @@ impl Inner {
                 }
                 Err(f) => {
                     self.stats.fail(f);
-                    if p.regs[which].until_ms.load(Relaxed) <= self.now_ms() {
-                        p.regs[which].until_ms.store(0, Relaxed);
+                    if leg.until_ms.load(Relaxed) <= self.now_ms() {
+                        leg.until_ms.store(0, Relaxed);
                     }
-                    let told = p.regs[which].reg.lock().retry_after.take();
+                    let told = leg.reg.lock().retry_after.take();
                     let wait = retry_wait(told, backoff, rand::random());
                     // A reboot, a lost connection or a move starts afresh, as a phone
                     // would: with the backoff of a phone that has not failed.
                     backoff = if wait_or_wake(p, which, wait, wakes).await {
                         first
                     } else {
-                        (backoff * 2).min(self.cfg.retry_most.max(first))
+                        (backoff * 2).min(most)
                     };
                 }
             }
