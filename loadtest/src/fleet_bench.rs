@@ -276,8 +276,8 @@ async fn main() -> anyhow::Result<()> {
         pss_imported.saturating_sub(pss_empty) as f64 / phones as f64,
         pss_snapshot.saturating_sub(pss_empty) as f64 / phones as f64
     );
-    // What the kill phase needs of the fleet, taken before the simulator takes the fleet
-    // (a copy of a million phones' specs is half a gigabyte on a machine short of memory).
+    // What the kill phase needs of the fleet, taken before the simulator takes the fleet:
+    // a second copy of a million phones' specs costs memory this machine is short of.
     // Up to 2,000 of the victim's phones are asked for (OPTIONS, through their other edge)
     // right after the kill: how many requests are lost in the window.
     let of_victim = || specs.iter().filter(|p| p.registrars.contains(&victim_addr));
@@ -494,8 +494,8 @@ async fn main() -> anyhow::Result<()> {
     let degraded_at = Instant::now();
     // Asked until etcd answers that every sample is gone (a read it cannot answer in time
     // counts as not gone yet), for as long as the longest-lived binding lease lives and two
-    // minutes more: one run's check, stalled outside etcd, saw the last binding gone 77 s
-    // after that lease's TTL.
+    // minutes more: one run's check, stalled by the bench's own threads (the simulator
+    // then shared them), saw the last binding gone 77 s after that lease's TTL.
     let limit = Duration::from_secs(shards::binding_ttl_s(lease_ttl.into(), 255, 256) as u64 + 120);
     // Every 10 s it says what it found: two runs' checks passed late or never with etcd
     // logging nothing, and a failed read counts as every sample left.

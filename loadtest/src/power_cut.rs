@@ -2,11 +2,11 @@
 //! every edge dies at once (kill -9), stays down until its leases expire, the whole fleet
 //! is OFFLINE and etcd has deleted every binding, and comes back; then every phone boots
 //! and registers from scratch, the boots spread evenly over `FLEET_BENCH_POWER_SPREAD_S`
-//! seconds (default 60), as a site's desk phones come back when the power does. Printed: the time from the first boot until 99 % and 100 % of the
-//! phones are OPERATIONAL, the peak registrations a second (phonesim) and etcd writes a
-//! second (its `/metrics`, sampled every second), the failed attempts, and the 503s the
-//! edges answered (with and without Retry-After; phonesim waits as told, and backs off
-//! with jitter otherwise).
+//! seconds (default 60), as a site's desk phones come back when the power does. Printed:
+//! the time from the first boot until 99 % and 100 % of the phones are OPERATIONAL, the
+//! peak registrations a second (phonesim) and etcd writes a second (its `/metrics`,
+//! sampled every second), the failed attempts, and the 503s the edges answered (with and
+//! without Retry-After; phonesim waits as told, and backs off with jitter otherwise).
 
 use std::{
     sync::atomic::Ordering::Relaxed,

@@ -57,8 +57,8 @@ pub fn pss(pids: &[u32]) -> u64 {
 
 /// What the machine spent waiting for memory, from the kernel's pressure stall information
 /// (`/proc/pressure/memory`) and its page counters (`/proc/vmstat`): when memory runs
-/// short, pages the processes still use (etcd's memory-mapped database among them) are
-/// dropped and read back from disk, and every process on the machine stalls meanwhile.
+/// short, file pages the processes still use are dropped and read back from disk, and
+/// the processes waiting for them stall meanwhile.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryPressure {
     /// Whether the kernel gives pressure stall information at all (`CONFIG_PSI`).
