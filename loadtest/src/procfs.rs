@@ -124,9 +124,72 @@ impl MemoryPressure {
     }
 }
 
+/// What the kernel's TCP stack dropped or retried while accepting connections, from
+/// `/proc/net/netstat` (this network namespace: both ends of a loopback run count). A
+/// listener whose accept queue is full drops a SYN, and the client sends it again 1, 3, 7
+/// s later: a reconnect wave's registrations that take seconds with an idle server are
+/// that.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ListenQueue {
+    /// Connections a full accept queue refused (`ListenOverflows`).
+    pub overflows: u64,
+    /// SYNs a listener dropped for any reason, overflows among them (`ListenDrops`).
+    pub drops: u64,
+    /// SYNs sent again for want of an answer (`TCPSynRetrans`).
+    pub syn_retransmits: u64,
+}
+
+impl ListenQueue {
+    /// The counters now (zeros where the kernel does not give them).
+    pub fn now() -> Self {
+        Self::parse(&std::fs::read_to_string("/proc/net/netstat").unwrap_or_default())
+    }
+
+    /// From the text of `/proc/net/netstat`: pairs of lines, names then values, each
+    /// starting with the group (`TcpExt:`). Pure.
+    pub fn parse(netstat: &str) -> Self {
+        let mut lines = netstat.lines();
+        let mut tcp_ext = None;
+        while let (Some(names), Some(values)) = (lines.next(), lines.next()) {
+            if let (Some(n), Some(v)) = (
+                names.strip_prefix("TcpExt:"),
+                values.strip_prefix("TcpExt:"),
+            ) {
+                tcp_ext = Some((n, v));
+                break;
+            }
+        }
+        let Some((names, values)) = tcp_ext else {
+            return Self::default();
+        };
+        let counter = |name: &str| {
+            names
+                .split_whitespace()
+                .zip(values.split_whitespace())
+                .find(|(n, _)| *n == name)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0)
+        };
+        ListenQueue {
+            overflows: counter("ListenOverflows"),
+            drops: counter("ListenDrops"),
+            syn_retransmits: counter("TCPSynRetrans"),
+        }
+    }
+
+    /// The counts since `before`.
+    pub fn since(&self, before: &Self) -> Self {
+        ListenQueue {
+            overflows: self.overflows.saturating_sub(before.overflows),
+            drops: self.drops.saturating_sub(before.drops),
+            syn_retransmits: self.syn_retransmits.saturating_sub(before.syn_retransmits),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::MemoryPressure;
+    use super::{ListenQueue, MemoryPressure};
 
     #[test]
     fn memory_pressure_is_read_from_the_kernels_counters() {
@@ -174,6 +237,53 @@ mod tests {
         assert_eq!(
             MemoryPressure::default().since(&MemoryPressure::default()),
             "memory stalls: not reported by this kernel; 0 file pages read back after being dropped, 0 major faults"
+        );
+    }
+
+    #[test]
+    fn the_listen_queue_is_read_from_tcpext() {
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows ListenDrops TCPSynRetrans\n\
+                       TcpExt: 0 7 9 31\n\
+                       IpExt: ListenOverflows\n\
+                       IpExt: 5\n";
+        // (netstat, expected)
+        let cases = [
+            (
+                netstat,
+                ListenQueue {
+                    overflows: 7,
+                    drops: 9,
+                    syn_retransmits: 31,
+                },
+            ),
+            // Another group's counter of the same name is not taken.
+            ("IpExt: ListenOverflows\nIpExt: 5\n", ListenQueue::default()),
+            // A value that is not a number, or a name with no value, reads 0.
+            (
+                "TcpExt: ListenOverflows ListenDrops TCPSynRetrans\nTcpExt: x 4\n",
+                ListenQueue {
+                    drops: 4,
+                    ..ListenQueue::default()
+                },
+            ),
+            ("", ListenQueue::default()),
+        ];
+        for (text, want) in cases {
+            assert_eq!(ListenQueue::parse(text), want, "{text:?}");
+        }
+        let before = ListenQueue::parse(netstat);
+        let after = ListenQueue {
+            overflows: 10,
+            drops: 12,
+            syn_retransmits: 30,
+        };
+        assert_eq!(
+            after.since(&before),
+            ListenQueue {
+                overflows: 3,
+                drops: 3,
+                syn_retransmits: 0,
+            }
         );
     }
 }

@@ -8,7 +8,9 @@
 //! (defaults 10000, `tcp,tls`, 3, 2000, RATE in all; Kamailio from `scripts/deps.sh
 //! --bench`). With `STREAM_BENCH_BASELINE=PATH` (another build of `dialtone`), each
 //! transport also runs on a cluster of that build, after this build's, with this build's
-//! `phonesim`: a same-run comparison of two builds.
+//! `phonesim`: a same-run comparison of two builds. `STREAM_BENCH_RECONNECT_SPREAD_MS=MS`
+//! makes every reconnect wave's phones connect again within MS instead (a load balancer
+//! that drops every flow at once).
 //!
 //! This machine allows a process 20,000 open files, and a phone's connection is one on each
 //! side: so PHONES are split into groups of at most [`GROUP`], each group with its own edge
@@ -19,7 +21,8 @@
 //! Printed per transport and server: the edges' PSS growth per phone after the first wave,
 //! after each reconnect wave and once every connection closed (the phones gone), each
 //! 35 s after the wave ended; and per wave the registrations, their p50/p99 (the worst
-//! group's) and the failures (summed).
+//! group's), the failures (summed) and the connections the machine's accept queues refused
+//! and the SYNs sent again (`/proc/net/netstat`).
 
 use std::{
     path::{Path, PathBuf},
@@ -28,7 +31,11 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use dialtone_loadtest::{kamailio, procfs::pss, wait_cached_lines};
+use dialtone_loadtest::{
+    kamailio,
+    procfs::{ListenQueue, pss},
+    wait_cached_lines,
+};
 use dialtone_proto::config::v1 as pb;
 use dialtone_tests::{ClusterSandbox, binary, fleet::seed_site, free_port_pair};
 use tokio::{
@@ -43,6 +50,16 @@ const GROUP: usize = 15_000;
 /// lifetime (32 s), after which the edge's quiet phones keep only their compact state (as
 /// `sip-bench` waits).
 const SETTLE: Duration = Duration::from_secs(35);
+
+/// `STREAM_BENCH_RECONNECT_SPREAD_MS`: the time within which every phone of a reconnect
+/// wave connects again, when set (a number of milliseconds).
+fn reconnect_spread_ms() -> Option<u64> {
+    let v = std::env::var("STREAM_BENCH_RECONNECT_SPREAD_MS").ok()?;
+    match v.parse() {
+        Ok(ms) => Some(ms),
+        Err(_) => panic!("STREAM_BENCH_RECONNECT_SPREAD_MS={v:?}: not a number of milliseconds"),
+    }
+}
 
 /// One phonesim process, driven over its stdin (`run --waves`).
 struct Phonesim {
@@ -61,8 +78,11 @@ impl Phonesim {
         rate: u32,
         log: &Path,
     ) -> anyhow::Result<Self> {
-        // Every phone of a wave reconnects within the time the first wave took to start.
-        let spread_ms = (phones as u64 * 1000) / u64::from(rate.max(1));
+        // Every phone of a wave reconnects within the time the first wave took to start,
+        // unless told otherwise: a load balancer that drops every flow at once sends the
+        // phones back within a second or two.
+        let spread_ms =
+            reconnect_spread_ms().unwrap_or((phones as u64 * 1000) / u64::from(rate.max(1)));
         let mut cmd = Command::new(binary("phonesim"));
         cmd.arg("run")
             .arg("--phones")
@@ -118,6 +138,13 @@ struct Wave {
     failures: u64,
     /// The edges' own p99 of REGISTER transactions in the wave (bucket bound, ms).
     server_p99_ms: Option<f64>,
+    /// The bound of the edges' slowest REGISTER transaction's bucket in the wave (ms): a
+    /// phone's registration that took seconds with the edges' all fast was slow before
+    /// the edge read it or after it answered.
+    server_max_ms: Option<f64>,
+    /// The machine's accept queues in the wave: the connections they refused, and the
+    /// SYNs sent again (every process on the machine counts, both ends).
+    listen: ListenQueue,
 }
 
 /// The number after `key` in `line` (`-`: 0).
@@ -143,6 +170,8 @@ fn parse_wave(line: &str) -> Wave {
         timeouts: n("timeout ") as u64,
         failures,
         server_p99_ms: None,
+        server_max_ms: None,
+        listen: ListenQueue::default(),
     }
 }
 
@@ -156,6 +185,8 @@ fn merge(waves: &[Wave]) -> Wave {
         timeouts: waves.iter().map(|w| w.timeouts).sum(),
         failures: waves.iter().map(|w| w.failures).sum(),
         server_p99_ms: None,
+        server_max_ms: None,
+        listen: ListenQueue::default(),
     }
 }
 
@@ -258,6 +289,7 @@ async fn drive(
     let before = settled_pss(pids).await;
     let per_phone = |now: u64| now.saturating_sub(before) as f64 / phones.max(1) as f64;
     let mut sims = Vec::new();
+    let listen = ListenQueue::now();
     for (g, (fleet, n)) in groups.iter().enumerate() {
         let log = std::env::temp_dir().join(format!("stream-bench-{server}-{transport}-{g}.log"));
         let bind = format!("127.0.0.{}", 10 + g);
@@ -279,12 +311,15 @@ async fn drive(
     out.waves.push(merge(&first));
     let now = register_buckets(edges).await;
     out.waves[0].server_p99_ms = bucket_quantile_ms(&buckets, &now, 0.99);
+    out.waves[0].server_max_ms = bucket_quantile_ms(&buckets, &now, 1.0);
     buckets = now;
+    out.waves[0].listen = ListenQueue::now().since(&listen);
     tokio::time::sleep(SETTLE).await;
     out.memory
         .push(("first wave".into(), per_phone(pss(&pids()))));
     eprintln!("{server} {transport}: first wave {:?}", out.waves[0]);
     for w in 1..=waves {
+        let listen = ListenQueue::now();
         for s in &mut sims {
             s.send("wave").await?;
         }
@@ -295,6 +330,8 @@ async fn drive(
         out.waves.push(merge(&each));
         let now = register_buckets(edges).await;
         out.waves[w].server_p99_ms = bucket_quantile_ms(&buckets, &now, 0.99);
+        out.waves[w].server_max_ms = bucket_quantile_ms(&buckets, &now, 1.0);
+        out.waves[w].listen = ListenQueue::now().since(&listen);
         buckets = now;
         tokio::time::sleep(SETTLE).await;
         out.memory
@@ -314,7 +351,7 @@ async fn drive(
 
 fn print(outcomes: &[(String, Outcome)]) {
     println!(
-        "\n{:<6} {:<10} {:>7} {:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>16} {:>14}",
+        "\n{:<6} {:<10} {:>7} {:>6} {:>12} {:>10} {:>10} {:>9} {:>9} {:>16} {:>14} {:>12} {:>10} {:>10}",
         "trans",
         "server",
         "phones",
@@ -325,13 +362,16 @@ fn print(outcomes: &[(String, Outcome)]) {
         "timeouts",
         "failures",
         "bytes/phone",
-        "edge p99 ms"
+        "edge p99 ms",
+        "edge max ms",
+        "overflows",
+        "SYN resent"
     );
     for (transport, o) in outcomes {
         for (i, w) in o.waves.iter().enumerate() {
             let mem = o.memory.get(i).map_or(0.0, |m| m.1);
             println!(
-                "{:<6} {:<10} {:>7} {:>6} {:>12} {:>10.1} {:>10.1} {:>9} {:>9} {:>16.0} {:>14}",
+                "{:<6} {:<10} {:>7} {:>6} {:>12} {:>10.1} {:>10.1} {:>9} {:>9} {:>16.0} {:>14} {:>12} {:>10} {:>10}",
                 transport,
                 o.server,
                 o.phones,
@@ -346,7 +386,10 @@ fn print(outcomes: &[(String, Outcome)]) {
                 w.timeouts,
                 w.failures,
                 mem,
-                w.server_p99_ms.map_or("-".into(), |v| format!("<{v}"))
+                w.server_p99_ms.map_or("-".into(), |v| format!("<{v}")),
+                w.server_max_ms.map_or("-".into(), |v| format!("<{v}")),
+                w.listen.overflows,
+                w.listen.syn_retransmits
             );
         }
         if let Some((what, m)) = o.memory.last() {
@@ -357,6 +400,9 @@ fn print(outcomes: &[(String, Outcome)]) {
         }
     }
     println!("(* not every phone registered again within 120 s; p50/p99 are the worst group's)");
+    println!(
+        "(overflows: connections the machine's full accept queues refused in the wave; SYN resent: SYNs sent again, 1, 3 and 7 s after the first)"
+    );
 }
 
 #[tokio::main]
@@ -533,5 +579,23 @@ mod tests {
         );
         assert!(!r.all_registered);
         assert_eq!(r.p99_ms, 0.0);
+    }
+
+    #[test]
+    fn a_quantile_is_the_bound_of_its_bucket_in_what_was_counted_between_reads() {
+        let before = [(0.005, 10), (0.01, 10), (1.0, 10), (f64::INFINITY, 10)];
+        let after = [(0.005, 108), (0.01, 109), (1.0, 110), (f64::INFINITY, 110)];
+        // (q, expected bound in ms): 100 counted, 98 under 5 ms, one under 10, one under 1 s.
+        let cases = [
+            (0.5, Some(5.0)),
+            (0.98, Some(5.0)),
+            (0.99, Some(10.0)),
+            (1.0, Some(1000.0)),
+        ];
+        for (q, want) in cases {
+            assert_eq!(bucket_quantile_ms(&before, &after, q), want, "q {q}");
+        }
+        // Nothing counted between the reads: no quantile.
+        assert_eq!(bucket_quantile_ms(&after, &after, 1.0), None);
     }
 }
