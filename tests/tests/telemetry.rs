@@ -74,7 +74,7 @@ impl MetricsReceiver {
 
 /// Serves an OTLP receiver on a free loopback port; returns its endpoint and task.
 async fn serve(routes: tonic::service::Routes) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = dialtone_common::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
     let server = tokio::spawn(async move {
         let _ = tonic::transport::Server::builder()
@@ -450,7 +450,7 @@ async fn otlp_goes_over_tls_with_headers() {
     let (cert, key) = ca.issue("collector", "localhost", &["localhost", "127.0.0.1"], false);
     let (client_cert, client_key) = ca.issue("node", "dialtone", &[], true);
     let seen = Seen::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = dialtone_common::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
     let endpoint = format!("https://{}", listener.local_addr().unwrap());
     let tls = ServerTlsConfig::new()
         .identity(Identity::from_pem(

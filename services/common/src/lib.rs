@@ -1,4 +1,7 @@
 //! What every Dialtone crate shares below the fleet's vocabulary (`dialtone-domain`):
-//! today the one wall clock. Nothing here knows SIP, the store or a role.
+//! the one wall clock, and listening sockets with a deep accept queue. Nothing here knows
+//! SIP, the store or a role.
 
 pub mod clock;
+#[cfg(feature = "net")]
+pub mod listen;

@@ -80,18 +80,15 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         .await?
         .context("granting the node lease")?;
 
-    let grpc = tokio::net::TcpListener::bind(cfg.listen_grpc)
-        .await
+    let grpc = dialtone_common::listen::tcp(cfg.listen_grpc)
         .with_context(|| format!("binding --listen-grpc {}", cfg.listen_grpc))?;
-    let admin_listener = tokio::net::TcpListener::bind(cfg.listen_admin)
-        .await
+    let admin_listener = dialtone_common::listen::tcp(cfg.listen_admin)
         .with_context(|| format!("binding --listen-admin {}", cfg.listen_admin))?;
     let grpc_addr = grpc.local_addr()?;
     let admin_addr = admin_listener.local_addr()?;
     let api_listener = if cfg.roles.iter().any(|r| r == "config") {
         Some(
-            tokio::net::TcpListener::bind(cfg.listen_api)
-                .await
+            dialtone_common::listen::tcp(cfg.listen_api)
                 .with_context(|| format!("binding --listen-api {}", cfg.listen_api))?,
         )
     } else {

@@ -119,7 +119,7 @@ impl Edge {
             (Transport::Wss, l.wss, "--sip-wss"),
         ] {
             if let Some(a) = addr {
-                let listener = transport::stream::bind(flag, a).await?;
+                let listener = transport::stream::bind(flag, a)?;
                 addresses.insert(t, listener.local_addr().unwrap_or(a));
                 streams.push((t, listener));
             }

@@ -87,12 +87,12 @@ impl Provisioning {
             None => dialtone_tls::server_config(&cert, &pem_key, alpn)?,
         };
         let tls = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| ProvisioningError::Bind {
+        let listener = dialtone_common::listen::tcp(settings.listen).map_err(|source| {
+            ProvisioningError::Bind {
                 addr: settings.listen,
                 source,
-            })?;
+            }
+        })?;
         let addr = listener
             .local_addr()
             .map_err(|source| ProvisioningError::Bind {

@@ -29,10 +29,10 @@ use super::{
 };
 use crate::{dispatch::Dispatcher, error::EdgeError};
 
-pub async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| EdgeError::Listen { what, addr, source })
+/// A listener with an accept queue as deep as the kernel allows: a reconnect wave of
+/// thousands of phones must not find it full ([`dialtone_common::listen`]).
+pub fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, EdgeError> {
+    dialtone_common::listen::tcp(addr).map_err(|source| EdgeError::Listen { what, addr, source })
 }
 
 /// Accepts TCP (or, with `tls`, TLS) connections until `stop`.
@@ -458,7 +458,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_connections_task_fits_640_bytes() {
         let h = crate::dispatch::tests::harness(std::time::Duration::from_secs(1));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = dialtone_common::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         let _phone = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();

@@ -199,7 +199,7 @@ mod tests {
         let (cert, key) = dialtone_tls::dev_pair(dir.path(), "edge").unwrap();
         let server = Arc::new(dialtone_tls::server_config(&cert, &key, &[]).unwrap());
         let client = Arc::new(dialtone_tls::client_config(&cert).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = dialtone_common::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let big: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
         let expected = big.clone();
@@ -247,7 +247,7 @@ mod tests {
         assert!(!with_ca.ticketer.enabled());
         assert!(!with_ca.session_storage.can_cache() && with_ca.send_tls13_tickets == 0);
         let client = Arc::new(dialtone_tls::client_config(&cert).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = dialtone_common::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move {
             loop {
@@ -282,7 +282,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = dialtone_tls::dev_pair(dir.path(), "edge").unwrap();
         let server = Arc::new(dialtone_tls::server_config(&cert, &key, &[]).unwrap());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = dialtone_common::listen::tcp("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = listener.local_addr().unwrap();
         let served = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
