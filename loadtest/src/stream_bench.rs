@@ -14,8 +14,9 @@
 //!
 //! This machine allows a process 20,000 open files, and a phone's connection is one on each
 //! side: so PHONES are split into groups of at most [`GROUP`], each group with its own edge
-//! (a process of its own, `--sip-max-connections=19000`) and its own `phonesim` process bound
-//! to its own loopback address (127.0.0.(10+g)). The edges run as in production: a config
+//! (a process of its own, `--sip-max-connections=19000`) and its own `phonesim` process,
+//! whose phones connect from 250 loopback addresses of their own (127.(10+g).0.1 and up;
+//! `STREAM_BENCH_TCP_SOURCES`), as real phones each have theirs. The edges run as in production: a config
 //! node and the edges on one etcd member. Kamailio (one process tree) takes one group.
 //!
 //! Printed per transport and server: the edges' PSS growth per phone after the first wave,
@@ -61,6 +62,20 @@ fn reconnect_spread_ms() -> Option<u64> {
     }
 }
 
+/// `STREAM_BENCH_TCP_SOURCES`: how many addresses each group's phones connect from
+/// (`phonesim --tcp-sources`), 250 unless set. Real phones each have their own; before
+/// 2026-12-06 a group's 15,000 came from one, and a third of a reconnect wave's CPU went
+/// to the kernel's search for a free port at each connect.
+fn tcp_sources() -> u32 {
+    match std::env::var("STREAM_BENCH_TCP_SOURCES") {
+        Err(_) => 250,
+        Ok(v) => match v.parse() {
+            Ok(n) if n >= 1 => n,
+            _ => panic!("STREAM_BENCH_TCP_SOURCES={v:?}: not a number of addresses (1 or more)"),
+        },
+    }
+}
+
 /// One phonesim process, driven over its stdin (`run --waves`).
 struct Phonesim {
     child: Child,
@@ -88,6 +103,7 @@ impl Phonesim {
             .arg("--phones")
             .arg(fleet)
             .args(["--transport", transport, "--bind-ip", bind, "--waves"])
+            .args(["--tcp-sources", &tcp_sources().to_string()])
             .args(["--rate", &rate.to_string(), "--expires", "3600"])
             .args(["--duration", "120", "--no-unregister"])
             .args(["--reconnect-spread-ms", &spread_ms.to_string()]);
@@ -292,7 +308,8 @@ async fn drive(
     let listen = ListenQueue::now();
     for (g, (fleet, n)) in groups.iter().enumerate() {
         let log = std::env::temp_dir().join(format!("stream-bench-{server}-{transport}-{g}.log"));
-        let bind = format!("127.0.0.{}", 10 + g);
+        // Group g's phones come from 127.(10+g).0.1 and up, TCP_SOURCES addresses.
+        let bind = format!("127.{}.0.1", 10 + g);
         sims.push(Phonesim::start(
             fleet, transport, ca, &bind, *n, group_rate, &log,
         )?);

@@ -83,6 +83,12 @@ pub struct SimConfig {
     pub answer_after: Duration,
     /// Local address the sockets bind (port chosen by the OS).
     pub bind_ip: IpAddr,
+    /// TCP/TLS: how many addresses from `bind_ip` up the phones' connections come from
+    /// (phone `i` binds `bind_ip` + `i` mod this; 1: all from `bind_ip`). Real phones each
+    /// have their own; ten thousand connections from one address to one edge make the
+    /// kernel walk the port range at every connect for a free address pair (a third of a
+    /// 100,000-phone reconnect wave's CPU went there).
+    pub tcp_sources: u32,
     /// A transaction fails after this long without a final answer (UDP retransmissions
     /// double from 500 ms meanwhile).
     pub timeout: Duration,
@@ -164,6 +170,7 @@ impl Default for SimConfig {
             invite_answer: 200,
             answer_after: Duration::ZERO,
             bind_ip: IpAddr::from([127, 0, 0, 1]),
+            tcp_sources: 1,
             timeout: Duration::from_secs(4),
             provisioning: None,
             devices: Devices::default(),

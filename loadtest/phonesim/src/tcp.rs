@@ -8,7 +8,7 @@
 //! whole site losing its connections at once comes back at a rate, not in one burst.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering::Relaxed},
@@ -70,6 +70,16 @@ impl TcpLink {
         };
         self.pending.lock().remove(&key);
         r
+    }
+}
+
+/// The address phone `phone`'s connections come from: `base` plus `phone` mod `sources`
+/// (at least one), carried over the address's octets. Pure.
+pub(crate) fn source_ip(base: IpAddr, sources: u32, phone: usize) -> IpAddr {
+    let step = (phone % sources.max(1) as usize) as u32;
+    match base {
+        IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add(step).into()),
+        IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add(u128::from(step)).into()),
     }
 }
 
@@ -140,7 +150,10 @@ impl Inner {
             );
         }
         socket
-            .bind(SocketAddr::new(self.cfg.bind_ip, 0))
+            .bind(SocketAddr::new(
+                source_ip(self.cfg.bind_ip, self.cfg.tcp_sources, p.index),
+                0,
+            ))
             .map_err(|e| said_once("binding", registrar, &e))?;
         let stream = tokio::time::timeout(self.cfg.timeout, socket.connect(registrar))
             .await
@@ -231,5 +244,33 @@ impl Inner {
         };
         *slot = Some(link.clone());
         Ok(link)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::source_ip;
+
+    #[test]
+    fn a_phones_connections_come_from_its_share_of_the_addresses() {
+        let ip = |s: &str| s.parse().unwrap();
+        // (base, sources, phone, expected)
+        let cases = [
+            ("127.0.0.10", 1, 7, "127.0.0.10"),
+            ("127.0.0.10", 0, 7, "127.0.0.10"),
+            ("127.10.0.1", 250, 0, "127.10.0.1"),
+            ("127.10.0.1", 250, 249, "127.10.0.250"),
+            ("127.10.0.1", 250, 250, "127.10.0.1"),
+            // Carried over the octets.
+            ("127.10.0.200", 100, 60, "127.10.1.4"),
+            ("::1", 3, 5, "::3"),
+        ];
+        for (base, sources, phone, want) in cases {
+            assert_eq!(
+                source_ip(ip(base), sources, phone),
+                ip(want),
+                "{base} {sources} {phone}"
+            );
+        }
     }
 }
