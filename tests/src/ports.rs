@@ -41,7 +41,16 @@ fn block_name(base: u16, size: u16) -> String {
 
 /// Whether `port` can be bound on TCP and UDP of 127.0.0.1 right now.
 fn bindable(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+    tcp_bindable(port) && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Whether `port` can be bound on TCP of 127.0.0.1 right now.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "a probe, closed at once: nothing connects to it, so its accept queue does not matter"
+)]
+fn tcp_bindable(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 /// A port free on TCP and UDP of 127.0.0.1, released for the child to bind and reserved
@@ -119,7 +128,7 @@ pub fn free_port_pair() -> u16 {
         else {
             continue;
         };
-        if bindable(p) && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+        if bindable(p) && tcp_bindable(p + 1) {
             keep(first);
             keep(second);
             return p;

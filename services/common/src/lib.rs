@@ -3,5 +3,4 @@
 //! SIP, the store or a role.
 
 pub mod clock;
-#[cfg(feature = "net")]
 pub mod listen;
