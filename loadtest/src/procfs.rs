@@ -124,18 +124,16 @@ impl MemoryPressure {
     }
 }
 
-/// What the kernel's TCP stack dropped or retried while accepting connections, from
-/// `/proc/net/netstat` (this network namespace: both ends of a loopback run count). A
-/// listener whose accept queue is full drops a SYN, and the client sends it again 1, 3, 7
-/// s later: a reconnect wave's registrations that take seconds with an idle server are
-/// that.
+/// What the kernel's TCP stack refused or sent again while connections were being
+/// opened, from `/proc/net/netstat` (this network namespace: both ends of a loopback run
+/// count). A listener whose accept queue is full drops a SYN, and the client sends it
+/// again 1, 3 and 7 s later: registrations that take seconds with the server's own
+/// handling fast can be that.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ListenQueue {
     /// Connections a full accept queue refused (`ListenOverflows`).
     pub overflows: u64,
-    /// SYNs a listener dropped for any reason, overflows among them (`ListenDrops`).
-    pub drops: u64,
-    /// SYNs sent again for want of an answer (`TCPSynRetrans`).
+    /// SYNs and SYN-ACKs sent again for want of an answer (`TCPSynRetrans`).
     pub syn_retransmits: u64,
 }
 
@@ -172,7 +170,6 @@ impl ListenQueue {
         };
         ListenQueue {
             overflows: counter("ListenOverflows"),
-            drops: counter("ListenDrops"),
             syn_retransmits: counter("TCPSynRetrans"),
         }
     }
@@ -181,7 +178,6 @@ impl ListenQueue {
     pub fn since(&self, before: &Self) -> Self {
         ListenQueue {
             overflows: self.overflows.saturating_sub(before.overflows),
-            drops: self.drops.saturating_sub(before.drops),
             syn_retransmits: self.syn_retransmits.saturating_sub(before.syn_retransmits),
         }
     }
@@ -252,7 +248,6 @@ mod tests {
                 netstat,
                 ListenQueue {
                     overflows: 7,
-                    drops: 9,
                     syn_retransmits: 31,
                 },
             ),
@@ -260,9 +255,9 @@ mod tests {
             ("IpExt: ListenOverflows\nIpExt: 5\n", ListenQueue::default()),
             // A value that is not a number, or a name with no value, reads 0.
             (
-                "TcpExt: ListenOverflows ListenDrops TCPSynRetrans\nTcpExt: x 4\n",
+                "TcpExt: ListenOverflows TCPSynRetrans ListenDrops\nTcpExt: x 4\n",
                 ListenQueue {
-                    drops: 4,
+                    syn_retransmits: 4,
                     ..ListenQueue::default()
                 },
             ),
@@ -274,14 +269,12 @@ mod tests {
         let before = ListenQueue::parse(netstat);
         let after = ListenQueue {
             overflows: 10,
-            drops: 12,
             syn_retransmits: 30,
         };
         assert_eq!(
             after.since(&before),
             ListenQueue {
                 overflows: 3,
-                drops: 3,
                 syn_retransmits: 0,
             }
         );

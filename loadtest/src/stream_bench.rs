@@ -4,7 +4,8 @@
 //! once, as a site's network blip or a load balancer losing its flows does, then each phone
 //! registering again within the time the first wave took).
 //!
-//! `cargo build --release --bins && target/release/stream-bench [PHONES] [TRANSPORTS] [WAVES] [RATE]`
+//! `cargo build --release --bins &&
+//! target/release/stream-bench [PHONES] [TRANSPORTS] [WAVES] [RATE]`
 //! (defaults 10000, `tcp,tls`, 3, 2000, RATE in all; Kamailio from `scripts/deps.sh
 //! --bench`). With `STREAM_BENCH_BASELINE=PATH` (another build of `dialtone`), each
 //! transport also runs on a cluster of that build, after this build's, with this build's
@@ -23,7 +24,7 @@
 //! after each reconnect wave and once every connection closed (the phones gone), each
 //! 35 s after the wave ended; and per wave the registrations, their p50/p99 (the worst
 //! group's), the failures (summed) and the connections the machine's accept queues refused
-//! and the SYNs sent again (`/proc/net/netstat`).
+//! and the SYNs and SYN-ACKs sent again (`/proc/net/netstat`).
 
 use std::{
     path::{Path, PathBuf},
@@ -63,15 +64,18 @@ fn reconnect_spread_ms() -> Option<u64> {
 }
 
 /// `STREAM_BENCH_TCP_SOURCES`: how many addresses each group's phones connect from
-/// (`phonesim --tcp-sources`), 250 unless set. Real phones each have their own; before
-/// 2026-12-06 a group's 15,000 came from one, and a third of a reconnect wave's CPU went
-/// to the kernel's search for a free port at each connect.
+/// (`phonesim --tcp-sources`), 250 unless set; at most 65,535, so that group g's stay
+/// within 127.(10+g).0.0/16. Real phones each have their own; before 2026-12-06 a group's
+/// 15,000 came from one, and the kernel's search for a free port at each connect took
+/// much of a reconnect wave's CPU (`docs/benchmarks.md`).
 fn tcp_sources() -> u32 {
     match std::env::var("STREAM_BENCH_TCP_SOURCES") {
         Err(_) => 250,
         Ok(v) => match v.parse() {
-            Ok(n) if n >= 1 => n,
-            _ => panic!("STREAM_BENCH_TCP_SOURCES={v:?}: not a number of addresses (1 or more)"),
+            Ok(n @ 1..=65_535) => n,
+            _ => {
+                panic!("STREAM_BENCH_TCP_SOURCES={v:?}: not a number of addresses from 1 to 65535")
+            }
         },
     }
 }
@@ -159,7 +163,7 @@ struct Wave {
     /// the edge read it or after it answered.
     server_max_ms: Option<f64>,
     /// The machine's accept queues in the wave: the connections they refused, and the
-    /// SYNs sent again (every process on the machine counts, both ends).
+    /// SYNs and SYN-ACKs sent again (every process on the machine counts, both ends).
     listen: ListenQueue,
 }
 
@@ -305,6 +309,8 @@ async fn drive(
     let before = settled_pss(pids).await;
     let per_phone = |now: u64| now.saturating_sub(before) as f64 / phones.max(1) as f64;
     let mut sims = Vec::new();
+    // Read before the first phone starts: its REGISTERs and connections are the wave's.
+    let mut buckets = register_buckets(edges).await;
     let listen = ListenQueue::now();
     for (g, (fleet, n)) in groups.iter().enumerate() {
         let log = std::env::temp_dir().join(format!("stream-bench-{server}-{transport}-{g}.log"));
@@ -320,7 +326,6 @@ async fn drive(
         memory: Vec::new(),
         waves: Vec::new(),
     };
-    let mut buckets = register_buckets(edges).await;
     let mut first = Vec::new();
     for s in &mut sims {
         first.push(parse_wave(&s.expect("ready").await?));
@@ -418,7 +423,7 @@ fn print(outcomes: &[(String, Outcome)]) {
     }
     println!("(* not every phone registered again within 120 s; p50/p99 are the worst group's)");
     println!(
-        "(overflows: connections the machine's full accept queues refused in the wave; SYN resent: SYNs sent again, 1, 3 and 7 s after the first)"
+        "(overflows: connections the machine's full accept queues refused in the wave; SYN resent: SYNs and SYN-ACKs sent again, 1, 3 and 7 s after the first)"
     );
 }
 

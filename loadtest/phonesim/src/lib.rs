@@ -21,6 +21,7 @@ pub mod https;
 pub mod managed;
 pub mod stats;
 mod tcp;
+pub use tcp::sources_are_loopback;
 pub mod wire;
 
 use std::{
@@ -84,10 +85,10 @@ pub struct SimConfig {
     /// Local address the sockets bind (port chosen by the OS).
     pub bind_ip: IpAddr,
     /// TCP/TLS: how many addresses from `bind_ip` up the phones' connections come from
-    /// (phone `i` binds `bind_ip` + `i` mod this; 1: all from `bind_ip`). Real phones each
-    /// have their own; ten thousand connections from one address to one edge make the
-    /// kernel walk the port range at every connect for a free address pair (a third of a
-    /// 100,000-phone reconnect wave's CPU went there).
+    /// (phone `i` binds `bind_ip` + `i` mod this; 1: all from `bind_ip`; more only within
+    /// 127.0.0.0/8, [`sources_are_loopback`]). Real phones each have their own; fifteen
+    /// thousand connections from one address to one edge make the kernel walk the port
+    /// range at every connect for a free address pair (`stream-bench`, 2026-12-06).
     pub tcp_sources: u32,
     /// A transaction fails after this long without a final answer (UDP retransmissions
     /// double from 500 ms meanwhile).

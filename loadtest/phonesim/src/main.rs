@@ -100,14 +100,13 @@ enum Cmd {
         /// IP address); `--transport tls` needs it.
         #[arg(long)]
         sip_ca: Option<PathBuf>,
-        /// Local address the phones' sockets bind (several simulators on 127.0.0.x
-        /// spread their connections over more source addresses).
+        /// Local address the phones' sockets bind (the first of --tcp-sources).
         #[arg(long, default_value = "127.0.0.1")]
         bind_ip: std::net::IpAddr,
         /// TCP/TLS: the phones' connections come from this many addresses, --bind-ip and
         /// up (phone i's from --bind-ip + i mod N), as real phones each have their own:
         /// thousands of connections from one address to one edge make the kernel search
-        /// the port range at every connect.
+        /// the port range at every connect. More than one only within 127.0.0.0/8.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         tcp_sources: u32,
         /// After a lost TCP/TLS connection, a phone registers again after a random wait up
@@ -437,6 +436,12 @@ async fn main() -> anyhow::Result<()> {
             retry_most_ms,
             waves,
         } => {
+            if !dialtone_phonesim::sources_are_loopback(bind_ip, tcp_sources) {
+                bail!(
+                    "--tcp-sources {tcp_sources} from --bind-ip {bind_ip}: more than one \
+                     address only within 127.0.0.0/8, where a host has them all"
+                );
+            }
             let tls = match (&transport[..], sip_ca) {
                 ("tls", Some(ca)) => Some(client_config(
                     &std::fs::read(&ca).with_context(|| format!("reading {}", ca.display()))?,

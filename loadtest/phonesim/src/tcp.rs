@@ -8,7 +8,7 @@
 //! whole site losing its connections at once comes back at a rate, not in one burst.
 
 use std::{
-    net::{IpAddr, SocketAddr},
+    net::{IpAddr, Ipv4Addr, SocketAddr},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering::Relaxed},
@@ -74,13 +74,27 @@ impl TcpLink {
 }
 
 /// The address phone `phone`'s connections come from: `base` plus `phone` mod `sources`
-/// (at least one), carried over the address's octets. Pure.
+/// (at least one), carried over the octets; `base` itself for IPv6, whose loopback is one
+/// address. Pure.
 pub(crate) fn source_ip(base: IpAddr, sources: u32, phone: usize) -> IpAddr {
     let step = (phone % sources.max(1) as usize) as u32;
     match base {
-        IpAddr::V4(a) => IpAddr::V4(u32::from(a).wrapping_add(step).into()),
-        IpAddr::V6(a) => IpAddr::V6(u128::from(a).wrapping_add(u128::from(step)).into()),
+        IpAddr::V4(a) => IpAddr::V4(u32::from(a).saturating_add(step).into()),
+        IpAddr::V6(_) => base,
     }
+}
+
+/// Whether `sources` addresses from `base` up are all loopback addresses, which a host
+/// has without configuring them (127.0.0.0/8); one address always is whatever it is. Pure.
+pub fn sources_are_loopback(base: IpAddr, sources: u32) -> bool {
+    if sources <= 1 {
+        return true;
+    }
+    let IpAddr::V4(a) = base else {
+        return false;
+    };
+    let last = u64::from(u32::from(a)) + u64::from(sources) - 1;
+    a.is_loopback() && last <= u64::from(u32::from(Ipv4Addr::new(127, 255, 255, 255)))
 }
 
 /// Prints the first failure of each kind (the counters count them all); an IO failure.
@@ -249,7 +263,7 @@ impl Inner {
 
 #[cfg(test)]
 mod tests {
-    use super::source_ip;
+    use super::{source_ip, sources_are_loopback};
 
     #[test]
     fn a_phones_connections_come_from_its_share_of_the_addresses() {
@@ -263,13 +277,38 @@ mod tests {
             ("127.10.0.1", 250, 250, "127.10.0.1"),
             // Carried over the octets.
             ("127.10.0.200", 100, 60, "127.10.1.4"),
-            ("::1", 3, 5, "::3"),
+            // IPv6's loopback is one address.
+            ("::1", 3, 5, "::1"),
         ];
         for (base, sources, phone, want) in cases {
             assert_eq!(
                 source_ip(ip(base), sources, phone),
                 ip(want),
                 "{base} {sources} {phone}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_loopback_addresses_are_spread_over() {
+        let ip = |s: &str| s.parse().unwrap();
+        // (base, sources, allowed)
+        let cases = [
+            ("127.10.0.1", 250, true),
+            ("127.255.255.0", 256, true),
+            ("127.255.255.0", 257, false),
+            ("10.0.0.5", 2, false),
+            ("0.0.0.0", 2, false),
+            ("::1", 2, false),
+            // One address is whatever the user gave.
+            ("10.0.0.5", 1, true),
+            ("::1", 1, true),
+        ];
+        for (base, sources, want) in cases {
+            assert_eq!(
+                sources_are_loopback(ip(base), sources),
+                want,
+                "{base} {sources}"
             );
         }
     }
