@@ -11,7 +11,8 @@
 //! transport also runs on a cluster of that build, after this build's, with this build's
 //! `phonesim`: a same-run comparison of two builds. `STREAM_BENCH_RECONNECT_SPREAD_MS=MS`
 //! makes every reconnect wave's phones connect again within MS instead (a load balancer
-//! that drops every flow at once).
+//! that drops every flow at once); `STREAM_BENCH_RECONNECT_AFTER_MS=MS` has every phone
+//! wait MS first, so that none reconnects while the wave's connections are closing.
 //!
 //! This machine allows a process 20,000 open files, and a phone's connection is one on each
 //! side: so PHONES are split into groups of at most [`GROUP`], each group with its own edge
@@ -53,13 +54,15 @@ const GROUP: usize = 15_000;
 /// `sip-bench` waits).
 const SETTLE: Duration = Duration::from_secs(35);
 
-/// `STREAM_BENCH_RECONNECT_SPREAD_MS`: the time within which every phone of a reconnect
-/// wave connects again, when set (a number of milliseconds).
-fn reconnect_spread_ms() -> Option<u64> {
-    let v = std::env::var("STREAM_BENCH_RECONNECT_SPREAD_MS").ok()?;
+/// A number of milliseconds from environment variable `name`, when set:
+/// `STREAM_BENCH_RECONNECT_SPREAD_MS`, the time within which every phone of a reconnect
+/// wave connects again; `STREAM_BENCH_RECONNECT_AFTER_MS`, how long every phone waits
+/// before that (0 unless set: a diagnostic that keeps the reconnects clear of the closes).
+fn env_ms(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
     match v.parse() {
         Ok(ms) => Some(ms),
-        Err(_) => panic!("STREAM_BENCH_RECONNECT_SPREAD_MS={v:?}: not a number of milliseconds"),
+        Err(_) => panic!("{name}={v:?}: not a number of milliseconds"),
     }
 }
 
@@ -100,8 +103,9 @@ impl Phonesim {
         // Every phone of a wave reconnects within the time the first wave took to start,
         // unless told otherwise: a load balancer that drops every flow at once sends the
         // phones back within a second or two.
-        let spread_ms =
-            reconnect_spread_ms().unwrap_or((phones as u64 * 1000) / u64::from(rate.max(1)));
+        let spread_ms = env_ms("STREAM_BENCH_RECONNECT_SPREAD_MS")
+            .unwrap_or((phones as u64 * 1000) / u64::from(rate.max(1)));
+        let after_ms = env_ms("STREAM_BENCH_RECONNECT_AFTER_MS").unwrap_or(0);
         let mut cmd = Command::new(binary("phonesim"));
         cmd.arg("run")
             .arg("--phones")
@@ -110,7 +114,8 @@ impl Phonesim {
             .args(["--tcp-sources", &tcp_sources().to_string()])
             .args(["--rate", &rate.to_string(), "--expires", "3600"])
             .args(["--duration", "120", "--no-unregister"])
-            .args(["--reconnect-spread-ms", &spread_ms.to_string()]);
+            .args(["--reconnect-spread-ms", &spread_ms.to_string()])
+            .args(["--reconnect-after-ms", &after_ms.to_string()]);
         if let Some(ca) = ca {
             cmd.arg("--sip-ca").arg(ca);
         }

@@ -103,8 +103,13 @@ pub struct SimConfig {
     /// their IP address).
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// After a lost connection, a phone registers again after a random wait up to this
-    /// long (RFC 5626's flow recovery, spread as real phones' backoff spreads it).
+    /// long (RFC 5626's flow recovery, spread as real phones' backoff spreads it), past
+    /// [`SimConfig::reconnect_after`].
     pub reconnect_spread: Duration,
+    /// How long every phone waits after a lost connection before its random wait starts.
+    /// 0 (the default) has the first phones back while the others' connections are still
+    /// closing; more keeps the reconnects clear of the closes (a diagnostic).
+    pub reconnect_after: Duration,
     /// After a failed registration not told when to come back (no `Retry-After`), a phone
     /// waits between half this and this, doubled at each failure up to
     /// [`SimConfig::retry_most`] ([`retry_wait`]). The default (500 ms to 8 s) brings a
@@ -178,6 +183,7 @@ impl Default for SimConfig {
             transport: SimTransport::Udp,
             tls: None,
             reconnect_spread: Duration::from_secs(1),
+            reconnect_after: Duration::ZERO,
             retry_first: Duration::from_millis(500),
             retry_most: Duration::from_secs(8),
         }
@@ -541,14 +547,16 @@ impl Inner {
     }
 
     /// Registration `which` of phone `phone` lost its connection: it is gone as far as the
-    /// phone knows, and the phone registers again over a new one after a random wait
-    /// within [`SimConfig::reconnect_spread`].
+    /// phone knows, and the phone registers again over a new one after
+    /// [`SimConfig::reconnect_after`] and a random wait within
+    /// [`SimConfig::reconnect_spread`].
     pub(crate) fn flow_lost(self: &Arc<Self>, phone: usize, which: usize) {
         if self.stopping.load(Relaxed) {
             return;
         }
         self.phones[phone].regs[which].until_ms.store(0, Relaxed);
-        let wait = self.cfg.reconnect_spread.mul_f64(rand::random::<f64>());
+        let wait =
+            self.cfg.reconnect_after + self.cfg.reconnect_spread.mul_f64(rand::random::<f64>());
         let me = self.clone();
         self.rt.spawn(async move {
             tokio::time::sleep(wait).await;

@@ -113,6 +113,10 @@ enum Cmd {
         /// to this many milliseconds.
         #[arg(long, default_value_t = 1000)]
         reconnect_spread_ms: u64,
+        /// After a lost TCP/TLS connection, every phone waits this many milliseconds before
+        /// its random wait: the reconnects then start after the closes are done.
+        #[arg(long, default_value_t = 0)]
+        reconnect_after_ms: u64,
         /// After a failed registration (no Retry-After), a phone waits between half this
         /// many milliseconds and this many, doubled at each failure up to
         /// --retry-most-ms. Desk phones wait tens of seconds (Yealink retries every 30 s
@@ -432,6 +436,7 @@ async fn main() -> anyhow::Result<()> {
             bind_ip,
             tcp_sources,
             reconnect_spread_ms,
+            reconnect_after_ms,
             retry_first_ms,
             retry_most_ms,
             waves,
@@ -479,6 +484,7 @@ async fn main() -> anyhow::Result<()> {
                     bind_ip,
                     tcp_sources,
                     reconnect_spread: Duration::from_millis(reconnect_spread_ms),
+                    reconnect_after: Duration::from_millis(reconnect_after_ms),
                     retry_first: Duration::from_millis(retry_first_ms),
                     retry_most: Duration::from_millis(retry_most_ms),
                     ..SimConfig::default()
