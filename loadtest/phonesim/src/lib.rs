@@ -108,7 +108,7 @@ pub struct SimConfig {
     pub reconnect_spread: Duration,
     /// How long every phone waits after a lost connection before its random wait starts.
     /// 0 (the default) has the first phones back while the others' connections are still
-    /// closing; more keeps the reconnects clear of the closes (a diagnostic).
+    /// closing; enough of it keeps the reconnects clear of the closes (a diagnostic).
     pub reconnect_after: Duration,
     /// After a failed registration not told when to come back (no `Retry-After`), a phone
     /// waits between half this and this, doubled at each failure up to
@@ -785,8 +785,9 @@ impl Sim {
     }
 
     /// Drops every open connection at once, as a network blip or a load balancer losing
-    /// its flows would; each phone registers again after a random wait within
-    /// [`SimConfig::reconnect_spread`]. Returns how many were dropped.
+    /// its flows would; each phone registers again after [`SimConfig::reconnect_after`]
+    /// and a random wait within [`SimConfig::reconnect_spread`]. Returns how many were
+    /// dropped.
     pub async fn drop_connections(&self) -> usize {
         let mut dropped = 0;
         for (i, p) in self.inner.phones.iter().enumerate() {

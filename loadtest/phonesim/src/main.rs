@@ -110,11 +110,12 @@ enum Cmd {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         tcp_sources: u32,
         /// After a lost TCP/TLS connection, a phone registers again after a random wait up
-        /// to this many milliseconds.
+        /// to this many milliseconds, which starts --reconnect-after-ms after the loss.
         #[arg(long, default_value_t = 1000)]
         reconnect_spread_ms: u64,
         /// After a lost TCP/TLS connection, every phone waits this many milliseconds before
-        /// its random wait: the reconnects then start after the closes are done.
+        /// its random wait (a diagnostic: long enough, no reconnect falls among the closes
+        /// of a wave's other connections).
         #[arg(long, default_value_t = 0)]
         reconnect_after_ms: u64,
         /// After a failed registration (no Retry-After), a phone waits between half this

@@ -4,8 +4,9 @@
 //! pings are answered. No retransmissions: TCP is reliable, so a transaction just waits.
 //!
 //! A lost connection is what RFC 5626 calls a flow failure: the phone registers again over
-//! a new one, after a random wait within [`crate::SimConfig::reconnect_spread`] so that a
-//! whole site losing its connections at once comes back at a rate, not in one burst.
+//! a new one, after [`crate::SimConfig::reconnect_after`] and a random wait within
+//! [`crate::SimConfig::reconnect_spread`], so that a whole site losing its connections at
+//! once comes back at a rate, not in one burst.
 
 use std::{
     net::{IpAddr, Ipv4Addr, SocketAddr},
