@@ -19,8 +19,9 @@
 //! side: so PHONES are split into groups of at most [`GROUP`], each group with its own edge
 //! (a process of its own, `--sip-max-connections=19000`) and its own `phonesim` process,
 //! whose phones connect from 250 loopback addresses of their own (127.(10+g).0.1 and up;
-//! `STREAM_BENCH_TCP_SOURCES`), as real phones each have theirs. The edges run as in production: a config
-//! node and the edges on one etcd member. Kamailio (one process tree) takes one group.
+//! `STREAM_BENCH_TCP_SOURCES`), as real phones each have theirs. The edges run as in
+//! production: a config node and the edges on one etcd member. Kamailio (one process
+//! tree) takes one group.
 //!
 //! Printed per transport and server: the edges' PSS growth per phone after the first wave,
 //! after each reconnect wave and once every connection closed (the phones gone), each
@@ -55,15 +56,16 @@ const GROUP: usize = 15_000;
 /// `sip-bench` waits).
 const SETTLE: Duration = Duration::from_secs(35);
 
-/// A number of milliseconds from environment variable `name`, when set:
-/// `STREAM_BENCH_RECONNECT_SPREAD_MS`, the time within which every phone of a reconnect
-/// wave connects again; `STREAM_BENCH_RECONNECT_AFTER_MS`, how long every phone waits
-/// before that (0 unless set: a diagnostic that keeps the reconnects clear of the closes).
-fn env_ms(name: &str) -> Option<u64> {
+/// The number in environment variable `name`, when set (a value that is not one stops
+/// the bench, naming it): `STREAM_BENCH_RECONNECT_SPREAD_MS`, the time within which every
+/// phone of a reconnect wave connects again; `STREAM_BENCH_RECONNECT_AFTER_MS`, how long
+/// every phone waits before that (0 unless set: a diagnostic that keeps the reconnects
+/// clear of the closes); `STREAM_BENCH_TCP_SOURCES` ([`tcp_sources`]).
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
     let v = std::env::var(name).ok()?;
     match v.parse() {
-        Ok(ms) => Some(ms),
-        Err(_) => panic!("{name}={v:?}: not a number of milliseconds"),
+        Ok(n) => Some(n),
+        Err(_) => panic!("{name}={v:?}: not a number"),
     }
 }
 
@@ -73,14 +75,12 @@ fn env_ms(name: &str) -> Option<u64> {
 /// 15,000 came from one, and the kernel's search for a free port at each connect took
 /// much of a reconnect wave's CPU (`docs/benchmarks.md`).
 fn tcp_sources() -> u32 {
-    match std::env::var("STREAM_BENCH_TCP_SOURCES") {
-        Err(_) => 250,
-        Ok(v) => match v.parse() {
-            Ok(n @ 1..=65_535) => n,
-            _ => {
-                panic!("STREAM_BENCH_TCP_SOURCES={v:?}: not a number of addresses from 1 to 65535")
-            }
-        },
+    match env_number("STREAM_BENCH_TCP_SOURCES") {
+        None => 250,
+        Some(n @ 1..=65_535) => n,
+        Some(n) => {
+            panic!("STREAM_BENCH_TCP_SOURCES={n}: not a number of addresses from 1 to 65535")
+        }
     }
 }
 
@@ -110,9 +110,9 @@ impl Phonesim {
         // Every phone of a wave reconnects within the time the first wave took to start
         // (after STREAM_BENCH_RECONNECT_AFTER_MS), unless told otherwise: a load balancer
         // that drops every flow at once sends the phones back within a second or two.
-        let spread_ms = env_ms("STREAM_BENCH_RECONNECT_SPREAD_MS")
+        let spread_ms = env_number("STREAM_BENCH_RECONNECT_SPREAD_MS")
             .unwrap_or((phones as u64 * 1000) / u64::from(rate.max(1)));
-        let after_ms = env_ms("STREAM_BENCH_RECONNECT_AFTER_MS").unwrap_or(0);
+        let after_ms = env_number("STREAM_BENCH_RECONNECT_AFTER_MS").unwrap_or(0);
         let mut cmd = Command::new(binary("phonesim"));
         cmd.arg("run")
             .arg("--phones")
@@ -307,6 +307,21 @@ fn fleet_file(
     Ok(())
 }
 
+/// What the edges and the kernel counted during `wave`, since `buckets` (the edges'
+/// REGISTER histogram, moved on to now) and `listen` were read at its start.
+async fn counted_in_wave(
+    wave: &mut Wave,
+    edges: &[&dialtone_tests::Node],
+    buckets: &mut Vec<(f64, u64)>,
+    listen: &ListenQueue,
+) {
+    let now = register_buckets(edges).await;
+    wave.server_p99_ms = bucket_quantile_ms(buckets, &now, 0.99);
+    wave.server_max_ms = bucket_quantile_ms(buckets, &now, 1.0);
+    wave.listen = ListenQueue::now().since(listen);
+    *buckets = now;
+}
+
 /// Registers every group's phones to its server, runs the waves and reads the servers'
 /// memory (`pids`) along the way.
 async fn drive(
@@ -344,11 +359,7 @@ async fn drive(
         first.push(parse_wave(&s.expect("ready").await?));
     }
     out.waves.push(merge(&first));
-    let now = register_buckets(edges).await;
-    out.waves[0].server_p99_ms = bucket_quantile_ms(&buckets, &now, 0.99);
-    out.waves[0].server_max_ms = bucket_quantile_ms(&buckets, &now, 1.0);
-    buckets = now;
-    out.waves[0].listen = ListenQueue::now().since(&listen);
+    counted_in_wave(&mut out.waves[0], edges, &mut buckets, &listen).await;
     tokio::time::sleep(SETTLE).await;
     out.memory
         .push(("first wave".into(), per_phone(pss(&pids()))));
@@ -363,11 +374,7 @@ async fn drive(
             each.push(parse_wave(&s.expect("wave").await?));
         }
         out.waves.push(merge(&each));
-        let now = register_buckets(edges).await;
-        out.waves[w].server_p99_ms = bucket_quantile_ms(&buckets, &now, 0.99);
-        out.waves[w].server_max_ms = bucket_quantile_ms(&buckets, &now, 1.0);
-        out.waves[w].listen = ListenQueue::now().since(&listen);
-        buckets = now;
+        counted_in_wave(&mut out.waves[w], edges, &mut buckets, &listen).await;
         tokio::time::sleep(SETTLE).await;
         out.memory
             .push((format!("wave {w}"), per_phone(pss(&pids()))));

@@ -246,9 +246,7 @@ impl Leg {
             registrar: Mutex::new(registrar),
         }
     }
-}
 
-impl Leg {
     /// Forgets registration `which` (a new Call-ID, no challenge, not registered): the
     /// phone booted again or moved to another registrar.
     fn start_afresh(&self, which: usize) {
