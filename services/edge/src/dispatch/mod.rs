@@ -442,7 +442,7 @@ impl Dispatcher {
     /// trusted peer such as a carrier sent over it): it stays open as long as a
     /// registration lasts.
     pub(super) fn proven(&self, peer: &Peer) {
-        if let Some(c) = &peer.control {
+        if let Some(c) = peer.control() {
             let _ = c.idle_s.compare_exchange(
                 crate::flow::NOT_AUTHENTICATED,
                 self.stream_idle().as_secs(),

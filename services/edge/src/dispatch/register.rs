@@ -67,7 +67,7 @@ impl Dispatcher {
         // (a stream connection as a whole, a datagram as it is sent).
         // Set here, before the connection's reader waits again: a WS/WSS line with a
         // persistent connection keeps it for its timeout after the last thing it sent.
-        if let Some(c) = &peer.control {
+        if let Some(c) = peer.control() {
             use std::sync::atomic::Ordering::Relaxed;
             c.dscp.store(entry.sip_dscp, Relaxed);
             if let (Some(t), true) = (

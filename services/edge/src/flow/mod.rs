@@ -122,8 +122,9 @@ impl Replier {
 
 /// What the edge decides about a stream connection after it opened, shared between its
 /// reader and writer and the dispatcher (which sets both when a REGISTER over the
-/// connection authenticates).
-#[derive(Debug)]
+/// connection authenticates). It lives in the connection's write queue
+/// ([`write_queue::QueueTx::control`]): one allocation per connection, not two.
+#[derive(Debug, Default)]
 pub struct FlowControl {
     /// Idle timeout in seconds: [`NOT_AUTHENTICATED`] until a REGISTER over the connection
     /// is authenticated, then the handler's stream idle or the line's persistent-connection
@@ -136,11 +137,11 @@ pub struct FlowControl {
 
 impl FlowControl {
     /// A connection's control, idle for `idle_s` and unmarked.
-    pub fn new(idle_s: u64) -> Arc<Self> {
-        Arc::new(FlowControl {
+    pub fn new(idle_s: u64) -> Self {
+        FlowControl {
             idle_s: AtomicU64::new(idle_s),
             dscp: AtomicU8::new(0),
-        })
+        }
     }
 
     /// Marks the socket `fd` with the wanted DSCP when it differs from `applied` (which
@@ -188,11 +189,15 @@ pub struct Peer {
     /// The names of the verified client certificate a TLS or WSS connection presented
     /// (none otherwise; UDP peers are made per datagram, so this costs them nothing).
     pub tls_names: Option<Arc<[String]>>,
-    /// A stream connection's idle timeout and marking ([`FlowControl`]). None over UDP.
-    pub control: Option<Arc<FlowControl>>,
 }
 
 impl Peer {
+    /// A stream connection's idle timeout and marking ([`FlowControl`], kept in its write
+    /// queue). None over UDP.
+    pub fn control(&self) -> Option<&FlowControl> {
+        self.replier.queue().map(write_queue::QueueTx::control)
+    }
+
     /// The flow it came over, recorded in bindings.
     pub fn source(&self) -> FlowSource {
         FlowSource {

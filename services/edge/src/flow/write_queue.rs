@@ -5,10 +5,10 @@
 //! reconnects and registers again), and the edge's memory stays flat whatever the peer
 //! does.
 //!
-//! A queue costs a connection about 200 bytes while idle (a lock, a list that keeps room
-//! for at most four messages once emptied, the writer's waker and one wake-up for those
-//! waiting for it to stop): it lives as long as the connection, so a fleet of idle phones
-//! over TCP pays it once per phone. The writer waits through [`QueueRx::poll_next`], whose
+//! A queue costs a connection 128 bytes while idle (a lock, an empty list, the writer's
+//! waker, one wake-up for those waiting for it to stop and the connection's
+//! [`FlowControl`]; measured with heaptrack): it lives as long as the connection, so a
+//! fleet of idle phones over TCP pays it once per phone. The writer waits through [`QueueRx::poll_next`], whose
 //! waker lives here, so waiting costs the connection's task nothing.
 
 use std::{
@@ -22,6 +22,8 @@ use std::{
 
 use parking_lot::Mutex;
 use tokio::sync::Notify;
+
+use super::FlowControl;
 
 /// Bytes queued for one connection before it is closed.
 pub const MAX_QUEUED_BYTES: usize = 256 * 1024;
@@ -37,6 +39,8 @@ struct Shared {
     writer_stopped: Notify,
     /// Senders alive: when the last goes, the queue closes after what it holds.
     senders: AtomicUsize,
+    /// The connection's idle timeout and marking.
+    control: FlowControl,
 }
 
 #[derive(Debug, Default)]
@@ -73,10 +77,12 @@ pub struct QueueRx {
     shared: Arc<Shared>,
 }
 
-/// A new queue.
-pub fn queue() -> (QueueTx, QueueRx) {
+/// A new queue, for a connection whose idle timeout is `idle_s` seconds
+/// ([`crate::flow::NOT_AUTHENTICATED`] for one yet to prove itself).
+pub fn queue(idle_s: u64) -> (QueueTx, QueueRx) {
     let shared = Arc::new(Shared {
         senders: AtomicUsize::new(1),
+        control: FlowControl::new(idle_s),
         ..Shared::default()
     });
     (
@@ -152,6 +158,11 @@ impl QueueTx {
         self.shared.state.lock().stopped
     }
 
+    /// The connection's idle timeout and marking.
+    pub fn control(&self) -> &FlowControl {
+        &self.shared.control
+    }
+
     /// Whether `other` queues for the same connection.
     pub fn same_queue(&self, other: &QueueTx) -> bool {
         Arc::ptr_eq(&self.shared, &other.shared)
@@ -159,6 +170,11 @@ impl QueueTx {
 }
 
 impl QueueRx {
+    /// The connection's idle timeout and marking.
+    pub fn control(&self) -> &FlowControl {
+        &self.shared.control
+    }
+
     /// The next message to write; None once the connection is to close.
     pub fn next(&mut self) -> impl Future<Output = Option<Vec<u8>>> + '_ {
         std::future::poll_fn(|cx| self.poll_next(cx))
@@ -171,9 +187,9 @@ impl QueueRx {
         let mut st = self.shared.state.lock();
         if let Some(b) = st.messages.pop_front() {
             st.bytes -= b.len();
-            if st.messages.is_empty() && st.messages.capacity() > 4 {
-                // A burst went through: an idle connection keeps room for four messages
-                // at most.
+            if st.messages.is_empty() {
+                // An idle connection keeps no room for messages: most of a fleet's
+                // connections are idle phones, and a message is rare next to that.
                 st.messages = VecDeque::new();
             }
             return Poll::Ready(Some(b));
@@ -208,7 +224,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_writer_is_woken_by_a_message_and_by_closing() {
-        let (tx, mut rx) = queue();
+        let (tx, mut rx) = queue(0);
         let writer = tokio::spawn(async move {
             let first = rx.next().await;
             let second = rx.next().await;
@@ -228,9 +244,37 @@ mod tests {
         assert_eq!(second, None);
     }
 
+    /// Most connections are idle phones: once what was queued is written, the queue keeps
+    /// no room for messages (it kept four, 96 bytes a phone, before 2026-12-06).
+    #[tokio::test]
+    async fn an_emptied_queue_keeps_no_room() {
+        let (tx, mut rx) = queue(0);
+        for burst in [1, 3, 40] {
+            for _ in 0..burst {
+                assert!(tx.send(b"x".to_vec()));
+            }
+            for _ in 0..burst {
+                assert!(rx.next().await.is_some());
+            }
+            assert_eq!(
+                tx.shared.state.lock().messages.capacity(),
+                0,
+                "after {burst}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_queue_carries_its_connections_control() {
+        let (tx, rx) = queue(7);
+        assert_eq!(tx.control().idle_s.load(Ordering::Relaxed), 7);
+        rx.control().dscp.store(46, Ordering::Relaxed);
+        assert_eq!(tx.control().dscp.load(Ordering::Relaxed), 46);
+    }
+
     #[tokio::test]
     async fn a_full_queue_closes_the_connection() {
-        let (tx, mut rx) = queue();
+        let (tx, mut rx) = queue(0);
         assert!(tx.send(b"a".to_vec()));
         assert!(tx.send(vec![b'b'; MAX_QUEUED_BYTES - 1]));
         assert_eq!(rx.next().await.as_deref(), Some(&b"a"[..]));

@@ -103,7 +103,6 @@ pub fn serve(
                                 to: from,
                                 dscp: 0,
                             },
-                            control: None,
                         };
                         handler.handle(datagram, &peer);
                     }

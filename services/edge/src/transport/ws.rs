@@ -21,7 +21,7 @@ use tracing::debug;
 use super::{
     Accepted, NOT_AUTHENTICATED, Peer, Replier, Transport, WRITE_TIMEOUT, accept, read_timeout,
 };
-use crate::{dispatch::Dispatcher, flow::FlowControl};
+use crate::dispatch::Dispatcher;
 
 /// How long the WebSocket upgrade may take once the connection (and TLS) is up.
 const UPGRADE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -90,10 +90,10 @@ async fn connection(
         transport,
         tls_names,
         handler,
-        fd,
         held: _held,
     }: Accepted,
 ) {
+    let fd = io.fd();
     let mut config = WebSocketConfig::default();
     config.max_message_size = Some(handler.max_message_bytes());
     config.max_frame_size = Some(handler.max_message_bytes());
@@ -113,14 +113,12 @@ async fn connection(
         }
     };
     let (mut sink, mut stream) = ws.split();
-    let (tx, mut rx) = crate::flow::write_queue::queue();
-    let control = FlowControl::new(NOT_AUTHENTICATED);
-    let marking = control.clone();
+    let (tx, mut rx) = crate::flow::write_queue::queue(NOT_AUTHENTICATED);
     let writer = tokio::spawn(async move {
         let mut marked = 0;
         while let Some(bytes) = rx.next().await {
             // SAFETY: `sink` holds the connection open, so `fd` is still its socket.
-            unsafe { marking.apply_dscp(fd, &mut marked) };
+            unsafe { rx.control().apply_dscp(fd, &mut marked) };
             let text = String::from_utf8_lossy(&bytes).into_owned();
             match tokio::time::timeout(WRITE_TIMEOUT, sink.send(Message::text(text))).await {
                 Ok(Ok(())) => {}
@@ -141,12 +139,13 @@ async fn connection(
         addr,
         tls_names,
         replier: Replier::Stream(tx.clone()),
-        control: Some(control.clone()),
     };
     let opened = tokio::time::Instant::now();
     loop {
-        let Some(timeout) = read_timeout(control.idle_s.load(Ordering::Relaxed), opened.elapsed())
-        else {
+        let Some(timeout) = read_timeout(
+            tx.control().idle_s.load(Ordering::Relaxed),
+            opened.elapsed(),
+        ) else {
             debug!(peer = %addr, "closing websocket: never authenticated");
             break;
         };

@@ -225,7 +225,7 @@ impl Phone {
     /// A phone of `LINES` (or an unknown user, whose password is made up) at `addr`.
     pub fn new(h: &Harness, user: &'static str, addr: &str) -> Self {
         let addr: SocketAddr = addr.parse().unwrap();
-        let (tx, rx) = write_queue::queue();
+        let (tx, rx) = write_queue::queue(0);
         h.flows.open(Transport::Tcp, addr, tx.clone());
         let password = LINES
             .iter()
@@ -242,7 +242,6 @@ impl Phone {
                 addr,
                 replier: Replier::Stream(tx),
                 tls_names: None,
-                control: None,
             },
             rx,
             nc: 0,
