@@ -1,7 +1,9 @@
 //! `dialtone`: one binary, any set of roles.
 
 // The edge allocates a little for every SIP message on two or more threads; glibc's malloc
-// spends much of that time on arena locks (measured with perf under SIPp load).
+// spends much of that time on arena locks (measured with perf under SIPp load). The
+// `system-allocator` feature keeps glibc's, for heap profilers that hook malloc.
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
