@@ -5,10 +5,11 @@
 //! reconnects and registers again), and the edge's memory stays flat whatever the peer
 //! does.
 //!
-//! A queue costs a connection 128 bytes while idle (a lock, an empty list, the writer's
+//! A queue costs a connection 144 bytes while idle (a lock, an empty list, the writer's
 //! waker, one wake-up for those waiting for it to stop and the connection's
-//! [`FlowControl`]; measured with heaptrack): it lives as long as the connection, so a
-//! fleet of idle phones over TCP pays it once per phone. The writer waits through [`QueueRx::poll_next`], whose
+//! [`FlowControl`]; heaptrack measured 128 before the control moved in, 2026-12-06): it
+//! lives as long as the connection, so a fleet of idle phones over TCP pays it once per
+//! phone. The writer waits through [`QueueRx::poll_next`], whose
 //! waker lives here, so waiting costs the connection's task nothing.
 
 use std::{
@@ -224,7 +225,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_waiting_writer_is_woken_by_a_message_and_by_closing() {
-        let (tx, mut rx) = queue(0);
+        let (tx, mut rx) = queue(crate::flow::NOT_AUTHENTICATED);
         let writer = tokio::spawn(async move {
             let first = rx.next().await;
             let second = rx.next().await;
@@ -248,7 +249,7 @@ mod tests {
     /// no room for messages (it kept four, 96 bytes a phone, before 2026-12-06).
     #[tokio::test]
     async fn an_emptied_queue_keeps_no_room() {
-        let (tx, mut rx) = queue(0);
+        let (tx, mut rx) = queue(crate::flow::NOT_AUTHENTICATED);
         for burst in [1, 3, 40] {
             for _ in 0..burst {
                 assert!(tx.send(b"x".to_vec()));
@@ -274,7 +275,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_queue_closes_the_connection() {
-        let (tx, mut rx) = queue(0);
+        let (tx, mut rx) = queue(crate::flow::NOT_AUTHENTICATED);
         assert!(tx.send(b"a".to_vec()));
         assert!(tx.send(vec![b'b'; MAX_QUEUED_BYTES - 1]));
         assert_eq!(rx.next().await.as_deref(), Some(&b"a"[..]));

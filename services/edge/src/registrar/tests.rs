@@ -100,7 +100,7 @@ async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, Str
         "REGISTER sip:dialtone SIP/2.0\r\nVia: SIP/2.0/UDP {FROM};branch={branch}\r\nFrom: <sip:alice@dialtone>;tag=1\r\nTo: <sip:alice@dialtone>\r\nCall-ID: c1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@{FROM}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
     );
     let msg = dialtone_sip::parse(text.as_bytes()).expect("a valid REGISTER");
-    let (tx, mut rx) = write_queue::queue(0);
+    let (tx, mut rx) = write_queue::queue(crate::flow::NOT_AUTHENTICATED);
     let from: SocketAddr = FROM.parse().unwrap();
     let job = RegisterJob {
         entry: h.entry.clone(),

@@ -63,20 +63,33 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// A connection's bytes: a plain TCP stream inline (an idle phone's connection allocates
 /// nothing for it: the box was 32 bytes a TCP phone, measured with heaptrack), anything
-/// else (TLS, whose state is large and varies) boxed, with its socket's descriptor (none:
-/// never marked).
+/// else (TLS, whose state is large and varies) boxed.
 pub(crate) enum Conn {
+    /// A plain TCP stream, its own socket.
     Tcp(tokio::net::TcpStream),
+    /// Any other stream, with the descriptor of the socket it wraps and owns (none: never
+    /// marked). It must be that socket: [`crate::flow::FlowControl::apply_dscp`] marks it
+    /// while the stream is borrowed.
     Boxed(Box<dyn Io>, Option<RawFd>),
 }
 
 impl Conn {
     /// Its socket, to mark its packets once a phone registers over it (open as long as
-    /// the connection is).
+    /// the connection is). The edge's own connections to carriers have theirs too, but
+    /// nothing marks them: only a phone's authenticated REGISTER sets a connection's DSCP.
     pub fn fd(&self) -> Option<RawFd> {
         match self {
             Conn::Tcp(s) => Some(s.as_raw_fd()),
             Conn::Boxed(_, fd) => *fd,
+        }
+    }
+
+    /// Its bytes, whichever kind (one call through a vtable for a plain stream too: a
+    /// read or write is a system call, next to which that is nothing).
+    fn io(self: std::pin::Pin<&mut Self>) -> std::pin::Pin<&mut dyn Io> {
+        match self.get_mut() {
+            Conn::Tcp(s) => std::pin::Pin::new(s),
+            Conn::Boxed(s, _) => std::pin::Pin::new(&mut **s),
         }
     }
 }
@@ -87,10 +100,7 @@ impl AsyncRead for Conn {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_read(cx, buf),
-            Conn::Boxed(s, _) => std::pin::Pin::new(s).poll_read(cx, buf),
-        }
+        self.io().poll_read(cx, buf)
     }
 }
 
@@ -100,30 +110,21 @@ impl AsyncWrite for Conn {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_write(cx, buf),
-            Conn::Boxed(s, _) => std::pin::Pin::new(s).poll_write(cx, buf),
-        }
+        self.io().poll_write(cx, buf)
     }
 
     fn poll_flush(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_flush(cx),
-            Conn::Boxed(s, _) => std::pin::Pin::new(s).poll_flush(cx),
-        }
+        self.io().poll_flush(cx)
     }
 
     fn poll_shutdown(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Tcp(s) => std::pin::Pin::new(s).poll_shutdown(cx),
-            Conn::Boxed(s, _) => std::pin::Pin::new(s).poll_shutdown(cx),
-        }
+        self.io().poll_shutdown(cx)
     }
 }
 

@@ -164,7 +164,8 @@ fn serve_flow(
                 },
             };
             if let Some(bytes) = queued {
-                // SAFETY: `io` holds the connection open, so `fd` is still its socket.
+                // SAFETY: `io.fd()` is the socket `io` owns, open while `io` is borrowed
+                // here.
                 unsafe { rx.control().apply_dscp(io.fd(), &mut marked) };
                 timer
                     .as_mut()
@@ -403,6 +404,8 @@ async fn dial(
         .inspect_err(|e| debug!(target = %addr, error = %e, "connecting to a trunk target failed"))
         .ok()?;
     let _ = tcp.set_nodelay(true);
+    // The socket the TLS stream will own, as an accepted connection's is kept.
+    let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     let idle = handler.stream_idle().as_secs();
     let io = match target.transport {
         Transport::Tcp => Conn::Tcp(tcp),
@@ -416,7 +419,7 @@ async fn dial(
                 None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
             };
             match tokio::time::timeout(CONNECT_WITHIN, tls.connect(name, tcp)).await {
-                Ok(Ok(s)) => Conn::Boxed(Box::new(s), None),
+                Ok(Ok(s)) => Conn::Boxed(Box::new(s), fd),
                 Ok(Err(e)) => {
                     warn!(target = %addr, error = %e, "a trunk target's TLS handshake failed");
                     return None;
@@ -444,8 +447,9 @@ mod tests {
 
     /// What an idle phone's connection costs is mostly its task: tokio allocates the
     /// future with 112 bytes of its own, in steps of 128. At 528 bytes (a plain TCP stream
-    /// inline in it since 2026-12-06, not boxed beside it) the task takes 640; it took 1,152 when the accept loop's wrapper, the argument copies of `async fn`s,
-    /// a timer for each wait and the closing's state were in it. A change that grows it past a
+    /// inline in it since 2026-12-06, not boxed beside it) the task takes 640; it took
+    /// 1,152 when the accept loop's wrapper, the argument copies of `async fn`s, a timer
+    /// for each wait and the closing's state were in it. A change that grows it past a
     /// step costs 128 bytes a phone: make it fit, or change this knowingly.
     #[tokio::test]
     async fn an_idle_connections_task_fits_640_bytes() {

@@ -225,7 +225,7 @@ impl Phone {
     /// A phone of `LINES` (or an unknown user, whose password is made up) at `addr`.
     pub fn new(h: &Harness, user: &'static str, addr: &str) -> Self {
         let addr: SocketAddr = addr.parse().unwrap();
-        let (tx, rx) = write_queue::queue(0);
+        let (tx, rx) = write_queue::queue(crate::flow::NOT_AUTHENTICATED);
         h.flows.open(Transport::Tcp, addr, tx.clone());
         let password = LINES
             .iter()
