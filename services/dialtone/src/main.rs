@@ -1,9 +1,10 @@
 //! `dialtone`: one binary, any set of roles.
 
 // The edge allocates a little for every SIP message on two or more threads; glibc's malloc
-// spends much of that time on arena locks (measured with perf under SIPp load). The
-// `system-allocator` feature keeps glibc's, for heap profilers that hook malloc.
-#[cfg(not(feature = "system-allocator"))]
+// spends much of that time on arena locks (measured with perf under SIPp load). Built
+// without the default `mimalloc` feature it keeps glibc's, for heap profilers that hook
+// malloc.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
