@@ -203,10 +203,7 @@ where
                 }
                 Some(acceptor) => {
                     let acceptor = acceptor.clone();
-                    // The socket's descriptor, to mark its packets once a phone registers
-                    // over it (the connection's task keeps it open while it is served).
-                    let fd = Some(tcp.as_raw_fd());
-                    let conn = (tcp, addr, secure, fd);
+                    let conn = (tcp, addr, secure);
                     tokio::spawn(handshake(conn, acceptor, handler, serve, guards));
                 }
             }
@@ -221,7 +218,7 @@ pub(crate) type Held = (crate::admission::Permit, crate::metrics::OpenConnection
 /// Does an accepted connection's TLS handshake (within [`HANDSHAKE_TIMEOUT`]) and, once
 /// done, spawns the task that serves it.
 async fn handshake<F, Fut>(
-    (tcp, addr, transport, fd): (tokio::net::TcpStream, SocketAddr, Transport, Option<RawFd>),
+    (tcp, addr, transport): (tokio::net::TcpStream, SocketAddr, Transport),
     acceptor: TlsAcceptor,
     handler: Arc<Dispatcher>,
     serve: F,
@@ -230,6 +227,9 @@ async fn handshake<F, Fut>(
     F: Serve<Fut>,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    // The socket the TLS stream will own, to mark its packets once a phone registers over
+    // it (the connection's task keeps it open while it is served).
+    let fd = Some(tcp.as_raw_fd());
     let handshake = tls_stream::accept(tcp, acceptor.config().clone());
     match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
         Ok(Ok(s)) => {

@@ -404,8 +404,6 @@ async fn dial(
         .inspect_err(|e| debug!(target = %addr, error = %e, "connecting to a trunk target failed"))
         .ok()?;
     let _ = tcp.set_nodelay(true);
-    // The socket the TLS stream will own, as an accepted connection's is kept.
-    let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
     let idle = handler.stream_idle().as_secs();
     let io = match target.transport {
         Transport::Tcp => Conn::Tcp(tcp),
@@ -418,6 +416,8 @@ async fn dial(
                 Some(n) => rustls::pki_types::ServerName::try_from(n.to_string()).ok()?,
                 None => rustls::pki_types::ServerName::IpAddress(addr.ip().into()),
             };
+            // The socket the TLS stream will own, as an accepted connection's is kept.
+            let fd = Some(std::os::fd::AsRawFd::as_raw_fd(&tcp));
             match tokio::time::timeout(CONNECT_WITHIN, tls.connect(name, tcp)).await {
                 Ok(Ok(s)) => Conn::Boxed(Box::new(s), fd),
                 Ok(Err(e)) => {
