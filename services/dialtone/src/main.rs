@@ -8,6 +8,14 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// What a runtime thread runs as it parks, at most once a second (`dialtone_common::idle`):
+/// frees the thread's empty pages and purges what has waited out mimalloc's delay.
+#[cfg(feature = "mimalloc")]
+fn collect_memory() {
+    // SAFETY: mi_collect takes no pointer and may be called from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(false) }
+}
+
 mod admin;
 mod data_dir;
 mod edge_flags;
@@ -65,8 +73,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    #[cfg(feature = "mimalloc")]
+    {
+        let first = dialtone_common::idle::set_collector(collect_memory);
+        debug_assert!(first, "the collector is set once, here");
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(dialtone_common::idle::parked)
         .build()
     {
         Ok(rt) => rt,

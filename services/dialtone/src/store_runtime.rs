@@ -26,6 +26,7 @@ impl StoreRuntime {
             .spawn(move || {
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
+                    .on_thread_park(dialtone_common::idle::parked)
                     .build()
                 {
                     Ok(rt) => rt,

@@ -202,12 +202,16 @@ impl Directory {
                 .spawn(move || {
                     // A current-thread runtime as actix builds one (IO and timers; the
                     // actors need no signal or process driver), plus a park hook: UDP
-                    // answers queued on this thread leave before it sleeps.
+                    // answers queued on this thread leave before it sleeps, and what it
+                    // freed goes back ([`dialtone_common::idle`]).
                     let sys = actix_rt::System::with_tokio_rt(|| {
                         tokio::runtime::Builder::new_current_thread()
                             .enable_io()
                             .enable_time()
-                            .on_thread_park(crate::flow::udp_out::flush)
+                            .on_thread_park(|| {
+                                crate::flow::udp_out::flush();
+                                dialtone_common::idle::parked();
+                            })
                             .build()
                             .expect("an actor thread's runtime")
                     });

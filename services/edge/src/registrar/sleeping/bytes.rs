@@ -43,13 +43,13 @@ impl Writer {
     /// A Contact URI: [`SIP_USER_AT`] and what follows `sip:{sip_user}@`, else 0 and the
     /// whole URI.
     pub(super) fn contact(&mut self, uri: &str, sip_user: &str) {
-        let rest = (!sip_user.is_empty())
-            .then(|| {
-                uri.strip_prefix("sip:")?
-                    .strip_prefix(sip_user)?
-                    .strip_prefix('@')
-            })
-            .flatten();
+        let rest = if sip_user.is_empty() {
+            None
+        } else {
+            uri.strip_prefix("sip:")
+                .and_then(|u| u.strip_prefix(sip_user))
+                .and_then(|u| u.strip_prefix('@'))
+        };
         match rest {
             Some(rest) => {
                 self.0.push(SIP_USER_AT);
@@ -161,7 +161,8 @@ impl Reader<'_> {
         mut item: impl FnMut(&mut Self) -> Option<T>,
     ) -> Option<Vec<T>> {
         let n = self.count()?;
-        let mut out = Vec::with_capacity(n);
+        // A corrupt count is bounded by the bytes left, not by what each item takes.
+        let mut out = Vec::with_capacity(n.min(8));
         for _ in 0..n {
             out.push(item(self)?);
         }
