@@ -8,7 +8,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// What a runtime thread runs as it parks, at most once a second (`dialtone_common::idle`):
+/// What a runtime thread runs as it parks, at most every 900 ms (`dialtone_common::idle`):
 /// frees the thread's empty pages and purges what has waited out mimalloc's delay.
 #[cfg(feature = "mimalloc")]
 fn collect_memory() {
