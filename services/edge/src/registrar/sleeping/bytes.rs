@@ -16,13 +16,9 @@ const V6: u8 = 0x80;
 pub(super) struct Writer(pub(super) Vec<u8>);
 
 impl Writer {
-    /// LEB128: seven bits a byte, low first, the high bit set on every byte but the last.
-    pub(super) fn uint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
+    /// LEB128 (protobuf's varint, prost's encoder): seven bits a byte, low first.
+    pub(super) fn uint(&mut self, v: u64) {
+        prost::encoding::encode_varint(v, &mut self.0);
     }
     /// A time as its distance from `base`, zigzagged so a little before costs as little as
     /// a little after. Wrapping, so any pair of times round-trips.
@@ -93,21 +89,9 @@ impl Reader<'_> {
     pub(super) fn u64(&mut self) -> Option<u64> {
         Some(u64::from_le_bytes(self.array()?))
     }
-    /// A LEB128 varint; `None` past ten bytes or past 64 bits.
+    /// A LEB128 varint (prost's decoder); `None` cut short, past ten bytes or past 64 bits.
     pub(super) fn uint(&mut self) -> Option<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let [b] = self.array()?;
-            let bits = u64::from(b & 0x7f);
-            if bits << shift >> shift != bits {
-                return None;
-            }
-            v |= bits << shift;
-            if b & 0x80 == 0 {
-                return Some(v);
-            }
-        }
-        None
+        prost::encoding::decode_varint(&mut self.0).ok()
     }
     pub(super) fn u32(&mut self) -> Option<u32> {
         self.uint()?.try_into().ok()
