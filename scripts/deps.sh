@@ -35,7 +35,10 @@ command -v protoc >/dev/null || need+=(protobuf-compiler)
 # come with libprotobuf-dev, only a recommendation of protobuf-compiler.
 [ -e /usr/include/google/protobuf/descriptor.proto ] || need+=(libprotobuf-dev)
 mode="${1:-}"
-if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then
+# --bench installs everything --test does, and the peers besides.
+testing=false
+if [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; then testing=true; fi
+if $testing; then
   # etcdctl: the chart check runs the etcd snapshot CronJob's command for real.
   command -v etcdctl >/dev/null || need+=(etcd-client)
   command -v sipp >/dev/null || need+=(sip-tester)
@@ -63,7 +66,7 @@ fi
 etcd35() {
   [[ "$(etcd --version 2>/dev/null)" == "etcd Version: 3.5."* ]]
 }
-if { [ "$mode" = "--test" ] || [ "$mode" = "--bench" ]; } && ! etcd35; then
+if $testing && ! etcd35; then
   echo "installing: etcd 3.5 (Debian 13's etcd-server) as /usr/local/bin/etcd" >&2
   apt_dir="$(mktemp -d)"
   # Removed when the script ends, whether or not the install went through.
@@ -90,24 +93,24 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # The house rules CI checks: rustfmt and clippy (rustup's default profile has both).
-if [ "$mode" = "--test" ]; then
+if $testing; then
   cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
   cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 fi
 # The browser phone's packages, at the versions package-lock.json pins (no browser download:
 # Playwright drives Debian's Chromium).
 browser="$(dirname "$0")/../tests/browser"
-if [ "$mode" = "--test" ] && [ ! -e "$browser/node_modules/.package-lock.json" ]; then
+if $testing && [ ! -e "$browser/node_modules/.package-lock.json" ]; then
   (cd "$browser" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 # The tests' Python: jsonschema (the REST API test checks every answer against the
 # OpenAPI document) and Playwright (the console test drives Debian's Chromium with it:
 # the pip package carries its driver, and no browser is downloaded).
 venv="${DIALTONE_TEST_VENV:-$HOME/.cache/dialtone/test-venv}"
-if [ "$mode" = "--test" ] && ! "$venv/bin/python" -c 'import jsonschema, playwright' 2>/dev/null; then
+if $testing && ! "$venv/bin/python" -c 'import jsonschema, playwright' 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q 'jsonschema==4.23.0' 'playwright==1.65.2'
 fi
-if [ "$mode" = "--test" ] && ! cargo nextest --version >/dev/null 2>&1; then
+if $testing && ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use dialtone_proto::{config::v1 as pb, status::v1 as spb};
 use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
-    fleet::{browser_profile, create_profile, phone_at, softphones_at, wait_contacts},
+    fleet::{browser_profile, create_profile, phone_at, softphones_at, wait_routable},
     media::{Rtpengine, serve_hq},
     sip::{Caller, branch, contact_uri, in_dialog, status, with_sdp},
     softphones::Softphone,
@@ -141,10 +141,12 @@ async fn baresip_and_linphonec_talk_through_an_anchored_rtpengine_that_fails_ove
     let mut baresip = Softphone::baresip(&phones_dir, &edge(1), &phones[0], 60).unwrap();
     let mut linphonec = Softphone::linphonec(&phones_dir, &edge(2), &phones[1], "MD5", 60).unwrap();
     linphonec.auto_answer().unwrap();
+    // Each call enters through the other edge, which finds the callee in the store.
     for (node, p, phone) in [(1, &phones[0], &baresip), (2, &phones[1], &linphonec)] {
-        let mut e = sb.nodes[node].edge_client(ADMIN_TOKEN).await.unwrap();
         assert!(
-            wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(15)).await,
+            wait_routable(&sb, node, &p.phone_id, Duration::from_secs(15))
+                .await
+                .unwrap(),
             "never registered:\n{}",
             phone.log_text()
         );
@@ -214,9 +216,11 @@ async fn a_phone_behind_a_nat_gets_its_media_anchored_with_an_offer_or_a_late_on
         60,
     )
     .unwrap();
-    let mut e = sb.nodes[1].edge_client(ADMIN_TOKEN).await.unwrap();
+    // The call enters through edge 2, which finds baresip in the store.
     assert!(
-        wait_contacts(&mut e, &phones[0].phone_id, 1, Duration::from_secs(15)).await,
+        wait_routable(&sb, 1, &phones[0].phone_id, Duration::from_secs(15))
+            .await
+            .unwrap(),
         "never registered:\n{}",
         baresip.log_text()
     );
@@ -396,10 +400,12 @@ async fn an_sdes_phone_on_a_tls_line_and_a_plain_phone_talk_through_rtpengine() 
     let udp = format!("127.0.0.1:{}", sb.nodes[2].sip.udp);
     let mut linphonec = Softphone::linphonec(&dir, &udp, &plain, "MD5", 60).unwrap();
     linphonec.auto_answer().unwrap();
+    // Each call enters through the other edge, which finds the callee in the store.
     for (node, p, phone) in [(1, &secure, &baresip), (2, &plain, &linphonec)] {
-        let mut e = sb.nodes[node].edge_client(ADMIN_TOKEN).await.unwrap();
         assert!(
-            wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(15)).await,
+            wait_routable(&sb, node, &p.phone_id, Duration::from_secs(15))
+                .await
+                .unwrap(),
             "never registered:\n{}",
             phone.log_text()
         );

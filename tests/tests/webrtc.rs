@@ -18,7 +18,7 @@ use dialtone_tests::{
     ADMIN_TOKEN, ClusterSandbox,
     browser::BrowserPhone,
     carriers::{carrier_call_echoing, carrier_echoing, peer, route, route_out, stop, trunk},
-    fleet::{browser_profile, phone_at, wait_contacts},
+    fleet::{browser_profile, phone_at, wait_routable},
     media::{Coturn, Rtpengine, serve_hq},
     softphones::Softphone,
 };
@@ -141,10 +141,12 @@ async fn a_browser_calls_a_desk_phone_and_back_and_out_to_a_carrier_through_rtpe
     .unwrap();
     let udp = format!("127.0.0.1:{}", sb.nodes[2].sip.udp);
     let mut baresip = Softphone::baresip(&dir, &udp, &phones[1], 60).unwrap();
+    // Each call enters through the other edge, which finds the callee in the store.
     for (node, p) in [(1, &phones[0]), (2, &phones[1])] {
-        let mut e = sb.nodes[node].edge_client(ADMIN_TOKEN).await.unwrap();
         assert!(
-            wait_contacts(&mut e, &p.phone_id, 1, Duration::from_secs(20)).await,
+            wait_routable(&sb, node, &p.phone_id, Duration::from_secs(20))
+                .await
+                .unwrap(),
             "{} never registered:\nbrowser: {}\nbaresip: {}",
             p.sip_user,
             browser.log_text(),
