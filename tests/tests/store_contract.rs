@@ -260,6 +260,25 @@ async fn contract_watch_lease(s: &Store) {
     assert!(s.get("l/expiring").await.unwrap().is_none());
 }
 
+/// A node leaving its lease for the next process refreshes it first: that process has the
+/// whole TTL to start in, not what the keeper's last round left (down to two thirds).
+async fn contract_leave_refreshes(s: &Store) {
+    use dialtone_store::lifecycle::{NodeLease, Shards};
+    // At a 30 s TTL the keeper's first refresh is 10 s away: nothing else refreshes it here.
+    let (node, _) = NodeLease::resume(s.clone(), "n-leave", 30, "m/n-leave", Shards::NONE)
+        .await
+        .unwrap();
+    let lease = node.lease_id();
+    let left = || async { s.lease_info(lease).await.unwrap().unwrap().ttl_left_s };
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let before = left().await;
+    assert!(before <= 28, "{before} s left after 2.1 s");
+    node.leave().await;
+    let after = left().await;
+    assert!(after >= 29, "{after} s left once left: not refreshed");
+    s.lease_revoke(lease).await.unwrap();
+}
+
 /// A node's lease left to expire is taken over by the next process with the node's id,
 /// with every key on it; a lease granted with another TTL, or gone, is not.
 async fn contract_lease_takeover(s: &Store) {
@@ -281,7 +300,7 @@ async fn contract_lease_takeover(s: &Store) {
 
     // A restart: the old process leaves the lease; the new one takes it and its keys over,
     // and keeps it alive past the TTL.
-    first.leave();
+    first.leave().await;
     let lease = first.lease_id();
     drop(first);
     let (second, mut left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE)
@@ -297,7 +316,7 @@ async fn contract_lease_takeover(s: &Store) {
     );
 
     // Another TTL (the flag changed): a new lease; the old keys expire with the old one.
-    second.leave();
+    second.leave().await;
     drop(second);
     let (third, left) = NodeLease::resume(s.clone(), "n1", 4, "m/n1", Shards::NONE)
         .await
@@ -358,7 +377,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
     assert!(!used.contains(&leases[0]), "no binding on the main lease");
 
     // A restart, with one binding lease lost meanwhile.
-    first.leave();
+    first.leave().await;
     drop(first);
     let lost = leases[1];
     s.lease_revoke(lost).await.unwrap();
@@ -427,7 +446,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
 
     // A restart after the main lease expired (revoked here, with the membership record on
     // it): the binding leases still alive are taken over with their bindings.
-    second.leave();
+    second.leave().await;
     drop(second);
     s.lease_revoke(now[0]).await.unwrap();
     let (third, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
@@ -457,7 +476,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
     // over, the binding leases are not, and they are revoked (one at a time) rather than
     // left to live on with bindings this process does not hold.
     third.put_owned("m/n2", b"member".to_vec()).await.unwrap();
-    third.leave();
+    third.leave().await;
     drop(third);
     let (fourth, left) = NodeLease::resume(
         s.clone(),
@@ -637,6 +656,7 @@ async fn embedded_store_meets_the_contract() {
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
     contract_lease_takeover(&s).await;
+    contract_leave_refreshes(&s).await;
     contract_binding_lease_takeover(&s).await;
     contract_follow(&s).await;
     contract_list_pages(&s).await;
@@ -714,6 +734,7 @@ async fn etcd_single_member_meets_the_contract() {
     contract_kv(&s).await;
     contract_watch_lease(&s).await;
     contract_lease_takeover(&s).await;
+    contract_leave_refreshes(&s).await;
     contract_binding_lease_takeover(&s).await;
     contract_follow(&s).await;
     contract_list_pages(&s).await;
@@ -842,7 +863,7 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     s.put("config/phones/other", b"p".to_vec(), None)
         .await
         .unwrap();
-    first.leave();
+    first.leave().await;
     let lease = first.lease_id();
     drop(first);
     let (second, left) =

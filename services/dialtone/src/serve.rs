@@ -365,7 +365,7 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             // the phones were last told is written first.
             e.published(Duration::from_secs(cfg.lease_ttl.max(2) as u64 / 2))
                 .await;
-            lease.leave();
+            lease.leave().await;
         } else {
             lease.shutdown().await;
         }

@@ -28,7 +28,7 @@
 //! bindings hang on lost, its counter in [`NodeLease::binding_generations`] moves and the
 //! edge writes those bindings again. Graceful shutdown revokes the leases, so the node's
 //! keys vanish at once instead of after the TTL; or leaves them to expire
-//! ([`NodeLease::leave`]), so the next process with the same node id, started within the
+//! ([`NodeLease::leave`], the main lease refreshed one last time), so the next process with the same node id, started within the
 //! TTL (a restart, a rollout), takes the leases and every key on them over
 //! ([`NodeLease::resume`]): an edge's bindings survive.
 
@@ -458,12 +458,39 @@ impl NodeLease {
         }
     }
 
-    /// Stops refreshing the leases without revoking them: the node's keys stay for the
-    /// rest of the TTL, for the next process with this node id to take over
-    /// ([`NodeLease::resume`]); if none comes, they expire as after a crash.
-    pub fn leave(&self) {
+    /// Stops refreshing the leases without revoking them, after a last refresh of the main
+    /// lease: the node's keys stay for a whole TTL, for the next process with this node id
+    /// to take over ([`NodeLease::resume`]); if none comes, they expire as after a crash.
+    /// Without that refresh the next process would have only what the keeper's last round
+    /// left, down to two thirds of the TTL. The binding leases need none: each outlives a
+    /// main lease refreshed now by [`BINDING_GRACE_S`] at least.
+    pub async fn leave(&self) {
         self.keeper.abort();
-        info!(node = %self.shared.node_id, lease = %format!("{:x}", self.lease_id()), ttl_s = self.shared.ttl_s, "node lease left to expire: a restart within its ttl takes it over");
+        let (node, lease) = (&self.shared.node_id, self.lease_id());
+        let lease_hex = format!("{lease:x}");
+        let last = tokio::time::timeout(shards::refresh_limit(self.shared.ttl_s), async {
+            self.shared
+                .store
+                .lease_keep_alive(lease)
+                .await?
+                .refresh()
+                .await
+        })
+        .await;
+        match last {
+            Ok(Ok(left)) if left > 0 => {
+                info!(node = %node, lease = %lease_hex, ttl_s = left, "node lease refreshed and left to expire: a restart within its ttl takes it over")
+            }
+            Ok(Ok(_)) => {
+                warn!(node = %node, lease = %lease_hex, "node lease already gone when left")
+            }
+            Ok(Err(e)) => {
+                warn!(node = %node, lease = %lease_hex, error = %e, "node lease left without a last refresh: a restart must come within what the last one left")
+            }
+            Err(_) => {
+                warn!(node = %node, lease = %lease_hex, "node lease left without a last refresh (timed out): a restart must come within what the last one left")
+            }
+        }
     }
 }
 
