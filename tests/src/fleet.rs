@@ -249,34 +249,43 @@ pub async fn wait_contacts(e: &mut EdgeClient, phone: &str, n: usize, within: Du
 
 /// Polls until the status role sees every line of `phone` registered on edge `node`: the
 /// binding is then in the store, where another edge looks for it to route a call (an
-/// edge's own [`wait_contacts`] can say yes before its write reaches the store).
-pub async fn wait_stored(st: &mut StatusClient, phone: &str, node: &str, within: Duration) -> bool {
+/// edge's own [`wait_contacts`] can say yes before its write reaches the store). A refusal
+/// other than "no such phone yet" (a token without the right, say) is an error, not a wait.
+pub async fn wait_stored(
+    st: &mut StatusClient,
+    phone: &str,
+    node: &str,
+    within: Duration,
+) -> anyhow::Result<bool> {
     let deadline = Instant::now() + within;
     loop {
-        let held = st
+        let asked = st
             .get_phone_status(spb::GetPhoneStatusRequest {
                 phone_id: phone.into(),
             })
-            .await
-            .is_ok_and(|r| {
-                r.into_inner()
-                    .edges
-                    .iter()
-                    .any(|e| e.node_id == node && e.registered)
-            });
+            .await;
+        let held = match asked {
+            Ok(r) => r
+                .into_inner()
+                .edges
+                .iter()
+                .any(|e| e.node_id == node && e.registered),
+            Err(s) if s.code() == tonic::Code::NotFound => false,
+            Err(s) => anyhow::bail!("status of {phone}: {s}"),
+        };
         if held {
-            return true;
+            return Ok(true);
         }
         if Instant::now() > deadline {
-            return false;
+            return Ok(false);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// Whether, within `within`, edge `node` of `sb` holds one contact of `phone` and the
-/// status role (node 0) sees it there: a call entering through another edge can then
-/// reach the phone.
+/// Whether, within `within`, edge `node` of `sb` holds the one contact of `phone` (a
+/// phone of one line) and the status role (node 0) sees that line registered there: a
+/// call entering through another edge can then reach the phone.
 pub async fn wait_routable(
     sb: &crate::ClusterSandbox,
     node: usize,
@@ -287,14 +296,11 @@ pub async fn wait_routable(
     let mut e = sb.nodes[node].edge_client(crate::ADMIN_TOKEN).await?;
     let mut st = sb.nodes[0].status_client(crate::VIEWER_TOKEN).await?;
     let node_id = &sb.nodes[node].node_id;
-    Ok(wait_contacts(&mut e, phone, 1, within).await
-        && wait_stored(
-            &mut st,
-            phone,
-            node_id,
-            deadline.saturating_duration_since(Instant::now()),
-        )
-        .await)
+    if !wait_contacts(&mut e, phone, 1, within).await {
+        return Ok(false);
+    }
+    let rest = deadline.saturating_duration_since(Instant::now());
+    wait_stored(&mut st, phone, node_id, rest).await
 }
 
 /// Imports `n` unmanaged phones of site `hq` and profile `desk`, one line `{prefix}{i:06}`

@@ -263,20 +263,45 @@ async fn contract_watch_lease(s: &Store) {
 /// A node leaving its lease for the next process refreshes it first: that process has the
 /// whole TTL to start in, not what the keeper's last round left (down to two thirds).
 async fn contract_leave_refreshes(s: &Store) {
-    use dialtone_store::lifecycle::{NodeLease, Shards};
-    // At a 30 s TTL the keeper's first refresh is 10 s away: nothing else refreshes it here.
-    let (node, _) = NodeLease::resume(s.clone(), "n-leave", 30, "m/n-leave", Shards::NONE)
+    use dialtone_store::lifecycle::{NodeLease, Shards, binding_ttl_s};
+    // At a 30 s TTL the keeper's first round is 10 s away: nothing else refreshes them here.
+    let shards = Shards {
+        count: 2,
+        key: "node-leases/n-leave",
+    };
+    let (node, _) = NodeLease::resume(s.clone(), "n-leave", 30, "m/n-leave", shards)
         .await
         .unwrap();
-    let lease = node.lease_id();
-    let left = || async { s.lease_info(lease).await.unwrap().unwrap().ttl_left_s };
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let leases = node.leases();
+    let granted: Vec<i64> = std::iter::once(30)
+        .chain((0..2).map(|i| binding_ttl_s(30, i, 2)))
+        .collect();
+    let left = || async {
+        let mut out = Vec::new();
+        for id in &leases {
+            out.push(s.lease_info(*id).await.unwrap().unwrap().ttl_left_s);
+        }
+        out
+    };
+    tokio::time::sleep(Duration::from_millis(4100)).await;
     let before = left().await;
-    assert!(before <= 28, "{before} s left after 2.1 s");
+    for (left, ttl) in before.iter().zip(&granted) {
+        assert!(
+            *left <= ttl - 4,
+            "{before:?} s left of {granted:?} after 4.1 s"
+        );
+    }
     node.leave().await;
     let after = left().await;
-    assert!(after >= 29, "{after} s left once left: not refreshed");
-    s.lease_revoke(lease).await.unwrap();
+    for (left, ttl) in after.iter().zip(&granted) {
+        assert!(
+            *left >= ttl - 2,
+            "{after:?} s left of {granted:?} once left: not refreshed"
+        );
+    }
+    for id in leases {
+        s.lease_revoke(id).await.unwrap();
+    }
 }
 
 /// A node's lease left to expire is taken over by the next process with the node's id,

@@ -27,10 +27,10 @@
 //! owned key again on a new one ([`NodeLease::generation`] counts those rewrites); a lease that
 //! bindings hang on lost, its counter in [`NodeLease::binding_generations`] moves and the
 //! edge writes those bindings again. Graceful shutdown revokes the leases, so the node's
-//! keys vanish at once instead of after the TTL; or leaves them to expire
-//! ([`NodeLease::leave`], the main lease refreshed one last time), so the next process with the same node id, started within the
-//! TTL (a restart, a rollout), takes the leases and every key on them over
-//! ([`NodeLease::resume`]): an edge's bindings survive.
+//! keys vanish at once instead of after the TTL; or refreshes them one last time and leaves
+//! them to expire ([`NodeLease::leave`]), so the next process with the same node id,
+//! started within the TTL (a restart, a rollout), takes the leases and every key on them
+//! over ([`NodeLease::resume`]): an edge's bindings survive.
 
 mod keeper;
 pub mod shards;
@@ -458,38 +458,61 @@ impl NodeLease {
         }
     }
 
-    /// Stops refreshing the leases without revoking them, after a last refresh of the main
-    /// lease: the node's keys stay for a whole TTL, for the next process with this node id
-    /// to take over ([`NodeLease::resume`]); if none comes, they expire as after a crash.
-    /// Without that refresh the next process would have only what the keeper's last round
-    /// left, down to two thirds of the TTL. The binding leases need none: each outlives a
-    /// main lease refreshed now by [`BINDING_GRACE_S`] at least.
+    /// Stops refreshing the leases without revoking them, after a last refresh of every one
+    /// of them (at once, each within a keeper round's wait): the node's keys stay for a
+    /// whole TTL, for the next process with this node id to take over
+    /// ([`NodeLease::resume`]); if none comes, they expire as after a crash. Without it the
+    /// next process would have only what the keeper's last round left of the main lease,
+    /// down to two thirds of the TTL. The binding leases are refreshed too so that each
+    /// still outlives the main lease: one granted by an older release, with no room to go
+    /// unrefreshed, lives only [`BINDING_GRACE_S`] longer than the TTL.
     pub async fn leave(&self) {
         self.keeper.abort();
-        let (node, lease) = (&self.shared.node_id, self.lease_id());
-        let lease_hex = format!("{lease:x}");
-        let last = tokio::time::timeout(shards::refresh_limit(self.shared.ttl_s), async {
-            self.shared
-                .store
-                .lease_keep_alive(lease)
-                .await?
-                .refresh()
-                .await
-        })
+        let leases = self.leases();
+        let (store, limit) = (&self.shared.store, shards::refresh_limit(self.shared.ttl_s));
+        let last = join_all(leases.iter().map(|&id| async move {
+            let once = async { store.lease_keep_alive(id).await?.refresh().await };
+            LastRefresh::of(tokio::time::timeout(limit, once).await.ok())
+        }))
         .await;
-        match last {
-            Ok(Ok(left)) if left > 0 => {
-                info!(node = %node, lease = %lease_hex, ttl_s = left, "node lease refreshed and left to expire: a restart within its ttl takes it over")
+        let node = &self.shared.node_id;
+        let lease = format!("{:x}", leases[0]);
+        let bindings = &last[1..];
+        let refreshed = bindings
+            .iter()
+            .filter(|r| matches!(r, LastRefresh::Refreshed(_)))
+            .count();
+        match last[0] {
+            LastRefresh::Refreshed(ttl_s) => {
+                info!(node = %node, lease = %lease, ttl_s, binding_leases = bindings.len(), refreshed, "node leases refreshed and left to expire: a restart within the ttl takes them over")
             }
-            Ok(Ok(_)) => {
-                warn!(node = %node, lease = %lease_hex, "node lease already gone when left")
+            LastRefresh::Gone => {
+                warn!(node = %node, lease = %lease, "node lease already gone when left")
             }
-            Ok(Err(e)) => {
-                warn!(node = %node, lease = %lease_hex, error = %e, "node lease left without a last refresh: a restart must come within what the last one left")
+            LastRefresh::Failed => {
+                warn!(node = %node, lease = %lease, limit_ms = limit.as_millis() as u64, "node lease left without a last refresh: a restart must come within what the last one left")
             }
-            Err(_) => {
-                warn!(node = %node, lease = %lease_hex, "node lease left without a last refresh (timed out): a restart must come within what the last one left")
-            }
+        }
+    }
+}
+
+/// What became of a lease's last refresh before its node left it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LastRefresh {
+    /// Refreshed: this many seconds left.
+    Refreshed(i64),
+    /// etcd says it no longer exists.
+    Gone,
+    /// It failed, or did not answer in time (`None`).
+    Failed,
+}
+
+impl LastRefresh {
+    fn of(answer: Option<Result<i64, StoreError>>) -> Self {
+        match answer {
+            Some(Ok(left)) if left > 0 => Self::Refreshed(left),
+            Some(Ok(_) | Err(StoreError::LeaseNotFound(_))) => Self::Gone,
+            Some(Err(_)) | None => Self::Failed,
         }
     }
 }
@@ -556,5 +579,28 @@ async fn take_over(
             }
         }
         _ => Ok(false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{LastRefresh, StoreError};
+
+    #[test]
+    fn a_last_refresh_is_what_etcd_answered_in_time() {
+        let cases: [(Option<Result<i64, StoreError>>, LastRefresh); 6] = [
+            (Some(Ok(10)), LastRefresh::Refreshed(10)),
+            (Some(Ok(1)), LastRefresh::Refreshed(1)),
+            // etcd answers a refresh of a lease it no longer has with TTL 0.
+            (Some(Ok(0)), LastRefresh::Gone),
+            (Some(Err(StoreError::LeaseNotFound(7))), LastRefresh::Gone),
+            (Some(Err(StoreError::NoEndpoints)), LastRefresh::Failed),
+            // No answer within the wait.
+            (None, LastRefresh::Failed),
+        ];
+        for (answer, want) in cases {
+            let shown = format!("{answer:?}");
+            assert_eq!(LastRefresh::of(answer), want, "{shown}");
+        }
     }
 }
