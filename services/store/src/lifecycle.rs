@@ -459,7 +459,7 @@ impl NodeLease {
     }
 
     /// Stops refreshing the leases without revoking them, after a last refresh of every one
-    /// of them (at once, each within a keeper round's wait): the node's keys stay for a
+    /// of them (at once, each as a keeper round refreshes it): the node's keys stay for a
     /// whole TTL, for the next process with this node id to take over
     /// ([`NodeLease::resume`]); if none comes, they expire as after a crash. Without it the
     /// next process would have only what the keeper's last round left of the main lease,
@@ -469,50 +469,29 @@ impl NodeLease {
     pub async fn leave(&self) {
         self.keeper.abort();
         let leases = self.leases();
-        let (store, limit) = (&self.shared.store, shards::refresh_limit(self.shared.ttl_s));
-        let last = join_all(leases.iter().map(|&id| async move {
-            let once = async { store.lease_keep_alive(id).await?.refresh().await };
-            LastRefresh::of(tokio::time::timeout(limit, once).await.ok())
-        }))
+        let limit = shards::refresh_limit(self.shared.ttl_s);
+        let shared = &*self.shared;
+        // Each as a keeper round refreshes it: the TTL left, 0 when gone, none when failed.
+        let last = join_all(
+            leases
+                .iter()
+                .map(|&id| keeper::refresh_once(shared, id, limit)),
+        )
         .await;
-        let node = &self.shared.node_id;
+        let node = &shared.node_id;
         let lease = format!("{:x}", leases[0]);
         let bindings = &last[1..];
-        let refreshed = bindings
-            .iter()
-            .filter(|r| matches!(r, LastRefresh::Refreshed(_)))
-            .count();
+        let refreshed = bindings.iter().filter(|r| r.is_some_and(|l| l > 0)).count();
         match last[0] {
-            LastRefresh::Refreshed(ttl_s) => {
+            Some(ttl_s) if ttl_s > 0 => {
                 info!(node = %node, lease = %lease, ttl_s, binding_leases = bindings.len(), refreshed, "node leases refreshed and left to expire: a restart within the ttl takes them over")
             }
-            LastRefresh::Gone => {
+            Some(_) => {
                 warn!(node = %node, lease = %lease, "node lease already gone when left")
             }
-            LastRefresh::Failed => {
+            None => {
                 warn!(node = %node, lease = %lease, limit_ms = limit.as_millis() as u64, "node lease left without a last refresh: a restart must come within what the last one left")
             }
-        }
-    }
-}
-
-/// What became of a lease's last refresh before its node left it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum LastRefresh {
-    /// Refreshed: this many seconds left.
-    Refreshed(i64),
-    /// etcd says it no longer exists.
-    Gone,
-    /// It failed, or did not answer in time (`None`).
-    Failed,
-}
-
-impl LastRefresh {
-    fn of(answer: Option<Result<i64, StoreError>>) -> Self {
-        match answer {
-            Some(Ok(left)) if left > 0 => Self::Refreshed(left),
-            Some(Ok(_) | Err(StoreError::LeaseNotFound(_))) => Self::Gone,
-            Some(Err(_)) | None => Self::Failed,
         }
     }
 }
@@ -579,28 +558,5 @@ async fn take_over(
             }
         }
         _ => Ok(false),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{LastRefresh, StoreError};
-
-    #[test]
-    fn a_last_refresh_is_what_etcd_answered_in_time() {
-        let cases: [(Option<Result<i64, StoreError>>, LastRefresh); 6] = [
-            (Some(Ok(10)), LastRefresh::Refreshed(10)),
-            (Some(Ok(1)), LastRefresh::Refreshed(1)),
-            // etcd answers a refresh of a lease it no longer has with TTL 0.
-            (Some(Ok(0)), LastRefresh::Gone),
-            (Some(Err(StoreError::LeaseNotFound(7))), LastRefresh::Gone),
-            (Some(Err(StoreError::NoEndpoints)), LastRefresh::Failed),
-            // No answer within the wait.
-            (None, LastRefresh::Failed),
-        ];
-        for (answer, want) in cases {
-            let shown = format!("{answer:?}");
-            assert_eq!(LastRefresh::of(answer), want, "{shown}");
-        }
     }
 }

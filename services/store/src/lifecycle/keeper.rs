@@ -199,6 +199,18 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
     }
 }
 
+/// One refresh of lease `id` outside the keeper's rounds (a node leaving its leases), as a
+/// round's [`refresh`] does it: the TTL left, 0 when the lease is gone, none when it failed.
+pub(super) async fn refresh_once(shared: &Shared, id: LeaseId, limit: Duration) -> Option<i64> {
+    let mut k = Kept {
+        id,
+        stream: None,
+        last_ok: Instant::now(),
+        ttl: None,
+    };
+    refresh(shared, &mut k, limit).await
+}
+
 /// Refreshes one lease, opening its keep-alive first when it has none; returns the TTL
 /// left (0 when the lease is gone, a keep-alive that cannot open for it included), none
 /// when the refresh failed.
