@@ -225,7 +225,7 @@ mod tests {
             (answered(&[481, 503]), Failed),
             (answered(&[]), Failed),
             (Err(EdgeError::NotRegistered("p".into())), NotRegistered),
-            (Err(EdgeError::ShuttingDown), Failed),
+            (Err(EdgeError::PhoneNotFound("p".into())), Failed),
         ];
         for (r, want) in cases {
             assert_eq!(check_sync_outcome(r), *want, "{r:?}");

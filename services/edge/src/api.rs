@@ -13,7 +13,6 @@ use crate::{
     delivery::calls::{ActiveCall, Party},
     dispatch::Dispatcher,
     error::EdgeError,
-    registrar::phone::{Contacts, Forget, ListBindings},
     replies::{OutRequest, new_branch},
 };
 
@@ -51,10 +50,7 @@ impl EdgeApi {
     }
 
     async fn list(&self, id: &str) -> Result<Vec<pb::Binding>, EdgeError> {
-        match self.handler.directory.ask(id, ListBindings) {
-            None => Ok(Vec::new()),
-            Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown),
-        }
+        Ok(self.handler.directory.bindings(id))
     }
 }
 
@@ -65,10 +61,7 @@ pub(crate) async fn check_sync(
     id: &str,
     reboot: bool,
 ) -> Result<pb::CheckSyncResponse, EdgeError> {
-    let contacts = match h.directory.ask(id, Contacts) {
-        None => Vec::new(),
-        Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown)?,
-    };
+    let contacts = h.directory.contacts(id);
     if contacts.is_empty() {
         return Err(EdgeError::NotRegistered(id.to_owned()));
     }
@@ -160,14 +153,7 @@ pub(crate) async fn check_sync(
 /// Drops every binding of a phone on this edge; returns how many contacts went. Used by
 /// the API and by the actions the store hands the edge.
 pub(crate) async fn log_out(h: &Dispatcher, id: &str) -> Result<u32, EdgeError> {
-    let forget = Forget {
-        lines: None,
-        source: None,
-    };
-    match h.directory.ask(id, forget) {
-        None => Ok(0),
-        Some(r) => r.await.map_err(|_| EdgeError::ShuttingDown),
-    }
+    Ok(h.directory.forget(id, None, None).unwrap_or(0))
 }
 
 #[tonic::async_trait]

@@ -43,9 +43,6 @@ pub enum EdgeError {
     /// The caller's token is missing or lacks the permission.
     #[error(transparent)]
     Auth(#[from] dialtone_auth::AuthError),
-    /// The actor system is gone (shutting down).
-    #[error("edge is shutting down")]
-    ShuttingDown,
 }
 
 impl EdgeError {
@@ -68,7 +65,6 @@ impl From<EdgeError> for tonic::Status {
             EdgeError::PhoneNotFound(_) => tonic::Status::not_found(msg),
             EdgeError::NotRegistered(_) => tonic::Status::failed_precondition(msg),
             EdgeError::Store(ref s) => tonic::Status::new(s.code(), msg),
-            EdgeError::ShuttingDown => tonic::Status::unavailable(msg),
             EdgeError::Auth(ref a) => tonic::Status::new(a.code(), msg),
             EdgeError::Listen { .. } | EdgeError::Tls(_) | EdgeError::Media(_) => {
                 tonic::Status::internal(msg)

@@ -6,9 +6,10 @@
 //! - ground: [`flow`] (transport, peer, replier, open flows, the UDP outbox),
 //!   [`settings`], [`error`], [`metrics`], [`credentials`] (the cache of lines, fed from
 //!   the store by its follower), [`replies`] (the responder and the digest challenge);
-//! - [`registrar`]: one actix actor per phone (bindings, nonce counts, timers), sharded
-//!   over the actor threads of its directory, sleeping phones kept as bytes, and the
-//!   publisher that writes bindings to the store off the REGISTER path;
+//! - [`registrar`]: each phone's actor run in place (bindings, nonce counts, the last
+//!   transaction), handled under its shard's lock on the thread its message arrived on, with
+//!   the directory's actor threads checking phones as they come due, sleeping phones kept
+//!   as bytes, and the publisher that writes bindings to the store off the REGISTER path;
 //! - [`delivery`]: requests for phones, proxied to their bindings here or on another edge;
 //!   [`uac`]: the edge's own requests (NOTIFY check-sync, keep-alives, REGISTERs);
 //! - [`dispatch`]: judges each message and sends it to the wing that handles it, after
@@ -191,9 +192,8 @@ impl Edge {
         let ready = Arc::new(AtomicBool::new(false));
         let credentials_task = loop {
             let registrar = directory.clone();
-            let gone = Box::new(move |id: &str, lines| {
-                let source = None;
-                registrar.tell(id, registrar::phone::Forget { lines, source });
+            let gone = Box::new(move |id: &str, lines: Option<Vec<u32>>| {
+                registrar.forget(id, lines.as_deref(), None);
             });
             let follower = CredentialsFollower::new(cache.clone(), gone);
             match Follow::listing("credentials", &credentials::sync::PREFIXES)
@@ -397,7 +397,7 @@ fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> J
                     "republishing bindings on new leases"
                 );
                 for id in phones {
-                    directory.tell(&id, registrar::phone::Republish);
+                    directory.republish(&id);
                 }
                 seen = now.to_vec();
             }

@@ -77,7 +77,8 @@ pub struct EdgeSettings {
     pub bans: BanPolicy,
     /// Server header value; none by default (it only helps attackers pick exploits).
     pub server_header: Option<String>,
-    /// Arbiter threads the phone actors are sharded over.
+    /// Actor threads: one UDP socket and receive loop each, and the checks of their share of
+    /// the phone shards.
     pub shards: usize,
     /// How long a NOTIFY waits for the phone's answer; also how long a request delivered to
     /// a phone waits for any answer before 408.

@@ -58,7 +58,7 @@ use crate::{
     credentials::LineEntry,
     credentials::trunks::DigestAuth,
     flow::{Answer, FlowSource, Flows, Replier, Transport},
-    registrar::{directory::Directory, phone::Contacts},
+    registrar::directory::Directory,
     replies::{Listening, Replies},
     settings::EdgeSettings,
 };
@@ -689,10 +689,7 @@ impl Delivery {
     /// secondary's, then the freshest others (a request from another edge: local only).
     /// What is asked of the store, and the order, are [`targets`]'s.
     async fn targets(&self, from_edge: bool, line: &LineEntry) -> Vec<Target> {
-        let local = match self.directory.ask(&line.phone_id, Contacts) {
-            None => Vec::new(),
-            Some(r) => r.await.unwrap_or_default(),
-        };
+        let local = self.directory.contacts(&line.phone_id);
         let local_target = || {
             let c = local.iter().find(|c| c.sip_user == line.sip_user)?;
             let (transport, replier) = self.flows.replier(c.source)?;

@@ -33,7 +33,6 @@ use crate::{
     metrics::Stats,
     metrics::transactions::TxClock,
     registrar::directory::Directory,
-    registrar::phone::Forget,
     replies::{ALLOW, Listening, Replies, UNASSIGNED_REASON},
     settings::EdgeSettings,
     uac::Uac,
@@ -165,13 +164,7 @@ impl Dispatcher {
         };
         let source = Some(FlowSource { transport: t, addr });
         for p in phones {
-            self.directory.tell(
-                &p,
-                Forget {
-                    lines: None,
-                    source,
-                },
-            );
+            self.directory.forget(&p, None, source);
         }
     }
 

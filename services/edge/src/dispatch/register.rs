@@ -1,7 +1,7 @@
 //! REGISTER: turned away first when the edge sheds load (its bindings' publication too far
 //! behind the store: `registrar::backlog`) and the phone has no state here, authenticated
-//! here (digest, bans, the nonce's scope), then handed to the phone's actor in the
-//! registrar, which checks the nonce count and reduces the bindings.
+//! here (digest, bans, the nonce's scope), then handled by the phone in the registrar, on
+//! this thread under its shard's lock: it checks the nonce count and reduces the bindings.
 
 use dialtone_sip::{Message, addressing::Party, response::Source, transaction::server_key};
 
@@ -9,10 +9,7 @@ use super::Dispatcher;
 use crate::{
     flow::{Answer, Peer},
     metrics::Reason,
-    registrar::{
-        backlog,
-        phone::{Register, RegisterJob},
-    },
+    registrar::{backlog, phone::RegisterJob},
     replies::ChallengeKind,
 };
 
@@ -78,7 +75,7 @@ impl Dispatcher {
             }
         }
         let reply = reply.marked(entry.sip_dscp);
-        // Only what reaches the phone's actor needs its transaction recognised.
+        // Only what reaches the phone needs its transaction recognised.
         let txn = server_key(&self.txn_keys, &m, m.top_via().as_ref(), peer.addr);
         if peer.transport.connection_bound() {
             let mut map = self.ws_phones.lock();
@@ -89,9 +86,9 @@ impl Dispatcher {
         }
         let phone_id = entry.phone_id.clone();
         tracing::Span::current().record("phone.id", &*phone_id);
-        self.directory.tell_or_start(
+        self.directory.register(
             &phone_id,
-            Register(Box::new(RegisterJob {
+            RegisterJob {
                 entry,
                 msg: m,
                 source: peer.source(),
@@ -100,15 +97,14 @@ impl Dispatcher {
                 txn,
                 src,
                 reply,
-                reserved: self.directory.backlog().reserve(),
-            })),
+            },
         );
     }
 
     /// Turns the REGISTER away (503 with Retry-After) when the edge sheds load and the
     /// phone has no state here: a phone registered on this edge keeps refreshing (and its
     /// retransmissions get their answers), only phones arriving are paced. Before anything
-    /// is spent on it: no digest, no nonce, no actor. Returns whether it was turned away.
+    /// is spent on it: no digest, no nonce, no phone state. Returns whether it was turned away.
     fn shed(&self, m: &Message, user: &str, src: &Source, reply: &Answer) -> bool {
         let queue = self.directory.backlog();
         let Some(after) = backlog::shed(

@@ -1,5 +1,5 @@
 //! UDP responses leave an actor thread in batches. The thread's receive loop answers what
-//! it reads, and the phones' actors answer right after, on the same thread; each answer
+//! it reads (a REGISTER's phone answers inline, on the same thread); each answer
 //! is queued here and the queue goes out in one `sendmmsg` ([`super::udp_batch::send_all`])
 //! when it holds a batch, when the loop has handled what it read, and before the thread
 //! sleeps (the arbiter's park hook, [`flush`]). A response so waits only for the work the

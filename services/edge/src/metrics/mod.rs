@@ -289,7 +289,7 @@ impl Stats {
             (
                 "dialtone_edge_sleeping_phones",
                 "gauge",
-                "Registered phones kept as compact state, their actor stopped until their next message.",
+                "Registered phones kept as compact state until their next message.",
                 self.sleeping.load(Relaxed),
             ),
             (

@@ -20,10 +20,7 @@
 //! ([`shed`]) is pure.
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
-    },
+    sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed},
     time::{Duration, Instant},
 };
 
@@ -42,13 +39,10 @@ pub const MAX_RETRY_AFTER_S: u32 = 120;
 /// The publisher's queue as the REGISTER path sees it.
 #[derive(Debug)]
 pub struct Backlog {
-    /// Changes sent by phone actors and not yet taken off the channel.
+    /// Changes sent by phones and not yet taken off the channel.
     queued: AtomicUsize,
     /// Changes taken off the channel and not yet written (coalesced by key).
     held: AtomicUsize,
-    /// REGISTERs handed to phone actors and not yet handled ([`Reserved`]): each may queue
-    /// a change, and a wave of them reaches the actors before the first is published.
-    in_hand: AtomicUsize,
     /// The store's write rate, writes a second (f64 bits), averaged over transactions.
     rate: AtomicU64,
     /// Since when the publisher has been writing without success (ms after `epoch`, 0: it
@@ -63,7 +57,6 @@ impl Default for Backlog {
         Backlog {
             queued: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
-            in_hand: AtomicUsize::new(0),
             rate: AtomicU64::new(0),
             stalled_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -112,15 +105,10 @@ impl Backlog {
         self.rate.store(rate.to_bits(), Relaxed);
     }
 
-    /// A REGISTER is handed to its phone's actor: it counts until the job is dropped.
-    pub fn reserve(self: &Arc<Self>) -> Reserved {
-        self.in_hand.fetch_add(1, Relaxed);
-        Reserved(self.clone())
-    }
-
-    /// Changes waiting, in the channel and in hand, and REGISTERs that may add one.
+    /// Changes waiting, in the channel and in hand (a REGISTER is handled by its phone
+    /// before the dispatcher reads the next message, so none is on its way).
     pub fn len(&self) -> usize {
-        self.queued.load(Relaxed) + self.held.load(Relaxed) + self.in_hand.load(Relaxed)
+        self.queued.load(Relaxed) + self.held.load(Relaxed)
     }
 
     /// The store's write rate, writes a second, averaged over recent transactions (0
@@ -150,16 +138,6 @@ impl Backlog {
             self.len(),
             self.rate()
         );
-    }
-}
-
-/// A REGISTER on its way to its phone's actor, counted in the backlog until dropped.
-#[derive(Debug)]
-pub struct Reserved(Arc<Backlog>);
-
-impl Drop for Reserved {
-    fn drop(&mut self) {
-        self.0.in_hand.fetch_sub(1, Relaxed);
     }
 }
 
@@ -274,10 +252,5 @@ mod tests {
         );
         b.written(10, Duration::from_millis(5), 0);
         assert_eq!(b.stalled(), Duration::ZERO);
-        let b = Arc::new(b);
-        let r = b.reserve();
-        assert_eq!(b.len(), 1, "a REGISTER on its way counts");
-        drop(r);
-        assert_eq!(b.len(), 0);
     }
 }

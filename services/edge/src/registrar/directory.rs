@@ -1,21 +1,18 @@
-//! Where the phone actors live: several actix arbiters, each its own `System` on its own
-//! thread (`edge-actors-{i}`, a current-thread tokio runtime whose park hook flushes the
-//! thread's UDP outbox), and a map per shard from phone id to the phone: an awake actor, or
-//! the compact state of a sleeping one ([`crate::registrar::sleeping`]). The UDP sockets
-//! are read on these threads too: one `SO_REUSEPORT` socket and its receive loop per actor
-//! thread (`transport/udp.rs`, a floor above this wing). Stream connections, gRPC,
-//! deliveries and the store client stay on tokio, and reach an actor only through this
-//! directory. A phone always
-//! lands on the same map shard; its actor starts on the current actor thread when the
-//! message comes from one (for UDP, the thread whose socket received the phone), else on
-//! its shard's thread.
+//! Where the phones live: a map per shard from phone id to the phone, awake
+//! ([`crate::registrar::phone::Phone`]) or asleep as compact bytes
+//! ([`crate::registrar::sleeping`]), and per shard a queue of the seconds phones are due to
+//! be checked. Every message for a phone goes through this directory, which runs it on the
+//! phone under the shard's lock on the calling thread: for UDP the actor thread whose socket
+//! received it, for streams the connection's tokio task. A phone's messages are so handled
+//! one at a time, in the order they took the lock, and a phone's answer to a UDP REGISTER
+//! joins the batch its loop sends once the datagrams it read are handled.
 //!
-//! Every message to a phone goes through [`Directory::tell`], [`Directory::tell_or_start`]
-//! or [`Directory::ask`], which enqueue it while holding the shard lock and count it as
-//! pending ([`crate::registrar::pending`]); an actor falls asleep (under the same lock)
-//! only when nothing is pending, so no message can reach an actor that has already handed
-//! its state back. A sleeping phone wakes for its next message or for its earliest binding
-//! expiry (a per-shard queue checked every second).
+//! The actor threads (`edge-actors-{i}`: each an actix `System` on a current-thread tokio
+//! runtime whose park hook flushes the thread's UDP outbox) run one `SO_REUSEPORT` socket's
+//! receive loop each (`transport/udp.rs`, a floor above this wing) and a 1 s tick over their
+//! shards' queues: an awake phone whose check is due sweeps its expired bindings, then stays,
+//! falls asleep (quiet for a transaction lifetime) or goes (no binding, no live nonce); a
+//! sleeping phone whose earliest expiry has come sweeps it without waking.
 
 use std::{
     cmp::Reverse,
@@ -25,24 +22,28 @@ use std::{
     time::Duration,
 };
 
-use actix::{Actor, Addr, Handler, Message as ActixMessage, dev::Request, dev::ToEnvelope};
 use actix_rt::ArbiterHandle;
 use dialtone_common::clock::unix_ms;
+use dialtone_proto::edge::v1 as pb;
 use parking_lot::Mutex;
 use tracing::warn;
 
 use crate::{
+    flow::FlowSource,
     metrics::Stats,
+    registrar::phone::{self, Fate, Phone, Reachable, RegisterJob},
     registrar::publisher::Publisher,
     registrar::sleeping::{PhoneState, wake_at},
-    registrar::{pending::Pending, phone::PhoneActor},
     replies::Replies,
 };
 
+/// Map shards per actor thread: a lock is held while one message is handled, and UDP loops
+/// and stream tasks on several threads take them.
+const SHARDS_PER_THREAD: usize = 16;
+
 /// A phone known to this edge.
 enum Slot {
-    /// Its actor, and how many messages were sent to it and not yet handled.
-    Awake(Addr<PhoneActor>, Pending),
+    Awake(Box<Phone>),
     /// Its encoded state.
     Asleep(Box<[u8]>),
 }
@@ -50,149 +51,144 @@ enum Slot {
 #[derive(Default)]
 struct Shard {
     phones: HashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
-    /// Sleeping phones by the second they must wake; entries of phones that woke earlier
-    /// are skipped when they come due.
-    wakeups: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+    /// Phones by the second they are due to be checked: an awake phone's [`Phone::due`], a
+    /// sleeping one's earliest expiry. Entries that no longer match are skipped.
+    due: BinaryHeap<Reverse<(u64, Arc<str>)>>,
 }
 
-/// What every phone actor shares: the [`SharedParts`] it was started with (reached
-/// through `Deref`) and the phone maps, so an actor can fall asleep or leave.
-pub struct ActorShared {
-    me: std::sync::Weak<ActorShared>,
-    parts: SharedParts,
-    shards: Box<[Mutex<Shard>]>,
-    arbiters: Vec<ArbiterHandle>,
-    hasher: foldhash::fast::RandomState,
-}
-
-impl std::ops::Deref for ActorShared {
-    type Target = SharedParts;
-
-    fn deref(&self) -> &SharedParts {
-        &self.parts
-    }
-}
-
-impl ActorShared {
-    fn shard_of(&self, id: &str) -> usize {
-        (self.hasher.hash_one(id) % self.shards.len() as u64) as usize
-    }
-
-    /// Called by a stopping actor: removes it unless a newer one or its sleeping state
-    /// took its place.
-    pub fn forget_actor(&self, id: &str, addr: &Addr<PhoneActor>) {
-        let mut shard = self.shards[self.shard_of(id)].lock();
-        if matches!(shard.phones.get(id), Some(Slot::Awake(a, _)) if a == addr) {
-            shard.phones.remove(id);
-        }
-    }
-
-    /// Called by an idle actor with bindings: stores `state` in its place if nothing is
-    /// pending for it. The actor stops when this returns true.
-    pub fn fall_asleep(
-        &self,
-        id: &Arc<str>,
-        addr: &Addr<PhoneActor>,
-        pending: &Pending,
-        state: Box<[u8]>,
-    ) -> bool {
-        let mut shard = self.shards[self.shard_of(id)].lock();
-        let shard = &mut *shard;
-        let Some(slot) = shard.phones.get_mut(id) else {
-            return false;
-        };
-        let ours = matches!(&*slot, Slot::Awake(a, _) if a == addr);
-        if !ours || !pending.is_clear() {
-            return false;
-        }
-        shard.wakeups.push(Reverse((wake_at(&state), id.clone())));
-        *slot = Slot::Asleep(state);
-        self.stats.sleeping_changed(1);
-        true
-    }
-
-    /// Starts an actor from `slot`'s sleeping state, if it is asleep.
-    fn wake(&self, s: usize, id: &Arc<str>, slot: &mut Slot) {
-        if let Slot::Asleep(bytes) = slot {
-            let state = PhoneState::decode(bytes).unwrap_or_else(|| {
-                warn!(phone_id = %id, "undecodable sleeping state: starting empty");
-                PhoneState::default()
-            });
-            self.stats.sleeping_changed(-1);
-            *slot = self.start(s, id, state);
-        }
-    }
-
-    /// The awake actor for `slot` (waking it if asleep), with its pending count raised.
-    /// Lent, not cloned: an actix address is three `Arc`s, each its own allocation, and a
-    /// clone and its drop would touch all three on every request.
-    fn awake<'s>(&self, s: usize, id: &Arc<str>, slot: &'s mut Slot) -> &'s Addr<PhoneActor> {
-        self.wake(s, id, slot);
-        let Slot::Awake(addr, pending) = slot else {
-            unreachable!("woken above")
-        };
-        pending.sent();
-        addr
-    }
-
-    fn start(&self, s: usize, id: &Arc<str>, state: PhoneState) -> Slot {
-        let pending = Pending::default();
-        let shared = self
-            .me
-            .upgrade()
-            .expect("the directory outlives its actors");
-        let (pid, p) = (id.clone(), pending.clone());
-        // On the calling actor thread when there is one: UDP receive loops run there, and
-        // the kernel keeps a phone's datagrams on one socket (SO_REUSEPORT hashes the
-        // source), so its requests never cross threads. Otherwise on the phone's shard.
-        let arbiter = actix_rt::Arbiter::try_current().unwrap_or_else(|| self.arbiters[s].clone());
-        let addr =
-            PhoneActor::start_in_arbiter(&arbiter, move |_| PhoneActor::new(pid, shared, state, p));
-        Slot::Awake(addr, pending)
-    }
-
-    /// Wakes the phones of shard `s` whose earliest expiry has come.
-    fn wake_due(&self, s: usize, now: u64) {
-        let mut shard = self.shards[s].lock();
-        let shard = &mut *shard;
-        while let Some(Reverse((at, _))) = shard.wakeups.peek() {
-            if *at > now {
-                break;
-            }
-            let Some(Reverse((at, id))) = shard.wakeups.pop() else {
-                break;
-            };
-            if let Some(slot) = shard.phones.get_mut(&id)
-                && matches!(slot, Slot::Asleep(b) if wake_at(b) == at)
-            {
-                // An awake phone sweeps its expired bindings as it starts.
-                self.wake(s, &id, slot);
-            }
-        }
-    }
-}
-
-/// What the edge gives every phone actor.
+/// What the edge gives every phone.
 pub struct SharedParts {
     pub node_id: String,
-    /// How long a phone with bindings stays quiet before its actor falls asleep: a whole
-    /// transaction lifetime ([`super::phone::TXN_MEMORY_S`]), so no retransmission needs the last
-    /// answer (unit tests make it 0).
+    /// How long a phone with bindings stays quiet before it falls asleep: a whole
+    /// transaction lifetime ([`super::phone::TXN_MEMORY_S`]), so no retransmission needs
+    /// the last answer (unit tests make it 0).
     pub quiet_before_sleep_s: u64,
     pub publisher: Publisher,
     pub replies: Arc<Replies>,
     pub stats: Arc<Stats>,
 }
 
-/// The arbiters and the phone maps.
+struct Inner {
+    parts: SharedParts,
+    shards: Box<[Mutex<Shard>]>,
+    arbiters: Vec<ArbiterHandle>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Inner {
+    fn shard(&self, id: &str) -> &Mutex<Shard> {
+        &self.shards[(self.hasher.hash_one(id) % self.shards.len() as u64) as usize]
+    }
+
+    /// Checks the phones of shard `s` that are due.
+    fn check_due(&self, s: usize, now: u64) {
+        let sh = &self.parts;
+        let mut shard = self.shards[s].lock();
+        let Shard { phones, due } = &mut *shard;
+        while due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
+            let Some(Reverse((at, id))) = due.pop() else {
+                break;
+            };
+            let Some(slot) = phones.get_mut(&id) else {
+                continue;
+            };
+            let gone = match slot {
+                Slot::Awake(p) if p.due == at => match p.check(&id, sh, now) {
+                    Fate::Stay(next) => {
+                        p.due = next;
+                        due.push(Reverse((next, id.clone())));
+                        false
+                    }
+                    Fate::Sleep => {
+                        let bytes = p.encode(sh, now);
+                        due.push(Reverse((wake_at(&bytes), id.clone())));
+                        *slot = Slot::Asleep(bytes);
+                        sh.stats.sleeping_changed(1);
+                        false
+                    }
+                    Fate::Leave => true,
+                },
+                Slot::Asleep(bytes) if wake_at(bytes) == at => {
+                    let mut state = decode(&id, bytes);
+                    phone::sweep(&mut state, &id, sh, now);
+                    if state.earliest_expiry().is_some() {
+                        // Bindings left: asleep again, until the next expiry.
+                        let bytes = state.encode(now, sh.replies.nonce_lifetime_s);
+                        due.push(Reverse((wake_at(&bytes), id.clone())));
+                        *slot = Slot::Asleep(bytes);
+                        continue;
+                    }
+                    sh.stats.sleeping_changed(-1);
+                    let live_nonce = state
+                        .nonce_counts
+                        .entries(now, sh.replies.nonce_lifetime_s)
+                        .next()
+                        .is_some();
+                    if live_nonce {
+                        // Awake until no nonce of its could be replayed.
+                        let mut p = Box::new(Phone::new(state, now));
+                        p.due = p.next_check(sh);
+                        due.push(Reverse((p.due, id.clone())));
+                        *slot = Slot::Awake(p);
+                        false
+                    } else {
+                        true
+                    }
+                }
+                _ => false,
+            };
+            if gone {
+                phones.remove(&id);
+            }
+        }
+    }
+}
+
+fn decode(id: &str, bytes: &[u8]) -> PhoneState {
+    PhoneState::decode(bytes).unwrap_or_else(|| {
+        warn!(phone_id = %id, "undecodable sleeping state: starting empty");
+        PhoneState::default()
+    })
+}
+
+/// The awake phone in `slot`, woken (active at `now`) if it slept.
+fn awake<'s>(sh: &SharedParts, id: &str, slot: &'s mut Slot, now: u64) -> &'s mut Phone {
+    if let Slot::Asleep(bytes) = slot {
+        let state = decode(id, bytes);
+        sh.stats.sleeping_changed(-1);
+        *slot = Slot::Awake(Box::new(Phone::new(state, now)));
+    }
+    match slot {
+        Slot::Awake(p) => p,
+        Slot::Asleep(_) => unreachable!("woken above"),
+    }
+}
+
+/// Queues the phone's next check if it is earlier than the one queued (a later one is
+/// found when the queued one comes due, which queues again).
+fn schedule(
+    sh: &SharedParts,
+    due: &mut BinaryHeap<Reverse<(u64, Arc<str>)>>,
+    id: &Arc<str>,
+    p: &mut Phone,
+) {
+    let next = p.next_check(sh);
+    if p.due == 0 || next < p.due {
+        p.due = next;
+        due.push(Reverse((next, id.clone())));
+    }
+}
+
+/// The actor threads and the phone maps.
 pub struct Directory {
     systems: Vec<actix_rt::System>,
-    shared: Arc<ActorShared>,
+    inner: Arc<Inner>,
 }
 
 impl Directory {
-    /// Starts `n` arbiter threads.
+    /// Starts `n` actor threads.
     pub fn start(n: usize, parts: SharedParts) -> Self {
+        let n = n.max(1);
         let mut arbiters = Vec::with_capacity(n);
         let mut systems = Vec::with_capacity(n);
         for i in 0..n {
@@ -200,10 +196,10 @@ impl Directory {
             std::thread::Builder::new()
                 .name(format!("edge-actors-{i}"))
                 .spawn(move || {
-                    // A current-thread runtime as actix builds one (IO and timers; the
-                    // actors need no signal or process driver), plus a park hook: UDP
-                    // answers queued on this thread leave before it sleeps, and what it
-                    // freed goes back ([`dialtone_common::idle`]).
+                    // A current-thread runtime as actix builds one (IO and timers; nothing
+                    // here needs a signal or process driver), plus a park hook: UDP answers
+                    // queued on this thread leave before it sleeps, and what it freed goes
+                    // back ([`dialtone_common::idle`]).
                     let sys = actix_rt::System::with_tokio_rt(|| {
                         tokio::runtime::Builder::new_current_thread()
                             .enable_io()
@@ -223,111 +219,134 @@ impl Directory {
             systems.push(sys);
             arbiters.push(arb);
         }
-        let shared = Arc::new_cyclic(|me| ActorShared {
-            me: me.clone(),
+        let inner = Arc::new(Inner {
             parts,
-            shards: (0..n).map(|_| Mutex::default()).collect(),
+            shards: (0..n * SHARDS_PER_THREAD)
+                .map(|_| Mutex::default())
+                .collect(),
             arbiters,
             hasher: Default::default(),
         });
-        for (s, arb) in shared.arbiters.iter().enumerate() {
-            let weak = Arc::downgrade(&shared);
+        for (i, arb) in inner.arbiters.iter().enumerate() {
+            let weak = Arc::downgrade(&inner);
             arb.spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(1));
                 loop {
                     tick.tick().await;
-                    let Some(shared) = weak.upgrade() else { return };
-                    shared.wake_due(s, unix_ms() / 1000);
+                    let Some(inner) = weak.upgrade() else { return };
+                    let now = unix_ms() / 1000;
+                    for s in (i..inner.shards.len()).step_by(n) {
+                        inner.check_due(s, now);
+                    }
                 }
             });
         }
-        Directory { systems, shared }
+        Directory { systems, inner }
     }
 
     /// How far the publication of the phones' bindings is behind the store.
     pub fn backlog(&self) -> &Arc<super::backlog::Backlog> {
-        self.shared.publisher.backlog()
+        self.inner.parts.publisher.backlog()
     }
 
     /// The actor threads.
     pub fn arbiters(&self) -> &[ArbiterHandle] {
-        &self.shared.arbiters
+        &self.inner.arbiters
     }
 
-    /// Sends `msg` to the phone's actor, starting one if the phone has none (or waking it).
-    pub fn tell_or_start<M>(&self, id: &Arc<str>, msg: M)
-    where
-        M: ActixMessage + Send + 'static,
-        M::Result: Send,
-        PhoneActor: Handler<M>,
-        <PhoneActor as Actor>::Context: ToEnvelope<PhoneActor, M>,
-    {
-        let sh = &self.shared;
-        let s = sh.shard_of(id);
-        let mut shard = sh.shards[s].lock();
-        let slot = shard
-            .phones
-            .entry(id.clone())
-            .or_insert_with(|| sh.start(s, id, PhoneState::default()));
-        if matches!(slot, Slot::Awake(a, _) if !a.connected()) {
-            *slot = sh.start(s, id, PhoneState::default());
-        }
-        sh.awake(s, id, slot).do_send(msg);
-    }
-
-    /// Sends `msg` to the phone's actor (waking it) if the phone has state here.
-    pub fn tell<M>(&self, id: &str, msg: M) -> bool
-    where
-        M: ActixMessage + Send + 'static,
-        M::Result: Send,
-        PhoneActor: Handler<M>,
-        <PhoneActor as Actor>::Context: ToEnvelope<PhoneActor, M>,
-    {
-        self.with_awake(id, |a| a.do_send(msg)).is_some()
-    }
-
-    /// Asks the phone's actor (waking it) if the phone has state here.
-    pub fn ask<M>(&self, id: &str, msg: M) -> Option<Request<PhoneActor, M>>
-    where
-        M: ActixMessage + Send + 'static,
-        M::Result: Send,
-        PhoneActor: Handler<M>,
-        <PhoneActor as Actor>::Context: ToEnvelope<PhoneActor, M>,
-    {
-        self.with_awake(id, |a| a.send(msg))
-    }
-
-    fn with_awake<R>(&self, id: &str, f: impl FnOnce(&Addr<PhoneActor>) -> R) -> Option<R> {
-        let sh = &self.shared;
-        let s = sh.shard_of(id);
-        let mut shard = sh.shards[s].lock();
-        let (key, slot) = shard.phones.get_key_value(id)?;
-        if matches!(slot, Slot::Awake(a, _) if !a.connected()) {
-            return None;
-        }
+    /// Runs `f` on the phone (woken if asleep) and queues its next check; `None` if the
+    /// phone has no state here.
+    fn with_phone<R>(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Phone, &Arc<str>, &SharedParts, u64) -> R,
+    ) -> Option<R> {
+        let sh = &self.inner.parts;
+        let now = unix_ms() / 1000;
+        let mut shard = self.inner.shard(id).lock();
+        let Shard { phones, due } = &mut *shard;
+        let (key, _) = phones.get_key_value(id)?;
         let key = key.clone();
-        let slot = shard.phones.get_mut(id)?;
-        Some(f(sh.awake(s, &key, slot)))
+        let slot = phones.get_mut(id)?;
+        let p = awake(sh, id, slot, now);
+        let r = f(p, &key, sh, now);
+        schedule(sh, due, &key, p);
+        Some(r)
     }
 
-    /// Whether the phone has an actor or a sleeping state here.
+    /// Handles an authenticated REGISTER on its phone, which starts here if it had no state.
+    pub fn register(&self, id: &Arc<str>, job: RegisterJob) {
+        let sh = &self.inner.parts;
+        let now = unix_ms() / 1000;
+        let mut shard = self.inner.shard(id).lock();
+        let Shard { phones, due } = &mut *shard;
+        if !phones.contains_key(&**id) {
+            let fresh = Box::new(Phone::new(PhoneState::default(), now));
+            phones.insert(id.clone(), Slot::Awake(fresh));
+        }
+        let Some(slot) = phones.get_mut(&**id) else {
+            unreachable!("inserted above")
+        };
+        let p = awake(sh, id, slot, now);
+        p.register(id, sh, job, now);
+        schedule(sh, due, id, p);
+    }
+
+    /// Drops bindings of the phone: all, those of some lines, or those learned over one
+    /// flow. Returns how many went (`None`: the phone has no state here).
+    pub fn forget(
+        &self,
+        id: &str,
+        lines: Option<&[u32]>,
+        source: Option<FlowSource>,
+    ) -> Option<u32> {
+        self.with_phone(id, |p, id, sh, now| p.forget(id, sh, lines, source, now))
+    }
+
+    /// Writes every line of the phone again (after the node re-registered on a new lease).
+    pub fn republish(&self, id: &str) {
+        self.with_phone(id, |p, id, sh, now| p.republish(id, sh, now));
+    }
+
+    /// Reads the phone's state, awake or asleep (not woken: nothing changes), if it has
+    /// state here.
+    fn read<R>(&self, id: &str, f: impl FnOnce(&PhoneState) -> R) -> Option<R> {
+        let shard = self.inner.shard(id).lock();
+        match shard.phones.get(id)? {
+            Slot::Awake(p) => Some(f(p.state())),
+            Slot::Asleep(bytes) => Some(f(&decode(id, bytes))),
+        }
+    }
+
+    /// Every registered contact of the phone on this edge.
+    pub fn contacts(&self, id: &str) -> Vec<Reachable> {
+        self.read(id, phone::contacts).unwrap_or_default()
+    }
+
+    /// The phone's bindings on this edge, as published.
+    pub fn bindings(&self, id: &str) -> Vec<pb::Binding> {
+        let node = &self.inner.parts.node_id;
+        self.read(id, |s| phone::bindings(s, id, node))
+            .unwrap_or_default()
+    }
+
+    /// Whether the phone has state here, awake or asleep.
     pub fn has(&self, id: &str) -> bool {
-        let sh = &self.shared;
-        sh.shards[sh.shard_of(id)].lock().phones.contains_key(id)
+        self.inner.shard(id).lock().phones.contains_key(id)
     }
 
     /// Puts a restored phone to sleep here (see [`crate::registrar::restore`]), unless the
     /// phone is already known (it registered meanwhile: what it sent is newer). Returns
     /// whether it was added.
     pub fn adopt(&self, id: &str, state: &PhoneState) -> bool {
-        let sh = &self.shared;
+        let sh = &self.inner.parts;
         let bytes = state.encode(unix_ms() / 1000, sh.replies.nonce_lifetime_s);
         let id: Arc<str> = id.into();
-        let mut shard = sh.shards[sh.shard_of(&id)].lock();
+        let mut shard = self.inner.shard(&id).lock();
         if shard.phones.contains_key(&id) {
             return false;
         }
-        shard.wakeups.push(Reverse((wake_at(&bytes), id.clone())));
+        shard.due.push(Reverse((wake_at(&bytes), id.clone())));
         shard.phones.insert(id, Slot::Asleep(bytes));
         drop(shard);
         sh.stats.sleeping_changed(1);
@@ -340,14 +359,14 @@ impl Directory {
 
     /// Every phone with state here.
     pub fn ids(&self) -> Vec<Arc<str>> {
-        self.shared
+        self.inner
             .shards
             .iter()
             .flat_map(|m| m.lock().phones.keys().cloned().collect::<Vec<_>>())
             .collect()
     }
 
-    /// Stops every arbiter (and so every actor).
+    /// Stops every actor thread.
     pub fn stop(&self) {
         for s in &self.systems {
             s.stop();

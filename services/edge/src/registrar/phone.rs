@@ -1,11 +1,12 @@
-//! One actix actor per phone: it owns the phone's bindings (per line), nonce counts, its
-//! expiry timer and the last transaction it answered. Actors live while their phone has
-//! bindings or a nonce it could still replay, then stop; the [`crate::registrar::directory`] starts
-//! them on demand on one of several arbiters.
+//! One awake phone: its bindings (per line), nonce counts, the last transaction it answered
+//! and when it was last active. The phone's actor, run in place: the
+//! [`crate::registrar::directory`] hands it one message at a time under its shard's lock, on
+//! the thread the message arrived on, so its state has one owner and its messages one
+//! order, with no mailbox, no task and no timer of its own (the shard's queue of due checks
+//! calls [`Phone::check`]). Quiet phones sleep as compact bytes ([`super::sleeping`]).
 
 use std::sync::Arc;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, MessageResult};
 use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
 use dialtone_proto::edge::v1 as pb;
@@ -20,8 +21,8 @@ use crate::{
     credentials::LineEntry,
     flow::{Answer, FlowSource, proto},
     metrics::Reason,
+    registrar::directory::SharedParts,
     registrar::sleeping::{LineState, PhoneState},
-    registrar::{directory::ActorShared, pending::Pending},
     replies::ChallengeKind,
 };
 
@@ -36,98 +37,122 @@ struct LastTxn {
     error: Option<Vec<u8>>,
 }
 
-/// The actor.
-pub struct PhoneActor {
-    id: Arc<str>,
-    shared: Arc<ActorShared>,
+/// The awake phone.
+pub struct Phone {
     state: PhoneState,
-    /// Kept inline, not boxed: it is read for every request, and actors live only while
-    /// their phone is active (quiet phones sleep as compact state).
     last: Option<LastTxn>,
-    /// Unix second the expiry sweep is scheduled for (0: none).
-    timer_at: u64,
+    /// Unix second of its last request.
     last_activity: u64,
-    idle_check: bool,
-    sleep_check: bool,
-    /// Messages the directory sent that this actor has not handled yet.
-    pending: Pending,
+    /// The second its entry in the shard's queue of checks is due (0: none queued).
+    pub(super) due: u64,
 }
 
-impl PhoneActor {
-    pub fn new(
-        id: Arc<str>,
-        shared: Arc<ActorShared>,
-        state: PhoneState,
-        pending: Pending,
-    ) -> Self {
-        PhoneActor {
-            id,
-            shared,
+/// What a phone's check decided ([`fate`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    /// Stays awake; checked again at that second.
+    Stay(u64),
+    /// Quiet for a whole transaction lifetime with bindings: its state goes to sleep.
+    Sleep,
+    /// No binding and no nonce it could still be replayed with: it goes.
+    Leave,
+}
+
+/// When a phone must next be checked: its earliest expiry, or when it will have been quiet
+/// long enough to sleep (bindings) or to go (none). Pure.
+pub fn next_check(
+    contacts: usize,
+    earliest_expiry: Option<u64>,
+    last_activity: u64,
+    quiet_s: u64,
+    nonce_lifetime_s: u64,
+) -> u64 {
+    if contacts == 0 {
+        return last_activity + nonce_lifetime_s + 1;
+    }
+    let sleep = last_activity + quiet_s + 1;
+    earliest_expiry.map_or(sleep, |e| e.min(sleep))
+}
+
+/// What becomes of a phone checked at `now`, its expired bindings already swept. Pure.
+pub fn fate(
+    contacts: usize,
+    earliest_expiry: Option<u64>,
+    last_activity: u64,
+    now: u64,
+    quiet_s: u64,
+    nonce_lifetime_s: u64,
+) -> Fate {
+    match contacts {
+        0 if now > last_activity + nonce_lifetime_s => Fate::Leave,
+        1.. if now > last_activity + quiet_s => Fate::Sleep,
+        _ => Fate::Stay(next_check(
+            contacts,
+            earliest_expiry,
+            last_activity,
+            quiet_s,
+            nonce_lifetime_s,
+        )),
+    }
+}
+
+impl Phone {
+    /// A phone from its state (new, woken or restored), active at `now`.
+    pub fn new(state: PhoneState, now: u64) -> Self {
+        Phone {
             state,
             last: None,
-            timer_at: 0,
-            last_activity: unix_ms() / 1000,
-            idle_check: false,
-            sleep_check: false,
-            pending,
+            last_activity: now,
+            due: 0,
         }
     }
 
-    /// Every handler starts here: one pending message fewer (see [`Pending`]).
-    fn received(&self) {
-        self.pending.received();
+    pub fn state(&self) -> &PhoneState {
+        &self.state
     }
 
-    /// Hands the state to the directory and stops, if the phone has been quiet for a
-    /// whole transaction lifetime (so no retransmission needs the last answer).
-    fn try_sleep(&mut self, ctx: &mut Context<Self>, now: u64) -> bool {
-        if now.saturating_sub(self.last_activity) < self.shared.quiet_before_sleep_s
-            || self.contacts() == 0
-        {
-            return false;
-        }
-        let bytes = self.state.encode(now, self.shared.replies.nonce_lifetime_s);
-        if self
-            .shared
-            .fall_asleep(&self.id, &ctx.address(), &self.pending, bytes)
-        {
-            ctx.stop();
-            return true;
-        }
-        false
-    }
-
-    fn contacts(&self) -> usize {
+    pub fn contacts(&self) -> usize {
         self.state.lines.iter().map(|l| l.bindings.len()).sum()
     }
 
-    /// Bindings per transport (the metrics' [`crate::metrics::TRANSPORTS`] order).
-    fn contacts_by_transport(&self) -> [i64; crate::metrics::TRANSPORTS.len()] {
-        self.state.contacts_by_transport()
+    /// When it must next be checked (see [`next_check`]).
+    pub fn next_check(&self, sh: &SharedParts) -> u64 {
+        next_check(
+            self.contacts(),
+            self.state.earliest_expiry(),
+            self.last_activity,
+            sh.quiet_before_sleep_s,
+            sh.replies.nonce_lifetime_s,
+        )
     }
 
-    fn publish(&mut self, pos: usize, now: u64) {
-        let line = &mut self.state.lines[pos];
-        line.published_at = now;
-        let key = keys::binding(&self.id, line.index, &self.shared.node_id);
-        if line.bindings.is_empty() {
-            self.shared.publisher.delete(key);
-        } else {
-            let b = to_proto(&self.id, line, &self.shared.node_id);
-            self.shared.publisher.put(key, b.encode_to_vec());
-        }
+    /// Its due check: expired bindings go, then what becomes of it.
+    pub fn check(&mut self, id: &str, sh: &SharedParts, now: u64) -> Fate {
+        sweep(&mut self.state, id, sh, now);
+        fate(
+            self.contacts(),
+            self.state.earliest_expiry(),
+            self.last_activity,
+            now,
+            sh.quiet_before_sleep_s,
+            sh.replies.nonce_lifetime_s,
+        )
     }
 
-    fn line_pos(&mut self, index: u32, sip_user: &str) -> usize {
+    /// Its sleeping form.
+    pub fn encode(&self, sh: &SharedParts, now: u64) -> Box<[u8]> {
+        self.state.encode(now, sh.replies.nonce_lifetime_s)
+    }
+
+    fn line_pos(&mut self, index: u32, sip_user: &str, sh: &SharedParts) -> usize {
         if let Some(p) = self.state.lines.iter().position(|l| l.index == index) {
             if self.state.lines[p].sip_user != sip_user {
                 // The line was given another user: its old bindings are not this user's.
-                let before = self.contacts_by_transport();
+                let before = self.state.contacts_by_transport();
                 self.state.lines[p].bindings.clear();
                 self.state.lines[p].sip_user = sip_user.to_owned();
-                self.shared
-                    .stats
-                    .bindings_changed(&before, &self.contacts_by_transport());
+                sh.stats
+                    .bindings_changed(&before, &self.state.contacts_by_transport());
             }
             return p;
         }
@@ -141,147 +166,10 @@ impl PhoneActor {
         self.state.lines.len() - 1
     }
 
-    /// Applies a contact-count change to the gauges.
-    fn account(&self, before: [i64; crate::metrics::TRANSPORTS.len()]) {
-        let after = self.contacts_by_transport();
-        self.shared.stats.bindings_changed(&before, &after);
-        let (before, after) = (before.iter().sum::<i64>(), after.iter().sum::<i64>());
-        match (before, after) {
-            (0, a) if a > 0 => self.shared.stats.phones_changed(1),
-            (b, 0) if b > 0 => self.shared.stats.phones_changed(-1),
-            _ => {}
-        }
-    }
-
-    /// Schedules the expiry sweep for the earliest binding and falling asleep, or the idle
-    /// stop.
-    fn schedule(&mut self, ctx: &mut Context<Self>, now: u64) {
-        if self.contacts() > 0 && !self.sleep_check {
-            self.sleep_check = true;
-            let wait =
-                (self.last_activity + self.shared.quiet_before_sleep_s + 1).saturating_sub(now);
-            ctx.run_later(std::time::Duration::from_secs(wait), |a, ctx| {
-                a.sleep_check = false;
-                let now = unix_ms() / 1000;
-                if !a.try_sleep(ctx, now) {
-                    a.schedule(ctx, now);
-                }
-            });
-        }
-        match self.state.earliest_expiry() {
-            // An actor with bindings falls asleep at its sleep check, and a sleeping phone
-            // wakes for its earliest expiry (the directory's queue); a check that finds it
-            // busy schedules again. So only an expiry before the check needs a timer.
-            Some(at)
-                if self.sleep_check
-                    && at > self.last_activity + self.shared.quiet_before_sleep_s + 1 => {}
-            Some(at) if self.timer_at == 0 || at < self.timer_at => {
-                self.timer_at = at;
-                let wait = std::time::Duration::from_millis(at.saturating_sub(now) * 1000 + 200);
-                ctx.run_later(wait, |a, ctx| {
-                    a.timer_at = 0;
-                    a.sweep(ctx);
-                });
-            }
-            Some(_) => {}
-            None if !self.idle_check => {
-                self.idle_check = true;
-                let wait = std::time::Duration::from_secs(self.shared.replies.nonce_lifetime_s + 1);
-                ctx.run_later(wait, |a, ctx| {
-                    a.idle_check = false;
-                    let now = unix_ms() / 1000;
-                    if a.contacts() == 0 {
-                        if now.saturating_sub(a.last_activity) > a.shared.replies.nonce_lifetime_s {
-                            ctx.stop();
-                        } else {
-                            a.schedule(ctx, now);
-                        }
-                    }
-                });
-            }
-            None => {}
-        }
-    }
-
-    /// Removes expired bindings.
-    fn sweep(&mut self, ctx: &mut Context<Self>) {
-        let now = unix_ms() / 1000;
-        let before = self.contacts_by_transport();
-        for pos in 0..self.state.lines.len() {
-            let n = self.state.lines[pos].bindings.len();
-            self.state.lines[pos]
-                .bindings
-                .retain(|b| b.expires_at > now);
-            if self.state.lines[pos].bindings.len() != n {
-                self.publish(pos, now);
-            }
-        }
-        self.account(before);
-        self.schedule(ctx, now);
-    }
-
-    fn forget(&mut self, lines: Option<&[u32]>, source: Option<FlowSource>, now: u64) -> u32 {
-        let before = self.contacts_by_transport();
-        for pos in 0..self.state.lines.len() {
-            if lines.is_some_and(|l| !l.contains(&self.state.lines[pos].index)) {
-                continue;
-            }
-            let n = self.state.lines[pos].bindings.len();
-            match source {
-                Some(s) => self.state.lines[pos].bindings.retain(|b| b.source != s),
-                None => self.state.lines[pos].bindings.clear(),
-            }
-            if self.state.lines[pos].bindings.len() != n {
-                self.publish(pos, now);
-            }
-        }
-        self.account(before);
-        (before.iter().sum::<i64>() - self.contacts() as i64) as u32
-    }
-}
-
-impl Actor for PhoneActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // A burst of REGISTERs for one phone queues instead of being refused.
-        ctx.set_mailbox_capacity(64);
-        self.schedule(ctx, unix_ms() / 1000);
-    }
-
-    fn stopped(&mut self, ctx: &mut Context<Self>) {
-        self.shared.forget_actor(&self.id, &ctx.address());
-    }
-}
-
-/// An authenticated REGISTER for one line of the phone.
-pub struct RegisterJob {
-    pub entry: Arc<LineEntry>,
-    pub msg: SipMessage,
-    /// The flow it came over, recorded in the binding.
-    pub source: FlowSource,
-    /// The nonce answered, by its [`dialtone_sip::digest::nonce_hash`].
-    pub nonce: u64,
-    pub nc: u32,
-    /// Identifies the transaction (branch, source, method) for retransmissions.
-    pub txn: u64,
-    pub src: Source,
-    pub reply: Answer,
-    /// Counts the job in the edge's backlog until it is handled (dropped).
-    #[expect(dead_code, reason = "held for its Drop")]
-    pub reserved: super::backlog::Reserved,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Register(pub Box<RegisterJob>);
-
-impl Handler<Register> for PhoneActor {
-    type Result = ();
-
-    fn handle(&mut self, Register(job): Register, ctx: &mut Context<Self>) -> Self::Result {
-        self.received();
-        let sh = self.shared.clone();
+    /// Handles an authenticated REGISTER: answers it (a retransmission gets the answer
+    /// again, a replayed nonce count a new challenge), applies it to the line's bindings
+    /// and publishes the line when it changed or its stored expiry grew stale.
+    pub fn register(&mut self, id: &str, sh: &SharedParts, job: RegisterJob, now: u64) {
         // Read here, from the message the job carries, so that it can borrow from it.
         let req = match from_message(&job.msg, job.source) {
             Ok(r) => r,
@@ -295,7 +183,6 @@ impl Handler<Register> for PhoneActor {
                 return;
             }
         };
-        let now = unix_ms() / 1000;
         self.last_activity = now;
         if let Some(last) = self
             .last
@@ -340,8 +227,8 @@ impl Handler<Register> for PhoneActor {
             ));
             return;
         }
-        let before = self.contacts_by_transport();
-        let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user);
+        let before = self.state.contacts_by_transport();
+        let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user, sh);
         let policy = job.entry.policy;
         let line = &mut self.state.lines[pos];
         let (bytes, ok) = match apply(&mut line.bindings, &req, &policy, now) {
@@ -356,52 +243,12 @@ impl Handler<Register> for PhoneActor {
                     outbound,
                 );
                 if changed || now >= line.published_at + line.republish_after {
-                    self.publish(pos, now);
+                    publish(&mut self.state, pos, id, sh, now);
                 }
                 sh.stats.registered();
                 (bytes, true)
             }
-            Err(Refusal::IntervalTooBrief { min_expires }) => {
-                sh.stats.rejected(Reason::IntervalTooBrief);
-                let b = sh.replies.responder.reply(
-                    &job.msg,
-                    &job.src,
-                    423,
-                    "",
-                    vec![("Min-Expires", min_expires.to_string())],
-                );
-                (b, false)
-            }
-            Err(Refusal::Invalid(why)) => {
-                sh.stats.rejected(Reason::Invalid);
-                (
-                    sh.replies
-                        .responder
-                        .reply(&job.msg, &job.src, 400, why, vec![]),
-                    false,
-                )
-            }
-            Err(Refusal::OutOfOrder) => {
-                sh.stats.rejected(Reason::OutOfOrder);
-                let b = sh.replies.responder.reply(
-                    &job.msg,
-                    &job.src,
-                    400,
-                    "CSeq not higher than the binding's",
-                    vec![],
-                );
-                (b, false)
-            }
-            Err(Refusal::TooManyBindings { max }) => {
-                sh.stats.rejected(Reason::TooManyBindings);
-                let reason = format!("Too many registered contacts (at most {max})");
-                (
-                    sh.replies
-                        .responder
-                        .reply(&job.msg, &job.src, 403, &reason, vec![]),
-                    false,
-                )
-            }
+            Err(refusal) => (refused(&job, sh, refusal), false),
         };
         self.last = Some(LastTxn {
             key: job.txn,
@@ -410,69 +257,126 @@ impl Handler<Register> for PhoneActor {
             error: (!ok).then(|| bytes.clone()),
         });
         job.reply.send(bytes);
-        self.account(before);
-        self.schedule(ctx, now);
+        account(&self.state, sh, before);
     }
-}
 
-/// The phone's bindings on this edge, as published.
-#[derive(Message)]
-#[rtype(result = "Vec<pb::Binding>")]
-pub struct ListBindings;
-
-impl Handler<ListBindings> for PhoneActor {
-    type Result = MessageResult<ListBindings>;
-
-    fn handle(&mut self, _: ListBindings, _: &mut Context<Self>) -> Self::Result {
-        self.received();
-        MessageResult(
-            self.state
-                .lines
-                .iter()
-                .filter(|l| !l.bindings.is_empty())
-                .map(|l| to_proto(&self.id, l, &self.shared.node_id))
-                .collect(),
-        )
+    /// Drops bindings: all, those of some lines, or those learned over one flow. Returns
+    /// how many went.
+    pub fn forget(
+        &mut self,
+        id: &str,
+        sh: &SharedParts,
+        lines: Option<&[u32]>,
+        source: Option<FlowSource>,
+        now: u64,
+    ) -> u32 {
+        let before = self.state.contacts_by_transport();
+        for pos in 0..self.state.lines.len() {
+            if lines.is_some_and(|l| !l.contains(&self.state.lines[pos].index)) {
+                continue;
+            }
+            let n = self.state.lines[pos].bindings.len();
+            match source {
+                Some(s) => self.state.lines[pos].bindings.retain(|b| b.source != s),
+                None => self.state.lines[pos].bindings.clear(),
+            }
+            if self.state.lines[pos].bindings.len() != n {
+                publish(&mut self.state, pos, id, sh, now);
+            }
+        }
+        account(&self.state, sh, before);
+        (before.iter().sum::<i64>() - self.contacts() as i64) as u32
     }
-}
 
-/// Drops bindings: all, those of some lines, or those learned over one flow.
-#[derive(Message)]
-#[rtype(result = "u32")]
-pub struct Forget {
-    pub lines: Option<Vec<u32>>,
-    pub source: Option<FlowSource>,
-}
-
-impl Handler<Forget> for PhoneActor {
-    type Result = u32;
-
-    fn handle(&mut self, f: Forget, ctx: &mut Context<Self>) -> u32 {
-        self.received();
-        let now = unix_ms() / 1000;
-        let n = self.forget(f.lines.as_deref(), f.source, now);
-        self.schedule(ctx, now);
-        n
-    }
-}
-
-/// Writes every line again (after the node re-registered on a new lease).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Republish;
-
-impl Handler<Republish> for PhoneActor {
-    type Result = ();
-
-    fn handle(&mut self, _: Republish, _: &mut Context<Self>) {
-        self.received();
-        let now = unix_ms() / 1000;
+    /// Writes every line with bindings again (after the node re-registered on a new lease).
+    pub fn republish(&mut self, id: &str, sh: &SharedParts, now: u64) {
         for pos in 0..self.state.lines.len() {
             if !self.state.lines[pos].bindings.is_empty() {
-                self.publish(pos, now);
+                publish(&mut self.state, pos, id, sh, now);
             }
         }
     }
+}
+
+/// The answer to a REGISTER its line's bindings refused.
+fn refused(job: &RegisterJob, sh: &SharedParts, refusal: Refusal) -> Vec<u8> {
+    let reply = |code, reason: &str, headers| {
+        sh.replies
+            .responder
+            .reply(&job.msg, &job.src, code, reason, headers)
+    };
+    match refusal {
+        Refusal::IntervalTooBrief { min_expires } => {
+            sh.stats.rejected(Reason::IntervalTooBrief);
+            reply(423, "", vec![("Min-Expires", min_expires.to_string())])
+        }
+        Refusal::Invalid(why) => {
+            sh.stats.rejected(Reason::Invalid);
+            reply(400, why, vec![])
+        }
+        Refusal::OutOfOrder => {
+            sh.stats.rejected(Reason::OutOfOrder);
+            reply(400, "CSeq not higher than the binding's", vec![])
+        }
+        Refusal::TooManyBindings { max } => {
+            sh.stats.rejected(Reason::TooManyBindings);
+            let reason = format!("Too many registered contacts (at most {max})");
+            reply(403, &reason, vec![])
+        }
+    }
+}
+
+/// Removes expired bindings, publishing the lines that lost some; of an awake phone or of a
+/// sleeping one's decoded state (woken by its earliest expiry).
+pub fn sweep(state: &mut PhoneState, id: &str, sh: &SharedParts, now: u64) {
+    let before = state.contacts_by_transport();
+    for pos in 0..state.lines.len() {
+        let n = state.lines[pos].bindings.len();
+        state.lines[pos].bindings.retain(|b| b.expires_at > now);
+        if state.lines[pos].bindings.len() != n {
+            publish(state, pos, id, sh, now);
+        }
+    }
+    account(state, sh, before);
+}
+
+fn publish(state: &mut PhoneState, pos: usize, id: &str, sh: &SharedParts, now: u64) {
+    let line = &mut state.lines[pos];
+    line.published_at = now;
+    let key = keys::binding(id, line.index, &sh.node_id);
+    if line.bindings.is_empty() {
+        sh.publisher.delete(key);
+    } else {
+        let b = to_proto(id, line, &sh.node_id);
+        sh.publisher.put(key, b.encode_to_vec());
+    }
+}
+
+/// Applies a contact-count change to the gauges.
+fn account(state: &PhoneState, sh: &SharedParts, before: [i64; crate::metrics::TRANSPORTS.len()]) {
+    let after = state.contacts_by_transport();
+    sh.stats.bindings_changed(&before, &after);
+    let (before, after) = (before.iter().sum::<i64>(), after.iter().sum::<i64>());
+    match (before, after) {
+        (0, a) if a > 0 => sh.stats.phones_changed(1),
+        (b, 0) if b > 0 => sh.stats.phones_changed(-1),
+        _ => {}
+    }
+}
+
+/// An authenticated REGISTER for one line of the phone.
+pub struct RegisterJob {
+    pub entry: Arc<LineEntry>,
+    pub msg: SipMessage,
+    /// The flow it came over, recorded in the binding.
+    pub source: FlowSource,
+    /// The nonce answered, by its [`dialtone_sip::digest::nonce_hash`].
+    pub nonce: u64,
+    pub nc: u32,
+    /// Identifies the transaction (branch, source, method) for retransmissions.
+    pub txn: u64,
+    pub src: Source,
+    pub reply: Answer,
 }
 
 /// A registered contact the edge can send a request to.
@@ -483,30 +387,29 @@ pub struct Reachable {
     pub source: FlowSource,
 }
 
-/// Every registered contact of the phone.
-#[derive(Message)]
-#[rtype(result = "Vec<Reachable>")]
-pub struct Contacts;
+/// Every registered contact of a phone.
+pub fn contacts(state: &PhoneState) -> Vec<Reachable> {
+    state
+        .lines
+        .iter()
+        .flat_map(|l| {
+            l.bindings.iter().map(|b| Reachable {
+                sip_user: l.sip_user.clone(),
+                uri: b.uri.clone(),
+                source: b.source,
+            })
+        })
+        .collect()
+}
 
-impl Handler<Contacts> for PhoneActor {
-    type Result = MessageResult<Contacts>;
-
-    fn handle(&mut self, _: Contacts, _: &mut Context<Self>) -> Self::Result {
-        self.received();
-        MessageResult(
-            self.state
-                .lines
-                .iter()
-                .flat_map(|l| {
-                    l.bindings.iter().map(|b| Reachable {
-                        sip_user: l.sip_user.clone(),
-                        uri: b.uri.clone(),
-                        source: b.source,
-                    })
-                })
-                .collect(),
-        )
-    }
+/// A phone's bindings on this edge, as published.
+pub fn bindings(state: &PhoneState, id: &str, node: &str) -> Vec<pb::Binding> {
+    state
+        .lines
+        .iter()
+        .filter(|l| !l.bindings.is_empty())
+        .map(|l| to_proto(id, l, node))
+        .collect()
 }
 
 /// Whether a REGISTER registers an RFC 5626 flow (its 200 then says `Require: outbound`).
@@ -542,5 +445,48 @@ fn to_proto(phone: &str, line: &LineState, node: &str) -> pb::Binding {
             .collect(),
         updated_at_ms: unix_ms() as i64,
         republish_after_s: line.republish_after as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_phone_stays_sleeps_or_goes_by_its_bindings_and_its_quiet() {
+        const Q: u64 = 32;
+        const L: u64 = 300;
+        // (contacts, earliest expiry, last activity, now, fate)
+        let cases = [
+            // Bindings, active lately: awake until the earlier of expiry and the sleep.
+            (1, Some(5000), 1000, 1010, Fate::Stay(1033)),
+            (1, Some(1020), 1000, 1010, Fate::Stay(1020)),
+            // Quiet for the transaction lifetime: not yet at 32 s, asleep past it.
+            (2, Some(5000), 1000, 1032, Fate::Stay(1033)),
+            (2, Some(5000), 1000, 1033, Fate::Sleep),
+            // No binding: stays while a nonce of its could be replayed, then goes.
+            (0, None, 1000, 1033, Fate::Stay(1301)),
+            (0, None, 1000, 1300, Fate::Stay(1301)),
+            (0, None, 1000, 1301, Fate::Leave),
+        ];
+        for (contacts, expiry, active, now, want) in cases {
+            assert_eq!(
+                fate(contacts, expiry, active, now, Q, L),
+                want,
+                "{contacts} contacts, expiry {expiry:?}, active {active}, at {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_checked_phone_is_due_again_after_now() {
+        // Whatever stays is checked again later than now, so a check never loops.
+        for contacts in [0, 1, 3] {
+            for now in 1000..1400 {
+                if let Fate::Stay(at) = fate(contacts, Some(now + 1), 1000, now, 32, 300) {
+                    assert!(at > now, "{contacts} contacts at {now}: due {at}");
+                }
+            }
+        }
     }
 }

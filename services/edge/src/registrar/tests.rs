@@ -1,7 +1,7 @@
-//! The phone actor on its own: real actor threads of a directory, a capturing publisher
-//! (what would go to the store) and an in-memory replier (what would go to the phone).
-//! The digest itself was checked by the dispatcher before a job reaches the actor; what
-//! is left to the actor is the nonce count, the transaction, the bindings and sleep.
+//! A phone in a real directory (its actor threads and their checks), with a capturing
+//! publisher (what would go to the store) and an in-memory replier (what would go to the
+//! phone). The digest itself was checked by the dispatcher before a job reaches the phone;
+//! what is left to it is the nonce count, the transaction, the bindings and sleep.
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -20,7 +20,7 @@ use crate::{
     metrics::Stats,
     registrar::{
         directory::{Directory, SharedParts},
-        phone::{ListBindings, Register, RegisterJob},
+        phone::RegisterJob,
         publisher::{Change, Publisher},
     },
     replies::{Replies, Responder},
@@ -40,7 +40,7 @@ struct Harness {
 
 fn harness(quiet_before_sleep_s: u64) -> Harness {
     let mut cache = CredentialCache::new(Limits {
-        min_expires: 60,
+        min_expires: 1,
         max_expires: 7200,
         digest_bound: dialtone_sip::offer::Offer::Sha256ThenMd5,
     });
@@ -92,12 +92,23 @@ fn harness(quiet_before_sleep_s: u64) -> Harness {
     }
 }
 
-/// Hands the actor a REGISTER of alice's contact, as the dispatcher would once the digest
+/// Hands the phone a REGISTER of alice's contact, as the dispatcher would once the digest
 /// checked out (transaction key as the dispatcher makes it), and returns the status line
 /// and the whole answer sent back.
 async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, String) {
+    register_for(h, branch, cseq, nc, 600).await
+}
+
+/// [`register`] for `expires` seconds.
+async fn register_for(
+    h: &Harness,
+    branch: &str,
+    cseq: u32,
+    nc: u32,
+    expires: u32,
+) -> (String, String) {
     let text = format!(
-        "REGISTER sip:dialtone SIP/2.0\r\nVia: SIP/2.0/UDP {FROM};branch={branch}\r\nFrom: <sip:alice@dialtone>;tag=1\r\nTo: <sip:alice@dialtone>\r\nCall-ID: c1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@{FROM}>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+        "REGISTER sip:dialtone SIP/2.0\r\nVia: SIP/2.0/UDP {FROM};branch={branch}\r\nFrom: <sip:alice@dialtone>;tag=1\r\nTo: <sip:alice@dialtone>\r\nCall-ID: c1\r\nCSeq: {cseq} REGISTER\r\nContact: <sip:alice@{FROM}>\r\nExpires: {expires}\r\nContent-Length: 0\r\n\r\n"
     );
     let msg = dialtone_sip::parse(text.as_bytes()).expect("a valid REGISTER");
     let (tx, mut rx) = write_queue::queue(crate::flow::NOT_AUTHENTICATED);
@@ -117,10 +128,8 @@ async fn register(h: &Harness, branch: &str, cseq: u32, nc: u32) -> (String, Str
             Replier::Stream(tx),
             crate::metrics::transactions::TxClock::start("REGISTER", std::time::Instant::now()),
         ),
-        reserved: h.directory.backlog().reserve(),
     };
-    h.directory
-        .tell_or_start(&h.entry.phone_id, Register(Box::new(job)));
+    h.directory.register(&h.entry.phone_id, job);
     let bytes = tokio::time::timeout(Duration::from_secs(2), rx.next())
         .await
         .expect("answered within 2 s")
@@ -191,18 +200,50 @@ async fn a_quiet_phone_falls_asleep_and_wakes_with_its_bindings() {
         }
     }
     assert!(slept, "the phone never fell asleep");
-    // Asking for its bindings wakes it, with its state.
-    let bindings = h
-        .directory
-        .ask(&h.entry.phone_id, ListBindings)
-        .expect("a known phone")
-        .await
-        .unwrap();
+    // Its bindings are read from its sleeping state, without waking it.
+    let bindings = h.directory.bindings(&h.entry.phone_id);
+    assert_eq!(h.stats.sleeping_phones(), 1, "still asleep");
     assert_eq!(bindings.len(), 1);
     assert_eq!(bindings[0].contacts.len(), 1);
     // And it still counts nonces: the count it used before sleeping is spent.
     assert_eq!(
         register(&h, "z9hG4bK9", 2, 1).await.0,
+        "SIP/2.0 401 Unauthorized"
+    );
+    h.directory.stop();
+}
+
+#[tokio::test]
+async fn a_sleeping_phones_binding_expires_without_waking_it() {
+    let mut h = harness(0);
+    let (status, _) = register_for(&h, "z9hG4bK1", 1, 1, 2).await;
+    assert_eq!(status, "SIP/2.0 200 OK");
+    let (_, value) = h.published.recv().await.unwrap();
+    assert_eq!(contacts(&value), 1);
+    // Asleep a second after the REGISTER, its binding expires a second later: the shard's
+    // check sweeps it from the sleeping state and deletes the stored binding.
+    let (key, value) = tokio::time::timeout(Duration::from_secs(5), h.published.recv())
+        .await
+        .expect("the expiry published within 5 s")
+        .unwrap();
+    assert_eq!(key, keys::binding("p1", 0, NODE));
+    assert!(value.is_none(), "the binding deleted: {value:?}");
+    assert!(h.directory.contacts(&h.entry.phone_id).is_empty());
+    // Counted right after the delete is queued, on the actor thread.
+    for _ in 0..20 {
+        if h.stats.sleeping_phones() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        h.stats.sleeping_phones(),
+        0,
+        "no binding left to sleep with"
+    );
+    // Its nonce count is kept while the nonce lives: the same count is a replay.
+    assert_eq!(
+        register(&h, "z9hG4bK2", 2, 1).await.0,
         "SIP/2.0 401 Unauthorized"
     );
     h.directory.stop();

@@ -214,7 +214,7 @@ fn serve_flow(
         if let Some(tx) = peer.replier.queue() {
             handler.flows().close(transport, addr, tx);
         }
-        // The connection's own senders go: the queue ends once the phone actors' have.
+        // The connection's own senders go: the queue ends once the deliveries' have.
         drop(peer);
         // Boxed: the task is sized for serving the connection, not for closing it.
         Box::pin(close(io, rx, peer_closed)).await;
@@ -224,7 +224,7 @@ fn serve_flow(
 }
 
 /// Closes a connection whose flow is closed: a peer that only closed its sending side
-/// still reads, so the answers to its last requests (phone actors answer after the read)
+/// still reads, so the answers to its last requests (deliveries answer after the read)
 /// go out until every sender of `rx` is gone, within one write's time; then its sending
 /// side is shut down, within another.
 async fn close<S: Io>(mut io: S, mut rx: QueueRx, peer_closed: bool) {

@@ -1,9 +1,9 @@
 //! SIP over UDP, the way a registrar under load wants it: one socket per actor thread, all
 //! bound to the same address with SO_REUSEPORT, so the kernel spreads phones over the
 //! threads by their source address and keeps each phone on one thread. Each thread's
-//! receive loop reads datagrams in batches ([`crate::flow::udp_batch`]) and handles them inline,
-//! and a phone's actor is started on the thread its first REGISTER arrived on, so a
-//! refresh never crosses threads.
+//! receive loop reads datagrams in batches ([`crate::flow::udp_batch`]) and handles them
+//! inline, a REGISTER up to its phone's answer (`registrar::directory`), so a refresh never
+//! crosses threads.
 
 use std::{io, net::SocketAddr, os::fd::AsRawFd, sync::Arc};
 
@@ -85,7 +85,7 @@ pub fn serve(
                 // A short batch means the queue is empty: it is reported to tokio as
                 // WouldBlock, which clears the readiness without another read that would
                 // fail with EAGAIN. A full one leaves it set, so the loop reads again
-                // (tokio's budget makes it yield to the actors now and then).
+                // (tokio's budget makes it yield to the thread's other tasks now and then).
                 let _ = socket.try_io(Interest::READABLE, || match batch.recv(fd)? {
                     BATCH => Ok(()),
                     _ => Err(io::ErrorKind::WouldBlock.into()),

@@ -1,9 +1,9 @@
 //! A phone's registration state, and its compact form while the phone sleeps.
 //!
-//! An awake phone is an actix actor (about 1.1 KB before any state, measured). Most
-//! registered phones are idle between refreshes, so after a quiet spell the actor writes its
-//! state into one byte string and stops; the next message for the phone starts an actor
-//! from it again. Pure: bytes in, state out, no IO.
+//! An awake phone is a [`crate::registrar::phone::Phone`] with its lines, bindings and
+//! nonce counts as Rust values. Most registered phones are idle between refreshes, so after
+//! a quiet spell its state is written into one byte string; the next message for the phone
+//! decodes it again. Pure: bytes in, state out, no IO.
 
 mod bytes;
 
