@@ -385,7 +385,7 @@ fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> J
             let now = generations.borrow_and_update().clone();
             let replaced: Vec<bool> = now.iter().zip(&seen).map(|(n, s)| n != s).collect();
             if replaced.iter().any(|r| *r) {
-                // Sleeping phones wake for it and fall asleep again later.
+                // Sleeping phones stay asleep (their state written again).
                 let phones: Vec<Arc<str>> = directory
                     .ids()
                     .into_iter()
@@ -396,8 +396,12 @@ fn republish_on_new_lease(lease: Arc<NodeLease>, directory: Arc<Directory>) -> J
                     binding_leases = replaced.iter().filter(|r| **r).count(),
                     "republishing bindings on new leases"
                 );
-                for id in phones {
-                    directory.republish(&id);
+                for (i, id) in phones.iter().enumerate() {
+                    directory.republish(id);
+                    // A worker of the main runtime: others' tasks get their turn.
+                    if i % 1024 == 1023 {
+                        tokio::task::yield_now().await;
+                    }
                 }
                 seen = now.to_vec();
             }

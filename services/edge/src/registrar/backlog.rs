@@ -16,7 +16,7 @@
 //! and admits new phones only up to the limit. The queue then stays near the limit instead
 //! of growing with every phone that arrives, and the phones come back paced.
 //!
-//! State: counters the publisher and the dispatcher keep ([`Backlog`]); the decision
+//! State: counters the publisher keeps ([`Backlog`]); the decision
 //! ([`shed`]) is pure.
 
 use std::{

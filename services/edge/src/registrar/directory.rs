@@ -12,11 +12,11 @@
 //! receive loop each (`transport/udp.rs`, a floor above this wing) and a 1 s tick over their
 //! shards' queues: an awake phone whose check is due sweeps its expired bindings, then stays,
 //! falls asleep (quiet for a transaction lifetime) or goes (no binding, no live nonce); a
-//! sleeping phone whose earliest expiry has come sweeps it without waking.
+//! sleeping phone whose earliest expiry has come is swept in its sleeping state and sleeps
+//! on while bindings are left (else it wakes while a nonce of its lives, or goes).
 
 use std::{
-    cmp::Reverse,
-    collections::{BinaryHeap, HashMap},
+    collections::{BTreeSet, HashMap},
     hash::BuildHasher,
     sync::Arc,
     time::Duration,
@@ -25,12 +25,13 @@ use std::{
 use actix_rt::ArbiterHandle;
 use dialtone_common::clock::unix_ms;
 use dialtone_proto::edge::v1 as pb;
+use dialtone_sip::registration::from_message;
 use parking_lot::Mutex;
 use tracing::warn;
 
 use crate::{
     flow::FlowSource,
-    metrics::Stats,
+    metrics::{Reason, Stats},
     registrar::phone::{self, Fate, Phone, Reachable, RegisterJob},
     registrar::publisher::Publisher,
     registrar::sleeping::{PhoneState, wake_at},
@@ -40,6 +41,18 @@ use crate::{
 /// Map shards per actor thread: a lock is held while one message is handled, and UDP loops
 /// and stream tasks on several threads take them.
 const SHARDS_PER_THREAD: usize = 16;
+
+/// Checks the tick makes per hold of a shard's lock: a second in which many phones come due
+/// (every phone 33 s after a new lease made them all publish) does not hold up the shard's
+/// requests behind all of them.
+const CHECKS_PER_HOLD: usize = 256;
+
+/// The phones of a shard by the second they are due to be checked, one entry per phone: an
+/// awake phone's [`Phone::due`], a sleeping one's earliest expiry ([`wake_at`]). An entry
+/// moves only when the check comes earlier (a phone woken by its request, whose sleep
+/// check comes before its expiry); one that comes later is found when the entry comes due,
+/// which queues it again. So a refresh of an awake phone touches nothing here.
+type Due = BTreeSet<(u64, Arc<str>)>;
 
 /// A phone known to this edge.
 enum Slot {
@@ -51,9 +64,7 @@ enum Slot {
 #[derive(Default)]
 struct Shard {
     phones: HashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
-    /// Phones by the second they are due to be checked: an awake phone's [`Phone::due`], a
-    /// sleeping one's earliest expiry. Entries that no longer match are skipped.
-    due: BinaryHeap<Reverse<(u64, Arc<str>)>>,
+    due: Due,
 }
 
 /// What the edge gives every phone.
@@ -80,67 +91,94 @@ impl Inner {
         &self.shards[(self.hasher.hash_one(id) % self.shards.len() as u64) as usize]
     }
 
-    /// Checks the phones of shard `s` that are due.
+    /// Checks the phones of shard `s` that are due, [`CHECKS_PER_HOLD`] at a time.
     fn check_due(&self, s: usize, now: u64) {
-        let sh = &self.parts;
-        let mut shard = self.shards[s].lock();
-        let Shard { phones, due } = &mut *shard;
-        while due.peek().is_some_and(|Reverse((at, _))| *at <= now) {
-            let Some(Reverse((at, id))) = due.pop() else {
-                break;
-            };
-            let Some(slot) = phones.get_mut(&id) else {
-                continue;
-            };
-            let gone = match slot {
-                Slot::Awake(p) if p.due == at => match p.check(&id, sh, now) {
-                    Fate::Stay(next) => {
-                        p.due = next;
-                        due.push(Reverse((next, id.clone())));
-                        false
-                    }
-                    Fate::Sleep => {
-                        let bytes = p.encode(sh, now);
-                        due.push(Reverse((wake_at(&bytes), id.clone())));
-                        *slot = Slot::Asleep(bytes);
-                        sh.stats.sleeping_changed(1);
-                        false
-                    }
-                    Fate::Leave => true,
-                },
-                Slot::Asleep(bytes) if wake_at(bytes) == at => {
-                    let mut state = decode(&id, bytes);
-                    phone::sweep(&mut state, &id, sh, now);
-                    if state.earliest_expiry().is_some() {
-                        // Bindings left: asleep again, until the next expiry.
-                        let bytes = state.encode(now, sh.replies.nonce_lifetime_s);
-                        due.push(Reverse((wake_at(&bytes), id.clone())));
-                        *slot = Slot::Asleep(bytes);
-                        continue;
-                    }
-                    sh.stats.sleeping_changed(-1);
-                    let live_nonce = state
-                        .nonce_counts
-                        .entries(now, sh.replies.nonce_lifetime_s)
-                        .next()
-                        .is_some();
-                    if live_nonce {
-                        // Awake until no nonce of its could be replayed.
-                        let mut p = Box::new(Phone::new(state, now));
-                        p.due = p.next_check(sh);
-                        due.push(Reverse((p.due, id.clone())));
-                        *slot = Slot::Awake(p);
-                        false
-                    } else {
-                        true
-                    }
+        loop {
+            let mut shard = self.shards[s].lock();
+            let Shard { phones, due } = &mut *shard;
+            for _ in 0..CHECKS_PER_HOLD {
+                if due.first().is_none_or(|(at, _)| *at > now) {
+                    return;
                 }
-                _ => false,
-            };
-            if gone {
-                phones.remove(&id);
+                let Some((at, id)) = due.pop_first() else {
+                    return;
+                };
+                check(&self.parts, phones, due, at, id, now);
             }
         }
+    }
+}
+
+/// The check of the phone whose entry (at `at`) was taken off `due`: an awake phone sweeps
+/// its expired bindings, then stays, sleeps or goes ([`Phone::check`]); a sleeping one
+/// sweeps its state without waking and sleeps on if bindings are left, else wakes until no
+/// nonce of its could be replayed, or goes.
+fn check(
+    sh: &SharedParts,
+    phones: &mut HashMap<Arc<str>, Slot, foldhash::fast::RandomState>,
+    due: &mut Due,
+    at: u64,
+    id: Arc<str>,
+    now: u64,
+) {
+    let Some(slot) = phones.get_mut(&id) else {
+        return;
+    };
+    let gone = match slot {
+        Slot::Awake(p) => {
+            if p.due != at {
+                // Not the phone's own entry (never expected): its own one goes too.
+                due.remove(&(p.due, id.clone()));
+            }
+            match p.check(&id, sh, now) {
+                Fate::Stay(next) => {
+                    p.due = next;
+                    due.insert((next, id.clone()));
+                    false
+                }
+                Fate::Sleep => {
+                    let bytes = p.encode(sh, now);
+                    due.insert((wake_at(&bytes), id.clone()));
+                    *slot = Slot::Asleep(bytes);
+                    sh.stats.sleeping_changed(1);
+                    false
+                }
+                Fate::Leave => true,
+            }
+        }
+        Slot::Asleep(bytes) => {
+            if wake_at(bytes) != at {
+                due.remove(&(wake_at(bytes), id.clone()));
+            }
+            let mut state = decode(&id, bytes);
+            phone::sweep(&mut state, &id, sh, now);
+            if state.earliest_expiry().is_some() {
+                // Bindings left: asleep again, until the next expiry.
+                let bytes = state.encode(now, sh.replies.nonce_lifetime_s);
+                due.insert((wake_at(&bytes), id.clone()));
+                *slot = Slot::Asleep(bytes);
+                return;
+            }
+            sh.stats.sleeping_changed(-1);
+            let live_nonce = state
+                .nonce_counts
+                .entries(now, sh.replies.nonce_lifetime_s)
+                .next()
+                .is_some();
+            if live_nonce {
+                // Awake until no nonce of its could be replayed.
+                let mut p = Box::new(Phone::new(state, now));
+                p.due = p.next_check(sh);
+                due.insert((p.due, id.clone()));
+                *slot = Slot::Awake(p);
+                false
+            } else {
+                true
+            }
+        }
+    };
+    if gone {
+        phones.remove(&id);
     }
 }
 
@@ -151,9 +189,17 @@ fn decode(id: &str, bytes: &[u8]) -> PhoneState {
     })
 }
 
-/// The awake phone in `slot`, woken (active at `now`) if it slept.
-fn awake<'s>(sh: &SharedParts, id: &str, slot: &'s mut Slot, now: u64) -> &'s mut Phone {
+/// The awake phone in `slot`, woken (active at `now`) if it slept: its entry in `due` goes,
+/// and [`schedule`] queues the woken phone's.
+fn awake<'s>(
+    sh: &SharedParts,
+    due: &mut Due,
+    id: &Arc<str>,
+    slot: &'s mut Slot,
+    now: u64,
+) -> &'s mut Phone {
     if let Slot::Asleep(bytes) = slot {
+        due.remove(&(wake_at(bytes), id.clone()));
         let state = decode(id, bytes);
         sh.stats.sleeping_changed(-1);
         *slot = Slot::Awake(Box::new(Phone::new(state, now)));
@@ -164,18 +210,16 @@ fn awake<'s>(sh: &SharedParts, id: &str, slot: &'s mut Slot, now: u64) -> &'s mu
     }
 }
 
-/// Queues the phone's next check if it is earlier than the one queued (a later one is
-/// found when the queued one comes due, which queues again).
-fn schedule(
-    sh: &SharedParts,
-    due: &mut BinaryHeap<Reverse<(u64, Arc<str>)>>,
-    id: &Arc<str>,
-    p: &mut Phone,
-) {
+/// Moves the phone's entry in `due` to its next check if that is earlier (or queues it if
+/// it has none); a later check is found when the entry comes due.
+fn schedule(sh: &SharedParts, due: &mut Due, id: &Arc<str>, p: &mut Phone) {
     let next = p.next_check(sh);
     if p.due == 0 || next < p.due {
+        if p.due != 0 {
+            due.remove(&(p.due, id.clone()));
+        }
         p.due = next;
-        due.push(Reverse((next, id.clone())));
+        due.insert((next, id.clone()));
     }
 }
 
@@ -268,7 +312,7 @@ impl Directory {
         let (key, _) = phones.get_key_value(id)?;
         let key = key.clone();
         let slot = phones.get_mut(id)?;
-        let p = awake(sh, id, slot, now);
+        let p = awake(sh, due, &key, slot, now);
         let r = f(p, &key, sh, now);
         schedule(sh, due, &key, p);
         Some(r)
@@ -277,6 +321,19 @@ impl Directory {
     /// Handles an authenticated REGISTER on its phone, which starts here if it had no state.
     pub fn register(&self, id: &Arc<str>, job: RegisterJob) {
         let sh = &self.inner.parts;
+        // Read before the lock is taken, from the message the job carries.
+        let req = match from_message(&job.msg, job.source) {
+            Ok(r) => r,
+            Err(why) => {
+                sh.stats.rejected(Reason::Invalid);
+                let bytes = sh
+                    .replies
+                    .responder
+                    .reply(&job.msg, &job.src, 400, why, vec![]);
+                job.reply.send(bytes);
+                return;
+            }
+        };
         let now = unix_ms() / 1000;
         let mut shard = self.inner.shard(id).lock();
         let Shard { phones, due } = &mut *shard;
@@ -287,8 +344,8 @@ impl Directory {
         let Some(slot) = phones.get_mut(&**id) else {
             unreachable!("inserted above")
         };
-        let p = awake(sh, id, slot, now);
-        p.register(id, sh, job, now);
+        let p = awake(sh, due, id, slot, now);
+        p.register(id, sh, &job, &req, now);
         schedule(sh, due, id, p);
     }
 
@@ -303,9 +360,25 @@ impl Directory {
         self.with_phone(id, |p, id, sh, now| p.forget(id, sh, lines, source, now))
     }
 
-    /// Writes every line of the phone again (after the node re-registered on a new lease).
+    /// Writes every line of the phone again (after the node re-registered on a new lease);
+    /// a sleeping phone stays asleep, its state written again with the time published.
     pub fn republish(&self, id: &str) {
-        self.with_phone(id, |p, id, sh, now| p.republish(id, sh, now));
+        let sh = &self.inner.parts;
+        let now = unix_ms() / 1000;
+        let mut shard = self.inner.shard(id).lock();
+        match shard.phones.get_mut(id) {
+            Some(Slot::Awake(p)) => p.republish(id, sh, now),
+            Some(Slot::Asleep(bytes)) => {
+                let mut state = decode(id, bytes);
+                phone::republish(&mut state, id, sh, now);
+                let again = state.encode(now, sh.replies.nonce_lifetime_s);
+                // Nothing was swept, so the earliest expiry, and with it the entry in
+                // `due`, is the same.
+                debug_assert_eq!(wake_at(&again), wake_at(bytes));
+                *bytes = again;
+            }
+            None => {}
+        }
     }
 
     /// Reads the phone's state, awake or asleep (not woken: nothing changes), if it has
@@ -346,7 +419,7 @@ impl Directory {
         if shard.phones.contains_key(&id) {
             return false;
         }
-        shard.due.push(Reverse((wake_at(&bytes), id.clone())));
+        shard.due.insert((wake_at(&bytes), id.clone()));
         shard.phones.insert(id, Slot::Asleep(bytes));
         drop(shard);
         sh.stats.sleeping_changed(1);
@@ -364,6 +437,12 @@ impl Directory {
             .iter()
             .flat_map(|m| m.lock().phones.keys().cloned().collect::<Vec<_>>())
             .collect()
+    }
+
+    /// Entries in the shards' queues of due checks.
+    #[cfg(test)]
+    pub fn queued_checks(&self) -> usize {
+        self.inner.shards.iter().map(|m| m.lock().due.len()).sum()
     }
 
     /// Stops every actor thread.

@@ -12,7 +12,7 @@ use dialtone_domain::keys;
 use dialtone_proto::edge::v1 as pb;
 use dialtone_sip::{
     Message as SipMessage,
-    registration::{Refusal, Register as RegisterReq, apply, from_message},
+    registration::{Refusal, Register as RegisterReq, apply},
     response::Source,
 };
 use prost::Message as _;
@@ -144,15 +144,16 @@ impl Phone {
         self.state.encode(now, sh.replies.nonce_lifetime_s)
     }
 
-    fn line_pos(&mut self, index: u32, sip_user: &str, sh: &SharedParts) -> usize {
+    /// The line's position, added if new; a line given another user loses its old
+    /// bindings (they are not this user's), deleted from the store at once whatever the
+    /// REGISTER turns out to be (the caller counts them gone).
+    fn line_pos(&mut self, id: &str, sh: &SharedParts, entry: &LineEntry, now: u64) -> usize {
+        let (index, sip_user) = (entry.line_index, &*entry.sip_user);
         if let Some(p) = self.state.lines.iter().position(|l| l.index == index) {
             if self.state.lines[p].sip_user != sip_user {
-                // The line was given another user: its old bindings are not this user's.
-                let before = self.state.contacts_by_transport();
                 self.state.lines[p].bindings.clear();
                 self.state.lines[p].sip_user = sip_user.to_owned();
-                sh.stats
-                    .bindings_changed(&before, &self.state.contacts_by_transport());
+                publish(&mut self.state, p, id, sh, now);
             }
             return p;
         }
@@ -169,20 +170,14 @@ impl Phone {
     /// Handles an authenticated REGISTER: answers it (a retransmission gets the answer
     /// again, a replayed nonce count a new challenge), applies it to the line's bindings
     /// and publishes the line when it changed or its stored expiry grew stale.
-    pub fn register(&mut self, id: &str, sh: &SharedParts, job: RegisterJob, now: u64) {
-        // Read here, from the message the job carries, so that it can borrow from it.
-        let req = match from_message(&job.msg, job.source) {
-            Ok(r) => r,
-            Err(why) => {
-                sh.stats.rejected(Reason::Invalid);
-                job.reply.send(
-                    sh.replies
-                        .responder
-                        .reply(&job.msg, &job.src, 400, why, vec![]),
-                );
-                return;
-            }
-        };
+    pub fn register(
+        &mut self,
+        id: &str,
+        sh: &SharedParts,
+        job: &RegisterJob,
+        req: &RegisterReq,
+        now: u64,
+    ) {
         self.last_activity = now;
         if let Some(last) = self
             .last
@@ -199,7 +194,7 @@ impl Phone {
                         .find(|l| l.index == last.line)
                         .map(|l| l.bindings.as_slice())
                         .unwrap_or(&[]);
-                    let outbound = registers_flow(&req);
+                    let outbound = registers_flow(req);
                     sh.replies
                         .responder
                         .register_ok(&job.msg, &job.src, bindings, now, outbound)
@@ -228,13 +223,13 @@ impl Phone {
             return;
         }
         let before = self.state.contacts_by_transport();
-        let pos = self.line_pos(job.entry.line_index, &job.entry.sip_user, sh);
+        let pos = self.line_pos(id, sh, &job.entry, now);
         let policy = job.entry.policy;
         let line = &mut self.state.lines[pos];
-        let (bytes, ok) = match apply(&mut line.bindings, &req, &policy, now) {
+        let (bytes, ok) = match apply(&mut line.bindings, req, &policy, now) {
             Ok(changed) => {
                 line.republish_after = u64::from(policy.default_expires / 2);
-                let outbound = registers_flow(&req);
+                let outbound = registers_flow(req);
                 let bytes = sh.replies.responder.register_ok(
                     &job.msg,
                     &job.src,
@@ -248,7 +243,7 @@ impl Phone {
                 sh.stats.registered();
                 (bytes, true)
             }
-            Err(refusal) => (refused(&job, sh, refusal), false),
+            Err(refusal) => (refused(job, sh, refusal), false),
         };
         self.last = Some(LastTxn {
             key: job.txn,
@@ -290,10 +285,16 @@ impl Phone {
 
     /// Writes every line with bindings again (after the node re-registered on a new lease).
     pub fn republish(&mut self, id: &str, sh: &SharedParts, now: u64) {
-        for pos in 0..self.state.lines.len() {
-            if !self.state.lines[pos].bindings.is_empty() {
-                publish(&mut self.state, pos, id, sh, now);
-            }
+        republish(&mut self.state, id, sh, now);
+    }
+}
+
+/// Writes every line with bindings again, of an awake phone or of a sleeping one's decoded
+/// state.
+pub fn republish(state: &mut PhoneState, id: &str, sh: &SharedParts, now: u64) {
+    for pos in 0..state.lines.len() {
+        if !state.lines[pos].bindings.is_empty() {
+            publish(state, pos, id, sh, now);
         }
     }
 }

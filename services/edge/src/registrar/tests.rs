@@ -248,3 +248,39 @@ async fn a_sleeping_phones_binding_expires_without_waking_it() {
     );
     h.directory.stop();
 }
+
+/// Waits up to 2 s for the shared gauge of sleeping phones to read `n`.
+async fn until_sleeping(h: &Harness, n: i64) {
+    for _ in 0..40 {
+        if h.stats.sleeping_phones() == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "sleeping phones: {} (waited for {n})",
+        h.stats.sleeping_phones()
+    );
+}
+
+#[tokio::test]
+async fn a_phone_keeps_one_queued_check_however_often_it_wakes_and_sleeps() {
+    let mut h = harness(0);
+    for round in 1..=4u32 {
+        let branch = format!("z9hG4bK{round}");
+        let (status, _) = register(&h, &branch, round, round).await;
+        assert_eq!(status, "SIP/2.0 200 OK", "round {round}");
+        assert_eq!(h.directory.queued_checks(), 1, "awake, round {round}");
+        until_sleeping(&h, 1).await;
+        assert_eq!(h.directory.queued_checks(), 1, "asleep, round {round}");
+    }
+    while h.published.try_recv().is_ok() {}
+    // A new binding lease: the sleeping phone writes its binding again and sleeps on.
+    h.directory.republish(&h.entry.phone_id);
+    let (key, value) = h.published.recv().await.unwrap();
+    assert_eq!(key, keys::binding("p1", 0, NODE));
+    assert_eq!(contacts(&value), 1);
+    assert_eq!(h.stats.sleeping_phones(), 1, "still asleep");
+    assert_eq!(h.directory.queued_checks(), 1);
+    h.directory.stop();
+}
