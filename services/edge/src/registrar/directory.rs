@@ -43,8 +43,8 @@ use crate::{
 const SHARDS_PER_THREAD: usize = 16;
 
 /// Checks the tick makes per hold of a shard's lock: a second in which many phones come due
-/// (every phone 33 s after a new lease made them all publish) does not hold up the shard's
-/// requests behind all of them.
+/// (a reconnect wave's phones 33 s later, a restored edge's at their expiries) does not
+/// hold up the shard's requests behind all of them.
 const CHECKS_PER_HOLD: usize = 256;
 
 /// The phones of a shard by the second they are due to be checked, one entry per phone: an
@@ -91,7 +91,8 @@ impl Inner {
         &self.shards[(self.hasher.hash_one(id) % self.shards.len() as u64) as usize]
     }
 
-    /// Checks the phones of shard `s` that are due, [`CHECKS_PER_HOLD`] at a time.
+    /// Checks the phones of shard `s` that are due, [`CHECKS_PER_HOLD`] at a time; between
+    /// two batches the lock goes to a thread waiting for it, if one is.
     fn check_due(&self, s: usize, now: u64) {
         loop {
             let mut shard = self.shards[s].lock();
@@ -105,6 +106,7 @@ impl Inner {
                 };
                 check(&self.parts, phones, due, at, id, now);
             }
+            parking_lot::MutexGuard::unlock_fair(shard);
         }
     }
 }
@@ -409,9 +411,13 @@ impl Directory {
     }
 
     /// Puts a restored phone to sleep here (see [`crate::registrar::restore`]), unless the
-    /// phone is already known (it registered meanwhile: what it sent is newer). Returns
-    /// whether it was added.
+    /// phone is already known (it registered meanwhile: what it sent is newer) or has no
+    /// binding. Returns whether it was added.
     pub fn adopt(&self, id: &str, state: &PhoneState) -> bool {
+        if state.earliest_expiry().is_none() {
+            // Nothing to restore, and nothing would ever wake it.
+            return false;
+        }
         let sh = &self.inner.parts;
         let bytes = state.encode(unix_ms() / 1000, sh.replies.nonce_lifetime_s);
         let id: Arc<str> = id.into();

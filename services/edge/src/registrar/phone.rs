@@ -145,15 +145,18 @@ impl Phone {
     }
 
     /// The line's position, added if new; a line given another user loses its old
-    /// bindings (they are not this user's), deleted from the store at once whatever the
-    /// REGISTER turns out to be (the caller counts them gone).
+    /// bindings (they are not this user's), deleted from the store at once if it had any,
+    /// whatever the REGISTER turns out to be (the caller counts them gone).
     fn line_pos(&mut self, id: &str, sh: &SharedParts, entry: &LineEntry, now: u64) -> usize {
         let (index, sip_user) = (entry.line_index, &*entry.sip_user);
         if let Some(p) = self.state.lines.iter().position(|l| l.index == index) {
             if self.state.lines[p].sip_user != sip_user {
+                let had = !self.state.lines[p].bindings.is_empty();
                 self.state.lines[p].bindings.clear();
                 self.state.lines[p].sip_user = sip_user.to_owned();
-                publish(&mut self.state, p, id, sh, now);
+                if had {
+                    publish(&mut self.state, p, id, sh, now);
+                }
             }
             return p;
         }
