@@ -38,9 +38,13 @@ use crate::{
     replies::Replies,
 };
 
-/// Map shards per actor thread: a lock is held while one message is handled, and UDP loops
-/// and stream tasks on several threads take them.
-const SHARDS_PER_THREAD: usize = 16;
+/// Map shards per actor thread. One, as when each phone was an actix actor: a lock is held
+/// only while one message is handled, so two threads rarely wait on it. More shards looked
+/// like a cost in memory, not a saving in CPU: each shard's map and queue grow by doubling
+/// and leave the smaller tables behind in partly used pages, and with 16 a thread a sleeping
+/// phone measured 1.10-1.29 of the build before in eight of ten runs, with one 0.77 and
+/// 1.09 in two (`docs/benchmarks.md`, 2026-12-07).
+const SHARDS_PER_THREAD: usize = 1;
 
 /// Checks the tick makes per hold of a shard's lock: a second in which many phones come due
 /// (a reconnect wave's phones 33 s later, a restored edge's at their expiries) does not
