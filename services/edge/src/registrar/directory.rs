@@ -174,8 +174,7 @@ fn check(
             if live_nonce {
                 // Awake until no nonce of its could be replayed.
                 let mut p = Box::new(Phone::new(state, now));
-                p.due = p.next_check(sh);
-                due.insert((p.due, id.clone()));
+                schedule(sh, due, &id, &mut p);
                 *slot = Slot::Awake(p);
                 false
             } else {
