@@ -36,6 +36,7 @@ pub struct Node {
     binary: Option<PathBuf>,
     child: Option<Child>,
     log: PathBuf,
+    spec: NodeSpec,
 }
 
 /// How to start a node.
@@ -127,6 +128,7 @@ impl Node {
             env: spec.env.clone(),
             binary: spec.binary.clone(),
             child: None,
+            spec: spec.clone(),
         }
     }
 
@@ -212,6 +214,20 @@ impl Node {
         if let Some(mut c) = self.child.take() {
             kill9(&mut c);
         }
+    }
+
+    /// How the node was started: another process with the same node id and flags (on ports
+    /// of its own) starts from it.
+    pub fn spec(&self) -> &NodeSpec {
+        &self.spec
+    }
+
+    /// Waits up to `within` for the process to exit by itself (SIGKILLed after that, an
+    /// error).
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut c = self.child.take().context("not running")?;
+        let what = format!("node {}", self.node_id);
+        wait_or_kill(&mut c, within, &what)
     }
 
     /// SIGTERMs the process and waits for it to exit (graceful shutdown).

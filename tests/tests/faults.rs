@@ -461,6 +461,68 @@ async fn an_edge_without_its_membership_record_counts_for_nothing() {
     .await;
 }
 
+/// A second process started with a running edge's node id (a StatefulSet pod force-deleted
+/// while its node was cut off, whose old process then reaches etcd again; two processes
+/// given one `--node-id`) claims the node id and takes the leases over: the older process
+/// writes nothing more, stops by itself with an error, and revokes nothing, so the bindings
+/// the newer one took over stay, its membership record with them, and no phone goes OFFLINE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edge_whose_node_id_a_newer_process_claims_stops_and_revokes_nothing() {
+    use dialtone_tests::Node;
+    use prost::Message as _;
+    let (mut sb, sim, mut st, _tls, _specs) = fleet(8).await;
+    let store = sb.store().await.unwrap();
+    let older = EDGES[0];
+    let node = sb.nodes[older].node_id.clone();
+    let (recorded, bindings) = binding_leases(&store, &node).await;
+    assert!(!bindings.is_empty());
+    let member_key = dialtone_domain::keys::member("edge", &node);
+    let member_lease = store.get(&member_key).await.unwrap().unwrap().lease;
+
+    let twin_dir = tempfile::tempdir().unwrap();
+    let spec = sb.nodes[older].spec().clone();
+    let newer = Node::start(&spec, twin_dir.path().join("newer"))
+        .await
+        .unwrap();
+    let status = sb.nodes[older]
+        .wait_exit(Duration::from_secs(10))
+        .expect("the older process stops by itself");
+    assert!(!status.success(), "it stops with an error: {status}");
+    let log = sb.nodes[older].log_text();
+    assert!(
+        log.contains("a newer process claimed this node id"),
+        "it says why: {log}"
+    );
+
+    // Nothing of the node's was revoked by the older process on its way out: the bindings
+    // are all there, on the very leases they were on (none lost and replaced), which the
+    // newer process keeps alive past the TTL.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        binding_leases(&store, &node).await,
+        (recorded, bindings),
+        "every binding still in the store, on the lease it was on"
+    );
+    let member = store
+        .get(&member_key)
+        .await
+        .unwrap()
+        .expect("the membership record stays");
+    assert_eq!(member.lease, member_lease, "on the lease taken over");
+    let member = pb::Member::decode(member.value.as_slice()).unwrap();
+    assert_eq!(
+        format!("http://{}", member.grpc_address),
+        newer.grpc_url,
+        "the record is the newer process's"
+    );
+    until_never_offline(&mut st, Duration::from_secs(5), "after the claim", |s| {
+        s.offline == 0
+    })
+    .await;
+    drop(newer);
+    sim.stop(false, 1).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_members_fail_and_nothing_acknowledged_is_lost() {
     let (mut sb, sim, mut st, _tls, _) = fleet(0).await;

@@ -269,7 +269,7 @@ async fn contract_leave_refreshes(s: &Store) {
         count: 2,
         key: "node-leases/n-leave",
     };
-    let (node, _) = NodeLease::resume(s.clone(), "n-leave", 30, "m/n-leave", shards)
+    let (node, _) = NodeLease::resume(s.clone(), "n-leave", 30, "m/n-leave", shards, "c/n-leave")
         .await
         .unwrap();
     let leases = node.leases();
@@ -308,7 +308,7 @@ async fn contract_leave_refreshes(s: &Store) {
 /// with every key on it; a lease granted with another TTL, or gone, is not.
 async fn contract_lease_takeover(s: &Store) {
     use dialtone_store::lifecycle::{NodeLease, Shards};
-    let (first, left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE)
+    let (first, left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE, "c/n1")
         .await
         .unwrap();
     assert!(left.is_empty(), "a first start finds nothing: {left:?}");
@@ -328,7 +328,7 @@ async fn contract_lease_takeover(s: &Store) {
     first.leave().await;
     let lease = first.lease_id();
     drop(first);
-    let (second, mut left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE)
+    let (second, mut left) = NodeLease::resume(s.clone(), "n1", 3, "m/n1", Shards::NONE, "c/n1")
         .await
         .unwrap();
     left.sort();
@@ -343,7 +343,7 @@ async fn contract_lease_takeover(s: &Store) {
     // Another TTL (the flag changed): a new lease; the old keys expire with the old one.
     second.leave().await;
     drop(second);
-    let (third, left) = NodeLease::resume(s.clone(), "n1", 4, "m/n1", Shards::NONE)
+    let (third, left) = NodeLease::resume(s.clone(), "n1", 4, "m/n1", Shards::NONE, "c/n1")
         .await
         .unwrap();
     assert_ne!(third.lease_id(), lease);
@@ -358,6 +358,75 @@ async fn contract_lease_takeover(s: &Store) {
     assert!(s.get("b/p1/0/n1").await.unwrap().is_none());
 }
 
+/// A process that claims a node id fences the one still running with it (a pod replaced
+/// while its node was cut off, two processes given one `--node-id`): the old one's writes
+/// fail and change nothing, an idle one finds out by itself within a keeper round, and its
+/// shutdown revokes nothing, the lease it held being the newer process's now. A claim
+/// deleted by hand is taken again; a node leaving for good releases it.
+async fn contract_fencing(s: &Store) {
+    use dialtone_store::lifecycle::{NodeLease, Shards};
+    // At a 30 s TTL the keeper's first round is 10 s away: the write finds out first.
+    let resume = || NodeLease::resume(s.clone(), "n-f", 30, "m/n-f", Shards::NONE, "c/n-f");
+    let (old, _) = resume().await.unwrap();
+    old.put_owned("m/n-f", b"old".to_vec()).await.unwrap();
+    let fenced = old.fenced();
+    assert!(!*fenced.borrow());
+
+    let (new, left) = resume().await.unwrap();
+    assert_eq!(
+        new.lease_id(),
+        old.lease_id(),
+        "taken over while the old one runs"
+    );
+    assert_eq!(left, ["m/n-f"]);
+    new.put_owned("m/n-f", b"new".to_vec()).await.unwrap();
+    let err = old
+        .put_owned("m/n-f", b"old again".to_vec())
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, StoreError::Fenced(n) if n == "n-f"), "{err}");
+    assert!(*fenced.borrow(), "told by its own write");
+    let stale = Op::Put {
+        key: "b/p/0/n-f".into(),
+        value: b"stale".to_vec(),
+        lease: Some(old.lease_id()),
+    };
+    let err = old.write(vec![stale]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    assert_eq!(s.get("m/n-f").await.unwrap().unwrap().value, b"new");
+    assert!(s.get("b/p/0/n-f").await.unwrap().is_none());
+    old.shutdown().await;
+    old.leave().await;
+    drop(old);
+    assert!(
+        s.lease_info(new.lease_id()).await.unwrap().is_some(),
+        "the fenced process revoked nothing"
+    );
+    assert!(s.get("m/n-f").await.unwrap().is_some());
+
+    s.delete("c/n-f").await.unwrap();
+    new.put_owned("m/n-f", b"new again".to_vec()).await.unwrap();
+    assert!(!*new.fenced().borrow(), "a deleted claim is taken again");
+    assert!(s.get("c/n-f").await.unwrap().is_some());
+    assert_eq!(s.get("m/n-f").await.unwrap().unwrap().value, b"new again");
+    new.shutdown().await;
+    assert!(s.get("c/n-f").await.unwrap().is_none(), "released");
+    assert!(s.get("m/n-f").await.unwrap().is_none(), "revoked");
+
+    // An idle process, which writes nothing, finds out at its keeper's next round (a third
+    // of the TTL).
+    let resume = || NodeLease::resume(s.clone(), "n-g", 3, "m/n-g", Shards::NONE, "c/n-g");
+    let (idle, _) = resume().await.unwrap();
+    let mut fenced = idle.fenced();
+    let (newer, _) = resume().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), fenced.wait_for(|f| *f))
+        .await
+        .expect("fenced within a keeper round")
+        .unwrap();
+    drop(idle);
+    newer.shutdown().await;
+}
+
 /// An edge's binding leases are recorded on the last of them, the longest-lived, and taken
 /// over by the next process with its node id, every phone on the lease it was on: with the
 /// main lease, or alone once the main lease has expired. A binding lease lost meanwhile is
@@ -368,7 +437,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
         count: 4,
         key: "nl/n2",
     };
-    let (first, left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
+    let (first, left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards, "c/n2")
         .await
         .unwrap();
     assert!(left.is_empty(), "a first start finds nothing: {left:?}");
@@ -406,7 +475,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
     drop(first);
     let lost = leases[1];
     s.lease_revoke(lost).await.unwrap();
-    let (second, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
+    let (second, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards, "c/n2")
         .await
         .unwrap();
     let now = second.leases();
@@ -474,7 +543,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
     second.leave().await;
     drop(second);
     s.lease_revoke(now[0]).await.unwrap();
-    let (third, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards)
+    let (third, mut left) = NodeLease::resume(s.clone(), "n2", 3, "m/n2", shards, "c/n2")
         .await
         .unwrap();
     let then = third.leases();
@@ -512,6 +581,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
             count: 0,
             key: "nl/n2",
         },
+        "c/n2",
     )
     .await
     .unwrap();
@@ -683,6 +753,7 @@ async fn embedded_store_meets_the_contract() {
     contract_lease_takeover(&s).await;
     contract_leave_refreshes(&s).await;
     contract_binding_lease_takeover(&s).await;
+    contract_fencing(&s).await;
     contract_follow(&s).await;
     contract_list_pages(&s).await;
 }
@@ -761,6 +832,7 @@ async fn etcd_single_member_meets_the_contract() {
     contract_lease_takeover(&s).await;
     contract_leave_refreshes(&s).await;
     contract_binding_lease_takeover(&s).await;
+    contract_fencing(&s).await;
     contract_follow(&s).await;
     contract_list_pages(&s).await;
     // etcd compaction: a watch from before it gets the re-list signal
@@ -865,10 +937,16 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     use dialtone_store::lifecycle::{NodeLease, Shards};
     let etcd = EtcdCluster::start(1).await.unwrap();
     let s = etcd.store("/takeover/").await.unwrap();
-    let (first, _) =
-        NodeLease::resume(s.clone(), "edge-1", 30, "members/edge/edge-1", Shards::NONE)
-            .await
-            .unwrap();
+    let (first, _) = NodeLease::resume(
+        s.clone(),
+        "edge-1",
+        30,
+        "members/edge/edge-1",
+        Shards::NONE,
+        "node-claims/edge-1",
+    )
+    .await
+    .unwrap();
     first
         .put_owned("members/edge/edge-1", b"member".to_vec())
         .await
@@ -891,10 +969,16 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     first.leave().await;
     let lease = first.lease_id();
     drop(first);
-    let (second, left) =
-        NodeLease::resume(s.clone(), "edge-1", 30, "members/edge/edge-1", Shards::NONE)
-            .await
-            .unwrap();
+    let (second, left) = NodeLease::resume(
+        s.clone(),
+        "edge-1",
+        30,
+        "members/edge/edge-1",
+        Shards::NONE,
+        "node-claims/edge-1",
+    )
+    .await
+    .unwrap();
     assert_eq!(second.lease_id(), lease, "the lease is taken over");
     assert_eq!(left.len(), KEYS + 1);
     let mut left = left;

@@ -17,7 +17,7 @@ use dialtone_store::{
     lifecycle::{NodeLease, Shards},
 };
 use prost::Message;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{admin, settings::ServeConfig};
 
@@ -72,7 +72,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                     count: cfg.binding_leases as usize,
                     key: &dialtone_domain::keys::node_leases(&node),
                 };
-                NodeLease::resume(lease_store, &node, ttl, &key, shards).await
+                let claim = dialtone_domain::keys::claim(&node);
+                NodeLease::resume(lease_store, &node, ttl, &key, shards, &claim).await
             } else {
                 Ok((NodeLease::start(lease_store, &node, ttl).await?, Vec::new()))
             }
@@ -339,8 +340,19 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
                 router.serve_with_incoming_shutdown(tokio_stream_listener(grpc), stopped),
             ),
         };
-        shutdown_signal().await;
-        info!(node = %cfg.node(), "shutting down: draining");
+        // A newer process claimed this node id (an edge started again elsewhere while this
+        // one was cut off): this one writes nothing more (`dialtone_store`'s
+        // `lifecycle/claim.rs`) and stops, without touching the leases, now the newer one's.
+        let mut fenced = lease.fenced();
+        let taken_over = tokio::select! {
+            () = shutdown_signal() => false,
+            _ = fenced.wait_for(|f| *f) => true,
+        };
+        if taken_over {
+            error!(node = %cfg.node(), "a newer process claimed this node id: stopping");
+        } else {
+            info!(node = %cfg.node(), "shutting down: draining");
+        }
         let _ = stop_tx.send(true);
         if let Some(e) = &edge {
             e.shutdown();
@@ -358,6 +370,14 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         }
         if let Some(m) = metrics_export {
             m.finish().await;
+        }
+        if taken_over {
+            // Nothing is revoked or left: the leases are the newer process's.
+            lease.shutdown().await;
+            anyhow::bail!(
+                "node id {} was claimed by a newer process with the same node id; this one stopped",
+                cfg.node()
+            );
         }
         if let Some(e) = &edge {
             // The bindings stay for the next process with this node id (a restart, a

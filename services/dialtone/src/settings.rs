@@ -72,7 +72,8 @@ pub struct ServeConfig {
     )]
     pub listen_admin: SocketAddr,
     /// This node's id (lowercase letters, digits, '-'); default: derived from --node-name,
-    /// else from the host name.
+    /// else from the host name. One process at a time holds an edge's id: one started with
+    /// the id of an edge still running claims it, and the older one stops (exit status 1).
     #[arg(long, env = "DIALTONE_NODE_ID")]
     pub node_id: Option<String>,
     /// A host or Kubernetes node name to derive the node id from when --node-id is not

@@ -52,6 +52,8 @@ pub const MEMBERS: &str = "members/";
 pub const EDGE_MEMBERS: &str = "members/edge/";
 /// Every edge's record of its binding leases, `node-leases/{node}`.
 pub const NODE_LEASES: &str = "node-leases/";
+/// Every edge's claim of its node id, `node-claims/{node}` (see [`claim`]).
+pub const CLAIMS: &str = "node-claims/";
 /// Every edge's bindings, `bindings/{phone}/{line}/{node}`.
 pub const BINDINGS: &str = "bindings/";
 /// Every provisioning record, `provision/{phone}`.
@@ -104,6 +106,12 @@ pub fn role_members(role: &str) -> String {
 /// next process with its node id takes them over.
 pub fn node_leases(node: &str) -> String {
     format!("{NODE_LEASES}{node}")
+}
+/// The claim of an edge's node id (no lease): the newest process with that id wrote it, and
+/// writes for the node only while the key keeps that write's revision (`dialtone_store`'s
+/// `lifecycle/claim.rs`).
+pub fn claim(node: &str) -> String {
+    format!("{CLAIMS}{node}")
 }
 /// One node's membership record (on its lease).
 pub fn member(role: &str, node: &str) -> String {

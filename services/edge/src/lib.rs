@@ -158,7 +158,7 @@ impl Edge {
         })));
         let (publisher_stop, publisher_stop_rx) = watch::channel(false);
         let (publisher, publisher_task) =
-            registrar::publisher::spawn(store.clone(), lease.clone(), publisher_stop_rx);
+            registrar::publisher::spawn(lease.clone(), publisher_stop_rx);
         let replies = Arc::new(Replies {
             responder: Responder {
                 to_tag: format!("{:08x}", rand::random::<u32>()),
@@ -183,6 +183,7 @@ impl Edge {
         // Before any listener serves: a phone's REGISTER that arrives later is newer.
         takeover::take_back(
             &store,
+            &lease,
             &directory,
             &publisher,
             &settings.node_id,

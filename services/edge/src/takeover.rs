@@ -9,7 +9,7 @@
 use dialtone_common::clock::unix_ms;
 use dialtone_domain::keys;
 use dialtone_proto::edge::v1 as pb;
-use dialtone_store::{MAX_TXN_OPS, Op, Store};
+use dialtone_store::{MAX_TXN_OPS, Op, Store, lifecycle::NodeLease};
 use prost::Message as _;
 use tracing::{info, warn};
 
@@ -32,6 +32,7 @@ pub struct TakenBack {
 /// over). A key that cannot be read or decoded is skipped: its phone registers again.
 pub async fn take_back(
     store: &Store,
+    lease: &NodeLease,
     directory: &Directory,
     publisher: &Publisher,
     node: &str,
@@ -82,7 +83,7 @@ pub async fn take_back(
         .collect();
     for chunk in others.chunks(MAX_TXN_OPS) {
         let ops = chunk.iter().map(|k| Op::Delete((*k).clone())).collect();
-        match store.txn(Vec::new(), ops).await {
+        match lease.write(ops).await {
             Ok(_) => out.others_deleted += chunk.len(),
             Err(e) => {
                 warn!(error = %e, keys = chunk.len(), "deleting keys left on the lease failed: they live on with it")

@@ -42,6 +42,10 @@ pub enum StoreError {
     /// The embedded store is shutting down.
     #[error("store closed")]
     Closed,
+    /// A newer process claimed this node id (`lifecycle::claim`): this one writes nothing
+    /// more for the node and stops.
+    #[error("node {0} was claimed by a newer process with the same node id; this one stops")]
+    Fenced(String),
 }
 
 impl StoreError {

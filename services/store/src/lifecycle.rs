@@ -31,7 +31,12 @@
 //! them to expire ([`NodeLease::leave`]), so the next process with the same node id,
 //! started within the TTL (a restart, a rollout), takes the leases and every key on them
 //! over ([`NodeLease::resume`]): an edge's bindings survive.
+//!
+//! An edge claims its node id before it takes anything over (`lifecycle/claim.rs`), and
+//! writes for the node only while it holds the claim: a process still running with that
+//! node id is fenced, writes nothing more, revokes nothing and stops.
 
+mod claim;
 mod keeper;
 pub mod shards;
 
@@ -55,7 +60,8 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use crate::{LeaseId, Store, StoreError};
+use self::claim::Claim;
+use crate::{LeaseId, Op, Store, StoreError};
 
 /// The binding leases a node holds besides its main lease.
 #[derive(Clone, Copy, Debug)]
@@ -89,9 +95,35 @@ struct Shared {
     binding_generations: watch::Sender<Arc<[u64]>>,
     /// Wakes the keeper for a round now.
     check: Notify,
+    /// The node id's claim, when this process fences the ones it replaces (an edge).
+    claim: Option<Arc<Claim>>,
+    /// Never sent: what [`NodeLease::fenced`] gives when there is no claim.
+    unfenced: watch::Sender<bool>,
 }
 
 impl Shared {
+    /// Writes `ops` for the node: under its claim when it has one.
+    async fn write(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
+        match &self.claim {
+            Some(c) => c.write(&self.store, ops).await,
+            None => Ok(self.store.txn(Vec::new(), ops).await?.revision),
+        }
+    }
+
+    /// Writes one key for the node (see [`Shared::write`]).
+    async fn put(&self, key: &str, value: Vec<u8>, lease: LeaseId) -> Result<(), StoreError> {
+        let put = Op::Put {
+            key: key.to_owned(),
+            value,
+            lease: Some(lease),
+        };
+        self.write(vec![put]).await.map(drop)
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.claim.as_ref().is_some_and(|c| c.is_fenced())
+    }
+
     fn main(&self) -> LeaseId {
         self.lease.load(Ordering::Acquire)
     }
@@ -123,7 +155,7 @@ impl Shared {
                 return Ok(());
             };
             let record = shards::encode_ids(binding);
-            self.store.put(&self.shards_key, record, Some(last)).await?;
+            self.put(&self.shards_key, record, last).await?;
             if self.leases() == before {
                 return Ok(());
             }
@@ -205,11 +237,22 @@ impl NodeLease {
         ttl_s: i64,
         shards: Shards<'_>,
     ) -> Result<Self, StoreError> {
+        Self::grant_new(store, node_id, ttl_s, shards, None).await
+    }
+
+    /// [`NodeLease::start_with`], writing under `claim` when given.
+    async fn grant_new(
+        store: Store,
+        node_id: &str,
+        ttl_s: i64,
+        shards: Shards<'_>,
+        claim: Option<Arc<Claim>>,
+    ) -> Result<Self, StoreError> {
         let lease = store.lease_grant(ttl_s).await?;
         let ttls = (0..shards.count).map(|i| binding_ttl_s(ttl_s, i, shards.count));
         let bindings = grant(&store, ttls).await?;
         info!(node = node_id, lease = %format!("{lease:x}"), ttl_s, binding_leases = bindings.len(), "node lease granted");
-        let node = Self::keeping(store, node_id, ttl_s, lease, &bindings, shards.key);
+        let node = Self::keeping(store, node_id, ttl_s, lease, &bindings, shards.key, claim);
         node.record_shards().await?;
         Ok(node)
     }
@@ -222,13 +265,22 @@ impl NodeLease {
     /// they are refreshed at once. With nothing alive, grants new ones as
     /// [`NodeLease::start_with`] does. Returns the node's leases and the keys the previous
     /// process left on the leases taken over.
+    ///
+    /// First it claims the node id under `claim_key` (`lifecycle/claim.rs`): a process still
+    /// running with this node id is fenced from then on (its writes fail,
+    /// [`NodeLease::fenced`] turns true for it), and this one writes only while it holds
+    /// the claim.
     pub async fn resume(
         store: Store,
         node_id: &str,
         ttl_s: i64,
         key: &str,
         shards: Shards<'_>,
+        claim_key: &str,
     ) -> Result<(Self, Vec<String>), StoreError> {
+        // Before the previous process's keys are read: what it writes from now on fails,
+        // what it wrote before is read.
+        let claim = Arc::new(Claim::take(&store, claim_key, node_id).await?);
         // A main lease that is gone, or was granted with another TTL (the flag changed),
         // is not taken over: its keys expire with it and its phones register again, as
         // after a crash. A store that cannot tell is an error: the leases may be alive and
@@ -276,7 +328,7 @@ impl NodeLease {
         revoke_paced(store.clone(), node_id, abandoned);
         if taken_over.is_empty() {
             return Ok((
-                Self::start_with(store, node_id, ttl_s, shards).await?,
+                Self::grant_new(store, node_id, ttl_s, shards, Some(claim)).await?,
                 Vec::new(),
             ));
         }
@@ -300,7 +352,15 @@ impl NodeLease {
         let bindings: Vec<LeaseId> = bindings.into_iter().map(|b| b.expect("granted")).collect();
         // Kept alive from here on: reading hundreds of thousands of keys may take longer
         // than the leases have left.
-        let lease = Self::keeping(store.clone(), node_id, ttl_s, main, &bindings, shards.key);
+        let lease = Self::keeping(
+            store.clone(),
+            node_id,
+            ttl_s,
+            main,
+            &bindings,
+            shards.key,
+            Some(claim),
+        );
         let held = lease.leases();
         let mut keys = Vec::new();
         for id in &taken_over {
@@ -309,6 +369,7 @@ impl NodeLease {
                 Err(e) => {
                     // Keys this process cannot name would live on with the leases for ever.
                     warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's keys could not be read: revoking its leases and granting new ones");
+                    let claim = lease.shared.claim.clone();
                     drop(lease);
                     for id in &taken_over {
                         if let Err(e) = store.lease_revoke(*id).await {
@@ -316,7 +377,7 @@ impl NodeLease {
                         }
                     }
                     return Ok((
-                        Self::start_with(store, node_id, ttl_s, shards).await?,
+                        Self::grant_new(store, node_id, ttl_s, shards, claim).await?,
                         Vec::new(),
                     ));
                 }
@@ -340,6 +401,7 @@ impl NodeLease {
         lease: LeaseId,
         bindings: &[LeaseId],
         shards_key: &str,
+        claim: Option<Arc<Claim>>,
     ) -> Self {
         let shared = Arc::new(Shared {
             store,
@@ -353,6 +415,8 @@ impl NodeLease {
             generation: watch::channel(0).0,
             binding_generations: watch::channel(vec![0; bindings.len().max(1)].into()).0,
             check: Notify::new(),
+            claim,
+            unfenced: watch::channel(false).0,
         });
         shared.install(lease, bindings);
         let keeper = tokio::spawn(keeper::keep(shared.clone()));
@@ -418,6 +482,22 @@ impl NodeLease {
         self.shared.generation.subscribe()
     }
 
+    /// Turns true once a newer process claimed this node id (`lifecycle/claim.rs`): this
+    /// one's writes fail from then on and it must stop. Never for a node without a claim.
+    pub fn fenced(&self) -> watch::Receiver<bool> {
+        match &self.shared.claim {
+            Some(c) => c.fenced(),
+            None => self.shared.unfenced.subscribe(),
+        }
+    }
+
+    /// Writes `ops` for the node in one transaction (its phones' bindings): under its claim
+    /// when it has one, so that nothing is written once a newer process claimed the node id
+    /// ([`StoreError::Fenced`]). Returns the revision.
+    pub async fn write(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
+        self.shared.write(ops).await
+    }
+
     /// Writes a key on the node's lease and remembers it, so it is written again after a
     /// lost lease.
     pub async fn put_owned(&self, key: &str, value: Vec<u8>) -> Result<(), StoreError> {
@@ -425,24 +505,26 @@ impl NodeLease {
             .owned
             .lock()
             .insert(key.to_owned(), value.clone());
-        self.shared
-            .store
-            .put(key, value, Some(self.lease_id()))
-            .await?;
-        Ok(())
+        self.shared.put(key, value, self.lease_id()).await
     }
 
     /// Deletes an owned key and forgets it.
     pub async fn delete_owned(&self, key: &str) -> Result<(), StoreError> {
         self.shared.owned.lock().remove(key);
-        self.shared.store.delete(key).await?;
-        Ok(())
+        self.shared
+            .write(vec![Op::Delete(key.to_owned())])
+            .await
+            .map(drop)
     }
 
     /// Stops the keeper and revokes the leases: every owned key and binding disappears at
     /// once.
     pub async fn shutdown(&self) {
         self.keeper.abort();
+        if self.shared.is_fenced() {
+            // The leases may be the newer process's now (taken over): not ours to revoke.
+            return;
+        }
         // The binding leases first, so the bindings go before the membership record.
         let mut leases = self.leases();
         leases.rotate_left(1);
@@ -456,6 +538,9 @@ impl NodeLease {
                 }
             }
         }
+        if let Some(c) = &self.shared.claim {
+            c.release(&self.shared.store).await;
+        }
     }
 
     /// Stops refreshing the leases without revoking them, after a last refresh of every one
@@ -468,6 +553,9 @@ impl NodeLease {
     /// unrefreshed, lives only [`BINDING_GRACE_S`] longer than the TTL.
     pub async fn leave(&self) {
         self.keeper.abort();
+        if self.shared.is_fenced() {
+            return;
+        }
         let leases = self.leases();
         let limit = shards::refresh_limit(self.shared.ttl_s);
         let shared = &*self.shared;

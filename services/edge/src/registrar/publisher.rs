@@ -9,12 +9,12 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use dialtone_domain::keys;
-use dialtone_store::{MAX_TXN_OPS, Op, Store, StoreError, lifecycle::NodeLease};
+use dialtone_store::{MAX_TXN_OPS, Op, StoreError, lifecycle::NodeLease};
 use tokio::{
     sync::{mpsc, watch},
     task::JoinHandle,
 };
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::backlog::Backlog;
 
@@ -68,7 +68,6 @@ const DRAIN: usize = 8 * MAX_TXN_OPS;
 
 /// Starts the publishing task; it ends once `stop` turns true and the queue is written.
 pub fn spawn(
-    store: Store,
     lease: Arc<NodeLease>,
     mut stop: watch::Receiver<bool>,
 ) -> (Publisher, JoinHandle<()>) {
@@ -137,7 +136,9 @@ pub fn spawn(
                 .collect();
             let started = std::time::Instant::now();
             gauge.writing();
-            match store.txn(Vec::new(), ops).await {
+            // Under the node's claim: a process whose node id a newer one claimed writes
+            // nothing more (the newer one holds these phones now).
+            match lease.write(ops).await {
                 Ok(_) => {
                     for k in &keys {
                         pending.remove(k);
@@ -147,6 +148,10 @@ pub fn spawn(
                         info!("binding publication resumed");
                         failing = false;
                     }
+                }
+                Err(StoreError::Fenced(node)) => {
+                    error!(node = %node, pending = pending.len(), "binding publication stopped: a newer process holds this node id");
+                    return;
                 }
                 Err(e) => {
                     // A lease a binding was put on is gone: the keeper replaces it now

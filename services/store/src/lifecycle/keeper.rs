@@ -25,6 +25,7 @@ use tracing::{info, warn};
 
 use super::{
     BINDING_REFRESH_S, Shared,
+    claim::Held,
     shards::{keeper_round, refresh_limit, unrefreshed_for},
 };
 use crate::{
@@ -98,6 +99,15 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             _ = tokio::time::sleep(interval) => false,
             _ = shared.check.notified() => true,
         };
+        // A newer process claimed the node id: the leases are its to keep (it took them
+        // over) or to let expire, not this one's. An idle node finds out here, a busy one at
+        // its next write.
+        if let Some(c) = &shared.claim {
+            let looked = tokio::time::timeout(limit, c.check(&shared.store)).await;
+            if c.is_fenced() || matches!(looked, Ok(Ok(Held::Taken))) {
+                return;
+            }
+        }
         let leases = shared.leases();
         let fresh = |id: &LeaseId| Kept {
             id: *id,
@@ -304,7 +314,7 @@ pub(super) async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
         warn!(node = %shared.node_id, error = %e, "recording the binding leases failed; retrying");
     }
     for (key, value) in shared.owned_keys() {
-        if let Err(e) = shared.store.put(&key, value, Some(lease)).await {
+        if let Err(e) = shared.put(&key, value, lease).await {
             warn!(node = %shared.node_id, key = %key, error = %e, "re-registration write failed; retrying");
             return false;
         }
