@@ -361,8 +361,8 @@ async fn contract_lease_takeover(s: &Store) {
 /// A process that claims a node id fences the one still running with it (a pod replaced
 /// while its node was cut off, two processes given one `--node-id`): the old one's writes
 /// fail and change nothing, an idle one finds out by itself within a keeper round, and its
-/// shutdown revokes nothing, the lease it held being the newer process's now. A claim
-/// deleted by hand is taken again; a node leaving for good releases it.
+/// shutdown revokes nothing, the lease it held being the newer process's now. A process
+/// leaving releases its claim; one that finds its claim deleted is fenced too.
 async fn contract_fencing(s: &Store) {
     use dialtone_store::lifecycle::{NodeLease, Shards};
     // At a 30 s TTL the keeper's first round is 10 s away: the write finds out first.
@@ -404,14 +404,25 @@ async fn contract_fencing(s: &Store) {
     );
     assert!(s.get("m/n-f").await.unwrap().is_some());
 
-    s.delete("c/n-f").await.unwrap();
-    new.put_owned("m/n-f", b"new again".to_vec()).await.unwrap();
-    assert!(!*new.fenced().borrow(), "a deleted claim is taken again");
-    assert!(s.get("c/n-f").await.unwrap().is_some());
-    assert_eq!(s.get("m/n-f").await.unwrap().unwrap().value, b"new again");
-    new.shutdown().await;
+    // Leaving (a restart), the newer process releases its claim; the next one claims again
+    // and takes the lease over.
+    new.leave().await;
     assert!(s.get("c/n-f").await.unwrap().is_none(), "released");
-    assert!(s.get("m/n-f").await.unwrap().is_none(), "revoked");
+    let lease = new.lease_id();
+    drop(new);
+    let (next, left) = resume().await.unwrap();
+    assert_eq!((next.lease_id(), left), (lease, vec!["m/n-f".to_owned()]));
+    // A claim found deleted fences too: only its holder deletes it, as it leaves. Taking
+    // it back would let an old process that had not noticed yet fence the newest.
+    s.delete("c/n-f").await.unwrap();
+    let err = next.put_owned("m/n-f", b"next".to_vec()).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    next.shutdown().await;
+    assert!(
+        s.lease_info(lease).await.unwrap().is_some(),
+        "nothing revoked"
+    );
+    s.lease_revoke(lease).await.unwrap();
 
     // An idle process, which writes nothing, finds out at its keeper's next round (a third
     // of the TTL).
@@ -870,6 +881,7 @@ async fn etcd_three_members_lose_one_mid_test() {
     assert!(s.revision().await.unwrap() > before);
     contract_watch_lease(&s).await;
     contract_follow(&s).await;
+    contract_fencing(&s).await;
 }
 
 /// Puts `n` keys named by `key` on `lease`, as many to a transaction as etcd takes.

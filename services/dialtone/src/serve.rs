@@ -371,23 +371,25 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
         if let Some(m) = metrics_export {
             m.finish().await;
         }
-        if taken_over {
-            // Nothing is revoked or left: the leases are the newer process's.
-            lease.shutdown().await;
+        match &edge {
+            // Fenced, it neither revokes nor leaves the leases: they are the newer
+            // process's (`shutdown` of a fenced lease only stops its keeper).
+            Some(e) if !taken_over => {
+                // The bindings stay for the next process with this node id (a restart, a
+                // rollout); if none comes within the TTL they expire as after a crash.
+                // What the phones were last told is written first.
+                e.published(Duration::from_secs(cfg.lease_ttl.max(2) as u64 / 2))
+                    .await;
+                lease.leave().await;
+            }
+            _ => lease.shutdown().await,
+        }
+        // Also when told to stop before it noticed the claim, and found out on the way.
+        if *lease.fenced().borrow() {
             anyhow::bail!(
                 "node id {} was claimed by a newer process with the same node id; this one stopped",
                 cfg.node()
             );
-        }
-        if let Some(e) = &edge {
-            // The bindings stay for the next process with this node id (a restart, a
-            // rollout); if none comes within the TTL they expire as after a crash. What
-            // the phones were last told is written first.
-            e.published(Duration::from_secs(cfg.lease_ttl.max(2) as u64 / 2))
-                .await;
-            lease.leave().await;
-        } else {
-            lease.shutdown().await;
         }
     }
     info!("stopped");

@@ -13,7 +13,9 @@ use dialtone_metrics::Counters;
 use dialtone_proto::edge::v1::{
     NotifyResult, PhoneAction, PhoneActionKind, PhoneActionOutcome, PhoneActionResult,
 };
-use dialtone_store::{Compare, Follow, Follower, KeyValue, Op, Store, WatchBatch, WatchEvent};
+use dialtone_store::{
+    Compare, Follow, Follower, KeyValue, Op, Store, WatchBatch, WatchEvent, lifecycle::NodeLease,
+};
 use prost::Message;
 use tokio::{sync::Semaphore, task::JoinHandle};
 use tracing::{debug, warn};
@@ -88,7 +90,13 @@ async fn act(handler: &Dispatcher, action: &PhoneAction) -> PhoneActionResult {
     report
 }
 
-async fn perform(store: Store, handler: Arc<Dispatcher>, counts: Arc<ActionCounts>, kv: KeyValue) {
+async fn perform(
+    store: Store,
+    lease: Arc<NodeLease>,
+    handler: Arc<Dispatcher>,
+    counts: Arc<ActionCounts>,
+    kv: KeyValue,
+) {
     let action = match PhoneAction::decode(kv.value.as_slice()) {
         Ok(a) => a,
         Err(e) => {
@@ -122,12 +130,14 @@ async fn perform(store: Store, handler: Arc<Dispatcher>, counts: Arc<ActionCount
         }
     }
     // Delete only the request performed: a newer one for the phone stays for next time.
+    // And only while this process holds the node id: a newer one that claimed it performs
+    // the request too, rather than never.
     let guard = Compare::ModRevision {
         key: kv.key.clone(),
         revision: kv.mod_revision,
     };
-    if let Err(e) = store
-        .txn(vec![guard], vec![Op::Delete(kv.key.clone())])
+    if let Err(e) = lease
+        .write_if(vec![guard], vec![Op::Delete(kv.key.clone())])
         .await
     {
         warn!(key = %kv.key, error = %e, "deleting a performed phone action failed");
@@ -142,6 +152,7 @@ pub fn valid_action_id(id: &str) -> bool {
 /// Performs each request as it is listed or written, at most `CONCURRENCY` at once.
 struct ActionsFollower {
     store: Store,
+    lease: Arc<NodeLease>,
     handler: Arc<Dispatcher>,
     counts: Arc<ActionCounts>,
     limit: Arc<Semaphore>,
@@ -149,8 +160,9 @@ struct ActionsFollower {
 
 impl ActionsFollower {
     fn run(&self, kv: KeyValue) {
-        let (store, handler, counts, limit) = (
+        let (store, lease, handler, counts, limit) = (
             self.store.clone(),
+            self.lease.clone(),
             self.handler.clone(),
             self.counts.clone(),
             self.limit.clone(),
@@ -159,7 +171,7 @@ impl ActionsFollower {
             let Ok(_permit) = limit.acquire_owned().await else {
                 return;
             };
-            perform(store, handler, counts, kv).await;
+            perform(store, lease, handler, counts, kv).await;
         });
     }
 }
@@ -183,12 +195,14 @@ impl Follower for ActionsFollower {
 /// Lists, then watches, `actions/{node}/`.
 pub fn spawn(
     store: Store,
+    lease: Arc<NodeLease>,
     node: String,
     handler: Arc<Dispatcher>,
     counts: Arc<ActionCounts>,
 ) -> JoinHandle<()> {
     let follower = ActionsFollower {
         store: store.clone(),
+        lease,
         handler,
         counts,
         limit: Arc::new(Semaphore::new(CONCURRENCY)),

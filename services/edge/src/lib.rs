@@ -252,6 +252,7 @@ impl Edge {
         let action_counts = Arc::new(actions::counts());
         tasks.push(actions::spawn(
             store.clone(),
+            lease.clone(),
             settings.node_id.clone(),
             handler.clone(),
             action_counts.clone(),

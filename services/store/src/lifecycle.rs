@@ -60,8 +60,8 @@ use tokio::{
 };
 use tracing::{info, warn};
 
-use self::claim::Claim;
-use crate::{LeaseId, Op, Store, StoreError};
+use self::claim::{Claim, Held};
+use crate::{Compare, LeaseId, Op, Store, StoreError};
 
 /// The binding leases a node holds besides its main lease.
 #[derive(Clone, Copy, Debug)]
@@ -102,12 +102,18 @@ struct Shared {
 }
 
 impl Shared {
-    /// Writes `ops` for the node: under its claim when it has one.
-    async fn write(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
+    /// Writes `ops` for the node if `compares` hold: under its claim when it has one.
+    /// Returns whether they held.
+    async fn write_if(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, StoreError> {
         match &self.claim {
-            Some(c) => c.write(&self.store, ops).await,
-            None => Ok(self.store.txn(Vec::new(), ops).await?.revision),
+            Some(c) => c.write_if(&self.store, compares, ops).await,
+            None => Ok(self.store.txn(compares, ops).await?.succeeded),
         }
+    }
+
+    /// Writes `ops` for the node (see [`Shared::write_if`]).
+    async fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
+        self.write_if(Vec::new(), ops).await.map(drop)
     }
 
     /// Writes one key for the node (see [`Shared::write`]).
@@ -117,7 +123,7 @@ impl Shared {
             value,
             lease: Some(lease),
         };
-        self.write(vec![put]).await.map(drop)
+        self.write(vec![put]).await
     }
 
     fn is_fenced(&self) -> bool {
@@ -371,6 +377,13 @@ impl NodeLease {
                     warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "the previous process's keys could not be read: revoking its leases and granting new ones");
                     let claim = lease.shared.claim.clone();
                     drop(lease);
+                    // Only while the claim is ours: a newer process may have taken these
+                    // leases over since.
+                    if let Some(c) = &claim
+                        && c.check(&store).await? == Held::No
+                    {
+                        return Err(StoreError::Fenced(node_id.to_owned()));
+                    }
                     for id in &taken_over {
                         if let Err(e) = store.lease_revoke(*id).await {
                             warn!(node = node_id, lease = %format!("{id:x}"), error = %e, "revoking the previous process's lease failed: its keys expire with it");
@@ -493,9 +506,14 @@ impl NodeLease {
 
     /// Writes `ops` for the node in one transaction (its phones' bindings): under its claim
     /// when it has one, so that nothing is written once a newer process claimed the node id
-    /// ([`StoreError::Fenced`]). Returns the revision.
-    pub async fn write(&self, ops: Vec<Op>) -> Result<i64, StoreError> {
+    /// ([`StoreError::Fenced`]).
+    pub async fn write(&self, ops: Vec<Op>) -> Result<(), StoreError> {
         self.shared.write(ops).await
+    }
+
+    /// [`NodeLease::write`] if `compares` hold too; returns whether they did.
+    pub async fn write_if(&self, compares: Vec<Compare>, ops: Vec<Op>) -> Result<bool, StoreError> {
+        self.shared.write_if(compares, ops).await
     }
 
     /// Writes a key on the node's lease and remembers it, so it is written again after a
@@ -566,6 +584,10 @@ impl NodeLease {
                 .map(|&id| keeper::refresh_once(shared, id, limit)),
         )
         .await;
+        // The next process claims the node id again; none finds a claim left behind.
+        if let Some(c) = &shared.claim {
+            c.release(&shared.store).await;
+        }
         let node = &shared.node_id;
         let lease = format!("{:x}", leases[0]);
         let bindings = &last[1..];

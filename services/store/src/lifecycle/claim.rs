@@ -2,22 +2,22 @@
 //! starts, before it takes over the previous process's leases, by writing the node's claim
 //! key (no lease: it must outlive them). The revision of that write is its fencing token:
 //! every write the node then makes for itself (its owned keys, the record of its binding
-//! leases, its phones' bindings) is a transaction that holds only while the claim still
-//! carries that revision. A process whose node id a newer one claimed (a StatefulSet pod
-//! force-deleted while its node was cut off and then reached etcd again, two processes
-//! started with one `--node-id`) is fenced: its writes fail and change nothing, its keeper
-//! stops refreshing leases the newer process took over and must not revoke, and it stops.
-//! Without it, the old process's keeper would write its membership record and its stale
-//! bindings over the newer process's on the leases they now share, and revoke them when it
-//! shut down: the newer process's phones would lose bindings it had acknowledged.
+//! leases, its phones' bindings, its performed actions' deletion) is a transaction that
+//! holds only while the claim still carries that revision. A process whose node id a newer
+//! one claimed (a StatefulSet pod force-deleted while its node was cut off, whose process
+//! then reaches etcd again; two processes started with one `--node-id`) is fenced: its
+//! writes fail and change nothing, its keeper stops refreshing leases the newer process
+//! took over and must not revoke, and it stops. Without it, the old process's keeper would
+//! write its membership record and its stale bindings over the newer process's on the
+//! leases they now share, and revoke them when it shut down: the newer process's phones
+//! would lose bindings it had acknowledged.
 //!
-//! A claim found absent (deleted by hand) is taken again, not read as a newer process's:
-//! nothing else deletes it.
-
-use std::sync::atomic::{AtomicI64, Ordering};
+//! A claim found absent fences too: only its holder deletes it, as it leaves (the next
+//! process claims again), so a process that finds it gone is not the newest. Taking it back
+//! instead would let an old process that had not noticed yet fence the newest.
 
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::{Compare, Op, Store, StoreError};
 
@@ -26,7 +26,7 @@ pub(super) struct Claim {
     key: String,
     node_id: String,
     /// The claim's mod revision as this process wrote it: the fencing token.
-    token: AtomicI64,
+    token: i64,
     fenced: watch::Sender<bool>,
 }
 
@@ -35,18 +35,15 @@ pub(super) struct Claim {
 pub(super) enum Held {
     /// It carries this process's token.
     Yes,
-    /// Another process wrote it since.
-    Taken,
-    /// Nobody holds it (deleted by hand): claim it again.
-    Absent,
+    /// Another process wrote it since, or deleted it.
+    No,
 }
 
 /// What the claim key at `mod_revision` (none: absent) says of a process holding `token`.
 pub(super) fn held(mod_revision: Option<i64>, token: i64) -> Held {
     match mod_revision {
         Some(r) if r == token => Held::Yes,
-        Some(_) => Held::Taken,
-        None => Held::Absent,
+        _ => Held::No,
     }
 }
 
@@ -58,7 +55,7 @@ impl Claim {
         Ok(Claim {
             key: key.to_owned(),
             node_id: node_id.to_owned(),
-            token: AtomicI64::new(token),
+            token,
             fenced: watch::channel(false).0,
         })
     }
@@ -73,89 +70,87 @@ impl Claim {
         self.fenced.subscribe()
     }
 
-    /// Runs `ops` in one transaction that holds only while the claim is this process's;
-    /// returns the revision. Fenced: nothing is written.
-    pub(super) async fn write(&self, store: &Store, ops: Vec<Op>) -> Result<i64, StoreError> {
-        // A failed compare is read: a newer process's claim fences this one; one deleted by
-        // hand is claimed again and the write tried again. Three tries end it: a claim that
-        // keeps moving under this process is not its own to write under.
-        for _ in 0..3 {
-            if self.is_fenced() {
-                break;
-            }
-            let guard = Compare::ModRevision {
-                key: self.key.clone(),
-                revision: self.token.load(Ordering::Acquire),
-            };
-            let r = store.txn(vec![guard], ops.clone()).await?;
-            if r.succeeded {
-                return Ok(r.revision);
-            }
-            self.check(store).await?;
+    /// Runs `ops` in one transaction that holds only while `compares` do and the claim is
+    /// this process's: true when applied, false when one of `compares` failed. Fenced:
+    /// nothing is written, ever again.
+    pub(super) async fn write_if(
+        &self,
+        store: &Store,
+        mut compares: Vec<Compare>,
+        ops: Vec<Op>,
+    ) -> Result<bool, StoreError> {
+        if self.is_fenced() {
+            return Err(self.refused());
         }
-        self.fence(0);
-        Err(StoreError::Fenced(self.node_id.clone()))
+        let extra = compares.len();
+        compares.push(self.guard());
+        if store.txn(compares, ops).await?.succeeded {
+            return Ok(true);
+        }
+        // Which compare failed is not said: the claim is read. Still ours with no other
+        // compare cannot be (the token never changes): fenced all the same.
+        match self.check(store).await? {
+            Held::Yes if extra > 0 => Ok(false),
+            _ => {
+                self.fence();
+                Err(self.refused())
+            }
+        }
     }
 
-    /// Looks at the claim: fenced when a newer process holds it, claimed again when absent.
+    /// Looks at the claim; fences this process when it is no longer its own.
     pub(super) async fn check(&self, store: &Store) -> Result<Held, StoreError> {
         if self.is_fenced() {
-            return Ok(Held::Taken);
+            return Ok(Held::No);
         }
-        let token = self.token.load(Ordering::Acquire);
         let found = store.get(&self.key).await?.map(|kv| kv.mod_revision);
-        match held(found, token) {
-            Held::Yes => Ok(Held::Yes),
-            Held::Taken => {
-                self.fence(found.unwrap_or_default());
-                Ok(Held::Taken)
-            }
-            Held::Absent => {
-                let r = store
-                    .txn(
-                        vec![Compare::Absent(self.key.clone())],
-                        vec![Op::Put {
-                            key: self.key.clone(),
-                            value: describe(),
-                            lease: None,
-                        }],
-                    )
-                    .await?;
-                if r.succeeded {
-                    self.token.store(r.revision, Ordering::Release);
-                    info!(node = %self.node_id, revision = r.revision, "node id claimed again: its claim was deleted");
-                }
-                // Not succeeded: someone wrote it meanwhile; the next look says who.
-                Ok(Held::Absent)
-            }
+        let h = held(found, self.token);
+        if h == Held::No {
+            self.fence();
         }
+        Ok(h)
     }
 
-    /// Deletes the claim if it is still this process's (a node leaving for good).
+    /// Deletes the claim if it is still this process's (the process leaves; the next one
+    /// with this node id claims again).
     pub(super) async fn release(&self, store: &Store) {
         if self.is_fenced() {
             return;
         }
-        let guard = Compare::ModRevision {
-            key: self.key.clone(),
-            revision: self.token.load(Ordering::Acquire),
-        };
-        let _ = store
-            .txn(vec![guard], vec![Op::Delete(self.key.clone())])
+        let deleted = store
+            .txn(vec![self.guard()], vec![Op::Delete(self.key.clone())])
             .await;
+        if let Err(e) = deleted {
+            warn!(node = %self.node_id, error = %e, "releasing the node id's claim failed: the next process claims it over it");
+        }
     }
 
-    fn fence(&self, by_revision: i64) {
+    fn guard(&self) -> Compare {
+        Compare::ModRevision {
+            key: self.key.clone(),
+            revision: self.token,
+        }
+    }
+
+    fn refused(&self) -> StoreError {
+        StoreError::Fenced(self.node_id.clone())
+    }
+
+    fn fence(&self) {
         if !self.fenced.send_replace(true) {
-            error!(node = %self.node_id, claimed_at = by_revision, ours = self.token.load(Ordering::Acquire), "node id claimed by a newer process: this one stops writing and stops");
+            error!(node = %self.node_id, ours = self.token, "node id claimed by a newer process: this one stops writing and stops");
         }
     }
 }
 
-/// The claim's value: for an operator reading the key, nothing reads it back.
+/// The claim's value, for an operator reading the key (nothing reads it back): the host
+/// (a pod's name), the process and when.
 fn describe() -> Vec<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
     format!(
-        "pid {} claimed at unix ms {}",
+        "host {host} pid {} claimed at unix ms {}",
         std::process::id(),
         dialtone_common::clock::unix_ms()
     )
@@ -167,14 +162,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_claims_revision_says_who_holds_it() {
+    fn only_the_revision_this_process_wrote_is_its_claim() {
         let cases = [
             (Some(7), 7, Held::Yes),
-            (Some(9), 7, Held::Taken),
-            // An older revision than ours cannot be read after our write, but it is not
-            // ours either.
-            (Some(5), 7, Held::Taken),
-            (None, 7, Held::Absent),
+            (Some(9), 7, Held::No),
+            // Older than ours cannot be read after our write; not ours either.
+            (Some(5), 7, Held::No),
+            // Deleted: only its holder does, as it leaves.
+            (None, 7, Held::No),
         ];
         for (found, token, want) in cases {
             assert_eq!(held(found, token), want, "{found:?} against {token}");

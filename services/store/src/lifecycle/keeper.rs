@@ -17,6 +17,9 @@
 //! Binding leases are granted [`super::BINDING_REFRESH_S`] longer and refreshed all
 //! together that much less often than the main lease ([`binding_schedule`]): 256 of them at a
 //! third of the TTL were most of what an edge sent etcd in steady state.
+//! An edge's keeper also reads its node id's claim each round, beside the refreshes (a slow
+//! read must not delay them); a newer process's claim, or none, fences the process and the
+//! keeper stops: the leases are the newer process's to keep.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,6 @@ use tracing::{info, warn};
 
 use super::{
     BINDING_REFRESH_S, Shared,
-    claim::Held,
     shards::{keeper_round, refresh_limit, unrefreshed_for},
 };
 use crate::{
@@ -99,15 +101,6 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             _ = tokio::time::sleep(interval) => false,
             _ = shared.check.notified() => true,
         };
-        // A newer process claimed the node id: the leases are its to keep (it took them
-        // over) or to let expire, not this one's. An idle node finds out here, a busy one at
-        // its next write.
-        if let Some(c) = &shared.claim {
-            let looked = tokio::time::timeout(limit, c.check(&shared.store)).await;
-            if c.is_fenced() || matches!(looked, Ok(Ok(Held::Taken))) {
-                return;
-            }
-        }
         let leases = shared.leases();
         let fresh = |id: &LeaseId| Kept {
             id: *id,
@@ -142,8 +135,20 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                     false => None,
                 }
             }
-        }))
-        .await;
+        }));
+        // Beside the refreshes, never before them (a slow look would delay them): a newer
+        // process claimed the node id? The leases are then its to keep (it took them over)
+        // or to let expire, not this one's. An idle node finds out here, a busy one at its
+        // next write.
+        let looked = async {
+            if let Some(c) = &shared.claim {
+                let _ = tokio::time::timeout(limit, c.check(&shared.store)).await;
+            }
+        };
+        let (refreshes, ()) = tokio::join!(refreshes, looked);
+        if shared.is_fenced() {
+            return;
+        }
         let now = Instant::now();
         let mut lost = Vec::new();
         let mut stale = Vec::new();
