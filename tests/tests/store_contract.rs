@@ -949,16 +949,17 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     use dialtone_store::lifecycle::{NodeLease, Shards};
     let etcd = EtcdCluster::start(1).await.unwrap();
     let s = etcd.store("/takeover/").await.unwrap();
-    let (first, _) = NodeLease::resume(
-        s.clone(),
-        "edge-1",
-        30,
-        "members/edge/edge-1",
-        Shards::NONE,
-        "node-claims/edge-1",
-    )
-    .await
-    .unwrap();
+    let resume = || {
+        NodeLease::resume(
+            s.clone(),
+            "edge-1",
+            30,
+            "members/edge/edge-1",
+            Shards::NONE,
+            "node-claims/edge-1",
+        )
+    };
+    let (first, _) = resume().await.unwrap();
     first
         .put_owned("members/edge/edge-1", b"member".to_vec())
         .await
@@ -981,16 +982,7 @@ async fn etcd_a_restart_takes_over_a_lease_with_more_keys_than_one_message_holds
     first.leave().await;
     let lease = first.lease_id();
     drop(first);
-    let (second, left) = NodeLease::resume(
-        s.clone(),
-        "edge-1",
-        30,
-        "members/edge/edge-1",
-        Shards::NONE,
-        "node-claims/edge-1",
-    )
-    .await
-    .unwrap();
+    let (second, left) = resume().await.unwrap();
     assert_eq!(second.lease_id(), lease, "the lease is taken over");
     assert_eq!(left.len(), KEYS + 1);
     let mut left = left;
