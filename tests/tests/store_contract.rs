@@ -371,6 +371,15 @@ async fn contract_fencing(s: &Store) {
     old.put_owned("m/n-f", b"old".to_vec()).await.unwrap();
     let fenced = old.fenced();
     assert!(!*fenced.borrow());
+    // A compare of the caller's own that fails is not a fence.
+    let outdated = Compare::ModRevision {
+        key: "m/n-f".into(),
+        revision: 1,
+    };
+    let deleted = old.write_if(vec![outdated], vec![Op::Delete("m/n-f".into())]);
+    assert!(!deleted.await.unwrap());
+    assert!(!*fenced.borrow());
+    assert!(s.get("m/n-f").await.unwrap().is_some());
 
     let (new, left) = resume().await.unwrap();
     assert_eq!(
@@ -408,6 +417,12 @@ async fn contract_fencing(s: &Store) {
     // and takes the lease over.
     new.leave().await;
     assert!(s.get("c/n-f").await.unwrap().is_none(), "released");
+    // What still writes after that (a task finishing) is refused, quietly.
+    assert!(new.put_owned("m/n-f", b"late".to_vec()).await.is_err());
+    assert!(
+        !*new.fenced().borrow(),
+        "not taken for a newer process's claim"
+    );
     let lease = new.lease_id();
     drop(new);
     let (next, left) = resume().await.unwrap();
@@ -436,6 +451,22 @@ async fn contract_fencing(s: &Store) {
         .unwrap();
     drop(idle);
     newer.shutdown().await;
+
+    // Told to leave before it noticed (nothing written, its keeper's round 10 s away), an
+    // old process deletes nothing of the newest one's and learns it is fenced on the way.
+    let resume = || NodeLease::resume(s.clone(), "n-h", 30, "m/n-h", Shards::NONE, "c/n-h");
+    let (unaware, _) = resume().await.unwrap();
+    let (newest, _) = resume().await.unwrap();
+    unaware.leave().await;
+    assert!(*unaware.fenced().borrow(), "it learns it as it leaves");
+    drop(unaware);
+    assert!(
+        s.get("c/n-h").await.unwrap().is_some(),
+        "the newest claim stays"
+    );
+    newest.put_owned("m/n-h", b"newest".to_vec()).await.unwrap();
+    newest.shutdown().await;
+    assert!(s.get("c/n-h").await.unwrap().is_none());
 }
 
 /// An edge's binding leases are recorded on the last of them, the longest-lived, and taken

@@ -384,8 +384,9 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             }
             _ => lease.shutdown().await,
         }
-        // Also when told to stop before it noticed the claim, and found out on the way.
-        if *lease.fenced().borrow() {
+        // Also when told to stop before it noticed the claim: releasing it, it found out.
+        let fenced = *lease.fenced().borrow();
+        if fenced {
             anyhow::bail!(
                 "node id {} was claimed by a newer process with the same node id; this one stopped",
                 cfg.node()

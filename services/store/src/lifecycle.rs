@@ -331,7 +331,7 @@ impl NodeLease {
                 abandoned.push(*id);
             }
         }
-        revoke_paced(store.clone(), node_id, abandoned);
+        revoke_paced(store.clone(), node_id, abandoned, claim.clone());
         if taken_over.is_empty() {
             return Ok((
                 Self::grant_new(store, node_id, ttl_s, shards, Some(claim)).await?,
@@ -378,7 +378,8 @@ impl NodeLease {
                     let claim = lease.shared.claim.clone();
                     drop(lease);
                     // Only while the claim is ours: a newer process may have taken these
-                    // leases over since.
+                    // leases over since. (One that claims between this look and the
+                    // revokes is not seen: etcd has no revoke guarded by a key.)
                     if let Some(c) = &claim
                         && c.check(&store).await? == Held::No
                     {
@@ -539,8 +540,10 @@ impl NodeLease {
     /// once.
     pub async fn shutdown(&self) {
         self.keeper.abort();
-        if self.shared.is_fenced() {
-            // The leases may be the newer process's now (taken over): not ours to revoke.
+        // The leases may be the newer process's now (taken over): not ours to revoke.
+        if let Some(c) = &self.shared.claim
+            && !matches!(c.check(&self.shared.store).await, Ok(Held::Yes))
+        {
             return;
         }
         // The binding leases first, so the bindings go before the membership record.
@@ -620,7 +623,7 @@ const REVOKE_PACE: std::time::Duration = std::time::Duration::from_millis(500);
 /// revoke of thousands of keys holds etcd's apply loop, and etcd 3.5 makes every lease
 /// refresh wait for it (1 s at most), so they must not queue up in etcd at once (see
 /// [`BINDING_SPREAD_S`]). One already gone is fine.
-fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>) {
+fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>, claim: Arc<Claim>) {
     if leases.is_empty() {
         return;
     }
@@ -630,6 +633,10 @@ fn revoke_paced(store: Store, node_id: &str, leases: Vec<LeaseId>) {
         for (i, id) in leases.iter().enumerate() {
             if i > 0 {
                 tokio::time::sleep(REVOKE_PACE).await;
+            }
+            // A newer process holds the node id now: what is left is its to judge.
+            if claim.is_fenced() {
+                break;
             }
             match store.lease_revoke(*id).await {
                 Ok(()) => revoked += 1,

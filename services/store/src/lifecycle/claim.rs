@@ -16,6 +16,8 @@
 //! process claims again), so a process that finds it gone is not the newest. Taking it back
 //! instead would let an old process that had not noticed yet fence the newest.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
@@ -28,6 +30,9 @@ pub(super) struct Claim {
     /// The claim's mod revision as this process wrote it: the fencing token.
     token: i64,
     fenced: watch::Sender<bool>,
+    /// Released as the process leaves: what still writes then (a task finishing) is
+    /// refused quietly, not taken for a newer process's claim.
+    released: AtomicBool,
 }
 
 /// What a look at the claim found.
@@ -57,6 +62,7 @@ impl Claim {
             node_id: node_id.to_owned(),
             token,
             fenced: watch::channel(false).0,
+            released: AtomicBool::new(false),
         })
     }
 
@@ -79,7 +85,7 @@ impl Claim {
         mut compares: Vec<Compare>,
         ops: Vec<Op>,
     ) -> Result<bool, StoreError> {
-        if self.is_fenced() {
+        if self.is_fenced() || self.released.load(Ordering::Acquire) {
             return Err(self.refused());
         }
         let extra = compares.len();
@@ -112,16 +118,22 @@ impl Claim {
     }
 
     /// Deletes the claim if it is still this process's (the process leaves; the next one
-    /// with this node id claims again).
+    /// with this node id claims again); writes are refused from then on. A claim no longer
+    /// this process's fences it: told to stop before it noticed, it learns it here.
     pub(super) async fn release(&self, store: &Store) {
         if self.is_fenced() {
             return;
         }
+        self.released.store(true, Ordering::Release);
         let deleted = store
             .txn(vec![self.guard()], vec![Op::Delete(self.key.clone())])
             .await;
-        if let Err(e) = deleted {
-            warn!(node = %self.node_id, error = %e, "releasing the node id's claim failed: the next process claims it over it");
+        match deleted {
+            Ok(r) if r.succeeded => {}
+            Ok(_) => self.fence(),
+            Err(e) => {
+                warn!(node = %self.node_id, error = %e, "releasing the node id's claim failed: the next process claims it over it")
+            }
         }
     }
 
