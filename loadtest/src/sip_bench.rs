@@ -19,6 +19,12 @@
 //! edge of that build instead of Kamailio, on the same store and users: two builds compared
 //! in one run, for changes smaller than the noise between runs (the ratios then read
 //! this build / the baseline; the targets do not apply).
+//!
+//! With `SIP_BENCH_PIN=1`, each server's threads run on core 0 and SIPp on core 1
+//! (`taskset`; etcd and the config node on either), closer to phones on other machines:
+//! SIPp, woken by each answer, no longer preempts the server on its core, and the server is
+//! woken as each datagram arrives instead of finding a burst queued when it next runs
+//! (`docs/benchmarks.md` says what that does to each server).
 
 use std::{
     path::{Path, PathBuf},
@@ -44,6 +50,29 @@ struct Server {
     pids: Box<dyn Fn() -> Vec<u32>>,
 }
 
+/// The core SIPp runs on, and the one the servers run on, with `SIP_BENCH_PIN=1`.
+const SIPP_CORE: &str = "1";
+const SERVER_CORE: &str = "0";
+
+/// Whether `SIP_BENCH_PIN=1` asks for the servers and SIPp on cores of their own.
+fn pinned() -> bool {
+    std::env::var("SIP_BENCH_PIN").is_ok_and(|v| v == "1")
+}
+
+/// Runs every thread of `pids` on [`SERVER_CORE`] (threads they start later inherit it).
+fn pin_server(pids: &[u32]) -> anyhow::Result<()> {
+    for pid in pids {
+        let ok = Command::new("taskset")
+            .args(["-a", "-p", "-c", SERVER_CORE, &pid.to_string()])
+            .stdout(Stdio::null())
+            .status()
+            .context("running taskset (util-linux)")?
+            .success();
+        anyhow::ensure!(ok, "taskset could not pin process {pid}");
+    }
+    Ok(())
+}
+
 /// One SIPp run of `calls` registrations at `rate`; returns (ok, failed, p99 bucket).
 /// `local` stays the same for a server across runs, as a phone's port does across refreshes.
 fn sipp(
@@ -57,7 +86,16 @@ fn sipp(
     std::fs::create_dir_all(dir)?;
     let stat = dir.join("stat.csv");
     let _ = std::fs::remove_file(&stat);
-    let status = Command::new("sipp")
+    // Pinned: `taskset -c 1 sipp ...` (see the module docs).
+    let mut command = match pinned() {
+        true => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", SIPP_CORE, "sipp"]);
+            c
+        }
+        false => Command::new("sipp"),
+    };
+    let status = command
         .current_dir(dir)
         .arg(format!("127.0.0.1:{port}"))
         .arg("-sf")
@@ -180,6 +218,12 @@ async fn main() -> anyhow::Result<()> {
         },
     ];
 
+    if pinned() {
+        for s in &servers {
+            pin_server(&(s.pids)())?;
+        }
+        eprintln!("servers on core {SERVER_CORE}, sipp on core {SIPP_CORE}");
+    }
     // Memory: from no bindings to every user registered once.
     let mut mem = Vec::new();
     for s in &servers {
