@@ -13,7 +13,7 @@ use dialtone_config::{ConfigApi, ConfigCore};
 use dialtone_edge::{Edge, Transport};
 use dialtone_proto::config::v1::{Member, SipAddresses};
 use dialtone_store::{
-    EmbeddedStore, EtcdStore, Store,
+    EmbeddedStore, EtcdStore, Store, StoreError,
     lifecycle::{NodeLease, Shards},
 };
 use prost::Message;
@@ -385,12 +385,8 @@ pub async fn run(cfg: ServeConfig) -> anyhow::Result<()> {
             _ => lease.shutdown().await,
         }
         // Also when told to stop before it noticed the claim: releasing it, it found out.
-        let fenced = *lease.fenced().borrow();
-        if fenced {
-            anyhow::bail!(
-                "node id {} was claimed by a newer process with the same node id; this one stopped",
-                cfg.node()
-            );
+        if *lease.fenced().borrow() {
+            return Err(StoreError::Fenced(cfg.node().to_owned()).into());
         }
     }
     info!("stopped");

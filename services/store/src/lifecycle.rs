@@ -530,10 +530,7 @@ impl NodeLease {
     /// Deletes an owned key and forgets it.
     pub async fn delete_owned(&self, key: &str) -> Result<(), StoreError> {
         self.shared.owned.lock().remove(key);
-        self.shared
-            .write(vec![Op::Delete(key.to_owned())])
-            .await
-            .map(drop)
+        self.shared.write(vec![Op::Delete(key.to_owned())]).await
     }
 
     /// Stops the keeper and revokes the leases: every owned key and binding disappears at

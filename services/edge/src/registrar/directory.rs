@@ -42,8 +42,8 @@ use crate::{
 /// only while one message is handled, so two threads rarely wait on it. More shards looked
 /// like a cost in memory, not a saving in CPU: each shard's map and queue grow by doubling
 /// and leave the smaller tables behind in partly used pages, and with 16 a thread a sleeping
-/// phone measured 1.10-1.29 of the build before in eight of ten runs, with one 0.77, 1.09
-/// and 1.04 in three (`docs/benchmarks.md`, 2026-12-07).
+/// phone measured 1.10-1.29 of the build before in eight of ten runs, with one 1.04-1.17
+/// in four quiet runs, median 1.10 (`docs/benchmarks.md`, 2026-12-07).
 const SHARDS_PER_THREAD: usize = 1;
 
 /// Checks the tick makes per hold of a shard's lock: a second in which many phones come due
