@@ -16,7 +16,7 @@
 //! on while bindings are left (else it wakes while a nonce of its lives, or goes).
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, HashMap, hash_map::Entry},
     hash::BuildHasher,
     sync::Arc,
     time::Duration,
@@ -56,7 +56,46 @@ const CHECKS_PER_HOLD: usize = 256;
 /// moves only when the check comes earlier (a phone woken by its request, whose sleep
 /// check comes before its expiry); one that comes later is found when the entry comes due,
 /// which queues it again. So a refresh of an awake phone touches nothing here.
-type Due = BTreeSet<(u64, Arc<str>)>;
+type Due = BTreeSet<(u64, Queued)>;
+
+/// A phone in the queue of due checks: the phone map's own key, compared by its address.
+/// The queue's searches then compare integers and never read an id's bytes (each would be
+/// a cache miss, and phones due in the same second compared their ids byte by byte). So
+/// every entry holds the map's key itself, never an equal id from elsewhere (a line's
+/// `phone_id` after the credentials were reloaded is another allocation).
+#[derive(Clone)]
+struct Queued(Arc<str>);
+
+impl Queued {
+    fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<u8>() as usize
+    }
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        self.addr() == other.addr()
+    }
+}
+
+impl Eq for Queued {}
+
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.addr().cmp(&other.addr())
+    }
+}
+
+/// The entry of the phone whose map key is `id`, due at `at`.
+fn entry(at: u64, id: &Arc<str>) -> (u64, Queued) {
+    (at, Queued(id.clone()))
+}
 
 /// A phone known to this edge.
 enum Slot {
@@ -105,7 +144,7 @@ impl Inner {
                 if due.first().is_none_or(|(at, _)| *at > now) {
                     return;
                 }
-                let Some((at, id)) = due.pop_first() else {
+                let Some((at, Queued(id))) = due.pop_first() else {
                     return;
                 };
                 check(&self.parts, phones, due, at, id, now);
@@ -134,17 +173,17 @@ fn check(
         Slot::Awake(p) => {
             if p.due != at {
                 // Not the phone's own entry (never expected): its own one goes too.
-                due.remove(&(p.due, id.clone()));
+                due.remove(&entry(p.due, &id));
             }
             match p.check(&id, sh, now) {
                 Fate::Stay(next) => {
                     p.due = next;
-                    due.insert((next, id.clone()));
+                    due.insert(entry(next, &id));
                     false
                 }
                 Fate::Sleep => {
                     let bytes = p.encode(sh, now);
-                    due.insert((wake_at(&bytes), id.clone()));
+                    due.insert(entry(wake_at(&bytes), &id));
                     *slot = Slot::Asleep(bytes);
                     sh.stats.sleeping_changed(1);
                     false
@@ -154,14 +193,14 @@ fn check(
         }
         Slot::Asleep(bytes) => {
             if wake_at(bytes) != at {
-                due.remove(&(wake_at(bytes), id.clone()));
+                due.remove(&entry(wake_at(bytes), &id));
             }
             let mut state = decode(&id, bytes);
             phone::sweep(&mut state, &id, sh, now);
             if state.earliest_expiry().is_some() {
                 // Bindings left: asleep again, until the next expiry.
                 let bytes = state.encode(now, sh.replies.nonce_lifetime_s);
-                due.insert((wake_at(&bytes), id.clone()));
+                due.insert(entry(wake_at(&bytes), &id));
                 *slot = Slot::Asleep(bytes);
                 return;
             }
@@ -204,7 +243,7 @@ fn awake<'s>(
     now: u64,
 ) -> &'s mut Phone {
     if let Slot::Asleep(bytes) = slot {
-        due.remove(&(wake_at(bytes), id.clone()));
+        due.remove(&entry(wake_at(bytes), id));
         let state = decode(id, bytes);
         sh.stats.sleeping_changed(-1);
         *slot = Slot::Awake(Box::new(Phone::new(state, now)));
@@ -221,10 +260,10 @@ fn schedule(sh: &SharedParts, due: &mut Due, id: &Arc<str>, p: &mut Phone) {
     let next = p.next_check(sh);
     if p.due == 0 || next < p.due {
         if p.due != 0 {
-            due.remove(&(p.due, id.clone()));
+            due.remove(&entry(p.due, id));
         }
         p.due = next;
-        due.insert((next, id.clone()));
+        due.insert(entry(next, id));
     }
 }
 
@@ -342,16 +381,17 @@ impl Directory {
         let now = unix_ms() / 1000;
         let mut shard = self.inner.shard(id).lock();
         let Shard { phones, due } = &mut *shard;
-        if !phones.contains_key(&**id) {
-            let fresh = Box::new(Phone::new(PhoneState::default(), now));
-            phones.insert(id.clone(), Slot::Awake(fresh));
-        }
-        let Some(slot) = phones.get_mut(&**id) else {
-            unreachable!("inserted above")
+        // The queue holds the map's own key (see [`Queued`]), not the line's `phone_id`.
+        let (key, slot) = match phones.entry(id.clone()) {
+            Entry::Occupied(o) => (o.key().clone(), o.into_mut()),
+            Entry::Vacant(v) => {
+                let fresh = Box::new(Phone::new(PhoneState::default(), now));
+                (id.clone(), v.insert(Slot::Awake(fresh)))
+            }
         };
-        let p = awake(sh, due, id, slot, now);
-        p.register(id, sh, &job, &req, now);
-        schedule(sh, due, id, p);
+        let p = awake(sh, due, &key, slot, now);
+        p.register(&key, sh, &job, &req, now);
+        schedule(sh, due, &key, p);
     }
 
     /// Drops bindings of the phone: all, those of some lines, or those learned over one
@@ -428,7 +468,7 @@ impl Directory {
         if shard.phones.contains_key(&id) {
             return false;
         }
-        shard.due.insert((wake_at(&bytes), id.clone()));
+        shard.due.insert(entry(wake_at(&bytes), &id));
         shard.phones.insert(id, Slot::Asleep(bytes));
         drop(shard);
         sh.stats.sleeping_changed(1);
