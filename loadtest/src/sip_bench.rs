@@ -321,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "\nratios dialtone/kamailio: clean rate {:.2} (target >= 1), cpu per registration {:.2} (target <= 0.5), memory per phone {:.2} (target <= 1)",
+        "\nratios dialtone/kamailio: clean rate {:.2} (target >= 1), cpu per registration {:.2} (target <= 0.35), memory per phone {:.2} (target <= 1)",
         d.0 as f64 / k.0.max(1) as f64,
         d.1 / k.1,
         d.2 / k.2
