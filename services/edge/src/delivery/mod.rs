@@ -2,7 +2,8 @@
 //! line's SIP user that reaches any edge goes to ONE live binding of that line: the one on
 //! the phone's primary edge if it lives, else the secondary's, else the freshest elsewhere.
 //! A request for a user goes to one binding of each of its phones at once (one branch per
-//! line, [`responses`] picks what goes upstream; the first 2xx cancels the others).
+//! line, [`fork`]; [`responses`] picks what goes upstream; the first 2xx cancels the
+//! others), under a server transaction ([`transactions`]).
 //! When that binding is on another edge, the request goes there (marked, so that edge
 //! delivers it over its own flow and never forwards again): TCP, TLS and WS flows can only
 //! be used by the edge that holds them.
@@ -18,6 +19,7 @@
 
 pub(crate) mod calls;
 mod client;
+mod fork;
 pub(crate) mod forwarding;
 pub(crate) mod in_dialog;
 mod late_offer;
@@ -25,39 +27,28 @@ pub(crate) mod media;
 pub(crate) mod media_health;
 mod responses;
 mod targets;
+mod transactions;
 pub(crate) mod trunk_health;
 mod trunks;
 
 use forwarding::{FORWARDED, FORWARDED_CANONICAL, Marked};
-use responses::Responses;
 use targets::Hints;
+use transactions::{Txn, branch_of};
 
-use std::{
-    collections::HashMap,
-    net::SocketAddr,
-    sync::{
-        Arc,
-        atomic::{AtomicU16, Ordering::Relaxed},
-    },
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc, time::Duration};
 
-use dialtone_domain::keys;
 use dialtone_metrics::Counters;
-use dialtone_proto::{config::v1::Member, edge::v1::Binding};
-use dialtone_sip::{Message, StartLine, response::Source};
+use dialtone_sip::{Message, StartLine};
 use dialtone_store::Store;
 use parking_lot::{Mutex, RwLock};
-use prost::Message as _;
-use tokio::sync::{mpsc, watch};
-use tracing::debug;
+use tokio::sync::mpsc;
 
 use crate::{
-    admission::{Admission, Permit, SourceLimits},
+    admission::{Admission, SourceLimits},
     credentials::CredentialCache,
     credentials::LineEntry,
     credentials::trunks::DigestAuth,
-    flow::{Answer, FlowSource, Flows, Replier, Transport},
+    flow::{FlowSource, Flows, Replier, Transport},
     registrar::directory::Directory,
     replies::{Listening, Replies},
     settings::EdgeSettings,
@@ -69,48 +60,6 @@ pub fn delivered(method: &str) -> bool {
         method,
         "INVITE" | "MESSAGE" | "NOTIFY" | "OPTIONS" | "INFO" | "UPDATE" | "REFER"
     )
-}
-
-/// One upstream request being delivered (keyed by its top Via branch).
-struct Txn {
-    /// Where the request came from, and its Call-ID and CSeq: a CANCEL must match all
-    /// three, not the branch alone (which the callee sees).
-    origin: (Source, String, String),
-    /// The last response sent upstream (answers a retransmission).
-    last: Mutex<Option<Vec<u8>>>,
-    /// The status code of the final answer sent upstream (0 until there is one).
-    final_code: AtomicU16,
-    /// Set once the delivery is cancelled (an upstream CANCEL, a 2xx or 6xx on another
-    /// branch), with the `Reason` its branches' CANCELs carry.
-    cancel: watch::Sender<Option<Option<String>>>,
-}
-
-impl Txn {
-    /// Keeps `bytes`, a final answer with `code`, to answer retransmissions.
-    fn finished(&self, code: u16, bytes: Vec<u8>) {
-        *self.last.lock() = Some(bytes);
-        self.final_code.store(code, Relaxed);
-    }
-
-    /// Cancels the branches still pending (the first reason given stays).
-    fn cancel_branches(&self, reason: Option<String>) {
-        self.cancel.send_if_modified(|c| {
-            let first = c.is_none();
-            if first {
-                *c = Some(reason);
-            }
-            first
-        });
-    }
-}
-
-/// A request's Call-ID and CSeq number (a CANCEL's CSeq method differs).
-fn call_and_number(m: &Message) -> (String, String) {
-    let number = m
-        .get("cseq")
-        .and_then(|c| c.split_whitespace().next())
-        .unwrap_or("");
-    (m.get("call-id").unwrap_or("").to_owned(), number.to_owned())
 }
 
 /// Requests being delivered at once, in all and per source: past them a request for a
@@ -369,417 +318,4 @@ enum Target {
     },
     /// The edge holding the binding.
     Edge { node: String, addr: SocketAddr },
-}
-
-fn branch_of(m: &Message) -> Option<String> {
-    m.top_via()
-        .and_then(|v| v.param("branch").map(str::to_owned))
-}
-
-impl Delivery {
-    /// CANCEL for a request being delivered: 200, and the CANCEL passed on to every
-    /// branch, with the CANCEL's `Reason`. False when no delivery matches (the caller
-    /// answers 481).
-    pub(crate) fn cancel(&self, m: &Message, src: &Source, reply: &Answer) -> bool {
-        let Some(txn) = self.delivery_of(m, src) else {
-            return false;
-        };
-        reply.send(self.replies.responder.reply(m, src, 200, "", vec![]));
-        txn.cancel_branches(m.get("reason").map(str::to_owned));
-        true
-    }
-
-    /// The delivery `m` (a retransmission or a CANCEL) belongs to: same top branch, and
-    /// from the same source with the same Call-ID and CSeq number.
-    fn delivery_of(&self, m: &Message, src: &Source) -> Option<Arc<Txn>> {
-        let txn = self.txns.lock().get(&branch_of(m)?).cloned()?;
-        let (call_id, number) = call_and_number(m);
-        (txn.origin == (*src, call_id, number)).then_some(txn)
-    }
-
-    /// Whether `m` belongs to a transaction under way or kept (an ACK for its non-2xx
-    /// answer, or a retransmission).
-    pub(crate) fn is_under_way(&self, m: &Message, src: &Source) -> bool {
-        self.delivery_of(m, src).is_some()
-    }
-
-    /// A retransmission of a request being delivered, from where it first came: answered
-    /// with the last answer (or nothing yet) before the trust boundary, which counts each
-    /// nonce and marker once. True when it was one.
-    pub(crate) fn retransmission(&self, m: &Message, src: &Source, upstream: &Answer) -> bool {
-        let Some(txn) = self.delivery_of(m, src) else {
-            return false;
-        };
-        if let Some(last) = txn.last.lock().clone() {
-            upstream.resend(last);
-        }
-        true
-    }
-
-    /// Opens the transaction of a request to relay: its key and state, or none when it is a
-    /// retransmission of one under way (answered here with the last answer, if any).
-    fn open(&self, m: &Message, src: Source, upstream: &Answer) -> Option<(String, Arc<Txn>)> {
-        let key = branch_of(m)?;
-        let mut txns = self.txns.lock();
-        if let Some(t) = txns.get(&key) {
-            // A retransmission: the last answer again, or nothing yet.
-            if let Some(last) = t.last.lock().clone() {
-                upstream.resend(last);
-            }
-            return None;
-        }
-        let (call_id, number) = call_and_number(m);
-        let t = Arc::new(Txn {
-            origin: (src, call_id, number),
-            last: Mutex::default(),
-            final_code: AtomicU16::new(0),
-            cancel: watch::Sender::new(None),
-        });
-        txns.insert(key.clone(), t.clone());
-        Some((key, t))
-    }
-
-    /// Delivers `m` (for `lines`: one, or each phone of a user, all at once; come over
-    /// `inbound`, from one of our lines when `from_line`) and relays the answers along
-    /// `upstream`; `permit` (from [`Delivery::admission`]) is held until the final answer
-    /// has gone. An INVITE is record-routed (see [`in_dialog`]). What a line asserts about
-    /// its own identity (P-Asserted-Identity, P-Preferred-Identity, Remote-Party-ID) never
-    /// reaches the callee: only a trusted peer or another edge may assert one (RFC 3325
-    /// §5: the edge's trust domain ends at the phone).
-    pub(crate) async fn deliver(
-        self: Arc<Self>,
-        m: Message,
-        src: Source,
-        origin: Origin,
-        upstream: Answer,
-        lines: Vec<Arc<LineEntry>>,
-        permit: Permit,
-    ) {
-        let Origin {
-            inbound,
-            site,
-            caller,
-        } = origin;
-        let from_line = matches!(caller, calls::Party::Phone(_));
-        let Some((key, txn)) = self.open(&m, src, &upstream) else {
-            return;
-        };
-        let invite = matches!(&m.start, StartLine::Request { method, .. } if method == "INVITE");
-        // 100 at once to an INVITE, and to anything another edge handed over: it tells that
-        // edge this one is alive, so it does not try the next binding.
-        let from_edge = m.get(FORWARDED_CANONICAL).is_some();
-        if invite || from_edge {
-            upstream.send(self.replies.responder.reply(&m, &src, 100, "", vec![]));
-        }
-        let responses = Responses::new(&m, src, &txn, &upstream, &self.replies.responder);
-        let to_lines: Vec<Option<Message>> =
-            lines.iter().map(|l| retargeted(&m, &l.sip_user)).collect();
-        // The edge the call entered through anchors its media, if it needs it (one
-        // another edge handed over was anchored there).
-        let call_media = (invite && !from_edge)
-            .then(|| {
-                let kind = match &caller {
-                    calls::Party::Phone(id) => {
-                        media::CallerKind::phone(self.cache.read().media_side(id))
-                    }
-                    // A carrier's call in is anchored like a call out through its trunk.
-                    calls::Party::Peer(peer) => media::CallerKind {
-                        trusted: true,
-                        profile: dialtone_media::anchor::Side::Rtp,
-                        fixed_address: self.cache.read().peer_anchors_media(peer),
-                    },
-                    _ => media::CallerKind::phone(dialtone_media::anchor::Side::Rtp),
-                };
-                self.call_media(&m, src.ip, site.as_ref(), kind)
-            })
-            .flatten();
-        let anchored_at = Mutex::new(Vec::new());
-        let (this, responses_ref) = (&*self, &responses);
-        let branches = lines.iter().zip(&to_lines).map(|(line, to_line)| {
-            let branch = Branch {
-                m: to_line.as_ref().unwrap_or(&m),
-                line,
-                inbound,
-                from_edge,
-                from_line,
-                invite,
-                media: call_media.as_ref(),
-                anchored_at: &anchored_at,
-            };
-            this.branch(branch, responses_ref)
-        });
-        futures::future::join_all(branches).await;
-        let anchored_at = anchored_at.into_inner();
-        let call_id = m.get("call-id").unwrap_or("");
-        // A call that failed leaves no media session, deleted before its final answer
-        // goes (a caller that tries again at once with the same Call-ID finds its new
-        // session alone).
-        let answered = (200..300).contains(&txn.final_code.load(Relaxed));
-        if invite && !answered {
-            self.media_leftovers(&anchored_at, None, call_id);
-        }
-        responses.finish();
-        if invite {
-            let code = txn.final_code.load(Relaxed);
-            let won = responses.answered();
-            // The branches anchored elsewhere than the answering one leave nothing.
-            let won_at = won.media.as_ref().map(|a| a.server);
-            if answered {
-                self.media_leftovers(&anchored_at, won_at, call_id);
-            }
-            let parties = calls::Parties {
-                caller,
-                callee: won.phone.map_or(calls::Party::Unknown, calls::Party::Phone),
-                site,
-                dialled: m.request_user().unwrap_or_default().to_owned(),
-                media: won.media,
-                to_tag: won.to_tag,
-            };
-            self.call_ended(call_id, code, parties);
-        }
-        self.linger(key, permit).await;
-    }
-
-    /// One branch: the line's bindings tried best first until one answers.
-    async fn branch(&self, b: Branch<'_>, responses: &Responses<'_>) {
-        let Branch {
-            m,
-            line,
-            inbound,
-            from_edge,
-            from_line,
-            invite,
-            media: call_media,
-            anchored_at,
-        } = b;
-        let targets = self.targets(from_edge, line).await;
-        let last = targets.len().saturating_sub(1);
-        for (i, target) in targets.into_iter().enumerate() {
-            // Another edge that does not answer at all (it may have just died, its bindings
-            // not yet expired) is passed over quickly for the next binding.
-            let (uri, outbound, transport, replier, to_edge, wait) = match target {
-                Target::Local {
-                    uri,
-                    source,
-                    transport,
-                    replier,
-                } => (
-                    Some(uri),
-                    source,
-                    transport,
-                    replier,
-                    None,
-                    self.settings.notify_timeout,
-                ),
-                Target::Edge { node, addr } => {
-                    debug!(edge = %node, "handing a request to the edge holding the binding");
-                    let flow = FlowSource {
-                        transport: Transport::Udp,
-                        addr,
-                    };
-                    let Some((_, Replier::Udp { socket, .. })) = self.flows.replier(flow) else {
-                        continue;
-                    };
-                    let wait = if i < last {
-                        HOP_TIMEOUT
-                    } else {
-                        self.settings.notify_timeout
-                    };
-                    (
-                        None,
-                        flow,
-                        Transport::Udp,
-                        Replier::Udp {
-                            socket,
-                            to: addr,
-                            dscp: 0,
-                        },
-                        Some(node),
-                        wait,
-                    )
-                }
-            };
-            let to_phone = to_edge.is_none();
-            let outcome = if to_edge.is_some() {
-                Outcome::ViaEdge
-            } else {
-                Outcome::Local
-            };
-            let record_route = if invite {
-                self.record_route(m, inbound, outbound)
-            } else {
-                Vec::new()
-            };
-            // The offer for this target, when the call is anchored: its SDP rewritten for
-            // what the callee speaks.
-            let mut offered = None;
-            if let Some(call) = call_media {
-                let side = self.cache.read().media_side(&line.phone_id);
-                let callee = media::party(side, transport, outbound.addr);
-                let via_branch = format!("{}-{i}", line.sip_user);
-                offered = self
-                    .media_offer(m, call, callee, via_branch, to_phone, anchored_at)
-                    .await;
-            }
-            let (m, leg) = match &offered {
-                Some((o, leg)) => (o, Some(leg.clone())),
-                None => (m, None),
-            };
-            // A phone that challenges the request is answered with its profile's Digest
-            // Authentication credentials (`client.rs`); a call re-sent so is
-            // record-routed again with its CSeq shift.
-            let route_token = (invite && to_phone).then_some(dialtone_sip::route::FlowToken {
-                inbound,
-                outbound,
-                cseq_shift: 0,
-                outbound_server: false,
-            });
-            let hop = Hop {
-                uri: uri.as_deref(),
-                transport,
-                replier,
-                to_edge,
-                wait,
-                record_route,
-                pop_routes: 0,
-                ring: None,
-                identity: None,
-                auth: None,
-                cseq_shift: 0,
-                refer_back: 0,
-                route_token,
-                untrusted_identity: from_line,
-                untrusted_answers: to_phone,
-                phone: Some(line.phone_id.clone()),
-                media: leg,
-            };
-            if self.proxy(m, hop, responses).await || i == last {
-                self.count(outcome);
-                return;
-            }
-        }
-        self.count(Outcome::NoBinding);
-        responses.generated(480, "No live registration");
-    }
-
-    /// Keeps a finished transaction a while to answer retransmissions (64×T1, RFC 3261
-    /// §17.2 and RFC 6026), then forgets it. Its delivery `permit`, which counts against
-    /// its source, goes at once: a source's cap bounds the requests it has under way, not
-    /// those it finished (an office behind one NAT address places many calls). The kept
-    /// answers have a cap of their own, for all sources together; past it a transaction is
-    /// forgotten at once (a retransmission of it is then taken as a new request, which its
-    /// spent nonce count refuses).
-    async fn linger(&self, key: String, permit: Permit) {
-        drop(permit);
-        let source = self.txns.lock().get(&key).map(|t| t.origin.0.ip);
-        let kept = match source {
-            Some(ip) => self.lingering.admit(ip),
-            None => return,
-        };
-        let Ok(kept) = kept else {
-            self.txns.lock().remove(&key);
-            return;
-        };
-        tokio::time::sleep(Duration::from_secs(32)).await;
-        self.txns.lock().remove(&key);
-        drop(kept);
-    }
-
-    /// The bindings a request for `line` may go to, best first: the primary edge's, the
-    /// secondary's, then the freshest others (a request from another edge: local only).
-    /// What is asked of the store, and the order, are [`targets`]'s.
-    async fn targets(&self, from_edge: bool, line: &LineEntry) -> Vec<Target> {
-        let local = self.directory.contacts(&line.phone_id);
-        let local_target = || {
-            let c = local.iter().find(|c| c.sip_user == line.sip_user)?;
-            let (transport, replier) = self.flows.replier(c.source)?;
-            Some(Target::Local {
-                uri: c.uri.clone(),
-                source: c.source,
-                transport,
-                replier: replier.marked(line.sip_dscp),
-            })
-        };
-        let me = self.settings.node_id.as_str();
-        let placement = self.cache.read().placement(&line.phone_id);
-        let now = Instant::now();
-        let facts = targets::Facts {
-            from_edge,
-            has_store: self.store.is_some(),
-            primary_here: placement.first().is_some_and(|o| o == me),
-            local: local_target().is_some(),
-            store_quiet: self.hints.store_quiet(now),
-        };
-        let (Some(store), Some(wait)) = (&self.store, targets::lookup(facts).wait()) else {
-            return local_target().into_iter().collect();
-        };
-        let prefix = keys::line_bindings(&line.phone_id, line.line_index);
-        // Store reads run on the main runtime: this may be an actor thread, which must never
-        // wait on the embedded store's lock while it syncs a write. Only one task, which
-        // does every read, so that a bounded wait covers them all and cancels them all.
-        let found = {
-            let (store, prefix, me) = (store.clone(), prefix.clone(), me.to_owned());
-            self.runtime
-                .spawn(async move { other_bindings(&store, &prefix, &me).await })
-        };
-        let found = match wait {
-            Some(d) => targets::bounded(found, d).await,
-            None => found.await.ok(),
-        };
-        let others = match found {
-            Some(Ok(others)) => others,
-            _ => {
-                self.hints.store_failed(Instant::now());
-                Vec::new()
-            }
-        };
-        let mut holders: Vec<(String, i64)> = others
-            .iter()
-            .map(|(node, at, _)| (node.clone(), *at))
-            .collect();
-        if local_target().is_some() {
-            holders.push((me.to_owned(), i64::MAX));
-        }
-        let mut out = Vec::new();
-        for node in targets::order(holders, &placement, |n| self.hints.is_silent(n, now)) {
-            if node == me {
-                out.extend(local_target());
-            } else if let Some((_, _, Some(addr))) = others.iter().find(|(n, ..)| *n == node) {
-                out.push(Target::Edge { node, addr: *addr });
-            }
-        }
-        out
-    }
-}
-
-/// The other edges holding a live binding under `prefix` (a line's): each with its
-/// binding's last write and the address it takes SIP over UDP at (none when its member
-/// record cannot be read).
-async fn other_bindings(
-    store: &Store,
-    prefix: &str,
-    me: &str,
-) -> Result<Vec<(String, i64, Option<SocketAddr>)>, dialtone_store::StoreError> {
-    let page = store.range(prefix, None, 64).await?;
-    let mut out = Vec::new();
-    for kv in page.kvs {
-        let Some(node) = kv.key.strip_prefix(prefix) else {
-            continue;
-        };
-        let Ok(b) = Binding::decode(kv.value.as_slice()) else {
-            continue;
-        };
-        if !b.contacts.is_empty() && node != me {
-            let addr = edge_udp_address(store, node).await;
-            out.push((node.to_owned(), b.updated_at_ms, addr));
-        }
-    }
-    Ok(out)
-}
-
-/// Where another edge takes SIP over UDP, from its member record.
-async fn edge_udp_address(store: &Store, node: &str) -> Option<SocketAddr> {
-    let kv = store.get(&keys::member("edge", node)).await.ok()??;
-    let m = Member::decode(kv.value.as_slice()).ok()?;
-    m.sip_addresses?.udp.parse().ok()
 }
