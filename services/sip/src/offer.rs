@@ -84,12 +84,20 @@ impl OfferCounts {
     /// modulo them), so a name keeps its offer while the fleet's mix holds: a line added
     /// or removed moves only the names at a boundary between offers. `fallback` when there
     /// are no lines.
-    pub fn pick(&self, draw: u64, fallback: Offer) -> Offer {
+    ///
+    /// `draw` is called only when the lines have more than one offer between them: with
+    /// one (a fleet on one digest policy, the usual case) every name gets it whatever its
+    /// draw, so the keyed hash is not computed, for a known user or an unknown one alike.
+    pub fn pick(&self, draw: impl FnOnce() -> u64, fallback: Offer) -> Offer {
         let total: u64 = self.0.iter().sum();
         if total == 0 {
             return fallback;
         }
-        let mut at = ((u128::from(draw) * u128::from(total)) >> 64) as u64;
+        let mut offered = Offer::ALL.into_iter().filter(|o| self.0[o.index()] > 0);
+        if let (Some(only), None) = (offered.next(), offered.next()) {
+            return only;
+        }
+        let mut at = ((u128::from(draw()) * u128::from(total)) >> 64) as u64;
         for o in Offer::ALL {
             let n = self.0[o.index()];
             if at < n {
@@ -147,10 +155,13 @@ mod tests {
     #[test]
     fn unknown_users_draw_offers_as_often_as_lines_have_them() {
         let mut c = OfferCounts::default();
-        assert_eq!(c.pick(7, Offer::Md5ThenSha256), Offer::Md5ThenSha256);
+        let undrawn = || -> u64 { panic!("drawn with fewer than two offers") };
+        assert_eq!(c.pick(undrawn, Offer::Md5ThenSha256), Offer::Md5ThenSha256);
         for _ in 0..3 {
             c.add(Offer::Md5ThenSha256);
         }
+        // One offer among the lines: every name gets it, and nothing is drawn.
+        assert_eq!(c.pick(undrawn, Offer::Md5), Offer::Md5ThenSha256);
         c.add(Offer::Sha256);
         // (draw, offer): the draws' range is split in the counts' proportions, offers in
         // index order: the first quarter SHA-256, the rest MD5 then SHA-256.
@@ -163,14 +174,14 @@ mod tests {
             (u64::MAX, Offer::Md5ThenSha256),
         ];
         for (draw, want) in cases {
-            assert_eq!(c.pick(draw, Offer::Md5), want, "{draw}");
+            assert_eq!(c.pick(|| draw, Offer::Md5), want, "{draw}");
         }
         // One more common line: only draws at the boundary move.
         c.add(Offer::Md5ThenSha256);
-        assert_eq!(c.pick(u64::MAX / 2, Offer::Md5), Offer::Md5ThenSha256);
-        assert_eq!(c.pick(0, Offer::Md5), Offer::Sha256);
+        assert_eq!(c.pick(|| u64::MAX / 2, Offer::Md5), Offer::Md5ThenSha256);
+        assert_eq!(c.pick(|| 0, Offer::Md5), Offer::Sha256);
         c.remove(Offer::Sha256);
         c.remove(Offer::Sha256);
-        assert_eq!(c.pick(0, Offer::Md5), Offer::Md5ThenSha256);
+        assert_eq!(c.pick(|| 0, Offer::Md5), Offer::Md5ThenSha256);
     }
 }

@@ -392,9 +392,10 @@ impl CredentialCache {
     }
 
     /// The digest offer a challenge to a SIP user nobody has carries, from `draw` (the
-    /// edges' keyed hash of the user name): one of the fleet's offers, as often as its
-    /// lines have it, so the challenge never tells a known user from an unknown one.
-    pub fn unknown_offer(&self, draw: u64) -> Offer {
+    /// edges' keyed hash of the user name, computed only when the fleet's lines have more
+    /// than one offer): one of the fleet's offers, as often as its lines have it, so the
+    /// challenge never tells a known user from an unknown one.
+    pub fn unknown_offer(&self, draw: impl FnOnce() -> u64) -> Offer {
         self.offers.pick(draw, self.no_lines_offer)
     }
 

@@ -186,12 +186,15 @@ impl Dispatcher {
         }
         // What the challenge offers: the line's algorithms, or for a user nobody has one
         // of the fleet's, drawn by a hash only the edges can compute (the same work either
-        // way), so the challenge never tells a known user from an unknown one.
-        let draw = self
-            .settings
-            .nonce_key
-            .sign(b"unknown-user-offer", &[user.as_bytes()]);
-        let draw = u64::from_be_bytes(draw[..8].try_into().unwrap_or_default());
+        // way: drawn for every user when the fleet has more than one offer, for none when
+        // it has one), so the challenge never tells a known user from an unknown one.
+        let draw = || {
+            let mac = self
+                .settings
+                .nonce_key
+                .sign(b"unknown-user-offer", &[user.as_bytes()]);
+            u64::from_be_bytes(mac[..8].try_into().unwrap_or_default())
+        };
         let (entry, offer) = {
             let cache = self.cache.read();
             let entry = cache.lookup(user);
