@@ -16,7 +16,7 @@
 //! on while bindings are left (else it wakes while a nonce of its lives, or goes).
 
 use std::{
-    collections::{BTreeSet, HashMap, hash_map::Entry},
+    collections::{HashMap, hash_map::Entry},
     hash::BuildHasher,
     sync::Arc,
     time::Duration,
@@ -32,6 +32,7 @@ use tracing::warn;
 use crate::{
     flow::FlowSource,
     metrics::{Reason, Stats},
+    registrar::due::{Due, Queued, queued},
     registrar::phone::{self, Fate, Phone, Reachable, RegisterJob},
     registrar::publisher::Publisher,
     registrar::sleeping::{PhoneState, wake_at},
@@ -50,52 +51,6 @@ const SHARDS_PER_THREAD: usize = 1;
 /// (a reconnect wave's phones 33 s later, a restored edge's at their expiries) does not
 /// hold up the shard's requests behind all of them.
 const CHECKS_PER_HOLD: usize = 256;
-
-/// The phones of a shard by the second they are due to be checked, one entry per phone: an
-/// awake phone's [`Phone::due`], a sleeping one's earliest expiry ([`wake_at`]). An entry
-/// moves only when the check comes earlier (a phone woken by its request, whose sleep
-/// check comes before its expiry); one that comes later is found when the entry comes due,
-/// which queues it again. So a refresh of an awake phone touches nothing here.
-type Due = BTreeSet<(u64, Queued)>;
-
-/// A phone in the queue of due checks: the phone map's own key, compared by its address.
-/// The queue's searches then compare integers and never read an id's bytes (each would be
-/// a cache miss, and phones due in the same second compared their ids byte by byte). So
-/// every entry holds the map's key itself, never an equal id from elsewhere (a line's
-/// `phone_id` after the credentials were reloaded is another allocation).
-#[derive(Clone)]
-struct Queued(Arc<str>);
-
-impl Queued {
-    fn addr(&self) -> usize {
-        Arc::as_ptr(&self.0).cast::<u8>() as usize
-    }
-}
-
-impl PartialEq for Queued {
-    fn eq(&self, other: &Self) -> bool {
-        self.addr() == other.addr()
-    }
-}
-
-impl Eq for Queued {}
-
-impl PartialOrd for Queued {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Queued {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.addr().cmp(&other.addr())
-    }
-}
-
-/// The entry of the phone whose map key is `id`, due at `at`.
-fn entry(at: u64, id: &Arc<str>) -> (u64, Queued) {
-    (at, Queued(id.clone()))
-}
 
 /// A phone known to this edge.
 enum Slot {
@@ -173,17 +128,17 @@ fn check(
         Slot::Awake(p) => {
             if p.due != at {
                 // Not the phone's own entry (never expected): its own one goes too.
-                due.remove(&entry(p.due, &id));
+                due.remove(&queued(p.due, &id));
             }
             match p.check(&id, sh, now) {
                 Fate::Stay(next) => {
                     p.due = next;
-                    due.insert(entry(next, &id));
+                    due.insert(queued(next, &id));
                     false
                 }
                 Fate::Sleep => {
                     let bytes = p.encode(sh, now);
-                    due.insert(entry(wake_at(&bytes), &id));
+                    due.insert(queued(wake_at(&bytes), &id));
                     *slot = Slot::Asleep(bytes);
                     sh.stats.sleeping_changed(1);
                     false
@@ -193,14 +148,14 @@ fn check(
         }
         Slot::Asleep(bytes) => {
             if wake_at(bytes) != at {
-                due.remove(&entry(wake_at(bytes), &id));
+                due.remove(&queued(wake_at(bytes), &id));
             }
             let mut state = decode(&id, bytes);
             phone::sweep(&mut state, &id, sh, now);
             if state.earliest_expiry().is_some() {
                 // Bindings left: asleep again, until the next expiry.
                 let bytes = state.encode(now, sh.replies.nonce_lifetime_s);
-                due.insert(entry(wake_at(&bytes), &id));
+                due.insert(queued(wake_at(&bytes), &id));
                 *slot = Slot::Asleep(bytes);
                 return;
             }
@@ -243,7 +198,7 @@ fn awake<'s>(
     now: u64,
 ) -> &'s mut Phone {
     if let Slot::Asleep(bytes) = slot {
-        due.remove(&entry(wake_at(bytes), id));
+        due.remove(&queued(wake_at(bytes), id));
         let state = decode(id, bytes);
         sh.stats.sleeping_changed(-1);
         *slot = Slot::Awake(Box::new(Phone::new(state, now)));
@@ -260,10 +215,10 @@ fn schedule(sh: &SharedParts, due: &mut Due, id: &Arc<str>, p: &mut Phone) {
     let next = p.next_check(sh);
     if p.due == 0 || next < p.due {
         if p.due != 0 {
-            due.remove(&entry(p.due, id));
+            due.remove(&queued(p.due, id));
         }
         p.due = next;
-        due.insert(entry(next, id));
+        due.insert(queued(next, id));
     }
 }
 
@@ -468,7 +423,7 @@ impl Directory {
         if shard.phones.contains_key(&id) {
             return false;
         }
-        shard.due.insert(entry(wake_at(&bytes), &id));
+        shard.due.insert(queued(wake_at(&bytes), &id));
         shard.phones.insert(id, Slot::Asleep(bytes));
         drop(shard);
         sh.stats.sleeping_changed(1);

@@ -7,6 +7,7 @@
 
 pub(crate) mod backlog;
 pub(crate) mod directory;
+mod due;
 pub(crate) mod phone;
 pub(crate) mod publisher;
 pub(crate) mod restore;
