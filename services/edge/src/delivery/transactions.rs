@@ -21,9 +21,9 @@ use crate::{admission::Permit, flow::Answer};
 pub(super) struct Txn {
     /// Where the request came from, and its Call-ID and CSeq: a CANCEL must match all
     /// three, not the branch alone (which the callee sees).
-    pub(super) origin: (Source, String, String),
+    origin: (Source, String, String),
     /// The last response sent upstream (answers a retransmission).
-    pub(super) last: Mutex<Option<Vec<u8>>>,
+    last: Mutex<Option<Vec<u8>>>,
     /// The status code of the final answer sent upstream (0 until there is one).
     pub(super) final_code: AtomicU16,
     /// Set once the delivery is cancelled (an upstream CANCEL, a 2xx or 6xx on another

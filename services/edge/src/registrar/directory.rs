@@ -121,6 +121,12 @@ fn check(
     id: Arc<str>,
     now: u64,
 ) {
+    // The map's own key from here on: an entry holding another allocation of the id
+    // (never expected) is not queued again, and the phone's own entry is found by the key.
+    let Some((key, _)) = phones.get_key_value(&id) else {
+        return;
+    };
+    let id = key.clone();
     let Some(slot) = phones.get_mut(&id) else {
         return;
     };

@@ -22,6 +22,7 @@ use crate::{
         directory::{Directory, SharedParts},
         phone::RegisterJob,
         publisher::{Change, Publisher},
+        sleeping::{LineState, PhoneState},
     },
     replies::{Replies, Responder},
 };
@@ -261,6 +262,43 @@ async fn until_sleeping(h: &Harness, n: i64) {
         "sleeping phones: {} (waited for {n})",
         h.stats.sleeping_phones()
     );
+}
+
+#[tokio::test]
+async fn an_adopted_phone_that_registers_keeps_one_queued_check() {
+    let h = harness(0);
+    let now = dialtone_common::clock::unix_ms() / 1000;
+    let state = PhoneState {
+        lines: vec![LineState {
+            index: 0,
+            sip_user: "alice".into(),
+            bindings: vec![dialtone_sip::registration::Binding {
+                uri: format!("sip:alice@{FROM}"),
+                instance: None,
+                reg_id: None,
+                call_id: "c0".into(),
+                cseq: 1,
+                expires_at: now + 600,
+                q: None,
+                path: Vec::new(),
+                source: format!("udp:{FROM}").parse().unwrap(),
+                user_agent: None,
+            }],
+            published_at: now,
+            republish_after: 1800,
+        }],
+        nonce_counts: Default::default(),
+    };
+    // Taken back at start: the map's key is built from the stored id, an allocation other
+    // than the line's `phone_id`, which the REGISTER then brings.
+    assert!(h.directory.adopt("p1", &state));
+    assert_eq!(h.directory.queued_checks(), 1, "adopted");
+    let (status, _) = register(&h, "z9hG4bK1", 2, 1).await;
+    assert_eq!(status, "SIP/2.0 200 OK");
+    assert_eq!(h.directory.queued_checks(), 1, "woken by its REGISTER");
+    until_sleeping(&h, 1).await;
+    assert_eq!(h.directory.queued_checks(), 1, "asleep again");
+    h.directory.stop();
 }
 
 #[tokio::test]
