@@ -1,11 +1,13 @@
 use dialtone_domain::placement;
 use dialtone_proto::{
-    config::v1::{Edge, Line, PhoneKind, PhoneSettings},
-    edge::v1::Contact,
+    config::v1::{BaseSettings, Edge, Line, MetaBase, Phone, PhoneKind, PhoneSettings, Site},
+    edge::v1::{Binding, Contact},
+    provisioning::v1::ProvisionState,
     status::v1::EdgeRole,
 };
+use prost::Message;
 
-use super::*;
+use super::{absorb::Touched, *};
 
 const PHONE: &str = "p1";
 
