@@ -244,9 +244,11 @@ impl Dispatcher {
         // A request for a phone passes the trust boundary first: only an authenticated line
         // or another edge of the group may reach a phone, and whoever it is for, anyone else
         // gets the same answer (nothing tells a line from an unknown user).
-        // The Request-URI parsed once here: the verdict checked it, and keeps no part of it.
-        let addressed_to = m.request_user();
-        if let (true, Some(user)) = (crate::delivery::delivered(&method), addressed_to) {
+        // The Request-URI parsed once here (the verdict checked it, and keeps no part of it),
+        // and only for a method delivered to phones: a REGISTER's is the registrar's.
+        if crate::delivery::delivered(&method)
+            && let Some(user) = m.request_user()
+        {
             if self.delivery.retransmission(&m, &src, &reply) {
                 return;
             }
