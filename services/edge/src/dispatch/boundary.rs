@@ -159,6 +159,22 @@ impl Dispatcher {
         }
     }
 
+    /// Whether `user`'s phone holds a binding of that line learned from `ip`: the phone
+    /// itself, with the right password, which a lockout of its user must not block. The
+    /// bans' own record of the sources that proved a user is a fixed table (65,536 slots,
+    /// fewer than the phones of a large edge, whose marks then push each other out) and
+    /// empty after a restart, where the bindings taken back are the edge's record. Read
+    /// only while the user is locked out.
+    fn registered_from(&self, user: &str, ip: std::net::IpAddr) -> bool {
+        let Some(line) = self.cache.read().lookup(user) else {
+            return false;
+        };
+        self.directory
+            .contacts(&line.phone_id)
+            .iter()
+            .any(|c| c.sip_user == user && c.source.addr.ip() == ip)
+    }
+
     /// Digest authentication of a request for `user` (`kind`: as the registrar, with
     /// `Authorization`, or as the proxy in front of the phones, with `Proxy-Authorization`):
     /// the line with the answered nonce (by its hash) and nonce count, or the answer to send.
@@ -178,7 +194,10 @@ impl Dispatcher {
         let now = now_ms / 1000;
         let shared = &self.replies;
         let registrar = kind == ChallengeKind::Registrar;
-        if registrar && self.bans.user_banned(user, src.ip, now_ms) {
+        if registrar
+            && self.bans.user_banned(user, src.ip, now_ms)
+            && !self.registered_from(user, src.ip)
+        {
             self.stats.rejected(Reason::Banned);
             return Err(self
                 .responder()

@@ -6,6 +6,7 @@
 
 mod delivery;
 mod forking;
+mod lockout;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
