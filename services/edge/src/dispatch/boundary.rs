@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use dialtone_auth::bans::source_key;
 use dialtone_sip::{
     Message, StartLine,
     digest::{DUMMY_HA1, NonceCheck, nonce_hash, parse_authorization, verify},
@@ -159,20 +160,23 @@ impl Dispatcher {
         }
     }
 
-    /// Whether `user`'s phone holds a binding of that line learned from `ip`: the phone
+    /// Whether `user`'s phone holds a live binding of that line learned from `ip`'s
+    /// network (as the bans count sources: an IPv4 address, an IPv6 /64): the phone
     /// itself, with the right password, which a lockout of its user must not block. The
     /// bans' own record of the sources that proved a user is a fixed table (65,536 slots,
     /// fewer than the phones of a large edge, whose marks then push each other out) and
     /// empty after a restart, where the bindings taken back are the edge's record. Read
-    /// only while the user is locked out.
-    fn registered_from(&self, user: &str, ip: std::net::IpAddr) -> bool {
+    /// only while the user is locked out: about a challenge's work (a sleeping phone's
+    /// state decoded), and the phone's first success marks the bans' table again.
+    fn registered_from(&self, user: &str, ip: std::net::IpAddr, now_ms: u64) -> bool {
         let Some(line) = self.cache.read().lookup(user) else {
             return false;
         };
+        let key = source_key(ip);
         self.directory
-            .contacts(&line.phone_id)
-            .iter()
-            .any(|c| c.sip_user == user && c.source.addr.ip() == ip)
+            .bound_from(&line.phone_id, user, now_ms / 1000, |at| {
+                source_key(at) == key
+            })
     }
 
     /// Digest authentication of a request for `user` (`kind`: as the registrar, with
@@ -196,7 +200,7 @@ impl Dispatcher {
         let registrar = kind == ChallengeKind::Registrar;
         if registrar
             && self.bans.user_banned(user, src.ip, now_ms)
-            && !self.registered_from(user, src.ip)
+            && !self.registered_from(user, src.ip, now_ms)
         {
             self.stats.rejected(Reason::Banned);
             return Err(self

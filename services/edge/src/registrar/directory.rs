@@ -397,6 +397,26 @@ impl Directory {
         }
     }
 
+    /// Whether the phone holds a live binding of the line of `sip_user` learned from a
+    /// source `from` accepts ([`phone::bound_from`]). A sleeping phone's bytes are copied
+    /// out and read after the shard's lock is let go.
+    pub fn bound_from(
+        &self,
+        id: &str,
+        sip_user: &str,
+        now: u64,
+        from: impl Fn(std::net::IpAddr) -> bool,
+    ) -> bool {
+        let shard = self.inner.shard(id).lock();
+        let bytes = match shard.phones.get(id) {
+            None => return false,
+            Some(Slot::Awake(p)) => return phone::bound_from(p.state(), sip_user, now, from),
+            Some(Slot::Asleep(bytes)) => bytes.clone(),
+        };
+        drop(shard);
+        phone::bound_from(&decode(id, &bytes), sip_user, now, from)
+    }
+
     /// Every registered contact of the phone on this edge.
     pub fn contacts(&self, id: &str) -> Vec<Reachable> {
         self.read(id, phone::contacts).unwrap_or_default()

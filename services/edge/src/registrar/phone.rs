@@ -391,6 +391,22 @@ pub struct Reachable {
     pub source: FlowSource,
 }
 
+/// Whether the phone holds a live binding (at `now`) of the line of `sip_user` learned
+/// from a source `from` accepts. Pure.
+pub fn bound_from(
+    state: &PhoneState,
+    sip_user: &str,
+    now: u64,
+    from: impl Fn(std::net::IpAddr) -> bool,
+) -> bool {
+    state
+        .lines
+        .iter()
+        .filter(|l| l.sip_user == sip_user)
+        .flat_map(|l| &l.bindings)
+        .any(|b| b.expires_at > now && from(b.source.addr.ip()))
+}
+
 /// Every registered contact of a phone.
 pub fn contacts(state: &PhoneState) -> Vec<Reachable> {
     state
@@ -455,6 +471,64 @@ fn to_proto(phone: &str, line: &LineState, node: &str) -> pb::Binding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_phone_is_bound_from_a_source_by_a_live_binding_of_that_line() {
+        let binding = |at: &str, expires_at: u64| dialtone_sip::registration::Binding {
+            uri: format!("sip:u@{at}"),
+            instance: None,
+            reg_id: None,
+            call_id: "c".into(),
+            cseq: 1,
+            expires_at,
+            q: None,
+            path: Vec::new(),
+            source: format!("udp:{at}").parse().unwrap(),
+            user_agent: None,
+        };
+        let line = |index: u32, sip_user: &str, bindings| LineState {
+            index,
+            sip_user: sip_user.into(),
+            bindings,
+            published_at: 0,
+            republish_after: 0,
+        };
+        // A phone of two lines: alice's bound from .1 (live) and .3 (expired at 1000),
+        // bob's from .2.
+        let state = PhoneState {
+            lines: vec![
+                line(
+                    0,
+                    "alice",
+                    vec![
+                        binding("10.0.0.1:5060", 2000),
+                        binding("10.0.0.3:5060", 1000),
+                    ],
+                ),
+                line(1, "bob", vec![binding("10.0.0.2:5060", 2000)]),
+            ],
+            nonce_counts: Default::default(),
+        };
+        // (line's user, source, now, bound)
+        let cases = [
+            ("alice", "10.0.0.1", 1500, true),
+            ("alice", "10.0.0.2", 1500, false),
+            ("bob", "10.0.0.2", 1500, true),
+            ("bob", "10.0.0.1", 1500, false),
+            ("alice", "10.0.0.3", 999, true),
+            ("alice", "10.0.0.3", 1000, false),
+            ("alice", "10.0.0.1", 2000, false),
+            ("carol", "10.0.0.1", 1500, false),
+        ];
+        for (user, ip, now, want) in cases {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            assert_eq!(
+                bound_from(&state, user, now, |at| at == ip),
+                want,
+                "{user} from {ip} at {now}"
+            );
+        }
+    }
 
     #[test]
     fn a_phone_stays_sleeps_or_goes_by_its_bindings_and_its_quiet() {

@@ -5,22 +5,19 @@
 
 use std::time::Duration;
 
-use super::{Phone, harness};
+use super::{Harness, Phone, harness};
 use crate::registrar::sleeping::{LineState, PhoneState};
 
-#[tokio::test]
-async fn a_locked_out_users_registered_phone_still_registers() {
-    let h = harness(Duration::from_secs(2));
-    let phone_at = "127.0.0.1:40003";
-    // Alice's phone as an edge that restarted takes it back from the store: a binding from
-    // its address, and no successful authentication on this edge yet.
+/// `user`'s phone `id` as an edge that restarted takes it back from the store: one binding
+/// of its line learned from `at`, and no successful authentication on this edge yet.
+fn taken_back(h: &Harness, id: &str, user: &str, at: &str) {
     let now = dialtone_common::clock::unix_ms() / 1000;
-    let taken_back = PhoneState {
+    let state = PhoneState {
         lines: vec![LineState {
             index: 0,
-            sip_user: "alice".into(),
+            sip_user: user.into(),
             bindings: vec![dialtone_sip::registration::Binding {
-                uri: format!("sip:alice@{phone_at};transport=tcp"),
+                uri: format!("sip:{user}@{at};transport=tcp"),
                 instance: None,
                 reg_id: None,
                 call_id: "before-the-restart".into(),
@@ -28,7 +25,7 @@ async fn a_locked_out_users_registered_phone_still_registers() {
                 expires_at: now + 600,
                 q: None,
                 path: Vec::new(),
-                source: format!("tcp:{phone_at}").parse().unwrap(),
+                source: format!("tcp:{at}").parse().unwrap(),
                 user_agent: None,
             }],
             published_at: now,
@@ -36,7 +33,23 @@ async fn a_locked_out_users_registered_phone_still_registers() {
         }],
         nonce_counts: Default::default(),
     };
-    assert!(h.dispatcher.directory.adopt("p-alice", &taken_back));
+    assert!(h.dispatcher.directory.adopt(id, &state));
+}
+
+/// The first answer to a REGISTER of `user` from `at`.
+async fn first_answer(h: &Harness, user: &'static str, at: &str) -> String {
+    let mut p = Phone::new(h, user, at);
+    let first = p.request("REGISTER", "sip:dialtone", "z9hG4bKx", 1, "");
+    p.send(h, &first);
+    p.next().await
+}
+
+#[tokio::test]
+async fn a_locked_out_users_registered_phone_still_registers() {
+    let h = harness(Duration::from_secs(2));
+    taken_back(&h, "p-alice", "alice", "127.0.0.1:40003");
+    // Bob's phone, bound from an address where Alice's is not: it exempts no one else.
+    taken_back(&h, "p-bob", "bob", "127.0.0.5:40003");
     // Guesses from three addresses, each under its own ban (10), lock the user out (20).
     for i in 0..20 {
         let mut guesser = Phone::new(&h, "alice", &format!("127.0.0.{}:41000", 2 + i % 3));
@@ -47,16 +60,20 @@ async fn a_locked_out_users_registered_phone_still_registers() {
             "guess {i}"
         );
     }
-    // The right password from an address the phone never registered from: locked out.
-    let mut elsewhere = Phone::new(&h, "alice", "127.0.0.9:40003");
-    let first = elsewhere.request("REGISTER", "sip:dialtone", "z9hG4bKx", 1, "");
-    elsewhere.send(&h, &first);
-    let refused = elsewhere.next().await;
-    assert!(
-        refused.starts_with("SIP/2.0 403 Too many failed attempts"),
-        "{refused}"
-    );
-    // The phone itself, from where its binding was learned: registered.
-    let mut phone = Phone::new(&h, "alice", phone_at);
+    // The right password from where no binding of Alice's was learned (Bob's phone's
+    // address among them): locked out.
+    for at in ["127.0.0.9:40003", "127.0.0.5:40004"] {
+        let refused = first_answer(&h, "alice", at).await;
+        assert!(
+            refused.starts_with("SIP/2.0 403 Too many failed attempts"),
+            "{at}: {refused}"
+        );
+    }
+    // From the phone's address, a guess is still refused as a wrong password is.
+    let mut neighbour = Phone::new(&h, "alice", "127.0.0.1:40100");
+    neighbour.password = "guess";
+    assert_eq!(neighbour.register(&h).await, "SIP/2.0 403 Forbidden");
+    // The phone itself, back on a new port of its address: registered.
+    let mut phone = Phone::new(&h, "alice", "127.0.0.1:40099");
     assert_eq!(phone.register(&h).await, "SIP/2.0 200 OK");
 }
