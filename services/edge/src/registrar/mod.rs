@@ -13,4 +13,4 @@ pub(crate) mod publisher;
 pub(crate) mod restore;
 pub(crate) mod sleeping;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -264,31 +264,38 @@ async fn until_sleeping(h: &Harness, n: i64) {
     );
 }
 
-#[tokio::test]
-async fn an_adopted_phone_that_registers_keeps_one_queued_check() {
-    let h = harness(0);
+/// A phone's state as an edge takes it back from the store at a restart: one binding of
+/// `sip_user`'s line (index 0), learned from `source` (`transport:address`), 600 s left.
+pub(crate) fn taken_back(sip_user: &str, source: &str) -> PhoneState {
     let now = dialtone_common::clock::unix_ms() / 1000;
-    let state = PhoneState {
+    let (_, at) = source.split_once(':').expect("transport:address");
+    PhoneState {
         lines: vec![LineState {
             index: 0,
-            sip_user: "alice".into(),
+            sip_user: sip_user.into(),
             bindings: vec![dialtone_sip::registration::Binding {
-                uri: format!("sip:alice@{FROM}"),
+                uri: format!("sip:{sip_user}@{at}"),
                 instance: None,
                 reg_id: None,
-                call_id: "c0".into(),
+                call_id: "before-the-restart".into(),
                 cseq: 1,
                 expires_at: now + 600,
                 q: None,
                 path: Vec::new(),
-                source: format!("udp:{FROM}").parse().unwrap(),
+                source: source.parse().expect("a flow source"),
                 user_agent: None,
             }],
             published_at: now,
             republish_after: 1800,
         }],
         nonce_counts: Default::default(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_adopted_phone_that_registers_keeps_one_queued_check() {
+    let h = harness(0);
+    let state = taken_back("alice", &format!("udp:{FROM}"));
     // Taken back at start: the map's key is built from the stored id, an allocation other
     // than the line's `phone_id`, which the REGISTER then brings.
     assert!(h.directory.adopt("p1", &state));

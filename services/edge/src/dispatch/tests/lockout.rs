@@ -6,33 +6,11 @@
 use std::time::Duration;
 
 use super::{Harness, Phone, harness};
-use crate::registrar::sleeping::{LineState, PhoneState};
 
 /// `user`'s phone `id` as an edge that restarted takes it back from the store: one binding
-/// of its line learned from `at`, and no successful authentication on this edge yet.
+/// of its line learned from `at` over TCP, and no successful authentication on this edge yet.
 fn taken_back(h: &Harness, id: &str, user: &str, at: &str) {
-    let now = dialtone_common::clock::unix_ms() / 1000;
-    let state = PhoneState {
-        lines: vec![LineState {
-            index: 0,
-            sip_user: user.into(),
-            bindings: vec![dialtone_sip::registration::Binding {
-                uri: format!("sip:{user}@{at};transport=tcp"),
-                instance: None,
-                reg_id: None,
-                call_id: "before-the-restart".into(),
-                cseq: 1,
-                expires_at: now + 600,
-                q: None,
-                path: Vec::new(),
-                source: format!("tcp:{at}").parse().unwrap(),
-                user_agent: None,
-            }],
-            published_at: now,
-            republish_after: 1800,
-        }],
-        nonce_counts: Default::default(),
-    };
+    let state = crate::registrar::tests::taken_back(user, &format!("tcp:{at}"));
     assert!(h.dispatcher.directory.adopt(id, &state));
 }
 
