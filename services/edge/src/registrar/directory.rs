@@ -388,18 +388,20 @@ impl Directory {
     }
 
     /// Reads the phone's state, awake or asleep (not woken: nothing changes), if it has
-    /// state here.
+    /// state here. A sleeping phone's bytes are copied out and decoded after the shard's
+    /// lock is let go: the lock is held for a copy, not for a decode.
     fn read<R>(&self, id: &str, f: impl FnOnce(&PhoneState) -> R) -> Option<R> {
         let shard = self.inner.shard(id).lock();
-        match shard.phones.get(id)? {
-            Slot::Awake(p) => Some(f(p.state())),
-            Slot::Asleep(bytes) => Some(f(&decode(id, bytes))),
-        }
+        let bytes = match shard.phones.get(id)? {
+            Slot::Awake(p) => return Some(f(p.state())),
+            Slot::Asleep(bytes) => bytes.clone(),
+        };
+        drop(shard);
+        Some(f(&decode(id, &bytes)))
     }
 
     /// Whether the phone holds a live binding of the line of `sip_user` learned from a
-    /// source `from` accepts ([`phone::bound_from`]). A sleeping phone's bytes are copied
-    /// out and read after the shard's lock is let go.
+    /// source `from` accepts ([`phone::bound_from`]).
     pub fn bound_from(
         &self,
         id: &str,
@@ -407,14 +409,8 @@ impl Directory {
         now: u64,
         from: impl Fn(std::net::IpAddr) -> bool,
     ) -> bool {
-        let shard = self.inner.shard(id).lock();
-        let bytes = match shard.phones.get(id) {
-            None => return false,
-            Some(Slot::Awake(p)) => return phone::bound_from(p.state(), sip_user, now, from),
-            Some(Slot::Asleep(bytes)) => bytes.clone(),
-        };
-        drop(shard);
-        phone::bound_from(&decode(id, &bytes), sip_user, now, from)
+        self.read(id, |s| phone::bound_from(s, sip_user, now, from))
+            .unwrap_or(false)
     }
 
     /// Every registered contact of the phone on this edge.
