@@ -7,5 +7,6 @@ bash scripts/deps.sh
 # rustup's cargo, when deps.sh just installed it.
 # shellcheck source=/dev/null
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
-cargo build --release --bins
+# The two binaries the run needs (the load tests' tools are built for benchmarks only).
+cargo build --release -p dialtone -p dialtonectl
 exec target/release/dialtone serve --roles all "$@"
