@@ -614,8 +614,14 @@ impl NonceCounts {
             }
             None if full => false,
             None => {
+                // Room for exactly one more (one reallocation, not a doubling and then a
+                // shrink: a phone answers a new nonce at every refresh), and none spare
+                // after a sweep.
+                self.seen.reserve_exact(1);
                 self.seen.push((key, nc, now_s));
-                self.seen.shrink_to_fit();
+                if self.seen.capacity() > self.seen.len() {
+                    self.seen.shrink_to_fit();
+                }
                 true
             }
         }

@@ -77,8 +77,8 @@ impl Writer {
 
 pub(super) struct Reader<'a>(pub(super) &'a [u8]);
 
-impl Reader<'_> {
-    pub(super) fn take(&mut self, n: usize) -> Option<&[u8]> {
+impl<'a> Reader<'a> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let (head, rest) = self.0.split_at_checked(n)?;
         self.0 = rest;
         Some(head)
@@ -107,22 +107,34 @@ impl Reader<'_> {
             .filter(|n| *n <= self.0.len() as u64)
             .map(|n| n as usize)
     }
-    pub(super) fn opt_string(&mut self) -> Option<Option<String>> {
+    /// A string as written by [`Writer::str`], borrowed from the bytes.
+    fn opt_str(&mut self) -> Option<Option<&'a str>> {
         let Some(n) = self.uint()?.checked_sub(1) else {
             return Some(None);
         };
         let b = self.take(usize::try_from(n).ok()?)?;
-        Some(Some(std::str::from_utf8(b).ok()?.to_owned()))
+        Some(Some(std::str::from_utf8(b).ok()?))
+    }
+    pub(super) fn opt_string(&mut self) -> Option<Option<String>> {
+        Some(self.opt_str()?.map(str::to_owned))
     }
     pub(super) fn string(&mut self) -> Option<String> {
         self.opt_string()?
     }
+    /// A contact as written by [`Writer::contact`]: one allocation of its final length
+    /// (a woken phone decodes one per binding; every refresh in the field wakes one).
     pub(super) fn contact(&mut self, sip_user: &str) -> Option<String> {
         let [how] = self.array()?;
-        let tail = self.string()?;
+        let tail = self.opt_str()??;
         match how {
-            0 => Some(tail),
-            SIP_USER_AT => Some(format!("sip:{sip_user}@{tail}")),
+            0 => Some(tail.to_owned()),
+            SIP_USER_AT => {
+                let mut uri = String::with_capacity(5 + sip_user.len() + tail.len());
+                for part in ["sip:", sip_user, "@", tail] {
+                    uri.push_str(part);
+                }
+                Some(uri)
+            }
             _ => None,
         }
     }
