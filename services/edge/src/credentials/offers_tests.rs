@@ -121,7 +121,7 @@ fn a_line_offers_its_profiles_algorithms_within_the_edges_bound() {
 fn unknown_users_are_offered_what_the_fleets_lines_are_as_often() {
     let mut c = cache(Offer::Sha256ThenMd5);
     // No lines: the generic SIP default, within the bound.
-    assert_eq!(c.unknown_offer(|| 5), Offer::Md5);
+    assert_eq!(c.unknown_offers().pick(|| 5), Offer::Md5);
     c.put_base(&profile(
         "sha",
         MetaBase::GenericSip,
@@ -135,7 +135,7 @@ fn unknown_users_are_offered_what_the_fleets_lines_are_as_often() {
         for i in 0..400 {
             // Draws spread over the whole range, as a keyed hash's are (the middle of each
             // 400th).
-            match c.unknown_offer(|| (2 * i + 1) * (u64::MAX / 800)) {
+            match c.unknown_offers().pick(|| (2 * i + 1) * (u64::MAX / 800)) {
                 Offer::Sha256 => n[0] += 1,
                 Offer::Md5 => n[1] += 1,
                 other => panic!("{other:?} is no line's offer"),
@@ -153,5 +153,5 @@ fn unknown_users_are_offered_what_the_fleets_lines_are_as_often() {
     assert_eq!(drawn(&c), [400, 0]);
     c.remove_phone("a");
     c.remove_phone("b");
-    assert_eq!(c.unknown_offer(|| 5), Offer::Md5);
+    assert_eq!(c.unknown_offers().pick(|| 5), Offer::Md5);
 }

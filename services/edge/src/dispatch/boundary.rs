@@ -218,13 +218,13 @@ impl Dispatcher {
                 .sign(b"unknown-user-offer", &[user.as_bytes()]);
             u64::from_be_bytes(mac[..8].try_into().unwrap_or_default())
         };
-        let (entry, offer) = {
+        let (entry, unknown) = {
             let cache = self.cache.read();
-            let entry = cache.lookup(user);
-            let unknown = cache.unknown_offer(draw);
-            let offer = entry.as_ref().map_or(unknown, |e| e.offer);
-            (entry, offer)
+            (cache.lookup(user), cache.unknown_offers())
         };
+        // After the cache's lock is let go: a credentials reload waits for no hash.
+        let unknown = unknown.pick(draw);
+        let offer = entry.as_ref().map_or(unknown, |e| e.offer);
         let challenge = |stale: bool| shared.challenge(m, src, now, stale, kind, offer);
         let creds = m
             .all(kind.credentials_header())
