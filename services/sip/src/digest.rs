@@ -614,14 +614,12 @@ impl NonceCounts {
             }
             None if full => false,
             None => {
-                // Room for exactly one more (one reallocation, not a doubling and then a
-                // shrink: a phone answers a new nonce at every refresh), and none spare
-                // after a sweep.
+                // Room for exactly one more when full (one reallocation, not a doubling
+                // and then a shrink: a phone answers a new nonce at every refresh); the
+                // room a sweep left is given back.
                 self.seen.reserve_exact(1);
                 self.seen.push((key, nc, now_s));
-                if self.seen.capacity() > self.seen.len() {
-                    self.seen.shrink_to_fit();
-                }
+                self.seen.shrink_to_fit();
                 true
             }
         }
@@ -966,6 +964,8 @@ mod tests {
         assert!(!counts.accept("a", 1, 1, 300), "replay");
         assert!(counts.accept("a", 2, 2, 300));
         assert!(counts.accept("b", 1, 2, 300), "counts are per nonce");
+        // An awake phone keeps no spare room: each new nonce takes exactly one more.
+        assert_eq!(counts.seen.capacity(), 2);
         for i in 0..100 {
             counts.accept(&format!("n{i}"), 1, 3, 300);
         }
@@ -973,6 +973,11 @@ mod tests {
         assert!(
             counts.accept("late", 1, 1000, 300),
             "old entries are forgotten"
+        );
+        assert_eq!(
+            (counts.seen.len(), counts.seen.capacity()),
+            (1, 1),
+            "the room the sweep left is given back"
         );
     }
 }

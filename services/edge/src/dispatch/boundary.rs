@@ -222,8 +222,10 @@ impl Dispatcher {
             let cache = self.cache.read();
             (cache.lookup(user), cache.unknown_offers())
         };
-        // After the cache's lock is let go: a credentials reload waits for no hash.
-        let unknown = unknown.pick(draw);
+        // After the cache's lock is let go: a credentials reload waits for no hash. Kept
+        // opaque to the optimiser, which could otherwise compute the (pure) draw only on
+        // the unknown user's branch below.
+        let unknown = std::hint::black_box(unknown.pick(draw));
         let offer = entry.as_ref().map_or(unknown, |e| e.offer);
         let challenge = |stale: bool| shared.challenge(m, src, now, stale, kind, offer);
         let creds = m

@@ -234,10 +234,16 @@ mod tests {
             w.contact(uri, user);
             assert_eq!(&w.0[2..], tail.as_bytes(), "{uri}");
             let mut r = Reader(&w.0);
-            assert_eq!(r.contact(user).as_deref(), Some(uri), "{uri}");
+            let read = r.contact(user);
+            assert_eq!(read.as_deref(), Some(uri), "{uri}");
+            // One allocation of its final length, none spare.
+            assert_eq!(read.map(|s| s.capacity()), Some(uri.len()), "{uri}");
             assert!(r.0.is_empty());
         }
         assert_eq!(Reader(&[7, 1]).contact("u"), None, "no such form");
+        // A tag without its tail (no string follows, or an absent one): not a contact.
+        assert_eq!(Reader(&[1]).contact("u"), None, "cut short");
+        assert_eq!(Reader(&[1, 0]).contact("u"), None, "no tail");
     }
 
     #[test]
