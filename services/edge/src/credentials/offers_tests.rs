@@ -1,10 +1,7 @@
 //! Which digest algorithms each line's challenges offer (its profile's, within the edge's
 //! bound), and what a user nobody has is offered.
 
-use dialtone_proto::config::v1::{
-    BaseSettings, DigestAlgorithm, Line, MetaBase, Phone, PhoneKind, PhoneSettings,
-    StoredCredentials,
-};
+use dialtone_proto::config::v1::{BaseSettings, DigestAlgorithm, MetaBase, Phone, PhoneSettings};
 use dialtone_sip::offer::Offer;
 
 use super::{CredentialCache, Limits};
@@ -29,26 +26,10 @@ fn profile(id: &str, meta: MetaBase, algorithms: &[DigestAlgorithm]) -> BaseSett
     }
 }
 
+/// A phone with a line per user (HA1s as `tests::phone` makes them).
 fn phone(id: &str, base: &str, users: &[&str]) -> Phone {
-    Phone {
-        id: id.into(),
-        kind: PhoneKind::Unmanaged as i32,
-        base_settings_id: base.into(),
-        lines: users
-            .iter()
-            .map(|u| Line {
-                sip_user: (*u).into(),
-                credentials: Some(StoredCredentials {
-                    realm: "r".into(),
-                    ha1_md5: "h".into(),
-                    ha1_sha256: "hh".into(),
-                    generation: 1,
-                }),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    }
+    let users: Vec<(&str, &str)> = users.iter().map(|u| (*u, "h")).collect();
+    super::tests::phone(id, base, &users)
 }
 
 fn offer_of(c: &CredentialCache, user: &str) -> Offer {

@@ -5,7 +5,8 @@ use dialtone_proto::config::v1::{Line, StoredCredentials};
 
 use super::*;
 
-fn phone(id: &str, base: &str, users: &[(&str, &str)]) -> Phone {
+/// A phone with a line per (user, HA1): its MD5 HA1 as given, its SHA-256 one doubled.
+pub(super) fn phone(id: &str, base: &str, users: &[(&str, &str)]) -> Phone {
     Phone {
         id: id.into(),
         kind: PhoneKind::Unmanaged as i32,
