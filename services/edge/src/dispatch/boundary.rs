@@ -160,7 +160,7 @@ impl Dispatcher {
         }
     }
 
-    /// Whether `user`'s phone holds a live binding of that line learned from `ip`'s
+    /// Whether `line`'s phone holds a live binding of that line learned from `ip`'s
     /// network (as the bans count sources: an IPv4 address, an IPv6 /64): the phone
     /// itself, with the right password, which a lockout of its user must not block. The
     /// bans' own record of the sources that proved a user is a fixed table (65,536 slots,
@@ -168,13 +168,10 @@ impl Dispatcher {
     /// empty after a restart, where the bindings taken back are the edge's record. Read
     /// only while the user is locked out: about a challenge's work (a sleeping phone's
     /// state decoded), and the phone's first success marks the bans' table again.
-    fn registered_from(&self, user: &str, ip: std::net::IpAddr, now_ms: u64) -> bool {
-        let Some(line) = self.cache.read().lookup(user) else {
-            return false;
-        };
+    fn registered_from(&self, line: &LineEntry, ip: std::net::IpAddr, now_ms: u64) -> bool {
         let key = source_key(ip);
         self.directory
-            .bound_from(&line.phone_id, user, now_ms / 1000, |at| {
+            .bound_from(&line.phone_id, &line.sip_user, now_ms / 1000, |at| {
                 source_key(at) == key
             })
     }
@@ -198,9 +195,15 @@ impl Dispatcher {
         let now = now_ms / 1000;
         let shared = &self.replies;
         let registrar = kind == ChallengeKind::Registrar;
+        let (entry, unknown) = {
+            let cache = self.cache.read();
+            (cache.lookup(user), cache.unknown_offers())
+        };
         if registrar
             && self.bans.user_banned(user, src.ip, now_ms)
-            && !self.registered_from(user, src.ip, now_ms)
+            && !entry
+                .as_deref()
+                .is_some_and(|line| self.registered_from(line, src.ip, now_ms))
         {
             self.stats.rejected(Reason::Banned);
             return Err(self
@@ -217,10 +220,6 @@ impl Dispatcher {
                 .nonce_key
                 .sign(b"unknown-user-offer", &[user.as_bytes()]);
             u64::from_be_bytes(mac[..8].try_into().unwrap_or_default())
-        };
-        let (entry, unknown) = {
-            let cache = self.cache.read();
-            (cache.lookup(user), cache.unknown_offers())
         };
         // After the cache's lock is let go: a credentials reload waits for no hash. Kept
         // opaque to the optimiser, which could otherwise compute the (pure) draw only on
