@@ -5,10 +5,13 @@
 //! path nor delivery waits on the store for it.
 
 pub(crate) mod calling;
+mod dialling;
 pub(crate) mod extensions;
+mod line;
 pub(crate) mod media;
 #[cfg(test)]
 mod offers_tests;
+mod places;
 pub(crate) mod remote;
 pub(crate) mod sync;
 pub(crate) mod trunks;
@@ -21,103 +24,25 @@ use std::{
 
 use dialtone_domain::{
     peers::TrustedPeer,
-    placement,
     settings::{effective, template},
 };
 use dialtone_proto::config::v1::{
-    BaseSettings, DigestAlgorithm, Edge, EdgeGroup, MetaBase, Peer, Phone, PhoneKind,
-    PhoneSettings, Site, assignment::Mode,
+    BaseSettings, Edge, MetaBase, Phone, PhoneKind, PhoneSettings, assignment::Mode,
 };
 use dialtone_sip::{
-    digest::Algorithm,
     offer::{Offer, OfferCounts},
     registration::Policy,
 };
 
+pub use line::{Limits, LineEntry, UnknownOffers};
+
+use line::{Ha1, offer_of};
+
 use crate::credentials::{
     calling::{PhoneCalling, SiteCalling},
     extensions::{Holder, SiteExtensions},
-    remote::{RemoteCall, RemotePhones},
+    remote::RemotePhones,
 };
-
-/// One registrable line.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LineEntry {
-    pub phone_id: Arc<str>,
-    pub line_index: u32,
-    pub sip_user: String,
-    ha1_md5: Ha1,
-    ha1_sha256: Ha1,
-    /// Registration limits from the phone's effective settings.
-    pub policy: Policy,
-    /// Whether MWI subscriptions are accepted.
-    pub mwi: bool,
-    /// Idle timeout of the line's WebSocket flows, when persistent connections are on.
-    pub persistent_timeout_s: Option<u32>,
-    /// The phone is assigned to no user and no site: it registers, but calls and
-    /// messages from it are refused.
-    pub unassigned: bool,
-    /// The digest algorithms its challenges offer, in order (its profile's, within the
-    /// edge's bound).
-    pub offer: Offer,
-    /// The DSCP (0-63) of the edge's SIP packets to this phone: its profile's SIP DSCP.
-    pub sip_dscp: u8,
-}
-
-impl LineEntry {
-    /// The stored HA1 for `alg` (never logged).
-    pub fn ha1(&self, alg: Algorithm) -> &str {
-        match alg {
-            Algorithm::Md5 => self.ha1_md5.as_str(),
-            Algorithm::Sha256 => self.ha1_sha256.as_str(),
-        }
-    }
-}
-
-/// A stored HA1 (hex), kept inside its entry: it is read for every authenticated request,
-/// and as a `String` it would be one more allocation to fetch from memory. One longer
-/// than any digest's hex is kept empty, which no answer matches.
-#[derive(Clone, PartialEq, Eq)]
-struct Ha1 {
-    len: u8,
-    hex: [u8; 64],
-}
-
-impl Ha1 {
-    fn new(s: &str) -> Self {
-        let mut h = Ha1 {
-            len: 0,
-            hex: [0; 64],
-        };
-        if s.len() <= h.hex.len() {
-            h.hex[..s.len()].copy_from_slice(s.as_bytes());
-            h.len = s.len() as u8;
-        }
-        h
-    }
-
-    fn as_str(&self) -> &str {
-        // Whole UTF-8 text was copied in, so this never falls back.
-        std::str::from_utf8(&self.hex[..usize::from(self.len)]).unwrap_or("")
-    }
-}
-
-impl std::fmt::Debug for Ha1 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // A secret: never printed.
-        f.write_str("Ha1(..)")
-    }
-}
-
-/// What the edge's registrar limits are when a profile says nothing more specific.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    pub min_expires: u32,
-    pub max_expires: u32,
-    /// The digest algorithms this edge accepts at all (`--sip-digest-algorithms`): a
-    /// profile's offer is cut to them.
-    pub digest_bound: Offer,
-}
 
 struct PhoneRec {
     base: String,
@@ -161,38 +86,6 @@ fn lines_gone<'a>(
         .filter(|(i, l)| new_line(*i) != Some((l.sip_user.as_str(), l.ha1_md5.as_str())))
         .map(|(i, _)| i as u32)
         .collect()
-}
-
-/// The digest offer of effective settings `s` (their algorithms in order; unknown
-/// entries, which validation refuses, skipped; MD5 when none is left), cut to `bound`.
-fn offer_of(s: &PhoneSettings, bound: Offer) -> Offer {
-    let listed: Vec<Algorithm> = s
-        .digest_algorithms
-        .iter()
-        .filter_map(|a| match DigestAlgorithm::try_from(*a) {
-            Ok(DigestAlgorithm::Md5) => Some(Algorithm::Md5),
-            Ok(DigestAlgorithm::Sha256) => Some(Algorithm::Sha256),
-            _ => None,
-        })
-        .collect();
-    Offer::of(&listed).unwrap_or(Offer::Md5).within(bound)
-}
-
-/// The fleet's digest offers as its lines have them, and the offer when there are no lines.
-#[derive(Clone, Copy, Debug)]
-pub struct UnknownOffers {
-    counts: OfferCounts,
-    fallback: Offer,
-}
-
-impl UnknownOffers {
-    /// The offer a challenge to a SIP user nobody has carries, from `draw` (the edges'
-    /// keyed hash of the user name, computed only when the fleet's lines have more than one
-    /// offer): one of the fleet's offers, as often as its lines have it, so the challenge
-    /// never tells a known user from an unknown one.
-    pub fn pick(self, draw: impl FnOnce() -> u64) -> Offer {
-        self.counts.pick(draw, self.fallback)
-    }
 }
 
 /// The cache itself.
@@ -250,158 +143,6 @@ impl CredentialCache {
             peers: Vec::new(),
             media_servers: media::MediaServers::default(),
         }
-    }
-
-    /// A trusted peer was created or changed.
-    pub fn put_peer(&mut self, peer: &Peer) {
-        let t = TrustedPeer::new(peer);
-        match self.peers.binary_search_by(|p| p.id.cmp(&t.id)) {
-            Ok(i) => self.peers[i] = t,
-            Err(i) => self.peers.insert(i, t),
-        }
-    }
-
-    /// A trusted peer was deleted.
-    pub fn remove_peer(&mut self, id: &str) {
-        self.peers.retain(|p| p.id != id);
-    }
-
-    /// The trusted peer a request from `from` over `transport` (on a connection whose
-    /// verified client certificate has `cert_names`) comes from, if any.
-    pub fn trusted_peer(
-        &self,
-        from: std::net::SocketAddr,
-        transport: &str,
-        cert_names: &[String],
-    ) -> Option<&str> {
-        self.peers
-            .iter()
-            .find(|p| p.matches(from, transport, cert_names))
-            .map(|p| p.id.as_str())
-    }
-
-    /// A site was created or changed.
-    pub fn put_site(&mut self, site: &Site) {
-        self.sites
-            .insert(site.id.clone(), site.edge_group_id.clone());
-        self.forget_site_code(&site.id);
-        if !site.site_code.is_empty() {
-            self.site_codes
-                .insert(site.site_code.clone(), site.id.clone());
-        }
-        self.calling
-            .insert(site.id.clone(), Arc::new(SiteCalling::of(site)));
-        self.remote.put_site(site);
-    }
-
-    /// A site was deleted.
-    pub fn remove_site(&mut self, id: &str) {
-        self.sites.remove(id);
-        self.forget_site_code(id);
-        self.calling.remove(id);
-        self.remote.remove_site(id);
-    }
-
-    /// Drops the code site `id` held (unless another site took it meanwhile).
-    fn forget_site_code(&mut self, id: &str) {
-        if let Some(old) = self.calling.get(id)
-            && self.site_codes.get(&old.code).is_some_and(|s| s == id)
-        {
-            self.site_codes.remove(&old.code);
-        }
-    }
-
-    /// An edge group was created or changed.
-    pub fn put_group(&mut self, group: &EdgeGroup) {
-        self.groups.insert(group.id.clone(), group.edges.clone());
-    }
-
-    /// An edge group was deleted.
-    pub fn remove_group(&mut self, id: &str) {
-        self.groups.remove(id);
-    }
-
-    /// A registering phone's primary and secondary edge (node ids), from its site's edge
-    /// group; empty when the phone, its site or its group is unknown here.
-    pub fn placement(&self, phone_id: &str) -> Vec<String> {
-        let Some(group) = self
-            .phones
-            .get(phone_id)
-            .and_then(|p| self.sites.get(&p.site))
-            .and_then(|g| self.groups.get(g))
-        else {
-            return Vec::new();
-        };
-        placement::node_ids(phone_id, group, true)
-    }
-
-    /// The lines that ring when `caller` (a phone id) dials `extension` within its own
-    /// site (its user's, for a companion phone): the first line of the site-assigned phone
-    /// holding it, or of each companion phone of the user holding it.
-    pub fn extension_lines(&self, caller: &str, extension: &str) -> Vec<Arc<LineEntry>> {
-        let Some(site) = self.phones.get(caller).map(|p| self.calling_site(p)) else {
-            return Vec::new();
-        };
-        self.extensions
-            .get(site, extension)
-            .map(|h| self.holder_lines(h))
-            .unwrap_or_default()
-    }
-
-    /// The lines answering `dialled` as `{site code}{extension}` of any site: the longest
-    /// code that makes an extension of its site wins.
-    pub fn coded_extension_lines(&self, dialled: &str) -> Vec<Arc<LineEntry>> {
-        self.coded(dialled, |site, extension| {
-            let lines = self.holder_lines(self.extensions.get(site, extension)?);
-            (!lines.is_empty()).then_some(lines)
-        })
-        .unwrap_or_default()
-    }
-
-    /// `found` of the longest `{site code}{extension}` split of `dialled` it finds.
-    fn coded<T>(&self, dialled: &str, found: impl Fn(&str, &str) -> Option<T>) -> Option<T> {
-        (1..=dialled.len().min(6)).rev().find_map(|n| {
-            let (code, extension) = (dialled.get(..n)?, dialled.get(n..)?);
-            found(self.site_codes.get(code)?, extension)
-        })
-    }
-
-    /// Where a call from phone `caller` for `dialled` is redirected when a REMOTE phone
-    /// holds it as an extension: of the caller's site, or behind another site's code.
-    pub fn remote_extension(&self, caller: &str, dialled: &str) -> Option<RemoteCall> {
-        let own = self.phones.get(caller).map(|p| self.calling_site(p));
-        own.and_then(|site| self.remote.at_extension(site, dialled))
-            .or_else(|| self.coded(dialled, |site, e| self.remote.at_extension(site, e)))
-    }
-
-    /// The site whose plan and extensions a phone's calls use: its user's for a companion
-    /// phone whose user is known here, else its own.
-    fn calling_site<'a>(&'a self, phone: &'a PhoneRec) -> &'a str {
-        match self.user_of(phone.user.as_deref()) {
-            Some(u) if !u.site.is_empty() => &u.site,
-            _ => &phone.site,
-        }
-    }
-
-    /// The site phone `phone_id` calls from (its user's for a companion phone); none for a
-    /// phone without one.
-    pub fn site_of(&self, phone_id: &str) -> Option<Arc<str>> {
-        let site = self.calling_site(self.phones.get(phone_id)?);
-        (!site.is_empty()).then(|| site.into())
-    }
-
-    /// What the calling site of phone `phone_id` lets it dial beyond extensions, and what
-    /// the phone (or its user, for a companion phone) sets for itself instead.
-    pub fn calling_of(
-        &self,
-        phone_id: &str,
-    ) -> Option<(Arc<SiteCalling>, Option<Arc<PhoneCalling>>)> {
-        let phone = self.phones.get(phone_id)?;
-        let own = match self.user_of(phone.user.as_deref()) {
-            Some(u) => u.calling.clone(),
-            None => phone.calling.clone(),
-        };
-        Some((self.calling.get(self.calling_site(phone))?.clone(), own))
     }
 
     pub fn lookup(&self, sip_user: &str) -> Option<Arc<LineEntry>> {

@@ -1,7 +1,9 @@
 //! The cache's own tests: phones and profiles followed, placement, site codes, media
 //! sides and stored HA1s.
 
-use dialtone_proto::config::v1::{Line, StoredCredentials};
+use dialtone_domain::placement;
+use dialtone_proto::config::v1::{EdgeGroup, Line, Site, StoredCredentials};
+use dialtone_sip::digest::Algorithm;
 
 use super::*;
 
