@@ -1,6 +1,6 @@
-//! A line as the REGISTER path reads it ([`LineEntry`], with its stored HA1s), the
-//! registrar's default limits, and the digest offers: a line's, and the one a challenge to
-//! a user nobody has carries ([`UnknownOffers`]).
+//! A line as the edge reads it to authenticate, register and reach it ([`LineEntry`],
+//! with its stored HA1s), the registrar's default limits, and the digest offers: a line's,
+//! and the one a challenge to a user nobody has carries ([`UnknownOffers`]).
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Where the cache's phones are and who may reach them without a line: trusted peers,
-//! sites (their edge group, code and calling rules) and edge groups, and from them a
-//! phone's placement.
+//! sites (their edge group, code, calling rules and what REMOTE phones need of them) and
+//! edge groups, and from them a phone's placement.
 
 use std::sync::Arc;
 
