@@ -292,35 +292,43 @@ struct Publication {
     left: Option<Arc<str>>,
 }
 
-/// The published edges of `now` (in its order), built in `old`'s allocation: an edge's
-/// departure leaves each of its phones one edge fewer, and its hundreds of thousands of
-/// phones re-reduced at once spent a tenth of their time giving back their lists' memory
-/// and asking for it again (given back on a thread other than the one that asked for it,
-/// mimalloc's slowest path). Shrunk to its length, the list keeps its block when it is at
-/// least half of it (mimalloc's `realloc`), so a phone left with one edge of two keeps the
-/// second's 32 bytes until it has two again. Names are moved over from `old` (no
-/// reference count is touched for an edge that stays); `name` gives one for an edge
-/// `old` did not have.
+/// The published edges of `now` (in its order), each with its name from `old` where `old`
+/// has it (moved over: no reference count touched) and from `name` where not. When `now`
+/// is as long as `old` and every name is in `old` (a dead edge stays in its phones' lists,
+/// placed, with no line registered), the list is rebuilt in `old`'s own allocation: an
+/// edge's death re-reduces hundreds of thousands of phones at once, and freeing each list
+/// on a thread other than the one that allocated it, then allocating its successor, was
+/// a tenth of that work. Any other list is built anew at its exact length, as before.
 fn reuse_edges(
     mut old: Vec<(Arc<str>, u32, i64)>,
     now: &[EdgeStatus],
     mut name: impl FnMut(&str) -> Arc<str>,
 ) -> Box<[(Arc<str>, u32, i64)]> {
-    old.reserve_exact(now.len().saturating_sub(old.len()));
-    for (i, e) in now.iter().enumerate() {
-        // Edges before `i` are placed; the rest of `old` is what is left to match.
-        match old[i..].iter().position(|(n, ..)| **n == *e.node_id) {
-            Some(j) => old.swap(i, i + j),
-            None => {
-                old.push((name(&e.node_id), 0, 0));
-                let last = old.len() - 1;
-                old.swap(i, last);
-            }
+    if now.len() == old.len() {
+        let mut in_place = true;
+        for (i, e) in now.iter().enumerate() {
+            // Edges before `i` are placed; the rest of `old` is what is left to match.
+            let Some(j) = old[i..].iter().position(|(n, ..)| **n == *e.node_id) else {
+                in_place = false;
+                break;
+            };
+            old.swap(i, i + j);
+            (old[i].1, old[i].2) = (e.lines_registered, e.since_ms);
         }
-        (old[i].1, old[i].2) = (e.lines_registered, e.since_ms);
+        if in_place {
+            return old.into_boxed_slice();
+        }
     }
-    old.truncate(now.len());
-    old.into_boxed_slice()
+    // Names are taken by value, so the order the loop above left `old` in does not matter.
+    now.iter()
+        .map(|e| {
+            let node = match old.iter().position(|(n, ..)| **n == *e.node_id) {
+                Some(i) => old.swap_remove(i).0,
+                None => name(&e.node_id),
+            };
+            (node, e.lines_registered, e.since_ms)
+        })
+        .collect()
 }
 
 /// Each edge's latest binding write (kept out of the fingerprint: refreshes move it); none
@@ -351,47 +359,5 @@ fn fingerprint(st: &PhoneStatus, buf: &mut Vec<u8>) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn published_edges_are_rebuilt_in_the_new_order_keeping_the_names_they_had() {
-        let edge = |id: &str, lines: u32, since: i64| EdgeStatus {
-            node_id: id.into(),
-            lines_registered: lines,
-            since_ms: since,
-            ..Default::default()
-        };
-        // (edge, lines registered there, since when)
-        type Edges = &'static [(&'static str, u32, i64)];
-        // (edges published before, edges now, names given out for edges new to the list)
-        let cases: [(&[&str], Edges, &[&str]); 7] = [
-            (&["a", "b"], &[("b", 1, 20)], &[]),
-            (&["a", "b"], &[("b", 2, 20), ("a", 1, 10)], &[]),
-            (&["a"], &[("a", 1, 10), ("b", 1, 30)], &["b"]),
-            (&["a", "b", "c"], &[("c", 1, 5)], &[]),
-            (&["a", "b"], &[("c", 1, 5), ("b", 1, 6)], &["c"]),
-            (&[], &[("a", 1, 1)], &["a"]),
-            (&["a", "b"], &[], &[]),
-        ];
-        for (before, now, fresh) in cases {
-            let old: Vec<(Arc<str>, u32, i64)> =
-                before.iter().map(|n| (Arc::from(*n), 9, 99)).collect();
-            let names = old.clone();
-            let now_edges: Vec<EdgeStatus> = now.iter().map(|(n, l, s)| edge(n, *l, *s)).collect();
-            let mut given = Vec::new();
-            let got = reuse_edges(old, &now_edges, |id| {
-                given.push(id.to_owned());
-                Arc::from(id)
-            });
-            let plain: Vec<(&str, u32, i64)> = got.iter().map(|(n, l, s)| (&**n, *l, *s)).collect();
-            assert_eq!(plain, now, "{before:?} -> {now:?}");
-            assert_eq!(given, fresh, "{before:?} -> {now:?}: names asked for");
-            for (n, ..) in got.iter() {
-                if let Some((kept, ..)) = names.iter().find(|(k, ..)| **k == **n) {
-                    assert!(Arc::ptr_eq(kept, n), "{n} kept its name");
-                }
-            }
-        }
-    }
-}
+#[path = "reduce_tests.rs"]
+mod tests;
