@@ -154,9 +154,9 @@ fn bound_to_in_ranges(phones: &Phones, edges: &[Arc<str>], ranges: usize) -> Vec
             .then(|| id.clone())
     };
     // Each range's list is given room for every phone of the range up front (16 bytes a
-    // phone of the view, for as long as the call lasts; memory nobody writes to is not
-    // touched): one of three edges that dies has two thirds of a dual-registered fleet
-    // bound to it, and a list grown by doubling copied itself over and over.
+    // phone of the view, until the phones found are re-reduced; memory nobody writes to
+    // is not touched): one of three edges that dies has two thirds of a dual-registered
+    // fleet bound to it, and a list grown by doubling copied itself over and over.
     if ranges < 2 {
         let mut out = Vec::with_capacity(phones.len());
         out.extend(prefetched(phones.range::<str, _>(..)).filter_map(|(id, e)| bound(id, e)));
