@@ -322,10 +322,15 @@ fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
     }];
     let state = RwLock::new(state);
     let (tx, _watcher) = broadcast::channel(hub::CHANNEL);
+    let applying = tokio::sync::watch::channel(false).0;
+    let feed = hub::Feed {
+        tx: &tx,
+        applying: &applying,
+    };
     let metrics = Metrics::default();
     COUNTING.store(false, Ordering::Relaxed);
     let started = std::time::Instant::now();
-    hub::apply_in_parts(&state, &tx, &metrics, &member, i64::MAX / 2 - 1);
+    hub::apply_in_parts(&state, feed, &metrics, &member, i64::MAX / 2 - 1);
     let took = started.elapsed();
     let degraded = site_counts(&state.read())[1];
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -336,7 +341,7 @@ fn revoke(state: State, inputs: &Inputs, phones: usize) -> State {
         took.as_secs_f64() * 1e6 / f64::from(degraded.max(1)),
     );
     let started = std::time::Instant::now();
-    hub::apply_in_parts(&state, &tx, &metrics, &gone, i64::MAX / 2);
+    hub::apply_in_parts(&state, feed, &metrics, &gone, i64::MAX / 2);
     let took = started.elapsed();
     COUNTING.store(true, Ordering::Relaxed);
     let state = state.into_inner();

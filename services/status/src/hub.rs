@@ -14,7 +14,10 @@ use std::{
 use dialtone_proto::status::v1::StatusChange;
 use dialtone_store::{Follow, Follower, KeyValue, Store, StoreError, WatchBatch, WatchEvent};
 use parking_lot::{RwLock, RwLockWriteGuard};
-use tokio::{sync::broadcast, task::JoinHandle};
+use tokio::{
+    sync::{broadcast, watch},
+    task::JoinHandle,
+};
 use tracing::info;
 
 use crate::{
@@ -218,6 +221,10 @@ pub struct Hub {
     /// subscribes under the read lock misses nothing and sees nothing twice).
     pub tx: broadcast::Sender<EncodedChange>,
     ready: Arc<AtomicBool>,
+    /// True while a batch is applied in more than one hold of the write lock
+    /// ([`apply_in_parts`]): a watcher that fell behind waits for it to be in before it
+    /// reads the view (`watch.rs`).
+    pub applying: watch::Sender<bool>,
     /// Counters and the watch-lag histogram.
     pub metrics: Metrics,
 }
@@ -237,6 +244,7 @@ impl Hub {
             state: RwLock::new(State::new(Fleet::new(realm))),
             tx: broadcast::channel(CHANNEL).0,
             ready: Arc::new(AtomicBool::new(false)),
+            applying: watch::channel(false).0,
             metrics: Metrics::default(),
         });
         let follower = HubFollower {
@@ -251,6 +259,18 @@ impl Hub {
         Ok((hub, task))
     }
 
+    /// A hub over `fleet`, following nothing, whose channel holds `capacity` changes.
+    #[cfg(test)]
+    pub(crate) fn idle(fleet: Fleet, capacity: usize) -> Self {
+        Self {
+            state: RwLock::new(State::new(fleet)),
+            tx: broadcast::channel(capacity).0,
+            ready: Arc::new(AtomicBool::new(true)),
+            applying: watch::channel(false).0,
+            metrics: Metrics::default(),
+        }
+    }
+
     /// Whether the view is loaded and current (false while re-listing).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -263,7 +283,13 @@ impl Hub {
     fn absorb(&self, events: Vec<WatchEvent>, revision: i64) {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let apply = || apply_in_parts(&self.state, &self.tx, &self.metrics, &events, revision);
+        let apply = || {
+            let feed = Feed {
+                tx: &self.tx,
+                applying: &self.applying,
+            };
+            apply_in_parts(&self.state, feed, &self.metrics, &events, revision);
+        };
         let wide =
             events.len() > PART || events.iter().any(|e| fleet::touches_many_phones(e.key()));
         if wide && multi_thread {
@@ -278,10 +304,11 @@ impl Hub {
 /// handing the lock to waiting readers between them; the view's revision moves once the
 /// last part is in. The phones a part touches are re-reduced in parts of [`PART`] too: a
 /// departed edge's membership record is one key and touches every phone bound to it.
+/// `feed.applying` is true while it runs when it takes the lock more than once.
 /// Public for `status-footprint`, which times it.
 pub fn apply_in_parts(
     state: &RwLock<State>,
-    tx: &broadcast::Sender<EncodedChange>,
+    Feed { tx, applying }: Feed<'_>,
     metrics: &Metrics,
     events: &[WatchEvent],
     revision: i64,
@@ -291,7 +318,12 @@ pub fn apply_in_parts(
     let (mut rereduced, mut changed) = (0, 0);
     let keys: Vec<&str> = events.iter().map(WatchEvent::key).collect();
     let mut start = 0;
-    for end in part_ends(&keys, PART) {
+    let ends = part_ends(&keys, PART);
+    let mut marked = Marked::new(applying);
+    if ends.len() > 1 {
+        marked.set();
+    }
+    for end in ends {
         // Keys outside the view's prefixes (indexes, other roles' members, actions) are
         // ignored by it.
         let changes = events[start..end].iter().map(|ev| match ev {
@@ -300,6 +332,9 @@ pub fn apply_in_parts(
         });
         let mut st = state.write();
         let touched = st.fleet.absorb_part(changes);
+        if touched.len() > PART {
+            marked.set();
+        }
         for written in st.fleet.take_binding_writes() {
             metrics.observe_binding_lag(written, now);
         }
@@ -329,6 +364,50 @@ pub fn apply_in_parts(
             took_ms = started.elapsed().as_millis() as u64,
             "applied a change of many phones"
         );
+    }
+}
+
+/// Where [`apply_in_parts`] hands its changes: the live watchers' channel, and the mark
+/// that a batch is being applied in more than one hold of the lock.
+#[derive(Clone, Copy)]
+pub struct Feed<'a> {
+    /// The live watchers' channel.
+    pub tx: &'a broadcast::Sender<EncodedChange>,
+    /// True while such a batch is being applied.
+    pub applying: &'a watch::Sender<bool>,
+}
+
+/// Holds `applying` true from [`Marked::set`] until dropped. A batch that takes the lock
+/// more than once (a dead edge's 666,000 phones at a million) may overflow a live
+/// watcher's share of the channel; a watcher that then read the view at once would compute
+/// the batch's phones while they are being re-reduced, contending for the lock and the
+/// cores, and fall behind again.
+struct Marked<'a> {
+    applying: &'a watch::Sender<bool>,
+    set: bool,
+}
+
+impl<'a> Marked<'a> {
+    fn new(applying: &'a watch::Sender<bool>) -> Self {
+        Self {
+            applying,
+            set: false,
+        }
+    }
+
+    fn set(&mut self) {
+        if !self.set {
+            self.applying.send_replace(true);
+            self.set = true;
+        }
+    }
+}
+
+impl Drop for Marked<'_> {
+    fn drop(&mut self) {
+        if self.set {
+            self.applying.send_replace(false);
+        }
     }
 }
 

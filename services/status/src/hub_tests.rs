@@ -38,6 +38,13 @@ fn a_batch_is_cut_into_parts_only_between_phones() {
     }
 }
 
+fn feed<'a>(
+    tx: &'a broadcast::Sender<EncodedChange>,
+    applying: &'a watch::Sender<bool>,
+) -> Feed<'a> {
+    Feed { tx, applying }
+}
+
 fn phone_put(i: usize, revision: i64) -> WatchEvent {
     let p = Phone {
         id: format!("p{i:05}"),
@@ -63,11 +70,16 @@ fn a_batch_of_several_parts_is_stamped_with_its_revision_and_resumable_from_it()
     let state = RwLock::new(State::new(Fleet::new("example.com")));
     let (tx, mut watcher) = broadcast::channel(phones * 2);
     let metrics = Metrics::default();
+    let applying = watch::channel(false).0;
     let first: Vec<WatchEvent> = (0..10).map(|i| phone_put(i, 5)).collect();
-    apply_in_parts(&state, &tx, &metrics, &first, 5);
+    let mut marks = applying.subscribe();
+    apply_in_parts(&state, feed(&tx, &applying), &metrics, &first, 5);
+    assert!(!marks.has_changed().unwrap(), "one part is not marked");
     state.write().floor = 5;
     let batch: Vec<WatchEvent> = (10..phones).map(|i| phone_put(i, 7)).collect();
-    apply_in_parts(&state, &tx, &metrics, &batch, 7);
+    apply_in_parts(&state, feed(&tx, &applying), &metrics, &batch, 7);
+    assert!(marks.has_changed().unwrap(), "several parts are marked");
+    assert!(!*marks.borrow_and_update(), "and the mark is cleared after");
 
     let mut seen = Vec::new();
     while let Ok(c) = watcher.try_recv() {
@@ -95,15 +107,47 @@ fn a_batch_of_several_parts_is_stamped_with_its_revision_and_resumable_from_it()
     assert_eq!(since(4), None, "before the first listing");
 }
 
+/// A batch of several parts is marked before it takes the lock: a watcher that fell
+/// behind on its first part's changes finds the mark raised.
+#[test]
+fn a_batch_of_several_parts_is_marked_from_before_its_first_part() {
+    let state = RwLock::new(State::new(Fleet::new("example.com")));
+    let (tx, _) = broadcast::channel(16);
+    let metrics = Metrics::default();
+    let applying = watch::channel(false).0;
+    let batch: Vec<WatchEvent> = (0..PART + 10).map(|i| phone_put(i, 2)).collect();
+    std::thread::scope(|s| {
+        let reader = state.read();
+        let applier = s.spawn(|| apply_in_parts(&state, feed(&tx, &applying), &metrics, &batch, 2));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !*applying.borrow() {
+            assert!(std::time::Instant::now() < deadline, "never marked");
+            std::thread::yield_now();
+        }
+        assert_eq!(reader.fleet.len(), 0, "marked while the first part waits");
+        drop(reader);
+        applier.join().expect("applied");
+    });
+    assert!(!*applying.borrow(), "cleared once in");
+    assert_eq!(state.read().fleet.len(), PART + 10);
+}
+
 #[test]
 fn a_resume_from_a_revision_partly_dropped_from_the_history_is_refused() {
     let state = RwLock::new(State::new(Fleet::new("example.com")));
     let (tx, _) = broadcast::channel(16);
     let metrics = Metrics::default();
+    let applying = watch::channel(false).0;
     state.write().floor = 1;
     let full: Vec<WatchEvent> = (0..HISTORY).map(|i| phone_put(i, 2)).collect();
-    apply_in_parts(&state, &tx, &metrics, &full, 2);
-    apply_in_parts(&state, &tx, &metrics, &[phone_put(HISTORY, 3)], 3);
+    apply_in_parts(&state, feed(&tx, &applying), &metrics, &full, 2);
+    apply_in_parts(
+        &state,
+        feed(&tx, &applying),
+        &metrics,
+        &[phone_put(HISTORY, 3)],
+        3,
+    );
     let st = state.read();
     assert_eq!(
         st.since(2).map(|c| c.len()),
@@ -119,6 +163,7 @@ fn a_departed_edge_republishes_its_phones_in_parts_at_the_revision_of_its_record
     let state = RwLock::new(State::new(Fleet::new("example.com")));
     let (tx, mut watcher) = broadcast::channel(phones * 4);
     let metrics = Metrics::default();
+    let applying = watch::channel(false).0;
     let member = keys::member("edge", "e1");
     let put = |key: String, value: Vec<u8>| {
         WatchEvent::Put(KeyValue {
@@ -144,14 +189,20 @@ fn a_departed_edge_republishes_its_phones_in_parts_at_the_revision_of_its_record
             binding.clone(),
         ));
     }
-    apply_in_parts(&state, &tx, &metrics, &first, 5);
+    apply_in_parts(&state, feed(&tx, &applying), &metrics, &first, 5);
     while watcher.try_recv().is_ok() {}
 
     let gone = [WatchEvent::Delete {
         key: member,
         mod_revision: 9,
     }];
-    apply_in_parts(&state, &tx, &metrics, &gone, 9);
+    let mut marks = applying.subscribe();
+    apply_in_parts(&state, feed(&tx, &applying), &metrics, &gone, 9);
+    assert!(
+        marks.has_changed().unwrap(),
+        "one key re-reducing phones in several parts is marked"
+    );
+    assert!(!*marks.borrow_and_update(), "and the mark is cleared after");
     let mut seen = Vec::new();
     while let Ok(c) = watcher.try_recv() {
         seen.push(StatusChange::decode(&c[..]).expect("encoded change"));

@@ -9,7 +9,7 @@
 //! (its phone's page was read at or after it) is not sent again, which would show an older
 //! status after a newer one ([`SentPages`], pure).
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use dialtone_auth::{Permission, Tokens};
 use dialtone_proto::status::v1::StatusChange;
@@ -214,6 +214,52 @@ impl SentPages {
     }
 }
 
+/// Longest a watcher that fell behind waits for the batch being applied ([`settle`]).
+const SETTLE_MOST: Duration = Duration::from_secs(10);
+
+/// Waits until the batch the hub was applying in parts when called is in (`applying`
+/// true until then), at most [`SETTLE_MOST`]; false when the token stopped granting View
+/// (`allowed`) meanwhile, or the tokens' channel closed. A watcher falls behind when a
+/// batch changes more phones than the channel holds (a dead edge's, all at once); reading
+/// the view in pages while that batch is still being applied would compute its phones as
+/// they are re-reduced, contending with it for the lock and the cores, fall behind again
+/// and compute them again. Only the batch under way is waited for: the follower may mark
+/// the next one at once, and the watcher would never see the mark down between them.
+async fn settle(
+    mut applying: tokio::sync::watch::Receiver<bool>,
+    token_changes: &mut tokio::sync::watch::Receiver<u64>,
+    allowed: impl Fn() -> bool,
+) -> bool {
+    let deadline = tokio::time::sleep(SETTLE_MOST);
+    tokio::pin!(deadline);
+    // The follower only flips the mark, so the change after a raised one is its clear; a
+    // closed channel (the hub gone) settles too.
+    let settled = async move {
+        if *applying.borrow_and_update() {
+            let _ = applying.changed().await;
+        }
+    };
+    tokio::pin!(settled);
+    loop {
+        tokio::select! {
+            () = &mut settled => return true,
+            () = &mut deadline => return true,
+            changed = token_changes.changed() => {
+                if changed.is_err() || !allowed() {
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// Ends a watch whose token no longer grants View.
+async fn revoked(tx: &mpsc::Sender<Result<Wire, Status>>) {
+    let _ = tx
+        .send(Err(Status::unauthenticated("the token was revoked")))
+        .await;
+}
+
 /// Runs a watch: its start, then live changes, into `tx`, until the watcher leaves, its
 /// token stops granting View, or the status role stops.
 /// `token_changes` was subscribed to before the token was first checked, so a
@@ -292,9 +338,7 @@ pub(crate) async fn serve(
                 n = rx.recv() => n,
                 changed = token_changes.changed() => {
                     if changed.is_err() || !tokens.allows(&token, Permission::View) {
-                        let _ = tx
-                            .send(Err(Status::unauthenticated("the token was revoked")))
-                            .await;
+                        revoked(&tx).await;
                         return;
                     }
                     continue;
@@ -323,8 +367,17 @@ pub(crate) async fn serve(
                     Err(e) => warn!(error = %e, "a status change did not decode"),
                 },
                 // Fell too far behind: start again from the last revision it has whole
-                // (the phones changed since, or the whole fleet).
+                // (the phones changed since, or the whole fleet), once the batch that
+                // overflowed the channel is in.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // Its place in the channel holds back nothing, but it is read no
+                    // more: the resume subscribes anew.
+                    drop(rx);
+                    let allowed = || tokens.allows(&token, Permission::View);
+                    if !settle(hub.applying.subscribe(), &mut token_changes, allowed).await {
+                        revoked(&tx).await;
+                        return;
+                    }
                     let how;
                     (first, how, rx) = start(&hub, seen, &site);
                     hub.metrics.count_resume(how);
@@ -567,6 +620,118 @@ mod tests {
         assert!(s.shown("a", 9));
         assert!(!s.shown("x", 13), "after every page");
         assert!(!s.shown("a", 9), "forgotten: nothing is held back any more");
+    }
+
+    /// A watcher that fell behind waits for the batch being applied: until it is in, at
+    /// most `SETTLE_MOST`, and not once its token stops granting View.
+    #[tokio::test(start_paused = true)]
+    async fn a_watcher_behind_resumes_once_the_batch_is_in() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use tokio::{sync::watch, time::Instant};
+
+        // (case, applying at first, cleared after, the token revoked after, resumes,
+        // waited); a clear is followed at once by the next batch's mark.
+        let s = Duration::from_secs;
+        let cases = [
+            ("nothing being applied", false, None, None, true, s(0)),
+            (
+                "a batch in after 2 s, the next marked at once",
+                true,
+                Some(s(2)),
+                None,
+                true,
+                s(2),
+            ),
+            ("a batch never in", true, None, None, true, SETTLE_MOST),
+            (
+                "the token revoked at 3 s",
+                true,
+                None,
+                Some(s(3)),
+                false,
+                s(3),
+            ),
+            (
+                "the token revoked after the batch",
+                true,
+                Some(s(1)),
+                Some(s(3)),
+                true,
+                s(1),
+            ),
+        ];
+        for (case, busy, cleared, revoked, resumes, waited) in cases {
+            let (applying, applying_rx) = watch::channel(busy);
+            let (token_tx, mut token_changes) = watch::channel(0u64);
+            let allowed = Arc::new(AtomicBool::new(true));
+            let started = Instant::now();
+            let flip = {
+                let allowed = allowed.clone();
+                tokio::spawn(async move {
+                    let mut at = [(cleared, true), (revoked, false)];
+                    at.sort_by_key(|(t, _)| *t);
+                    for (t, clears) in at {
+                        let Some(t) = t else { continue };
+                        tokio::time::sleep_until(started + t).await;
+                        if clears {
+                            applying.send_replace(false);
+                            applying.send_replace(true);
+                        } else {
+                            allowed.store(false, Ordering::Relaxed);
+                            token_tx.send_replace(1);
+                        }
+                    }
+                    // Kept until the wait is over: a dropped sender ends it too.
+                    tokio::time::sleep(SETTLE_MOST * 2).await;
+                    drop((applying, token_tx));
+                })
+            };
+            let got = settle(applying_rx, &mut token_changes, || {
+                allowed.load(Ordering::Relaxed)
+            })
+            .await;
+            assert_eq!(got, resumes, "{case}");
+            assert_eq!(started.elapsed(), waited, "{case}");
+            flip.abort();
+        }
+    }
+
+    /// A watch that falls behind while a batch is being applied is resumed (here with the
+    /// whole, empty fleet and a `synced` marker) only once the batch is in.
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_behind_during_a_batch_is_resumed_after_it() {
+        let hub = Arc::new(Hub::idle(Fleet::new("example.com"), 4));
+        let mut tokens = Tokens::default();
+        tokens.insert("viewer", "secret", &[Permission::View]);
+        let tokens = Arc::new(tokens);
+        let (tx, mut out) = mpsc::channel(64);
+        let token = ("secret".to_owned(), tokens.changes());
+        let watch = tokio::spawn(serve(hub.clone(), tokens, token, 0, String::new(), tx));
+        let synced = |w: Option<Result<Wire, Status>>| match w {
+            Some(Ok(w)) => w.into_message().expect("decodes").synced,
+            _ => false,
+        };
+        assert!(synced(out.recv().await), "the first snapshot's end");
+
+        hub.applying.send_replace(true);
+        let change = StatusChange {
+            phone_id: "p1".into(),
+            revision: 3,
+            ..Default::default()
+        };
+        for _ in 0..8 {
+            let _ = hub.tx.send(change.encode_to_vec().into());
+        }
+        let early = tokio::time::timeout(SETTLE_MOST / 2, out.recv()).await;
+        assert!(
+            early.is_err(),
+            "resumed while the batch was applied: {early:?}"
+        );
+        hub.applying.send_replace(false);
+        let resumed = tokio::time::timeout(Duration::from_secs(1), out.recv()).await;
+        assert!(synced(resumed.expect("resumed once the batch was in")));
+        watch.abort();
     }
 
     #[test]
