@@ -15,13 +15,17 @@
 //! 1 s: a disk stall, during which etcd applies nothing); how often each node found a
 //! lease of its own expired (etcd answered none of its refreshes for a TTL); then the time from kill -9 of an edge
 //! (lease TTL `FLEET_BENCH_LEASE_TTL`, default 3 s) to every phone it held shown DEGRADED,
-//! with the number of phones that were ever OFFLINE meanwhile, the latency of config reads
+//! with the number of phones that were ever OFFLINE meanwhile, the CPU each process (and
+//! this bench's simulator and its clients apart) spent until then, how often the status
+//! role resumed the bench's status watcher after it fell behind, the latency of config reads
 //! meanwhile and from then until etcd has deleted the edge's bindings with their leases
 //! (the revoke), and how many of the requests sent to those phones right after the kill
 //! were lost; then a power cut of every edge and the fleet's return (`power_cut.rs`; not run
 //! with `FLEET_BENCH_POWER_CUT=0`). With `FLEET_BENCH_LOGS` (a directory) every node's log
 //! and etcd's are copied there after the kill and after the power cut; etcd logs errors
 //! only unless `DIALTONE_TEST_ETCD_LOG_LEVEL=info` (its compactions, its slow requests).
+//! The status watcher reads only the fields the lag is measured from (`lag_watch.rs`);
+//! with `FLEET_BENCH_WATCHER=whole` it decodes every change whole, as a console does.
 
 mod power_cut;
 
@@ -35,13 +39,15 @@ use anyhow::Context;
 use dialtone_domain::{keys, placement};
 use dialtone_loadtest::{
     etcd_figures::{etcd_metrics, mib},
-    procfs::{MemoryPressure, pss},
+    lag_watch,
+    procfs::{MemoryPressure, cpu_us, pss, threads_cpu_us},
     reads::Reads,
 };
 use dialtone_phonesim::{PhoneSpec, Sim, SimConfig, stats::Histogram};
-use dialtone_proto::{config::v1 as pb, status::v1 as spb};
+use dialtone_proto::config::v1 as pb;
 use dialtone_store::{KeyValue, LeaseId, Store, lifecycle::shards};
 use dialtone_tests::{ADMIN_TOKEN, ClusterSandbox, VIEWER_TOKEN, fleet};
+use futures::StreamExt as _;
 use parking_lot::Mutex;
 
 const EDGES: [usize; 3] = [2, 3, 4];
@@ -149,6 +155,47 @@ fn now_ms() -> i64 {
     dialtone_common::clock::unix_ms_i64()
 }
 
+/// How often the status role has resumed a watch that fell behind: from its history, with
+/// the phones changed since, with every phone.
+async fn watch_resumes(status: &dialtone_tests::Node) -> [i64; 3] {
+    let mut n = [0; 3];
+    for (i, from) in ["history", "changed", "snapshot"].iter().enumerate() {
+        let label = format!("from=\"{from}\"");
+        n[i] = status
+            .metric("dialtone_status_watch_resumes_total", &label)
+            .await
+            .unwrap_or(0);
+    }
+    n
+}
+
+/// What [`cpu_split`] reads, in its order.
+const CPU_PARTS: [&str; 6] = [
+    "status role",
+    "config role",
+    "the two edges left",
+    "etcd",
+    "phonesim",
+    "this bench's clients (its status watcher, probes, reads)",
+];
+
+/// utime + stime in microseconds of each of [`CPU_PARTS`] (the simulator is this process's
+/// threads named `phonesim`; its clients are the rest of it).
+fn cpu_split(sb: &ClusterSandbox) -> [u64; 6] {
+    let pid = |i: usize| sb.nodes[i].pid().into_iter().collect::<Vec<_>>();
+    let etcd = sb.etcd.as_ref().and_then(|e| e.members[0].pid());
+    let me = std::process::id();
+    let sim = threads_cpu_us(me, "phonesim");
+    [
+        cpu_us(&pid(1)),
+        cpu_us(&pid(0)),
+        cpu_us(&[pid(EDGES[1]), pid(EDGES[2])].concat()),
+        cpu_us(&etcd.into_iter().collect::<Vec<_>>()),
+        sim,
+        cpu_us(&[me]).saturating_sub(sim),
+    ]
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -225,10 +272,11 @@ async fn main() -> anyhow::Result<()> {
 
     // Watch lag: every status a binding write caused, from that write to its arrival here.
     let lags = Arc::new(Mutex::new(Vec::<i64>::with_capacity(2 * phones)));
-    let mut watch = st
-        .watch_phone_statuses(spb::WatchPhoneStatusesRequest::default())
-        .await?
-        .into_inner();
+    // It reads only the fields the lag needs (`lag_watch`): it shares the machine with the
+    // cluster, as a console would not. `FLEET_BENCH_WATCHER=whole` decodes every change
+    // whole, as the bench did before (and a console does).
+    let whole = std::env::var("FLEET_BENCH_WATCHER").is_ok_and(|v| v == "whole");
+    let mut watch = lag_watch::watch(&sb.nodes[1].grpc_url, VIEWER_TOKEN, whole).await?;
     // `synced` markers after the first: the watcher fell behind the status role's channel
     // and was sent the phones changed since, or the whole fleet again (the role's
     // `dialtone_status_watch_resumes_total` says which; a resume from its history sends
@@ -239,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
         let (lags, resyncs, first_sync) = (lags.clone(), resyncs.clone(), first_sync.clone());
         tokio::spawn(async move {
             let mut synced = false;
-            while let Ok(Some(c)) = watch.message().await {
+            while let Some(Ok(c)) = watch.next().await {
                 if c.synced {
                     if synced {
                         resyncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -250,16 +298,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 // A snapshot's statuses are sent again, not changed: a fresh snapshot (a
                 // resync, counted above) would add every phone's age as if it were a lag.
-                let Some(s) = c.status.filter(|_| synced && !c.snapshot) else {
-                    continue;
-                };
-                let newest = s
-                    .edges
-                    .iter()
-                    .map(|e| e.binding_updated_at_ms)
-                    .max()
-                    .unwrap_or(0);
-                if newest > 0 {
+                if let Some(newest) = c.newest_binding_ms().filter(|_| synced && !c.snapshot) {
                     lags.lock().push(now_ms() - newest);
                 }
             }
@@ -437,6 +476,10 @@ async fn main() -> anyhow::Result<()> {
     // bindings with their leases: etcd must stay responsive.
     let reads = Reads::start(sb.nodes[0].config_client(ADMIN_TOKEN).await?, read_phone);
 
+    // Where the two cores went from the kill until every phone was DEGRADED: the status
+    // role's work shares them with the rest of the cluster and with this bench.
+    let cpu_then = cpu_split(&sb);
+    let resumes_then = watch_resumes(&sb.nodes[1]).await;
     // kill -9 an edge: time until every phone it held is DEGRADED; never OFFLINE.
     let t0 = Instant::now();
     sb.nodes[EDGES[0]].kill9();
@@ -492,6 +535,18 @@ async fn main() -> anyhow::Result<()> {
         "kill -9 of {victim} (lease TTL {lease_ttl} s): all {held_by_victim} phones it held DEGRADED after {took:.2?}; phones OFFLINE meanwhile: {worst_offline}"
     );
     let degraded_at = Instant::now();
+    println!(
+        "CPU from the kill until every phone was DEGRADED ({took:.2?}): {}",
+        CPU_PARTS
+            .iter()
+            .zip(cpu_split(&sb).iter().zip(cpu_then))
+            .map(|(part, (now, then))| {
+                format!("{part} {:.2} s", now.saturating_sub(then) as f64 / 1e6)
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let resumes_degraded = watch_resumes(&sb.nodes[1]).await;
     // Asked until etcd answers that every sample is gone (a read it cannot answer in time
     // counts as not gone yet), for as long as the longest-lived binding lease lives and two
     // minutes more: one run's check, stalled by the bench's own threads (the simulator
@@ -538,6 +593,18 @@ async fn main() -> anyhow::Result<()> {
         victim_samples.len()
     );
     let answered = probing.await?;
+    let since = |r: [i64; 3]| {
+        let d = std::array::from_fn::<i64, 3, _>(|i| r[i] - resumes_then[i]);
+        format!(
+            "{} from its history, {} with the phones changed since, {} with every phone",
+            d[0], d[1], d[2]
+        )
+    };
+    println!(
+        "the status watcher fell behind and was resumed, by the time every phone was DEGRADED (a resume made as the last phones turned DEGRADED may count in either): {}; by the time the bindings were deleted: {}",
+        since(resumes_degraded),
+        since(watch_resumes(&sb.nodes[1]).await)
+    );
     println!(
         "requests sent to {sent} of its phones through their other edge right after the kill: {answered} answered, {} lost (target 0)",
         sent - answered

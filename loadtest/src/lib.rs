@@ -2,6 +2,7 @@
 
 pub mod etcd_figures;
 pub mod kamailio;
+pub mod lag_watch;
 pub mod procfs;
 pub mod reads;
 pub mod sipp_stats;

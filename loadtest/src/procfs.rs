@@ -30,16 +30,42 @@ pub fn tree(root: u32) -> Vec<u32> {
 
 /// utime + stime of the processes, in microseconds.
 pub fn cpu_us(pids: &[u32]) -> u64 {
-    let hz = 100u64; // USER_HZ on Linux
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|s| Some(parse_stat(&s)?.1))
+        .sum::<u64>()
+        * US_PER_TICK
+}
+
+/// utime + stime of the threads of `pid` whose name starts with `prefix`, in microseconds:
+/// what one runtime of a process (named by its threads) spent.
+pub fn threads_cpu_us(pid: u32, prefix: &str) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .filter_map(|s| {
-            let r = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
-            Some(r.get(11)?.parse::<u64>().ok()? + r.get(12)?.parse::<u64>().ok()?)
+            let (name, ticks) = parse_stat(&s)?;
+            name.starts_with(prefix).then_some(ticks)
         })
         .sum::<u64>()
-        * 1_000_000
-        / hz
+        * US_PER_TICK
+}
+
+/// Microseconds in a clock tick (USER_HZ is 100 on Linux).
+const US_PER_TICK: u64 = 10_000;
+
+/// A process's or thread's `stat` line: its name (between the first `(` and the last `)`:
+/// a name may hold either, or spaces) and its utime + stime in clock ticks.
+fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let name = head.split_once('(')?.1;
+    let r = rest.split_whitespace().collect::<Vec<_>>();
+    Some((
+        name,
+        r.get(11)?.parse::<u64>().ok()? + r.get(12)?.parse::<u64>().ok()?,
+    ))
 }
 
 /// Proportional set size of the processes (shared memory counted once), in bytes.
@@ -185,7 +211,7 @@ impl ListenQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{ListenQueue, MemoryPressure};
+    use super::{ListenQueue, MemoryPressure, parse_stat};
 
     #[test]
     fn memory_pressure_is_read_from_the_kernels_counters() {
@@ -278,5 +304,22 @@ mod tests {
                 syn_retransmits: 0,
             }
         );
+    }
+
+    #[test]
+    fn a_stat_line_gives_its_name_and_cpu_ticks() {
+        let tail = "S 1 2 3 0 -1 4194560 5 0 0 0 120 35 0 0 20 0 2 0 9 1 2";
+        // (line, expected)
+        let cases = [
+            (format!("42 (phonesim) {tail}"), Some(("phonesim", 155))),
+            // A name may hold spaces and parentheses.
+            (format!("42 (a (b) c) {tail}"), Some(("a (b) c", 155))),
+            ("42 (short) S 1 2".to_owned(), None),
+            (format!("42 phonesim {tail}"), None),
+            ("42 (x) S 1 2 3 0 -1 4194560 5 0 0 0 n 35".to_owned(), None),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_stat(&line), want, "{line:?}");
+        }
     }
 }
