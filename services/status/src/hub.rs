@@ -240,13 +240,7 @@ impl Hub {
         store: Store,
         realm: &str,
     ) -> Result<(Arc<Self>, JoinHandle<()>), StoreError> {
-        let hub = Arc::new(Self {
-            state: RwLock::new(State::new(Fleet::new(realm))),
-            tx: broadcast::channel(CHANNEL).0,
-            ready: Arc::new(AtomicBool::new(false)),
-            applying: watch::channel(false).0,
-            metrics: Metrics::default(),
-        });
+        let hub = Arc::new(Self::new(Fleet::new(realm), CHANNEL));
         let follower = HubFollower {
             hub: hub.clone(),
             fresh: None,
@@ -259,13 +253,13 @@ impl Hub {
         Ok((hub, task))
     }
 
-    /// A hub over `fleet`, following nothing, whose channel holds `capacity` changes.
-    #[cfg(test)]
-    pub(crate) fn idle(fleet: Fleet, capacity: usize) -> Self {
+    /// A hub over `fleet`, not yet ready and following nothing, whose channel holds
+    /// `capacity` changes.
+    pub(crate) fn new(fleet: Fleet, capacity: usize) -> Self {
         Self {
             state: RwLock::new(State::new(fleet)),
             tx: broadcast::channel(capacity).0,
-            ready: Arc::new(AtomicBool::new(true)),
+            ready: Arc::new(AtomicBool::new(false)),
             applying: watch::channel(false).0,
             metrics: Metrics::default(),
         }

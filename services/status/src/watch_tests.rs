@@ -309,7 +309,7 @@ async fn a_watcher_behind_resumes_once_the_batch_is_in() {
 /// whole, empty fleet and a `synced` marker) only once the batch is in.
 #[tokio::test(start_paused = true)]
 async fn a_watch_behind_during_a_batch_is_resumed_after_it() {
-    let hub = Arc::new(Hub::idle(Fleet::new("example.com"), 4));
+    let hub = Arc::new(Hub::new(Fleet::new("example.com"), 4));
     let mut tokens = Tokens::default();
     tokens.insert("viewer", "secret", &[Permission::View]);
     let tokens = Arc::new(tokens);
