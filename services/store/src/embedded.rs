@@ -690,6 +690,17 @@ impl EmbeddedStore {
             .unwrap_or_default())
     }
 
+    pub(crate) async fn lease_ids(&self) -> Result<Vec<LeaseId>, StoreError> {
+        let st = self.inner.state.read();
+        let now = Instant::now();
+        Ok(st
+            .leases
+            .iter()
+            .filter(|(_, l)| l.deadline > now)
+            .map(|(id, _)| *id)
+            .collect())
+    }
+
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
         let this = self.clone();
         tokio::task::spawn_blocking(move || this.revoke(id))

@@ -518,6 +518,13 @@ impl EtcdStore {
         }
     }
 
+    pub(crate) async fn lease_ids(&self) -> Result<Vec<LeaseId>, StoreError> {
+        let resp = self
+            .retry(true, |c| async move { c.lease_client().leases().await })
+            .await?;
+        Ok(resp.leases().iter().map(|l| l.id()).collect())
+    }
+
     pub(crate) async fn lease_revoke(&self, id: LeaseId) -> Result<(), StoreError> {
         self.retry(false, |c| async move { c.lease_client().revoke(id).await })
             .await

@@ -306,6 +306,19 @@ impl Store {
             .await
     }
 
+    /// The id of every lease the store holds (every root's: lease ids are the cluster's),
+    /// in no particular order. A node with many leases looks for its own among them to find
+    /// one revoked behind its back without refreshing each (`lifecycle/keeper.rs`). etcd
+    /// answers it from the member's own lease table, without consensus: one a member has
+    /// not applied yet may be missing, so absence is confirmed with [`Store::lease_info`].
+    pub async fn lease_ids(&self) -> Result<Vec<LeaseId>, StoreError> {
+        METRICS
+            .timed(StoreOp::LeaseList, async {
+                dispatch!(self, s => s.lease_ids().await)
+            })
+            .await
+    }
+
     /// Revokes a lease, deleting every key attached to it.
     pub async fn lease_revoke(&self, lease: LeaseId) -> Result<(), StoreError> {
         METRICS

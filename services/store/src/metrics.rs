@@ -33,9 +33,10 @@ pub(crate) enum StoreOp {
     LeaseRevoke,
     LeaseInfo,
     LeaseKeys,
+    LeaseList,
 }
 
-const OPS: [&str; 15] = [
+const OPS: [&str; 16] = [
     "get",
     "get_many",
     "range_many",
@@ -51,6 +52,7 @@ const OPS: [&str; 15] = [
     "lease_revoke",
     "lease_info",
     "lease_keys",
+    "lease_list",
 ];
 
 /// How a call ended, as a metric label.

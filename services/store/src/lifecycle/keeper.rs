@@ -16,19 +16,24 @@
 //! refreshes of the edges left alive waited behind etcd deleting a dead edge's bindings.
 //! Binding leases are granted [`super::BINDING_REFRESH_S`] longer and refreshed all
 //! together that much less often than the main lease ([`binding_schedule`]): 256 of them at a
-//! third of the TTL were most of what an edge sent etcd in steady state.
+//! third of the TTL were most of what an edge sent etcd in steady state. Between those
+//! refreshes each round looks for them among the store's leases (one call), so one revoked
+//! behind the node's back is replaced within a round, not at the next refresh.
 //! An edge's keeper also reads its node id's claim each round, beside the refreshes (a slow
 //! read must not delay them); a newer process's claim, or none, fences the process and the
 //! keeper stops: the leases are the newer process's to keep.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
 use super::{
     BINDING_REFRESH_S, Shared,
-    shards::{keeper_round, refresh_limit, unrefreshed_for},
+    shards::{keeper_round, refresh_limit, unlisted, unrefreshed_for},
 };
 use crate::{
     LeaseId, LeaseKeepAlive, StoreError,
@@ -127,15 +132,17 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         // keep-alive open then).
         let due =
             |i: usize, k: &Kept| i == 0 || bindings_due || k.stream.is_none() || !together[i - 1];
-        let refreshes = join_all(kept.iter_mut().enumerate().map(|(i, k)| {
-            let due = due(i, k);
-            async move {
-                match due {
-                    true => Some(refresh(shared, k, limit).await),
-                    false => None,
-                }
-            }
-        }));
+        let refreshing: Vec<bool> = kept.iter().enumerate().map(|(i, k)| due(i, k)).collect();
+        let refreshes = join_all(
+            kept.iter_mut()
+                .zip(&refreshing)
+                .map(|(k, &due)| async move {
+                    match due {
+                        true => Some(refresh(shared, k, limit).await),
+                        false => None,
+                    }
+                }),
+        );
         // Beside the refreshes, never before them (a slow look would delay them): a newer
         // process claimed the node id? The leases are then its to keep (it took them over)
         // or to let expire, not this one's. An idle node finds out here, a busy one at its
@@ -145,13 +152,35 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                 let _ = tokio::time::timeout(limit, c.check(&shared.store)).await;
             }
         };
-        let (refreshes, ()) = tokio::join!(refreshes, looked);
+        // Beside them too, on rounds that leave binding leases unrefreshed: is each still
+        // among the store's leases? One revoked behind the node's back (an operator, a
+        // restored etcd) took its bindings with it, and its refresh may be 30 s away. One
+        // call whatever the count, where refreshing them all each round was 771 calls a
+        // second from three edges.
+        let listing = async {
+            if refreshing.iter().all(|r| *r) {
+                return None;
+            }
+            let listed = tokio::time::timeout(limit, shared.store.lease_ids()).await;
+            Some(listed.ok()?.ok()?.into_iter().collect::<HashSet<_>>())
+        };
+        let (refreshes, (), listed) = tokio::join!(refreshes, looked, listing);
         if shared.is_fenced() {
             return;
         }
         let now = Instant::now();
         let mut lost = Vec::new();
-        let mut stale = Vec::new();
+        // Leases etcd is asked about: stale ones, and those its list lacks.
+        let mut stale = match &listed {
+            Some(listed) => {
+                let held: Vec<LeaseId> = kept.iter().map(|k| k.id).collect();
+                unlisted(&held, &refreshing, listed)
+            }
+            None => Vec::new(),
+        };
+        if !stale.is_empty() {
+            info!(node = %shared.node_id, leases = stale.len(), "binding leases not among the store's leases: asking whether they live");
+        }
         let mut failed = 0;
         let refreshed = kept.iter_mut().zip(refreshes).enumerate();
         for (i, (k, refreshed)) in refreshed.filter_map(|(i, (k, r))| Some((i, (k, r?)))) {
@@ -179,7 +208,8 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             }
         }
         // Refreshes that fail for another reason than a slow etcd (a keep-alive that cannot
-        // open): ask etcd whether a stale lease still lives.
+        // open), and leases the list lacks: ask etcd whether each still lives (a lookup
+        // goes through the leader, where the list is the answering member's own).
         let asked = join_all(stale.iter().map(|&i| {
             let id = kept[i].id;
             tokio::time::timeout(limit, shared.store.lease_info(id))

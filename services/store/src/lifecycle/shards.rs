@@ -1,7 +1,7 @@
 //! Which binding lease a phone's keys hang on, how long each lives, and how a node records
 //! its binding leases: pure, no store.
 
-use std::time::Duration;
+use std::{collections::HashSet, time::Duration};
 
 use crate::LeaseId;
 
@@ -88,6 +88,19 @@ pub fn is_binding_ttl(ttl_s: i64, granted: i64) -> bool {
 pub fn unrefreshed_for(lease_ttl: Duration, ttl_s: i64) -> Duration {
     let main = Duration::from_secs((ttl_s + BINDING_GRACE_S).max(0) as u64);
     lease_ttl.saturating_sub(main + refresh_slack(ttl_s))
+}
+
+/// The leases of `held` (the main lease first) that a keeper round did not refresh
+/// (`refreshed[i]` false) and that `listed`, every lease the store holds, lacks: revoked
+/// behind the node's back, or granted so lately that the member that answered has not
+/// applied it yet. Indexes into `held`, for the keeper to confirm each with a lookup.
+pub fn unlisted(held: &[LeaseId], refreshed: &[bool], listed: &HashSet<LeaseId>) -> Vec<usize> {
+    held.iter()
+        .zip(refreshed)
+        .enumerate()
+        .filter(|(_, (id, refreshed))| !**refreshed && !listed.contains(*id))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 /// The record of a node's binding leases: their ids in hex, comma-separated, in shard order.
@@ -215,6 +228,60 @@ mod tests {
                 unrefreshed_for(first, ttl) >= s(BINDING_REFRESH_S as u64),
                 "every TTL leaves shard 0 {BINDING_REFRESH_S} s: ttl {ttl}"
             );
+        }
+    }
+
+    #[test]
+    fn a_lease_not_refreshed_is_suspect_only_when_the_store_does_not_list_it() {
+        let listed = |ids: &[LeaseId]| ids.iter().copied().collect::<HashSet<_>>();
+        // (held, refreshed this round, listed, suspect)
+        type Case = (
+            &'static str,
+            Vec<LeaseId>,
+            Vec<bool>,
+            HashSet<LeaseId>,
+            Vec<usize>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "every one listed",
+                vec![1, 2, 3],
+                vec![true, false, false],
+                listed(&[1, 2, 3]),
+                vec![],
+            ),
+            (
+                "one revoked",
+                vec![1, 2, 3],
+                vec![true, false, false],
+                listed(&[1, 3]),
+                vec![1],
+            ),
+            (
+                "revoked but refreshed: the refresh says so",
+                vec![1, 2, 3],
+                vec![true, true, false],
+                listed(&[1, 3]),
+                vec![],
+            ),
+            (
+                "none listed: all not refreshed",
+                vec![1, 2, 3],
+                vec![true, false, false],
+                listed(&[]),
+                vec![1, 2],
+            ),
+            (
+                "others' leases do not matter",
+                vec![1, 2],
+                vec![true, false],
+                listed(&[9, 2, 8]),
+                vec![],
+            ),
+            ("nothing held", vec![], vec![], listed(&[1]), vec![]),
+        ];
+        for (name, held, refreshed, listed, want) in cases {
+            assert_eq!(unlisted(&held, &refreshed, &listed), want, "{name}");
         }
     }
 
