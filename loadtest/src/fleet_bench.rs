@@ -11,7 +11,8 @@
 //! ramp, and how often the watcher fell behind; the status role's memory per phone (PSS
 //! growth from an empty fleet to every phone configured and registered twice); each
 //! process's memory; etcd's keys, database size and write rate over `FLEET_BENCH_STEADY_S`
-//! seconds (default 30) after the ramp, and its write-ahead log's fsyncs (how many took over
+//! seconds (default 30) after the ramp (the phones register for `FLEET_BENCH_EXPIRES`
+//! seconds, default 600), and its write-ahead log's fsyncs (how many took over
 //! 1 s: a disk stall, during which etcd applies nothing); how often each node found a
 //! lease of its own expired (etcd answered none of its refreshes for a TTL); then the time from kill -9 of an edge
 //! (lease TTL `FLEET_BENCH_LEASE_TTL`, default 3 s) to every phone it held shown DEGRADED,
@@ -51,7 +52,10 @@ use futures::StreamExt as _;
 use parking_lot::Mutex;
 
 const EDGES: [usize; 3] = [2, 3, 4];
-/// The phones' registration period, seconds.
+/// The phones' registration period, seconds, unless `FLEET_BENCH_EXPIRES` says otherwise.
+/// 600 puts refreshes inside a run (the steady state's writes are measured, and at a
+/// million phones the registrations of mid-ramp fall due around the kill, about 4,000 a
+/// second); 3600, the steady state, leaves none due before the run ends.
 const EXPIRES: u32 = 600;
 /// Requests to the killed edge's phones sent from one source address.
 const PROBES_PER_SOURCE: usize = 400;
@@ -201,6 +205,14 @@ async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let phones: usize = args.get(1).map_or(Ok(100_000), |s| s.parse())?;
     let rate: u32 = args.get(2).map_or(Ok(2000), |s| s.parse())?;
+    let expires: u32 = match std::env::var("FLEET_BENCH_EXPIRES") {
+        Ok(s) => s
+            .parse()
+            .ok()
+            .filter(|e| (60..=86_400).contains(e))
+            .with_context(|| format!("FLEET_BENCH_EXPIRES={s}: seconds from 60 to 86400"))?,
+        Err(_) => EXPIRES,
+    };
 
     // 3 s by default, so a dead edge is noticed quickly; the chart's default is 10 s.
     let lease_ttl: u32 = std::env::var("FLEET_BENCH_LEASE_TTL").map_or(Ok(3), |s| s.parse())?;
@@ -353,7 +365,7 @@ async fn main() -> anyhow::Result<()> {
     let sim = sim_rt
         .spawn(Sim::start(
             SimConfig {
-                expires: EXPIRES,
+                expires,
                 sockets: 64,
                 start_rate: rate,
                 timeout: Duration::from_secs(8),
@@ -449,7 +461,7 @@ async fn main() -> anyhow::Result<()> {
         mib(etcd_after.db_bytes),
         mib(etcd_after.db_in_use_bytes),
         (etcd_after.writes() - etcd_before.writes()) as f64 / steady.as_secs_f64(),
-        EXPIRES / 2,
+        expires / 2,
     );
     // A disk stall shows here: etcd applies nothing while its WAL's fsync waits, and a
     // lease shorter than the wait expires.
