@@ -584,8 +584,7 @@ async fn contract_binding_lease_takeover(s: &Store) {
 
     // The last binding lease, which holds the record, lost: the keeper replaces it and
     // writes the record on the new one. Told to look now, as the edge's publisher does when
-    // a write finds a lease gone (else its next round of binding refreshes finds it,
-    // `BINDING_REFRESH_S`).
+    // a write finds a lease gone (its listing would find it within two rounds too).
     let last = now[4];
     s.lease_revoke(last).await.unwrap();
     second.check_now();

@@ -309,8 +309,9 @@ impl Store {
     /// The id of every lease the store holds (every root's: lease ids are the cluster's),
     /// in no particular order. A node with many leases looks for its own among them to find
     /// one revoked behind its back without refreshing each (`lifecycle/keeper.rs`). etcd
-    /// answers it from the member's own lease table, without consensus: one a member has
-    /// not applied yet may be missing, so absence is confirmed with [`Store::lease_info`].
+    /// answers it from the member's own lease table, without consensus: a member behind may
+    /// lack a lease granted moments ago or still list one revoked, so absence is confirmed
+    /// with [`Store::lease_info`]. etcd copies and sorts its whole table for each call.
     pub async fn lease_ids(&self) -> Result<Vec<LeaseId>, StoreError> {
         METRICS
             .timed(StoreOp::LeaseList, async {

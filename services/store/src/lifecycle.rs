@@ -39,6 +39,7 @@
 
 mod claim;
 mod keeper;
+mod listing;
 pub mod shards;
 
 pub use shards::{

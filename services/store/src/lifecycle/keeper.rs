@@ -17,23 +17,21 @@
 //! Binding leases are granted [`super::BINDING_REFRESH_S`] longer and refreshed all
 //! together that much less often than the main lease ([`binding_schedule`]): 256 of them at a
 //! third of the TTL were most of what an edge sent etcd in steady state. Between those
-//! refreshes each round looks for them among the store's leases (one call), so one revoked
-//! behind the node's back is replaced within a round, not at the next refresh.
+//! refreshes a round looks for them among the store's leases (`listing.rs`), so one revoked
+//! behind the node's back is replaced within two rounds, not at its next refresh.
 //! An edge's keeper also reads its node id's claim each round, beside the refreshes (a slow
 //! read must not delay them); a newer process's claim, or none, fences the process and the
 //! keeper stops: the leases are the newer process's to keep.
 
-use std::{
-    collections::HashSet,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use tracing::{info, warn};
 
 use super::{
     BINDING_REFRESH_S, Shared,
-    shards::{keeper_round, refresh_limit, unlisted, unrefreshed_for},
+    listing::{Listed, Listing},
+    shards::{keeper_round, refresh_limit, unrefreshed_for},
 };
 use crate::{
     LeaseId, LeaseKeepAlive, StoreError,
@@ -93,7 +91,9 @@ struct Kept {
 /// (one after another, a hundred refreshes under load can take longer than the TTL) as
 /// seldom as their TTLs allow ([`binding_schedule`]); a lease whose refresh failed at the next
 /// round; every lease at once when told one may be gone
-/// ([`super::NodeLease::check_now`]). Replaces what is lost.
+/// ([`super::NodeLease::check_now`]). On rounds between the binding leases' refreshes,
+/// lists the store's leases and asks about a binding lease the list lacked the round after
+/// (`listing.rs`). Replaces what is lost.
 pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
     let shared = &*shared;
     let interval = keeper_round(shared.ttl_s);
@@ -101,6 +101,7 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
     let limit = refresh_limit(shared.ttl_s);
     let mut kept: Vec<Kept> = Vec::new();
     let mut bindings_refreshed: Option<Instant> = None;
+    let mut listing = Listing::new();
     loop {
         let checking = tokio::select! {
             _ = tokio::time::sleep(interval) => false,
@@ -153,34 +154,44 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             }
         };
         // Beside them too, on rounds that leave binding leases unrefreshed: is each still
-        // among the store's leases? One revoked behind the node's back (an operator, a
-        // restored etcd) took its bindings with it, and its refresh may be 30 s away. One
-        // call whatever the count, where refreshing them all each round was 771 calls a
-        // second from three edges.
-        let listing = async {
-            if refreshing.iter().all(|r| *r) {
+        // among the store's leases (`listing.rs`)?
+        let listing_due = listing.due(&refreshing);
+        let listed = async {
+            if !listing_due {
                 return None;
             }
             let listed = tokio::time::timeout(limit, shared.store.lease_ids()).await;
-            Some(listed.ok()?.ok()?.into_iter().collect::<HashSet<_>>())
+            Some(listed.ok().and_then(Result::ok))
         };
-        let (refreshes, (), listed) = tokio::join!(refreshes, looked, listing);
+        // And the leases the last listing lacked, asked whether they live.
+        let suspects = listing.take_suspects();
+        let asked = join_all(
+            suspects
+                .iter()
+                .map(|&id| tokio::time::timeout(limit, shared.store.lease_info(id))),
+        );
+        let (refreshes, (), listed, answers) = tokio::join!(refreshes, looked, listed, asked);
         if shared.is_fenced() {
             return;
         }
         let now = Instant::now();
-        let mut lost = Vec::new();
-        // Leases etcd is asked about: stale ones, and those its list lacks.
-        let mut stale = match &listed {
-            Some(listed) => {
-                let held: Vec<LeaseId> = kept.iter().map(|k| k.id).collect();
-                unlisted(&held, &refreshing, listed)
+        let mut lost: Vec<usize> = suspects
+            .iter()
+            .zip(answers)
+            .filter(|(_, answer)| matches!(answer, Ok(Ok(None))))
+            .filter_map(|(id, _)| kept.iter().position(|k| k.id == *id))
+            .collect();
+        match listing.absorb(listed, &leases, &refreshing) {
+            Listed::Skipped | Listed::Quiet => {}
+            Listed::FirstFailure => {
+                warn!(node = %shared.node_id, "listing the store's leases failed: a binding lease revoked behind this node is found at its next refresh")
             }
-            None => Vec::new(),
-        };
-        if !stale.is_empty() {
-            info!(node = %shared.node_id, leases = stale.len(), "binding leases not among the store's leases: asking whether they live");
+            Listed::Lacking(ids) => {
+                let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
+                info!(node = %shared.node_id, leases = %ids.join(","), "binding leases not among the store's leases: asking whether they live");
+            }
         }
+        let mut stale = Vec::new();
         let mut failed = 0;
         let refreshed = kept.iter_mut().zip(refreshes).enumerate();
         for (i, (k, refreshed)) in refreshed.filter_map(|(i, (k, r))| Some((i, (k, r?)))) {
@@ -208,8 +219,7 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             }
         }
         // Refreshes that fail for another reason than a slow etcd (a keep-alive that cannot
-        // open), and leases the list lacks: ask etcd whether each still lives (a lookup
-        // goes through the leader, where the list is the answering member's own).
+        // open): ask etcd whether a stale lease still lives.
         let asked = join_all(stale.iter().map(|&i| {
             let id = kept[i].id;
             tokio::time::timeout(limit, shared.store.lease_info(id))
@@ -220,6 +230,9 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
                 lost.push(i);
             }
         }
+        // A suspect the round also refreshed may be in twice.
+        lost.sort_unstable();
+        lost.dedup();
         let main = leases[0];
         if lost.is_empty() && failed == 0 {
             metrics::keep_alive(KeepAliveOutcome::Ok);
@@ -362,62 +375,5 @@ pub(super) async fn rewrite(shared: &Shared, lease: LeaseId) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn binding_leases_with_room_are_refreshed_together_as_seldom_as_the_least_allows() {
-        let s = |n: u64| Some(Duration::from_secs(n));
-        let d = Duration::from_secs;
-        // (binding leases' TTLs at a 3 s main TTL, how long the group goes unrefreshed,
-        // which are in it)
-        type Case = (&'static str, Vec<Option<Duration>>, Duration, Vec<bool>);
-        let cases: Vec<Case> = vec![
-            ("none", vec![], Duration::ZERO, vec![]),
-            ("not refreshed yet", vec![None], Duration::ZERO, vec![false]),
-            ("shard 0: 3 + 2 + 30 + 4", vec![s(39)], d(30), vec![true]),
-            (
-                "spread: as long as the shortest-lived allows",
-                vec![s(158), s(39), s(99)],
-                d(30),
-                vec![true, true, true],
-            ),
-            (
-                "one not known yet: every round until it is",
-                vec![s(39), None],
-                d(30),
-                vec![true, false],
-            ),
-            (
-                "taken over from a release without the room: 5 s every round, 65 s in",
-                vec![s(5), s(20), s(24), s(65), s(39)],
-                d(15),
-                vec![false, false, true, true, true],
-            ),
-        ];
-        for (name, ttls, gap, together) in cases {
-            assert_eq!(binding_schedule(&ttls, 3), (gap, together), "{name}");
-        }
-    }
-
-    #[test]
-    fn a_lease_is_lost_only_when_etcd_says_it_expired() {
-        let ttl = Duration::from_secs(3);
-        let s = Duration::from_secs;
-        let cases: Vec<(&str, Option<i64>, Duration, Fate)> = vec![
-            ("refreshed", Some(3), s(1), Fate::Kept),
-            ("refreshed late", Some(1), s(10), Fate::Kept),
-            ("expired", Some(0), s(0), Fate::Lost),
-            ("failed, refreshed a second ago", None, s(1), Fate::Failed),
-            (
-                "failed for a whole ttl: kept, etcd may be slow",
-                None,
-                s(3),
-                Fate::Stale,
-            ),
-        ];
-        for (name, refresh, since_ok, want) in cases {
-            assert_eq!(fate(refresh, since_ok, ttl), want, "{name}");
-        }
-    }
-}
+#[path = "keeper_tests.rs"]
+mod tests;

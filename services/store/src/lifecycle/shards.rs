@@ -103,6 +103,18 @@ pub fn unlisted(held: &[LeaseId], refreshed: &[bool], listed: &HashSet<LeaseId>)
         .collect()
 }
 
+/// How many leases the keeper asks about in a round, of those a listing lacked: a member
+/// far behind may lack many, and each lookup goes to the leader.
+pub const ASKED_MOST: usize = 8;
+
+/// Every how many keeper rounds a node lists the store's leases, when the last listing
+/// held `listed` of them: every round up to 5,000, then one more round per 5,000. etcd
+/// copies and sorts its whole lease table for each listing, so the work stays about 5,000
+/// leases a round an edge however many edges share the cluster.
+pub fn list_every(listed: usize) -> u32 {
+    listed.div_ceil(5_000).max(1) as u32
+}
+
 /// The record of a node's binding leases: their ids in hex, comma-separated, in shard order.
 pub fn encode_ids(ids: &[LeaseId]) -> Vec<u8> {
     ids.iter()
@@ -282,6 +294,22 @@ mod tests {
         ];
         for (name, held, refreshed, listed, want) in cases {
             assert_eq!(unlisted(&held, &refreshed, &listed), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_store_is_listed_less_often_as_it_holds_more_leases() {
+        // (leases the last listing held, every how many rounds)
+        let cases = [
+            (0, 1),
+            (771, 1),
+            (5_000, 1),
+            (5_001, 2),
+            (26_000, 6),
+            (350_000, 70),
+        ];
+        for (listed, every) in cases {
+            assert_eq!(list_every(listed), every, "{listed} leases");
         }
     }
 
