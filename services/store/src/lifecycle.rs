@@ -21,7 +21,7 @@
 //!
 //! The keeper (`lifecycle/keeper.rs`) refreshes the main lease at a third of the TTL and
 //! the binding leases, all together, every [`BINDING_REFRESH_S`], each on its own (and
-//! looks for them among the store's leases every round in between), and
+//! looks for them among the store's leases in between, at the store's pace), and
 //! replaces only a lost one (etcd says TTL 0; the main lease that no refresh reached for a
 //! whole TTL leaves the node unhealthy but is kept, since a slow etcd still holds it and
 //! every key on it): the main lease lost, the node is unhealthy until it has written every

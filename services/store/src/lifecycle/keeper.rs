@@ -17,8 +17,9 @@
 //! Binding leases are granted [`super::BINDING_REFRESH_S`] longer and refreshed all
 //! together that much less often than the main lease ([`binding_schedule`]): 256 of them at a
 //! third of the TTL were most of what an edge sent etcd in steady state. Between those
-//! refreshes a round looks for them among the store's leases (`listing.rs`), so one revoked
-//! behind the node's back is replaced within two rounds, not at its next refresh.
+//! refreshes the keeper looks for them among the store's leases (`listing.rs`), so one
+//! revoked behind the node's back is replaced a round after the next listing (every round
+//! up to 5,000 leases in the store), not at its next refresh.
 //! An edge's keeper also reads its node id's claim each round, beside the refreshes (a slow
 //! read must not delay them); a newer process's claim, or none, fences the process and the
 //! keeper stops: the leases are the newer process's to keep.
@@ -92,8 +93,8 @@ struct Kept {
 /// seldom as their TTLs allow ([`binding_schedule`]); a lease whose refresh failed at the next
 /// round; every lease at once when told one may be gone
 /// ([`super::NodeLease::check_now`]). On rounds between the binding leases' refreshes,
-/// lists the store's leases and asks about a binding lease the list lacked the round after
-/// (`listing.rs`). Replaces what is lost.
+/// lists the store's leases at the store's pace and asks about a binding lease the list
+/// lacked the round after (`listing.rs`). Replaces what is lost.
 pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
     let shared = &*shared;
     let interval = keeper_round(shared.ttl_s);
@@ -160,8 +161,13 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             if !listing_due {
                 return None;
             }
-            let listed = tokio::time::timeout(limit, shared.store.lease_ids()).await;
-            Some(listed.ok().and_then(Result::ok))
+            Some(
+                match tokio::time::timeout(limit, shared.store.lease_ids()).await {
+                    Ok(Ok(ids)) => Ok(ids),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {limit:?}")),
+                },
+            )
         };
         // And the leases the last listing lacked, asked whether they live.
         let suspects = listing.take_suspects();
@@ -175,21 +181,16 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             return;
         }
         let now = Instant::now();
+        // A suspect gone: lost, and refreshed next round (its keep-alive closed) should
+        // its replacement not be granted this one.
         let mut lost: Vec<usize> = suspects
             .iter()
             .zip(answers)
             .filter(|(_, answer)| matches!(answer, Ok(Ok(None))))
             .filter_map(|(id, _)| kept.iter().position(|k| k.id == *id))
             .collect();
-        match listing.absorb(listed, &leases, &refreshing) {
-            Listed::Skipped | Listed::Quiet => {}
-            Listed::FirstFailure => {
-                warn!(node = %shared.node_id, "listing the store's leases failed: a binding lease revoked behind this node is found at its next refresh")
-            }
-            Listed::Lacking(ids) => {
-                let ids: Vec<String> = ids.iter().map(|id| format!("{id:x}")).collect();
-                info!(node = %shared.node_id, leases = %ids.join(","), "binding leases not among the store's leases: asking whether they live");
-            }
+        for &i in &lost {
+            kept[i].stream = None;
         }
         let mut stale = Vec::new();
         let mut failed = 0;
@@ -233,6 +234,19 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         // A suspect the round also refreshed may be in twice.
         lost.sort_unstable();
         lost.dedup();
+        let settled: Vec<bool> = (0..kept.len())
+            .map(|i| refreshing[i] || lost.binary_search(&i).is_ok())
+            .collect();
+        match listing.absorb(listed, &leases, &settled) {
+            Listed::Skipped | Listed::Quiet => {}
+            Listed::FirstFailure(error) => {
+                warn!(node = %shared.node_id, error = %error, "listing the store's leases failed: listing less often, and a binding lease revoked behind this node may be found only at its next refresh")
+            }
+            Listed::Lacking { asked, of } => {
+                let asked: Vec<String> = asked.iter().map(|id| format!("{id:x}")).collect();
+                info!(node = %shared.node_id, lacking = of, asking = %asked.join(","), "binding leases not among the store's leases: asking whether they live");
+            }
+        }
         let main = leases[0];
         if lost.is_empty() && failed == 0 {
             metrics::keep_alive(KeepAliveOutcome::Ok);

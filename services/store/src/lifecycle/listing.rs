@@ -17,27 +17,36 @@ use crate::LeaseId;
 /// What the keeper knows of its listings from round to round.
 #[derive(Debug)]
 pub(super) struct Listing {
-    /// Keeper rounds since the last listing (none yet: due at once).
+    /// Keeper rounds since the last listing; none before the first, which is due at the
+    /// first round that leaves a lease unrefreshed.
     rounds_since: Option<u32>,
     /// How many leases the last listing held: it sets their pace ([`list_every`]).
     count: usize,
-    /// Whether the last listing failed (said once, not every round).
-    failed: bool,
+    /// Listings failed in a row: each doubles the pace, up to [`FAILED_PACE_MOST`] rounds
+    /// (etcd may have copied and sorted its table for a listing the client then refused,
+    /// past its 4 MB message).
+    failures: u32,
+    /// Listings made, to start the leases asked about at a different one each time.
+    made: usize,
     /// Leases the last listing lacked, to ask about.
     suspects: Vec<LeaseId>,
 }
 
-/// What one listing came to.
+/// The most rounds between two listings after failures (doubling from 2).
+const FAILED_PACE_MOST: u32 = 64;
+
+/// What one round's listing came to.
 #[derive(Debug, PartialEq, Eq)]
-pub(super) enum Listed {
+pub(super) enum Listed<E> {
     /// Not listed this round.
     Skipped,
-    /// The listing failed, after one that had not (the keeper says so once).
-    FirstFailure,
+    /// The listing failed, after one that had not (the keeper says so once), and why.
+    FirstFailure(E),
     /// Failed again (said already), or listed with none of the node's leases lacking.
     Quiet,
-    /// Listed, and these leases (ids) were lacking: asked about next round.
-    Lacking(Vec<LeaseId>),
+    /// Listed, and `of` of the node's leases were lacking: these (at most
+    /// [`ASKED_MOST`]) are asked about next round.
+    Lacking { asked: Vec<LeaseId>, of: usize },
 }
 
 impl Listing {
@@ -45,18 +54,29 @@ impl Listing {
         Self {
             rounds_since: None,
             count: 0,
-            failed: false,
+            failures: 0,
+            made: 0,
             suspects: Vec::new(),
         }
     }
 
+    /// Every how many rounds to list: at the store's size ([`list_every`]), slower after
+    /// failures.
+    fn pace(&self) -> u32 {
+        let backoff = match self.failures {
+            0 => 1,
+            n => (1u32 << n.min(6)).min(FAILED_PACE_MOST),
+        };
+        list_every(self.count).max(backoff)
+    }
+
     /// Whether this round lists: one that leaves some lease unrefreshed (`refreshing`, in
-    /// the order of the node's leases), at the pace the store's size allows.
+    /// the order of the node's leases), at [`Listing::pace`].
     pub(super) fn due(&self, refreshing: &[bool]) -> bool {
         !refreshing.iter().all(|r| *r)
             && self
                 .rounds_since
-                .is_none_or(|n| n + 1 >= list_every(self.count))
+                .is_none_or(|n| n.saturating_add(1) >= self.pace())
     }
 
     /// The leases to ask about this round (the last listing's suspects), handed over once.
@@ -64,36 +84,50 @@ impl Listing {
         std::mem::take(&mut self.suspects)
     }
 
-    /// Takes in a round's listing: `None` not listed, `Some(None)` failed, `Some(ids)`
-    /// the store's leases, against the node's `held` leases and which the round refreshed.
-    pub(super) fn absorb(
+    /// Takes in a round's listing (`None`: not listed), against the node's `held` leases
+    /// and which of them the round settled (`settled[i]`: refreshed, or found gone).
+    pub(super) fn absorb<E>(
         &mut self,
-        listed: Option<Option<Vec<LeaseId>>>,
+        listed: Option<Result<Vec<LeaseId>, E>>,
         held: &[LeaseId],
-        refreshing: &[bool],
-    ) -> Listed {
+        settled: &[bool],
+    ) -> Listed<E> {
         let Some(listed) = listed else {
-            self.rounds_since = Some(self.rounds_since.map_or(0, |n| n.saturating_add(1)));
+            if let Some(n) = &mut self.rounds_since {
+                *n = n.saturating_add(1);
+            }
             return Listed::Skipped;
         };
         self.rounds_since = Some(0);
-        let Some(ids) = listed else {
-            let first = !self.failed;
-            self.failed = true;
-            return match first {
-                true => Listed::FirstFailure,
-                false => Listed::Quiet,
-            };
+        let ids = match listed {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.failures = self.failures.saturating_add(1);
+                return match self.failures {
+                    1 => Listed::FirstFailure(e),
+                    _ => Listed::Quiet,
+                };
+            }
         };
-        self.failed = false;
+        self.failures = 0;
         self.count = ids.len();
         let ids: HashSet<LeaseId> = ids.into_iter().collect();
-        let mut lacking = unlisted(held, refreshing, &ids);
+        let mut lacking = unlisted(held, settled, &ids);
+        let of = lacking.len();
+        // A member behind may lack the same leases listing after listing: start where the
+        // last listing's asking ended, so each is asked within ceil(of / 8) listings.
+        if of > 0 {
+            lacking.rotate_left(self.made.wrapping_mul(ASKED_MOST) % of);
+        }
+        self.made += 1;
         lacking.truncate(ASKED_MOST);
         self.suspects = lacking.iter().map(|&i| held[i]).collect();
         match self.suspects.is_empty() {
             true => Listed::Quiet,
-            false => Listed::Lacking(self.suspects.clone()),
+            false => Listed::Lacking {
+                asked: self.suspects.clone(),
+                of,
+            },
         }
     }
 }
@@ -101,6 +135,8 @@ impl Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type Round = Option<Result<Vec<LeaseId>, &'static str>>;
 
     #[test]
     fn a_listing_is_due_when_some_lease_goes_unrefreshed_at_the_stores_pace() {
@@ -110,9 +146,17 @@ mod tests {
             "every lease refreshed: nothing to look for"
         );
         assert!(l.due(&[true, false]), "the first round that leaves one");
+        assert_eq!(
+            l.absorb::<&str>(None, &[1, 2], &[true, true]),
+            Listed::Skipped
+        );
+        assert!(
+            l.due(&[true, false]),
+            "still the first, after rounds that refreshed all"
+        );
         let held = [1, 2, 3];
         let some = [true, false, false];
-        let listed = |n: usize| Some(Some((1..=n as LeaseId).collect::<Vec<_>>()));
+        let listed = |n: usize| -> Round { Some(Ok((1..=n as LeaseId).collect())) };
         assert_eq!(l.absorb(listed(3), &held, &some), Listed::Quiet);
         assert!(l.due(&some), "a small store: every round");
         // A store of 12,000 leases: every third round.
@@ -128,44 +172,81 @@ mod tests {
     }
 
     #[test]
-    fn a_lacking_lease_is_asked_about_once_the_round_after_and_a_failure_said_once() {
+    fn failed_listings_come_ever_slower_and_are_said_once() {
+        let mut l = Listing::new();
+        let (held, some) = ([1, 2], [true, false]);
+        let mut said = Vec::new();
+        let mut dues = Vec::new();
+        for _ in 0..16 {
+            let due = l.due(&some);
+            dues.push(due);
+            let round: Round = due.then_some(Err("timed out"));
+            said.push(l.absorb(round, &held, &some));
+        }
+        let listed_at: Vec<usize> = (0..16).filter(|&i| dues[i]).collect();
+        assert_eq!(
+            listed_at,
+            [0, 2, 6, 14],
+            "every 2, 4, 8 rounds after each failure"
+        );
+        assert_eq!(said[0], Listed::FirstFailure("timed out"));
+        assert!(
+            said[1..]
+                .iter()
+                .all(|s| matches!(s, Listed::Skipped | Listed::Quiet))
+        );
+        // Listed again: back to the store's pace, and the next failure said again.
+        while !l.due(&some) {
+            l.absorb::<&str>(None, &held, &some);
+        }
+        assert_eq!(
+            l.absorb::<&str>(Some(Ok(vec![1, 2])), &held, &some),
+            Listed::Quiet
+        );
+        assert!(l.due(&some));
+        assert_eq!(
+            l.absorb(Some(Err("refused")), &held, &some),
+            Listed::FirstFailure("refused")
+        );
+        let mut l = Listing::new();
+        for _ in 0..40 {
+            l.absorb::<&str>(Some(Err("x")), &held, &some);
+        }
+        assert_eq!(l.pace(), FAILED_PACE_MOST, "the backoff's ceiling");
+    }
+
+    #[test]
+    fn a_lacking_lease_is_asked_about_once_the_round_after() {
         let mut l = Listing::new();
         let held = [1, 2, 3, 4];
         let some = [true, false, false, false];
         // (what the round listed, what it came to, the suspects the next round asks about)
-        type Case = (
-            &'static str,
-            Option<Option<Vec<LeaseId>>>,
-            Listed,
-            Vec<LeaseId>,
-        );
-        let cases: Vec<Case> = vec![
+        let cases: Vec<(&str, Round, Listed<&str>, Vec<LeaseId>)> = vec![
             (
                 "all there",
-                Some(Some(vec![1, 2, 3, 4, 9])),
+                Some(Ok(vec![1, 2, 3, 4, 9])),
                 Listed::Quiet,
                 vec![],
             ),
             (
                 "two lacking",
-                Some(Some(vec![1, 3])),
-                Listed::Lacking(vec![2, 4]),
+                Some(Ok(vec![1, 3])),
+                Listed::Lacking {
+                    asked: vec![2, 4],
+                    of: 2,
+                },
                 vec![2, 4],
             ),
             ("not listed: nothing new", None, Listed::Skipped, vec![]),
-            ("failed", Some(None), Listed::FirstFailure, vec![]),
-            ("failed again: quiet", Some(None), Listed::Quiet, vec![]),
+            ("failed", Some(Err("e")), Listed::FirstFailure("e"), vec![]),
             (
                 "listed again",
-                Some(Some(vec![1, 2, 3])),
-                Listed::Lacking(vec![4]),
+                Some(Ok(vec![1, 2, 3])),
+                Listed::Lacking {
+                    asked: vec![4],
+                    of: 1,
+                },
                 vec![4],
-            ),
-            (
-                "then failed: said again",
-                Some(None),
-                Listed::FirstFailure,
-                vec![],
             ),
         ];
         for (name, listed, came_to, asked) in cases {
@@ -173,18 +254,37 @@ mod tests {
             assert_eq!(l.take_suspects(), asked, "{name}");
             assert!(l.take_suspects().is_empty(), "{name}: handed over once");
         }
+        // A lease the round found gone itself (settled) is not asked about again.
+        let got = l.absorb::<&str>(Some(Ok(vec![1])), &held, &[true, true, false, true]);
+        assert_eq!(
+            got,
+            Listed::Lacking {
+                asked: vec![3],
+                of: 1
+            }
+        );
     }
 
     #[test]
-    fn a_member_far_behind_costs_a_few_lookups_a_round() {
+    fn a_member_far_behind_costs_a_few_lookups_a_round_and_each_lease_its_turn() {
         let mut l = Listing::new();
-        let held: Vec<LeaseId> = (1..=257).collect();
-        let mut some = vec![false; 257];
+        let held: Vec<LeaseId> = (1..=20).collect();
+        let mut some = vec![false; 20];
         some[0] = true;
-        let got = l.absorb(Some(Some(vec![1])), &held, &some);
+        let mut asked = std::collections::BTreeSet::new();
+        for _ in 0..3 {
+            match l.absorb::<&str>(Some(Ok(vec![1])), &held, &some) {
+                Listed::Lacking { asked: a, of } => {
+                    assert_eq!((a.len(), of), (ASKED_MOST, 19));
+                    asked.extend(a);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
         assert_eq!(
-            got,
-            Listed::Lacking((2..2 + ASKED_MOST as LeaseId).collect())
+            asked.len(),
+            19,
+            "every lacking lease asked within three listings"
         );
     }
 }
