@@ -265,6 +265,14 @@ impl Hub {
         }
     }
 
+    /// Where [`apply_in_parts`] hands this hub's changes.
+    pub(crate) fn feed(&self) -> Feed<'_> {
+        Feed {
+            tx: &self.tx,
+            applying: &self.applying,
+        }
+    }
+
     /// Whether the view is loaded and current (false while re-listing).
     pub fn ready(&self) -> bool {
         self.ready.load(Ordering::Acquire)
@@ -277,13 +285,7 @@ impl Hub {
     fn absorb(&self, events: Vec<WatchEvent>, revision: i64) {
         let multi_thread = tokio::runtime::Handle::try_current()
             .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-        let apply = || {
-            let feed = Feed {
-                tx: &self.tx,
-                applying: &self.applying,
-            };
-            apply_in_parts(&self.state, feed, &self.metrics, &events, revision);
-        };
+        let apply = || apply_in_parts(&self.state, self.feed(), &self.metrics, &events, revision);
         let wide =
             events.len() > PART || events.iter().any(|e| fleet::touches_many_phones(e.key()));
         if wide && multi_thread {

@@ -38,11 +38,9 @@ fn a_batch_is_cut_into_parts_only_between_phones() {
     }
 }
 
-fn feed<'a>(
-    tx: &'a broadcast::Sender<EncodedChange>,
-    applying: &'a watch::Sender<bool>,
-) -> Feed<'a> {
-    Feed { tx, applying }
+/// Applies `events` at `revision` to `hub`'s view, as its follower does.
+fn apply(hub: &Hub, events: &[WatchEvent], revision: i64) {
+    apply_in_parts(&hub.state, hub.feed(), &hub.metrics, events, revision);
 }
 
 fn phone_put(i: usize, revision: i64) -> WatchEvent {
@@ -67,17 +65,15 @@ fn phone_put(i: usize, revision: i64) -> WatchEvent {
 #[test]
 fn a_batch_of_several_parts_is_stamped_with_its_revision_and_resumable_from_it() {
     let phones = PART * 2 + 10;
-    let state = RwLock::new(State::new(Fleet::new("example.com")));
-    let (tx, mut watcher) = broadcast::channel(phones * 2);
-    let metrics = Metrics::default();
-    let applying = watch::channel(false).0;
+    let hub = Hub::new(Fleet::new("example.com"), phones * 2);
+    let mut watcher = hub.tx.subscribe();
     let first: Vec<WatchEvent> = (0..10).map(|i| phone_put(i, 5)).collect();
-    let mut marks = applying.subscribe();
-    apply_in_parts(&state, feed(&tx, &applying), &metrics, &first, 5);
+    let mut marks = hub.applying.subscribe();
+    apply(&hub, &first, 5);
     assert!(!marks.has_changed().unwrap(), "one part is not marked");
-    state.write().floor = 5;
+    hub.state.write().floor = 5;
     let batch: Vec<WatchEvent> = (10..phones).map(|i| phone_put(i, 7)).collect();
-    apply_in_parts(&state, feed(&tx, &applying), &metrics, &batch, 7);
+    apply(&hub, &batch, 7);
     assert!(marks.has_changed().unwrap(), "several parts are marked");
     assert!(!*marks.borrow_and_update(), "and the mark is cleared after");
 
@@ -92,7 +88,7 @@ fn a_batch_of_several_parts_is_stamped_with_its_revision_and_resumable_from_it()
         "every part carries the batch's revision"
     );
 
-    let st = state.read();
+    let st = hub.state.read();
     assert_eq!(st.fleet.revision(), 7);
     assert_eq!(st.fleet.len(), phones);
     let since = |r| st.since(r).map(|c| c.len());
@@ -111,16 +107,13 @@ fn a_batch_of_several_parts_is_stamped_with_its_revision_and_resumable_from_it()
 /// behind on its first part's changes finds the mark raised.
 #[test]
 fn a_batch_of_several_parts_is_marked_from_before_its_first_part() {
-    let state = RwLock::new(State::new(Fleet::new("example.com")));
-    let (tx, _) = broadcast::channel(16);
-    let metrics = Metrics::default();
-    let applying = watch::channel(false).0;
+    let hub = Hub::new(Fleet::new("example.com"), 16);
     let batch: Vec<WatchEvent> = (0..PART + 10).map(|i| phone_put(i, 2)).collect();
     std::thread::scope(|s| {
-        let reader = state.read();
-        let applier = s.spawn(|| apply_in_parts(&state, feed(&tx, &applying), &metrics, &batch, 2));
+        let reader = hub.state.read();
+        let applier = s.spawn(|| apply(&hub, &batch, 2));
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !*applying.borrow() {
+        while !*hub.applying.borrow() {
             assert!(std::time::Instant::now() < deadline, "never marked");
             std::thread::yield_now();
         }
@@ -128,27 +121,18 @@ fn a_batch_of_several_parts_is_marked_from_before_its_first_part() {
         drop(reader);
         applier.join().expect("applied");
     });
-    assert!(!*applying.borrow(), "cleared once in");
-    assert_eq!(state.read().fleet.len(), PART + 10);
+    assert!(!*hub.applying.borrow(), "cleared once in");
+    assert_eq!(hub.state.read().fleet.len(), PART + 10);
 }
 
 #[test]
 fn a_resume_from_a_revision_partly_dropped_from_the_history_is_refused() {
-    let state = RwLock::new(State::new(Fleet::new("example.com")));
-    let (tx, _) = broadcast::channel(16);
-    let metrics = Metrics::default();
-    let applying = watch::channel(false).0;
-    state.write().floor = 1;
+    let hub = Hub::new(Fleet::new("example.com"), 16);
+    hub.state.write().floor = 1;
     let full: Vec<WatchEvent> = (0..HISTORY).map(|i| phone_put(i, 2)).collect();
-    apply_in_parts(&state, feed(&tx, &applying), &metrics, &full, 2);
-    apply_in_parts(
-        &state,
-        feed(&tx, &applying),
-        &metrics,
-        &[phone_put(HISTORY, 3)],
-        3,
-    );
-    let st = state.read();
+    apply(&hub, &full, 2);
+    apply(&hub, &[phone_put(HISTORY, 3)], 3);
+    let st = hub.state.read();
     assert_eq!(
         st.since(2).map(|c| c.len()),
         None,
@@ -160,10 +144,8 @@ fn a_resume_from_a_revision_partly_dropped_from_the_history_is_refused() {
 #[test]
 fn a_departed_edge_republishes_its_phones_in_parts_at_the_revision_of_its_record() {
     let phones = PART * 2 + 10;
-    let state = RwLock::new(State::new(Fleet::new("example.com")));
-    let (tx, mut watcher) = broadcast::channel(phones * 4);
-    let metrics = Metrics::default();
-    let applying = watch::channel(false).0;
+    let hub = Hub::new(Fleet::new("example.com"), phones * 4);
+    let mut watcher = hub.tx.subscribe();
     let member = keys::member("edge", "e1");
     let put = |key: String, value: Vec<u8>| {
         WatchEvent::Put(KeyValue {
@@ -189,15 +171,15 @@ fn a_departed_edge_republishes_its_phones_in_parts_at_the_revision_of_its_record
             binding.clone(),
         ));
     }
-    apply_in_parts(&state, feed(&tx, &applying), &metrics, &first, 5);
+    apply(&hub, &first, 5);
     while watcher.try_recv().is_ok() {}
 
     let gone = [WatchEvent::Delete {
         key: member,
         mod_revision: 9,
     }];
-    let mut marks = applying.subscribe();
-    apply_in_parts(&state, feed(&tx, &applying), &metrics, &gone, 9);
+    let mut marks = hub.applying.subscribe();
+    apply(&hub, &gone, 9);
     assert!(
         marks.has_changed().unwrap(),
         "one key re-reducing phones in several parts is marked"
@@ -214,7 +196,7 @@ fn a_departed_edge_republishes_its_phones_in_parts_at_the_revision_of_its_record
             .all(|c| c.status.as_ref().unwrap().lines[0].contacts.is_empty()),
         "the departed edge's contacts are not shown"
     );
-    let st = state.read();
+    let st = hub.state.read();
     assert_eq!(st.fleet.revision(), 9);
     assert_eq!(st.since(9).map(|c| c.len()), Some(phones));
 }

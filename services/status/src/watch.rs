@@ -272,6 +272,7 @@ pub(crate) async fn serve(
     site: String,
     tx: mpsc::Sender<Result<Wire, Status>>,
 ) {
+    let allowed = || tokens.allows(&token, Permission::View);
     let (mut first, _, mut rx) = start(&hub, after, &site);
     // Every change before this revision has reached the watcher (changes at it may not
     // all have: a batch applied in parts stamps each part with its revision). A watcher
@@ -337,7 +338,7 @@ pub(crate) async fn serve(
             let next = tokio::select! {
                 n = rx.recv() => n,
                 changed = token_changes.changed() => {
-                    if changed.is_err() || !tokens.allows(&token, Permission::View) {
+                    if changed.is_err() || !allowed() {
                         revoked(&tx).await;
                         return;
                     }
@@ -373,8 +374,7 @@ pub(crate) async fn serve(
                     // Its place in the channel holds back nothing, but it is read no
                     // more: the resume subscribes anew.
                     drop(rx);
-                    let allowed = || tokens.allows(&token, Permission::View);
-                    if !settle(hub.applying.subscribe(), &mut token_changes, allowed).await {
+                    if !settle(hub.applying.subscribe(), &mut token_changes, &allowed).await {
                         revoked(&tx).await;
                         return;
                     }
