@@ -164,11 +164,7 @@ fn now_ms() -> i64 {
 async fn watch_resumes(status: &dialtone_tests::Node) -> [i64; 3] {
     let mut n = [0; 3];
     for (i, from) in ["history", "changed", "snapshot"].iter().enumerate() {
-        let label = format!("from=\"{from}\"");
-        n[i] = status
-            .metric("dialtone_status_watch_resumes_total", &label)
-            .await
-            .unwrap_or(0);
+        n[i] = status.status_watch_resumes(from).await;
     }
     n
 }

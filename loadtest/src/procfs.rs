@@ -13,13 +13,8 @@ pub fn tree(root: u32) -> Vec<u32> {
             if all.contains(&pid) {
                 continue;
             }
-            let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|s| {
-                    s.rsplit_once(')')
-                        .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok())
-                });
-            if ppid.is_some_and(|p| all.contains(&p)) {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if parse_stat(&stat).is_some_and(|s| all.contains(&s.ppid)) {
                 all.push(pid);
                 changed = true;
             }
@@ -32,7 +27,7 @@ pub fn tree(root: u32) -> Vec<u32> {
 pub fn cpu_us(pids: &[u32]) -> u64 {
     pids.iter()
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
-        .filter_map(|s| Some(parse_stat(&s)?.1))
+        .filter_map(|s| Some(parse_stat(&s)?.ticks))
         .sum::<u64>()
         * US_PER_TICK
 }
@@ -46,8 +41,8 @@ pub fn threads_cpu_us(pid: u32, prefix: &str) -> u64 {
         .flatten()
         .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
         .filter_map(|s| {
-            let (name, ticks) = parse_stat(&s)?;
-            name.starts_with(prefix).then_some(ticks)
+            let stat = parse_stat(&s)?;
+            stat.name.starts_with(prefix).then_some(stat.ticks)
         })
         .sum::<u64>()
         * US_PER_TICK
@@ -56,16 +51,26 @@ pub fn threads_cpu_us(pid: u32, prefix: &str) -> u64 {
 /// Microseconds in a clock tick (USER_HZ is 100 on Linux).
 const US_PER_TICK: u64 = 10_000;
 
-/// A process's or thread's `stat` line: its name (between the first `(` and the last `)`:
-/// a name may hold either, or spaces) and its utime + stime in clock ticks.
-fn parse_stat(stat: &str) -> Option<(&str, u64)> {
+/// What this module reads of a process's or thread's `stat` line.
+#[derive(Debug, PartialEq, Eq)]
+struct Stat<'a> {
+    /// Between the first `(` and the last `)`: a name may hold either, or spaces.
+    name: &'a str,
+    ppid: u32,
+    /// utime + stime, in clock ticks.
+    ticks: u64,
+}
+
+/// A `stat` line's name, parent and CPU time; none when it is not one.
+fn parse_stat(stat: &str) -> Option<Stat<'_>> {
     let (head, rest) = stat.rsplit_once(')')?;
     let name = head.split_once('(')?.1;
     let r = rest.split_whitespace().collect::<Vec<_>>();
-    Some((
+    Some(Stat {
         name,
-        r.get(11)?.parse::<u64>().ok()? + r.get(12)?.parse::<u64>().ok()?,
-    ))
+        ppid: r.get(1)?.parse().ok()?,
+        ticks: r.get(11)?.parse::<u64>().ok()? + r.get(12)?.parse::<u64>().ok()?,
+    })
 }
 
 /// Proportional set size of the processes (shared memory counted once), in bytes.
@@ -211,7 +216,7 @@ impl ListenQueue {
 
 #[cfg(test)]
 mod tests {
-    use super::{ListenQueue, MemoryPressure, parse_stat};
+    use super::{ListenQueue, MemoryPressure, Stat, parse_stat};
 
     #[test]
     fn memory_pressure_is_read_from_the_kernels_counters() {
@@ -307,18 +312,19 @@ mod tests {
     }
 
     #[test]
-    fn a_stat_line_gives_its_name_and_cpu_ticks() {
+    fn a_stat_line_gives_its_name_parent_and_cpu_ticks() {
         let tail = "S 1 2 3 0 -1 4194560 5 0 0 0 120 35 0 0 20 0 2 0 9 1 2";
         // (line, expected)
         let cases = [
-            (format!("42 (phonesim) {tail}"), Some(("phonesim", 155))),
+            (format!("42 (phonesim) {tail}"), Some(("phonesim", 1, 155))),
             // A name may hold spaces and parentheses.
-            (format!("42 (a (b) c) {tail}"), Some(("a (b) c", 155))),
+            (format!("42 (a (b) c) {tail}"), Some(("a (b) c", 1, 155))),
             ("42 (short) S 1 2".to_owned(), None),
             (format!("42 phonesim {tail}"), None),
             ("42 (x) S 1 2 3 0 -1 4194560 5 0 0 0 n 35".to_owned(), None),
         ];
         for (line, want) in cases {
+            let want = want.map(|(name, ppid, ticks)| Stat { name, ppid, ticks });
             assert_eq!(parse_stat(&line), want, "{line:?}");
         }
     }

@@ -209,6 +209,16 @@ impl Node {
             .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
+    /// How often this status node resumed a watch that fell behind its live changes,
+    /// `from` one way: `history`, `changed` (the phones changed since) or `snapshot` (the
+    /// whole fleet again); 0 when the metric has no sample yet.
+    pub async fn status_watch_resumes(&self, from: &str) -> i64 {
+        let label = format!("from=\"{from}\"");
+        self.metric("dialtone_status_watch_resumes_total", &label)
+            .await
+            .unwrap_or(0)
+    }
+
     /// SIGKILLs the process (a crash).
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -381,15 +381,6 @@ async fn a_watcher_that_falls_behind_is_sent_what_it_missed_not_the_fleet_again(
         assert!(Instant::now() < deadline, "statuses not published");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let resumes = |from: &'static str| {
-        let node = &sb.nodes[0];
-        async move {
-            let label = format!("from=\"{from}\"");
-            node.metric("dialtone_status_watch_resumes_total", &label)
-                .await
-                .unwrap_or(0)
-        }
-    };
     let mut missing: std::collections::HashSet<String> =
         imported.into_iter().map(|(id, ..)| id).collect();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -408,8 +399,8 @@ async fn a_watcher_that_falls_behind_is_sent_what_it_missed_not_the_fleet_again(
     // 50,000 changes since: more than a resume takes from the history at once, so the
     // phones changed since were read from the view.
     assert!(
-        resumes("changed").await >= 1,
+        sb.nodes[0].status_watch_resumes("changed").await >= 1,
         "the watcher never fell behind"
     );
-    assert_eq!(resumes("snapshot").await, 0);
+    assert_eq!(sb.nodes[0].status_watch_resumes("snapshot").await, 0);
 }
