@@ -11,8 +11,32 @@
 
 use std::collections::HashSet;
 
-use super::shards::{ASKED_MOST, list_every, unlisted};
 use crate::LeaseId;
+
+/// The leases of `held` (the main lease first) that a keeper round did not refresh
+/// (`refreshed[i]` false) and that `listed`, every lease the store holds, lacks: revoked
+/// behind the node's back, or granted so lately that the member that answered has not
+/// applied it yet. Indexes into `held`, for the keeper to confirm each with a lookup.
+fn unlisted(held: &[LeaseId], refreshed: &[bool], listed: &HashSet<LeaseId>) -> Vec<usize> {
+    held.iter()
+        .zip(refreshed)
+        .enumerate()
+        .filter(|(_, (id, refreshed))| !**refreshed && !listed.contains(*id))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// How many leases the keeper asks about in a round, of those a listing lacked: a member
+/// far behind may lack many, and each lookup goes to the leader.
+const ASKED_MOST: usize = 8;
+
+/// Every how many keeper rounds a node lists the store's leases, when the last listing
+/// held `listed` of them: every round up to 5,000, then one more round per 5,000. etcd
+/// copies and sorts its whole lease table for each listing, so the work stays about 5,000
+/// leases a round an edge however many edges share the cluster.
+fn list_every(listed: usize) -> u32 {
+    listed.div_ceil(5_000).max(1) as u32
+}
 
 /// What the keeper knows of its listings from round to round.
 #[derive(Debug)]
@@ -137,6 +161,76 @@ mod tests {
     use super::*;
 
     type Round = Option<Result<Vec<LeaseId>, &'static str>>;
+
+    #[test]
+    fn a_lease_not_refreshed_is_suspect_only_when_the_store_does_not_list_it() {
+        let listed = |ids: &[LeaseId]| ids.iter().copied().collect::<HashSet<_>>();
+        // (held, refreshed this round, listed, suspect)
+        type Case = (
+            &'static str,
+            Vec<LeaseId>,
+            Vec<bool>,
+            HashSet<LeaseId>,
+            Vec<usize>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "every one listed",
+                vec![1, 2, 3],
+                vec![true, false, false],
+                listed(&[1, 2, 3]),
+                vec![],
+            ),
+            (
+                "one revoked",
+                vec![1, 2, 3],
+                vec![true, false, false],
+                listed(&[1, 3]),
+                vec![1],
+            ),
+            (
+                "revoked but refreshed: the refresh says so",
+                vec![1, 2, 3],
+                vec![true, true, false],
+                listed(&[1, 3]),
+                vec![],
+            ),
+            (
+                "none listed: all not refreshed",
+                vec![1, 2, 3],
+                vec![true, false, false],
+                listed(&[]),
+                vec![1, 2],
+            ),
+            (
+                "others' leases do not matter",
+                vec![1, 2],
+                vec![true, false],
+                listed(&[9, 2, 8]),
+                vec![],
+            ),
+            ("nothing held", vec![], vec![], listed(&[1]), vec![]),
+        ];
+        for (name, held, refreshed, listed, want) in cases {
+            assert_eq!(unlisted(&held, &refreshed, &listed), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_store_is_listed_less_often_as_it_holds_more_leases() {
+        // (leases the last listing held, every how many rounds)
+        let cases = [
+            (0, 1),
+            (771, 1),
+            (5_000, 1),
+            (5_001, 2),
+            (26_000, 6),
+            (350_000, 70),
+        ];
+        for (listed, every) in cases {
+            assert_eq!(list_every(listed), every, "{listed} leases");
+        }
+    }
 
     #[test]
     fn a_listing_is_due_when_some_lease_goes_unrefreshed_at_the_stores_pace() {
