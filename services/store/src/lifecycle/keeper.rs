@@ -135,15 +135,15 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         let due =
             |i: usize, k: &Kept| i == 0 || bindings_due || k.stream.is_none() || !together[i - 1];
         let refreshing: Vec<bool> = kept.iter().enumerate().map(|(i, k)| due(i, k)).collect();
+        // Futures for the due leases only: a refresh's future is large (the keep-alive's
+        // gRPC call), and one built for each of the 257 leases every round, due or not,
+        // cost the edge page faults and copies on every round.
         let refreshes = join_all(
             kept.iter_mut()
                 .zip(&refreshing)
-                .map(|(k, &due)| async move {
-                    match due {
-                        true => Some(refresh(shared, k, limit).await),
-                        false => None,
-                    }
-                }),
+                .enumerate()
+                .filter(|(_, (_, due))| **due)
+                .map(|(i, (k, _))| async move { (i, refresh(shared, k, limit).await) }),
         );
         // Beside the refreshes, never before them (a slow look would delay them): a newer
         // process claimed the node id? The leases are then its to keep (it took them over)
@@ -194,8 +194,8 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
         }
         let mut stale = Vec::new();
         let mut failed = 0;
-        let refreshed = kept.iter_mut().zip(refreshes).enumerate();
-        for (i, (k, refreshed)) in refreshed.filter_map(|(i, (k, r))| Some((i, (k, r?)))) {
+        for (i, refreshed) in refreshes {
+            let k = &mut kept[i];
             match fate(refreshed, now - k.last_ok, k.ttl.unwrap_or(ttl)) {
                 Fate::Kept => {
                     k.last_ok = now;
