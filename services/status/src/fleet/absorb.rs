@@ -129,15 +129,15 @@ impl Fleet {
                 }
                 binding_facts(&mut self.names, line, node, b)
             });
-            let (id, entry) = self.entry(phone);
-            let mut bindings: Vec<BindingFacts> = std::mem::take(&mut entry.bindings)
-                .into_vec()
-                .into_iter()
-                .filter(|b| !(b.line == line && *b.node_id == *node))
-                .chain(fresh)
-                .collect();
-            bindings.sort_by(|a, b| (a.line, &a.node_id).cmp(&(b.line, &b.node_id)));
-            entry.bindings = bindings.into_boxed_slice();
+            // One lookup for a phone the view holds (a refresh, a dead edge's binding
+            // deleted); the view's copy of its id is looked up only when it is touched.
+            match self.phones.get_mut(phone) {
+                Some(entry) => set_binding(&mut entry.bindings, line, node, fresh),
+                // Deleting what the view never had changes nothing.
+                None if fresh.is_none() => return Touched::Nothing,
+                None => set_binding(&mut self.entry(phone).1.bindings, line, node, fresh),
+            }
+            let (id, entry) = self.phones.get_key_value(phone).expect("set above");
             // A binding on an edge without its membership record counts nowhere in a
             // status: its change changes none. A dead edge's bindings are deleted seconds
             // after its record, hundreds of thousands at once, each re-reduced for nothing
@@ -146,7 +146,7 @@ impl Fleet {
             if !counted && !entry.is_empty() {
                 return Touched::Uncounted(phone, node);
             }
-            return Touched::Phone(id);
+            return Touched::Phone(id.clone());
         }
         if let Some(id) = key.strip_prefix(keys::PROVISION) {
             let p = value
@@ -259,6 +259,33 @@ impl Fleet {
     }
 }
 
+/// Sets the binding of `line` on `node` among a phone's `bindings` (sorted by line, then
+/// edge) to `fresh`, none deleting it. In place where it can be: an edge refreshes every
+/// binding it holds, and a dead edge's are deleted hundreds of thousands at once.
+fn set_binding(
+    bindings: &mut Box<[BindingFacts]>,
+    line: u32,
+    node: &str,
+    fresh: Option<BindingFacts>,
+) {
+    let at = bindings.binary_search_by(|b| (b.line, &*b.node_id).cmp(&(line, node)));
+    match (at, fresh) {
+        (Ok(i), Some(fresh)) => bindings[i] = fresh,
+        (Err(_), None) => {}
+        (Ok(i), None) => {
+            let mut v = std::mem::take(bindings).into_vec();
+            v.remove(i);
+            *bindings = v.into_boxed_slice();
+        }
+        (Err(i), Some(fresh)) => {
+            let mut v = std::mem::take(bindings).into_vec();
+            v.reserve_exact(1);
+            v.insert(i, fresh);
+            *bindings = v.into_boxed_slice();
+        }
+    }
+}
+
 fn binding_facts(names: &mut Interner, line: u32, node: &str, b: Binding) -> BindingFacts {
     let user_agent = names.get(b.contacts.first().map_or("", |c| &c.user_agent));
     let mut contacts: Vec<ContactFacts> = b
@@ -277,5 +304,84 @@ fn binding_facts(names: &mut Interner, line: u32, node: &str, b: Binding) -> Bin
         contacts: contacts.into_boxed_slice(),
         user_agent,
         updated_at_ms: b.updated_at_ms,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn binding(line: u32, node: &str, at: i64) -> BindingFacts {
+        BindingFacts {
+            line,
+            node_id: node.into(),
+            contacts: Box::default(),
+            user_agent: "".into(),
+            updated_at_ms: at,
+        }
+    }
+
+    #[test]
+    fn a_binding_is_set_in_line_then_edge_order() {
+        // (held as (line, edge, written at), set (line, edge), to (written at; none:
+        // deleted), held after)
+        type Held = &'static [(u32, &'static str, i64)];
+        type Case = (Held, (u32, &'static str), Option<i64>, Held);
+        let cases: [Case; 8] = [
+            (&[], (1, "e1"), Some(5), &[(1, "e1", 5)]),
+            (&[], (1, "e1"), None, &[]),
+            (
+                &[(1, "e2", 1)],
+                (1, "e1"),
+                Some(5),
+                &[(1, "e1", 5), (1, "e2", 1)],
+            ),
+            (
+                &[(1, "e1", 1)],
+                (1, "e2"),
+                Some(5),
+                &[(1, "e1", 1), (1, "e2", 5)],
+            ),
+            (
+                &[(2, "e1", 1)],
+                (1, "e9"),
+                Some(5),
+                &[(1, "e9", 5), (2, "e1", 1)],
+            ),
+            (
+                &[(1, "e1", 1), (1, "e2", 2)],
+                (1, "e2"),
+                Some(5),
+                &[(1, "e1", 1), (1, "e2", 5)],
+            ),
+            (
+                &[(1, "e1", 1), (1, "e2", 2)],
+                (1, "e1"),
+                None,
+                &[(1, "e2", 2)],
+            ),
+            (
+                &[(1, "e1", 1), (1, "e2", 2)],
+                (2, "e1"),
+                None,
+                &[(1, "e1", 1), (1, "e2", 2)],
+            ),
+        ];
+        for (held, (line, node), to, want) in cases {
+            let mut bindings: Box<[BindingFacts]> =
+                held.iter().map(|&(l, n, at)| binding(l, n, at)).collect();
+            set_binding(
+                &mut bindings,
+                line,
+                node,
+                to.map(|at| binding(line, node, at)),
+            );
+            let got: Vec<(u32, &str, i64)> = bindings
+                .iter()
+                .map(|b| (b.line, &*b.node_id, b.updated_at_ms))
+                .collect();
+            assert_eq!(got, want, "{held:?} set ({line}, {node}) to {to:?}");
+            assert_eq!(bindings.len(), want.len(), "no room left over");
+        }
     }
 }
