@@ -279,6 +279,25 @@ fn deleting_the_phone_reports_removal_and_bindings_alone_show_nothing() {
 }
 
 #[test]
+fn a_binding_of_a_phone_the_view_lacks_touches_nothing_when_deleted_or_undecodable() {
+    let (mut f, primary, _) = fleet();
+    let held = f.phones.len();
+    let key = keys::binding("p9", 0, &primary);
+    assert!(matches!(f.absorb(&key, None), Touched::Nothing));
+    assert!(matches!(
+        f.absorb(&key, Some(b"\xff\xff")),
+        Touched::Nothing
+    ));
+    assert_eq!(f.phones.len(), held, "no entry made for p9");
+    // Written as it decodes, it is held (and touches p9).
+    assert!(matches!(
+        f.absorb(&key, Some(&binding("x"))),
+        Touched::Phone(_)
+    ));
+    assert_eq!(f.phones.len(), held + 1);
+}
+
+#[test]
 fn placement_problems_are_named() {
     let (mut f, _, _) = fleet();
     f.apply([("config/edge-groups/main", None)], 11, 2_000);

@@ -129,23 +129,31 @@ impl Fleet {
                 }
                 binding_facts(&mut self.names, line, node, b)
             });
-            // One lookup for a phone the view holds (a refresh, a dead edge's binding
-            // deleted); the view's copy of its id is looked up only when it is touched.
-            match self.phones.get_mut(phone) {
-                Some(entry) => set_binding(&mut entry.bindings, line, node, fresh),
-                // Deleting what the view never had changes nothing.
+            // One lookup for a phone the view holds when the change touches no status (a
+            // dead edge's bindings, deleted after its membership record); the view's copy of
+            // its id is looked up only for one that does.
+            let empty = match self.phones.get_mut(phone) {
+                Some(entry) => {
+                    set_binding(&mut entry.bindings, line, node, fresh);
+                    entry.is_empty()
+                }
+                // Deleting what the view never had, or writing what does not decode,
+                // changes nothing.
                 None if fresh.is_none() => return Touched::Nothing,
-                None => set_binding(&mut self.entry(phone).1.bindings, line, node, fresh),
-            }
-            let (id, entry) = self.phones.get_key_value(phone).expect("set above");
+                None => {
+                    set_binding(&mut self.entry(phone).1.bindings, line, node, fresh);
+                    false
+                }
+            };
             // A binding on an edge without its membership record counts nowhere in a
             // status: its change changes none. A dead edge's bindings are deleted seconds
             // after its record, hundreds of thousands at once, each re-reduced for nothing
             // before. An entry left with nothing (no configuration, provisioning or
             // binding) is still re-reduced, so the view drops it.
-            if !counted && !entry.is_empty() {
+            if !counted && !empty {
                 return Touched::Uncounted(phone, node);
             }
+            let (id, _) = self.phones.get_key_value(phone).expect("set above");
             return Touched::Phone(id.clone());
         }
         if let Some(id) = key.strip_prefix(keys::PROVISION) {
@@ -279,6 +287,8 @@ fn set_binding(
         }
         (Err(i), Some(fresh)) => {
             let mut v = std::mem::take(bindings).into_vec();
+            // Room for one more, not the four a push would make: the list is kept at its
+            // exact length (`entry.rs`).
             v.reserve_exact(1);
             v.insert(i, fresh);
             *bindings = v.into_boxed_slice();
@@ -308,80 +318,5 @@ fn binding_facts(names: &mut Interner, line: u32, node: &str, b: Binding) -> Bin
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn binding(line: u32, node: &str, at: i64) -> BindingFacts {
-        BindingFacts {
-            line,
-            node_id: node.into(),
-            contacts: Box::default(),
-            user_agent: "".into(),
-            updated_at_ms: at,
-        }
-    }
-
-    #[test]
-    fn a_binding_is_set_in_line_then_edge_order() {
-        // (held as (line, edge, written at), set (line, edge), to (written at; none:
-        // deleted), held after)
-        type Held = &'static [(u32, &'static str, i64)];
-        type Case = (Held, (u32, &'static str), Option<i64>, Held);
-        let cases: [Case; 8] = [
-            (&[], (1, "e1"), Some(5), &[(1, "e1", 5)]),
-            (&[], (1, "e1"), None, &[]),
-            (
-                &[(1, "e2", 1)],
-                (1, "e1"),
-                Some(5),
-                &[(1, "e1", 5), (1, "e2", 1)],
-            ),
-            (
-                &[(1, "e1", 1)],
-                (1, "e2"),
-                Some(5),
-                &[(1, "e1", 1), (1, "e2", 5)],
-            ),
-            (
-                &[(2, "e1", 1)],
-                (1, "e9"),
-                Some(5),
-                &[(1, "e9", 5), (2, "e1", 1)],
-            ),
-            (
-                &[(1, "e1", 1), (1, "e2", 2)],
-                (1, "e2"),
-                Some(5),
-                &[(1, "e1", 1), (1, "e2", 5)],
-            ),
-            (
-                &[(1, "e1", 1), (1, "e2", 2)],
-                (1, "e1"),
-                None,
-                &[(1, "e2", 2)],
-            ),
-            (
-                &[(1, "e1", 1), (1, "e2", 2)],
-                (2, "e1"),
-                None,
-                &[(1, "e1", 1), (1, "e2", 2)],
-            ),
-        ];
-        for (held, (line, node), to, want) in cases {
-            let mut bindings: Box<[BindingFacts]> =
-                held.iter().map(|&(l, n, at)| binding(l, n, at)).collect();
-            set_binding(
-                &mut bindings,
-                line,
-                node,
-                to.map(|at| binding(line, node, at)),
-            );
-            let got: Vec<(u32, &str, i64)> = bindings
-                .iter()
-                .map(|b| (b.line, &*b.node_id, b.updated_at_ms))
-                .collect();
-            assert_eq!(got, want, "{held:?} set ({line}, {node}) to {to:?}");
-            assert_eq!(bindings.len(), want.len(), "no room left over");
-        }
-    }
-}
+#[path = "absorb_tests.rs"]
+mod tests;
