@@ -50,6 +50,14 @@ struct Lease {
     keys: std::collections::BTreeSet<String>,
 }
 
+impl Lease {
+    /// Whether it is still alive at `now`: one expires at its deadline, though the sweep
+    /// that deletes its keys may come later.
+    fn alive_at(&self, now: Instant) -> bool {
+        self.deadline > now
+    }
+}
+
 struct State {
     revision: i64,
     kvs: BTreeMap<String, Entry>,
@@ -673,7 +681,7 @@ impl EmbeddedStore {
         let now = Instant::now();
         st.leases
             .get(&id)
-            .filter(|l| l.deadline > now)
+            .filter(|l| l.alive_at(now))
             .map(|l| read(l, now))
     }
 
@@ -696,7 +704,7 @@ impl EmbeddedStore {
         Ok(st
             .leases
             .iter()
-            .filter(|(_, l)| l.deadline > now)
+            .filter(|(_, l)| l.alive_at(now))
             .map(|(id, _)| *id)
             .collect())
     }
@@ -744,7 +752,7 @@ async fn expire_leases(inner: Weak<Inner>) {
             .read()
             .leases
             .iter()
-            .filter(|(_, l)| l.deadline <= now)
+            .filter(|(_, l)| !l.alive_at(now))
             .map(|(id, _)| *id)
             .collect();
         for id in expired {

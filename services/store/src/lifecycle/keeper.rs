@@ -136,13 +136,13 @@ pub(super) async fn keep(shared: std::sync::Arc<Shared>) {
             |i: usize, k: &Kept| i == 0 || bindings_due || k.stream.is_none() || !together[i - 1];
         let refreshing: Vec<bool> = kept.iter().enumerate().map(|(i, k)| due(i, k)).collect();
         // Futures for the due leases only: a refresh's future is large (the keep-alive's
-        // gRPC call), and one built for each of the 257 leases every round, due or not,
-        // cost the edge page faults and copies on every round.
+        // gRPC call), and one built for each of an edge's hundreds of leases every round,
+        // due or not, cost it page faults and copies on every round.
         let refreshes = join_all(
             kept.iter_mut()
                 .zip(&refreshing)
                 .enumerate()
-                .filter(|(_, (_, due))| **due)
+                .filter(|(_, (_, is_due))| **is_due)
                 .map(|(i, (k, _))| async move { (i, refresh(shared, k, limit).await) }),
         );
         // Beside the refreshes, never before them (a slow look would delay them): a newer
