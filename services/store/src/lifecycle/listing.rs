@@ -87,10 +87,10 @@ impl Listing {
     /// Every how many rounds to list: at the store's size ([`list_every`]), slower after
     /// failures.
     fn pace(&self) -> u32 {
-        let backoff = match self.failures {
-            0 => 1,
-            n => (1u32 << n.min(6)).min(FAILED_PACE_MOST),
-        };
+        // 2^failures rounds: 1 while listings succeed, then 2, 4, ... up to the ceiling.
+        let backoff = 1u32
+            .checked_shl(self.failures)
+            .map_or(FAILED_PACE_MOST, |b| b.min(FAILED_PACE_MOST));
         list_every(self.count).max(backoff)
     }
 
