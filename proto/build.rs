@@ -24,6 +24,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .file_descriptor_set_path(&descriptor_path)
         // Its Debug is written by hand (src/lib.rs): never the password.
         .skip_debug([".dialtone.config.v1.TrunkCredentials"])
+        // The status view fingerprints each status it reduces by hashing it (a walk of its
+        // fields, not an encoding): an edge's death re-reduces hundreds of thousands.
+        // prost derives `Hash` itself for messages of scalar fields only (`EdgeStatus`,
+        // `LineContact`, `ProvisioningStatus`); these two hold other messages.
+        .type_attribute(".dialtone.status.v1.PhoneStatus", "#[derive(Eq, Hash)]")
+        .type_attribute(".dialtone.status.v1.LineStatus", "#[derive(Eq, Hash)]")
         .compile_fds(fds)?;
     let descriptors = std::fs::read(&descriptor_path)?;
     pbjson_build::Builder::new()

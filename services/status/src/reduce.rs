@@ -173,7 +173,7 @@ impl Context<'_> {
             let mut cache = entry.placed;
             let fresh = self
                 .compute_into(id, entry, &mut cache, st)
-                .then(|| fingerprint(st, buf));
+                .then(|| fingerprint(st));
             entry.placed = cache;
             match (fresh, entry.published.take()) {
                 (None, None) => {}
@@ -348,14 +348,13 @@ pub(crate) fn fill_binding_times(
     }
 }
 
-/// A hash of everything a status says except its since-times and revision: of its
-/// encoding, into `buf` (the thread's, kept for the next phone: an edge's departure
-/// fingerprints hundreds of thousands of phones at once).
-fn fingerprint(st: &PhoneStatus, buf: &mut Vec<u8>) -> u64 {
+/// A hash of everything a status says except its since-times and revision (which are
+/// still zero when it is taken): a walk of its fields, not of its encoding, which an
+/// edge's departure would make twice for each of hundreds of thousands of phones (once
+/// here, once for the change handed on).
+fn fingerprint(st: &PhoneStatus) -> u64 {
     use std::hash::BuildHasher;
-    buf.clear();
-    st.encode(buf).expect("a Vec grows");
-    foldhash::quality::FixedState::with_seed(0).hash_one(&buf[..])
+    foldhash::quality::FixedState::with_seed(0).hash_one(st)
 }
 
 #[cfg(test)]

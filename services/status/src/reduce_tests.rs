@@ -1,4 +1,4 @@
-//! Table tests of `reduce.rs`: a phone's published edges rebuilt.
+//! Table tests of `reduce.rs`: a phone's published edges rebuilt, and its fingerprint.
 
 use super::*;
 
@@ -58,5 +58,54 @@ fn published_edges_are_rebuilt_in_the_new_order_keeping_the_names_they_had() {
             now.len() - fresh.len(),
             "{before:?} -> {now:?}: names kept"
         );
+    }
+}
+
+#[test]
+fn a_fingerprint_moves_with_any_field_however_deep() {
+    use dialtone_proto::status::v1::{LineContact, LineStatus, ProvisioningStatus};
+    let base = || PhoneStatus {
+        phone_id: "p1".into(),
+        site_id: "s1".into(),
+        edges: vec![EdgeStatus {
+            node_id: "e1".into(),
+            lines_registered: 1,
+            ..Default::default()
+        }],
+        lines: vec![LineStatus {
+            contacts: vec![LineContact {
+                uri: "sip:a@10.0.0.1".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+        provisioning: Some(ProvisioningStatus::default()),
+        ..Default::default()
+    };
+    type Change = fn(&mut PhoneStatus);
+    // Each changes one field, at every depth of the message.
+    let cases: [(&str, Change); 7] = [
+        ("name", |s| s.name = "desk".into()),
+        ("status", |s| s.status = OperationalStatus::Degraded as i32),
+        ("an edge's lines", |s| s.edges[0].lines_registered = 2),
+        ("an edge more", |s| s.edges.push(EdgeStatus::default())),
+        ("a contact's uri", |s| {
+            s.lines[0].contacts[0].uri = "sip:a@10.0.0.2".into()
+        }),
+        ("provisioning's drift", |s| {
+            s.provisioning.as_mut().unwrap().drift = true
+        }),
+        ("no provisioning", |s| s.provisioning = None),
+    ];
+    let same = fingerprint(&base());
+    assert_eq!(
+        same,
+        fingerprint(&base()),
+        "the same status, the same fingerprint"
+    );
+    for (what, change) in cases {
+        let mut st = base();
+        change(&mut st);
+        assert_ne!(fingerprint(&st), same, "{what}");
     }
 }
