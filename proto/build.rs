@@ -27,7 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The status view fingerprints each status it reduces by hashing it (a walk of its
         // fields, not an encoding): an edge's death re-reduces hundreds of thousands.
         // prost derives `Hash` itself for messages of scalar fields only (`EdgeStatus`,
-        // `LineContact`, `ProvisioningStatus`); these two hold other messages.
+        // `LineContact`, `ProvisioningStatus`); these two hold repeated messages.
         .type_attribute(".dialtone.status.v1.PhoneStatus", "#[derive(Eq, Hash)]")
         .type_attribute(".dialtone.status.v1.LineStatus", "#[derive(Eq, Hash)]")
         .compile_fds(fds)?;

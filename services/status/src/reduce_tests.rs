@@ -84,10 +84,20 @@ fn a_fingerprint_moves_with_any_field_however_deep() {
     };
     type Change = fn(&mut PhoneStatus);
     // Each changes one field, at every depth of the message.
-    let cases: [(&str, Change); 7] = [
+    let cases: [(&str, Change); 13] = [
         ("name", |s| s.name = "desk".into()),
         ("status", |s| s.status = OperationalStatus::Degraded as i32),
         ("an edge's lines", |s| s.edges[0].lines_registered = 2),
+        ("an edge's role", |s| s.edges[0].role = 2),
+        ("an edge's registered", |s| s.edges[0].registered = true),
+        ("a line's index", |s| s.lines[0].line_index = 1),
+        ("a line's reachable", |s| s.lines[0].reachable = true),
+        ("a contact's transport", |s| {
+            s.lines[0].contacts[0].transport = 2
+        }),
+        ("a contact's source", |s| {
+            s.lines[0].contacts[0].source = "10.0.0.9:5060".into()
+        }),
         ("an edge more", |s| s.edges.push(EdgeStatus::default())),
         ("a contact's uri", |s| {
             s.lines[0].contacts[0].uri = "sip:a@10.0.0.2".into()
