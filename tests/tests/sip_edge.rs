@@ -706,3 +706,110 @@ async fn a_line_registers_with_the_password_its_admin_typed() {
     assert_eq!(status(&ok), 200, "{ok}");
     assert!(wait_contacts(&mut e, &phone.id, 1, Duration::from_secs(3)).await);
 }
+
+/// A burst of datagrams, twice the rate that makes the edge read its UDP socket on a
+/// clock instead of being woken for each (`flow::udp_pace`: ten a millisecond over 8 ms),
+/// is answered whole (what a small receive buffer dropped is sent again, as a SIP client
+/// does); when it ends the edge goes back to being woken, and a lone request is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_udp_burst_is_read_on_a_clock_and_answered_whole() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let (sb, _c, _e) = sandbox(&[]).await;
+    let node = &sb.nodes[0];
+    let server = udp_addr(node);
+    let ticks = || async { node.metric("dialtone_edge_udp_ticks_total", "").await };
+    let before = ticks().await.expect("the ticks counter is exposed");
+    // One source: the kernel hands all of it to one receive loop.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = sock.local_addr().unwrap();
+    let options = move |i: usize| {
+        format!(
+            "OPTIONS sip:{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKburst{i};rport\r\nFrom: <sip:x@{server}>;tag=1\r\nTo: <sip:{server}>\r\nCall-ID: burst-{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    const N: usize = 4_000;
+    let answered: Arc<Vec<AtomicBool>> = Arc::new((0..N).map(|_| AtomicBool::new(false)).collect());
+    let sending = Arc::new(AtomicBool::new(true));
+    // Answers are read while the burst is sent, on a thread of their own.
+    let reader = {
+        let (sock, answered, sending) =
+            (sock.try_clone().unwrap(), answered.clone(), sending.clone());
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 2048];
+            loop {
+                match sock.recv(&mut buf) {
+                    Ok(n) => {
+                        let text = String::from_utf8_lossy(&buf[..n]);
+                        let id = headers(&text, "call-id")
+                            .first()
+                            .and_then(|c| c.strip_prefix("burst-")?.parse::<usize>().ok());
+                        if let (200, Some(i)) = (status(&text), id) {
+                            answered[i].store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(_) if !sending.load(Ordering::Relaxed) => return,
+                    Err(_) => {}
+                }
+            }
+        })
+    };
+    let sent = {
+        let answered = answered.clone();
+        tokio::task::spawn_blocking(move || {
+            // 20 a millisecond, one each 50 µs (spun for: a sleep is coarser); then what
+            // went unanswered, the same way, until every one is answered.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut rounds = 0;
+            loop {
+                let lost: Vec<usize> = (0..N)
+                    .filter(|i| !answered[*i].load(Ordering::Relaxed))
+                    .collect();
+                if lost.is_empty() || Instant::now() > deadline {
+                    return rounds;
+                }
+                let start = Instant::now();
+                for (k, i) in lost.into_iter().enumerate() {
+                    while Instant::now() < start + Duration::from_micros(50 * k as u64) {
+                        std::hint::spin_loop();
+                    }
+                    sock.send_to(options(i).as_bytes(), server).unwrap();
+                }
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+        .await
+        .unwrap()
+    };
+    sending.store(false, Ordering::Relaxed);
+    reader.join().unwrap();
+    let got = answered
+        .iter()
+        .filter(|a| a.load(Ordering::Relaxed))
+        .count();
+    assert_eq!(
+        got, N,
+        "every OPTIONS of the burst answered 200 ({sent} rounds sent)"
+    );
+    let after = ticks().await.unwrap();
+    assert!(
+        after > before,
+        "the burst was read on a clock ({before} -> {after} ticks)"
+    );
+    // Quiet again: every loop is woken by its socket, and a lone request is answered.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.metric("dialtone_edge_udp_loops_ticking", "").await != Some(0) {
+        assert!(Instant::now() < deadline, "a loop still reads on a clock");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ua = UdpPhone::new(server, "nobody", "x").await.unwrap();
+    let lone = options(N).replace(&local.to_string(), &ua.local().to_string());
+    ua.send(&lone).await.unwrap();
+    let r = ua.recv(Duration::from_secs(3)).await.unwrap();
+    assert_eq!(status(&r), 200, "{r}");
+}

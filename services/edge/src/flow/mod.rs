@@ -2,12 +2,13 @@
 //! types ([`Transport`], [`Peer`], [`Replier`], a request's timed [`Answer`]) and the table of open flows ([`Flows`]),
 //! plus the two ways a reply leaves: the per-thread UDP outbox ([`udp_out`], sent in
 //! batches by [`udp_batch`]) and a stream connection's byte-bounded queue
-//! ([`write_queue`]). Everything above (transport, registrar, delivery, dispatch) speaks
+//! ([`write_queue`]); and when a UDP receive loop reads ([`udp_pace`]). Everything above (transport, registrar, delivery, dispatch) speaks
 //! these; nothing here knows SIP beyond a transport's name.
 
 mod answer;
 pub(crate) mod udp_batch;
 pub(crate) mod udp_out;
+pub(crate) mod udp_pace;
 pub(crate) mod write_queue;
 
 pub use answer::Answer;
@@ -15,7 +16,7 @@ pub use dialtone_sip::transport::{FlowSource, Transport};
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
+    net::{SocketAddr, UdpSocket},
     os::fd::{AsRawFd, RawFd},
     sync::{
         Arc,
@@ -25,7 +26,6 @@ use std::{
 
 use dialtone_proto::edge::v1::SipTransport;
 use parking_lot::Mutex;
-use tokio::net::UdpSocket;
 
 /// [`FlowControl::idle_s`] of a stream connection no REGISTER over has authenticated yet. No real
 /// timeout is 0 (a line's persistent-connection timeout is at least 15 s), so a connection
@@ -83,7 +83,7 @@ impl Replier {
                 let fd = socket.as_raw_fd();
                 match udp_out::queue(fd, *to, bytes, *dscp) {
                     Ok(()) => true,
-                    Err(bytes) if *dscp == 0 => socket.try_send_to(&bytes, *to).is_ok(),
+                    Err(bytes) if *dscp == 0 => socket.send_to(&bytes, *to).is_ok(),
                     Err(bytes) => {
                         let one = udp_batch::Outgoing {
                             to: *to,

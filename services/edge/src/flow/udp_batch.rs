@@ -6,7 +6,8 @@
 //! sleep, while a batch that comes back short of [`BATCH`] already says the queue is
 //! empty (the kernel fills a non-blocking batch until it runs out of datagrams).
 //!
-//! This module is, with `FlowControl::apply_dscp`, the edge's only `unsafe` code: the calls,
+//! This module is, with `FlowControl::apply_dscp` and the UDP receive loop's registration
+//! with its thread's poller (`transport::udp`), the edge's only `unsafe` code: the calls,
 //! the DSCP control message of a send, and handing the addresses the
 //! kernel wrote to socket2, which reads them as `SocketAddr`s (and writes the destinations
 //! of a send).

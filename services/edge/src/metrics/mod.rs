@@ -86,6 +86,13 @@ pub(crate) fn method_index(method: &str) -> usize {
 /// at most one edge. Relayed answers of phones are counted with the deliveries.
 pub static RESPONSES: ResponseClasses = ResponseClasses([const { AtomicU64::new(0) }; 6]);
 
+/// UDP receive loops reading on a clock now, not woken by their socket
+/// (`flow::udp_pace`): process-wide, as [`RESPONSES`].
+pub static UDP_LOOPS_TICKING: AtomicI64 = AtomicI64::new(0);
+
+/// Reads UDP receive loops made on their clock (see [`UDP_LOOPS_TICKING`]).
+pub static UDP_TICKS: AtomicU64 = AtomicU64::new(0);
+
 /// See [`RESPONSES`].
 pub struct ResponseClasses([AtomicU64; 6]);
 
@@ -279,6 +286,18 @@ impl Stats {
                 "counter",
                 "Temporary bans of a source or a SIP user for repeated authentication failures.",
                 self.bans.load(Relaxed) as i64,
+            ),
+            (
+                "dialtone_edge_udp_ticks_total",
+                "counter",
+                "Reads of UDP sockets made on a clock (a tick each 1-2 ms, and at once again after a tick that read many) while datagrams came too fast to be woken for each.",
+                UDP_TICKS.load(Relaxed) as i64,
+            ),
+            (
+                "dialtone_edge_udp_loops_ticking",
+                "gauge",
+                "UDP receive loops reading on a clock now (one a thread), not woken by their socket.",
+                UDP_LOOPS_TICKING.load(Relaxed),
             ),
             (
                 "dialtone_edge_registered_phones",
