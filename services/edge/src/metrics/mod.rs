@@ -290,7 +290,7 @@ impl Stats {
             (
                 "dialtone_edge_udp_ticks_total",
                 "counter",
-                "Reads of UDP sockets made on a clock (a tick each 1-2 ms, and at once again after a tick that read many) while datagrams came too fast to be woken for each.",
+                "Reads of UDP sockets made on a clock (a tick about each millisecond, and at once again after a tick that read many) while datagrams came too fast to be woken for each.",
                 UDP_TICKS.load(Relaxed) as i64,
             ),
             (

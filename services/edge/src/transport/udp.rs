@@ -128,6 +128,8 @@ struct Loop {
 /// clock it is not, so its datagrams wake nobody.
 async fn receive(mut l: Loop, mut stop: watch::Receiver<bool>) {
     let mut pace = Pace::default();
+    // Whether the last registration failed: said once, not at each round of ticks.
+    let mut refused = false;
     // Made once, not per wait: each new one would register with the channel.
     let mut stopped = std::pin::pin!(stop.changed());
     loop {
@@ -139,11 +141,18 @@ async fn receive(mut l: Loop, mut stop: watch::Receiver<bool>) {
                     AsyncFd::register_with_interest(l.socket.clone(), Interest::READABLE)
                 };
                 let registered = match registered {
-                    Ok(r) => r,
+                    Ok(r) => {
+                        if std::mem::take(&mut refused) {
+                            info!("udp socket joined its thread's poller again");
+                        }
+                        r
+                    }
                     // The poller is full (max_user_watches) or the kernel short of
                     // memory: the socket is read on the clock until it can join.
                     Err(e) => {
-                        error!(error = %e, "udp socket could not join its thread's poller; reading it on a clock");
+                        if !std::mem::replace(&mut refused, true) {
+                            error!(error = %e, "udp socket could not join its thread's poller; reading it on a clock");
+                        }
                         pace = Pace::ticking();
                         continue;
                     }
