@@ -2,8 +2,9 @@
 //! types ([`Transport`], [`Peer`], [`Replier`], a request's timed [`Answer`]) and the table of open flows ([`Flows`]),
 //! plus the two ways a reply leaves: the per-thread UDP outbox ([`udp_out`], sent in
 //! batches by [`udp_batch`]) and a stream connection's byte-bounded queue
-//! ([`write_queue`]); and when a UDP receive loop reads ([`udp_pace`]). Everything above (transport, registrar, delivery, dispatch) speaks
-//! these; nothing here knows SIP beyond a transport's name.
+//! ([`write_queue`]); and when a UDP receive loop reads ([`udp_pace`]). Everything above
+//! (transport, registrar, delivery, dispatch) speaks these; nothing here knows SIP beyond
+//! a transport's name.
 
 mod answer;
 pub(crate) mod udp_batch;

@@ -56,8 +56,9 @@ pub enum Wait {
 #[derive(Clone, Debug)]
 pub struct Pace {
     wait: Wait,
-    /// Woken: how long this window has run so far. Ticking: ticks so far in this round.
+    /// Woken: how long this window has run so far.
     span: Duration,
+    /// Ticking: ticks so far in this round.
     ticks: u32,
     /// Datagrams read in this window or round.
     read: usize,
@@ -90,8 +91,8 @@ impl Pace {
     }
 
     /// The loop was woken by its socket, `since` after the wake-up before, and read `n`
-    /// datagrams; returns how it waits next.
-    pub fn woken(&mut self, since: Duration, n: usize) -> Wait {
+    /// datagrams ([`Pace::wait`] says how it waits next).
+    pub fn woken(&mut self, since: Duration, n: usize) {
         if self.wait == Wait::Woken {
             self.span += since;
             self.read += n;
@@ -104,11 +105,10 @@ impl Pace {
                 };
             }
         }
-        self.wait
     }
 
-    /// A tick read `n` datagrams; returns how the loop waits next.
-    pub fn ticked(&mut self, n: usize) -> Wait {
+    /// A tick read `n` datagrams ([`Pace::wait`] says how the loop waits next).
+    pub fn ticked(&mut self, n: usize) {
         if self.wait == Wait::Ticking {
             self.ticks += 1;
             self.read += n;
@@ -120,7 +120,6 @@ impl Pace {
                 }
             }
         }
-        self.wait
     }
 }
 
@@ -224,7 +223,7 @@ mod tests {
                 match step {
                     Woken(since, n) => pace.woken(since, n),
                     Ticked(n) => pace.ticked(n),
-                };
+                }
             }
             assert_eq!(pace.wait(), want, "case {i}");
         }

@@ -93,6 +93,24 @@ pub static UDP_LOOPS_TICKING: AtomicI64 = AtomicI64::new(0);
 /// Reads UDP receive loops made on their clock (see [`UDP_LOOPS_TICKING`]).
 pub static UDP_TICKS: AtomicU64 = AtomicU64::new(0);
 
+/// One UDP receive loop in [`UDP_LOOPS_TICKING`], until dropped (held while the loop
+/// reads on its clock, so however that ends it is counted out).
+pub struct LoopTicking(());
+
+impl LoopTicking {
+    /// Counts a loop as reading on its clock until the guard drops.
+    pub fn start() -> Self {
+        UDP_LOOPS_TICKING.fetch_add(1, Relaxed);
+        LoopTicking(())
+    }
+}
+
+impl Drop for LoopTicking {
+    fn drop(&mut self) {
+        UDP_LOOPS_TICKING.fetch_sub(1, Relaxed);
+    }
+}
+
 /// See [`RESPONSES`].
 pub struct ResponseClasses([AtomicU64; 6]);
 

@@ -9,7 +9,7 @@
 use std::{
     io,
     net::{SocketAddr, UdpSocket},
-    os::fd::{AsRawFd, RawFd},
+    os::fd::AsRawFd,
     sync::{Arc, atomic::Ordering::Relaxed},
     time::Instant,
 };
@@ -99,12 +99,10 @@ pub fn serve(
         arbiter.spawn(async move {
             let socket = Arc::new(socket);
             handler.flows().offer_udp(&socket);
-            let fd = socket.as_raw_fd();
-            crate::flow::udp_out::install(fd);
+            crate::flow::udp_out::install(socket.as_raw_fd());
             receive(
                 Loop {
                     socket,
-                    fd,
                     handler,
                     batch: Batch::default(),
                 },
@@ -118,7 +116,6 @@ pub fn serve(
 /// One receive loop's socket and what it reads into.
 struct Loop {
     socket: Arc<UdpSocket>,
-    fd: RawFd,
     handler: Arc<Dispatcher>,
     batch: Batch,
 }
@@ -174,7 +171,7 @@ async fn receive(mut l: Loop, mut stop: watch::Receiver<bool>) {
                     // and then).
                     let mut read = 0;
                     let _ = ready.try_io(|_| {
-                        read = l.batch.recv(l.fd)?;
+                        read = l.batch.recv(l.socket.as_raw_fd())?;
                         match read {
                             BATCH => Ok(()),
                             _ => Err(io::ErrorKind::WouldBlock.into()),
@@ -188,7 +185,7 @@ async fn receive(mut l: Loop, mut stop: watch::Receiver<bool>) {
                 // Dropping the registration takes the socket out of the poller.
             }
             Wait::Ticking => {
-                let _ticking = Ticking::start();
+                let _ticking = metrics::LoopTicking::start();
                 let mut clock = clock();
                 while pace.wait() == Wait::Ticking {
                     tokio::select! {
@@ -208,22 +205,6 @@ async fn receive(mut l: Loop, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Counts a loop in [`metrics::UDP_LOOPS_TICKING`] while it lives.
-struct Ticking;
-
-impl Ticking {
-    fn start() -> Self {
-        metrics::UDP_LOOPS_TICKING.fetch_add(1, Relaxed);
-        Ticking
-    }
-}
-
-impl Drop for Ticking {
-    fn drop(&mut self) {
-        metrics::UDP_LOOPS_TICKING.fetch_sub(1, Relaxed);
-    }
-}
-
 /// A tick each [`TICK`], the first one a tick from now; a late one is not made up for.
 fn clock() -> Interval {
     let mut clock = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
@@ -237,7 +218,7 @@ impl Loop {
     fn drain(&mut self) -> (usize, bool) {
         let mut read = 0;
         for _ in 0..TICK_BATCHES {
-            match self.batch.recv(self.fd) {
+            match self.batch.recv(self.socket.as_raw_fd()) {
                 Ok(n) => {
                     read += n;
                     self.answer();
